@@ -1,0 +1,209 @@
+//! The keyspace map (VSchema) and the rest of the config: loading from TOML, validation, key
+//! ranges and vindexes. Everything here is immutable once loaded and shared behind an `Arc`.
+//!
+//! - `keyrange`: shard names as key ranges, containment, tiling checks.
+//! - `vindex`: value → keyspace ID functions (Vitess-compatible).
+//! - `load`: TOML (and Vitess `vschema.json`) → validated [`Config`], with errors naming file,
+//!   line and key path.
+
+pub mod keyrange;
+mod load;
+mod raw;
+pub mod vindex;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use keyrange::KeyRange;
+pub use load::{load_config, load_vitess_json, parse_config};
+pub use vindex::{KeyValue, KeyspaceId, Vindex, VindexError, VindexKind};
+
+/// A config mistake, located: `shardgate.toml:12: keyspaces.commerce.tables.orders: unknown vindex "hsh"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The validated config.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub users: Vec<User>,
+    pub vschema: Arc<VSchema>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: String,
+    /// Admin HTTP address; accepted now, served once the admin listener lands.
+    pub admin: Option<String>,
+    /// Largest client packet accepted, in bytes.
+    pub max_packet_size: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub password: String,
+}
+
+/// Every keyspace, by name.
+#[derive(Debug, Clone, Default)]
+pub struct VSchema {
+    keyspaces: BTreeMap<String, Keyspace>,
+}
+
+impl VSchema {
+    pub fn new(keyspaces: impl IntoIterator<Item = Keyspace>) -> Self {
+        VSchema { keyspaces: keyspaces.into_iter().map(|k| (k.name.clone(), k)).collect() }
+    }
+
+    pub fn keyspace(&self, name: &str) -> Option<&Keyspace> {
+        self.keyspaces.get(name)
+    }
+
+    pub fn keyspaces(&self) -> impl Iterator<Item = &Keyspace> {
+        self.keyspaces.values()
+    }
+
+    /// The keyspaces that declare a table of this name.
+    pub fn keyspaces_with_table<'a>(&'a self, table: &'a str) -> impl Iterator<Item = &'a Keyspace> + 'a {
+        self.keyspaces.values().filter(move |k| k.tables.contains_key(table))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Keyspace {
+    pub name: String,
+    pub sharded: bool,
+    /// In key order; they tile the whole keyspace-ID space.
+    pub shards: Vec<Shard>,
+    pub tables: BTreeMap<String, Table>,
+    pub pool: PoolSize,
+}
+
+impl Keyspace {
+    pub fn table(&self, name: &str) -> Option<&Table> {
+        self.tables.get(name)
+    }
+
+    /// The index of the shard that owns `id`. Shards tile the space, so there is always one.
+    pub fn shard_for(&self, id: &KeyspaceId) -> usize {
+        self.shards.iter().position(|s| s.range.contains(&id.0)).unwrap_or(0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSize {
+    pub min: usize,
+    pub max: usize,
+}
+
+impl Default for PoolSize {
+    fn default() -> Self {
+        PoolSize { min: 4, max: 64 }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Shard {
+    pub name: String,
+    pub range: KeyRange,
+    pub primary: BackendAddr,
+}
+
+/// A backend MySQL address, from `mysql://user[:password]@host:port/database`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BackendAddr {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Option<String>,
+    pub database: String,
+}
+
+impl fmt::Debug for BackendAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Never shows the password.
+impl fmt::Display for BackendAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "mysql://{}@{}:{}/{}", self.user, self.host, self.port, self.database)
+    }
+}
+
+impl BackendAddr {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let rest = url
+            .strip_prefix("mysql://")
+            .ok_or_else(|| format!("{url:?} is not a mysql:// address"))?;
+        let (userinfo, hostpart) = rest
+            .rsplit_once('@')
+            .ok_or_else(|| format!("{url:?} has no user (mysql://user@host:port/db)"))?;
+        let (user, password) = match userinfo.split_once(':') {
+            Some((u, p)) => (u, Some(p.to_string())),
+            None => (userinfo, None),
+        };
+        if user.is_empty() {
+            return Err(format!("{url:?} has an empty user name"));
+        }
+        let (hostport, database) = hostpart
+            .split_once('/')
+            .ok_or_else(|| format!("{url:?} names no database (mysql://user@host:port/db)"))?;
+        if database.is_empty() || database.contains(['/', '?', '`']) {
+            return Err(format!("{url:?} has an invalid database name {database:?}"));
+        }
+        let (host, port) = hostport
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{url:?} has no port (mysql://user@host:port/db)"))?;
+        if host.is_empty() {
+            return Err(format!("{url:?} has an empty host"));
+        }
+        let port = port
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| format!("{url:?} has an invalid port {port:?}"))?;
+        Ok(BackendAddr {
+            host: host.to_string(),
+            port,
+            user: user.to_string(),
+            password,
+            database: database.to_string(),
+        })
+    }
+}
+
+/// How a table's rows are placed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Table {
+    /// Rows spread over the shards by the primary vindex of `column`.
+    Sharded { column: String, vindex: Arc<Vindex> },
+    /// A full copy on every shard: read from any one, write to all.
+    Reference,
+    /// A table of an unsharded keyspace: everything on its one shard.
+    Unsharded,
+}

@@ -1,0 +1,164 @@
+use super::*;
+
+const GOOD: &str = r#"
+[server]
+listen = "127.0.0.1:15306"
+
+[[users]]
+name = "app"
+password = "secret"
+
+[keyspaces.commerce]
+sharded = true
+shards = [
+  { name = "80-", primary = "mysql://root@127.0.0.1:17101/commerce" },
+  { name = "-80", primary = "mysql://root:pw@127.0.0.1:17100/commerce" },
+]
+vindexes.hash = { type = "hash" }
+tables.customers = { primary_vindex = { column = "customer_id", vindex = "hash" } }
+tables.products = { type = "reference" }
+
+[keyspaces.lookup]
+sharded = false
+shards = [{ name = "0", primary = "mysql://root@127.0.0.1:17102/lookup" }]
+tables.seq = {}
+"#;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    parse_config(text, Path::new("shardgate.toml"))
+}
+
+/// Replaces `from` with `to` in the good config and returns the error it produces.
+fn mistake(from: &str, to: &str) -> ConfigError {
+    assert!(GOOD.contains(from), "{from}");
+    parse(&GOOD.replacen(from, to, 1)).expect_err("config should be rejected")
+}
+
+#[test]
+fn good_config_loads() {
+    let config = parse(GOOD).unwrap();
+    let ks = config.vschema.keyspace("commerce").unwrap();
+    assert!(ks.sharded);
+    assert_eq!(ks.shards.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["-80", "80-"]);
+    assert_eq!(ks.shards[0].primary.password.as_deref(), Some("pw"));
+    assert_eq!(ks.shards[0].primary.to_string(), "mysql://root@127.0.0.1:17100/commerce");
+    assert!(matches!(ks.table("customers"), Some(Table::Sharded { column, .. }) if column == "customer_id"));
+    assert_eq!(ks.table("products"), Some(&Table::Reference));
+    assert_eq!(config.vschema.keyspace("lookup").unwrap().table("seq"), Some(&Table::Unsharded));
+    assert_eq!(config.users, vec![User { name: "app".into(), password: "secret".into() }]);
+}
+
+#[test]
+fn unknown_key_names_line() {
+    let e = mistake("sharded = true", "sharded = true\nshardz = 3");
+    assert_eq!(e.line, Some(11), "{e}");
+    assert!(e.to_string().starts_with("shardgate.toml:11"), "{e}");
+    assert!(e.message.contains("shardz"), "{e}");
+}
+
+#[test]
+fn unknown_vindex() {
+    let e = mistake(r#"vindex = "hash" }"#, r#"vindex = "hsh" }"#);
+    assert_eq!(e.key, "keyspaces.commerce.tables.customers.primary_vindex.vindex");
+    assert_eq!(e.line, Some(16));
+    assert!(e.message.contains("unknown vindex \"hsh\""), "{e}");
+}
+
+#[test]
+fn unknown_vindex_type() {
+    let e = mistake(r#"{ type = "hash" }"#, r#"{ type = "md5" }"#);
+    assert_eq!(e.key, "keyspaces.commerce.vindexes.hash.type");
+    assert_eq!(e.line, Some(15));
+}
+
+#[test]
+fn table_without_primary_vindex() {
+    let e = mistake(r#"tables.products = { type = "reference" }"#, "tables.products = {}");
+    assert_eq!(e.key, "keyspaces.commerce.tables.products");
+    assert_eq!(e.line, Some(17));
+    assert!(e.message.contains("needs a primary_vindex"), "{e}");
+}
+
+#[test]
+fn gap_in_shards() {
+    let e = mistake(r#"name = "80-""#, r#"name = "90-""#);
+    assert_eq!(e.key, "keyspaces.commerce.shards");
+    assert!(e.message.contains("gap"), "{e}");
+}
+
+#[test]
+fn overlapping_shards() {
+    let e = mistake(r#"name = "80-""#, r#"name = "70-""#);
+    assert!(e.message.contains("overlap"), "{e}");
+}
+
+#[test]
+fn malformed_shard_name() {
+    let e = mistake(r#"name = "80-""#, r#"name = "8g-""#);
+    assert_eq!(e.key, "keyspaces.commerce.shards[0].name");
+    assert_eq!(e.line, Some(12));
+}
+
+#[test]
+fn malformed_address() {
+    for bad in ["mysql://root@127.0.0.1/commerce", "postgres://root@h:1/db", "mysql://root@127.0.0.1:99999/commerce", "mysql://root@127.0.0.1:17101"] {
+        let e = mistake("mysql://root@127.0.0.1:17101/commerce", bad);
+        assert_eq!(e.key, "keyspaces.commerce.shards[0].primary", "{bad}");
+        assert_eq!(e.line, Some(12));
+        assert!(e.message.contains("malformed address"), "{e}");
+    }
+}
+
+#[test]
+fn bad_listen_address() {
+    let e = mistake("127.0.0.1:15306", "localhost");
+    assert_eq!(e.key, "server.listen");
+    assert_eq!(e.line, Some(3));
+}
+
+#[test]
+fn unsharded_keyspace_with_two_shards() {
+    let e = mistake(
+        r#"shards = [{ name = "0", primary = "mysql://root@127.0.0.1:17102/lookup" }]"#,
+        r#"shards = [{ name = "-80", primary = "mysql://root@h:1/l" }, { name = "80-", primary = "mysql://root@h:2/l" }]"#,
+    );
+    assert!(e.message.contains("exactly one shard"), "{e}");
+}
+
+#[test]
+fn missing_file_is_an_error() {
+    let e = load_config(Path::new("/nonexistent/shardgate.toml")).unwrap_err();
+    assert!(e.message.contains("cannot read config"), "{e}");
+}
+
+#[test]
+fn vitess_vschema_json() {
+    let dir = std::env::temp_dir().join(format!("vschema-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("commerce.json"),
+        r#"{"sharded": true,
+            "vindexes": {"hash": {"type": "hash"}, "xx": {"type": "xxhash"}},
+            "tables": {
+              "customer": {"column_vindexes": [{"column": "customer_id", "name": "hash"}]},
+              "corder": {"column_vindexes": [{"columns": ["sku"], "name": "xx"}], "columns": [{"name": "sku"}]},
+              "product": {"type": "reference"}
+            },
+            "require_explicit_routing": false}"#,
+    )
+    .unwrap();
+    let config_text = GOOD
+        .replace("sharded = true\n", "vschema_json = \"commerce.json\"\n")
+        .replace("vindexes.hash = { type = \"hash\" }\n", "")
+        .replace("tables.customers = { primary_vindex = { column = \"customer_id\", vindex = \"hash\" } }\ntables.products = { type = \"reference\" }\n", "");
+    let config = parse_config(&config_text, &dir.join("shardgate.toml")).unwrap();
+    let ks = config.vschema.keyspace("commerce").unwrap();
+    assert!(ks.sharded);
+    assert!(matches!(ks.table("corder"), Some(Table::Sharded { column, vindex }) if column == "sku" && vindex.kind == VindexKind::Xxhash));
+    assert_eq!(ks.table("product"), Some(&Table::Reference));
+
+    std::fs::write(dir.join("bad.json"), r#"{"sharded": true, "vindexes": {"l": {"type": "consistent_lookup"}}}"#).unwrap();
+    let e = load_vitess_json(&dir.join("bad.json")).unwrap_err();
+    assert!(e.message.contains("not supported yet"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,118 @@
+//! The config file as written: serde structs that reject unknown keys. `load` turns them into the
+//! validated model; nothing else reads them.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    pub server: RawServer,
+    #[serde(default)]
+    pub users: Vec<Spanned<RawUser>>,
+    #[serde(default)]
+    pub keyspaces: BTreeMap<String, Spanned<RawKeyspace>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServer {
+    pub listen: Spanned<String>,
+    pub admin: Option<Spanned<String>>,
+    pub max_packet_size: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUser {
+    pub name: String,
+    #[serde(default)]
+    pub password: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawKeyspace {
+    pub sharded: Option<bool>,
+    #[serde(default)]
+    pub shards: Vec<Spanned<RawShard>>,
+    pub pool: Option<RawPool>,
+    #[serde(default)]
+    pub vindexes: BTreeMap<String, Spanned<RawVindex>>,
+    #[serde(default)]
+    pub tables: BTreeMap<String, Spanned<RawTable>>,
+    /// A Vitess `vschema.json` giving `sharded`, `vindexes` and `tables` for this keyspace.
+    pub vschema_json: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawShard {
+    pub name: Spanned<String>,
+    pub primary: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPool {
+    pub min: Option<usize>,
+    pub max: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawVindex {
+    #[serde(rename = "type")]
+    pub kind: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTable {
+    #[serde(rename = "type")]
+    pub kind: Option<Spanned<String>>,
+    pub primary_vindex: Option<Spanned<RawColumnVindex>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawColumnVindex {
+    pub column: String,
+    pub vindex: Spanned<String>,
+}
+
+/// A Vitess keyspace `vschema.json`. Unknown keys are ignored: Vitess files carry many settings that
+/// do not change placement.
+#[derive(Debug, Deserialize)]
+pub(crate) struct VitessKeyspace {
+    #[serde(default)]
+    pub sharded: bool,
+    #[serde(default)]
+    pub vindexes: BTreeMap<String, VitessVindex>,
+    #[serde(default)]
+    pub tables: BTreeMap<String, VitessTable>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct VitessVindex {
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct VitessTable {
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    #[serde(default)]
+    pub column_vindexes: Vec<VitessColumnVindex>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct VitessColumnVindex {
+    pub column: Option<String>,
+    #[serde(default)]
+    pub columns: Vec<String>,
+    pub name: String,
+}

@@ -1,0 +1,295 @@
+//! Vindexes: functions from a column value to a keyspace ID, compatible with Vitess so a Vitess
+//! user's rows land on the same shards.
+
+use std::fmt;
+
+use des::cipher::{Array, BlockCipherDecrypt, BlockCipherEncrypt, KeyInit};
+use des::Des;
+use unicode_normalization::char::is_combining_mark;
+use unicode_normalization::UnicodeNormalization;
+use xxhash_rust::xxh64::xxh64;
+
+/// The bytes a row maps to; shards own contiguous ranges of them.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KeyspaceId(pub Vec<u8>);
+
+impl fmt::Display for KeyspaceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+/// A literal value as it appears in SQL, before a vindex interprets it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum KeyValue {
+    /// An integer literal that fits `i64`.
+    Int(i64),
+    /// An integer literal above `i64::MAX`.
+    UInt(u64),
+    /// A string literal (or any other literal kept as its text: decimals, floats).
+    Text(Vec<u8>),
+    /// A numeric literal that is not an integer, e.g. `1.5` or `1e3`, kept as written.
+    Decimal(String),
+}
+
+impl fmt::Display for KeyValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyValue::Int(v) => write!(f, "{v}"),
+            KeyValue::UInt(v) => write!(f, "{v}"),
+            KeyValue::Text(b) => write!(f, "'{}'", String::from_utf8_lossy(b)),
+            KeyValue::Decimal(s) => f.write_str(s),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VindexKind {
+    /// DES-ECB with an all-zero key over the value as a big-endian u64.
+    Hash,
+    /// XXH64 (seed 0) over the value's text, written little-endian.
+    Xxhash,
+    /// The integer itself as 8 big-endian bytes.
+    Numeric,
+    /// The value's bytes as they are.
+    Binary,
+    /// xxhash over the value after case and accent folding and trailing-space trimming.
+    UnicodeLooseXxhash,
+}
+
+impl VindexKind {
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "hash" => VindexKind::Hash,
+            "xxhash" => VindexKind::Xxhash,
+            "numeric" => VindexKind::Numeric,
+            "binary" => VindexKind::Binary,
+            "unicode_loose_xxhash" => VindexKind::UnicodeLooseXxhash,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            VindexKind::Hash => "hash",
+            VindexKind::Xxhash => "xxhash",
+            VindexKind::Numeric => "numeric",
+            VindexKind::Binary => "binary",
+            VindexKind::UnicodeLooseXxhash => "unicode_loose_xxhash",
+        }
+    }
+
+    /// All the vindexes here map one value to exactly one keyspace ID.
+    pub fn is_unique(self) -> bool {
+        true
+    }
+}
+
+/// Why a value has no keyspace ID under a vindex. For reads the planner can fall back to a
+/// scatter (always correct); for writes it is an error for the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VindexError {
+    #[error("vindex {vindex}: value {value} is not an integer")]
+    NotAnInteger { vindex: &'static str, value: String },
+    #[error(
+        "vindex {vindex}: value {value} could compare as a number or as a string depending on the \
+         column type; write it as an integer or as canonical text"
+    )]
+    AmbiguousNumber { vindex: &'static str, value: String },
+    #[error("vindex {vindex}: value {value} is not valid UTF-8")]
+    NotUtf8 { vindex: &'static str, value: String },
+}
+
+/// A named vindex of a keyspace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vindex {
+    pub name: String,
+    pub kind: VindexKind,
+}
+
+impl Vindex {
+    pub fn map(&self, value: &KeyValue) -> Result<KeyspaceId, VindexError> {
+        self.kind.map(value)
+    }
+}
+
+impl VindexKind {
+    pub fn map(self, value: &KeyValue) -> Result<KeyspaceId, VindexError> {
+        Ok(KeyspaceId(match self {
+            VindexKind::Hash => des_encrypt(self.as_u64(value)?).to_vec(),
+            VindexKind::Numeric => self.as_u64(value)?.to_be_bytes().to_vec(),
+            VindexKind::Xxhash => xxh64(&self.text_of(value)?, 0).to_le_bytes().to_vec(),
+            VindexKind::Binary => self.text_of(value)?,
+            VindexKind::UnicodeLooseXxhash => {
+                let text = self.text_of(value)?;
+                let text = std::str::from_utf8(&text).map_err(|_| VindexError::NotUtf8 {
+                    vindex: self.name(),
+                    value: value.to_string(),
+                })?;
+                xxh64(loose_fold(text).as_bytes(), 0).to_le_bytes().to_vec()
+            }
+        }))
+    }
+
+    /// Integer vindexes: a negative value is reinterpreted as u64 (two's complement), as Vitess
+    /// does, so that the same value always lands on the same shard. Text must be an integer.
+    fn as_u64(self, value: &KeyValue) -> Result<u64, VindexError> {
+        match value {
+            KeyValue::Int(v) => Ok(*v as u64),
+            KeyValue::UInt(v) => Ok(*v),
+            KeyValue::Text(t) => {
+                let s = std::str::from_utf8(t).ok();
+                s.and_then(|s| s.parse::<u64>().ok().or_else(|| s.parse::<i64>().ok().map(|v| v as u64)))
+                    .ok_or_else(|| VindexError::NotAnInteger {
+                        vindex: self.name(),
+                        value: value.to_string(),
+                    })
+            }
+            KeyValue::Decimal(_) => Err(VindexError::NotAnInteger {
+                vindex: self.name(),
+                value: value.to_string(),
+            }),
+        }
+    }
+
+    /// Byte vindexes hash the value's MySQL text. A string that reads as a number but is not in
+    /// canonical integer form (`'01'`, `'1.0'`, `' 1'`) is refused: on an integer column MySQL
+    /// would store `1`, on a string column `01`, and the two hash differently.
+    fn text_of(self, value: &KeyValue) -> Result<Vec<u8>, VindexError> {
+        match value {
+            KeyValue::Int(v) => Ok(v.to_string().into_bytes()),
+            KeyValue::UInt(v) => Ok(v.to_string().into_bytes()),
+            KeyValue::Text(t) => {
+                if looks_numeric_non_canonical(t) {
+                    Err(VindexError::AmbiguousNumber { vindex: self.name(), value: value.to_string() })
+                } else {
+                    Ok(t.clone())
+                }
+            }
+            KeyValue::Decimal(_) => {
+                Err(VindexError::AmbiguousNumber { vindex: self.name(), value: value.to_string() })
+            }
+        }
+    }
+}
+
+fn looks_numeric_non_canonical(t: &[u8]) -> bool {
+    let Ok(s) = std::str::from_utf8(t) else { return false };
+    let trimmed = s.trim();
+    if trimmed.is_empty() || trimmed.parse::<f64>().is_err() {
+        return false;
+    }
+    let canonical = trimmed.parse::<i64>().map(|v| v.to_string()).or_else(|_| trimmed.parse::<u64>().map(|v| v.to_string()));
+    canonical.map(|c| c != s).unwrap_or(true)
+}
+
+/// Case and accent folding for `unicode_loose_xxhash`: canonical decomposition, combining marks
+/// dropped, lower-cased, trailing spaces trimmed (MySQL PAD SPACE comparison ignores them).
+pub fn loose_fold(text: &str) -> String {
+    text.trim_end_matches(' ')
+        .nfd()
+        .filter(|c| !is_combining_mark(*c))
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+fn des_cipher() -> Des {
+    Des::new(&Array::from([0u8; 8]))
+}
+
+fn des_encrypt(v: u64) -> [u8; 8] {
+    let mut block = Array::from(v.to_be_bytes());
+    des_cipher().encrypt_block(&mut block);
+    block.into()
+}
+
+/// The inverse of the `hash` vindex: the integer a keyspace ID came from.
+pub fn hash_reverse(id: &KeyspaceId) -> Option<u64> {
+    let bytes: [u8; 8] = id.0.as_slice().try_into().ok()?;
+    let mut block = Array::from(bytes);
+    des_cipher().decrypt_block(&mut block);
+    Some(u64::from_be_bytes(block.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(kind: VindexKind, v: KeyValue) -> String {
+        kind.map(&v).unwrap().to_string()
+    }
+
+    #[test]
+    fn hash_known_answers() {
+        // Published in design.md and in Vitess's hash_test.go.
+        let cases = [
+            (1, "166b40b44aba4bd6"),
+            (2, "06e7ea22ce92708f"),
+            (3, "4eb190c9a2fa169c"),
+            (4, "d2fd8867d50d2dfe"),
+            (5, "70bb023c810ca87a"),
+            (6, "f098480ac4c4be71"),
+        ];
+        for (v, want) in cases {
+            assert_eq!(hex(VindexKind::Hash, KeyValue::Int(v)), want, "hash({v})");
+            assert_eq!(hex(VindexKind::Hash, KeyValue::Text(v.to_string().into_bytes())), want);
+            let id = VindexKind::Hash.map(&KeyValue::Int(v)).unwrap();
+            assert_eq!(hash_reverse(&id), Some(v as u64));
+        }
+    }
+
+    #[test]
+    fn hash_negative_is_reinterpreted_as_u64() {
+        let neg = VindexKind::Hash.map(&KeyValue::Int(-1)).unwrap();
+        let max = VindexKind::Hash.map(&KeyValue::UInt(u64::MAX)).unwrap();
+        assert_eq!(neg, max);
+        assert_eq!(VindexKind::Hash.map(&KeyValue::Text(b"-1".to_vec())).unwrap(), neg);
+    }
+
+    #[test]
+    fn integer_vindexes_refuse_non_integers() {
+        for kind in [VindexKind::Hash, VindexKind::Numeric] {
+            assert!(matches!(kind.map(&KeyValue::Text(b"abc".to_vec())), Err(VindexError::NotAnInteger { .. })));
+            assert!(matches!(kind.map(&KeyValue::Decimal("1.5".into())), Err(VindexError::NotAnInteger { .. })));
+        }
+    }
+
+    #[test]
+    fn numeric_is_identity() {
+        assert_eq!(hex(VindexKind::Numeric, KeyValue::Int(1)), "0000000000000001");
+        assert_eq!(hex(VindexKind::Numeric, KeyValue::UInt(0x8000_0000_0000_0000)), "8000000000000000");
+    }
+
+    #[test]
+    fn xxhash_known_answers() {
+        assert_eq!(hex(VindexKind::Xxhash, KeyValue::Text(b"test1".to_vec())), "d01ab7e4d6978f0b");
+        assert_eq!(hex(VindexKind::Xxhash, KeyValue::Int(1)), "d46405367612b4b7");
+        assert_eq!(hex(VindexKind::Xxhash, KeyValue::Int(-1)), "d8e2a6a7c8c7623d");
+        // An integer and its canonical text are the same value.
+        assert_eq!(hex(VindexKind::Xxhash, KeyValue::Text(b"1".to_vec())), "d46405367612b4b7");
+    }
+
+    #[test]
+    fn byte_vindexes_refuse_ambiguous_numbers() {
+        for t in ["01", "1.0", " 1", "1e3"] {
+            let r = VindexKind::Xxhash.map(&KeyValue::Text(t.as_bytes().to_vec()));
+            assert!(matches!(r, Err(VindexError::AmbiguousNumber { .. })), "{t}");
+        }
+        assert!(VindexKind::Xxhash.map(&KeyValue::Text(b"abc".to_vec())).is_ok());
+    }
+
+    #[test]
+    fn binary_is_the_bytes() {
+        assert_eq!(hex(VindexKind::Binary, KeyValue::Text(b"\x01\x02".to_vec())), "0102");
+        assert_eq!(hex(VindexKind::Binary, KeyValue::Int(12)), "3132");
+    }
+
+    #[test]
+    fn unicode_loose_folds_case_accents_and_trailing_spaces() {
+        let map = |s: &str| VindexKind::UnicodeLooseXxhash.map(&KeyValue::Text(s.as_bytes().to_vec())).unwrap();
+        assert_eq!(map("Test"), map("test"));
+        assert_eq!(map("Éclair  "), map("eclair"));
+        assert_ne!(map("test"), map(" test"));
+        assert!(VindexKind::UnicodeLooseXxhash.map(&KeyValue::Text(vec![0xff])).is_err());
+    }
+}
