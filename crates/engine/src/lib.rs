@@ -1,1 +1,112 @@
-//! placeholder
+//! Plans and their execution. A [`Plan`] is data built by the planner; [`execute`] runs it against
+//! an [`Executor`] (the backend pools in production, a logging fake in tests) and streams rows into
+//! a [`RowSink`] (the client connection). The engine never parses SQL.
+//!
+//! - `plan`: the primitives ([`Route`], [`Insert`], [`Send`]) and their one renderer, `describe`.
+//! - `route`, `insert`, `send`: how each primitive executes.
+//! - `fanout`: running one statement on several shards at once and concatenating their rows.
+
+mod fanout;
+mod insert;
+mod plan;
+mod route;
+mod send;
+
+use std::future::Future;
+use std::sync::Arc;
+
+pub use mysql_common::packets::Column;
+pub use mysql_common::value::Value;
+pub use plan::{Insert, InsertRow, Opcode, Plan, Route, Send};
+use vschema::{Keyspace, VSchema, VindexError};
+
+/// What a statement did, as reported in the OK packet (or the EOF after rows).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub affected_rows: u64,
+    pub last_insert_id: u64,
+    pub warnings: u16,
+    pub info: String,
+}
+
+impl Outcome {
+    /// Folds the outcome of one more shard into a statement that ran on several.
+    pub fn merge(&mut self, other: Outcome) {
+        self.affected_rows += other.affected_rows;
+        if self.last_insert_id == 0 {
+            self.last_insert_id = other.last_insert_id;
+        }
+        self.warnings = self.warnings.saturating_add(other.warnings);
+        if self.info.is_empty() {
+            self.info = other.info;
+        }
+    }
+}
+
+/// Receives a statement's result set: the columns once, then each row.
+pub trait RowSink: std::marker::Send {
+    fn columns(&mut self, columns: Arc<[Column]>) -> impl Future<Output = Result<(), EngineError>> + std::marker::Send;
+    fn row(&mut self, row: Vec<Value>) -> impl Future<Output = Result<(), EngineError>> + std::marker::Send;
+}
+
+/// Runs one SQL statement on one shard. `keyspace` and `shard` are names from the VSchema.
+pub trait Executor: Sync {
+    fn execute<S: RowSink>(
+        &self,
+        keyspace: &str,
+        shard: &str,
+        sql: &str,
+        sink: &mut S,
+    ) -> impl Future<Output = Result<Outcome, EngineError>> + std::marker::Send;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The backend server refused the statement; its code and SQLSTATE pass through.
+    #[error("shard {shard}: {message}")]
+    Server { shard: String, code: u16, state: String, message: String },
+    /// The backend could not be reached or the connection broke.
+    #[error("shard {shard}: {message}")]
+    Backend { shard: String, message: String },
+    /// A value that a write must place has no keyspace ID.
+    #[error("{0}")]
+    Vindex(#[from] VindexError),
+    #[error("keyspace {0} is not in the VSchema")]
+    UnknownKeyspace(String),
+    /// Writing to the client failed; the statement is abandoned.
+    #[error("client connection: {0}")]
+    Client(#[from] std::io::Error),
+}
+
+/// Runs `plan` and streams its rows (if any) into `sink`.
+pub async fn execute<E: Executor, S: RowSink>(
+    plan: &Plan,
+    vschema: &VSchema,
+    executor: &E,
+    sink: &mut S,
+) -> Result<Outcome, EngineError> {
+    match plan {
+        Plan::Route(route) => route::execute(route, keyspace(vschema, &route.keyspace)?, executor, sink).await,
+        Plan::Insert(insert) => insert::execute(insert, keyspace(vschema, &insert.keyspace)?, executor).await,
+        Plan::Send(send) => send::execute(send, keyspace(vschema, &send.keyspace)?, executor).await,
+    }
+}
+
+fn keyspace<'a>(vschema: &'a VSchema, name: &str) -> Result<&'a Keyspace, EngineError> {
+    vschema.keyspace(name).ok_or_else(|| EngineError::UnknownKeyspace(name.to_string()))
+}
+
+/// A sink for statements that return no rows; rows that arrive anyway are dropped.
+pub struct NoRows;
+
+impl RowSink for NoRows {
+    async fn columns(&mut self, _: Arc<[Column]>) -> Result<(), EngineError> {
+        Ok(())
+    }
+    async fn row(&mut self, _: Vec<Value>) -> Result<(), EngineError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,65 @@
-//! placeholder
+//! SQL → [`Plan`]. Pure and synchronous: a parsed statement, its original text and the VSchema in,
+//! a plan (or a reason it cannot be planned) out. It never touches a socket.
+//!
+//! - `tables`: resolving table names to keyspaces and placements.
+//! - `text`: mapping parser spans back to the client's text, so statements are forwarded as the
+//!   client wrote them (the parser's printer loses comments and backslash escapes).
+//! - `routing`: finding vindex values in a WHERE clause.
+//! - `select`, `dml`, `ddl`: one planner per statement family.
+
+mod ddl;
+mod dml;
+mod routing;
+mod select;
+mod tables;
+mod text;
+
+use engine::Plan;
+use sqlparser::ast::Statement;
+use vschema::{VSchema, VindexError};
+
+pub use text::SourceText;
+
+/// Why a statement has no plan. The gate maps each kind to its MySQL error code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// A valid statement shape that shardgate cannot run correctly yet.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    #[error("No database selected")]
+    NoDatabase,
+    #[error("Unknown database '{0}'")]
+    UnknownKeyspace(String),
+    #[error("Table '{keyspace}.{table}' doesn't exist")]
+    UnknownTable { keyspace: String, table: String },
+    /// A write that does not say where its row goes.
+    #[error("Field '{column}' doesn't have a default value: an INSERT into sharded table {table} must give its primary vindex column")]
+    MissingVindexColumn { table: String, column: String },
+    #[error("Column '{0}' cannot be null: it is the table's primary vindex column")]
+    NullVindexValue(String),
+    #[error("{0}")]
+    Vindex(#[from] VindexError),
+}
+
+pub(crate) fn unsupported(what: impl Into<String>) -> PlanError {
+    PlanError::Unsupported(what.into())
+}
+
+/// What a statement is planned against.
+pub struct Context<'a> {
+    pub vschema: &'a VSchema,
+    /// The session's current keyspace (`USE ks`), if any.
+    pub keyspace: Option<&'a str>,
+}
+
+/// Plans one statement. `sql` is the client's text that `stmt` was parsed from.
+pub fn plan(stmt: &Statement, sql: &str, ctx: &Context<'_>) -> Result<Plan, PlanError> {
+    let source = SourceText::new(sql);
+    match stmt {
+        Statement::Query(query) => select::plan_select(stmt, query, &source, ctx),
+        Statement::Insert(insert) => dml::plan_insert(stmt, insert, &source, ctx),
+        Statement::Update(update) => dml::plan_update(stmt, update, &source, ctx),
+        Statement::Delete(delete) => dml::plan_delete(stmt, delete, &source, ctx),
+        _ => ddl::plan_other(stmt, &source, ctx),
+    }
+}

@@ -85,11 +85,6 @@ impl VSchema {
     pub fn keyspaces(&self) -> impl Iterator<Item = &Keyspace> {
         self.keyspaces.values()
     }
-
-    /// The keyspaces that declare a table of this name.
-    pub fn keyspaces_with_table<'a>(&'a self, table: &'a str) -> impl Iterator<Item = &'a Keyspace> + 'a {
-        self.keyspaces.values().filter(move |k| k.tables.contains_key(table))
-    }
 }
 
 #[derive(Debug, Clone)]

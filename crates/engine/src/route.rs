@@ -1,0 +1,37 @@
+use std::collections::BTreeSet;
+
+use vschema::Keyspace;
+
+use crate::fanout::fan_out;
+use crate::{EngineError, Executor, Opcode, Outcome, Route, RowSink};
+
+/// The indexes (in key order) of the shards a route reaches.
+pub(crate) fn shards_for(opcode: &Opcode, keyspace: &Keyspace) -> Result<Vec<usize>, EngineError> {
+    Ok(match opcode {
+        Opcode::Unsharded | Opcode::Reference => vec![0],
+        Opcode::EqualUnique { vindex, value } => vec![keyspace.shard_for(&vindex.map(value)?)],
+        Opcode::In { vindex, values } => {
+            let mut set = BTreeSet::new();
+            for v in values {
+                set.insert(keyspace.shard_for(&vindex.map(v)?));
+            }
+            set.into_iter().collect()
+        }
+        Opcode::Scatter => (0..keyspace.shards.len()).collect(),
+    })
+}
+
+pub(crate) async fn execute<E: Executor, S: RowSink>(
+    route: &Route,
+    keyspace: &Keyspace,
+    executor: &E,
+    sink: &mut S,
+) -> Result<Outcome, EngineError> {
+    let shards = shards_for(&route.opcode, keyspace)?;
+    tracing::debug!(keyspace = %keyspace.name, opcode = route.opcode.name(), shards = shards.len(), "route");
+    if let [one] = shards.as_slice() {
+        return executor.execute(&keyspace.name, &keyspace.shards[*one].name, &route.query, sink).await;
+    }
+    let queries: Vec<(usize, &str)> = shards.iter().map(|&i| (i, route.query.as_str())).collect();
+    fan_out(keyspace, &queries, executor, sink).await
+}

@@ -1,0 +1,136 @@
+//! Plans run against a fake executor that logs each statement it is asked to run.
+
+use std::sync::{Arc, Mutex};
+
+use vschema::{BackendAddr, KeyRange, KeyValue, Keyspace, PoolSize, Shard, VSchema, Vindex, VindexKind};
+
+use super::*;
+
+#[derive(Default)]
+struct LoggingExecutor {
+    log: Mutex<Vec<String>>,
+}
+
+impl Executor for LoggingExecutor {
+    async fn execute<S: RowSink>(&self, keyspace: &str, shard: &str, sql: &str, sink: &mut S) -> Result<Outcome, EngineError> {
+        self.log.lock().unwrap().push(format!("execute {keyspace}/{shard}: {sql}"));
+        if sql.starts_with("select") {
+            sink.columns(Arc::from(vec![Column::new(mysql_common::constants::ColumnType::MYSQL_TYPE_VAR_STRING).with_name(b"shard")])).await?;
+            sink.row(vec![Value::Bytes(shard.as_bytes().to_vec())]).await?;
+        }
+        Ok(Outcome { affected_rows: 1, ..Default::default() })
+    }
+}
+
+#[derive(Default)]
+struct Collect {
+    columns: usize,
+    rows: Vec<Vec<Value>>,
+}
+
+impl RowSink for Collect {
+    async fn columns(&mut self, _: Arc<[Column]>) -> Result<(), EngineError> {
+        self.columns += 1;
+        Ok(())
+    }
+    async fn row(&mut self, row: Vec<Value>) -> Result<(), EngineError> {
+        self.rows.push(row);
+        Ok(())
+    }
+}
+
+fn vschema() -> VSchema {
+    let addr = BackendAddr::parse("mysql://root@127.0.0.1:1/db").unwrap();
+    let shard = |name: &str| Shard { name: name.into(), range: KeyRange::parse(name).unwrap(), primary: addr.clone() };
+    VSchema::new([Keyspace {
+        name: "ks".into(),
+        sharded: true,
+        shards: vec![shard("-80"), shard("80-")],
+        tables: Default::default(),
+        pool: PoolSize::default(),
+    }])
+}
+
+fn hash() -> Arc<Vindex> {
+    Arc::new(Vindex { name: "hash".into(), kind: VindexKind::Hash })
+}
+
+async fn run(plan: Plan) -> (Vec<String>, Collect, Outcome) {
+    let exec = LoggingExecutor::default();
+    let mut sink = Collect::default();
+    let outcome = execute(&plan, &vschema(), &exec, &mut sink).await.unwrap();
+    let mut log = exec.log.into_inner().unwrap();
+    log.sort();
+    (log, sink, outcome)
+}
+
+fn route(opcode: Opcode, query: &str) -> Plan {
+    Plan::Route(Route { keyspace: "ks".into(), opcode, query: query.into() })
+}
+
+// hash(1) = 166b.. lives on -80, hash(4) = d2fd.. on 80-, hash(2) = 06e7.. on -80.
+
+#[tokio::test]
+async fn equal_unique_reaches_one_shard() {
+    let (log, sink, _) = run(route(Opcode::EqualUnique { vindex: hash(), value: KeyValue::Int(4) }, "select 4")).await;
+    assert_eq!(log, ["execute ks/80-: select 4"]);
+    assert_eq!(sink.rows, [vec![Value::Bytes(b"80-".to_vec())]]);
+}
+
+#[tokio::test]
+async fn in_reaches_only_owning_shards() {
+    let values = vec![KeyValue::Int(1), KeyValue::Int(2)];
+    let (log, _, _) = run(route(Opcode::In { vindex: hash(), values }, "select in")).await;
+    assert_eq!(log, ["execute ks/-80: select in"]);
+}
+
+#[tokio::test]
+async fn scatter_concatenates_rows_with_one_header() {
+    let (log, sink, _) = run(route(Opcode::Scatter, "select all")).await;
+    assert_eq!(log, ["execute ks/-80: select all", "execute ks/80-: select all"]);
+    assert_eq!(sink.columns, 1);
+    assert_eq!(sink.rows, [vec![Value::Bytes(b"-80".to_vec())], vec![Value::Bytes(b"80-".to_vec())]]);
+}
+
+#[tokio::test]
+async fn scatter_dml_sums_affected_rows() {
+    let (_, _, outcome) = run(route(Opcode::Scatter, "delete from t")).await;
+    assert_eq!(outcome.affected_rows, 2);
+}
+
+#[tokio::test]
+async fn insert_splits_rows_by_shard() {
+    let row = |v: i64| InsertRow { value: KeyValue::Int(v), sql: format!("({v})") };
+    let plan = Plan::Insert(Insert {
+        keyspace: "ks".into(),
+        table: "t".into(),
+        vindex: hash(),
+        prefix: "insert into t (id) values ".into(),
+        rows: vec![row(1), row(4), row(2)],
+        suffix: String::new(),
+    });
+    let (log, _, outcome) = run(plan).await;
+    assert_eq!(log, ["execute ks/-80: insert into t (id) values (1), (2)", "execute ks/80-: insert into t (id) values (4)"]);
+    assert_eq!(outcome.affected_rows, 2);
+}
+
+#[tokio::test]
+async fn send_reaches_every_shard_and_reports_one() {
+    let (log, _, outcome) = run(Plan::Send(Send { keyspace: "ks".into(), query: "create table t (id int)".into() })).await;
+    assert_eq!(log.len(), 2);
+    assert_eq!(outcome.affected_rows, 1);
+}
+
+#[tokio::test]
+async fn insert_with_unmappable_value_is_an_error() {
+    let plan = Plan::Insert(Insert {
+        keyspace: "ks".into(),
+        table: "t".into(),
+        vindex: hash(),
+        prefix: "insert into t (id) values ".into(),
+        rows: vec![InsertRow { value: KeyValue::Text(b"abc".to_vec()), sql: "('abc')".into() }],
+        suffix: String::new(),
+    });
+    let err = execute(&plan, &vschema(), &LoggingExecutor::default(), &mut Collect::default()).await.unwrap_err();
+    assert!(matches!(err, EngineError::Vindex(_)), "{err}");
+}

@@ -1,0 +1,127 @@
+//! Finding the shards a statement needs from its WHERE clause: equality or `IN` on the primary
+//! vindex column of the sharded table, alone or inside `AND`.
+
+use std::sync::Arc;
+
+use engine::Opcode;
+use sqlparser::ast::{BinaryOperator, Expr, InTarget, UnaryOperator, Value};
+use vschema::{KeyValue, Keyspace, Vindex};
+
+/// The sharded table a WHERE clause is searched for.
+pub(crate) struct Target<'a> {
+    /// The names that may qualify its columns: the table name and its alias.
+    pub qualifiers: Vec<&'a str>,
+    pub column: &'a str,
+    pub vindex: &'a Arc<Vindex>,
+}
+
+impl Target<'_> {
+    fn is_vindex_column(&self, expr: &Expr) -> bool {
+        match expr {
+            Expr::Identifier(id) => id.value.eq_ignore_ascii_case(self.column),
+            Expr::CompoundIdentifier(parts) => match parts.as_slice() {
+                [table, col] => self.qualifiers.contains(&table.value.as_str()) && col.value.eq_ignore_ascii_case(self.column),
+                _ => false,
+            },
+            Expr::Nested(inner) => self.is_vindex_column(inner),
+            _ => false,
+        }
+    }
+
+    /// The literal's value, if it is one the vindex can map.
+    fn mappable(&self, expr: &Expr) -> Option<KeyValue> {
+        let value = literal(expr)?;
+        self.vindex.map(&value).ok().map(|_| value)
+    }
+}
+
+/// A literal as a vindex input. `NULL` and non-literals give `None`.
+pub(crate) fn literal(expr: &Expr) -> Option<KeyValue> {
+    match expr {
+        Expr::Value(v) => match &v.value {
+            Value::Number(n, _) => Some(number(n, false)),
+            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => Some(KeyValue::Text(s.as_bytes().to_vec())),
+            _ => None,
+        },
+        Expr::UnaryOp { op: UnaryOperator::Minus, expr } => match expr.as_ref() {
+            Expr::Value(v) => match &v.value {
+                Value::Number(n, _) => Some(number(n, true)),
+                _ => None,
+            },
+            _ => None,
+        },
+        Expr::Nested(inner) => literal(inner),
+        _ => None,
+    }
+}
+
+fn number(text: &str, negative: bool) -> KeyValue {
+    if negative {
+        return match format!("-{text}").parse::<i64>() {
+            Ok(v) => KeyValue::Int(v),
+            Err(_) => KeyValue::Decimal(format!("-{text}")),
+        };
+    }
+    if let Ok(v) = text.parse::<i64>() {
+        KeyValue::Int(v)
+    } else if let Ok(v) = text.parse::<u64>() {
+        KeyValue::UInt(v)
+    } else {
+        KeyValue::Decimal(text.to_string())
+    }
+}
+
+fn conjuncts<'e>(expr: &'e Expr, out: &mut Vec<&'e Expr>) {
+    match expr {
+        Expr::BinaryOp { left, op: BinaryOperator::And, right } => {
+            conjuncts(left, out);
+            conjuncts(right, out);
+        }
+        Expr::Nested(inner) => conjuncts(inner, out),
+        other => out.push(other),
+    }
+}
+
+/// The narrowest opcode the WHERE clause allows for `target`. Values the vindex cannot map are
+/// ignored (a scatter is always correct for them).
+pub(crate) fn opcode_for(selection: Option<&Expr>, target: &Target<'_>, keyspace: &Keyspace) -> Opcode {
+    let Some(selection) = selection else { return Opcode::Scatter };
+    let mut parts = Vec::new();
+    conjuncts(selection, &mut parts);
+    let mut in_values: Option<Vec<KeyValue>> = None;
+    for part in parts {
+        match part {
+            Expr::BinaryOp { left, op: BinaryOperator::Eq, right } => {
+                let value = if target.is_vindex_column(left) {
+                    target.mappable(right)
+                } else if target.is_vindex_column(right) {
+                    target.mappable(left)
+                } else {
+                    None
+                };
+                if let Some(value) = value {
+                    return Opcode::EqualUnique { vindex: target.vindex.clone(), value };
+                }
+            }
+            Expr::In { expr, target: InTarget::List(list), negated: false, .. } if in_values.is_none() && target.is_vindex_column(expr) => {
+                in_values = list.iter().map(|e| target.mappable(e)).collect();
+            }
+            _ => {}
+        }
+    }
+    match in_values {
+        Some(values) if !values.is_empty() => narrow_in(target.vindex, values, keyspace),
+        _ => Opcode::Scatter,
+    }
+}
+
+/// An `IN` whose values all live on one shard needs only one of them to find it.
+fn narrow_in(vindex: &Arc<Vindex>, values: Vec<KeyValue>, keyspace: &Keyspace) -> Opcode {
+    let shard_of = |v: &KeyValue| vindex.map(v).map(|id| keyspace.shard_for(&id)).ok();
+    let first = shard_of(&values[0]);
+    if first.is_some() && values.iter().all(|v| shard_of(v) == first) {
+        Opcode::EqualUnique { vindex: vindex.clone(), value: values[0].clone() }
+    } else {
+        Opcode::In { vindex: vindex.clone(), values }
+    }
+}

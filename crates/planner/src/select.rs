@@ -1,0 +1,150 @@
+//! SELECT: pushed whole to one shard when it can be, scattered when its result needs no merging,
+//! refused (1235, naming the construct) when it would need merging the engine cannot do yet.
+
+use std::ops::ControlFlow;
+
+use engine::{Opcode, Plan, Route};
+use sqlparser::ast::{
+    visit_expressions, Expr, GroupByExpr, JoinOperator, Query, Select, SetExpr, Statement, TableFactor,
+};
+use vschema::Table;
+
+use crate::routing::{opcode_for, Target};
+use crate::tables::{relations, shard_text, single_keyspace, Resolved};
+use crate::text::SourceText;
+use crate::{unsupported, Context, PlanError};
+
+const AGGREGATES: &[&str] = &[
+    "avg", "bit_and", "bit_or", "bit_xor", "count", "group_concat", "json_arrayagg", "json_objectagg",
+    "max", "min", "std", "stddev", "stddev_pop", "stddev_samp", "sum", "var_pop", "var_samp", "variance",
+];
+
+pub(crate) fn plan_select(stmt: &Statement, query: &Query, source: &SourceText<'_>, ctx: &Context<'_>) -> Result<Plan, PlanError> {
+    let ctes: Vec<String> = query
+        .with
+        .iter()
+        .flat_map(|w| w.cte_tables.iter().map(|c| c.alias.name.value.clone()))
+        .collect();
+    let tables = relations(stmt, ctx, &ctes)?;
+    let Some(keyspace) = single_keyspace(&tables)? else {
+        // No table at all (`SELECT 1 + 1`, `SELECT NOW()`): any backend evaluates it alike.
+        let keyspace = default_keyspace(ctx)?;
+        let opcode = if keyspace.sharded { Opcode::Reference } else { Opcode::Unsharded };
+        return Ok(route(&keyspace.name, opcode, source.sql().to_string()));
+    };
+    let query_text = shard_text(source, &tables)?;
+    if !keyspace.sharded {
+        return Ok(route(&keyspace.name, Opcode::Unsharded, query_text));
+    }
+    let sharded: Vec<&Resolved<'_>> = tables.iter().filter(|t| matches!(t.table, Table::Sharded { .. })).collect();
+    let sharded_table = match sharded.as_slice() {
+        [] => return Ok(route(&keyspace.name, Opcode::Reference, query_text)),
+        [one] => *one,
+        _ => return Err(unsupported("a join or subquery between sharded tables")),
+    };
+    if query.with.is_some() {
+        return Err(unsupported("WITH (common table expression) on a sharded table"));
+    }
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return Err(unsupported("UNION or other set operation on a sharded table"));
+    };
+    let Some(alias) = top_level_alias(select, sharded_table) else {
+        return Err(unsupported("a subquery or derived table on a sharded table"));
+    };
+    let Table::Sharded { column, vindex } = &sharded_table.table else { unreachable!("filtered above") };
+    let mut qualifiers = vec![sharded_table.name.as_str()];
+    if let Some(alias) = &alias {
+        qualifiers = vec![alias.as_str()];
+    }
+    let target = Target { qualifiers, column, vindex };
+    let opcode = opcode_for(select.selection.as_ref(), &target, keyspace);
+    if !opcode.is_single_shard() {
+        if let Some(construct) = needs_merge(query, select) {
+            return Err(unsupported(format!("{construct} on a query that spans several shards")));
+        }
+        if !scatter_join_is_safe(select, sharded_table) {
+            return Err(unsupported("an outer join that preserves a reference table's rows, on a query that spans several shards"));
+        }
+    }
+    Ok(route(&keyspace.name, opcode, query_text))
+}
+
+fn route(keyspace: &str, opcode: Opcode, query: String) -> Plan {
+    Plan::Route(Route { keyspace: keyspace.to_string(), opcode, query })
+}
+
+/// The keyspace for statements that name no table: the session's, or the only one there is.
+pub(crate) fn default_keyspace<'a>(ctx: &Context<'a>) -> Result<&'a vschema::Keyspace, PlanError> {
+    match ctx.keyspace {
+        Some(ks) => ctx.vschema.keyspace(ks).ok_or_else(|| PlanError::UnknownKeyspace(ks.to_string())),
+        None => ctx.vschema.keyspaces().next().ok_or(PlanError::NoDatabase),
+    }
+}
+
+/// `Some(alias)` when the sharded table is a plain table in the top-level FROM (the alias, if it
+/// has one); `None` when it only appears deeper (subquery, derived table).
+fn top_level_alias(select: &Select, table: &Resolved<'_>) -> Option<Option<String>> {
+    select
+        .from
+        .iter()
+        .flat_map(|twj| std::iter::once(&twj.relation).chain(twj.joins.iter().map(|j| &j.relation)))
+        .find_map(|factor| match factor {
+            TableFactor::Table { name, alias, .. } if name == &table.object => Some(alias.as_ref().map(|a| a.name.value.clone())),
+            _ => None,
+        })
+}
+
+/// The first construct whose result would need merging across shards.
+fn needs_merge(query: &Query, select: &Select) -> Option<String> {
+    if query.order_by.is_some() {
+        return Some("ORDER BY".into());
+    }
+    if query.limit_clause.is_some() || query.fetch.is_some() {
+        return Some("LIMIT".into());
+    }
+    if select.distinct.is_some() {
+        return Some("DISTINCT".into());
+    }
+    match &select.group_by {
+        GroupByExpr::All(_) => return Some("GROUP BY".into()),
+        GroupByExpr::Expressions(exprs, _) if !exprs.is_empty() => return Some("GROUP BY".into()),
+        _ => {}
+    }
+    if select.having.is_some() {
+        return Some("HAVING".into());
+    }
+    if select.into.is_some() {
+        return Some("SELECT ... INTO".into());
+    }
+    let mut found = None;
+    let _ = visit_expressions(&select.projection, |expr: &Expr| {
+        if let Expr::Function(f) = expr {
+            let name = f.name.to_string().to_ascii_lowercase();
+            if f.over.is_some() {
+                found = Some(format!("window function {}", name.to_uppercase()));
+                return ControlFlow::Break(());
+            }
+            if AGGREGATES.contains(&name.as_str()) {
+                found = Some(format!("aggregate function {}", name.to_uppercase()));
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
+    });
+    found
+}
+
+/// Concatenating shard results is right for inner joins with reference tables, and for outer
+/// joins that preserve only the sharded table's rows (it must be the leftmost table). An outer join
+/// that keeps a reference table's unmatched rows would repeat them once per shard.
+fn scatter_join_is_safe(select: &Select, sharded: &Resolved<'_>) -> bool {
+    let leftmost_is_sharded = select.from.len() == 1
+        && matches!(&select.from[0].relation, TableFactor::Table { name, .. } if name == &sharded.object);
+    select.from.iter().all(|twj| {
+        twj.joins.iter().all(|j| match &j.join_operator {
+            JoinOperator::Join(_) | JoinOperator::Inner(_) | JoinOperator::CrossJoin(_) | JoinOperator::StraightJoin(_) => true,
+            JoinOperator::Left(_) | JoinOperator::LeftOuter(_) => leftmost_is_sharded,
+            _ => false,
+        })
+    })
+}

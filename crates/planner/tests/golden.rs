@@ -1,0 +1,57 @@
+//! Golden plans: `testdata/*.json` hold `{comment, query, plan}` cases, the planner's spec.
+//! `UPDATE_GOLDEN=1 cargo test -p planner --test golden` rewrites them from the current planner.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sqlparser::dialect::MySqlDialect;
+use sqlparser::parser::Parser;
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct Case {
+    comment: String,
+    query: String,
+    #[serde(default)]
+    keyspace: Option<String>,
+    #[serde(default)]
+    plan: String,
+}
+
+fn render(case: &Case, vschema: &vschema::VSchema) -> String {
+    let stmt = match Parser::parse_sql(&MySqlDialect {}, &case.query) {
+        Ok(mut stmts) if stmts.len() == 1 => stmts.remove(0),
+        Ok(_) => return "parse error: not one statement".into(),
+        Err(e) => return format!("parse error: {e}"),
+    };
+    let ctx = planner::Context { vschema, keyspace: case.keyspace.as_deref() };
+    match planner::plan(&stmt, &case.query, &ctx) {
+        Ok(plan) => plan.describe(),
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+#[test]
+fn golden_plans() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
+    let config = vschema::load_config(&dir.join("vschema.toml")).unwrap();
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let mut failures = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "json")).collect();
+    files.sort();
+    assert!(!files.is_empty());
+    for file in files {
+        let mut cases: Vec<Case> = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        for case in &mut cases {
+            let got = render(case, &config.vschema);
+            if update {
+                case.plan = got;
+            } else if got != case.plan {
+                failures.push(format!("{}: {}\n  query: {}\n  want: {}\n  got:  {}", file.display(), case.comment, case.query, case.plan, got));
+            }
+        }
+        if update {
+            std::fs::write(&file, serde_json::to_string_pretty(&cases).unwrap() + "\n").unwrap();
+        }
+    }
+    assert!(failures.is_empty(), "{} golden plan(s) differ:\n{}", failures.len(), failures.join("\n"));
+}
