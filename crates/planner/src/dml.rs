@@ -9,7 +9,7 @@ use vschema::Table;
 
 use crate::routing::{literal, opcode_for, Target};
 use crate::tables::{relations, shard_text, single_keyspace, Resolved};
-use crate::text::SourceText;
+use crate::text::{values_rows, SourceText};
 use crate::{unsupported, Context, PlanError};
 
 pub(crate) fn plan_insert(stmt: &Statement, insert: &Insert, source: &SourceText<'_>, ctx: &Context<'_>) -> Result<Plan, PlanError> {
@@ -46,18 +46,18 @@ pub(crate) fn plan_insert(stmt: &Statement, insert: &Insert, source: &SourceText
         Some(OnInsert::OnConflict(_)) => return Err(unsupported("INSERT ... ON CONFLICT")),
         _ => {}
     }
+    let (row_ranges, rest) = values_rows(source).filter(|(r, _)| r.len() == values.rows.len()).ok_or_else(|| unsupported("rewriting this INSERT"))?;
     // Whatever follows the last row (`ON DUPLICATE KEY UPDATE ...`) goes to every shard as written.
-    let rows_end = values.rows.last().and_then(|r| r.last()).and_then(|e| source.range(e.span())).map(|r| r.end);
-    let after_rows = rows_end.map(|end| &source.sql()[end..]).ok_or_else(|| unsupported("rewriting this INSERT"))?;
-    let suffix = after_rows.find(')').map(|i| after_rows[i + 1..].trim_end().trim_end_matches(';').to_string()).unwrap_or_default();
+    let suffix = source.sql()[rest..].trim_end().trim_end_matches(';');
+    let suffix = if suffix.is_empty() { String::new() } else { format!(" {suffix}") };
     if insert.returning.is_some() {
         return Err(unsupported("INSERT ... RETURNING"));
     }
 
     let mut rows = Vec::with_capacity(values.rows.len());
-    for row in &values.rows {
+    for (row, range) in values.rows.iter().zip(row_ranges) {
         if row.len() != insert.columns.len() {
-            // Let the shard report the column-count mismatch in its own words.
+            // Let a shard report the column-count mismatch in its own words.
             return Ok(Plan::Route(Route { keyspace: keyspace.name.clone(), opcode: Opcode::Reference, query: text }));
         }
         let expr = &row[position];
@@ -66,14 +66,7 @@ pub(crate) fn plan_insert(stmt: &Statement, insert: &Insert, source: &SourceText
         }
         let value = literal(expr).ok_or_else(|| unsupported(format!("a non-literal value for primary vindex column {column}: {expr}")))?;
         vindex.map(&value)?;
-        let first = row.first().map(|e| e.span());
-        let last = row.last().map(|e| e.span());
-        let sql = match (first, last) {
-            (Some(f), Some(l)) => source.slice(f.union(&l)),
-            _ => None,
-        }
-        .ok_or_else(|| unsupported("rewriting this INSERT row"))?;
-        rows.push(InsertRow { value, sql: format!("({sql})") });
+        rows.push(InsertRow { value, sql: source.sql()[range].to_string() });
     }
     let prefix = insert_prefix(insert, target, source)?;
     Ok(Plan::Insert(InsertPlan { keyspace: keyspace.name.clone(), table: target.name.clone(), vindex: vindex.clone(), prefix, rows, suffix }))

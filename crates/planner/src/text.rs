@@ -1,6 +1,8 @@
 //! The client's statement text and the parser's spans over it.
 
-use sqlparser::tokenizer::{Location, Span};
+use sqlparser::dialect::MySqlDialect;
+use sqlparser::keywords::Keyword;
+use sqlparser::tokenizer::{Location, Span, Token, Tokenizer};
 
 /// The original SQL with an index from (line, column) locations to byte offsets.
 pub struct SourceText<'a> {
@@ -60,22 +62,60 @@ impl<'a> SourceText<'a> {
     }
 }
 
+/// The rows of an `INSERT ... VALUES (...), (...)` as byte ranges of the client's text (each with
+/// its parentheses), and the offset where the text after the last row begins. Found from tokens,
+/// not from expression spans: the parser's spans leave out a leading unary minus.
+pub fn values_rows(source: &SourceText<'_>) -> Option<(Vec<std::ops::Range<usize>>, usize)> {
+    let tokens = Tokenizer::new(&MySqlDialect {}, source.sql()).tokenize_with_location().ok()?;
+    let mut iter = tokens.iter().filter(|t| !matches!(t.token, Token::Whitespace(_)));
+    let mut depth = 0usize;
+    // Skip to the VALUES keyword at depth 0 (past the column list).
+    loop {
+        let t = iter.next()?;
+        match &t.token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth = depth.checked_sub(1)?,
+            Token::Word(w) if depth == 0 && matches!(w.keyword, Keyword::VALUES | Keyword::VALUE) => break,
+            _ => {}
+        }
+    }
+    let mut rows = Vec::new();
+    let mut row_start = None;
+    for t in iter {
+        match &t.token {
+            Token::LParen => {
+                if depth == 0 {
+                    row_start = Some(source.range(t.span)?.start);
+                }
+                depth += 1;
+            }
+            Token::RParen => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    rows.push(row_start.take()?..source.range(t.span)?.end);
+                }
+            }
+            Token::Comma if depth == 0 => {}
+            _ if depth == 0 => return Some((rows, source.range(t.span)?.start)),
+            _ => {}
+        }
+    }
+    (depth == 0).then_some((rows, source.sql().len()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sqlparser::ast::{SetExpr, Spanned, Statement};
-    use sqlparser::dialect::MySqlDialect;
-    use sqlparser::parser::Parser;
 
     #[test]
-    fn slices_values_rows_verbatim() {
-        let sql = "INSERT INTO t (a, b)\n VALUES (1, 'x\\\\y'), (-2, 'é''z')";
-        let stmt = Parser::parse_sql(&MySqlDialect {}, sql).unwrap().remove(0);
-        let Statement::Insert(insert) = stmt else { panic!() };
-        let SetExpr::Values(values) = &*insert.source.unwrap().body else { panic!() };
+    fn finds_values_rows_from_tokens() {
+        let sql = "INSERT INTO t (a, b)\n VALUES (-1, 'x\\\\y'),(2, f(3, 4)) , ( -2, 'é''z') ON DUPLICATE KEY UPDATE b = VALUES(b)";
         let src = SourceText::new(sql);
-        let texts: Vec<&str> = values.rows.iter().map(|r| src.slice(r[1].span()).unwrap()).collect();
-        assert_eq!(texts, ["'x\\\\y'", "'é''z'"]);
-        assert_eq!(src.slice(values.rows[1][0].span()), Some("-2"));
+        let (rows, rest) = values_rows(&src).unwrap();
+        let texts: Vec<&str> = rows.iter().map(|r| &sql[r.clone()]).collect();
+        assert_eq!(texts, ["(-1, 'x\\\\y')", "(2, f(3, 4))", "( -2, 'é''z')"]);
+        assert_eq!(&sql[rest..], "ON DUPLICATE KEY UPDATE b = VALUES(b)");
+        let plain = SourceText::new("insert into t (a) values (1), (2)");
+        assert_eq!(values_rows(&plain).unwrap().0.len(), 2);
     }
 }
