@@ -1,1 +1,70 @@
-//! placeholder
+//! The MySQL server protocol, on tokio and mysql_common: accepting connections, the handshake and
+//! authentication, reading commands, writing results. It knows nothing of SQL meaning: each command
+//! goes to a [`Handler`], which answers through a [`ResultWriter`].
+//!
+//! - `io`: packet framing over the socket (mysql_common's `PacketCodec`), one flush per response.
+//! - `handshake`: greeting, capability negotiation, `mysql_native_password`.
+//! - `writer`: OK / ERR / EOF packets, column definitions, text rows.
+//! - `server`: the accept loop and the per-connection command loop.
+
+mod handshake;
+mod io;
+mod server;
+mod writer;
+
+use std::future::Future;
+
+pub use mysql_common::constants::StatusFlags;
+pub use server::{serve, ServerOptions};
+pub use writer::{OkInfo, ResultWriter};
+
+/// An error to send to the client as an ERR packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqlError {
+    pub code: u16,
+    /// Five characters, e.g. `42000`.
+    pub state: [u8; 5],
+    pub message: String,
+}
+
+impl SqlError {
+    pub fn new(code: u16, state: &str, message: impl Into<String>) -> Self {
+        let mut s = [b'H', b'Y', b'0', b'0', b'0'];
+        if state.len() == 5 && state.is_ascii() {
+            s.copy_from_slice(state.as_bytes());
+        }
+        SqlError { code, state: s, message: message.into() }
+    }
+}
+
+impl std::fmt::Display for SqlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ERROR {} ({}): {}", self.code, String::from_utf8_lossy(&self.state), self.message)
+    }
+}
+
+/// Creates a [`Handler`] for each authenticated connection.
+pub trait HandlerFactory: Send + Sync + 'static {
+    type Handler: Handler;
+
+    /// The password of `user`, or `None` when there is no such user.
+    fn password(&self, user: &str) -> Option<String>;
+
+    /// A new session for an authenticated user. `database` is the one given at connect time.
+    fn connect(&self, conn_id: u32, user: &str, database: Option<&str>) -> impl Future<Output = Result<Self::Handler, SqlError>> + Send;
+}
+
+/// One client session's answers to its commands.
+pub trait Handler: Send + 'static {
+    /// COM_QUERY. Must answer exactly once through `out` (result set, OK or ERR).
+    fn query(&mut self, sql: &str, out: &mut ResultWriter<'_>) -> impl Future<Output = std::io::Result<()>> + Send;
+
+    /// COM_INIT_DB (`USE db`).
+    fn init_db(&mut self, database: &str) -> impl Future<Output = Result<(), SqlError>> + Send;
+
+    /// The server status flags (autocommit, in transaction) for the next OK or EOF packet.
+    fn status(&self) -> StatusFlags;
+
+    /// The connection is closing, by COM_QUIT or otherwise.
+    fn close(&mut self) -> impl Future<Output = ()> + Send;
+}

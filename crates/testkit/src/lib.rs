@@ -1,1 +1,189 @@
-//! placeholder
+//! Real MariaDB servers for tests and the demo: each instance gets a fresh data directory in a
+//! temp dir, a free loopback port, and is stopped and removed when dropped. A watchdog process
+//! also removes it if the owning process dies without dropping it (e.g. a `static` shared by the
+//! tests of one binary).
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TestkitError {
+    #[error("{0} not found: install Debian's mariadb-server package (`apt-get install -y mariadb-server`)")]
+    Missing(&'static str),
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+    #[error("{0}")]
+    Failed(String),
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> TestkitError {
+    let what = what.into();
+    move |source| TestkitError::Io { what, source }
+}
+
+/// One running `mariadbd`.
+pub struct MariaDb {
+    pub port: u16,
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl MariaDb {
+    /// `mysql://root@127.0.0.1:PORT/db`
+    pub fn url(&self, database: &str) -> String {
+        format!("mysql://root@127.0.0.1:{}/{database}", self.port)
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for MariaDb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn find_binary(name: &'static str) -> Result<PathBuf, TestkitError> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"].map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .ok_or(TestkitError::Missing(name))
+}
+
+fn free_port() -> Result<u16, TestkitError> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(io_err("binding a free port"))?;
+    Ok(l.local_addr().map_err(io_err("reading a free port"))?.port())
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| o.stdout.trim_ascii() == b"0").unwrap_or(false)
+}
+
+/// Starts `n` instances in parallel, each with the given databases created (and a
+/// `root@127.0.0.1` user without password, for TCP logins).
+pub fn start(n: usize, databases: &[&str]) -> Result<Vec<MariaDb>, TestkitError> {
+    let mariadbd = find_binary("mariadbd")?;
+    let install_db = find_binary("mariadb-install-db")?;
+    let root = is_root();
+    let user = if root { "root".to_string() } else { std::env::var("USER").unwrap_or_else(|_| "nobody".into()) };
+
+    let dirs: Vec<tempfile::TempDir> = (0..n)
+        .map(|_| tempfile::Builder::new().prefix("shardgate-mariadb-").tempdir().map_err(io_err("creating a temp dir")))
+        .collect::<Result<_, _>>()?;
+    let installs: Vec<Child> = dirs
+        .iter()
+        .map(|d| {
+            let log = std::fs::File::create(d.path().join("install.log")).map_err(io_err("creating install.log"))?;
+            Command::new(&install_db)
+                .arg("--no-defaults")
+                .arg(format!("--user={user}"))
+                .arg(format!("--datadir={}", d.path().join("data").display()))
+                .arg("--auth-root-authentication-method=normal")
+                .arg("--skip-test-db")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().map_err(io_err("install.log"))?)
+                .stderr(log)
+                .spawn()
+                .map_err(io_err("running mariadb-install-db"))
+        })
+        .collect::<Result<_, _>>()?;
+    for (mut child, dir) in installs.into_iter().zip(&dirs) {
+        let status = child.wait().map_err(io_err("waiting for mariadb-install-db"))?;
+        if !status.success() {
+            let log = std::fs::read_to_string(dir.path().join("install.log")).unwrap_or_default();
+            return Err(TestkitError::Failed(format!("mariadb-install-db failed: {log}")));
+        }
+    }
+
+    let mut init = String::from(
+        "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1';\nGRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;\n",
+    );
+    for db in databases {
+        init.push_str(&format!("CREATE DATABASE IF NOT EXISTS `{db}`;\n"));
+    }
+
+    let mut servers = Vec::new();
+    for dir in dirs {
+        let port = free_port()?;
+        let d = dir.path();
+        std::fs::write(d.join("init.sql"), &init).map_err(io_err("writing init.sql"))?;
+        let log = std::fs::File::create(d.join("mariadbd.out")).map_err(io_err("creating mariadbd.out"))?;
+        let mut cmd = Command::new(&mariadbd);
+        cmd.arg("--no-defaults")
+            .arg(format!("--datadir={}", d.join("data").display()))
+            .arg(format!("--socket={}", d.join("mysqld.sock").display()))
+            .arg(format!("--pid-file={}", d.join("mysqld.pid").display()))
+            .arg(format!("--log-error={}", d.join("error.log").display()))
+            .arg(format!("--init-file={}", d.join("init.sql").display()))
+            .arg(format!("--port={port}"))
+            .args([
+                "--bind-address=127.0.0.1",
+                "--skip-name-resolve",
+                "--innodb-buffer-pool-size=64M",
+                "--innodb-log-file-size=48M",
+                "--innodb-flush-log-at-trx-commit=2",
+                "--skip-log-bin",
+                "--character-set-server=utf8mb4",
+                "--collation-server=utf8mb4_general_ci",
+                "--max-connections=1000",
+                "--performance-schema=OFF",
+            ]);
+        if root {
+            cmd.arg("--user=root");
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(io_err("mariadbd.out"))?)
+            .stderr(log)
+            .spawn()
+            .map_err(io_err("starting mariadbd"))?;
+        watchdog(child.id(), d);
+        servers.push(MariaDb { port, child, dir });
+    }
+    for s in &mut servers {
+        wait_ready(s)?;
+    }
+    Ok(servers)
+}
+
+/// Kills the server and removes its directory once this process is gone.
+fn watchdog(server_pid: u32, dir: &Path) {
+    let script = format!(
+        "while kill -0 {parent} 2>/dev/null; do sleep 1; done; kill -9 {server_pid} 2>/dev/null; sleep 1; rm -rf '{dir}'",
+        parent = std::process::id(),
+        dir = dir.display()
+    );
+    let _ = Command::new("sh").arg("-c").arg(script).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn();
+}
+
+/// Ready when the server sends its greeting over TCP (after the init file has run).
+fn wait_ready(server: &mut MariaDb) -> Result<(), TestkitError> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Ok(Some(status)) = server.child.try_wait() {
+            let log = std::fs::read_to_string(server.dir().join("error.log")).unwrap_or_default();
+            return Err(TestkitError::Failed(format!("mariadbd exited with {status}: {log}")));
+        }
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", server.port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut header = [0u8; 5];
+            if s.read_exact(&mut header).is_ok() && header[4] == 10 {
+                let _ = s.write_all(&[]);
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            let log = std::fs::read_to_string(server.dir().join("error.log")).unwrap_or_default();
+            return Err(TestkitError::Failed(format!("mariadbd on port {} not ready after 90 s: {log}", server.port)));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

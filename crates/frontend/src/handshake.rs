@@ -1,0 +1,152 @@
+//! The connection phase: greeting, handshake response, optional auth switch, verdict.
+
+use mysql_common::constants::{CapabilityFlags, StatusFlags};
+use mysql_common::io::ParseBuf;
+use mysql_common::packets::{AuthSwitchRequest, HandshakePacket, HandshakeResponse};
+use mysql_common::proto::{MyDeserialize, MySerialize};
+use mysql_common::scramble::scramble_native;
+use rand::RngExt;
+
+use crate::io::{PacketIo, ReadError};
+use crate::SqlError;
+
+const NATIVE: &[u8] = b"mysql_native_password";
+/// utf8mb4_general_ci: known to every client, old and new.
+const DEFAULT_COLLATION: u8 = 45;
+
+pub(crate) fn server_capabilities() -> CapabilityFlags {
+    CapabilityFlags::CLIENT_LONG_PASSWORD
+        | CapabilityFlags::CLIENT_FOUND_ROWS
+        | CapabilityFlags::CLIENT_LONG_FLAG
+        | CapabilityFlags::CLIENT_CONNECT_WITH_DB
+        | CapabilityFlags::CLIENT_NO_SCHEMA
+        | CapabilityFlags::CLIENT_ODBC
+        | CapabilityFlags::CLIENT_IGNORE_SPACE
+        | CapabilityFlags::CLIENT_PROTOCOL_41
+        | CapabilityFlags::CLIENT_INTERACTIVE
+        | CapabilityFlags::CLIENT_TRANSACTIONS
+        | CapabilityFlags::CLIENT_SECURE_CONNECTION
+        | CapabilityFlags::CLIENT_MULTI_RESULTS
+        | CapabilityFlags::CLIENT_PLUGIN_AUTH
+        | CapabilityFlags::CLIENT_CONNECT_ATTRS
+        | CapabilityFlags::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
+        | CapabilityFlags::CLIENT_DEPRECATE_EOF
+}
+
+/// 20 random printable bytes, never NUL or `$` (clients treat both specially), as MySQL does.
+fn new_salt() -> [u8; 20] {
+    let mut rng = rand::rng();
+    let mut salt = [0u8; 20];
+    for b in &mut salt {
+        *b = loop {
+            let c: u8 = rng.random_range(0x21..0x7f);
+            if c != b'$' {
+                break c;
+            }
+        };
+    }
+    salt
+}
+
+/// A client that passed authentication.
+pub(crate) struct Authenticated {
+    pub user: String,
+    pub database: Option<String>,
+    pub caps: CapabilityFlags,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HandshakeError {
+    #[error("{0}")]
+    Read(#[from] ReadError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// Sent to the client before closing.
+    #[error("{0}")]
+    Refused(SqlError),
+}
+
+fn malformed() -> HandshakeError {
+    HandshakeError::Refused(SqlError::new(1043, "08S01", "Bad handshake"))
+}
+
+pub(crate) async fn handshake(
+    io: &mut PacketIo,
+    conn_id: u32,
+    server_version: &str,
+    password_of: impl Fn(&str) -> Option<String>,
+) -> Result<Authenticated, HandshakeError> {
+    let salt = new_salt();
+    let mut scramble_2 = salt[8..].to_vec();
+    scramble_2.push(0);
+    let greeting = HandshakePacket::new(
+        10,
+        server_version.as_bytes(),
+        conn_id,
+        salt[..8].try_into().expect("8 bytes"),
+        Some(scramble_2),
+        server_capabilities(),
+        DEFAULT_COLLATION,
+        StatusFlags::SERVER_STATUS_AUTOCOMMIT,
+        Some(NATIVE),
+    );
+    let mut buf = Vec::new();
+    greeting.serialize(&mut buf);
+    io.write_packet(&buf).await?;
+    io.flush().await?;
+
+    let packet = io.read_packet().await?;
+    if packet.len() < 4 {
+        return Err(malformed());
+    }
+    let client_caps = CapabilityFlags::from_bits_truncate(u32::from_le_bytes(packet[..4].try_into().expect("4 bytes")));
+    if !client_caps.contains(CapabilityFlags::CLIENT_PROTOCOL_41) {
+        return Err(HandshakeError::Refused(SqlError::new(1043, "08S01", "clients older than protocol 4.1 are not supported")));
+    }
+    if client_caps.contains(CapabilityFlags::CLIENT_SSL) && packet.len() <= 32 {
+        return Err(HandshakeError::Refused(SqlError::new(1043, "08S01", "TLS is not available on this server")));
+    }
+    let response = HandshakeResponse::deserialize((), &mut ParseBuf(&packet)).map_err(|_| malformed())?;
+    let caps = client_caps & server_capabilities();
+    let user = String::from_utf8_lossy(response.user()).into_owned();
+    let database = response.db_name().filter(|d| !d.is_empty()).map(|d| String::from_utf8_lossy(d).into_owned());
+
+    let client_plugin = response.auth_plugin().map(|p| p.as_bytes().to_vec());
+    let mut auth_data = response.scramble_buf().to_vec();
+    if client_plugin.as_deref().is_some_and(|p| p != NATIVE) {
+        // Ask the client to answer our salt with mysql_native_password instead.
+        buf.clear();
+        let mut data = salt.to_vec();
+        data.push(0);
+        AuthSwitchRequest::new(NATIVE, data).serialize(&mut buf);
+        io.write_packet(&buf).await?;
+        io.flush().await?;
+        auth_data = io.read_packet().await?;
+    }
+
+    let denied = || {
+        HandshakeError::Refused(SqlError::new(1045, "28000", format!("Access denied for user '{user}' (using password: {})", if auth_data.is_empty() { "NO" } else { "YES" })))
+    };
+    let Some(password) = password_of(&user) else { return Err(denied()) };
+    let ok = if password.is_empty() {
+        auth_data.is_empty()
+    } else {
+        scramble_native(&salt, password.as_bytes()).is_some_and(|expected| expected.as_slice() == auth_data.as_slice())
+    };
+    if !ok {
+        return Err(denied());
+    }
+    Ok(Authenticated { user, database, caps })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn salts_are_printable_and_differ() {
+        let a = new_salt();
+        assert!(a.iter().all(|b| (0x21..0x7f).contains(b) && *b != b'$'));
+        assert_ne!(a, new_salt());
+    }
+}

@@ -1,0 +1,173 @@
+//! The accept loop and the per-connection command loop.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use mysql_common::constants::{CapabilityFlags, Command};
+use tokio::net::{TcpListener, TcpStream};
+use tracing::{debug, info, warn, Instrument};
+
+use crate::handshake::{handshake, HandshakeError};
+use crate::io::{PacketIo, ReadError};
+use crate::writer::{encode_err, OkInfo, ResultWriter};
+use crate::{Handler, HandlerFactory, SqlError};
+
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Announced in the greeting; drivers change behaviour on old versions.
+    pub server_version: String,
+    /// Largest packet accepted from a client.
+    pub max_packet_size: usize,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions { server_version: "8.0.40-shardgate".into(), max_packet_size: 64 << 20 }
+    }
+}
+
+/// Accepts connections until `shutdown` completes; each connection runs on its own task.
+pub async fn serve<F: HandlerFactory>(
+    listener: TcpListener,
+    factory: Arc<F>,
+    options: ServerOptions,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let next_id = AtomicU32::new(1);
+    let options = Arc::new(options);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: keep serving the others.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => return Ok(()),
+        };
+        let conn_id = next_id.fetch_add(1, Ordering::Relaxed);
+        let factory = factory.clone();
+        let options = options.clone();
+        let span = tracing::info_span!("conn", conn_id, %peer);
+        tokio::spawn(
+            async move {
+                if let Err(e) = run_connection(stream, conn_id, &*factory, &options).await {
+                    debug!(error = %e, "connection ended with an error");
+                }
+            }
+            .instrument(span),
+        );
+    }
+}
+
+async fn run_connection<F: HandlerFactory>(stream: TcpStream, conn_id: u32, factory: &F, options: &ServerOptions) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut io = PacketIo::new(stream, options.max_packet_size);
+    let auth = match handshake(&mut io, conn_id, &options.server_version, |u| factory.password(u)).await {
+        Ok(auth) => auth,
+        Err(HandshakeError::Refused(err)) => {
+            info!(code = err.code, message = %err.message, "connection refused");
+            send_error(&mut io, &err).await;
+            io.shutdown().await;
+            return Ok(());
+        }
+        Err(e) => return Err(std::io::Error::other(e.to_string())),
+    };
+    let mut handler = match factory.connect(conn_id, &auth.user, auth.database.as_deref()).await {
+        Ok(h) => h,
+        Err(err) => {
+            send_error(&mut io, &err).await;
+            io.shutdown().await;
+            return Ok(());
+        }
+    };
+    info!(user = %auth.user, "client connected");
+    let result = command_loop(&mut io, &mut handler, auth.caps).await;
+    handler.close().await;
+    io.shutdown().await;
+    info!("client disconnected");
+    result
+}
+
+async fn send_error(io: &mut PacketIo, err: &SqlError) {
+    let mut buf = Vec::new();
+    encode_err(&mut buf, err);
+    let _ = io.write_packet(&buf).await;
+    let _ = io.flush().await;
+}
+
+async fn command_loop<H: Handler>(io: &mut PacketIo, handler: &mut H, caps: CapabilityFlags) -> std::io::Result<()> {
+    loop {
+        io.reset_seq();
+        let packet = match io.read_packet().await {
+            Ok(p) => p,
+            Err(ReadError::Closed) => return Ok(()),
+            Err(ReadError::TooLarge) => {
+                send_error(io, &SqlError::new(1153, "08S01", "Got a packet bigger than 'max_allowed_packet' bytes")).await;
+                return Ok(());
+            }
+            Err(ReadError::Malformed(m)) => {
+                send_error(io, &SqlError::new(1156, "08S01", format!("Got packets out of order: {m}"))).await;
+                return Ok(());
+            }
+            Err(ReadError::Io(e)) => return Err(e),
+        };
+        let Some((&command, body)) = packet.split_first() else {
+            send_error(io, &SqlError::new(1047, "08S01", "Unknown command: empty packet")).await;
+            continue;
+        };
+        let mut out = ResultWriter::new(io, caps, handler.status());
+        match command {
+            c if c == Command::COM_QUIT as u8 => return Ok(()),
+            c if c == Command::COM_PING as u8 => out.ok(&OkInfo::default()).await?,
+            c if c == Command::COM_INIT_DB as u8 => {
+                let db = String::from_utf8_lossy(body).into_owned();
+                match handler.init_db(db.trim()).await {
+                    Ok(()) => {
+                        out.set_status(handler.status());
+                        out.ok(&OkInfo::default()).await?
+                    }
+                    Err(e) => out.error(&e).await?,
+                }
+            }
+            c if c == Command::COM_QUERY as u8 => match std::str::from_utf8(body) {
+                Ok(sql) => {
+                    handler.query(sql, &mut out).await?;
+                    if !out.responded() {
+                        out.error(&SqlError::new(1105, "HY000", "[BUG] statement produced no response")).await?;
+                    } else if out.in_rows() {
+                        out.error(&SqlError::new(1105, "HY000", "[BUG] result set was not finished")).await?;
+                    }
+                }
+                Err(_) => out.error(&SqlError::new(1300, "HY000", "Invalid utf8mb4 character string in statement")).await?,
+            },
+            other => {
+                let name = command_name(other);
+                out.error(&SqlError::new(1047, "08S01", format!("Unknown command: {name} is not supported"))).await?
+            }
+        }
+        io.flush().await?;
+    }
+}
+
+fn command_name(byte: u8) -> String {
+    const NAMES: &[(Command, &str)] = &[
+        (Command::COM_FIELD_LIST, "COM_FIELD_LIST"),
+        (Command::COM_STATISTICS, "COM_STATISTICS"),
+        (Command::COM_PROCESS_KILL, "COM_PROCESS_KILL"),
+        (Command::COM_CHANGE_USER, "COM_CHANGE_USER"),
+        (Command::COM_STMT_PREPARE, "COM_STMT_PREPARE"),
+        (Command::COM_STMT_EXECUTE, "COM_STMT_EXECUTE"),
+        (Command::COM_STMT_CLOSE, "COM_STMT_CLOSE"),
+        (Command::COM_STMT_RESET, "COM_STMT_RESET"),
+        (Command::COM_SET_OPTION, "COM_SET_OPTION"),
+        (Command::COM_RESET_CONNECTION, "COM_RESET_CONNECTION"),
+        (Command::COM_BINLOG_DUMP, "COM_BINLOG_DUMP"),
+    ];
+    NAMES.iter().find(|(c, _)| *c as u8 == byte).map(|(_, n)| n.to_string()).unwrap_or_else(|| format!("command 0x{byte:02x}"))
+}

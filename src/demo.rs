@@ -1,0 +1,85 @@
+//! `shardgate demo`: two local MariaDB shards of a sharded keyspace `commerce`, one unsharded
+//! keyspace `main`, sample data loaded through the proxy itself, served until Ctrl-C.
+
+use std::path::Path;
+
+use mysql_async::prelude::Queryable;
+
+const SCHEMA: &[&str] = &[
+    "USE commerce",
+    "CREATE TABLE customers (customer_id BIGINT NOT NULL PRIMARY KEY, name VARCHAR(100) NOT NULL, email VARCHAR(100))",
+    "CREATE TABLE orders (order_id BIGINT NOT NULL PRIMARY KEY, customer_id BIGINT NOT NULL, product_id BIGINT NOT NULL, \
+     quantity INT NOT NULL, amount DECIMAL(10,2) NOT NULL, KEY (customer_id))",
+    "CREATE TABLE products (product_id BIGINT NOT NULL PRIMARY KEY, name VARCHAR(100) NOT NULL, price DECIMAL(10,2) NOT NULL)",
+    "INSERT INTO products (product_id, name, price) VALUES (1, 'keyboard', 49.90), (2, 'mouse', 19.90), (3, 'monitor', 189.00), (4, 'cable', 4.50)",
+    "INSERT INTO customers (customer_id, name, email) VALUES (1, 'Ada', 'ada@example.com'), (2, 'Brian', 'brian@example.com'), \
+     (3, 'Chandra', 'chandra@example.com'), (4, 'Dana', 'dana@example.com'), (5, 'Emeka', 'emeka@example.com'), (6, 'Fatima', 'fatima@example.com')",
+    "INSERT INTO orders (order_id, customer_id, product_id, quantity, amount) VALUES (100, 1, 1, 1, 49.90), (101, 1, 4, 3, 13.50), \
+     (102, 2, 3, 1, 189.00), (103, 3, 2, 2, 39.80), (104, 4, 1, 1, 49.90), (105, 5, 3, 2, 378.00), (106, 6, 4, 10, 45.00)",
+    "USE main",
+    "CREATE TABLE settings (name VARCHAR(64) NOT NULL PRIMARY KEY, value VARCHAR(255) NOT NULL)",
+    "INSERT INTO settings (name, value) VALUES ('currency', 'EUR'), ('support_email', 'help@example.com')",
+];
+
+pub fn config_text(listen: &str, commerce: [&str; 2], main: &str) -> String {
+    format!(
+        r#"[server]
+listen = "{listen}"
+
+[[users]]
+name = "app"
+password = "app"
+
+[keyspaces.commerce]
+sharded = true
+shards = [
+  {{ name = "-80", primary = "{c0}" }},
+  {{ name = "80-", primary = "{c1}" }},
+]
+vindexes.hash = {{ type = "hash" }}
+tables.customers = {{ primary_vindex = {{ column = "customer_id", vindex = "hash" }} }}
+tables.orders = {{ primary_vindex = {{ column = "customer_id", vindex = "hash" }} }}
+tables.products = {{ type = "reference" }}
+
+[keyspaces.main]
+sharded = false
+shards = [{{ name = "0", primary = "{main}" }}]
+"#,
+        c0 = commerce[0],
+        c1 = commerce[1],
+    )
+}
+
+pub async fn run(listen: &str) -> Result<(), Box<dyn std::error::Error>> {
+    eprintln!("starting 3 local MariaDB servers...");
+    let servers = tokio::task::spawn_blocking(|| testkit::start(3, &["commerce", "main"])).await??;
+    let text = config_text(listen, [&servers[0].url("commerce"), &servers[1].url("commerce")], &servers[2].url("main"));
+    let config_path = servers[0].dir().join("shardgate.toml");
+    std::fs::write(&config_path, &text)?;
+    let config = vschema::parse_config(&text, Path::new(&config_path))?;
+    let running = crate::start(&config, listen).await?;
+
+    let url = format!("mysql://app:app@{}", running.addr);
+    let opts = mysql_async::Opts::from_url(&url)?;
+    let mut conn = mysql_async::Conn::new(opts).await?;
+    for stmt in SCHEMA {
+        conn.query_drop(*stmt).await?;
+    }
+    conn.disconnect().await?;
+
+    println!("shardgate demo is serving on {}", running.addr);
+    println!("  keyspace commerce: shards -80 (127.0.0.1:{}) and 80- (127.0.0.1:{})", servers[0].port, servers[1].port);
+    println!("  keyspace main (unsharded): 127.0.0.1:{}", servers[2].port);
+    println!("  config: {}", config_path.display());
+    println!();
+    println!("connect with:");
+    println!("  mysql -h127.0.0.1 -P{} -uapp -papp commerce", running.addr.port());
+    println!();
+    println!("try: SELECT * FROM customers WHERE customer_id = 4;  SELECT * FROM orders;  VEXPLAIN is `shardgate explain`.");
+    println!("Ctrl-C stops everything and removes the data.");
+    tokio::signal::ctrl_c().await?;
+    running.stop().await;
+    drop(servers);
+    println!("stopped; data removed");
+    Ok(())
+}

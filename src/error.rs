@@ -1,0 +1,68 @@
+//! The one place MySQL error codes and SQLSTATEs are chosen for shardgate's own errors. Backend
+//! server errors keep theirs.
+
+use engine::EngineError;
+use frontend::SqlError;
+use planner::PlanError;
+
+pub const ER_NOT_SUPPORTED_YET: u16 = 1235;
+
+/// A statement shardgate recognises but cannot run yet.
+pub fn unsupported(what: impl std::fmt::Display) -> SqlError {
+    SqlError::new(ER_NOT_SUPPORTED_YET, "42000", format!("This version of shardgate doesn't yet support '{what}'"))
+}
+
+pub fn syntax(detail: impl std::fmt::Display) -> SqlError {
+    SqlError::new(1064, "42000", format!("You have an error in your SQL syntax: {detail}"))
+}
+
+pub fn empty_query() -> SqlError {
+    SqlError::new(1065, "42000", "Query was empty")
+}
+
+pub fn unknown_database(name: &str) -> SqlError {
+    SqlError::new(1049, "42000", format!("Unknown database '{name}'"))
+}
+
+pub fn from_plan(e: PlanError) -> SqlError {
+    match e {
+        PlanError::Unsupported(what) => unsupported(what),
+        PlanError::NoDatabase => SqlError::new(1046, "3D000", "No database selected"),
+        PlanError::UnknownKeyspace(ks) => unknown_database(&ks),
+        e @ PlanError::UnknownTable { .. } => SqlError::new(1146, "42S02", e.to_string()),
+        e @ PlanError::MissingVindexColumn { .. } => SqlError::new(1364, "HY000", e.to_string()),
+        e @ PlanError::NullVindexValue(_) => SqlError::new(1048, "23000", e.to_string()),
+        PlanError::Vindex(e) => SqlError::new(1292, "22007", e.to_string()),
+    }
+}
+
+pub fn from_engine(e: &EngineError) -> SqlError {
+    match e {
+        EngineError::Server { shard, code, state, message } => SqlError::new(*code, state, format!("shard {shard}: {message}")),
+        EngineError::Backend { shard, message } => {
+            SqlError::new(1429, "HY000", format!("Unable to connect to foreign data source: shard {shard}: {message}"))
+        }
+        EngineError::Vindex(v) => SqlError::new(1292, "22007", v.to_string()),
+        EngineError::UnknownKeyspace(ks) => unknown_database(ks),
+        EngineError::Client(e) => SqlError::new(1105, "HY000", format!("client connection: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes() {
+        assert_eq!(from_plan(PlanError::Unsupported("x".into())).code, 1235);
+        assert_eq!(&from_plan(PlanError::Unsupported("x".into())).state, b"42000");
+        assert_eq!(from_plan(PlanError::NoDatabase).code, 1046);
+        assert_eq!(from_plan(PlanError::UnknownTable { keyspace: "k".into(), table: "t".into() }).code, 1146);
+        let server = EngineError::Server { shard: "-80".into(), code: 1062, state: "23000".into(), message: "Duplicate entry".into() };
+        let e = from_engine(&server);
+        assert_eq!((e.code, &e.state, e.message.as_str()), (1062, b"23000", "shard -80: Duplicate entry"));
+        // A state that is not five ASCII characters never panics.
+        let odd = EngineError::Server { shard: "0".into(), code: 9999, state: "x".into(), message: String::new() };
+        assert_eq!(&from_engine(&odd).state, b"HY000");
+    }
+}

@@ -1,0 +1,311 @@
+//! The glue: a client statement → session handling or plan → engine → client.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use backend::Backends;
+use engine::{Column, EngineError, Plan, RowSink, Value};
+use frontend::{Handler, HandlerFactory, OkInfo, ResultWriter, SqlError, StatusFlags};
+use sqlparser::ast::{Expr, Set, ShowStatementFilter, Statement, Use, Value as SqlValue};
+use sqlparser::dialect::MySqlDialect;
+use sqlparser::parser::Parser;
+use tracing::debug;
+use vschema::{Config, VSchema};
+
+use crate::error;
+use crate::session::Session;
+use crate::sysvars::{self, ServerInfo};
+
+/// What every session shares.
+pub struct Gate {
+    pub vschema: Arc<VSchema>,
+    pub backends: Backends,
+    users: HashMap<String, String>,
+    info: ServerInfo,
+    /// Statements sent to each shard (`keyspace/shard`), for tests and operators.
+    pub shard_queries: HashMap<String, AtomicU64>,
+}
+
+impl Gate {
+    pub fn new(config: &Config, port: u16) -> Self {
+        let mut shard_queries = HashMap::new();
+        for ks in config.vschema.keyspaces() {
+            for s in &ks.shards {
+                shard_queries.insert(format!("{}/{}", ks.name, s.name), AtomicU64::new(0));
+            }
+        }
+        Gate {
+            vschema: config.vschema.clone(),
+            backends: Backends::new(&config.vschema),
+            users: config.users.iter().map(|u| (u.name.clone(), u.password.clone())).collect(),
+            info: ServerInfo { version: frontend::ServerOptions::default().server_version, port, max_packet_size: config.server.max_packet_size },
+            shard_queries,
+        }
+    }
+}
+
+/// Counts statements per shard on their way to the backends.
+struct CountingExecutor<'a>(&'a Gate);
+
+impl engine::Executor for CountingExecutor<'_> {
+    async fn execute<S: RowSink>(&self, keyspace: &str, shard: &str, sql: &str, sink: &mut S) -> Result<engine::Outcome, EngineError> {
+        if let Some(c) = self.0.shard_queries.get(&format!("{keyspace}/{shard}")) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        debug!(keyspace, shard, sql, "send");
+        self.0.backends.execute(keyspace, shard, sql, sink).await
+    }
+}
+
+/// Opens a [`GateSession`] per authenticated client.
+pub struct Sessions(pub Arc<Gate>);
+
+impl HandlerFactory for Sessions {
+    type Handler = GateSession;
+
+    fn password(&self, user: &str) -> Option<String> {
+        self.0.users.get(user).cloned()
+    }
+
+    async fn connect(&self, conn_id: u32, user: &str, database: Option<&str>) -> Result<GateSession, SqlError> {
+        if let Some(db) = database {
+            if self.0.vschema.keyspace(db).is_none() {
+                return Err(error::unknown_database(db));
+            }
+        }
+        Ok(GateSession { gate: self.0.clone(), session: Session::new(conn_id, user, database.map(str::to_string)) })
+    }
+}
+
+pub struct GateSession {
+    gate: Arc<Gate>,
+    session: Session,
+}
+
+/// Streams engine rows to the client.
+struct ClientSink<'w, 'a> {
+    out: &'w mut ResultWriter<'a>,
+    started: bool,
+    rename_first: Option<String>,
+}
+
+impl RowSink for ClientSink<'_, '_> {
+    async fn columns(&mut self, columns: Arc<[Column]>) -> Result<(), EngineError> {
+        self.started = true;
+        match self.rename_first.take() {
+            Some(name) => {
+                let mut cols = columns.to_vec();
+                if let Some(first) = cols.first_mut() {
+                    *first = first.clone().with_name(name.as_bytes()).with_org_name(name.as_bytes());
+                }
+                Ok(self.out.columns(&cols).await?)
+            }
+            None => Ok(self.out.columns(&columns).await?),
+        }
+    }
+    async fn row(&mut self, row: Vec<Value>) -> Result<(), EngineError> {
+        Ok(self.out.row(&row).await?)
+    }
+}
+
+impl Handler for GateSession {
+    async fn query(&mut self, sql: &str, out: &mut ResultWriter<'_>) -> std::io::Result<()> {
+        match self.statement(sql, out).await {
+            Ok(()) => Ok(()),
+            Err(Failure::Client(e)) => Err(e),
+            Err(Failure::Sql(e)) => {
+                debug!(code = e.code, message = %e.message, "statement failed");
+                out.error(&e).await
+            }
+        }
+    }
+
+    async fn init_db(&mut self, database: &str) -> Result<(), SqlError> {
+        self.use_keyspace(database)
+    }
+
+    fn status(&self) -> StatusFlags {
+        self.session.status()
+    }
+
+    async fn close(&mut self) {}
+}
+
+enum Failure {
+    /// Answer the client with this error.
+    Sql(SqlError),
+    /// The client connection itself failed.
+    Client(std::io::Error),
+}
+
+impl From<SqlError> for Failure {
+    fn from(e: SqlError) -> Self {
+        Failure::Sql(e)
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
+        Failure::Client(e)
+    }
+}
+
+impl GateSession {
+    fn use_keyspace(&mut self, name: &str) -> Result<(), SqlError> {
+        let name = name.trim_matches('`');
+        if self.gate.vschema.keyspace(name).is_none() {
+            return Err(error::unknown_database(name));
+        }
+        self.session.keyspace = Some(name.to_string());
+        Ok(())
+    }
+
+    async fn statement(&mut self, sql: &str, out: &mut ResultWriter<'_>) -> Result<(), Failure> {
+        let sql = sql.trim().trim_end_matches(';').trim_end();
+        if sql.is_empty() {
+            return Err(error::empty_query().into());
+        }
+        let mut statements = Parser::parse_sql(&MySqlDialect {}, sql).map_err(error::syntax)?;
+        if statements.len() != 1 {
+            return Err(error::unsupported("several statements in one query").into());
+        }
+        let stmt = statements.remove(0);
+        match &stmt {
+            Statement::Use(u) => {
+                let name = match u {
+                    Use::Object(n) | Use::Database(n) | Use::Schema(n) => n.to_string(),
+                    _ => return Err(error::unsupported(format!("{stmt}")).into()),
+                };
+                self.use_keyspace(&name)?;
+                return Ok(out.ok(&OkInfo::default()).await?);
+            }
+            Statement::Set(set) => {
+                self.set(set)?;
+                return Ok(out.ok(&OkInfo::default()).await?);
+            }
+            Statement::StartTransaction { .. } => {
+                return Err(error::unsupported("transactions (BEGIN / START TRANSACTION)").into());
+            }
+            // No transaction can be open, so there is nothing to end: MySQL answers OK too.
+            Statement::Commit { .. } | Statement::Rollback { savepoint: None, .. } => return Ok(out.ok(&OkInfo::default()).await?),
+            Statement::ShowDatabases { .. } => {
+                let rows = self.gate.vschema.keyspaces().map(|k| vec![Value::Bytes(k.name.clone().into_bytes())]).collect();
+                return self.local_rows(out, vec![sysvars::text_column("Database")], rows).await;
+            }
+            Statement::ShowTables { full, show_options, .. } => return self.show_tables(*full, show_options, out).await,
+            Statement::Query(q) => {
+                if let Some((columns, rows)) = sysvars::answer(q, sql, &self.session, &self.gate.info)? {
+                    return self.local_rows(out, columns, rows).await;
+                }
+            }
+            _ => {}
+        }
+        let ctx = planner::Context { vschema: &self.gate.vschema, keyspace: self.session.keyspace.as_deref() };
+        let plan = planner::plan(&stmt, sql, &ctx).map_err(error::from_plan)?;
+        self.run(&plan, out, None).await
+    }
+
+    async fn run(&mut self, plan: &Plan, out: &mut ResultWriter<'_>, rename_first: Option<String>) -> Result<(), Failure> {
+        let gate = self.gate.clone();
+        let mut sink = ClientSink { out, started: false, rename_first };
+        let result = engine::execute(plan, &gate.vschema, &CountingExecutor(&gate), &mut sink).await;
+        let started = sink.started;
+        match result {
+            Ok(outcome) if started => {
+                self.session.row_count = -1;
+                Ok(out.finish_rows(outcome.warnings).await?)
+            }
+            Ok(outcome) => {
+                self.session.row_count = outcome.affected_rows as i64;
+                if outcome.last_insert_id != 0 {
+                    self.session.last_insert_id = outcome.last_insert_id;
+                }
+                let info = OkInfo { affected_rows: outcome.affected_rows, last_insert_id: outcome.last_insert_id, warnings: outcome.warnings, info: outcome.info };
+                Ok(out.ok(&info).await?)
+            }
+            Err(EngineError::Client(e)) => Err(Failure::Client(e)),
+            // An ERR packet may replace the next row of a result set already started.
+            Err(e) => Err(Failure::Sql(error::from_engine(&e))),
+        }
+    }
+
+    async fn local_rows(&mut self, out: &mut ResultWriter<'_>, columns: Vec<Column>, rows: Vec<Vec<Value>>) -> Result<(), Failure> {
+        out.columns(&columns).await?;
+        for row in rows {
+            out.row(&row).await?;
+        }
+        self.session.row_count = -1;
+        Ok(out.finish_rows(0).await?)
+    }
+
+    /// `SHOW [FULL] TABLES [FROM ks] [LIKE ..|WHERE ..]`: asked of the keyspace's first shard, with
+    /// the column named after the keyspace rather than the shard's database.
+    async fn show_tables(&mut self, full: bool, options: &sqlparser::ast::ShowStatementOptions, out: &mut ResultWriter<'_>) -> Result<(), Failure> {
+        let keyspace = match options.show_in.as_ref().and_then(|s| s.parent_name.as_ref()) {
+            Some(name) => name.to_string(),
+            None => self.session.keyspace.clone().ok_or_else(|| SqlError::new(1046, "3D000", "No database selected"))?,
+        };
+        let ks = self.gate.vschema.keyspace(&keyspace).ok_or_else(|| error::unknown_database(&keyspace))?;
+        let filter = match options.filter_position.as_ref() {
+            None => String::new(),
+            Some(sqlparser::ast::ShowStatementFilterPosition::Suffix(f) | sqlparser::ast::ShowStatementFilterPosition::Infix(f)) => match f {
+                ShowStatementFilter::Like(_) | ShowStatementFilter::Where(_) | ShowStatementFilter::ILike(_) => format!(" {f}"),
+                ShowStatementFilter::NoKeyword(_) => return Err(error::unsupported("SHOW TABLES with this filter").into()),
+            },
+        };
+        let query = format!("SHOW {}TABLES{filter}", if full { "FULL " } else { "" });
+        let opcode = if ks.sharded { engine::Opcode::Reference } else { engine::Opcode::Unsharded };
+        let plan = Plan::Route(engine::Route { keyspace: ks.name.clone(), opcode, query });
+        self.run(&plan, out, Some(format!("Tables_in_{}", ks.name))).await
+    }
+
+    /// Session settings: those that cannot change a result are accepted; the rest are refused
+    /// until sessions carry them to the shards.
+    fn set(&mut self, set: &Set) -> Result<(), SqlError> {
+        let assignments: Vec<(String, &Expr)> = match set {
+            Set::SetNames { .. } | Set::SetNamesDefault {} => return Ok(()),
+            Set::SingleAssignment { scope, variable, values, .. } => {
+                if scope.as_ref().is_some_and(|s| s.to_string().eq_ignore_ascii_case("GLOBAL")) {
+                    return Err(error::unsupported("SET GLOBAL"));
+                }
+                match values.as_slice() {
+                    [value] => vec![(variable.to_string(), value)],
+                    _ => return Err(error::unsupported(format!("SET {variable}"))),
+                }
+            }
+            Set::MultipleAssignments { assignments } => assignments.iter().map(|a| (a.name.to_string(), &a.value)).collect(),
+            other => return Err(error::unsupported(format!("{other}"))),
+        };
+        for (name, value) in &assignments {
+            let lower = name.to_ascii_lowercase();
+            let var = lower.trim_start_matches("@@");
+            let var = var.strip_prefix("session.").or_else(|| var.strip_prefix("local.")).unwrap_or(var);
+            match var {
+                "autocommit" => {
+                    if !is_true(value) {
+                        return Err(error::unsupported("SET autocommit=0 (transactions)"));
+                    }
+                }
+                // The backends always speak utf8mb4 to shardgate and shardgate to the client.
+                "names" | "character_set_client" | "character_set_connection" | "character_set_results" | "collation_connection" => {}
+                _ if var.starts_with('@') => return Err(error::unsupported(format!("user variable {name}"))),
+                _ => return Err(error::unsupported(format!("SET {name}"))),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_true(expr: &Expr) -> bool {
+    match expr {
+        Expr::Value(v) => match &v.value {
+            SqlValue::Number(n, _) => n.parse::<f64>().is_ok_and(|x| x != 0.0),
+            SqlValue::Boolean(b) => *b,
+            SqlValue::SingleQuotedString(s) => s.eq_ignore_ascii_case("on") || s == "1",
+            _ => false,
+        },
+        Expr::Identifier(id) => id.value.eq_ignore_ascii_case("on") || id.value.eq_ignore_ascii_case("true"),
+        _ => false,
+    }
+}

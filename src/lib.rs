@@ -1,0 +1,54 @@
+//! shardgate: a MySQL sharding proxy. This crate is the glue between the wire protocol
+//! (`frontend`), the planner, the engine and the backend pools, plus the command line.
+//!
+//! - `gate`: each client statement → session handling or plan → engine → client.
+//! - `session`: per-connection state.
+//! - `sysvars`: driver chatter the proxy answers itself.
+//! - `error`: the one place MySQL error codes are chosen.
+//! - `demo`: `shardgate demo`, local shards with sample data.
+
+pub mod demo;
+pub mod error;
+pub mod gate;
+pub mod session;
+pub mod sysvars;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use vschema::Config;
+
+pub use gate::Gate;
+
+/// A proxy serving in the background of the current tokio runtime.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub gate: Arc<Gate>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Stops accepting and waits for the accept loop to end.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// Binds `listen` (port 0 picks a free one) and serves `config` until stopped.
+pub async fn start(config: &Config, listen: &str) -> std::io::Result<Running> {
+    let listener = TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let gate = Arc::new(Gate::new(config, addr.port()));
+    let options = frontend::ServerOptions { max_packet_size: config.server.max_packet_size, ..Default::default() };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(frontend::serve(listener, Arc::new(gate::Sessions(gate.clone())), options, async {
+        let _ = stopped.await;
+    }));
+    Ok(Running { addr, gate, stop: Some(stop), task })
+}

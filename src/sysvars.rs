@@ -1,0 +1,159 @@
+//! Driver chatter answered by the proxy itself: `SELECT @@version_comment LIMIT 1`,
+//! `SELECT DATABASE(), USER()`, `SELECT LAST_INSERT_ID()` and the like. Server variables that
+//! describe the server (`@@port`, `@@socket`, `@@version`) must describe shardgate, never a shard:
+//! some drivers reconnect to the `@@socket` they read.
+
+use engine::{Column, Value};
+use mysql_common::constants::{ColumnFlags, ColumnType};
+use sqlparser::ast::{Expr, FunctionArguments, Query, SelectItem, SetExpr, Spanned};
+
+use crate::session::Session;
+
+/// What the proxy says about itself.
+pub struct ServerInfo {
+    pub version: String,
+    pub port: u16,
+    pub max_packet_size: usize,
+}
+
+enum Local {
+    Text(String),
+    Int(i64),
+    Null,
+}
+
+/// Server variables the proxy answers; others go to a shard.
+fn sysvar(name: &str, info: &ServerInfo) -> Option<Local> {
+    let name = name.to_ascii_lowercase();
+    let name = name.trim_start_matches("@@");
+    let name = name.strip_prefix("session.").or_else(|| name.strip_prefix("local.")).or_else(|| name.strip_prefix("global.")).unwrap_or(name);
+    Some(match name {
+        "version" => Local::Text(info.version.clone()),
+        "version_comment" => Local::Text("shardgate MySQL sharding proxy".into()),
+        "port" => Local::Int(i64::from(info.port)),
+        "socket" => Local::Text(String::new()),
+        "hostname" => Local::Text(hostname()),
+        "autocommit" => Local::Int(1),
+        "character_set_client" | "character_set_connection" | "character_set_results" | "character_set_server"
+        | "character_set_database" => Local::Text("utf8mb4".into()),
+        "collation_connection" | "collation_server" | "collation_database" => Local::Text("utf8mb4_general_ci".into()),
+        "max_allowed_packet" => Local::Int(info.max_packet_size as i64),
+        "tx_isolation" | "transaction_isolation" => Local::Text("REPEATABLE-READ".into()),
+        "tx_read_only" | "transaction_read_only" => Local::Int(0),
+        "auto_increment_increment" => Local::Int(1),
+        "lower_case_table_names" => Local::Int(0),
+        "wait_timeout" | "interactive_timeout" => Local::Int(28800),
+        "have_ssl" | "have_openssl" => Local::Text("DISABLED".into()),
+        "init_connect" => Local::Text(String::new()),
+        "performance_schema" => Local::Int(0),
+        _ => return None,
+    })
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into())
+}
+
+/// Functions whose answer is session state the shards do not have.
+fn session_function(name: &str, session: &Session, info: &ServerInfo) -> Option<Local> {
+    Some(match name.to_ascii_lowercase().as_str() {
+        "database" | "schema" => session.keyspace.clone().map(Local::Text).unwrap_or(Local::Null),
+        "user" | "current_user" | "session_user" | "system_user" => Local::Text(format!("{}@localhost", session.user)),
+        "connection_id" => Local::Int(i64::from(session.conn_id)),
+        "last_insert_id" => Local::Int(session.last_insert_id as i64),
+        "row_count" => Local::Int(session.row_count),
+        "version" => Local::Text(info.version.clone()),
+        _ => return None,
+    })
+}
+
+fn local_value(expr: &Expr, session: &Session, info: &ServerInfo) -> Option<Local> {
+    match expr {
+        Expr::Identifier(id) if id.value.starts_with("@@") => sysvar(&id.value, info),
+        Expr::CompoundIdentifier(parts) if parts.first().is_some_and(|p| p.value.starts_with("@@")) => {
+            let name: Vec<&str> = parts.iter().map(|p| p.value.as_str()).collect();
+            sysvar(&name.join("."), info)
+        }
+        Expr::Function(f) => {
+            let no_args = match &f.args {
+                FunctionArguments::None => true,
+                FunctionArguments::List(l) => l.args.is_empty(),
+                FunctionArguments::Subquery(_) => false,
+            };
+            if no_args && f.over.is_none() {
+                session_function(&f.name.to_string(), session, info)
+            } else {
+                None
+            }
+        }
+        Expr::Nested(inner) => local_value(inner, session, info),
+        _ => None,
+    }
+}
+
+fn is_session_state(expr: &Expr) -> bool {
+    match expr {
+        Expr::Function(f) => {
+            matches!(f.name.to_string().to_ascii_lowercase().as_str(), "database" | "schema" | "connection_id" | "last_insert_id" | "row_count" | "found_rows")
+        }
+        Expr::Nested(inner) => is_session_state(inner),
+        _ => false,
+    }
+}
+
+/// The answer to a table-less SELECT made only of values the proxy knows: column definitions and
+/// one row (none under `LIMIT 0`). `Ok(None)` when a shard should answer instead; an error when the
+/// statement mixes session state with expressions only a shard can evaluate.
+pub fn answer(query: &Query, sql: &str, session: &Session, info: &ServerInfo) -> Result<Option<(Vec<Column>, Vec<Vec<Value>>)>, frontend::SqlError> {
+    let SetExpr::Select(select) = query.body.as_ref() else { return Ok(None) };
+    if !select.from.is_empty() || select.selection.is_some() || query.order_by.is_some() || query.with.is_some() {
+        return Ok(None);
+    }
+    let mut columns = Vec::new();
+    let mut row = Vec::new();
+    let mut needs_session = false;
+    let mut all_local = true;
+    for item in &select.projection {
+        let (expr, alias) = match item {
+            SelectItem::UnnamedExpr(e) => (e, None),
+            SelectItem::ExprWithAlias { expr, alias } => (expr, Some(alias.value.clone())),
+            _ => return Ok(None),
+        };
+        needs_session |= is_session_state(expr);
+        let Some(value) = local_value(expr, session, info) else {
+            all_local = false;
+            continue;
+        };
+        let name = alias.unwrap_or_else(|| text_of(expr, sql));
+        let (column, value) = match value {
+            Local::Text(s) => (text_column(&name), Value::Bytes(s.into_bytes())),
+            Local::Int(i) => (int_column(&name), Value::Int(i)),
+            Local::Null => (text_column(&name), Value::NULL),
+        };
+        columns.push(column);
+        row.push(value);
+    }
+    if !all_local {
+        return if needs_session { Err(crate::error::unsupported("session functions mixed with other expressions")) } else { Ok(None) };
+    }
+    let limit_zero = query.limit_clause.as_ref().is_some_and(|l| l.to_string().trim().eq_ignore_ascii_case("LIMIT 0"));
+    Ok(Some((columns, if limit_zero { vec![] } else { vec![row] })))
+}
+
+/// The column name MySQL gives an unaliased expression: its text as the client wrote it.
+fn text_of(expr: &Expr, sql: &str) -> String {
+    let span = expr.span();
+    planner::SourceText::new(sql).slice(span).map(str::to_string).unwrap_or_else(|| expr.to_string())
+}
+
+pub fn text_column(name: &str) -> Column {
+    Column::new(ColumnType::MYSQL_TYPE_VAR_STRING).with_name(name.as_bytes()).with_character_set(45).with_column_length(1024)
+}
+
+fn int_column(name: &str) -> Column {
+    Column::new(ColumnType::MYSQL_TYPE_LONGLONG)
+        .with_name(name.as_bytes())
+        .with_character_set(63)
+        .with_column_length(21)
+        .with_flags(ColumnFlags::BINARY_FLAG | ColumnFlags::NUM_FLAG)
+}
