@@ -142,8 +142,19 @@ pub fn answer(query: &Query, sql: &str, session: &Session, info: &ServerInfo) ->
 
 /// The column name MySQL gives an unaliased expression: its text as the client wrote it.
 fn text_of(expr: &Expr, sql: &str) -> String {
-    let span = expr.span();
-    planner::SourceText::new(sql).slice(span).map(str::to_string).unwrap_or_else(|| expr.to_string())
+    let source = planner::SourceText::new(sql);
+    let Some(range) = source.range(expr.span()) else { return expr.to_string() };
+    // A function's span ends at its name; MySQL's column name includes the `()` as typed.
+    let mut end = range.end;
+    if matches!(expr, Expr::Function(_)) {
+        let rest = &sql[end..];
+        if rest.trim_start().starts_with('(') {
+            if let Some(close) = rest.find(')') {
+                end += close + 1;
+            }
+        }
+    }
+    sql[range.start..end].to_string()
 }
 
 pub fn text_column(name: &str) -> Column {

@@ -86,6 +86,11 @@ async fn run_connection<F: HandlerFactory>(stream: TcpStream, conn_id: u32, fact
             return Ok(());
         }
     };
+    // The OK that ends the connection phase continues the handshake's sequence.
+    let mut ok = Vec::new();
+    crate::writer::encode_ok(&mut ok, 0x00, &OkInfo::default(), handler.status());
+    io.write_packet(&ok).await?;
+    io.flush().await?;
     info!(user = %auth.user, "client connected");
     let result = command_loop(&mut io, &mut handler, auth.caps).await;
     handler.close().await;

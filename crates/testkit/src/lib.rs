@@ -135,6 +135,7 @@ pub fn start(n: usize, databases: &[&str]) -> Result<Vec<MariaDb>, TestkitError>
                 "--collation-server=utf8mb4_general_ci",
                 "--max-connections=1000",
                 "--performance-schema=OFF",
+                "--max-allowed-packet=256M",
             ]);
         if root {
             cmd.arg("--user=root");
