@@ -88,6 +88,8 @@ pub fn start(n: usize, databases: &[&str]) -> Result<Vec<MariaDb>, TestkitError>
                 .arg(format!("--datadir={}", d.path().join("data").display()))
                 .arg("--auth-root-authentication-method=normal")
                 .arg("--skip-test-db")
+                // Parallel bootstraps sharing /tmp trip over each other's temporary tables.
+                .env("TMPDIR", d.path())
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().map_err(io_err("install.log"))?)
                 .stderr(log)
@@ -123,6 +125,7 @@ pub fn start(n: usize, databases: &[&str]) -> Result<Vec<MariaDb>, TestkitError>
             .arg(format!("--pid-file={}", d.join("mysqld.pid").display()))
             .arg(format!("--log-error={}", d.join("error.log").display()))
             .arg(format!("--init-file={}", d.join("init.sql").display()))
+            .arg(format!("--tmpdir={}", d.display()))
             .arg(format!("--port={port}"))
             .args([
                 "--bind-address=127.0.0.1",

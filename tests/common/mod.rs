@@ -1,0 +1,119 @@
+//! Shared by the end-to-end tests: one set of real MariaDB servers per test binary, a proxy per
+//! test (each test has its own runtime), and clients.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts, Row, Value};
+
+pub struct Cluster {
+    pub servers: Vec<testkit::MariaDb>,
+    pub config: vschema::Config,
+}
+
+/// Four MariaDB servers: keyspace `two` (2 shards), keyspace `four` (4 shards), unsharded `main`,
+/// and a `reference` database holding all rows for differential tests.
+pub fn cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        let servers = testkit::start(4, &["two", "four", "main", "reference"]).expect("start MariaDB");
+        let url = |i: usize, db: &str| servers[i].url(db);
+        let tables = r#"vindexes.hash = { type = "hash" }
+vindexes.xxhash = { type = "xxhash" }
+tables.placed = { primary_vindex = { column = "id", vindex = "hash" } }
+tables.placed_xx = { primary_vindex = { column = "name", vindex = "xxhash" } }
+tables.probe = { primary_vindex = { column = "id", vindex = "hash" } }
+tables.ddl_probe = { primary_vindex = { column = "id", vindex = "hash" } }
+tables.customers = { primary_vindex = { column = "id", vindex = "hash" } }
+tables.orders = { primary_vindex = { column = "customer_id", vindex = "hash" } }
+tables.products = { type = "reference" }
+tables.misc = { primary_vindex = { column = "id", vindex = "hash" } }
+"#;
+        let text = format!(
+            r#"[server]
+listen = "127.0.0.1:0"
+
+[[users]]
+name = "app"
+password = "secret"
+
+[keyspaces.two]
+sharded = true
+shards = [{{ name = "-80", primary = "{t0}" }}, {{ name = "80-", primary = "{t1}" }}]
+{tables}
+[keyspaces.four]
+sharded = true
+shards = [
+  {{ name = "-40", primary = "{f0}" }}, {{ name = "40-80", primary = "{f1}" }},
+  {{ name = "80-c0", primary = "{f2}" }}, {{ name = "c0-", primary = "{f3}" }},
+]
+{tables}
+[keyspaces.main]
+sharded = false
+shards = [{{ name = "0", primary = "{m}" }}]
+"#,
+            t0 = url(0, "two"),
+            t1 = url(1, "two"),
+            f0 = url(0, "four"),
+            f1 = url(1, "four"),
+            f2 = url(2, "four"),
+            f3 = url(3, "four"),
+            m = url(2, "main"),
+        );
+        let config = vschema::parse_config(&text, Path::new("e2e.toml")).expect("test config");
+        Cluster { servers, config }
+    })
+}
+
+pub async fn proxy() -> shardgate::Running {
+    shardgate::start(&cluster().config, "127.0.0.1:0").await.expect("start proxy")
+}
+
+pub async fn client(proxy: &shardgate::Running, db: Option<&str>) -> Conn {
+    let url = format!("mysql://app:secret@{}/{}", proxy.addr, db.unwrap_or(""));
+    Conn::new(Opts::from_url(&url).unwrap()).await.expect("connect to proxy")
+}
+
+/// A direct connection to one shard of a keyspace.
+pub async fn shard_conn(keyspace: &str, shard: &str) -> Conn {
+    let ks = cluster().config.vschema.keyspace(keyspace).unwrap();
+    let s = ks.shards.iter().find(|s| s.name == shard).unwrap();
+    let url = format!("mysql://root@{}:{}/{}", s.primary.host, s.primary.port, s.primary.database);
+    Conn::new(Opts::from_url(&url).unwrap()).await.unwrap()
+}
+
+/// The differential reference: one database holding all rows.
+pub async fn reference_conn() -> Conn {
+    Conn::new(Opts::from_url(&cluster().servers[3].url("reference")).unwrap()).await.unwrap()
+}
+
+/// Rows as text (what the text protocol carries), NULL as `None`.
+pub fn text_rows(rows: Vec<Row>) -> Vec<Vec<Option<String>>> {
+    rows.into_iter()
+        .map(|r| {
+            r.unwrap()
+                .into_iter()
+                .map(|v| match v {
+                    Value::NULL => None,
+                    Value::Bytes(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+                    other => Some(other.as_sql(true)),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+pub async fn query_text(conn: &mut Conn, sql: &str) -> Result<Vec<Vec<Option<String>>>, mysql_async::Error> {
+    Ok(text_rows(conn.query::<Row, _>(sql).await?))
+}
+
+/// The MySQL error code of a failed statement.
+pub fn server_code(e: &mysql_async::Error) -> Option<u16> {
+    match e {
+        mysql_async::Error::Server(s) => Some(s.code),
+        _ => None,
+    }
+}
