@@ -1,0 +1,128 @@
+//! Differential: the same rows in one reference MariaDB database and behind the proxy (4 shards);
+//! every statement of `corpus/differential.sql` must give the same result on both.
+
+mod common;
+
+use common::*;
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+
+const SCHEMA: &[&str] = &[
+    "DROP TABLE IF EXISTS customers",
+    "DROP TABLE IF EXISTS orders",
+    "DROP TABLE IF EXISTS products",
+    "CREATE TABLE customers (id BIGINT PRIMARY KEY, name VARCHAR(50) NOT NULL, city VARCHAR(50) NOT NULL, \
+     balance DECIMAL(10,2) NOT NULL, created DATE NOT NULL, note TEXT NULL)",
+    "CREATE TABLE orders (order_id BIGINT PRIMARY KEY, customer_id BIGINT NOT NULL, product_id BIGINT NOT NULL, \
+     qty INT NOT NULL, price DECIMAL(8,2) NOT NULL, KEY (customer_id))",
+    "CREATE TABLE products (id BIGINT PRIMARY KEY, name VARCHAR(50) NOT NULL, price DECIMAL(8,2) NOT NULL)",
+];
+
+/// Deterministic sample data, as INSERT statements of several rows each.
+fn data() -> Vec<String> {
+    let cities = ["Lyon", "Oslo", "Rome", "Porto", "Cork"];
+    let mut stmts = Vec::new();
+    let products: Vec<String> = (1..=20).map(|i| format!("({i}, 'product {i}', {}.{:02})", i * 3, i % 100)).collect();
+    stmts.push(format!("INSERT INTO products (id, name, price) VALUES {}", products.join(", ")));
+    let customers: Vec<i64> = (-10..190).collect();
+    for chunk in customers.chunks(50) {
+        let rows: Vec<String> = chunk
+            .iter()
+            .map(|&i| {
+                let note = if i % 4 == 0 { "NULL".to_string() } else { format!("'note {i}'") };
+                let name = ["Ana", "Ben", "Cleo", "Dev", "Eve", "Chen"][i.rem_euclid(6) as usize];
+                format!("({i}, '{name} {i}', '{}', {}.{:02}, '2024-{:02}-{:02}', {note})", cities[i.rem_euclid(5) as usize], i.rem_euclid(997), i.rem_euclid(100), i.rem_euclid(12) + 1, i.rem_euclid(28) + 1)
+            })
+            .collect();
+        stmts.push(format!("INSERT INTO customers (id, name, city, balance, created, note) VALUES {}", rows.join(", ")));
+    }
+    let orders: Vec<String> = (1..=600i64)
+        .map(|o| format!("({o}, {}, {}, {}, {}.{:02})", (o * 7) % 200 - 10, o % 20 + 1, o % 6 + 1, o % 50, o % 100))
+        .collect();
+    for chunk in orders.chunks(100) {
+        stmts.push(format!("INSERT INTO orders (order_id, customer_id, product_id, qty, price) VALUES {}", chunk.join(", ")));
+    }
+    stmts
+}
+
+type Rows = Vec<Vec<Option<String>>>;
+
+#[derive(Debug, PartialEq)]
+enum Answer {
+    Rows { columns: Vec<String>, rows: Rows },
+    Affected(u64),
+    Error(u16),
+}
+
+async fn run(conn: &mut Conn, sql: &str) -> Answer {
+    let mut result = match conn.query_iter(sql).await {
+        Ok(r) => r,
+        Err(e) => return Answer::Error(server_code(&e).unwrap_or(0)),
+    };
+    let columns: Vec<String> = result.columns_ref().iter().map(|c| c.name_str().into_owned()).collect();
+    if columns.is_empty() {
+        let affected = result.affected_rows();
+        drop(result);
+        return Answer::Affected(affected);
+    }
+    match result.collect::<mysql_async::Row>().await {
+        Ok(rows) => Answer::Rows { columns, rows: text_rows(rows) },
+        Err(e) => Answer::Error(server_code(&e).unwrap_or(0)),
+    }
+}
+
+fn ordered(sql: &str) -> bool {
+    sql.to_ascii_lowercase().contains("order by")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_matches_a_single_database() {
+    let proxy = proxy().await;
+    let mut sharded = client(&proxy, Some("four")).await;
+    let mut reference = reference_conn().await;
+    for stmt in SCHEMA.iter().map(|s| s.to_string()).chain(data()) {
+        sharded.query_drop(&stmt).await.unwrap_or_else(|e| panic!("proxy: {stmt}: {e}"));
+        reference.query_drop(&stmt).await.unwrap_or_else(|e| panic!("reference: {stmt}: {e}"));
+    }
+
+    let corpus = include_str!("corpus/differential.sql");
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for line in corpus.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let (mode, sql) = match line.split_once(": ") {
+            Some((m @ ("refused" | "error"), rest)) => (m, rest),
+            _ => ("same", line),
+        };
+        let reference_sql = sql.replace("four.", "reference.");
+        let want = if mode == "refused" {
+            // Proves the statement valid without changing the reference's rows.
+            reference.query_drop("START TRANSACTION").await.unwrap();
+            let want = run(&mut reference, &reference_sql).await;
+            reference.query_drop("ROLLBACK").await.unwrap();
+            want
+        } else {
+            run(&mut reference, &reference_sql).await
+        };
+        let got = run(&mut sharded, sql).await;
+        checked += 1;
+        let ok = match mode {
+            "refused" => !matches!(want, Answer::Error(_)) && got == Answer::Error(1235),
+            "error" => matches!(want, Answer::Error(_)) && got == want,
+            _ => match (&want, &got) {
+                (Answer::Rows { columns: wc, rows: wr }, Answer::Rows { columns: gc, rows: gr }) if !ordered(sql) => {
+                    let (mut wr, mut gr) = (wr.clone(), gr.clone());
+                    wr.sort();
+                    gr.sort();
+                    wc == gc && wr == gr
+                }
+                _ => want == got && !matches!(want, Answer::Error(_)),
+            },
+        };
+        if !ok {
+            failures.push(format!("{mode}: {sql}\n  reference: {want:?}\n  proxy:     {got:?}"));
+        }
+    }
+    assert!(checked >= 60, "the corpus has {checked} statements");
+    assert!(failures.is_empty(), "{} of {checked} statements differ:\n{}", failures.len(), failures.join("\n"));
+    proxy.stop().await;
+}
