@@ -52,8 +52,13 @@ shards = [{{ name = "0", primary = "{main}" }}]
 
 pub async fn run(listen: &str) -> Result<(), Box<dyn std::error::Error>> {
     eprintln!("starting 3 local MariaDB servers...");
-    let servers = tokio::task::spawn_blocking(|| testkit::start(3, &["commerce", "main"])).await??;
-    let text = config_text(listen, [&servers[0].url("commerce"), &servers[1].url("commerce")], &servers[2].url("main"));
+    let servers =
+        tokio::task::spawn_blocking(|| testkit::start(3, &["commerce", "main"])).await??;
+    let text = config_text(
+        listen,
+        [&servers[0].url("commerce"), &servers[1].url("commerce")],
+        &servers[2].url("main"),
+    );
     let config_path = servers[0].dir().join("shardgate.toml");
     std::fs::write(&config_path, &text)?;
     let config = vschema::parse_config(&text, Path::new(&config_path))?;
@@ -68,12 +73,18 @@ pub async fn run(listen: &str) -> Result<(), Box<dyn std::error::Error>> {
     conn.disconnect().await?;
 
     println!("shardgate demo is serving on {}", running.addr);
-    println!("  keyspace commerce: shards -80 (127.0.0.1:{}) and 80- (127.0.0.1:{})", servers[0].port, servers[1].port);
+    println!(
+        "  keyspace commerce: shards -80 (127.0.0.1:{}) and 80- (127.0.0.1:{})",
+        servers[0].port, servers[1].port
+    );
     println!("  keyspace main (unsharded): 127.0.0.1:{}", servers[2].port);
     println!("  config: {}", config_path.display());
     println!();
     println!("connect with:");
-    println!("  mysql -h127.0.0.1 -P{} -uapp -papp commerce", running.addr.port());
+    println!(
+        "  mysql -h127.0.0.1 -P{} -uapp -papp commerce",
+        running.addr.port()
+    );
     println!();
     println!("try: SELECT * FROM customers WHERE customer_id = 4;  SELECT * FROM orders;  VEXPLAIN is `shardgate explain`.");
     println!("Ctrl-C stops everything and removes the data.");

@@ -9,11 +9,19 @@ pub const ER_NOT_SUPPORTED_YET: u16 = 1235;
 
 /// A statement shardgate recognises but cannot run yet.
 pub fn unsupported(what: impl std::fmt::Display) -> SqlError {
-    SqlError::new(ER_NOT_SUPPORTED_YET, "42000", format!("This version of shardgate doesn't yet support '{what}'"))
+    SqlError::new(
+        ER_NOT_SUPPORTED_YET,
+        "42000",
+        format!("This version of shardgate doesn't yet support '{what}'"),
+    )
 }
 
 pub fn syntax(detail: impl std::fmt::Display) -> SqlError {
-    SqlError::new(1064, "42000", format!("You have an error in your SQL syntax: {detail}"))
+    SqlError::new(
+        1064,
+        "42000",
+        format!("You have an error in your SQL syntax: {detail}"),
+    )
 }
 
 pub fn empty_query() -> SqlError {
@@ -38,10 +46,17 @@ pub fn from_plan(e: PlanError) -> SqlError {
 
 pub fn from_engine(e: &EngineError) -> SqlError {
     match e {
-        EngineError::Server { shard, code, state, message } => SqlError::new(*code, state, format!("shard {shard}: {message}")),
-        EngineError::Backend { shard, message } => {
-            SqlError::new(1429, "HY000", format!("Unable to connect to foreign data source: shard {shard}: {message}"))
-        }
+        EngineError::Server {
+            shard,
+            code,
+            state,
+            message,
+        } => SqlError::new(*code, state, format!("shard {shard}: {message}")),
+        EngineError::Backend { shard, message } => SqlError::new(
+            1429,
+            "HY000",
+            format!("Unable to connect to foreign data source: shard {shard}: {message}"),
+        ),
         EngineError::Vindex(v) => SqlError::new(1292, "22007", v.to_string()),
         EngineError::UnknownKeyspace(ks) => unknown_database(ks),
         EngineError::Client(e) => SqlError::new(1105, "HY000", format!("client connection: {e}")),
@@ -55,14 +70,37 @@ mod tests {
     #[test]
     fn codes() {
         assert_eq!(from_plan(PlanError::Unsupported("x".into())).code, 1235);
-        assert_eq!(&from_plan(PlanError::Unsupported("x".into())).state, b"42000");
+        assert_eq!(
+            &from_plan(PlanError::Unsupported("x".into())).state,
+            b"42000"
+        );
         assert_eq!(from_plan(PlanError::NoDatabase).code, 1046);
-        assert_eq!(from_plan(PlanError::UnknownTable { keyspace: "k".into(), table: "t".into() }).code, 1146);
-        let server = EngineError::Server { shard: "-80".into(), code: 1062, state: "23000".into(), message: "Duplicate entry".into() };
+        assert_eq!(
+            from_plan(PlanError::UnknownTable {
+                keyspace: "k".into(),
+                table: "t".into()
+            })
+            .code,
+            1146
+        );
+        let server = EngineError::Server {
+            shard: "-80".into(),
+            code: 1062,
+            state: "23000".into(),
+            message: "Duplicate entry".into(),
+        };
         let e = from_engine(&server);
-        assert_eq!((e.code, &e.state, e.message.as_str()), (1062, b"23000", "shard -80: Duplicate entry"));
+        assert_eq!(
+            (e.code, &e.state, e.message.as_str()),
+            (1062, b"23000", "shard -80: Duplicate entry")
+        );
         // A state that is not five ASCII characters never panics.
-        let odd = EngineError::Server { shard: "0".into(), code: 9999, state: "x".into(), message: String::new() };
+        let odd = EngineError::Server {
+            shard: "0".into(),
+            code: 9999,
+            state: "x".into(),
+            message: String::new(),
+        };
         assert_eq!(&from_engine(&odd).state, b"HY000");
     }
 }

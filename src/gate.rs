@@ -38,8 +38,16 @@ impl Gate {
         Gate {
             vschema: config.vschema.clone(),
             backends: Backends::new(&config.vschema),
-            users: config.users.iter().map(|u| (u.name.clone(), u.password.clone())).collect(),
-            info: ServerInfo { version: frontend::ServerOptions::default().server_version, port, max_packet_size: config.server.max_packet_size },
+            users: config
+                .users
+                .iter()
+                .map(|u| (u.name.clone(), u.password.clone()))
+                .collect(),
+            info: ServerInfo {
+                version: frontend::ServerOptions::default().server_version,
+                port,
+                max_packet_size: config.server.max_packet_size,
+            },
             shard_queries,
         }
     }
@@ -49,7 +57,13 @@ impl Gate {
 struct CountingExecutor<'a>(&'a Gate);
 
 impl engine::Executor for CountingExecutor<'_> {
-    async fn execute<S: RowSink>(&self, keyspace: &str, shard: &str, sql: &str, sink: &mut S) -> Result<engine::Outcome, EngineError> {
+    async fn execute<S: RowSink>(
+        &self,
+        keyspace: &str,
+        shard: &str,
+        sql: &str,
+        sink: &mut S,
+    ) -> Result<engine::Outcome, EngineError> {
         if let Some(c) = self.0.shard_queries.get(&format!("{keyspace}/{shard}")) {
             c.fetch_add(1, Ordering::Relaxed);
         }
@@ -68,13 +82,21 @@ impl HandlerFactory for Sessions {
         self.0.users.get(user).cloned()
     }
 
-    async fn connect(&self, conn_id: u32, user: &str, database: Option<&str>) -> Result<GateSession, SqlError> {
+    async fn connect(
+        &self,
+        conn_id: u32,
+        user: &str,
+        database: Option<&str>,
+    ) -> Result<GateSession, SqlError> {
         if let Some(db) = database {
             if self.0.vschema.keyspace(db).is_none() {
                 return Err(error::unknown_database(db));
             }
         }
-        Ok(GateSession { gate: self.0.clone(), session: Session::new(conn_id, user, database.map(str::to_string)) })
+        Ok(GateSession {
+            gate: self.0.clone(),
+            session: Session::new(conn_id, user, database.map(str::to_string)),
+        })
     }
 }
 
@@ -97,7 +119,10 @@ impl RowSink for ClientSink<'_, '_> {
             Some(name) => {
                 let mut cols = columns.to_vec();
                 if let Some(first) = cols.first_mut() {
-                    *first = first.clone().with_name(name.as_bytes()).with_org_name(name.as_bytes());
+                    *first = first
+                        .clone()
+                        .with_name(name.as_bytes())
+                        .with_org_name(name.as_bytes());
                 }
                 Ok(self.out.columns(&cols).await?)
             }
@@ -188,28 +213,55 @@ impl GateSession {
                 return Err(error::unsupported("transactions (BEGIN / START TRANSACTION)").into());
             }
             // No transaction can be open, so there is nothing to end: MySQL answers OK too.
-            Statement::Commit { .. } | Statement::Rollback { savepoint: None, .. } => return Ok(out.ok(&OkInfo::default()).await?),
+            Statement::Commit { .. }
+            | Statement::Rollback {
+                savepoint: None, ..
+            } => return Ok(out.ok(&OkInfo::default()).await?),
             Statement::ShowDatabases { .. } => {
-                let rows = self.gate.vschema.keyspaces().map(|k| vec![Value::Bytes(k.name.clone().into_bytes())]).collect();
-                return self.local_rows(out, vec![sysvars::text_column("Database")], rows).await;
+                let rows = self
+                    .gate
+                    .vschema
+                    .keyspaces()
+                    .map(|k| vec![Value::Bytes(k.name.clone().into_bytes())])
+                    .collect();
+                return self
+                    .local_rows(out, vec![sysvars::text_column("Database")], rows)
+                    .await;
             }
-            Statement::ShowTables { full, show_options, .. } => return self.show_tables(*full, show_options, out).await,
+            Statement::ShowTables {
+                full, show_options, ..
+            } => return self.show_tables(*full, show_options, out).await,
             Statement::Query(q) => {
-                if let Some((columns, rows)) = sysvars::answer(q, sql, &self.session, &self.gate.info)? {
+                if let Some((columns, rows)) =
+                    sysvars::answer(q, sql, &self.session, &self.gate.info)?
+                {
                     return self.local_rows(out, columns, rows).await;
                 }
             }
             _ => {}
         }
-        let ctx = planner::Context { vschema: &self.gate.vschema, keyspace: self.session.keyspace.as_deref() };
+        let ctx = planner::Context {
+            vschema: &self.gate.vschema,
+            keyspace: self.session.keyspace.as_deref(),
+        };
         let plan = planner::plan(&stmt, sql, &ctx).map_err(error::from_plan)?;
         self.run(&plan, out, None).await
     }
 
-    async fn run(&mut self, plan: &Plan, out: &mut ResultWriter<'_>, rename_first: Option<String>) -> Result<(), Failure> {
+    async fn run(
+        &mut self,
+        plan: &Plan,
+        out: &mut ResultWriter<'_>,
+        rename_first: Option<String>,
+    ) -> Result<(), Failure> {
         let gate = self.gate.clone();
-        let mut sink = ClientSink { out, started: false, rename_first };
-        let result = engine::execute(plan, &gate.vschema, &CountingExecutor(&gate), &mut sink).await;
+        let mut sink = ClientSink {
+            out,
+            started: false,
+            rename_first,
+        };
+        let result =
+            engine::execute(plan, &gate.vschema, &CountingExecutor(&gate), &mut sink).await;
         let started = sink.started;
         match result {
             Ok(outcome) if started => {
@@ -221,7 +273,12 @@ impl GateSession {
                 if outcome.last_insert_id != 0 {
                     self.session.last_insert_id = outcome.last_insert_id;
                 }
-                let info = OkInfo { affected_rows: outcome.affected_rows, last_insert_id: outcome.last_insert_id, warnings: outcome.warnings, info: outcome.info };
+                let info = OkInfo {
+                    affected_rows: outcome.affected_rows,
+                    last_insert_id: outcome.last_insert_id,
+                    warnings: outcome.warnings,
+                    info: outcome.info,
+                };
                 Ok(out.ok(&info).await?)
             }
             Err(EngineError::Client(e)) => Err(Failure::Client(e)),
@@ -230,7 +287,12 @@ impl GateSession {
         }
     }
 
-    async fn local_rows(&mut self, out: &mut ResultWriter<'_>, columns: Vec<Column>, rows: Vec<Vec<Value>>) -> Result<(), Failure> {
+    async fn local_rows(
+        &mut self,
+        out: &mut ResultWriter<'_>,
+        columns: Vec<Column>,
+        rows: Vec<Vec<Value>>,
+    ) -> Result<(), Failure> {
         out.columns(&columns).await?;
         for row in rows {
             out.row(&row).await?;
@@ -241,23 +303,56 @@ impl GateSession {
 
     /// `SHOW [FULL] TABLES [FROM ks] [LIKE ..|WHERE ..]`: asked of the keyspace's first shard, with
     /// the column named after the keyspace rather than the shard's database.
-    async fn show_tables(&mut self, full: bool, options: &sqlparser::ast::ShowStatementOptions, out: &mut ResultWriter<'_>) -> Result<(), Failure> {
-        let keyspace = match options.show_in.as_ref().and_then(|s| s.parent_name.as_ref()) {
+    async fn show_tables(
+        &mut self,
+        full: bool,
+        options: &sqlparser::ast::ShowStatementOptions,
+        out: &mut ResultWriter<'_>,
+    ) -> Result<(), Failure> {
+        let keyspace = match options
+            .show_in
+            .as_ref()
+            .and_then(|s| s.parent_name.as_ref())
+        {
             Some(name) => name.to_string(),
-            None => self.session.keyspace.clone().ok_or_else(|| SqlError::new(1046, "3D000", "No database selected"))?,
+            None => self
+                .session
+                .keyspace
+                .clone()
+                .ok_or_else(|| SqlError::new(1046, "3D000", "No database selected"))?,
         };
-        let ks = self.gate.vschema.keyspace(&keyspace).ok_or_else(|| error::unknown_database(&keyspace))?;
+        let ks = self
+            .gate
+            .vschema
+            .keyspace(&keyspace)
+            .ok_or_else(|| error::unknown_database(&keyspace))?;
         let filter = match options.filter_position.as_ref() {
             None => String::new(),
-            Some(sqlparser::ast::ShowStatementFilterPosition::Suffix(f) | sqlparser::ast::ShowStatementFilterPosition::Infix(f)) => match f {
-                ShowStatementFilter::Like(_) | ShowStatementFilter::Where(_) | ShowStatementFilter::ILike(_) => format!(" {f}"),
-                ShowStatementFilter::NoKeyword(_) => return Err(error::unsupported("SHOW TABLES with this filter").into()),
+            Some(
+                sqlparser::ast::ShowStatementFilterPosition::Suffix(f)
+                | sqlparser::ast::ShowStatementFilterPosition::Infix(f),
+            ) => match f {
+                ShowStatementFilter::Like(_)
+                | ShowStatementFilter::Where(_)
+                | ShowStatementFilter::ILike(_) => format!(" {f}"),
+                ShowStatementFilter::NoKeyword(_) => {
+                    return Err(error::unsupported("SHOW TABLES with this filter").into())
+                }
             },
         };
         let query = format!("SHOW {}TABLES{filter}", if full { "FULL " } else { "" });
-        let opcode = if ks.sharded { engine::Opcode::Reference } else { engine::Opcode::Unsharded };
-        let plan = Plan::Route(engine::Route { keyspace: ks.name.clone(), opcode, query });
-        self.run(&plan, out, Some(format!("Tables_in_{}", ks.name))).await
+        let opcode = if ks.sharded {
+            engine::Opcode::Reference
+        } else {
+            engine::Opcode::Unsharded
+        };
+        let plan = Plan::Route(engine::Route {
+            keyspace: ks.name.clone(),
+            opcode,
+            query,
+        });
+        self.run(&plan, out, Some(format!("Tables_in_{}", ks.name)))
+            .await
     }
 
     /// Session settings: those that cannot change a result are accepted; the rest are refused
@@ -265,8 +360,16 @@ impl GateSession {
     fn set(&mut self, set: &Set) -> Result<(), SqlError> {
         let assignments: Vec<(String, &Expr)> = match set {
             Set::SetNames { .. } | Set::SetNamesDefault {} => return Ok(()),
-            Set::SingleAssignment { scope, variable, values, .. } => {
-                if scope.as_ref().is_some_and(|s| s.to_string().eq_ignore_ascii_case("GLOBAL")) {
+            Set::SingleAssignment {
+                scope,
+                variable,
+                values,
+                ..
+            } => {
+                if scope
+                    .as_ref()
+                    .is_some_and(|s| s.to_string().eq_ignore_ascii_case("GLOBAL"))
+                {
                     return Err(error::unsupported("SET GLOBAL"));
                 }
                 match values.as_slice() {
@@ -274,13 +377,19 @@ impl GateSession {
                     _ => return Err(error::unsupported(format!("SET {variable}"))),
                 }
             }
-            Set::MultipleAssignments { assignments } => assignments.iter().map(|a| (a.name.to_string(), &a.value)).collect(),
+            Set::MultipleAssignments { assignments } => assignments
+                .iter()
+                .map(|a| (a.name.to_string(), &a.value))
+                .collect(),
             other => return Err(error::unsupported(format!("{other}"))),
         };
         for (name, value) in &assignments {
             let lower = name.to_ascii_lowercase();
             let var = lower.trim_start_matches("@@");
-            let var = var.strip_prefix("session.").or_else(|| var.strip_prefix("local.")).unwrap_or(var);
+            let var = var
+                .strip_prefix("session.")
+                .or_else(|| var.strip_prefix("local."))
+                .unwrap_or(var);
             match var {
                 "autocommit" => {
                     if !is_true(value) {
@@ -288,8 +397,14 @@ impl GateSession {
                     }
                 }
                 // The backends always speak utf8mb4 to shardgate and shardgate to the client.
-                "names" | "character_set_client" | "character_set_connection" | "character_set_results" | "collation_connection" => {}
-                _ if var.starts_with('@') => return Err(error::unsupported(format!("user variable {name}"))),
+                "names"
+                | "character_set_client"
+                | "character_set_connection"
+                | "character_set_results"
+                | "collation_connection" => {}
+                _ if var.starts_with('@') => {
+                    return Err(error::unsupported(format!("user variable {name}")))
+                }
                 _ => return Err(error::unsupported(format!("SET {name}"))),
             }
         }
@@ -305,7 +420,9 @@ fn is_true(expr: &Expr) -> bool {
             SqlValue::SingleQuotedString(s) => s.eq_ignore_ascii_case("on") || s == "1",
             _ => false,
         },
-        Expr::Identifier(id) => id.value.eq_ignore_ascii_case("on") || id.value.eq_ignore_ascii_case("true"),
+        Expr::Identifier(id) => {
+            id.value.eq_ignore_ascii_case("on") || id.value.eq_ignore_ascii_case("true")
+        }
         _ => false,
     }
 }

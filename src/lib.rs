@@ -45,10 +45,23 @@ pub async fn start(config: &Config, listen: &str) -> std::io::Result<Running> {
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let gate = Arc::new(Gate::new(config, addr.port()));
-    let options = frontend::ServerOptions { max_packet_size: config.server.max_packet_size, ..Default::default() };
+    let options = frontend::ServerOptions {
+        max_packet_size: config.server.max_packet_size,
+        ..Default::default()
+    };
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(frontend::serve(listener, Arc::new(gate::Sessions(gate.clone())), options, async {
-        let _ = stopped.await;
-    }));
-    Ok(Running { addr, gate, stop: Some(stop), task })
+    let task = tokio::spawn(frontend::serve(
+        listener,
+        Arc::new(gate::Sessions(gate.clone())),
+        options,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    Ok(Running {
+        addr,
+        gate,
+        stop: Some(stop),
+        task,
+    })
 }

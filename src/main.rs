@@ -44,15 +44,26 @@ enum Command {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve { config } => serve(config),
-        Command::Demo { listen } => runtime().and_then(|rt| rt.block_on(shardgate::demo::run(&listen))),
-        Command::Check { config, vschema_json } => check(config, vschema_json),
-        Command::Explain { config, keyspace, sql } => explain(config, keyspace, &sql),
+        Command::Demo { listen } => {
+            runtime().and_then(|rt| rt.block_on(shardgate::demo::run(&listen)))
+        }
+        Command::Check {
+            config,
+            vschema_json,
+        } => check(config, vschema_json),
+        Command::Explain {
+            config,
+            keyspace,
+            sql,
+        } => explain(config, keyspace, &sql),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -66,7 +77,9 @@ fn main() -> ExitCode {
 type AnyError = Box<dyn std::error::Error>;
 
 fn runtime() -> Result<tokio::runtime::Runtime, AnyError> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn serve(path: PathBuf) -> Result<(), AnyError> {
@@ -84,16 +97,28 @@ fn serve(path: PathBuf) -> Result<(), AnyError> {
 fn check(config: Option<PathBuf>, vschema_json: Option<PathBuf>) -> Result<(), AnyError> {
     if let Some(json) = vschema_json {
         let (sharded, tables) = vschema::load_vitess_json(&json)?;
-        println!("{}: {} keyspace", json.display(), if sharded { "sharded" } else { "unsharded" });
+        println!(
+            "{}: {} keyspace",
+            json.display(),
+            if sharded { "sharded" } else { "unsharded" }
+        );
         for (name, table) in tables {
             println!("  table {name}: {}", describe_table(&table));
         }
     }
     if let Some(path) = config {
         let config = vschema::load_config(&path)?;
-        println!("{}: ok, listening on {}", path.display(), config.server.listen);
+        println!(
+            "{}: ok, listening on {}",
+            path.display(),
+            config.server.listen
+        );
         for ks in config.vschema.keyspaces() {
-            println!("keyspace {} ({})", ks.name, if ks.sharded { "sharded" } else { "unsharded" });
+            println!(
+                "keyspace {} ({})",
+                ks.name,
+                if ks.sharded { "sharded" } else { "unsharded" }
+            );
             for s in &ks.shards {
                 println!("  shard {:<8} {}", s.name, s.primary);
             }
@@ -107,7 +132,11 @@ fn check(config: Option<PathBuf>, vschema_json: Option<PathBuf>) -> Result<(), A
 
 fn describe_table(table: &vschema::Table) -> String {
     match table {
-        vschema::Table::Sharded { column, vindex } => format!("sharded by {column} ({} vindex {})", vindex.kind.name(), vindex.name),
+        vschema::Table::Sharded { column, vindex } => format!(
+            "sharded by {column} ({} vindex {})",
+            vindex.kind.name(),
+            vindex.name
+        ),
         vschema::Table::Reference => "reference".into(),
         vschema::Table::Unsharded => "unsharded".into(),
     }
@@ -115,11 +144,15 @@ fn describe_table(table: &vschema::Table) -> String {
 
 fn explain(path: PathBuf, keyspace: Option<String>, sql: &str) -> Result<(), AnyError> {
     let config = vschema::load_config(&path)?;
-    let mut stmts = sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::MySqlDialect {}, sql)?;
+    let mut stmts =
+        sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::MySqlDialect {}, sql)?;
     if stmts.len() != 1 {
         return Err("give exactly one statement".into());
     }
-    let ctx = planner::Context { vschema: &config.vschema, keyspace: keyspace.as_deref() };
+    let ctx = planner::Context {
+        vschema: &config.vschema,
+        keyspace: keyspace.as_deref(),
+    };
     let plan = planner::plan(&stmts.remove(0), sql, &ctx)?;
     println!("{}", plan.describe());
     Ok(())

@@ -16,7 +16,13 @@ pub struct Session {
 
 impl Session {
     pub fn new(conn_id: u32, user: &str, keyspace: Option<String>) -> Self {
-        Session { conn_id, user: user.to_string(), keyspace, last_insert_id: 0, row_count: -1 }
+        Session {
+            conn_id,
+            user: user.to_string(),
+            keyspace,
+            last_insert_id: 0,
+            row_count: -1,
+        }
     }
 
     /// Autocommit is always on until transactions land; no transaction is ever open.

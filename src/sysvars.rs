@@ -26,7 +26,11 @@ enum Local {
 fn sysvar(name: &str, info: &ServerInfo) -> Option<Local> {
     let name = name.to_ascii_lowercase();
     let name = name.trim_start_matches("@@");
-    let name = name.strip_prefix("session.").or_else(|| name.strip_prefix("local.")).or_else(|| name.strip_prefix("global.")).unwrap_or(name);
+    let name = name
+        .strip_prefix("session.")
+        .or_else(|| name.strip_prefix("local."))
+        .or_else(|| name.strip_prefix("global."))
+        .unwrap_or(name);
     Some(match name {
         "version" => Local::Text(info.version.clone()),
         "version_comment" => Local::Text("shardgate MySQL sharding proxy".into()),
@@ -34,9 +38,14 @@ fn sysvar(name: &str, info: &ServerInfo) -> Option<Local> {
         "socket" => Local::Text(String::new()),
         "hostname" => Local::Text(hostname()),
         "autocommit" => Local::Int(1),
-        "character_set_client" | "character_set_connection" | "character_set_results" | "character_set_server"
+        "character_set_client"
+        | "character_set_connection"
+        | "character_set_results"
+        | "character_set_server"
         | "character_set_database" => Local::Text("utf8mb4".into()),
-        "collation_connection" | "collation_server" | "collation_database" => Local::Text("utf8mb4_general_ci".into()),
+        "collation_connection" | "collation_server" | "collation_database" => {
+            Local::Text("utf8mb4_general_ci".into())
+        }
         "max_allowed_packet" => Local::Int(info.max_packet_size as i64),
         "tx_isolation" | "transaction_isolation" => Local::Text("REPEATABLE-READ".into()),
         "tx_read_only" | "transaction_read_only" => Local::Int(0),
@@ -51,14 +60,22 @@ fn sysvar(name: &str, info: &ServerInfo) -> Option<Local> {
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into())
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
 }
 
 /// Functions whose answer is session state the shards do not have.
 fn session_function(name: &str, session: &Session, info: &ServerInfo) -> Option<Local> {
     Some(match name.to_ascii_lowercase().as_str() {
-        "database" | "schema" => session.keyspace.clone().map(Local::Text).unwrap_or(Local::Null),
-        "user" | "current_user" | "session_user" | "system_user" => Local::Text(format!("{}@localhost", session.user)),
+        "database" | "schema" => session
+            .keyspace
+            .clone()
+            .map(Local::Text)
+            .unwrap_or(Local::Null),
+        "user" | "current_user" | "session_user" | "system_user" => {
+            Local::Text(format!("{}@localhost", session.user))
+        }
         "connection_id" => Local::Int(i64::from(session.conn_id)),
         "last_insert_id" => Local::Int(session.last_insert_id as i64),
         "row_count" => Local::Int(session.row_count),
@@ -70,7 +87,9 @@ fn session_function(name: &str, session: &Session, info: &ServerInfo) -> Option<
 fn local_value(expr: &Expr, session: &Session, info: &ServerInfo) -> Option<Local> {
     match expr {
         Expr::Identifier(id) if id.value.starts_with("@@") => sysvar(&id.value, info),
-        Expr::CompoundIdentifier(parts) if parts.first().is_some_and(|p| p.value.starts_with("@@")) => {
+        Expr::CompoundIdentifier(parts)
+            if parts.first().is_some_and(|p| p.value.starts_with("@@")) =>
+        {
             let name: Vec<&str> = parts.iter().map(|p| p.value.as_str()).collect();
             sysvar(&name.join("."), info)
         }
@@ -94,19 +113,41 @@ fn local_value(expr: &Expr, session: &Session, info: &ServerInfo) -> Option<Loca
 fn is_session_state(expr: &Expr) -> bool {
     match expr {
         Expr::Function(f) => {
-            matches!(f.name.to_string().to_ascii_lowercase().as_str(), "database" | "schema" | "connection_id" | "last_insert_id" | "row_count" | "found_rows")
+            matches!(
+                f.name.to_string().to_ascii_lowercase().as_str(),
+                "database"
+                    | "schema"
+                    | "connection_id"
+                    | "last_insert_id"
+                    | "row_count"
+                    | "found_rows"
+            )
         }
         Expr::Nested(inner) => is_session_state(inner),
         _ => false,
     }
 }
 
+/// Column definitions and rows the proxy answers itself.
+pub type LocalRows = (Vec<Column>, Vec<Vec<Value>>);
+
 /// The answer to a table-less SELECT made only of values the proxy knows: column definitions and
 /// one row (none under `LIMIT 0`). `Ok(None)` when a shard should answer instead; an error when the
 /// statement mixes session state with expressions only a shard can evaluate.
-pub fn answer(query: &Query, sql: &str, session: &Session, info: &ServerInfo) -> Result<Option<(Vec<Column>, Vec<Vec<Value>>)>, frontend::SqlError> {
-    let SetExpr::Select(select) = query.body.as_ref() else { return Ok(None) };
-    if !select.from.is_empty() || select.selection.is_some() || query.order_by.is_some() || query.with.is_some() {
+pub fn answer(
+    query: &Query,
+    sql: &str,
+    session: &Session,
+    info: &ServerInfo,
+) -> Result<Option<LocalRows>, frontend::SqlError> {
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return Ok(None);
+    };
+    if !select.from.is_empty()
+        || select.selection.is_some()
+        || query.order_by.is_some()
+        || query.with.is_some()
+    {
         return Ok(None);
     }
     let mut columns = Vec::new();
@@ -134,16 +175,27 @@ pub fn answer(query: &Query, sql: &str, session: &Session, info: &ServerInfo) ->
         row.push(value);
     }
     if !all_local {
-        return if needs_session { Err(crate::error::unsupported("session functions mixed with other expressions")) } else { Ok(None) };
+        return if needs_session {
+            Err(crate::error::unsupported(
+                "session functions mixed with other expressions",
+            ))
+        } else {
+            Ok(None)
+        };
     }
-    let limit_zero = query.limit_clause.as_ref().is_some_and(|l| l.to_string().trim().eq_ignore_ascii_case("LIMIT 0"));
+    let limit_zero = query
+        .limit_clause
+        .as_ref()
+        .is_some_and(|l| l.to_string().trim().eq_ignore_ascii_case("LIMIT 0"));
     Ok(Some((columns, if limit_zero { vec![] } else { vec![row] })))
 }
 
 /// The column name MySQL gives an unaliased expression: its text as the client wrote it.
 fn text_of(expr: &Expr, sql: &str) -> String {
     let source = planner::SourceText::new(sql);
-    let Some(range) = source.range(expr.span()) else { return expr.to_string() };
+    let Some(range) = source.range(expr.span()) else {
+        return expr.to_string();
+    };
     // A function's span ends at its name; MySQL's column name includes the `()` as typed.
     let mut end = range.end;
     if matches!(expr, Expr::Function(_)) {
@@ -158,7 +210,10 @@ fn text_of(expr: &Expr, sql: &str) -> String {
 }
 
 pub fn text_column(name: &str) -> Column {
-    Column::new(ColumnType::MYSQL_TYPE_VAR_STRING).with_name(name.as_bytes()).with_character_set(45).with_column_length(1024)
+    Column::new(ColumnType::MYSQL_TYPE_VAR_STRING)
+        .with_name(name.as_bytes())
+        .with_character_set(45)
+        .with_column_length(1024)
 }
 
 fn int_column(name: &str) -> Column {

@@ -22,25 +22,56 @@ const SCHEMA: &[&str] = &[
 fn data() -> Vec<String> {
     let cities = ["Lyon", "Oslo", "Rome", "Porto", "Cork"];
     let mut stmts = Vec::new();
-    let products: Vec<String> = (1..=20).map(|i| format!("({i}, 'product {i}', {}.{:02})", i * 3, i % 100)).collect();
-    stmts.push(format!("INSERT INTO products (id, name, price) VALUES {}", products.join(", ")));
+    let products: Vec<String> = (1..=20)
+        .map(|i| format!("({i}, 'product {i}', {}.{:02})", i * 3, i % 100))
+        .collect();
+    stmts.push(format!(
+        "INSERT INTO products (id, name, price) VALUES {}",
+        products.join(", ")
+    ));
     let customers: Vec<i64> = (-10..190).collect();
     for chunk in customers.chunks(50) {
         let rows: Vec<String> = chunk
             .iter()
             .map(|&i| {
-                let note = if i % 4 == 0 { "NULL".to_string() } else { format!("'note {i}'") };
+                let note = if i % 4 == 0 {
+                    "NULL".to_string()
+                } else {
+                    format!("'note {i}'")
+                };
                 let name = ["Ana", "Ben", "Cleo", "Dev", "Eve", "Chen"][i.rem_euclid(6) as usize];
-                format!("({i}, '{name} {i}', '{}', {}.{:02}, '2024-{:02}-{:02}', {note})", cities[i.rem_euclid(5) as usize], i.rem_euclid(997), i.rem_euclid(100), i.rem_euclid(12) + 1, i.rem_euclid(28) + 1)
+                format!(
+                    "({i}, '{name} {i}', '{}', {}.{:02}, '2024-{:02}-{:02}', {note})",
+                    cities[i.rem_euclid(5) as usize],
+                    i.rem_euclid(997),
+                    i.rem_euclid(100),
+                    i.rem_euclid(12) + 1,
+                    i.rem_euclid(28) + 1
+                )
             })
             .collect();
-        stmts.push(format!("INSERT INTO customers (id, name, city, balance, created, note) VALUES {}", rows.join(", ")));
+        stmts.push(format!(
+            "INSERT INTO customers (id, name, city, balance, created, note) VALUES {}",
+            rows.join(", ")
+        ));
     }
     let orders: Vec<String> = (1..=600i64)
-        .map(|o| format!("({o}, {}, {}, {}, {}.{:02})", (o * 7) % 200 - 10, o % 20 + 1, o % 6 + 1, o % 50, o % 100))
+        .map(|o| {
+            format!(
+                "({o}, {}, {}, {}, {}.{:02})",
+                (o * 7) % 200 - 10,
+                o % 20 + 1,
+                o % 6 + 1,
+                o % 50,
+                o % 100
+            )
+        })
         .collect();
     for chunk in orders.chunks(100) {
-        stmts.push(format!("INSERT INTO orders (order_id, customer_id, product_id, qty, price) VALUES {}", chunk.join(", ")));
+        stmts.push(format!(
+            "INSERT INTO orders (order_id, customer_id, product_id, qty, price) VALUES {}",
+            chunk.join(", ")
+        ));
     }
     stmts
 }
@@ -59,14 +90,21 @@ async fn run(conn: &mut Conn, sql: &str) -> Answer {
         Ok(r) => r,
         Err(e) => return Answer::Error(server_code(&e).unwrap_or(0)),
     };
-    let columns: Vec<String> = result.columns_ref().iter().map(|c| c.name_str().into_owned()).collect();
+    let columns: Vec<String> = result
+        .columns_ref()
+        .iter()
+        .map(|c| c.name_str().into_owned())
+        .collect();
     if columns.is_empty() {
         let affected = result.affected_rows();
         drop(result);
         return Answer::Affected(affected);
     }
     match result.collect::<mysql_async::Row>().await {
-        Ok(rows) => Answer::Rows { columns, rows: text_rows(rows) },
+        Ok(rows) => Answer::Rows {
+            columns,
+            rows: text_rows(rows),
+        },
         Err(e) => Answer::Error(server_code(&e).unwrap_or(0)),
     }
 }
@@ -81,14 +119,24 @@ async fn proxy_matches_a_single_database() {
     let mut sharded = client(&proxy, Some("four")).await;
     let mut reference = reference_conn().await;
     for stmt in SCHEMA.iter().map(|s| s.to_string()).chain(data()) {
-        sharded.query_drop(&stmt).await.unwrap_or_else(|e| panic!("proxy: {stmt}: {e}"));
-        reference.query_drop(&stmt).await.unwrap_or_else(|e| panic!("reference: {stmt}: {e}"));
+        sharded
+            .query_drop(&stmt)
+            .await
+            .unwrap_or_else(|e| panic!("proxy: {stmt}: {e}"));
+        reference
+            .query_drop(&stmt)
+            .await
+            .unwrap_or_else(|e| panic!("reference: {stmt}: {e}"));
     }
 
     let corpus = include_str!("corpus/differential.sql");
     let mut checked = 0;
     let mut failures = Vec::new();
-    for line in corpus.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+    for line in corpus
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
         let (mode, sql) = match line.split_once(": ") {
             Some((m @ ("refused" | "error"), rest)) => (m, rest),
             _ => ("same", line),
@@ -109,7 +157,16 @@ async fn proxy_matches_a_single_database() {
             "refused" => !matches!(want, Answer::Error(_)) && got == Answer::Error(1235),
             "error" => matches!(want, Answer::Error(_)) && got == want,
             _ => match (&want, &got) {
-                (Answer::Rows { columns: wc, rows: wr }, Answer::Rows { columns: gc, rows: gr }) if !ordered(sql) => {
+                (
+                    Answer::Rows {
+                        columns: wc,
+                        rows: wr,
+                    },
+                    Answer::Rows {
+                        columns: gc,
+                        rows: gr,
+                    },
+                ) if !ordered(sql) => {
                     let (mut wr, mut gr) = (wr.clone(), gr.clone());
                     wr.sort();
                     gr.sort();
@@ -119,10 +176,17 @@ async fn proxy_matches_a_single_database() {
             },
         };
         if !ok {
-            failures.push(format!("{mode}: {sql}\n  reference: {want:?}\n  proxy:     {got:?}"));
+            failures.push(format!(
+                "{mode}: {sql}\n  reference: {want:?}\n  proxy:     {got:?}"
+            ));
         }
     }
     assert!(checked >= 60, "the corpus has {checked} statements");
-    assert!(failures.is_empty(), "{} of {checked} statements differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} statements differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     proxy.stop().await;
 }

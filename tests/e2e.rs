@@ -20,12 +20,23 @@ async fn load_and_check_placement(keyspace: &str) {
     let proxy = proxy().await;
     let mut c = client(&proxy, Some(keyspace)).await;
     c.query_drop("DROP TABLE IF EXISTS placed").await.unwrap();
-    c.query_drop("CREATE TABLE placed (id BIGINT PRIMARY KEY, label VARCHAR(40))").await.unwrap();
+    c.query_drop("CREATE TABLE placed (id BIGINT PRIMARY KEY, label VARCHAR(40))")
+        .await
+        .unwrap();
     // Ids include negatives and values near the ends of the range.
     let ids: Vec<i64> = (-500..500).map(|i| i * 7919 + (i % 3)).collect();
     for chunk in ids.chunks(100) {
-        let values: Vec<String> = chunk.iter().map(|id| format!("({id}, 'row {id}')")).collect();
-        let result = c.query_iter(format!("INSERT INTO placed (id, label) VALUES {}", values.join(", "))).await.unwrap();
+        let values: Vec<String> = chunk
+            .iter()
+            .map(|id| format!("({id}, 'row {id}')"))
+            .collect();
+        let result = c
+            .query_iter(format!(
+                "INSERT INTO placed (id, label) VALUES {}",
+                values.join(", ")
+            ))
+            .await
+            .unwrap();
         assert_eq!(result.affected_rows(), chunk.len() as u64);
         drop(result);
     }
@@ -36,12 +47,20 @@ async fn load_and_check_placement(keyspace: &str) {
         let rows: Vec<(i64, String)> = direct.query("SELECT id, label FROM placed").await.unwrap();
         assert!(!rows.is_empty(), "shard {} got no rows", shard.name);
         for (id, label) in rows {
-            assert_eq!(owner(keyspace, id), shard.name, "row {id} is on the wrong shard");
+            assert_eq!(
+                owner(keyspace, id),
+                shard.name,
+                "row {id} is on the wrong shard"
+            );
             assert_eq!(label, format!("row {id}"));
             assert!(seen.insert(id), "row {id} is on two shards");
         }
     }
-    assert_eq!(seen, ids.iter().copied().collect::<BTreeSet<_>>(), "every row is on exactly one shard");
+    assert_eq!(
+        seen,
+        ids.iter().copied().collect::<BTreeSet<_>>(),
+        "every row is on exactly one shard"
+    );
     // And the proxy sees all of them.
     let count: Vec<i64> = c.query("SELECT id FROM placed").await.unwrap();
     assert_eq!(count.len(), ids.len());
@@ -59,12 +78,21 @@ async fn rows_land_on_their_vindex_shard_with_four_shards() {
 }
 
 fn counters(proxy: &shardgate::Running) -> BTreeMap<String, u64> {
-    proxy.gate.shard_queries.iter().map(|(k, v)| (k.clone(), v.load(std::sync::atomic::Ordering::Relaxed))).collect()
+    proxy
+        .gate
+        .shard_queries
+        .iter()
+        .map(|(k, v)| (k.clone(), v.load(std::sync::atomic::Ordering::Relaxed)))
+        .collect()
 }
 
 /// Shards whose counter moved between two snapshots.
 fn touched(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> Vec<String> {
-    after.iter().filter(|(k, v)| before[*k] != **v).map(|(k, _)| k.clone()).collect()
+    after
+        .iter()
+        .filter(|(k, v)| before[*k] != **v)
+        .map(|(k, _)| k.clone())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -73,50 +101,90 @@ async fn point_select_and_in_list_reach_only_owning_shards_and_ddl_reaches_all()
     let mut c = client(&proxy, Some("four")).await;
     let before = counters(&proxy);
     c.query_drop("DROP TABLE IF EXISTS probe").await.unwrap();
-    c.query_drop("CREATE TABLE probe (id BIGINT PRIMARY KEY, v INT)").await.unwrap();
+    c.query_drop("CREATE TABLE probe (id BIGINT PRIMARY KEY, v INT)")
+        .await
+        .unwrap();
     let after = counters(&proxy);
-    assert_eq!(touched(&before, &after), ["four/-40", "four/40-80", "four/80-c0", "four/c0-"], "DDL reaches every shard");
+    assert_eq!(
+        touched(&before, &after),
+        ["four/-40", "four/40-80", "four/80-c0", "four/c0-"],
+        "DDL reaches every shard"
+    );
     for shard in ["-40", "40-80", "80-c0", "c0-"] {
         let mut direct = shard_conn("four", shard).await;
         let tables: Vec<String> = direct.query("SHOW TABLES LIKE 'probe'").await.unwrap();
         assert_eq!(tables, ["probe"], "table created on shard {shard}");
     }
-    c.query_drop("INSERT INTO probe (id, v) VALUES (1, 10), (2, 20), (3, 30), (4, 40), (5, 50), (6, 60)").await.unwrap();
+    c.query_drop(
+        "INSERT INTO probe (id, v) VALUES (1, 10), (2, 20), (3, 30), (4, 40), (5, 50), (6, 60)",
+    )
+    .await
+    .unwrap();
 
     for id in 1..=6i64 {
         let before = counters(&proxy);
-        let v: Option<i64> = c.query_first(format!("SELECT v FROM probe WHERE id = {id}")).await.unwrap();
+        let v: Option<i64> = c
+            .query_first(format!("SELECT v FROM probe WHERE id = {id}"))
+            .await
+            .unwrap();
         assert_eq!(v, Some(id * 10));
-        assert_eq!(touched(&before, &counters(&proxy)), [format!("four/{}", owner("four", id))], "point select on id {id}");
+        assert_eq!(
+            touched(&before, &counters(&proxy)),
+            [format!("four/{}", owner("four", id))],
+            "point select on id {id}"
+        );
     }
 
     let before = counters(&proxy);
-    let mut vs: Vec<i64> = c.query("SELECT v FROM probe WHERE id IN (1, 4)").await.unwrap();
+    let mut vs: Vec<i64> = c
+        .query("SELECT v FROM probe WHERE id IN (1, 4)")
+        .await
+        .unwrap();
     vs.sort();
     assert_eq!(vs, [10, 40]);
-    let mut want: Vec<String> = [owner("four", 1), owner("four", 4)].iter().map(|s| format!("four/{s}")).collect();
+    let mut want: Vec<String> = [owner("four", 1), owner("four", 4)]
+        .iter()
+        .map(|s| format!("four/{s}"))
+        .collect();
     want.sort();
     want.dedup();
-    assert_eq!(touched(&before, &counters(&proxy)), want, "IN list reaches only the owning shards");
+    assert_eq!(
+        touched(&before, &counters(&proxy)),
+        want,
+        "IN list reaches only the owning shards"
+    );
 
     let before = counters(&proxy);
     let all: Vec<i64> = c.query("SELECT v FROM probe").await.unwrap();
     assert_eq!(all.len(), 6);
-    assert_eq!(touched(&before, &counters(&proxy)).len(), 4, "scatter reaches every shard");
+    assert_eq!(
+        touched(&before, &counters(&proxy)).len(),
+        4,
+        "scatter reaches every shard"
+    );
     proxy.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_password_and_unknown_user_are_refused() {
     let proxy = proxy().await;
-    for url in [format!("mysql://app:wrong@{}", proxy.addr), format!("mysql://nobody:secret@{}", proxy.addr)] {
-        let err = mysql_async::Conn::new(mysql_async::Opts::from_url(&url).unwrap()).await.unwrap_err();
+    for url in [
+        format!("mysql://app:wrong@{}", proxy.addr),
+        format!("mysql://nobody:secret@{}", proxy.addr),
+    ] {
+        let err = mysql_async::Conn::new(mysql_async::Opts::from_url(&url).unwrap())
+            .await
+            .unwrap_err();
         assert_eq!(server_code(&err), Some(1045), "{err}");
         if let mysql_async::Error::Server(s) = &err {
             assert_eq!(s.state, "28000");
         }
     }
-    let err = mysql_async::Conn::new(mysql_async::Opts::from_url(&format!("mysql://app:secret@{}/nosuch", proxy.addr)).unwrap()).await.unwrap_err();
+    let err = mysql_async::Conn::new(
+        mysql_async::Opts::from_url(&format!("mysql://app:secret@{}/nosuch", proxy.addr)).unwrap(),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(server_code(&err), Some(1049), "{err}");
     proxy.stop().await;
 }
@@ -125,7 +193,9 @@ async fn wrong_password_and_unknown_user_are_refused() {
 async fn errors_keep_the_connection_usable() {
     let proxy = proxy().await;
     let mut c = client(&proxy, Some("two")).await;
-    c.query_drop("CREATE TABLE IF NOT EXISTS misc (id BIGINT PRIMARY KEY, label VARCHAR(10))").await.unwrap();
+    c.query_drop("CREATE TABLE IF NOT EXISTS misc (id BIGINT PRIMARY KEY, label VARCHAR(10))")
+        .await
+        .unwrap();
     let cases: &[(&str, u16, &str)] = &[
         ("SELEC 1", 1064, "42000"),
         ("SELECT * FROM nosuch", 1146, "42S02"),
@@ -138,14 +208,26 @@ async fn errors_keep_the_connection_usable() {
     ];
     for (sql, code, state) in cases {
         let err = c.query_drop(*sql).await.unwrap_err();
-        let mysql_async::Error::Server(s) = &err else { panic!("{sql}: {err}") };
-        assert_eq!((s.code, s.state.as_str()), (*code, *state), "{sql}: {}", s.message);
+        let mysql_async::Error::Server(s) = &err else {
+            panic!("{sql}: {err}")
+        };
+        assert_eq!(
+            (s.code, s.state.as_str()),
+            (*code, *state),
+            "{sql}: {}",
+            s.message
+        );
         let one: Option<i64> = c.query_first("SELECT 1").await.unwrap();
         assert_eq!(one, Some(1), "connection still works after {sql}");
     }
     // A backend error passes through with its code, prefixed by the shard name.
-    let err = c.query_drop("SELECT nosuchcolumn FROM misc WHERE id = 1").await.unwrap_err();
-    let mysql_async::Error::Server(s) = &err else { panic!() };
+    let err = c
+        .query_drop("SELECT nosuchcolumn FROM misc WHERE id = 1")
+        .await
+        .unwrap_err();
+    let mysql_async::Error::Server(s) = &err else {
+        panic!()
+    };
     assert!(s.message.starts_with("shard "), "{}", s.message);
     proxy.stop().await;
 }
@@ -154,7 +236,10 @@ async fn errors_keep_the_connection_usable() {
 async fn driver_chatter_is_answered_as_mysql_would() {
     let proxy = proxy().await;
     let mut c = client(&proxy, None).await;
-    let comment: Option<String> = c.query_first("SELECT @@version_comment LIMIT 1").await.unwrap();
+    let comment: Option<String> = c
+        .query_first("SELECT @@version_comment LIMIT 1")
+        .await
+        .unwrap();
     assert!(comment.unwrap().contains("shardgate"));
     let version: Option<String> = c.query_first("SELECT @@version").await.unwrap();
     assert!(version.unwrap().starts_with("8.0."));
@@ -168,7 +253,11 @@ async fn driver_chatter_is_answered_as_mysql_would() {
     let dbs: Vec<String> = c.query("SHOW DATABASES").await.unwrap();
     assert_eq!(dbs, ["four", "main", "two"]);
     let port: Option<u16> = c.query_first("SELECT @@port").await.unwrap();
-    assert_eq!(port, Some(proxy.addr.port()), "the proxy answers for itself, not a shard");
+    assert_eq!(
+        port,
+        Some(proxy.addr.port()),
+        "the proxy answers for itself, not a shard"
+    );
     let tables: Vec<String> = c.query("SHOW TABLES").await.unwrap();
     assert!(tables.iter().all(|t| !t.is_empty()));
     c.ping().await.unwrap();
@@ -180,15 +269,40 @@ async fn mysql_cli_connects_and_queries() {
     let proxy = proxy().await;
     let port = proxy.addr.port().to_string();
     let out = tokio::process::Command::new("mysql")
-        .args(["-h127.0.0.1", "-P", &port, "-uapp", "-psecret", "--batch", "two", "-e", "SELECT 40 + 2 AS answer; SELECT DATABASE(); SHOW DATABASES"])
+        .args([
+            "-h127.0.0.1",
+            "-P",
+            &port,
+            "-uapp",
+            "-psecret",
+            "--batch",
+            "two",
+            "-e",
+            "SELECT 40 + 2 AS answer; SELECT DATABASE(); SHOW DATABASES",
+        ])
         .output()
         .await
         .expect("the mysql client is installed");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "mysql failed: {}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(stdout, "answer\n42\nDATABASE()\ntwo\nDatabase\nfour\nmain\ntwo\n");
+    assert!(
+        out.status.success(),
+        "mysql failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout,
+        "answer\n42\nDATABASE()\ntwo\nDatabase\nfour\nmain\ntwo\n"
+    );
     let bad = tokio::process::Command::new("mysql")
-        .args(["-h127.0.0.1", "-P", &port, "-uapp", "-pwrong", "-e", "SELECT 1"])
+        .args([
+            "-h127.0.0.1",
+            "-P",
+            &port,
+            "-uapp",
+            "-pwrong",
+            "-e",
+            "SELECT 1",
+        ])
         .output()
         .await
         .unwrap();
@@ -201,11 +315,18 @@ async fn mysql_cli_connects_and_queries() {
 async fn packets_over_16_mib_round_trip() {
     let proxy = proxy().await;
     let mut c = client(&proxy, Some("main")).await;
-    c.query_drop("CREATE TABLE IF NOT EXISTS big (id INT PRIMARY KEY, body LONGTEXT)").await.unwrap();
+    c.query_drop("CREATE TABLE IF NOT EXISTS big (id INT PRIMARY KEY, body LONGTEXT)")
+        .await
+        .unwrap();
     c.query_drop("DELETE FROM big").await.unwrap();
     let body = "x".repeat(17 << 20);
-    c.query_drop(format!("INSERT INTO big (id, body) VALUES (1, '{body}')")).await.unwrap();
-    let got: Option<String> = c.query_first("SELECT body FROM big WHERE id = 1").await.unwrap();
+    c.query_drop(format!("INSERT INTO big (id, body) VALUES (1, '{body}')"))
+        .await
+        .unwrap();
+    let got: Option<String> = c
+        .query_first("SELECT body FROM big WHERE id = 1")
+        .await
+        .unwrap();
     assert_eq!(got.map(|b| b.len()), Some(body.len()));
     proxy.stop().await;
 }
@@ -217,10 +338,19 @@ async fn garbage_and_unknown_commands_do_not_stop_the_proxy() {
     let mut raw = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
     let mut greeting = vec![0u8; 256];
     let _ = raw.read(&mut greeting).await.unwrap();
-    raw.write_all(&[0x05, 0x00, 0x00, 0x01, 0xde, 0xad, 0xbe, 0xef, 0x00]).await.unwrap();
+    raw.write_all(&[0x05, 0x00, 0x00, 0x01, 0xde, 0xad, 0xbe, 0xef, 0x00])
+        .await
+        .unwrap();
     let mut reply = Vec::new();
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), raw.read_to_end(&mut reply)).await;
-    assert!(reply.len() > 4 && reply[4] == 0xff, "an ERR packet, then close: {reply:?}");
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        raw.read_to_end(&mut reply),
+    )
+    .await;
+    assert!(
+        reply.len() > 4 && reply[4] == 0xff,
+        "an ERR packet, then close: {reply:?}"
+    );
 
     // A packet header announcing more than max_allowed_packet.
     let mut c = client(&proxy, None).await;

@@ -19,7 +19,8 @@ pub struct Cluster {
 pub fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
     CLUSTER.get_or_init(|| {
-        let servers = testkit::start(4, &["two", "four", "main", "reference"]).expect("start MariaDB");
+        let servers =
+            testkit::start(4, &["two", "four", "main", "reference"]).expect("start MariaDB");
         let url = |i: usize, db: &str| servers[i].url(db);
         let tables = r#"vindexes.hash = { type = "hash" }
 vindexes.xxhash = { type = "xxhash" }
@@ -69,25 +70,34 @@ shards = [{{ name = "0", primary = "{m}" }}]
 }
 
 pub async fn proxy() -> shardgate::Running {
-    shardgate::start(&cluster().config, "127.0.0.1:0").await.expect("start proxy")
+    shardgate::start(&cluster().config, "127.0.0.1:0")
+        .await
+        .expect("start proxy")
 }
 
 pub async fn client(proxy: &shardgate::Running, db: Option<&str>) -> Conn {
     let url = format!("mysql://app:secret@{}/{}", proxy.addr, db.unwrap_or(""));
-    Conn::new(Opts::from_url(&url).unwrap()).await.expect("connect to proxy")
+    Conn::new(Opts::from_url(&url).unwrap())
+        .await
+        .expect("connect to proxy")
 }
 
 /// A direct connection to one shard of a keyspace.
 pub async fn shard_conn(keyspace: &str, shard: &str) -> Conn {
     let ks = cluster().config.vschema.keyspace(keyspace).unwrap();
     let s = ks.shards.iter().find(|s| s.name == shard).unwrap();
-    let url = format!("mysql://root@{}:{}/{}", s.primary.host, s.primary.port, s.primary.database);
+    let url = format!(
+        "mysql://root@{}:{}/{}",
+        s.primary.host, s.primary.port, s.primary.database
+    );
     Conn::new(Opts::from_url(&url).unwrap()).await.unwrap()
 }
 
 /// The differential reference: one database holding all rows.
 pub async fn reference_conn() -> Conn {
-    Conn::new(Opts::from_url(&cluster().servers[3].url("reference")).unwrap()).await.unwrap()
+    Conn::new(Opts::from_url(&cluster().servers[3].url("reference")).unwrap())
+        .await
+        .unwrap()
 }
 
 /// Rows as text (what the text protocol carries), NULL as `None`.
@@ -106,7 +116,10 @@ pub fn text_rows(rows: Vec<Row>) -> Vec<Vec<Option<String>>> {
         .collect()
 }
 
-pub async fn query_text(conn: &mut Conn, sql: &str) -> Result<Vec<Vec<Option<String>>>, mysql_async::Error> {
+pub async fn query_text(
+    conn: &mut Conn,
+    sql: &str,
+) -> Result<Vec<Vec<Option<String>>>, mysql_async::Error> {
     Ok(text_rows(conn.query::<Row, _>(sql).await?))
 }
 

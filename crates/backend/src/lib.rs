@@ -27,8 +27,12 @@ impl Backends {
         let mut pools = HashMap::new();
         for ks in vschema.keyspaces() {
             for shard in &ks.shards {
-                let constraints = PoolConstraints::new(ks.pool.min.min(ks.pool.max), ks.pool.max).unwrap_or_default();
-                pools.insert((ks.name.clone(), shard.name.clone()), pool_for(shard, constraints));
+                let constraints = PoolConstraints::new(ks.pool.min.min(ks.pool.max), ks.pool.max)
+                    .unwrap_or_default();
+                pools.insert(
+                    (ks.name.clone(), shard.name.clone()),
+                    pool_for(shard, constraints),
+                );
             }
         }
         Backends { pools }
@@ -42,10 +46,12 @@ impl Backends {
     }
 
     fn pool(&self, keyspace: &str, shard: &str) -> Result<&Pool, EngineError> {
-        self.pools.get(&(keyspace.to_string(), shard.to_string())).ok_or_else(|| EngineError::Backend {
-            shard: format!("{keyspace}/{shard}"),
-            message: "[BUG] no pool for this shard".into(),
-        })
+        self.pools
+            .get(&(keyspace.to_string(), shard.to_string()))
+            .ok_or_else(|| EngineError::Backend {
+                shard: format!("{keyspace}/{shard}"),
+                message: "[BUG] no pool for this shard".into(),
+            })
     }
 }
 
@@ -70,19 +76,41 @@ fn pool_for(shard: &Shard, constraints: PoolConstraints) -> Pool {
 
 fn to_engine_error(shard: &str, e: mysql_async::Error) -> EngineError {
     match e {
-        mysql_async::Error::Server(s) => EngineError::Server { shard: shard.to_string(), code: s.code, state: s.state, message: s.message },
-        other => EngineError::Backend { shard: shard.to_string(), message: other.to_string() },
+        mysql_async::Error::Server(s) => EngineError::Server {
+            shard: shard.to_string(),
+            code: s.code,
+            state: s.state,
+            message: s.message,
+        },
+        other => EngineError::Backend {
+            shard: shard.to_string(),
+            message: other.to_string(),
+        },
     }
 }
 
 impl Executor for Backends {
-    async fn execute<S: RowSink>(&self, keyspace: &str, shard: &str, sql: &str, sink: &mut S) -> Result<Outcome, EngineError> {
+    async fn execute<S: RowSink>(
+        &self,
+        keyspace: &str,
+        shard: &str,
+        sql: &str,
+        sink: &mut S,
+    ) -> Result<Outcome, EngineError> {
         let pool = self.pool(keyspace, shard)?;
         let mut conn = match tokio::time::timeout(CONNECT_TIMEOUT, pool.get_conn()).await {
             Ok(conn) => conn.map_err(|e| to_engine_error(shard, e))?,
-            Err(_) => return Err(EngineError::Backend { shard: shard.to_string(), message: format!("no connection within {CONNECT_TIMEOUT:?}") }),
+            Err(_) => {
+                return Err(EngineError::Backend {
+                    shard: shard.to_string(),
+                    message: format!("no connection within {CONNECT_TIMEOUT:?}"),
+                })
+            }
         };
-        let mut result = conn.query_iter(sql).await.map_err(|e| to_engine_error(shard, e))?;
+        let mut result = conn
+            .query_iter(sql)
+            .await
+            .map_err(|e| to_engine_error(shard, e))?;
         if let Some(columns) = result.columns().filter(|c| !c.is_empty()) {
             sink.columns(columns).await?;
             while let Some(row) = result.next().await.map_err(|e| to_engine_error(shard, e))? {
@@ -97,7 +125,10 @@ impl Executor for Backends {
         };
         // Anything after the first result (a stored procedure's status) is read and dropped so the
         // connection goes back to the pool clean.
-        result.drop_result().await.map_err(|e| to_engine_error(shard, e))?;
+        result
+            .drop_result()
+            .await
+            .map_err(|e| to_engine_error(shard, e))?;
         Ok(outcome)
     }
 }

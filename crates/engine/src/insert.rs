@@ -18,7 +18,12 @@ pub(crate) async fn execute<E: Executor>(
     }
     let queries: Vec<(usize, String)> = by_shard
         .into_iter()
-        .map(|(shard, rows)| (shard, format!("{}{}{}", insert.prefix, rows.join(", "), insert.suffix)))
+        .map(|(shard, rows)| {
+            (
+                shard,
+                format!("{}{}{}", insert.prefix, rows.join(", "), insert.suffix),
+            )
+        })
         .collect();
     let queries: Vec<(usize, &str)> = queries.iter().map(|(s, q)| (*s, q.as_str())).collect();
     fan_out(keyspace, &queries, executor, &mut NoRows).await

@@ -45,8 +45,14 @@ impl Outcome {
 
 /// Receives a statement's result set: the columns once, then each row.
 pub trait RowSink: std::marker::Send {
-    fn columns(&mut self, columns: Arc<[Column]>) -> impl Future<Output = Result<(), EngineError>> + std::marker::Send;
-    fn row(&mut self, row: Vec<Value>) -> impl Future<Output = Result<(), EngineError>> + std::marker::Send;
+    fn columns(
+        &mut self,
+        columns: Arc<[Column]>,
+    ) -> impl Future<Output = Result<(), EngineError>> + std::marker::Send;
+    fn row(
+        &mut self,
+        row: Vec<Value>,
+    ) -> impl Future<Output = Result<(), EngineError>> + std::marker::Send;
 }
 
 /// Runs one SQL statement on one shard. `keyspace` and `shard` are names from the VSchema.
@@ -64,7 +70,12 @@ pub trait Executor: Sync {
 pub enum EngineError {
     /// The backend server refused the statement; its code and SQLSTATE pass through.
     #[error("shard {shard}: {message}")]
-    Server { shard: String, code: u16, state: String, message: String },
+    Server {
+        shard: String,
+        code: u16,
+        state: String,
+        message: String,
+    },
     /// The backend could not be reached or the connection broke.
     #[error("shard {shard}: {message}")]
     Backend { shard: String, message: String },
@@ -86,14 +97,20 @@ pub async fn execute<E: Executor, S: RowSink>(
     sink: &mut S,
 ) -> Result<Outcome, EngineError> {
     match plan {
-        Plan::Route(route) => route::execute(route, keyspace(vschema, &route.keyspace)?, executor, sink).await,
-        Plan::Insert(insert) => insert::execute(insert, keyspace(vschema, &insert.keyspace)?, executor).await,
+        Plan::Route(route) => {
+            route::execute(route, keyspace(vschema, &route.keyspace)?, executor, sink).await
+        }
+        Plan::Insert(insert) => {
+            insert::execute(insert, keyspace(vschema, &insert.keyspace)?, executor).await
+        }
         Plan::Send(send) => send::execute(send, keyspace(vschema, &send.keyspace)?, executor).await,
     }
 }
 
 fn keyspace<'a>(vschema: &'a VSchema, name: &str) -> Result<&'a Keyspace, EngineError> {
-    vschema.keyspace(name).ok_or_else(|| EngineError::UnknownKeyspace(name.to_string()))
+    vschema
+        .keyspace(name)
+        .ok_or_else(|| EngineError::UnknownKeyspace(name.to_string()))
 }
 
 /// A sink for statements that return no rows; rows that arrive anyway are dropped.

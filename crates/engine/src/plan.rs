@@ -29,10 +29,16 @@ pub enum Opcode {
     /// Any one shard. Requires that every table read is a reference table (a full copy per shard).
     Reference,
     /// Exactly one shard. Requires a unique vindex and one value for its column.
-    EqualUnique { vindex: Arc<Vindex>, value: KeyValue },
+    EqualUnique {
+        vindex: Arc<Vindex>,
+        value: KeyValue,
+    },
     /// The shards owning these values. Requires a unique vindex; the statement itself keeps the
     /// whole list, each shard filtering its own rows.
-    In { vindex: Arc<Vindex>, values: Vec<KeyValue> },
+    In {
+        vindex: Arc<Vindex>,
+        values: Vec<KeyValue>,
+    },
     /// Every shard; rows are concatenated, affected rows summed. Requires a statement whose result
     /// needs no merging (no ORDER BY, LIMIT, aggregates, GROUP BY, DISTINCT or HAVING).
     Scatter,
@@ -51,7 +57,10 @@ impl Opcode {
 
     /// Whether the opcode always reaches exactly one shard.
     pub fn is_single_shard(&self) -> bool {
-        matches!(self, Opcode::Unsharded | Opcode::Reference | Opcode::EqualUnique { .. })
+        matches!(
+            self,
+            Opcode::Unsharded | Opcode::Reference | Opcode::EqualUnique { .. }
+        )
     }
 }
 
@@ -105,7 +114,11 @@ impl Plan {
                 let _ = write!(out, "\n  query: {}", r.query);
             }
             Plan::Insert(i) => {
-                let _ = write!(out, "Insert {} table={} vindex={}", i.keyspace, i.table, i.vindex.name);
+                let _ = write!(
+                    out,
+                    "Insert {} table={} vindex={}",
+                    i.keyspace, i.table, i.vindex.name
+                );
                 for row in &i.rows {
                     let _ = write!(out, "\n  row value={}: {}", row.value, row.sql);
                 }

@@ -30,7 +30,14 @@ pub(crate) async fn execute<E: Executor, S: RowSink>(
     let shards = shards_for(&route.opcode, keyspace)?;
     tracing::debug!(keyspace = %keyspace.name, opcode = route.opcode.name(), shards = shards.len(), "route");
     if let [one] = shards.as_slice() {
-        return executor.execute(&keyspace.name, &keyspace.shards[*one].name, &route.query, sink).await;
+        return executor
+            .execute(
+                &keyspace.name,
+                &keyspace.shards[*one].name,
+                &route.query,
+                sink,
+            )
+            .await;
     }
     let queries: Vec<(usize, &str)> = shards.iter().map(|&i| (i, route.query.as_str())).collect();
     fan_out(keyspace, &queries, executor, sink).await

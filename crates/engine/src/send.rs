@@ -11,7 +11,9 @@ pub(crate) async fn execute<E: Executor>(
 ) -> Result<Outcome, EngineError> {
     let mut first = None;
     for shard in &keyspace.shards {
-        let outcome = executor.execute(&keyspace.name, &shard.name, &send.query, &mut NoRows).await?;
+        let outcome = executor
+            .execute(&keyspace.name, &shard.name, &send.query, &mut NoRows)
+            .await?;
         first.get_or_insert(outcome);
     }
     Ok(first.unwrap_or_default())

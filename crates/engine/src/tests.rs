@@ -2,7 +2,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use vschema::{BackendAddr, KeyRange, KeyValue, Keyspace, PoolSize, Shard, VSchema, Vindex, VindexKind};
+use vschema::{
+    BackendAddr, KeyRange, KeyValue, Keyspace, PoolSize, Shard, VSchema, Vindex, VindexKind,
+};
 
 use super::*;
 
@@ -12,13 +14,30 @@ struct LoggingExecutor {
 }
 
 impl Executor for LoggingExecutor {
-    async fn execute<S: RowSink>(&self, keyspace: &str, shard: &str, sql: &str, sink: &mut S) -> Result<Outcome, EngineError> {
-        self.log.lock().unwrap().push(format!("execute {keyspace}/{shard}: {sql}"));
+    async fn execute<S: RowSink>(
+        &self,
+        keyspace: &str,
+        shard: &str,
+        sql: &str,
+        sink: &mut S,
+    ) -> Result<Outcome, EngineError> {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("execute {keyspace}/{shard}: {sql}"));
         if sql.starts_with("select") {
-            sink.columns(Arc::from(vec![Column::new(mysql_common::constants::ColumnType::MYSQL_TYPE_VAR_STRING).with_name(b"shard")])).await?;
-            sink.row(vec![Value::Bytes(shard.as_bytes().to_vec())]).await?;
+            sink.columns(Arc::from(vec![Column::new(
+                mysql_common::constants::ColumnType::MYSQL_TYPE_VAR_STRING,
+            )
+            .with_name(b"shard")]))
+                .await?;
+            sink.row(vec![Value::Bytes(shard.as_bytes().to_vec())])
+                .await?;
         }
-        Ok(Outcome { affected_rows: 1, ..Default::default() })
+        Ok(Outcome {
+            affected_rows: 1,
+            ..Default::default()
+        })
     }
 }
 
@@ -41,7 +60,11 @@ impl RowSink for Collect {
 
 fn vschema() -> VSchema {
     let addr = BackendAddr::parse("mysql://root@127.0.0.1:1/db").unwrap();
-    let shard = |name: &str| Shard { name: name.into(), range: KeyRange::parse(name).unwrap(), primary: addr.clone() };
+    let shard = |name: &str| Shard {
+        name: name.into(),
+        range: KeyRange::parse(name).unwrap(),
+        primary: addr.clone(),
+    };
     VSchema::new([Keyspace {
         name: "ks".into(),
         sharded: true,
@@ -52,7 +75,10 @@ fn vschema() -> VSchema {
 }
 
 fn hash() -> Arc<Vindex> {
-    Arc::new(Vindex { name: "hash".into(), kind: VindexKind::Hash })
+    Arc::new(Vindex {
+        name: "hash".into(),
+        kind: VindexKind::Hash,
+    })
 }
 
 async fn run(plan: Plan) -> (Vec<String>, Collect, Outcome) {
@@ -65,14 +91,25 @@ async fn run(plan: Plan) -> (Vec<String>, Collect, Outcome) {
 }
 
 fn route(opcode: Opcode, query: &str) -> Plan {
-    Plan::Route(Route { keyspace: "ks".into(), opcode, query: query.into() })
+    Plan::Route(Route {
+        keyspace: "ks".into(),
+        opcode,
+        query: query.into(),
+    })
 }
 
 // hash(1) = 166b.. lives on -80, hash(4) = d2fd.. on 80-, hash(2) = 06e7.. on -80.
 
 #[tokio::test]
 async fn equal_unique_reaches_one_shard() {
-    let (log, sink, _) = run(route(Opcode::EqualUnique { vindex: hash(), value: KeyValue::Int(4) }, "select 4")).await;
+    let (log, sink, _) = run(route(
+        Opcode::EqualUnique {
+            vindex: hash(),
+            value: KeyValue::Int(4),
+        },
+        "select 4",
+    ))
+    .await;
     assert_eq!(log, ["execute ks/80-: select 4"]);
     assert_eq!(sink.rows, [vec![Value::Bytes(b"80-".to_vec())]]);
 }
@@ -80,16 +117,32 @@ async fn equal_unique_reaches_one_shard() {
 #[tokio::test]
 async fn in_reaches_only_owning_shards() {
     let values = vec![KeyValue::Int(1), KeyValue::Int(2)];
-    let (log, _, _) = run(route(Opcode::In { vindex: hash(), values }, "select in")).await;
+    let (log, _, _) = run(route(
+        Opcode::In {
+            vindex: hash(),
+            values,
+        },
+        "select in",
+    ))
+    .await;
     assert_eq!(log, ["execute ks/-80: select in"]);
 }
 
 #[tokio::test]
 async fn scatter_concatenates_rows_with_one_header() {
     let (log, sink, _) = run(route(Opcode::Scatter, "select all")).await;
-    assert_eq!(log, ["execute ks/-80: select all", "execute ks/80-: select all"]);
+    assert_eq!(
+        log,
+        ["execute ks/-80: select all", "execute ks/80-: select all"]
+    );
     assert_eq!(sink.columns, 1);
-    assert_eq!(sink.rows, [vec![Value::Bytes(b"-80".to_vec())], vec![Value::Bytes(b"80-".to_vec())]]);
+    assert_eq!(
+        sink.rows,
+        [
+            vec![Value::Bytes(b"-80".to_vec())],
+            vec![Value::Bytes(b"80-".to_vec())]
+        ]
+    );
 }
 
 #[tokio::test]
@@ -100,7 +153,10 @@ async fn scatter_dml_sums_affected_rows() {
 
 #[tokio::test]
 async fn insert_splits_rows_by_shard() {
-    let row = |v: i64| InsertRow { value: KeyValue::Int(v), sql: format!("({v})") };
+    let row = |v: i64| InsertRow {
+        value: KeyValue::Int(v),
+        sql: format!("({v})"),
+    };
     let plan = Plan::Insert(Insert {
         keyspace: "ks".into(),
         table: "t".into(),
@@ -110,13 +166,23 @@ async fn insert_splits_rows_by_shard() {
         suffix: String::new(),
     });
     let (log, _, outcome) = run(plan).await;
-    assert_eq!(log, ["execute ks/-80: insert into t (id) values (1), (2)", "execute ks/80-: insert into t (id) values (4)"]);
+    assert_eq!(
+        log,
+        [
+            "execute ks/-80: insert into t (id) values (1), (2)",
+            "execute ks/80-: insert into t (id) values (4)"
+        ]
+    );
     assert_eq!(outcome.affected_rows, 2);
 }
 
 #[tokio::test]
 async fn send_reaches_every_shard_and_reports_one() {
-    let (log, _, outcome) = run(Plan::Send(Send { keyspace: "ks".into(), query: "create table t (id int)".into() })).await;
+    let (log, _, outcome) = run(Plan::Send(Send {
+        keyspace: "ks".into(),
+        query: "create table t (id int)".into(),
+    }))
+    .await;
     assert_eq!(log.len(), 2);
     assert_eq!(outcome.affected_rows, 1);
 }
@@ -128,9 +194,19 @@ async fn insert_with_unmappable_value_is_an_error() {
         table: "t".into(),
         vindex: hash(),
         prefix: "insert into t (id) values ".into(),
-        rows: vec![InsertRow { value: KeyValue::Text(b"abc".to_vec()), sql: "('abc')".into() }],
+        rows: vec![InsertRow {
+            value: KeyValue::Text(b"abc".to_vec()),
+            sql: "('abc')".into(),
+        }],
         suffix: String::new(),
     });
-    let err = execute(&plan, &vschema(), &LoggingExecutor::default(), &mut Collect::default()).await.unwrap_err();
+    let err = execute(
+        &plan,
+        &vschema(),
+        &LoggingExecutor::default(),
+        &mut Collect::default(),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, EngineError::Vindex(_)), "{err}");
 }

@@ -99,17 +99,31 @@ pub(crate) async fn handshake(
     if packet.len() < 4 {
         return Err(malformed());
     }
-    let client_caps = CapabilityFlags::from_bits_truncate(u32::from_le_bytes(packet[..4].try_into().expect("4 bytes")));
+    let client_caps = CapabilityFlags::from_bits_truncate(u32::from_le_bytes(
+        packet[..4].try_into().expect("4 bytes"),
+    ));
     if !client_caps.contains(CapabilityFlags::CLIENT_PROTOCOL_41) {
-        return Err(HandshakeError::Refused(SqlError::new(1043, "08S01", "clients older than protocol 4.1 are not supported")));
+        return Err(HandshakeError::Refused(SqlError::new(
+            1043,
+            "08S01",
+            "clients older than protocol 4.1 are not supported",
+        )));
     }
     if client_caps.contains(CapabilityFlags::CLIENT_SSL) && packet.len() <= 32 {
-        return Err(HandshakeError::Refused(SqlError::new(1043, "08S01", "TLS is not available on this server")));
+        return Err(HandshakeError::Refused(SqlError::new(
+            1043,
+            "08S01",
+            "TLS is not available on this server",
+        )));
     }
-    let response = HandshakeResponse::deserialize((), &mut ParseBuf(&packet)).map_err(|_| malformed())?;
+    let response =
+        HandshakeResponse::deserialize((), &mut ParseBuf(&packet)).map_err(|_| malformed())?;
     let caps = client_caps & server_capabilities();
     let user = String::from_utf8_lossy(response.user()).into_owned();
-    let database = response.db_name().filter(|d| !d.is_empty()).map(|d| String::from_utf8_lossy(d).into_owned());
+    let database = response
+        .db_name()
+        .filter(|d| !d.is_empty())
+        .map(|d| String::from_utf8_lossy(d).into_owned());
 
     let client_plugin = response.auth_plugin().map(|p| p.as_bytes().to_vec());
     let mut auth_data = response.scramble_buf().to_vec();
@@ -125,18 +139,32 @@ pub(crate) async fn handshake(
     }
 
     let denied = || {
-        HandshakeError::Refused(SqlError::new(1045, "28000", format!("Access denied for user '{user}' (using password: {})", if auth_data.is_empty() { "NO" } else { "YES" })))
+        HandshakeError::Refused(SqlError::new(
+            1045,
+            "28000",
+            format!(
+                "Access denied for user '{user}' (using password: {})",
+                if auth_data.is_empty() { "NO" } else { "YES" }
+            ),
+        ))
     };
-    let Some(password) = password_of(&user) else { return Err(denied()) };
+    let Some(password) = password_of(&user) else {
+        return Err(denied());
+    };
     let ok = if password.is_empty() {
         auth_data.is_empty()
     } else {
-        scramble_native(&salt, password.as_bytes()).is_some_and(|expected| expected.as_slice() == auth_data.as_slice())
+        scramble_native(&salt, password.as_bytes())
+            .is_some_and(|expected| expected.as_slice() == auth_data.as_slice())
     };
     if !ok {
         return Err(denied());
     }
-    Ok(Authenticated { user, database, caps })
+    Ok(Authenticated {
+        user,
+        database,
+        caps,
+    })
 }
 
 #[cfg(test)]

@@ -32,7 +32,12 @@ impl PacketIo {
     pub fn new(stream: TcpStream, max_packet: usize) -> Self {
         let mut codec = PacketCodec::default();
         codec.max_allowed_packet = max_packet;
-        PacketIo { stream, codec, read_buf: BytesMut::with_capacity(16 * 1024), write_buf: BytesMut::with_capacity(16 * 1024) }
+        PacketIo {
+            stream,
+            codec,
+            read_buf: BytesMut::with_capacity(16 * 1024),
+            write_buf: BytesMut::with_capacity(16 * 1024),
+        }
     }
 
     /// A new command starts a new sequence.
@@ -58,7 +63,9 @@ impl PacketIo {
     /// Queues one packet; flushes if the buffer is large.
     pub async fn write_packet(&mut self, payload: &[u8]) -> std::io::Result<()> {
         let mut src = payload;
-        self.codec.encode(&mut src, &mut self.write_buf).map_err(|e| std::io::Error::other(e.to_string()))?;
+        self.codec
+            .encode(&mut src, &mut self.write_buf)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
         if self.write_buf.len() >= FLUSH_AT {
             self.flush().await?;
         }

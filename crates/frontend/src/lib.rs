@@ -33,13 +33,23 @@ impl SqlError {
         if state.len() == 5 && state.is_ascii() {
             s.copy_from_slice(state.as_bytes());
         }
-        SqlError { code, state: s, message: message.into() }
+        SqlError {
+            code,
+            state: s,
+            message: message.into(),
+        }
     }
 }
 
 impl std::fmt::Display for SqlError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ERROR {} ({}): {}", self.code, String::from_utf8_lossy(&self.state), self.message)
+        write!(
+            f,
+            "ERROR {} ({}): {}",
+            self.code,
+            String::from_utf8_lossy(&self.state),
+            self.message
+        )
     }
 }
 
@@ -51,13 +61,22 @@ pub trait HandlerFactory: Send + Sync + 'static {
     fn password(&self, user: &str) -> Option<String>;
 
     /// A new session for an authenticated user. `database` is the one given at connect time.
-    fn connect(&self, conn_id: u32, user: &str, database: Option<&str>) -> impl Future<Output = Result<Self::Handler, SqlError>> + Send;
+    fn connect(
+        &self,
+        conn_id: u32,
+        user: &str,
+        database: Option<&str>,
+    ) -> impl Future<Output = Result<Self::Handler, SqlError>> + Send;
 }
 
 /// One client session's answers to its commands.
 pub trait Handler: Send + 'static {
     /// COM_QUERY. Must answer exactly once through `out` (result set, OK or ERR).
-    fn query(&mut self, sql: &str, out: &mut ResultWriter<'_>) -> impl Future<Output = std::io::Result<()>> + Send;
+    fn query(
+        &mut self,
+        sql: &str,
+        out: &mut ResultWriter<'_>,
+    ) -> impl Future<Output = std::io::Result<()>> + Send;
 
     /// COM_INIT_DB (`USE db`).
     fn init_db(&mut self, database: &str) -> impl Future<Output = Result<(), SqlError>> + Send;

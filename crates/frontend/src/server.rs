@@ -23,7 +23,10 @@ pub struct ServerOptions {
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        ServerOptions { server_version: "8.0.40-shardgate".into(), max_packet_size: 64 << 20 }
+        ServerOptions {
+            server_version: "8.0.40-shardgate".into(),
+            max_packet_size: 64 << 20,
+        }
     }
 }
 
@@ -65,10 +68,19 @@ pub async fn serve<F: HandlerFactory>(
     }
 }
 
-async fn run_connection<F: HandlerFactory>(stream: TcpStream, conn_id: u32, factory: &F, options: &ServerOptions) -> std::io::Result<()> {
+async fn run_connection<F: HandlerFactory>(
+    stream: TcpStream,
+    conn_id: u32,
+    factory: &F,
+    options: &ServerOptions,
+) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     let mut io = PacketIo::new(stream, options.max_packet_size);
-    let auth = match handshake(&mut io, conn_id, &options.server_version, |u| factory.password(u)).await {
+    let auth = match handshake(&mut io, conn_id, &options.server_version, |u| {
+        factory.password(u)
+    })
+    .await
+    {
         Ok(auth) => auth,
         Err(HandshakeError::Refused(err)) => {
             info!(code = err.code, message = %err.message, "connection refused");
@@ -78,7 +90,10 @@ async fn run_connection<F: HandlerFactory>(stream: TcpStream, conn_id: u32, fact
         }
         Err(e) => return Err(std::io::Error::other(e.to_string())),
     };
-    let mut handler = match factory.connect(conn_id, &auth.user, auth.database.as_deref()).await {
+    let mut handler = match factory
+        .connect(conn_id, &auth.user, auth.database.as_deref())
+        .await
+    {
         Ok(h) => h,
         Err(err) => {
             send_error(&mut io, &err).await;
@@ -106,24 +121,44 @@ async fn send_error(io: &mut PacketIo, err: &SqlError) {
     let _ = io.flush().await;
 }
 
-async fn command_loop<H: Handler>(io: &mut PacketIo, handler: &mut H, caps: CapabilityFlags) -> std::io::Result<()> {
+async fn command_loop<H: Handler>(
+    io: &mut PacketIo,
+    handler: &mut H,
+    caps: CapabilityFlags,
+) -> std::io::Result<()> {
     loop {
         io.reset_seq();
         let packet = match io.read_packet().await {
             Ok(p) => p,
             Err(ReadError::Closed) => return Ok(()),
             Err(ReadError::TooLarge) => {
-                send_error(io, &SqlError::new(1153, "08S01", "Got a packet bigger than 'max_allowed_packet' bytes")).await;
+                send_error(
+                    io,
+                    &SqlError::new(
+                        1153,
+                        "08S01",
+                        "Got a packet bigger than 'max_allowed_packet' bytes",
+                    ),
+                )
+                .await;
                 return Ok(());
             }
             Err(ReadError::Malformed(m)) => {
-                send_error(io, &SqlError::new(1156, "08S01", format!("Got packets out of order: {m}"))).await;
+                send_error(
+                    io,
+                    &SqlError::new(1156, "08S01", format!("Got packets out of order: {m}")),
+                )
+                .await;
                 return Ok(());
             }
             Err(ReadError::Io(e)) => return Err(e),
         };
         let Some((&command, body)) = packet.split_first() else {
-            send_error(io, &SqlError::new(1047, "08S01", "Unknown command: empty packet")).await;
+            send_error(
+                io,
+                &SqlError::new(1047, "08S01", "Unknown command: empty packet"),
+            )
+            .await;
             continue;
         };
         let mut out = ResultWriter::new(io, caps, handler.status());
@@ -144,16 +179,38 @@ async fn command_loop<H: Handler>(io: &mut PacketIo, handler: &mut H, caps: Capa
                 Ok(sql) => {
                     handler.query(sql, &mut out).await?;
                     if !out.responded() {
-                        out.error(&SqlError::new(1105, "HY000", "[BUG] statement produced no response")).await?;
+                        out.error(&SqlError::new(
+                            1105,
+                            "HY000",
+                            "[BUG] statement produced no response",
+                        ))
+                        .await?;
                     } else if out.in_rows() {
-                        out.error(&SqlError::new(1105, "HY000", "[BUG] result set was not finished")).await?;
+                        out.error(&SqlError::new(
+                            1105,
+                            "HY000",
+                            "[BUG] result set was not finished",
+                        ))
+                        .await?;
                     }
                 }
-                Err(_) => out.error(&SqlError::new(1300, "HY000", "Invalid utf8mb4 character string in statement")).await?,
+                Err(_) => {
+                    out.error(&SqlError::new(
+                        1300,
+                        "HY000",
+                        "Invalid utf8mb4 character string in statement",
+                    ))
+                    .await?
+                }
             },
             other => {
                 let name = command_name(other);
-                out.error(&SqlError::new(1047, "08S01", format!("Unknown command: {name} is not supported"))).await?
+                out.error(&SqlError::new(
+                    1047,
+                    "08S01",
+                    format!("Unknown command: {name} is not supported"),
+                ))
+                .await?
             }
         }
         io.flush().await?;
@@ -174,5 +231,9 @@ fn command_name(byte: u8) -> String {
         (Command::COM_RESET_CONNECTION, "COM_RESET_CONNECTION"),
         (Command::COM_BINLOG_DUMP, "COM_BINLOG_DUMP"),
     ];
-    NAMES.iter().find(|(c, _)| *c as u8 == byte).map(|(_, n)| n.to_string()).unwrap_or_else(|| format!("command 0x{byte:02x}"))
+    NAMES
+        .iter()
+        .find(|(c, _)| *c as u8 == byte)
+        .map(|(_, n)| n.to_string())
+        .unwrap_or_else(|| format!("command 0x{byte:02x}"))
 }

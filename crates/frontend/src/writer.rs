@@ -34,7 +34,13 @@ pub struct ResultWriter<'a> {
 
 impl<'a> ResultWriter<'a> {
     pub(crate) fn new(io: &'a mut PacketIo, caps: CapabilityFlags, status: StatusFlags) -> Self {
-        ResultWriter { io, caps, status, state: State::Idle, scratch: Vec::with_capacity(256) }
+        ResultWriter {
+            io,
+            caps,
+            status,
+            state: State::Idle,
+            scratch: Vec::with_capacity(256),
+        }
     }
 
     /// Whether a response (or its start) has been written.
@@ -89,7 +95,15 @@ impl<'a> ResultWriter<'a> {
     pub async fn finish_rows(&mut self, warnings: u16) -> std::io::Result<()> {
         self.scratch.clear();
         if self.deprecate_eof() {
-            encode_ok(&mut self.scratch, 0xfe, &OkInfo { warnings, ..Default::default() }, self.status);
+            encode_ok(
+                &mut self.scratch,
+                0xfe,
+                &OkInfo {
+                    warnings,
+                    ..Default::default()
+                },
+                self.status,
+            );
         } else {
             encode_eof(&mut self.scratch, warnings, self.status);
         }
@@ -232,7 +246,8 @@ mod tests {
         let mut buf = Vec::new();
         encode_column(&mut buf, &c);
         let want: &[u8] = &[
-            3, b'd', b'e', b'f', 1, b's', 1, b't', 2, b'o', b't', 1, b'n', 2, b'o', b'n', 0x0c, 63, 0, 11, 0, 0, 0, 3, 1, 0, 0, 0, 0,
+            3, b'd', b'e', b'f', 1, b's', 1, b't', 2, b'o', b't', 1, b'n', 2, b'o', b'n', 0x0c, 63,
+            0, 11, 0, 0, 0, 3, 1, 0, 0, 0, 0,
         ];
         assert_eq!(buf, want);
     }
@@ -240,7 +255,12 @@ mod tests {
     #[test]
     fn ok_packet_bytes() {
         let mut buf = Vec::new();
-        let info = OkInfo { affected_rows: 300, last_insert_id: 5, warnings: 1, info: "Records: 2".into() };
+        let info = OkInfo {
+            affected_rows: 300,
+            last_insert_id: 5,
+            warnings: 1,
+            info: "Records: 2".into(),
+        };
         encode_ok(&mut buf, 0, &info, StatusFlags::SERVER_STATUS_AUTOCOMMIT);
         let mut want = vec![0, 0xfc, 0x2c, 0x01, 5, 2, 0, 1, 0, 10];
         want.extend_from_slice(b"Records: 2");
@@ -251,12 +271,22 @@ mod tests {
     fn err_packet_bytes() {
         let mut buf = Vec::new();
         encode_err(&mut buf, &SqlError::new(1064, "42000", "bad"));
-        assert_eq!(buf, [0xff, 0x28, 0x04, b'#', b'4', b'2', b'0', b'0', b'0', b'b', b'a', b'd']);
+        assert_eq!(
+            buf,
+            [0xff, 0x28, 0x04, b'#', b'4', b'2', b'0', b'0', b'0', b'b', b'a', b'd']
+        );
     }
 
     #[test]
     fn lenenc_boundaries() {
-        for (v, len) in [(250u64, 1), (251, 3), (0xffff, 3), (0x10000, 4), (0xff_ffff, 4), (0x100_0000, 9)] {
+        for (v, len) in [
+            (250u64, 1),
+            (251, 3),
+            (0xffff, 3),
+            (0x10000, 4),
+            (0xff_ffff, 4),
+            (0x100_0000, 9),
+        ] {
             let mut buf = Vec::new();
             put_lenenc_int(&mut buf, v);
             assert_eq!(buf.len(), len, "{v}");

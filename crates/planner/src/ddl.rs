@@ -8,15 +8,31 @@ use crate::tables::{resolve, shard_text};
 use crate::text::SourceText;
 use crate::{unsupported, Context, PlanError};
 
-pub(crate) fn plan_other(stmt: &Statement, source: &SourceText<'_>, ctx: &Context<'_>) -> Result<Plan, PlanError> {
+pub(crate) fn plan_other(
+    stmt: &Statement,
+    source: &SourceText<'_>,
+    ctx: &Context<'_>,
+) -> Result<Plan, PlanError> {
     let (names, every_shard): (Vec<&ObjectName>, bool) = match stmt {
         Statement::CreateTable(c) => (vec![&c.name], true),
         Statement::AlterTable(a) => (vec![&a.name], true),
-        Statement::Drop { names, object_type, .. } if object_type.to_string() == "TABLE" => (names.iter().collect(), true),
-        Statement::Drop { object_type, table: Some(table), .. } if object_type.to_string() == "INDEX" => (vec![table], true),
+        Statement::Drop {
+            names, object_type, ..
+        } if object_type.to_string() == "TABLE" => (names.iter().collect(), true),
+        Statement::Drop {
+            object_type,
+            table: Some(table),
+            ..
+        } if object_type.to_string() == "INDEX" => (vec![table], true),
         Statement::Truncate(t) => (t.table_names.iter().map(|t| &t.name).collect(), true),
         Statement::CreateIndex(c) => (vec![&c.table_name], true),
-        Statement::RenameTable(renames) => (renames.iter().flat_map(|r| [&r.old_name, &r.new_name]).collect(), true),
+        Statement::RenameTable(renames) => (
+            renames
+                .iter()
+                .flat_map(|r| [&r.old_name, &r.new_name])
+                .collect(),
+            true,
+        ),
         Statement::ShowCreate { obj_name, .. } => (vec![obj_name], false),
         Statement::ShowColumns { show_options, .. } => match &show_options.show_in {
             Some(show_in) => match &show_in.parent_name {
@@ -29,27 +45,58 @@ pub(crate) fn plan_other(stmt: &Statement, source: &SourceText<'_>, ctx: &Contex
         other => return Err(unsupported(format!("statement {}", statement_kind(other)))),
     };
     if let Statement::ShowColumns { show_options, .. } = stmt {
-        if show_options.filter_position.as_ref().is_some_and(|p| matches!(p, ShowStatementFilterPosition::Infix(_))) {
+        if show_options
+            .filter_position
+            .as_ref()
+            .is_some_and(|p| matches!(p, ShowStatementFilterPosition::Infix(_)))
+        {
             return Err(unsupported("SHOW COLUMNS with a filter before the table"));
         }
     }
-    let tables = names.iter().map(|n| resolve_for_ddl(n, ctx)).collect::<Result<Vec<_>, _>>()?;
-    let keyspace = crate::tables::single_keyspace(&tables)?.ok_or_else(|| unsupported("DDL without a table"))?;
+    let tables = names
+        .iter()
+        .map(|n| resolve_for_ddl(n, ctx))
+        .collect::<Result<Vec<_>, _>>()?;
+    let keyspace = crate::tables::single_keyspace(&tables)?
+        .ok_or_else(|| unsupported("DDL without a table"))?;
     let query = shard_text(source, &tables)?;
     if every_shard {
-        Ok(Plan::Send(Send { keyspace: keyspace.name.clone(), query }))
+        Ok(Plan::Send(Send {
+            keyspace: keyspace.name.clone(),
+            query,
+        }))
     } else {
-        let opcode = if keyspace.sharded { Opcode::Reference } else { Opcode::Unsharded };
-        Ok(Plan::Route(Route { keyspace: keyspace.name.clone(), opcode, query }))
+        let opcode = if keyspace.sharded {
+            Opcode::Reference
+        } else {
+            Opcode::Unsharded
+        };
+        Ok(Plan::Route(Route {
+            keyspace: keyspace.name.clone(),
+            opcode,
+            query,
+        }))
     }
 }
 
 /// DDL may name tables the VSchema does not declare yet (creating them is how they come to be).
-fn resolve_for_ddl<'a>(name: &ObjectName, ctx: &Context<'a>) -> Result<crate::tables::Resolved<'a>, PlanError> {
+fn resolve_for_ddl<'a>(
+    name: &ObjectName,
+    ctx: &Context<'a>,
+) -> Result<crate::tables::Resolved<'a>, PlanError> {
     match resolve(name, ctx) {
         Err(PlanError::UnknownTable { keyspace, table }) => {
-            let keyspace = ctx.vschema.keyspace(&keyspace).ok_or(PlanError::UnknownKeyspace(keyspace.clone()))?;
-            Ok(crate::tables::Resolved { keyspace, name: table, table: vschema::Table::Unsharded, qualified: name.0.len() == 2, object: name.clone() })
+            let keyspace = ctx
+                .vschema
+                .keyspace(&keyspace)
+                .ok_or(PlanError::UnknownKeyspace(keyspace.clone()))?;
+            Ok(crate::tables::Resolved {
+                keyspace,
+                name: table,
+                table: vschema::Table::Unsharded,
+                qualified: name.0.len() == 2,
+                object: name.clone(),
+            })
         }
         other => other,
     }
@@ -58,5 +105,8 @@ fn resolve_for_ddl<'a>(name: &ObjectName, ctx: &Context<'a>) -> Result<crate::ta
 /// A short name for a statement kind, for error messages: the first words of its SQL.
 pub(crate) fn statement_kind(stmt: &Statement) -> String {
     let text = stmt.to_string();
-    text.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+    text.split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
 }

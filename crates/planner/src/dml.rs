@@ -2,8 +2,8 @@
 
 use engine::{Insert as InsertPlan, InsertRow, Opcode, Plan, Route, Send};
 use sqlparser::ast::{
-    Assignment, AssignmentTarget, Delete, Expr, FromTable, Insert, OnInsert, SetExpr, Spanned, Statement, TableFactor,
-    Update, Value,
+    Assignment, AssignmentTarget, Delete, Expr, FromTable, Insert, OnInsert, SetExpr, Spanned,
+    Statement, TableFactor, Update, Value,
 };
 use vschema::Table;
 
@@ -12,44 +12,81 @@ use crate::tables::{relations, shard_text, single_keyspace, Resolved};
 use crate::text::{values_rows, SourceText};
 use crate::{unsupported, Context, PlanError};
 
-pub(crate) fn plan_insert(stmt: &Statement, insert: &Insert, source: &SourceText<'_>, ctx: &Context<'_>) -> Result<Plan, PlanError> {
+pub(crate) fn plan_insert(
+    stmt: &Statement,
+    insert: &Insert,
+    source: &SourceText<'_>,
+    ctx: &Context<'_>,
+) -> Result<Plan, PlanError> {
     let tables = relations(stmt, ctx, &[])?;
-    let keyspace = single_keyspace(&tables)?.ok_or_else(|| unsupported("INSERT without a table"))?;
+    let keyspace =
+        single_keyspace(&tables)?.ok_or_else(|| unsupported("INSERT without a table"))?;
     let target = &tables[0];
     let text = shard_text(source, &tables)?;
     match &target.table {
-        Table::Unsharded => return Ok(Plan::Route(Route { keyspace: keyspace.name.clone(), opcode: Opcode::Unsharded, query: text })),
-        Table::Reference if tables.len() == 1 => return Ok(Plan::Send(Send { keyspace: keyspace.name.clone(), query: text })),
+        Table::Unsharded => {
+            return Ok(Plan::Route(Route {
+                keyspace: keyspace.name.clone(),
+                opcode: Opcode::Unsharded,
+                query: text,
+            }))
+        }
+        Table::Reference if tables.len() == 1 => {
+            return Ok(Plan::Send(Send {
+                keyspace: keyspace.name.clone(),
+                query: text,
+            }))
+        }
         Table::Reference => return Err(unsupported("INSERT ... SELECT into a reference table")),
-        Table::Sharded { .. } if tables.len() > 1 => return Err(unsupported("INSERT ... SELECT into a sharded table")),
+        Table::Sharded { .. } if tables.len() > 1 => {
+            return Err(unsupported("INSERT ... SELECT into a sharded table"))
+        }
         Table::Sharded { .. } => {}
     }
-    let Table::Sharded { column, vindex } = &target.table else { unreachable!() };
+    let Table::Sharded { column, vindex } = &target.table else {
+        unreachable!()
+    };
     if !insert.assignments.is_empty() {
-        return Err(unsupported("INSERT ... SET into a sharded table; use INSERT ... (columns) VALUES"));
+        return Err(unsupported(
+            "INSERT ... SET into a sharded table; use INSERT ... (columns) VALUES",
+        ));
     }
     let Some(SetExpr::Values(values)) = insert.source.as_ref().map(|q| q.body.as_ref()) else {
         return Err(unsupported("INSERT ... SELECT into a sharded table"));
     };
     if insert.columns.is_empty() {
-        return Err(unsupported(format!("INSERT into sharded table {} without a column list", target.name)));
+        return Err(unsupported(format!(
+            "INSERT into sharded table {} without a column list",
+            target.name
+        )));
     }
     let position = insert
         .columns
         .iter()
         .position(|c| c.to_string().trim_matches('`').eq_ignore_ascii_case(column))
-        .ok_or_else(|| PlanError::MissingVindexColumn { table: target.name.clone(), column: column.clone() })?;
+        .ok_or_else(|| PlanError::MissingVindexColumn {
+            table: target.name.clone(),
+            column: column.clone(),
+        })?;
     match &insert.on {
         Some(OnInsert::DuplicateKeyUpdate(assignments)) if assigns_column(assignments, column) => {
-            return Err(unsupported(format!("ON DUPLICATE KEY UPDATE that changes the primary vindex column {column}")));
+            return Err(unsupported(format!(
+                "ON DUPLICATE KEY UPDATE that changes the primary vindex column {column}"
+            )));
         }
         Some(OnInsert::OnConflict(_)) => return Err(unsupported("INSERT ... ON CONFLICT")),
         _ => {}
     }
-    let (row_ranges, rest) = values_rows(source).filter(|(r, _)| r.len() == values.rows.len()).ok_or_else(|| unsupported("rewriting this INSERT"))?;
+    let (row_ranges, rest) = values_rows(source)
+        .filter(|(r, _)| r.len() == values.rows.len())
+        .ok_or_else(|| unsupported("rewriting this INSERT"))?;
     // Whatever follows the last row (`ON DUPLICATE KEY UPDATE ...`) goes to every shard as written.
     let suffix = source.sql()[rest..].trim_end().trim_end_matches(';');
-    let suffix = if suffix.is_empty() { String::new() } else { format!(" {suffix}") };
+    let suffix = if suffix.is_empty() {
+        String::new()
+    } else {
+        format!(" {suffix}")
+    };
     if insert.returning.is_some() {
         return Err(unsupported("INSERT ... RETURNING"));
     }
@@ -58,37 +95,84 @@ pub(crate) fn plan_insert(stmt: &Statement, insert: &Insert, source: &SourceText
     for (row, range) in values.rows.iter().zip(row_ranges) {
         if row.len() != insert.columns.len() {
             // Let a shard report the column-count mismatch in its own words.
-            return Ok(Plan::Route(Route { keyspace: keyspace.name.clone(), opcode: Opcode::Reference, query: text }));
+            return Ok(Plan::Route(Route {
+                keyspace: keyspace.name.clone(),
+                opcode: Opcode::Reference,
+                query: text,
+            }));
         }
         let expr = &row[position];
         if matches!(expr, Expr::Value(v) if v.value == Value::Null) {
             return Err(PlanError::NullVindexValue(column.clone()));
         }
-        let value = literal(expr).ok_or_else(|| unsupported(format!("a non-literal value for primary vindex column {column}: {expr}")))?;
+        let value = literal(expr).ok_or_else(|| {
+            unsupported(format!(
+                "a non-literal value for primary vindex column {column}: {expr}"
+            ))
+        })?;
         vindex.map(&value)?;
-        rows.push(InsertRow { value, sql: source.sql()[range].to_string() });
+        rows.push(InsertRow {
+            value,
+            sql: source.sql()[range].to_string(),
+        });
     }
     let prefix = insert_prefix(insert, target, source)?;
-    Ok(Plan::Insert(InsertPlan { keyspace: keyspace.name.clone(), table: target.name.clone(), vindex: vindex.clone(), prefix, rows, suffix }))
+    Ok(Plan::Insert(InsertPlan {
+        keyspace: keyspace.name.clone(),
+        table: target.name.clone(),
+        vindex: vindex.clone(),
+        prefix,
+        rows,
+        suffix,
+    }))
 }
 
 /// `INSERT [IGNORE] INTO t (a, b) VALUES `, from the client's text up to the first row.
-fn insert_prefix(insert: &Insert, target: &Resolved<'_>, source: &SourceText<'_>) -> Result<String, PlanError> {
+fn insert_prefix(
+    insert: &Insert,
+    target: &Resolved<'_>,
+    source: &SourceText<'_>,
+) -> Result<String, PlanError> {
     let cols: Vec<String> = insert.columns.iter().map(|c| c.to_string()).collect();
-    let verb = if insert.replace_into { "REPLACE" } else { "INSERT" };
+    let verb = if insert.replace_into {
+        "REPLACE"
+    } else {
+        "INSERT"
+    };
     let ignore = if insert.ignore { " IGNORE" } else { "" };
-    let table = target.object.0.last().and_then(|p| source.slice(p.span())).ok_or_else(|| unsupported("rewriting this INSERT"))?;
-    Ok(format!("{verb}{ignore} INTO {table} ({}) VALUES ", cols.join(", ")))
+    let table = target
+        .object
+        .0
+        .last()
+        .and_then(|p| source.slice(p.span()))
+        .ok_or_else(|| unsupported("rewriting this INSERT"))?;
+    Ok(format!(
+        "{verb}{ignore} INTO {table} ({}) VALUES ",
+        cols.join(", ")
+    ))
 }
 
 fn assigns_column(assignments: &[Assignment], column: &str) -> bool {
     assignments.iter().any(|a| match &a.target {
-        AssignmentTarget::ColumnName(name) => name.0.last().and_then(|p| p.as_ident()).is_some_and(|i| i.value.eq_ignore_ascii_case(column)),
-        AssignmentTarget::Tuple(names) => names.iter().any(|n| n.0.last().and_then(|p| p.as_ident()).is_some_and(|i| i.value.eq_ignore_ascii_case(column))),
+        AssignmentTarget::ColumnName(name) => name
+            .0
+            .last()
+            .and_then(|p| p.as_ident())
+            .is_some_and(|i| i.value.eq_ignore_ascii_case(column)),
+        AssignmentTarget::Tuple(names) => names.iter().any(|n| {
+            n.0.last()
+                .and_then(|p| p.as_ident())
+                .is_some_and(|i| i.value.eq_ignore_ascii_case(column))
+        }),
     })
 }
 
-pub(crate) fn plan_update(stmt: &Statement, update: &Update, source: &SourceText<'_>, ctx: &Context<'_>) -> Result<Plan, PlanError> {
+pub(crate) fn plan_update(
+    stmt: &Statement,
+    update: &Update,
+    source: &SourceText<'_>,
+    ctx: &Context<'_>,
+) -> Result<Plan, PlanError> {
     if !update.table.joins.is_empty() || update.from.is_some() {
         return plan_multi_table(stmt, source, ctx, "multi-table UPDATE");
     }
@@ -101,21 +185,46 @@ pub(crate) fn plan_update(stmt: &Statement, update: &Update, source: &SourceText
             return Err(unsupported(format!("changing the primary vindex column {column} (the row would have to move to another shard)")));
         }
     }
-    plan_write(stmt, source, ctx, update.selection.as_ref(), alias, !update.order_by.is_empty() || update.limit.is_some(), "UPDATE")
+    plan_write(
+        stmt,
+        source,
+        ctx,
+        update.selection.as_ref(),
+        alias,
+        !update.order_by.is_empty() || update.limit.is_some(),
+        "UPDATE",
+    )
 }
 
-pub(crate) fn plan_delete(stmt: &Statement, delete: &Delete, source: &SourceText<'_>, ctx: &Context<'_>) -> Result<Plan, PlanError> {
+pub(crate) fn plan_delete(
+    stmt: &Statement,
+    delete: &Delete,
+    source: &SourceText<'_>,
+    ctx: &Context<'_>,
+) -> Result<Plan, PlanError> {
     let from = match &delete.from {
         FromTable::WithFromKeyword(f) | FromTable::WithoutKeyword(f) => f,
     };
-    if !delete.tables.is_empty() || delete.using.is_some() || from.len() != 1 || !from[0].joins.is_empty() {
+    if !delete.tables.is_empty()
+        || delete.using.is_some()
+        || from.len() != 1
+        || !from[0].joins.is_empty()
+    {
         return plan_multi_table(stmt, source, ctx, "multi-table DELETE");
     }
     let alias = match &from[0].relation {
         TableFactor::Table { alias, .. } => alias.as_ref().map(|a| a.name.value.clone()),
         _ => return Err(unsupported("DELETE from a derived table")),
     };
-    plan_write(stmt, source, ctx, delete.selection.as_ref(), alias, !delete.order_by.is_empty() || delete.limit.is_some(), "DELETE")
+    plan_write(
+        stmt,
+        source,
+        ctx,
+        delete.selection.as_ref(),
+        alias,
+        !delete.order_by.is_empty() || delete.limit.is_some(),
+        "DELETE",
+    )
 }
 
 /// The primary vindex column of the statement's first table, if it is sharded.
@@ -138,32 +247,67 @@ fn plan_write(
     verb: &str,
 ) -> Result<Plan, PlanError> {
     let tables = relations(stmt, ctx, &[])?;
-    let keyspace = single_keyspace(&tables)?.ok_or_else(|| unsupported(format!("{verb} without a table")))?;
+    let keyspace =
+        single_keyspace(&tables)?.ok_or_else(|| unsupported(format!("{verb} without a table")))?;
     let text = shard_text(source, &tables)?;
     let target = &tables[0];
     let others_are_reference = tables[1..].iter().all(|t| t.table == Table::Reference);
     match &target.table {
-        Table::Unsharded => Ok(Plan::Route(Route { keyspace: keyspace.name.clone(), opcode: Opcode::Unsharded, query: text })),
-        Table::Reference if tables.len() == 1 => Ok(Plan::Send(Send { keyspace: keyspace.name.clone(), query: text })),
-        Table::Reference => Err(unsupported(format!("{verb} of a reference table with a subquery on another table"))),
-        Table::Sharded { .. } if !others_are_reference => Err(unsupported(format!("{verb} with a subquery on a sharded table"))),
+        Table::Unsharded => Ok(Plan::Route(Route {
+            keyspace: keyspace.name.clone(),
+            opcode: Opcode::Unsharded,
+            query: text,
+        })),
+        Table::Reference if tables.len() == 1 => Ok(Plan::Send(Send {
+            keyspace: keyspace.name.clone(),
+            query: text,
+        })),
+        Table::Reference => Err(unsupported(format!(
+            "{verb} of a reference table with a subquery on another table"
+        ))),
+        Table::Sharded { .. } if !others_are_reference => Err(unsupported(format!(
+            "{verb} with a subquery on a sharded table"
+        ))),
         Table::Sharded { column, vindex } => {
             let qualifiers = vec![alias.as_deref().unwrap_or(target.name.as_str())];
-            let opcode = opcode_for(selection, &Target { qualifiers, column, vindex }, keyspace);
+            let opcode = opcode_for(
+                selection,
+                &Target {
+                    qualifiers,
+                    column,
+                    vindex,
+                },
+                keyspace,
+            );
             if ordered_or_limited && !opcode.is_single_shard() {
-                return Err(unsupported(format!("{verb} with ORDER BY or LIMIT that spans several shards")));
+                return Err(unsupported(format!(
+                    "{verb} with ORDER BY or LIMIT that spans several shards"
+                )));
             }
-            Ok(Plan::Route(Route { keyspace: keyspace.name.clone(), opcode, query: text }))
+            Ok(Plan::Route(Route {
+                keyspace: keyspace.name.clone(),
+                opcode,
+                query: text,
+            }))
         }
     }
 }
 
 /// Multi-table writes run only where every table lives on the same single shard.
-fn plan_multi_table(stmt: &Statement, source: &SourceText<'_>, ctx: &Context<'_>, what: &str) -> Result<Plan, PlanError> {
+fn plan_multi_table(
+    stmt: &Statement,
+    source: &SourceText<'_>,
+    ctx: &Context<'_>,
+    what: &str,
+) -> Result<Plan, PlanError> {
     let tables = relations(stmt, ctx, &[])?;
     let keyspace = single_keyspace(&tables)?.ok_or_else(|| unsupported(what.to_string()))?;
     if keyspace.sharded {
         return Err(unsupported(format!("{what} in a sharded keyspace")));
     }
-    Ok(Plan::Route(Route { keyspace: keyspace.name.clone(), opcode: Opcode::Unsharded, query: shard_text(source, &tables)? }))
+    Ok(Plan::Route(Route {
+        keyspace: keyspace.name.clone(),
+        opcode: Opcode::Unsharded,
+        query: shard_text(source, &tables)?,
+    }))
 }

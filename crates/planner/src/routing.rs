@@ -20,7 +20,10 @@ impl Target<'_> {
         match expr {
             Expr::Identifier(id) => id.value.eq_ignore_ascii_case(self.column),
             Expr::CompoundIdentifier(parts) => match parts.as_slice() {
-                [table, col] => self.qualifiers.contains(&table.value.as_str()) && col.value.eq_ignore_ascii_case(self.column),
+                [table, col] => {
+                    self.qualifiers.contains(&table.value.as_str())
+                        && col.value.eq_ignore_ascii_case(self.column)
+                }
                 _ => false,
             },
             Expr::Nested(inner) => self.is_vindex_column(inner),
@@ -40,10 +43,15 @@ pub(crate) fn literal(expr: &Expr) -> Option<KeyValue> {
     match expr {
         Expr::Value(v) => match &v.value {
             Value::Number(n, _) => Some(number(n, false)),
-            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => Some(KeyValue::Text(s.as_bytes().to_vec())),
+            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => {
+                Some(KeyValue::Text(s.as_bytes().to_vec()))
+            }
             _ => None,
         },
-        Expr::UnaryOp { op: UnaryOperator::Minus, expr } => match expr.as_ref() {
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } => match expr.as_ref() {
             Expr::Value(v) => match &v.value {
                 Value::Number(n, _) => Some(number(n, true)),
                 _ => None,
@@ -73,7 +81,11 @@ fn number(text: &str, negative: bool) -> KeyValue {
 
 fn conjuncts<'e>(expr: &'e Expr, out: &mut Vec<&'e Expr>) {
     match expr {
-        Expr::BinaryOp { left, op: BinaryOperator::And, right } => {
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => {
             conjuncts(left, out);
             conjuncts(right, out);
         }
@@ -84,14 +96,24 @@ fn conjuncts<'e>(expr: &'e Expr, out: &mut Vec<&'e Expr>) {
 
 /// The narrowest opcode the WHERE clause allows for `target`. Values the vindex cannot map are
 /// ignored (a scatter is always correct for them).
-pub(crate) fn opcode_for(selection: Option<&Expr>, target: &Target<'_>, keyspace: &Keyspace) -> Opcode {
-    let Some(selection) = selection else { return Opcode::Scatter };
+pub(crate) fn opcode_for(
+    selection: Option<&Expr>,
+    target: &Target<'_>,
+    keyspace: &Keyspace,
+) -> Opcode {
+    let Some(selection) = selection else {
+        return Opcode::Scatter;
+    };
     let mut parts = Vec::new();
     conjuncts(selection, &mut parts);
     let mut in_values: Option<Vec<KeyValue>> = None;
     for part in parts {
         match part {
-            Expr::BinaryOp { left, op: BinaryOperator::Eq, right } => {
+            Expr::BinaryOp {
+                left,
+                op: BinaryOperator::Eq,
+                right,
+            } => {
                 let value = if target.is_vindex_column(left) {
                     target.mappable(right)
                 } else if target.is_vindex_column(right) {
@@ -100,10 +122,18 @@ pub(crate) fn opcode_for(selection: Option<&Expr>, target: &Target<'_>, keyspace
                     None
                 };
                 if let Some(value) = value {
-                    return Opcode::EqualUnique { vindex: target.vindex.clone(), value };
+                    return Opcode::EqualUnique {
+                        vindex: target.vindex.clone(),
+                        value,
+                    };
                 }
             }
-            Expr::In { expr, target: InTarget::List(list), negated: false, .. } if in_values.is_none() && target.is_vindex_column(expr) => {
+            Expr::In {
+                expr,
+                target: InTarget::List(list),
+                negated: false,
+                ..
+            } if in_values.is_none() && target.is_vindex_column(expr) => {
                 in_values = list.iter().map(|e| target.mappable(e)).collect();
             }
             _ => {}
@@ -120,8 +150,14 @@ fn narrow_in(vindex: &Arc<Vindex>, values: Vec<KeyValue>, keyspace: &Keyspace) -
     let shard_of = |v: &KeyValue| vindex.map(v).map(|id| keyspace.shard_for(&id)).ok();
     let first = shard_of(&values[0]);
     if first.is_some() && values.iter().all(|v| shard_of(v) == first) {
-        Opcode::EqualUnique { vindex: vindex.clone(), value: values[0].clone() }
+        Opcode::EqualUnique {
+            vindex: vindex.clone(),
+            value: values[0].clone(),
+        }
     } else {
-        Opcode::In { vindex: vindex.clone(), values }
+        Opcode::In {
+            vindex: vindex.clone(),
+            values,
+        }
     }
 }

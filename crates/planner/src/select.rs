@@ -5,7 +5,8 @@ use std::ops::ControlFlow;
 
 use engine::{Opcode, Plan, Route};
 use sqlparser::ast::{
-    visit_expressions, Expr, GroupByExpr, JoinOperator, Query, Select, SetExpr, Statement, TableFactor,
+    visit_expressions, Expr, GroupByExpr, JoinOperator, Query, Select, SetExpr, Statement,
+    TableFactor,
 };
 use vschema::Table;
 
@@ -15,11 +16,32 @@ use crate::text::SourceText;
 use crate::{unsupported, Context, PlanError};
 
 const AGGREGATES: &[&str] = &[
-    "avg", "bit_and", "bit_or", "bit_xor", "count", "group_concat", "json_arrayagg", "json_objectagg",
-    "max", "min", "std", "stddev", "stddev_pop", "stddev_samp", "sum", "var_pop", "var_samp", "variance",
+    "avg",
+    "bit_and",
+    "bit_or",
+    "bit_xor",
+    "count",
+    "group_concat",
+    "json_arrayagg",
+    "json_objectagg",
+    "max",
+    "min",
+    "std",
+    "stddev",
+    "stddev_pop",
+    "stddev_samp",
+    "sum",
+    "var_pop",
+    "var_samp",
+    "variance",
 ];
 
-pub(crate) fn plan_select(stmt: &Statement, query: &Query, source: &SourceText<'_>, ctx: &Context<'_>) -> Result<Plan, PlanError> {
+pub(crate) fn plan_select(
+    stmt: &Statement,
+    query: &Query,
+    source: &SourceText<'_>,
+    ctx: &Context<'_>,
+) -> Result<Plan, PlanError> {
     let ctes: Vec<String> = query
         .with
         .iter()
@@ -29,38 +51,59 @@ pub(crate) fn plan_select(stmt: &Statement, query: &Query, source: &SourceText<'
     let Some(keyspace) = single_keyspace(&tables)? else {
         // No table at all (`SELECT 1 + 1`, `SELECT NOW()`): any backend evaluates it alike.
         let keyspace = default_keyspace(ctx)?;
-        let opcode = if keyspace.sharded { Opcode::Reference } else { Opcode::Unsharded };
+        let opcode = if keyspace.sharded {
+            Opcode::Reference
+        } else {
+            Opcode::Unsharded
+        };
         return Ok(route(&keyspace.name, opcode, source.sql().to_string()));
     };
     let query_text = shard_text(source, &tables)?;
     if !keyspace.sharded {
         return Ok(route(&keyspace.name, Opcode::Unsharded, query_text));
     }
-    let sharded: Vec<&Resolved<'_>> = tables.iter().filter(|t| matches!(t.table, Table::Sharded { .. })).collect();
+    let sharded: Vec<&Resolved<'_>> = tables
+        .iter()
+        .filter(|t| matches!(t.table, Table::Sharded { .. }))
+        .collect();
     let sharded_table = match sharded.as_slice() {
         [] => return Ok(route(&keyspace.name, Opcode::Reference, query_text)),
         [one] => *one,
         _ => return Err(unsupported("a join or subquery between sharded tables")),
     };
     if query.with.is_some() {
-        return Err(unsupported("WITH (common table expression) on a sharded table"));
+        return Err(unsupported(
+            "WITH (common table expression) on a sharded table",
+        ));
     }
     let SetExpr::Select(select) = query.body.as_ref() else {
-        return Err(unsupported("UNION or other set operation on a sharded table"));
+        return Err(unsupported(
+            "UNION or other set operation on a sharded table",
+        ));
     };
     let Some(alias) = top_level_alias(select, sharded_table) else {
-        return Err(unsupported("a subquery or derived table on a sharded table"));
+        return Err(unsupported(
+            "a subquery or derived table on a sharded table",
+        ));
     };
-    let Table::Sharded { column, vindex } = &sharded_table.table else { unreachable!("filtered above") };
+    let Table::Sharded { column, vindex } = &sharded_table.table else {
+        unreachable!("filtered above")
+    };
     let mut qualifiers = vec![sharded_table.name.as_str()];
     if let Some(alias) = &alias {
         qualifiers = vec![alias.as_str()];
     }
-    let target = Target { qualifiers, column, vindex };
+    let target = Target {
+        qualifiers,
+        column,
+        vindex,
+    };
     let opcode = opcode_for(select.selection.as_ref(), &target, keyspace);
     if !opcode.is_single_shard() {
         if let Some(construct) = needs_merge(query, select) {
-            return Err(unsupported(format!("{construct} on a query that spans several shards")));
+            return Err(unsupported(format!(
+                "{construct} on a query that spans several shards"
+            )));
         }
         if !scatter_join_is_safe(select, sharded_table) {
             return Err(unsupported("an outer join that preserves a reference table's rows, on a query that spans several shards"));
@@ -70,13 +113,20 @@ pub(crate) fn plan_select(stmt: &Statement, query: &Query, source: &SourceText<'
 }
 
 fn route(keyspace: &str, opcode: Opcode, query: String) -> Plan {
-    Plan::Route(Route { keyspace: keyspace.to_string(), opcode, query })
+    Plan::Route(Route {
+        keyspace: keyspace.to_string(),
+        opcode,
+        query,
+    })
 }
 
 /// The keyspace for statements that name no table: the session's, or the only one there is.
 pub(crate) fn default_keyspace<'a>(ctx: &Context<'a>) -> Result<&'a vschema::Keyspace, PlanError> {
     match ctx.keyspace {
-        Some(ks) => ctx.vschema.keyspace(ks).ok_or_else(|| PlanError::UnknownKeyspace(ks.to_string())),
+        Some(ks) => ctx
+            .vschema
+            .keyspace(ks)
+            .ok_or_else(|| PlanError::UnknownKeyspace(ks.to_string())),
         None => ctx.vschema.keyspaces().next().ok_or(PlanError::NoDatabase),
     }
 }
@@ -89,7 +139,9 @@ fn top_level_alias(select: &Select, table: &Resolved<'_>) -> Option<Option<Strin
         .iter()
         .flat_map(|twj| std::iter::once(&twj.relation).chain(twj.joins.iter().map(|j| &j.relation)))
         .find_map(|factor| match factor {
-            TableFactor::Table { name, alias, .. } if name == &table.object => Some(alias.as_ref().map(|a| a.name.value.clone())),
+            TableFactor::Table { name, alias, .. } if name == &table.object => {
+                Some(alias.as_ref().map(|a| a.name.value.clone()))
+            }
             _ => None,
         })
 }
@@ -142,7 +194,10 @@ fn scatter_join_is_safe(select: &Select, sharded: &Resolved<'_>) -> bool {
         && matches!(&select.from[0].relation, TableFactor::Table { name, .. } if name == &sharded.object);
     select.from.iter().all(|twj| {
         twj.joins.iter().all(|j| match &j.join_operator {
-            JoinOperator::Join(_) | JoinOperator::Inner(_) | JoinOperator::CrossJoin(_) | JoinOperator::StraightJoin(_) => true,
+            JoinOperator::Join(_)
+            | JoinOperator::Inner(_)
+            | JoinOperator::CrossJoin(_)
+            | JoinOperator::StraightJoin(_) => true,
             JoinOperator::Left(_) | JoinOperator::LeftOuter(_) => leftmost_is_sharded,
             _ => false,
         })

@@ -20,7 +20,10 @@ pub(crate) struct Resolved<'a> {
 }
 
 fn ident_parts(name: &ObjectName) -> Option<Vec<String>> {
-    name.0.iter().map(|p| p.as_ident().map(|i| i.value.clone())).collect()
+    name.0
+        .iter()
+        .map(|p| p.as_ident().map(|i| i.value.clone()))
+        .collect()
 }
 
 /// Resolves a table name: `ks.t` in keyspace ks; `t` in the session's keyspace, or, with none
@@ -30,10 +33,16 @@ pub(crate) fn resolve<'a>(name: &ObjectName, ctx: &Context<'a>) -> Result<Resolv
     let (keyspace, table, qualified): (&'a Keyspace, String, bool) = match parts.as_slice() {
         [table] => {
             let keyspace = match ctx.keyspace {
-                Some(ks) => ctx.vschema.keyspace(ks).ok_or_else(|| PlanError::UnknownKeyspace(ks.to_string()))?,
+                Some(ks) => ctx
+                    .vschema
+                    .keyspace(ks)
+                    .ok_or_else(|| PlanError::UnknownKeyspace(ks.to_string()))?,
                 None => {
                     let vschema: &'a vschema::VSchema = ctx.vschema;
-                    let found: Vec<&'a Keyspace> = vschema.keyspaces().filter(|k| k.tables.contains_key(table.as_str())).collect();
+                    let found: Vec<&'a Keyspace> = vschema
+                        .keyspaces()
+                        .filter(|k| k.tables.contains_key(table.as_str()))
+                        .collect();
                     let first = *found.first().ok_or(PlanError::NoDatabase)?;
                     if found.len() > 1 {
                         return Err(unsupported(format!("table {table} exists in several keyspaces; qualify it as keyspace.{table} or USE a keyspace")));
@@ -47,7 +56,10 @@ pub(crate) fn resolve<'a>(name: &ObjectName, ctx: &Context<'a>) -> Result<Resolv
             if is_system_schema(ks) {
                 return Err(unsupported(format!("queries on the {ks} schema")));
             }
-            let keyspace = ctx.vschema.keyspace(ks).ok_or_else(|| PlanError::UnknownKeyspace(ks.clone()))?;
+            let keyspace = ctx
+                .vschema
+                .keyspace(ks)
+                .ok_or_else(|| PlanError::UnknownKeyspace(ks.clone()))?;
             (keyspace, table.clone(), true)
         }
         _ => return Err(unsupported(format!("table name {name}"))),
@@ -55,17 +67,34 @@ pub(crate) fn resolve<'a>(name: &ObjectName, ctx: &Context<'a>) -> Result<Resolv
     let placement = match keyspace.table(&table) {
         Some(t) => t.clone(),
         None if !keyspace.sharded => Table::Unsharded,
-        None => return Err(PlanError::UnknownTable { keyspace: keyspace.name.clone(), table }),
+        None => {
+            return Err(PlanError::UnknownTable {
+                keyspace: keyspace.name.clone(),
+                table,
+            })
+        }
     };
-    Ok(Resolved { keyspace, name: table, table: placement, qualified, object: name.clone() })
+    Ok(Resolved {
+        keyspace,
+        name: table,
+        table: placement,
+        qualified,
+        object: name.clone(),
+    })
 }
 
 pub(crate) fn is_system_schema(name: &str) -> bool {
-    ["information_schema", "mysql", "performance_schema", "sys"].iter().any(|s| s.eq_ignore_ascii_case(name))
+    ["information_schema", "mysql", "performance_schema", "sys"]
+        .iter()
+        .any(|s| s.eq_ignore_ascii_case(name))
 }
 
 /// Every table the statement reads or writes, in order of appearance, CTE names excluded.
-pub(crate) fn relations<'a>(stmt: &Statement, ctx: &Context<'a>, ctes: &[String]) -> Result<Vec<Resolved<'a>>, PlanError> {
+pub(crate) fn relations<'a>(
+    stmt: &Statement,
+    ctx: &Context<'a>,
+    ctes: &[String],
+) -> Result<Vec<Resolved<'a>>, PlanError> {
     let mut names = Vec::new();
     let _ = visit_relations(stmt, |name: &ObjectName| {
         names.push(name.clone());
@@ -73,18 +102,28 @@ pub(crate) fn relations<'a>(stmt: &Statement, ctx: &Context<'a>, ctes: &[String]
     });
     names
         .iter()
-        .filter(|n| !(n.0.len() == 1 && ctes.iter().any(|c| n.0[0].as_ident().is_some_and(|i| &i.value == c))))
+        .filter(|n| {
+            !(n.0.len() == 1
+                && ctes
+                    .iter()
+                    .any(|c| n.0[0].as_ident().is_some_and(|i| &i.value == c)))
+        })
         .map(|n| resolve(n, ctx))
         .collect()
 }
 
 /// The one keyspace all tables belong to; a statement spanning keyspaces cannot be sent anywhere.
-pub(crate) fn single_keyspace<'a>(tables: &[Resolved<'a>]) -> Result<Option<&'a Keyspace>, PlanError> {
+pub(crate) fn single_keyspace<'a>(
+    tables: &[Resolved<'a>],
+) -> Result<Option<&'a Keyspace>, PlanError> {
     let mut keyspace: Option<&Keyspace> = None;
     for t in tables {
         match keyspace {
             Some(k) if k.name != t.keyspace.name => {
-                return Err(unsupported(format!("a statement across keyspaces ({} and {})", k.name, t.keyspace.name)))
+                return Err(unsupported(format!(
+                    "a statement across keyspaces ({} and {})",
+                    k.name, t.keyspace.name
+                )))
             }
             _ => keyspace = Some(t.keyspace),
         }
@@ -94,16 +133,31 @@ pub(crate) fn single_keyspace<'a>(tables: &[Resolved<'a>]) -> Result<Option<&'a 
 
 /// The statement text to send to a shard: the client's text, with `keyspace.` qualifiers removed
 /// from table names (a shard's database need not be named like its keyspace).
-pub(crate) fn shard_text(source: &SourceText<'_>, tables: &[Resolved<'_>]) -> Result<String, PlanError> {
+pub(crate) fn shard_text(
+    source: &SourceText<'_>,
+    tables: &[Resolved<'_>],
+) -> Result<String, PlanError> {
     let mut edits = Vec::new();
     for t in tables.iter().filter(|t| t.qualified) {
         let last = t.object.0.last().expect("qualified names have two parts");
-        let (Some(range), Some(table_text)) = (source.range(t.object.span()), source.slice(last.span())) else {
-            return Err(unsupported(format!("rewriting the qualified table name {}", t.object)));
+        let (Some(range), Some(table_text)) =
+            (source.range(t.object.span()), source.slice(last.span()))
+        else {
+            return Err(unsupported(format!(
+                "rewriting the qualified table name {}",
+                t.object
+            )));
         };
-        if !edits.iter().any(|(r, _): &(std::ops::Range<usize>, String)| r == &range) {
+        if !edits
+            .iter()
+            .any(|(r, _): &(std::ops::Range<usize>, String)| r == &range)
+        {
             edits.push((range, table_text.to_string()));
         }
     }
-    Ok(if edits.is_empty() { source.sql().to_string() } else { source.with_edits(edits) })
+    Ok(if edits.is_empty() {
+        source.sql().to_string()
+    } else {
+        source.with_edits(edits)
+    })
 }

@@ -23,10 +23,16 @@ impl<'a> SourceText<'a> {
 
     /// Byte offset of a parser location (1-based line, 1-based column counted in characters).
     fn offset(&self, loc: Location) -> Option<usize> {
-        let line_start = *self.line_starts.get(usize::try_from(loc.line).ok()?.checked_sub(1)?)?;
+        let line_start = *self
+            .line_starts
+            .get(usize::try_from(loc.line).ok()?.checked_sub(1)?)?;
         let col = usize::try_from(loc.column).ok()?.checked_sub(1)?;
         let line = &self.sql[line_start..];
-        let in_line = line.char_indices().map(|(i, _)| i).chain(std::iter::once(line.len())).nth(col)?;
+        let in_line = line
+            .char_indices()
+            .map(|(i, _)| i)
+            .chain(std::iter::once(line.len()))
+            .nth(col)?;
         Some(line_start + in_line)
     }
 
@@ -66,8 +72,12 @@ impl<'a> SourceText<'a> {
 /// its parentheses), and the offset where the text after the last row begins. Found from tokens,
 /// not from expression spans: the parser's spans leave out a leading unary minus.
 pub fn values_rows(source: &SourceText<'_>) -> Option<(Vec<std::ops::Range<usize>>, usize)> {
-    let tokens = Tokenizer::new(&MySqlDialect {}, source.sql()).tokenize_with_location().ok()?;
-    let mut iter = tokens.iter().filter(|t| !matches!(t.token, Token::Whitespace(_)));
+    let tokens = Tokenizer::new(&MySqlDialect {}, source.sql())
+        .tokenize_with_location()
+        .ok()?;
+    let mut iter = tokens
+        .iter()
+        .filter(|t| !matches!(t.token, Token::Whitespace(_)));
     let mut depth = 0usize;
     // Skip to the VALUES keyword at depth 0 (past the column list).
     loop {
@@ -75,7 +85,11 @@ pub fn values_rows(source: &SourceText<'_>) -> Option<(Vec<std::ops::Range<usize
         match &t.token {
             Token::LParen => depth += 1,
             Token::RParen => depth = depth.checked_sub(1)?,
-            Token::Word(w) if depth == 0 && matches!(w.keyword, Keyword::VALUES | Keyword::VALUE) => break,
+            Token::Word(w)
+                if depth == 0 && matches!(w.keyword, Keyword::VALUES | Keyword::VALUE) =>
+            {
+                break
+            }
             _ => {}
         }
     }

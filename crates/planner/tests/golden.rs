@@ -23,7 +23,10 @@ fn render(case: &Case, vschema: &vschema::VSchema) -> String {
         Ok(_) => return "parse error: not one statement".into(),
         Err(e) => return format!("parse error: {e}"),
     };
-    let ctx = planner::Context { vschema, keyspace: case.keyspace.as_deref() };
+    let ctx = planner::Context {
+        vschema,
+        keyspace: case.keyspace.as_deref(),
+    };
     match planner::plan(&stmt, &case.query, &ctx) {
         Ok(plan) => plan.describe(),
         Err(e) => format!("error: {e}"),
@@ -36,22 +39,39 @@ fn golden_plans() {
     let config = vschema::load_config(&dir.join("vschema.toml")).unwrap();
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     let mut failures = Vec::new();
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "json")).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
     files.sort();
     assert!(!files.is_empty());
     for file in files {
-        let mut cases: Vec<Case> = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        let mut cases: Vec<Case> =
+            serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
         for case in &mut cases {
             let got = render(case, &config.vschema);
             if update {
                 case.plan = got;
             } else if got != case.plan {
-                failures.push(format!("{}: {}\n  query: {}\n  want: {}\n  got:  {}", file.display(), case.comment, case.query, case.plan, got));
+                failures.push(format!(
+                    "{}: {}\n  query: {}\n  want: {}\n  got:  {}",
+                    file.display(),
+                    case.comment,
+                    case.query,
+                    case.plan,
+                    got
+                ));
             }
         }
         if update {
             std::fs::write(&file, serde_json::to_string_pretty(&cases).unwrap() + "\n").unwrap();
         }
     }
-    assert!(failures.is_empty(), "{} golden plan(s) differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} golden plan(s) differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

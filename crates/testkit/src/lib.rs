@@ -14,7 +14,10 @@ pub enum TestkitError {
     #[error("{0} not found: install Debian's mariadb-server package (`apt-get install -y mariadb-server`)")]
     Missing(&'static str),
     #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Failed(String),
 }
@@ -60,11 +63,17 @@ fn find_binary(name: &'static str) -> Result<PathBuf, TestkitError> {
 
 fn free_port() -> Result<u16, TestkitError> {
     let l = TcpListener::bind("127.0.0.1:0").map_err(io_err("binding a free port"))?;
-    Ok(l.local_addr().map_err(io_err("reading a free port"))?.port())
+    Ok(l.local_addr()
+        .map_err(io_err("reading a free port"))?
+        .port())
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| o.stdout.trim_ascii() == b"0").unwrap_or(false)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.trim_ascii() == b"0")
+        .unwrap_or(false)
 }
 
 /// Starts `n` instances in parallel, each with the given databases created (and a
@@ -73,15 +82,25 @@ pub fn start(n: usize, databases: &[&str]) -> Result<Vec<MariaDb>, TestkitError>
     let mariadbd = find_binary("mariadbd")?;
     let install_db = find_binary("mariadb-install-db")?;
     let root = is_root();
-    let user = if root { "root".to_string() } else { std::env::var("USER").unwrap_or_else(|_| "nobody".into()) };
+    let user = if root {
+        "root".to_string()
+    } else {
+        std::env::var("USER").unwrap_or_else(|_| "nobody".into())
+    };
 
     let dirs: Vec<tempfile::TempDir> = (0..n)
-        .map(|_| tempfile::Builder::new().prefix("shardgate-mariadb-").tempdir().map_err(io_err("creating a temp dir")))
+        .map(|_| {
+            tempfile::Builder::new()
+                .prefix("shardgate-mariadb-")
+                .tempdir()
+                .map_err(io_err("creating a temp dir"))
+        })
         .collect::<Result<_, _>>()?;
     let installs: Vec<Child> = dirs
         .iter()
         .map(|d| {
-            let log = std::fs::File::create(d.path().join("install.log")).map_err(io_err("creating install.log"))?;
+            let log = std::fs::File::create(d.path().join("install.log"))
+                .map_err(io_err("creating install.log"))?;
             Command::new(&install_db)
                 .arg("--no-defaults")
                 .arg(format!("--user={user}"))
@@ -98,10 +117,14 @@ pub fn start(n: usize, databases: &[&str]) -> Result<Vec<MariaDb>, TestkitError>
         })
         .collect::<Result<_, _>>()?;
     for (mut child, dir) in installs.into_iter().zip(&dirs) {
-        let status = child.wait().map_err(io_err("waiting for mariadb-install-db"))?;
+        let status = child
+            .wait()
+            .map_err(io_err("waiting for mariadb-install-db"))?;
         if !status.success() {
             let log = std::fs::read_to_string(dir.path().join("install.log")).unwrap_or_default();
-            return Err(TestkitError::Failed(format!("mariadb-install-db failed: {log}")));
+            return Err(TestkitError::Failed(format!(
+                "mariadb-install-db failed: {log}"
+            )));
         }
     }
 
@@ -117,7 +140,8 @@ pub fn start(n: usize, databases: &[&str]) -> Result<Vec<MariaDb>, TestkitError>
         let port = free_port()?;
         let d = dir.path();
         std::fs::write(d.join("init.sql"), &init).map_err(io_err("writing init.sql"))?;
-        let log = std::fs::File::create(d.join("mariadbd.out")).map_err(io_err("creating mariadbd.out"))?;
+        let log = std::fs::File::create(d.join("mariadbd.out"))
+            .map_err(io_err("creating mariadbd.out"))?;
         let mut cmd = Command::new(&mariadbd);
         cmd.arg("--no-defaults")
             .arg(format!("--datadir={}", d.join("data").display()))
@@ -165,7 +189,13 @@ fn watchdog(server_pid: u32, dir: &Path) {
         parent = std::process::id(),
         dir = dir.display()
     );
-    let _ = Command::new("sh").arg("-c").arg(script).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn();
+    let _ = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
 }
 
 /// Ready when the server sends its greeting over TCP (after the init file has run).
@@ -174,7 +204,9 @@ fn wait_ready(server: &mut MariaDb) -> Result<(), TestkitError> {
     loop {
         if let Ok(Some(status)) = server.child.try_wait() {
             let log = std::fs::read_to_string(server.dir().join("error.log")).unwrap_or_default();
-            return Err(TestkitError::Failed(format!("mariadbd exited with {status}: {log}")));
+            return Err(TestkitError::Failed(format!(
+                "mariadbd exited with {status}: {log}"
+            )));
         }
         if let Ok(mut s) = TcpStream::connect(("127.0.0.1", server.port)) {
             let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
@@ -186,7 +218,10 @@ fn wait_ready(server: &mut MariaDb) -> Result<(), TestkitError> {
         }
         if Instant::now() > deadline {
             let log = std::fs::read_to_string(server.dir().join("error.log")).unwrap_or_default();
-            return Err(TestkitError::Failed(format!("mariadbd on port {} not ready after 90 s: {log}", server.port)));
+            return Err(TestkitError::Failed(format!(
+                "mariadbd on port {} not ready after 90 s: {log}",
+                server.port
+            )));
         }
         std::thread::sleep(Duration::from_millis(100));
     }

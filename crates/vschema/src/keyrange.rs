@@ -28,7 +28,10 @@ pub enum KeyRangeError {
 impl KeyRange {
     /// The whole keyspace-ID space.
     pub fn full() -> Self {
-        KeyRange { start: Vec::new(), end: Vec::new() }
+        KeyRange {
+            start: Vec::new(),
+            end: Vec::new(),
+        }
     }
 
     pub fn parse(name: &str) -> Result<Self, KeyRangeError> {
@@ -41,7 +44,10 @@ impl KeyRange {
         if end.contains('-') {
             return Err(KeyRangeError::Malformed(name.to_string()));
         }
-        let range = KeyRange { start: parse_bound(name, start)?, end: parse_bound(name, end)? };
+        let range = KeyRange {
+            start: parse_bound(name, start)?,
+            end: parse_bound(name, end)?,
+        };
         if !range.end.is_empty() && range.start >= range.end {
             return Err(KeyRangeError::Empty(name.to_string()));
         }
@@ -161,11 +167,26 @@ mod tests {
 
     #[test]
     fn rejects_malformed_names() {
-        assert!(matches!(KeyRange::parse("80"), Err(KeyRangeError::Malformed(_))));
-        assert!(matches!(KeyRange::parse("-8"), Err(KeyRangeError::BadHex(..))));
-        assert!(matches!(KeyRange::parse("zz-"), Err(KeyRangeError::BadHex(..))));
-        assert!(matches!(KeyRange::parse("80-40"), Err(KeyRangeError::Empty(_))));
-        assert!(matches!(KeyRange::parse("1-2-3"), Err(KeyRangeError::Malformed(_))));
+        assert!(matches!(
+            KeyRange::parse("80"),
+            Err(KeyRangeError::Malformed(_))
+        ));
+        assert!(matches!(
+            KeyRange::parse("-8"),
+            Err(KeyRangeError::BadHex(..))
+        ));
+        assert!(matches!(
+            KeyRange::parse("zz-"),
+            Err(KeyRangeError::BadHex(..))
+        ));
+        assert!(matches!(
+            KeyRange::parse("80-40"),
+            Err(KeyRangeError::Empty(_))
+        ));
+        assert!(matches!(
+            KeyRange::parse("1-2-3"),
+            Err(KeyRangeError::Malformed(_))
+        ));
     }
 
     #[test]
@@ -195,9 +216,21 @@ mod tests {
         assert!(check(&["0"]).is_ok());
         assert_eq!(check(&[]), Err(TilingError::NoShards));
         assert!(matches!(check(&["-80", "90-"]), Err(TilingError::Gap(..))));
-        assert!(matches!(check(&["-90", "80-"]), Err(TilingError::Overlap(..))));
-        assert!(matches!(check(&["-80", "0"]), Err(TilingError::Overlap(..))));
-        assert!(matches!(check(&["10-80", "80-"]), Err(TilingError::MissingStart(_))));
-        assert!(matches!(check(&["-80", "80-c0"]), Err(TilingError::MissingEnd(_))));
+        assert!(matches!(
+            check(&["-90", "80-"]),
+            Err(TilingError::Overlap(..))
+        ));
+        assert!(matches!(
+            check(&["-80", "0"]),
+            Err(TilingError::Overlap(..))
+        ));
+        assert!(matches!(
+            check(&["10-80", "80-"]),
+            Err(TilingError::MissingStart(_))
+        ));
+        assert!(matches!(
+            check(&["-80", "80-c0"]),
+            Err(TilingError::MissingEnd(_))
+        ));
     }
 }

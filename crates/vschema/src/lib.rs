@@ -75,7 +75,9 @@ pub struct VSchema {
 
 impl VSchema {
     pub fn new(keyspaces: impl IntoIterator<Item = Keyspace>) -> Self {
-        VSchema { keyspaces: keyspaces.into_iter().map(|k| (k.name.clone(), k)).collect() }
+        VSchema {
+            keyspaces: keyspaces.into_iter().map(|k| (k.name.clone(), k)).collect(),
+        }
     }
 
     pub fn keyspace(&self, name: &str) -> Option<&Keyspace> {
@@ -104,7 +106,10 @@ impl Keyspace {
 
     /// The index of the shard that owns `id`. Shards tile the space, so there is always one.
     pub fn shard_for(&self, id: &KeyspaceId) -> usize {
-        self.shards.iter().position(|s| s.range.contains(&id.0)).unwrap_or(0)
+        self.shards
+            .iter()
+            .position(|s| s.range.contains(&id.0))
+            .unwrap_or(0)
     }
 }
 
@@ -146,7 +151,11 @@ impl fmt::Debug for BackendAddr {
 /// Never shows the password.
 impl fmt::Display for BackendAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "mysql://{}@{}:{}/{}", self.user, self.host, self.port, self.database)
+        write!(
+            f,
+            "mysql://{}@{}:{}/{}",
+            self.user, self.host, self.port, self.database
+        )
     }
 }
 

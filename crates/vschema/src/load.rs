@@ -28,7 +28,10 @@ pub fn load_config(path: &Path) -> Result<Config, ConfigError> {
 
 /// Validates config text; `path` names the file in errors and anchors relative paths.
 pub fn parse_config(text: &str, path: &Path) -> Result<Config, ConfigError> {
-    let ctx = Ctx { file: path.to_path_buf(), text };
+    let ctx = Ctx {
+        file: path.to_path_buf(),
+        text,
+    };
     let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError {
         file: ctx.file.clone(),
         line: e.span().map(|s| ctx.line_of(s.start)),
@@ -38,7 +41,11 @@ pub fn parse_config(text: &str, path: &Path) -> Result<Config, ConfigError> {
 
     let listen = raw.server.listen.get_ref();
     if listen.parse::<std::net::SocketAddr>().is_err() {
-        return Err(ctx.err(&raw.server.listen, "server.listen", format!("{listen:?} is not a host:port address")));
+        return Err(ctx.err(
+            &raw.server.listen,
+            "server.listen",
+            format!("{listen:?} is not a host:port address"),
+        ));
     }
     let server = ServerConfig {
         listen: listen.clone(),
@@ -50,12 +57,23 @@ pub fn parse_config(text: &str, path: &Path) -> Result<Config, ConfigError> {
     for (i, user) in raw.users.iter().enumerate() {
         let u = user.get_ref();
         if u.name.is_empty() {
-            return Err(ctx.err(user, &format!("users[{i}].name"), "user name is empty".into()));
+            return Err(ctx.err(
+                user,
+                &format!("users[{i}].name"),
+                "user name is empty".into(),
+            ));
         }
         if users.iter().any(|x: &User| x.name == u.name) {
-            return Err(ctx.err(user, &format!("users[{i}].name"), format!("user {:?} is defined twice", u.name)));
+            return Err(ctx.err(
+                user,
+                &format!("users[{i}].name"),
+                format!("user {:?} is defined twice", u.name),
+            ));
         }
-        users.push(User { name: u.name.clone(), password: u.password.clone() });
+        users.push(User {
+            name: u.name.clone(),
+            password: u.password.clone(),
+        });
     }
 
     let mut keyspaces = Vec::new();
@@ -70,7 +88,11 @@ pub fn parse_config(text: &str, path: &Path) -> Result<Config, ConfigError> {
             message: "no keyspaces defined".into(),
         });
     }
-    Ok(Config { server, users, vschema: Arc::new(VSchema::new(keyspaces)) })
+    Ok(Config {
+        server,
+        users,
+        vschema: Arc::new(VSchema::new(keyspaces)),
+    })
 }
 
 struct Ctx<'a> {
@@ -80,18 +102,35 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn line_of(&self, offset: usize) -> usize {
-        self.text[..offset.min(self.text.len())].bytes().filter(|b| *b == b'\n').count() + 1
+        self.text[..offset.min(self.text.len())]
+            .bytes()
+            .filter(|b| *b == b'\n')
+            .count()
+            + 1
     }
 
     fn err<T>(&self, at: &Spanned<T>, key: &str, message: String) -> ConfigError {
-        ConfigError { file: self.file.clone(), line: Some(self.line_of(at.span().start)), key: key.to_string(), message }
+        ConfigError {
+            file: self.file.clone(),
+            line: Some(self.line_of(at.span().start)),
+            key: key.to_string(),
+            message,
+        }
     }
 
-    fn keyspace(&self, name: &str, spanned: &Spanned<RawKeyspace>) -> Result<Keyspace, ConfigError> {
+    fn keyspace(
+        &self,
+        name: &str,
+        spanned: &Spanned<RawKeyspace>,
+    ) -> Result<Keyspace, ConfigError> {
         let ks = spanned.get_ref();
         let key = format!("keyspaces.{name}");
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-            return Err(self.err(spanned, &key, format!("keyspace name {name:?} must be letters, digits and `_`")));
+            return Err(self.err(
+                spanned,
+                &key,
+                format!("keyspace name {name:?} must be letters, digits and `_`"),
+            ));
         }
 
         // Shards: parse names as key ranges, addresses as mysql:// URLs, then check the tiling.
@@ -101,22 +140,47 @@ impl Ctx<'_> {
             let shard_key = format!("{key}.shards[{i}]");
             let range = KeyRange::parse(s.name.get_ref())
                 .map_err(|e| self.err(&s.name, &format!("{shard_key}.name"), e.to_string()))?;
-            let primary = BackendAddr::parse(s.primary.get_ref())
-                .map_err(|e| self.err(&s.primary, &format!("{shard_key}.primary"), format!("malformed address: {e}")))?;
-            shards.push(Shard { name: s.name.get_ref().clone(), range, primary });
+            let primary = BackendAddr::parse(s.primary.get_ref()).map_err(|e| {
+                self.err(
+                    &s.primary,
+                    &format!("{shard_key}.primary"),
+                    format!("malformed address: {e}"),
+                )
+            })?;
+            shards.push(Shard {
+                name: s.name.get_ref().clone(),
+                range,
+                primary,
+            });
         }
-        let pairs: Vec<(&str, &KeyRange)> = shards.iter().map(|s| (s.name.as_str(), &s.range)).collect();
-        let order = check_tiling(&pairs)
-            .map_err(|e| self.err(spanned, &format!("{key}.shards"), format!("shards must tile the key space: {e}")))?;
+        let pairs: Vec<(&str, &KeyRange)> =
+            shards.iter().map(|s| (s.name.as_str(), &s.range)).collect();
+        let order = check_tiling(&pairs).map_err(|e| {
+            self.err(
+                spanned,
+                &format!("{key}.shards"),
+                format!("shards must tile the key space: {e}"),
+            )
+        })?;
         let shards: Vec<Shard> = order.into_iter().map(|i| shards[i].clone()).collect();
 
         let pool = match ks.pool {
             None => PoolSize::default(),
             Some(p) => {
                 let d = PoolSize::default();
-                let size = PoolSize { min: p.min.unwrap_or(d.min), max: p.max.unwrap_or(d.max) };
+                let size = PoolSize {
+                    min: p.min.unwrap_or(d.min),
+                    max: p.max.unwrap_or(d.max),
+                };
                 if size.max == 0 || size.min > size.max {
-                    return Err(self.err(spanned, &format!("{key}.pool"), format!("pool needs 0 <= min <= max and max > 0, got min={} max={}", size.min, size.max)));
+                    return Err(self.err(
+                        spanned,
+                        &format!("{key}.pool"),
+                        format!(
+                            "pool needs 0 <= min <= max and max > 0, got min={} max={}",
+                            size.min, size.max
+                        ),
+                    ));
                 }
                 size
             }
@@ -127,28 +191,62 @@ impl Ctx<'_> {
                 if ks.sharded.is_some() || !ks.vindexes.is_empty() || !ks.tables.is_empty() {
                     return Err(self.err(path, &format!("{key}.vschema_json"), "vschema_json replaces `sharded`, `vindexes` and `tables`; give one or the other".into()));
                 }
-                let json_path = self.file.parent().unwrap_or(Path::new(".")).join(path.get_ref());
+                let json_path = self
+                    .file
+                    .parent()
+                    .unwrap_or(Path::new("."))
+                    .join(path.get_ref());
                 load_vitess_json(&json_path)?
             }
             None => {
-                let sharded = ks.sharded.ok_or_else(|| self.err(spanned, &format!("{key}.sharded"), "missing `sharded = true|false`".into()))?;
+                let sharded = ks.sharded.ok_or_else(|| {
+                    self.err(
+                        spanned,
+                        &format!("{key}.sharded"),
+                        "missing `sharded = true|false`".into(),
+                    )
+                })?;
                 (sharded, self.tables(&key, ks, sharded)?)
             }
         };
         if !sharded && shards.len() != 1 {
-            return Err(self.err(spanned, &format!("{key}.shards"), format!("an unsharded keyspace has exactly one shard (named `0` or `-`), found {}", shards.len())));
+            return Err(self.err(
+                spanned,
+                &format!("{key}.shards"),
+                format!(
+                    "an unsharded keyspace has exactly one shard (named `0` or `-`), found {}",
+                    shards.len()
+                ),
+            ));
         }
-        Ok(Keyspace { name: name.to_string(), sharded, shards, tables, pool })
+        Ok(Keyspace {
+            name: name.to_string(),
+            sharded,
+            shards,
+            tables,
+            pool,
+        })
     }
 
-    fn tables(&self, key: &str, ks: &RawKeyspace, sharded: bool) -> Result<BTreeMap<String, Table>, ConfigError> {
+    fn tables(
+        &self,
+        key: &str,
+        ks: &RawKeyspace,
+        sharded: bool,
+    ) -> Result<BTreeMap<String, Table>, ConfigError> {
         let mut vindexes = BTreeMap::new();
         for (vname, v) in &ks.vindexes {
             let kind_name = v.get_ref().kind.get_ref();
             let kind = VindexKind::parse(kind_name).ok_or_else(|| {
                 self.err(&v.get_ref().kind, &format!("{key}.vindexes.{vname}.type"), format!("unknown vindex type {kind_name:?} (known: hash, xxhash, numeric, binary, unicode_loose_xxhash)"))
             })?;
-            vindexes.insert(vname.clone(), Arc::new(Vindex { name: vname.clone(), kind }));
+            vindexes.insert(
+                vname.clone(),
+                Arc::new(Vindex {
+                    name: vname.clone(),
+                    kind,
+                }),
+            );
         }
         let mut tables = BTreeMap::new();
         for (tname, t) in &ks.tables {
@@ -186,37 +284,87 @@ impl Ctx<'_> {
 /// Reads a Vitess keyspace `vschema.json`: whether it is sharded and its tables with their
 /// primary vindexes.
 pub fn load_vitess_json(path: &Path) -> Result<(bool, BTreeMap<String, Table>), ConfigError> {
-    let err = |line: Option<usize>, key: &str, message: String| ConfigError { file: path.to_path_buf(), line, key: key.to_string(), message };
-    let text = std::fs::read_to_string(path).map_err(|e| err(None, "", format!("cannot read vschema.json: {e}")))?;
-    let ks: VitessKeyspace = serde_json::from_str(&text).map_err(|e| err(Some(e.line()), "", e.to_string()))?;
+    let err = |line: Option<usize>, key: &str, message: String| ConfigError {
+        file: path.to_path_buf(),
+        line,
+        key: key.to_string(),
+        message,
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| err(None, "", format!("cannot read vschema.json: {e}")))?;
+    let ks: VitessKeyspace =
+        serde_json::from_str(&text).map_err(|e| err(Some(e.line()), "", e.to_string()))?;
     let mut vindexes = BTreeMap::new();
     for (name, v) in &ks.vindexes {
         let kind = VindexKind::parse(&v.kind).ok_or_else(|| {
             err(None, &format!("vindexes.{name}.type"), format!("vindex type {:?} is not supported yet (supported: hash, xxhash, numeric, binary, unicode_loose_xxhash)", v.kind))
         })?;
-        vindexes.insert(name.clone(), Arc::new(Vindex { name: name.clone(), kind }));
+        vindexes.insert(
+            name.clone(),
+            Arc::new(Vindex {
+                name: name.clone(),
+                kind,
+            }),
+        );
     }
     let mut tables = BTreeMap::new();
     for (name, t) in &ks.tables {
         let key = format!("tables.{name}");
         let table = match (t.kind.as_str(), ks.sharded) {
             ("reference", _) => Table::Reference,
-            ("sequence", _) => return Err(err(None, &format!("{key}.type"), "sequence tables are not supported yet".into())),
+            ("sequence", _) => {
+                return Err(err(
+                    None,
+                    &format!("{key}.type"),
+                    "sequence tables are not supported yet".into(),
+                ))
+            }
             ("", false) => Table::Unsharded,
             ("", true) => {
-                let first = t.column_vindexes.first().ok_or_else(|| err(None, &key, format!("table {name} of a sharded keyspace has no column_vindexes")))?;
+                let first = t.column_vindexes.first().ok_or_else(|| {
+                    err(
+                        None,
+                        &key,
+                        format!("table {name} of a sharded keyspace has no column_vindexes"),
+                    )
+                })?;
                 if t.column_vindexes.len() > 1 {
-                    return Err(err(None, &format!("{key}.column_vindexes"), "secondary vindexes are not supported yet".into()));
+                    return Err(err(
+                        None,
+                        &format!("{key}.column_vindexes"),
+                        "secondary vindexes are not supported yet".into(),
+                    ));
                 }
                 let column = match (&first.column, first.columns.as_slice()) {
                     (Some(c), []) => c.clone(),
                     (None, [c]) => c.clone(),
-                    _ => return Err(err(None, &format!("{key}.column_vindexes[0]"), "multi-column vindexes are not supported yet".into())),
+                    _ => {
+                        return Err(err(
+                            None,
+                            &format!("{key}.column_vindexes[0]"),
+                            "multi-column vindexes are not supported yet".into(),
+                        ))
+                    }
                 };
-                let vindex = vindexes.get(&first.name).ok_or_else(|| err(None, &format!("{key}.column_vindexes[0].name"), format!("unknown vindex {:?} for table {name}", first.name)))?;
-                Table::Sharded { column, vindex: vindex.clone() }
+                let vindex = vindexes.get(&first.name).ok_or_else(|| {
+                    err(
+                        None,
+                        &format!("{key}.column_vindexes[0].name"),
+                        format!("unknown vindex {:?} for table {name}", first.name),
+                    )
+                })?;
+                Table::Sharded {
+                    column,
+                    vindex: vindex.clone(),
+                }
             }
-            (other, _) => return Err(err(None, &format!("{key}.type"), format!("unknown table type {other:?}"))),
+            (other, _) => {
+                return Err(err(
+                    None,
+                    &format!("{key}.type"),
+                    format!("unknown table type {other:?}"),
+                ))
+            }
         };
         tables.insert(name.clone(), table);
     }

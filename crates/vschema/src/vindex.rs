@@ -139,11 +139,15 @@ impl VindexKind {
             KeyValue::UInt(v) => Ok(*v),
             KeyValue::Text(t) => {
                 let s = std::str::from_utf8(t).ok();
-                s.and_then(|s| s.parse::<u64>().ok().or_else(|| s.parse::<i64>().ok().map(|v| v as u64)))
-                    .ok_or_else(|| VindexError::NotAnInteger {
-                        vindex: self.name(),
-                        value: value.to_string(),
-                    })
+                s.and_then(|s| {
+                    s.parse::<u64>()
+                        .ok()
+                        .or_else(|| s.parse::<i64>().ok().map(|v| v as u64))
+                })
+                .ok_or_else(|| VindexError::NotAnInteger {
+                    vindex: self.name(),
+                    value: value.to_string(),
+                })
             }
             KeyValue::Decimal(_) => Err(VindexError::NotAnInteger {
                 vindex: self.name(),
@@ -161,25 +165,34 @@ impl VindexKind {
             KeyValue::UInt(v) => Ok(v.to_string().into_bytes()),
             KeyValue::Text(t) => {
                 if looks_numeric_non_canonical(t) {
-                    Err(VindexError::AmbiguousNumber { vindex: self.name(), value: value.to_string() })
+                    Err(VindexError::AmbiguousNumber {
+                        vindex: self.name(),
+                        value: value.to_string(),
+                    })
                 } else {
                     Ok(t.clone())
                 }
             }
-            KeyValue::Decimal(_) => {
-                Err(VindexError::AmbiguousNumber { vindex: self.name(), value: value.to_string() })
-            }
+            KeyValue::Decimal(_) => Err(VindexError::AmbiguousNumber {
+                vindex: self.name(),
+                value: value.to_string(),
+            }),
         }
     }
 }
 
 fn looks_numeric_non_canonical(t: &[u8]) -> bool {
-    let Ok(s) = std::str::from_utf8(t) else { return false };
+    let Ok(s) = std::str::from_utf8(t) else {
+        return false;
+    };
     let trimmed = s.trim();
     if trimmed.is_empty() || trimmed.parse::<f64>().is_err() {
         return false;
     }
-    let canonical = trimmed.parse::<i64>().map(|v| v.to_string()).or_else(|_| trimmed.parse::<u64>().map(|v| v.to_string()));
+    let canonical = trimmed
+        .parse::<i64>()
+        .map(|v| v.to_string())
+        .or_else(|_| trimmed.parse::<u64>().map(|v| v.to_string()));
     canonical.map(|c| c != s).unwrap_or(true)
 }
 
@@ -232,7 +245,10 @@ mod tests {
         ];
         for (v, want) in cases {
             assert_eq!(hex(VindexKind::Hash, KeyValue::Int(v)), want, "hash({v})");
-            assert_eq!(hex(VindexKind::Hash, KeyValue::Text(v.to_string().into_bytes())), want);
+            assert_eq!(
+                hex(VindexKind::Hash, KeyValue::Text(v.to_string().into_bytes())),
+                want
+            );
             let id = VindexKind::Hash.map(&KeyValue::Int(v)).unwrap();
             assert_eq!(hash_reverse(&id), Some(v as u64));
         }
@@ -243,30 +259,59 @@ mod tests {
         let neg = VindexKind::Hash.map(&KeyValue::Int(-1)).unwrap();
         let max = VindexKind::Hash.map(&KeyValue::UInt(u64::MAX)).unwrap();
         assert_eq!(neg, max);
-        assert_eq!(VindexKind::Hash.map(&KeyValue::Text(b"-1".to_vec())).unwrap(), neg);
+        assert_eq!(
+            VindexKind::Hash
+                .map(&KeyValue::Text(b"-1".to_vec()))
+                .unwrap(),
+            neg
+        );
     }
 
     #[test]
     fn integer_vindexes_refuse_non_integers() {
         for kind in [VindexKind::Hash, VindexKind::Numeric] {
-            assert!(matches!(kind.map(&KeyValue::Text(b"abc".to_vec())), Err(VindexError::NotAnInteger { .. })));
-            assert!(matches!(kind.map(&KeyValue::Decimal("1.5".into())), Err(VindexError::NotAnInteger { .. })));
+            assert!(matches!(
+                kind.map(&KeyValue::Text(b"abc".to_vec())),
+                Err(VindexError::NotAnInteger { .. })
+            ));
+            assert!(matches!(
+                kind.map(&KeyValue::Decimal("1.5".into())),
+                Err(VindexError::NotAnInteger { .. })
+            ));
         }
     }
 
     #[test]
     fn numeric_is_identity() {
-        assert_eq!(hex(VindexKind::Numeric, KeyValue::Int(1)), "0000000000000001");
-        assert_eq!(hex(VindexKind::Numeric, KeyValue::UInt(0x8000_0000_0000_0000)), "8000000000000000");
+        assert_eq!(
+            hex(VindexKind::Numeric, KeyValue::Int(1)),
+            "0000000000000001"
+        );
+        assert_eq!(
+            hex(VindexKind::Numeric, KeyValue::UInt(0x8000_0000_0000_0000)),
+            "8000000000000000"
+        );
     }
 
     #[test]
     fn xxhash_known_answers() {
-        assert_eq!(hex(VindexKind::Xxhash, KeyValue::Text(b"test1".to_vec())), "d01ab7e4d6978f0b");
-        assert_eq!(hex(VindexKind::Xxhash, KeyValue::Int(1)), "d46405367612b4b7");
-        assert_eq!(hex(VindexKind::Xxhash, KeyValue::Int(-1)), "d8e2a6a7c8c7623d");
+        assert_eq!(
+            hex(VindexKind::Xxhash, KeyValue::Text(b"test1".to_vec())),
+            "d01ab7e4d6978f0b"
+        );
+        assert_eq!(
+            hex(VindexKind::Xxhash, KeyValue::Int(1)),
+            "d46405367612b4b7"
+        );
+        assert_eq!(
+            hex(VindexKind::Xxhash, KeyValue::Int(-1)),
+            "d8e2a6a7c8c7623d"
+        );
         // An integer and its canonical text are the same value.
-        assert_eq!(hex(VindexKind::Xxhash, KeyValue::Text(b"1".to_vec())), "d46405367612b4b7");
+        assert_eq!(
+            hex(VindexKind::Xxhash, KeyValue::Text(b"1".to_vec())),
+            "d46405367612b4b7"
+        );
     }
 
     #[test]
@@ -275,21 +320,32 @@ mod tests {
             let r = VindexKind::Xxhash.map(&KeyValue::Text(t.as_bytes().to_vec()));
             assert!(matches!(r, Err(VindexError::AmbiguousNumber { .. })), "{t}");
         }
-        assert!(VindexKind::Xxhash.map(&KeyValue::Text(b"abc".to_vec())).is_ok());
+        assert!(VindexKind::Xxhash
+            .map(&KeyValue::Text(b"abc".to_vec()))
+            .is_ok());
     }
 
     #[test]
     fn binary_is_the_bytes() {
-        assert_eq!(hex(VindexKind::Binary, KeyValue::Text(b"\x01\x02".to_vec())), "0102");
+        assert_eq!(
+            hex(VindexKind::Binary, KeyValue::Text(b"\x01\x02".to_vec())),
+            "0102"
+        );
         assert_eq!(hex(VindexKind::Binary, KeyValue::Int(12)), "3132");
     }
 
     #[test]
     fn unicode_loose_folds_case_accents_and_trailing_spaces() {
-        let map = |s: &str| VindexKind::UnicodeLooseXxhash.map(&KeyValue::Text(s.as_bytes().to_vec())).unwrap();
+        let map = |s: &str| {
+            VindexKind::UnicodeLooseXxhash
+                .map(&KeyValue::Text(s.as_bytes().to_vec()))
+                .unwrap()
+        };
         assert_eq!(map("Test"), map("test"));
         assert_eq!(map("Éclair  "), map("eclair"));
         assert_ne!(map("test"), map(" test"));
-        assert!(VindexKind::UnicodeLooseXxhash.map(&KeyValue::Text(vec![0xff])).is_err());
+        assert!(VindexKind::UnicodeLooseXxhash
+            .map(&KeyValue::Text(vec![0xff]))
+            .is_err());
     }
 }

@@ -39,13 +39,33 @@ fn good_config_loads() {
     let config = parse(GOOD).unwrap();
     let ks = config.vschema.keyspace("commerce").unwrap();
     assert!(ks.sharded);
-    assert_eq!(ks.shards.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["-80", "80-"]);
+    assert_eq!(
+        ks.shards
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>(),
+        ["-80", "80-"]
+    );
     assert_eq!(ks.shards[0].primary.password.as_deref(), Some("pw"));
-    assert_eq!(ks.shards[0].primary.to_string(), "mysql://root@127.0.0.1:17100/commerce");
-    assert!(matches!(ks.table("customers"), Some(Table::Sharded { column, .. }) if column == "customer_id"));
+    assert_eq!(
+        ks.shards[0].primary.to_string(),
+        "mysql://root@127.0.0.1:17100/commerce"
+    );
+    assert!(
+        matches!(ks.table("customers"), Some(Table::Sharded { column, .. }) if column == "customer_id")
+    );
     assert_eq!(ks.table("products"), Some(&Table::Reference));
-    assert_eq!(config.vschema.keyspace("lookup").unwrap().table("seq"), Some(&Table::Unsharded));
-    assert_eq!(config.users, vec![User { name: "app".into(), password: "secret".into() }]);
+    assert_eq!(
+        config.vschema.keyspace("lookup").unwrap().table("seq"),
+        Some(&Table::Unsharded)
+    );
+    assert_eq!(
+        config.users,
+        vec![User {
+            name: "app".into(),
+            password: "secret".into()
+        }]
+    );
 }
 
 #[test]
@@ -59,7 +79,10 @@ fn unknown_key_names_line() {
 #[test]
 fn unknown_vindex() {
     let e = mistake(r#"vindex = "hash" }"#, r#"vindex = "hsh" }"#);
-    assert_eq!(e.key, "keyspaces.commerce.tables.customers.primary_vindex.vindex");
+    assert_eq!(
+        e.key,
+        "keyspaces.commerce.tables.customers.primary_vindex.vindex"
+    );
     assert_eq!(e.line, Some(16));
     assert!(e.message.contains("unknown vindex \"hsh\""), "{e}");
 }
@@ -73,7 +96,10 @@ fn unknown_vindex_type() {
 
 #[test]
 fn table_without_primary_vindex() {
-    let e = mistake(r#"tables.products = { type = "reference" }"#, "tables.products = {}");
+    let e = mistake(
+        r#"tables.products = { type = "reference" }"#,
+        "tables.products = {}",
+    );
     assert_eq!(e.key, "keyspaces.commerce.tables.products");
     assert_eq!(e.line, Some(17));
     assert!(e.message.contains("needs a primary_vindex"), "{e}");
@@ -101,7 +127,12 @@ fn malformed_shard_name() {
 
 #[test]
 fn malformed_address() {
-    for bad in ["mysql://root@127.0.0.1/commerce", "postgres://root@h:1/db", "mysql://root@127.0.0.1:99999/commerce", "mysql://root@127.0.0.1:17101"] {
+    for bad in [
+        "mysql://root@127.0.0.1/commerce",
+        "postgres://root@h:1/db",
+        "mysql://root@127.0.0.1:99999/commerce",
+        "mysql://root@127.0.0.1:17101",
+    ] {
         let e = mistake("mysql://root@127.0.0.1:17101/commerce", bad);
         assert_eq!(e.key, "keyspaces.commerce.shards[0].primary", "{bad}");
         assert_eq!(e.line, Some(12));
@@ -154,10 +185,16 @@ fn vitess_vschema_json() {
     let config = parse_config(&config_text, &dir.join("shardgate.toml")).unwrap();
     let ks = config.vschema.keyspace("commerce").unwrap();
     assert!(ks.sharded);
-    assert!(matches!(ks.table("corder"), Some(Table::Sharded { column, vindex }) if column == "sku" && vindex.kind == VindexKind::Xxhash));
+    assert!(
+        matches!(ks.table("corder"), Some(Table::Sharded { column, vindex }) if column == "sku" && vindex.kind == VindexKind::Xxhash)
+    );
     assert_eq!(ks.table("product"), Some(&Table::Reference));
 
-    std::fs::write(dir.join("bad.json"), r#"{"sharded": true, "vindexes": {"l": {"type": "consistent_lookup"}}}"#).unwrap();
+    std::fs::write(
+        dir.join("bad.json"),
+        r#"{"sharded": true, "vindexes": {"l": {"type": "consistent_lookup"}}}"#,
+    )
+    .unwrap();
     let e = load_vitess_json(&dir.join("bad.json")).unwrap_err();
     assert!(e.message.contains("not supported yet"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();

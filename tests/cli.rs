@@ -1,0 +1,86 @@
+//! The command line: `check` prints the topology or a located error and exits non-zero.
+
+use std::process::Command;
+
+fn shardgate(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_shardgate"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_prints_the_topology() {
+    let (ok, stdout, _) = shardgate(&["check", "--config", "config/2shards.toml"]);
+    assert!(ok);
+    assert!(stdout.contains("keyspace commerce (sharded)"), "{stdout}");
+    assert!(
+        stdout.contains("shard -80      mysql://root@127.0.0.1:17100/commerce"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("table products: reference"), "{stdout}");
+
+    let (ok, stdout, _) = shardgate(&["check", "--config", "config/4shards.toml"]);
+    assert!(ok);
+    assert!(
+        stdout.contains("table tags: sharded by tag (xxhash vindex xxhash)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_reports_a_located_error_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/2shards.toml"))
+        .unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        text.replace(
+            "vindex = \"hash\" } }\ntables.orders",
+            "vindex = \"hsh\" } }\ntables.orders",
+        ),
+    )
+    .unwrap();
+    let (ok, _, stderr) = shardgate(&["check", "--config", bad.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(stderr.contains("bad.toml:17: keyspaces.commerce.tables.customers.primary_vindex.vindex: unknown vindex \"hsh\""), "{stderr}");
+
+    let (ok, _, stderr) = shardgate(&["check", "--config", "/nonexistent.toml"]);
+    assert!(!ok);
+    assert!(stderr.contains("cannot read config"), "{stderr}");
+}
+
+#[test]
+fn check_reads_a_vitess_vschema_json() {
+    let (ok, stdout, _) = shardgate(&["check", "--vschema-json", "config/commerce-vschema.json"]);
+    assert!(ok);
+    assert!(stdout.contains("sharded keyspace"), "{stdout}");
+    assert!(
+        stdout.contains("table customers: sharded by customer_id (hash vindex hash)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn explain_prints_the_plan() {
+    let (ok, stdout, _) = shardgate(&[
+        "explain",
+        "--config",
+        "config/2shards.toml",
+        "--keyspace",
+        "commerce",
+        "select * from orders where customer_id = 4",
+    ]);
+    assert!(ok);
+    assert!(
+        stdout.starts_with("Route EqualUnique commerce vindex=hash value=4"),
+        "{stdout}"
+    );
+}
