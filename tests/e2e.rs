@@ -352,10 +352,92 @@ async fn garbage_and_unknown_commands_do_not_stop_the_proxy() {
         "an ERR packet, then close: {reply:?}"
     );
 
-    // A packet header announcing more than max_allowed_packet.
+    // An unknown command after login gets 1047 and the connection stays usable.
+    let mut raw = login_raw(&proxy).await;
+    let reply = command(&mut raw, &[0x09]).await; // COM_STATISTICS
+    assert_eq!(reply[0], 0xff);
+    assert_eq!(u16::from_le_bytes([reply[1], reply[2]]), 1047);
+    let reply = command(&mut raw, &[0x0e]).await; // COM_PING
+    assert_eq!(reply[0], 0x00, "still serving after the unknown command");
+
     let mut c = client(&proxy, None).await;
     let one: Option<i64> = c.query_first("SELECT 1").await.unwrap();
     assert_eq!(one, Some(1));
     drop(c);
     proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_packet_over_max_allowed_packet_is_refused() {
+    let mut config = cluster().config.clone();
+    config.server.max_packet_size = 1 << 20;
+    let proxy = shardgate::start(&config, "127.0.0.1:0").await.unwrap();
+    let mut raw = login_raw(&proxy).await;
+    let mut packet = vec![0u8; 4 + (2 << 20)];
+    packet[..3].copy_from_slice(&(2u32 << 20).to_le_bytes()[..3]);
+    packet[4] = 0x03; // COM_QUERY
+    let _ = raw.write_all(&packet).await;
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        raw.read_to_end(&mut reply),
+    )
+    .await;
+    assert!(reply.len() > 6 && reply[4] == 0xff, "{reply:?}");
+    assert_eq!(u16::from_le_bytes([reply[5], reply[6]]), 1153);
+    let mut c = client(&proxy, None).await;
+    let one: Option<i64> = c.query_first("SELECT 1").await.unwrap();
+    assert_eq!(one, Some(1), "other clients are still served");
+    proxy.stop().await;
+}
+
+/// A raw connection logged in as `app` (mysql_native_password computed here), ready for commands.
+async fn login_raw(proxy: &shardgate::Running) -> tokio::net::TcpStream {
+    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let greeting = read_packet(&mut s).await;
+    // protocol(1) version\0 conn_id(4) salt1(8) filler(1) caps(2) charset(1) status(2) caps(2) len(1) reserved(10) salt2(12)\0
+    let version_end = 1 + greeting[1..].iter().position(|b| *b == 0).unwrap();
+    let salt1 = &greeting[version_end + 5..version_end + 13];
+    let rest = version_end + 13 + 1 + 2 + 1 + 2 + 2 + 1 + 10;
+    let salt: Vec<u8> = salt1
+        .iter()
+        .chain(&greeting[rest..rest + 12])
+        .copied()
+        .collect();
+    let scramble = mysql_common::scramble::scramble_native(&salt, b"secret").unwrap();
+    let caps: u32 = 0x0000_0200 | 0x0000_8000 | 0x0008_0000; // PROTOCOL_41 | SECURE_CONNECTION | PLUGIN_AUTH
+    let mut resp = Vec::new();
+    resp.extend_from_slice(&caps.to_le_bytes());
+    resp.extend_from_slice(&(16u32 << 20).to_le_bytes());
+    resp.push(45);
+    resp.extend_from_slice(&[0; 23]);
+    resp.extend_from_slice(b"app\0");
+    resp.push(20);
+    resp.extend_from_slice(&scramble);
+    resp.extend_from_slice(b"mysql_native_password\0");
+    write_packet(&mut s, 1, &resp).await;
+    let ok = read_packet(&mut s).await;
+    assert_eq!(ok[0], 0x00, "login OK: {ok:?}");
+    s
+}
+
+async fn command(s: &mut tokio::net::TcpStream, payload: &[u8]) -> Vec<u8> {
+    write_packet(s, 0, payload).await;
+    read_packet(s).await
+}
+
+async fn write_packet(s: &mut tokio::net::TcpStream, seq: u8, payload: &[u8]) {
+    let mut p = (payload.len() as u32).to_le_bytes();
+    p[3] = seq;
+    s.write_all(&p).await.unwrap();
+    s.write_all(payload).await.unwrap();
+}
+
+async fn read_packet(s: &mut tokio::net::TcpStream) -> Vec<u8> {
+    let mut header = [0u8; 4];
+    s.read_exact(&mut header).await.unwrap();
+    let len = u32::from_le_bytes([header[0], header[1], header[2], 0]) as usize;
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).await.unwrap();
+    body
 }

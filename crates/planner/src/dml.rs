@@ -23,7 +23,7 @@ pub(crate) fn plan_insert(
         single_keyspace(&tables)?.ok_or_else(|| unsupported("INSERT without a table"))?;
     let target = &tables[0];
     let text = shard_text(source, &tables)?;
-    match &target.table {
+    let (column, vindex) = match &target.table {
         Table::Unsharded => {
             return Ok(Plan::Route(Route {
                 keyspace: keyspace.name.clone(),
@@ -41,10 +41,7 @@ pub(crate) fn plan_insert(
         Table::Sharded { .. } if tables.len() > 1 => {
             return Err(unsupported("INSERT ... SELECT into a sharded table"))
         }
-        Table::Sharded { .. } => {}
-    }
-    let Table::Sharded { column, vindex } = &target.table else {
-        unreachable!()
+        Table::Sharded { column, vindex } => (column, vindex),
     };
     if !insert.assignments.is_empty() {
         return Err(unsupported(

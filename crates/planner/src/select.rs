@@ -62,11 +62,14 @@ pub(crate) fn plan_select(
     if !keyspace.sharded {
         return Ok(route(&keyspace.name, Opcode::Unsharded, query_text));
     }
-    let sharded: Vec<&Resolved<'_>> = tables
+    let sharded: Vec<_> = tables
         .iter()
-        .filter(|t| matches!(t.table, Table::Sharded { .. }))
+        .filter_map(|t| match &t.table {
+            Table::Sharded { column, vindex } => Some((t, column, vindex)),
+            _ => None,
+        })
         .collect();
-    let sharded_table = match sharded.as_slice() {
+    let (sharded_table, column, vindex) = match sharded.as_slice() {
         [] => return Ok(route(&keyspace.name, Opcode::Reference, query_text)),
         [one] => *one,
         _ => return Err(unsupported("a join or subquery between sharded tables")),
@@ -85,9 +88,6 @@ pub(crate) fn plan_select(
         return Err(unsupported(
             "a subquery or derived table on a sharded table",
         ));
-    };
-    let Table::Sharded { column, vindex } = &sharded_table.table else {
-        unreachable!("filtered above")
     };
     let mut qualifiers = vec![sharded_table.name.as_str()];
     if let Some(alias) = &alias {
