@@ -60,6 +60,15 @@ pub fn from_engine(e: &EngineError) -> SqlError {
         EngineError::Vindex(v) => SqlError::new(1292, "22007", v.to_string()),
         EngineError::UnknownKeyspace(ks) => unknown_database(ks),
         EngineError::Client(e) => SqlError::new(1105, "HY000", format!("client connection: {e}")),
+        EngineError::Unsupported(what) => unsupported(what),
+        EngineError::TooManyRows(n) => SqlError::new(
+            1038,
+            "HY001",
+            format!("Out of sort memory: the merge would hold more than {n} rows; raise server.max_buffered_rows or narrow the query"),
+        ),
+        EngineError::OutOfRange(what) => SqlError::new(1690, "22003", format!("Value out of range in {what}")),
+        EngineError::Abandoned => SqlError::new(1105, "HY000", "[BUG] result abandoned"),
+        EngineError::Bug(what) => SqlError::new(1105, "HY000", format!("[BUG] {what}")),
     }
 }
 

@@ -23,6 +23,7 @@ pub struct Gate {
     pub backends: Backends,
     users: HashMap<String, String>,
     info: ServerInfo,
+    exec: engine::ExecOptions,
     /// Statements sent to each shard (`keyspace/shard`), for tests and operators.
     pub shard_queries: HashMap<String, AtomicU64>,
 }
@@ -49,6 +50,9 @@ impl Gate {
                 max_packet_size: config.server.max_packet_size,
             },
             shard_queries,
+            exec: engine::ExecOptions {
+                max_buffered_rows: config.server.max_buffered_rows,
+            },
         }
     }
 }
@@ -260,8 +264,14 @@ impl GateSession {
             started: false,
             rename_first,
         };
-        let result =
-            engine::execute(plan, &gate.vschema, &CountingExecutor(&gate), &mut sink).await;
+        let result = engine::execute(
+            plan,
+            &gate.vschema,
+            &CountingExecutor(&gate),
+            &mut sink,
+            &gate.exec,
+        )
+        .await;
         let started = sink.started;
         match result {
             Ok(outcome) if started => {

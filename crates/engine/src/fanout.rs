@@ -1,10 +1,12 @@
-//! One statement on several shards at once. Every shard runs concurrently; rows reach the client
-//! shard by shard through small bounded channels, so memory stays bounded whatever the row count
-//! (a shard waiting its turn is held back by TCP flow control).
+//! One statement on several shards at once. Every shard runs concurrently and feeds its own small
+//! bounded channel; consumers read the channels in whatever order they need (one after another to
+//! concatenate, all at once to merge), so memory stays bounded whatever the row count: a shard
+//! whose channel is full waits, held back by TCP flow control.
 
+use std::future::Future;
 use std::sync::Arc;
 
-use futures_util::future::try_join_all;
+use futures_util::future::join_all;
 use tokio::sync::mpsc;
 
 use crate::{Column, EngineError, Executor, Outcome, RowSink, Value};
@@ -16,6 +18,8 @@ const CHANNEL_ROWS: usize = 256;
 enum Item {
     Columns(Arc<[Column]>),
     Row(Vec<Value>),
+    /// The shard's statement ended; always the last item.
+    Done(Result<Outcome, EngineError>),
 }
 
 struct ChannelSink(mpsc::Sender<Item>);
@@ -31,51 +35,130 @@ impl RowSink for ChannelSink {
 
 impl ChannelSink {
     async fn send(&mut self, item: Item) -> Result<(), EngineError> {
-        // The receiver is gone only when the client side already failed; that error wins.
-        self.0
-            .send(item)
-            .await
-            .map_err(|_| EngineError::Client(std::io::Error::other("result abandoned")))
+        // The reader is gone when it has all it needs (a LIMIT was met) or already failed.
+        self.0.send(item).await.map_err(|_| EngineError::Abandoned)
     }
 }
 
-/// Runs `queries` (shard index, SQL) concurrently and concatenates their rows into `sink` in the
-/// order given. Outcomes are merged: affected rows summed.
-pub(crate) async fn fan_out<E: Executor, S: RowSink>(
+/// The rows of one shard, read by a consumer.
+pub(crate) struct ShardStream {
+    pub shard: String,
+    rx: mpsc::Receiver<Item>,
+    columns: Option<Arc<[Column]>>,
+    pending: Option<Vec<Value>>,
+    outcome: Option<Outcome>,
+}
+
+impl ShardStream {
+    async fn recv(&mut self) -> Result<Item, EngineError> {
+        self.rx
+            .recv()
+            .await
+            .ok_or_else(|| EngineError::Bug(format!("shard {} ended without a result", self.shard)))
+    }
+
+    /// The shard's columns; `None` for a statement without a result set.
+    pub async fn columns(&mut self) -> Result<Option<Arc<[Column]>>, EngineError> {
+        if self.columns.is_none() && self.outcome.is_none() {
+            match self.recv().await? {
+                Item::Columns(c) => self.columns = Some(c),
+                Item::Row(r) => {
+                    self.pending = Some(r);
+                    return Err(EngineError::Bug(format!(
+                        "shard {} sent a row before its columns",
+                        self.shard
+                    )));
+                }
+                Item::Done(r) => self.outcome = Some(r?),
+            }
+        }
+        Ok(self.columns.clone())
+    }
+
+    /// The next row, `None` at the end; the shard's error if it failed.
+    pub async fn next_row(&mut self) -> Result<Option<Vec<Value>>, EngineError> {
+        if let Some(row) = self.pending.take() {
+            return Ok(Some(row));
+        }
+        loop {
+            if self.outcome.is_some() {
+                return Ok(None);
+            }
+            match self.recv().await? {
+                Item::Columns(c) => self.columns = Some(c),
+                Item::Row(r) => return Ok(Some(r)),
+                Item::Done(r) => self.outcome = Some(r?),
+            }
+        }
+    }
+
+    /// Reads to the end and returns the shard's outcome.
+    pub async fn finish(&mut self) -> Result<Outcome, EngineError> {
+        while self.next_row().await?.is_some() {}
+        Ok(self.outcome.take().unwrap_or_default())
+    }
+}
+
+/// Runs `queries` (shard index, SQL) concurrently and hands their streams, in the order given, to
+/// `consume`. Returns what `consume` returns; a consumer that stops early simply drops the streams.
+pub(crate) async fn with_streams<E, F, Fut, T>(
+    keyspace: &Keyspace,
+    queries: &[(usize, &str)],
+    executor: &E,
+    consume: F,
+) -> Result<T, EngineError>
+where
+    E: Executor,
+    F: FnOnce(Vec<ShardStream>) -> Fut,
+    Fut: Future<Output = Result<T, EngineError>>,
+{
+    let mut streams = Vec::with_capacity(queries.len());
+    let mut producers = Vec::with_capacity(queries.len());
+    for &(shard, sql) in queries {
+        let (tx, rx) = mpsc::channel(CHANNEL_ROWS);
+        let name = &keyspace.shards[shard].name;
+        streams.push(ShardStream {
+            shard: name.clone(),
+            rx,
+            columns: None,
+            pending: None,
+            outcome: None,
+        });
+        producers.push(async move {
+            let mut sink = ChannelSink(tx.clone());
+            let result = executor.execute(&keyspace.name, name, sql, &mut sink).await;
+            // Nobody may be listening any more; that is fine.
+            let _ = tx.send(Item::Done(result)).await;
+        });
+    }
+    let (_, result) = tokio::join!(join_all(producers), consume(streams));
+    result
+}
+
+/// Concatenates the shards' rows into `sink` in the order given; outcomes are merged (affected
+/// rows summed).
+pub(crate) async fn concatenate<E: Executor, S: RowSink>(
     keyspace: &Keyspace,
     queries: &[(usize, &str)],
     executor: &E,
     sink: &mut S,
 ) -> Result<Outcome, EngineError> {
-    let mut receivers = Vec::with_capacity(queries.len());
-    let producers = queries.iter().map(|&(shard, sql)| {
-        let (tx, rx) = mpsc::channel(CHANNEL_ROWS);
-        receivers.push(rx);
-        let name = &keyspace.shards[shard].name;
-        async move {
-            let mut tx = ChannelSink(tx);
-            executor.execute(&keyspace.name, name, sql, &mut tx).await
-        }
-    });
-    let producers = try_join_all(producers.collect::<Vec<_>>());
-    let consumer = async {
+    with_streams(keyspace, queries, executor, |streams| async move {
+        let mut total = Outcome::default();
         let mut columns_sent = false;
-        for mut rx in receivers {
-            while let Some(item) = rx.recv().await {
-                match item {
-                    Item::Columns(c) if !columns_sent => {
-                        columns_sent = true;
-                        sink.columns(c).await?;
-                    }
-                    Item::Columns(_) => {}
-                    Item::Row(r) => sink.row(r).await?,
+        for mut stream in streams {
+            if let Some(columns) = stream.columns().await? {
+                if !columns_sent {
+                    columns_sent = true;
+                    sink.columns(columns).await?;
                 }
             }
+            while let Some(row) = stream.next_row().await? {
+                sink.row(row).await?;
+            }
+            total.merge(stream.finish().await?);
         }
-        Ok::<(), EngineError>(())
-    };
-    let (outcomes, ()) = tokio::try_join!(producers, consumer)?;
-    let mut total = Outcome::default();
-    outcomes.into_iter().for_each(|o| total.merge(o));
-    Ok(total)
+        Ok(total)
+    })
+    .await
 }

@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 
 use vschema::Keyspace;
 
-use crate::fanout::fan_out;
+use crate::fanout::concatenate;
 use crate::{EngineError, Executor, Insert, NoRows, Outcome};
 
 /// Groups the rows by the shard their vindex value maps to and sends each shard one INSERT.
@@ -26,5 +26,5 @@ pub(crate) async fn execute<E: Executor>(
         })
         .collect();
     let queries: Vec<(usize, &str)> = queries.iter().map(|(s, q)| (*s, q.as_str())).collect();
-    fan_out(keyspace, &queries, executor, &mut NoRows).await
+    concatenate(keyspace, &queries, executor, &mut NoRows).await
 }

@@ -6,18 +6,31 @@
 //! - `route`, `insert`, `send`: how each primitive executes.
 //! - `fanout`: running one statement on several shards at once and concatenating their rows.
 
+mod compare;
+mod decimal;
+mod eval;
 mod fanout;
 mod insert;
+mod merge_sort;
+mod ordered_aggregate;
 mod plan;
+mod projection;
 mod route;
+mod select;
 mod send;
 
 use std::future::Future;
 use std::sync::Arc;
 
+pub use compare::SortKey;
+pub use decimal::Decimal;
+pub use eval::{ArithOp, CompareOp, EvalExpr, Literal};
 pub use mysql_common::packets::Column;
 pub use mysql_common::value::Value;
-pub use plan::{Insert, InsertRow, Opcode, Plan, Route, Send};
+pub use plan::{
+    Aggregate, AggregateKind, ComputedKind, Insert, InsertRow, Opcode, OutputColumn, Plan, Route,
+    Select, Send, Stage,
+};
 use vschema::{Keyspace, VSchema, VindexError};
 
 /// What a statement did, as reported in the OK packet (or the EOF after rows).
@@ -87,6 +100,34 @@ pub enum EngineError {
     /// Writing to the client failed; the statement is abandoned.
     #[error("client connection: {0}")]
     Client(#[from] std::io::Error),
+    /// A shape that cannot be merged correctly yet, found once the column types are known.
+    #[error("{0}")]
+    Unsupported(String),
+    /// A merge that would hold more rows than allowed.
+    #[error("the merge would hold more than {0} rows (server.max_buffered_rows)")]
+    TooManyRows(usize),
+    #[error("value out of range in {0}")]
+    OutOfRange(String),
+    /// The reader of a shard's rows stopped reading (it had enough).
+    #[error("result abandoned")]
+    Abandoned,
+    #[error("[BUG] {0}")]
+    Bug(String),
+}
+
+/// Limits that apply while executing.
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    /// Rows a merge may hold in memory (MemorySort).
+    pub max_buffered_rows: usize,
+}
+
+impl Default for ExecOptions {
+    fn default() -> Self {
+        ExecOptions {
+            max_buffered_rows: 100_000,
+        }
+    }
 }
 
 /// Runs `plan` and streams its rows (if any) into `sink`.
@@ -95,8 +136,19 @@ pub async fn execute<E: Executor, S: RowSink>(
     vschema: &VSchema,
     executor: &E,
     sink: &mut S,
+    options: &ExecOptions,
 ) -> Result<Outcome, EngineError> {
     match plan {
+        Plan::Select(s) => {
+            select::execute(
+                s,
+                keyspace(vschema, &s.route.keyspace)?,
+                executor,
+                sink,
+                options,
+            )
+            .await
+        }
         Plan::Route(route) => {
             route::execute(route, keyspace(vschema, &route.keyspace)?, executor, sink).await
         }

@@ -6,11 +6,103 @@ use std::sync::Arc;
 
 use vschema::{KeyValue, Vindex};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+use crate::compare::SortKey;
+use crate::eval::EvalExpr;
+
+#[derive(Debug, Clone, PartialEq)]
 pub enum Plan {
     Route(Route),
     Insert(Insert),
     Send(Send),
+    Select(Select),
+}
+
+/// A SELECT over several shards whose results are merged at the proxy: shard rows are merged (or
+/// concatenated), then flow through each stage in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Select {
+    pub route: Route,
+    /// Every shard returns its rows sorted by these keys and the proxy merges the streams (k-way,
+    /// one row per shard held). Empty: the streams are concatenated.
+    pub merge: Vec<SortKey>,
+    pub stages: Vec<Stage>,
+}
+
+/// One step applied to the merged rows, in plan order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stage {
+    /// Combines consecutive rows with equal `group` keys (the input is sorted by them) into one,
+    /// merging the shards' partial aggregates. No keys: all rows form one group (exactly one row
+    /// comes out, as each shard returns one).
+    OrderedAggregate {
+        group: Vec<SortKey>,
+        aggregates: Vec<Aggregate>,
+    },
+    /// Keeps the rows for which the predicate is true (HAVING, evaluated after the merge).
+    Filter { predicate: EvalExpr },
+    /// Sorts every row in memory (ORDER BY after aggregation); bounded by the buffered-row limit.
+    MemorySort { keys: Vec<SortKey> },
+    /// Skips `offset` rows and stops after `count` more; reading from shards stops too.
+    Limit { offset: u64, count: u64 },
+    /// The client's columns, in order; helper columns the planner added are dropped here.
+    Projection { columns: Vec<OutputColumn> },
+}
+
+/// A shard-computed partial aggregate in `column`, and how partials combine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Aggregate {
+    pub column: usize,
+    pub kind: AggregateKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AggregateKind {
+    /// Shards' counts, summed.
+    Count,
+    /// Shards' sums, summed exactly (integers and DECIMAL) or as doubles. NULL when all are NULL.
+    Sum,
+    /// The least of the shards' values; `weight` is the collation weight column for text.
+    Min {
+        weight: Option<usize>,
+    },
+    Max {
+        weight: Option<usize>,
+    },
+    /// `COUNT(DISTINCT x)`: shards group by x too, so each distinct x arrives in consecutive rows;
+    /// counts the distinct non-NULL x of each group.
+    CountDistinct {
+        weight: Option<usize>,
+    },
+    /// `SUM(DISTINCT x)`, like `CountDistinct`.
+    SumDistinct {
+        weight: Option<usize>,
+    },
+}
+
+/// One column the client sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputColumn {
+    /// An input column as it is.
+    Column(usize),
+    /// An input column under a computed definition: `COUNT(DISTINCT)` (BIGINT) or
+    /// `SUM(DISTINCT)` (the type of SUM over the column's type).
+    Computed {
+        column: usize,
+        name: String,
+        kind: ComputedKind,
+    },
+    /// `AVG(x)` = SUM / COUNT, to the sum's scale + 4 as MySQL does (a double for doubles).
+    Avg {
+        sum: usize,
+        count: usize,
+        name: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ComputedKind {
+    Count,
+    Sum,
 }
 
 /// Sends one statement to the shards its opcode selects, unchanged on each.
@@ -127,7 +219,80 @@ impl Plan {
             Plan::Send(s) => {
                 let _ = write!(out, "Send AllShards {}\n  query: {}", s.keyspace, s.query);
             }
+            Plan::Select(select) => {
+                let mut depth = 0;
+                for stage in select.stages.iter().rev() {
+                    let _ = writeln!(out, "{}{}", "  ".repeat(depth), describe_stage(stage));
+                    depth += 1;
+                }
+                let indent = "  ".repeat(depth);
+                if !select.merge.is_empty() {
+                    let _ = writeln!(out, "{indent}MergeSort {}", keys(&select.merge));
+                    depth += 1;
+                }
+                let route = Plan::Route(select.route.clone()).describe();
+                let indent = "  ".repeat(depth);
+                let lines: Vec<String> = route.lines().map(|l| format!("{indent}{l}")).collect();
+                out.push_str(&lines.join("\n"));
+            }
         }
         out
+    }
+}
+
+fn keys(keys: &[SortKey]) -> String {
+    let parts: Vec<String> = keys
+        .iter()
+        .map(|k| {
+            let mut s = format!("{}", k.column);
+            if let Some(w) = k.weight {
+                s.push_str(&format!("/weight {w}"));
+            }
+            if k.desc {
+                s.push_str(" desc");
+            }
+            s
+        })
+        .collect();
+    format!("[{}]", parts.join(", "))
+}
+
+fn describe_stage(stage: &Stage) -> String {
+    match stage {
+        Stage::OrderedAggregate { group, aggregates } => {
+            let aggs: Vec<String> = aggregates
+                .iter()
+                .map(|a| {
+                    let kind = match &a.kind {
+                        AggregateKind::Count => "count".to_string(),
+                        AggregateKind::Sum => "sum".to_string(),
+                        AggregateKind::Min { .. } => "min".to_string(),
+                        AggregateKind::Max { .. } => "max".to_string(),
+                        AggregateKind::CountDistinct { .. } => "count_distinct".to_string(),
+                        AggregateKind::SumDistinct { .. } => "sum_distinct".to_string(),
+                    };
+                    format!("{kind}({})", a.column)
+                })
+                .collect();
+            format!(
+                "OrderedAggregate group={} aggregates=[{}]",
+                keys(group),
+                aggs.join(", ")
+            )
+        }
+        Stage::Filter { predicate } => format!("Filter {predicate}"),
+        Stage::MemorySort { keys: k } => format!("MemorySort {}", keys(k)),
+        Stage::Limit { offset, count } => format!("Limit offset={offset} count={count}"),
+        Stage::Projection { columns } => {
+            let cols: Vec<String> = columns
+                .iter()
+                .map(|c| match c {
+                    OutputColumn::Column(i) => format!("{i}"),
+                    OutputColumn::Computed { column, name, .. } => format!("{column} as {name:?}"),
+                    OutputColumn::Avg { sum, count, name } => format!("{sum}/{count} as {name:?}"),
+                })
+                .collect();
+            format!("Projection [{}]", cols.join(", "))
+        }
     }
 }

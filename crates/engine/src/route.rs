@@ -2,7 +2,7 @@ use std::collections::BTreeSet;
 
 use vschema::Keyspace;
 
-use crate::fanout::fan_out;
+use crate::fanout::concatenate;
 use crate::{EngineError, Executor, Opcode, Outcome, Route, RowSink};
 
 /// The indexes (in key order) of the shards a route reaches.
@@ -40,5 +40,5 @@ pub(crate) async fn execute<E: Executor, S: RowSink>(
             .await;
     }
     let queries: Vec<(usize, &str)> = shards.iter().map(|&i| (i, route.query.as_str())).collect();
-    fan_out(keyspace, &queries, executor, sink).await
+    concatenate(keyspace, &queries, executor, sink).await
 }

@@ -84,7 +84,9 @@ fn hash() -> Arc<Vindex> {
 async fn run(plan: Plan) -> (Vec<String>, Collect, Outcome) {
     let exec = LoggingExecutor::default();
     let mut sink = Collect::default();
-    let outcome = execute(&plan, &vschema(), &exec, &mut sink).await.unwrap();
+    let outcome = execute(&plan, &vschema(), &exec, &mut sink, &ExecOptions::default())
+        .await
+        .unwrap();
     let mut log = exec.log.into_inner().unwrap();
     log.sort();
     (log, sink, outcome)
@@ -205,6 +207,7 @@ async fn insert_with_unmappable_value_is_an_error() {
         &vschema(),
         &LoggingExecutor::default(),
         &mut Collect::default(),
+        &ExecOptions::default(),
     )
     .await
     .unwrap_err();

@@ -59,6 +59,9 @@ pub struct ServerConfig {
     pub admin: Option<String>,
     /// Largest client packet accepted, in bytes.
     pub max_packet_size: usize,
+    /// Rows a cross-shard merge may hold in memory (sorting after aggregation); beyond it the
+    /// query fails with a clear error instead of exhausting memory.
+    pub max_buffered_rows: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

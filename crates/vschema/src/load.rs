@@ -14,6 +14,7 @@ use crate::{
 };
 
 const DEFAULT_MAX_PACKET: usize = 64 << 20;
+const DEFAULT_MAX_BUFFERED_ROWS: usize = 100_000;
 
 /// Reads and validates a TOML config file. A missing file is an error, never a default.
 pub fn load_config(path: &Path) -> Result<Config, ConfigError> {
@@ -51,6 +52,10 @@ pub fn parse_config(text: &str, path: &Path) -> Result<Config, ConfigError> {
         listen: listen.clone(),
         admin: raw.server.admin.map(|a| a.into_inner()),
         max_packet_size: raw.server.max_packet_size.unwrap_or(DEFAULT_MAX_PACKET),
+        max_buffered_rows: raw
+            .server
+            .max_buffered_rows
+            .unwrap_or(DEFAULT_MAX_BUFFERED_ROWS),
     };
 
     let mut users = Vec::new();

@@ -22,6 +22,7 @@ pub(crate) struct RawServer {
     pub listen: Spanned<String>,
     pub admin: Option<Spanned<String>>,
     pub max_packet_size: Option<usize>,
+    pub max_buffered_rows: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,0 +1,173 @@
+//! Exact decimal arithmetic for merging DECIMAL results (sums, averages) without floats.
+
+use std::cmp::Ordering;
+use std::fmt;
+
+/// `mantissa × 10^-scale`. 38 significant digits; results beyond that are an error rather than a
+/// rounded answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decimal {
+    mantissa: i128,
+    scale: u32,
+}
+
+impl Decimal {
+    pub fn new(mantissa: i128, scale: u32) -> Self {
+        Decimal { mantissa, scale }
+    }
+
+    pub fn scale(&self) -> u32 {
+        self.scale
+    }
+
+    pub fn mantissa(&self) -> i128 {
+        self.mantissa
+    }
+
+    /// Parses MySQL's text form: `-12.340`, `7`, `.5`.
+    pub fn parse(text: &[u8]) -> Option<Self> {
+        let s = std::str::from_utf8(text).ok()?.trim();
+        let (neg, digits) = match s.as_bytes().first()? {
+            b'-' => (true, &s[1..]),
+            b'+' => (false, &s[1..]),
+            _ => (false, s),
+        };
+        let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+        if int.is_empty() && frac.is_empty() {
+            return None;
+        }
+        if !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let mut mantissa: i128 = 0;
+        for b in int.bytes().chain(frac.bytes()) {
+            mantissa = mantissa
+                .checked_mul(10)?
+                .checked_add(i128::from(b - b'0'))?;
+        }
+        Some(Decimal {
+            mantissa: if neg { -mantissa } else { mantissa },
+            scale: frac.len() as u32,
+        })
+    }
+
+    fn rescale(self, scale: u32) -> Option<Self> {
+        let factor = 10i128.checked_pow(scale.checked_sub(self.scale)?)?;
+        Some(Decimal {
+            mantissa: self.mantissa.checked_mul(factor)?,
+            scale,
+        })
+    }
+
+    pub fn checked_add(self, other: Self) -> Option<Self> {
+        let scale = self.scale.max(other.scale);
+        let (a, b) = (self.rescale(scale)?, other.rescale(scale)?);
+        Some(Decimal {
+            mantissa: a.mantissa.checked_add(b.mantissa)?,
+            scale,
+        })
+    }
+
+    /// `self / divisor` rounded half away from zero to `scale` digits, as MySQL divides decimals.
+    pub fn div_round(self, divisor: i128, scale: u32) -> Option<Self> {
+        if divisor == 0 {
+            return None;
+        }
+        // mantissa × 10^(scale - self.scale + 1) / divisor, then round the extra digit.
+        let shift = (scale + 1).checked_sub(self.scale)?;
+        let scaled = self.mantissa.checked_mul(10i128.checked_pow(shift)?)?;
+        let q = scaled / divisor;
+        let rounded = if q % 10 >= 5 {
+            q / 10 + 1
+        } else if q % 10 <= -5 {
+            q / 10 - 1
+        } else {
+            q / 10
+        };
+        Some(Decimal {
+            mantissa: rounded,
+            scale,
+        })
+    }
+
+    pub fn cmp_value(&self, other: &Self) -> Ordering {
+        let scale = self.scale.max(other.scale);
+        match (self.rescale(scale), other.rescale(scale)) {
+            (Some(a), Some(b)) => a.mantissa.cmp(&b.mantissa),
+            // Too many digits to align: compare as floats (only for values beyond 38 digits).
+            _ => self.to_f64().total_cmp(&other.to_f64()),
+        }
+    }
+
+    pub fn to_f64(&self) -> f64 {
+        self.mantissa as f64 / 10f64.powi(self.scale as i32)
+    }
+}
+
+impl fmt::Display for Decimal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let digits = self.mantissa.unsigned_abs().to_string();
+        let scale = self.scale as usize;
+        let sign = if self.mantissa < 0 { "-" } else { "" };
+        if scale == 0 {
+            return write!(f, "{sign}{digits}");
+        }
+        let padded = format!("{digits:0>width$}", width = scale + 1);
+        let (int, frac) = padded.split_at(padded.len() - scale);
+        write!(f, "{sign}{int}.{frac}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> Decimal {
+        Decimal::parse(s.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn parse_and_print() {
+        for s in [
+            "0",
+            "-12.340",
+            "7",
+            "0.05",
+            "-0.50",
+            "12345678901234567890.123456789",
+        ] {
+            assert_eq!(d(s).to_string(), s);
+        }
+        assert_eq!(d(".5").to_string(), "0.5");
+        assert!(Decimal::parse(b"1e3").is_none());
+        assert!(Decimal::parse(b"abc").is_none());
+        assert!(Decimal::parse(b"-").is_none());
+    }
+
+    #[test]
+    fn add_aligns_scales() {
+        assert_eq!(d("1.25").checked_add(d("2.5")).unwrap().to_string(), "3.75");
+        assert_eq!(d("-1.25").checked_add(d("1")).unwrap().to_string(), "-0.25");
+        assert_eq!(d("0.1").checked_add(d("0.2")).unwrap().to_string(), "0.3");
+    }
+
+    #[test]
+    fn divide_rounds_half_away_from_zero() {
+        assert_eq!(d("5").div_round(3, 4).unwrap().to_string(), "1.6667");
+        assert_eq!(d("3.76").div_round(3, 6).unwrap().to_string(), "1.253333");
+        assert_eq!(d("-5").div_round(3, 4).unwrap().to_string(), "-1.6667");
+        assert_eq!(d("1").div_round(8, 2).unwrap().to_string(), "0.13");
+        assert_eq!(d("7").div_round(2, 0).unwrap().to_string(), "4");
+        assert!(d("1").div_round(0, 4).is_none());
+    }
+
+    #[test]
+    fn compare_exactly() {
+        assert_eq!(d("1.10").cmp_value(&d("1.1")), Ordering::Equal);
+        assert_eq!(d("-2").cmp_value(&d("1.5")), Ordering::Less);
+        assert_eq!(
+            d("0.30000000000000000001").cmp_value(&d("0.3")),
+            Ordering::Greater
+        );
+    }
+}

@@ -1,0 +1,400 @@
+//! Expressions evaluated at the proxy over merged rows (HAVING), with MySQL's semantics for NULL
+//! and numbers: integers stay exact, DECIMAL stays exact, division gives 4 more decimals.
+
+use std::cmp::Ordering;
+use std::fmt;
+
+use crate::compare::ColumnKind;
+use crate::decimal::Decimal;
+use crate::{Column, EngineError, Value};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum EvalExpr {
+    Column(usize),
+    Literal(Literal),
+    Compare {
+        op: CompareOp,
+        left: Box<EvalExpr>,
+        right: Box<EvalExpr>,
+    },
+    Arith {
+        op: ArithOp,
+        left: Box<EvalExpr>,
+        right: Box<EvalExpr>,
+    },
+    And(Box<EvalExpr>, Box<EvalExpr>),
+    Or(Box<EvalExpr>, Box<EvalExpr>),
+    Not(Box<EvalExpr>),
+    Neg(Box<EvalExpr>),
+    IsNull {
+        expr: Box<EvalExpr>,
+        negated: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Literal {
+    Null,
+    Int(i128),
+    Decimal(Decimal),
+    Float(f64),
+    Text(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompareOp {
+    Eq,
+    NotEq,
+    Lt,
+    LtEq,
+    Gt,
+    GtEq,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArithOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+/// A value during evaluation.
+#[derive(Debug, Clone, PartialEq)]
+enum Val {
+    Null,
+    Int(i128),
+    Dec(Decimal),
+    Float(f64),
+    Text(Vec<u8>),
+}
+
+impl Val {
+    fn as_decimal(&self) -> Option<Decimal> {
+        match self {
+            Val::Int(i) => Some(Decimal::new(*i, 0)),
+            Val::Dec(d) => Some(*d),
+            _ => None,
+        }
+    }
+
+    fn as_f64(&self) -> f64 {
+        match self {
+            Val::Null => 0.0,
+            Val::Int(i) => *i as f64,
+            Val::Dec(d) => d.to_f64(),
+            Val::Float(f) => *f,
+            // MySQL reads the longest numeric prefix of a string.
+            Val::Text(t) => {
+                let s = String::from_utf8_lossy(t);
+                let s = s.trim_start();
+                let end = s
+                    .char_indices()
+                    .take_while(|(i, c)| {
+                        c.is_ascii_digit()
+                            || *c == '.'
+                            || ((*c == '-' || *c == '+') && *i == 0)
+                            || *c == 'e'
+                            || *c == 'E'
+                    })
+                    .map(|(i, c)| i + c.len_utf8())
+                    .last()
+                    .unwrap_or(0);
+                (0..=end)
+                    .rev()
+                    .find_map(|e| s[..e].parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            }
+        }
+    }
+
+    fn truthy(&self) -> Option<bool> {
+        match self {
+            Val::Null => None,
+            Val::Int(i) => Some(*i != 0),
+            other => Some(other.as_f64() != 0.0),
+        }
+    }
+}
+
+pub(crate) struct Evaluator<'e> {
+    expr: &'e EvalExpr,
+    kinds: Vec<Option<ColumnKind>>,
+}
+
+impl<'e> Evaluator<'e> {
+    pub fn new(expr: &'e EvalExpr, columns: &[Column]) -> Self {
+        Evaluator {
+            expr,
+            kinds: columns.iter().map(|c| ColumnKind::of(c).ok()).collect(),
+        }
+    }
+
+    /// Whether the row passes (NULL does not).
+    pub fn matches(&self, row: &[Value]) -> Result<bool, EngineError> {
+        Ok(self.eval(self.expr, row)?.truthy().unwrap_or(false))
+    }
+
+    fn column(&self, i: usize, row: &[Value]) -> Result<Val, EngineError> {
+        let v = row.get(i).ok_or_else(|| {
+            EngineError::Bug(format!("HAVING refers to column {i} of {}", row.len()))
+        })?;
+        let text = match v {
+            Value::NULL => return Ok(Val::Null),
+            Value::Bytes(b) => b.clone(),
+            Value::Int(i) => return Ok(Val::Int(i128::from(*i))),
+            Value::UInt(u) => return Ok(Val::Int(i128::from(*u))),
+            Value::Float(f) => return Ok(Val::Float(f64::from(*f))),
+            Value::Double(f) => return Ok(Val::Float(*f)),
+            other => other.as_sql(true).trim_matches('\'').as_bytes().to_vec(),
+        };
+        let s = String::from_utf8_lossy(&text);
+        Ok(match self.kinds.get(i).copied().flatten() {
+            Some(ColumnKind::Int) => s.trim().parse().map(Val::Int).unwrap_or(Val::Text(text)),
+            Some(ColumnKind::Decimal) => Decimal::parse(&text)
+                .map(Val::Dec)
+                .unwrap_or(Val::Text(text)),
+            Some(ColumnKind::Float) => s.trim().parse().map(Val::Float).unwrap_or(Val::Text(text)),
+            _ => Val::Text(text),
+        })
+    }
+
+    fn eval(&self, expr: &EvalExpr, row: &[Value]) -> Result<Val, EngineError> {
+        Ok(match expr {
+            EvalExpr::Column(i) => self.column(*i, row)?,
+            EvalExpr::Literal(l) => match l {
+                Literal::Null => Val::Null,
+                Literal::Int(i) => Val::Int(*i),
+                Literal::Decimal(d) => Val::Dec(*d),
+                Literal::Float(f) => Val::Float(*f),
+                Literal::Text(t) => Val::Text(t.clone().into_bytes()),
+            },
+            EvalExpr::Compare { op, left, right } => {
+                let (l, r) = (self.eval(left, row)?, self.eval(right, row)?);
+                match compare(&l, &r)? {
+                    None => Val::Null,
+                    Some(ord) => Val::Int(i128::from(match op {
+                        CompareOp::Eq => ord == Ordering::Equal,
+                        CompareOp::NotEq => ord != Ordering::Equal,
+                        CompareOp::Lt => ord == Ordering::Less,
+                        CompareOp::LtEq => ord != Ordering::Greater,
+                        CompareOp::Gt => ord == Ordering::Greater,
+                        CompareOp::GtEq => ord != Ordering::Less,
+                    })),
+                }
+            }
+            EvalExpr::Arith { op, left, right } => {
+                arith(*op, self.eval(left, row)?, self.eval(right, row)?)?
+            }
+            EvalExpr::And(a, b) => match (self.eval(a, row)?.truthy(), self.eval(b, row)?.truthy())
+            {
+                (Some(false), _) | (_, Some(false)) => Val::Int(0),
+                (Some(true), Some(true)) => Val::Int(1),
+                _ => Val::Null,
+            },
+            EvalExpr::Or(a, b) => {
+                match (self.eval(a, row)?.truthy(), self.eval(b, row)?.truthy()) {
+                    (Some(true), _) | (_, Some(true)) => Val::Int(1),
+                    (Some(false), Some(false)) => Val::Int(0),
+                    _ => Val::Null,
+                }
+            }
+            EvalExpr::Not(a) => match self.eval(a, row)?.truthy() {
+                Some(b) => Val::Int(i128::from(!b)),
+                None => Val::Null,
+            },
+            EvalExpr::Neg(a) => arith(ArithOp::Sub, Val::Int(0), self.eval(a, row)?)?,
+            EvalExpr::IsNull { expr, negated } => {
+                Val::Int(i128::from((self.eval(expr, row)? == Val::Null) != *negated))
+            }
+        })
+    }
+}
+
+fn compare(l: &Val, r: &Val) -> Result<Option<Ordering>, EngineError> {
+    Ok(Some(match (l, r) {
+        (Val::Null, _) | (_, Val::Null) => return Ok(None),
+        (Val::Text(_), Val::Text(_)) => {
+            return Err(EngineError::Unsupported(
+                "comparing strings in HAVING across shards".into(),
+            ));
+        }
+        (Val::Float(_), _) | (_, Val::Float(_)) | (Val::Text(_), _) | (_, Val::Text(_)) => {
+            l.as_f64().total_cmp(&r.as_f64())
+        }
+        _ => match (l.as_decimal(), r.as_decimal()) {
+            (Some(a), Some(b)) => a.cmp_value(&b),
+            _ => l.as_f64().total_cmp(&r.as_f64()),
+        },
+    }))
+}
+
+fn overflow() -> EngineError {
+    EngineError::OutOfRange("arithmetic in HAVING".into())
+}
+
+fn arith(op: ArithOp, l: Val, r: Val) -> Result<Val, EngineError> {
+    if l == Val::Null || r == Val::Null {
+        return Ok(Val::Null);
+    }
+    if matches!(l, Val::Float(_) | Val::Text(_)) || matches!(r, Val::Float(_) | Val::Text(_)) {
+        let (a, b) = (l.as_f64(), r.as_f64());
+        return Ok(match op {
+            ArithOp::Add => Val::Float(a + b),
+            ArithOp::Sub => Val::Float(a - b),
+            ArithOp::Mul => Val::Float(a * b),
+            ArithOp::Div if b == 0.0 => Val::Null,
+            ArithOp::Div => Val::Float(a / b),
+        });
+    }
+    if let (Val::Int(a), Val::Int(b), ArithOp::Add | ArithOp::Sub | ArithOp::Mul) = (&l, &r, op) {
+        let v = match op {
+            ArithOp::Add => a.checked_add(*b),
+            ArithOp::Sub => a.checked_sub(*b),
+            _ => a.checked_mul(*b),
+        };
+        return v.map(Val::Int).ok_or_else(overflow);
+    }
+    let (a, b) = (
+        l.as_decimal().ok_or_else(overflow)?,
+        r.as_decimal().ok_or_else(overflow)?,
+    );
+    Ok(match op {
+        ArithOp::Add => Val::Dec(a.checked_add(b).ok_or_else(overflow)?),
+        ArithOp::Sub => Val::Dec(
+            a.checked_add(Decimal::new(-b.mantissa(), b.scale()))
+                .ok_or_else(overflow)?,
+        ),
+        ArithOp::Mul => Val::Dec(Decimal::new(
+            a.mantissa()
+                .checked_mul(b.mantissa())
+                .ok_or_else(overflow)?,
+            a.scale() + b.scale(),
+        )),
+        ArithOp::Div if b.mantissa() == 0 => Val::Null,
+        // a / b = (a.m × 10^b.s) / b.m at a's scale, rounded to 4 more digits.
+        ArithOp::Div => {
+            let num = Decimal::new(
+                a.mantissa()
+                    .checked_mul(10i128.checked_pow(b.scale()).ok_or_else(overflow)?)
+                    .ok_or_else(overflow)?,
+                a.scale(),
+            );
+            Val::Dec(
+                num.div_round(b.mantissa(), a.scale() + 4)
+                    .ok_or_else(overflow)?,
+            )
+        }
+    })
+}
+
+impl fmt::Display for EvalExpr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EvalExpr::Column(i) => write!(f, ":{i}"),
+            EvalExpr::Literal(Literal::Null) => f.write_str("NULL"),
+            EvalExpr::Literal(Literal::Int(i)) => write!(f, "{i}"),
+            EvalExpr::Literal(Literal::Decimal(d)) => write!(f, "{d}"),
+            EvalExpr::Literal(Literal::Float(x)) => write!(f, "{x:e}"),
+            EvalExpr::Literal(Literal::Text(t)) => write!(f, "{t:?}"),
+            EvalExpr::Compare { op, left, right } => {
+                let op = match op {
+                    CompareOp::Eq => "=",
+                    CompareOp::NotEq => "!=",
+                    CompareOp::Lt => "<",
+                    CompareOp::LtEq => "<=",
+                    CompareOp::Gt => ">",
+                    CompareOp::GtEq => ">=",
+                };
+                write!(f, "({left} {op} {right})")
+            }
+            EvalExpr::Arith { op, left, right } => {
+                let op = match op {
+                    ArithOp::Add => "+",
+                    ArithOp::Sub => "-",
+                    ArithOp::Mul => "*",
+                    ArithOp::Div => "/",
+                };
+                write!(f, "({left} {op} {right})")
+            }
+            EvalExpr::And(a, b) => write!(f, "({a} AND {b})"),
+            EvalExpr::Or(a, b) => write!(f, "({a} OR {b})"),
+            EvalExpr::Not(a) => write!(f, "(NOT {a})"),
+            EvalExpr::Neg(a) => write!(f, "(-{a})"),
+            EvalExpr::IsNull {
+                expr,
+                negated: false,
+            } => write!(f, "({expr} IS NULL)"),
+            EvalExpr::IsNull {
+                expr,
+                negated: true,
+            } => write!(f, "({expr} IS NOT NULL)"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mysql_common::constants::ColumnType;
+
+    fn lit(i: i128) -> Box<EvalExpr> {
+        Box::new(EvalExpr::Literal(Literal::Int(i)))
+    }
+
+    fn col(i: usize) -> Box<EvalExpr> {
+        Box::new(EvalExpr::Column(i))
+    }
+
+    #[test]
+    fn having_semantics() {
+        let columns = [
+            Column::new(ColumnType::MYSQL_TYPE_LONGLONG),
+            Column::new(ColumnType::MYSQL_TYPE_NEWDECIMAL),
+        ];
+        let row = [Value::Bytes(b"3".to_vec()), Value::Bytes(b"7.50".to_vec())];
+        let check = |e: EvalExpr| Evaluator::new(&e, &columns).matches(&row).unwrap();
+        assert!(check(EvalExpr::Compare {
+            op: CompareOp::Gt,
+            left: col(0),
+            right: lit(2)
+        }));
+        assert!(!check(EvalExpr::Compare {
+            op: CompareOp::Gt,
+            left: col(0),
+            right: lit(3)
+        }));
+        // 7.50 / 3 = 2.500000 (scale 2 + 4)
+        let avg = EvalExpr::Arith {
+            op: ArithOp::Div,
+            left: col(1),
+            right: col(0),
+        };
+        let exact = EvalExpr::Literal(Literal::Decimal(Decimal::parse(b"2.5").unwrap()));
+        assert!(check(EvalExpr::Compare {
+            op: CompareOp::Eq,
+            left: Box::new(avg),
+            right: Box::new(exact)
+        }));
+        // NULL comparisons filter the row out; NOT NULL is NULL.
+        let null = Box::new(EvalExpr::Literal(Literal::Null));
+        assert!(!check(EvalExpr::Compare {
+            op: CompareOp::Eq,
+            left: col(0),
+            right: null.clone()
+        }));
+        assert!(!check(EvalExpr::Not(Box::new(EvalExpr::Compare {
+            op: CompareOp::Eq,
+            left: col(0),
+            right: null.clone()
+        }))));
+        assert!(check(EvalExpr::IsNull {
+            expr: null,
+            negated: false
+        }));
+        assert!(check(EvalExpr::Or(
+            Box::new(EvalExpr::Literal(Literal::Null)),
+            lit(1)
+        )));
+    }
+}

@@ -1,0 +1,291 @@
+//! Merging the shards' partial aggregates, one group at a time. The input is sorted by the group
+//! keys (and, for DISTINCT aggregates, by the distinct value), so a group ends when its keys change
+//! and only one group is held.
+
+use std::cmp::Ordering;
+
+use crate::compare::{ColumnKind, Comparator, SortKey};
+use crate::decimal::Decimal;
+use crate::plan::{Aggregate, AggregateKind};
+use crate::{Column, EngineError, Value};
+
+pub(crate) struct AggregateRun {
+    group: Comparator,
+    aggregates: Vec<(Aggregate, ColumnKind, Option<Comparator>)>,
+    current: Option<Vec<Value>>,
+    /// For DISTINCT aggregates: the previous row of the group (its distinct value).
+    previous: Option<Vec<Value>>,
+}
+
+fn text(v: &Value) -> Option<Vec<u8>> {
+    match v {
+        Value::NULL => None,
+        Value::Bytes(b) => Some(b.clone()),
+        other => Some(other.as_sql(true).trim_matches('\'').as_bytes().to_vec()),
+    }
+}
+
+fn overflow(what: &str) -> EngineError {
+    EngineError::OutOfRange(format!("{what} of the shards' results"))
+}
+
+/// `a + b` for SUM/COUNT partials of a column kind; NULL is "no value yet".
+fn add(kind: ColumnKind, a: &Value, b: &Value) -> Result<Value, EngineError> {
+    let (Some(x), Some(y)) = (text(a), text(b)) else {
+        return Ok(if matches!(a, Value::NULL) {
+            b.clone()
+        } else {
+            a.clone()
+        });
+    };
+    if kind == ColumnKind::Float {
+        let parse = |t: &[u8]| {
+            std::str::from_utf8(t)
+                .ok()
+                .and_then(|s| s.trim().parse::<f64>().ok())
+        };
+        let (Some(p), Some(q)) = (parse(&x), parse(&y)) else {
+            return Err(overflow("sum"));
+        };
+        return Ok(Value::Bytes((p + q).to_string().into_bytes()));
+    }
+    let (Some(p), Some(q)) = (Decimal::parse(&x), Decimal::parse(&y)) else {
+        return Err(overflow("sum"));
+    };
+    Ok(Value::Bytes(
+        p.checked_add(q)
+            .ok_or_else(|| overflow("sum"))?
+            .to_string()
+            .into_bytes(),
+    ))
+}
+
+impl AggregateRun {
+    pub fn new(
+        group: &[SortKey],
+        aggregates: &[Aggregate],
+        columns: &[Column],
+    ) -> Result<Self, EngineError> {
+        let mut resolved = Vec::new();
+        for a in aggregates {
+            let column = columns
+                .get(a.column)
+                .ok_or_else(|| EngineError::Bug(format!("aggregate column {}", a.column)))?;
+            let kind = match a.kind {
+                AggregateKind::Count => ColumnKind::Int,
+                _ => ColumnKind::of(column)?,
+            };
+            let distinct = match a.kind {
+                AggregateKind::CountDistinct { weight } | AggregateKind::SumDistinct { weight } => {
+                    Some(Comparator::new(
+                        &[SortKey {
+                            column: a.column,
+                            weight,
+                            desc: false,
+                        }],
+                        columns,
+                    )?)
+                }
+                AggregateKind::Min { weight } | AggregateKind::Max { weight } => {
+                    Some(Comparator::new(
+                        &[SortKey {
+                            column: a.column,
+                            weight,
+                            desc: false,
+                        }],
+                        columns,
+                    )?)
+                }
+                _ => None,
+            };
+            resolved.push((a.clone(), kind, distinct));
+        }
+        Ok(AggregateRun {
+            group: Comparator::new(group, columns)?,
+            aggregates: resolved,
+            current: None,
+            previous: None,
+        })
+    }
+
+    pub fn push(&mut self, row: Vec<Value>, out: &mut Vec<Vec<Value>>) -> Result<(), EngineError> {
+        match self.current.take() {
+            Some(mut current) if self.group.compare(&current, &row) == Ordering::Equal => {
+                self.merge(&mut current, &row)?;
+                self.current = Some(current);
+            }
+            Some(done) => {
+                out.push(done);
+                self.start(row);
+            }
+            None => self.start(row),
+        }
+        Ok(())
+    }
+
+    pub fn finish(&mut self, out: &mut Vec<Vec<Value>>) {
+        out.extend(self.current.take());
+    }
+
+    fn start(&mut self, row: Vec<Value>) {
+        let mut first = row.clone();
+        for (a, _, _) in &self.aggregates {
+            if let AggregateKind::CountDistinct { .. } = a.kind {
+                first[a.column] = Value::Bytes(if matches!(row[a.column], Value::NULL) {
+                    b"0".to_vec()
+                } else {
+                    b"1".to_vec()
+                });
+            }
+        }
+        self.previous = Some(row);
+        self.current = Some(first);
+    }
+
+    fn merge(&mut self, current: &mut [Value], row: &[Value]) -> Result<(), EngineError> {
+        let previous = self.previous.replace(row.to_vec());
+        for (a, kind, cmp) in &self.aggregates {
+            let c = a.column;
+            match &a.kind {
+                AggregateKind::Count => current[c] = add(ColumnKind::Int, &current[c], &row[c])?,
+                AggregateKind::Sum => current[c] = add(*kind, &current[c], &row[c])?,
+                AggregateKind::Min { weight } | AggregateKind::Max { weight } => {
+                    let cmp = cmp
+                        .as_ref()
+                        .ok_or_else(|| EngineError::Bug("min/max without comparator".into()))?;
+                    if matches!(row[c], Value::NULL) {
+                        continue;
+                    }
+                    let better = match a.kind {
+                        AggregateKind::Min { .. } => Ordering::Less,
+                        _ => Ordering::Greater,
+                    };
+                    if matches!(current[c], Value::NULL) || cmp.compare(row, current) == better {
+                        current[c] = row[c].clone();
+                        if let Some(w) = weight {
+                            current[*w] = row[*w].clone();
+                        }
+                    }
+                }
+                AggregateKind::CountDistinct { .. } | AggregateKind::SumDistinct { .. } => {
+                    let cmp = cmp
+                        .as_ref()
+                        .ok_or_else(|| EngineError::Bug("distinct without comparator".into()))?;
+                    let is_new = !matches!(row[c], Value::NULL)
+                        && previous.as_deref().is_none_or(|p| {
+                            matches!(p[c], Value::NULL) || cmp.compare(p, row) != Ordering::Equal
+                        });
+                    if !is_new {
+                        continue;
+                    }
+                    current[c] = match a.kind {
+                        AggregateKind::CountDistinct { .. } => {
+                            add(ColumnKind::Int, &current[c], &Value::Bytes(b"1".to_vec()))?
+                        }
+                        _ => add(*kind, &current[c], &row[c])?,
+                    };
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mysql_common::constants::ColumnType;
+
+    fn b(s: &str) -> Value {
+        Value::Bytes(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn merges_partials_per_group() {
+        let columns = [
+            Column::new(ColumnType::MYSQL_TYPE_LONG).with_character_set(63),
+            Column::new(ColumnType::MYSQL_TYPE_LONGLONG).with_character_set(63),
+            Column::new(ColumnType::MYSQL_TYPE_NEWDECIMAL).with_character_set(63),
+            Column::new(ColumnType::MYSQL_TYPE_LONG).with_character_set(63),
+        ];
+        let aggs = [
+            Aggregate {
+                column: 1,
+                kind: AggregateKind::Count,
+            },
+            Aggregate {
+                column: 2,
+                kind: AggregateKind::Sum,
+            },
+            Aggregate {
+                column: 3,
+                kind: AggregateKind::Max { weight: None },
+            },
+        ];
+        let mut run = AggregateRun::new(
+            &[SortKey {
+                column: 0,
+                weight: None,
+                desc: false,
+            }],
+            &aggs,
+            &columns,
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        for row in [
+            ["1", "2", "1.50", "7"],
+            ["1", "3", "0.25", "9"],
+            ["2", "1", "1", "1"],
+        ] {
+            run.push(row.iter().map(|s| b(s)).collect(), &mut out)
+                .unwrap();
+        }
+        run.push(vec![b("2"), b("0"), Value::NULL, Value::NULL], &mut out)
+            .unwrap();
+        run.finish(&mut out);
+        assert_eq!(
+            out,
+            vec![
+                vec![b("1"), b("5"), b("1.75"), b("9")],
+                vec![b("2"), b("1"), b("1"), b("1")]
+            ]
+        );
+    }
+
+    #[test]
+    fn counts_distinct_values_across_shards() {
+        let columns = [
+            Column::new(ColumnType::MYSQL_TYPE_LONG).with_character_set(63),
+            Column::new(ColumnType::MYSQL_TYPE_LONG).with_character_set(63),
+        ];
+        let aggs = [Aggregate {
+            column: 1,
+            kind: AggregateKind::CountDistinct { weight: None },
+        }];
+        let mut run = AggregateRun::new(
+            &[SortKey {
+                column: 0,
+                weight: None,
+                desc: false,
+            }],
+            &aggs,
+            &columns,
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        // Group 1 sees x = NULL, 5, 5 (two shards), 6; group 2 sees only NULL.
+        for (g, x) in [
+            ("1", None),
+            ("1", Some("5")),
+            ("1", Some("5")),
+            ("1", Some("6")),
+            ("2", None),
+        ] {
+            run.push(vec![b(g), x.map(b).unwrap_or(Value::NULL)], &mut out)
+                .unwrap();
+        }
+        run.finish(&mut out);
+        assert_eq!(out, vec![vec![b("1"), b("2")], vec![b("2"), b("0")]]);
+    }
+}

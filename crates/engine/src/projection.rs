@@ -1,0 +1,174 @@
+//! The client's columns: input columns as they are, computed ones (AVG, COUNT/SUM DISTINCT) with
+//! the definitions MySQL would send, and no helper columns.
+
+use mysql_common::constants::{ColumnFlags, ColumnType};
+
+use crate::compare::ColumnKind;
+use crate::decimal::Decimal;
+use crate::plan::{ComputedKind, OutputColumn};
+use crate::{Column, EngineError, Value};
+
+/// MySQL's `div_precision_increment`: AVG and `/` add this many decimals.
+const DIV_PRECISION: u32 = 4;
+
+pub(crate) struct ProjectionRun {
+    columns: Vec<OutputColumn>,
+    /// For AVG: whether the sum is a double, and the result's scale.
+    avg: Vec<Option<(bool, u32)>>,
+}
+
+fn named(column: &Column, name: &str) -> Column {
+    column
+        .clone()
+        .with_name(name.as_bytes())
+        .with_org_name(b"")
+        .with_table(b"")
+        .with_org_table(b"")
+}
+
+impl ProjectionRun {
+    /// Also returns the client's column definitions.
+    pub fn new(
+        output: &[OutputColumn],
+        input: &[Column],
+    ) -> Result<(Self, Vec<Column>), EngineError> {
+        let get = |i: usize| {
+            input.get(i).ok_or_else(|| {
+                EngineError::Bug(format!("projection column {i} of {}", input.len()))
+            })
+        };
+        let mut defs = Vec::with_capacity(output.len());
+        let mut avg = Vec::with_capacity(output.len());
+        for c in output {
+            match c {
+                OutputColumn::Column(i) => {
+                    defs.push(get(*i)?.clone());
+                    avg.push(None);
+                }
+                OutputColumn::Computed {
+                    column,
+                    name,
+                    kind: ComputedKind::Count,
+                } => {
+                    get(*column)?;
+                    defs.push(
+                        Column::new(ColumnType::MYSQL_TYPE_LONGLONG)
+                            .with_name(name.as_bytes())
+                            .with_character_set(63)
+                            .with_column_length(21)
+                            .with_flags(
+                                ColumnFlags::NOT_NULL_FLAG
+                                    | ColumnFlags::BINARY_FLAG
+                                    | ColumnFlags::NUM_FLAG,
+                            ),
+                    );
+                    avg.push(None);
+                }
+                OutputColumn::Computed {
+                    column,
+                    name,
+                    kind: ComputedKind::Sum,
+                } => {
+                    let source = get(*column)?;
+                    let def = match ColumnKind::of(source)? {
+                        ColumnKind::Float => named(source, name).with_column_length(23),
+                        _ => named(source, name)
+                            .with_flags(ColumnFlags::BINARY_FLAG | ColumnFlags::NUM_FLAG)
+                            .with_column_length(source.column_length().saturating_add(22).min(66)),
+                    };
+                    let def = if matches!(
+                        source.column_type(),
+                        ColumnType::MYSQL_TYPE_FLOAT | ColumnType::MYSQL_TYPE_DOUBLE
+                    ) {
+                        Column::new(ColumnType::MYSQL_TYPE_DOUBLE)
+                            .with_name(name.as_bytes())
+                            .with_character_set(63)
+                            .with_column_length(23)
+                            .with_decimals(31)
+                    } else {
+                        Column::new(ColumnType::MYSQL_TYPE_NEWDECIMAL)
+                            .with_character_set(63)
+                            .with_decimals(source.decimals())
+                            .with_column_length(def.column_length())
+                            .with_name(name.as_bytes())
+                    };
+                    defs.push(def);
+                    avg.push(None);
+                }
+                OutputColumn::Avg { sum, count, name } => {
+                    let source = get(*sum)?;
+                    get(*count)?;
+                    let is_double = ColumnKind::of(source)? == ColumnKind::Float;
+                    let scale = (u32::from(source.decimals()) + DIV_PRECISION).min(30);
+                    defs.push(if is_double {
+                        Column::new(ColumnType::MYSQL_TYPE_DOUBLE)
+                            .with_name(name.as_bytes())
+                            .with_character_set(63)
+                            .with_column_length(23)
+                            .with_decimals(31)
+                    } else {
+                        Column::new(ColumnType::MYSQL_TYPE_NEWDECIMAL)
+                            .with_name(name.as_bytes())
+                            .with_character_set(63)
+                            .with_decimals(scale as u8)
+                            .with_column_length(
+                                source.column_length().saturating_add(DIV_PRECISION),
+                            )
+                    });
+                    avg.push(Some((is_double, scale)));
+                }
+            }
+        }
+        Ok((
+            ProjectionRun {
+                columns: output.to_vec(),
+                avg,
+            },
+            defs,
+        ))
+    }
+
+    pub fn apply(&self, row: &[Value]) -> Result<Vec<Value>, EngineError> {
+        self.columns
+            .iter()
+            .zip(&self.avg)
+            .map(|(c, avg)| match (c, avg) {
+                (OutputColumn::Column(i) | OutputColumn::Computed { column: i, .. }, _) => {
+                    Ok(row[*i].clone())
+                }
+                (OutputColumn::Avg { sum, count, .. }, Some((is_double, scale))) => {
+                    average(&row[*sum], &row[*count], *is_double, *scale)
+                }
+                (OutputColumn::Avg { .. }, None) => {
+                    Err(EngineError::Bug("AVG without its scale".into()))
+                }
+            })
+            .collect()
+    }
+}
+
+fn average(sum: &Value, count: &Value, is_double: bool, scale: u32) -> Result<Value, EngineError> {
+    let (Value::Bytes(sum), Value::Bytes(count)) = (sum, count) else {
+        return Ok(Value::NULL);
+    };
+    let count: i128 = std::str::from_utf8(count)
+        .ok()
+        .and_then(|c| c.trim().parse().ok())
+        .ok_or_else(|| EngineError::Bug("AVG count is not a number".into()))?;
+    if count == 0 {
+        return Ok(Value::NULL);
+    }
+    if is_double {
+        let s: f64 = std::str::from_utf8(sum)
+            .ok()
+            .and_then(|c| c.trim().parse().ok())
+            .ok_or_else(|| EngineError::Bug("AVG sum is not a number".into()))?;
+        return Ok(Value::Bytes((s / count as f64).to_string().into_bytes()));
+    }
+    let s =
+        Decimal::parse(sum).ok_or_else(|| EngineError::Bug("AVG sum is not a decimal".into()))?;
+    let avg = s
+        .div_round(count, scale)
+        .ok_or_else(|| EngineError::OutOfRange("AVG".into()))?;
+    Ok(Value::Bytes(avg.to_string().into_bytes()))
+}

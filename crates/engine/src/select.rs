@@ -1,0 +1,199 @@
+//! Running a merged SELECT: shard streams → source (merge or concatenation) → stages → client.
+//! Stages are pushed one row at a time; only aggregation (one group) and MemorySort (bounded)
+//! hold rows.
+
+use std::sync::Arc;
+
+use vschema::Keyspace;
+
+use crate::compare::Comparator;
+use crate::eval::Evaluator;
+use crate::fanout::with_streams;
+use crate::merge_sort::Source;
+use crate::ordered_aggregate::AggregateRun;
+use crate::plan::{Select, Stage};
+use crate::projection::ProjectionRun;
+use crate::route::shards_for;
+use crate::{Column, EngineError, ExecOptions, Executor, Outcome, RowSink, Value};
+
+type Row = Vec<Value>;
+
+enum Run<'p> {
+    Aggregate(AggregateRun),
+    Filter(Evaluator<'p>),
+    Sort {
+        cmp: Comparator,
+        rows: Vec<Row>,
+        max: usize,
+    },
+    Limit {
+        skip: u64,
+        left: u64,
+    },
+    Project(ProjectionRun),
+}
+
+#[derive(PartialEq, Eq)]
+enum Flow {
+    Continue,
+    /// Enough rows: stop reading.
+    Stop,
+}
+
+fn build<'p>(
+    stages: &'p [Stage],
+    mut columns: Vec<Column>,
+    options: &ExecOptions,
+) -> Result<(Vec<Run<'p>>, Vec<Column>), EngineError> {
+    let mut runs = Vec::with_capacity(stages.len());
+    for stage in stages {
+        runs.push(match stage {
+            Stage::OrderedAggregate { group, aggregates } => {
+                Run::Aggregate(AggregateRun::new(group, aggregates, &columns)?)
+            }
+            Stage::Filter { predicate } => Run::Filter(Evaluator::new(predicate, &columns)),
+            Stage::MemorySort { keys } => Run::Sort {
+                cmp: Comparator::new(keys, &columns)?,
+                rows: Vec::new(),
+                max: options.max_buffered_rows,
+            },
+            Stage::Limit { offset, count } => Run::Limit {
+                skip: *offset,
+                left: *count,
+            },
+            Stage::Projection { columns: output } => {
+                let (run, defs) = ProjectionRun::new(output, &columns)?;
+                columns = defs;
+                Run::Project(run)
+            }
+        });
+    }
+    Ok((runs, columns))
+}
+
+/// Pushes `row` through `runs[at..]`, collecting what comes out of the last one.
+fn push(
+    runs: &mut [Run<'_>],
+    at: usize,
+    row: Row,
+    out: &mut Vec<Row>,
+) -> Result<Flow, EngineError> {
+    let Some(run) = runs.get_mut(at) else {
+        out.push(row);
+        return Ok(Flow::Continue);
+    };
+    let mut produced = Vec::new();
+    match run {
+        Run::Aggregate(a) => a.push(row, &mut produced)?,
+        Run::Filter(f) => {
+            if f.matches(&row)? {
+                produced.push(row);
+            }
+        }
+        Run::Sort { rows, max, .. } => {
+            if rows.len() >= *max {
+                return Err(EngineError::TooManyRows(*max));
+            }
+            rows.push(row);
+        }
+        Run::Limit { skip, left } => {
+            if *skip > 0 {
+                *skip -= 1;
+            } else if *left > 0 {
+                *left -= 1;
+                produced.push(row);
+            }
+            if *left == 0 {
+                for r in produced {
+                    push(runs, at + 1, r, out)?;
+                }
+                return Ok(Flow::Stop);
+            }
+        }
+        Run::Project(p) => produced.push(p.apply(&row)?),
+    }
+    for r in produced {
+        if push(runs, at + 1, r, out)? == Flow::Stop {
+            return Ok(Flow::Stop);
+        }
+    }
+    Ok(Flow::Continue)
+}
+
+/// The input has ended: flushes each stage in order into the ones after it.
+fn finish(runs: &mut [Run<'_>], at: usize, out: &mut Vec<Row>) -> Result<(), EngineError> {
+    if at >= runs.len() {
+        return Ok(());
+    }
+    let mut produced = Vec::new();
+    match &mut runs[at] {
+        Run::Aggregate(a) => a.finish(&mut produced),
+        Run::Sort { cmp, rows, .. } => {
+            rows.sort_by(|a, b| cmp.compare(a, b));
+            produced.append(rows);
+        }
+        Run::Filter(_) | Run::Limit { .. } | Run::Project(_) => {}
+    }
+    for r in produced {
+        if push(runs, at + 1, r, out)? == Flow::Stop {
+            return Ok(());
+        }
+    }
+    finish(runs, at + 1, out)
+}
+
+pub(crate) async fn execute<E: Executor, S: RowSink>(
+    select: &Select,
+    keyspace: &Keyspace,
+    executor: &E,
+    sink: &mut S,
+    options: &ExecOptions,
+) -> Result<Outcome, EngineError> {
+    let shards = shards_for(&select.route.opcode, keyspace)?;
+    let queries: Vec<(usize, &str)> = shards
+        .iter()
+        .map(|&i| (i, select.route.query.as_str()))
+        .collect();
+    with_streams(keyspace, &queries, executor, |mut streams| async move {
+        let mut columns: Option<Arc<[Column]>> = None;
+        for stream in &mut streams {
+            let c = stream.columns().await?;
+            if columns.is_none() {
+                columns = c;
+            }
+        }
+        let columns = columns
+            .ok_or_else(|| EngineError::Bug("a merged SELECT returned no columns".into()))?;
+        let mut source = if select.merge.is_empty() {
+            Source::concat(streams)
+        } else {
+            Source::merge(streams, Comparator::new(&select.merge, &columns)?)
+        };
+        let (mut runs, output) = build(&select.stages, columns.to_vec(), options)?;
+        sink.columns(Arc::from(output)).await?;
+        let mut out = Vec::new();
+        let mut stopped = false;
+        while let Some(row) = source.next().await? {
+            stopped = push(&mut runs, 0, row, &mut out)? == Flow::Stop;
+            for r in out.drain(..) {
+                sink.row(r).await?;
+            }
+            if stopped {
+                break;
+            }
+        }
+        let mut warnings = 0;
+        if !stopped {
+            finish(&mut runs, 0, &mut out)?;
+            for r in out.drain(..) {
+                sink.row(r).await?;
+            }
+            warnings = source.warnings().await?;
+        }
+        Ok(Outcome {
+            warnings,
+            ..Default::default()
+        })
+    })
+    .await
+}
