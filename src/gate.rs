@@ -195,6 +195,17 @@ impl GateSession {
         if sql.is_empty() {
             return Err(error::empty_query().into());
         }
+        if let Some(rest) = strip_vexplain(sql) {
+            let plan = self.plan_text(rest)?;
+            let rows = plan
+                .describe()
+                .lines()
+                .map(|l| vec![Value::Bytes(l.as_bytes().to_vec())])
+                .collect();
+            return self
+                .local_rows(out, vec![sysvars::text_column("plan")], rows)
+                .await;
+        }
         let mut statements = Parser::parse_sql(&MySqlDialect {}, sql).map_err(error::syntax)?;
         if statements.len() != 1 {
             return Err(error::unsupported("several statements in one query").into());
@@ -250,6 +261,20 @@ impl GateSession {
         };
         let plan = planner::plan(&stmt, sql, &ctx).map_err(error::from_plan)?;
         self.run(&plan, out, None).await
+    }
+
+    /// Plans one statement without running it (`VEXPLAIN PLAN`).
+    fn plan_text(&self, sql: &str) -> Result<Plan, SqlError> {
+        let mut statements = Parser::parse_sql(&MySqlDialect {}, sql).map_err(error::syntax)?;
+        if statements.len() != 1 {
+            return Err(error::unsupported("several statements in one query"));
+        }
+        let stmt = statements.remove(0);
+        let ctx = planner::Context {
+            vschema: &self.gate.vschema,
+            keyspace: self.session.keyspace.as_deref(),
+        };
+        planner::plan(&stmt, sql, &ctx).map_err(error::from_plan)
     }
 
     async fn run(
@@ -420,6 +445,21 @@ impl GateSession {
         }
         Ok(())
     }
+}
+
+/// `VEXPLAIN [PLAN] <statement>` → the statement.
+fn strip_vexplain(sql: &str) -> Option<&str> {
+    let rest = sql
+        .get(..8)
+        .filter(|p| p.eq_ignore_ascii_case("vexplain"))?;
+    let rest = sql[rest.len()..].trim_start();
+    let rest = match rest.get(..4) {
+        Some(p) if p.eq_ignore_ascii_case("plan") && rest[4..].starts_with(char::is_whitespace) => {
+            rest[4..].trim_start()
+        }
+        _ => rest,
+    };
+    Some(rest)
 }
 
 fn is_true(expr: &Expr) -> bool {

@@ -199,8 +199,8 @@ async fn errors_keep_the_connection_usable() {
     let cases: &[(&str, u16, &str)] = &[
         ("SELEC 1", 1064, "42000"),
         ("SELECT * FROM nosuch", 1146, "42S02"),
-        ("SELECT COUNT(*) FROM misc", 1235, "42000"),
-        ("SELECT * FROM misc ORDER BY id", 1235, "42000"),
+        ("SELECT GROUP_CONCAT(label) FROM misc", 1235, "42000"),
+        ("SELECT COUNT(*) + 1 FROM misc", 1235, "42000"),
         ("INSERT INTO misc (label) VALUES ('x')", 1364, "HY000"),
         ("BEGIN", 1235, "42000"),
         ("USE nosuch", 1049, "42000"),

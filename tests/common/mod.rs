@@ -15,12 +15,12 @@ pub struct Cluster {
 }
 
 /// Four MariaDB servers: keyspace `two` (2 shards), keyspace `four` (4 shards), unsharded `main`,
-/// and a `reference` database holding all rows for differential tests.
+/// and `ref_two` / `ref_four` databases holding all rows for the differential tests.
 pub fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
     CLUSTER.get_or_init(|| {
-        let servers =
-            testkit::start(4, &["two", "four", "main", "reference"]).expect("start MariaDB");
+        let servers = testkit::start(4, &["two", "four", "main", "ref_two", "ref_four"])
+            .expect("start MariaDB");
         let url = |i: usize, db: &str| servers[i].url(db);
         let tables = r#"vindexes.hash = { type = "hash" }
 vindexes.xxhash = { type = "xxhash" }

@@ -1,10 +1,14 @@
-# The differential corpus: each statement runs against the proxy (keyspace `four`, 4 shards) and
-# against one reference database holding the same rows; results must match, as multisets unless
-# an ORDER BY fixes the order. `refused:` lines must get error 1235 from the proxy (the reference
-# runs them in a rolled-back transaction to prove they are valid SQL); `error:` lines must fail
-# the same way on both. `four.` names the proxy's keyspace; the reference reads it as its own.
+# The differential corpus: each statement runs through the proxy (keyspace `KS`, run once with 2
+# shards and once with 4) and against one reference database holding the same rows; results must
+# match, as multisets unless an ORDER BY fixes the order (every ORDER BY here is total: ties are
+# broken by a unique column). `refused:` lines must get error 1235 from the proxy (the reference
+# runs them in a rolled-back transaction to prove they are valid SQL); `error:` lines must fail the
+# same way on both. `KS.` names the proxy's keyspace; the reference reads it as its own database.
+# Data: customers (-10..189) with mixed-case, accented, Korean and emoji names, NULL cities, notes
+# and scores; orders (600) with DECIMAL prices and DATETIMEs; products (reference, 20 rows); misc
+# (empty).
 
-# point selects and routing
+# --- point selects and routing
 SELECT * FROM customers WHERE id = 17
 SELECT * FROM customers WHERE id = -3
 SELECT name, city FROM customers WHERE id = '42'
@@ -19,7 +23,9 @@ SELECT * FROM customers WHERE id = 1.0
 SELECT * FROM customers WHERE id = 12 OR id = 90
 SELECT * FROM customers WHERE id NOT IN (1, 2, 3)
 SELECT * FROM customers WHERE id BETWEEN 10 AND 20
-# scatter without merging
+SELECT * FROM KS.customers WHERE id = 5
+SELECT * FROM orders WHERE customer_id = 7 AND qty > 2
+# --- scatter without merging
 SELECT * FROM customers
 SELECT id, name FROM customers WHERE city = 'Oslo'
 SELECT id, balance * 2 AS double_balance FROM customers WHERE balance > 500
@@ -34,7 +40,11 @@ SELECT id FROM customers WHERE id IN (SELECT id FROM products WHERE price > 20)
 SELECT o.order_id, p.name FROM orders o JOIN products p ON p.id = o.product_id
 SELECT o.order_id, p.name FROM orders o LEFT JOIN products p ON p.id = o.product_id AND p.price > 10
 SELECT o.order_id, p.name FROM orders o JOIN products p ON p.id = o.product_id WHERE o.customer_id = 7
-# single-shard queries keep everything
+SELECT name FROM customers HAVING name LIKE 'A%'
+SELECT * FROM customers WHERE name = 'ana'
+SELECT * FROM customers WHERE name = '김민준'
+SELECT id FROM customers WHERE city IS NULL
+# --- single-shard queries keep everything
 SELECT * FROM orders WHERE customer_id = 7 ORDER BY order_id
 SELECT * FROM orders WHERE customer_id = 7 ORDER BY order_id DESC LIMIT 2
 SELECT COUNT(*), SUM(qty), MIN(price), MAX(price), AVG(price) FROM orders WHERE customer_id = 9
@@ -42,26 +52,157 @@ SELECT product_id, COUNT(*) FROM orders WHERE customer_id = 11 GROUP BY product_
 SELECT DISTINCT product_id FROM orders WHERE customer_id = 12 ORDER BY product_id
 SELECT customer_id, COUNT(*) FROM orders WHERE customer_id IN (1, 2) GROUP BY customer_id HAVING COUNT(*) > 0 ORDER BY customer_id
 SELECT * FROM orders WHERE customer_id = 13 AND order_id > 0 ORDER BY price, order_id LIMIT 1, 2
-# reference table and table-less selects
+# --- ORDER BY across shards
+SELECT * FROM customers ORDER BY id
+SELECT * FROM customers ORDER BY id DESC
+SELECT id, name FROM customers ORDER BY name, id
+SELECT id, name FROM customers ORDER BY name DESC, id DESC
+SELECT id, name FROM customers ORDER BY name, id DESC
+SELECT id, city FROM customers ORDER BY city, id
+SELECT id, city FROM customers ORDER BY city DESC, id
+SELECT id, balance FROM customers ORDER BY balance, id
+SELECT id, balance FROM customers ORDER BY balance DESC, id
+SELECT id, created FROM customers ORDER BY created, id
+SELECT id, created FROM customers ORDER BY created DESC, id DESC
+SELECT id, score FROM customers ORDER BY score, id
+SELECT id, score FROM customers ORDER BY score DESC, id
+SELECT id, note FROM customers ORDER BY note, id
+SELECT order_id, placed FROM orders ORDER BY placed, order_id
+SELECT order_id, price FROM orders ORDER BY price DESC, order_id
+SELECT order_id, price * qty AS total FROM orders ORDER BY total DESC, order_id
+SELECT order_id, price * qty FROM orders ORDER BY 2, 1
+SELECT name, id FROM customers ORDER BY 1, 2
+SELECT name AS n, id FROM customers ORDER BY n DESC, id
+SELECT name FROM customers ORDER BY id
+SELECT name FROM customers ORDER BY balance DESC, id
+SELECT id FROM customers ORDER BY LENGTH(name), id
+SELECT id, name FROM customers ORDER BY UPPER(name), id
+SELECT id, name FROM customers WHERE id IN (1, 50, 100, 150) ORDER BY name, id
+SELECT id, name FROM customers WHERE city = 'Rome' ORDER BY name DESC, id
+SELECT * FROM customers ORDER BY city, name, id
+SELECT c.id, c.name FROM customers c ORDER BY c.name, c.id
+SELECT o.order_id, p.name FROM orders o JOIN products p ON p.id = o.product_id ORDER BY p.name, o.order_id
+SELECT id, balance - score AS diff FROM customers ORDER BY diff, id
+SELECT id, -balance FROM customers ORDER BY -balance, id
+SELECT id, name FROM customers ORDER BY name COLLATE utf8mb4_bin, id
+SELECT id, BINARY name FROM customers ORDER BY BINARY name, id
+SELECT customer_id, order_id FROM orders WHERE qty = 3 ORDER BY customer_id DESC, order_id
+# --- LIMIT and OFFSET across shards
+SELECT * FROM customers ORDER BY id LIMIT 5
+SELECT * FROM customers ORDER BY id DESC LIMIT 5
+SELECT id, name FROM customers ORDER BY name, id LIMIT 10
+SELECT id, name FROM customers ORDER BY name, id LIMIT 10, 5
+SELECT id, name FROM customers ORDER BY name DESC, id LIMIT 3 OFFSET 7
+SELECT id FROM customers ORDER BY balance, id LIMIT 0
+SELECT id FROM customers ORDER BY id LIMIT 1000
+SELECT id FROM customers ORDER BY id LIMIT 190, 100
+SELECT order_id FROM orders ORDER BY price DESC, order_id LIMIT 1
+SELECT order_id, placed FROM orders ORDER BY placed DESC, order_id LIMIT 20
+SELECT id, city FROM customers WHERE city IS NOT NULL ORDER BY city, id LIMIT 4
+SELECT id FROM customers WHERE id IN (3, 4, 5, 6, 7) ORDER BY id LIMIT 2
+SELECT name FROM customers ORDER BY id LIMIT 3
+SELECT * FROM misc ORDER BY id LIMIT 5
+# --- aggregates without GROUP BY
+SELECT COUNT(*) FROM customers
+SELECT COUNT(*) FROM orders
+SELECT COUNT(city) FROM customers
+SELECT COUNT(note), COUNT(score) FROM customers
+SELECT SUM(balance) FROM customers
+SELECT SUM(score) FROM customers
+SELECT SUM(qty), SUM(price) FROM orders
+SELECT MIN(id), MAX(id) FROM customers
+SELECT MIN(balance), MAX(balance) FROM customers
+SELECT MIN(created), MAX(created) FROM customers
+SELECT MIN(placed), MAX(placed) FROM orders
+SELECT MIN(city), MAX(city) FROM customers
+SELECT MIN(score), MAX(score) FROM customers
+SELECT AVG(balance) FROM customers
+SELECT AVG(score) FROM customers
+SELECT AVG(qty), AVG(price) FROM orders
+SELECT COUNT(*), SUM(qty), MIN(price), MAX(price), AVG(price) FROM orders
+SELECT COUNT(*) AS n, SUM(balance) AS total FROM customers WHERE city = 'Oslo'
+SELECT COUNT(*), SUM(balance), AVG(balance), MIN(name), MAX(balance) FROM customers WHERE id > 100000
+SELECT COUNT(*), SUM(v), AVG(v), MIN(s), MAX(v) FROM misc
+SELECT COUNT(DISTINCT city) FROM customers
+SELECT COUNT(DISTINCT name) FROM customers
+SELECT COUNT(DISTINCT product_id), COUNT(*) FROM orders
+SELECT SUM(DISTINCT qty) FROM orders
+SELECT COUNT(DISTINCT score), SUM(DISTINCT score) FROM customers
+SELECT COUNT(DISTINCT v) FROM misc
+SELECT COUNT(*) FROM customers WHERE id IN (1, 100)
+SELECT SUM(balance) FROM customers WHERE id IN (1, 2, 3, 4, 5, 6)
+SELECT MAX(price) FROM orders WHERE customer_id IN (5, 6, 7, 8)
+SELECT COUNT(*) FROM customers WHERE name = 'ana'
+SELECT COUNT(*), MIN(id) FROM customers WHERE name LIKE '%민%'
+# --- GROUP BY across shards
+SELECT city, COUNT(*) FROM customers GROUP BY city
+SELECT city, COUNT(*) FROM customers GROUP BY city ORDER BY city
+SELECT city, COUNT(*) FROM customers GROUP BY city ORDER BY COUNT(*) DESC, city
+SELECT city, COUNT(*) AS n FROM customers GROUP BY city ORDER BY n, city
+SELECT city, SUM(balance), AVG(balance) FROM customers GROUP BY city ORDER BY city
+SELECT city, MIN(id), MAX(id) FROM customers GROUP BY city ORDER BY 2
+SELECT city, MIN(created), MAX(created) FROM customers GROUP BY city ORDER BY city
+SELECT customer_id, COUNT(*) FROM orders GROUP BY customer_id
+SELECT customer_id, COUNT(*), SUM(qty), AVG(price) FROM orders GROUP BY customer_id ORDER BY customer_id
+SELECT customer_id, SUM(price * qty) AS spent FROM orders GROUP BY customer_id ORDER BY spent DESC, customer_id LIMIT 10
+SELECT product_id, COUNT(*), MIN(placed) FROM orders GROUP BY product_id ORDER BY product_id
+SELECT product_id, COUNT(DISTINCT customer_id) FROM orders GROUP BY product_id ORDER BY product_id
+SELECT product_id, SUM(DISTINCT qty), COUNT(*) FROM orders GROUP BY product_id ORDER BY product_id
+SELECT qty, COUNT(*) FROM orders GROUP BY qty ORDER BY qty DESC
+SELECT qty > 3, COUNT(*) FROM orders GROUP BY qty > 3
+SELECT COUNT(*) FROM orders GROUP BY product_id
+SELECT COUNT(*) FROM customers GROUP BY city ORDER BY COUNT(*), MIN(id)
+SELECT city, score, COUNT(*) FROM customers GROUP BY city, score ORDER BY city, score
+SELECT score, city, COUNT(*) FROM customers GROUP BY 1, 2 ORDER BY 1, 2
+SELECT YEAR(created) AS y, MONTH(created) AS m, COUNT(*) FROM customers GROUP BY y, m ORDER BY y, m
+SELECT DATE(placed) AS d, SUM(price) FROM orders GROUP BY d ORDER BY d LIMIT 7
+SELECT city, COUNT(*) FROM customers WHERE balance > 100 GROUP BY city ORDER BY city
+SELECT city, COUNT(*) FROM customers GROUP BY city HAVING COUNT(*) > 30 ORDER BY city
+SELECT city, COUNT(*) FROM customers GROUP BY city HAVING COUNT(*) > 30 AND SUM(balance) > 1000 ORDER BY city
+SELECT city FROM customers GROUP BY city HAVING MAX(balance) > 900 ORDER BY city
+SELECT customer_id FROM orders GROUP BY customer_id HAVING SUM(qty) >= 20 ORDER BY customer_id
+SELECT customer_id, SUM(qty) s FROM orders GROUP BY customer_id HAVING s < 5 ORDER BY customer_id
+SELECT customer_id FROM orders GROUP BY customer_id HAVING AVG(price) > 40 ORDER BY customer_id
+SELECT customer_id, COUNT(*) FROM orders GROUP BY customer_id HAVING COUNT(*) = 3 OR COUNT(*) = 5 ORDER BY customer_id
+SELECT customer_id FROM orders GROUP BY customer_id HAVING NOT COUNT(*) > 2 ORDER BY customer_id
+SELECT customer_id FROM orders GROUP BY customer_id HAVING MIN(price) IS NULL
+SELECT customer_id, COUNT(*) FROM orders GROUP BY customer_id ORDER BY COUNT(*) DESC, customer_id LIMIT 5
+SELECT customer_id, COUNT(*) FROM orders GROUP BY customer_id ORDER BY COUNT(*) DESC, customer_id LIMIT 5, 5
+SELECT city, COUNT(*) FROM customers WHERE id IN (1, 2, 3, 100, 101) GROUP BY city ORDER BY city
+SELECT v, COUNT(*) FROM misc GROUP BY v
+SELECT p.name, COUNT(*) FROM orders o JOIN products p ON p.id = o.product_id GROUP BY p.name ORDER BY p.name
+SELECT city, MAX(name) FROM customers WHERE name NOT IN ('ana', 'ANA', 'Ana', 'zoe', 'Zoë', 'ZOE', 'Ben', 'bén') GROUP BY city ORDER BY city
+SELECT COUNT(*), MIN(id) FROM customers GROUP BY name ORDER BY MIN(id)
+# --- DISTINCT across shards
+SELECT DISTINCT city FROM customers
+SELECT DISTINCT city FROM customers ORDER BY city
+SELECT DISTINCT city FROM customers ORDER BY city DESC LIMIT 3
+SELECT DISTINCT qty FROM orders ORDER BY qty
+SELECT DISTINCT product_id, qty FROM orders ORDER BY product_id, qty
+SELECT DISTINCT score FROM customers ORDER BY score
+SELECT DISTINCT created FROM customers ORDER BY created LIMIT 5
+SELECT DISTINCT YEAR(placed) FROM orders
+SELECT DISTINCT v FROM misc
+SELECT DISTINCT city FROM customers WHERE id IN (1, 2, 3, 4, 5, 6, 7, 8) ORDER BY city
+# --- reference tables and table-less selects
 SELECT * FROM products
 SELECT * FROM products ORDER BY price DESC, id
 SELECT COUNT(*), SUM(price) FROM products
 SELECT 1 + 1, 'x', NULL
 SELECT CONCAT('a', 'b'), 7 DIV 2, 2.50 * 4
-SELECT * FROM four.customers WHERE id = 5
-# refused until merging lands
-refused: SELECT COUNT(*) FROM customers
-refused: SELECT * FROM customers ORDER BY id
-refused: SELECT * FROM customers LIMIT 5
-refused: SELECT DISTINCT city FROM customers
-refused: SELECT city, COUNT(*) FROM customers GROUP BY city
-refused: SELECT SUM(balance) FROM customers WHERE id IN (1, 200)
+# --- refused (each names what is missing)
 refused: SELECT c.name, o.order_id FROM customers c JOIN orders o ON o.customer_id = c.id WHERE c.id = 5
 refused: SELECT * FROM products p LEFT JOIN orders o ON o.product_id = p.id
 refused: SELECT id FROM customers UNION SELECT customer_id FROM orders
 refused: SELECT * FROM customers WHERE id IN (SELECT customer_id FROM orders)
-refused: SELECT customer_id, COUNT(*) FROM orders WHERE customer_id IN (3, 4) GROUP BY customer_id
-# writes
+refused: SELECT GROUP_CONCAT(name) FROM customers
+refused: SELECT city, COUNT(*) FROM customers GROUP BY city WITH ROLLUP
+refused: SELECT COUNT(*) + 1 FROM customers
+refused: SELECT ROW_NUMBER() OVER (ORDER BY id) FROM customers
+refused: SELECT COUNT(DISTINCT city), COUNT(DISTINCT name) FROM customers
+refused: SELECT AVG(DISTINCT qty) FROM orders
+refused: SELECT STDDEV(balance) FROM customers
+# --- writes, each checked by the selects after it
 INSERT INTO customers (id, name, city, balance, created) VALUES (1001, 'Zed', 'Rome', 10.00, '2024-06-01'), (1002, 'Yan', 'Oslo', 20.50, '2024-06-02'), (-1003, 'Xu', 'Lyon', 0, '2024-06-03')
 SELECT * FROM customers WHERE id IN (1001, 1002, -1003)
 error: INSERT INTO customers (id, name, city, balance, created) VALUES (1001, 'Dup', 'Rome', 1, '2024-01-01')
@@ -74,15 +215,17 @@ INSERT INTO customers (id, name, city, balance, created, note) VALUES (1004, 'Qu
 SELECT name, city, note FROM customers WHERE id = 1004
 UPDATE customers SET balance = balance + 1 WHERE id = 1001
 UPDATE customers SET note = 'touched' WHERE city = 'Oslo'
-SELECT id, note FROM customers WHERE city = 'Oslo'
+SELECT id, note FROM customers WHERE city = 'Oslo' ORDER BY id
 UPDATE customers SET balance = 0 WHERE id IN (1, 2, 3)
 DELETE FROM orders WHERE customer_id = 20
 DELETE FROM orders WHERE qty = 1 AND price < 5
-SELECT * FROM orders
+SELECT COUNT(*), SUM(price) FROM orders
+SELECT customer_id, COUNT(*) FROM orders GROUP BY customer_id ORDER BY customer_id
 UPDATE products SET price = price + 1 WHERE id = 3
 SELECT * FROM products WHERE id = 3
 refused: UPDATE customers SET id = 5000 WHERE id = 1001
 refused: DELETE FROM orders ORDER BY order_id LIMIT 1
 refused: UPDATE customers SET balance = 1 LIMIT 2
 DELETE FROM customers WHERE id = 1004
-SELECT * FROM customers
+SELECT * FROM customers ORDER BY id
+SELECT city, COUNT(*), SUM(balance) FROM customers GROUP BY city ORDER BY city

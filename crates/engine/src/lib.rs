@@ -29,7 +29,7 @@ pub use mysql_common::packets::Column;
 pub use mysql_common::value::Value;
 pub use plan::{
     Aggregate, AggregateKind, ComputedKind, Insert, InsertRow, Opcode, OutputColumn, Plan, Route,
-    Select, Send, Stage,
+    Select, Send, Stage, Wildcard,
 };
 use vschema::{Keyspace, VSchema, VindexError};
 

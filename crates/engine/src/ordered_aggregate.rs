@@ -15,6 +15,9 @@ pub(crate) struct AggregateRun {
     current: Option<Vec<Value>>,
     /// For DISTINCT aggregates: the previous row of the group (its distinct value).
     previous: Option<Vec<Value>>,
+    /// Without group keys the result is one row even for no input (COUNT 0, others NULL).
+    scalar: Option<usize>,
+    seen: bool,
 }
 
 fn text(v: &Value) -> Option<Vec<u8>> {
@@ -105,10 +108,13 @@ impl AggregateRun {
             aggregates: resolved,
             current: None,
             previous: None,
+            scalar: group.is_empty().then_some(columns.len()),
+            seen: false,
         })
     }
 
     pub fn push(&mut self, row: Vec<Value>, out: &mut Vec<Vec<Value>>) -> Result<(), EngineError> {
+        self.seen = true;
         match self.current.take() {
             Some(mut current) if self.group.compare(&current, &row) == Ordering::Equal => {
                 self.merge(&mut current, &row)?;
@@ -125,6 +131,18 @@ impl AggregateRun {
 
     pub fn finish(&mut self, out: &mut Vec<Vec<Value>>) {
         out.extend(self.current.take());
+        if let (Some(width), false) = (self.scalar, self.seen) {
+            let mut row = vec![Value::NULL; width];
+            for (a, _, _) in &self.aggregates {
+                if matches!(
+                    a.kind,
+                    AggregateKind::Count | AggregateKind::CountDistinct { .. }
+                ) {
+                    row[a.column] = Value::Bytes(b"0".to_vec());
+                }
+            }
+            out.push(row);
+        }
     }
 
     fn start(&mut self, row: Vec<Value>) {

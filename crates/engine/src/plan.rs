@@ -26,6 +26,18 @@ pub struct Select {
     /// one row per shard held). Empty: the streams are concatenated.
     pub merge: Vec<SortKey>,
     pub stages: Vec<Stage>,
+    /// Set when the select list has a `*`: the planner cannot know how many columns it expands
+    /// to, so its key columns count `*` as one and the engine shifts the helper columns (the last
+    /// `hidden`) once the shards' columns are known.
+    pub wildcard: Option<Wildcard>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wildcard {
+    /// Select items as the planner counted them (`*` as one).
+    pub items: usize,
+    /// Helper columns after them.
+    pub hidden: usize,
 }
 
 /// One step applied to the merged rows, in plan order.
@@ -44,8 +56,10 @@ pub enum Stage {
     MemorySort { keys: Vec<SortKey> },
     /// Skips `offset` rows and stops after `count` more; reading from shards stops too.
     Limit { offset: u64, count: u64 },
-    /// The client's columns, in order; helper columns the planner added are dropped here.
+    /// The client's columns, in order (helper columns the later stages need may follow).
     Projection { columns: Vec<OutputColumn> },
+    /// Drops the last `count` columns: helpers the planner added for sorting.
+    DropHidden { count: usize },
 }
 
 /// A shard-computed partial aggregate in `column`, and how partials combine.
@@ -227,7 +241,16 @@ impl Plan {
                 }
                 let indent = "  ".repeat(depth);
                 if !select.merge.is_empty() {
-                    let _ = writeln!(out, "{indent}MergeSort {}", keys(&select.merge));
+                    let star = select
+                        .wildcard
+                        .map(|w| {
+                            format!(
+                                " (columns after `*` shift; {} helper columns last)",
+                                w.hidden
+                            )
+                        })
+                        .unwrap_or_default();
+                    let _ = writeln!(out, "{indent}MergeSort {}{star}", keys(&select.merge));
                     depth += 1;
                 }
                 let route = Plan::Route(select.route.clone()).describe();
@@ -283,6 +306,7 @@ fn describe_stage(stage: &Stage) -> String {
         Stage::Filter { predicate } => format!("Filter {predicate}"),
         Stage::MemorySort { keys: k } => format!("MemorySort {}", keys(k)),
         Stage::Limit { offset, count } => format!("Limit offset={offset} count={count}"),
+        Stage::DropHidden { count } => format!("DropHidden count={count}"),
         Stage::Projection { columns } => {
             let cols: Vec<String> = columns
                 .iter()

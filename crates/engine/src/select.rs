@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use vschema::Keyspace;
 
-use crate::compare::Comparator;
+use crate::compare::{Comparator, SortKey};
 use crate::eval::Evaluator;
 use crate::fanout::with_streams;
 use crate::merge_sort::Source;
@@ -31,6 +31,7 @@ enum Run<'p> {
         left: u64,
     },
     Project(ProjectionRun),
+    Drop(usize),
 }
 
 #[derive(PartialEq, Eq)]
@@ -61,6 +62,13 @@ fn build<'p>(
                 skip: *offset,
                 left: *count,
             },
+            Stage::DropHidden { count } => {
+                let keep = columns.len().checked_sub(*count).ok_or_else(|| {
+                    EngineError::Bug(format!("dropping {count} of {} columns", columns.len()))
+                })?;
+                columns.truncate(keep);
+                Run::Drop(keep)
+            }
             Stage::Projection { columns: output } => {
                 let (run, defs) = ProjectionRun::new(output, &columns)?;
                 columns = defs;
@@ -111,6 +119,11 @@ fn push(
             }
         }
         Run::Project(p) => produced.push(p.apply(&row)?),
+        Run::Drop(keep) => {
+            let mut row = row;
+            row.truncate(*keep);
+            produced.push(row);
+        }
     }
     for r in produced {
         if push(runs, at + 1, r, out)? == Flow::Stop {
@@ -132,7 +145,7 @@ fn finish(runs: &mut [Run<'_>], at: usize, out: &mut Vec<Row>) -> Result<(), Eng
             rows.sort_by(|a, b| cmp.compare(a, b));
             produced.append(rows);
         }
-        Run::Filter(_) | Run::Limit { .. } | Run::Project(_) => {}
+        Run::Filter(_) | Run::Limit { .. } | Run::Project(_) | Run::Drop(_) => {}
     }
     for r in produced {
         if push(runs, at + 1, r, out)? == Flow::Stop {
@@ -164,10 +177,30 @@ pub(crate) async fn execute<E: Executor, S: RowSink>(
         }
         let columns = columns
             .ok_or_else(|| EngineError::Bug("a merged SELECT returned no columns".into()))?;
-        let mut source = if select.merge.is_empty() {
+        let merge = match select.wildcard {
+            None => select.merge.clone(),
+            Some(w) => {
+                // `*` expanded to `columns.len() - hidden - (items - 1)` columns.
+                let shift = columns
+                    .len()
+                    .checked_sub(w.hidden + w.items)
+                    .ok_or_else(|| EngineError::Bug("fewer columns than the select list".into()))?;
+                let at = |c: usize| if c >= w.items { c + shift } else { c };
+                select
+                    .merge
+                    .iter()
+                    .map(|k| SortKey {
+                        column: at(k.column),
+                        weight: k.weight.map(at),
+                        desc: k.desc,
+                    })
+                    .collect()
+            }
+        };
+        let mut source = if merge.is_empty() {
             Source::concat(streams)
         } else {
-            Source::merge(streams, Comparator::new(&select.merge, &columns)?)
+            Source::merge(streams, Comparator::new(&merge, &columns)?)
         };
         let (mut runs, output) = build(&select.stages, columns.to_vec(), options)?;
         sink.columns(Arc::from(output)).await?;

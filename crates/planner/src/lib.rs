@@ -7,8 +7,10 @@
 //! - `routing`: finding vindex values in a WHERE clause.
 //! - `select`, `dml`, `ddl`: one planner per statement family.
 
+mod clauses;
 mod ddl;
 mod dml;
+mod merge;
 mod routing;
 mod select;
 mod tables;

@@ -15,7 +15,7 @@ use crate::tables::{relations, shard_text, single_keyspace, Resolved};
 use crate::text::SourceText;
 use crate::{unsupported, Context, PlanError};
 
-const AGGREGATES: &[&str] = &[
+pub(crate) const AGGREGATES: &[&str] = &[
     "avg",
     "bit_and",
     "bit_or",
@@ -100,13 +100,17 @@ pub(crate) fn plan_select(
     };
     let opcode = opcode_for(select.selection.as_ref(), &target, keyspace);
     if !opcode.is_single_shard() {
-        if let Some(construct) = needs_merge(query, select) {
-            return Err(unsupported(format!(
-                "{construct} on a query that spans several shards"
-            )));
-        }
         if !scatter_join_is_safe(select, sharded_table) {
             return Err(unsupported("an outer join that preserves a reference table's rows, on a query that spans several shards"));
+        }
+        if let Some(construct) = needs_merge(query, select) {
+            if construct.starts_with("window") || construct.contains("INTO") || construct == "FETCH"
+            {
+                return Err(unsupported(format!(
+                    "{construct} on a query that spans several shards"
+                )));
+            }
+            return crate::merge::plan_merge(query, select, &query_text, &keyspace.name, opcode);
         }
     }
     Ok(route(&keyspace.name, opcode, query_text))
@@ -146,12 +150,35 @@ fn top_level_alias(select: &Select, table: &Resolved<'_>) -> Option<Option<Strin
         })
 }
 
-/// The first construct whose result would need merging across shards.
+/// The first construct whose result would need merging across shards (window functions and
+/// `INTO` first: those cannot be merged at all).
 fn needs_merge(query: &Query, select: &Select) -> Option<String> {
+    if select.into.is_some() {
+        return Some("SELECT ... INTO".into());
+    }
+    let mut window = None;
+    let _ = visit_expressions(&select.projection, |expr: &Expr| {
+        if let Expr::Function(f) = expr {
+            if f.over.is_some() {
+                window = Some(format!(
+                    "window function {}",
+                    f.name.to_string().to_uppercase()
+                ));
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
+    });
+    if window.is_some() {
+        return window;
+    }
     if query.order_by.is_some() {
         return Some("ORDER BY".into());
     }
-    if query.limit_clause.is_some() || query.fetch.is_some() {
+    if query.fetch.is_some() {
+        return Some("FETCH".into());
+    }
+    if query.limit_clause.is_some() {
         return Some("LIMIT".into());
     }
     if select.distinct.is_some() {

@@ -1,0 +1,304 @@
+//! A SELECT's clauses as the client wrote them, found from tokens at parenthesis depth 0: the
+//! text of each select item, of FROM..WHERE, of each GROUP BY and ORDER BY key. Rewrites for the
+//! shards reuse these texts, so column names (MySQL names an unaliased column by its text) and
+//! literals reach the shards unchanged.
+
+use std::ops::Range;
+
+use sqlparser::dialect::MySqlDialect;
+use sqlparser::keywords::Keyword;
+use sqlparser::tokenizer::{Token, Tokenizer};
+
+use crate::text::SourceText;
+
+#[derive(Debug, Default)]
+pub(crate) struct Clauses<'a> {
+    /// Each select item's text, alias included.
+    pub items: Vec<&'a str>,
+    /// Words between SELECT and the first item (DISTINCT, SQL_NO_CACHE, ...), upper-cased.
+    pub modifiers: Vec<String>,
+    /// `FROM ... [WHERE ...]`, or empty.
+    pub from: &'a str,
+    pub group_by: Vec<&'a str>,
+    pub rollup: bool,
+    pub having: Option<&'a str>,
+    /// Key texts without ASC/DESC, and whether each is descending.
+    pub order_by: Vec<(&'a str, bool)>,
+    pub limit: Option<&'a str>,
+    /// What follows LIMIT: `FOR UPDATE`, ...
+    pub tail: &'a str,
+    /// Clauses the merge cannot handle (`INTO`, `WINDOW`, set operations), by name.
+    pub other: Vec<String>,
+}
+
+struct Tok {
+    token: Token,
+    range: Range<usize>,
+}
+
+fn word(t: &Token) -> Option<(Keyword, String)> {
+    match t {
+        Token::Word(w) if w.quote_style.is_none() => {
+            Some((w.keyword, w.value.to_ascii_uppercase()))
+        }
+        _ => None,
+    }
+}
+
+/// Splits `toks` at depth-0 commas into the source text of each part.
+fn split_commas<'a>(sql: &'a str, toks: &[Tok]) -> Vec<&'a str> {
+    let mut parts = Vec::new();
+    let mut depth = 0i32;
+    let mut start: Option<usize> = None;
+    let mut end = 0;
+    for t in toks {
+        match t.token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            Token::Comma if depth == 0 => {
+                if let Some(s) = start.take() {
+                    parts.push(sql[s..end].trim());
+                }
+                continue;
+            }
+            _ => {}
+        }
+        start.get_or_insert(t.range.start);
+        end = t.range.end;
+    }
+    if let Some(s) = start {
+        parts.push(sql[s..end].trim());
+    }
+    parts
+}
+
+pub(crate) fn select_clauses<'a>(source: &SourceText<'a>) -> Option<Clauses<'a>> {
+    let sql = source.sql();
+    let raw = Tokenizer::new(&MySqlDialect {}, sql)
+        .tokenize_with_location()
+        .ok()?;
+    let mut toks = Vec::with_capacity(raw.len());
+    for t in raw {
+        if matches!(t.token, Token::Whitespace(_) | Token::EOF) {
+            continue;
+        }
+        let range = source.range(t.span)?;
+        toks.push(Tok {
+            token: t.token,
+            range,
+        });
+    }
+    let mut c = Clauses::default();
+    // Depth-0 clause starts: (token index, clause name).
+    let mut depth = 0i32;
+    let mut marks: Vec<(usize, &'static str)> = Vec::new();
+    for (i, t) in toks.iter().enumerate() {
+        match &t.token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            tok if depth == 0 => {
+                let Some((kw, upper)) = word(tok) else {
+                    continue;
+                };
+                let name = match kw {
+                    Keyword::SELECT if i == 0 => "SELECT",
+                    Keyword::FROM => "FROM",
+                    Keyword::GROUP => "GROUP",
+                    Keyword::HAVING => "HAVING",
+                    Keyword::ORDER => "ORDER",
+                    Keyword::LIMIT => "LIMIT",
+                    Keyword::FOR | Keyword::LOCK => "TAIL",
+                    Keyword::INTO
+                    | Keyword::WINDOW
+                    | Keyword::UNION
+                    | Keyword::EXCEPT
+                    | Keyword::INTERSECT
+                    | Keyword::PROCEDURE => {
+                        c.other.push(upper);
+                        continue;
+                    }
+                    _ => continue,
+                };
+                // WHERE belongs with FROM; a second FROM-like word (DELETE ... FROM) is not ours.
+                if marks.iter().any(|(_, n)| *n == name) {
+                    if name == "TAIL" {
+                        continue;
+                    }
+                    return None;
+                }
+                marks.push((i, name));
+            }
+            _ => {}
+        }
+    }
+    if marks.first().map(|m| m.1) != Some("SELECT") {
+        return None;
+    }
+    let span_of = |idx: usize| -> (usize, usize) {
+        let next = marks
+            .iter()
+            .map(|m| m.0)
+            .find(|&j| j > idx)
+            .unwrap_or(toks.len());
+        (idx, next)
+    };
+    let text_of = |from: usize, to: usize| -> &'a str {
+        if from >= to {
+            return "";
+        }
+        sql[toks[from].range.start..toks[to - 1].range.end].trim()
+    };
+    for &(idx, name) in &marks {
+        let (start, end) = span_of(idx);
+        match name {
+            "SELECT" => {
+                let mut first = start + 1;
+                while let Some(t) = toks.get(first).filter(|_| first < end) {
+                    let Some((_, upper)) = word(&t.token) else {
+                        break;
+                    };
+                    const MODIFIERS: &[&str] = &[
+                        "DISTINCT",
+                        "ALL",
+                        "DISTINCTROW",
+                        "HIGH_PRIORITY",
+                        "STRAIGHT_JOIN",
+                        "SQL_SMALL_RESULT",
+                        "SQL_BIG_RESULT",
+                        "SQL_BUFFER_RESULT",
+                        "SQL_NO_CACHE",
+                        "SQL_CACHE",
+                        "SQL_CALC_FOUND_ROWS",
+                    ];
+                    if !MODIFIERS.contains(&upper.as_str()) {
+                        break;
+                    }
+                    c.modifiers.push(upper);
+                    first += 1;
+                }
+                let item_toks = &toks[first..end];
+                c.items = split_commas(sql, item_toks);
+            }
+            "FROM" => c.from = text_of(start, end),
+            "GROUP" => {
+                // GROUP BY k1, k2 [WITH ROLLUP]
+                let mut stop = end;
+                if end >= 2 && word(&toks[end - 1].token).is_some_and(|w| w.1 == "ROLLUP") {
+                    c.rollup = true;
+                    stop = end - 2;
+                }
+                c.group_by = split_commas(sql, &toks[(start + 2).min(stop)..stop]);
+            }
+            "HAVING" => c.having = Some(text_of(start + 1, end)),
+            "ORDER" => {
+                let keys_start = (start + 2).min(end);
+                let mut keys = Vec::new();
+                let mut depth = 0i32;
+                let mut key_start = keys_start;
+                for i in keys_start..=end {
+                    let at_end = i == end;
+                    if !at_end {
+                        match toks[i].token {
+                            Token::LParen => depth += 1,
+                            Token::RParen => depth -= 1,
+                            _ => {}
+                        }
+                    }
+                    if at_end || (depth == 0 && toks[i].token == Token::Comma) {
+                        let mut key_end = i;
+                        let mut desc = false;
+                        if let Some((_, w)) = toks
+                            .get(key_end.wrapping_sub(1))
+                            .filter(|_| key_end > key_start)
+                            .and_then(|t| word(&t.token))
+                        {
+                            if w == "DESC" || w == "ASC" {
+                                desc = w == "DESC";
+                                key_end -= 1;
+                            }
+                        }
+                        keys.push((text_of(key_start, key_end), desc));
+                        key_start = i + 1;
+                    }
+                }
+                c.order_by = keys;
+            }
+            "LIMIT" => c.limit = Some(text_of(start + 1, end)),
+            "TAIL" => c.tail = text_of(start, toks.len()),
+            _ => {}
+        }
+    }
+    Some(c)
+}
+
+/// `expr [AS] alias` → `expr`, for an item the parser says has an alias (a tokenizer alone cannot
+/// tell `a b` from `a + b`).
+pub(crate) fn without_alias(item: &str) -> &str {
+    let Ok(toks) = Tokenizer::new(&MySqlDialect {}, item).tokenize_with_location() else {
+        return item;
+    };
+    let toks: Vec<_> = toks
+        .into_iter()
+        .filter(|t| !matches!(t.token, Token::Whitespace(_) | Token::EOF))
+        .collect();
+    if toks.len() < 2 {
+        return item;
+    }
+    let src = SourceText::new(item);
+    let last = &toks[toks.len() - 1];
+    let is_alias_token = matches!(
+        &last.token,
+        Token::Word(_) | Token::SingleQuotedString(_) | Token::DoubleQuotedString(_)
+    );
+    if !is_alias_token {
+        return item;
+    }
+    let before = &toks[toks.len() - 2];
+    let cut = if word(&before.token).is_some_and(|w| w.0 == Keyword::AS) {
+        before
+    } else {
+        last
+    };
+    match src.range(cut.span) {
+        Some(r) => item[..r.start].trim_end(),
+        None => item,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_a_select_into_clauses() {
+        let sql = "SELECT DISTINCT a, f(b, c) AS x, -d total FROM t WHERE (x, y) IN ((1, 2)) GROUP BY a, 2 WITH ROLLUP HAVING COUNT(*) > 1 ORDER BY x DESC, f(1, 2) LIMIT 5, 10 FOR UPDATE";
+        let src = SourceText::new(sql);
+        let c = select_clauses(&src).unwrap();
+        assert_eq!(c.modifiers, ["DISTINCT"]);
+        assert_eq!(c.items, ["a", "f(b, c) AS x", "-d total"]);
+        assert_eq!(c.from, "FROM t WHERE (x, y) IN ((1, 2))");
+        assert_eq!(c.group_by, ["a", "2"]);
+        assert!(c.rollup);
+        assert_eq!(c.having, Some("COUNT(*) > 1"));
+        assert_eq!(c.order_by, [("x", true), ("f(1, 2)", false)]);
+        assert_eq!(c.limit, Some("5, 10"));
+        assert_eq!(c.tail, "FOR UPDATE");
+    }
+
+    #[test]
+    fn alias_stripping() {
+        assert_eq!(without_alias("f(b, c) AS x"), "f(b, c)");
+        assert_eq!(without_alias("-d total"), "-d");
+        assert_eq!(without_alias("a"), "a");
+        assert_eq!(without_alias("'lit' AS `weird name`"), "'lit'");
+    }
+
+    #[test]
+    fn subquery_clauses_stay_inside() {
+        let sql = "SELECT (SELECT MAX(x) FROM r ORDER BY 1 LIMIT 1) m FROM t ORDER BY m";
+        let c = select_clauses(&SourceText::new(sql)).unwrap();
+        assert_eq!(c.items, ["(SELECT MAX(x) FROM r ORDER BY 1 LIMIT 1) m"]);
+        assert_eq!(c.order_by, [("m", false)]);
+        assert!(c.limit.is_none());
+    }
+}

@@ -1,0 +1,951 @@
+//! SELECTs over several shards whose results need merging: the shards get a rewritten query
+//! (hidden helper columns, GROUP BY/ORDER BY by position, LIMIT offset+count, AVG as SUM and
+//! COUNT), and the proxy merges with the engine's stages. Three shapes:
+//!
+//! - plain rows: shards sort by the ORDER BY, the proxy merges k-way, then LIMIT;
+//! - aggregates/GROUP BY: shards group and sort by the group keys, the proxy merges the partial
+//!   aggregates group by group, then HAVING, ORDER BY (in memory, bounded), LIMIT;
+//! - DISTINCT: like a GROUP BY of every column without aggregates.
+//!
+//! Text keys sort by hidden `WEIGHT_STRING(RTRIM(expr))` columns: the shards compute collation
+//! weights, so the merge orders strings exactly as the backend does.
+
+use engine::{
+    Aggregate, AggregateKind, ArithOp, CompareOp, ComputedKind, Decimal, EvalExpr, Literal,
+    OutputColumn, Plan, Route, Select as SelectPlan, SortKey, Stage,
+};
+use sqlparser::ast::{
+    BinaryOperator, DuplicateTreatment, Expr, FunctionArg, FunctionArgExpr, FunctionArguments,
+    GroupByExpr, LimitClause, OrderByKind, Query, Select, SelectItem, UnaryOperator, Value,
+};
+
+use crate::clauses::{select_clauses, without_alias, Clauses};
+use crate::text::SourceText;
+use crate::{unsupported, PlanError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AggFn {
+    Count,
+    Sum,
+    Min,
+    Max,
+    Avg,
+}
+
+/// An aggregate call found in the query.
+struct AggCall {
+    func: AggFn,
+    distinct: bool,
+    /// The argument's text (`*` for COUNT(*)), without DISTINCT.
+    arg: String,
+}
+
+fn agg_call(expr: &Expr, text: Option<&str>) -> Result<Option<AggCall>, PlanError> {
+    let Expr::Function(f) = expr else {
+        return Ok(None);
+    };
+    let name = f.name.to_string().to_ascii_lowercase();
+    let func = match name.as_str() {
+        "count" => AggFn::Count,
+        "sum" => AggFn::Sum,
+        "min" => AggFn::Min,
+        "max" => AggFn::Max,
+        "avg" => AggFn::Avg,
+        "group_concat" | "std" | "stddev" | "stddev_pop" | "stddev_samp" | "variance"
+        | "var_pop" | "var_samp" | "bit_and" | "bit_or" | "bit_xor" | "json_arrayagg"
+        | "json_objectagg" => {
+            return Err(unsupported(format!(
+                "aggregate function {} across shards",
+                name.to_uppercase()
+            )));
+        }
+        _ => return Ok(None),
+    };
+    if f.over.is_some() {
+        return Err(unsupported(format!(
+            "window function {} across shards",
+            name.to_uppercase()
+        )));
+    }
+    let FunctionArguments::List(list) = &f.args else {
+        return Err(unsupported(format!("{name} without arguments")));
+    };
+    if f.filter.is_some() || !list.clauses.is_empty() {
+        return Err(unsupported(format!(
+            "{} with clauses across shards",
+            name.to_uppercase()
+        )));
+    }
+    let distinct = matches!(list.duplicate_treatment, Some(DuplicateTreatment::Distinct));
+    let [arg] = list.args.as_slice() else {
+        return Err(unsupported(format!(
+            "{} of several arguments across shards",
+            name.to_uppercase()
+        )));
+    };
+    let arg_text = match arg {
+        FunctionArg::Unnamed(FunctionArgExpr::Wildcard) => "*".to_string(),
+        FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => {
+            // The client's text between the parentheses, DISTINCT removed; the parser's otherwise.
+            let inner =
+                text.and_then(|t| Some(t[t.find('(')? + 1..t.rfind(')')?].trim().to_string()));
+            match inner {
+                Some(inner) if distinct => inner
+                    .get(8..)
+                    .filter(|_| inner[..8].eq_ignore_ascii_case("distinct"))
+                    .map(|s| s.trim().to_string())
+                    .unwrap_or_else(|| e.to_string()),
+                Some(inner) => inner,
+                None => e.to_string(),
+            }
+        }
+        _ => {
+            return Err(unsupported(format!(
+                "{} of this argument across shards",
+                name.to_uppercase()
+            )))
+        }
+    };
+    if distinct && !matches!(func, AggFn::Count | AggFn::Sum) {
+        return Err(unsupported(format!(
+            "{}(DISTINCT ...) across shards",
+            name.to_uppercase()
+        )));
+    }
+    Ok(Some(AggCall {
+        func,
+        distinct,
+        arg: arg_text,
+    }))
+}
+
+fn contains_aggregate(expr: &Expr) -> bool {
+    let mut found = false;
+    let _ = sqlparser::ast::visit_expressions(expr, |e: &Expr| {
+        if let Expr::Function(f) = e {
+            let name = f.name.to_string().to_ascii_lowercase();
+            if crate::select::AGGREGATES.contains(&name.as_str()) || f.over.is_some() {
+                found = true;
+                return std::ops::ControlFlow::Break(());
+            }
+        }
+        std::ops::ControlFlow::Continue(())
+    });
+    found
+}
+
+/// Registers a partial aggregate on a column once (a helper column may be asked for twice).
+fn register(aggregates: &mut Vec<Aggregate>, column: usize, kind: AggregateKind) {
+    if !aggregates.iter().any(|a| a.column == column) {
+        aggregates.push(Aggregate { column, kind });
+    }
+}
+
+/// A select item as parsed and as written.
+struct Item<'q> {
+    expr: &'q Expr,
+    alias: Option<String>,
+    /// The whole item as written (alias included).
+    text: String,
+    /// The expression as written.
+    expr_text: String,
+}
+
+impl Item<'_> {
+    /// The name MySQL gives the column: the alias, else the text.
+    fn name(&self) -> String {
+        self.alias.clone().unwrap_or_else(|| self.text.clone())
+    }
+}
+
+/// The shard query's select list: the client's items (some rewritten), then hidden helpers.
+struct Columns {
+    texts: Vec<String>,
+    /// How many leading columns are the client's items; helpers are never shared with them (an
+    /// item's column may be rewritten by the merge, e.g. into a distinct count).
+    visible: usize,
+}
+
+impl Columns {
+    fn new(items: Vec<String>) -> Self {
+        Columns {
+            visible: items.len(),
+            texts: items,
+        }
+    }
+
+    fn hidden(&mut self, text: String) -> usize {
+        if let Some(i) = self.texts[self.visible..].iter().position(|t| *t == text) {
+            return self.visible + i;
+        }
+        self.texts.push(text);
+        self.texts.len() - 1
+    }
+
+    fn weight(&mut self, expr_text: &str) -> usize {
+        self.hidden(format!("WEIGHT_STRING(RTRIM({expr_text}))"))
+    }
+}
+
+fn limit_of(query: &Query) -> Result<Option<(u64, u64)>, PlanError> {
+    let number = |e: &Expr| match e {
+        Expr::Value(v) => match &v.value {
+            Value::Number(n, _) => n.parse::<u64>().ok(),
+            _ => None,
+        },
+        _ => None,
+    };
+    let bad = || unsupported("LIMIT with a non-literal value across shards");
+    Ok(match &query.limit_clause {
+        None => None,
+        Some(LimitClause::LimitOffset {
+            limit,
+            offset,
+            limit_by,
+        }) => {
+            if !limit_by.is_empty() {
+                return Err(bad());
+            }
+            let off = match offset {
+                Some(o) => number(&o.value).ok_or_else(bad)?,
+                None => 0,
+            };
+            match limit {
+                Some(l) => Some((off, number(l).ok_or_else(bad)?)),
+                None if off > 0 => Some((off, u64::MAX)),
+                None => None,
+            }
+        }
+        Some(LimitClause::OffsetCommaLimit { offset, limit }) => Some((
+            number(offset).ok_or_else(bad)?,
+            number(limit).ok_or_else(bad)?,
+        )),
+    })
+}
+
+fn position_of(expr: &Expr) -> Option<usize> {
+    match expr {
+        Expr::Value(v) => match &v.value {
+            Value::Number(n, _) => n.parse::<usize>().ok().filter(|p| *p >= 1),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The item an ORDER BY / GROUP BY expression names: by position, by alias, or by being the same
+/// expression.
+fn find_item(expr: &Expr, items: &[Item<'_>], aliases: bool) -> Result<Option<usize>, PlanError> {
+    if let Some(p) = position_of(expr) {
+        return if p <= items.len() {
+            Ok(Some(p - 1))
+        } else {
+            Err(unsupported(format!("position {p} beyond the select list")))
+        };
+    }
+    if aliases {
+        if let Expr::Identifier(id) = expr {
+            if let Some(i) = items.iter().position(|it| {
+                it.alias
+                    .as_deref()
+                    .is_some_and(|a| a.eq_ignore_ascii_case(&id.value))
+            }) {
+                return Ok(Some(i));
+            }
+        }
+    }
+    Ok(items.iter().position(|it| it.expr == expr))
+}
+
+pub(crate) fn plan_merge(
+    query: &Query,
+    select: &Select,
+    shard_sql: &str,
+    keyspace: &str,
+    opcode: engine::Opcode,
+) -> Result<Plan, PlanError> {
+    let source = SourceText::new(shard_sql);
+    let clauses =
+        select_clauses(&source).ok_or_else(|| unsupported("this SELECT shape across shards"))?;
+    if let Some(other) = clauses.other.first() {
+        return Err(unsupported(format!(
+            "{other} in a query that spans several shards"
+        )));
+    }
+    if clauses.rollup {
+        return Err(unsupported("GROUP BY ... WITH ROLLUP across shards"));
+    }
+    if clauses.modifiers.iter().any(|m| m == "SQL_CALC_FOUND_ROWS") {
+        return Err(unsupported("SQL_CALC_FOUND_ROWS across shards"));
+    }
+    if clauses.items.len() != select.projection.len() {
+        return Err(unsupported("this select list across shards"));
+    }
+    let mut wildcard = false;
+    let mut items = Vec::new();
+    for (item, text) in select.projection.iter().zip(&clauses.items) {
+        let (expr, alias) = match item {
+            SelectItem::UnnamedExpr(e) => (e, None),
+            SelectItem::ExprWithAlias { expr, alias } => (expr, Some(alias.value.clone())),
+            _ => {
+                wildcard = true;
+                continue;
+            }
+        };
+        let expr_text = if alias.is_some() {
+            without_alias(text).to_string()
+        } else {
+            text.to_string()
+        };
+        items.push(Item {
+            expr,
+            alias,
+            text: text.to_string(),
+            expr_text,
+        });
+    }
+    if wildcard && !items.is_empty() {
+        return Err(unsupported(
+            "a select list mixing * with other columns across shards",
+        ));
+    }
+    let distinct = select.distinct.is_some();
+    let group_exprs: &[Expr] = match &select.group_by {
+        GroupByExpr::Expressions(e, m) if m.is_empty() => e,
+        _ => return Err(unsupported("this GROUP BY across shards")),
+    };
+    let has_aggregates = items.iter().any(|i| contains_aggregate(i.expr))
+        || select.having.as_ref().is_some_and(contains_aggregate);
+    let limit = limit_of(query)?;
+    let order: Vec<(&Expr, bool, &str)> = match &query.order_by {
+        None => Vec::new(),
+        Some(ob) => match &ob.kind {
+            OrderByKind::Expressions(exprs) if exprs.len() == clauses.order_by.len() => exprs
+                .iter()
+                .zip(&clauses.order_by)
+                .map(|(o, (text, desc))| (&o.expr, *desc, *text))
+                .collect(),
+            _ => return Err(unsupported("this ORDER BY across shards")),
+        },
+    };
+    let ctx = Ctx {
+        sql: shard_sql,
+        clauses: &clauses,
+        keyspace,
+        opcode,
+    };
+    if !has_aggregates && group_exprs.is_empty() && !distinct {
+        return ctx.plain(&items, wildcard, &order, limit);
+    }
+    if wildcard {
+        return Err(unsupported(
+            "SELECT * with GROUP BY, DISTINCT or aggregates across shards",
+        ));
+    }
+    if distinct && (has_aggregates || !group_exprs.is_empty()) {
+        return Err(unsupported(
+            "SELECT DISTINCT with aggregates or GROUP BY across shards",
+        ));
+    }
+    ctx.grouped(
+        &items,
+        group_exprs,
+        distinct,
+        select.having.as_ref(),
+        &order,
+        limit,
+    )
+}
+
+struct Ctx<'c, 'a> {
+    sql: &'c str,
+    clauses: &'c Clauses<'a>,
+    keyspace: &'c str,
+    opcode: engine::Opcode,
+}
+
+impl Ctx<'_, '_> {
+    fn query(
+        &self,
+        columns: &Columns,
+        group_by: &[usize],
+        having: Option<&str>,
+        order_by: &[(String, bool)],
+        limit: Option<u64>,
+    ) -> String {
+        let mut sql = String::from("SELECT ");
+        for m in &self.clauses.modifiers {
+            sql.push_str(m);
+            sql.push(' ');
+        }
+        sql.push_str(&columns.texts.join(", "));
+        if !self.clauses.from.is_empty() {
+            sql.push(' ');
+            sql.push_str(self.clauses.from);
+        }
+        let positions = |keys: Vec<String>| keys.join(", ");
+        if !group_by.is_empty() {
+            sql.push_str(" GROUP BY ");
+            sql.push_str(&positions(
+                group_by.iter().map(|c| (c + 1).to_string()).collect(),
+            ));
+        }
+        if let Some(having) = having {
+            sql.push_str(" HAVING ");
+            sql.push_str(having);
+        }
+        if !order_by.is_empty() {
+            sql.push_str(" ORDER BY ");
+            sql.push_str(&positions(
+                order_by
+                    .iter()
+                    .map(|(key, desc)| format!("{key}{}", if *desc { " DESC" } else { " ASC" }))
+                    .collect(),
+            ));
+        }
+        if let Some(n) = limit {
+            sql.push_str(&format!(" LIMIT {n}"));
+        }
+        if !self.clauses.tail.is_empty() {
+            sql.push(' ');
+            sql.push_str(self.clauses.tail);
+        }
+        sql
+    }
+
+    fn route(&self, query: String) -> Route {
+        Route {
+            keyspace: self.keyspace.to_string(),
+            opcode: self.opcode.clone(),
+            query,
+        }
+    }
+
+    /// Rows without aggregation: shards sort and limit, the proxy merges.
+    fn plain(
+        &self,
+        items: &[Item<'_>],
+        wildcard: bool,
+        order: &[(&Expr, bool, &str)],
+        limit: Option<(u64, u64)>,
+    ) -> Result<Plan, PlanError> {
+        if wildcard && !order.is_empty() && order.iter().any(|(e, _, _)| position_of(e).is_some()) {
+            return Err(unsupported(
+                "ORDER BY a position with SELECT * across shards",
+            ));
+        }
+        let mut columns = Columns::new(self.clauses.items.iter().map(|s| s.to_string()).collect());
+        let visible = columns.visible;
+        let mut keys = Vec::new();
+        let mut shard_order = Vec::new();
+        for (expr, desc, text) in order {
+            let (column, expr_text) = match find_item(expr, items, true)? {
+                Some(i) => (i, items[i].expr_text.clone()),
+                None => (columns.hidden(text.to_string()), text.to_string()),
+            };
+            let weight = columns.weight(&expr_text);
+            keys.push(SortKey {
+                column,
+                weight: Some(weight),
+                desc: *desc,
+            });
+            // Positions count `*` as one column on the shard too; name the expression instead.
+            shard_order.push((
+                if wildcard {
+                    expr_text
+                } else {
+                    (column + 1).to_string()
+                },
+                *desc,
+            ));
+        }
+        // With `SELECT *` the helper columns follow the table's columns, whose count is unknown
+        // here; the engine drops the last `hidden` columns.
+        let hidden = columns.texts.len() - visible;
+        let shard_limit = limit.map(|(off, n)| off.saturating_add(n));
+        let mut stages = Vec::new();
+        if let Some((offset, count)) = limit {
+            stages.push(Stage::Limit { offset, count });
+        }
+        if hidden > 0 {
+            stages.push(Stage::DropHidden { count: hidden });
+        }
+        if keys.is_empty() && stages.is_empty() {
+            // Nothing to merge (HAVING alone filters single rows): the client's text as it is.
+            return Ok(Plan::Route(self.route(self.sql.to_string())));
+        }
+        // Without aggregation HAVING filters single rows: each shard applies it to its own.
+        let query = self.query(
+            &columns,
+            &[],
+            self.clauses.having,
+            &shard_order,
+            shard_limit,
+        );
+        let wildcard = wildcard.then_some(engine::Wildcard {
+            items: visible,
+            hidden,
+        });
+        Ok(Plan::Select(SelectPlan {
+            route: self.route(query),
+            merge: keys,
+            stages,
+            wildcard,
+        }))
+    }
+
+    /// Aggregates, GROUP BY or DISTINCT.
+    fn grouped(
+        &self,
+        items: &[Item<'_>],
+        group_exprs: &[Expr],
+        distinct: bool,
+        having: Option<&Expr>,
+        order: &[(&Expr, bool, &str)],
+        limit: Option<(u64, u64)>,
+    ) -> Result<Plan, PlanError> {
+        // Every item keeps its position; aggregates become their shard partials there.
+        let mut calls = Vec::with_capacity(items.len());
+        let mut texts = Vec::with_capacity(items.len());
+        for item in items {
+            let call = agg_call(item.expr, Some(&item.expr_text))?;
+            if call.is_none() && contains_aggregate(item.expr) {
+                return Err(unsupported(format!(
+                    "an expression over aggregate functions across shards: {}",
+                    item.expr_text
+                )));
+            }
+            texts.push(match &call {
+                None => item.text.clone(),
+                Some(c) => match (c.func, c.distinct) {
+                    (AggFn::Avg, false) => format!("SUM({})", c.arg),
+                    (AggFn::Avg, true) => {
+                        return Err(unsupported("AVG(DISTINCT ...) across shards"))
+                    }
+                    (_, true) => c.arg.clone(),
+                    _ => item.text.clone(),
+                },
+            });
+            calls.push(call);
+        }
+        let mut columns = Columns::new(texts);
+        let mut aggregates: Vec<Aggregate> = Vec::new();
+        let mut outputs = Vec::with_capacity(items.len());
+        let mut distinct_arg: Option<String> = None;
+        let mut item_weights: Vec<Option<usize>> = vec![None; items.len()];
+        let item_columns: Vec<usize> = (0..items.len()).collect();
+        for (i, (item, call)) in items.iter().zip(&calls).enumerate() {
+            let Some(call) = call else {
+                outputs.push(OutputColumn::Column(i));
+                continue;
+            };
+            if call.distinct {
+                match &distinct_arg {
+                    Some(a) if *a != call.arg => {
+                        return Err(unsupported(
+                            "DISTINCT aggregates over different expressions across shards",
+                        ))
+                    }
+                    _ => distinct_arg = Some(call.arg.clone()),
+                }
+            }
+            let (kind, output) = match (call.func, call.distinct) {
+                (AggFn::Count, false) => (AggregateKind::Count, OutputColumn::Column(i)),
+                (AggFn::Sum, false) => (AggregateKind::Sum, OutputColumn::Column(i)),
+                (AggFn::Min | AggFn::Max, _) => {
+                    let w = columns.weight(&item.expr_text);
+                    item_weights[i] = Some(w);
+                    let kind = if call.func == AggFn::Min {
+                        AggregateKind::Min { weight: Some(w) }
+                    } else {
+                        AggregateKind::Max { weight: Some(w) }
+                    };
+                    (kind, OutputColumn::Column(i))
+                }
+                (AggFn::Avg, _) => {
+                    let count = columns.hidden(format!("COUNT({})", call.arg));
+                    register(&mut aggregates, count, AggregateKind::Count);
+                    (
+                        AggregateKind::Sum,
+                        OutputColumn::Avg {
+                            sum: i,
+                            count,
+                            name: item.name(),
+                        },
+                    )
+                }
+                (AggFn::Count, true) => (
+                    AggregateKind::CountDistinct { weight: None },
+                    OutputColumn::Computed {
+                        column: i,
+                        name: item.name(),
+                        kind: ComputedKind::Count,
+                    },
+                ),
+                (AggFn::Sum, true) => (
+                    AggregateKind::SumDistinct { weight: None },
+                    OutputColumn::Computed {
+                        column: i,
+                        name: item.name(),
+                        kind: ComputedKind::Sum,
+                    },
+                ),
+            };
+            register(&mut aggregates, i, kind);
+            outputs.push(output);
+        }
+
+        // Group keys: the GROUP BY (or every item for DISTINCT), plus the DISTINCT aggregate's
+        // argument so each of its values arrives in consecutive rows.
+        let mut group_keys: Vec<SortKey> = Vec::new();
+        let key_exprs: Vec<(Option<usize>, String)> = if distinct {
+            (0..items.len())
+                .map(|i| (Some(i), items[i].expr_text.clone()))
+                .collect()
+        } else {
+            let mut v = Vec::new();
+            for (e, text) in group_exprs.iter().zip(&self.clauses.group_by) {
+                let item = find_item(e, items, true)?;
+                if item.is_some_and(|i| agg_call(items[i].expr, None).ok().flatten().is_some()) {
+                    return Err(unsupported("GROUP BY an aggregate"));
+                }
+                v.push((
+                    item,
+                    item.map(|i| items[i].expr_text.clone())
+                        .unwrap_or_else(|| text.to_string()),
+                ));
+            }
+            v
+        };
+        for (item, text) in key_exprs {
+            let column = match item {
+                Some(i) => i,
+                None => columns.hidden(text.clone()),
+            };
+            let weight = match item {
+                Some(i) => *item_weights[i].get_or_insert_with(|| columns.weight(&text)),
+                None => columns.weight(&text),
+            };
+            group_keys.push(SortKey {
+                column,
+                weight: Some(weight),
+                desc: false,
+            });
+        }
+        let mut shard_group: Vec<usize> = group_keys.iter().map(|k| k.column).collect();
+        let mut merge_keys = group_keys.clone();
+        if let Some(arg) = &distinct_arg {
+            let x = columns.hidden(arg.clone());
+            let weight = columns.weight(arg);
+            for a in aggregates.iter_mut() {
+                if let AggregateKind::CountDistinct { weight: w }
+                | AggregateKind::SumDistinct { weight: w } = &mut a.kind
+                {
+                    *w = Some(weight);
+                }
+            }
+            shard_group.push(x);
+            merge_keys.push(SortKey {
+                column: x,
+                weight: Some(weight),
+                desc: false,
+            });
+        }
+
+        // HAVING, evaluated on the merged groups.
+        let filter = match having {
+            Some(h) => Some(self.eval(h, items, &mut columns, &mut aggregates, &item_columns)?),
+            None => None,
+        };
+
+        // ORDER BY after aggregation, on the projected rows plus carried helper columns.
+        let visible = outputs.len();
+        let mut carried: Vec<usize> = Vec::new();
+        let mut sort_keys = Vec::new();
+        for (expr, desc, text) in order {
+            let (pre_column, pre_weight, projected) = match find_item(expr, items, true)? {
+                Some(i) => {
+                    // Text needs a weight; numbers ignore it. Aggregates other than MIN/MAX are numbers.
+                    let needs_weight = calls[i].is_none();
+                    let w = if needs_weight {
+                        Some(
+                            *item_weights[i]
+                                .get_or_insert_with(|| columns.weight(&items[i].expr_text)),
+                        )
+                    } else {
+                        item_weights[i]
+                    };
+                    (item_columns[i], w, Some(i))
+                }
+                None => match agg_call(expr, Some(text))? {
+                    Some(call) => {
+                        if call.func == AggFn::Avg || call.distinct {
+                            return Err(unsupported("ORDER BY an AVG or DISTINCT aggregate that is not selected, across shards"));
+                        }
+                        let (c, w) = self.partial(&mut columns, &mut aggregates, &call)?;
+                        (c, w, None)
+                    }
+                    None if contains_aggregate(expr) => {
+                        return Err(unsupported(
+                            "ORDER BY an expression over aggregates across shards",
+                        ))
+                    }
+                    None => {
+                        let c = columns.hidden(text.to_string());
+                        (c, Some(columns.weight(text)), None)
+                    }
+                },
+            };
+            let mut carry = |c: usize| -> usize {
+                let at = carried.iter().position(|x| *x == c).unwrap_or_else(|| {
+                    carried.push(c);
+                    carried.len() - 1
+                });
+                visible + at
+            };
+            let column = match projected {
+                Some(i) => i,
+                None => carry(pre_column),
+            };
+            let weight = pre_weight.map(&mut carry);
+            sort_keys.push(SortKey {
+                column,
+                weight,
+                desc: *desc,
+            });
+        }
+
+        let mut stages = vec![Stage::OrderedAggregate {
+            group: group_keys,
+            aggregates,
+        }];
+        if let Some(predicate) = filter {
+            stages.push(Stage::Filter { predicate });
+        }
+        let mut projection = outputs;
+        projection.extend(carried.iter().map(|c| OutputColumn::Column(*c)));
+        stages.push(Stage::Projection {
+            columns: projection,
+        });
+        if !sort_keys.is_empty() {
+            stages.push(Stage::MemorySort { keys: sort_keys });
+        }
+        if let Some((offset, count)) = limit {
+            stages.push(Stage::Limit { offset, count });
+        }
+        if !carried.is_empty() {
+            stages.push(Stage::DropHidden {
+                count: carried.len(),
+            });
+        }
+        let shard_order: Vec<(String, bool)> = shard_group
+            .iter()
+            .map(|c| ((c + 1).to_string(), false))
+            .collect();
+        let shard_group = if distinct && distinct_arg.is_none() {
+            Vec::new()
+        } else {
+            shard_group
+        };
+        let query = self.query(&columns, &shard_group, None, &shard_order, None);
+        Ok(Plan::Select(SelectPlan {
+            route: self.route(query),
+            merge: merge_keys,
+            stages,
+            wildcard: None,
+        }))
+    }
+
+    /// Adds the shard-side partial of an aggregate call; returns its column and, for MIN/MAX, its
+    /// weight column.
+    fn partial(
+        &self,
+        columns: &mut Columns,
+        aggregates: &mut Vec<Aggregate>,
+        call: &AggCall,
+    ) -> Result<(usize, Option<usize>), PlanError> {
+        Ok(match (call.func, call.distinct) {
+            (AggFn::Count, false) => {
+                let c = columns.hidden(format!("COUNT({})", call.arg));
+                register(aggregates, c, AggregateKind::Count);
+                (c, None)
+            }
+            (AggFn::Sum, false) => {
+                let c = columns.hidden(format!("SUM({})", call.arg));
+                register(aggregates, c, AggregateKind::Sum);
+                (c, None)
+            }
+            (AggFn::Min | AggFn::Max, _) => {
+                let name = if call.func == AggFn::Min {
+                    "MIN"
+                } else {
+                    "MAX"
+                };
+                let expr_text = format!("{name}({})", call.arg);
+                let c = columns.hidden(expr_text.clone());
+                let w = columns.weight(&expr_text);
+                let kind = if call.func == AggFn::Min {
+                    AggregateKind::Min { weight: Some(w) }
+                } else {
+                    AggregateKind::Max { weight: Some(w) }
+                };
+                register(aggregates, c, kind);
+                (c, Some(w))
+            }
+            (AggFn::Avg, false) => {
+                let c = columns.hidden(format!("SUM({})", call.arg));
+                register(aggregates, c, AggregateKind::Sum);
+                (c, None)
+            }
+            (AggFn::Count, true) => {
+                let c = columns.hidden(call.arg.clone());
+                register(aggregates, c, AggregateKind::CountDistinct { weight: None });
+                (c, None)
+            }
+            (AggFn::Sum, true) => {
+                let c = columns.hidden(call.arg.clone());
+                register(aggregates, c, AggregateKind::SumDistinct { weight: None });
+                (c, None)
+            }
+            (AggFn::Avg, true) => return Err(unsupported("AVG(DISTINCT ...) across shards")),
+        })
+    }
+
+    /// HAVING → an expression over the merged rows' columns.
+    fn eval(
+        &self,
+        expr: &Expr,
+        items: &[Item<'_>],
+        columns: &mut Columns,
+        aggregates: &mut Vec<Aggregate>,
+        item_columns: &[usize],
+    ) -> Result<EvalExpr, PlanError> {
+        let sub = |e: &Expr, columns: &mut Columns, aggregates: &mut Vec<Aggregate>| {
+            self.eval(e, items, columns, aggregates, item_columns)
+                .map(Box::new)
+        };
+        Ok(match expr {
+            Expr::Nested(e) => return self.eval(e, items, columns, aggregates, item_columns),
+            Expr::Value(v) => EvalExpr::Literal(match &v.value {
+                Value::Null => Literal::Null,
+                Value::Number(n, _) => match n.parse::<i128>() {
+                    Ok(i) => Literal::Int(i),
+                    Err(_) => match Decimal::parse(n.as_bytes()) {
+                        Some(d) => Literal::Decimal(d),
+                        None => Literal::Float(
+                            n.parse()
+                                .map_err(|_| unsupported(format!("the number {n} in HAVING")))?,
+                        ),
+                    },
+                },
+                Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => {
+                    Literal::Text(s.clone())
+                }
+                Value::Boolean(b) => Literal::Int(i128::from(*b)),
+                other => return Err(unsupported(format!("{other} in HAVING across shards"))),
+            }),
+            Expr::BinaryOp { left, op, right } => {
+                let (l, r) = (
+                    sub(left, columns, aggregates)?,
+                    sub(right, columns, aggregates)?,
+                );
+                let cmp = |op| EvalExpr::Compare {
+                    op,
+                    left: l.clone(),
+                    right: r.clone(),
+                };
+                let arith = |op| EvalExpr::Arith {
+                    op,
+                    left: l.clone(),
+                    right: r.clone(),
+                };
+                match op {
+                    BinaryOperator::Eq => cmp(CompareOp::Eq),
+                    BinaryOperator::NotEq => cmp(CompareOp::NotEq),
+                    BinaryOperator::Lt => cmp(CompareOp::Lt),
+                    BinaryOperator::LtEq => cmp(CompareOp::LtEq),
+                    BinaryOperator::Gt => cmp(CompareOp::Gt),
+                    BinaryOperator::GtEq => cmp(CompareOp::GtEq),
+                    BinaryOperator::Plus => arith(ArithOp::Add),
+                    BinaryOperator::Minus => arith(ArithOp::Sub),
+                    BinaryOperator::Multiply => arith(ArithOp::Mul),
+                    BinaryOperator::Divide => arith(ArithOp::Div),
+                    BinaryOperator::And => EvalExpr::And(l, r),
+                    BinaryOperator::Or => EvalExpr::Or(l, r),
+                    other => {
+                        return Err(unsupported(format!(
+                            "the operator {other} in HAVING across shards"
+                        )))
+                    }
+                }
+            }
+            Expr::UnaryOp {
+                op: UnaryOperator::Not,
+                expr,
+            } => EvalExpr::Not(sub(expr, columns, aggregates)?),
+            Expr::UnaryOp {
+                op: UnaryOperator::Minus,
+                expr,
+            } => EvalExpr::Neg(sub(expr, columns, aggregates)?),
+            Expr::IsNull(e) => EvalExpr::IsNull {
+                expr: sub(e, columns, aggregates)?,
+                negated: false,
+            },
+            Expr::IsNotNull(e) => EvalExpr::IsNull {
+                expr: sub(e, columns, aggregates)?,
+                negated: true,
+            },
+            e => {
+                if let Some(i) = find_item(e, items, true)?.filter(|_| position_of(e).is_none()) {
+                    return self.item_value(i, items, item_columns);
+                }
+                match agg_call(e, None)? {
+                    Some(call) if call.func == AggFn::Avg && !call.distinct => {
+                        let (sum, _) = self.partial(columns, aggregates, &call)?;
+                        let count = columns.hidden(format!("COUNT({})", call.arg));
+                        register(aggregates, count, AggregateKind::Count);
+                        EvalExpr::Arith {
+                            op: ArithOp::Div,
+                            left: Box::new(EvalExpr::Column(sum)),
+                            right: Box::new(EvalExpr::Column(count)),
+                        }
+                    }
+                    Some(call) => {
+                        if call.distinct {
+                            return Err(unsupported("a DISTINCT aggregate in HAVING that is not selected, across shards"));
+                        }
+                        EvalExpr::Column(self.partial(columns, aggregates, &call)?.0)
+                    }
+                    None if contains_aggregate(e) => {
+                        return Err(unsupported(format!("{e} in HAVING across shards")))
+                    }
+                    None => match e {
+                        Expr::Identifier(_) | Expr::CompoundIdentifier(_) => {
+                            EvalExpr::Column(columns.hidden(e.to_string()))
+                        }
+                        other => {
+                            return Err(unsupported(format!("{other} in HAVING across shards")))
+                        }
+                    },
+                }
+            }
+        })
+    }
+
+    /// A select item's merged value: AVG items are SUM / COUNT.
+    fn item_value(
+        &self,
+        i: usize,
+        items: &[Item<'_>],
+        item_columns: &[usize],
+    ) -> Result<EvalExpr, PlanError> {
+        if let Some(call) = agg_call(items[i].expr, None)? {
+            if call.func == AggFn::Avg || call.distinct {
+                return Err(unsupported(
+                    "an AVG or DISTINCT aggregate alias in HAVING across shards",
+                ));
+            }
+        }
+        Ok(EvalExpr::Column(item_columns[i]))
+    }
+}
