@@ -1,0 +1,122 @@
+//! Memory bounds of cross-shard reads, measured on a separate shardgate process: a scatter over a
+//! million rows streams through (the proxy's peak RSS grows by far less than the data), a merge
+//! with ORDER BY ... LIMIT holds only the shards' limited rows, and a merge that would have to
+//! hold more rows than `server.max_buffered_rows` fails with a clear error instead.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts, Row};
+
+const ROWS_PER_SHARD: u64 = 500_000;
+
+struct Proxy(Child);
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// (current RSS, peak RSS) of a process, in KiB.
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> u64 {
+        let line = status.lines().find(|l| l.starts_with(name)).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scatter_streams_and_merges_stay_bounded() {
+    let servers = tokio::task::spawn_blocking(|| testkit::start(2, &["big"])).await.unwrap().unwrap();
+    for (i, server) in servers.iter().enumerate() {
+        let mut c = Conn::new(Opts::from_url(&server.url("big")).unwrap()).await.unwrap();
+        c.query_drop("CREATE TABLE big (id BIGINT PRIMARY KEY, v INT NOT NULL, pad CHAR(100) NOT NULL)").await.unwrap();
+        let offset = i as u64 * ROWS_PER_SHARD;
+        c.query_drop(format!("INSERT INTO big SELECT seq + {offset}, seq % 1000, REPEAT('x', 100) FROM seq_1_to_{ROWS_PER_SHARD}")).await.unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = format!(
+        r#"[server]
+listen = "127.0.0.1:{port}"
+max_buffered_rows = 1000
+
+[[users]]
+name = "app"
+password = "secret"
+
+[keyspaces.big]
+sharded = true
+shards = [{{ name = "-80", primary = "{a}" }}, {{ name = "80-", primary = "{b}" }}]
+vindexes.hash = {{ type = "hash" }}
+tables.big = {{ primary_vindex = {{ column = "id", vindex = "hash" }} }}
+"#,
+        a = servers[0].url("big"),
+        b = servers[1].url("big"),
+    );
+    let path = dir.path().join("shardgate.toml");
+    std::fs::write(&path, config).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_shardgate"))
+        .args(["serve", "--config", path.to_str().unwrap()])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let proxy = Proxy(child);
+    let pid = proxy.0.id();
+    let url = format!("mysql://app:secret@127.0.0.1:{port}/big");
+    let mut conn = None;
+    for _ in 0..100 {
+        if let Ok(c) = Conn::new(Opts::from_url(&url).unwrap()).await {
+            conn = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut c = conn.expect("shardgate accepts connections");
+    let _: Vec<i64> = c.query("SELECT id FROM big WHERE id = 1").await.unwrap();
+
+    // A million rows (about 110 MB of row data) stream through.
+    let (before, _) = rss_kib(pid);
+    let mut result = c.query_iter("SELECT * FROM big").await.unwrap();
+    let mut rows = 0u64;
+    while let Some(row) = result.next().await.unwrap() {
+        let _: Row = row;
+        rows += 1;
+    }
+    drop(result);
+    let (_, peak) = rss_kib(pid);
+    let growth_mib = peak.saturating_sub(before) / 1024;
+    eprintln!("scatter of {rows} rows: proxy RSS {before} KiB before, peak {peak} KiB, growth {growth_mib} MiB");
+    assert_eq!(rows, 2 * ROWS_PER_SHARD);
+    assert!(growth_mib < 64, "peak RSS grew by {growth_mib} MiB");
+
+    // ORDER BY ... LIMIT: each shard sends at most 10 rows; the merge returns the true top 10.
+    let plan: Vec<String> = c.query("VEXPLAIN PLAN SELECT id, v FROM big ORDER BY v DESC, id LIMIT 10").await.unwrap();
+    assert!(plan.iter().any(|l| l.contains("ORDER BY 2 DESC, 1 ASC LIMIT 10")), "{plan:?}");
+    let top: Vec<(i64, i32)> = c.query("SELECT id, v FROM big ORDER BY v DESC, id LIMIT 10").await.unwrap();
+    let mut want = Vec::new();
+    for server in &servers {
+        let mut d = Conn::new(Opts::from_url(&server.url("big")).unwrap()).await.unwrap();
+        let part: Vec<(i64, i32)> = d.query("SELECT id, v FROM big ORDER BY v DESC, id LIMIT 10").await.unwrap();
+        want.extend(part);
+    }
+    want.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    want.truncate(10);
+    assert_eq!(top, want);
+
+    // Sorting a million groups would hold a million rows: refused past max_buffered_rows.
+    let err = c.query_drop("SELECT id, COUNT(*) FROM big GROUP BY id ORDER BY COUNT(*) DESC, id").await.unwrap_err();
+    let mysql_async::Error::Server(e) = err else { panic!("{err}") };
+    assert_eq!(e.code, 1038, "{}", e.message);
+    assert!(e.message.contains("max_buffered_rows"), "{}", e.message);
+    // The connection survives the refusal.
+    let n: Option<i64> = c.query_first("SELECT COUNT(*) FROM big").await.unwrap();
+    assert_eq!(n, Some(2 * ROWS_PER_SHARD as i64));
+}
