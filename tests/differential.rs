@@ -125,7 +125,7 @@ async fn run(conn: &mut Conn, sql: &str) -> Answer {
     let columns: Vec<String> = result
         .columns_ref()
         .iter()
-        .map(|c| c.name_str().into_owned())
+        .map(|c| format!("{} {:?}/{}", c.name_str(), c.column_type(), c.decimals()))
         .collect();
     if columns.is_empty() {
         let affected = result.affected_rows();

@@ -32,15 +32,28 @@ fn rss_kib(pid: u32) -> (u64, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scatter_streams_and_merges_stay_bounded() {
-    let servers = tokio::task::spawn_blocking(|| testkit::start(2, &["big"])).await.unwrap().unwrap();
+    let servers = tokio::task::spawn_blocking(|| testkit::start(2, &["big"]))
+        .await
+        .unwrap()
+        .unwrap();
     for (i, server) in servers.iter().enumerate() {
-        let mut c = Conn::new(Opts::from_url(&server.url("big")).unwrap()).await.unwrap();
-        c.query_drop("CREATE TABLE big (id BIGINT PRIMARY KEY, v INT NOT NULL, pad CHAR(100) NOT NULL)").await.unwrap();
+        let mut c = Conn::new(Opts::from_url(&server.url("big")).unwrap())
+            .await
+            .unwrap();
+        c.query_drop(
+            "CREATE TABLE big (id BIGINT PRIMARY KEY, v INT NOT NULL, pad CHAR(100) NOT NULL)",
+        )
+        .await
+        .unwrap();
         let offset = i as u64 * ROWS_PER_SHARD;
         c.query_drop(format!("INSERT INTO big SELECT seq + {offset}, seq % 1000, REPEAT('x', 100) FROM seq_1_to_{ROWS_PER_SHARD}")).await.unwrap();
     }
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let config = format!(
         r#"[server]
 listen = "127.0.0.1:{port}"
@@ -98,13 +111,28 @@ tables.big = {{ primary_vindex = {{ column = "id", vindex = "hash" }} }}
     assert!(growth_mib < 64, "peak RSS grew by {growth_mib} MiB");
 
     // ORDER BY ... LIMIT: each shard sends at most 10 rows; the merge returns the true top 10.
-    let plan: Vec<String> = c.query("VEXPLAIN PLAN SELECT id, v FROM big ORDER BY v DESC, id LIMIT 10").await.unwrap();
-    assert!(plan.iter().any(|l| l.contains("ORDER BY 2 DESC, 1 ASC LIMIT 10")), "{plan:?}");
-    let top: Vec<(i64, i32)> = c.query("SELECT id, v FROM big ORDER BY v DESC, id LIMIT 10").await.unwrap();
+    let plan: Vec<String> = c
+        .query("VEXPLAIN PLAN SELECT id, v FROM big ORDER BY v DESC, id LIMIT 10")
+        .await
+        .unwrap();
+    assert!(
+        plan.iter()
+            .any(|l| l.contains("ORDER BY 2 DESC, 1 ASC LIMIT 10")),
+        "{plan:?}"
+    );
+    let top: Vec<(i64, i32)> = c
+        .query("SELECT id, v FROM big ORDER BY v DESC, id LIMIT 10")
+        .await
+        .unwrap();
     let mut want = Vec::new();
     for server in &servers {
-        let mut d = Conn::new(Opts::from_url(&server.url("big")).unwrap()).await.unwrap();
-        let part: Vec<(i64, i32)> = d.query("SELECT id, v FROM big ORDER BY v DESC, id LIMIT 10").await.unwrap();
+        let mut d = Conn::new(Opts::from_url(&server.url("big")).unwrap())
+            .await
+            .unwrap();
+        let part: Vec<(i64, i32)> = d
+            .query("SELECT id, v FROM big ORDER BY v DESC, id LIMIT 10")
+            .await
+            .unwrap();
         want.extend(part);
     }
     want.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -112,8 +140,13 @@ tables.big = {{ primary_vindex = {{ column = "id", vindex = "hash" }} }}
     assert_eq!(top, want);
 
     // Sorting a million groups would hold a million rows: refused past max_buffered_rows.
-    let err = c.query_drop("SELECT id, COUNT(*) FROM big GROUP BY id ORDER BY COUNT(*) DESC, id").await.unwrap_err();
-    let mysql_async::Error::Server(e) = err else { panic!("{err}") };
+    let err = c
+        .query_drop("SELECT id, COUNT(*) FROM big GROUP BY id ORDER BY COUNT(*) DESC, id")
+        .await
+        .unwrap_err();
+    let mysql_async::Error::Server(e) = err else {
+        panic!("{err}")
+    };
     assert_eq!(e.code, 1038, "{}", e.message);
     assert!(e.message.contains("max_buffered_rows"), "{}", e.message);
     // The connection survives the refusal.
