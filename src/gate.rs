@@ -61,6 +61,14 @@ impl Gate {
 struct CountingExecutor<'a>(&'a Gate);
 
 impl engine::Executor for CountingExecutor<'_> {
+    async fn reserve_ids(
+        &self,
+        sequence: &vschema::SequenceRef,
+        count: u64,
+    ) -> Result<u64, EngineError> {
+        self.0.backends.reserve_ids(sequence, count).await
+    }
+
     async fn execute<S: RowSink>(
         &self,
         keyspace: &str,

@@ -132,12 +132,26 @@ fn check(config: Option<PathBuf>, vschema_json: Option<PathBuf>) -> Result<(), A
 
 fn describe_table(table: &vschema::Table) -> String {
     match table {
-        vschema::Table::Sharded { column, vindex } => format!(
-            "sharded by {column} ({} vindex {})",
-            vindex.kind.name(),
-            vindex.name
-        ),
+        vschema::Table::Sharded {
+            column,
+            vindex,
+            auto_increment,
+        } => {
+            let mut s = format!(
+                "sharded by {column} ({} vindex {})",
+                vindex.kind.name(),
+                vindex.name
+            );
+            if let Some(ai) = auto_increment {
+                s.push_str(&format!(
+                    ", {} from sequence {}.{}",
+                    ai.column, ai.sequence.keyspace, ai.sequence.table
+                ));
+            }
+            s
+        }
         vschema::Table::Reference => "reference".into(),
+        vschema::Table::Sequence => "sequence".into(),
         vschema::Table::Unsharded => "unsharded".into(),
     }
 }

@@ -32,6 +32,7 @@ tables.customers = { primary_vindex = { column = "id", vindex = "hash" } }
 tables.orders = { primary_vindex = { column = "customer_id", vindex = "hash" } }
 tables.products = { type = "reference" }
 tables.misc = { primary_vindex = { column = "id", vindex = "hash" } }
+tables.events = { primary_vindex = { column = "id", vindex = "hash" }, auto_increment = { column = "id", sequence = "event_seq" } }
 "#;
         let text = format!(
             r#"[server]
@@ -55,6 +56,7 @@ shards = [
 [keyspaces.main]
 sharded = false
 shards = [{{ name = "0", primary = "{m}" }}]
+tables.event_seq = {{ type = "sequence" }}
 "#,
             t0 = url(0, "two"),
             t1 = url(1, "two"),

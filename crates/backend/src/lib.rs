@@ -10,15 +10,23 @@ use std::time::Duration;
 
 use engine::{EngineError, Executor, Outcome, RowSink};
 use mysql_async::prelude::Queryable;
-use mysql_async::{OptsBuilder, Pool, PoolConstraints, PoolOpts};
-use vschema::{Shard, VSchema};
+use mysql_async::{OptsBuilder, Pool, PoolConstraints, PoolOpts, TxOpts};
+use vschema::{SequenceRef, Shard, Table, VSchema};
 
 /// How long a shard may take to hand out a connection before the statement fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// One pool per shard, by (keyspace, shard) name.
+/// One pool per shard, by (keyspace, shard) name, and the id blocks reserved from sequences.
 pub struct Backends {
     pools: HashMap<(String, String), Pool>,
+    sequences: HashMap<SequenceRef, tokio::sync::Mutex<IdBlock>>,
+}
+
+/// Ids reserved from a sequence table and not handed out yet: `next..end`.
+#[derive(Debug, Default)]
+struct IdBlock {
+    next: u64,
+    end: u64,
 }
 
 impl Backends {
@@ -35,7 +43,65 @@ impl Backends {
                 );
             }
         }
-        Backends { pools }
+        let sequences = vschema
+            .keyspaces()
+            .flat_map(|ks| {
+                ks.tables
+                    .iter()
+                    .filter(|(_, t)| **t == Table::Sequence)
+                    .map(|(name, _)| SequenceRef {
+                        keyspace: ks.name.clone(),
+                        table: name.clone(),
+                    })
+            })
+            .map(|s| (s, tokio::sync::Mutex::new(IdBlock::default())))
+            .collect();
+        Backends { pools, sequences }
+    }
+
+    /// Takes a new block of at least `count` ids from the sequence table, in one transaction on
+    /// its shard: the row lock serialises every shardgate process sharing the sequence.
+    async fn reserve_block(
+        &self,
+        sequence: &SequenceRef,
+        count: u64,
+    ) -> Result<(u64, u64), EngineError> {
+        let ks = &sequence.keyspace;
+        let shard = self
+            .pools
+            .iter()
+            .find(|((k, _), _)| k == ks)
+            .map(|((_, s), _)| s.clone())
+            .unwrap_or_default();
+        let pool = self.pool(ks, &shard)?;
+        let err = |e| to_engine_error(&format!("{ks}/{shard} (sequence {})", sequence.table), e);
+        let mut conn = pool.get_conn().await.map_err(err)?;
+        let table = sequence.table.replace('`', "``");
+        let mut tx = conn
+            .start_transaction(TxOpts::default())
+            .await
+            .map_err(err)?;
+        let row: Option<(Option<u64>, Option<u64>)> = tx
+            .query_first(format!(
+                "SELECT next_id, cache FROM `{table}` WHERE id = 0 FOR UPDATE"
+            ))
+            .await
+            .map_err(err)?;
+        let Some((Some(next), cache)) = row else {
+            return Err(EngineError::Sequence(format!(
+                "sequence table {ks}.{} has no row with id = 0 and a next_id; create it with INSERT INTO {} (id, next_id, cache) VALUES (0, 1, 1000)",
+                sequence.table, sequence.table
+            )));
+        };
+        let n = cache.unwrap_or(1).max(count).max(1);
+        let end = next
+            .checked_add(n)
+            .ok_or_else(|| EngineError::OutOfRange(format!("sequence {}", sequence.table)))?;
+        tx.query_drop(format!("UPDATE `{table}` SET next_id = {end} WHERE id = 0"))
+            .await
+            .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        Ok((next, end))
     }
 
     /// Closes every pool, waiting for connections in use to come back.
@@ -90,6 +156,24 @@ fn to_engine_error(shard: &str, e: mysql_async::Error) -> EngineError {
 }
 
 impl Executor for Backends {
+    async fn reserve_ids(&self, sequence: &SequenceRef, count: u64) -> Result<u64, EngineError> {
+        let cell = self.sequences.get(sequence).ok_or_else(|| {
+            EngineError::Bug(format!(
+                "no sequence {}.{}",
+                sequence.keyspace, sequence.table
+            ))
+        })?;
+        let mut block = cell.lock().await;
+        if block.end - block.next < count {
+            // The rest of the old block is skipped so that a statement's ids are consecutive.
+            let (next, end) = self.reserve_block(sequence, count).await?;
+            *block = IdBlock { next, end };
+        }
+        let first = block.next;
+        block.next += count;
+        Ok(first)
+    }
+
     async fn execute<S: RowSink>(
         &self,
         keyspace: &str,

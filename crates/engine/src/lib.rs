@@ -28,10 +28,10 @@ pub use eval::{ArithOp, CompareOp, EvalExpr, Literal};
 pub use mysql_common::packets::Column;
 pub use mysql_common::value::Value;
 pub use plan::{
-    Aggregate, AggregateKind, ComputedKind, Insert, InsertRow, Opcode, OutputColumn, Plan, Route,
-    Select, Send, Stage, Wildcard,
+    Aggregate, AggregateKind, ComputedKind, Generate, Insert, InsertRow, Opcode, OutputColumn,
+    Plan, Route, Select, Send, Stage, Wildcard,
 };
-use vschema::{Keyspace, VSchema, VindexError};
+use vschema::{Keyspace, SequenceRef, VSchema, VindexError};
 
 /// What a statement did, as reported in the OK packet (or the EOF after rows).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -77,6 +77,13 @@ pub trait Executor: Sync {
         sql: &str,
         sink: &mut S,
     ) -> impl Future<Output = Result<Outcome, EngineError>> + std::marker::Send;
+
+    /// Reserves `count` consecutive ids from a sequence; returns the first.
+    fn reserve_ids(
+        &self,
+        sequence: &SequenceRef,
+        count: u64,
+    ) -> impl Future<Output = Result<u64, EngineError>> + std::marker::Send;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +118,9 @@ pub enum EngineError {
     /// The reader of a shard's rows stopped reading (it had enough).
     #[error("result abandoned")]
     Abandoned,
+    /// A sequence could not hand out ids.
+    #[error("{0}")]
+    Sequence(String),
     #[error("[BUG] {0}")]
     Bug(String),
 }

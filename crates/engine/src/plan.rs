@@ -4,7 +4,7 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
-use vschema::{KeyValue, Vindex};
+use vschema::{KeyValue, SequenceRef, Vindex};
 
 use crate::compare::SortKey;
 use crate::eval::EvalExpr;
@@ -182,14 +182,43 @@ pub struct Insert {
     pub rows: Vec<InsertRow>,
     /// ` ON DUPLICATE KEY UPDATE ...`, or empty.
     pub suffix: String,
+    /// Fills the AUTO_INCREMENT column from a sequence.
+    pub generate: Option<Generate>,
+}
+
+/// Where generated ids come from and which value of each row they replace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generate {
+    pub sequence: SequenceRef,
+    pub column: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InsertRow {
-    /// The row's value for the primary vindex column.
-    pub value: KeyValue,
-    /// The row as SQL: `(1, 'x')`.
-    pub sql: String,
+    /// The row's value for the primary vindex column; `None` when it is the generated id.
+    pub value: Option<KeyValue>,
+    /// Each value as the client wrote it.
+    pub values: Vec<String>,
+    /// Whether this row's AUTO_INCREMENT value is generated.
+    pub generate: bool,
+}
+
+impl InsertRow {
+    /// The row as SQL, `(1, 'x')`, with the generated id in place.
+    pub fn sql(&self, column: Option<usize>, id: Option<u64>) -> String {
+        let mut out = String::from("(");
+        for (i, v) in self.values.iter().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            match (column, id) {
+                (Some(c), Some(id)) if c == i => out.push_str(&id.to_string()),
+                _ => out.push_str(v),
+            }
+        }
+        out.push(')');
+        out
+    }
 }
 
 /// Sends one statement to every shard of a keyspace and reports the first shard's outcome: DDL,
@@ -225,8 +254,25 @@ impl Plan {
                     "Insert {} table={} vindex={}",
                     i.keyspace, i.table, i.vindex.name
                 );
+                if let Some(g) = &i.generate {
+                    let _ = write!(
+                        out,
+                        " sequence={}.{} column={}",
+                        g.sequence.keyspace, g.sequence.table, g.column
+                    );
+                }
                 for row in &i.rows {
-                    let _ = write!(out, "\n  row value={}: {}", row.value, row.sql);
+                    let value = row
+                        .value
+                        .as_ref()
+                        .map(|v| v.to_string())
+                        .unwrap_or_else(|| "<generated>".into());
+                    let generated = if row.generate { " (id generated)" } else { "" };
+                    let _ = write!(
+                        out,
+                        "\n  row value={value}: {}{generated}",
+                        row.sql(None, None)
+                    );
                 }
                 let _ = write!(out, "\n  query: {}…{}", i.prefix, i.suffix);
             }

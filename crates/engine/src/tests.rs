@@ -14,6 +14,18 @@ struct LoggingExecutor {
 }
 
 impl Executor for LoggingExecutor {
+    async fn reserve_ids(
+        &self,
+        sequence: &vschema::SequenceRef,
+        count: u64,
+    ) -> Result<u64, EngineError> {
+        self.log.lock().unwrap().push(format!(
+            "reserve {}.{} {count}",
+            sequence.keyspace, sequence.table
+        ));
+        Ok(100)
+    }
+
     async fn execute<S: RowSink>(
         &self,
         keyspace: &str,
@@ -156,8 +168,9 @@ async fn scatter_dml_sums_affected_rows() {
 #[tokio::test]
 async fn insert_splits_rows_by_shard() {
     let row = |v: i64| InsertRow {
-        value: KeyValue::Int(v),
-        sql: format!("({v})"),
+        value: Some(KeyValue::Int(v)),
+        values: vec![v.to_string()],
+        generate: false,
     };
     let plan = Plan::Insert(Insert {
         keyspace: "ks".into(),
@@ -166,6 +179,7 @@ async fn insert_splits_rows_by_shard() {
         prefix: "insert into t (id) values ".into(),
         rows: vec![row(1), row(4), row(2)],
         suffix: String::new(),
+        generate: None,
     });
     let (log, _, outcome) = run(plan).await;
     assert_eq!(
@@ -197,10 +211,12 @@ async fn insert_with_unmappable_value_is_an_error() {
         vindex: hash(),
         prefix: "insert into t (id) values ".into(),
         rows: vec![InsertRow {
-            value: KeyValue::Text(b"abc".to_vec()),
-            sql: "('abc')".into(),
+            value: Some(KeyValue::Text(b"abc".to_vec())),
+            values: vec!["'abc'".into()],
+            generate: false,
         }],
         suffix: String::new(),
+        generate: None,
     });
     let err = execute(
         &plan,
@@ -212,4 +228,62 @@ async fn insert_with_unmappable_value_is_an_error() {
     .await
     .unwrap_err();
     assert!(matches!(err, EngineError::Vindex(_)), "{err}");
+}
+
+#[tokio::test]
+async fn insert_fills_ids_from_the_sequence_and_routes_by_them() {
+    // The sequence hands out 100, 101, 102 (the fake reserves at 100): hash(100) and hash(102)
+    // decide the shards; the explicit id 4 stays as written.
+    let generated = |name: &str| InsertRow {
+        value: None,
+        values: vec!["NULL".into(), format!("'{name}'")],
+        generate: true,
+    };
+    let plan = Plan::Insert(Insert {
+        keyspace: "ks".into(),
+        table: "t".into(),
+        vindex: hash(),
+        prefix: "insert into t (id, name) values ".into(),
+        rows: vec![
+            generated("a"),
+            InsertRow {
+                value: Some(KeyValue::Int(4)),
+                values: vec!["4".into(), "'b'".into()],
+                generate: false,
+            },
+            generated("c"),
+            generated("d"),
+        ],
+        suffix: String::new(),
+        generate: Some(Generate {
+            sequence: vschema::SequenceRef {
+                keyspace: "main".into(),
+                table: "seq".into(),
+            },
+            column: 0,
+        }),
+    });
+    let (log, _, outcome) = run(plan).await;
+    assert_eq!(log[log.len() - 1], "reserve main.seq 3");
+    let shard_of = |id: i64| {
+        let ks = vschema();
+        let k = ks.keyspace("ks").unwrap();
+        k.shards[k.shard_for(&VindexKind::Hash.map(&KeyValue::Int(id)).unwrap())]
+            .name
+            .clone()
+    };
+    let mut want: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (id, name) in [(100, "a"), (4, "b"), (101, "c"), (102, "d")] {
+        want.entry(shard_of(id))
+            .or_default()
+            .push(format!("({id}, '{name}')"));
+    }
+    for (shard, rows) in want {
+        let line = format!(
+            "execute ks/{shard}: insert into t (id, name) values {}",
+            rows.join(", ")
+        );
+        assert!(log.contains(&line), "{line} not in {log:?}");
+    }
+    assert_eq!(outcome.last_insert_id, 100, "the first generated id");
 }

@@ -1,6 +1,6 @@
 //! INSERT, UPDATE and DELETE.
 
-use engine::{Insert as InsertPlan, InsertRow, Opcode, Plan, Route, Send};
+use engine::{Generate, Insert as InsertPlan, InsertRow, Opcode, Plan, Route, Send};
 use sqlparser::ast::{
     Assignment, AssignmentTarget, Delete, Expr, FromTable, Insert, OnInsert, SetExpr, Spanned,
     Statement, TableFactor, Update, Value,
@@ -9,7 +9,7 @@ use vschema::Table;
 
 use crate::routing::{literal, opcode_for, Target};
 use crate::tables::{relations, shard_text, single_keyspace, Resolved};
-use crate::text::{values_rows, SourceText};
+use crate::text::{split_values, values_rows, SourceText};
 use crate::{unsupported, Context, PlanError};
 
 pub(crate) fn plan_insert(
@@ -23,8 +23,8 @@ pub(crate) fn plan_insert(
         single_keyspace(&tables)?.ok_or_else(|| unsupported("INSERT without a table"))?;
     let target = &tables[0];
     let text = shard_text(source, &tables)?;
-    let (column, vindex) = match &target.table {
-        Table::Unsharded => {
+    let (column, vindex, auto_increment) = match &target.table {
+        Table::Unsharded | Table::Sequence => {
             return Ok(Plan::Route(Route {
                 keyspace: keyspace.name.clone(),
                 opcode: Opcode::Unsharded,
@@ -41,7 +41,11 @@ pub(crate) fn plan_insert(
         Table::Sharded { .. } if tables.len() > 1 => {
             return Err(unsupported("INSERT ... SELECT into a sharded table"))
         }
-        Table::Sharded { column, vindex } => (column, vindex),
+        Table::Sharded {
+            column,
+            vindex,
+            auto_increment,
+        } => (column, vindex, auto_increment),
     };
     if !insert.assignments.is_empty() {
         return Err(unsupported(
@@ -57,14 +61,30 @@ pub(crate) fn plan_insert(
             target.name
         )));
     }
-    let position = insert
-        .columns
-        .iter()
-        .position(|c| c.to_string().trim_matches('`').eq_ignore_ascii_case(column))
-        .ok_or_else(|| PlanError::MissingVindexColumn {
-            table: target.name.clone(),
-            column: column.clone(),
-        })?;
+    let mut columns: Vec<String> = insert.columns.iter().map(|c| c.to_string()).collect();
+    let find = |name: &str, columns: &[String]| {
+        columns
+            .iter()
+            .position(|c| c.trim_matches('`').eq_ignore_ascii_case(name))
+    };
+    // The AUTO_INCREMENT column, appended when the client left it out.
+    let generate = match auto_increment {
+        None => None,
+        Some(ai) => {
+            let (position, appended) = match find(&ai.column, &columns) {
+                Some(p) => (p, false),
+                None => {
+                    columns.push(ai.column.clone());
+                    (columns.len() - 1, true)
+                }
+            };
+            Some((ai, position, appended))
+        }
+    };
+    let position = find(column, &columns).ok_or_else(|| PlanError::MissingVindexColumn {
+        table: target.name.clone(),
+        column: column.clone(),
+    })?;
     match &insert.on {
         Some(OnInsert::DuplicateKeyUpdate(assignments)) if assigns_column(assignments, column) => {
             return Err(unsupported(format!(
@@ -98,22 +118,53 @@ pub(crate) fn plan_insert(
                 query: text,
             }));
         }
-        let expr = &row[position];
-        if matches!(expr, Expr::Value(v) if v.value == Value::Null) {
-            return Err(PlanError::NullVindexValue(column.clone()));
+        let inner = &source.sql()[range.start + 1..range.end - 1];
+        let mut texts: Vec<String> =
+            split_values(inner).ok_or_else(|| unsupported("rewriting this INSERT row"))?;
+        if texts.len() != row.len() {
+            return Err(unsupported("rewriting this INSERT row"));
         }
-        let value = literal(expr).ok_or_else(|| {
-            unsupported(format!(
-                "a non-literal value for primary vindex column {column}: {expr}"
-            ))
-        })?;
-        vindex.map(&value)?;
+        // A missing, NULL or 0 AUTO_INCREMENT value is generated from the sequence.
+        let generated = match &generate {
+            Some((_, _, true)) => {
+                texts.push("NULL".into());
+                true
+            }
+            Some((_, p, false)) => match &row[*p] {
+                Expr::Value(v) => {
+                    v.value == Value::Null
+                        || matches!(&v.value, Value::Number(n, _) if n.parse::<f64>() == Ok(0.0))
+                }
+                _ => false,
+            },
+            None => false,
+        };
+        let value = if generated && generate.as_ref().is_some_and(|(_, p, _)| *p == position) {
+            None
+        } else {
+            let expr = &row[position];
+            if matches!(expr, Expr::Value(v) if v.value == Value::Null) {
+                return Err(PlanError::NullVindexValue(column.clone()));
+            }
+            let value = literal(expr).ok_or_else(|| {
+                unsupported(format!(
+                    "a non-literal value for primary vindex column {column}: {expr}"
+                ))
+            })?;
+            vindex.map(&value)?;
+            Some(value)
+        };
         rows.push(InsertRow {
             value,
-            sql: source.sql()[range].to_string(),
+            values: texts,
+            generate: generated,
         });
     }
-    let prefix = insert_prefix(insert, target, source)?;
+    let prefix = insert_prefix(insert, &columns, target, source)?;
+    let generate = generate.map(|(ai, column, _)| Generate {
+        sequence: ai.sequence.clone(),
+        column,
+    });
     Ok(Plan::Insert(InsertPlan {
         keyspace: keyspace.name.clone(),
         table: target.name.clone(),
@@ -121,16 +172,17 @@ pub(crate) fn plan_insert(
         prefix,
         rows,
         suffix,
+        generate,
     }))
 }
 
 /// `INSERT [IGNORE] INTO t (a, b) VALUES `, from the client's text up to the first row.
 fn insert_prefix(
     insert: &Insert,
+    cols: &[String],
     target: &Resolved<'_>,
     source: &SourceText<'_>,
 ) -> Result<String, PlanError> {
-    let cols: Vec<String> = insert.columns.iter().map(|c| c.to_string()).collect();
     let verb = if insert.replace_into {
         "REPLACE"
     } else {
@@ -250,7 +302,7 @@ fn plan_write(
     let target = &tables[0];
     let others_are_reference = tables[1..].iter().all(|t| t.table == Table::Reference);
     match &target.table {
-        Table::Unsharded => Ok(Plan::Route(Route {
+        Table::Unsharded | Table::Sequence => Ok(Plan::Route(Route {
             keyspace: keyspace.name.clone(),
             opcode: Opcode::Unsharded,
             query: text,
@@ -265,7 +317,7 @@ fn plan_write(
         Table::Sharded { .. } if !others_are_reference => Err(unsupported(format!(
             "{verb} with a subquery on a sharded table"
         ))),
-        Table::Sharded { column, vindex } => {
+        Table::Sharded { column, vindex, .. } => {
             let qualifiers = vec![alias.as_deref().unwrap_or(target.name.as_str())];
             let opcode = opcode_for(
                 selection,

@@ -65,7 +65,7 @@ pub(crate) fn plan_select(
     let sharded: Vec<_> = tables
         .iter()
         .filter_map(|t| match &t.table {
-            Table::Sharded { column, vindex } => Some((t, column, vindex)),
+            Table::Sharded { column, vindex, .. } => Some((t, column, vindex)),
             _ => None,
         })
         .collect();

@@ -117,6 +117,34 @@ pub fn values_rows(source: &SourceText<'_>) -> Option<(Vec<std::ops::Range<usize
     (depth == 0).then_some((rows, source.sql().len()))
 }
 
+/// The values of one INSERT row (the text between its parentheses), split at depth-0 commas.
+pub fn split_values(inner: &str) -> Option<Vec<String>> {
+    let src = SourceText::new(inner);
+    let tokens = Tokenizer::new(&MySqlDialect {}, inner)
+        .tokenize_with_location()
+        .ok()?;
+    let mut values = Vec::new();
+    let mut depth = 0i32;
+    let mut start = 0;
+    for t in tokens
+        .iter()
+        .filter(|t| !matches!(t.token, Token::Whitespace(_) | Token::EOF))
+    {
+        match t.token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            Token::Comma if depth == 0 => {
+                let r = src.range(t.span)?;
+                values.push(inner[start..r.start].trim().to_string());
+                start = r.end;
+            }
+            _ => {}
+        }
+    }
+    values.push(inner[start..].trim().to_string());
+    Some(values)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +157,10 @@ mod tests {
         let texts: Vec<&str> = rows.iter().map(|r| &sql[r.clone()]).collect();
         assert_eq!(texts, ["(-1, 'x\\\\y')", "(2, f(3, 4))", "( -2, 'é''z')"]);
         assert_eq!(&sql[rest..], "ON DUPLICATE KEY UPDATE b = VALUES(b)");
+        assert_eq!(
+            split_values("-1, 'a,b', f(1, 2) ,NULL").unwrap(),
+            ["-1", "'a,b'", "f(1, 2)", "NULL"]
+        );
         let plain = SourceText::new("insert into t (a) values (1), (2)");
         assert_eq!(values_rows(&plain).unwrap().0.len(), 2);
     }

@@ -208,9 +208,30 @@ impl BackendAddr {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Table {
     /// Rows spread over the shards by the primary vindex of `column`.
-    Sharded { column: String, vindex: Arc<Vindex> },
+    Sharded {
+        column: String,
+        vindex: Arc<Vindex>,
+        auto_increment: Option<AutoIncrement>,
+    },
+    /// A sequence (`id`, `next_id`, `cache` columns) in an unsharded keyspace that hands out
+    /// blocks of ids to sharded tables' AUTO_INCREMENT columns.
+    Sequence,
     /// A full copy on every shard: read from any one, write to all.
     Reference,
     /// A table of an unsharded keyspace: everything on its one shard.
     Unsharded,
+}
+
+/// A sharded table's AUTO_INCREMENT column, filled from a sequence table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoIncrement {
+    pub column: String,
+    pub sequence: SequenceRef,
+}
+
+/// Where a sequence table lives.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SequenceRef {
+    pub keyspace: String,
+    pub table: String,
 }

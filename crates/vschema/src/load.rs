@@ -10,7 +10,8 @@ use crate::keyrange::{check_tiling, KeyRange};
 use crate::raw::{RawConfig, RawKeyspace, VitessKeyspace};
 use crate::vindex::{Vindex, VindexKind};
 use crate::{
-    BackendAddr, Config, ConfigError, Keyspace, PoolSize, ServerConfig, Shard, Table, User, VSchema,
+    AutoIncrement, BackendAddr, Config, ConfigError, Keyspace, PoolSize, SequenceRef, ServerConfig,
+    Shard, Table, User, VSchema,
 };
 
 const DEFAULT_MAX_PACKET: usize = 64 << 20;
@@ -50,7 +51,7 @@ pub fn parse_config(text: &str, path: &Path) -> Result<Config, ConfigError> {
     }
     let server = ServerConfig {
         listen: listen.clone(),
-        admin: raw.server.admin.map(|a| a.into_inner()),
+        admin: raw.server.admin.as_ref().map(|a| a.get_ref().clone()),
         max_packet_size: raw.server.max_packet_size.unwrap_or(DEFAULT_MAX_PACKET),
         max_buffered_rows: raw
             .server
@@ -85,6 +86,7 @@ pub fn parse_config(text: &str, path: &Path) -> Result<Config, ConfigError> {
     for (name, ks) in &raw.keyspaces {
         keyspaces.push(ctx.keyspace(name, ks)?);
     }
+    resolve_sequences(&mut keyspaces, &ctx, &raw)?;
     if keyspaces.is_empty() {
         return Err(ConfigError {
             file: ctx.file.clone(),
@@ -259,8 +261,14 @@ impl Ctx<'_> {
             let raw = t.get_ref();
             let table = match (&raw.kind, &raw.primary_vindex) {
                 (Some(kind), None) if kind.get_ref() == "reference" => Table::Reference,
+                (Some(kind), None) if kind.get_ref() == "sequence" => {
+                    if sharded {
+                        return Err(self.err(kind, &format!("{tkey}.type"), "a sequence table lives in an unsharded keyspace".into()));
+                    }
+                    Table::Sequence
+                }
                 (Some(kind), _) => {
-                    return Err(self.err(kind, &format!("{tkey}.type"), format!("unknown table type {:?} (known: reference)", kind.get_ref())))
+                    return Err(self.err(kind, &format!("{tkey}.type"), format!("unknown table type {:?} (known: reference, sequence)", kind.get_ref())))
                 }
                 (None, Some(pv)) => {
                     if !sharded {
@@ -273,7 +281,11 @@ impl Ctx<'_> {
                     if pv.column.is_empty() {
                         return Err(self.err(t, &format!("{tkey}.primary_vindex.column"), "empty column name".into()));
                     }
-                    Table::Sharded { column: pv.column.clone(), vindex: vindex.clone() }
+                    let auto_increment = raw.auto_increment.as_ref().map(|a| auto_increment(&a.get_ref().column, &a.get_ref().sequence));
+                    Table::Sharded { column: pv.column.clone(), vindex: vindex.clone(), auto_increment }
+                }
+                (None, None) if raw.auto_increment.is_some() => {
+                    return Err(self.err(t, &format!("{tkey}.auto_increment"), "auto_increment is for sharded tables; an unsharded table uses MySQL's own AUTO_INCREMENT".into()))
                 }
                 (None, None) if !sharded => Table::Unsharded,
                 (None, None) => {
@@ -284,6 +296,75 @@ impl Ctx<'_> {
         }
         Ok(tables)
     }
+}
+
+/// An auto-increment whose sequence is named `keyspace.table` or just `table` (the keyspace is
+/// found once every keyspace is loaded).
+fn auto_increment(column: &str, sequence: &str) -> AutoIncrement {
+    let (keyspace, table) = sequence.split_once('.').unwrap_or(("", sequence));
+    AutoIncrement {
+        column: column.to_string(),
+        sequence: SequenceRef {
+            keyspace: keyspace.to_string(),
+            table: table.to_string(),
+        },
+    }
+}
+
+/// Points every auto-increment at its sequence table: the named keyspace, or the one unsharded
+/// keyspace declaring a sequence of that name.
+fn resolve_sequences(
+    keyspaces: &mut [Keyspace],
+    ctx: &Ctx<'_>,
+    raw: &RawConfig,
+) -> Result<(), ConfigError> {
+    let sequences: Vec<(String, String)> = keyspaces
+        .iter()
+        .filter(|k| !k.sharded)
+        .flat_map(|k| {
+            k.tables
+                .iter()
+                .filter(|(_, t)| **t == Table::Sequence)
+                .map(move |(n, _)| (k.name.clone(), n.clone()))
+        })
+        .collect();
+    for ks in keyspaces.iter_mut() {
+        for (tname, table) in ks.tables.iter_mut() {
+            let Table::Sharded {
+                auto_increment: Some(ai),
+                ..
+            } = table
+            else {
+                continue;
+            };
+            let key = format!("keyspaces.{}.tables.{tname}.auto_increment", ks.name);
+            let line = raw
+                .keyspaces
+                .get(&ks.name)
+                .and_then(|k| k.get_ref().tables.get(tname))
+                .and_then(|t| t.get_ref().auto_increment.as_ref())
+                .map(|a| ctx.line_of(a.span().start));
+            let fail = |message: String| ConfigError {
+                file: ctx.file.clone(),
+                line,
+                key: key.clone(),
+                message,
+            };
+            let candidates: Vec<&(String, String)> = sequences
+                .iter()
+                .filter(|(k, t)| {
+                    *t == ai.sequence.table
+                        && (ai.sequence.keyspace.is_empty() || *k == ai.sequence.keyspace)
+                })
+                .collect();
+            match candidates.as_slice() {
+                [(k, _)] => ai.sequence.keyspace = k.clone(),
+                [] => return Err(fail(format!("no sequence table {:?} in an unsharded keyspace (declare it with type = \"sequence\")", ai.sequence.table))),
+                _ => return Err(fail(format!("sequence {:?} exists in several keyspaces; name it as keyspace.table", ai.sequence.table))),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Reads a Vitess keyspace `vschema.json`: whether it is sharded and its tables with their
@@ -317,11 +398,12 @@ pub fn load_vitess_json(path: &Path) -> Result<(bool, BTreeMap<String, Table>), 
         let key = format!("tables.{name}");
         let table = match (t.kind.as_str(), ks.sharded) {
             ("reference", _) => Table::Reference,
-            ("sequence", _) => {
+            ("sequence", false) => Table::Sequence,
+            ("sequence", true) => {
                 return Err(err(
                     None,
                     &format!("{key}.type"),
-                    "sequence tables are not supported yet".into(),
+                    "a sequence table lives in an unsharded keyspace".into(),
                 ))
             }
             ("", false) => Table::Unsharded,
@@ -361,6 +443,10 @@ pub fn load_vitess_json(path: &Path) -> Result<(bool, BTreeMap<String, Table>), 
                 Table::Sharded {
                     column,
                     vindex: vindex.clone(),
+                    auto_increment: t
+                        .auto_increment
+                        .as_ref()
+                        .map(|a| auto_increment(&a.column, &a.sequence)),
                 }
             }
             (other, _) => {

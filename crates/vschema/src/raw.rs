@@ -75,6 +75,15 @@ pub(crate) struct RawTable {
     #[serde(rename = "type")]
     pub kind: Option<Spanned<String>>,
     pub primary_vindex: Option<Spanned<RawColumnVindex>>,
+    pub auto_increment: Option<Spanned<RawAutoIncrement>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAutoIncrement {
+    pub column: String,
+    /// `table` or `keyspace.table`.
+    pub sequence: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -108,6 +117,13 @@ pub(crate) struct VitessTable {
     pub kind: String,
     #[serde(default)]
     pub column_vindexes: Vec<VitessColumnVindex>,
+    pub auto_increment: Option<VitessAutoIncrement>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct VitessAutoIncrement {
+    pub column: String,
+    pub sequence: String,
 }
 
 #[derive(Debug, Deserialize)]

@@ -186,7 +186,7 @@ fn vitess_vschema_json() {
     let ks = config.vschema.keyspace("commerce").unwrap();
     assert!(ks.sharded);
     assert!(
-        matches!(ks.table("corder"), Some(Table::Sharded { column, vindex }) if column == "sku" && vindex.kind == VindexKind::Xxhash)
+        matches!(ks.table("corder"), Some(Table::Sharded { column, vindex, .. }) if column == "sku" && vindex.kind == VindexKind::Xxhash)
     );
     assert_eq!(ks.table("product"), Some(&Table::Reference));
 
@@ -198,4 +198,56 @@ fn vitess_vschema_json() {
     let e = load_vitess_json(&dir.join("bad.json")).unwrap_err();
     assert!(e.message.contains("not supported yet"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn auto_increment_from_a_sequence() {
+    let text = GOOD
+        .replace(
+            r#"tables.customers = { primary_vindex = { column = "customer_id", vindex = "hash" } }"#,
+            r#"tables.customers = { primary_vindex = { column = "customer_id", vindex = "hash" }, auto_increment = { column = "customer_id", sequence = "customer_seq" } }"#,
+        )
+        .replace("tables.seq = {}", "tables.seq = {}\ntables.customer_seq = { type = \"sequence\" }");
+    let config = parse(&text).unwrap();
+    let Some(Table::Sharded {
+        auto_increment: Some(ai),
+        ..
+    }) = config
+        .vschema
+        .keyspace("commerce")
+        .unwrap()
+        .table("customers")
+    else {
+        panic!()
+    };
+    assert_eq!(ai.column, "customer_id");
+    assert_eq!(
+        ai.sequence,
+        crate::SequenceRef {
+            keyspace: "lookup".into(),
+            table: "customer_seq".into()
+        }
+    );
+
+    let missing =
+        parse(&text.replace("sequence = \"customer_seq\"", "sequence = \"nope\"")).unwrap_err();
+    assert_eq!(
+        missing.key,
+        "keyspaces.commerce.tables.customers.auto_increment"
+    );
+    assert_eq!(missing.line, Some(16));
+    assert!(
+        missing.message.contains("no sequence table \"nope\""),
+        "{missing}"
+    );
+
+    let sharded_seq = parse(&text.replace(
+        r#"tables.products = { type = "reference" }"#,
+        r#"tables.products = { type = "sequence" }"#,
+    ))
+    .unwrap_err();
+    assert!(
+        sharded_seq.message.contains("unsharded keyspace"),
+        "{sharded_seq}"
+    );
 }
