@@ -136,12 +136,19 @@ fn describe_table(table: &vschema::Table) -> String {
             column,
             vindex,
             auto_increment,
+            lookups,
         } => {
             let mut s = format!(
                 "sharded by {column} ({} vindex {})",
                 vindex.kind.name(),
                 vindex.name
             );
+            for l in lookups {
+                s.push_str(&format!(
+                    ", {} via lookup {} ({}.{})",
+                    l.column, l.vindex.name, l.vindex.keyspace, l.vindex.table
+                ));
+            }
             if let Some(ai) = auto_increment {
                 s.push_str(&format!(
                     ", {} from sequence {}.{}",

@@ -1,6 +1,8 @@
 use std::collections::BTreeMap;
 
-use vschema::{KeyValue, Keyspace};
+use vschema::{KeyValue, Keyspace, VSchema};
+
+use crate::lookup::{claim, same_key};
 
 use crate::fanout::concatenate;
 use crate::{EngineError, Executor, Insert, NoRows, Outcome};
@@ -9,6 +11,7 @@ use crate::{EngineError, Executor, Insert, NoRows, Outcome};
 pub(crate) async fn execute<E: Executor>(
     insert: &Insert,
     keyspace: &Keyspace,
+    vschema: &VSchema,
     executor: &E,
 ) -> Result<Outcome, EngineError> {
     // Ids for the rows that need one, consecutive in row order.
@@ -20,6 +23,22 @@ pub(crate) async fn execute<E: Executor>(
     let column = insert.generate.as_ref().map(|g| g.column);
     let mut next_id = first_id;
     let mut by_shard: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+    // Each lookup value once per statement: the lookup table cannot tell two new rows apart.
+    for (i, lookup) in insert.lookups.iter().enumerate() {
+        let values: Vec<&KeyValue> = insert
+            .rows
+            .iter()
+            .filter_map(|r| r.lookup_values.get(i).and_then(|v| v.as_ref()))
+            .collect();
+        for (n, a) in values.iter().enumerate() {
+            if values[..n].iter().any(|b| same_key(a, b)) {
+                return Err(EngineError::Duplicate {
+                    value: a.to_string(),
+                    key: lookup.column.clone(),
+                });
+            }
+        }
+    }
     for row in &insert.rows {
         let id = if row.generate {
             let id =
@@ -36,7 +55,15 @@ pub(crate) async fn execute<E: Executor>(
                 .unwrap_or(KeyValue::UInt(id)),
             (None, None) => return Err(EngineError::Bug("row without a vindex value".into())),
         };
-        let shard = keyspace.shard_for(&insert.vindex.map(&value)?);
+        let ksid = insert.vindex.map(&value)?;
+        // Lookup rows first: a failure after this leaves only orphans, which the next insert of
+        // the same value reclaims.
+        for (lookup, v) in insert.lookups.iter().zip(&row.lookup_values) {
+            if let Some(v) = v {
+                claim(executor, vschema, keyspace, lookup, v, &ksid).await?;
+            }
+        }
+        let shard = keyspace.shard_for(&ksid);
         by_shard.entry(shard).or_default().push(row.sql(column, id));
     }
     let queries: Vec<(usize, String)> = by_shard

@@ -11,8 +11,10 @@ mod decimal;
 mod eval;
 mod fanout;
 mod insert;
+mod lookup;
 mod merge_sort;
 mod ordered_aggregate;
+mod owned_write;
 mod plan;
 mod projection;
 mod route;
@@ -29,7 +31,7 @@ pub use mysql_common::packets::Column;
 pub use mysql_common::value::Value;
 pub use plan::{
     Aggregate, AggregateKind, ComputedKind, Generate, Insert, InsertRow, Opcode, OutputColumn,
-    Plan, Route, Select, Send, Stage, Wildcard,
+    OwnedLookup, OwnedWrite, Plan, Route, Select, Send, Stage, Wildcard,
 };
 use vschema::{Keyspace, SequenceRef, VSchema, VindexError};
 
@@ -121,6 +123,9 @@ pub enum EngineError {
     /// A sequence could not hand out ids.
     #[error("{0}")]
     Sequence(String),
+    /// A unique lookup value that another row already holds.
+    #[error("Duplicate entry '{value}' for key '{key}'")]
+    Duplicate { value: String, key: String },
     #[error("[BUG] {0}")]
     Bug(String),
 }
@@ -153,6 +158,7 @@ pub async fn execute<E: Executor, S: RowSink>(
             select::execute(
                 s,
                 keyspace(vschema, &s.route.keyspace)?,
+                vschema,
                 executor,
                 sink,
                 options,
@@ -160,12 +166,35 @@ pub async fn execute<E: Executor, S: RowSink>(
             .await
         }
         Plan::Route(route) => {
-            route::execute(route, keyspace(vschema, &route.keyspace)?, executor, sink).await
+            route::execute(
+                route,
+                keyspace(vschema, &route.keyspace)?,
+                vschema,
+                executor,
+                sink,
+            )
+            .await
         }
         Plan::Insert(insert) => {
-            insert::execute(insert, keyspace(vschema, &insert.keyspace)?, executor).await
+            insert::execute(
+                insert,
+                keyspace(vschema, &insert.keyspace)?,
+                vschema,
+                executor,
+            )
+            .await
         }
         Plan::Send(send) => send::execute(send, keyspace(vschema, &send.keyspace)?, executor).await,
+        Plan::OwnedWrite(w) => {
+            owned_write::execute(
+                w,
+                keyspace(vschema, &w.route.keyspace)?,
+                vschema,
+                executor,
+                options,
+            )
+            .await
+        }
     }
 }
 

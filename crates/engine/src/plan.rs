@@ -4,7 +4,7 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
-use vschema::{KeyValue, SequenceRef, Vindex};
+use vschema::{KeyValue, LookupVindex, SequenceRef, Vindex};
 
 use crate::compare::SortKey;
 use crate::eval::EvalExpr;
@@ -15,6 +15,7 @@ pub enum Plan {
     Insert(Insert),
     Send(Send),
     Select(Select),
+    OwnedWrite(OwnedWrite),
 }
 
 /// A SELECT over several shards whose results are merged at the proxy: shard rows are merged (or
@@ -148,6 +149,13 @@ pub enum Opcode {
     /// Every shard; rows are concatenated, affected rows summed. Requires a statement whose result
     /// needs no merging (no ORDER BY, LIMIT, aggregates, GROUP BY, DISTINCT or HAVING).
     Scatter,
+    /// The one shard owning a lookup value, found by reading the lookup table at execution time;
+    /// any one shard when the value has no lookup row (then no row holds it). Requires a unique
+    /// lookup vindex whose rows are written before their owners (consistent lookup).
+    Lookup {
+        vindex: Arc<LookupVindex>,
+        value: KeyValue,
+    },
 }
 
 impl Opcode {
@@ -158,6 +166,7 @@ impl Opcode {
             Opcode::EqualUnique { .. } => "EqualUnique",
             Opcode::In { .. } => "In",
             Opcode::Scatter => "Scatter",
+            Opcode::Lookup { .. } => "Lookup",
         }
     }
 
@@ -184,6 +193,30 @@ pub struct Insert {
     pub suffix: String,
     /// Fills the AUTO_INCREMENT column from a sequence.
     pub generate: Option<Generate>,
+    /// Lookup rows written (and checked for duplicates) before the table's rows.
+    pub lookups: Vec<OwnedLookup>,
+}
+
+/// A lookup vindex a table owns: `column` of `table` maps through it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedLookup {
+    pub vindex: Arc<LookupVindex>,
+    pub table: String,
+    pub column: String,
+}
+
+/// DELETE or UPDATE of a table that owns lookup vindexes: the rows the statement touches are read
+/// first (`select` returns the primary vindex value, then each lookup column), so their lookup
+/// rows can be removed after the statement (DELETE), or claimed before and released after it
+/// (UPDATE setting a lookup column to `new_value`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedWrite {
+    pub route: Route,
+    pub select: String,
+    pub vindex: Arc<Vindex>,
+    pub lookups: Vec<OwnedLookup>,
+    /// For an UPDATE of a lookup column: which lookup (index) and its new value (None: NULL).
+    pub new_value: Option<(usize, Option<KeyValue>)>,
 }
 
 /// Where generated ids come from and which value of each row they replace.
@@ -201,6 +234,8 @@ pub struct InsertRow {
     pub values: Vec<String>,
     /// Whether this row's AUTO_INCREMENT value is generated.
     pub generate: bool,
+    /// The row's value for each owned lookup, in `Insert::lookups` order (None: NULL).
+    pub lookup_values: Vec<Option<KeyValue>>,
 }
 
 impl InsertRow {
@@ -240,6 +275,9 @@ impl Plan {
                     Opcode::EqualUnique { vindex, value } => {
                         let _ = write!(out, " vindex={} value={}", vindex.name, value);
                     }
+                    Opcode::Lookup { vindex, value } => {
+                        let _ = write!(out, " vindex={} value={}", vindex.name, value);
+                    }
                     Opcode::In { vindex, values } => {
                         let vals: Vec<String> = values.iter().map(|v| v.to_string()).collect();
                         let _ = write!(out, " vindex={} values=[{}]", vindex.name, vals.join(", "));
@@ -254,6 +292,9 @@ impl Plan {
                     "Insert {} table={} vindex={}",
                     i.keyspace, i.table, i.vindex.name
                 );
+                for l in &i.lookups {
+                    let _ = write!(out, " lookup={}({})", l.vindex.name, l.column);
+                }
                 if let Some(g) = &i.generate {
                     let _ = write!(
                         out,
@@ -278,6 +319,21 @@ impl Plan {
             }
             Plan::Send(s) => {
                 let _ = write!(out, "Send AllShards {}\n  query: {}", s.keyspace, s.query);
+            }
+            Plan::OwnedWrite(w) => {
+                let lookups: Vec<&str> = w.lookups.iter().map(|l| l.vindex.name.as_str()).collect();
+                let _ = write!(out, "OwnedWrite lookups=[{}]", lookups.join(", "));
+                if let Some((i, v)) = &w.new_value {
+                    let v = v
+                        .as_ref()
+                        .map(|v| v.to_string())
+                        .unwrap_or_else(|| "NULL".into());
+                    let _ = write!(out, " set {}={v}", w.lookups[*i].column);
+                }
+                let _ = write!(out, "\n  select: {}", w.select);
+                for line in Plan::Route(w.route.clone()).describe().lines() {
+                    let _ = write!(out, "\n  {line}");
+                }
             }
             Plan::Select(select) => {
                 let mut depth = 0;

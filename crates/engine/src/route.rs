@@ -1,12 +1,18 @@
 use std::collections::BTreeSet;
 
-use vschema::Keyspace;
+use vschema::{Keyspace, VSchema};
 
 use crate::fanout::concatenate;
+use crate::lookup::resolve;
 use crate::{EngineError, Executor, Opcode, Outcome, Route, RowSink};
 
 /// The indexes (in key order) of the shards a route reaches.
-pub(crate) fn shards_for(opcode: &Opcode, keyspace: &Keyspace) -> Result<Vec<usize>, EngineError> {
+pub(crate) async fn shards_for<E: Executor>(
+    opcode: &Opcode,
+    keyspace: &Keyspace,
+    vschema: &VSchema,
+    executor: &E,
+) -> Result<Vec<usize>, EngineError> {
     Ok(match opcode {
         Opcode::Unsharded | Opcode::Reference => vec![0],
         Opcode::EqualUnique { vindex, value } => vec![keyspace.shard_for(&vindex.map(value)?)],
@@ -18,16 +24,24 @@ pub(crate) fn shards_for(opcode: &Opcode, keyspace: &Keyspace) -> Result<Vec<usi
             set.into_iter().collect()
         }
         Opcode::Scatter => (0..keyspace.shards.len()).collect(),
+        // No lookup row: no row holds the value, and any one shard says so.
+        Opcode::Lookup { vindex, value } => {
+            match resolve(executor, vschema, vindex, value).await? {
+                Some(ksid) => vec![keyspace.shard_for(&ksid)],
+                None => vec![0],
+            }
+        }
     })
 }
 
 pub(crate) async fn execute<E: Executor, S: RowSink>(
     route: &Route,
     keyspace: &Keyspace,
+    vschema: &VSchema,
     executor: &E,
     sink: &mut S,
 ) -> Result<Outcome, EngineError> {
-    let shards = shards_for(&route.opcode, keyspace)?;
+    let shards = shards_for(&route.opcode, keyspace, vschema, executor).await?;
     tracing::debug!(keyspace = %keyspace.name, opcode = route.opcode.name(), shards = shards.len(), "route");
     if let [one] = shards.as_slice() {
         return executor

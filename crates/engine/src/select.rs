@@ -158,11 +158,12 @@ fn finish(runs: &mut [Run<'_>], at: usize, out: &mut Vec<Row>) -> Result<(), Eng
 pub(crate) async fn execute<E: Executor, S: RowSink>(
     select: &Select,
     keyspace: &Keyspace,
+    vschema: &vschema::VSchema,
     executor: &E,
     sink: &mut S,
     options: &ExecOptions,
 ) -> Result<Outcome, EngineError> {
-    let shards = shards_for(&select.route.opcode, keyspace)?;
+    let shards = shards_for(&select.route.opcode, keyspace, vschema, executor).await?;
     let queries: Vec<(usize, &str)> = shards
         .iter()
         .map(|&i| (i, select.route.query.as_str()))

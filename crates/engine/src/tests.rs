@@ -171,6 +171,7 @@ async fn insert_splits_rows_by_shard() {
         value: Some(KeyValue::Int(v)),
         values: vec![v.to_string()],
         generate: false,
+        lookup_values: vec![],
     };
     let plan = Plan::Insert(Insert {
         keyspace: "ks".into(),
@@ -180,6 +181,7 @@ async fn insert_splits_rows_by_shard() {
         rows: vec![row(1), row(4), row(2)],
         suffix: String::new(),
         generate: None,
+        lookups: vec![],
     });
     let (log, _, outcome) = run(plan).await;
     assert_eq!(
@@ -214,9 +216,11 @@ async fn insert_with_unmappable_value_is_an_error() {
             value: Some(KeyValue::Text(b"abc".to_vec())),
             values: vec!["'abc'".into()],
             generate: false,
+            lookup_values: vec![],
         }],
         suffix: String::new(),
         generate: None,
+        lookups: vec![],
     });
     let err = execute(
         &plan,
@@ -238,6 +242,7 @@ async fn insert_fills_ids_from_the_sequence_and_routes_by_them() {
         value: None,
         values: vec!["NULL".into(), format!("'{name}'")],
         generate: true,
+        lookup_values: vec![],
     };
     let plan = Plan::Insert(Insert {
         keyspace: "ks".into(),
@@ -250,6 +255,7 @@ async fn insert_fills_ids_from_the_sequence_and_routes_by_them() {
                 value: Some(KeyValue::Int(4)),
                 values: vec!["4".into(), "'b'".into()],
                 generate: false,
+                lookup_values: vec![],
             },
             generated("c"),
             generated("d"),
@@ -262,6 +268,7 @@ async fn insert_fills_ids_from_the_sequence_and_routes_by_them() {
             },
             column: 0,
         }),
+        lookups: vec![],
     });
     let (log, _, outcome) = run(plan).await;
     assert_eq!(log[log.len() - 1], "reserve main.seq 3");

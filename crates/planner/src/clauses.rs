@@ -265,6 +265,63 @@ pub(crate) fn without_alias(item: &str) -> &str {
     }
 }
 
+/// For `UPDATE t SET ... [WHERE c]` and `DELETE FROM t [WHERE c]`: the table text (`t`, alias
+/// included) and the WHERE clause (`WHERE c`), from depth-0 tokens.
+pub(crate) fn write_target(sql: &str) -> Option<(&str, Option<&str>)> {
+    let source = SourceText::new(sql);
+    let toks: Vec<Tok> = Tokenizer::new(&MySqlDialect {}, sql)
+        .tokenize_with_location()
+        .ok()?
+        .into_iter()
+        .filter(|t| !matches!(t.token, Token::Whitespace(_) | Token::EOF))
+        .map(|t| {
+            Some(Tok {
+                range: source.range(t.span)?,
+                token: t.token,
+            })
+        })
+        .collect::<Option<_>>()?;
+    let mut depth = 0i32;
+    let (mut table_start, mut table_end, mut where_start, mut where_end) = (None, None, None, None);
+    for (i, t) in toks.iter().enumerate() {
+        match &t.token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            tok if depth == 0 => match word(tok).map(|w| w.0) {
+                Some(Keyword::UPDATE) if i == 0 => table_start = Some(1),
+                Some(Keyword::FROM) if table_start.is_none() => table_start = Some(i + 1),
+                Some(Keyword::SET) if table_end.is_none() => table_end = Some(i),
+                Some(Keyword::WHERE) => where_start = Some(i),
+                Some(Keyword::ORDER | Keyword::LIMIT) if where_end.is_none() => where_end = Some(i),
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+    // Skip UPDATE's modifiers.
+    let mut start = table_start?;
+    while toks
+        .get(start)
+        .and_then(|t| word(&t.token))
+        .is_some_and(|w| w.1 == "LOW_PRIORITY" || w.1 == "IGNORE")
+    {
+        start += 1;
+    }
+    let end = table_end
+        .or(where_start)
+        .or(where_end)
+        .unwrap_or(toks.len());
+    if start >= end {
+        return None;
+    }
+    let table = &sql[toks[start].range.start..toks[end - 1].range.end];
+    let filter = where_start.map(|w| {
+        let last = where_end.unwrap_or(toks.len()) - 1;
+        &sql[toks[w].range.start..toks[last].range.end]
+    });
+    Some((table, filter))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,6 +340,23 @@ mod tests {
         assert_eq!(c.order_by, [("x", true), ("f(1, 2)", false)]);
         assert_eq!(c.limit, Some("5, 10"));
         assert_eq!(c.tail, "FOR UPDATE");
+    }
+
+    #[test]
+    fn write_targets() {
+        assert_eq!(
+            write_target("DELETE FROM users WHERE email = 'a' AND (x = 1)"),
+            Some(("users", Some("WHERE email = 'a' AND (x = 1)")))
+        );
+        assert_eq!(
+            write_target("UPDATE LOW_PRIORITY users u SET u.email = 'b' WHERE u.id IN (1, 2)"),
+            Some(("users u", Some("WHERE u.id IN (1, 2)")))
+        );
+        assert_eq!(write_target("DELETE FROM users"), Some(("users", None)));
+        assert_eq!(
+            write_target("UPDATE t SET a = (SELECT 1 FROM r WHERE z)"),
+            Some(("t", None))
+        );
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! INSERT, UPDATE and DELETE.
 
-use engine::{Generate, Insert as InsertPlan, InsertRow, Opcode, Plan, Route, Send};
+use engine::{
+    Generate, Insert as InsertPlan, InsertRow, Opcode, OwnedLookup, OwnedWrite, Plan, Route, Send,
+};
 use sqlparser::ast::{
     Assignment, AssignmentTarget, Delete, Expr, FromTable, Insert, OnInsert, SetExpr, Spanned,
     Statement, TableFactor, Update, Value,
 };
-use vschema::Table;
+use vschema::{LookupColumn, Table};
 
 use crate::routing::{literal, opcode_for, Target};
 use crate::tables::{relations, shard_text, single_keyspace, Resolved};
@@ -23,7 +25,7 @@ pub(crate) fn plan_insert(
         single_keyspace(&tables)?.ok_or_else(|| unsupported("INSERT without a table"))?;
     let target = &tables[0];
     let text = shard_text(source, &tables)?;
-    let (column, vindex, auto_increment) = match &target.table {
+    let (column, vindex, auto_increment, owned) = match &target.table {
         Table::Unsharded | Table::Sequence => {
             return Ok(Plan::Route(Route {
                 keyspace: keyspace.name.clone(),
@@ -45,7 +47,8 @@ pub(crate) fn plan_insert(
             column,
             vindex,
             auto_increment,
-        } => (column, vindex, auto_increment),
+            lookups,
+        } => (column, vindex, auto_increment, lookups),
     };
     if !insert.assignments.is_empty() {
         return Err(unsupported(
@@ -85,6 +88,15 @@ pub(crate) fn plan_insert(
         table: target.name.clone(),
         column: column.clone(),
     })?;
+    if !owned.is_empty() && (insert.ignore || insert.replace_into || insert.on.is_some()) {
+        return Err(unsupported(format!(
+            "INSERT IGNORE, REPLACE or ON DUPLICATE KEY UPDATE into {}, which owns lookup vindexes",
+            target.name
+        )));
+    }
+    // Each owned lookup column's position in the row (None: not given, so NULL).
+    let lookup_positions: Vec<Option<usize>> =
+        owned.iter().map(|l| find(&l.column, &columns)).collect();
     match &insert.on {
         Some(OnInsert::DuplicateKeyUpdate(assignments)) if assigns_column(assignments, column) => {
             return Err(unsupported(format!(
@@ -154,10 +166,24 @@ pub(crate) fn plan_insert(
             vindex.map(&value)?;
             Some(value)
         };
+        let mut lookup_values = Vec::with_capacity(owned.len());
+        for (l, p) in owned.iter().zip(&lookup_positions) {
+            lookup_values.push(match p.map(|p| &row[p]) {
+                None => None,
+                Some(Expr::Value(v)) if v.value == Value::Null => None,
+                Some(e) => Some(literal(e).ok_or_else(|| {
+                    unsupported(format!(
+                        "a non-literal value for lookup column {}: {e}",
+                        l.column
+                    ))
+                })?),
+            });
+        }
         rows.push(InsertRow {
             value,
             values: texts,
             generate: generated,
+            lookup_values,
         });
     }
     let prefix = insert_prefix(insert, &columns, target, source)?;
@@ -173,7 +199,19 @@ pub(crate) fn plan_insert(
         rows,
         suffix,
         generate,
+        lookups: owned_lookups(&target.name, owned),
     }))
+}
+
+fn owned_lookups(table: &str, lookups: &[LookupColumn]) -> Vec<OwnedLookup> {
+    lookups
+        .iter()
+        .map(|l| OwnedLookup {
+            vindex: l.vindex.clone(),
+            table: table.to_string(),
+            column: l.column.clone(),
+        })
+        .collect()
 }
 
 /// `INSERT [IGNORE] INTO t (a, b) VALUES `, from the client's text up to the first row.
@@ -242,6 +280,7 @@ pub(crate) fn plan_update(
         alias,
         !update.order_by.is_empty() || update.limit.is_some(),
         "UPDATE",
+        Some(&update.assignments),
     )
 }
 
@@ -273,6 +312,7 @@ pub(crate) fn plan_delete(
         alias,
         !delete.order_by.is_empty() || delete.limit.is_some(),
         "DELETE",
+        None,
     )
 }
 
@@ -285,7 +325,8 @@ fn sharded_column(stmt: &Statement, ctx: &Context<'_>) -> Result<Option<String>,
     }))
 }
 
-/// UPDATE and DELETE of one table: routed like a SELECT on it.
+/// UPDATE and DELETE of one table: routed like a SELECT on it. `assignments` is UPDATE's SET list.
+#[allow(clippy::too_many_arguments)]
 fn plan_write(
     stmt: &Statement,
     source: &SourceText<'_>,
@@ -294,6 +335,7 @@ fn plan_write(
     alias: Option<String>,
     ordered_or_limited: bool,
     verb: &str,
+    assignments: Option<&[Assignment]>,
 ) -> Result<Plan, PlanError> {
     let tables = relations(stmt, ctx, &[])?;
     let keyspace =
@@ -301,12 +343,13 @@ fn plan_write(
     let text = shard_text(source, &tables)?;
     let target = &tables[0];
     let others_are_reference = tables[1..].iter().all(|t| t.table == Table::Reference);
+    let route = |opcode, query| Route {
+        keyspace: keyspace.name.clone(),
+        opcode,
+        query,
+    };
     match &target.table {
-        Table::Unsharded | Table::Sequence => Ok(Plan::Route(Route {
-            keyspace: keyspace.name.clone(),
-            opcode: Opcode::Unsharded,
-            query: text,
-        })),
+        Table::Unsharded | Table::Sequence => Ok(Plan::Route(route(Opcode::Unsharded, text))),
         Table::Reference if tables.len() == 1 => Ok(Plan::Send(Send {
             keyspace: keyspace.name.clone(),
             query: text,
@@ -317,7 +360,12 @@ fn plan_write(
         Table::Sharded { .. } if !others_are_reference => Err(unsupported(format!(
             "{verb} with a subquery on a sharded table"
         ))),
-        Table::Sharded { column, vindex, .. } => {
+        Table::Sharded {
+            column,
+            vindex,
+            lookups,
+            ..
+        } => {
             let qualifiers = vec![alias.as_deref().unwrap_or(target.name.as_str())];
             let opcode = opcode_for(
                 selection,
@@ -325,6 +373,7 @@ fn plan_write(
                     qualifiers,
                     column,
                     vindex,
+                    lookups,
                 },
                 keyspace,
             );
@@ -333,13 +382,89 @@ fn plan_write(
                     "{verb} with ORDER BY or LIMIT that spans several shards"
                 )));
             }
-            Ok(Plan::Route(Route {
-                keyspace: keyspace.name.clone(),
-                opcode,
-                query: text,
+            // Which owned lookup an UPDATE changes, and to what.
+            let new_value = match assignments {
+                None => None,
+                Some(assignments) => {
+                    let changed: Vec<(usize, &Expr)> = lookups
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, l)| assignment_to(assignments, &l.column).map(|e| (i, e)))
+                        .collect();
+                    match changed.as_slice() {
+                        [] => return Ok(Plan::Route(route(opcode, text))),
+                        [(i, e)] => Some((
+                            *i,
+                            match e {
+                                Expr::Value(v) if v.value == Value::Null => None,
+                                e => Some(literal(e).ok_or_else(|| {
+                                    unsupported(format!(
+                                        "setting lookup column {} to a non-literal value",
+                                        lookups[*i].column
+                                    ))
+                                })?),
+                            },
+                        )),
+                        _ => {
+                            return Err(unsupported("an UPDATE of several lookup columns at once"))
+                        }
+                    }
+                }
+            };
+            if lookups.is_empty() {
+                return Ok(Plan::Route(route(opcode, text)));
+            }
+            if ordered_or_limited {
+                return Err(unsupported(format!(
+                    "{verb} with ORDER BY or LIMIT on {}, which owns lookup vindexes",
+                    target.name
+                )));
+            }
+            let mut columns = vec![column.as_str()];
+            columns.extend(lookups.iter().map(|l| l.column.as_str()));
+            let select = touched_rows(&text, &columns).ok_or_else(|| {
+                unsupported(format!("this {verb} on a table that owns lookup vindexes"))
+            })?;
+            Ok(Plan::OwnedWrite(OwnedWrite {
+                route: route(opcode, text),
+                select,
+                vindex: vindex.clone(),
+                lookups: owned_lookups(&target.name, lookups),
+                new_value,
             }))
         }
     }
+}
+
+/// The value an UPDATE's SET list gives a column.
+fn assignment_to<'a>(assignments: &'a [Assignment], column: &str) -> Option<&'a Expr> {
+    assignments.iter().find_map(|a| match &a.target {
+        AssignmentTarget::ColumnName(name)
+            if name
+                .0
+                .last()
+                .and_then(|p| p.as_ident())
+                .is_some_and(|i| i.value.eq_ignore_ascii_case(column)) =>
+        {
+            Some(&a.value)
+        }
+        _ => None,
+    })
+}
+
+/// A SELECT of `columns` from the rows an UPDATE or DELETE touches, from the statement's text:
+/// `DELETE FROM t WHERE c` → `SELECT cols FROM t WHERE c`; `UPDATE t SET .. WHERE c` → the same.
+fn touched_rows(sql: &str, columns: &[&str]) -> Option<String> {
+    let cols: Vec<String> = columns
+        .iter()
+        .map(|c| format!("`{}`", c.replace('`', "``")))
+        .collect();
+    let (table, filter) = crate::clauses::write_target(sql)?;
+    Some(format!(
+        "SELECT {} FROM {table}{}",
+        cols.join(", "),
+        filter.map(|w| format!(" {w}")).unwrap_or_default()
+    ))
 }
 
 /// Multi-table writes run only where every table lives on the same single shard.

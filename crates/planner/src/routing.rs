@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use engine::Opcode;
 use sqlparser::ast::{BinaryOperator, Expr, InTarget, UnaryOperator, Value};
-use vschema::{KeyValue, Keyspace, Vindex};
+use vschema::{KeyValue, Keyspace, LookupColumn, LookupVindex, Vindex};
 
 /// The sharded table a WHERE clause is searched for.
 pub(crate) struct Target<'a> {
@@ -13,22 +13,41 @@ pub(crate) struct Target<'a> {
     pub qualifiers: Vec<&'a str>,
     pub column: &'a str,
     pub vindex: &'a Arc<Vindex>,
+    /// Unique secondary columns with lookup vindexes.
+    pub lookups: &'a [LookupColumn],
 }
 
 impl Target<'_> {
     fn is_vindex_column(&self, expr: &Expr) -> bool {
+        self.is_column(expr, self.column)
+    }
+
+    fn is_column(&self, expr: &Expr, column: &str) -> bool {
         match expr {
-            Expr::Identifier(id) => id.value.eq_ignore_ascii_case(self.column),
+            Expr::Identifier(id) => id.value.eq_ignore_ascii_case(column),
             Expr::CompoundIdentifier(parts) => match parts.as_slice() {
                 [table, col] => {
                     self.qualifiers.contains(&table.value.as_str())
-                        && col.value.eq_ignore_ascii_case(self.column)
+                        && col.value.eq_ignore_ascii_case(column)
                 }
                 _ => false,
             },
-            Expr::Nested(inner) => self.is_vindex_column(inner),
+            Expr::Nested(inner) => self.is_column(inner, column),
             _ => false,
         }
+    }
+
+    /// `lookup_column = literal` (either way round): the lookup vindex and the value.
+    fn lookup_equality(&self, left: &Expr, right: &Expr) -> Option<(Arc<LookupVindex>, KeyValue)> {
+        self.lookups.iter().find_map(|l| {
+            if self.is_column(left, &l.column) {
+                literal(right).map(|v| (l.vindex.clone(), v))
+            } else if self.is_column(right, &l.column) {
+                literal(left).map(|v| (l.vindex.clone(), v))
+            } else {
+                None
+            }
+        })
     }
 
     /// The literal's value, if it is one the vindex can map.
@@ -107,6 +126,7 @@ pub(crate) fn opcode_for(
     let mut parts = Vec::new();
     conjuncts(selection, &mut parts);
     let mut in_values: Option<Vec<KeyValue>> = None;
+    let mut lookup = None;
     for part in parts {
         match part {
             Expr::BinaryOp {
@@ -127,6 +147,9 @@ pub(crate) fn opcode_for(
                         value,
                     };
                 }
+                if lookup.is_none() {
+                    lookup = target.lookup_equality(left, right);
+                }
             }
             Expr::In {
                 expr,
@@ -138,6 +161,10 @@ pub(crate) fn opcode_for(
             }
             _ => {}
         }
+    }
+    // A lookup finds the one shard; an IN list may need several.
+    if let Some((vindex, value)) = lookup {
+        return Opcode::Lookup { vindex, value };
     }
     match in_values {
         Some(values) if !values.is_empty() => narrow_in(target.vindex, values, keyspace),

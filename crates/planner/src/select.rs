@@ -65,11 +65,16 @@ pub(crate) fn plan_select(
     let sharded: Vec<_> = tables
         .iter()
         .filter_map(|t| match &t.table {
-            Table::Sharded { column, vindex, .. } => Some((t, column, vindex)),
+            Table::Sharded {
+                column,
+                vindex,
+                lookups,
+                ..
+            } => Some((t, column, vindex, lookups)),
             _ => None,
         })
         .collect();
-    let (sharded_table, column, vindex) = match sharded.as_slice() {
+    let (sharded_table, column, vindex, lookups) = match sharded.as_slice() {
         [] => return Ok(route(&keyspace.name, Opcode::Reference, query_text)),
         [one] => *one,
         _ => return Err(unsupported("a join or subquery between sharded tables")),
@@ -97,6 +102,7 @@ pub(crate) fn plan_select(
         qualifiers,
         column,
         vindex,
+        lookups,
     };
     let opcode = opcode_for(select.selection.as_ref(), &target, keyspace);
     if !opcode.is_single_shard() {

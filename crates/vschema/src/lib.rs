@@ -212,6 +212,8 @@ pub enum Table {
         column: String,
         vindex: Arc<Vindex>,
         auto_increment: Option<AutoIncrement>,
+        /// Unique secondary columns mapped through lookup tables.
+        lookups: Vec<LookupColumn>,
     },
     /// A sequence (`id`, `next_id`, `cache` columns) in an unsharded keyspace that hands out
     /// blocks of ids to sharded tables' AUTO_INCREMENT columns.
@@ -220,6 +222,27 @@ pub enum Table {
     Reference,
     /// A table of an unsharded keyspace: everything on its one shard.
     Unsharded,
+}
+
+/// A unique secondary column whose values map to keyspace IDs through a lookup table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupColumn {
+    pub column: String,
+    pub vindex: Arc<LookupVindex>,
+}
+
+/// `consistent_lookup_unique` / `lookup_unique`: rows `(from, to)` of a table in an unsharded
+/// keyspace map a value to the keyspace ID of the row that owns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupVindex {
+    pub name: String,
+    pub keyspace: String,
+    pub table: String,
+    pub from: String,
+    pub to: String,
+    /// Consistent: a lookup row whose owner row does not exist (left by a failed insert) is
+    /// taken over by the next insert of the same value instead of blocking it.
+    pub consistent: bool,
 }
 
 /// A sharded table's AUTO_INCREMENT column, filled from a sequence table.

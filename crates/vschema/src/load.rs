@@ -10,8 +10,8 @@ use crate::keyrange::{check_tiling, KeyRange};
 use crate::raw::{RawConfig, RawKeyspace, VitessKeyspace};
 use crate::vindex::{Vindex, VindexKind};
 use crate::{
-    AutoIncrement, BackendAddr, Config, ConfigError, Keyspace, PoolSize, SequenceRef, ServerConfig,
-    Shard, Table, User, VSchema,
+    AutoIncrement, BackendAddr, Config, ConfigError, Keyspace, LookupColumn, LookupVindex,
+    PoolSize, SequenceRef, ServerConfig, Shard, Table, User, VSchema,
 };
 
 const DEFAULT_MAX_PACKET: usize = 64 << 20;
@@ -242,8 +242,46 @@ impl Ctx<'_> {
         sharded: bool,
     ) -> Result<BTreeMap<String, Table>, ConfigError> {
         let mut vindexes = BTreeMap::new();
+        let mut lookups = BTreeMap::new();
         for (vname, v) in &ks.vindexes {
             let kind_name = v.get_ref().kind.get_ref();
+            if let Some(consistent) = match kind_name.as_str() {
+                "consistent_lookup_unique" => Some(true),
+                "lookup_unique" => Some(false),
+                _ => None,
+            } {
+                let r = v.get_ref();
+                let vkey = format!("{key}.vindexes.{vname}");
+                let need = |field: &Option<String>, name: &str| {
+                    field.clone().filter(|f| !f.is_empty()).ok_or_else(|| {
+                        self.err(
+                            v,
+                            &format!("{vkey}.{name}"),
+                            format!("a {kind_name} vindex needs `{name}`"),
+                        )
+                    })
+                };
+                let table = need(&r.table, "table")?;
+                let (lks, ltable) = table.split_once('.').ok_or_else(|| {
+                    self.err(
+                        v,
+                        &format!("{vkey}.table"),
+                        "name the lookup table as keyspace.table".into(),
+                    )
+                })?;
+                lookups.insert(
+                    vname.clone(),
+                    Arc::new(LookupVindex {
+                        name: vname.clone(),
+                        keyspace: lks.to_string(),
+                        table: ltable.to_string(),
+                        from: need(&r.from, "from")?,
+                        to: need(&r.to, "to")?,
+                        consistent,
+                    }),
+                );
+                continue;
+            }
             let kind = VindexKind::parse(kind_name).ok_or_else(|| {
                 self.err(&v.get_ref().kind, &format!("{key}.vindexes.{vname}.type"), format!("unknown vindex type {kind_name:?} (known: hash, xxhash, numeric, binary, unicode_loose_xxhash)"))
             })?;
@@ -282,7 +320,15 @@ impl Ctx<'_> {
                         return Err(self.err(t, &format!("{tkey}.primary_vindex.column"), "empty column name".into()));
                     }
                     let auto_increment = raw.auto_increment.as_ref().map(|a| auto_increment(&a.get_ref().column, &a.get_ref().sequence));
-                    Table::Sharded { column: pv.column.clone(), vindex: vindex.clone(), auto_increment }
+                    let mut columns = Vec::new();
+                    for (i, sv) in raw.secondary_vindexes.iter().enumerate() {
+                        let r = sv.get_ref();
+                        let vindex = lookups.get(r.vindex.get_ref()).ok_or_else(|| {
+                            self.err(&r.vindex, &format!("{tkey}.secondary_vindexes[{i}].vindex"), format!("unknown lookup vindex {:?} for table {tname}", r.vindex.get_ref()))
+                        })?;
+                        columns.push(LookupColumn { column: r.column.clone(), vindex: vindex.clone() });
+                    }
+                    Table::Sharded { column: pv.column.clone(), vindex: vindex.clone(), auto_increment, lookups: columns }
                 }
                 (None, None) if raw.auto_increment.is_some() => {
                     return Err(self.err(t, &format!("{tkey}.auto_increment"), "auto_increment is for sharded tables; an unsharded table uses MySQL's own AUTO_INCREMENT".into()))
@@ -447,6 +493,7 @@ pub fn load_vitess_json(path: &Path) -> Result<(bool, BTreeMap<String, Table>), 
                         .auto_increment
                         .as_ref()
                         .map(|a| auto_increment(&a.column, &a.sequence)),
+                    lookups: Vec::new(),
                 }
             }
             (other, _) => {

@@ -67,6 +67,10 @@ pub(crate) struct RawPool {
 pub(crate) struct RawVindex {
     #[serde(rename = "type")]
     pub kind: Spanned<String>,
+    /// Lookup vindexes: the lookup table (`keyspace.table`) and its columns.
+    pub table: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -76,6 +80,8 @@ pub(crate) struct RawTable {
     pub kind: Option<Spanned<String>>,
     pub primary_vindex: Option<Spanned<RawColumnVindex>>,
     pub auto_increment: Option<Spanned<RawAutoIncrement>>,
+    #[serde(default)]
+    pub secondary_vindexes: Vec<Spanned<RawColumnVindex>>,
 }
 
 #[derive(Debug, Deserialize)]

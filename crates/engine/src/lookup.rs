@@ -1,0 +1,235 @@
+//! Lookup vindexes at execution time: resolving a value to its keyspace ID, claiming lookup rows
+//! before their owner rows are written, releasing them after the owners are gone. Lookup tables
+//! live in unsharded keyspaces.
+
+use std::sync::Arc;
+
+use vschema::{KeyValue, Keyspace, KeyspaceId, LookupVindex, VSchema};
+
+use crate::plan::OwnedLookup;
+use crate::{Column, EngineError, Executor, RowSink, Value};
+
+/// The value as a SQL literal (strings quoted and escaped; bytes that are not UTF-8 as hex).
+pub(crate) fn literal(value: &KeyValue) -> String {
+    match value {
+        KeyValue::Int(v) => v.to_string(),
+        KeyValue::UInt(v) => v.to_string(),
+        KeyValue::Decimal(d) => d.clone(),
+        KeyValue::Text(bytes) => match std::str::from_utf8(bytes) {
+            Ok(s) => format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''")),
+            Err(_) => hex(bytes),
+        },
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(3 + bytes.len() * 2);
+    out.push_str("X'");
+    for b in bytes {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out.push('\'');
+    out
+}
+
+/// A column value read back from a shard, as a vindex input.
+pub(crate) fn key_value(v: &Value) -> Option<KeyValue> {
+    match v {
+        Value::NULL => None,
+        Value::Bytes(b) => Some(KeyValue::Text(b.clone())),
+        Value::Int(i) => Some(KeyValue::Int(*i)),
+        Value::UInt(u) => Some(KeyValue::UInt(*u)),
+        other => Some(KeyValue::Text(
+            other.as_sql(true).trim_matches('\'').as_bytes().to_vec(),
+        )),
+    }
+}
+
+struct Collect(Vec<Vec<Value>>);
+
+impl RowSink for Collect {
+    async fn columns(&mut self, _: Arc<[Column]>) -> Result<(), EngineError> {
+        Ok(())
+    }
+    async fn row(&mut self, row: Vec<Value>) -> Result<(), EngineError> {
+        self.0.push(row);
+        Ok(())
+    }
+}
+
+/// Runs a statement on one shard and returns its rows.
+pub(crate) async fn query_rows<E: Executor>(
+    executor: &E,
+    keyspace: &str,
+    shard: &str,
+    sql: &str,
+) -> Result<Vec<Vec<Value>>, EngineError> {
+    let mut rows = Collect(Vec::new());
+    executor.execute(keyspace, shard, sql, &mut rows).await?;
+    Ok(rows.0)
+}
+
+fn lookup_shard<'a>(
+    vschema: &'a VSchema,
+    vindex: &LookupVindex,
+) -> Result<(&'a str, &'a str), EngineError> {
+    let ks = vschema
+        .keyspace(&vindex.keyspace)
+        .ok_or_else(|| EngineError::UnknownKeyspace(vindex.keyspace.clone()))?;
+    let shard = ks
+        .shards
+        .first()
+        .ok_or_else(|| EngineError::Bug(format!("keyspace {} has no shard", ks.name)))?;
+    Ok((&ks.name, &shard.name))
+}
+
+fn quote(ident: &str) -> String {
+    format!("`{}`", ident.replace('`', "``"))
+}
+
+/// The keyspace ID a lookup value maps to, if it has a lookup row.
+pub(crate) async fn resolve<E: Executor>(
+    executor: &E,
+    vschema: &VSchema,
+    vindex: &LookupVindex,
+    value: &KeyValue,
+) -> Result<Option<KeyspaceId>, EngineError> {
+    let (ks, shard) = lookup_shard(vschema, vindex)?;
+    let sql = format!(
+        "SELECT {} FROM {} WHERE {} = {}",
+        quote(&vindex.to),
+        quote(&vindex.table),
+        quote(&vindex.from),
+        literal(value)
+    );
+    let rows = query_rows(executor, ks, shard, &sql).await?;
+    Ok(rows
+        .into_iter()
+        .next()
+        .and_then(|r| match r.into_iter().next() {
+            Some(Value::Bytes(b)) => Some(KeyspaceId(b)),
+            _ => None,
+        }))
+}
+
+/// Writes the lookup row `value → ksid` before its owner row is written. Returns whether the row
+/// already pointed at `ksid` (the same value, under the column's collation, stays with its row).
+///
+/// On a duplicate, a consistent lookup checks the current owner: if its row exists the value is
+/// taken (1062); if not, the lookup row is an orphan of a failed write and is taken over.
+pub(crate) async fn claim<E: Executor>(
+    executor: &E,
+    vschema: &VSchema,
+    owner_keyspace: &Keyspace,
+    lookup: &OwnedLookup,
+    value: &KeyValue,
+    ksid: &KeyspaceId,
+) -> Result<bool, EngineError> {
+    let v = &lookup.vindex;
+    let (ks, shard) = lookup_shard(vschema, v)?;
+    let insert = format!(
+        "INSERT INTO {} ({}, {}) VALUES ({}, {})",
+        quote(&v.table),
+        quote(&v.from),
+        quote(&v.to),
+        literal(value),
+        hex(&ksid.0)
+    );
+    match executor
+        .execute(ks, shard, &insert, &mut Collect(Vec::new()))
+        .await
+    {
+        Ok(_) => return Ok(false),
+        Err(EngineError::Server { code: 1062, .. }) => {}
+        Err(e) => return Err(e),
+    }
+    let duplicate = || EngineError::Duplicate {
+        value: String::from_utf8_lossy(&literal_text(value)).into_owned(),
+        key: lookup.column.clone(),
+    };
+    let Some(current) = resolve(executor, vschema, v, value).await? else {
+        // Deleted between our insert and this read: try once more.
+        return executor
+            .execute(ks, shard, &insert, &mut Collect(Vec::new()))
+            .await
+            .map(|_| false)
+            .map_err(|e| match e {
+                EngineError::Server { code: 1062, .. } => duplicate(),
+                other => other,
+            });
+    };
+    if current == *ksid {
+        return Ok(true);
+    }
+    if !v.consistent {
+        return Err(duplicate());
+    }
+    let owner_shard = &owner_keyspace.shards[owner_keyspace.shard_for(&current)].name;
+    let probe = format!(
+        "SELECT 1 FROM {} WHERE {} = {} LIMIT 1",
+        quote(&lookup.table),
+        quote(&lookup.column),
+        literal(value)
+    );
+    if !query_rows(executor, &owner_keyspace.name, owner_shard, &probe)
+        .await?
+        .is_empty()
+    {
+        return Err(duplicate());
+    }
+    let takeover = format!(
+        "UPDATE {} SET {} = {} WHERE {} = {} AND {} = {}",
+        quote(&v.table),
+        quote(&v.to),
+        hex(&ksid.0),
+        quote(&v.from),
+        literal(value),
+        quote(&v.to),
+        hex(&current.0)
+    );
+    executor
+        .execute(ks, shard, &takeover, &mut Collect(Vec::new()))
+        .await?;
+    Ok(false)
+}
+
+/// Removes the lookup row of a value whose owner row (at `ksid`) is gone or no longer holds it.
+pub(crate) async fn release<E: Executor>(
+    executor: &E,
+    vschema: &VSchema,
+    lookup: &OwnedLookup,
+    value: &KeyValue,
+    ksid: &KeyspaceId,
+) -> Result<(), EngineError> {
+    let v = &lookup.vindex;
+    let (ks, shard) = lookup_shard(vschema, v)?;
+    let delete = format!(
+        "DELETE FROM {} WHERE {} = {} AND {} = {}",
+        quote(&v.table),
+        quote(&v.from),
+        literal(value),
+        quote(&v.to),
+        hex(&ksid.0)
+    );
+    executor
+        .execute(ks, shard, &delete, &mut Collect(Vec::new()))
+        .await?;
+    Ok(())
+}
+
+fn literal_text(value: &KeyValue) -> Vec<u8> {
+    match value {
+        KeyValue::Text(b) => b.clone(),
+        other => other.to_string().into_bytes(),
+    }
+}
+
+/// Values equal for a unique key under a case-insensitive, PAD SPACE collation (the default).
+pub(crate) fn same_key(a: &KeyValue, b: &KeyValue) -> bool {
+    let norm = |v: &KeyValue| {
+        String::from_utf8_lossy(&literal_text(v))
+            .trim_end_matches(' ')
+            .to_lowercase()
+    };
+    norm(a) == norm(b)
+}
