@@ -112,8 +112,12 @@ type Rows = Vec<Vec<Option<String>>>;
 
 #[derive(Debug, PartialEq)]
 enum Answer {
-    Rows { columns: Vec<String>, rows: Rows },
-    Affected(u64),
+    Rows {
+        columns: Vec<String>,
+        rows: Rows,
+    },
+    /// Affected rows, the info string (`Rows matched: ...`) and the warning count.
+    Affected(u64, String, u16),
     Error(u16),
 }
 
@@ -128,9 +132,13 @@ async fn run(conn: &mut Conn, sql: &str) -> Answer {
         .map(|c| format!("{} {:?}/{}", c.name_str(), c.column_type(), c.decimals()))
         .collect();
     if columns.is_empty() {
-        let affected = result.affected_rows();
+        let affected = (
+            result.affected_rows(),
+            result.info().into_owned(),
+            result.warnings(),
+        );
         drop(result);
-        return Answer::Affected(affected);
+        return Answer::Affected(affected.0, affected.1, affected.2);
     }
     match result.collect::<mysql_async::Row>().await {
         Ok(rows) => Answer::Rows {
@@ -213,6 +221,23 @@ async fn differential(keyspace: &str, reference_db: &str) {
                 _ => want == got && !matches!(want, Answer::Error(_)),
             },
         };
+        // After a write, every table must hold the same rows on both sides.
+        if ok && matches!(want, Answer::Affected(..)) {
+            for (table, key) in [
+                ("customers", "id"),
+                ("orders", "order_id"),
+                ("products", "id"),
+            ] {
+                let all = format!("SELECT * FROM {table} ORDER BY {key}");
+                let (w, g) = (
+                    run(&mut reference, &all).await,
+                    run(&mut sharded, &all).await,
+                );
+                if w != g {
+                    failures.push(format!("after {sql}: table {table} differs"));
+                }
+            }
+        }
         if !ok {
             let show = |a: &Answer| {
                 let s = format!("{a:?}");

@@ -32,6 +32,8 @@ tables.customers = { primary_vindex = { column = "id", vindex = "hash" } }
 tables.orders = { primary_vindex = { column = "customer_id", vindex = "hash" } }
 tables.products = { type = "reference" }
 tables.misc = { primary_vindex = { column = "id", vindex = "hash" } }
+vindexes.email_lookup = { type = "consistent_lookup_unique", table = "main.email_lookup", from = "email", to = "keyspace_id" }
+tables.users = { primary_vindex = { column = "user_id", vindex = "hash" }, secondary_vindexes = [{ column = "email", vindex = "email_lookup" }] }
 tables.events = { primary_vindex = { column = "id", vindex = "hash" }, auto_increment = { column = "id", sequence = "event_seq" } }
 "#;
         let text = format!(

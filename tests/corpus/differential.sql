@@ -202,7 +202,8 @@ refused: SELECT ROW_NUMBER() OVER (ORDER BY id) FROM customers
 refused: SELECT COUNT(DISTINCT city), COUNT(DISTINCT name) FROM customers
 refused: SELECT AVG(DISTINCT qty) FROM orders
 refused: SELECT STDDEV(balance) FROM customers
-# --- writes, each checked by the selects after it
+# --- writes: after each one every table must match. Unique keys are enforced per shard, so a
+# duplicate must collide on the shard of its vindex value (orders 1 and 2 keep their customer).
 INSERT INTO customers (id, name, city, balance, created) VALUES (1001, 'Zed', 'Rome', 10.00, '2024-06-01'), (1002, 'Yan', 'Oslo', 20.50, '2024-06-02'), (-1003, 'Xu', 'Lyon', 0, '2024-06-03')
 SELECT * FROM customers WHERE id IN (1001, 1002, -1003)
 error: INSERT INTO customers (id, name, city, balance, created) VALUES (1001, 'Dup', 'Rome', 1, '2024-01-01')
@@ -210,6 +211,12 @@ INSERT IGNORE INTO customers (id, name, city, balance, created) VALUES (1001, 'D
 INSERT INTO customers (id, name, city, balance, created) VALUES (1002, 'Yan', 'Oslo', 1, '2024-06-02') ON DUPLICATE KEY UPDATE balance = balance + VALUES(balance)
 SELECT id, balance FROM customers WHERE id = 1002
 REPLACE INTO customers (id, name, city, balance, created) VALUES (1001, 'Zed2', 'Rome', 11.00, '2024-06-01')
+INSERT IGNORE INTO customers (id, name, city, balance, created) VALUES (1001, 'Dup', 'Rome', 1, '2024-01-01'), (1005, 'New', 'Rome', 1, '2024-01-01'), (-1003, 'Dup2', 'Lyon', 0, '2024-01-01'), (1006, 'Newer', 'Cork', 2, '2024-01-02')
+REPLACE INTO customers (id, name, city, balance, created) VALUES (1005, 'New2', 'Rome', 5, '2024-01-05'), (1007, 'Fresh', 'Oslo', 7, '2024-01-07'), (1006, 'Newer2', 'Cork', 6, '2024-01-06')
+INSERT INTO orders (order_id, customer_id, product_id, qty, price, placed) VALUES (1, -3, 1, 1, 1.00, '2024-01-01 00:00:00'), (601, 8, 2, 2, 2.00, '2024-01-02 00:00:00'), (2, 4, 3, 3, 3.00, '2024-01-03 00:00:00') ON DUPLICATE KEY UPDATE qty = qty + 100
+UPDATE customers SET score = 1 WHERE city = 'Rome'
+UPDATE customers SET score = 1 WHERE city = 'Rome'
+UPDATE orders SET qty = qty WHERE customer_id IN (1, 2, 3, 4)
 SELECT name FROM customers WHERE id = 1001
 INSERT INTO customers (id, name, city, balance, created, note) VALUES (1004, 'Quote''s', 'Back\\slash', 1, '2024-06-04', 'line\nbreak')
 SELECT name, city, note FROM customers WHERE id = 1004

@@ -4,8 +4,8 @@ use vschema::{KeyValue, Keyspace, VSchema};
 
 use crate::lookup::{claim, same_key};
 
-use crate::fanout::concatenate;
-use crate::{EngineError, Executor, Insert, NoRows, Outcome};
+use crate::fanout::with_streams;
+use crate::{EngineError, Executor, Insert, Outcome};
 
 /// Groups the rows by the shard their vindex value maps to and sends each shard one INSERT.
 pub(crate) async fn execute<E: Executor>(
@@ -66,6 +66,7 @@ pub(crate) async fn execute<E: Executor>(
         let shard = keyspace.shard_for(&ksid);
         by_shard.entry(shard).or_default().push(row.sql(column, id));
     }
+    let row_counts: Vec<usize> = by_shard.values().map(Vec::len).collect();
     let queries: Vec<(usize, String)> = by_shard
         .into_iter()
         .map(|(shard, rows)| {
@@ -76,10 +77,50 @@ pub(crate) async fn execute<E: Executor>(
         })
         .collect();
     let queries: Vec<(usize, &str)> = queries.iter().map(|(s, q)| (*s, q.as_str())).collect();
-    let mut outcome = concatenate(keyspace, &queries, executor, &mut NoRows).await?;
+    let outcomes = with_streams(keyspace, &queries, executor, |streams| async move {
+        let mut outcomes = Vec::with_capacity(streams.len());
+        for mut stream in streams {
+            outcomes.push(stream.finish().await?);
+        }
+        Ok(outcomes)
+    })
+    .await?;
+    // One server reports `Records: n  Duplicates: d  Warnings: w` for a multi-row INSERT; a shard
+    // that got a single row reports nothing, its duplicate shows in its affected rows instead
+    // (0 for an ignored row, 2 for a replaced or updated one).
+    let mut outcome = Outcome::default();
+    let mut duplicates = 0u64;
+    for (o, rows) in outcomes.into_iter().zip(row_counts) {
+        duplicates += match info_number(&o.info, "Duplicates") {
+            Some(d) => d,
+            None if rows == 1 && o.affected_rows != 1 => 1,
+            None => 0,
+        };
+        outcome.merge(o);
+    }
+    outcome.info = if insert.rows.len() > 1 {
+        format!(
+            "Records: {}  Duplicates: {duplicates}  Warnings: {}",
+            insert.rows.len(),
+            outcome.warnings
+        )
+    } else {
+        String::new()
+    };
     // As in MySQL, the statement's insert id is the first id it generated.
     if let Some(id) = first_id {
         outcome.last_insert_id = id;
     }
     Ok(outcome)
+}
+
+fn info_number(info: &str, label: &str) -> Option<u64> {
+    info.split("  ").find_map(|part| {
+        part.trim()
+            .strip_prefix(label)?
+            .strip_prefix(": ")?
+            .trim()
+            .parse()
+            .ok()
+    })
 }

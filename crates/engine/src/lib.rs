@@ -52,9 +52,37 @@ impl Outcome {
             self.last_insert_id = other.last_insert_id;
         }
         self.warnings = self.warnings.saturating_add(other.warnings);
-        if self.info.is_empty() {
-            self.info = other.info;
+        self.info = merge_info(&self.info, &other.info);
+    }
+}
+
+/// Sums two info strings of the same shape, `Rows matched: 1  Changed: 1  Warnings: 0` or
+/// `Records: 2  Duplicates: 0  Warnings: 0`, as one server would have counted them.
+fn merge_info(a: &str, b: &str) -> String {
+    if a.is_empty() {
+        return b.to_string();
+    }
+    if b.is_empty() {
+        return a.to_string();
+    }
+    let parse = |s: &str| -> Option<Vec<(String, u64)>> {
+        s.split("  ")
+            .map(|part| {
+                let (label, n) = part.trim().rsplit_once(": ")?;
+                Some((label.to_string(), n.trim().parse().ok()?))
+            })
+            .collect()
+    };
+    match (parse(a), parse(b)) {
+        (Some(x), Some(y)) if x.len() == y.len() && x.iter().zip(&y).all(|(p, q)| p.0 == q.0) => {
+            let parts: Vec<String> = x
+                .iter()
+                .zip(&y)
+                .map(|(p, q)| format!("{}: {}", p.0, p.1 + q.1))
+                .collect();
+            parts.join("  ")
         }
+        _ => a.to_string(),
     }
 }
 
@@ -218,3 +246,28 @@ impl RowSink for NoRows {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod info_tests {
+    #[test]
+    fn info_strings_add_up() {
+        assert_eq!(
+            super::merge_info(
+                "Rows matched: 2  Changed: 1  Warnings: 0",
+                "Rows matched: 3  Changed: 3  Warnings: 1"
+            ),
+            "Rows matched: 5  Changed: 4  Warnings: 1"
+        );
+        assert_eq!(
+            super::merge_info(
+                "Records: 2  Duplicates: 0  Warnings: 0",
+                "Records: 1  Duplicates: 1  Warnings: 0"
+            ),
+            "Records: 3  Duplicates: 1  Warnings: 0"
+        );
+        assert_eq!(
+            super::merge_info("", "Records: 1  Duplicates: 0  Warnings: 0"),
+            "Records: 1  Duplicates: 0  Warnings: 0"
+        );
+    }
+}

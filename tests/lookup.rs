@@ -1,0 +1,223 @@
+//! Lookup vindexes end to end: `users.email` maps to a keyspace ID through `main.email_lookup`.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+use vschema::{KeyValue, VindexKind};
+
+fn ksid(id: i64) -> Vec<u8> {
+    VindexKind::Hash.map(&KeyValue::Int(id)).unwrap().0
+}
+
+fn owner(id: i64) -> String {
+    let ks = cluster().config.vschema.keyspace("two").unwrap();
+    ks.shards[ks.shard_for(&vschema::KeyspaceId(ksid(id)))]
+        .name
+        .clone()
+}
+
+async fn lookup_rows(main: &mut Conn) -> BTreeMap<String, Vec<u8>> {
+    let rows: Vec<(String, Vec<u8>)> = main
+        .query("SELECT email, keyspace_id FROM email_lookup")
+        .await
+        .unwrap();
+    rows.into_iter().collect()
+}
+
+fn counters(proxy: &shardgate::Running) -> BTreeMap<String, u64> {
+    proxy
+        .gate
+        .shard_queries
+        .iter()
+        .map(|(k, v)| (k.clone(), v.load(std::sync::atomic::Ordering::Relaxed)))
+        .collect()
+}
+
+fn code(e: mysql_async::Error) -> (u16, String) {
+    match e {
+        mysql_async::Error::Server(s) => (s.code, s.state),
+        other => panic!("{other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookup_vindex_routes_and_stays_consistent() {
+    let proxy = proxy().await;
+    let mut c = client(&proxy, Some("main")).await;
+    c.query_drop("DROP TABLE IF EXISTS email_lookup")
+        .await
+        .unwrap();
+    c.query_drop("CREATE TABLE email_lookup (email VARCHAR(100) PRIMARY KEY, keyspace_id VARBINARY(16) NOT NULL)").await.unwrap();
+    c.query_drop("USE two").await.unwrap();
+    c.query_drop("DROP TABLE IF EXISTS users").await.unwrap();
+    c.query_drop("CREATE TABLE users (user_id BIGINT PRIMARY KEY, email VARCHAR(100) NULL, name VARCHAR(50) NOT NULL, UNIQUE KEY (email))").await.unwrap();
+    let mut main = shard_conn("main", "0").await;
+
+    // Inserts write one lookup row per non-NULL email, pointing at the row's keyspace ID.
+    let rows: Vec<String> = (1..=20)
+        .map(|i| format!("({i}, 'user{i}@example.com', 'name {i}')"))
+        .collect();
+    c.query_drop(format!(
+        "INSERT INTO users (user_id, email, name) VALUES {}, (21, NULL, 'no email')",
+        rows.join(", ")
+    ))
+    .await
+    .unwrap();
+    let lookup = lookup_rows(&mut main).await;
+    assert_eq!(lookup.len(), 20);
+    for i in 1..=20 {
+        assert_eq!(lookup[&format!("user{i}@example.com")], ksid(i));
+    }
+
+    // A duplicate whose owner lives on another shard is still a duplicate.
+    let other = (22..100).find(|i| owner(*i) != owner(1)).unwrap();
+    let err = c
+        .query_drop(format!(
+            "INSERT INTO users (user_id, email, name) VALUES ({other}, 'user1@example.com', 'dup')"
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(code(err), (1062, "23000".into()));
+    let n: Option<i64> = c
+        .query_first(format!(
+            "SELECT COUNT(*) FROM users WHERE user_id = {other}"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(n, Some(0));
+    assert_eq!(
+        lookup_rows(&mut main).await["user1@example.com"],
+        ksid(1),
+        "the lookup still points at the owner"
+    );
+    // Two rows of one statement with the same email: refused before anything is written.
+    let err = c.query_drop("INSERT INTO users (user_id, email, name) VALUES (90, 'same@x', 'a'), (91, 'SAME@x', 'b')").await.unwrap_err();
+    assert_eq!(code(err).0, 1062);
+
+    // WHERE email = ... reaches exactly the owning shard (plus the lookup table).
+    let before = counters(&proxy);
+    let name: Option<String> = c
+        .query_first("SELECT name FROM users WHERE email = 'USER7@example.com'")
+        .await
+        .unwrap();
+    assert_eq!(
+        name.as_deref(),
+        Some("name 7"),
+        "found case-insensitively, like the column"
+    );
+    let after = counters(&proxy);
+    let touched: Vec<&String> = after
+        .iter()
+        .filter(|(k, v)| before[*k] != **v)
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(
+        touched,
+        [&"main/0".to_string(), &format!("two/{}", owner(7))]
+    );
+    let none: Option<String> = c
+        .query_first("SELECT name FROM users WHERE email = 'nobody@example.com'")
+        .await
+        .unwrap();
+    assert_eq!(none, None);
+
+    // DELETE removes the lookup row; the email can then be used again by another user.
+    c.query_drop("DELETE FROM users WHERE email = 'user3@example.com'")
+        .await
+        .unwrap();
+    assert!(!lookup_rows(&mut main)
+        .await
+        .contains_key("user3@example.com"));
+    c.query_drop(format!(
+        "INSERT INTO users (user_id, email, name) VALUES ({other}, 'user3@example.com', 'reuse')"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        lookup_rows(&mut main).await["user3@example.com"],
+        ksid(other)
+    );
+    // A scatter delete removes every touched row's lookup rows.
+    c.query_drop("DELETE FROM users WHERE name IN ('name 4', 'name 5')")
+        .await
+        .unwrap();
+    let lookup = lookup_rows(&mut main).await;
+    assert!(!lookup.contains_key("user4@example.com") && !lookup.contains_key("user5@example.com"));
+
+    // An insert that fails after its lookup row was written leaves an orphan...
+    let err = c
+        .query_drop(
+            "INSERT INTO users (user_id, email, name) VALUES (40, 'ghost@example.com', NULL)",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(err).0, 1048, "NOT NULL name");
+    assert_eq!(
+        lookup_rows(&mut main).await["ghost@example.com"],
+        ksid(40),
+        "orphaned lookup row"
+    );
+    // ...which a later insert of the same email takes over (the consistent part).
+    let taker = (41..200).find(|i| owner(*i) != owner(40)).unwrap();
+    c.query_drop(format!(
+        "INSERT INTO users (user_id, email, name) VALUES ({taker}, 'ghost@example.com', 'real')"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        lookup_rows(&mut main).await["ghost@example.com"],
+        ksid(taker)
+    );
+    let name: Option<String> = c
+        .query_first("SELECT name FROM users WHERE email = 'ghost@example.com'")
+        .await
+        .unwrap();
+    assert_eq!(name.as_deref(), Some("real"));
+
+    // UPDATE of the email moves its lookup row; an email another user holds is refused.
+    c.query_drop("UPDATE users SET email = 'renamed@example.com' WHERE user_id = 2")
+        .await
+        .unwrap();
+    let lookup = lookup_rows(&mut main).await;
+    assert!(!lookup.contains_key("user2@example.com"));
+    assert_eq!(lookup["renamed@example.com"], ksid(2));
+    let id: Option<i64> = c
+        .query_first("SELECT user_id FROM users WHERE email = 'renamed@example.com'")
+        .await
+        .unwrap();
+    assert_eq!(id, Some(2));
+    let err = c
+        .query_drop("UPDATE users SET email = 'user6@example.com' WHERE user_id = 8")
+        .await
+        .unwrap_err();
+    assert_eq!(code(err), (1062, "23000".into()));
+    assert_eq!(
+        lookup_rows(&mut main).await["user8@example.com"],
+        ksid(8),
+        "unchanged after the refusal"
+    );
+    // Changing only the case keeps the lookup row (same key under the column's collation).
+    c.query_drop("UPDATE users SET email = 'USER9@example.com' WHERE user_id = 9")
+        .await
+        .unwrap();
+    let lookup = lookup_rows(&mut main).await;
+    assert_eq!(
+        lookup
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("user9@example.com"))
+            .count(),
+        1
+    );
+    // Setting it to NULL releases it.
+    c.query_drop("UPDATE users SET email = NULL WHERE user_id = 10")
+        .await
+        .unwrap();
+    assert!(!lookup_rows(&mut main)
+        .await
+        .contains_key("user10@example.com"));
+    proxy.stop().await;
+}
