@@ -1,4 +1,4 @@
-//! AUTO_INCREMENT for sharded tables from a sequence table, shared by two shardgate instances.
+//! AUTO_INCREMENT for sharded tables from a sequence table, shared by two shardgate processes.
 
 mod common;
 
@@ -11,7 +11,9 @@ use vschema::{KeyValue, VindexKind};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_clients_of_two_proxies_get_unique_ids() {
     let first = proxy().await;
-    let second = proxy().await;
+    // A second shardgate, in its own process, with its own id blocks.
+    let second = proxy_process().await;
+    let second_addr: std::net::SocketAddr = format!("127.0.0.1:{}", second.port).parse().unwrap();
     let mut admin = client(&first, Some("main")).await;
     admin
         .query_drop("DROP TABLE IF EXISTS event_seq")
@@ -82,7 +84,7 @@ async fn concurrent_clients_of_two_proxies_get_unique_ids() {
     // 10 clients, five on each proxy, 1,000 rows each in statements of 1 to 4 rows.
     let mut tasks = Vec::new();
     for c in 0..10i64 {
-        let addr = if c % 2 == 0 { first.addr } else { second.addr };
+        let addr = if c % 2 == 0 { first.addr } else { second_addr };
         tasks.push(tokio::spawn(async move {
             let url = format!("mysql://app:secret@{addr}/two");
             let mut conn = mysql_async::Conn::new(mysql_async::Opts::from_url(&url).unwrap())
@@ -132,5 +134,5 @@ async fn concurrent_clients_of_two_proxies_get_unique_ids() {
         .unwrap();
     assert_eq!(count, Some(10_000));
     first.stop().await;
-    second.stop().await;
+    drop(second);
 }

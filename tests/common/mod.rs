@@ -12,6 +12,8 @@ use mysql_async::{Conn, Opts, Row, Value};
 pub struct Cluster {
     pub servers: Vec<testkit::MariaDb>,
     pub config: vschema::Config,
+    /// The config as TOML, for shardgate processes (`listen` says port 0: replace it).
+    pub config_text: String,
 }
 
 /// Four MariaDB servers: keyspace `two` (2 shards), keyspace `four` (4 shards), unsharded `main`,
@@ -69,7 +71,7 @@ tables.event_seq = {{ type = "sequence" }}
             m = url(2, "main"),
         );
         let config = vschema::parse_config(&text, Path::new("e2e.toml")).expect("test config");
-        Cluster { servers, config }
+        Cluster { servers, config, config_text: text }
     })
 }
 
@@ -133,4 +135,41 @@ pub fn server_code(e: &mysql_async::Error) -> Option<u16> {
         mysql_async::Error::Server(s) => Some(s.code),
         _ => None,
     }
+}
+
+/// A shardgate process serving the test cluster, killed when dropped.
+pub struct ProxyProcess {
+    child: std::process::Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `shardgate serve` on the test cluster's config and waits until it accepts clients.
+pub async fn proxy_process() -> ProxyProcess {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let path = dir.path().join("shardgate.toml");
+    std::fs::write(&path, cluster().config_text.replace("127.0.0.1:0", &format!("127.0.0.1:{port}"))).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_shardgate"))
+        .args(["serve", "--config", path.to_str().unwrap()])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let process = ProxyProcess { child, port, _dir: dir };
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return process;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("shardgate did not start on port {port}");
 }
