@@ -154,9 +154,19 @@ impl Drop for ProxyProcess {
 /// Starts `shardgate serve` on the test cluster's config and waits until it accepts clients.
 pub async fn proxy_process() -> ProxyProcess {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let path = dir.path().join("shardgate.toml");
-    std::fs::write(&path, cluster().config_text.replace("127.0.0.1:0", &format!("127.0.0.1:{port}"))).unwrap();
+    std::fs::write(
+        &path,
+        cluster()
+            .config_text
+            .replace("127.0.0.1:0", &format!("127.0.0.1:{port}")),
+    )
+    .unwrap();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_shardgate"))
         .args(["serve", "--config", path.to_str().unwrap()])
         .env("RUST_LOG", "warn")
@@ -164,9 +174,16 @@ pub async fn proxy_process() -> ProxyProcess {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let process = ProxyProcess { child, port, _dir: dir };
+    let process = ProxyProcess {
+        child,
+        port,
+        _dir: dir,
+    };
     for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             return process;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;

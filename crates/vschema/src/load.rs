@@ -427,7 +427,51 @@ pub fn load_vitess_json(path: &Path) -> Result<(bool, BTreeMap<String, Table>), 
     let ks: VitessKeyspace =
         serde_json::from_str(&text).map_err(|e| err(Some(e.line()), "", e.to_string()))?;
     let mut vindexes = BTreeMap::new();
+    let mut lookups = BTreeMap::new();
     for (name, v) in &ks.vindexes {
+        if let Some(consistent) = match v.kind.as_str() {
+            "consistent_lookup_unique" => Some(true),
+            "lookup_unique" => Some(false),
+            _ => None,
+        } {
+            let param = |p: &str| {
+                v.params.get(p).cloned().ok_or_else(|| {
+                    err(
+                        None,
+                        &format!("vindexes.{name}.params.{p}"),
+                        format!("a {} vindex needs params.{p}", v.kind),
+                    )
+                })
+            };
+            let table = param("table")?;
+            let (lks, ltable) = table.split_once('.').ok_or_else(|| {
+                err(
+                    None,
+                    &format!("vindexes.{name}.params.table"),
+                    "name the lookup table as keyspace.table".into(),
+                )
+            })?;
+            let from = param("from")?;
+            if from.contains(',') {
+                return Err(err(
+                    None,
+                    &format!("vindexes.{name}.params.from"),
+                    "multi-column lookups are not supported yet".into(),
+                ));
+            }
+            lookups.insert(
+                name.clone(),
+                Arc::new(LookupVindex {
+                    name: name.clone(),
+                    keyspace: lks.into(),
+                    table: ltable.into(),
+                    from,
+                    to: param("to")?,
+                    consistent,
+                }),
+            );
+            continue;
+        }
         let kind = VindexKind::parse(&v.kind).ok_or_else(|| {
             err(None, &format!("vindexes.{name}.type"), format!("vindex type {:?} is not supported yet (supported: hash, xxhash, numeric, binary, unicode_loose_xxhash)", v.kind))
         })?;
@@ -461,12 +505,26 @@ pub fn load_vitess_json(path: &Path) -> Result<(bool, BTreeMap<String, Table>), 
                         format!("table {name} of a sharded keyspace has no column_vindexes"),
                     )
                 })?;
-                if t.column_vindexes.len() > 1 {
-                    return Err(err(
-                        None,
-                        &format!("{key}.column_vindexes"),
-                        "secondary vindexes are not supported yet".into(),
-                    ));
+                let mut secondary = Vec::new();
+                for (i, cv) in t.column_vindexes.iter().enumerate().skip(1) {
+                    let column = match (&cv.column, cv.columns.as_slice()) {
+                        (Some(c), []) => c.clone(),
+                        (None, [c]) => c.clone(),
+                        _ => {
+                            return Err(err(
+                                None,
+                                &format!("{key}.column_vindexes[{i}]"),
+                                "multi-column vindexes are not supported yet".into(),
+                            ))
+                        }
+                    };
+                    let vindex = lookups.get(&cv.name).ok_or_else(|| {
+                        err(None, &format!("{key}.column_vindexes[{i}].name"), format!("secondary vindex {:?} must be a consistent_lookup_unique or lookup_unique vindex", cv.name))
+                    })?;
+                    secondary.push(LookupColumn {
+                        column,
+                        vindex: vindex.clone(),
+                    });
                 }
                 let column = match (&first.column, first.columns.as_slice()) {
                     (Some(c), []) => c.clone(),
@@ -493,7 +551,7 @@ pub fn load_vitess_json(path: &Path) -> Result<(bool, BTreeMap<String, Table>), 
                         .auto_increment
                         .as_ref()
                         .map(|a| auto_increment(&a.column, &a.sequence)),
-                    lookups: Vec::new(),
+                    lookups: secondary,
                 }
             }
             (other, _) => {

@@ -115,6 +115,8 @@ pub(crate) struct VitessKeyspace {
 pub(crate) struct VitessVindex {
     #[serde(rename = "type")]
     pub kind: String,
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -169,9 +169,10 @@ fn vitess_vschema_json() {
     std::fs::write(
         dir.join("commerce.json"),
         r#"{"sharded": true,
-            "vindexes": {"hash": {"type": "hash"}, "xx": {"type": "xxhash"}},
+            "vindexes": {"hash": {"type": "hash"}, "xx": {"type": "xxhash"},
+                         "email_lookup": {"type": "consistent_lookup_unique", "params": {"table": "lookup.email_lookup", "from": "email", "to": "keyspace_id"}, "owner": "customer"}},
             "tables": {
-              "customer": {"column_vindexes": [{"column": "customer_id", "name": "hash"}]},
+              "customer": {"column_vindexes": [{"column": "customer_id", "name": "hash"}, {"column": "email", "name": "email_lookup"}]},
               "corder": {"column_vindexes": [{"columns": ["sku"], "name": "xx"}], "columns": [{"name": "sku"}]},
               "product": {"type": "reference"}
             },
@@ -189,6 +190,17 @@ fn vitess_vschema_json() {
         matches!(ks.table("corder"), Some(Table::Sharded { column, vindex, .. }) if column == "sku" && vindex.kind == VindexKind::Xxhash)
     );
     assert_eq!(ks.table("product"), Some(&Table::Reference));
+    let Some(Table::Sharded { lookups, .. }) = ks.table("customer") else {
+        panic!()
+    };
+    assert_eq!(
+        (
+            lookups[0].column.as_str(),
+            lookups[0].vindex.table.as_str(),
+            lookups[0].vindex.consistent
+        ),
+        ("email", "email_lookup", true)
+    );
 
     std::fs::write(
         dir.join("bad.json"),
@@ -249,5 +261,42 @@ fn auto_increment_from_a_sequence() {
     assert!(
         sharded_seq.message.contains("unsharded keyspace"),
         "{sharded_seq}"
+    );
+}
+
+#[test]
+fn lookup_vindexes() {
+    let with_lookup = |table: &str| {
+        GOOD.replace(
+            r#"vindexes.hash = { type = "hash" }"#,
+            &format!(r#"vindexes.hash = {{ type = "hash" }}
+vindexes.email = {{ type = "consistent_lookup_unique", table = "{table}", from = "email", to = "keyspace_id" }}"#),
+        )
+        .replace(
+            r#"tables.customers = { primary_vindex = { column = "customer_id", vindex = "hash" } }"#,
+            r#"tables.customers = { primary_vindex = { column = "customer_id", vindex = "hash" }, secondary_vindexes = [{ column = "email", vindex = "email" }] }"#,
+        )
+    };
+    let config = parse(&with_lookup("lookup.email_lookup")).unwrap();
+    let Some(Table::Sharded { lookups, .. }) = config
+        .vschema
+        .keyspace("commerce")
+        .unwrap()
+        .table("customers")
+    else {
+        panic!()
+    };
+    assert_eq!(lookups[0].vindex.keyspace, "lookup");
+    assert!(lookups[0].vindex.consistent);
+
+    let sharded = parse(&with_lookup("commerce.email_lookup")).unwrap_err();
+    assert!(
+        sharded.message.contains("must be in an unsharded keyspace"),
+        "{sharded}"
+    );
+    let unqualified = parse(&with_lookup("email_lookup")).unwrap_err();
+    assert!(
+        unqualified.message.contains("keyspace.table"),
+        "{unqualified}"
     );
 }
