@@ -87,6 +87,7 @@ pub fn parse_config(text: &str, path: &Path) -> Result<Config, ConfigError> {
         keyspaces.push(ctx.keyspace(name, ks)?);
     }
     resolve_sequences(&mut keyspaces, &ctx, &raw)?;
+    check_lookups(&keyspaces, &ctx.file)?;
     if keyspaces.is_empty() {
         return Err(ConfigError {
             file: ctx.file.clone(),
@@ -359,6 +360,34 @@ fn auto_increment(column: &str, sequence: &str) -> AutoIncrement {
 
 /// Points every auto-increment at its sequence table: the named keyspace, or the one unsharded
 /// keyspace declaring a sequence of that name.
+/// Lookup tables must live in unsharded keyspaces: their rows are read and written on one shard.
+fn check_lookups(keyspaces: &[Keyspace], file: &Path) -> Result<(), ConfigError> {
+    for ks in keyspaces {
+        for (tname, table) in &ks.tables {
+            let Table::Sharded { lookups, .. } = table else {
+                continue;
+            };
+            for l in lookups {
+                let ok = keyspaces
+                    .iter()
+                    .any(|k| k.name == l.vindex.keyspace && !k.sharded);
+                if !ok {
+                    return Err(ConfigError {
+                        file: file.to_path_buf(),
+                        line: None,
+                        key: format!("keyspaces.{}.vindexes.{}.table", ks.name, l.vindex.name),
+                        message: format!(
+                            "the lookup table of {tname}.{} must be in an unsharded keyspace; {:?} is not one",
+                            l.column, l.vindex.keyspace
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 fn resolve_sequences(
     keyspaces: &mut [Keyspace],
     ctx: &Ctx<'_>,
