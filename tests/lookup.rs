@@ -221,3 +221,69 @@ async fn lookup_vindex_routes_and_stays_consistent() {
         .contains_key("user10@example.com"));
     proxy.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lookup_table_in_a_sharded_keyspace() {
+    let proxy = proxy().await;
+    let mut c = client(&proxy, Some("two")).await;
+    c.query_drop("DROP TABLE IF EXISTS handle_lookup")
+        .await
+        .unwrap();
+    c.query_drop("CREATE TABLE handle_lookup (handle VARCHAR(50) PRIMARY KEY, keyspace_id VARBINARY(16) NOT NULL)").await.unwrap();
+    c.query_drop("USE four").await.unwrap();
+    c.query_drop("DROP TABLE IF EXISTS accounts").await.unwrap();
+    c.query_drop(
+        "CREATE TABLE accounts (id BIGINT PRIMARY KEY, handle VARCHAR(50) NOT NULL UNIQUE)",
+    )
+    .await
+    .unwrap();
+    let rows: Vec<String> = (1..=12).map(|i| format!("({i}, 'Handle{i}')")).collect();
+    c.query_drop(format!(
+        "INSERT INTO accounts (id, handle) VALUES {}",
+        rows.join(", ")
+    ))
+    .await
+    .unwrap();
+    // Each lookup row is on the `two` shard its own vindex (unicode_loose_xxhash) picks.
+    let two = cluster().config.vschema.keyspace("two").unwrap();
+    let mut found = 0;
+    for shard in &two.shards {
+        let mut direct = shard_conn("two", &shard.name).await;
+        let rows: Vec<(String, Vec<u8>)> = direct
+            .query("SELECT handle, keyspace_id FROM handle_lookup")
+            .await
+            .unwrap();
+        for (handle, k) in rows {
+            let own = VindexKind::UnicodeLooseXxhash
+                .map(&KeyValue::Text(handle.clone().into_bytes()))
+                .unwrap();
+            assert_eq!(two.shards[two.shard_for(&own)].name, shard.name, "{handle}");
+            let id: i64 = handle.trim_start_matches("Handle").parse().unwrap();
+            assert_eq!(k, ksid(id));
+            found += 1;
+        }
+    }
+    assert_eq!(found, 12);
+    let id: Option<i64> = c
+        .query_first("SELECT id FROM accounts WHERE handle = 'Handle5'")
+        .await
+        .unwrap();
+    assert_eq!(id, Some(5));
+    let err = c
+        .query_drop("INSERT INTO accounts (id, handle) VALUES (99, 'Handle5')")
+        .await
+        .unwrap_err();
+    assert_eq!(code(err), (1062, "23000".into()));
+    c.query_drop("DELETE FROM accounts WHERE handle = 'Handle5'")
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO accounts (id, handle) VALUES (99, 'Handle5')")
+        .await
+        .unwrap();
+    let id: Option<i64> = c
+        .query_first("SELECT id FROM accounts WHERE handle = 'Handle5'")
+        .await
+        .unwrap();
+    assert_eq!(id, Some(99));
+    proxy.stop().await;
+}

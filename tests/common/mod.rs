@@ -35,6 +35,10 @@ tables.orders = { primary_vindex = { column = "customer_id", vindex = "hash" } }
 tables.products = { type = "reference" }
 tables.misc = { primary_vindex = { column = "id", vindex = "hash" } }
 vindexes.email_lookup = { type = "consistent_lookup_unique", table = "main.email_lookup", from = "email", to = "keyspace_id" }
+vindexes.loose = { type = "unicode_loose_xxhash" }
+vindexes.handle_lookup = { type = "consistent_lookup_unique", table = "two.handle_lookup", from = "handle", to = "keyspace_id" }
+tables.handle_lookup = { primary_vindex = { column = "handle", vindex = "loose" } }
+tables.accounts = { primary_vindex = { column = "id", vindex = "hash" }, secondary_vindexes = [{ column = "handle", vindex = "handle_lookup" }] }
 tables.users = { primary_vindex = { column = "user_id", vindex = "hash" }, secondary_vindexes = [{ column = "email", vindex = "email_lookup" }] }
 tables.events = { primary_vindex = { column = "id", vindex = "hash" }, auto_increment = { column = "id", sequence = "event_seq" } }
 "#;

@@ -69,17 +69,33 @@ pub(crate) async fn query_rows<E: Executor>(
     Ok(rows.0)
 }
 
+/// The shard holding the lookup row of `value`: the keyspace's only shard, or, for a lookup
+/// table in a sharded keyspace, the shard its own primary vindex (on the `from` column) picks.
 fn lookup_shard<'a>(
     vschema: &'a VSchema,
     vindex: &LookupVindex,
+    value: &KeyValue,
 ) -> Result<(&'a str, &'a str), EngineError> {
     let ks = vschema
         .keyspace(&vindex.keyspace)
         .ok_or_else(|| EngineError::UnknownKeyspace(vindex.keyspace.clone()))?;
+    let index = if ks.sharded {
+        match ks.table(&vindex.table) {
+            Some(vschema::Table::Sharded { vindex: own, .. }) => ks.shard_for(&own.map(value)?),
+            _ => {
+                return Err(EngineError::Bug(format!(
+                    "lookup table {}.{} has no primary vindex",
+                    ks.name, vindex.table
+                )))
+            }
+        }
+    } else {
+        0
+    };
     let shard = ks
         .shards
-        .first()
-        .ok_or_else(|| EngineError::Bug(format!("keyspace {} has no shard", ks.name)))?;
+        .get(index)
+        .ok_or_else(|| EngineError::Bug(format!("keyspace {} has no shard {index}", ks.name)))?;
     Ok((&ks.name, &shard.name))
 }
 
@@ -94,7 +110,7 @@ pub(crate) async fn resolve<E: Executor>(
     vindex: &LookupVindex,
     value: &KeyValue,
 ) -> Result<Option<KeyspaceId>, EngineError> {
-    let (ks, shard) = lookup_shard(vschema, vindex)?;
+    let (ks, shard) = lookup_shard(vschema, vindex, value)?;
     let sql = format!(
         "SELECT {} FROM {} WHERE {} = {}",
         quote(&vindex.to),
@@ -126,7 +142,7 @@ pub(crate) async fn claim<E: Executor>(
     ksid: &KeyspaceId,
 ) -> Result<bool, EngineError> {
     let v = &lookup.vindex;
-    let (ks, shard) = lookup_shard(vschema, v)?;
+    let (ks, shard) = lookup_shard(vschema, v, value)?;
     let insert = format!(
         "INSERT INTO {} ({}, {}) VALUES ({}, {})",
         quote(&v.table),
@@ -202,7 +218,7 @@ pub(crate) async fn release<E: Executor>(
     ksid: &KeyspaceId,
 ) -> Result<(), EngineError> {
     let v = &lookup.vindex;
-    let (ks, shard) = lookup_shard(vschema, v)?;
+    let (ks, shard) = lookup_shard(vschema, v, value)?;
     let delete = format!(
         "DELETE FROM {} WHERE {} = {} AND {} = {}",
         quote(&v.table),

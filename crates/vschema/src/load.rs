@@ -360,7 +360,8 @@ fn auto_increment(column: &str, sequence: &str) -> AutoIncrement {
 
 /// Points every auto-increment at its sequence table: the named keyspace, or the one unsharded
 /// keyspace declaring a sequence of that name.
-/// Lookup tables must live in unsharded keyspaces: their rows are read and written on one shard.
+/// A lookup table lives in an unsharded keyspace, or in a sharded one that declares it with its
+/// primary vindex on the lookup's `from` column (so each value's row has one shard).
 fn check_lookups(keyspaces: &[Keyspace], file: &Path) -> Result<(), ConfigError> {
     for ks in keyspaces {
         for (tname, table) in &ks.tables {
@@ -368,17 +369,19 @@ fn check_lookups(keyspaces: &[Keyspace], file: &Path) -> Result<(), ConfigError>
                 continue;
             };
             for l in lookups {
-                let ok = keyspaces
-                    .iter()
-                    .any(|k| k.name == l.vindex.keyspace && !k.sharded);
+                let ok = keyspaces.iter().any(|k| {
+                    k.name == l.vindex.keyspace
+                        && (!k.sharded
+                            || matches!(k.table(&l.vindex.table), Some(Table::Sharded { column, .. }) if column.eq_ignore_ascii_case(&l.vindex.from)))
+                });
                 if !ok {
                     return Err(ConfigError {
                         file: file.to_path_buf(),
                         line: None,
                         key: format!("keyspaces.{}.vindexes.{}.table", ks.name, l.vindex.name),
                         message: format!(
-                            "the lookup table of {tname}.{} must be in an unsharded keyspace; {:?} is not one",
-                            l.column, l.vindex.keyspace
+                            "the lookup table of {tname}.{} must be in an unsharded keyspace, or declared in its sharded keyspace {:?} with a primary vindex on {:?}",
+                            l.column, l.vindex.keyspace, l.vindex.from
                         ),
                     });
                 }
