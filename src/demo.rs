@@ -6,6 +6,13 @@ use std::path::Path;
 use mysql_async::prelude::Queryable;
 
 const SCHEMA: &[&str] = &[
+    "USE main",
+    "CREATE TABLE settings (name VARCHAR(64) NOT NULL PRIMARY KEY, value VARCHAR(255) NOT NULL)",
+    "INSERT INTO settings (name, value) VALUES ('currency', 'EUR'), ('support_email', 'help@example.com')",
+    // The sequence behind orders.order_id, and the lookup table behind customers.email.
+    "CREATE TABLE order_seq (id INT NOT NULL PRIMARY KEY, next_id BIGINT NOT NULL, cache BIGINT NOT NULL)",
+    "INSERT INTO order_seq (id, next_id, cache) VALUES (0, 1000, 100)",
+    "CREATE TABLE customer_email_lookup (email VARCHAR(100) NOT NULL PRIMARY KEY, keyspace_id VARBINARY(16) NOT NULL)",
     "USE commerce",
     "CREATE TABLE customers (customer_id BIGINT NOT NULL PRIMARY KEY, name VARCHAR(100) NOT NULL, email VARCHAR(100))",
     "CREATE TABLE orders (order_id BIGINT NOT NULL PRIMARY KEY, customer_id BIGINT NOT NULL, product_id BIGINT NOT NULL, \
@@ -16,9 +23,7 @@ const SCHEMA: &[&str] = &[
      (3, 'Chandra', 'chandra@example.com'), (4, 'Dana', 'dana@example.com'), (5, 'Emeka', 'emeka@example.com'), (6, 'Fatima', 'fatima@example.com')",
     "INSERT INTO orders (order_id, customer_id, product_id, quantity, amount) VALUES (100, 1, 1, 1, 49.90), (101, 1, 4, 3, 13.50), \
      (102, 2, 3, 1, 189.00), (103, 3, 2, 2, 39.80), (104, 4, 1, 1, 49.90), (105, 5, 3, 2, 378.00), (106, 6, 4, 10, 45.00)",
-    "USE main",
-    "CREATE TABLE settings (name VARCHAR(64) NOT NULL PRIMARY KEY, value VARCHAR(255) NOT NULL)",
-    "INSERT INTO settings (name, value) VALUES ('currency', 'EUR'), ('support_email', 'help@example.com')",
+    "INSERT INTO orders (customer_id, product_id, quantity, amount) VALUES (2, 2, 1, 19.90), (4, 4, 2, 9.00)",
 ];
 
 pub fn config_text(listen: &str, commerce: [&str; 2], main: &str) -> String {
@@ -37,13 +42,15 @@ shards = [
   {{ name = "80-", primary = "{c1}" }},
 ]
 vindexes.hash = {{ type = "hash" }}
-tables.customers = {{ primary_vindex = {{ column = "customer_id", vindex = "hash" }} }}
-tables.orders = {{ primary_vindex = {{ column = "customer_id", vindex = "hash" }} }}
+vindexes.customer_email = {{ type = "consistent_lookup_unique", table = "main.customer_email_lookup", from = "email", to = "keyspace_id" }}
+tables.customers = {{ primary_vindex = {{ column = "customer_id", vindex = "hash" }}, secondary_vindexes = [{{ column = "email", vindex = "customer_email" }}] }}
+tables.orders = {{ primary_vindex = {{ column = "customer_id", vindex = "hash" }}, auto_increment = {{ column = "order_id", sequence = "main.order_seq" }} }}
 tables.products = {{ type = "reference" }}
 
 [keyspaces.main]
 sharded = false
 shards = [{{ name = "0", primary = "{main}" }}]
+tables.order_seq = {{ type = "sequence" }}
 "#,
         c0 = commerce[0],
         c1 = commerce[1],
@@ -86,7 +93,11 @@ pub async fn run(listen: &str) -> Result<(), Box<dyn std::error::Error>> {
         running.addr.port()
     );
     println!();
-    println!("try: SELECT * FROM customers WHERE customer_id = 4;  SELECT * FROM orders;  VEXPLAIN is `shardgate explain`.");
+    println!("try: SELECT * FROM customers WHERE customer_id = 4;");
+    println!("     SELECT * FROM customers WHERE email = 'dana@example.com';   (through the lookup vindex)");
+    println!("     INSERT INTO orders (customer_id, product_id, quantity, amount) VALUES (3, 1, 1, 49.90);  SELECT LAST_INSERT_ID();");
+    println!("     SELECT customer_id, COUNT(*), SUM(amount) FROM orders GROUP BY customer_id ORDER BY 3 DESC;");
+    println!("     VEXPLAIN PLAN SELECT * FROM orders ORDER BY amount DESC LIMIT 3;");
     println!("Ctrl-C stops everything and removes the data.");
     tokio::signal::ctrl_c().await?;
     running.stop().await;
