@@ -16,6 +16,7 @@ use vschema::{Config, VSchema};
 use crate::error;
 use crate::session::Session;
 use crate::sysvars::{self, ServerInfo};
+use crate::transaction::{SavepointOp, Transaction, TxMode};
 
 /// What every session shares.
 pub struct Gate {
@@ -57,16 +58,20 @@ impl Gate {
     }
 }
 
-/// Counts statements per shard on their way to the backends.
-struct CountingExecutor<'a>(&'a Gate);
+/// Sends a session's statements to the backends: through its transaction's reserved connections
+/// when one is open, else through the pools. Counts statements per shard.
+struct SessionExecutor<'a> {
+    gate: &'a Gate,
+    tx: Option<&'a Transaction>,
+}
 
-impl engine::Executor for CountingExecutor<'_> {
+impl engine::Executor for SessionExecutor<'_> {
     async fn reserve_ids(
         &self,
         sequence: &vschema::SequenceRef,
         count: u64,
     ) -> Result<u64, EngineError> {
-        self.0.backends.reserve_ids(sequence, count).await
+        self.gate.backends.reserve_ids(sequence, count).await
     }
 
     async fn execute<S: RowSink>(
@@ -76,11 +81,20 @@ impl engine::Executor for CountingExecutor<'_> {
         sql: &str,
         sink: &mut S,
     ) -> Result<engine::Outcome, EngineError> {
-        if let Some(c) = self.0.shard_queries.get(&format!("{keyspace}/{shard}")) {
+        if let Some(c) = self.gate.shard_queries.get(&format!("{keyspace}/{shard}")) {
             c.fetch_add(1, Ordering::Relaxed);
         }
-        debug!(keyspace, shard, sql, "send");
-        self.0.backends.execute(keyspace, shard, sql, sink).await
+        debug!(
+            keyspace,
+            shard,
+            sql,
+            in_transaction = self.tx.is_some(),
+            "send"
+        );
+        match self.tx {
+            Some(tx) => tx.execute(self.gate, keyspace, shard, sql, sink).await,
+            None => self.gate.backends.execute(keyspace, shard, sql, sink).await,
+        }
     }
 }
 
@@ -108,6 +122,7 @@ impl HandlerFactory for Sessions {
         Ok(GateSession {
             gate: self.0.clone(),
             session: Session::new(conn_id, user, database.map(str::to_string)),
+            tx: None,
         })
     }
 }
@@ -115,6 +130,8 @@ impl HandlerFactory for Sessions {
 pub struct GateSession {
     gate: Arc<Gate>,
     session: Session,
+    /// The open transaction, if any.
+    tx: Option<Transaction>,
 }
 
 /// Streams engine rows to the client.
@@ -163,10 +180,21 @@ impl Handler for GateSession {
     }
 
     fn status(&self) -> StatusFlags {
-        self.session.status()
+        let mut flags = self.session.status();
+        if self.tx.is_some() {
+            flags |= StatusFlags::SERVER_STATUS_IN_TRANS;
+        }
+        flags
     }
 
-    async fn close(&mut self) {}
+    /// A client that goes away mid-transaction has it rolled back on every shard it touched.
+    async fn close(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            if let Err(e) = tx.rollback().await {
+                tracing::warn!(error = %e, "rollback on disconnect failed");
+            }
+        }
+    }
 }
 
 enum Failure {
@@ -226,20 +254,54 @@ impl GateSession {
                     _ => return Err(error::unsupported(format!("{stmt}")).into()),
                 };
                 self.use_keyspace(&name)?;
-                return Ok(out.ok(&OkInfo::default()).await?);
+                return self.ok(out).await;
             }
             Statement::Set(set) => {
-                self.set(set)?;
-                return Ok(out.ok(&OkInfo::default()).await?);
+                self.set(set).await?;
+                return self.ok(out).await;
             }
             Statement::StartTransaction { .. } => {
-                return Err(error::unsupported("transactions (BEGIN / START TRANSACTION)").into());
+                // A new transaction commits the open one, as in MySQL.
+                self.end_transaction(true).await?;
+                let start = if sql
+                    .get(..5)
+                    .is_some_and(|w| w.eq_ignore_ascii_case("begin"))
+                {
+                    "START TRANSACTION"
+                } else {
+                    sql
+                };
+                self.tx = Some(Transaction::new(start, self.session.tx_mode));
+                return self.ok(out).await;
             }
-            // No transaction can be open, so there is nothing to end: MySQL answers OK too.
-            Statement::Commit { .. }
-            | Statement::Rollback {
-                savepoint: None, ..
-            } => return Ok(out.ok(&OkInfo::default()).await?),
+            Statement::Commit { chain: false, .. } => {
+                self.end_transaction(true).await?;
+                return self.ok(out).await;
+            }
+            Statement::Rollback {
+                savepoint: None,
+                chain: false,
+            } => {
+                self.end_transaction(false).await?;
+                return self.ok(out).await;
+            }
+            Statement::Rollback {
+                savepoint: Some(name),
+                chain: false,
+            } => {
+                self.savepoint(sql, &name.value, SavepointOp::RollbackTo)
+                    .await?;
+                return self.ok(out).await;
+            }
+            Statement::Savepoint { name } => {
+                self.savepoint(sql, &name.value, SavepointOp::Set).await?;
+                return self.ok(out).await;
+            }
+            Statement::ReleaseSavepoint { name } => {
+                self.savepoint(sql, &name.value, SavepointOp::Release)
+                    .await?;
+                return self.ok(out).await;
+            }
             Statement::ShowDatabases { .. } => {
                 let rows = self
                     .gate
@@ -268,7 +330,52 @@ impl GateSession {
             keyspace: self.session.keyspace.as_deref(),
         };
         let plan = planner::plan(&stmt, sql, &ctx).map_err(error::from_plan)?;
+        if is_ddl(&stmt) {
+            // DDL commits the open transaction first, as in MySQL, and runs outside it.
+            self.end_transaction(true).await?;
+        } else if self.tx.is_none() && !self.session.autocommit {
+            self.tx = Some(Transaction::new("START TRANSACTION", self.session.tx_mode));
+        }
         self.run(&plan, out, None).await
+    }
+
+    /// An empty OK, with the status flags as they are after the statement (BEGIN sets
+    /// in-transaction, COMMIT clears it).
+    async fn ok(&self, out: &mut ResultWriter<'_>) -> Result<(), Failure> {
+        out.set_status(self.status());
+        Ok(out.ok(&OkInfo::default()).await?)
+    }
+
+    /// Ends the open transaction (if any) with COMMIT or ROLLBACK on every shard it touched.
+    async fn end_transaction(&mut self, commit: bool) -> Result<(), SqlError> {
+        let Some(tx) = self.tx.take() else {
+            return Ok(());
+        };
+        let result = if commit {
+            tx.commit().await
+        } else {
+            tx.rollback().await
+        };
+        result.map_err(|e| error::from_engine(&e))
+    }
+
+    async fn savepoint(&mut self, sql: &str, name: &str, op: SavepointOp) -> Result<(), SqlError> {
+        if self.tx.is_none() && !self.session.autocommit {
+            self.tx = Some(Transaction::new("START TRANSACTION", self.session.tx_mode));
+        }
+        match &self.tx {
+            Some(tx) => tx
+                .savepoint(sql, name, op)
+                .await
+                .map_err(|e| error::from_engine(&e)),
+            // Outside a transaction MySQL accepts SAVEPOINT and forgets it at once.
+            None if op == SavepointOp::Set => Ok(()),
+            None => Err(SqlError::new(
+                1305,
+                "42000",
+                format!("SAVEPOINT {name} does not exist"),
+            )),
+        }
     }
 
     /// Plans one statement without running it (`VEXPLAIN PLAN`).
@@ -300,12 +407,16 @@ impl GateSession {
         let result = engine::execute(
             plan,
             &gate.vschema,
-            &CountingExecutor(&gate),
+            &SessionExecutor {
+                gate: &gate,
+                tx: self.tx.as_ref(),
+            },
             &mut sink,
             &gate.exec,
         )
         .await;
         let started = sink.started;
+        out.set_status(self.status());
         match result {
             Ok(outcome) if started => {
                 self.session.row_count = -1;
@@ -341,6 +452,7 @@ impl GateSession {
             out.row(&row).await?;
         }
         self.session.row_count = -1;
+        out.set_status(self.status());
         Ok(out.finish_rows(0).await?)
     }
 
@@ -400,7 +512,7 @@ impl GateSession {
 
     /// Session settings: those that cannot change a result are accepted; the rest are refused
     /// until sessions carry them to the shards.
-    fn set(&mut self, set: &Set) -> Result<(), SqlError> {
+    async fn set(&mut self, set: &Set) -> Result<(), SqlError> {
         let assignments: Vec<(String, &Expr)> = match set {
             Set::SetNames { .. } | Set::SetNamesDefault {} => return Ok(()),
             Set::SingleAssignment {
@@ -435,9 +547,28 @@ impl GateSession {
                 .unwrap_or(var);
             match var {
                 "autocommit" => {
-                    if !is_true(value) {
-                        return Err(error::unsupported("SET autocommit=0 (transactions)"));
+                    let on = is_true(value);
+                    if on && !self.session.autocommit {
+                        // Turning autocommit on commits the open transaction.
+                        self.end_transaction(true).await?;
                     }
+                    self.session.autocommit = on;
+                }
+                "transaction_mode" => {
+                    let mode = match value {
+                        Expr::Value(v) => match &v.value {
+                            SqlValue::SingleQuotedString(s) | SqlValue::DoubleQuotedString(s) => {
+                                s.clone()
+                            }
+                            _ => String::new(),
+                        },
+                        Expr::Identifier(id) => id.value.clone(),
+                        _ => String::new(),
+                    };
+                    self.session.tx_mode = match mode.to_ascii_lowercase().as_str() {
+                        "twopc" => return Err(error::unsupported("transaction_mode 'twopc'")),
+                        m => TxMode::parse(m).ok_or_else(|| SqlError::new(1231, "42000", format!("Variable 'transaction_mode' can't be set to the value of '{mode}'")))?,
+                    };
                 }
                 // The backends always speak utf8mb4 to shardgate and shardgate to the client.
                 "names"
@@ -468,6 +599,19 @@ fn strip_vexplain(sql: &str) -> Option<&str> {
         _ => rest,
     };
     Some(rest)
+}
+
+/// Statements MySQL runs in a transaction of their own, committing the open one first.
+fn is_ddl(stmt: &Statement) -> bool {
+    matches!(
+        stmt,
+        Statement::CreateTable(_)
+            | Statement::AlterTable(_)
+            | Statement::Drop { .. }
+            | Statement::Truncate(_)
+            | Statement::CreateIndex(_)
+            | Statement::RenameTable(_)
+    )
 }
 
 fn is_true(expr: &Expr) -> bool {

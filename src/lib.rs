@@ -12,6 +12,7 @@ pub mod error;
 pub mod gate;
 pub mod session;
 pub mod sysvars;
+pub mod transaction;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

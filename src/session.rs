@@ -12,6 +12,10 @@ pub struct Session {
     pub last_insert_id: u64,
     /// Affected rows of the last statement, -1 after one that returned rows (`ROW_COUNT()`).
     pub row_count: i64,
+    /// `SET autocommit`: when off, the first statement opens a transaction.
+    pub autocommit: bool,
+    /// How this session's transactions commit across shards.
+    pub tx_mode: crate::transaction::TxMode,
 }
 
 impl Session {
@@ -22,11 +26,17 @@ impl Session {
             keyspace,
             last_insert_id: 0,
             row_count: -1,
+            autocommit: true,
+            tx_mode: crate::transaction::TxMode::Multi,
         }
     }
 
-    /// Autocommit is always on until transactions land; no transaction is ever open.
+    /// The autocommit flag; the gate adds in-transaction.
     pub fn status(&self) -> StatusFlags {
-        StatusFlags::SERVER_STATUS_AUTOCOMMIT
+        if self.autocommit {
+            StatusFlags::SERVER_STATUS_AUTOCOMMIT
+        } else {
+            StatusFlags::empty()
+        }
     }
 }

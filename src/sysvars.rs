@@ -23,7 +23,7 @@ enum Local {
 }
 
 /// Server variables the proxy answers; others go to a shard.
-fn sysvar(name: &str, info: &ServerInfo) -> Option<Local> {
+fn sysvar(name: &str, session: &Session, info: &ServerInfo) -> Option<Local> {
     let name = name.to_ascii_lowercase();
     let name = name.trim_start_matches("@@");
     let name = name
@@ -37,7 +37,8 @@ fn sysvar(name: &str, info: &ServerInfo) -> Option<Local> {
         "port" => Local::Int(i64::from(info.port)),
         "socket" => Local::Text(String::new()),
         "hostname" => Local::Text(hostname()),
-        "autocommit" => Local::Int(1),
+        "autocommit" => Local::Int(i64::from(session.autocommit)),
+        "transaction_mode" => Local::Text(format!("{:?}", session.tx_mode).to_ascii_lowercase()),
         "character_set_client"
         | "character_set_connection"
         | "character_set_results"
@@ -86,12 +87,12 @@ fn session_function(name: &str, session: &Session, info: &ServerInfo) -> Option<
 
 fn local_value(expr: &Expr, session: &Session, info: &ServerInfo) -> Option<Local> {
     match expr {
-        Expr::Identifier(id) if id.value.starts_with("@@") => sysvar(&id.value, info),
+        Expr::Identifier(id) if id.value.starts_with("@@") => sysvar(&id.value, session, info),
         Expr::CompoundIdentifier(parts)
             if parts.first().is_some_and(|p| p.value.starts_with("@@")) =>
         {
             let name: Vec<&str> = parts.iter().map(|p| p.value.as_str()).collect();
-            sysvar(&name.join("."), info)
+            sysvar(&name.join("."), session, info)
         }
         Expr::Function(f) => {
             let no_args = match &f.args {

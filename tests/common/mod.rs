@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, Row, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub struct Cluster {
     pub servers: Vec<testkit::MariaDb>,
@@ -34,6 +35,7 @@ tables.customers = { primary_vindex = { column = "id", vindex = "hash" } }
 tables.orders = { primary_vindex = { column = "customer_id", vindex = "hash" } }
 tables.products = { type = "reference" }
 tables.misc = { primary_vindex = { column = "id", vindex = "hash" } }
+tables.txt = { primary_vindex = { column = "id", vindex = "hash" } }
 vindexes.email_lookup = { type = "consistent_lookup_unique", table = "main.email_lookup", from = "email", to = "keyspace_id" }
 vindexes.loose = { type = "unicode_loose_xxhash" }
 vindexes.handle_lookup = { type = "consistent_lookup_unique", table = "two.handle_lookup", from = "handle", to = "keyspace_id" }
@@ -193,4 +195,55 @@ pub async fn proxy_process() -> ProxyProcess {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     panic!("shardgate did not start on port {port}");
+}
+
+/// A raw connection logged in as `app` (mysql_native_password computed here), ready for commands.
+pub async fn login_raw(proxy: &shardgate::Running) -> tokio::net::TcpStream {
+    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let greeting = read_packet(&mut s).await;
+    // protocol(1) version\0 conn_id(4) salt1(8) filler(1) caps(2) charset(1) status(2) caps(2) len(1) reserved(10) salt2(12)\0
+    let version_end = 1 + greeting[1..].iter().position(|b| *b == 0).unwrap();
+    let salt1 = &greeting[version_end + 5..version_end + 13];
+    let rest = version_end + 13 + 1 + 2 + 1 + 2 + 2 + 1 + 10;
+    let salt: Vec<u8> = salt1
+        .iter()
+        .chain(&greeting[rest..rest + 12])
+        .copied()
+        .collect();
+    let scramble = mysql_common::scramble::scramble_native(&salt, b"secret").unwrap();
+    let caps: u32 = 0x0000_0200 | 0x0000_8000 | 0x0008_0000; // PROTOCOL_41 | SECURE_CONNECTION | PLUGIN_AUTH
+    let mut resp = Vec::new();
+    resp.extend_from_slice(&caps.to_le_bytes());
+    resp.extend_from_slice(&(16u32 << 20).to_le_bytes());
+    resp.push(45);
+    resp.extend_from_slice(&[0; 23]);
+    resp.extend_from_slice(b"app\0");
+    resp.push(20);
+    resp.extend_from_slice(&scramble);
+    resp.extend_from_slice(b"mysql_native_password\0");
+    write_packet(&mut s, 1, &resp).await;
+    let ok = read_packet(&mut s).await;
+    assert_eq!(ok[0], 0x00, "login OK: {ok:?}");
+    s
+}
+
+pub async fn command(s: &mut tokio::net::TcpStream, payload: &[u8]) -> Vec<u8> {
+    write_packet(s, 0, payload).await;
+    read_packet(s).await
+}
+
+pub async fn write_packet(s: &mut tokio::net::TcpStream, seq: u8, payload: &[u8]) {
+    let mut p = (payload.len() as u32).to_le_bytes();
+    p[3] = seq;
+    s.write_all(&p).await.unwrap();
+    s.write_all(payload).await.unwrap();
+}
+
+pub async fn read_packet(s: &mut tokio::net::TcpStream) -> Vec<u8> {
+    let mut header = [0u8; 4];
+    s.read_exact(&mut header).await.unwrap();
+    let len = u32::from_le_bytes([header[0], header[1], header[2], 0]) as usize;
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).await.unwrap();
+    body
 }

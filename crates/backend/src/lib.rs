@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use engine::{EngineError, Executor, Outcome, RowSink};
 use mysql_async::prelude::Queryable;
+pub use mysql_async::Conn;
 use mysql_async::{OptsBuilder, Pool, PoolConstraints, PoolOpts, TxOpts};
 use vschema::{SequenceRef, Shard, Table, VSchema};
 
@@ -111,6 +112,19 @@ impl Backends {
         }
     }
 
+    /// A connection of the shard's pool, for the caller to keep (a transaction reserves one per
+    /// shard). Fails fast when the shard does not answer.
+    pub async fn connection(&self, keyspace: &str, shard: &str) -> Result<Conn, EngineError> {
+        let pool = self.pool(keyspace, shard)?;
+        match tokio::time::timeout(CONNECT_TIMEOUT, pool.get_conn()).await {
+            Ok(conn) => conn.map_err(|e| to_engine_error(shard, e)),
+            Err(_) => Err(EngineError::Backend {
+                shard: shard.to_string(),
+                message: format!("no connection within {CONNECT_TIMEOUT:?}"),
+            }),
+        }
+    }
+
     fn pool(&self, keyspace: &str, shard: &str) -> Result<&Pool, EngineError> {
         self.pools
             .get(&(keyspace.to_string(), shard.to_string()))
@@ -155,6 +169,38 @@ fn to_engine_error(shard: &str, e: mysql_async::Error) -> EngineError {
     }
 }
 
+/// Runs one statement on a connection and streams its rows into `sink`.
+pub async fn run<S: RowSink>(
+    conn: &mut Conn,
+    shard: &str,
+    sql: &str,
+    sink: &mut S,
+) -> Result<Outcome, EngineError> {
+    let mut result = conn
+        .query_iter(sql)
+        .await
+        .map_err(|e| to_engine_error(shard, e))?;
+    if let Some(columns) = result.columns().filter(|c| !c.is_empty()) {
+        sink.columns(columns).await?;
+        while let Some(row) = result.next().await.map_err(|e| to_engine_error(shard, e))? {
+            sink.row(row.unwrap()).await?;
+        }
+    }
+    let outcome = Outcome {
+        affected_rows: result.affected_rows(),
+        last_insert_id: result.last_insert_id().unwrap_or(0),
+        warnings: result.warnings(),
+        info: result.info().into_owned(),
+    };
+    // Anything after the first result (a stored procedure's status) is read and dropped so the
+    // connection stays clean.
+    result
+        .drop_result()
+        .await
+        .map_err(|e| to_engine_error(shard, e))?;
+    Ok(outcome)
+}
+
 impl Executor for Backends {
     async fn reserve_ids(&self, sequence: &SequenceRef, count: u64) -> Result<u64, EngineError> {
         let cell = self.sequences.get(sequence).ok_or_else(|| {
@@ -181,38 +227,7 @@ impl Executor for Backends {
         sql: &str,
         sink: &mut S,
     ) -> Result<Outcome, EngineError> {
-        let pool = self.pool(keyspace, shard)?;
-        let mut conn = match tokio::time::timeout(CONNECT_TIMEOUT, pool.get_conn()).await {
-            Ok(conn) => conn.map_err(|e| to_engine_error(shard, e))?,
-            Err(_) => {
-                return Err(EngineError::Backend {
-                    shard: shard.to_string(),
-                    message: format!("no connection within {CONNECT_TIMEOUT:?}"),
-                })
-            }
-        };
-        let mut result = conn
-            .query_iter(sql)
-            .await
-            .map_err(|e| to_engine_error(shard, e))?;
-        if let Some(columns) = result.columns().filter(|c| !c.is_empty()) {
-            sink.columns(columns).await?;
-            while let Some(row) = result.next().await.map_err(|e| to_engine_error(shard, e))? {
-                sink.row(row.unwrap()).await?;
-            }
-        }
-        let outcome = Outcome {
-            affected_rows: result.affected_rows(),
-            last_insert_id: result.last_insert_id().unwrap_or(0),
-            warnings: result.warnings(),
-            info: result.info().into_owned(),
-        };
-        // Anything after the first result (a stored procedure's status) is read and dropped so the
-        // connection goes back to the pool clean.
-        result
-            .drop_result()
-            .await
-            .map_err(|e| to_engine_error(shard, e))?;
-        Ok(outcome)
+        let mut conn = self.connection(keyspace, shard).await?;
+        run(&mut conn, shard, sql, sink).await
     }
 }

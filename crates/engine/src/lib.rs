@@ -148,6 +148,9 @@ pub enum EngineError {
     /// The reader of a shard's rows stopped reading (it had enough).
     #[error("result abandoned")]
     Abandoned,
+    /// COMMIT failed part way through a multi-shard transaction.
+    #[error("{0}")]
+    Commit(String),
     /// A sequence could not hand out ids.
     #[error("{0}")]
     Sequence(String),

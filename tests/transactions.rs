@@ -1,0 +1,271 @@
+//! Transactions across shards on reserved connections.
+
+mod common;
+
+use common::*;
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+use vschema::{KeyValue, VindexKind};
+
+fn owner(id: i64) -> String {
+    let ks = cluster().config.vschema.keyspace("two").unwrap();
+    ks.shards[ks.shard_for(&VindexKind::Hash.map(&KeyValue::Int(id)).unwrap())]
+        .name
+        .clone()
+}
+
+/// Two ids on different shards of `two`.
+fn ids_on_two_shards(from: i64) -> (i64, i64) {
+    let a = from;
+    let b = (from + 1..from + 100)
+        .find(|i| owner(*i) != owner(a))
+        .unwrap();
+    (a, b)
+}
+
+/// What the shards themselves hold (committed rows only), by id.
+async fn committed(ids: &[i64]) -> Vec<(i64, String)> {
+    let mut out = Vec::new();
+    for shard in ["-80", "80-"] {
+        let mut direct = shard_conn("two", shard).await;
+        let list: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+        let rows: Vec<(i64, String)> = direct
+            .query(format!(
+                "SELECT id, v FROM txt WHERE id IN ({})",
+                list.join(", ")
+            ))
+            .await
+            .unwrap();
+        out.extend(rows);
+    }
+    out.sort();
+    out
+}
+
+async fn setup(c: &mut Conn) {
+    c.query_drop("CREATE TABLE IF NOT EXISTS txt (id BIGINT PRIMARY KEY, v VARCHAR(20) NOT NULL)")
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_and_rollback_across_shards() {
+    let proxy = proxy().await;
+    let mut c = client(&proxy, Some("two")).await;
+    setup(&mut c).await;
+    let (a, b) = ids_on_two_shards(1000);
+
+    c.query_drop("BEGIN").await.unwrap();
+    c.query_drop(format!(
+        "INSERT INTO txt (id, v) VALUES ({a}, 'a'), ({b}, 'b')"
+    ))
+    .await
+    .unwrap();
+    let seen: Vec<i64> = c
+        .query(format!(
+            "SELECT id FROM txt WHERE id IN ({a}, {b}) ORDER BY id"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        seen,
+        [a.min(b), a.max(b)],
+        "the transaction sees its own rows"
+    );
+    assert!(
+        committed(&[a, b]).await.is_empty(),
+        "nothing visible outside before COMMIT"
+    );
+    c.query_drop("COMMIT").await.unwrap();
+    assert_eq!(committed(&[a, b]).await.len(), 2);
+
+    c.query_drop("START TRANSACTION").await.unwrap();
+    c.query_drop(format!(
+        "UPDATE txt SET v = 'changed' WHERE id IN ({a}, {b})"
+    ))
+    .await
+    .unwrap();
+    c.query_drop(format!("DELETE FROM txt WHERE id = {a}"))
+        .await
+        .unwrap();
+    c.query_drop("ROLLBACK").await.unwrap();
+    let rows = committed(&[a, b]).await;
+    assert!(
+        rows.iter().all(|r| r.1 == "a" || r.1 == "b") && rows.len() == 2,
+        "rolled back: {rows:?}"
+    );
+
+    // autocommit=0: statements open a transaction that COMMIT ends; turning autocommit back on
+    // commits too.
+    c.query_drop("SET autocommit = 0").await.unwrap();
+    c.query_drop(format!("UPDATE txt SET v = 'ac0' WHERE id = {a}"))
+        .await
+        .unwrap();
+    assert_eq!(committed(&[a]).await[0].1, "a");
+    c.query_drop("COMMIT").await.unwrap();
+    assert_eq!(committed(&[a]).await[0].1, "ac0");
+    c.query_drop(format!("UPDATE txt SET v = 'ac1' WHERE id = {b}"))
+        .await
+        .unwrap();
+    c.query_drop("SET autocommit = 1").await.unwrap();
+    assert_eq!(committed(&[b]).await[0].1, "ac1");
+    let ac: Option<i64> = c.query_first("SELECT @@autocommit").await.unwrap();
+    assert_eq!(ac, Some(1));
+
+    // DDL commits the open transaction, as in MySQL.
+    c.query_drop("BEGIN").await.unwrap();
+    c.query_drop(format!("UPDATE txt SET v = 'ddl' WHERE id = {a}"))
+        .await
+        .unwrap();
+    c.query_drop("CREATE TABLE IF NOT EXISTS misc (id BIGINT PRIMARY KEY, label VARCHAR(10))")
+        .await
+        .unwrap();
+    assert_eq!(committed(&[a]).await[0].1, "ddl");
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_flags_follow_the_transaction() {
+    let proxy = proxy().await;
+    let mut raw = login_raw(&proxy).await;
+    const AUTOCOMMIT: u16 = 0x0002;
+    const IN_TRANS: u16 = 0x0001;
+    let status = |ok: &[u8]| -> u16 {
+        assert_eq!(ok[0], 0x00, "OK packet: {ok:?}");
+        // header, affected rows (1 byte here), insert id (1 byte here), then status flags.
+        u16::from_le_bytes([ok[3], ok[4]])
+    };
+    let q = |sql: &str| [&[0x03u8][..], sql.as_bytes()].concat();
+    assert_eq!(
+        status(&command(&mut raw, &q("SET autocommit = 1")).await),
+        AUTOCOMMIT
+    );
+    assert_eq!(
+        status(&command(&mut raw, &q("BEGIN")).await),
+        AUTOCOMMIT | IN_TRANS
+    );
+    assert_eq!(status(&command(&mut raw, &q("COMMIT")).await), AUTOCOMMIT);
+    assert_eq!(
+        status(&command(&mut raw, &q("SET autocommit = 0")).await),
+        0
+    );
+    assert_eq!(status(&command(&mut raw, &q("USE two")).await), 0);
+    assert_eq!(
+        status(&command(&mut raw, &q("DELETE FROM txt WHERE id = -424242")).await),
+        IN_TRANS,
+        "autocommit=0 opened one"
+    );
+    assert_eq!(status(&command(&mut raw, &q("ROLLBACK")).await), 0);
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_mode_refuses_a_second_shard_and_savepoints_span_shards() {
+    let proxy = proxy().await;
+    let mut c = client(&proxy, Some("two")).await;
+    setup(&mut c).await;
+    let (a, b) = ids_on_two_shards(2000);
+    c.query_drop(format!("DELETE FROM txt WHERE id IN ({a}, {b})"))
+        .await
+        .unwrap();
+
+    c.query_drop("SET transaction_mode = 'single'")
+        .await
+        .unwrap();
+    c.query_drop("BEGIN").await.unwrap();
+    c.query_drop(format!("INSERT INTO txt (id, v) VALUES ({a}, 'one')"))
+        .await
+        .unwrap();
+    let err = c
+        .query_drop(format!("INSERT INTO txt (id, v) VALUES ({b}, 'two')"))
+        .await
+        .unwrap_err();
+    let mysql_async::Error::Server(e) = err else {
+        panic!()
+    };
+    assert_eq!(e.code, 1235, "{}", e.message);
+    assert!(
+        e.message.contains("transaction_mode single"),
+        "{}",
+        e.message
+    );
+    // Still usable on its first shard.
+    c.query_drop(format!("UPDATE txt SET v = 'one!' WHERE id = {a}"))
+        .await
+        .unwrap();
+    c.query_drop("COMMIT").await.unwrap();
+    assert_eq!(committed(&[a, b]).await, [(a, "one!".to_string())]);
+
+    // Savepoints: a shard that joins after SAVEPOINT is rolled back to it as well.
+    c.query_drop("SET transaction_mode = 'multi'")
+        .await
+        .unwrap();
+    c.query_drop("BEGIN").await.unwrap();
+    c.query_drop(format!("UPDATE txt SET v = 'before' WHERE id = {a}"))
+        .await
+        .unwrap();
+    c.query_drop("SAVEPOINT sp1").await.unwrap();
+    c.query_drop(format!("UPDATE txt SET v = 'after' WHERE id = {a}"))
+        .await
+        .unwrap();
+    c.query_drop(format!("INSERT INTO txt (id, v) VALUES ({b}, 'late')"))
+        .await
+        .unwrap();
+    c.query_drop("ROLLBACK TO SAVEPOINT sp1").await.unwrap();
+    c.query_drop("RELEASE SAVEPOINT sp1").await.unwrap();
+    c.query_drop("COMMIT").await.unwrap();
+    assert_eq!(committed(&[a, b]).await, [(a, "before".to_string())]);
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disconnect_rolls_back_and_releases_locks() {
+    let proxy = proxy().await;
+    let mut c = client(&proxy, Some("two")).await;
+    setup(&mut c).await;
+    let (a, b) = ids_on_two_shards(3000);
+    c.query_drop(format!(
+        "REPLACE INTO txt (id, v) VALUES ({a}, 'orig'), ({b}, 'orig')"
+    ))
+    .await
+    .unwrap();
+
+    let mut doomed = client(&proxy, Some("two")).await;
+    doomed.query_drop("BEGIN").await.unwrap();
+    doomed
+        .query_drop(format!(
+            "UPDATE txt SET v = 'doomed' WHERE id IN ({a}, {b})"
+        ))
+        .await
+        .unwrap();
+    // Row locks are held on both shards until the client goes away without COMMIT.
+    drop(doomed);
+
+    // A second client gets the locks quickly (the backends would wait 50 s otherwise).
+    let mut other = client(&proxy, Some("two")).await;
+    let started = std::time::Instant::now();
+    loop {
+        match other
+            .query_drop(format!(
+                "UPDATE txt SET v = 'second' WHERE id IN ({a}, {b})"
+            ))
+            .await
+        {
+            Ok(()) => break,
+            Err(e) if started.elapsed() < std::time::Duration::from_secs(5) => {
+                let _ = e;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("locks still held: {e}"),
+        }
+    }
+    let rows = committed(&[a, b]).await;
+    assert_eq!(
+        rows,
+        [
+            (a.min(b), "second".to_string()),
+            (a.max(b), "second".to_string())
+        ]
+    );
+    proxy.stop().await;
+}
