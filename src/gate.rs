@@ -7,7 +7,7 @@ use std::sync::Arc;
 use backend::Backends;
 use engine::{Column, EngineError, Plan, RowSink, Value};
 use frontend::{Handler, HandlerFactory, OkInfo, ResultWriter, SqlError, StatusFlags};
-use sqlparser::ast::{Expr, Set, ShowStatementFilter, Statement, Use, Value as SqlValue};
+use sqlparser::ast::{Set, ShowStatementFilter, Statement, Use};
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
 use tracing::debug;
@@ -63,6 +63,8 @@ impl Gate {
 struct SessionExecutor<'a> {
     gate: &'a Gate,
     tx: Option<&'a Transaction>,
+    /// The session's settings, applied on each pooled connection (transactions apply their own).
+    prelude: Option<&'a str>,
 }
 
 impl engine::Executor for SessionExecutor<'_> {
@@ -91,9 +93,15 @@ impl engine::Executor for SessionExecutor<'_> {
             in_transaction = self.tx.is_some(),
             "send"
         );
-        match self.tx {
-            Some(tx) => tx.execute(self.gate, keyspace, shard, sql, sink).await,
-            None => self.gate.backends.execute(keyspace, shard, sql, sink).await,
+        match (self.tx, self.prelude) {
+            (Some(tx), _) => tx.execute(self.gate, keyspace, shard, sql, sink).await,
+            (None, Some(prelude)) => {
+                self.gate
+                    .backends
+                    .execute_with(keyspace, shard, prelude, sql, sink)
+                    .await
+            }
+            (None, None) => self.gate.backends.execute(keyspace, shard, sql, sink).await,
         }
     }
 }
@@ -257,7 +265,7 @@ impl GateSession {
                 return self.ok(out).await;
             }
             Statement::Set(set) => {
-                self.set(set).await?;
+                self.set(set, sql).await?;
                 return self.ok(out).await;
             }
             Statement::StartTransaction { .. } => {
@@ -271,7 +279,11 @@ impl GateSession {
                 } else {
                     sql
                 };
-                self.tx = Some(Transaction::new(start, self.session.tx_mode));
+                self.tx = Some(Transaction::new(
+                    start,
+                    self.session.tx_mode,
+                    self.session.prelude(),
+                ));
                 return self.ok(out).await;
             }
             Statement::Commit { chain: false, .. } => {
@@ -334,7 +346,11 @@ impl GateSession {
             // DDL commits the open transaction first, as in MySQL, and runs outside it.
             self.end_transaction(true).await?;
         } else if self.tx.is_none() && !self.session.autocommit {
-            self.tx = Some(Transaction::new("START TRANSACTION", self.session.tx_mode));
+            self.tx = Some(Transaction::new(
+                "START TRANSACTION",
+                self.session.tx_mode,
+                self.session.prelude(),
+            ));
         }
         self.run(&plan, out, None).await
     }
@@ -361,7 +377,11 @@ impl GateSession {
 
     async fn savepoint(&mut self, sql: &str, name: &str, op: SavepointOp) -> Result<(), SqlError> {
         if self.tx.is_none() && !self.session.autocommit {
-            self.tx = Some(Transaction::new("START TRANSACTION", self.session.tx_mode));
+            self.tx = Some(Transaction::new(
+                "START TRANSACTION",
+                self.session.tx_mode,
+                self.session.prelude(),
+            ));
         }
         match &self.tx {
             Some(tx) => tx
@@ -399,6 +419,7 @@ impl GateSession {
         rename_first: Option<String>,
     ) -> Result<(), Failure> {
         let gate = self.gate.clone();
+        let prelude = self.session.prelude();
         let mut sink = ClientSink {
             out,
             started: false,
@@ -410,6 +431,7 @@ impl GateSession {
             &SessionExecutor {
                 gate: &gate,
                 tx: self.tx.as_ref(),
+                prelude: prelude.as_deref(),
             },
             &mut sink,
             &gate.exec,
@@ -510,44 +532,33 @@ impl GateSession {
             .await
     }
 
-    /// Session settings: those that cannot change a result are accepted; the rest are refused
-    /// until sessions carry them to the shards.
-    async fn set(&mut self, set: &Set) -> Result<(), SqlError> {
-        let assignments: Vec<(String, &Expr)> = match set {
-            Set::SetNames { .. } | Set::SetNamesDefault {} => return Ok(()),
-            Set::SingleAssignment {
-                scope,
-                variable,
-                values,
-                ..
-            } => {
-                if scope
-                    .as_ref()
-                    .is_some_and(|s| s.to_string().eq_ignore_ascii_case("GLOBAL"))
-                {
-                    return Err(error::unsupported("SET GLOBAL"));
-                }
-                match values.as_slice() {
-                    [value] => vec![(variable.to_string(), value)],
-                    _ => return Err(error::unsupported(format!("SET {variable}"))),
-                }
+    /// `SET ...`: autocommit, transaction_mode and the character set are the proxy's own; other
+    /// session variables are checked on a backend (so unknown ones get MySQL's error) and then
+    /// applied on every backend connection that serves the session; user variables are evaluated
+    /// once and carried the same way.
+    async fn set(&mut self, set: &Set, sql: &str) -> Result<(), SqlError> {
+        if matches!(set, Set::SetNames { .. } | Set::SetNamesDefault {}) {
+            return Ok(());
+        }
+        if !matches!(
+            set,
+            Set::SingleAssignment { .. } | Set::MultipleAssignments { .. }
+        ) {
+            return Err(error::unsupported(format!("{set}")));
+        }
+        let assignments = planner::set_assignments(sql)
+            .ok_or_else(|| error::unsupported("this SET statement"))?;
+        for (name, value) in assignments {
+            let (global, var) = variable_name(&name);
+            if global {
+                return Err(error::unsupported("SET GLOBAL"));
             }
-            Set::MultipleAssignments { assignments } => assignments
-                .iter()
-                .map(|a| (a.name.to_string(), &a.value))
-                .collect(),
-            other => return Err(error::unsupported(format!("{other}"))),
-        };
-        for (name, value) in &assignments {
-            let lower = name.to_ascii_lowercase();
-            let var = lower.trim_start_matches("@@");
-            let var = var
-                .strip_prefix("session.")
-                .or_else(|| var.strip_prefix("local."))
-                .unwrap_or(var);
-            match var {
+            match var.to_ascii_lowercase().as_str() {
                 "autocommit" => {
-                    let on = is_true(value);
+                    let on = matches!(
+                        value.trim().to_ascii_lowercase().as_str(),
+                        "1" | "on" | "true" | "'on'" | "'1'"
+                    );
                     if on && !self.session.autocommit {
                         // Turning autocommit on commits the open transaction.
                         self.end_transaction(true).await?;
@@ -555,16 +566,10 @@ impl GateSession {
                     self.session.autocommit = on;
                 }
                 "transaction_mode" => {
-                    let mode = match value {
-                        Expr::Value(v) => match &v.value {
-                            SqlValue::SingleQuotedString(s) | SqlValue::DoubleQuotedString(s) => {
-                                s.clone()
-                            }
-                            _ => String::new(),
-                        },
-                        Expr::Identifier(id) => id.value.clone(),
-                        _ => String::new(),
-                    };
+                    let mode = value
+                        .trim()
+                        .trim_matches(|c| c == '\'' || c == '"')
+                        .to_string();
                     self.session.tx_mode = match mode.to_ascii_lowercase().as_str() {
                         "twopc" => return Err(error::unsupported("transaction_mode 'twopc'")),
                         m => TxMode::parse(m).ok_or_else(|| SqlError::new(1231, "42000", format!("Variable 'transaction_mode' can't be set to the value of '{mode}'")))?,
@@ -577,13 +582,120 @@ impl GateSession {
                 | "character_set_results"
                 | "collation_connection" => {}
                 _ if var.starts_with('@') => {
-                    return Err(error::unsupported(format!("user variable {name}")))
+                    let literal = self.evaluate(&value).await?;
+                    self.session.remember(var, literal);
                 }
-                _ => return Err(error::unsupported(format!("SET {name}"))),
+                _ => {
+                    // Checked by a backend with the session's settings so far; MySQL's error if not.
+                    let check = format!("SET {var} = {value}");
+                    self.backend_statement(&check).await?;
+                    self.session.remember(var, value.clone());
+                }
             }
         }
         Ok(())
     }
+
+    /// Runs a statement on the default keyspace's first shard with the session's settings and
+    /// returns its rows with their column definitions.
+    async fn backend_statement(
+        &self,
+        sql: &str,
+    ) -> Result<(Vec<Column>, Vec<Vec<Value>>), SqlError> {
+        let ctx = planner::Context {
+            vschema: &self.gate.vschema,
+            keyspace: self.session.keyspace.as_deref(),
+        };
+        let ks = crate::select_default_keyspace(&ctx).map_err(error::from_plan)?;
+        let shard = &ks.shards[0].name;
+        let mut sink = Collect::default();
+        let prelude = self.session.prelude().unwrap_or_else(|| "DO 0".into());
+        self.gate
+            .backends
+            .execute_with(&ks.name, shard, &prelude, sql, &mut sink)
+            .await
+            .map_err(|e| error::from_engine(&e))?;
+        Ok((sink.columns, sink.rows))
+    }
+
+    /// A user variable's value, evaluated once, as a SQL literal.
+    async fn evaluate(&self, expr: &str) -> Result<String, SqlError> {
+        let (columns, rows) = self.backend_statement(&format!("SELECT {expr}")).await?;
+        let value = rows
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next())
+            .unwrap_or(Value::NULL);
+        let numeric = columns.first().is_some_and(|c| {
+            use mysql_common::constants::ColumnType::*;
+            matches!(
+                c.column_type(),
+                MYSQL_TYPE_TINY
+                    | MYSQL_TYPE_SHORT
+                    | MYSQL_TYPE_LONG
+                    | MYSQL_TYPE_LONGLONG
+                    | MYSQL_TYPE_INT24
+                    | MYSQL_TYPE_DECIMAL
+                    | MYSQL_TYPE_NEWDECIMAL
+                    | MYSQL_TYPE_FLOAT
+                    | MYSQL_TYPE_DOUBLE
+            )
+        });
+        Ok(match value {
+            Value::NULL => "NULL".into(),
+            Value::Bytes(b) if numeric => String::from_utf8_lossy(&b).into_owned(),
+            Value::Bytes(b) => {
+                let mut hex = String::from("X'");
+                for byte in b {
+                    hex.push_str(&format!("{byte:02x}"));
+                }
+                // A binary literal would change the variable's type; convert back to text.
+                format!("CONVERT({hex}' USING utf8mb4)")
+            }
+            other => other.as_sql(true),
+        })
+    }
+}
+
+/// Collects a backend result.
+#[derive(Default)]
+struct Collect {
+    columns: Vec<Column>,
+    rows: Vec<Vec<Value>>,
+}
+
+impl RowSink for Collect {
+    async fn columns(&mut self, columns: Arc<[Column]>) -> Result<(), EngineError> {
+        self.columns = columns.to_vec();
+        Ok(())
+    }
+    async fn row(&mut self, row: Vec<Value>) -> Result<(), EngineError> {
+        self.rows.push(row);
+        Ok(())
+    }
+}
+
+/// `SESSION x` / `@@session.x` / `@@x` / `x` → (is it GLOBAL, the variable as `x`); user
+/// variables keep their `@`.
+fn variable_name(name: &str) -> (bool, &str) {
+    let name = name.trim();
+    let lower = name.to_ascii_lowercase();
+    for (prefix, global) in [
+        ("global ", true),
+        ("session ", false),
+        ("local ", false),
+        ("@@global.", true),
+        ("@@session.", false),
+        ("@@local.", false),
+    ] {
+        if lower.starts_with(prefix) {
+            return (global, name[prefix.len()..].trim());
+        }
+    }
+    if lower.starts_with("@@") {
+        return (false, &name[2..]);
+    }
+    (false, name)
 }
 
 /// `VEXPLAIN [PLAN] <statement>` → the statement.
@@ -612,19 +724,4 @@ fn is_ddl(stmt: &Statement) -> bool {
             | Statement::CreateIndex(_)
             | Statement::RenameTable(_)
     )
-}
-
-fn is_true(expr: &Expr) -> bool {
-    match expr {
-        Expr::Value(v) => match &v.value {
-            SqlValue::Number(n, _) => n.parse::<f64>().is_ok_and(|x| x != 0.0),
-            SqlValue::Boolean(b) => *b,
-            SqlValue::SingleQuotedString(s) => s.eq_ignore_ascii_case("on") || s == "1",
-            _ => false,
-        },
-        Expr::Identifier(id) => {
-            id.value.eq_ignore_ascii_case("on") || id.value.eq_ignore_ascii_case("true")
-        }
-        _ => false,
-    }
 }

@@ -16,6 +16,9 @@ pub struct Session {
     pub autocommit: bool,
     /// How this session's transactions commit across shards.
     pub tx_mode: crate::transaction::TxMode,
+    /// Session variables and user variables set so far, as `name = value` SQL, in order; applied
+    /// on every backend connection that serves the session.
+    pub settings: Vec<(String, String)>,
 }
 
 impl Session {
@@ -28,7 +31,28 @@ impl Session {
             row_count: -1,
             autocommit: true,
             tx_mode: crate::transaction::TxMode::Multi,
+            settings: Vec::new(),
         }
+    }
+
+    /// `SET a = 1, @b = 'x'`: the statement that gives a backend connection this session's
+    /// settings, if there are any.
+    pub fn prelude(&self) -> Option<String> {
+        if self.settings.is_empty() {
+            return None;
+        }
+        let parts: Vec<String> = self
+            .settings
+            .iter()
+            .map(|(n, v)| format!("{n} = {v}"))
+            .collect();
+        Some(format!("SET {}", parts.join(", ")))
+    }
+
+    /// Records a setting, replacing an earlier value of the same variable.
+    pub fn remember(&mut self, name: &str, value: String) {
+        self.settings.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        self.settings.push((name.to_string(), value));
     }
 
     /// The autocommit flag; the gate adds in-transaction.

@@ -34,6 +34,8 @@ type Shared = Arc<tokio::sync::Mutex<Conn>>;
 pub struct Transaction {
     /// How each shard's transaction starts (the client's own `START TRANSACTION ...` text).
     start: String,
+    /// The session's settings, applied on each reserved connection before it starts.
+    prelude: Option<String>,
     mode: TxMode,
     /// (keyspace, shard, connection) in the order shards joined.
     conns: Mutex<Vec<(String, String, Shared)>>,
@@ -42,9 +44,10 @@ pub struct Transaction {
 }
 
 impl Transaction {
-    pub fn new(start: &str, mode: TxMode) -> Self {
+    pub fn new(start: &str, mode: TxMode, prelude: Option<String>) -> Self {
         Transaction {
             start: start.to_string(),
+            prelude,
             mode,
             conns: Mutex::new(Vec::new()),
             savepoints: Mutex::new(Vec::new()),
@@ -76,7 +79,11 @@ impl Transaction {
             }
         }
         let mut conn = gate.backends.connection(keyspace, shard).await?;
-        let replay: Vec<String> = std::iter::once(self.start.clone())
+        let replay: Vec<String> = self
+            .prelude
+            .iter()
+            .cloned()
+            .chain(std::iter::once(self.start.clone()))
             .chain(
                 self.savepoints
                     .lock()
@@ -175,7 +182,21 @@ impl Transaction {
             }
             committed.push(format!("{ks}/{shard}"));
         }
+        self.release().await;
         Ok(())
+    }
+
+    /// Session settings must not follow the connections back to their pools.
+    async fn release(&self) {
+        if self.prelude.is_none() {
+            return;
+        }
+        for (_, _, conn) in self.joined() {
+            let mut conn = conn.lock().await;
+            if conn.reset().await.is_err() {
+                tracing::warn!("could not reset a backend connection after a transaction");
+            }
+        }
     }
 
     /// Rolls back every shard; the connections then go back to their pools clean.
@@ -193,6 +214,7 @@ impl Transaction {
                 first_error.get_or_insert(e);
             }
         }
+        self.release().await;
         first_error.map_or(Ok(()), Err)
     }
 }

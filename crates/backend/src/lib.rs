@@ -169,6 +169,31 @@ fn to_engine_error(shard: &str, e: mysql_async::Error) -> EngineError {
     }
 }
 
+impl Backends {
+    /// Runs `sql` on a pooled connection after `prelude` (the session's `SET ...`), then resets
+    /// the connection (COM_RESET_CONNECTION) so that no session state goes back to the pool.
+    pub async fn execute_with<S: RowSink>(
+        &self,
+        keyspace: &str,
+        shard: &str,
+        prelude: &str,
+        sql: &str,
+        sink: &mut S,
+    ) -> Result<Outcome, EngineError> {
+        let mut conn = self.connection(keyspace, shard).await?;
+        let result = async {
+            run(&mut conn, shard, prelude, &mut engine::NoRows).await?;
+            run(&mut conn, shard, sql, sink).await
+        }
+        .await;
+        // A connection that cannot be reset is closed instead of returned.
+        if conn.reset().await.is_err() {
+            let _ = conn.disconnect().await;
+        }
+        result
+    }
+}
+
 /// Runs one statement on a connection and streams its rows into `sink`.
 pub async fn run<S: RowSink>(
     conn: &mut Conn,

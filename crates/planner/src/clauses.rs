@@ -322,6 +322,53 @@ pub(crate) fn write_target(sql: &str) -> Option<(&str, Option<&str>)> {
     Some((table, filter))
 }
 
+/// `SET a = 1, SESSION b := f(x), @c = 'y'` → the name and value text of each assignment, as
+/// written (names keep their scope words and `@`s).
+pub fn set_assignments(sql: &str) -> Option<Vec<(String, String)>> {
+    let source = SourceText::new(sql);
+    let toks: Vec<Tok> = Tokenizer::new(&MySqlDialect {}, sql)
+        .tokenize_with_location()
+        .ok()?
+        .into_iter()
+        .filter(|t| !matches!(t.token, Token::Whitespace(_) | Token::EOF))
+        .map(|t| {
+            Some(Tok {
+                range: source.range(t.span)?,
+                token: t.token,
+            })
+        })
+        .collect::<Option<_>>()?;
+    if toks.first().and_then(|t| word(&t.token)).map(|w| w.0) != Some(Keyword::SET) {
+        return None;
+    }
+    let mut out = Vec::new();
+    let mut depth = 0i32;
+    let mut start = 1;
+    let mut eq: Option<usize> = None;
+    for i in 1..=toks.len() {
+        let at_end = i == toks.len();
+        if !at_end {
+            match toks[i].token {
+                Token::LParen => depth += 1,
+                Token::RParen => depth -= 1,
+                Token::Eq | Token::Assignment if depth == 0 && eq.is_none() => eq = Some(i),
+                _ => {}
+            }
+        }
+        if at_end || (depth == 0 && toks[i].token == Token::Comma) {
+            let e = eq.take()?;
+            if e <= start || e + 1 >= i {
+                return None;
+            }
+            let name = &sql[toks[start].range.start..toks[e - 1].range.end];
+            let value = &sql[toks[e + 1].range.start..toks[i - 1].range.end];
+            out.push((name.to_string(), value.to_string()));
+            start = i + 1;
+        }
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,6 +387,21 @@ mod tests {
         assert_eq!(c.order_by, [("x", true), ("f(1, 2)", false)]);
         assert_eq!(c.limit, Some("5, 10"));
         assert_eq!(c.tail, "FOR UPDATE");
+    }
+
+    #[test]
+    fn set_statements() {
+        assert_eq!(
+            set_assignments(
+                "SET SESSION sql_mode = 'ANSI', @@time_zone := '+00:00', @x = CONCAT('a', 'b=c')"
+            )
+            .unwrap(),
+            [
+                ("SESSION sql_mode".to_string(), "'ANSI'".to_string()),
+                ("@@time_zone".to_string(), "'+00:00'".to_string()),
+                ("@x".to_string(), "CONCAT('a', 'b=c')".to_string())
+            ]
+        );
     }
 
     #[test]

@@ -1,0 +1,101 @@
+//! Session settings follow the session onto whichever pooled backend connection serves it.
+
+mod common;
+
+use common::*;
+use mysql_async::prelude::Queryable;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_survive_pooling_and_do_not_leak() {
+    let proxy = proxy().await;
+    let mut utc = client(&proxy, Some("two")).await;
+    let mut plus5 = client(&proxy, Some("two")).await;
+    let mut plain = client(&proxy, Some("two")).await;
+    plain
+        .query_drop(
+            "CREATE TABLE IF NOT EXISTS txt (id BIGINT PRIMARY KEY, v VARCHAR(20) NOT NULL)",
+        )
+        .await
+        .unwrap();
+    plain
+        .query_drop("REPLACE INTO txt (id, v) VALUES (1, 'one'), (2, 'two'), (3, 'three')")
+        .await
+        .unwrap();
+    utc.query_drop("SET time_zone = '+00:00', sql_mode = 'ANSI_QUOTES'")
+        .await
+        .unwrap();
+    plus5
+        .query_drop("SET SESSION time_zone = '+05:00'")
+        .await
+        .unwrap();
+    plus5
+        .query_drop("SET @@session.sql_mode = 'NO_ZERO_DATE'")
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        // Interleaved on the same pools, each sees its own settings, on table-less selects and
+        // on routed and scattered statements alike.
+        let tz: Option<String> = utc.query_first("SELECT @@time_zone").await.unwrap();
+        assert_eq!(tz.as_deref(), Some("+00:00"));
+        let tz: Option<String> = plus5
+            .query_first("SELECT @@session.time_zone")
+            .await
+            .unwrap();
+        assert_eq!(tz.as_deref(), Some("+05:00"));
+        let mode: Option<String> = utc
+            .query_first("SELECT @@sql_mode FROM txt LIMIT 1")
+            .await
+            .unwrap();
+        assert_eq!(mode.as_deref(), Some("ANSI_QUOTES"));
+        let mode: Option<String> = plus5.query_first("SELECT @@sql_mode").await.unwrap();
+        assert_eq!(mode.as_deref(), Some("NO_ZERO_DATE"));
+        let offset: Option<i64> = plus5
+            .query_first("SELECT TIMESTAMPDIFF(HOUR, UTC_TIMESTAMP(), NOW())")
+            .await
+            .unwrap();
+        assert_eq!(offset, Some(5));
+        // A session that set nothing gets the server's defaults: nothing leaked into the pool.
+        let tz: Option<String> = plain.query_first("SELECT @@time_zone").await.unwrap();
+        assert_eq!(tz.as_deref(), Some("SYSTEM"));
+    }
+    // ANSI_QUOTES really applies: "x" is an identifier there, a string elsewhere.
+    assert!(utc
+        .query_drop("SELECT \"no_such_column\" FROM txt")
+        .await
+        .is_err());
+    let s: Option<String> = plain.query_first("SELECT \"a string\"").await.unwrap();
+    assert_eq!(s.as_deref(), Some("a string"));
+
+    // User variables are evaluated once and carried.
+    utc.query_drop("SET @answer = 41, @greeting = CONCAT('hi', ' there')")
+        .await
+        .unwrap();
+    let v: Option<i64> = utc.query_first("SELECT @answer + 1").await.unwrap();
+    assert_eq!(v, Some(42));
+    let g: Option<String> = utc.query_first("SELECT @greeting").await.unwrap();
+    assert_eq!(g.as_deref(), Some("hi there"));
+    let none: Option<Option<i64>> = plain.query_first("SELECT @answer").await.unwrap();
+    assert_eq!(none, Some(None), "user variables stay in their session");
+
+    // Settings apply inside transactions too.
+    plus5.query_drop("BEGIN").await.unwrap();
+    let tz: Option<String> = plus5
+        .query_first("SELECT @@time_zone FROM txt WHERE id = 1")
+        .await
+        .unwrap();
+    assert_eq!(tz.as_deref(), Some("+05:00"));
+    plus5.query_drop("COMMIT").await.unwrap();
+
+    // Unknown variables get MySQL's own error; GLOBAL is refused.
+    let err = utc
+        .query_drop("SET no_such_variable = 1")
+        .await
+        .unwrap_err();
+    assert_eq!(server_code(&err), Some(1193), "{err}");
+    let err = utc
+        .query_drop("SET GLOBAL max_connections = 10")
+        .await
+        .unwrap_err();
+    assert_eq!(server_code(&err), Some(1235), "{err}");
+    proxy.stop().await;
+}
