@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use backend::Backends;
-use engine::{Column, EngineError, Plan, RowSink, Value};
+use engine::{Column, EngineError, Executor as _, Plan, RowSink, Value};
 use frontend::{Handler, HandlerFactory, OkInfo, ResultWriter, SqlError, StatusFlags};
 use sqlparser::ast::{Set, ShowStatementFilter, Statement, Use};
 use sqlparser::dialect::MySqlDialect;
@@ -225,12 +225,34 @@ impl From<std::io::Error> for Failure {
 }
 
 impl GateSession {
+    /// `USE ks`, `USE ks:shard` (target one shard, like Vitess), `USE ks@primary`.
     fn use_keyspace(&mut self, name: &str) -> Result<(), SqlError> {
-        let name = name.trim_matches('`');
-        if self.gate.vschema.keyspace(name).is_none() {
-            return Err(error::unknown_database(name));
+        let name = name.trim().trim_matches('`');
+        let name = match name.split_once('@') {
+            Some((ks, "primary")) => ks,
+            Some((_, role)) => {
+                return Err(error::unsupported(format!(
+                    "USE ...@{role} (routing to replicas)"
+                )))
+            }
+            None => name,
+        };
+        let (ks_name, shard) = match name.split_once(':') {
+            Some((ks, shard)) => (ks, Some(shard)),
+            None => (name, None),
+        };
+        let ks = self
+            .gate
+            .vschema
+            .keyspace(ks_name)
+            .ok_or_else(|| error::unknown_database(name))?;
+        if let Some(shard) = shard {
+            if !ks.shards.iter().any(|s| s.name == shard) {
+                return Err(error::unknown_database(name));
+            }
         }
-        self.session.keyspace = Some(name.to_string());
+        self.session.keyspace = Some(ks_name.to_string());
+        self.session.target_shard = shard.map(str::to_string);
         Ok(())
     }
 
@@ -238,6 +260,15 @@ impl GateSession {
         let sql = sql.trim().trim_end_matches(';').trim_end();
         if sql.is_empty() {
             return Err(error::empty_query().into());
+        }
+        // Statements the parser does not know: `USE ks:shard`, `SHOW SHARDGATE ...`.
+        let lower = sql.to_ascii_lowercase();
+        if let Some(name) = lower.strip_prefix("use ").map(|_| &sql[4..]) {
+            self.use_keyspace(name)?;
+            return self.ok(out).await;
+        }
+        if lower.split_whitespace().take(2).eq(["show", "shardgate"]) {
+            return self.show_shardgate(&lower, out).await;
         }
         if let Some(rest) = strip_vexplain(sql) {
             let plan = self.plan_text(rest)?;
@@ -328,6 +359,9 @@ impl GateSession {
             Statement::ShowTables {
                 full, show_options, ..
             } => return self.show_tables(*full, show_options, out).await,
+            Statement::ShowVariables { global: false, .. } => {
+                return self.show_variables(sql, out).await
+            }
             Statement::Query(q) => {
                 if let Some((columns, rows)) =
                     sysvars::answer(q, sql, &self.session, &self.gate.info)?
@@ -337,11 +371,22 @@ impl GateSession {
             }
             _ => {}
         }
-        let ctx = planner::Context {
-            vschema: &self.gate.vschema,
-            keyspace: self.session.keyspace.as_deref(),
+        let plan = match (&self.session.keyspace, &self.session.target_shard) {
+            (Some(ks), Some(shard)) => Plan::Route(engine::Route {
+                keyspace: ks.clone(),
+                opcode: engine::Opcode::Destination {
+                    shard: shard.clone(),
+                },
+                query: sql.to_string(),
+            }),
+            _ => {
+                let ctx = planner::Context {
+                    vschema: &self.gate.vschema,
+                    keyspace: self.session.keyspace.as_deref(),
+                };
+                planner::plan(&stmt, sql, &ctx).map_err(error::from_plan)?
+            }
         };
-        let plan = planner::plan(&stmt, sql, &ctx).map_err(error::from_plan)?;
         if is_ddl(&stmt) {
             // DDL commits the open transaction first, as in MySQL, and runs outside it.
             self.end_transaction(true).await?;
@@ -395,6 +440,108 @@ impl GateSession {
                 "42000",
                 format!("SAVEPOINT {name} does not exist"),
             )),
+        }
+    }
+
+    /// `SHOW [SESSION] VARIABLES [LIKE ...]` from a backend with the session's settings, with the
+    /// variables that describe the server answered for shardgate itself.
+    async fn show_variables(
+        &mut self,
+        sql: &str,
+        out: &mut ResultWriter<'_>,
+    ) -> Result<(), Failure> {
+        let (columns, mut rows) = self.backend_statement(sql).await?;
+        for row in &mut rows {
+            let Some(Value::Bytes(name)) = row.first() else {
+                continue;
+            };
+            let name = String::from_utf8_lossy(name).into_owned();
+            if let Some(value) = sysvars::variable_text(&name, &self.session, &self.gate.info) {
+                if let Some(slot) = row.get_mut(1) {
+                    *slot = Value::Bytes(value.into_bytes());
+                }
+            }
+        }
+        self.local_rows(out, columns, rows).await
+    }
+
+    /// `SHOW SHARDGATE SHARDS` (with a live check of each primary) and `SHOW SHARDGATE VSCHEMA`.
+    async fn show_shardgate(
+        &mut self,
+        lower: &str,
+        out: &mut ResultWriter<'_>,
+    ) -> Result<(), Failure> {
+        let what = lower.split_whitespace().nth(2).unwrap_or_default();
+        let text = |s: &str| Value::Bytes(s.as_bytes().to_vec());
+        match what {
+            "shards" => {
+                let mut rows = Vec::new();
+                for ks in self.gate.vschema.keyspaces() {
+                    for shard in &ks.shards {
+                        let health = match tokio::time::timeout(
+                            std::time::Duration::from_secs(2),
+                            self.gate.backends.execute(
+                                &ks.name,
+                                &shard.name,
+                                "DO 0",
+                                &mut engine::NoRows,
+                            ),
+                        )
+                        .await
+                        {
+                            Ok(Ok(_)) => "serving".to_string(),
+                            Ok(Err(e)) => format!("unreachable: {e}"),
+                            Err(_) => "unreachable: no answer within 2 s".to_string(),
+                        };
+                        rows.push(vec![
+                            text(&ks.name),
+                            text(&shard.name),
+                            text(&shard.range.to_string()),
+                            text(&shard.primary.to_string()),
+                            text(&health),
+                        ]);
+                    }
+                }
+                let columns = ["Keyspace", "Shard", "KeyRange", "Primary", "Health"]
+                    .map(sysvars::text_column)
+                    .to_vec();
+                self.local_rows(out, columns, rows).await
+            }
+            "vschema" => {
+                let mut rows = Vec::new();
+                for ks in self.gate.vschema.keyspaces() {
+                    for (name, table) in &ks.tables {
+                        let (kind, column, vindex) = match table {
+                            vschema::Table::Sharded { column, vindex, .. } => (
+                                "sharded",
+                                column.clone(),
+                                format!("{} ({})", vindex.name, vindex.kind.name()),
+                            ),
+                            vschema::Table::Reference => {
+                                ("reference", String::new(), String::new())
+                            }
+                            vschema::Table::Sequence => ("sequence", String::new(), String::new()),
+                            vschema::Table::Unsharded => {
+                                ("unsharded", String::new(), String::new())
+                            }
+                        };
+                        rows.push(vec![
+                            text(&ks.name),
+                            text(name),
+                            text(kind),
+                            text(&column),
+                            text(&vindex),
+                        ]);
+                    }
+                }
+                let columns = ["Keyspace", "Table", "Type", "Column", "Vindex"]
+                    .map(sysvars::text_column)
+                    .to_vec();
+                self.local_rows(out, columns, rows).await
+            }
+            other => {
+                Err(error::unsupported(format!("SHOW SHARDGATE {}", other.to_uppercase())).into())
+            }
         }
     }
 

@@ -60,6 +60,24 @@ fn sysvar(name: &str, session: &Session, info: &ServerInfo) -> Option<Local> {
     })
 }
 
+/// A server variable's value as shardgate answers it, for `SHOW VARIABLES`.
+pub fn variable_text(name: &str, session: &Session, info: &ServerInfo) -> Option<String> {
+    // Only the variables that describe the server itself; the rest are the backend's.
+    if !matches!(
+        name.to_ascii_lowercase().as_str(),
+        "version" | "version_comment" | "port" | "socket" | "hostname" | "autocommit"
+    ) {
+        return None;
+    }
+    Some(match sysvar(name, session, info)? {
+        Local::Text(t) => t,
+        Local::Int(1) if name.eq_ignore_ascii_case("autocommit") => "ON".into(),
+        Local::Int(0) if name.eq_ignore_ascii_case("autocommit") => "OFF".into(),
+        Local::Int(i) => i.to_string(),
+        Local::Null => String::new(),
+    })
+}
+
 fn hostname() -> String {
     std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_string())

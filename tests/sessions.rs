@@ -99,3 +99,63 @@ async fn settings_survive_pooling_and_do_not_leak() {
     assert_eq!(server_code(&err), Some(1235), "{err}");
     proxy.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targeting_a_shard_and_show_commands() {
+    let proxy = proxy().await;
+    let mut c = client(&proxy, Some("two")).await;
+    c.query_drop("CREATE TABLE IF NOT EXISTS txt (id BIGINT PRIMARY KEY, v VARCHAR(20) NOT NULL)")
+        .await
+        .unwrap();
+    c.query_drop(
+        "REPLACE INTO txt (id, v) VALUES (1, 'one'), (2, 'two'), (3, 'three'), (4, 'four')",
+    )
+    .await
+    .unwrap();
+
+    // USE ks:shard sends everything to that shard as written (no routing).
+    c.query_drop("USE `two:80-`").await.unwrap();
+    let mut here: Vec<i64> = c.query("SELECT id FROM txt WHERE id <= 4").await.unwrap();
+    here.sort();
+    let mut direct = shard_conn("two", "80-").await;
+    let mut want: Vec<i64> = direct
+        .query("SELECT id FROM txt WHERE id <= 4")
+        .await
+        .unwrap();
+    want.sort();
+    assert_eq!(here, want, "only the targeted shard's rows");
+    let db: Option<String> = c.query_first("SELECT DATABASE()").await.unwrap();
+    assert_eq!(db.as_deref(), Some("two"));
+    c.query_drop("USE two").await.unwrap();
+    let all: Vec<i64> = c.query("SELECT id FROM txt WHERE id <= 4").await.unwrap();
+    assert_eq!(all.len(), 4, "back to routing over every shard");
+    let err = c.query_drop("USE two@replica").await.unwrap_err();
+    assert_eq!(server_code(&err), Some(1235));
+    let err = c.query_drop("USE `two:90-`").await.unwrap_err();
+    assert_eq!(server_code(&err), Some(1049));
+
+    let shards: Vec<(String, String, String, String, String)> =
+        c.query("SHOW SHARDGATE SHARDS").await.unwrap();
+    assert_eq!(shards.len(), 7);
+    assert!(shards.iter().all(|s| s.4 == "serving"), "{shards:?}");
+    assert!(shards
+        .iter()
+        .any(|s| s.0 == "four" && s.1 == "40-80" && s.2 == "40-80"));
+    let vschema: Vec<(String, String, String, String, String)> =
+        c.query("SHOW SHARDGATE VSCHEMA").await.unwrap();
+    assert!(vschema
+        .iter()
+        .any(|r| r.0 == "two" && r.1 == "users" && r.2 == "sharded" && r.3 == "user_id"));
+    let port: Vec<(String, String)> = c.query("SHOW VARIABLES LIKE 'port'").await.unwrap();
+    assert_eq!(
+        port,
+        [("port".to_string(), proxy.addr.port().to_string())],
+        "the proxy's port, not a shard's"
+    );
+    let mode: Vec<(String, String)> = c
+        .query("SHOW SESSION VARIABLES LIKE 'sql_mode'")
+        .await
+        .unwrap();
+    assert_eq!(mode.len(), 1);
+    proxy.stop().await;
+}

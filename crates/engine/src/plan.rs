@@ -156,6 +156,9 @@ pub enum Opcode {
         vindex: Arc<LookupVindex>,
         value: KeyValue,
     },
+    /// The shard the session targeted with `USE keyspace:shard`; the statement goes there as
+    /// written, without routing.
+    Destination { shard: String },
 }
 
 impl Opcode {
@@ -167,6 +170,7 @@ impl Opcode {
             Opcode::In { .. } => "In",
             Opcode::Scatter => "Scatter",
             Opcode::Lookup { .. } => "Lookup",
+            Opcode::Destination { .. } => "Destination",
         }
     }
 
@@ -274,6 +278,9 @@ impl Plan {
                 match &r.opcode {
                     Opcode::EqualUnique { vindex, value } => {
                         let _ = write!(out, " vindex={} value={}", vindex.name, value);
+                    }
+                    Opcode::Destination { shard } => {
+                        let _ = write!(out, " shard={shard}");
                     }
                     Opcode::Lookup { vindex, value } => {
                         let _ = write!(out, " vindex={} value={}", vindex.name, value);

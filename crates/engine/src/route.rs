@@ -24,6 +24,15 @@ pub(crate) async fn shards_for<E: Executor>(
             set.into_iter().collect()
         }
         Opcode::Scatter => (0..keyspace.shards.len()).collect(),
+        Opcode::Destination { shard } => {
+            vec![keyspace
+                .shards
+                .iter()
+                .position(|s| s.name == *shard)
+                .ok_or_else(|| {
+                    EngineError::Bug(format!("no shard {shard} in {}", keyspace.name))
+                })?]
+        }
         // No lookup row: no row holds the value, and any one shard says so.
         Opcode::Lookup { vindex, value } => {
             match resolve(executor, vschema, vindex, value).await? {
