@@ -10,6 +10,11 @@ use frontend::{Handler, HandlerFactory, OkInfo, ResultWriter, SqlError, StatusFl
 use sqlparser::ast::{Set, ShowStatementFilter, Statement, Use};
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use dashmap::DashMap;
+use tokio::sync::Notify;
 use tracing::debug;
 use vschema::{Config, VSchema};
 
@@ -27,6 +32,37 @@ pub struct Gate {
     exec: engine::ExecOptions,
     /// Statements sent to each shard (`keyspace/shard`), for tests and operators.
     pub shard_queries: HashMap<String, AtomicU64>,
+    /// Every client session, by connection id: SHOW PROCESSLIST and KILL.
+    sessions: DashMap<u32, Arc<SessionEntry>>,
+}
+
+/// What SHOW PROCESSLIST shows of a session, and how KILL reaches it.
+pub struct SessionEntry {
+    user: String,
+    connected: Instant,
+    keyspace: Mutex<Option<String>>,
+    /// The running statement and since when.
+    running: Mutex<Option<(String, Instant)>>,
+    /// Backend connections running its statement now: (keyspace, shard, backend thread id).
+    backend: Mutex<Vec<(String, String, u32)>>,
+    kill: Arc<Notify>,
+}
+
+impl SessionEntry {
+    fn register(&self, keyspace: &str, shard: &str, thread: u32) {
+        self.backend.lock().expect("session entry").push((
+            keyspace.to_string(),
+            shard.to_string(),
+            thread,
+        ));
+    }
+
+    fn unregister(&self, shard: &str, thread: u32) {
+        self.backend
+            .lock()
+            .expect("session entry")
+            .retain(|(_, s, t)| !(s == shard && *t == thread));
+    }
 }
 
 impl Gate {
@@ -51,6 +87,7 @@ impl Gate {
                 max_packet_size: config.server.max_packet_size,
             },
             shard_queries,
+            sessions: DashMap::new(),
             exec: engine::ExecOptions {
                 max_buffered_rows: config.server.max_buffered_rows,
             },
@@ -62,6 +99,7 @@ impl Gate {
 /// when one is open, else through the pools. Counts statements per shard.
 struct SessionExecutor<'a> {
     gate: &'a Gate,
+    entry: &'a SessionEntry,
     tx: Option<&'a Transaction>,
     /// The session's settings, applied on each pooled connection (transactions apply their own).
     prelude: Option<&'a str>,
@@ -93,15 +131,25 @@ impl engine::Executor for SessionExecutor<'_> {
             in_transaction = self.tx.is_some(),
             "send"
         );
-        match (self.tx, self.prelude) {
-            (Some(tx), _) => tx.execute(self.gate, keyspace, shard, sql, sink).await,
-            (None, Some(prelude)) => {
-                self.gate
-                    .backends
-                    .execute_with(keyspace, shard, prelude, sql, sink)
-                    .await
+        // The backend thread is registered while it runs, so KILL QUERY can reach it.
+        match self.tx {
+            Some(tx) => {
+                let shared = tx.connection(self.gate, keyspace, shard).await?;
+                let mut conn = shared.lock().await;
+                let thread = conn.id();
+                self.entry.register(keyspace, shard, thread);
+                let result = backend::run(&mut conn, shard, sql, sink).await;
+                self.entry.unregister(shard, thread);
+                result
             }
-            (None, None) => self.gate.backends.execute(keyspace, shard, sql, sink).await,
+            None => {
+                let conn = self.gate.backends.connection(keyspace, shard).await?;
+                let thread = conn.id();
+                self.entry.register(keyspace, shard, thread);
+                let result = backend::run_pooled(conn, shard, self.prelude, sql, sink).await;
+                self.entry.unregister(shard, thread);
+                result
+            }
         }
     }
 }
@@ -127,10 +175,20 @@ impl HandlerFactory for Sessions {
                 return Err(error::unknown_database(db));
             }
         }
+        let entry = Arc::new(SessionEntry {
+            user: user.to_string(),
+            connected: Instant::now(),
+            keyspace: Mutex::new(database.map(str::to_string)),
+            running: Mutex::new(None),
+            backend: Mutex::new(Vec::new()),
+            kill: Arc::new(Notify::new()),
+        });
+        self.0.sessions.insert(conn_id, entry.clone());
         Ok(GateSession {
             gate: self.0.clone(),
             session: Session::new(conn_id, user, database.map(str::to_string)),
             tx: None,
+            entry,
         })
     }
 }
@@ -140,6 +198,7 @@ pub struct GateSession {
     session: Session,
     /// The open transaction, if any.
     tx: Option<Transaction>,
+    entry: Arc<SessionEntry>,
 }
 
 /// Streams engine rows to the client.
@@ -173,7 +232,12 @@ impl RowSink for ClientSink<'_, '_> {
 
 impl Handler for GateSession {
     async fn query(&mut self, sql: &str, out: &mut ResultWriter<'_>) -> std::io::Result<()> {
-        match self.statement(sql, out).await {
+        let shown: String = sql.chars().take(200).collect();
+        *self.entry.running.lock().expect("session entry") = Some((shown, Instant::now()));
+        let result = self.statement(sql, out).await;
+        *self.entry.running.lock().expect("session entry") = None;
+        *self.entry.keyspace.lock().expect("session entry") = self.session.keyspace.clone();
+        match result {
             Ok(()) => Ok(()),
             Err(Failure::Client(e)) => Err(e),
             Err(Failure::Sql(e)) => {
@@ -202,6 +266,11 @@ impl Handler for GateSession {
                 tracing::warn!(error = %e, "rollback on disconnect failed");
             }
         }
+        self.gate.sessions.remove(&self.session.conn_id);
+    }
+
+    fn kill_signal(&self) -> Option<Arc<Notify>> {
+        Some(self.entry.kill.clone())
     }
 }
 
@@ -359,6 +428,15 @@ impl GateSession {
             Statement::ShowTables {
                 full, show_options, ..
             } => return self.show_tables(*full, show_options, out).await,
+            Statement::Kill { modifier, id } => {
+                self.kill(
+                    *id,
+                    !matches!(modifier, Some(sqlparser::ast::KillType::Query)),
+                )
+                .await?;
+                return self.ok(out).await;
+            }
+            Statement::ShowProcessList { .. } => return self.show_processlist(out).await,
             Statement::ShowVariables { global: false, .. } => {
                 return self.show_variables(sql, out).await
             }
@@ -463,6 +541,88 @@ impl GateSession {
             }
         }
         self.local_rows(out, columns, rows).await
+    }
+
+    /// `KILL [QUERY] id`: stops the session's running backend queries on every shard; `KILL id`
+    /// (or `KILL CONNECTION id`) also closes it, rolling back its transaction.
+    async fn kill(&mut self, id: u64, connection: bool) -> Result<(), SqlError> {
+        let unknown = || SqlError::new(1094, "HY000", format!("Unknown thread id: {id}"));
+        let entry = u32::try_from(id)
+            .ok()
+            .and_then(|id| self.gate.sessions.get(&id).map(|e| e.clone()))
+            .ok_or_else(unknown)?;
+        if entry.user != self.entry.user {
+            return Err(SqlError::new(
+                1095,
+                "HY000",
+                format!("You are not owner of thread {id}"),
+            ));
+        }
+        let running: Vec<(String, String, u32)> =
+            entry.backend.lock().expect("session entry").clone();
+        for (ks, shard, thread) in running {
+            if let Err(e) = self
+                .gate
+                .backends
+                .execute(
+                    &ks,
+                    &shard,
+                    &format!("KILL QUERY {thread}"),
+                    &mut engine::NoRows,
+                )
+                .await
+            {
+                tracing::warn!(error = %e, "KILL QUERY on a backend failed");
+            }
+        }
+        if connection {
+            entry.kill.notify_one();
+        }
+        Ok(())
+    }
+
+    async fn show_processlist(&mut self, out: &mut ResultWriter<'_>) -> Result<(), Failure> {
+        let text = |s: &str| Value::Bytes(s.as_bytes().to_vec());
+        let mut rows: Vec<(u32, Vec<Value>)> = Vec::new();
+        for item in self.gate.sessions.iter() {
+            let (id, e) = (*item.key(), item.value());
+            let running = e.running.lock().expect("session entry").clone();
+            let (command, since, info) = match running {
+                Some((sql, since)) => ("Query", since, Value::Bytes(sql.into_bytes())),
+                None => ("Sleep", e.connected, Value::NULL),
+            };
+            let db = e
+                .keyspace
+                .lock()
+                .expect("session entry")
+                .clone()
+                .map(|k| text(&k))
+                .unwrap_or(Value::NULL);
+            rows.push((
+                id,
+                vec![
+                    Value::Int(i64::from(id)),
+                    text(&e.user),
+                    text("localhost"),
+                    db,
+                    text(command),
+                    Value::Int(since.elapsed().as_secs() as i64),
+                    text(""),
+                    info,
+                ],
+            ));
+        }
+        rows.sort_by_key(|(id, _)| *id);
+        let mut columns = [
+            "Id", "User", "Host", "db", "Command", "Time", "State", "Info",
+        ]
+        .map(sysvars::text_column)
+        .to_vec();
+        for i in [0, 5] {
+            columns[i] = sysvars::int_column(["Id", "Time"][usize::from(i == 5)]);
+        }
+        self.local_rows(out, columns, rows.into_iter().map(|(_, r)| r).collect())
+            .await
     }
 
     /// `SHOW SHARDGATE SHARDS` (with a live check of each primary) and `SHOW SHARDGATE VSCHEMA`.
@@ -577,6 +737,7 @@ impl GateSession {
             &gate.vschema,
             &SessionExecutor {
                 gate: &gate,
+                entry: &self.entry,
                 tx: self.tx.as_ref(),
                 prelude: prelude.as_deref(),
             },

@@ -235,7 +235,7 @@ pub fn text_column(name: &str) -> Column {
         .with_column_length(1024)
 }
 
-fn int_column(name: &str) -> Column {
+pub fn int_column(name: &str) -> Column {
     Column::new(ColumnType::MYSQL_TYPE_LONGLONG)
         .with_name(name.as_bytes())
         .with_character_set(63)

@@ -59,7 +59,7 @@ impl Transaction {
     }
 
     /// The shard's reserved connection, reserving it (and starting its transaction) on first use.
-    async fn connection(
+    pub(crate) async fn connection(
         &self,
         gate: &Gate,
         keyspace: &str,

@@ -159,3 +159,99 @@ async fn targeting_a_shard_and_show_commands() {
     assert_eq!(mode.len(), 1);
     proxy.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processlist_and_kill() {
+    let proxy = proxy().await;
+    let mut admin = client(&proxy, Some("two")).await;
+    admin
+        .query_drop(
+            "CREATE TABLE IF NOT EXISTS txt (id BIGINT PRIMARY KEY, v VARCHAR(20) NOT NULL)",
+        )
+        .await
+        .unwrap();
+    admin
+        .query_drop("REPLACE INTO txt (id, v) VALUES (7, 'seven')")
+        .await
+        .unwrap();
+
+    // KILL QUERY stops a running statement on the backend; the session goes on.
+    let mut sleeper = client(&proxy, Some("two")).await;
+    let sleeper_id: Option<u32> = sleeper.query_first("SELECT CONNECTION_ID()").await.unwrap();
+    let sleeper_id = sleeper_id.unwrap();
+    let started = std::time::Instant::now();
+    let task = tokio::spawn(async move {
+        let r: Result<Option<i64>, _> = sleeper.query_first("SELECT SLEEP(30)").await;
+        (r, sleeper)
+    });
+    loop {
+        let list: Vec<(
+            u32,
+            String,
+            String,
+            Option<String>,
+            String,
+            i64,
+            String,
+            Option<String>,
+        )> = admin.query("SHOW PROCESSLIST").await.unwrap();
+        if list.iter().any(|p| {
+            p.0 == sleeper_id && p.4 == "Query" && p.7.as_deref() == Some("SELECT SLEEP(30)")
+        }) {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the sleeper never showed up: {list:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Give the statement time to reach its backend before killing it.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    admin
+        .query_drop(format!("KILL QUERY {sleeper_id}"))
+        .await
+        .unwrap();
+    let (result, mut sleeper) = task.await.unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "killed early"
+    );
+    // SLEEP() interrupted returns 1 (MariaDB may report the interruption as an error instead).
+    assert!(
+        matches!(result, Ok(Some(1))) || result.is_err(),
+        "{result:?}"
+    );
+    let one: Option<i64> = sleeper.query_first("SELECT 1").await.unwrap();
+    assert_eq!(one, Some(1), "KILL QUERY keeps the connection");
+
+    // KILL closes the connection and rolls its transaction back at once, even while idle.
+    let mut victim = client(&proxy, Some("two")).await;
+    let victim_id: Option<u32> = victim.query_first("SELECT CONNECTION_ID()").await.unwrap();
+    victim.query_drop("BEGIN").await.unwrap();
+    victim
+        .query_drop("UPDATE txt SET v = 'victim' WHERE id = 7")
+        .await
+        .unwrap();
+    admin
+        .query_drop(format!("KILL {}", victim_id.unwrap()))
+        .await
+        .unwrap();
+    admin
+        .query_drop("UPDATE txt SET v = 'after kill' WHERE id = 7")
+        .await
+        .unwrap();
+    let v: Option<String> = admin
+        .query_first("SELECT v FROM txt WHERE id = 7")
+        .await
+        .unwrap();
+    assert_eq!(v.as_deref(), Some("after kill"));
+    assert!(
+        victim.query_drop("SELECT 1").await.is_err(),
+        "the killed connection is closed"
+    );
+
+    let err = admin.query_drop("KILL 999999").await.unwrap_err();
+    assert_eq!(server_code(&err), Some(1094));
+    proxy.stop().await;
+}

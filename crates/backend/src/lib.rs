@@ -170,8 +170,7 @@ fn to_engine_error(shard: &str, e: mysql_async::Error) -> EngineError {
 }
 
 impl Backends {
-    /// Runs `sql` on a pooled connection after `prelude` (the session's `SET ...`), then resets
-    /// the connection (COM_RESET_CONNECTION) so that no session state goes back to the pool.
+    /// Runs `sql` on a pooled connection after `prelude` (the session's `SET ...`).
     pub async fn execute_with<S: RowSink>(
         &self,
         keyspace: &str,
@@ -180,18 +179,38 @@ impl Backends {
         sql: &str,
         sink: &mut S,
     ) -> Result<Outcome, EngineError> {
-        let mut conn = self.connection(keyspace, shard).await?;
-        let result = async {
-            run(&mut conn, shard, prelude, &mut engine::NoRows).await?;
-            run(&mut conn, shard, sql, sink).await
-        }
-        .await;
-        // A connection that cannot be reset is closed instead of returned.
-        if conn.reset().await.is_err() {
-            let _ = conn.disconnect().await;
-        }
-        result
+        run_pooled(
+            self.connection(keyspace, shard).await?,
+            shard,
+            Some(prelude),
+            sql,
+            sink,
+        )
+        .await
     }
+}
+
+/// Runs `sql` on a pooled connection (after `prelude`, the session's settings, if any), then
+/// resets the connection when a prelude changed it, so no session state goes back to the pool.
+pub async fn run_pooled<S: RowSink>(
+    mut conn: Conn,
+    shard: &str,
+    prelude: Option<&str>,
+    sql: &str,
+    sink: &mut S,
+) -> Result<Outcome, EngineError> {
+    let result = async {
+        if let Some(prelude) = prelude {
+            run(&mut conn, shard, prelude, &mut engine::NoRows).await?;
+        }
+        run(&mut conn, shard, sql, sink).await
+    }
+    .await;
+    // A connection that cannot be reset is closed instead of returned.
+    if prelude.is_some() && conn.reset().await.is_err() {
+        let _ = conn.disconnect().await;
+    }
+    result
 }
 
 /// Runs one statement on a connection and streams its rows into `sink`.

@@ -86,4 +86,10 @@ pub trait Handler: Send + 'static {
 
     /// The connection is closing, by COM_QUIT or otherwise.
     fn close(&mut self) -> impl Future<Output = ()> + Send;
+
+    /// Notified when the session is killed (`KILL <id>` from another session): the connection
+    /// closes at once, even while idle.
+    fn kill_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
 }

@@ -128,7 +128,21 @@ async fn command_loop<H: Handler>(
 ) -> std::io::Result<()> {
     loop {
         io.reset_seq();
-        let packet = match io.read_packet().await {
+        let kill = handler.kill_signal();
+        let read = async {
+            match kill {
+                Some(kill) => tokio::select! {
+                    packet = io.read_packet() => Some(packet),
+                    () = kill.notified() => None,
+                },
+                None => Some(io.read_packet().await),
+            }
+        };
+        let Some(packet) = read.await else {
+            send_error(io, &SqlError::new(1927, "70100", "Connection was killed")).await;
+            return Ok(());
+        };
+        let packet = match packet {
             Ok(p) => p,
             Err(ReadError::Closed) => return Ok(()),
             Err(ReadError::TooLarge) => {
