@@ -160,6 +160,18 @@ async fn targeting_a_shard_and_show_commands() {
     proxy.stop().await;
 }
 
+/// Id, User, Host, db, Command, Time, State, Info.
+type ProcessRow = (
+    u32,
+    String,
+    String,
+    Option<String>,
+    String,
+    i64,
+    String,
+    Option<String>,
+);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn processlist_and_kill() {
     let proxy = proxy().await;
@@ -185,16 +197,7 @@ async fn processlist_and_kill() {
         (r, sleeper)
     });
     loop {
-        let list: Vec<(
-            u32,
-            String,
-            String,
-            Option<String>,
-            String,
-            i64,
-            String,
-            Option<String>,
-        )> = admin.query("SHOW PROCESSLIST").await.unwrap();
+        let list: Vec<ProcessRow> = admin.query("SHOW PROCESSLIST").await.unwrap();
         if list.iter().any(|p| {
             p.0 == sleeper_id && p.4 == "Query" && p.7.as_deref() == Some("SELECT SLEEP(30)")
         }) {
