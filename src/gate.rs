@@ -34,6 +34,9 @@ pub struct Gate {
     pub shard_queries: HashMap<String, AtomicU64>,
     /// Every client session, by connection id: SHOW PROCESSLIST and KILL.
     sessions: DashMap<u32, Arc<SessionEntry>>,
+    /// Starts the ids of this instance's twopc transactions (`sg-<port>-`), so that a restart on
+    /// the same port resolves its own prepared transactions and no one else's.
+    pub xid_prefix: String,
 }
 
 /// What SHOW PROCESSLIST shows of a session, and how KILL reaches it.
@@ -88,6 +91,7 @@ impl Gate {
             },
             shard_queries,
             sessions: DashMap::new(),
+            xid_prefix: format!("sg-{port}-"),
             exec: engine::ExecOptions {
                 max_buffered_rows: config.server.max_buffered_rows,
             },
@@ -379,11 +383,7 @@ impl GateSession {
                 } else {
                     sql
                 };
-                self.tx = Some(Transaction::new(
-                    start,
-                    self.session.tx_mode,
-                    self.session.prelude(),
-                ));
+                self.tx = Some(self.new_transaction(start));
                 return self.ok(out).await;
             }
             Statement::Commit { chain: false, .. } => {
@@ -469,13 +469,18 @@ impl GateSession {
             // DDL commits the open transaction first, as in MySQL, and runs outside it.
             self.end_transaction(true).await?;
         } else if self.tx.is_none() && !self.session.autocommit {
-            self.tx = Some(Transaction::new(
-                "START TRANSACTION",
-                self.session.tx_mode,
-                self.session.prelude(),
-            ));
+            self.tx = Some(self.new_transaction("START TRANSACTION"));
         }
         self.run(&plan, out, None).await
+    }
+
+    fn new_transaction(&mut self, start: &str) -> Transaction {
+        self.session.transactions += 1;
+        let dtid = format!(
+            "{}{}-{}",
+            self.gate.xid_prefix, self.session.conn_id, self.session.transactions
+        );
+        Transaction::new(start, self.session.tx_mode, self.session.prelude(), dtid)
     }
 
     /// An empty OK, with the status flags as they are after the statement (BEGIN sets
@@ -491,7 +496,7 @@ impl GateSession {
             return Ok(());
         };
         let result = if commit {
-            tx.commit().await
+            tx.commit(&self.gate).await
         } else {
             tx.rollback().await
         };
@@ -500,11 +505,7 @@ impl GateSession {
 
     async fn savepoint(&mut self, sql: &str, name: &str, op: SavepointOp) -> Result<(), SqlError> {
         if self.tx.is_none() && !self.session.autocommit {
-            self.tx = Some(Transaction::new(
-                "START TRANSACTION",
-                self.session.tx_mode,
-                self.session.prelude(),
-            ));
+            self.tx = Some(self.new_transaction("START TRANSACTION"));
         }
         match &self.tx {
             Some(tx) => tx
@@ -878,10 +879,15 @@ impl GateSession {
                         .trim()
                         .trim_matches(|c| c == '\'' || c == '"')
                         .to_string();
-                    self.session.tx_mode = match mode.to_ascii_lowercase().as_str() {
-                        "twopc" => return Err(error::unsupported("transaction_mode 'twopc'")),
-                        m => TxMode::parse(m).ok_or_else(|| SqlError::new(1231, "42000", format!("Variable 'transaction_mode' can't be set to the value of '{mode}'")))?,
-                    };
+                    self.session.tx_mode = TxMode::parse(&mode).ok_or_else(|| {
+                        SqlError::new(
+                            1231,
+                            "42000",
+                            format!(
+                                "Variable 'transaction_mode' can't be set to the value of '{mode}'"
+                            ),
+                        )
+                    })?;
                 }
                 // The backends always speak utf8mb4 to shardgate and shardgate to the client.
                 "names"

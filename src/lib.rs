@@ -13,6 +13,7 @@ pub mod gate;
 pub mod session;
 pub mod sysvars;
 pub mod transaction;
+pub mod twopc;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -63,6 +64,24 @@ pub async fn start(config: &Config, listen: &str) -> std::io::Result<Running> {
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let gate = Arc::new(Gate::new(config, addr.port()));
+    // Prepared twopc transactions this instance left behind (a crash, on the same port).
+    match tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        twopc::resolve(&gate.backends, &gate.vschema, &gate.xid_prefix),
+    )
+    .await
+    {
+        Ok(Ok(done)) if !done.committed.is_empty() || !done.rolled_back.is_empty() => {
+            tracing::info!(committed = ?done.committed, rolled_back = ?done.rolled_back, "resolved prepared twopc transactions");
+        }
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "could not resolve prepared twopc transactions; run `shardgate resolve`")
+        }
+        Err(_) => tracing::warn!(
+            "resolving prepared twopc transactions timed out; run `shardgate resolve`"
+        ),
+    }
     let options = frontend::ServerOptions {
         max_packet_size: config.server.max_packet_size,
         ..Default::default()

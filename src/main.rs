@@ -31,6 +31,15 @@ enum Command {
         #[arg(long)]
         vschema_json: Option<PathBuf>,
     },
+    /// Finish twopc transactions left prepared by a crash: commit those with a recorded decision,
+    /// roll back the others.
+    Resolve {
+        #[arg(long)]
+        config: PathBuf,
+        /// Only transaction ids starting with this (one instance's are `sg-<port>-`).
+        #[arg(long, default_value = "sg-")]
+        prefix: String,
+    },
     /// Print the plan of a statement.
     Explain {
         #[arg(long)]
@@ -64,6 +73,7 @@ fn main() -> ExitCode {
             keyspace,
             sql,
         } => explain(config, keyspace, &sql),
+        Command::Resolve { config, prefix } => resolve(config, &prefix),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -90,6 +100,23 @@ fn serve(path: PathBuf) -> Result<(), AnyError> {
         tokio::signal::ctrl_c().await?;
         tracing::info!("stopping");
         running.stop().await;
+        Ok(())
+    })
+}
+
+fn resolve(path: PathBuf, prefix: &str) -> Result<(), AnyError> {
+    let config = vschema::load_config(&path)?;
+    runtime()?.block_on(async {
+        let backends = backend::Backends::new(&config.vschema);
+        let done = shardgate::twopc::resolve(&backends, &config.vschema, prefix).await?;
+        println!("committed: {}", done.committed.len());
+        for d in &done.committed {
+            println!("  {d}");
+        }
+        println!("rolled back: {}", done.rolled_back.len());
+        for d in &done.rolled_back {
+            println!("  {d}");
+        }
         Ok(())
     })
 }

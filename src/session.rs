@@ -21,6 +21,8 @@ pub struct Session {
     /// Session variables and user variables set so far, as `name = value` SQL, in order; applied
     /// on every backend connection that serves the session.
     pub settings: Vec<(String, String)>,
+    /// Transactions started so far (numbers twopc transaction ids).
+    pub transactions: u64,
 }
 
 impl Session {
@@ -35,6 +37,7 @@ impl Session {
             autocommit: true,
             tx_mode: crate::transaction::TxMode::Multi,
             settings: Vec::new(),
+            transactions: 0,
         }
     }
 

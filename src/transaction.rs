@@ -17,6 +17,9 @@ pub enum TxMode {
     Single,
     /// Commit shard by shard; a failure part way names the shards that did commit.
     Multi,
+    /// Atomic across shards: XA on every shard, a decision record in an unsharded keyspace
+    /// before the first XA COMMIT; `resolve` finishes what a crash left prepared.
+    TwoPc,
 }
 
 impl TxMode {
@@ -24,6 +27,7 @@ impl TxMode {
         match name.to_ascii_lowercase().as_str() {
             "single" => Some(TxMode::Single),
             "multi" => Some(TxMode::Multi),
+            "twopc" => Some(TxMode::TwoPc),
             _ => None,
         }
     }
@@ -41,17 +45,27 @@ pub struct Transaction {
     conns: Mutex<Vec<(String, String, Shared)>>,
     /// SAVEPOINT statements so far, replayed on shards that join later.
     savepoints: Mutex<Vec<String>>,
+    /// For twopc: the distributed transaction id (the XA gtrid of every branch).
+    dtid: Option<String>,
 }
 
 impl Transaction {
-    pub fn new(start: &str, mode: TxMode, prelude: Option<String>) -> Self {
+    /// `dtid` names a twopc transaction; other modes ignore it.
+    pub fn new(start: &str, mode: TxMode, prelude: Option<String>, dtid: String) -> Self {
         Transaction {
             start: start.to_string(),
             prelude,
             mode,
             conns: Mutex::new(Vec::new()),
             savepoints: Mutex::new(Vec::new()),
+            dtid: (mode == TxMode::TwoPc).then_some(dtid),
         }
+    }
+
+    /// The XA id of one shard's branch: the dtid, and the shard as branch qualifier (shards of
+    /// several keyspaces may share a server).
+    fn xid(dtid: &str, keyspace: &str, shard: &str) -> String {
+        format!("'{dtid}','{keyspace}/{shard}'")
     }
 
     fn joined(&self) -> Vec<(String, String, Shared)> {
@@ -83,7 +97,10 @@ impl Transaction {
             .prelude
             .iter()
             .cloned()
-            .chain(std::iter::once(self.start.clone()))
+            .chain(std::iter::once(match &self.dtid {
+                Some(dtid) => format!("XA START {}", Self::xid(dtid, keyspace, shard)),
+                None => self.start.clone(),
+            }))
             .chain(
                 self.savepoints
                     .lock()
@@ -125,6 +142,11 @@ impl Transaction {
         name: &str,
         kind: SavepointOp,
     ) -> Result<(), EngineError> {
+        if self.dtid.is_some() {
+            return Err(EngineError::Unsupported(
+                "savepoints in transaction_mode twopc (XA has none)".into(),
+            ));
+        }
         for (_, shard, conn) in self.joined() {
             backend::run(&mut *conn.lock().await, &shard, sql, &mut engine::NoRows).await?;
         }
@@ -155,7 +177,10 @@ impl Transaction {
 
     /// Commits shard by shard. On a failure the rest are rolled back and the error names the
     /// shards that had committed.
-    pub async fn commit(self) -> Result<(), EngineError> {
+    pub async fn commit(self, gate: &Gate) -> Result<(), EngineError> {
+        if let Some(dtid) = self.dtid.clone() {
+            return self.commit_twopc(gate, &dtid).await;
+        }
         let joined = self.joined();
         let mut committed = Vec::new();
         for (i, (ks, shard, conn)) in joined.iter().enumerate() {
@@ -199,8 +224,104 @@ impl Transaction {
         }
     }
 
+    /// Two-phase commit: XA PREPARE on every shard, the decision recorded, then XA COMMIT on
+    /// every shard and the record removed. Before the record a failure rolls everything back;
+    /// after it every shard commits (now, or through `resolve` after a crash).
+    async fn commit_twopc(self, gate: &Gate, dtid: &str) -> Result<(), EngineError> {
+        let joined = self.joined();
+        let run = |conn: Shared, shard: String, sql: String| async move {
+            backend::run(&mut *conn.lock().await, &shard, &sql, &mut engine::NoRows).await
+        };
+        if let [(ks, shard, conn)] = joined.as_slice() {
+            let xid = Self::xid(dtid, ks, shard);
+            run(conn.clone(), shard.clone(), format!("XA END {xid}")).await?;
+            run(
+                conn.clone(),
+                shard.clone(),
+                format!("XA COMMIT {xid} ONE PHASE"),
+            )
+            .await?;
+            self.release().await;
+            return Ok(());
+        }
+        let mut prepared = Vec::new();
+        for (ks, shard, conn) in &joined {
+            let xid = Self::xid(dtid, ks, shard);
+            let step = async {
+                run(conn.clone(), shard.clone(), format!("XA END {xid}")).await?;
+                run(conn.clone(), shard.clone(), format!("XA PREPARE {xid}")).await
+            };
+            if let Err(e) = step.await {
+                for (k, s, c) in &joined {
+                    let x = Self::xid(dtid, k, s);
+                    if !prepared.contains(&x) {
+                        let _ = run(c.clone(), s.clone(), format!("XA END {x}")).await;
+                    }
+                    let _ = run(c.clone(), s.clone(), format!("XA ROLLBACK {x}")).await;
+                }
+                self.release().await;
+                return Err(EngineError::Commit(format!(
+                    "shard {ks}/{shard} could not prepare: {e}; rolled back on every shard"
+                )));
+            }
+            prepared.push(xid);
+        }
+        crash_point("after_prepare");
+        crate::twopc::record_commit(gate, dtid).await?;
+        crash_point("after_decision");
+        let mut failed = Vec::new();
+        for (ks, shard, conn) in &joined {
+            if let Err(e) = run(
+                conn.clone(),
+                shard.clone(),
+                format!("XA COMMIT {}", Self::xid(dtid, ks, shard)),
+            )
+            .await
+            {
+                failed.push(format!("{ks}/{shard}: {e}"));
+            }
+        }
+        self.release().await;
+        if failed.is_empty() {
+            crate::twopc::forget(gate, dtid).await;
+            Ok(())
+        } else {
+            // The decision stands: `shardgate resolve` (or the next start) commits the rest.
+            Err(EngineError::Commit(format!(
+                "committed, but XA COMMIT is pending on {}; it will be finished by resolve",
+                failed.join("; ")
+            )))
+        }
+    }
+
     /// Rolls back every shard; the connections then go back to their pools clean.
     pub async fn rollback(self) -> Result<(), EngineError> {
+        if let Some(dtid) = self.dtid.clone() {
+            let mut first_error = None;
+            for (ks, shard, conn) in self.joined() {
+                let xid = Self::xid(&dtid, &ks, &shard);
+                let mut c = conn.lock().await;
+                let _ = backend::run(
+                    &mut c,
+                    &shard,
+                    &format!("XA END {xid}"),
+                    &mut engine::NoRows,
+                )
+                .await;
+                if let Err(e) = backend::run(
+                    &mut c,
+                    &shard,
+                    &format!("XA ROLLBACK {xid}"),
+                    &mut engine::NoRows,
+                )
+                .await
+                {
+                    first_error.get_or_insert(e);
+                }
+            }
+            self.release().await;
+            return first_error.map_or(Ok(()), Err);
+        }
         let mut first_error = None;
         for (_, shard, conn) in self.joined() {
             if let Err(e) = backend::run(
@@ -216,6 +337,15 @@ impl Transaction {
         }
         self.release().await;
         first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Fault injection for the crash tests: `SHARDGATE_TWOPC_CRASH=after_prepare|after_decision`
+/// makes the process die at that point of a two-phase commit.
+fn crash_point(name: &str) {
+    if std::env::var("SHARDGATE_TWOPC_CRASH").is_ok_and(|v| v == name) {
+        tracing::error!(point = name, "SHARDGATE_TWOPC_CRASH: aborting");
+        std::process::abort();
     }
 }
 

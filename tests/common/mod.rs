@@ -150,6 +150,13 @@ pub struct ProxyProcess {
     _dir: tempfile::TempDir,
 }
 
+impl ProxyProcess {
+    /// Waits for the process to end by itself (a crash).
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.child.wait().unwrap()
+    }
+}
+
 impl Drop for ProxyProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -159,12 +166,17 @@ impl Drop for ProxyProcess {
 
 /// Starts `shardgate serve` on the test cluster's config and waits until it accepts clients.
 pub async fn proxy_process() -> ProxyProcess {
-    let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
+    proxy_process_on(port, &[]).await
+}
+
+/// `shardgate serve` on a given port, with extra environment variables.
+pub async fn proxy_process_on(port: u16, vars: &[(&str, &str)]) -> ProxyProcess {
+    let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("shardgate.toml");
     std::fs::write(
         &path,
@@ -176,6 +188,7 @@ pub async fn proxy_process() -> ProxyProcess {
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_shardgate"))
         .args(["serve", "--config", path.to_str().unwrap()])
         .env("RUST_LOG", "warn")
+        .envs(vars.iter().copied())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

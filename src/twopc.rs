@@ -1,0 +1,165 @@
+//! The twopc decision records and the recovery of prepared XA transactions. A record
+//! (`shardgate_twopc` in the first unsharded keyspace) is written after every shard has prepared
+//! and before the first XA COMMIT; recovery commits the prepared branches that have a record and
+//! rolls back those that do not, so no transaction is ever half applied.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use backend::Backends;
+use engine::{Column, EngineError, Executor as _, RowSink, Value};
+use vschema::VSchema;
+
+use crate::gate::Gate;
+
+const TABLE: &str = "shardgate_twopc";
+
+/// The keyspace that holds decision records: the first unsharded one.
+fn decision_shard(vschema: &VSchema) -> Result<(String, String), EngineError> {
+    vschema
+        .keyspaces()
+        .find(|k| !k.sharded)
+        .map(|k| (k.name.clone(), k.shards[0].name.clone()))
+        .ok_or_else(|| {
+            EngineError::Unsupported(
+                "transaction_mode twopc without an unsharded keyspace for its decision records"
+                    .into(),
+            )
+        })
+}
+
+pub(crate) async fn record_commit(gate: &Gate, dtid: &str) -> Result<(), EngineError> {
+    let (ks, shard) = decision_shard(&gate.vschema)?;
+    let create = format!("CREATE TABLE IF NOT EXISTS {TABLE} (dtid VARCHAR(128) NOT NULL PRIMARY KEY, state VARCHAR(16) NOT NULL, created DATETIME NOT NULL)");
+    gate.backends
+        .execute(&ks, &shard, &create, &mut engine::NoRows)
+        .await?;
+    let insert =
+        format!("INSERT INTO {TABLE} (dtid, state, created) VALUES ('{dtid}', 'commit', NOW())");
+    gate.backends
+        .execute(&ks, &shard, &insert, &mut engine::NoRows)
+        .await?;
+    Ok(())
+}
+
+pub(crate) async fn forget(gate: &Gate, dtid: &str) {
+    if let Ok((ks, shard)) = decision_shard(&gate.vschema) {
+        let delete = format!("DELETE FROM {TABLE} WHERE dtid = '{dtid}'");
+        if let Err(e) = gate
+            .backends
+            .execute(&ks, &shard, &delete, &mut engine::NoRows)
+            .await
+        {
+            tracing::warn!(error = %e, dtid, "could not remove a twopc decision record");
+        }
+    }
+}
+
+#[derive(Default)]
+struct Rows(Vec<Vec<Value>>);
+
+impl RowSink for Rows {
+    async fn columns(&mut self, _: Arc<[Column]>) -> Result<(), EngineError> {
+        Ok(())
+    }
+    async fn row(&mut self, row: Vec<Value>) -> Result<(), EngineError> {
+        self.0.push(row);
+        Ok(())
+    }
+}
+
+/// What `resolve` did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    pub committed: BTreeSet<String>,
+    pub rolled_back: BTreeSet<String>,
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+        other => other.as_sql(true).trim_matches('\'').to_string(),
+    }
+}
+
+/// Finishes every prepared XA branch whose dtid starts with `prefix`: committed when its decision
+/// is recorded, rolled back otherwise.
+pub async fn resolve(
+    backends: &Backends,
+    vschema: &VSchema,
+    prefix: &str,
+) -> Result<Resolved, EngineError> {
+    let mut decided = BTreeSet::new();
+    if let Ok((ks, shard)) = decision_shard(vschema) {
+        let mut rows = Rows::default();
+        match backends
+            .execute(
+                &ks,
+                &shard,
+                &format!("SELECT dtid FROM {TABLE} WHERE state = 'commit'"),
+                &mut rows,
+            )
+            .await
+        {
+            Ok(_) => decided.extend(rows.0.iter().filter_map(|r| r.first()).map(text)),
+            // No table yet: nothing was ever decided.
+            Err(EngineError::Server { code: 1146, .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let mut done = Resolved::default();
+    for ks in vschema.keyspaces() {
+        for shard in &ks.shards {
+            let mut rows = Rows::default();
+            backends
+                .execute(&ks.name, &shard.name, "XA RECOVER", &mut rows)
+                .await?;
+            for row in rows.0 {
+                // formatID, gtrid_length, bqual_length, data = gtrid || bqual
+                let (Some(gl), Some(data)) = (row.get(1).map(text), row.get(3).map(text)) else {
+                    continue;
+                };
+                let Ok(gl) = gl.parse::<usize>() else {
+                    continue;
+                };
+                if gl > data.len() || !data[..gl].starts_with(prefix) {
+                    continue;
+                }
+                let (gtrid, bqual) = data.split_at(gl);
+                let xid = format!("'{gtrid}','{bqual}'");
+                let commit = decided.contains(gtrid);
+                let sql = if commit {
+                    format!("XA COMMIT {xid}")
+                } else {
+                    format!("XA ROLLBACK {xid}")
+                };
+                // Servers shared by several shards list the same branch more than once.
+                match backends
+                    .execute(&ks.name, &shard.name, &sql, &mut engine::NoRows)
+                    .await
+                {
+                    Ok(_) | Err(EngineError::Server { code: 1397, .. }) => {}
+                    Err(e) => return Err(e),
+                }
+                if commit {
+                    done.committed.insert(gtrid.to_string());
+                } else {
+                    done.rolled_back.insert(gtrid.to_string());
+                }
+            }
+        }
+    }
+    if let Ok((ks, shard)) = decision_shard(vschema) {
+        for dtid in &done.committed {
+            let _ = backends
+                .execute(
+                    &ks,
+                    &shard,
+                    &format!("DELETE FROM {TABLE} WHERE dtid = '{dtid}'"),
+                    &mut engine::NoRows,
+                )
+                .await;
+        }
+    }
+    Ok(done)
+}

@@ -1,0 +1,180 @@
+//! transaction_mode twopc: atomic commit across shards with XA and a decision record, and
+//! recovery after a crash between prepare and commit.
+
+mod common;
+
+use common::*;
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts};
+use vschema::{KeyValue, VindexKind};
+
+fn owner(id: i64) -> String {
+    let ks = cluster().config.vschema.keyspace("two").unwrap();
+    ks.shards[ks.shard_for(&VindexKind::Hash.map(&KeyValue::Int(id)).unwrap())]
+        .name
+        .clone()
+}
+
+fn ids_on_two_shards(from: i64) -> (i64, i64) {
+    let b = (from + 1..from + 100)
+        .find(|i| owner(*i) != owner(from))
+        .unwrap();
+    (from, b)
+}
+
+async fn committed(ids: &[i64]) -> Vec<i64> {
+    let list: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+    let mut out = Vec::new();
+    for shard in ["-80", "80-"] {
+        let mut direct = shard_conn("two", shard).await;
+        let rows: Vec<i64> = direct
+            .query(format!(
+                "SELECT id FROM txt WHERE id IN ({})",
+                list.join(", ")
+            ))
+            .await
+            .unwrap();
+        out.extend(rows);
+    }
+    out.sort();
+    out
+}
+
+/// Prepared XA branches left on the servers with ids starting with `prefix`.
+async fn prepared(prefix: &str) -> usize {
+    let mut n = 0;
+    for server in &cluster().servers {
+        let mut c = Conn::new(Opts::from_url(&server.url("two")).unwrap())
+            .await
+            .unwrap();
+        let rows: Vec<(i64, i64, i64, Vec<u8>)> = c.query("XA RECOVER").await.unwrap();
+        n += rows
+            .iter()
+            .filter(|r| r.3.starts_with(prefix.as_bytes()))
+            .count();
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twopc_commits_and_rolls_back_atomically() {
+    let proxy = proxy().await;
+    let mut c = client(&proxy, Some("two")).await;
+    c.query_drop("CREATE TABLE IF NOT EXISTS txt (id BIGINT PRIMARY KEY, v VARCHAR(20) NOT NULL)")
+        .await
+        .unwrap();
+    let (a, b) = ids_on_two_shards(5000);
+    c.query_drop(format!("DELETE FROM txt WHERE id IN ({a}, {b})"))
+        .await
+        .unwrap();
+    c.query_drop("SET transaction_mode = 'twopc'")
+        .await
+        .unwrap();
+    let mode: Option<String> = c.query_first("SELECT @@transaction_mode").await.unwrap();
+    assert_eq!(mode.as_deref(), Some("twopc"));
+
+    c.query_drop("BEGIN").await.unwrap();
+    c.query_drop(format!(
+        "INSERT INTO txt (id, v) VALUES ({a}, 'a'), ({b}, 'b')"
+    ))
+    .await
+    .unwrap();
+    assert!(committed(&[a, b]).await.is_empty());
+    c.query_drop("COMMIT").await.unwrap();
+    assert_eq!(committed(&[a, b]).await, [a.min(b), a.max(b)]);
+
+    c.query_drop("BEGIN").await.unwrap();
+    c.query_drop(format!("DELETE FROM txt WHERE id IN ({a}, {b})"))
+        .await
+        .unwrap();
+    c.query_drop("ROLLBACK").await.unwrap();
+    assert_eq!(committed(&[a, b]).await.len(), 2);
+
+    // One shard: a one-phase XA commit.
+    c.query_drop("BEGIN").await.unwrap();
+    c.query_drop(format!("UPDATE txt SET v = 'one' WHERE id = {a}"))
+        .await
+        .unwrap();
+    c.query_drop("COMMIT").await.unwrap();
+    let err = {
+        c.query_drop("BEGIN").await.unwrap();
+        let e = c.query_drop("SAVEPOINT sp").await.unwrap_err();
+        c.query_drop("ROLLBACK").await.unwrap();
+        e
+    };
+    assert_eq!(server_code(&err), Some(1235), "XA has no savepoints");
+    assert_eq!(
+        prepared(&proxy.gate.xid_prefix).await,
+        0,
+        "nothing left prepared"
+    );
+    proxy.stop().await;
+}
+
+/// Kills shardgate at `point` of a two-shard twopc COMMIT, restarts it on the same port, and
+/// returns the rows that ended up committed.
+async fn crash_and_restart(point: &str, from: i64) -> (Vec<i64>, (i64, i64)) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let prefix = format!("sg-{port}-");
+    let mut crashing = proxy_process_on(port, &[("SHARDGATE_TWOPC_CRASH", point)]).await;
+    let url = format!("mysql://app:secret@127.0.0.1:{port}/two");
+    let mut c = Conn::new(Opts::from_url(&url).unwrap()).await.unwrap();
+    c.query_drop("CREATE TABLE IF NOT EXISTS txt (id BIGINT PRIMARY KEY, v VARCHAR(20) NOT NULL)")
+        .await
+        .unwrap();
+    let (a, b) = ids_on_two_shards(from);
+    c.query_drop(format!("DELETE FROM txt WHERE id IN ({a}, {b})"))
+        .await
+        .unwrap();
+    c.query_drop("SET transaction_mode = 'twopc'")
+        .await
+        .unwrap();
+    c.query_drop("BEGIN").await.unwrap();
+    c.query_drop(format!(
+        "INSERT INTO txt (id, v) VALUES ({a}, 'a'), ({b}, 'b')"
+    ))
+    .await
+    .unwrap();
+    assert!(
+        c.query_drop("COMMIT").await.is_err(),
+        "the process died during COMMIT"
+    );
+    assert!(!crashing.wait().success());
+    drop(crashing);
+    // Both branches are prepared and waiting: neither committed nor gone.
+    assert_eq!(
+        prepared(&prefix).await,
+        2,
+        "{point}: both branches prepared"
+    );
+    assert!(committed(&[a, b]).await.is_empty());
+
+    // The restarted shardgate resolves them before serving.
+    let restarted = proxy_process_on(port, &[]).await;
+    assert_eq!(prepared(&prefix).await, 0, "{point}: resolved on restart");
+    drop(restarted);
+    (committed(&[a, b]).await, (a, b))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_before_the_decision_rolls_back_everywhere() {
+    let (rows, _) = crash_and_restart("after_prepare", 6000).await;
+    assert!(
+        rows.is_empty(),
+        "no decision recorded: rolled back on every shard, got {rows:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_after_the_decision_commits_everywhere() {
+    let (rows, (a, b)) = crash_and_restart("after_decision", 7000).await;
+    assert_eq!(
+        rows,
+        [a.min(b), a.max(b)],
+        "decision recorded: committed on every shard"
+    );
+}
