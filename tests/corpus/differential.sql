@@ -234,5 +234,32 @@ refused: UPDATE customers SET id = 5000 WHERE id = 1001
 refused: DELETE FROM orders ORDER BY order_id LIMIT 1
 refused: UPDATE customers SET balance = 1 LIMIT 2
 DELETE FROM customers WHERE id = 1004
+# --- transactions and session settings
+BEGIN
+UPDATE customers SET balance = balance + 10 WHERE city = 'Lyon'
+SELECT SUM(balance) FROM customers
+ROLLBACK
+SELECT SUM(balance) FROM customers
+START TRANSACTION
+DELETE FROM orders WHERE customer_id IN (30, 31, 32)
+INSERT INTO customers (id, name, city, balance, created) VALUES (1010, 'Tx', 'Rome', 1, '2024-07-01'), (1011, 'Tx2', 'Cork', 2, '2024-07-02')
+SAVEPOINT before_update
+UPDATE customers SET score = 99 WHERE id IN (1010, 1011, 5, 6)
+ROLLBACK TO SAVEPOINT before_update
+COMMIT
+SELECT id, score FROM customers WHERE id IN (1010, 1011, 5, 6) ORDER BY id
+SET autocommit = 0
+UPDATE orders SET qty = qty + 1 WHERE customer_id = 40
+ROLLBACK
+UPDATE orders SET qty = qty + 2 WHERE customer_id = 41
+COMMIT
+SET autocommit = 1
+SELECT customer_id, SUM(qty) FROM orders WHERE customer_id IN (40, 41) GROUP BY customer_id ORDER BY customer_id
+SET @threshold = 500, @city = 'Oslo'
+SELECT COUNT(*) FROM customers WHERE balance > @threshold
+SELECT id FROM customers WHERE city = @city ORDER BY id
+SET time_zone = '+03:00'
+SELECT @@time_zone
+SELECT * FROM customers ORDER BY id FOR UPDATE
 SELECT * FROM customers ORDER BY id
 SELECT city, COUNT(*), SUM(balance) FROM customers GROUP BY city ORDER BY city
