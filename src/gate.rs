@@ -188,9 +188,17 @@ impl HandlerFactory for Sessions {
             kill: Arc::new(Notify::new()),
         });
         self.0.sessions.insert(conn_id, entry.clone());
+        let mut session = Session::new(conn_id, user, database.map(str::to_string));
+        if let Some(mode) = database
+            .and_then(|db| self.0.vschema.keyspace(db))
+            .and_then(|k| k.transaction_mode.as_deref())
+            .and_then(TxMode::parse)
+        {
+            session.keyspace_tx_mode = mode;
+        }
         Ok(GateSession {
             gate: self.0.clone(),
-            session: Session::new(conn_id, user, database.map(str::to_string)),
+            session,
             tx: None,
             entry,
         })
@@ -326,6 +334,11 @@ impl GateSession {
         }
         self.session.keyspace = Some(ks_name.to_string());
         self.session.target_shard = shard.map(str::to_string);
+        self.session.keyspace_tx_mode = ks
+            .transaction_mode
+            .as_deref()
+            .and_then(TxMode::parse)
+            .unwrap_or(TxMode::Multi);
         Ok(())
     }
 
@@ -354,11 +367,18 @@ impl GateSession {
                 .local_rows(out, vec![sysvars::text_column("plan")], rows)
                 .await;
         }
+        // The parser does not know MariaDB's `LOCK IN SHARE MODE`: plan without it, send it along.
+        let (sql, share_lock) = split_share_lock(sql);
         let mut statements = Parser::parse_sql(&MySqlDialect {}, sql).map_err(error::syntax)?;
         if statements.len() != 1 {
             return Err(error::unsupported("several statements in one query").into());
         }
         let stmt = statements.remove(0);
+        if share_lock && !matches!(stmt, Statement::Query(_)) {
+            return Err(
+                error::syntax("LOCK IN SHARE MODE after a statement that is not a SELECT").into(),
+            );
+        }
         match &stmt {
             Statement::Use(u) => {
                 let name = match u {
@@ -465,6 +485,11 @@ impl GateSession {
                 planner::plan(&stmt, sql, &ctx).map_err(error::from_plan)?
             }
         };
+        let plan = if share_lock {
+            with_share_lock(plan)?
+        } else {
+            plan
+        };
         if is_ddl(&stmt) {
             // DDL commits the open transaction first, as in MySQL, and runs outside it.
             self.end_transaction(true).await?;
@@ -480,7 +505,12 @@ impl GateSession {
             "{}{}-{}",
             self.gate.xid_prefix, self.session.conn_id, self.session.transactions
         );
-        Transaction::new(start, self.session.tx_mode, self.session.prelude(), dtid)
+        Transaction::new(
+            start,
+            self.session.effective_tx_mode(),
+            self.session.prelude(),
+            dtid,
+        )
     }
 
     /// An empty OK, with the status flags as they are after the statement (BEGIN sets
@@ -879,7 +909,7 @@ impl GateSession {
                         .trim()
                         .trim_matches(|c| c == '\'' || c == '"')
                         .to_string();
-                    self.session.tx_mode = TxMode::parse(&mode).ok_or_else(|| {
+                    self.session.tx_mode = Some(TxMode::parse(&mode).ok_or_else(|| {
                         SqlError::new(
                             1231,
                             "42000",
@@ -887,7 +917,7 @@ impl GateSession {
                                 "Variable 'transaction_mode' can't be set to the value of '{mode}'"
                             ),
                         )
-                    })?;
+                    })?);
                 }
                 // The backends always speak utf8mb4 to shardgate and shardgate to the client.
                 "names"
@@ -1025,6 +1055,34 @@ fn strip_vexplain(sql: &str) -> Option<&str> {
         _ => rest,
     };
     Some(rest)
+}
+
+/// `SELECT ... LOCK IN SHARE MODE` → (the SELECT, true).
+fn split_share_lock(sql: &str) -> (&str, bool) {
+    let trimmed = sql.trim_end();
+    let lower = trimmed.to_ascii_lowercase();
+    let words: Vec<&str> = lower.split_whitespace().rev().take(4).collect();
+    if words == ["mode", "share", "in", "lock"] {
+        let cut = lower.rfind("lock").unwrap_or(trimmed.len());
+        (trimmed[..cut].trim_end(), true)
+    } else {
+        (sql, false)
+    }
+}
+
+/// Puts `LOCK IN SHARE MODE` back on the statement every shard receives.
+fn with_share_lock(plan: Plan) -> Result<Plan, SqlError> {
+    Ok(match plan {
+        Plan::Route(mut r) => {
+            r.query.push_str(" LOCK IN SHARE MODE");
+            Plan::Route(r)
+        }
+        Plan::Select(mut s) => {
+            s.route.query.push_str(" LOCK IN SHARE MODE");
+            Plan::Select(s)
+        }
+        _ => return Err(error::unsupported("LOCK IN SHARE MODE on this statement")),
+    })
 }
 
 /// Statements MySQL runs in a transaction of their own, committing the open one first.

@@ -17,7 +17,10 @@ pub struct Session {
     /// `SET autocommit`: when off, the first statement opens a transaction.
     pub autocommit: bool,
     /// How this session's transactions commit across shards.
-    pub tx_mode: crate::transaction::TxMode,
+    /// `SET transaction_mode`; unset, the keyspace's configured mode (else multi) applies.
+    pub tx_mode: Option<crate::transaction::TxMode>,
+    /// The current keyspace's configured transaction mode (multi when it names none).
+    pub keyspace_tx_mode: crate::transaction::TxMode,
     /// Session variables and user variables set so far, as `name = value` SQL, in order; applied
     /// on every backend connection that serves the session.
     pub settings: Vec<(String, String)>,
@@ -35,7 +38,8 @@ impl Session {
             last_insert_id: 0,
             row_count: -1,
             autocommit: true,
-            tx_mode: crate::transaction::TxMode::Multi,
+            tx_mode: None,
+            keyspace_tx_mode: crate::transaction::TxMode::Multi,
             settings: Vec::new(),
             transactions: 0,
         }
@@ -59,6 +63,11 @@ impl Session {
     pub fn remember(&mut self, name: &str, value: String) {
         self.settings.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
         self.settings.push((name.to_string(), value));
+    }
+
+    /// The mode the next transaction gets.
+    pub fn effective_tx_mode(&self) -> crate::transaction::TxMode {
+        self.tx_mode.unwrap_or(self.keyspace_tx_mode)
     }
 
     /// The autocommit flag; the gate adds in-transaction.

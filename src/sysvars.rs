@@ -38,7 +38,9 @@ fn sysvar(name: &str, session: &Session, info: &ServerInfo) -> Option<Local> {
         "socket" => Local::Text(String::new()),
         "hostname" => Local::Text(hostname()),
         "autocommit" => Local::Int(i64::from(session.autocommit)),
-        "transaction_mode" => Local::Text(format!("{:?}", session.tx_mode).to_ascii_lowercase()),
+        "transaction_mode" => {
+            Local::Text(format!("{:?}", session.effective_tx_mode()).to_ascii_lowercase())
+        }
         "character_set_client"
         | "character_set_connection"
         | "character_set_results"

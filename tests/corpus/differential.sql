@@ -261,5 +261,7 @@ SELECT id FROM customers WHERE city = @city ORDER BY id
 SET time_zone = '+03:00'
 SELECT @@time_zone
 SELECT * FROM customers ORDER BY id FOR UPDATE
+SELECT id, balance FROM customers WHERE id = 5 LOCK IN SHARE MODE
+SELECT id FROM customers WHERE balance > 900 ORDER BY id LIMIT 3 LOCK IN SHARE MODE
 SELECT * FROM customers ORDER BY id
 SELECT city, COUNT(*), SUM(balance) FROM customers GROUP BY city ORDER BY city

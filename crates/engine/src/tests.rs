@@ -83,6 +83,7 @@ fn vschema() -> VSchema {
         shards: vec![shard("-80"), shard("80-")],
         tables: Default::default(),
         pool: PoolSize::default(),
+        transaction_mode: None,
     }])
 }
 

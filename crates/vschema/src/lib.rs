@@ -100,6 +100,8 @@ pub struct Keyspace {
     pub shards: Vec<Shard>,
     pub tables: BTreeMap<String, Table>,
     pub pool: PoolSize,
+    /// How transactions started in this keyspace commit, unless the session chose.
+    pub transaction_mode: Option<String>,
 }
 
 impl Keyspace {

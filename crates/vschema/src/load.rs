@@ -227,12 +227,29 @@ impl Ctx<'_> {
                 ),
             ));
         }
+        let transaction_mode = match &ks.transaction_mode {
+            Some(m) if ["single", "multi", "twopc"].contains(&m.get_ref().as_str()) => {
+                Some(m.get_ref().clone())
+            }
+            Some(m) => {
+                return Err(self.err(
+                    m,
+                    &format!("{key}.transaction_mode"),
+                    format!(
+                        "unknown transaction mode {:?} (single, multi or twopc)",
+                        m.get_ref()
+                    ),
+                ))
+            }
+            None => None,
+        };
         Ok(Keyspace {
             name: name.to_string(),
             sharded,
             shards,
             tables,
             pool,
+            transaction_mode,
         })
     }
 

@@ -46,6 +46,8 @@ pub(crate) struct RawKeyspace {
     pub tables: BTreeMap<String, Spanned<RawTable>>,
     /// A Vitess `vschema.json` giving `sharded`, `vindexes` and `tables` for this keyspace.
     pub vschema_json: Option<Spanned<String>>,
+    /// `single`, `multi` or `twopc`: how transactions that start here commit.
+    pub transaction_mode: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

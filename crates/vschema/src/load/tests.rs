@@ -300,3 +300,32 @@ vindexes.email = {{ type = "consistent_lookup_unique", table = "{table}", from =
         "{unqualified}"
     );
 }
+
+#[test]
+fn transaction_mode_per_keyspace() {
+    let text = GOOD.replace(
+        "sharded = true\n",
+        "sharded = true\ntransaction_mode = \"twopc\"\n",
+    );
+    let config = parse(&text).unwrap();
+    assert_eq!(
+        config
+            .vschema
+            .keyspace("commerce")
+            .unwrap()
+            .transaction_mode
+            .as_deref(),
+        Some("twopc")
+    );
+    assert_eq!(
+        config.vschema.keyspace("lookup").unwrap().transaction_mode,
+        None
+    );
+    let e = parse(&GOOD.replace(
+        "sharded = true\n",
+        "sharded = true\ntransaction_mode = \"atomic\"\n",
+    ))
+    .unwrap_err();
+    assert_eq!(e.key, "keyspaces.commerce.transaction_mode");
+    assert_eq!(e.line, Some(11));
+}
