@@ -246,7 +246,19 @@ impl Handler for GateSession {
     async fn query(&mut self, sql: &str, out: &mut ResultWriter<'_>) -> std::io::Result<()> {
         let shown: String = sql.chars().take(200).collect();
         *self.entry.running.lock().expect("session entry") = Some((shown, Instant::now()));
+        let show_warnings = is_show_warnings(sql);
+        if !show_warnings {
+            self.session.warnings.clear();
+        }
         let result = self.statement(sql, out).await;
+        if let Err(Failure::Sql(e)) = &result {
+            // SHOW WARNINGS after an error shows the error, as in MySQL.
+            self.session.warnings = vec![vec![
+                Value::Bytes(b"Error".to_vec()),
+                Value::Int(i64::from(e.code)),
+                Value::Bytes(e.message.clone().into_bytes()),
+            ]];
+        }
         *self.entry.running.lock().expect("session entry") = None;
         *self.entry.keyspace.lock().expect("session entry") = self.session.keyspace.clone();
         match result {
@@ -352,6 +364,9 @@ impl GateSession {
         if let Some(name) = lower.strip_prefix("use ").map(|_| &sql[4..]) {
             self.use_keyspace(name)?;
             return self.ok(out).await;
+        }
+        if is_show_warnings(sql) {
+            return self.show_warnings(&lower, out).await;
         }
         if lower.split_whitespace().take(2).eq(["show", "shardgate"]) {
             return self.show_shardgate(&lower, out).await;
@@ -656,6 +671,39 @@ impl GateSession {
             .await
     }
 
+    /// `SHOW WARNINGS [LIMIT n]` and `SHOW COUNT(*) WARNINGS`: the last statement's warnings,
+    /// gathered from the shards that reported any.
+    async fn show_warnings(
+        &mut self,
+        lower: &str,
+        out: &mut ResultWriter<'_>,
+    ) -> Result<(), Failure> {
+        let warnings = self.session.warnings.clone();
+        if lower.contains("count(*)") {
+            let rows = vec![vec![Value::Int(warnings.len() as i64)]];
+            return self
+                .local_rows(
+                    out,
+                    vec![sysvars::int_column("@@session.warning_count")],
+                    rows,
+                )
+                .await;
+        }
+        let limit = lower
+            .split_whitespace()
+            .skip_while(|w| *w != "limit")
+            .nth(1)
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or(usize::MAX);
+        let columns = vec![
+            sysvars::text_column("Level"),
+            sysvars::int_column("Code"),
+            sysvars::text_column("Message"),
+        ];
+        self.local_rows(out, columns, warnings.into_iter().take(limit).collect())
+            .await
+    }
+
     /// `SHOW SHARDGATE SHARDS` (with a live check of each primary) and `SHOW SHARDGATE VSCHEMA`.
     async fn show_shardgate(
         &mut self,
@@ -781,10 +829,12 @@ impl GateSession {
         match result {
             Ok(outcome) if started => {
                 self.session.row_count = -1;
+                self.session.warnings = outcome.warning_rows;
                 Ok(out.finish_rows(outcome.warnings).await?)
             }
             Ok(outcome) => {
                 self.session.row_count = outcome.affected_rows as i64;
+                self.session.warnings = outcome.warning_rows.clone();
                 if outcome.last_insert_id != 0 {
                     self.session.last_insert_id = outcome.last_insert_id;
                 }
@@ -1055,6 +1105,15 @@ fn strip_vexplain(sql: &str) -> Option<&str> {
         _ => rest,
     };
     Some(rest)
+}
+
+fn is_show_warnings(sql: &str) -> bool {
+    let lower = sql.trim().to_ascii_lowercase();
+    let words: Vec<&str> = lower.split_whitespace().take(3).collect();
+    matches!(
+        words.as_slice(),
+        ["show", "warnings", ..] | ["show", "count(*)", "warnings"]
+    )
 }
 
 /// `SELECT ... LOCK IN SHARE MODE` → (the SELECT, true).

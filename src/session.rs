@@ -26,6 +26,8 @@ pub struct Session {
     pub settings: Vec<(String, String)>,
     /// Transactions started so far (numbers twopc transaction ids).
     pub transactions: u64,
+    /// The last statement's warnings (`Level`, `Code`, `Message`), for `SHOW WARNINGS`.
+    pub warnings: Vec<Vec<engine::Value>>,
 }
 
 impl Session {
@@ -42,6 +44,7 @@ impl Session {
             keyspace_tx_mode: crate::transaction::TxMode::Multi,
             settings: Vec::new(),
             transactions: 0,
+            warnings: Vec::new(),
         }
     }
 

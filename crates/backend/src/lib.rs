@@ -230,11 +230,12 @@ pub async fn run<S: RowSink>(
             sink.row(row.unwrap()).await?;
         }
     }
-    let outcome = Outcome {
+    let mut outcome = Outcome {
         affected_rows: result.affected_rows(),
         last_insert_id: result.last_insert_id().unwrap_or(0),
         warnings: result.warnings(),
         info: result.info().into_owned(),
+        warning_rows: Vec::new(),
     };
     // Anything after the first result (a stored procedure's status) is read and dropped so the
     // connection stays clean.
@@ -242,6 +243,14 @@ pub async fn run<S: RowSink>(
         .drop_result()
         .await
         .map_err(|e| to_engine_error(shard, e))?;
+    // The connection goes back to a pool: read its warnings now, while they exist.
+    if outcome.warnings > 0 {
+        let rows: Vec<mysql_async::Row> = conn
+            .query("SHOW WARNINGS")
+            .await
+            .map_err(|e| to_engine_error(shard, e))?;
+        outcome.warning_rows = rows.into_iter().map(|r| r.unwrap()).collect();
+    }
     Ok(outcome)
 }
 

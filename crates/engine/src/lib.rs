@@ -36,12 +36,15 @@ pub use plan::{
 use vschema::{Keyspace, SequenceRef, VSchema, VindexError};
 
 /// What a statement did, as reported in the OK packet (or the EOF after rows).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Outcome {
     pub affected_rows: u64,
     pub last_insert_id: u64,
     pub warnings: u16,
     pub info: String,
+    /// The warnings themselves (`Level`, `Code`, `Message` rows), read from the shards that
+    /// reported any, for `SHOW WARNINGS`.
+    pub warning_rows: Vec<Vec<Value>>,
 }
 
 impl Outcome {
@@ -53,6 +56,7 @@ impl Outcome {
         }
         self.warnings = self.warnings.saturating_add(other.warnings);
         self.info = merge_info(&self.info, &other.info);
+        self.warning_rows.extend(other.warning_rows);
     }
 }
 

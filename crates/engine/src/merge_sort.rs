@@ -90,14 +90,16 @@ impl Source {
     }
 
     /// Every shard's warnings, once all streams are read to the end.
-    pub async fn warnings(&mut self) -> Result<u16, EngineError> {
+    pub async fn outcome(&mut self) -> Result<crate::Outcome, EngineError> {
         let streams = match self {
             Source::Concat { streams, .. } | Source::Merge { streams, .. } => streams,
         };
-        let mut warnings = 0u16;
+        let mut total = crate::Outcome::default();
         for s in streams {
-            warnings = warnings.saturating_add(s.finish().await?.warnings);
+            let o = s.finish().await?;
+            total.warnings = total.warnings.saturating_add(o.warnings);
+            total.warning_rows.extend(o.warning_rows);
         }
-        Ok(warnings)
+        Ok(total)
     }
 }

@@ -216,18 +216,14 @@ pub(crate) async fn execute<E: Executor, S: RowSink>(
                 break;
             }
         }
-        let mut warnings = 0;
-        if !stopped {
-            finish(&mut runs, 0, &mut out)?;
-            for r in out.drain(..) {
-                sink.row(r).await?;
-            }
-            warnings = source.warnings().await?;
+        if stopped {
+            return Ok(Outcome::default());
         }
-        Ok(Outcome {
-            warnings,
-            ..Default::default()
-        })
+        finish(&mut runs, 0, &mut out)?;
+        for r in out.drain(..) {
+            sink.row(r).await?;
+        }
+        source.outcome().await
     })
     .await
 }
