@@ -472,6 +472,39 @@ impl GateSession {
                 return self.ok(out).await;
             }
             Statement::ShowProcessList { .. } => return self.show_processlist(out).await,
+            Statement::ShowVariable { variable }
+                if variable.first().is_some_and(|v| {
+                    ["index", "indexes", "keys"].contains(&v.value.to_ascii_lowercase().as_str())
+                }) =>
+            {
+                // SHOW INDEX FROM t: planned like SHOW COLUMNS FROM t (any one shard has it).
+                let lower = sql.to_ascii_lowercase();
+                let at = [" from ", " in "]
+                    .iter()
+                    .filter_map(|k| lower.find(k).map(|i| i + k.len()))
+                    .min()
+                    .ok_or_else(|| error::syntax("SHOW INDEX needs FROM table"))?;
+                let columns_sql = format!("SHOW COLUMNS FROM {}", &sql[at..]);
+                let parsed =
+                    Parser::parse_sql(&MySqlDialect {}, &columns_sql).map_err(error::syntax)?;
+                let ctx = planner::Context {
+                    vschema: &self.gate.vschema,
+                    keyspace: self.session.keyspace.as_deref(),
+                };
+                let plan = match planner::plan(&parsed[0], &columns_sql, &ctx)
+                    .map_err(error::from_plan)?
+                {
+                    Plan::Route(mut r) => {
+                        r.query = format!(
+                            "SHOW INDEX FROM {}",
+                            r.query["SHOW COLUMNS FROM ".len()..].trim_start()
+                        );
+                        Plan::Route(r)
+                    }
+                    _ => return Err(error::unsupported("this SHOW INDEX").into()),
+                };
+                return self.run(&plan, out, None).await;
+            }
             Statement::ShowVariables { global: false, .. } => {
                 return self.show_variables(sql, out).await
             }
