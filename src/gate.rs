@@ -1035,7 +1035,7 @@ impl GateSession {
         };
         let ks = crate::select_default_keyspace(&ctx).map_err(error::from_plan)?;
         let shard = &ks.shards[0].name;
-        let mut sink = Collect::default();
+        let mut sink = engine::Collected::default();
         let prelude = self.session.prelude().unwrap_or_else(|| "DO 0".into());
         self.gate
             .backends
@@ -1081,24 +1081,6 @@ impl GateSession {
             }
             other => other.as_sql(true),
         })
-    }
-}
-
-/// Collects a backend result.
-#[derive(Default)]
-struct Collect {
-    columns: Vec<Column>,
-    rows: Vec<Vec<Value>>,
-}
-
-impl RowSink for Collect {
-    async fn columns(&mut self, columns: Arc<[Column]>) -> Result<(), EngineError> {
-        self.columns = columns.to_vec();
-        Ok(())
-    }
-    async fn row(&mut self, row: Vec<Value>) -> Result<(), EngineError> {
-        self.rows.push(row);
-        Ok(())
     }
 }
 

@@ -4,10 +4,9 @@
 //! rolls back those that do not, so no transaction is ever half applied.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use backend::Backends;
-use engine::{Column, EngineError, Executor as _, RowSink, Value};
+use engine::{EngineError, Executor as _, Value};
 use vschema::VSchema;
 
 use crate::gate::Gate;
@@ -55,19 +54,6 @@ pub(crate) async fn forget(gate: &Gate, dtid: &str) {
     }
 }
 
-#[derive(Default)]
-struct Rows(Vec<Vec<Value>>);
-
-impl RowSink for Rows {
-    async fn columns(&mut self, _: Arc<[Column]>) -> Result<(), EngineError> {
-        Ok(())
-    }
-    async fn row(&mut self, row: Vec<Value>) -> Result<(), EngineError> {
-        self.0.push(row);
-        Ok(())
-    }
-}
-
 /// What `resolve` did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Resolved {
@@ -91,7 +77,7 @@ pub async fn resolve(
 ) -> Result<Resolved, EngineError> {
     let mut decided = BTreeSet::new();
     if let Ok((ks, shard)) = decision_shard(vschema) {
-        let mut rows = Rows::default();
+        let mut rows = engine::Collected::default();
         match backends
             .execute(
                 &ks,
@@ -101,7 +87,7 @@ pub async fn resolve(
             )
             .await
         {
-            Ok(_) => decided.extend(rows.0.iter().filter_map(|r| r.first()).map(text)),
+            Ok(_) => decided.extend(rows.rows.iter().filter_map(|r| r.first()).map(text)),
             // No table yet: nothing was ever decided.
             Err(EngineError::Server { code: 1146, .. }) => {}
             Err(e) => return Err(e),
@@ -110,11 +96,11 @@ pub async fn resolve(
     let mut done = Resolved::default();
     for ks in vschema.keyspaces() {
         for shard in &ks.shards {
-            let mut rows = Rows::default();
+            let mut rows = engine::Collected::default();
             backends
                 .execute(&ks.name, &shard.name, "XA RECOVER", &mut rows)
                 .await?;
-            for row in rows.0 {
+            for row in rows.rows {
                 // formatID, gtrid_length, bqual_length, data = gtrid || bqual
                 let (Some(gl), Some(data)) = (row.get(1).map(text), row.get(3).map(text)) else {
                     continue;

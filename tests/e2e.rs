@@ -7,14 +7,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use common::*;
 use mysql_async::prelude::Queryable;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use vschema::{KeyValue, VindexKind};
-
-/// The shard (by name) that owns an integer id under the hash vindex.
-fn owner(keyspace: &str, id: i64) -> String {
-    let ks = cluster().config.vschema.keyspace(keyspace).unwrap();
-    let ksid = VindexKind::Hash.map(&KeyValue::Int(id)).unwrap();
-    ks.shards[ks.shard_for(&ksid)].name.clone()
-}
 
 async fn load_and_check_placement(keyspace: &str) {
     let proxy = proxy().await;

@@ -13,13 +13,6 @@ fn ksid(id: i64) -> Vec<u8> {
     VindexKind::Hash.map(&KeyValue::Int(id)).unwrap().0
 }
 
-fn owner(id: i64) -> String {
-    let ks = cluster().config.vschema.keyspace("two").unwrap();
-    ks.shards[ks.shard_for(&vschema::KeyspaceId(ksid(id)))]
-        .name
-        .clone()
-}
-
 async fn lookup_rows(main: &mut Conn) -> BTreeMap<String, Vec<u8>> {
     let rows: Vec<(String, Vec<u8>)> = main
         .query("SELECT email, keyspace_id FROM email_lookup")
@@ -74,7 +67,9 @@ async fn lookup_vindex_routes_and_stays_consistent() {
     }
 
     // A duplicate whose owner lives on another shard is still a duplicate.
-    let other = (22..100).find(|i| owner(*i) != owner(1)).unwrap();
+    let other = (22..100)
+        .find(|i| owner("two", *i) != owner("two", 1))
+        .unwrap();
     let err = c
         .query_drop(format!(
             "INSERT INTO users (user_id, email, name) VALUES ({other}, 'user1@example.com', 'dup')"
@@ -117,7 +112,7 @@ async fn lookup_vindex_routes_and_stays_consistent() {
         .collect();
     assert_eq!(
         touched,
-        [&"main/0".to_string(), &format!("two/{}", owner(7))]
+        [&"main/0".to_string(), &format!("two/{}", owner("two", 7))]
     );
     let none: Option<String> = c
         .query_first("SELECT name FROM users WHERE email = 'nobody@example.com'")
@@ -162,7 +157,9 @@ async fn lookup_vindex_routes_and_stays_consistent() {
         "orphaned lookup row"
     );
     // ...which a later insert of the same email takes over (the consistent part).
-    let taker = (41..200).find(|i| owner(*i) != owner(40)).unwrap();
+    let taker = (41..200)
+        .find(|i| owner("two", *i) != owner("two", 40))
+        .unwrap();
     c.query_drop(format!(
         "INSERT INTO users (user_id, email, name) VALUES ({taker}, 'ghost@example.com', 'real')"
     ))

@@ -5,23 +5,6 @@ mod common;
 use common::*;
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
-use vschema::{KeyValue, VindexKind};
-
-fn owner(id: i64) -> String {
-    let ks = cluster().config.vschema.keyspace("two").unwrap();
-    ks.shards[ks.shard_for(&VindexKind::Hash.map(&KeyValue::Int(id)).unwrap())]
-        .name
-        .clone()
-}
-
-/// Two ids on different shards of `two`.
-fn ids_on_two_shards(from: i64) -> (i64, i64) {
-    let a = from;
-    let b = (from + 1..from + 100)
-        .find(|i| owner(*i) != owner(a))
-        .unwrap();
-    (a, b)
-}
 
 /// What the shards themselves hold (committed rows only), by id.
 async fn committed(ids: &[i64]) -> Vec<(i64, String)> {

@@ -6,21 +6,6 @@ mod common;
 use common::*;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
-use vschema::{KeyValue, VindexKind};
-
-fn owner(id: i64) -> String {
-    let ks = cluster().config.vschema.keyspace("two").unwrap();
-    ks.shards[ks.shard_for(&VindexKind::Hash.map(&KeyValue::Int(id)).unwrap())]
-        .name
-        .clone()
-}
-
-fn ids_on_two_shards(from: i64) -> (i64, i64) {
-    let b = (from + 1..from + 100)
-        .find(|i| owner(*i) != owner(from))
-        .unwrap();
-    (from, b)
-}
 
 async fn committed(ids: &[i64]) -> Vec<i64> {
     let list: Vec<String> = ids.iter().map(|i| i.to_string()).collect();

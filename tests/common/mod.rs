@@ -260,3 +260,20 @@ pub async fn read_packet(s: &mut tokio::net::TcpStream) -> Vec<u8> {
     s.read_exact(&mut body).await.unwrap();
     body
 }
+
+/// The shard (by name) of a keyspace that owns an integer id under the hash vindex.
+pub fn owner(keyspace: &str, id: i64) -> String {
+    let ks = cluster().config.vschema.keyspace(keyspace).unwrap();
+    let ksid = vschema::VindexKind::Hash
+        .map(&vschema::KeyValue::Int(id))
+        .unwrap();
+    ks.shards[ks.shard_for(&ksid)].name.clone()
+}
+
+/// Two ids of keyspace `two` that live on different shards, the first being `from`.
+pub fn ids_on_two_shards(from: i64) -> (i64, i64) {
+    let b = (from + 1..from + 100)
+        .find(|i| owner("two", *i) != owner("two", from))
+        .unwrap();
+    (from, b)
+}

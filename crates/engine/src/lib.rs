@@ -239,6 +239,24 @@ fn keyspace<'a>(vschema: &'a VSchema, name: &str) -> Result<&'a Keyspace, Engine
         .ok_or_else(|| EngineError::UnknownKeyspace(name.to_string()))
 }
 
+/// A sink that keeps a whole (small) result: lookup rows, session variables, warnings.
+#[derive(Debug, Default)]
+pub struct Collected {
+    pub columns: Vec<Column>,
+    pub rows: Vec<Vec<Value>>,
+}
+
+impl RowSink for Collected {
+    async fn columns(&mut self, columns: Arc<[Column]>) -> Result<(), EngineError> {
+        self.columns = columns.to_vec();
+        Ok(())
+    }
+    async fn row(&mut self, row: Vec<Value>) -> Result<(), EngineError> {
+        self.rows.push(row);
+        Ok(())
+    }
+}
+
 /// A sink for statements that return no rows; rows that arrive anyway are dropped.
 pub struct NoRows;
 

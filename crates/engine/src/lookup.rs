@@ -2,12 +2,10 @@
 //! before their owner rows are written, releasing them after the owners are gone. Lookup tables
 //! live in unsharded keyspaces.
 
-use std::sync::Arc;
-
 use vschema::{KeyValue, Keyspace, KeyspaceId, LookupVindex, VSchema};
 
 use crate::plan::OwnedLookup;
-use crate::{Column, EngineError, Executor, RowSink, Value};
+use crate::{Collected, EngineError, Executor, Value};
 
 /// The value as a SQL literal (strings quoted and escaped; bytes that are not UTF-8 as hex).
 pub(crate) fn literal(value: &KeyValue) -> String {
@@ -45,18 +43,6 @@ pub(crate) fn key_value(v: &Value) -> Option<KeyValue> {
     }
 }
 
-struct Collect(Vec<Vec<Value>>);
-
-impl RowSink for Collect {
-    async fn columns(&mut self, _: Arc<[Column]>) -> Result<(), EngineError> {
-        Ok(())
-    }
-    async fn row(&mut self, row: Vec<Value>) -> Result<(), EngineError> {
-        self.0.push(row);
-        Ok(())
-    }
-}
-
 /// Runs a statement on one shard and returns its rows.
 pub(crate) async fn query_rows<E: Executor>(
     executor: &E,
@@ -64,9 +50,9 @@ pub(crate) async fn query_rows<E: Executor>(
     shard: &str,
     sql: &str,
 ) -> Result<Vec<Vec<Value>>, EngineError> {
-    let mut rows = Collect(Vec::new());
+    let mut rows = Collected::default();
     executor.execute(keyspace, shard, sql, &mut rows).await?;
-    Ok(rows.0)
+    Ok(rows.rows)
 }
 
 /// The shard holding the lookup row of `value`: the keyspace's only shard, or, for a lookup
@@ -152,7 +138,7 @@ pub(crate) async fn claim<E: Executor>(
         hex(&ksid.0)
     );
     match executor
-        .execute(ks, shard, &insert, &mut Collect(Vec::new()))
+        .execute(ks, shard, &insert, &mut crate::NoRows)
         .await
     {
         Ok(_) => return Ok(false),
@@ -166,7 +152,7 @@ pub(crate) async fn claim<E: Executor>(
     let Some(current) = resolve(executor, vschema, v, value).await? else {
         // Deleted between our insert and this read: try once more.
         return executor
-            .execute(ks, shard, &insert, &mut Collect(Vec::new()))
+            .execute(ks, shard, &insert, &mut crate::NoRows)
             .await
             .map(|_| false)
             .map_err(|e| match e {
@@ -204,7 +190,7 @@ pub(crate) async fn claim<E: Executor>(
         hex(&current.0)
     );
     executor
-        .execute(ks, shard, &takeover, &mut Collect(Vec::new()))
+        .execute(ks, shard, &takeover, &mut crate::NoRows)
         .await?;
     Ok(false)
 }
@@ -228,7 +214,7 @@ pub(crate) async fn release<E: Executor>(
         hex(&ksid.0)
     );
     executor
-        .execute(ks, shard, &delete, &mut Collect(Vec::new()))
+        .execute(ks, shard, &delete, &mut crate::NoRows)
         .await?;
     Ok(())
 }

@@ -17,13 +17,21 @@ pub(crate) struct ProjectionRun {
     avg: Vec<Option<(bool, u32)>>,
 }
 
-fn named(column: &Column, name: &str) -> Column {
-    column
-        .clone()
+fn double_column(name: &str) -> Column {
+    Column::new(ColumnType::MYSQL_TYPE_DOUBLE)
         .with_name(name.as_bytes())
-        .with_org_name(b"")
-        .with_table(b"")
-        .with_org_table(b"")
+        .with_character_set(63)
+        .with_column_length(23)
+        .with_decimals(31)
+}
+
+fn decimal_column(name: &str, decimals: u8, length: u32) -> Column {
+    Column::new(ColumnType::MYSQL_TYPE_NEWDECIMAL)
+        .with_name(name.as_bytes())
+        .with_character_set(63)
+        .with_decimals(decimals)
+        .with_column_length(length)
+        .with_flags(ColumnFlags::BINARY_FLAG | ColumnFlags::NUM_FLAG)
 }
 
 impl ProjectionRun {
@@ -70,27 +78,15 @@ impl ProjectionRun {
                     kind: ComputedKind::Sum,
                 } => {
                     let source = get(*column)?;
-                    let def = match ColumnKind::of(source)? {
-                        ColumnKind::Float => named(source, name).with_column_length(23),
-                        _ => named(source, name)
-                            .with_flags(ColumnFlags::BINARY_FLAG | ColumnFlags::NUM_FLAG)
-                            .with_column_length(source.column_length().saturating_add(22).min(66)),
-                    };
-                    let def = if matches!(
-                        source.column_type(),
-                        ColumnType::MYSQL_TYPE_FLOAT | ColumnType::MYSQL_TYPE_DOUBLE
-                    ) {
-                        Column::new(ColumnType::MYSQL_TYPE_DOUBLE)
-                            .with_name(name.as_bytes())
-                            .with_character_set(63)
-                            .with_column_length(23)
-                            .with_decimals(31)
+                    // SUM of a double is a double; of anything exact, a DECIMAL of its scale.
+                    let def = if ColumnKind::of(source)? == ColumnKind::Float {
+                        double_column(name)
                     } else {
-                        Column::new(ColumnType::MYSQL_TYPE_NEWDECIMAL)
-                            .with_character_set(63)
-                            .with_decimals(source.decimals())
-                            .with_column_length(def.column_length())
-                            .with_name(name.as_bytes())
+                        decimal_column(
+                            name,
+                            source.decimals(),
+                            source.column_length().saturating_add(22).min(66),
+                        )
                     };
                     defs.push(def);
                     avg.push(None);
@@ -101,19 +97,13 @@ impl ProjectionRun {
                     let is_double = ColumnKind::of(source)? == ColumnKind::Float;
                     let scale = (u32::from(source.decimals()) + DIV_PRECISION).min(30);
                     defs.push(if is_double {
-                        Column::new(ColumnType::MYSQL_TYPE_DOUBLE)
-                            .with_name(name.as_bytes())
-                            .with_character_set(63)
-                            .with_column_length(23)
-                            .with_decimals(31)
+                        double_column(name)
                     } else {
-                        Column::new(ColumnType::MYSQL_TYPE_NEWDECIMAL)
-                            .with_name(name.as_bytes())
-                            .with_character_set(63)
-                            .with_decimals(scale as u8)
-                            .with_column_length(
-                                source.column_length().saturating_add(DIV_PRECISION),
-                            )
+                        decimal_column(
+                            name,
+                            scale as u8,
+                            source.column_length().saturating_add(DIV_PRECISION),
+                        )
                     });
                     avg.push(Some((is_double, scale)));
                 }

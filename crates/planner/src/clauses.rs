@@ -45,6 +45,23 @@ fn word(t: &Token) -> Option<(Keyword, String)> {
     }
 }
 
+/// The statement's tokens (comments and whitespace left out) with their byte ranges.
+fn tokens(sql: &str) -> Option<Vec<Tok>> {
+    let source = SourceText::new(sql);
+    Tokenizer::new(&MySqlDialect {}, sql)
+        .tokenize_with_location()
+        .ok()?
+        .into_iter()
+        .filter(|t| !matches!(t.token, Token::Whitespace(_) | Token::EOF))
+        .map(|t| {
+            Some(Tok {
+                range: source.range(t.span)?,
+                token: t.token,
+            })
+        })
+        .collect()
+}
+
 /// Splits `toks` at depth-0 commas into the source text of each part.
 fn split_commas<'a>(sql: &'a str, toks: &[Tok]) -> Vec<&'a str> {
     let mut parts = Vec::new();
@@ -74,20 +91,7 @@ fn split_commas<'a>(sql: &'a str, toks: &[Tok]) -> Vec<&'a str> {
 
 pub(crate) fn select_clauses<'a>(source: &SourceText<'a>) -> Option<Clauses<'a>> {
     let sql = source.sql();
-    let raw = Tokenizer::new(&MySqlDialect {}, sql)
-        .tokenize_with_location()
-        .ok()?;
-    let mut toks = Vec::with_capacity(raw.len());
-    for t in raw {
-        if matches!(t.token, Token::Whitespace(_) | Token::EOF) {
-            continue;
-        }
-        let range = source.range(t.span)?;
-        toks.push(Tok {
-            token: t.token,
-            range,
-        });
-    }
+    let toks = tokens(sql)?;
     let mut c = Clauses::default();
     // Depth-0 clause starts: (token index, clause name).
     let mut depth = 0i32;
@@ -268,19 +272,7 @@ pub(crate) fn without_alias(item: &str) -> &str {
 /// For `UPDATE t SET ... [WHERE c]` and `DELETE FROM t [WHERE c]`: the table text (`t`, alias
 /// included) and the WHERE clause (`WHERE c`), from depth-0 tokens.
 pub(crate) fn write_target(sql: &str) -> Option<(&str, Option<&str>)> {
-    let source = SourceText::new(sql);
-    let toks: Vec<Tok> = Tokenizer::new(&MySqlDialect {}, sql)
-        .tokenize_with_location()
-        .ok()?
-        .into_iter()
-        .filter(|t| !matches!(t.token, Token::Whitespace(_) | Token::EOF))
-        .map(|t| {
-            Some(Tok {
-                range: source.range(t.span)?,
-                token: t.token,
-            })
-        })
-        .collect::<Option<_>>()?;
+    let toks = tokens(sql)?;
     let mut depth = 0i32;
     let (mut table_start, mut table_end, mut where_start, mut where_end) = (None, None, None, None);
     for (i, t) in toks.iter().enumerate() {
@@ -325,19 +317,7 @@ pub(crate) fn write_target(sql: &str) -> Option<(&str, Option<&str>)> {
 /// `SET a = 1, SESSION b := f(x), @c = 'y'` → the name and value text of each assignment, as
 /// written (names keep their scope words and `@`s).
 pub fn set_assignments(sql: &str) -> Option<Vec<(String, String)>> {
-    let source = SourceText::new(sql);
-    let toks: Vec<Tok> = Tokenizer::new(&MySqlDialect {}, sql)
-        .tokenize_with_location()
-        .ok()?
-        .into_iter()
-        .filter(|t| !matches!(t.token, Token::Whitespace(_) | Token::EOF))
-        .map(|t| {
-            Some(Tok {
-                range: source.range(t.span)?,
-                token: t.token,
-            })
-        })
-        .collect::<Option<_>>()?;
+    let toks = tokens(sql)?;
     if toks.first().and_then(|t| word(&t.token)).map(|w| w.0) != Some(Keyword::SET) {
         return None;
     }
