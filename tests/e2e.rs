@@ -69,15 +69,6 @@ async fn rows_land_on_their_vindex_shard_with_four_shards() {
     load_and_check_placement("four").await;
 }
 
-fn counters(proxy: &shardgate::Running) -> BTreeMap<String, u64> {
-    proxy
-        .gate
-        .shard_queries
-        .iter()
-        .map(|(k, v)| (k.clone(), v.load(std::sync::atomic::Ordering::Relaxed)))
-        .collect()
-}
-
 /// Shards whose counter moved between two snapshots.
 fn touched(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> Vec<String> {
     after

@@ -21,15 +21,6 @@ async fn lookup_rows(main: &mut Conn) -> BTreeMap<String, Vec<u8>> {
     rows.into_iter().collect()
 }
 
-fn counters(proxy: &shardgate::Running) -> BTreeMap<String, u64> {
-    proxy
-        .gate
-        .shard_queries
-        .iter()
-        .map(|(k, v)| (k.clone(), v.load(std::sync::atomic::Ordering::Relaxed)))
-        .collect()
-}
-
 fn code(e: mysql_async::Error) -> (u16, String) {
     match e {
         mysql_async::Error::Server(s) => (s.code, s.state),

@@ -277,3 +277,13 @@ pub fn ids_on_two_shards(from: i64) -> (i64, i64) {
         .unwrap();
     (from, b)
 }
+
+/// Statements the proxy has sent to each shard so far (`keyspace/shard` → count).
+pub fn counters(proxy: &shardgate::Running) -> std::collections::BTreeMap<String, u64> {
+    proxy
+        .gate
+        .shard_queries
+        .iter()
+        .map(|(k, v)| (k.clone(), v.load(std::sync::atomic::Ordering::Relaxed)))
+        .collect()
+}
