@@ -37,6 +37,9 @@ pub struct Gate {
     /// Starts the ids of this instance's twopc transactions (`sg-<port>-`), so that a restart on
     /// the same port resolves its own prepared transactions and no one else's.
     pub xid_prefix: String,
+    started: Instant,
+    /// Client statements so far (COM_STATISTICS).
+    questions: AtomicU64,
 }
 
 /// What SHOW PROCESSLIST shows of a session, and how KILL reaches it.
@@ -92,6 +95,8 @@ impl Gate {
             shard_queries,
             sessions: DashMap::new(),
             xid_prefix: format!("sg-{port}-"),
+            started: Instant::now(),
+            questions: AtomicU64::new(0),
             exec: engine::ExecOptions {
                 max_buffered_rows: config.server.max_buffered_rows,
             },
@@ -244,6 +249,7 @@ impl RowSink for ClientSink<'_, '_> {
 
 impl Handler for GateSession {
     async fn query(&mut self, sql: &str, out: &mut ResultWriter<'_>) -> std::io::Result<()> {
+        self.gate.questions.fetch_add(1, Ordering::Relaxed);
         let shown: String = sql.chars().take(200).collect();
         *self.entry.running.lock().expect("session entry") = Some((shown, Instant::now()));
         let show_warnings = is_show_warnings(sql);
@@ -295,6 +301,63 @@ impl Handler for GateSession {
 
     fn kill_signal(&self) -> Option<Arc<Notify>> {
         Some(self.entry.kill.clone())
+    }
+
+    async fn reset(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            if let Err(e) = tx.rollback().await {
+                tracing::warn!(error = %e, "rollback on COM_RESET_CONNECTION failed");
+            }
+        }
+        let keyspace = self.session.keyspace.clone();
+        self.session = Session::new(self.session.conn_id, &self.entry.user, keyspace);
+    }
+
+    async fn field_list(&mut self, table: &str) -> Result<Vec<Column>, SqlError> {
+        // Where the table lives is what SHOW COLUMNS would ask; its columns come from any shard.
+        let show = format!("SHOW COLUMNS FROM {table}");
+        let parsed = Parser::parse_sql(&MySqlDialect {}, &show).map_err(error::syntax)?;
+        let ctx = planner::Context {
+            vschema: &self.gate.vschema,
+            keyspace: self.session.keyspace.as_deref(),
+        };
+        let Plan::Route(mut route) =
+            planner::plan(&parsed[0], &show, &ctx).map_err(error::from_plan)?
+        else {
+            return Err(error::unsupported("COM_FIELD_LIST on this table"));
+        };
+        route.query = format!(
+            "SELECT * FROM {} LIMIT 0",
+            route.query["SHOW COLUMNS FROM ".len()..].trim()
+        );
+        let gate = self.gate.clone();
+        let mut sink = engine::Collected::default();
+        let exec = SessionExecutor {
+            gate: &gate,
+            entry: &self.entry,
+            tx: self.tx.as_ref(),
+            prelude: None,
+        };
+        engine::execute(
+            &Plan::Route(route),
+            &gate.vschema,
+            &exec,
+            &mut sink,
+            &gate.exec,
+        )
+        .await
+        .map_err(|e| error::from_engine(&e))?;
+        Ok(sink.columns)
+    }
+
+    fn statistics(&self) -> String {
+        let uptime = self.gate.started.elapsed().as_secs();
+        let questions = self.gate.questions.load(Ordering::Relaxed);
+        let qps = questions as f64 / uptime.max(1) as f64;
+        format!(
+            "Uptime: {uptime}  Threads: {}  Questions: {questions}  Slow queries: 0  Opens: 0  Open tables: 0  Queries per second avg: {qps:.3}",
+            self.gate.sessions.len()
+        )
     }
 }
 

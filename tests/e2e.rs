@@ -337,11 +337,60 @@ async fn garbage_and_unknown_commands_do_not_stop_the_proxy() {
 
     // An unknown command after login gets 1047 and the connection stays usable.
     let mut raw = login_raw(&proxy).await;
-    let reply = command(&mut raw, &[0x09]).await; // COM_STATISTICS
+    let reply = command(&mut raw, &[0x0d]).await; // COM_DEBUG
     assert_eq!(reply[0], 0xff);
     assert_eq!(u16::from_le_bytes([reply[1], reply[2]]), 1047);
     let reply = command(&mut raw, &[0x0e]).await; // COM_PING
     assert_eq!(reply[0], 0x00, "still serving after the unknown command");
+    // COM_STATISTICS answers with bare text; COM_SET_OPTION with an EOF packet.
+    let reply = command(&mut raw, &[0x09]).await;
+    assert!(
+        String::from_utf8_lossy(&reply).starts_with("Uptime: "),
+        "{reply:?}"
+    );
+    let reply = command(&mut raw, &[0x1b, 0x01, 0x00]).await;
+    assert_eq!(reply[0], 0xfe);
+    // COM_FIELD_LIST: the table's column definitions, then the end of the list.
+    let reply = command(
+        &mut raw,
+        &[0x03]
+            .iter()
+            .chain(b"USE two")
+            .copied()
+            .collect::<Vec<u8>>(),
+    )
+    .await;
+    assert_eq!(reply[0], 0x00);
+    command(
+        &mut raw,
+        &[0x03]
+            .iter()
+            .chain(b"CREATE TABLE IF NOT EXISTS misc (id BIGINT PRIMARY KEY, label VARCHAR(10))")
+            .copied()
+            .collect::<Vec<u8>>(),
+    )
+    .await;
+    write_packet(
+        &mut raw,
+        0,
+        &[0x04].iter().chain(b"misc\0").copied().collect::<Vec<u8>>(),
+    )
+    .await;
+    let mut names = Vec::new();
+    loop {
+        let p = read_packet(&mut raw).await;
+        if p[0] == 0xfe && p.len() < 9 {
+            break;
+        }
+        assert_eq!(&p[..4], b"\x03def", "a column definition: {p:?}");
+        // catalog, schema, table, org_table, then the name.
+        let mut at = 0;
+        for _ in 0..4 {
+            at += 1 + p[at] as usize;
+        }
+        names.push(String::from_utf8_lossy(&p[at + 1..at + 1 + p[at] as usize]).into_owned());
+    }
+    assert!(names.starts_with(&["id".to_string()]), "{names:?}");
 
     let mut c = client(&proxy, None).await;
     let one: Option<i64> = c.query_first("SELECT 1").await.unwrap();

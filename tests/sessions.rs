@@ -77,6 +77,17 @@ async fn settings_survive_pooling_and_do_not_leak() {
     let none: Option<Option<i64>> = plain.query_first("SELECT @answer").await.unwrap();
     assert_eq!(none, Some(None), "user variables stay in their session");
 
+    // COM_RESET_CONNECTION forgets the session's variables.
+    plain
+        .query_drop("SET @mine = 1, time_zone = '+07:00'")
+        .await
+        .unwrap();
+    plain.reset().await.unwrap();
+    let none: Option<Option<i64>> = plain.query_first("SELECT @mine").await.unwrap();
+    assert_eq!(none, Some(None));
+    let tz: Option<String> = plain.query_first("SELECT @@time_zone").await.unwrap();
+    assert_eq!(tz.as_deref(), Some("SYSTEM"));
+
     // Settings apply inside transactions too.
     plus5.query_drop("BEGIN").await.unwrap();
     let tz: Option<String> = plus5

@@ -92,4 +92,16 @@ pub trait Handler: Send + 'static {
     fn kill_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
         None
     }
+
+    /// COM_RESET_CONNECTION: back to a fresh session (same user and database).
+    fn reset(&mut self) -> impl Future<Output = ()> + Send;
+
+    /// COM_FIELD_LIST (the `mysql` client's table-name completion): the table's columns.
+    fn field_list(
+        &mut self,
+        table: &str,
+    ) -> impl Future<Output = Result<Vec<mysql_common::packets::Column>, SqlError>> + Send;
+
+    /// COM_STATISTICS: one line of server statistics.
+    fn statistics(&self) -> String;
 }

@@ -179,6 +179,25 @@ async fn command_loop<H: Handler>(
         match command {
             c if c == Command::COM_QUIT as u8 => return Ok(()),
             c if c == Command::COM_PING as u8 => out.ok(&OkInfo::default()).await?,
+            c if c == Command::COM_RESET_CONNECTION as u8 => {
+                handler.reset().await;
+                out.set_status(handler.status());
+                out.ok(&OkInfo::default()).await?
+            }
+            // The reply to COM_STATISTICS is the bare text.
+            c if c == Command::COM_STATISTICS as u8 => {
+                out.raw(handler.statistics().as_bytes()).await?
+            }
+            // MULTI_STATEMENTS on or off: answered with an EOF packet, as MySQL does.
+            c if c == Command::COM_SET_OPTION as u8 => out.eof().await?,
+            c if c == Command::COM_FIELD_LIST as u8 => {
+                // table name NUL, then a wildcard we do not filter by.
+                let table = body.split(|b| *b == 0).next().unwrap_or_default();
+                match handler.field_list(&String::from_utf8_lossy(table)).await {
+                    Ok(columns) => out.field_list(&columns).await?,
+                    Err(e) => out.error(&e).await?,
+                }
+            }
             c if c == Command::COM_INIT_DB as u8 => {
                 let db = String::from_utf8_lossy(body).into_owned();
                 match handler.init_db(db.trim()).await {

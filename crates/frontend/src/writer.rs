@@ -118,6 +118,33 @@ impl<'a> ResultWriter<'a> {
         self.io.write_packet(&self.scratch).await
     }
 
+    /// A packet with this payload and nothing else (COM_STATISTICS).
+    pub async fn raw(&mut self, payload: &[u8]) -> std::io::Result<()> {
+        self.state = State::Done;
+        self.io.write_packet(payload).await
+    }
+
+    /// A lone EOF packet (COM_SET_OPTION).
+    pub async fn eof(&mut self) -> std::io::Result<()> {
+        self.scratch.clear();
+        encode_eof(&mut self.scratch, 0, self.status);
+        self.state = State::Done;
+        self.io.write_packet(&self.scratch).await
+    }
+
+    /// The reply to COM_FIELD_LIST: each column definition with an empty default value, then EOF
+    /// (an OK-style EOF under CLIENT_DEPRECATE_EOF).
+    pub async fn field_list(&mut self, columns: &[Column]) -> std::io::Result<()> {
+        for column in columns {
+            self.scratch.clear();
+            encode_column(&mut self.scratch, column);
+            self.scratch.push(0xfb);
+            self.io.write_packet(&self.scratch).await?;
+        }
+        self.state = State::Rows;
+        self.finish_rows(0).await
+    }
+
     /// An ERR packet; valid as the whole response or in place of the next row.
     pub async fn error(&mut self, err: &SqlError) -> std::io::Result<()> {
         self.scratch.clear();
