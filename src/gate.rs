@@ -249,32 +249,19 @@ impl RowSink for ClientSink<'_, '_> {
 
 impl Handler for GateSession {
     async fn query(&mut self, sql: &str, out: &mut ResultWriter<'_>) -> std::io::Result<()> {
-        self.gate.questions.fetch_add(1, Ordering::Relaxed);
-        let shown: String = sql.chars().take(200).collect();
-        *self.entry.running.lock().expect("session entry") = Some((shown, Instant::now()));
-        let show_warnings = is_show_warnings(sql);
-        if !show_warnings {
-            self.session.warnings.clear();
-        }
-        let result = self.statement(sql, out).await;
-        if let Err(Failure::Sql(e)) = &result {
-            // SHOW WARNINGS after an error shows the error, as in MySQL.
-            self.session.warnings = vec![vec![
-                Value::Bytes(b"Error".to_vec()),
-                Value::Int(i64::from(e.code)),
-                Value::Bytes(e.message.clone().into_bytes()),
-            ]];
-        }
-        *self.entry.running.lock().expect("session entry") = None;
-        *self.entry.keyspace.lock().expect("session entry") = self.session.keyspace.clone();
-        match result {
-            Ok(()) => Ok(()),
-            Err(Failure::Client(e)) => Err(e),
-            Err(Failure::Sql(e)) => {
-                debug!(code = e.code, message = %e.message, "statement failed");
-                out.error(&e).await
+        // `a; b; c` from a client that allows it: one result each, the more-results flag on all
+        // but the last, stopping at the first error.
+        let parts = planner::split_statements(sql);
+        if parts.len() > 1 && out.multi_statements() {
+            for (i, part) in parts.iter().enumerate() {
+                out.set_more_results(i + 1 < parts.len());
+                if !self.one_query(part, out).await? {
+                    break;
+                }
             }
+            return Ok(());
         }
+        self.one_query(sql, out).await.map(|_| ())
     }
 
     async fn init_db(&mut self, database: &str) -> Result<(), SqlError> {
@@ -381,6 +368,36 @@ impl From<std::io::Error> for Failure {
 }
 
 impl GateSession {
+    /// One statement, answered through `out`; false when it failed (its ERR is written).
+    async fn one_query(&mut self, sql: &str, out: &mut ResultWriter<'_>) -> std::io::Result<bool> {
+        self.gate.questions.fetch_add(1, Ordering::Relaxed);
+        let shown: String = sql.chars().take(200).collect();
+        *self.entry.running.lock().expect("session entry") = Some((shown, Instant::now()));
+        let show_warnings = is_show_warnings(sql);
+        if !show_warnings {
+            self.session.warnings.clear();
+        }
+        let result = self.statement(sql, out).await;
+        if let Err(Failure::Sql(e)) = &result {
+            // SHOW WARNINGS after an error shows the error, as in MySQL.
+            self.session.warnings = vec![vec![
+                Value::Bytes(b"Error".to_vec()),
+                Value::Int(i64::from(e.code)),
+                Value::Bytes(e.message.clone().into_bytes()),
+            ]];
+        }
+        *self.entry.running.lock().expect("session entry") = None;
+        *self.entry.keyspace.lock().expect("session entry") = self.session.keyspace.clone();
+        match result {
+            Ok(()) => Ok(true),
+            Err(Failure::Client(e)) => Err(e),
+            Err(Failure::Sql(e)) => {
+                debug!(code = e.code, message = %e.message, "statement failed");
+                out.error(&e).await.map(|_| false)
+            }
+        }
+    }
+
     /// `USE ks`, `USE ks:shard` (target one shard, like Vitess), `USE ks@primary`.
     fn use_keyspace(&mut self, name: &str) -> Result<(), SqlError> {
         let name = name.trim().trim_matches('`');

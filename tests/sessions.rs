@@ -77,6 +77,27 @@ async fn settings_survive_pooling_and_do_not_leak() {
     let none: Option<Option<i64>> = plain.query_first("SELECT @answer").await.unwrap();
     assert_eq!(none, Some(None), "user variables stay in their session");
 
+    // Several statements in one query: one result each, in order.
+    let mut results = utc
+        .query_iter("SET @a = 41; SELECT @a + 1; SELECT id FROM txt WHERE id IN (1, 2) ORDER BY id")
+        .await
+        .unwrap();
+    let set: Vec<i64> = results.collect().await.unwrap();
+    let answer: Vec<i64> = results.collect().await.unwrap();
+    let ids: Vec<i64> = results.collect().await.unwrap();
+    drop(results);
+    assert_eq!((set, answer, ids), (vec![], vec![42], vec![1, 2]));
+    let mut results = utc.query_iter("SELECT 1; SELEC 2; SELECT 3").await.unwrap();
+    let one: Vec<i64> = results.collect().await.unwrap();
+    assert_eq!(one, [1]);
+    assert!(
+        results.collect::<i64>().await.is_err(),
+        "stops at the first error"
+    );
+    drop(results);
+    let after: Option<i64> = utc.query_first("SELECT 4").await.unwrap();
+    assert_eq!(after, Some(4));
+
     // COM_RESET_CONNECTION forgets the session's variables.
     plain
         .query_drop("SET @mine = 1, time_zone = '+07:00'")

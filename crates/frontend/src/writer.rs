@@ -30,6 +30,8 @@ pub struct ResultWriter<'a> {
     status: StatusFlags,
     state: State,
     scratch: Vec<u8>,
+    /// More results follow this one (multi-statements): SERVER_MORE_RESULTS_EXISTS on its end.
+    more: bool,
 }
 
 impl<'a> ResultWriter<'a> {
@@ -40,6 +42,26 @@ impl<'a> ResultWriter<'a> {
             status,
             state: State::Idle,
             scratch: Vec::with_capacity(256),
+            more: false,
+        }
+    }
+
+    /// Whether the client accepts several statements in one COM_QUERY.
+    pub fn multi_statements(&self) -> bool {
+        self.caps.contains(CapabilityFlags::CLIENT_MULTI_STATEMENTS)
+    }
+
+    /// Marks whether another result follows the next one.
+    pub fn set_more_results(&mut self, more: bool) {
+        self.more = more;
+    }
+
+    /// The status flags for the end of a result: the session's, plus more-results.
+    fn end_status(&self) -> StatusFlags {
+        if self.more {
+            self.status | StatusFlags::SERVER_MORE_RESULTS_EXISTS
+        } else {
+            self.status
         }
     }
 
@@ -94,6 +116,7 @@ impl<'a> ResultWriter<'a> {
     /// Ends a result set.
     pub async fn finish_rows(&mut self, warnings: u16) -> std::io::Result<()> {
         self.scratch.clear();
+        let status = self.end_status();
         if self.deprecate_eof() {
             encode_ok(
                 &mut self.scratch,
@@ -102,10 +125,10 @@ impl<'a> ResultWriter<'a> {
                     warnings,
                     ..Default::default()
                 },
-                self.status,
+                status,
             );
         } else {
-            encode_eof(&mut self.scratch, warnings, self.status);
+            encode_eof(&mut self.scratch, warnings, status);
         }
         self.state = State::Done;
         self.io.write_packet(&self.scratch).await
@@ -113,7 +136,8 @@ impl<'a> ResultWriter<'a> {
 
     pub async fn ok(&mut self, info: &OkInfo) -> std::io::Result<()> {
         self.scratch.clear();
-        encode_ok(&mut self.scratch, 0x00, info, self.status);
+        let status = self.end_status();
+        encode_ok(&mut self.scratch, 0x00, info, status);
         self.state = State::Done;
         self.io.write_packet(&self.scratch).await
     }

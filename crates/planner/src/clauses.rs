@@ -314,6 +314,34 @@ pub(crate) fn write_target(sql: &str) -> Option<(&str, Option<&str>)> {
     Some((table, filter))
 }
 
+/// The statements of a multi-statement query, split at semicolons outside parentheses (quotes
+/// and comments are tokens, so their semicolons do not count). Empty statements are dropped.
+pub fn split_statements(sql: &str) -> Vec<&str> {
+    let Some(toks) = tokens(sql) else {
+        return vec![sql];
+    };
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let mut depth = 0i32;
+    for t in &toks {
+        match t.token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            Token::SemiColon if depth == 0 => {
+                parts.push(sql[start..t.range.start].trim());
+                start = t.range.end;
+            }
+            _ => {}
+        }
+    }
+    parts.push(sql[start..].trim());
+    parts.retain(|p| !p.is_empty());
+    if parts.is_empty() {
+        parts.push("");
+    }
+    parts
+}
+
 /// `SET a = 1, SESSION b := f(x), @c = 'y'` → the name and value text of each assignment, as
 /// written (names keep their scope words and `@`s).
 pub fn set_assignments(sql: &str) -> Option<Vec<(String, String)>> {
@@ -367,6 +395,15 @@ mod tests {
         assert_eq!(c.order_by, [("x", true), ("f(1, 2)", false)]);
         assert_eq!(c.limit, Some("5, 10"));
         assert_eq!(c.tail, "FOR UPDATE");
+    }
+
+    #[test]
+    fn statements_split_at_top_level_semicolons() {
+        assert_eq!(
+            split_statements("SELECT 1; SELECT ';' ; /* ; */ SELECT (2);"),
+            ["SELECT 1", "SELECT ';'", "/* ; */ SELECT (2)"]
+        );
+        assert_eq!(split_statements("SELECT 1"), ["SELECT 1"]);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use engine::Plan;
 use sqlparser::ast::Statement;
 use vschema::{VSchema, VindexError};
 
-pub use clauses::set_assignments;
+pub use clauses::{set_assignments, split_statements};
 pub use text::SourceText;
 
 /// Why a statement has no plan. The gate maps each kind to its MySQL error code.
