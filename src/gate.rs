@@ -251,7 +251,13 @@ impl Handler for GateSession {
     async fn query(&mut self, sql: &str, out: &mut ResultWriter<'_>) -> std::io::Result<()> {
         // `a; b; c` from a client that allows it: one result each, the more-results flag on all
         // but the last, stopping at the first error.
-        let parts = planner::split_statements(sql);
+        // Tokenizing for semicolons only when there can be more than one statement.
+        let several = sql.trim_end().trim_end_matches(';').contains(';');
+        let parts = if several {
+            planner::split_statements(sql)
+        } else {
+            Vec::new()
+        };
         if parts.len() > 1 && out.multi_statements() {
             for (i, part) in parts.iter().enumerate() {
                 out.set_more_results(i + 1 < parts.len());
