@@ -30,8 +30,8 @@ pub struct Gate {
     users: HashMap<String, String>,
     info: ServerInfo,
     exec: engine::ExecOptions,
-    /// Statements sent to each shard (`keyspace/shard`), for tests and operators.
-    pub shard_queries: HashMap<String, AtomicU64>,
+    /// Statements sent to each shard, for tests and operators; keyed keyspace → shard so that counting needs no allocation on the hot path.
+    shard_queries: HashMap<String, HashMap<String, AtomicU64>>,
     /// Every client session, by connection id: SHOW PROCESSLIST and KILL.
     sessions: DashMap<u32, Arc<SessionEntry>>,
     /// Starts the ids of this instance's twopc transactions (`sg-<port>-`), so that a restart on
@@ -72,11 +72,26 @@ impl SessionEntry {
 }
 
 impl Gate {
+    /// Statements sent so far to each shard, as `keyspace/shard` → count.
+    pub fn shard_query_counts(&self) -> std::collections::BTreeMap<String, u64> {
+        self.shard_queries
+            .iter()
+            .flat_map(|(ks, shards)| {
+                shards
+                    .iter()
+                    .map(move |(s, c)| (format!("{ks}/{s}"), c.load(Ordering::Relaxed)))
+            })
+            .collect()
+    }
+
     pub fn new(config: &Config, port: u16) -> Self {
         let mut shard_queries = HashMap::new();
         for ks in config.vschema.keyspaces() {
             for s in &ks.shards {
-                shard_queries.insert(format!("{}/{}", ks.name, s.name), AtomicU64::new(0));
+                shard_queries
+                    .entry(ks.name.clone())
+                    .or_insert_with(HashMap::new)
+                    .insert(s.name.clone(), AtomicU64::new(0));
             }
         }
         Gate {
@@ -130,7 +145,12 @@ impl engine::Executor for SessionExecutor<'_> {
         sql: &str,
         sink: &mut S,
     ) -> Result<engine::Outcome, EngineError> {
-        if let Some(c) = self.gate.shard_queries.get(&format!("{keyspace}/{shard}")) {
+        if let Some(c) = self
+            .gate
+            .shard_queries
+            .get(keyspace)
+            .and_then(|k| k.get(shard))
+        {
             c.fetch_add(1, Ordering::Relaxed);
         }
         debug!(

@@ -6,25 +6,6 @@ use common::*;
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
-/// What the shards themselves hold (committed rows only), by id.
-async fn committed(ids: &[i64]) -> Vec<(i64, String)> {
-    let mut out = Vec::new();
-    for shard in ["-80", "80-"] {
-        let mut direct = shard_conn("two", shard).await;
-        let list: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
-        let rows: Vec<(i64, String)> = direct
-            .query(format!(
-                "SELECT id, v FROM txt WHERE id IN ({})",
-                list.join(", ")
-            ))
-            .await
-            .unwrap();
-        out.extend(rows);
-    }
-    out.sort();
-    out
-}
-
 async fn setup(c: &mut Conn) {
     c.query_drop("CREATE TABLE IF NOT EXISTS txt (id BIGINT PRIMARY KEY, v VARCHAR(20) NOT NULL)")
         .await
@@ -56,11 +37,11 @@ async fn commit_and_rollback_across_shards() {
         "the transaction sees its own rows"
     );
     assert!(
-        committed(&[a, b]).await.is_empty(),
+        committed_rows(&[a, b]).await.is_empty(),
         "nothing visible outside before COMMIT"
     );
     c.query_drop("COMMIT").await.unwrap();
-    assert_eq!(committed(&[a, b]).await.len(), 2);
+    assert_eq!(committed_rows(&[a, b]).await.len(), 2);
 
     c.query_drop("START TRANSACTION").await.unwrap();
     c.query_drop(format!(
@@ -72,7 +53,7 @@ async fn commit_and_rollback_across_shards() {
         .await
         .unwrap();
     c.query_drop("ROLLBACK").await.unwrap();
-    let rows = committed(&[a, b]).await;
+    let rows = committed_rows(&[a, b]).await;
     assert!(
         rows.iter().all(|r| r.1 == "a" || r.1 == "b") && rows.len() == 2,
         "rolled back: {rows:?}"
@@ -84,14 +65,14 @@ async fn commit_and_rollback_across_shards() {
     c.query_drop(format!("UPDATE txt SET v = 'ac0' WHERE id = {a}"))
         .await
         .unwrap();
-    assert_eq!(committed(&[a]).await[0].1, "a");
+    assert_eq!(committed_rows(&[a]).await[0].1, "a");
     c.query_drop("COMMIT").await.unwrap();
-    assert_eq!(committed(&[a]).await[0].1, "ac0");
+    assert_eq!(committed_rows(&[a]).await[0].1, "ac0");
     c.query_drop(format!("UPDATE txt SET v = 'ac1' WHERE id = {b}"))
         .await
         .unwrap();
     c.query_drop("SET autocommit = 1").await.unwrap();
-    assert_eq!(committed(&[b]).await[0].1, "ac1");
+    assert_eq!(committed_rows(&[b]).await[0].1, "ac1");
     let ac: Option<i64> = c.query_first("SELECT @@autocommit").await.unwrap();
     assert_eq!(ac, Some(1));
 
@@ -103,7 +84,7 @@ async fn commit_and_rollback_across_shards() {
     c.query_drop("CREATE TABLE IF NOT EXISTS misc (id BIGINT PRIMARY KEY, label VARCHAR(10))")
         .await
         .unwrap();
-    assert_eq!(committed(&[a]).await[0].1, "ddl");
+    assert_eq!(committed_rows(&[a]).await[0].1, "ddl");
     proxy.stop().await;
 }
 
@@ -177,7 +158,7 @@ async fn single_mode_refuses_a_second_shard_and_savepoints_span_shards() {
         .await
         .unwrap();
     c.query_drop("COMMIT").await.unwrap();
-    assert_eq!(committed(&[a, b]).await, [(a, "one!".to_string())]);
+    assert_eq!(committed_rows(&[a, b]).await, [(a, "one!".to_string())]);
 
     // Savepoints: a shard that joins after SAVEPOINT is rolled back to it as well.
     c.query_drop("SET transaction_mode = 'multi'")
@@ -197,7 +178,7 @@ async fn single_mode_refuses_a_second_shard_and_savepoints_span_shards() {
     c.query_drop("ROLLBACK TO SAVEPOINT sp1").await.unwrap();
     c.query_drop("RELEASE SAVEPOINT sp1").await.unwrap();
     c.query_drop("COMMIT").await.unwrap();
-    assert_eq!(committed(&[a, b]).await, [(a, "before".to_string())]);
+    assert_eq!(committed_rows(&[a, b]).await, [(a, "before".to_string())]);
     proxy.stop().await;
 }
 
@@ -242,7 +223,7 @@ async fn a_disconnect_rolls_back_and_releases_locks() {
             Err(e) => panic!("locks still held: {e}"),
         }
     }
-    let rows = committed(&[a, b]).await;
+    let rows = committed_rows(&[a, b]).await;
     assert_eq!(
         rows,
         [

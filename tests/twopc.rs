@@ -4,26 +4,16 @@
 mod common;
 
 use common::*;
-use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts};
 
 async fn committed(ids: &[i64]) -> Vec<i64> {
-    let list: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
-    let mut out = Vec::new();
-    for shard in ["-80", "80-"] {
-        let mut direct = shard_conn("two", shard).await;
-        let rows: Vec<i64> = direct
-            .query(format!(
-                "SELECT id FROM txt WHERE id IN ({})",
-                list.join(", ")
-            ))
-            .await
-            .unwrap();
-        out.extend(rows);
-    }
-    out.sort();
-    out
+    committed_rows(ids)
+        .await
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
 }
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts};
 
 /// Prepared XA branches left on the servers with ids starting with `prefix`.
 async fn prepared(prefix: &str) -> usize {

@@ -280,10 +280,24 @@ pub fn ids_on_two_shards(from: i64) -> (i64, i64) {
 
 /// Statements the proxy has sent to each shard so far (`keyspace/shard` → count).
 pub fn counters(proxy: &shardgate::Running) -> std::collections::BTreeMap<String, u64> {
-    proxy
-        .gate
-        .shard_queries
-        .iter()
-        .map(|(k, v)| (k.clone(), v.load(std::sync::atomic::Ordering::Relaxed)))
-        .collect()
+    proxy.gate.shard_query_counts()
+}
+
+/// The committed rows `(id, v)` of table `txt` in keyspace `two`, read from the shards directly.
+pub async fn committed_rows(ids: &[i64]) -> Vec<(i64, String)> {
+    let list: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+    let mut out = Vec::new();
+    for shard in ["-80", "80-"] {
+        let mut direct = shard_conn("two", shard).await;
+        let rows: Vec<(i64, String)> = direct
+            .query(format!(
+                "SELECT id, v FROM txt WHERE id IN ({})",
+                list.join(", ")
+            ))
+            .await
+            .unwrap();
+        out.extend(rows);
+    }
+    out.sort();
+    out
 }
