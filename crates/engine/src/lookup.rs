@@ -13,6 +13,8 @@ pub(crate) fn literal(value: &KeyValue) -> String {
         KeyValue::Int(v) => v.to_string(),
         KeyValue::UInt(v) => v.to_string(),
         KeyValue::Decimal(d) => d.clone(),
+        // Bound before execution; left as written, a shard refuses it rather than guess.
+        KeyValue::Param(i) => format!("?{}", i + 1),
         KeyValue::Text(bytes) => match std::str::from_utf8(bytes) {
             Ok(s) => format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''")),
             Err(_) => hex(bytes),

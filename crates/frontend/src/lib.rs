@@ -7,6 +7,7 @@
 //! - `writer`: OK / ERR / EOF packets, column definitions, text rows.
 //! - `server`: the accept loop and the per-connection command loop.
 
+mod binary;
 mod handshake;
 mod io;
 mod server;
@@ -104,4 +105,31 @@ pub trait Handler: Send + 'static {
 
     /// COM_STATISTICS: one line of server statistics.
     fn statistics(&self) -> String;
+
+    /// COM_STMT_PREPARE: the statement's parameter count and result columns. `id` names it in
+    /// later calls.
+    fn prepare(
+        &mut self,
+        id: u32,
+        sql: &str,
+    ) -> impl Future<Output = Result<Prepared, SqlError>> + Send;
+
+    /// COM_STMT_EXECUTE with its decoded parameters; answers like [`Handler::query`] (rows go out
+    /// in the binary protocol).
+    fn execute(
+        &mut self,
+        id: u32,
+        params: Vec<mysql_common::value::Value>,
+        out: &mut ResultWriter<'_>,
+    ) -> impl Future<Output = std::io::Result<()>> + Send;
+
+    /// COM_STMT_CLOSE.
+    fn close_statement(&mut self, id: u32);
+}
+
+/// What COM_STMT_PREPARE reports of a statement.
+#[derive(Debug, Clone, Default)]
+pub struct Prepared {
+    pub params: u16,
+    pub columns: Vec<mysql_common::packets::Column>,
 }

@@ -1,5 +1,6 @@
 //! The accept loop and the per-connection command loop.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use mysql_common::constants::{CapabilityFlags, Command};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, warn, Instrument};
 
+use crate::binary::{decode_params, ParamType};
 use crate::handshake::{handshake, HandshakeError};
 use crate::io::{PacketIo, ReadError};
 use crate::writer::{encode_err, OkInfo, ResultWriter};
@@ -121,11 +123,58 @@ async fn send_error(io: &mut PacketIo, err: &SqlError) {
     let _ = io.flush().await;
 }
 
+/// MySQL's default `max_prepared_stmt_count` is per server; this bounds one connection.
+const MAX_STATEMENTS: usize = 16_382;
+
+/// The protocol side of a prepared statement: what COM_STMT_EXECUTE needs to decode its values.
+struct Statement {
+    params: u16,
+    /// Parameter types from the last execution that sent them.
+    types: Vec<ParamType>,
+    /// COM_STMT_SEND_LONG_DATA values, by parameter, until the next execution or reset.
+    long_data: Vec<Option<Vec<u8>>>,
+}
+
+fn unknown_statement(id: u32, command: &str) -> SqlError {
+    SqlError::new(
+        1243,
+        "HY000",
+        format!("Unknown prepared statement handler ({id}) given to {command}"),
+    )
+}
+
+fn statement_id(body: &[u8]) -> Option<u32> {
+    Some(u32::from_le_bytes(body.get(..4)?.try_into().ok()?))
+}
+
+/// After a handler's answer: a response must have been written and any result set finished.
+async fn check_answered(out: &mut ResultWriter<'_>) -> std::io::Result<()> {
+    if !out.responded() {
+        out.error(&SqlError::new(
+            1105,
+            "HY000",
+            "[BUG] statement produced no response",
+        ))
+        .await
+    } else if out.in_rows() {
+        out.error(&SqlError::new(
+            1105,
+            "HY000",
+            "[BUG] result set was not finished",
+        ))
+        .await
+    } else {
+        Ok(())
+    }
+}
+
 async fn command_loop<H: Handler>(
     io: &mut PacketIo,
     handler: &mut H,
     caps: CapabilityFlags,
 ) -> std::io::Result<()> {
+    let mut statements: HashMap<u32, Statement> = HashMap::new();
+    let mut next_statement: u32 = 1;
     loop {
         io.reset_seq();
         let kill = handler.kill_signal();
@@ -180,6 +229,7 @@ async fn command_loop<H: Handler>(
             c if c == Command::COM_QUIT as u8 => return Ok(()),
             c if c == Command::COM_PING as u8 => out.ok(&OkInfo::default()).await?,
             c if c == Command::COM_RESET_CONNECTION as u8 => {
+                statements.clear();
                 handler.reset().await;
                 out.set_status(handler.status());
                 out.ok(&OkInfo::default()).await?
@@ -211,21 +261,7 @@ async fn command_loop<H: Handler>(
             c if c == Command::COM_QUERY as u8 => match std::str::from_utf8(body) {
                 Ok(sql) => {
                     handler.query(sql, &mut out).await?;
-                    if !out.responded() {
-                        out.error(&SqlError::new(
-                            1105,
-                            "HY000",
-                            "[BUG] statement produced no response",
-                        ))
-                        .await?;
-                    } else if out.in_rows() {
-                        out.error(&SqlError::new(
-                            1105,
-                            "HY000",
-                            "[BUG] result set was not finished",
-                        ))
-                        .await?;
-                    }
+                    check_answered(&mut out).await?;
                 }
                 Err(_) => {
                     out.error(&SqlError::new(
@@ -236,6 +272,114 @@ async fn command_loop<H: Handler>(
                     .await?
                 }
             },
+            c if c == Command::COM_STMT_PREPARE as u8 => {
+                let Ok(sql) = std::str::from_utf8(body) else {
+                    out.error(&SqlError::new(
+                        1300,
+                        "HY000",
+                        "Invalid utf8mb4 character string in statement",
+                    ))
+                    .await?;
+                    io.flush().await?;
+                    continue;
+                };
+                if statements.len() >= MAX_STATEMENTS {
+                    out.error(&SqlError::new(
+                        1461,
+                        "42000",
+                        format!("Can't create more than max_prepared_stmt_count statements (current value: {MAX_STATEMENTS})"),
+                    ))
+                    .await?;
+                } else {
+                    let id = next_statement;
+                    next_statement = next_statement.wrapping_add(1).max(1);
+                    match handler.prepare(id, sql).await {
+                        Ok(p) => {
+                            statements.insert(
+                                id,
+                                Statement {
+                                    params: p.params,
+                                    types: Vec::new(),
+                                    long_data: Vec::new(),
+                                },
+                            );
+                            out.prepared(id, p.params, &p.columns).await?
+                        }
+                        Err(e) => out.error(&e).await?,
+                    }
+                }
+            }
+            c if c == Command::COM_STMT_EXECUTE as u8 => {
+                let id = statement_id(body).unwrap_or(0);
+                let Some(stmt) = statements.get_mut(&id) else {
+                    out.error(&unknown_statement(id, "mysqld_stmt_execute"))
+                        .await?;
+                    io.flush().await?;
+                    continue;
+                };
+                // stmt_id(4) flags(1) iteration_count(4), then the parameters.
+                let decoded = match body.get(9..) {
+                    Some(rest) => decode_params(
+                        rest,
+                        usize::from(stmt.params),
+                        &mut stmt.types,
+                        &stmt.long_data,
+                    )
+                    .map_err(|e| e.0),
+                    None => Err("packet too short".to_string()),
+                };
+                stmt.long_data.clear();
+                match decoded {
+                    Ok(params) => {
+                        out.set_binary();
+                        handler.execute(id, params, &mut out).await?;
+                        check_answered(&mut out).await?;
+                    }
+                    Err(m) => {
+                        out.error(&SqlError::new(
+                            1210,
+                            "HY000",
+                            format!("Incorrect arguments to mysqld_stmt_execute: {m}"),
+                        ))
+                        .await?
+                    }
+                }
+            }
+            // No reply: an error would be read as the answer to the next command. Bad ids and
+            // positions are dropped; the execution that follows reports missing values.
+            c if c == Command::COM_STMT_SEND_LONG_DATA as u8 => {
+                if let (Some(id), Some(param)) = (statement_id(body), body.get(4..6)) {
+                    let param = usize::from(u16::from_le_bytes([param[0], param[1]]));
+                    if let Some(stmt) = statements.get_mut(&id) {
+                        if param < usize::from(stmt.params) {
+                            stmt.long_data.resize(usize::from(stmt.params), None);
+                            stmt.long_data[param]
+                                .get_or_insert_with(Vec::new)
+                                .extend_from_slice(&body[6..]);
+                        }
+                    }
+                }
+            }
+            c if c == Command::COM_STMT_RESET as u8 => {
+                let id = statement_id(body).unwrap_or(0);
+                match statements.get_mut(&id) {
+                    Some(stmt) => {
+                        stmt.long_data.clear();
+                        out.ok(&OkInfo::default()).await?
+                    }
+                    None => {
+                        out.error(&unknown_statement(id, "mysqld_stmt_reset"))
+                            .await?
+                    }
+                }
+            }
+            c if c == Command::COM_STMT_CLOSE as u8 => {
+                if let Some(id) = statement_id(body) {
+                    if statements.remove(&id).is_some() {
+                        handler.close_statement(id);
+                    }
+                }
+            }
             other => {
                 let name = command_name(other);
                 out.error(&SqlError::new(

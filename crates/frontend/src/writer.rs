@@ -1,6 +1,6 @@
 //! Encoding responses: OK, ERR and EOF packets, column definitions and text rows.
 
-use mysql_common::constants::{CapabilityFlags, StatusFlags};
+use mysql_common::constants::{CapabilityFlags, ColumnFlags, ColumnType, StatusFlags};
 use mysql_common::packets::Column;
 use mysql_common::value::Value;
 
@@ -21,6 +21,8 @@ enum State {
     Idle,
     Rows,
     Done,
+    /// A row could not be encoded; its ERR packet ended the response and later rows are dropped.
+    Failed,
 }
 
 /// Writes the one response to a command. Rows are queued and flushed in large writes.
@@ -32,6 +34,8 @@ pub struct ResultWriter<'a> {
     scratch: Vec<u8>,
     /// More results follow this one (multi-statements): SERVER_MORE_RESULTS_EXISTS on its end.
     more: bool,
+    /// Rows go out in the binary protocol (COM_STMT_EXECUTE), encoded by these column types.
+    binary: Option<Vec<(ColumnType, ColumnFlags)>>,
 }
 
 impl<'a> ResultWriter<'a> {
@@ -43,7 +47,13 @@ impl<'a> ResultWriter<'a> {
             state: State::Idle,
             scratch: Vec::with_capacity(256),
             more: false,
+            binary: None,
         }
+    }
+
+    /// Answers a COM_STMT_EXECUTE: result rows in the binary protocol.
+    pub(crate) fn set_binary(&mut self) {
+        self.binary = Some(Vec::new());
     }
 
     /// Whether the client accepts several statements in one COM_QUERY.
@@ -100,21 +110,42 @@ impl<'a> ResultWriter<'a> {
             encode_eof(&mut self.scratch, 0, self.status);
             self.io.write_packet(&self.scratch).await?;
         }
+        if let Some(types) = &mut self.binary {
+            types.clear();
+            types.extend(columns.iter().map(|c| (c.column_type(), c.flags())));
+        }
         self.state = State::Rows;
         Ok(())
     }
 
-    /// One row in the text protocol.
+    /// One row, in the text or the binary protocol.
     pub async fn row(&mut self, values: &[Value]) -> std::io::Result<()> {
+        if self.state == State::Failed {
+            return Ok(());
+        }
         self.scratch.clear();
-        for v in values {
-            encode_text_value(&mut self.scratch, v);
+        match &self.binary {
+            None => {
+                for v in values {
+                    encode_text_value(&mut self.scratch, v);
+                }
+            }
+            Some(types) => {
+                if let Err(e) = crate::binary::encode_row(&mut self.scratch, types, values) {
+                    self.error(&SqlError::new(1105, "HY000", e.0)).await?;
+                    self.state = State::Failed;
+                    return Ok(());
+                }
+            }
         }
         self.io.write_packet(&self.scratch).await
     }
 
     /// Ends a result set.
     pub async fn finish_rows(&mut self, warnings: u16) -> std::io::Result<()> {
+        if self.state == State::Failed {
+            return Ok(());
+        }
         self.scratch.clear();
         let status = self.end_status();
         if self.deprecate_eof() {
@@ -140,6 +171,45 @@ impl<'a> ResultWriter<'a> {
         encode_ok(&mut self.scratch, 0x00, info, status);
         self.state = State::Done;
         self.io.write_packet(&self.scratch).await
+    }
+
+    /// The reply to COM_STMT_PREPARE: statement id and counts, then the parameter and the result
+    /// column definitions (each list closed by EOF unless CLIENT_DEPRECATE_EOF).
+    pub(crate) async fn prepared(
+        &mut self,
+        id: u32,
+        params: u16,
+        columns: &[Column],
+    ) -> std::io::Result<()> {
+        self.scratch.clear();
+        self.scratch.push(0x00);
+        self.scratch.extend_from_slice(&id.to_le_bytes());
+        self.scratch
+            .extend_from_slice(&(columns.len() as u16).to_le_bytes());
+        self.scratch.extend_from_slice(&params.to_le_bytes());
+        self.scratch.extend_from_slice(&[0, 0, 0]);
+        self.io.write_packet(&self.scratch).await?;
+        let param = Column::new(ColumnType::MYSQL_TYPE_VAR_STRING)
+            .with_name(b"?")
+            .with_character_set(63);
+        let lists: [&[Column]; 2] = [std::slice::from_ref(&param), columns];
+        for (list, n) in lists.into_iter().zip([usize::from(params), columns.len()]) {
+            if n == 0 {
+                continue;
+            }
+            for i in 0..n {
+                self.scratch.clear();
+                encode_column(&mut self.scratch, &list[i.min(list.len() - 1)]);
+                self.io.write_packet(&self.scratch).await?;
+            }
+            if !self.deprecate_eof() {
+                self.scratch.clear();
+                encode_eof(&mut self.scratch, 0, self.status);
+                self.io.write_packet(&self.scratch).await?;
+            }
+        }
+        self.state = State::Done;
+        Ok(())
     }
 
     /// A packet with this payload and nothing else (COM_STATISTICS).

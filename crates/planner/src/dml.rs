@@ -7,7 +7,7 @@ use sqlparser::ast::{
     Assignment, AssignmentTarget, Delete, Expr, FromTable, Insert, OnInsert, SetExpr, Spanned,
     Statement, TableFactor, Update, Value,
 };
-use vschema::{LookupColumn, Table};
+use vschema::{KeyValue, LookupColumn, Table};
 
 use crate::routing::{literal, opcode_for, Target};
 use crate::tables::{relations, shard_text, single_keyspace, Resolved};
@@ -143,6 +143,12 @@ pub(crate) fn plan_insert(
                 true
             }
             Some((_, p, false)) => match &row[*p] {
+                // Whether the id is generated depends on the value (NULL or 0).
+                Expr::Value(v) if matches!(v.value, Value::Placeholder(_)) => {
+                    return Err(unsupported(
+                        "a bind variable for a sequence-generated column",
+                    ))
+                }
                 Expr::Value(v) => {
                     v.value == Value::Null
                         || matches!(&v.value, Value::Number(n, _) if n.parse::<f64>() == Ok(0.0))
@@ -163,7 +169,9 @@ pub(crate) fn plan_insert(
                     "a non-literal value for primary vindex column {column}: {expr}"
                 ))
             })?;
-            vindex.map(&value)?;
+            if !matches!(value, KeyValue::Param(_)) {
+                vindex.map(&value)?;
+            }
             Some(value)
         };
         let mut lookup_values = Vec::with_capacity(owned.len());

@@ -6,14 +6,18 @@
 //!   client wrote them (the parser's printer loses comments and backslash escapes).
 //! - `routing`: finding vindex values in a WHERE clause.
 //! - `select`, `dml`, `ddl`: one planner per statement family.
+//! - `normalize`, `template`: the plan cache's side: statements with their literals as bind
+//!   variables, and binding a cached plan to new values.
 
 mod clauses;
 mod ddl;
 mod dml;
 mod merge;
+mod normalize;
 mod routing;
 mod select;
 mod tables;
+mod template;
 mod text;
 
 use engine::Plan;
@@ -21,6 +25,8 @@ use sqlparser::ast::Statement;
 use vschema::{VSchema, VindexError};
 
 pub use clauses::{set_assignments, split_statements};
+pub use normalize::{normalize, substitute, Literal, LiteralKind, Normalized, Slot};
+pub use template::bind;
 pub use text::SourceText;
 
 /// Why a statement has no plan. The gate maps each kind to its MySQL error code.

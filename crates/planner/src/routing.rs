@@ -50,9 +50,13 @@ impl Target<'_> {
         })
     }
 
-    /// The literal's value, if it is one the vindex can map.
+    /// The literal's value, if it is one the vindex can map. A bind variable is taken on trust:
+    /// binding checks its value.
     fn mappable(&self, expr: &Expr) -> Option<KeyValue> {
         let value = literal(expr)?;
+        if matches!(value, KeyValue::Param(_)) {
+            return Some(value);
+        }
         self.vindex.map(&value).ok().map(|_| value)
     }
 }
@@ -65,6 +69,7 @@ pub(crate) fn literal(expr: &Expr) -> Option<KeyValue> {
             Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => {
                 Some(KeyValue::Text(s.as_bytes().to_vec()))
             }
+            Value::Placeholder(p) => bind_variable(p).map(KeyValue::Param),
             _ => None,
         },
         Expr::UnaryOp {
@@ -82,7 +87,16 @@ pub(crate) fn literal(expr: &Expr) -> Option<KeyValue> {
     }
 }
 
-fn number(text: &str, negative: bool) -> KeyValue {
+/// `?N` of a normalised statement: its index (N - 1).
+pub(crate) fn bind_variable(placeholder: &str) -> Option<usize> {
+    placeholder
+        .strip_prefix('?')?
+        .parse::<usize>()
+        .ok()?
+        .checked_sub(1)
+}
+
+pub(crate) fn number(text: &str, negative: bool) -> KeyValue {
     if negative {
         return match format!("-{text}").parse::<i64>() {
             Ok(v) => KeyValue::Int(v),
@@ -173,7 +187,11 @@ pub(crate) fn opcode_for(
 }
 
 /// An `IN` whose values all live on one shard needs only one of them to find it.
-fn narrow_in(vindex: &Arc<Vindex>, values: Vec<KeyValue>, keyspace: &Keyspace) -> Opcode {
+pub(crate) fn narrow_in(
+    vindex: &Arc<Vindex>,
+    values: Vec<KeyValue>,
+    keyspace: &Keyspace,
+) -> Opcode {
     let shard_of = |v: &KeyValue| vindex.map(v).map(|id| keyspace.shard_for(&id)).ok();
     let first = shard_of(&values[0]);
     if first.is_some() && values.iter().all(|v| shard_of(v) == first) {

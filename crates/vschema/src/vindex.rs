@@ -30,6 +30,9 @@ pub enum KeyValue {
     Text(Vec<u8>),
     /// A numeric literal that is not an integer, e.g. `1.5` or `1e3`, kept as written.
     Decimal(String),
+    /// The value of bind variable `?N` (N = index + 1) of a cached plan, replaced by the value
+    /// before the plan runs; vindexes refuse it.
+    Param(usize),
 }
 
 impl fmt::Display for KeyValue {
@@ -39,6 +42,7 @@ impl fmt::Display for KeyValue {
             KeyValue::UInt(v) => write!(f, "{v}"),
             KeyValue::Text(b) => write!(f, "'{}'", String::from_utf8_lossy(b)),
             KeyValue::Decimal(s) => f.write_str(s),
+            KeyValue::Param(i) => write!(f, "?{}", i + 1),
         }
     }
 }
@@ -98,6 +102,8 @@ pub enum VindexError {
     AmbiguousNumber { vindex: &'static str, value: String },
     #[error("vindex {vindex}: value {value} is not valid UTF-8")]
     NotUtf8 { vindex: &'static str, value: String },
+    #[error("bind variable ?{0} has no value")]
+    Unbound(usize),
 }
 
 /// A named vindex of a keyspace.
@@ -153,6 +159,7 @@ impl VindexKind {
                 vindex: self.name(),
                 value: value.to_string(),
             }),
+            KeyValue::Param(i) => Err(VindexError::Unbound(*i + 1)),
         }
     }
 
@@ -177,6 +184,7 @@ impl VindexKind {
                 vindex: self.name(),
                 value: value.to_string(),
             }),
+            KeyValue::Param(i) => Err(VindexError::Unbound(*i + 1)),
         }
     }
 }

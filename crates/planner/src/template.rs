@@ -1,0 +1,98 @@
+//! Plans of normalised statements (with bind variables `?N`) and binding them to values.
+//!
+//! A template plan is the plan of the normalised text: its queries carry `?N`, and vindex values
+//! that came from bind variables are [`KeyValue::Param`]. Binding splices the literals back into
+//! the queries and redoes, with the real values, the routing decisions the planner takes on
+//! values (which shards an `IN` list reaches). Whatever the binder cannot decide the way the
+//! planner would (a NULL or unmappable vindex value) makes it give up, and the statement is
+//! planned from scratch.
+
+use engine::{Opcode, Plan, Route};
+use vschema::{KeyValue, VSchema};
+
+use crate::normalize::{substitute, Literal};
+use crate::routing::narrow_in;
+
+/// The plan of `template` for these literals (one per bind variable), or `None` when the
+/// statement must be planned from its text instead.
+pub fn bind(template: &Plan, literals: &[Literal], vschema: &VSchema) -> Option<Plan> {
+    let text = |q: &str| substitute(q, literals);
+    let value = |v: &KeyValue| match v {
+        KeyValue::Param(i) => literals.get(*i)?.key_value(),
+        other => Some(other.clone()),
+    };
+    Some(match template {
+        Plan::Route(r) => Plan::Route(bind_route(r, literals, vschema)?),
+        Plan::Select(s) => {
+            let mut s = s.clone();
+            s.route = bind_route(&s.route, literals, vschema)?;
+            Plan::Select(s)
+        }
+        Plan::Send(s) => {
+            let mut s = s.clone();
+            s.query = text(&s.query)?;
+            Plan::Send(s)
+        }
+        Plan::Insert(i) => {
+            let mut i = i.clone();
+            i.prefix = text(&i.prefix)?;
+            i.suffix = text(&i.suffix)?;
+            for row in &mut i.rows {
+                for v in &mut row.values {
+                    *v = text(v)?;
+                }
+                if let Some(v) = &mut row.value {
+                    *v = value(v)?;
+                    i.vindex.map(v).ok()?;
+                }
+                for v in row.lookup_values.iter_mut().flatten() {
+                    *v = value(v)?;
+                }
+            }
+            Plan::Insert(i)
+        }
+        Plan::OwnedWrite(w) => {
+            let mut w = w.clone();
+            w.route = bind_route(&w.route, literals, vschema)?;
+            w.select = text(&w.select)?;
+            if let Some((_, Some(v))) = &mut w.new_value {
+                *v = value(v)?;
+            }
+            Plan::OwnedWrite(w)
+        }
+    })
+}
+
+fn bind_route(route: &Route, literals: &[Literal], vschema: &VSchema) -> Option<Route> {
+    let value = |v: &KeyValue| match v {
+        KeyValue::Param(i) => literals.get(*i)?.key_value(),
+        other => Some(other.clone()),
+    };
+    let opcode = match &route.opcode {
+        Opcode::EqualUnique { vindex, value: v } => {
+            let v = value(v)?;
+            vindex.map(&v).ok()?;
+            Opcode::EqualUnique {
+                vindex: vindex.clone(),
+                value: v,
+            }
+        }
+        Opcode::In { vindex, values } => {
+            let values = values
+                .iter()
+                .map(|v| value(v).filter(|v| vindex.map(v).is_ok()))
+                .collect::<Option<Vec<_>>>()?;
+            narrow_in(vindex, values, vschema.keyspace(&route.keyspace)?)
+        }
+        Opcode::Lookup { vindex, value: v } => Opcode::Lookup {
+            vindex: vindex.clone(),
+            value: value(v)?,
+        },
+        other => other.clone(),
+    };
+    Some(Route {
+        keyspace: route.keyspace.clone(),
+        opcode,
+        query: substitute(&route.query, literals)?,
+    })
+}
