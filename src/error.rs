@@ -24,6 +24,32 @@ pub fn syntax(detail: impl std::fmt::Display) -> SqlError {
     )
 }
 
+/// COM_STMT_EXECUTE with values that do not fit its statement.
+pub fn wrong_arguments() -> SqlError {
+    SqlError::new(1210, "HY000", "Incorrect arguments to mysqld_stmt_execute")
+}
+
+pub fn unknown_statement(id: u32) -> SqlError {
+    SqlError::new(
+        1243,
+        "HY000",
+        format!("Unknown prepared statement handler ({id}) given to mysqld_stmt_execute"),
+    )
+}
+
+pub fn too_many_placeholders() -> SqlError {
+    SqlError::new(
+        1390,
+        "HY000",
+        "Prepared statement contains too many placeholders",
+    )
+}
+
+/// An internal inconsistency: reported, never a panic.
+pub fn bug(what: &str) -> SqlError {
+    SqlError::new(1105, "HY000", format!("[BUG] {what}"))
+}
+
 pub fn empty_query() -> SqlError {
     SqlError::new(1065, "42000", "Query was empty")
 }

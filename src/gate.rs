@@ -7,7 +7,8 @@ use std::sync::Arc;
 use backend::Backends;
 use engine::{Column, EngineError, Executor as _, Plan, RowSink, Value};
 use frontend::{Handler, HandlerFactory, OkInfo, ResultWriter, SqlError, StatusFlags};
-use sqlparser::ast::{Set, ShowStatementFilter, Statement, Use};
+use planner::{Literal, Normalized};
+use sqlparser::ast::{Set, SetExpr, ShowStatementFilter, Statement, Use};
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
 use std::sync::Mutex;
@@ -19,6 +20,8 @@ use tracing::debug;
 use vschema::{Config, VSchema};
 
 use crate::error;
+use crate::plan_cache::{Cached, PlanCache};
+use crate::prepared::{self, PreparedStatement};
 use crate::session::Session;
 use crate::sysvars::{self, ServerInfo};
 use crate::transaction::{SavepointOp, Transaction, TxMode};
@@ -40,6 +43,7 @@ pub struct Gate {
     started: Instant,
     /// Client statements so far (COM_STATISTICS).
     questions: AtomicU64,
+    pub plans: PlanCache,
 }
 
 /// What SHOW PROCESSLIST shows of a session, and how KILL reaches it.
@@ -112,6 +116,7 @@ impl Gate {
             xid_prefix: format!("sg-{port}-"),
             started: Instant::now(),
             questions: AtomicU64::new(0),
+            plans: PlanCache::new(config.server.plan_cache_size),
             exec: engine::ExecOptions {
                 max_buffered_rows: config.server.max_buffered_rows,
             },
@@ -226,6 +231,7 @@ impl HandlerFactory for Sessions {
             session,
             tx: None,
             entry,
+            statements: HashMap::new(),
         })
     }
 }
@@ -236,6 +242,21 @@ pub struct GateSession {
     /// The open transaction, if any.
     tx: Option<Transaction>,
     entry: Arc<SessionEntry>,
+    /// Prepared statements, by the id the client knows them by.
+    statements: HashMap<u32, Arc<PreparedStatement>>,
+}
+
+/// One statement to run: text from COM_QUERY, or a prepared statement with its values.
+enum Work<'a> {
+    Text(&'a str),
+    Prepared(Arc<PreparedStatement>, Vec<Literal>),
+}
+
+/// A plan-cache miss to learn from once the statement's text is planned.
+struct Learn<'a> {
+    key: String,
+    template: &'a str,
+    literals: &'a [Literal],
 }
 
 /// Streams engine rows to the client.
@@ -281,13 +302,13 @@ impl Handler for GateSession {
         if parts.len() > 1 && out.multi_statements() {
             for (i, part) in parts.iter().enumerate() {
                 out.set_more_results(i + 1 < parts.len());
-                if !self.one_query(part, out).await? {
+                if !self.one_query(Work::Text(part), out).await? {
                     break;
                 }
             }
             return Ok(());
         }
-        self.one_query(sql, out).await.map(|_| ())
+        self.one_query(Work::Text(sql), out).await.map(|_| ())
     }
 
     async fn init_db(&mut self, database: &str) -> Result<(), SqlError> {
@@ -324,6 +345,38 @@ impl Handler for GateSession {
         }
         let keyspace = self.session.keyspace.clone();
         self.session = Session::new(self.session.conn_id, &self.entry.user, keyspace);
+        self.statements.clear();
+    }
+
+    async fn prepare(&mut self, id: u32, sql: &str) -> Result<frontend::Prepared, SqlError> {
+        let sql = sql.trim().trim_end_matches(';').trim_end();
+        let stmt = Arc::new(PreparedStatement::new(sql));
+        let params = u16::try_from(stmt.params).map_err(|_| error::too_many_placeholders())?;
+        let columns = self.describe(sql).await?;
+        self.statements.insert(id, stmt);
+        Ok(frontend::Prepared { params, columns })
+    }
+
+    async fn execute(
+        &mut self,
+        id: u32,
+        params: Vec<frontend::Param>,
+        out: &mut ResultWriter<'_>,
+    ) -> std::io::Result<()> {
+        let Some(stmt) = self.statements.get(&id).cloned() else {
+            return out.error(&error::unknown_statement(id)).await;
+        };
+        if params.len() != stmt.params {
+            return out.error(&error::wrong_arguments()).await;
+        }
+        let literals = params.iter().map(prepared::literal).collect();
+        self.one_query(Work::Prepared(stmt, literals), out)
+            .await
+            .map(|_| ())
+    }
+
+    fn close_statement(&mut self, id: u32) {
+        self.statements.remove(&id);
     }
 
     async fn field_list(&mut self, table: &str) -> Result<Vec<Column>, SqlError> {
@@ -395,15 +448,25 @@ impl From<std::io::Error> for Failure {
 
 impl GateSession {
     /// One statement, answered through `out`; false when it failed (its ERR is written).
-    async fn one_query(&mut self, sql: &str, out: &mut ResultWriter<'_>) -> std::io::Result<bool> {
+    async fn one_query(
+        &mut self,
+        work: Work<'_>,
+        out: &mut ResultWriter<'_>,
+    ) -> std::io::Result<bool> {
         self.gate.questions.fetch_add(1, Ordering::Relaxed);
+        let sql = match &work {
+            Work::Text(sql) => sql,
+            Work::Prepared(p, _) => p.sql.as_str(),
+        };
         let shown: String = sql.chars().take(200).collect();
         *self.entry.running.lock().expect("session entry") = Some((shown, Instant::now()));
-        let show_warnings = is_show_warnings(sql);
-        if !show_warnings {
+        if !is_show_warnings(sql) {
             self.session.warnings.clear();
         }
-        let result = self.statement(sql, out).await;
+        let result = match work {
+            Work::Text(sql) => self.statement(sql, out).await,
+            Work::Prepared(p, literals) => self.execute_prepared(&p, literals, out).await,
+        };
         if let Err(Failure::Sql(e)) = &result {
             // SHOW WARNINGS after an error shows the error, as in MySQL.
             self.session.warnings = vec![vec![
@@ -462,6 +525,158 @@ impl GateSession {
 
     async fn statement(&mut self, sql: &str, out: &mut ResultWriter<'_>) -> Result<(), Failure> {
         let sql = sql.trim().trim_end_matches(';').trim_end();
+        if self.session.target_shard.is_none() {
+            if let Some(n) = planner::normalize(sql, false) {
+                let literals = n
+                    .literals(sql, &[])
+                    .ok_or_else(|| error::bug("normalised literal out of range"))?;
+                return self.normalized(&n, literals, Some(sql), out).await;
+            }
+        }
+        self.parsed_statement(sql, out, None).await
+    }
+
+    async fn execute_prepared(
+        &mut self,
+        stmt: &PreparedStatement,
+        params: Vec<Literal>,
+        out: &mut ResultWriter<'_>,
+    ) -> Result<(), Failure> {
+        match &stmt.normalized {
+            Some(n) if self.session.target_shard.is_none() => {
+                let literals = n
+                    .literals(&stmt.sql, &params)
+                    .ok_or_else(error::wrong_arguments)?;
+                self.normalized(n, literals, None, out).await
+            }
+            _ => {
+                let text = stmt.text_with(&params)?;
+                self.statement(&text, out).await
+            }
+        }
+    }
+
+    /// A normalised statement: its cached plan bound to `literals`, or else the statement planned
+    /// from its text (`sql`, or the template with the literals spliced in), and the cache taught.
+    async fn normalized(
+        &mut self,
+        n: &Normalized,
+        literals: Vec<Literal>,
+        sql: Option<&str>,
+        out: &mut ResultWriter<'_>,
+    ) -> Result<(), Failure> {
+        let keyspace = self.session.keyspace.as_deref().unwrap_or("");
+        let mut key = String::with_capacity(n.text.len() + 1 + keyspace.len());
+        key.push_str(&n.text);
+        key.push('\0');
+        key.push_str(keyspace);
+        let cached = self.gate.plans.get(&key);
+        if let Some(Cached::Template(template)) = cached.as_deref() {
+            if let Some(plan) = planner::bind(template, &literals, &self.gate.vschema) {
+                self.gate.plans.hit();
+                if self.tx.is_none() && !self.session.autocommit {
+                    self.tx = Some(self.new_transaction("START TRANSACTION"));
+                }
+                return self.run(&plan, out, None).await;
+            }
+        }
+        self.gate.plans.miss();
+        let text = match sql {
+            Some(sql) => std::borrow::Cow::Borrowed(sql),
+            None => std::borrow::Cow::Owned(
+                planner::substitute(&n.text, &literals).ok_or_else(error::wrong_arguments)?,
+            ),
+        };
+        let learn = cached.is_none().then_some(Learn {
+            key,
+            template: &n.text,
+            literals: &literals,
+        });
+        self.parsed_statement(&text, out, learn).await
+    }
+
+    /// Teaches the plan cache the template of a statement just planned from its text: kept only
+    /// if, bound to this statement's literals, it gives the very plan the text gave.
+    fn learn(&self, learn: Learn<'_>, stmt: &Statement, plan: &Plan) {
+        let cacheable = match stmt {
+            Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => true,
+            Statement::Query(q) => {
+                matches!(q.body.as_ref(), SetExpr::Select(s) if !s.from.is_empty())
+            }
+            _ => false,
+        };
+        let template = cacheable
+            .then(|| {
+                let (text, share_lock) = split_share_lock(learn.template);
+                let parsed = Parser::parse_sql(&MySqlDialect {}, text).ok()?;
+                let [stmt] = parsed.as_slice() else {
+                    return None;
+                };
+                let ctx = planner::Context {
+                    vschema: &self.gate.vschema,
+                    keyspace: self.session.keyspace.as_deref(),
+                };
+                let template = planner::plan(stmt, text, &ctx).ok()?;
+                if share_lock {
+                    with_share_lock(template).ok()
+                } else {
+                    Some(template)
+                }
+            })
+            .flatten()
+            .filter(|t| {
+                planner::bind(t, learn.literals, &self.gate.vschema).as_ref() == Some(plan)
+            });
+        debug!(
+            template = learn.template,
+            cached = template.is_some(),
+            "plan cache miss"
+        );
+        self.gate.plans.insert(
+            learn.key,
+            template.map_or(Cached::Uncacheable, |t| Cached::Template(Box::new(t))),
+        );
+    }
+
+    /// The result columns of a statement being prepared, as a shard describes them; none for
+    /// statements without a result or that cannot be described before they run.
+    async fn describe(&self, sql: &str) -> Result<Vec<Column>, SqlError> {
+        let text = split_share_lock(sql).0;
+        let Ok(parsed) = Parser::parse_sql(&MySqlDialect {}, text) else {
+            return Ok(Vec::new());
+        };
+        let [stmt] = parsed.as_slice() else {
+            return Ok(Vec::new());
+        };
+        let ctx = planner::Context {
+            vschema: &self.gate.vschema,
+            keyspace: self.session.keyspace.as_deref(),
+        };
+        let (keyspace, query) = match planner::metadata_target(stmt, text, &ctx) {
+            Ok(Some(target)) => target,
+            Ok(None) | Err(planner::PlanError::NoDatabase) => return Ok(Vec::new()),
+            Err(e) => return Err(error::from_plan(e)),
+        };
+        let shard = match &self.session.target_shard {
+            Some(shard) => shard.clone(),
+            None => match self.gate.vschema.keyspace(&keyspace) {
+                Some(ks) => ks.shards[0].name.clone(),
+                None => return Ok(Vec::new()),
+            },
+        };
+        self.gate
+            .backends
+            .describe(&keyspace, &shard, &query)
+            .await
+            .map_err(|e| error::from_engine(&e))
+    }
+
+    async fn parsed_statement(
+        &mut self,
+        sql: &str,
+        out: &mut ResultWriter<'_>,
+        learn: Option<Learn<'_>>,
+    ) -> Result<(), Failure> {
         if sql.is_empty() {
             return Err(error::empty_query().into());
         }
@@ -644,6 +859,9 @@ impl GateSession {
         } else {
             plan
         };
+        if let Some(learn) = learn {
+            self.learn(learn, &stmt, &plan);
+        }
         if is_ddl(&stmt) {
             // DDL commits the open transaction first, as in MySQL, and runs outside it.
             self.end_transaction(true).await?;

@@ -10,6 +10,8 @@
 pub mod demo;
 pub mod error;
 pub mod gate;
+pub mod plan_cache;
+pub mod prepared;
 pub mod session;
 pub mod sysvars;
 pub mod transaction;

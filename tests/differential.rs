@@ -258,6 +258,8 @@ async fn differential(keyspace: &str, reference_db: &str) {
         }
     }
     assert!(checked >= 200, "the corpus has {checked} statements");
+    failures
+        .extend(prepared_pass(corpus, keyspace, reference_db, &mut sharded, &mut reference).await);
     assert!(
         failures.is_empty(),
         "{keyspace}: {} of {checked} statements differ:\n{}",
@@ -265,6 +267,129 @@ async fn differential(keyspace: &str, reference_db: &str) {
         failures.join("\n")
     );
     proxy.stop().await;
+}
+
+/// A result in the binary protocol: column names and types, rows as typed values.
+async fn run_prepared(
+    conn: &mut Conn,
+    sql: &str,
+    params: Vec<mysql_async::Value>,
+) -> Result<(Vec<String>, Vec<String>), u16> {
+    let mut result = conn
+        .exec_iter(sql, params)
+        .await
+        .map_err(|e| server_code(&e).unwrap_or(0))?;
+    let columns = result
+        .columns_ref()
+        .iter()
+        .map(|c| format!("{} {:?}", c.name_str(), c.column_type()))
+        .collect();
+    let rows: Vec<mysql_async::Row> = result
+        .collect()
+        .await
+        .map_err(|e| server_code(&e).unwrap_or(0))?;
+    let rows = rows
+        .into_iter()
+        .map(|r| format!("{:?}", r.unwrap()))
+        .collect();
+    Ok((columns, rows))
+}
+
+/// Every SELECT of the corpus again through the binary protocol: as written (no parameters),
+/// where the proxy's binary rows must equal the server's own, types and all; and with its literals
+/// as `?` parameters, where the values must be equal (column names and types of bare parameters
+/// differ by design: `SELECT ?` is named `?` by the server).
+async fn prepared_pass(
+    corpus: &str,
+    keyspace: &str,
+    reference_db: &str,
+    sharded: &mut Conn,
+    reference: &mut Conn,
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    let (mut plain, mut parameterised) = (0, 0);
+    for sql in corpus
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.to_ascii_lowercase().starts_with("select"))
+    {
+        let unordered = !ordered(sql);
+        let same =
+            |w: &(Vec<String>, Vec<String>), g: &(Vec<String>, Vec<String>), columns: bool| {
+                let (mut wr, mut gr) = (w.1.clone(), g.1.clone());
+                if unordered {
+                    wr.sort();
+                    gr.sort();
+                }
+                wr == gr && (!columns || w.0 == g.0)
+            };
+        let (proxy_sql, reference_sql) = (
+            sql.replace("KS.", &format!("{keyspace}.")),
+            sql.replace("KS.", &format!("{reference_db}.")),
+        );
+        if let Ok(want) = run_prepared(reference, &reference_sql, vec![]).await {
+            plain += 1;
+            match run_prepared(sharded, &proxy_sql, vec![]).await {
+                Ok(got) if same(&want, &got, true) => {}
+                got => failures.push(format!(
+                    "prepared: {sql}\n  reference: {want:?}\n  proxy:     {got:?}"
+                )),
+            }
+        }
+        let Some(n) = planner::normalize(&proxy_sql, false) else {
+            continue;
+        };
+        if n.slots.is_empty() {
+            continue;
+        }
+        let Some(params) = n
+            .literals(&proxy_sql, &[])
+            .unwrap()
+            .into_iter()
+            .map(|l| match l.kind {
+                planner::LiteralKind::Number => Some(match l.sql.parse::<i64>() {
+                    Ok(i) => mysql_async::Value::Int(i),
+                    Err(_) => mysql_async::Value::Bytes(l.sql.into_bytes()),
+                }),
+                planner::LiteralKind::Text(t) => Some(mysql_async::Value::Bytes(t)),
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()
+        else {
+            continue;
+        };
+        let mut template = String::new();
+        let mut chars = n.text.chars().peekable();
+        while let Some(c) = chars.next() {
+            template.push(c);
+            if c == '?' {
+                while chars.peek().is_some_and(char::is_ascii_digit) {
+                    chars.next();
+                }
+            }
+        }
+        let reference_template =
+            template.replace(&format!("{keyspace}."), &format!("{reference_db}."));
+        let Ok(want) = run_prepared(reference, &reference_template, params.clone()).await else {
+            continue;
+        };
+        parameterised += 1;
+        // Twice: the second execution is planned from the cache.
+        for round in 0..2 {
+            match run_prepared(sharded, &template, params.clone()).await {
+                Ok(got) if same(&want, &got, false) => {}
+                got => failures.push(format!(
+                    "parameters (round {round}): {template} {params:?}\n  reference: {want:?}\n  proxy:     {got:?}"
+                )),
+            }
+        }
+    }
+    assert!(plain >= 100, "only {plain} statements prepared");
+    assert!(
+        parameterised >= 60,
+        "only {parameterised} statements with parameters"
+    );
+    failures
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

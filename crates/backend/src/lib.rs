@@ -125,6 +125,26 @@ impl Backends {
         }
     }
 
+    /// The result columns of `sql` as the shard's own COM_STMT_PREPARE reports them, without
+    /// running it.
+    pub async fn describe(
+        &self,
+        keyspace: &str,
+        shard: &str,
+        sql: &str,
+    ) -> Result<Vec<engine::Column>, EngineError> {
+        let mut conn = self.connection(keyspace, shard).await?;
+        let stmt = conn
+            .prep(sql)
+            .await
+            .map_err(|e| to_engine_error(shard, e))?;
+        let columns = stmt.columns().to_vec();
+        conn.close(stmt)
+            .await
+            .map_err(|e| to_engine_error(shard, e))?;
+        Ok(columns)
+    }
+
     fn pool(&self, keyspace: &str, shard: &str) -> Result<&Pool, EngineError> {
         self.pools
             .get(&(keyspace.to_string(), shard.to_string()))

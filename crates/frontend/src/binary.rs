@@ -7,6 +7,7 @@ use mysql_common::constants::{ColumnFlags, ColumnType};
 use mysql_common::value::Value;
 
 use crate::writer::put_lenenc_int;
+use crate::Param;
 
 /// Why a parameter block or a value could not be decoded or encoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -70,7 +71,7 @@ pub(crate) fn decode_params(
     count: usize,
     types: &mut Vec<ParamType>,
     long_data: &[Option<Vec<u8>>],
-) -> Result<Vec<Value>, BinaryError> {
+) -> Result<Vec<Param>, BinaryError> {
     if count == 0 {
         return Ok(Vec::new());
     }
@@ -94,13 +95,17 @@ pub(crate) fn decode_params(
     }
     let mut values = Vec::with_capacity(count);
     for (i, t) in types.iter().enumerate() {
-        if nulls[i / 8] & (1 << (i % 8)) != 0 {
-            values.push(Value::NULL);
+        let value = if nulls[i / 8] & (1 << (i % 8)) != 0 {
+            Value::NULL
         } else if let Some(Some(data)) = long_data.get(i) {
-            values.push(Value::Bytes(data.clone()));
+            Value::Bytes(data.clone())
         } else {
-            values.push(decode_value(&mut r, *t)?);
-        }
+            decode_value(&mut r, *t)?
+        };
+        values.push(Param {
+            value,
+            column_type: t.kind,
+        });
     }
     Ok(values)
 }
@@ -406,6 +411,10 @@ fn parse_time(text: &[u8]) -> Result<(bool, u32, u8, u8, u8, u32), BinaryError> 
 mod tests {
     use super::*;
 
+    fn values_of(params: Vec<Param>) -> Vec<Value> {
+        params.into_iter().map(|p| p.value).collect()
+    }
+
     fn t(kind: ColumnType) -> ParamType {
         ParamType {
             kind,
@@ -421,7 +430,7 @@ mod tests {
         data.extend_from_slice(&7i64.to_le_bytes());
         let mut types = Vec::new();
         let long = vec![None, None, Some(b"big".to_vec())];
-        let values = decode_params(&data, 3, &mut types, &long).unwrap();
+        let values = values_of(decode_params(&data, 3, &mut types, &long).unwrap());
         assert_eq!(
             values,
             vec![Value::Int(7), Value::NULL, Value::Bytes(b"big".to_vec())]
@@ -431,7 +440,7 @@ mod tests {
         again.extend_from_slice(&9i64.to_le_bytes());
         again.extend_from_slice(&[0]);
         again.extend_from_slice(&[1, b'x']);
-        let values = decode_params(&again, 3, &mut types, &[]).unwrap();
+        let values = values_of(decode_params(&again, 3, &mut types, &[]).unwrap());
         assert_eq!(
             values,
             vec![Value::Int(9), Value::NULL, Value::Bytes(b"x".to_vec())]
@@ -454,7 +463,7 @@ mod tests {
         let mut data = vec![0, 1, 12, 0, 11, 0];
         data.extend_from_slice(&[11, 0xe8, 0x07, 2, 29, 13, 14, 15, 0x40, 0xe2, 0x01, 0]);
         data.extend_from_slice(&[8, 1, 1, 0, 0, 0, 2, 3, 4]);
-        let values = decode_params(&data, 2, &mut types, &[]).unwrap();
+        let values = values_of(decode_params(&data, 2, &mut types, &[]).unwrap());
         assert_eq!(
             values,
             vec![

@@ -15,6 +15,7 @@ mod writer;
 
 use std::future::Future;
 
+pub use mysql_common::constants::ColumnType;
 pub use mysql_common::constants::StatusFlags;
 pub use server::{serve, ServerOptions};
 pub use writer::{OkInfo, ResultWriter};
@@ -119,12 +120,19 @@ pub trait Handler: Send + 'static {
     fn execute(
         &mut self,
         id: u32,
-        params: Vec<mysql_common::value::Value>,
+        params: Vec<Param>,
         out: &mut ResultWriter<'_>,
     ) -> impl Future<Output = std::io::Result<()>> + Send;
 
     /// COM_STMT_CLOSE.
     fn close_statement(&mut self, id: u32);
+}
+
+/// A COM_STMT_EXECUTE parameter and the type the client declared for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Param {
+    pub value: mysql_common::value::Value,
+    pub column_type: mysql_common::constants::ColumnType,
 }
 
 /// What COM_STMT_PREPARE reports of a statement.

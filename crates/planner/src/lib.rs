@@ -25,7 +25,9 @@ use sqlparser::ast::Statement;
 use vschema::{VSchema, VindexError};
 
 pub use clauses::{set_assignments, split_statements};
-pub use normalize::{normalize, substitute, Literal, LiteralKind, Normalized, Slot};
+pub use normalize::{
+    bind_markers, normalize, parameter_markers, substitute, Literal, LiteralKind, Normalized, Slot,
+};
 pub use template::bind;
 pub use text::SourceText;
 
@@ -59,6 +61,21 @@ pub struct Context<'a> {
     pub vschema: &'a VSchema,
     /// The session's current keyspace (`USE ks`), if any.
     pub keyspace: Option<&'a str>,
+}
+
+/// For a SELECT, the keyspace whose shards can describe its result columns and the text to
+/// describe there (COM_STMT_PREPARE); `None` for other statements.
+pub fn metadata_target(
+    stmt: &Statement,
+    sql: &str,
+    ctx: &Context<'_>,
+) -> Result<Option<(String, String)>, PlanError> {
+    match stmt {
+        Statement::Query(q) => {
+            select::metadata_target(stmt, q, &SourceText::new(sql), ctx).map(Some)
+        }
+        _ => Ok(None),
+    }
 }
 
 /// Plans one statement. `sql` is the client's text that `stmt` was parsed from.

@@ -386,6 +386,63 @@ pub fn substitute(template: &str, literals: &[Literal]) -> Option<String> {
     Some(out)
 }
 
+/// Byte offsets of the `?` parameter markers of a statement (outside strings, quoted identifiers
+/// and comments), for statements [`normalize`] does not take.
+pub fn parameter_markers(sql: &str) -> Vec<usize> {
+    let b = sql.as_bytes();
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            q @ (b'\'' | b'"' | b'`') => {
+                i += 1;
+                while i < b.len() && b[i] != q {
+                    i += if b[i] == b'\\' && q != b'`' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'#' => {
+                i = b[i..]
+                    .iter()
+                    .position(|c| *c == b'\n')
+                    .map_or(b.len(), |p| i + p)
+            }
+            b'-' if b[i..].starts_with(b"-- ") => {
+                i = b[i..]
+                    .iter()
+                    .position(|c| *c == b'\n')
+                    .map_or(b.len(), |p| i + p)
+            }
+            b'/' if b[i..].starts_with(b"/*") => {
+                i = sql[i + 2..].find("*/").map_or(b.len(), |p| i + 2 + p + 2)
+            }
+            b'?' => {
+                found.push(i);
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    found
+}
+
+/// `sql` with each `?` marker replaced by the SQL of the next parameter.
+pub fn bind_markers(sql: &str, params: &[Literal]) -> Option<String> {
+    let markers = parameter_markers(sql);
+    if markers.len() != params.len() {
+        return None;
+    }
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut copied = 0;
+    for (at, p) in markers.into_iter().zip(params) {
+        out.push_str(&sql[copied..at]);
+        out.push_str(&p.sql);
+        copied = at + 1;
+    }
+    out.push_str(&sql[copied..]);
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -476,5 +533,17 @@ mod tests {
             "SELECT `a?1` FROM t WHERE a = 7"
         );
         assert_eq!(substitute("SELECT ?9", &lits), None);
+    }
+
+    #[test]
+    fn markers_outside_strings_and_comments() {
+        let sql = "SET @a = ? /* ? */ + '?' + `?` -- ?\n + ?";
+        assert_eq!(parameter_markers(sql).len(), 2);
+        let p = [Literal::number("1".into()), Literal::number("2".into())];
+        assert_eq!(
+            bind_markers(sql, &p).unwrap(),
+            "SET @a = 1 /* ? */ + '?' + `?` -- ?\n + 2"
+        );
+        assert_eq!(bind_markers(sql, &p[..1]), None);
     }
 }

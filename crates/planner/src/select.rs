@@ -236,3 +236,24 @@ fn scatter_join_is_safe(select: &Select, sharded: &Resolved<'_>) -> bool {
         })
     })
 }
+
+/// Where a SELECT's result columns can be learned without running it (COM_STMT_PREPARE): its
+/// keyspace, and its text as any shard of that keyspace takes it.
+pub(crate) fn metadata_target(
+    stmt: &Statement,
+    query: &Query,
+    source: &SourceText<'_>,
+    ctx: &Context<'_>,
+) -> Result<(String, String), PlanError> {
+    let ctes: Vec<String> = query
+        .with
+        .iter()
+        .flat_map(|w| w.cte_tables.iter().map(|c| c.alias.name.value.clone()))
+        .collect();
+    let tables = relations(stmt, ctx, &ctes)?;
+    let keyspace = match single_keyspace(&tables)? {
+        Some(k) => k,
+        None => default_keyspace(ctx)?,
+    };
+    Ok((keyspace.name.clone(), shard_text(source, &tables)?))
+}

@@ -62,6 +62,8 @@ pub struct ServerConfig {
     /// Rows a cross-shard merge may hold in memory (sorting after aggregation); beyond it the
     /// query fails with a clear error instead of exhausting memory.
     pub max_buffered_rows: usize,
+    /// Plans the plan cache holds (least recently used go first).
+    pub plan_cache_size: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

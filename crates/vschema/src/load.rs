@@ -16,6 +16,7 @@ use crate::{
 
 const DEFAULT_MAX_PACKET: usize = 64 << 20;
 const DEFAULT_MAX_BUFFERED_ROWS: usize = 100_000;
+const DEFAULT_PLAN_CACHE_SIZE: usize = 10_000;
 
 /// Reads and validates a TOML config file. A missing file is an error, never a default.
 pub fn load_config(path: &Path) -> Result<Config, ConfigError> {
@@ -57,6 +58,10 @@ pub fn parse_config(text: &str, path: &Path) -> Result<Config, ConfigError> {
             .server
             .max_buffered_rows
             .unwrap_or(DEFAULT_MAX_BUFFERED_ROWS),
+        plan_cache_size: raw
+            .server
+            .plan_cache_size
+            .unwrap_or(DEFAULT_PLAN_CACHE_SIZE),
     };
 
     let mut users = Vec::new();

@@ -23,6 +23,7 @@ pub(crate) struct RawServer {
     pub admin: Option<Spanned<String>>,
     pub max_packet_size: Option<usize>,
     pub max_buffered_rows: Option<usize>,
+    pub plan_cache_size: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
