@@ -43,6 +43,8 @@ pub struct Gate {
     started: Instant,
     /// Client statements so far (COM_STATISTICS).
     questions: AtomicU64,
+    /// COM_STMT_EXECUTE commands so far.
+    executions: AtomicU64,
     pub plans: PlanCache,
 }
 
@@ -116,6 +118,7 @@ impl Gate {
             xid_prefix: format!("sg-{port}-"),
             started: Instant::now(),
             questions: AtomicU64::new(0),
+            executions: AtomicU64::new(0),
             plans: PlanCache::new(config.server.plan_cache_size),
             exec: engine::ExecOptions {
                 max_buffered_rows: config.server.max_buffered_rows,
@@ -366,6 +369,7 @@ impl Handler for GateSession {
         let Some(stmt) = self.statements.get(&id).cloned() else {
             return out.error(&error::unknown_statement(id)).await;
         };
+        self.gate.executions.fetch_add(1, Ordering::Relaxed);
         if params.len() != stmt.params {
             return out.error(&error::wrong_arguments()).await;
         }
@@ -1131,6 +1135,26 @@ impl GateSession {
                     }
                 }
                 let columns = ["Keyspace", "Table", "Type", "Column", "Vindex"]
+                    .map(sysvars::text_column)
+                    .to_vec();
+                self.local_rows(out, columns, rows).await
+            }
+            "status" => {
+                let (hits, misses, plans) = self.gate.plans.stats();
+                let rows = [
+                    ("Questions", self.gate.questions.load(Ordering::Relaxed)),
+                    (
+                        "Prepared_executions",
+                        self.gate.executions.load(Ordering::Relaxed),
+                    ),
+                    ("Plan_cache_hits", hits),
+                    ("Plan_cache_misses", misses),
+                    ("Plan_cache_plans", plans as u64),
+                    ("Sessions", self.gate.sessions.len() as u64),
+                ]
+                .map(|(name, v)| vec![text(name), text(&v.to_string())])
+                .to_vec();
+                let columns = ["Variable_name", "Value"]
                     .map(sysvars::text_column)
                     .to_vec();
                 self.local_rows(out, columns, rows).await

@@ -234,7 +234,7 @@ async fn driver_chatter_is_answered_as_mysql_would() {
     let db: Option<String> = c.query_first("SELECT DATABASE()").await.unwrap();
     assert_eq!(db.as_deref(), Some("four"));
     let dbs: Vec<String> = c.query("SHOW DATABASES").await.unwrap();
-    assert_eq!(dbs, ["four", "main", "two"]);
+    assert_eq!(dbs, ["four", "main", "sbtest", "two"]);
     let port: Option<u16> = c.query_first("SELECT @@port").await.unwrap();
     assert_eq!(
         port,
@@ -274,7 +274,7 @@ async fn mysql_cli_connects_and_queries() {
     );
     assert_eq!(
         stdout,
-        "answer\n42\nDATABASE()\ntwo\nDatabase\nfour\nmain\ntwo\n"
+        "answer\n42\nDATABASE()\ntwo\nDatabase\nfour\nmain\nsbtest\ntwo\n"
     );
     let bad = tokio::process::Command::new("mysql")
         .args([

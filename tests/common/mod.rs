@@ -10,6 +10,9 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, Row, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// sysbench tables `sbtest1..N` in keyspace `sbtest`.
+pub const SBTEST_TABLES: usize = 2;
+
 pub struct Cluster {
     pub servers: Vec<testkit::MariaDb>,
     pub config: vschema::Config,
@@ -22,7 +25,10 @@ pub struct Cluster {
 pub fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
     CLUSTER.get_or_init(|| {
-        let servers = testkit::start(4, &["two", "four", "main", "ref_two", "ref_four"])
+        let servers = testkit::start(
+            4,
+            &["two", "four", "main", "ref_two", "ref_four", "sbtest"],
+        )
             .expect("start MariaDB");
         let url = |i: usize, db: &str| servers[i].url(db);
         let tables = r#"vindexes.hash = { type = "hash" }
@@ -67,6 +73,13 @@ shards = [
 sharded = false
 shards = [{{ name = "0", primary = "{m}" }}]
 tables.event_seq = {{ type = "sequence" }}
+{sequences}
+# sysbench's tables, created by `sysbench prepare` through the proxy.
+[keyspaces.sbtest]
+sharded = true
+shards = [{{ name = "-80", primary = "{s0}" }}, {{ name = "80-", primary = "{s1}" }}]
+vindexes.hash = {{ type = "hash" }}
+{sbtables}
 "#,
             t0 = url(0, "two"),
             t1 = url(1, "two"),
@@ -75,6 +88,14 @@ tables.event_seq = {{ type = "sequence" }}
             f2 = url(2, "four"),
             f3 = url(3, "four"),
             m = url(2, "main"),
+            s0 = url(0, "sbtest"),
+            s1 = url(1, "sbtest"),
+            sequences = (1..=SBTEST_TABLES)
+                .map(|i| format!("tables.sbtest{i}_seq = {{ type = \"sequence\" }}\n"))
+                .collect::<String>(),
+            sbtables = (1..=SBTEST_TABLES)
+                .map(|i| format!("tables.sbtest{i} = {{ primary_vindex = {{ column = \"id\", vindex = \"hash\" }}, auto_increment = {{ column = \"id\", sequence = \"main.sbtest{i}_seq\" }} }}\n"))
+                .collect::<String>(),
         );
         let config = vschema::parse_config(&text, Path::new("e2e.toml")).expect("test config");
         Cluster { servers, config, config_text: text }

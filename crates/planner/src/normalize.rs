@@ -95,6 +95,9 @@ const CLAUSE_WORDS: &[&str] = &[
     "ORDER", "GROUP", "WITH", "OFFSET",
 ];
 
+/// Longest statement text the plan cache takes.
+pub const MAX_CACHED_LEN: usize = 16 * 1024;
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Prev {
     Start,
@@ -108,6 +111,10 @@ enum Prev {
 /// the statement's own `?` markers become [`Slot::Param`]s (COM_STMT_PREPARE); without, a `?`
 /// makes the statement uncacheable.
 pub fn normalize(sql: &str, placeholders: bool) -> Option<Normalized> {
+    // Bulk INSERTs and the like: their plans are not worth a cache slot (nor the memory).
+    if sql.len() > MAX_CACHED_LEN {
+        return None;
+    }
     let b = sql.as_bytes();
     let first_word: String = sql
         .trim_start_matches(|c: char| c.is_whitespace() || c == '(')
@@ -502,6 +509,8 @@ mod tests {
         assert_eq!(key("SELECT ?"), None);
         assert_eq!(key("SELECT 'unterminated"), None);
         assert_eq!(key("SELECT 1; SELECT 2"), None);
+        let long = format!("SELECT a FROM t WHERE a IN ({})", "1,".repeat(9000) + "1");
+        assert_eq!(key(&long), None);
     }
 
     #[test]

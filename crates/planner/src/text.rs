@@ -8,13 +8,37 @@ use sqlparser::tokenizer::{Location, Span, Token, Tokenizer};
 pub struct SourceText<'a> {
     sql: &'a str,
     line_starts: Vec<usize>,
+    /// For each line with non-ASCII characters: the byte offset (within the line) of every
+    /// `MARK_EVERY`-th character, so that a column is found without walking the whole line
+    /// (large multi-row INSERTs are one long line with thousands of spans).
+    marks: Vec<Option<Vec<usize>>>,
 }
+
+const MARK_EVERY: usize = 64;
 
 impl<'a> SourceText<'a> {
     pub fn new(sql: &'a str) -> Self {
         let mut line_starts = vec![0];
         line_starts.extend(sql.match_indices('\n').map(|(i, _)| i + 1));
-        SourceText { sql, line_starts }
+        let marks = line_starts
+            .iter()
+            .enumerate()
+            .map(|(i, &start)| {
+                let end = line_starts.get(i + 1).copied().unwrap_or(sql.len());
+                let line = &sql[start..end];
+                (!line.is_ascii()).then(|| {
+                    line.char_indices()
+                        .step_by(MARK_EVERY)
+                        .map(|(at, _)| at)
+                        .collect()
+                })
+            })
+            .collect();
+        SourceText {
+            sql,
+            line_starts,
+            marks,
+        }
     }
 
     pub fn sql(&self) -> &'a str {
@@ -23,16 +47,22 @@ impl<'a> SourceText<'a> {
 
     /// Byte offset of a parser location (1-based line, 1-based column counted in characters).
     fn offset(&self, loc: Location) -> Option<usize> {
-        let line_start = *self
-            .line_starts
-            .get(usize::try_from(loc.line).ok()?.checked_sub(1)?)?;
+        let line_no = usize::try_from(loc.line).ok()?.checked_sub(1)?;
+        let line_start = *self.line_starts.get(line_no)?;
         let col = usize::try_from(loc.column).ok()?.checked_sub(1)?;
         let line = &self.sql[line_start..];
-        let in_line = line
-            .char_indices()
-            .map(|(i, _)| i)
-            .chain(std::iter::once(line.len()))
-            .nth(col)?;
+        let in_line = match self.marks.get(line_no)? {
+            None => (col <= line.len()).then_some(col)?,
+            Some(marks) => {
+                let from = *marks.get(col / MARK_EVERY)?;
+                let rest = &line[from..];
+                from + rest
+                    .char_indices()
+                    .map(|(i, _)| i)
+                    .chain(std::iter::once(rest.len()))
+                    .nth(col % MARK_EVERY)?
+            }
+        };
         Some(line_start + in_line)
     }
 
@@ -161,6 +191,10 @@ mod tests {
             split_values("-1, 'a,b', f(1, 2) ,NULL").unwrap(),
             ["-1", "'a,b'", "f(1, 2)", "NULL"]
         );
+        let long: String = (0..300).map(|i| format!("({i}, 'é{i}'),")).collect();
+        let long = format!("insert into t (a, b) values {}", long.trim_end_matches(','));
+        let (rows, _) = values_rows(&SourceText::new(&long)).unwrap();
+        assert_eq!(&long[rows[299].clone()], "(299, 'é299')");
         let plain = SourceText::new("insert into t (a) values (1), (2)");
         assert_eq!(values_rows(&plain).unwrap().0.len(), 2);
     }
