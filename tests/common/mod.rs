@@ -42,6 +42,7 @@ tables.orders = { primary_vindex = { column = "customer_id", vindex = "hash" } }
 tables.products = { type = "reference" }
 tables.misc = { primary_vindex = { column = "id", vindex = "hash" } }
 tables.txt = { primary_vindex = { column = "id", vindex = "hash" } }
+tables.typed = { primary_vindex = { column = "id", vindex = "hash" } }
 vindexes.email_lookup = { type = "consistent_lookup_unique", table = "main.email_lookup", from = "email", to = "keyspace_id" }
 vindexes.loose = { type = "unicode_loose_xxhash" }
 vindexes.handle_lookup = { type = "consistent_lookup_unique", table = "two.handle_lookup", from = "handle", to = "keyspace_id" }
@@ -57,6 +58,10 @@ listen = "127.0.0.1:0"
 [[users]]
 name = "app"
 password = "secret"
+
+[[users]]
+name = "other"
+password = "pw2"
 
 [keyspaces.two]
 sharded = true
@@ -233,6 +238,18 @@ pub async fn proxy_process_on(port: u16, vars: &[(&str, &str)]) -> ProxyProcess 
 
 /// A raw connection logged in as `app` (mysql_native_password computed here), ready for commands.
 pub async fn login_raw(proxy: &shardgate::Running) -> tokio::net::TcpStream {
+    let (s, reply) = login_plugin(proxy, "mysql_native_password", b"secret").await;
+    assert_eq!(reply[0], 0x00, "login OK: {reply:?}");
+    s
+}
+
+/// Logs in as `app` answering the greeting's scramble with `plugin`'s algorithm; returns the
+/// connection and the server's first reply.
+pub async fn login_plugin(
+    proxy: &shardgate::Running,
+    plugin: &str,
+    password: &[u8],
+) -> (tokio::net::TcpStream, Vec<u8>) {
     let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
     let greeting = read_packet(&mut s).await;
     // protocol(1) version\0 conn_id(4) salt1(8) filler(1) caps(2) charset(1) status(2) caps(2) len(1) reserved(10) salt2(12)\0
@@ -244,7 +261,14 @@ pub async fn login_raw(proxy: &shardgate::Running) -> tokio::net::TcpStream {
         .chain(&greeting[rest..rest + 12])
         .copied()
         .collect();
-    let scramble = mysql_common::scramble::scramble_native(&salt, b"secret").unwrap();
+    let scramble = match plugin {
+        "caching_sha2_password" => mysql_common::scramble::scramble_sha256(&salt, password)
+            .unwrap()
+            .to_vec(),
+        _ => mysql_common::scramble::scramble_native(&salt, password)
+            .unwrap()
+            .to_vec(),
+    };
     let caps: u32 = 0x0000_0200 | 0x0000_8000 | 0x0008_0000; // PROTOCOL_41 | SECURE_CONNECTION | PLUGIN_AUTH
     let mut resp = Vec::new();
     resp.extend_from_slice(&caps.to_le_bytes());
@@ -252,13 +276,13 @@ pub async fn login_raw(proxy: &shardgate::Running) -> tokio::net::TcpStream {
     resp.push(45);
     resp.extend_from_slice(&[0; 23]);
     resp.extend_from_slice(b"app\0");
-    resp.push(20);
+    resp.push(scramble.len() as u8);
     resp.extend_from_slice(&scramble);
-    resp.extend_from_slice(b"mysql_native_password\0");
+    resp.extend_from_slice(plugin.as_bytes());
+    resp.push(0);
     write_packet(&mut s, 1, &resp).await;
-    let ok = read_packet(&mut s).await;
-    assert_eq!(ok[0], 0x00, "login OK: {ok:?}");
-    s
+    let reply = read_packet(&mut s).await;
+    (s, reply)
 }
 
 pub async fn command(s: &mut tokio::net::TcpStream, payload: &[u8]) -> Vec<u8> {

@@ -4,13 +4,16 @@ use mysql_common::constants::{CapabilityFlags, StatusFlags};
 use mysql_common::io::ParseBuf;
 use mysql_common::packets::{AuthSwitchRequest, HandshakePacket, HandshakeResponse};
 use mysql_common::proto::{MyDeserialize, MySerialize};
-use mysql_common::scramble::scramble_native;
+use mysql_common::scramble::{scramble_native, scramble_sha256};
 use rand::RngExt;
 
 use crate::io::{PacketIo, ReadError};
 use crate::SqlError;
 
 const NATIVE: &[u8] = b"mysql_native_password";
+const CACHING_SHA2: &[u8] = b"caching_sha2_password";
+/// caching_sha2_password's "fast authentication succeeded" (AuthMoreData 0x03).
+const FAST_AUTH_OK: &[u8] = &[0x01, 0x03];
 /// utf8mb4_general_ci: known to every client, old and new.
 const DEFAULT_COLLATION: u8 = 45;
 
@@ -32,6 +35,7 @@ pub(crate) fn server_capabilities() -> CapabilityFlags {
         | CapabilityFlags::CLIENT_CONNECT_ATTRS
         | CapabilityFlags::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
         | CapabilityFlags::CLIENT_DEPRECATE_EOF
+        | CapabilityFlags::CLIENT_COMPRESS
 }
 
 /// 20 random printable bytes, never NUL or `$` (clients treat both specially), as MySQL does.
@@ -54,6 +58,35 @@ pub(crate) struct Authenticated {
     pub user: String,
     pub database: Option<String>,
     pub caps: CapabilityFlags,
+    /// The greeting's scramble: COM_CHANGE_USER answers it again.
+    pub salt: [u8; 20],
+}
+
+/// Checks a client's answer to `salt` under its auth plugin. `None` for plugins we do not speak.
+pub(crate) fn verify(plugin: &[u8], salt: &[u8], password: &str, answer: &[u8]) -> Option<bool> {
+    if password.is_empty() {
+        return Some(answer.is_empty());
+    }
+    let expected = match plugin {
+        NATIVE => scramble_native(salt, password.as_bytes()).map(|s| s.to_vec()),
+        CACHING_SHA2 => scramble_sha256(salt, password.as_bytes()).map(|s| s.to_vec()),
+        _ => return None,
+    };
+    Some(expected.is_some_and(|e| e == answer))
+}
+
+/// After a successful caching_sha2_password check the client waits for this packet before the OK.
+pub(crate) fn fast_auth_ok(plugin: &[u8], password: &str) -> Option<&'static [u8]> {
+    (plugin == CACHING_SHA2 && !password.is_empty()).then_some(FAST_AUTH_OK)
+}
+
+/// The plugin a client named, if we speak it; else `None` (the client is asked to switch).
+pub(crate) fn known_plugin(name: Option<&[u8]>) -> Option<&'static [u8]> {
+    match name {
+        None | Some(NATIVE) => Some(NATIVE),
+        Some(CACHING_SHA2) => Some(CACHING_SHA2),
+        Some(_) => None,
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -128,7 +161,8 @@ pub(crate) async fn handshake(
 
     let client_plugin = response.auth_plugin().map(|p| p.as_bytes().to_vec());
     let mut auth_data = response.scramble_buf().to_vec();
-    if client_plugin.as_deref().is_some_and(|p| p != NATIVE) {
+    let plugin = known_plugin(client_plugin.as_deref());
+    if plugin.is_none() {
         // Ask the client to answer our salt with mysql_native_password instead.
         buf.clear();
         let mut data = salt.to_vec();
@@ -152,19 +186,18 @@ pub(crate) async fn handshake(
     let Some(password) = password_of(&user) else {
         return Err(denied());
     };
-    let ok = if password.is_empty() {
-        auth_data.is_empty()
-    } else {
-        scramble_native(&salt, password.as_bytes())
-            .is_some_and(|expected| expected.as_slice() == auth_data.as_slice())
-    };
-    if !ok {
+    let plugin = plugin.unwrap_or(NATIVE);
+    if verify(plugin, &salt, &password, &auth_data) != Some(true) {
         return Err(denied());
+    }
+    if let Some(packet) = fast_auth_ok(plugin, &password) {
+        io.write_packet(packet).await?;
     }
     Ok(Authenticated {
         user,
         database,
         caps,
+        salt,
     })
 }
 

@@ -40,6 +40,12 @@ impl PacketIo {
         }
     }
 
+    /// Compressed protocol (zlib) from the next packet on.
+    pub fn compress(&mut self) {
+        self.codec
+            .compress(mysql_common::proto::codec::Compression::default());
+    }
+
     /// A new command starts a new sequence.
     pub fn reset_seq(&mut self) {
         self.codec.reset_seq_id();

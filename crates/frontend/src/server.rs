@@ -10,7 +10,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, warn, Instrument};
 
 use crate::binary::{decode_params, ParamType};
-use crate::handshake::{handshake, HandshakeError};
+use crate::handshake::{
+    fast_auth_ok, handshake, known_plugin, verify, Authenticated, HandshakeError,
+};
 use crate::io::{PacketIo, ReadError};
 use crate::writer::{encode_err, OkInfo, ResultWriter};
 use crate::{Handler, HandlerFactory, SqlError};
@@ -92,6 +94,7 @@ async fn run_connection<F: HandlerFactory>(
         }
         Err(e) => return Err(std::io::Error::other(e.to_string())),
     };
+    let mut auth = auth;
     let mut handler = match factory
         .connect(conn_id, &auth.user, auth.database.as_deref())
         .await
@@ -108,8 +111,12 @@ async fn run_connection<F: HandlerFactory>(
     crate::writer::encode_ok(&mut ok, 0x00, &OkInfo::default(), handler.status());
     io.write_packet(&ok).await?;
     io.flush().await?;
+    // Compression starts with the first command, as clients expect.
+    if auth.caps.contains(CapabilityFlags::CLIENT_COMPRESS) {
+        io.compress();
+    }
     info!(user = %auth.user, "client connected");
-    let result = command_loop(&mut io, &mut handler, auth.caps).await;
+    let result = command_loop(&mut io, factory, conn_id, &mut handler, &mut auth).await;
     handler.close().await;
     io.shutdown().await;
     info!("client disconnected");
@@ -168,11 +175,56 @@ async fn check_answered(out: &mut ResultWriter<'_>) -> std::io::Result<()> {
     }
 }
 
-async fn command_loop<H: Handler>(
+/// COM_CHANGE_USER's body: user, auth response, database, character set, plugin.
+struct ChangeUser {
+    user: String,
+    auth: Vec<u8>,
+    database: Option<String>,
+    plugin: Option<Vec<u8>>,
+}
+
+fn parse_change_user(body: &[u8], caps: CapabilityFlags) -> Option<ChangeUser> {
+    fn nul_terminated<'a>(b: &mut &'a [u8]) -> Option<&'a [u8]> {
+        let end = b.iter().position(|c| *c == 0)?;
+        let (head, rest) = b.split_at(end);
+        *b = &rest[1..];
+        Some(head)
+    }
+    let mut b = body;
+    let user = String::from_utf8_lossy(nul_terminated(&mut b)?).into_owned();
+    let auth = if caps.contains(CapabilityFlags::CLIENT_SECURE_CONNECTION) {
+        let (&len, rest) = b.split_first()?;
+        let data = rest.get(..usize::from(len))?;
+        b = &rest[usize::from(len)..];
+        data.to_vec()
+    } else {
+        nul_terminated(&mut b)?.to_vec()
+    };
+    let database = nul_terminated(&mut b)
+        .filter(|d| !d.is_empty())
+        .map(|d| String::from_utf8_lossy(d).into_owned());
+    let plugin = if caps.contains(CapabilityFlags::CLIENT_PLUGIN_AUTH) && b.len() > 2 {
+        b = &b[2..];
+        nul_terminated(&mut b).map(<[u8]>::to_vec)
+    } else {
+        None
+    };
+    Some(ChangeUser {
+        user,
+        auth,
+        database,
+        plugin,
+    })
+}
+
+async fn command_loop<F: HandlerFactory>(
     io: &mut PacketIo,
-    handler: &mut H,
-    caps: CapabilityFlags,
+    factory: &F,
+    conn_id: u32,
+    handler: &mut F::Handler,
+    auth: &mut Authenticated,
 ) -> std::io::Result<()> {
+    let caps = auth.caps;
     let mut statements: HashMap<u32, Statement> = HashMap::new();
     let mut next_statement: u32 = 1;
     loop {
@@ -272,6 +324,52 @@ async fn command_loop<H: Handler>(
                     .await?
                 }
             },
+            c if c == Command::COM_CHANGE_USER as u8 => {
+                // Re-authenticates against the greeting's scramble; on success the session
+                // starts over as the new user (open transaction rolled back, statements gone).
+                let Some(change) = parse_change_user(body, caps) else {
+                    out.error(&SqlError::new(1043, "08S01", "Bad handshake"))
+                        .await?;
+                    io.flush().await?;
+                    return Ok(());
+                };
+                let plugin = known_plugin(change.plugin.as_deref()).unwrap_or(b"");
+                let verdict = factory
+                    .password(&change.user)
+                    .filter(|pw| verify(plugin, &auth.salt, pw, &change.auth) == Some(true));
+                let Some(password) = verdict else {
+                    out.error(&SqlError::new(
+                        1045,
+                        "28000",
+                        format!(
+                            "Access denied for user '{}' (using password: {})",
+                            change.user,
+                            if change.auth.is_empty() { "NO" } else { "YES" }
+                        ),
+                    ))
+                    .await?;
+                    io.flush().await?;
+                    return Ok(());
+                };
+                match factory
+                    .connect(conn_id, &change.user, change.database.as_deref())
+                    .await
+                {
+                    Ok(new) => {
+                        handler.close().await;
+                        *handler = new;
+                        statements.clear();
+                        auth.user = change.user;
+                        auth.database = change.database;
+                        if let Some(packet) = fast_auth_ok(plugin, &password) {
+                            out.raw(packet).await?;
+                        }
+                        out.set_status(handler.status());
+                        out.ok(&OkInfo::default()).await?
+                    }
+                    Err(e) => out.error(&e).await?,
+                }
+            }
             c if c == Command::COM_STMT_PREPARE as u8 => {
                 let Ok(sql) = std::str::from_utf8(body) else {
                     out.error(&SqlError::new(
