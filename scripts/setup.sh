@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Installs what shardgate's demo and tests need on Debian: MariaDB server and client (and sysbench
-# for the load benchmarks). Idempotent: does nothing when everything is present.
+# Installs what shardgate's demo and tests need on Debian: MariaDB server and client, sysbench,
+# and the client libraries the tests drive (Python packages in tests/clients/.venv, Node.js
+# packages in tests/clients/node_modules). Idempotent: does nothing when everything is present.
 set -euo pipefail
 
 missing=()
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
 command -v mariadb-install-db >/dev/null 2>&1 || [ -x /usr/bin/mariadb-install-db ] || missing+=(mariadb-server)
 command -v mysql >/dev/null 2>&1 || missing+=(mariadb-client)
+command -v sysbench >/dev/null 2>&1 || missing+=(sysbench)
+command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-venv)
+command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
 
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
@@ -21,3 +25,18 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust (https://rustup.rs)" >&2; exit 1; }
+
+# Client libraries, pinned; reinstalled only when their lists change.
+clients="$(cd "$(dirname "$0")/.." && pwd)/tests/clients"
+stamp="$clients/.venv/requirements.installed"
+if ! cmp -s "$clients/requirements.txt" "$stamp" 2>/dev/null; then
+  echo "installing Python client packages"
+  python3 -m venv "$clients/.venv"
+  "$clients/.venv/bin/pip" install -q --disable-pip-version-check -r "$clients/requirements.txt"
+  cp "$clients/requirements.txt" "$stamp"
+fi
+if ! cmp -s "$clients/package-lock.json" "$clients/node_modules/lock.installed" 2>/dev/null; then
+  echo "installing Node.js client packages"
+  (cd "$clients" && npm ci --no-audit --no-fund --silent)
+  cp "$clients/package-lock.json" "$clients/node_modules/lock.installed"
+fi
