@@ -43,7 +43,7 @@ impl PreparedStatement {
 /// A bound value as a SQL literal that means the same to the shards. Strings are quoted with
 /// quotes doubled (no backslash escapes, so the session's sql_mode does not matter); text with a
 /// backslash or NUL goes as a hex string with a utf8mb4 introducer, other bytes as a binary
-/// hex string. Doubles in exponent form stay doubles; DECIMAL parameters stay exact.
+/// hex string. DECIMAL parameters stay exact.
 pub fn literal(param: &frontend::Param) -> Literal {
     let decimal = matches!(
         param.column_type,
@@ -86,8 +86,13 @@ pub fn literal(param: &frontend::Param) -> Literal {
     }
 }
 
+/// Integral values (JavaScript drivers send every number as a double) go as integers, so that
+/// they route and insert like the integers they are; others in exponent form, so they stay
+/// doubles.
 fn float(f: f64) -> Literal {
-    if f.is_finite() {
+    if f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 {
+        Literal::number(format!("{}", f as i64))
+    } else if f.is_finite() {
         Literal::number(format!("{f:e}"))
     } else {
         // MySQL has no infinities; such a parameter compares as NULL would.
@@ -152,6 +157,8 @@ mod tests {
     fn literals() {
         assert_eq!(literal(&Value::Int(-3), false).sql, "-3");
         assert_eq!(literal(&Value::Double(0.1), false).sql, "1e-1");
+        assert_eq!(literal(&Value::Double(21.0), false).sql, "21");
+        assert_eq!(literal(&Value::Double(-1e300), false).sql, "-1e300");
         assert_eq!(
             literal(&Value::Bytes(b"it's".to_vec()), false).sql,
             "'it''s'"

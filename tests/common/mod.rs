@@ -43,6 +43,10 @@ tables.products = { type = "reference" }
 tables.misc = { primary_vindex = { column = "id", vindex = "hash" } }
 tables.txt = { primary_vindex = { column = "id", vindex = "hash" } }
 tables.typed = { primary_vindex = { column = "id", vindex = "hash" } }
+tables.py_people = { primary_vindex = { column = "id", vindex = "hash" } }
+tables.node_people = { primary_vindex = { column = "id", vindex = "hash" } }
+tables.rs_people = { primary_vindex = { column = "id", vindex = "hash" } }
+tables.cli_people = { primary_vindex = { column = "id", vindex = "hash" } }
 vindexes.email_lookup = { type = "consistent_lookup_unique", table = "main.email_lookup", from = "email", to = "keyspace_id" }
 vindexes.loose = { type = "unicode_loose_xxhash" }
 vindexes.handle_lookup = { type = "consistent_lookup_unique", table = "two.handle_lookup", from = "handle", to = "keyspace_id" }
