@@ -709,7 +709,16 @@ impl GateSession {
         }
         // The parser does not know MariaDB's `LOCK IN SHARE MODE`: plan without it, send it along.
         let (sql, share_lock) = split_share_lock(sql);
-        let mut statements = Parser::parse_sql(&MySqlDialect {}, sql).map_err(error::syntax)?;
+        let mut statements = match Parser::parse_sql(&MySqlDialect {}, sql) {
+            Ok(s) => s,
+            // The parser does not know every SET MySQL takes (`SET a = 1, NAMES x COLLATE y`,
+            // as sqlx sends); the assignments are read from the tokens instead.
+            Err(_) if lower.starts_with("set ") && planner::set_assignments(sql).is_some() => {
+                self.set(None, sql).await?;
+                return self.ok(out).await;
+            }
+            Err(e) => return Err(error::syntax(e).into()),
+        };
         if statements.len() != 1 {
             return Err(error::unsupported("several statements in one query").into());
         }
@@ -729,7 +738,7 @@ impl GateSession {
                 return self.ok(out).await;
             }
             Statement::Set(set) => {
-                self.set(set, sql).await?;
+                self.set(Some(set), sql).await?;
                 return self.ok(out).await;
             }
             Statement::StartTransaction { .. } => {
@@ -1306,15 +1315,18 @@ impl GateSession {
     /// session variables are checked on a backend (so unknown ones get MySQL's error) and then
     /// applied on every backend connection that serves the session; user variables are evaluated
     /// once and carried the same way.
-    async fn set(&mut self, set: &Set, sql: &str) -> Result<(), SqlError> {
-        if matches!(set, Set::SetNames { .. } | Set::SetNamesDefault {}) {
-            return Ok(());
-        }
-        if !matches!(
-            set,
-            Set::SingleAssignment { .. } | Set::MultipleAssignments { .. }
-        ) {
-            return Err(error::unsupported(format!("{set}")));
+    /// SET, parsed (`set`) or only tokenized (`None`: read as assignments).
+    async fn set(&mut self, set: Option<&Set>, sql: &str) -> Result<(), SqlError> {
+        if let Some(set) = set {
+            if matches!(set, Set::SetNames { .. } | Set::SetNamesDefault {}) {
+                return Ok(());
+            }
+            if !matches!(
+                set,
+                Set::SingleAssignment { .. } | Set::MultipleAssignments { .. }
+            ) {
+                return Err(error::unsupported(format!("{set}")));
+            }
         }
         let assignments = planner::set_assignments(sql)
             .ok_or_else(|| error::unsupported("this SET statement"))?;

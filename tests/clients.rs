@@ -91,3 +91,76 @@ async fn node_mysql2() {
     assert!(rows.contains(&(25, "changed".to_string())));
     proxy.stop().await;
 }
+
+/// sqlx: every query is a prepared statement; rows decoded from the binary protocol by type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_sqlx() {
+    use sqlx::{Connection, Row};
+    let proxy = proxy().await;
+    let url = format!("mysql://app:secret@{}/two", proxy.addr);
+    let mut c = sqlx::MySqlConnection::connect(&url).await.unwrap();
+    sqlx::query("DROP TABLE IF EXISTS rs_people")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    sqlx::query(
+        "CREATE TABLE rs_people (id BIGINT PRIMARY KEY, name VARCHAR(50) NOT NULL, \
+         score DOUBLE NULL, active BOOL NOT NULL)",
+    )
+    .execute(&mut c)
+    .await
+    .unwrap();
+    for id in 1..=30i64 {
+        let done =
+            sqlx::query("INSERT INTO rs_people (id, name, score, active) VALUES (?, ?, ?, ?)")
+                .bind(id)
+                .bind(format!("sqlx {id}"))
+                .bind(id as f64 * 0.5)
+                .bind(id % 2 == 0)
+                .execute(&mut c)
+                .await
+                .unwrap();
+        assert_eq!(done.rows_affected(), 1);
+    }
+    let row = sqlx::query("SELECT name, score, active FROM rs_people WHERE id = ?")
+        .bind(12i64)
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(row.get::<String, _>("name"), "sqlx 12");
+    assert_eq!(row.get::<f64, _>("score"), 6.0);
+    assert!(row.get::<bool, _>("active"));
+    let (n, total): (i64, f64) =
+        sqlx::query_as("SELECT COUNT(*), SUM(score) FROM rs_people WHERE active = ?")
+            .bind(true)
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+    assert_eq!((n, total), (15, 120.0));
+    let ids: Vec<(i64,)> =
+        sqlx::query_as("SELECT id FROM rs_people WHERE id > ? ORDER BY id DESC LIMIT 3")
+            .bind(5i64)
+            .fetch_all(&mut c)
+            .await
+            .unwrap();
+    assert_eq!(ids, [(30,), (29,), (28,)]);
+    let mut tx = c.begin().await.unwrap();
+    sqlx::query("UPDATE rs_people SET name = ? WHERE id = ?")
+        .bind("sqlx renamed")
+        .bind(4i64)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let gone = sqlx::query("DELETE FROM rs_people WHERE id > ?")
+        .bind(25i64)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(gone.rows_affected(), 5);
+    tx.commit().await.unwrap();
+    c.close().await.unwrap();
+    let rows = rows_on_shards("rs_people").await;
+    assert_eq!(rows.len(), 25);
+    assert!(rows.contains(&(4, "sqlx renamed".to_string())));
+    proxy.stop().await;
+}
