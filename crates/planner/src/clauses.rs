@@ -366,7 +366,12 @@ pub fn set_assignments(sql: &str) -> Option<Vec<(String, String)>> {
         if at_end || (depth == 0 && toks[i].token == Token::Comma) {
             // `NAMES utf8mb4 [COLLATE x]` and `CHARACTER SET x` take no `=`.
             let first = word(&toks[start].token).map(|w| w.0);
-            if eq.is_none() && matches!(first, Some(Keyword::NAMES | Keyword::CHARACTER | Keyword::CHARSET)) {
+            if eq.is_none()
+                && matches!(
+                    first,
+                    Some(Keyword::NAMES | Keyword::CHARACTER | Keyword::CHARSET)
+                )
+            {
                 let value = &sql[toks[(start + 1).min(i - 1)].range.start..toks[i - 1].range.end];
                 out.push(("names".to_string(), value.to_string()));
                 start = i + 1;
@@ -426,13 +431,17 @@ mod tests {
                 ("@@time_zone".to_string(), "'+00:00'".to_string()),
                 ("@x".to_string(), "CONCAT('a', 'b=c')".to_string())
             ]
-        );        );
+        );
         // As sqlx sends it.
         assert_eq!(
-            set_assignments("SET time_zone='+00:00',NAMES utf8mb4 COLLATE utf8mb4_unicode_ci").unwrap(),
+            set_assignments("SET time_zone='+00:00',NAMES utf8mb4 COLLATE utf8mb4_unicode_ci")
+                .unwrap(),
             [
                 ("time_zone".to_string(), "'+00:00'".to_string()),
-                ("names".to_string(), "utf8mb4 COLLATE utf8mb4_unicode_ci".to_string())
+                (
+                    "names".to_string(),
+                    "utf8mb4 COLLATE utf8mb4_unicode_ci".to_string()
+                )
             ]
         );
     }
