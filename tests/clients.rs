@@ -164,3 +164,38 @@ async fn rust_sqlx() {
     assert!(rows.contains(&(4, "sqlx renamed".to_string())));
     proxy.stop().await;
 }
+
+/// The `mysql` client: batch mode over the compressed protocol, then an interactive session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_command_line_client() {
+    let proxy = proxy().await;
+    let port = proxy.addr.port().to_string();
+    let script = "DROP TABLE IF EXISTS cli_people; \
+        CREATE TABLE cli_people (id BIGINT PRIMARY KEY, name VARCHAR(50) NOT NULL); \
+        INSERT INTO cli_people (id, name) VALUES (1, 'one'), (2, 'two'), (3, 'three'), (4, 'four'); \
+        UPDATE cli_people SET name = 'THREE' WHERE id = 3; \
+        DELETE FROM cli_people WHERE id = 4; \
+        SELECT id, name FROM cli_people ORDER BY id; \
+        SELECT COUNT(*) AS n FROM cli_people WHERE id IN (1, 3);";
+    let out = run_client(
+        Path::new("mysql"),
+        &[
+            "-h127.0.0.1",
+            &format!("-P{port}"),
+            "-uapp",
+            "-psecret",
+            "--compress",
+            "--batch",
+            "two",
+            "-e",
+            script,
+        ],
+    );
+    assert_eq!(out, "id\tname\n1\tone\n2\ttwo\n3\tTHREE\nn\n2\n");
+    let rows = rows_on_shards("cli_people").await;
+    assert_eq!(rows.len(), 3);
+
+    let out = run_client(&python(), &["mysql_interactive.py", "127.0.0.1", &port]);
+    assert!(out.contains("ok mysql interactive"), "{out}");
+    proxy.stop().await;
+}
