@@ -168,7 +168,7 @@ async fn targeting_a_shard_and_show_commands() {
 
     let shards: Vec<(String, String, String, String, String)> =
         c.query("SHOW SHARDGATE SHARDS").await.unwrap();
-    assert_eq!(shards.len(), 7);
+    assert_eq!(shards.len(), 9);
     assert!(shards.iter().all(|s| s.4 == "serving"), "{shards:?}");
     assert!(shards
         .iter()

@@ -42,11 +42,7 @@ pub(crate) fn plan_select(
     source: &SourceText<'_>,
     ctx: &Context<'_>,
 ) -> Result<Plan, PlanError> {
-    let ctes: Vec<String> = query
-        .with
-        .iter()
-        .flat_map(|w| w.cte_tables.iter().map(|c| c.alias.name.value.clone()))
-        .collect();
+    let ctes = cte_names(query);
     let tables = relations(stmt, ctx, &ctes)?;
     let Some(keyspace) = single_keyspace(&tables)? else {
         // No table at all (`SELECT 1 + 1`, `SELECT NOW()`): any backend evaluates it alike.
@@ -245,15 +241,20 @@ pub(crate) fn metadata_target(
     source: &SourceText<'_>,
     ctx: &Context<'_>,
 ) -> Result<(String, String), PlanError> {
-    let ctes: Vec<String> = query
-        .with
-        .iter()
-        .flat_map(|w| w.cte_tables.iter().map(|c| c.alias.name.value.clone()))
-        .collect();
+    let ctes = cte_names(query);
     let tables = relations(stmt, ctx, &ctes)?;
     let keyspace = match single_keyspace(&tables)? {
         Some(k) => k,
         None => default_keyspace(ctx)?,
     };
     Ok((keyspace.name.clone(), shard_text(source, &tables)?))
+}
+
+/// The names a query's WITH clause defines (they are not tables).
+fn cte_names(query: &Query) -> Vec<String> {
+    query
+        .with
+        .iter()
+        .flat_map(|w| w.cte_tables.iter().map(|c| c.alias.name.value.clone()))
+        .collect()
 }
