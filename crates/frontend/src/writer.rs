@@ -189,17 +189,19 @@ impl<'a> ResultWriter<'a> {
         self.scratch.extend_from_slice(&params.to_le_bytes());
         self.scratch.extend_from_slice(&[0, 0, 0]);
         self.io.write_packet(&self.scratch).await?;
+        // Parameters are described alike: their types are the client's to choose.
         let param = Column::new(ColumnType::MYSQL_TYPE_VAR_STRING)
             .with_name(b"?")
             .with_character_set(63);
-        let lists: [&[Column]; 2] = [std::slice::from_ref(&param), columns];
-        for (list, n) in lists.into_iter().zip([usize::from(params), columns.len()]) {
-            if n == 0 {
+        let params = vec![&param; usize::from(params)];
+        let columns: Vec<&Column> = columns.iter().collect();
+        for list in [params, columns] {
+            if list.is_empty() {
                 continue;
             }
-            for i in 0..n {
+            for column in list {
                 self.scratch.clear();
-                encode_column(&mut self.scratch, &list[i.min(list.len() - 1)]);
+                encode_column(&mut self.scratch, column);
                 self.io.write_packet(&self.scratch).await?;
             }
             if !self.deprecate_eof() {
