@@ -100,16 +100,7 @@ impl<'a> ResultWriter<'a> {
         self.scratch.clear();
         put_lenenc_int(&mut self.scratch, columns.len() as u64);
         self.io.write_packet(&self.scratch).await?;
-        for column in columns {
-            self.scratch.clear();
-            encode_column(&mut self.scratch, column);
-            self.io.write_packet(&self.scratch).await?;
-        }
-        if !self.deprecate_eof() {
-            self.scratch.clear();
-            encode_eof(&mut self.scratch, 0, self.status);
-            self.io.write_packet(&self.scratch).await?;
-        }
+        self.definitions(columns.iter()).await?;
         if let Some(types) = &mut self.binary {
             types.clear();
             types.extend(columns.iter().map(|c| (c.column_type(), c.flags())));
@@ -193,24 +184,29 @@ impl<'a> ResultWriter<'a> {
         let param = Column::new(ColumnType::MYSQL_TYPE_VAR_STRING)
             .with_name(b"?")
             .with_character_set(63);
-        let params = vec![&param; usize::from(params)];
-        let columns: Vec<&Column> = columns.iter().collect();
-        for list in [params, columns] {
-            if list.is_empty() {
-                continue;
-            }
-            for column in list {
-                self.scratch.clear();
-                encode_column(&mut self.scratch, column);
-                self.io.write_packet(&self.scratch).await?;
-            }
-            if !self.deprecate_eof() {
-                self.scratch.clear();
-                encode_eof(&mut self.scratch, 0, self.status);
-                self.io.write_packet(&self.scratch).await?;
-            }
+        if params > 0 {
+            self.definitions(std::iter::repeat_n(&param, usize::from(params)))
+                .await?;
+        }
+        if !columns.is_empty() {
+            self.definitions(columns.iter()).await?;
         }
         self.state = State::Done;
+        Ok(())
+    }
+
+    /// Column definitions, then (for clients without CLIENT_DEPRECATE_EOF) an EOF packet.
+    async fn definitions(&mut self, columns: impl Iterator<Item = &Column>) -> std::io::Result<()> {
+        for column in columns {
+            self.scratch.clear();
+            encode_column(&mut self.scratch, column);
+            self.io.write_packet(&self.scratch).await?;
+        }
+        if !self.deprecate_eof() {
+            self.scratch.clear();
+            encode_eof(&mut self.scratch, 0, self.status);
+            self.io.write_packet(&self.scratch).await?;
+        }
         Ok(())
     }
 
