@@ -646,8 +646,12 @@ impl GateSession {
     /// statements without a result or that cannot be described before they run.
     async fn describe(&self, sql: &str) -> Result<Vec<Column>, SqlError> {
         let text = split_share_lock(sql).0;
-        let Ok(parsed) = Parser::parse_sql(&MySqlDialect {}, text) else {
-            return Ok(Vec::new());
+        let parsed = match Parser::parse_sql(&MySqlDialect {}, text) {
+            Ok(parsed) => parsed,
+            // A query or write the parser refuses would fail at every execution: fail the
+            // prepare, as MySQL does. Other statements are left to their execution.
+            Err(e) if planner::normalize(sql, true).is_some() => return Err(error::syntax(e)),
+            Err(_) => return Ok(Vec::new()),
         };
         let [stmt] = parsed.as_slice() else {
             return Ok(Vec::new());

@@ -182,6 +182,11 @@ async fn statement_commands_and_their_errors() {
         read_packet(&mut s).await;
     }
 
+    // A syntax error fails the prepare, as in MySQL.
+    let err = command(&mut s, b"\x16SELECT FROM WHERE ?").await;
+    assert_eq!(err[0], 0xff);
+    assert_eq!(u16::from_le_bytes([err[1], err[2]]), 1064);
+
     let execute = |types: bool, value: &[u8]| {
         let mut p = vec![0x17];
         p.extend_from_slice(&id.to_le_bytes());
