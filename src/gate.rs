@@ -370,9 +370,7 @@ impl Handler for GateSession {
             return out.error(&error::unknown_statement(id)).await;
         };
         self.gate.executions.fetch_add(1, Ordering::Relaxed);
-        if params.len() != stmt.params {
-            return out.error(&error::wrong_arguments()).await;
-        }
+        // The frontend decoded exactly the statement's parameter count.
         let literals = params.iter().map(prepared::literal).collect();
         self.one_query(Work::Prepared(stmt, literals), out)
             .await

@@ -6,7 +6,7 @@
 use mysql_common::constants::{ColumnFlags, ColumnType};
 use mysql_common::value::Value;
 
-use crate::writer::put_lenenc_int;
+use crate::writer::{put_lenenc_int, value_text as text_of};
 use crate::Param;
 
 /// Why a parameter block or a value could not be decoded or encoded.
@@ -216,20 +216,6 @@ pub(crate) fn encode_row(
         encode_value(buf, kind, flags.contains(ColumnFlags::UNSIGNED_FLAG), v)?;
     }
     Ok(())
-}
-
-fn text_of(v: &Value) -> std::borrow::Cow<'_, [u8]> {
-    match v {
-        Value::Bytes(b) => std::borrow::Cow::Borrowed(b),
-        other => {
-            let mut buf = Vec::new();
-            crate::writer::encode_text_value(&mut buf, other);
-            // Drop the length prefix the text encoding adds.
-            let mut r = Reader { buf: &buf };
-            let len = r.lenenc_int().unwrap_or(0) as usize;
-            std::borrow::Cow::Owned(r.buf[..len.min(r.buf.len())].to_vec())
-        }
-    }
 }
 
 fn parse<T: std::str::FromStr>(v: &Value) -> Result<T, BinaryError> {

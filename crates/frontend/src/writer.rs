@@ -1,5 +1,7 @@
 //! Encoding responses: OK, ERR and EOF packets, column definitions and text rows.
 
+use std::borrow::Cow;
+
 use mysql_common::constants::{CapabilityFlags, ColumnFlags, ColumnType, StatusFlags};
 use mysql_common::packets::Column;
 use mysql_common::value::Value;
@@ -319,28 +321,33 @@ pub(crate) fn encode_column(buf: &mut Vec<u8>, c: &Column) {
 pub(crate) fn encode_text_value(buf: &mut Vec<u8>, v: &Value) {
     match v {
         Value::NULL => buf.push(0xfb),
-        Value::Bytes(b) => put_lenenc_bytes(buf, b),
-        Value::Int(i) => put_lenenc_bytes(buf, i.to_string().as_bytes()),
-        Value::UInt(u) => put_lenenc_bytes(buf, u.to_string().as_bytes()),
-        Value::Float(f) => put_lenenc_bytes(buf, f.to_string().as_bytes()),
-        Value::Double(d) => put_lenenc_bytes(buf, d.to_string().as_bytes()),
-        Value::Date(y, mo, d, h, mi, s, us) => {
-            let text = if *us > 0 {
-                format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}.{us:06}")
-            } else {
-                format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}")
-            };
-            put_lenenc_bytes(buf, text.as_bytes());
-        }
+        other => put_lenenc_bytes(buf, &value_text(other)),
+    }
+}
+
+/// The MySQL text form of a non-NULL value (empty for NULL).
+pub(crate) fn value_text(v: &Value) -> Cow<'_, [u8]> {
+    let owned = |s: String| Cow::Owned(s.into_bytes());
+    match v {
+        Value::NULL => Cow::Borrowed(&[]),
+        Value::Bytes(b) => Cow::Borrowed(b),
+        Value::Int(i) => owned(i.to_string()),
+        Value::UInt(u) => owned(u.to_string()),
+        Value::Float(f) => owned(f.to_string()),
+        Value::Double(d) => owned(d.to_string()),
+        Value::Date(y, mo, d, h, mi, s, us) => owned(if *us > 0 {
+            format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}.{us:06}")
+        } else {
+            format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}")
+        }),
         Value::Time(neg, days, h, mi, s, us) => {
             let sign = if *neg { "-" } else { "" };
             let hours = u64::from(*days) * 24 + u64::from(*h);
-            let text = if *us > 0 {
+            owned(if *us > 0 {
                 format!("{sign}{hours:02}:{mi:02}:{s:02}.{us:06}")
             } else {
                 format!("{sign}{hours:02}:{mi:02}:{s:02}")
-            };
-            put_lenenc_bytes(buf, text.as_bytes());
+            })
         }
     }
 }

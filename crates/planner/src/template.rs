@@ -17,10 +17,7 @@ use crate::routing::narrow_in;
 /// statement must be planned from its text instead.
 pub fn bind(template: &Plan, literals: &[Literal], vschema: &VSchema) -> Option<Plan> {
     let text = |q: &str| substitute(q, literals);
-    let value = |v: &KeyValue| match v {
-        KeyValue::Param(i) => literals.get(*i)?.key_value(),
-        other => Some(other.clone()),
-    };
+    let value = |v: &KeyValue| bound(v, literals);
     Some(match template {
         Plan::Route(r) => Plan::Route(bind_route(r, literals, vschema)?),
         Plan::Select(s) => {
@@ -63,11 +60,16 @@ pub fn bind(template: &Plan, literals: &[Literal], vschema: &VSchema) -> Option<
     })
 }
 
-fn bind_route(route: &Route, literals: &[Literal], vschema: &VSchema) -> Option<Route> {
-    let value = |v: &KeyValue| match v {
+/// A vindex value with its bind variable (if it is one) replaced; `None` for NULL.
+fn bound(v: &KeyValue, literals: &[Literal]) -> Option<KeyValue> {
+    match v {
         KeyValue::Param(i) => literals.get(*i)?.key_value(),
         other => Some(other.clone()),
-    };
+    }
+}
+
+fn bind_route(route: &Route, literals: &[Literal], vschema: &VSchema) -> Option<Route> {
+    let value = |v: &KeyValue| bound(v, literals);
     let opcode = match &route.opcode {
         Opcode::EqualUnique { vindex, value: v } => {
             let v = value(v)?;
