@@ -199,3 +199,18 @@ async fn mysql_command_line_client() {
     assert!(out.contains("ok mysql interactive"), "{out}");
     proxy.stop().await;
 }
+
+/// MySQL's C client library with zstd and with zlib protocol compression.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libmysqlclient_compression() {
+    let proxy = proxy().await;
+    let port = proxy.addr.port().to_string();
+    let out = run_client(
+        &python(),
+        &["libmysqlclient_compression.py", "127.0.0.1", &port],
+    );
+    assert!(out.contains("ok libmysqlclient zstd"), "{out}");
+    assert!(out.contains("ok libmysqlclient zlib"), "{out}");
+    assert_eq!(rows_on_shards("zstd_people").await.len(), 500);
+    proxy.stop().await;
+}

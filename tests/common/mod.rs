@@ -47,6 +47,7 @@ tables.py_people = { primary_vindex = { column = "id", vindex = "hash" } }
 tables.node_people = { primary_vindex = { column = "id", vindex = "hash" } }
 tables.rs_people = { primary_vindex = { column = "id", vindex = "hash" } }
 tables.cli_people = { primary_vindex = { column = "id", vindex = "hash" } }
+tables.zstd_people = { primary_vindex = { column = "id", vindex = "hash" } }
 vindexes.email_lookup = { type = "consistent_lookup_unique", table = "main.email_lookup", from = "email", to = "keyspace_id" }
 vindexes.loose = { type = "unicode_loose_xxhash" }
 vindexes.handle_lookup = { type = "consistent_lookup_unique", table = "two.handle_lookup", from = "handle", to = "keyspace_id" }

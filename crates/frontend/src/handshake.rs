@@ -36,6 +36,7 @@ pub(crate) fn server_capabilities() -> CapabilityFlags {
         | CapabilityFlags::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
         | CapabilityFlags::CLIENT_DEPRECATE_EOF
         | CapabilityFlags::CLIENT_COMPRESS
+        | CapabilityFlags::CLIENT_ZSTD_COMPRESSION_ALGORITHM
 }
 
 /// 20 random printable bytes, never NUL or `$` (clients treat both specially), as MySQL does.
@@ -60,6 +61,8 @@ pub(crate) struct Authenticated {
     pub caps: CapabilityFlags,
     /// The greeting's scramble: COM_CHANGE_USER answers it again.
     pub salt: [u8; 20],
+    /// The client chose zstd compression at this level.
+    pub zstd_level: Option<i32>,
 }
 
 /// Checks a client's answer to `salt` under its auth plugin. `None` for plugins we do not speak.
@@ -153,6 +156,11 @@ pub(crate) async fn handshake(
     let response =
         HandshakeResponse::deserialize((), &mut ParseBuf(&packet)).map_err(|_| malformed())?;
     let caps = client_caps & server_capabilities();
+    // zstd's level is the handshake response's last byte.
+    let zstd_level = caps
+        .contains(CapabilityFlags::CLIENT_ZSTD_COMPRESSION_ALGORITHM)
+        .then(|| packet.last().map(|l| i32::from(*l).clamp(1, 22)))
+        .flatten();
     let user = String::from_utf8_lossy(response.user()).into_owned();
     let database = response
         .db_name()
@@ -161,13 +169,23 @@ pub(crate) async fn handshake(
 
     let client_plugin = response.auth_plugin().map(|p| p.as_bytes().to_vec());
     let mut auth_data = response.scramble_buf().to_vec();
-    let plugin = known_plugin(client_plugin.as_deref());
-    if plugin.is_none() {
-        // Ask the client to answer our salt with mysql_native_password instead.
+    // A plugin we do not speak is asked to switch to mysql_native_password. A caching_sha2
+    // client that did not answer our scramble (MySQL's C library sends nothing when the greeting
+    // named another plugin) is asked again, in its own plugin.
+    let (plugin, switch) = match known_plugin(client_plugin.as_deref()) {
+        None => (NATIVE, true),
+        Some(CACHING_SHA2)
+            if auth_data.len() != 32 && password_of(&user).is_some_and(|p| !p.is_empty()) =>
+        {
+            (CACHING_SHA2, true)
+        }
+        Some(p) => (p, false),
+    };
+    if switch {
         buf.clear();
         let mut data = salt.to_vec();
         data.push(0);
-        AuthSwitchRequest::new(NATIVE, data).serialize(&mut buf);
+        AuthSwitchRequest::new(plugin, data).serialize(&mut buf);
         io.write_packet(&buf).await?;
         io.flush().await?;
         auth_data = io.read_packet().await?;
@@ -186,7 +204,6 @@ pub(crate) async fn handshake(
     let Some(password) = password_of(&user) else {
         return Err(denied());
     };
-    let plugin = plugin.unwrap_or(NATIVE);
     if verify(plugin, &salt, &password, &auth_data) != Some(true) {
         return Err(denied());
     }
@@ -198,6 +215,7 @@ pub(crate) async fn handshake(
         database,
         caps,
         salt,
+        zstd_level,
     })
 }
 

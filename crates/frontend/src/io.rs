@@ -1,6 +1,8 @@
 //! Packet framing over a TCP stream. Reads fill a buffer and decode whole packets (mysql_common's
-//! codec joins 16 MiB chunks and checks sequence ids); writes are encoded into one buffer that is
-//! flushed once per response, or sooner when it grows past `FLUSH_AT`.
+//! codec joins 16 MiB chunks and checks sequence ids, and does zlib compression); writes are
+//! encoded into one buffer that is flushed once per response, or sooner when it grows past
+//! `FLUSH_AT`. zstd compression, which mysql_common lacks, is framed here: the compressed packet
+//! layout is zlib's, with zstd frames as payloads.
 
 use bytes::BytesMut;
 use mysql_common::proto::codec::{error::PacketCodecError, PacketCodec};
@@ -14,7 +16,27 @@ pub(crate) struct PacketIo {
     codec: PacketCodec,
     read_buf: BytesMut,
     write_buf: BytesMut,
+    max_packet: usize,
+    /// Set once the client negotiated zstd compression; the codec is then unused.
+    zstd: Option<Zstd>,
 }
+
+/// zstd compressed protocol state. Packets are staged uncompressed in `write_buf` and compressed
+/// at flush, several to a frame.
+struct Zstd {
+    level: i32,
+    /// Sequence id of the next compressed frame (shared by both directions, reset per command).
+    comp_seq: u8,
+    /// Sequence id of the next packet inside the frames; set to `comp_seq` after each flush, as
+    /// MySQL's net_flush does.
+    seq: u8,
+    /// Decompressed bytes not yet taken as packets.
+    plain: BytesMut,
+}
+
+/// A compressed frame's payload below this is sent as is (as MySQL does).
+const MIN_COMPRESS_LENGTH: usize = 50;
+const MAX_CHUNK: usize = 0xff_ffff;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ReadError {
@@ -37,7 +59,19 @@ impl PacketIo {
             codec,
             read_buf: BytesMut::with_capacity(16 * 1024),
             write_buf: BytesMut::with_capacity(16 * 1024),
+            max_packet,
+            zstd: None,
         }
+    }
+
+    /// zstd compressed protocol from the next packet on, at the client's level.
+    pub fn compress_zstd(&mut self, level: i32) {
+        self.zstd = Some(Zstd {
+            level,
+            comp_seq: 0,
+            seq: 0,
+            plain: BytesMut::new(),
+        });
     }
 
     /// Compressed protocol (zlib) from the next packet on.
@@ -49,9 +83,16 @@ impl PacketIo {
     /// A new command starts a new sequence.
     pub fn reset_seq(&mut self) {
         self.codec.reset_seq_id();
+        if let Some(z) = &mut self.zstd {
+            z.comp_seq = 0;
+            z.seq = 0;
+        }
     }
 
     pub async fn read_packet(&mut self) -> Result<Vec<u8>, ReadError> {
+        if self.zstd.is_some() {
+            return self.read_zstd_packet().await;
+        }
         let mut packet = Vec::new();
         loop {
             match self.codec.decode(&mut self.read_buf, &mut packet) {
@@ -66,8 +107,84 @@ impl PacketIo {
         }
     }
 
+    async fn read_zstd_packet(&mut self) -> Result<Vec<u8>, ReadError> {
+        let max_packet = self.max_packet;
+        let mut packet = Vec::new();
+        loop {
+            let z = self.zstd.as_mut().expect("zstd mode");
+            // Whole packets (16 MiB chunks joined) from the decompressed bytes.
+            while z.plain.len() >= 4 {
+                let len = usize::from(z.plain[0])
+                    | usize::from(z.plain[1]) << 8
+                    | usize::from(z.plain[2]) << 16;
+                if z.plain.len() < 4 + len {
+                    break;
+                }
+                if packet.len() + len > max_packet {
+                    return Err(ReadError::TooLarge);
+                }
+                z.seq = z.plain[3].wrapping_add(1);
+                packet.extend_from_slice(&z.plain[4..4 + len]);
+                let _ = z.plain.split_to(4 + len);
+                if len < MAX_CHUNK {
+                    return Ok(packet);
+                }
+            }
+            // The next compressed frame: length(3) sequence(1) uncompressed length(3) payload.
+            if self.read_buf.len() >= 7 {
+                let b = &self.read_buf;
+                let comp_len = usize::from(b[0]) | usize::from(b[1]) << 8 | usize::from(b[2]) << 16;
+                let raw_len = usize::from(b[4]) | usize::from(b[5]) << 8 | usize::from(b[6]) << 16;
+                if self.read_buf.len() >= 7 + comp_len {
+                    if b[3] != z.comp_seq {
+                        return Err(ReadError::Malformed(format!(
+                            "compressed packet {} where {} was expected",
+                            b[3], z.comp_seq
+                        )));
+                    }
+                    z.comp_seq = z.comp_seq.wrapping_add(1);
+                    let frame = self.read_buf.split_to(7 + comp_len);
+                    if raw_len == 0 {
+                        z.plain.extend_from_slice(&frame[7..]);
+                    } else {
+                        if raw_len > max_packet + 4 {
+                            return Err(ReadError::TooLarge);
+                        }
+                        let data = zstd::bulk::decompress(&frame[7..], raw_len)
+                            .map_err(|e| ReadError::Malformed(format!("zstd: {e}")))?;
+                        z.plain.extend_from_slice(&data);
+                    }
+                    continue;
+                }
+            }
+            if self.stream.read_buf(&mut self.read_buf).await? == 0 {
+                return Err(ReadError::Closed);
+            }
+        }
+    }
+
     /// Queues one packet; flushes if the buffer is large.
     pub async fn write_packet(&mut self, payload: &[u8]) -> std::io::Result<()> {
+        if let Some(z) = &mut self.zstd {
+            // Staged as plain packets; compressed at flush.
+            let mut rest = payload;
+            loop {
+                let n = rest.len().min(MAX_CHUNK);
+                self.write_buf
+                    .extend_from_slice(&(n as u32).to_le_bytes()[..3]);
+                self.write_buf.extend_from_slice(&[z.seq]);
+                self.write_buf.extend_from_slice(&rest[..n]);
+                z.seq = z.seq.wrapping_add(1);
+                rest = &rest[n..];
+                if n < MAX_CHUNK {
+                    break;
+                }
+            }
+            if self.write_buf.len() >= FLUSH_AT {
+                self.flush().await?;
+            }
+            return Ok(());
+        }
         let mut src = payload;
         self.codec
             .encode(&mut src, &mut self.write_buf)
@@ -79,6 +196,30 @@ impl PacketIo {
     }
 
     pub async fn flush(&mut self) -> std::io::Result<()> {
+        if let (Some(z), false) = (&mut self.zstd, self.write_buf.is_empty()) {
+            let mut frames = Vec::with_capacity(self.write_buf.len() / 2 + 16);
+            for chunk in self.write_buf.chunks(MAX_CHUNK) {
+                let compressed = if chunk.len() >= MIN_COMPRESS_LENGTH {
+                    zstd::bulk::compress(chunk, z.level)
+                        .ok()
+                        .filter(|c| c.len() < chunk.len())
+                } else {
+                    None
+                };
+                let (body, raw_len) = match &compressed {
+                    Some(c) => (c.as_slice(), chunk.len()),
+                    None => (chunk, 0),
+                };
+                frames.extend_from_slice(&(body.len() as u32).to_le_bytes()[..3]);
+                frames.push(z.comp_seq);
+                frames.extend_from_slice(&(raw_len as u32).to_le_bytes()[..3]);
+                frames.extend_from_slice(body);
+                z.comp_seq = z.comp_seq.wrapping_add(1);
+            }
+            z.seq = z.comp_seq;
+            self.write_buf.clear();
+            return self.stream.write_all(&frames).await;
+        }
         if !self.write_buf.is_empty() {
             self.stream.write_all(&self.write_buf).await?;
             self.write_buf.clear();

@@ -112,7 +112,9 @@ async fn run_connection<F: HandlerFactory>(
     io.write_packet(&ok).await?;
     io.flush().await?;
     // Compression starts with the first command, as clients expect.
-    if auth.caps.contains(CapabilityFlags::CLIENT_COMPRESS) {
+    if let Some(level) = auth.zstd_level {
+        io.compress_zstd(level);
+    } else if auth.caps.contains(CapabilityFlags::CLIENT_COMPRESS) {
         io.compress();
     }
     info!(user = %auth.user, "client connected");
