@@ -30,7 +30,7 @@ use crate::transaction::{SavepointOp, Transaction, TxMode};
 pub struct Gate {
     pub vschema: Arc<VSchema>,
     pub backends: Backends,
-    users: HashMap<String, String>,
+    users: HashMap<String, frontend::Credential>,
     info: ServerInfo,
     exec: engine::ExecOptions,
     /// Statements sent to each shard, for tests and operators; keyed keyspace → shard so that counting needs no allocation on the hot path.
@@ -106,7 +106,13 @@ impl Gate {
             users: config
                 .users
                 .iter()
-                .map(|u| (u.name.clone(), u.password.clone()))
+                .map(|u| {
+                    let cred = match &u.secret {
+                        vschema::Secret::Password(p) => frontend::Credential::Plain(p.clone()),
+                        vschema::Secret::NativeHash(h) => frontend::Credential::NativeHash(*h),
+                    };
+                    (u.name.clone(), cred)
+                })
                 .collect(),
             info: ServerInfo {
                 version: frontend::ServerOptions::default().server_version,
@@ -197,7 +203,7 @@ pub struct Sessions(pub Arc<Gate>);
 impl HandlerFactory for Sessions {
     type Handler = GateSession;
 
-    fn password(&self, user: &str) -> Option<String> {
+    fn credential(&self, user: &str) -> Option<frontend::Credential> {
         self.0.users.get(user).cloned()
     }
 

@@ -200,17 +200,36 @@ async fn mysql_command_line_client() {
     proxy.stop().await;
 }
 
-/// MySQL's C client library with zstd and with zlib protocol compression.
+/// MySQL's C client library: zstd and zlib protocol compression, and caching_sha2_password full
+/// authentication (RSA) for a user known only by its password hash, after which the fast path
+/// serves that user.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn libmysqlclient_compression() {
+async fn libmysqlclient_compression_and_full_authentication() {
     let proxy = proxy().await;
     let port = proxy.addr.port().to_string();
-    let out = run_client(
-        &python(),
-        &["libmysqlclient_compression.py", "127.0.0.1", &port],
-    );
-    assert!(out.contains("ok libmysqlclient zstd"), "{out}");
-    assert!(out.contains("ok libmysqlclient zlib"), "{out}");
+    // Before any full authentication the hash cannot check a caching_sha2 scramble.
+    let (_, reply) = login_as(&proxy, "hashed", "caching_sha2_password", b"h4sh").await;
+    assert_eq!(reply, [0x01, 0x04], "perform full authentication");
+    // mysql_native_password checks against the stored hash directly.
+    let url = format!("mysql://hashed:h4sh@{}/two", proxy.addr);
+    let mut c = mysql_async::Conn::new(mysql_async::Opts::from_url(&url).unwrap())
+        .await
+        .unwrap();
+    c.ping().await.unwrap();
+    let bad = format!("mysql://hashed:h4sx@{}/two", proxy.addr);
+    let err = mysql_async::Conn::new(mysql_async::Opts::from_url(&bad).unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(server_code(&err), Some(1045), "{err}");
+
+    let out = run_client(&python(), &["libmysqlclient.py", "127.0.0.1", &port]);
+    for what in ["zstd", "zlib", "caching_sha2 full authentication"] {
+        assert!(out.contains(&format!("ok libmysqlclient {what}")), "{out}");
+    }
     assert_eq!(rows_on_shards("zstd_people").await.len(), 500);
+    // The full authentication taught the fast path.
+    let (mut s, reply) = login_as(&proxy, "hashed", "caching_sha2_password", b"h4sh").await;
+    assert_eq!(reply, [0x01, 0x03], "fast authentication");
+    assert_eq!(read_packet(&mut s).await[0], 0x00);
     proxy.stop().await;
 }

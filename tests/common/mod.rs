@@ -68,6 +68,11 @@ password = "secret"
 name = "other"
 password = "pw2"
 
+# Password h4sh, known to shardgate only as its mysql_native_password hash.
+[[users]]
+name = "hashed"
+password_hash = "*5FBEDD0A011760CD2CDDE6720E3A251FE906BEC5"
+
 [keyspaces.two]
 sharded = true
 shards = [{{ name = "-80", primary = "{t0}" }}, {{ name = "80-", primary = "{t1}" }}]
@@ -255,6 +260,16 @@ pub async fn login_plugin(
     plugin: &str,
     password: &[u8],
 ) -> (tokio::net::TcpStream, Vec<u8>) {
+    login_as(proxy, "app", plugin, password).await
+}
+
+/// Like [`login_plugin`], for any user.
+pub async fn login_as(
+    proxy: &shardgate::Running,
+    user: &str,
+    plugin: &str,
+    password: &[u8],
+) -> (tokio::net::TcpStream, Vec<u8>) {
     let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
     let greeting = read_packet(&mut s).await;
     // protocol(1) version\0 conn_id(4) salt1(8) filler(1) caps(2) charset(1) status(2) caps(2) len(1) reserved(10) salt2(12)\0
@@ -280,7 +295,8 @@ pub async fn login_plugin(
     resp.extend_from_slice(&(16u32 << 20).to_le_bytes());
     resp.push(45);
     resp.extend_from_slice(&[0; 23]);
-    resp.extend_from_slice(b"app\0");
+    resp.extend_from_slice(user.as_bytes());
+    resp.push(0);
     resp.push(scramble.len() as u8);
     resp.extend_from_slice(&scramble);
     resp.extend_from_slice(plugin.as_bytes());

@@ -4,9 +4,9 @@ use mysql_common::constants::{CapabilityFlags, StatusFlags};
 use mysql_common::io::ParseBuf;
 use mysql_common::packets::{AuthSwitchRequest, HandshakePacket, HandshakeResponse};
 use mysql_common::proto::{MyDeserialize, MySerialize};
-use mysql_common::scramble::{scramble_native, scramble_sha256};
 use rand::RngExt;
 
+use crate::auth::{verify_native, AuthState, Credential, Sha2Verdict};
 use crate::io::{PacketIo, ReadError};
 use crate::SqlError;
 
@@ -14,6 +14,8 @@ const NATIVE: &[u8] = b"mysql_native_password";
 const CACHING_SHA2: &[u8] = b"caching_sha2_password";
 /// caching_sha2_password's "fast authentication succeeded" (AuthMoreData 0x03).
 const FAST_AUTH_OK: &[u8] = &[0x01, 0x03];
+/// caching_sha2_password's "the server needs the password itself" (AuthMoreData 0x04).
+const PERFORM_FULL_AUTH: &[u8] = &[0x01, 0x04];
 /// utf8mb4_general_ci: known to every client, old and new.
 const DEFAULT_COLLATION: u8 = 45;
 
@@ -65,22 +67,45 @@ pub(crate) struct Authenticated {
     pub zstd_level: Option<i32>,
 }
 
-/// Checks a client's answer to `salt` under its auth plugin. `None` for plugins we do not speak.
-pub(crate) fn verify(plugin: &[u8], salt: &[u8], password: &str, answer: &[u8]) -> Option<bool> {
-    if password.is_empty() {
-        return Some(answer.is_empty());
+/// Decides a client's answer to `salt` under `plugin`, exchanging what the plugin needs after it
+/// (caching_sha2's fast-auth notice, or full authentication). The caller sends the OK or ERR.
+pub(crate) async fn authenticate(
+    io: &mut PacketIo,
+    state: &AuthState,
+    plugin: &[u8],
+    user: &str,
+    cred: &Credential,
+    salt: &[u8],
+    answer: &[u8],
+) -> Result<bool, ReadError> {
+    match plugin {
+        NATIVE => Ok(verify_native(cred, salt, answer)),
+        CACHING_SHA2 => match state.verify_sha2(user, cred, salt, answer) {
+            Sha2Verdict::Denied => Ok(false),
+            Sha2Verdict::Accepted => {
+                if cred != &Credential::Plain(String::new()) {
+                    io.write_packet(FAST_AUTH_OK).await?;
+                }
+                Ok(true)
+            }
+            Sha2Verdict::NeedFullAuth => {
+                io.write_packet(PERFORM_FULL_AUTH).await?;
+                io.flush().await?;
+                let mut reply = io.read_packet().await?;
+                // Without TLS the password comes RSA-encrypted: the client may first ask for
+                // the key (a cleartext password is refused: it would be one of these bytes).
+                if reply == [0x02] {
+                    let mut key = vec![0x01];
+                    key.extend_from_slice(state.public_key_pem().as_bytes());
+                    io.write_packet(&key).await?;
+                    io.flush().await?;
+                    reply = io.read_packet().await?;
+                }
+                Ok(state.verify_full(user, cred, salt, &reply))
+            }
+        },
+        _ => Ok(false),
     }
-    let expected = match plugin {
-        NATIVE => scramble_native(salt, password.as_bytes()).map(|s| s.to_vec()),
-        CACHING_SHA2 => scramble_sha256(salt, password.as_bytes()).map(|s| s.to_vec()),
-        _ => return None,
-    };
-    Some(expected.is_some_and(|e| e == answer))
-}
-
-/// After a successful caching_sha2_password check the client waits for this packet before the OK.
-pub(crate) fn fast_auth_ok(plugin: &[u8], password: &str) -> Option<&'static [u8]> {
-    (plugin == CACHING_SHA2 && !password.is_empty()).then_some(FAST_AUTH_OK)
 }
 
 /// The plugin a client named, if we speak it; else `None` (the client is asked to switch).
@@ -111,7 +136,8 @@ pub(crate) async fn handshake(
     io: &mut PacketIo,
     conn_id: u32,
     server_version: &str,
-    password_of: impl Fn(&str) -> Option<String>,
+    state: &AuthState,
+    credential_of: impl Fn(&str) -> Option<Credential>,
 ) -> Result<Authenticated, HandshakeError> {
     let salt = new_salt();
     let mut scramble_2 = salt[8..].to_vec();
@@ -175,7 +201,8 @@ pub(crate) async fn handshake(
     let (plugin, switch) = match known_plugin(client_plugin.as_deref()) {
         None => (NATIVE, true),
         Some(CACHING_SHA2)
-            if auth_data.len() != 32 && password_of(&user).is_some_and(|p| !p.is_empty()) =>
+            if auth_data.len() != 32
+                && credential_of(&user).is_some_and(|c| c != Credential::Plain(String::new())) =>
         {
             (CACHING_SHA2, true)
         }
@@ -201,14 +228,11 @@ pub(crate) async fn handshake(
             ),
         ))
     };
-    let Some(password) = password_of(&user) else {
+    let Some(cred) = credential_of(&user) else {
         return Err(denied());
     };
-    if verify(plugin, &salt, &password, &auth_data) != Some(true) {
+    if !authenticate(io, state, plugin, &user, &cred, &salt, &auth_data).await? {
         return Err(denied());
-    }
-    if let Some(packet) = fast_auth_ok(plugin, &password) {
-        io.write_packet(packet).await?;
     }
     Ok(Authenticated {
         user,

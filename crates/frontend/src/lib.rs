@@ -3,10 +3,13 @@
 //! goes to a [`Handler`], which answers through a [`ResultWriter`].
 //!
 //! - `io`: packet framing over the socket (mysql_common's `PacketCodec`), one flush per response.
-//! - `handshake`: greeting, capability negotiation, `mysql_native_password`.
+//! - `handshake`: greeting, capability negotiation, the auth plugin exchange.
+//! - `auth`: checking answers (`mysql_native_password`, `caching_sha2_password` with its fast
+//!   path and RSA full authentication) against plain passwords or stored hashes.
 //! - `writer`: OK / ERR / EOF packets, column definitions, text rows.
 //! - `server`: the accept loop and the per-connection command loop.
 
+mod auth;
 mod binary;
 mod handshake;
 mod io;
@@ -15,6 +18,7 @@ mod writer;
 
 use std::future::Future;
 
+pub use auth::Credential;
 pub use mysql_common::constants::ColumnType;
 pub use mysql_common::constants::StatusFlags;
 pub use server::{serve, ServerOptions};
@@ -59,8 +63,8 @@ impl std::fmt::Display for SqlError {
 pub trait HandlerFactory: Send + Sync + 'static {
     type Handler: Handler;
 
-    /// The password of `user`, or `None` when there is no such user.
-    fn password(&self, user: &str) -> Option<String>;
+    /// What the server knows of `user`'s password, or `None` when there is no such user.
+    fn credential(&self, user: &str) -> Option<Credential>;
 
     /// A new session for an authenticated user. `database` is the one given at connect time.
     fn connect(

@@ -9,10 +9,9 @@ use mysql_common::constants::{CapabilityFlags, Command};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, warn, Instrument};
 
+use crate::auth::AuthState;
 use crate::binary::{decode_params, ParamType};
-use crate::handshake::{
-    fast_auth_ok, handshake, known_plugin, verify, Authenticated, HandshakeError,
-};
+use crate::handshake::{authenticate, handshake, known_plugin, Authenticated, HandshakeError};
 use crate::io::{PacketIo, ReadError};
 use crate::writer::{encode_err, OkInfo, ResultWriter};
 use crate::{Handler, HandlerFactory, SqlError};
@@ -43,6 +42,8 @@ pub async fn serve<F: HandlerFactory>(
 ) -> std::io::Result<()> {
     let next_id = AtomicU32::new(1);
     let options = Arc::new(options);
+    let auth_state = Arc::new(AuthState::default());
+    crate::auth::prepare_key();
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -60,10 +61,13 @@ pub async fn serve<F: HandlerFactory>(
         let conn_id = next_id.fetch_add(1, Ordering::Relaxed);
         let factory = factory.clone();
         let options = options.clone();
+        let auth_state = auth_state.clone();
         let span = tracing::info_span!("conn", conn_id, %peer);
         tokio::spawn(
             async move {
-                if let Err(e) = run_connection(stream, conn_id, &*factory, &options).await {
+                if let Err(e) =
+                    run_connection(stream, conn_id, &*factory, &options, &auth_state).await
+                {
                     debug!(error = %e, "connection ended with an error");
                 }
             }
@@ -77,11 +81,12 @@ async fn run_connection<F: HandlerFactory>(
     conn_id: u32,
     factory: &F,
     options: &ServerOptions,
+    auth_state: &AuthState,
 ) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     let mut io = PacketIo::new(stream, options.max_packet_size);
-    let auth = match handshake(&mut io, conn_id, &options.server_version, |u| {
-        factory.password(u)
+    let auth = match handshake(&mut io, conn_id, &options.server_version, auth_state, |u| {
+        factory.credential(u)
     })
     .await
     {
@@ -118,7 +123,15 @@ async fn run_connection<F: HandlerFactory>(
         io.compress();
     }
     info!(user = %auth.user, "client connected");
-    let result = command_loop(&mut io, factory, conn_id, &mut handler, &mut auth).await;
+    let result = command_loop(
+        &mut io,
+        factory,
+        auth_state,
+        conn_id,
+        &mut handler,
+        &mut auth,
+    )
+    .await;
     handler.close().await;
     io.shutdown().await;
     info!("client disconnected");
@@ -219,9 +232,74 @@ fn parse_change_user(body: &[u8], caps: CapabilityFlags) -> Option<ChangeUser> {
     })
 }
 
+/// COM_CHANGE_USER: re-authenticates against the greeting's scramble; on success the session
+/// starts over as the new user (open transaction rolled back, statements gone). False when the
+/// connection must close.
+#[allow(clippy::too_many_arguments)]
+async fn change_user<F: HandlerFactory>(
+    io: &mut PacketIo,
+    factory: &F,
+    state: &AuthState,
+    conn_id: u32,
+    handler: &mut F::Handler,
+    auth: &mut Authenticated,
+    statements: &mut HashMap<u32, Statement>,
+    body: &[u8],
+) -> std::io::Result<bool> {
+    let Some(change) = parse_change_user(body, auth.caps) else {
+        send_error(io, &SqlError::new(1043, "08S01", "Bad handshake")).await;
+        return Ok(false);
+    };
+    let plugin = known_plugin(change.plugin.as_deref()).unwrap_or(b"");
+    let accepted = match factory.credential(&change.user) {
+        Some(cred) => authenticate(
+            io,
+            state,
+            plugin,
+            &change.user,
+            &cred,
+            &auth.salt,
+            &change.auth,
+        )
+        .await
+        .map_err(|e| match e {
+            ReadError::Io(e) => e,
+            other => std::io::Error::other(other.to_string()),
+        })?,
+        None => false,
+    };
+    if !accepted {
+        let message = format!(
+            "Access denied for user '{}' (using password: {})",
+            change.user,
+            if change.auth.is_empty() { "NO" } else { "YES" }
+        );
+        send_error(io, &SqlError::new(1045, "28000", message)).await;
+        return Ok(false);
+    }
+    match factory
+        .connect(conn_id, &change.user, change.database.as_deref())
+        .await
+    {
+        Ok(new) => {
+            handler.close().await;
+            *handler = new;
+            statements.clear();
+            auth.user = change.user;
+            auth.database = change.database;
+            let mut ok = Vec::new();
+            crate::writer::encode_ok(&mut ok, 0x00, &OkInfo::default(), handler.status());
+            io.write_packet(&ok).await?;
+        }
+        Err(e) => send_error(io, &e).await,
+    }
+    Ok(true)
+}
+
 async fn command_loop<F: HandlerFactory>(
     io: &mut PacketIo,
     factory: &F,
+    auth_state: &AuthState,
     conn_id: u32,
     handler: &mut F::Handler,
     auth: &mut Authenticated,
@@ -278,6 +356,24 @@ async fn command_loop<F: HandlerFactory>(
             .await;
             continue;
         };
+        if command == Command::COM_CHANGE_USER as u8 {
+            let keep = change_user(
+                io,
+                factory,
+                auth_state,
+                conn_id,
+                handler,
+                auth,
+                &mut statements,
+                body,
+            )
+            .await?;
+            io.flush().await?;
+            if !keep {
+                return Ok(());
+            }
+            continue;
+        }
         let mut out = ResultWriter::new(io, caps, handler.status());
         match command {
             c if c == Command::COM_QUIT as u8 => return Ok(()),
@@ -326,52 +422,6 @@ async fn command_loop<F: HandlerFactory>(
                     .await?
                 }
             },
-            c if c == Command::COM_CHANGE_USER as u8 => {
-                // Re-authenticates against the greeting's scramble; on success the session
-                // starts over as the new user (open transaction rolled back, statements gone).
-                let Some(change) = parse_change_user(body, caps) else {
-                    out.error(&SqlError::new(1043, "08S01", "Bad handshake"))
-                        .await?;
-                    io.flush().await?;
-                    return Ok(());
-                };
-                let plugin = known_plugin(change.plugin.as_deref()).unwrap_or(b"");
-                let verdict = factory
-                    .password(&change.user)
-                    .filter(|pw| verify(plugin, &auth.salt, pw, &change.auth) == Some(true));
-                let Some(password) = verdict else {
-                    out.error(&SqlError::new(
-                        1045,
-                        "28000",
-                        format!(
-                            "Access denied for user '{}' (using password: {})",
-                            change.user,
-                            if change.auth.is_empty() { "NO" } else { "YES" }
-                        ),
-                    ))
-                    .await?;
-                    io.flush().await?;
-                    return Ok(());
-                };
-                match factory
-                    .connect(conn_id, &change.user, change.database.as_deref())
-                    .await
-                {
-                    Ok(new) => {
-                        handler.close().await;
-                        *handler = new;
-                        statements.clear();
-                        auth.user = change.user;
-                        auth.database = change.database;
-                        if let Some(packet) = fast_auth_ok(plugin, &password) {
-                            out.raw(packet).await?;
-                        }
-                        out.set_status(handler.status());
-                        out.ok(&OkInfo::default()).await?
-                    }
-                    Err(e) => out.error(&e).await?,
-                }
-            }
             c if c == Command::COM_STMT_PREPARE as u8 => {
                 let Ok(sql) = std::str::from_utf8(body) else {
                     out.error(&SqlError::new(

@@ -69,7 +69,30 @@ pub struct ServerConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
     pub name: String,
-    pub password: String,
+    pub secret: Secret,
+}
+
+/// How the config gives a user's password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Secret {
+    /// In plain text (the demo; shardgate warns).
+    Password(String),
+    /// MySQL's mysql_native_password hash, SHA1(SHA1(password)), written `*` + 40 hex digits as
+    /// `SELECT authentication_string FROM mysql.user` shows it.
+    NativeHash([u8; 20]),
+}
+
+/// Parses MySQL's `*` + 40 hex digits mysql_native_password hash.
+pub fn parse_native_hash(text: &str) -> Option<[u8; 20]> {
+    let hex = text.strip_prefix('*')?;
+    if hex.len() != 40 {
+        return None;
+    }
+    let mut out = [0u8; 20];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
 }
 
 /// Every keyspace, by name.

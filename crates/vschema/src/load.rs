@@ -10,8 +10,8 @@ use crate::keyrange::{check_tiling, KeyRange};
 use crate::raw::{RawConfig, RawKeyspace, VitessKeyspace};
 use crate::vindex::{Vindex, VindexKind};
 use crate::{
-    AutoIncrement, BackendAddr, Config, ConfigError, Keyspace, LookupColumn, LookupVindex,
-    PoolSize, SequenceRef, ServerConfig, Shard, Table, User, VSchema,
+    parse_native_hash, AutoIncrement, BackendAddr, Config, ConfigError, Keyspace, LookupColumn,
+    LookupVindex, PoolSize, Secret, SequenceRef, ServerConfig, Shard, Table, User, VSchema,
 };
 
 const DEFAULT_MAX_PACKET: usize = 64 << 20;
@@ -81,9 +81,27 @@ pub fn parse_config(text: &str, path: &Path) -> Result<Config, ConfigError> {
                 format!("user {:?} is defined twice", u.name),
             ));
         }
+        let secret = match (&u.password, &u.password_hash) {
+            (Some(_), Some(_)) => {
+                return Err(ctx.err(
+                    user,
+                    &format!("users[{i}]"),
+                    "give password or password_hash, not both".into(),
+                ))
+            }
+            (Some(p), None) => Secret::Password(p.clone()),
+            (None, Some(h)) => Secret::NativeHash(parse_native_hash(h).ok_or_else(|| {
+                ctx.err(
+                    user,
+                    &format!("users[{i}].password_hash"),
+                    "expected MySQL's mysql_native_password hash: '*' and 40 hex digits".into(),
+                )
+            })?),
+            (None, None) => Secret::Password(String::new()),
+        };
         users.push(User {
             name: u.name.clone(),
-            password: u.password.clone(),
+            secret,
         });
     }
 

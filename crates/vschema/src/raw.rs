@@ -30,8 +30,8 @@ pub(crate) struct RawServer {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawUser {
     pub name: String,
-    #[serde(default)]
-    pub password: String,
+    pub password: Option<String>,
+    pub password_hash: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -63,9 +63,28 @@ fn good_config_loads() {
         config.users,
         vec![User {
             name: "app".into(),
-            password: "secret".into()
+            secret: Secret::Password("secret".into())
         }]
     );
+}
+
+#[test]
+fn users_with_hashed_passwords() {
+    let text = GOOD.replace(
+        "password = \"secret\"",
+        "password_hash = \"*14E65567ABDB5135D0CFD9A70B3032C179A49EE7\"",
+    );
+    let config = parse(&text).unwrap();
+    assert!(
+        matches!(config.users[0].secret, Secret::NativeHash(h) if h[0] == 0x14 && h[19] == 0xe7)
+    );
+    let e = mistake("password = \"secret\"", "password_hash = \"14E6\"");
+    assert!(e.to_string().contains("users[0].password_hash"), "{e}");
+    let e = mistake(
+        "password = \"secret\"",
+        "password = \"x\"\npassword_hash = \"*14E65567ABDB5135D0CFD9A70B3032C179A49EE7\"",
+    );
+    assert!(e.to_string().contains("not both"), "{e}");
 }
 
 #[test]

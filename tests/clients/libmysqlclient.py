@@ -1,9 +1,11 @@
 """MySQL's own C client library (libmysqlclient, as bundled in mysql-connector-python's C
-extension) through shardgate with each compression algorithm it offers: `zstd`, `zlib`. The
-library refuses to connect when the server does not support the one algorithm it is given, so a
-successful connection proves the algorithm was negotiated. Each connection writes and reads rows
-large enough to be compressed. Run by tests/clients.rs as `python libmysqlclient_compression.py
-HOST PORT`.
+extension) through shardgate:
+- with each compression algorithm it offers, `zstd` and `zlib`. The library refuses to connect
+  when the server does not support the one algorithm it is given, so a successful connection
+  proves the algorithm was negotiated. Rows large enough to be compressed go both ways.
+- caching_sha2_password full authentication, as user `hashed` whose password shardgate knows only
+  as a hash: the password goes RSA-encrypted with the server's public key.
+Run by tests/clients.rs as `python libmysqlclient.py HOST PORT`.
 """
 
 import ctypes
@@ -35,6 +37,7 @@ lib.mysql_free_result.argtypes = [ctypes.c_void_p]
 lib.mysql_close.argtypes = [ctypes.c_void_p]
 
 # enum mysql_option in mysql.h
+MYSQL_OPT_GET_SERVER_PUBLIC_KEY = 36
 MYSQL_OPT_COMPRESSION_ALGORITHMS = 41
 MYSQL_OPT_ZSTD_COMPRESSION_LEVEL = 42
 
@@ -81,3 +84,25 @@ for algorithm in ("zstd", "zlib"):
         raise SystemExit(f"{algorithm}: {one}")
     lib.mysql_close(m)
     print(f"ok libmysqlclient {algorithm}")
+
+
+def connect_hashed(password):
+    m = lib.mysql_init(None)
+    fetch_key = ctypes.c_bool(True)
+    lib.mysql_options(m, MYSQL_OPT_GET_SERVER_PUBLIC_KEY, ctypes.byref(fetch_key))
+    if not lib.mysql_real_connect(m, host, b"hashed", password, b"two", port, None, 0):
+        return None, lib.mysql_error(m).decode()
+    return m, None
+
+
+m, err = connect_hashed(b"h4sh")
+if m is None:
+    raise SystemExit(f"full authentication failed: {err}")
+one = query(m, "SELECT id, name FROM zstd_people WHERE id = 9")
+if one != [("9", "zstd row " * 15 + "9")]:
+    raise SystemExit(f"hashed: {one}")
+lib.mysql_close(m)
+m, err = connect_hashed(b"wrong")
+if m is not None or "Access denied" not in err:
+    raise SystemExit(f"a wrong password was not refused: {err}")
+print("ok libmysqlclient caching_sha2 full authentication")

@@ -1,0 +1,262 @@
+//! Checking a client's answer to the greeting's scramble, for `mysql_native_password` and
+//! `caching_sha2_password`, against a plain password or a stored `mysql_native_password` hash.
+//!
+//! caching_sha2_password's fast path needs SHA256(SHA256(password)). It is computed from a plain
+//! password; for a stored hash it is learned the first time the user logs in by full
+//! authentication (the password sent RSA-encrypted with the server's public key, as MySQL 8 does
+//! after a restart) and kept in memory, as MySQL's cache does.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+use rsa::pkcs8::{EncodePublicKey, LineEnding};
+use rsa::{Oaep, RsaPrivateKey};
+use sha1::{Digest, Sha1};
+use sha2::Sha256;
+
+/// What the server knows of a user's password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    Plain(String),
+    /// SHA1(SHA1(password)): MySQL's `mysql_native_password` hash (`*` + 40 hex digits).
+    NativeHash([u8; 20]),
+}
+
+impl Credential {
+    fn is_empty(&self) -> bool {
+        matches!(self, Credential::Plain(p) if p.is_empty())
+    }
+
+    /// Whether `password` is this credential's password.
+    fn matches(&self, password: &[u8]) -> bool {
+        match self {
+            Credential::Plain(p) => p.as_bytes() == password,
+            Credential::NativeHash(h) => sha1(&sha1(password)) == *h,
+        }
+    }
+}
+
+fn sha1(data: &[u8]) -> [u8; 20] {
+    Sha1::digest(data).into()
+}
+
+fn sha256(parts: &[&[u8]]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p);
+    }
+    h.finalize().into()
+}
+
+fn xor<const N: usize>(a: &[u8; N], b: &[u8]) -> [u8; N] {
+    let mut out = *a;
+    for (o, b) in out.iter_mut().zip(b) {
+        *o ^= b;
+    }
+    out
+}
+
+/// mysql_native_password: the client sends SHA1(pw) XOR SHA1(salt + SHA1(SHA1(pw))).
+pub(crate) fn verify_native(cred: &Credential, salt: &[u8], answer: &[u8]) -> bool {
+    if cred.is_empty() {
+        return answer.is_empty();
+    }
+    let stored = match cred {
+        Credential::Plain(p) => sha1(&sha1(p.as_bytes())),
+        Credential::NativeHash(h) => *h,
+    };
+    if answer.len() != 20 {
+        return false;
+    }
+    let candidate = xor(&sha1(&[salt, &stored].concat()), answer);
+    sha1(&candidate) == stored
+}
+
+/// caching_sha2_password's fast path, given D = SHA256(SHA256(pw)): the client sends
+/// SHA256(pw) XOR SHA256(D + salt).
+fn verify_sha2_fast(digest: &[u8; 32], salt: &[u8], answer: &[u8]) -> bool {
+    if answer.len() != 32 {
+        return false;
+    }
+    let candidate = xor(&sha256(&[digest, salt]), answer);
+    sha256(&[&candidate]) == *digest
+}
+
+/// What a caching_sha2_password check decided.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Sha2Verdict {
+    Accepted,
+    Denied,
+    /// The server cannot tell from the scramble: full authentication is needed.
+    NeedFullAuth,
+}
+
+/// Shared by every connection: the caching_sha2 digests learned so far.
+#[derive(Default)]
+pub(crate) struct AuthState {
+    sha2_cache: Mutex<HashMap<String, Learned>>,
+}
+
+/// A user's SHA256(SHA256(password)), and the stored hash it was learned for (a changed hash
+/// makes it stale).
+type Learned = ([u8; 20], [u8; 32]);
+
+/// The process's RSA key pair (and its public key as PEM), made once, on first use.
+fn key() -> &'static (RsaPrivateKey, String) {
+    static KEY: OnceLock<(RsaPrivateKey, String)> = OnceLock::new();
+    KEY.get_or_init(|| {
+        let key = RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).expect("RSA key generation");
+        let pem = key
+            .to_public_key()
+            .to_public_key_pem(LineEnding::LF)
+            .expect("PEM encoding");
+        (key, pem)
+    })
+}
+
+/// Makes the key pair on a thread of its own (it takes a moment), so that no client waits for
+/// it on an async worker. Once per process.
+pub(crate) fn prepare_key() {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        std::thread::spawn(|| {
+            key();
+        });
+    });
+}
+
+impl AuthState {
+    pub(crate) fn verify_sha2(
+        &self,
+        user: &str,
+        cred: &Credential,
+        salt: &[u8],
+        answer: &[u8],
+    ) -> Sha2Verdict {
+        if cred.is_empty() {
+            return if answer.is_empty() {
+                Sha2Verdict::Accepted
+            } else {
+                Sha2Verdict::Denied
+            };
+        }
+        let digest = match cred {
+            Credential::Plain(p) => sha256(&[&sha256(&[p.as_bytes()])]),
+            Credential::NativeHash(h) => {
+                match self.sha2_cache.lock().expect("auth cache").get(user) {
+                    Some((for_hash, digest)) if for_hash == h => *digest,
+                    _ => return Sha2Verdict::NeedFullAuth,
+                }
+            }
+        };
+        if verify_sha2_fast(&digest, salt, answer) {
+            Sha2Verdict::Accepted
+        } else {
+            Sha2Verdict::Denied
+        }
+    }
+
+    /// The public key as PEM, for clients that ask for it.
+    pub(crate) fn public_key_pem(&self) -> &'static str {
+        &key().1
+    }
+
+    /// Full authentication: the client's RSA-OAEP-encrypted (password + NUL) XOR salt. On
+    /// success the fast-path digest is remembered.
+    pub(crate) fn verify_full(
+        &self,
+        user: &str,
+        cred: &Credential,
+        salt: &[u8],
+        encrypted: &[u8],
+    ) -> bool {
+        let Ok(plain) = key().0.decrypt(Oaep::new::<Sha1>(), encrypted) else {
+            return false;
+        };
+        let mut password: Vec<u8> = plain
+            .iter()
+            .zip(salt.iter().cycle())
+            .map(|(p, s)| p ^ s)
+            .collect();
+        if password.last() == Some(&0) {
+            password.pop();
+        }
+        if !cred.matches(&password) {
+            return false;
+        }
+        if let Credential::NativeHash(h) = cred {
+            let digest = sha256(&[&sha256(&[&password])]);
+            self.sha2_cache
+                .lock()
+                .expect("auth cache")
+                .insert(user.to_string(), (*h, digest));
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mysql_common::scramble::{scramble_native, scramble_sha256};
+
+    /// Parses MySQL's `*` + 40 hex digits mysql_native_password hash.
+    fn parse_native_hash(text: &str) -> Option<[u8; 20]> {
+        let hex = text.strip_prefix('*')?;
+        if hex.len() != 40 {
+            return None;
+        }
+        let mut out = [0u8; 20];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(out)
+    }
+
+    // SELECT PASSWORD('secret') in MySQL 5.7 / MariaDB.
+    const SECRET_HASH: &str = "*14E65567ABDB5135D0CFD9A70B3032C179A49EE7";
+
+    #[test]
+    fn native_answers_check_against_plain_and_hash() {
+        let salt = b"abcdefghij0123456789";
+        let answer = scramble_native(salt, b"secret").unwrap();
+        let hash = Credential::NativeHash(parse_native_hash(SECRET_HASH).unwrap());
+        for cred in [Credential::Plain("secret".into()), hash.clone()] {
+            assert!(verify_native(&cred, salt, &answer));
+            assert!(!verify_native(
+                &cred,
+                salt,
+                &scramble_native(salt, b"other").unwrap()
+            ));
+            assert!(!verify_native(&cred, salt, b""));
+        }
+        assert!(hash.matches(b"secret") && !hash.matches(b"Secret"));
+        assert_eq!(parse_native_hash("*14E6"), None);
+        assert_eq!(
+            parse_native_hash("14E65567ABDB5135D0CFD9A70B3032C179A49EE7"),
+            None
+        );
+    }
+
+    #[test]
+    fn sha2_fast_path_needs_the_digest() {
+        let state = AuthState::default();
+        let salt = b"abcdefghij0123456789";
+        let answer = scramble_sha256(salt, b"secret").unwrap();
+        let plain = Credential::Plain("secret".into());
+        assert_eq!(
+            state.verify_sha2("u", &plain, salt, &answer),
+            Sha2Verdict::Accepted
+        );
+        let wrong = scramble_sha256(salt, b"nope").unwrap();
+        assert_eq!(
+            state.verify_sha2("u", &plain, salt, &wrong),
+            Sha2Verdict::Denied
+        );
+        let hash = Credential::NativeHash(parse_native_hash(SECRET_HASH).unwrap());
+        assert_eq!(
+            state.verify_sha2("u", &hash, salt, &answer),
+            Sha2Verdict::NeedFullAuth
+        );
+    }
+}
