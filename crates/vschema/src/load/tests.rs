@@ -80,6 +80,15 @@ fn users_with_hashed_passwords() {
     );
     let e = mistake("password = \"secret\"", "password_hash = \"14E6\"");
     assert!(e.to_string().contains("users[0].password_hash"), "{e}");
+    assert_eq!(parse_native_hash("*14E6"), None);
+    assert_eq!(
+        parse_native_hash("14E65567ABDB5135D0CFD9A70B3032C179A49EE7"),
+        None
+    );
+    assert_eq!(
+        parse_native_hash("*14E65567ABDB5135D0CFD9A70B3032C179A49EZZ"),
+        None
+    );
     let e = mistake(
         "password = \"secret\"",
         "password = \"x\"\npassword_hash = \"*14E65567ABDB5135D0CFD9A70B3032C179A49EE7\"",
