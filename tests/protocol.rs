@@ -229,6 +229,20 @@ async fn statement_commands_and_their_errors() {
     let err = command(&mut s, &execute(true, b"\x01x")).await;
     assert_eq!(err[0], 0xff);
     assert_eq!(u16::from_le_bytes([err[1], err[2]]), 1243);
+    // COM_RESET_CONNECTION drops the session's prepared statements.
+    write_packet(&mut s, 0, b"\x16SELECT ?").await;
+    let head = read_packet(&mut s).await;
+    assert_eq!(head[0], 0x00);
+    let kept = u32::from_le_bytes(head[1..5].try_into().unwrap());
+    for _ in 0..4 {
+        read_packet(&mut s).await;
+    }
+    assert_eq!(command(&mut s, &[0x1f]).await[0], 0x00);
+    let mut p = vec![0x17];
+    p.extend_from_slice(&kept.to_le_bytes());
+    p.extend_from_slice(&[0, 1, 0, 0, 0, 0, 1, 253, 0, 1, b'x']);
+    let err = command(&mut s, &p).await;
+    assert_eq!(u16::from_le_bytes([err[1], err[2]]), 1243, "{err:?}");
     // A truncated EXECUTE, then the connection still answers.
     let err = command(&mut s, &[0x17, 1]).await;
     assert_eq!(err[0], 0xff);
