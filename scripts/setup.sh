@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what shardgate's demo and tests need on Debian: MariaDB server and client, sysbench,
+# Installs what shardgate's demo, tests and benchmarks need on Debian: MariaDB server and client,
+# sysbench, socat (the load benchmark's relay),
 # and the client libraries the tests drive (Python packages in tests/clients/.venv, Node.js
 # packages in tests/clients/node_modules). Idempotent: does nothing when everything is present.
 set -euo pipefail
@@ -9,6 +10,7 @@ command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing+=(ma
 command -v mariadb-install-db >/dev/null 2>&1 || [ -x /usr/bin/mariadb-install-db ] || missing+=(mariadb-server)
 command -v mysql >/dev/null 2>&1 || missing+=(mariadb-client)
 command -v sysbench >/dev/null 2>&1 || missing+=(sysbench)
+command -v socat >/dev/null 2>&1 || missing+=(socat)
 command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-venv)
 command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
 

@@ -1,0 +1,410 @@
+//! sysbench through three doors to the same data, interleaved: a direct connection to one MariaDB,
+//! a `socat` relay in front of it, and shardgate over two shards (sbtest tables sharded by `id`
+//! with `hash`). Prints median tps, p95 latency, ratios and the CPU the relay and shardgate spent
+//! per query. Run it with `benches/load/run.sh` (which is `cargo bench --bench load -- ARGS`).
+//!
+//! Options (`--name=value`): rounds (3), time (seconds per run, 10), threads (8,32), workloads
+//! (point_select,read_only,read_write,insert,scatter), modes (auto,disable), tables (4),
+//! table-size (10000). Everything runs on loopback and everything started is stopped at the end.
+
+use std::collections::BTreeMap;
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Options {
+    rounds: usize,
+    time: u64,
+    threads: Vec<u32>,
+    workloads: Vec<String>,
+    modes: Vec<String>,
+    tables: usize,
+    table_size: usize,
+}
+
+impl Options {
+    fn parse() -> Options {
+        let mut o = Options {
+            rounds: 3,
+            time: 10,
+            threads: vec![8, 32],
+            workloads: [
+                "point_select",
+                "read_only",
+                "read_write",
+                "insert",
+                "scatter",
+            ]
+            .map(String::from)
+            .to_vec(),
+            modes: vec!["auto".into(), "disable".into()],
+            tables: 4,
+            table_size: 10_000,
+        };
+        let list = |v: &str| v.split(',').map(str::to_string).collect::<Vec<_>>();
+        for arg in std::env::args().skip(1) {
+            let Some((name, value)) = arg.trim_start_matches("--").split_once('=') else {
+                continue; // `--bench` and the like, from cargo
+            };
+            let number = || {
+                value
+                    .parse::<usize>()
+                    .unwrap_or_else(|_| panic!("--{name} wants a number"))
+            };
+            match name {
+                "rounds" => o.rounds = number(),
+                "time" => o.time = number() as u64,
+                "threads" => {
+                    o.threads = list(value)
+                        .iter()
+                        .map(|t| t.parse().expect("--threads=8,32"))
+                        .collect()
+                }
+                "workloads" => o.workloads = list(value),
+                "modes" => o.modes = list(value),
+                "tables" => o.tables = number(),
+                "table-size" => o.table_size = number(),
+                other => panic!("unknown option --{other}"),
+            }
+        }
+        o
+    }
+}
+
+/// A process we started, killed when dropped.
+struct Started(Child);
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One way in: where sysbench connects, as whom, and which process to charge CPU to.
+struct Target {
+    name: &'static str,
+    port: u16,
+    user: &'static str,
+    password: &'static str,
+    /// (pid, whether its CPU is in children it reaps: socat forks one per connection)
+    cpu_of: Option<(u32, bool)>,
+}
+
+/// What one sysbench run reported.
+#[derive(Clone, Copy, Default)]
+struct Run {
+    tps: f64,
+    qps: f64,
+    p95_ms: f64,
+    /// CPU microseconds of the charged process per query.
+    cpu_us: Option<f64>,
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        // `cargo test --all-targets` builds and runs benches in test mode: nothing to check here.
+        println!("load benchmark: run it with benches/load/run.sh");
+        return;
+    }
+    let o = Options::parse();
+    let servers = testkit::start(3, &["sbtest", "main"]).expect("start MariaDB");
+    let (s0, s1, reference) = (&servers[0], &servers[1], &servers[2]);
+    let dir = tempfile::tempdir().expect("temp dir");
+
+    let sg_port = free_port();
+    let config = config_text(sg_port, [s0.port, s1.port], o.tables);
+    let config_path = dir.path().join("shardgate.toml");
+    std::fs::write(&config_path, config).expect("write config");
+    let shardgate = Started(
+        Command::new(env!("CARGO_BIN_EXE_shardgate"))
+            .args(["serve", "--config"])
+            .arg(&config_path)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start shardgate"),
+    );
+    let relay_port = free_port();
+    let relay = Started(
+        Command::new("socat")
+            .arg(format!(
+                "TCP-LISTEN:{relay_port},bind=127.0.0.1,fork,reuseaddr,nodelay"
+            ))
+            .arg(format!("TCP:127.0.0.1:{},nodelay", reference.port))
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start socat (Debian package socat)"),
+    );
+    wait_port(sg_port);
+    wait_port(relay_port);
+
+    let targets = [
+        Target {
+            name: "direct",
+            port: reference.port,
+            user: "root",
+            password: "",
+            cpu_of: None,
+        },
+        Target {
+            name: "relay",
+            port: relay_port,
+            user: "root",
+            password: "",
+            cpu_of: Some((relay.0.id(), true)),
+        },
+        Target {
+            name: "shardgate",
+            port: sg_port,
+            user: "app",
+            password: "secret",
+            cpu_of: Some((shardgate.0.id(), false)),
+        },
+    ];
+
+    eprintln!("preparing {} tables x {} rows", o.tables, o.table_size);
+    for t in 1..=o.tables {
+        mariadb(
+            sg_port,
+            "main",
+            &format!(
+                "DROP TABLE IF EXISTS sbtest{t}_seq; CREATE TABLE sbtest{t}_seq (id INT PRIMARY KEY, next_id BIGINT, cache BIGINT); INSERT INTO sbtest{t}_seq VALUES (0, 1, 1000)"
+            ),
+        );
+    }
+    for target in [&targets[0], &targets[2]] {
+        sysbench(target, &o, "oltp_read_write", &[], "prepare");
+    }
+
+    let lua = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/load/scatter.lua");
+    let mut results: BTreeMap<(usize, u32, usize), Vec<[Run; 3]>> = BTreeMap::new();
+    let started = Instant::now();
+    for (w, workload) in o.workloads.iter().enumerate() {
+        let script = match workload.as_str() {
+            "scatter" => lua.display().to_string(),
+            w => format!("oltp_{w}"),
+        };
+        for &threads in &o.threads {
+            for (m, mode) in o.modes.iter().enumerate() {
+                for round in 0..o.rounds {
+                    let runs = targets.each_ref().map(|t| {
+                        let before = t.cpu_of.map(cpu_ticks);
+                        let text = sysbench(
+                            t,
+                            &o,
+                            &script,
+                            &[
+                                &format!("--threads={threads}"),
+                                &format!("--time={}", o.time),
+                                &format!("--db-ps-mode={mode}"),
+                                "--mysql-ignore-errors=1213",
+                            ],
+                            "run",
+                        );
+                        let mut run = parse_run(&text);
+                        if let (Some(before), Some(cpu)) = (before, t.cpu_of) {
+                            // socat's children exit when sysbench disconnects; let it reap them.
+                            std::thread::sleep(Duration::from_millis(300));
+                            let ticks = cpu_ticks(cpu) - before;
+                            let queries = run.qps * o.time as f64;
+                            run.cpu_us = Some(ticks as f64 * 1e6 / clock_ticks() / queries);
+                        }
+                        run
+                    });
+                    eprintln!(
+                        "{workload} threads={threads} ps={mode} round {}: direct {:.0} relay {:.0} shardgate {:.0} tps",
+                        round + 1,
+                        runs[0].tps,
+                        runs[1].tps,
+                        runs[2].tps
+                    );
+                    results.entry((w, threads, m)).or_default().push(runs);
+                }
+            }
+        }
+    }
+    print_table(&o, &results);
+    println!(
+        "\n{} rounds of {} s each, {:.0} s in all; medians of the rounds; CPU is user+system time of the process per query",
+        o.rounds,
+        o.time,
+        started.elapsed().as_secs_f64()
+    );
+    drop(shardgate);
+    drop(relay);
+}
+
+fn print_table(o: &Options, results: &BTreeMap<(usize, u32, usize), Vec<[Run; 3]>>) {
+    println!(
+        "\n| workload | threads | ps-mode | direct tps | relay tps | shardgate tps | sg/direct | sg/relay | p95 ms direct/relay/sg | CPU µs/query relay | CPU µs/query sg |"
+    );
+    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for ((w, threads, m), rounds) in results {
+        let med = |f: &dyn Fn(&[Run; 3]) -> f64| median(rounds.iter().map(f).collect());
+        let tps = [0, 1, 2].map(|i| med(&|r| r[i].tps));
+        let p95 = [0, 1, 2].map(|i| med(&|r| r[i].p95_ms));
+        let cpu = [1, 2].map(|i| med(&|r| r[i].cpu_us.unwrap_or(f64::NAN)));
+        println!(
+            "| {} | {threads} | {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} / {:.2} / {:.2} | {:.1} | {:.1} |",
+            o.workloads[*w],
+            o.modes[*m],
+            tps[0],
+            tps[1],
+            tps[2],
+            tps[2] / tps[0],
+            tps[2] / tps[1],
+            p95[0],
+            p95[1],
+            p95[2],
+            cpu[0],
+            cpu[1],
+        );
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn sysbench(t: &Target, o: &Options, script: &str, extra: &[&str], command: &str) -> String {
+    let out = Command::new("sysbench")
+        .arg(script)
+        .args([
+            "--db-driver=mysql".to_string(),
+            "--mysql-host=127.0.0.1".to_string(),
+            format!("--mysql-port={}", t.port),
+            format!("--mysql-user={}", t.user),
+            format!("--mysql-password={}", t.password),
+            "--mysql-db=sbtest".to_string(),
+            format!("--tables={}", o.tables),
+            format!("--table-size={}", o.table_size),
+            "--percentile=95".to_string(),
+        ])
+        .args(extra)
+        .arg(command)
+        .output()
+        .expect("run sysbench (Debian package sysbench)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && !text.contains("FATAL"),
+        "sysbench {script} {command} via {} failed:\n{text}",
+        t.name
+    );
+    text
+}
+
+/// `transactions: 1234 (123.40 per sec.)`, `queries: ...`, `95th percentile: 1.23`.
+fn parse_run(text: &str) -> Run {
+    let field = |label: &str, per_sec: bool| -> f64 {
+        let line = text
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(label))
+            .unwrap_or_else(|| panic!("no `{label}` in sysbench output:\n{text}"));
+        let rest = &line[label.len()..];
+        let number = if per_sec {
+            rest.split('(')
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+        } else {
+            rest.split_whitespace().next()
+        };
+        number
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("unreadable `{line}`"))
+    };
+    Run {
+        tps: field("transactions:", true),
+        qps: field("queries:", true),
+        p95_ms: field("95th percentile:", false),
+        cpu_us: None,
+    }
+}
+
+/// utime + stime (+ reaped children's) of a process, in clock ticks.
+fn cpu_ticks((pid, children): (u32, bool)) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
+    // Fields after the parenthesised command name: state is field 3; utime is 14.
+    let after = &stat[stat.rfind(')').expect("stat format") + 2..];
+    let f: Vec<u64> = after
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    let (utime, stime, cutime, cstime) = (f[11], f[12], f[13], f[14]);
+    utime + stime + if children { cutime + cstime } else { 0 }
+}
+
+fn clock_ticks() -> f64 {
+    // Linux has reported USER_HZ = 100 to user space on every architecture for decades.
+    100.0
+}
+
+fn mariadb(port: u16, db: &str, sql: &str) {
+    let out = Command::new("mariadb")
+        .args(["-h127.0.0.1", &format!("-P{port}"), "-uapp", "-psecret", db])
+        .arg("-e")
+        .arg(sql)
+        .output()
+        .expect("run the mariadb client (Debian package mariadb-client)");
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+fn wait_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn config_text(port: u16, shards: [u16; 2], tables: usize) -> String {
+    let url = |p: u16, db: &str| format!("mysql://root@127.0.0.1:{p}/{db}");
+    let (mut sequences, mut sharded) = (String::new(), String::new());
+    for t in 1..=tables {
+        sequences.push_str(&format!(
+            "tables.sbtest{t}_seq = {{ type = \"sequence\" }}\n"
+        ));
+        sharded.push_str(&format!(
+            "tables.sbtest{t} = {{ primary_vindex = {{ column = \"id\", vindex = \"hash\" }}, auto_increment = {{ column = \"id\", sequence = \"main.sbtest{t}_seq\" }} }}\n"
+        ));
+    }
+    format!(
+        r#"[server]
+listen = "127.0.0.1:{port}"
+
+[[users]]
+name = "app"
+password = "secret"
+
+[keyspaces.main]
+sharded = false
+shards = [{{ name = "0", primary = "{main}" }}]
+{sequences}
+[keyspaces.sbtest]
+sharded = true
+shards = [{{ name = "-80", primary = "{s0}" }}, {{ name = "80-", primary = "{s1}" }}]
+vindexes.hash = {{ type = "hash" }}
+{sharded}"#,
+        main = url(shards[0], "main"),
+        s0 = url(shards[0], "sbtest"),
+        s1 = url(shards[1], "sbtest"),
+    )
+}
