@@ -6,7 +6,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use backend::Conn;
+use backend::PooledConn;
 use engine::{EngineError, Outcome, RowSink};
 
 use crate::gate::Gate;
@@ -33,7 +33,7 @@ impl TxMode {
     }
 }
 
-type Shared = Arc<tokio::sync::Mutex<Conn>>;
+type Shared = Arc<tokio::sync::Mutex<PooledConn>>;
 
 pub struct Transaction {
     /// How each shard's transaction starts (the client's own `START TRANSACTION ...` text).
@@ -219,6 +219,8 @@ impl Transaction {
         for (_, _, conn) in self.joined() {
             let mut conn = conn.lock().await;
             if conn.reset().await.is_err() {
+                // Closed rather than returned with the session's settings.
+                conn.set_finished(false);
                 tracing::warn!("could not reset a backend connection after a transaction");
             }
         }

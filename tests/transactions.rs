@@ -91,6 +91,8 @@ async fn commit_and_rollback_across_shards() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_flags_follow_the_transaction() {
     let proxy = proxy().await;
+    // The table must exist whichever test of this file runs first.
+    setup(&mut client(&proxy, Some("two")).await).await;
     let mut raw = login_raw(&proxy).await;
     const AUTOCOMMIT: u16 = 0x0002;
     const IN_TRANS: u16 = 0x0001;

@@ -1,25 +1,29 @@
-//! Connection pools to the shards (one mysql_async pool per shard primary) and the
+//! Connection pools to the shards (one [`ShardPool`] per shard primary) and the
 //! [`engine::Executor`] that runs statements on them, streaming rows into the engine's sink.
 //!
-//! mysql_async traps handled here: no reset-on-return (we reset explicitly when session state
-//! needs it), no `prefer_socket` (it swaps a loopback TCP address for the Unix socket), and an idle
-//! TTL so returned connections are kept rather than closed.
+//! mysql_async traps handled here: no `prefer_socket` (it swaps a loopback TCP address for the
+//! Unix socket), no statement cache (we prepare only to describe), and connections reset
+//! explicitly when a session's settings were applied to them.
+
+mod pool;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use engine::{EngineError, Executor, Outcome, RowSink};
 use mysql_async::prelude::Queryable;
-pub use mysql_async::Conn;
-use mysql_async::{OptsBuilder, Pool, PoolConstraints, PoolOpts, TxOpts};
+use mysql_async::{OptsBuilder, TxOpts};
+pub use pool::{PooledConn, ShardPool};
+use std::sync::Arc;
 use vschema::{SequenceRef, Shard, Table, VSchema};
 
 /// How long a shard may take to hand out a connection before the statement fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// One pool per shard, by (keyspace, shard) name, and the id blocks reserved from sequences.
+/// One pool per shard, by keyspace then shard name (looked up without allocating), and the id
+/// blocks reserved from sequences.
 pub struct Backends {
-    pools: HashMap<(String, String), Pool>,
+    pools: HashMap<String, HashMap<String, Arc<ShardPool>>>,
     sequences: HashMap<SequenceRef, tokio::sync::Mutex<IdBlock>>,
 }
 
@@ -33,17 +37,17 @@ struct IdBlock {
 impl Backends {
     /// Creates the pools; connections are opened on first use.
     pub fn new(vschema: &VSchema) -> Self {
-        let mut pools = HashMap::new();
-        for ks in vschema.keyspaces() {
-            for shard in &ks.shards {
-                let constraints = PoolConstraints::new(ks.pool.min.min(ks.pool.max), ks.pool.max)
-                    .unwrap_or_default();
-                pools.insert(
-                    (ks.name.clone(), shard.name.clone()),
-                    pool_for(shard, constraints),
-                );
-            }
-        }
+        let pools = vschema
+            .keyspaces()
+            .map(|ks| {
+                let shards = ks
+                    .shards
+                    .iter()
+                    .map(|shard| (shard.name.clone(), pool_for(shard, ks.pool.max)))
+                    .collect();
+                (ks.name.clone(), shards)
+            })
+            .collect();
         let sequences = vschema
             .keyspaces()
             .flat_map(|ks| {
@@ -70,13 +74,12 @@ impl Backends {
         let ks = &sequence.keyspace;
         let shard = self
             .pools
-            .iter()
-            .find(|((k, _), _)| k == ks)
-            .map(|((_, s), _)| s.clone())
+            .get(ks)
+            .and_then(|shards| shards.keys().next())
+            .cloned()
             .unwrap_or_default();
-        let pool = self.pool(ks, &shard)?;
         let err = |e| to_engine_error(&format!("{ks}/{shard} (sequence {})", sequence.table), e);
-        let mut conn = pool.get_conn().await.map_err(err)?;
+        let mut conn = self.pool(ks, &shard)?.get().await.map_err(err)?;
         let table = sequence.table.replace('`', "``");
         let mut tx = conn
             .start_transaction(TxOpts::default())
@@ -105,18 +108,30 @@ impl Backends {
         Ok((next, end))
     }
 
-    /// Closes every pool, waiting for connections in use to come back.
+    /// Closes the idle connections of every pool.
     pub async fn disconnect(self) {
-        for (_, pool) in self.pools {
-            let _ = pool.disconnect().await;
+        for pool in self.pools.values().flat_map(HashMap::values) {
+            pool.close_idle().await;
         }
+    }
+
+    /// Connections open to each shard now, as `keyspace/shard` → count.
+    pub fn open_connections(&self) -> std::collections::BTreeMap<String, usize> {
+        self.pools
+            .iter()
+            .flat_map(|(ks, shards)| {
+                shards
+                    .iter()
+                    .map(move |(s, pool)| (format!("{ks}/{s}"), pool.open()))
+            })
+            .collect()
     }
 
     /// A connection of the shard's pool, for the caller to keep (a transaction reserves one per
     /// shard). Fails fast when the shard does not answer.
-    pub async fn connection(&self, keyspace: &str, shard: &str) -> Result<Conn, EngineError> {
+    pub async fn connection(&self, keyspace: &str, shard: &str) -> Result<PooledConn, EngineError> {
         let pool = self.pool(keyspace, shard)?;
-        match tokio::time::timeout(CONNECT_TIMEOUT, pool.get_conn()).await {
+        match tokio::time::timeout(CONNECT_TIMEOUT, pool.get()).await {
             Ok(conn) => conn.map_err(|e| to_engine_error(shard, e)),
             Err(_) => Err(EngineError::Backend {
                 shard: shard.to_string(),
@@ -145,9 +160,10 @@ impl Backends {
         Ok(columns)
     }
 
-    fn pool(&self, keyspace: &str, shard: &str) -> Result<&Pool, EngineError> {
+    fn pool(&self, keyspace: &str, shard: &str) -> Result<&Arc<ShardPool>, EngineError> {
         self.pools
-            .get(&(keyspace.to_string(), shard.to_string()))
+            .get(keyspace)
+            .and_then(|shards| shards.get(shard))
             .ok_or_else(|| EngineError::Backend {
                 shard: format!("{keyspace}/{shard}"),
                 message: "[BUG] no pool for this shard".into(),
@@ -155,12 +171,8 @@ impl Backends {
     }
 }
 
-fn pool_for(shard: &Shard, constraints: PoolConstraints) -> Pool {
+fn pool_for(shard: &Shard, max: usize) -> Arc<ShardPool> {
     let addr = &shard.primary;
-    let pool_opts = PoolOpts::default()
-        .with_constraints(constraints)
-        .with_reset_connection(false)
-        .with_inactive_connection_ttl(Duration::from_secs(60));
     let opts = OptsBuilder::default()
         .ip_or_hostname(addr.host.clone())
         .tcp_port(addr.port)
@@ -169,9 +181,8 @@ fn pool_for(shard: &Shard, constraints: PoolConstraints) -> Pool {
         .db_name(Some(addr.database.clone()))
         .prefer_socket(false)
         .tcp_nodelay(true)
-        .stmt_cache_size(0)
-        .pool_opts(pool_opts);
-    Pool::new(opts)
+        .stmt_cache_size(0);
+    ShardPool::new(opts.into(), max)
 }
 
 fn to_engine_error(shard: &str, e: mysql_async::Error) -> EngineError {
@@ -213,7 +224,7 @@ impl Backends {
 /// Runs `sql` on a pooled connection (after `prelude`, the session's settings, if any), then
 /// resets the connection when a prelude changed it, so no session state goes back to the pool.
 pub async fn run_pooled<S: RowSink>(
-    mut conn: Conn,
+    mut conn: PooledConn,
     shard: &str,
     prelude: Option<&str>,
     sql: &str,
@@ -228,14 +239,27 @@ pub async fn run_pooled<S: RowSink>(
     .await;
     // A connection that cannot be reset is closed instead of returned.
     if prelude.is_some() && conn.reset().await.is_err() {
-        let _ = conn.disconnect().await;
+        conn.set_finished(false);
     }
     result
 }
 
 /// Runs one statement on a connection and streams its rows into `sink`.
 pub async fn run<S: RowSink>(
-    conn: &mut Conn,
+    conn: &mut PooledConn,
+    shard: &str,
+    sql: &str,
+    sink: &mut S,
+) -> Result<Outcome, EngineError> {
+    conn.set_finished(false);
+    let outcome = read_response(conn, shard, sql, sink).await;
+    // A server error ends its response too; anything else may leave packets unread.
+    conn.set_finished(matches!(outcome, Ok(_) | Err(EngineError::Server { .. })));
+    outcome
+}
+
+async fn read_response<S: RowSink>(
+    conn: &mut mysql_async::Conn,
     shard: &str,
     sql: &str,
     sink: &mut S,

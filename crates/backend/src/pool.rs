@@ -1,0 +1,178 @@
+//! Our own pool of mysql_async connections, one per shard.
+//!
+//! mysql_async's pool hands every returned connection to a recycler task through a channel and
+//! re-checks the socket on each checkout: a task wake-up and a boxed future per statement, on the
+//! path every query takes. Here a checkout is a semaphore permit and a pop from a mutex-guarded
+//! stack (most recently used first, so warm connections are reused), and a return is a push. The
+//! cleanup mysql_async did in its recycler happens only where it is needed: a connection whose
+//! last statement did not finish is closed, and one that may still be in a transaction is rolled
+//! back in a task of its own before it goes back.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts};
+use mysql_common::constants::StatusFlags;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// A connection idle for longer than this is pinged before it is handed out: its server may
+/// have gone away meanwhile. Under load connections come back within microseconds and skip it.
+const STALE_AFTER: Duration = Duration::from_secs(1);
+/// Idle connections older than this are closed rather than reused.
+const IDLE_TTL: Duration = Duration::from_secs(60);
+
+pub struct ShardPool {
+    opts: Opts,
+    idle: Mutex<Vec<Idle>>,
+    /// One permit per connection that may exist in use; idle ones hold none.
+    permits: Arc<Semaphore>,
+    /// Connections open now (idle or in use), for status output and tests.
+    open: AtomicUsize,
+}
+
+struct Idle {
+    conn: Conn,
+    since: Instant,
+}
+
+impl ShardPool {
+    pub fn new(opts: Opts, max: usize) -> Arc<Self> {
+        Arc::new(ShardPool {
+            opts,
+            idle: Mutex::new(Vec::new()),
+            permits: Arc::new(Semaphore::new(max.max(1))),
+            open: AtomicUsize::new(0),
+        })
+    }
+
+    /// Connections open now, idle or in use.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// A connection for the caller alone until the returned guard is dropped. Waits (FIFO) while
+    /// `max` connections are in use.
+    pub async fn get(self: &Arc<Self>) -> Result<PooledConn, mysql_async::Error> {
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => self
+                .permits
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the pool's semaphore is never closed"),
+        };
+        loop {
+            let idle = self.idle.lock().expect("pool lock").pop();
+            let Some(Idle { mut conn, since }) = idle else {
+                break;
+            };
+            let age = since.elapsed();
+            if age > IDLE_TTL || (age > STALE_AFTER && conn.ping().await.is_err()) {
+                self.open.fetch_sub(1, Ordering::Relaxed);
+                continue;
+            }
+            return Ok(self.guard(conn, permit));
+        }
+        let conn = Conn::new(self.opts.clone()).await?;
+        self.open.fetch_add(1, Ordering::Relaxed);
+        Ok(self.guard(conn, permit))
+    }
+
+    fn guard(self: &Arc<Self>, conn: Conn, permit: OwnedSemaphorePermit) -> PooledConn {
+        PooledConn {
+            conn: Some(conn),
+            pool: self.clone(),
+            permit: Some(permit),
+            finished: true,
+        }
+    }
+
+    fn put(&self, conn: Conn) {
+        self.idle.lock().expect("pool lock").push(Idle {
+            conn,
+            since: Instant::now(),
+        });
+    }
+
+    /// Closes the idle connections; those in use close or come back when their guards drop.
+    pub async fn close_idle(&self) {
+        let idle = std::mem::take(&mut *self.idle.lock().expect("pool lock"));
+        for Idle { conn, .. } in idle {
+            self.open.fetch_sub(1, Ordering::Relaxed);
+            let _ = conn.disconnect().await;
+        }
+    }
+}
+
+/// A connection taken from a [`ShardPool`]; it goes back when dropped, if it is fit to.
+pub struct PooledConn {
+    conn: Option<Conn>,
+    pool: Arc<ShardPool>,
+    /// Released only once the connection is back (or closed), so the pool never holds more
+    /// than `max` connections.
+    permit: Option<OwnedSemaphorePermit>,
+    /// False while a statement's response is being read: a guard dropped then (the client went
+    /// away, KILL, an error in the sink) has unread packets on its connection.
+    finished: bool,
+}
+
+impl PooledConn {
+    /// Marks the start (false) and the complete end (true) of a statement's response.
+    pub fn set_finished(&mut self, finished: bool) {
+        self.finished = finished;
+    }
+}
+
+impl Deref for PooledConn {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        self.conn.as_ref().expect("connection present until drop")
+    }
+}
+
+impl DerefMut for PooledConn {
+    fn deref_mut(&mut self) -> &mut Conn {
+        self.conn.as_mut().expect("connection present until drop")
+    }
+}
+
+impl Drop for PooledConn {
+    fn drop(&mut self) {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        if !self.finished || conn.is_disconnected() {
+            // Closed by mysql_async's own drop.
+            self.pool.open.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        let in_transaction = conn.last_ok_packet().map(|ok| {
+            ok.status_flags()
+                .contains(StatusFlags::SERVER_STATUS_IN_TRANS)
+        });
+        if in_transaction == Some(false) {
+            self.pool.put(conn);
+            return;
+        }
+        // The last statement failed (its transaction state is unknown) or a transaction is
+        // open: roll back before anyone else gets the connection.
+        let pool = self.pool.clone();
+        let permit = self.permit.take();
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            pool.open.fetch_sub(1, Ordering::Relaxed);
+            return;
+        };
+        runtime.spawn(async move {
+            if conn.query_drop("ROLLBACK").await.is_ok() {
+                pool.put(conn);
+            } else {
+                pool.open.fetch_sub(1, Ordering::Relaxed);
+            }
+            drop(permit);
+        });
+    }
+}
