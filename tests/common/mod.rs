@@ -270,7 +270,17 @@ pub async fn login_as(
     plugin: &str,
     password: &[u8],
 ) -> (tokio::net::TcpStream, Vec<u8>) {
-    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    login_at(proxy.addr, user, plugin, password).await
+}
+
+/// Like [`login_as`], for a proxy at any address (e.g. a shardgate process).
+pub async fn login_at(
+    addr: std::net::SocketAddr,
+    user: &str,
+    plugin: &str,
+    password: &[u8],
+) -> (tokio::net::TcpStream, Vec<u8>) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let greeting = read_packet(&mut s).await;
     // protocol(1) version\0 conn_id(4) salt1(8) filler(1) caps(2) charset(1) status(2) caps(2) len(1) reserved(10) salt2(12)\0
     let version_end = 1 + greeting[1..].iter().position(|b| *b == 0).unwrap();

@@ -57,8 +57,8 @@ impl PacketIo {
         PacketIo {
             stream,
             codec,
-            read_buf: BytesMut::with_capacity(16 * 1024),
-            write_buf: BytesMut::with_capacity(16 * 1024),
+            read_buf: BytesMut::with_capacity(1024),
+            write_buf: BytesMut::with_capacity(1024),
             max_packet,
             zstd: None,
         }
