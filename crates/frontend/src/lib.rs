@@ -24,6 +24,29 @@ pub use mysql_common::constants::StatusFlags;
 pub use server::{serve, ServerOptions};
 pub use writer::{OkInfo, ResultWriter};
 
+/// The result writer's row encoders, on their own (benchmarks measure them).
+pub mod encode {
+    use mysql_common::constants::{ColumnFlags, ColumnType};
+    use mysql_common::value::Value;
+
+    /// A text-protocol row's payload.
+    pub fn text_row(buf: &mut Vec<u8>, values: &[Value]) {
+        for v in values {
+            crate::writer::encode_text_value(buf, v);
+        }
+    }
+
+    /// A binary-protocol row's payload, by the columns' types; an error names a value that does
+    /// not fit its column's type.
+    pub fn binary_row(
+        buf: &mut Vec<u8>,
+        types: &[(ColumnType, ColumnFlags)],
+        values: &[Value],
+    ) -> Result<(), String> {
+        crate::binary::encode_row(buf, types, values).map_err(|e| e.0)
+    }
+}
+
 /// An error to send to the client as an ERR packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SqlError {

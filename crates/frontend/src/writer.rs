@@ -118,14 +118,10 @@ impl<'a> ResultWriter<'a> {
         }
         self.scratch.clear();
         match &self.binary {
-            None => {
-                for v in values {
-                    encode_text_value(&mut self.scratch, v);
-                }
-            }
+            None => crate::encode::text_row(&mut self.scratch, values),
             Some(types) => {
-                if let Err(e) = crate::binary::encode_row(&mut self.scratch, types, values) {
-                    self.error(&SqlError::new(1105, "HY000", e.0)).await?;
+                if let Err(e) = crate::encode::binary_row(&mut self.scratch, types, values) {
+                    self.error(&SqlError::new(1105, "HY000", e)).await?;
                     self.state = State::Failed;
                     return Ok(());
                 }
