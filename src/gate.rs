@@ -53,8 +53,9 @@ pub struct SessionEntry {
     user: String,
     connected: Instant,
     keyspace: Mutex<Option<String>>,
-    /// The running statement and since when.
-    running: Mutex<Option<(String, Instant)>>,
+    /// The running statement (its first 200 characters) and since when; `None` while idle. The
+    /// text's buffer is reused from statement to statement.
+    running: Mutex<(String, Option<Instant>)>,
     /// Backend connections running its statement now: (keyspace, shard, backend thread id).
     backend: Mutex<Vec<(String, String, u32)>>,
     kill: Arc<Notify>,
@@ -222,7 +223,7 @@ impl HandlerFactory for Sessions {
             user: user.to_string(),
             connected: Instant::now(),
             keyspace: Mutex::new(database.map(str::to_string)),
-            running: Mutex::new(None),
+            running: Mutex::new((String::new(), None)),
             backend: Mutex::new(Vec::new()),
             kill: Arc::new(Notify::new()),
         });
@@ -466,8 +467,13 @@ impl GateSession {
             Work::Text(sql) => sql,
             Work::Prepared(p, _) => p.sql.as_str(),
         };
-        let shown: String = sql.chars().take(200).collect();
-        *self.entry.running.lock().expect("session entry") = Some((shown, Instant::now()));
+        {
+            let shown = sql.char_indices().nth(200).map_or(sql, |(i, _)| &sql[..i]);
+            let mut running = self.entry.running.lock().expect("session entry");
+            running.0.clear();
+            running.0.push_str(shown);
+            running.1 = Some(Instant::now());
+        }
         if !is_show_warnings(sql) {
             self.session.warnings.clear();
         }
@@ -483,8 +489,13 @@ impl GateSession {
                 Value::Bytes(e.message.clone().into_bytes()),
             ]];
         }
-        *self.entry.running.lock().expect("session entry") = None;
-        *self.entry.keyspace.lock().expect("session entry") = self.session.keyspace.clone();
+        self.entry.running.lock().expect("session entry").1 = None;
+        {
+            let mut keyspace = self.entry.keyspace.lock().expect("session entry");
+            if *keyspace != self.session.keyspace {
+                keyspace.clone_from(&self.session.keyspace);
+            }
+        }
         match result {
             Ok(()) => Ok(true),
             Err(Failure::Client(e)) => Err(e),
@@ -1010,10 +1021,9 @@ impl GateSession {
         let mut rows: Vec<(u32, Vec<Value>)> = Vec::new();
         for item in self.gate.sessions.iter() {
             let (id, e) = (*item.key(), item.value());
-            let running = e.running.lock().expect("session entry").clone();
-            let (command, since, info) = match running {
-                Some((sql, since)) => ("Query", since, Value::Bytes(sql.into_bytes())),
-                None => ("Sleep", e.connected, Value::NULL),
+            let (command, since, info) = match &*e.running.lock().expect("session entry") {
+                (sql, Some(since)) => ("Query", *since, text(sql)),
+                (_, None) => ("Sleep", e.connected, Value::NULL),
             };
             let db = e
                 .keyspace
