@@ -26,6 +26,9 @@ use crate::session::Session;
 use crate::sysvars::{self, ServerInfo};
 use crate::transaction::{SavepointOp, Transaction, TxMode};
 
+/// ER_LOCK_DEADLOCK: InnoDB rolled back the victim's transaction.
+const ER_LOCK_DEADLOCK: u16 = 1213;
+
 /// What every session shares.
 pub struct Gate {
     pub vschema: Arc<VSchema>,
@@ -1255,8 +1258,30 @@ impl GateSession {
                 Ok(out.ok(&info).await?)
             }
             Err(EngineError::Client(e)) => Err(Failure::Client(e)),
-            // An ERR packet may replace the next row of a result set already started.
-            Err(e) => Err(Failure::Sql(error::from_engine(&e))),
+            Err(e) => {
+                if matches!(
+                    e,
+                    EngineError::Server {
+                        code: ER_LOCK_DEADLOCK,
+                        ..
+                    }
+                ) {
+                    self.abort_transaction().await;
+                }
+                // An ERR packet may replace the next row of a result set already started.
+                Err(Failure::Sql(error::from_engine(&e)))
+            }
+        }
+    }
+
+    /// A deadlock rolls the whole transaction back, as in MySQL: the shard that chose this
+    /// session as its victim has rolled back its part, so the other shards' parts must not
+    /// survive to be committed by the client's next COMMIT or BEGIN.
+    async fn abort_transaction(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            if let Err(e) = tx.rollback().await {
+                tracing::warn!(error = %e, "rollback after a deadlock failed");
+            }
         }
     }
 

@@ -81,6 +81,48 @@ async fn concurrent_clients_of_two_proxies_get_unique_ids() {
         "{ids:?}"
     );
 
+    // One statement shape with its id as a literal: planned once, then bound from the plan cache
+    // each time, and 0 still means a generated id while an explicit id is kept.
+    let hits = |rows: Vec<(String, u64)>| {
+        rows.into_iter()
+            .find(|(k, _)| k == "Plan_cache_hits")
+            .map(|(_, v)| v)
+            .unwrap()
+    };
+    let before = hits(admin.query("SHOW SHARDGATE STATUS").await.unwrap());
+    for n in 10..20u64 {
+        let id = if n % 2 == 0 { 0 } else { 2_000_000 + n };
+        admin
+            .query_drop(format!(
+                "INSERT INTO events (id, client, n) VALUES ({id}, -4, {n})"
+            ))
+            .await
+            .unwrap();
+    }
+    let after = hits(admin.query("SHOW SHARDGATE STATUS").await.unwrap());
+    assert!(after - before >= 8, "{} plan cache hits", after - before);
+    let rows: Vec<(u64, u64)> = admin
+        .query("SELECT id, n FROM events WHERE client = -4 ORDER BY n")
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 10, "{rows:?}");
+    for (id, n) in rows {
+        if n % 2 == 0 {
+            assert!(
+                id > ids[1] && id < 1_000_000,
+                "generated id {id} for n = {n}"
+            );
+        } else {
+            assert_eq!(id, 2_000_000 + n);
+        }
+        // Each row lives on the shard its id maps to.
+        let found: Option<u64> = admin
+            .query_first(format!("SELECT n FROM events WHERE id = {id}"))
+            .await
+            .unwrap();
+        assert_eq!(found, Some(n), "row {id} on its shard");
+    }
+
     // 10 clients, five on each proxy, 1,000 rows each in statements of 1 to 4 rows.
     let mut tasks = Vec::new();
     for c in 0..10i64 {

@@ -235,3 +235,80 @@ async fn a_disconnect_rolls_back_and_releases_locks() {
     );
     proxy.stop().await;
 }
+
+/// The victim of an InnoDB deadlock loses its whole transaction, as with one MySQL: its part on
+/// the shard that chose it is rolled back there, and shardgate rolls back its parts on the other
+/// shards, so the client's next COMMIT cannot commit half a transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadlock_rolls_back_the_whole_transaction() {
+    let proxy = proxy().await;
+    let mut victim = client(&proxy, Some("two")).await;
+    let mut other = client(&proxy, Some("two")).await;
+    setup(&mut victim).await;
+    // x, y, w1, w2 on one shard; z on the other.
+    let (x, z) = ids_on_two_shards(3000);
+    let same: Vec<i64> = (x + 1..x + 200)
+        .filter(|i| owner("two", *i) == owner("two", x))
+        .take(3)
+        .collect();
+    let (y, w1, w2) = (same[0], same[1], same[2]);
+    let all = [x, y, z, w1, w2];
+    let list = all.map(|i| i.to_string()).join(", ");
+    victim
+        .query_drop(format!("DELETE FROM txt WHERE id IN ({list})"))
+        .await
+        .unwrap();
+    let values: Vec<String> = all.iter().map(|i| format!("({i}, 'init')")).collect();
+    victim
+        .query_drop(format!(
+            "INSERT INTO txt (id, v) VALUES {}",
+            values.join(", ")
+        ))
+        .await
+        .unwrap();
+
+    // The victim holds z (other shard) and x; the other session holds y, w1, w2, so InnoDB
+    // picks the victim as the smaller transaction.
+    victim.query_drop("BEGIN").await.unwrap();
+    for id in [z, x] {
+        victim
+            .query_drop(format!("UPDATE txt SET v = 'victim' WHERE id = {id}"))
+            .await
+            .unwrap();
+    }
+    other.query_drop("BEGIN").await.unwrap();
+    for id in [y, w1, w2] {
+        other
+            .query_drop(format!("UPDATE txt SET v = 'other' WHERE id = {id}"))
+            .await
+            .unwrap();
+    }
+    let waiting = tokio::spawn(async move {
+        let r = victim
+            .query_drop(format!("UPDATE txt SET v = 'victim' WHERE id = {y}"))
+            .await;
+        (victim, r)
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    other
+        .query_drop(format!("UPDATE txt SET v = 'other' WHERE id = {x}"))
+        .await
+        .expect("the other session wins the deadlock");
+    let (mut victim, r) = waiting.await.unwrap();
+    match r {
+        Err(mysql_async::Error::Server(e)) => assert_eq!(e.code, 1213, "{e:?}"),
+        other => panic!("expected a deadlock, got {other:?}"),
+    }
+    // The victim is out of its transaction; COMMIT has nothing to commit.
+    victim.query_drop("COMMIT").await.unwrap();
+    other.query_drop("COMMIT").await.unwrap();
+    let expected: Vec<(i64, String)> = {
+        let mut rows: Vec<(i64, String)> = all
+            .iter()
+            .map(|&i| (i, if i == z { "init" } else { "other" }.to_string()))
+            .collect();
+        rows.sort();
+        rows
+    };
+    assert_eq!(committed_rows(&all).await, expected);
+}

@@ -43,7 +43,7 @@ impl Backends {
                 let shards = ks
                     .shards
                     .iter()
-                    .map(|shard| (shard.name.clone(), pool_for(shard, ks.pool.max)))
+                    .map(|shard| (shard.name.clone(), pool_for(shard, &ks.pool)))
                     .collect();
                 (ks.name.clone(), shards)
             })
@@ -171,7 +171,7 @@ impl Backends {
     }
 }
 
-fn pool_for(shard: &Shard, max: usize) -> Arc<ShardPool> {
+fn pool_for(shard: &Shard, size: &vschema::PoolSize) -> Arc<ShardPool> {
     let addr = &shard.primary;
     let opts = OptsBuilder::default()
         .ip_or_hostname(addr.host.clone())
@@ -182,7 +182,7 @@ fn pool_for(shard: &Shard, max: usize) -> Arc<ShardPool> {
         .prefer_socket(false)
         .tcp_nodelay(true)
         .stmt_cache_size(0);
-    ShardPool::new(opts.into(), max)
+    ShardPool::new(opts.into(), size.min, size.max)
 }
 
 fn to_engine_error(shard: &str, e: mysql_async::Error) -> EngineError {

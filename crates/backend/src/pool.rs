@@ -21,11 +21,13 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// A connection idle for longer than this is pinged before it is handed out: its server may
 /// have gone away meanwhile. Under load connections come back within microseconds and skip it.
 const STALE_AFTER: Duration = Duration::from_secs(1);
-/// Idle connections older than this are closed rather than reused.
+/// Idle connections older than this are closed rather than reused, down to the pool's `min`.
 const IDLE_TTL: Duration = Duration::from_secs(60);
 
 pub struct ShardPool {
     opts: Opts,
+    /// Connections kept open however long they idle.
+    min: usize,
     idle: Mutex<Vec<Idle>>,
     /// One permit per connection that may exist in use; idle ones hold none.
     permits: Arc<Semaphore>,
@@ -39,9 +41,10 @@ struct Idle {
 }
 
 impl ShardPool {
-    pub fn new(opts: Opts, max: usize) -> Arc<Self> {
+    pub fn new(opts: Opts, min: usize, max: usize) -> Arc<Self> {
         Arc::new(ShardPool {
             opts,
+            min,
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(Semaphore::new(max.max(1))),
             open: AtomicUsize::new(0),
@@ -71,7 +74,8 @@ impl ShardPool {
                 break;
             };
             let age = since.elapsed();
-            if age > IDLE_TTL || (age > STALE_AFTER && conn.ping().await.is_err()) {
+            let expired = age > IDLE_TTL && self.open() > self.min;
+            if expired || (age > STALE_AFTER && conn.ping().await.is_err()) {
                 self.open.fetch_sub(1, Ordering::Relaxed);
                 continue;
             }

@@ -143,12 +143,9 @@ pub(crate) fn plan_insert(
                 true
             }
             Some((_, p, false)) => match &row[*p] {
-                // Whether the id is generated depends on the value (NULL or 0).
-                Expr::Value(v) if matches!(v.value, Value::Placeholder(_)) => {
-                    return Err(unsupported(
-                        "a bind variable for a sequence-generated column",
-                    ))
-                }
+                // Whether the id is generated depends on the value (NULL or 0): a template's
+                // bind variable is decided when it is bound (`template::bind`).
+                Expr::Value(v) if matches!(v.value, Value::Placeholder(_)) => false,
                 Expr::Value(v) => {
                     v.value == Value::Null
                         || matches!(&v.value, Value::Number(n, _) if n.parse::<f64>() == Ok(0.0))

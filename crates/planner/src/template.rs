@@ -7,10 +7,10 @@
 //! planner would (a NULL or unmappable vindex value) makes it give up, and the statement is
 //! planned from scratch.
 
-use engine::{Opcode, Plan, Route};
+use engine::{InsertRow, Opcode, Plan, Route};
 use vschema::{KeyValue, VSchema};
 
-use crate::normalize::{substitute, Literal};
+use crate::normalize::{substitute, Literal, LiteralKind};
 use crate::routing::narrow_in;
 
 /// The plan of `template` for these literals (one per bind variable), or `None` when the
@@ -35,6 +35,9 @@ pub fn bind(template: &Plan, literals: &[Literal], vschema: &VSchema) -> Option<
             i.prefix = text(&i.prefix)?;
             i.suffix = text(&i.suffix)?;
             for row in &mut i.rows {
+                if let Some(generate) = &i.generate {
+                    decide_generated(row, generate.column, literals)?;
+                }
                 for v in &mut row.values {
                     *v = text(v)?;
                 }
@@ -58,6 +61,30 @@ pub fn bind(template: &Plan, literals: &[Literal], vschema: &VSchema) -> Option<
             Plan::OwnedWrite(w)
         }
     })
+}
+
+/// A row whose AUTO_INCREMENT value is a bind variable gets its id from the sequence when the
+/// bound value is NULL or 0, as the planner decides for a literal.
+fn decide_generated(row: &mut InsertRow, column: usize, literals: &[Literal]) -> Option<()> {
+    let Some(n) = row
+        .values
+        .get(column)
+        .and_then(|v| v.strip_prefix('?'))
+        .and_then(|n| n.parse::<usize>().ok())
+    else {
+        return Some(());
+    };
+    let literal = literals.get(n.checked_sub(1)?)?;
+    row.generate = match literal.kind {
+        LiteralKind::Null => true,
+        LiteralKind::Number => literal.sql.parse::<f64>() == Ok(0.0),
+        LiteralKind::Text(_) | LiteralKind::Other => false,
+    };
+    // When the generated column is the primary vindex column, the row is placed by its new id.
+    if row.generate && row.value == Some(KeyValue::Param(n - 1)) {
+        row.value = None;
+    }
+    Some(())
 }
 
 /// A vindex value with its bind variable (if it is one) replaced; `None` for NULL.
