@@ -12,31 +12,48 @@ use tokio::sync::mpsc;
 use crate::{Column, EngineError, Executor, Outcome, RowSink, Value};
 use vschema::Keyspace;
 
-/// Rows buffered per shard before its reader waits.
+/// Rows buffered per shard before its reader waits: batches of `BATCH_ROWS`, sent whole so that
+/// the channel's send, receive and wake-up are paid per batch, not per row.
 const CHANNEL_ROWS: usize = 256;
+const BATCH_ROWS: usize = 32;
 
 enum Item {
     Columns(Arc<[Column]>),
-    Row(Vec<Value>),
+    Rows(Vec<Vec<Value>>),
     /// The shard's statement ended; always the last item.
     Done(Result<Outcome, EngineError>),
 }
 
-struct ChannelSink(mpsc::Sender<Item>);
+struct ChannelSink {
+    tx: mpsc::Sender<Item>,
+    batch: Vec<Vec<Value>>,
+}
 
 impl RowSink for ChannelSink {
     async fn columns(&mut self, columns: Arc<[Column]>) -> Result<(), EngineError> {
         self.send(Item::Columns(columns)).await
     }
     async fn row(&mut self, row: Vec<Value>) -> Result<(), EngineError> {
-        self.send(Item::Row(row)).await
+        self.batch.push(row);
+        if self.batch.len() >= BATCH_ROWS {
+            self.flush().await?;
+        }
+        Ok(())
     }
 }
 
 impl ChannelSink {
     async fn send(&mut self, item: Item) -> Result<(), EngineError> {
         // The reader is gone when it has all it needs (a LIMIT was met) or already failed.
-        self.0.send(item).await.map_err(|_| EngineError::Abandoned)
+        self.tx.send(item).await.map_err(|_| EngineError::Abandoned)
+    }
+
+    async fn flush(&mut self) -> Result<(), EngineError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH_ROWS));
+        self.send(Item::Rows(batch)).await
     }
 }
 
@@ -45,7 +62,8 @@ pub(crate) struct ShardStream {
     pub shard: String,
     rx: mpsc::Receiver<Item>,
     columns: Option<Arc<[Column]>>,
-    pending: Option<Vec<Value>>,
+    /// The rest of the batch being read.
+    pending: std::vec::IntoIter<Vec<Value>>,
     outcome: Option<Outcome>,
 }
 
@@ -62,8 +80,7 @@ impl ShardStream {
         if self.columns.is_none() && self.outcome.is_none() {
             match self.recv().await? {
                 Item::Columns(c) => self.columns = Some(c),
-                Item::Row(r) => {
-                    self.pending = Some(r);
+                Item::Rows(_) => {
                     return Err(EngineError::Bug(format!(
                         "shard {} sent a row before its columns",
                         self.shard
@@ -77,16 +94,16 @@ impl ShardStream {
 
     /// The next row, `None` at the end; the shard's error if it failed.
     pub async fn next_row(&mut self) -> Result<Option<Vec<Value>>, EngineError> {
-        if let Some(row) = self.pending.take() {
-            return Ok(Some(row));
-        }
         loop {
+            if let Some(row) = self.pending.next() {
+                return Ok(Some(row));
+            }
             if self.outcome.is_some() {
                 return Ok(None);
             }
             match self.recv().await? {
                 Item::Columns(c) => self.columns = Some(c),
-                Item::Row(r) => return Ok(Some(r)),
+                Item::Rows(rows) => self.pending = rows.into_iter(),
                 Item::Done(r) => self.outcome = Some(r?),
             }
         }
@@ -115,18 +132,27 @@ where
     let mut streams = Vec::with_capacity(queries.len());
     let mut producers = Vec::with_capacity(queries.len());
     for &(shard, sql) in queries {
-        let (tx, rx) = mpsc::channel(CHANNEL_ROWS);
+        let (tx, rx) = mpsc::channel(CHANNEL_ROWS / BATCH_ROWS);
         let name = &keyspace.shards[shard].name;
         streams.push(ShardStream {
             shard: name.clone(),
             rx,
             columns: None,
-            pending: None,
+            pending: Vec::new().into_iter(),
             outcome: None,
         });
         producers.push(async move {
-            let mut sink = ChannelSink(tx.clone());
-            let result = executor.execute(&keyspace.name, name, sql, &mut sink).await;
+            let mut sink = ChannelSink {
+                tx: tx.clone(),
+                batch: Vec::new(),
+            };
+            let mut result = executor.execute(&keyspace.name, name, sql, &mut sink).await;
+            // Rows still batched go before the outcome; a shard that failed sends only its error.
+            if result.is_ok() {
+                if let Err(e) = sink.flush().await {
+                    result = Err(e);
+                }
+            }
             // Nobody may be listening any more; that is fine.
             let _ = tx.send(Item::Done(result)).await;
         });
