@@ -41,10 +41,9 @@ impl Process {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("shardgate.toml");
         std::fs::write(&path, text).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_shardgate"))
+        let child = testkit::die_with_parent(&mut Command::new(env!("CARGO_BIN_EXE_shardgate")))
             .args(["serve", "--config"])
             .arg(&path)
-            .die_with_parent()
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .spawn()
@@ -238,23 +237,5 @@ async fn two_thousand_busy_clients_share_32_backend_connections_per_shard() {
             p > 1,
             "the shards' connection counts were not observed: {peak:?}"
         );
-    }
-}
-
-/// Child processes started here must not outlive this one, however it ends.
-trait DieWithParent {
-    fn die_with_parent(&mut self) -> &mut Self;
-}
-
-impl DieWithParent for Command {
-    fn die_with_parent(&mut self) -> &mut Self {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: prctl is async-signal-safe and touches nothing of the parent's.
-        unsafe {
-            self.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            })
-        }
     }
 }

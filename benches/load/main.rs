@@ -128,10 +128,9 @@ fn main() {
     let config_path = dir.path().join("shardgate.toml");
     std::fs::write(&config_path, config).expect("write config");
     let shardgate = Started(
-        Command::new(env!("CARGO_BIN_EXE_shardgate"))
+        testkit::die_with_parent(&mut Command::new(env!("CARGO_BIN_EXE_shardgate")))
             .args(["serve", "--config"])
             .arg(&config_path)
-            .die_with_parent()
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .spawn()
@@ -139,8 +138,7 @@ fn main() {
     );
     let relay_port = free_port();
     let relay = Started(
-        Command::new("socat")
-            .die_with_parent()
+        testkit::die_with_parent(&mut Command::new("socat"))
             .arg(format!(
                 "TCP-LISTEN:{relay_port},bind=127.0.0.1,fork,reuseaddr,nodelay,backlog=512"
             ))
@@ -425,22 +423,4 @@ vindexes.hash = {{ type = "hash" }}
         s0 = url(shards[0], "sbtest"),
         s1 = url(shards[1], "sbtest"),
     )
-}
-
-/// Child processes started here must not outlive this one, however it ends.
-trait DieWithParent {
-    fn die_with_parent(&mut self) -> &mut Self;
-}
-
-impl DieWithParent for Command {
-    fn die_with_parent(&mut self) -> &mut Self {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: prctl is async-signal-safe and touches nothing of the parent's.
-        unsafe {
-            self.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            })
-        }
-    }
 }

@@ -182,6 +182,19 @@ pub fn start(n: usize, databases: &[&str]) -> Result<Vec<MariaDb>, TestkitError>
     Ok(servers)
 }
 
+/// Makes the process `cmd` starts die with the thread that starts it (for benchmarks and tests
+/// whose children must not outlive them, however they end).
+pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches nothing of the parent's.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        })
+    }
+}
+
 /// Kills the server and removes its directory once this process is gone.
 fn watchdog(server_pid: u32, dir: &Path) {
     let script = format!(
