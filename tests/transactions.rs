@@ -246,7 +246,7 @@ async fn a_deadlock_rolls_back_the_whole_transaction() {
     let mut other = client(&proxy, Some("two")).await;
     setup(&mut victim).await;
     // x, y, w1, w2 on one shard; z on the other.
-    let (x, z) = ids_on_two_shards(3000);
+    let (x, z) = ids_on_two_shards(4000);
     let same: Vec<i64> = (x + 1..x + 200)
         .filter(|i| owner("two", *i) == owner("two", x))
         .take(3)
