@@ -115,17 +115,6 @@ impl Backends {
         }
     }
 
-    /// Connections open to each shard now, as `keyspace/shard` → count.
-    pub fn open_connections(&self) -> std::collections::BTreeMap<String, usize> {
-        self.pools
-            .iter()
-            .flat_map(|(ks, shards)| {
-                shards
-                    .iter()
-                    .map(move |(s, pool)| (format!("{ks}/{s}"), pool.open()))
-            })
-            .collect()
-    }
 
     /// A connection of the shard's pool, for the caller to keep (a transaction reserves one per
     /// shard). Fails fast when the shard does not answer.

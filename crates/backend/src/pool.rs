@@ -31,7 +31,7 @@ pub struct ShardPool {
     idle: Mutex<Vec<Idle>>,
     /// One permit per connection that may exist in use; idle ones hold none.
     permits: Arc<Semaphore>,
-    /// Connections open now (idle or in use), for status output and tests.
+    /// Connections open now, idle or in use: what `min` is compared with.
     open: AtomicUsize,
 }
 
@@ -51,8 +51,7 @@ impl ShardPool {
         })
     }
 
-    /// Connections open now, idle or in use.
-    pub fn open(&self) -> usize {
+    fn open(&self) -> usize {
         self.open.load(Ordering::Relaxed)
     }
 
