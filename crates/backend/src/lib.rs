@@ -115,7 +115,6 @@ impl Backends {
         }
     }
 
-
     /// A connection of the shard's pool, for the caller to keep (a transaction reserves one per
     /// shard). Fails fast when the shard does not answer.
     pub async fn connection(&self, keyspace: &str, shard: &str) -> Result<PooledConn, EngineError> {
