@@ -104,3 +104,28 @@ pub async fn start(config: &Config, listen: &str) -> std::io::Result<Running> {
         task,
     })
 }
+
+/// Every client and backend connection is a file descriptor, and the usual soft limit (1024) is
+/// far below what a proxy serves: raises it to the hard limit, as mysqld does. Returns the limit
+/// in force afterwards.
+pub fn raise_fd_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 0;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let wanted = limit.rlim_max;
+            limit.rlim_cur = wanted;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                tracing::warn!(wanted, "could not raise the open files limit");
+                libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+            }
+        }
+    }
+    limit.rlim_cur
+}

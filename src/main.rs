@@ -94,7 +94,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, AnyError> {
 
 fn serve(path: PathBuf) -> Result<(), AnyError> {
     let config = vschema::load_config(&path)?;
-    raise_fd_limit();
+    shardgate::raise_fd_limit();
     runtime()?.block_on(async {
         let running = shardgate::start(&config, &config.server.listen).await?;
         tracing::info!(addr = %running.addr, "serving");
@@ -205,24 +205,4 @@ fn explain(path: PathBuf, keyspace: Option<String>, sql: &str) -> Result<(), Any
     let plan = planner::plan(&stmts.remove(0), sql, &ctx)?;
     println!("{}", plan.describe());
     Ok(())
-}
-
-/// Every client and backend connection is a file descriptor, and the usual soft limit (1024) is
-/// far below what a proxy serves: raise it to the hard limit, as mysqld does.
-fn raise_fd_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            let wanted = limit.rlim_max;
-            limit.rlim_cur = wanted;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                tracing::warn!(wanted, "could not raise the open files limit");
-            }
-        }
-    }
 }

@@ -81,20 +81,10 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 
 /// This process opens thousands of sockets too.
 fn raise_fd_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
-        limit.rlim_cur = limit.rlim_max;
-        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
-    }
+    let limit = shardgate::raise_fd_limit();
     assert!(
-        limit.rlim_max >= 12_000,
-        "the hard open-files limit ({}) is too low for this test",
-        limit.rlim_max
+        limit >= 12_000,
+        "the open-files limit ({limit}) is too low for this test"
     );
 }
 
