@@ -100,7 +100,7 @@ struct Run {
     qps: f64,
     p95_ms: f64,
     /// CPU microseconds of the charged process per query.
-    cpu_us: Option<f64>,
+    cpu_us: Option<[f64; 2]>,
 }
 
 fn main() {
@@ -221,20 +221,22 @@ fn main() {
                         if let (Some(before), Some(cpu)) = (before, t.cpu_of) {
                             // socat's children exit when sysbench disconnects; let it reap them.
                             std::thread::sleep(Duration::from_millis(300));
-                            let ticks = cpu_ticks(cpu) - before;
+                            let after = cpu_ticks(cpu);
                             let queries = run.qps * o.time as f64;
-                            run.cpu_us = Some(ticks as f64 * 1e6 / clock_ticks() / queries);
+                            run.cpu_us = Some([0, 1].map(|i| {
+                                (after[i] - before[i]) as f64 * 1e6 / clock_ticks() / queries
+                            }));
                         }
                         run
                     });
                     eprintln!(
-                        "{workload} threads={threads} ps={mode} round {}: direct {:.0} relay {:.0} shardgate {:.0} tps; CPU µs/query relay {:.1} shardgate {:.1}",
+                        "{workload} threads={threads} ps={mode} round {}: direct {:.0} relay {:.0} shardgate {:.0} tps; CPU µs/query (user+sys) relay {} shardgate {}",
                         round + 1,
                         runs[0].tps,
                         runs[1].tps,
                         runs[2].tps,
-                        runs[1].cpu_us.unwrap_or(f64::NAN),
-                        runs[2].cpu_us.unwrap_or(f64::NAN),
+                        cpu_text(runs[1].cpu_us),
+                        cpu_text(runs[2].cpu_us),
                     );
                     results.entry((w, threads, m)).or_default().push(runs);
                 }
@@ -243,7 +245,7 @@ fn main() {
     }
     print_table(&o, &results);
     println!(
-        "\n{} rounds of {} s each, {:.0} s in all; medians of the rounds; CPU is user+system time of the process per query",
+        "\n{} rounds of {} s each, {:.0} s in all; medians of the rounds; CPU is user+system time of the process per query (relay: socat's exited children included)",
         o.rounds,
         o.time,
         started.elapsed().as_secs_f64()
@@ -254,16 +256,19 @@ fn main() {
 
 fn print_table(o: &Options, results: &BTreeMap<(usize, u32, usize), Vec<[Run; 3]>>) {
     println!(
-        "\n| workload | threads | ps-mode | direct tps | relay tps | shardgate tps | sg/direct | sg/relay | p95 ms direct/relay/sg | CPU µs/query relay | CPU µs/query sg |"
+        "\n| workload | threads | ps-mode | direct tps | relay tps | shardgate tps | sg/direct | sg/relay | p95 ms direct/relay/sg | CPU µs/query relay (user+sys) | CPU µs/query sg (user+sys) |"
     );
     println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for ((w, threads, m), rounds) in results {
         let med = |f: &dyn Fn(&[Run; 3]) -> f64| median(rounds.iter().map(f).collect());
         let tps = [0, 1, 2].map(|i| med(&|r| r[i].tps));
         let p95 = [0, 1, 2].map(|i| med(&|r| r[i].p95_ms));
-        let cpu = [1, 2].map(|i| med(&|r| r[i].cpu_us.unwrap_or(f64::NAN)));
+        let cpu = [1, 2].map(|i| {
+            let part = |k: usize| med(&|r| r[i].cpu_us.map_or(f64::NAN, |c| c[k]));
+            cpu_text(Some([part(0), part(1)]))
+        });
         println!(
-            "| {} | {threads} | {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} / {:.2} / {:.2} | {:.1} | {:.1} |",
+            "| {} | {threads} | {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} / {:.2} / {:.2} | {} | {} |",
             o.workloads[*w],
             o.modes[*m],
             tps[0],
@@ -344,8 +349,8 @@ fn parse_run(text: &str) -> Run {
     }
 }
 
-/// utime + stime (+ reaped children's) of a process, in clock ticks.
-fn cpu_ticks((pid, children): (u32, bool)) -> u64 {
+/// [utime, stime] (+ reaped children's) of a process, in clock ticks.
+fn cpu_ticks((pid, children): (u32, bool)) -> [u64; 2] {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
     // Fields after the parenthesised command name: state is field 3; utime is 14.
     let after = &stat[stat.rfind(')').expect("stat format") + 2..];
@@ -354,7 +359,19 @@ fn cpu_ticks((pid, children): (u32, bool)) -> u64 {
         .map(|x| x.parse().unwrap_or(0))
         .collect();
     let (utime, stime, cutime, cstime) = (f[11], f[12], f[13], f[14]);
-    utime + stime + if children { cutime + cstime } else { 0 }
+    if children {
+        [utime + cutime, stime + cstime]
+    } else {
+        [utime, stime]
+    }
+}
+
+/// "user+sys=total" µs per query.
+fn cpu_text(cpu: Option<[f64; 2]>) -> String {
+    match cpu {
+        Some([user, sys]) => format!("{user:.0}+{sys:.0}={:.0}", user + sys),
+        None => "-".into(),
+    }
 }
 
 fn clock_ticks() -> f64 {
