@@ -190,11 +190,75 @@ SELECT * FROM products ORDER BY price DESC, id
 SELECT COUNT(*), SUM(price) FROM products
 SELECT 1 + 1, 'x', NULL
 SELECT CONCAT('a', 'b'), 7 DIV 2, 2.50 * 4
+# --- joins and subqueries whose rows live together: pinned to one shard, or co-located on the
+# vindex columns (orders are sharded by customer_id with customers' vindex)
+SELECT c.name, o.order_id FROM customers c JOIN orders o ON o.customer_id = c.id WHERE c.id = 5
+SELECT c.name, o.order_id, o.qty FROM customers c JOIN orders o ON o.customer_id = c.id WHERE o.customer_id = 11
+SELECT c.name, o.order_id FROM customers c, orders o WHERE c.id = o.customer_id AND c.id = 18
+SELECT * FROM customers JOIN orders ON orders.customer_id = customers.id WHERE customers.id = 9
+SELECT c.id, c.name, o.order_id FROM customers c JOIN orders o ON o.customer_id = c.id
+SELECT c.id, o.order_id FROM customers c JOIN orders o ON c.id = o.customer_id WHERE o.qty > 4
+SELECT c.id, o.order_id FROM customers c INNER JOIN orders o ON o.customer_id = c.id AND o.price > 40
+SELECT c.id, o.order_id FROM customers c STRAIGHT_JOIN orders o ON o.customer_id = c.id WHERE c.id < 0
+SELECT c.id, o.order_id FROM customers c LEFT JOIN orders o ON o.customer_id = c.id
+SELECT c.id, o.order_id FROM customers c LEFT JOIN orders o ON o.customer_id = c.id WHERE o.order_id IS NULL
+SELECT c.id, o.order_id FROM customers c LEFT JOIN orders o ON o.customer_id = c.id AND o.qty > 5
+SELECT c.id, o.order_id FROM customers c LEFT JOIN orders o ON o.customer_id = c.id AND o.customer_id = 5 WHERE c.id < 10
+SELECT c.id, o.order_id FROM orders o RIGHT JOIN customers c ON o.customer_id = c.id
+SELECT c.id, o.order_id FROM orders o RIGHT JOIN customers c ON o.customer_id = c.id WHERE c.id = 40
+SELECT c.id, o.order_id, p.name FROM customers c JOIN orders o ON o.customer_id = c.id JOIN products p ON p.id = o.product_id WHERE c.id = 7
+SELECT c.id, o.order_id, p.name FROM customers c JOIN orders o ON o.customer_id = c.id LEFT JOIN products p ON p.id = o.product_id AND p.price > 30
+SELECT c.id, o1.order_id, o2.order_id FROM customers c JOIN orders o1 ON o1.customer_id = c.id JOIN orders o2 ON o2.customer_id = o1.customer_id AND o2.order_id > o1.order_id WHERE c.id = 30
+SELECT c.id, o1.order_id, o2.order_id FROM customers c JOIN orders o1 ON o1.customer_id = c.id JOIN orders o2 ON o2.customer_id = c.id AND o2.order_id < o1.order_id
+SELECT a.id, b.name FROM customers a JOIN customers b ON a.id = b.id WHERE a.score > 40
+SELECT * FROM customers c JOIN orders o ON o.customer_id = c.id WHERE c.id IN (3, 4, 5)
+SELECT * FROM misc m JOIN customers c ON c.id = m.id
+SELECT c.id FROM customers c LEFT JOIN misc m ON m.id = c.id WHERE m.id IS NULL AND c.id < 5
+SELECT c.name, o.order_id FROM customers c JOIN orders o ON o.customer_id = c.id ORDER BY o.order_id
+SELECT c.name, o.order_id FROM customers c JOIN orders o ON o.customer_id = c.id ORDER BY o.order_id DESC LIMIT 5
+SELECT c.name, o.order_id FROM customers c JOIN orders o ON o.customer_id = c.id ORDER BY c.name, o.order_id LIMIT 10
+SELECT c.id, o.order_id FROM customers c JOIN orders o ON o.customer_id = c.id WHERE c.city = 'Lyon' ORDER BY c.id, o.order_id
+SELECT c.id, o.order_id FROM customers c LEFT JOIN orders o ON o.customer_id = c.id ORDER BY c.id DESC, o.order_id LIMIT 3, 6
+SELECT c.id, COUNT(*), SUM(o.qty) FROM customers c JOIN orders o ON o.customer_id = c.id GROUP BY c.id ORDER BY c.id
+SELECT c.city, COUNT(*) FROM customers c JOIN orders o ON o.customer_id = c.id GROUP BY c.city ORDER BY c.city
+SELECT COUNT(*), SUM(o.price), MIN(c.balance), MAX(o.placed) FROM customers c JOIN orders o ON o.customer_id = c.id
+SELECT c.id, COUNT(o.order_id) FROM customers c LEFT JOIN orders o ON o.customer_id = c.id GROUP BY c.id ORDER BY c.id
+SELECT DISTINCT c.city FROM customers c JOIN orders o ON o.customer_id = c.id WHERE o.qty = 6 ORDER BY c.city
+SELECT c.id, COUNT(*) AS n FROM customers c JOIN orders o ON o.customer_id = c.id GROUP BY c.id HAVING n > 4 ORDER BY c.id
+SELECT c.id, AVG(o.qty) FROM customers c JOIN orders o ON o.customer_id = c.id GROUP BY c.id ORDER BY c.id LIMIT 5
+SELECT c.city, COUNT(*) FROM customers c JOIN orders o ON o.customer_id = c.id JOIN products p ON p.id = o.product_id WHERE p.price > 30 GROUP BY c.city ORDER BY c.city
+SELECT p.name, SUM(o.qty) FROM customers c JOIN orders o ON o.customer_id = c.id JOIN products p ON p.id = o.product_id WHERE c.city = 'Rome' GROUP BY p.name ORDER BY p.name
+SELECT o.order_id, ROW_NUMBER() OVER (ORDER BY o.order_id) FROM customers c JOIN orders o ON o.customer_id = c.id WHERE c.id = 2 ORDER BY o.order_id
+SELECT * FROM customers c WHERE EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = c.id AND o.qty > 5)
+SELECT * FROM customers c WHERE NOT EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = c.id)
+SELECT * FROM customers c WHERE c.id = 6 AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = c.id AND o.qty > 3)
+SELECT c.id, (SELECT COUNT(*) FROM orders o WHERE o.customer_id = c.id) AS n FROM customers c
+SELECT c.id, (SELECT MAX(o.price) FROM orders o WHERE o.customer_id = c.id) FROM customers c ORDER BY c.id
+SELECT c.id, (SELECT SUM(o.qty) FROM orders o WHERE o.customer_id = c.id) AS total FROM customers c ORDER BY total DESC, c.id LIMIT 8
+SELECT * FROM customers WHERE id IN (SELECT customer_id FROM orders WHERE qty > 5)
+SELECT * FROM customers WHERE id IN (SELECT customer_id FROM orders)
+SELECT id, name FROM customers WHERE id IN (SELECT customer_id FROM orders) ORDER BY id LIMIT 7
+SELECT COUNT(*) FROM customers WHERE id IN (SELECT customer_id FROM orders WHERE product_id = 3)
+SELECT c.id FROM customers c WHERE c.id IN (SELECT o.customer_id FROM orders o WHERE o.customer_id = c.id AND o.price > 40)
+SELECT c.name, o.order_id FROM customers c JOIN orders o ON o.customer_id = c.id WHERE c.id = 5 AND o.order_id IN (SELECT x.order_id FROM orders x WHERE x.customer_id = c.id AND x.qty > 1)
+SELECT * FROM products WHERE id IN (SELECT product_id FROM orders WHERE customer_id = 8)
+SELECT name FROM products p WHERE EXISTS (SELECT 1 FROM orders o WHERE o.product_id = p.id AND o.customer_id = 15)
+SELECT (SELECT name FROM customers WHERE id = 12), p.name FROM products p WHERE p.id < 4
+SELECT t.n FROM (SELECT COUNT(*) AS n FROM orders WHERE customer_id = 3) t
+SELECT t.customer_id, t.total FROM (SELECT customer_id, SUM(qty) AS total FROM orders WHERE customer_id = 21 GROUP BY customer_id) t
+SELECT * FROM (SELECT o.order_id, c.name FROM customers c JOIN orders o ON o.customer_id = c.id WHERE c.id = 22) t ORDER BY t.order_id
+WITH mine AS (SELECT * FROM orders WHERE customer_id = 6) SELECT order_id, qty FROM mine
+WITH mine AS (SELECT * FROM orders WHERE customer_id = 6) SELECT m.order_id, p.name FROM mine m JOIN products p ON p.id = m.product_id
+WITH big AS (SELECT id, price FROM products WHERE price > 40) SELECT o.order_id, b.price FROM orders o JOIN big b ON b.id = o.product_id
 # --- refused (each names what is missing)
-refused: SELECT c.name, o.order_id FROM customers c JOIN orders o ON o.customer_id = c.id WHERE c.id = 5
+refused: SELECT c.name, o.order_id FROM customers c JOIN orders o ON o.order_id = c.id
 refused: SELECT * FROM products p LEFT JOIN orders o ON o.product_id = p.id
 refused: SELECT id FROM customers UNION SELECT customer_id FROM orders
-refused: SELECT * FROM customers WHERE id IN (SELECT customer_id FROM orders)
+refused: SELECT * FROM customers WHERE id NOT IN (SELECT customer_id FROM orders)
+refused: SELECT c.name FROM customers c WHERE c.id = 5 AND c.score IN (SELECT qty FROM orders WHERE customer_id = 5)
+refused: SELECT * FROM customers WHERE score IN (SELECT qty FROM orders)
+refused: SELECT * FROM (SELECT customer_id, COUNT(*) AS n FROM orders GROUP BY customer_id) t
+refused: SELECT c.id, o.order_id FROM customers c JOIN orders o ON o.customer_id = c.id WHERE EXISTS (SELECT 1 FROM orders x WHERE x.qty = c.score)
 refused: SELECT GROUP_CONCAT(name) FROM customers
 refused: SELECT city, COUNT(*) FROM customers GROUP BY city WITH ROLLUP
 refused: SELECT COUNT(*) + 1 FROM customers

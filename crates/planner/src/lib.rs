@@ -10,6 +10,7 @@
 //!   variables, and binding a cached plan to new values.
 
 mod clauses;
+mod colocate;
 mod ddl;
 mod dml;
 mod merge;

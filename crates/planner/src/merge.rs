@@ -120,18 +120,11 @@ fn agg_call(expr: &Expr, text: Option<&str>) -> Result<Option<AggCall>, PlanErro
 }
 
 fn contains_aggregate(expr: &Expr) -> bool {
-    let mut found = false;
-    let _ = sqlparser::ast::visit_expressions(expr, |e: &Expr| {
-        if let Expr::Function(f) = e {
-            let name = f.name.to_string().to_ascii_lowercase();
-            if crate::select::AGGREGATES.contains(&name.as_str()) || f.over.is_some() {
-                found = true;
-                return std::ops::ControlFlow::Break(());
-            }
-        }
-        std::ops::ControlFlow::Continue(())
-    });
-    found
+    crate::select::find_call(expr, |f| {
+        let name = f.name.to_string().to_ascii_lowercase();
+        (crate::select::AGGREGATES.contains(&name.as_str()) || f.over.is_some()).then_some(name)
+    })
+    .is_some()
 }
 
 /// Registers a partial aggregate on a column once (a helper column may be asked for twice).

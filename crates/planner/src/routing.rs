@@ -50,15 +50,19 @@ impl Target<'_> {
         })
     }
 
-    /// The literal's value, if it is one the vindex can map. A bind variable is taken on trust:
-    /// binding checks its value.
     fn mappable(&self, expr: &Expr) -> Option<KeyValue> {
-        let value = literal(expr)?;
-        if matches!(value, KeyValue::Param(_)) {
-            return Some(value);
-        }
-        self.vindex.map(&value).ok().map(|_| value)
+        mappable(self.vindex, expr)
     }
+}
+
+/// The literal's value, if it is one `vindex` can map. A bind variable is taken on trust: binding
+/// checks its value.
+pub(crate) fn mappable(vindex: &Vindex, expr: &Expr) -> Option<KeyValue> {
+    let value = literal(expr)?;
+    if matches!(value, KeyValue::Param(_)) {
+        return Some(value);
+    }
+    vindex.map(&value).ok().map(|_| value)
 }
 
 /// A literal as a vindex input. `NULL` and non-literals give `None`.
@@ -112,7 +116,7 @@ pub(crate) fn number(text: &str, negative: bool) -> KeyValue {
     }
 }
 
-fn conjuncts<'e>(expr: &'e Expr, out: &mut Vec<&'e Expr>) {
+pub(crate) fn conjuncts<'e>(expr: &'e Expr, out: &mut Vec<&'e Expr>) {
     match expr {
         Expr::BinaryOp {
             left,

@@ -5,11 +5,12 @@ use std::ops::ControlFlow;
 
 use engine::{Opcode, Plan, Route};
 use sqlparser::ast::{
-    visit_expressions, Expr, GroupByExpr, JoinOperator, Query, Select, SetExpr, Statement,
-    TableFactor,
+    Expr, Function, GroupByExpr, JoinOperator, Query, Select, SetExpr, Statement, TableFactor,
+    Visit, Visitor,
 };
 use vschema::Table;
 
+use crate::colocate::{Colocation, Placement};
 use crate::routing::{opcode_for, Target};
 use crate::tables::{relations, shard_text, single_keyspace, Resolved};
 use crate::text::SourceText;
@@ -70,25 +71,19 @@ pub(crate) fn plan_select(
             _ => None,
         })
         .collect();
-    let (sharded_table, column, vindex, lookups) = match sharded.as_slice() {
-        [] => return Ok(route(&keyspace.name, Opcode::Reference, query_text)),
-        [one] => *one,
-        _ => return Err(unsupported("a join or subquery between sharded tables")),
-    };
-    if query.with.is_some() {
-        return Err(unsupported(
-            "WITH (common table expression) on a sharded table",
-        ));
-    }
-    let SetExpr::Select(select) = query.body.as_ref() else {
-        return Err(unsupported(
-            "UNION or other set operation on a sharded table",
-        ));
-    };
-    let Some(alias) = top_level_alias(select, sharded_table) else {
-        return Err(unsupported(
-            "a subquery or derived table on a sharded table",
-        ));
+    let (sharded_table, column, vindex, lookups, select, alias) = match (
+        sharded.as_slice(),
+        query.with.is_none(),
+        query.body.as_ref(),
+    ) {
+        ([], ..) => return Ok(route(&keyspace.name, Opcode::Reference, query_text)),
+        ([(table, column, vindex, lookups)], true, SetExpr::Select(select)) => {
+            match top_level_alias(select, table) {
+                Some(alias) => (*table, *column, *vindex, *lookups, select, alias),
+                None => return plan_colocated(stmt, query, ctx, keyspace, &ctes, query_text),
+            }
+        }
+        _ => return plan_colocated(stmt, query, ctx, keyspace, &ctes, query_text),
     };
     let mut qualifiers = vec![sharded_table.name.as_str()];
     if let Some(alias) = &alias {
@@ -101,21 +96,73 @@ pub(crate) fn plan_select(
         lookups,
     };
     let opcode = opcode_for(select.selection.as_ref(), &target, keyspace);
-    if !opcode.is_single_shard() {
-        if !scatter_join_is_safe(select, sharded_table) {
-            return Err(unsupported("an outer join that preserves a reference table's rows, on a query that spans several shards"));
+    if !opcode.is_single_shard() && !scatter_join_is_safe(select, sharded_table) {
+        return Err(unsupported("an outer join that preserves a reference table's rows, on a query that spans several shards"));
+    }
+    spread(query, select, &keyspace.name, opcode, query_text)
+}
+
+/// A route over the shards `opcode` selects, merged at the proxy when the result needs it.
+fn spread(
+    query: &Query,
+    select: &Select,
+    keyspace: &str,
+    opcode: Opcode,
+    query_text: String,
+) -> Result<Plan, PlanError> {
+    if opcode.is_single_shard() {
+        return Ok(route(keyspace, opcode, query_text));
+    }
+    if let Some(construct) = needs_merge(query, select) {
+        if construct.starts_with("window")
+            || construct.contains("INTO")
+            || construct == "FETCH"
+            || query.with.is_some()
+        {
+            let construct = if query.with.is_some() {
+                format!("{construct} with WITH (common table expression)")
+            } else {
+                construct
+            };
+            return Err(unsupported(format!(
+                "{construct} on a query that spans several shards"
+            )));
         }
-        if let Some(construct) = needs_merge(query, select) {
-            if construct.starts_with("window") || construct.contains("INTO") || construct == "FETCH"
-            {
-                return Err(unsupported(format!(
-                    "{construct} on a query that spans several shards"
-                )));
-            }
-            return crate::merge::plan_merge(query, select, &query_text, &keyspace.name, opcode);
+        return crate::merge::plan_merge(query, select, &query_text, keyspace, opcode);
+    }
+    Ok(route(keyspace, opcode, query_text))
+}
+
+/// Several sharded tables, or one inside a subquery, derived table, CTE or UNION: one statement
+/// per shard when their rows that meet live together (see `colocate`).
+fn plan_colocated(
+    stmt: &Statement,
+    query: &Query,
+    ctx: &Context<'_>,
+    keyspace: &vschema::Keyspace,
+    ctes: &[String],
+    query_text: String,
+) -> Result<Plan, PlanError> {
+    let analysis = Colocation::analyse(stmt, query, ctx, ctes)?;
+    let sharded = relations(stmt, ctx, ctes)?
+        .iter()
+        .filter(|t| matches!(t.table, Table::Sharded { .. }))
+        .count();
+    if analysis.occurrence_count() != sharded {
+        return Err(unsupported(
+            "a sharded table in this position of a statement over several tables",
+        ));
+    }
+    match analysis.placement(keyspace)? {
+        Placement::Pinned { vindex, value } => Ok(route(
+            &keyspace.name,
+            Opcode::EqualUnique { vindex, value },
+            query_text,
+        )),
+        Placement::Anchored { opcode, select } => {
+            spread(query, select, &keyspace.name, opcode, query_text)
         }
     }
-    Ok(route(&keyspace.name, opcode, query_text))
 }
 
 fn route(keyspace: &str, opcode: Opcode, query: String) -> Plan {
@@ -158,18 +205,10 @@ fn needs_merge(query: &Query, select: &Select) -> Option<String> {
     if select.into.is_some() {
         return Some("SELECT ... INTO".into());
     }
-    let mut window = None;
-    let _ = visit_expressions(&select.projection, |expr: &Expr| {
-        if let Expr::Function(f) = expr {
-            if f.over.is_some() {
-                window = Some(format!(
-                    "window function {}",
-                    f.name.to_string().to_uppercase()
-                ));
-                return ControlFlow::Break(());
-            }
-        }
-        ControlFlow::Continue(())
+    let window = find_call(&select.projection, |f| {
+        f.over
+            .is_some()
+            .then(|| format!("window function {}", f.name.to_string().to_uppercase()))
     });
     if window.is_some() {
         return window;
@@ -197,22 +236,48 @@ fn needs_merge(query: &Query, select: &Select) -> Option<String> {
     if select.into.is_some() {
         return Some("SELECT ... INTO".into());
     }
-    let mut found = None;
-    let _ = visit_expressions(&select.projection, |expr: &Expr| {
-        if let Expr::Function(f) = expr {
-            let name = f.name.to_string().to_ascii_lowercase();
-            if f.over.is_some() {
-                found = Some(format!("window function {}", name.to_uppercase()));
-                return ControlFlow::Break(());
-            }
-            if AGGREGATES.contains(&name.as_str()) {
-                found = Some(format!("aggregate function {}", name.to_uppercase()));
-                return ControlFlow::Break(());
+    find_call(&select.projection, |f| {
+        let name = f.name.to_string().to_ascii_lowercase();
+        AGGREGATES
+            .contains(&name.as_str())
+            .then(|| format!("aggregate function {}", name.to_uppercase()))
+    })
+}
+
+/// The first function call, outside subqueries (they are evaluated by the shards), that `pick`
+/// describes.
+pub(crate) fn find_call<V: Visit + ?Sized>(
+    node: &V,
+    pick: impl FnMut(&Function) -> Option<String>,
+) -> Option<String> {
+    struct Calls<F> {
+        depth: usize,
+        pick: F,
+    }
+    impl<F: FnMut(&Function) -> Option<String>> Visitor for Calls<F> {
+        type Break = String;
+        fn pre_visit_query(&mut self, _: &Query) -> ControlFlow<String> {
+            self.depth += 1;
+            ControlFlow::Continue(())
+        }
+        fn post_visit_query(&mut self, _: &Query) -> ControlFlow<String> {
+            self.depth -= 1;
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<String> {
+            match expr {
+                Expr::Function(f) if self.depth == 0 => match (self.pick)(f) {
+                    Some(found) => ControlFlow::Break(found),
+                    None => ControlFlow::Continue(()),
+                },
+                _ => ControlFlow::Continue(()),
             }
         }
-        ControlFlow::Continue(())
-    });
-    found
+    }
+    match node.visit(&mut Calls { depth: 0, pick }) {
+        ControlFlow::Break(found) => Some(found),
+        ControlFlow::Continue(()) => None,
+    }
 }
 
 /// Concatenating shard results is right for inner joins with reference tables, and for outer

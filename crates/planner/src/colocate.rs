@@ -1,0 +1,600 @@
+//! Statements with several sharded tables (joins, subqueries, derived tables, CTEs, unions) that
+//! can still run as one statement per shard, because the rows that meet always live together.
+//!
+//! Every sharded table reference (an *occurrence*) is found with its scope (the SELECT it is in).
+//! Then two kinds of facts are read from the join conditions and WHERE clauses:
+//!
+//! - a *pin*: `t.col = literal` on an occurrence's vindex column, in a place where it filters that
+//!   occurrence's rows (WHERE, an inner join's ON, or the ON of an outer join whose optional side
+//!   the occurrence is on). Only the rows with that value matter, so only one shard's rows do.
+//! - an *edge* `a → b`: the rows of `b` that matter for a row of `a` have `a`'s vindex value
+//!   (an equality between their vindex columns under the same vindex). Equalities that filter
+//!   both sides go both ways; an outer join's ON goes from the kept side to the optional side; a
+//!   correlated subquery's equality and `a.col IN (SELECT b.col ...)` go from outer to inner.
+//!
+//! If some pin reaches every occurrence along the edges, the statement goes whole to that pin's
+//! shard. If an occurrence of the top-level SELECT reaches every occurrence, each shard can
+//! produce the result rows that own its rows of that table (the *anchor*): the statement runs on
+//! the shards the anchor's WHERE selects, and is merged like a one-table scatter.
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use sqlparser::ast::{
+    BinaryOperator, Expr, InTarget, JoinConstraint, JoinOperator, Query, Select, SelectItem,
+    SetExpr, Statement, TableFactor, TableWithJoins, Visit, Visitor,
+};
+use vschema::{KeyValue, Keyspace, LookupColumn, Table, Vindex};
+
+use crate::routing::{conjuncts, mappable, opcode_for, Target};
+use crate::tables::resolve;
+use crate::{unsupported, Context, PlanError};
+
+/// A sharded table reference.
+struct Occurrence {
+    scope: usize,
+    /// The alias, or the table's name: what qualifies its columns.
+    qualifier: String,
+    column: String,
+    vindex: Arc<Vindex>,
+    lookups: Vec<LookupColumn>,
+    /// On the optional side of an outer join (its rows may be NULL-extended).
+    optional: bool,
+}
+
+/// One SELECT.
+struct Scope {
+    parent: Option<usize>,
+    select: Select,
+    /// Every name that qualifies columns here: tables, aliases, derived tables, CTE references.
+    qualifiers: Vec<String>,
+    /// Set when the FROM clause holds something this analysis does not understand.
+    opaque: Option<String>,
+}
+
+pub(crate) struct Colocation {
+    scopes: Vec<Scope>,
+    occurrences: Vec<Occurrence>,
+    pins: Vec<(usize, KeyValue)>,
+    edges: Vec<(usize, usize)>,
+    /// The top-level SELECT, when the statement's body is one (not a UNION).
+    top: Option<usize>,
+}
+
+/// How the statement can run, if the analysis finds a way.
+pub(crate) enum Placement<'s> {
+    /// Every occurrence's rows that matter live on the shard of this value.
+    Pinned {
+        vindex: Arc<Vindex>,
+        value: KeyValue,
+    },
+    /// Each shard produces the rows of the anchor's rows it holds; `opcode` narrows the shards by
+    /// the anchor's WHERE.
+    Anchored {
+        opcode: engine::Opcode,
+        select: &'s Select,
+    },
+}
+
+/// Collects a clone of every SELECT with the SELECT it is nested in.
+struct Selects {
+    stack: Vec<usize>,
+    found: Vec<(Option<usize>, Select)>,
+}
+
+impl Visitor for Selects {
+    type Break = ();
+
+    fn pre_visit_select(&mut self, select: &Select) -> ControlFlow<()> {
+        self.found
+            .push((self.stack.last().copied(), select.clone()));
+        self.stack.push(self.found.len() - 1);
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_select(&mut self, _: &Select) -> ControlFlow<()> {
+        self.stack.pop();
+        ControlFlow::Continue(())
+    }
+}
+
+impl Colocation {
+    pub(crate) fn analyse(
+        stmt: &Statement,
+        query: &Query,
+        ctx: &Context<'_>,
+        ctes: &[String],
+    ) -> Result<Self, PlanError> {
+        let mut selects = Selects {
+            stack: Vec::new(),
+            found: Vec::new(),
+        };
+        let _ = stmt.visit(&mut selects);
+        // The top-level SELECT is visited after the CTEs' and before anything nested in it, and is
+        // the last one without a parent (a subquery in the outer ORDER BY has none either, but is
+        // then unreachable, which only makes the analysis refuse).
+        let top = match query.body.as_ref() {
+            SetExpr::Select(s) => selects
+                .found
+                .iter()
+                .rposition(|(parent, sel)| parent.is_none() && sel == s.as_ref()),
+            _ => None,
+        };
+        let mut this = Colocation {
+            scopes: selects
+                .found
+                .into_iter()
+                .map(|(parent, select)| Scope {
+                    parent,
+                    select,
+                    qualifiers: Vec::new(),
+                    opaque: None,
+                })
+                .collect(),
+            occurrences: Vec::new(),
+            pins: Vec::new(),
+            edges: Vec::new(),
+            top,
+        };
+        for s in 0..this.scopes.len() {
+            let from = this.scopes[s].select.from.clone();
+            for twj in &from {
+                this.joined(s, twj, false, ctx, ctes)?;
+            }
+        }
+        for s in 0..this.scopes.len() {
+            if let Some(selection) = this.scopes[s].select.selection.clone() {
+                this.filter(s, &selection, None);
+            }
+        }
+        Ok(this)
+    }
+
+    /// The occurrences of one FROM item (a table and its joins), reading the join conditions.
+    fn joined(
+        &mut self,
+        scope: usize,
+        twj: &TableWithJoins,
+        optional: bool,
+        ctx: &Context<'_>,
+        ctes: &[String],
+    ) -> Result<Vec<usize>, PlanError> {
+        let mut left = self.factor(scope, &twj.relation, optional, ctx, ctes)?;
+        for join in &twj.joins {
+            let (constraint, kind) = match &join.join_operator {
+                JoinOperator::Join(c)
+                | JoinOperator::Inner(c)
+                | JoinOperator::CrossJoin(c)
+                | JoinOperator::StraightJoin(c) => (Some(c), JoinKind::Inner),
+                JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (Some(c), JoinKind::Left),
+                JoinOperator::Right(c) | JoinOperator::RightOuter(c) => (Some(c), JoinKind::Right),
+                _ => {
+                    self.scopes[scope].opaque = Some("this kind of join".into());
+                    (None, JoinKind::Inner)
+                }
+            };
+            let right_optional = optional || kind == JoinKind::Left;
+            let right = self.factor(scope, &join.relation, right_optional, ctx, ctes)?;
+            if kind == JoinKind::Right {
+                for &o in &left {
+                    self.occurrences[o].optional = true;
+                }
+            }
+            // Which occurrences the condition filters, and which side's rows are kept whole.
+            let (kept, filtered): (Vec<usize>, Vec<usize>) = match kind {
+                JoinKind::Inner => (Vec::new(), left.iter().chain(&right).copied().collect()),
+                JoinKind::Left => (left.clone(), right.clone()),
+                JoinKind::Right => (right.clone(), left.clone()),
+            };
+            match constraint {
+                Some(JoinConstraint::On(on)) => {
+                    self.filter(scope, on, Some((&kept, &filtered)));
+                }
+                Some(JoinConstraint::Using(columns)) => {
+                    for column in columns {
+                        let Some(name) = column.0.last().and_then(|p| p.as_ident()) else {
+                            continue;
+                        };
+                        let named = |side: &[usize]| -> Option<usize> {
+                            let mut it = side.iter().copied().filter(|&o| {
+                                self.occurrences[o].column.eq_ignore_ascii_case(&name.value)
+                            });
+                            let first = it.next()?;
+                            it.next().is_none().then_some(first)
+                        };
+                        if let (Some(a), Some(b)) = (named(&left), named(&right)) {
+                            self.equal(scope, a, b, Some((&kept, &filtered)));
+                        }
+                    }
+                }
+                _ => {}
+            }
+            left.extend(right);
+        }
+        Ok(left)
+    }
+
+    fn factor(
+        &mut self,
+        scope: usize,
+        factor: &TableFactor,
+        optional: bool,
+        ctx: &Context<'_>,
+        ctes: &[String],
+    ) -> Result<Vec<usize>, PlanError> {
+        match factor {
+            TableFactor::Table {
+                name, alias, args, ..
+            } if args.is_none() => {
+                let last = name
+                    .0
+                    .last()
+                    .and_then(|p| p.as_ident())
+                    .map(|i| i.value.clone())
+                    .unwrap_or_default();
+                let qualifier = alias.as_ref().map_or(last, |a| a.name.value.clone());
+                self.scopes[scope].qualifiers.push(qualifier.clone());
+                let is_cte = name.0.len() == 1
+                    && name.0[0]
+                        .as_ident()
+                        .is_some_and(|i| ctes.iter().any(|c| c == &i.value));
+                if is_cte {
+                    return Ok(Vec::new());
+                }
+                let resolved = resolve(name, ctx)?;
+                let Table::Sharded {
+                    column,
+                    vindex,
+                    lookups,
+                    ..
+                } = resolved.table
+                else {
+                    return Ok(Vec::new());
+                };
+                self.occurrences.push(Occurrence {
+                    scope,
+                    qualifier,
+                    column,
+                    vindex,
+                    lookups,
+                    optional,
+                });
+                Ok(vec![self.occurrences.len() - 1])
+            }
+            TableFactor::Derived { alias, .. } => {
+                if let Some(a) = alias {
+                    self.scopes[scope].qualifiers.push(a.name.value.clone());
+                }
+                Ok(Vec::new())
+            }
+            TableFactor::NestedJoin {
+                table_with_joins,
+                alias,
+            } => {
+                if let Some(a) = alias {
+                    self.scopes[scope].qualifiers.push(a.name.value.clone());
+                }
+                self.joined(scope, table_with_joins, optional, ctx, ctes)
+            }
+            other => {
+                self.scopes[scope].opaque = Some(other.to_string());
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    /// Reads a condition's conjuncts. `join`: for an ON clause, the occurrences whose rows the
+    /// join keeps whole and those it filters (all of the join's occurrences for an inner join);
+    /// `None` for WHERE, which filters every occurrence of its scope.
+    fn filter(&mut self, scope: usize, condition: &Expr, join: Option<(&[usize], &[usize])>) {
+        let mut parts = Vec::new();
+        conjuncts(condition, &mut parts);
+        for part in parts {
+            match part {
+                Expr::BinaryOp {
+                    left,
+                    op: BinaryOperator::Eq,
+                    right,
+                } => {
+                    let (a, b) = (self.column(scope, left), self.column(scope, right));
+                    match (a, b) {
+                        (Some(a), Some(b)) => self.equal(scope, a, b, join),
+                        (Some(a), None) => self.pin(scope, a, right, join),
+                        (None, Some(b)) => self.pin(scope, b, left, join),
+                        (None, None) => {}
+                    }
+                }
+                Expr::In {
+                    expr,
+                    target: InTarget::Subquery(subquery),
+                    negated: false,
+                    ..
+                } if join.is_none() => {
+                    let (Some(outer), Some(inner)) =
+                        (self.column(scope, expr), self.projected(scope, subquery))
+                    else {
+                        continue;
+                    };
+                    if self.occurrences[outer].scope == scope {
+                        self.edge(outer, inner);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The occurrence of the single column a subquery of `scope` selects, if it is a vindex
+    /// column of a table of the subquery's own SELECT.
+    fn projected(&self, scope: usize, subquery: &Query) -> Option<usize> {
+        let SetExpr::Select(select) = subquery.body.as_ref() else {
+            return None;
+        };
+        let [SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. }] =
+            select.projection.as_slice()
+        else {
+            return None;
+        };
+        let inner = self
+            .scopes
+            .iter()
+            .position(|s| s.parent == Some(scope) && &s.select == select.as_ref())?;
+        self.column(inner, e)
+            .filter(|&o| self.occurrences[o].scope == inner)
+    }
+
+    /// `a = b` between two vindex columns, in a condition of `scope`.
+    fn equal(&mut self, scope: usize, a: usize, b: usize, join: Option<(&[usize], &[usize])>) {
+        if self.occurrences[a].vindex != self.occurrences[b].vindex {
+            return;
+        }
+        let (sa, sb) = (self.occurrences[a].scope, self.occurrences[b].scope);
+        if sa != sb {
+            // Correlated: the rows of the inner occurrence (of this scope) that matter match the
+            // outer row. Nothing is learned about the outer rows.
+            let (outer, inner) = if sb == scope { (a, b) } else { (b, a) };
+            let filtered = join.is_none_or(|(_, filtered)| filtered.contains(&inner));
+            if self.occurrences[inner].scope == scope && filtered {
+                self.edge(outer, inner);
+            }
+            return;
+        }
+        if sa != scope {
+            // Two outer columns compared inside a subquery: that filters no outer row.
+            return;
+        }
+        match join {
+            None => {
+                self.edge(a, b);
+                self.edge(b, a);
+            }
+            Some((kept, filtered)) => {
+                let (ka, kb) = (kept.contains(&a), kept.contains(&b));
+                let (fa, fb) = (filtered.contains(&a), filtered.contains(&b));
+                if fa && fb {
+                    self.edge(a, b);
+                    self.edge(b, a);
+                } else if ka && fb {
+                    self.edge(a, b);
+                } else if kb && fa {
+                    self.edge(b, a);
+                }
+            }
+        }
+    }
+
+    /// `occurrence.column = value`, when the condition filters that occurrence's rows.
+    fn pin(
+        &mut self,
+        scope: usize,
+        occurrence: usize,
+        value: &Expr,
+        join: Option<(&[usize], &[usize])>,
+    ) {
+        let o = &self.occurrences[occurrence];
+        if o.scope != scope || join.is_some_and(|(_, filtered)| !filtered.contains(&occurrence)) {
+            return;
+        }
+        if let Some(v) = mappable(&o.vindex, value) {
+            self.pins.push((occurrence, v));
+        }
+    }
+
+    fn edge(&mut self, from: usize, to: usize) {
+        if !self.edges.contains(&(from, to)) {
+            self.edges.push((from, to));
+        }
+    }
+
+    /// The occurrence whose vindex column `expr` names, seen from `scope`: a qualified name is
+    /// looked up from the innermost SELECT outwards (the first that has the qualifier decides); an
+    /// unqualified one only in `scope` itself, where a sharded table with that vindex column
+    /// decides (if another table had the column too, the name would be ambiguous: MySQL refuses
+    /// it).
+    fn column(&self, scope: usize, expr: &Expr) -> Option<usize> {
+        match expr {
+            Expr::Nested(inner) => self.column(scope, inner),
+            Expr::Identifier(id) => {
+                let mut found =
+                    self.occurrences.iter().enumerate().filter(|(_, o)| {
+                        o.scope == scope && o.column.eq_ignore_ascii_case(&id.value)
+                    });
+                let (i, _) = found.next()?;
+                found.next().is_none().then_some(i)
+            }
+            Expr::CompoundIdentifier(parts) => {
+                let [q, col] = parts.as_slice() else {
+                    return None;
+                };
+                let mut s = Some(scope);
+                while let Some(i) = s {
+                    if self.scopes[i].qualifiers.iter().any(|x| x == &q.value) {
+                        let mut found = self
+                            .occurrences
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, o)| o.scope == i && o.qualifier == q.value);
+                        let (i, o) = found.next()?;
+                        return (found.next().is_none()
+                            && o.column.eq_ignore_ascii_case(&col.value))
+                        .then_some(i);
+                    }
+                    s = self.scopes[i].parent;
+                }
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// The occurrences reachable from `start` along edges (`start` included).
+    fn reach(&self, start: usize) -> Vec<bool> {
+        let mut seen = vec![false; self.occurrences.len()];
+        let mut todo = vec![start];
+        seen[start] = true;
+        while let Some(o) = todo.pop() {
+            for &(from, to) in &self.edges {
+                if from == o && !seen[to] {
+                    seen[to] = true;
+                    todo.push(to);
+                }
+            }
+        }
+        seen
+    }
+
+    pub(crate) fn occurrence_count(&self) -> usize {
+        self.occurrences.len()
+    }
+
+    /// Where the statement can run, or why it cannot run as one statement per shard.
+    pub(crate) fn placement(&self, keyspace: &Keyspace) -> Result<Placement<'_>, PlanError> {
+        if let Some(what) = self.scopes.iter().find_map(|s| s.opaque.as_ref()) {
+            return Err(unsupported(format!(
+                "{what} in a statement over several sharded tables"
+            )));
+        }
+        for (o, value) in &self.pins {
+            if self.reach(*o).iter().all(|&r| r) {
+                return Ok(Placement::Pinned {
+                    vindex: self.occurrences[*o].vindex.clone(),
+                    value: value.clone(),
+                });
+            }
+        }
+        let Some(top) = self.top else {
+            return Err(unsupported(
+                "UNION or other set operation over sharded tables on different shards",
+            ));
+        };
+        let select = &self.scopes[top].select;
+        let mut best: Option<engine::Opcode> = None;
+        for (i, o) in self.occurrences.iter().enumerate() {
+            if o.scope != top || o.optional || !self.reach(i).iter().all(|&r| r) {
+                continue;
+            }
+            if !outer_joins_keep(select, &o.qualifier) {
+                continue;
+            }
+            let target = Target {
+                qualifiers: vec![o.qualifier.as_str()],
+                column: &o.column,
+                vindex: &o.vindex,
+                lookups: &o.lookups,
+            };
+            let opcode = opcode_for(select.selection.as_ref(), &target, keyspace);
+            if best.as_ref().is_none_or(|b| rank(&opcode) < rank(b)) {
+                best = Some(opcode);
+            }
+        }
+        if let Some(opcode) = best {
+            return Ok(Placement::Anchored { opcode, select });
+        }
+        let in_subquery = self.occurrences.iter().any(|o| Some(o.scope) != self.top);
+        Err(unsupported(if in_subquery {
+            "a subquery on a sharded table that is neither pinned to one shard nor correlated on its vindex column"
+        } else {
+            "a join between sharded tables that is not on their vindex columns"
+        }))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JoinKind {
+    Inner,
+    Left,
+    Right,
+}
+
+/// Narrower opcodes first.
+fn rank(opcode: &engine::Opcode) -> u8 {
+    match opcode {
+        o if o.is_single_shard() => 0,
+        engine::Opcode::Lookup { .. } => 1,
+        engine::Opcode::In { .. } => 2,
+        _ => 3,
+    }
+}
+
+/// Whether every outer join of the top-level SELECT keeps the anchor's rows whole: then each
+/// result row comes from exactly one shard (the one holding its anchor row). An outer join that
+/// kept another table's unmatched rows would repeat them on every shard.
+fn outer_joins_keep(select: &Select, anchor: &str) -> bool {
+    fn names(factor: &TableFactor, out: &mut Vec<String>) -> bool {
+        match factor {
+            TableFactor::Table { name, alias, .. } => {
+                let last = name.0.last().and_then(|p| p.as_ident());
+                out.push(alias.as_ref().map_or_else(
+                    || last.map(|i| i.value.clone()).unwrap_or_default(),
+                    |a| a.name.value.clone(),
+                ));
+                true
+            }
+            TableFactor::Derived { .. } => true,
+            // A nested join with outer joins inside is not looked into: refuse it.
+            TableFactor::NestedJoin {
+                table_with_joins, ..
+            } => {
+                let plain = table_with_joins.joins.iter().all(|j| {
+                    matches!(
+                        j.join_operator,
+                        JoinOperator::Join(_)
+                            | JoinOperator::Inner(_)
+                            | JoinOperator::CrossJoin(_)
+                            | JoinOperator::StraightJoin(_)
+                    )
+                });
+                plain
+                    && names(&table_with_joins.relation, out)
+                    && table_with_joins
+                        .joins
+                        .iter()
+                        .all(|j| names(&j.relation, out))
+            }
+            _ => false,
+        }
+    }
+    select.from.iter().all(|twj| {
+        let mut kept = Vec::new();
+        if !names(&twj.relation, &mut kept) {
+            return false;
+        }
+        twj.joins.iter().all(|j| {
+            let mut right = Vec::new();
+            if !names(&j.relation, &mut right) {
+                return false;
+            }
+            let ok = match &j.join_operator {
+                JoinOperator::Left(_) | JoinOperator::LeftOuter(_) => {
+                    kept.iter().any(|n| n == anchor)
+                }
+                JoinOperator::Right(_) | JoinOperator::RightOuter(_) => {
+                    right.iter().any(|n| n == anchor)
+                }
+                _ => true,
+            };
+            kept.extend(right);
+            ok
+        })
+    })
+}
