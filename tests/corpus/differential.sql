@@ -250,10 +250,28 @@ SELECT * FROM (SELECT o.order_id, c.name FROM customers c JOIN orders o ON o.cus
 WITH mine AS (SELECT * FROM orders WHERE customer_id = 6) SELECT order_id, qty FROM mine
 WITH mine AS (SELECT * FROM orders WHERE customer_id = 6) SELECT m.order_id, p.name FROM mine m JOIN products p ON p.id = m.product_id
 WITH big AS (SELECT id, price FROM products WHERE price > 40) SELECT o.order_id, b.price FROM orders o JOIN big b ON b.id = o.product_id
+# --- UNION and UNION ALL over shards
+SELECT id FROM customers UNION SELECT customer_id FROM orders
+SELECT id FROM customers UNION ALL SELECT customer_id FROM orders
+SELECT customer_id FROM orders UNION SELECT customer_id FROM orders
+SELECT city FROM customers UNION SELECT city FROM customers
+SELECT city FROM customers WHERE id < 20 UNION SELECT city FROM customers WHERE id > 150
+SELECT name, city FROM customers WHERE id = 3 UNION ALL SELECT name, city FROM customers WHERE id = 4
+SELECT name FROM customers WHERE id = 3 UNION SELECT name FROM customers WHERE id = 3
+SELECT id FROM products UNION SELECT customer_id FROM orders WHERE qty = 1
+SELECT id, name FROM customers WHERE score > 30 UNION ALL SELECT order_id, 'order' FROM orders WHERE qty = 6 ORDER BY id, name LIMIT 12
+SELECT id, name FROM customers WHERE score > 30 UNION SELECT order_id, 'order' FROM orders WHERE qty = 6 ORDER BY id DESC, name LIMIT 5, 5
+(SELECT id FROM customers WHERE city = 'Oslo') UNION (SELECT customer_id FROM orders WHERE product_id = 2) ORDER BY id
+SELECT c.id FROM customers c JOIN orders o ON o.customer_id = c.id WHERE o.qty = 2 UNION SELECT id FROM misc
+SELECT price FROM orders WHERE customer_id < 0 UNION SELECT balance FROM customers WHERE id < 0
+SELECT name FROM customers WHERE id IN (6, 7, 8) UNION SELECT name FROM customers WHERE id IN (8, 9, 10) ORDER BY name
 # --- refused (each names what is missing)
 refused: SELECT c.name, o.order_id FROM customers c JOIN orders o ON o.order_id = c.id
 refused: SELECT * FROM products p LEFT JOIN orders o ON o.product_id = p.id
-refused: SELECT id FROM customers UNION SELECT customer_id FROM orders
+refused: SELECT id FROM customers UNION ALL SELECT id FROM products
+refused: SELECT id FROM customers UNION SELECT id FROM customers UNION ALL SELECT customer_id FROM orders
+refused: SELECT COUNT(*) FROM customers UNION ALL SELECT COUNT(*) FROM orders
+refused: SELECT id + 1 FROM customers UNION SELECT customer_id FROM orders
 refused: SELECT * FROM customers WHERE id NOT IN (SELECT customer_id FROM orders)
 refused: SELECT c.name FROM customers c WHERE c.id = 5 AND c.score IN (SELECT qty FROM orders WHERE customer_id = 5)
 refused: SELECT * FROM customers WHERE score IN (SELECT qty FROM orders)

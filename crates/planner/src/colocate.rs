@@ -61,21 +61,6 @@ pub(crate) struct Colocation {
     top: Option<usize>,
 }
 
-/// How the statement can run, if the analysis finds a way.
-pub(crate) enum Placement<'s> {
-    /// Every occurrence's rows that matter live on the shard of this value.
-    Pinned {
-        vindex: Arc<Vindex>,
-        value: KeyValue,
-    },
-    /// Each shard produces the rows of the anchor's rows it holds; `opcode` narrows the shards by
-    /// the anchor's WHERE.
-    Anchored {
-        opcode: engine::Opcode,
-        select: &'s Select,
-    },
-}
-
 /// Collects a clone of every SELECT with the SELECT it is nested in.
 struct Selects {
     stack: Vec<usize>,
@@ -467,33 +452,64 @@ impl Colocation {
         self.occurrences.len()
     }
 
-    /// Where the statement can run, or why it cannot run as one statement per shard.
-    pub(crate) fn placement(&self, keyspace: &Keyspace) -> Result<Placement<'_>, PlanError> {
-        if let Some(what) = self.scopes.iter().find_map(|s| s.opaque.as_ref()) {
-            return Err(unsupported(format!(
+    /// Refuses a statement with a FROM clause this analysis does not understand.
+    pub(crate) fn check_understood(&self) -> Result<(), PlanError> {
+        match self.scopes.iter().find_map(|s| s.opaque.as_ref()) {
+            Some(what) => Err(unsupported(format!(
                 "{what} in a statement over several sharded tables"
-            )));
+            ))),
+            None => Ok(()),
         }
-        for (o, value) in &self.pins {
-            if self.reach(*o).iter().all(|&r| r) {
-                return Ok(Placement::Pinned {
-                    vindex: self.occurrences[*o].vindex.clone(),
-                    value: value.clone(),
-                });
-            }
-        }
+    }
+
+    /// A pin whose shard holds every row that matters, of every occurrence.
+    pub(crate) fn pinned(&self) -> Option<(Arc<Vindex>, KeyValue)> {
+        self.pins.iter().find_map(|(o, value)| {
+            self.reach(*o)
+                .iter()
+                .all(|&r| r)
+                .then(|| (self.occurrences[*o].vindex.clone(), value.clone()))
+        })
+    }
+
+    /// The top-level SELECT, when one of its occurrences can anchor the statement (each shard
+    /// then produces the result rows of the anchor rows it holds), with the narrowest opcode the
+    /// anchors' WHERE gives.
+    pub(crate) fn anchored(
+        &self,
+        keyspace: &Keyspace,
+    ) -> Result<(engine::Opcode, &Select), PlanError> {
         let Some(top) = self.top else {
             return Err(unsupported(
-                "UNION or other set operation over sharded tables on different shards",
+                "a set operation over sharded tables on different shards",
             ));
         };
         let select = &self.scopes[top].select;
+        let all = vec![true; self.occurrences.len()];
+        match self.anchor(top, keyspace, &all) {
+            Some(opcode) => Ok((opcode, select)),
+            None => {
+                let in_subquery = self.occurrences.iter().any(|o| o.scope != top);
+                Err(unsupported(if in_subquery {
+                    "a subquery on a sharded table that is neither pinned to one shard nor correlated on its vindex column"
+                } else {
+                    "a join between sharded tables that is not on their vindex columns"
+                }))
+            }
+        }
+    }
+
+    /// The narrowest opcode of an occurrence of `scope` (not on an outer join's optional side)
+    /// that reaches every occurrence in `needed`.
+    fn anchor(&self, scope: usize, keyspace: &Keyspace, needed: &[bool]) -> Option<engine::Opcode> {
+        let select = &self.scopes[scope].select;
         let mut best: Option<engine::Opcode> = None;
         for (i, o) in self.occurrences.iter().enumerate() {
-            if o.scope != top || o.optional || !self.reach(i).iter().all(|&r| r) {
+            if o.scope != scope || o.optional || !outer_joins_keep(select, &o.qualifier) {
                 continue;
             }
-            if !outer_joins_keep(select, &o.qualifier) {
+            let reached = self.reach(i);
+            if needed.iter().zip(&reached).any(|(&n, &r)| n && !r) {
                 continue;
             }
             let target = Target {
@@ -507,16 +523,75 @@ impl Colocation {
                 best = Some(opcode);
             }
         }
-        if let Some(opcode) = best {
-            return Ok(Placement::Anchored { opcode, select });
-        }
-        let in_subquery = self.occurrences.iter().any(|o| Some(o.scope) != self.top);
-        Err(unsupported(if in_subquery {
-            "a subquery on a sharded table that is neither pinned to one shard nor correlated on its vindex column"
-        } else {
-            "a join between sharded tables that is not on their vindex columns"
-        }))
+        best
     }
+
+    /// For a UNION: how each branch (a top-level SELECT, in order) spreads over the shards.
+    pub(crate) fn branches(
+        &self,
+        branches: &[&Select],
+        keyspace: &Keyspace,
+    ) -> Result<Vec<Branch>, PlanError> {
+        let root = |mut s: usize| {
+            while let Some(p) = self.scopes[s].parent {
+                s = p;
+            }
+            s
+        };
+        // Branches are visited in order (identical branches are told apart by that order).
+        let mut scopes: Vec<usize> = Vec::with_capacity(branches.len());
+        for branch in branches {
+            let from = scopes.last().map_or(0, |&s| s + 1);
+            let found = (from..self.scopes.len())
+                .find(|&s| self.scopes[s].parent.is_none() && &self.scopes[s].select == *branch)
+                .ok_or_else(|| unsupported("this UNION shape over sharded tables"))?;
+            scopes.push(found);
+        }
+        if self
+            .occurrences
+            .iter()
+            .any(|o| !scopes.contains(&root(o.scope)))
+        {
+            return Err(unsupported(
+                "a sharded table in a WITH clause or ORDER BY of a UNION",
+            ));
+        }
+        Ok(scopes
+            .iter()
+            .map(|&scope| {
+                let needed: Vec<bool> = self
+                    .occurrences
+                    .iter()
+                    .map(|o| root(o.scope) == scope)
+                    .collect();
+                if !needed.contains(&true) {
+                    return Branch::Everywhere;
+                }
+                let pin = self.pins.iter().find(|(o, _)| {
+                    needed[*o] && needed.iter().zip(self.reach(*o)).all(|(&n, r)| !n || r)
+                });
+                match (pin, self.anchor(scope, keyspace, &needed)) {
+                    (Some((o, value)), _) => {
+                        Branch::Pinned(self.occurrences[*o].vindex.clone(), value.clone())
+                    }
+                    (None, Some(_)) => Branch::Spread,
+                    (None, None) => Branch::Unplaceable,
+                }
+            })
+            .collect())
+    }
+}
+
+/// How one branch of a UNION lies over the shards.
+pub(crate) enum Branch {
+    /// No sharded table: the same rows on every shard.
+    Everywhere,
+    /// Its rows are on the shard of this value.
+    Pinned(Arc<Vindex>, KeyValue),
+    /// Each of its rows is produced by exactly one shard.
+    Spread,
+    /// Neither: its tables' rows do not live together.
+    Unplaceable,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,6 +20,7 @@ mod select;
 mod tables;
 mod template;
 mod text;
+mod union;
 
 use engine::Plan;
 use sqlparser::ast::Statement;

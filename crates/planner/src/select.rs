@@ -10,7 +10,7 @@ use sqlparser::ast::{
 };
 use vschema::Table;
 
-use crate::colocate::{Colocation, Placement};
+use crate::colocate::Colocation;
 use crate::routing::{opcode_for, Target};
 use crate::tables::{relations, shard_text, single_keyspace, Resolved};
 use crate::text::SourceText;
@@ -103,7 +103,7 @@ pub(crate) fn plan_select(
 }
 
 /// A route over the shards `opcode` selects, merged at the proxy when the result needs it.
-fn spread(
+pub(crate) fn spread(
     query: &Query,
     select: &Select,
     keyspace: &str,
@@ -153,16 +153,19 @@ fn plan_colocated(
             "a sharded table in this position of a statement over several tables",
         ));
     }
-    match analysis.placement(keyspace)? {
-        Placement::Pinned { vindex, value } => Ok(route(
+    analysis.check_understood()?;
+    if let Some((vindex, value)) = analysis.pinned() {
+        return Ok(route(
             &keyspace.name,
             Opcode::EqualUnique { vindex, value },
             query_text,
-        )),
-        Placement::Anchored { opcode, select } => {
-            spread(query, select, &keyspace.name, opcode, query_text)
-        }
+        ));
     }
+    if let SetExpr::SetOperation { .. } = query.body.as_ref() {
+        return crate::union::plan_union(query, &analysis, keyspace, &query_text);
+    }
+    let (opcode, select) = analysis.anchored(keyspace)?;
+    spread(query, select, &keyspace.name, opcode, query_text)
 }
 
 fn route(keyspace: &str, opcode: Opcode, query: String) -> Plan {
@@ -202,6 +205,28 @@ fn top_level_alias(select: &Select, table: &Resolved<'_>) -> Option<Option<Strin
 /// The first construct whose result would need merging across shards (window functions and
 /// `INTO` first: those cannot be merged at all).
 fn needs_merge(query: &Query, select: &Select) -> Option<String> {
+    let own = select_needs_merge(select);
+    if own
+        .as_deref()
+        .is_some_and(|c| c.starts_with("window") || c.contains("INTO"))
+    {
+        return own;
+    }
+    if query.order_by.is_some() {
+        return Some("ORDER BY".into());
+    }
+    if query.fetch.is_some() {
+        return Some("FETCH".into());
+    }
+    if query.limit_clause.is_some() {
+        return Some("LIMIT".into());
+    }
+    own
+}
+
+/// The first construct of one SELECT (its ORDER BY and LIMIT aside) whose result would need
+/// merging across shards; window functions and `INTO` first, which cannot be merged at all.
+pub(crate) fn select_needs_merge(select: &Select) -> Option<String> {
     if select.into.is_some() {
         return Some("SELECT ... INTO".into());
     }
@@ -213,15 +238,6 @@ fn needs_merge(query: &Query, select: &Select) -> Option<String> {
     if window.is_some() {
         return window;
     }
-    if query.order_by.is_some() {
-        return Some("ORDER BY".into());
-    }
-    if query.fetch.is_some() {
-        return Some("FETCH".into());
-    }
-    if query.limit_clause.is_some() {
-        return Some("LIMIT".into());
-    }
     if select.distinct.is_some() {
         return Some("DISTINCT".into());
     }
@@ -232,9 +248,6 @@ fn needs_merge(query: &Query, select: &Select) -> Option<String> {
     }
     if select.having.is_some() {
         return Some("HAVING".into());
-    }
-    if select.into.is_some() {
-        return Some("SELECT ... INTO".into());
     }
     find_call(&select.projection, |f| {
         let name = f.name.to_string().to_ascii_lowercase();
