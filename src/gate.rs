@@ -1215,6 +1215,9 @@ impl GateSession {
         out: &mut ResultWriter<'_>,
         rename_first: Option<String>,
     ) -> Result<(), Failure> {
+        if let Plan::PullOut(p) = plan {
+            return self.run_pull_out(p, out, rename_first).await;
+        }
         let gate = self.gate.clone();
         let prelude = self.session.prelude();
         let mut sink = ClientSink {
@@ -1272,6 +1275,38 @@ impl GateSession {
                 Err(Failure::Sql(error::from_engine(&e)))
             }
         }
+    }
+
+    /// Runs the subqueries, splices their results into the statement, then plans and runs it.
+    /// (Boxed as a `Send` future: it and `run` call each other.)
+    fn run_pull_out<'a, 'w: 'a>(
+        &'a mut self,
+        pull_out: &'a engine::PullOut,
+        out: &'a mut ResultWriter<'w>,
+        rename_first: Option<String>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Failure>> + Send + 'a>> {
+        Box::pin(async move {
+            let gate = self.gate.clone();
+            let prelude = self.session.prelude();
+            let mut sql = pull_out.template.clone();
+            for (i, subquery) in pull_out.subqueries.iter().enumerate() {
+                let executor = SessionExecutor {
+                    gate: &gate,
+                    entry: &self.entry,
+                    tx: self.tx.as_ref(),
+                    prelude: prelude.as_deref(),
+                };
+                let splice = engine::splice(subquery, &gate.vschema, &executor, &gate.exec)
+                    .await
+                    .map_err(|e| match e {
+                        EngineError::Client(e) => Failure::Client(e),
+                        e => Failure::Sql(error::from_engine(&e)),
+                    })?;
+                sql = sql.replace(&engine::PullOut::marker(i), &splice);
+            }
+            let plan = self.plan_text(&sql)?;
+            self.run(&plan, out, rename_first).await
+        })
     }
 
     /// A deadlock rolls the whole transaction back, as in MySQL: the shard that chose this

@@ -108,6 +108,28 @@ fn data() -> Vec<String> {
     stmts
 }
 
+/// A table of the unsharded keyspace `main`, one per differential run (they share `main`); the
+/// corpus names it `MAIN.vip`.
+const VIP: &[&str] = &[
+    "DROP TABLE IF EXISTS MAIN.vip",
+    "CREATE TABLE MAIN.vip (cid BIGINT PRIMARY KEY, level INT NOT NULL, tag VARCHAR(20) NULL)",
+    "INSERT INTO MAIN.vip (cid, level, tag) VALUES (3, 1, 'gold'), (5, 2, 'silver'), (17, 1, NULL), \
+     (150, 3, 'gold'), (-4, 2, 'Zoë'), (999, 1, 'ghost')",
+];
+
+/// A corpus statement as the proxy gets it: `KS.` is the keyspace, `MAIN.vip` this run's table
+/// in keyspace `main`.
+fn for_proxy(sql: &str, keyspace: &str) -> String {
+    sql.replace("KS.", &format!("{keyspace}."))
+        .replace("MAIN.vip", &format!("main.vip_{keyspace}"))
+}
+
+/// The same statement for the reference database, which holds every table.
+fn for_reference(sql: &str, keyspace: &str, reference_db: &str) -> String {
+    sql.replace("KS.", &format!("{reference_db}."))
+        .replace("MAIN.vip", &format!("vip_{keyspace}"))
+}
+
 type Rows = Vec<Vec<Option<String>>>;
 
 #[derive(Debug, PartialEq)]
@@ -163,15 +185,24 @@ async fn differential(keyspace: &str, reference_db: &str) {
     )
     .await
     .unwrap();
-    for stmt in SCHEMA.iter().map(|s| s.to_string()).chain(data()) {
+    for stmt in SCHEMA
+        .iter()
+        .chain(VIP)
+        .map(|s| s.to_string())
+        .chain(data())
+    {
+        let (proxy_stmt, reference_stmt) = (
+            for_proxy(&stmt, keyspace),
+            for_reference(&stmt, keyspace, reference_db),
+        );
         sharded
-            .query_drop(&stmt)
+            .query_drop(&proxy_stmt)
             .await
-            .unwrap_or_else(|e| panic!("proxy: {stmt}: {e}"));
+            .unwrap_or_else(|e| panic!("proxy: {proxy_stmt}: {e}"));
         reference
-            .query_drop(&stmt)
+            .query_drop(&reference_stmt)
             .await
-            .unwrap_or_else(|e| panic!("reference: {stmt}: {e}"));
+            .unwrap_or_else(|e| panic!("reference: {reference_stmt}: {e}"));
     }
 
     let corpus = include_str!("corpus/differential.sql");
@@ -186,8 +217,8 @@ async fn differential(keyspace: &str, reference_db: &str) {
             Some((m @ ("refused" | "error"), rest)) => (m, rest),
             _ => ("same", line),
         };
-        let proxy_sql = sql.replace("KS.", &format!("{keyspace}."));
-        let reference_sql = sql.replace("KS.", &format!("{reference_db}."));
+        let proxy_sql = for_proxy(sql, keyspace);
+        let reference_sql = for_reference(sql, keyspace, reference_db);
         let want = if mode == "refused" {
             // Proves the statement valid without changing the reference's rows.
             reference.query_drop("START TRANSACTION").await.unwrap();
@@ -324,8 +355,8 @@ async fn prepared_pass(
                 wr == gr && (!columns || w.0 == g.0)
             };
         let (proxy_sql, reference_sql) = (
-            sql.replace("KS.", &format!("{keyspace}.")),
-            sql.replace("KS.", &format!("{reference_db}.")),
+            for_proxy(sql, keyspace),
+            for_reference(sql, keyspace, reference_db),
         );
         if let Ok(want) = run_prepared(reference, &reference_sql, vec![]).await {
             plain += 1;

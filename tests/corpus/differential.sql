@@ -250,6 +250,38 @@ SELECT * FROM (SELECT o.order_id, c.name FROM customers c JOIN orders o ON o.cus
 WITH mine AS (SELECT * FROM orders WHERE customer_id = 6) SELECT order_id, qty FROM mine
 WITH mine AS (SELECT * FROM orders WHERE customer_id = 6) SELECT m.order_id, p.name FROM mine m JOIN products p ON p.id = m.product_id
 WITH big AS (SELECT id, price FROM products WHERE price > 40) SELECT o.order_id, b.price FROM orders o JOIN big b ON b.id = o.product_id
+# --- subqueries that run first (uncorrelated, on other shards or in keyspace main), their
+# results spliced into the statement as literals
+SELECT * FROM customers WHERE id IN (SELECT cid FROM MAIN.vip)
+SELECT id, name FROM customers WHERE id IN (SELECT cid FROM MAIN.vip WHERE level = 1) ORDER BY id
+SELECT * FROM customers WHERE id NOT IN (SELECT cid FROM MAIN.vip) AND id < 20
+SELECT * FROM orders WHERE customer_id IN (SELECT cid FROM MAIN.vip WHERE tag = 'gold')
+SELECT COUNT(*) FROM customers WHERE id IN (SELECT cid FROM MAIN.vip WHERE level > 5)
+SELECT COUNT(*) FROM customers WHERE id NOT IN (SELECT cid FROM MAIN.vip WHERE level > 5)
+SELECT name FROM customers WHERE name IN (SELECT tag FROM MAIN.vip)
+SELECT id FROM customers WHERE city IN (SELECT city FROM customers WHERE id IN (1, 2, 3)) ORDER BY id
+SELECT * FROM customers WHERE name IN (SELECT name FROM customers WHERE score = 50)
+SELECT * FROM customers WHERE score NOT IN (SELECT qty FROM orders WHERE customer_id = 7)
+SELECT * FROM customers WHERE score NOT IN (SELECT score FROM customers)
+SELECT COUNT(*) FROM products WHERE id IN (SELECT product_id FROM orders WHERE qty = 6)
+SELECT * FROM products WHERE id NOT IN (SELECT product_id FROM orders WHERE price > 40)
+SELECT * FROM customers WHERE EXISTS (SELECT 1 FROM orders WHERE qty > 5) AND id < 3
+SELECT * FROM customers WHERE NOT EXISTS (SELECT 1 FROM orders WHERE qty > 500) AND id < 3
+SELECT COUNT(*) FROM customers WHERE EXISTS (SELECT 1 FROM MAIN.vip WHERE level = 9)
+SELECT * FROM orders WHERE price > (SELECT AVG(price) FROM orders) AND qty = 6
+SELECT id, balance FROM customers WHERE balance = (SELECT MAX(balance) FROM customers)
+SELECT id, (SELECT COUNT(*) FROM orders) AS total FROM customers WHERE id < 3
+SELECT id, (SELECT COUNT(*) FROM orders), ( SELECT MAX(placed) FROM orders WHERE qty = 2 ) FROM customers WHERE id < 2
+SELECT id, (SELECT SUM(price) FROM orders WHERE qty = 3) AS s FROM customers WHERE id = 1
+SELECT id, (SELECT MAX(level) FROM MAIN.vip) AS top FROM customers WHERE id = 4
+SELECT id FROM customers WHERE balance > (SELECT balance FROM customers WHERE id = 10) ORDER BY id
+SELECT * FROM customers WHERE id = (SELECT cid FROM MAIN.vip WHERE tag = 'silver')
+SELECT * FROM customers WHERE id = (SELECT cid FROM MAIN.vip WHERE tag = 'none')
+SELECT order_id, qty FROM orders WHERE (customer_id, product_id) IN (SELECT id, 3 FROM customers WHERE city = 'Oslo')
+SELECT c.id, o.order_id FROM customers c JOIN orders o ON o.customer_id = c.id WHERE c.id IN (SELECT cid FROM MAIN.vip) ORDER BY o.order_id
+SELECT customer_id, COUNT(*) FROM orders WHERE customer_id IN (SELECT cid FROM MAIN.vip) GROUP BY customer_id ORDER BY customer_id
+error: SELECT * FROM customers WHERE id = (SELECT cid FROM MAIN.vip)
+error: SELECT id, (SELECT id, name FROM customers WHERE id = 1) FROM customers WHERE id = 2
 # --- UNION and UNION ALL over shards
 SELECT id FROM customers UNION SELECT customer_id FROM orders
 SELECT id FROM customers UNION ALL SELECT customer_id FROM orders
@@ -272,9 +304,9 @@ refused: SELECT id FROM customers UNION ALL SELECT id FROM products
 refused: SELECT id FROM customers UNION SELECT id FROM customers UNION ALL SELECT customer_id FROM orders
 refused: SELECT COUNT(*) FROM customers UNION ALL SELECT COUNT(*) FROM orders
 refused: SELECT id + 1 FROM customers UNION SELECT customer_id FROM orders
-refused: SELECT * FROM customers WHERE id NOT IN (SELECT customer_id FROM orders)
-refused: SELECT c.name FROM customers c WHERE c.id = 5 AND c.score IN (SELECT qty FROM orders WHERE customer_id = 5)
-refused: SELECT * FROM customers WHERE score IN (SELECT qty FROM orders)
+SELECT * FROM customers WHERE id NOT IN (SELECT customer_id FROM orders)
+SELECT c.name FROM customers c WHERE c.id = 5 AND c.score IN (SELECT qty FROM orders WHERE customer_id = 5)
+SELECT * FROM customers WHERE score IN (SELECT qty FROM orders)
 refused: SELECT * FROM (SELECT customer_id, COUNT(*) AS n FROM orders GROUP BY customer_id) t
 refused: SELECT c.id, o.order_id FROM customers c JOIN orders o ON o.customer_id = c.id WHERE EXISTS (SELECT 1 FROM orders x WHERE x.qty = c.score)
 refused: SELECT GROUP_CONCAT(name) FROM customers

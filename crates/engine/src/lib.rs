@@ -17,6 +17,7 @@ mod ordered_aggregate;
 mod owned_write;
 mod plan;
 mod projection;
+mod pullout;
 mod route;
 mod select;
 mod send;
@@ -31,8 +32,10 @@ pub use mysql_common::packets::Column;
 pub use mysql_common::value::Value;
 pub use plan::{
     Aggregate, AggregateKind, ComputedKind, Generate, Insert, InsertRow, Opcode, OutputColumn,
-    OwnedLookup, OwnedWrite, Plan, Route, Select, Send, Stage, Wildcard,
+    OwnedLookup, OwnedWrite, Plan, PullOut, Pulled, PulledKind, Route, Select, Send, Stage,
+    Wildcard,
 };
+pub use pullout::{splice, NO_ROWS};
 use vschema::{Keyspace, SequenceRef, VSchema, VindexError};
 
 /// What a statement did, as reported in the OK packet (or the EOF after rows).
@@ -161,6 +164,12 @@ pub enum EngineError {
     /// A unique lookup value that another row already holds.
     #[error("Duplicate entry '{value}' for key '{key}'")]
     Duplicate { value: String, key: String },
+    /// A scalar subquery that returned several rows.
+    #[error("Subquery returns more than 1 row")]
+    SubqueryRows,
+    /// A subquery with the wrong number of columns for where it stands.
+    #[error("Operand should contain {0} column(s)")]
+    SubqueryColumns(usize),
     #[error("[BUG] {0}")]
     Bug(String),
 }
@@ -230,6 +239,10 @@ pub async fn execute<E: Executor, S: RowSink>(
             )
             .await
         }
+        // Its statement is planned once the subqueries' values are known: the caller does that.
+        Plan::PullOut(_) => Err(EngineError::Bug(
+            "a pulled-out subquery reached the engine unsplit".into(),
+        )),
     }
 }
 

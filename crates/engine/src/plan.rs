@@ -16,6 +16,42 @@ pub enum Plan {
     Send(Send),
     Select(Select),
     OwnedWrite(OwnedWrite),
+    PullOut(PullOut),
+}
+
+/// Uncorrelated subqueries that run before the statement using them: each result is spliced into
+/// `template` as literals, where its marker stands in for the subquery's text, and the statement
+/// is then planned and run like any other (so an `IN` list it yields routes by its values).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PullOut {
+    pub subqueries: Vec<Pulled>,
+    pub template: String,
+}
+
+impl PullOut {
+    /// What stands for subquery `i` (the text inside its parentheses) in the template. A control
+    /// character cannot appear in SQL text outside a string, and the template's strings are the
+    /// client's own.
+    pub fn marker(i: usize) -> String {
+        format!("\u{1}{i}\u{1}")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pulled {
+    pub plan: Plan,
+    pub kind: PulledKind,
+}
+
+/// How a subquery's rows become SQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PulledKind {
+    /// `x IN (...)`: a list of values (or of row tuples).
+    In,
+    /// `EXISTS (...)`: a query with one row or none.
+    Exists,
+    /// `(...)` as a value: its one value, NULL without rows, an error with several.
+    Scalar,
 }
 
 /// A SELECT over several shards whose results are merged at the proxy: shard rows are merged (or
@@ -341,6 +377,19 @@ impl Plan {
                 for line in Plan::Route(w.route.clone()).describe().lines() {
                     let _ = write!(out, "\n  {line}");
                 }
+            }
+            Plan::PullOut(p) => {
+                let _ = write!(out, "PullOut");
+                for (i, s) in p.subqueries.iter().enumerate() {
+                    let _ = write!(out, "\n  subquery {i} ({:?}):", s.kind);
+                    for line in s.plan.describe().lines() {
+                        let _ = write!(out, "\n    {line}");
+                    }
+                }
+                let template = (0..p.subqueries.len()).fold(p.template.clone(), |t, i| {
+                    t.replace(&PullOut::marker(i), &format!("<subquery {i}>"))
+                });
+                let _ = write!(out, "\n  then: {template}");
             }
             Plan::Select(select) => {
                 let mut depth = 0;

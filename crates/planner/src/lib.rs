@@ -15,6 +15,7 @@ mod ddl;
 mod dml;
 mod merge;
 mod normalize;
+mod pullout;
 mod routing;
 mod select;
 mod tables;
@@ -74,7 +75,24 @@ pub fn metadata_target(
 ) -> Result<Option<(String, String)>, PlanError> {
     match stmt {
         Statement::Query(q) => {
-            select::metadata_target(stmt, q, &SourceText::new(sql), ctx).map(Some)
+            let source = SourceText::new(sql);
+            match select::metadata_target(stmt, q, &source, ctx) {
+                // Subqueries from another keyspace run first: describe the statement without them.
+                Err(e @ PlanError::Unsupported(_)) => {
+                    let Some(text) = pullout::stand_in(q, &source, ctx) else {
+                        return Err(e);
+                    };
+                    let stmt = sqlparser::parser::Parser::parse_sql(
+                        &sqlparser::dialect::MySqlDialect {},
+                        &text,
+                    )
+                    .ok()
+                    .and_then(|mut s| (s.len() == 1).then(|| s.remove(0)))
+                    .ok_or(e)?;
+                    metadata_target(&stmt, &text, ctx)
+                }
+                other => other.map(Some),
+            }
         }
         _ => Ok(None),
     }

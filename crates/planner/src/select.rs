@@ -43,6 +43,22 @@ pub(crate) fn plan_select(
     source: &SourceText<'_>,
     ctx: &Context<'_>,
 ) -> Result<Plan, PlanError> {
+    match plan_in_place(stmt, query, source, ctx) {
+        // Subqueries that cannot run inside the statement may run before it.
+        Err(e @ PlanError::Unsupported(_)) => {
+            crate::pullout::plan_pull_out(query, source, ctx).unwrap_or(Err(e))
+        }
+        other => other,
+    }
+}
+
+/// The SELECT as statements that the shards run whole (merged at the proxy where needed).
+fn plan_in_place(
+    stmt: &Statement,
+    query: &Query,
+    source: &SourceText<'_>,
+    ctx: &Context<'_>,
+) -> Result<Plan, PlanError> {
     let ctes = cte_names(query);
     let tables = relations(stmt, ctx, &ctes)?;
     let Some(keyspace) = single_keyspace(&tables)? else {

@@ -51,6 +51,14 @@ pub fn bind(template: &Plan, literals: &[Literal], vschema: &VSchema) -> Option<
             }
             Plan::Insert(i)
         }
+        Plan::PullOut(p) => {
+            let mut p = p.clone();
+            p.template = text(&p.template)?;
+            for s in &mut p.subqueries {
+                s.plan = bind(&s.plan, literals, vschema)?;
+            }
+            Plan::PullOut(p)
+        }
         Plan::OwnedWrite(w) => {
             let mut w = w.clone();
             w.route = bind_route(&w.route, literals, vschema)?;
