@@ -282,6 +282,30 @@ SELECT c.id, o.order_id FROM customers c JOIN orders o ON o.customer_id = c.id W
 SELECT customer_id, COUNT(*) FROM orders WHERE customer_id IN (SELECT cid FROM MAIN.vip) GROUP BY customer_id ORDER BY customer_id
 error: SELECT * FROM customers WHERE id = (SELECT cid FROM MAIN.vip)
 error: SELECT id, (SELECT id, name FROM customers WHERE id = 1) FROM customers WHERE id = 2
+# --- joins whose rows do not live together: nested loop at the proxy, the right side asked per
+# batch of left rows for their keys
+SELECT c.name, o.order_id FROM customers c JOIN orders o ON o.order_id = c.id
+SELECT c.id, o.order_id, o.qty FROM customers c JOIN orders o ON o.product_id = c.id
+SELECT c.id, o.order_id FROM customers c LEFT JOIN orders o ON o.product_id = c.id WHERE c.id < 25
+SELECT c.id, o.order_id FROM customers c LEFT JOIN orders o ON o.product_id = c.id AND o.qty > 4 WHERE c.id BETWEEN 1 AND 30
+SELECT c.name, o.order_id FROM customers c JOIN orders o ON o.product_id = c.id ORDER BY o.order_id DESC LIMIT 7
+SELECT c.name, o.order_id FROM customers c JOIN orders o ON o.product_id = c.id WHERE o.qty = 2 ORDER BY c.name, o.order_id
+SELECT c.name AS who, o.order_id AS oid FROM customers c JOIN orders o ON o.order_id = c.id ORDER BY oid LIMIT 4
+SELECT c.name, o.order_id FROM customers c JOIN orders o ON o.order_id = c.id ORDER BY 2 DESC LIMIT 3, 4
+SELECT c.name, v.level FROM customers c JOIN MAIN.vip v ON v.cid = c.id
+SELECT v.tag, c.name FROM MAIN.vip v JOIN customers c ON c.id = v.cid
+SELECT v.tag, c.name FROM MAIN.vip v LEFT JOIN customers c ON c.id = v.cid
+SELECT v.cid, o.order_id FROM MAIN.vip v JOIN orders o ON o.customer_id = v.cid WHERE v.level = 1 ORDER BY o.order_id
+SELECT v.tag, c.id FROM MAIN.vip v JOIN customers c ON c.name = v.tag
+SELECT p.name, o.order_id FROM products p LEFT JOIN orders o ON o.product_id = p.id AND o.qty = 6 WHERE p.id < 5
+SELECT c.id, v.level FROM customers c, MAIN.vip v WHERE v.cid = c.id AND v.level > 1
+SELECT c.id, o.order_id FROM customers c JOIN orders o ON o.product_id = c.id AND o.qty = c.score
+SELECT c.id, o.order_id FROM customers c JOIN orders o ON o.product_id = c.id + 1 WHERE c.id < 5
+SELECT c.id, o.order_id FROM customers c LEFT JOIN orders o ON o.qty = c.score AND o.customer_id = 3 WHERE c.id < 12
+SELECT c.id, o.order_id FROM customers c JOIN orders o ON o.product_id = c.id WHERE c.id > 100000
+SELECT c.id, o.order_id FROM customers c LEFT JOIN orders o ON o.product_id = c.id WHERE c.id > 100000
+SELECT o.order_id, c.city, UPPER(c.name) FROM orders o JOIN customers c ON c.score = o.qty WHERE o.customer_id = 9 AND c.id < 40
+SELECT o.order_id, 'x', c.balance * 2 FROM orders o JOIN customers c ON c.id = o.product_id WHERE o.price > 45 ORDER BY o.order_id
 # --- UNION and UNION ALL over shards
 SELECT id FROM customers UNION SELECT customer_id FROM orders
 SELECT id FROM customers UNION ALL SELECT customer_id FROM orders
@@ -298,8 +322,11 @@ SELECT c.id FROM customers c JOIN orders o ON o.customer_id = c.id WHERE o.qty =
 SELECT price FROM orders WHERE customer_id < 0 UNION SELECT balance FROM customers WHERE id < 0
 SELECT name FROM customers WHERE id IN (6, 7, 8) UNION SELECT name FROM customers WHERE id IN (8, 9, 10) ORDER BY name
 # --- refused (each names what is missing)
-refused: SELECT c.name, o.order_id FROM customers c JOIN orders o ON o.order_id = c.id
 refused: SELECT * FROM products p LEFT JOIN orders o ON o.product_id = p.id
+refused: SELECT COUNT(*) FROM customers c JOIN orders o ON o.product_id = c.id
+refused: SELECT name, o.order_id FROM customers c JOIN orders o ON o.product_id = c.id
+refused: SELECT c.id FROM customers c JOIN orders o ON o.product_id = c.id WHERE o.qty > c.score
+refused: SELECT c.id FROM customers c LEFT JOIN orders o ON o.product_id = c.id WHERE o.order_id IS NULL
 refused: SELECT id FROM customers UNION ALL SELECT id FROM products
 refused: SELECT id FROM customers UNION SELECT id FROM customers UNION ALL SELECT customer_id FROM orders
 refused: SELECT COUNT(*) FROM customers UNION ALL SELECT COUNT(*) FROM orders

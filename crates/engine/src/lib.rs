@@ -11,6 +11,7 @@ mod decimal;
 mod eval;
 mod fanout;
 mod insert;
+mod join;
 mod lookup;
 mod merge_sort;
 mod ordered_aggregate;
@@ -31,9 +32,9 @@ pub use eval::{ArithOp, CompareOp, EvalExpr, Literal};
 pub use mysql_common::packets::Column;
 pub use mysql_common::value::Value;
 pub use plan::{
-    Aggregate, AggregateKind, ComputedKind, Generate, Insert, InsertRow, Opcode, OutputColumn,
-    OwnedLookup, OwnedWrite, Plan, PullOut, Pulled, PulledKind, Route, Select, Send, Stage,
-    Wildcard,
+    Aggregate, AggregateKind, ComputedKind, Generate, Insert, InsertRow, Join, JoinColumn,
+    JoinRight, Opcode, OutputColumn, OwnedLookup, OwnedWrite, Plan, PullOut, Pulled, PulledKind,
+    Route, Select, Send, Stage, Wildcard,
 };
 pub use pullout::{splice, NO_ROWS};
 use vschema::{Keyspace, SequenceRef, VSchema, VindexError};
@@ -239,6 +240,7 @@ pub async fn execute<E: Executor, S: RowSink>(
             )
             .await
         }
+        Plan::Join(j) => join::execute(j, vschema, executor, sink, options).await,
         // Its statement is planned once the subqueries' values are known: the caller does that.
         Plan::PullOut(_) => Err(EngineError::Bug(
             "a pulled-out subquery reached the engine unsplit".into(),

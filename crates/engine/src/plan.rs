@@ -17,6 +17,51 @@ pub enum Plan {
     Select(Select),
     OwnedWrite(OwnedWrite),
     PullOut(PullOut),
+    Join(Join),
+}
+
+/// A join whose tables' rows do not live together (nested loop, batched): the left side runs
+/// first; for each batch of its rows, the right side runs once with their distinct join keys,
+/// and the proxy pairs the rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Join {
+    pub left: Box<Plan>,
+    /// The left row's columns that hold the join keys, in key order.
+    pub left_keys: Vec<usize>,
+    /// LEFT JOIN: a left row without a match comes out once, with NULLs on the right.
+    pub outer: bool,
+    pub right: JoinRight,
+    /// The joined row, column by column.
+    pub columns: Vec<JoinColumn>,
+    /// Applied to the joined rows, in order (MemorySort, Limit, DropHidden).
+    pub stages: Vec<Stage>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinColumn {
+    Left(usize),
+    Right(usize),
+}
+
+/// The right side of a [`Join`]: one query per batch of keys. Its last column lists, for each row,
+/// the batch's keys it matched (MySQL compares them, under the column's collation).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JoinRight {
+    pub keyspace: String,
+    /// The query with [`JoinRight::MATCHES`] (where the per-key match tests go) and
+    /// [`JoinRight::KEYS`] (the key list of its `IN`).
+    pub query: String,
+    /// The right table's join key expressions, as SQL, in key order.
+    pub keys: Vec<String>,
+    /// The shards to ask: the owners of the first key's values under this vindex (when it is the
+    /// right table's vindex column), else the shards of `opcode`.
+    pub vindex: Option<Arc<Vindex>>,
+    pub opcode: Opcode,
+}
+
+impl JoinRight {
+    pub const MATCHES: &'static str = "\u{1}matches\u{1}";
+    pub const KEYS: &'static str = "\u{1}keys\u{1}";
 }
 
 /// Uncorrelated subqueries that run before the statement using them: each result is spliced into
@@ -377,6 +422,47 @@ impl Plan {
                 for line in Plan::Route(w.route.clone()).describe().lines() {
                     let _ = write!(out, "\n  {line}");
                 }
+            }
+            Plan::Join(j) => {
+                let columns: Vec<String> = j
+                    .columns
+                    .iter()
+                    .map(|c| match c {
+                        JoinColumn::Left(i) => format!("L{i}"),
+                        JoinColumn::Right(i) => format!("R{i}"),
+                    })
+                    .collect();
+                let mut depth = 0;
+                for stage in j.stages.iter().rev() {
+                    let _ = writeln!(out, "{}{}", "  ".repeat(depth), describe_stage(stage));
+                    depth += 1;
+                }
+                let indent = "  ".repeat(depth);
+                let _ = write!(
+                    out,
+                    "{indent}Join {} keys={:?} columns=[{}]\n{indent}  left:",
+                    if j.outer { "LeftOuter" } else { "Inner" },
+                    j.left_keys,
+                    columns.join(", ")
+                );
+                for line in j.left.describe().lines() {
+                    let _ = write!(out, "\n{indent}    {line}");
+                }
+                let shards = match &j.right.vindex {
+                    Some(v) => format!("In vindex={} (the keys' shards)", v.name),
+                    None => j.right.opcode.name().to_string(),
+                };
+                let query = j
+                    .right
+                    .query
+                    .replace(JoinRight::MATCHES, "<matches>")
+                    .replace(JoinRight::KEYS, "<keys>");
+                let _ = write!(
+                    out,
+                    "\n{indent}  right: {shards} {} keys=[{}]\n{indent}    query: {query}",
+                    j.right.keyspace,
+                    j.right.keys.join(", ")
+                );
             }
             Plan::PullOut(p) => {
                 let _ = write!(out, "PullOut");

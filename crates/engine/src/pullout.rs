@@ -1,5 +1,6 @@
 //! Running a pulled-out subquery and turning its rows into SQL for the statement that uses them.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use mysql_common::constants::ColumnType;
@@ -21,22 +22,14 @@ pub async fn splice<E: Executor>(
     executor: &E,
     options: &ExecOptions,
 ) -> Result<String, EngineError> {
-    let mut sink = AtMost {
-        collected: Collected::default(),
-        // EXISTS needs one row, a scalar two (to tell "several" apart).
-        max: match pulled.kind {
-            PulledKind::In => options.max_buffered_rows,
-            PulledKind::Exists => 1,
-            PulledKind::Scalar => 2,
-        },
-        more: false,
+    // EXISTS needs one row, a scalar two (to tell "several" apart).
+    let max = match pulled.kind {
+        PulledKind::In => options.max_buffered_rows,
+        PulledKind::Exists => 1,
+        PulledKind::Scalar => 2,
     };
-    match crate::execute(&pulled.plan, vschema, executor, &mut sink, options).await {
-        Ok(_) => {}
-        Err(EngineError::Abandoned) if sink.more => {}
-        Err(e) => return Err(e),
-    }
-    let Collected { columns, rows } = sink.collected;
+    let (Collected { columns, rows }, more) =
+        collect_at_most(&pulled.plan, vschema, executor, options, max).await?;
     match pulled.kind {
         PulledKind::Exists if rows.is_empty() => Ok(NO_ROWS.into()),
         PulledKind::Exists => Ok("SELECT 1".into()),
@@ -50,7 +43,7 @@ pub async fn splice<E: Executor>(
                 _ => Err(EngineError::SubqueryRows),
             }
         }
-        PulledKind::In if sink.more => Err(EngineError::TooManyRows(options.max_buffered_rows)),
+        PulledKind::In if more => Err(EngineError::TooManyRows(options.max_buffered_rows)),
         PulledKind::In if rows.is_empty() => {
             let nulls = vec!["NULL"; columns.len().max(1)].join(", ");
             Ok(NO_ROWS.replacen("NULL", &nulls, 1))
@@ -74,6 +67,34 @@ pub async fn splice<E: Executor>(
             Ok(items.join(", "))
         }
     }
+}
+
+/// The rows a plan returned, and whether it had more.
+type BoxedCollect<'a> =
+    std::pin::Pin<Box<dyn Future<Output = Result<(Collected, bool), EngineError>> + Send + 'a>>;
+
+/// Runs `plan` and keeps up to `max` of its rows; `true` when it had more (it was stopped).
+pub(crate) fn collect_at_most<'a, E: Executor>(
+    plan: &'a crate::Plan,
+    vschema: &'a vschema::VSchema,
+    executor: &'a E,
+    options: &'a ExecOptions,
+    max: usize,
+) -> BoxedCollect<'a> {
+    // Boxed: plans nest (a join's sides), so this and `execute` call each other.
+    Box::pin(async move {
+        let mut sink = AtMost {
+            collected: Collected::default(),
+            max,
+            more: false,
+        };
+        match crate::execute(plan, vschema, executor, &mut sink, options).await {
+            Ok(_) => {}
+            Err(EngineError::Abandoned) if sink.more => {}
+            Err(e) => return Err(e),
+        }
+        Ok((sink.collected, sink.more))
+    })
 }
 
 /// Keeps up to `max` rows, then stops the statement.
@@ -100,7 +121,7 @@ impl RowSink for AtMost {
 /// A value as a SQL literal of the same meaning: numbers as written, binary strings in hex,
 /// other strings (and dates) as hex-encoded utf8mb4 strings, which need no escaping whatever the
 /// session's sql_mode and compare under the other operand's collation, as the column would.
-fn literal(value: &Value, column: &Column) -> String {
+pub(crate) fn literal(value: &Value, column: &Column) -> String {
     let Value::Bytes(bytes) = value else {
         return value.as_sql(true);
     };

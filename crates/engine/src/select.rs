@@ -18,7 +18,7 @@ use crate::{Column, EngineError, ExecOptions, Executor, Outcome, RowSink, Value}
 
 type Row = Vec<Value>;
 
-enum Run<'p> {
+pub(crate) enum Run<'p> {
     Aggregate(AggregateRun),
     Filter(Evaluator<'p>),
     Sort {
@@ -35,13 +35,13 @@ enum Run<'p> {
 }
 
 #[derive(PartialEq, Eq)]
-enum Flow {
+pub(crate) enum Flow {
     Continue,
     /// Enough rows: stop reading.
     Stop,
 }
 
-fn build<'p>(
+pub(crate) fn build<'p>(
     stages: &'p [Stage],
     mut columns: Vec<Column>,
     options: &ExecOptions,
@@ -80,7 +80,7 @@ fn build<'p>(
 }
 
 /// Pushes `row` through `runs[at..]`, collecting what comes out of the last one.
-fn push(
+pub(crate) fn push(
     runs: &mut [Run<'_>],
     at: usize,
     row: Row,
@@ -134,7 +134,11 @@ fn push(
 }
 
 /// The input has ended: flushes each stage in order into the ones after it.
-fn finish(runs: &mut [Run<'_>], at: usize, out: &mut Vec<Row>) -> Result<(), EngineError> {
+pub(crate) fn finish(
+    runs: &mut [Run<'_>],
+    at: usize,
+    out: &mut Vec<Row>,
+) -> Result<(), EngineError> {
     if at >= runs.len() {
         return Ok(());
     }

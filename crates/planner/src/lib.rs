@@ -13,6 +13,7 @@ mod clauses;
 mod colocate;
 mod ddl;
 mod dml;
+mod join;
 mod merge;
 mod normalize;
 mod pullout;

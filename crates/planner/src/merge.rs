@@ -180,7 +180,7 @@ impl Columns {
     }
 }
 
-fn limit_of(query: &Query) -> Result<Option<(u64, u64)>, PlanError> {
+pub(crate) fn limit_of(query: &Query) -> Result<Option<(u64, u64)>, PlanError> {
     let number = |e: &Expr| match e {
         Expr::Value(v) => match &v.value {
             Value::Number(n, _) => n.parse::<u64>().ok(),

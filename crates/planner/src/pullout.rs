@@ -88,7 +88,7 @@ fn find(
     for (kind, q) in &pulled {
         let Some(range) = source
             .range(q.span())
-            .and_then(|r| up_to_close(sql, r.start))
+            .and_then(|r| crate::text::up_to_close(sql, r.start))
         else {
             return Some(Err(crate::unsupported(
                 "a subquery whose text cannot be located",
@@ -143,52 +143,6 @@ fn stand_ins(found: &[Found]) -> Vec<(std::ops::Range<usize>, String)> {
             (f.range.clone(), text.to_string())
         })
         .collect()
-}
-
-/// The text from `start` to the parenthesis that closes the one it stands in (the parser's span
-/// of a subquery stops before the closing parentheses of its own nested subqueries).
-fn up_to_close(sql: &str, start: usize) -> Option<std::ops::Range<usize>> {
-    let b = sql.as_bytes();
-    let mut depth = 0usize;
-    let mut i = start;
-    while i < b.len() {
-        match b[i] {
-            q @ (b'\'' | b'"' | b'`') => {
-                i += 1;
-                while i < b.len() && b[i] != q {
-                    if b[i] == b'\\' && q != b'`' {
-                        i += 1;
-                    }
-                    i += 1;
-                }
-            }
-            b'#' => {
-                while i < b.len() && b[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'-' if b.get(i + 1) == Some(&b'-')
-                && b.get(i + 2).is_some_and(u8::is_ascii_whitespace) =>
-            {
-                while i < b.len() && b[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'/' if b.get(i + 1) == Some(&b'*') => {
-                i += 2;
-                while i + 1 < b.len() && !(b[i] == b'*' && b[i + 1] == b'/') {
-                    i += 1;
-                }
-                i += 1;
-            }
-            b'(' => depth += 1,
-            b')' if depth == 0 => return Some(start..i),
-            b')' => depth -= 1,
-            _ => {}
-        }
-        i += 1;
-    }
-    None
 }
 
 fn plan_text(sql: &str, ctx: &Context<'_>) -> Result<Plan, PlanError> {

@@ -45,9 +45,11 @@ pub(crate) fn plan_select(
 ) -> Result<Plan, PlanError> {
     match plan_in_place(stmt, query, source, ctx) {
         // Subqueries that cannot run inside the statement may run before it.
-        Err(e @ PlanError::Unsupported(_)) => {
-            crate::pullout::plan_pull_out(query, source, ctx).unwrap_or(Err(e))
-        }
+        // Subqueries that cannot run inside the statement may run before it; tables whose rows do
+        // not live together may be joined at the proxy.
+        Err(e @ PlanError::Unsupported(_)) => crate::pullout::plan_pull_out(query, source, ctx)
+            .or_else(|| crate::join::plan_join(query, source, ctx))
+            .unwrap_or(Err(e)),
         other => other,
     }
 }

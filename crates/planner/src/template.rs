@@ -51,6 +51,15 @@ pub fn bind(template: &Plan, literals: &[Literal], vschema: &VSchema) -> Option<
             }
             Plan::Insert(i)
         }
+        Plan::Join(j) => {
+            let mut j = j.clone();
+            j.left = Box::new(bind(&j.left, literals, vschema)?);
+            j.right.query = text(&j.right.query)?;
+            for k in &mut j.right.keys {
+                *k = text(k)?;
+            }
+            Plan::Join(j)
+        }
         Plan::PullOut(p) => {
             let mut p = p.clone();
             p.template = text(&p.template)?;

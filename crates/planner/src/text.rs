@@ -175,6 +175,89 @@ pub fn split_values(inner: &str) -> Option<Vec<String>> {
     Some(values)
 }
 
+/// Where the SQL token at byte `i` ends, when it is a quoted string or identifier or a comment
+/// (which may hold parentheses); `None` for other bytes.
+fn skip_quoted(b: &[u8], mut i: usize) -> Option<usize> {
+    match b[i] {
+        q @ (b'\'' | b'"' | b'`') => {
+            i += 1;
+            while i < b.len() && b[i] != q {
+                if b[i] == b'\\' && q != b'`' {
+                    i += 1;
+                }
+                i += 1;
+            }
+            Some(i + 1)
+        }
+        b'#' => Some(
+            b[i..]
+                .iter()
+                .position(|&c| c == b'\n')
+                .map_or(b.len(), |p| i + p),
+        ),
+        b'-' if b.get(i + 1) == Some(&b'-')
+            && b.get(i + 2).is_some_and(u8::is_ascii_whitespace) =>
+        {
+            Some(
+                b[i..]
+                    .iter()
+                    .position(|&c| c == b'\n')
+                    .map_or(b.len(), |p| i + p),
+            )
+        }
+        b'/' if b.get(i + 1) == Some(&b'*') => Some(
+            b[i + 2..]
+                .windows(2)
+                .position(|w| w == b"*/")
+                .map_or(b.len(), |p| i + 2 + p + 2),
+        ),
+        _ => None,
+    }
+}
+
+/// The text from `start` to the parenthesis that closes the one it stands in (the parser's span
+/// of a subquery stops before the closing parentheses of its own nested subqueries).
+pub(crate) fn up_to_close(sql: &str, start: usize) -> Option<std::ops::Range<usize>> {
+    let b = sql.as_bytes();
+    let mut depth = 0usize;
+    let mut i = start;
+    while i < b.len() {
+        if let Some(next) = skip_quoted(b, i) {
+            i = next;
+            continue;
+        }
+        match b[i] {
+            b'(' => depth += 1,
+            b')' if depth == 0 => return Some(start..i),
+            b')' => depth -= 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// `start..end` extended past `end` until its parentheses balance (the parser's span of a function
+/// call or nested expression may stop before its closing parentheses).
+pub(crate) fn balanced(sql: &str, start: usize, end: usize) -> Option<std::ops::Range<usize>> {
+    let b = sql.as_bytes();
+    let mut depth = 0i64;
+    let mut i = start;
+    while i < b.len() && (i < end || depth > 0) {
+        if let Some(next) = skip_quoted(b, i) {
+            i = next;
+            continue;
+        }
+        match b[i] {
+            b'(' => depth += 1,
+            b')' => depth -= 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    (depth == 0 && i <= b.len()).then_some(start..i)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

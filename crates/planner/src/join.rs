@@ -1,0 +1,526 @@
+//! Joins of two tables whose rows do not live together (not joined on a shared vindex, or in
+//! different keyspaces): a nested-loop [`engine::Join`]. The left table's query returns its
+//! select items and join keys; the right table's query, run per batch of left rows, returns its
+//! items and, for each row, which of the batch's keys it matched.
+//!
+//! Supported: `a [INNER | LEFT] JOIN b ON ...` or `FROM a, b WHERE ...`, with at least one
+//! equality between an expression of each table; every column qualified; select items, WHERE
+//! and ON conjuncts each over one table; ORDER BY and LIMIT (sorted at the proxy, bounded).
+//! Refused (1235): aggregates, GROUP BY, DISTINCT, HAVING, `*`, conditions over both tables other
+//! than equalities, and for LEFT JOIN, conditions that are not on the right table in ON.
+
+use std::ops::ControlFlow;
+
+use engine::{Join, JoinColumn, JoinRight, Opcode, Plan, SortKey, Stage};
+use sqlparser::ast::{
+    BinaryOperator, Expr, JoinConstraint, JoinOperator, ObjectName, OrderByKind, Query, Select,
+    SelectItem, SetExpr, Spanned, TableFactor, Visit, Visitor,
+};
+use sqlparser::dialect::MySqlDialect;
+use sqlparser::parser::Parser;
+use vschema::Table;
+
+use crate::routing::conjuncts;
+use crate::tables::resolve;
+use crate::text::SourceText;
+use crate::{unsupported, Context, PlanError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Left,
+    Right,
+}
+
+/// A table of the join: its name as written, the name that qualifies its columns.
+struct Operand<'q> {
+    name: &'q ObjectName,
+    qualifier: String,
+}
+
+/// The plan of a two-table join across shards, or `None` when the statement is not such a join
+/// (the caller's reason to refuse it stands).
+pub(crate) fn plan_join(
+    query: &Query,
+    source: &SourceText<'_>,
+    ctx: &Context<'_>,
+) -> Option<Result<Plan, PlanError>> {
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
+    let (left, right, outer, on) = shape(select)?;
+    Some(plan(query, select, source, ctx, [left, right], outer, on))
+}
+
+/// `a JOIN b ON ...`, `a LEFT JOIN b ON ...` or `a, b`: the operands, whether it is a LEFT JOIN,
+/// and the ON condition.
+fn shape(select: &Select) -> Option<(Operand<'_>, Operand<'_>, bool, Option<&Expr>)> {
+    fn operand(factor: &TableFactor) -> Option<Operand<'_>> {
+        match factor {
+            TableFactor::Table {
+                name, alias, args, ..
+            } if args.is_none() => {
+                let last = name.0.last()?.as_ident()?.value.clone();
+                Some(Operand {
+                    name,
+                    qualifier: alias.as_ref().map_or(last, |a| a.name.value.clone()),
+                })
+            }
+            _ => None,
+        }
+    }
+    match select.from.as_slice() {
+        [one] => {
+            let [join] = one.joins.as_slice() else {
+                return None;
+            };
+            let (outer, constraint) = match &join.join_operator {
+                JoinOperator::Join(c) | JoinOperator::Inner(c) => (false, c),
+                JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (true, c),
+                _ => return None,
+            };
+            let JoinConstraint::On(on) = constraint else {
+                return None;
+            };
+            Some((
+                operand(&one.relation)?,
+                operand(&join.relation)?,
+                outer,
+                Some(on),
+            ))
+        }
+        [a, b] if a.joins.is_empty() && b.joins.is_empty() => {
+            Some((operand(&a.relation)?, operand(&b.relation)?, false, None))
+        }
+        _ => None,
+    }
+}
+
+/// Accumulates the text of one side's query.
+#[derive(Default)]
+struct SideQuery {
+    items: Vec<String>,
+    conditions: Vec<String>,
+    keys: Vec<String>,
+}
+
+impl SideQuery {
+    /// Adds a column; returns its index.
+    fn item(&mut self, sql: String) -> usize {
+        self.items.push(sql);
+        self.items.len() - 1
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn plan(
+    query: &Query,
+    select: &Select,
+    source: &SourceText<'_>,
+    ctx: &Context<'_>,
+    operands: [Operand<'_>; 2],
+    outer: bool,
+    on: Option<&Expr>,
+) -> Result<Plan, PlanError> {
+    let across = |what: &str| unsupported(format!("{what} in a join across shards"));
+    if operands[0].qualifier == operands[1].qualifier {
+        return Err(across("two tables named alike"));
+    }
+    if query.with.is_some() || query.fetch.is_some() || !query.locks.is_empty() {
+        return Err(across("WITH, FETCH or locking"));
+    }
+    if select.distinct.is_some()
+        || select.having.is_some()
+        || select.into.is_some()
+        || !matches!(&select.group_by, sqlparser::ast::GroupByExpr::Expressions(e, _) if e.is_empty())
+    {
+        return Err(across("DISTINCT, GROUP BY, HAVING or INTO"));
+    }
+    if let Some(f) = crate::select::find_call(&select.projection, |f| {
+        let name = f.name.to_string().to_ascii_lowercase();
+        (crate::select::AGGREGATES.contains(&name.as_str()) || f.over.is_some())
+            .then(|| name.to_uppercase())
+    }) {
+        return Err(across(&format!("{f}()")));
+    }
+    let tables = [
+        resolve(operands[0].name, ctx)?,
+        resolve(operands[1].name, ctx)?,
+    ];
+    let sides = Sides {
+        qualifiers: [&operands[0].qualifier, &operands[1].qualifier],
+    };
+    let text = |e: &Expr| expr_text(e, source);
+    let mut q = [SideQuery::default(), SideQuery::default()];
+    let idx = |s: Side| s as usize;
+
+    // Conditions: ON (for a LEFT JOIN, it may only restrict the right table) and WHERE.
+    let mut parts: Vec<(&Expr, bool)> = Vec::new();
+    if let Some(on) = on {
+        let mut c = Vec::new();
+        conjuncts(on, &mut c);
+        parts.extend(c.into_iter().map(|e| (e, true)));
+    }
+    if let Some(w) = &select.selection {
+        let mut c = Vec::new();
+        conjuncts(w, &mut c);
+        parts.extend(c.into_iter().map(|e| (e, false)));
+    }
+    let mut key_pairs: Vec<(String, String, &Expr)> = Vec::new();
+    for (part, in_on) in parts {
+        if let Expr::BinaryOp {
+            left: a,
+            op: BinaryOperator::Eq,
+            right: b,
+        } = part
+        {
+            let (sa, sb) = (sides.of(a)?, sides.of(b)?);
+            let pair = match (sa, sb) {
+                (Some(Side::Left), Some(Side::Right)) => Some((a, b)),
+                (Some(Side::Right), Some(Side::Left)) => Some((b, a)),
+                _ => None,
+            };
+            if let Some((l, r)) = pair {
+                if outer && !in_on {
+                    return Err(across("a WHERE condition over both tables of a LEFT JOIN"));
+                }
+                key_pairs.push((text(l)?, text(r)?, r.as_ref()));
+                continue;
+            }
+        }
+        let side = match sides.of_condition(part)? {
+            Reach::Both => {
+                return Err(across(
+                    "a condition over both tables other than an equality",
+                ))
+            }
+            Reach::One(s) => s,
+            Reach::None if outer && in_on => Side::Right,
+            Reach::None => Side::Left,
+        };
+        if outer && in_on && side == Side::Left {
+            return Err(across("an ON condition on the left table of a LEFT JOIN"));
+        }
+        if outer && !in_on && side == Side::Right {
+            return Err(across(
+                "a WHERE condition on the right table of a LEFT JOIN",
+            ));
+        }
+        q[idx(side)].conditions.push(text(part)?);
+    }
+    if key_pairs.is_empty() {
+        return Err(across("a join without an equality between the two tables"));
+    }
+
+    // The right table's vindex column first among the keys: then only its owners are asked.
+    let right_table = &tables[1];
+    let vindex = match &right_table.table {
+        Table::Sharded { column, vindex, .. } => {
+            let is_vindex = |e: &Expr| match e {
+                Expr::CompoundIdentifier(p) => p
+                    .last()
+                    .is_some_and(|c| c.value.eq_ignore_ascii_case(column)),
+                _ => false,
+            };
+            match key_pairs.iter().position(|(_, _, r)| is_vindex(r)) {
+                Some(i) => {
+                    key_pairs.swap(0, i);
+                    Some(vindex.clone())
+                }
+                None => None,
+            }
+        }
+        _ => None,
+    };
+    let opcode = match (&right_table.table, right_table.keyspace.sharded) {
+        (Table::Sequence, _) => return Err(across("a sequence table")),
+        (_, false) => Opcode::Unsharded,
+        (Table::Reference, true) => Opcode::Reference,
+        _ => Opcode::Scatter,
+    };
+
+    // Select items, each from one table (a constant from the left).
+    struct Item<'e> {
+        column: JoinColumn,
+        sql: String,
+        alias: Option<String>,
+        expr: &'e Expr,
+    }
+    let mut items: Vec<Item<'_>> = Vec::new();
+    for item in &select.projection {
+        let (expr, alias) = match item {
+            SelectItem::UnnamedExpr(e) => (e, None),
+            SelectItem::ExprWithAlias { expr, alias } => (expr, Some(alias.value.clone())),
+            _ => return Err(across("SELECT * (name the columns)")),
+        };
+        let side = match sides.of_condition(expr)? {
+            Reach::Both => return Err(across("a select item over both tables")),
+            Reach::One(s) => s,
+            Reach::None => Side::Left,
+        };
+        let sql = text(expr)?;
+        let named = match &alias {
+            Some(a) => format!("{sql} AS `{}`", a.replace('`', "``")),
+            None => sql.clone(),
+        };
+        let column = at(side, q[idx(side)].item(named));
+        items.push(Item {
+            column,
+            sql,
+            alias,
+            expr,
+        });
+    }
+    let mut columns: Vec<JoinColumn> = items.iter().map(|i| i.column).collect();
+
+    // ORDER BY, at the proxy: each key's value (unless it is a select item) and its collation
+    // weight, as hidden columns.
+    let visible = columns.len();
+    let mut keys = Vec::new();
+    if let Some(order) = &query.order_by {
+        let OrderByKind::Expressions(exprs) = &order.kind else {
+            return Err(across("ORDER BY ALL"));
+        };
+        for o in exprs {
+            let e = &o.expr;
+            let position = match e {
+                Expr::Value(v) => match &v.value {
+                    sqlparser::ast::Value::Number(n, _) => {
+                        n.parse::<usize>().ok().and_then(|p| p.checked_sub(1))
+                    }
+                    _ => None,
+                },
+                _ => None,
+            };
+            let item = match (position, e) {
+                (Some(p), _) => Some(
+                    items
+                        .get(p)
+                        .ok_or_else(|| across("ORDER BY a position past the select list"))?,
+                ),
+                (None, Expr::Identifier(id)) => items.iter().find(|i| {
+                    i.alias
+                        .as_deref()
+                        .is_some_and(|a| a.eq_ignore_ascii_case(&id.value))
+                }),
+                (None, _) => items.iter().find(|i| i.expr == e),
+            };
+            let (value, side, sql) = match item {
+                Some(i) => (i.column, side_of(i.column), i.sql.clone()),
+                None => {
+                    let side = match sides.of_condition(e)? {
+                        Reach::One(s) => s,
+                        Reach::None => Side::Left,
+                        Reach::Both => return Err(across("an ORDER BY over both tables")),
+                    };
+                    let sql = text(e)?;
+                    let c = at(side, q[idx(side)].item(sql.clone()));
+                    columns.push(c);
+                    (c, side, sql)
+                }
+            };
+            let weight = at(
+                side,
+                q[idx(side)].item(format!("WEIGHT_STRING(RTRIM({sql}))")),
+            );
+            columns.push(weight);
+            let column = columns.iter().position(|c| *c == value).unwrap_or(0);
+            keys.push(SortKey {
+                column,
+                weight: Some(columns.len() - 1),
+                desc: matches!(o.options.sort, Some(sqlparser::ast::OrderBySort::Desc)),
+            });
+        }
+    }
+    let mut stages = Vec::new();
+    if !keys.is_empty() {
+        stages.push(Stage::MemorySort { keys });
+    }
+    if let Some((offset, count)) = crate::merge::limit_of(query)? {
+        stages.push(Stage::Limit { offset, count });
+    }
+    if columns.len() > visible {
+        stages.push(Stage::DropHidden {
+            count: columns.len() - visible,
+        });
+    }
+
+    // The left query: its items, then the keys.
+    let mut left = std::mem::take(&mut q[0]);
+    let left_keys: Vec<usize> = key_pairs
+        .iter()
+        .map(|(l, _, _)| left.item(l.clone()))
+        .collect();
+    let left_sql = side_sql(
+        &left,
+        &source_text(operands[0].name, source)?,
+        &operands[0].qualifier,
+    );
+    let left_plan = plan_text(&left_sql, ctx)?;
+
+    // The right query: its items, then which keys each row matched.
+    let mut right = std::mem::take(&mut q[1]);
+    right.keys = key_pairs.iter().map(|(_, r, _)| r.clone()).collect();
+    right
+        .items
+        .push(format!("CONCAT_WS(',', {})", JoinRight::MATCHES));
+    let key_list = format!("({}) IN ({})", right.keys.join(", "), JoinRight::KEYS);
+    right.conditions.push(key_list);
+    let right_sql = side_sql(&right, &right_table.name, &operands[1].qualifier);
+    Ok(Plan::Join(Join {
+        left: Box::new(left_plan),
+        left_keys,
+        outer,
+        right: JoinRight {
+            keyspace: right_table.keyspace.name.clone(),
+            query: right_sql,
+            keys: right.keys,
+            vindex,
+            opcode,
+        },
+        columns,
+        stages,
+    }))
+}
+
+fn side_of(c: JoinColumn) -> Side {
+    match c {
+        JoinColumn::Left(_) => Side::Left,
+        JoinColumn::Right(_) => Side::Right,
+    }
+}
+
+fn at(side: Side, i: usize) -> JoinColumn {
+    match side {
+        Side::Left => JoinColumn::Left(i),
+        Side::Right => JoinColumn::Right(i),
+    }
+}
+
+fn side_sql(q: &SideQuery, table: &str, qualifier: &str) -> String {
+    let mut sql = format!(
+        "SELECT {} FROM {table} AS `{}`",
+        q.items.join(", "),
+        qualifier.replace('`', "``")
+    );
+    if !q.conditions.is_empty() {
+        sql.push_str(" WHERE ");
+        let parts: Vec<String> = q.conditions.iter().map(|c| format!("({c})")).collect();
+        sql.push_str(&parts.join(" AND "));
+    }
+    sql
+}
+
+fn source_text(name: &ObjectName, source: &SourceText<'_>) -> Result<String, PlanError> {
+    source
+        .slice(name.span())
+        .map(str::to_string)
+        .ok_or_else(|| unsupported(format!("the table name {name} in a join across shards")))
+}
+
+/// An expression's text as the client wrote it (the parser's printer loses escapes), checked to
+/// parse back to the same expression.
+fn expr_text(expr: &Expr, source: &SourceText<'_>) -> Result<String, PlanError> {
+    let text = source
+        .range(expr.span())
+        .and_then(|r| crate::text::balanced(source.sql(), r.start, r.end))
+        .map(|r| &source.sql()[r]);
+    let same = text.is_some_and(|t| {
+        Parser::new(&MySqlDialect {})
+            .try_with_sql(t)
+            .and_then(|mut p| p.parse_expr())
+            .is_ok_and(|e| &e == expr)
+    });
+    match (same, text) {
+        (true, Some(t)) => Ok(t.to_string()),
+        _ => Err(unsupported(format!(
+            "rewriting the expression {expr} for a join across shards"
+        ))),
+    }
+}
+
+fn plan_text(sql: &str, ctx: &Context<'_>) -> Result<Plan, PlanError> {
+    let stmt = Parser::parse_sql(&MySqlDialect {}, sql)
+        .ok()
+        .and_then(|mut s| (s.len() == 1).then(|| s.remove(0)))
+        .ok_or_else(|| unsupported(format!("planning {sql}")))?;
+    crate::plan(&stmt, sql, ctx)
+}
+
+/// Which tables an expression reads.
+enum Reach {
+    None,
+    One(Side),
+    Both,
+}
+
+struct Sides<'a> {
+    qualifiers: [&'a str; 2],
+}
+
+impl Sides<'_> {
+    /// The side of a plain expression (`None` for a constant); an error for unqualified columns,
+    /// unknown qualifiers and subqueries.
+    fn of(&self, expr: &Expr) -> Result<Option<Side>, PlanError> {
+        Ok(match self.of_condition(expr)? {
+            Reach::None => None,
+            Reach::One(s) => Some(s),
+            Reach::Both => None,
+        })
+    }
+
+    fn of_condition(&self, expr: &Expr) -> Result<Reach, PlanError> {
+        struct Columns<'a> {
+            qualifiers: [&'a str; 2],
+            seen: [bool; 2],
+            problem: Option<String>,
+        }
+        impl Visitor for Columns<'_> {
+            type Break = ();
+            fn pre_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+                self.problem = Some("a subquery".into());
+                ControlFlow::Break(())
+            }
+            fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+                match expr {
+                    Expr::Identifier(id) => {
+                        self.problem = Some(format!(
+                            "the unqualified column {} (qualify it with its table)",
+                            id.value
+                        ));
+                        return ControlFlow::Break(());
+                    }
+                    Expr::CompoundIdentifier(parts) => {
+                        let found = match parts.as_slice() {
+                            [q, _] => self.qualifiers.iter().position(|x| *x == q.value),
+                            _ => None,
+                        };
+                        match found {
+                            Some(i) => self.seen[i] = true,
+                            None => {
+                                self.problem = Some(format!("the column {expr}"));
+                                return ControlFlow::Break(());
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+                ControlFlow::Continue(())
+            }
+        }
+        let mut c = Columns {
+            qualifiers: self.qualifiers,
+            seen: [false; 2],
+            problem: None,
+        };
+        let _ = expr.visit(&mut c);
+        if let Some(p) = c.problem {
+            return Err(unsupported(format!("{p} in a join across shards")));
+        }
+        Ok(match c.seen {
+            [false, false] => Reach::None,
+            [true, false] => Reach::One(Side::Left),
+            [false, true] => Reach::One(Side::Right),
+            [true, true] => Reach::Both,
+        })
+    }
+}
