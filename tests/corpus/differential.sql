@@ -306,6 +306,15 @@ SELECT c.id, o.order_id FROM customers c JOIN orders o ON o.product_id = c.id WH
 SELECT c.id, o.order_id FROM customers c LEFT JOIN orders o ON o.product_id = c.id WHERE c.id > 100000
 SELECT o.order_id, c.city, UPPER(c.name) FROM orders o JOIN customers c ON c.score = o.qty WHERE o.customer_id = 9 AND c.id < 40
 SELECT o.order_id, 'x', c.balance * 2 FROM orders o JOIN customers c ON c.id = o.product_id WHERE o.price > 45 ORDER BY o.order_id
+SELECT COUNT(*) FROM customers c JOIN orders o ON o.product_id = c.id
+SELECT COUNT(*), SUM(o.qty), MIN(o.price), MAX(c.name), AVG(o.price) FROM customers c JOIN orders o ON o.order_id = c.id
+SELECT c.city, COUNT(*), SUM(o.qty) FROM customers c JOIN orders o ON o.product_id = c.id GROUP BY c.city
+SELECT c.id, COUNT(o.order_id) AS n FROM customers c LEFT JOIN orders o ON o.product_id = c.id WHERE c.id < 25 GROUP BY c.id ORDER BY n DESC, c.id
+SELECT o.product_id, MIN(c.name), MAX(c.balance), AVG(c.score) FROM orders o JOIN customers c ON c.id = o.customer_id + 1 GROUP BY o.product_id ORDER BY o.product_id LIMIT 6
+SELECT v.level, COUNT(*), SUM(o.price) FROM MAIN.vip v JOIN orders o ON o.customer_id = v.cid GROUP BY v.level
+SELECT v.tag, COUNT(c.id) FROM MAIN.vip v LEFT JOIN customers c ON c.name = v.tag GROUP BY v.tag
+SELECT COUNT(*), MAX(o.order_id) FROM customers c JOIN orders o ON o.product_id = c.id WHERE c.id > 100000
+SELECT c.city AS town, COUNT(*) AS n FROM customers c JOIN orders o ON o.product_id = c.id GROUP BY c.city ORDER BY n, town LIMIT 3
 # --- UNION and UNION ALL over shards
 SELECT id FROM customers UNION SELECT customer_id FROM orders
 SELECT id FROM customers UNION ALL SELECT customer_id FROM orders
@@ -323,7 +332,8 @@ SELECT price FROM orders WHERE customer_id < 0 UNION SELECT balance FROM custome
 SELECT name FROM customers WHERE id IN (6, 7, 8) UNION SELECT name FROM customers WHERE id IN (8, 9, 10) ORDER BY name
 # --- refused (each names what is missing)
 refused: SELECT * FROM products p LEFT JOIN orders o ON o.product_id = p.id
-refused: SELECT COUNT(*) FROM customers c JOIN orders o ON o.product_id = c.id
+refused: SELECT COUNT(DISTINCT o.qty) FROM customers c JOIN orders o ON o.product_id = c.id
+refused: SELECT c.city, COUNT(*) FROM customers c JOIN orders o ON o.product_id = c.id GROUP BY c.city HAVING COUNT(*) > 2
 refused: SELECT name, o.order_id FROM customers c JOIN orders o ON o.product_id = c.id
 refused: SELECT c.id FROM customers c JOIN orders o ON o.product_id = c.id WHERE o.qty > c.score
 refused: SELECT c.id FROM customers c LEFT JOIN orders o ON o.product_id = c.id WHERE o.order_id IS NULL

@@ -148,6 +148,10 @@ impl AggregateRun {
     fn start(&mut self, row: Vec<Value>) {
         let mut first = row.clone();
         for (a, _, _) in &self.aggregates {
+            // A count partial of a NULL-extended row (a LEFT JOIN's) counts nothing.
+            if a.kind == AggregateKind::Count && matches!(row[a.column], Value::NULL) {
+                first[a.column] = Value::Bytes(b"0".to_vec());
+            }
             if let AggregateKind::CountDistinct { .. } = a.kind {
                 first[a.column] = Value::Bytes(if matches!(row[a.column], Value::NULL) {
                     b"0".to_vec()

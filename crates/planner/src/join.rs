@@ -13,8 +13,8 @@ use std::ops::ControlFlow;
 
 use engine::{Join, JoinColumn, JoinRight, Opcode, Plan, SortKey, Stage};
 use sqlparser::ast::{
-    BinaryOperator, Expr, JoinConstraint, JoinOperator, ObjectName, OrderByKind, Query, Select,
-    SelectItem, SetExpr, Spanned, TableFactor, Visit, Visitor,
+    BinaryOperator, Expr, GroupByExpr, JoinConstraint, JoinOperator, ObjectName, OrderByKind,
+    Query, Select, SelectItem, SetExpr, Spanned, TableFactor, Visit, Visitor,
 };
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
@@ -128,19 +128,13 @@ fn plan(
     if query.with.is_some() || query.fetch.is_some() || !query.locks.is_empty() {
         return Err(across("WITH, FETCH or locking"));
     }
-    if select.distinct.is_some()
-        || select.having.is_some()
-        || select.into.is_some()
-        || !matches!(&select.group_by, sqlparser::ast::GroupByExpr::Expressions(e, _) if e.is_empty())
-    {
-        return Err(across("DISTINCT, GROUP BY, HAVING or INTO"));
+    if select.distinct.is_some() || select.having.is_some() || select.into.is_some() {
+        return Err(across("DISTINCT, HAVING or INTO"));
     }
     if let Some(f) = crate::select::find_call(&select.projection, |f| {
-        let name = f.name.to_string().to_ascii_lowercase();
-        (crate::select::AGGREGATES.contains(&name.as_str()) || f.over.is_some())
-            .then(|| name.to_uppercase())
+        f.over.is_some().then(|| f.name.to_string().to_uppercase())
     }) {
-        return Err(across(&format!("{f}()")));
+        return Err(across(&format!("the window function {f}")));
     }
     let tables = [
         resolve(operands[0].name, ctx)?,
@@ -238,6 +232,69 @@ fn plan(
         _ => Opcode::Scatter,
     };
 
+    let grouped = crate::select::find_call(&select.projection, |f| {
+        let name = f.name.to_string().to_ascii_lowercase();
+        crate::select::AGGREGATES
+            .contains(&name.as_str())
+            .then_some(name)
+    })
+    .is_some()
+        || !matches!(&select.group_by, GroupByExpr::Expressions(e, _) if e.is_empty());
+    let (columns, stages) = if grouped {
+        grouped_rows(query, select, &sides, &mut q, source)?
+    } else {
+        rows(query, select, &sides, &mut q, source)?
+    };
+
+    // The left query: its items, then the keys.
+    let mut left = std::mem::take(&mut q[0]);
+    let left_keys: Vec<usize> = key_pairs
+        .iter()
+        .map(|(l, _, _)| left.item(l.clone()))
+        .collect();
+    let left_sql = side_sql(
+        &left,
+        &source_text(operands[0].name, source)?,
+        &operands[0].qualifier,
+    );
+    let left_plan = plan_text(&left_sql, ctx)?;
+
+    // The right query: its items, then which keys each row matched.
+    let mut right = std::mem::take(&mut q[1]);
+    right.keys = key_pairs.iter().map(|(_, r, _)| r.clone()).collect();
+    right
+        .items
+        .push(format!("CONCAT_WS(',', {})", JoinRight::MATCHES));
+    let key_list = format!("({}) IN ({})", right.keys.join(", "), JoinRight::KEYS);
+    right.conditions.push(key_list);
+    let right_sql = side_sql(&right, &right_table.name, &operands[1].qualifier);
+    Ok(Plan::Join(Join {
+        left: Box::new(left_plan),
+        left_keys,
+        outer,
+        right: JoinRight {
+            keyspace: right_table.keyspace.name.clone(),
+            query: right_sql,
+            keys: right.keys,
+            vindex,
+            opcode,
+        },
+        columns,
+        stages,
+    }))
+}
+
+/// The joined rows as they are: select items, then ORDER BY keys and their weights (hidden).
+fn rows(
+    query: &Query,
+    select: &Select,
+    sides: &Sides<'_>,
+    q: &mut [SideQuery; 2],
+    source: &SourceText<'_>,
+) -> Result<(Vec<JoinColumn>, Vec<Stage>), PlanError> {
+    let across = |what: &str| unsupported(format!("{what} in a join across shards"));
+    let text = |e: &Expr| expr_text(e, source);
+    let idx = |s: Side| s as usize;
     // Select items, each from one table (a constant from the left).
     struct Item<'e> {
         column: JoinColumn,
@@ -344,42 +401,252 @@ fn plan(
         });
     }
 
-    // The left query: its items, then the keys.
-    let mut left = std::mem::take(&mut q[0]);
-    let left_keys: Vec<usize> = key_pairs
-        .iter()
-        .map(|(l, _, _)| left.item(l.clone()))
-        .collect();
-    let left_sql = side_sql(
-        &left,
-        &source_text(operands[0].name, source)?,
-        &operands[0].qualifier,
-    );
-    let left_plan = plan_text(&left_sql, ctx)?;
+    Ok((columns, stages))
+}
 
-    // The right query: its items, then which keys each row matched.
-    let mut right = std::mem::take(&mut q[1]);
-    right.keys = key_pairs.iter().map(|(_, r, _)| r.clone()).collect();
-    right
-        .items
-        .push(format!("CONCAT_WS(',', {})", JoinRight::MATCHES));
-    let key_list = format!("({}) IN ({})", right.keys.join(", "), JoinRight::KEYS);
-    right.conditions.push(key_list);
-    let right_sql = side_sql(&right, &right_table.name, &operands[1].qualifier);
-    Ok(Plan::Join(Join {
-        left: Box::new(left_plan),
-        left_keys,
-        outer,
-        right: JoinRight {
-            keyspace: right_table.keyspace.name.clone(),
-            query: right_sql,
-            keys: right.keys,
-            vindex,
-            opcode,
-        },
-        columns,
-        stages,
-    }))
+/// Joined rows grouped at the proxy: each joined row carries its group keys (with collation
+/// weights) and one partial per aggregate (COUNT(*): 1; COUNT(e): `e IS NOT NULL`; SUM, MIN, MAX:
+/// the value; AVG: both), sorted by the keys and combined like the shards' partials of a merged
+/// GROUP BY. A plain item that is not grouped keeps its first row's value, as MariaDB does.
+fn grouped_rows(
+    query: &Query,
+    select: &Select,
+    sides: &Sides<'_>,
+    q: &mut [SideQuery; 2],
+    source: &SourceText<'_>,
+) -> Result<(Vec<JoinColumn>, Vec<Stage>), PlanError> {
+    let across = |what: &str| unsupported(format!("{what} in a join across shards"));
+    let text = |e: &Expr| expr_text(e, source);
+    let side_of_expr = |e: &Expr| -> Result<Side, PlanError> {
+        match sides.of_condition(e)? {
+            Reach::One(s) => Ok(s),
+            Reach::None => Ok(Side::Left),
+            Reach::Both => Err(across("an expression over both tables")),
+        }
+    };
+    let mut columns: Vec<JoinColumn> = Vec::new();
+    let mut add = |q: &mut [SideQuery; 2], side: Side, sql: String| -> usize {
+        columns.push(at(side, q[side as usize].item(sql)));
+        columns.len() - 1
+    };
+    let GroupByExpr::Expressions(group_exprs, modifiers) = &select.group_by else {
+        return Err(across("GROUP BY ALL"));
+    };
+    if !modifiers.is_empty() {
+        return Err(across("GROUP BY modifiers"));
+    }
+    let mut group = Vec::new();
+    for g in group_exprs {
+        if matches!(g, Expr::Value(_)) {
+            return Err(across("GROUP BY a position"));
+        }
+        let side = side_of_expr(g)?;
+        let sql = text(g)?;
+        let value = add(q, side, sql.clone());
+        let weight = add(q, side, format!("WEIGHT_STRING(RTRIM({sql}))"));
+        group.push(SortKey {
+            column: value,
+            weight: Some(weight),
+            desc: false,
+        });
+    }
+    let mut aggregates = Vec::new();
+    let mut output = Vec::new();
+    // Each select item's output column, and the weight to sort it by.
+    let mut outputs: Vec<(Option<String>, &Expr, Option<usize>)> = Vec::new();
+    for item in &select.projection {
+        let (expr, alias) = match item {
+            SelectItem::UnnamedExpr(e) => (e, None),
+            SelectItem::ExprWithAlias { expr, alias } => (expr, Some(alias.value.clone())),
+            _ => return Err(across("SELECT * with GROUP BY or aggregates")),
+        };
+        let written = text(expr)?;
+        let name = alias.clone().unwrap_or_else(|| written.clone());
+        let quoted = format!("`{}`", name.replace('`', "``"));
+        let mut weight = None;
+        match aggregate(expr) {
+            None => {
+                if crate::merge::contains_aggregate(expr) {
+                    return Err(across("an expression over an aggregate"));
+                }
+                let side = side_of_expr(expr)?;
+                let named = match &alias {
+                    Some(_) => format!("{written} AS {quoted}"),
+                    None => written.clone(),
+                };
+                let c = add(q, side, named);
+                weight = Some(add(q, side, format!("WEIGHT_STRING(RTRIM({written}))")));
+                output.push(engine::OutputColumn::Column(c));
+            }
+            Some(Err(what)) => return Err(across(&what)),
+            Some(Ok((func, arg))) => {
+                let side = match arg {
+                    Some(a) => side_of_expr(a)?,
+                    None => Side::Left,
+                };
+                let arg_sql = arg.map(&text).transpose()?;
+                let not_null = |a: &Option<String>| match a {
+                    Some(a) => format!("({a}) IS NOT NULL"),
+                    None => "1".to_string(),
+                };
+                match func {
+                    "count" => {
+                        let c = add(q, side, not_null(&arg_sql));
+                        aggregates.push(engine::Aggregate {
+                            column: c,
+                            kind: engine::AggregateKind::Count,
+                        });
+                        output.push(engine::OutputColumn::Computed {
+                            column: c,
+                            name,
+                            kind: engine::ComputedKind::Count,
+                        });
+                    }
+                    "sum" | "avg" => {
+                        let a = arg_sql.clone().unwrap_or_default();
+                        let s = add(q, side, a);
+                        aggregates.push(engine::Aggregate {
+                            column: s,
+                            kind: engine::AggregateKind::Sum,
+                        });
+                        if func == "sum" {
+                            output.push(engine::OutputColumn::Computed {
+                                column: s,
+                                name,
+                                kind: engine::ComputedKind::Sum,
+                            });
+                        } else {
+                            let n = add(q, side, not_null(&arg_sql));
+                            aggregates.push(engine::Aggregate {
+                                column: n,
+                                kind: engine::AggregateKind::Count,
+                            });
+                            output.push(engine::OutputColumn::Avg {
+                                sum: s,
+                                count: n,
+                                name,
+                            });
+                        }
+                    }
+                    _ => {
+                        let a = arg_sql.unwrap_or_default();
+                        // COALESCE(x) has the column definition of MIN(x) and MAX(x) without
+                        // GROUP BY (MariaDB reports a string's decimals as 39 then, 0 with).
+                        let value = if group_exprs.is_empty() {
+                            format!("COALESCE({a})")
+                        } else {
+                            a.clone()
+                        };
+                        let v = add(q, side, format!("{value} AS {quoted}"));
+                        let w = add(q, side, format!("WEIGHT_STRING(RTRIM({a}))"));
+                        let weight_of = Some(w);
+                        aggregates.push(engine::Aggregate {
+                            column: v,
+                            kind: if func == "min" {
+                                engine::AggregateKind::Min { weight: weight_of }
+                            } else {
+                                engine::AggregateKind::Max { weight: weight_of }
+                            },
+                        });
+                        weight = Some(w);
+                        output.push(engine::OutputColumn::Column(v));
+                    }
+                }
+            }
+        }
+        outputs.push((alias, expr, weight));
+    }
+    // ORDER BY on the select items, after the projection (their weights ride along hidden).
+    let visible = output.len();
+    let mut keys = Vec::new();
+    if let Some(order) = &query.order_by {
+        let OrderByKind::Expressions(exprs) = &order.kind else {
+            return Err(across("ORDER BY ALL"));
+        };
+        for o in exprs {
+            let e = &o.expr;
+            let position = match e {
+                Expr::Value(v) => match &v.value {
+                    sqlparser::ast::Value::Number(n, _) => {
+                        n.parse::<usize>().ok().and_then(|p| p.checked_sub(1))
+                    }
+                    _ => None,
+                },
+                _ => None,
+            };
+            let i = position
+                .filter(|&p| p < visible)
+                .or_else(|| {
+                    outputs.iter().position(|(alias, expr, _)| match e {
+                        Expr::Identifier(id) => alias
+                            .as_deref()
+                            .is_some_and(|a| a.eq_ignore_ascii_case(&id.value)),
+                        _ => false,
+                    } || *expr == e)
+                })
+                .ok_or_else(|| across("an ORDER BY that is not a select item"))?;
+            let weight = outputs[i].2.map(|w| {
+                output.push(engine::OutputColumn::Column(w));
+                output.len() - 1
+            });
+            keys.push(SortKey {
+                column: i,
+                weight,
+                desc: matches!(o.options.sort, Some(sqlparser::ast::OrderBySort::Desc)),
+            });
+        }
+    }
+    let mut stages = Vec::new();
+    if !group.is_empty() {
+        stages.push(Stage::MemorySort {
+            keys: group.clone(),
+        });
+    }
+    stages.push(Stage::OrderedAggregate { group, aggregates });
+    stages.push(Stage::Projection {
+        columns: output.clone(),
+    });
+    if !keys.is_empty() {
+        stages.push(Stage::MemorySort { keys });
+    }
+    if let Some((offset, count)) = crate::merge::limit_of(query)? {
+        stages.push(Stage::Limit { offset, count });
+    }
+    if output.len() > visible {
+        stages.push(Stage::DropHidden {
+            count: output.len() - visible,
+        });
+    }
+    Ok((columns, stages))
+}
+
+/// `COUNT(*)`, `COUNT(e)`, `SUM(e)`, `MIN(e)`, `MAX(e)`, `AVG(e)`: the function and argument;
+/// `None` for other expressions; an error for other aggregates and DISTINCT.
+fn aggregate(expr: &Expr) -> Option<Result<(&'static str, Option<&Expr>), String>> {
+    let Expr::Function(f) = expr else {
+        return None;
+    };
+    let name = f.name.to_string().to_ascii_lowercase();
+    let func = ["count", "sum", "min", "max", "avg"]
+        .into_iter()
+        .find(|n| *n == name);
+    let Some(func) = func else {
+        return crate::select::AGGREGATES
+            .contains(&name.as_str())
+            .then(|| Err(format!("{}()", name.to_uppercase())));
+    };
+    let sqlparser::ast::FunctionArguments::List(list) = &f.args else {
+        return Some(Err(format!("{}() without arguments", name.to_uppercase())));
+    };
+    if list.duplicate_treatment.is_some() || !list.clauses.is_empty() {
+        return Some(Err(format!("{}(DISTINCT ...)", name.to_uppercase())));
+    }
+    use sqlparser::ast::{FunctionArg, FunctionArgExpr};
+    Some(match list.args.as_slice() {
+        [FunctionArg::Unnamed(FunctionArgExpr::Wildcard)] if func == "count" => Ok((func, None)),
+        [FunctionArg::Unnamed(FunctionArgExpr::Expr(e))] => Ok((func, Some(e))),
+        _ => Err(format!("this {}() call", name.to_uppercase())),
+    })
 }
 
 fn side_of(c: JoinColumn) -> Side {

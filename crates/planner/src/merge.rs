@@ -119,7 +119,7 @@ fn agg_call(expr: &Expr, text: Option<&str>) -> Result<Option<AggCall>, PlanErro
     }))
 }
 
-fn contains_aggregate(expr: &Expr) -> bool {
+pub(crate) fn contains_aggregate(expr: &Expr) -> bool {
     crate::select::find_call(expr, |f| {
         let name = f.name.to_string().to_ascii_lowercase();
         (crate::select::AGGREGATES.contains(&name.as_str()) || f.over.is_some()).then_some(name)

@@ -255,7 +255,18 @@ pub(crate) fn balanced(sql: &str, start: usize, end: usize) -> Option<std::ops::
         }
         i += 1;
     }
-    (depth == 0 && i <= b.len()).then_some(start..i)
+    if depth != 0 || i > b.len() {
+        return None;
+    }
+    // A function call's span may stop at its name: take its argument list too.
+    let next = i + b[i..]
+        .iter()
+        .take_while(|c| c.is_ascii_whitespace())
+        .count();
+    if b.get(next) == Some(&b'(') && i == end {
+        return balanced(sql, start, next + 1);
+    }
+    Some(start..i)
 }
 
 #[cfg(test)]
