@@ -5,6 +5,8 @@
 //! - `plan`: the primitives ([`Route`], [`Insert`], [`Send`]) and their one renderer, `describe`.
 //! - `route`, `insert`, `send`: how each primitive executes.
 //! - `fanout`: running one statement on several shards at once and concatenating their rows.
+//! - `join`: the nested-loop join across shards; `pullout`: running a subquery first and turning
+//!   its rows into SQL.
 
 mod compare;
 mod decimal;

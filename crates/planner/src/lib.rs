@@ -5,7 +5,9 @@
 //! - `text`: mapping parser spans back to the client's text, so statements are forwarded as the
 //!   client wrote them (the parser's printer loses comments and backslash escapes).
 //! - `routing`: finding vindex values in a WHERE clause.
-//! - `select`, `dml`, `ddl`: one planner per statement family.
+//! - `select`, `dml`, `ddl`: one planner per statement family. A SELECT over several tables goes
+//!   through `colocate` (can it run whole on the shards?), `union`, then `pullout` (uncorrelated
+//!   subqueries run first) and `join` (a nested loop at the proxy).
 //! - `normalize`, `template`: the plan cache's side: statements with their literals as bind
 //!   variables, and binding a cached plan to new values.
 
