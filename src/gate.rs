@@ -704,48 +704,57 @@ impl GateSession {
 
     /// The columns of a join across shards: its left query's and its right query's, as their
     /// keyspaces' first shards describe them.
-    async fn describe_join(&self, join: &engine::Join) -> Result<Vec<Column>, SqlError> {
-        let first_shard = |keyspace: &str| {
-            self.gate
-                .vschema
-                .keyspace(keyspace)
-                .map(|k| k.shards[0].name.clone())
-                .ok_or_else(|| error::unknown_database(keyspace))
-        };
-        let Plan::Route(left) = join.left.as_ref() else {
-            return Ok(Vec::new());
-        };
-        let describe = |keyspace: String, query: String| async move {
-            let shard = first_shard(&keyspace)?;
-            self.gate
-                .backends
-                .describe(&keyspace, &shard, &query)
-                .await
-                .map_err(|e| error::from_engine(&e))
-        };
-        let left = describe(left.keyspace.clone(), left.query.clone()).await?;
-        let right_query = join
-            .right
-            .query
-            .replace(engine::JoinRight::MATCHES, "NULL")
-            .replace(engine::JoinRight::KEYS, "NULL");
-        let right = describe(join.right.keyspace.clone(), right_query).await?;
-        let hidden = join
-            .stages
-            .iter()
-            .find_map(|s| match s {
-                engine::Stage::DropHidden { count } => Some(*count),
-                _ => None,
-            })
-            .unwrap_or(0);
-        let visible = join.columns.len().saturating_sub(hidden);
-        Ok(join.columns[..visible]
-            .iter()
-            .filter_map(|c| match c {
-                engine::JoinColumn::Left(i) => left.get(*i).cloned(),
-                engine::JoinColumn::Right(i) => right.get(*i).cloned(),
-            })
-            .collect())
+    /// (Boxed: a join's left side may be a join.)
+    fn describe_join<'a>(
+        &'a self,
+        join: &'a engine::Join,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Vec<Column>, SqlError>> + Send + 'a>,
+    > {
+        Box::pin(async move {
+            let first_shard = |keyspace: &str| {
+                self.gate
+                    .vschema
+                    .keyspace(keyspace)
+                    .map(|k| k.shards[0].name.clone())
+                    .ok_or_else(|| error::unknown_database(keyspace))
+            };
+            let describe = |keyspace: String, query: String| async move {
+                let shard = first_shard(&keyspace)?;
+                self.gate
+                    .backends
+                    .describe(&keyspace, &shard, &query)
+                    .await
+                    .map_err(|e| error::from_engine(&e))
+            };
+            let left = match join.left.as_ref() {
+                Plan::Route(left) => describe(left.keyspace.clone(), left.query.clone()).await?,
+                Plan::Join(inner) => self.describe_join(inner).await?,
+                _ => return Ok(Vec::new()),
+            };
+            let right_query = join
+                .right
+                .query
+                .replace(engine::JoinRight::MATCHES, "NULL")
+                .replace(engine::JoinRight::KEYS, "NULL");
+            let right = describe(join.right.keyspace.clone(), right_query).await?;
+            let hidden = join
+                .stages
+                .iter()
+                .find_map(|s| match s {
+                    engine::Stage::DropHidden { count } => Some(*count),
+                    _ => None,
+                })
+                .unwrap_or(0);
+            let visible = join.columns.len().saturating_sub(hidden);
+            Ok(join.columns[..visible]
+                .iter()
+                .filter_map(|c| match c {
+                    engine::JoinColumn::Left(i) => left.get(*i).cloned(),
+                    engine::JoinColumn::Right(i) => right.get(*i).cloned(),
+                })
+                .collect())
+        })
     }
 
     async fn parsed_statement(

@@ -307,6 +307,10 @@ SELECT c.id, o.order_id FROM customers c LEFT JOIN orders o ON o.product_id = c.
 SELECT o.order_id, c.city, UPPER(c.name) FROM orders o JOIN customers c ON c.score = o.qty WHERE o.customer_id = 9 AND c.id < 40
 SELECT o.order_id, 'x', c.balance * 2 FROM orders o JOIN customers c ON c.id = o.product_id WHERE o.price > 45 ORDER BY o.order_id
 SELECT COUNT(*) FROM customers c JOIN orders o ON o.product_id = c.id
+SELECT c.name, o.order_id, v.level FROM customers c JOIN orders o ON o.customer_id = c.id JOIN MAIN.vip v ON v.cid = o.product_id
+SELECT c.name, o.order_id, p.name FROM customers c, orders o, products p WHERE o.order_id = c.id AND p.id = o.product_id AND c.id < 50
+SELECT c.id, o.order_id, p.name FROM customers c JOIN orders o ON o.order_id = c.id LEFT JOIN products p ON p.id = o.qty + 15 ORDER BY c.id LIMIT 12
+SELECT p.name, COUNT(*) FROM orders o JOIN customers c ON c.id = o.customer_id JOIN products p ON p.price = c.score GROUP BY p.name
 SELECT COUNT(*), SUM(o.qty), MIN(o.price), MAX(c.name), AVG(o.price) FROM customers c JOIN orders o ON o.order_id = c.id
 SELECT c.city, COUNT(*), SUM(o.qty) FROM customers c JOIN orders o ON o.product_id = c.id GROUP BY c.city
 SELECT c.id, COUNT(o.order_id) AS n FROM customers c LEFT JOIN orders o ON o.product_id = c.id WHERE c.id < 25 GROUP BY c.id ORDER BY n DESC, c.id

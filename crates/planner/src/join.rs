@@ -14,7 +14,7 @@ use std::ops::ControlFlow;
 use engine::{Join, JoinColumn, JoinRight, Opcode, Plan, SortKey, Stage};
 use sqlparser::ast::{
     BinaryOperator, Expr, GroupByExpr, JoinConstraint, JoinOperator, ObjectName, OrderByKind,
-    Query, Select, SelectItem, SetExpr, Spanned, TableFactor, Visit, Visitor,
+    Query, Select, SelectItem, SetExpr, Spanned, TableFactor, TableWithJoins, Visit, Visitor,
 };
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
@@ -37,8 +37,8 @@ struct Operand<'q> {
     qualifier: String,
 }
 
-/// The plan of a two-table join across shards, or `None` when the statement is not such a join
-/// (the caller's reason to refuse it stands).
+/// The plan of a join across shards, or `None` when the statement is not such a join (the
+/// caller's reason to refuse it stands).
 pub(crate) fn plan_join(
     query: &Query,
     source: &SourceText<'_>,
@@ -47,32 +47,89 @@ pub(crate) fn plan_join(
     let SetExpr::Select(select) = query.body.as_ref() else {
         return None;
     };
-    let (left, right, outer, on) = shape(select)?;
-    Some(plan(query, select, source, ctx, [left, right], outer, on))
+    let (left, right, outer, on) = shape(select, source)?;
+    Some(plan(query, select, source, ctx, left, right, outer, on))
 }
 
-/// `a JOIN b ON ...`, `a LEFT JOIN b ON ...` or `a, b`: the operands, whether it is a LEFT JOIN,
-/// and the ON condition.
-fn shape(select: &Select) -> Option<(Operand<'_>, Operand<'_>, bool, Option<&Expr>)> {
-    fn operand(factor: &TableFactor) -> Option<Operand<'_>> {
-        match factor {
-            TableFactor::Table {
-                name, alias, args, ..
-            } if args.is_none() => {
-                let last = name.0.last()?.as_ident()?.value.clone();
-                Some(Operand {
-                    name,
-                    qualifier: alias.as_ref().map_or(last, |a| a.name.value.clone()),
-                })
-            }
-            _ => None,
+/// What the left query reads: its FROM text and the names that qualify its columns.
+struct Left {
+    from: String,
+    qualifiers: Vec<String>,
+}
+
+fn operand(factor: &TableFactor) -> Option<Operand<'_>> {
+    match factor {
+        TableFactor::Table {
+            name, alias, args, ..
+        } if args.is_none() => {
+            let last = name.0.last()?.as_ident()?.value.clone();
+            Some(Operand {
+                name,
+                qualifier: alias.as_ref().map_or(last, |a| a.name.value.clone()),
+            })
         }
+        _ => None,
     }
+}
+
+/// The names a FROM item defines for qualifying columns; `None` for items not understood.
+fn qualifiers_of(factor: &TableFactor, out: &mut Vec<String>) -> Option<()> {
+    match factor {
+        TableFactor::Table { .. } => out.push(operand(factor)?.qualifier),
+        TableFactor::Derived { alias: Some(a), .. } => out.push(a.name.value.clone()),
+        TableFactor::NestedJoin {
+            table_with_joins, ..
+        } => {
+            qualifiers_of(&table_with_joins.relation, out)?;
+            for j in &table_with_joins.joins {
+                qualifiers_of(&j.relation, out)?;
+            }
+        }
+        _ => return None,
+    }
+    Some(())
+}
+
+/// The last table joined (`... JOIN b ON ...`, `... LEFT JOIN b ON ...` or `..., b`) against
+/// everything before it, whether it is a LEFT JOIN, and its ON condition.
+fn shape<'s>(
+    select: &'s Select,
+    source: &SourceText<'_>,
+) -> Option<(Left, Operand<'s>, bool, Option<&'s Expr>)> {
+    let left_of = |from: Vec<TableWithJoins>| -> Option<Left> {
+        let mut qualifiers = Vec::new();
+        for twj in &from {
+            qualifiers_of(&twj.relation, &mut qualifiers)?;
+            for j in &twj.joins {
+                qualifiers_of(&j.relation, &mut qualifiers)?;
+            }
+        }
+        // One table: the client's text. Several: the parser's printer, which would double a
+        // string's backslashes away, so only for statements without any.
+        let text = match from.as_slice() {
+            [one] if one.joins.is_empty() => {
+                let t = operand(&one.relation)?;
+                format!(
+                    "{} AS `{}`",
+                    source.slice(t.name.span())?,
+                    t.qualifier.replace('`', "``")
+                )
+            }
+            _ if source.sql().contains('\\') => return None,
+            _ => from
+                .iter()
+                .map(|t| t.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        Some(Left {
+            from: text,
+            qualifiers,
+        })
+    };
     match select.from.as_slice() {
         [one] => {
-            let [join] = one.joins.as_slice() else {
-                return None;
-            };
+            let (join, rest) = one.joins.split_last()?;
             let (outer, constraint) = match &join.join_operator {
                 JoinOperator::Join(c) | JoinOperator::Inner(c) => (false, c),
                 JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (true, c),
@@ -81,16 +138,18 @@ fn shape(select: &Select) -> Option<(Operand<'_>, Operand<'_>, bool, Option<&Exp
             let JoinConstraint::On(on) = constraint else {
                 return None;
             };
-            Some((
-                operand(&one.relation)?,
-                operand(&join.relation)?,
-                outer,
-                Some(on),
-            ))
+            let left = left_of(vec![TableWithJoins {
+                relation: one.relation.clone(),
+                joins: rest.to_vec(),
+            }])?;
+            Some((left, operand(&join.relation)?, outer, Some(on)))
         }
-        [a, b] if a.joins.is_empty() && b.joins.is_empty() => {
-            Some((operand(&a.relation)?, operand(&b.relation)?, false, None))
-        }
+        [rest @ .., last] if !rest.is_empty() && last.joins.is_empty() => Some((
+            left_of(rest.to_vec())?,
+            operand(&last.relation)?,
+            false,
+            None,
+        )),
         _ => None,
     }
 }
@@ -117,12 +176,13 @@ fn plan(
     select: &Select,
     source: &SourceText<'_>,
     ctx: &Context<'_>,
-    operands: [Operand<'_>; 2],
+    left: Left,
+    right: Operand<'_>,
     outer: bool,
     on: Option<&Expr>,
 ) -> Result<Plan, PlanError> {
     let across = |what: &str| unsupported(format!("{what} in a join across shards"));
-    if operands[0].qualifier == operands[1].qualifier {
+    if left.qualifiers.contains(&right.qualifier) {
         return Err(across("two tables named alike"));
     }
     if query.with.is_some() || query.fetch.is_some() || !query.locks.is_empty() {
@@ -136,12 +196,10 @@ fn plan(
     }) {
         return Err(across(&format!("the window function {f}")));
     }
-    let tables = [
-        resolve(operands[0].name, ctx)?,
-        resolve(operands[1].name, ctx)?,
-    ];
+    let right_table = resolve(right.name, ctx)?;
     let sides = Sides {
-        qualifiers: [&operands[0].qualifier, &operands[1].qualifier],
+        left: &left.qualifiers,
+        right: &right.qualifier,
     };
     let text = |e: &Expr| expr_text(e, source);
     let mut q = [SideQuery::default(), SideQuery::default()];
@@ -206,7 +264,6 @@ fn plan(
     }
 
     // The right table's vindex column first among the keys: then only its owners are asked.
-    let right_table = &tables[1];
     let vindex = match &right_table.table {
         Table::Sharded { column, vindex, .. } => {
             let is_vindex = |e: &Expr| match e {
@@ -247,27 +304,27 @@ fn plan(
     };
 
     // The left query: its items, then the keys.
-    let mut left = std::mem::take(&mut q[0]);
+    let mut left_query = std::mem::take(&mut q[0]);
     let left_keys: Vec<usize> = key_pairs
         .iter()
-        .map(|(l, _, _)| left.item(l.clone()))
+        .map(|(l, _, _)| left_query.item(l.clone()))
         .collect();
-    let left_sql = side_sql(
-        &left,
-        &source_text(operands[0].name, source)?,
-        &operands[0].qualifier,
-    );
-    let left_plan = plan_text(&left_sql, ctx)?;
+    let left_plan = plan_text(&side_sql(&left_query, &left.from), ctx)?;
 
     // The right query: its items, then which keys each row matched.
-    let mut right = std::mem::take(&mut q[1]);
-    right.keys = key_pairs.iter().map(|(_, r, _)| r.clone()).collect();
-    right
+    let mut right_query = std::mem::take(&mut q[1]);
+    right_query.keys = key_pairs.iter().map(|(_, r, _)| r.clone()).collect();
+    right_query
         .items
         .push(format!("CONCAT_WS(',', {})", JoinRight::MATCHES));
-    let key_list = format!("({}) IN ({})", right.keys.join(", "), JoinRight::KEYS);
-    right.conditions.push(key_list);
-    let right_sql = side_sql(&right, &right_table.name, &operands[1].qualifier);
+    let key_list = format!("({}) IN ({})", right_query.keys.join(", "), JoinRight::KEYS);
+    right_query.conditions.push(key_list);
+    let from = format!(
+        "{} AS `{}`",
+        right_table.name,
+        right.qualifier.replace('`', "``")
+    );
+    let right_sql = side_sql(&right_query, &from);
     Ok(Plan::Join(Join {
         left: Box::new(left_plan),
         left_keys,
@@ -275,7 +332,7 @@ fn plan(
         right: JoinRight {
             keyspace: right_table.keyspace.name.clone(),
             query: right_sql,
-            keys: right.keys,
+            keys: right_query.keys,
             vindex,
             opcode,
         },
@@ -663,25 +720,14 @@ fn at(side: Side, i: usize) -> JoinColumn {
     }
 }
 
-fn side_sql(q: &SideQuery, table: &str, qualifier: &str) -> String {
-    let mut sql = format!(
-        "SELECT {} FROM {table} AS `{}`",
-        q.items.join(", "),
-        qualifier.replace('`', "``")
-    );
+fn side_sql(q: &SideQuery, from: &str) -> String {
+    let mut sql = format!("SELECT {} FROM {from}", q.items.join(", "));
     if !q.conditions.is_empty() {
         sql.push_str(" WHERE ");
         let parts: Vec<String> = q.conditions.iter().map(|c| format!("({c})")).collect();
         sql.push_str(&parts.join(" AND "));
     }
     sql
-}
-
-fn source_text(name: &ObjectName, source: &SourceText<'_>) -> Result<String, PlanError> {
-    source
-        .slice(name.span())
-        .map(str::to_string)
-        .ok_or_else(|| unsupported(format!("the table name {name} in a join across shards")))
 }
 
 /// An expression's text as the client wrote it (the parser's printer loses escapes), checked to
@@ -721,7 +767,8 @@ enum Reach {
 }
 
 struct Sides<'a> {
-    qualifiers: [&'a str; 2],
+    left: &'a [String],
+    right: &'a str,
 }
 
 impl Sides<'_> {
@@ -737,7 +784,7 @@ impl Sides<'_> {
 
     fn of_condition(&self, expr: &Expr) -> Result<Reach, PlanError> {
         struct Columns<'a> {
-            qualifiers: [&'a str; 2],
+            sides: &'a Sides<'a>,
             seen: [bool; 2],
             problem: Option<String>,
         }
@@ -758,7 +805,8 @@ impl Sides<'_> {
                     }
                     Expr::CompoundIdentifier(parts) => {
                         let found = match parts.as_slice() {
-                            [q, _] => self.qualifiers.iter().position(|x| *x == q.value),
+                            [q, _] if self.sides.right == q.value => Some(1),
+                            [q, _] if self.sides.left.contains(&q.value) => Some(0),
                             _ => None,
                         };
                         match found {
@@ -775,7 +823,7 @@ impl Sides<'_> {
             }
         }
         let mut c = Columns {
-            qualifiers: self.qualifiers,
+            sides: self,
             seen: [false; 2],
             problem: None,
         };
