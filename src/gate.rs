@@ -746,12 +746,15 @@ impl GateSession {
                     _ => None,
                 })
                 .unwrap_or(0);
-            let visible = join.columns.len().saturating_sub(hidden);
-            Ok(join.columns[..visible]
+            let width = right.len().saturating_sub(1);
+            let columns = engine::JoinColumn::expand(&join.columns, left.len(), width);
+            let visible = columns.len().saturating_sub(hidden);
+            Ok(columns[..visible]
                 .iter()
                 .filter_map(|c| match c {
                     engine::JoinColumn::Left(i) => left.get(*i).cloned(),
                     engine::JoinColumn::Right(i) => right.get(*i).cloned(),
+                    _ => None,
                 })
                 .collect())
         })

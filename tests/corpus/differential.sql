@@ -307,6 +307,11 @@ SELECT c.id, o.order_id FROM customers c LEFT JOIN orders o ON o.product_id = c.
 SELECT o.order_id, c.city, UPPER(c.name) FROM orders o JOIN customers c ON c.score = o.qty WHERE o.customer_id = 9 AND c.id < 40
 SELECT o.order_id, 'x', c.balance * 2 FROM orders o JOIN customers c ON c.id = o.product_id WHERE o.price > 45 ORDER BY o.order_id
 SELECT COUNT(*) FROM customers c JOIN orders o ON o.product_id = c.id
+SELECT * FROM customers c JOIN orders o ON o.order_id = c.id
+SELECT * FROM MAIN.vip v LEFT JOIN customers c ON c.id = v.cid
+SELECT o.*, c.name FROM orders o JOIN customers c ON c.id = o.product_id WHERE o.qty = 3
+SELECT c.id, v.* FROM customers c JOIN MAIN.vip v ON v.cid = c.id WHERE v.level = 2
+SELECT * FROM customers c JOIN orders o ON o.customer_id = c.id JOIN products p ON p.id = o.qty WHERE c.id < 10
 SELECT c.name, o.order_id, v.level FROM customers c JOIN orders o ON o.customer_id = c.id JOIN MAIN.vip v ON v.cid = o.product_id
 SELECT c.name, o.order_id, p.name FROM customers c, orders o, products p WHERE o.order_id = c.id AND p.id = o.product_id AND c.id < 50
 SELECT c.id, o.order_id, p.name FROM customers c JOIN orders o ON o.order_id = c.id LEFT JOIN products p ON p.id = o.qty + 15 ORDER BY c.id LIMIT 12
@@ -335,7 +340,8 @@ SELECT c.id FROM customers c JOIN orders o ON o.customer_id = c.id WHERE o.qty =
 SELECT price FROM orders WHERE customer_id < 0 UNION SELECT balance FROM customers WHERE id < 0
 SELECT name FROM customers WHERE id IN (6, 7, 8) UNION SELECT name FROM customers WHERE id IN (8, 9, 10) ORDER BY name
 # --- refused (each names what is missing)
-refused: SELECT * FROM products p LEFT JOIN orders o ON o.product_id = p.id
+SELECT * FROM products p LEFT JOIN orders o ON o.product_id = p.id
+refused: SELECT * FROM customers c JOIN orders o ON o.order_id = c.id ORDER BY o.order_id
 refused: SELECT COUNT(DISTINCT o.qty) FROM customers c JOIN orders o ON o.product_id = c.id
 refused: SELECT c.city, COUNT(*) FROM customers c JOIN orders o ON o.product_id = c.id GROUP BY c.city HAVING COUNT(*) > 2
 refused: SELECT name, o.order_id FROM customers c JOIN orders o ON o.product_id = c.id

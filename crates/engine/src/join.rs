@@ -28,6 +28,7 @@ pub(crate) async fn execute<E: Executor, S: RowSink>(
         return Err(EngineError::TooManyRows(max));
     }
     let mut stages = None;
+    let mut expanded = Vec::new();
     let mut out = Vec::new();
     let mut batches = left.rows.chunks(BATCH).peekable();
     // An empty left side still asks the right side once, for its columns.
@@ -38,12 +39,13 @@ pub(crate) async fn execute<E: Executor, S: RowSink>(
         let right = run_right(&join.right, &keyed, vschema, executor, options).await?;
         let width = right.columns.len().saturating_sub(1);
         if stages.is_none() {
-            let columns: Vec<Column> = join
-                .columns
+            expanded = JoinColumn::expand(&join.columns, left.columns.len(), width);
+            let columns: Vec<Column> = expanded
                 .iter()
                 .map(|c| match c {
                     JoinColumn::Left(i) => left.columns.get(*i).cloned(),
                     JoinColumn::Right(i) => right.columns.get(*i).filter(|_| *i < width).cloned(),
+                    _ => None,
                 })
                 .collect::<Option<_>>()
                 .ok_or_else(|| EngineError::Bug("a join column out of range".into()))?;
@@ -71,12 +73,12 @@ pub(crate) async fn execute<E: Executor, S: RowSink>(
         for (row, key) in batch.iter().zip(&keyed.of_row) {
             let rights = key.map(|k| matched[k].as_slice()).unwrap_or_default();
             let joined = |right: Option<&Vec<Value>>| -> Vec<Value> {
-                join.columns
+                expanded
                     .iter()
                     .map(|c| match (c, right) {
                         (JoinColumn::Left(i), _) => row[*i].clone(),
                         (JoinColumn::Right(i), Some(r)) => r[*i].clone(),
-                        (JoinColumn::Right(_), None) => Value::NULL,
+                        _ => Value::NULL,
                     })
                     .collect()
             };

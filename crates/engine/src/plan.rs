@@ -41,6 +41,24 @@ pub struct Join {
 pub enum JoinColumn {
     Left(usize),
     Right(usize),
+    /// `*`: the side's columns from this one on (the right side's last, its matches, aside).
+    LeftFrom(usize),
+    RightFrom(usize),
+}
+
+impl JoinColumn {
+    /// The columns with `*` expanded, given how many columns each side returned (the right
+    /// side's without its matches column).
+    pub fn expand(columns: &[JoinColumn], left: usize, right: usize) -> Vec<JoinColumn> {
+        columns
+            .iter()
+            .flat_map(|c| match *c {
+                JoinColumn::LeftFrom(i) => (i..left).map(JoinColumn::Left).collect(),
+                JoinColumn::RightFrom(i) => (i..right).map(JoinColumn::Right).collect(),
+                other => vec![other],
+            })
+            .collect()
+    }
 }
 
 /// The right side of a [`Join`]: one query per batch of keys. Its last column lists, for each row,
@@ -430,6 +448,8 @@ impl Plan {
                     .map(|c| match c {
                         JoinColumn::Left(i) => format!("L{i}"),
                         JoinColumn::Right(i) => format!("R{i}"),
+                        JoinColumn::LeftFrom(i) => format!("L{i}.."),
+                        JoinColumn::RightFrom(i) => format!("R{i}.."),
                     })
                     .collect();
                 let mut depth = 0;

@@ -14,7 +14,8 @@ use std::ops::ControlFlow;
 use engine::{Join, JoinColumn, JoinRight, Opcode, Plan, SortKey, Stage};
 use sqlparser::ast::{
     BinaryOperator, Expr, GroupByExpr, JoinConstraint, JoinOperator, ObjectName, OrderByKind,
-    Query, Select, SelectItem, SetExpr, Spanned, TableFactor, TableWithJoins, Visit, Visitor,
+    Query, Select, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, Spanned, TableFactor,
+    TableWithJoins, Visit, Visitor,
 };
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
@@ -160,6 +161,8 @@ struct SideQuery {
     items: Vec<String>,
     conditions: Vec<String>,
     keys: Vec<String>,
+    /// `q.*` items, which go last (their width is known only when the query runs).
+    star: Vec<String>,
 }
 
 impl SideQuery {
@@ -297,7 +300,7 @@ fn plan(
     })
     .is_some()
         || !matches!(&select.group_by, GroupByExpr::Expressions(e, _) if e.is_empty());
-    let (columns, stages) = if grouped {
+    let (mut columns, stages) = if grouped {
         grouped_rows(query, select, &sides, &mut q, source)?
     } else {
         rows(query, select, &sides, &mut q, source)?
@@ -309,14 +312,25 @@ fn plan(
         .iter()
         .map(|(l, _, _)| left_query.item(l.clone()))
         .collect();
+    let left_star = left_query.items.len();
+    left_query.items.append(&mut left_query.star);
     let left_plan = plan_text(&side_sql(&left_query, &left.from), ctx)?;
 
     // The right query: its items, then which keys each row matched.
     let mut right_query = std::mem::take(&mut q[1]);
     right_query.keys = key_pairs.iter().map(|(_, r, _)| r.clone()).collect();
+    let right_star = right_query.items.len();
+    right_query.items.append(&mut right_query.star);
     right_query
         .items
         .push(format!("CONCAT_WS(',', {})", JoinRight::MATCHES));
+    for c in &mut columns {
+        match c {
+            JoinColumn::LeftFrom(i) => *i = left_star,
+            JoinColumn::RightFrom(i) => *i = right_star,
+            _ => {}
+        }
+    }
     let key_list = format!("({}) IN ({})", right_query.keys.join(", "), JoinRight::KEYS);
     right_query.conditions.push(key_list);
     let from = format!(
@@ -360,11 +374,53 @@ fn rows(
         expr: &'e Expr,
     }
     let mut items: Vec<Item<'_>> = Vec::new();
+    let mut columns: Vec<JoinColumn> = Vec::new();
+    let quote = |q: &str| format!("`{}`.*", q.replace('`', "``"));
     for item in &select.projection {
+        // `*` and `q.*`: every column of a side, expanded when the side's query has run.
+        let stars: Vec<(Side, String)> = match item {
+            SelectItem::Wildcard(_) => sides
+                .left
+                .iter()
+                .map(|q| (Side::Left, quote(q)))
+                .chain(std::iter::once((Side::Right, quote(sides.right))))
+                .collect(),
+            SelectItem::QualifiedWildcard(SelectItemQualifiedWildcardKind::ObjectName(n), _) => {
+                let q = match n.0.as_slice() {
+                    [q] => q.as_ident().map(|i| i.value.clone()),
+                    _ => None,
+                }
+                .ok_or_else(|| across(&format!("{n}.*")))?;
+                let side = if q == sides.right {
+                    Side::Right
+                } else if sides.left.contains(&q) {
+                    Side::Left
+                } else {
+                    return Err(across(&format!("{q}.*")));
+                };
+                vec![(side, quote(&q))]
+            }
+            _ => Vec::new(),
+        };
+        if !stars.is_empty() {
+            for (side, star) in stars {
+                let first = q[idx(side)].star.is_empty();
+                if !first && columns.last().copied() != Some(star_of(side)) {
+                    return Err(across(
+                        "a side's columns by * in two places of the select list",
+                    ));
+                }
+                q[idx(side)].star.push(star);
+                if first {
+                    columns.push(star_of(side));
+                }
+            }
+            continue;
+        }
         let (expr, alias) = match item {
             SelectItem::UnnamedExpr(e) => (e, None),
             SelectItem::ExprWithAlias { expr, alias } => (expr, Some(alias.value.clone())),
-            _ => return Err(across("SELECT * (name the columns)")),
+            _ => return Err(across("this select item")),
         };
         let side = match sides.of_condition(expr)? {
             Reach::Both => return Err(across("a select item over both tables")),
@@ -377,6 +433,7 @@ fn rows(
             None => sql.clone(),
         };
         let column = at(side, q[idx(side)].item(named));
+        columns.push(column);
         items.push(Item {
             column,
             sql,
@@ -384,7 +441,10 @@ fn rows(
             expr,
         });
     }
-    let mut columns: Vec<JoinColumn> = items.iter().map(|i| i.column).collect();
+    let starred = q.iter().any(|s| !s.star.is_empty());
+    if starred && query.order_by.is_some() {
+        return Err(across("ORDER BY with SELECT *"));
+    }
 
     // ORDER BY, at the proxy: each key's value (unless it is a select item) and its collation
     // weight, as hidden columns.
@@ -708,8 +768,16 @@ fn aggregate(expr: &Expr) -> Option<Result<(&'static str, Option<&Expr>), String
 
 fn side_of(c: JoinColumn) -> Side {
     match c {
-        JoinColumn::Left(_) => Side::Left,
-        JoinColumn::Right(_) => Side::Right,
+        JoinColumn::Left(_) | JoinColumn::LeftFrom(_) => Side::Left,
+        JoinColumn::Right(_) | JoinColumn::RightFrom(_) => Side::Right,
+    }
+}
+
+/// A side's `*` columns, before the index where they start is known.
+fn star_of(side: Side) -> JoinColumn {
+    match side {
+        Side::Left => JoinColumn::LeftFrom(usize::MAX),
+        Side::Right => JoinColumn::RightFrom(usize::MAX),
     }
 }
 
