@@ -343,7 +343,11 @@ SELECT name FROM customers WHERE id IN (6, 7, 8) UNION SELECT name FROM customer
 SELECT * FROM products p LEFT JOIN orders o ON o.product_id = p.id
 refused: SELECT * FROM customers c JOIN orders o ON o.order_id = c.id ORDER BY o.order_id
 refused: SELECT COUNT(DISTINCT o.qty) FROM customers c JOIN orders o ON o.product_id = c.id
-refused: SELECT c.city, COUNT(*) FROM customers c JOIN orders o ON o.product_id = c.id GROUP BY c.city HAVING COUNT(*) > 2
+SELECT c.city, COUNT(*) FROM customers c JOIN orders o ON o.product_id = c.id GROUP BY c.city HAVING COUNT(*) > 60
+SELECT c.city, COUNT(*) AS n, AVG(o.qty) FROM customers c JOIN orders o ON o.product_id = c.id GROUP BY c.city HAVING n >= 90 AND AVG(o.qty) > 3.4 ORDER BY c.city
+SELECT o.product_id, SUM(o.qty) FROM orders o JOIN customers c ON c.id = o.customer_id GROUP BY o.product_id HAVING MAX(c.balance) > 900 AND o.product_id < 10
+SELECT COUNT(*) FROM customers c JOIN orders o ON o.product_id = c.id HAVING COUNT(*) > 1000
+refused: SELECT c.id FROM customers c JOIN orders o ON o.product_id = c.id HAVING c.id > 3
 refused: SELECT name, o.order_id FROM customers c JOIN orders o ON o.product_id = c.id
 refused: SELECT c.id FROM customers c JOIN orders o ON o.product_id = c.id WHERE o.qty > c.score
 refused: SELECT c.id FROM customers c LEFT JOIN orders o ON o.product_id = c.id WHERE o.order_id IS NULL

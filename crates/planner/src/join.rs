@@ -11,7 +11,7 @@
 
 use std::ops::ControlFlow;
 
-use engine::{Join, JoinColumn, JoinRight, Opcode, Plan, SortKey, Stage};
+use engine::{EvalExpr, Join, JoinColumn, JoinRight, Opcode, Plan, SortKey, Stage};
 use sqlparser::ast::{
     BinaryOperator, Expr, GroupByExpr, JoinConstraint, JoinOperator, ObjectName, OrderByKind,
     Query, Select, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, Spanned, TableFactor,
@@ -191,8 +191,8 @@ fn plan(
     if query.with.is_some() || query.fetch.is_some() || !query.locks.is_empty() {
         return Err(across("WITH, FETCH or locking"));
     }
-    if select.distinct.is_some() || select.having.is_some() || select.into.is_some() {
-        return Err(across("DISTINCT, HAVING or INTO"));
+    if select.distinct.is_some() || select.into.is_some() {
+        return Err(across("DISTINCT or INTO"));
     }
     if let Some(f) = crate::select::find_call(&select.projection, |f| {
         f.over.is_some().then(|| f.name.to_string().to_uppercase())
@@ -373,6 +373,9 @@ fn rows(
         alias: Option<String>,
         expr: &'e Expr,
     }
+    if select.having.is_some() {
+        return Err(across("HAVING without GROUP BY or aggregates"));
+    }
     let mut items: Vec<Item<'_>> = Vec::new();
     let mut columns: Vec<JoinColumn> = Vec::new();
     let quote = |q: &str| format!("`{}`.*", q.replace('`', "``"));
@@ -542,10 +545,8 @@ fn grouped_rows(
         }
     };
     let mut columns: Vec<JoinColumn> = Vec::new();
-    let mut add = |q: &mut [SideQuery; 2], side: Side, sql: String| -> usize {
-        columns.push(at(side, q[side as usize].item(sql)));
-        columns.len() - 1
-    };
+    let mut add =
+        |q: &mut [SideQuery; 2], side: Side, sql: String| push(&mut columns, q, side, sql);
     let GroupByExpr::Expressions(group_exprs, modifiers) = &select.group_by else {
         return Err(across("GROUP BY ALL"));
     };
@@ -570,7 +571,7 @@ fn grouped_rows(
     let mut aggregates = Vec::new();
     let mut output = Vec::new();
     // Each select item's output column, and the weight to sort it by.
-    let mut outputs: Vec<(Option<String>, &Expr, Option<usize>)> = Vec::new();
+    let mut outputs: Vec<(Option<String>, &Expr, Option<usize>, EvalExpr)> = Vec::new();
     for item in &select.projection {
         let (expr, alias) = match item {
             SelectItem::UnnamedExpr(e) => (e, None),
@@ -581,6 +582,7 @@ fn grouped_rows(
         let name = alias.clone().unwrap_or_else(|| written.clone());
         let quoted = format!("`{}`", name.replace('`', "``"));
         let mut weight = None;
+        let value;
         match aggregate(expr) {
             None => {
                 if crate::merge::contains_aggregate(expr) {
@@ -594,6 +596,7 @@ fn grouped_rows(
                 let c = add(q, side, named);
                 weight = Some(add(q, side, format!("WEIGHT_STRING(RTRIM({written}))")));
                 output.push(engine::OutputColumn::Column(c));
+                value = EvalExpr::Column(c);
             }
             Some(Err(what)) => return Err(across(&what)),
             Some(Ok((func, arg))) => {
@@ -602,77 +605,87 @@ fn grouped_rows(
                     None => Side::Left,
                 };
                 let arg_sql = arg.map(&text).transpose()?;
-                let not_null = |a: &Option<String>| match a {
-                    Some(a) => format!("({a}) IS NOT NULL"),
-                    None => "1".to_string(),
-                };
-                match func {
-                    "count" => {
-                        let c = add(q, side, not_null(&arg_sql));
-                        aggregates.push(engine::Aggregate {
-                            column: c,
-                            kind: engine::AggregateKind::Count,
-                        });
-                        output.push(engine::OutputColumn::Computed {
-                            column: c,
-                            name,
-                            kind: engine::ComputedKind::Count,
-                        });
+                let scalar = group_exprs.is_empty();
+                let cols = partials(
+                    &mut add,
+                    q,
+                    &mut aggregates,
+                    side,
+                    func,
+                    arg_sql,
+                    Some(&quoted),
+                    scalar,
+                );
+                value = partial_value(func, &cols);
+                output.push(match (func, cols.as_slice()) {
+                    ("count", [c]) => engine::OutputColumn::Computed {
+                        column: *c,
+                        name,
+                        kind: engine::ComputedKind::Count,
+                    },
+                    ("sum", [s]) => engine::OutputColumn::Computed {
+                        column: *s,
+                        name,
+                        kind: engine::ComputedKind::Sum,
+                    },
+                    ("avg", [s, n]) => engine::OutputColumn::Avg {
+                        sum: *s,
+                        count: *n,
+                        name,
+                    },
+                    (_, [v, w]) => {
+                        weight = Some(*w);
+                        engine::OutputColumn::Column(*v)
                     }
-                    "sum" | "avg" => {
-                        let a = arg_sql.clone().unwrap_or_default();
-                        let s = add(q, side, a);
-                        aggregates.push(engine::Aggregate {
-                            column: s,
-                            kind: engine::AggregateKind::Sum,
-                        });
-                        if func == "sum" {
-                            output.push(engine::OutputColumn::Computed {
-                                column: s,
-                                name,
-                                kind: engine::ComputedKind::Sum,
-                            });
-                        } else {
-                            let n = add(q, side, not_null(&arg_sql));
-                            aggregates.push(engine::Aggregate {
-                                column: n,
-                                kind: engine::AggregateKind::Count,
-                            });
-                            output.push(engine::OutputColumn::Avg {
-                                sum: s,
-                                count: n,
-                                name,
-                            });
-                        }
-                    }
-                    _ => {
-                        let a = arg_sql.unwrap_or_default();
-                        // COALESCE(x) has the column definition of MIN(x) and MAX(x) without
-                        // GROUP BY (MariaDB reports a string's decimals as 39 then, 0 with).
-                        let value = if group_exprs.is_empty() {
-                            format!("COALESCE({a})")
-                        } else {
-                            a.clone()
-                        };
-                        let v = add(q, side, format!("{value} AS {quoted}"));
-                        let w = add(q, side, format!("WEIGHT_STRING(RTRIM({a}))"));
-                        let weight_of = Some(w);
-                        aggregates.push(engine::Aggregate {
-                            column: v,
-                            kind: if func == "min" {
-                                engine::AggregateKind::Min { weight: weight_of }
-                            } else {
-                                engine::AggregateKind::Max { weight: weight_of }
-                            },
-                        });
-                        weight = Some(w);
-                        output.push(engine::OutputColumn::Column(v));
-                    }
-                }
+                    _ => return Err(across("this aggregate")),
+                });
             }
         }
-        outputs.push((alias, expr, weight));
+        outputs.push((alias, expr, weight, value));
     }
+    // HAVING over the aggregated rows, before the projection: select items (by alias or
+    // expression), group keys, and aggregates (added as hidden partials when not selected).
+    let having = match &select.having {
+        None => None,
+        Some(h) => Some(crate::merge::to_eval(h, &mut |e: &Expr| {
+            let by_alias = match e {
+                Expr::Identifier(id) => outputs.iter().find(|(a, ..)| {
+                    a.as_deref()
+                        .is_some_and(|a| a.eq_ignore_ascii_case(&id.value))
+                }),
+                _ => None,
+            };
+            if let Some((.., v)) = by_alias.or_else(|| outputs.iter().find(|(_, x, ..)| *x == e)) {
+                return Ok(v.clone());
+            }
+            if let Some(i) = group_exprs.iter().position(|g| g == e) {
+                return Ok(EvalExpr::Column(group[i].column));
+            }
+            match aggregate(e) {
+                Some(Ok((func, arg))) => {
+                    let side = match arg {
+                        Some(a) => side_of_expr(a)?,
+                        None => Side::Left,
+                    };
+                    let arg_sql = arg.map(&text).transpose()?;
+                    let scalar = group_exprs.is_empty();
+                    let cols = partials(
+                        &mut add,
+                        q,
+                        &mut aggregates,
+                        side,
+                        func,
+                        arg_sql,
+                        None,
+                        scalar,
+                    );
+                    Ok(partial_value(func, &cols))
+                }
+                Some(Err(what)) => Err(across(&what)),
+                None => Err(across(&format!("{e} in HAVING"))),
+            }
+        })?),
+    };
     // ORDER BY on the select items, after the projection (their weights ride along hidden).
     let visible = output.len();
     let mut keys = Vec::new();
@@ -694,7 +707,7 @@ fn grouped_rows(
             let i = position
                 .filter(|&p| p < visible)
                 .or_else(|| {
-                    outputs.iter().position(|(alias, expr, _)| match e {
+                    outputs.iter().position(|(alias, expr, _, _)| match e {
                         Expr::Identifier(id) => alias
                             .as_deref()
                             .is_some_and(|a| a.eq_ignore_ascii_case(&id.value)),
@@ -720,6 +733,9 @@ fn grouped_rows(
         });
     }
     stages.push(Stage::OrderedAggregate { group, aggregates });
+    if let Some(predicate) = having {
+        stages.push(Stage::Filter { predicate });
+    }
     stages.push(Stage::Projection {
         columns: output.clone(),
     });
@@ -735,6 +751,96 @@ fn grouped_rows(
         });
     }
     Ok((columns, stages))
+}
+
+/// Adds a column to a side's query and the joined row; returns its index in the joined row.
+fn push(columns: &mut Vec<JoinColumn>, q: &mut [SideQuery; 2], side: Side, sql: String) -> usize {
+    columns.push(at(side, q[side as usize].item(sql)));
+    columns.len() - 1
+}
+
+/// The per-row partial columns of an aggregate, registered for combining: COUNT: `[count]`;
+/// SUM: `[value]`; AVG: `[value, count]`; MIN/MAX: `[value, weight]` (`name` names the value
+/// column; `scalar`: no GROUP BY).
+#[allow(clippy::too_many_arguments)]
+fn partials(
+    add: &mut dyn FnMut(&mut [SideQuery; 2], Side, String) -> usize,
+    q: &mut [SideQuery; 2],
+    aggregates: &mut Vec<engine::Aggregate>,
+    side: Side,
+    func: &str,
+    arg: Option<String>,
+    name: Option<&str>,
+    scalar: bool,
+) -> Vec<usize> {
+    use engine::{Aggregate, AggregateKind};
+    let not_null = match &arg {
+        Some(a) => format!("({a}) IS NOT NULL"),
+        None => "1".to_string(),
+    };
+    let a = arg.unwrap_or_default();
+    match func {
+        "count" => {
+            let c = add(q, side, not_null);
+            aggregates.push(Aggregate {
+                column: c,
+                kind: AggregateKind::Count,
+            });
+            vec![c]
+        }
+        "sum" | "avg" => {
+            let s = add(q, side, a);
+            aggregates.push(Aggregate {
+                column: s,
+                kind: AggregateKind::Sum,
+            });
+            if func == "sum" {
+                return vec![s];
+            }
+            let n = add(q, side, not_null);
+            aggregates.push(Aggregate {
+                column: n,
+                kind: AggregateKind::Count,
+            });
+            vec![s, n]
+        }
+        _ => {
+            // COALESCE(x) has the column definition of MIN(x) and MAX(x) without GROUP BY
+            // (MariaDB reports a string's decimals as 39 then, 0 with).
+            let value = if scalar {
+                format!("COALESCE({a})")
+            } else {
+                a.clone()
+            };
+            let value = match name {
+                Some(n) => format!("{value} AS {n}"),
+                None => value,
+            };
+            let v = add(q, side, value);
+            let w = add(q, side, format!("WEIGHT_STRING(RTRIM({a}))"));
+            aggregates.push(Aggregate {
+                column: v,
+                kind: if func == "min" {
+                    AggregateKind::Min { weight: Some(w) }
+                } else {
+                    AggregateKind::Max { weight: Some(w) }
+                },
+            });
+            vec![v, w]
+        }
+    }
+}
+
+/// An aggregate's combined value, from its partial columns (AVG: SUM / COUNT).
+fn partial_value(func: &str, cols: &[usize]) -> EvalExpr {
+    match (func, cols) {
+        ("avg", [s, n]) => EvalExpr::Arith {
+            op: engine::ArithOp::Div,
+            left: Box::new(EvalExpr::Column(*s)),
+            right: Box::new(EvalExpr::Column(*n)),
+        },
+        (_, cols) => EvalExpr::Column(cols[0]),
+    }
 }
 
 /// `COUNT(*)`, `COUNT(e)`, `SUM(e)`, `MIN(e)`, `MAX(e)`, `AVG(e)`: the function and argument;

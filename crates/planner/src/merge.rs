@@ -813,115 +813,39 @@ impl Ctx<'_, '_> {
         aggregates: &mut Vec<Aggregate>,
         item_columns: &[usize],
     ) -> Result<EvalExpr, PlanError> {
-        let sub = |e: &Expr, columns: &mut Columns, aggregates: &mut Vec<Aggregate>| {
-            self.eval(e, items, columns, aggregates, item_columns)
-                .map(Box::new)
-        };
-        Ok(match expr {
-            Expr::Nested(e) => return self.eval(e, items, columns, aggregates, item_columns),
-            Expr::Value(v) => EvalExpr::Literal(match &v.value {
-                Value::Null => Literal::Null,
-                Value::Number(n, _) => match n.parse::<i128>() {
-                    Ok(i) => Literal::Int(i),
-                    Err(_) => match Decimal::parse(n.as_bytes()) {
-                        Some(d) => Literal::Decimal(d),
-                        None => Literal::Float(
-                            n.parse()
-                                .map_err(|_| unsupported(format!("the number {n} in HAVING")))?,
-                        ),
-                    },
+        to_eval(expr, &mut |e: &Expr| -> Result<EvalExpr, PlanError> {
+            if let Some(i) = find_item(e, items, true)?.filter(|_| position_of(e).is_none()) {
+                return self.item_value(i, items, item_columns);
+            }
+            Ok(match agg_call(e, None)? {
+                Some(call) if call.func == AggFn::Avg && !call.distinct => {
+                    let (sum, _) = self.partial(columns, aggregates, &call)?;
+                    let count = columns.hidden(format!("COUNT({})", call.arg));
+                    register(aggregates, count, AggregateKind::Count);
+                    EvalExpr::Arith {
+                        op: ArithOp::Div,
+                        left: Box::new(EvalExpr::Column(sum)),
+                        right: Box::new(EvalExpr::Column(count)),
+                    }
+                }
+                Some(call) => {
+                    if call.distinct {
+                        return Err(unsupported(
+                            "a DISTINCT aggregate in HAVING that is not selected, across shards",
+                        ));
+                    }
+                    EvalExpr::Column(self.partial(columns, aggregates, &call)?.0)
+                }
+                None if contains_aggregate(e) => {
+                    return Err(unsupported(format!("{e} in HAVING across shards")))
+                }
+                None => match e {
+                    Expr::Identifier(_) | Expr::CompoundIdentifier(_) => {
+                        EvalExpr::Column(columns.hidden(e.to_string()))
+                    }
+                    other => return Err(unsupported(format!("{other} in HAVING across shards"))),
                 },
-                Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => {
-                    Literal::Text(s.clone())
-                }
-                Value::Boolean(b) => Literal::Int(i128::from(*b)),
-                other => return Err(unsupported(format!("{other} in HAVING across shards"))),
-            }),
-            Expr::BinaryOp { left, op, right } => {
-                let (l, r) = (
-                    sub(left, columns, aggregates)?,
-                    sub(right, columns, aggregates)?,
-                );
-                let cmp = |op| EvalExpr::Compare {
-                    op,
-                    left: l.clone(),
-                    right: r.clone(),
-                };
-                let arith = |op| EvalExpr::Arith {
-                    op,
-                    left: l.clone(),
-                    right: r.clone(),
-                };
-                match op {
-                    BinaryOperator::Eq => cmp(CompareOp::Eq),
-                    BinaryOperator::NotEq => cmp(CompareOp::NotEq),
-                    BinaryOperator::Lt => cmp(CompareOp::Lt),
-                    BinaryOperator::LtEq => cmp(CompareOp::LtEq),
-                    BinaryOperator::Gt => cmp(CompareOp::Gt),
-                    BinaryOperator::GtEq => cmp(CompareOp::GtEq),
-                    BinaryOperator::Plus => arith(ArithOp::Add),
-                    BinaryOperator::Minus => arith(ArithOp::Sub),
-                    BinaryOperator::Multiply => arith(ArithOp::Mul),
-                    BinaryOperator::Divide => arith(ArithOp::Div),
-                    BinaryOperator::And => EvalExpr::And(l, r),
-                    BinaryOperator::Or => EvalExpr::Or(l, r),
-                    other => {
-                        return Err(unsupported(format!(
-                            "the operator {other} in HAVING across shards"
-                        )))
-                    }
-                }
-            }
-            Expr::UnaryOp {
-                op: UnaryOperator::Not,
-                expr,
-            } => EvalExpr::Not(sub(expr, columns, aggregates)?),
-            Expr::UnaryOp {
-                op: UnaryOperator::Minus,
-                expr,
-            } => EvalExpr::Neg(sub(expr, columns, aggregates)?),
-            Expr::IsNull(e) => EvalExpr::IsNull {
-                expr: sub(e, columns, aggregates)?,
-                negated: false,
-            },
-            Expr::IsNotNull(e) => EvalExpr::IsNull {
-                expr: sub(e, columns, aggregates)?,
-                negated: true,
-            },
-            e => {
-                if let Some(i) = find_item(e, items, true)?.filter(|_| position_of(e).is_none()) {
-                    return self.item_value(i, items, item_columns);
-                }
-                match agg_call(e, None)? {
-                    Some(call) if call.func == AggFn::Avg && !call.distinct => {
-                        let (sum, _) = self.partial(columns, aggregates, &call)?;
-                        let count = columns.hidden(format!("COUNT({})", call.arg));
-                        register(aggregates, count, AggregateKind::Count);
-                        EvalExpr::Arith {
-                            op: ArithOp::Div,
-                            left: Box::new(EvalExpr::Column(sum)),
-                            right: Box::new(EvalExpr::Column(count)),
-                        }
-                    }
-                    Some(call) => {
-                        if call.distinct {
-                            return Err(unsupported("a DISTINCT aggregate in HAVING that is not selected, across shards"));
-                        }
-                        EvalExpr::Column(self.partial(columns, aggregates, &call)?.0)
-                    }
-                    None if contains_aggregate(e) => {
-                        return Err(unsupported(format!("{e} in HAVING across shards")))
-                    }
-                    None => match e {
-                        Expr::Identifier(_) | Expr::CompoundIdentifier(_) => {
-                            EvalExpr::Column(columns.hidden(e.to_string()))
-                        }
-                        other => {
-                            return Err(unsupported(format!("{other} in HAVING across shards")))
-                        }
-                    },
-                }
-            }
+            })
         })
     }
 
@@ -941,4 +865,81 @@ impl Ctx<'_, '_> {
         }
         Ok(EvalExpr::Column(item_columns[i]))
     }
+}
+
+/// An expression as an [`EvalExpr`] over merged rows: literals, comparisons, arithmetic, AND, OR,
+/// NOT and IS [NOT] NULL here; everything else (columns, aggregates) is `leaf`'s.
+pub(crate) fn to_eval(
+    expr: &Expr,
+    leaf: &mut dyn FnMut(&Expr) -> Result<EvalExpr, PlanError>,
+) -> Result<EvalExpr, PlanError> {
+    let mut sub = |e: &Expr| to_eval(e, &mut *leaf).map(Box::new);
+    Ok(match expr {
+        Expr::Nested(e) => return to_eval(e, leaf),
+        Expr::Value(v) => EvalExpr::Literal(match &v.value {
+            Value::Null => Literal::Null,
+            Value::Number(n, _) => match n.parse::<i128>() {
+                Ok(i) => Literal::Int(i),
+                Err(_) => match Decimal::parse(n.as_bytes()) {
+                    Some(d) => Literal::Decimal(d),
+                    None => Literal::Float(
+                        n.parse()
+                            .map_err(|_| unsupported(format!("the number {n} in HAVING")))?,
+                    ),
+                },
+            },
+            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => Literal::Text(s.clone()),
+            Value::Boolean(b) => Literal::Int(i128::from(*b)),
+            other => return Err(unsupported(format!("{other} in HAVING across shards"))),
+        }),
+        Expr::BinaryOp { left, op, right } => {
+            let (l, r) = (sub(left)?, sub(right)?);
+            let cmp = |op| EvalExpr::Compare {
+                op,
+                left: l.clone(),
+                right: r.clone(),
+            };
+            let arith = |op| EvalExpr::Arith {
+                op,
+                left: l.clone(),
+                right: r.clone(),
+            };
+            match op {
+                BinaryOperator::Eq => cmp(CompareOp::Eq),
+                BinaryOperator::NotEq => cmp(CompareOp::NotEq),
+                BinaryOperator::Lt => cmp(CompareOp::Lt),
+                BinaryOperator::LtEq => cmp(CompareOp::LtEq),
+                BinaryOperator::Gt => cmp(CompareOp::Gt),
+                BinaryOperator::GtEq => cmp(CompareOp::GtEq),
+                BinaryOperator::Plus => arith(ArithOp::Add),
+                BinaryOperator::Minus => arith(ArithOp::Sub),
+                BinaryOperator::Multiply => arith(ArithOp::Mul),
+                BinaryOperator::Divide => arith(ArithOp::Div),
+                BinaryOperator::And => EvalExpr::And(l, r),
+                BinaryOperator::Or => EvalExpr::Or(l, r),
+                other => {
+                    return Err(unsupported(format!(
+                        "the operator {other} in HAVING across shards"
+                    )))
+                }
+            }
+        }
+        Expr::UnaryOp {
+            op: UnaryOperator::Not,
+            expr,
+        } => EvalExpr::Not(sub(expr)?),
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } => EvalExpr::Neg(sub(expr)?),
+        Expr::IsNull(e) => EvalExpr::IsNull {
+            expr: sub(e)?,
+            negated: false,
+        },
+        Expr::IsNotNull(e) => EvalExpr::IsNull {
+            expr: sub(e)?,
+            negated: true,
+        },
+        e => return leaf(e),
+    })
 }
