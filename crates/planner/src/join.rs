@@ -453,75 +453,70 @@ fn rows(
     // weight, as hidden columns.
     let visible = columns.len();
     let mut keys = Vec::new();
-    if let Some(order) = &query.order_by {
-        let OrderByKind::Expressions(exprs) = &order.kind else {
-            return Err(across("ORDER BY ALL"));
+    for o in order_by(query)? {
+        let e = &o.expr;
+        let position = crate::merge::position_of(e).map(|p| p - 1);
+        let item = match (position, e) {
+            (Some(p), _) => Some(
+                items
+                    .get(p)
+                    .ok_or_else(|| across("ORDER BY a position past the select list"))?,
+            ),
+            (None, Expr::Identifier(id)) => items.iter().find(|i| {
+                i.alias
+                    .as_deref()
+                    .is_some_and(|a| a.eq_ignore_ascii_case(&id.value))
+            }),
+            (None, _) => items.iter().find(|i| i.expr == e),
         };
-        for o in exprs {
-            let e = &o.expr;
-            let position = match e {
-                Expr::Value(v) => match &v.value {
-                    sqlparser::ast::Value::Number(n, _) => {
-                        n.parse::<usize>().ok().and_then(|p| p.checked_sub(1))
-                    }
-                    _ => None,
-                },
-                _ => None,
-            };
-            let item = match (position, e) {
-                (Some(p), _) => Some(
-                    items
-                        .get(p)
-                        .ok_or_else(|| across("ORDER BY a position past the select list"))?,
-                ),
-                (None, Expr::Identifier(id)) => items.iter().find(|i| {
-                    i.alias
-                        .as_deref()
-                        .is_some_and(|a| a.eq_ignore_ascii_case(&id.value))
-                }),
-                (None, _) => items.iter().find(|i| i.expr == e),
-            };
-            let (value, side, sql) = match item {
-                Some(i) => (i.column, side_of(i.column), i.sql.clone()),
-                None => {
-                    let side = match sides.of_condition(e)? {
-                        Reach::One(s) => s,
-                        Reach::None => Side::Left,
-                        Reach::Both => return Err(across("an ORDER BY over both tables")),
-                    };
-                    let sql = text(e)?;
-                    let c = at(side, q[idx(side)].item(sql.clone()));
-                    columns.push(c);
-                    (c, side, sql)
-                }
-            };
-            let weight = at(
-                side,
-                q[idx(side)].item(format!("WEIGHT_STRING(RTRIM({sql}))")),
-            );
-            columns.push(weight);
-            let column = columns.iter().position(|c| *c == value).unwrap_or(0);
-            keys.push(SortKey {
-                column,
-                weight: Some(columns.len() - 1),
-                desc: matches!(o.options.sort, Some(sqlparser::ast::OrderBySort::Desc)),
-            });
-        }
+        let (value, side, sql) = match item {
+            Some(i) => (i.column, side_of(i.column), i.sql.clone()),
+            None => {
+                let side = match sides.of_condition(e)? {
+                    Reach::One(s) => s,
+                    Reach::None => Side::Left,
+                    Reach::Both => return Err(across("an ORDER BY over both tables")),
+                };
+                let sql = text(e)?;
+                let c = at(side, q[idx(side)].item(sql.clone()));
+                columns.push(c);
+                (c, side, sql)
+            }
+        };
+        let weight = at(
+            side,
+            q[idx(side)].item(format!("WEIGHT_STRING(RTRIM({sql}))")),
+        );
+        columns.push(weight);
+        let column = columns.iter().position(|c| *c == value).unwrap_or(0);
+        keys.push(SortKey {
+            column,
+            weight: Some(columns.len() - 1),
+            desc: matches!(o.options.sort, Some(sqlparser::ast::OrderBySort::Desc)),
+        });
     }
     let mut stages = Vec::new();
+    sort_limit_drop(&mut stages, query, keys, columns.len() - visible)?;
+    Ok((columns, stages))
+}
+
+/// The last stages: ORDER BY, LIMIT, and dropping the hidden columns.
+fn sort_limit_drop(
+    stages: &mut Vec<Stage>,
+    query: &Query,
+    keys: Vec<SortKey>,
+    hidden: usize,
+) -> Result<(), PlanError> {
     if !keys.is_empty() {
         stages.push(Stage::MemorySort { keys });
     }
     if let Some((offset, count)) = crate::merge::limit_of(query)? {
         stages.push(Stage::Limit { offset, count });
     }
-    if columns.len() > visible {
-        stages.push(Stage::DropHidden {
-            count: columns.len() - visible,
-        });
+    if hidden > 0 {
+        stages.push(Stage::DropHidden { count: hidden });
     }
-
-    Ok((columns, stages))
+    Ok(())
 }
 
 /// Joined rows grouped at the proxy: each joined row carries its group keys (with collation
@@ -569,6 +564,23 @@ fn grouped_rows(
         });
     }
     let mut aggregates = Vec::new();
+    let aggregate_partials = |add: &mut dyn FnMut(&mut [SideQuery; 2], Side, String) -> usize,
+                              q: &mut [SideQuery; 2],
+                              aggregates: &mut Vec<engine::Aggregate>,
+                              func: &str,
+                              arg: Option<&Expr>,
+                              name: Option<&str>|
+     -> Result<Vec<usize>, PlanError> {
+        let side = match arg {
+            Some(a) => side_of_expr(a)?,
+            None => Side::Left,
+        };
+        let arg_sql = arg.map(&text).transpose()?;
+        let scalar = group_exprs.is_empty();
+        Ok(partials(
+            add, q, aggregates, side, func, arg_sql, name, scalar,
+        ))
+    };
     let mut output = Vec::new();
     // Each select item's output column, and the weight to sort it by.
     let mut outputs: Vec<(Option<String>, &Expr, Option<usize>, EvalExpr)> = Vec::new();
@@ -600,22 +612,8 @@ fn grouped_rows(
             }
             Some(Err(what)) => return Err(across(&what)),
             Some(Ok((func, arg))) => {
-                let side = match arg {
-                    Some(a) => side_of_expr(a)?,
-                    None => Side::Left,
-                };
-                let arg_sql = arg.map(&text).transpose()?;
-                let scalar = group_exprs.is_empty();
-                let cols = partials(
-                    &mut add,
-                    q,
-                    &mut aggregates,
-                    side,
-                    func,
-                    arg_sql,
-                    Some(&quoted),
-                    scalar,
-                );
+                let cols =
+                    aggregate_partials(&mut add, q, &mut aggregates, func, arg, Some(&quoted))?;
                 value = partial_value(func, &cols);
                 output.push(match (func, cols.as_slice()) {
                     ("count", [c]) => engine::OutputColumn::Computed {
@@ -663,22 +661,7 @@ fn grouped_rows(
             }
             match aggregate(e) {
                 Some(Ok((func, arg))) => {
-                    let side = match arg {
-                        Some(a) => side_of_expr(a)?,
-                        None => Side::Left,
-                    };
-                    let arg_sql = arg.map(&text).transpose()?;
-                    let scalar = group_exprs.is_empty();
-                    let cols = partials(
-                        &mut add,
-                        q,
-                        &mut aggregates,
-                        side,
-                        func,
-                        arg_sql,
-                        None,
-                        scalar,
-                    );
+                    let cols = aggregate_partials(&mut add, q, &mut aggregates, func, arg, None)?;
                     Ok(partial_value(func, &cols))
                 }
                 Some(Err(what)) => Err(across(&what)),
@@ -689,42 +672,29 @@ fn grouped_rows(
     // ORDER BY on the select items, after the projection (their weights ride along hidden).
     let visible = output.len();
     let mut keys = Vec::new();
-    if let Some(order) = &query.order_by {
-        let OrderByKind::Expressions(exprs) = &order.kind else {
-            return Err(across("ORDER BY ALL"));
-        };
-        for o in exprs {
-            let e = &o.expr;
-            let position = match e {
-                Expr::Value(v) => match &v.value {
-                    sqlparser::ast::Value::Number(n, _) => {
-                        n.parse::<usize>().ok().and_then(|p| p.checked_sub(1))
-                    }
-                    _ => None,
-                },
-                _ => None,
-            };
-            let i = position
-                .filter(|&p| p < visible)
-                .or_else(|| {
-                    outputs.iter().position(|(alias, expr, _, _)| match e {
+    for o in order_by(query)? {
+        let e = &o.expr;
+        let position = crate::merge::position_of(e).map(|p| p - 1);
+        let i = position
+            .filter(|&p| p < visible)
+            .or_else(|| {
+                outputs.iter().position(|(alias, expr, _, _)| match e {
                         Expr::Identifier(id) => alias
                             .as_deref()
                             .is_some_and(|a| a.eq_ignore_ascii_case(&id.value)),
                         _ => false,
                     } || *expr == e)
-                })
-                .ok_or_else(|| across("an ORDER BY that is not a select item"))?;
-            let weight = outputs[i].2.map(|w| {
-                output.push(engine::OutputColumn::Column(w));
-                output.len() - 1
-            });
-            keys.push(SortKey {
-                column: i,
-                weight,
-                desc: matches!(o.options.sort, Some(sqlparser::ast::OrderBySort::Desc)),
-            });
-        }
+            })
+            .ok_or_else(|| across("an ORDER BY that is not a select item"))?;
+        let weight = outputs[i].2.map(|w| {
+            output.push(engine::OutputColumn::Column(w));
+            output.len() - 1
+        });
+        keys.push(SortKey {
+            column: i,
+            weight,
+            desc: matches!(o.options.sort, Some(sqlparser::ast::OrderBySort::Desc)),
+        });
     }
     let mut stages = Vec::new();
     if !group.is_empty() {
@@ -736,20 +706,9 @@ fn grouped_rows(
     if let Some(predicate) = having {
         stages.push(Stage::Filter { predicate });
     }
-    stages.push(Stage::Projection {
-        columns: output.clone(),
-    });
-    if !keys.is_empty() {
-        stages.push(Stage::MemorySort { keys });
-    }
-    if let Some((offset, count)) = crate::merge::limit_of(query)? {
-        stages.push(Stage::Limit { offset, count });
-    }
-    if output.len() > visible {
-        stages.push(Stage::DropHidden {
-            count: output.len() - visible,
-        });
-    }
+    let hidden = output.len() - visible;
+    stages.push(Stage::Projection { columns: output });
+    sort_limit_drop(&mut stages, query, keys, hidden)?;
     Ok((columns, stages))
 }
 
@@ -870,6 +829,17 @@ fn aggregate(expr: &Expr) -> Option<Result<(&'static str, Option<&Expr>), String
         [FunctionArg::Unnamed(FunctionArgExpr::Expr(e))] => Ok((func, Some(e))),
         _ => Err(format!("this {}() call", name.to_uppercase())),
     })
+}
+
+/// The ORDER BY expressions (none without ORDER BY).
+fn order_by(query: &Query) -> Result<&[sqlparser::ast::OrderByExpr], PlanError> {
+    match &query.order_by {
+        None => Ok(&[]),
+        Some(order) => match &order.kind {
+            OrderByKind::Expressions(exprs) => Ok(exprs),
+            OrderByKind::All(_) => Err(unsupported("ORDER BY ALL in a join across shards")),
+        },
+    }
 }
 
 fn side_of(c: JoinColumn) -> Side {

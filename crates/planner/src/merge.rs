@@ -216,7 +216,7 @@ pub(crate) fn limit_of(query: &Query) -> Result<Option<(u64, u64)>, PlanError> {
     })
 }
 
-fn position_of(expr: &Expr) -> Option<usize> {
+pub(crate) fn position_of(expr: &Expr) -> Option<usize> {
     match expr {
         Expr::Value(v) => match &v.value {
             Value::Number(n, _) => n.parse::<usize>().ok().filter(|p| *p >= 1),
