@@ -358,7 +358,15 @@ refused: SELECT id + 1 FROM customers UNION SELECT customer_id FROM orders
 SELECT * FROM customers WHERE id NOT IN (SELECT customer_id FROM orders)
 SELECT c.name FROM customers c WHERE c.id = 5 AND c.score IN (SELECT qty FROM orders WHERE customer_id = 5)
 SELECT * FROM customers WHERE score IN (SELECT qty FROM orders)
-refused: SELECT * FROM (SELECT customer_id, COUNT(*) AS n FROM orders GROUP BY customer_id) t
+SELECT * FROM (SELECT customer_id, COUNT(*) AS n FROM orders GROUP BY customer_id) t
+SELECT t.customer_id, t.n FROM (SELECT customer_id, COUNT(*) AS n FROM orders GROUP BY customer_id) AS t WHERE t.n > 3 ORDER BY t.n DESC, t.customer_id LIMIT 5
+SELECT * FROM (SELECT name, id FROM customers WHERE id > 150) t ORDER BY name, id
+SELECT x.id AS ident FROM (SELECT id, balance FROM customers WHERE score > 40) x WHERE x.balance > 500
+SELECT u.id FROM (SELECT id FROM customers UNION SELECT customer_id FROM orders) u WHERE u.id < 0
+SELECT * FROM (SELECT c.id, o.order_id FROM customers c JOIN orders o ON o.product_id = c.id) j WHERE j.order_id < 40
+SELECT t.city, t.total FROM (SELECT city, SUM(balance) AS total FROM customers GROUP BY city) t ORDER BY t.city LIMIT 3
+refused: SELECT COUNT(*) FROM (SELECT customer_id FROM orders) t
+refused: SELECT * FROM (SELECT name FROM customers) t WHERE t.name = 'Ana'
 refused: SELECT c.id, o.order_id FROM customers c JOIN orders o ON o.customer_id = c.id WHERE EXISTS (SELECT 1 FROM orders x WHERE x.qty = c.score)
 refused: SELECT GROUP_CONCAT(name) FROM customers
 refused: SELECT city, COUNT(*) FROM customers GROUP BY city WITH ROLLUP

@@ -216,7 +216,8 @@ fn compare(l: &Val, r: &Val) -> Result<Option<Ordering>, EngineError> {
         (Val::Null, _) | (_, Val::Null) => return Ok(None),
         (Val::Text(_), Val::Text(_)) => {
             return Err(EngineError::Unsupported(
-                "comparing strings in HAVING across shards".into(),
+                "comparing strings at the proxy (HAVING across shards, WHERE over a derived table)"
+                    .into(),
             ));
         }
         (Val::Float(_), _) | (_, Val::Float(_)) | (Val::Text(_), _) | (_, Val::Text(_)) => {

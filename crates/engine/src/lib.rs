@@ -10,6 +10,7 @@
 
 mod compare;
 mod decimal;
+mod derived;
 mod eval;
 mod fanout;
 mod insert;
@@ -34,7 +35,7 @@ pub use eval::{ArithOp, CompareOp, EvalExpr, Literal};
 pub use mysql_common::packets::Column;
 pub use mysql_common::value::Value;
 pub use plan::{
-    Aggregate, AggregateKind, ComputedKind, Generate, Insert, InsertRow, Join, JoinColumn,
+    Aggregate, AggregateKind, ComputedKind, Derived, Generate, Insert, InsertRow, Join, JoinColumn,
     JoinRight, Opcode, OutputColumn, OwnedLookup, OwnedWrite, Plan, PullOut, Pulled, PulledKind,
     Route, Select, Send, Stage, Wildcard,
 };
@@ -243,6 +244,7 @@ pub async fn execute<E: Executor, S: RowSink>(
             .await
         }
         Plan::Join(j) => join::execute(j, vschema, executor, sink, options).await,
+        Plan::Derived(d) => derived::execute(d, vschema, executor, sink, options).await,
         // Its statement is planned once the subqueries' values are known: the caller does that.
         Plan::PullOut(_) => Err(EngineError::Bug(
             "a pulled-out subquery reached the engine unsplit".into(),

@@ -18,6 +18,15 @@ pub enum Plan {
     OwnedWrite(OwnedWrite),
     PullOut(PullOut),
     Join(Join),
+    Derived(Derived),
+}
+
+/// A derived table (`FROM (SELECT ...) t`) whose rows span shards: its plan's rows flow through
+/// the outer query's stages at the proxy (Filter, MemorySort, Limit, Projection, DropHidden).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Derived {
+    pub inner: Box<Plan>,
+    pub stages: Vec<Stage>,
 }
 
 /// A join whose tables' rows do not live together (nested loop, batched): the left side runs
@@ -205,6 +214,8 @@ pub enum OutputColumn {
         name: String,
         kind: ComputedKind,
     },
+    /// An input column under another name (`t.x AS y`).
+    Named { column: usize, name: String },
     /// `AVG(x)` = SUM / COUNT, to the sum's scale + 4 as MySQL does (a double for doubles).
     Avg {
         sum: usize,
@@ -441,6 +452,18 @@ impl Plan {
                     let _ = write!(out, "\n  {line}");
                 }
             }
+            Plan::Derived(d) => {
+                let mut depth = 0;
+                for stage in d.stages.iter().rev() {
+                    let _ = writeln!(out, "{}{}", "  ".repeat(depth), describe_stage(stage));
+                    depth += 1;
+                }
+                let indent = "  ".repeat(depth);
+                let _ = write!(out, "{indent}Derived");
+                for line in d.inner.describe().lines() {
+                    let _ = write!(out, "\n{indent}  {line}");
+                }
+            }
             Plan::Join(j) => {
                 let columns: Vec<String> = j
                     .columns
@@ -576,6 +599,7 @@ fn describe_stage(stage: &Stage) -> String {
                 .iter()
                 .map(|c| match c {
                     OutputColumn::Column(i) => format!("{i}"),
+                    OutputColumn::Named { column, name } => format!("{column} as {name:?}"),
                     OutputColumn::Computed { column, name, .. } => format!("{column} as {name:?}"),
                     OutputColumn::Avg { sum, count, name } => format!("{sum}/{count} as {name:?}"),
                 })

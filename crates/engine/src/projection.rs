@@ -53,6 +53,10 @@ impl ProjectionRun {
                     defs.push(get(*i)?.clone());
                     avg.push(None);
                 }
+                OutputColumn::Named { column, name } => {
+                    defs.push(get(*column)?.clone().with_name(name.as_bytes()));
+                    avg.push(None);
+                }
                 OutputColumn::Computed {
                     column,
                     name,
@@ -123,9 +127,12 @@ impl ProjectionRun {
             .iter()
             .zip(&self.avg)
             .map(|(c, avg)| match (c, avg) {
-                (OutputColumn::Column(i) | OutputColumn::Computed { column: i, .. }, _) => {
-                    Ok(row[*i].clone())
-                }
+                (
+                    OutputColumn::Column(i)
+                    | OutputColumn::Named { column: i, .. }
+                    | OutputColumn::Computed { column: i, .. },
+                    _,
+                ) => Ok(row[*i].clone()),
                 (OutputColumn::Avg { sum, count, .. }, Some((is_double, scale))) => {
                     average(&row[*sum], &row[*count], *is_double, *scale)
                 }

@@ -314,7 +314,7 @@ fn plan(
         .collect();
     let left_star = left_query.items.len();
     left_query.items.append(&mut left_query.star);
-    let left_plan = plan_text(&side_sql(&left_query, &left.from), ctx)?;
+    let left_plan = crate::plan_text(&side_sql(&left_query, &left.from), ctx)?;
 
     // The right query: its items, then which keys each row matched.
     let mut right_query = std::mem::take(&mut q[1]);
@@ -832,7 +832,7 @@ fn aggregate(expr: &Expr) -> Option<Result<(&'static str, Option<&Expr>), String
 }
 
 /// The ORDER BY expressions (none without ORDER BY).
-fn order_by(query: &Query) -> Result<&[sqlparser::ast::OrderByExpr], PlanError> {
+pub(crate) fn order_by(query: &Query) -> Result<&[sqlparser::ast::OrderByExpr], PlanError> {
     match &query.order_by {
         None => Ok(&[]),
         Some(order) => match &order.kind {
@@ -876,7 +876,7 @@ fn side_sql(q: &SideQuery, from: &str) -> String {
 
 /// An expression's text as the client wrote it (the parser's printer loses escapes), checked to
 /// parse back to the same expression.
-fn expr_text(expr: &Expr, source: &SourceText<'_>) -> Result<String, PlanError> {
+pub(crate) fn expr_text(expr: &Expr, source: &SourceText<'_>) -> Result<String, PlanError> {
     let text = source
         .range(expr.span())
         .and_then(|r| crate::text::balanced(source.sql(), r.start, r.end))
@@ -893,14 +893,6 @@ fn expr_text(expr: &Expr, source: &SourceText<'_>) -> Result<String, PlanError> 
             "rewriting the expression {expr} for a join across shards"
         ))),
     }
-}
-
-fn plan_text(sql: &str, ctx: &Context<'_>) -> Result<Plan, PlanError> {
-    let stmt = Parser::parse_sql(&MySqlDialect {}, sql)
-        .ok()
-        .and_then(|mut s| (s.len() == 1).then(|| s.remove(0)))
-        .ok_or_else(|| unsupported(format!("planning {sql}")))?;
-    crate::plan(&stmt, sql, ctx)
 }
 
 /// Which tables an expression reads.

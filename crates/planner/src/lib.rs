@@ -14,6 +14,7 @@
 mod clauses;
 mod colocate;
 mod ddl;
+mod derived;
 mod dml;
 mod join;
 mod merge;
@@ -99,6 +100,15 @@ pub fn metadata_target(
         }
         _ => Ok(None),
     }
+}
+
+/// Plans a statement the planner wrote itself (a side of a join, a subquery run first).
+pub(crate) fn plan_text(sql: &str, ctx: &Context<'_>) -> Result<Plan, PlanError> {
+    let stmt = sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::MySqlDialect {}, sql)
+        .ok()
+        .and_then(|mut s| (s.len() == 1).then(|| s.remove(0)))
+        .ok_or_else(|| unsupported(format!("planning {sql}")))?;
+    plan(&stmt, sql, ctx)
 }
 
 /// Plans one statement. `sql` is the client's text that `stmt` was parsed from.

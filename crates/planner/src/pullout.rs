@@ -10,8 +10,6 @@ use engine::{Plan, PullOut, Pulled, PulledKind};
 use sqlparser::ast::{
     Expr, InTarget, ObjectName, Query, SelectItem, SetExpr, Spanned, TableFactor, Visit, Visitor,
 };
-use sqlparser::dialect::MySqlDialect;
-use sqlparser::parser::Parser;
 use sqlparser::tokenizer::Span;
 use vschema::Table;
 
@@ -112,7 +110,7 @@ fn build(found: &[Found], source: &SourceText<'_>, ctx: &Context<'_>) -> Result<
     let mut subqueries = Vec::with_capacity(found.len());
     let mut edits = Vec::with_capacity(found.len());
     for (i, f) in found.iter().enumerate() {
-        let plan = plan_text(&source.sql()[f.range.clone()], ctx)?;
+        let plan = crate::plan_text(&source.sql()[f.range.clone()], ctx)?;
         if matches!(plan, Plan::PullOut(_)) {
             return Err(crate::unsupported(
                 "a subquery that runs first inside another one",
@@ -125,7 +123,7 @@ fn build(found: &[Found], source: &SourceText<'_>, ctx: &Context<'_>) -> Result<
         }
     }
     // The statement must be plannable once the values are in: check it with empty results.
-    plan_text(&source.with_edits(stand_ins(found)), ctx)?;
+    crate::plan_text(&source.with_edits(stand_ins(found)), ctx)?;
     Ok(Plan::PullOut(PullOut {
         subqueries,
         template: source.with_edits(edits),
@@ -143,14 +141,6 @@ fn stand_ins(found: &[Found]) -> Vec<(std::ops::Range<usize>, String)> {
             (f.range.clone(), text.to_string())
         })
         .collect()
-}
-
-fn plan_text(sql: &str, ctx: &Context<'_>) -> Result<Plan, PlanError> {
-    let stmt = Parser::parse_sql(&MySqlDialect {}, sql)
-        .ok()
-        .and_then(|mut s| (s.len() == 1).then(|| s.remove(0)))
-        .ok_or_else(|| crate::unsupported(format!("planning the subquery {sql}")))?;
-    crate::plan(&stmt, sql, ctx)
 }
 
 /// The subqueries directly in an expression (not those nested in them).

@@ -49,6 +49,7 @@ pub(crate) fn plan_select(
         // not live together may be joined at the proxy.
         Err(e @ PlanError::Unsupported(_)) => crate::pullout::plan_pull_out(query, source, ctx)
             .or_else(|| crate::join::plan_join(query, source, ctx))
+            .or_else(|| crate::derived::plan_derived(query, source, ctx))
             .unwrap_or(Err(e)),
         other => other,
     }

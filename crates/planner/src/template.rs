@@ -60,6 +60,11 @@ pub fn bind(template: &Plan, literals: &[Literal], vschema: &VSchema) -> Option<
             }
             Plan::Join(j)
         }
+        Plan::Derived(d) => {
+            let mut d = d.clone();
+            d.inner = Box::new(bind(&d.inner, literals, vschema)?);
+            Plan::Derived(d)
+        }
         Plan::PullOut(p) => {
             let mut p = p.clone();
             p.template = text(&p.template)?;
