@@ -349,8 +349,14 @@ SELECT o.product_id, SUM(o.qty) FROM orders o JOIN customers c ON c.id = o.custo
 SELECT COUNT(*) FROM customers c JOIN orders o ON o.product_id = c.id HAVING COUNT(*) > 1000
 refused: SELECT c.id FROM customers c JOIN orders o ON o.product_id = c.id HAVING c.id > 3
 refused: SELECT name, o.order_id FROM customers c JOIN orders o ON o.product_id = c.id
-refused: SELECT c.id FROM customers c JOIN orders o ON o.product_id = c.id WHERE o.qty > c.score
-refused: SELECT c.id FROM customers c LEFT JOIN orders o ON o.product_id = c.id WHERE o.order_id IS NULL
+SELECT c.id, o.order_id FROM customers c JOIN orders o ON o.product_id = c.id WHERE o.qty > c.score
+SELECT c.id FROM customers c LEFT JOIN orders o ON o.product_id = c.id WHERE o.order_id IS NULL
+SELECT c.id, o.order_id FROM customers c LEFT JOIN orders o ON o.product_id = c.id WHERE c.id < 8 AND (o.qty > 4 OR o.qty IS NULL) ORDER BY c.id, o.order_id
+SELECT c.id, o.order_id FROM customers c JOIN orders o ON o.product_id = c.id WHERE o.price * 10 < c.balance AND c.id < 6 ORDER BY o.order_id LIMIT 10
+SELECT c.city, COUNT(*) FROM customers c LEFT JOIN orders o ON o.product_id = c.id WHERE o.order_id IS NULL GROUP BY c.city
+SELECT v.tag, c.id FROM MAIN.vip v LEFT JOIN customers c ON c.id = v.cid WHERE c.id IS NULL
+refused: SELECT c.id FROM customers c LEFT JOIN orders o ON o.product_id = c.id AND o.qty > c.score
+refused: SELECT * FROM customers c JOIN orders o ON o.product_id = c.id WHERE o.qty > c.score
 refused: SELECT id FROM customers UNION ALL SELECT id FROM products
 refused: SELECT id FROM customers UNION SELECT id FROM customers UNION ALL SELECT customer_id FROM orders
 refused: SELECT COUNT(*) FROM customers UNION ALL SELECT COUNT(*) FROM orders

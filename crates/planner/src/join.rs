@@ -221,6 +221,10 @@ fn plan(
         parts.extend(c.into_iter().map(|e| (e, false)));
     }
     let mut key_pairs: Vec<(String, String, &Expr)> = Vec::new();
+    // Conditions over the joined rows, evaluated at the proxy after the join: over both tables
+    // (other than the join keys), and a LEFT JOIN's WHERE on its right table (NULL-extended
+    // rows included, as `... WHERE r.id IS NULL` needs).
+    let mut after: Vec<&Expr> = Vec::new();
     for (part, in_on) in parts {
         if let Expr::BinaryOp {
             left: a,
@@ -236,17 +240,22 @@ fn plan(
             };
             if let Some((l, r)) = pair {
                 if outer && !in_on {
-                    return Err(across("a WHERE condition over both tables of a LEFT JOIN"));
+                    after.push(part);
+                } else {
+                    key_pairs.push((text(l)?, text(r)?, r.as_ref()));
                 }
-                key_pairs.push((text(l)?, text(r)?, r.as_ref()));
                 continue;
             }
         }
         let side = match sides.of_condition(part)? {
-            Reach::Both => {
+            Reach::Both if outer && in_on => {
                 return Err(across(
-                    "a condition over both tables other than an equality",
+                    "an ON condition over both tables of a LEFT JOIN other than an equality",
                 ))
+            }
+            Reach::Both => {
+                after.push(part);
+                continue;
             }
             Reach::One(s) => s,
             Reach::None if outer && in_on => Side::Right,
@@ -256,9 +265,8 @@ fn plan(
             return Err(across("an ON condition on the left table of a LEFT JOIN"));
         }
         if outer && !in_on && side == Side::Right {
-            return Err(across(
-                "a WHERE condition on the right table of a LEFT JOIN",
-            ));
+            after.push(part);
+            continue;
         }
         q[idx(side)].conditions.push(text(part)?);
     }
@@ -300,11 +308,51 @@ fn plan(
     })
     .is_some()
         || !matches!(&select.group_by, GroupByExpr::Expressions(e, _) if e.is_empty());
-    let (mut columns, stages) = if grouped {
+    let (mut columns, mut stages) = if grouped {
         grouped_rows(query, select, &sides, &mut q, source)?
     } else {
         rows(query, select, &sides, &mut q, source)?
     };
+    let starred = columns
+        .iter()
+        .any(|c| matches!(c, JoinColumn::LeftFrom(_) | JoinColumn::RightFrom(_)));
+    if starred && !after.is_empty() {
+        return Err(across("SELECT * with conditions over both tables"));
+    }
+    if !after.is_empty() {
+        // The columns the conditions read go last in the joined row; a projection (grouped rows)
+        // or DropHidden (plain rows) takes them away again.
+        let first = columns.len();
+        let mut predicate: Option<EvalExpr> = None;
+        for part in after {
+            let e = crate::merge::to_eval(part, &mut |leaf: &Expr| {
+                let side = match sides.of_condition(leaf)? {
+                    Reach::One(s) => s,
+                    _ => return Err(across(&format!("{leaf} in a condition"))),
+                };
+                let c = at(side, q[idx(side)].item(text(leaf)?));
+                columns.push(c);
+                Ok(EvalExpr::Column(columns.len() - 1))
+            })?;
+            predicate = Some(match predicate {
+                None => e,
+                Some(p) => EvalExpr::And(Box::new(p), Box::new(e)),
+            });
+        }
+        let added = columns.len() - first;
+        if let Some(predicate) = predicate {
+            stages.insert(0, Stage::Filter { predicate });
+        }
+        if !grouped {
+            match stages.iter_mut().find_map(|s| match s {
+                Stage::DropHidden { count } => Some(count),
+                _ => None,
+            }) {
+                Some(count) => *count += added,
+                None => stages.push(Stage::DropHidden { count: added }),
+            }
+        }
+    }
 
     // The left query: its items, then the keys.
     let mut left_query = std::mem::take(&mut q[0]);
