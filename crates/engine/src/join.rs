@@ -27,6 +27,11 @@ pub(crate) async fn execute<E: Executor, S: RowSink>(
     if more {
         return Err(EngineError::TooManyRows(max));
     }
+    if join.left_keys.iter().any(|&k| k >= left.columns.len()) {
+        return Err(EngineError::Bug(
+            "a join key past the left side's columns".into(),
+        ));
+    }
     let mut stages = None;
     let mut expanded = Vec::new();
     let mut out = Vec::new();
