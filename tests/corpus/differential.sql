@@ -371,7 +371,12 @@ SELECT x.id AS ident FROM (SELECT id, balance FROM customers WHERE score > 40) x
 SELECT u.id FROM (SELECT id FROM customers UNION SELECT customer_id FROM orders) u WHERE u.id < 0
 SELECT * FROM (SELECT c.id, o.order_id FROM customers c JOIN orders o ON o.product_id = c.id) j WHERE j.order_id < 40
 SELECT t.city, t.total FROM (SELECT city, SUM(balance) AS total FROM customers GROUP BY city) t ORDER BY t.city LIMIT 3
-refused: SELECT COUNT(*) FROM (SELECT customer_id FROM orders) t
+SELECT COUNT(*) FROM (SELECT customer_id FROM orders) t
+SELECT COUNT(*) FROM (SELECT DISTINCT customer_id FROM orders) AS subquery
+SELECT COUNT(*), SUM(t.n), MIN(t.n), MAX(t.n), AVG(t.n) FROM (SELECT customer_id, COUNT(*) AS n FROM orders GROUP BY customer_id) t
+SELECT t.city, COUNT(*) AS k, MIN(t.balance), MAX(t.balance) FROM (SELECT city, name, balance FROM customers WHERE id > 20) t GROUP BY t.city ORDER BY k DESC, t.city
+SELECT t.n, COUNT(*) FROM (SELECT customer_id, COUNT(*) AS n FROM orders GROUP BY customer_id) t GROUP BY t.n HAVING COUNT(*) > 2 ORDER BY t.n LIMIT 4
+SELECT COUNT(t.score), COUNT(*) FROM (SELECT score FROM customers) t
 refused: SELECT * FROM (SELECT name FROM customers) t WHERE t.name = 'Ana'
 refused: SELECT c.id, o.order_id FROM customers c JOIN orders o ON o.customer_id = c.id WHERE EXISTS (SELECT 1 FROM orders x WHERE x.qty = c.score)
 refused: SELECT GROUP_CONCAT(name) FROM customers

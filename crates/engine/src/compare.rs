@@ -158,9 +158,11 @@ impl Comparator {
             })?;
             let kind = ColumnKind::of(column)?;
             if kind == ColumnKind::Text && key.weight.is_none_or(|w| w >= columns.len()) {
-                return Err(EngineError::Bug(format!(
-                    "text sort key {} has no weight column",
-                    key.column
+                // A key the planner could not ask the shards to weigh (a derived table's column
+                // from a UNION, say): refused rather than sorted by bytes.
+                return Err(EngineError::Unsupported(format!(
+                    "sorting or grouping the text column {} without its collation weights",
+                    key.column + 1
                 )));
             }
             resolved.push((key.clone(), kind));

@@ -36,8 +36,8 @@ pub use mysql_common::packets::Column;
 pub use mysql_common::value::Value;
 pub use plan::{
     Aggregate, AggregateKind, ComputedKind, Derived, Generate, Insert, InsertRow, Join, JoinColumn,
-    JoinRight, Opcode, OutputColumn, OwnedLookup, OwnedWrite, Plan, PullOut, Pulled, PulledKind,
-    Route, Select, Send, Stage, Wildcard,
+    JoinRight, Opcode, OutputColumn, OwnedLookup, OwnedWrite, Partial, Plan, PullOut, Pulled,
+    PulledKind, Route, Select, Send, Stage, Wildcard,
 };
 pub use pullout::{splice, NO_ROWS};
 use vschema::{Keyspace, SequenceRef, VSchema, VindexError};

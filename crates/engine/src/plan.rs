@@ -169,6 +169,18 @@ pub enum Stage {
     Projection { columns: Vec<OutputColumn> },
     /// Drops the last `count` columns: helpers the planner added for sorting.
     DropHidden { count: usize },
+    /// Appends one partial per entry, for aggregating rows that carry no partials of their own
+    /// (a derived table's): each aggregate combines its own column.
+    Partials { partials: Vec<Partial> },
+}
+
+/// One appended partial of [`Stage::Partials`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Partial {
+    /// 1 per row (`None`: COUNT(*)), or 1 when the column is not NULL and 0 when it is.
+    Count(Option<usize>),
+    /// A copy of the column (SUM, MIN, MAX combine it).
+    Value(usize),
 }
 
 /// A shard-computed partial aggregate in `column`, and how partials combine.
@@ -594,6 +606,17 @@ fn describe_stage(stage: &Stage) -> String {
         Stage::MemorySort { keys: k } => format!("MemorySort {}", keys(k)),
         Stage::Limit { offset, count } => format!("Limit offset={offset} count={count}"),
         Stage::DropHidden { count } => format!("DropHidden count={count}"),
+        Stage::Partials { partials } => {
+            let p: Vec<String> = partials
+                .iter()
+                .map(|p| match p {
+                    Partial::Count(None) => "count(*)".to_string(),
+                    Partial::Count(Some(i)) => format!("count({i})"),
+                    Partial::Value(i) => format!("{i}"),
+                })
+                .collect();
+            format!("Partials [{}]", p.join(", "))
+        }
         Stage::Projection { columns } => {
             let cols: Vec<String> = columns
                 .iter()

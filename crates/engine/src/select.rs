@@ -11,7 +11,7 @@ use crate::eval::Evaluator;
 use crate::fanout::with_streams;
 use crate::merge_sort::Source;
 use crate::ordered_aggregate::AggregateRun;
-use crate::plan::{Select, Stage};
+use crate::plan::{Partial, Select, Stage};
 use crate::projection::ProjectionRun;
 use crate::route::shards_for;
 use crate::{Column, EngineError, ExecOptions, Executor, Outcome, RowSink, Value};
@@ -32,6 +32,7 @@ pub(crate) enum Run<'p> {
     },
     Project(ProjectionRun),
     Drop(usize),
+    Partials(&'p [Partial]),
 }
 
 #[derive(PartialEq, Eq)]
@@ -68,6 +69,22 @@ pub(crate) fn build<'p>(
                 })?;
                 columns.truncate(keep);
                 Run::Drop(keep)
+            }
+            Stage::Partials { partials } => {
+                for p in partials {
+                    let def = match p {
+                        Partial::Count(_) => {
+                            Column::new(mysql_common::constants::ColumnType::MYSQL_TYPE_LONGLONG)
+                                .with_character_set(63)
+                        }
+                        Partial::Value(i) => columns
+                            .get(*i)
+                            .ok_or_else(|| EngineError::Bug(format!("partial of column {i}")))?
+                            .clone(),
+                    };
+                    columns.push(def);
+                }
+                Run::Partials(partials)
             }
             Stage::Projection { columns: output } => {
                 let (run, defs) = ProjectionRun::new(output, &columns)?;
@@ -124,6 +141,20 @@ pub(crate) fn push(
             row.truncate(*keep);
             produced.push(row);
         }
+        Run::Partials(partials) => {
+            let mut row = row;
+            for p in partials.iter() {
+                let v = match *p {
+                    Partial::Count(c) => {
+                        let counts = c.is_none_or(|i| !matches!(row[i], Value::NULL));
+                        Value::Bytes(if counts { b"1" } else { b"0" }.to_vec())
+                    }
+                    Partial::Value(i) => row[i].clone(),
+                };
+                row.push(v);
+            }
+            produced.push(row);
+        }
     }
     for r in produced {
         if push(runs, at + 1, r, out)? == Flow::Stop {
@@ -149,7 +180,7 @@ pub(crate) fn finish(
             rows.sort_by(|a, b| cmp.compare(a, b));
             produced.append(rows);
         }
-        Run::Filter(_) | Run::Limit { .. } | Run::Project(_) | Run::Drop(_) => {}
+        Run::Filter(_) | Run::Limit { .. } | Run::Project(_) | Run::Drop(_) | Run::Partials(_) => {}
     }
     for r in produced {
         if push(runs, at + 1, r, out)? == Flow::Stop {

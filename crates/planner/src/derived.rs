@@ -63,18 +63,22 @@ fn plan(
     ctx: &Context<'_>,
 ) -> Result<Plan, PlanError> {
     let outer = |what: &str| unsupported(format!("{what} over a derived table that spans shards"));
-    let grouped = !matches!(&select.group_by, GroupByExpr::Expressions(e, _) if e.is_empty());
-    if grouped
+    let grouped = !matches!(&select.group_by, GroupByExpr::Expressions(e, _) if e.is_empty())
         || select.having.is_some()
-        || select.distinct.is_some()
-        || select.into.is_some()
         || crate::select::find_call(&select.projection, |f| {
             let name = f.name.to_string().to_ascii_lowercase();
-            (crate::select::AGGREGATES.contains(&name.as_str()) || f.over.is_some()).then_some(name)
+            crate::select::AGGREGATES
+                .contains(&name.as_str())
+                .then_some(name)
         })
-        .is_some()
-    {
-        return Err(outer("GROUP BY, HAVING, DISTINCT, INTO or aggregates"));
+        .is_some();
+    if select.distinct.is_some() || select.into.is_some() {
+        return Err(outer("DISTINCT or INTO"));
+    }
+    if let Some(w) = crate::select::find_call(&select.projection, |f| {
+        f.over.is_some().then(|| f.name.to_string())
+    }) {
+        return Err(outer(&format!("the window function {w}")));
     }
     if query.with.is_some() || query.fetch.is_some() || !query.locks.is_empty() {
         return Err(outer("WITH, FETCH or locking"));
@@ -139,74 +143,87 @@ fn plan(
         stages.push(Stage::Filter { predicate });
     }
 
-    // ORDER BY: each key's column, and its collation weight added to a plain inner SELECT.
-    let mut weights: Vec<String> = Vec::new();
-    let mut keys = Vec::new();
-    for o in crate::join::order_by(query)? {
-        let c = match crate::merge::position_of(&o.expr) {
-            Some(p) => p - 1,
-            None => column(&o.expr)?,
-        };
-        let item_text =
-            inner_select
-                .and_then(|s| s.projection.get(c))
-                .and_then(|item| match item {
-                    SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. }
-                        if !crate::merge::contains_aggregate(e) =>
-                    {
-                        crate::join::expr_text(e, source).ok()
-                    }
-                    _ => None,
-                });
-        let weight = item_text.map(|t| {
-            weights.push(format!("WEIGHT_STRING(RTRIM({t}))"));
-            width + weights.len() - 1
-        });
-        keys.push(SortKey {
-            column: c,
-            weight,
-            desc: matches!(o.options.sort, Some(sqlparser::ast::OrderBySort::Desc)),
-        });
-    }
-    let inner_sql = if weights.is_empty() {
-        inner_sql.to_string()
-    } else {
-        with_items(inner_sql, &weights).ok_or_else(|| outer("ORDER BY this derived table"))?
+    // Text keys sort by collation weights added to a plain inner SELECT's select list.
+    let mut weights = Weights {
+        texts: inner_select
+            .map(|s| {
+                s.projection
+                    .iter()
+                    .map(|item| match item {
+                        SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. }
+                            if !crate::merge::contains_aggregate(e) =>
+                        {
+                            crate::join::expr_text(e, source).ok()
+                        }
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        added: Vec::new(),
+        width,
     };
-    if !keys.is_empty() {
-        stages.push(Stage::MemorySort { keys });
-    }
-    if let Some((offset, count)) = crate::merge::limit_of(query)? {
-        stages.push(Stage::Limit { offset, count });
-    }
-
-    // The outer select list.
-    let mut output = Vec::new();
-    let mut pass_through = false;
-    for item in &select.projection {
-        match item {
-            SelectItem::Wildcard(_) => pass_through = true,
-            SelectItem::QualifiedWildcard(SelectItemQualifiedWildcardKind::ObjectName(n), _)
-                if n.to_string() == alias =>
-            {
-                pass_through = true
+    if grouped {
+        stages.extend(grouped_stages(
+            query,
+            select,
+            &mut weights,
+            &column,
+            &outer,
+            source,
+        )?);
+    } else {
+        let mut keys = Vec::new();
+        for o in crate::join::order_by(query)? {
+            let c = match crate::merge::position_of(&o.expr) {
+                Some(p) => p - 1,
+                None => column(&o.expr)?,
+            };
+            keys.push(SortKey {
+                column: c,
+                weight: weights.of(c),
+                desc: matches!(o.options.sort, Some(sqlparser::ast::OrderBySort::Desc)),
+            });
+        }
+        if !keys.is_empty() {
+            stages.push(Stage::MemorySort { keys });
+        }
+        if let Some((offset, count)) = crate::merge::limit_of(query)? {
+            stages.push(Stage::Limit { offset, count });
+        }
+        // The outer select list.
+        let mut output = Vec::new();
+        let mut pass_through = false;
+        for item in &select.projection {
+            match item {
+                SelectItem::Wildcard(_) => pass_through = true,
+                SelectItem::QualifiedWildcard(
+                    SelectItemQualifiedWildcardKind::ObjectName(n),
+                    _,
+                ) if n.to_string() == alias => pass_through = true,
+                SelectItem::UnnamedExpr(e) => output.push(OutputColumn::Column(column(e)?)),
+                SelectItem::ExprWithAlias { expr, alias } => output.push(OutputColumn::Named {
+                    column: column(expr)?,
+                    name: alias.value.clone(),
+                }),
+                other => return Err(outer(&other.to_string())),
             }
-            SelectItem::UnnamedExpr(e) => output.push(OutputColumn::Column(column(e)?)),
-            SelectItem::ExprWithAlias { expr, alias } => output.push(OutputColumn::Named {
-                column: column(expr)?,
-                name: alias.value.clone(),
+        }
+        match (pass_through, output.is_empty()) {
+            (true, true) if !weights.added.is_empty() => stages.push(Stage::DropHidden {
+                count: weights.added.len(),
             }),
-            other => return Err(outer(&other.to_string())),
+            (true, true) => {}
+            (false, false) => stages.push(Stage::Projection { columns: output }),
+            _ => return Err(outer("* with other columns")),
         }
     }
-    match (pass_through, output.is_empty()) {
-        (true, true) if !weights.is_empty() => stages.push(Stage::DropHidden {
-            count: weights.len(),
-        }),
-        (true, true) => {}
-        (false, false) => stages.push(Stage::Projection { columns: output }),
-        _ => return Err(outer("* with other columns")),
-    }
+    let inner_sql = if weights.added.is_empty() {
+        inner_sql.to_string()
+    } else {
+        let items: Vec<String> = weights.added.iter().map(|(_, w)| w.clone()).collect();
+        with_items(inner_sql, &items).ok_or_else(|| outer("ORDER BY this derived table"))?
+    };
     let inner_plan = crate::plan_text(&inner_sql, ctx)?;
     if matches!(inner_plan, Plan::PullOut(_)) {
         return Err(outer("a subquery that runs first inside a derived table"));
@@ -215,6 +232,274 @@ fn plan(
         inner: Box::new(inner_plan),
         stages,
     }))
+}
+
+/// Collation weight columns added to the inner query, after its own `width` columns.
+struct Weights {
+    /// Each inner item's text, when a weight can be asked for it (a plain SELECT's item that is
+    /// not an aggregate).
+    texts: Vec<Option<String>>,
+    /// (inner column, its `WEIGHT_STRING(...)` item), in order.
+    added: Vec<(usize, String)>,
+    width: usize,
+}
+
+impl Weights {
+    /// The column holding inner column `c`'s weight (added on first use), if one can be had.
+    fn of(&mut self, c: usize) -> Option<usize> {
+        if let Some(i) = self.added.iter().position(|(x, _)| *x == c) {
+            return Some(self.width + i);
+        }
+        let text = self.texts.get(c)?.as_ref()?;
+        self.added
+            .push((c, format!("WEIGHT_STRING(RTRIM({text}))")));
+        Some(self.width + self.added.len() - 1)
+    }
+
+    /// The inner row's width with the weights.
+    fn end(&self) -> usize {
+        self.width + self.added.len()
+    }
+}
+
+/// GROUP BY and aggregates over the derived table's rows: each aggregate gets its own partial
+/// columns (appended by a Partials stage), which the OrderedAggregate combines group by group;
+/// then HAVING, the projection, ORDER BY (select items) and LIMIT.
+fn grouped_stages(
+    query: &Query,
+    select: &Select,
+    weights: &mut Weights,
+    column: &dyn Fn(&Expr) -> Result<usize, PlanError>,
+    outer: &dyn Fn(&str) -> PlanError,
+    source: &SourceText<'_>,
+) -> Result<Vec<Stage>, PlanError> {
+    use engine::{Aggregate, AggregateKind, ComputedKind, Partial};
+    let GroupByExpr::Expressions(group_exprs, modifiers) = &select.group_by else {
+        return Err(outer("GROUP BY ALL"));
+    };
+    if !modifiers.is_empty() {
+        return Err(outer("GROUP BY modifiers"));
+    }
+    let arg_column = |arg: Option<&Expr>| arg.map(column).transpose();
+    // Every weight first (group keys, MIN/MAX arguments): the partials go after them.
+    let mut group = Vec::new();
+    for g in group_exprs {
+        let c = column(g)?;
+        group.push(SortKey {
+            column: c,
+            weight: weights.of(c),
+            desc: false,
+        });
+    }
+    let mut calls: Vec<Expr> = Vec::new();
+    let mut collect = |e: &Expr| {
+        if crate::join::aggregate(e).is_some() {
+            calls.push(e.clone());
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    };
+    let _ = sqlparser::ast::visit_expressions(&select.projection, &mut collect);
+    if let Some(h) = &select.having {
+        let _ = sqlparser::ast::visit_expressions(h, &mut collect);
+    }
+    for e in &calls {
+        if let Some(Ok(("min" | "max", arg))) = crate::join::aggregate(e) {
+            if let Some(c) = arg_column(arg)? {
+                weights.of(c);
+            }
+        }
+    }
+    let weight_of: Vec<(usize, usize)> = weights
+        .added
+        .iter()
+        .enumerate()
+        .map(|(i, (c, _))| (*c, weights.width + i))
+        .collect();
+    let base = weights.end();
+    let mut partials: Vec<Partial> = Vec::new();
+    let mut aggregates: Vec<Aggregate> = Vec::new();
+    // An aggregate's partial columns (registered) and its combined value.
+    let mut add = |func: &str, arg: Option<usize>| -> Result<(Vec<usize>, EvalExpr), PlanError> {
+        let mut push = |p: Partial| {
+            partials.push(p);
+            base + partials.len() - 1
+        };
+        let needs =
+            |a: Option<usize>| a.ok_or_else(|| outer(&format!("{}(*)", func.to_uppercase())));
+        Ok(match func {
+            "count" => {
+                let c = push(Partial::Count(arg));
+                aggregates.push(Aggregate {
+                    column: c,
+                    kind: AggregateKind::Count,
+                });
+                (vec![c], EvalExpr::Column(c))
+            }
+            "sum" | "avg" => {
+                let a = needs(arg)?;
+                let s = push(Partial::Value(a));
+                aggregates.push(Aggregate {
+                    column: s,
+                    kind: AggregateKind::Sum,
+                });
+                if func == "sum" {
+                    (vec![s], EvalExpr::Column(s))
+                } else {
+                    let n = push(Partial::Count(Some(a)));
+                    aggregates.push(Aggregate {
+                        column: n,
+                        kind: AggregateKind::Count,
+                    });
+                    let avg = EvalExpr::Arith {
+                        op: engine::ArithOp::Div,
+                        left: Box::new(EvalExpr::Column(s)),
+                        right: Box::new(EvalExpr::Column(n)),
+                    };
+                    (vec![s, n], avg)
+                }
+            }
+            _ => {
+                let a = needs(arg)?;
+                let v = push(Partial::Value(a));
+                // Its own copy of the weight: MIN and MAX of one column each move theirs.
+                let w = weight_of
+                    .iter()
+                    .find(|(c, _)| *c == a)
+                    .map(|(_, w)| push(Partial::Value(*w)));
+                aggregates.push(Aggregate {
+                    column: v,
+                    kind: if func == "min" {
+                        AggregateKind::Min { weight: w }
+                    } else {
+                        AggregateKind::Max { weight: w }
+                    },
+                });
+                (vec![v], EvalExpr::Column(v))
+            }
+        })
+    };
+    // The select list.
+    let mut output = Vec::new();
+    // Each item: its alias, expression, value (for HAVING) and sort weight.
+    let mut items: Vec<(Option<String>, &Expr, EvalExpr, Option<usize>)> = Vec::new();
+    for item in &select.projection {
+        let (expr, alias) = match item {
+            SelectItem::UnnamedExpr(e) => (e, None),
+            SelectItem::ExprWithAlias { expr, alias } => (expr, Some(alias.value.clone())),
+            _ => return Err(outer("* with GROUP BY or aggregates")),
+        };
+        let written = crate::join::expr_text(expr, source)?;
+        let name = || alias.clone().unwrap_or_else(|| written.clone());
+        match crate::join::aggregate(expr) {
+            None => {
+                let c = column(expr)?;
+                output.push(match &alias {
+                    Some(a) => OutputColumn::Named {
+                        column: c,
+                        name: a.clone(),
+                    },
+                    None => OutputColumn::Column(c),
+                });
+                let w = weight_of.iter().find(|(x, _)| *x == c).map(|(_, w)| *w);
+                items.push((alias.clone(), expr, EvalExpr::Column(c), w));
+            }
+            Some(Err(what)) => return Err(outer(&what)),
+            Some(Ok((func, arg))) => {
+                let (cols, value) = add(func, arg_column(arg)?)?;
+                output.push(match func {
+                    "count" => OutputColumn::Computed {
+                        column: cols[0],
+                        name: name(),
+                        kind: ComputedKind::Count,
+                    },
+                    "sum" => OutputColumn::Computed {
+                        column: cols[0],
+                        name: name(),
+                        kind: ComputedKind::Sum,
+                    },
+                    "avg" => OutputColumn::Avg {
+                        sum: cols[0],
+                        count: cols[1],
+                        name: name(),
+                    },
+                    _ => OutputColumn::Named {
+                        column: cols[0],
+                        name: name(),
+                    },
+                });
+                items.push((alias.clone(), expr, value, None));
+            }
+        }
+    }
+    let having = match &select.having {
+        None => None,
+        Some(h) => Some(crate::merge::to_eval(h, &mut |e: &Expr| {
+            let by_alias = match e {
+                Expr::Identifier(id) => items.iter().find(|(a, ..)| {
+                    a.as_deref()
+                        .is_some_and(|a| a.eq_ignore_ascii_case(&id.value))
+                }),
+                _ => None,
+            };
+            if let Some((_, _, v, _)) = by_alias.or_else(|| items.iter().find(|(_, x, ..)| *x == e))
+            {
+                return Ok(v.clone());
+            }
+            match crate::join::aggregate(e) {
+                Some(Ok((func, arg))) => Ok(add(func, arg_column(arg)?)?.1),
+                Some(Err(what)) => Err(outer(&what)),
+                None => Ok(EvalExpr::Column(column(e)?)),
+            }
+        })?),
+    };
+    // ORDER BY on the select items, after the projection (their weights ride along hidden).
+    let visible = output.len();
+    let mut keys = Vec::new();
+    for o in crate::join::order_by(query)? {
+        let e = &o.expr;
+        let i = crate::merge::position_of(e)
+            .map(|p| p - 1)
+            .filter(|&p| p < visible)
+            .or_else(|| {
+                items.iter().position(|(alias, x, ..)| {
+                    *x == e
+                        || matches!(e, Expr::Identifier(id)
+                            if alias.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(&id.value)))
+                })
+            })
+            .ok_or_else(|| outer("an ORDER BY that is not a select item"))?;
+        let weight = items[i].3.map(|w| {
+            output.push(OutputColumn::Column(w));
+            output.len() - 1
+        });
+        keys.push(SortKey {
+            column: i,
+            weight,
+            desc: matches!(o.options.sort, Some(sqlparser::ast::OrderBySort::Desc)),
+        });
+    }
+    let mut stages = vec![Stage::Partials { partials }];
+    if !group.is_empty() {
+        stages.push(Stage::MemorySort {
+            keys: group.clone(),
+        });
+    }
+    stages.push(Stage::OrderedAggregate { group, aggregates });
+    if let Some(predicate) = having {
+        stages.push(Stage::Filter { predicate });
+    }
+    let hidden = output.len() - visible;
+    stages.push(Stage::Projection { columns: output });
+    if !keys.is_empty() {
+        stages.push(Stage::MemorySort { keys });
+    }
+    if let Some((offset, count)) = crate::merge::limit_of(query)? {
+        stages.push(Stage::Limit { offset, count });
+    }
+    if hidden > 0 {
+        stages.push(Stage::DropHidden { count: hidden });
+    }
+    Ok(stages)
 }
 
 /// The first SELECT of a query (of a UNION, the first branch: it names the columns).

@@ -852,7 +852,7 @@ fn partial_value(func: &str, cols: &[usize]) -> EvalExpr {
 
 /// `COUNT(*)`, `COUNT(e)`, `SUM(e)`, `MIN(e)`, `MAX(e)`, `AVG(e)`: the function and argument;
 /// `None` for other expressions; an error for other aggregates and DISTINCT.
-fn aggregate(expr: &Expr) -> Option<Result<(&'static str, Option<&Expr>), String>> {
+pub(crate) fn aggregate(expr: &Expr) -> Option<Result<(&'static str, Option<&Expr>), String>> {
     let Expr::Function(f) = expr else {
         return None;
     };
