@@ -328,7 +328,7 @@ mod tests {
             c.compare(&[b("b"), b("1"), b("\x00B")], &[b("A"), b("9"), b("\x00A")]),
             Ordering::Greater
         );
-        // A text key without a weight column is a planner bug, reported, not a wrong order.
+        // A text key without a weight column is refused, never sorted by bytes.
         assert!(Comparator::new(
             &keys[..1]
                 .iter()
