@@ -44,7 +44,6 @@ pub(crate) fn plan_select(
     ctx: &Context<'_>,
 ) -> Result<Plan, PlanError> {
     match plan_in_place(stmt, query, source, ctx) {
-        // Subqueries that cannot run inside the statement may run before it.
         // Subqueries that cannot run inside the statement may run before it; tables whose rows do
         // not live together may be joined at the proxy.
         Err(e @ PlanError::Unsupported(_)) => crate::pullout::plan_pull_out(query, source, ctx)
@@ -99,10 +98,13 @@ fn plan_in_place(
         ([(table, column, vindex, lookups)], true, SetExpr::Select(select)) => {
             match top_level_alias(select, table) {
                 Some(alias) => (*table, *column, *vindex, *lookups, select, alias),
-                None => return plan_colocated(stmt, query, ctx, keyspace, &ctes, query_text),
+                None => return plan_colocated(stmt, query, ctx, keyspace, &ctes, 1, query_text),
             }
         }
-        _ => return plan_colocated(stmt, query, ctx, keyspace, &ctes, query_text),
+        _ => {
+            let count = sharded.len();
+            return plan_colocated(stmt, query, ctx, keyspace, &ctes, count, query_text);
+        }
     };
     let mut qualifiers = vec![sharded_table.name.as_str()];
     if let Some(alias) = &alias {
@@ -152,21 +154,18 @@ pub(crate) fn spread(
     Ok(route(keyspace, opcode, query_text))
 }
 
-/// Several sharded tables, or one inside a subquery, derived table, CTE or UNION: one statement
-/// per shard when their rows that meet live together (see `colocate`).
+/// Several sharded tables (`sharded` references), or one inside a subquery, derived table, CTE or
+/// UNION: one statement per shard when their rows that meet live together (see `colocate`).
 fn plan_colocated(
     stmt: &Statement,
     query: &Query,
     ctx: &Context<'_>,
     keyspace: &vschema::Keyspace,
     ctes: &[String],
+    sharded: usize,
     query_text: String,
 ) -> Result<Plan, PlanError> {
     let analysis = Colocation::analyse(stmt, query, ctx, ctes)?;
-    let sharded = relations(stmt, ctx, ctes)?
-        .iter()
-        .filter(|t| matches!(t.table, Table::Sharded { .. }))
-        .count();
     if analysis.occurrence_count() != sharded {
         return Err(unsupported(
             "a sharded table in this position of a statement over several tables",
