@@ -342,7 +342,8 @@ SELECT name FROM customers WHERE id IN (6, 7, 8) UNION SELECT name FROM customer
 # --- refused (each names what is missing)
 SELECT * FROM products p LEFT JOIN orders o ON o.product_id = p.id
 refused: SELECT * FROM customers c JOIN orders o ON o.order_id = c.id ORDER BY o.order_id
-refused: SELECT COUNT(DISTINCT o.qty) FROM customers c JOIN orders o ON o.product_id = c.id
+SELECT COUNT(DISTINCT o.qty) FROM customers c JOIN orders o ON o.product_id = c.id
+refused: SELECT COUNT(DISTINCT o.qty), COUNT(DISTINCT c.city) FROM customers c JOIN orders o ON o.product_id = c.id
 SELECT c.city, COUNT(*) FROM customers c JOIN orders o ON o.product_id = c.id GROUP BY c.city HAVING COUNT(*) > 60
 SELECT c.city, COUNT(*) AS n, AVG(o.qty) FROM customers c JOIN orders o ON o.product_id = c.id GROUP BY c.city HAVING n >= 90 AND AVG(o.qty) > 3.4 ORDER BY c.city
 SELECT o.product_id, SUM(o.qty) FROM orders o JOIN customers c ON c.id = o.customer_id GROUP BY o.product_id HAVING MAX(c.balance) > 900 AND o.product_id < 10
@@ -377,6 +378,11 @@ SELECT COUNT(*), SUM(t.n), MIN(t.n), MAX(t.n), AVG(t.n) FROM (SELECT customer_id
 SELECT t.city, COUNT(*) AS k, MIN(t.balance), MAX(t.balance) FROM (SELECT city, name, balance FROM customers WHERE id > 20) t GROUP BY t.city ORDER BY k DESC, t.city
 SELECT t.n, COUNT(*) FROM (SELECT customer_id, COUNT(*) AS n FROM orders GROUP BY customer_id) t GROUP BY t.n HAVING COUNT(*) > 2 ORDER BY t.n LIMIT 4
 SELECT COUNT(t.score), COUNT(*) FROM (SELECT score FROM customers) t
+SELECT COUNT(DISTINCT t.city), COUNT(*) FROM (SELECT city FROM customers WHERE id > 0) t
+SELECT t.city, COUNT(DISTINCT t.score), SUM(DISTINCT t.score) FROM (SELECT city, score FROM customers) t GROUP BY t.city
+SELECT c.city, COUNT(DISTINCT o.product_id), COUNT(*) FROM customers c JOIN orders o ON o.product_id = c.id GROUP BY c.city
+SELECT COUNT(DISTINCT v.level), SUM(DISTINCT v.level), COUNT(*) FROM MAIN.vip v JOIN customers c ON c.id = v.cid
+refused: SELECT COUNT(DISTINCT t.city), COUNT(DISTINCT t.name) FROM (SELECT city, name FROM customers) t
 refused: SELECT * FROM (SELECT name FROM customers) t WHERE t.name = 'Ana'
 refused: SELECT c.id, o.order_id FROM customers c JOIN orders o ON o.customer_id = c.id WHERE EXISTS (SELECT 1 FROM orders x WHERE x.qty = c.score)
 refused: SELECT GROUP_CONCAT(name) FROM customers

@@ -303,7 +303,9 @@ fn grouped_stages(
         let _ = sqlparser::ast::visit_expressions(h, &mut collect);
     }
     for e in &calls {
-        if let Some(Ok(("min" | "max", arg))) = crate::join::aggregate(e) {
+        if let Some(Ok(("min" | "max" | "count_distinct" | "sum_distinct", arg))) =
+            crate::join::aggregate(e)
+        {
             if let Some(c) = arg_column(arg)? {
                 weights.of(c);
             }
@@ -327,6 +329,23 @@ fn grouped_stages(
         let needs =
             |a: Option<usize>| a.ok_or_else(|| outer(&format!("{}(*)", func.to_uppercase())));
         Ok(match func {
+            "count_distinct" | "sum_distinct" => {
+                let a = needs(arg)?;
+                let v = push(Partial::Value(a));
+                let w = weight_of
+                    .iter()
+                    .find(|(c, _)| *c == a)
+                    .map(|(_, w)| push(Partial::Value(*w)));
+                aggregates.push(Aggregate {
+                    column: v,
+                    kind: if func == "count_distinct" {
+                        AggregateKind::CountDistinct { weight: w }
+                    } else {
+                        AggregateKind::SumDistinct { weight: w }
+                    },
+                });
+                (vec![v], EvalExpr::Column(v))
+            }
             "count" => {
                 let c = push(Partial::Count(arg));
                 aggregates.push(Aggregate {
@@ -407,12 +426,12 @@ fn grouped_stages(
             Some(Ok((func, arg))) => {
                 let (cols, value) = add(func, arg_column(arg)?)?;
                 output.push(match func {
-                    "count" => OutputColumn::Computed {
+                    "count" | "count_distinct" => OutputColumn::Computed {
                         column: cols[0],
                         name: name(),
                         kind: ComputedKind::Count,
                     },
-                    "sum" => OutputColumn::Computed {
+                    "sum" | "sum_distinct" => OutputColumn::Computed {
                         column: cols[0],
                         name: name(),
                         kind: ComputedKind::Sum,
@@ -478,11 +497,14 @@ fn grouped_stages(
             desc: matches!(o.options.sort, Some(sqlparser::ast::OrderBySort::Desc)),
         });
     }
+    // DISTINCT aggregates (of one column) need its equal values together in each group.
+    let distinct =
+        crate::join::distinct_key(&aggregates, |c| partials.get(c.checked_sub(base)?).copied())
+            .ok_or_else(|| outer("DISTINCT aggregates of different columns"))?;
+    let sort: Vec<SortKey> = group.iter().cloned().chain(distinct).collect();
     let mut stages = vec![Stage::Partials { partials }];
-    if !group.is_empty() {
-        stages.push(Stage::MemorySort {
-            keys: group.clone(),
-        });
+    if !sort.is_empty() {
+        stages.push(Stage::MemorySort { keys: sort });
     }
     stages.push(Stage::OrderedAggregate { group, aggregates });
     if let Some(predicate) = having {

@@ -664,12 +664,12 @@ fn grouped_rows(
                     aggregate_partials(&mut add, q, &mut aggregates, func, arg, Some(&quoted))?;
                 value = partial_value(func, &cols);
                 output.push(match (func, cols.as_slice()) {
-                    ("count", [c]) => engine::OutputColumn::Computed {
+                    ("count" | "count_distinct", [c]) => engine::OutputColumn::Computed {
                         column: *c,
                         name,
                         kind: engine::ComputedKind::Count,
                     },
-                    ("sum", [s]) => engine::OutputColumn::Computed {
+                    ("sum" | "sum_distinct", [s]) => engine::OutputColumn::Computed {
                         column: *s,
                         name,
                         kind: engine::ComputedKind::Sum,
@@ -744,11 +744,17 @@ fn grouped_rows(
             desc: matches!(o.options.sort, Some(sqlparser::ast::OrderBySort::Desc)),
         });
     }
+    // DISTINCT aggregates (of one expression) need its equal values together in each group.
+    let distinct = distinct_key(&aggregates, |c| match columns.get(c) {
+        Some(JoinColumn::Left(i)) => q[0].items.get(*i).cloned(),
+        Some(JoinColumn::Right(i)) => q[1].items.get(*i).cloned(),
+        _ => None,
+    })
+    .ok_or_else(|| across("DISTINCT aggregates of different expressions"))?;
     let mut stages = Vec::new();
-    if !group.is_empty() {
-        stages.push(Stage::MemorySort {
-            keys: group.clone(),
-        });
+    let sort: Vec<SortKey> = group.iter().cloned().chain(distinct).collect();
+    if !sort.is_empty() {
+        stages.push(Stage::MemorySort { keys: sort });
     }
     stages.push(Stage::OrderedAggregate { group, aggregates });
     if let Some(predicate) = having {
@@ -787,6 +793,20 @@ fn partials(
     };
     let a = arg.unwrap_or_default();
     match func {
+        "count_distinct" | "sum_distinct" => {
+            // The value and its weight; rows are sorted by them within each group.
+            let v = add(q, side, a.clone());
+            let w = Some(add(q, side, format!("WEIGHT_STRING(RTRIM({a}))")));
+            aggregates.push(Aggregate {
+                column: v,
+                kind: if func == "count_distinct" {
+                    AggregateKind::CountDistinct { weight: w }
+                } else {
+                    AggregateKind::SumDistinct { weight: w }
+                },
+            });
+            vec![v]
+        }
         "count" => {
             let c = add(q, side, not_null);
             aggregates.push(Aggregate {
@@ -838,6 +858,37 @@ fn partials(
     }
 }
 
+/// The sort key that brings a DISTINCT aggregate's equal values together (`Some(None)`: there
+/// is none); `None` when DISTINCT aggregates read different expressions (`source` says what a
+/// column holds), which no one order can serve.
+pub(crate) fn distinct_key<T: PartialEq>(
+    aggregates: &[engine::Aggregate],
+    source: impl Fn(usize) -> Option<T>,
+) -> Option<Option<SortKey>> {
+    use engine::AggregateKind;
+    let distinct: Vec<(usize, Option<usize>)> = aggregates
+        .iter()
+        .filter_map(|a| match a.kind {
+            AggregateKind::CountDistinct { weight } | AggregateKind::SumDistinct { weight } => {
+                Some((a.column, weight))
+            }
+            _ => None,
+        })
+        .collect();
+    let Some(&(column, weight)) = distinct.first() else {
+        return Some(None);
+    };
+    let first = source(column);
+    distinct
+        .iter()
+        .all(|(c, _)| source(*c) == first)
+        .then_some(Some(SortKey {
+            column,
+            weight,
+            desc: false,
+        }))
+}
+
 /// An aggregate's combined value, from its partial columns (AVG: SUM / COUNT).
 fn partial_value(func: &str, cols: &[usize]) -> EvalExpr {
     match (func, cols) {
@@ -868,10 +919,17 @@ pub(crate) fn aggregate(expr: &Expr) -> Option<Result<(&'static str, Option<&Exp
     let sqlparser::ast::FunctionArguments::List(list) = &f.args else {
         return Some(Err(format!("{}() without arguments", name.to_uppercase())));
     };
-    if list.duplicate_treatment.is_some() || !list.clauses.is_empty() {
-        return Some(Err(format!("{}(DISTINCT ...)", name.to_uppercase())));
+    if !list.clauses.is_empty() {
+        return Some(Err(format!("{}(... ORDER BY/LIMIT)", name.to_uppercase())));
     }
-    use sqlparser::ast::{FunctionArg, FunctionArgExpr};
+    use sqlparser::ast::{DuplicateTreatment, FunctionArg, FunctionArgExpr};
+    // MIN and MAX of the distinct values are MIN and MAX.
+    let func = match (func, &list.duplicate_treatment) {
+        (_, None | Some(DuplicateTreatment::All)) | ("min" | "max", _) => func,
+        ("count", _) => "count_distinct",
+        ("sum", _) => "sum_distinct",
+        _ => return Some(Err(format!("{}(DISTINCT ...)", name.to_uppercase()))),
+    };
     Some(match list.args.as_slice() {
         [FunctionArg::Unnamed(FunctionArgExpr::Wildcard)] if func == "count" => Ok((func, None)),
         [FunctionArg::Unnamed(FunctionArgExpr::Expr(e))] => Ok((func, Some(e))),
