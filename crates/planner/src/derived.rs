@@ -16,6 +16,7 @@ use sqlparser::ast::{
 };
 
 use crate::clauses::select_clauses;
+use crate::join::GroupedItem;
 use crate::text::SourceText;
 use crate::{unsupported, Context, PlanError};
 
@@ -400,7 +401,7 @@ fn grouped_stages(
     // The select list.
     let mut output = Vec::new();
     // Each item: its alias, expression, value (for HAVING) and sort weight.
-    let mut items: Vec<(Option<String>, &Expr, EvalExpr, Option<usize>)> = Vec::new();
+    let mut items: Vec<GroupedItem<'_>> = Vec::new();
     for item in &select.projection {
         let (expr, alias) = match item {
             SelectItem::UnnamedExpr(e) => (e, None),
@@ -420,7 +421,12 @@ fn grouped_stages(
                     None => OutputColumn::Column(c),
                 });
                 let w = weight_of.iter().find(|(x, _)| *x == c).map(|(_, w)| *w);
-                items.push((alias.clone(), expr, EvalExpr::Column(c), w));
+                items.push(GroupedItem {
+                    alias: alias.clone(),
+                    expr,
+                    value: EvalExpr::Column(c),
+                    weight: w,
+                });
             }
             Some(Err(what)) => return Err(outer(&what)),
             Some(Ok((func, arg))) => {
@@ -446,23 +452,20 @@ fn grouped_stages(
                         name: name(),
                     },
                 });
-                items.push((alias.clone(), expr, value, None));
+                items.push(GroupedItem {
+                    alias: alias.clone(),
+                    expr,
+                    value,
+                    weight: None,
+                });
             }
         }
     }
     let having = match &select.having {
         None => None,
         Some(h) => Some(crate::merge::to_eval(h, &mut |e: &Expr| {
-            let by_alias = match e {
-                Expr::Identifier(id) => items.iter().find(|(a, ..)| {
-                    a.as_deref()
-                        .is_some_and(|a| a.eq_ignore_ascii_case(&id.value))
-                }),
-                _ => None,
-            };
-            if let Some((_, _, v, _)) = by_alias.or_else(|| items.iter().find(|(_, x, ..)| *x == e))
-            {
-                return Ok(v.clone());
+            if let Some(i) = GroupedItem::find(&items, e) {
+                return Ok(items[i].value.clone());
             }
             match crate::join::aggregate(e) {
                 Some(Ok((func, arg))) => Ok(add(func, arg_column(arg)?)?.1),
@@ -471,56 +474,14 @@ fn grouped_stages(
             }
         })?),
     };
-    // ORDER BY on the select items, after the projection (their weights ride along hidden).
-    let visible = output.len();
-    let mut keys = Vec::new();
-    for o in crate::join::order_by(query)? {
-        let e = &o.expr;
-        let i = crate::merge::position_of(e)
-            .map(|p| p - 1)
-            .filter(|&p| p < visible)
-            .or_else(|| {
-                items.iter().position(|(alias, x, ..)| {
-                    *x == e
-                        || matches!(e, Expr::Identifier(id)
-                            if alias.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(&id.value)))
-                })
-            })
-            .ok_or_else(|| outer("an ORDER BY that is not a select item"))?;
-        let weight = items[i].3.map(|w| {
-            output.push(OutputColumn::Column(w));
-            output.len() - 1
-        });
-        keys.push(SortKey {
-            column: i,
-            weight,
-            desc: matches!(o.options.sort, Some(sqlparser::ast::OrderBySort::Desc)),
-        });
-    }
     // DISTINCT aggregates (of one column) need its equal values together in each group.
     let distinct =
         crate::join::distinct_key(&aggregates, |c| partials.get(c.checked_sub(base)?).copied())
             .ok_or_else(|| outer("DISTINCT aggregates of different columns"))?;
-    let sort: Vec<SortKey> = group.iter().cloned().chain(distinct).collect();
     let mut stages = vec![Stage::Partials { partials }];
-    if !sort.is_empty() {
-        stages.push(Stage::MemorySort { keys: sort });
-    }
-    stages.push(Stage::OrderedAggregate { group, aggregates });
-    if let Some(predicate) = having {
-        stages.push(Stage::Filter { predicate });
-    }
-    let hidden = output.len() - visible;
-    stages.push(Stage::Projection { columns: output });
-    if !keys.is_empty() {
-        stages.push(Stage::MemorySort { keys });
-    }
-    if let Some((offset, count)) = crate::merge::limit_of(query)? {
-        stages.push(Stage::Limit { offset, count });
-    }
-    if hidden > 0 {
-        stages.push(Stage::DropHidden { count: hidden });
-    }
+    stages.extend(crate::join::grouped_tail(
+        query, &items, output, group, distinct, aggregates, having, outer,
+    )?);
     Ok(stages)
 }
 

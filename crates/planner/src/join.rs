@@ -631,7 +631,7 @@ fn grouped_rows(
     };
     let mut output = Vec::new();
     // Each select item's output column, and the weight to sort it by.
-    let mut outputs: Vec<(Option<String>, &Expr, Option<usize>, EvalExpr)> = Vec::new();
+    let mut outputs: Vec<GroupedItem<'_>> = Vec::new();
     for item in &select.projection {
         let (expr, alias) = match item {
             SelectItem::UnnamedExpr(e) => (e, None),
@@ -687,22 +687,20 @@ fn grouped_rows(
                 });
             }
         }
-        outputs.push((alias, expr, weight, value));
+        outputs.push(GroupedItem {
+            alias,
+            expr,
+            value,
+            weight,
+        });
     }
     // HAVING over the aggregated rows, before the projection: select items (by alias or
     // expression), group keys, and aggregates (added as hidden partials when not selected).
     let having = match &select.having {
         None => None,
         Some(h) => Some(crate::merge::to_eval(h, &mut |e: &Expr| {
-            let by_alias = match e {
-                Expr::Identifier(id) => outputs.iter().find(|(a, ..)| {
-                    a.as_deref()
-                        .is_some_and(|a| a.eq_ignore_ascii_case(&id.value))
-                }),
-                _ => None,
-            };
-            if let Some((.., v)) = by_alias.or_else(|| outputs.iter().find(|(_, x, ..)| *x == e)) {
-                return Ok(v.clone());
+            if let Some(i) = GroupedItem::find(&outputs, e) {
+                return Ok(outputs[i].value.clone());
             }
             if let Some(i) = group_exprs.iter().position(|g| g == e) {
                 return Ok(EvalExpr::Column(group[i].column));
@@ -717,24 +715,63 @@ fn grouped_rows(
             }
         })?),
     };
-    // ORDER BY on the select items, after the projection (their weights ride along hidden).
+    // DISTINCT aggregates (of one expression) need its equal values together in each group.
+    let distinct = distinct_key(&aggregates, |c| match columns.get(c) {
+        Some(JoinColumn::Left(i)) => q[0].items.get(*i).cloned(),
+        Some(JoinColumn::Right(i)) => q[1].items.get(*i).cloned(),
+        _ => None,
+    })
+    .ok_or_else(|| across("DISTINCT aggregates of different expressions"))?;
+    let stages = grouped_tail(
+        query, &outputs, output, group, distinct, aggregates, having, &across,
+    )?;
+    Ok((columns, stages))
+}
+
+/// A select item of a SELECT grouped at the proxy: its alias, expression, combined value (for
+/// HAVING) and the column of its collation weight (for ORDER BY).
+pub(crate) struct GroupedItem<'e> {
+    pub alias: Option<String>,
+    pub expr: &'e Expr,
+    pub value: EvalExpr,
+    pub weight: Option<usize>,
+}
+
+impl GroupedItem<'_> {
+    /// The item `e` names: by alias (a bare identifier) or by being the same expression.
+    pub(crate) fn find<'a, 'e>(items: &'a [GroupedItem<'e>], e: &Expr) -> Option<usize> {
+        items.iter().position(|i| {
+            i.expr == e
+                || matches!(e, Expr::Identifier(id)
+                    if i.alias.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(&id.value)))
+        })
+    }
+}
+
+/// The stages of a SELECT grouped at the proxy, once its rows carry their partials: sort (group
+/// keys, then a DISTINCT aggregate's value), combine, HAVING, project, then ORDER BY (select
+/// items; their weights ride along in the projection), LIMIT and dropping those weights.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn grouped_tail(
+    query: &Query,
+    items: &[GroupedItem<'_>],
+    mut output: Vec<engine::OutputColumn>,
+    group: Vec<SortKey>,
+    distinct: Option<SortKey>,
+    aggregates: Vec<engine::Aggregate>,
+    having: Option<EvalExpr>,
+    refuse: &dyn Fn(&str) -> PlanError,
+) -> Result<Vec<Stage>, PlanError> {
     let visible = output.len();
     let mut keys = Vec::new();
     for o in order_by(query)? {
         let e = &o.expr;
-        let position = crate::merge::position_of(e).map(|p| p - 1);
-        let i = position
+        let i = crate::merge::position_of(e)
+            .map(|p| p - 1)
             .filter(|&p| p < visible)
-            .or_else(|| {
-                outputs.iter().position(|(alias, expr, _, _)| match e {
-                        Expr::Identifier(id) => alias
-                            .as_deref()
-                            .is_some_and(|a| a.eq_ignore_ascii_case(&id.value)),
-                        _ => false,
-                    } || *expr == e)
-            })
-            .ok_or_else(|| across("an ORDER BY that is not a select item"))?;
-        let weight = outputs[i].2.map(|w| {
+            .or_else(|| GroupedItem::find(items, e))
+            .ok_or_else(|| refuse("an ORDER BY that is not a select item"))?;
+        let weight = items[i].weight.map(|w| {
             output.push(engine::OutputColumn::Column(w));
             output.len() - 1
         });
@@ -744,13 +781,6 @@ fn grouped_rows(
             desc: matches!(o.options.sort, Some(sqlparser::ast::OrderBySort::Desc)),
         });
     }
-    // DISTINCT aggregates (of one expression) need its equal values together in each group.
-    let distinct = distinct_key(&aggregates, |c| match columns.get(c) {
-        Some(JoinColumn::Left(i)) => q[0].items.get(*i).cloned(),
-        Some(JoinColumn::Right(i)) => q[1].items.get(*i).cloned(),
-        _ => None,
-    })
-    .ok_or_else(|| across("DISTINCT aggregates of different expressions"))?;
     let mut stages = Vec::new();
     let sort: Vec<SortKey> = group.iter().cloned().chain(distinct).collect();
     if !sort.is_empty() {
@@ -763,7 +793,7 @@ fn grouped_rows(
     let hidden = output.len() - visible;
     stages.push(Stage::Projection { columns: output });
     sort_limit_drop(&mut stages, query, keys, hidden)?;
-    Ok((columns, stages))
+    Ok(stages)
 }
 
 /// Adds a column to a side's query and the joined row; returns its index in the joined row.
