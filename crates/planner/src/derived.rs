@@ -330,23 +330,6 @@ fn grouped_stages(
         let needs =
             |a: Option<usize>| a.ok_or_else(|| outer(&format!("{}(*)", func.to_uppercase())));
         Ok(match func {
-            "count_distinct" | "sum_distinct" => {
-                let a = needs(arg)?;
-                let v = push(Partial::Value(a));
-                let w = weight_of
-                    .iter()
-                    .find(|(c, _)| *c == a)
-                    .map(|(_, w)| push(Partial::Value(*w)));
-                aggregates.push(Aggregate {
-                    column: v,
-                    kind: if func == "count_distinct" {
-                        AggregateKind::CountDistinct { weight: w }
-                    } else {
-                        AggregateKind::SumDistinct { weight: w }
-                    },
-                });
-                (vec![v], EvalExpr::Column(v))
-            }
             "count" => {
                 let c = push(Partial::Count(arg));
                 aggregates.push(Aggregate {
@@ -379,20 +362,17 @@ fn grouped_stages(
                 }
             }
             _ => {
+                // MIN, MAX and the DISTINCT aggregates: a copy of the value and of its weight
+                // (MIN and MAX of one column each move their own).
                 let a = needs(arg)?;
                 let v = push(Partial::Value(a));
-                // Its own copy of the weight: MIN and MAX of one column each move theirs.
                 let w = weight_of
                     .iter()
                     .find(|(c, _)| *c == a)
                     .map(|(_, w)| push(Partial::Value(*w)));
                 aggregates.push(Aggregate {
                     column: v,
-                    kind: if func == "min" {
-                        AggregateKind::Min { weight: w }
-                    } else {
-                        AggregateKind::Max { weight: w }
-                    },
+                    kind: crate::join::weighted(func, w),
                 });
                 (vec![v], EvalExpr::Column(v))
             }
@@ -403,11 +383,8 @@ fn grouped_stages(
     // Each item: its alias, expression, value (for HAVING) and sort weight.
     let mut items: Vec<GroupedItem<'_>> = Vec::new();
     for item in &select.projection {
-        let (expr, alias) = match item {
-            SelectItem::UnnamedExpr(e) => (e, None),
-            SelectItem::ExprWithAlias { expr, alias } => (expr, Some(alias.value.clone())),
-            _ => return Err(outer("* with GROUP BY or aggregates")),
-        };
+        let (expr, alias) =
+            crate::select::item_expr(item).ok_or_else(|| outer("* with GROUP BY or aggregates"))?;
         let written = crate::join::expr_text(expr, source)?;
         let name = || alias.clone().unwrap_or_else(|| written.clone());
         match crate::join::aggregate(expr) {

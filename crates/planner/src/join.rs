@@ -468,11 +468,8 @@ fn rows(
             }
             continue;
         }
-        let (expr, alias) = match item {
-            SelectItem::UnnamedExpr(e) => (e, None),
-            SelectItem::ExprWithAlias { expr, alias } => (expr, Some(alias.value.clone())),
-            _ => return Err(across("this select item")),
-        };
+        let (expr, alias) =
+            crate::select::item_expr(item).ok_or_else(|| across("this select item"))?;
         let side = match sides.of_condition(expr)? {
             Reach::Both => return Err(across("a select item over both tables")),
             Reach::One(s) => s,
@@ -633,11 +630,8 @@ fn grouped_rows(
     // Each select item's output column, and the weight to sort it by.
     let mut outputs: Vec<GroupedItem<'_>> = Vec::new();
     for item in &select.projection {
-        let (expr, alias) = match item {
-            SelectItem::UnnamedExpr(e) => (e, None),
-            SelectItem::ExprWithAlias { expr, alias } => (expr, Some(alias.value.clone())),
-            _ => return Err(across("SELECT * with GROUP BY or aggregates")),
-        };
+        let (expr, alias) = crate::select::item_expr(item)
+            .ok_or_else(|| across("SELECT * with GROUP BY or aggregates"))?;
         let written = text(expr)?;
         let name = alias.clone().unwrap_or_else(|| written.clone());
         let quoted = format!("`{}`", name.replace('`', "``"));
@@ -823,20 +817,6 @@ fn partials(
     };
     let a = arg.unwrap_or_default();
     match func {
-        "count_distinct" | "sum_distinct" => {
-            // The value and its weight; rows are sorted by them within each group.
-            let v = add(q, side, a.clone());
-            let w = Some(add(q, side, format!("WEIGHT_STRING(RTRIM({a}))")));
-            aggregates.push(Aggregate {
-                column: v,
-                kind: if func == "count_distinct" {
-                    AggregateKind::CountDistinct { weight: w }
-                } else {
-                    AggregateKind::SumDistinct { weight: w }
-                },
-            });
-            vec![v]
-        }
         "count" => {
             let c = add(q, side, not_null);
             aggregates.push(Aggregate {
@@ -862,29 +842,43 @@ fn partials(
             vec![s, n]
         }
         _ => {
+            // MIN, MAX and the DISTINCT aggregates: the value and its collation weight (the
+            // DISTINCT ones' rows are sorted by them within each group).
+            let min_max = matches!(func, "min" | "max");
             // COALESCE(x) has the column definition of MIN(x) and MAX(x) without GROUP BY
             // (MariaDB reports a string's decimals as 39 then, 0 with).
-            let value = if scalar {
+            let value = if scalar && min_max {
                 format!("COALESCE({a})")
             } else {
                 a.clone()
             };
             let value = match name {
-                Some(n) => format!("{value} AS {n}"),
-                None => value,
+                Some(n) if min_max => format!("{value} AS {n}"),
+                _ => value,
             };
             let v = add(q, side, value);
             let w = add(q, side, format!("WEIGHT_STRING(RTRIM({a}))"));
             aggregates.push(Aggregate {
                 column: v,
-                kind: if func == "min" {
-                    AggregateKind::Min { weight: Some(w) }
-                } else {
-                    AggregateKind::Max { weight: Some(w) }
-                },
+                kind: weighted(func, Some(w)),
             });
-            vec![v, w]
+            if min_max {
+                vec![v, w]
+            } else {
+                vec![v]
+            }
         }
+    }
+}
+
+/// MIN, MAX, COUNT(DISTINCT) or SUM(DISTINCT), comparing text by the `weight` column.
+pub(crate) fn weighted(func: &str, weight: Option<usize>) -> engine::AggregateKind {
+    use engine::AggregateKind;
+    match func {
+        "min" => AggregateKind::Min { weight },
+        "max" => AggregateKind::Max { weight },
+        "count_distinct" => AggregateKind::CountDistinct { weight },
+        _ => AggregateKind::SumDistinct { weight },
     }
 }
 

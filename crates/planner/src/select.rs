@@ -5,8 +5,8 @@ use std::ops::ControlFlow;
 
 use engine::{Opcode, Plan, Route};
 use sqlparser::ast::{
-    Expr, Function, GroupByExpr, JoinOperator, Query, Select, SetExpr, Statement, TableFactor,
-    Visit, Visitor,
+    Expr, Function, GroupByExpr, JoinOperator, Query, Select, SelectItem, SetExpr, Statement,
+    TableFactor, Visit, Visitor,
 };
 use vschema::Table;
 
@@ -273,6 +273,15 @@ pub(crate) fn select_needs_merge(select: &Select) -> Option<String> {
             .contains(&name.as_str())
             .then(|| format!("aggregate function {}", name.to_uppercase()))
     })
+}
+
+/// A select item's expression and alias; `None` for `*` and `t.*`.
+pub(crate) fn item_expr(item: &SelectItem) -> Option<(&Expr, Option<String>)> {
+    match item {
+        SelectItem::UnnamedExpr(e) => Some((e, None)),
+        SelectItem::ExprWithAlias { expr, alias } => Some((expr, Some(alias.value.clone()))),
+        _ => None,
+    }
 }
 
 /// The first function call, outside subqueries (they are evaluated by the shards), that `pick`
