@@ -738,25 +738,17 @@ impl GateSession {
                 .replace(engine::JoinRight::MATCHES, "NULL")
                 .replace(engine::JoinRight::KEYS, "NULL");
             let right = describe(join.right.keyspace.clone(), right_query).await?;
-            let hidden = join
-                .stages
-                .iter()
-                .find_map(|s| match s {
-                    engine::Stage::DropHidden { count } => Some(*count),
-                    _ => None,
-                })
-                .unwrap_or(0);
             let width = right.len().saturating_sub(1);
-            let columns = engine::JoinColumn::expand(&join.columns, left.len(), width);
-            let visible = columns.len().saturating_sub(hidden);
-            Ok(columns[..visible]
+            let joined = engine::JoinColumn::expand(&join.columns, left.len(), width)
                 .iter()
                 .filter_map(|c| match c {
                     engine::JoinColumn::Left(i) => left.get(*i).cloned(),
                     engine::JoinColumn::Right(i) => right.get(*i).cloned(),
                     _ => None,
                 })
-                .collect())
+                .collect();
+            // What the join's stages make of the joined row: projection, hidden columns dropped.
+            engine::stage_output(&join.stages, joined).map_err(|e| error::from_engine(&e))
         })
     }
 

@@ -252,6 +252,12 @@ pub async fn execute<E: Executor, S: RowSink>(
     }
 }
 
+/// The columns `stages` turn `input` into: what a merged or joined result looks like before it
+/// runs (COM_STMT_PREPARE).
+pub fn stage_output(stages: &[Stage], input: Vec<Column>) -> Result<Vec<Column>, EngineError> {
+    select::build(stages, input, &ExecOptions::default()).map(|(_, output)| output)
+}
+
 fn keyspace<'a>(vschema: &'a VSchema, name: &str) -> Result<&'a Keyspace, EngineError> {
     vschema
         .keyspace(name)
