@@ -383,7 +383,19 @@ SELECT t.city, COUNT(DISTINCT t.score), SUM(DISTINCT t.score) FROM (SELECT city,
 SELECT c.city, COUNT(DISTINCT o.product_id), COUNT(*) FROM customers c JOIN orders o ON o.product_id = c.id GROUP BY c.city
 SELECT COUNT(DISTINCT v.level), SUM(DISTINCT v.level), COUNT(*) FROM MAIN.vip v JOIN customers c ON c.id = v.cid
 refused: SELECT COUNT(DISTINCT t.city), COUNT(DISTINCT t.name) FROM (SELECT city, name FROM customers) t
+# Text and dates compared at the proxy: ASCII letters, digits and spaces under a case-insensitive
+# collation, dates as instants; other text is refused (the result does not name its collation).
+SELECT t.city, t.n FROM (SELECT city, COUNT(*) AS n FROM customers WHERE city <> '서울' GROUP BY city) t WHERE t.city >= 'oslo'
+SELECT t.city FROM (SELECT city, COUNT(*) AS n FROM customers WHERE city <> '서울' GROUP BY city) t WHERE t.city = 'PORTO' OR t.city < 'd'
+SELECT city, COUNT(*) FROM customers WHERE city <> '서울' GROUP BY city HAVING MAX(city) < 'P'
+SELECT c.id, c.name, v.tag FROM customers c JOIN MAIN.vip v ON v.cid = c.id WHERE v.cid > 0 AND v.tag > c.name
+SELECT * FROM (SELECT id, created FROM customers ORDER BY id LIMIT 20) t WHERE t.created >= '2024-06-01'
+SELECT t.id FROM (SELECT id, created FROM customers ORDER BY id LIMIT 40) t WHERE t.created > '2024-06-05 12:00:00' OR t.created = '2024-01-01'
+SELECT c.id, o.order_id, o.placed FROM customers c JOIN orders o ON o.product_id = c.id WHERE o.placed < c.created
+SELECT t.p, t.customer_id FROM (SELECT MIN(placed) AS p, customer_id FROM orders GROUP BY customer_id) t WHERE t.p BETWEEN '2024-02-01' AND '2024-03-01 00:00:00'
+SELECT t.customer_id FROM (SELECT MIN(qty) AS q, customer_id FROM orders GROUP BY customer_id) t WHERE t.q NOT IN (1, 2, NULL) OR t.q IN (3)
 refused: SELECT * FROM (SELECT name FROM customers) t WHERE t.name = 'Ana'
+refused: SELECT t.city FROM (SELECT city, COUNT(*) AS n FROM customers GROUP BY city) t WHERE t.city < 'Rome'
 refused: SELECT c.id, o.order_id FROM customers c JOIN orders o ON o.customer_id = c.id WHERE EXISTS (SELECT 1 FROM orders x WHERE x.qty = c.score)
 refused: SELECT GROUP_CONCAT(name) FROM customers
 refused: SELECT city, COUNT(*) FROM customers GROUP BY city WITH ROLLUP

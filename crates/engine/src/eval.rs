@@ -1,9 +1,12 @@
-//! Expressions evaluated at the proxy over merged rows (HAVING), with MySQL's semantics for NULL
-//! and numbers: integers stay exact, DECIMAL stays exact, division gives 4 more decimals.
+//! Expressions evaluated at the proxy over merged or joined rows (HAVING, conditions over both
+//! tables of a join, WHERE over a derived table), with MySQL's semantics for NULL and numbers:
+//! integers stay exact, DECIMAL stays exact, division gives 4 more decimals. Text compares under
+//! [`TextOrder`], dates and times as instants.
 
 use std::cmp::Ordering;
 use std::fmt;
 
+use crate::collation::TextOrder;
 use crate::compare::ColumnKind;
 use crate::decimal::Decimal;
 use crate::{Column, EngineError, Value};
@@ -66,7 +69,10 @@ enum Val {
     Int(i128),
     Dec(Decimal),
     Float(f64),
-    Text(Vec<u8>),
+    /// Text and how it compares; `None` for a literal, which takes the other side's collation.
+    Text(Vec<u8>, Option<TextOrder>),
+    /// A DATE, DATETIME or TIMESTAMP value, as the server writes it.
+    Moment(Vec<u8>),
 }
 
 impl Val {
@@ -85,7 +91,7 @@ impl Val {
             Val::Dec(d) => d.to_f64(),
             Val::Float(f) => *f,
             // MySQL reads the longest numeric prefix of a string.
-            Val::Text(t) => {
+            Val::Text(t, _) | Val::Moment(t) => {
                 let s = String::from_utf8_lossy(t);
                 let s = s.trim_start();
                 let end = s
@@ -119,14 +125,17 @@ impl Val {
 
 pub(crate) struct Evaluator<'e> {
     expr: &'e EvalExpr,
-    kinds: Vec<Option<ColumnKind>>,
+    kinds: Vec<Option<(ColumnKind, TextOrder)>>,
 }
 
 impl<'e> Evaluator<'e> {
     pub fn new(expr: &'e EvalExpr, columns: &[Column]) -> Self {
         Evaluator {
             expr,
-            kinds: columns.iter().map(|c| ColumnKind::of(c).ok()).collect(),
+            kinds: columns
+                .iter()
+                .map(|c| Some((ColumnKind::of(c).ok()?, TextOrder::of(c))))
+                .collect(),
         }
     }
 
@@ -149,13 +158,22 @@ impl<'e> Evaluator<'e> {
             other => other.as_sql(true).trim_matches('\'').as_bytes().to_vec(),
         };
         let s = String::from_utf8_lossy(&text);
-        Ok(match self.kinds.get(i).copied().flatten() {
-            Some(ColumnKind::Int) => s.trim().parse().map(Val::Int).unwrap_or(Val::Text(text)),
+        let kind = self.kinds.get(i).copied().flatten();
+        let order = kind.map(|(_, o)| o).unwrap_or(TextOrder::Bytes);
+        let as_text = |text| Val::Text(text, Some(order));
+        Ok(match kind.map(|(k, _)| k) {
+            Some(ColumnKind::Int) => s.trim().parse().map(Val::Int).unwrap_or(as_text(text)),
             Some(ColumnKind::Decimal) => Decimal::parse(&text)
                 .map(Val::Dec)
-                .unwrap_or(Val::Text(text)),
-            Some(ColumnKind::Float) => s.trim().parse().map(Val::Float).unwrap_or(Val::Text(text)),
-            _ => Val::Text(text),
+                .unwrap_or_else(|| as_text(text)),
+            Some(ColumnKind::Float) => s.trim().parse().map(Val::Float).unwrap_or(as_text(text)),
+            Some(ColumnKind::DateTime) => Val::Moment(text),
+            Some(ColumnKind::Text | ColumnKind::Binary) => as_text(text),
+            Some(ColumnKind::Time) | None => {
+                return Err(EngineError::Unsupported(
+                    "evaluating a TIME, ENUM, SET, BIT or JSON column at the proxy".into(),
+                ))
+            }
         })
     }
 
@@ -167,7 +185,7 @@ impl<'e> Evaluator<'e> {
                 Literal::Int(i) => Val::Int(*i),
                 Literal::Decimal(d) => Val::Dec(*d),
                 Literal::Float(f) => Val::Float(*f),
-                Literal::Text(t) => Val::Text(t.clone().into_bytes()),
+                Literal::Text(t) => Val::Text(t.clone().into_bytes(), None),
             },
             EvalExpr::Compare { op, left, right } => {
                 let (l, r) = (self.eval(left, row)?, self.eval(right, row)?);
@@ -211,16 +229,66 @@ impl<'e> Evaluator<'e> {
     }
 }
 
+/// `YYYY-MM-DD[ HH:MM:SS[.ffffff]]` as comparable parts; a date alone is at midnight.
+fn instant(text: &[u8]) -> Option<[u32; 7]> {
+    let s = std::str::from_utf8(text).ok()?;
+    let (date, time) = s.split_once(' ').unwrap_or((s, "00:00:00"));
+    let (time, frac) = time.split_once('.').unwrap_or((time, ""));
+    let digits = |p: &str, len: usize| {
+        (p.len() == len && p.bytes().all(|b| b.is_ascii_digit())).then(|| p.parse().ok())?
+    };
+    let mut parts = [0u32; 7];
+    let fields = date.split('-').chain(time.split(':'));
+    let mut n = 0;
+    for (i, p) in fields.enumerate() {
+        *parts.get_mut(i)? = digits(p, if i == 0 { 4 } else { 2 })?;
+        n = i + 1;
+    }
+    if n != 6 || frac.len() > 6 {
+        return None;
+    }
+    if !frac.is_empty() {
+        parts[6] = digits(frac, frac.len())? * 10u32.pow(6 - frac.len() as u32);
+    }
+    Some(parts)
+}
+
 fn compare(l: &Val, r: &Val) -> Result<Option<Ordering>, EngineError> {
     Ok(Some(match (l, r) {
         (Val::Null, _) | (_, Val::Null) => return Ok(None),
-        (Val::Text(_), Val::Text(_)) => {
-            return Err(EngineError::Unsupported(
-                "comparing strings at the proxy (HAVING across shards, WHERE over a derived table)"
-                    .into(),
-            ));
+        (Val::Text(a, oa), Val::Text(b, ob)) => {
+            let order = match (oa, ob) {
+                (Some(x), Some(y)) if x != y => None,
+                (Some(x), _) | (None, Some(x)) => Some(*x),
+                (None, None) => None,
+            };
+            let order = order.ok_or_else(|| {
+                EngineError::Unsupported(
+                    "comparing text of two different collations (or two literals) at the proxy"
+                        .into(),
+                )
+            })?;
+            order.compare(a, b)?
         }
-        (Val::Float(_), _) | (_, Val::Float(_)) | (Val::Text(_), _) | (_, Val::Text(_)) => {
+        (Val::Moment(a), Val::Moment(b) | Val::Text(b, _)) | (Val::Text(a, _), Val::Moment(b)) => {
+            match (instant(a), instant(b)) {
+                (Some(x), Some(y)) => x.cmp(&y),
+                _ => {
+                    return Err(EngineError::Unsupported(format!(
+                        "comparing '{}' with '{}' at the proxy (dates compare only in their \
+                     YYYY-MM-DD hh:mm:ss form)",
+                        String::from_utf8_lossy(a).escape_debug(),
+                        String::from_utf8_lossy(b).escape_debug()
+                    )))
+                }
+            }
+        }
+        (Val::Moment(_), _) | (_, Val::Moment(_)) => {
+            return Err(EngineError::Unsupported(
+                "comparing a date with a number at the proxy".into(),
+            ))
+        }
+        (Val::Float(_), _) | (_, Val::Float(_)) | (Val::Text(..), _) | (_, Val::Text(..)) => {
             l.as_f64().total_cmp(&r.as_f64())
         }
         _ => match (l.as_decimal(), r.as_decimal()) {
@@ -238,7 +306,12 @@ fn arith(op: ArithOp, l: Val, r: Val) -> Result<Val, EngineError> {
     if l == Val::Null || r == Val::Null {
         return Ok(Val::Null);
     }
-    if matches!(l, Val::Float(_) | Val::Text(_)) || matches!(r, Val::Float(_) | Val::Text(_)) {
+    if matches!(l, Val::Moment(_)) || matches!(r, Val::Moment(_)) {
+        return Err(EngineError::Unsupported(
+            "arithmetic on dates at the proxy".into(),
+        ));
+    }
+    if matches!(l, Val::Float(_) | Val::Text(..)) || matches!(r, Val::Float(_) | Val::Text(..)) {
         let (a, b) = (l.as_f64(), r.as_f64());
         return Ok(match op {
             ArithOp::Add => Val::Float(a + b),

@@ -8,6 +8,7 @@
 //! - `join`: the nested-loop join across shards; `pullout`: running a subquery first and turning
 //!   its rows into SQL.
 
+mod collation;
 mod compare;
 mod decimal;
 mod derived;
@@ -29,6 +30,7 @@ mod send;
 use std::future::Future;
 use std::sync::Arc;
 
+pub use collation::TextOrder;
 pub use compare::SortKey;
 pub use decimal::Decimal;
 pub use eval::{ArithOp, CompareOp, EvalExpr, Literal};

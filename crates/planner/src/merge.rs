@@ -16,7 +16,8 @@ use engine::{
 };
 use sqlparser::ast::{
     BinaryOperator, DuplicateTreatment, Expr, FunctionArg, FunctionArgExpr, FunctionArguments,
-    GroupByExpr, LimitClause, OrderByKind, Query, Select, SelectItem, UnaryOperator, Value,
+    GroupByExpr, InTarget, LimitClause, OrderByKind, Query, Select, SelectItem, UnaryOperator,
+    Value,
 };
 
 use crate::clauses::{select_clauses, without_alias, Clauses};
@@ -869,6 +870,14 @@ impl Ctx<'_, '_> {
 
 /// An expression as an [`EvalExpr`] over merged rows: literals, comparisons, arithmetic, AND, OR,
 /// NOT and IS [NOT] NULL here; everything else (columns, aggregates) is `leaf`'s.
+fn not_if(negated: bool, e: EvalExpr) -> EvalExpr {
+    if negated {
+        EvalExpr::Not(Box::new(e))
+    } else {
+        e
+    }
+}
+
 pub(crate) fn to_eval(
     expr: &Expr,
     leaf: &mut dyn FnMut(&Expr) -> Result<EvalExpr, PlanError>,
@@ -940,6 +949,52 @@ pub(crate) fn to_eval(
             expr: sub(e)?,
             negated: true,
         },
+        Expr::Between {
+            expr,
+            negated,
+            low,
+            high,
+        } => {
+            let e = sub(expr)?;
+            let range = EvalExpr::And(
+                Box::new(EvalExpr::Compare {
+                    op: CompareOp::GtEq,
+                    left: e.clone(),
+                    right: sub(low)?,
+                }),
+                Box::new(EvalExpr::Compare {
+                    op: CompareOp::LtEq,
+                    left: e,
+                    right: sub(high)?,
+                }),
+            );
+            not_if(*negated, range)
+        }
+        // `x IN (a, b)` is `x = a OR x = b`, NULL when nothing matches and a NULL is listed.
+        Expr::In {
+            expr,
+            target: InTarget::List(list),
+            negated,
+            ..
+        } => {
+            let e = sub(expr)?;
+            let mut any: Option<EvalExpr> = None;
+            for item in list {
+                let eq = EvalExpr::Compare {
+                    op: CompareOp::Eq,
+                    left: e.clone(),
+                    right: sub(item)?,
+                };
+                any = Some(match any {
+                    None => eq,
+                    Some(a) => EvalExpr::Or(Box::new(a), Box::new(eq)),
+                });
+            }
+            not_if(
+                *negated,
+                any.ok_or_else(|| unsupported("an empty IN list"))?,
+            )
+        }
         e => return leaf(e),
     })
 }
