@@ -143,10 +143,18 @@ enum Answer {
     Error(u16),
 }
 
+/// An error as the corpus compares it: its code (the message too on stderr with `DIFF_VERBOSE`).
+fn error(sql: &str, e: &mysql_async::Error) -> Answer {
+    if std::env::var_os("DIFF_VERBOSE").is_some() {
+        eprintln!("{sql}\n  -> {e}");
+    }
+    Answer::Error(server_code(e).unwrap_or(0))
+}
+
 async fn run(conn: &mut Conn, sql: &str) -> Answer {
     let mut result = match conn.query_iter(sql).await {
         Ok(r) => r,
-        Err(e) => return Answer::Error(server_code(&e).unwrap_or(0)),
+        Err(e) => return error(sql, &e),
     };
     let columns: Vec<String> = result
         .columns_ref()
@@ -167,7 +175,7 @@ async fn run(conn: &mut Conn, sql: &str) -> Answer {
             columns,
             rows: text_rows(rows),
         },
-        Err(e) => Answer::Error(server_code(&e).unwrap_or(0)),
+        Err(e) => error(sql, &e),
     }
 }
 

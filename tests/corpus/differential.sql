@@ -339,6 +339,12 @@ SELECT id, name FROM customers WHERE score > 30 UNION SELECT order_id, 'order' F
 SELECT c.id FROM customers c JOIN orders o ON o.customer_id = c.id WHERE o.qty = 2 UNION SELECT id FROM misc
 SELECT price FROM orders WHERE customer_id < 0 UNION SELECT balance FROM customers WHERE id < 0
 SELECT name FROM customers WHERE id IN (6, 7, 8) UNION SELECT name FROM customers WHERE id IN (8, 9, 10) ORDER BY name
+# Expressions over merged aggregates, computed at the proxy.
+SELECT COUNT(*) + 1 FROM customers
+SELECT city, COUNT(*) * 2 AS twice, SUM(balance) / COUNT(*), MAX(score) - MIN(score) FROM customers GROUP BY city ORDER BY twice DESC, city
+SELECT customer_id, AVG(qty), COUNT(*) > 3, -SUM(price) FROM orders GROUP BY customer_id HAVING COUNT(*) > 2
+refused: SELECT customer_id, AVG(qty) * 2 FROM orders GROUP BY customer_id
+SELECT product_id, SUM(qty) - COUNT(*) AS d FROM orders GROUP BY product_id ORDER BY d, product_id LIMIT 5
 # --- refused (each names what is missing)
 SELECT * FROM products p LEFT JOIN orders o ON o.product_id = p.id
 refused: SELECT * FROM customers c JOIN orders o ON o.order_id = c.id ORDER BY o.order_id
@@ -356,6 +362,14 @@ SELECT c.id, o.order_id FROM customers c LEFT JOIN orders o ON o.product_id = c.
 SELECT c.id, o.order_id FROM customers c JOIN orders o ON o.product_id = c.id WHERE o.price * 10 < c.balance AND c.id < 6 ORDER BY o.order_id LIMIT 10
 SELECT c.city, COUNT(*) FROM customers c LEFT JOIN orders o ON o.product_id = c.id WHERE o.order_id IS NULL GROUP BY c.city
 SELECT v.tag, c.id FROM MAIN.vip v LEFT JOIN customers c ON c.id = v.cid WHERE c.id IS NULL
+# Select items over both tables: computed at the proxy, typed as MariaDB types them.
+SELECT c.id, o.order_id, o.qty * c.score FROM customers c JOIN orders o ON o.product_id = c.id
+SELECT o.order_id, o.price * c.balance AS total, o.qty + c.id, o.qty > c.score, c.balance / o.qty, -(o.qty - c.score) FROM customers c JOIN orders o ON o.product_id = c.id WHERE o.order_id < 100 ORDER BY o.order_id
+SELECT c.id, v.level * c.score - c.id, c.balance + v.level, v.level / c.score, c.id IN (c.score, v.level) FROM customers c JOIN MAIN.vip v ON v.cid = c.id
+SELECT c.id, c.score + o.qty, o.price - o.price * c.score FROM customers c LEFT JOIN orders o ON o.product_id = c.id AND o.qty > 3 WHERE c.id BETWEEN 15 AND 25
+SELECT c.id, o.qty * c.score AS x FROM customers c JOIN orders o ON o.product_id = c.id WHERE o.qty > c.score ORDER BY c.id, o.order_id LIMIT 7
+refused: SELECT o.order_id, o.qty * c.score AS x FROM customers c JOIN orders o ON o.product_id = c.id ORDER BY x
+refused: SELECT c.name, CONCAT(c.name, o.qty) FROM customers c JOIN orders o ON o.product_id = c.id
 refused: SELECT c.id FROM customers c LEFT JOIN orders o ON o.product_id = c.id AND o.qty > c.score
 refused: SELECT * FROM customers c JOIN orders o ON o.product_id = c.id WHERE o.qty > c.score
 refused: SELECT id FROM customers UNION ALL SELECT id FROM products
@@ -399,7 +413,7 @@ refused: SELECT t.city FROM (SELECT city, COUNT(*) AS n FROM customers GROUP BY 
 refused: SELECT c.id, o.order_id FROM customers c JOIN orders o ON o.customer_id = c.id WHERE EXISTS (SELECT 1 FROM orders x WHERE x.qty = c.score)
 refused: SELECT GROUP_CONCAT(name) FROM customers
 refused: SELECT city, COUNT(*) FROM customers GROUP BY city WITH ROLLUP
-refused: SELECT COUNT(*) + 1 FROM customers
+refused: SELECT city, COUNT(*) + 1 AS n FROM customers GROUP BY city HAVING n > 3
 refused: SELECT ROW_NUMBER() OVER (ORDER BY id) FROM customers
 refused: SELECT COUNT(DISTINCT city), COUNT(DISTINCT name) FROM customers
 refused: SELECT AVG(DISTINCT qty) FROM orders

@@ -6,9 +6,12 @@
 use std::cmp::Ordering;
 use std::fmt;
 
+use mysql_common::constants::{ColumnFlags, ColumnType};
+
 use crate::collation::TextOrder;
 use crate::compare::ColumnKind;
 use crate::decimal::Decimal;
+use crate::projection::DIV_PRECISION;
 use crate::{Column, EngineError, Value};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -123,15 +126,14 @@ impl Val {
     }
 }
 
-pub(crate) struct Evaluator<'e> {
-    expr: &'e EvalExpr,
+/// Evaluates expressions over rows of one shape.
+pub(crate) struct Evaluator {
     kinds: Vec<Option<(ColumnKind, TextOrder)>>,
 }
 
-impl<'e> Evaluator<'e> {
-    pub fn new(expr: &'e EvalExpr, columns: &[Column]) -> Self {
+impl Evaluator {
+    pub fn new(columns: &[Column]) -> Self {
         Evaluator {
-            expr,
             kinds: columns
                 .iter()
                 .map(|c| Some((ColumnKind::of(c).ok()?, TextOrder::of(c))))
@@ -140,8 +142,34 @@ impl<'e> Evaluator<'e> {
     }
 
     /// Whether the row passes (NULL does not).
-    pub fn matches(&self, row: &[Value]) -> Result<bool, EngineError> {
-        Ok(self.eval(self.expr, row)?.truthy().unwrap_or(false))
+    pub fn matches(&self, expr: &EvalExpr, row: &[Value]) -> Result<bool, EngineError> {
+        Ok(self.eval(expr, row)?.truthy().unwrap_or(false))
+    }
+
+    /// The expression's value as MySQL sends it in a text result, for a column of `ty`.
+    pub fn value(
+        &self,
+        expr: &EvalExpr,
+        ty: ResultType,
+        row: &[Value],
+    ) -> Result<Value, EngineError> {
+        let text = match (self.eval(expr, row)?, ty) {
+            (Val::Null, _) => return Ok(Value::NULL),
+            (Val::Int(i), ResultType::Int { .. }) => {
+                if i < i128::from(i64::MIN) || i > i128::from(u64::MAX) {
+                    return Err(EngineError::OutOfRange(format!("BIGINT value of {expr}")));
+                }
+                i.to_string()
+            }
+            (Val::Int(i), ResultType::Decimal { .. }) => i.to_string(),
+            (Val::Dec(d), ResultType::Decimal { .. }) => d.to_string(),
+            (other, _) => {
+                return Err(EngineError::Bug(format!(
+                    "{expr} gave {other:?}, typed {ty:?}"
+                )))
+            }
+        };
+        Ok(Value::Bytes(text.into_bytes()))
     }
 
     fn column(&self, i: usize, row: &[Value]) -> Result<Val, EngineError> {
@@ -226,6 +254,128 @@ impl<'e> Evaluator<'e> {
                 Val::Int(i128::from((self.eval(expr, row)? == Val::Null) != *negated))
             }
         })
+    }
+}
+
+/// The type MariaDB gives a computed column: integers as INT or BIGINT by their display width,
+/// exact numbers as DECIMAL with MySQL's scale rules. Doubles, text and dates are not computed at
+/// the proxy (their text forms are MySQL's own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResultType {
+    Int { length: u32 },
+    Decimal { scale: u32, length: u32 },
+}
+
+impl ResultType {
+    pub fn of(expr: &EvalExpr, columns: &[Column]) -> Result<Self, EngineError> {
+        let refuse = |what: String| {
+            Err(EngineError::Unsupported(format!(
+                "computing {what} at the proxy"
+            )))
+        };
+        let digits = |i: &i128| i.to_string().len() as u32;
+        Ok(match expr {
+            EvalExpr::Compare { .. }
+            | EvalExpr::And(..)
+            | EvalExpr::Or(..)
+            | EvalExpr::Not(_)
+            | EvalExpr::IsNull { .. } => ResultType::Int { length: 1 },
+            EvalExpr::Literal(Literal::Int(i)) => ResultType::Int { length: digits(i) },
+            EvalExpr::Literal(Literal::Decimal(d)) => ResultType::Decimal {
+                scale: d.scale(),
+                length: digits(&d.mantissa()) + 2,
+            },
+            EvalExpr::Literal(l) => return refuse(format!("arithmetic on {l:?}")),
+            EvalExpr::Column(i) => {
+                let c = columns
+                    .get(*i)
+                    .ok_or_else(|| EngineError::Bug(format!("computed column reads {i}")))?;
+                match ColumnKind::of(c)? {
+                    ColumnKind::Int => ResultType::Int {
+                        length: c.column_length(),
+                    },
+                    ColumnKind::Decimal => ResultType::Decimal {
+                        scale: u32::from(c.decimals()),
+                        length: c.column_length(),
+                    },
+                    other => return refuse(format!("arithmetic on a {other:?} column")),
+                }
+            }
+            EvalExpr::Neg(e) => match Self::of(e, columns)? {
+                ResultType::Int { length } => ResultType::Int { length: length + 1 },
+                d => d,
+            },
+            EvalExpr::Arith { op, left, right } => {
+                // MariaDB carries a quotient on with more digits than it shows (AVG(x) * 2 uses
+                // 9 decimals of AVG); this evaluator has only the shown ones.
+                let quotient = |e: &EvalExpr| match e {
+                    EvalExpr::Neg(inner) => matches!(
+                        inner.as_ref(),
+                        EvalExpr::Arith {
+                            op: ArithOp::Div,
+                            ..
+                        }
+                    ),
+                    EvalExpr::Arith {
+                        op: ArithOp::Div, ..
+                    } => true,
+                    _ => false,
+                };
+                if quotient(left) || quotient(right) {
+                    return refuse(format!("arithmetic on a quotient (AVG or /), {expr},"));
+                }
+                let (l, r) = (Self::of(left, columns)?, Self::of(right, columns)?);
+                let parts = |t: ResultType| match t {
+                    ResultType::Int { length } => (0, length),
+                    ResultType::Decimal { scale, length } => (scale, length),
+                };
+                let ((sl, ll), (sr, lr)) = (parts(l), parts(r));
+                match (op, l, r) {
+                    (
+                        ArithOp::Add | ArithOp::Sub,
+                        ResultType::Int { .. },
+                        ResultType::Int { .. },
+                    ) => ResultType::Int {
+                        length: ll.max(lr) + 1,
+                    },
+                    (ArithOp::Mul, ResultType::Int { .. }, ResultType::Int { .. }) => {
+                        ResultType::Int {
+                            length: (ll + lr).saturating_sub(1),
+                        }
+                    }
+                    (ArithOp::Add | ArithOp::Sub, ..) => ResultType::Decimal {
+                        scale: sl.max(sr),
+                        length: ll.max(lr) + 1,
+                    },
+                    (ArithOp::Mul, ..) => ResultType::Decimal {
+                        scale: sl + sr,
+                        length: ll + lr,
+                    },
+                    (ArithOp::Div, ..) => ResultType::Decimal {
+                        scale: sl + DIV_PRECISION,
+                        length: ll + DIV_PRECISION + 1,
+                    },
+                }
+            }
+        })
+    }
+
+    /// The column definition MariaDB would send.
+    pub fn column(self, name: &str) -> Column {
+        let (ty, scale, length) = match self {
+            // MariaDB's INT holds up to 9 digits whatever the sign.
+            ResultType::Int { length } if length <= 9 => (ColumnType::MYSQL_TYPE_LONG, 0, length),
+            ResultType::Int { length } => (ColumnType::MYSQL_TYPE_LONGLONG, 0, length),
+            ResultType::Decimal { scale, length } => {
+                (ColumnType::MYSQL_TYPE_NEWDECIMAL, scale, length)
+            }
+        };
+        Column::new(ty)
+            .with_name(name.as_bytes())
+            .with_character_set(63)
+            .with_column_length(length)
+            .with_decimals(scale.min(38) as u8)
+            .with_flags(ColumnFlags::BINARY_FLAG | ColumnFlags::NUM_FLAG)
     }
 }
 
@@ -355,7 +505,7 @@ fn arith(op: ArithOp, l: Val, r: Val) -> Result<Val, EngineError> {
                 a.scale(),
             );
             Val::Dec(
-                num.div_round(b.mantissa(), a.scale() + 4)
+                num.div_round(b.mantissa(), a.scale() + DIV_PRECISION)
                     .ok_or_else(overflow)?,
             )
         }
@@ -427,7 +577,7 @@ mod tests {
             Column::new(ColumnType::MYSQL_TYPE_NEWDECIMAL),
         ];
         let row = [Value::Bytes(b"3".to_vec()), Value::Bytes(b"7.50".to_vec())];
-        let check = |e: EvalExpr| Evaluator::new(&e, &columns).matches(&row).unwrap();
+        let check = |e: EvalExpr| Evaluator::new(&columns).matches(&e, &row).unwrap();
         assert!(check(EvalExpr::Compare {
             op: CompareOp::Gt,
             left: col(0),

@@ -215,7 +215,7 @@ pub enum AggregateKind {
 }
 
 /// One column the client sees.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum OutputColumn {
     /// An input column as it is.
     Column(usize),
@@ -234,6 +234,9 @@ pub enum OutputColumn {
         count: usize,
         name: String,
     },
+    /// An expression over the row's columns, computed here (a select item over both tables of a
+    /// join, arithmetic on aggregates), typed as MariaDB types it.
+    Eval { expr: EvalExpr, name: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -625,6 +628,7 @@ fn describe_stage(stage: &Stage) -> String {
                     OutputColumn::Named { column, name } => format!("{column} as {name:?}"),
                     OutputColumn::Computed { column, name, .. } => format!("{column} as {name:?}"),
                     OutputColumn::Avg { sum, count, name } => format!("{sum}/{count} as {name:?}"),
+                    OutputColumn::Eval { expr, name } => format!("{expr} as {name:?}"),
                 })
                 .collect();
             format!("Projection [{}]", cols.join(", "))

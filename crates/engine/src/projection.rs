@@ -5,16 +5,20 @@ use mysql_common::constants::{ColumnFlags, ColumnType};
 
 use crate::compare::ColumnKind;
 use crate::decimal::Decimal;
+use crate::eval::{Evaluator, ResultType};
 use crate::plan::{ComputedKind, OutputColumn};
 use crate::{Column, EngineError, Value};
 
 /// MySQL's `div_precision_increment`: AVG and `/` add this many decimals.
-const DIV_PRECISION: u32 = 4;
+pub(crate) const DIV_PRECISION: u32 = 4;
 
 pub(crate) struct ProjectionRun {
     columns: Vec<OutputColumn>,
     /// For AVG: whether the sum is a double, and the result's scale.
     avg: Vec<Option<(bool, u32)>>,
+    /// For computed columns: their types, and the evaluator over the input.
+    types: Vec<Option<ResultType>>,
+    eval: Evaluator,
 }
 
 fn double_column(name: &str) -> Column {
@@ -47,8 +51,15 @@ impl ProjectionRun {
         };
         let mut defs = Vec::with_capacity(output.len());
         let mut avg = Vec::with_capacity(output.len());
-        for c in output {
+        let mut types = vec![None; output.len()];
+        for (n, c) in output.iter().enumerate() {
             match c {
+                OutputColumn::Eval { expr, name } => {
+                    let ty = ResultType::of(expr, input)?;
+                    defs.push(ty.column(name));
+                    types[n] = Some(ty);
+                    avg.push(None);
+                }
                 OutputColumn::Column(i) => {
                     defs.push(get(*i)?.clone());
                     avg.push(None);
@@ -117,6 +128,8 @@ impl ProjectionRun {
             ProjectionRun {
                 columns: output.to_vec(),
                 avg,
+                types,
+                eval: Evaluator::new(input),
             },
             defs,
         ))
@@ -126,7 +139,13 @@ impl ProjectionRun {
         self.columns
             .iter()
             .zip(&self.avg)
-            .map(|(c, avg)| match (c, avg) {
+            .zip(&self.types)
+            .map(|((c, avg), ty)| match (c, avg) {
+                (OutputColumn::Eval { expr, .. }, _) => {
+                    let ty =
+                        ty.ok_or_else(|| EngineError::Bug("untyped computed column".into()))?;
+                    self.eval.value(expr, ty, row)
+                }
                 (
                     OutputColumn::Column(i)
                     | OutputColumn::Named { column: i, .. }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use vschema::Keyspace;
 
 use crate::compare::{Comparator, SortKey};
-use crate::eval::Evaluator;
+use crate::eval::{EvalExpr, Evaluator};
 use crate::fanout::with_streams;
 use crate::merge_sort::Source;
 use crate::ordered_aggregate::AggregateRun;
@@ -20,7 +20,7 @@ type Row = Vec<Value>;
 
 pub(crate) enum Run<'p> {
     Aggregate(AggregateRun),
-    Filter(Evaluator<'p>),
+    Filter(Evaluator, &'p EvalExpr),
     Sort {
         cmp: Comparator,
         rows: Vec<Row>,
@@ -53,7 +53,7 @@ pub(crate) fn build<'p>(
             Stage::OrderedAggregate { group, aggregates } => {
                 Run::Aggregate(AggregateRun::new(group, aggregates, &columns)?)
             }
-            Stage::Filter { predicate } => Run::Filter(Evaluator::new(predicate, &columns)),
+            Stage::Filter { predicate } => Run::Filter(Evaluator::new(&columns), predicate),
             Stage::MemorySort { keys } => Run::Sort {
                 cmp: Comparator::new(keys, &columns)?,
                 rows: Vec::new(),
@@ -110,8 +110,8 @@ pub(crate) fn push(
     let mut produced = Vec::new();
     match run {
         Run::Aggregate(a) => a.push(row, &mut produced)?,
-        Run::Filter(f) => {
-            if f.matches(&row)? {
+        Run::Filter(f, predicate) => {
+            if f.matches(predicate, &row)? {
                 produced.push(row);
             }
         }
@@ -180,7 +180,8 @@ pub(crate) fn finish(
             rows.sort_by(|a, b| cmp.compare(a, b));
             produced.append(rows);
         }
-        Run::Filter(_) | Run::Limit { .. } | Run::Project(_) | Run::Drop(_) | Run::Partials(_) => {}
+        Run::Filter(..) | Run::Limit { .. } | Run::Project(_) | Run::Drop(_) | Run::Partials(_) => {
+        }
     }
     for r in produced {
         if push(runs, at + 1, r, out)? == Flow::Stop {

@@ -11,7 +11,7 @@
 
 use std::ops::ControlFlow;
 
-use engine::{EvalExpr, Join, JoinColumn, JoinRight, Opcode, Plan, SortKey, Stage};
+use engine::{EvalExpr, Join, JoinColumn, JoinRight, Opcode, OutputColumn, Plan, SortKey, Stage};
 use sqlparser::ast::{
     BinaryOperator, Expr, GroupByExpr, JoinConstraint, JoinOperator, ObjectName, OrderByKind,
     Query, Select, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, Spanned, TableFactor,
@@ -343,7 +343,8 @@ fn plan(
         if let Some(predicate) = predicate {
             stages.insert(0, Stage::Filter { predicate });
         }
-        if !grouped {
+        let projected = stages.iter().any(|s| matches!(s, Stage::Projection { .. }));
+        if !projected {
             match stages.iter_mut().find_map(|s| match s {
                 Stage::DropHidden { count } => Some(count),
                 _ => None,
@@ -416,7 +417,8 @@ fn rows(
     let idx = |s: Side| s as usize;
     // Select items, each from one table (a constant from the left).
     struct Item<'e> {
-        column: JoinColumn,
+        /// `None` for an item computed at the proxy.
+        column: Option<JoinColumn>,
         sql: String,
         alias: Option<String>,
         expr: &'e Expr,
@@ -426,6 +428,9 @@ fn rows(
     }
     let mut items: Vec<Item<'_>> = Vec::new();
     let mut columns: Vec<JoinColumn> = Vec::new();
+    // What the client sees, when some item is computed here; else the leading columns are it.
+    let mut projection: Vec<OutputColumn> = Vec::new();
+    let mut computed = false;
     let quote = |q: &str| format!("`{}`.*", q.replace('`', "``"));
     for item in &select.projection {
         // `*` and `q.*`: every column of a side, expanded when the side's query has run.
@@ -471,7 +476,32 @@ fn rows(
         let (expr, alias) =
             crate::select::item_expr(item).ok_or_else(|| across("this select item"))?;
         let side = match sides.of_condition(expr)? {
-            Reach::Both => return Err(across("a select item over both tables")),
+            Reach::Both => {
+                // The parser's spans leave some operators out; the printer's text names it then.
+                let sql = text(expr).unwrap_or_else(|_| expr.to_string());
+                // Over both tables: computed here from the columns it reads.
+                let e = crate::merge::to_eval(expr, &mut |leaf: &Expr| {
+                    let side = match sides.of_condition(leaf)? {
+                        Reach::One(s) => s,
+                        Reach::None => Side::Left,
+                        Reach::Both => return Err(across(&format!("{leaf} in a select item"))),
+                    };
+                    columns.push(at(side, q[idx(side)].item(text(leaf)?)));
+                    Ok(EvalExpr::Column(columns.len() - 1))
+                })?;
+                projection.push(OutputColumn::Eval {
+                    expr: e,
+                    name: alias.clone().unwrap_or_else(|| sql.clone()),
+                });
+                computed = true;
+                items.push(Item {
+                    column: None,
+                    sql,
+                    alias,
+                    expr,
+                });
+                continue;
+            }
             Reach::One(s) => s,
             Reach::None => Side::Left,
         };
@@ -482,8 +512,9 @@ fn rows(
         };
         let column = at(side, q[idx(side)].item(named));
         columns.push(column);
+        projection.push(OutputColumn::Column(columns.len() - 1));
         items.push(Item {
-            column,
+            column: Some(column),
             sql,
             alias,
             expr,
@@ -492,6 +523,9 @@ fn rows(
     let starred = q.iter().any(|s| !s.star.is_empty());
     if starred && query.order_by.is_some() {
         return Err(across("ORDER BY with SELECT *"));
+    }
+    if starred && computed {
+        return Err(across("SELECT * with an item over both tables"));
     }
 
     // ORDER BY, at the proxy: each key's value (unless it is a select item) and its collation
@@ -515,7 +549,14 @@ fn rows(
             (None, _) => items.iter().find(|i| i.expr == e),
         };
         let (value, side, sql) = match item {
-            Some(i) => (i.column, side_of(i.column), i.sql.clone()),
+            Some(Item { column: None, .. }) => {
+                return Err(across("ORDER BY a select item over both tables"))
+            }
+            Some(Item {
+                column: Some(c),
+                sql,
+                ..
+            }) => (*c, side_of(*c), sql.clone()),
             None => {
                 let side = match sides.of_condition(e)? {
                     Reach::One(s) => s,
@@ -542,6 +583,12 @@ fn rows(
     }
     let mut stages = Vec::new();
     sort_limit_drop(&mut stages, query, keys, columns.len() - visible)?;
+    if computed {
+        stages.retain(|s| !matches!(s, Stage::DropHidden { .. }));
+        stages.push(Stage::Projection {
+            columns: projection,
+        });
+    }
     Ok((columns, stages))
 }
 

@@ -504,10 +504,17 @@ impl Ctx<'_, '_> {
         for item in items {
             let call = agg_call(item.expr, Some(&item.expr_text))?;
             if call.is_none() && contains_aggregate(item.expr) {
-                return Err(unsupported(format!(
-                    "an expression over aggregate functions across shards: {}",
-                    item.expr_text
-                )));
+                // Computed here from the merged aggregates; the shards send a placeholder.
+                if distinct {
+                    return Err(unsupported(format!(
+                        "SELECT DISTINCT with an expression over aggregate functions across \
+                         shards: {}",
+                        item.expr_text
+                    )));
+                }
+                texts.push("NULL".to_string());
+                calls.push(None);
+                continue;
             }
             texts.push(match &call {
                 None => item.text.clone(),
@@ -530,7 +537,20 @@ impl Ctx<'_, '_> {
         let item_columns: Vec<usize> = (0..items.len()).collect();
         for (i, (item, call)) in items.iter().zip(&calls).enumerate() {
             let Some(call) = call else {
-                outputs.push(OutputColumn::Column(i));
+                outputs.push(if contains_aggregate(item.expr) {
+                    OutputColumn::Eval {
+                        expr: self.eval(
+                            item.expr,
+                            items,
+                            &mut columns,
+                            &mut aggregates,
+                            &item_columns,
+                        )?,
+                        name: item.name(),
+                    }
+                } else {
+                    OutputColumn::Column(i)
+                });
                 continue;
             };
             if call.distinct {
@@ -857,12 +877,18 @@ impl Ctx<'_, '_> {
         items: &[Item<'_>],
         item_columns: &[usize],
     ) -> Result<EvalExpr, PlanError> {
-        if let Some(call) = agg_call(items[i].expr, None)? {
-            if call.func == AggFn::Avg || call.distinct {
+        match agg_call(items[i].expr, None)? {
+            Some(call) if call.func == AggFn::Avg || call.distinct => {
                 return Err(unsupported(
                     "an AVG or DISTINCT aggregate alias in HAVING across shards",
                 ));
             }
+            None if contains_aggregate(items[i].expr) => {
+                return Err(unsupported(
+                    "an alias of an expression over aggregates in HAVING across shards",
+                ));
+            }
+            _ => {}
         }
         Ok(EvalExpr::Column(item_columns[i]))
     }
