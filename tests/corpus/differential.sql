@@ -339,6 +339,14 @@ SELECT id, name FROM customers WHERE score > 30 UNION SELECT order_id, 'order' F
 SELECT c.id FROM customers c JOIN orders o ON o.customer_id = c.id WHERE o.qty = 2 UNION SELECT id FROM misc
 SELECT price FROM orders WHERE customer_id < 0 UNION SELECT balance FROM customers WHERE id < 0
 SELECT name FROM customers WHERE id IN (6, 7, 8) UNION SELECT name FROM customers WHERE id IN (8, 9, 10) ORDER BY name
+# SELECT DISTINCT over joins across shards and derived tables: grouped at the proxy.
+SELECT DISTINCT c.city FROM customers c JOIN orders o ON o.product_id = c.id
+SELECT DISTINCT o.qty, c.score FROM customers c JOIN orders o ON o.product_id = c.id WHERE c.id < 10 ORDER BY o.qty, c.score
+SELECT DISTINCT v.level FROM MAIN.vip v JOIN customers c ON c.id = v.cid
+SELECT DISTINCT c.score, c.city FROM customers c LEFT JOIN orders o ON o.product_id = c.id WHERE o.order_id IS NULL
+SELECT DISTINCT t.n FROM (SELECT customer_id, COUNT(*) AS n FROM orders GROUP BY customer_id) t ORDER BY t.n
+SELECT DISTINCT t.city AS town FROM (SELECT city FROM customers ORDER BY id LIMIT 50) t ORDER BY town
+refused: SELECT DISTINCT c.city FROM customers c JOIN orders o ON o.product_id = c.id ORDER BY o.qty
 # Expressions over merged aggregates, computed at the proxy.
 SELECT COUNT(*) + 1 FROM customers
 SELECT city, COUNT(*) * 2 AS twice, SUM(balance) / COUNT(*), MAX(score) - MIN(score) FROM customers GROUP BY city ORDER BY twice DESC, city
@@ -370,7 +378,11 @@ SELECT c.id, c.score + o.qty, o.price - o.price * c.score FROM customers c LEFT 
 SELECT c.id, o.qty * c.score AS x FROM customers c JOIN orders o ON o.product_id = c.id WHERE o.qty > c.score ORDER BY c.id, o.order_id LIMIT 7
 refused: SELECT o.order_id, o.qty * c.score AS x FROM customers c JOIN orders o ON o.product_id = c.id ORDER BY x
 refused: SELECT c.name, CONCAT(c.name, o.qty) FROM customers c JOIN orders o ON o.product_id = c.id
-refused: SELECT c.id FROM customers c LEFT JOIN orders o ON o.product_id = c.id AND o.qty > c.score
+SELECT c.id FROM customers c LEFT JOIN orders o ON o.product_id = c.id AND o.qty > c.score
+SELECT c.id, o.order_id FROM customers c LEFT JOIN orders o ON o.product_id = c.id AND c.score > 10 WHERE c.id < 30
+SELECT c.id, o.order_id, o.qty FROM customers c LEFT JOIN orders o ON o.product_id = c.id AND (o.qty > c.score OR c.score IS NULL) ORDER BY c.id, o.order_id LIMIT 40
+SELECT c.city, COUNT(o.order_id), COUNT(*) FROM customers c LEFT JOIN orders o ON o.product_id = c.id AND o.qty * 2 > c.score AND c.id % 2 = 0 GROUP BY c.city
+SELECT v.cid, c.name FROM MAIN.vip v LEFT JOIN customers c ON c.id = v.cid AND v.level > 1 AND c.score < v.level * 10
 refused: SELECT * FROM customers c JOIN orders o ON o.product_id = c.id WHERE o.qty > c.score
 refused: SELECT id FROM customers UNION ALL SELECT id FROM products
 refused: SELECT id FROM customers UNION SELECT id FROM customers UNION ALL SELECT customer_id FROM orders

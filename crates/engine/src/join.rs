@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use vschema::VSchema;
 
+use crate::eval::Evaluator;
 use crate::lookup::key_value;
 use crate::plan::{Join, JoinColumn, JoinRight, Opcode, Route};
 use crate::pullout::{collect_at_most, literal};
@@ -33,6 +34,7 @@ pub(crate) async fn execute<E: Executor, S: RowSink>(
         ));
     }
     let mut stages = None;
+    let mut on = None;
     let mut expanded = Vec::new();
     let mut out = Vec::new();
     let mut batches = left.rows.chunks(BATCH).peekable();
@@ -54,6 +56,7 @@ pub(crate) async fn execute<E: Executor, S: RowSink>(
                 })
                 .collect::<Option<_>>()
                 .ok_or_else(|| EngineError::Bug("a join column out of range".into()))?;
+            on = join.on.as_ref().map(|e| (Evaluator::new(&columns), e));
             let (runs, output) = build(&join.stages, columns, options)?;
             sink.columns(Arc::from(output)).await?;
             stages = Some(runs);
@@ -88,14 +91,22 @@ pub(crate) async fn execute<E: Executor, S: RowSink>(
                     .collect()
             };
             let mut flow = Flow::Continue;
-            if rights.is_empty() && join.outer {
-                flow = push(runs, 0, joined(None), &mut out)?;
-            }
+            let mut any = false;
             for &r in rights {
+                let pair = joined(Some(&right.rows[r]));
+                if let Some((eval, predicate)) = &on {
+                    if !eval.matches(predicate, &pair)? {
+                        continue;
+                    }
+                }
+                any = true;
+                flow = push(runs, 0, pair, &mut out)?;
                 if flow == Flow::Stop {
                     break;
                 }
-                flow = push(runs, 0, joined(Some(&right.rows[r])), &mut out)?;
+            }
+            if !any && join.outer {
+                flow = push(runs, 0, joined(None), &mut out)?;
             }
             for r in out.drain(..) {
                 sink.row(r).await?;

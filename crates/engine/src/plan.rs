@@ -39,6 +39,9 @@ pub struct Join {
     pub left_keys: Vec<usize>,
     /// LEFT JOIN: a left row without a match comes out once, with NULLs on the right.
     pub outer: bool,
+    /// An ON condition the keys do not cover (a LEFT JOIN's, over both tables or the left one),
+    /// over the joined row: a pair that fails it is no match.
+    pub on: Option<EvalExpr>,
     pub right: JoinRight,
     /// The joined row, column by column.
     pub columns: Vec<JoinColumn>,
@@ -498,9 +501,10 @@ impl Plan {
                 let indent = "  ".repeat(depth);
                 let _ = write!(
                     out,
-                    "{indent}Join {} keys={:?} columns=[{}]\n{indent}  left:",
+                    "{indent}Join {} keys={:?}{} columns=[{}]\n{indent}  left:",
                     if j.outer { "LeftOuter" } else { "Inner" },
                     j.left_keys,
+                    j.on.as_ref().map(|e| format!(" on={e}")).unwrap_or_default(),
                     columns.join(", ")
                 );
                 for line in j.left.describe().lines() {

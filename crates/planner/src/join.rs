@@ -166,8 +166,11 @@ struct SideQuery {
 }
 
 impl SideQuery {
-    /// Adds a column; returns its index.
+    /// Adds a column, or finds the same one; returns its index.
     fn item(&mut self, sql: String) -> usize {
+        if let Some(i) = self.items.iter().position(|i| *i == sql) {
+            return i;
+        }
         self.items.push(sql);
         self.items.len() - 1
     }
@@ -225,6 +228,8 @@ fn plan(
     // (other than the join keys), and a LEFT JOIN's WHERE on its right table (NULL-extended
     // rows included, as `... WHERE r.id IS NULL` needs).
     let mut after: Vec<&Expr> = Vec::new();
+    // A LEFT JOIN's ON conditions over both tables or on the left one: per candidate pair.
+    let mut on_pair: Vec<&Expr> = Vec::new();
     for (part, in_on) in parts {
         if let Expr::BinaryOp {
             left: a,
@@ -249,9 +254,8 @@ fn plan(
         }
         let side = match sides.of_condition(part)? {
             Reach::Both if outer && in_on => {
-                return Err(across(
-                    "an ON condition over both tables of a LEFT JOIN other than an equality",
-                ))
+                on_pair.push(part);
+                continue;
             }
             Reach::Both => {
                 after.push(part);
@@ -262,7 +266,8 @@ fn plan(
             Reach::None => Side::Left,
         };
         if outer && in_on && side == Side::Left {
-            return Err(across("an ON condition on the left table of a LEFT JOIN"));
+            on_pair.push(part);
+            continue;
         }
         if outer && !in_on && side == Side::Right {
             after.push(part);
@@ -316,33 +321,43 @@ fn plan(
     let starred = columns
         .iter()
         .any(|c| matches!(c, JoinColumn::LeftFrom(_) | JoinColumn::RightFrom(_)));
-    if starred && !after.is_empty() {
+    if starred && !(after.is_empty() && on_pair.is_empty()) {
         return Err(across("SELECT * with conditions over both tables"));
     }
-    if !after.is_empty() {
-        // The columns the conditions read go last in the joined row; a projection (grouped rows)
-        // or DropHidden (plain rows) takes them away again.
-        let first = columns.len();
-        let mut predicate: Option<EvalExpr> = None;
-        for part in after {
-            let e = crate::merge::to_eval(part, &mut |leaf: &Expr| {
-                let side = match sides.of_condition(leaf)? {
-                    Reach::One(s) => s,
-                    _ => return Err(across(&format!("{leaf} in a condition"))),
-                };
-                let c = at(side, q[idx(side)].item(text(leaf)?));
-                columns.push(c);
-                Ok(EvalExpr::Column(columns.len() - 1))
-            })?;
-            predicate = Some(match predicate {
+    // The columns the conditions read go last in the joined row; a projection (grouped or
+    // computed items) or DropHidden takes them away again.
+    let first = columns.len();
+    let mut predicate = |conditions: Vec<&Expr>| -> Result<Option<EvalExpr>, PlanError> {
+        let mut all: Option<EvalExpr> = None;
+        for part in conditions {
+            // A condition on the left table alone (LEFT JOIN ON) is the left shard's to compute;
+            // the left row is always there. Others are computed here from the columns they read.
+            let e = if sides.of_condition(part)? == Reach::One(Side::Left) {
+                columns.push(at(Side::Left, q[0].item(text(part)?)));
+                EvalExpr::Column(columns.len() - 1)
+            } else {
+                crate::merge::to_eval(part, &mut |leaf: &Expr| {
+                    let side = match sides.of_condition(leaf)? {
+                        Reach::One(s) => s,
+                        _ => return Err(across(&format!("{leaf} in a condition"))),
+                    };
+                    columns.push(at(side, q[idx(side)].item(text(leaf)?)));
+                    Ok(EvalExpr::Column(columns.len() - 1))
+                })?
+            };
+            all = Some(match all {
                 None => e,
                 Some(p) => EvalExpr::And(Box::new(p), Box::new(e)),
             });
         }
-        let added = columns.len() - first;
-        if let Some(predicate) = predicate {
-            stages.insert(0, Stage::Filter { predicate });
-        }
+        Ok(all)
+    };
+    let on = predicate(on_pair)?;
+    if let Some(predicate) = predicate(after)? {
+        stages.insert(0, Stage::Filter { predicate });
+    }
+    let added = columns.len() - first;
+    if added > 0 {
         let projected = stages.iter().any(|s| matches!(s, Stage::Projection { .. }));
         if !projected {
             match stages.iter_mut().find_map(|s| match s {
@@ -392,6 +407,7 @@ fn plan(
         left: Box::new(left_plan),
         left_keys,
         outer,
+        on,
         right: JoinRight {
             keyspace: right_table.keyspace.name.clone(),
             query: right_sql,
@@ -1073,6 +1089,7 @@ pub(crate) fn expr_text(expr: &Expr, source: &SourceText<'_>) -> Result<String, 
 }
 
 /// Which tables an expression reads.
+#[derive(PartialEq)]
 enum Reach {
     None,
     One(Side),

@@ -5,8 +5,8 @@ use std::ops::ControlFlow;
 
 use engine::{Opcode, Plan, Route};
 use sqlparser::ast::{
-    Expr, Function, GroupByExpr, JoinOperator, Query, Select, SelectItem, SetExpr, Statement,
-    TableFactor, Visit, Visitor,
+    Distinct, Expr, Function, GroupByExpr, JoinOperator, OrderByKind, Query, Select, SelectItem,
+    SetExpr, Statement, TableFactor, Visit, Visitor,
 };
 use vschema::Table;
 
@@ -46,12 +46,66 @@ pub(crate) fn plan_select(
     match plan_in_place(stmt, query, source, ctx) {
         // Subqueries that cannot run inside the statement may run before it; tables whose rows do
         // not live together may be joined at the proxy.
-        Err(e @ PlanError::Unsupported(_)) => crate::pullout::plan_pull_out(query, source, ctx)
-            .or_else(|| crate::join::plan_join(query, source, ctx))
-            .or_else(|| crate::derived::plan_derived(query, source, ctx))
-            .unwrap_or(Err(e)),
+        Err(e @ PlanError::Unsupported(_)) => {
+            let grouped = distinct_as_grouping(query);
+            let at_proxy = grouped.as_ref().unwrap_or(query);
+            crate::pullout::plan_pull_out(query, source, ctx)
+                .or_else(|| crate::join::plan_join(at_proxy, source, ctx))
+                .or_else(|| crate::derived::plan_derived(at_proxy, source, ctx))
+                .unwrap_or(Err(e))
+        }
         other => other,
     }
+}
+
+/// `SELECT DISTINCT items ...` without aggregates as `SELECT items ... GROUP BY items`: the same
+/// rows, for the planners that group at the proxy. `None` when it is not that shape, or when
+/// ORDER BY names something other than a select item.
+fn distinct_as_grouping(query: &Query) -> Option<Query> {
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
+    let no_grouping =
+        matches!(&select.group_by, GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty());
+    if !matches!(select.distinct, Some(Distinct::Distinct))
+        || !no_grouping
+        || select.having.is_some()
+        || find_call(&select.projection, |f| {
+            let name = f.name.to_string().to_ascii_lowercase();
+            AGGREGATES.contains(&name.as_str()).then_some(name)
+        })
+        .is_some()
+    {
+        return None;
+    }
+    let items: Vec<(&Expr, Option<String>)> = select
+        .projection
+        .iter()
+        .map(item_expr)
+        .collect::<Option<_>>()?;
+    if let Some(order) = &query.order_by {
+        let OrderByKind::Expressions(keys) = &order.kind else {
+            return None;
+        };
+        let selected = |e: &Expr| {
+            crate::merge::position_of(e).is_some_and(|p| p >= 1 && p <= items.len())
+                || items.iter().any(|(i, alias)| {
+                    *i == e
+                        || matches!(e, Expr::Identifier(id) if alias.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(&id.value)))
+                })
+        };
+        if !keys.iter().all(|k| selected(&k.expr)) {
+            return None;
+        }
+    }
+    let mut grouped = query.clone();
+    let SetExpr::Select(select) = grouped.body.as_mut() else {
+        return None;
+    };
+    select.distinct = None;
+    select.group_by =
+        GroupByExpr::Expressions(items.iter().map(|(e, _)| (*e).clone()).collect(), vec![]);
+    Some(grouped)
 }
 
 /// The SELECT as statements that the shards run whole (merged at the proxy where needed).
