@@ -339,6 +339,16 @@ SELECT id, name FROM customers WHERE score > 30 UNION SELECT order_id, 'order' F
 SELECT c.id FROM customers c JOIN orders o ON o.customer_id = c.id WHERE o.qty = 2 UNION SELECT id FROM misc
 SELECT price FROM orders WHERE customer_id < 0 UNION SELECT balance FROM customers WHERE id < 0
 SELECT name FROM customers WHERE id IN (6, 7, 8) UNION SELECT name FROM customers WHERE id IN (8, 9, 10) ORDER BY name
+# Derived tables joined with tables: co-located when the derived table keeps the vindex column
+# (grouped by it), else a join across shards with the derived table's rows on the left.
+SELECT c.name, t.n FROM customers c JOIN (SELECT customer_id, COUNT(*) AS n FROM orders GROUP BY customer_id) t ON t.customer_id = c.id
+SELECT c.id, t.n, t.last FROM customers c JOIN (SELECT customer_id, COUNT(*) AS n, MAX(placed) AS last FROM orders GROUP BY customer_id) AS t ON t.customer_id = c.id WHERE t.n > 3 ORDER BY t.n DESC, c.id LIMIT 8
+SELECT t.customer_id, t.q FROM (SELECT DISTINCT customer_id, qty AS q FROM orders) t WHERE t.q > 3
+SELECT c.id, t.n FROM customers c JOIN (SELECT product_id, COUNT(*) AS n FROM orders GROUP BY product_id) t ON t.product_id = c.id
+SELECT t.product_id, t.n, c.name FROM (SELECT product_id, COUNT(*) AS n FROM orders GROUP BY product_id) t JOIN customers c ON c.id = t.product_id
+SELECT p.name, t.total FROM products p JOIN (SELECT product_id, SUM(qty) AS total FROM orders GROUP BY product_id) t ON t.product_id = p.id
+SELECT t.product_id, c.score FROM (SELECT product_id, COUNT(*) AS n FROM orders GROUP BY product_id) t LEFT JOIN customers c ON c.id = t.product_id AND c.score > 0 ORDER BY t.product_id
+SELECT t.product_id, c.id FROM (SELECT product_id FROM orders ORDER BY order_id LIMIT 30) t, customers c WHERE c.id = t.product_id AND c.score < 30
 # SELECT DISTINCT over joins across shards and derived tables: grouped at the proxy.
 SELECT DISTINCT c.city FROM customers c JOIN orders o ON o.product_id = c.id
 SELECT DISTINCT o.qty, c.score FROM customers c JOIN orders o ON o.product_id = c.id WHERE c.id < 10 ORDER BY o.qty, c.score

@@ -504,7 +504,9 @@ impl Plan {
                     "{indent}Join {} keys={:?}{} columns=[{}]\n{indent}  left:",
                     if j.outer { "LeftOuter" } else { "Inner" },
                     j.left_keys,
-                    j.on.as_ref().map(|e| format!(" on={e}")).unwrap_or_default(),
+                    j.on.as_ref()
+                        .map(|e| format!(" on={e}"))
+                        .unwrap_or_default(),
                     columns.join(", ")
                 );
                 for line in j.left.describe().lines() {

@@ -21,8 +21,8 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use sqlparser::ast::{
-    BinaryOperator, Expr, InTarget, JoinConstraint, JoinOperator, Query, Select, SelectItem,
-    SetExpr, Statement, TableFactor, TableWithJoins, Visit, Visitor,
+    BinaryOperator, Expr, GroupByExpr, InTarget, JoinConstraint, JoinOperator, Query, Select,
+    SelectItem, SetExpr, Statement, TableFactor, TableWithJoins, Visit, Visitor,
 };
 use vschema::{KeyValue, Keyspace, LookupColumn, Table, Vindex};
 
@@ -55,6 +55,11 @@ struct Scope {
 pub(crate) struct Colocation {
     scopes: Vec<Scope>,
     occurrences: Vec<Occurrence>,
+    /// Derived tables that stand for a table of their subquery (see [`Self::derived_column`]):
+    /// the derived table's occurrence, the subquery's SELECT, the table's qualifier there.
+    derived: Vec<(usize, Select, String)>,
+    /// How many occurrences are derived tables.
+    stand_ins: usize,
     pins: Vec<(usize, KeyValue)>,
     edges: Vec<(usize, usize)>,
     /// The top-level SELECT, when the statement's body is one (not a UNION).
@@ -117,6 +122,8 @@ impl Colocation {
                 })
                 .collect(),
             occurrences: Vec::new(),
+            derived: Vec::new(),
+            stand_ins: 0,
             pins: Vec::new(),
             edges: Vec::new(),
             top,
@@ -125,6 +132,27 @@ impl Colocation {
             let from = this.scopes[s].select.from.clone();
             for twj in &from {
                 this.joined(s, twj, false, ctx, ctes)?;
+            }
+        }
+        // A derived table's rows live with the rows of the table it stands for, and the other
+        // way round.
+        for (o, select, qualifier) in std::mem::take(&mut this.derived) {
+            let scope = this.occurrences[o].scope;
+            let inner = this
+                .scopes
+                .iter()
+                .position(|s| s.parent == Some(scope) && s.select == select)
+                .and_then(|inner| {
+                    this.occurrences.iter().position(|x| {
+                        x.scope == inner
+                            && !x.optional
+                            && x.qualifier == qualifier
+                            && x.vindex == this.occurrences[o].vindex
+                    })
+                });
+            if let Some(i) = inner {
+                this.edge(o, i);
+                this.edge(i, o);
             }
         }
         for s in 0..this.scopes.len() {
@@ -246,11 +274,35 @@ impl Colocation {
                 });
                 Ok(vec![self.occurrences.len() - 1])
             }
-            TableFactor::Derived { alias, .. } => {
-                if let Some(a) = alias {
-                    self.scopes[scope].qualifiers.push(a.name.value.clone());
-                }
-                Ok(Vec::new())
+            TableFactor::Derived {
+                alias,
+                subquery,
+                lateral,
+                ..
+            } => {
+                let Some(alias) = alias else {
+                    return Ok(Vec::new());
+                };
+                self.scopes[scope].qualifiers.push(alias.name.value.clone());
+                let found = match (lateral, alias.columns.is_empty()) {
+                    (false, true) => derived_column(subquery, ctx),
+                    _ => None,
+                };
+                let Some((name, select, qualifier, vindex)) = found else {
+                    return Ok(Vec::new());
+                };
+                self.occurrences.push(Occurrence {
+                    scope,
+                    qualifier: alias.name.value.clone(),
+                    column: name,
+                    vindex,
+                    lookups: Vec::new(),
+                    optional,
+                });
+                let o = self.occurrences.len() - 1;
+                self.derived.push((o, select, qualifier));
+                self.stand_ins += 1;
+                Ok(vec![o])
             }
             TableFactor::NestedJoin {
                 table_with_joins,
@@ -448,8 +500,9 @@ impl Colocation {
         seen
     }
 
+    /// How many sharded table references the statement has (derived tables not counted).
     pub(crate) fn occurrence_count(&self) -> usize {
-        self.occurrences.len()
+        self.occurrences.len() - self.stand_ins
     }
 
     /// Refuses a statement with a FROM clause this analysis does not understand.
@@ -614,6 +667,94 @@ fn rank(opcode: &engine::Opcode) -> u8 {
 /// Whether every outer join of the top-level SELECT keeps the anchor's rows whole: then each
 /// result row comes from exactly one shard (the one holding its anchor row). An outer join that
 /// kept another table's unmatched rows would repeat them on every shard.
+/// A derived table that stands for a sharded table of its subquery: it selects that table's vindex
+/// column as it is, and each of its rows comes from rows of one vindex value (no LIMIT, no window
+/// functions; grouped by that column if grouped at all). Returns the column's name outside, the
+/// subquery's SELECT, the table's qualifier inside and its vindex.
+fn derived_column(
+    subquery: &Query,
+    ctx: &Context<'_>,
+) -> Option<(String, Select, String, Arc<Vindex>)> {
+    let SetExpr::Select(select) = subquery.body.as_ref() else {
+        return None;
+    };
+    if subquery.limit_clause.is_some()
+        || subquery.fetch.is_some()
+        || subquery.with.is_some()
+        || crate::select::find_call(&select.projection, |f| {
+            f.over.as_ref().map(|_| String::new())
+        })
+        .is_some()
+    {
+        return None;
+    }
+    let group: &[Expr] = match &select.group_by {
+        GroupByExpr::Expressions(e, m) if m.is_empty() => e,
+        _ => return None,
+    };
+    let aggregated = crate::select::find_call(&select.projection, |f| {
+        let name = f.name.to_string().to_ascii_lowercase();
+        crate::select::AGGREGATES
+            .contains(&name.as_str())
+            .then_some(name)
+    })
+    .is_some()
+        || select.having.is_some();
+    // The sharded tables of the subquery's FROM, by qualifier.
+    let mut tables: Vec<(String, String, Arc<Vindex>)> = Vec::new();
+    let mut add = |factor: &TableFactor| {
+        if let TableFactor::Table { name, alias, .. } = factor {
+            let last = name.0.last().and_then(|p| p.as_ident())?.value.clone();
+            let qualifier = alias.as_ref().map_or(last, |a| a.name.value.clone());
+            if let Table::Sharded { column, vindex, .. } = resolve(name, ctx).ok()?.table {
+                tables.push((qualifier, column, vindex));
+            }
+        }
+        Some(())
+    };
+    for twj in &select.from {
+        add(&twj.relation);
+        for j in &twj.joins {
+            add(&j.relation);
+        }
+    }
+    select.projection.iter().find_map(|item| {
+        let (expr, alias) = crate::select::item_expr(item)?;
+        let (qualifier, _, vindex) = match expr {
+            Expr::CompoundIdentifier(p) => match p.as_slice() {
+                [q, c] => tables
+                    .iter()
+                    .find(|(tq, tc, _)| *tq == q.value && tc.eq_ignore_ascii_case(&c.value))?,
+                _ => return None,
+            },
+            Expr::Identifier(c) => {
+                let mut named = tables
+                    .iter()
+                    .filter(|(_, tc, _)| tc.eq_ignore_ascii_case(&c.value));
+                let one = named.next()?;
+                if named.next().is_some() {
+                    return None;
+                }
+                one
+            }
+            _ => return None,
+        };
+        if (aggregated || !group.is_empty()) && !group.contains(expr) {
+            return None;
+        }
+        let name = alias.unwrap_or_else(|| match expr {
+            Expr::CompoundIdentifier(p) => p[1].value.clone(),
+            other => other.to_string(),
+        });
+        Some((
+            name,
+            select.as_ref().clone(),
+            qualifier.clone(),
+            vindex.clone(),
+        ))
+    })
+}
+
 fn outer_joins_keep(select: &Select, anchor: &str) -> bool {
     fn names(factor: &TableFactor, out: &mut Vec<String>) -> bool {
         match factor {
@@ -625,7 +766,10 @@ fn outer_joins_keep(select: &Select, anchor: &str) -> bool {
                 ));
                 true
             }
-            TableFactor::Derived { .. } => true,
+            TableFactor::Derived { alias, .. } => {
+                out.extend(alias.as_ref().map(|a| a.name.value.clone()));
+                true
+            }
             // A nested join with outer joins inside is not looked into: refuse it.
             TableFactor::NestedJoin {
                 table_with_joins, ..

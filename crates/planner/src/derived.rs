@@ -202,6 +202,14 @@ fn plan(
                     SelectItemQualifiedWildcardKind::ObjectName(n),
                     _,
                 ) if n.to_string() == alias => pass_through = true,
+                // A join across shards that reads this derived table asks for sort weights.
+                SelectItem::UnnamedExpr(e) if weight_of(e).is_some() => {
+                    let c = column(weight_of(e).expect("checked"))?;
+                    let w = weights
+                        .of(c)
+                        .ok_or_else(|| outer(&format!("sorting by {e}")))?;
+                    output.push(OutputColumn::Column(w));
+                }
                 SelectItem::UnnamedExpr(e) => output.push(OutputColumn::Column(column(e)?)),
                 SelectItem::ExprWithAlias { expr, alias } => output.push(OutputColumn::Named {
                     column: column(expr)?,
@@ -233,6 +241,25 @@ fn plan(
         inner: Box::new(inner_plan),
         stages,
     }))
+}
+
+/// `x` of `WEIGHT_STRING(RTRIM(x))`, the sort weight the other planners ask for.
+fn weight_of(e: &Expr) -> Option<&Expr> {
+    fn arg<'e>(e: &'e Expr, name: &str) -> Option<&'e Expr> {
+        match e {
+            Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case(name) => match &f.args {
+                sqlparser::ast::FunctionArguments::List(l) => match l.args.as_slice() {
+                    [sqlparser::ast::FunctionArg::Unnamed(
+                        sqlparser::ast::FunctionArgExpr::Expr(a),
+                    )] => Some(a),
+                    _ => None,
+                },
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+    arg(arg(e, "WEIGHT_STRING")?, "RTRIM")
 }
 
 /// Collation weight columns added to the inner query, after its own `width` columns.

@@ -108,14 +108,27 @@ fn shape<'s>(
         // One table: the client's text. Several: the parser's printer, which would double a
         // string's backslashes away, so only for statements without any.
         let text = match from.as_slice() {
-            [one] if one.joins.is_empty() => {
-                let t = operand(&one.relation)?;
-                format!(
-                    "{} AS `{}`",
-                    source.slice(t.name.span())?,
-                    t.qualifier.replace('`', "``")
-                )
-            }
+            [one] if one.joins.is_empty() => match &one.relation {
+                // A derived table: its query is planned on its own.
+                TableFactor::Derived {
+                    lateral: false,
+                    subquery,
+                    alias: Some(alias),
+                    ..
+                } if alias.columns.is_empty() => format!(
+                    "({}) AS `{}`",
+                    query_text(subquery, source)?,
+                    alias.name.value.replace('`', "``")
+                ),
+                relation => {
+                    let t = operand(relation)?;
+                    format!(
+                        "{} AS `{}`",
+                        source.slice(t.name.span())?,
+                        t.qualifier.replace('`', "``")
+                    )
+                }
+            },
             _ if source.sql().contains('\\') => return None,
             _ => from
                 .iter()
@@ -139,6 +152,17 @@ fn shape<'s>(
             let JoinConstraint::On(on) = constraint else {
                 return None;
             };
+            // `t JOIN (subquery) d`: an inner join is the same with the sides swapped, and the
+            // derived table can only be the left side (its rows are not looked up by key).
+            if let (true, false, TableFactor::Derived { .. }) =
+                (rest.is_empty(), outer, &join.relation)
+            {
+                let left = left_of(vec![TableWithJoins {
+                    relation: join.relation.clone(),
+                    joins: Vec::new(),
+                }])?;
+                return Some((left, operand(&one.relation)?, false, Some(on)));
+            }
             let left = left_of(vec![TableWithJoins {
                 relation: one.relation.clone(),
                 joins: rest.to_vec(),
@@ -153,6 +177,16 @@ fn shape<'s>(
         )),
         _ => None,
     }
+}
+
+/// A subquery's text as the client wrote it, when the parser's spans give all of it.
+fn query_text(query: &Query, source: &SourceText<'_>) -> Option<String> {
+    let text = source.slice(query.span())?;
+    let parsed = Parser::new(&MySqlDialect {})
+        .try_with_sql(text)
+        .and_then(|mut p| p.parse_query())
+        .ok()?;
+    (parsed.as_ref() == query).then(|| text.to_string())
 }
 
 /// Accumulates the text of one side's query.
