@@ -183,7 +183,7 @@ async fn errors_keep_the_connection_usable() {
         ("SELEC 1", 1064, "42000"),
         ("SELECT * FROM nosuch", 1146, "42S02"),
         ("SELECT GROUP_CONCAT(label) FROM misc", 1235, "42000"),
-        ("SELECT COUNT(*) + 1 FROM misc", 1235, "42000"),
+        ("SELECT STDDEV(id) FROM misc", 1235, "42000"),
         ("INSERT INTO misc (label) VALUES ('x')", 1364, "HY000"),
         ("SET GLOBAL max_connections = 5", 1235, "42000"),
         ("USE nosuch", 1049, "42000"),
