@@ -14,10 +14,14 @@ use sqlparser::parser::Parser;
 use std::sync::Mutex;
 use std::time::Instant;
 
+use arc_swap::ArcSwap;
 use dashmap::DashMap;
 use tokio::sync::Notify;
 use tracing::debug;
 use vschema::{Config, VSchema};
+
+use crate::metrics::Metrics;
+use crate::stats::{Activity, ShardMeter};
 
 use crate::error;
 use crate::plan_cache::{Cached, PlanCache};
@@ -31,13 +35,16 @@ const ER_LOCK_DEADLOCK: u16 = 1213;
 
 /// What every session shares.
 pub struct Gate {
-    pub vschema: Arc<VSchema>,
-    pub backends: Backends,
+    /// The keyspaces and their pools, swapped whole by a reload.
+    topology: ArcSwap<Topology>,
+    pub metrics: Metrics,
+    pub activity: Activity,
+    /// Log every statement, or only those slower than `slow_query`.
+    query_log: bool,
+    slow_query: Option<std::time::Duration>,
     users: HashMap<String, frontend::Credential>,
     info: ServerInfo,
     exec: engine::ExecOptions,
-    /// Statements sent to each shard, for tests and operators; keyed keyspace → shard so that counting needs no allocation on the hot path.
-    shard_queries: HashMap<String, HashMap<String, AtomicU64>>,
     /// Every client session, by connection id: SHOW PROCESSLIST and KILL.
     sessions: DashMap<u32, Arc<SessionEntry>>,
     /// Starts the ids of this instance's twopc transactions (`sg-<port>-`), so that a restart on
@@ -51,6 +58,17 @@ pub struct Gate {
     pub plans: PlanCache,
 }
 
+/// One client session, as SHOW PROCESSLIST shows it.
+pub struct Process {
+    pub id: u32,
+    pub user: String,
+    pub keyspace: Option<String>,
+    /// The running statement (its first 200 characters); `None` while idle.
+    pub statement: Option<String>,
+    /// How long it has run, or idled.
+    pub seconds: u64,
+}
+
 /// What SHOW PROCESSLIST shows of a session, and how KILL reaches it.
 pub struct SessionEntry {
     user: String,
@@ -62,6 +80,8 @@ pub struct SessionEntry {
     /// Backend connections running its statement now: (keyspace, shard, backend thread id).
     backend: Mutex<Vec<(String, String, u32)>>,
     kill: Arc<Notify>,
+    /// Shard statements of the running client statement (the query log's `shards`).
+    shards_touched: std::sync::atomic::AtomicU32,
 }
 
 impl SessionEntry {
@@ -81,32 +101,133 @@ impl SessionEntry {
     }
 }
 
-impl Gate {
-    /// Statements sent so far to each shard, as `keyspace/shard` → count.
-    pub fn shard_query_counts(&self) -> std::collections::BTreeMap<String, u64> {
-        self.shard_queries
-            .iter()
-            .flat_map(|(ks, shards)| {
-                shards
+/// What a reload replaces as one: the keyspace map and the pools that serve it. A statement
+/// works on one snapshot from its start to its end.
+pub struct Topology {
+    pub vschema: Arc<VSchema>,
+    pub backends: Backends,
+    /// Each shard's counters, by keyspace then shard (looked up without allocating).
+    meters: HashMap<String, HashMap<String, ShardMeter>>,
+}
+
+impl Topology {
+    fn new(vschema: Arc<VSchema>, backends: Backends, metrics: &Metrics) -> Self {
+        let meters = vschema
+            .keyspaces()
+            .map(|ks| {
+                let shards = ks
+                    .shards
                     .iter()
-                    .map(move |(s, c)| (format!("{ks}/{s}"), c.load(Ordering::Relaxed)))
+                    .map(|s| {
+                        let labels = [ks.name.as_str(), s.name.as_str()];
+                        let meter = ShardMeter::new(
+                            metrics.shard_queries.with_label_values(&labels),
+                            metrics.shard_seconds.with_label_values(&labels),
+                        );
+                        (s.name.clone(), meter)
+                    })
+                    .collect();
+                (ks.name.clone(), shards)
+            })
+            .collect();
+        Topology {
+            vschema,
+            backends,
+            meters,
+        }
+    }
+
+    pub fn meter(&self, keyspace: &str, shard: &str) -> Option<&ShardMeter> {
+        self.meters.get(keyspace)?.get(shard)
+    }
+}
+
+impl Gate {
+    /// Statements sent so far to each shard of the current topology, as `keyspace/shard` →
+    /// count.
+    pub fn shard_query_counts(&self) -> std::collections::BTreeMap<String, u64> {
+        let topo = self.topology();
+        topo.vschema
+            .keyspaces()
+            .flat_map(|ks| {
+                ks.shards.iter().map(|s| {
+                    let n = self.metrics.shard_query_count(&ks.name, &s.name);
+                    (format!("{}/{}", ks.name, s.name), n)
+                })
             })
             .collect()
     }
 
-    pub fn new(config: &Config, port: u16) -> Self {
-        let mut shard_queries = HashMap::new();
-        for ks in config.vschema.keyspaces() {
-            for s in &ks.shards {
-                shard_queries
-                    .entry(ks.name.clone())
-                    .or_insert_with(HashMap::new)
-                    .insert(s.name.clone(), AtomicU64::new(0));
-            }
+    /// The client sessions, by id: what SHOW PROCESSLIST and the status page show.
+    pub fn processes(&self) -> Vec<Process> {
+        let mut all: Vec<Process> = self
+            .sessions
+            .iter()
+            .map(|item| {
+                let e = item.value();
+                let (statement, since) = match &*e.running.lock().expect("session entry") {
+                    (sql, Some(since)) => (Some(sql.clone()), *since),
+                    (_, None) => (None, e.connected),
+                };
+                Process {
+                    id: *item.key(),
+                    user: e.user.clone(),
+                    keyspace: e.keyspace.lock().expect("session entry").clone(),
+                    statement,
+                    seconds: since.elapsed().as_secs(),
+                }
+            })
+            .collect();
+        all.sort_by_key(|p| p.id);
+        all
+    }
+
+    pub fn uptime(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+
+    /// Client sessions open now.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Ends every session at its next command (or now, if idle); their transactions roll back.
+    pub fn kill_all(&self) {
+        for item in self.sessions.iter() {
+            item.value().kill.notify_one();
         }
+    }
+
+    /// The current keyspaces and pools.
+    pub fn topology(&self) -> Arc<Topology> {
+        self.topology.load_full()
+    }
+
+    /// Validates nothing: `vschema` comes from a validated config. Pools of shards whose address
+    /// and pool size did not change are kept (with their connections); the others are new, and
+    /// the old ones close as their last connections come back.
+    pub fn replace_topology(&self, vschema: Arc<VSchema>) {
+        let old = self.topology();
+        let backends = Backends::reusing(&vschema, &old.backends);
+        self.topology
+            .store(Arc::new(Topology::new(vschema, backends, &self.metrics)));
+        // Plans name keyspaces, vindexes and shards of the old map.
+        self.plans.clear();
+    }
+
+    pub fn new(config: &Config, port: u16) -> Self {
+        let metrics = Metrics::new();
         Gate {
-            vschema: config.vschema.clone(),
-            backends: Backends::new(&config.vschema),
+            topology: ArcSwap::from_pointee(Topology::new(
+                config.vschema.clone(),
+                Backends::new(&config.vschema),
+                &metrics,
+            )),
+            metrics,
+            activity: Activity::default(),
+            query_log: config.server.query_log,
+            slow_query: (config.server.slow_query_ms > 0)
+                .then(|| std::time::Duration::from_millis(config.server.slow_query_ms)),
             users: config
                 .users
                 .iter()
@@ -123,7 +244,6 @@ impl Gate {
                 port,
                 max_packet_size: config.server.max_packet_size,
             },
-            shard_queries,
             sessions: DashMap::new(),
             xid_prefix: format!("sg-{port}-"),
             started: Instant::now(),
@@ -140,7 +260,7 @@ impl Gate {
 /// Sends a session's statements to the backends: through its transaction's reserved connections
 /// when one is open, else through the pools. Counts statements per shard.
 struct SessionExecutor<'a> {
-    gate: &'a Gate,
+    topo: &'a Topology,
     entry: &'a SessionEntry,
     tx: Option<&'a Transaction>,
     /// The session's settings, applied on each pooled connection (transactions apply their own).
@@ -153,7 +273,7 @@ impl engine::Executor for SessionExecutor<'_> {
         sequence: &vschema::SequenceRef,
         count: u64,
     ) -> Result<u64, EngineError> {
-        self.gate.backends.reserve_ids(sequence, count).await
+        self.topo.backends.reserve_ids(sequence, count).await
     }
 
     async fn execute<S: RowSink>(
@@ -163,14 +283,8 @@ impl engine::Executor for SessionExecutor<'_> {
         sql: &str,
         sink: &mut S,
     ) -> Result<engine::Outcome, EngineError> {
-        if let Some(c) = self
-            .gate
-            .shard_queries
-            .get(keyspace)
-            .and_then(|k| k.get(shard))
-        {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
+        let started = Instant::now();
+        self.entry.shards_touched.fetch_add(1, Ordering::Relaxed);
         debug!(
             keyspace,
             shard,
@@ -179,9 +293,9 @@ impl engine::Executor for SessionExecutor<'_> {
             "send"
         );
         // The backend thread is registered while it runs, so KILL QUERY can reach it.
-        match self.tx {
+        let result = match self.tx {
             Some(tx) => {
-                let shared = tx.connection(self.gate, keyspace, shard).await?;
+                let shared = tx.connection(self.topo, keyspace, shard).await?;
                 let mut conn = shared.lock().await;
                 let thread = conn.id();
                 self.entry.register(keyspace, shard, thread);
@@ -190,14 +304,18 @@ impl engine::Executor for SessionExecutor<'_> {
                 result
             }
             None => {
-                let conn = self.gate.backends.connection(keyspace, shard).await?;
+                let conn = self.topo.backends.connection(keyspace, shard).await?;
                 let thread = conn.id();
                 self.entry.register(keyspace, shard, thread);
                 let result = backend::run_pooled(conn, shard, self.prelude, sql, sink).await;
                 self.entry.unregister(shard, thread);
                 result
             }
+        };
+        if let Some(meter) = self.topo.meter(keyspace, shard) {
+            meter.record(started.elapsed());
         }
+        result
     }
 }
 
@@ -217,8 +335,9 @@ impl HandlerFactory for Sessions {
         user: &str,
         database: Option<&str>,
     ) -> Result<GateSession, SqlError> {
+        let topo = self.0.topology();
         if let Some(db) = database {
-            if self.0.vschema.keyspace(db).is_none() {
+            if topo.vschema.keyspace(db).is_none() {
                 return Err(error::unknown_database(db));
             }
         }
@@ -229,11 +348,14 @@ impl HandlerFactory for Sessions {
             running: Mutex::new((String::new(), None)),
             backend: Mutex::new(Vec::new()),
             kill: Arc::new(Notify::new()),
+            shards_touched: Default::default(),
         });
         self.0.sessions.insert(conn_id, entry.clone());
+        self.0.metrics.client_connections.inc();
+        self.0.metrics.connections_accepted.inc();
         let mut session = Session::new(conn_id, user, database.map(str::to_string));
         if let Some(mode) = database
-            .and_then(|db| self.0.vschema.keyspace(db))
+            .and_then(|db| topo.vschema.keyspace(db))
             .and_then(|k| k.transaction_mode.as_deref())
             .and_then(TxMode::parse)
         {
@@ -241,6 +363,9 @@ impl HandlerFactory for Sessions {
         }
         Ok(GateSession {
             gate: self.0.clone(),
+            topo,
+            last_plan: (String::new(), "None"),
+            last_rows: 0,
             session,
             tx: None,
             entry,
@@ -251,6 +376,12 @@ impl HandlerFactory for Sessions {
 
 pub struct GateSession {
     gate: Arc<Gate>,
+    /// The topology of the statement being run (refreshed as each command starts).
+    topo: Arc<Topology>,
+    /// The keyspace and opcode of the last plan run, for the statement metrics.
+    last_plan: (String, &'static str),
+    /// Rows sent or affected by the last plan run (the query log's `rows`).
+    last_rows: u64,
     session: Session,
     /// The open transaction, if any.
     tx: Option<Transaction>,
@@ -276,6 +407,7 @@ struct Learn<'a> {
 struct ClientSink<'w, 'a> {
     out: &'w mut ResultWriter<'a>,
     started: bool,
+    rows: u64,
     rename_first: Option<String>,
 }
 
@@ -297,6 +429,7 @@ impl RowSink for ClientSink<'_, '_> {
         }
     }
     async fn row(&mut self, row: Vec<Value>) -> Result<(), EngineError> {
+        self.rows += 1;
         Ok(self.out.row(&row).await?)
     }
 }
@@ -339,10 +472,21 @@ impl Handler for GateSession {
     /// A client that goes away mid-transaction has it rolled back on every shard it touched.
     async fn close(&mut self) {
         if let Some(tx) = self.tx.take() {
-            if let Err(e) = tx.rollback().await {
-                tracing::warn!(error = %e, "rollback on disconnect failed");
-            }
+            let mode = tx.mode().name();
+            let outcome = match tx.rollback().await {
+                Ok(()) => "rollback_on_disconnect",
+                Err(e) => {
+                    tracing::warn!(error = %e, "rollback on disconnect failed");
+                    "failed"
+                }
+            };
+            self.gate
+                .metrics
+                .transactions
+                .with_label_values(&[mode, outcome])
+                .inc();
         }
+        self.gate.metrics.client_connections.dec();
         self.gate.sessions.remove(&self.session.conn_id);
     }
 
@@ -362,6 +506,7 @@ impl Handler for GateSession {
     }
 
     async fn prepare(&mut self, id: u32, sql: &str) -> Result<frontend::Prepared, SqlError> {
+        self.topo = self.gate.topology();
         let sql = sql.trim().trim_end_matches(';').trim_end();
         let stmt = Arc::new(PreparedStatement::new(sql));
         let params = u16::try_from(stmt.params).map_err(|_| error::too_many_placeholders())?;
@@ -392,11 +537,12 @@ impl Handler for GateSession {
     }
 
     async fn field_list(&mut self, table: &str) -> Result<Vec<Column>, SqlError> {
+        self.topo = self.gate.topology();
         // Where the table lives is what SHOW COLUMNS would ask; its columns come from any shard.
         let show = format!("SHOW COLUMNS FROM {table}");
         let parsed = Parser::parse_sql(&MySqlDialect {}, &show).map_err(error::syntax)?;
         let ctx = planner::Context {
-            vschema: &self.gate.vschema,
+            vschema: &self.topo.vschema,
             keyspace: self.session.keyspace.as_deref(),
         };
         let Plan::Route(mut route) =
@@ -409,16 +555,17 @@ impl Handler for GateSession {
             route.query["SHOW COLUMNS FROM ".len()..].trim()
         );
         let gate = self.gate.clone();
+        let topo = self.topo.clone();
         let mut sink = engine::Collected::default();
         let exec = SessionExecutor {
-            gate: &gate,
+            topo: &topo,
             entry: &self.entry,
             tx: self.tx.as_ref(),
             prelude: None,
         };
         engine::execute(
             &Plan::Route(route),
-            &gate.vschema,
+            &topo.vschema,
             &exec,
             &mut sink,
             &gate.exec,
@@ -466,10 +613,23 @@ impl GateSession {
         out: &mut ResultWriter<'_>,
     ) -> std::io::Result<bool> {
         self.gate.questions.fetch_add(1, Ordering::Relaxed);
-        let sql = match &work {
-            Work::Text(sql) => sql,
-            Work::Prepared(p, _) => p.sql.as_str(),
+        self.topo = self.gate.topology();
+        let started = Instant::now();
+        self.last_plan.0.clear();
+        self.last_plan.1 = "None";
+        self.last_rows = 0;
+        self.entry.shards_touched.store(0, Ordering::Relaxed);
+        // The statement's text outlives the work it is moved into below.
+        let prepared = match &work {
+            Work::Prepared(p, _) => Some(p.clone()),
+            Work::Text(_) => None,
         };
+        let sql = match (&work, &prepared) {
+            (Work::Text(sql), _) => *sql,
+            (_, Some(p)) => p.sql.as_str(),
+            (_, None) => "",
+        };
+        let sql_text = sql;
         {
             let shown = sql.char_indices().nth(200).map_or(sql, |(i, _)| &sql[..i]);
             let mut running = self.entry.running.lock().expect("session entry");
@@ -499,6 +659,11 @@ impl GateSession {
                 keyspace.clone_from(&self.session.keyspace);
             }
         }
+        let code = match &result {
+            Err(Failure::Sql(e)) => Some(e.code),
+            _ => None,
+        };
+        self.account(sql_text, started.elapsed(), code);
         match result {
             Ok(()) => Ok(true),
             Err(Failure::Client(e)) => Err(e),
@@ -506,6 +671,45 @@ impl GateSession {
                 debug!(code = e.code, message = %e.message, "statement failed");
                 out.error(&e).await.map(|_| false)
             }
+        }
+    }
+
+    /// Counts a finished statement in the metrics, and logs it when the query log or the slow
+    /// query threshold asks for it.
+    fn account(&self, sql: &str, elapsed: std::time::Duration, error: Option<u16>) {
+        let metrics = &self.gate.metrics;
+        let kind = crate::metrics::statement_kind(sql);
+        let (keyspace, opcode) = (&self.last_plan.0, self.last_plan.1);
+        metrics
+            .statements
+            .with_label_values(&[keyspace.as_str(), kind, opcode])
+            .inc();
+        metrics
+            .statement_seconds
+            .with_label_values(&[kind])
+            .observe(elapsed.as_secs_f64());
+        if let Some(code) = error {
+            metrics
+                .errors
+                .with_label_values(&[code.to_string().as_str()])
+                .inc();
+        }
+        let slow = self.gate.slow_query.is_some_and(|t| elapsed >= t);
+        if self.gate.query_log || slow {
+            let normalized = planner::normalize(sql, false);
+            let text = normalized.as_ref().map_or(sql, |n| n.text.as_str());
+            tracing::info!(
+                target: "shardgate::query",
+                sql = text,
+                keyspace = keyspace.as_str(),
+                opcode,
+                shards = self.entry.shards_touched.load(Ordering::Relaxed),
+                rows = self.last_rows,
+                duration_us = elapsed.as_micros() as u64,
+                error = error.unwrap_or(0),
+                slow,
+                "statement"
+            );
         }
     }
 
@@ -526,7 +730,7 @@ impl GateSession {
             None => (name, None),
         };
         let ks = self
-            .gate
+            .topo
             .vschema
             .keyspace(ks_name)
             .ok_or_else(|| error::unknown_database(name))?;
@@ -592,14 +796,19 @@ impl GateSession {
         key.push_str(&n.text);
         key.push('\0');
         key.push_str(keyspace);
+        let started = Instant::now();
         let cached = self.gate.plans.get(&key);
         if let Some(Cached::Template(template)) = cached.as_deref() {
-            if let Some(plan) = planner::bind(template, &literals, &self.gate.vschema) {
+            if let Some(plan) = planner::bind(template, &literals, &self.topo.vschema) {
                 self.gate.plans.hit();
                 if self.tx.is_none() && !self.session.autocommit {
                     self.tx = Some(self.new_transaction("START TRANSACTION"));
                 }
-                return self.run(&plan, out, None).await;
+                let result = self.run(&plan, out, None).await;
+                self.gate
+                    .activity
+                    .record_statement(&n.text, started.elapsed());
+                return result;
             }
         }
         self.gate.plans.miss();
@@ -614,7 +823,11 @@ impl GateSession {
             template: &n.text,
             literals: &literals,
         });
-        self.parsed_statement(&text, out, learn).await
+        let result = self.parsed_statement(&text, out, learn).await;
+        self.gate
+            .activity
+            .record_statement(&n.text, started.elapsed());
+        result
     }
 
     /// Teaches the plan cache the template of a statement just planned from its text: kept only
@@ -635,7 +848,7 @@ impl GateSession {
                     return None;
                 };
                 let ctx = planner::Context {
-                    vschema: &self.gate.vschema,
+                    vschema: &self.topo.vschema,
                     keyspace: self.session.keyspace.as_deref(),
                 };
                 let template = planner::plan(stmt, text, &ctx).ok()?;
@@ -647,7 +860,7 @@ impl GateSession {
             })
             .flatten()
             .filter(|t| {
-                planner::bind(t, learn.literals, &self.gate.vschema).as_ref() == Some(plan)
+                planner::bind(t, learn.literals, &self.topo.vschema).as_ref() == Some(plan)
             });
         debug!(
             template = learn.template,
@@ -675,7 +888,7 @@ impl GateSession {
             return Ok(Vec::new());
         };
         let ctx = planner::Context {
-            vschema: &self.gate.vschema,
+            vschema: &self.topo.vschema,
             keyspace: self.session.keyspace.as_deref(),
         };
         let (keyspace, query) = match planner::metadata_target(stmt, text, &ctx) {
@@ -690,12 +903,12 @@ impl GateSession {
         };
         let shard = match &self.session.target_shard {
             Some(shard) => shard.clone(),
-            None => match self.gate.vschema.keyspace(&keyspace) {
+            None => match self.topo.vschema.keyspace(&keyspace) {
                 Some(ks) => ks.shards[0].name.clone(),
                 None => return Ok(Vec::new()),
             },
         };
-        self.gate
+        self.topo
             .backends
             .describe(&keyspace, &shard, &query)
             .await
@@ -713,7 +926,7 @@ impl GateSession {
     > {
         Box::pin(async move {
             let first_shard = |keyspace: &str| {
-                self.gate
+                self.topo
                     .vschema
                     .keyspace(keyspace)
                     .map(|k| k.shards[0].name.clone())
@@ -721,7 +934,7 @@ impl GateSession {
             };
             let describe = |keyspace: String, query: String| async move {
                 let shard = first_shard(&keyspace)?;
-                self.gate
+                self.topo
                     .backends
                     .describe(&keyspace, &shard, &query)
                     .await
@@ -862,7 +1075,7 @@ impl GateSession {
             }
             Statement::ShowDatabases { .. } => {
                 let rows = self
-                    .gate
+                    .topo
                     .vschema
                     .keyspaces()
                     .map(|k| vec![Value::Bytes(k.name.clone().into_bytes())])
@@ -899,7 +1112,7 @@ impl GateSession {
                 let parsed =
                     Parser::parse_sql(&MySqlDialect {}, &columns_sql).map_err(error::syntax)?;
                 let ctx = planner::Context {
-                    vschema: &self.gate.vschema,
+                    vschema: &self.topo.vschema,
                     keyspace: self.session.keyspace.as_deref(),
                 };
                 let plan = match planner::plan(&parsed[0], &columns_sql, &ctx)
@@ -938,7 +1151,7 @@ impl GateSession {
             }),
             _ => {
                 let ctx = planner::Context {
-                    vschema: &self.gate.vschema,
+                    vschema: &self.topo.vschema,
                     keyspace: self.session.keyspace.as_deref(),
                 };
                 planner::plan(&stmt, sql, &ctx).map_err(error::from_plan)?
@@ -987,11 +1200,22 @@ impl GateSession {
         let Some(tx) = self.tx.take() else {
             return Ok(());
         };
+        let mode = tx.mode().name();
         let result = if commit {
-            tx.commit(&self.gate).await
+            tx.commit(&self.topo).await
         } else {
             tx.rollback().await
         };
+        let outcome = match (&result, commit) {
+            (Err(_), _) => "failed",
+            (Ok(()), true) => "commit",
+            (Ok(()), false) => "rollback",
+        };
+        self.gate
+            .metrics
+            .transactions
+            .with_label_values(&[mode, outcome])
+            .inc();
         result.map_err(|e| error::from_engine(&e))
     }
 
@@ -1055,7 +1279,7 @@ impl GateSession {
             entry.backend.lock().expect("session entry").clone();
         for (ks, shard, thread) in running {
             if let Err(e) = self
-                .gate
+                .topo
                 .backends
                 .execute(
                     &ks,
@@ -1076,35 +1300,27 @@ impl GateSession {
 
     async fn show_processlist(&mut self, out: &mut ResultWriter<'_>) -> Result<(), Failure> {
         let text = |s: &str| Value::Bytes(s.as_bytes().to_vec());
-        let mut rows: Vec<(u32, Vec<Value>)> = Vec::new();
-        for item in self.gate.sessions.iter() {
-            let (id, e) = (*item.key(), item.value());
-            let (command, since, info) = match &*e.running.lock().expect("session entry") {
-                (sql, Some(since)) => ("Query", *since, text(sql)),
-                (_, None) => ("Sleep", e.connected, Value::NULL),
-            };
-            let db = e
-                .keyspace
-                .lock()
-                .expect("session entry")
-                .clone()
-                .map(|k| text(&k))
-                .unwrap_or(Value::NULL);
-            rows.push((
-                id,
+        let rows: Vec<Vec<Value>> = self
+            .gate
+            .processes()
+            .into_iter()
+            .map(|p| {
                 vec![
-                    Value::Int(i64::from(id)),
-                    text(&e.user),
+                    Value::Int(i64::from(p.id)),
+                    text(&p.user),
                     text("localhost"),
-                    db,
-                    text(command),
-                    Value::Int(since.elapsed().as_secs() as i64),
+                    p.keyspace.as_deref().map_or(Value::NULL, text),
+                    text(if p.statement.is_some() {
+                        "Query"
+                    } else {
+                        "Sleep"
+                    }),
+                    Value::Int(p.seconds as i64),
                     text(""),
-                    info,
-                ],
-            ));
-        }
-        rows.sort_by_key(|(id, _)| *id);
+                    p.statement.as_deref().map_or(Value::NULL, text),
+                ]
+            })
+            .collect();
         let mut columns = [
             "Id", "User", "Host", "db", "Command", "Time", "State", "Info",
         ]
@@ -1113,8 +1329,7 @@ impl GateSession {
         for i in [0, 5] {
             columns[i] = sysvars::int_column(["Id", "Time"][usize::from(i == 5)]);
         }
-        self.local_rows(out, columns, rows.into_iter().map(|(_, r)| r).collect())
-            .await
+        self.local_rows(out, columns, rows).await
     }
 
     /// `SHOW WARNINGS [LIMIT n]` and `SHOW COUNT(*) WARNINGS`: the last statement's warnings,
@@ -1161,11 +1376,11 @@ impl GateSession {
         match what {
             "shards" => {
                 let mut rows = Vec::new();
-                for ks in self.gate.vschema.keyspaces() {
+                for ks in self.topo.vschema.keyspaces() {
                     for shard in &ks.shards {
                         let health = match tokio::time::timeout(
                             std::time::Duration::from_secs(2),
-                            self.gate.backends.execute(
+                            self.topo.backends.execute(
                                 &ks.name,
                                 &shard.name,
                                 "DO 0",
@@ -1194,7 +1409,7 @@ impl GateSession {
             }
             "vschema" => {
                 let mut rows = Vec::new();
-                for ks in self.gate.vschema.keyspaces() {
+                for ks in self.topo.vschema.keyspaces() {
                     for (name, table) in &ks.tables {
                         let (kind, column, vindex) = match table {
                             vschema::Table::Sharded { column, vindex, .. } => (
@@ -1258,7 +1473,7 @@ impl GateSession {
         }
         let stmt = statements.remove(0);
         let ctx = planner::Context {
-            vschema: &self.gate.vschema,
+            vschema: &self.topo.vschema,
             keyspace: self.session.keyspace.as_deref(),
         };
         planner::plan(&stmt, sql, &ctx).map_err(error::from_plan)
@@ -1273,18 +1488,24 @@ impl GateSession {
         if let Plan::PullOut(p) = plan {
             return self.run_pull_out(p, out, rename_first).await;
         }
+        let (keyspace, opcode) = crate::metrics::plan_labels(plan);
+        self.last_plan.0.clear();
+        self.last_plan.0.push_str(keyspace);
+        self.last_plan.1 = opcode;
         let gate = self.gate.clone();
+        let topo = self.topo.clone();
         let prelude = self.session.prelude();
         let mut sink = ClientSink {
             out,
             started: false,
+            rows: 0,
             rename_first,
         };
         let result = engine::execute(
             plan,
-            &gate.vschema,
+            &topo.vschema,
             &SessionExecutor {
-                gate: &gate,
+                topo: &topo,
                 entry: &self.entry,
                 tx: self.tx.as_ref(),
                 prelude: prelude.as_deref(),
@@ -1294,6 +1515,7 @@ impl GateSession {
         )
         .await;
         let started = sink.started;
+        self.last_rows = sink.rows;
         out.set_status(self.status());
         match result {
             Ok(outcome) if started => {
@@ -1302,6 +1524,7 @@ impl GateSession {
                 Ok(out.finish_rows(outcome.warnings).await?)
             }
             Ok(outcome) => {
+                self.last_rows = outcome.affected_rows;
                 self.session.row_count = outcome.affected_rows as i64;
                 self.session.warnings = outcome.warning_rows.clone();
                 if outcome.last_insert_id != 0 {
@@ -1342,16 +1565,17 @@ impl GateSession {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Failure>> + Send + 'a>> {
         Box::pin(async move {
             let gate = self.gate.clone();
+            let topo = self.topo.clone();
             let prelude = self.session.prelude();
             let mut sql = pull_out.template.clone();
             for (i, subquery) in pull_out.subqueries.iter().enumerate() {
                 let executor = SessionExecutor {
-                    gate: &gate,
+                    topo: &topo,
                     entry: &self.entry,
                     tx: self.tx.as_ref(),
                     prelude: prelude.as_deref(),
                 };
-                let splice = engine::splice(subquery, &gate.vschema, &executor, &gate.exec)
+                let splice = engine::splice(subquery, &topo.vschema, &executor, &gate.exec)
                     .await
                     .map_err(|e| match e {
                         EngineError::Client(e) => Failure::Client(e),
@@ -1411,7 +1635,7 @@ impl GateSession {
                 .ok_or_else(|| SqlError::new(1046, "3D000", "No database selected"))?,
         };
         let ks = self
-            .gate
+            .topo
             .vschema
             .keyspace(&keyspace)
             .ok_or_else(|| error::unknown_database(&keyspace))?;
@@ -1523,14 +1747,14 @@ impl GateSession {
         sql: &str,
     ) -> Result<(Vec<Column>, Vec<Vec<Value>>), SqlError> {
         let ctx = planner::Context {
-            vschema: &self.gate.vschema,
+            vschema: &self.topo.vschema,
             keyspace: self.session.keyspace.as_deref(),
         };
         let ks = crate::select_default_keyspace(&ctx).map_err(error::from_plan)?;
         let shard = &ks.shards[0].name;
         let mut sink = engine::Collected::default();
         let prelude = self.session.prelude().unwrap_or_else(|| "DO 0".into());
-        self.gate
+        self.topo
             .backends
             .execute_with(&ks.name, shard, &prelude, sql, &mut sink)
             .await

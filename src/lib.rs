@@ -7,21 +7,26 @@
 //! - `error`: the one place MySQL error codes are chosen.
 //! - `demo`: `shardgate demo`, local shards with sample data.
 
+pub mod admin;
 pub mod demo;
 pub mod error;
 pub mod gate;
+pub mod metrics;
 pub mod plan_cache;
 pub mod prepared;
 pub mod session;
+pub mod stats;
 pub mod sysvars;
 pub mod transaction;
 pub mod twopc;
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use vschema::Config;
 
 pub use gate::Gate;
@@ -46,30 +51,95 @@ pub(crate) fn select_default_keyspace<'a>(
 /// A proxy serving in the background of the current tokio runtime.
 pub struct Running {
     pub addr: SocketAddr,
+    /// Where the admin HTTP listener answers, when the config asks for one.
+    pub admin: Option<SocketAddr>,
     pub gate: Arc<Gate>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    draining: watch::Sender<bool>,
+    /// The admin listener and the status page's sampler.
+    helpers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
     /// Stops accepting and waits for the accept loop to end.
     pub async fn stop(mut self) {
+        self.stop_accepting().await;
+    }
+
+    async fn stop_accepting(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         let _ = (&mut self.task).await;
+        for helper in &self.helpers {
+            helper.abort();
+        }
+    }
+
+    /// Graceful shutdown: stops accepting, lets each session finish its statement and its open
+    /// transaction (sessions outside one end at once, with ER_SERVER_SHUTDOWN), and after
+    /// `timeout` ends the rest: their transactions roll back. Returns the sessions that had to
+    /// be ended that way.
+    pub async fn shutdown(mut self, timeout: Duration) -> usize {
+        self.stop_accepting().await;
+        let _ = self.draining.send(true);
+        let deadline = Instant::now() + timeout;
+        while self.gate.session_count() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let forced = self.gate.session_count();
+        if forced > 0 {
+            tracing::warn!(
+                sessions = forced,
+                "shutdown deadline passed: rolling back their transactions"
+            );
+            self.gate.kill_all();
+            let grace = Instant::now() + Duration::from_secs(5);
+            while self.gate.session_count() > 0 && Instant::now() < grace {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        forced
+    }
+}
+
+/// Re-reads the config at `path` and, if it is valid, swaps the keyspaces and their pools in
+/// one step; an invalid file changes nothing. Statements already running finish on the old
+/// topology. Server settings (addresses, limits) and users take effect at the next start.
+pub fn reload(gate: &Gate, path: &Path) -> Result<(), vschema::ConfigError> {
+    match vschema::load_config(path) {
+        Ok(config) => {
+            gate.replace_topology(config.vschema);
+            tracing::info!(config = %path.display(), "reloaded the keyspaces");
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reload refused: the config is invalid; keeping the current one");
+            Err(e)
+        }
     }
 }
 
 /// Binds `listen` (port 0 picks a free one) and serves `config` until stopped.
 pub async fn start(config: &Config, listen: &str) -> std::io::Result<Running> {
+    start_from(config, listen, None).await
+}
+
+/// [`start`], with the file the config came from: `POST /reload` re-reads it.
+pub async fn start_from(
+    config: &Config,
+    listen: &str,
+    config_path: Option<PathBuf>,
+) -> std::io::Result<Running> {
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let gate = Arc::new(Gate::new(config, addr.port()));
+    let topo = gate.topology();
     // Prepared twopc transactions this instance left behind (a crash, on the same port).
     match tokio::time::timeout(
         std::time::Duration::from_secs(10),
-        twopc::resolve(&gate.backends, &gate.vschema, &gate.xid_prefix),
+        twopc::resolve(&topo.backends, &topo.vschema, &gate.xid_prefix),
     )
     .await
     {
@@ -84,10 +154,25 @@ pub async fn start(config: &Config, listen: &str) -> std::io::Result<Running> {
             "resolving prepared twopc transactions timed out; run `shardgate resolve`"
         ),
     }
+    let (draining, drain_signal) = watch::channel(false);
     let options = frontend::ServerOptions {
         max_packet_size: config.server.max_packet_size,
+        bytes: gate.metrics.client_bytes.clone(),
+        draining: drain_signal,
         ..Default::default()
     };
+    let mut helpers = Vec::new();
+    let mut admin = None;
+    if let Some(addr) = &config.server.admin {
+        let (listener, local) = admin::bind(addr).await?;
+        helpers.push(tokio::spawn(sample(Arc::downgrade(&gate))));
+        helpers.push(tokio::spawn(admin::serve(
+            listener,
+            gate.clone(),
+            config_path,
+        )));
+        admin = Some(local);
+    }
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(frontend::serve(
         listener,
@@ -99,10 +184,27 @@ pub async fn start(config: &Config, listen: &str) -> std::io::Result<Running> {
     ));
     Ok(Running {
         addr,
+        admin,
         gate,
         stop: Some(stop),
         task,
+        draining,
+        helpers,
     })
+}
+
+/// Feeds the status page: a sample of every shard each few seconds, while the gate lives.
+async fn sample(gate: std::sync::Weak<Gate>) {
+    let mut tick = tokio::time::interval(stats::SAMPLE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(gate) = gate.upgrade() else {
+            return;
+        };
+        let topo = gate.topology();
+        gate.activity.sample(&topo).await;
+    }
 }
 
 /// Every client and backend connection is a file descriptor, and the usual soft limit (1024) is

@@ -1,48 +1,97 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 /// shardgate: many MySQL/MariaDB servers behind one MySQL endpoint.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(
+    version,
+    about,
+    after_help = "Examples:
+  shardgate demo                                   local shards with sample data on 127.0.0.1:15306
+  shardgate serve --config shardgate.toml          serve a config (or set SHARDGATE_CONFIG)
+  shardgate --log-format json serve --config c.toml
+  shardgate check --config shardgate.toml          validate a config and print its topology
+  shardgate reload --config shardgate.toml         apply an edited config to a running proxy
+  shardgate explain --config c.toml \"SELECT * FROM t WHERE id = 1\"
+  shardgate resolve --config shardgate.toml        finish twopc transactions a crash left"
+)]
 struct Cli {
+    /// Log lines as text for people, or JSON objects for log collectors.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// The least severe level logged (error, warn, info, debug, trace), or a filter such as
+    /// `info,shardgate::query=off`. RUST_LOG overrides it.
+    #[arg(long, global = true, default_value = "info")]
+    log_level: String,
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the keyspaces of a config file.
+    /// Serve the keyspaces of a config file. SIGHUP re-reads it; SIGTERM or SIGINT drain the
+    /// sessions (up to server.shutdown_timeout_ms) and exit.
+    #[command(after_help = "Example:\n  shardgate serve --config config/demo.toml")]
     Serve {
-        #[arg(long)]
+        #[arg(long, env = "SHARDGATE_CONFIG")]
         config: PathBuf,
     },
     /// Start local MariaDB shards with sample data and serve them on 127.0.0.1:15306.
+    #[command(
+        after_help = "Example:\n  shardgate demo && mysql -h 127.0.0.1 -P 15306 -u app -papp"
+    )]
     Demo {
         #[arg(long, default_value = "127.0.0.1:15306")]
         listen: String,
     },
     /// Validate a config (or a Vitess vschema.json) and print the topology.
+    #[command(
+        after_help = "Examples:\n  shardgate check --config shardgate.toml\n  shardgate check --vschema-json vschema.json"
+    )]
     Check {
-        #[arg(long, required_unless_present = "vschema_json")]
+        #[arg(
+            long,
+            env = "SHARDGATE_CONFIG",
+            required_unless_present = "vschema_json"
+        )]
         config: Option<PathBuf>,
         #[arg(long)]
         vschema_json: Option<PathBuf>,
     },
+    /// Ask a running proxy (through its admin address in the config) to re-read its config.
+    #[command(after_help = "Example:\n  shardgate reload --config shardgate.toml")]
+    Reload {
+        #[arg(long, env = "SHARDGATE_CONFIG")]
+        config: PathBuf,
+    },
     /// Finish twopc transactions left prepared by a crash: commit those with a recorded decision,
     /// roll back the others.
+    #[command(
+        after_help = "Example:\n  shardgate resolve --config shardgate.toml --prefix sg-15306-"
+    )]
     Resolve {
-        #[arg(long)]
+        #[arg(long, env = "SHARDGATE_CONFIG")]
         config: PathBuf,
         /// Only transaction ids starting with this (one instance's are `sg-<port>-`).
         #[arg(long, default_value = "sg-")]
         prefix: String,
     },
     /// Print the plan of a statement.
+    #[command(
+        after_help = "Example:\n  shardgate explain --config shardgate.toml --keyspace commerce \"SELECT * FROM orders WHERE customer_id = 5\""
+    )]
     Explain {
-        #[arg(long)]
+        #[arg(long, env = "SHARDGATE_CONFIG")]
         config: PathBuf,
         /// The keyspace the statement runs in (as after `USE`).
         #[arg(long)]
@@ -52,13 +101,17 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&cli.log_level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
     let result = match cli.command {
         Command::Serve { config } => serve(config),
         Command::Demo { listen } => {
@@ -74,6 +127,7 @@ fn main() -> ExitCode {
             sql,
         } => explain(config, keyspace, &sql),
         Command::Resolve { config, prefix } => resolve(config, &prefix),
+        Command::Reload { config } => reload(config),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -93,16 +147,63 @@ fn runtime() -> Result<tokio::runtime::Runtime, AnyError> {
 }
 
 fn serve(path: PathBuf) -> Result<(), AnyError> {
+    use tokio::signal::unix::{signal, SignalKind};
     let config = vschema::load_config(&path)?;
     shardgate::raise_fd_limit();
     runtime()?.block_on(async {
-        let running = shardgate::start(&config, &config.server.listen).await?;
-        tracing::info!(addr = %running.addr, "serving");
-        tokio::signal::ctrl_c().await?;
-        tracing::info!("stopping");
-        running.stop().await;
+        let running =
+            shardgate::start_from(&config, &config.server.listen, Some(path.clone())).await?;
+        tracing::info!(addr = %running.addr, admin = ?running.admin, "serving");
+        let mut hangup = signal(SignalKind::hangup())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        loop {
+            tokio::select! {
+                _ = hangup.recv() => {
+                    // An invalid file is logged and the current config kept.
+                    let _ = shardgate::reload(&running.gate, &path);
+                }
+                _ = terminate.recv() => break,
+                _ = interrupt.recv() => break,
+            }
+        }
+        let timeout = Duration::from_millis(config.server.shutdown_timeout_ms);
+        tracing::info!(?timeout, "draining sessions");
+        let forced = running.shutdown(timeout).await;
+        tracing::info!(forced, "stopped");
         Ok(())
     })
+}
+
+/// `POST /reload` to the admin address of the config.
+fn reload(path: PathBuf) -> Result<(), AnyError> {
+    use std::io::{Read, Write};
+    let config = vschema::load_config(&path)?;
+    let admin = config
+        .server
+        .admin
+        .ok_or("the config has no server.admin address to reach the proxy at")?;
+    let mut stream = std::net::TcpStream::connect(&admin)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        stream,
+        "POST /reload HTTP/1.1\r\nHost: {admin}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let ok = head.starts_with("HTTP/1.1 200");
+    print!("{body}");
+    if ok {
+        Ok(())
+    } else {
+        Err(head
+            .lines()
+            .next()
+            .unwrap_or("no answer")
+            .to_string()
+            .into())
+    }
 }
 
 fn resolve(path: PathBuf, prefix: &str) -> Result<(), AnyError> {

@@ -52,6 +52,13 @@ impl PlanCache {
         self.part(key).lock().expect("plan cache").get(key).cloned()
     }
 
+    /// Forgets every plan (after a reload: they name the old keyspaces and shards).
+    pub fn clear(&self) {
+        for part in self.parts.iter() {
+            part.lock().expect("plan cache").clear();
+        }
+    }
+
     pub fn insert(&self, key: String, entry: Cached) {
         self.part(&key)
             .lock()

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use backend::PooledConn;
 use engine::{EngineError, Outcome, RowSink};
 
-use crate::gate::Gate;
+use crate::gate::Topology;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TxMode {
@@ -23,6 +23,14 @@ pub enum TxMode {
 }
 
 impl TxMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            TxMode::Single => "single",
+            TxMode::Multi => "multi",
+            TxMode::TwoPc => "twopc",
+        }
+    }
+
     pub fn parse(name: &str) -> Option<Self> {
         match name.to_ascii_lowercase().as_str() {
             "single" => Some(TxMode::Single),
@@ -51,6 +59,10 @@ pub struct Transaction {
 
 impl Transaction {
     /// `dtid` names a twopc transaction; other modes ignore it.
+    pub fn mode(&self) -> TxMode {
+        self.mode
+    }
+
     pub fn new(start: &str, mode: TxMode, prelude: Option<String>, dtid: String) -> Self {
         Transaction {
             start: start.to_string(),
@@ -75,7 +87,7 @@ impl Transaction {
     /// The shard's reserved connection, reserving it (and starting its transaction) on first use.
     pub(crate) async fn connection(
         &self,
-        gate: &Gate,
+        topo: &Topology,
         keyspace: &str,
         shard: &str,
     ) -> Result<Shared, EngineError> {
@@ -92,7 +104,7 @@ impl Transaction {
                 }
             }
         }
-        let mut conn = gate.backends.connection(keyspace, shard).await?;
+        let mut conn = topo.backends.connection(keyspace, shard).await?;
         let replay: Vec<String> = self
             .prelude
             .iter()
@@ -123,13 +135,13 @@ impl Transaction {
 
     pub async fn execute<S: RowSink>(
         &self,
-        gate: &Gate,
+        topo: &Topology,
         keyspace: &str,
         shard: &str,
         sql: &str,
         sink: &mut S,
     ) -> Result<Outcome, EngineError> {
-        let conn = self.connection(gate, keyspace, shard).await?;
+        let conn = self.connection(topo, keyspace, shard).await?;
         let mut conn = conn.lock().await;
         backend::run(&mut conn, shard, sql, sink).await
     }
@@ -177,9 +189,9 @@ impl Transaction {
 
     /// Commits shard by shard. On a failure the rest are rolled back and the error names the
     /// shards that had committed.
-    pub async fn commit(self, gate: &Gate) -> Result<(), EngineError> {
+    pub async fn commit(self, topo: &Topology) -> Result<(), EngineError> {
         if let Some(dtid) = self.dtid.clone() {
-            return self.commit_twopc(gate, &dtid).await;
+            return self.commit_twopc(topo, &dtid).await;
         }
         let joined = self.joined();
         let mut committed = Vec::new();
@@ -229,7 +241,7 @@ impl Transaction {
     /// Two-phase commit: XA PREPARE on every shard, the decision recorded, then XA COMMIT on
     /// every shard and the record removed. Before the record a failure rolls everything back;
     /// after it every shard commits (now, or through `resolve` after a crash).
-    async fn commit_twopc(self, gate: &Gate, dtid: &str) -> Result<(), EngineError> {
+    async fn commit_twopc(self, topo: &Topology, dtid: &str) -> Result<(), EngineError> {
         let joined = self.joined();
         let run = |conn: Shared, shard: String, sql: String| async move {
             backend::run(&mut *conn.lock().await, &shard, &sql, &mut engine::NoRows).await
@@ -269,7 +281,7 @@ impl Transaction {
             prepared.push(xid);
         }
         crash_point("after_prepare");
-        crate::twopc::record_commit(gate, dtid).await?;
+        crate::twopc::record_commit(topo, dtid).await?;
         crash_point("after_decision");
         let mut failed = Vec::new();
         for (ks, shard, conn) in &joined {
@@ -285,7 +297,7 @@ impl Transaction {
         }
         self.release().await;
         if failed.is_empty() {
-            crate::twopc::forget(gate, dtid).await;
+            crate::twopc::forget(topo, dtid).await;
             Ok(())
         } else {
             // The decision stands: `shardgate resolve` (or the next start) commits the rest.

@@ -9,7 +9,7 @@ use backend::Backends;
 use engine::{EngineError, Executor as _, Value};
 use vschema::VSchema;
 
-use crate::gate::Gate;
+use crate::gate::Topology;
 
 const TABLE: &str = "shardgate_twopc";
 
@@ -27,24 +27,24 @@ fn decision_shard(vschema: &VSchema) -> Result<(String, String), EngineError> {
         })
 }
 
-pub(crate) async fn record_commit(gate: &Gate, dtid: &str) -> Result<(), EngineError> {
-    let (ks, shard) = decision_shard(&gate.vschema)?;
+pub(crate) async fn record_commit(topo: &Topology, dtid: &str) -> Result<(), EngineError> {
+    let (ks, shard) = decision_shard(&topo.vschema)?;
     let create = format!("CREATE TABLE IF NOT EXISTS {TABLE} (dtid VARCHAR(128) NOT NULL PRIMARY KEY, state VARCHAR(16) NOT NULL, created DATETIME NOT NULL)");
-    gate.backends
+    topo.backends
         .execute(&ks, &shard, &create, &mut engine::NoRows)
         .await?;
     let insert =
         format!("INSERT INTO {TABLE} (dtid, state, created) VALUES ('{dtid}', 'commit', NOW())");
-    gate.backends
+    topo.backends
         .execute(&ks, &shard, &insert, &mut engine::NoRows)
         .await?;
     Ok(())
 }
 
-pub(crate) async fn forget(gate: &Gate, dtid: &str) {
-    if let Ok((ks, shard)) = decision_shard(&gate.vschema) {
+pub(crate) async fn forget(topo: &Topology, dtid: &str) {
+    if let Ok((ks, shard)) = decision_shard(&topo.vschema) {
         let delete = format!("DELETE FROM {TABLE} WHERE dtid = '{dtid}'");
-        if let Err(e) = gate
+        if let Err(e) = topo
             .backends
             .execute(&ks, &shard, &delete, &mut engine::NoRows)
             .await

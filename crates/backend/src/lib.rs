@@ -13,7 +13,7 @@ use std::time::Duration;
 use engine::{EngineError, Executor, Outcome, RowSink};
 use mysql_async::prelude::Queryable;
 use mysql_async::{OptsBuilder, TxOpts};
-pub use pool::{PooledConn, ShardPool};
+pub use pool::{PoolStats, PooledConn, ShardPool};
 use std::sync::Arc;
 use vschema::{SequenceRef, Shard, Table, VSchema};
 
@@ -22,8 +22,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One pool per shard, by keyspace then shard name (looked up without allocating), and the id
 /// blocks reserved from sequences.
+#[derive(Default)]
 pub struct Backends {
     pools: HashMap<String, HashMap<String, Arc<ShardPool>>>,
+    /// What each pool was made from: a reload keeps the pools whose source did not change.
+    sources: HashMap<(String, String), (vschema::BackendAddr, vschema::PoolSize)>,
     sequences: HashMap<SequenceRef, tokio::sync::Mutex<IdBlock>>,
 }
 
@@ -37,13 +40,32 @@ struct IdBlock {
 impl Backends {
     /// Creates the pools; connections are opened on first use.
     pub fn new(vschema: &VSchema) -> Self {
+        Self::reusing(vschema, &Backends::default())
+    }
+
+    /// The pools of `vschema`, taking over `old`'s pools (and their connections) for shards whose
+    /// address and pool size are unchanged. The sequences' reserved blocks start afresh (ids
+    /// left unused in them are skipped, as after a restart).
+    pub fn reusing(vschema: &VSchema, old: &Backends) -> Self {
+        let mut sources = HashMap::new();
         let pools = vschema
             .keyspaces()
             .map(|ks| {
                 let shards = ks
                     .shards
                     .iter()
-                    .map(|shard| (shard.name.clone(), pool_for(shard, &ks.pool)))
+                    .map(|shard| {
+                        let key = (ks.name.clone(), shard.name.clone());
+                        let source = (shard.primary.clone(), ks.pool);
+                        let kept = old
+                            .sources
+                            .get(&key)
+                            .filter(|s| **s == source)
+                            .and_then(|_| old.pools.get(&ks.name)?.get(&shard.name).cloned());
+                        sources.insert(key, source);
+                        let pool = kept.unwrap_or_else(|| pool_for(shard, &ks.pool));
+                        (shard.name.clone(), pool)
+                    })
                     .collect();
                 (ks.name.clone(), shards)
             })
@@ -61,7 +83,28 @@ impl Backends {
             })
             .map(|s| (s, tokio::sync::Mutex::new(IdBlock::default())))
             .collect();
-        Backends { pools, sequences }
+        Backends {
+            pools,
+            sources,
+            sequences,
+        }
+    }
+
+    /// The state of one shard's pool.
+    pub fn pool_stats(&self, keyspace: &str, shard: &str) -> Option<PoolStats> {
+        Some(self.pools.get(keyspace)?.get(shard)?.stats())
+    }
+
+    /// Whether the shard's primary answers a ping within `timeout`.
+    pub async fn ping(&self, keyspace: &str, shard: &str, timeout: Duration) -> bool {
+        let Ok(pool) = self.pool(keyspace, shard) else {
+            return false;
+        };
+        let ping = async {
+            let mut conn = pool.get().await.ok()?;
+            conn.ping().await.ok()
+        };
+        matches!(tokio::time::timeout(timeout, ping).await, Ok(Some(())))
     }
 
     /// Takes a new block of at least `count` ids from the sequence table, in one transaction on

@@ -33,6 +33,17 @@ pub struct ShardPool {
     permits: Arc<Semaphore>,
     /// Connections open now, idle or in use: what `min` is compared with.
     open: AtomicUsize,
+    max: usize,
+    /// Callers waiting for a connection (all `max` are in use).
+    waiting: AtomicUsize,
+}
+
+/// A pool's state, for the operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    pub in_use: usize,
+    pub idle: usize,
+    pub waiting: usize,
 }
 
 struct Idle {
@@ -48,7 +59,17 @@ impl ShardPool {
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(Semaphore::new(max.max(1))),
             open: AtomicUsize::new(0),
+            max: max.max(1),
+            waiting: AtomicUsize::new(0),
         })
+    }
+
+    pub fn stats(&self) -> PoolStats {
+        PoolStats {
+            in_use: self.max - self.permits.available_permits(),
+            idle: self.idle.lock().expect("pool lock").len(),
+            waiting: self.waiting.load(Ordering::Relaxed),
+        }
     }
 
     fn open(&self) -> usize {
@@ -60,12 +81,12 @@ impl ShardPool {
     pub async fn get(self: &Arc<Self>) -> Result<PooledConn, mysql_async::Error> {
         let permit = match self.permits.clone().try_acquire_owned() {
             Ok(permit) => permit,
-            Err(_) => self
-                .permits
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("the pool's semaphore is never closed"),
+            Err(_) => {
+                self.waiting.fetch_add(1, Ordering::Relaxed);
+                let permit = self.permits.clone().acquire_owned().await;
+                self.waiting.fetch_sub(1, Ordering::Relaxed);
+                permit.expect("the pool's semaphore is never closed")
+            }
         };
         loop {
             let idle = self.idle.lock().expect("pool lock").pop();

@@ -9,10 +9,21 @@ use mysql_common::proto::codec::{error::PacketCodecError, PacketCodec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 const FLUSH_AT: usize = 64 * 1024;
+
+/// Bytes read from and written to clients, over every connection of a server.
+#[derive(Debug, Default)]
+pub struct ByteCounts {
+    pub received: AtomicU64,
+    pub sent: AtomicU64,
+}
 
 pub(crate) struct PacketIo {
     stream: TcpStream,
+    bytes: Arc<ByteCounts>,
     codec: PacketCodec,
     read_buf: BytesMut,
     write_buf: BytesMut,
@@ -51,11 +62,12 @@ pub(crate) enum ReadError {
 }
 
 impl PacketIo {
-    pub fn new(stream: TcpStream, max_packet: usize) -> Self {
+    pub fn new(stream: TcpStream, max_packet: usize, bytes: Arc<ByteCounts>) -> Self {
         let mut codec = PacketCodec::default();
         codec.max_allowed_packet = max_packet;
         PacketIo {
             stream,
+            bytes,
             codec,
             read_buf: BytesMut::with_capacity(1024),
             write_buf: BytesMut::with_capacity(1024),
@@ -101,9 +113,11 @@ impl PacketIo {
                 Err(PacketCodecError::PacketTooLarge) => return Err(ReadError::TooLarge),
                 Err(e) => return Err(ReadError::Malformed(e.to_string())),
             }
-            if self.stream.read_buf(&mut self.read_buf).await? == 0 {
+            let n = self.stream.read_buf(&mut self.read_buf).await?;
+            if n == 0 {
                 return Err(ReadError::Closed);
             }
+            self.bytes.received.fetch_add(n as u64, Ordering::Relaxed);
         }
     }
 
@@ -157,9 +171,11 @@ impl PacketIo {
                     continue;
                 }
             }
-            if self.stream.read_buf(&mut self.read_buf).await? == 0 {
+            let n = self.stream.read_buf(&mut self.read_buf).await?;
+            if n == 0 {
                 return Err(ReadError::Closed);
             }
+            self.bytes.received.fetch_add(n as u64, Ordering::Relaxed);
         }
     }
 
@@ -218,9 +234,15 @@ impl PacketIo {
             }
             z.seq = z.comp_seq;
             self.write_buf.clear();
+            self.bytes
+                .sent
+                .fetch_add(frames.len() as u64, Ordering::Relaxed);
             return self.stream.write_all(&frames).await;
         }
         if !self.write_buf.is_empty() {
+            self.bytes
+                .sent
+                .fetch_add(self.write_buf.len() as u64, Ordering::Relaxed);
             self.stream.write_all(&self.write_buf).await?;
             self.write_buf.clear();
         }

@@ -19,6 +19,7 @@ mod writer;
 use std::future::Future;
 
 pub use auth::Credential;
+pub use io::ByteCounts;
 pub use mysql_common::constants::ColumnType;
 pub use mysql_common::constants::StatusFlags;
 pub use server::{serve, ServerOptions};

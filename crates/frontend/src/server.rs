@@ -12,7 +12,7 @@ use tracing::{debug, info, warn, Instrument};
 use crate::auth::AuthState;
 use crate::binary::{decode_params, ParamType};
 use crate::handshake::{authenticate, handshake, known_plugin, Authenticated, HandshakeError};
-use crate::io::{PacketIo, ReadError};
+use crate::io::{ByteCounts, PacketIo, ReadError};
 use crate::writer::{encode_err, OkInfo, ResultWriter};
 use crate::{Handler, HandlerFactory, SqlError};
 
@@ -22,6 +22,11 @@ pub struct ServerOptions {
     pub server_version: String,
     /// Largest packet accepted from a client.
     pub max_packet_size: usize,
+    /// Client bytes in and out, counted here for the operator's metrics.
+    pub bytes: Arc<ByteCounts>,
+    /// Becomes true when the server drains for shutdown: each connection then ends at its next
+    /// command outside a transaction (with ER_SERVER_SHUTDOWN), never in the middle of one.
+    pub draining: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Default for ServerOptions {
@@ -29,6 +34,8 @@ impl Default for ServerOptions {
         ServerOptions {
             server_version: "8.0.40-shardgate".into(),
             max_packet_size: 64 << 20,
+            bytes: Arc::default(),
+            draining: tokio::sync::watch::channel(false).1,
         }
     }
 }
@@ -84,7 +91,7 @@ async fn run_connection<F: HandlerFactory>(
     auth_state: &AuthState,
 ) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
-    let mut io = PacketIo::new(stream, options.max_packet_size);
+    let mut io = PacketIo::new(stream, options.max_packet_size, options.bytes.clone());
     // Futures of rare or one-off steps are boxed: an idle connection's task then holds only the
     // command loop's small state, not the largest state of any step (10,000 idle clients).
     let auth = match Box::pin(handshake(
@@ -136,6 +143,7 @@ async fn run_connection<F: HandlerFactory>(
         conn_id,
         &mut handler,
         &mut auth,
+        options.draining.clone(),
     )
     .await;
     Box::pin(handler.close()).await;
@@ -309,6 +317,7 @@ async fn command_loop<F: HandlerFactory>(
     conn_id: u32,
     handler: &mut F::Handler,
     auth: &mut Authenticated,
+    mut draining: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let caps = auth.caps;
     let mut statements: HashMap<u32, Statement> = HashMap::new();
@@ -316,18 +325,32 @@ async fn command_loop<F: HandlerFactory>(
     loop {
         io.reset_seq();
         let kill = handler.kill_signal();
-        let read = async {
-            match kill {
-                Some(kill) => tokio::select! {
-                    packet = io.read_packet() => Some(packet),
-                    () = kill.notified() => None,
-                },
-                None => Some(io.read_packet().await),
+        let in_transaction = handler
+            .status()
+            .contains(mysql_common::constants::StatusFlags::SERVER_STATUS_IN_TRANS);
+        // Between commands, outside a transaction, a draining server lets the client go.
+        let drained = async {
+            if in_transaction || draining.wait_for(|d| *d).await.is_err() {
+                std::future::pending::<()>().await;
             }
         };
-        let Some(packet) = read.await else {
-            send_error(io, &SqlError::new(1927, "70100", "Connection was killed")).await;
-            return Ok(());
+        let killed = async {
+            match kill {
+                Some(kill) => kill.notified().await,
+                None => std::future::pending().await,
+            }
+        };
+        let packet = tokio::select! {
+            packet = io.read_packet() => Ok(packet),
+            () = killed => Err(SqlError::new(1927, "70100", "Connection was killed")),
+            () = drained => Err(SqlError::new(1053, "08S01", "Server shutdown in progress")),
+        };
+        let packet = match packet {
+            Ok(packet) => packet,
+            Err(goodbye) => {
+                send_error(io, &goodbye).await;
+                return Ok(());
+            }
         };
         let packet = match packet {
             Ok(p) => p,

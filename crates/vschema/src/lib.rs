@@ -55,7 +55,7 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: String,
-    /// Admin HTTP address; accepted now, served once the admin listener lands.
+    /// Admin HTTP address (/metrics, /healthz, /readyz, /status, /reload).
     pub admin: Option<String>,
     /// Largest client packet accepted, in bytes.
     pub max_packet_size: usize,
@@ -64,6 +64,13 @@ pub struct ServerConfig {
     pub max_buffered_rows: usize,
     /// Plans the plan cache holds (least recently used go first).
     pub plan_cache_size: usize,
+    /// Log every statement (JSON lines with `--log-format json`), not only slow ones.
+    pub query_log: bool,
+    /// Statements slower than this are logged as slow queries (0: none).
+    pub slow_query_ms: u64,
+    /// On SIGTERM/SIGINT, how long running statements and open transactions may take to finish
+    /// before they are rolled back and their connections closed.
+    pub shutdown_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,6 +17,8 @@ use crate::{
 const DEFAULT_MAX_PACKET: usize = 64 << 20;
 const DEFAULT_MAX_BUFFERED_ROWS: usize = 100_000;
 const DEFAULT_PLAN_CACHE_SIZE: usize = 10_000;
+const DEFAULT_SLOW_QUERY_MS: u64 = 1_000;
+const DEFAULT_SHUTDOWN_TIMEOUT_MS: u64 = 30_000;
 
 /// Reads and validates a TOML config file. A missing file is an error, never a default.
 pub fn load_config(path: &Path) -> Result<Config, ConfigError> {
@@ -50,6 +52,15 @@ pub fn parse_config(text: &str, path: &Path) -> Result<Config, ConfigError> {
             format!("{listen:?} is not a host:port address"),
         ));
     }
+    if let Some(admin) = &raw.server.admin {
+        if admin.get_ref().parse::<std::net::SocketAddr>().is_err() {
+            return Err(ctx.err(
+                admin,
+                "server.admin",
+                format!("{:?} is not a host:port address", admin.get_ref()),
+            ));
+        }
+    }
     let server = ServerConfig {
         listen: listen.clone(),
         admin: raw.server.admin.as_ref().map(|a| a.get_ref().clone()),
@@ -62,6 +73,12 @@ pub fn parse_config(text: &str, path: &Path) -> Result<Config, ConfigError> {
             .server
             .plan_cache_size
             .unwrap_or(DEFAULT_PLAN_CACHE_SIZE),
+        query_log: raw.server.query_log.unwrap_or(false),
+        slow_query_ms: raw.server.slow_query_ms.unwrap_or(DEFAULT_SLOW_QUERY_MS),
+        shutdown_timeout_ms: raw
+            .server
+            .shutdown_timeout_ms
+            .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT_MS),
     };
 
     let mut users = Vec::new();

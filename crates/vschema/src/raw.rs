@@ -24,6 +24,9 @@ pub(crate) struct RawServer {
     pub max_packet_size: Option<usize>,
     pub max_buffered_rows: Option<usize>,
     pub plan_cache_size: Option<usize>,
+    pub query_log: Option<bool>,
+    pub slow_query_ms: Option<u64>,
+    pub shutdown_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

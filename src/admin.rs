@@ -1,0 +1,269 @@
+//! The admin HTTP listener: `/metrics` (Prometheus text format), `/healthz` (the process
+//! answers), `/readyz` (every shard's primary answers a ping), `/status` (a page for people:
+//! shards with health, throughput and latency charts, the busiest statements, the sessions) and
+//! `POST /reload` (re-read the config file and swap the topology, as SIGHUP does).
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::stats::Point;
+use crate::Gate;
+
+#[derive(Clone)]
+struct Admin {
+    gate: Arc<Gate>,
+    /// The file `/reload` re-reads; `None` when the proxy was started from a config in memory.
+    config_path: Option<PathBuf>,
+}
+
+/// Serves the admin endpoints on `listener` until the task is dropped or aborted.
+pub async fn serve(listener: TcpListener, gate: Arc<Gate>, config_path: Option<PathBuf>) {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .route("/status", get(status))
+        .route("/", get(status))
+        .route("/reload", post(reload))
+        .with_state(Admin { gate, config_path });
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::warn!(error = %e, "admin listener stopped");
+    }
+}
+
+/// Binds the admin address.
+pub async fn bind(addr: &str) -> std::io::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    Ok((listener, local))
+}
+
+async fn metrics(State(admin): State<Admin>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        admin.gate.metrics.render(&admin.gate),
+    )
+        .into_response()
+}
+
+async fn ready(State(admin): State<Admin>) -> Response {
+    let topo = admin.gate.topology();
+    let mut down = Vec::new();
+    for ks in topo.vschema.keyspaces() {
+        for shard in &ks.shards {
+            if !topo
+                .backends
+                .ping(&ks.name, &shard.name, Duration::from_secs(2))
+                .await
+            {
+                down.push(format!("{}/{}", ks.name, shard.name));
+            }
+        }
+    }
+    if down.is_empty() {
+        (StatusCode::OK, "ready\n".to_string()).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: no answer from {}\n", down.join(", ")),
+        )
+            .into_response()
+    }
+}
+
+async fn reload(State(admin): State<Admin>) -> Response {
+    let Some(path) = &admin.config_path else {
+        return (
+            StatusCode::CONFLICT,
+            "no config file to reload: the proxy was started without one\n",
+        )
+            .into_response();
+    };
+    match crate::reload(&admin.gate, path) {
+        Ok(()) => (StatusCode::OK, "reloaded\n".to_string()).into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    }
+}
+
+/// Escapes text for HTML.
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A small line chart of `values` (oldest first), scaled to its own maximum.
+fn sparkline(values: &[f64], color: &str) -> String {
+    const W: f64 = 180.0;
+    const H: f64 = 32.0;
+    let max = values.iter().copied().fold(0.0_f64, f64::max);
+    let n = values.len();
+    let points: Vec<String> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let x = if n > 1 {
+                i as f64 * W / (n - 1) as f64
+            } else {
+                W
+            };
+            let y = if max > 0.0 { H - v / max * H } else { H };
+            format!("{x:.1},{y:.1}")
+        })
+        .collect();
+    format!(
+        r#"<svg class="spark" width="{W}" height="{H}" viewBox="0 0 {W} {H}"><polyline fill="none" stroke="{color}" stroke-width="1.5" points="{}"/></svg>"#,
+        points.join(" ")
+    )
+}
+
+fn millis(seconds: f64) -> String {
+    if seconds.is_infinite() {
+        "&gt; 10 s".into()
+    } else if seconds >= 1.0 {
+        format!("{seconds:.1} s")
+    } else {
+        format!("{:.2} ms", seconds * 1000.0)
+    }
+}
+
+const STYLE: &str = r#"
+body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #1b1f24; background: #fff; }
+h1 { font-size: 22px; margin: 0 0 4px; }
+h2 { font-size: 17px; margin: 28px 0 8px; }
+p.meta { color: #57606a; margin: 0 0 16px; }
+table { border-collapse: collapse; }
+th { background: #1f4e79; color: #fff; text-align: left; font-weight: 600; }
+th, td { padding: 6px 10px; border-bottom: 1px solid #d0d7de; vertical-align: middle; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.sql { font-family: ui-monospace, monospace; max-width: 720px; overflow-wrap: anywhere; }
+.up { color: #1a7f37; font-weight: 600; }
+.down { color: #cf222e; font-weight: 600; }
+.unknown { color: #57606a; }
+"#;
+
+async fn status(State(admin): State<Admin>) -> Html<String> {
+    let gate = &admin.gate;
+    let topo = gate.topology();
+    let mut page = String::with_capacity(16 * 1024);
+    let _ = write!(
+        page,
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>shardgate status</title>\
+         <meta http-equiv=\"refresh\" content=\"10\"><style>{STYLE}</style></head><body>\
+         <h1>shardgate</h1><p class=\"meta\">up {} s · {} client sessions · samples every {} s, \
+         charts cover the last 10 minutes</p>",
+        gate.uptime().as_secs(),
+        gate.session_count(),
+        crate::stats::SAMPLE_EVERY.as_secs()
+    );
+    page.push_str(
+        "<h2>Shards</h2><table id=\"shards\"><thead><tr><th>Keyspace</th><th>Shard</th>\
+         <th>Primary</th><th>Health</th><th>Statements/s</th><th>p50</th><th>p99</th>\
+         <th>Statements/s, 10 min</th><th>p99, 10 min</th></tr></thead><tbody>",
+    );
+    for ks in topo.vschema.keyspaces() {
+        for shard in &ks.shards {
+            let (points, healthy) = gate.activity.shard(&ks.name, &shard.name);
+            let last = points.last().copied().unwrap_or_default();
+            // p50/p99 over the last minute: the worst sample of it.
+            let minute = &points[points.len().saturating_sub(12)..];
+            let worst = |f: fn(&Point) -> f64| minute.iter().map(f).fold(0.0_f64, f64::max);
+            let (class, word) = match healthy {
+                Some(true) => ("up", "up"),
+                Some(false) => ("down", "down"),
+                None => ("unknown", "not checked yet"),
+            };
+            let qps: Vec<f64> = points.iter().map(|p| p.qps).collect();
+            let p99: Vec<f64> = points.iter().map(|p| p.p99.min(10.0)).collect();
+            let _ = write!(
+                page,
+                "<tr><td>{}</td><td>{}</td><td>{}:{}</td><td class=\"{class}\">{word}</td>\
+                 <td class=\"num\">{:.1}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+                 <td>{}</td><td>{}</td></tr>",
+                esc(&ks.name),
+                esc(&shard.name),
+                esc(&shard.primary.host),
+                shard.primary.port,
+                last.qps,
+                millis(worst(|p| p.p50)),
+                millis(worst(|p| p.p99)),
+                sparkline(&qps, "#1f4e79"),
+                sparkline(&p99, "#bc4c00"),
+            );
+        }
+    }
+    page.push_str("</tbody></table>");
+
+    page.push_str(
+        "<h2>Statements by total time</h2><table id=\"top\"><thead><tr><th>Statement \
+         (normalised)</th><th>Runs</th><th>Total</th><th>Mean</th></tr></thead><tbody>",
+    );
+    for (text, runs, total) in gate.activity.top(15) {
+        let mean = total.as_secs_f64() / runs.max(1) as f64;
+        let _ = write!(
+            page,
+            "<tr><td class=\"sql\">{}</td><td class=\"num\">{runs}</td><td class=\"num\">{}</td>\
+             <td class=\"num\">{}</td></tr>",
+            esc(&text),
+            millis(total.as_secs_f64()),
+            millis(mean)
+        );
+    }
+    page.push_str("</tbody></table>");
+
+    page.push_str(
+        "<h2>Sessions</h2><table id=\"sessions\"><thead><tr><th>Id</th><th>User</th>\
+         <th>Keyspace</th><th>Time</th><th>Statement</th></tr></thead><tbody>",
+    );
+    for p in gate.processes() {
+        let _ = write!(
+            page,
+            "<tr><td class=\"num\">{}</td><td>{}</td><td>{}</td><td class=\"num\">{} s</td>\
+             <td class=\"sql\">{}</td></tr>",
+            p.id,
+            esc(&p.user),
+            esc(p.keyspace.as_deref().unwrap_or("")),
+            p.seconds,
+            esc(p.statement.as_deref().unwrap_or("(idle)"))
+        );
+    }
+    page.push_str("</tbody></table></body></html>");
+    Html(page)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_is_escaped_and_charts_scale() {
+        assert_eq!(esc("<a href='x'>&"), "&lt;a href=&#39;x&#39;&gt;&amp;");
+        let svg = sparkline(&[0.0, 5.0, 10.0], "#000");
+        assert!(
+            svg.contains("points=\"0.0,32.0 90.0,16.0 180.0,0.0\""),
+            "{svg}"
+        );
+    }
+}

@@ -1,0 +1,269 @@
+//! What the proxy counts, in one Prometheus registry per [`crate::Gate`]: statements by keyspace,
+//! kind and opcode; statement and per-shard latency; errors by MySQL code; client connections;
+//! pool use per shard; plan cache hits and misses; transactions by mode and outcome; bytes in and
+//! out. `/metrics` renders it in the Prometheus text format.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// Latency buckets, in seconds: 100 µs to 10 s.
+const BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+pub struct Metrics {
+    registry: Registry,
+    pub statements: IntCounterVec,
+    pub statement_seconds: HistogramVec,
+    pub shard_queries: IntCounterVec,
+    pub shard_seconds: HistogramVec,
+    pub errors: IntCounterVec,
+    pub client_connections: IntGauge,
+    pub connections_accepted: IntCounter,
+    pub transactions: IntCounterVec,
+    plan_cache: IntCounterVec,
+    plan_cache_size: IntGauge,
+    pool: IntGaugeVec,
+    bytes_received: IntCounter,
+    bytes_sent: IntCounter,
+    /// Client bytes, counted by the frontend.
+    pub client_bytes: Arc<frontend::ByteCounts>,
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("unique metric");
+    c
+}
+
+fn histogram_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let h = HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()),
+        labels,
+    )
+    .expect("valid metric");
+    registry
+        .register(Box::new(h.clone()))
+        .expect("unique metric");
+    h
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("unique metric");
+    c
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("unique metric");
+    g
+}
+
+/// Brings a counter up to a total kept elsewhere.
+fn catch_up(c: &IntCounter, total: u64) {
+    c.inc_by(total.saturating_sub(c.get()));
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let r = Registry::new_custom(Some("shardgate".into()), None).expect("valid registry");
+        let pool = IntGaugeVec::new(
+            Opts::new(
+                "pool_connections",
+                "Backend connections per shard: in use, idle, and callers waiting for one",
+            ),
+            &["keyspace", "shard", "state"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(pool.clone())).expect("unique metric");
+        Metrics {
+            statements: counter_vec(
+                &r,
+                "statements_total",
+                "Client statements by keyspace, kind and plan opcode",
+                &["keyspace", "kind", "opcode"],
+            ),
+            statement_seconds: histogram_vec(
+                &r,
+                "statement_duration_seconds",
+                "Client statement latency, by kind",
+                &["kind"],
+            ),
+            shard_queries: counter_vec(
+                &r,
+                "shard_queries_total",
+                "Statements sent to each shard",
+                &["keyspace", "shard"],
+            ),
+            shard_seconds: histogram_vec(
+                &r,
+                "shard_query_duration_seconds",
+                "Latency of statements on each shard",
+                &["keyspace", "shard"],
+            ),
+            errors: counter_vec(
+                &r,
+                "errors_total",
+                "Errors returned to clients, by MySQL error code",
+                &["code"],
+            ),
+            client_connections: gauge(&r, "client_connections", "Client connections open now"),
+            connections_accepted: counter(
+                &r,
+                "client_connections_accepted_total",
+                "Client connections authenticated",
+            ),
+            transactions: counter_vec(
+                &r,
+                "transactions_total",
+                "Transactions by mode and outcome",
+                &["mode", "outcome"],
+            ),
+            plan_cache: counter_vec(
+                &r,
+                "plan_cache_lookups_total",
+                "Plan cache lookups, by result",
+                &["result"],
+            ),
+            plan_cache_size: gauge(&r, "plan_cache_plans", "Plans in the plan cache"),
+            pool,
+            bytes_received: counter(&r, "client_bytes_received_total", "Bytes read from clients"),
+            bytes_sent: counter(&r, "client_bytes_sent_total", "Bytes written to clients"),
+            client_bytes: Arc::new(frontend::ByteCounts::default()),
+            registry: r,
+        }
+    }
+
+    /// The registry in the Prometheus text format, after reading the values kept elsewhere.
+    pub fn render(&self, gate: &crate::Gate) -> String {
+        let (hits, misses, size) = gate.plans.stats();
+        catch_up(&self.plan_cache.with_label_values(&["hit"]), hits);
+        catch_up(&self.plan_cache.with_label_values(&["miss"]), misses);
+        self.plan_cache_size.set(size as i64);
+        catch_up(
+            &self.bytes_received,
+            self.client_bytes.received.load(Ordering::Relaxed),
+        );
+        catch_up(
+            &self.bytes_sent,
+            self.client_bytes.sent.load(Ordering::Relaxed),
+        );
+        self.pool.reset();
+        let topo = gate.topology();
+        for ks in topo.vschema.keyspaces() {
+            for shard in &ks.shards {
+                if let Some(stats) = topo.backends.pool_stats(&ks.name, &shard.name) {
+                    for (state, n) in [
+                        ("in_use", stats.in_use),
+                        ("idle", stats.idle),
+                        ("waiting", stats.waiting),
+                    ] {
+                        self.pool
+                            .with_label_values(&[&ks.name, &shard.name, state])
+                            .set(n as i64);
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        // Encoding to a Vec cannot fail for well-formed metrics.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Statements sent to one shard so far.
+    pub fn shard_query_count(&self, keyspace: &str, shard: &str) -> u64 {
+        self.shard_queries
+            .with_label_values(&[keyspace, shard])
+            .get()
+    }
+}
+
+/// A statement's kind, from its first keyword: the label of `statements_total`.
+pub fn statement_kind(sql: &str) -> &'static str {
+    let word = sql
+        .trim_start_matches(|c: char| c.is_whitespace() || c == '(')
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next()
+        .unwrap_or("");
+    const KINDS: &[&str] = &[
+        "select",
+        "insert",
+        "update",
+        "delete",
+        "replace",
+        "set",
+        "show",
+        "begin",
+        "start",
+        "commit",
+        "rollback",
+        "use",
+        "create",
+        "alter",
+        "drop",
+        "truncate",
+        "explain",
+        "describe",
+        "savepoint",
+        "release",
+        "kill",
+        "vexplain",
+        "with",
+        "lock",
+        "unlock",
+        "do",
+    ];
+    KINDS
+        .iter()
+        .find(|k| word.eq_ignore_ascii_case(k))
+        .copied()
+        .unwrap_or("other")
+}
+
+/// The keyspace and opcode a plan is counted under.
+pub fn plan_labels(plan: &engine::Plan) -> (&str, &'static str) {
+    use engine::Plan;
+    match plan {
+        Plan::Route(r) => (&r.keyspace, r.opcode.name()),
+        Plan::Select(s) => (&s.route.keyspace, s.route.opcode.name()),
+        Plan::OwnedWrite(w) => (&w.route.keyspace, w.route.opcode.name()),
+        Plan::Insert(i) => (&i.keyspace, "Insert"),
+        Plan::Send(s) => (&s.keyspace, "Send"),
+        Plan::Join(_) => ("", "Join"),
+        Plan::Derived(_) => ("", "Derived"),
+        Plan::PullOut(_) => ("", "PullOut"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_come_from_the_first_keyword() {
+        assert_eq!(statement_kind("  SELECT 1"), "select");
+        assert_eq!(statement_kind("(select 1) union (select 2)"), "select");
+        assert_eq!(statement_kind("insert into t values (1)"), "insert");
+        assert_eq!(statement_kind("CALL p()"), "other");
+    }
+}
