@@ -30,6 +30,8 @@ pub fn config_text(listen: &str, commerce: [&str; 2], main: &str) -> String {
     format!(
         r#"[server]
 listen = "{listen}"
+# The status page, metrics and reload, on a free port (printed at start).
+admin = "127.0.0.1:0"
 
 [[users]]
 name = "app"
@@ -69,7 +71,7 @@ pub async fn run(listen: &str) -> Result<(), Box<dyn std::error::Error>> {
     let config_path = servers[0].dir().join("shardgate.toml");
     std::fs::write(&config_path, &text)?;
     let config = vschema::parse_config(&text, Path::new(&config_path))?;
-    let running = crate::start(&config, listen).await?;
+    let running = crate::start_from(&config, listen, Some(config_path.clone())).await?;
 
     let url = format!("mysql://app:app@{}", running.addr);
     let opts = mysql_async::Opts::from_url(&url)?;
@@ -86,6 +88,9 @@ pub async fn run(listen: &str) -> Result<(), Box<dyn std::error::Error>> {
     );
     println!("  keyspace main (unsharded): 127.0.0.1:{}", servers[2].port);
     println!("  config: {}", config_path.display());
+    if let Some(admin) = running.admin {
+        println!("  status page: http://{admin}/status   metrics: http://{admin}/metrics");
+    }
     println!();
     println!("connect with:");
     println!(
