@@ -54,6 +54,47 @@ pub fn empty_query() -> SqlError {
     SqlError::new(1065, "42000", "Query was empty")
 }
 
+/// ER_DBACCESS_DENIED_ERROR: a keyspace the user is not given.
+pub fn access_denied(user: &str, keyspace: &str) -> SqlError {
+    SqlError::new(
+        1044,
+        "42000",
+        format!("Access denied for user '{user}'@'%' to database '{keyspace}'"),
+    )
+}
+
+/// ER_OPTION_PREVENTS_STATEMENT: a write by a read-only user.
+pub fn read_only() -> SqlError {
+    SqlError::new(
+        1290,
+        "HY000",
+        "The MySQL server is running with the --read-only option so it cannot execute this statement",
+    )
+}
+
+/// ER_CON_COUNT_ERROR: server.max_connections reached.
+pub fn too_many_connections() -> SqlError {
+    SqlError::new(1040, "08004", "Too many connections")
+}
+
+/// ER_USER_LIMIT_REACHED: the user's max_connections reached.
+pub fn user_limit(user: &str, limit: usize) -> SqlError {
+    SqlError::new(
+        1226,
+        "42000",
+        format!("User '{user}' has exceeded the 'max_user_connections' resource (current value: {limit})"),
+    )
+}
+
+/// ER_QUERY_TIMEOUT: server.query_timeout_ms passed; the backend queries were killed.
+pub fn query_timeout() -> SqlError {
+    SqlError::new(
+        3024,
+        "HY000",
+        "Query execution was interrupted, maximum statement execution time exceeded",
+    )
+}
+
 pub fn unknown_database(name: &str) -> SqlError {
     SqlError::new(1049, "42000", format!("Unknown database '{name}'"))
 }

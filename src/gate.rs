@@ -43,6 +43,11 @@ pub struct Gate {
     query_log: bool,
     slow_query: Option<std::time::Duration>,
     users: HashMap<String, frontend::Credential>,
+    access: HashMap<String, Arc<Access>>,
+    /// Client connections at once (1040 beyond).
+    max_connections: usize,
+    /// Statements running longer are interrupted with 3024.
+    query_timeout: Option<std::time::Duration>,
     info: ServerInfo,
     exec: engine::ExecOptions,
     /// Every client session, by connection id: SHOW PROCESSLIST and KILL.
@@ -56,6 +61,24 @@ pub struct Gate {
     /// COM_STMT_EXECUTE commands so far.
     executions: AtomicU64,
     pub plans: PlanCache,
+}
+
+/// What a user may do, from the config.
+#[derive(Debug, Default)]
+pub struct Access {
+    /// `None`: every keyspace.
+    keyspaces: Option<Vec<String>>,
+    read_only: bool,
+    /// 0: no limit of the user's own.
+    max_connections: usize,
+}
+
+impl Access {
+    fn allows(&self, keyspace: &str) -> bool {
+        self.keyspaces
+            .as_ref()
+            .is_none_or(|k| k.iter().any(|k| k == keyspace))
+    }
 }
 
 /// One client session, as SHOW PROCESSLIST shows it.
@@ -82,6 +105,8 @@ pub struct SessionEntry {
     kill: Arc<Notify>,
     /// Shard statements of the running client statement (the query log's `shards`).
     shards_touched: std::sync::atomic::AtomicU32,
+    /// Set when server.query_timeout_ms passed for the running statement.
+    timed_out: std::sync::atomic::AtomicBool,
 }
 
 impl SessionEntry {
@@ -228,6 +253,21 @@ impl Gate {
             query_log: config.server.query_log,
             slow_query: (config.server.slow_query_ms > 0)
                 .then(|| std::time::Duration::from_millis(config.server.slow_query_ms)),
+            access: config
+                .users
+                .iter()
+                .map(|u| {
+                    let access = Access {
+                        keyspaces: u.keyspaces.clone(),
+                        read_only: u.read_only,
+                        max_connections: u.max_connections,
+                    };
+                    (u.name.clone(), Arc::new(access))
+                })
+                .collect(),
+            max_connections: config.server.max_connections,
+            query_timeout: (config.server.query_timeout_ms > 0)
+                .then(|| std::time::Duration::from_millis(config.server.query_timeout_ms)),
             users: config
                 .users
                 .iter()
@@ -319,6 +359,25 @@ impl engine::Executor for SessionExecutor<'_> {
     }
 }
 
+/// Stops the backend queries a session is running now (`KILL QUERY` on each backend thread).
+async fn kill_backend_queries(topo: &Topology, entry: &SessionEntry) {
+    let running: Vec<(String, String, u32)> = entry.backend.lock().expect("session entry").clone();
+    for (ks, shard, thread) in running {
+        if let Err(e) = topo
+            .backends
+            .execute(
+                &ks,
+                &shard,
+                &format!("KILL QUERY {thread}"),
+                &mut engine::NoRows,
+            )
+            .await
+        {
+            tracing::warn!(error = %e, "KILL QUERY on a backend failed");
+        }
+    }
+}
+
 /// Opens a [`GateSession`] per authenticated client.
 pub struct Sessions(pub Arc<Gate>);
 
@@ -336,9 +395,27 @@ impl HandlerFactory for Sessions {
         database: Option<&str>,
     ) -> Result<GateSession, SqlError> {
         let topo = self.0.topology();
+        let access = self.0.access.get(user).cloned().unwrap_or_default();
+        if self.0.sessions.len() >= self.0.max_connections {
+            return Err(error::too_many_connections());
+        }
+        if access.max_connections > 0 {
+            let open = self
+                .0
+                .sessions
+                .iter()
+                .filter(|s| s.value().user == user)
+                .count();
+            if open >= access.max_connections {
+                return Err(error::user_limit(user, access.max_connections));
+            }
+        }
         if let Some(db) = database {
             if topo.vschema.keyspace(db).is_none() {
                 return Err(error::unknown_database(db));
+            }
+            if !access.allows(db) {
+                return Err(error::access_denied(user, db));
             }
         }
         let entry = Arc::new(SessionEntry {
@@ -349,6 +426,7 @@ impl HandlerFactory for Sessions {
             backend: Mutex::new(Vec::new()),
             kill: Arc::new(Notify::new()),
             shards_touched: Default::default(),
+            timed_out: Default::default(),
         });
         self.0.sessions.insert(conn_id, entry.clone());
         self.0.metrics.client_connections.inc();
@@ -364,6 +442,7 @@ impl HandlerFactory for Sessions {
         Ok(GateSession {
             gate: self.0.clone(),
             topo,
+            access,
             last_plan: (String::new(), "None"),
             last_rows: 0,
             session,
@@ -378,6 +457,7 @@ pub struct GateSession {
     gate: Arc<Gate>,
     /// The topology of the statement being run (refreshed as each command starts).
     topo: Arc<Topology>,
+    access: Arc<Access>,
     /// The keyspace and opcode of the last plan run, for the statement metrics.
     last_plan: (String, &'static str),
     /// Rows sent or affected by the last plan run (the query log's `rows`).
@@ -640,9 +720,37 @@ impl GateSession {
         if !is_show_warnings(sql) {
             self.session.warnings.clear();
         }
-        let result = match work {
-            Work::Text(sql) => self.statement(sql, out).await,
-            Work::Prepared(p, literals) => self.execute_prepared(&p, literals, out).await,
+        let timer = self.gate.query_timeout.map(|timeout| {
+            let (topo, entry) = (self.topo.clone(), self.entry.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(timeout).await;
+                entry.timed_out.store(true, Ordering::Relaxed);
+                kill_backend_queries(&topo, &entry).await;
+            })
+        });
+        let result = if self.access.read_only && writes(sql) {
+            Err(Failure::Sql(error::read_only()))
+        } else {
+            match work {
+                Work::Text(sql) => self.statement(sql, out).await,
+                Work::Prepared(p, literals) => self.execute_prepared(&p, literals, out).await,
+            }
+        };
+        let result = match timer {
+            Some(timer) => {
+                timer.abort();
+                // The statement failed because its backend queries were killed at the deadline.
+                match result {
+                    Err(Failure::Sql(_)) if self.entry.timed_out.swap(false, Ordering::Relaxed) => {
+                        Err(Failure::Sql(error::query_timeout()))
+                    }
+                    other => {
+                        self.entry.timed_out.store(false, Ordering::Relaxed);
+                        other
+                    }
+                }
+            }
+            None => result,
         };
         if let Err(Failure::Sql(e)) = &result {
             // SHOW WARNINGS after an error shows the error, as in MySQL.
@@ -734,6 +842,9 @@ impl GateSession {
             .vschema
             .keyspace(ks_name)
             .ok_or_else(|| error::unknown_database(name))?;
+        if !self.access.allows(ks_name) {
+            return Err(error::access_denied(&self.entry.user, ks_name));
+        }
         if let Some(shard) = shard {
             if !ks.shards.iter().any(|s| s.name == shard) {
                 return Err(error::unknown_database(name));
@@ -1078,6 +1189,7 @@ impl GateSession {
                     .topo
                     .vschema
                     .keyspaces()
+                    .filter(|k| self.access.allows(&k.name))
                     .map(|k| vec![Value::Bytes(k.name.clone().into_bytes())])
                     .collect();
                 return self
@@ -1275,23 +1387,7 @@ impl GateSession {
                 format!("You are not owner of thread {id}"),
             ));
         }
-        let running: Vec<(String, String, u32)> =
-            entry.backend.lock().expect("session entry").clone();
-        for (ks, shard, thread) in running {
-            if let Err(e) = self
-                .topo
-                .backends
-                .execute(
-                    &ks,
-                    &shard,
-                    &format!("KILL QUERY {thread}"),
-                    &mut engine::NoRows,
-                )
-                .await
-            {
-                tracing::warn!(error = %e, "KILL QUERY on a backend failed");
-            }
-        }
+        kill_backend_queries(&self.topo, &entry).await;
         if connection {
             entry.kill.notify_one();
         }
@@ -1487,6 +1583,15 @@ impl GateSession {
     ) -> Result<(), Failure> {
         if let Plan::PullOut(p) = plan {
             return self.run_pull_out(p, out, rename_first).await;
+        }
+        if self.access.keyspaces.is_some() {
+            if let Some(ks) = plan
+                .keyspaces()
+                .into_iter()
+                .find(|k| !self.access.allows(k))
+            {
+                return Err(Failure::Sql(error::access_denied(&self.entry.user, ks)));
+            }
         }
         let (keyspace, opcode) = crate::metrics::plan_labels(plan);
         self.last_plan.0.clear();
@@ -1803,6 +1908,23 @@ impl GateSession {
 
 /// `SESSION x` / `@@session.x` / `@@x` / `x` → (is it GLOBAL, the variable as `x`); user
 /// variables keep their `@`.
+/// Whether a statement writes (refused for read-only users): by its first keyword, and for
+/// `WITH ...`, by the statement the parser finds.
+fn writes(sql: &str) -> bool {
+    match crate::metrics::statement_kind(sql) {
+        "insert" | "update" | "delete" | "replace" | "create" | "alter" | "drop" | "truncate"
+        | "rename" | "load" | "call" | "grant" | "revoke" | "lock" => true,
+        "with" => Parser::parse_sql(&MySqlDialect {}, sql).is_ok_and(|s| match s.as_slice() {
+            [Statement::Query(q)] => matches!(
+                q.body.as_ref(),
+                SetExpr::Insert(_) | SetExpr::Update(_) | SetExpr::Delete(_) | SetExpr::Merge(_)
+            ),
+            _ => true,
+        }),
+        _ => false,
+    }
+}
+
 fn variable_name(name: &str) -> (bool, &str) {
     let name = name.trim();
     let lower = name.to_ascii_lowercase();

@@ -159,8 +159,18 @@ pub async fn start_from(
         max_packet_size: config.server.max_packet_size,
         bytes: gate.metrics.client_bytes.clone(),
         draining: drain_signal,
+        idle_timeout: (config.server.idle_timeout_ms > 0)
+            .then(|| Duration::from_millis(config.server.idle_timeout_ms)),
         ..Default::default()
     };
+    for user in &config.users {
+        if matches!(&user.secret, vschema::Secret::Password(p) if !p.is_empty()) {
+            tracing::warn!(
+                user = %user.name,
+                "the config holds this user's password in plain text; give its password_hash instead (shardgate passwd prints it)"
+            );
+        }
+    }
     let mut helpers = Vec::new();
     let mut admin = None;
     if let Some(addr) = &config.server.admin {

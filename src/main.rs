@@ -74,6 +74,12 @@ enum Command {
         #[arg(long, env = "SHARDGATE_CONFIG")]
         config: PathBuf,
     },
+    /// Print the mysql_native_password hash of a password (read from standard input), for a
+    /// user's `password_hash` in the config.
+    #[command(
+        after_help = "Example:\n  printf '%s' 's3cret' | shardgate passwd\n  password_hash = \"*...\""
+    )]
+    Passwd,
     /// Finish twopc transactions left prepared by a crash: commit those with a recorded decision,
     /// roll back the others.
     #[command(
@@ -128,6 +134,7 @@ fn main() -> ExitCode {
         } => explain(config, keyspace, &sql),
         Command::Resolve { config, prefix } => resolve(config, &prefix),
         Command::Reload { config } => reload(config),
+        Command::Passwd => passwd(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -173,6 +180,18 @@ fn serve(path: PathBuf) -> Result<(), AnyError> {
         tracing::info!(forced, "stopped");
         Ok(())
     })
+}
+
+fn passwd() -> Result<(), AnyError> {
+    let mut password = String::new();
+    std::io::stdin().read_line(&mut password)?;
+    let password = password.strip_suffix('\n').unwrap_or(&password);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    println!(
+        "password_hash = \"{}\"",
+        frontend::native_password_hash(password)
+    );
+    Ok(())
 }
 
 /// `POST /reload` to the admin address of the config.

@@ -232,6 +232,12 @@ pub fn statement_kind(sql: &str) -> &'static str {
         "lock",
         "unlock",
         "do",
+        "rename",
+        "load",
+        "call",
+        "grant",
+        "revoke",
+        "handler",
     ];
     KINDS
         .iter()

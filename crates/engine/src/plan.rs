@@ -397,6 +397,35 @@ pub struct Send {
 }
 
 impl Plan {
+    /// Every keyspace the plan sends statements to (lookup vindexes' own tables aside), each once.
+    pub fn keyspaces(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        self.collect_keyspaces(&mut out);
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    fn collect_keyspaces<'a>(&'a self, out: &mut Vec<&'a str>) {
+        match self {
+            Plan::Route(r) => out.push(&r.keyspace),
+            Plan::Select(s) => out.push(&s.route.keyspace),
+            Plan::OwnedWrite(w) => out.push(&w.route.keyspace),
+            Plan::Insert(i) => out.push(&i.keyspace),
+            Plan::Send(s) => out.push(&s.keyspace),
+            Plan::Join(j) => {
+                j.left.collect_keyspaces(out);
+                out.push(&j.right.keyspace);
+            }
+            Plan::Derived(d) => d.inner.collect_keyspaces(out),
+            Plan::PullOut(p) => {
+                for s in &p.subqueries {
+                    s.plan.collect_keyspaces(out);
+                }
+            }
+        }
+    }
+
     /// The plan as an indented tree, one primitive per line.
     pub fn describe(&self) -> String {
         let mut out = String::new();

@@ -36,6 +36,14 @@ impl Credential {
     }
 }
 
+/// MySQL's `mysql_native_password` hash of a password, as `mysql.user` stores it:
+/// `*` and the upper-case hex of SHA1(SHA1(password)).
+pub fn native_password_hash(password: &str) -> String {
+    let h = sha1(&sha1(password.as_bytes()));
+    let hex: String = h.iter().map(|b| format!("{b:02X}")).collect();
+    format!("*{hex}")
+}
+
 fn sha1(data: &[u8]) -> [u8; 20] {
     Sha1::digest(data).into()
 }

@@ -27,6 +27,9 @@ pub struct ServerOptions {
     /// Becomes true when the server drains for shutdown: each connection then ends at its next
     /// command outside a transaction (with ER_SERVER_SHUTDOWN), never in the middle of one.
     pub draining: tokio::sync::watch::Receiver<bool>,
+    /// A client that sends no command for this long is disconnected (ER_CLIENT_INTERACTION_TIMEOUT,
+    /// as MySQL's wait_timeout); its transaction rolls back.
+    pub idle_timeout: Option<std::time::Duration>,
 }
 
 impl Default for ServerOptions {
@@ -36,6 +39,7 @@ impl Default for ServerOptions {
             max_packet_size: 64 << 20,
             bytes: Arc::default(),
             draining: tokio::sync::watch::channel(false).1,
+            idle_timeout: None,
         }
     }
 }
@@ -144,6 +148,7 @@ async fn run_connection<F: HandlerFactory>(
         &mut handler,
         &mut auth,
         options.draining.clone(),
+        options.idle_timeout,
     )
     .await;
     Box::pin(handler.close()).await;
@@ -318,6 +323,7 @@ async fn command_loop<F: HandlerFactory>(
     handler: &mut F::Handler,
     auth: &mut Authenticated,
     mut draining: tokio::sync::watch::Receiver<bool>,
+    idle_timeout: Option<std::time::Duration>,
 ) -> std::io::Result<()> {
     let caps = auth.caps;
     let mut statements: HashMap<u32, Statement> = HashMap::new();
@@ -340,8 +346,19 @@ async fn command_loop<F: HandlerFactory>(
                 None => std::future::pending().await,
             }
         };
+        let idle = async {
+            match idle_timeout {
+                Some(t) => tokio::time::sleep(t).await,
+                None => std::future::pending().await,
+            }
+        };
         let packet = tokio::select! {
             packet = io.read_packet() => Ok(packet),
+            () = idle => Err(SqlError::new(
+                4031,
+                "HY000",
+                "The client was disconnected by the server because of inactivity.",
+            )),
             () = killed => Err(SqlError::new(1927, "70100", "Connection was killed")),
             () = drained => Err(SqlError::new(1053, "08S01", "Server shutdown in progress")),
         };

@@ -68,6 +68,13 @@ pub struct ServerConfig {
     pub query_log: bool,
     /// Statements slower than this are logged as slow queries (0: none).
     pub slow_query_ms: u64,
+    /// Client connections at once; more are refused with 1040.
+    pub max_connections: usize,
+    /// A statement running longer is interrupted (its backend queries killed) with 3024
+    /// (0: no limit).
+    pub query_timeout_ms: u64,
+    /// A client idle this long is disconnected with 4031 (0: never).
+    pub idle_timeout_ms: u64,
     /// On SIGTERM/SIGINT, how long running statements and open transactions may take to finish
     /// before they are rolled back and their connections closed.
     pub shutdown_timeout_ms: u64,
@@ -77,6 +84,12 @@ pub struct ServerConfig {
 pub struct User {
     pub name: String,
     pub secret: Secret,
+    /// The keyspaces the user may use; `None`: all of them.
+    pub keyspaces: Option<Vec<String>>,
+    /// Writes refused (1290), as on a read-only server.
+    pub read_only: bool,
+    /// Connections the user may have open at once (0: no limit but the server's).
+    pub max_connections: usize,
 }
 
 /// How the config gives a user's password.

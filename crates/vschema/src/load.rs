@@ -18,7 +18,28 @@ const DEFAULT_MAX_PACKET: usize = 64 << 20;
 const DEFAULT_MAX_BUFFERED_ROWS: usize = 100_000;
 const DEFAULT_PLAN_CACHE_SIZE: usize = 10_000;
 const DEFAULT_SLOW_QUERY_MS: u64 = 1_000;
+const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// MySQL's wait_timeout: eight hours.
+const DEFAULT_IDLE_TIMEOUT_MS: u64 = 8 * 3600 * 1000;
 const DEFAULT_SHUTDOWN_TIMEOUT_MS: u64 = 30_000;
+
+/// `${NAME}` in a backend address replaced by the environment variable's value, so that
+/// passwords need not be in the file. Returns the name of a variable that is not set.
+fn expand_env(text: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        let Some(len) = rest[start + 2..].find('}') else {
+            break;
+        };
+        let name = &rest[start + 2..start + 2 + len];
+        out.push_str(&rest[..start]);
+        out.push_str(&std::env::var(name).map_err(|_| name.to_string())?);
+        rest = &rest[start + 3 + len..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
 
 /// Reads and validates a TOML config file. A missing file is an error, never a default.
 pub fn load_config(path: &Path) -> Result<Config, ConfigError> {
@@ -74,6 +95,15 @@ pub fn parse_config(text: &str, path: &Path) -> Result<Config, ConfigError> {
             .plan_cache_size
             .unwrap_or(DEFAULT_PLAN_CACHE_SIZE),
         query_log: raw.server.query_log.unwrap_or(false),
+        max_connections: raw
+            .server
+            .max_connections
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS),
+        query_timeout_ms: raw.server.query_timeout_ms.unwrap_or(0),
+        idle_timeout_ms: raw
+            .server
+            .idle_timeout_ms
+            .unwrap_or(DEFAULT_IDLE_TIMEOUT_MS),
         slow_query_ms: raw.server.slow_query_ms.unwrap_or(DEFAULT_SLOW_QUERY_MS),
         shutdown_timeout_ms: raw
             .server
@@ -116,9 +146,21 @@ pub fn parse_config(text: &str, path: &Path) -> Result<Config, ConfigError> {
             })?),
             (None, None) => Secret::Password(String::new()),
         };
+        if let Some(known) = &u.keyspaces {
+            if let Some(unknown) = known.iter().find(|k| !raw.keyspaces.contains_key(*k)) {
+                return Err(ctx.err(
+                    user,
+                    &format!("users[{i}].keyspaces"),
+                    format!("unknown keyspace {unknown:?}"),
+                ));
+            }
+        }
         users.push(User {
             name: u.name.clone(),
             secret,
+            keyspaces: u.keyspaces.clone(),
+            read_only: u.read_only.unwrap_or(false),
+            max_connections: u.max_connections.unwrap_or(0),
         });
     }
 
@@ -188,7 +230,14 @@ impl Ctx<'_> {
             let shard_key = format!("{key}.shards[{i}]");
             let range = KeyRange::parse(s.name.get_ref())
                 .map_err(|e| self.err(&s.name, &format!("{shard_key}.name"), e.to_string()))?;
-            let primary = BackendAddr::parse(s.primary.get_ref()).map_err(|e| {
+            let url = expand_env(s.primary.get_ref()).map_err(|name| {
+                self.err(
+                    &s.primary,
+                    &format!("{shard_key}.primary"),
+                    format!("environment variable {name} is not set"),
+                )
+            })?;
+            let primary = BackendAddr::parse(&url).map_err(|e| {
                 self.err(
                     &s.primary,
                     &format!("{shard_key}.primary"),

@@ -25,6 +25,9 @@ pub(crate) struct RawServer {
     pub max_buffered_rows: Option<usize>,
     pub plan_cache_size: Option<usize>,
     pub query_log: Option<bool>,
+    pub max_connections: Option<usize>,
+    pub query_timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
     pub slow_query_ms: Option<u64>,
     pub shutdown_timeout_ms: Option<u64>,
 }
@@ -35,6 +38,9 @@ pub(crate) struct RawUser {
     pub name: String,
     pub password: Option<String>,
     pub password_hash: Option<String>,
+    pub keyspaces: Option<Vec<String>>,
+    pub read_only: Option<bool>,
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]

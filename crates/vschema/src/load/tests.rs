@@ -63,7 +63,10 @@ fn good_config_loads() {
         config.users,
         vec![User {
             name: "app".into(),
-            secret: Secret::Password("secret".into())
+            secret: Secret::Password("secret".into()),
+            keyspaces: None,
+            read_only: false,
+            max_connections: 0,
         }]
     );
 }
@@ -356,4 +359,34 @@ fn transaction_mode_per_keyspace() {
     .unwrap_err();
     assert_eq!(e.key, "keyspaces.commerce.transaction_mode");
     assert_eq!(e.line, Some(11));
+}
+
+#[test]
+fn backend_passwords_come_from_the_environment() {
+    // SAFETY (edition 2021: set_var is safe to call): only this test reads the variable.
+    std::env::set_var("SHARDGATE_TEST_SHARD_PW", "from env");
+    let config = parse(&GOOD.replace("root:pw@", "root:${SHARDGATE_TEST_SHARD_PW}@")).unwrap();
+    let ks = config.vschema.keyspace("commerce").unwrap();
+    let pw = ks.shards.iter().find_map(|s| s.primary.password.clone());
+    assert_eq!(pw.as_deref(), Some("from env"));
+    // Never shown, in errors, logs or `check`.
+    assert!(!format!("{:?}", ks.shards[1].primary).contains("from env"));
+    let e = mistake("root:pw@", "root:${SHARDGATE_TEST_UNSET_PW}@");
+    assert_eq!(e.key, "keyspaces.commerce.shards[1].primary");
+    assert!(e.message.contains("SHARDGATE_TEST_UNSET_PW"), "{e}");
+}
+
+#[test]
+fn user_access_is_checked_against_the_keyspaces() {
+    let text = GOOD.replace(
+        "password = \"secret\"\n",
+        "password = \"secret\"\nkeyspaces = [\"lookup\"]\nread_only = true\nmax_connections = 3\n",
+    );
+    let config = parse(&text).unwrap();
+    let user = &config.users[0];
+    assert_eq!(user.keyspaces.as_deref(), Some(&["lookup".to_string()][..]));
+    assert!(user.read_only);
+    assert_eq!(user.max_connections, 3);
+    let e = parse(&text.replace("[\"lookup\"]", "[\"nosuch\"]")).unwrap_err();
+    assert_eq!(e.key, "users[0].keyspaces");
 }
