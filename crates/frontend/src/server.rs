@@ -147,8 +147,7 @@ async fn run_connection<F: HandlerFactory>(
         conn_id,
         &mut handler,
         &mut auth,
-        options.draining.clone(),
-        options.idle_timeout,
+        options,
     )
     .await;
     Box::pin(handler.close()).await;
@@ -322,9 +321,10 @@ async fn command_loop<F: HandlerFactory>(
     conn_id: u32,
     handler: &mut F::Handler,
     auth: &mut Authenticated,
-    mut draining: tokio::sync::watch::Receiver<bool>,
-    idle_timeout: Option<std::time::Duration>,
+    options: &ServerOptions,
 ) -> std::io::Result<()> {
+    let mut draining = options.draining.clone();
+    let idle_timeout = options.idle_timeout;
     let caps = auth.caps;
     let mut statements: HashMap<u32, Statement> = HashMap::new();
     let mut next_statement: u32 = 1;
