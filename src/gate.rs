@@ -107,6 +107,11 @@ pub struct SessionEntry {
     shards_touched: std::sync::atomic::AtomicU32,
     /// Set when server.query_timeout_ms passed for the running statement.
     timed_out: std::sync::atomic::AtomicBool,
+    /// Wakes the running statement to give up on backends that do not answer: after its
+    /// timeout and the KILL QUERY that followed, or when a shard it waits on is marked down
+    /// (which `abandoned` names).
+    abandon: Notify,
+    abandoned: Mutex<Option<String>>,
 }
 
 impl SessionEntry {
@@ -214,6 +219,24 @@ impl Gate {
     /// Client sessions open now.
     pub fn session_count(&self) -> usize {
         self.sessions.len()
+    }
+
+    /// Makes the statements now waiting on `keyspace/shard` give up with an error naming it.
+    pub fn abandon_statements_on(&self, keyspace: &str, shard: &str) {
+        for item in self.sessions.iter() {
+            let entry = item.value();
+            let waiting = entry
+                .backend
+                .lock()
+                .expect("session entry")
+                .iter()
+                .any(|(k, s, _)| k == keyspace && s == shard);
+            if waiting {
+                *entry.abandoned.lock().expect("session entry") =
+                    Some(format!("{keyspace}/{shard}"));
+                entry.abandon.notify_waiters();
+            }
+        }
     }
 
     /// Ends every session at its next command (or now, if idle); their transactions roll back.
@@ -324,6 +347,14 @@ impl engine::Executor for SessionExecutor<'_> {
         sink: &mut S,
     ) -> Result<engine::Outcome, EngineError> {
         let started = Instant::now();
+        if let Some(meter) = self.topo.meter(keyspace, shard) {
+            if !meter.healthy() {
+                return Err(EngineError::Backend {
+                    shard: shard.to_string(),
+                    message: "marked down: it did not answer the last health checks (retried every second)".into(),
+                });
+            }
+        }
         self.entry.shards_touched.fetch_add(1, Ordering::Relaxed);
         debug!(
             keyspace,
@@ -358,6 +389,9 @@ impl engine::Executor for SessionExecutor<'_> {
         result
     }
 }
+
+/// How long a statement still waits for backends after its timeout's KILL QUERY.
+const ABANDON_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Stops the backend queries a session is running now (`KILL QUERY` on each backend thread).
 async fn kill_backend_queries(topo: &Topology, entry: &SessionEntry) {
@@ -427,6 +461,8 @@ impl HandlerFactory for Sessions {
             kill: Arc::new(Notify::new()),
             shards_touched: Default::default(),
             timed_out: Default::default(),
+            abandon: Notify::new(),
+            abandoned: Mutex::new(None),
         });
         self.0.sessions.insert(conn_id, entry.clone());
         self.0.metrics.client_connections.inc();
@@ -725,15 +761,40 @@ impl GateSession {
             tokio::spawn(async move {
                 tokio::time::sleep(timeout).await;
                 entry.timed_out.store(true, Ordering::Relaxed);
-                kill_backend_queries(&topo, &entry).await;
+                let killed =
+                    tokio::time::timeout(ABANDON_AFTER, kill_backend_queries(&topo, &entry));
+                let _ = killed.await;
+                // A backend that does not even take the KILL: the statement stops waiting.
+                tokio::time::sleep(ABANDON_AFTER).await;
+                entry.abandon.notify_waiters();
             })
         });
+        let entry = self.entry.clone();
+        *entry.abandoned.lock().expect("session entry") = None;
         let result = if self.access.read_only && writes(sql) {
             Err(Failure::Sql(error::read_only()))
         } else {
-            match work {
-                Work::Text(sql) => self.statement(sql, out).await,
-                Work::Prepared(p, literals) => self.execute_prepared(&p, literals, out).await,
+            let run = async {
+                match work {
+                    Work::Text(sql) => self.statement(sql, out).await,
+                    Work::Prepared(p, literals) => self.execute_prepared(&p, literals, out).await,
+                }
+            };
+            tokio::select! {
+                result = run => result,
+                () = entry.abandon.notified() => {
+                    let shard = entry.abandoned.lock().expect("session entry").take();
+                    // Connections of the abandoned statement were dropped mid-response: the
+                    // pool closes them.
+                    entry.backend.lock().expect("session entry").clear();
+                    Err(Failure::Sql(match shard {
+                        Some(shard) => error::from_engine(&EngineError::Backend {
+                            shard,
+                            message: "marked down by the health check while this statement waited on it".into(),
+                        }),
+                        None => error::bug("statement abandoned without a reason"),
+                    }))
+                }
             }
         };
         let result = match timer {

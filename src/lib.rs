@@ -171,7 +171,7 @@ pub async fn start_from(
             );
         }
     }
-    let mut helpers = Vec::new();
+    let mut helpers = vec![tokio::spawn(health_check(Arc::downgrade(&gate)))];
     let mut admin = None;
     if let Some(addr) = &config.server.admin {
         let (listener, local) = admin::bind(addr).await?;
@@ -201,6 +201,44 @@ pub async fn start_from(
         draining,
         helpers,
     })
+}
+
+/// How often every shard's primary is pinged, and how long it has to answer.
+const HEALTH_EVERY: Duration = Duration::from_secs(1);
+
+/// Pings every shard each second, on a connection outside its pool. A shard that misses two
+/// pings in a row is marked down: statements to it fail at once, naming it, and the statements
+/// waiting on it are abandoned. The first answered ping marks it up again.
+async fn health_check(gate: std::sync::Weak<Gate>) {
+    let mut tick = tokio::time::interval(HEALTH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(gate) = gate.upgrade() else {
+            return;
+        };
+        let topo = gate.topology();
+        let mut pings = tokio::task::JoinSet::new();
+        for ks in topo.vschema.keyspaces() {
+            for shard in &ks.shards {
+                let (topo, ks, shard) = (topo.clone(), ks.name.clone(), shard.name.clone());
+                pings.spawn(async move {
+                    let up = topo.backends.ping(&ks, &shard, HEALTH_EVERY).await;
+                    (ks, shard, up)
+                });
+            }
+        }
+        while let Some(Ok((ks, shard, up))) = pings.join_next().await {
+            match topo.meter(&ks, &shard).and_then(|m| m.checked(up)) {
+                Some(false) => {
+                    tracing::warn!(keyspace = %ks, shard = %shard, "shard marked down: no answer to health checks");
+                    gate.abandon_statements_on(&ks, &shard);
+                }
+                Some(true) => tracing::info!(keyspace = %ks, shard = %shard, "shard answers again"),
+                None => {}
+            }
+        }
+    }
 }
 
 /// Feeds the status page: a sample of every shard each few seconds, while the gate lives.

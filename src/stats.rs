@@ -4,7 +4,7 @@
 //! under their normalised text.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -31,7 +31,13 @@ pub struct ShardMeter {
     queries: IntCounter,
     seconds: Histogram,
     buckets: [AtomicU64; BUCKETS],
+    /// False once the health check failed twice in a row, until it succeeds again.
+    healthy: AtomicBool,
+    failed_checks: AtomicU32,
 }
+
+/// Health checks that fail in a row before a shard is marked down.
+const FAILED_CHECKS: u32 = 2;
 
 impl ShardMeter {
     pub fn new(queries: IntCounter, seconds: Histogram) -> Self {
@@ -39,7 +45,23 @@ impl ShardMeter {
             queries,
             seconds,
             buckets: Default::default(),
+            healthy: AtomicBool::new(true),
+            failed_checks: AtomicU32::new(0),
         }
+    }
+
+    pub fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Records one health check; returns the new state when it changed.
+    pub fn checked(&self, answered: bool) -> Option<bool> {
+        if answered {
+            self.failed_checks.store(0, Ordering::Relaxed);
+            return (!self.healthy.swap(true, Ordering::Relaxed)).then_some(true);
+        }
+        let failed = self.failed_checks.fetch_add(1, Ordering::Relaxed) + 1;
+        (failed >= FAILED_CHECKS && self.healthy.swap(false, Ordering::Relaxed)).then_some(false)
     }
 
     pub fn record(&self, elapsed: Duration) {
@@ -134,41 +156,35 @@ impl Activity {
         all
     }
 
-    /// Takes a sample of every shard of `topo` and pings each one.
+    /// Takes a sample of every shard of `topo`.
     pub async fn sample(&self, topo: &Topology) {
-        let mut health = Vec::new();
-        for ks in topo.vschema.keyspaces() {
-            for shard in &ks.shards {
-                let up = topo
-                    .backends
-                    .ping(&ks.name, &shard.name, Duration::from_secs(1))
-                    .await;
-                health.push(((ks.name.clone(), shard.name.clone()), up));
-            }
-        }
         let now = Instant::now();
         let mut shards = self.shards.lock().expect("activity");
-        for (key, up) in health {
-            let Some(meter) = topo.meter(&key.0, &key.1) else {
-                continue;
-            };
-            let counts = meter.snapshot();
-            let h = shards.entry(key).or_default();
-            h.healthy = Some(up);
-            if let Some((before, at)) = h.last {
-                let delta: [u64; BUCKETS] =
-                    std::array::from_fn(|i| counts[i].saturating_sub(before[i]));
-                let secs = now.duration_since(at).as_secs_f64().max(0.001);
-                h.points.push_back(Point {
-                    qps: delta.iter().sum::<u64>() as f64 / secs,
-                    p50: quantile(&delta, 0.5),
-                    p99: quantile(&delta, 0.99),
-                });
-                if h.points.len() > SAMPLES {
-                    h.points.pop_front();
+        for ks in topo.vschema.keyspaces() {
+            for shard in &ks.shards {
+                let Some(meter) = topo.meter(&ks.name, &shard.name) else {
+                    continue;
+                };
+                let counts = meter.snapshot();
+                let h = shards
+                    .entry((ks.name.clone(), shard.name.clone()))
+                    .or_default();
+                h.healthy = Some(meter.healthy());
+                if let Some((before, at)) = h.last {
+                    let delta: [u64; BUCKETS] =
+                        std::array::from_fn(|i| counts[i].saturating_sub(before[i]));
+                    let secs = now.duration_since(at).as_secs_f64().max(0.001);
+                    h.points.push_back(Point {
+                        qps: delta.iter().sum::<u64>() as f64 / secs,
+                        p50: quantile(&delta, 0.5),
+                        p99: quantile(&delta, 0.99),
+                    });
+                    if h.points.len() > SAMPLES {
+                        h.points.pop_front();
+                    }
                 }
+                h.last = Some((counts, now));
             }
-            h.last = Some((counts, now));
         }
     }
 

@@ -95,16 +95,13 @@ impl Backends {
         Some(self.pools.get(keyspace)?.get(shard)?.stats())
     }
 
-    /// Whether the shard's primary answers a ping within `timeout`.
+    /// Whether the shard's primary answers a ping within `timeout` (on a connection of its own,
+    /// not one of the pool's).
     pub async fn ping(&self, keyspace: &str, shard: &str, timeout: Duration) -> bool {
-        let Ok(pool) = self.pool(keyspace, shard) else {
-            return false;
-        };
-        let ping = async {
-            let mut conn = pool.get().await.ok()?;
-            conn.ping().await.ok()
-        };
-        matches!(tokio::time::timeout(timeout, ping).await, Ok(Some(())))
+        match self.pool(keyspace, shard) {
+            Ok(pool) => pool.probe(timeout).await,
+            Err(_) => false,
+        }
     }
 
     /// Takes a new block of at least `count` ids from the sequence table, in one transaction on

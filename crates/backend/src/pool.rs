@@ -36,6 +36,9 @@ pub struct ShardPool {
     max: usize,
     /// Callers waiting for a connection (all `max` are in use).
     waiting: AtomicUsize,
+    /// The health check's own connection: outside the pool, so that a pool whose connections
+    /// are all busy still answers, and a busy pool is not taken for a dead shard.
+    probe: tokio::sync::Mutex<Option<Conn>>,
 }
 
 /// A pool's state, for the operator.
@@ -61,7 +64,28 @@ impl ShardPool {
             open: AtomicUsize::new(0),
             max: max.max(1),
             waiting: AtomicUsize::new(0),
+            probe: tokio::sync::Mutex::new(None),
         })
+    }
+
+    /// Pings the server on the probe connection (opening it first if needed); false when the
+    /// server does not answer within `timeout`. A probe that failed is closed.
+    pub async fn probe(&self, timeout: Duration) -> bool {
+        let Ok(mut probe) = tokio::time::timeout(timeout, self.probe.lock()).await else {
+            return false;
+        };
+        let ping = async {
+            if probe.is_none() {
+                *probe = Some(Conn::new(self.opts.clone()).await.ok()?);
+            }
+            probe.as_mut()?.ping().await.ok()
+        };
+        let up = matches!(tokio::time::timeout(timeout, ping).await, Ok(Some(())));
+        if !up {
+            // Dropped without a goodbye: the server may not be answering.
+            probe.take();
+        }
+        up
     }
 
     pub fn stats(&self) -> PoolStats {

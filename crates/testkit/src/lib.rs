@@ -35,6 +35,11 @@ pub struct MariaDb {
 }
 
 impl MariaDb {
+    /// The server's process id (tests stop and continue it to play a shard that hangs).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `mysql://root@127.0.0.1:PORT/db`
     pub fn url(&self, database: &str) -> String {
         format!("mysql://root@127.0.0.1:{}/{database}", self.port)

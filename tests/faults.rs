@@ -1,0 +1,208 @@
+//! Shard faults: a shard that stops answering (its mariadbd stopped with SIGSTOP) or is not
+//! there at all fails fast with an error naming it, the other shard keeps serving, the health
+//! check marks it down and up again on its own, and a backend connection killed mid-query is
+//! discarded, never reused.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts};
+
+struct Continue(u32);
+
+impl Drop for Continue {
+    fn drop(&mut self) {
+        // SAFETY: kill only sends a signal to our own child server.
+        unsafe { libc::kill(self.0 as i32, libc::SIGCONT) };
+    }
+}
+
+fn stop(server: &testkit::MariaDb) -> Continue {
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(server.pid() as i32, libc::SIGSTOP) }, 0);
+    Continue(server.pid())
+}
+
+fn config_text(shards: [&str; 2]) -> String {
+    format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+
+[[users]]
+name = "app"
+password = "pw"
+
+[keyspaces.f]
+sharded = true
+shards = [{{ name = "-80", primary = "{}" }}, {{ name = "80-", primary = "{}" }}]
+vindexes.hash = {{ type = "hash" }}
+tables.t = {{ primary_vindex = {{ column = "id", vindex = "hash" }} }}
+"#,
+        shards[0], shards[1]
+    )
+}
+
+/// An id on each shard: 1 hashes below 0x80, 4 above.
+const LOW: i64 = 1;
+const HIGH: i64 = 4;
+
+async fn value(c: &mut Conn, id: i64) -> Result<Option<i64>, mysql_async::Error> {
+    c.query_first(format!("SELECT v FROM t WHERE id = {id}"))
+        .await
+}
+
+fn message(e: &mysql_async::Error) -> (u16, String) {
+    match e {
+        mysql_async::Error::Server(s) => (s.code, s.message.clone()),
+        other => (0, other.to_string()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shard_faults_fail_fast_and_heal() {
+    let servers = tokio::task::spawn_blocking(|| testkit::start(2, &["f"]))
+        .await
+        .unwrap()
+        .unwrap();
+    for s in &servers {
+        let mut d = Conn::new(Opts::from_url(&s.url("f")).unwrap())
+            .await
+            .unwrap();
+        d.query_drop("CREATE TABLE t (id BIGINT PRIMARY KEY, v BIGINT)")
+            .await
+            .unwrap();
+        d.query_drop("INSERT INTO t SELECT seq, seq * 10 FROM seq_1_to_10")
+            .await
+            .unwrap();
+    }
+    let text = config_text([&servers[0].url("f"), &servers[1].url("f")]);
+    let config = vschema::parse_config(&text, Path::new("f.toml")).unwrap();
+    let proxy = shardgate::start(&config, "127.0.0.1:0").await.unwrap();
+    let url = format!("mysql://app:pw@127.0.0.1:{}/f", proxy.addr.port());
+    let mut c = Conn::new(Opts::from_url(&url).unwrap()).await.unwrap();
+    assert_eq!(value(&mut c, LOW).await.unwrap(), Some(10));
+    assert_eq!(value(&mut c, HIGH).await.unwrap(), Some(40));
+
+    // A backend connection killed mid-query: the statement fails, the connection is not reused.
+    let mut slow = Conn::new(Opts::from_url(&url).unwrap()).await.unwrap();
+    let sleeping = tokio::spawn(async move {
+        let r: Result<Option<i64>, _> = slow
+            .query_first(format!("SELECT SLEEP(5) FROM t WHERE id = {HIGH}"))
+            .await;
+        (r, slow)
+    });
+    let mut direct = Conn::new(Opts::from_url(&servers[1].url("f")).unwrap())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let thread: u64 = loop {
+        let found: Option<u64> = direct
+            .query_first(
+                "SELECT id FROM information_schema.processlist WHERE info LIKE 'SELECT SLEEP(5)%'",
+            )
+            .await
+            .unwrap();
+        if let Some(id) = found {
+            break id;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    direct
+        .query_drop(format!("KILL CONNECTION {thread}"))
+        .await
+        .unwrap();
+    let (r, mut slow) = sleeping.await.unwrap();
+    let e = r.unwrap_err();
+    assert!(message(&e).1.contains("80-"), "{e}");
+    for _ in 0..5 {
+        assert_eq!(value(&mut slow, HIGH).await.unwrap(), Some(40));
+    }
+    drop(slow);
+
+    // Shard 80- stops answering.
+    let paused = stop(&servers[1]);
+    let started = Instant::now();
+    assert_eq!(value(&mut c, LOW).await.unwrap(), Some(10));
+    assert!(started.elapsed() < Duration::from_secs(1));
+    // A statement waiting on it gives up once the health check marks it down.
+    let started = Instant::now();
+    let e = value(&mut c, HIGH).await.unwrap_err();
+    let (code, text) = message(&e);
+    assert_eq!(code, 1429, "{text}");
+    assert!(text.contains("80-"), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    // From then on, statements to it fail at once; the other shard serves.
+    for sql in [
+        format!("SELECT v FROM t WHERE id = {HIGH}"),
+        "SELECT COUNT(*) FROM t".to_string(),
+    ] {
+        let started = Instant::now();
+        let e = c.query_drop(&sql).await.unwrap_err();
+        assert!(message(&e).1.contains("80-"), "{sql}: {e}");
+        assert!(started.elapsed() < Duration::from_millis(500), "{sql}");
+    }
+    assert_eq!(value(&mut c, LOW).await.unwrap(), Some(10));
+    let (_, status) = {
+        let page = proxy.gate.metrics.render(&proxy.gate);
+        (0, page)
+    };
+    assert!(
+        status.contains("shardgate_errors_total{code=\"1429\"}"),
+        "{status}"
+    );
+
+    // It comes back: the next health check that gets an answer marks it up.
+    drop(paused);
+    let started = Instant::now();
+    loop {
+        match value(&mut c, HIGH).await {
+            Ok(v) => {
+                assert_eq!(v, Some(40));
+                break;
+            }
+            Err(e) => {
+                assert!(message(&e).1.contains("80-"), "{e}");
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "did not recover"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    let n: Option<i64> = c.query_first("SELECT COUNT(*) FROM t").await.unwrap();
+    assert_eq!(n, Some(20));
+    drop(c);
+    proxy.stop().await;
+
+    // A shard with nothing listening: a clear error at once, naming it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dead = format!("mysql://root@127.0.0.1:{port}/f");
+    let config = vschema::parse_config(
+        &config_text([&servers[0].url("f"), &dead]),
+        Path::new("f.toml"),
+    )
+    .unwrap();
+    let proxy = shardgate::start(&config, "127.0.0.1:0").await.unwrap();
+    let url = format!("mysql://app:pw@127.0.0.1:{}/f", proxy.addr.port());
+    let mut c = Conn::new(Opts::from_url(&url).unwrap()).await.unwrap();
+    let started = Instant::now();
+    let e = value(&mut c, HIGH).await.unwrap_err();
+    let (code, text) = message(&e);
+    assert_eq!(code, 1429, "{text}");
+    assert!(text.contains("80-"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(value(&mut c, LOW).await.unwrap(), Some(10));
+    drop(c);
+    proxy.stop().await;
+}
