@@ -69,6 +69,7 @@ pub struct Access {
     /// `None`: every keyspace.
     keyspaces: Option<Vec<String>>,
     read_only: bool,
+    require_tls: bool,
     /// 0: no limit of the user's own.
     max_connections: usize,
 }
@@ -283,6 +284,7 @@ impl Gate {
                     let access = Access {
                         keyspaces: u.keyspaces.clone(),
                         read_only: u.read_only,
+                        require_tls: u.require_tls,
                         max_connections: u.max_connections,
                     };
                     (u.name.clone(), Arc::new(access))
@@ -420,6 +422,10 @@ impl HandlerFactory for Sessions {
 
     fn credential(&self, user: &str) -> Option<frontend::Credential> {
         self.0.users.get(user).cloned()
+    }
+
+    fn requires_tls(&self, user: &str) -> bool {
+        self.0.access.get(user).is_some_and(|a| a.require_tls)
     }
 
     async fn connect(

@@ -154,10 +154,15 @@ pub async fn start_from(
             "resolving prepared twopc transactions timed out; run `shardgate resolve`"
         ),
     }
+    let tls = match &config.server.tls {
+        Some(files) => Some(Arc::new(tls_acceptor(files)?)),
+        None => None,
+    };
     let (draining, drain_signal) = watch::channel(false);
     let options = frontend::ServerOptions {
         max_packet_size: config.server.max_packet_size,
         bytes: gate.metrics.client_bytes.clone(),
+        tls,
         draining: drain_signal,
         idle_timeout: (config.server.idle_timeout_ms > 0)
             .then(|| Duration::from_millis(config.server.idle_timeout_ms)),
@@ -239,6 +244,31 @@ async fn health_check(gate: std::sync::Weak<Gate>) {
             }
         }
     }
+}
+
+/// The TLS acceptor for clients, from the config's PEM certificate chain and key.
+fn tls_acceptor(files: &vschema::TlsFiles) -> std::io::Result<tokio_rustls::TlsAcceptor> {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |what: &str, path: &Path, e: &dyn std::fmt::Display| {
+        std::io::Error::other(format!("{what} {}: {e}", path.display()))
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
+        .map_err(|e| bad("reading the TLS certificate", &files.cert, &e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad("reading the TLS certificate", &files.cert, &e))?;
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .map_err(|e| bad("reading the TLS key", &files.key, &e))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| std::io::Error::other(e.to_string()))?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| bad("using the TLS certificate", &files.cert, &e))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// Feeds the status page: a sample of every shard each few seconds, while the gate lives.

@@ -169,6 +169,27 @@ impl AuthState {
         &key().1
     }
 
+    /// Full authentication over TLS: the client's password and a NUL, in clear. On success the
+    /// fast-path digest is remembered.
+    pub(crate) fn verify_clear(&self, user: &str, cred: &Credential, reply: &[u8]) -> bool {
+        let password = reply.strip_suffix(&[0]).unwrap_or(reply);
+        self.accept_password(user, cred, password)
+    }
+
+    fn accept_password(&self, user: &str, cred: &Credential, password: &[u8]) -> bool {
+        if !cred.matches(password) {
+            return false;
+        }
+        if let Credential::NativeHash(h) = cred {
+            let digest = sha256(&[&sha256(&[password])]);
+            self.sha2_cache
+                .lock()
+                .expect("auth cache")
+                .insert(user.to_string(), (*h, digest));
+        }
+        true
+    }
+
     /// Full authentication: the client's RSA-OAEP-encrypted (password + NUL) XOR salt. On
     /// success the fast-path digest is remembered.
     pub(crate) fn verify_full(
@@ -189,17 +210,7 @@ impl AuthState {
         if password.last() == Some(&0) {
             password.pop();
         }
-        if !cred.matches(&password) {
-            return false;
-        }
-        if let Credential::NativeHash(h) = cred {
-            let digest = sha256(&[&sha256(&[&password])]);
-            self.sha2_cache
-                .lock()
-                .expect("auth cache")
-                .insert(user.to_string(), (*h, digest));
-        }
-        true
+        self.accept_password(user, cred, &password)
     }
 }
 

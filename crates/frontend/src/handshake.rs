@@ -92,6 +92,10 @@ pub(crate) async fn authenticate(
                 io.write_packet(PERFORM_FULL_AUTH).await?;
                 io.flush().await?;
                 let mut reply = io.read_packet().await?;
+                // Over TLS the client sends the password itself.
+                if io.is_tls() {
+                    return Ok(state.verify_clear(user, cred, &reply));
+                }
                 // Without TLS the password comes RSA-encrypted: the client may first ask for
                 // the key (a cleartext password is refused: it would be one of these bytes).
                 if reply == [0x02] {
@@ -132,12 +136,20 @@ fn malformed() -> HandshakeError {
     HandshakeError::Refused(SqlError::new(1043, "08S01", "Bad handshake"))
 }
 
+/// What the server offers and demands of TLS.
+pub(crate) struct TlsPolicy<'a, R: Fn(&str) -> bool> {
+    pub acceptor: Option<&'a tokio_rustls::TlsAcceptor>,
+    /// Users who may only log in over TLS.
+    pub required: R,
+}
+
 pub(crate) async fn handshake(
     io: &mut PacketIo,
     conn_id: u32,
     server_version: &str,
     state: &AuthState,
     credential_of: impl Fn(&str) -> Option<Credential>,
+    tls: TlsPolicy<'_, impl Fn(&str) -> bool>,
 ) -> Result<Authenticated, HandshakeError> {
     let salt = new_salt();
     let mut scramble_2 = salt[8..].to_vec();
@@ -148,7 +160,11 @@ pub(crate) async fn handshake(
         conn_id,
         salt[..8].try_into().expect("8 bytes"),
         Some(scramble_2),
-        server_capabilities(),
+        if tls.acceptor.is_some() {
+            server_capabilities() | CapabilityFlags::CLIENT_SSL
+        } else {
+            server_capabilities()
+        },
         DEFAULT_COLLATION,
         StatusFlags::SERVER_STATUS_AUTOCOMMIT,
         Some(NATIVE),
@@ -158,13 +174,27 @@ pub(crate) async fn handshake(
     io.write_packet(&buf).await?;
     io.flush().await?;
 
-    let packet = io.read_packet().await?;
+    let mut packet = io.read_packet().await?;
     if packet.len() < 4 {
         return Err(malformed());
     }
-    let client_caps = CapabilityFlags::from_bits_truncate(u32::from_le_bytes(
+    let mut client_caps = CapabilityFlags::from_bits_truncate(u32::from_le_bytes(
         packet[..4].try_into().expect("4 bytes"),
     ));
+    // An SSL request (the response's first 32 bytes): TLS, then the whole response again.
+    if let (Some(acceptor), true) = (
+        tls.acceptor,
+        client_caps.contains(CapabilityFlags::CLIENT_SSL) && packet.len() == 32,
+    ) {
+        io.upgrade_tls(acceptor).await?;
+        packet = io.read_packet().await?;
+        if packet.len() < 4 {
+            return Err(malformed());
+        }
+        client_caps = CapabilityFlags::from_bits_truncate(u32::from_le_bytes(
+            packet[..4].try_into().expect("4 bytes"),
+        ));
+    }
     if !client_caps.contains(CapabilityFlags::CLIENT_PROTOCOL_41) {
         return Err(HandshakeError::Refused(SqlError::new(
             1043,
@@ -172,7 +202,7 @@ pub(crate) async fn handshake(
             "clients older than protocol 4.1 are not supported",
         )));
     }
-    if client_caps.contains(CapabilityFlags::CLIENT_SSL) && packet.len() <= 32 {
+    if client_caps.contains(CapabilityFlags::CLIENT_SSL) && !io.is_tls() {
         return Err(HandshakeError::Refused(SqlError::new(
             1043,
             "08S01",
@@ -231,6 +261,10 @@ pub(crate) async fn handshake(
     let Some(cred) = credential_of(&user) else {
         return Err(denied());
     };
+    // As MySQL answers a REQUIRE SSL account on a plain connection.
+    if (tls.required)(&user) && !io.is_tls() {
+        return Err(denied());
+    }
     if !authenticate(io, state, plugin, &user, &cred, &salt, &auth_data).await? {
         return Err(denied());
     }

@@ -21,8 +21,117 @@ pub struct ByteCounts {
     pub sent: AtomicU64,
 }
 
+/// The client's socket: plain, or TLS after the client asked for it.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<Prefixed>>),
+    /// Only while the TLS handshake runs.
+    Upgrading,
+}
+
+impl tokio::io::AsyncRead for Stream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::Upgrading => std::task::Poll::Ready(Err(upgrading())),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Stream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::Upgrading => std::task::Poll::Ready(Err(upgrading())),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::Upgrading => std::task::Poll::Ready(Err(upgrading())),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::Upgrading => std::task::Poll::Ready(Ok(())),
+        }
+    }
+}
+
+/// The socket with bytes already read from it put back in front: a client sends its TLS hello
+/// right after the SSL request, so the packet reader may hold the start of it.
+pub(crate) struct Prefixed {
+    prefix: BytesMut,
+    inner: TcpStream,
+}
+
+impl tokio::io::AsyncRead for Prefixed {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix.split_to(n));
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Prefixed {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+fn upgrading() -> std::io::Error {
+    std::io::Error::other("the TLS handshake failed")
+}
+
 pub(crate) struct PacketIo {
-    stream: TcpStream,
+    stream: Stream,
     bytes: Arc<ByteCounts>,
     codec: PacketCodec,
     read_buf: BytesMut,
@@ -66,7 +175,7 @@ impl PacketIo {
         let mut codec = PacketCodec::default();
         codec.max_allowed_packet = max_packet;
         PacketIo {
-            stream,
+            stream: Stream::Plain(stream),
             bytes,
             codec,
             read_buf: BytesMut::with_capacity(1024),
@@ -74,6 +183,29 @@ impl PacketIo {
             max_packet,
             zstd: None,
         }
+    }
+
+    /// Runs the TLS handshake on the socket (after the client's SSL request); packets go
+    /// encrypted from then on.
+    pub async fn upgrade_tls(
+        &mut self,
+        acceptor: &tokio_rustls::TlsAcceptor,
+    ) -> std::io::Result<()> {
+        self.flush().await?;
+        let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Upgrading) else {
+            return Err(std::io::Error::other("TLS requested twice"));
+        };
+        let prefixed = Prefixed {
+            prefix: self.read_buf.split(),
+            inner: tcp,
+        };
+        let tls = acceptor.accept(prefixed).await?;
+        self.stream = Stream::Tls(Box::new(tls));
+        Ok(())
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self.stream, Stream::Tls(_))
     }
 
     /// zstd compressed protocol from the next packet on, at the client's level.

@@ -90,6 +90,11 @@ pub trait HandlerFactory: Send + Sync + 'static {
     /// What the server knows of `user`'s password, or `None` when there is no such user.
     fn credential(&self, user: &str) -> Option<Credential>;
 
+    /// Whether `user` may only log in over TLS.
+    fn requires_tls(&self, _user: &str) -> bool {
+        false
+    }
+
     /// A new session for an authenticated user. `database` is the one given at connect time.
     fn connect(
         &self,
@@ -168,4 +173,38 @@ pub struct Param {
 pub struct Prepared {
     pub params: u16,
     pub columns: Vec<mysql_common::packets::Column>,
+}
+
+/// Entry points for the fuzz targets in `fuzz/`: every decoder of client bytes this crate owns,
+/// run on arbitrary input. Not part of the API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use mysql_common::constants::{CapabilityFlags, ColumnType};
+    use mysql_common::io::ParseBuf;
+    use mysql_common::packets::HandshakeResponse;
+    use mysql_common::proto::MyDeserialize;
+
+    use crate::binary::{decode_params, ParamType};
+
+    pub fn decoders(data: &[u8]) {
+        // COM_STMT_EXECUTE's parameter block: with no types bound yet, and with types bound by
+        // an earlier execution.
+        for count in 0..5 {
+            let _ = decode_params(data, count, &mut Vec::new(), &[]);
+            let mut bound = vec![
+                ParamType {
+                    kind: ColumnType::MYSQL_TYPE_VAR_STRING,
+                    unsigned: false,
+                };
+                count
+            ];
+            let _ = decode_params(data, count, &mut bound, &[Some(b"long".to_vec()), None]);
+        }
+        // COM_CHANGE_USER's body, with and without the 4.1 authentication layout.
+        for caps in [CapabilityFlags::all(), CapabilityFlags::CLIENT_PROTOCOL_41] {
+            let _ = crate::server::parse_change_user(data, caps);
+        }
+        // The handshake response, as the handshake reads it.
+        let _ = HandshakeResponse::deserialize((), &mut ParseBuf(data));
+    }
 }

@@ -11,12 +11,14 @@ use tracing::{debug, info, warn, Instrument};
 
 use crate::auth::AuthState;
 use crate::binary::{decode_params, ParamType};
-use crate::handshake::{authenticate, handshake, known_plugin, Authenticated, HandshakeError};
+use crate::handshake::{
+    authenticate, handshake, known_plugin, Authenticated, HandshakeError, TlsPolicy,
+};
 use crate::io::{ByteCounts, PacketIo, ReadError};
 use crate::writer::{encode_err, OkInfo, ResultWriter};
 use crate::{Handler, HandlerFactory, SqlError};
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServerOptions {
     /// Announced in the greeting; drivers change behaviour on old versions.
     pub server_version: String,
@@ -24,6 +26,8 @@ pub struct ServerOptions {
     pub max_packet_size: usize,
     /// Client bytes in and out, counted here for the operator's metrics.
     pub bytes: Arc<ByteCounts>,
+    /// Offered to clients that ask (CLIENT_SSL); `None`: plaintext only.
+    pub tls: Option<Arc<tokio_rustls::TlsAcceptor>>,
     /// Becomes true when the server drains for shutdown: each connection then ends at its next
     /// command outside a transaction (with ER_SERVER_SHUTDOWN), never in the middle of one.
     pub draining: tokio::sync::watch::Receiver<bool>,
@@ -38,6 +42,7 @@ impl Default for ServerOptions {
             server_version: "8.0.40-shardgate".into(),
             max_packet_size: 64 << 20,
             bytes: Arc::default(),
+            tls: None,
             draining: tokio::sync::watch::channel(false).1,
             idle_timeout: None,
         }
@@ -104,6 +109,10 @@ async fn run_connection<F: HandlerFactory>(
         &options.server_version,
         auth_state,
         |u| factory.credential(u),
+        TlsPolicy {
+            acceptor: options.tls.as_deref(),
+            required: |u: &str| factory.requires_tls(u),
+        },
     ))
     .await
     {
@@ -209,14 +218,14 @@ async fn check_answered(out: &mut ResultWriter<'_>) -> std::io::Result<()> {
 }
 
 /// COM_CHANGE_USER's body: user, auth response, database, character set, plugin.
-struct ChangeUser {
+pub(crate) struct ChangeUser {
     user: String,
     auth: Vec<u8>,
     database: Option<String>,
     plugin: Option<Vec<u8>>,
 }
 
-fn parse_change_user(body: &[u8], caps: CapabilityFlags) -> Option<ChangeUser> {
+pub(crate) fn parse_change_user(body: &[u8], caps: CapabilityFlags) -> Option<ChangeUser> {
     fn nul_terminated<'a>(b: &mut &'a [u8]) -> Option<&'a [u8]> {
         let end = b.iter().position(|c| *c == 0)?;
         let (head, rest) = b.split_at(end);
@@ -269,7 +278,9 @@ async fn change_user<F: HandlerFactory>(
         return Ok(false);
     };
     let plugin = known_plugin(change.plugin.as_deref()).unwrap_or(b"");
+    let tls_refused = factory.requires_tls(&change.user) && !io.is_tls();
     let accepted = match factory.credential(&change.user) {
+        Some(_) if tls_refused => false,
         Some(cred) => authenticate(
             io,
             state,

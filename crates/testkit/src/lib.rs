@@ -48,6 +48,33 @@ impl MariaDb {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
+
+    /// Stops the server (SIGTERM, a clean shutdown; SIGKILL after 30 s) and starts it again on
+    /// the same port and data, waiting until it accepts connections.
+    pub fn restart(&mut self) -> Result<(), TestkitError> {
+        // SAFETY: kill only sends a signal to our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self
+            .child
+            .try_wait()
+            .map_err(io_err("waiting for mariadbd"))?
+            .is_none()
+        {
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.child = spawn_server(
+            &find_binary("mariadbd")?,
+            self.dir.path(),
+            self.port,
+            is_root(),
+        )?;
+        watchdog(self.child.id(), self.dir.path());
+        wait_ready(self)
+    }
 }
 
 impl Drop for MariaDb {
@@ -145,39 +172,7 @@ pub fn start(n: usize, databases: &[&str]) -> Result<Vec<MariaDb>, TestkitError>
         let port = free_port()?;
         let d = dir.path();
         std::fs::write(d.join("init.sql"), &init).map_err(io_err("writing init.sql"))?;
-        let log = std::fs::File::create(d.join("mariadbd.out"))
-            .map_err(io_err("creating mariadbd.out"))?;
-        let mut cmd = Command::new(&mariadbd);
-        cmd.arg("--no-defaults")
-            .arg(format!("--datadir={}", d.join("data").display()))
-            .arg(format!("--socket={}", d.join("mysqld.sock").display()))
-            .arg(format!("--pid-file={}", d.join("mysqld.pid").display()))
-            .arg(format!("--log-error={}", d.join("error.log").display()))
-            .arg(format!("--init-file={}", d.join("init.sql").display()))
-            .arg(format!("--tmpdir={}", d.display()))
-            .arg(format!("--port={port}"))
-            .args([
-                "--bind-address=127.0.0.1",
-                "--skip-name-resolve",
-                "--innodb-buffer-pool-size=64M",
-                "--innodb-log-file-size=48M",
-                "--innodb-flush-log-at-trx-commit=2",
-                "--skip-log-bin",
-                "--character-set-server=utf8mb4",
-                "--collation-server=utf8mb4_general_ci",
-                "--max-connections=1000",
-                "--performance-schema=OFF",
-                "--max-allowed-packet=256M",
-            ]);
-        if root {
-            cmd.arg("--user=root");
-        }
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(io_err("mariadbd.out"))?)
-            .stderr(log)
-            .spawn()
-            .map_err(io_err("starting mariadbd"))?;
+        let child = spawn_server(&mariadbd, d, port, root)?;
         watchdog(child.id(), d);
         servers.push(MariaDb { port, child, dir });
     }
@@ -198,6 +193,42 @@ pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
             Ok(())
         })
     }
+}
+
+/// Starts mariadbd on an installed data directory.
+fn spawn_server(mariadbd: &Path, d: &Path, port: u16, root: bool) -> Result<Child, TestkitError> {
+    let log =
+        std::fs::File::create(d.join("mariadbd.out")).map_err(io_err("creating mariadbd.out"))?;
+    let mut cmd = Command::new(mariadbd);
+    cmd.arg("--no-defaults")
+        .arg(format!("--datadir={}", d.join("data").display()))
+        .arg(format!("--socket={}", d.join("mysqld.sock").display()))
+        .arg(format!("--pid-file={}", d.join("mysqld.pid").display()))
+        .arg(format!("--log-error={}", d.join("error.log").display()))
+        .arg(format!("--init-file={}", d.join("init.sql").display()))
+        .arg(format!("--tmpdir={}", d.display()))
+        .arg(format!("--port={port}"))
+        .args([
+            "--bind-address=127.0.0.1",
+            "--skip-name-resolve",
+            "--innodb-buffer-pool-size=64M",
+            "--innodb-log-file-size=48M",
+            "--innodb-flush-log-at-trx-commit=2",
+            "--skip-log-bin",
+            "--character-set-server=utf8mb4",
+            "--collation-server=utf8mb4_general_ci",
+            "--max-connections=1000",
+            "--performance-schema=OFF",
+            "--max-allowed-packet=256M",
+        ]);
+    if root {
+        cmd.arg("--user=root");
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(io_err("mariadbd.out"))?)
+        .stderr(log)
+        .spawn()
+        .map_err(io_err("starting mariadbd"))
 }
 
 /// Kills the server and removes its directory once this process is gone.

@@ -66,6 +66,9 @@ pub struct ServerConfig {
     pub plan_cache_size: usize,
     /// Log every statement (JSON lines with `--log-format json`), not only slow ones.
     pub query_log: bool,
+    /// TLS for clients: a PEM certificate chain and its private key (paths relative to the
+    /// config file).
+    pub tls: Option<TlsFiles>,
     /// Statements slower than this are logged as slow queries (0: none).
     pub slow_query_ms: u64,
     /// Client connections at once; more are refused with 1040.
@@ -81,6 +84,12 @@ pub struct ServerConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
     pub name: String,
     pub secret: Secret,
@@ -88,6 +97,8 @@ pub struct User {
     pub keyspaces: Option<Vec<String>>,
     /// Writes refused (1290), as on a read-only server.
     pub read_only: bool,
+    /// Logins without TLS refused (1045), as for MySQL's REQUIRE SSL.
+    pub require_tls: bool,
     /// Connections the user may have open at once (0: no limit but the server's).
     pub max_connections: usize,
 }

@@ -11,7 +11,8 @@ use crate::raw::{RawConfig, RawKeyspace, VitessKeyspace};
 use crate::vindex::{Vindex, VindexKind};
 use crate::{
     parse_native_hash, AutoIncrement, BackendAddr, Config, ConfigError, Keyspace, LookupColumn,
-    LookupVindex, PoolSize, Secret, SequenceRef, ServerConfig, Shard, Table, User, VSchema,
+    LookupVindex, PoolSize, Secret, SequenceRef, ServerConfig, Shard, Table, TlsFiles, User,
+    VSchema,
 };
 
 const DEFAULT_MAX_PACKET: usize = 64 << 20;
@@ -95,6 +96,23 @@ pub fn parse_config(text: &str, path: &Path) -> Result<Config, ConfigError> {
             .plan_cache_size
             .unwrap_or(DEFAULT_PLAN_CACHE_SIZE),
         query_log: raw.server.query_log.unwrap_or(false),
+        tls: match (&raw.server.tls_cert, &raw.server.tls_key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => {
+                let dir = ctx.file.parent().unwrap_or(Path::new("."));
+                Some(TlsFiles {
+                    cert: dir.join(cert.get_ref()),
+                    key: dir.join(key.get_ref()),
+                })
+            }
+            (Some(one), None) | (None, Some(one)) => {
+                return Err(ctx.err(
+                    one,
+                    "server",
+                    "give both tls_cert and tls_key, or neither".into(),
+                ))
+            }
+        },
         max_connections: raw
             .server
             .max_connections
@@ -160,6 +178,7 @@ pub fn parse_config(text: &str, path: &Path) -> Result<Config, ConfigError> {
             secret,
             keyspaces: u.keyspaces.clone(),
             read_only: u.read_only.unwrap_or(false),
+            require_tls: u.require_tls.unwrap_or(false),
             max_connections: u.max_connections.unwrap_or(0),
         });
     }

@@ -25,6 +25,8 @@ pub(crate) struct RawServer {
     pub max_buffered_rows: Option<usize>,
     pub plan_cache_size: Option<usize>,
     pub query_log: Option<bool>,
+    pub tls_cert: Option<Spanned<String>>,
+    pub tls_key: Option<Spanned<String>>,
     pub max_connections: Option<usize>,
     pub query_timeout_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
@@ -40,6 +42,7 @@ pub(crate) struct RawUser {
     pub password_hash: Option<String>,
     pub keyspaces: Option<Vec<String>>,
     pub read_only: Option<bool>,
+    pub require_tls: Option<bool>,
     pub max_connections: Option<usize>,
 }
 

@@ -67,6 +67,7 @@ fn good_config_loads() {
             keyspaces: None,
             read_only: false,
             max_connections: 0,
+            require_tls: false,
         }]
     );
 }

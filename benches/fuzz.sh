@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs each fuzz target for a bounded time (default 120 s each) with cargo-fuzz on nightly, from
+# a seed corpus of the differential statements, and reports executions and crashes. Not part of
+# CI. A crash is saved under fuzz/artifacts/<target>/; turn it into a regression test.
+#   benches/fuzz.sh [seconds] [target...]
+set -euo pipefail
+cd "$(dirname "$0")/../fuzz"
+seconds="${1:-120}"
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(plan protocol config)
+command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+rustup toolchain list | grep -q nightly || rustup toolchain install nightly --profile minimal
+
+# Seeds: every statement of the differential corpus, and the example configs.
+mkdir -p corpus/plan corpus/config corpus/protocol
+grep -v '^#' ../tests/corpus/differential.sql | sed 's/^refused: //; s/^error: //' |
+  awk 'NF { print > sprintf("corpus/plan/seed-%04d", NR) }'
+for f in ../config/*.toml; do cp "$f" "corpus/config/$(basename "$f")"; done
+
+status=0
+for target in "${targets[@]}"; do
+  log="artifacts/$target.log"
+  mkdir -p artifacts
+  echo "== $target: ${seconds}s"
+  if cargo +nightly fuzz run "$target" "corpus/$target" -- -max_total_time="$seconds" -rss_limit_mb=4096 >"$log" 2>&1; then
+    echo "   no crash; $(grep -Eo 'stat::number_of_executed_units: [0-9]+' "$log" | tail -1)"
+  else
+    echo "   CRASH (see $log and fuzz/artifacts/$target/)"
+    status=1
+  fi
+done
+exit $status

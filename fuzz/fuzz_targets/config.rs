@@ -1,0 +1,10 @@
+//! Config text → the TOML reader and every validation step.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = vschema::parse_config(text, std::path::Path::new("fuzz.toml"));
+    }
+});

@@ -1,0 +1,146 @@
+//! TLS for clients, with the `mysql` command-line client: `--ssl` connects encrypted (the
+//! client's own status line names the cipher), `--ssl-verify-server-cert` checks the
+//! certificate, a `require_tls` user is refused on a plain connection and let in over TLS, and
+//! other users may still connect in plain text.
+
+use std::process::Command;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts};
+
+fn mysql(port: u16, user: &str, args: &[&str], sql: &str) -> (bool, String) {
+    let out = Command::new("mysql")
+        .args([
+            "-h127.0.0.1",
+            &format!("-P{port}"),
+            &format!("-u{user}"),
+            "-psecret",
+        ])
+        .args(args)
+        .args(["-e", sql])
+        .output()
+        .expect("the mysql client runs (scripts/setup.sh installs it)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_the_mysql_client() {
+    let servers = tokio::task::spawn_blocking(|| testkit::start(1, &["tls"]))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut d = Conn::new(Opts::from_url(&servers[0].url("tls")).unwrap())
+        .await
+        .unwrap();
+    d.query_drop("CREATE TABLE t (id BIGINT PRIMARY KEY, v VARCHAR(10))")
+        .await
+        .unwrap();
+    d.query_drop("INSERT INTO t VALUES (1, 'one')")
+        .await
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let text = format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+tls_cert = "cert.pem"
+tls_key = "key.pem"
+
+[[users]]
+name = "app"
+password = "secret"
+
+[[users]]
+name = "secure"
+password_hash = "*14E65567ABDB5135D0CFD9A70B3032C179A49EE7"
+require_tls = true
+
+[keyspaces.tls]
+sharded = false
+shards = [{{ name = "0", primary = "{}" }}]
+"#,
+        servers[0].url("tls")
+    );
+    // Relative certificate paths are read beside the config file.
+    let config = vschema::parse_config(&text, &dir.path().join("shardgate.toml")).unwrap();
+    let proxy = shardgate::start(&config, "127.0.0.1:0").await.unwrap();
+    let port = proxy.addr.port();
+    let port_blocking = port;
+    let ca = dir.path().join("cert.pem");
+    let ca = ca.to_str().unwrap().to_string();
+
+    let results = tokio::task::spawn_blocking(move || {
+        let port = port_blocking;
+        let select = "SELECT v FROM tls.t WHERE id = 1";
+        vec![
+            // Encrypted: the client's status names the cipher, and the query answers.
+            mysql(port, "app", &["--ssl"], &format!("status; {select}")),
+            // The certificate checked against its CA (itself) and the address.
+            mysql(
+                port,
+                "app",
+                &[
+                    "--ssl",
+                    &format!("--ssl-ca={ca}"),
+                    "--ssl-verify-server-cert",
+                ],
+                select,
+            ),
+            // Plain text is still allowed for users who do not require TLS.
+            mysql(port, "app", &["--skip-ssl"], &format!("status; {select}")),
+            // A require_tls user: refused in plain text, let in over TLS.
+            mysql(port, "secure", &["--skip-ssl"], select),
+            mysql(port, "secure", &["--ssl"], select),
+        ]
+    })
+    .await
+    .unwrap();
+    let (ok, out) = &results[0];
+    assert!(ok, "{out}");
+    assert!(out.contains("Cipher in use is TLS"), "{out}");
+    assert!(out.contains("one"), "{out}");
+    let (ok, out) = &results[1];
+    assert!(ok, "{out}");
+    assert!(out.contains("one"), "{out}");
+    let (ok, out) = &results[2];
+    assert!(ok, "{out}");
+    assert!(out.contains("Not in use"), "{out}");
+    let (ok, out) = &results[3];
+    assert!(!ok, "{out}");
+    assert!(out.contains("1045"), "{out}");
+    let (ok, out) = &results[4];
+    assert!(ok, "{out}");
+    assert!(out.contains("one"), "{out}");
+    proxy.stop().await;
+}
