@@ -300,6 +300,7 @@ impl Gate {
                     let cred = match &u.secret {
                         vschema::Secret::Password(p) => frontend::Credential::Plain(p.clone()),
                         vschema::Secret::NativeHash(h) => frontend::Credential::NativeHash(*h),
+                        vschema::Secret::Sha2Hash(s) => frontend::Credential::Sha2Hash(s.clone()),
                     };
                     (u.name.clone(), cred)
                 })

@@ -187,9 +187,27 @@ fn passwd() -> Result<(), AnyError> {
     std::io::stdin().read_line(&mut password)?;
     let password = password.strip_suffix('\n').unwrap_or(&password);
     let password = password.strip_suffix('\r').unwrap_or(password);
+    // A printable salt: the hash stays a plain TOML string.
+    const SALT: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut salt = [0u8; 20];
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1)
+        ^ u64::from(std::process::id()) << 32;
+    for b in &mut salt {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        *b = SALT[(seed >> 33) as usize % SALT.len()];
+    }
     println!(
         "password_hash = \"{}\"",
         frontend::native_password_hash(password)
+    );
+    println!(
+        "# or, for caching_sha2_password only:\n# password_sha2 = \"{}\"",
+        frontend::sha2_password_hash(password, &salt)
     );
     Ok(())
 }

@@ -1,22 +1,29 @@
 //! TLS for clients, with the `mysql` command-line client: `--ssl` connects encrypted (the
 //! client's own status line names the cipher), `--ssl-verify-server-cert` checks the
 //! certificate, a `require_tls` user is refused on a plain connection and let in over TLS, and
-//! other users may still connect in plain text.
+//! other users may still connect in plain text; a user known by its caching_sha2_password hash
+//! logs in by full authentication (over TLS, or RSA-encrypted) and then by the fast path.
 
 use std::process::Command;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
 
+/// The `mysql` client with password `secret` (`wrong` when `args` holds `--wrong-password`).
 fn mysql(port: u16, user: &str, args: &[&str], sql: &str) -> (bool, String) {
+    let password = if args.contains(&"--wrong-password") {
+        "-pwrong"
+    } else {
+        "-psecret"
+    };
     let out = Command::new("mysql")
         .args([
             "-h127.0.0.1",
             &format!("-P{port}"),
             &format!("-u{user}"),
-            "-psecret",
+            password,
         ])
-        .args(args)
+        .args(args.iter().filter(|a| **a != "--wrong-password"))
         .args(["-e", sql])
         .output()
         .expect("the mysql client runs (scripts/setup.sh installs it)");
@@ -86,11 +93,16 @@ name = "secure"
 password_hash = "*14E65567ABDB5135D0CFD9A70B3032C179A49EE7"
 require_tls = true
 
+[[users]]
+name = "sha2"
+password_sha2 = "{sha2}"
+
 [keyspaces.tls]
 sharded = false
 shards = [{{ name = "0", primary = "{}" }}]
 "#,
-        servers[0].url("tls")
+        servers[0].url("tls"),
+        sha2 = frontend::sha2_password_hash("secret", b"0123456789abcdefghij"),
     );
     // Relative certificate paths are read beside the config file.
     let config = vschema::parse_config(&text, &dir.path().join("shardgate.toml")).unwrap();
@@ -122,6 +134,13 @@ shards = [{{ name = "0", primary = "{}" }}]
             // A require_tls user: refused in plain text, let in over TLS.
             mysql(port, "secure", &["--skip-ssl"], select),
             mysql(port, "secure", &["--ssl"], select),
+            // A user known by its caching_sha2_password hash: full authentication over TLS
+            // (the password inside the TLS session), then the wrong password is refused.
+            mysql(port, "sha2", &["--ssl"], select),
+            {
+                let (ok, out) = mysql(port, "sha2", &["--ssl", "--wrong-password"], select);
+                (!ok, out)
+            },
         ]
     })
     .await
@@ -139,8 +158,20 @@ shards = [{{ name = "0", primary = "{}" }}]
     let (ok, out) = &results[3];
     assert!(!ok, "{out}");
     assert!(out.contains("1045"), "{out}");
-    let (ok, out) = &results[4];
-    assert!(ok, "{out}");
-    assert!(out.contains("one"), "{out}");
+    for (ok, out) in &results[4..7] {
+        assert!(*ok, "{out}");
+    }
+    assert!(results[4].1.contains("one"), "{}", results[4].1);
+    assert!(results[5].1.contains("one"), "{}", results[5].1);
+    assert!(results[6].1.contains("1045"), "{}", results[6].1);
+
+    // The same user without TLS: the password RSA-encrypted (mysql_async), then the fast path
+    // it taught the proxy.
+    for _ in 0..2 {
+        let url = format!("mysql://sha2:secret@127.0.0.1:{port}/tls");
+        let mut c = Conn::new(Opts::from_url(&url).unwrap()).await.unwrap();
+        let v: Option<String> = c.query_first("SELECT v FROM t WHERE id = 1").await.unwrap();
+        assert_eq!(v.as_deref(), Some("one"));
+    }
     proxy.stop().await;
 }

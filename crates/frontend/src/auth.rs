@@ -20,6 +20,10 @@ pub enum Credential {
     Plain(String),
     /// SHA1(SHA1(password)): MySQL's `mysql_native_password` hash (`*` + 40 hex digits).
     NativeHash([u8; 20]),
+    /// MySQL's `caching_sha2_password` hash: `$A$` + rounds/1000 as 3 hex digits + `$` + a
+    /// 20-byte salt + the 43-character SHA-256 crypt of the password. Only caching_sha2 logins
+    /// can check it (by full authentication, then by the fast path it teaches).
+    Sha2Hash(String),
 }
 
 impl Credential {
@@ -32,8 +36,128 @@ impl Credential {
         match self {
             Credential::Plain(p) => p.as_bytes() == password,
             Credential::NativeHash(h) => sha1(&sha1(password)) == *h,
+            Credential::Sha2Hash(stored) => {
+                parse_sha2_hash(stored).is_some_and(|(rounds, salt, digest)| {
+                    sha256_crypt(password, salt, rounds) == digest
+                })
+            }
         }
     }
+
+    /// The bytes that identify the stored secret: a fast-path digest learned for it is stale
+    /// once they change.
+    fn fingerprint(&self) -> Vec<u8> {
+        match self {
+            Credential::Plain(p) => p.as_bytes().to_vec(),
+            Credential::NativeHash(h) => h.to_vec(),
+            Credential::Sha2Hash(s) => s.as_bytes().to_vec(),
+        }
+    }
+}
+
+/// `$A$005$<salt: 20 bytes><digest: 43 characters>` → (rounds, salt, digest).
+fn parse_sha2_hash(stored: &str) -> Option<(u32, &[u8], &str)> {
+    let rest = stored.strip_prefix("$A$")?;
+    let rounds = u32::from_str_radix(rest.get(..3)?, 16).ok()? * 1000;
+    let rest = rest.get(3..)?.strip_prefix('$')?.as_bytes();
+    if rest.len() != 20 + 43 || rounds == 0 {
+        return None;
+    }
+    let digest = std::str::from_utf8(&rest[20..]).ok()?;
+    Some((rounds, &rest[..20], digest))
+}
+
+/// A caching_sha2_password hash of `password` with `salt` (20 bytes), as MySQL stores it.
+pub fn sha2_password_hash(password: &str, salt: &[u8; 20]) -> String {
+    let salt_text = String::from_utf8_lossy(salt);
+    format!(
+        "$A$005${salt_text}{}",
+        sha256_crypt(password.as_bytes(), salt, 5000)
+    )
+}
+
+/// SHA-256 crypt (Drepper's algorithm, as glibc's `$5$` and MySQL's caching_sha2 storage use),
+/// the 43-character digest only.
+fn sha256_crypt(password: &[u8], salt: &[u8], rounds: u32) -> String {
+    let (p, s) = (password, salt);
+    let b = sha256(&[p, s, p]);
+    let mut a = Sha256::new();
+    a.update(p);
+    a.update(s);
+    let mut n = p.len();
+    while n > 32 {
+        a.update(b);
+        n -= 32;
+    }
+    a.update(&b[..n]);
+    let mut bits = p.len();
+    while bits > 0 {
+        if bits & 1 == 1 {
+            a.update(b);
+        } else {
+            a.update(p);
+        }
+        bits >>= 1;
+    }
+    let mut digest: [u8; 32] = a.finalize().into();
+    let repeat = |block: &[u8], times: usize| {
+        let mut h = Sha256::new();
+        for _ in 0..times {
+            h.update(block);
+        }
+        let d: [u8; 32] = h.finalize().into();
+        d
+    };
+    let dp = repeat(p, p.len());
+    let p_seq: Vec<u8> = dp.iter().cycle().take(p.len()).copied().collect();
+    let ds = repeat(s, 16 + usize::from(digest[0]));
+    let s_seq: Vec<u8> = ds.iter().cycle().take(s.len()).copied().collect();
+    for i in 0..rounds {
+        let mut c = Sha256::new();
+        if i % 2 == 1 {
+            c.update(&p_seq);
+        } else {
+            c.update(digest);
+        }
+        if i % 3 != 0 {
+            c.update(&s_seq);
+        }
+        if i % 7 != 0 {
+            c.update(&p_seq);
+        }
+        if i % 2 == 1 {
+            c.update(digest);
+        } else {
+            c.update(&p_seq);
+        }
+        digest = c.finalize().into();
+    }
+    const ITOA64: &[u8] = b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut out = String::with_capacity(43);
+    let mut put = |b2: u8, b1: u8, b0: u8, n: usize| {
+        let mut w = (u32::from(b2) << 16) | (u32::from(b1) << 8) | u32::from(b0);
+        for _ in 0..n {
+            out.push(char::from(ITOA64[(w & 0x3f) as usize]));
+            w >>= 6;
+        }
+    };
+    let d = &digest;
+    for (x, y, z) in [
+        (0, 10, 20),
+        (21, 1, 11),
+        (12, 22, 2),
+        (3, 13, 23),
+        (24, 4, 14),
+        (15, 25, 5),
+        (6, 16, 26),
+        (27, 7, 17),
+        (18, 28, 8),
+        (9, 19, 29),
+    ] {
+        put(d[x], d[y], d[z], 4);
+    }
+    put(0, d[31], d[30], 3);
+    out
 }
 
 /// MySQL's `mysql_native_password` hash of a password, as `mysql.user` stores it:
@@ -72,6 +196,8 @@ pub(crate) fn verify_native(cred: &Credential, salt: &[u8], answer: &[u8]) -> bo
     let stored = match cred {
         Credential::Plain(p) => sha1(&sha1(p.as_bytes())),
         Credential::NativeHash(h) => *h,
+        // No SHA1 of the password is known: only caching_sha2 can log this user in.
+        Credential::Sha2Hash(_) => return false,
     };
     if answer.len() != 20 {
         return false;
@@ -107,7 +233,7 @@ pub(crate) struct AuthState {
 
 /// A user's SHA256(SHA256(password)), and the stored hash it was learned for (a changed hash
 /// makes it stale).
-type Learned = ([u8; 20], [u8; 32]);
+type Learned = (Vec<u8>, [u8; 32]);
 
 /// The process's RSA key pair (and its public key as PEM), made once, on first use.
 fn key() -> &'static (RsaPrivateKey, String) {
@@ -150,9 +276,10 @@ impl AuthState {
         }
         let digest = match cred {
             Credential::Plain(p) => sha256(&[&sha256(&[p.as_bytes()])]),
-            Credential::NativeHash(h) => {
+            stored => {
+                let fingerprint = stored.fingerprint();
                 match self.sha2_cache.lock().expect("auth cache").get(user) {
-                    Some((for_hash, digest)) if for_hash == h => *digest,
+                    Some((for_hash, digest)) if *for_hash == fingerprint => *digest,
                     _ => return Sha2Verdict::NeedFullAuth,
                 }
             }
@@ -180,12 +307,12 @@ impl AuthState {
         if !cred.matches(password) {
             return false;
         }
-        if let Credential::NativeHash(h) = cred {
+        if !matches!(cred, Credential::Plain(_)) {
             let digest = sha256(&[&sha256(&[password])]);
             self.sha2_cache
                 .lock()
                 .expect("auth cache")
-                .insert(user.to_string(), (*h, digest));
+                .insert(user.to_string(), (cred.fingerprint(), digest));
         }
         true
     }
@@ -264,5 +391,19 @@ mod tests {
             state.verify_sha2("u", &hash, salt, &answer),
             Sha2Verdict::NeedFullAuth
         );
+    }
+
+    #[test]
+    fn sha256_crypt_matches_the_published_vector() {
+        // glibc: crypt("Hello world!", "$5$saltstring") = "$5$saltstring$" + this.
+        assert_eq!(
+            sha256_crypt(b"Hello world!", b"saltstring", 5000),
+            "5B8vYYiY.CVt1RlTTf8KbXBH3hsxY/GNooZaBBGWEc5"
+        );
+        let stored = sha2_password_hash("secret", b"abcdefghij0123456789");
+        assert!(stored.starts_with("$A$005$abcdefghij0123456789"));
+        let cred = Credential::Sha2Hash(stored);
+        assert!(cred.matches(b"secret"));
+        assert!(!cred.matches(b"Secret"));
     }
 }

@@ -228,7 +228,10 @@ pub(crate) async fn handshake(
     // A plugin we do not speak is asked to switch to mysql_native_password. A caching_sha2
     // client that did not answer our scramble (MySQL's C library sends nothing when the greeting
     // named another plugin) is asked again, in its own plugin.
+    let sha2_only = matches!(credential_of(&user), Some(Credential::Sha2Hash(_)));
     let (plugin, switch) = match known_plugin(client_plugin.as_deref()) {
+        // Only caching_sha2 can check a caching_sha2 hash.
+        None | Some(NATIVE) if sha2_only => (CACHING_SHA2, true),
         None => (NATIVE, true),
         Some(CACHING_SHA2)
             if auth_data.len() != 32

@@ -18,7 +18,7 @@ mod writer;
 
 use std::future::Future;
 
-pub use auth::{native_password_hash, Credential};
+pub use auth::{native_password_hash, sha2_password_hash, Credential};
 pub use io::ByteCounts;
 pub use mysql_common::constants::ColumnType;
 pub use mysql_common::constants::StatusFlags;

@@ -111,6 +111,9 @@ pub enum Secret {
     /// MySQL's mysql_native_password hash, SHA1(SHA1(password)), written `*` + 40 hex digits as
     /// `SELECT authentication_string FROM mysql.user` shows it.
     NativeHash([u8; 20]),
+    /// MySQL's caching_sha2_password hash (`$A$005$` + salt + digest), as
+    /// `SELECT authentication_string FROM mysql.user` shows it.
+    Sha2Hash(String),
 }
 
 /// Parses MySQL's `*` + 40 hex digits mysql_native_password hash.

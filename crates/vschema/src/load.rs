@@ -146,15 +146,35 @@ pub fn parse_config(text: &str, path: &Path) -> Result<Config, ConfigError> {
                 format!("user {:?} is defined twice", u.name),
             ));
         }
+        let given = [
+            u.password.is_some(),
+            u.password_hash.is_some(),
+            u.password_sha2.is_some(),
+        ];
+        if given.iter().filter(|g| **g).count() > 1 {
+            return Err(ctx.err(
+                user,
+                &format!("users[{i}]"),
+                "give one of password, password_hash and password_sha2".into(),
+            ));
+        }
         let secret = match (&u.password, &u.password_hash) {
-            (Some(_), Some(_)) => {
-                return Err(ctx.err(
-                    user,
-                    &format!("users[{i}]"),
-                    "give password or password_hash, not both".into(),
-                ))
+            _ if u.password_sha2.is_some() => {
+                let h = u.password_sha2.clone().unwrap_or_default();
+                let well_formed = h.starts_with("$A$")
+                    && h.len() == 70
+                    && h.as_bytes()[6] == b'$'
+                    && u32::from_str_radix(&h[3..6], 16).is_ok_and(|r| r > 0);
+                if !well_formed {
+                    return Err(ctx.err(
+                        user,
+                        &format!("users[{i}].password_sha2"),
+                        "expected MySQL's caching_sha2_password hash: '$A$005$', a 20-byte salt and 43 characters".into(),
+                    ));
+                }
+                Secret::Sha2Hash(h)
             }
-            (Some(p), None) => Secret::Password(p.clone()),
+            (Some(p), _) => Secret::Password(p.clone()),
             (None, Some(h)) => Secret::NativeHash(parse_native_hash(h).ok_or_else(|| {
                 ctx.err(
                     user,

@@ -40,6 +40,7 @@ pub(crate) struct RawUser {
     pub name: String,
     pub password: Option<String>,
     pub password_hash: Option<String>,
+    pub password_sha2: Option<String>,
     pub keyspaces: Option<Vec<String>>,
     pub read_only: Option<bool>,
     pub require_tls: Option<bool>,
