@@ -97,7 +97,11 @@ fn users_with_hashed_passwords() {
         "password = \"secret\"",
         "password = \"x\"\npassword_hash = \"*14E65567ABDB5135D0CFD9A70B3032C179A49EE7\"",
     );
-    assert!(e.to_string().contains("not both"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("give one of password, password_hash and password_sha2"),
+        "{e}"
+    );
 }
 
 #[test]
