@@ -26,7 +26,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Backends {
     pools: HashMap<String, HashMap<String, Arc<ShardPool>>>,
     /// What each pool was made from: a reload keeps the pools whose source did not change.
-    sources: HashMap<(String, String), (vschema::BackendAddr, vschema::PoolSize)>,
+    sources:
+        HashMap<(String, String), (vschema::BackendAddr, vschema::PoolSize, vschema::BackendTls)>,
     sequences: HashMap<SequenceRef, tokio::sync::Mutex<IdBlock>>,
 }
 
@@ -56,14 +57,15 @@ impl Backends {
                     .iter()
                     .map(|shard| {
                         let key = (ks.name.clone(), shard.name.clone());
-                        let source = (shard.primary.clone(), ks.pool);
+                        let source = (shard.primary.clone(), ks.pool, ks.backend_tls.clone());
                         let kept = old
                             .sources
                             .get(&key)
                             .filter(|s| **s == source)
                             .and_then(|_| old.pools.get(&ks.name)?.get(&shard.name).cloned());
                         sources.insert(key, source);
-                        let pool = kept.unwrap_or_else(|| pool_for(shard, &ks.pool));
+                        let pool =
+                            kept.unwrap_or_else(|| pool_for(shard, &ks.pool, &ks.backend_tls));
                         (shard.name.clone(), pool)
                     })
                     .collect();
@@ -199,8 +201,25 @@ impl Backends {
     }
 }
 
-fn pool_for(shard: &Shard, size: &vschema::PoolSize) -> Arc<ShardPool> {
+fn pool_for(shard: &Shard, size: &vschema::PoolSize, tls: &vschema::BackendTls) -> Arc<ShardPool> {
+    use vschema::BackendTls;
     let addr = &shard.primary;
+    let ssl = match tls {
+        BackendTls::Disabled => None,
+        BackendTls::Required => Some(
+            mysql_async::SslOpts::default()
+                .with_danger_accept_invalid_certs(true)
+                .with_danger_skip_domain_validation(true),
+        ),
+        BackendTls::VerifyCa(ca) => Some(
+            mysql_async::SslOpts::default()
+                .with_root_certs(vec![ca.clone().into()])
+                .with_danger_skip_domain_validation(true),
+        ),
+        BackendTls::VerifyIdentity(ca) => {
+            Some(mysql_async::SslOpts::default().with_root_certs(vec![ca.clone().into()]))
+        }
+    };
     let opts = OptsBuilder::default()
         .ip_or_hostname(addr.host.clone())
         .tcp_port(addr.port)
@@ -209,7 +228,8 @@ fn pool_for(shard: &Shard, size: &vschema::PoolSize) -> Arc<ShardPool> {
         .db_name(Some(addr.database.clone()))
         .prefer_socket(false)
         .tcp_nodelay(true)
-        .stmt_cache_size(0);
+        .stmt_cache_size(0)
+        .ssl_opts(ssl);
     ShardPool::new(opts.into(), size.min, size.max)
 }
 

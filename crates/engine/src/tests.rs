@@ -84,6 +84,7 @@ fn vschema() -> VSchema {
         tables: Default::default(),
         pool: PoolSize::default(),
         transaction_mode: None,
+        backend_tls: Default::default(),
     }])
 }
 

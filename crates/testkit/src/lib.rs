@@ -32,6 +32,8 @@ pub struct MariaDb {
     pub port: u16,
     child: Child,
     dir: tempfile::TempDir,
+    /// Options beyond the usual ones (kept for restarts).
+    extra: Vec<String>,
 }
 
 impl MariaDb {
@@ -71,6 +73,7 @@ impl MariaDb {
             self.dir.path(),
             self.port,
             is_root(),
+            &self.extra,
         )?;
         watchdog(self.child.id(), self.dir.path());
         wait_ready(self)
@@ -111,6 +114,15 @@ fn is_root() -> bool {
 /// Starts `n` instances in parallel, each with the given databases created (and a
 /// `root@127.0.0.1` user without password, for TCP logins).
 pub fn start(n: usize, databases: &[&str]) -> Result<Vec<MariaDb>, TestkitError> {
+    start_with(n, databases, &[])
+}
+
+/// [`start`], with more server options (e.g. `--ssl-cert=...`).
+pub fn start_with(
+    n: usize,
+    databases: &[&str],
+    extra: &[String],
+) -> Result<Vec<MariaDb>, TestkitError> {
     let mariadbd = find_binary("mariadbd")?;
     let install_db = find_binary("mariadb-install-db")?;
     let root = is_root();
@@ -172,9 +184,14 @@ pub fn start(n: usize, databases: &[&str]) -> Result<Vec<MariaDb>, TestkitError>
         let port = free_port()?;
         let d = dir.path();
         std::fs::write(d.join("init.sql"), &init).map_err(io_err("writing init.sql"))?;
-        let child = spawn_server(&mariadbd, d, port, root)?;
+        let child = spawn_server(&mariadbd, d, port, root, extra)?;
         watchdog(child.id(), d);
-        servers.push(MariaDb { port, child, dir });
+        servers.push(MariaDb {
+            port,
+            child,
+            dir,
+            extra: extra.to_vec(),
+        });
     }
     for s in &mut servers {
         wait_ready(s)?;
@@ -196,7 +213,13 @@ pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
 }
 
 /// Starts mariadbd on an installed data directory.
-fn spawn_server(mariadbd: &Path, d: &Path, port: u16, root: bool) -> Result<Child, TestkitError> {
+fn spawn_server(
+    mariadbd: &Path,
+    d: &Path,
+    port: u16,
+    root: bool,
+    extra: &[String],
+) -> Result<Child, TestkitError> {
     let log =
         std::fs::File::create(d.join("mariadbd.out")).map_err(io_err("creating mariadbd.out"))?;
     let mut cmd = Command::new(mariadbd);
@@ -224,6 +247,7 @@ fn spawn_server(mariadbd: &Path, d: &Path, port: u16, root: bool) -> Result<Chil
     if root {
         cmd.arg("--user=root");
     }
+    cmd.args(extra);
     cmd.stdin(Stdio::null())
         .stdout(log.try_clone().map_err(io_err("mariadbd.out"))?)
         .stderr(log)

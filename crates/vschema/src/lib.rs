@@ -161,6 +161,21 @@ pub struct Keyspace {
     pub pool: PoolSize,
     /// How transactions started in this keyspace commit, unless the session chose.
     pub transaction_mode: Option<String>,
+    /// TLS to this keyspace's shards.
+    pub backend_tls: BackendTls,
+}
+
+/// TLS to the backends, with the meanings of the `mysql` client's `--ssl-mode`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum BackendTls {
+    #[default]
+    Disabled,
+    /// Encrypted; the server's certificate is not checked.
+    Required,
+    /// Encrypted, the certificate signed by `ca`; its name is not checked.
+    VerifyCa(PathBuf),
+    /// Encrypted, the certificate signed by `ca` and naming the shard's host.
+    VerifyIdentity(PathBuf),
 }
 
 impl Keyspace {

@@ -10,9 +10,9 @@ use crate::keyrange::{check_tiling, KeyRange};
 use crate::raw::{RawConfig, RawKeyspace, VitessKeyspace};
 use crate::vindex::{Vindex, VindexKind};
 use crate::{
-    parse_native_hash, AutoIncrement, BackendAddr, Config, ConfigError, Keyspace, LookupColumn,
-    LookupVindex, PoolSize, Secret, SequenceRef, ServerConfig, Shard, Table, TlsFiles, User,
-    VSchema,
+    parse_native_hash, AutoIncrement, BackendAddr, BackendTls, Config, ConfigError, Keyspace,
+    LookupColumn, LookupVindex, PoolSize, Secret, SequenceRef, ServerConfig, Shard, Table,
+    TlsFiles, User, VSchema,
 };
 
 const DEFAULT_MAX_PACKET: usize = 64 << 20;
@@ -371,6 +371,33 @@ impl Ctx<'_> {
             }
             None => None,
         };
+        let ca = ks
+            .backend_ca
+            .as_ref()
+            .map(|p| self.file.parent().unwrap_or(Path::new(".")).join(p));
+        let backend_tls = match (ks.backend_tls.as_ref(), ca) {
+            (None, _) => BackendTls::Disabled,
+            (Some(mode), ca) => match (mode.get_ref().to_ascii_lowercase().as_str(), ca) {
+                ("disabled", _) => BackendTls::Disabled,
+                ("required", _) => BackendTls::Required,
+                ("verify_ca", Some(ca)) => BackendTls::VerifyCa(ca),
+                ("verify_identity", Some(ca)) => BackendTls::VerifyIdentity(ca),
+                ("verify_ca" | "verify_identity", None) => {
+                    return Err(self.err(
+                        mode,
+                        &format!("{key}.backend_tls"),
+                        "verify_ca and verify_identity need backend_ca, the CA certificate".into(),
+                    ))
+                }
+                (other, _) => return Err(self.err(
+                    mode,
+                    &format!("{key}.backend_tls"),
+                    format!(
+                        "unknown mode {other:?} (disabled, required, verify_ca or verify_identity)"
+                    ),
+                )),
+            },
+        };
         Ok(Keyspace {
             name: name.to_string(),
             sharded,
@@ -378,6 +405,7 @@ impl Ctx<'_> {
             tables,
             pool,
             transaction_mode,
+            backend_tls,
         })
     }
 

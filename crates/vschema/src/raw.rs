@@ -54,6 +54,8 @@ pub(crate) struct RawKeyspace {
     #[serde(default)]
     pub shards: Vec<Spanned<RawShard>>,
     pub pool: Option<RawPool>,
+    pub backend_tls: Option<Spanned<String>>,
+    pub backend_ca: Option<String>,
     #[serde(default)]
     pub vindexes: BTreeMap<String, Spanned<RawVindex>>,
     #[serde(default)]

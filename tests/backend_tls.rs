@@ -1,0 +1,170 @@
+//! TLS from shardgate to a shard: a MariaDB server with a certificate from a test CA, and a user
+//! that must connect over TLS (`REQUIRE SSL`). `required` and `verify_identity` (against the CA)
+//! reach it; `disabled` is refused by the server; `verify_ca` against another CA is refused by
+//! shardgate.
+
+use std::path::Path;
+use std::process::Command;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts};
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA, and a server certificate it signed for 127.0.0.1; and another, unrelated CA.
+fn certificates(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+    );
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.pem",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=other CA",
+            "-keyout",
+            "other.key",
+            "-out",
+            "other.pem",
+        ],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_reached_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path());
+    let path = |f: &str| dir.path().join(f).display().to_string();
+    let extra = vec![
+        format!("--ssl-ca={}", path("ca.pem")),
+        format!("--ssl-cert={}", path("server.pem")),
+        format!("--ssl-key={}", path("server.key")),
+    ];
+    let servers = tokio::task::spawn_blocking(move || testkit::start_with(1, &["btls"], &extra))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut root = Conn::new(Opts::from_url(&servers[0].url("btls")).unwrap())
+        .await
+        .unwrap();
+    for sql in [
+        "CREATE USER 'secure'@'127.0.0.1' REQUIRE SSL",
+        "GRANT ALL ON btls.* TO 'secure'@'127.0.0.1'",
+        "CREATE TABLE t (id BIGINT PRIMARY KEY, v VARCHAR(10))",
+        "INSERT INTO t VALUES (1, 'over tls')",
+    ] {
+        root.query_drop(sql).await.unwrap();
+    }
+
+    let run = |mode: &str, ca: &str| {
+        let text = format!(
+            r#"[server]
+listen = "127.0.0.1:0"
+
+[[users]]
+name = "app"
+password = "pw"
+
+[keyspaces.btls]
+sharded = false
+backend_tls = "{mode}"
+backend_ca = "{ca}"
+shards = [{{ name = "0", primary = "mysql://secure@127.0.0.1:{port}/btls" }}]
+"#,
+            port = servers[0].port
+        );
+        vschema::parse_config(&text, &dir.path().join("shardgate.toml")).unwrap()
+    };
+    for (mode, ca, works) in [
+        ("required", "ca.pem", true),
+        ("verify_identity", "ca.pem", true),
+        ("verify_ca", "ca.pem", true),
+        ("disabled", "ca.pem", false),
+        ("verify_ca", "other.pem", false),
+    ] {
+        let config = run(mode, ca);
+        let proxy = shardgate::start(&config, "127.0.0.1:0").await.unwrap();
+        let url = format!("mysql://app:pw@127.0.0.1:{}/btls", proxy.addr.port());
+        let mut c = Conn::new(Opts::from_url(&url).unwrap()).await.unwrap();
+        let got: Result<Option<String>, _> = c.query_first("SELECT v FROM t WHERE id = 1").await;
+        match (works, got) {
+            (true, Ok(v)) => assert_eq!(v.as_deref(), Some("over tls"), "{mode}"),
+            (false, Err(e)) => assert!(e.to_string().contains("shard 0"), "{mode} {ca}: {e}"),
+            (works, got) => panic!("{mode} with {ca}: expected success {works}, got {got:?}"),
+        }
+        drop(c);
+        proxy.stop().await;
+    }
+}
