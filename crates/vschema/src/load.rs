@@ -389,13 +389,15 @@ impl Ctx<'_> {
                         "verify_ca and verify_identity need backend_ca, the CA certificate".into(),
                     ))
                 }
-                (other, _) => return Err(self.err(
-                    mode,
-                    &format!("{key}.backend_tls"),
-                    format!(
+                (other, _) => {
+                    return Err(self.err(
+                        mode,
+                        &format!("{key}.backend_tls"),
+                        format!(
                         "unknown mode {other:?} (disabled, required, verify_ca or verify_identity)"
                     ),
-                )),
+                    ))
+                }
             },
         };
         Ok(Keyspace {
