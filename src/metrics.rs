@@ -270,6 +270,7 @@ mod tests {
         assert_eq!(statement_kind("  SELECT 1"), "select");
         assert_eq!(statement_kind("(select 1) union (select 2)"), "select");
         assert_eq!(statement_kind("insert into t values (1)"), "insert");
-        assert_eq!(statement_kind("CALL p()"), "other");
+        assert_eq!(statement_kind("CALL p()"), "call");
+        assert_eq!(statement_kind("HELP 'x'"), "other");
     }
 }
