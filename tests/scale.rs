@@ -222,7 +222,8 @@ async fn two_thousand_busy_clients_share_32_backend_connections_per_shard() {
     let peak = [0, 1].map(|i| peak[i].load(Ordering::Relaxed));
     eprintln!("backend connections to `two` at most: {peak:?}");
     for p in peak {
-        assert!(p <= 32, "a shard saw {p} connections: {peak:?}");
+        // The pool's 32, and the health check's own probe connection.
+        assert!(p <= 33, "a shard saw {p} connections: {peak:?}");
         assert!(
             p > 1,
             "the shards' connection counts were not observed: {peak:?}"
