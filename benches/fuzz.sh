@@ -24,7 +24,7 @@ for target in "${targets[@]}"; do
   mkdir -p artifacts
   echo "== $target: ${seconds}s"
   if cargo +nightly fuzz run "$target" "corpus/$target" -- -max_total_time="$seconds" -rss_limit_mb=4096 >"$log" 2>&1; then
-    echo "   no crash; $(grep -Eo 'stat::number_of_executed_units: [0-9]+' "$log" | tail -1)"
+    echo "   no crash; $(grep -E '^#[0-9]+' "$log" | tail -1 | cut -d' ' -f1-9)"
   else
     echo "   CRASH (see $log and fuzz/artifacts/$target/)"
     status=1
