@@ -176,11 +176,19 @@ pub async fn start_from(
             );
         }
     }
-    let mut helpers = vec![tokio::spawn(health_check(Arc::downgrade(&gate)))];
+    let mut helpers = vec![tokio::spawn(periodically(
+        Arc::downgrade(&gate),
+        HEALTH_EVERY,
+        check_health,
+    ))];
     let mut admin = None;
     if let Some(addr) = &config.server.admin {
         let (listener, local) = admin::bind(addr).await?;
-        helpers.push(tokio::spawn(sample(Arc::downgrade(&gate))));
+        helpers.push(tokio::spawn(periodically(
+            Arc::downgrade(&gate),
+            stats::SAMPLE_EVERY,
+            sample,
+        )));
         helpers.push(tokio::spawn(admin::serve(
             listener,
             gate.clone(),
@@ -214,14 +222,8 @@ const HEALTH_EVERY: Duration = Duration::from_secs(1);
 /// Pings every shard each second, on a connection outside its pool. A shard that misses two
 /// pings in a row is marked down: statements to it fail at once, naming it, and the statements
 /// waiting on it are abandoned. The first answered ping marks it up again.
-async fn health_check(gate: std::sync::Weak<Gate>) {
-    let mut tick = tokio::time::interval(HEALTH_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let Some(gate) = gate.upgrade() else {
-            return;
-        };
+async fn check_health(gate: Arc<Gate>) {
+    {
         let topo = gate.topology();
         let mut pings = tokio::task::JoinSet::new();
         for ks in topo.vschema.keyspaces() {
@@ -271,17 +273,25 @@ fn tls_acceptor(files: &vschema::TlsFiles) -> std::io::Result<tokio_rustls::TlsA
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Feeds the status page: a sample of every shard each few seconds, while the gate lives.
-async fn sample(gate: std::sync::Weak<Gate>) {
-    let mut tick = tokio::time::interval(stats::SAMPLE_EVERY);
+/// Feeds the status page: a sample of every shard each few seconds.
+async fn sample(gate: Arc<Gate>) {
+    gate.activity.sample(&gate.topology()).await;
+}
+
+/// Runs `job` every `period` while the gate lives.
+async fn periodically<F: std::future::Future<Output = ()>>(
+    gate: std::sync::Weak<Gate>,
+    period: Duration,
+    job: impl Fn(Arc<Gate>) -> F,
+) {
+    let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let Some(gate) = gate.upgrade() else {
             return;
         };
-        let topo = gate.topology();
-        gate.activity.sample(&topo).await;
+        job(gate).await;
     }
 }
 
