@@ -223,27 +223,25 @@ const HEALTH_EVERY: Duration = Duration::from_secs(1);
 /// pings in a row is marked down: statements to it fail at once, naming it, and the statements
 /// waiting on it are abandoned. The first answered ping marks it up again.
 async fn check_health(gate: Arc<Gate>) {
-    {
-        let topo = gate.topology();
-        let mut pings = tokio::task::JoinSet::new();
-        for ks in topo.vschema.keyspaces() {
-            for shard in &ks.shards {
-                let (topo, ks, shard) = (topo.clone(), ks.name.clone(), shard.name.clone());
-                pings.spawn(async move {
-                    let up = topo.backends.ping(&ks, &shard, HEALTH_EVERY).await;
-                    (ks, shard, up)
-                });
-            }
+    let topo = gate.topology();
+    let mut pings = tokio::task::JoinSet::new();
+    for ks in topo.vschema.keyspaces() {
+        for shard in &ks.shards {
+            let (topo, ks, shard) = (topo.clone(), ks.name.clone(), shard.name.clone());
+            pings.spawn(async move {
+                let up = topo.backends.ping(&ks, &shard, HEALTH_EVERY).await;
+                (ks, shard, up)
+            });
         }
-        while let Some(Ok((ks, shard, up))) = pings.join_next().await {
-            match topo.meter(&ks, &shard).and_then(|m| m.checked(up)) {
-                Some(false) => {
-                    tracing::warn!(keyspace = %ks, shard = %shard, "shard marked down: no answer to health checks");
-                    gate.abandon_statements_on(&ks, &shard);
-                }
-                Some(true) => tracing::info!(keyspace = %ks, shard = %shard, "shard answers again"),
-                None => {}
+    }
+    while let Some(Ok((ks, shard, up))) = pings.join_next().await {
+        match topo.meter(&ks, &shard).and_then(|m| m.checked(up)) {
+            Some(false) => {
+                tracing::warn!(keyspace = %ks, shard = %shard, "shard marked down: no answer to health checks");
+                gate.abandon_statements_on(&ks, &shard);
             }
+            Some(true) => tracing::info!(keyspace = %ks, shard = %shard, "shard answers again"),
+            None => {}
         }
     }
 }
