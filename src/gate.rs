@@ -108,6 +108,10 @@ pub struct SessionEntry {
     shards_touched: std::sync::atomic::AtomicU32,
     /// Set when server.query_timeout_ms passed for the running statement.
     timed_out: std::sync::atomic::AtomicBool,
+    /// Set while the transaction ends on the shards (`ENDING_*`). The query timeout spares
+    /// it, as MySQL's max_execution_time spares COMMIT; a COMMIT abandoned because a shard went
+    /// down has an unknown outcome there.
+    ending: std::sync::atomic::AtomicU8,
     /// Wakes the running statement to give up on backends that do not answer: after its
     /// timeout and the KILL QUERY that followed, or when a shard it waits on is marked down
     /// (which `abandoned` names).
@@ -393,6 +397,9 @@ impl engine::Executor for SessionExecutor<'_> {
     }
 }
 
+const ENDING_ROLLBACK: u8 = 1;
+const ENDING_COMMIT: u8 = 2;
+
 /// How long a statement still waits for backends after its timeout's KILL QUERY.
 const ABANDON_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -468,6 +475,7 @@ impl HandlerFactory for Sessions {
             kill: Arc::new(Notify::new()),
             shards_touched: Default::default(),
             timed_out: Default::default(),
+            ending: Default::default(),
             abandon: Notify::new(),
             abandoned: Mutex::new(None),
         });
@@ -767,6 +775,9 @@ impl GateSession {
             let (topo, entry) = (self.topo.clone(), self.entry.clone());
             tokio::spawn(async move {
                 tokio::time::sleep(timeout).await;
+                if entry.ending.load(Ordering::Relaxed) != 0 {
+                    return;
+                }
                 entry.timed_out.store(true, Ordering::Relaxed);
                 let killed =
                     tokio::time::timeout(ABANDON_AFTER, kill_backend_queries(&topo, &entry));
@@ -794,10 +805,15 @@ impl GateSession {
                     // Connections of the abandoned statement were dropped mid-response: the
                     // pool closes them.
                     entry.backend.lock().expect("session entry").clear();
+                    let unknown = if entry.ending.swap(0, Ordering::Relaxed) == ENDING_COMMIT {
+                        "; the transaction may or may not have committed there"
+                    } else {
+                        ""
+                    };
                     Err(Failure::Sql(match shard {
                         Some(shard) => error::from_engine(&EngineError::Backend {
                             shard,
-                            message: "marked down by the health check while this statement waited on it".into(),
+                            message: format!("marked down by the health check while this statement waited on it{unknown}"),
                         }),
                         None => error::bug("statement abandoned without a reason"),
                     }))
@@ -1381,11 +1397,27 @@ impl GateSession {
             return Ok(());
         };
         let mode = tx.mode().name();
+        // Registered like a statement's backend queries, so that a shard marked down while it
+        // ends the transaction abandons it rather than leaving the client waiting.
+        let held = tx.participants();
+        for (keyspace, shard, thread) in &held {
+            self.entry.register(keyspace, shard, *thread);
+        }
+        let ending = if commit {
+            ENDING_COMMIT
+        } else {
+            ENDING_ROLLBACK
+        };
+        self.entry.ending.store(ending, Ordering::Relaxed);
         let result = if commit {
             tx.commit(&self.topo).await
         } else {
             tx.rollback().await
         };
+        self.entry.ending.store(0, Ordering::Relaxed);
+        for (_, shard, thread) in &held {
+            self.entry.unregister(shard, *thread);
+        }
         let outcome = match (&result, commit) {
             (Err(_), _) => "failed",
             (Ok(()), true) => "commit",

@@ -84,6 +84,15 @@ impl Transaction {
         self.conns.lock().expect("transaction lock").clone()
     }
 
+    /// The shards it holds connections on, with their backend thread ids. Between statements
+    /// no one else holds the connections' locks.
+    pub(crate) fn participants(&self) -> Vec<(String, String, u32)> {
+        self.joined()
+            .iter()
+            .filter_map(|(k, s, c)| Some((k.clone(), s.clone(), c.try_lock().ok()?.id())))
+            .collect()
+    }
+
     /// The shard's reserved connection, reserving it (and starting its transaction) on first use.
     pub(crate) async fn connection(
         &self,

@@ -18,10 +18,27 @@ impl Drop for Continue {
     }
 }
 
+/// Stops the server, and returns once every one of its threads has stopped (the signal
+/// reaches them one by one; a thread still running could answer a query sent just after).
 fn stop(server: &testkit::MariaDb) -> Continue {
+    let pid = server.pid();
     // SAFETY: as above.
-    assert_eq!(unsafe { libc::kill(server.pid() as i32, libc::SIGSTOP) }, 0);
-    Continue(server.pid())
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGSTOP) }, 0);
+    let stopped = || {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .all(|task| {
+                let stat =
+                    std::fs::read_to_string(task.unwrap().path().join("stat")).unwrap_or_default();
+                // The state follows the command name's closing parenthesis.
+                stat.rsplit_once(") ")
+                    .is_none_or(|(_, rest)| rest.starts_with('T'))
+            })
+    };
+    while !stopped() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Continue(pid)
 }
 
 fn config_text(shards: [&str; 2]) -> String {
@@ -121,8 +138,20 @@ async fn shard_faults_fail_fast_and_heal() {
     }
     drop(slow);
 
+    // A transaction holding a connection on 80- (id 6 hashes there too).
+    let mut tx = Conn::new(Opts::from_url(&url).unwrap()).await.unwrap();
+    tx.query_drop("BEGIN").await.unwrap();
+    tx.query_drop("UPDATE t SET v = v + 1 WHERE id = 6")
+        .await
+        .unwrap();
+
     // Shard 80- stops answering.
     let paused = stop(&servers[1]);
+    // Its COMMIT does not leave the client waiting either: it is abandoned with the shard.
+    let committing = tokio::spawn(async move {
+        let r = tx.query_drop("COMMIT").await;
+        (r, tx)
+    });
     let started = Instant::now();
     assert_eq!(value(&mut c, LOW).await.unwrap(), Some(10));
     assert!(started.elapsed() < Duration::from_secs(1));
@@ -137,6 +166,18 @@ async fn shard_faults_fail_fast_and_heal() {
         "{:?}",
         started.elapsed()
     );
+    let (r, mut tx) = tokio::time::timeout(Duration::from_secs(60), committing)
+        .await
+        .expect("COMMIT on a stopped shard is abandoned, not left waiting")
+        .unwrap();
+    let (code, text) = message(&r.unwrap_err());
+    assert_eq!(code, 1429, "{text}");
+    assert!(text.contains("80-"), "{text}");
+    assert!(text.contains("may or may not have committed"), "{text}");
+    // The session goes on, outside any transaction.
+    assert_eq!(value(&mut tx, LOW).await.unwrap(), Some(10));
+    drop(tx);
+
     // From then on, statements to it fail at once; the other shard serves.
     for sql in [
         format!("SELECT v FROM t WHERE id = {HIGH}"),
