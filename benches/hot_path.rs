@@ -43,6 +43,7 @@ fn plan_cache_hit(c: &mut Criterion) {
     let ctx = planner::Context {
         vschema: &vschema,
         keyspace: Some("sbtest"),
+        catalog: &planner::Catalog::default(),
     };
     let plan = planner::plan(stmt, template, &ctx).unwrap();
     let cache = PlanCache::new(10_000);
@@ -138,6 +139,7 @@ fn k_way_merge(c: &mut Criterion) {
     let ctx = planner::Context {
         vschema: &vschema,
         keyspace: Some("sbtest"),
+        catalog: &planner::Catalog::default(),
     };
     let plan = planner::plan(stmt, sql, &ctx).unwrap();
     let columns: Arc<[Column]> = Arc::from(vec![

@@ -108,6 +108,9 @@ pub fn from_plan(e: PlanError) -> SqlError {
         e @ PlanError::MissingVindexColumn { .. } => SqlError::new(1364, "HY000", e.to_string()),
         e @ PlanError::NullVindexValue(_) => SqlError::new(1048, "23000", e.to_string()),
         PlanError::Vindex(e) => SqlError::new(1292, "22007", e.to_string()),
+        e @ PlanError::AmbiguousColumn { .. } => SqlError::new(1052, "23000", e.to_string()),
+        // Loaded and asked for again at once: the shard's list is not usable.
+        e @ PlanError::NeedColumns(_) => unsupported(e.to_string()),
     }
 }
 

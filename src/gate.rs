@@ -143,6 +143,8 @@ pub struct Topology {
     pub backends: Backends,
     /// Each shard's counters, by keyspace then shard (looked up without allocating).
     meters: HashMap<String, HashMap<String, ShardMeter>>,
+    /// The tables' columns, loaded from a shard of each keyspace when a plan needs them.
+    pub catalog: ArcSwap<planner::Catalog>,
 }
 
 impl Topology {
@@ -169,6 +171,31 @@ impl Topology {
             vschema,
             backends,
             meters,
+            catalog: ArcSwap::default(),
+        }
+    }
+
+    /// Loads the column lists of `keyspace`'s tables from its first shard.
+    async fn load_columns(&self, keyspace: &str) -> Result<(), EngineError> {
+        let ks = self
+            .vschema
+            .keyspace(keyspace)
+            .ok_or_else(|| EngineError::UnknownKeyspace(keyspace.to_string()))?;
+        let columns = self
+            .backends
+            .table_columns(keyspace, &ks.shards[0].name)
+            .await?;
+        let catalog = self.catalog.load().with_keyspace(keyspace, columns);
+        self.catalog.store(Arc::new(catalog));
+        Ok(())
+    }
+
+    /// Forgets the column lists of keyspaces whose tables changed.
+    fn forget_columns<'k>(&self, keyspaces: impl IntoIterator<Item = &'k str>) {
+        for ks in keyspaces {
+            if let Some(catalog) = self.catalog.load().without_keyspace(ks) {
+                self.catalog.store(Arc::new(catalog));
+            }
         }
     }
 
@@ -672,10 +699,8 @@ impl Handler for GateSession {
         // Where the table lives is what SHOW COLUMNS would ask; its columns come from any shard.
         let show = format!("SHOW COLUMNS FROM {table}");
         let parsed = Parser::parse_sql(&MySqlDialect {}, &show).map_err(error::syntax)?;
-        let ctx = planner::Context {
-            vschema: &self.topo.vschema,
-            keyspace: self.session.keyspace.as_deref(),
-        };
+        let catalog = self.topo.catalog.load_full();
+        let ctx = self.context(&catalog);
         let Plan::Route(mut route) =
             planner::plan(&parsed[0], &show, &ctx).map_err(error::from_plan)?
         else {
@@ -1042,10 +1067,8 @@ impl GateSession {
                 let [stmt] = parsed.as_slice() else {
                     return None;
                 };
-                let ctx = planner::Context {
-                    vschema: &self.topo.vschema,
-                    keyspace: self.session.keyspace.as_deref(),
-                };
+                let catalog = self.topo.catalog.load_full();
+                let ctx = self.context(&catalog);
                 let template = planner::plan(stmt, text, &ctx).ok()?;
                 if share_lock {
                     with_share_lock(template).ok()
@@ -1082,18 +1105,18 @@ impl GateSession {
         let [stmt] = parsed.as_slice() else {
             return Ok(Vec::new());
         };
-        let ctx = planner::Context {
-            vschema: &self.topo.vschema,
-            keyspace: self.session.keyspace.as_deref(),
-        };
+        let catalog = self.topo.catalog.load_full();
+        let ctx = self.context(&catalog);
         let (keyspace, query) = match planner::metadata_target(stmt, text, &ctx) {
             Ok(Some(target)) => target,
             Ok(None) | Err(planner::PlanError::NoDatabase) => return Ok(Vec::new()),
-            Err(e @ planner::PlanError::Unsupported(_)) => match planner::plan(stmt, text, &ctx) {
-                // A join across shards: each side describes its own columns.
-                Ok(Plan::Join(join)) => return self.describe_join(&join).await,
-                _ => return Err(error::from_plan(e)),
-            },
+            Err(e @ planner::PlanError::Unsupported(_)) => {
+                match self.plan_statement(stmt, text).await {
+                    // A join across shards: each side describes its own columns.
+                    Ok(Plan::Join(join)) => return self.describe_join(&join).await,
+                    _ => return Err(error::from_plan(e)),
+                }
+            }
             Err(e) => return Err(error::from_plan(e)),
         };
         let shard = match &self.session.target_shard {
@@ -1182,7 +1205,7 @@ impl GateSession {
             return self.show_shardgate(&lower, out).await;
         }
         if let Some(rest) = strip_vexplain(sql) {
-            let plan = self.plan_text(rest)?;
+            let plan = self.plan_text(rest).await?;
             let rows = plan
                 .describe()
                 .lines()
@@ -1307,10 +1330,8 @@ impl GateSession {
                 let columns_sql = format!("SHOW COLUMNS FROM {}", &sql[at..]);
                 let parsed =
                     Parser::parse_sql(&MySqlDialect {}, &columns_sql).map_err(error::syntax)?;
-                let ctx = planner::Context {
-                    vschema: &self.topo.vschema,
-                    keyspace: self.session.keyspace.as_deref(),
-                };
+                let catalog = self.topo.catalog.load_full();
+                let ctx = self.context(&catalog);
                 let plan = match planner::plan(&parsed[0], &columns_sql, &ctx)
                     .map_err(error::from_plan)?
                 {
@@ -1345,13 +1366,7 @@ impl GateSession {
                 },
                 query: sql.to_string(),
             }),
-            _ => {
-                let ctx = planner::Context {
-                    vschema: &self.topo.vschema,
-                    keyspace: self.session.keyspace.as_deref(),
-                };
-                planner::plan(&stmt, sql, &ctx).map_err(error::from_plan)?
-            }
+            _ => self.plan_statement(&stmt, sql).await?,
         };
         let plan = if share_lock {
             with_share_lock(plan)?
@@ -1364,6 +1379,11 @@ impl GateSession {
         if is_ddl(&stmt) {
             // DDL commits the open transaction first, as in MySQL, and runs outside it.
             self.end_transaction(true).await?;
+            let result = self.run(&plan, out, None).await;
+            // A column name may now belong to another table than the plans made of it say.
+            self.topo.forget_columns(plan.keyspaces());
+            self.gate.plans.clear();
+            return result;
         } else if self.tx.is_none() && !self.session.autocommit {
             self.tx = Some(self.new_transaction("START TRANSACTION"));
         }
@@ -1662,17 +1682,39 @@ impl GateSession {
     }
 
     /// Plans one statement without running it (`VEXPLAIN PLAN`).
-    fn plan_text(&self, sql: &str) -> Result<Plan, SqlError> {
+    async fn plan_text(&self, sql: &str) -> Result<Plan, SqlError> {
         let mut statements = Parser::parse_sql(&MySqlDialect {}, sql).map_err(error::syntax)?;
         if statements.len() != 1 {
             return Err(error::unsupported("several statements in one query"));
         }
         let stmt = statements.remove(0);
-        let ctx = planner::Context {
+        self.plan_statement(&stmt, sql).await
+    }
+
+    /// Plans a statement, loading the column lists it needs first.
+    async fn plan_statement(&self, stmt: &Statement, sql: &str) -> Result<Plan, SqlError> {
+        let mut loaded = Vec::new();
+        loop {
+            let catalog = self.topo.catalog.load_full();
+            match planner::plan(stmt, sql, &self.context(&catalog)) {
+                Err(planner::PlanError::NeedColumns(ks)) if !loaded.contains(&ks) => {
+                    self.topo
+                        .load_columns(&ks)
+                        .await
+                        .map_err(|e| error::from_engine(&e))?;
+                    loaded.push(ks);
+                }
+                other => return other.map_err(error::from_plan),
+            }
+        }
+    }
+
+    fn context<'c>(&'c self, catalog: &'c planner::Catalog) -> planner::Context<'c> {
+        planner::Context {
             vschema: &self.topo.vschema,
             keyspace: self.session.keyspace.as_deref(),
-        };
-        planner::plan(&stmt, sql, &ctx).map_err(error::from_plan)
+            catalog,
+        }
     }
 
     async fn run(
@@ -1788,7 +1830,7 @@ impl GateSession {
                     })?;
                 sql = sql.replace(&engine::PullOut::marker(i), &splice);
             }
-            let plan = self.plan_text(&sql)?;
+            let plan = self.plan_text(&sql).await?;
             self.run(&plan, out, rename_first).await
         })
     }
@@ -1951,10 +1993,8 @@ impl GateSession {
         &self,
         sql: &str,
     ) -> Result<(Vec<Column>, Vec<Vec<Value>>), SqlError> {
-        let ctx = planner::Context {
-            vschema: &self.topo.vschema,
-            keyspace: self.session.keyspace.as_deref(),
-        };
+        let catalog = self.topo.catalog.load_full();
+        let ctx = self.context(&catalog);
         let ks = crate::select_default_keyspace(&ctx).map_err(error::from_plan)?;
         let shard = &ks.shards[0].name;
         let mut sink = engine::Collected::default();

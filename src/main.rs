@@ -339,6 +339,7 @@ fn explain(path: PathBuf, keyspace: Option<String>, sql: &str) -> Result<(), Any
     let ctx = planner::Context {
         vschema: &config.vschema,
         keyspace: keyspace.as_deref(),
+        catalog: &planner::Catalog::default(),
     };
     let plan = planner::plan(&stmts.remove(0), sql, &ctx)?;
     println!("{}", plan.describe());

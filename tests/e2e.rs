@@ -148,6 +148,47 @@ async fn point_select_and_in_list_reach_only_owning_shards_and_ddl_reaches_all()
     proxy.stop().await;
 }
 
+/// Unqualified columns of a join across shards are resolved from the shards' column lists, and
+/// DDL through the proxy makes it look again: a column added to the other table makes the name
+/// ambiguous (1052), as in MySQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unqualified_columns_of_a_join_follow_ddl() {
+    let proxy = proxy().await;
+    let mut c = client(&proxy, Some("four")).await;
+    for sql in [
+        "DROP TABLE IF EXISTS catalog_a, catalog_b",
+        "CREATE TABLE catalog_a (id BIGINT PRIMARY KEY, label VARCHAR(10))",
+        "CREATE TABLE catalog_b (id BIGINT PRIMARY KEY, a_id BIGINT)",
+        "INSERT INTO catalog_a (id, label) VALUES (1, 'one'), (2, 'two'), (3, 'three')",
+        "INSERT INTO catalog_b (id, a_id) VALUES (10, 1), (11, 3), (12, 3)",
+    ] {
+        c.query_drop(sql).await.unwrap();
+    }
+    // b's rows live by b.id, not by a_id: a join across shards.
+    let join = "SELECT label, b.id FROM catalog_a a JOIN catalog_b b ON a_id = a.id ORDER BY b.id";
+    for _ in 0..2 {
+        let rows: Vec<(String, i64)> = c.query(join).await.unwrap();
+        assert_eq!(
+            rows,
+            [
+                ("one".into(), 10),
+                ("three".into(), 11),
+                ("three".into(), 12)
+            ]
+        );
+    }
+    c.query_drop("ALTER TABLE catalog_b ADD COLUMN label VARCHAR(10)")
+        .await
+        .unwrap();
+    let e = c.query_drop(join).await.unwrap_err();
+    assert_eq!(server_code(&e), Some(1052), "{e}");
+    assert!(
+        e.to_string().contains("'label' in field list is ambiguous"),
+        "{e}"
+    );
+    proxy.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_password_and_unknown_user_are_refused() {
     let proxy = proxy().await;

@@ -41,6 +41,7 @@ fuzz_target!(|data: &[u8]| {
     let ctx = planner::Context {
         vschema: &CONFIG.vschema,
         keyspace: Some("ks"),
+        catalog: &planner::Catalog::default(),
     };
     if let Some(n) = planner::normalize(sql, false) {
         let _ = n.literals(sql, &[]);

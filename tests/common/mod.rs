@@ -37,6 +37,8 @@ tables.placed = { primary_vindex = { column = "id", vindex = "hash" } }
 tables.placed_xx = { primary_vindex = { column = "name", vindex = "xxhash" } }
 tables.probe = { primary_vindex = { column = "id", vindex = "hash" } }
 tables.ddl_probe = { primary_vindex = { column = "id", vindex = "hash" } }
+tables.catalog_a = { primary_vindex = { column = "id", vindex = "hash" } }
+tables.catalog_b = { primary_vindex = { column = "id", vindex = "hash" } }
 tables.customers = { primary_vindex = { column = "id", vindex = "hash" } }
 tables.orders = { primary_vindex = { column = "customer_id", vindex = "hash" } }
 tables.products = { type = "reference" }

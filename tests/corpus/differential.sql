@@ -349,6 +349,17 @@ SELECT t.product_id, t.n, c.name FROM (SELECT product_id, COUNT(*) AS n FROM ord
 SELECT p.name, t.total FROM products p JOIN (SELECT product_id, SUM(qty) AS total FROM orders GROUP BY product_id) t ON t.product_id = p.id
 SELECT t.product_id, c.score FROM (SELECT product_id, COUNT(*) AS n FROM orders GROUP BY product_id) t LEFT JOIN customers c ON c.id = t.product_id AND c.score > 0 ORDER BY t.product_id
 SELECT t.product_id, c.id FROM (SELECT product_id FROM orders ORDER BY order_id LIMIT 30) t, customers c WHERE c.id = t.product_id AND c.score < 30
+# Unqualified columns in joins across shards: qualified from the shards' column lists; an
+# expression keeps its text as its column title; a name of both tables is ambiguous (1052).
+SELECT name, o.order_id FROM customers c JOIN orders o ON o.product_id = c.id
+SELECT name, order_id, qty FROM customers c JOIN orders o ON product_id = c.id WHERE qty > 3 ORDER BY order_id
+SELECT city, COUNT(*) AS n FROM customers c JOIN orders o ON o.product_id = c.id GROUP BY city ORDER BY n, city
+SELECT name, level FROM customers c JOIN MAIN.vip v ON cid = id
+SELECT order_id, qty * score FROM customers c JOIN orders o ON o.product_id = c.id WHERE c.id < 30
+SELECT UPPER(name), order_id FROM customers c JOIN orders o ON o.product_id = c.id WHERE order_id < 50
+SELECT c.id, order_id FROM customers c LEFT JOIN orders o ON product_id = c.id AND qty > 4 WHERE c.id < 30
+SELECT name AS who, placed FROM customers c JOIN orders o ON o.product_id = c.id ORDER BY placed DESC, order_id LIMIT 5
+error: SELECT name FROM customers a JOIN customers b ON b.score = a.id
 # SELECT DISTINCT over joins across shards and derived tables: grouped at the proxy.
 SELECT DISTINCT c.city FROM customers c JOIN orders o ON o.product_id = c.id
 SELECT DISTINCT o.qty, c.score FROM customers c JOIN orders o ON o.product_id = c.id WHERE c.id < 10 ORDER BY o.qty, c.score
@@ -373,7 +384,6 @@ SELECT c.city, COUNT(*) AS n, AVG(o.qty) FROM customers c JOIN orders o ON o.pro
 SELECT o.product_id, SUM(o.qty) FROM orders o JOIN customers c ON c.id = o.customer_id GROUP BY o.product_id HAVING MAX(c.balance) > 900 AND o.product_id < 10
 SELECT COUNT(*) FROM customers c JOIN orders o ON o.product_id = c.id HAVING COUNT(*) > 1000
 refused: SELECT c.id FROM customers c JOIN orders o ON o.product_id = c.id HAVING c.id > 3
-refused: SELECT name, o.order_id FROM customers c JOIN orders o ON o.product_id = c.id
 SELECT c.id, o.order_id FROM customers c JOIN orders o ON o.product_id = c.id WHERE o.qty > c.score
 SELECT c.id FROM customers c LEFT JOIN orders o ON o.product_id = c.id WHERE o.order_id IS NULL
 SELECT c.id, o.order_id FROM customers c LEFT JOIN orders o ON o.product_id = c.id WHERE c.id < 8 AND (o.qty > 4 OR o.qty IS NULL) ORDER BY c.id, o.order_id

@@ -190,6 +190,21 @@ impl Backends {
         Ok(columns)
     }
 
+    /// Every (table, column) of the shard's database.
+    pub async fn table_columns(
+        &self,
+        keyspace: &str,
+        shard: &str,
+    ) -> Result<Vec<(String, String)>, EngineError> {
+        let mut conn = self.connection(keyspace, shard).await?;
+        conn.query(
+            "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = DATABASE()",
+        )
+        .await
+        .map_err(|e| to_engine_error(shard, e))
+    }
+
     fn pool(&self, keyspace: &str, shard: &str) -> Result<&Arc<ShardPool>, EngineError> {
         self.pools
             .get(keyspace)

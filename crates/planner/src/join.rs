@@ -4,7 +4,8 @@
 //! items and, for each row, which of the batch's keys it matched.
 //!
 //! Supported: `a [INNER | LEFT] JOIN b ON ...` or `FROM a, b WHERE ...`, with at least one
-//! equality between an expression of each table; every column qualified; select items, WHERE
+//! equality between an expression of each table; every column qualified (`qualify` does that
+//! first for unqualified ones, from the shards' column lists); select items, WHERE
 //! and ON conjuncts each over one table; ORDER BY and LIMIT (sorted at the proxy, bounded).
 //! Refused (1235): aggregates, GROUP BY, DISTINCT, HAVING, `*`, conditions over both tables other
 //! than equalities, and for LEFT JOIN, conditions that are not on the right table in ON.
@@ -1104,22 +1105,25 @@ fn side_sql(q: &SideQuery, from: &str) -> String {
 /// An expression's text as the client wrote it (the parser's printer loses escapes), checked to
 /// parse back to the same expression.
 pub(crate) fn expr_text(expr: &Expr, source: &SourceText<'_>) -> Result<String, PlanError> {
-    let text = source
-        .range(expr.span())
-        .and_then(|r| crate::text::balanced(source.sql(), r.start, r.end))
-        .map(|r| &source.sql()[r]);
-    let same = text.is_some_and(|t| {
-        Parser::new(&MySqlDialect {})
-            .try_with_sql(t)
-            .and_then(|mut p| p.parse_expr())
-            .is_ok_and(|e| &e == expr)
-    });
-    match (same, text) {
-        (true, Some(t)) => Ok(t.to_string()),
-        _ => Err(unsupported(format!(
+    match expr_range(expr, source) {
+        Some(r) => Ok(source.sql()[r].to_string()),
+        None => Err(unsupported(format!(
             "rewriting the expression {expr} for a join across shards"
         ))),
     }
+}
+
+/// Where an expression's text is in the client's statement (the parser's spans can stop short
+/// of closing parentheses), checked to parse back to the same expression.
+pub(crate) fn expr_range(expr: &Expr, source: &SourceText<'_>) -> Option<std::ops::Range<usize>> {
+    let range = source
+        .range(expr.span())
+        .and_then(|r| crate::text::balanced(source.sql(), r.start, r.end))?;
+    Parser::new(&MySqlDialect {})
+        .try_with_sql(&source.sql()[range.clone()])
+        .and_then(|mut p| p.parse_expr())
+        .is_ok_and(|e| &e == expr)
+        .then_some(range)
 }
 
 /// Which tables an expression reads.

@@ -20,6 +20,7 @@ mod join;
 mod merge;
 mod normalize;
 mod pullout;
+mod qualify;
 mod routing;
 mod select;
 mod tables;
@@ -35,6 +36,7 @@ pub use clauses::{set_assignments, split_statements};
 pub use normalize::{
     bind_markers, normalize, parameter_markers, substitute, Literal, LiteralKind, Normalized, Slot,
 };
+pub use qualify::Catalog;
 pub use template::bind;
 pub use text::SourceText;
 
@@ -57,6 +59,12 @@ pub enum PlanError {
     NullVindexValue(String),
     #[error("{0}")]
     Vindex(#[from] VindexError),
+    /// Planning needs the keyspace's column lists ([`Catalog`]): the caller loads them and
+    /// plans again.
+    #[error("the column names of keyspace {0} are not known")]
+    NeedColumns(String),
+    #[error("Column '{column}' in {clause} is ambiguous")]
+    AmbiguousColumn { column: String, clause: String },
 }
 
 pub(crate) fn unsupported(what: impl Into<String>) -> PlanError {
@@ -68,6 +76,8 @@ pub struct Context<'a> {
     pub vschema: &'a VSchema,
     /// The session's current keyspace (`USE ks`), if any.
     pub keyspace: Option<&'a str>,
+    /// The tables' columns, as far as they are loaded.
+    pub catalog: &'a Catalog,
 }
 
 /// For a SELECT, the keyspace whose shards can describe its result columns and the text to

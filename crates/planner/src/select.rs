@@ -47,6 +47,12 @@ pub(crate) fn plan_select(
         // Subqueries that cannot run inside the statement may run before it; tables whose rows do
         // not live together may be joined at the proxy.
         Err(e @ PlanError::Unsupported(_)) => {
+            // Unqualified columns over several tables: qualified, then planned again.
+            if matches!(stmt, Statement::Query(q) if std::ptr::eq(q.as_ref(), query)) {
+                if let Some(qualified) = crate::qualify::qualify(query, source, ctx) {
+                    return crate::plan_text(&qualified?, ctx);
+                }
+            }
             let grouped = distinct_as_grouping(query);
             let at_proxy = grouped.as_ref().unwrap_or(query);
             crate::pullout::plan_pull_out(query, source, ctx)

@@ -1,0 +1,316 @@
+//! Unqualified column names in a statement over several tables, qualified with their tables.
+//! The join planner splits a statement by table and must know whose each column is; MySQL knows
+//! from the tables' definitions, so this asks the shards for them ([`Catalog`]) and rewrites
+//! `name` as `` `c`.name `` before planning again. Column titles stay as the client would see
+//! them: a select item that was an expression gets its text as its alias.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::time::{Duration, Instant};
+
+use sqlparser::ast::{
+    Expr, GroupByExpr, JoinConstraint, JoinOperator, OrderByKind, Query, SelectItem, SetExpr,
+    TableFactor, Visit, Visitor,
+};
+
+use crate::tables::resolve;
+use crate::text::SourceText;
+use crate::{Context, PlanError};
+
+/// Column lists older than this are asked for again: a column added or dropped behind the
+/// proxy's back changes which table a name belongs to.
+const STALE_AFTER: Duration = Duration::from_secs(60);
+
+/// The columns of each keyspace's tables, as a shard of the keyspace lists them.
+#[derive(Debug, Default, Clone)]
+pub struct Catalog {
+    keyspaces: HashMap<String, KeyspaceColumns>,
+}
+
+#[derive(Debug, Clone)]
+struct KeyspaceColumns {
+    loaded: Instant,
+    /// Lower-cased table name → its lower-cased column names.
+    tables: HashMap<String, Vec<String>>,
+}
+
+impl Catalog {
+    /// A copy with `keyspace`'s columns replaced by `columns` ((table, column) pairs).
+    pub fn with_keyspace(
+        &self,
+        keyspace: &str,
+        columns: impl IntoIterator<Item = (String, String)>,
+    ) -> Catalog {
+        let mut tables: HashMap<String, Vec<String>> = HashMap::new();
+        for (table, column) in columns {
+            tables
+                .entry(table.to_lowercase())
+                .or_default()
+                .push(column.to_lowercase());
+        }
+        let mut next = self.clone();
+        next.keyspaces.insert(
+            keyspace.to_string(),
+            KeyspaceColumns {
+                loaded: Instant::now(),
+                tables,
+            },
+        );
+        next
+    }
+
+    /// A copy without `keyspace`'s columns (after DDL on it), if it had them.
+    pub fn without_keyspace(&self, keyspace: &str) -> Option<Catalog> {
+        let mut next = self.clone();
+        next.keyspaces.remove(keyspace)?;
+        Some(next)
+    }
+
+    /// A table's columns; [`PlanError::NeedColumns`] when the keyspace's are not loaded (or
+    /// stale), `None` for a table the shard did not list.
+    fn columns(&self, keyspace: &str, table: &str) -> Result<Option<&[String]>, PlanError> {
+        match self.keyspaces.get(keyspace) {
+            Some(k) if k.loaded.elapsed() < STALE_AFTER => {
+                Ok(k.tables.get(&table.to_lowercase()).map(Vec::as_slice))
+            }
+            _ => Err(PlanError::NeedColumns(keyspace.to_string())),
+        }
+    }
+}
+
+/// The statement's text with its unqualified columns qualified; `None` when there is nothing
+/// to qualify, or the statement is not a SELECT over plain tables joined with ON (or listed in
+/// FROM) whose columns are known. Names of several tables are ambiguous (1052), as in MySQL.
+pub(crate) fn qualify(
+    query: &Query,
+    source: &SourceText<'_>,
+    ctx: &Context<'_>,
+) -> Option<Result<String, PlanError>> {
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
+    // The FROM clause's tables, each with the name that qualifies its columns.
+    let mut factors = Vec::new();
+    let mut on = Vec::new();
+    for twj in &select.from {
+        factors.push(&twj.relation);
+        for j in &twj.joins {
+            factors.push(&j.relation);
+            match &j.join_operator {
+                JoinOperator::Join(c)
+                | JoinOperator::Inner(c)
+                | JoinOperator::Left(c)
+                | JoinOperator::LeftOuter(c)
+                | JoinOperator::Right(c)
+                | JoinOperator::RightOuter(c)
+                | JoinOperator::CrossJoin(c) => match c {
+                    JoinConstraint::On(e) => on.push(e),
+                    JoinConstraint::None => {}
+                    // USING and NATURAL make the shared names unambiguous.
+                    _ => return None,
+                },
+                _ => return None,
+            }
+        }
+    }
+    let aliases: Vec<String> = select
+        .projection
+        .iter()
+        .filter_map(|item| match item {
+            SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.to_lowercase()),
+            _ => None,
+        })
+        .collect();
+    if factors.len() < 2 || !has_bare_names(query, &on, &aliases) {
+        return None;
+    }
+    let mut tables = Vec::new();
+    for factor in factors {
+        let TableFactor::Table {
+            name, alias, args, ..
+        } = factor
+        else {
+            return None;
+        };
+        if args.is_some() {
+            return None;
+        }
+        let resolved = resolve(name, ctx).ok()?;
+        let columns = match ctx.catalog.columns(&resolved.keyspace.name, &resolved.name) {
+            Ok(columns) => columns?,
+            Err(e) => return Some(Err(e)),
+        };
+        let qualifier = alias
+            .as_ref()
+            .map_or(resolved.name.clone(), |a| a.name.value.clone());
+        tables.push((qualifier, columns));
+    }
+    let scope = Scope {
+        tables,
+        aliases,
+        source,
+    };
+    let edits = (|| -> Result<Vec<Edit>, PlanError> {
+        let mut edits = Vec::new();
+        for item in &select.projection {
+            match item {
+                SelectItem::UnnamedExpr(e) => {
+                    let qualified = scope.edits(e, "field list", false)?;
+                    // An expression's column title is its text: kept as its alias.
+                    if !qualified.is_empty() && !matches!(e, Expr::Identifier(_)) {
+                        let range = crate::join::expr_range(e, source).ok_or_else(|| {
+                            crate::unsupported(format!("the column title of {e} in a join"))
+                        })?;
+                        let title = &source.sql()[range.clone()];
+                        edits.push((
+                            range.end..range.end,
+                            format!(" AS `{}`", title.replace('`', "``")),
+                        ));
+                    }
+                    edits.extend(qualified);
+                }
+                SelectItem::ExprWithAlias { expr, .. } => {
+                    edits.extend(scope.edits(expr, "field list", false)?);
+                }
+                _ => {}
+            }
+        }
+        for e in on {
+            edits.extend(scope.edits(e, "on clause", false)?);
+        }
+        if let Some(e) = &select.selection {
+            edits.extend(scope.edits(e, "where clause", false)?);
+        }
+        if let GroupByExpr::Expressions(exprs, _) = &select.group_by {
+            for e in exprs {
+                edits.extend(scope.edits(e, "group statement", true)?);
+            }
+        }
+        if let Some(e) = &select.having {
+            edits.extend(scope.edits(e, "having clause", true)?);
+        }
+        if let Some(order) = &query.order_by {
+            if let OrderByKind::Expressions(exprs) = &order.kind {
+                for o in exprs {
+                    edits.extend(scope.edits(&o.expr, "order clause", true)?);
+                }
+            }
+        }
+        Ok(edits)
+    })();
+    match edits {
+        Ok(edits) if edits.is_empty() => None,
+        Ok(edits) => Some(Ok(source.with_edits(edits))),
+        Err(e) => Some(Err(e)),
+    }
+}
+
+type Edit = (std::ops::Range<usize>, String);
+
+/// Whether the statement's own clauses name any column without its table (other than select
+/// items' aliases).
+fn has_bare_names(query: &Query, on: &[&Expr], aliases: &[String]) -> bool {
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return false;
+    };
+    let mut found = Unqualified::default();
+    for item in &select.projection {
+        if let SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } = item {
+            let _ = e.visit(&mut found);
+        }
+    }
+    for e in on.iter().copied().chain(&select.selection) {
+        let _ = e.visit(&mut found);
+    }
+    if !found.idents.is_empty() {
+        return true;
+    }
+    let _ = select.having.as_ref().map(|e| e.visit(&mut found));
+    if let GroupByExpr::Expressions(exprs, _) = &select.group_by {
+        for e in exprs {
+            let _ = e.visit(&mut found);
+        }
+    }
+    if let Some(OrderByKind::Expressions(exprs)) = query.order_by.as_ref().map(|o| &o.kind) {
+        for o in exprs {
+            let _ = o.expr.visit(&mut found);
+        }
+    }
+    found
+        .idents
+        .iter()
+        .any(|i| !aliases.contains(&i.value.to_lowercase()))
+}
+
+/// The tables a statement reads, by the names that qualify their columns.
+struct Scope<'s, 'c> {
+    tables: Vec<(String, &'c [String])>,
+    /// The select items' aliases (lower-cased), which GROUP BY, HAVING and ORDER BY may name.
+    aliases: Vec<String>,
+    source: &'s SourceText<'s>,
+}
+
+impl Scope<'_, '_> {
+    /// The insertions that qualify the bare column names of `expr`, in `clause` (for MySQL's
+    /// message); names that are aliases where `aliases_count`, or no table's, are left alone.
+    fn edits(
+        &self,
+        expr: &Expr,
+        clause: &str,
+        aliases_count: bool,
+    ) -> Result<Vec<Edit>, PlanError> {
+        let mut found = Unqualified::default();
+        let _ = expr.visit(&mut found);
+        let mut edits = Vec::new();
+        for ident in found.idents {
+            let name = ident.value.to_lowercase();
+            if aliases_count && self.aliases.contains(&name) {
+                continue;
+            }
+            let mut owners = self
+                .tables
+                .iter()
+                .filter(|(_, columns)| columns.contains(&name));
+            let Some((qualifier, _)) = owners.next() else {
+                // Not a column of these tables: left for the planner to refuse.
+                continue;
+            };
+            if owners.next().is_some() {
+                return Err(PlanError::AmbiguousColumn {
+                    column: ident.value.clone(),
+                    clause: clause.to_string(),
+                });
+            }
+            if let Some(at) = self.source.range(ident.span).map(|r| r.start) {
+                edits.push((at..at, format!("`{}`.", qualifier.replace('`', "``"))));
+            }
+        }
+        Ok(edits)
+    }
+}
+
+/// The bare identifiers of an expression, outside its subqueries (which have scopes of their
+/// own).
+#[derive(Default)]
+struct Unqualified {
+    idents: Vec<sqlparser::ast::Ident>,
+    depth: usize,
+}
+
+impl Visitor for Unqualified {
+    type Break = ();
+    fn pre_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+        self.depth += 1;
+        ControlFlow::Continue(())
+    }
+    fn post_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+        self.depth -= 1;
+        ControlFlow::Continue(())
+    }
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+        if let (0, Expr::Identifier(ident)) = (self.depth, expr) {
+            self.idents.push(ident.clone());
+        }
+        ControlFlow::Continue(())
+    }
+}
