@@ -109,6 +109,7 @@ pub fn from_plan(e: PlanError) -> SqlError {
         e @ PlanError::NullVindexValue(_) => SqlError::new(1048, "23000", e.to_string()),
         PlanError::Vindex(e) => SqlError::new(1292, "22007", e.to_string()),
         e @ PlanError::AmbiguousColumn { .. } => SqlError::new(1052, "23000", e.to_string()),
+        e @ PlanError::WrongValueCount(_) => SqlError::new(1136, "21S01", e.to_string()),
         // Loaded and asked for again at once: the shard's list is not usable.
         e @ PlanError::NeedColumns(_) => unsupported(e.to_string()),
     }

@@ -468,6 +468,12 @@ UPDATE orders SET qty = qty WHERE customer_id IN (1, 2, 3, 4)
 SELECT name FROM customers WHERE id = 1001
 INSERT INTO customers (id, name, city, balance, created, note) VALUES (1004, 'Quote''s', 'Back\\slash', 1, '2024-06-04', 'line\nbreak')
 SELECT name, city, note FROM customers WHERE id = 1004
+# Without a column list: every column in table order (the shards' own list).
+INSERT INTO customers VALUES (1020, 'NoList', 'Rome', 3.50, '2024-06-05', NULL, 7), (-1021, 'NoList2', NULL, 0, '2024-06-06', 'n', NULL)
+SELECT * FROM customers WHERE id IN (1020, -1021)
+INSERT INTO orders VALUES (1022, 1020, 3, 2, 9.99, '2024-06-05 10:00:00')
+error: INSERT INTO customers VALUES (1023, 'Short', 'Rome')
+error: INSERT INTO customers VALUES (1020, 'Dup', 'Rome', 1, '2024-01-01', NULL, 1)
 UPDATE customers SET balance = balance + 1 WHERE id = 1001
 UPDATE customers SET note = 'touched' WHERE city = 'Oslo'
 SELECT id, note FROM customers WHERE city = 'Oslo' ORDER BY id

@@ -199,7 +199,7 @@ impl Backends {
         let mut conn = self.connection(keyspace, shard).await?;
         conn.query(
             "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS \
-             WHERE TABLE_SCHEMA = DATABASE()",
+             WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME, ORDINAL_POSITION",
         )
         .await
         .map_err(|e| to_engine_error(shard, e))

@@ -58,13 +58,25 @@ pub(crate) fn plan_insert(
     let Some(SetExpr::Values(values)) = insert.source.as_ref().map(|q| q.body.as_ref()) else {
         return Err(unsupported("INSERT ... SELECT into a sharded table"));
     };
-    if insert.columns.is_empty() {
-        return Err(unsupported(format!(
-            "INSERT into sharded table {} without a column list",
-            target.name
-        )));
-    }
-    let mut columns: Vec<String> = insert.columns.iter().map(|c| c.to_string()).collect();
+    // Without a column list, the row is every column in table order, as the shards list them;
+    // the shards get the list written out.
+    let mut columns: Vec<String> = if insert.columns.is_empty() {
+        let all = ctx
+            .catalog
+            .columns(&keyspace.name, &target.name)?
+            .ok_or_else(|| {
+                unsupported(format!(
+                    "INSERT into sharded table {} without a column list (the shard does not list its columns)",
+                    target.name
+                ))
+            })?;
+        all.iter()
+            .map(|c| format!("`{}`", c.replace('`', "``")))
+            .collect()
+    } else {
+        insert.columns.iter().map(|c| c.to_string()).collect()
+    };
+    let given = columns.len();
     let find = |name: &str, columns: &[String]| {
         columns
             .iter()
@@ -121,8 +133,11 @@ pub(crate) fn plan_insert(
     }
 
     let mut rows = Vec::with_capacity(values.rows.len());
-    for (row, range) in values.rows.iter().zip(row_ranges) {
-        if row.len() != insert.columns.len() {
+    for (i, (row, range)) in values.rows.iter().zip(row_ranges).enumerate() {
+        if row.len() != given && insert.columns.is_empty() {
+            return Err(PlanError::WrongValueCount(i + 1));
+        }
+        if row.len() != given {
             // Let a shard report the column-count mismatch in its own words.
             return Ok(Plan::Route(Route {
                 keyspace: keyspace.name.clone(),

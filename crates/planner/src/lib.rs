@@ -63,6 +63,8 @@ pub enum PlanError {
     /// plans again.
     #[error("the column names of keyspace {0} are not known")]
     NeedColumns(String),
+    #[error("Column count doesn't match value count at row {0}")]
+    WrongValueCount(usize),
     #[error("Column '{column}' in {clause} is ambiguous")]
     AmbiguousColumn { column: String, clause: String },
 }

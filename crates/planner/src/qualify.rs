@@ -35,7 +35,8 @@ struct KeyspaceColumns {
 }
 
 impl Catalog {
-    /// A copy with `keyspace`'s columns replaced by `columns` ((table, column) pairs).
+    /// A copy with `keyspace`'s columns replaced by `columns` ((table, column) pairs, each
+    /// table's in their order in the table).
     pub fn with_keyspace(
         &self,
         keyspace: &str,
@@ -68,7 +69,11 @@ impl Catalog {
 
     /// A table's columns; [`PlanError::NeedColumns`] when the keyspace's are not loaded (or
     /// stale), `None` for a table the shard did not list.
-    fn columns(&self, keyspace: &str, table: &str) -> Result<Option<&[String]>, PlanError> {
+    pub(crate) fn columns(
+        &self,
+        keyspace: &str,
+        table: &str,
+    ) -> Result<Option<&[String]>, PlanError> {
         match self.keyspaces.get(keyspace) {
             Some(k) if k.loaded.elapsed() < STALE_AFTER => {
                 Ok(k.tables.get(&table.to_lowercase()).map(Vec::as_slice))
