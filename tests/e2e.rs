@@ -148,21 +148,34 @@ async fn point_select_and_in_list_reach_only_owning_shards_and_ddl_reaches_all()
     proxy.stop().await;
 }
 
-/// Unqualified columns of a join across shards are resolved from the shards' column lists, and
-/// DDL through the proxy makes it look again: a column added to the other table makes the name
-/// ambiguous (1052), as in MySQL.
+/// The shards' column lists: an INSERT without a column list fills the visible columns in
+/// table order; unqualified columns of a join across shards are resolved with them, and DDL
+/// through the proxy makes the proxy look again: a column added to the other table makes the
+/// name ambiguous (1052), as in MySQL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unqualified_columns_of_a_join_follow_ddl() {
+async fn column_lists_from_the_shards_serve_inserts_and_joins_and_follow_ddl() {
     let proxy = proxy().await;
     let mut c = client(&proxy, Some("four")).await;
     for sql in [
         "DROP TABLE IF EXISTS catalog_a, catalog_b",
-        "CREATE TABLE catalog_a (id BIGINT PRIMARY KEY, label VARCHAR(10))",
+        "CREATE TABLE catalog_a (id BIGINT PRIMARY KEY, label VARCHAR(10), \
+         hidden INT INVISIBLE DEFAULT 7)",
         "CREATE TABLE catalog_b (id BIGINT PRIMARY KEY, a_id BIGINT)",
-        "INSERT INTO catalog_a (id, label) VALUES (1, 'one'), (2, 'two'), (3, 'three')",
+        // Without a column list: the visible columns, in table order.
+        "INSERT INTO catalog_a VALUES (1, 'one'), (2, 'two'), (3, 'three')",
         "INSERT INTO catalog_b (id, a_id) VALUES (10, 1), (11, 3), (12, 3)",
     ] {
         c.query_drop(sql).await.unwrap();
+    }
+    for id in 1..=3i64 {
+        let mut direct = shard_conn("four", &owner("four", id)).await;
+        let row: Option<(String, i64)> = direct
+            .query_first(format!(
+                "SELECT label, hidden FROM catalog_a WHERE id = {id}"
+            ))
+            .await
+            .unwrap();
+        assert_eq!(row.map(|r| r.1), Some(7), "row {id} on its vindex shard");
     }
     // b's rows live by b.id, not by a_id: a join across shards.
     let join = "SELECT label, b.id FROM catalog_a a JOIN catalog_b b ON a_id = a.id ORDER BY b.id";

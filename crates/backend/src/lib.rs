@@ -190,16 +190,18 @@ impl Backends {
         Ok(columns)
     }
 
-    /// Every (table, column) of the shard's database.
+    /// Every (table, column, invisible) of the shard's database, in table order.
     pub async fn table_columns(
         &self,
         keyspace: &str,
         shard: &str,
-    ) -> Result<Vec<(String, String)>, EngineError> {
+    ) -> Result<Vec<(String, String, bool)>, EngineError> {
         let mut conn = self.connection(keyspace, shard).await?;
-        conn.query(
-            "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS \
+        conn.query_map(
+            "SELECT TABLE_NAME, COLUMN_NAME, EXTRA LIKE '%INVISIBLE%' \
+             FROM information_schema.COLUMNS \
              WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME, ORDINAL_POSITION",
+            |(table, column, invisible): (String, String, bool)| (table, column, invisible),
         )
         .await
         .map_err(|e| to_engine_error(shard, e))

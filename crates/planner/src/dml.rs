@@ -70,7 +70,8 @@ pub(crate) fn plan_insert(
                     target.name
                 ))
             })?;
-        all.iter()
+        all.row
+            .iter()
             .map(|c| format!("`{}`", c.replace('`', "``")))
             .collect()
     } else {

@@ -30,24 +30,36 @@ pub struct Catalog {
 #[derive(Debug, Clone)]
 struct KeyspaceColumns {
     loaded: Instant,
-    /// Lower-cased table name → its lower-cased column names.
-    tables: HashMap<String, Vec<String>>,
+    /// Lower-cased table name → its columns.
+    tables: HashMap<String, TableColumns>,
+}
+
+/// A table's column names, lower-cased, in table order.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TableColumns {
+    /// Every column, for resolving names.
+    pub all: Vec<String>,
+    /// The columns a row of `INSERT ... VALUES` without a column list fills (not MariaDB's
+    /// INVISIBLE ones).
+    pub row: Vec<String>,
 }
 
 impl Catalog {
-    /// A copy with `keyspace`'s columns replaced by `columns` ((table, column) pairs, each
-    /// table's in their order in the table).
+    /// A copy with `keyspace`'s columns replaced by `columns` ((table, column, invisible),
+    /// each table's in their order in the table).
     pub fn with_keyspace(
         &self,
         keyspace: &str,
-        columns: impl IntoIterator<Item = (String, String)>,
+        columns: impl IntoIterator<Item = (String, String, bool)>,
     ) -> Catalog {
-        let mut tables: HashMap<String, Vec<String>> = HashMap::new();
-        for (table, column) in columns {
-            tables
-                .entry(table.to_lowercase())
-                .or_default()
-                .push(column.to_lowercase());
+        let mut tables: HashMap<String, TableColumns> = HashMap::new();
+        for (table, column, invisible) in columns {
+            let entry = tables.entry(table.to_lowercase()).or_default();
+            let column = column.to_lowercase();
+            if !invisible {
+                entry.row.push(column.clone());
+            }
+            entry.all.push(column);
         }
         let mut next = self.clone();
         next.keyspaces.insert(
@@ -73,11 +85,9 @@ impl Catalog {
         &self,
         keyspace: &str,
         table: &str,
-    ) -> Result<Option<&[String]>, PlanError> {
+    ) -> Result<Option<&TableColumns>, PlanError> {
         match self.keyspaces.get(keyspace) {
-            Some(k) if k.loaded.elapsed() < STALE_AFTER => {
-                Ok(k.tables.get(&table.to_lowercase()).map(Vec::as_slice))
-            }
+            Some(k) if k.loaded.elapsed() < STALE_AFTER => Ok(k.tables.get(&table.to_lowercase())),
             _ => Err(PlanError::NeedColumns(keyspace.to_string())),
         }
     }
@@ -148,7 +158,7 @@ pub(crate) fn qualify(
         let qualifier = alias
             .as_ref()
             .map_or(resolved.name.clone(), |a| a.name.value.clone());
-        tables.push((qualifier, columns));
+        tables.push((qualifier, columns.all.as_slice()));
     }
     let scope = Scope {
         tables,

@@ -45,7 +45,9 @@ fn catalog() -> planner::Catalog {
             catalog.with_keyspace(
                 ks,
                 tables.iter().flat_map(|(t, columns)| {
-                    columns.iter().map(|c| (t.to_string(), c.to_string()))
+                    columns
+                        .iter()
+                        .map(|c| (t.to_string(), c.to_string(), false))
                 }),
             )
         })
