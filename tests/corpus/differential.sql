@@ -360,6 +360,13 @@ SELECT UPPER(name), order_id FROM customers c JOIN orders o ON o.product_id = c.
 SELECT c.id, order_id FROM customers c LEFT JOIN orders o ON product_id = c.id AND qty > 4 WHERE c.id < 30
 SELECT name AS who, placed FROM customers c JOIN orders o ON o.product_id = c.id ORDER BY placed DESC, order_id LIMIT 5
 error: SELECT name FROM customers a JOIN customers b ON b.score = a.id
+# CTEs over several shards, each named once: planned as the derived tables they stand for.
+WITH big AS (SELECT * FROM orders WHERE price > 50) SELECT COUNT(*) FROM big
+WITH c AS (SELECT id, name FROM customers WHERE score > 3) SELECT name, id FROM c ORDER BY name, id LIMIT 5
+WITH t AS (SELECT customer_id, SUM(qty) AS q FROM orders GROUP BY customer_id) SELECT c.name, t.q FROM customers c JOIN t ON t.customer_id = c.id WHERE c.id < 20
+WITH v AS (SELECT cid FROM MAIN.vip) SELECT id, name FROM customers WHERE id IN (SELECT cid FROM v)
+WITH a AS (SELECT id, city FROM customers WHERE id < 50), b AS (SELECT customer_id, qty FROM orders) SELECT a.city, COUNT(*) FROM a JOIN b ON b.customer_id = a.id GROUP BY a.city ORDER BY a.city
+refused: WITH c AS (SELECT id FROM customers WHERE score > 5) SELECT COUNT(*) FROM c x JOIN c y ON y.id = x.id
 # SELECT DISTINCT over joins across shards and derived tables: grouped at the proxy.
 SELECT DISTINCT c.city FROM customers c JOIN orders o ON o.product_id = c.id
 SELECT DISTINCT o.qty, c.score FROM customers c JOIN orders o ON o.product_id = c.id WHERE c.id < 10 ORDER BY o.qty, c.score

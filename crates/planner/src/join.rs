@@ -181,7 +181,7 @@ fn shape<'s>(
 }
 
 /// A subquery's text as the client wrote it, when the parser's spans give all of it.
-fn query_text(query: &Query, source: &SourceText<'_>) -> Option<String> {
+pub(crate) fn query_text(query: &Query, source: &SourceText<'_>) -> Option<String> {
     let text = source.slice(query.span())?;
     let parsed = Parser::new(&MySqlDialect {})
         .try_with_sql(text)

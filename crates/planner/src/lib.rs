@@ -13,6 +13,7 @@
 
 mod clauses;
 mod colocate;
+mod cte;
 mod ddl;
 mod derived;
 mod dml;

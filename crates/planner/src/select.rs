@@ -47,8 +47,12 @@ pub(crate) fn plan_select(
         // Subqueries that cannot run inside the statement may run before it; tables whose rows do
         // not live together may be joined at the proxy.
         Err(e @ PlanError::Unsupported(_)) => {
-            // Unqualified columns over several tables: qualified, then planned again.
+            // The whole statement rewritten, then planned again: CTEs as derived tables,
+            // unqualified columns over several tables qualified.
             if matches!(stmt, Statement::Query(q) if std::ptr::eq(q.as_ref(), query)) {
+                if let Some(inlined) = crate::cte::inline(query, source) {
+                    return crate::plan_text(&inlined, ctx);
+                }
                 if let Some(qualified) = crate::qualify::qualify(query, source, ctx) {
                     return crate::plan_text(&qualified?, ctx);
                 }
