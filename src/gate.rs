@@ -1365,6 +1365,7 @@ impl GateSession {
                     shard: shard.clone(),
                 },
                 query: sql.to_string(),
+                elsewhere: None,
             }),
             _ => self.plan_statement(&stmt, sql).await?,
         };
@@ -1910,6 +1911,7 @@ impl GateSession {
             keyspace: ks.name.clone(),
             opcode,
             query,
+            elsewhere: None,
         });
         self.run(&plan, out, Some(format!("Tables_in_{}", ks.name)))
             .await

@@ -339,6 +339,13 @@ SELECT id, name FROM customers WHERE score > 30 UNION SELECT order_id, 'order' F
 SELECT c.id FROM customers c JOIN orders o ON o.customer_id = c.id WHERE o.qty = 2 UNION SELECT id FROM misc
 SELECT price FROM orders WHERE customer_id < 0 UNION SELECT balance FROM customers WHERE id < 0
 SELECT name FROM customers WHERE id IN (6, 7, 8) UNION SELECT name FROM customers WHERE id IN (8, 9, 10) ORDER BY name
+# UNION ALL with branches that read only reference tables: their rows come from one shard.
+SELECT id FROM customers UNION ALL SELECT id FROM products
+SELECT id, name FROM products UNION ALL SELECT id, name FROM customers WHERE id < 5 ORDER BY id, name
+SELECT id, name FROM products WHERE price > 10 UNION ALL SELECT id, name FROM customers WHERE id BETWEEN 1 AND 20 UNION ALL SELECT id, 'again' FROM products WHERE id < 3 ORDER BY id DESC, name LIMIT 9
+SELECT id FROM customers WHERE id < 3 UNION ALL SELECT name FROM products WHERE id < 3
+SELECT 'header', 0 UNION ALL SELECT name, id FROM customers WHERE score > 40
+SELECT name FROM customers WHERE id = 7 UNION ALL SELECT name FROM products WHERE id = 1
 # Derived tables joined with tables: co-located when the derived table keeps the vindex column
 # (grouped by it), else a join across shards with the derived table's rows on the left.
 SELECT c.name, t.n FROM customers c JOIN (SELECT customer_id, COUNT(*) AS n FROM orders GROUP BY customer_id) t ON t.customer_id = c.id
@@ -411,7 +418,6 @@ SELECT c.id, o.order_id, o.qty FROM customers c LEFT JOIN orders o ON o.product_
 SELECT c.city, COUNT(o.order_id), COUNT(*) FROM customers c LEFT JOIN orders o ON o.product_id = c.id AND o.qty * 2 > c.score AND c.id % 2 = 0 GROUP BY c.city
 SELECT v.cid, c.name FROM MAIN.vip v LEFT JOIN customers c ON c.id = v.cid AND v.level > 1 AND c.score < v.level * 10
 refused: SELECT * FROM customers c JOIN orders o ON o.product_id = c.id WHERE o.qty > c.score
-refused: SELECT id FROM customers UNION ALL SELECT id FROM products
 refused: SELECT id FROM customers UNION SELECT id FROM customers UNION ALL SELECT customer_id FROM orders
 refused: SELECT COUNT(*) FROM customers UNION ALL SELECT COUNT(*) FROM orders
 refused: SELECT id + 1 FROM customers UNION SELECT customer_id FROM orders

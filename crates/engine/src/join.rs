@@ -227,6 +227,7 @@ async fn run_right<E: Executor>(
         keyspace: right.keyspace.clone(),
         opcode,
         query,
+        elsewhere: None,
     });
     let max = options.max_buffered_rows;
     let (rows, more) = collect_at_most(&plan, vschema, executor, options, max).await?;

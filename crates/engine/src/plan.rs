@@ -254,6 +254,19 @@ pub struct Route {
     pub keyspace: String,
     pub opcode: Opcode,
     pub query: String,
+    /// The text for every shard reached but the first, when it differs (a UNION ALL branch that
+    /// reads only reference tables gives its rows on one shard only).
+    pub elsewhere: Option<String>,
+}
+
+impl Route {
+    /// The text for the `nth` shard the route reaches.
+    pub fn text_for(&self, nth: usize) -> &str {
+        match (&self.elsewhere, nth) {
+            (Some(text), 1..) => text,
+            _ => &self.query,
+        }
+    }
 }
 
 /// Which shards a [`Route`] reaches. Shards are resolved at execution time from the values.
@@ -449,6 +462,9 @@ impl Plan {
                     _ => {}
                 }
                 let _ = write!(out, "\n  query: {}", r.query);
+                if let Some(text) = &r.elsewhere {
+                    let _ = write!(out, "\n  elsewhere: {text}");
+                }
             }
             Plan::Insert(i) => {
                 let _ = write!(

@@ -62,6 +62,10 @@ pub(crate) async fn execute<E: Executor, S: RowSink>(
             )
             .await;
     }
-    let queries: Vec<(usize, &str)> = shards.iter().map(|&i| (i, route.query.as_str())).collect();
+    let queries: Vec<(usize, &str)> = shards
+        .iter()
+        .enumerate()
+        .map(|(n, &i)| (i, route.text_for(n)))
+        .collect();
     concatenate(keyspace, &queries, executor, sink).await
 }

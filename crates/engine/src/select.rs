@@ -202,7 +202,8 @@ pub(crate) async fn execute<E: Executor, S: RowSink>(
     let shards = shards_for(&select.route.opcode, keyspace, vschema, executor).await?;
     let queries: Vec<(usize, &str)> = shards
         .iter()
-        .map(|&i| (i, select.route.query.as_str()))
+        .enumerate()
+        .map(|(n, &i)| (i, select.route.text_for(n)))
         .collect();
     with_streams(keyspace, &queries, executor, |mut streams| async move {
         let mut columns: Option<Arc<[Column]>> = None;

@@ -111,6 +111,7 @@ fn route(opcode: Opcode, query: &str) -> Plan {
         keyspace: "ks".into(),
         opcode,
         query: query.into(),
+        elsewhere: None,
     })
 }
 

@@ -75,6 +75,7 @@ pub(crate) fn plan_other(
             keyspace: keyspace.name.clone(),
             opcode,
             query,
+            elsewhere: None,
         }))
     }
 }

@@ -31,6 +31,7 @@ pub(crate) fn plan_insert(
                 keyspace: keyspace.name.clone(),
                 opcode: Opcode::Unsharded,
                 query: text,
+                elsewhere: None,
             }))
         }
         Table::Reference if tables.len() == 1 => {
@@ -144,6 +145,7 @@ pub(crate) fn plan_insert(
                 keyspace: keyspace.name.clone(),
                 opcode: Opcode::Reference,
                 query: text,
+                elsewhere: None,
             }));
         }
         let inner = &source.sql()[range.start + 1..range.end - 1];
@@ -368,6 +370,7 @@ fn plan_write(
         keyspace: keyspace.name.clone(),
         opcode,
         query,
+        elsewhere: None,
     };
     match &target.table {
         Table::Unsharded | Table::Sequence => Ok(Plan::Route(route(Opcode::Unsharded, text))),
@@ -504,5 +507,6 @@ fn plan_multi_table(
         keyspace: keyspace.name.clone(),
         opcode: Opcode::Unsharded,
         query: shard_text(source, &tables)?,
+        elsewhere: None,
     }))
 }

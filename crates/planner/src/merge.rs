@@ -412,6 +412,7 @@ impl Ctx<'_, '_> {
             keyspace: self.keyspace.to_string(),
             opcode: self.opcode.clone(),
             query,
+            elsewhere: None,
         }
     }
 

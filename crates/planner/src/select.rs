@@ -255,6 +255,7 @@ fn route(keyspace: &str, opcode: Opcode, query: String) -> Plan {
         keyspace: keyspace.to_string(),
         opcode,
         query,
+        elsewhere: None,
     })
 }
 

@@ -145,5 +145,9 @@ fn bind_route(route: &Route, literals: &[Literal], vschema: &VSchema) -> Option<
         keyspace: route.keyspace.clone(),
         opcode,
         query: substitute(&route.query, literals)?,
+        elsewhere: match &route.elsewhere {
+            Some(text) => Some(substitute(text, literals)?),
+            None => None,
+        },
     })
 }

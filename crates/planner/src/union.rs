@@ -3,7 +3,8 @@
 //! results together are the UNION ALL. UNION (distinct) is deduplicated once more at the proxy,
 //! and ORDER BY / LIMIT apply after: the shards get the UNION as a derived table,
 //! `SELECT [DISTINCT] ... FROM (<union>) AS sg_union <ORDER BY/LIMIT>`, merged like a one-table
-//! scatter.
+//! scatter. Under UNION ALL, a branch that reads no sharded table gives its rows on the first
+//! shard only: the others get the text with that branch as `(... LIMIT 0)`.
 
 use engine::{Opcode, Plan};
 use sqlparser::ast::{
@@ -33,18 +34,10 @@ pub(crate) fn plan_union(
     let distinct = distinct.unwrap_or(true);
     let placed = analysis.branches(&selects, keyspace)?;
     for (select, branch) in selects.iter().zip(&placed) {
-        match branch {
-            Branch::Unplaceable => {
-                return Err(unsupported(
-                    "a UNION branch whose sharded tables are not joined on their vindex columns",
-                ))
-            }
-            Branch::Everywhere if !distinct => {
-                return Err(unsupported(
-                    "UNION ALL with a branch that reads no sharded table, over several shards",
-                ))
-            }
-            _ => {}
+        if let Branch::Unplaceable = branch {
+            return Err(unsupported(
+                "a UNION branch whose sharded tables are not joined on their vindex columns",
+            ));
         }
         match select_needs_merge(select) {
             None => {}
@@ -62,15 +55,29 @@ pub(crate) fn plan_union(
             keyspace: keyspace.name.clone(),
             opcode,
             query: query_text.to_string(),
+            elsewhere: None,
         }));
     }
     let (body, tail) =
         split_tail(query_text).ok_or_else(|| unsupported("this UNION text over several shards"))?;
+    // UNION ALL: a branch that reads no sharded table gives its rows on the first shard only;
+    // the others run it with LIMIT 0, which keeps the result's column types.
+    let everywhere: Vec<usize> = (0..placed.len())
+        .filter(|&i| !distinct && matches!(placed[i], Branch::Everywhere))
+        .collect();
+    let elsewhere = if everywhere.is_empty() {
+        None
+    } else {
+        Some(silenced(body, &selects, &everywhere).ok_or_else(|| {
+            unsupported("UNION ALL with a branch that reads no sharded table, written this way")
+        })?)
+    };
     if !distinct && tail.trim().is_empty() {
         return Ok(Plan::Route(engine::Route {
             keyspace: keyspace.name.clone(),
             opcode,
             query: query_text.to_string(),
+            elsewhere,
         }));
     }
     let columns = if distinct {
@@ -89,7 +96,83 @@ pub(crate) fn plan_union(
     let SetExpr::Select(select) = wrapped_query.body.as_ref() else {
         return Err(unsupported("this UNION text over several shards"));
     };
-    spread(wrapped_query, select, &keyspace.name, opcode, wrapped)
+    let mut plan = spread(wrapped_query, select, &keyspace.name, opcode, wrapped)?;
+    if let Some(silent) = elsewhere {
+        // The shards' statement holds the UNION's text as it is: the others get it silenced.
+        let route = match &mut plan {
+            Plan::Route(r) => r,
+            Plan::Select(s) => &mut s.route,
+            _ => return Err(unsupported("this UNION ALL over several shards")),
+        };
+        let inner = format!("({body}) AS sg_union");
+        if route.query.matches(&inner).count() != 1 {
+            return Err(unsupported("this UNION ALL over several shards"));
+        }
+        route.elsewhere = Some(
+            route
+                .query
+                .replacen(&inner, &format!("({silent}) AS sg_union"), 1),
+        );
+    }
+    Ok(plan)
+}
+
+/// The UNION's text with the branches `silence` written as `(branch LIMIT 0)`; `None` unless
+/// every branch's text is found and parses back to its SELECT.
+fn silenced(body: &str, selects: &[&Select], silence: &[usize]) -> Option<String> {
+    let ranges = branch_ranges(body)?;
+    if ranges.len() != selects.len() {
+        return None;
+    }
+    let source = SourceText::new(body);
+    let mut edits = Vec::new();
+    for &i in silence {
+        let text = body[ranges[i].clone()].trim();
+        let parsed = Parser::new(&MySqlDialect {})
+            .try_with_sql(text)
+            .and_then(|mut p| p.parse_query())
+            .ok()?;
+        if !matches!(parsed.body.as_ref(), SetExpr::Select(s) if s.as_ref() == selects[i])
+            || text.starts_with('(')
+        {
+            return None;
+        }
+        edits.push((ranges[i].clone(), format!(" ({text} LIMIT 0) ")));
+    }
+    Some(source.with_edits(edits))
+}
+
+/// The byte ranges of a UNION's branches: the text between its top-level UNION [ALL|DISTINCT]
+/// keywords.
+fn branch_ranges(body: &str) -> Option<Vec<std::ops::Range<usize>>> {
+    let source = SourceText::new(body);
+    let tokens = Tokenizer::new(&MySqlDialect {}, body)
+        .tokenize_with_location()
+        .ok()?;
+    let mut ranges = Vec::new();
+    let (mut depth, mut start, mut after_union) = (0i32, 0usize, false);
+    for t in &tokens {
+        match &t.token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            Token::Word(w) if depth == 0 && w.keyword == Keyword::UNION => {
+                ranges.push(start..source.range(t.span)?.start);
+                after_union = true;
+                start = source.range(t.span)?.end;
+                continue;
+            }
+            Token::Word(w)
+                if after_union && matches!(w.keyword, Keyword::ALL | Keyword::DISTINCT) =>
+            {
+                start = source.range(t.span)?.end;
+            }
+            Token::Whitespace(_) => continue,
+            _ => {}
+        }
+        after_union = false;
+    }
+    ranges.push(start..body.len());
+    Some(ranges)
 }
 
 /// The branches of a UNION in order, and whether it is distinct (every operator alike).
