@@ -374,6 +374,16 @@ WITH t AS (SELECT customer_id, SUM(qty) AS q FROM orders GROUP BY customer_id) S
 WITH v AS (SELECT cid FROM MAIN.vip) SELECT id, name FROM customers WHERE id IN (SELECT cid FROM v)
 WITH a AS (SELECT id, city FROM customers WHERE id < 50), b AS (SELECT customer_id, qty FROM orders) SELECT a.city, COUNT(*) FROM a JOIN b ON b.customer_id = a.id GROUP BY a.city ORDER BY a.city
 refused: WITH c AS (SELECT id FROM customers WHERE score > 5) SELECT COUNT(*) FROM c x JOIN c y ON y.id = x.id
+# Window functions partitioned by the vindex column: each shard computes them whole.
+SELECT order_id, customer_id, COUNT(*) OVER (PARTITION BY customer_id) AS n, MAX(qty) OVER (PARTITION BY customer_id, product_id) AS m FROM orders WHERE customer_id < 10
+SELECT order_id, customer_id, ROW_NUMBER() OVER (PARTITION BY customer_id ORDER BY order_id) AS rn FROM orders WHERE customer_id < 10 ORDER BY order_id
+SELECT customer_id, order_id, SUM(qty) OVER (PARTITION BY customer_id ORDER BY order_id) AS running FROM orders WHERE customer_id BETWEEN 5 AND 15 ORDER BY customer_id, order_id
+SELECT order_id, RANK() OVER (PARTITION BY o.customer_id ORDER BY price DESC) AS r FROM orders o ORDER BY r, order_id LIMIT 10
+SELECT id, name, COUNT(*) OVER (PARTITION BY id, city) AS n FROM customers WHERE id < 8
+SELECT customer_id, AVG(price) OVER (PARTITION BY customer_id) AS avg_price FROM orders WHERE qty > 4 ORDER BY avg_price DESC, order_id LIMIT 5
+refused: SELECT order_id, ROW_NUMBER() OVER (ORDER BY order_id) FROM orders
+refused: SELECT order_id, ROW_NUMBER() OVER (PARTITION BY product_id ORDER BY order_id) FROM orders
+refused: SELECT customer_id, COUNT(*), ROW_NUMBER() OVER (PARTITION BY customer_id) FROM orders GROUP BY customer_id
 # SELECT DISTINCT over joins across shards and derived tables: grouped at the proxy.
 SELECT DISTINCT c.city FROM customers c JOIN orders o ON o.product_id = c.id
 SELECT DISTINCT o.qty, c.score FROM customers c JOIN orders o ON o.product_id = c.id WHERE c.id < 10 ORDER BY o.qty, c.score

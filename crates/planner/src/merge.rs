@@ -63,10 +63,9 @@ fn agg_call(expr: &Expr, text: Option<&str>) -> Result<Option<AggCall>, PlanErro
         _ => return Ok(None),
     };
     if f.over.is_some() {
-        return Err(unsupported(format!(
-            "window function {} across shards",
-            name.to_uppercase()
-        )));
+        // Only windows each shard computes whole get here (`select::windows_are_local`): a
+        // value of the row like any other.
+        return Ok(None);
     }
     let FunctionArguments::List(list) = &f.args else {
         return Err(unsupported(format!("{name} without arguments")));
@@ -124,6 +123,16 @@ pub(crate) fn contains_aggregate(expr: &Expr) -> bool {
     crate::select::find_call(expr, |f| {
         let name = f.name.to_string().to_ascii_lowercase();
         (crate::select::AGGREGATES.contains(&name.as_str()) || f.over.is_some()).then_some(name)
+    })
+    .is_some()
+}
+
+/// An aggregate outside any window. The windows a merged select may hold are computed whole
+/// by each shard (`select::windows_are_local`), so they are values of the row.
+fn has_aggregate(expr: &Expr) -> bool {
+    crate::select::find_call(expr, |f| {
+        let name = f.name.to_string().to_ascii_lowercase();
+        (crate::select::AGGREGATES.contains(&name.as_str()) && f.over.is_none()).then_some(name)
     })
     .is_some()
 }
@@ -308,8 +317,8 @@ pub(crate) fn plan_merge(
         GroupByExpr::Expressions(e, m) if m.is_empty() => e,
         _ => return Err(unsupported("this GROUP BY across shards")),
     };
-    let has_aggregates = items.iter().any(|i| contains_aggregate(i.expr))
-        || select.having.as_ref().is_some_and(contains_aggregate);
+    let has_aggregates = items.iter().any(|i| has_aggregate(i.expr))
+        || select.having.as_ref().is_some_and(has_aggregate);
     let limit = limit_of(query)?;
     let order: Vec<(&Expr, bool, &str)> = match &query.order_by {
         None => Vec::new(),
@@ -504,7 +513,7 @@ impl Ctx<'_, '_> {
         let mut texts = Vec::with_capacity(items.len());
         for item in items {
             let call = agg_call(item.expr, Some(&item.expr_text))?;
-            if call.is_none() && contains_aggregate(item.expr) {
+            if call.is_none() && has_aggregate(item.expr) {
                 // Computed here from the merged aggregates; the shards send a placeholder.
                 if distinct {
                     return Err(unsupported(format!(
@@ -538,7 +547,7 @@ impl Ctx<'_, '_> {
         let item_columns: Vec<usize> = (0..items.len()).collect();
         for (i, (item, call)) in items.iter().zip(&calls).enumerate() {
             let Some(call) = call else {
-                outputs.push(if contains_aggregate(item.expr) {
+                outputs.push(if has_aggregate(item.expr) {
                     OutputColumn::Eval {
                         expr: self.eval(
                             item.expr,
@@ -700,7 +709,7 @@ impl Ctx<'_, '_> {
                         let (c, w) = self.partial(&mut columns, &mut aggregates, &call)?;
                         (c, w, None)
                     }
-                    None if contains_aggregate(expr) => {
+                    None if has_aggregate(expr) => {
                         return Err(unsupported(
                             "ORDER BY an expression over aggregates across shards",
                         ))
@@ -858,7 +867,7 @@ impl Ctx<'_, '_> {
                     }
                     EvalExpr::Column(self.partial(columns, aggregates, &call)?.0)
                 }
-                None if contains_aggregate(e) => {
+                None if has_aggregate(e) => {
                     return Err(unsupported(format!("{e} in HAVING across shards")))
                 }
                 None => match e {
@@ -884,7 +893,7 @@ impl Ctx<'_, '_> {
                     "an AVG or DISTINCT aggregate alias in HAVING across shards",
                 ));
             }
-            None if contains_aggregate(items[i].expr) => {
+            None if has_aggregate(items[i].expr) => {
                 return Err(unsupported(
                     "an alias of an expression over aggregates in HAVING across shards",
                 ));

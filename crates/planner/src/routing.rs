@@ -18,7 +18,7 @@ pub(crate) struct Target<'a> {
 }
 
 impl Target<'_> {
-    fn is_vindex_column(&self, expr: &Expr) -> bool {
+    pub(crate) fn is_vindex_column(&self, expr: &Expr) -> bool {
         self.is_column(expr, self.column)
     }
 

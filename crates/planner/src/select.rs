@@ -6,7 +6,7 @@ use std::ops::ControlFlow;
 use engine::{Opcode, Plan, Route};
 use sqlparser::ast::{
     Distinct, Expr, Function, GroupByExpr, JoinOperator, OrderByKind, Query, Select, SelectItem,
-    SetExpr, Statement, TableFactor, Visit, Visitor,
+    SetExpr, Statement, TableFactor, Visit, Visitor, WindowType,
 };
 use vschema::Table;
 
@@ -184,7 +184,8 @@ fn plan_in_place(
     if !opcode.is_single_shard() && !scatter_join_is_safe(select, sharded_table) {
         return Err(unsupported("an outer join that preserves a reference table's rows, on a query that spans several shards"));
     }
-    spread(query, select, &keyspace.name, opcode, query_text)
+    let windows = windows_are_local(query, select, &target);
+    spread(query, select, &keyspace.name, opcode, query_text, windows)
 }
 
 /// A route over the shards `opcode` selects, merged at the proxy when the result needs it.
@@ -194,11 +195,24 @@ pub(crate) fn spread(
     keyspace: &str,
     opcode: Opcode,
     query_text: String,
+    local_windows: bool,
 ) -> Result<Plan, PlanError> {
     if opcode.is_single_shard() {
         return Ok(route(keyspace, opcode, query_text));
     }
-    if let Some(construct) = needs_merge(query, select) {
+    if local_windows {
+        // Each shard computes the windows whole; only ORDER BY and LIMIT are left to merge.
+        return match needs_merge(query, select, false) {
+            None => Ok(route(keyspace, opcode, query_text)),
+            Some(c) if c == "ORDER BY" || c == "LIMIT" => {
+                crate::merge::plan_merge(query, select, &query_text, keyspace, opcode)
+            }
+            Some(c) => Err(unsupported(format!(
+                "{c} with window functions on a query that spans several shards"
+            ))),
+        };
+    }
+    if let Some(construct) = needs_merge(query, select, true) {
         if construct.starts_with("window")
             || construct.contains("INTO")
             || construct == "FETCH"
@@ -247,7 +261,7 @@ fn plan_colocated(
         return crate::union::plan_union(query, &analysis, keyspace, &query_text);
     }
     let (opcode, select) = analysis.anchored(keyspace)?;
-    spread(query, select, &keyspace.name, opcode, query_text)
+    spread(query, select, &keyspace.name, opcode, query_text, false)
 }
 
 fn route(keyspace: &str, opcode: Opcode, query: String) -> Plan {
@@ -287,8 +301,8 @@ fn top_level_alias(select: &Select, table: &Resolved<'_>) -> Option<Option<Strin
 
 /// The first construct whose result would need merging across shards (window functions and
 /// `INTO` first: those cannot be merged at all).
-fn needs_merge(query: &Query, select: &Select) -> Option<String> {
-    let own = select_needs_merge(select);
+fn needs_merge(query: &Query, select: &Select, windows: bool) -> Option<String> {
+    let own = select_needs_merge_with(select, windows);
     if own
         .as_deref()
         .is_some_and(|c| c.starts_with("window") || c.contains("INTO"))
@@ -310,6 +324,11 @@ fn needs_merge(query: &Query, select: &Select) -> Option<String> {
 /// The first construct of one SELECT (its ORDER BY and LIMIT aside) whose result would need
 /// merging across shards; window functions and `INTO` first, which cannot be merged at all.
 pub(crate) fn select_needs_merge(select: &Select) -> Option<String> {
+    select_needs_merge_with(select, true)
+}
+
+/// The same, with window functions left out unless `windows`.
+fn select_needs_merge_with(select: &Select, windows: bool) -> Option<String> {
     if select.into.is_some() {
         return Some("SELECT ... INTO".into());
     }
@@ -318,7 +337,7 @@ pub(crate) fn select_needs_merge(select: &Select) -> Option<String> {
             .is_some()
             .then(|| format!("window function {}", f.name.to_string().to_uppercase()))
     });
-    if window.is_some() {
+    if windows && window.is_some() {
         return window;
     }
     if select.distinct.is_some() {
@@ -334,10 +353,36 @@ pub(crate) fn select_needs_merge(select: &Select) -> Option<String> {
     }
     find_call(&select.projection, |f| {
         let name = f.name.to_string().to_ascii_lowercase();
-        AGGREGATES
-            .contains(&name.as_str())
+        (AGGREGATES.contains(&name.as_str()) && f.over.is_none())
             .then(|| format!("aggregate function {}", name.to_uppercase()))
     })
+}
+
+/// Whether the select has window functions and every one is partitioned by the table's vindex
+/// column (and none is in ORDER BY or named): each partition's rows then live on one shard,
+/// which computes the window whole.
+fn windows_are_local(query: &Query, select: &Select, target: &Target<'_>) -> bool {
+    let mut any = false;
+    let other = find_call(&select.projection, |f| {
+        let over = f.over.as_ref()?;
+        any = true;
+        match over {
+            WindowType::WindowSpec(spec)
+                if spec.window_name.is_none()
+                    && spec.partition_by.iter().any(|e| target.is_vindex_column(e)) =>
+            {
+                None
+            }
+            _ => Some(String::new()),
+        }
+    });
+    let in_order = query.order_by.as_ref().and_then(|o| match &o.kind {
+        OrderByKind::Expressions(exprs) => exprs
+            .iter()
+            .find_map(|e| find_call(&e.expr, |f| f.over.is_some().then(String::new))),
+        OrderByKind::All(_) => None,
+    });
+    any && other.is_none() && in_order.is_none() && select.named_window.is_empty()
 }
 
 /// A select item's expression and alias; `None` for `*` and `t.*`.

@@ -96,7 +96,14 @@ pub(crate) fn plan_union(
     let SetExpr::Select(select) = wrapped_query.body.as_ref() else {
         return Err(unsupported("this UNION text over several shards"));
     };
-    let mut plan = spread(wrapped_query, select, &keyspace.name, opcode, wrapped)?;
+    let mut plan = spread(
+        wrapped_query,
+        select,
+        &keyspace.name,
+        opcode,
+        wrapped,
+        false,
+    )?;
     if let Some(silent) = elsewhere {
         // The shards' statement holds the UNION's text as it is: the others get it silenced.
         let route = match &mut plan {
