@@ -17,6 +17,22 @@ mkdir -p corpus/plan corpus/config corpus/protocol
 grep -v '^#' ../tests/corpus/differential.sql | sed 's/^refused: //; s/^error: //' |
   awk 'NF { print > sprintf("corpus/plan/seed-%04d", NR) }'
 for f in ../config/*.toml; do cp "$f" "corpus/config/$(basename "$f")"; done
+# And statements over the plan target's own tables (t, u, s sharded, r reference), for the
+# rewrites that need known tables: unqualified columns, INSERT without columns, CTEs, UNION ALL.
+i=0
+while IFS= read -r sql; do
+  i=$((i + 1))
+  printf '%s' "$sql" >"corpus/plan/own-$i"
+done <<'SQL'
+SELECT name, email FROM t JOIN u ON u.id = t.v WHERE email > 'a' ORDER BY email, label LIMIT 3
+SELECT v, score FROM u JOIN s ON s.name = u.email GROUP BY score HAVING COUNT(*) > 1
+SELECT `name` * 2, UPPER(email) FROM t, u WHERE u.id = t.v
+INSERT INTO t VALUES (1, 2, 'x'), (3, 4, 'y')
+INSERT INTO u VALUES (NULL, 'e@x', 5)
+WITH a AS (SELECT id, v FROM t WHERE v > 1), b AS (SELECT id FROM u) SELECT COUNT(*) FROM a JOIN b ON b.id = a.v
+SELECT id FROM t UNION ALL SELECT id FROM r UNION ALL (SELECT id FROM u) ORDER BY id LIMIT 4
+SELECT id, ROW_NUMBER() OVER (PARTITION BY id ORDER BY v) AS n FROM t ORDER BY n, id LIMIT 5
+SQL
 
 status=0
 for target in "${targets[@]}"; do

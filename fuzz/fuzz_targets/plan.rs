@@ -1,5 +1,6 @@
 //! SQL text → normalisation, statement splitting, parsing, planning and the plan's description,
-//! over a keyspace map with sharded, reference, lookup and unsharded tables.
+//! over a keyspace map with sharded, reference, lookup and unsharded tables, and their columns
+//! (for unqualified names and INSERT without a column list).
 #![no_main]
 
 use std::sync::LazyLock;
@@ -38,10 +39,27 @@ fuzz_target!(|data: &[u8]| {
     let Ok(sql) = std::str::from_utf8(data) else {
         return;
     };
+    // Made for each input: the catalog's lists go stale after a minute.
+    let catalog = planner::Catalog::default().with_keyspace(
+        "ks",
+        [
+            ("t", "id"),
+            ("t", "v"),
+            ("t", "name"),
+            ("u", "id"),
+            ("u", "email"),
+            ("u", "v"),
+            ("s", "name"),
+            ("s", "score"),
+            ("r", "id"),
+            ("r", "label"),
+        ]
+        .map(|(t, c)| (t.to_string(), c.to_string(), false)),
+    );
     let ctx = planner::Context {
         vschema: &CONFIG.vschema,
         keyspace: Some("ks"),
-        catalog: &planner::Catalog::default(),
+        catalog: &catalog,
     };
     if let Some(n) = planner::normalize(sql, false) {
         let _ = n.literals(sql, &[]);

@@ -339,6 +339,9 @@ SELECT id, name FROM customers WHERE score > 30 UNION SELECT order_id, 'order' F
 SELECT c.id FROM customers c JOIN orders o ON o.customer_id = c.id WHERE o.qty = 2 UNION SELECT id FROM misc
 SELECT price FROM orders WHERE customer_id < 0 UNION SELECT balance FROM customers WHERE id < 0
 SELECT name FROM customers WHERE id IN (6, 7, 8) UNION SELECT name FROM customers WHERE id IN (8, 9, 10) ORDER BY name
+# A UNION (distinct) last removes the duplicates of every branch before it.
+SELECT id FROM customers WHERE id < 10 UNION ALL SELECT customer_id FROM orders WHERE customer_id < 10 UNION SELECT id FROM products
+(SELECT city FROM customers UNION ALL SELECT city FROM customers WHERE id < 50) UNION SELECT city FROM customers WHERE id > 100 ORDER BY city
 # UNION ALL with branches that read only reference tables: their rows come from one shard.
 SELECT id FROM customers UNION ALL SELECT id FROM products
 SELECT id, name FROM products UNION ALL SELECT id, name FROM customers WHERE id < 5 ORDER BY id, name

@@ -29,9 +29,17 @@ pub(crate) fn plan_union(
     query_text: &str,
 ) -> Result<Plan, PlanError> {
     let mut selects = Vec::new();
-    let mut distinct = None;
-    branches(&query.body, &mut selects, &mut distinct)?;
-    let distinct = distinct.unwrap_or(true);
+    let mut operators = Vec::new();
+    branches(&query.body, &mut selects, &mut operators)?;
+    // The outermost operator decides: a UNION (distinct) removes the duplicates of everything
+    // before it, whatever those operators were. A UNION ALL after one would keep its own
+    // duplicates while the earlier branches lose theirs.
+    let distinct = operators.first().copied().unwrap_or(true);
+    if !distinct && operators.contains(&true) {
+        return Err(unsupported(
+            "UNION ALL after a UNION (distinct) over several shards",
+        ));
+    }
     let placed = analysis.branches(&selects, keyspace)?;
     for (select, branch) in selects.iter().zip(&placed) {
         if let Branch::Unplaceable = branch {
@@ -182,11 +190,11 @@ fn branch_ranges(body: &str) -> Option<Vec<std::ops::Range<usize>>> {
     Some(ranges)
 }
 
-/// The branches of a UNION in order, and whether it is distinct (every operator alike).
+/// The branches of a UNION in order, and whether each operator is distinct, outermost first.
 fn branches<'q>(
     body: &'q SetExpr,
     out: &mut Vec<&'q Select>,
-    distinct: &mut Option<bool>,
+    distinct: &mut Vec<bool>,
 ) -> Result<(), PlanError> {
     match body {
         SetExpr::Select(s) => out.push(s),
@@ -206,12 +214,7 @@ fn branches<'q>(
                 SetQuantifier::None | SetQuantifier::Distinct => true,
                 other => return Err(unsupported(format!("UNION {other} over several shards"))),
             };
-            if distinct.is_some_and(|d| d != this) {
-                return Err(unsupported(
-                    "UNION mixed with UNION ALL over several shards",
-                ));
-            }
-            *distinct = Some(this);
+            distinct.push(this);
             branches(left, out, distinct)?;
             branches(right, out, distinct)?;
         }
