@@ -384,6 +384,9 @@ SELECT customer_id, order_id, SUM(qty) OVER (PARTITION BY customer_id ORDER BY o
 SELECT order_id, RANK() OVER (PARTITION BY o.customer_id ORDER BY price DESC) AS r FROM orders o ORDER BY r, order_id LIMIT 10
 SELECT id, name, COUNT(*) OVER (PARTITION BY id, city) AS n FROM customers WHERE id < 8
 SELECT customer_id, AVG(price) OVER (PARTITION BY customer_id) AS avg_price FROM orders WHERE qty > 4 ORDER BY avg_price DESC, order_id LIMIT 5
+SELECT c.name, o.order_id, ROW_NUMBER() OVER (PARTITION BY c.id ORDER BY o.price DESC, o.order_id) AS rn FROM customers c JOIN orders o ON o.customer_id = c.id WHERE c.id < 12 ORDER BY o.order_id
+SELECT o.order_id, SUM(o.qty) OVER (PARTITION BY o.customer_id) AS total, p.name FROM orders o JOIN products p ON p.id = o.product_id WHERE o.qty > 5 ORDER BY o.order_id LIMIT 8
+refused: SELECT c.id, o.order_id, COUNT(*) OVER (PARTITION BY o.customer_id) FROM customers c LEFT JOIN orders o ON o.customer_id = c.id AND o.qty > 8
 refused: SELECT order_id, ROW_NUMBER() OVER (ORDER BY order_id) FROM orders
 refused: SELECT order_id, ROW_NUMBER() OVER (PARTITION BY product_id ORDER BY order_id) FROM orders
 refused: SELECT customer_id, COUNT(*), ROW_NUMBER() OVER (PARTITION BY customer_id) FROM orders GROUP BY customer_id

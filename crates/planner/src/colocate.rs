@@ -552,6 +552,25 @@ impl Colocation {
         }
     }
 
+    /// Whether `expr` is the vindex column of a table of the top-level SELECT whose rows are never
+    /// NULL-extended: the joined rows with one value of it then all come from one shard.
+    pub(crate) fn is_row_vindex_column(&self, expr: &Expr) -> bool {
+        let Some(top) = self.top else {
+            return false;
+        };
+        self.occurrences.iter().any(|o| {
+            o.scope == top
+                && !o.optional
+                && Target {
+                    qualifiers: vec![o.qualifier.as_str()],
+                    column: &o.column,
+                    vindex: &o.vindex,
+                    lookups: &o.lookups,
+                }
+                .is_vindex_column(expr)
+        })
+    }
+
     /// The narrowest opcode of an occurrence of `scope` (not on an outer join's optional side)
     /// that reaches every occurrence in `needed`.
     fn anchor(&self, scope: usize, keyspace: &Keyspace, needed: &[bool]) -> Option<engine::Opcode> {

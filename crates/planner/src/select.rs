@@ -184,7 +184,7 @@ fn plan_in_place(
     if !opcode.is_single_shard() && !scatter_join_is_safe(select, sharded_table) {
         return Err(unsupported("an outer join that preserves a reference table's rows, on a query that spans several shards"));
     }
-    let windows = windows_are_local(query, select, &target);
+    let windows = windows_are_local(query, select, |e| target.is_vindex_column(e));
     spread(query, select, &keyspace.name, opcode, query_text, windows)
 }
 
@@ -261,7 +261,8 @@ fn plan_colocated(
         return crate::union::plan_union(query, &analysis, keyspace, &query_text);
     }
     let (opcode, select) = analysis.anchored(keyspace)?;
-    spread(query, select, &keyspace.name, opcode, query_text, false)
+    let windows = windows_are_local(query, select, |e| analysis.is_row_vindex_column(e));
+    spread(query, select, &keyspace.name, opcode, query_text, windows)
 }
 
 fn route(keyspace: &str, opcode: Opcode, query: String) -> Plan {
@@ -358,18 +359,17 @@ fn select_needs_merge_with(select: &Select, windows: bool) -> Option<String> {
     })
 }
 
-/// Whether the select has window functions and every one is partitioned by the table's vindex
-/// column (and none is in ORDER BY or named): each partition's rows then live on one shard,
-/// which computes the window whole.
-fn windows_are_local(query: &Query, select: &Select, target: &Target<'_>) -> bool {
+/// Whether the select has window functions and every one is partitioned by an expression
+/// `is_key` accepts, a vindex column whose rows live together (and none is in ORDER BY or
+/// named): each partition's rows then live on one shard, which computes the window whole.
+fn windows_are_local(query: &Query, select: &Select, is_key: impl Fn(&Expr) -> bool) -> bool {
     let mut any = false;
     let other = find_call(&select.projection, |f| {
         let over = f.over.as_ref()?;
         any = true;
         match over {
             WindowType::WindowSpec(spec)
-                if spec.window_name.is_none()
-                    && spec.partition_by.iter().any(|e| target.is_vindex_column(e)) =>
+                if spec.window_name.is_none() && spec.partition_by.iter().any(&is_key) =>
             {
                 None
             }
