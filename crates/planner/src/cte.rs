@@ -33,11 +33,11 @@ pub(crate) fn inline(query: &Query, source: &SourceText<'_>) -> Option<String> {
             .iter()
             .enumerate()
             .filter(|(j, _)| *j != i)
-            .any(|(_, other)| !Named::find(&other.query, name).is_empty());
+            .any(|(_, other)| Named::find(&other.query, name).is_none_or(|f| !f.is_empty()));
         if elsewhere {
             return None;
         }
-        let [(range, aliased)] = Named::find(&body, name)[..] else {
+        let [(range, aliased)] = Named::find(&body, name)?[..] else {
             return None;
         };
         let text = crate::join::query_text(&cte.query, source)?;
@@ -55,25 +55,33 @@ pub(crate) fn inline(query: &Query, source: &SourceText<'_>) -> Option<String> {
 }
 
 /// Where a query names a table `name` (one identifier, as CTEs are named), and whether each
-/// has an alias.
+/// has an alias; `None` when a WITH inside the query could define the name again.
 struct Named<'n> {
     name: &'n str,
     found: Vec<(sqlparser::tokenizer::Span, bool)>,
 }
 
 impl Named<'_> {
-    fn find(query: &Query, name: &str) -> Vec<(sqlparser::tokenizer::Span, bool)> {
+    fn find(query: &Query, name: &str) -> Option<Vec<(sqlparser::tokenizer::Span, bool)>> {
         let mut v = Named {
             name,
             found: Vec::new(),
         };
-        let _ = query.visit(&mut v);
-        v.found
+        match query.visit(&mut v) {
+            ControlFlow::Continue(()) => Some(v.found),
+            ControlFlow::Break(()) => None,
+        }
     }
 }
 
 impl Visitor for Named<'_> {
     type Break = ();
+    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+        if query.with.is_some() {
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
     fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
         if let TableFactor::Table {
             name, alias, args, ..
