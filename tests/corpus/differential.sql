@@ -377,6 +377,10 @@ WITH t AS (SELECT customer_id, SUM(qty) AS q FROM orders GROUP BY customer_id) S
 WITH v AS (SELECT cid FROM MAIN.vip) SELECT id, name FROM customers WHERE id IN (SELECT cid FROM v)
 WITH a AS (SELECT id, city FROM customers WHERE id < 50), b AS (SELECT customer_id, qty FROM orders) SELECT a.city, COUNT(*) FROM a JOIN b ON b.customer_id = a.id GROUP BY a.city ORDER BY a.city
 refused: WITH c AS (SELECT id FROM customers WHERE score > 5) SELECT COUNT(*) FROM c x JOIN c y ON y.id = x.id
+# A derived table `SELECT * FROM table`: `*` as the table's columns, for the outer query.
+WITH big AS (SELECT * FROM orders WHERE price > 50) SELECT COUNT(*), SUM(price) FROM big
+SELECT id, name FROM (SELECT * FROM customers WHERE id < 40) c WHERE score > 10 ORDER BY id
+SELECT t.product_id, COUNT(*) FROM (SELECT * FROM orders WHERE qty > 3) t GROUP BY t.product_id ORDER BY t.product_id
 # Window functions partitioned by the vindex column: each shard computes them whole.
 SELECT order_id, customer_id, COUNT(*) OVER (PARTITION BY customer_id) AS n, MAX(qty) OVER (PARTITION BY customer_id, product_id) AS m FROM orders WHERE customer_id < 10
 SELECT order_id, customer_id, ROW_NUMBER() OVER (PARTITION BY customer_id ORDER BY order_id) AS rn FROM orders WHERE customer_id < 10 ORDER BY order_id

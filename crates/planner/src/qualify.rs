@@ -222,6 +222,64 @@ pub(crate) fn qualify(
 
 type Edit = (std::ops::Range<usize>, String);
 
+/// The statement's text with each derived table of its FROM clause that is `SELECT * FROM table
+/// ...` given the table's columns instead of `*` (the columns `*` stands for: the visible ones,
+/// in table order), so that the outer query can name them; `None` when there is none.
+pub(crate) fn expand_derived_stars(
+    query: &Query,
+    source: &SourceText<'_>,
+    ctx: &Context<'_>,
+) -> Option<Result<String, PlanError>> {
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
+    let mut edits = Vec::new();
+    let factors = select.from.iter().flat_map(|twj| {
+        std::iter::once(&twj.relation).chain(twj.joins.iter().map(|j| &j.relation))
+    });
+    for factor in factors {
+        let TableFactor::Derived { subquery, .. } = factor else {
+            continue;
+        };
+        let SetExpr::Select(inner) = subquery.body.as_ref() else {
+            continue;
+        };
+        let ([SelectItem::Wildcard(star)], [from]) =
+            (inner.projection.as_slice(), inner.from.as_slice())
+        else {
+            continue;
+        };
+        let TableFactor::Table {
+            name, args: None, ..
+        } = &from.relation
+        else {
+            continue;
+        };
+        if !from.joins.is_empty() || star.opt_exclude.is_some() || star.opt_except.is_some() {
+            continue;
+        }
+        let Ok(resolved) = resolve(name, ctx) else {
+            continue;
+        };
+        let columns = match ctx.catalog.columns(&resolved.keyspace.name, &resolved.name) {
+            Ok(Some(columns)) => columns,
+            Ok(None) => continue,
+            Err(e) => return Some(Err(e)),
+        };
+        let Some(range) = source.range(star.wildcard_token.0.span) else {
+            continue;
+        };
+        let list = columns
+            .row
+            .iter()
+            .map(|c| format!("`{}`", c.replace('`', "``")))
+            .collect::<Vec<_>>()
+            .join(", ");
+        edits.push((range, list));
+    }
+    (!edits.is_empty()).then(|| Ok(source.with_edits(edits)))
+}
+
 /// Whether the statement's own clauses name any column without its table (other than select
 /// items' aliases).
 fn has_bare_names(query: &Query, on: &[&Expr], aliases: &[String]) -> bool {

@@ -48,13 +48,17 @@ pub(crate) fn plan_select(
         // not live together may be joined at the proxy.
         Err(e @ PlanError::Unsupported(_)) => {
             // The whole statement rewritten, then planned again: CTEs as derived tables,
-            // unqualified columns over several tables qualified.
+            // unqualified columns over several tables qualified, `SELECT *` derived tables
+            // given their columns.
             if matches!(stmt, Statement::Query(q) if std::ptr::eq(q.as_ref(), query)) {
                 if let Some(inlined) = crate::cte::inline(query, source) {
                     return crate::plan_text(&inlined, ctx);
                 }
                 if let Some(qualified) = crate::qualify::qualify(query, source, ctx) {
                     return crate::plan_text(&qualified?, ctx);
+                }
+                if let Some(expanded) = crate::qualify::expand_derived_stars(query, source, ctx) {
+                    return crate::plan_text(&expanded?, ctx);
                 }
             }
             let grouped = distinct_as_grouping(query);
