@@ -482,6 +482,8 @@ refused: SELECT city, COUNT(*) + 1 AS n FROM customers GROUP BY city HAVING n > 
 refused: SELECT ROW_NUMBER() OVER (ORDER BY id) FROM customers
 refused: SELECT COUNT(DISTINCT city), COUNT(DISTINCT name) FROM customers
 refused: SELECT AVG(DISTINCT qty) FROM orders
+SELECT MIN(DISTINCT qty), MAX(DISTINCT price), COUNT(DISTINCT customer_id) FROM orders
+SELECT customer_id, MAX(DISTINCT qty), MIN(DISTINCT placed) FROM orders WHERE customer_id < 20 GROUP BY customer_id ORDER BY customer_id
 refused: SELECT STDDEV(balance) FROM customers
 # --- writes: after each one every table must match. Unique keys are enforced per shard, so a
 # duplicate must collide on the shard of its vindex value (orders 1 and 2 keep their customer).

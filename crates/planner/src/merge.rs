@@ -106,6 +106,8 @@ fn agg_call(expr: &Expr, text: Option<&str>) -> Result<Option<AggCall>, PlanErro
             )))
         }
     };
+    // MIN and MAX of the distinct values are those of all the values.
+    let distinct = distinct && !matches!(func, AggFn::Min | AggFn::Max);
     if distinct && !matches!(func, AggFn::Count | AggFn::Sum) {
         return Err(unsupported(format!(
             "{}(DISTINCT ...) across shards",
