@@ -4,45 +4,14 @@
 //! shardgate.
 
 use std::path::Path;
-use std::process::Command;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A CA, and a server certificate it signed for 127.0.0.1; and another, unrelated CA.
 fn certificates(dir: &Path) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=test CA",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-        ],
-    );
-    openssl(
+    testkit::self_signed(dir, "/CN=test CA", "ca.key", "ca.pem", None);
+    testkit::openssl(
         dir,
         &[
             "req",
@@ -62,7 +31,7 @@ fn certificates(dir: &Path) {
         "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
     )
     .unwrap();
-    openssl(
+    testkit::openssl(
         dir,
         &[
             "x509",
@@ -82,24 +51,7 @@ fn certificates(dir: &Path) {
             "server.pem",
         ],
     );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=other CA",
-            "-keyout",
-            "other.key",
-            "-out",
-            "other.pem",
-        ],
-    );
+    testkit::self_signed(dir, "/CN=other CA", "other.key", "other.pem", None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

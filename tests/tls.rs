@@ -54,32 +54,8 @@ async fn tls_with_the_mysql_client() {
     let dir = tempfile::tempdir().unwrap();
     // The proxy's certificate, and an unrelated one that must not verify it.
     for (key, cert) in [("key.pem", "cert.pem"), ("other-key.pem", "other.pem")] {
-        let made = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=localhost",
-                "-addext",
-                "subjectAltName=DNS:localhost,IP:127.0.0.1",
-                "-keyout",
-                key,
-                "-out",
-                cert,
-            ])
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            made.status.success(),
-            "{}",
-            String::from_utf8_lossy(&made.stderr)
-        );
+        let san = Some("DNS:localhost,IP:127.0.0.1");
+        testkit::self_signed(dir.path(), "/CN=localhost", key, cert, san);
     }
     let text = format!(
         r#"[server]

@@ -71,10 +71,7 @@ pub(crate) fn plan_insert(
                     target.name
                 ))
             })?;
-        all.row
-            .iter()
-            .map(|c| format!("`{}`", c.replace('`', "``")))
-            .collect()
+        all.quoted_row()
     } else {
         insert.columns.iter().map(|c| c.to_string()).collect()
     };

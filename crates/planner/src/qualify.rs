@@ -9,8 +9,8 @@ use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use sqlparser::ast::{
-    Expr, GroupByExpr, JoinConstraint, JoinOperator, OrderByKind, Query, SelectItem, SetExpr,
-    TableFactor, Visit, Visitor,
+    Expr, GroupByExpr, JoinConstraint, JoinOperator, ObjectName, OrderByKind, Query, SelectItem,
+    SetExpr, TableFactor, Visit, Visitor,
 };
 
 use crate::tables::resolve;
@@ -42,6 +42,16 @@ pub(crate) struct TableColumns {
     /// The columns a row of `INSERT ... VALUES` without a column list fills (not MariaDB's
     /// INVISIBLE ones).
     pub row: Vec<String>,
+}
+
+impl TableColumns {
+    /// `row`, each name quoted, for a statement's text.
+    pub fn quoted_row(&self) -> Vec<String> {
+        self.row
+            .iter()
+            .map(|c| format!("`{}`", c.replace('`', "``")))
+            .collect()
+    }
 }
 
 impl Catalog {
@@ -150,14 +160,11 @@ pub(crate) fn qualify(
         if args.is_some() {
             return None;
         }
-        let resolved = resolve(name, ctx).ok()?;
-        let columns = match ctx.catalog.columns(&resolved.keyspace.name, &resolved.name) {
-            Ok(columns) => columns?,
+        let (table, columns) = match table_columns(name, ctx) {
+            Ok(found) => found?,
             Err(e) => return Some(Err(e)),
         };
-        let qualifier = alias
-            .as_ref()
-            .map_or(resolved.name.clone(), |a| a.name.value.clone());
+        let qualifier = alias.as_ref().map_or(table, |a| a.name.value.clone());
         tables.push((qualifier, columns.all.as_slice()));
     }
     let scope = Scope {
@@ -222,6 +229,21 @@ pub(crate) fn qualify(
 
 type Edit = (std::ops::Range<usize>, String);
 
+/// A FROM table's name and its columns; `None` for a table the VSchema or its shard does not
+/// know.
+fn table_columns<'a>(
+    name: &ObjectName,
+    ctx: &Context<'a>,
+) -> Result<Option<(String, &'a TableColumns)>, PlanError> {
+    let Ok(resolved) = resolve(name, ctx) else {
+        return Ok(None);
+    };
+    let columns = ctx
+        .catalog
+        .columns(&resolved.keyspace.name, &resolved.name)?;
+    Ok(columns.map(|c| (resolved.name, c)))
+}
+
 /// The statement's text with each derived table of its FROM clause that is `SELECT * FROM table
 /// ...` given the table's columns instead of `*` (the columns `*` stands for: the visible ones,
 /// in table order), so that the outer query can name them; `None` when there is none.
@@ -258,23 +280,15 @@ pub(crate) fn expand_derived_stars(
         if !from.joins.is_empty() || star.opt_exclude.is_some() || star.opt_except.is_some() {
             continue;
         }
-        let Ok(resolved) = resolve(name, ctx) else {
-            continue;
-        };
-        let columns = match ctx.catalog.columns(&resolved.keyspace.name, &resolved.name) {
-            Ok(Some(columns)) => columns,
+        let columns = match table_columns(name, ctx) {
+            Ok(Some((_, columns))) => columns,
             Ok(None) => continue,
             Err(e) => return Some(Err(e)),
         };
         let Some(range) = source.range(star.wildcard_token.0.span) else {
             continue;
         };
-        let list = columns
-            .row
-            .iter()
-            .map(|c| format!("`{}`", c.replace('`', "``")))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let list = columns.quoted_row().join(", ");
         edits.push((range, list));
     }
     (!edits.is_empty()).then(|| Ok(source.with_edits(edits)))

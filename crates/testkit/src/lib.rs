@@ -199,6 +199,35 @@ pub fn start_with(
     Ok(servers)
 }
 
+/// Runs `openssl` with `args` in `dir`, for test certificates; panics with its error output if
+/// it fails.
+pub fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A self-signed certificate for `subject` (`/CN=...`), valid two days, written to `key` and
+/// `cert` in `dir`, with `san` as its subjectAltName if given.
+pub fn self_signed(dir: &Path, subject: &str, key: &str, cert: &str, san: Option<&str>) {
+    let mut args = vec![
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", subject,
+    ];
+    let san = san.map(|s| format!("subjectAltName={s}"));
+    if let Some(san) = &san {
+        args.extend(["-addext", san.as_str()]);
+    }
+    args.extend(["-keyout", key, "-out", cert]);
+    openssl(dir, &args);
+}
+
 /// Makes the process `cmd` starts die with the thread that starts it (for benchmarks and tests
 /// whose children must not outlive them, however they end).
 pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
