@@ -95,6 +95,18 @@ pub fn query_timeout() -> SqlError {
     )
 }
 
+/// ER_LOCK_DEADLOCK: the transaction was rolled back to break a deadlock.
+pub const ER_LOCK_DEADLOCK: u16 = 1213;
+
+/// A deadlock across shards broke by rolling this session's transaction back, in MySQL's words.
+pub fn deadlock() -> SqlError {
+    SqlError::new(
+        ER_LOCK_DEADLOCK,
+        "40001",
+        "Deadlock found when trying to get lock; try restarting transaction",
+    )
+}
+
 pub fn unknown_database(name: &str) -> SqlError {
     SqlError::new(1049, "42000", format!("Unknown database '{name}'"))
 }

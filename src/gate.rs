@@ -20,6 +20,7 @@ use tokio::sync::Notify;
 use tracing::debug;
 use vschema::{Config, VSchema};
 
+use crate::deadlock::{Detector, TxView};
 use crate::metrics::Metrics;
 use crate::stats::{Activity, ShardMeter};
 
@@ -29,9 +30,6 @@ use crate::prepared::{self, PreparedStatement};
 use crate::session::Session;
 use crate::sysvars::{self, ServerInfo};
 use crate::transaction::{SavepointOp, Transaction, TxMode};
-
-/// ER_LOCK_DEADLOCK: InnoDB rolled back the victim's transaction.
-const ER_LOCK_DEADLOCK: u16 = 1213;
 
 /// What every session shares.
 pub struct Gate {
@@ -61,6 +59,7 @@ pub struct Gate {
     /// COM_STMT_EXECUTE commands so far.
     executions: AtomicU64,
     pub plans: PlanCache,
+    pub deadlocks: Arc<Detector>,
 }
 
 /// What a user may do, from the config.
@@ -117,6 +116,12 @@ pub struct SessionEntry {
     /// (which `abandoned` names).
     abandon: Notify,
     abandoned: Mutex<Option<String>>,
+    /// The open transaction as the deadlock detector sees it; `None` before it reaches a
+    /// shard and after it ends.
+    transaction: Mutex<Option<TxView>>,
+    /// Set when the deadlock detector chose this session's transaction to break a cycle: the
+    /// statement it interrupted fails with 1213 and the transaction rolls back.
+    deadlock_victim: std::sync::atomic::AtomicBool,
 }
 
 impl SessionEntry {
@@ -133,6 +138,23 @@ impl SessionEntry {
             .lock()
             .expect("session entry")
             .retain(|(_, s, t)| !(s == shard && *t == thread));
+    }
+
+    /// Notes a shard connection the session's transaction holds.
+    fn hold(&self, keyspace: &str, shard: &str, thread: u32) {
+        let mut tx = self.transaction.lock().expect("session entry");
+        let view = tx.get_or_insert_with(|| TxView {
+            started: Instant::now(),
+            held: Vec::new(),
+        });
+        if !view
+            .held
+            .iter()
+            .any(|(k, s, t)| *t == thread && s == shard && k == keyspace)
+        {
+            view.held
+                .push((keyspace.to_string(), shard.to_string(), thread));
+        }
     }
 }
 
@@ -271,6 +293,43 @@ impl Gate {
         }
     }
 
+    /// The sessions whose transactions hold shard connections: (id, transaction, the running
+    /// statement).
+    pub(crate) fn transactions(&self) -> Vec<(u32, TxView, String)> {
+        self.sessions
+            .iter()
+            .filter_map(|item| {
+                let e = item.value();
+                let view = e.transaction.lock().expect("session entry").clone()?;
+                let statement = match &*e.running.lock().expect("session entry") {
+                    (sql, Some(_)) => sql.clone(),
+                    (_, None) => String::new(),
+                };
+                Some((*item.key(), view, statement))
+            })
+            .collect()
+    }
+
+    /// Breaks a deadlock by its victim: the session's running shard queries are killed, and
+    /// the session answers 1213 and rolls its transaction back on every shard.
+    pub(crate) async fn break_deadlock(&self, session: u32) {
+        let Some(entry) = self.sessions.get(&session).map(|e| e.value().clone()) else {
+            return;
+        };
+        entry.deadlock_victim.store(true, Ordering::Release);
+        let topo = self.topology();
+        let running = entry.backend.lock().expect("session entry").clone();
+        for (keyspace, shard, thread) in running {
+            if !topo
+                .backends
+                .kill_query(&keyspace, &shard, thread, KILL_TIMEOUT)
+                .await
+            {
+                tracing::warn!(%keyspace, %shard, thread, "deadlock victim: KILL QUERY got no answer");
+            }
+        }
+    }
+
     /// Ends every session at its next command (or now, if idle); their transactions roll back.
     pub fn kill_all(&self) {
         for item in self.sessions.iter() {
@@ -350,6 +409,7 @@ impl Gate {
             exec: engine::ExecOptions {
                 max_buffered_rows: config.server.max_buffered_rows,
             },
+            deadlocks: Arc::new(Detector::new(config.server.deadlock_check_ms)),
         }
     }
 }
@@ -358,6 +418,7 @@ impl Gate {
 /// when one is open, else through the pools. Counts statements per shard.
 struct SessionExecutor<'a> {
     topo: &'a Topology,
+    deadlocks: &'a Detector,
     entry: &'a SessionEntry,
     tx: Option<&'a Transaction>,
     /// The session's settings, applied on each pooled connection (transactions apply their own).
@@ -400,11 +461,18 @@ impl engine::Executor for SessionExecutor<'_> {
         // The backend thread is registered while it runs, so KILL QUERY can reach it.
         let result = match self.tx {
             Some(tx) => {
-                let shared = tx.connection(self.topo, keyspace, shard).await?;
+                let (shared, thread) = tx.connection(self.topo, keyspace, shard).await?;
+                self.entry.hold(keyspace, shard, thread);
                 let mut conn = shared.lock().await;
-                let thread = conn.id();
                 self.entry.register(keyspace, shard, thread);
-                let result = backend::run(&mut conn, shard, sql, sink).await;
+                let run = backend::run(&mut conn, shard, sql, sink);
+                // Only a transaction holding locks on several shards can be part of a
+                // deadlock that no shard sees.
+                let result = if tx.shard_count() > 1 {
+                    self.deadlocks.watch(run).await
+                } else {
+                    run.await
+                };
                 self.entry.unregister(shard, thread);
                 result
             }
@@ -426,6 +494,9 @@ impl engine::Executor for SessionExecutor<'_> {
 
 const ENDING_ROLLBACK: u8 = 1;
 const ENDING_COMMIT: u8 = 2;
+
+/// How long a shard has to take a KILL QUERY.
+const KILL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How long a statement still waits for backends after its timeout's KILL QUERY.
 const ABANDON_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
@@ -505,6 +576,8 @@ impl HandlerFactory for Sessions {
             ending: Default::default(),
             abandon: Notify::new(),
             abandoned: Mutex::new(None),
+            transaction: Mutex::new(None),
+            deadlock_victim: Default::default(),
         });
         self.0.sessions.insert(conn_id, entry.clone());
         self.0.metrics.client_connections.inc();
@@ -629,7 +702,7 @@ impl Handler for GateSession {
 
     /// A client that goes away mid-transaction has it rolled back on every shard it touched.
     async fn close(&mut self) {
-        if let Some(tx) = self.tx.take() {
+        if let Some(tx) = self.take_tx() {
             let mode = tx.mode().name();
             let outcome = match tx.rollback().await {
                 Ok(()) => "rollback_on_disconnect",
@@ -653,7 +726,7 @@ impl Handler for GateSession {
     }
 
     async fn reset(&mut self) {
-        if let Some(tx) = self.tx.take() {
+        if let Some(tx) = self.take_tx() {
             if let Err(e) = tx.rollback().await {
                 tracing::warn!(error = %e, "rollback on COM_RESET_CONNECTION failed");
             }
@@ -715,6 +788,7 @@ impl Handler for GateSession {
         let mut sink = engine::Collected::default();
         let exec = SessionExecutor {
             topo: &topo,
+            deadlocks: &gate.deadlocks,
             entry: &self.entry,
             tx: self.tx.as_ref(),
             prelude: None,
@@ -861,6 +935,24 @@ impl GateSession {
             }
             None => result,
         };
+        // The deadlock detector interrupted this statement to break a cycle across shards.
+        let victim = self.entry.deadlock_victim.swap(false, Ordering::AcqRel);
+        let result = match result {
+            Err(Failure::Sql(_)) if victim => Err(Failure::Sql(error::deadlock())),
+            other => other,
+        };
+        if let Err(Failure::Sql(e)) = &result {
+            if e.code == error::ER_LOCK_DEADLOCK {
+                if !victim {
+                    self.gate
+                        .metrics
+                        .deadlocks
+                        .with_label_values(&["shard"])
+                        .inc();
+                }
+                self.abort_transaction().await;
+            }
+        }
         if let Err(Failure::Sql(e)) = &result {
             // SHOW WARNINGS after an error shows the error, as in MySQL.
             self.session.warnings = vec![vec![
@@ -1022,7 +1114,7 @@ impl GateSession {
             if let Some(plan) = planner::bind(template, &literals, &self.topo.vschema) {
                 self.gate.plans.hit();
                 if self.tx.is_none() && !self.session.autocommit {
-                    self.tx = Some(self.new_transaction("START TRANSACTION"));
+                    self.begin("START TRANSACTION");
                 }
                 let result = self.run(&plan, out, None).await;
                 self.gate
@@ -1260,7 +1352,7 @@ impl GateSession {
                 } else {
                     sql
                 };
-                self.tx = Some(self.new_transaction(start));
+                self.begin(start);
                 return self.ok(out).await;
             }
             Statement::Commit { chain: false, .. } => {
@@ -1386,9 +1478,21 @@ impl GateSession {
             self.gate.plans.clear();
             return result;
         } else if self.tx.is_none() && !self.session.autocommit {
-            self.tx = Some(self.new_transaction("START TRANSACTION"));
+            self.begin("START TRANSACTION");
         }
         self.run(&plan, out, None).await
+    }
+
+    /// Opens a transaction; `start` is how each shard starts its part.
+    fn begin(&mut self, start: &str) {
+        let tx = self.new_transaction(start);
+        self.tx = Some(tx);
+    }
+
+    /// Takes the open transaction to end it: from here on no deadlock check counts it.
+    fn take_tx(&mut self) -> Option<Transaction> {
+        *self.entry.transaction.lock().expect("session entry") = None;
+        self.tx.take()
     }
 
     fn new_transaction(&mut self, start: &str) -> Transaction {
@@ -1414,7 +1518,7 @@ impl GateSession {
 
     /// Ends the open transaction (if any) with COMMIT or ROLLBACK on every shard it touched.
     async fn end_transaction(&mut self, commit: bool) -> Result<(), SqlError> {
-        let Some(tx) = self.tx.take() else {
+        let Some(tx) = self.take_tx() else {
             return Ok(());
         };
         let mode = tx.mode().name();
@@ -1454,7 +1558,7 @@ impl GateSession {
 
     async fn savepoint(&mut self, sql: &str, name: &str, op: SavepointOp) -> Result<(), SqlError> {
         if self.tx.is_none() && !self.session.autocommit {
-            self.tx = Some(self.new_transaction("START TRANSACTION"));
+            self.begin("START TRANSACTION");
         }
         match &self.tx {
             Some(tx) => tx
@@ -1676,6 +1780,43 @@ impl GateSession {
                     .to_vec();
                 self.local_rows(out, columns, rows).await
             }
+            "deadlocks" => {
+                let mut rows = Vec::new();
+                for cycle in self.gate.deadlocks.recent() {
+                    let at = cycle
+                        .at
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs_f64())
+                        .unwrap_or_default();
+                    for m in &cycle.members {
+                        rows.push(vec![
+                            text(&cycle.id.to_string()),
+                            text(&format!("{at:.3}")),
+                            text(&m.session.to_string()),
+                            text(if m.session == cycle.victim {
+                                "yes"
+                            } else {
+                                "no"
+                            }),
+                            text(&m.shards.join(",")),
+                            text(&m.rows_modified.to_string()),
+                            text(&m.statement),
+                        ]);
+                    }
+                }
+                let columns = [
+                    "Deadlock",
+                    "Time",
+                    "Session",
+                    "Victim",
+                    "Shards",
+                    "Rows_modified",
+                    "Statement",
+                ]
+                .map(sysvars::text_column)
+                .to_vec();
+                self.local_rows(out, columns, rows).await
+            }
             other => {
                 Err(error::unsupported(format!("SHOW SHARDGATE {}", other.to_uppercase())).into())
             }
@@ -1754,6 +1895,7 @@ impl GateSession {
             &topo.vschema,
             &SessionExecutor {
                 topo: &topo,
+                deadlocks: &gate.deadlocks,
                 entry: &self.entry,
                 tx: self.tx.as_ref(),
                 prelude: prelude.as_deref(),
@@ -1787,19 +1929,8 @@ impl GateSession {
                 Ok(out.ok(&info).await?)
             }
             Err(EngineError::Client(e)) => Err(Failure::Client(e)),
-            Err(e) => {
-                if matches!(
-                    e,
-                    EngineError::Server {
-                        code: ER_LOCK_DEADLOCK,
-                        ..
-                    }
-                ) {
-                    self.abort_transaction().await;
-                }
-                // An ERR packet may replace the next row of a result set already started.
-                Err(Failure::Sql(error::from_engine(&e)))
-            }
+            // An ERR packet may replace the next row of a result set already started.
+            Err(e) => Err(Failure::Sql(error::from_engine(&e))),
         }
     }
 
@@ -1819,6 +1950,7 @@ impl GateSession {
             for (i, subquery) in pull_out.subqueries.iter().enumerate() {
                 let executor = SessionExecutor {
                     topo: &topo,
+                    deadlocks: &gate.deadlocks,
                     entry: &self.entry,
                     tx: self.tx.as_ref(),
                     prelude: prelude.as_deref(),
@@ -1840,7 +1972,7 @@ impl GateSession {
     /// session as its victim has rolled back its part, so the other shards' parts must not
     /// survive to be committed by the client's next COMMIT or BEGIN.
     async fn abort_transaction(&mut self) {
-        if let Some(tx) = self.tx.take() {
+        if let Some(tx) = self.take_tx() {
             if let Err(e) = tx.rollback().await {
                 tracing::warn!(error = %e, "rollback after a deadlock failed");
             }

@@ -5,9 +5,11 @@
 //! - `session`: per-connection state.
 //! - `sysvars`: driver chatter the proxy answers itself.
 //! - `error`: the one place MySQL error codes are chosen.
+//! - `deadlock`: finds and breaks lock cycles that span shards.
 //! - `demo`: `shardgate demo`, local shards with sample data.
 
 pub mod admin;
+pub mod deadlock;
 pub mod demo;
 pub mod error;
 pub mod gate;
@@ -181,6 +183,10 @@ pub async fn start_from(
         HEALTH_EVERY,
         check_health,
     ))];
+    helpers.push(tokio::spawn(deadlock::serve(
+        gate.deadlocks.clone(),
+        Arc::downgrade(&gate),
+    )));
     let mut admin = None;
     if let Some(addr) = &config.server.admin {
         let (listener, local) = admin::bind(addr).await?;

@@ -27,6 +27,8 @@ pub struct Metrics {
     pub client_connections: IntGauge,
     pub connections_accepted: IntCounter,
     pub transactions: IntCounterVec,
+    pub deadlocks: IntCounterVec,
+    pub deadlock_check_seconds: prometheus::Histogram,
     plan_cache: IntCounterVec,
     plan_cache_size: IntGauge,
     pool: IntGaugeVec,
@@ -138,6 +140,24 @@ impl Metrics {
                 "Transactions by mode and outcome",
                 &["mode", "outcome"],
             ),
+            deadlocks: counter_vec(
+                &r,
+                "deadlocks_total",
+                "Transactions rolled back to break a deadlock: by a shard's InnoDB (shard), or by shardgate for a cycle across shards (distributed)",
+                &["kind"],
+            ),
+            deadlock_check_seconds: {
+                let h = prometheus::Histogram::with_opts(
+                    HistogramOpts::new(
+                        "deadlock_check_duration_seconds",
+                        "Time spent looking for deadlocks across shards, per check",
+                    )
+                    .buckets(BUCKETS.to_vec()),
+                )
+                .expect("valid metric");
+                r.register(Box::new(h.clone())).expect("unique metric");
+                h
+            },
             plan_cache: counter_vec(
                 &r,
                 "plan_cache_lookups_total",

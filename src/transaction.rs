@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex};
 
 use backend::PooledConn;
-use engine::{EngineError, Outcome, RowSink};
+use engine::EngineError;
 
 use crate::gate::Topology;
 
@@ -43,18 +43,34 @@ impl TxMode {
 
 type Shared = Arc<tokio::sync::Mutex<PooledConn>>;
 
+/// One shard's part of a transaction: its reserved connection and that connection's backend
+/// thread id (what the shard's lock tables name it by).
+#[derive(Clone)]
+struct Joined {
+    keyspace: String,
+    shard: String,
+    thread: u32,
+    conn: Shared,
+}
+
+/// The savepoint each shard takes before an atomic statement's first query there: a failure
+/// on one shard undoes the statement on all of them, and the transaction goes on.
+const STATEMENT_SAVEPOINT: &str = "shardgate_statement";
+
 pub struct Transaction {
     /// How each shard's transaction starts (the client's own `START TRANSACTION ...` text).
     start: String,
     /// The session's settings, applied on each reserved connection before it starts.
     prelude: Option<String>,
     mode: TxMode,
-    /// (keyspace, shard, connection) in the order shards joined.
-    conns: Mutex<Vec<(String, String, Shared)>>,
+    /// The shards' parts, in the order shards joined.
+    conns: Mutex<Vec<Joined>>,
     /// SAVEPOINT statements so far, replayed on shards that join later.
     savepoints: Mutex<Vec<String>>,
     /// For twopc: the distributed transaction id (the XA gtrid of every branch).
     dtid: Option<String>,
+    /// While an atomic statement runs: the shards (keyspace, shard) that took its savepoint.
+    atomic: Mutex<Option<Vec<(String, String)>>>,
 }
 
 impl Transaction {
@@ -71,6 +87,7 @@ impl Transaction {
             conns: Mutex::new(Vec::new()),
             savepoints: Mutex::new(Vec::new()),
             dtid: (mode == TxMode::TwoPc).then_some(dtid),
+            atomic: Mutex::new(None),
         }
     }
 
@@ -80,33 +97,101 @@ impl Transaction {
         format!("'{dtid}','{keyspace}/{shard}'")
     }
 
-    fn joined(&self) -> Vec<(String, String, Shared)> {
+    fn joined(&self) -> Vec<Joined> {
         self.conns.lock().expect("transaction lock").clone()
     }
 
-    /// The shards it holds connections on, with their backend thread ids. Between statements
-    /// no one else holds the connections' locks.
+    /// The shards it holds connections on, with their backend thread ids.
     pub(crate) fn participants(&self) -> Vec<(String, String, u32)> {
         self.joined()
-            .iter()
-            .filter_map(|(k, s, c)| Some((k.clone(), s.clone(), c.try_lock().ok()?.id())))
+            .into_iter()
+            .map(|j| (j.keyspace, j.shard, j.thread))
             .collect()
     }
 
-    /// The shard's reserved connection, reserving it (and starting its transaction) on first use.
+    /// How many shards it holds connections on.
+    pub(crate) fn shard_count(&self) -> usize {
+        self.conns.lock().expect("transaction lock").len()
+    }
+
+    /// The shard's reserved connection and its backend thread id, reserving it (and starting
+    /// its transaction) on first use. During an atomic statement the shard takes the
+    /// statement's savepoint before its first query.
     pub(crate) async fn connection(
         &self,
         topo: &Topology,
         keyspace: &str,
         shard: &str,
-    ) -> Result<Shared, EngineError> {
+    ) -> Result<(Shared, u32), EngineError> {
+        let (conn, thread) = self.reserve(topo, keyspace, shard).await?;
+        let savepoint = self
+            .atomic
+            .lock()
+            .expect("transaction lock")
+            .as_mut()
+            .is_some_and(|taken| {
+                let first = !taken.iter().any(|(k, s)| k == keyspace && s == shard);
+                if first {
+                    taken.push((keyspace.to_string(), shard.to_string()));
+                }
+                first
+            });
+        if savepoint {
+            let sql = format!("SAVEPOINT {STATEMENT_SAVEPOINT}");
+            backend::run(&mut *conn.lock().await, shard, &sql, &mut engine::NoRows).await?;
+        }
+        Ok((conn, thread))
+    }
+
+    /// Marks the start of a statement that must apply on all the shards it reaches or on none
+    /// (a write to a reference table): each shard takes a savepoint before its part.
+    pub(crate) fn begin_atomic(&self) {
+        *self.atomic.lock().expect("transaction lock") = Some(Vec::new());
+    }
+
+    /// Ends an atomic statement; when it failed, undoes its parts on every shard it reached.
+    /// An error here leaves the transaction with part of the statement: the caller must roll
+    /// the transaction back.
+    pub(crate) async fn end_atomic(&self, failed: bool) -> Result<(), EngineError> {
+        let taken = self.atomic.lock().expect("transaction lock").take();
+        if !failed {
+            return Ok(());
+        }
+        let undo = format!("ROLLBACK TO SAVEPOINT {STATEMENT_SAVEPOINT}");
+        for (keyspace, shard) in taken.unwrap_or_default() {
+            let conn = self
+                .joined()
+                .into_iter()
+                .find(|j| j.keyspace == keyspace && j.shard == shard)
+                .map(|j| j.conn);
+            if let Some(conn) = conn {
+                backend::run(&mut *conn.lock().await, &shard, &undo, &mut engine::NoRows).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn reserve(
+        &self,
+        topo: &Topology,
+        keyspace: &str,
+        shard: &str,
+    ) -> Result<(Shared, u32), EngineError> {
         {
             let conns = self.conns.lock().expect("transaction lock");
-            if let Some((_, _, c)) = conns.iter().find(|(k, s, _)| k == keyspace && s == shard) {
-                return Ok(c.clone());
+            if let Some(j) = conns
+                .iter()
+                .find(|j| j.keyspace == keyspace && j.shard == shard)
+            {
+                return Ok((j.conn.clone(), j.thread));
             }
             if self.mode == TxMode::Single {
-                if let Some((k, s, _)) = conns.first() {
+                if let Some(Joined {
+                    keyspace: k,
+                    shard: s,
+                    ..
+                }) = conns.first()
+                {
                     return Err(EngineError::Unsupported(format!(
                         "transaction_mode single: this transaction is on shard {k}/{s} and cannot also write shard {keyspace}/{shard}; commit first or SET transaction_mode = 'multi'"
                     )));
@@ -133,26 +218,15 @@ impl Transaction {
         for sql in replay {
             backend::run(&mut conn, shard, &sql, &mut engine::NoRows).await?;
         }
+        let thread = conn.id();
         let shared = Arc::new(tokio::sync::Mutex::new(conn));
-        self.conns.lock().expect("transaction lock").push((
-            keyspace.to_string(),
-            shard.to_string(),
-            shared.clone(),
-        ));
-        Ok(shared)
-    }
-
-    pub async fn execute<S: RowSink>(
-        &self,
-        topo: &Topology,
-        keyspace: &str,
-        shard: &str,
-        sql: &str,
-        sink: &mut S,
-    ) -> Result<Outcome, EngineError> {
-        let conn = self.connection(topo, keyspace, shard).await?;
-        let mut conn = conn.lock().await;
-        backend::run(&mut conn, shard, sql, sink).await
+        self.conns.lock().expect("transaction lock").push(Joined {
+            keyspace: keyspace.to_string(),
+            shard: shard.to_string(),
+            thread,
+            conn: shared.clone(),
+        });
+        Ok((shared, thread))
     }
 
     /// SAVEPOINT, ROLLBACK TO SAVEPOINT, RELEASE SAVEPOINT: on every joined shard, and remembered
@@ -168,8 +242,14 @@ impl Transaction {
                 "savepoints in transaction_mode twopc (XA has none)".into(),
             ));
         }
-        for (_, shard, conn) in self.joined() {
-            backend::run(&mut *conn.lock().await, &shard, sql, &mut engine::NoRows).await?;
+        for j in self.joined() {
+            backend::run(
+                &mut *j.conn.lock().await,
+                &j.shard,
+                sql,
+                &mut engine::NoRows,
+            )
+            .await?;
         }
         let mut list = self.savepoints.lock().expect("transaction lock");
         let position = list
@@ -204,7 +284,16 @@ impl Transaction {
         }
         let joined = self.joined();
         let mut committed = Vec::new();
-        for (i, (ks, shard, conn)) in joined.iter().enumerate() {
+        for (
+            i,
+            Joined {
+                keyspace: ks,
+                shard,
+                conn,
+                ..
+            },
+        ) in joined.iter().enumerate()
+        {
             if let Err(e) = backend::run(
                 &mut *conn.lock().await,
                 shard,
@@ -213,9 +302,14 @@ impl Transaction {
             )
             .await
             {
-                for (_, s, c) in &joined[i + 1..] {
-                    let _ = backend::run(&mut *c.lock().await, s, "ROLLBACK", &mut engine::NoRows)
-                        .await;
+                for j in &joined[i + 1..] {
+                    let _ = backend::run(
+                        &mut *j.conn.lock().await,
+                        &j.shard,
+                        "ROLLBACK",
+                        &mut engine::NoRows,
+                    )
+                    .await;
                 }
                 let done = if committed.is_empty() {
                     "none".to_string()
@@ -237,8 +331,8 @@ impl Transaction {
         if self.prelude.is_none() {
             return;
         }
-        for (_, _, conn) in self.joined() {
-            let mut conn = conn.lock().await;
+        for j in self.joined() {
+            let mut conn = j.conn.lock().await;
             if conn.reset().await.is_err() {
                 // Closed rather than returned with the session's settings.
                 conn.set_finished(false);
@@ -255,7 +349,13 @@ impl Transaction {
         let run = |conn: Shared, shard: String, sql: String| async move {
             backend::run(&mut *conn.lock().await, &shard, &sql, &mut engine::NoRows).await
         };
-        if let [(ks, shard, conn)] = joined.as_slice() {
+        if let [Joined {
+            keyspace: ks,
+            shard,
+            conn,
+            ..
+        }] = joined.as_slice()
+        {
             let xid = Self::xid(dtid, ks, shard);
             run(conn.clone(), shard.clone(), format!("XA END {xid}")).await?;
             run(
@@ -268,19 +368,25 @@ impl Transaction {
             return Ok(());
         }
         let mut prepared = Vec::new();
-        for (ks, shard, conn) in &joined {
+        for Joined {
+            keyspace: ks,
+            shard,
+            conn,
+            ..
+        } in &joined
+        {
             let xid = Self::xid(dtid, ks, shard);
             let step = async {
                 run(conn.clone(), shard.clone(), format!("XA END {xid}")).await?;
                 run(conn.clone(), shard.clone(), format!("XA PREPARE {xid}")).await
             };
             if let Err(e) = step.await {
-                for (k, s, c) in &joined {
-                    let x = Self::xid(dtid, k, s);
+                for j in &joined {
+                    let x = Self::xid(dtid, &j.keyspace, &j.shard);
                     if !prepared.contains(&x) {
-                        let _ = run(c.clone(), s.clone(), format!("XA END {x}")).await;
+                        let _ = run(j.conn.clone(), j.shard.clone(), format!("XA END {x}")).await;
                     }
-                    let _ = run(c.clone(), s.clone(), format!("XA ROLLBACK {x}")).await;
+                    let _ = run(j.conn.clone(), j.shard.clone(), format!("XA ROLLBACK {x}")).await;
                 }
                 self.release().await;
                 return Err(EngineError::Commit(format!(
@@ -293,7 +399,13 @@ impl Transaction {
         crate::twopc::record_commit(topo, dtid).await?;
         crash_point("after_decision");
         let mut failed = Vec::new();
-        for (ks, shard, conn) in &joined {
+        for Joined {
+            keyspace: ks,
+            shard,
+            conn,
+            ..
+        } in &joined
+        {
             if let Err(e) = run(
                 conn.clone(),
                 shard.clone(),
@@ -321,7 +433,13 @@ impl Transaction {
     pub async fn rollback(self) -> Result<(), EngineError> {
         if let Some(dtid) = self.dtid.clone() {
             let mut first_error = None;
-            for (ks, shard, conn) in self.joined() {
+            for Joined {
+                keyspace: ks,
+                shard,
+                conn,
+                ..
+            } in self.joined()
+            {
                 let xid = Self::xid(&dtid, &ks, &shard);
                 let mut c = conn.lock().await;
                 let _ = backend::run(
@@ -346,10 +464,10 @@ impl Transaction {
             return first_error.map_or(Ok(()), Err);
         }
         let mut first_error = None;
-        for (_, shard, conn) in self.joined() {
+        for j in self.joined() {
             if let Err(e) = backend::run(
-                &mut *conn.lock().await,
-                &shard,
+                &mut *j.conn.lock().await,
+                &j.shard,
                 "ROLLBACK",
                 &mut engine::NoRows,
             )

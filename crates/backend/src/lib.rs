@@ -13,7 +13,7 @@ use std::time::Duration;
 use engine::{EngineError, Executor, Outcome, RowSink};
 use mysql_async::prelude::Queryable;
 use mysql_async::{OptsBuilder, TxOpts};
-pub use pool::{PoolStats, PooledConn, ShardPool};
+pub use pool::{BoxFuture, PoolStats, PooledConn, ShardPool};
 use std::sync::Arc;
 use vschema::{SequenceRef, Shard, Table, VSchema};
 
@@ -29,6 +29,16 @@ pub struct Backends {
     sources:
         HashMap<(String, String), (vschema::BackendAddr, vschema::PoolSize, vschema::BackendTls)>,
     sequences: HashMap<SequenceRef, tokio::sync::Mutex<IdBlock>>,
+}
+
+/// A server's InnoDB transactions as the deadlock detector reads them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct LockWaits {
+    /// (waiting thread, blocking thread): the first waits for a lock the second holds or
+    /// asked for first.
+    pub waits: Vec<(u32, u32)>,
+    /// (thread, rows it changed) of every open transaction.
+    pub rows_modified: Vec<(u32, u64)>,
 }
 
 /// Ids reserved from a sequence table and not handed out yet: `next..end`.
@@ -104,6 +114,67 @@ impl Backends {
             Ok(pool) => pool.probe(timeout).await,
             Err(_) => false,
         }
+    }
+
+    /// What the server of `keyspace/shard` reports of its InnoDB transactions, asked on the
+    /// probe connection within `timeout`. `None` when it did not answer.
+    pub async fn lock_waits(
+        &self,
+        keyspace: &str,
+        shard: &str,
+        timeout: Duration,
+    ) -> Option<LockWaits> {
+        let pool = self.pool(keyspace, shard).ok()?;
+        pool.on_probe(timeout, |conn| {
+            Box::pin(async move {
+                let (major, _, _) = conn.server_version();
+                // MySQL 8 lists lock waits in performance_schema; MariaDB (10 and later) and
+                // MySQL 5.7 in information_schema.
+                let waits = if (8..10).contains(&major) {
+                    "performance_schema.data_lock_waits w \
+                     JOIN information_schema.INNODB_TRX r ON r.trx_id = w.REQUESTING_ENGINE_TRANSACTION_ID \
+                     JOIN information_schema.INNODB_TRX b ON b.trx_id = w.BLOCKING_ENGINE_TRANSACTION_ID"
+                } else {
+                    "information_schema.INNODB_LOCK_WAITS w \
+                     JOIN information_schema.INNODB_TRX r ON r.trx_id = w.requesting_trx_id \
+                     JOIN information_schema.INNODB_TRX b ON b.trx_id = w.blocking_trx_id"
+                };
+                let waits = conn
+                    .query(format!(
+                        "SELECT r.trx_mysql_thread_id, b.trx_mysql_thread_id FROM {waits}"
+                    ))
+                    .await?;
+                let rows_modified = conn
+                    .query(
+                        "SELECT trx_mysql_thread_id, trx_rows_modified FROM information_schema.INNODB_TRX",
+                    )
+                    .await?;
+                Ok(LockWaits {
+                    waits,
+                    rows_modified,
+                })
+            })
+        })
+        .await
+    }
+
+    /// `KILL QUERY thread` on the server of `keyspace/shard`, on the probe connection (a pool
+    /// whose connections are all busy still takes it). False when it did not answer in time.
+    pub async fn kill_query(
+        &self,
+        keyspace: &str,
+        shard: &str,
+        thread: u32,
+        timeout: Duration,
+    ) -> bool {
+        let Ok(pool) = self.pool(keyspace, shard) else {
+            return false;
+        };
+        pool.on_probe(timeout, |conn| {
+            Box::pin(conn.query_drop(format!("KILL QUERY {thread}")))
+        })
+        .await
+        .is_some()
     }
 
     /// Takes a new block of at least `count` ids from the sequence table, in one transaction on

@@ -14,9 +14,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
+
 use mysql_async::{Conn, Opts};
 use mysql_common::constants::StatusFlags;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// A boxed future borrowing a connection (what [`ShardPool::on_probe`] runs).
+pub type BoxFuture<'c, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'c>>;
 
 /// A connection idle for longer than this is pinged before it is handed out: its server may
 /// have gone away meanwhile. Under load connections come back within microseconds and skip it.
@@ -71,21 +75,35 @@ impl ShardPool {
     /// Pings the server on the probe connection (opening it first if needed); false when the
     /// server does not answer within `timeout`. A probe that failed is closed.
     pub async fn probe(&self, timeout: Duration) -> bool {
+        self.on_probe(timeout, |conn| Box::pin(conn.ping()))
+            .await
+            .is_some()
+    }
+
+    /// Runs `job` on the probe connection (opening it first if needed), within `timeout`;
+    /// `None` when it failed or took longer, and then the probe is closed. The probe is for
+    /// the proxy's own short questions (health, lock waits, KILL QUERY), which must be
+    /// answered even while every pooled connection is busy.
+    pub async fn on_probe<T>(
+        &self,
+        timeout: Duration,
+        job: impl for<'c> FnOnce(&'c mut Conn) -> BoxFuture<'c, Result<T, mysql_async::Error>>,
+    ) -> Option<T> {
         let Ok(mut probe) = tokio::time::timeout(timeout, self.probe.lock()).await else {
-            return false;
+            return None;
         };
-        let ping = async {
+        let run = async {
             if probe.is_none() {
                 *probe = Some(Conn::new(self.opts.clone()).await.ok()?);
             }
-            probe.as_mut()?.ping().await.ok()
+            job(probe.as_mut()?).await.ok()
         };
-        let up = matches!(tokio::time::timeout(timeout, ping).await, Ok(Some(())));
-        if !up {
+        let answer = tokio::time::timeout(timeout, run).await.ok().flatten();
+        if answer.is_none() {
             // Dropped without a goodbye: the server may not be answering.
             probe.take();
         }
-        up
+        answer
     }
 
     pub fn stats(&self) -> PoolStats {

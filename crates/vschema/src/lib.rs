@@ -81,6 +81,9 @@ pub struct ServerConfig {
     /// On SIGTERM/SIGINT, how long running statements and open transactions may take to finish
     /// before they are rolled back and their connections closed.
     pub shutdown_timeout_ms: u64,
+    /// A statement of a transaction on several shards that waits this long makes shardgate look
+    /// for a deadlock that spans shards (0: never).
+    pub deadlock_check_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

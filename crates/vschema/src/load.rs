@@ -23,6 +23,7 @@ const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// MySQL's wait_timeout: eight hours.
 const DEFAULT_IDLE_TIMEOUT_MS: u64 = 8 * 3600 * 1000;
 const DEFAULT_SHUTDOWN_TIMEOUT_MS: u64 = 30_000;
+const DEFAULT_DEADLOCK_CHECK_MS: u64 = 100;
 
 /// `${NAME}` in a backend address replaced by the environment variable's value, so that
 /// passwords need not be in the file. Returns the name of a variable that is not set.
@@ -127,6 +128,10 @@ pub fn parse_config(text: &str, path: &Path) -> Result<Config, ConfigError> {
             .server
             .shutdown_timeout_ms
             .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT_MS),
+        deadlock_check_ms: raw
+            .server
+            .deadlock_check_ms
+            .unwrap_or(DEFAULT_DEADLOCK_CHECK_MS),
     };
 
     let mut users = Vec::new();

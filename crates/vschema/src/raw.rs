@@ -32,6 +32,7 @@ pub(crate) struct RawServer {
     pub idle_timeout_ms: Option<u64>,
     pub slow_query_ms: Option<u64>,
     pub shutdown_timeout_ms: Option<u64>,
+    pub deadlock_check_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
