@@ -9,8 +9,8 @@
 //! a transaction holds a connection, joins them into one wait-for graph through the sessions
 //! that hold connections on several shards, and breaks each cycle the way InnoDB would: the
 //! transaction that changed the fewest rows (the youngest if they tie) is rolled back on every
-//! shard, and its client gets 1213. Checks run one at a time, at most once per
-//! `deadlock_check_ms`, and only while some statement waits: a statement that does not wait
+//! shard, and its client gets 1213. Checks run one at a time, at most one per
+//! `deadlock_check_ms` (and per 120 ms), and only while some statement waits: a statement that does not wait
 //! pays for one timer, nothing more.
 
 use std::collections::{HashMap, VecDeque};
@@ -27,8 +27,12 @@ use crate::gate::Gate;
 const ASK_TIMEOUT: Duration = Duration::from_secs(1);
 /// Cycles `SHOW SHARDGATE DEADLOCKS` remembers.
 const REMEMBERED: usize = 16;
-/// The shortest pause between two checks, whatever `deadlock_check_ms` says.
-const MIN_PAUSE: Duration = Duration::from_millis(10);
+/// The shortest time from one check to the next. InnoDB fills its information_schema tables
+/// (INNODB_TRX, INNODB_LOCK_WAITS) from a cache that it refreshes only when the last read is
+/// more than 100 ms old: a reader that asks more often than that sees the same old picture for
+/// ever (seen here: a cycle that was never found because checks came every 25 ms). See also
+/// `Backends::lock_waits`, which makes several readers take turns.
+const MIN_PAUSE: Duration = Duration::from_millis(120);
 
 /// A transaction as the detector sees it: when it first reached a shard, and the shard
 /// connections it holds (keyspace, shard, backend thread id).
@@ -36,6 +40,17 @@ const MIN_PAUSE: Duration = Duration::from_millis(10);
 pub(crate) struct TxView {
     pub started: Instant,
     pub held: Vec<(String, String, u32)>,
+}
+
+/// A session in a transaction, as one check sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct TxSession {
+    pub id: u32,
+    pub view: TxView,
+    /// The running statement's text (empty between statements).
+    pub statement: String,
+    /// The shard queries it is running now (keyspace, shard, backend thread id).
+    pub running: Vec<(String, String, u32)>,
 }
 
 /// A broken deadlock, as `SHOW SHARDGATE DEADLOCKS` lists it.
@@ -148,7 +163,7 @@ pub(crate) async fn serve(detector: Arc<Detector>, gate: Weak<Gate>) {
                 .deadlock_check_seconds
                 .observe(started.elapsed().as_secs_f64());
             drop(gate);
-            tokio::time::sleep(pause).await;
+            tokio::time::sleep_until((started + pause).into()).await;
         }
     }
 }
@@ -162,8 +177,8 @@ async fn check(gate: &Gate, detector: &Detector) {
     // server's.
     let mut servers: Vec<(String, String, String)> = Vec::new();
     let mut server_of = HashMap::new();
-    for (_, view, _) in &sessions {
-        for (keyspace, shard, _) in &view.held {
+    for session in &sessions {
+        for (keyspace, shard, _) in &session.view.held {
             let key = (keyspace.clone(), shard.clone());
             if server_of.contains_key(&key) {
                 continue;
@@ -206,8 +221,20 @@ async fn check(gate: &Gate, detector: &Detector) {
             rows_of.insert((server, thread), rows);
         }
     }
-    for (id, view, _) in &sessions {
-        let threads: Vec<Thread> = view
+    // Read after the servers answered: a wait of one of our threads counts only if that
+    // thread still runs a statement, so a picture that is older than it seems (InnoDB's cache)
+    // cannot make up a cycle.
+    let sessions = gate.transactions();
+    let running: Vec<Thread> = sessions
+        .iter()
+        .flat_map(|s| &s.running)
+        .filter_map(|(ks, shard, thread)| {
+            Some((*server_of.get(&(ks.clone(), shard.clone()))?, *thread))
+        })
+        .collect();
+    for session in &sessions {
+        let threads: Vec<Thread> = session
+            .view
             .held
             .iter()
             .filter_map(|(ks, shard, thread)| {
@@ -215,27 +242,37 @@ async fn check(gate: &Gate, detector: &Detector) {
             })
             .collect();
         graph.sessions.push(SessionNode {
-            id: *id,
-            started: view.started,
+            id: session.id,
+            started: session.view.started,
             rows_modified: threads.iter().filter_map(|t| rows_of.get(t)).sum(),
             threads,
         });
     }
+    let ours: std::collections::HashSet<Thread> = graph
+        .sessions
+        .iter()
+        .flat_map(|s| s.threads.iter().copied())
+        .collect();
+    graph
+        .waits
+        .retain(|(waiter, _)| !ours.contains(waiter) || running.contains(waiter));
+    tracing::debug!(waits = ?graph.waits, sessions = ?graph.sessions, "deadlock check");
     for found in graph.cycles() {
         let members = found
             .members
             .iter()
             .filter_map(|id| {
-                let (_, view, statement) = sessions.iter().find(|(s, _, _)| s == id)?;
+                let session = sessions.iter().find(|s| s.id == *id)?;
                 let node = graph.sessions.iter().find(|n| n.id == *id)?;
                 Some(Member {
                     session: *id,
-                    shards: view
+                    shards: session
+                        .view
                         .held
                         .iter()
                         .map(|(ks, shard, _)| format!("{ks}/{shard}"))
                         .collect(),
-                    statement: statement.clone(),
+                    statement: session.statement.clone(),
                     rows_modified: node.rows_modified,
                 })
             })

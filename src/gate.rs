@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 use tracing::debug;
 use vschema::{Config, VSchema};
 
-use crate::deadlock::{Detector, TxView};
+use crate::deadlock::{Detector, TxSession, TxView};
 use crate::metrics::Metrics;
 use crate::stats::{Activity, ShardMeter};
 
@@ -293,9 +293,9 @@ impl Gate {
         }
     }
 
-    /// The sessions whose transactions hold shard connections: (id, transaction, the running
-    /// statement).
-    pub(crate) fn transactions(&self) -> Vec<(u32, TxView, String)> {
+    /// The sessions whose transactions hold shard connections, as the deadlock detector sees
+    /// them.
+    pub(crate) fn transactions(&self) -> Vec<TxSession> {
         self.sessions
             .iter()
             .filter_map(|item| {
@@ -305,7 +305,12 @@ impl Gate {
                     (sql, Some(_)) => sql.clone(),
                     (_, None) => String::new(),
                 };
-                Some((*item.key(), view, statement))
+                Some(TxSession {
+                    id: *item.key(),
+                    view,
+                    statement,
+                    running: e.backend.lock().expect("session entry").clone(),
+                })
             })
             .collect()
     }

@@ -118,44 +118,70 @@ impl Backends {
 
     /// What the server of `keyspace/shard` reports of its InnoDB transactions, asked on the
     /// probe connection within `timeout`. `None` when it did not answer.
+    ///
+    /// InnoDB fills INNODB_TRX and INNODB_LOCK_WAITS from a cache that it refreshes only when
+    /// its last read is more than 100 ms old, so readers that ask more often than that (several
+    /// shardgate processes, each checking for deadlocks) would read one old picture for ever.
+    /// Readers therefore take turns: each holds the named lock `shardgate_lock_waits` from its
+    /// read until 105 ms later, and the next reader's read refreshes the cache.
     pub async fn lock_waits(
         &self,
         keyspace: &str,
         shard: &str,
         timeout: Duration,
     ) -> Option<LockWaits> {
-        let pool = self.pool(keyspace, shard).ok()?;
-        pool.on_probe(timeout, |conn| {
-            Box::pin(async move {
-                let (major, _, _) = conn.server_version();
-                // MySQL 8 lists lock waits in performance_schema; MariaDB (10 and later) and
-                // MySQL 5.7 in information_schema.
-                let waits = if (8..10).contains(&major) {
-                    "performance_schema.data_lock_waits w \
-                     JOIN information_schema.INNODB_TRX r ON r.trx_id = w.REQUESTING_ENGINE_TRANSACTION_ID \
-                     JOIN information_schema.INNODB_TRX b ON b.trx_id = w.BLOCKING_ENGINE_TRANSACTION_ID"
-                } else {
-                    "information_schema.INNODB_LOCK_WAITS w \
-                     JOIN information_schema.INNODB_TRX r ON r.trx_id = w.requesting_trx_id \
-                     JOIN information_schema.INNODB_TRX b ON b.trx_id = w.blocking_trx_id"
-                };
-                let waits = conn
-                    .query(format!(
-                        "SELECT r.trx_mysql_thread_id, b.trx_mysql_thread_id FROM {waits}"
-                    ))
-                    .await?;
-                let rows_modified = conn
-                    .query(
-                        "SELECT trx_mysql_thread_id, trx_rows_modified FROM information_schema.INNODB_TRX",
-                    )
-                    .await?;
-                Ok(LockWaits {
-                    waits,
-                    rows_modified,
+        let pool = self.pool(keyspace, shard).ok()?.clone();
+        let waits = pool
+            .on_probe(timeout, |conn| {
+                Box::pin(async move {
+                    let turn: Option<Option<i64>> = conn
+                        .query_first("SELECT GET_LOCK('shardgate_lock_waits', 1)")
+                        .await?;
+                    if turn.flatten() != Some(1) {
+                        return Ok(None);
+                    }
+                    let (major, _, _) = conn.server_version();
+                    // MySQL 8 lists lock waits, live, in performance_schema; MariaDB (10 and
+                    // later) and MySQL 5.7 in information_schema.
+                    let waits = if (8..10).contains(&major) {
+                        "SELECT r.PROCESSLIST_ID, NULL, b.PROCESSLIST_ID \
+                         FROM performance_schema.data_lock_waits w \
+                         JOIN performance_schema.threads r ON r.THREAD_ID = w.REQUESTING_THREAD_ID \
+                         JOIN performance_schema.threads b ON b.THREAD_ID = w.BLOCKING_THREAD_ID"
+                    } else {
+                        "SELECT r.trx_mysql_thread_id, NULL, b.trx_mysql_thread_id \
+                         FROM information_schema.INNODB_LOCK_WAITS w \
+                         JOIN information_schema.INNODB_TRX r ON r.trx_id = w.requesting_trx_id \
+                         JOIN information_schema.INNODB_TRX b ON b.trx_id = w.blocking_trx_id"
+                    };
+                    // One statement: InnoDB answers it from one version of its cache.
+                    let rows: Vec<(u32, Option<u64>, Option<u32>)> = conn
+                        .query(format!(
+                            "SELECT trx_mysql_thread_id, trx_rows_modified, NULL \
+                             FROM information_schema.INNODB_TRX UNION ALL {waits}"
+                        ))
+                        .await?;
+                    let mut out = LockWaits::default();
+                    for (thread, rows, blocker) in rows {
+                        match (rows, blocker) {
+                            (_, Some(blocker)) => out.waits.push((thread, blocker)),
+                            (Some(rows), None) => out.rows_modified.push((thread, rows)),
+                            (None, None) => {}
+                        }
+                    }
+                    Ok(Some(out))
                 })
             })
-        })
-        .await
+            .await
+            .flatten()?;
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(105)).await;
+            pool.on_probe(Duration::from_secs(1), |conn| {
+                Box::pin(conn.query_drop("DO RELEASE_ALL_LOCKS()"))
+            })
+            .await;
+        });
+        Some(waits)
     }
 
     /// `KILL QUERY thread` on the server of `keyspace/shard`, on the probe connection (a pool
