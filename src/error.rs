@@ -6,6 +6,7 @@ use frontend::SqlError;
 use planner::PlanError;
 
 pub const ER_NOT_SUPPORTED_YET: u16 = 1235;
+pub const ER_UNKNOWN_ERROR: u16 = 1105;
 
 /// A statement shardgate recognises but cannot run yet.
 pub fn unsupported(what: impl std::fmt::Display) -> SqlError {
@@ -107,6 +108,24 @@ pub fn deadlock() -> SqlError {
     )
 }
 
+/// ER_QUERY_INTERRUPTED: the statement was given up, and nothing of it was kept.
+pub fn interrupted(why: &str) -> SqlError {
+    SqlError::new(
+        1317,
+        "70100",
+        format!("Query execution was interrupted: {why}"),
+    )
+}
+
+/// A COMMIT given up on a shard that stopped answering while it committed.
+pub fn commit_unknown(shard: &str, why: &str) -> SqlError {
+    SqlError::new(
+        1180,
+        "HY000",
+        format!("Got error during COMMIT: shard {shard}: {why}: the transaction may or may not have committed there"),
+    )
+}
+
 pub fn unknown_database(name: &str) -> SqlError {
     SqlError::new(1049, "42000", format!("Unknown database '{name}'"))
 }
@@ -139,6 +158,11 @@ pub fn from_engine(e: &EngineError) -> SqlError {
             1429,
             "HY000",
             format!("Unable to connect to foreign data source: shard {shard}: {message}"),
+        ),
+        EngineError::Lost { shard, message } => SqlError::new(
+            ER_UNKNOWN_ERROR,
+            "HY000",
+            format!("shard {shard}: {message}: the statement's outcome on that shard is unknown"),
         ),
         EngineError::Vindex(v) => SqlError::new(1292, "22007", v.to_string()),
         EngineError::UnknownKeyspace(ks) => unknown_database(ks),

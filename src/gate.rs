@@ -500,6 +500,9 @@ impl engine::Executor for SessionExecutor<'_> {
 const ENDING_ROLLBACK: u8 = 1;
 const ENDING_COMMIT: u8 = 2;
 
+/// Runs of a write in a transaction of its own that a deadlock may end before it fails.
+const IMPLICIT_ATTEMPTS: u32 = 3;
+
 /// How long a shard has to take a KILL QUERY.
 const KILL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -709,7 +712,7 @@ impl Handler for GateSession {
     async fn close(&mut self) {
         if let Some(tx) = self.take_tx() {
             let mode = tx.mode().name();
-            let outcome = match tx.rollback().await {
+            let outcome = match tx.rollback(&self.topo).await {
                 Ok(()) => "rollback_on_disconnect",
                 Err(e) => {
                     tracing::warn!(error = %e, "rollback on disconnect failed");
@@ -732,7 +735,7 @@ impl Handler for GateSession {
 
     async fn reset(&mut self) {
         if let Some(tx) = self.take_tx() {
-            if let Err(e) = tx.rollback().await {
+            if let Err(e) = tx.rollback(&self.topo).await {
                 tracing::warn!(error = %e, "rollback on COM_RESET_CONNECTION failed");
             }
         }
@@ -893,6 +896,7 @@ impl GateSession {
         });
         let entry = self.entry.clone();
         *entry.abandoned.lock().expect("session entry") = None;
+        let mut lost_shard = None;
         let result = if self.access.read_only && writes(sql) {
             Err(Failure::Sql(error::read_only()))
         } else {
@@ -909,20 +913,50 @@ impl GateSession {
                     // Connections of the abandoned statement were dropped mid-response: the
                     // pool closes them.
                     entry.backend.lock().expect("session entry").clear();
-                    let unknown = if entry.ending.swap(0, Ordering::Relaxed) == ENDING_COMMIT {
-                        "; the transaction may or may not have committed there"
-                    } else {
-                        ""
-                    };
+                    let committing = entry.ending.swap(0, Ordering::Relaxed) == ENDING_COMMIT;
                     Err(Failure::Sql(match shard {
-                        Some(shard) => error::from_engine(&EngineError::Backend {
-                            shard,
-                            message: format!("marked down by the health check while this statement waited on it{unknown}"),
-                        }),
+                        Some(shard) if committing => error::commit_unknown(
+                            &shard,
+                            "marked down by the health check while the transaction committed",
+                        ),
+                        Some(shard) => {
+                            let why = format!("shard {shard} was marked down by the health check while this statement ran there");
+                            lost_shard = Some(why.clone());
+                            error::from_engine(&EngineError::Lost {
+                                shard,
+                                message: "marked down by the health check while this statement ran there".into(),
+                            })
+                        }
                         None => error::bug("statement abandoned without a reason"),
                     }))
                 }
             }
+        };
+        // The statement's connection to that shard is gone, and with it the shard's part of
+        // any transaction: a client's transaction is rolled back everywhere (the rest must not
+        // be committed without it); a statement's own transaction was dropped with the
+        // statement. Either way nothing of it stays, and the error says so.
+        let result = match (result, lost_shard) {
+            (Err(Failure::Sql(_)), Some(why)) if self.tx.is_some() => {
+                self.abort_transaction().await;
+                Err(Failure::Sql(error::interrupted(&format!(
+                    "{why}; the transaction was rolled back on every shard"
+                ))))
+            }
+            (Err(Failure::Sql(_)), Some(why))
+                if self
+                    .entry
+                    .transaction
+                    .lock()
+                    .expect("session entry")
+                    .take()
+                    .is_some() =>
+            {
+                Err(Failure::Sql(error::interrupted(&format!(
+                    "{why}; the statement was rolled back on every shard"
+                ))))
+            }
+            (other, _) => other,
         };
         let result = match timer {
             Some(timer) => {
@@ -1490,7 +1524,7 @@ impl GateSession {
 
     /// Opens a transaction; `start` is how each shard starts its part.
     fn begin(&mut self, start: &str) {
-        let tx = self.new_transaction(start);
+        let tx = self.new_transaction(start, self.session.effective_tx_mode());
         self.tx = Some(tx);
     }
 
@@ -1500,18 +1534,13 @@ impl GateSession {
         self.tx.take()
     }
 
-    fn new_transaction(&mut self, start: &str) -> Transaction {
+    fn new_transaction(&mut self, start: &str, mode: TxMode) -> Transaction {
         self.session.transactions += 1;
         let dtid = format!(
             "{}{}-{}",
             self.gate.xid_prefix, self.session.conn_id, self.session.transactions
         );
-        Transaction::new(
-            start,
-            self.session.effective_tx_mode(),
-            self.session.prelude(),
-            dtid,
-        )
+        Transaction::new(start, mode, self.session.prelude(), dtid)
     }
 
     /// An empty OK, with the status flags as they are after the statement (BEGIN sets
@@ -1526,6 +1555,13 @@ impl GateSession {
         let Some(tx) = self.take_tx() else {
             return Ok(());
         };
+        self.finish(tx, commit)
+            .await
+            .map_err(|e| error::from_engine(&e))
+    }
+
+    /// Commits or rolls back a transaction on every shard it touched, and counts it.
+    async fn finish(&self, tx: Transaction, commit: bool) -> Result<(), EngineError> {
         let mode = tx.mode().name();
         // Registered like a statement's backend queries, so that a shard marked down while it
         // ends the transaction abandons it rather than leaving the client waiting.
@@ -1542,7 +1578,7 @@ impl GateSession {
         let result = if commit {
             tx.commit(&self.topo).await
         } else {
-            tx.rollback().await
+            tx.rollback(&self.topo).await
         };
         self.entry.ending.store(0, Ordering::Relaxed);
         for (_, shard, thread) in &held {
@@ -1558,7 +1594,7 @@ impl GateSession {
             .transactions
             .with_label_values(&[mode, outcome])
             .inc();
-        result.map_err(|e| error::from_engine(&e))
+        result
     }
 
     async fn savepoint(&mut self, sql: &str, name: &str, op: SavepointOp) -> Result<(), SqlError> {
@@ -1765,6 +1801,14 @@ impl GateSession {
                     .to_vec();
                 self.local_rows(out, columns, rows).await
             }
+            "checksums" => {
+                let table = lower.split_whitespace().nth(3).map(|t| t.trim_matches('`'));
+                let rows = self.reference_checksums(table).await?;
+                let columns = ["Keyspace", "Table", "Shard", "Checksum", "Differs"]
+                    .map(sysvars::text_column)
+                    .to_vec();
+                self.local_rows(out, columns, rows).await
+            }
             "status" => {
                 let (hits, misses, plans) = self.gate.plans.stats();
                 let rows = [
@@ -1828,6 +1872,72 @@ impl GateSession {
         }
     }
 
+    /// `SHOW SHARDGATE CHECKSUMS [table]`: `CHECKSUM TABLE` of each reference table (or the
+    /// one named) on every shard of its keyspace, with the shards whose checksum differs from
+    /// the one most shards have marked: every copy of a reference table should be the same.
+    async fn reference_checksums(&self, only: Option<&str>) -> Result<Vec<Vec<Value>>, SqlError> {
+        let text = |s: &str| Value::Bytes(s.as_bytes().to_vec());
+        let mut rows = Vec::new();
+        for ks in self.topo.vschema.keyspaces() {
+            if !self.access.allows(&ks.name) {
+                continue;
+            }
+            if self
+                .session
+                .keyspace
+                .as_ref()
+                .is_some_and(|k| *k != ks.name)
+                && only.is_some()
+            {
+                continue;
+            }
+            for (name, table) in &ks.tables {
+                if *table != vschema::Table::Reference
+                    || only.is_some_and(|t| !t.eq_ignore_ascii_case(name))
+                {
+                    continue;
+                }
+                let sql = format!("CHECKSUM TABLE `{}`", name.replace('`', "``"));
+                let mut sums = Vec::new();
+                for shard in &ks.shards {
+                    let mut found = engine::Collected::default();
+                    self.topo
+                        .backends
+                        .execute(&ks.name, &shard.name, &sql, &mut found)
+                        .await
+                        .map_err(|e| error::from_engine(&e))?;
+                    let sum = match found.rows.first().and_then(|r| r.get(1)) {
+                        Some(Value::NULL) | None => "NULL".to_string(),
+                        Some(v) => v.as_sql(true).trim_matches('\'').to_string(),
+                    };
+                    sums.push((shard.name.clone(), sum));
+                }
+                // The checksum most shards have; without a majority every shard is suspect.
+                let count = |sum: &String| sums.iter().filter(|(_, s)| s == sum).count();
+                let majority = sums
+                    .iter()
+                    .map(|(_, sum)| sum)
+                    .find(|sum| count(sum) * 2 > sums.len())
+                    .cloned();
+                for (shard, sum) in sums {
+                    let differs = if majority.as_ref() == Some(&sum) {
+                        "no"
+                    } else {
+                        "yes"
+                    };
+                    rows.push(vec![
+                        text(&ks.name),
+                        text(name),
+                        text(&shard),
+                        text(&sum),
+                        text(differs),
+                    ]);
+                }
+            }
+        }
+        Ok(rows)
+    }
+
     /// Plans one statement without running it (`VEXPLAIN PLAN`).
     async fn plan_text(&self, sql: &str) -> Result<Plan, SqlError> {
         let mut statements = Parser::parse_sql(&MySqlDialect {}, sql).map_err(error::syntax)?;
@@ -1886,29 +1996,13 @@ impl GateSession {
         self.last_plan.0.clear();
         self.last_plan.0.push_str(keyspace);
         self.last_plan.1 = opcode;
-        let gate = self.gate.clone();
-        let topo = self.topo.clone();
-        let prelude = self.session.prelude();
         let mut sink = ClientSink {
             out,
             started: false,
             rows: 0,
             rename_first,
         };
-        let result = engine::execute(
-            plan,
-            &topo.vschema,
-            &SessionExecutor {
-                topo: &topo,
-                deadlocks: &gate.deadlocks,
-                entry: &self.entry,
-                tx: self.tx.as_ref(),
-                prelude: prelude.as_deref(),
-            },
-            &mut sink,
-            &gate.exec,
-        )
-        .await;
+        let result = self.execute(plan, &mut sink).await;
         let started = sink.started;
         self.last_rows = sink.rows;
         out.set_status(self.status());
@@ -1937,6 +2031,74 @@ impl GateSession {
             // An ERR packet may replace the next row of a result set already started.
             Err(e) => Err(Failure::Sql(error::from_engine(&e))),
         }
+    }
+
+    /// Runs a plan's statements through the session's transaction, or the pools. A write that
+    /// may change rows in several places applies everywhere or nowhere: in autocommit it runs
+    /// as a transaction of its own (run again after a deadlock: nothing of it was visible);
+    /// inside the client's transaction each shard takes a savepoint before its part, and a
+    /// failure undoes the parts that were done.
+    async fn execute<S: RowSink>(
+        &mut self,
+        plan: &Plan,
+        sink: &mut S,
+    ) -> Result<engine::Outcome, EngineError> {
+        if !plan.may_write_several() {
+            return self.execute_in(self.tx.as_ref(), plan, sink).await;
+        }
+        if let Some(tx) = &self.tx {
+            tx.begin_atomic();
+            let result = self.execute_in(Some(tx), plan, sink).await;
+            match tx.end_atomic(result.is_err()).await {
+                Ok(()) => return result,
+                Err(undo) => {
+                    tracing::warn!(error = %undo, "a failed statement could not be undone on every shard: rolling its transaction back");
+                    self.abort_transaction().await;
+                    return result.map_err(|e| e.rolled_back());
+                }
+            }
+        }
+        let mut mode = self.session.effective_tx_mode();
+        if mode == TxMode::Single {
+            // One statement's own transaction may span shards: that is what it is for.
+            mode = TxMode::Multi;
+        }
+        let mut attempt = 1;
+        loop {
+            let tx = self.new_transaction("START TRANSACTION", mode);
+            let result = self.execute_in(Some(&tx), plan, sink).await;
+            let ended = self.finish(tx, result.is_ok()).await;
+            *self.entry.transaction.lock().expect("session entry") = None;
+            match (result, ended) {
+                (Ok(outcome), Ok(())) => return Ok(outcome),
+                (Ok(_), Err(e)) => return Err(e),
+                (Err(e), _)
+                    if attempt < IMPLICIT_ATTEMPTS
+                        && (e.is_deadlock()
+                            || self.entry.deadlock_victim.swap(false, Ordering::AcqRel)) =>
+                {
+                    attempt += 1
+                }
+                (Err(e), _) => return Err(e),
+            }
+        }
+    }
+
+    async fn execute_in<S: RowSink>(
+        &self,
+        tx: Option<&Transaction>,
+        plan: &Plan,
+        sink: &mut S,
+    ) -> Result<engine::Outcome, EngineError> {
+        let prelude = self.session.prelude();
+        let executor = SessionExecutor {
+            topo: &self.topo,
+            deadlocks: &self.gate.deadlocks,
+            entry: &self.entry,
+            tx,
+            prelude: prelude.as_deref(),
+        };
+        engine::execute(plan, &self.topo.vschema, &executor, sink, &self.gate.exec).await
     }
 
     /// Runs the subqueries, splices their results into the statement, then plans and runs it.
@@ -1978,7 +2140,7 @@ impl GateSession {
     /// survive to be committed by the client's next COMMIT or BEGIN.
     async fn abort_transaction(&mut self) {
         if let Some(tx) = self.take_tx() {
-            if let Err(e) = tx.rollback().await {
+            if let Err(e) = tx.rollback(&self.topo).await {
                 tracing::warn!(error = %e, "rollback after a deadlock failed");
             }
         }

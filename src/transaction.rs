@@ -283,6 +283,14 @@ impl Transaction {
             return self.commit_twopc(topo, &dtid).await;
         }
         let joined = self.joined();
+        // A shard that cannot take its COMMIT fails the transaction before any shard commits.
+        if let Some(j) = joined.iter().find(|j| !Self::reachable(topo, j)) {
+            let shard = format!("{}/{}", j.keyspace, j.shard);
+            self.rollback(topo).await?;
+            return Err(EngineError::Commit(format!(
+                "shard {shard}: marked down by the health check, or its connection was lost; committed on: none; rolled back on the others"
+            )));
+        }
         let mut committed = Vec::new();
         for (
             i,
@@ -302,7 +310,7 @@ impl Transaction {
             )
             .await
             {
-                for j in &joined[i + 1..] {
+                for j in joined[i + 1..].iter().filter(|j| Self::reachable(topo, j)) {
                     let _ = backend::run(
                         &mut *j.conn.lock().await,
                         &j.shard,
@@ -429,8 +437,21 @@ impl Transaction {
         }
     }
 
+    /// Whether a shard's connection can take a statement: a shard marked down, or a connection
+    /// whose last response was given up, would leave the caller waiting. Their parts are
+    /// dropped instead, and the server rolls them back when it sees the connection close.
+    fn reachable(topo: &Topology, j: &Joined) -> bool {
+        topo.meter(&j.keyspace, &j.shard)
+            .is_none_or(|m| m.healthy())
+            && j.conn.try_lock().is_ok_and(|c| c.is_finished())
+    }
+
     /// Rolls back every shard; the connections then go back to their pools clean.
-    pub async fn rollback(self) -> Result<(), EngineError> {
+    pub async fn rollback(self, topo: &Topology) -> Result<(), EngineError> {
+        self.conns
+            .lock()
+            .expect("transaction lock")
+            .retain(|j| Self::reachable(topo, j));
         if let Some(dtid) = self.dtid.clone() {
             let mut first_error = None;
             for Joined {

@@ -55,6 +55,7 @@ sharded = true
 shards = [{{ name = "-80", primary = "{}" }}, {{ name = "80-", primary = "{}" }}]
 vindexes.hash = {{ type = "hash" }}
 tables.t = {{ primary_vindex = {{ column = "id", vindex = "hash" }} }}
+tables.r = {{ type = "reference" }}
 "#,
         shards[0], shards[1]
     )
@@ -92,6 +93,10 @@ async fn shard_faults_fail_fast_and_heal() {
         d.query_drop("INSERT INTO t SELECT seq, seq * 10 FROM seq_1_to_10")
             .await
             .unwrap();
+        d.query_drop("CREATE TABLE r (id BIGINT PRIMARY KEY, v BIGINT)")
+            .await
+            .unwrap();
+        d.query_drop("INSERT INTO r VALUES (1, 10)").await.unwrap();
     }
     let text = config_text([&servers[0].url("f"), &servers[1].url("f")]);
     let config = vschema::parse_config(&text, Path::new("f.toml")).unwrap();
@@ -145,6 +150,30 @@ async fn shard_faults_fail_fast_and_heal() {
         .await
         .unwrap();
 
+    // A statement that is running on 80- when it stops.
+    let mut running = Conn::new(Opts::from_url(&url).unwrap()).await.unwrap();
+    let reached = tokio::spawn(async move {
+        let r: Result<Option<i64>, _> = running
+            .query_first(format!("SELECT SLEEP(3) FROM t WHERE id = {HIGH}"))
+            .await;
+        (r, running)
+    });
+    let started = Instant::now();
+    while direct
+        .query_first::<u64, _>(
+            "SELECT id FROM information_schema.processlist WHERE info LIKE 'SELECT SLEEP(3)%'",
+        )
+        .await
+        .unwrap()
+        .is_none()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "SLEEP(3) never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
     // Shard 80- stops answering.
     let paused = stop(&servers[1]);
     // Its COMMIT does not leave the client waiting either: it is abandoned with the shard.
@@ -155,11 +184,28 @@ async fn shard_faults_fail_fast_and_heal() {
     let started = Instant::now();
     assert_eq!(value(&mut c, LOW).await.unwrap(), Some(10));
     assert!(started.elapsed() < Duration::from_secs(1));
-    // A statement waiting on it gives up once the health check marks it down.
+    // A statement waiting on it gives up once the health check marks it down. The one that
+    // was running there had reached the shard, so what it did there is unknown, and the error
+    // says so; 1429, "unable to connect", is for statements that never reached it.
+    let (r, running) = tokio::time::timeout(Duration::from_secs(60), reached)
+        .await
+        .expect("a statement on a stopped shard is abandoned, not left waiting")
+        .unwrap();
+    let (code, text) = message(&r.unwrap_err());
+    assert_eq!(code, 1105, "{text}");
+    assert!(text.contains("80-"), "{text}");
+    assert!(text.contains("outcome on that shard is unknown"), "{text}");
+    drop(running);
     let started = Instant::now();
     let e = value(&mut c, HIGH).await.unwrap_err();
     let (code, text) = message(&e);
-    assert_eq!(code, 1429, "{text}");
+    // This one may have found an open connection to the shard (and be given up there) or
+    // waited for a new one (and never reached it).
+    match code {
+        1105 => assert!(text.contains("outcome on that shard is unknown"), "{text}"),
+        1429 => assert!(text.contains("Unable to connect"), "{text}"),
+        other => panic!("{other}: {text}"),
+    }
     assert!(text.contains("80-"), "{text}");
     assert!(
         started.elapsed() < Duration::from_secs(6),
@@ -171,7 +217,7 @@ async fn shard_faults_fail_fast_and_heal() {
         .expect("COMMIT on a stopped shard is abandoned, not left waiting")
         .unwrap();
     let (code, text) = message(&r.unwrap_err());
-    assert_eq!(code, 1429, "{text}");
+    assert_eq!(code, 1180, "{text}");
     assert!(text.contains("80-"), "{text}");
     assert!(text.contains("may or may not have committed"), "{text}");
     // The session goes on, outside any transaction.
@@ -185,6 +231,7 @@ async fn shard_faults_fail_fast_and_heal() {
     ] {
         let started = Instant::now();
         let e = c.query_drop(&sql).await.unwrap_err();
+        assert_eq!(message(&e).0, 1429, "{sql}: never sent: {e}");
         assert!(message(&e).1.contains("80-"), "{sql}: {e}");
         assert!(started.elapsed() < Duration::from_millis(500), "{sql}");
     }
@@ -216,6 +263,58 @@ async fn shard_faults_fail_fast_and_heal() {
     }
     let n: Option<i64> = c.query_first("SELECT COUNT(*) FROM t").await.unwrap();
     assert_eq!(n, Some(20));
+
+    // A write to the reference table that is running on -80 (the first shard it goes to)
+    // when -80 stops: it is given up, and nothing of it is kept on any shard, even once -80
+    // runs again and finishes the statement it had received.
+    let mut writer = Conn::new(Opts::from_url(&url).unwrap()).await.unwrap();
+    let writing = tokio::spawn(async move {
+        let r = writer
+            .query_drop("UPDATE r SET v = 20 WHERE id = 1 AND SLEEP(2) = 0")
+            .await;
+        (r, writer)
+    });
+    let mut first = Conn::new(Opts::from_url(&servers[0].url("f")).unwrap())
+        .await
+        .unwrap();
+    let running = "SELECT COUNT(*) FROM information_schema.processlist WHERE info LIKE 'UPDATE r SET v = 20%'";
+    let started = Instant::now();
+    while first.query_first::<u64, _>(running).await.unwrap() != Some(1) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the UPDATE never reached -80"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let paused = stop(&servers[0]);
+    let (r, writer) = tokio::time::timeout(Duration::from_secs(60), writing)
+        .await
+        .expect("a write on a stopped shard is abandoned, not left waiting")
+        .unwrap();
+    let (code, text) = message(&r.unwrap_err());
+    assert_eq!(code, 1317, "{text}");
+    assert!(
+        text.contains("-80") && text.contains("rolled back on every shard"),
+        "{text}"
+    );
+    drop(writer);
+    drop(paused);
+    // -80 finishes the UPDATE it had, then finds its client gone and rolls it back.
+    let started = Instant::now();
+    while first.query_first::<u64, _>(running).await.unwrap() != Some(0) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the UPDATE never ended on -80"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for server in &servers {
+        let mut d = Conn::new(Opts::from_url(&server.url("f")).unwrap())
+            .await
+            .unwrap();
+        let v: Option<i64> = d.query_first("SELECT v FROM r WHERE id = 1").await.unwrap();
+        assert_eq!(v, Some(10), "port {}", server.port);
+    }
     drop(c);
     proxy.stop().await;
 

@@ -21,6 +21,10 @@ async fn lookup_rows(main: &mut Conn) -> BTreeMap<String, Vec<u8>> {
     rows.into_iter().collect()
 }
 
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn code(e: mysql_async::Error) -> (u16, String) {
     match e {
         mysql_async::Error::Server(s) => (s.code, s.state),
@@ -134,7 +138,8 @@ async fn lookup_vindex_routes_and_stays_consistent() {
     let lookup = lookup_rows(&mut main).await;
     assert!(!lookup.contains_key("user4@example.com") && !lookup.contains_key("user5@example.com"));
 
-    // An insert that fails after its lookup row was written leaves an orphan...
+    // An insert that fails after its lookup row was written takes the lookup row back with
+    // it: the statement ran as one transaction.
     let err = c
         .query_drop(
             "INSERT INTO users (user_id, email, name) VALUES (40, 'ghost@example.com', NULL)",
@@ -142,12 +147,17 @@ async fn lookup_vindex_routes_and_stays_consistent() {
         .await
         .unwrap_err();
     assert_eq!(code(err).0, 1048, "NOT NULL name");
-    assert_eq!(
-        lookup_rows(&mut main).await["ghost@example.com"],
-        ksid(40),
-        "orphaned lookup row"
-    );
-    // ...which a later insert of the same email takes over (the consistent part).
+    assert!(!lookup_rows(&mut main)
+        .await
+        .contains_key("ghost@example.com"));
+    // A lookup row without its owner (as a crash between the two commits leaves it)...
+    main.query_drop(format!(
+        "INSERT INTO email_lookup (email, keyspace_id) VALUES ('ghost@example.com', X'{}')",
+        hex(&ksid(40))
+    ))
+    .await
+    .unwrap();
+    // ...is taken over by a later insert of the same email (the consistent part).
     let taker = (41..200)
         .find(|i| owner("two", *i) != owner("two", 40))
         .unwrap();
@@ -273,5 +283,75 @@ async fn a_lookup_table_in_a_sharded_keyspace() {
         .await
         .unwrap();
     assert_eq!(id, Some(99));
+    proxy.stop().await;
+}
+
+/// Two inserts of one email whose lookup row is an orphan (its owner row is gone), at the same
+/// moment: exactly one takes the orphan over, the other gets 1062. Repeated so that the race is
+/// really run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_inserts_race_for_an_orphan() {
+    let proxy = proxy().await;
+    let mut c = client(&proxy, Some("main")).await;
+    c.query_drop("CREATE TABLE IF NOT EXISTS race_lookup (email VARCHAR(100) PRIMARY KEY, keyspace_id VARBINARY(16) NOT NULL)").await.unwrap();
+    c.query_drop("USE four").await.unwrap();
+    c.query_drop("DROP TABLE IF EXISTS racers").await.unwrap();
+    c.query_drop("CREATE TABLE racers (id BIGINT PRIMARY KEY, email VARCHAR(100))")
+        .await
+        .unwrap();
+    let mut a = client(&proxy, Some("four")).await;
+    let mut b = client(&proxy, Some("four")).await;
+    let mut main = shard_conn("main", "0").await;
+    let shard_of = |id: i64| owner("four", id);
+    const ROUNDS: i64 = 200;
+    let mut winners = [0; 2];
+    for round in 0..ROUNDS {
+        let email = format!("race{round}@example.com");
+        // The orphan points at an id whose row does not exist.
+        main.query_drop(format!(
+            "INSERT INTO race_lookup (email, keyspace_id) VALUES ('{email}', X'{}')",
+            hex(&ksid(1_000_000 + round))
+        ))
+        .await
+        .unwrap();
+        // Two ids on different shards, so that the owner rows cannot collide by primary key.
+        let ida = 10 * round + 1;
+        let idb = (10 * round + 2..10 * round + 10)
+            .find(|i| shard_of(*i) != shard_of(ida))
+            .unwrap();
+        let insert = |id: i64| format!("INSERT INTO racers (id, email) VALUES ({id}, '{email}')");
+        let (ra, rb) = tokio::join!(a.query_drop(insert(ida)), b.query_drop(insert(idb)));
+        let outcome = match (ra, rb) {
+            (Ok(()), Err(e)) => {
+                assert_eq!(code(e), (1062, "23000".into()), "round {round}");
+                0
+            }
+            (Err(e), Ok(())) => {
+                assert_eq!(code(e), (1062, "23000".into()), "round {round}");
+                1
+            }
+            other => panic!("round {round}: exactly one insert must win: {other:?}"),
+        };
+        winners[outcome] += 1;
+        let winner = [ida, idb][outcome];
+        let holders: Vec<i64> = c
+            .query(format!("SELECT id FROM racers WHERE email = '{email}'"))
+            .await
+            .unwrap();
+        assert_eq!(holders, [winner], "round {round}");
+        let (k,): (Vec<u8>,) = main
+            .query_first(format!(
+                "SELECT keyspace_id FROM race_lookup WHERE email = '{email}'"
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            k,
+            ksid(winner),
+            "round {round}: the lookup row points at the winner"
+        );
+    }
+    eprintln!("winners: first {}, second {}", winners[0], winners[1]);
     proxy.stop().await;
 }

@@ -56,6 +56,8 @@ vindexes.handle_lookup = { type = "consistent_lookup_unique", table = "two.handl
 tables.handle_lookup = { primary_vindex = { column = "handle", vindex = "loose" } }
 tables.accounts = { primary_vindex = { column = "id", vindex = "hash" }, secondary_vindexes = [{ column = "handle", vindex = "handle_lookup" }] }
 tables.users = { primary_vindex = { column = "user_id", vindex = "hash" }, secondary_vindexes = [{ column = "email", vindex = "email_lookup" }] }
+vindexes.race_lookup = { type = "consistent_lookup_unique", table = "main.race_lookup", from = "email", to = "keyspace_id" }
+tables.racers = { primary_vindex = { column = "id", vindex = "hash" }, secondary_vindexes = [{ column = "email", vindex = "race_lookup" }] }
 tables.events = { primary_vindex = { column = "id", vindex = "hash" }, auto_increment = { column = "id", sequence = "event_seq" } }
 "#;
         let text = format!(

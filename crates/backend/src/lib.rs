@@ -417,7 +417,11 @@ pub async fn run<S: RowSink>(
     let outcome = read_response(conn, shard, sql, sink).await;
     // A server error ends its response too; anything else may leave packets unread.
     conn.set_finished(matches!(outcome, Ok(_) | Err(EngineError::Server { .. })));
-    outcome
+    // The statement was sent: a connection that broke now leaves its outcome unknown.
+    outcome.map_err(|e| match e {
+        EngineError::Backend { shard, message } => EngineError::Lost { shard, message },
+        other => other,
+    })
 }
 
 async fn read_response<S: RowSink>(

@@ -191,6 +191,11 @@ impl PooledConn {
     pub fn set_finished(&mut self, finished: bool) {
         self.finished = finished;
     }
+
+    /// False when a statement's response was left unread: the connection cannot take another.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
 }
 
 impl Deref for PooledConn {

@@ -39,7 +39,7 @@ pub use mysql_common::value::Value;
 pub use plan::{
     Aggregate, AggregateKind, ComputedKind, Derived, Generate, Insert, InsertRow, Join, JoinColumn,
     JoinRight, Opcode, OutputColumn, OwnedLookup, OwnedWrite, Partial, Plan, PullOut, Pulled,
-    PulledKind, Route, Select, Send, Stage, Wildcard,
+    PulledKind, Route, Select, Send, SendKind, Stage, Wildcard,
 };
 pub use pullout::{splice, NO_ROWS};
 use vschema::{Keyspace, SequenceRef, VSchema, VindexError};
@@ -139,9 +139,13 @@ pub enum EngineError {
         state: String,
         message: String,
     },
-    /// The backend could not be reached or the connection broke.
+    /// The backend could not be reached: the statement was not sent.
     #[error("shard {shard}: {message}")]
     Backend { shard: String, message: String },
+    /// The connection broke, or was given up, after the statement was sent: what it did on
+    /// that shard is unknown.
+    #[error("shard {shard}: {message}")]
+    Lost { shard: String, message: String },
     /// A value that a write must place has no keyspace ID.
     #[error("{0}")]
     Vindex(#[from] VindexError),
@@ -178,6 +182,40 @@ pub enum EngineError {
     SubqueryColumns(usize),
     #[error("[BUG] {0}")]
     Bug(String),
+}
+
+impl EngineError {
+    /// ER_LOCK_DEADLOCK from a shard: its transaction there was rolled back.
+    pub fn is_deadlock(&self) -> bool {
+        matches!(self, EngineError::Server { code: 1213, .. })
+    }
+
+    /// The same error, saying that the whole transaction it happened in was rolled back.
+    pub fn rolled_back(self) -> Self {
+        const NOTE: &str = "; the statement could not be undone on its shards alone, so the whole transaction was rolled back";
+        match self {
+            EngineError::Server {
+                shard,
+                code,
+                state,
+                message,
+            } => EngineError::Server {
+                shard,
+                code,
+                state,
+                message: message + NOTE,
+            },
+            EngineError::Backend { shard, message } => EngineError::Backend {
+                shard,
+                message: message + NOTE,
+            },
+            EngineError::Lost { shard, message } => EngineError::Lost {
+                shard,
+                message: message + NOTE,
+            },
+            other => other,
+        }
+    }
 }
 
 /// Limits that apply while executing.

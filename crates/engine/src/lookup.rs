@@ -98,9 +98,20 @@ pub(crate) async fn resolve<E: Executor>(
     vindex: &LookupVindex,
     value: &KeyValue,
 ) -> Result<Option<KeyspaceId>, EngineError> {
+    read_lookup(executor, vschema, vindex, value, "").await
+}
+
+/// [`resolve`], reading `lock`ed (`FOR UPDATE`) when it is not empty.
+async fn read_lookup<E: Executor>(
+    executor: &E,
+    vschema: &VSchema,
+    vindex: &LookupVindex,
+    value: &KeyValue,
+    lock: &str,
+) -> Result<Option<KeyspaceId>, EngineError> {
     let (ks, shard) = lookup_shard(vschema, vindex, value)?;
     let sql = format!(
-        "SELECT {} FROM {} WHERE {} = {}",
+        "SELECT {} FROM {} WHERE {} = {}{lock}",
         quote(&vindex.to),
         quote(&vindex.table),
         quote(&vindex.from),
@@ -121,6 +132,13 @@ pub(crate) async fn resolve<E: Executor>(
 ///
 /// On a duplicate, a consistent lookup checks the current owner: if its row exists the value is
 /// taken (1062); if not, the lookup row is an orphan of a failed write and is taken over.
+///
+/// The gate runs every write that claims lookup rows in a transaction (the statement's own in
+/// autocommit), so the lookup row stays locked until its owner row is written: a concurrent
+/// insert of the same value waits at its own INSERT or at the locked read below, then finds the
+/// owner's row and gets 1062. Two inserts that find the same orphan both hold a shared lock on
+/// it from their duplicate-key check; their locked reads deadlock, InnoDB rolls one back, and
+/// the gate runs that statement again, when it finds the other's owner row.
 pub(crate) async fn claim<E: Executor>(
     executor: &E,
     vschema: &VSchema,
@@ -151,7 +169,7 @@ pub(crate) async fn claim<E: Executor>(
         value: String::from_utf8_lossy(&literal_text(value)).into_owned(),
         key: lookup.column.clone(),
     };
-    let Some(current) = resolve(executor, vschema, v, value).await? else {
+    let Some(current) = read_lookup(executor, vschema, v, value, " FOR UPDATE").await? else {
         // Deleted between our insert and this read: try once more.
         return executor
             .execute(ks, shard, &insert, &mut crate::NoRows)
@@ -169,8 +187,9 @@ pub(crate) async fn claim<E: Executor>(
         return Err(duplicate());
     }
     let owner_shard = &owner_keyspace.shards[owner_keyspace.shard_for(&current)].name;
+    // A locking read sees the latest committed row, whatever snapshot the transaction holds.
     let probe = format!(
-        "SELECT 1 FROM {} WHERE {} = {} LIMIT 1",
+        "SELECT 1 FROM {} WHERE {} = {} LIMIT 1 LOCK IN SHARE MODE",
         quote(&lookup.table),
         quote(&lookup.column),
         literal(value)
@@ -191,9 +210,13 @@ pub(crate) async fn claim<E: Executor>(
         quote(&v.to),
         hex(&current.0)
     );
-    executor
+    // Compare-and-set: another insert that took the orphan over first changed `to`.
+    let taken = executor
         .execute(ks, shard, &takeover, &mut crate::NoRows)
         .await?;
+    if taken.affected_rows != 1 {
+        return Err(duplicate());
+    }
     Ok(false)
 }
 

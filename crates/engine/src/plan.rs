@@ -407,9 +407,58 @@ impl InsertRow {
 pub struct Send {
     pub keyspace: String,
     pub query: String,
+    pub kind: SendKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendKind {
+    /// DDL: each shard applies it on its own (DDL commits, so no transaction can hold it).
+    Ddl,
+    /// A write to a reference table: every copy changes, or none does.
+    Write,
+}
+
+/// The verb of a statement (`update`, `select`, ...), lower case, after leading spaces,
+/// parentheses and comments.
+pub fn verb(sql: &str) -> &str {
+    let mut rest = sql;
+    loop {
+        rest = rest.trim_start_matches(|c: char| c.is_whitespace() || c == '(');
+        if let Some(after) = rest.strip_prefix("/*") {
+            rest = after.split_once("*/").map_or("", |(_, r)| r);
+        } else if rest.starts_with("-- ") || rest.starts_with('#') {
+            rest = rest.split_once('\n').map_or("", |(_, r)| r);
+        } else {
+            break;
+        }
+    }
+    let end = rest
+        .find(|c: char| !c.is_ascii_alphabetic())
+        .unwrap_or(rest.len());
+    &rest[..end]
 }
 
 impl Plan {
+    /// Whether the plan is a write that may change rows in more than one place (several shards,
+    /// or a lookup table and the table that owns it). Such a write must apply everywhere or
+    /// nowhere: the gate runs it in a transaction of its own, or, inside a client's
+    /// transaction, undoes its parts when one of them fails.
+    pub fn may_write_several(&self) -> bool {
+        match self {
+            Plan::Send(s) => s.kind == SendKind::Write,
+            Plan::Insert(i) => !i.lookups.is_empty() || i.rows.len() > 1,
+            Plan::OwnedWrite(_) => true,
+            Plan::Route(r) => {
+                !r.opcode.is_single_shard()
+                    && !matches!(r.opcode, Opcode::Lookup { .. } | Opcode::Destination { .. })
+                    && ["insert", "update", "delete", "replace"]
+                        .iter()
+                        .any(|v| verb(&r.query).eq_ignore_ascii_case(v))
+            }
+            _ => false,
+        }
+    }
+
     /// Every keyspace the plan sends statements to (lookup vindexes' own tables aside), each once.
     pub fn keyspaces(&self) -> Vec<&str> {
         let mut out = Vec::new();
@@ -498,7 +547,15 @@ impl Plan {
                 let _ = write!(out, "\n  query: {}…{}", i.prefix, i.suffix);
             }
             Plan::Send(s) => {
-                let _ = write!(out, "Send AllShards {}\n  query: {}", s.keyspace, s.query);
+                let atomic = match s.kind {
+                    SendKind::Ddl => "",
+                    SendKind::Write => " (all or none)",
+                };
+                let _ = write!(
+                    out,
+                    "Send AllShards {}{atomic}\n  query: {}",
+                    s.keyspace, s.query
+                );
             }
             Plan::OwnedWrite(w) => {
                 let lookups: Vec<&str> = w.lookups.iter().map(|l| l.vindex.name.as_str()).collect();

@@ -202,6 +202,7 @@ async fn send_reaches_every_shard_and_reports_one() {
     let (log, _, outcome) = run(Plan::Send(Send {
         keyspace: "ks".into(),
         query: "create table t (id int)".into(),
+        kind: SendKind::Ddl,
     }))
     .await;
     assert_eq!(log.len(), 2);

@@ -1,7 +1,7 @@
 //! Statements other than SELECT and DML: DDL goes to every shard of its keyspace; table metadata
 //! (`SHOW CREATE TABLE`, `DESCRIBE`) comes from any one shard; the rest is refused by name.
 
-use engine::{Opcode, Plan, Route, Send};
+use engine::{Opcode, Plan, Route, Send, SendKind};
 use sqlparser::ast::{ObjectName, ShowStatementFilterPosition, Statement};
 
 use crate::tables::{resolve, shard_text};
@@ -64,6 +64,7 @@ pub(crate) fn plan_other(
         Ok(Plan::Send(Send {
             keyspace: keyspace.name.clone(),
             query,
+            kind: SendKind::Ddl,
         }))
     } else {
         let opcode = if keyspace.sharded {

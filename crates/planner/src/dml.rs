@@ -2,6 +2,7 @@
 
 use engine::{
     Generate, Insert as InsertPlan, InsertRow, Opcode, OwnedLookup, OwnedWrite, Plan, Route, Send,
+    SendKind,
 };
 use sqlparser::ast::{
     Assignment, AssignmentTarget, Delete, Expr, FromTable, Insert, OnInsert, SetExpr, Spanned,
@@ -38,6 +39,7 @@ pub(crate) fn plan_insert(
             return Ok(Plan::Send(Send {
                 keyspace: keyspace.name.clone(),
                 query: text,
+                kind: SendKind::Write,
             }))
         }
         Table::Reference => return Err(unsupported("INSERT ... SELECT into a reference table")),
@@ -374,6 +376,7 @@ fn plan_write(
         Table::Reference if tables.len() == 1 => Ok(Plan::Send(Send {
             keyspace: keyspace.name.clone(),
             query: text,
+            kind: SendKind::Write,
         })),
         Table::Reference => Err(unsupported(format!(
             "{verb} of a reference table with a subquery on another table"
