@@ -185,8 +185,9 @@ async fn query_timeout_kills_the_backend_queries() {
         let started = Instant::now();
         let e = c.query_drop(sql).await.unwrap_err();
         assert_eq!(code(&e), Some(3024), "{sql}: {e}");
+        // Interrupted: SLEEP(5) alone would take 5 s (loose, for a loaded machine).
         assert!(
-            started.elapsed() < Duration::from_secs(3),
+            started.elapsed() < Duration::from_millis(4500),
             "{sql} took {:?}",
             started.elapsed()
         );
@@ -221,8 +222,11 @@ async fn idle_clients_are_disconnected() {
         busy.query_drop("SELECT 1").await.unwrap();
     }
     // `idle` said nothing for 1.6 s: it was let go with 4031 (or its socket is already closed).
-    let e = idle.query_drop("SELECT 1").await.unwrap_err();
-    assert!(matches!(code(&e), Some(4031) | None), "{e}");
+    match idle.query_drop("SELECT 1").await {
+        Err(mysql_async::Error::Server(e)) => assert_eq!(e.code, 4031, "{e}"),
+        Err(mysql_async::Error::Io(_)) | Err(mysql_async::Error::Driver(_)) => {}
+        other => panic!("expected 4031 or a closed connection: {other:?}"),
+    }
     assert_eq!(p.gate.session_count(), 1);
     drop((busy, idle));
     p.stop().await;

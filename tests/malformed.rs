@@ -189,12 +189,13 @@ async fn malformed_traffic_gets_errors_and_the_proxy_keeps_serving() {
     drop(big);
     // Over max_packet_size (64 MiB): 1153, and the connection closes.
     let huge = "y".repeat(65 << 20);
-    let e = c
-        .query_drop(format!("SELECT LENGTH('{huge}')"))
-        .await
-        .unwrap_err();
+    let r = c.query_drop(format!("SELECT LENGTH('{huge}')")).await;
     drop(huge);
-    assert!(matches!(server_code(&e), Some(1153) | None), "{e}");
+    // The error packet, or the closed connection when the client was still writing.
+    match r {
+        Err(e) if server_code(&e).is_some() => assert_eq!(server_code(&e), Some(1153), "{e}"),
+        other => expect_closed(other),
+    }
     still_serving(&proxy).await;
     proxy.stop().await;
 }

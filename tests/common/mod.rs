@@ -175,6 +175,28 @@ pub async fn query_text(
     Ok(text_rows(conn.query::<Row, _>(sql).await?))
 }
 
+/// The error of a statement that must fail with exactly MySQL error `code`.
+#[track_caller]
+pub fn expect_code<T: std::fmt::Debug>(
+    result: Result<T, mysql_async::Error>,
+    code: u16,
+) -> mysql_async::Error {
+    match result {
+        Err(e) if server_code(&e) == Some(code) => e,
+        other => panic!("expected error {code}, got {other:?}"),
+    }
+}
+
+/// A connection that the other side closed (or refused): an I/O error, or the driver's word
+/// for a connection that ended, never a server's error code.
+#[track_caller]
+pub fn expect_closed<T: std::fmt::Debug>(result: Result<T, mysql_async::Error>) {
+    match result {
+        Err(mysql_async::Error::Io(_)) | Err(mysql_async::Error::Driver(_)) => {}
+        other => panic!("expected a closed connection, got {other:?}"),
+    }
+}
+
 /// The MySQL error code of a failed statement.
 pub fn server_code(e: &mysql_async::Error) -> Option<u16> {
     match e {
