@@ -1242,7 +1242,14 @@ impl GateSession {
             Ok(Some(target)) => target,
             Ok(None) | Err(planner::PlanError::NoDatabase) => return Ok(Vec::new()),
             Err(e @ planner::PlanError::Unsupported(_)) => {
-                match self.plan_statement(stmt, text).await {
+                let planned = match self.plan_statement(stmt, text).await {
+                    Ok(plan) => Ok(plan),
+                    // A parameter the proxy itself would evaluate (a join condition across
+                    // shards): planned with 0 in its place, since the columns of the result
+                    // do not depend on its value.
+                    Err(_) => self.plan_text(&with_zeros(text)).await,
+                };
+                match planned {
                     // A join across shards: each side describes its own columns.
                     Ok(Plan::Join(join)) => return self.describe_join(&join).await,
                     _ => return Err(error::from_plan(e)),
@@ -2400,6 +2407,19 @@ fn strip_vexplain(sql: &str) -> Option<&str> {
         _ => rest,
     };
     Some(rest)
+}
+
+/// `sql` with a `0` in place of each `?` parameter marker (found in `sql` itself).
+fn with_zeros(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut copied = 0;
+    for at in planner::parameter_markers(sql) {
+        out.push_str(&sql[copied..at]);
+        out.push('0');
+        copied = at + 1;
+    }
+    out.push_str(&sql[copied..]);
+    out
 }
 
 fn is_show_warnings(sql: &str) -> bool {

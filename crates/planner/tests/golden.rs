@@ -159,9 +159,33 @@ fn templates_bind_to_the_same_plans() {
         }
     }
     eprintln!("templates: {same} bind to the same plan, {skipped} not cacheable");
-    for d in &differ {
-        eprintln!("differs (not cached at run time): {d}");
-    }
+    // Statements whose template plans differently from their text, named: the gate's own check
+    // keeps them out of the plan cache. A UNION of two single-shard branches is one route when
+    // its literals pick one shard, which its template cannot know; an expression item's title
+    // would show the template's placeholder.
+    const KNOWN: &[&str] = &[
+        "select name from customers where customer_id = 1 union select name from customers where customer_id = 1",
+        "select name from customers where customer_id = 1 union select name from customers where customer_id = 2",
+        "select name, amount * 2, o.id from customers c join orders o on o.id = c.customer_id where score > 3 order by amount desc",
+    ];
+    let unexpected: Vec<&String> = differ
+        .iter()
+        .filter(|d| !KNOWN.iter().any(|k| d.starts_with(&format!("{k}\n"))))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "templates that bind to another plan than their text:\n{}",
+        unexpected
+            .iter()
+            .map(|d| d.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert_eq!(
+        differ.len(),
+        KNOWN.len(),
+        "a known difference is gone: remove it from KNOWN"
+    );
     assert!(
         same >= 60,
         "only {same} of {} golden statements bind",
