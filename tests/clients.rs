@@ -194,6 +194,34 @@ async fn mysql_command_line_client() {
     assert_eq!(out, "id\tname\n1\tone\n2\ttwo\n3\tTHREE\nn\n2\n");
     let rows = rows_on_shards("cli_people").await;
     assert_eq!(rows.len(), 3);
+    // Compression was negotiated: 200 kB of text crossed the wire in far fewer bytes.
+    let sent = || {
+        proxy
+            .gate
+            .metrics
+            .client_bytes
+            .sent
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let before = sent();
+    let out = run_client(
+        Path::new("mysql"),
+        &[
+            "-h127.0.0.1",
+            &format!("-P{port}"),
+            "-uapp",
+            "-psecret",
+            "--compress",
+            "--batch",
+            "--skip-column-names",
+            "two",
+            "-e",
+            "SELECT REPEAT('ab', 100000)",
+        ],
+    );
+    assert_eq!(out.trim_end().len(), 200_000);
+    let on_the_wire = sent() - before;
+    assert!(on_the_wire < 20_000, "{on_the_wire} bytes sent");
 
     let out = run_client(&python(), &["mysql_interactive.py", "127.0.0.1", &port]);
     assert!(out.contains("ok mysql interactive"), "{out}");

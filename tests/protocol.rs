@@ -290,8 +290,25 @@ async fn change_user_compression_and_caching_sha2() {
     .await
     .unwrap();
     let q = "SELECT id, s FROM typed ORDER BY id";
+    let sent = || {
+        proxy
+            .gate
+            .metrics
+            .client_bytes
+            .sent
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let before = sent();
     let compressed: Vec<(i64, String)> = zc.query(q).await.unwrap();
+    let on_the_wire_compressed = sent() - before;
+    let before = sent();
     let uncompressed: Vec<(i64, String)> = plain.query(q).await.unwrap();
+    let on_the_wire_plain = sent() - before;
+    // Compression was negotiated: the same rows took far fewer bytes on the wire.
+    assert!(
+        on_the_wire_compressed * 3 < on_the_wire_plain,
+        "compressed {on_the_wire_compressed} bytes, plain {on_the_wire_plain}"
+    );
     assert_eq!(compressed.len(), 3000);
     assert_eq!(compressed, uncompressed);
     let prepared: Vec<(i64, String)> = zc

@@ -1,8 +1,9 @@
 //! Packet framing over a TCP stream. Reads fill a buffer and decode whole packets (mysql_common's
-//! codec joins 16 MiB chunks and checks sequence ids, and does zlib compression); writes are
-//! encoded into one buffer that is flushed once per response, or sooner when it grows past
-//! `FLUSH_AT`. zstd compression, which mysql_common lacks, is framed here: the compressed packet
-//! layout is zlib's, with zstd frames as payloads.
+//! codec joins 16 MiB chunks and checks sequence ids); writes are encoded into one buffer that is
+//! flushed once per response, or sooner when it grows past `FLUSH_AT`. The compressed protocol
+//! (zlib, and zstd, which mysql_common lacks) is framed here, at flush: mysql_common's codec
+//! compresses each packet on its own, so a result of small rows went out as one uncompressed
+//! frame per row, larger than without compression.
 
 use bytes::BytesMut;
 use mysql_common::proto::codec::{error::PacketCodecError, PacketCodec};
@@ -137,14 +138,63 @@ pub(crate) struct PacketIo {
     read_buf: BytesMut,
     write_buf: BytesMut,
     max_packet: usize,
-    /// Set once the client negotiated zstd compression; the codec is then unused.
-    zstd: Option<Zstd>,
+    /// Set once the client negotiated compression; the codec is then unused.
+    compressed: Option<Compressed>,
 }
 
-/// zstd compressed protocol state. Packets are staged uncompressed in `write_buf` and compressed
-/// at flush, several to a frame.
-struct Zstd {
-    level: i32,
+#[derive(Clone, Copy)]
+enum Algorithm {
+    Zlib,
+    Zstd(i32),
+}
+
+impl Algorithm {
+    /// `data` compressed, if that makes it smaller.
+    fn compress(self, data: &[u8]) -> Option<Vec<u8>> {
+        let out = match self {
+            Algorithm::Zstd(level) => zstd::bulk::compress(data, level).ok()?,
+            Algorithm::Zlib => {
+                use std::io::Write;
+                let mut z = flate2::write::ZlibEncoder::new(
+                    Vec::with_capacity(data.len() / 2),
+                    flate2::Compression::default(),
+                );
+                z.write_all(data).ok()?;
+                z.finish().ok()?
+            }
+        };
+        (out.len() < data.len()).then_some(out)
+    }
+
+    fn decompress(self, data: &[u8], len: usize) -> Result<Vec<u8>, String> {
+        match self {
+            Algorithm::Zstd(_) => {
+                zstd::bulk::decompress(data, len).map_err(|e| format!("zstd: {e}"))
+            }
+            Algorithm::Zlib => {
+                use std::io::Read;
+                let mut out = Vec::with_capacity(len);
+                flate2::read::ZlibDecoder::new(data)
+                    .take(len as u64)
+                    .read_to_end(&mut out)
+                    .map_err(|e| format!("zlib: {e}"))?;
+                if out.len() != len {
+                    return Err(format!(
+                        "zlib: {} bytes where {len} were announced",
+                        out.len()
+                    ));
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// Compressed protocol state (zlib or zstd). Packets are staged uncompressed in `write_buf` and
+/// compressed at flush, several to a frame, as MySQL compresses per network write: a frame
+/// per small packet would carry its headers and nothing compressed.
+struct Compressed {
+    algorithm: Algorithm,
     /// Sequence id of the next compressed frame (shared by both directions, reset per command).
     comp_seq: u8,
     /// Sequence id of the next packet inside the frames; set to `comp_seq` after each flush, as
@@ -181,7 +231,7 @@ impl PacketIo {
             read_buf: BytesMut::with_capacity(1024),
             write_buf: BytesMut::with_capacity(1024),
             max_packet,
-            zstd: None,
+            compressed: None,
         }
     }
 
@@ -210,32 +260,35 @@ impl PacketIo {
 
     /// zstd compressed protocol from the next packet on, at the client's level.
     pub fn compress_zstd(&mut self, level: i32) {
-        self.zstd = Some(Zstd {
-            level,
+        self.compress_with(Algorithm::Zstd(level));
+    }
+
+    /// Compressed protocol (zlib) from the next packet on.
+    pub fn compress(&mut self) {
+        self.compress_with(Algorithm::Zlib);
+    }
+
+    fn compress_with(&mut self, algorithm: Algorithm) {
+        self.compressed = Some(Compressed {
+            algorithm,
             comp_seq: 0,
             seq: 0,
             plain: BytesMut::new(),
         });
     }
 
-    /// Compressed protocol (zlib) from the next packet on.
-    pub fn compress(&mut self) {
-        self.codec
-            .compress(mysql_common::proto::codec::Compression::default());
-    }
-
     /// A new command starts a new sequence.
     pub fn reset_seq(&mut self) {
         self.codec.reset_seq_id();
-        if let Some(z) = &mut self.zstd {
+        if let Some(z) = &mut self.compressed {
             z.comp_seq = 0;
             z.seq = 0;
         }
     }
 
     pub async fn read_packet(&mut self) -> Result<Vec<u8>, ReadError> {
-        if self.zstd.is_some() {
-            return self.read_zstd_packet().await;
+        if self.compressed.is_some() {
+            return self.read_compressed_packet().await;
         }
         let mut packet = Vec::new();
         loop {
@@ -253,11 +306,11 @@ impl PacketIo {
         }
     }
 
-    async fn read_zstd_packet(&mut self) -> Result<Vec<u8>, ReadError> {
+    async fn read_compressed_packet(&mut self) -> Result<Vec<u8>, ReadError> {
         let max_packet = self.max_packet;
         let mut packet = Vec::new();
         loop {
-            let z = self.zstd.as_mut().expect("zstd mode");
+            let z = self.compressed.as_mut().expect("compressed mode");
             // Whole packets (16 MiB chunks joined) from the decompressed bytes.
             while z.plain.len() >= 4 {
                 let len = usize::from(z.plain[0])
@@ -296,8 +349,10 @@ impl PacketIo {
                         if raw_len > max_packet + 4 {
                             return Err(ReadError::TooLarge);
                         }
-                        let data = zstd::bulk::decompress(&frame[7..], raw_len)
-                            .map_err(|e| ReadError::Malformed(format!("zstd: {e}")))?;
+                        let data = z
+                            .algorithm
+                            .decompress(&frame[7..], raw_len)
+                            .map_err(ReadError::Malformed)?;
                         z.plain.extend_from_slice(&data);
                     }
                     continue;
@@ -313,7 +368,7 @@ impl PacketIo {
 
     /// Queues one packet; flushes if the buffer is large.
     pub async fn write_packet(&mut self, payload: &[u8]) -> std::io::Result<()> {
-        if let Some(z) = &mut self.zstd {
+        if let Some(z) = &mut self.compressed {
             // Staged as plain packets; compressed at flush.
             let mut rest = payload;
             loop {
@@ -344,13 +399,11 @@ impl PacketIo {
     }
 
     pub async fn flush(&mut self) -> std::io::Result<()> {
-        if let (Some(z), false) = (&mut self.zstd, self.write_buf.is_empty()) {
+        if let (Some(z), false) = (&mut self.compressed, self.write_buf.is_empty()) {
             let mut frames = Vec::with_capacity(self.write_buf.len() / 2 + 16);
             for chunk in self.write_buf.chunks(MAX_CHUNK) {
                 let compressed = if chunk.len() >= MIN_COMPRESS_LENGTH {
-                    zstd::bulk::compress(chunk, z.level)
-                        .ok()
-                        .filter(|c| c.len() < chunk.len())
+                    z.algorithm.compress(chunk)
                 } else {
                     None
                 };
