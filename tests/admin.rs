@@ -74,12 +74,19 @@ async fn client(port: u16, db: &str) -> Conn {
 
 /// An HTTP request to the admin listener: (status, body).
 async fn http(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req =
-        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
+    let exchange = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    };
+    let out = tokio::time::timeout(Duration::from_secs(30), exchange)
+        .await
+        .unwrap_or_else(|_| panic!("no answer to {method} {path} within 30 s"));
     let (head, body) = out.split_once("\r\n\r\n").unwrap();
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
     (status, body.to_string())
@@ -261,20 +268,32 @@ async fn status_page_renders_in_headless_chromium() {
     let shot = dir.path().join("status.png");
     let url = format!("http://{admin}/status");
     let chromium = |extra: &[&str]| {
-        let out = Command::new("chromium")
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--hide-scrollbars",
-                "--window-size=1400,900",
-                &format!("--user-data-dir={}", dir.path().join("profile").display()),
-            ])
-            .args(extra)
-            .arg(&url)
-            .stdin(Stdio::null())
-            .output()
-            .expect("chromium runs (scripts/setup.sh installs it)");
+        // Offline: no background networking, component updates, sync or first-run checks
+        // (this machine's network is closed, and a test must not depend on one).
+        let out = testkit::output_within(
+            Command::new("chromium")
+                .args([
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-quic",
+                    "--no-first-run",
+                    "--no-default-browser-check",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--disable-default-apps",
+                    "--disable-extensions",
+                    "--hide-scrollbars",
+                    "--window-size=1400,900",
+                    &format!("--user-data-dir={}", dir.path().join("profile").display()),
+                ])
+                .args(extra)
+                .arg(&url),
+            Duration::from_secs(120),
+            "headless chromium",
+        )
+        .expect("chromium runs (scripts/setup.sh installs it)");
         assert!(
             out.status.success(),
             "{}",
@@ -426,11 +445,14 @@ async fn reload_splits_a_shard_and_keeps_the_old_map_on_a_bad_file() {
 
     // An invalid file (40-80 missing: the ranges do not tile) changes nothing, by either way in.
     write(&[("-40", 0), ("80-", 1)]);
-    let out = Command::new(env!("CARGO_BIN_EXE_shardgate"))
-        .args(["reload", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = testkit::output_within(
+        Command::new(env!("CARGO_BIN_EXE_shardgate"))
+            .args(["reload", "--config"])
+            .arg(&path),
+        Duration::from_secs(60),
+        "shardgate reload",
+    )
+    .unwrap();
     assert!(!out.status.success());
     signal(&proxy, libc::SIGHUP);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -439,11 +461,14 @@ async fn reload_splits_a_shard_and_keeps_the_old_map_on_a_bad_file() {
 
     // `shardgate reload` applies a valid file through the admin endpoint: back to two shards.
     write(&[("-80", 0), ("80-", 1)]);
-    let out = Command::new(env!("CARGO_BIN_EXE_shardgate"))
-        .args(["reload", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = testkit::output_within(
+        Command::new(env!("CARGO_BIN_EXE_shardgate"))
+            .args(["reload", "--config"])
+            .arg(&path),
+        Duration::from_secs(60),
+        "shardgate reload",
+    )
+    .unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -457,7 +482,11 @@ async fn reload_splits_a_shard_and_keeps_the_old_map_on_a_bad_file() {
     drop(c);
     signal(&proxy, libc::SIGTERM);
     let mut proxy = proxy;
-    let status = proxy.0.wait().unwrap();
+    let status = testkit::wait_within(
+        &mut proxy.0,
+        Duration::from_secs(60),
+        "shardgate to exit on SIGTERM",
+    );
     assert!(status.success(), "{status}");
     let log = std::fs::read_to_string(&log).unwrap();
     let statement = log

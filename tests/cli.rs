@@ -3,11 +3,14 @@
 use std::process::Command;
 
 fn shardgate(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_shardgate"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
+    let out = testkit::output_within(
+        Command::new(env!("CARGO_BIN_EXE_shardgate"))
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR")),
+        std::time::Duration::from_secs(60),
+        "shardgate",
+    )
+    .unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -321,8 +321,11 @@ async fn mysql_cli_connects_and_queries() {
             "-e",
             "SELECT 40 + 2 AS answer; SELECT DATABASE(); SHOW DATABASES",
         ])
-        .output()
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), out)
         .await
+        .expect("mysql did not finish within 60 s")
         .expect("the mysql client is installed");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -344,8 +347,11 @@ async fn mysql_cli_connects_and_queries() {
             "-e",
             "SELECT 1",
         ])
-        .output()
+        .kill_on_drop(true)
+        .output();
+    let bad = tokio::time::timeout(std::time::Duration::from_secs(60), bad)
         .await
+        .expect("mysql did not finish within 60 s")
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("ERROR 1045 (28000)"));
@@ -378,7 +384,10 @@ async fn garbage_and_unknown_commands_do_not_stop_the_proxy() {
     // Random bytes instead of a handshake response.
     let mut raw = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
     let mut greeting = vec![0u8; 256];
-    let _ = raw.read(&mut greeting).await.unwrap();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(30), raw.read(&mut greeting))
+        .await
+        .expect("the greeting within 30 s")
+        .unwrap();
     raw.write_all(&[0x05, 0x00, 0x00, 0x01, 0xde, 0xad, 0xbe, 0xef, 0x00])
         .await
         .unwrap();

@@ -35,7 +35,12 @@ fn stop(server: &testkit::MariaDb) -> Continue {
                     .is_none_or(|(_, rest)| rest.starts_with('T'))
             })
     };
+    let deadline = Instant::now() + Duration::from_secs(30);
     while !stopped() {
+        assert!(
+            Instant::now() < deadline,
+            "mariadbd {pid}: its threads did not all stop within 30 s"
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
     Continue(pid)

@@ -234,14 +234,22 @@ async fn idle_clients_are_disconnected() {
 
 #[test]
 fn passwd_prints_the_native_hash() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shardgate"))
+    let mut child = testkit::die_with_parent(&mut Command::new(env!("CARGO_BIN_EXE_shardgate")))
         .arg("passwd")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     child.stdin.take().unwrap().write_all(b"secret\n").unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let status = testkit::wait_within(&mut child, Duration::from_secs(60), "shardgate passwd");
+    let mut printed = Vec::new();
+    std::io::Read::read_to_end(&mut stdout, &mut printed).unwrap();
+    let out = std::process::Output {
+        status,
+        stdout: printed,
+        stderr: Vec::new(),
+    };
     assert!(out.status.success());
     let out = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = out.lines().collect();

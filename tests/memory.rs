@@ -74,7 +74,7 @@ tables.big = {{ primary_vindex = {{ column = "id", vindex = "hash" }} }}
     );
     let path = dir.path().join("shardgate.toml");
     std::fs::write(&path, config).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_shardgate"))
+    let child = testkit::die_with_parent(&mut Command::new(env!("CARGO_BIN_EXE_shardgate")))
         .args(["serve", "--config", path.to_str().unwrap()])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())

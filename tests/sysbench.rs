@@ -25,22 +25,25 @@ fn sysbench(port: u16, workload: &str, extra: &[&str], command: &str) -> String 
     let port = format!("--mysql-port={port}");
     let tables = format!("--tables={SBTEST_TABLES}");
     let size = format!("--table-size={TABLE_SIZE}");
-    let out = std::process::Command::new("sysbench")
-        .args([
-            workload,
-            "--db-driver=mysql",
-            "--mysql-host=127.0.0.1",
-            &port,
-            "--mysql-user=app",
-            "--mysql-password=secret",
-            "--mysql-db=sbtest",
-            &tables,
-            &size,
-        ])
-        .args(extra)
-        .arg(command)
-        .output()
-        .expect("sysbench is installed (Debian package sysbench)");
+    let out = testkit::output_within(
+        std::process::Command::new("sysbench")
+            .args([
+                workload,
+                "--db-driver=mysql",
+                "--mysql-host=127.0.0.1",
+                &port,
+                "--mysql-user=app",
+                "--mysql-password=secret",
+                "--mysql-db=sbtest",
+                &tables,
+                &size,
+            ])
+            .args(extra)
+            .arg(command),
+        std::time::Duration::from_secs(600),
+        &format!("sysbench {workload} {command}"),
+    )
+    .expect("sysbench is installed (Debian package sysbench)");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

@@ -16,7 +16,8 @@ fn mysql(port: u16, user: &str, args: &[&str], sql: &str) -> (bool, String) {
     } else {
         "-psecret"
     };
-    let out = Command::new("mysql")
+    let mut cmd = Command::new("mysql");
+    let out = cmd
         .args([
             "-h127.0.0.1",
             &format!("-P{port}"),
@@ -24,8 +25,8 @@ fn mysql(port: u16, user: &str, args: &[&str], sql: &str) -> (bool, String) {
             password,
         ])
         .args(args.iter().filter(|a| **a != "--wrong-password"))
-        .args(["-e", sql])
-        .output()
+        .args(["-e", sql]);
+    let out = testkit::output_within(out, std::time::Duration::from_secs(60), "mysql")
         .expect("the mysql client runs (scripts/setup.sh installs it)");
     let text = format!(
         "{}{}",

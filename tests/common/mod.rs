@@ -215,7 +215,11 @@ pub struct ProxyProcess {
 impl ProxyProcess {
     /// Waits for the process to end by itself (a crash).
     pub fn wait(&mut self) -> std::process::ExitStatus {
-        self.child.wait().unwrap()
+        testkit::wait_within(
+            &mut self.child,
+            std::time::Duration::from_secs(60),
+            "the shardgate process to end",
+        )
     }
 }
 
@@ -247,14 +251,16 @@ pub async fn proxy_process_on(port: u16, vars: &[(&str, &str)]) -> ProxyProcess 
             .replace("127.0.0.1:0", &format!("127.0.0.1:{port}")),
     )
     .unwrap();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_shardgate"))
-        .args(["serve", "--config", path.to_str().unwrap()])
-        .env("RUST_LOG", "warn")
-        .envs(vars.iter().copied())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = testkit::die_with_parent(&mut std::process::Command::new(env!(
+        "CARGO_BIN_EXE_shardgate"
+    )))
+    .args(["serve", "--config", path.to_str().unwrap()])
+    .env("RUST_LOG", "warn")
+    .envs(vars.iter().copied())
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
     let process = ProxyProcess {
         child,
         port,
@@ -354,13 +360,19 @@ pub async fn write_packet(s: &mut tokio::net::TcpStream, seq: u8, payload: &[u8]
     s.write_all(payload).await.unwrap();
 }
 
+/// The next packet's payload; fails the test if none comes within 30 s.
 pub async fn read_packet(s: &mut tokio::net::TcpStream) -> Vec<u8> {
-    let mut header = [0u8; 4];
-    s.read_exact(&mut header).await.unwrap();
-    let len = u32::from_le_bytes([header[0], header[1], header[2], 0]) as usize;
-    let mut body = vec![0u8; len];
-    s.read_exact(&mut body).await.unwrap();
-    body
+    let read = async {
+        let mut header = [0u8; 4];
+        s.read_exact(&mut header).await.unwrap();
+        let len = u32::from_le_bytes([header[0], header[1], header[2], 0]) as usize;
+        let mut body = vec![0u8; len];
+        s.read_exact(&mut body).await.unwrap();
+        body
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), read)
+        .await
+        .expect("no packet from the proxy within 30 s")
 }
 
 /// The shard (by name) of a keyspace that owns an integer id under the hash vindex.

@@ -68,6 +68,8 @@ impl MariaDb {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        // The watchdog started with the first server reads the pid file when it acts, so it
+        // covers this one too.
         self.child = spawn_server(
             &find_binary("mariadbd")?,
             self.dir.path(),
@@ -75,7 +77,6 @@ impl MariaDb {
             is_root(),
             &self.extra,
         )?;
-        watchdog(self.child.id(), self.dir.path());
         wait_ready(self)
     }
 }
@@ -161,9 +162,7 @@ pub fn start_with(
         })
         .collect::<Result<_, _>>()?;
     for (mut child, dir) in installs.into_iter().zip(&dirs) {
-        let status = child
-            .wait()
-            .map_err(io_err("waiting for mariadb-install-db"))?;
+        let status = wait_within(&mut child, Duration::from_secs(300), "mariadb-install-db");
         if !status.success() {
             let log = std::fs::read_to_string(dir.path().join("install.log")).unwrap_or_default();
             return Err(TestkitError::Failed(format!(
@@ -185,7 +184,7 @@ pub fn start_with(
         let d = dir.path();
         std::fs::write(d.join("init.sql"), &init).map_err(io_err("writing init.sql"))?;
         let child = spawn_server(&mariadbd, d, port, root, extra)?;
-        watchdog(child.id(), d);
+        watchdog(d);
         servers.push(MariaDb {
             port,
             child,
@@ -199,14 +198,85 @@ pub fn start_with(
     Ok(servers)
 }
 
+/// Waits for `child` to end; after `limit` it is killed and the caller fails with a message
+/// naming `what` it waited for.
+#[track_caller]
+pub fn wait_within(child: &mut Child, limit: Duration, what: &str) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{what} did not finish within {limit:?}: killed");
+            }
+            Err(e) => panic!("waiting for {what}: {e}"),
+        }
+    }
+}
+
+/// Runs `cmd` to its end with its output captured, as `Command::output` does, but bounded:
+/// after `limit` it is killed and the caller fails with a message naming `what`. The child
+/// also dies with the calling thread (see [`die_with_parent`]).
+#[track_caller]
+pub fn output_within(
+    cmd: &mut Command,
+    limit: Duration,
+    what: &str,
+) -> std::io::Result<std::process::Output> {
+    let mut child = die_with_parent(
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
+    .spawn()?;
+    let collect = |pipe: Option<Box<dyn Read + Send>>| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            let _ = tx.send(bytes);
+        });
+        rx
+    };
+    let stdout = collect(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = collect(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let status = wait_within(&mut child, limit, what);
+    // A grandchild that kept the pipes open must not hang the caller either.
+    let take = |rx: std::sync::mpsc::Receiver<Vec<u8>>| {
+        rx.recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("{what}: its output did not end after it exited"))
+    };
+    Ok(std::process::Output {
+        status,
+        stdout: take(stdout),
+        stderr: take(stderr),
+    })
+}
+
 /// Runs `openssl` with `args` in `dir`, for test certificates; panics with its error output if
 /// it fails.
 pub fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl runs");
+    let out = output_within(
+        Command::new("openssl").args(args).current_dir(dir),
+        Duration::from_secs(120),
+        "openssl",
+    )
+    .expect("openssl runs");
     assert!(
         out.status.success(),
         "{}",
@@ -284,10 +354,16 @@ fn spawn_server(
         .map_err(io_err("starting mariadbd"))
 }
 
-/// Kills the server and removes its directory once this process is gone.
-fn watchdog(server_pid: u32, dir: &Path) {
+/// Kills the server and removes its directory once this process is gone. The server's pid is
+/// read from its pid file then (a restart changes it), and the process is killed only if its
+/// command line still names this data directory: a pid the system has since given to another
+/// process is never signalled.
+fn watchdog(dir: &Path) {
     let script = format!(
-        "while kill -0 {parent} 2>/dev/null; do sleep 1; done; kill -9 {server_pid} 2>/dev/null; sleep 1; rm -rf '{dir}'",
+        "while kill -0 {parent} 2>/dev/null; do sleep 1; done; \
+         pid=$(cat '{dir}/mysqld.pid' 2>/dev/null); \
+         if [ -n \"$pid\" ] && tr '\\0' ' ' < /proc/$pid/cmdline 2>/dev/null | grep -qF -- '--datadir={dir}/data'; then kill -9 $pid; fi; \
+         sleep 1; rm -rf '{dir}'",
         parent = std::process::id(),
         dir = dir.display()
     );
