@@ -4,4 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# SHARDGATE_BIN: a shardgate already built (the test of this script uses its own build).
+if [ -n "${SHARDGATE_BIN:-}" ]; then
+  exec "$SHARDGATE_BIN" demo "$@"
+fi
 exec cargo run --release --quiet -- demo "$@"

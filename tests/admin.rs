@@ -19,7 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// Three servers; each test has its own database on them.
 fn servers() -> &'static [testkit::MariaDb] {
     static SERVERS: OnceLock<Vec<testkit::MariaDb>> = OnceLock::new();
-    SERVERS.get_or_init(|| testkit::start(3, &["m", "r", "g", "s"]).expect("start MariaDB"))
+    SERVERS.get_or_init(|| testkit::start(3, &["m", "r", "g", "s", "q"]).expect("start MariaDB"))
 }
 
 fn free_port() -> u16 {
@@ -420,6 +420,24 @@ async fn reload_splits_a_shard_and_keeps_the_old_map_on_a_bad_file() {
     let proxy = spawn(&path, &log);
     let mut c = connect_when_up(port, "r").await;
     assert_eq!(value_of(&mut c, 3).await.as_deref(), Some("a"));
+    assert_eq!(value_of(&mut c, 4).await.as_deref(), Some("b"));
+    // The proxy's connections to 80- (server 1), whose shard the reload leaves as it is.
+    let mut on_80 = direct(1, "r").await;
+    let proxy_threads = "SELECT id FROM information_schema.processlist \
+        WHERE db = 'r' AND id <> CONNECTION_ID() ORDER BY id";
+    let kept: Vec<u64> = on_80.query(proxy_threads).await.unwrap();
+    assert!(!kept.is_empty());
+
+    // A statement that is running when the map changes finishes on the map it started with.
+    let mut slow = client(port, "r").await;
+    let running = tokio::spawn(async move {
+        let v: Option<(String, i64)> = slow
+            .query_first("SELECT v, SLEEP(1) FROM t WHERE id = 3")
+            .await
+            .unwrap();
+        v
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
 
     // -80 becomes -40 and 40-80, on SIGHUP; the same session sees the new map.
     write(&[("-40", 0), ("40-80", 2), ("80-", 1)]);
@@ -429,6 +447,22 @@ async fn reload_splits_a_shard_and_keeps_the_old_map_on_a_bad_file() {
         assert!(started.elapsed() < Duration::from_secs(10), "no reload");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let old_map = tokio::time::timeout(Duration::from_secs(30), running)
+        .await
+        .expect("the running statement finishes")
+        .unwrap();
+    assert_eq!(
+        old_map,
+        Some(("a".to_string(), 0)),
+        "answered by the old -80"
+    );
+    // 80- kept its pool: the same backend connections serve it.
+    assert_eq!(value_of(&mut c, 4).await.as_deref(), Some("b"));
+    let now: Vec<u64> = on_80.query(proxy_threads).await.unwrap();
+    assert!(
+        kept.iter().all(|t| now.contains(t)),
+        "connections to 80- before the reload {kept:?}, after {now:?}"
+    );
     // The split is complete once the old shard drops the rows it handed over.
     direct(0, "r")
         .await
@@ -629,4 +663,77 @@ async fn graceful_shutdown_lets_statements_and_transactions_finish() {
     }
     rows.sort();
     assert_eq!(rows, [1, 4]);
+}
+
+/// SIGINT (Ctrl-C) shuts down as SIGTERM does: no new clients, and a clean exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_shuts_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shardgate.toml");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let admin = format!("127.0.0.1:{}", free_port());
+    std::fs::write(
+        &path,
+        config("q", &listen, &admin, &[("-80", 0), ("80-", 1)], ""),
+    )
+    .unwrap();
+    let mut proxy = spawn(&path, &dir.path().join("log"));
+    let mut c = connect_when_up(port, "q").await;
+    let one: Option<i64> = c.query_first("SELECT 1").await.unwrap();
+    assert_eq!(one, Some(1));
+    signal(&proxy, libc::SIGINT);
+    let status = testkit::wait_within(
+        &mut proxy.0,
+        Duration::from_secs(60),
+        "shardgate to exit on SIGINT",
+    );
+    assert!(status.success(), "{status}");
+    expect_closed(
+        Conn::new(Opts::from_url(&format!("mysql://app:secret@127.0.0.1:{port}/q")).unwrap()).await,
+    );
+}
+
+/// Statements slower than `slow_query_ms` are logged, as JSON, with `slow: true`; faster ones
+/// are not (the query log is off).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_queries_are_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shardgate.toml");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let admin = format!("127.0.0.1:{}", free_port());
+    std::fs::write(
+        &path,
+        config(
+            "q",
+            &listen,
+            &admin,
+            &[("-80", 0), ("80-", 1)],
+            "slow_query_ms = 300",
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("log");
+    let mut proxy = spawn(&path, &log);
+    let mut c = connect_when_up(port, "q").await;
+    let fast: Option<i64> = c.query_first("SELECT 11 + 1").await.unwrap();
+    assert_eq!(fast, Some(12));
+    let slept: Option<i64> = c.query_first("SELECT SLEEP(0.6)").await.unwrap();
+    assert_eq!(slept, Some(0));
+    drop(c);
+    signal(&proxy, libc::SIGTERM);
+    let status = testkit::wait_within(&mut proxy.0, Duration::from_secs(60), "shardgate to exit");
+    assert!(status.success(), "{status}");
+    let log = std::fs::read_to_string(&log).unwrap();
+    let logged: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| l.contains("\"target\":\"shardgate::query\""))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(logged.len(), 1, "only the slow statement: {log}");
+    let slow = &logged[0];
+    assert_eq!(slow["slow"], true, "{slow}");
+    assert!(slow["sql"].as_str().unwrap().contains("SLEEP"), "{slow}");
+    assert!(slow["duration_us"].as_u64().unwrap() >= 600_000, "{slow}");
 }

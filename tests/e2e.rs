@@ -489,3 +489,46 @@ async fn a_packet_over_max_allowed_packet_is_refused() {
     assert_eq!(one, Some(1), "other clients are still served");
     proxy.stop().await;
 }
+
+/// SHOW WARNINGS after a statement that ran on several shards lists the warnings of every
+/// shard, and the statement's warning count adds them up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_warnings_gathers_the_shards_warnings() {
+    let proxy = proxy().await;
+    let mut c = client(&proxy, Some("two")).await;
+    c.query_drop("CREATE TABLE IF NOT EXISTS warned (id BIGINT PRIMARY KEY, v VARCHAR(10))")
+        .await
+        .unwrap();
+    let (a, b) = ids_on_two_shards(500);
+    c.query_drop(format!("DELETE FROM warned WHERE id IN ({a}, {b})"))
+        .await
+        .unwrap();
+    c.query_drop(format!(
+        "INSERT INTO warned (id, v) VALUES ({a}, 'x{a}'), ({b}, 'x{b}')"
+    ))
+    .await
+    .unwrap();
+    let values: Vec<i64> = c
+        .query(format!(
+            "SELECT CAST(v AS SIGNED) FROM warned WHERE id IN ({a}, {b})"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(values, [0, 0]);
+    assert_eq!(c.get_warnings(), 2, "one warning from each shard");
+    let mut warnings: Vec<(String, u16, String)> = c.query("SHOW WARNINGS").await.unwrap();
+    warnings.sort();
+    let mut expected: Vec<(String, u16, String)> = [a, b]
+        .iter()
+        .map(|i| {
+            (
+                "Warning".to_string(),
+                1292,
+                format!("Truncated incorrect INTEGER value: 'x{i}'"),
+            )
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(warnings, expected);
+    proxy.stop().await;
+}

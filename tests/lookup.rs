@@ -355,3 +355,84 @@ async fn concurrent_inserts_race_for_an_orphan() {
     eprintln!("winners: first {}, second {}", winners[0], winners[1]);
     proxy.stop().await;
 }
+
+/// A `lookup_unique` vindex (not consistent): lookup rows are written with their owners and
+/// removed with them, queries by the column go to the one shard the lookup names, a taken
+/// value is refused, and, unlike the consistent kind, a lookup row whose owner is gone is not
+/// taken over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_unique_lookup_vindex() {
+    let proxy = proxy().await;
+    let mut c = client(&proxy, Some("main")).await;
+    c.query_drop("DROP TABLE IF EXISTS code_lookup")
+        .await
+        .unwrap();
+    c.query_drop("CREATE TABLE code_lookup (code VARCHAR(20) PRIMARY KEY, keyspace_id VARBINARY(16) NOT NULL)").await.unwrap();
+    c.query_drop("USE two").await.unwrap();
+    c.query_drop("DROP TABLE IF EXISTS coded").await.unwrap();
+    c.query_drop("CREATE TABLE coded (id BIGINT PRIMARY KEY, code VARCHAR(20))")
+        .await
+        .unwrap();
+    let rows: Vec<String> = (1..=8).map(|i| format!("({i}, 'c{i}')")).collect();
+    c.query_drop(format!(
+        "INSERT INTO coded (id, code) VALUES {}",
+        rows.join(", ")
+    ))
+    .await
+    .unwrap();
+    let mut main = shard_conn("main", "0").await;
+    let lookup: BTreeMap<String, Vec<u8>> = main
+        .query::<(String, Vec<u8>), _>("SELECT code, keyspace_id FROM code_lookup")
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(lookup.len(), 8);
+    for i in 1..=8 {
+        assert_eq!(lookup[&format!("c{i}")], ksid(i), "c{i}");
+    }
+    // A query by code reaches one shard: the one holding the row.
+    for i in [1, 5] {
+        let before = counters(&proxy);
+        let id: Option<i64> = c
+            .query_first(format!("SELECT id FROM coded WHERE code = 'c{i}'"))
+            .await
+            .unwrap();
+        assert_eq!(id, Some(i));
+        let after = counters(&proxy);
+        let reached: Vec<&String> = after
+            .iter()
+            .filter(|(k, v)| k.starts_with("two/") && before.get(*k) != Some(v))
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(reached, [&format!("two/{}", owner("two", i))], "c{i}");
+    }
+    let (code_, _) = code(
+        c.query_drop("INSERT INTO coded (id, code) VALUES (20, 'c3')")
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code_, 1062);
+    c.query_drop("DELETE FROM coded WHERE id = 4")
+        .await
+        .unwrap();
+    let gone: Option<String> = main
+        .query_first("SELECT code FROM code_lookup WHERE code = 'c4'")
+        .await
+        .unwrap();
+    assert_eq!(gone, None);
+    // A lookup row without its owner is not reclaimed by this kind of vindex.
+    main.query_drop(format!(
+        "INSERT INTO code_lookup (code, keyspace_id) VALUES ('orphan', X'{}')",
+        hex(&ksid(77))
+    ))
+    .await
+    .unwrap();
+    let (code_, _) = code(
+        c.query_drop("INSERT INTO coded (id, code) VALUES (21, 'orphan')")
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code_, 1062);
+    proxy.stop().await;
+}

@@ -86,9 +86,18 @@ async fn twopc_commits_and_rolls_back_atomically() {
     proxy.stop().await;
 }
 
-/// Kills shardgate at `point` of a two-shard twopc COMMIT, restarts it on the same port, and
-/// returns the rows that ended up committed.
-async fn crash_and_restart(point: &str, from: i64) -> (Vec<i64>, (i64, i64)) {
+/// How the prepared transactions of a crashed shardgate are finished.
+#[derive(Clone, Copy, PartialEq)]
+enum Recovery {
+    /// A new shardgate on the same port resolves them before serving.
+    Restart,
+    /// `shardgate resolve --config F --prefix sg-<port>-`.
+    Command,
+}
+
+/// Kills shardgate at `point` of a two-shard twopc COMMIT, recovers, and returns the rows that
+/// ended up committed.
+async fn crash_and_restart(point: &str, from: i64, recovery: Recovery) -> (Vec<i64>, (i64, i64)) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -126,16 +135,50 @@ async fn crash_and_restart(point: &str, from: i64) -> (Vec<i64>, (i64, i64)) {
     );
     assert!(committed(&[a, b]).await.is_empty());
 
-    // The restarted shardgate resolves them before serving.
-    let restarted = proxy_process_on(port, &[]).await;
-    assert_eq!(prepared(&prefix).await, 0, "{point}: resolved on restart");
-    drop(restarted);
+    match recovery {
+        Recovery::Restart => {
+            // The restarted shardgate resolves them before serving.
+            let restarted = proxy_process_on(port, &[]).await;
+            assert_eq!(prepared(&prefix).await, 0, "{point}: resolved on restart");
+            drop(restarted);
+        }
+        Recovery::Command => {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("shardgate.toml");
+            std::fs::write(&path, &cluster().config_text).unwrap();
+            let out = testkit::output_within(
+                std::process::Command::new(env!("CARGO_BIN_EXE_shardgate"))
+                    .args(["resolve", "--prefix", &prefix, "--config"])
+                    .arg(&path),
+                std::time::Duration::from_secs(60),
+                "shardgate resolve",
+            )
+            .unwrap();
+            let printed = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{printed}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let expected = if point == "after_decision" {
+                format!("committed: 1\n  {prefix}")
+            } else {
+                format!("committed: 0\nrolled back: 1\n  {prefix}")
+            };
+            assert!(printed.starts_with(&expected), "{printed}");
+            assert_eq!(
+                prepared(&prefix).await,
+                0,
+                "{point}: resolved by the command"
+            );
+        }
+    }
     (committed(&[a, b]).await, (a, b))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_before_the_decision_rolls_back_everywhere() {
-    let (rows, _) = crash_and_restart("after_prepare", 6000).await;
+    let (rows, _) = crash_and_restart("after_prepare", 6000, Recovery::Restart).await;
     assert!(
         rows.is_empty(),
         "no decision recorded: rolled back on every shard, got {rows:?}"
@@ -144,10 +187,18 @@ async fn a_crash_before_the_decision_rolls_back_everywhere() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_after_the_decision_commits_everywhere() {
-    let (rows, (a, b)) = crash_and_restart("after_decision", 7000).await;
+    let (rows, (a, b)) = crash_and_restart("after_decision", 7000, Recovery::Restart).await;
     assert_eq!(
         rows,
         [a.min(b), a.max(b)],
         "decision recorded: committed on every shard"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shardgate_resolve_finishes_what_a_crash_left_prepared() {
+    let (rows, (a, b)) = crash_and_restart("after_decision", 8000, Recovery::Command).await;
+    assert_eq!(rows, [a.min(b), a.max(b)], "decision recorded: committed");
+    let (rows, _) = crash_and_restart("after_prepare", 8100, Recovery::Command).await;
+    assert!(rows.is_empty(), "no decision: rolled back, got {rows:?}");
 }

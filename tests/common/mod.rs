@@ -43,6 +43,7 @@ tables.customers = { primary_vindex = { column = "id", vindex = "hash" } }
 tables.orders = { primary_vindex = { column = "customer_id", vindex = "hash" } }
 tables.products = { type = "reference" }
 tables.misc = { primary_vindex = { column = "id", vindex = "hash" } }
+tables.warned = { primary_vindex = { column = "id", vindex = "hash" } }
 tables.txt = { primary_vindex = { column = "id", vindex = "hash" } }
 tables.typed = { primary_vindex = { column = "id", vindex = "hash" } }
 tables.py_people = { primary_vindex = { column = "id", vindex = "hash" } }
@@ -56,6 +57,8 @@ vindexes.handle_lookup = { type = "consistent_lookup_unique", table = "two.handl
 tables.handle_lookup = { primary_vindex = { column = "handle", vindex = "loose" } }
 tables.accounts = { primary_vindex = { column = "id", vindex = "hash" }, secondary_vindexes = [{ column = "handle", vindex = "handle_lookup" }] }
 tables.users = { primary_vindex = { column = "user_id", vindex = "hash" }, secondary_vindexes = [{ column = "email", vindex = "email_lookup" }] }
+vindexes.code_lookup = { type = "lookup_unique", table = "main.code_lookup", from = "code", to = "keyspace_id" }
+tables.coded = { primary_vindex = { column = "id", vindex = "hash" }, secondary_vindexes = [{ column = "code", vindex = "code_lookup" }] }
 vindexes.race_lookup = { type = "consistent_lookup_unique", table = "main.race_lookup", from = "email", to = "keyspace_id" }
 tables.racers = { primary_vindex = { column = "id", vindex = "hash" }, secondary_vindexes = [{ column = "email", vindex = "race_lookup" }] }
 tables.events = { primary_vindex = { column = "id", vindex = "hash" }, auto_increment = { column = "id", sequence = "event_seq" } }
