@@ -532,3 +532,80 @@ async fn show_warnings_gathers_the_shards_warnings() {
     assert_eq!(warnings, expected);
     proxy.stop().await;
 }
+
+/// Rows placed as Vitess places them, checked against the keyspace ids Vitess's own tests
+/// publish (hash_test.go, xxhash_test.go), not against shardgate's own hash functions: each row
+/// is read back from the shard whose key range holds its published keyspace id.
+async fn placement_matches_vitess(keyspace: &str) {
+    let proxy = proxy().await;
+    let mut c = client(&proxy, Some(keyspace)).await;
+    c.query_drop("CREATE TABLE IF NOT EXISTS vitess_placed (id BIGINT PRIMARY KEY, label VARCHAR(40))")
+        .await
+        .unwrap();
+    c.query_drop("CREATE TABLE IF NOT EXISTS placed_xx (name VARCHAR(64) PRIMARY KEY)")
+        .await
+        .unwrap();
+    let hash: [(i64, &str); 6] = [
+        (1, "166b40b44aba4bd6"),
+        (2, "06e7ea22ce92708f"),
+        (3, "4eb190c9a2fa169c"),
+        (4, "d2fd8867d50d2dfe"),
+        (5, "70bb023c810ca87a"),
+        (6, "f098480ac4c4be71"),
+    ];
+    let xx: [(&str, &str); 3] = [
+        ("test1", "d01ab7e4d6978f0b"),
+        ("test2", "87eb11714c0a0e89"),
+        ("testaverylongvaluetomakesurethisworks", "81d8c38e0d850e6a"),
+    ];
+    c.query_drop("DELETE FROM vitess_placed WHERE id BETWEEN 1 AND 6")
+        .await
+        .unwrap();
+    c.query_drop(
+        "INSERT INTO vitess_placed (id, label) VALUES (1, 'v'), (2, 'v'), (3, 'v'), (4, 'v'), (5, 'v'), (6, 'v')",
+    )
+    .await
+    .unwrap();
+    for (name, _) in xx {
+        c.query_drop(format!("REPLACE INTO placed_xx (name) VALUES ('{name}')"))
+            .await
+            .unwrap();
+    }
+    let ks = cluster().config.vschema.keyspace(keyspace).unwrap();
+    let shard_of = |ksid: &str| {
+        let bytes: Vec<u8> = (0..ksid.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&ksid[i..i + 2], 16).unwrap())
+            .collect();
+        ks.shards[ks.shard_for(&vschema::KeyspaceId(bytes))].name.clone()
+    };
+    for shard in &ks.shards {
+        let mut direct = shard_conn(keyspace, &shard.name).await;
+        let ids: Vec<i64> = direct
+            .query("SELECT id FROM vitess_placed WHERE id BETWEEN 1 AND 6 ORDER BY id")
+            .await
+            .unwrap();
+        let want: Vec<i64> = hash
+            .iter()
+            .filter(|(_, k)| shard_of(k) == shard.name)
+            .map(|(id, _)| *id)
+            .collect();
+        assert_eq!(ids, want, "hash: ids on {keyspace}/{}", shard.name);
+        let mut names: Vec<String> = direct.query("SELECT name FROM placed_xx").await.unwrap();
+        names.sort();
+        let mut want: Vec<String> = xx
+            .iter()
+            .filter(|(_, k)| shard_of(k) == shard.name)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        want.sort();
+        assert_eq!(names, want, "xxhash: names on {keyspace}/{}", shard.name);
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placement_matches_vitess_on_two_and_four_shards() {
+    placement_matches_vitess("two").await;
+    placement_matches_vitess("four").await;
+}

@@ -35,6 +35,7 @@ pub fn cluster() -> &'static Cluster {
 vindexes.xxhash = { type = "xxhash" }
 tables.placed = { primary_vindex = { column = "id", vindex = "hash" } }
 tables.placed_xx = { primary_vindex = { column = "name", vindex = "xxhash" } }
+tables.vitess_placed = { primary_vindex = { column = "id", vindex = "hash" } }
 tables.probe = { primary_vindex = { column = "id", vindex = "hash" } }
 tables.ddl_probe = { primary_vindex = { column = "id", vindex = "hash" } }
 tables.catalog_a = { primary_vindex = { column = "id", vindex = "hash" } }

@@ -1,0 +1,111 @@
+//! Known answers from Vitess's own vindex tests (vitessio/vitess, go/vt/vtgate/vindexes:
+//! hash_test.go, xxhash_test.go, unicodeloosexxhash_test.go, numeric_test.go, binary_test.go),
+//! written out here as hex. They are the oracle for "a Vitess user's rows land on the same
+//! shards": our implementation is checked against them, never against itself.
+
+use vschema::{KeyValue, VindexKind};
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn map(kind: VindexKind, value: KeyValue) -> String {
+    hex(&kind.map(&value).unwrap().0)
+}
+
+fn text(s: &str) -> KeyValue {
+    KeyValue::Text(s.as_bytes().to_vec())
+}
+
+/// hash_test.go, TestHashMap.
+pub const HASH: &[(i64, &str)] = &[
+    (1, "166b40b44aba4bd6"),
+    (2, "06e7ea22ce92708f"),
+    (3, "4eb190c9a2fa169c"),
+    (4, "d2fd8867d50d2dfe"),
+    (5, "70bb023c810ca87a"),
+    (6, "f098480ac4c4be71"),
+];
+
+#[test]
+fn hash() {
+    for &(v, want) in HASH {
+        assert_eq!(map(VindexKind::Hash, KeyValue::Int(v)), want, "hash({v})");
+    }
+}
+
+#[test]
+fn xxhash() {
+    // xxhash_test.go, TestXXHashMap.
+    let text_cases = [
+        ("test1", "d01ab7e4d6978f0b"),
+        ("test2", "87eb11714c0a0e89"),
+        ("testaverylongvaluetomakesurethisworks", "81d8c38e0d850e6a"),
+    ];
+    for (v, want) in text_cases {
+        assert_eq!(map(VindexKind::Xxhash, text(v)), want, "xxhash({v:?})");
+    }
+    let int_cases = [
+        (KeyValue::Int(1), "d46405367612b4b7"),
+        (KeyValue::Int(-1), "d8e2a6a7c8c7623d"),
+        (KeyValue::UInt(u64::MAX), "477cfa8d6d8f1f8d"),
+        (KeyValue::Int(i64::MAX), "b37eb01f7bffafd8"),
+        (KeyValue::UInt(i64::MAX as u64), "b37eb01f7bffafd8"),
+        (KeyValue::Int(i64::MIN), "102c27ddb26a609e"),
+    ];
+    for (v, want) in int_cases {
+        assert_eq!(map(VindexKind::Xxhash, v.clone()), want, "xxhash({v:?})");
+    }
+}
+
+/// Not yet: Vitess folds the text into golang.org/x/text's collation key (CLDR 23 root
+/// collation, primary weights only) before hashing, and shardgate folds it its own way, so the
+/// same text lands on other shards than under Vitess. Placement compatibility for the
+/// unicode_loose vindexes belongs to the Vitess-VSchema issue; this test is the oracle for it.
+#[test]
+#[ignore = "unicode_loose_xxhash does not place rows as Vitess does yet (its folding is not Vitess's collation key)"]
+fn unicode_loose_xxhash() {
+    // unicodeloosexxhash_test.go, TestUnicodeLooseXXHashMap.
+    let cases = [
+        ("Test", "42d21361087a4c07"),
+        ("TEst", "42d21361087a4c07"),
+        ("Te\u{0301}st", "42d21361087a4c07"),
+        ("Tést", "42d21361087a4c07"),
+        ("Bést", "926975b9ce2ec316"),
+        ("Test ", "42d21361087a4c07"),
+        (" Test", "4fcb8be34ec05775"),
+        ("Test\t", "20af87fc36e3fd51"),
+        ("TéstLooong", "d3ea873942b484a7"),
+        ("T", "f81c3be2d501fe18"),
+    ];
+    for (v, want) in cases {
+        assert_eq!(
+            map(VindexKind::UnicodeLooseXxhash, text(v)),
+            want,
+            "unicode_loose_xxhash({v:?})"
+        );
+    }
+}
+
+#[test]
+fn numeric() {
+    // numeric_test.go, TestNumericMap: the integer as 8 big-endian bytes; 1.1 maps nowhere.
+    for v in 1..=8 {
+        assert_eq!(
+            map(VindexKind::Numeric, KeyValue::Int(v)),
+            format!("{v:016x}"),
+            "numeric({v})"
+        );
+    }
+    assert!(VindexKind::Numeric
+        .map(&KeyValue::Decimal("1.1".into()))
+        .is_err());
+}
+
+#[test]
+fn binary() {
+    // binary_test.go, TestBinary: the bytes themselves.
+    for v in ["test", "test2", "test3"] {
+        assert_eq!(map(VindexKind::Binary, text(v)), hex(v.as_bytes()), "binary({v:?})");
+    }
+}
