@@ -539,9 +539,11 @@ async fn show_warnings_gathers_the_shards_warnings() {
 async fn placement_matches_vitess(keyspace: &str) {
     let proxy = proxy().await;
     let mut c = client(&proxy, Some(keyspace)).await;
-    c.query_drop("CREATE TABLE IF NOT EXISTS vitess_placed (id BIGINT PRIMARY KEY, label VARCHAR(40))")
-        .await
-        .unwrap();
+    c.query_drop(
+        "CREATE TABLE IF NOT EXISTS vitess_placed (id BIGINT PRIMARY KEY, label VARCHAR(40))",
+    )
+    .await
+    .unwrap();
     c.query_drop("CREATE TABLE IF NOT EXISTS placed_xx (name VARCHAR(64) PRIMARY KEY)")
         .await
         .unwrap();
@@ -577,7 +579,9 @@ async fn placement_matches_vitess(keyspace: &str) {
             .step_by(2)
             .map(|i| u8::from_str_radix(&ksid[i..i + 2], 16).unwrap())
             .collect();
-        ks.shards[ks.shard_for(&vschema::KeyspaceId(bytes))].name.clone()
+        ks.shards[ks.shard_for(&vschema::KeyspaceId(bytes))]
+            .name
+            .clone()
     };
     for shard in &ks.shards {
         let mut direct = shard_conn(keyspace, &shard.name).await;

@@ -133,7 +133,10 @@ async fn shard_faults_fail_fast_and_heal() {
         if let Some(id) = found {
             break id;
         }
-        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "SELECT SLEEP(5) never reached 80-"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     direct
@@ -186,9 +189,11 @@ async fn shard_faults_fail_fast_and_heal() {
         let r = tx.query_drop("COMMIT").await;
         (r, tx)
     });
+    // The other shard serves meanwhile (bounds here are loose, for a loaded machine: what they
+    // tell apart is an answer from a wait of tens of seconds or for ever).
     let started = Instant::now();
     assert_eq!(value(&mut c, LOW).await.unwrap(), Some(10));
-    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(started.elapsed() < Duration::from_secs(5));
     // A statement waiting on it gives up once the health check marks it down. The one that
     // was running there had reached the shard, so what it did there is unknown, and the error
     // says so; 1429, "unable to connect", is for statements that never reached it.
@@ -213,7 +218,7 @@ async fn shard_faults_fail_fast_and_heal() {
     }
     assert!(text.contains("80-"), "{text}");
     assert!(
-        started.elapsed() < Duration::from_secs(6),
+        started.elapsed() < Duration::from_secs(20),
         "{:?}",
         started.elapsed()
     );
@@ -238,7 +243,8 @@ async fn shard_faults_fail_fast_and_heal() {
         let e = c.query_drop(&sql).await.unwrap_err();
         assert_eq!(message(&e).0, 1429, "{sql}: never sent: {e}");
         assert!(message(&e).1.contains("80-"), "{sql}: {e}");
-        assert!(started.elapsed() < Duration::from_millis(500), "{sql}");
+        // At once: not after the 5 s a connection may take.
+        assert!(started.elapsed() < Duration::from_secs(3), "{sql}");
     }
     assert_eq!(value(&mut c, LOW).await.unwrap(), Some(10));
     let metrics = proxy.gate.metrics.render(&proxy.gate);
@@ -343,7 +349,10 @@ async fn shard_faults_fail_fast_and_heal() {
     let (code, text) = message(&e);
     assert_eq!(code, 1429, "{text}");
     assert!(text.contains("80-"), "{text}");
-    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "refused at once, not after 5 s"
+    );
     assert_eq!(value(&mut c, LOW).await.unwrap(), Some(10));
     drop(c);
     proxy.stop().await;

@@ -106,6 +106,10 @@ fn numeric() {
 fn binary() {
     // binary_test.go, TestBinary: the bytes themselves.
     for v in ["test", "test2", "test3"] {
-        assert_eq!(map(VindexKind::Binary, text(v)), hex(v.as_bytes()), "binary({v:?})");
+        assert_eq!(
+            map(VindexKind::Binary, text(v)),
+            hex(v.as_bytes()),
+            "binary({v:?})"
+        );
     }
 }
