@@ -56,26 +56,6 @@ fn wait_for(
     })
 }
 
-/// The committed `v` of each id, read from the shards of `keyspace` directly.
-async fn committed(keyspace: &str, ids: &[i64]) -> Vec<(i64, String)> {
-    let ks = cluster().config.vschema.keyspace(keyspace).unwrap();
-    let list: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
-    let mut out = Vec::new();
-    for shard in &ks.shards {
-        let mut direct = shard_conn(keyspace, &shard.name).await;
-        let rows: Vec<(i64, String)> = direct
-            .query(format!(
-                "SELECT id, v FROM txt WHERE id IN ({})",
-                list.join(", ")
-            ))
-            .await
-            .unwrap();
-        out.extend(rows);
-    }
-    out.sort();
-    out
-}
-
 /// Ids of `keyspace` on `n` different shards, from `from` on.
 fn ids_on_shards(keyspace: &str, from: i64, n: usize) -> Vec<i64> {
     let mut ids: Vec<i64> = Vec::new();
@@ -146,7 +126,7 @@ async fn two_sessions_locking_two_shards_in_opposite_orders() {
     let winner_name = if victim_name == "s1" { "s2" } else { "s1" };
     let mut expected = vec![(a, winner_name.to_string()), (b, winner_name.to_string())];
     expected.sort();
-    assert_eq!(committed("two", &[a, b]).await, expected);
+    assert_eq!(committed_in("two", &[a, b]).await, expected);
 
     assert_eq!(deadlock_count(&proxy, "distributed"), 1);
     let rows: Vec<(u64, String, u32, String, String, u64, String)> =
@@ -210,7 +190,7 @@ async fn a_cycle_of_three_sessions_over_three_shards() {
         })
         .collect();
     expected.sort();
-    assert_eq!(committed("four", &ids).await, expected);
+    assert_eq!(committed_in("four", &ids).await, expected);
     assert_eq!(deadlock_count(&proxy, "distributed"), 1);
     proxy.stop().await;
 }
@@ -248,7 +228,7 @@ async fn a_long_wait_that_is_not_a_cycle_is_not_broken() {
         (b2, "waiter".to_string()),
     ];
     expected.sort();
-    assert_eq!(committed("two", &[a, b, a2, b2]).await, expected);
+    assert_eq!(committed_in("two", &[a, b, a2, b2]).await, expected);
     assert_eq!(deadlock_count(&proxy, "distributed"), 0);
     let rows: Vec<mysql_async::Row> = waiter.query("SHOW SHARDGATE DEADLOCKS").await.unwrap();
     assert!(rows.is_empty());

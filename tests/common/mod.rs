@@ -403,10 +403,16 @@ pub fn counters(proxy: &shardgate::Running) -> std::collections::BTreeMap<String
 
 /// The committed rows `(id, v)` of table `txt` in keyspace `two`, read from the shards directly.
 pub async fn committed_rows(ids: &[i64]) -> Vec<(i64, String)> {
+    committed_in("two", ids).await
+}
+
+/// The committed rows `(id, v)` of table `txt` in `keyspace`, read from every shard directly.
+pub async fn committed_in(keyspace: &str, ids: &[i64]) -> Vec<(i64, String)> {
+    let ks = cluster().config.vschema.keyspace(keyspace).unwrap();
     let list: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
     let mut out = Vec::new();
-    for shard in ["-80", "80-"] {
-        let mut direct = shard_conn("two", shard).await;
+    for shard in &ks.shards {
+        let mut direct = shard_conn(keyspace, &shard.name).await;
         let rows: Vec<(i64, String)> = direct
             .query(format!(
                 "SELECT id, v FROM txt WHERE id IN ({})",
