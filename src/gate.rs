@@ -322,17 +322,7 @@ impl Gate {
             return;
         };
         entry.deadlock_victim.store(true, Ordering::Release);
-        let topo = self.topology();
-        let running = entry.backend.lock().expect("session entry").clone();
-        for (keyspace, shard, thread) in running {
-            if !topo
-                .backends
-                .kill_query(&keyspace, &shard, thread, KILL_TIMEOUT)
-                .await
-            {
-                tracing::warn!(%keyspace, %shard, thread, "deadlock victim: KILL QUERY got no answer");
-            }
-        }
+        kill_backend_queries(&self.topology(), &entry).await;
     }
 
     /// Ends every session at its next command (or now, if idle); their transactions roll back.
@@ -509,21 +499,17 @@ const KILL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 /// How long a statement still waits for backends after its timeout's KILL QUERY.
 const ABANDON_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Stops the backend queries a session is running now (`KILL QUERY` on each backend thread).
+/// Stops the backend queries a session is running now (`KILL QUERY` on each backend thread,
+/// sent on the shard's probe connection: a pool whose connections are all busy still takes it).
 async fn kill_backend_queries(topo: &Topology, entry: &SessionEntry) {
     let running: Vec<(String, String, u32)> = entry.backend.lock().expect("session entry").clone();
-    for (ks, shard, thread) in running {
-        if let Err(e) = topo
+    for (keyspace, shard, thread) in running {
+        if !topo
             .backends
-            .execute(
-                &ks,
-                &shard,
-                &format!("KILL QUERY {thread}"),
-                &mut engine::NoRows,
-            )
+            .kill_query(&keyspace, &shard, thread, KILL_TIMEOUT)
             .await
         {
-            tracing::warn!(error = %e, "KILL QUERY on a backend failed");
+            tracing::warn!(%keyspace, %shard, thread, "KILL QUERY on a backend got no answer");
         }
     }
 }
