@@ -10,8 +10,8 @@
 //! that hold connections on several shards, and breaks each cycle the way InnoDB would: the
 //! transaction that changed the fewest rows (the youngest if they tie) is rolled back on every
 //! shard, and its client gets 1213. Checks run one at a time, at most one per
-//! `deadlock_check_ms` (and per 120 ms), and only while some statement waits: a statement that does not wait
-//! pays for one timer, nothing more.
+//! `deadlock_check_ms` (and per 120 ms), and only while some statement waits: a statement that
+//! does not wait pays for one timer, nothing more.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -168,39 +168,50 @@ pub(crate) async fn serve(detector: Arc<Detector>, gate: Weak<Gate>) {
     }
 }
 
+/// The servers that sessions hold connections on, by address (shards of several keyspaces may
+/// share one, and thread ids are a server's): each server's address and a shard to ask it
+/// through, and the server of each (keyspace, shard).
+type Servers = (
+    Vec<(String, String, String)>,
+    HashMap<(String, String), usize>,
+);
+
+fn servers(topo: &crate::gate::Topology, sessions: &[TxSession]) -> Servers {
+    let mut servers: Vec<(String, String, String)> = Vec::new();
+    let mut server_of = HashMap::new();
+    for (keyspace, shard, _) in sessions.iter().flat_map(|s| &s.view.held) {
+        let key = (keyspace.clone(), shard.clone());
+        if server_of.contains_key(&key) {
+            continue;
+        }
+        let Some(addr) = topo
+            .vschema
+            .keyspace(keyspace)
+            .and_then(|ks| ks.shards.iter().find(|s| s.name == *shard))
+            .map(|s| format!("{}:{}", s.primary.host, s.primary.port))
+        else {
+            continue;
+        };
+        let index = match servers.iter().position(|(a, _, _)| *a == addr) {
+            Some(i) => i,
+            None => {
+                servers.push((addr, keyspace.clone(), shard.clone()));
+                servers.len() - 1
+            }
+        };
+        server_of.insert(key, index);
+    }
+    (servers, server_of)
+}
+
 /// One check: the lock waits of every server a transaction holds a connection on, the cycles
 /// among them, and a victim for each.
 async fn check(gate: &Gate, detector: &Detector) {
     let topo = gate.topology();
-    let sessions = gate.transactions();
-    // Servers by address: shards of several keyspaces may share one, and thread ids are the
-    // server's.
-    let mut servers: Vec<(String, String, String)> = Vec::new();
-    let mut server_of = HashMap::new();
-    for session in &sessions {
-        for (keyspace, shard, _) in &session.view.held {
-            let key = (keyspace.clone(), shard.clone());
-            if server_of.contains_key(&key) {
-                continue;
-            }
-            let Some(addr) = topo
-                .vschema
-                .keyspace(keyspace)
-                .and_then(|ks| ks.shards.iter().find(|s| s.name == *shard))
-                .map(|s| format!("{}:{}", s.primary.host, s.primary.port))
-            else {
-                continue;
-            };
-            let index = match servers.iter().position(|(a, _, _)| *a == addr) {
-                Some(i) => i,
-                None => {
-                    servers.push((addr, keyspace.clone(), shard.clone()));
-                    servers.len() - 1
-                }
-            };
-            server_of.insert(key, index);
-        }
-    }
+    let (servers, server_of) = servers(&topo, &gate.transactions());
+    let thread_of = |(ks, shard, thread): &(String, String, u32)| -> Option<Thread> {
+        Some((*server_of.get(&(ks.clone(), shard.clone()))?, *thread))
+    };
     let answers = futures_util::future::join_all(
         servers
             .iter()
@@ -228,19 +239,10 @@ async fn check(gate: &Gate, detector: &Detector) {
     let running: Vec<Thread> = sessions
         .iter()
         .flat_map(|s| &s.running)
-        .filter_map(|(ks, shard, thread)| {
-            Some((*server_of.get(&(ks.clone(), shard.clone()))?, *thread))
-        })
+        .filter_map(thread_of)
         .collect();
     for session in &sessions {
-        let threads: Vec<Thread> = session
-            .view
-            .held
-            .iter()
-            .filter_map(|(ks, shard, thread)| {
-                Some((*server_of.get(&(ks.clone(), shard.clone()))?, *thread))
-            })
-            .collect();
+        let threads: Vec<Thread> = session.view.held.iter().filter_map(thread_of).collect();
         graph.sessions.push(SessionNode {
             id: session.id,
             started: session.view.started,
