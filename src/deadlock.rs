@@ -96,18 +96,28 @@ impl Detector {
         }
     }
 
-    /// Awaits `statement` (one shard's part of a statement of a transaction on several
-    /// shards); if it has not finished after `deadlock_check_ms`, wakes the detector and keeps
-    /// it checking until the statement ends.
-    pub(crate) async fn watch<F: Future>(&self, statement: F) -> F::Output {
+    /// Awaits `statement` (one shard's part of a statement in a transaction). Once it has
+    /// waited `deadlock_check_ms` while its transaction holds connections on several shards
+    /// (`several`, asked then: the parts of a statement on several shards join concurrently),
+    /// wakes the detector and keeps it checking until the statement ends.
+    pub(crate) async fn watch<F: Future>(
+        &self,
+        statement: F,
+        several: impl Fn() -> bool,
+    ) -> F::Output {
         let Some(after) = self.check_after else {
             return statement.await;
         };
         tokio::pin!(statement);
-        tokio::select! {
-            biased;
-            out = &mut statement => return out,
-            () = tokio::time::sleep(after) => {}
+        loop {
+            tokio::select! {
+                biased;
+                out = &mut statement => return out,
+                () = tokio::time::sleep(after) => {}
+            }
+            if several() {
+                break;
+            }
         }
         self.waiting.fetch_add(1, Ordering::AcqRel);
         let _waiting = Waiting(&self.waiting);

@@ -418,9 +418,15 @@ struct SessionExecutor<'a> {
     tx: Option<&'a Transaction>,
     /// The session's settings, applied on each pooled connection (transactions apply their own).
     prelude: Option<&'a str>,
+    /// For a write in a transaction of its own: shards one after another, in key order.
+    in_key_order: bool,
 }
 
 impl engine::Executor for SessionExecutor<'_> {
+    fn in_key_order(&self) -> bool {
+        self.in_key_order
+    }
+
     async fn reserve_ids(
         &self,
         sequence: &vschema::SequenceRef,
@@ -463,11 +469,7 @@ impl engine::Executor for SessionExecutor<'_> {
                 let run = backend::run(&mut conn, shard, sql, sink);
                 // Only a transaction holding locks on several shards can be part of a
                 // deadlock that no shard sees.
-                let result = if tx.shard_count() > 1 {
-                    self.deadlocks.watch(run).await
-                } else {
-                    run.await
-                };
+                let result = self.deadlocks.watch(run, || tx.shard_count() > 1).await;
                 self.entry.unregister(shard, thread);
                 result
             }
@@ -786,6 +788,7 @@ impl Handler for GateSession {
             entry: &self.entry,
             tx: self.tx.as_ref(),
             prelude: None,
+            in_key_order: false,
         };
         engine::execute(
             &Plan::Route(route),
@@ -2037,11 +2040,11 @@ impl GateSession {
         sink: &mut S,
     ) -> Result<engine::Outcome, EngineError> {
         if !plan.may_write_several() {
-            return self.execute_in(self.tx.as_ref(), plan, sink).await;
+            return self.execute_in(self.tx.as_ref(), plan, sink, false).await;
         }
         if let Some(tx) = &self.tx {
             tx.begin_atomic();
-            let result = self.execute_in(Some(tx), plan, sink).await;
+            let result = self.execute_in(Some(tx), plan, sink, false).await;
             match tx.end_atomic(result.is_err()).await {
                 Ok(()) => return result,
                 Err(undo) => {
@@ -2059,7 +2062,7 @@ impl GateSession {
         let mut attempt = 1;
         loop {
             let tx = self.new_transaction("START TRANSACTION", mode);
-            let result = self.execute_in(Some(&tx), plan, sink).await;
+            let result = self.execute_in(Some(&tx), plan, sink, true).await;
             let ended = self.finish(tx, result.is_ok()).await;
             *self.entry.transaction.lock().expect("session entry") = None;
             match (result, ended) {
@@ -2082,6 +2085,7 @@ impl GateSession {
         tx: Option<&Transaction>,
         plan: &Plan,
         sink: &mut S,
+        in_key_order: bool,
     ) -> Result<engine::Outcome, EngineError> {
         let prelude = self.session.prelude();
         let executor = SessionExecutor {
@@ -2090,6 +2094,7 @@ impl GateSession {
             entry: &self.entry,
             tx,
             prelude: prelude.as_deref(),
+            in_key_order,
         };
         engine::execute(plan, &self.topo.vschema, &executor, sink, &self.gate.exec).await
     }
@@ -2114,6 +2119,7 @@ impl GateSession {
                     entry: &self.entry,
                     tx: self.tx.as_ref(),
                     prelude: prelude.as_deref(),
+                    in_key_order: false,
                 };
                 let splice = engine::splice(subquery, &topo.vschema, &executor, &gate.exec)
                     .await

@@ -157,6 +157,15 @@ where
             let _ = tx.send(Item::Done(result)).await;
         });
     }
+    if executor.in_key_order() {
+        let one_by_one = async {
+            for producer in producers {
+                producer.await;
+            }
+        };
+        let (_, result) = tokio::join!(one_by_one, consume(streams));
+        return result;
+    }
     let (_, result) = tokio::join!(join_all(producers), consume(streams));
     result
 }

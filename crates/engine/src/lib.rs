@@ -127,6 +127,15 @@ pub trait Executor: Sync {
         sequence: &SequenceRef,
         count: u64,
     ) -> impl Future<Output = Result<u64, EngineError>> + std::marker::Send;
+
+    /// Whether a statement on several shards must reach them one after another, in key order,
+    /// rather than all at once. A write that holds its locks until the transaction it runs in
+    /// ends (a write's own transaction) then takes them in one global order, so two such
+    /// writes can never wait for each other in a cycle across shards, whichever proxy runs
+    /// them. Only consumers that read the shards in key order may be given such an executor.
+    fn in_key_order(&self) -> bool {
+        false
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
