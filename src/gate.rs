@@ -140,21 +140,17 @@ impl SessionEntry {
             .retain(|(_, s, t)| !(s == shard && *t == thread));
     }
 
-    /// Notes a shard connection the session's transaction holds.
+    /// Notes a shard connection the session's transaction has just reserved.
     fn hold(&self, keyspace: &str, shard: &str, thread: u32) {
-        let mut tx = self.transaction.lock().expect("session entry");
-        let view = tx.get_or_insert_with(|| TxView {
-            started: Instant::now(),
-            held: Vec::new(),
-        });
-        if !view
+        self.transaction
+            .lock()
+            .expect("session entry")
+            .get_or_insert_with(|| TxView {
+                started: Instant::now(),
+                held: Vec::new(),
+            })
             .held
-            .iter()
-            .any(|(k, s, t)| *t == thread && s == shard && k == keyspace)
-        {
-            view.held
-                .push((keyspace.to_string(), shard.to_string(), thread));
-        }
+            .push((keyspace.to_string(), shard.to_string(), thread));
     }
 }
 
@@ -462,8 +458,10 @@ impl engine::Executor for SessionExecutor<'_> {
         // The backend thread is registered while it runs, so KILL QUERY can reach it.
         let result = match self.tx {
             Some(tx) => {
-                let (shared, thread) = tx.connection(self.topo, keyspace, shard).await?;
-                self.entry.hold(keyspace, shard, thread);
+                let (shared, thread, joined) = tx.connection(self.topo, keyspace, shard).await?;
+                if joined {
+                    self.entry.hold(keyspace, shard, thread);
+                }
                 let mut conn = shared.lock().await;
                 self.entry.register(keyspace, shard, thread);
                 let run = backend::run(&mut conn, shard, sql, sink);

@@ -114,16 +114,17 @@ impl Transaction {
         self.conns.lock().expect("transaction lock").len()
     }
 
-    /// The shard's reserved connection and its backend thread id, reserving it (and starting
-    /// its transaction) on first use. During an atomic statement the shard takes the
-    /// statement's savepoint before its first query.
+    /// The shard's reserved connection, its backend thread id, and whether the shard joined
+    /// just now: the connection is reserved (and the shard's transaction started) on first use.
+    /// During an atomic statement the shard takes the statement's savepoint before its first
+    /// query.
     pub(crate) async fn connection(
         &self,
         topo: &Topology,
         keyspace: &str,
         shard: &str,
-    ) -> Result<(Shared, u32), EngineError> {
-        let (conn, thread) = self.reserve(topo, keyspace, shard).await?;
+    ) -> Result<(Shared, u32, bool), EngineError> {
+        let (conn, thread, joined) = self.reserve(topo, keyspace, shard).await?;
         let savepoint = self
             .atomic
             .lock()
@@ -140,7 +141,7 @@ impl Transaction {
             let sql = format!("SAVEPOINT {STATEMENT_SAVEPOINT}");
             backend::run(&mut *conn.lock().await, shard, &sql, &mut engine::NoRows).await?;
         }
-        Ok((conn, thread))
+        Ok((conn, thread, joined))
     }
 
     /// Marks the start of a statement that must apply on all the shards it reaches or on none
@@ -176,14 +177,14 @@ impl Transaction {
         topo: &Topology,
         keyspace: &str,
         shard: &str,
-    ) -> Result<(Shared, u32), EngineError> {
+    ) -> Result<(Shared, u32, bool), EngineError> {
         {
             let conns = self.conns.lock().expect("transaction lock");
             if let Some(j) = conns
                 .iter()
                 .find(|j| j.keyspace == keyspace && j.shard == shard)
             {
-                return Ok((j.conn.clone(), j.thread));
+                return Ok((j.conn.clone(), j.thread, false));
             }
             if self.mode == TxMode::Single {
                 if let Some(Joined {
@@ -226,7 +227,7 @@ impl Transaction {
             thread,
             conn: shared.clone(),
         });
-        Ok((shared, thread))
+        Ok((shared, thread, true))
     }
 
     /// SAVEPOINT, ROLLBACK TO SAVEPOINT, RELEASE SAVEPOINT: on every joined shard, and remembered

@@ -390,6 +390,18 @@ async fn connect_when_up(port: u16, db: &str) -> Conn {
     panic!("shardgate did not start");
 }
 
+/// `shardgate reload --config path`, run to its end.
+fn reload_command(path: &Path) -> std::process::Output {
+    testkit::output_within(
+        Command::new(env!("CARGO_BIN_EXE_shardgate"))
+            .args(["reload", "--config"])
+            .arg(path),
+        Duration::from_secs(60),
+        "shardgate reload",
+    )
+    .unwrap()
+}
+
 fn signal(p: &Process, sig: i32) {
     // SAFETY: kill only sends a signal to our own child.
     assert_eq!(unsafe { libc::kill(p.0.id() as i32, sig) }, 0);
@@ -494,14 +506,7 @@ async fn reload_splits_a_shard_and_keeps_the_old_map_on_a_bad_file() {
 
     // An invalid file (40-80 missing: the ranges do not tile) changes nothing, by either way in.
     write(&[("-40", 0), ("80-", 1)]);
-    let out = testkit::output_within(
-        Command::new(env!("CARGO_BIN_EXE_shardgate"))
-            .args(["reload", "--config"])
-            .arg(&path),
-        Duration::from_secs(60),
-        "shardgate reload",
-    )
-    .unwrap();
+    let out = reload_command(&path);
     assert!(!out.status.success());
     signal(&proxy, libc::SIGHUP);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -510,14 +515,7 @@ async fn reload_splits_a_shard_and_keeps_the_old_map_on_a_bad_file() {
 
     // `shardgate reload` applies a valid file through the admin endpoint: back to two shards.
     write(&[("-80", 0), ("80-", 1)]);
-    let out = testkit::output_within(
-        Command::new(env!("CARGO_BIN_EXE_shardgate"))
-            .args(["reload", "--config"])
-            .arg(&path),
-        Duration::from_secs(60),
-        "shardgate reload",
-    )
-    .unwrap();
+    let out = reload_command(&path);
     assert!(
         out.status.success(),
         "{}",

@@ -178,50 +178,30 @@ async fn mysql_command_line_client() {
         DELETE FROM cli_people WHERE id = 4; \
         SELECT id, name FROM cli_people ORDER BY id; \
         SELECT COUNT(*) AS n FROM cli_people WHERE id IN (1, 3);";
-    let out = run_client(
-        Path::new("mysql"),
-        &[
+    // The compressed protocol, in batch mode, on keyspace `two`.
+    let mysql = |extra: &[&str], sql: &str| {
+        let port = format!("-P{port}");
+        let mut args = vec![
             "-h127.0.0.1",
-            &format!("-P{port}"),
+            port.as_str(),
             "-uapp",
             "-psecret",
             "--compress",
             "--batch",
-            "two",
-            "-e",
-            script,
-        ],
-    );
+        ];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["two", "-e", sql]);
+        run_client(Path::new("mysql"), &args)
+    };
+    let out = mysql(&[], script);
     assert_eq!(out, "id\tname\n1\tone\n2\ttwo\n3\tTHREE\nn\n2\n");
     let rows = rows_on_shards("cli_people").await;
     assert_eq!(rows.len(), 3);
     // Compression was negotiated: 200 kB of text crossed the wire in far fewer bytes.
-    let sent = || {
-        proxy
-            .gate
-            .metrics
-            .client_bytes
-            .sent
-            .load(std::sync::atomic::Ordering::Relaxed)
-    };
-    let before = sent();
-    let out = run_client(
-        Path::new("mysql"),
-        &[
-            "-h127.0.0.1",
-            &format!("-P{port}"),
-            "-uapp",
-            "-psecret",
-            "--compress",
-            "--batch",
-            "--skip-column-names",
-            "two",
-            "-e",
-            "SELECT REPEAT('ab', 100000)",
-        ],
-    );
+    let before = bytes_sent(&proxy);
+    let out = mysql(&["--skip-column-names"], "SELECT REPEAT('ab', 100000)");
     assert_eq!(out.trim_end().len(), 200_000);
-    let on_the_wire = sent() - before;
+    let on_the_wire = bytes_sent(&proxy) - before;
     assert!(on_the_wire < 20_000, "{on_the_wire} bytes sent");
 
     let out = run_client(&python(), &["mysql_interactive.py", "127.0.0.1", &port]);

@@ -290,14 +290,7 @@ async fn change_user_compression_and_caching_sha2() {
     .await
     .unwrap();
     let q = "SELECT id, s FROM typed ORDER BY id";
-    let sent = || {
-        proxy
-            .gate
-            .metrics
-            .client_bytes
-            .sent
-            .load(std::sync::atomic::Ordering::Relaxed)
-    };
+    let sent = || bytes_sent(&proxy);
     let before = sent();
     let compressed: Vec<(i64, String)> = zc.query(q).await.unwrap();
     let on_the_wire_compressed = sent() - before;

@@ -396,6 +396,16 @@ pub fn ids_on_two_shards(from: i64) -> (i64, i64) {
     (from, b)
 }
 
+/// Bytes the proxy has written to its clients so far, as they went on the wire.
+pub fn bytes_sent(proxy: &shardgate::Running) -> u64 {
+    proxy
+        .gate
+        .metrics
+        .client_bytes
+        .sent
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Statements the proxy has sent to each shard so far (`keyspace/shard` → count).
 pub fn counters(proxy: &shardgate::Running) -> std::collections::BTreeMap<String, u64> {
     proxy.gate.shard_query_counts()

@@ -243,24 +243,18 @@ mod tests {
         kind.map(&v).unwrap().to_string()
     }
 
+    /// The values themselves are checked against Vitess's in `tests/vitess_vectors.rs`.
     #[test]
-    fn hash_known_answers() {
-        // Published in design.md and in Vitess's hash_test.go.
-        let cases = [
-            (1, "166b40b44aba4bd6"),
-            (2, "06e7ea22ce92708f"),
-            (3, "4eb190c9a2fa169c"),
-            (4, "d2fd8867d50d2dfe"),
-            (5, "70bb023c810ca87a"),
-            (6, "f098480ac4c4be71"),
-        ];
-        for (v, want) in cases {
-            assert_eq!(hex(VindexKind::Hash, KeyValue::Int(v)), want, "hash({v})");
-            assert_eq!(
-                hex(VindexKind::Hash, KeyValue::Text(v.to_string().into_bytes())),
-                want
-            );
+    fn hash_of_text_and_reverse() {
+        for v in 1..=6i64 {
             let id = VindexKind::Hash.map(&KeyValue::Int(v)).unwrap();
+            assert_eq!(
+                VindexKind::Hash
+                    .map(&KeyValue::Text(v.to_string().into_bytes()))
+                    .unwrap(),
+                id,
+                "hash({v}) of its text"
+            );
             assert_eq!(hash_reverse(&id), Some(v as u64));
         }
     }
