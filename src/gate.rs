@@ -220,6 +220,16 @@ impl Topology {
     pub fn meter(&self, keyspace: &str, shard: &str) -> Option<&ShardMeter> {
         self.meters.get(keyspace)?.get(shard)
     }
+
+    /// Whose rules executable comments follow: the backends' (MariaDB from major version 10)
+    /// once one has answered, else those of the MySQL version shardgate announces.
+    pub fn server_kind(&self) -> planner::ServerKind {
+        self.backends
+            .server_version()
+            .map_or(planner::ServerKind::MYSQL_8, |v| {
+                planner::ServerKind::new(v.0 >= 10, v)
+            })
+    }
 }
 
 impl Gate {
@@ -665,8 +675,12 @@ impl Handler for GateSession {
         // but the last, stopping at the first error.
         // Tokenizing for semicolons only when there can be more than one statement.
         let several = sql.trim_end().trim_end_matches(';').contains(';');
+        // Split after resolving executable comments: a `;` may stand in one.
+        let resolved;
         let parts = if several {
-            planner::split_statements(sql)
+            resolved =
+                planner::resolve_executable_comments(sql, self.gate.topology().server_kind());
+            planner::split_statements(&resolved)
         } else {
             Vec::new()
         };
@@ -732,6 +746,7 @@ impl Handler for GateSession {
 
     async fn prepare(&mut self, id: u32, sql: &str) -> Result<frontend::Prepared, SqlError> {
         self.topo = self.gate.topology();
+        let sql = planner::resolve_executable_comments(sql, self.topo.server_kind());
         let sql = sql.trim().trim_end_matches(';').trim_end();
         let stmt = Arc::new(PreparedStatement::new(sql));
         let params = u16::try_from(stmt.params).map_err(|_| error::too_many_placeholders())?;
@@ -1088,6 +1103,7 @@ impl GateSession {
     }
 
     async fn statement(&mut self, sql: &str, out: &mut ResultWriter<'_>) -> Result<(), Failure> {
+        let sql = planner::resolve_executable_comments(sql, self.topo.server_kind());
         let sql = sql.trim().trim_end_matches(';').trim_end();
         if self.session.target_shard.is_none() {
             if let Some(n) = planner::normalize(sql, false) {
@@ -2275,6 +2291,13 @@ impl GateSession {
                     self.session.remember(var, literal);
                 }
                 _ => {
+                    // A value read from a variable (`SET sql_mode = @OLD_SQL_MODE`) is taken now:
+                    // the shards' connections that replay the setting do not hold the variable.
+                    let value = if value.contains('@') {
+                        self.evaluate(&value).await?
+                    } else {
+                        value
+                    };
                     // Checked by a backend with the session's settings so far; MySQL's error if not.
                     let check = format!("SET {var} = {value}");
                     self.backend_statement(&check).await?;

@@ -401,6 +401,9 @@ async fn prepared_pass(
             }
             Err(code) => skipped.push(format!("{sql}: the reference refuses it ({code})")),
         }
+        // As the gate does: executable comments resolved as the servers behind it would.
+        let server = planner::ServerKind::new(true, reference.server_version());
+        let proxy_sql = planner::resolve_executable_comments(&proxy_sql, server).into_owned();
         let Some(n) = planner::normalize(&proxy_sql, false) else {
             skipped.push(format!("{sql}: not normalised"));
             continue;
@@ -493,4 +496,78 @@ async fn two_shards_match_a_single_database() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_shards_match_a_single_database() {
     differential("four", "ref_four").await;
+}
+
+/// What a dump made by mysqldump opens and closes with: session settings, every one an
+/// executable comment. Through the proxy each must set the session as on one server.
+const MYSQLDUMP_PREAMBLE: &[&str] = &[
+    "/*!40100 SET @@SQL_MODE='' */",
+    "/*!40101 SET @OLD_CHARACTER_SET_CLIENT=@@CHARACTER_SET_CLIENT */",
+    "/*!40101 SET @OLD_CHARACTER_SET_RESULTS=@@CHARACTER_SET_RESULTS */",
+    "/*!40101 SET @OLD_COLLATION_CONNECTION=@@COLLATION_CONNECTION */",
+    "/*!40101 SET NAMES utf8mb4 */",
+    "/*!40103 SET @OLD_TIME_ZONE=@@TIME_ZONE */",
+    "/*!40103 SET TIME_ZONE='+00:00' */",
+    "/*!40014 SET @OLD_UNIQUE_CHECKS=@@UNIQUE_CHECKS, UNIQUE_CHECKS=0 */",
+    "/*!40014 SET @OLD_FOREIGN_KEY_CHECKS=@@FOREIGN_KEY_CHECKS, FOREIGN_KEY_CHECKS=0 */",
+    "/*!40101 SET @OLD_SQL_MODE=@@SQL_MODE, SQL_MODE='NO_AUTO_VALUE_ON_ZERO' */",
+    "/*M!100616 SET @OLD_NOTE_VERBOSITY=@@NOTE_VERBOSITY, NOTE_VERBOSITY=0 */",
+    "/*!40111 SET @OLD_SQL_NOTES=@@SQL_NOTES, SQL_NOTES=0 */",
+];
+
+const MYSQLDUMP_EPILOGUE: &[&str] = &[
+    "/*!40103 SET TIME_ZONE=@OLD_TIME_ZONE */",
+    "/*!40101 SET SQL_MODE=@OLD_SQL_MODE */",
+    "/*!40014 SET FOREIGN_KEY_CHECKS=@OLD_FOREIGN_KEY_CHECKS */",
+    "/*!40014 SET UNIQUE_CHECKS=@OLD_UNIQUE_CHECKS */",
+    "/*!40101 SET CHARACTER_SET_CLIENT=@OLD_CHARACTER_SET_CLIENT */",
+    "/*!40101 SET CHARACTER_SET_RESULTS=@OLD_CHARACTER_SET_RESULTS */",
+    "/*!40101 SET COLLATION_CONNECTION=@OLD_COLLATION_CONNECTION */",
+    "/*M!100616 SET NOTE_VERBOSITY=@OLD_NOTE_VERBOSITY */",
+    "/*!40111 SET SQL_NOTES=@OLD_SQL_NOTES */",
+];
+
+/// The session settings that the dump statements change, and a value they change the meaning
+/// of (`NOW()` in the session's time zone is compared as an offset from UTC).
+const SESSION_STATE: &str = "SELECT @@time_zone, @@unique_checks, @@foreign_key_checks, \
+    @@sql_mode, @@sql_notes, @@note_verbosity, @@character_set_client, @@character_set_results, \
+    @@collation_connection, @OLD_TIME_ZONE, @OLD_SQL_MODE, @OLD_SQL_NOTES, @OLD_NOTE_VERBOSITY, \
+    TIMESTAMPDIFF(HOUR, UTC_TIMESTAMP(), NOW())";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysqldump_session_statements_match_a_single_database() {
+    let proxy = proxy().await;
+    let mut sharded = client(&proxy, Some("two")).await;
+    let mut reference = mysql_async::Conn::new(
+        mysql_async::Opts::from_url(&cluster().servers[3].url("ref_two")).unwrap(),
+    )
+    .await
+    .unwrap();
+    // Away from the defaults first, so that each statement has something to change.
+    for conn in [&mut sharded, &mut reference] {
+        conn.query_drop("SET time_zone = '+05:00', sql_mode = 'STRICT_ALL_TABLES'")
+            .await
+            .unwrap();
+    }
+    let mut states = Vec::new();
+    for (part, stmts) in [
+        ("preamble", MYSQLDUMP_PREAMBLE),
+        ("epilogue", MYSQLDUMP_EPILOGUE),
+    ] {
+        for sql in stmts {
+            let want = run(&mut reference, sql).await;
+            let got = run(&mut sharded, sql).await;
+            assert!(matches!(want, Answer::Affected(..)), "{sql}: {want:?}");
+            assert_eq!(got, want, "{sql}");
+        }
+        let want = run(&mut reference, SESSION_STATE).await;
+        let got = run(&mut sharded, SESSION_STATE).await;
+        assert_eq!(got, want, "the session after the {part}");
+        states.push(want);
+    }
+    assert_ne!(
+        states[0], states[1],
+        "the dump's statements changed nothing"
+    );
+    proxy.stop().await;
 }

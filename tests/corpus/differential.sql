@@ -554,3 +554,34 @@ SELECT id, balance FROM customers WHERE id = 5 LOCK IN SHARE MODE
 SELECT id FROM customers WHERE balance > 900 ORDER BY id LIMIT 3 LOCK IN SHARE MODE
 SELECT * FROM customers ORDER BY id
 SELECT city, COUNT(*), SUM(balance) FROM customers GROUP BY city ORDER BY city
+# --- comments in every position, and executable comments of each kind: `/*! */` runs,
+# `/*!NNNNN */` runs when the server's version is at least NNNNN (MariaDB skips 50700 to 99999,
+# MySQL 5.7's and 8's), `/*M!NNNNNN */` runs on MariaDB only.
+/* before */ SELECT * FROM customers WHERE id = 17
+SELECT /* a */ name /* b */ FROM /* c */ customers /* d */ WHERE /* e */ id /* f */ = /* g */ 17 /* h */
+SELECT name FROM customers WHERE id = 17 -- after
+SELECT name FROM customers WHERE id = 17 # after
+SELECT name, city FROM customers WHERE id IN (/* one */ 3, 4 /* two */) ORDER BY id
+SELECT /*+ not a hint */ name FROM customers WHERE id = 18
+SELECT name FROM customers /*!WHERE id = 19*/
+SELECT name FROM customers /*!40001 WHERE id = 20 */
+SELECT name FROM customers WHERE id = 21 /*!90000 OR id = 22 */
+SELECT name FROM customers WHERE id = 21 /*!50700 OR id = 22 */
+SELECT name FROM customers WHERE id = 21 /*M!100100 OR id = 22 */ ORDER BY id
+SELECT name FROM customers WHERE id = 21 /*M!999999 OR id = 22 */
+SELECT /*!32302 1+ */ 1
+SELECT 1 /* x */ + /*!2*/ + 3
+SELECT name FROM customers WHERE name = '/*!40100 x */' OR id = 23
+SELECT name FROM customers WHERE name = 'a -- b' /*!OR id = 24*/
+SELECT COUNT(*) /* count */ FROM orders /*!40100 WHERE qty > 2 */
+SELECT customer_id, /*!40100 SUM(qty) AS total, */ COUNT(*) FROM orders GROUP BY customer_id ORDER BY customer_id
+SELECT c.name, o.qty FROM customers c /* join */ JOIN orders o ON /*!o.customer_id = c.id*/ WHERE c.id = 24 ORDER BY o.order_id
+SELECT c.name FROM customers c WHERE c.id IN (SELECT /*!40100 customer_id */ FROM orders WHERE qty = 3) ORDER BY c.id
+SELECT id FROM customers WHERE id < -5 /*!40100 UNION SELECT customer_id FROM orders WHERE qty = 6 */ ORDER BY id
+UPDATE /* u */ customers SET score = score /*!40100 + 1 */ WHERE id = 25
+INSERT /*!INTO*/ misc (id, v, s) VALUES (1, 1, '/*!x*/'), (2, /*!40100 2 */ /*!90000 + 1 */, '*/')
+UPDATE misc SET v = v /*M!100100 * 10 */ WHERE id /*!IN (1, 2)*/
+SELECT * FROM misc ORDER BY id
+DELETE FROM misc WHERE id = 1 /*!40100 AND v = 10 */
+DELETE /*!40100 FROM misc */ WHERE id = 2
+SELECT COUNT(*) FROM misc

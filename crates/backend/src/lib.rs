@@ -102,6 +102,15 @@ impl Backends {
         }
     }
 
+    /// The version of the servers behind the pools (taken to be of one kind), once any has
+    /// been connected to.
+    pub fn server_version(&self) -> Option<(u16, u16, u16)> {
+        self.pools
+            .values()
+            .flat_map(|shards| shards.values())
+            .find_map(|pool| pool.server_version())
+    }
+
     /// The state of one shard's pool.
     pub fn pool_stats(&self, keyspace: &str, shard: &str) -> Option<PoolStats> {
         Some(self.pools.get(keyspace)?.get(shard)?.stats())

@@ -10,7 +10,7 @@
 
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
@@ -43,6 +43,8 @@ pub struct ShardPool {
     /// The health check's own connection: outside the pool, so that a pool whose connections
     /// are all busy still answers, and a busy pool is not taken for a dead shard.
     probe: tokio::sync::Mutex<Option<Conn>>,
+    /// The server's version, from the handshake of the first connection opened.
+    version: OnceLock<(u16, u16, u16)>,
 }
 
 /// A pool's state, for the operator.
@@ -69,6 +71,7 @@ impl ShardPool {
             max: max.max(1),
             waiting: AtomicUsize::new(0),
             probe: tokio::sync::Mutex::new(None),
+            version: OnceLock::new(),
         })
     }
 
@@ -94,7 +97,7 @@ impl ShardPool {
         };
         let run = async {
             if probe.is_none() {
-                *probe = Some(Conn::new(self.opts.clone()).await.ok()?);
+                *probe = Some(self.connect().await.ok()?);
             }
             job(probe.as_mut()?).await.ok()
         };
@@ -143,9 +146,20 @@ impl ShardPool {
             }
             return Ok(self.guard(conn, permit));
         }
-        let conn = Conn::new(self.opts.clone()).await?;
+        let conn = self.connect().await?;
         self.open.fetch_add(1, Ordering::Relaxed);
         Ok(self.guard(conn, permit))
+    }
+
+    async fn connect(&self) -> Result<Conn, mysql_async::Error> {
+        let conn = Conn::new(self.opts.clone()).await?;
+        let _ = self.version.set(conn.server_version());
+        Ok(conn)
+    }
+
+    /// The server's version, once a connection to it has been opened.
+    pub fn server_version(&self) -> Option<(u16, u16, u16)> {
+        self.version.get().copied()
     }
 
     fn guard(self: &Arc<Self>, conn: Conn, permit: OwnedSemaphorePermit) -> PooledConn {

@@ -4,8 +4,9 @@
 //!
 //! A literal stays in the text wherever the planner reads it as more than a value: LIMIT and
 //! OFFSET counts, ORDER BY / GROUP BY positions, typed literals (`DATE '...'`) and strings after a
-//! character set introducer. Statements with comments (which may hold executable `/*! */` SQL)
-//! and statements other than SELECT / INSERT / UPDATE / DELETE / REPLACE are not normalised.
+//! character set introducer. Comments stay as written. Statements with executable comments
+//! (`/*! */`, which the gate resolves first) and statements other than SELECT / INSERT / UPDATE /
+//! DELETE / REPLACE are not normalised.
 
 use std::fmt::Write as _;
 use std::ops::Range;
@@ -116,8 +117,15 @@ pub fn normalize(sql: &str, placeholders: bool) -> Option<Normalized> {
         return None;
     }
     let b = sql.as_bytes();
-    let first_word: String = sql
-        .trim_start_matches(|c: char| c.is_whitespace() || c == '(')
+    let mut at = 0;
+    while at < b.len() {
+        match crate::text::comment_end(b, at) {
+            Some(end) => at = end,
+            None if b[at].is_ascii_whitespace() || b[at] == b'(' => at += 1,
+            None => break,
+        }
+    }
+    let first_word: String = sql[at..]
         .chars()
         .take_while(|c| c.is_ascii_alphabetic())
         .collect();
@@ -140,6 +148,15 @@ pub fn normalize(sql: &str, placeholders: bool) -> Option<Normalized> {
     let mut params = 0usize;
     let mut i = 0;
     while i < b.len() {
+        if let Some(end) = crate::text::comment_end(b, i) {
+            // Comments stay in the text, as written: they are not values. An executable one
+            // holds SQL; the gate resolves those before it normalises.
+            if b[i..].starts_with(b"/*!") || b[i..].starts_with(b"/*M!") {
+                return None;
+            }
+            i = end;
+            continue;
+        }
         let c = b[i];
         let start = i;
         // One token per iteration; `literal` is set for tokens that become bind variables.
@@ -151,9 +168,8 @@ pub fn normalize(sql: &str, placeholders: bool) -> Option<Normalized> {
                 i += 1;
                 continue;
             }
-            b'#' => return None,
+            // `--` not followed by a space: MySQL reads `1--1` as 1 - -1.
             b'-' if b.get(i + 1) == Some(&b'-') => return None,
-            b'/' if b.get(i + 1) == Some(&b'*') => return None,
             b'\'' | b'"' => {
                 let (end, bytes) = scan_string(b, i)?;
                 i = end;
@@ -356,7 +372,8 @@ fn scan_string(b: &[u8], mut i: usize) -> Option<(usize, Vec<u8>)> {
     }
 }
 
-/// Replaces each bind variable `?N` of `template` (outside quoted identifiers) by the SQL of
+/// Replaces each bind variable `?N` of `template` (outside strings, quoted identifiers and
+/// comments) by the SQL of
 /// `literals[N-1]`. `None` when a number is out of range.
 pub fn substitute(template: &str, literals: &[Literal]) -> Option<String> {
     let b = template.as_bytes();
@@ -368,13 +385,6 @@ pub fn substitute(template: &str, literals: &[Literal]) -> Option<String> {
     let mut i = 0;
     while i < b.len() {
         match b[i] {
-            b'`' => {
-                i += 1;
-                while i < b.len() && b[i] != b'`' {
-                    i += 1;
-                }
-                i += 1;
-            }
             b'?' => {
                 let mut j = i + 1;
                 while j < b.len() && b[j].is_ascii_digit() {
@@ -386,7 +396,7 @@ pub fn substitute(template: &str, literals: &[Literal]) -> Option<String> {
                 copied = j;
                 i = j;
             }
-            _ => i += 1,
+            _ => i = crate::text::skip_quoted(b, i).unwrap_or(i + 1),
         }
     }
     out.push_str(&template[copied.min(template.len())..]);
@@ -400,35 +410,10 @@ pub fn parameter_markers(sql: &str) -> Vec<usize> {
     let mut found = Vec::new();
     let mut i = 0;
     while i < b.len() {
-        match b[i] {
-            q @ (b'\'' | b'"' | b'`') => {
-                i += 1;
-                while i < b.len() && b[i] != q {
-                    i += if b[i] == b'\\' && q != b'`' { 2 } else { 1 };
-                }
-                i += 1;
-            }
-            b'#' => {
-                i = b[i..]
-                    .iter()
-                    .position(|c| *c == b'\n')
-                    .map_or(b.len(), |p| i + p)
-            }
-            b'-' if b[i..].starts_with(b"-- ") => {
-                i = b[i..]
-                    .iter()
-                    .position(|c| *c == b'\n')
-                    .map_or(b.len(), |p| i + p)
-            }
-            b'/' if b[i..].starts_with(b"/*") => {
-                i = sql[i + 2..].find("*/").map_or(b.len(), |p| i + 2 + p + 2)
-            }
-            b'?' => {
-                found.push(i);
-                i += 1;
-            }
-            _ => i += 1,
+        if b[i] == b'?' {
+            found.push(i);
         }
+        i = crate::text::skip_quoted(b, i).unwrap_or(i + 1);
     }
     found
 }
@@ -502,10 +487,24 @@ mod tests {
     }
 
     #[test]
+    fn comments_stay_and_hold_no_values() {
+        assert_eq!(
+            key("/* a 1 */ SELECT 1 /* c '2' */ -- 3 ?\n FROM t # 4").unwrap(),
+            "/* a 1 */ SELECT ?1 /* c '2' */ -- 3 ?\n FROM t # 4"
+        );
+        let lit = |sql: &str| Literal::number(sql.into());
+        assert_eq!(
+            substitute("SELECT ?1 /* ? */, _utf8mb4'?' -- ?2", &[lit("7")]).unwrap(),
+            "SELECT 7 /* ? */, _utf8mb4'?' -- ?2"
+        );
+    }
+
+    #[test]
     fn uncacheable_statements() {
         assert_eq!(key("SET @a = 1"), None);
-        assert_eq!(key("SELECT 1 /* c */"), None);
-        assert_eq!(key("SELECT 1 -- c"), None);
+        assert_eq!(key("SELECT 1 /*!40100 + 1 */"), None);
+        assert_eq!(key("SELECT 1 /*M!100100 + 1 */"), None);
+        assert_eq!(key("SELECT 1--1"), None);
         assert_eq!(key("SELECT ?"), None);
         assert_eq!(key("SELECT 'unterminated"), None);
         assert_eq!(key("SELECT 1; SELECT 2"), None);

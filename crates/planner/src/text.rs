@@ -177,7 +177,7 @@ pub fn split_values(inner: &str) -> Option<Vec<String>> {
 
 /// Where the SQL token at byte `i` ends, when it is a quoted string or identifier or a comment
 /// (which may hold parentheses); `None` for other bytes.
-fn skip_quoted(b: &[u8], mut i: usize) -> Option<usize> {
+pub(crate) fn skip_quoted(b: &[u8], mut i: usize) -> Option<usize> {
     match b[i] {
         q @ (b'\'' | b'"' | b'`') => {
             i += 1;
@@ -189,21 +189,23 @@ fn skip_quoted(b: &[u8], mut i: usize) -> Option<usize> {
             }
             Some(i + 1)
         }
-        b'#' => Some(
-            b[i..]
-                .iter()
-                .position(|&c| c == b'\n')
-                .map_or(b.len(), |p| i + p),
-        ),
-        b'-' if b.get(i + 1) == Some(&b'-')
-            && b.get(i + 2).is_some_and(u8::is_ascii_whitespace) =>
-        {
-            Some(
-                b[i..]
-                    .iter()
-                    .position(|&c| c == b'\n')
-                    .map_or(b.len(), |p| i + p),
-            )
+        _ => comment_end(b, i),
+    }
+}
+
+/// Where the comment at byte `i` ends (`# …`, `-- …` up to the line's end, `/* … */`); `None`
+/// when no comment starts there. `--` is a comment only when a space or the end follows.
+pub(crate) fn comment_end(b: &[u8], i: usize) -> Option<usize> {
+    let line_end = || {
+        b[i..]
+            .iter()
+            .position(|&c| c == b'\n')
+            .map_or(b.len(), |p| i + p)
+    };
+    match b[i] {
+        b'#' => Some(line_end()),
+        b'-' if b.get(i + 1) == Some(&b'-') && b.get(i + 2).is_none_or(u8::is_ascii_whitespace) => {
+            Some(line_end())
         }
         b'/' if b.get(i + 1) == Some(&b'*') => Some(
             b[i + 2..]
