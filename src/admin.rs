@@ -54,7 +54,7 @@ async fn metrics(State(admin): State<Admin>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        admin.gate.metrics.render(&admin.gate),
+        admin.gate.metrics_text(),
     )
         .into_response()
 }

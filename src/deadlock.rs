@@ -21,7 +21,18 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::Notify;
 
-use crate::gate::Gate;
+use crate::metrics::Metrics;
+use crate::topology::Topology;
+
+/// What the detector needs from the proxy whose sessions it watches (the gate's registry).
+pub(crate) trait Watched: Send + Sync + 'static {
+    fn topology(&self) -> Arc<Topology>;
+    fn metrics(&self) -> &Metrics;
+    /// The sessions with an open transaction.
+    fn transactions(&self) -> Vec<TxSession>;
+    /// Rolls back the transaction of session `victim`; its client gets 1213.
+    fn break_deadlock(&self, victim: u32) -> impl Future<Output = ()> + Send;
+}
 
 /// How long a server has to answer the detector's questions.
 const ASK_TIMEOUT: Duration = Duration::from_secs(1);
@@ -156,7 +167,7 @@ impl Drop for Waiting<'_> {
 
 /// The detector's task: sleeps until a statement has waited too long, then checks every
 /// `deadlock_check_ms` while any still waits.
-pub(crate) async fn serve(detector: Arc<Detector>, gate: Weak<Gate>) {
+pub(crate) async fn serve(detector: Arc<Detector>, gate: Weak<impl Watched>) {
     let Some(period) = detector.check_after else {
         return;
     };
@@ -168,8 +179,8 @@ pub(crate) async fn serve(detector: Arc<Detector>, gate: Weak<Gate>) {
                 return;
             };
             let started = Instant::now();
-            check(&gate, &detector).await;
-            gate.metrics
+            check(gate.as_ref(), &detector).await;
+            gate.metrics()
                 .deadlock_check_seconds
                 .observe(started.elapsed().as_secs_f64());
             drop(gate);
@@ -186,7 +197,7 @@ type Servers = (
     HashMap<(String, String), usize>,
 );
 
-fn servers(topo: &crate::gate::Topology, sessions: &[TxSession]) -> Servers {
+fn servers(topo: &Topology, sessions: &[TxSession]) -> Servers {
     let mut servers: Vec<(String, String, String)> = Vec::new();
     let mut server_of = HashMap::new();
     for (keyspace, shard, _) in sessions.iter().flat_map(|s| &s.view.held) {
@@ -216,7 +227,7 @@ fn servers(topo: &crate::gate::Topology, sessions: &[TxSession]) -> Servers {
 
 /// One check: the lock waits of every server a transaction holds a connection on, the cycles
 /// among them, and a victim for each.
-async fn check(gate: &Gate, detector: &Detector) {
+async fn check(gate: &impl Watched, detector: &Detector) {
     let topo = gate.topology();
     let (servers, server_of) = servers(&topo, &gate.transactions());
     let thread_of = |(ks, shard, thread): &(String, String, u32)| -> Option<Thread> {
@@ -290,7 +301,7 @@ async fn check(gate: &Gate, detector: &Detector) {
             })
             .collect();
         tracing::warn!(victim = found.victim, sessions = ?found.members, "deadlock across shards: rolling back the victim's transaction");
-        gate.metrics
+        gate.metrics()
             .deadlocks
             .with_label_values(&["distributed"])
             .inc();

@@ -22,7 +22,8 @@ use vschema::{Config, VSchema};
 
 use crate::deadlock::{Detector, TxSession, TxView};
 use crate::metrics::Metrics;
-use crate::stats::{Activity, ShardMeter};
+use crate::stats::Activity;
+use crate::topology::Topology;
 
 use crate::error;
 use crate::plan_cache::{Cached, PlanCache};
@@ -154,81 +155,45 @@ impl SessionEntry {
     }
 }
 
-/// What a reload replaces as one: the keyspace map and the pools that serve it. A statement
-/// works on one snapshot from its start to its end.
-pub struct Topology {
-    pub vschema: Arc<VSchema>,
-    pub backends: Backends,
-    /// Each shard's counters, by keyspace then shard (looked up without allocating).
-    meters: HashMap<String, HashMap<String, ShardMeter>>,
-    /// The tables' columns, loaded from a shard of each keyspace when a plan needs them.
-    pub catalog: ArcSwap<planner::Catalog>,
-}
+impl crate::deadlock::Watched for Gate {
+    fn topology(&self) -> Arc<Topology> {
+        Gate::topology(self)
+    }
 
-impl Topology {
-    fn new(vschema: Arc<VSchema>, backends: Backends, metrics: &Metrics) -> Self {
-        let meters = vschema
-            .keyspaces()
-            .map(|ks| {
-                let shards = ks
-                    .shards
-                    .iter()
-                    .map(|s| {
-                        let labels = [ks.name.as_str(), s.name.as_str()];
-                        let meter = ShardMeter::new(
-                            metrics.shard_queries.with_label_values(&labels),
-                            metrics.shard_seconds.with_label_values(&labels),
-                        );
-                        (s.name.clone(), meter)
-                    })
-                    .collect();
-                (ks.name.clone(), shards)
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The sessions whose transactions hold shard connections, as the deadlock detector sees
+    /// them.
+    fn transactions(&self) -> Vec<TxSession> {
+        self.sessions
+            .iter()
+            .filter_map(|item| {
+                let e = item.value();
+                let view = e.transaction.lock().expect("session entry").clone()?;
+                let statement = match &*e.running.lock().expect("session entry") {
+                    (sql, Some(_)) => sql.clone(),
+                    (_, None) => String::new(),
+                };
+                Some(TxSession {
+                    id: *item.key(),
+                    view,
+                    statement,
+                    running: e.backend.lock().expect("session entry").clone(),
+                })
             })
-            .collect();
-        Topology {
-            vschema,
-            backends,
-            meters,
-            catalog: ArcSwap::default(),
-        }
+            .collect()
     }
 
-    /// Loads the column lists of `keyspace`'s tables from its first shard.
-    async fn load_columns(&self, keyspace: &str) -> Result<(), EngineError> {
-        let ks = self
-            .vschema
-            .keyspace(keyspace)
-            .ok_or_else(|| EngineError::UnknownKeyspace(keyspace.to_string()))?;
-        let columns = self
-            .backends
-            .table_columns(keyspace, &ks.shards[0].name)
-            .await?;
-        let catalog = self.catalog.load().with_keyspace(keyspace, columns);
-        self.catalog.store(Arc::new(catalog));
-        Ok(())
-    }
-
-    /// Forgets the column lists of keyspaces whose tables changed.
-    fn forget_columns<'k>(&self, keyspaces: impl IntoIterator<Item = &'k str>) {
-        for ks in keyspaces {
-            if let Some(catalog) = self.catalog.load().without_keyspace(ks) {
-                self.catalog.store(Arc::new(catalog));
-            }
-        }
-    }
-
-    pub fn meter(&self, keyspace: &str, shard: &str) -> Option<&ShardMeter> {
-        self.meters.get(keyspace)?.get(shard)
-    }
-
-    /// Whose rules executable comments follow: the backends' (MariaDB from major version 10)
-    /// once one has answered, else those of the MySQL version shardgate announces.
-    pub fn server_kind(&self) -> planner::ServerKind {
-        self.backends
-            .server_version()
-            .map_or(planner::ServerKind::MYSQL_8, |v| {
-                planner::ServerKind::new(v.0 >= 10, v)
-            })
+    /// Breaks a deadlock by its victim: the session's running shard queries are killed, and
+    /// the session answers 1213 and rolls its transaction back on every shard.
+    async fn break_deadlock(&self, session: u32) {
+        let Some(entry) = self.sessions.get(&session).map(|e| e.value().clone()) else {
+            return;
+        };
+        entry.deadlock_victim.store(true, Ordering::Release);
+        kill_backend_queries(&self.topology(), &entry).await;
     }
 }
 
@@ -299,43 +264,16 @@ impl Gate {
         }
     }
 
-    /// The sessions whose transactions hold shard connections, as the deadlock detector sees
-    /// them.
-    pub(crate) fn transactions(&self) -> Vec<TxSession> {
-        self.sessions
-            .iter()
-            .filter_map(|item| {
-                let e = item.value();
-                let view = e.transaction.lock().expect("session entry").clone()?;
-                let statement = match &*e.running.lock().expect("session entry") {
-                    (sql, Some(_)) => sql.clone(),
-                    (_, None) => String::new(),
-                };
-                Some(TxSession {
-                    id: *item.key(),
-                    view,
-                    statement,
-                    running: e.backend.lock().expect("session entry").clone(),
-                })
-            })
-            .collect()
-    }
-
-    /// Breaks a deadlock by its victim: the session's running shard queries are killed, and
-    /// the session answers 1213 and rolls its transaction back on every shard.
-    pub(crate) async fn break_deadlock(&self, session: u32) {
-        let Some(entry) = self.sessions.get(&session).map(|e| e.value().clone()) else {
-            return;
-        };
-        entry.deadlock_victim.store(true, Ordering::Release);
-        kill_backend_queries(&self.topology(), &entry).await;
-    }
-
     /// Ends every session at its next command (or now, if idle); their transactions roll back.
     pub fn kill_all(&self) {
         for item in self.sessions.iter() {
             item.value().kill.notify_one();
         }
+    }
+
+    /// The metrics in the Prometheus text format (`/metrics`).
+    pub fn metrics_text(&self) -> String {
+        self.metrics.render(&self.plans, &self.topology())
     }
 
     /// The current keyspaces and pools.
@@ -349,8 +287,12 @@ impl Gate {
     pub fn replace_topology(&self, vschema: Arc<VSchema>) {
         let old = self.topology();
         let backends = Backends::reusing(&vschema, &old.backends);
-        self.topology
-            .store(Arc::new(Topology::new(vschema, backends, &self.metrics)));
+        self.topology.store(Arc::new(Topology::new(
+            vschema,
+            backends,
+            &self.metrics.shard_queries,
+            &self.metrics.shard_seconds,
+        )));
         // Plans name keyspaces, vindexes and shards of the old map.
         self.plans.clear();
     }
@@ -361,7 +303,8 @@ impl Gate {
             topology: ArcSwap::from_pointee(Topology::new(
                 config.vschema.clone(),
                 Backends::new(&config.vschema),
-                &metrics,
+                &metrics.shard_queries,
+                &metrics.shard_seconds,
             )),
             metrics,
             activity: Activity::default(),

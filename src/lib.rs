@@ -19,6 +19,7 @@ pub mod prepared;
 pub mod session;
 pub mod stats;
 pub mod sysvars;
+pub mod topology;
 pub mod transaction;
 pub mod twopc;
 

@@ -6,6 +6,9 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use crate::plan_cache::PlanCache;
+use crate::topology::Topology;
+
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -173,9 +176,10 @@ impl Metrics {
         }
     }
 
-    /// The registry in the Prometheus text format, after reading the values kept elsewhere.
-    pub fn render(&self, gate: &crate::Gate) -> String {
-        let (hits, misses, size) = gate.plans.stats();
+    /// The registry in the Prometheus text format, after reading the values kept elsewhere: the
+    /// plan cache's counters and the pools of `topo`.
+    pub fn render(&self, plans: &PlanCache, topo: &Topology) -> String {
+        let (hits, misses, size) = plans.stats();
         catch_up(&self.plan_cache.with_label_values(&["hit"]), hits);
         catch_up(&self.plan_cache.with_label_values(&["miss"]), misses);
         self.plan_cache_size.set(size as i64);
@@ -188,7 +192,6 @@ impl Metrics {
             self.client_bytes.sent.load(Ordering::Relaxed),
         );
         self.pool.reset();
-        let topo = gate.topology();
         for ks in topo.vschema.keyspaces() {
             for shard in &ks.shards {
                 if let Some(stats) = topo.backends.pool_stats(&ks.name, &shard.name) {

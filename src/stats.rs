@@ -4,79 +4,19 @@
 //! under their normalised text.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
-use prometheus::{Histogram, IntCounter};
 
-use crate::gate::Topology;
+use crate::topology::{Topology, BOUNDS, BUCKETS};
 
 /// How often the sampler runs, and how many samples a shard's history keeps (ten minutes).
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 const SAMPLES: usize = 120;
 /// Statements tracked by text; beyond this, new texts are not added (the busiest come first).
 const TOP_CAPACITY: usize = 1_000;
-/// Upper bounds of the latency buckets, in seconds (the last bucket is unbounded).
-const BOUNDS: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-    5.0, 10.0,
-];
-const BUCKETS: usize = 17;
-
-/// What one shard's statements are counted in: the Prometheus series and the status page's
-/// histogram.
-pub struct ShardMeter {
-    queries: IntCounter,
-    seconds: Histogram,
-    buckets: [AtomicU64; BUCKETS],
-    /// False once the health check failed twice in a row, until it succeeds again.
-    healthy: AtomicBool,
-    failed_checks: AtomicU32,
-}
-
-/// Health checks that fail in a row before a shard is marked down.
-const FAILED_CHECKS: u32 = 2;
-
-impl ShardMeter {
-    pub fn new(queries: IntCounter, seconds: Histogram) -> Self {
-        ShardMeter {
-            queries,
-            seconds,
-            buckets: Default::default(),
-            healthy: AtomicBool::new(true),
-            failed_checks: AtomicU32::new(0),
-        }
-    }
-
-    pub fn healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
-    }
-
-    /// Records one health check; returns the new state when it changed.
-    pub fn checked(&self, answered: bool) -> Option<bool> {
-        if answered {
-            self.failed_checks.store(0, Ordering::Relaxed);
-            return (!self.healthy.swap(true, Ordering::Relaxed)).then_some(true);
-        }
-        let failed = self.failed_checks.fetch_add(1, Ordering::Relaxed) + 1;
-        (failed >= FAILED_CHECKS && self.healthy.swap(false, Ordering::Relaxed)).then_some(false)
-    }
-
-    pub fn record(&self, elapsed: Duration) {
-        let s = elapsed.as_secs_f64();
-        self.queries.inc();
-        self.seconds.observe(s);
-        let i = BOUNDS.partition_point(|b| *b < s);
-        self.buckets[i].fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn snapshot(&self) -> [u64; BUCKETS] {
-        std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed))
-    }
-}
-
 /// One sample of a shard: statements per second and latency quantiles (seconds) over the
 /// interval before it.
 #[derive(Debug, Clone, Copy, Default)]

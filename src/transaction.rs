@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use backend::PooledConn;
 use engine::EngineError;
 
-use crate::gate::Topology;
+use crate::topology::Topology;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TxMode {

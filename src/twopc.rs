@@ -9,7 +9,7 @@ use backend::Backends;
 use engine::{EngineError, Executor as _, Value};
 use vschema::VSchema;
 
-use crate::gate::Topology;
+use crate::topology::Topology;
 
 const TABLE: &str = "shardgate_twopc";
 

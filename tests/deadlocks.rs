@@ -74,7 +74,7 @@ fn ids_on_shards(keyspace: &str, from: i64, n: usize) -> Vec<i64> {
 }
 
 fn deadlock_count(proxy: &shardgate::Running, kind: &str) -> u64 {
-    let text = proxy.gate.metrics.render(&proxy.gate);
+    let text = proxy.gate.metrics_text();
     let prefix = format!("shardgate_deadlocks_total{{kind=\"{kind}\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&prefix))

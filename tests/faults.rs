@@ -247,7 +247,7 @@ async fn shard_faults_fail_fast_and_heal() {
         assert!(started.elapsed() < Duration::from_secs(3), "{sql}");
     }
     assert_eq!(value(&mut c, LOW).await.unwrap(), Some(10));
-    let metrics = proxy.gate.metrics.render(&proxy.gate);
+    let metrics = proxy.gate.metrics_text();
     assert!(
         metrics.contains("shardgate_errors_total{code=\"1429\"}"),
         "{metrics}"
