@@ -1,0 +1,380 @@
+//! Statement kinds → their handlers: the plan cache's fast path, then the parsed statement
+//! (USE, SET, transactions, SHOW, KILL, EXPLAIN) or a plan to run.
+
+use super::*;
+
+impl GateSession {
+    /// `USE ks`, `USE ks:shard` (target one shard, like Vitess), `USE ks@primary`.
+    pub(super) fn use_keyspace(&mut self, name: &str) -> Result<(), SqlError> {
+        let name = name.trim().trim_matches('`');
+        let name = match name.split_once('@') {
+            Some((ks, "primary")) => ks,
+            Some((_, role)) => {
+                return Err(error::unsupported(format!(
+                    "USE ...@{role} (routing to replicas)"
+                )))
+            }
+            None => name,
+        };
+        let (ks_name, shard) = match name.split_once(':') {
+            Some((ks, shard)) => (ks, Some(shard)),
+            None => (name, None),
+        };
+        let ks = self
+            .topo
+            .vschema
+            .keyspace(ks_name)
+            .ok_or_else(|| error::unknown_database(name))?;
+        if !self.access.allows(ks_name) {
+            return Err(error::access_denied(&self.entry.user, ks_name));
+        }
+        if let Some(shard) = shard {
+            if !ks.shards.iter().any(|s| s.name == shard) {
+                return Err(error::unknown_database(name));
+            }
+        }
+        self.session.keyspace = Some(ks_name.to_string());
+        self.session.target_shard = shard.map(str::to_string);
+        self.session.keyspace_tx_mode = ks
+            .transaction_mode
+            .as_deref()
+            .and_then(TxMode::parse)
+            .unwrap_or(TxMode::Multi);
+        Ok(())
+    }
+
+    pub(super) async fn statement(
+        &mut self,
+        sql: &str,
+        out: &mut ResultWriter<'_>,
+    ) -> Result<(), Failure> {
+        let sql = planner::resolve_executable_comments(sql, self.topo.server_kind());
+        let sql = sql.trim().trim_end_matches(';').trim_end();
+        if self.session.target_shard.is_none() {
+            if let Some(n) = planner::normalize(sql, false) {
+                let literals = n
+                    .literals(sql, &[])
+                    .ok_or_else(|| error::bug("normalised literal out of range"))?;
+                return self.normalized(&n, literals, Some(sql), out).await;
+            }
+        }
+        self.parsed_statement(sql, out, None).await
+    }
+
+    pub(super) async fn execute_prepared(
+        &mut self,
+        stmt: &PreparedStatement,
+        params: Vec<Literal>,
+        out: &mut ResultWriter<'_>,
+    ) -> Result<(), Failure> {
+        match &stmt.normalized {
+            Some(n) if self.session.target_shard.is_none() => {
+                let literals = n
+                    .literals(&stmt.sql, &params)
+                    .ok_or_else(error::wrong_arguments)?;
+                self.normalized(n, literals, None, out).await
+            }
+            _ => {
+                let text = stmt.text_with(&params)?;
+                self.statement(&text, out).await
+            }
+        }
+    }
+
+    pub(super) async fn parsed_statement(
+        &mut self,
+        sql: &str,
+        out: &mut ResultWriter<'_>,
+        learn: Option<Learn<'_>>,
+    ) -> Result<(), Failure> {
+        if sql.is_empty() {
+            return Err(error::empty_query().into());
+        }
+        // Statements the parser does not know: `USE ks:shard`, `SHOW SHARDGATE ...`.
+        let lower = sql.to_ascii_lowercase();
+        if let Some(name) = lower.strip_prefix("use ").map(|_| &sql[4..]) {
+            self.use_keyspace(name)?;
+            return self.ok(out).await;
+        }
+        if is_show_warnings(sql) {
+            return self.show_warnings(&lower, out).await;
+        }
+        if lower.split_whitespace().take(2).eq(["show", "shardgate"]) {
+            return self.show_shardgate(&lower, out).await;
+        }
+        if let Some(rest) = strip_vexplain(sql) {
+            let plan = self.plan_text(rest).await?;
+            let rows = plan
+                .describe()
+                .lines()
+                .map(|l| vec![Value::Bytes(l.as_bytes().to_vec())])
+                .collect();
+            return self
+                .local_rows(out, vec![sysvars::text_column("plan")], rows)
+                .await;
+        }
+        // The parser does not know MariaDB's `LOCK IN SHARE MODE`: plan without it, send it along.
+        let (sql, share_lock) = split_share_lock(sql);
+        let mut statements = match Parser::parse_sql(&MySqlDialect {}, sql) {
+            Ok(s) => s,
+            // The parser does not know every SET MySQL takes (`SET a = 1, NAMES x COLLATE y`,
+            // as sqlx sends); the assignments are read from the tokens instead.
+            Err(_) if lower.starts_with("set ") && planner::set_assignments(sql).is_some() => {
+                self.set(None, sql).await?;
+                return self.ok(out).await;
+            }
+            Err(e) => return Err(error::syntax(e).into()),
+        };
+        if statements.len() != 1 {
+            return Err(error::unsupported("several statements in one query").into());
+        }
+        let stmt = statements.remove(0);
+        if share_lock && !matches!(stmt, Statement::Query(_)) {
+            return Err(
+                error::syntax("LOCK IN SHARE MODE after a statement that is not a SELECT").into(),
+            );
+        }
+        match &stmt {
+            Statement::Use(u) => {
+                let name = match u {
+                    Use::Object(n) | Use::Database(n) | Use::Schema(n) => n.to_string(),
+                    _ => return Err(error::unsupported(format!("{stmt}")).into()),
+                };
+                self.use_keyspace(&name)?;
+                return self.ok(out).await;
+            }
+            Statement::Set(set) => {
+                self.set(Some(set), sql).await?;
+                return self.ok(out).await;
+            }
+            Statement::StartTransaction { .. } => {
+                // A new transaction commits the open one, as in MySQL.
+                self.end_transaction(true).await?;
+                let start = if sql
+                    .get(..5)
+                    .is_some_and(|w| w.eq_ignore_ascii_case("begin"))
+                {
+                    "START TRANSACTION"
+                } else {
+                    sql
+                };
+                self.begin(start);
+                return self.ok(out).await;
+            }
+            Statement::Commit { chain: false, .. } => {
+                self.end_transaction(true).await?;
+                return self.ok(out).await;
+            }
+            Statement::Rollback {
+                savepoint: None,
+                chain: false,
+            } => {
+                self.end_transaction(false).await?;
+                return self.ok(out).await;
+            }
+            Statement::Rollback {
+                savepoint: Some(name),
+                chain: false,
+            } => {
+                self.savepoint(sql, &name.value, SavepointOp::RollbackTo)
+                    .await?;
+                return self.ok(out).await;
+            }
+            Statement::Savepoint { name } => {
+                self.savepoint(sql, &name.value, SavepointOp::Set).await?;
+                return self.ok(out).await;
+            }
+            Statement::ReleaseSavepoint { name } => {
+                self.savepoint(sql, &name.value, SavepointOp::Release)
+                    .await?;
+                return self.ok(out).await;
+            }
+            Statement::ShowDatabases { .. } => {
+                let rows = self
+                    .topo
+                    .vschema
+                    .keyspaces()
+                    .filter(|k| self.access.allows(&k.name))
+                    .map(|k| vec![Value::Bytes(k.name.clone().into_bytes())])
+                    .collect();
+                return self
+                    .local_rows(out, vec![sysvars::text_column("Database")], rows)
+                    .await;
+            }
+            Statement::ShowTables {
+                full, show_options, ..
+            } => return self.show_tables(*full, show_options, out).await,
+            Statement::Kill { modifier, id } => {
+                self.kill(
+                    *id,
+                    !matches!(modifier, Some(sqlparser::ast::KillType::Query)),
+                )
+                .await?;
+                return self.ok(out).await;
+            }
+            Statement::ShowProcessList { .. } => return self.show_processlist(out).await,
+            Statement::ShowVariable { variable }
+                if variable.first().is_some_and(|v| {
+                    ["index", "indexes", "keys"].contains(&v.value.to_ascii_lowercase().as_str())
+                }) =>
+            {
+                // SHOW INDEX FROM t: planned like SHOW COLUMNS FROM t (any one shard has it).
+                let lower = sql.to_ascii_lowercase();
+                let at = [" from ", " in "]
+                    .iter()
+                    .filter_map(|k| lower.find(k).map(|i| i + k.len()))
+                    .min()
+                    .ok_or_else(|| error::syntax("SHOW INDEX needs FROM table"))?;
+                let columns_sql = format!("SHOW COLUMNS FROM {}", &sql[at..]);
+                let parsed =
+                    Parser::parse_sql(&MySqlDialect {}, &columns_sql).map_err(error::syntax)?;
+                let catalog = self.topo.catalog.load_full();
+                let ctx = self.context(&catalog);
+                let plan = match planner::plan(&parsed[0], &columns_sql, &ctx)
+                    .map_err(error::from_plan)?
+                {
+                    Plan::Route(mut r) => {
+                        r.query = format!(
+                            "SHOW INDEX FROM {}",
+                            r.query["SHOW COLUMNS FROM ".len()..].trim_start()
+                        );
+                        Plan::Route(r)
+                    }
+                    _ => return Err(error::unsupported("this SHOW INDEX").into()),
+                };
+                return self.run(&plan, out, None).await;
+            }
+            Statement::ShowVariables { global: false, .. } => {
+                return self.show_variables(sql, out).await
+            }
+            Statement::Query(q) => {
+                if let Some((columns, rows)) =
+                    sysvars::answer(q, sql, &self.session, &self.gate.info)?
+                {
+                    return self.local_rows(out, columns, rows).await;
+                }
+            }
+            _ => {}
+        }
+        let plan = match (&self.session.keyspace, &self.session.target_shard) {
+            (Some(ks), Some(shard)) => Plan::Route(engine::Route {
+                keyspace: ks.clone(),
+                opcode: engine::Opcode::Destination {
+                    shard: shard.clone(),
+                },
+                query: sql.to_string(),
+                elsewhere: None,
+            }),
+            _ => self.plan_statement(&stmt, sql).await?,
+        };
+        let plan = if share_lock {
+            with_share_lock(plan)?
+        } else {
+            plan
+        };
+        if let Some(learn) = learn {
+            self.learn(learn, &stmt, &plan);
+        }
+        if is_ddl(&stmt) {
+            // DDL commits the open transaction first, as in MySQL, and runs outside it.
+            self.end_transaction(true).await?;
+            let result = self.run(&plan, out, None).await;
+            // A column name may now belong to another table than the plans made of it say.
+            self.topo.forget_columns(plan.keyspaces());
+            self.gate.plans.clear();
+            return result;
+        } else if self.tx.is_none() && !self.session.autocommit {
+            self.begin("START TRANSACTION");
+        }
+        self.run(&plan, out, None).await
+    }
+
+    /// An empty OK, with the status flags as they are after the statement (BEGIN sets
+    /// in-transaction, COMMIT clears it).
+    pub(super) async fn ok(&self, out: &mut ResultWriter<'_>) -> Result<(), Failure> {
+        out.set_status(self.status());
+        Ok(out.ok(&OkInfo::default()).await?)
+    }
+}
+
+/// Whether a statement writes (refused for read-only users): by its first keyword, and for
+/// `WITH ...`, by the statement the parser finds.
+pub(super) fn writes(sql: &str) -> bool {
+    match crate::metrics::statement_kind(sql) {
+        "insert" | "update" | "delete" | "replace" | "create" | "alter" | "drop" | "truncate"
+        | "rename" | "load" | "call" | "grant" | "revoke" | "lock" => true,
+        "with" => Parser::parse_sql(&MySqlDialect {}, sql).is_ok_and(|s| match s.as_slice() {
+            [Statement::Query(q)] => matches!(
+                q.body.as_ref(),
+                SetExpr::Insert(_) | SetExpr::Update(_) | SetExpr::Delete(_) | SetExpr::Merge(_)
+            ),
+            _ => true,
+        }),
+        _ => false,
+    }
+}
+
+/// `VEXPLAIN [PLAN] <statement>` → the statement.
+pub(super) fn strip_vexplain(sql: &str) -> Option<&str> {
+    let rest = sql
+        .get(..8)
+        .filter(|p| p.eq_ignore_ascii_case("vexplain"))?;
+    let rest = sql[rest.len()..].trim_start();
+    let rest = match rest.get(..4) {
+        Some(p) if p.eq_ignore_ascii_case("plan") && rest[4..].starts_with(char::is_whitespace) => {
+            rest[4..].trim_start()
+        }
+        _ => rest,
+    };
+    Some(rest)
+}
+
+pub(super) fn is_show_warnings(sql: &str) -> bool {
+    let lower = sql.trim().to_ascii_lowercase();
+    let words: Vec<&str> = lower.split_whitespace().take(3).collect();
+    matches!(
+        words.as_slice(),
+        ["show", "warnings", ..] | ["show", "count(*)", "warnings"]
+    )
+}
+
+/// `SELECT ... LOCK IN SHARE MODE` → (the SELECT, true).
+pub(super) fn split_share_lock(sql: &str) -> (&str, bool) {
+    let trimmed = sql.trim_end();
+    let lower = trimmed.to_ascii_lowercase();
+    let words: Vec<&str> = lower.split_whitespace().rev().take(4).collect();
+    if words == ["mode", "share", "in", "lock"] {
+        let cut = lower.rfind("lock").unwrap_or(trimmed.len());
+        (trimmed[..cut].trim_end(), true)
+    } else {
+        (sql, false)
+    }
+}
+
+/// Puts `LOCK IN SHARE MODE` back on the statement every shard receives.
+pub(super) fn with_share_lock(plan: Plan) -> Result<Plan, SqlError> {
+    Ok(match plan {
+        Plan::Route(mut r) => {
+            r.query.push_str(" LOCK IN SHARE MODE");
+            Plan::Route(r)
+        }
+        Plan::Select(mut s) => {
+            s.route.query.push_str(" LOCK IN SHARE MODE");
+            Plan::Select(s)
+        }
+        _ => return Err(error::unsupported("LOCK IN SHARE MODE on this statement")),
+    })
+}
+
+/// Statements MySQL runs in a transaction of their own, committing the open one first.
+pub(super) fn is_ddl(stmt: &Statement) -> bool {
+    matches!(
+        stmt,
+        Statement::CreateTable(_)
+            | Statement::AlterTable(_)
+            | Statement::Drop { .. }
+            | Statement::Truncate(_)
+            | Statement::CreateIndex(_)
+            | Statement::RenameTable(_)
+    )
+}

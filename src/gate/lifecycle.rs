@@ -1,0 +1,223 @@
+//! One client statement from start to end: the processlist entry, the timeout, warnings,
+//! errors and their codes, the query log and the accounting.
+
+use super::*;
+
+impl GateSession {
+    /// One statement, answered through `out`; false when it failed (its ERR is written).
+    pub(super) async fn one_query(
+        &mut self,
+        work: Work<'_>,
+        out: &mut ResultWriter<'_>,
+    ) -> std::io::Result<bool> {
+        self.gate.questions.fetch_add(1, Ordering::Relaxed);
+        self.topo = self.gate.topology();
+        let started = Instant::now();
+        self.last_plan.0.clear();
+        self.last_plan.1 = "None";
+        self.last_rows = 0;
+        self.entry.shards_touched.store(0, Ordering::Relaxed);
+        // The statement's text outlives the work it is moved into below.
+        let prepared = match &work {
+            Work::Prepared(p, _) => Some(p.clone()),
+            Work::Text(_) => None,
+        };
+        let sql = match (&work, &prepared) {
+            (Work::Text(sql), _) => *sql,
+            (_, Some(p)) => p.sql.as_str(),
+            (_, None) => "",
+        };
+        let sql_text = sql;
+        {
+            let shown = sql.char_indices().nth(200).map_or(sql, |(i, _)| &sql[..i]);
+            let mut running = self.entry.running.lock().expect("session entry");
+            running.0.clear();
+            running.0.push_str(shown);
+            running.1 = Some(Instant::now());
+        }
+        if !is_show_warnings(sql) {
+            self.session.warnings.clear();
+        }
+        let timer = self.gate.query_timeout.map(|timeout| {
+            let (topo, entry) = (self.topo.clone(), self.entry.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(timeout).await;
+                if entry.ending.load(Ordering::Relaxed) != 0 {
+                    return;
+                }
+                entry.timed_out.store(true, Ordering::Relaxed);
+                let killed =
+                    tokio::time::timeout(ABANDON_AFTER, kill_backend_queries(&topo, &entry));
+                let _ = killed.await;
+                // A backend that does not even take the KILL: the statement stops waiting.
+                tokio::time::sleep(ABANDON_AFTER).await;
+                entry.abandon.notify_waiters();
+            })
+        });
+        let entry = self.entry.clone();
+        *entry.abandoned.lock().expect("session entry") = None;
+        let mut lost_shard = None;
+        let result = if self.access.read_only && writes(sql) {
+            Err(Failure::Sql(error::read_only()))
+        } else {
+            let run = async {
+                match work {
+                    Work::Text(sql) => self.statement(sql, out).await,
+                    Work::Prepared(p, literals) => self.execute_prepared(&p, literals, out).await,
+                }
+            };
+            tokio::select! {
+                result = run => result,
+                () = entry.abandon.notified() => {
+                    let shard = entry.abandoned.lock().expect("session entry").take();
+                    // Connections of the abandoned statement were dropped mid-response: the
+                    // pool closes them.
+                    entry.backend.lock().expect("session entry").clear();
+                    let committing = entry.ending.swap(0, Ordering::Relaxed) == ENDING_COMMIT;
+                    Err(Failure::Sql(match shard {
+                        Some(shard) if committing => error::commit_unknown(
+                            &shard,
+                            "marked down by the health check while the transaction committed",
+                        ),
+                        Some(shard) => {
+                            let why = format!("shard {shard} was marked down by the health check while this statement ran there");
+                            lost_shard = Some(why.clone());
+                            error::from_engine(&EngineError::Lost {
+                                shard,
+                                message: "marked down by the health check while this statement ran there".into(),
+                            })
+                        }
+                        None => error::bug("statement abandoned without a reason"),
+                    }))
+                }
+            }
+        };
+        // The statement's connection to that shard is gone, and with it the shard's part of
+        // any transaction: a client's transaction is rolled back everywhere (the rest must not
+        // be committed without it); a statement's own transaction was dropped with the
+        // statement. Either way nothing of it stays, and the error says so.
+        let result = match (result, lost_shard) {
+            (Err(Failure::Sql(_)), Some(why)) if self.tx.is_some() => {
+                self.abort_transaction().await;
+                Err(Failure::Sql(error::interrupted(&format!(
+                    "{why}; the transaction was rolled back on every shard"
+                ))))
+            }
+            (Err(Failure::Sql(_)), Some(why))
+                if self
+                    .entry
+                    .transaction
+                    .lock()
+                    .expect("session entry")
+                    .take()
+                    .is_some() =>
+            {
+                Err(Failure::Sql(error::interrupted(&format!(
+                    "{why}; the statement was rolled back on every shard"
+                ))))
+            }
+            (other, _) => other,
+        };
+        let result = match timer {
+            Some(timer) => {
+                timer.abort();
+                // The statement failed because its backend queries were killed at the deadline.
+                match result {
+                    Err(Failure::Sql(_)) if self.entry.timed_out.swap(false, Ordering::Relaxed) => {
+                        Err(Failure::Sql(error::query_timeout()))
+                    }
+                    other => {
+                        self.entry.timed_out.store(false, Ordering::Relaxed);
+                        other
+                    }
+                }
+            }
+            None => result,
+        };
+        // The deadlock detector interrupted this statement to break a cycle across shards.
+        let victim = self.entry.deadlock_victim.swap(false, Ordering::AcqRel);
+        let result = match result {
+            Err(Failure::Sql(_)) if victim => Err(Failure::Sql(error::deadlock())),
+            other => other,
+        };
+        if let Err(Failure::Sql(e)) = &result {
+            if e.code == error::ER_LOCK_DEADLOCK {
+                if !victim {
+                    self.gate
+                        .metrics
+                        .deadlocks
+                        .with_label_values(&["shard"])
+                        .inc();
+                }
+                self.abort_transaction().await;
+            }
+        }
+        if let Err(Failure::Sql(e)) = &result {
+            // SHOW WARNINGS after an error shows the error, as in MySQL.
+            self.session.warnings = vec![vec![
+                Value::Bytes(b"Error".to_vec()),
+                Value::Int(i64::from(e.code)),
+                Value::Bytes(e.message.clone().into_bytes()),
+            ]];
+        }
+        self.entry.running.lock().expect("session entry").1 = None;
+        {
+            let mut keyspace = self.entry.keyspace.lock().expect("session entry");
+            if *keyspace != self.session.keyspace {
+                keyspace.clone_from(&self.session.keyspace);
+            }
+        }
+        let code = match &result {
+            Err(Failure::Sql(e)) => Some(e.code),
+            _ => None,
+        };
+        self.account(sql_text, started.elapsed(), code);
+        match result {
+            Ok(()) => Ok(true),
+            Err(Failure::Client(e)) => Err(e),
+            Err(Failure::Sql(e)) => {
+                debug!(code = e.code, message = %e.message, "statement failed");
+                out.error(&e).await.map(|_| false)
+            }
+        }
+    }
+
+    /// Counts a finished statement in the metrics, and logs it when the query log or the slow
+    /// query threshold asks for it.
+    pub(super) fn account(&self, sql: &str, elapsed: std::time::Duration, error: Option<u16>) {
+        let metrics = &self.gate.metrics;
+        let kind = crate::metrics::statement_kind(sql);
+        let (keyspace, opcode) = (&self.last_plan.0, self.last_plan.1);
+        metrics
+            .statements
+            .with_label_values(&[keyspace.as_str(), kind, opcode])
+            .inc();
+        metrics
+            .statement_seconds
+            .with_label_values(&[kind])
+            .observe(elapsed.as_secs_f64());
+        if let Some(code) = error {
+            metrics
+                .errors
+                .with_label_values(&[code.to_string().as_str()])
+                .inc();
+        }
+        let slow = self.gate.slow_query.is_some_and(|t| elapsed >= t);
+        if self.gate.query_log || slow {
+            let normalized = planner::normalize(sql, false);
+            let text = normalized.as_ref().map_or(sql, |n| n.text.as_str());
+            tracing::info!(
+                target: "shardgate::query",
+                sql = text,
+                keyspace = keyspace.as_str(),
+                opcode,
+                shards = self.entry.shards_touched.load(Ordering::Relaxed),
+                rows = self.last_rows,
+                duration_us = elapsed.as_micros() as u64,
+                error = error.unwrap_or(0),
+                slow,
+                "statement"
+            );
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! The glue: a client statement → session handling or plan → engine → client.
+
+mod dispatch;
+mod handler;
+mod lifecycle;
+mod planning;
+mod registry;
+mod run;
+mod set;
+mod show;
+mod tx;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use backend::Backends;
+use engine::{Column, EngineError, Executor as _, Plan, RowSink, Value};
+use frontend::{Handler, HandlerFactory, OkInfo, ResultWriter, SqlError, StatusFlags};
+use planner::{Literal, Normalized};
+use sqlparser::ast::{Set, SetExpr, ShowStatementFilter, Statement, Use};
+use sqlparser::dialect::MySqlDialect;
+use sqlparser::parser::Parser;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use dashmap::DashMap;
+use tokio::sync::Notify;
+use tracing::debug;
+use vschema::{Config, VSchema};
+
+use crate::deadlock::{Detector, TxSession, TxView};
+use crate::metrics::Metrics;
+use crate::stats::Activity;
+use crate::topology::Topology;
+
+use crate::error;
+use crate::plan_cache::{Cached, PlanCache};
+use crate::prepared::{self, PreparedStatement};
+use crate::session::Session;
+use crate::sysvars::{self, ServerInfo};
+use crate::transaction::{SavepointOp, Transaction, TxMode};
+
+use dispatch::{is_show_warnings, split_share_lock, with_share_lock, writes};
+pub use registry::Process;
+use registry::{kill_backend_queries, SessionEntry, ABANDON_AFTER, ENDING_COMMIT, ENDING_ROLLBACK};
+use run::SessionExecutor;
+
+/// What every session shares.
+pub struct Gate {
+    /// The keyspaces and their pools, swapped whole by a reload.
+    topology: ArcSwap<Topology>,
+    pub metrics: Metrics,
+    pub activity: Activity,
+    /// Log every statement, or only those slower than `slow_query`.
+    query_log: bool,
+    slow_query: Option<std::time::Duration>,
+    users: HashMap<String, frontend::Credential>,
+    access: HashMap<String, Arc<Access>>,
+    /// Client connections at once (1040 beyond).
+    max_connections: usize,
+    /// Statements running longer are interrupted with 3024.
+    query_timeout: Option<std::time::Duration>,
+    info: ServerInfo,
+    exec: engine::ExecOptions,
+    /// Every client session, by connection id: SHOW PROCESSLIST and KILL.
+    sessions: DashMap<u32, Arc<SessionEntry>>,
+    /// Starts the ids of this instance's twopc transactions (`sg-<port>-`), so that a restart on
+    /// the same port resolves its own prepared transactions and no one else's.
+    pub xid_prefix: String,
+    started: Instant,
+    /// Client statements so far (COM_STATISTICS).
+    questions: AtomicU64,
+    /// COM_STMT_EXECUTE commands so far.
+    executions: AtomicU64,
+    pub plans: PlanCache,
+    pub deadlocks: Arc<Detector>,
+}
+
+/// What a user may do, from the config.
+#[derive(Debug, Default)]
+pub struct Access {
+    /// `None`: every keyspace.
+    keyspaces: Option<Vec<String>>,
+    read_only: bool,
+    require_tls: bool,
+    /// 0: no limit of the user's own.
+    max_connections: usize,
+}
+
+impl Access {
+    fn allows(&self, keyspace: &str) -> bool {
+        self.keyspaces
+            .as_ref()
+            .is_none_or(|k| k.iter().any(|k| k == keyspace))
+    }
+}
+
+impl Gate {
+    /// Statements sent so far to each shard of the current topology, as `keyspace/shard` →
+    /// count.
+    pub fn shard_query_counts(&self) -> std::collections::BTreeMap<String, u64> {
+        let topo = self.topology();
+        topo.vschema
+            .keyspaces()
+            .flat_map(|ks| {
+                ks.shards.iter().map(|s| {
+                    let n = self.metrics.shard_query_count(&ks.name, &s.name);
+                    (format!("{}/{}", ks.name, s.name), n)
+                })
+            })
+            .collect()
+    }
+
+    pub fn uptime(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+
+    /// The metrics in the Prometheus text format (`/metrics`).
+    pub fn metrics_text(&self) -> String {
+        self.metrics.render(&self.plans, &self.topology())
+    }
+
+    /// The current keyspaces and pools.
+    pub fn topology(&self) -> Arc<Topology> {
+        self.topology.load_full()
+    }
+
+    /// Validates nothing: `vschema` comes from a validated config. Pools of shards whose address
+    /// and pool size did not change are kept (with their connections); the others are new, and
+    /// the old ones close as their last connections come back.
+    pub fn replace_topology(&self, vschema: Arc<VSchema>) {
+        let old = self.topology();
+        let backends = Backends::reusing(&vschema, &old.backends);
+        self.topology.store(Arc::new(Topology::new(
+            vschema,
+            backends,
+            &self.metrics.shard_queries,
+            &self.metrics.shard_seconds,
+        )));
+        // Plans name keyspaces, vindexes and shards of the old map.
+        self.plans.clear();
+    }
+
+    pub fn new(config: &Config, port: u16) -> Self {
+        let metrics = Metrics::new();
+        Gate {
+            topology: ArcSwap::from_pointee(Topology::new(
+                config.vschema.clone(),
+                Backends::new(&config.vschema),
+                &metrics.shard_queries,
+                &metrics.shard_seconds,
+            )),
+            metrics,
+            activity: Activity::default(),
+            query_log: config.server.query_log,
+            slow_query: (config.server.slow_query_ms > 0)
+                .then(|| std::time::Duration::from_millis(config.server.slow_query_ms)),
+            access: config
+                .users
+                .iter()
+                .map(|u| {
+                    let access = Access {
+                        keyspaces: u.keyspaces.clone(),
+                        read_only: u.read_only,
+                        require_tls: u.require_tls,
+                        max_connections: u.max_connections,
+                    };
+                    (u.name.clone(), Arc::new(access))
+                })
+                .collect(),
+            max_connections: config.server.max_connections,
+            query_timeout: (config.server.query_timeout_ms > 0)
+                .then(|| std::time::Duration::from_millis(config.server.query_timeout_ms)),
+            users: config
+                .users
+                .iter()
+                .map(|u| {
+                    let cred = match &u.secret {
+                        vschema::Secret::Password(p) => frontend::Credential::Plain(p.clone()),
+                        vschema::Secret::NativeHash(h) => frontend::Credential::NativeHash(*h),
+                        vschema::Secret::Sha2Hash(s) => frontend::Credential::Sha2Hash(s.clone()),
+                    };
+                    (u.name.clone(), cred)
+                })
+                .collect(),
+            info: ServerInfo {
+                version: frontend::ServerOptions::default().server_version,
+                port,
+                max_packet_size: config.server.max_packet_size,
+            },
+            sessions: DashMap::new(),
+            xid_prefix: format!("sg-{port}-"),
+            started: Instant::now(),
+            questions: AtomicU64::new(0),
+            executions: AtomicU64::new(0),
+            plans: PlanCache::new(config.server.plan_cache_size),
+            exec: engine::ExecOptions {
+                max_buffered_rows: config.server.max_buffered_rows,
+            },
+            deadlocks: Arc::new(Detector::new(config.server.deadlock_check_ms)),
+        }
+    }
+}
+
+/// Opens a [`GateSession`] per authenticated client.
+pub struct Sessions(pub Arc<Gate>);
+
+impl HandlerFactory for Sessions {
+    type Handler = GateSession;
+
+    fn credential(&self, user: &str) -> Option<frontend::Credential> {
+        self.0.users.get(user).cloned()
+    }
+
+    fn requires_tls(&self, user: &str) -> bool {
+        self.0.access.get(user).is_some_and(|a| a.require_tls)
+    }
+
+    async fn connect(
+        &self,
+        conn_id: u32,
+        user: &str,
+        database: Option<&str>,
+    ) -> Result<GateSession, SqlError> {
+        let topo = self.0.topology();
+        let access = self.0.access.get(user).cloned().unwrap_or_default();
+        if self.0.sessions.len() >= self.0.max_connections {
+            return Err(error::too_many_connections());
+        }
+        if access.max_connections > 0 {
+            let open = self
+                .0
+                .sessions
+                .iter()
+                .filter(|s| s.value().user == user)
+                .count();
+            if open >= access.max_connections {
+                return Err(error::user_limit(user, access.max_connections));
+            }
+        }
+        if let Some(db) = database {
+            if topo.vschema.keyspace(db).is_none() {
+                return Err(error::unknown_database(db));
+            }
+            if !access.allows(db) {
+                return Err(error::access_denied(user, db));
+            }
+        }
+        let entry = Arc::new(SessionEntry {
+            user: user.to_string(),
+            connected: Instant::now(),
+            keyspace: Mutex::new(database.map(str::to_string)),
+            running: Mutex::new((String::new(), None)),
+            backend: Mutex::new(Vec::new()),
+            kill: Arc::new(Notify::new()),
+            shards_touched: Default::default(),
+            timed_out: Default::default(),
+            ending: Default::default(),
+            abandon: Notify::new(),
+            abandoned: Mutex::new(None),
+            transaction: Mutex::new(None),
+            deadlock_victim: Default::default(),
+        });
+        self.0.sessions.insert(conn_id, entry.clone());
+        self.0.metrics.client_connections.inc();
+        self.0.metrics.connections_accepted.inc();
+        let mut session = Session::new(conn_id, user, database.map(str::to_string));
+        if let Some(mode) = database
+            .and_then(|db| topo.vschema.keyspace(db))
+            .and_then(|k| k.transaction_mode.as_deref())
+            .and_then(TxMode::parse)
+        {
+            session.keyspace_tx_mode = mode;
+        }
+        Ok(GateSession {
+            gate: self.0.clone(),
+            topo,
+            access,
+            last_plan: (String::new(), "None"),
+            last_rows: 0,
+            session,
+            tx: None,
+            entry,
+            statements: HashMap::new(),
+        })
+    }
+}
+
+pub struct GateSession {
+    gate: Arc<Gate>,
+    /// The topology of the statement being run (refreshed as each command starts).
+    topo: Arc<Topology>,
+    access: Arc<Access>,
+    /// The keyspace and opcode of the last plan run, for the statement metrics.
+    last_plan: (String, &'static str),
+    /// Rows sent or affected by the last plan run (the query log's `rows`).
+    last_rows: u64,
+    session: Session,
+    /// The open transaction, if any.
+    tx: Option<Transaction>,
+    entry: Arc<SessionEntry>,
+    /// Prepared statements, by the id the client knows them by.
+    statements: HashMap<u32, Arc<PreparedStatement>>,
+}
+
+/// One statement to run: text from COM_QUERY, or a prepared statement with its values.
+enum Work<'a> {
+    Text(&'a str),
+    Prepared(Arc<PreparedStatement>, Vec<Literal>),
+}
+
+/// A plan-cache miss to learn from once the statement's text is planned.
+struct Learn<'a> {
+    key: String,
+    template: &'a str,
+    literals: &'a [Literal],
+}
+
+enum Failure {
+    /// Answer the client with this error.
+    Sql(SqlError),
+    /// The client connection itself failed.
+    Client(std::io::Error),
+}
+
+impl From<SqlError> for Failure {
+    fn from(e: SqlError) -> Self {
+        Failure::Sql(e)
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
+        Failure::Client(e)
+    }
+}
+
+impl GateSession {}

@@ -1,0 +1,301 @@
+//! Running a plan: the engine's executor over the session's shard connections (in its
+//! transaction, or an implicit one for writes to several shards), rows streamed to the client.
+
+use super::*;
+
+/// Sends a session's statements to the backends: through its transaction's reserved connections
+/// when one is open, else through the pools. Counts statements per shard.
+pub(super) struct SessionExecutor<'a> {
+    pub(super) topo: &'a Topology,
+    pub(super) deadlocks: &'a Detector,
+    pub(super) entry: &'a SessionEntry,
+    pub(super) tx: Option<&'a Transaction>,
+    /// The session's settings, applied on each pooled connection (transactions apply their own).
+    pub(super) prelude: Option<&'a str>,
+    /// For a write in a transaction of its own: shards one after another, in key order.
+    pub(super) in_key_order: bool,
+}
+
+impl engine::Executor for SessionExecutor<'_> {
+    fn in_key_order(&self) -> bool {
+        self.in_key_order
+    }
+
+    async fn reserve_ids(
+        &self,
+        sequence: &vschema::SequenceRef,
+        count: u64,
+    ) -> Result<u64, EngineError> {
+        self.topo.backends.reserve_ids(sequence, count).await
+    }
+
+    async fn execute<S: RowSink>(
+        &self,
+        keyspace: &str,
+        shard: &str,
+        sql: &str,
+        sink: &mut S,
+    ) -> Result<engine::Outcome, EngineError> {
+        let started = Instant::now();
+        if let Some(meter) = self.topo.meter(keyspace, shard) {
+            if !meter.healthy() {
+                return Err(EngineError::Backend {
+                    shard: shard.to_string(),
+                    message: "marked down: it did not answer the last health checks (retried every second)".into(),
+                });
+            }
+        }
+        self.entry.shards_touched.fetch_add(1, Ordering::Relaxed);
+        debug!(
+            keyspace,
+            shard,
+            sql,
+            in_transaction = self.tx.is_some(),
+            "send"
+        );
+        // The backend thread is registered while it runs, so KILL QUERY can reach it.
+        let result = match self.tx {
+            Some(tx) => {
+                let (shared, thread, joined) = tx.connection(self.topo, keyspace, shard).await?;
+                if joined {
+                    self.entry.hold(keyspace, shard, thread);
+                }
+                let mut conn = shared.lock().await;
+                self.entry.register(keyspace, shard, thread);
+                let run = backend::run(&mut conn, shard, sql, sink);
+                // Only a transaction holding locks on several shards can be part of a
+                // deadlock that no shard sees.
+                let result = self.deadlocks.watch(run, || tx.shard_count() > 1).await;
+                self.entry.unregister(shard, thread);
+                result
+            }
+            None => {
+                let conn = self.topo.backends.connection(keyspace, shard).await?;
+                let thread = conn.id();
+                self.entry.register(keyspace, shard, thread);
+                let result = backend::run_pooled(conn, shard, self.prelude, sql, sink).await;
+                self.entry.unregister(shard, thread);
+                result
+            }
+        };
+        if let Some(meter) = self.topo.meter(keyspace, shard) {
+            meter.record(started.elapsed());
+        }
+        result
+    }
+}
+
+/// Runs of a write in a transaction of its own that a deadlock may end before it fails.
+pub(super) const IMPLICIT_ATTEMPTS: u32 = 3;
+
+/// Streams engine rows to the client.
+pub(super) struct ClientSink<'w, 'a> {
+    pub(super) out: &'w mut ResultWriter<'a>,
+    pub(super) started: bool,
+    pub(super) rows: u64,
+    pub(super) rename_first: Option<String>,
+}
+
+impl RowSink for ClientSink<'_, '_> {
+    async fn columns(&mut self, columns: Arc<[Column]>) -> Result<(), EngineError> {
+        self.started = true;
+        match self.rename_first.take() {
+            Some(name) => {
+                let mut cols = columns.to_vec();
+                if let Some(first) = cols.first_mut() {
+                    *first = first
+                        .clone()
+                        .with_name(name.as_bytes())
+                        .with_org_name(name.as_bytes());
+                }
+                Ok(self.out.columns(&cols).await?)
+            }
+            None => Ok(self.out.columns(&columns).await?),
+        }
+    }
+    async fn row(&mut self, row: Vec<Value>) -> Result<(), EngineError> {
+        self.rows += 1;
+        Ok(self.out.row(&row).await?)
+    }
+}
+
+impl GateSession {
+    pub(super) async fn run(
+        &mut self,
+        plan: &Plan,
+        out: &mut ResultWriter<'_>,
+        rename_first: Option<String>,
+    ) -> Result<(), Failure> {
+        if let Plan::PullOut(p) = plan {
+            return self.run_pull_out(p, out, rename_first).await;
+        }
+        if self.access.keyspaces.is_some() {
+            if let Some(ks) = plan
+                .keyspaces()
+                .into_iter()
+                .find(|k| !self.access.allows(k))
+            {
+                return Err(Failure::Sql(error::access_denied(&self.entry.user, ks)));
+            }
+        }
+        let (keyspace, opcode) = crate::metrics::plan_labels(plan);
+        self.last_plan.0.clear();
+        self.last_plan.0.push_str(keyspace);
+        self.last_plan.1 = opcode;
+        let mut sink = ClientSink {
+            out,
+            started: false,
+            rows: 0,
+            rename_first,
+        };
+        let result = self.execute(plan, &mut sink).await;
+        let started = sink.started;
+        self.last_rows = sink.rows;
+        out.set_status(self.status());
+        match result {
+            Ok(outcome) if started => {
+                self.session.row_count = -1;
+                self.session.warnings = outcome.warning_rows;
+                Ok(out.finish_rows(outcome.warnings).await?)
+            }
+            Ok(outcome) => {
+                self.last_rows = outcome.affected_rows;
+                self.session.row_count = outcome.affected_rows as i64;
+                self.session.warnings = outcome.warning_rows.clone();
+                if outcome.last_insert_id != 0 {
+                    self.session.last_insert_id = outcome.last_insert_id;
+                }
+                let info = OkInfo {
+                    affected_rows: outcome.affected_rows,
+                    last_insert_id: outcome.last_insert_id,
+                    warnings: outcome.warnings,
+                    info: outcome.info,
+                };
+                Ok(out.ok(&info).await?)
+            }
+            Err(EngineError::Client(e)) => Err(Failure::Client(e)),
+            // An ERR packet may replace the next row of a result set already started.
+            Err(e) => Err(Failure::Sql(error::from_engine(&e))),
+        }
+    }
+
+    /// Runs a plan's statements through the session's transaction, or the pools. A write that
+    /// may change rows in several places applies everywhere or nowhere: in autocommit it runs
+    /// as a transaction of its own (run again after a deadlock: nothing of it was visible);
+    /// inside the client's transaction each shard takes a savepoint before its part, and a
+    /// failure undoes the parts that were done.
+    pub(super) async fn execute<S: RowSink>(
+        &mut self,
+        plan: &Plan,
+        sink: &mut S,
+    ) -> Result<engine::Outcome, EngineError> {
+        if !plan.may_write_several() {
+            return self.execute_in(self.tx.as_ref(), plan, sink, false).await;
+        }
+        if let Some(tx) = &self.tx {
+            tx.begin_atomic();
+            let result = self.execute_in(Some(tx), plan, sink, false).await;
+            match tx.end_atomic(result.is_err()).await {
+                Ok(()) => return result,
+                Err(undo) => {
+                    tracing::warn!(error = %undo, "a failed statement could not be undone on every shard: rolling its transaction back");
+                    self.abort_transaction().await;
+                    return result.map_err(|e| e.rolled_back());
+                }
+            }
+        }
+        let mut mode = self.session.effective_tx_mode();
+        if mode == TxMode::Single {
+            // One statement's own transaction may span shards: that is what it is for.
+            mode = TxMode::Multi;
+        }
+        let mut attempt = 1;
+        loop {
+            let tx = self.new_transaction("START TRANSACTION", mode);
+            let result = self.execute_in(Some(&tx), plan, sink, true).await;
+            let ended = self.finish(tx, result.is_ok()).await;
+            *self.entry.transaction.lock().expect("session entry") = None;
+            match (result, ended) {
+                (Ok(outcome), Ok(())) => return Ok(outcome),
+                (Ok(_), Err(e)) => return Err(e),
+                (Err(e), _)
+                    if attempt < IMPLICIT_ATTEMPTS
+                        && (e.is_deadlock()
+                            || self.entry.deadlock_victim.swap(false, Ordering::AcqRel)) =>
+                {
+                    attempt += 1
+                }
+                (Err(e), _) => return Err(e),
+            }
+        }
+    }
+
+    pub(super) async fn execute_in<S: RowSink>(
+        &self,
+        tx: Option<&Transaction>,
+        plan: &Plan,
+        sink: &mut S,
+        in_key_order: bool,
+    ) -> Result<engine::Outcome, EngineError> {
+        let prelude = self.session.prelude();
+        let executor = SessionExecutor {
+            topo: &self.topo,
+            deadlocks: &self.gate.deadlocks,
+            entry: &self.entry,
+            tx,
+            prelude: prelude.as_deref(),
+            in_key_order,
+        };
+        engine::execute(plan, &self.topo.vschema, &executor, sink, &self.gate.exec).await
+    }
+
+    /// Runs the subqueries, splices their results into the statement, then plans and runs it.
+    /// (Boxed as a `Send` future: it and `run` call each other.)
+    pub(super) fn run_pull_out<'a, 'w: 'a>(
+        &'a mut self,
+        pull_out: &'a engine::PullOut,
+        out: &'a mut ResultWriter<'w>,
+        rename_first: Option<String>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Failure>> + Send + 'a>> {
+        Box::pin(async move {
+            let gate = self.gate.clone();
+            let topo = self.topo.clone();
+            let prelude = self.session.prelude();
+            let mut sql = pull_out.template.clone();
+            for (i, subquery) in pull_out.subqueries.iter().enumerate() {
+                let executor = SessionExecutor {
+                    topo: &topo,
+                    deadlocks: &gate.deadlocks,
+                    entry: &self.entry,
+                    tx: self.tx.as_ref(),
+                    prelude: prelude.as_deref(),
+                    in_key_order: false,
+                };
+                let splice = engine::splice(subquery, &topo.vschema, &executor, &gate.exec)
+                    .await
+                    .map_err(|e| match e {
+                        EngineError::Client(e) => Failure::Client(e),
+                        e => Failure::Sql(error::from_engine(&e)),
+                    })?;
+                sql = sql.replace(&engine::PullOut::marker(i), &splice);
+            }
+            let plan = self.plan_text(&sql).await?;
+            self.run(&plan, out, rename_first).await
+        })
+    }
+
+    pub(super) async fn local_rows(
+        &mut self,
+        out: &mut ResultWriter<'_>,
+        columns: Vec<Column>,
+        rows: Vec<Vec<Value>>,
+    ) -> Result<(), Failure> {
+        out.columns(&columns).await?;
+        for row in rows {
+            out.row(&row).await?;
+        }
+        self.session.row_count = -1;
+        out.set_status(self.status());
+        Ok(out.finish_rows(0).await?)
+    }
+}

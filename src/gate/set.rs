@@ -1,0 +1,166 @@
+//! SET: session variables the proxy keeps itself (autocommit, transaction_mode), user
+//! variables, and settings replayed on every shard connection.
+
+use super::*;
+
+impl GateSession {
+    /// `SET ...`: autocommit, transaction_mode and the character set are the proxy's own; other
+    /// session variables are checked on a backend (so unknown ones get MySQL's error) and then
+    /// applied on every backend connection that serves the session; user variables are evaluated
+    /// once and carried the same way.
+    /// SET, parsed (`set`) or only tokenized (`None`: read as assignments).
+    pub(super) async fn set(&mut self, set: Option<&Set>, sql: &str) -> Result<(), SqlError> {
+        if let Some(set) = set {
+            if matches!(set, Set::SetNames { .. } | Set::SetNamesDefault {}) {
+                return Ok(());
+            }
+            if !matches!(
+                set,
+                Set::SingleAssignment { .. } | Set::MultipleAssignments { .. }
+            ) {
+                return Err(error::unsupported(format!("{set}")));
+            }
+        }
+        let assignments = planner::set_assignments(sql)
+            .ok_or_else(|| error::unsupported("this SET statement"))?;
+        for (name, value) in assignments {
+            let (global, var) = variable_name(&name);
+            if global {
+                return Err(error::unsupported("SET GLOBAL"));
+            }
+            match var.to_ascii_lowercase().as_str() {
+                "autocommit" => {
+                    let on = matches!(
+                        value.trim().to_ascii_lowercase().as_str(),
+                        "1" | "on" | "true" | "'on'" | "'1'"
+                    );
+                    if on && !self.session.autocommit {
+                        // Turning autocommit on commits the open transaction.
+                        self.end_transaction(true).await?;
+                    }
+                    self.session.autocommit = on;
+                }
+                "transaction_mode" => {
+                    let mode = value
+                        .trim()
+                        .trim_matches(|c| c == '\'' || c == '"')
+                        .to_string();
+                    self.session.tx_mode = Some(TxMode::parse(&mode).ok_or_else(|| {
+                        SqlError::new(
+                            1231,
+                            "42000",
+                            format!(
+                                "Variable 'transaction_mode' can't be set to the value of '{mode}'"
+                            ),
+                        )
+                    })?);
+                }
+                // The backends always speak utf8mb4 to shardgate and shardgate to the client.
+                "names"
+                | "character_set_client"
+                | "character_set_connection"
+                | "character_set_results"
+                | "collation_connection" => {}
+                _ if var.starts_with('@') => {
+                    let literal = self.evaluate(&value).await?;
+                    self.session.remember(var, literal);
+                }
+                _ => {
+                    // A value read from a variable (`SET sql_mode = @OLD_SQL_MODE`) is taken now:
+                    // the shards' connections that replay the setting do not hold the variable.
+                    let value = if value.contains('@') {
+                        self.evaluate(&value).await?
+                    } else {
+                        value
+                    };
+                    // Checked by a backend with the session's settings so far; MySQL's error if not.
+                    let check = format!("SET {var} = {value}");
+                    self.backend_statement(&check).await?;
+                    self.session.remember(var, value.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs a statement on the default keyspace's first shard with the session's settings and
+    /// returns its rows with their column definitions.
+    pub(super) async fn backend_statement(
+        &self,
+        sql: &str,
+    ) -> Result<(Vec<Column>, Vec<Vec<Value>>), SqlError> {
+        let catalog = self.topo.catalog.load_full();
+        let ctx = self.context(&catalog);
+        let ks = crate::select_default_keyspace(&ctx).map_err(error::from_plan)?;
+        let shard = &ks.shards[0].name;
+        let mut sink = engine::Collected::default();
+        let prelude = self.session.prelude().unwrap_or_else(|| "DO 0".into());
+        self.topo
+            .backends
+            .execute_with(&ks.name, shard, &prelude, sql, &mut sink)
+            .await
+            .map_err(|e| error::from_engine(&e))?;
+        Ok((sink.columns, sink.rows))
+    }
+
+    /// A user variable's value, evaluated once, as a SQL literal.
+    pub(super) async fn evaluate(&self, expr: &str) -> Result<String, SqlError> {
+        let (columns, rows) = self.backend_statement(&format!("SELECT {expr}")).await?;
+        let value = rows
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next())
+            .unwrap_or(Value::NULL);
+        let numeric = columns.first().is_some_and(|c| {
+            use mysql_common::constants::ColumnType::*;
+            matches!(
+                c.column_type(),
+                MYSQL_TYPE_TINY
+                    | MYSQL_TYPE_SHORT
+                    | MYSQL_TYPE_LONG
+                    | MYSQL_TYPE_LONGLONG
+                    | MYSQL_TYPE_INT24
+                    | MYSQL_TYPE_DECIMAL
+                    | MYSQL_TYPE_NEWDECIMAL
+                    | MYSQL_TYPE_FLOAT
+                    | MYSQL_TYPE_DOUBLE
+            )
+        });
+        Ok(match value {
+            Value::NULL => "NULL".into(),
+            Value::Bytes(b) if numeric => String::from_utf8_lossy(&b).into_owned(),
+            Value::Bytes(b) => {
+                let mut hex = String::from("X'");
+                for byte in b {
+                    hex.push_str(&format!("{byte:02x}"));
+                }
+                // A binary literal would change the variable's type; convert back to text.
+                format!("CONVERT({hex}' USING utf8mb4)")
+            }
+            other => other.as_sql(true),
+        })
+    }
+}
+
+/// `SESSION x` / `@@session.x` / `@@x` / `x` → (is it GLOBAL, the variable as `x`); user
+/// variables keep their `@`.
+pub(super) fn variable_name(name: &str) -> (bool, &str) {
+    let name = name.trim();
+    let lower = name.to_ascii_lowercase();
+    for (prefix, global) in [
+        ("global ", true),
+        ("session ", false),
+        ("local ", false),
+        ("@@global.", true),
+        ("@@session.", false),
+        ("@@local.", false),
+    ] {
+        if lower.starts_with(prefix) {
+            return (global, name[prefix.len()..].trim());
+        }
+    }
+    if lower.starts_with("@@") {
+        return (false, &name[2..]);
+    }
+    (false, name)
+}

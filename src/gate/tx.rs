@@ -1,0 +1,109 @@
+//! Transactions: opening one (explicitly, or by autocommit=0), savepoints, commit and
+//! rollback on every shard the transaction touched.
+
+use super::*;
+
+impl GateSession {
+    /// Opens a transaction; `start` is how each shard starts its part.
+    pub(super) fn begin(&mut self, start: &str) {
+        let tx = self.new_transaction(start, self.session.effective_tx_mode());
+        self.tx = Some(tx);
+    }
+
+    /// Takes the open transaction to end it: from here on no deadlock check counts it.
+    pub(super) fn take_tx(&mut self) -> Option<Transaction> {
+        *self.entry.transaction.lock().expect("session entry") = None;
+        self.tx.take()
+    }
+
+    pub(super) fn new_transaction(&mut self, start: &str, mode: TxMode) -> Transaction {
+        self.session.transactions += 1;
+        let dtid = format!(
+            "{}{}-{}",
+            self.gate.xid_prefix, self.session.conn_id, self.session.transactions
+        );
+        Transaction::new(start, mode, self.session.prelude(), dtid)
+    }
+
+    /// Ends the open transaction (if any) with COMMIT or ROLLBACK on every shard it touched.
+    pub(super) async fn end_transaction(&mut self, commit: bool) -> Result<(), SqlError> {
+        let Some(tx) = self.take_tx() else {
+            return Ok(());
+        };
+        self.finish(tx, commit)
+            .await
+            .map_err(|e| error::from_engine(&e))
+    }
+
+    /// Commits or rolls back a transaction on every shard it touched, and counts it.
+    pub(super) async fn finish(&self, tx: Transaction, commit: bool) -> Result<(), EngineError> {
+        let mode = tx.mode().name();
+        // Registered like a statement's backend queries, so that a shard marked down while it
+        // ends the transaction abandons it rather than leaving the client waiting.
+        let held = tx.participants();
+        for (keyspace, shard, thread) in &held {
+            self.entry.register(keyspace, shard, *thread);
+        }
+        let ending = if commit {
+            ENDING_COMMIT
+        } else {
+            ENDING_ROLLBACK
+        };
+        self.entry.ending.store(ending, Ordering::Relaxed);
+        let result = if commit {
+            tx.commit(&self.topo).await
+        } else {
+            tx.rollback(&self.topo).await
+        };
+        self.entry.ending.store(0, Ordering::Relaxed);
+        for (_, shard, thread) in &held {
+            self.entry.unregister(shard, *thread);
+        }
+        let outcome = match (&result, commit) {
+            (Err(_), _) => "failed",
+            (Ok(()), true) => "commit",
+            (Ok(()), false) => "rollback",
+        };
+        self.gate
+            .metrics
+            .transactions
+            .with_label_values(&[mode, outcome])
+            .inc();
+        result
+    }
+
+    pub(super) async fn savepoint(
+        &mut self,
+        sql: &str,
+        name: &str,
+        op: SavepointOp,
+    ) -> Result<(), SqlError> {
+        if self.tx.is_none() && !self.session.autocommit {
+            self.begin("START TRANSACTION");
+        }
+        match &self.tx {
+            Some(tx) => tx
+                .savepoint(sql, name, op)
+                .await
+                .map_err(|e| error::from_engine(&e)),
+            // Outside a transaction MySQL accepts SAVEPOINT and forgets it at once.
+            None if op == SavepointOp::Set => Ok(()),
+            None => Err(SqlError::new(
+                1305,
+                "42000",
+                format!("SAVEPOINT {name} does not exist"),
+            )),
+        }
+    }
+
+    /// A deadlock rolls the whole transaction back, as in MySQL: the shard that chose this
+    /// session as its victim has rolled back its part, so the other shards' parts must not
+    /// survive to be committed by the client's next COMMIT or BEGIN.
+    pub(super) async fn abort_transaction(&mut self) {
+        if let Some(tx) = self.take_tx() {
+            if let Err(e) = tx.rollback(&self.topo).await {
+                tracing::warn!(error = %e, "rollback after a deadlock failed");
+            }
+        }
+    }
+}
