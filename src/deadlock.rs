@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Notify;
 
 use crate::metrics::Metrics;
-use crate::topology::Topology;
+use crate::topology::{ShardThread, Topology};
 
 /// What the detector needs from the proxy whose sessions it watches (the gate's registry).
 pub(crate) trait Watched: Send + Sync + 'static {
@@ -50,7 +50,7 @@ const MIN_PAUSE: Duration = Duration::from_millis(120);
 #[derive(Debug, Clone)]
 pub(crate) struct TxView {
     pub started: Instant,
-    pub held: Vec<(String, String, u32)>,
+    pub held: Vec<ShardThread>,
 }
 
 /// A session in a transaction, as one check sees it.
@@ -61,7 +61,7 @@ pub(crate) struct TxSession {
     /// The running statement's text (empty between statements).
     pub statement: String,
     /// The shard queries it is running now (keyspace, shard, backend thread id).
-    pub running: Vec<(String, String, u32)>,
+    pub running: Vec<ShardThread>,
 }
 
 /// A broken deadlock, as `SHOW SHARDGATE DEADLOCKS` lists it.
@@ -200,7 +200,10 @@ type Servers = (
 fn servers(topo: &Topology, sessions: &[TxSession]) -> Servers {
     let mut servers: Vec<(String, String, String)> = Vec::new();
     let mut server_of = HashMap::new();
-    for (keyspace, shard, _) in sessions.iter().flat_map(|s| &s.view.held) {
+    for ShardThread {
+        keyspace, shard, ..
+    } in sessions.iter().flat_map(|s| &s.view.held)
+    {
         let key = (keyspace.clone(), shard.clone());
         if server_of.contains_key(&key) {
             continue;
@@ -230,8 +233,11 @@ fn servers(topo: &Topology, sessions: &[TxSession]) -> Servers {
 async fn check(gate: &impl Watched, detector: &Detector) {
     let topo = gate.topology();
     let (servers, server_of) = servers(&topo, &gate.transactions());
-    let thread_of = |(ks, shard, thread): &(String, String, u32)| -> Option<Thread> {
-        Some((*server_of.get(&(ks.clone(), shard.clone()))?, *thread))
+    let thread_of = |t: &ShardThread| -> Option<Thread> {
+        Some((
+            *server_of.get(&(t.keyspace.clone(), t.shard.clone()))?,
+            t.thread,
+        ))
     };
     let answers = futures_util::future::join_all(
         servers
@@ -293,7 +299,7 @@ async fn check(gate: &impl Watched, detector: &Detector) {
                         .view
                         .held
                         .iter()
-                        .map(|(ks, shard, _)| format!("{ks}/{shard}"))
+                        .map(|t| format!("{}/{}", t.keyspace, t.shard))
                         .collect(),
                     statement: session.statement.clone(),
                     rows_modified: node.rows_modified,

@@ -15,6 +15,15 @@ use engine::EngineError;
 use prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec};
 use vschema::VSchema;
 
+/// A shard connection by its server's thread id: what KILL QUERY and the servers' lock tables
+/// name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardThread {
+    pub keyspace: String,
+    pub shard: String,
+    pub thread: u32,
+}
+
 /// What a reload replaces as one: the keyspace map and the pools that serve it. A statement
 /// works on one snapshot from its start to its end.
 pub struct Topology {

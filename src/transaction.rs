@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use backend::PooledConn;
 use engine::EngineError;
 
-use crate::topology::Topology;
+use crate::topology::{ShardThread, Topology};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TxMode {
@@ -102,10 +102,14 @@ impl Transaction {
     }
 
     /// The shards it holds connections on, with their backend thread ids.
-    pub(crate) fn participants(&self) -> Vec<(String, String, u32)> {
+    pub(crate) fn participants(&self) -> Vec<ShardThread> {
         self.joined()
             .into_iter()
-            .map(|j| (j.keyspace, j.shard, j.thread))
+            .map(|j| ShardThread {
+                keyspace: j.keyspace,
+                shard: j.shard,
+                thread: j.thread,
+            })
             .collect()
     }
 

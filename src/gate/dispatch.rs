@@ -283,9 +283,8 @@ impl GateSession {
             self.topo.forget_columns(plan.keyspaces());
             self.gate.plans.clear();
             return result;
-        } else if self.tx.is_none() && !self.session.autocommit {
-            self.begin("START TRANSACTION");
         }
+        self.ensure_transaction();
         self.run(&plan, out, None).await
     }
 

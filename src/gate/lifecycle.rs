@@ -31,9 +31,9 @@ impl GateSession {
         {
             let shown = sql.char_indices().nth(200).map_or(sql, |(i, _)| &sql[..i]);
             let mut running = self.entry.running.lock().expect("session entry");
-            running.0.clear();
-            running.0.push_str(shown);
-            running.1 = Some(Instant::now());
+            running.text.clear();
+            running.text.push_str(shown);
+            running.since = Some(Instant::now());
         }
         if !is_show_warnings(sql) {
             self.session.warnings.clear();
@@ -42,7 +42,7 @@ impl GateSession {
             let (topo, entry) = (self.topo.clone(), self.entry.clone());
             tokio::spawn(async move {
                 tokio::time::sleep(timeout).await;
-                if entry.ending.load(Ordering::Relaxed) != 0 {
+                if entry.ending.get() != Ending::No {
                     return;
                 }
                 entry.timed_out.store(true, Ordering::Relaxed);
@@ -73,7 +73,7 @@ impl GateSession {
                     // Connections of the abandoned statement were dropped mid-response: the
                     // pool closes them.
                     entry.backend.lock().expect("session entry").clear();
-                    let committing = entry.ending.swap(0, Ordering::Relaxed) == ENDING_COMMIT;
+                    let committing = entry.ending.take() == Ending::Commit;
                     Err(Failure::Sql(match shard {
                         Some(shard) if committing => error::commit_unknown(
                             &shard,
@@ -160,7 +160,7 @@ impl GateSession {
                 Value::Bytes(e.message.clone().into_bytes()),
             ]];
         }
-        self.entry.running.lock().expect("session entry").1 = None;
+        self.entry.running.lock().expect("session entry").since = None;
         {
             let mut keyspace = self.entry.keyspace.lock().expect("session entry");
             if *keyspace != self.session.keyspace {

@@ -44,7 +44,7 @@ use crate::transaction::{SavepointOp, Transaction, TxMode};
 
 use dispatch::{is_show_warnings, split_share_lock, with_share_lock, writes};
 pub use registry::Process;
-use registry::{kill_backend_queries, SessionEntry, ABANDON_AFTER, ENDING_COMMIT, ENDING_ROLLBACK};
+use registry::{kill_backend_queries, Ending, SessionEntry, ABANDON_AFTER};
 use run::SessionExecutor;
 
 /// What every session shares.
@@ -252,7 +252,7 @@ impl HandlerFactory for Sessions {
             user: user.to_string(),
             connected: Instant::now(),
             keyspace: Mutex::new(database.map(str::to_string)),
-            running: Mutex::new((String::new(), None)),
+            running: Mutex::default(),
             backend: Mutex::new(Vec::new()),
             kill: Arc::new(Notify::new()),
             shards_touched: Default::default(),

@@ -23,9 +23,7 @@ impl GateSession {
         if let Some(Cached::Template(template)) = cached.as_deref() {
             if let Some(plan) = planner::bind(template, &literals, &self.topo.vschema) {
                 self.gate.plans.hit();
-                if self.tx.is_none() && !self.session.autocommit {
-                    self.begin("START TRANSACTION");
-                }
+                self.ensure_transaction();
                 let result = self.run(&plan, out, None).await;
                 self.gate
                     .activity

@@ -3,6 +3,10 @@
 
 use super::*;
 
+use crate::topology::ShardThread;
+
+use std::sync::atomic::AtomicU8;
+
 /// One client session, as SHOW PROCESSLIST shows it.
 pub struct Process {
     pub id: u32,
@@ -14,25 +18,32 @@ pub struct Process {
     pub seconds: u64,
 }
 
+/// The statement a session runs, as SHOW PROCESSLIST shows it.
+#[derive(Default)]
+pub(super) struct Running {
+    /// Its first 200 characters; the buffer is reused from statement to statement.
+    pub(super) text: String,
+    /// Since when it runs; `None` while the session idles (`text` is then stale).
+    pub(super) since: Option<Instant>,
+}
+
 /// What SHOW PROCESSLIST shows of a session, and how KILL reaches it.
 pub struct SessionEntry {
     pub(super) user: String,
     pub(super) connected: Instant,
     pub(super) keyspace: Mutex<Option<String>>,
-    /// The running statement (its first 200 characters) and since when; `None` while idle. The
-    /// text's buffer is reused from statement to statement.
-    pub(super) running: Mutex<(String, Option<Instant>)>,
-    /// Backend connections running its statement now: (keyspace, shard, backend thread id).
-    pub(super) backend: Mutex<Vec<(String, String, u32)>>,
+    pub(super) running: Mutex<Running>,
+    /// Backend connections running its statement now.
+    pub(super) backend: Mutex<Vec<ShardThread>>,
     pub(super) kill: Arc<Notify>,
     /// Shard statements of the running client statement (the query log's `shards`).
     pub(super) shards_touched: std::sync::atomic::AtomicU32,
     /// Set when server.query_timeout_ms passed for the running statement.
     pub(super) timed_out: std::sync::atomic::AtomicBool,
-    /// Set while the transaction ends on the shards (`ENDING_*`). The query timeout spares
+    /// Set while the transaction ends on the shards. The query timeout spares
     /// it, as MySQL's max_execution_time spares COMMIT; a COMMIT abandoned because a shard went
     /// down has an unknown outcome there.
-    pub(super) ending: std::sync::atomic::AtomicU8,
+    pub(super) ending: EndingState,
     /// Wakes the running statement to give up on backends that do not answer: after its
     /// timeout and the KILL QUERY that followed, or when a shard it waits on is marked down
     /// (which `abandoned` names).
@@ -48,18 +59,21 @@ pub struct SessionEntry {
 
 impl SessionEntry {
     pub(super) fn register(&self, keyspace: &str, shard: &str, thread: u32) {
-        self.backend.lock().expect("session entry").push((
-            keyspace.to_string(),
-            shard.to_string(),
-            thread,
-        ));
+        self.backend
+            .lock()
+            .expect("session entry")
+            .push(ShardThread {
+                keyspace: keyspace.to_string(),
+                shard: shard.to_string(),
+                thread,
+            });
     }
 
     pub(super) fn unregister(&self, shard: &str, thread: u32) {
         self.backend
             .lock()
             .expect("session entry")
-            .retain(|(_, s, t)| !(s == shard && *t == thread));
+            .retain(|t| !(t.shard == shard && t.thread == thread));
     }
 
     /// Notes a shard connection the session's transaction has just reserved.
@@ -72,7 +86,11 @@ impl SessionEntry {
                 held: Vec::new(),
             })
             .held
-            .push((keyspace.to_string(), shard.to_string(), thread));
+            .push(ShardThread {
+                keyspace: keyspace.to_string(),
+                shard: shard.to_string(),
+                thread,
+            });
     }
 }
 
@@ -94,8 +112,11 @@ impl crate::deadlock::Watched for Gate {
                 let e = item.value();
                 let view = e.transaction.lock().expect("session entry").clone()?;
                 let statement = match &*e.running.lock().expect("session entry") {
-                    (sql, Some(_)) => sql.clone(),
-                    (_, None) => String::new(),
+                    Running {
+                        text,
+                        since: Some(_),
+                    } => text.clone(),
+                    Running { since: None, .. } => String::new(),
                 };
                 Some(TxSession {
                     id: *item.key(),
@@ -127,8 +148,11 @@ impl Gate {
             .map(|item| {
                 let e = item.value();
                 let (statement, since) = match &*e.running.lock().expect("session entry") {
-                    (sql, Some(since)) => (Some(sql.clone()), *since),
-                    (_, None) => (None, e.connected),
+                    Running {
+                        text,
+                        since: Some(since),
+                    } => (Some(text.clone()), *since),
+                    Running { since: None, .. } => (None, e.connected),
                 };
                 Process {
                     id: *item.key(),
@@ -157,7 +181,7 @@ impl Gate {
                 .lock()
                 .expect("session entry")
                 .iter()
-                .any(|(k, s, _)| k == keyspace && s == shard);
+                .any(|t| t.keyspace == keyspace && t.shard == shard);
             if waiting {
                 *entry.abandoned.lock().expect("session entry") =
                     Some(format!("{keyspace}/{shard}"));
@@ -174,9 +198,40 @@ impl Gate {
     }
 }
 
-pub(super) const ENDING_ROLLBACK: u8 = 1;
+/// Whether the session's transaction is ending on its shards, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ending {
+    No,
+    Rollback,
+    Commit,
+}
 
-pub(super) const ENDING_COMMIT: u8 = 2;
+/// The session's [`Ending`], read by its timeout and by the statement that abandons backends.
+#[derive(Default)]
+pub(super) struct EndingState(AtomicU8);
+
+impl EndingState {
+    pub(super) fn set(&self, ending: Ending) {
+        self.0.store(ending as u8, Ordering::Relaxed);
+    }
+
+    pub(super) fn get(&self) -> Ending {
+        Self::decode(self.0.load(Ordering::Relaxed))
+    }
+
+    /// The state, reset to [`Ending::No`].
+    pub(super) fn take(&self) -> Ending {
+        Self::decode(self.0.swap(Ending::No as u8, Ordering::Relaxed))
+    }
+
+    fn decode(value: u8) -> Ending {
+        match value {
+            1 => Ending::Rollback,
+            2 => Ending::Commit,
+            _ => Ending::No,
+        }
+    }
+}
 
 /// How long a shard has to take a KILL QUERY.
 pub(super) const KILL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
@@ -187,8 +242,13 @@ pub(super) const ABANDON_AFTER: std::time::Duration = std::time::Duration::from_
 /// Stops the backend queries a session is running now (`KILL QUERY` on each backend thread,
 /// sent on the shard's probe connection: a pool whose connections are all busy still takes it).
 pub(super) async fn kill_backend_queries(topo: &Topology, entry: &SessionEntry) {
-    let running: Vec<(String, String, u32)> = entry.backend.lock().expect("session entry").clone();
-    for (keyspace, shard, thread) in running {
+    let running: Vec<ShardThread> = entry.backend.lock().expect("session entry").clone();
+    for ShardThread {
+        keyspace,
+        shard,
+        thread,
+    } in running
+    {
         if !topo
             .backends
             .kill_query(&keyspace, &shard, thread, KILL_TIMEOUT)

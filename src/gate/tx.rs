@@ -10,6 +10,13 @@ impl GateSession {
         self.tx = Some(tx);
     }
 
+    /// With autocommit=0, a statement outside a transaction opens one, as in MySQL.
+    pub(super) fn ensure_transaction(&mut self) {
+        if self.tx.is_none() && !self.session.autocommit {
+            self.begin("START TRANSACTION");
+        }
+    }
+
     /// Takes the open transaction to end it: from here on no deadlock check counts it.
     pub(super) fn take_tx(&mut self) -> Option<Transaction> {
         *self.entry.transaction.lock().expect("session entry") = None;
@@ -41,23 +48,22 @@ impl GateSession {
         // Registered like a statement's backend queries, so that a shard marked down while it
         // ends the transaction abandons it rather than leaving the client waiting.
         let held = tx.participants();
-        for (keyspace, shard, thread) in &held {
-            self.entry.register(keyspace, shard, *thread);
+        for t in &held {
+            self.entry.register(&t.keyspace, &t.shard, t.thread);
         }
-        let ending = if commit {
-            ENDING_COMMIT
+        self.entry.ending.set(if commit {
+            Ending::Commit
         } else {
-            ENDING_ROLLBACK
-        };
-        self.entry.ending.store(ending, Ordering::Relaxed);
+            Ending::Rollback
+        });
         let result = if commit {
             tx.commit(&self.topo).await
         } else {
             tx.rollback(&self.topo).await
         };
-        self.entry.ending.store(0, Ordering::Relaxed);
-        for (_, shard, thread) in &held {
-            self.entry.unregister(shard, *thread);
+        self.entry.ending.set(Ending::No);
+        for t in &held {
+            self.entry.unregister(&t.shard, t.thread);
         }
         let outcome = match (&result, commit) {
             (Err(_), _) => "failed",
@@ -78,9 +84,7 @@ impl GateSession {
         name: &str,
         op: SavepointOp,
     ) -> Result<(), SqlError> {
-        if self.tx.is_none() && !self.session.autocommit {
-            self.begin("START TRANSACTION");
-        }
+        self.ensure_transaction();
         match &self.tx {
             Some(tx) => tx
                 .savepoint(sql, name, op)
