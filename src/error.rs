@@ -126,6 +126,30 @@ pub fn commit_unknown(shard: &str, why: &str) -> SqlError {
     )
 }
 
+pub fn unknown_thread(id: u64) -> SqlError {
+    SqlError::new(1094, "HY000", format!("Unknown thread id: {id}"))
+}
+
+pub fn not_thread_owner(id: u64) -> SqlError {
+    SqlError::new(1095, "HY000", format!("You are not owner of thread {id}"))
+}
+
+pub fn wrong_value(variable: &str, value: &str) -> SqlError {
+    SqlError::new(
+        1231,
+        "42000",
+        format!("Variable '{variable}' can't be set to the value of '{value}'"),
+    )
+}
+
+pub fn unknown_savepoint(name: &str) -> SqlError {
+    SqlError::new(1305, "42000", format!("SAVEPOINT {name} does not exist"))
+}
+
+pub fn no_database() -> SqlError {
+    SqlError::new(1046, "3D000", "No database selected")
+}
+
 pub fn unknown_database(name: &str) -> SqlError {
     SqlError::new(1049, "42000", format!("Unknown database '{name}'"))
 }
@@ -133,7 +157,7 @@ pub fn unknown_database(name: &str) -> SqlError {
 pub fn from_plan(e: PlanError) -> SqlError {
     match e {
         PlanError::Unsupported(what) => unsupported(what),
-        PlanError::NoDatabase => SqlError::new(1046, "3D000", "No database selected"),
+        PlanError::NoDatabase => no_database(),
         PlanError::UnknownKeyspace(ks) => unknown_database(&ks),
         e @ PlanError::UnknownTable { .. } => SqlError::new(1146, "42S02", e.to_string()),
         e @ PlanError::MissingVindexColumn { .. } => SqlError::new(1364, "HY000", e.to_string()),

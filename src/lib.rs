@@ -34,23 +34,6 @@ use vschema::Config;
 
 pub use gate::Gate;
 
-/// The keyspace of statements that name no table: the session's, or the first one.
-pub(crate) fn select_default_keyspace<'a>(
-    ctx: &planner::Context<'a>,
-) -> Result<&'a vschema::Keyspace, planner::PlanError> {
-    match ctx.keyspace {
-        Some(ks) => ctx
-            .vschema
-            .keyspace(ks)
-            .ok_or_else(|| planner::PlanError::UnknownKeyspace(ks.to_string())),
-        None => ctx
-            .vschema
-            .keyspaces()
-            .next()
-            .ok_or(planner::PlanError::NoDatabase),
-    }
-}
-
 /// A proxy serving in the background of the current tokio runtime.
 pub struct Running {
     pub addr: SocketAddr,

@@ -263,17 +263,12 @@ impl GateSession {
     /// `KILL [QUERY] id`: stops the session's running backend queries on every shard; `KILL id`
     /// (or `KILL CONNECTION id`) also closes it, rolling back its transaction.
     pub(super) async fn kill(&mut self, id: u64, connection: bool) -> Result<(), SqlError> {
-        let unknown = || SqlError::new(1094, "HY000", format!("Unknown thread id: {id}"));
         let entry = u32::try_from(id)
             .ok()
             .and_then(|id| self.gate.sessions.get(&id).map(|e| e.clone()))
-            .ok_or_else(unknown)?;
+            .ok_or_else(|| error::unknown_thread(id))?;
         if entry.user != self.entry.user {
-            return Err(SqlError::new(
-                1095,
-                "HY000",
-                format!("You are not owner of thread {id}"),
-            ));
+            return Err(error::not_thread_owner(id));
         }
         kill_backend_queries(&self.topo, &entry).await;
         if connection {

@@ -45,15 +45,10 @@ impl GateSession {
                         .trim()
                         .trim_matches(|c| c == '\'' || c == '"')
                         .to_string();
-                    self.session.tx_mode = Some(TxMode::parse(&mode).ok_or_else(|| {
-                        SqlError::new(
-                            1231,
-                            "42000",
-                            format!(
-                                "Variable 'transaction_mode' can't be set to the value of '{mode}'"
-                            ),
-                        )
-                    })?);
+                    self.session.tx_mode = Some(
+                        TxMode::parse(&mode)
+                            .ok_or_else(|| error::wrong_value("transaction_mode", &mode))?,
+                    );
                 }
                 // The backends always speak utf8mb4 to shardgate and shardgate to the client.
                 "names"
@@ -91,7 +86,7 @@ impl GateSession {
     ) -> Result<(Vec<Column>, Vec<Vec<Value>>), SqlError> {
         let catalog = self.topo.catalog.load_full();
         let ctx = self.context(&catalog);
-        let ks = crate::select_default_keyspace(&ctx).map_err(error::from_plan)?;
+        let ks = ctx.default_keyspace().map_err(error::from_plan)?;
         let shard = &ks.shards[0].name;
         let mut sink = engine::Collected::default();
         let prelude = self.session.prelude().unwrap_or_else(|| "DO 0".into());

@@ -328,7 +328,7 @@ impl GateSession {
                 .session
                 .keyspace
                 .clone()
-                .ok_or_else(|| SqlError::new(1046, "3D000", "No database selected"))?,
+                .ok_or_else(error::no_database)?,
         };
         let ks = self
             .topo

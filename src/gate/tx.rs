@@ -92,11 +92,7 @@ impl GateSession {
                 .map_err(|e| error::from_engine(&e)),
             // Outside a transaction MySQL accepts SAVEPOINT and forgets it at once.
             None if op == SavepointOp::Set => Ok(()),
-            None => Err(SqlError::new(
-                1305,
-                "42000",
-                format!("SAVEPOINT {name} does not exist"),
-            )),
+            None => Err(error::unknown_savepoint(name)),
         }
     }
 

@@ -85,6 +85,19 @@ pub struct Context<'a> {
     pub catalog: &'a Catalog,
 }
 
+impl<'a> Context<'a> {
+    /// The keyspace of statements that name no table: the session's, or the first one.
+    pub fn default_keyspace(&self) -> Result<&'a vschema::Keyspace, PlanError> {
+        match self.keyspace {
+            Some(ks) => self
+                .vschema
+                .keyspace(ks)
+                .ok_or_else(|| PlanError::UnknownKeyspace(ks.to_string())),
+            None => self.vschema.keyspaces().next().ok_or(PlanError::NoDatabase),
+        }
+    }
+}
+
 /// For a SELECT, the keyspace whose shards can describe its result columns and the text to
 /// describe there (COM_STMT_PREPARE); `None` for other statements.
 pub fn metadata_target(

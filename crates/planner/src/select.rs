@@ -133,7 +133,7 @@ fn plan_in_place(
     let tables = relations(stmt, ctx, &ctes)?;
     let Some(keyspace) = single_keyspace(&tables)? else {
         // No table at all (`SELECT 1 + 1`, `SELECT NOW()`): any backend evaluates it alike.
-        let keyspace = default_keyspace(ctx)?;
+        let keyspace = ctx.default_keyspace()?;
         let opcode = if keyspace.sharded {
             Opcode::Reference
         } else {
@@ -276,17 +276,6 @@ fn route(keyspace: &str, opcode: Opcode, query: String) -> Plan {
         query,
         elsewhere: None,
     })
-}
-
-/// The keyspace for statements that name no table: the session's, or the only one there is.
-pub(crate) fn default_keyspace<'a>(ctx: &Context<'a>) -> Result<&'a vschema::Keyspace, PlanError> {
-    match ctx.keyspace {
-        Some(ks) => ctx
-            .vschema
-            .keyspace(ks)
-            .ok_or_else(|| PlanError::UnknownKeyspace(ks.to_string())),
-        None => ctx.vschema.keyspaces().next().ok_or(PlanError::NoDatabase),
-    }
 }
 
 /// `Some(alias)` when the sharded table is a plain table in the top-level FROM (the alias, if it
@@ -464,7 +453,7 @@ pub(crate) fn metadata_target(
     let tables = relations(stmt, ctx, &ctes)?;
     let keyspace = match single_keyspace(&tables)? {
         Some(k) => k,
-        None => default_keyspace(ctx)?,
+        None => ctx.default_keyspace()?,
     };
     Ok((keyspace.name.clone(), shard_text(source, &tables)?))
 }
