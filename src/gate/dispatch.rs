@@ -218,30 +218,41 @@ impl GateSession {
                     ["index", "indexes", "keys"].contains(&v.value.to_ascii_lowercase().as_str())
                 }) =>
             {
-                // SHOW INDEX FROM t: planned like SHOW COLUMNS FROM t (any one shard has it).
-                let lower = sql.to_ascii_lowercase();
-                let at = [" from ", " in "]
+                // SHOW INDEX FROM t: the parser reads what follows FROM as it would for
+                // SHOW COLUMNS; any one shard of t's keyspace answers.
+                let b = sql.as_bytes();
+                let at = [&b" from "[..], b" in "]
                     .iter()
-                    .filter_map(|k| lower.find(k).map(|i| i + k.len()))
+                    .filter_map(|k| {
+                        let i = b.windows(k.len()).position(|w| w.eq_ignore_ascii_case(k))?;
+                        Some(i + k.len())
+                    })
                     .min()
                     .ok_or_else(|| error::syntax("SHOW INDEX needs FROM table"))?;
                 let columns_sql = format!("SHOW COLUMNS FROM {}", &sql[at..]);
                 let parsed =
                     Parser::parse_sql(&MySqlDialect {}, &columns_sql).map_err(error::syntax)?;
+                let [Statement::ShowColumns { show_options, .. }] = parsed.as_slice() else {
+                    return Err(error::unsupported("this SHOW INDEX").into());
+                };
+                let table = show_options
+                    .show_in
+                    .as_ref()
+                    .and_then(|s| s.parent_name.as_ref())
+                    .ok_or_else(|| error::syntax("SHOW INDEX needs FROM table"))?;
+                let filter = match &show_options.filter_position {
+                    Some(sqlparser::ast::ShowStatementFilterPosition::Suffix(f)) => {
+                        format!(" {f}")
+                    }
+                    Some(_) => return Err(error::unsupported("this SHOW INDEX").into()),
+                    None => String::new(),
+                };
                 let catalog = self.topo.catalog.load_full();
                 let ctx = self.context(&catalog);
-                let plan = match planner::plan(&parsed[0], &columns_sql, &ctx)
-                    .map_err(error::from_plan)?
-                {
-                    Plan::Route(mut r) => {
-                        r.query = format!(
-                            "SHOW INDEX FROM {}",
-                            r.query["SHOW COLUMNS FROM ".len()..].trim_start()
-                        );
-                        Plan::Route(r)
-                    }
-                    _ => return Err(error::unsupported("this SHOW INDEX").into()),
-                };
+                let plan = planner::definition_route(table, &ctx, |name| {
+                    format!("SHOW INDEX FROM {name}{filter}")
+                })
+                .map_err(error::from_plan)?;
                 return self.run(&plan, out, None).await;
             }
             Statement::ShowVariables { global: false, .. } => {

@@ -112,20 +112,17 @@ impl Handler for GateSession {
 
     async fn field_list(&mut self, table: &str) -> Result<Vec<Column>, SqlError> {
         self.topo = self.gate.topology();
-        // Where the table lives is what SHOW COLUMNS would ask; its columns come from any shard.
-        let show = format!("SHOW COLUMNS FROM {table}");
-        let parsed = Parser::parse_sql(&MySqlDialect {}, &show).map_err(error::syntax)?;
+        // The table's columns come from any shard of its keyspace.
+        let name =
+            sqlparser::ast::ObjectName::from(vec![sqlparser::ast::Ident::with_quote('`', table)]);
         let catalog = self.topo.catalog.load_full();
         let ctx = self.context(&catalog);
-        let Plan::Route(mut route) =
-            planner::plan(&parsed[0], &show, &ctx).map_err(error::from_plan)?
+        let Plan::Route(route) =
+            planner::definition_route(&name, &ctx, |name| format!("SELECT * FROM {name} LIMIT 0"))
+                .map_err(error::from_plan)?
         else {
             return Err(error::unsupported("COM_FIELD_LIST on this table"));
         };
-        route.query = format!(
-            "SELECT * FROM {} LIMIT 0",
-            route.query["SHOW COLUMNS FROM ".len()..].trim()
-        );
         let gate = self.gate.clone();
         let topo = self.topo.clone();
         let mut sink = engine::Collected::default();

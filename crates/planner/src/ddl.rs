@@ -67,18 +67,44 @@ pub(crate) fn plan_other(
             kind: SendKind::Ddl,
         }))
     } else {
-        let opcode = if keyspace.sharded {
-            Opcode::Reference
-        } else {
-            Opcode::Unsharded
-        };
         Ok(Plan::Route(Route {
             keyspace: keyspace.name.clone(),
-            opcode,
+            opcode: any_shard(keyspace),
             query,
             elsewhere: None,
         }))
     }
+}
+
+/// Any one shard: each holds every table's definition.
+fn any_shard(keyspace: &vschema::Keyspace) -> Opcode {
+    if keyspace.sharded {
+        Opcode::Reference
+    } else {
+        Opcode::Unsharded
+    }
+}
+
+/// A statement about a table's definition that any one shard of its keyspace answers (SHOW
+/// INDEX, COM_FIELD_LIST): `shard_query` writes it around the table's name on the shards,
+/// rendered from the name's last part.
+pub fn definition_route(
+    table: &ObjectName,
+    ctx: &Context<'_>,
+    shard_query: impl FnOnce(&str) -> String,
+) -> Result<Plan, PlanError> {
+    let resolved = resolve_for_ddl(table, ctx)?;
+    let name = table
+        .0
+        .last()
+        .ok_or_else(|| unsupported("an empty table name"))?
+        .to_string();
+    Ok(Plan::Route(Route {
+        keyspace: resolved.keyspace.name.clone(),
+        opcode: any_shard(resolved.keyspace),
+        query: shard_query(&name),
+        elsewhere: None,
+    }))
 }
 
 /// DDL may name tables the VSchema does not declare yet (creating them is how they come to be).

@@ -35,6 +35,7 @@ use sqlparser::ast::Statement;
 use vschema::{VSchema, VindexError};
 
 pub use clauses::{set_assignments, split_statements};
+pub use ddl::definition_route;
 pub use executable::{resolve as resolve_executable_comments, ServerKind};
 pub use normalize::{
     bind_markers, normalize, parameter_markers, substitute, Literal, LiteralKind, Normalized, Slot,
