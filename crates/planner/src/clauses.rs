@@ -5,11 +5,19 @@
 
 use std::ops::Range;
 
+use engine::{ArithOp, CompareOp, Decimal, EvalExpr, Literal, SortKey, Stage};
+use sqlparser::ast::Spanned;
+use sqlparser::ast::{
+    BinaryOperator, Expr, InTarget, LimitClause, OrderByKind, Query, SelectItem, UnaryOperator,
+    Value,
+};
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::keywords::Keyword;
+use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, Tokenizer};
 
 use crate::text::SourceText;
+use crate::{unsupported, PlanError};
 
 #[derive(Debug, Default)]
 pub(crate) struct Clauses<'a> {
@@ -388,6 +396,256 @@ pub fn set_assignments(sql: &str) -> Option<Vec<(String, String)>> {
         }
     }
     Some(out)
+}
+
+/// A subquery's text as the client wrote it, when the parser's spans give all of it.
+pub(crate) fn query_text(query: &Query, source: &SourceText<'_>) -> Option<String> {
+    let text = source.slice(query.span())?;
+    let parsed = Parser::new(&MySqlDialect {})
+        .try_with_sql(text)
+        .and_then(|mut p| p.parse_query())
+        .ok()?;
+    (parsed.as_ref() == query).then(|| text.to_string())
+}
+
+/// The last stages: ORDER BY, LIMIT, and dropping the hidden columns.
+pub(crate) fn sort_limit_drop(
+    stages: &mut Vec<Stage>,
+    query: &Query,
+    keys: Vec<SortKey>,
+    hidden: usize,
+) -> Result<(), PlanError> {
+    if !keys.is_empty() {
+        stages.push(Stage::MemorySort { keys });
+    }
+    if let Some((offset, count)) = limit_of(query)? {
+        stages.push(Stage::Limit { offset, count });
+    }
+    if hidden > 0 {
+        stages.push(Stage::DropHidden { count: hidden });
+    }
+    Ok(())
+}
+
+/// The ORDER BY expressions (none without ORDER BY).
+pub(crate) fn order_by(query: &Query) -> Result<&[sqlparser::ast::OrderByExpr], PlanError> {
+    match &query.order_by {
+        None => Ok(&[]),
+        Some(order) => match &order.kind {
+            OrderByKind::Expressions(exprs) => Ok(exprs),
+            OrderByKind::All(_) => Err(unsupported("ORDER BY ALL in a join across shards")),
+        },
+    }
+}
+
+/// An expression's text as the client wrote it (the parser's printer loses escapes), checked to
+/// parse back to the same expression.
+pub(crate) fn expr_text(expr: &Expr, source: &SourceText<'_>) -> Result<String, PlanError> {
+    match expr_range(expr, source) {
+        Some(r) => Ok(source.sql()[r].to_string()),
+        None => Err(unsupported(format!(
+            "rewriting the expression {expr} for a join across shards"
+        ))),
+    }
+}
+
+/// Where an expression's text is in the client's statement (the parser's spans can stop short
+/// of closing parentheses), checked to parse back to the same expression.
+pub(crate) fn expr_range(expr: &Expr, source: &SourceText<'_>) -> Option<std::ops::Range<usize>> {
+    let range = source
+        .range(expr.span())
+        .and_then(|r| crate::text::balanced(source.sql(), r.start, r.end))?;
+    Parser::new(&MySqlDialect {})
+        .try_with_sql(&source.sql()[range.clone()])
+        .and_then(|mut p| p.parse_expr())
+        .is_ok_and(|e| &e == expr)
+        .then_some(range)
+}
+
+pub(crate) fn limit_of(query: &Query) -> Result<Option<(u64, u64)>, PlanError> {
+    let number = |e: &Expr| match e {
+        Expr::Value(v) => match &v.value {
+            Value::Number(n, _) => n.parse::<u64>().ok(),
+            _ => None,
+        },
+        _ => None,
+    };
+    let bad = || unsupported("LIMIT with a non-literal value across shards");
+    Ok(match &query.limit_clause {
+        None => None,
+        Some(LimitClause::LimitOffset {
+            limit,
+            offset,
+            limit_by,
+        }) => {
+            if !limit_by.is_empty() {
+                return Err(bad());
+            }
+            let off = match offset {
+                Some(o) => number(&o.value).ok_or_else(bad)?,
+                None => 0,
+            };
+            match limit {
+                Some(l) => Some((off, number(l).ok_or_else(bad)?)),
+                None if off > 0 => Some((off, u64::MAX)),
+                None => None,
+            }
+        }
+        Some(LimitClause::OffsetCommaLimit { offset, limit }) => Some((
+            number(offset).ok_or_else(bad)?,
+            number(limit).ok_or_else(bad)?,
+        )),
+    })
+}
+
+pub(crate) fn position_of(expr: &Expr) -> Option<usize> {
+    match expr {
+        Expr::Value(v) => match &v.value {
+            Value::Number(n, _) => n.parse::<usize>().ok().filter(|p| *p >= 1),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// An expression as an [`EvalExpr`] over merged rows: literals, comparisons, arithmetic, AND, OR,
+/// NOT and IS [NOT] NULL here; everything else (columns, aggregates) is `leaf`'s.
+pub(crate) fn not_if(negated: bool, e: EvalExpr) -> EvalExpr {
+    if negated {
+        EvalExpr::Not(Box::new(e))
+    } else {
+        e
+    }
+}
+
+pub(crate) fn to_eval(
+    expr: &Expr,
+    leaf: &mut dyn FnMut(&Expr) -> Result<EvalExpr, PlanError>,
+) -> Result<EvalExpr, PlanError> {
+    let mut sub = |e: &Expr| to_eval(e, &mut *leaf).map(Box::new);
+    Ok(match expr {
+        Expr::Nested(e) => return to_eval(e, leaf),
+        Expr::Value(v) => EvalExpr::Literal(match &v.value {
+            Value::Null => Literal::Null,
+            Value::Number(n, _) => match n.parse::<i128>() {
+                Ok(i) => Literal::Int(i),
+                Err(_) => match Decimal::parse(n.as_bytes()) {
+                    Some(d) => Literal::Decimal(d),
+                    None => Literal::Float(
+                        n.parse()
+                            .map_err(|_| unsupported(format!("the number {n} in HAVING")))?,
+                    ),
+                },
+            },
+            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => Literal::Text(s.clone()),
+            Value::Boolean(b) => Literal::Int(i128::from(*b)),
+            other => return Err(unsupported(format!("{other} in HAVING across shards"))),
+        }),
+        Expr::BinaryOp { left, op, right } => {
+            let (l, r) = (sub(left)?, sub(right)?);
+            let cmp = |op| EvalExpr::Compare {
+                op,
+                left: l.clone(),
+                right: r.clone(),
+            };
+            let arith = |op| EvalExpr::Arith {
+                op,
+                left: l.clone(),
+                right: r.clone(),
+            };
+            match op {
+                BinaryOperator::Eq => cmp(CompareOp::Eq),
+                BinaryOperator::NotEq => cmp(CompareOp::NotEq),
+                BinaryOperator::Lt => cmp(CompareOp::Lt),
+                BinaryOperator::LtEq => cmp(CompareOp::LtEq),
+                BinaryOperator::Gt => cmp(CompareOp::Gt),
+                BinaryOperator::GtEq => cmp(CompareOp::GtEq),
+                BinaryOperator::Plus => arith(ArithOp::Add),
+                BinaryOperator::Minus => arith(ArithOp::Sub),
+                BinaryOperator::Multiply => arith(ArithOp::Mul),
+                BinaryOperator::Divide => arith(ArithOp::Div),
+                BinaryOperator::And => EvalExpr::And(l, r),
+                BinaryOperator::Or => EvalExpr::Or(l, r),
+                other => {
+                    return Err(unsupported(format!(
+                        "the operator {other} in HAVING across shards"
+                    )))
+                }
+            }
+        }
+        Expr::UnaryOp {
+            op: UnaryOperator::Not,
+            expr,
+        } => EvalExpr::Not(sub(expr)?),
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } => EvalExpr::Neg(sub(expr)?),
+        Expr::IsNull(e) => EvalExpr::IsNull {
+            expr: sub(e)?,
+            negated: false,
+        },
+        Expr::IsNotNull(e) => EvalExpr::IsNull {
+            expr: sub(e)?,
+            negated: true,
+        },
+        Expr::Between {
+            expr,
+            negated,
+            low,
+            high,
+        } => {
+            let e = sub(expr)?;
+            let range = EvalExpr::And(
+                Box::new(EvalExpr::Compare {
+                    op: CompareOp::GtEq,
+                    left: e.clone(),
+                    right: sub(low)?,
+                }),
+                Box::new(EvalExpr::Compare {
+                    op: CompareOp::LtEq,
+                    left: e,
+                    right: sub(high)?,
+                }),
+            );
+            not_if(*negated, range)
+        }
+        // `x IN (a, b)` is `x = a OR x = b`, NULL when nothing matches and a NULL is listed.
+        Expr::In {
+            expr,
+            target: InTarget::List(list),
+            negated,
+            ..
+        } => {
+            let e = sub(expr)?;
+            let mut any: Option<EvalExpr> = None;
+            for item in list {
+                let eq = EvalExpr::Compare {
+                    op: CompareOp::Eq,
+                    left: e.clone(),
+                    right: sub(item)?,
+                };
+                any = Some(match any {
+                    None => eq,
+                    Some(a) => EvalExpr::Or(Box::new(a), Box::new(eq)),
+                });
+            }
+            not_if(
+                *negated,
+                any.ok_or_else(|| unsupported("an empty IN list"))?,
+            )
+        }
+        e => return leaf(e),
+    })
+}
+
+/// A select item's expression and alias; `None` for `*` and `t.*`.
+pub(crate) fn item_expr(item: &SelectItem) -> Option<(&Expr, Option<String>)> {
+    match item {
+        SelectItem::UnnamedExpr(e) => Some((e, None)),
+        SelectItem::ExprWithAlias { expr, alias } => Some((expr, Some(alias.value.clone()))),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -700,7 +700,7 @@ fn derived_column(
     if subquery.limit_clause.is_some()
         || subquery.fetch.is_some()
         || subquery.with.is_some()
-        || crate::select::find_call(&select.projection, |f| {
+        || crate::aggregates::find_call(&select.projection, |f| {
             f.over.as_ref().map(|_| String::new())
         })
         .is_some()
@@ -711,9 +711,9 @@ fn derived_column(
         GroupByExpr::Expressions(e, m) if m.is_empty() => e,
         _ => return None,
     };
-    let aggregated = crate::select::find_call(&select.projection, |f| {
+    let aggregated = crate::aggregates::find_call(&select.projection, |f| {
         let name = f.name.to_string().to_ascii_lowercase();
-        crate::select::AGGREGATES
+        crate::aggregates::AGGREGATES
             .contains(&name.as_str())
             .then_some(name)
     })
@@ -738,7 +738,7 @@ fn derived_column(
         }
     }
     select.projection.iter().find_map(|item| {
-        let (expr, alias) = crate::select::item_expr(item)?;
+        let (expr, alias) = crate::clauses::item_expr(item)?;
         let (qualifier, _, vindex) = match expr {
             Expr::CompoundIdentifier(p) => match p.as_slice() {
                 [q, c] => tables

@@ -40,7 +40,7 @@ pub(crate) fn inline(query: &Query, source: &SourceText<'_>) -> Option<String> {
         let [(range, aliased)] = Named::find(&body, name)?[..] else {
             return None;
         };
-        let text = crate::join::query_text(&cte.query, source)?;
+        let text = crate::clauses::query_text(&cte.query, source)?;
         let range = source.range(range)?;
         edits.push((
             range,

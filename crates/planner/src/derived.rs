@@ -15,8 +15,8 @@ use sqlparser::ast::{
     Spanned, TableFactor,
 };
 
+use crate::aggregates::{AggCall, AggFn, GroupedItem};
 use crate::clauses::select_clauses;
-use crate::join::GroupedItem;
 use crate::text::SourceText;
 use crate::{unsupported, Context, PlanError};
 
@@ -66,9 +66,9 @@ fn plan(
     let outer = |what: &str| unsupported(format!("{what} over a derived table that spans shards"));
     let grouped = !matches!(&select.group_by, GroupByExpr::Expressions(e, _) if e.is_empty())
         || select.having.is_some()
-        || crate::select::find_call(&select.projection, |f| {
+        || crate::aggregates::find_call(&select.projection, |f| {
             let name = f.name.to_string().to_ascii_lowercase();
-            crate::select::AGGREGATES
+            crate::aggregates::AGGREGATES
                 .contains(&name.as_str())
                 .then_some(name)
         })
@@ -76,7 +76,7 @@ fn plan(
     if select.distinct.is_some() || select.into.is_some() {
         return Err(outer("DISTINCT or INTO"));
     }
-    if let Some(w) = crate::select::find_call(&select.projection, |f| {
+    if let Some(w) = crate::aggregates::find_call(&select.projection, |f| {
         f.over.is_some().then(|| f.name.to_string())
     }) {
         return Err(outer(&format!("the window function {w}")));
@@ -140,7 +140,8 @@ fn plan(
 
     let mut stages = Vec::new();
     if let Some(w) = &select.selection {
-        let predicate = crate::merge::to_eval(w, &mut |e: &Expr| Ok(EvalExpr::Column(column(e)?)))?;
+        let predicate =
+            crate::clauses::to_eval(w, &mut |e: &Expr| Ok(EvalExpr::Column(column(e)?)))?;
         stages.push(Stage::Filter { predicate });
     }
 
@@ -152,9 +153,9 @@ fn plan(
                     .iter()
                     .map(|item| match item {
                         SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. }
-                            if !crate::merge::contains_aggregate(e) =>
+                            if !crate::aggregates::contains_aggregate(e) =>
                         {
-                            crate::join::expr_text(e, source).ok()
+                            crate::clauses::expr_text(e, source).ok()
                         }
                         _ => None,
                     })
@@ -175,8 +176,8 @@ fn plan(
         )?);
     } else {
         let mut keys = Vec::new();
-        for o in crate::join::order_by(query)? {
-            let c = match crate::merge::position_of(&o.expr) {
+        for o in crate::clauses::order_by(query)? {
+            let c = match crate::clauses::position_of(&o.expr) {
                 Some(p) => p - 1,
                 None => column(&o.expr)?,
             };
@@ -189,7 +190,7 @@ fn plan(
         if !keys.is_empty() {
             stages.push(Stage::MemorySort { keys });
         }
-        if let Some((offset, count)) = crate::merge::limit_of(query)? {
+        if let Some((offset, count)) = crate::clauses::limit_of(query)? {
             stages.push(Stage::Limit { offset, count });
         }
         // The outer select list.
@@ -321,7 +322,7 @@ fn grouped_stages(
     }
     let mut calls: Vec<Expr> = Vec::new();
     let mut collect = |e: &Expr| {
-        if crate::join::aggregate(e).is_some() {
+        if crate::aggregates::aggregate(e).is_some() {
             calls.push(e.clone());
         }
         std::ops::ControlFlow::<()>::Continue(())
@@ -331,9 +332,10 @@ fn grouped_stages(
         let _ = sqlparser::ast::visit_expressions(h, &mut collect);
     }
     for e in &calls {
-        if let Some(Ok(("min" | "max" | "count_distinct" | "sum_distinct", arg))) =
-            crate::join::aggregate(e)
-        {
+        if let Some(Ok(AggCall { func, arg })) = crate::aggregates::aggregate(e) {
+            if func.weighted(None).is_none() {
+                continue;
+            }
             if let Some(c) = arg_column(arg)? {
                 weights.of(c);
             }
@@ -349,15 +351,16 @@ fn grouped_stages(
     let mut partials: Vec<Partial> = Vec::new();
     let mut aggregates: Vec<Aggregate> = Vec::new();
     // An aggregate's partial columns (registered) and its combined value.
-    let mut add = |func: &str, arg: Option<usize>| -> Result<(Vec<usize>, EvalExpr), PlanError> {
+    let mut add = |func: AggFn, arg: Option<usize>| -> Result<(Vec<usize>, EvalExpr), PlanError> {
         let mut push = |p: Partial| {
             partials.push(p);
             base + partials.len() - 1
         };
-        let needs =
-            |a: Option<usize>| a.ok_or_else(|| outer(&format!("{}(*)", func.to_uppercase())));
+        let needs = |a: Option<usize>| {
+            a.ok_or_else(|| outer(&format!("{}(*)", func.name().to_uppercase())))
+        };
         Ok(match func {
-            "count" => {
+            AggFn::Count => {
                 let c = push(Partial::Count(arg));
                 aggregates.push(Aggregate {
                     column: c,
@@ -365,14 +368,14 @@ fn grouped_stages(
                 });
                 (vec![c], EvalExpr::Column(c))
             }
-            "sum" | "avg" => {
+            AggFn::Sum | AggFn::Avg => {
                 let a = needs(arg)?;
                 let s = push(Partial::Value(a));
                 aggregates.push(Aggregate {
                     column: s,
                     kind: AggregateKind::Sum,
                 });
-                if func == "sum" {
+                if func == AggFn::Sum {
                     (vec![s], EvalExpr::Column(s))
                 } else {
                     let n = push(Partial::Count(Some(a)));
@@ -399,7 +402,7 @@ fn grouped_stages(
                     .map(|(_, w)| push(Partial::Value(*w)));
                 aggregates.push(Aggregate {
                     column: v,
-                    kind: crate::join::weighted(func, w),
+                    kind: func.weighted(w).expect("MIN, MAX or DISTINCT"),
                 });
                 (vec![v], EvalExpr::Column(v))
             }
@@ -410,11 +413,11 @@ fn grouped_stages(
     // Each item: its alias, expression, value (for HAVING) and sort weight.
     let mut items: Vec<GroupedItem<'_>> = Vec::new();
     for item in &select.projection {
-        let (expr, alias) =
-            crate::select::item_expr(item).ok_or_else(|| outer("* with GROUP BY or aggregates"))?;
-        let written = crate::join::expr_text(expr, source)?;
+        let (expr, alias) = crate::clauses::item_expr(item)
+            .ok_or_else(|| outer("* with GROUP BY or aggregates"))?;
+        let written = crate::clauses::expr_text(expr, source)?;
         let name = || alias.clone().unwrap_or_else(|| written.clone());
-        match crate::join::aggregate(expr) {
+        match crate::aggregates::aggregate(expr) {
             None => {
                 let c = column(expr)?;
                 output.push(match &alias {
@@ -433,20 +436,20 @@ fn grouped_stages(
                 });
             }
             Some(Err(what)) => return Err(outer(&what)),
-            Some(Ok((func, arg))) => {
+            Some(Ok(AggCall { func, arg })) => {
                 let (cols, value) = add(func, arg_column(arg)?)?;
                 output.push(match func {
-                    "count" | "count_distinct" => OutputColumn::Computed {
+                    AggFn::Count | AggFn::CountDistinct => OutputColumn::Computed {
                         column: cols[0],
                         name: name(),
                         kind: ComputedKind::Count,
                     },
-                    "sum" | "sum_distinct" => OutputColumn::Computed {
+                    AggFn::Sum | AggFn::SumDistinct => OutputColumn::Computed {
                         column: cols[0],
                         name: name(),
                         kind: ComputedKind::Sum,
                     },
-                    "avg" => OutputColumn::Avg {
+                    AggFn::Avg => OutputColumn::Avg {
                         sum: cols[0],
                         count: cols[1],
                         name: name(),
@@ -467,23 +470,24 @@ fn grouped_stages(
     }
     let having = match &select.having {
         None => None,
-        Some(h) => Some(crate::merge::to_eval(h, &mut |e: &Expr| {
+        Some(h) => Some(crate::clauses::to_eval(h, &mut |e: &Expr| {
             if let Some(i) = GroupedItem::find(&items, e) {
                 return Ok(items[i].value.clone());
             }
-            match crate::join::aggregate(e) {
-                Some(Ok((func, arg))) => Ok(add(func, arg_column(arg)?)?.1),
+            match crate::aggregates::aggregate(e) {
+                Some(Ok(AggCall { func, arg })) => Ok(add(func, arg_column(arg)?)?.1),
                 Some(Err(what)) => Err(outer(&what)),
                 None => Ok(EvalExpr::Column(column(e)?)),
             }
         })?),
     };
     // DISTINCT aggregates (of one column) need its equal values together in each group.
-    let distinct =
-        crate::join::distinct_key(&aggregates, |c| partials.get(c.checked_sub(base)?).copied())
-            .ok_or_else(|| outer("DISTINCT aggregates of different columns"))?;
+    let distinct = crate::aggregates::distinct_key(&aggregates, |c| {
+        partials.get(c.checked_sub(base)?).copied()
+    })
+    .ok_or_else(|| outer("DISTINCT aggregates of different columns"))?;
     let mut stages = vec![Stage::Partials { partials }];
-    stages.extend(crate::join::grouped_tail(
+    stages.extend(crate::aggregates::grouped_tail(
         query, &items, output, group, distinct, aggregates, having, outer,
     )?);
     Ok(stages)

@@ -14,14 +14,18 @@ use std::ops::ControlFlow;
 
 use engine::{EvalExpr, Join, JoinColumn, JoinRight, Opcode, OutputColumn, Plan, SortKey, Stage};
 use sqlparser::ast::{
-    BinaryOperator, Expr, GroupByExpr, JoinConstraint, JoinOperator, ObjectName, OrderByKind,
-    Query, Select, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, Spanned, TableFactor,
-    TableWithJoins, Visit, Visitor,
+    BinaryOperator, Expr, GroupByExpr, JoinConstraint, JoinOperator, ObjectName, Query, Select,
+    SelectItem, SelectItemQualifiedWildcardKind, SetExpr, Spanned, TableFactor, TableWithJoins,
+    Visit, Visitor,
 };
-use sqlparser::dialect::MySqlDialect;
-use sqlparser::parser::Parser;
 use vschema::Table;
 
+use crate::aggregates::aggregate;
+use crate::aggregates::{
+    contains_aggregate, distinct_key, find_call, grouped_tail, AggCall, AggFn, GroupedItem,
+    AGGREGATES,
+};
+use crate::clauses::{expr_text, order_by, query_text, sort_limit_drop};
 use crate::routing::conjuncts;
 use crate::tables::resolve;
 use crate::text::SourceText;
@@ -180,16 +184,6 @@ fn shape<'s>(
     }
 }
 
-/// A subquery's text as the client wrote it, when the parser's spans give all of it.
-pub(crate) fn query_text(query: &Query, source: &SourceText<'_>) -> Option<String> {
-    let text = source.slice(query.span())?;
-    let parsed = Parser::new(&MySqlDialect {})
-        .try_with_sql(text)
-        .and_then(|mut p| p.parse_query())
-        .ok()?;
-    (parsed.as_ref() == query).then(|| text.to_string())
-}
-
 /// Accumulates the text of one side's query.
 #[derive(Default)]
 struct SideQuery {
@@ -232,7 +226,7 @@ fn plan(
     if select.distinct.is_some() || select.into.is_some() {
         return Err(across("DISTINCT or INTO"));
     }
-    if let Some(f) = crate::select::find_call(&select.projection, |f| {
+    if let Some(f) = find_call(&select.projection, |f| {
         f.over.is_some().then(|| f.name.to_string().to_uppercase())
     }) {
         return Err(across(&format!("the window function {f}")));
@@ -340,11 +334,9 @@ fn plan(
         _ => Opcode::Scatter,
     };
 
-    let grouped = crate::select::find_call(&select.projection, |f| {
+    let grouped = find_call(&select.projection, |f| {
         let name = f.name.to_string().to_ascii_lowercase();
-        crate::select::AGGREGATES
-            .contains(&name.as_str())
-            .then_some(name)
+        AGGREGATES.contains(&name.as_str()).then_some(name)
     })
     .is_some()
         || !matches!(&select.group_by, GroupByExpr::Expressions(e, _) if e.is_empty());
@@ -371,7 +363,7 @@ fn plan(
                 columns.push(at(Side::Left, q[0].item(text(part)?)));
                 EvalExpr::Column(columns.len() - 1)
             } else {
-                crate::merge::to_eval(part, &mut |leaf: &Expr| {
+                crate::clauses::to_eval(part, &mut |leaf: &Expr| {
                     let side = match sides.of_condition(leaf)? {
                         Reach::One(s) => s,
                         _ => return Err(across(&format!("{leaf} in a condition"))),
@@ -525,13 +517,13 @@ fn rows(
             continue;
         }
         let (expr, alias) =
-            crate::select::item_expr(item).ok_or_else(|| across("this select item"))?;
+            crate::clauses::item_expr(item).ok_or_else(|| across("this select item"))?;
         let side = match sides.of_condition(expr)? {
             Reach::Both => {
                 // The parser's spans leave some operators out; the printer's text names it then.
                 let sql = text(expr).unwrap_or_else(|_| expr.to_string());
                 // Over both tables: computed here from the columns it reads.
-                let e = crate::merge::to_eval(expr, &mut |leaf: &Expr| {
+                let e = crate::clauses::to_eval(expr, &mut |leaf: &Expr| {
                     let side = match sides.of_condition(leaf)? {
                         Reach::One(s) => s,
                         Reach::None => Side::Left,
@@ -585,7 +577,7 @@ fn rows(
     let mut keys = Vec::new();
     for o in order_by(query)? {
         let e = &o.expr;
-        let position = crate::merge::position_of(e).map(|p| p - 1);
+        let position = crate::clauses::position_of(e).map(|p| p - 1);
         let item = match (position, e) {
             (Some(p), _) => Some(
                 items
@@ -643,25 +635,6 @@ fn rows(
     Ok((columns, stages))
 }
 
-/// The last stages: ORDER BY, LIMIT, and dropping the hidden columns.
-fn sort_limit_drop(
-    stages: &mut Vec<Stage>,
-    query: &Query,
-    keys: Vec<SortKey>,
-    hidden: usize,
-) -> Result<(), PlanError> {
-    if !keys.is_empty() {
-        stages.push(Stage::MemorySort { keys });
-    }
-    if let Some((offset, count)) = crate::merge::limit_of(query)? {
-        stages.push(Stage::Limit { offset, count });
-    }
-    if hidden > 0 {
-        stages.push(Stage::DropHidden { count: hidden });
-    }
-    Ok(())
-}
-
 /// Joined rows grouped at the proxy: each joined row carries its group keys (with collation
 /// weights) and one partial per aggregate (COUNT(*): 1; COUNT(e): `e IS NOT NULL`; SUM, MIN, MAX:
 /// the value; AVG: both), sorted by the keys and combined like the shards' partials of a merged
@@ -710,7 +683,7 @@ fn grouped_rows(
     let aggregate_partials = |add: &mut dyn FnMut(&mut [SideQuery; 2], Side, String) -> usize,
                               q: &mut [SideQuery; 2],
                               aggregates: &mut Vec<engine::Aggregate>,
-                              func: &str,
+                              func: AggFn,
                               arg: Option<&Expr>,
                               name: Option<&str>|
      -> Result<Vec<usize>, PlanError> {
@@ -728,7 +701,7 @@ fn grouped_rows(
     // Each select item's output column, and the weight to sort it by.
     let mut outputs: Vec<GroupedItem<'_>> = Vec::new();
     for item in &select.projection {
-        let (expr, alias) = crate::select::item_expr(item)
+        let (expr, alias) = crate::clauses::item_expr(item)
             .ok_or_else(|| across("SELECT * with GROUP BY or aggregates"))?;
         let written = text(expr)?;
         let name = alias.clone().unwrap_or_else(|| written.clone());
@@ -737,7 +710,7 @@ fn grouped_rows(
         let value;
         match aggregate(expr) {
             None => {
-                if crate::merge::contains_aggregate(expr) {
+                if contains_aggregate(expr) {
                     return Err(across("an expression over an aggregate"));
                 }
                 let side = side_of_expr(expr)?;
@@ -751,22 +724,22 @@ fn grouped_rows(
                 value = EvalExpr::Column(c);
             }
             Some(Err(what)) => return Err(across(&what)),
-            Some(Ok((func, arg))) => {
+            Some(Ok(AggCall { func, arg })) => {
                 let cols =
                     aggregate_partials(&mut add, q, &mut aggregates, func, arg, Some(&quoted))?;
                 value = partial_value(func, &cols);
                 output.push(match (func, cols.as_slice()) {
-                    ("count" | "count_distinct", [c]) => engine::OutputColumn::Computed {
+                    (AggFn::Count | AggFn::CountDistinct, [c]) => engine::OutputColumn::Computed {
                         column: *c,
                         name,
                         kind: engine::ComputedKind::Count,
                     },
-                    ("sum" | "sum_distinct", [s]) => engine::OutputColumn::Computed {
+                    (AggFn::Sum | AggFn::SumDistinct, [s]) => engine::OutputColumn::Computed {
                         column: *s,
                         name,
                         kind: engine::ComputedKind::Sum,
                     },
-                    ("avg", [s, n]) => engine::OutputColumn::Avg {
+                    (AggFn::Avg, [s, n]) => engine::OutputColumn::Avg {
                         sum: *s,
                         count: *n,
                         name,
@@ -790,7 +763,7 @@ fn grouped_rows(
     // expression), group keys, and aggregates (added as hidden partials when not selected).
     let having = match &select.having {
         None => None,
-        Some(h) => Some(crate::merge::to_eval(h, &mut |e: &Expr| {
+        Some(h) => Some(crate::clauses::to_eval(h, &mut |e: &Expr| {
             if let Some(i) = GroupedItem::find(&outputs, e) {
                 return Ok(outputs[i].value.clone());
             }
@@ -798,7 +771,7 @@ fn grouped_rows(
                 return Ok(EvalExpr::Column(group[i].column));
             }
             match aggregate(e) {
-                Some(Ok((func, arg))) => {
+                Some(Ok(AggCall { func, arg })) => {
                     let cols = aggregate_partials(&mut add, q, &mut aggregates, func, arg, None)?;
                     Ok(partial_value(func, &cols))
                 }
@@ -820,74 +793,6 @@ fn grouped_rows(
     Ok((columns, stages))
 }
 
-/// A select item of a SELECT grouped at the proxy: its alias, expression, combined value (for
-/// HAVING) and the column of its collation weight (for ORDER BY).
-pub(crate) struct GroupedItem<'e> {
-    pub alias: Option<String>,
-    pub expr: &'e Expr,
-    pub value: EvalExpr,
-    pub weight: Option<usize>,
-}
-
-impl GroupedItem<'_> {
-    /// The item `e` names: by alias (a bare identifier) or by being the same expression.
-    pub(crate) fn find<'a, 'e>(items: &'a [GroupedItem<'e>], e: &Expr) -> Option<usize> {
-        items.iter().position(|i| {
-            i.expr == e
-                || matches!(e, Expr::Identifier(id)
-                    if i.alias.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(&id.value)))
-        })
-    }
-}
-
-/// The stages of a SELECT grouped at the proxy, once its rows carry their partials: sort (group
-/// keys, then a DISTINCT aggregate's value), combine, HAVING, project, then ORDER BY (select
-/// items; their weights ride along in the projection), LIMIT and dropping those weights.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn grouped_tail(
-    query: &Query,
-    items: &[GroupedItem<'_>],
-    mut output: Vec<engine::OutputColumn>,
-    group: Vec<SortKey>,
-    distinct: Option<SortKey>,
-    aggregates: Vec<engine::Aggregate>,
-    having: Option<EvalExpr>,
-    refuse: &dyn Fn(&str) -> PlanError,
-) -> Result<Vec<Stage>, PlanError> {
-    let visible = output.len();
-    let mut keys = Vec::new();
-    for o in order_by(query)? {
-        let e = &o.expr;
-        let i = crate::merge::position_of(e)
-            .map(|p| p - 1)
-            .filter(|&p| p < visible)
-            .or_else(|| GroupedItem::find(items, e))
-            .ok_or_else(|| refuse("an ORDER BY that is not a select item"))?;
-        let weight = items[i].weight.map(|w| {
-            output.push(engine::OutputColumn::Column(w));
-            output.len() - 1
-        });
-        keys.push(SortKey {
-            column: i,
-            weight,
-            desc: matches!(o.options.sort, Some(sqlparser::ast::OrderBySort::Desc)),
-        });
-    }
-    let mut stages = Vec::new();
-    let sort: Vec<SortKey> = group.iter().cloned().chain(distinct).collect();
-    if !sort.is_empty() {
-        stages.push(Stage::MemorySort { keys: sort });
-    }
-    stages.push(Stage::OrderedAggregate { group, aggregates });
-    if let Some(predicate) = having {
-        stages.push(Stage::Filter { predicate });
-    }
-    let hidden = output.len() - visible;
-    stages.push(Stage::Projection { columns: output });
-    sort_limit_drop(&mut stages, query, keys, hidden)?;
-    Ok(stages)
-}
-
 /// Adds a column to a side's query and the joined row; returns its index in the joined row.
 fn push(columns: &mut Vec<JoinColumn>, q: &mut [SideQuery; 2], side: Side, sql: String) -> usize {
     columns.push(at(side, q[side as usize].item(sql)));
@@ -903,7 +808,7 @@ fn partials(
     q: &mut [SideQuery; 2],
     aggregates: &mut Vec<engine::Aggregate>,
     side: Side,
-    func: &str,
+    func: AggFn,
     arg: Option<String>,
     name: Option<&str>,
     scalar: bool,
@@ -915,7 +820,7 @@ fn partials(
     };
     let a = arg.unwrap_or_default();
     match func {
-        "count" => {
+        AggFn::Count => {
             let c = add(q, side, not_null);
             aggregates.push(Aggregate {
                 column: c,
@@ -923,13 +828,13 @@ fn partials(
             });
             vec![c]
         }
-        "sum" | "avg" => {
+        AggFn::Sum | AggFn::Avg => {
             let s = add(q, side, a);
             aggregates.push(Aggregate {
                 column: s,
                 kind: AggregateKind::Sum,
             });
-            if func == "sum" {
+            if func == AggFn::Sum {
                 return vec![s];
             }
             let n = add(q, side, not_null);
@@ -942,7 +847,7 @@ fn partials(
         _ => {
             // MIN, MAX and the DISTINCT aggregates: the value and its collation weight (the
             // DISTINCT ones' rows are sorted by them within each group).
-            let min_max = matches!(func, "min" | "max");
+            let min_max = matches!(func, AggFn::Min | AggFn::Max);
             // COALESCE(x) has the column definition of MIN(x) and MAX(x) without GROUP BY
             // (MariaDB reports a string's decimals as 39 then, 0 with).
             let value = if scalar && min_max {
@@ -958,7 +863,7 @@ fn partials(
             let w = add(q, side, format!("WEIGHT_STRING(RTRIM({a}))"));
             aggregates.push(Aggregate {
                 column: v,
-                kind: weighted(func, Some(w)),
+                kind: func.weighted(Some(w)).expect("MIN, MAX or DISTINCT"),
             });
             if min_max {
                 vec![v, w]
@@ -969,104 +874,15 @@ fn partials(
     }
 }
 
-/// MIN, MAX, COUNT(DISTINCT) or SUM(DISTINCT), comparing text by the `weight` column.
-pub(crate) fn weighted(func: &str, weight: Option<usize>) -> engine::AggregateKind {
-    use engine::AggregateKind;
-    match func {
-        "min" => AggregateKind::Min { weight },
-        "max" => AggregateKind::Max { weight },
-        "count_distinct" => AggregateKind::CountDistinct { weight },
-        _ => AggregateKind::SumDistinct { weight },
-    }
-}
-
-/// The sort key that brings a DISTINCT aggregate's equal values together (`Some(None)`: there
-/// is none); `None` when DISTINCT aggregates read different expressions (`source` says what a
-/// column holds), which no one order can serve.
-pub(crate) fn distinct_key<T: PartialEq>(
-    aggregates: &[engine::Aggregate],
-    source: impl Fn(usize) -> Option<T>,
-) -> Option<Option<SortKey>> {
-    use engine::AggregateKind;
-    let distinct: Vec<(usize, Option<usize>)> = aggregates
-        .iter()
-        .filter_map(|a| match a.kind {
-            AggregateKind::CountDistinct { weight } | AggregateKind::SumDistinct { weight } => {
-                Some((a.column, weight))
-            }
-            _ => None,
-        })
-        .collect();
-    let Some(&(column, weight)) = distinct.first() else {
-        return Some(None);
-    };
-    let first = source(column);
-    distinct
-        .iter()
-        .all(|(c, _)| source(*c) == first)
-        .then_some(Some(SortKey {
-            column,
-            weight,
-            desc: false,
-        }))
-}
-
 /// An aggregate's combined value, from its partial columns (AVG: SUM / COUNT).
-fn partial_value(func: &str, cols: &[usize]) -> EvalExpr {
+fn partial_value(func: AggFn, cols: &[usize]) -> EvalExpr {
     match (func, cols) {
-        ("avg", [s, n]) => EvalExpr::Arith {
+        (AggFn::Avg, [s, n]) => EvalExpr::Arith {
             op: engine::ArithOp::Div,
             left: Box::new(EvalExpr::Column(*s)),
             right: Box::new(EvalExpr::Column(*n)),
         },
         (_, cols) => EvalExpr::Column(cols[0]),
-    }
-}
-
-/// `COUNT(*)`, `COUNT(e)`, `SUM(e)`, `MIN(e)`, `MAX(e)`, `AVG(e)`: the function and argument;
-/// `None` for other expressions; an error for other aggregates and DISTINCT.
-pub(crate) fn aggregate(expr: &Expr) -> Option<Result<(&'static str, Option<&Expr>), String>> {
-    let Expr::Function(f) = expr else {
-        return None;
-    };
-    let name = f.name.to_string().to_ascii_lowercase();
-    let func = ["count", "sum", "min", "max", "avg"]
-        .into_iter()
-        .find(|n| *n == name);
-    let Some(func) = func else {
-        return crate::select::AGGREGATES
-            .contains(&name.as_str())
-            .then(|| Err(format!("{}()", name.to_uppercase())));
-    };
-    let sqlparser::ast::FunctionArguments::List(list) = &f.args else {
-        return Some(Err(format!("{}() without arguments", name.to_uppercase())));
-    };
-    if !list.clauses.is_empty() {
-        return Some(Err(format!("{}(... ORDER BY/LIMIT)", name.to_uppercase())));
-    }
-    use sqlparser::ast::{DuplicateTreatment, FunctionArg, FunctionArgExpr};
-    // MIN and MAX of the distinct values are MIN and MAX.
-    let func = match (func, &list.duplicate_treatment) {
-        (_, None | Some(DuplicateTreatment::All)) | ("min" | "max", _) => func,
-        ("count", _) => "count_distinct",
-        ("sum", _) => "sum_distinct",
-        _ => return Some(Err(format!("{}(DISTINCT ...)", name.to_uppercase()))),
-    };
-    Some(match list.args.as_slice() {
-        [FunctionArg::Unnamed(FunctionArgExpr::Wildcard)] if func == "count" => Ok((func, None)),
-        [FunctionArg::Unnamed(FunctionArgExpr::Expr(e))] => Ok((func, Some(e))),
-        _ => Err(format!("this {}() call", name.to_uppercase())),
-    })
-}
-
-/// The ORDER BY expressions (none without ORDER BY).
-pub(crate) fn order_by(query: &Query) -> Result<&[sqlparser::ast::OrderByExpr], PlanError> {
-    match &query.order_by {
-        None => Ok(&[]),
-        Some(order) => match &order.kind {
-            OrderByKind::Expressions(exprs) => Ok(exprs),
-            OrderByKind::All(_) => Err(unsupported("ORDER BY ALL in a join across shards")),
-        },
     }
 }
 
@@ -1100,30 +916,6 @@ fn side_sql(q: &SideQuery, from: &str) -> String {
         sql.push_str(&parts.join(" AND "));
     }
     sql
-}
-
-/// An expression's text as the client wrote it (the parser's printer loses escapes), checked to
-/// parse back to the same expression.
-pub(crate) fn expr_text(expr: &Expr, source: &SourceText<'_>) -> Result<String, PlanError> {
-    match expr_range(expr, source) {
-        Some(r) => Ok(source.sql()[r].to_string()),
-        None => Err(unsupported(format!(
-            "rewriting the expression {expr} for a join across shards"
-        ))),
-    }
-}
-
-/// Where an expression's text is in the client's statement (the parser's spans can stop short
-/// of closing parentheses), checked to parse back to the same expression.
-pub(crate) fn expr_range(expr: &Expr, source: &SourceText<'_>) -> Option<std::ops::Range<usize>> {
-    let range = source
-        .range(expr.span())
-        .and_then(|r| crate::text::balanced(source.sql(), r.start, r.end))?;
-    Parser::new(&MySqlDialect {})
-        .try_with_sql(&source.sql()[range.clone()])
-        .and_then(|mut p| p.parse_expr())
-        .is_ok_and(|e| &e == expr)
-        .then_some(range)
 }
 
 /// Which tables an expression reads.

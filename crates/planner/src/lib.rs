@@ -11,6 +11,7 @@
 //! - `normalize`, `template`: the plan cache's side: statements with their literals as bind
 //!   variables, and binding a cached plan to new values.
 
+mod aggregates;
 mod clauses;
 mod colocate;
 mod cte;
@@ -24,6 +25,7 @@ mod normalize;
 mod pullout;
 mod qualify;
 mod routing;
+mod scatter;
 mod select;
 mod tables;
 mod template;

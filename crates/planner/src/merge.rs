@@ -11,32 +11,22 @@
 //! weights, so the merge orders strings exactly as the backend does.
 
 use engine::{
-    Aggregate, AggregateKind, ArithOp, CompareOp, ComputedKind, Decimal, EvalExpr, Literal,
-    OutputColumn, Plan, Route, Select as SelectPlan, SortKey, Stage,
+    Aggregate, AggregateKind, ArithOp, ComputedKind, EvalExpr, OutputColumn, Plan, Route,
+    Select as SelectPlan, SortKey, Stage,
 };
 use sqlparser::ast::{
-    BinaryOperator, DuplicateTreatment, Expr, FunctionArg, FunctionArgExpr, FunctionArguments,
-    GroupByExpr, InTarget, LimitClause, OrderByKind, Query, Select, SelectItem, UnaryOperator,
-    Value,
+    DuplicateTreatment, Expr, FunctionArguments, GroupByExpr, OrderByKind, Query, Select,
+    SelectItem,
 };
 
-use crate::clauses::{select_clauses, without_alias, Clauses};
+use crate::aggregates::{classify, has_aggregate, AggFn, Refusal};
+use crate::clauses::{limit_of, position_of, select_clauses, to_eval, without_alias, Clauses};
 use crate::text::SourceText;
 use crate::{unsupported, PlanError};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AggFn {
-    Count,
-    Sum,
-    Min,
-    Max,
-    Avg,
-}
 
 /// An aggregate call found in the query.
 struct AggCall {
     func: AggFn,
-    distinct: bool,
     /// The argument's text (`*` for COUNT(*)), without DISTINCT.
     arg: String,
 }
@@ -45,50 +35,44 @@ fn agg_call(expr: &Expr, text: Option<&str>) -> Result<Option<AggCall>, PlanErro
     let Expr::Function(f) = expr else {
         return Ok(None);
     };
-    let name = f.name.to_string().to_ascii_lowercase();
-    let func = match name.as_str() {
-        "count" => AggFn::Count,
-        "sum" => AggFn::Sum,
-        "min" => AggFn::Min,
-        "max" => AggFn::Max,
-        "avg" => AggFn::Avg,
-        "group_concat" | "std" | "stddev" | "stddev_pop" | "stddev_samp" | "variance"
-        | "var_pop" | "var_samp" | "bit_and" | "bit_or" | "bit_xor" | "json_arrayagg"
-        | "json_objectagg" => {
+    let name = f.name.to_string().to_uppercase();
+    let call = match classify(f) {
+        None => return Ok(None),
+        Some(Err(Refusal::Function)) => {
             return Err(unsupported(format!(
-                "aggregate function {} across shards",
-                name.to_uppercase()
+                "aggregate function {name} across shards"
             )));
         }
-        _ => return Ok(None),
-    };
-    if f.over.is_some() {
         // Only windows each shard computes whole get here (`select::windows_are_local`): a
         // value of the row like any other.
-        return Ok(None);
-    }
-    let FunctionArguments::List(list) = &f.args else {
-        return Err(unsupported(format!("{name} without arguments")));
+        Some(_) if f.over.is_some() => return Ok(None),
+        Some(Ok(call)) => call,
+        Some(Err(refusal)) => {
+            return Err(unsupported(match refusal {
+                Refusal::NoArguments => format!("{} without arguments", name.to_lowercase()),
+                Refusal::Clauses => format!("{name} with clauses across shards"),
+                Refusal::SeveralArguments => {
+                    format!("{name} of several arguments across shards")
+                }
+                Refusal::Argument => format!("{name} of this argument across shards"),
+                Refusal::Distinct | Refusal::Function => {
+                    format!("{name}(DISTINCT ...) across shards")
+                }
+            }))
+        }
     };
-    if f.filter.is_some() || !list.clauses.is_empty() {
-        return Err(unsupported(format!(
-            "{} with clauses across shards",
-            name.to_uppercase()
-        )));
-    }
-    let distinct = matches!(list.duplicate_treatment, Some(DuplicateTreatment::Distinct));
-    let [arg] = list.args.as_slice() else {
-        return Err(unsupported(format!(
-            "{} of several arguments across shards",
-            name.to_uppercase()
-        )));
-    };
-    let arg_text = match arg {
-        FunctionArg::Unnamed(FunctionArgExpr::Wildcard) => "*".to_string(),
-        FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => {
+    let arg = match call.arg {
+        None => "*".to_string(),
+        Some(e) => {
             // The client's text between the parentheses, DISTINCT removed; the parser's otherwise.
             let inner =
                 text.and_then(|t| Some(t[t.find('(')? + 1..t.rfind(')')?].trim().to_string()));
+            let distinct = matches!(
+                &f.args,
+                FunctionArguments::List(l)
+                    if matches!(l.duplicate_treatment, Some(DuplicateTreatment::Distinct))
+            );
+            // DISTINCT goes from the text even for MIN and MAX, where it changes nothing.
             match inner {
                 Some(inner) if distinct => inner
                     .get(8..)
@@ -99,44 +83,11 @@ fn agg_call(expr: &Expr, text: Option<&str>) -> Result<Option<AggCall>, PlanErro
                 None => e.to_string(),
             }
         }
-        _ => {
-            return Err(unsupported(format!(
-                "{} of this argument across shards",
-                name.to_uppercase()
-            )))
-        }
     };
-    // MIN and MAX of the distinct values are those of all the values.
-    let distinct = distinct && !matches!(func, AggFn::Min | AggFn::Max);
-    if distinct && !matches!(func, AggFn::Count | AggFn::Sum) {
-        return Err(unsupported(format!(
-            "{}(DISTINCT ...) across shards",
-            name.to_uppercase()
-        )));
-    }
     Ok(Some(AggCall {
-        func,
-        distinct,
-        arg: arg_text,
+        func: call.func,
+        arg,
     }))
-}
-
-pub(crate) fn contains_aggregate(expr: &Expr) -> bool {
-    crate::select::find_call(expr, |f| {
-        let name = f.name.to_string().to_ascii_lowercase();
-        (crate::select::AGGREGATES.contains(&name.as_str()) || f.over.is_some()).then_some(name)
-    })
-    .is_some()
-}
-
-/// An aggregate outside any window. The windows a merged select may hold are computed whole
-/// by each shard (`select::windows_are_local`), so they are values of the row.
-fn has_aggregate(expr: &Expr) -> bool {
-    crate::select::find_call(expr, |f| {
-        let name = f.name.to_string().to_ascii_lowercase();
-        (crate::select::AGGREGATES.contains(&name.as_str()) && f.over.is_none()).then_some(name)
-    })
-    .is_some()
 }
 
 /// Registers a partial aggregate on a column once (a helper column may be asked for twice).
@@ -189,52 +140,6 @@ impl Columns {
 
     fn weight(&mut self, expr_text: &str) -> usize {
         self.hidden(format!("WEIGHT_STRING(RTRIM({expr_text}))"))
-    }
-}
-
-pub(crate) fn limit_of(query: &Query) -> Result<Option<(u64, u64)>, PlanError> {
-    let number = |e: &Expr| match e {
-        Expr::Value(v) => match &v.value {
-            Value::Number(n, _) => n.parse::<u64>().ok(),
-            _ => None,
-        },
-        _ => None,
-    };
-    let bad = || unsupported("LIMIT with a non-literal value across shards");
-    Ok(match &query.limit_clause {
-        None => None,
-        Some(LimitClause::LimitOffset {
-            limit,
-            offset,
-            limit_by,
-        }) => {
-            if !limit_by.is_empty() {
-                return Err(bad());
-            }
-            let off = match offset {
-                Some(o) => number(&o.value).ok_or_else(bad)?,
-                None => 0,
-            };
-            match limit {
-                Some(l) => Some((off, number(l).ok_or_else(bad)?)),
-                None if off > 0 => Some((off, u64::MAX)),
-                None => None,
-            }
-        }
-        Some(LimitClause::OffsetCommaLimit { offset, limit }) => Some((
-            number(offset).ok_or_else(bad)?,
-            number(limit).ok_or_else(bad)?,
-        )),
-    })
-}
-
-pub(crate) fn position_of(expr: &Expr) -> Option<usize> {
-    match expr {
-        Expr::Value(v) => match &v.value {
-            Value::Number(n, _) => n.parse::<usize>().ok().filter(|p| *p >= 1),
-            _ => None,
-        },
-        _ => None,
     }
 }
 
@@ -530,12 +435,9 @@ impl Ctx<'_, '_> {
             }
             texts.push(match &call {
                 None => item.text.clone(),
-                Some(c) => match (c.func, c.distinct) {
-                    (AggFn::Avg, false) => format!("SUM({})", c.arg),
-                    (AggFn::Avg, true) => {
-                        return Err(unsupported("AVG(DISTINCT ...) across shards"))
-                    }
-                    (_, true) => c.arg.clone(),
+                Some(c) => match c.func {
+                    AggFn::Avg => format!("SUM({})", c.arg),
+                    AggFn::CountDistinct | AggFn::SumDistinct => c.arg.clone(),
                     _ => item.text.clone(),
                 },
             });
@@ -565,7 +467,7 @@ impl Ctx<'_, '_> {
                 });
                 continue;
             };
-            if call.distinct {
+            if call.func.is_distinct() {
                 match &distinct_arg {
                     Some(a) if *a != call.arg => {
                         return Err(unsupported(
@@ -575,20 +477,16 @@ impl Ctx<'_, '_> {
                     _ => distinct_arg = Some(call.arg.clone()),
                 }
             }
-            let (kind, output) = match (call.func, call.distinct) {
-                (AggFn::Count, false) => (AggregateKind::Count, OutputColumn::Column(i)),
-                (AggFn::Sum, false) => (AggregateKind::Sum, OutputColumn::Column(i)),
-                (AggFn::Min | AggFn::Max, _) => {
+            let (kind, output) = match call.func {
+                AggFn::Count => (AggregateKind::Count, OutputColumn::Column(i)),
+                AggFn::Sum => (AggregateKind::Sum, OutputColumn::Column(i)),
+                AggFn::Min | AggFn::Max => {
                     let w = columns.weight(&item.expr_text);
                     item_weights[i] = Some(w);
-                    let kind = if call.func == AggFn::Min {
-                        AggregateKind::Min { weight: Some(w) }
-                    } else {
-                        AggregateKind::Max { weight: Some(w) }
-                    };
+                    let kind = call.func.weighted(Some(w)).expect("MIN or MAX");
                     (kind, OutputColumn::Column(i))
                 }
-                (AggFn::Avg, _) => {
+                AggFn::Avg => {
                     let count = columns.hidden(format!("COUNT({})", call.arg));
                     register(&mut aggregates, count, AggregateKind::Count);
                     (
@@ -600,7 +498,7 @@ impl Ctx<'_, '_> {
                         },
                     )
                 }
-                (AggFn::Count, true) => (
+                AggFn::CountDistinct => (
                     AggregateKind::CountDistinct { weight: None },
                     OutputColumn::Computed {
                         column: i,
@@ -608,7 +506,7 @@ impl Ctx<'_, '_> {
                         kind: ComputedKind::Count,
                     },
                 ),
-                (AggFn::Sum, true) => (
+                AggFn::SumDistinct => (
                     AggregateKind::SumDistinct { weight: None },
                     OutputColumn::Computed {
                         column: i,
@@ -705,7 +603,7 @@ impl Ctx<'_, '_> {
                 }
                 None => match agg_call(expr, Some(text))? {
                     Some(call) => {
-                        if call.func == AggFn::Avg || call.distinct {
+                        if call.func == AggFn::Avg || call.func.is_distinct() {
                             return Err(unsupported("ORDER BY an AVG or DISTINCT aggregate that is not selected, across shards"));
                         }
                         let (c, w) = self.partial(&mut columns, &mut aggregates, &call)?;
@@ -790,50 +688,43 @@ impl Ctx<'_, '_> {
         aggregates: &mut Vec<Aggregate>,
         call: &AggCall,
     ) -> Result<(usize, Option<usize>), PlanError> {
-        Ok(match (call.func, call.distinct) {
-            (AggFn::Count, false) => {
+        Ok(match call.func {
+            AggFn::Count => {
                 let c = columns.hidden(format!("COUNT({})", call.arg));
                 register(aggregates, c, AggregateKind::Count);
                 (c, None)
             }
-            (AggFn::Sum, false) => {
+            AggFn::Sum => {
                 let c = columns.hidden(format!("SUM({})", call.arg));
                 register(aggregates, c, AggregateKind::Sum);
                 (c, None)
             }
-            (AggFn::Min | AggFn::Max, _) => {
-                let name = if call.func == AggFn::Min {
-                    "MIN"
-                } else {
-                    "MAX"
-                };
-                let expr_text = format!("{name}({})", call.arg);
+            AggFn::Min | AggFn::Max => {
+                let expr_text = format!("{}({})", call.func.name().to_uppercase(), call.arg);
                 let c = columns.hidden(expr_text.clone());
                 let w = columns.weight(&expr_text);
-                let kind = if call.func == AggFn::Min {
-                    AggregateKind::Min { weight: Some(w) }
-                } else {
-                    AggregateKind::Max { weight: Some(w) }
-                };
-                register(aggregates, c, kind);
+                register(
+                    aggregates,
+                    c,
+                    call.func.weighted(Some(w)).expect("MIN or MAX"),
+                );
                 (c, Some(w))
             }
-            (AggFn::Avg, false) => {
+            AggFn::Avg => {
                 let c = columns.hidden(format!("SUM({})", call.arg));
                 register(aggregates, c, AggregateKind::Sum);
                 (c, None)
             }
-            (AggFn::Count, true) => {
+            AggFn::CountDistinct => {
                 let c = columns.hidden(call.arg.clone());
                 register(aggregates, c, AggregateKind::CountDistinct { weight: None });
                 (c, None)
             }
-            (AggFn::Sum, true) => {
+            AggFn::SumDistinct => {
                 let c = columns.hidden(call.arg.clone());
                 register(aggregates, c, AggregateKind::SumDistinct { weight: None });
                 (c, None)
             }
-            (AggFn::Avg, true) => return Err(unsupported("AVG(DISTINCT ...) across shards")),
         })
     }
 
@@ -851,7 +742,7 @@ impl Ctx<'_, '_> {
                 return self.item_value(i, items, item_columns);
             }
             Ok(match agg_call(e, None)? {
-                Some(call) if call.func == AggFn::Avg && !call.distinct => {
+                Some(call) if call.func == AggFn::Avg && !call.func.is_distinct() => {
                     let (sum, _) = self.partial(columns, aggregates, &call)?;
                     let count = columns.hidden(format!("COUNT({})", call.arg));
                     register(aggregates, count, AggregateKind::Count);
@@ -862,7 +753,7 @@ impl Ctx<'_, '_> {
                     }
                 }
                 Some(call) => {
-                    if call.distinct {
+                    if call.func.is_distinct() {
                         return Err(unsupported(
                             "a DISTINCT aggregate in HAVING that is not selected, across shards",
                         ));
@@ -890,7 +781,7 @@ impl Ctx<'_, '_> {
         item_columns: &[usize],
     ) -> Result<EvalExpr, PlanError> {
         match agg_call(items[i].expr, None)? {
-            Some(call) if call.func == AggFn::Avg || call.distinct => {
+            Some(call) if call.func == AggFn::Avg || call.func.is_distinct() => {
                 return Err(unsupported(
                     "an AVG or DISTINCT aggregate alias in HAVING across shards",
                 ));
@@ -904,135 +795,4 @@ impl Ctx<'_, '_> {
         }
         Ok(EvalExpr::Column(item_columns[i]))
     }
-}
-
-/// An expression as an [`EvalExpr`] over merged rows: literals, comparisons, arithmetic, AND, OR,
-/// NOT and IS [NOT] NULL here; everything else (columns, aggregates) is `leaf`'s.
-fn not_if(negated: bool, e: EvalExpr) -> EvalExpr {
-    if negated {
-        EvalExpr::Not(Box::new(e))
-    } else {
-        e
-    }
-}
-
-pub(crate) fn to_eval(
-    expr: &Expr,
-    leaf: &mut dyn FnMut(&Expr) -> Result<EvalExpr, PlanError>,
-) -> Result<EvalExpr, PlanError> {
-    let mut sub = |e: &Expr| to_eval(e, &mut *leaf).map(Box::new);
-    Ok(match expr {
-        Expr::Nested(e) => return to_eval(e, leaf),
-        Expr::Value(v) => EvalExpr::Literal(match &v.value {
-            Value::Null => Literal::Null,
-            Value::Number(n, _) => match n.parse::<i128>() {
-                Ok(i) => Literal::Int(i),
-                Err(_) => match Decimal::parse(n.as_bytes()) {
-                    Some(d) => Literal::Decimal(d),
-                    None => Literal::Float(
-                        n.parse()
-                            .map_err(|_| unsupported(format!("the number {n} in HAVING")))?,
-                    ),
-                },
-            },
-            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => Literal::Text(s.clone()),
-            Value::Boolean(b) => Literal::Int(i128::from(*b)),
-            other => return Err(unsupported(format!("{other} in HAVING across shards"))),
-        }),
-        Expr::BinaryOp { left, op, right } => {
-            let (l, r) = (sub(left)?, sub(right)?);
-            let cmp = |op| EvalExpr::Compare {
-                op,
-                left: l.clone(),
-                right: r.clone(),
-            };
-            let arith = |op| EvalExpr::Arith {
-                op,
-                left: l.clone(),
-                right: r.clone(),
-            };
-            match op {
-                BinaryOperator::Eq => cmp(CompareOp::Eq),
-                BinaryOperator::NotEq => cmp(CompareOp::NotEq),
-                BinaryOperator::Lt => cmp(CompareOp::Lt),
-                BinaryOperator::LtEq => cmp(CompareOp::LtEq),
-                BinaryOperator::Gt => cmp(CompareOp::Gt),
-                BinaryOperator::GtEq => cmp(CompareOp::GtEq),
-                BinaryOperator::Plus => arith(ArithOp::Add),
-                BinaryOperator::Minus => arith(ArithOp::Sub),
-                BinaryOperator::Multiply => arith(ArithOp::Mul),
-                BinaryOperator::Divide => arith(ArithOp::Div),
-                BinaryOperator::And => EvalExpr::And(l, r),
-                BinaryOperator::Or => EvalExpr::Or(l, r),
-                other => {
-                    return Err(unsupported(format!(
-                        "the operator {other} in HAVING across shards"
-                    )))
-                }
-            }
-        }
-        Expr::UnaryOp {
-            op: UnaryOperator::Not,
-            expr,
-        } => EvalExpr::Not(sub(expr)?),
-        Expr::UnaryOp {
-            op: UnaryOperator::Minus,
-            expr,
-        } => EvalExpr::Neg(sub(expr)?),
-        Expr::IsNull(e) => EvalExpr::IsNull {
-            expr: sub(e)?,
-            negated: false,
-        },
-        Expr::IsNotNull(e) => EvalExpr::IsNull {
-            expr: sub(e)?,
-            negated: true,
-        },
-        Expr::Between {
-            expr,
-            negated,
-            low,
-            high,
-        } => {
-            let e = sub(expr)?;
-            let range = EvalExpr::And(
-                Box::new(EvalExpr::Compare {
-                    op: CompareOp::GtEq,
-                    left: e.clone(),
-                    right: sub(low)?,
-                }),
-                Box::new(EvalExpr::Compare {
-                    op: CompareOp::LtEq,
-                    left: e,
-                    right: sub(high)?,
-                }),
-            );
-            not_if(*negated, range)
-        }
-        // `x IN (a, b)` is `x = a OR x = b`, NULL when nothing matches and a NULL is listed.
-        Expr::In {
-            expr,
-            target: InTarget::List(list),
-            negated,
-            ..
-        } => {
-            let e = sub(expr)?;
-            let mut any: Option<EvalExpr> = None;
-            for item in list {
-                let eq = EvalExpr::Compare {
-                    op: CompareOp::Eq,
-                    left: e.clone(),
-                    right: sub(item)?,
-                };
-                any = Some(match any {
-                    None => eq,
-                    Some(a) => EvalExpr::Or(Box::new(a), Box::new(eq)),
-                });
-            }
-            not_if(
-                *negated,
-                any.ok_or_else(|| unsupported("an empty IN list"))?,
-            )
-        }
-        e => return leaf(e),
-    })
 }

@@ -180,7 +180,7 @@ pub(crate) fn qualify(
                     let qualified = scope.edits(e, "field list", false)?;
                     // An expression's column title is its text: kept as its alias.
                     if !qualified.is_empty() && !matches!(e, Expr::Identifier(_)) {
-                        let range = crate::join::expr_range(e, source).ok_or_else(|| {
+                        let range = crate::clauses::expr_range(e, source).ok_or_else(|| {
                             crate::unsupported(format!("the column title of {e} in a join"))
                         })?;
                         let title = &source.sql()[range.clone()];

@@ -1,41 +1,21 @@
 //! SELECT: pushed whole to one shard when it can be, scattered when its result needs no merging,
 //! refused (1235, naming the construct) when it would need merging the engine cannot do yet.
 
-use std::ops::ControlFlow;
-
-use engine::{Opcode, Plan, Route};
+use engine::{Opcode, Plan};
 use sqlparser::ast::{
-    Distinct, Expr, Function, GroupByExpr, JoinOperator, OrderByKind, Query, Select, SelectItem,
-    SetExpr, Statement, TableFactor, Visit, Visitor, WindowType,
+    Distinct, Expr, GroupByExpr, JoinOperator, OrderByKind, Query, Select, SetExpr, Statement,
+    TableFactor, WindowType,
 };
 use vschema::Table;
 
+use crate::aggregates::{find_call, AGGREGATES};
+use crate::clauses::item_expr;
 use crate::colocate::Colocation;
 use crate::routing::{opcode_for, Target};
+use crate::scatter::{route, spread};
 use crate::tables::{relations, shard_text, single_keyspace, Resolved};
 use crate::text::SourceText;
 use crate::{unsupported, Context, PlanError};
-
-pub(crate) const AGGREGATES: &[&str] = &[
-    "avg",
-    "bit_and",
-    "bit_or",
-    "bit_xor",
-    "count",
-    "group_concat",
-    "json_arrayagg",
-    "json_objectagg",
-    "max",
-    "min",
-    "std",
-    "stddev",
-    "stddev_pop",
-    "stddev_samp",
-    "sum",
-    "var_pop",
-    "var_samp",
-    "variance",
-];
 
 pub(crate) fn plan_select(
     stmt: &Statement,
@@ -102,7 +82,7 @@ fn distinct_as_grouping(query: &Query) -> Option<Query> {
             return None;
         };
         let selected = |e: &Expr| {
-            crate::merge::position_of(e).is_some_and(|p| p >= 1 && p <= items.len())
+            crate::clauses::position_of(e).is_some_and(|p| p >= 1 && p <= items.len())
                 || items.iter().any(|(i, alias)| {
                     *i == e
                         || matches!(e, Expr::Identifier(id) if alias.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(&id.value)))
@@ -192,50 +172,6 @@ fn plan_in_place(
     spread(query, select, &keyspace.name, opcode, query_text, windows)
 }
 
-/// A route over the shards `opcode` selects, merged at the proxy when the result needs it.
-pub(crate) fn spread(
-    query: &Query,
-    select: &Select,
-    keyspace: &str,
-    opcode: Opcode,
-    query_text: String,
-    local_windows: bool,
-) -> Result<Plan, PlanError> {
-    if opcode.is_single_shard() {
-        return Ok(route(keyspace, opcode, query_text));
-    }
-    if local_windows {
-        // Each shard computes the windows whole; only ORDER BY and LIMIT are left to merge.
-        return match needs_merge(query, select, false) {
-            None => Ok(route(keyspace, opcode, query_text)),
-            Some(c) if c == "ORDER BY" || c == "LIMIT" => {
-                crate::merge::plan_merge(query, select, &query_text, keyspace, opcode)
-            }
-            Some(c) => Err(unsupported(format!(
-                "{c} with window functions on a query that spans several shards"
-            ))),
-        };
-    }
-    if let Some(construct) = needs_merge(query, select, true) {
-        if construct.starts_with("window")
-            || construct.contains("INTO")
-            || construct == "FETCH"
-            || query.with.is_some()
-        {
-            let construct = if query.with.is_some() {
-                format!("{construct} with WITH (common table expression)")
-            } else {
-                construct
-            };
-            return Err(unsupported(format!(
-                "{construct} on a query that spans several shards"
-            )));
-        }
-        return crate::merge::plan_merge(query, select, &query_text, keyspace, opcode);
-    }
-    Ok(route(keyspace, opcode, query_text))
-}
-
 /// Several sharded tables (`sharded` references), or one inside a subquery, derived table, CTE or
 /// UNION: one statement per shard when their rows that meet live together (see `colocate`).
 fn plan_colocated(
@@ -269,15 +205,6 @@ fn plan_colocated(
     spread(query, select, &keyspace.name, opcode, query_text, windows)
 }
 
-fn route(keyspace: &str, opcode: Opcode, query: String) -> Plan {
-    Plan::Route(Route {
-        keyspace: keyspace.to_string(),
-        opcode,
-        query,
-        elsewhere: None,
-    })
-}
-
 /// `Some(alias)` when the sharded table is a plain table in the top-level FROM (the alias, if it
 /// has one); `None` when it only appears deeper (subquery, derived table).
 fn top_level_alias(select: &Select, table: &Resolved<'_>) -> Option<Option<String>> {
@@ -291,65 +218,6 @@ fn top_level_alias(select: &Select, table: &Resolved<'_>) -> Option<Option<Strin
             }
             _ => None,
         })
-}
-
-/// The first construct whose result would need merging across shards (window functions and
-/// `INTO` first: those cannot be merged at all).
-fn needs_merge(query: &Query, select: &Select, windows: bool) -> Option<String> {
-    let own = select_needs_merge_with(select, windows);
-    if own
-        .as_deref()
-        .is_some_and(|c| c.starts_with("window") || c.contains("INTO"))
-    {
-        return own;
-    }
-    if query.order_by.is_some() {
-        return Some("ORDER BY".into());
-    }
-    if query.fetch.is_some() {
-        return Some("FETCH".into());
-    }
-    if query.limit_clause.is_some() {
-        return Some("LIMIT".into());
-    }
-    own
-}
-
-/// The first construct of one SELECT (its ORDER BY and LIMIT aside) whose result would need
-/// merging across shards; window functions and `INTO` first, which cannot be merged at all.
-pub(crate) fn select_needs_merge(select: &Select) -> Option<String> {
-    select_needs_merge_with(select, true)
-}
-
-/// The same, with window functions left out unless `windows`.
-fn select_needs_merge_with(select: &Select, windows: bool) -> Option<String> {
-    if select.into.is_some() {
-        return Some("SELECT ... INTO".into());
-    }
-    let window = find_call(&select.projection, |f| {
-        f.over
-            .is_some()
-            .then(|| format!("window function {}", f.name.to_string().to_uppercase()))
-    });
-    if windows && window.is_some() {
-        return window;
-    }
-    if select.distinct.is_some() {
-        return Some("DISTINCT".into());
-    }
-    match &select.group_by {
-        GroupByExpr::All(_) => return Some("GROUP BY".into()),
-        GroupByExpr::Expressions(exprs, _) if !exprs.is_empty() => return Some("GROUP BY".into()),
-        _ => {}
-    }
-    if select.having.is_some() {
-        return Some("HAVING".into());
-    }
-    find_call(&select.projection, |f| {
-        let name = f.name.to_string().to_ascii_lowercase();
-        (AGGREGATES.contains(&name.as_str()) && f.over.is_none())
-            .then(|| format!("aggregate function {}", name.to_uppercase()))
-    })
 }
 
 /// Whether the select has window functions and every one is partitioned by an expression
@@ -376,51 +244,6 @@ fn windows_are_local(query: &Query, select: &Select, is_key: impl Fn(&Expr) -> b
         OrderByKind::All(_) => None,
     });
     any && other.is_none() && in_order.is_none() && select.named_window.is_empty()
-}
-
-/// A select item's expression and alias; `None` for `*` and `t.*`.
-pub(crate) fn item_expr(item: &SelectItem) -> Option<(&Expr, Option<String>)> {
-    match item {
-        SelectItem::UnnamedExpr(e) => Some((e, None)),
-        SelectItem::ExprWithAlias { expr, alias } => Some((expr, Some(alias.value.clone()))),
-        _ => None,
-    }
-}
-
-/// The first function call, outside subqueries (they are evaluated by the shards), that `pick`
-/// describes.
-pub(crate) fn find_call<V: Visit + ?Sized>(
-    node: &V,
-    pick: impl FnMut(&Function) -> Option<String>,
-) -> Option<String> {
-    struct Calls<F> {
-        depth: usize,
-        pick: F,
-    }
-    impl<F: FnMut(&Function) -> Option<String>> Visitor for Calls<F> {
-        type Break = String;
-        fn pre_visit_query(&mut self, _: &Query) -> ControlFlow<String> {
-            self.depth += 1;
-            ControlFlow::Continue(())
-        }
-        fn post_visit_query(&mut self, _: &Query) -> ControlFlow<String> {
-            self.depth -= 1;
-            ControlFlow::Continue(())
-        }
-        fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<String> {
-            match expr {
-                Expr::Function(f) if self.depth == 0 => match (self.pick)(f) {
-                    Some(found) => ControlFlow::Break(found),
-                    None => ControlFlow::Continue(()),
-                },
-                _ => ControlFlow::Continue(()),
-            }
-        }
-    }
-    match node.visit(&mut Calls { depth: 0, pick }) {
-        ControlFlow::Break(found) => Some(found),
-        ControlFlow::Continue(()) => None,
-    }
 }
 
 /// Concatenating shard results is right for inner joins with reference tables, and for outer

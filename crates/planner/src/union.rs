@@ -18,7 +18,7 @@ use vschema::Keyspace;
 
 use crate::colocate::{Branch, Colocation};
 use crate::routing::narrow_in;
-use crate::select::{select_needs_merge, spread};
+use crate::scatter::{select_needs_merge, spread, NeedsMerge};
 use crate::text::SourceText;
 use crate::{unsupported, PlanError};
 
@@ -49,7 +49,7 @@ pub(crate) fn plan_union(
         }
         match select_needs_merge(select) {
             None => {}
-            Some(c) if distinct && c == "DISTINCT" => {}
+            Some(NeedsMerge::Distinct) if distinct => {}
             Some(construct) => {
                 return Err(unsupported(format!(
                     "{construct} inside a UNION over several shards"
