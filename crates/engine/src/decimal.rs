@@ -3,6 +3,9 @@
 use std::cmp::Ordering;
 use std::fmt;
 
+/// MySQL's `div_precision_increment`: AVG and `/` add this many decimals.
+pub(crate) const DIV_PRECISION: u32 = 4;
+
 /// `mantissa × 10^-scale`. 38 significant digits; results beyond that are an error rather than a
 /// rounded answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

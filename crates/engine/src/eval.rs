@@ -11,7 +11,7 @@ use mysql_common::constants::{ColumnFlags, ColumnType};
 use crate::collation::TextOrder;
 use crate::compare::ColumnKind;
 use crate::decimal::Decimal;
-use crate::projection::DIV_PRECISION;
+use crate::decimal::DIV_PRECISION;
 use crate::{Column, EngineError, Value};
 
 #[derive(Debug, Clone, PartialEq)]

@@ -5,12 +5,10 @@ use mysql_common::constants::{ColumnFlags, ColumnType};
 
 use crate::compare::ColumnKind;
 use crate::decimal::Decimal;
+use crate::decimal::DIV_PRECISION;
 use crate::eval::{Evaluator, ResultType};
 use crate::plan::{ComputedKind, OutputColumn};
 use crate::{Column, EngineError, Value};
-
-/// MySQL's `div_precision_increment`: AVG and `/` add this many decimals.
-pub(crate) const DIV_PRECISION: u32 = 4;
 
 pub(crate) struct ProjectionRun {
     columns: Vec<OutputColumn>,
