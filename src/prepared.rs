@@ -112,28 +112,12 @@ fn is_decimal(b: &[u8]) -> bool {
 }
 
 fn text(b: &[u8]) -> Literal {
-    let hex = |prefix: &str| {
-        let mut sql = String::with_capacity(prefix.len() + 3 + b.len() * 2);
-        sql.push_str(prefix);
-        sql.push_str("X'");
-        for byte in b {
-            sql.push_str(&format!("{byte:02X}"));
-        }
-        sql.push('\'');
-        sql
-    };
-    match std::str::from_utf8(b) {
-        Ok(s) if !s.contains(['\\', '\0']) => Literal {
-            sql: format!("'{}'", s.replace('\'', "''")),
-            kind: LiteralKind::Text(b.to_vec()),
-        },
-        Ok(_) => Literal {
-            sql: hex("_utf8mb4 "),
-            kind: LiteralKind::Text(b.to_vec()),
-        },
-        Err(_) => Literal {
-            sql: hex(""),
-            kind: LiteralKind::Other,
+    Literal {
+        sql: engine::literal::text(b),
+        kind: if engine::literal::is_text(b) {
+            LiteralKind::Text(b.to_vec())
+        } else {
+            LiteralKind::Other
         },
     }
 }

@@ -124,14 +124,8 @@ impl GateSession {
         Ok(match value {
             Value::NULL => "NULL".into(),
             Value::Bytes(b) if numeric => String::from_utf8_lossy(&b).into_owned(),
-            Value::Bytes(b) => {
-                let mut hex = String::from("X'");
-                for byte in b {
-                    hex.push_str(&format!("{byte:02x}"));
-                }
-                // A binary literal would change the variable's type; convert back to text.
-                format!("CONVERT({hex}' USING utf8mb4)")
-            }
+            // A binary literal would change the variable's type: text stays text.
+            Value::Bytes(b) => engine::literal::hex(&b, engine::literal::is_text(&b)),
             other => other.as_sql(true),
         })
     }

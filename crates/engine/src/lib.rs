@@ -16,6 +16,7 @@ mod eval;
 mod fanout;
 mod insert;
 mod join;
+pub mod literal;
 mod lookup;
 mod merge_sort;
 mod ordered_aggregate;

@@ -7,7 +7,7 @@ use vschema::{KeyValue, Keyspace, KeyspaceId, LookupVindex, VSchema};
 use crate::plan::OwnedLookup;
 use crate::{Collected, EngineError, Executor, Value};
 
-/// The value as a SQL literal (strings quoted and escaped; bytes that are not UTF-8 as hex).
+/// The value as a SQL literal ([`crate::literal`]).
 pub(crate) fn literal(value: &KeyValue) -> String {
     match value {
         KeyValue::Int(v) => v.to_string(),
@@ -15,21 +15,8 @@ pub(crate) fn literal(value: &KeyValue) -> String {
         KeyValue::Decimal(d) => d.clone(),
         // Bound before execution; left as written, a shard refuses it rather than guess.
         KeyValue::Param(i) => format!("?{}", i + 1),
-        KeyValue::Text(bytes) => match std::str::from_utf8(bytes) {
-            Ok(s) => format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''")),
-            Err(_) => hex(bytes),
-        },
+        KeyValue::Text(bytes) => crate::literal::text(bytes),
     }
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(3 + bytes.len() * 2);
-    out.push_str("X'");
-    for b in bytes {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out.push('\'');
-    out
 }
 
 /// A column value read back from a shard, as a vindex input.
@@ -155,7 +142,7 @@ pub(crate) async fn claim<E: Executor>(
         quote(&v.from),
         quote(&v.to),
         literal(value),
-        hex(&ksid.0)
+        crate::literal::hex(&ksid.0, false)
     );
     match executor
         .execute(ks, shard, &insert, &mut crate::NoRows)
@@ -204,11 +191,11 @@ pub(crate) async fn claim<E: Executor>(
         "UPDATE {} SET {} = {} WHERE {} = {} AND {} = {}",
         quote(&v.table),
         quote(&v.to),
-        hex(&ksid.0),
+        crate::literal::hex(&ksid.0, false),
         quote(&v.from),
         literal(value),
         quote(&v.to),
-        hex(&current.0)
+        crate::literal::hex(&current.0, false)
     );
     // Compare-and-set: another insert that took the orphan over first changed `to`.
     let taken = executor
@@ -236,7 +223,7 @@ pub(crate) async fn release<E: Executor>(
         quote(&v.from),
         literal(value),
         quote(&v.to),
-        hex(&ksid.0)
+        crate::literal::hex(&ksid.0, false)
     );
     executor
         .execute(ks, shard, &delete, &mut crate::NoRows)

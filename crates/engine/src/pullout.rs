@@ -146,12 +146,7 @@ pub(crate) fn literal(value: &Value, column: &Column) -> String {
     {
         return String::from_utf8_lossy(bytes).into_owned();
     }
-    let hex: String = bytes.iter().map(|b| format!("{b:02X}")).collect();
-    if column.character_set() == 63 {
-        format!("X'{hex}'")
-    } else {
-        format!("_utf8mb4 X'{hex}'")
-    }
+    crate::literal::hex(bytes, column.character_set() != 63)
 }
 
 /// A scalar subquery's value, typed as its column so that a select item keeps its type.
