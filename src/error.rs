@@ -126,6 +126,12 @@ pub fn commit_unknown(shard: &str, why: &str) -> SqlError {
     )
 }
 
+/// The planner reads string literals with backslash escapes: under NO_BACKSLASH_ESCAPES it
+/// would route and write lookup rows by other values than the shards store.
+pub fn backslash_without_escapes() -> SqlError {
+    unsupported("a backslash in a statement while sql_mode has NO_BACKSLASH_ESCAPES")
+}
+
 pub fn unknown_thread(id: u64) -> SqlError {
     SqlError::new(1094, "HY000", format!("Unknown thread id: {id}"))
 }

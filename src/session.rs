@@ -28,6 +28,8 @@ pub struct Session {
     pub transactions: u64,
     /// The last statement's warnings (`Level`, `Code`, `Message`), for `SHOW WARNINGS`.
     pub warnings: Vec<Vec<engine::Value>>,
+    /// The session's sql_mode has NO_BACKSLASH_ESCAPES: a backslash in a string is itself.
+    pub no_backslash_escapes: bool,
 }
 
 impl Session {
@@ -45,6 +47,7 @@ impl Session {
             settings: Vec::new(),
             transactions: 0,
             warnings: Vec::new(),
+            no_backslash_escapes: false,
         }
     }
 

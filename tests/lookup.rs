@@ -436,3 +436,58 @@ async fn a_plain_unique_lookup_vindex() {
     assert_eq!(code_, 1062);
     proxy.stop().await;
 }
+
+/// Under sql_mode NO_BACKSLASH_ESCAPES a backslash in a string is itself. A value bound as a
+/// parameter writes the lookup row its owner row holds and is found through it; statement text
+/// with a backslash, which the planner would read with escapes, is refused rather than routed
+/// by another value than the shards store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookup_rows_under_no_backslash_escapes() {
+    let proxy = proxy().await;
+    let mut c = client(&proxy, Some("main")).await;
+    c.query_drop("DROP TABLE IF EXISTS code_lookup")
+        .await
+        .unwrap();
+    c.query_drop(
+        "CREATE TABLE code_lookup (code VARCHAR(50) PRIMARY KEY, keyspace_id VARBINARY(16) NOT NULL)",
+    )
+    .await
+    .unwrap();
+    c.query_drop("USE four").await.unwrap();
+    c.query_drop("DROP TABLE IF EXISTS coded").await.unwrap();
+    c.query_drop("CREATE TABLE coded (id BIGINT PRIMARY KEY, code VARCHAR(50) NOT NULL)")
+        .await
+        .unwrap();
+    c.query_drop("SET sql_mode = 'NO_BACKSLASH_ESCAPES'")
+        .await
+        .unwrap();
+    let value = r"a\b'c\";
+    c.exec_drop("INSERT INTO coded (id, code) VALUES (?, ?)", (7, value))
+        .await
+        .unwrap();
+    let mut main = shard_conn("main", "0").await;
+    let lookup: Vec<(String, Vec<u8>)> = main
+        .query("SELECT code, keyspace_id FROM code_lookup")
+        .await
+        .unwrap();
+    assert_eq!(lookup, [(value.to_string(), ksid(7))]);
+    let found: Option<(i64, String)> = c
+        .exec_first("SELECT id, code FROM coded WHERE code = ?", (value,))
+        .await
+        .unwrap();
+    assert_eq!(found, Some((7, value.to_string())));
+    let (refused, _) = code(
+        c.query_drop(r"SELECT id FROM coded WHERE code = 'a\b''c\'")
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(refused, 1235);
+    // In the default mode the same value is written with escapes, and found.
+    c.query_drop("SET sql_mode = ''").await.unwrap();
+    let found: Option<i64> = c
+        .query_first(r"SELECT id FROM coded WHERE code = 'a\\b\'c\\'")
+        .await
+        .unwrap();
+    assert_eq!(found, Some(7));
+    proxy.stop().await;
+}

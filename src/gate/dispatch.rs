@@ -50,6 +50,7 @@ impl GateSession {
     ) -> Result<(), Failure> {
         let sql = planner::resolve_executable_comments(sql, self.topo.server_kind());
         let sql = sql.trim().trim_end_matches(';').trim_end();
+        self.check_backslashes(sql)?;
         if self.session.target_shard.is_none() {
             if let Some(n) = planner::normalize(sql, false) {
                 let literals = n
@@ -59,6 +60,18 @@ impl GateSession {
             }
         }
         self.parsed_statement(sql, out, None).await
+    }
+
+    /// Refuses what the planner would read otherwise than the shards: a backslash under
+    /// NO_BACKSLASH_ESCAPES (a statement for one named shard goes as written).
+    pub(super) fn check_backslashes(&self, sql: &str) -> Result<(), SqlError> {
+        if self.session.no_backslash_escapes
+            && self.session.target_shard.is_none()
+            && sql.contains('\\')
+        {
+            return Err(error::backslash_without_escapes());
+        }
+        Ok(())
     }
 
     pub(super) async fn execute_prepared(

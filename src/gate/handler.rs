@@ -82,6 +82,7 @@ impl Handler for GateSession {
         self.topo = self.gate.topology();
         let sql = planner::resolve_executable_comments(sql, self.topo.server_kind());
         let sql = sql.trim().trim_end_matches(';').trim_end();
+        self.check_backslashes(sql)?;
         let stmt = Arc::new(PreparedStatement::new(sql));
         let params = u16::try_from(stmt.params).map_err(|_| error::too_many_placeholders())?;
         let columns = self.describe(sql).await?;

@@ -72,6 +72,18 @@ impl GateSession {
                     let check = format!("SET {var} = {value}");
                     self.backend_statement(&check).await?;
                     self.session.remember(var, value.clone());
+                    if var.eq_ignore_ascii_case("sql_mode") {
+                        let (_, rows) = self.backend_statement("SELECT @@sql_mode").await?;
+                        self.session.no_backslash_escapes = rows
+                            .first()
+                            .and_then(|row| row.first())
+                            .is_some_and(|mode| match mode {
+                                Value::Bytes(b) => String::from_utf8_lossy(b)
+                                    .to_ascii_uppercase()
+                                    .contains("NO_BACKSLASH_ESCAPES"),
+                                _ => false,
+                            });
+                    }
                 }
             }
         }

@@ -87,8 +87,29 @@ pub(crate) fn literal(expr: &Expr) -> Option<KeyValue> {
             _ => None,
         },
         Expr::Nested(inner) => literal(inner),
+        // `_utf8mb4 X'…'`: how text that holds a backslash is written for the shards
+        // (`engine::literal`), e.g. a prepared statement's parameter.
+        Expr::Prefixed { prefix, value } if prefix.value.eq_ignore_ascii_case("_utf8mb4") => {
+            match value.as_ref() {
+                Expr::Value(v) => match &v.value {
+                    Value::HexStringLiteral(hex) => hex_bytes(hex).map(KeyValue::Text),
+                    _ => None,
+                },
+                _ => None,
+            }
+        }
         _ => None,
     }
+}
+
+fn hex_bytes(hex: &str) -> Option<Vec<u8>> {
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// `?N` of a normalised statement: its index (N - 1).
