@@ -274,7 +274,7 @@ pub fn plan_labels(plan: &engine::Plan) -> (&str, &'static str) {
     use engine::Plan;
     match plan {
         Plan::Route(r) => (&r.keyspace, r.opcode.name()),
-        Plan::Select(s) => (&s.route.keyspace, s.route.opcode.name()),
+        Plan::Merge(s) => (&s.route.keyspace, s.route.opcode.name()),
         Plan::OwnedWrite(w) => (&w.route.keyspace, w.route.opcode.name()),
         Plan::Insert(i) => (&i.keyspace, "Insert"),
         Plan::Send(s) => (&s.keyspace, "Send"),

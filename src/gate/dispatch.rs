@@ -47,7 +47,7 @@ impl GateSession {
         &mut self,
         sql: &str,
         out: &mut ResultWriter<'_>,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), StatementError> {
         let sql = planner::resolve_executable_comments(sql, self.topo.server_kind());
         let sql = sql.trim().trim_end_matches(';').trim_end();
         self.check_backslashes(sql)?;
@@ -79,7 +79,7 @@ impl GateSession {
         stmt: &PreparedStatement,
         params: Vec<Literal>,
         out: &mut ResultWriter<'_>,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), StatementError> {
         match &stmt.normalized {
             Some(n) if self.session.target_shard.is_none() => {
                 let literals = n
@@ -98,8 +98,8 @@ impl GateSession {
         &mut self,
         sql: &str,
         out: &mut ResultWriter<'_>,
-        learn: Option<Learn<'_>>,
-    ) -> Result<(), Failure> {
+        learn: Option<CacheMiss<'_>>,
+    ) -> Result<(), StatementError> {
         if sql.is_empty() {
             return Err(error::empty_query().into());
         }
@@ -314,7 +314,7 @@ impl GateSession {
 
     /// An empty OK, with the status flags as they are after the statement (BEGIN sets
     /// in-transaction, COMMIT clears it).
-    pub(super) async fn ok(&self, out: &mut ResultWriter<'_>) -> Result<(), Failure> {
+    pub(super) async fn ok(&self, out: &mut ResultWriter<'_>) -> Result<(), StatementError> {
         out.set_status(self.status());
         Ok(out.ok(&OkInfo::default()).await?)
     }
@@ -381,9 +381,9 @@ pub(super) fn with_share_lock(plan: Plan) -> Result<Plan, SqlError> {
             r.query.push_str(" LOCK IN SHARE MODE");
             Plan::Route(r)
         }
-        Plan::Select(mut s) => {
+        Plan::Merge(mut s) => {
             s.route.query.push_str(" LOCK IN SHARE MODE");
-            Plan::Select(s)
+            Plan::Merge(s)
         }
         _ => return Err(error::unsupported("LOCK IN SHARE MODE on this statement")),
     })

@@ -21,13 +21,15 @@ impl Handler for GateSession {
         if parts.len() > 1 && out.multi_statements() {
             for (i, part) in parts.iter().enumerate() {
                 out.set_more_results(i + 1 < parts.len());
-                if !self.one_query(Work::Text(part), out).await? {
+                if !self.one_query(ClientStatement::Text(part), out).await? {
                     break;
                 }
             }
             return Ok(());
         }
-        self.one_query(Work::Text(sql), out).await.map(|_| ())
+        self.one_query(ClientStatement::Text(sql), out)
+            .await
+            .map(|_| ())
     }
 
     async fn init_db(&mut self, database: &str) -> Result<(), SqlError> {
@@ -102,7 +104,7 @@ impl Handler for GateSession {
         self.gate.executions.fetch_add(1, Ordering::Relaxed);
         // The frontend decoded exactly the statement's parameter count.
         let literals = params.iter().map(prepared::literal).collect();
-        self.one_query(Work::Prepared(stmt, literals), out)
+        self.one_query(ClientStatement::Prepared(stmt, literals), out)
             .await
             .map(|_| ())
     }

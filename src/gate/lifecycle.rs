@@ -7,7 +7,7 @@ impl GateSession {
     /// One statement, answered through `out`; false when it failed (its ERR is written).
     pub(super) async fn one_query(
         &mut self,
-        work: Work<'_>,
+        work: ClientStatement<'_>,
         out: &mut ResultWriter<'_>,
     ) -> std::io::Result<bool> {
         self.gate.questions.fetch_add(1, Ordering::Relaxed);
@@ -19,11 +19,11 @@ impl GateSession {
         self.entry.shards_touched.store(0, Ordering::Relaxed);
         // The statement's text outlives the work it is moved into below.
         let prepared = match &work {
-            Work::Prepared(p, _) => Some(p.clone()),
-            Work::Text(_) => None,
+            ClientStatement::Prepared(p, _) => Some(p.clone()),
+            ClientStatement::Text(_) => None,
         };
         let sql = match (&work, &prepared) {
-            (Work::Text(sql), _) => *sql,
+            (ClientStatement::Text(sql), _) => *sql,
             (_, Some(p)) => p.sql.as_str(),
             (_, None) => "",
         };
@@ -58,12 +58,14 @@ impl GateSession {
         *entry.abandoned.lock().expect("session entry") = None;
         let mut lost_shard = None;
         let result = if self.access.read_only && writes(sql) {
-            Err(Failure::Sql(error::read_only()))
+            Err(StatementError::Sql(error::read_only()))
         } else {
             let run = async {
                 match work {
-                    Work::Text(sql) => self.statement(sql, out).await,
-                    Work::Prepared(p, literals) => self.execute_prepared(&p, literals, out).await,
+                    ClientStatement::Text(sql) => self.statement(sql, out).await,
+                    ClientStatement::Prepared(p, literals) => {
+                        self.execute_prepared(&p, literals, out).await
+                    }
                 }
             };
             tokio::select! {
@@ -74,7 +76,7 @@ impl GateSession {
                     // pool closes them.
                     entry.backend.lock().expect("session entry").clear();
                     let committing = entry.ending.take() == Ending::Commit;
-                    Err(Failure::Sql(match shard {
+                    Err(StatementError::Sql(match shard {
                         Some(shard) if committing => error::commit_unknown(
                             &shard,
                             "marked down by the health check while the transaction committed",
@@ -97,13 +99,13 @@ impl GateSession {
         // be committed without it); a statement's own transaction was dropped with the
         // statement. Either way nothing of it stays, and the error says so.
         let result = match (result, lost_shard) {
-            (Err(Failure::Sql(_)), Some(why)) if self.tx.is_some() => {
+            (Err(StatementError::Sql(_)), Some(why)) if self.tx.is_some() => {
                 self.abort_transaction().await;
-                Err(Failure::Sql(error::interrupted(&format!(
+                Err(StatementError::Sql(error::interrupted(&format!(
                     "{why}; the transaction was rolled back on every shard"
                 ))))
             }
-            (Err(Failure::Sql(_)), Some(why))
+            (Err(StatementError::Sql(_)), Some(why))
                 if self
                     .entry
                     .transaction
@@ -112,7 +114,7 @@ impl GateSession {
                     .take()
                     .is_some() =>
             {
-                Err(Failure::Sql(error::interrupted(&format!(
+                Err(StatementError::Sql(error::interrupted(&format!(
                     "{why}; the statement was rolled back on every shard"
                 ))))
             }
@@ -123,8 +125,10 @@ impl GateSession {
                 timer.abort();
                 // The statement failed because its backend queries were killed at the deadline.
                 match result {
-                    Err(Failure::Sql(_)) if self.entry.timed_out.swap(false, Ordering::Relaxed) => {
-                        Err(Failure::Sql(error::query_timeout()))
+                    Err(StatementError::Sql(_))
+                        if self.entry.timed_out.swap(false, Ordering::Relaxed) =>
+                    {
+                        Err(StatementError::Sql(error::query_timeout()))
                     }
                     other => {
                         self.entry.timed_out.store(false, Ordering::Relaxed);
@@ -137,10 +141,10 @@ impl GateSession {
         // The deadlock detector interrupted this statement to break a cycle across shards.
         let victim = self.entry.deadlock_victim.swap(false, Ordering::AcqRel);
         let result = match result {
-            Err(Failure::Sql(_)) if victim => Err(Failure::Sql(error::deadlock())),
+            Err(StatementError::Sql(_)) if victim => Err(StatementError::Sql(error::deadlock())),
             other => other,
         };
-        if let Err(Failure::Sql(e)) = &result {
+        if let Err(StatementError::Sql(e)) = &result {
             if e.code == error::ER_LOCK_DEADLOCK {
                 if !victim {
                     self.gate
@@ -152,7 +156,7 @@ impl GateSession {
                 self.abort_transaction().await;
             }
         }
-        if let Err(Failure::Sql(e)) = &result {
+        if let Err(StatementError::Sql(e)) = &result {
             // SHOW WARNINGS after an error shows the error, as in MySQL.
             self.session.warnings = vec![vec![
                 Value::Bytes(b"Error".to_vec()),
@@ -168,14 +172,14 @@ impl GateSession {
             }
         }
         let code = match &result {
-            Err(Failure::Sql(e)) => Some(e.code),
+            Err(StatementError::Sql(e)) => Some(e.code),
             _ => None,
         };
         self.account(sql_text, started.elapsed(), code);
         match result {
             Ok(()) => Ok(true),
-            Err(Failure::Client(e)) => Err(e),
-            Err(Failure::Sql(e)) => {
+            Err(StatementError::Client(e)) => Err(e),
+            Err(StatementError::Sql(e)) => {
                 debug!(code = e.code, message = %e.message, "statement failed");
                 out.error(&e).await.map(|_| false)
             }

@@ -306,34 +306,34 @@ pub struct GateSession {
 }
 
 /// One statement to run: text from COM_QUERY, or a prepared statement with its values.
-enum Work<'a> {
+enum ClientStatement<'a> {
     Text(&'a str),
     Prepared(Arc<PreparedStatement>, Vec<Literal>),
 }
 
 /// A plan-cache miss to learn from once the statement's text is planned.
-struct Learn<'a> {
+struct CacheMiss<'a> {
     key: String,
     template: &'a str,
     literals: &'a [Literal],
 }
 
-enum Failure {
+enum StatementError {
     /// Answer the client with this error.
     Sql(SqlError),
     /// The client connection itself failed.
     Client(std::io::Error),
 }
 
-impl From<SqlError> for Failure {
+impl From<SqlError> for StatementError {
     fn from(e: SqlError) -> Self {
-        Failure::Sql(e)
+        StatementError::Sql(e)
     }
 }
 
-impl From<std::io::Error> for Failure {
+impl From<std::io::Error> for StatementError {
     fn from(e: std::io::Error) -> Self {
-        Failure::Client(e)
+        StatementError::Client(e)
     }
 }
 

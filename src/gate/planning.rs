@@ -12,7 +12,7 @@ impl GateSession {
         literals: Vec<Literal>,
         sql: Option<&str>,
         out: &mut ResultWriter<'_>,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), StatementError> {
         let keyspace = self.session.keyspace.as_deref().unwrap_or("");
         let mut key = String::with_capacity(n.text.len() + 1 + keyspace.len());
         key.push_str(&n.text);
@@ -38,7 +38,7 @@ impl GateSession {
                 planner::substitute(&n.text, &literals).ok_or_else(error::wrong_arguments)?,
             ),
         };
-        let learn = cached.is_none().then_some(Learn {
+        let learn = cached.is_none().then_some(CacheMiss {
             key,
             template: &n.text,
             literals: &literals,
@@ -52,7 +52,7 @@ impl GateSession {
 
     /// Teaches the plan cache the template of a statement just planned from its text: kept only
     /// if, bound to this statement's literals, it gives the very plan the text gave.
-    pub(super) fn learn(&self, learn: Learn<'_>, stmt: &Statement, plan: &Plan) {
+    pub(super) fn learn(&self, learn: CacheMiss<'_>, stmt: &Statement, plan: &Plan) {
         let cacheable = match stmt {
             Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => true,
             Statement::Query(q) => {

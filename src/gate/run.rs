@@ -125,7 +125,7 @@ impl GateSession {
         plan: &Plan,
         out: &mut ResultWriter<'_>,
         rename_first: Option<String>,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), StatementError> {
         if let Plan::PullOut(p) = plan {
             return self.run_pull_out(p, out, rename_first).await;
         }
@@ -135,7 +135,10 @@ impl GateSession {
                 .into_iter()
                 .find(|k| !self.access.allows(k))
             {
-                return Err(Failure::Sql(error::access_denied(&self.entry.user, ks)));
+                return Err(StatementError::Sql(error::access_denied(
+                    &self.entry.user,
+                    ks,
+                )));
             }
         }
         let (keyspace, opcode) = crate::metrics::plan_labels(plan);
@@ -173,9 +176,9 @@ impl GateSession {
                 };
                 Ok(out.ok(&info).await?)
             }
-            Err(EngineError::Client(e)) => Err(Failure::Client(e)),
+            Err(EngineError::Client(e)) => Err(StatementError::Client(e)),
             // An ERR packet may replace the next row of a result set already started.
-            Err(e) => Err(Failure::Sql(error::from_engine(&e))),
+            Err(e) => Err(StatementError::Sql(error::from_engine(&e))),
         }
     }
 
@@ -256,7 +259,8 @@ impl GateSession {
         pull_out: &'a engine::PullOut,
         out: &'a mut ResultWriter<'w>,
         rename_first: Option<String>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Failure>> + Send + 'a>> {
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StatementError>> + Send + 'a>>
+    {
         Box::pin(async move {
             let gate = self.gate.clone();
             let topo = self.topo.clone();
@@ -274,8 +278,8 @@ impl GateSession {
                 let splice = engine::splice(subquery, &topo.vschema, &executor, &gate.exec)
                     .await
                     .map_err(|e| match e {
-                        EngineError::Client(e) => Failure::Client(e),
-                        e => Failure::Sql(error::from_engine(&e)),
+                        EngineError::Client(e) => StatementError::Client(e),
+                        e => StatementError::Sql(error::from_engine(&e)),
                     })?;
                 sql = sql.replace(&engine::PullOut::marker(i), &splice);
             }
@@ -289,7 +293,7 @@ impl GateSession {
         out: &mut ResultWriter<'_>,
         columns: Vec<Column>,
         rows: Vec<Vec<Value>>,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), StatementError> {
         out.columns(&columns).await?;
         for row in rows {
             out.row(&row).await?;

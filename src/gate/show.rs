@@ -10,7 +10,7 @@ impl GateSession {
         &mut self,
         sql: &str,
         out: &mut ResultWriter<'_>,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), StatementError> {
         let (columns, mut rows) = self.backend_statement(sql).await?;
         for row in &mut rows {
             let Some(Value::Bytes(name)) = row.first() else {
@@ -29,7 +29,7 @@ impl GateSession {
     pub(super) async fn show_processlist(
         &mut self,
         out: &mut ResultWriter<'_>,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), StatementError> {
         let text = |s: &str| Value::Bytes(s.as_bytes().to_vec());
         let rows: Vec<Vec<Value>> = self
             .gate
@@ -69,7 +69,7 @@ impl GateSession {
         &mut self,
         lower: &str,
         out: &mut ResultWriter<'_>,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), StatementError> {
         let warnings = self.session.warnings.clone();
         if lower.contains("count(*)") {
             let rows = vec![vec![Value::Int(warnings.len() as i64)]];
@@ -101,7 +101,7 @@ impl GateSession {
         &mut self,
         lower: &str,
         out: &mut ResultWriter<'_>,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), StatementError> {
         let what = lower.split_whitespace().nth(2).unwrap_or_default();
         let text = |s: &str| Value::Bytes(s.as_bytes().to_vec());
         match what {
@@ -317,7 +317,7 @@ impl GateSession {
         full: bool,
         options: &sqlparser::ast::ShowStatementOptions,
         out: &mut ResultWriter<'_>,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), StatementError> {
         let keyspace = match options
             .show_in
             .as_ref()

@@ -39,8 +39,8 @@ pub use mysql_common::packets::Column;
 pub use mysql_common::value::Value;
 pub use plan::{
     Aggregate, AggregateKind, ComputedKind, Derived, Generate, Insert, InsertRow, Join, JoinColumn,
-    JoinRight, Opcode, OutputColumn, OwnedLookup, OwnedWrite, Partial, Plan, PullOut, Pulled,
-    PulledKind, Route, Select, Send, SendKind, Stage, Wildcard,
+    JoinRight, MergedSelect, Opcode, OutputColumn, OwnedLookup, OwnedWrite, Partial, Plan, PullOut,
+    Pulled, PulledKind, Route, Send, SendKind, Stage, Wildcard,
 };
 pub use pullout::{splice, NO_ROWS};
 use vschema::{Keyspace, SequenceRef, VSchema, VindexError};
@@ -252,7 +252,7 @@ pub async fn execute<E: Executor, S: RowSink>(
     options: &ExecOptions,
 ) -> Result<Outcome, EngineError> {
     match plan {
-        Plan::Select(s) => {
+        Plan::Merge(s) => {
             select::execute(
                 s,
                 keyspace(vschema, &s.route.keyspace)?,

@@ -14,7 +14,7 @@ pub enum Plan {
     Route(Route),
     Insert(Insert),
     Send(Send),
-    Select(Select),
+    Merge(MergedSelect),
     OwnedWrite(OwnedWrite),
     PullOut(PullOut),
     Join(Join),
@@ -132,7 +132,7 @@ pub enum PulledKind {
 /// A SELECT over several shards whose results are merged at the proxy: shard rows are merged (or
 /// concatenated), then flow through each stage in order.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Select {
+pub struct MergedSelect {
     pub route: Route,
     /// Every shard returns its rows sorted by these keys and the proxy merges the streams (k-way,
     /// one row per shard held). Empty: the streams are concatenated.
@@ -471,7 +471,7 @@ impl Plan {
     fn collect_keyspaces<'a>(&'a self, out: &mut Vec<&'a str>) {
         match self {
             Plan::Route(r) => out.push(&r.keyspace),
-            Plan::Select(s) => out.push(&s.route.keyspace),
+            Plan::Merge(s) => out.push(&s.route.keyspace),
             Plan::OwnedWrite(w) => out.push(&w.route.keyspace),
             Plan::Insert(i) => out.push(&i.keyspace),
             Plan::Send(s) => out.push(&s.keyspace),
@@ -643,7 +643,7 @@ impl Plan {
                 });
                 let _ = write!(out, "\n  then: {template}");
             }
-            Plan::Select(select) => {
+            Plan::Merge(select) => {
                 let mut depth = 0;
                 for stage in select.stages.iter().rev() {
                     let _ = writeln!(out, "{}{}", "  ".repeat(depth), describe_stage(stage));

@@ -11,7 +11,7 @@ use crate::eval::{EvalExpr, Evaluator};
 use crate::fanout::with_streams;
 use crate::merge_sort::Source;
 use crate::ordered_aggregate::AggregateRun;
-use crate::plan::{Partial, Select, Stage};
+use crate::plan::{MergedSelect, Partial, Stage};
 use crate::projection::ProjectionRun;
 use crate::route::shards_for;
 use crate::{Column, EngineError, ExecOptions, Executor, Outcome, RowSink, Value};
@@ -192,7 +192,7 @@ pub(crate) fn finish(
 }
 
 pub(crate) async fn execute<E: Executor, S: RowSink>(
-    select: &Select,
+    select: &MergedSelect,
     keyspace: &Keyspace,
     vschema: &vschema::VSchema,
     executor: &E,

@@ -11,8 +11,8 @@
 //! weights, so the merge orders strings exactly as the backend does.
 
 use engine::{
-    Aggregate, AggregateKind, ArithOp, ComputedKind, EvalExpr, OutputColumn, Plan, Route,
-    Select as SelectPlan, SortKey, Stage,
+    Aggregate, AggregateKind, ArithOp, ComputedKind, EvalExpr, MergedSelect, OutputColumn, Plan,
+    Route, SortKey, Stage,
 };
 use sqlparser::ast::{
     DuplicateTreatment, Expr, FunctionArguments, GroupByExpr, OrderByKind, Query, Select,
@@ -397,7 +397,7 @@ impl Ctx<'_, '_> {
             items: visible,
             hidden,
         });
-        Ok(Plan::Select(SelectPlan {
+        Ok(Plan::Merge(MergedSelect {
             route: self.route(query),
             merge: keys,
             stages,
@@ -672,7 +672,7 @@ impl Ctx<'_, '_> {
             shard_group
         };
         let query = self.query(&columns, &shard_group, None, &shard_order, None);
-        Ok(Plan::Select(SelectPlan {
+        Ok(Plan::Merge(MergedSelect {
             route: self.route(query),
             merge: merge_keys,
             stages,

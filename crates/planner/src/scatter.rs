@@ -61,7 +61,7 @@ pub(crate) fn route(keyspace: &str, opcode: Opcode, query: String) -> Plan {
 
 /// A route over the shards `opcode` selects, merged at the proxy when the result needs it.
 /// `local_windows`: each shard computes the select's window functions whole.
-pub(crate) fn spread(
+pub(crate) fn route_or_merge(
     query: &Query,
     select: &Select,
     keyspace: &str,

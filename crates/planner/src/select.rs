@@ -12,7 +12,7 @@ use crate::aggregates::{find_call, AGGREGATES};
 use crate::clauses::item_expr;
 use crate::colocate::Colocation;
 use crate::routing::{opcode_for, Target};
-use crate::scatter::{route, spread};
+use crate::scatter::{route, route_or_merge};
 use crate::tables::{relations, shard_text, single_keyspace, Resolved};
 use crate::text::SourceText;
 use crate::{unsupported, Context, PlanError};
@@ -169,7 +169,7 @@ fn plan_in_place(
         return Err(unsupported("an outer join that preserves a reference table's rows, on a query that spans several shards"));
     }
     let windows = windows_are_local(query, select, |e| target.is_vindex_column(e));
-    spread(query, select, &keyspace.name, opcode, query_text, windows)
+    route_or_merge(query, select, &keyspace.name, opcode, query_text, windows)
 }
 
 /// Several sharded tables (`sharded` references), or one inside a subquery, derived table, CTE or
@@ -202,7 +202,7 @@ fn plan_colocated(
     }
     let (opcode, select) = analysis.anchored(keyspace)?;
     let windows = windows_are_local(query, select, |e| analysis.is_row_vindex_column(e));
-    spread(query, select, &keyspace.name, opcode, query_text, windows)
+    route_or_merge(query, select, &keyspace.name, opcode, query_text, windows)
 }
 
 /// `Some(alias)` when the sharded table is a plain table in the top-level FROM (the alias, if it

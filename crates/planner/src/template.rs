@@ -20,10 +20,10 @@ pub fn bind(template: &Plan, literals: &[Literal], vschema: &VSchema) -> Option<
     let value = |v: &KeyValue| bound(v, literals);
     Some(match template {
         Plan::Route(r) => Plan::Route(bind_route(r, literals, vschema)?),
-        Plan::Select(s) => {
+        Plan::Merge(s) => {
             let mut s = s.clone();
             s.route = bind_route(&s.route, literals, vschema)?;
-            Plan::Select(s)
+            Plan::Merge(s)
         }
         Plan::Send(s) => {
             let mut s = s.clone();

@@ -18,7 +18,7 @@ use vschema::Keyspace;
 
 use crate::colocate::{Branch, Colocation};
 use crate::routing::narrow_in;
-use crate::scatter::{select_needs_merge, spread, NeedsMerge};
+use crate::scatter::{route_or_merge, select_needs_merge, NeedsMerge};
 use crate::text::SourceText;
 use crate::{unsupported, PlanError};
 
@@ -104,7 +104,7 @@ pub(crate) fn plan_union(
     let SetExpr::Select(select) = wrapped_query.body.as_ref() else {
         return Err(unsupported("this UNION text over several shards"));
     };
-    let mut plan = spread(
+    let mut plan = route_or_merge(
         wrapped_query,
         select,
         &keyspace.name,
@@ -116,7 +116,7 @@ pub(crate) fn plan_union(
         // The shards' statement holds the UNION's text as it is: the others get it silenced.
         let route = match &mut plan {
             Plan::Route(r) => r,
-            Plan::Select(s) => &mut s.route,
+            Plan::Merge(s) => &mut s.route,
             _ => return Err(unsupported("this UNION ALL over several shards")),
         };
         let inner = format!("({body}) AS sg_union");
