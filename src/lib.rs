@@ -1,11 +1,17 @@
 //! shardgate: a MySQL sharding proxy. This crate is the glue between the wire protocol
-//! (`frontend`), the planner, the engine and the backend pools, plus the command line.
+//! (`frontend`), the planner, the engine and the backend pools, plus the command line
+//! (`main.rs`). Its modules, in the order a statement meets them:
 //!
-//! - `gate`: each client statement → session handling or plan → engine → client.
-//! - `session`: per-connection state.
-//! - `sysvars`: driver chatter the proxy answers itself.
+//! - this file: starting a proxy from its config ([`start`]), reloading it.
+//! - `topology`: the reloadable snapshot served from: keyspace map, pools, shard meters, columns.
+//! - `gate`: client sessions, and each statement from the wire to the engine and back (its
+//!   submodules are listed in `gate/mod.rs`).
+//! - `session`: a connection's settings; `sysvars`: driver chatter the proxy answers itself.
+//! - `prepared`, `plan_cache`: prepared statements, and plans cached by normalised text.
+//! - `transaction`, `twopc`: transactions over several shards and their commit protocols;
+//!   `deadlock`: finds and breaks lock cycles that span shards.
 //! - `error`: the one place MySQL error codes are chosen.
-//! - `deadlock`: finds and breaks lock cycles that span shards.
+//! - `metrics`, `stats`, `admin`: Prometheus metrics, the status page's numbers, the admin HTTP.
 //! - `demo`: `shardgate demo`, local shards with sample data.
 
 pub mod admin;

@@ -1,4 +1,13 @@
-//! The glue: a client statement → session handling or plan → engine → client.
+//! The glue: a client statement → session handling or plan → engine → client. This file holds
+//! what every session shares ([`Gate`]), users and admission ([`Sessions`]) and a session's
+//! state ([`GateSession`]). A statement's way through the submodules:
+//!
+//! - `handler`: the protocol commands (`frontend::Handler`), translated.
+//! - `lifecycle`: one statement from start to end: processlist, timeout, errors, query log.
+//! - `dispatch`: statement kinds → their handlers; `planning`: plan cache and planning;
+//!   `run`: a plan executed on the session's shard connections, rows to the client.
+//! - `tx`: transactions; `set`: SET; `show`: the SHOW statements the proxy answers.
+//! - `registry`: every session as SHOW PROCESSLIST sees it, KILL, abandoning a shard.
 
 mod dispatch;
 mod handler;

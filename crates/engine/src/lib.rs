@@ -2,11 +2,17 @@
 //! an [`Executor`] (the backend pools in production, a logging fake in tests) and streams rows into
 //! a [`RowSink`] (the client connection). The engine never parses SQL.
 //!
-//! - `plan`: the primitives ([`Route`], [`Insert`], [`Send`]) and their one renderer, `describe`.
-//! - `route`, `insert`, `send`: how each primitive executes.
-//! - `fanout`: running one statement on several shards at once and concatenating their rows.
-//! - `join`: the nested-loop join across shards; `pullout`: running a subquery first and turning
-//!   its rows into SQL.
+//! - `plan`: the primitives ([`Route`], [`Insert`], [`Send`], [`MergedSelect`], [`Join`],
+//!   [`PullOut`], [`Derived`], [`OwnedWrite`]) and their one renderer, `describe`.
+//! - `route`, `insert`, `send`: how the simple primitives execute; `fanout`: one statement on
+//!   several shards at once, their rows concatenated.
+//! - `select`: a merged SELECT, from `merge_sort` (the shards' streams, merged k-way) through
+//!   `ordered_aggregate` (partial aggregates combined), `eval` (expressions at the proxy, with
+//!   `compare`, `collation` and `decimal`) and `projection` (the client's columns).
+//! - `join`: the nested-loop join across shards; `pullout`: a subquery run first, its rows
+//!   turned into SQL; `derived`: a derived table's rows through the outer query's stages.
+//! - `lookup`, `owned_write`: lookup vindexes, and writes to tables that own them.
+//! - `literal`: values written as SQL for the shards, one escaping policy.
 
 mod collation;
 mod compare;

@@ -6,9 +6,12 @@
 //! Supported: `a [INNER | LEFT] JOIN b ON ...` or `FROM a, b WHERE ...`, with at least one
 //! equality between an expression of each table; every column qualified (`qualify` does that
 //! first for unqualified ones, from the shards' column lists); select items, WHERE
-//! and ON conjuncts each over one table; ORDER BY and LIMIT (sorted at the proxy, bounded).
-//! Refused (1235): aggregates, GROUP BY, DISTINCT, HAVING, `*`, conditions over both tables other
-//! than equalities, and for LEFT JOIN, conditions that are not on the right table in ON.
+//! and ON conjuncts each over one table; `*` and `t.*`; ORDER BY and LIMIT (sorted at the proxy,
+//! bounded); GROUP BY, HAVING and the aggregates COUNT, SUM, MIN, MAX and AVG (COUNT and SUM
+//! also DISTINCT), combined at the proxy from per-row partials (`aggregates`).
+//! Refused (1235): SELECT DISTINCT, other aggregates, expressions over an aggregate, GROUP BY a
+//! position, conditions over both tables other than equalities, and for LEFT JOIN, conditions
+//! that are not on the right table in ON.
 
 use std::ops::ControlFlow;
 

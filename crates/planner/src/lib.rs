@@ -1,15 +1,25 @@
 //! SQL → [`Plan`]. Pure and synchronous: a parsed statement, its original text and the VSchema in,
 //! a plan (or a reason it cannot be planned) out. It never touches a socket.
 //!
-//! - `tables`: resolving table names to keyspaces and placements.
-//! - `text`: mapping parser spans back to the client's text, so statements are forwarded as the
-//!   client wrote them (the parser's printer loses comments and backslash escapes).
-//! - `routing`: finding vindex values in a WHERE clause.
-//! - `select`, `dml`, `ddl`: one planner per statement family. A SELECT over several tables goes
-//!   through `colocate` (can it run whole on the shards?), `union`, then `pullout` (uncorrelated
-//!   subqueries run first) and `join` (a nested loop at the proxy).
+//! In the order a statement meets them:
+//!
+//! - `executable`: executable comments (`/*!40101 … */`) resolved before anything parses.
 //! - `normalize`, `template`: the plan cache's side: statements with their literals as bind
 //!   variables, and binding a cached plan to new values.
+//! - `select`, `dml`, `ddl`: one planner per statement family (the dispatchers). A SELECT goes
+//!   through `qualify` (bare column names qualified), `cte`, `colocate` (can it run whole on the
+//!   shards?), `union`, `scatter` (concatenate, or merge at the proxy: `merge`), `derived`
+//!   (derived tables at the proxy), `pullout` (uncorrelated subqueries run first) and `join` (a
+//!   nested loop at the proxy).
+//!
+//! Leaves that the dispatchers share, importing none of them:
+//! - `tables`: resolving table names to keyspaces and placements.
+//! - `routing`: finding vindex values in a WHERE clause.
+//! - `aggregates`: which calls are aggregates, their typed classification, grouped stages.
+//! - `clauses`: a SELECT's clauses as written, and helpers over them (LIMIT, ORDER BY
+//!   positions, expressions to evaluate at the proxy).
+//! - `text`: mapping parser spans back to the client's text, so statements are forwarded as the
+//!   client wrote them (the parser's printer loses comments and backslash escapes).
 
 mod aggregates;
 mod clauses;
