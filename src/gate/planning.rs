@@ -170,11 +170,7 @@ impl GateSession {
                 Plan::Join(inner) => self.describe_join(inner).await?,
                 _ => return Ok(Vec::new()),
             };
-            let right_query = join
-                .right
-                .query
-                .replace(engine::JoinRight::MATCHES, "NULL")
-                .replace(engine::JoinRight::KEYS, "NULL");
+            let right_query = join.right.query.render(|_| "NULL");
             let right = describe(join.right.keyspace.clone(), right_query).await?;
             let width = right.len().saturating_sub(1);
             let joined = engine::JoinColumn::expand(&join.columns, left.len(), width)

@@ -265,8 +265,8 @@ impl GateSession {
             let gate = self.gate.clone();
             let topo = self.topo.clone();
             let prelude = self.session.prelude();
-            let mut sql = pull_out.template.clone();
-            for (i, subquery) in pull_out.subqueries.iter().enumerate() {
+            let mut values = Vec::with_capacity(pull_out.subqueries.len());
+            for subquery in &pull_out.subqueries {
                 let executor = SessionExecutor {
                     topo: &topo,
                     deadlocks: &gate.deadlocks,
@@ -281,8 +281,12 @@ impl GateSession {
                         EngineError::Client(e) => StatementError::Client(e),
                         e => StatementError::Sql(error::from_engine(&e)),
                     })?;
-                sql = sql.replace(&engine::PullOut::marker(i), &splice);
+                values.push(splice);
             }
+            let sql = pull_out.template.render(|hole| match hole {
+                engine::Hole::Subquery(i) => values.get(i).map_or("NULL", String::as_str),
+                engine::Hole::Matches | engine::Hole::Keys => "NULL",
+            });
             let plan = self.plan_text(&sql).await?;
             self.run(&plan, out, rename_first).await
         })

@@ -8,7 +8,7 @@ use vschema::VSchema;
 
 use crate::eval::Evaluator;
 use crate::lookup::key_value;
-use crate::plan::{Join, JoinColumn, JoinRight, Opcode, Route};
+use crate::plan::{Hole, Join, JoinColumn, JoinRight, Opcode, Route};
 use crate::pullout::{collect_at_most, literal};
 use crate::select::{build, finish, push, Flow};
 use crate::{Collected, Column, EngineError, ExecOptions, Executor, Outcome, RowSink, Value};
@@ -201,10 +201,11 @@ async fn run_right<E: Executor>(
         let list: Vec<String> = keyed.keys.iter().map(|k| tuple(k)).collect();
         (tests.join(", "), list.join(", "))
     };
-    let query = right
-        .query
-        .replace(JoinRight::MATCHES, &matches)
-        .replace(JoinRight::KEYS, &list);
+    let query = right.query.render(|hole| match hole {
+        Hole::Matches => matches.as_str(),
+        Hole::Keys => list.as_str(),
+        Hole::Subquery(_) => "NULL",
+    });
     let opcode = match &right.vindex {
         _ if keyed.keys.is_empty() => match right.opcode {
             Opcode::Unsharded => Opcode::Unsharded,

@@ -73,14 +73,102 @@ impl JoinColumn {
     }
 }
 
+/// SQL with typed holes that execution fills: a pulled-out subquery's values, a join batch's
+/// keys. The text around the holes is never searched for markers, so whatever a client's
+/// strings hold stays as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqlTemplate {
+    /// The text before each hole, then the text after the last: one more than `holes`.
+    texts: Vec<String>,
+    holes: Vec<Hole>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hole {
+    /// The values of [`PullOut`] subquery `i`, inside its parentheses.
+    Subquery(usize),
+    /// A join's per-key match tests ([`JoinRight`]).
+    Matches,
+    /// The key list of a join's `IN` ([`JoinRight`]).
+    Keys,
+}
+
+impl SqlTemplate {
+    pub fn push_str(&mut self, text: &str) {
+        self.texts
+            .last_mut()
+            .expect("a template has a text after its last hole")
+            .push_str(text);
+    }
+
+    pub fn push_hole(&mut self, hole: Hole) {
+        self.holes.push(hole);
+        self.texts.push(String::new());
+    }
+
+    /// The SQL with each hole filled by `fill`.
+    pub fn render<S: AsRef<str>>(&self, mut fill: impl FnMut(Hole) -> S) -> String {
+        let mut out = String::with_capacity(self.texts.iter().map(String::len).sum::<usize>());
+        for (i, text) in self.texts.iter().enumerate() {
+            out.push_str(text);
+            if let Some(hole) = self.holes.get(i) {
+                out.push_str(fill(*hole).as_ref());
+            }
+        }
+        out
+    }
+
+    /// The template with each text between holes rewritten by `f` (`None` if any fails).
+    pub fn map_texts(&self, f: impl FnMut(&str) -> Option<String>) -> Option<SqlTemplate> {
+        Some(SqlTemplate {
+            texts: self
+                .texts
+                .iter()
+                .map(|t| t.as_str())
+                .map(f)
+                .collect::<Option<_>>()?,
+            holes: self.holes.clone(),
+        })
+    }
+}
+
+impl Default for SqlTemplate {
+    fn default() -> Self {
+        SqlTemplate {
+            texts: vec![String::new()],
+            holes: Vec::new(),
+        }
+    }
+}
+
+impl From<&str> for SqlTemplate {
+    fn from(text: &str) -> Self {
+        SqlTemplate {
+            texts: vec![text.to_string()],
+            holes: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Display for SqlTemplate {
+    /// With its holes named (`<subquery 0>`, `<matches>`, `<keys>`), as plans are printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.render(|hole| match hole {
+            Hole::Subquery(i) => format!("<subquery {i}>"),
+            Hole::Matches => "<matches>".to_string(),
+            Hole::Keys => "<keys>".to_string(),
+        }))
+    }
+}
+
 /// The right side of a [`Join`]: one query per batch of keys. Its last column lists, for each row,
 /// the batch's keys it matched (MySQL compares them, under the column's collation).
 #[derive(Debug, Clone, PartialEq)]
 pub struct JoinRight {
     pub keyspace: String,
-    /// The query with [`JoinRight::MATCHES`] (where the per-key match tests go) and
-    /// [`JoinRight::KEYS`] (the key list of its `IN`).
-    pub query: String,
+    /// The query, with the holes [`Hole::Matches`] (where the per-key match tests go) and
+    /// [`Hole::Keys`] (the key list of its `IN`).
+    pub query: SqlTemplate,
     /// The right table's join key expressions, as SQL, in key order.
     pub keys: Vec<String>,
     /// The shards to ask: the owners of the first key's values under this vindex (when it is the
@@ -89,27 +177,13 @@ pub struct JoinRight {
     pub opcode: Opcode,
 }
 
-impl JoinRight {
-    pub const MATCHES: &'static str = "\u{1}matches\u{1}";
-    pub const KEYS: &'static str = "\u{1}keys\u{1}";
-}
-
-/// Uncorrelated subqueries that run before the statement using them: each result is spliced into
-/// `template` as literals, where its marker stands in for the subquery's text, and the statement
-/// is then planned and run like any other (so an `IN` list it yields routes by its values).
+/// Uncorrelated subqueries that run before the statement using them: each result fills its
+/// [`Hole::Subquery`] of `template` as literals, and the statement is then planned and run like
+/// any other (so an `IN` list it yields routes by its values).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PullOut {
     pub subqueries: Vec<Pulled>,
-    pub template: String,
-}
-
-impl PullOut {
-    /// What stands for subquery `i` (the text inside its parentheses) in the template. A control
-    /// character cannot appear in SQL text outside a string, and the template's strings are the
-    /// client's own.
-    pub fn marker(i: usize) -> String {
-        format!("\u{1}{i}\u{1}")
-    }
+    pub template: SqlTemplate,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -618,11 +692,7 @@ impl Plan {
                     Some(v) => format!("In vindex={} (the keys' shards)", v.name),
                     None => j.right.opcode.name().to_string(),
                 };
-                let query = j
-                    .right
-                    .query
-                    .replace(JoinRight::MATCHES, "<matches>")
-                    .replace(JoinRight::KEYS, "<keys>");
+                let query = &j.right.query;
                 let _ = write!(
                     out,
                     "\n{indent}  right: {shards} {} keys=[{}]\n{indent}    query: {query}",
@@ -638,10 +708,7 @@ impl Plan {
                         let _ = write!(out, "\n    {line}");
                     }
                 }
-                let template = (0..p.subqueries.len()).fold(p.template.clone(), |t, i| {
-                    t.replace(&PullOut::marker(i), &format!("<subquery {i}>"))
-                });
-                let _ = write!(out, "\n  then: {template}");
+                let _ = write!(out, "\n  then: {}", p.template);
             }
             Plan::Merge(select) => {
                 let mut depth = 0;
@@ -741,5 +808,32 @@ fn describe_stage(stage: &Stage) -> String {
                 .collect();
             format!("Projection [{}]", cols.join(", "))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Holes are typed: text around them is never searched, whatever a client's string holds
+    /// (control characters included, which the markers of old were made of).
+    #[test]
+    fn templates_fill_holes_only() {
+        let mut t = SqlTemplate::from("SELECT '\u{1}0\u{1}' FROM t WHERE a IN (");
+        t.push_hole(Hole::Subquery(0));
+        t.push_str(") AND b = '?1'");
+        assert_eq!(
+            t.render(|_| "1, 2"),
+            "SELECT '\u{1}0\u{1}' FROM t WHERE a IN (1, 2) AND b = '?1'"
+        );
+        assert_eq!(
+            t.to_string(),
+            "SELECT '\u{1}0\u{1}' FROM t WHERE a IN (<subquery 0>) AND b = '?1'"
+        );
+        let upper = t.map_texts(|s| Some(s.to_uppercase())).unwrap();
+        assert_eq!(
+            upper.render(|_| "x"),
+            "SELECT '\u{1}0\u{1}' FROM T WHERE A IN (x) AND B = '?1'"
+        );
     }
 }

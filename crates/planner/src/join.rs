@@ -15,7 +15,10 @@
 
 use std::ops::ControlFlow;
 
-use engine::{EvalExpr, Join, JoinColumn, JoinRight, Opcode, OutputColumn, Plan, SortKey, Stage};
+use engine::{
+    EvalExpr, Hole, Join, JoinColumn, JoinRight, Opcode, OutputColumn, Plan, SortKey, SqlTemplate,
+    Stage,
+};
 use sqlparser::ast::{
     BinaryOperator, Expr, GroupByExpr, JoinConstraint, JoinOperator, ObjectName, Query, Select,
     SelectItem, SelectItemQualifiedWildcardKind, SetExpr, Spanned, TableFactor, TableWithJoins,
@@ -415,9 +418,6 @@ fn plan(
     right_query.keys = key_pairs.iter().map(|(_, r, _)| r.clone()).collect();
     let right_star = right_query.items.len();
     right_query.items.append(&mut right_query.star);
-    right_query
-        .items
-        .push(format!("CONCAT_WS(',', {})", JoinRight::MATCHES));
     for c in &mut columns {
         match c {
             JoinColumn::LeftFrom(i) => *i = left_star,
@@ -425,14 +425,28 @@ fn plan(
             _ => {}
         }
     }
-    let key_list = format!("({}) IN ({})", right_query.keys.join(", "), JoinRight::KEYS);
-    right_query.conditions.push(key_list);
     let from = format!(
         "{} AS `{}`",
         right_table.name,
         right.qualifier.replace('`', "``")
     );
-    let right_sql = side_sql(&right_query, &from);
+    // Its items, then which of the batch's keys each row matched; its conditions, then the
+    // batch's keys.
+    let mut right_sql = SqlTemplate::default();
+    right_sql.push_str("SELECT ");
+    for item in &right_query.items {
+        right_sql.push_str(item);
+        right_sql.push_str(", ");
+    }
+    right_sql.push_str("CONCAT_WS(',', ");
+    right_sql.push_hole(Hole::Matches);
+    right_sql.push_str(&format!(") FROM {from} WHERE "));
+    for c in &right_query.conditions {
+        right_sql.push_str(&format!("({c}) AND "));
+    }
+    right_sql.push_str(&format!("(({}) IN (", right_query.keys.join(", ")));
+    right_sql.push_hole(Hole::Keys);
+    right_sql.push_str("))");
     Ok(Plan::Join(Join {
         left: Box::new(left_plan),
         left_keys,

@@ -6,7 +6,7 @@
 
 use std::ops::ControlFlow;
 
-use engine::{Plan, PullOut, Pulled, PulledKind};
+use engine::{Hole, Plan, PullOut, Pulled, PulledKind, SqlTemplate};
 use sqlparser::ast::{
     Expr, InTarget, ObjectName, Query, SelectItem, SetExpr, Spanned, TableFactor, Visit, Visitor,
 };
@@ -108,7 +108,10 @@ fn find(
 
 fn build(found: &[Found], source: &SourceText<'_>, ctx: &Context<'_>) -> Result<Plan, PlanError> {
     let mut subqueries = Vec::with_capacity(found.len());
-    let mut edits = Vec::with_capacity(found.len());
+    // The client's text with a hole for each subquery, and a name for each select item that
+    // is one (MySQL names it by its text).
+    let mut edits: Vec<(std::ops::Range<usize>, Result<Hole, String>)> =
+        Vec::with_capacity(found.len());
     for (i, f) in found.iter().enumerate() {
         let plan = crate::plan_text(&source.sql()[f.range.clone()], ctx)?;
         if matches!(plan, Plan::PullOut(_)) {
@@ -117,16 +120,29 @@ fn build(found: &[Found], source: &SourceText<'_>, ctx: &Context<'_>) -> Result<
             ));
         }
         subqueries.push(Pulled { plan, kind: f.kind });
-        edits.push((f.range.clone(), PullOut::marker(i)));
+        edits.push((f.range.clone(), Ok(Hole::Subquery(i))));
         if let Some((at, name)) = &f.name {
-            edits.push((*at..*at, format!(" AS `{}`", name.replace('`', "``"))));
+            edits.push((*at..*at, Err(format!(" AS `{}`", name.replace('`', "``")))));
         }
     }
+    edits.sort_by_key(|(range, _)| range.start);
+    let sql = source.sql();
+    let mut template = SqlTemplate::default();
+    let mut at = 0;
+    for (range, edit) in edits {
+        template.push_str(&sql[at..range.start]);
+        match edit {
+            Ok(hole) => template.push_hole(hole),
+            Err(text) => template.push_str(&text),
+        }
+        at = range.end;
+    }
+    template.push_str(&sql[at..]);
     // The statement must be plannable once the values are in: check it with empty results.
     crate::plan_text(&source.with_edits(stand_ins(found)), ctx)?;
     Ok(Plan::PullOut(PullOut {
         subqueries,
-        template: source.with_edits(edits),
+        template,
     }))
 }
 

@@ -54,7 +54,7 @@ pub fn bind(template: &Plan, literals: &[Literal], vschema: &VSchema) -> Option<
         Plan::Join(j) => {
             let mut j = j.clone();
             j.left = Box::new(bind(&j.left, literals, vschema)?);
-            j.right.query = text(&j.right.query)?;
+            j.right.query = j.right.query.map_texts(text)?;
             for k in &mut j.right.keys {
                 *k = text(k)?;
             }
@@ -67,7 +67,7 @@ pub fn bind(template: &Plan, literals: &[Literal], vschema: &VSchema) -> Option<
         }
         Plan::PullOut(p) => {
             let mut p = p.clone();
-            p.template = text(&p.template)?;
+            p.template = p.template.map_texts(text)?;
             for s in &mut p.subqueries {
                 s.plan = bind(&s.plan, literals, vschema)?;
             }
