@@ -13,8 +13,8 @@ impl GateSession {
         self.gate.questions.fetch_add(1, Ordering::Relaxed);
         self.topo = self.gate.topology();
         let started = Instant::now();
-        self.last_plan.0.clear();
-        self.last_plan.1 = "None";
+        self.last_plan.keyspace.clear();
+        self.last_plan.opcode = "None";
         self.last_rows = 0;
         self.entry.shards_touched.store(0, Ordering::Relaxed);
         // The statement's text outlives the work it is moved into below.
@@ -191,7 +191,7 @@ impl GateSession {
     pub(super) fn account(&self, sql: &str, elapsed: std::time::Duration, error: Option<u16>) {
         let metrics = &self.gate.metrics;
         let kind = crate::metrics::statement_kind(sql);
-        let (keyspace, opcode) = (&self.last_plan.0, self.last_plan.1);
+        let (keyspace, opcode) = (&self.last_plan.keyspace, self.last_plan.opcode);
         metrics
             .statements
             .with_label_values(&[keyspace.as_str(), kind, opcode])

@@ -287,7 +287,7 @@ impl HandlerFactory for Sessions {
             gate: self.0.clone(),
             topo,
             access,
-            last_plan: (String::new(), "None"),
+            last_plan: LastPlan::default(),
             last_rows: 0,
             session,
             tx: None,
@@ -297,13 +297,16 @@ impl HandlerFactory for Sessions {
     }
 }
 
+/// One client session. It owns all of the session's state: its settings and SQL-visible
+/// values ([`Session`]), its transaction, its prepared statements. `entry` is the part that
+/// others read and signal (SHOW PROCESSLIST, KILL, timeouts, the deadlock detector).
 pub struct GateSession {
     gate: Arc<Gate>,
     /// The topology of the statement being run (refreshed as each command starts).
     topo: Arc<Topology>,
     access: Arc<Access>,
     /// The keyspace and opcode of the last plan run, for the statement metrics.
-    last_plan: (String, &'static str),
+    last_plan: LastPlan,
     /// Rows sent or affected by the last plan run (the query log's `rows`).
     last_rows: u64,
     session: Session,
@@ -312,6 +315,22 @@ pub struct GateSession {
     entry: Arc<SessionEntry>,
     /// Prepared statements, by the id the client knows them by.
     statements: HashMap<u32, Arc<PreparedStatement>>,
+}
+
+/// Where the last plan ran, for the statement metrics.
+struct LastPlan {
+    /// Reused from statement to statement.
+    keyspace: String,
+    opcode: &'static str,
+}
+
+impl Default for LastPlan {
+    fn default() -> Self {
+        LastPlan {
+            keyspace: String::new(),
+            opcode: "None",
+        }
+    }
 }
 
 /// One statement to run: text from COM_QUERY, or a prepared statement with its values.

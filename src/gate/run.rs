@@ -142,9 +142,9 @@ impl GateSession {
             }
         }
         let (keyspace, opcode) = crate::metrics::plan_labels(plan);
-        self.last_plan.0.clear();
-        self.last_plan.0.push_str(keyspace);
-        self.last_plan.1 = opcode;
+        self.last_plan.keyspace.clear();
+        self.last_plan.keyspace.push_str(keyspace);
+        self.last_plan.opcode = opcode;
         let mut sink = ClientSink {
             out,
             started: false,
