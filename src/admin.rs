@@ -92,7 +92,7 @@ async fn reload(State(admin): State<Admin>) -> Response {
         )
             .into_response();
     };
-    match crate::reload(&admin.gate, path) {
+    match admin.gate.reload(path) {
         Ok(()) => (StatusCode::OK, "reloaded\n".to_string()).into_response(),
         Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
     }

@@ -96,23 +96,6 @@ impl Running {
     }
 }
 
-/// Re-reads the config at `path` and, if it is valid, swaps the keyspaces and their pools in
-/// one step; an invalid file changes nothing. Statements already running finish on the old
-/// topology. Server settings (addresses, limits) and users take effect at the next start.
-pub fn reload(gate: &Gate, path: &Path) -> Result<(), vschema::ConfigError> {
-    match vschema::load_config(path) {
-        Ok(config) => {
-            gate.replace_topology(config.vschema);
-            tracing::info!(config = %path.display(), "reloaded the keyspaces");
-            Ok(())
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "reload refused: the config is invalid; keeping the current one");
-            Err(e)
-        }
-    }
-}
-
 /// Binds `listen` (port 0 picks a free one) and serves `config` until stopped.
 pub async fn start(config: &Config, listen: &str) -> std::io::Result<Running> {
     start_from(config, listen, None).await

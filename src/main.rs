@@ -168,7 +168,7 @@ fn serve(path: PathBuf) -> Result<(), AnyError> {
             tokio::select! {
                 _ = hangup.recv() => {
                     // An invalid file is logged and the current config kept.
-                    let _ = shardgate::reload(&running.gate, &path);
+                    let _ = running.gate.reload(&path);
                 }
                 _ = terminate.recv() => break,
                 _ = interrupt.recv() => break,

@@ -136,6 +136,23 @@ impl Gate {
         self.topology.load_full()
     }
 
+    /// Re-reads the config at `path` and, if it is valid, swaps the keyspaces and their pools in
+    /// one step; an invalid file changes nothing. Statements already running finish on the old
+    /// topology. Server settings (addresses, limits) and users take effect at the next start.
+    pub fn reload(&self, path: &std::path::Path) -> Result<(), vschema::ConfigError> {
+        match vschema::load_config(path) {
+            Ok(config) => {
+                self.replace_topology(config.vschema);
+                tracing::info!(config = %path.display(), "reloaded the keyspaces");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reload refused: the config is invalid; keeping the current one");
+                Err(e)
+            }
+        }
+    }
+
     /// Validates nothing: `vschema` comes from a validated config. Pools of shards whose address
     /// and pool size did not change are kept (with their connections); the others are new, and
     /// the old ones close as their last connections come back.
