@@ -48,7 +48,7 @@ impl GateSession {
         sql: &str,
         out: &mut ResultWriter<'_>,
     ) -> Result<(), StatementError> {
-        let sql = planner::resolve_executable_comments(sql, self.topo.server_kind());
+        let sql = self.resolve_comments(sql);
         let sql = sql.trim().trim_end_matches(';').trim_end();
         self.check_backslashes(sql)?;
         if self.session.target_shard.is_none() {
@@ -60,6 +60,15 @@ impl GateSession {
             }
         }
         self.parsed_statement(sql, out, None).await
+    }
+
+    /// `sql` with its executable comments resolved as the servers behind the proxy would
+    /// (asked of the pools only when there is a comment).
+    pub(super) fn resolve_comments<'s>(&self, sql: &'s str) -> std::borrow::Cow<'s, str> {
+        if !sql.contains("/*") {
+            return std::borrow::Cow::Borrowed(sql);
+        }
+        planner::resolve_executable_comments(sql, self.gate.topology().server_kind())
     }
 
     /// Refuses what the planner would read otherwise than the shards: a backslash under

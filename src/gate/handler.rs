@@ -12,8 +12,7 @@ impl Handler for GateSession {
         // Split after resolving executable comments: a `;` may stand in one.
         let resolved;
         let parts = if several {
-            resolved =
-                planner::resolve_executable_comments(sql, self.gate.topology().server_kind());
+            resolved = self.resolve_comments(sql);
             planner::split_statements(&resolved)
         } else {
             Vec::new()
@@ -82,7 +81,7 @@ impl Handler for GateSession {
 
     async fn prepare(&mut self, id: u32, sql: &str) -> Result<frontend::Prepared, SqlError> {
         self.topo = self.gate.topology();
-        let sql = planner::resolve_executable_comments(sql, self.topo.server_kind());
+        let sql = self.resolve_comments(sql);
         let sql = sql.trim().trim_end_matches(';').trim_end();
         self.check_backslashes(sql)?;
         let stmt = Arc::new(PreparedStatement::new(sql));
