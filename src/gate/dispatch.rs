@@ -1,7 +1,18 @@
 //! Statement kinds → their handlers: the plan cache's fast path, then the parsed statement
 //! (USE, SET, transactions, SHOW, KILL, EXPLAIN) or a plan to run.
 
-use super::*;
+use engine::{Plan, Value};
+use frontend::{Handler, OkInfo, ResultWriter, SqlError};
+use planner::Literal;
+use sqlparser::ast::{SetExpr, Statement, Use};
+use sqlparser::dialect::MySqlDialect;
+use sqlparser::parser::Parser;
+
+use crate::prepared::PreparedStatement;
+use crate::transaction::{SavepointOp, TxMode};
+use crate::{error, sysvars};
+
+use super::{CacheMiss, GateSession, StatementError};
 
 impl GateSession {
     /// `USE ks`, `USE ks:shard` (target one shard, like Vitess), `USE ks@primary`.

@@ -1,7 +1,19 @@
 //! The `frontend::Handler` of a session: each protocol command, translated to the gate's
 //! statement handling.
 
-use super::*;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use engine::{Column, Plan};
+use frontend::{Handler, ResultWriter, SqlError, StatusFlags};
+use tokio::sync::Notify;
+
+use crate::prepared::PreparedStatement;
+use crate::session::Session;
+use crate::{error, prepared};
+
+use super::run::SessionExecutor;
+use super::{ClientStatement, GateSession};
 
 impl Handler for GateSession {
     async fn query(&mut self, sql: &str, out: &mut ResultWriter<'_>) -> std::io::Result<()> {

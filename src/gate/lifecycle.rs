@@ -1,7 +1,18 @@
 //! One client statement from start to end: the processlist entry, the timeout, warnings,
 //! errors and their codes, the query log and the accounting.
 
-use super::*;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use engine::{EngineError, Value};
+use frontend::ResultWriter;
+use tracing::debug;
+
+use crate::error;
+
+use super::dispatch::{is_show_warnings, writes};
+use super::registry::{kill_backend_queries, Ending, ABANDON_AFTER};
+use super::{ClientStatement, GateSession, StatementError};
 
 impl GateSession {
     /// One statement, answered through `out`; false when it failed (its ERR is written).

@@ -20,41 +20,31 @@ mod show;
 mod tx;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-
-use backend::Backends;
-use engine::{Column, EngineError, Executor as _, Plan, RowSink, Value};
-use frontend::{Handler, HandlerFactory, OkInfo, ResultWriter, SqlError, StatusFlags};
-use planner::{Literal, Normalized};
-use sqlparser::ast::{Set, SetExpr, ShowStatementFilter, Statement, Use};
-use sqlparser::dialect::MySqlDialect;
-use sqlparser::parser::Parser;
-use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
+use backend::Backends;
 use dashmap::DashMap;
+use frontend::{HandlerFactory, SqlError};
+use planner::Literal;
 use tokio::sync::Notify;
-use tracing::debug;
 use vschema::{Config, VSchema};
 
-use crate::deadlock::{Detector, TxSession, TxView};
-use crate::metrics::Metrics;
-use crate::stats::Activity;
-use crate::topology::Topology;
-
+use crate::deadlock::Detector;
 use crate::error;
-use crate::plan_cache::{Cached, PlanCache};
-use crate::prepared::{self, PreparedStatement};
+use crate::metrics::Metrics;
+use crate::plan_cache::PlanCache;
+use crate::prepared::PreparedStatement;
 use crate::session::Session;
-use crate::sysvars::{self, ServerInfo};
-use crate::transaction::{SavepointOp, Transaction, TxMode};
+use crate::stats::Activity;
+use crate::sysvars::ServerInfo;
+use crate::topology::Topology;
+use crate::transaction::{Transaction, TxMode};
 
-use dispatch::{is_show_warnings, split_share_lock, with_share_lock, writes};
 pub use registry::Process;
-use registry::{kill_backend_queries, Ending, SessionEntry, ABANDON_AFTER};
-use run::SessionExecutor;
+use registry::SessionEntry;
 
 /// What every session shares.
 pub struct Gate {

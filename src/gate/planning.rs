@@ -1,7 +1,21 @@
 //! Plans: the plan cache (normalised statements bound to cached templates), planning from
 //! the text, and the result columns COM_STMT_PREPARE describes.
 
-use super::*;
+use std::time::Instant;
+
+use engine::{Column, Plan};
+use frontend::{ResultWriter, SqlError};
+use planner::{Literal, Normalized};
+use sqlparser::ast::{SetExpr, Statement};
+use sqlparser::dialect::MySqlDialect;
+use sqlparser::parser::Parser;
+use tracing::debug;
+
+use crate::error;
+use crate::plan_cache::Cached;
+
+use super::dispatch::{split_share_lock, with_share_lock};
+use super::{CacheMiss, GateSession, StatementError};
 
 impl GateSession {
     /// A normalised statement: its cached plan bound to `literals`, or else the statement planned

@@ -1,11 +1,19 @@
 //! The registry of client sessions: what SHOW PROCESSLIST shows of each, KILL, and how a
 //! session's running statement is stopped (its timeout, a shard marked down, a deadlock).
 
-use super::*;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
-use crate::topology::ShardThread;
+use frontend::SqlError;
+use tokio::sync::Notify;
 
-use std::sync::atomic::AtomicU8;
+use crate::deadlock::{TxSession, TxView};
+use crate::error;
+use crate::metrics::Metrics;
+use crate::topology::{ShardThread, Topology};
+
+use super::{Gate, GateSession};
 
 /// One client session, as SHOW PROCESSLIST shows it.
 pub struct Process {

@@ -1,7 +1,21 @@
 //! Running a plan: the engine's executor over the session's shard connections (in its
 //! transaction, or an implicit one for writes to several shards), rows streamed to the client.
 
-use super::*;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use engine::{Column, EngineError, Plan, RowSink, Value};
+use frontend::{Handler, OkInfo, ResultWriter};
+use tracing::debug;
+
+use crate::deadlock::Detector;
+use crate::error;
+use crate::topology::Topology;
+use crate::transaction::{Transaction, TxMode};
+
+use super::registry::SessionEntry;
+use super::{GateSession, StatementError};
 
 /// Sends a session's statements to the backends: through its transaction's reserved connections
 /// when one is open, else through the pools. Counts statements per shard.

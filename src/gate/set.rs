@@ -1,7 +1,14 @@
 //! SET: session variables the proxy keeps itself (autocommit, transaction_mode), user
 //! variables, and settings replayed on every shard connection.
 
-use super::*;
+use engine::{Column, Value};
+use frontend::SqlError;
+use sqlparser::ast::Set;
+
+use crate::error;
+use crate::transaction::TxMode;
+
+use super::GateSession;
 
 impl GateSession {
     /// `SET ...`: autocommit, transaction_mode and the character set are the proxy's own; other

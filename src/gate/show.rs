@@ -1,7 +1,15 @@
 //! SHOW statements answered by the proxy: variables, processlist, warnings, tables and the
 //! SHOW SHARDGATE family.
 
-use super::*;
+use std::sync::atomic::Ordering;
+
+use engine::{Executor as _, Plan, Value};
+use frontend::{ResultWriter, SqlError};
+use sqlparser::ast::ShowStatementFilter;
+
+use crate::{error, sysvars};
+
+use super::{GateSession, StatementError};
 
 impl GateSession {
     /// `SHOW [SESSION] VARIABLES [LIKE ...]` from a backend with the session's settings, with the

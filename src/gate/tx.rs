@@ -1,7 +1,14 @@
 //! Transactions: opening one (explicitly, or by autocommit=0), savepoints, commit and
 //! rollback on every shard the transaction touched.
 
-use super::*;
+use engine::EngineError;
+use frontend::SqlError;
+
+use crate::error;
+use crate::transaction::{SavepointOp, Transaction, TxMode};
+
+use super::registry::Ending;
+use super::GateSession;
 
 impl GateSession {
     /// Opens a transaction; `start` is how each shard starts its part.
