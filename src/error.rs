@@ -148,6 +148,14 @@ pub fn wrong_value(variable: &str, value: &str) -> SqlError {
     )
 }
 
+pub fn transaction_in_progress() -> SqlError {
+    SqlError::new(
+        1568,
+        "25001",
+        "Transaction characteristics can't be changed while a transaction is in progress",
+    )
+}
+
 pub fn unknown_savepoint(name: &str) -> SqlError {
     SqlError::new(1305, "42000", format!("SAVEPOINT {name} does not exist"))
 }

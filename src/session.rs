@@ -30,6 +30,13 @@ pub struct Session {
     pub warnings: Vec<Vec<engine::Value>>,
     /// The session's sql_mode has NO_BACKSLASH_ESCAPES: a backslash in a string is itself.
     pub no_backslash_escapes: bool,
+    /// `SET SESSION TRANSACTION ISOLATION LEVEL`; `None`: the servers' default.
+    pub isolation: Option<crate::transaction::Isolation>,
+    /// `SET SESSION TRANSACTION READ ONLY`.
+    pub read_only: bool,
+    /// `SET TRANSACTION ...` without a scope: the next transaction's characteristics, as the
+    /// statement each of its shards runs before it starts.
+    pub next_transaction: Option<String>,
 }
 
 impl Session {
@@ -48,6 +55,9 @@ impl Session {
             transactions: 0,
             warnings: Vec::new(),
             no_backslash_escapes: false,
+            isolation: None,
+            read_only: false,
+            next_transaction: None,
         }
     }
 

@@ -50,8 +50,14 @@ fn sysvar(name: &str, session: &Session, info: &ServerInfo) -> Option<Local> {
             Local::Text("utf8mb4_general_ci".into())
         }
         "max_allowed_packet" => Local::Int(info.max_packet_size as i64),
-        "tx_isolation" | "transaction_isolation" => Local::Text("REPEATABLE-READ".into()),
-        "tx_read_only" | "transaction_read_only" => Local::Int(0),
+        "tx_isolation" | "transaction_isolation" => Local::Text(
+            session
+                .isolation
+                .unwrap_or(crate::transaction::Isolation::RepeatableRead)
+                .value()
+                .into(),
+        ),
+        "tx_read_only" | "transaction_read_only" => Local::Int(i64::from(session.read_only)),
         "auto_increment_increment" => Local::Int(1),
         "lower_case_table_names" => Local::Int(0),
         "wait_timeout" | "interactive_timeout" => Local::Int(28800),

@@ -11,6 +11,56 @@ use engine::EngineError;
 
 use crate::topology::{ShardThread, Topology};
 
+/// A transaction isolation level, as `SET TRANSACTION ISOLATION LEVEL` and
+/// `@@transaction_isolation` name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    ReadUncommitted,
+    ReadCommitted,
+    RepeatableRead,
+    Serializable,
+}
+
+impl Isolation {
+    const ALL: [Isolation; 4] = [
+        Isolation::ReadUncommitted,
+        Isolation::ReadCommitted,
+        Isolation::RepeatableRead,
+        Isolation::Serializable,
+    ];
+
+    /// `READ COMMITTED`: as SQL names it.
+    pub fn sql(self) -> &'static str {
+        match self {
+            Isolation::ReadUncommitted => "READ UNCOMMITTED",
+            Isolation::ReadCommitted => "READ COMMITTED",
+            Isolation::RepeatableRead => "REPEATABLE READ",
+            Isolation::Serializable => "SERIALIZABLE",
+        }
+    }
+
+    /// `READ-COMMITTED`: the variable's value.
+    pub fn value(self) -> &'static str {
+        match self {
+            Isolation::ReadUncommitted => "READ-UNCOMMITTED",
+            Isolation::ReadCommitted => "READ-COMMITTED",
+            Isolation::RepeatableRead => "REPEATABLE-READ",
+            Isolation::Serializable => "SERIALIZABLE",
+        }
+    }
+
+    /// A value of `@@transaction_isolation`: its name (either form, any case) or its number.
+    pub fn parse_value(text: &str) -> Option<Isolation> {
+        let text = text.trim().trim_matches(|c| c == '\'' || c == '"');
+        if let Ok(n) = text.parse::<usize>() {
+            return Self::ALL.get(n).copied();
+        }
+        Self::ALL
+            .into_iter()
+            .find(|i| i.value().eq_ignore_ascii_case(text) || i.sql().eq_ignore_ascii_case(text))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TxMode {
     /// All of a transaction's statements on one shard; touching a second one is an error.
@@ -62,6 +112,8 @@ pub struct Transaction {
     start: String,
     /// The session's settings, applied on each reserved connection before it starts.
     prelude: Option<String>,
+    /// `SET TRANSACTION ...` for this transaction alone, run on each shard before it starts.
+    characteristics: Option<String>,
     mode: TxMode,
     /// The shards' parts, in the order shards joined.
     conns: Mutex<Vec<Joined>>,
@@ -79,10 +131,17 @@ impl Transaction {
         self.mode
     }
 
+    /// The transaction with `SET TRANSACTION ...` run on each shard before its part starts.
+    pub fn with_characteristics(mut self, characteristics: Option<String>) -> Self {
+        self.characteristics = characteristics;
+        self
+    }
+
     pub fn new(start: &str, mode: TxMode, prelude: Option<String>, dtid: String) -> Self {
         Transaction {
             start: start.to_string(),
             prelude,
+            characteristics: None,
             mode,
             conns: Mutex::new(Vec::new()),
             savepoints: Mutex::new(Vec::new()),
@@ -207,6 +266,7 @@ impl Transaction {
         let replay: Vec<String> = self
             .prelude
             .iter()
+            .chain(&self.characteristics)
             .cloned()
             .chain(std::iter::once(match &self.dtid {
                 Some(dtid) => format!("XA START {}", Self::xid(dtid, keyspace, shard)),

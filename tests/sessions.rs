@@ -303,3 +303,113 @@ async fn processlist_and_kill() {
     assert_eq!(server_code(&err), Some(1094));
     proxy.stop().await;
 }
+
+/// Whether a transaction of `c` sees a row change that another client commits while it runs.
+async fn sees_commits_within(c: &mut mysql_async::Conn, writer: &mut mysql_async::Conn) -> bool {
+    c.query_drop("BEGIN").await.unwrap();
+    let before: Option<i64> = c.query_first("SELECT SUM(v) FROM iso").await.unwrap();
+    writer.query_drop("UPDATE iso SET v = v + 1").await.unwrap();
+    let after: Option<i64> = c.query_first("SELECT SUM(v) FROM iso").await.unwrap();
+    c.query_drop("COMMIT").await.unwrap();
+    before != after
+}
+
+/// Isolation level and access mode as tools set them (Django sends `SET SESSION TRANSACTION
+/// ISOLATION LEVEL READ COMMITTED` when it connects): with SESSION for every transaction, on
+/// whichever pooled connections serve them; without a scope, for the next transaction only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_isolation_and_access_mode() {
+    let proxy = proxy().await;
+    let mut c = client(&proxy, Some("four")).await;
+    let mut writer = client(&proxy, Some("four")).await;
+    let mut plain = client(&proxy, Some("four")).await;
+    c.query_drop("DROP TABLE IF EXISTS iso").await.unwrap();
+    c.query_drop("CREATE TABLE iso (id BIGINT PRIMARY KEY, v INT NOT NULL)")
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO iso VALUES (1, 0), (2, 0), (3, 0), (4, 0), (5, 0), (6, 0)")
+        .await
+        .unwrap();
+    assert!(
+        !sees_commits_within(&mut c, &mut writer).await,
+        "REPEATABLE READ by default"
+    );
+
+    c.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        assert!(
+            sees_commits_within(&mut c, &mut writer).await,
+            "READ COMMITTED"
+        );
+        // Another session on the same pools keeps the default.
+        assert!(!sees_commits_within(&mut plain, &mut writer).await);
+    }
+    let level: Option<(String, String)> = c
+        .query_first("SELECT @@transaction_isolation, @@tx_isolation")
+        .await
+        .unwrap();
+    assert_eq!(
+        level,
+        Some(("READ-COMMITTED".to_string(), "READ-COMMITTED".to_string()))
+    );
+
+    // The variable form, and the next transaction alone.
+    c.query_drop("SET @@session.transaction_isolation = 'REPEATABLE-READ'")
+        .await
+        .unwrap();
+    assert!(!sees_commits_within(&mut c, &mut writer).await);
+    c.query_drop("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        .await
+        .unwrap();
+    assert!(
+        sees_commits_within(&mut c, &mut writer).await,
+        "the next transaction"
+    );
+    assert!(
+        !sees_commits_within(&mut c, &mut writer).await,
+        "only the next one"
+    );
+    let e = c
+        .query_drop("SET tx_isolation = 'SOMETIMES'")
+        .await
+        .unwrap_err();
+    assert_eq!(server_code(&e), Some(1231), "{e}");
+
+    // READ ONLY, for the next transaction, then for the session.
+    c.query_drop("SET TRANSACTION READ ONLY").await.unwrap();
+    c.query_drop("BEGIN").await.unwrap();
+    let e = c.query_drop("UPDATE iso SET v = 0").await.unwrap_err();
+    assert_eq!(server_code(&e), Some(1792), "{e}");
+    c.query_drop("ROLLBACK").await.unwrap();
+    c.query_drop("BEGIN").await.unwrap();
+    c.query_drop("UPDATE iso SET v = 0").await.unwrap();
+    // Characteristics cannot change inside a transaction.
+    let e = c.query_drop("SET TRANSACTION READ ONLY").await.unwrap_err();
+    assert_eq!(server_code(&e), Some(1568), "{e}");
+    c.query_drop("COMMIT").await.unwrap();
+    c.query_drop("SET SESSION TRANSACTION READ ONLY")
+        .await
+        .unwrap();
+    let read_only: Option<i64> = c
+        .query_first("SELECT @@transaction_read_only")
+        .await
+        .unwrap();
+    assert_eq!(read_only, Some(1));
+    let e = c
+        .query_drop("UPDATE iso SET v = 1 WHERE id = 1")
+        .await
+        .unwrap_err();
+    assert_eq!(server_code(&e), Some(1792), "{e}");
+    let total: Option<i64> = plain.query_first("SELECT SUM(v) FROM iso").await.unwrap();
+    assert_eq!(total, Some(0));
+
+    // START TRANSACTION WITH CONSISTENT SNAPSHOT, which the parser does not know.
+    plain
+        .query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+        .await
+        .unwrap();
+    plain.query_drop("COMMIT").await.unwrap();
+    proxy.stop().await;
+}

@@ -156,6 +156,13 @@ impl GateSession {
                 self.set(None, sql).await?;
                 return self.ok(out).await;
             }
+            // Nor `START TRANSACTION WITH CONSISTENT SNAPSHOT`: each shard takes the client's
+            // text as it is.
+            Err(_) if planner::leading_words(sql, 2) == ["START", "TRANSACTION"] => {
+                self.end_transaction(true).await?;
+                self.begin(sql);
+                return self.ok(out).await;
+            }
             Err(e) => return Err(error::syntax(e).into()),
         };
         if statements.len() != 1 {

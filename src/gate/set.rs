@@ -3,10 +3,10 @@
 
 use engine::{Column, Value};
 use frontend::SqlError;
-use sqlparser::ast::Set;
+use sqlparser::ast::{Set, TransactionAccessMode, TransactionMode};
 
 use crate::error;
-use crate::transaction::TxMode;
+use crate::transaction::{Isolation, TxMode};
 
 use super::GateSession;
 
@@ -20,6 +20,14 @@ impl GateSession {
         if let Some(set) = set {
             if matches!(set, Set::SetNames { .. } | Set::SetNamesDefault {}) {
                 return Ok(());
+            }
+            if let Set::SetTransaction {
+                modes,
+                snapshot: None,
+                ..
+            } = set
+            {
+                return self.set_transaction(modes, sql).await;
             }
             if !matches!(
                 set,
@@ -47,6 +55,21 @@ impl GateSession {
                     }
                     self.session.autocommit = on;
                 }
+                "tx_isolation" | "transaction_isolation" => {
+                    let value = self.evaluated(value).await?;
+                    let isolation = Isolation::parse_value(&value)
+                        .ok_or_else(|| error::wrong_value(var, value.trim_matches('\'')))?;
+                    self.set_isolation(isolation).await?;
+                }
+                "tx_read_only" | "transaction_read_only" => {
+                    let value = self.evaluated(value).await?;
+                    let read_only = match value.trim_matches('\'').to_ascii_lowercase().as_str() {
+                        "1" | "on" | "true" => true,
+                        "0" | "off" | "false" => false,
+                        other => return Err(error::wrong_value(var, other)),
+                    };
+                    self.set_read_only(read_only).await?;
+                }
                 "transaction_mode" => {
                     let mode = value
                         .trim()
@@ -68,13 +91,7 @@ impl GateSession {
                     self.session.remember(var, literal);
                 }
                 _ => {
-                    // A value read from a variable (`SET sql_mode = @OLD_SQL_MODE`) is taken now:
-                    // the shards' connections that replay the setting do not hold the variable.
-                    let value = if value.contains('@') {
-                        self.evaluate(&value).await?
-                    } else {
-                        value
-                    };
+                    let value = self.evaluated(value).await?;
                     // Checked by a backend with the session's settings so far; MySQL's error if not.
                     let check = format!("SET {var} = {value}");
                     self.backend_statement(&check).await?;
@@ -95,6 +112,95 @@ impl GateSession {
             }
         }
         Ok(())
+    }
+
+    /// A value read from a variable (`SET sql_mode = @OLD_SQL_MODE`) taken now, as a literal:
+    /// the shards' connections that replay the setting do not hold the variable.
+    async fn evaluated(&self, value: String) -> Result<String, SqlError> {
+        if value.contains('@') {
+            self.evaluate(&value).await
+        } else {
+            Ok(value)
+        }
+    }
+
+    /// `SET [SESSION | GLOBAL] TRANSACTION ...` (the parser drops the scope: the text has it).
+    /// With SESSION, for every transaction from now on; without, for the next one only.
+    async fn set_transaction(
+        &mut self,
+        modes: &[TransactionMode],
+        sql: &str,
+    ) -> Result<(), SqlError> {
+        let scope = planner::leading_words(sql, 2).pop().unwrap_or_default();
+        match scope.as_str() {
+            "SESSION" | "LOCAL" => {
+                for mode in modes {
+                    match mode {
+                        TransactionMode::IsolationLevel(level) => {
+                            let isolation =
+                                Isolation::parse_value(&level.to_string()).ok_or_else(|| {
+                                    error::unsupported(format!("ISOLATION LEVEL {level}"))
+                                })?;
+                            self.set_isolation(isolation).await?;
+                        }
+                        TransactionMode::AccessMode(access) => {
+                            self.set_read_only(*access == TransactionAccessMode::ReadOnly)
+                                .await?;
+                        }
+                    }
+                }
+                Ok(())
+            }
+            "TRANSACTION" => {
+                if self.tx.is_some() {
+                    return Err(error::transaction_in_progress());
+                }
+                for mode in modes {
+                    if let TransactionMode::IsolationLevel(level) = mode {
+                        Isolation::parse_value(&level.to_string()).ok_or_else(|| {
+                            error::unsupported(format!("ISOLATION LEVEL {level}"))
+                        })?;
+                    }
+                }
+                let modes: Vec<String> = modes.iter().map(ToString::to_string).collect();
+                self.session.next_transaction =
+                    Some(format!("SET TRANSACTION {}", modes.join(", ")));
+                Ok(())
+            }
+            _ => Err(error::unsupported("SET GLOBAL TRANSACTION")),
+        }
+    }
+
+    /// The session's isolation level, on every backend connection it uses from now on.
+    async fn set_isolation(&mut self, isolation: Isolation) -> Result<(), SqlError> {
+        let (name, _) = self.transaction_variables().await?;
+        self.session
+            .remember(name, format!("'{}'", isolation.value()));
+        self.session.isolation = Some(isolation);
+        Ok(())
+    }
+
+    /// The session's access mode, on every backend connection it uses from now on.
+    async fn set_read_only(&mut self, read_only: bool) -> Result<(), SqlError> {
+        let (_, name) = self.transaction_variables().await?;
+        self.session.remember(name, u8::from(read_only).to_string());
+        self.session.read_only = read_only;
+        Ok(())
+    }
+
+    /// The backends' names for the isolation level and access mode: MariaDB before 11.1 knows
+    /// only `tx_isolation` and `tx_read_only`, MySQL 8 only `transaction_*`.
+    async fn transaction_variables(&self) -> Result<(&'static str, &'static str), SqlError> {
+        if self.topo.backends.server_version().is_none() {
+            // The servers' version comes with the first connection to one.
+            self.backend_statement("DO 0").await?;
+        }
+        let kind = self.topo.server_kind();
+        Ok(if kind.mariadb && kind.version < 110100 {
+            ("tx_isolation", "tx_read_only")
+        } else {
+            ("transaction_isolation", "transaction_read_only")
+        })
     }
 
     /// Runs a statement on the default keyspace's first shard with the session's settings and

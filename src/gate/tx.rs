@@ -17,9 +17,16 @@ impl GateSession {
         self.tx = Some(tx);
     }
 
-    /// With autocommit=0, a statement outside a transaction opens one, as in MySQL.
+    /// With autocommit=0, a statement outside a transaction opens one, as in MySQL. In
+    /// autocommit the statement is a transaction of its own, which uses up the characteristics
+    /// `SET TRANSACTION` gave the next one.
     pub(super) fn ensure_transaction(&mut self) {
-        if self.tx.is_none() && !self.session.autocommit {
+        if self.tx.is_some() {
+            return;
+        }
+        if self.session.autocommit {
+            self.session.next_transaction = None;
+        } else {
             self.begin("START TRANSACTION");
         }
     }
@@ -37,6 +44,7 @@ impl GateSession {
             self.gate.xid_prefix, self.session.conn_id, self.session.transactions
         );
         Transaction::new(start, mode, self.session.prelude(), dtid)
+            .with_characteristics(self.session.next_transaction.take())
     }
 
     /// Ends the open transaction (if any) with COMMIT or ROLLBACK on every shard it touched.

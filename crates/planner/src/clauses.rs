@@ -322,6 +322,20 @@ pub(crate) fn write_target(sql: &str) -> Option<(&str, Option<&str>)> {
     Some((table, filter))
 }
 
+/// The first words of a statement, upper case, comments left out (`SET SESSION TRANSACTION`
+/// and `SET TRANSACTION` parse alike; `START TRANSACTION WITH CONSISTENT SNAPSHOT` not at all).
+pub fn leading_words(sql: &str, n: usize) -> Vec<String> {
+    tokens(sql)
+        .unwrap_or_default()
+        .iter()
+        .take(n)
+        .map(|t| match word(&t.token) {
+            Some((_, w)) => w,
+            None => t.token.to_string(),
+        })
+        .collect()
+}
+
 /// The statements of a multi-statement query, split at semicolons outside parentheses (quotes
 /// and comments are tokens, so their semicolons do not count). Empty statements are dropped.
 pub fn split_statements(sql: &str) -> Vec<&str> {
