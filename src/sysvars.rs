@@ -5,7 +5,7 @@
 
 use engine::{Column, Value};
 use mysql_common::constants::{ColumnFlags, ColumnType};
-use sqlparser::ast::{Expr, FunctionArguments, Query, SelectItem, SetExpr, Spanned};
+use sqlparser::ast::{Expr, FunctionArguments, Query, SelectItem, SetExpr};
 
 use crate::session::Session;
 
@@ -155,22 +155,45 @@ fn is_session_state(expr: &Expr) -> bool {
     }
 }
 
+/// Whether session state (DATABASE(), LAST_INSERT_ID(), ...) appears anywhere in `expr`, which a
+/// shard would answer with its own.
+fn holds_session_state(expr: &Expr) -> bool {
+    sqlparser::ast::visit_expressions(expr, |e: &Expr| {
+        if is_session_state(e) {
+            std::ops::ControlFlow::Break(())
+        } else {
+            std::ops::ControlFlow::Continue(())
+        }
+    })
+    .is_break()
+}
+
 /// Column definitions and rows the proxy answers itself.
 pub type LocalRows = (Vec<Column>, Vec<Vec<Value>>);
 
+/// How a table-less SELECT that reads server variables or session functions is answered.
+pub enum Answer {
+    /// By the proxy alone.
+    Local(LocalRows),
+    /// By a shard, given this text: the session's values written in as literals, each item
+    /// named as the client's text would name it.
+    Shard(String),
+}
+
 /// The answer to a table-less SELECT made only of values the proxy knows: column definitions and
-/// one row (none under `LIMIT 0`). `Ok(None)` when a shard should answer instead; an error when the
-/// statement mixes session state with expressions only a shard can evaluate.
+/// one row (none under `LIMIT 0`). When it mixes session state with expressions only a shard
+/// can evaluate, the text for the shard with the session's values in it; `Ok(None)` when a
+/// shard should answer the statement as it is.
 pub fn answer(
     query: &Query,
     sql: &str,
     session: &Session,
     info: &ServerInfo,
-) -> Result<Option<LocalRows>, frontend::SqlError> {
+) -> Result<Option<Answer>, frontend::SqlError> {
     let SetExpr::Select(select) = query.body.as_ref() else {
         return Ok(None);
     };
-    if !select.from.is_empty()
+    if !(select.from.is_empty() || is_dual(&select.from))
         || select.selection.is_some()
         || query.order_by.is_some()
         || query.with.is_some()
@@ -187,7 +210,7 @@ pub fn answer(
             SelectItem::ExprWithAlias { expr, alias } => (expr, Some(alias.value.clone())),
             _ => return Ok(None),
         };
-        needs_session |= is_session_state(expr);
+        needs_session |= holds_session_state(expr);
         let Some(value) = local_value(expr, session, info) else {
             all_local = false;
             continue;
@@ -202,38 +225,90 @@ pub fn answer(
         row.push(value);
     }
     if !all_local {
-        return if needs_session {
-            Err(crate::error::unsupported(
-                "session functions mixed with other expressions",
-            ))
-        } else {
-            Ok(None)
-        };
+        if !needs_session {
+            return Ok(None);
+        }
+        return with_session_values(query, sql, session, info)
+            .map(|text| Some(Answer::Shard(text)))
+            .ok_or_else(|| {
+                crate::error::unsupported("session functions mixed with other expressions")
+            });
     }
     let limit_zero = query
         .limit_clause
         .as_ref()
         .is_some_and(|l| l.to_string().trim().eq_ignore_ascii_case("LIMIT 0"));
-    Ok(Some((columns, if limit_zero { vec![] } else { vec![row] })))
+    Ok(Some(Answer::Local((
+        columns,
+        if limit_zero { vec![] } else { vec![row] },
+    ))))
+}
+
+/// `query` rendered with each session function and proxy variable replaced by its value as a
+/// literal, and each unaliased item named by its text as the client wrote it. `None` when a
+/// session value is not known here (FOUND_ROWS()).
+fn with_session_values(
+    query: &Query,
+    sql: &str,
+    session: &Session,
+    info: &ServerInfo,
+) -> Option<String> {
+    let mut query = query.clone();
+    let SetExpr::Select(select) = query.body.as_mut() else {
+        return None;
+    };
+    for item in &mut select.projection {
+        if let SelectItem::UnnamedExpr(e) = item {
+            let alias = sqlparser::ast::Ident::with_quote('`', text_of(e, sql));
+            *item = SelectItem::ExprWithAlias {
+                expr: e.clone(),
+                alias,
+            };
+        }
+    }
+    let mut unknown = false;
+    let _ = sqlparser::ast::visit_expressions_mut(&mut query, |e: &mut Expr| {
+        if is_session_state(e) || local_value(e, session, info).is_some() {
+            match local_value(e, session, info) {
+                Some(value) => *e = literal(value),
+                None => unknown = true,
+            }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    (!unknown).then(|| query.to_string())
+}
+
+fn literal(value: Local) -> Expr {
+    let value = match value {
+        Local::Text(s) => sqlparser::ast::Value::SingleQuotedString(s),
+        Local::Int(i) => sqlparser::ast::Value::Number(i.to_string(), false),
+        Local::Null => sqlparser::ast::Value::Null,
+    };
+    Expr::value(value)
 }
 
 /// The column name MySQL gives an unaliased expression: its text as the client wrote it.
 fn text_of(expr: &Expr, sql: &str) -> String {
     let source = planner::SourceText::new(sql);
-    let Some(range) = source.range(expr.span()) else {
-        return expr.to_string();
-    };
-    // A function's span ends at its name; MySQL's column name includes the `()` as typed.
-    let mut end = range.end;
-    if matches!(expr, Expr::Function(_)) {
-        let rest = &sql[end..];
-        if rest.trim_start().starts_with('(') {
-            if let Some(close) = rest.find(')') {
-                end += close + 1;
-            }
-        }
+    match planner::expr_range(expr, &source) {
+        Some(range) => sql[range].to_string(),
+        None => expr.to_string(),
     }
-    sql[range.start..end].to_string()
+}
+
+/// `FROM DUAL`, which names no table.
+fn is_dual(from: &[sqlparser::ast::TableWithJoins]) -> bool {
+    match from {
+        [t] if t.joins.is_empty() => matches!(
+            &t.relation,
+            sqlparser::ast::TableFactor::Table { name, .. }
+                if matches!(name.0.as_slice(), [part] if part.as_ident().is_some_and(
+                    |i| i.quote_style.is_none() && i.value.eq_ignore_ascii_case("dual")
+                ))
+        ),
+        _ => false,
+    }
 }
 
 pub fn text_column(name: &str) -> Column {

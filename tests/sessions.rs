@@ -413,3 +413,50 @@ async fn transaction_isolation_and_access_mode() {
     plain.query_drop("COMMIT").await.unwrap();
     proxy.stop().await;
 }
+
+/// Session functions mixed with expressions a shard evaluates (`SELECT DATABASE(),
+/// CONNECTION_ID() > 0`, as drivers and ORMs send): the session's values go in as literals, and
+/// each column is named by the client's text, as MySQL names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_functions_inside_expressions() {
+    let proxy = proxy().await;
+    let mut c = client(&proxy, Some("two")).await;
+    let sql = "SELECT DATABASE(), CONNECTION_ID() > 0, VERSION() LIKE '%shardgate%', \
+               IFNULL(DATABASE(), 'none') AS db, CONCAT(DATABASE(), '!')";
+    let mut result = c.query_iter(sql).await.unwrap();
+    let names: Vec<String> = result
+        .columns_ref()
+        .iter()
+        .map(|c| c.name_str().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "DATABASE()",
+            "CONNECTION_ID() > 0",
+            "VERSION() LIKE '%shardgate%'",
+            "db",
+            "CONCAT(DATABASE(), '!')"
+        ]
+    );
+    let rows: Vec<(String, i64, i64, String, String)> = result.collect().await.unwrap();
+    drop(result);
+    assert_eq!(
+        rows,
+        [(
+            "two".to_string(),
+            1,
+            1,
+            "two".to_string(),
+            "two!".to_string()
+        )]
+    );
+    // No database selected: DATABASE() is NULL, here and in FROM DUAL.
+    let mut none = client(&proxy, None).await;
+    let row: Option<(String, i64)> = none
+        .query_first("SELECT IFNULL(DATABASE(), 'none'), 1 FROM DUAL")
+        .await
+        .unwrap();
+    assert_eq!(row, Some(("none".to_string(), 1)));
+    proxy.stop().await;
+}

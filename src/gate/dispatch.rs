@@ -298,13 +298,16 @@ impl GateSession {
             Statement::ShowVariables { global: false, .. } => {
                 return self.show_variables(sql, out).await
             }
-            Statement::Query(q) => {
-                if let Some((columns, rows)) =
-                    sysvars::answer(q, sql, &self.session, &self.gate.info)?
-                {
-                    return self.local_rows(out, columns, rows).await;
+            Statement::Query(q) => match sysvars::answer(q, sql, &self.session, &self.gate.info)? {
+                Some(sysvars::Answer::Local((columns, rows))) => {
+                    return self.local_rows(out, columns, rows).await
                 }
-            }
+                Some(sysvars::Answer::Shard(text)) => {
+                    let plan = self.plan_text(&text).await?;
+                    return self.run(&plan, out, None).await;
+                }
+                None => {}
+            },
             _ => {}
         }
         let plan = match (&self.session.keyspace, &self.session.target_shard) {

@@ -585,3 +585,6 @@ SELECT * FROM misc ORDER BY id
 DELETE FROM misc WHERE id = 1 /*!40100 AND v = 10 */
 DELETE /*!40100 FROM misc */ WHERE id = 2
 SELECT COUNT(*) FROM misc
+# --- DUAL names no table
+SELECT 1 FROM DUAL
+SELECT 1 + 1 AS two, 'x' FROM dual WHERE 1 = 1

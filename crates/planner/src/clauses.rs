@@ -465,7 +465,7 @@ pub(crate) fn expr_text(expr: &Expr, source: &SourceText<'_>) -> Result<String, 
 
 /// Where an expression's text is in the client's statement (the parser's spans can stop short
 /// of closing parentheses), checked to parse back to the same expression.
-pub(crate) fn expr_range(expr: &Expr, source: &SourceText<'_>) -> Option<std::ops::Range<usize>> {
+pub fn expr_range(expr: &Expr, source: &SourceText<'_>) -> Option<std::ops::Range<usize>> {
     let range = source
         .range(expr.span())
         .and_then(|r| crate::text::balanced(source.sql(), r.start, r.end))?;

@@ -46,7 +46,7 @@ use engine::Plan;
 use sqlparser::ast::Statement;
 use vschema::{VSchema, VindexError};
 
-pub use clauses::{leading_words, set_assignments, split_statements};
+pub use clauses::{expr_range, leading_words, set_assignments, split_statements};
 pub use ddl::definition_route;
 pub use executable::{resolve as resolve_executable_comments, ServerKind};
 pub use normalize::{

@@ -103,10 +103,15 @@ pub(crate) fn relations<'a>(
     names
         .iter()
         .filter(|n| {
-            !(n.0.len() == 1
-                && ctes
-                    .iter()
-                    .any(|c| n.0[0].as_ident().is_some_and(|i| &i.value == c)))
+            let single = match n.0.as_slice() {
+                [part] => part.as_ident(),
+                _ => None,
+            };
+            // `FROM DUAL` names no table (a backquoted `dual` does).
+            let dual = single
+                .is_some_and(|i| i.quote_style.is_none() && i.value.eq_ignore_ascii_case("dual"));
+            let cte = single.is_some_and(|i| ctes.contains(&i.value));
+            !dual && !cte
         })
         .map(|n| resolve(n, ctx))
         .collect()
