@@ -460,3 +460,43 @@ async fn session_functions_inside_expressions() {
     assert_eq!(row, Some(("none".to_string(), 1)));
     proxy.stop().await;
 }
+
+/// EXPLAIN is a shard's own: the owning shard's for a statement on one shard, any one shard's for
+/// a statement that runs whole on each; a plan of several steps is refused, naming VEXPLAIN.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_asks_a_shard() {
+    let proxy = proxy().await;
+    let mut c = client(&proxy, Some("two")).await;
+    c.query_drop("DROP TABLE IF EXISTS iso").await.unwrap();
+    c.query_drop("CREATE TABLE iso (id BIGINT PRIMARY KEY, v INT NOT NULL)")
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO iso VALUES (1, 1), (2, 2), (3, 3), (4, 4)")
+        .await
+        .unwrap();
+    for sql in [
+        "EXPLAIN SELECT * FROM iso WHERE id = 3",
+        "EXPLAIN SELECT v FROM iso ORDER BY v",
+        "DESCRIBE UPDATE iso SET v = 0 WHERE id = 1",
+    ] {
+        let rows: Vec<mysql_async::Row> = c.query(sql).await.unwrap();
+        let table: Option<String> = rows.first().and_then(|r| r.get("table"));
+        assert_eq!(table.as_deref(), Some("iso"), "{sql}");
+    }
+    let json: Option<String> = c
+        .query_first("EXPLAIN FORMAT=JSON SELECT * FROM iso WHERE id = 3")
+        .await
+        .unwrap();
+    assert!(
+        json.as_deref()
+            .is_some_and(|j| j.contains("\"table_name\": \"iso\"")),
+        "{json:?}"
+    );
+    let e = c
+        .query_drop("EXPLAIN SELECT a.v FROM iso a JOIN iso b ON b.v = a.id")
+        .await
+        .unwrap_err();
+    assert_eq!(server_code(&e), Some(1235), "{e}");
+    assert!(e.to_string().contains("VEXPLAIN"), "{e}");
+    proxy.stop().await;
+}

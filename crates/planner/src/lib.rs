@@ -29,6 +29,7 @@ mod ddl;
 mod derived;
 mod dml;
 mod executable;
+mod explain;
 mod join;
 mod merge;
 mod normalize;
@@ -160,6 +161,9 @@ pub fn plan(stmt: &Statement, sql: &str, ctx: &Context<'_>) -> Result<Plan, Plan
         Statement::Insert(insert) => dml::plan_insert(stmt, insert, &source, ctx),
         Statement::Update(update) => dml::plan_update(stmt, update, &source, ctx),
         Statement::Delete(delete) => dml::plan_delete(stmt, delete, &source, ctx),
+        Statement::Explain {
+            statement, analyze, ..
+        } => explain::plan_explain(statement, *analyze, &source, ctx),
         _ => ddl::plan_other(stmt, &source, ctx),
     }
 }
