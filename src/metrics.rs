@@ -213,6 +213,24 @@ impl Metrics {
         String::from_utf8(out).unwrap_or_default()
     }
 
+    /// Client statements so far by kind (`select`, `insert`, ...), over every keyspace.
+    pub fn statements_by_kind(&self) -> std::collections::BTreeMap<String, u64> {
+        use prometheus::core::Collector;
+        let mut by_kind = std::collections::BTreeMap::new();
+        for family in self.statements.collect() {
+            for metric in family.get_metric() {
+                let kind = metric
+                    .get_label()
+                    .iter()
+                    .find(|l| l.name() == "kind")
+                    .map(|l| l.value().to_string())
+                    .unwrap_or_default();
+                *by_kind.entry(kind).or_insert(0) += metric.get_counter().get_value() as u64;
+            }
+        }
+        by_kind
+    }
+
     /// Statements sent to one shard so far.
     pub fn shard_query_count(&self, keyspace: &str, shard: &str) -> u64 {
         self.shard_queries

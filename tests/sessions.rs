@@ -500,3 +500,48 @@ async fn explain_asks_a_shard() {
     assert!(e.to_string().contains("VEXPLAIN"), "{e}");
     proxy.stop().await;
 }
+
+/// SHOW STATUS counts the proxy's own clients and statements under MySQL's names; SHOW ENGINES,
+/// PLUGINS, CHARSET and COLLATION describe the servers behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_server_descriptions() {
+    let proxy = proxy().await;
+    let mut c = client(&proxy, Some("two")).await;
+    let _others = [
+        client(&proxy, Some("two")).await,
+        client(&proxy, None).await,
+    ];
+    let status = |rows: Vec<(String, String)>, name: &str| -> u64 {
+        rows.iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("{name} in {rows:?}"))
+            .1
+            .parse()
+            .unwrap()
+    };
+    let rows: Vec<(String, String)> = c
+        .query("SHOW STATUS LIKE 'Threads_connected'")
+        .await
+        .unwrap();
+    assert_eq!(status(rows, "Threads_connected"), 3);
+    let questions = |rows| status(rows, "Questions");
+    let before = questions(c.query("SHOW GLOBAL STATUS").await.unwrap());
+    for _ in 0..5 {
+        c.query_drop("SELECT 1").await.unwrap();
+    }
+    let after = questions(c.query("SHOW GLOBAL STATUS").await.unwrap());
+    assert_eq!(after, before + 6, "five selects and one SHOW STATUS");
+
+    let engines: Vec<mysql_async::Row> = c.query("SHOW ENGINES").await.unwrap();
+    assert!(engines
+        .iter()
+        .any(|r| r.get::<String, _>(0).as_deref() == Some("InnoDB")));
+    let charsets: Vec<mysql_async::Row> = c.query("SHOW CHARSET LIKE 'utf8mb4'").await.unwrap();
+    assert_eq!(charsets.len(), 1);
+    let collations: Vec<mysql_async::Row> =
+        c.query("SHOW COLLATION LIKE 'utf8mb4_bin'").await.unwrap();
+    assert_eq!(collations.len(), 1);
+    let plugins: Vec<mysql_async::Row> = c.query("SHOW PLUGINS").await.unwrap();
+    assert!(!plugins.is_empty());
+    proxy.stop().await;
+}

@@ -253,6 +253,21 @@ impl GateSession {
                 return self.ok(out).await;
             }
             Statement::ShowProcessList { .. } => return self.show_processlist(out).await,
+            Statement::ShowStatus { .. } => return self.show_status(sql, out).await,
+            Statement::ShowCharset(_) | Statement::ShowCollation { .. } => {
+                return self.show_server(sql, out).await
+            }
+            Statement::ShowVariable { variable }
+                if matches!(
+                    variable
+                        .first()
+                        .map(|v| v.value.to_ascii_lowercase())
+                        .as_deref(),
+                    Some("engines" | "plugins" | "storage")
+                ) =>
+            {
+                return self.show_server(sql, out).await
+            }
             Statement::ShowVariable { variable }
                 if variable.first().is_some_and(|v| {
                     ["index", "indexes", "keys"].contains(&v.value.to_ascii_lowercase().as_str())

@@ -34,6 +34,62 @@ impl GateSession {
         self.local_rows(out, columns, rows).await
     }
 
+    /// `SHOW [GLOBAL | SESSION] STATUS`: a shard's list, with shardgate's own counters where
+    /// MySQL's names mean the same for the proxy (uptime, client threads, questions, Com_*).
+    pub(super) async fn show_status(
+        &mut self,
+        sql: &str,
+        out: &mut ResultWriter<'_>,
+    ) -> Result<(), StatementError> {
+        let (columns, mut rows) = self.backend_statement(sql).await?;
+        let gate = &self.gate;
+        let processes = gate.processes();
+        let mut own: Vec<(String, u64)> = vec![
+            ("Uptime".into(), gate.uptime().as_secs()),
+            ("Threads_connected".into(), processes.len() as u64),
+            (
+                "Threads_running".into(),
+                processes.iter().filter(|p| p.statement.is_some()).count() as u64,
+            ),
+            ("Questions".into(), gate.questions.load(Ordering::Relaxed)),
+            ("Queries".into(), gate.questions.load(Ordering::Relaxed)),
+            (
+                "Connections".into(),
+                gate.metrics.connections_accepted.get(),
+            ),
+            (
+                "Com_stmt_execute".into(),
+                gate.executions.load(Ordering::Relaxed),
+            ),
+        ];
+        for (kind, n) in gate.metrics.statements_by_kind() {
+            own.push((format!("Com_{kind}"), n));
+        }
+        for row in &mut rows {
+            let Some(Value::Bytes(name)) = row.first() else {
+                continue;
+            };
+            let name = String::from_utf8_lossy(name);
+            if let Some((_, n)) = own.iter().find(|(o, _)| o.eq_ignore_ascii_case(&name)) {
+                if let Some(slot) = row.get_mut(1) {
+                    *slot = Value::Bytes(n.to_string().into_bytes());
+                }
+            }
+        }
+        self.local_rows(out, columns, rows).await
+    }
+
+    /// SHOW statements about the server rather than the data (ENGINES, PLUGINS, CHARSET,
+    /// COLLATION): a shard of the default keyspace answers for the servers behind the proxy.
+    pub(super) async fn show_server(
+        &mut self,
+        sql: &str,
+        out: &mut ResultWriter<'_>,
+    ) -> Result<(), StatementError> {
+        let (columns, rows) = self.backend_statement(sql).await?;
+        self.local_rows(out, columns, rows).await
+    }
+
     pub(super) async fn show_processlist(
         &mut self,
         out: &mut ResultWriter<'_>,
