@@ -545,3 +545,46 @@ async fn status_and_server_descriptions() {
     assert!(!plugins.is_empty());
     proxy.stop().await;
 }
+
+/// SHOW TABLE STATUS, SHOW TRIGGERS and SHOW CREATE DATABASE of a keyspace (mysqldump's and
+/// IDEs' questions): one shard answers, under the keyspace's name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyspace_show_statements() {
+    let proxy = proxy().await;
+    let mut c = client(&proxy, Some("four")).await;
+    c.query_drop("DROP TABLE IF EXISTS meta").await.unwrap();
+    c.query_drop("CREATE TABLE meta (id BIGINT PRIMARY KEY) COMMENT 'described'")
+        .await
+        .unwrap();
+    for sql in [
+        "SHOW TABLE STATUS LIKE 'meta'",
+        "SHOW TABLE STATUS FROM four WHERE Name = 'meta'",
+        "SHOW TABLE STATUS IN `four` LIKE 'me%'",
+    ] {
+        let rows: Vec<mysql_async::Row> = c.query(sql).await.unwrap();
+        let described: Vec<(Option<String>, Option<String>)> = rows
+            .iter()
+            .map(|r| (r.get("Name"), r.get("Comment")))
+            .collect();
+        assert_eq!(
+            described,
+            [(Some("meta".to_string()), Some("described".to_string()))],
+            "{sql}"
+        );
+    }
+    let triggers: Vec<mysql_async::Row> = c.query("SHOW TRIGGERS FROM four").await.unwrap();
+    assert!(triggers.is_empty());
+    let create: Option<(String, String)> = c.query_first("SHOW CREATE DATABASE two").await.unwrap();
+    let (name, text) = create.unwrap();
+    assert_eq!(name, "two");
+    assert!(text.starts_with("CREATE DATABASE `two`"), "{text}");
+    let e = c
+        .query_drop("SHOW TABLE STATUS FROM nosuch")
+        .await
+        .unwrap_err();
+    assert_eq!(server_code(&e), Some(1049), "{e}");
+    let mut none = client(&proxy, None).await;
+    let e = none.query_drop("SHOW TABLE STATUS").await.unwrap_err();
+    assert_eq!(server_code(&e), Some(1046), "{e}");
+    proxy.stop().await;
+}

@@ -146,6 +146,14 @@ impl GateSession {
                 .local_rows(out, vec![sysvars::text_column("plan")], rows)
                 .await;
         }
+        // SHOW statements about a keyspace that the parser does not know.
+        if lower.starts_with("show ") {
+            let catalog = self.topo.catalog.load_full();
+            if let Some(statement) = planner::keyspace_statement(sql, &self.context(&catalog)) {
+                let statement = statement.map_err(error::from_plan)?;
+                return self.keyspace_statement(statement, out).await;
+            }
+        }
         // The parser does not know MariaDB's `LOCK IN SHARE MODE`: plan without it, send it along.
         let (sql, share_lock) = split_share_lock(sql);
         let mut statements = match Parser::parse_sql(&MySqlDialect {}, sql) {

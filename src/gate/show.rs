@@ -90,6 +90,63 @@ impl GateSession {
         self.local_rows(out, columns, rows).await
     }
 
+    /// SHOW TABLE STATUS, SHOW TRIGGERS and SHOW CREATE DATABASE of a keyspace: one shard
+    /// answers (TABLE STATUS's row counts and sizes are that shard's), under the keyspace's name.
+    pub(super) async fn keyspace_statement(
+        &mut self,
+        statement: planner::KeyspaceStatement,
+        out: &mut ResultWriter<'_>,
+    ) -> Result<(), StatementError> {
+        let name = match &statement {
+            planner::KeyspaceStatement::OnShard { keyspace, .. }
+            | planner::KeyspaceStatement::CreateDatabase { keyspace } => keyspace.clone(),
+        };
+        let topo = self.topo.clone();
+        let ks = topo
+            .vschema
+            .keyspace(&name)
+            .ok_or_else(|| error::unknown_database(&name))?;
+        match statement {
+            planner::KeyspaceStatement::OnShard { keyspace, query } => {
+                let opcode = if ks.sharded {
+                    engine::Opcode::Reference
+                } else {
+                    engine::Opcode::Unsharded
+                };
+                let plan = Plan::Route(engine::Route {
+                    keyspace,
+                    opcode,
+                    query,
+                    elsewhere: None,
+                });
+                self.run(&plan, out, None).await
+            }
+            planner::KeyspaceStatement::CreateDatabase { keyspace } => {
+                let shard = &ks.shards[0];
+                let database = &shard.primary.database;
+                let sql = format!("SHOW CREATE DATABASE `{}`", database.replace('`', "``"));
+                let mut found = engine::Collected::default();
+                topo.backends
+                    .execute(&ks.name, &shard.name, &sql, &mut found)
+                    .await
+                    .map_err(|e| error::from_engine(&e))?;
+                let shard_name = format!("CREATE DATABASE `{}`", database.replace('`', "``"));
+                let own_name = format!("CREATE DATABASE `{}`", keyspace.replace('`', "``"));
+                for row in &mut found.rows {
+                    if let Some(slot) = row.get_mut(0) {
+                        *slot = Value::Bytes(keyspace.as_bytes().to_vec());
+                    }
+                    if let Some(Value::Bytes(text)) = row.get_mut(1) {
+                        let renamed =
+                            String::from_utf8_lossy(text).replacen(&shard_name, &own_name, 1);
+                        *text = renamed.into_bytes();
+                    }
+                }
+                self.local_rows(out, found.columns, found.rows).await
+            }
+        }
+    }
+
     pub(super) async fn show_processlist(
         &mut self,
         out: &mut ResultWriter<'_>,

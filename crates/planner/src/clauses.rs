@@ -336,6 +336,35 @@ pub fn leading_words(sql: &str, n: usize) -> Vec<String> {
         .collect()
 }
 
+/// The statement's last word or quoted identifier, unquoted (`SHOW CREATE DATABASE \`ks\``).
+pub(crate) fn last_word(sql: &str) -> Option<String> {
+    match &tokens(sql)?.last()?.token {
+        Token::Word(w) => Some(w.value.clone()),
+        _ => None,
+    }
+}
+
+/// `SHOW TABLE STATUS FROM ks LIKE 'x'` → (`SHOW TABLE STATUS  LIKE 'x'`, `Some("ks")`): the
+/// statement without the `FROM | IN database` part that may follow its first `at` words (cut
+/// at its own tokens), and the database it named.
+pub(crate) fn without_from_database(sql: &str, at: usize) -> Option<(String, Option<String>)> {
+    let toks = tokens(sql)?;
+    if !matches!(
+        toks.get(at).and_then(|t| word(&t.token)),
+        Some((Keyword::FROM | Keyword::IN, _))
+    ) {
+        return Some((sql.to_string(), None));
+    }
+    let Token::Word(name) = &toks.get(at + 1)?.token else {
+        return None;
+    };
+    let (from, to) = (toks[at].range.start, toks[at + 1].range.end);
+    Some((
+        format!("{}{}", &sql[..from], &sql[to..]),
+        Some(name.value.clone()),
+    ))
+}
+
 /// The statements of a multi-statement query, split at semicolons outside parentheses (quotes
 /// and comments are tokens, so their semicolons do not count). Empty statements are dropped.
 pub fn split_statements(sql: &str) -> Vec<&str> {

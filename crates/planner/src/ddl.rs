@@ -138,3 +138,42 @@ pub(crate) fn statement_kind(stmt: &Statement) -> String {
         .collect::<Vec<_>>()
         .join(" ")
 }
+
+/// A statement about a keyspace that the parser does not know and one shard answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyspaceStatement {
+    /// `SHOW TABLE STATUS` or `SHOW TRIGGERS`, its `FROM ks` left out: `query` for any shard
+    /// of `keyspace`.
+    OnShard { keyspace: String, query: String },
+    /// `SHOW CREATE {DATABASE | SCHEMA} ks`.
+    CreateDatabase { keyspace: String },
+}
+
+/// `sql` as a [`KeyspaceStatement`]; `None` for other statements.
+pub fn keyspace_statement(
+    sql: &str,
+    ctx: &Context<'_>,
+) -> Option<Result<KeyspaceStatement, PlanError>> {
+    let words = crate::clauses::leading_words(sql, 4);
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let known = |name: &str| match ctx.vschema.keyspace(name) {
+        Some(ks) => Ok(ks.name.clone()),
+        None => Err(PlanError::UnknownKeyspace(name.to_string())),
+    };
+    match words.as_slice() {
+        ["SHOW", "CREATE", "DATABASE" | "SCHEMA", ..] => {
+            let name = crate::clauses::last_word(sql)?;
+            Some(known(&name).map(|keyspace| KeyspaceStatement::CreateDatabase { keyspace }))
+        }
+        ["SHOW", "TABLE", "STATUS", ..] | ["SHOW", "TRIGGERS", ..] => {
+            let at = if words[1] == "TABLE" { 3 } else { 2 };
+            let (query, named) = crate::clauses::without_from_database(sql, at)?;
+            let keyspace = match named {
+                Some(name) => known(&name),
+                None => ctx.keyspace.ok_or(PlanError::NoDatabase).and_then(known),
+            };
+            Some(keyspace.map(|keyspace| KeyspaceStatement::OnShard { keyspace, query }))
+        }
+        _ => None,
+    }
+}
