@@ -171,7 +171,16 @@ impl GateSession {
                 self.begin(sql);
                 return self.ok(out).await;
             }
-            Err(e) => return Err(error::syntax(e).into()),
+            Err(e) => {
+                let catalog = self.topo.catalog.load_full();
+                let Some(plan) = planner::alter_keys(sql, &self.context(&catalog)) else {
+                    return Err(error::syntax(e).into());
+                };
+                let plan = plan.map_err(error::from_plan)?;
+                // DDL commits the open transaction first, as in MySQL.
+                self.end_transaction(true).await?;
+                return self.run(&plan, out, None).await;
+            }
         };
         if statements.len() != 1 {
             return Err(error::unsupported("several statements in one query").into());

@@ -177,3 +177,39 @@ pub fn keyspace_statement(
         _ => None,
     }
 }
+
+/// `ALTER TABLE t {DISABLE | ENABLE} KEYS` (in every mysqldump file), which the parser does not
+/// know: to every shard of t's keyspace, rendered from the parsed name. `None` for other text.
+pub fn alter_keys(sql: &str, ctx: &Context<'_>) -> Option<Result<Plan, PlanError>> {
+    use sqlparser::keywords::Keyword;
+    let mut parser = sqlparser::parser::Parser::new(&sqlparser::dialect::MySqlDialect {})
+        .try_with_sql(sql)
+        .ok()?;
+    if !parser.parse_keywords(&[Keyword::ALTER, Keyword::TABLE]) {
+        return None;
+    }
+    let name = parser.parse_object_name(false).ok()?;
+    let action = parser.parse_one_of_keywords(&[Keyword::DISABLE, Keyword::ENABLE])?;
+    if !parser.parse_keyword(Keyword::KEYS)
+        || parser.peek_token().token != sqlparser::tokenizer::Token::EOF
+    {
+        return None;
+    }
+    let action = if action == Keyword::DISABLE {
+        "DISABLE"
+    } else {
+        "ENABLE"
+    };
+    Some((|| {
+        let table = resolve_for_ddl(&name, ctx)?;
+        let last = name
+            .0
+            .last()
+            .ok_or_else(|| unsupported("an empty table name"))?;
+        Ok(Plan::Send(Send {
+            keyspace: table.keyspace.name.clone(),
+            query: format!("ALTER TABLE {last} {action} KEYS"),
+            kind: SendKind::Ddl,
+        }))
+    })())
+}

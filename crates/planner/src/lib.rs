@@ -48,7 +48,7 @@ use sqlparser::ast::Statement;
 use vschema::{VSchema, VindexError};
 
 pub use clauses::{expr_range, leading_words, set_assignments, split_statements};
-pub use ddl::{definition_route, keyspace_statement, KeyspaceStatement};
+pub use ddl::{alter_keys, definition_route, keyspace_statement, KeyspaceStatement};
 pub use executable::{resolve as resolve_executable_comments, ServerKind};
 pub use normalize::{
     bind_markers, normalize, parameter_markers, substitute, Literal, LiteralKind, Normalized, Slot,
