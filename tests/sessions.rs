@@ -588,3 +588,86 @@ async fn keyspace_show_statements() {
     assert_eq!(server_code(&e), Some(1046), "{e}");
     proxy.stop().await;
 }
+
+/// information_schema for the keyspaces as the client sees them (every ORM's introspection):
+/// one shard answers with its tables narrowed to the keyspace the query names, whatever the
+/// query's own filters; a query that names no keyspace, or several, is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn information_schema_of_a_keyspace() {
+    let proxy = proxy().await;
+    let mut c = client(&proxy, Some("four")).await;
+    c.query_drop("DROP TABLE IF EXISTS schema_probe")
+        .await
+        .unwrap();
+    c.query_drop(
+        "CREATE TABLE schema_probe (id BIGINT PRIMARY KEY, name VARCHAR(20) NOT NULL UNIQUE)",
+    )
+    .await
+    .unwrap();
+    let tables: Vec<String> = c
+        .query(
+            "SELECT TABLE_NAME FROM information_schema.TABLES \
+             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'schema_probe'",
+        )
+        .await
+        .unwrap();
+    assert_eq!(tables, ["schema_probe"]);
+    let columns: Vec<(String, String)> = c
+        .query(
+            "SELECT c.COLUMN_NAME, c.COLUMN_KEY FROM information_schema.COLUMNS c \
+             WHERE c.TABLE_SCHEMA = 'four' AND c.TABLE_NAME = 'schema_probe' \
+             ORDER BY c.ORDINAL_POSITION",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        columns,
+        [
+            ("id".to_string(), "PRI".to_string()),
+            ("name".to_string(), "UNI".to_string())
+        ]
+    );
+    let schemas: Vec<String> = c
+        .query("SELECT DISTINCT TABLE_SCHEMA FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()")
+        .await
+        .unwrap();
+    assert_eq!(schemas, ["four"]);
+    // Rows of the server's other databases never show, whatever the query's filter.
+    let four: Option<i64> = c
+        .query_first("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'four'")
+        .await
+        .unwrap();
+    let any: Option<i64> = c
+        .query_first(
+            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'four' OR 1 = 1",
+        )
+        .await
+        .unwrap();
+    assert!(four.is_some_and(|n| n > 0));
+    assert_eq!(any, four);
+    // A column is named as the client spelled it.
+    let result = c
+        .query_iter(
+            "SELECT table_name FROM information_schema.tables \
+             WHERE table_schema = 'four' AND table_name = 'schema_probe'",
+        )
+        .await
+        .unwrap();
+    let name = result.columns_ref()[0].name_str().into_owned();
+    drop(result);
+    assert_eq!(name, "table_name");
+    let charsets: Vec<String> = c
+        .query("SELECT CHARACTER_SET_NAME FROM information_schema.CHARACTER_SETS WHERE CHARACTER_SET_NAME = 'utf8mb4'")
+        .await
+        .unwrap();
+    assert_eq!(charsets, ["utf8mb4"]);
+    for refused in [
+        "SELECT TABLE_NAME FROM information_schema.TABLES",
+        "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA IN ('two', 'four')",
+        "SELECT t.TABLE_NAME FROM information_schema.TABLES t JOIN schema_probe p ON p.name = t.TABLE_NAME WHERE t.TABLE_SCHEMA = 'four'",
+    ] {
+        let e = c.query_drop(refused).await.unwrap_err();
+        assert_eq!(server_code(&e), Some(1235), "{refused}: {e}");
+    }
+    proxy.stop().await;
+}

@@ -30,6 +30,7 @@ mod derived;
 mod dml;
 mod executable;
 mod explain;
+mod information_schema;
 mod join;
 mod merge;
 mod normalize;

@@ -23,6 +23,9 @@ pub(crate) fn plan_select(
     source: &SourceText<'_>,
     ctx: &Context<'_>,
 ) -> Result<Plan, PlanError> {
+    if let Some(plan) = crate::information_schema::plan(stmt, query, source, ctx) {
+        return plan;
+    }
     match plan_in_place(stmt, query, source, ctx) {
         // Subqueries that cannot run inside the statement may run before it; tables whose rows do
         // not live together may be joined at the proxy.
