@@ -156,6 +156,26 @@ pub fn transaction_in_progress() -> SqlError {
     )
 }
 
+pub fn unknown_prepared(name: &str, statement: &str) -> SqlError {
+    SqlError::new(
+        1243,
+        "HY000",
+        format!("Unknown prepared statement handler ({name}) given to {statement}"),
+    )
+}
+
+pub fn not_preparable() -> SqlError {
+    SqlError::new(
+        1295,
+        "HY000",
+        "This command is not supported in the prepared statement protocol yet",
+    )
+}
+
+pub fn wrong_execute_arguments() -> SqlError {
+    SqlError::new(1210, "HY000", "Incorrect arguments to EXECUTE")
+}
+
 pub fn unknown_savepoint(name: &str) -> SqlError {
     SqlError::new(1305, "42000", format!("SAVEPOINT {name} does not exist"))
 }

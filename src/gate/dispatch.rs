@@ -146,6 +146,15 @@ impl GateSession {
                 .local_rows(out, vec![sysvars::text_column("plan")], rows)
                 .await;
         }
+        // PREPARE, EXECUTE and DEALLOCATE PREPARE in MySQL's form, which the parser does not know.
+        if ["prepare", "execute", "deallocate", "drop"]
+            .iter()
+            .any(|w| lower.starts_with(w))
+        {
+            if let Some(statement) = planner::sql_prepared(sql) {
+                return self.sql_prepared(statement, out).await;
+            }
+        }
         // SHOW statements about a keyspace that the parser does not know.
         if lower.starts_with("show ") {
             let catalog = self.topo.catalog.load_full();

@@ -89,6 +89,7 @@ impl Handler for GateSession {
         let keyspace = self.session.keyspace.clone();
         self.session = Session::new(self.session.conn_id, &self.entry.user, keyspace);
         self.statements.clear();
+        self.named_statements.clear();
     }
 
     async fn prepare(&mut self, id: u32, sql: &str) -> Result<frontend::Prepared, SqlError> {

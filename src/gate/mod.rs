@@ -6,13 +6,15 @@
 //! - `lifecycle`: one statement from start to end: processlist, timeout, errors, query log.
 //! - `dispatch`: statement kinds → their handlers; `planning`: plan cache and planning;
 //!   `run`: a plan executed on the session's shard connections, rows to the client.
-//! - `tx`: transactions; `set`: SET; `show`: the SHOW statements the proxy answers.
+//! - `tx`: transactions; `set`: SET; `show`: the SHOW statements the proxy answers;
+//!   `prepare`: SQL-level PREPARE, EXECUTE and DEALLOCATE PREPARE.
 //! - `registry`: every session as SHOW PROCESSLIST sees it, KILL, abandoning a shard.
 
 mod dispatch;
 mod handler;
 mod lifecycle;
 mod planning;
+mod prepare;
 mod registry;
 mod run;
 mod set;
@@ -300,6 +302,7 @@ impl HandlerFactory for Sessions {
             tx: None,
             entry,
             statements: HashMap::new(),
+            named_statements: HashMap::new(),
         })
     }
 }
@@ -322,6 +325,8 @@ pub struct GateSession {
     entry: Arc<SessionEntry>,
     /// Prepared statements, by the id the client knows them by.
     statements: HashMap<u32, Arc<PreparedStatement>>,
+    /// `PREPARE s FROM ...` statements, by their name (lower case).
+    named_statements: HashMap<String, Arc<PreparedStatement>>,
 }
 
 /// Where the last plan ran, for the statement metrics.

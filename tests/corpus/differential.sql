@@ -588,3 +588,18 @@ SELECT COUNT(*) FROM misc
 # --- DUAL names no table
 SELECT 1 FROM DUAL
 SELECT 1 + 1 AS two, 'x' FROM dual WHERE 1 = 1
+# --- SQL-level prepared statements
+SET @cid = 17, @a = 7, @b = 8, @q = 2, @name = 'Ana'
+PREPARE q1 FROM 'SELECT name, city FROM customers WHERE id = ?'
+EXECUTE q1 USING @cid
+PREPARE q2 FROM 'SELECT COUNT(*), SUM(qty) FROM orders WHERE customer_id IN (?, ?) AND qty > ?'
+EXECUTE q2 USING @a, @b, @q
+PREPARE q3 FROM 'SELECT id FROM customers WHERE name = ? ORDER BY id'
+EXECUTE q3 USING @name
+SET @sql = 'SELECT COUNT(*) FROM customers WHERE score > ?'
+PREPARE q4 FROM @sql
+EXECUTE q4 USING @q
+error: EXECUTE q2 USING @a
+DEALLOCATE PREPARE q1
+error: EXECUTE q1 USING @cid
+error: DEALLOCATE PREPARE q1

@@ -365,6 +365,79 @@ pub(crate) fn without_from_database(sql: &str, at: usize) -> Option<(String, Opt
     ))
 }
 
+/// SQL-level prepared statements (`PREPARE s FROM '…'`, `EXECUTE s USING @a`,
+/// `DEALLOCATE PREPARE s`), which the parser does not know in MySQL's form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SqlPrepared {
+    /// The statement's text: a string, or the user variable (`@v`) that holds it.
+    Prepare {
+        name: String,
+        text: String,
+        from_variable: bool,
+    },
+    /// The user variables (`@a`) whose values fill the `?`s.
+    Execute {
+        name: String,
+        using: Vec<String>,
+    },
+    Deallocate {
+        name: String,
+    },
+}
+
+/// `sql` as a [`SqlPrepared`] statement; `None` for other statements.
+pub fn sql_prepared(sql: &str) -> Option<SqlPrepared> {
+    let toks = tokens(sql)?;
+    let kw = |i: usize| toks.get(i).and_then(|t| word(&t.token)).map(|(k, _)| k);
+    let name = |i: usize| match &toks.get(i)?.token {
+        Token::Word(w) => Some(w.value.to_ascii_lowercase()),
+        _ => None,
+    };
+    match kw(0)? {
+        Keyword::PREPARE if kw(2) == Some(Keyword::FROM) && toks.len() == 4 => {
+            let (text, from_variable) = match &toks[3].token {
+                Token::SingleQuotedString(s) | Token::DoubleQuotedString(s) => (s.clone(), false),
+                Token::Word(w) if w.value.starts_with('@') && w.quote_style.is_none() => {
+                    (w.value.clone(), true)
+                }
+                _ => return None,
+            };
+            Some(SqlPrepared::Prepare {
+                name: name(1)?,
+                text,
+                from_variable,
+            })
+        }
+        Keyword::EXECUTE => {
+            let mut using = Vec::new();
+            if toks.len() > 2 {
+                if kw(2) != Some(Keyword::USING) {
+                    return None;
+                }
+                for (i, t) in toks.iter().enumerate().skip(3) {
+                    match &t.token {
+                        Token::Word(w) if i % 2 == 1 && w.value.starts_with('@') => {
+                            using.push(w.value.clone())
+                        }
+                        Token::Comma if i % 2 == 0 => {}
+                        _ => return None,
+                    }
+                }
+            }
+            Some(SqlPrepared::Execute {
+                name: name(1)?,
+                using,
+            })
+        }
+        Keyword::DEALLOCATE | Keyword::DROP
+            if kw(1) == Some(Keyword::PREPARE) && toks.len() == 3 =>
+        {
+            Some(SqlPrepared::Deallocate { name: name(2)? })
+        }
+        _ => None,
+    }
+}
+
 /// The statements of a multi-statement query, split at semicolons outside parentheses (quotes
 /// and comments are tokens, so their semicolons do not count). Empty statements are dropped.
 pub fn split_statements(sql: &str) -> Vec<&str> {

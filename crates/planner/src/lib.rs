@@ -48,7 +48,9 @@ use engine::Plan;
 use sqlparser::ast::Statement;
 use vschema::{VSchema, VindexError};
 
-pub use clauses::{expr_range, leading_words, set_assignments, split_statements};
+pub use clauses::{
+    expr_range, leading_words, set_assignments, split_statements, sql_prepared, SqlPrepared,
+};
 pub use ddl::{alter_keys, definition_route, keyspace_statement, KeyspaceStatement};
 pub use executable::{resolve as resolve_executable_comments, ServerKind};
 pub use normalize::{
