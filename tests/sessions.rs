@@ -671,3 +671,36 @@ async fn information_schema_of_a_keyspace() {
     }
     proxy.stop().await;
 }
+
+/// SHOW DATABASES [LIKE] lists the keyspaces the user may use; SHOW GRANTS gives the user's
+/// privileges as the config grants them, and refuses to tell another user's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn databases_and_grants() {
+    let proxy = proxy().await;
+    let mut c = client(&proxy, None).await;
+    let all: Vec<String> = c.query("SHOW DATABASES").await.unwrap();
+    assert!(
+        ["two", "four", "main"]
+            .iter()
+            .all(|k| all.iter().any(|a| a == k)),
+        "{all:?}"
+    );
+    let some: Vec<String> = c.query("SHOW SCHEMAS LIKE 't_o'").await.unwrap();
+    assert_eq!(some, ["two"]);
+    let grants: Vec<String> = c.query("SHOW GRANTS").await.unwrap();
+    assert_eq!(
+        grants,
+        [
+            "GRANT USAGE ON *.* TO `app`@`%`",
+            "GRANT ALL PRIVILEGES ON *.* TO `app`@`%`"
+        ]
+    );
+    let same: Vec<String> = c.query("SHOW GRANTS FOR CURRENT_USER()").await.unwrap();
+    assert_eq!(same, grants);
+    let e = c
+        .query_drop("SHOW GRANTS FOR 'other'@'%'")
+        .await
+        .unwrap_err();
+    assert_eq!(server_code(&e), Some(1044), "{e}");
+    proxy.stop().await;
+}

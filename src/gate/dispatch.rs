@@ -255,17 +255,44 @@ impl GateSession {
                     .await?;
                 return self.ok(out).await;
             }
-            Statement::ShowDatabases { .. } => {
+            Statement::ShowDatabases { show_options, .. }
+            | Statement::ShowSchemas { show_options, .. } => {
+                let pattern = match &show_options.filter_position {
+                    None => None,
+                    Some(
+                        sqlparser::ast::ShowStatementFilterPosition::Suffix(
+                            sqlparser::ast::ShowStatementFilter::Like(p),
+                        )
+                        | sqlparser::ast::ShowStatementFilterPosition::Infix(
+                            sqlparser::ast::ShowStatementFilter::Like(p),
+                        ),
+                    ) => Some(p.clone()),
+                    Some(_) => {
+                        return Err(error::unsupported("SHOW DATABASES with this filter").into())
+                    }
+                };
                 let rows = self
                     .topo
                     .vschema
                     .keyspaces()
                     .filter(|k| self.access.allows(&k.name))
+                    .filter(|k| pattern.as_deref().is_none_or(|p| like(p, &k.name)))
                     .map(|k| vec![Value::Bytes(k.name.clone().into_bytes())])
                     .collect();
+                let column = match &pattern {
+                    Some(p) => format!("Database ({p})"),
+                    None => "Database".to_string(),
+                };
                 return self
-                    .local_rows(out, vec![sysvars::text_column("Database")], rows)
+                    .local_rows(out, vec![sysvars::text_column(&column)], rows)
                     .await;
+            }
+            Statement::ShowVariable { variable }
+                if variable
+                    .first()
+                    .is_some_and(|v| v.value.eq_ignore_ascii_case("grants")) =>
+            {
+                return self.show_grants(sql, out).await
             }
             Statement::ShowTables {
                 full, show_options, ..
@@ -391,6 +418,22 @@ impl GateSession {
     }
 }
 
+/// SQL's LIKE: `%` any run, `_` any one character, `\\` escapes.
+fn like(pattern: &str, text: &str) -> bool {
+    fn at(p: &[char], t: &[char]) -> bool {
+        match p.split_first() {
+            None => t.is_empty(),
+            Some(('%', rest)) => (0..=t.len()).any(|i| at(rest, &t[i..])),
+            Some(('_', rest)) => !t.is_empty() && at(rest, &t[1..]),
+            Some(('\\', [c, rest @ ..])) => t.first() == Some(c) && at(rest, &t[1..]),
+            Some((c, rest)) => t.first() == Some(c) && at(rest, &t[1..]),
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    at(&p, &t)
+}
+
 /// Whether a statement writes (refused for read-only users): by its first keyword, and for
 /// `WITH ...`, by the statement the parser finds.
 pub(super) fn writes(sql: &str) -> bool {
@@ -471,4 +514,20 @@ pub(super) fn is_ddl(stmt: &Statement) -> bool {
             | Statement::CreateIndex(_)
             | Statement::RenameTable(_)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::like;
+
+    #[test]
+    fn like_patterns() {
+        assert!(like("c%", "commerce"));
+        assert!(like("m_in", "main"));
+        assert!(like("%", ""));
+        assert!(like("a\\_b", "a_b"));
+        assert!(!like("a\\_b", "axb"));
+        assert!(!like("c%", "main"));
+        assert!(!like("main_", "main"));
+    }
 }

@@ -147,6 +147,45 @@ impl GateSession {
         }
     }
 
+    /// `SHOW GRANTS [FOR CURRENT_USER | user]`: the session user's privileges as the config
+    /// gives them (every keyspace or some, read-only or not).
+    pub(super) async fn show_grants(
+        &mut self,
+        sql: &str,
+        out: &mut ResultWriter<'_>,
+    ) -> Result<(), StatementError> {
+        let user = self.entry.user.clone();
+        let words = planner::leading_words(sql, 4);
+        if let Some(named) = words.get(3) {
+            let named = named.trim_matches(|c| c == '\'' || c == '`' || c == '"');
+            if words[2] == "FOR" && named != "CURRENT_USER" && named != user {
+                return Err(error::access_denied(&user, "mysql").into());
+            }
+        }
+        let privileges = if self.access.read_only {
+            "SELECT"
+        } else {
+            "ALL PRIVILEGES"
+        };
+        let grantee = format!("`{}`@`%`", user.replace('`', "``"));
+        let mut rows = vec![format!("GRANT USAGE ON *.* TO {grantee}")];
+        match &self.access.keyspaces {
+            None => rows.push(format!("GRANT {privileges} ON *.* TO {grantee}")),
+            Some(keyspaces) => rows.extend(keyspaces.iter().map(|ks| {
+                format!(
+                    "GRANT {privileges} ON `{}`.* TO {grantee}",
+                    ks.replace('`', "``")
+                )
+            })),
+        }
+        let rows = rows
+            .into_iter()
+            .map(|g| vec![Value::Bytes(g.into_bytes())])
+            .collect();
+        let column = sysvars::text_column(&format!("Grants for {user}@%"));
+        self.local_rows(out, vec![column], rows).await
+    }
+
     pub(super) async fn show_processlist(
         &mut self,
         out: &mut ResultWriter<'_>,
