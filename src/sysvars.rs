@@ -168,6 +168,33 @@ fn holds_session_state(expr: &Expr) -> bool {
     .is_break()
 }
 
+/// Whether a table-less SELECT uses named locks (GET_LOCK, RELEASE_LOCK, ...), which live on the
+/// connection that took them.
+pub fn uses_named_locks(query: &Query) -> bool {
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return false;
+    };
+    if !(select.from.is_empty() || is_dual(&select.from)) {
+        return false;
+    }
+    sqlparser::ast::visit_expressions(query, |e: &Expr| match e {
+        Expr::Function(f)
+            if [
+                "get_lock",
+                "release_lock",
+                "release_all_locks",
+                "is_free_lock",
+                "is_used_lock",
+            ]
+            .contains(&f.name.to_string().to_ascii_lowercase().as_str()) =>
+        {
+            std::ops::ControlFlow::Break(())
+        }
+        _ => std::ops::ControlFlow::Continue(()),
+    })
+    .is_break()
+}
+
 /// Column definitions and rows the proxy answers itself.
 pub type LocalRows = (Vec<Column>, Vec<Vec<Value>>);
 

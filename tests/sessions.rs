@@ -704,3 +704,46 @@ async fn databases_and_grants() {
     assert_eq!(server_code(&e), Some(1044), "{e}");
     proxy.stop().await;
 }
+
+/// The one value of a statement (NULL as `None`).
+async fn ask(c: &mut mysql_async::Conn, sql: &str) -> Option<i64> {
+    let v: Option<Option<i64>> = c.query_first(sql).await.unwrap();
+    v.flatten()
+}
+
+/// Named locks (GET_LOCK and friends, as Rails migrations and job queues use them) exclude
+/// each other across clients, belong to the session that took them whatever connections its
+/// other statements use, and are released when it disconnects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_locks_belong_to_their_session() {
+    let proxy = proxy().await;
+    let mut a = client(&proxy, Some("two")).await;
+    let mut b = client(&proxy, Some("two")).await;
+    assert_eq!(ask(&mut a, "SELECT GET_LOCK('migrate', 0)").await, Some(1));
+    // Other statements in between, on whatever pooled connections.
+    for _ in 0..5 {
+        a.query_drop("SELECT COUNT(*) FROM txt").await.ok();
+        b.query_drop("SELECT 1 + 1").await.unwrap();
+    }
+    assert_eq!(ask(&mut b, "SELECT GET_LOCK('migrate', 0)").await, Some(0));
+    assert_eq!(ask(&mut b, "SELECT IS_FREE_LOCK('migrate')").await, Some(0));
+    assert_eq!(
+        ask(&mut b, "SELECT RELEASE_LOCK('migrate')").await,
+        Some(0),
+        "not b's"
+    );
+    assert_eq!(ask(&mut a, "SELECT RELEASE_LOCK('migrate')").await, Some(1));
+    assert_eq!(ask(&mut b, "SELECT GET_LOCK('migrate', 0)").await, Some(1));
+    drop(b);
+    // b's disconnect released it.
+    let mut released = false;
+    for _ in 0..50 {
+        if ask(&mut a, "SELECT GET_LOCK('migrate', 0)").await == Some(1) {
+            released = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(released, "the lock of a client that left is free again");
+    proxy.stop().await;
+}

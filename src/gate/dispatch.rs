@@ -366,6 +366,9 @@ impl GateSession {
             Statement::ShowVariables { global: false, .. } => {
                 return self.show_variables(sql, out).await
             }
+            Statement::Query(q) if sysvars::uses_named_locks(q) => {
+                return self.named_lock_statement(sql, out).await
+            }
             Statement::Query(q) => match sysvars::answer(q, sql, &self.session, &self.gate.info)? {
                 Some(sysvars::Answer::Local((columns, rows))) => {
                     return self.local_rows(out, columns, rows).await

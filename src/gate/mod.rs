@@ -303,6 +303,7 @@ impl HandlerFactory for Sessions {
             entry,
             statements: HashMap::new(),
             named_statements: HashMap::new(),
+            named_locks: Vec::new(),
         })
     }
 }
@@ -327,6 +328,8 @@ pub struct GateSession {
     statements: HashMap<u32, Arc<PreparedStatement>>,
     /// `PREPARE s FROM ...` statements, by their name (lower case).
     named_statements: HashMap<String, Arc<PreparedStatement>>,
+    /// Where the session's named locks live, once it has used one.
+    named_locks: Vec<run::NamedLocks>,
 }
 
 /// Where the last plan ran, for the statement metrics.

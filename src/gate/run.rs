@@ -28,6 +28,17 @@ pub(super) struct SessionExecutor<'a> {
     pub(super) prelude: Option<&'a str>,
     /// For a write in a transaction of its own: shards one after another, in key order.
     pub(super) in_key_order: bool,
+    /// The connections that hold the session's named locks (GET_LOCK), one per keyspace.
+    pub(super) locks: &'a [NamedLocks],
+}
+
+/// The connection a session's named locks (GET_LOCK, RELEASE_LOCK, ...) live on: the first
+/// shard of a keyspace, so that every client's locks of that keyspace meet on one server, held
+/// for the session, since the server ties a lock to the connection that took it.
+pub(super) struct NamedLocks {
+    pub(super) keyspace: String,
+    pub(super) shard: String,
+    pub(super) conn: tokio::sync::Mutex<backend::PooledConn>,
 }
 
 impl engine::Executor for SessionExecutor<'_> {
@@ -67,6 +78,18 @@ impl engine::Executor for SessionExecutor<'_> {
             in_transaction = self.tx.is_some(),
             "send"
         );
+        if let Some(locks) = self
+            .locks
+            .iter()
+            .find(|l| l.keyspace == keyspace && l.shard == shard)
+        {
+            let mut conn = locks.conn.lock().await;
+            let thread = conn.id();
+            self.entry.register(keyspace, shard, thread);
+            let result = backend::run(&mut conn, shard, sql, sink).await;
+            self.entry.unregister(shard, thread);
+            return result;
+        }
         // The backend thread is registered while it runs, so KILL QUERY can reach it.
         let result = match self.tx {
             Some(tx) => {
@@ -262,6 +285,7 @@ impl GateSession {
             tx,
             prelude: prelude.as_deref(),
             in_key_order,
+            locks: &self.named_locks,
         };
         engine::execute(plan, &self.topo.vschema, &executor, sink, &self.gate.exec).await
     }
@@ -288,6 +312,7 @@ impl GateSession {
                     tx: self.tx.as_ref(),
                     prelude: prelude.as_deref(),
                     in_key_order: false,
+                    locks: &[],
                 };
                 let splice = engine::splice(subquery, &topo.vschema, &executor, &gate.exec)
                     .await
