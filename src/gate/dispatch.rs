@@ -257,35 +257,7 @@ impl GateSession {
             }
             Statement::ShowDatabases { show_options, .. }
             | Statement::ShowSchemas { show_options, .. } => {
-                let pattern = match &show_options.filter_position {
-                    None => None,
-                    Some(
-                        sqlparser::ast::ShowStatementFilterPosition::Suffix(
-                            sqlparser::ast::ShowStatementFilter::Like(p),
-                        )
-                        | sqlparser::ast::ShowStatementFilterPosition::Infix(
-                            sqlparser::ast::ShowStatementFilter::Like(p),
-                        ),
-                    ) => Some(p.clone()),
-                    Some(_) => {
-                        return Err(error::unsupported("SHOW DATABASES with this filter").into())
-                    }
-                };
-                let rows = self
-                    .topo
-                    .vschema
-                    .keyspaces()
-                    .filter(|k| self.access.allows(&k.name))
-                    .filter(|k| pattern.as_deref().is_none_or(|p| like(p, &k.name)))
-                    .map(|k| vec![Value::Bytes(k.name.clone().into_bytes())])
-                    .collect();
-                let column = match &pattern {
-                    Some(p) => format!("Database ({p})"),
-                    None => "Database".to_string(),
-                };
-                return self
-                    .local_rows(out, vec![sysvars::text_column(&column)], rows)
-                    .await;
+                return self.show_databases(show_options, out).await
             }
             Statement::ShowVariable { variable }
                 if variable
@@ -308,7 +280,7 @@ impl GateSession {
             Statement::ShowProcessList { .. } => return self.show_processlist(out).await,
             Statement::ShowStatus { .. } => return self.show_status(sql, out).await,
             Statement::ShowCharset(_) | Statement::ShowCollation { .. } => {
-                return self.show_server(sql, out).await
+                return self.show_from_shard(sql, Vec::new(), out).await
             }
             Statement::ShowVariable { variable }
                 if matches!(
@@ -319,49 +291,14 @@ impl GateSession {
                     Some("engines" | "plugins" | "storage")
                 ) =>
             {
-                return self.show_server(sql, out).await
+                return self.show_from_shard(sql, Vec::new(), out).await
             }
             Statement::ShowVariable { variable }
                 if variable.first().is_some_and(|v| {
                     ["index", "indexes", "keys"].contains(&v.value.to_ascii_lowercase().as_str())
                 }) =>
             {
-                // SHOW INDEX FROM t: the parser reads what follows FROM as it would for
-                // SHOW COLUMNS; any one shard of t's keyspace answers.
-                let b = sql.as_bytes();
-                let at = [&b" from "[..], b" in "]
-                    .iter()
-                    .filter_map(|k| {
-                        let i = b.windows(k.len()).position(|w| w.eq_ignore_ascii_case(k))?;
-                        Some(i + k.len())
-                    })
-                    .min()
-                    .ok_or_else(|| error::syntax("SHOW INDEX needs FROM table"))?;
-                let columns_sql = format!("SHOW COLUMNS FROM {}", &sql[at..]);
-                let parsed =
-                    Parser::parse_sql(&MySqlDialect {}, &columns_sql).map_err(error::syntax)?;
-                let [Statement::ShowColumns { show_options, .. }] = parsed.as_slice() else {
-                    return Err(error::unsupported("this SHOW INDEX").into());
-                };
-                let table = show_options
-                    .show_in
-                    .as_ref()
-                    .and_then(|s| s.parent_name.as_ref())
-                    .ok_or_else(|| error::syntax("SHOW INDEX needs FROM table"))?;
-                let filter = match &show_options.filter_position {
-                    Some(sqlparser::ast::ShowStatementFilterPosition::Suffix(f)) => {
-                        format!(" {f}")
-                    }
-                    Some(_) => return Err(error::unsupported("this SHOW INDEX").into()),
-                    None => String::new(),
-                };
-                let catalog = self.topo.catalog.load_full();
-                let ctx = self.context(&catalog);
-                let plan = planner::definition_route(table, &ctx, |name| {
-                    format!("SHOW INDEX FROM {name}{filter}")
-                })
-                .map_err(error::from_plan)?;
-                return self.run(&plan, out, None).await;
+                return self.show_index(sql, out).await;
             }
             Statement::ShowVariables { global: false, .. } => {
                 return self.show_variables(sql, out).await
@@ -419,22 +356,6 @@ impl GateSession {
         out.set_status(self.status());
         Ok(out.ok(&OkInfo::default()).await?)
     }
-}
-
-/// SQL's LIKE: `%` any run, `_` any one character, `\\` escapes.
-fn like(pattern: &str, text: &str) -> bool {
-    fn at(p: &[char], t: &[char]) -> bool {
-        match p.split_first() {
-            None => t.is_empty(),
-            Some(('%', rest)) => (0..=t.len()).any(|i| at(rest, &t[i..])),
-            Some(('_', rest)) => !t.is_empty() && at(rest, &t[1..]),
-            Some(('\\', [c, rest @ ..])) => t.first() == Some(c) && at(rest, &t[1..]),
-            Some((c, rest)) => t.first() == Some(c) && at(rest, &t[1..]),
-        }
-    }
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    at(&p, &t)
 }
 
 /// Whether a statement writes (refused for read-only users): by its first keyword, and for
@@ -517,20 +438,4 @@ pub(super) fn is_ddl(stmt: &Statement) -> bool {
             | Statement::CreateIndex(_)
             | Statement::RenameTable(_)
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::like;
-
-    #[test]
-    fn like_patterns() {
-        assert!(like("c%", "commerce"));
-        assert!(like("m_in", "main"));
-        assert!(like("%", ""));
-        assert!(like("a\\_b", "a_b"));
-        assert!(!like("a\\_b", "axb"));
-        assert!(!like("c%", "main"));
-        assert!(!like("main_", "main"));
-    }
 }

@@ -6,7 +6,8 @@
 //! - `lifecycle`: one statement from start to end: processlist, timeout, errors, query log.
 //! - `dispatch`: statement kinds → their handlers; `planning`: plan cache and planning;
 //!   `run`: a plan executed on the session's shard connections, rows to the client.
-//! - `tx`: transactions; `set`: SET; `show`: the SHOW statements the proxy answers;
+//! - `tx`: transactions; `set`: SET; `show`: the SHOW statements the proxy answers, and
+//!   `shardgate`: SHOW SHARDGATE;
 //!   `prepare`: SQL-level PREPARE, EXECUTE and DEALLOCATE PREPARE.
 //! - `registry`: every session as SHOW PROCESSLIST sees it, KILL, abandoning a shard.
 
@@ -18,6 +19,7 @@ mod prepare;
 mod registry;
 mod run;
 mod set;
+mod shardgate;
 mod show;
 mod tx;
 

@@ -1,11 +1,13 @@
-//! SHOW statements answered by the proxy: variables, processlist, warnings, tables and the
-//! SHOW SHARDGATE family.
+//! SHOW statements answered by the proxy, or by a shard with the proxy's own values put in:
+//! variables, status, databases, tables, indexes, grants, processlist, warnings.
 
 use std::sync::atomic::Ordering;
 
 use engine::{Executor as _, Plan, Value};
-use frontend::{ResultWriter, SqlError};
-use sqlparser::ast::ShowStatementFilter;
+use frontend::ResultWriter;
+use sqlparser::ast::{ShowStatementFilter, Statement};
+use sqlparser::dialect::MySqlDialect;
+use sqlparser::parser::Parser;
 
 use crate::{error, sysvars};
 
@@ -19,19 +21,21 @@ impl GateSession {
         sql: &str,
         out: &mut ResultWriter<'_>,
     ) -> Result<(), StatementError> {
-        let (columns, mut rows) = self.backend_statement(sql).await?;
-        for row in &mut rows {
-            let Some(Value::Bytes(name)) = row.first() else {
-                continue;
-            };
-            let name = String::from_utf8_lossy(name).into_owned();
-            if let Some(value) = sysvars::variable_text(&name, &self.session, &self.gate.info) {
-                if let Some(slot) = row.get_mut(1) {
-                    *slot = Value::Bytes(value.into_bytes());
-                }
-            }
-        }
-        self.local_rows(out, columns, rows).await
+        let own = [
+            "version",
+            "version_comment",
+            "port",
+            "socket",
+            "hostname",
+            "autocommit",
+        ]
+        .into_iter()
+        .filter_map(|name| {
+            let value = sysvars::variable_text(name, &self.session, &self.gate.info)?;
+            Some((name.to_string(), value))
+        })
+        .collect();
+        self.show_from_shard(sql, own, out).await
     }
 
     /// `SHOW [GLOBAL | SESSION] STATUS`: a shard's list, with shardgate's own counters where
@@ -41,9 +45,9 @@ impl GateSession {
         sql: &str,
         out: &mut ResultWriter<'_>,
     ) -> Result<(), StatementError> {
-        let (columns, mut rows) = self.backend_statement(sql).await?;
         let gate = &self.gate;
         let processes = gate.processes();
+        let questions = gate.questions.load(Ordering::Relaxed);
         let mut own: Vec<(String, u64)> = vec![
             ("Uptime".into(), gate.uptime().as_secs()),
             ("Threads_connected".into(), processes.len() as u64),
@@ -51,8 +55,8 @@ impl GateSession {
                 "Threads_running".into(),
                 processes.iter().filter(|p| p.statement.is_some()).count() as u64,
             ),
-            ("Questions".into(), gate.questions.load(Ordering::Relaxed)),
-            ("Queries".into(), gate.questions.load(Ordering::Relaxed)),
+            ("Questions".into(), questions),
+            ("Queries".into(), questions),
             (
                 "Connections".into(),
                 gate.metrics.connections_accepted.get(),
@@ -65,28 +69,30 @@ impl GateSession {
         for (kind, n) in gate.metrics.statements_by_kind() {
             own.push((format!("Com_{kind}"), n));
         }
+        let own = own.into_iter().map(|(n, v)| (n, v.to_string())).collect();
+        self.show_from_shard(sql, own, out).await
+    }
+
+    /// A SHOW statement that a shard of the default keyspace answers (ENGINES, PLUGINS,
+    /// CHARSET, COLLATION describe the servers behind the proxy), with the values of the rows
+    /// named in `own` (variable, value) put in: those the proxy knows better.
+    pub(super) async fn show_from_shard(
+        &mut self,
+        sql: &str,
+        own: Vec<(String, String)>,
+        out: &mut ResultWriter<'_>,
+    ) -> Result<(), StatementError> {
+        let (columns, mut rows) = self.backend_statement(sql).await?;
         for row in &mut rows {
             let Some(Value::Bytes(name)) = row.first() else {
                 continue;
             };
             let name = String::from_utf8_lossy(name);
-            if let Some((_, n)) = own.iter().find(|(o, _)| o.eq_ignore_ascii_case(&name)) {
-                if let Some(slot) = row.get_mut(1) {
-                    *slot = Value::Bytes(n.to_string().into_bytes());
-                }
+            let value = own.iter().find(|(o, _)| o.eq_ignore_ascii_case(&name));
+            if let (Some((_, value)), Some(slot)) = (value, row.get_mut(1)) {
+                *slot = Value::Bytes(value.clone().into_bytes());
             }
         }
-        self.local_rows(out, columns, rows).await
-    }
-
-    /// SHOW statements about the server rather than the data (ENGINES, PLUGINS, CHARSET,
-    /// COLLATION): a shard of the default keyspace answers for the servers behind the proxy.
-    pub(super) async fn show_server(
-        &mut self,
-        sql: &str,
-        out: &mut ResultWriter<'_>,
-    ) -> Result<(), StatementError> {
-        let (columns, rows) = self.backend_statement(sql).await?;
         self.local_rows(out, columns, rows).await
     }
 
@@ -145,6 +151,83 @@ impl GateSession {
                 self.local_rows(out, found.columns, found.rows).await
             }
         }
+    }
+
+    /// `SHOW DATABASES | SCHEMAS [LIKE ...]`: the keyspaces the user may use.
+    pub(super) async fn show_databases(
+        &mut self,
+        show_options: &sqlparser::ast::ShowStatementOptions,
+        out: &mut ResultWriter<'_>,
+    ) -> Result<(), StatementError> {
+        let pattern = match &show_options.filter_position {
+            None => None,
+            Some(
+                sqlparser::ast::ShowStatementFilterPosition::Suffix(
+                    sqlparser::ast::ShowStatementFilter::Like(p),
+                )
+                | sqlparser::ast::ShowStatementFilterPosition::Infix(
+                    sqlparser::ast::ShowStatementFilter::Like(p),
+                ),
+            ) => Some(p.clone()),
+            Some(_) => return Err(error::unsupported("SHOW DATABASES with this filter").into()),
+        };
+        let rows = self
+            .topo
+            .vschema
+            .keyspaces()
+            .filter(|k| self.access.allows(&k.name))
+            .filter(|k| pattern.as_deref().is_none_or(|p| like(p, &k.name)))
+            .map(|k| vec![Value::Bytes(k.name.clone().into_bytes())])
+            .collect();
+        let column = match &pattern {
+            Some(p) => format!("Database ({p})"),
+            None => "Database".to_string(),
+        };
+        self.local_rows(out, vec![sysvars::text_column(&column)], rows)
+            .await
+    }
+
+    /// `SHOW INDEX FROM t`: any one shard of t's keyspace answers.
+    pub(super) async fn show_index(
+        &mut self,
+        sql: &str,
+        out: &mut ResultWriter<'_>,
+    ) -> Result<(), StatementError> {
+        // SHOW INDEX FROM t: the parser reads what follows FROM as it would for
+        // SHOW COLUMNS; any one shard of t's keyspace answers.
+        let b = sql.as_bytes();
+        let at = [&b" from "[..], b" in "]
+            .iter()
+            .filter_map(|k| {
+                let i = b.windows(k.len()).position(|w| w.eq_ignore_ascii_case(k))?;
+                Some(i + k.len())
+            })
+            .min()
+            .ok_or_else(|| error::syntax("SHOW INDEX needs FROM table"))?;
+        let columns_sql = format!("SHOW COLUMNS FROM {}", &sql[at..]);
+        let parsed = Parser::parse_sql(&MySqlDialect {}, &columns_sql).map_err(error::syntax)?;
+        let [Statement::ShowColumns { show_options, .. }] = parsed.as_slice() else {
+            return Err(error::unsupported("this SHOW INDEX").into());
+        };
+        let table = show_options
+            .show_in
+            .as_ref()
+            .and_then(|s| s.parent_name.as_ref())
+            .ok_or_else(|| error::syntax("SHOW INDEX needs FROM table"))?;
+        let filter = match &show_options.filter_position {
+            Some(sqlparser::ast::ShowStatementFilterPosition::Suffix(f)) => {
+                format!(" {f}")
+            }
+            Some(_) => return Err(error::unsupported("this SHOW INDEX").into()),
+            None => String::new(),
+        };
+        let catalog = self.topo.catalog.load_full();
+        let ctx = self.context(&catalog);
+        let plan = planner::definition_route(table, &ctx, |name| {
+            format!("SHOW INDEX FROM {name}{filter}")
+        })
+        .map_err(error::from_plan)?;
+        self.run(&plan, out, None).await
     }
 
     /// `SHOW GRANTS [FOR CURRENT_USER | user]`: the session user's privileges as the config
@@ -256,220 +339,6 @@ impl GateSession {
             .await
     }
 
-    /// `SHOW SHARDGATE SHARDS` (with a live check of each primary) and `SHOW SHARDGATE VSCHEMA`.
-    pub(super) async fn show_shardgate(
-        &mut self,
-        lower: &str,
-        out: &mut ResultWriter<'_>,
-    ) -> Result<(), StatementError> {
-        let what = lower.split_whitespace().nth(2).unwrap_or_default();
-        let text = |s: &str| Value::Bytes(s.as_bytes().to_vec());
-        match what {
-            "shards" => {
-                let mut rows = Vec::new();
-                for ks in self.topo.vschema.keyspaces() {
-                    for shard in &ks.shards {
-                        let health = match tokio::time::timeout(
-                            std::time::Duration::from_secs(2),
-                            self.topo.backends.execute(
-                                &ks.name,
-                                &shard.name,
-                                "DO 0",
-                                &mut engine::NoRows,
-                            ),
-                        )
-                        .await
-                        {
-                            Ok(Ok(_)) => "serving".to_string(),
-                            Ok(Err(e)) => format!("unreachable: {e}"),
-                            Err(_) => "unreachable: no answer within 2 s".to_string(),
-                        };
-                        rows.push(vec![
-                            text(&ks.name),
-                            text(&shard.name),
-                            text(&shard.range.to_string()),
-                            text(&shard.primary.to_string()),
-                            text(&health),
-                        ]);
-                    }
-                }
-                let columns = ["Keyspace", "Shard", "KeyRange", "Primary", "Health"]
-                    .map(sysvars::text_column)
-                    .to_vec();
-                self.local_rows(out, columns, rows).await
-            }
-            "vschema" => {
-                let mut rows = Vec::new();
-                for ks in self.topo.vschema.keyspaces() {
-                    for (name, table) in &ks.tables {
-                        let (kind, column, vindex) = match table {
-                            vschema::Table::Sharded { column, vindex, .. } => (
-                                "sharded",
-                                column.clone(),
-                                format!("{} ({})", vindex.name, vindex.kind.name()),
-                            ),
-                            vschema::Table::Reference => {
-                                ("reference", String::new(), String::new())
-                            }
-                            vschema::Table::Sequence => ("sequence", String::new(), String::new()),
-                            vschema::Table::Unsharded => {
-                                ("unsharded", String::new(), String::new())
-                            }
-                        };
-                        rows.push(vec![
-                            text(&ks.name),
-                            text(name),
-                            text(kind),
-                            text(&column),
-                            text(&vindex),
-                        ]);
-                    }
-                }
-                let columns = ["Keyspace", "Table", "Type", "Column", "Vindex"]
-                    .map(sysvars::text_column)
-                    .to_vec();
-                self.local_rows(out, columns, rows).await
-            }
-            "checksums" => {
-                let table = lower.split_whitespace().nth(3).map(|t| t.trim_matches('`'));
-                let rows = self.reference_checksums(table).await?;
-                let columns = ["Keyspace", "Table", "Shard", "Checksum", "Differs"]
-                    .map(sysvars::text_column)
-                    .to_vec();
-                self.local_rows(out, columns, rows).await
-            }
-            "status" => {
-                let (hits, misses, plans) = self.gate.plans.stats();
-                let rows = [
-                    ("Questions", self.gate.questions.load(Ordering::Relaxed)),
-                    (
-                        "Prepared_executions",
-                        self.gate.executions.load(Ordering::Relaxed),
-                    ),
-                    ("Plan_cache_hits", hits),
-                    ("Plan_cache_misses", misses),
-                    ("Plan_cache_plans", plans as u64),
-                    ("Sessions", self.gate.sessions.len() as u64),
-                ]
-                .map(|(name, v)| vec![text(name), text(&v.to_string())])
-                .to_vec();
-                let columns = ["Variable_name", "Value"]
-                    .map(sysvars::text_column)
-                    .to_vec();
-                self.local_rows(out, columns, rows).await
-            }
-            "deadlocks" => {
-                let mut rows = Vec::new();
-                for cycle in self.gate.deadlocks.recent() {
-                    let at = cycle
-                        .at
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.as_secs_f64())
-                        .unwrap_or_default();
-                    for m in &cycle.members {
-                        rows.push(vec![
-                            text(&cycle.id.to_string()),
-                            text(&format!("{at:.3}")),
-                            text(&m.session.to_string()),
-                            text(if m.session == cycle.victim {
-                                "yes"
-                            } else {
-                                "no"
-                            }),
-                            text(&m.shards.join(",")),
-                            text(&m.rows_modified.to_string()),
-                            text(&m.statement),
-                        ]);
-                    }
-                }
-                let columns = [
-                    "Deadlock",
-                    "Time",
-                    "Session",
-                    "Victim",
-                    "Shards",
-                    "Rows_modified",
-                    "Statement",
-                ]
-                .map(sysvars::text_column)
-                .to_vec();
-                self.local_rows(out, columns, rows).await
-            }
-            other => {
-                Err(error::unsupported(format!("SHOW SHARDGATE {}", other.to_uppercase())).into())
-            }
-        }
-    }
-
-    /// `SHOW SHARDGATE CHECKSUMS [table]`: `CHECKSUM TABLE` of each reference table (or the
-    /// one named) on every shard of its keyspace, with the shards whose checksum differs from
-    /// the one most shards have marked: every copy of a reference table should be the same.
-    pub(super) async fn reference_checksums(
-        &self,
-        only: Option<&str>,
-    ) -> Result<Vec<Vec<Value>>, SqlError> {
-        let text = |s: &str| Value::Bytes(s.as_bytes().to_vec());
-        let mut rows = Vec::new();
-        for ks in self.topo.vschema.keyspaces() {
-            if !self.access.allows(&ks.name) {
-                continue;
-            }
-            if self
-                .session
-                .keyspace
-                .as_ref()
-                .is_some_and(|k| *k != ks.name)
-                && only.is_some()
-            {
-                continue;
-            }
-            for (name, table) in &ks.tables {
-                if *table != vschema::Table::Reference
-                    || only.is_some_and(|t| !t.eq_ignore_ascii_case(name))
-                {
-                    continue;
-                }
-                let sql = format!("CHECKSUM TABLE `{}`", name.replace('`', "``"));
-                let mut sums = Vec::new();
-                for shard in &ks.shards {
-                    let mut found = engine::Collected::default();
-                    self.topo
-                        .backends
-                        .execute(&ks.name, &shard.name, &sql, &mut found)
-                        .await
-                        .map_err(|e| error::from_engine(&e))?;
-                    let sum = match found.rows.first().and_then(|r| r.get(1)) {
-                        Some(Value::NULL) | None => "NULL".to_string(),
-                        Some(v) => v.as_sql(true).trim_matches('\'').to_string(),
-                    };
-                    sums.push((shard.name.clone(), sum));
-                }
-                // The checksum most shards have; without a majority every shard is suspect.
-                let count = |sum: &String| sums.iter().filter(|(_, s)| s == sum).count();
-                let majority = sums
-                    .iter()
-                    .map(|(_, sum)| sum)
-                    .find(|sum| count(sum) * 2 > sums.len())
-                    .cloned();
-                for (shard, sum) in sums {
-                    let differs = if majority.as_ref() == Some(&sum) {
-                        "no"
-                    } else {
-                        "yes"
-                    };
-                    rows.push(vec![
-                        text(&ks.name),
-                        text(name),
-                        text(&shard),
-                        text(&sum),
-                        text(differs),
-                    ]);
-                }
-            }
-        }
-        Ok(rows)
-    }
-
     /// `SHOW [FULL] TABLES [FROM ks] [LIKE ..|WHERE ..]`: asked of the keyspace's first shard, with
     /// the column named after the keyspace rather than the shard's database.
     pub(super) async fn show_tables(
@@ -523,5 +392,37 @@ impl GateSession {
         });
         self.run(&plan, out, Some(format!("Tables_in_{}", ks.name)))
             .await
+    }
+}
+
+/// SQL's LIKE: `%` any run, `_` any one character, `\\` escapes.
+fn like(pattern: &str, text: &str) -> bool {
+    fn at(p: &[char], t: &[char]) -> bool {
+        match p.split_first() {
+            None => t.is_empty(),
+            Some(('%', rest)) => (0..=t.len()).any(|i| at(rest, &t[i..])),
+            Some(('_', rest)) => !t.is_empty() && at(rest, &t[1..]),
+            Some(('\\', [c, rest @ ..])) => t.first() == Some(c) && at(rest, &t[1..]),
+            Some((c, rest)) => t.first() == Some(c) && at(rest, &t[1..]),
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    at(&p, &t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::like;
+
+    #[test]
+    fn like_patterns() {
+        assert!(like("c%", "commerce"));
+        assert!(like("m_in", "main"));
+        assert!(like("%", ""));
+        assert!(like("a\\_b", "a_b"));
+        assert!(!like("a\\_b", "axb"));
+        assert!(!like("c%", "main"));
+        assert!(!like("main_", "main"));
     }
 }
