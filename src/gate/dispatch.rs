@@ -269,6 +269,9 @@ impl GateSession {
             Statement::ShowTables {
                 full, show_options, ..
             } => return self.show_tables(*full, show_options, out).await,
+            // The session holds no table locks (LOCK TABLES is refused): nothing to release,
+            // as mysqldump --single-transaction expects after its START TRANSACTION.
+            Statement::UnlockTables => return self.ok(out).await,
             Statement::Kill { modifier, id } => {
                 self.kill(
                     *id,
