@@ -747,3 +747,60 @@ async fn named_locks_belong_to_their_session() {
     assert!(released, "the lock of a client that left is free again");
     proxy.stop().await;
 }
+
+/// LOCK TABLES takes the locks on every shard of the tables' keyspace and keeps them until
+/// UNLOCK TABLES: another client waits (and times out); the locking session's statements run
+/// on the locked connections, and a write over several shards still applies on all or none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_tables_hold_every_shard() {
+    let proxy = proxy().await;
+    let mut a = client(&proxy, Some("four")).await;
+    let mut b = client(&proxy, Some("four")).await;
+    a.query_drop("DROP TABLE IF EXISTS locked").await.unwrap();
+    a.query_drop("CREATE TABLE locked (id BIGINT PRIMARY KEY, v INT NOT NULL)")
+        .await
+        .unwrap();
+    a.query_drop("INSERT INTO locked VALUES (1, 1)")
+        .await
+        .unwrap();
+    b.query_drop("SET SESSION lock_wait_timeout = 1")
+        .await
+        .unwrap();
+
+    a.query_drop("LOCK TABLES locked WRITE").await.unwrap();
+    let e = b
+        .query_drop("INSERT INTO locked VALUES (2, 2)")
+        .await
+        .unwrap_err();
+    assert_eq!(server_code(&e), Some(1205), "{e}");
+    // The locking session's writes, several shards at once.
+    a.query_drop("INSERT INTO locked VALUES (10, 0), (11, 0), (12, 0), (13, 0), (14, 0)")
+        .await
+        .unwrap();
+    // One of these rows exists: none of the others stays, on any shard.
+    let e = a
+        .query_drop("INSERT INTO locked VALUES (20, 0), (21, 0), (22, 0), (1, 0), (23, 0)")
+        .await
+        .unwrap_err();
+    assert_eq!(server_code(&e), Some(1062), "{e}");
+    let n: Option<i64> = a.query_first("SELECT COUNT(*) FROM locked").await.unwrap();
+    assert_eq!(n, Some(6));
+    a.query_drop("UNLOCK TABLES").await.unwrap();
+
+    b.query_drop("INSERT INTO locked VALUES (2, 2)")
+        .await
+        .unwrap();
+    let n: Option<i64> = b.query_first("SELECT COUNT(*) FROM locked").await.unwrap();
+    assert_eq!(n, Some(7));
+    // Another table than the locked ones: the shards refuse it, as MySQL does.
+    a.query_drop("LOCK TABLES locked READ").await.unwrap();
+    let e = a.query_drop("SELECT * FROM iso").await.unwrap_err();
+    assert_eq!(server_code(&e), Some(1100), "{e}");
+    // A transaction gives the locks up.
+    a.query_drop("BEGIN").await.unwrap();
+    a.query_drop("COMMIT").await.unwrap();
+    b.query_drop("INSERT INTO locked VALUES (3, 3)")
+        .await
+        .unwrap();
+    proxy.stop().await;
+}

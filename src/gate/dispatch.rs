@@ -177,6 +177,7 @@ impl GateSession {
             // text as it is.
             Err(_) if planner::leading_words(sql, 2) == ["START", "TRANSACTION"] => {
                 self.end_transaction(true).await?;
+                self.unlock_tables().await;
                 self.begin(sql);
                 return self.ok(out).await;
             }
@@ -214,8 +215,10 @@ impl GateSession {
                 return self.ok(out).await;
             }
             Statement::StartTransaction { .. } => {
-                // A new transaction commits the open one, as in MySQL.
+                // A new transaction commits the open one and gives up the table locks, as in
+                // MySQL.
                 self.end_transaction(true).await?;
+                self.unlock_tables().await;
                 let start = if sql
                     .get(..5)
                     .is_some_and(|w| w.eq_ignore_ascii_case("begin"))
@@ -269,9 +272,14 @@ impl GateSession {
             Statement::ShowTables {
                 full, show_options, ..
             } => return self.show_tables(*full, show_options, out).await,
-            // The session holds no table locks (LOCK TABLES is refused): nothing to release,
-            // as mysqldump --single-transaction expects after its START TRANSACTION.
-            Statement::UnlockTables => return self.ok(out).await,
+            Statement::LockTables { tables } => {
+                self.lock_tables(tables).await?;
+                return self.ok(out).await;
+            }
+            Statement::UnlockTables => {
+                self.unlock_tables().await;
+                return self.ok(out).await;
+            }
             Statement::Kill { modifier, id } => {
                 self.kill(
                     *id,

@@ -72,7 +72,7 @@ impl Handler for GateSession {
                 .with_label_values(&[mode, outcome])
                 .inc();
         }
-        self.release_named_locks().await;
+        self.release_pinned().await;
         self.gate.metrics.client_connections.dec();
         self.gate.sessions.remove(&self.session.conn_id);
     }
@@ -91,7 +91,7 @@ impl Handler for GateSession {
         self.session = Session::new(self.session.conn_id, &self.entry.user, keyspace);
         self.statements.clear();
         self.named_statements.clear();
-        self.release_named_locks().await;
+        self.release_pinned().await;
     }
 
     async fn prepare(&mut self, id: u32, sql: &str) -> Result<frontend::Prepared, SqlError> {
@@ -150,7 +150,7 @@ impl Handler for GateSession {
             tx: self.tx.as_ref(),
             prelude: None,
             in_key_order: false,
-            locks: &[],
+            pinned: &[],
         };
         engine::execute(
             &Plan::Route(route),

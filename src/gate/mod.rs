@@ -9,11 +9,13 @@
 //! - `tx`: transactions; `set`: SET; `show`: the SHOW statements the proxy answers, and
 //!   `shardgate`: SHOW SHARDGATE;
 //!   `prepare`: SQL-level PREPARE, EXECUTE and DEALLOCATE PREPARE.
+//! - `locks`: named locks (GET_LOCK) and LOCK TABLES, on connections the session keeps.
 //! - `registry`: every session as SHOW PROCESSLIST sees it, KILL, abandoning a shard.
 
 mod dispatch;
 mod handler;
 mod lifecycle;
+mod locks;
 mod planning;
 mod prepare;
 mod registry;
@@ -305,7 +307,7 @@ impl HandlerFactory for Sessions {
             entry,
             statements: HashMap::new(),
             named_statements: HashMap::new(),
-            named_locks: Vec::new(),
+            pinned: Vec::new(),
         })
     }
 }
@@ -330,8 +332,8 @@ pub struct GateSession {
     statements: HashMap<u32, Arc<PreparedStatement>>,
     /// `PREPARE s FROM ...` statements, by their name (lower case).
     named_statements: HashMap<String, Arc<PreparedStatement>>,
-    /// Where the session's named locks live, once it has used one.
-    named_locks: Vec<run::NamedLocks>,
+    /// The connections that hold the session's named and table locks.
+    pinned: Vec<run::Pinned>,
 }
 
 /// Where the last plan ran, for the statement metrics.

@@ -28,17 +28,20 @@ pub(super) struct SessionExecutor<'a> {
     pub(super) prelude: Option<&'a str>,
     /// For a write in a transaction of its own: shards one after another, in key order.
     pub(super) in_key_order: bool,
-    /// The connections that hold the session's named locks (GET_LOCK), one per keyspace.
-    pub(super) locks: &'a [NamedLocks],
+    /// The session's connections that hold its locks (`locks`): its statements to their shards
+    /// run there.
+    pub(super) pinned: &'a [Pinned],
 }
 
-/// The connection a session's named locks (GET_LOCK, RELEASE_LOCK, ...) live on: the first
-/// shard of a keyspace, so that every client's locks of that keyspace meet on one server, held
-/// for the session, since the server ties a lock to the connection that took it.
-pub(super) struct NamedLocks {
+/// A shard connection the session keeps because it holds the session's locks: named locks
+/// (GET_LOCK), which the server ties to the connection that took them, or table locks (LOCK
+/// TABLES).
+pub(super) struct Pinned {
     pub(super) keyspace: String,
     pub(super) shard: String,
     pub(super) conn: tokio::sync::Mutex<backend::PooledConn>,
+    pub(super) named_locks: bool,
+    pub(super) table_locks: bool,
 }
 
 impl engine::Executor for SessionExecutor<'_> {
@@ -78,12 +81,12 @@ impl engine::Executor for SessionExecutor<'_> {
             in_transaction = self.tx.is_some(),
             "send"
         );
-        if let Some(locks) = self
-            .locks
+        if let Some(pinned) = self
+            .pinned
             .iter()
-            .find(|l| l.keyspace == keyspace && l.shard == shard)
+            .find(|p| p.keyspace == keyspace && p.shard == shard)
         {
-            let mut conn = locks.conn.lock().await;
+            let mut conn = pinned.conn.lock().await;
             let thread = conn.id();
             self.entry.register(keyspace, shard, thread);
             let result = backend::run(&mut conn, shard, sql, sink).await;
@@ -188,7 +191,14 @@ impl GateSession {
             rows: 0,
             rename_first,
         };
-        let result = self.execute(plan, &mut sink).await;
+        let mut result = self.execute(plan, &mut sink).await;
+        if self.pinned.iter().any(|p| p.table_locks) {
+            if let Err(e) = self.end_locked_statement(result.is_ok()).await {
+                if result.is_ok() {
+                    result = Err(e);
+                }
+            }
+        }
         let started = sink.started;
         self.last_rows = sink.rows;
         out.set_status(self.status());
@@ -229,7 +239,9 @@ impl GateSession {
         plan: &Plan,
         sink: &mut S,
     ) -> Result<engine::Outcome, EngineError> {
-        if !plan.may_write_several() {
+        // Under LOCK TABLES the statement runs on the connections that hold the locks, and
+        // ends with COMMIT or ROLLBACK on all of them (`locks`).
+        if !plan.may_write_several() || self.pinned.iter().any(|p| p.table_locks) {
             return self.execute_in(self.tx.as_ref(), plan, sink, false).await;
         }
         if let Some(tx) = &self.tx {
@@ -285,7 +297,7 @@ impl GateSession {
             tx,
             prelude: prelude.as_deref(),
             in_key_order,
-            locks: &self.named_locks,
+            pinned: &self.pinned,
         };
         engine::execute(plan, &self.topo.vschema, &executor, sink, &self.gate.exec).await
     }
@@ -312,7 +324,7 @@ impl GateSession {
                     tx: self.tx.as_ref(),
                     prelude: prelude.as_deref(),
                     in_key_order: false,
-                    locks: &[],
+                    pinned: &[],
                 };
                 let splice = engine::splice(subquery, &topo.vschema, &executor, &gate.exec)
                     .await

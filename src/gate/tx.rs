@@ -1,15 +1,14 @@
 //! Transactions: opening one (explicitly, or by autocommit=0), savepoints, commit and
 //! rollback on every shard the transaction touched.
 
-use engine::{EngineError, Plan};
-use frontend::{ResultWriter, SqlError};
+use engine::EngineError;
+use frontend::SqlError;
 
 use crate::error;
 use crate::transaction::{SavepointOp, Transaction, TxMode};
 
 use super::registry::Ending;
-use super::run::NamedLocks;
-use super::{GateSession, StatementError};
+use super::GateSession;
 
 impl GateSession {
     /// Opens a transaction; `start` is how each shard starts its part.
@@ -109,53 +108,6 @@ impl GateSession {
             // Outside a transaction MySQL accepts SAVEPOINT and forgets it at once.
             None if op == SavepointOp::Set => Ok(()),
             None => Err(error::unknown_savepoint(name)),
-        }
-    }
-
-    /// A statement of named locks (`SELECT GET_LOCK('m', 10)`): on the connection that holds
-    /// the session's locks of its keyspace, reserved at the first one.
-    pub(super) async fn named_lock_statement(
-        &mut self,
-        sql: &str,
-        out: &mut ResultWriter<'_>,
-    ) -> Result<(), StatementError> {
-        let catalog = self.topo.catalog.load_full();
-        let keyspace = self
-            .context(&catalog)
-            .default_keyspace()
-            .map_err(error::from_plan)?;
-        let shard = keyspace.shards[0].name.clone();
-        let keyspace = keyspace.name.clone();
-        if !self.named_locks.iter().any(|l| l.keyspace == keyspace) {
-            let conn = self
-                .topo
-                .backends
-                .connection(&keyspace, &shard)
-                .await
-                .map_err(|e| error::from_engine(&e))?;
-            self.named_locks.push(NamedLocks {
-                keyspace: keyspace.clone(),
-                shard: shard.clone(),
-                conn: tokio::sync::Mutex::new(conn),
-            });
-        }
-        let plan = Plan::Route(engine::Route {
-            keyspace,
-            opcode: engine::Opcode::Destination { shard },
-            query: sql.to_string(),
-            elsewhere: None,
-        });
-        self.run(&plan, out, None).await
-    }
-
-    /// Gives up the session's named locks: each connection that holds them is reset (which
-    /// releases them) before it goes back to its pool, or closed.
-    pub(super) async fn release_named_locks(&mut self) {
-        for locks in self.named_locks.drain(..) {
-            let mut conn = locks.conn.into_inner();
-            if conn.reset().await.is_err() {
-                conn.set_finished(false);
-            }
         }
     }
 

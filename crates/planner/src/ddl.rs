@@ -213,3 +213,24 @@ pub fn alter_keys(sql: &str, ctx: &Context<'_>) -> Option<Result<Plan, PlanError
         }))
     })())
 }
+
+/// `LOCK TABLES t READ, u WRITE`: for each keyspace the tables belong to (in the order they
+/// come), the statement each of its shards takes, rendered from the parsed tables.
+pub fn lock_tables(
+    tables: &[sqlparser::ast::LockTable],
+    ctx: &Context<'_>,
+) -> Result<Vec<(String, String)>, PlanError> {
+    let mut per_keyspace: Vec<(String, Vec<String>)> = Vec::new();
+    for lock in tables {
+        let name = ObjectName::from(vec![lock.table.clone()]);
+        let keyspace = resolve(&name, ctx)?.keyspace.name.clone();
+        match per_keyspace.iter_mut().find(|(k, _)| *k == keyspace) {
+            Some((_, locks)) => locks.push(lock.to_string()),
+            None => per_keyspace.push((keyspace, vec![lock.to_string()])),
+        }
+    }
+    Ok(per_keyspace
+        .into_iter()
+        .map(|(keyspace, locks)| (keyspace, format!("LOCK TABLES {}", locks.join(", "))))
+        .collect())
+}

@@ -51,7 +51,7 @@ use vschema::{VSchema, VindexError};
 pub use clauses::{
     expr_range, leading_words, set_assignments, split_statements, sql_prepared, SqlPrepared,
 };
-pub use ddl::{alter_keys, definition_route, keyspace_statement, KeyspaceStatement};
+pub use ddl::{alter_keys, definition_route, keyspace_statement, lock_tables, KeyspaceStatement};
 pub use executable::{resolve as resolve_executable_comments, ServerKind};
 pub use normalize::{
     bind_markers, normalize, parameter_markers, substitute, Literal, LiteralKind, Normalized, Slot,
