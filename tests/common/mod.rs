@@ -50,6 +50,7 @@ tables.iso = { primary_vindex = { column = "id", vindex = "hash" } }
 tables.meta = { primary_vindex = { column = "id", vindex = "hash" } }
 tables.schema_probe = { primary_vindex = { column = "id", vindex = "hash" } }
 tables.locked = { primary_vindex = { column = "id", vindex = "hash" } }
+tables.dumped = { primary_vindex = { column = "id", vindex = "hash" } }
 tables.typed = { primary_vindex = { column = "id", vindex = "hash" } }
 tables.py_people = { primary_vindex = { column = "id", vindex = "hash" } }
 tables.node_people = { primary_vindex = { column = "id", vindex = "hash" } }

@@ -1,0 +1,107 @@
+//! mysqldump through shardgate and back: a keyspace dumped with mysqldump (with and without
+//! `--single-transaction`) restores through the `mysql` client into a keyspace of another
+//! shard count, with the same rows.
+
+mod common;
+
+use common::*;
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+
+/// Runs a MariaDB client program against the proxy, bounded in time; its standard output.
+async fn client_program(program: &str, port: u16, args: &[&str]) -> Vec<u8> {
+    let port = port.to_string();
+    let out = tokio::process::Command::new(program)
+        .args(["-h127.0.0.1", "-P", &port, "-uapp", "-psecret"])
+        .args(args)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(120), out)
+        .await
+        .unwrap_or_else(|_| panic!("{program} did not finish within 120 s"))
+        .unwrap_or_else(|e| panic!("{program} is installed: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+async fn rows(c: &mut Conn) -> Vec<mysql_async::Row> {
+    c.query("SELECT id, name, note, amount, seen FROM dumped ORDER BY id")
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dump_restores_into_another_layout() {
+    let proxy = proxy().await;
+    let port = proxy.addr.port();
+    let mut two = client(&proxy, Some("two")).await;
+    two.query_drop("DROP TABLE IF EXISTS dumped").await.unwrap();
+    two.query_drop(
+        "CREATE TABLE dumped (id BIGINT PRIMARY KEY, name VARCHAR(40) NOT NULL, note TEXT NULL, \
+         amount DECIMAL(10,2) NOT NULL, seen DATETIME NULL, KEY (name))",
+    )
+    .await
+    .unwrap();
+    let values: Vec<String> = (1..=300)
+        .map(|i| {
+            let note = match i % 4 {
+                0 => "NULL".to_string(),
+                1 => format!("'it''s row {i}'"),
+                2 => format!("'back\\\\slash {i}'"),
+                _ => format!("'Zoë 🎉 {i}'"),
+            };
+            format!(
+                "({i}, 'name {}', {note}, {}.{:02}, {})",
+                i % 17,
+                i * 3,
+                i % 100,
+                if i % 5 == 0 {
+                    "NULL".to_string()
+                } else {
+                    format!("'2024-01-{:02} 10:00:00'", i % 28 + 1)
+                }
+            )
+        })
+        .collect();
+    two.query_drop(format!("INSERT INTO dumped VALUES {}", values.join(", ")))
+        .await
+        .unwrap();
+    let original = text_rows(rows(&mut two).await);
+    assert_eq!(original.len(), 300);
+
+    let dir = tempfile_dir();
+    for options in [&["--single-transaction"][..], &[][..]] {
+        let mut args = options.to_vec();
+        args.extend(["two", "dumped"]);
+        let dump = client_program("mysqldump", port, &args).await;
+        let file = dir.join("dump.sql");
+        std::fs::write(&file, &dump).unwrap();
+        let text = String::from_utf8_lossy(&dump);
+        assert!(text.contains("INSERT INTO `dumped`"), "{text}");
+
+        let mut four = client(&proxy, Some("four")).await;
+        four.query_drop("DROP TABLE IF EXISTS dumped")
+            .await
+            .unwrap();
+        let source = format!("source {}", file.display());
+        client_program("mysql", port, &["four", "-e", &source]).await;
+        assert_eq!(
+            text_rows(rows(&mut four).await),
+            original,
+            "restored from a dump with {options:?}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    proxy.stop().await;
+}
+
+/// A directory of this test's own for the dump file.
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("shardgate-dump-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
