@@ -1,6 +1,6 @@
 //! mysqldump through shardgate and back: a keyspace dumped with mysqldump (with and without
 //! `--single-transaction`) restores through the `mysql` client into a keyspace of another
-//! shard count, with the same rows.
+//! shard count, with the same rows; `--no-data` and mysqlshow list what they should.
 
 mod common;
 
@@ -96,6 +96,21 @@ async fn a_dump_restores_into_another_layout() {
         );
     }
     std::fs::remove_dir_all(&dir).unwrap();
+
+    // The schema alone, and mysqlshow's listings of databases, tables and columns.
+    let schema = client_program("mysqldump", port, &["--no-data", "two", "dumped"]).await;
+    let schema = String::from_utf8_lossy(&schema);
+    assert!(schema.contains("CREATE TABLE `dumped`"), "{schema}");
+    assert!(!schema.contains("INSERT"), "{schema}");
+    let databases = client_program("mysqlshow", port, &[]).await;
+    assert!(String::from_utf8_lossy(&databases).contains("| four"));
+    let tables = client_program("mysqlshow", port, &["four"]).await;
+    assert!(String::from_utf8_lossy(&tables).contains("| dumped"));
+    let columns = client_program("mysqlshow", port, &["four", "dumped"]).await;
+    let columns = String::from_utf8_lossy(&columns);
+    for column in ["| id ", "| name ", "| note ", "| amount ", "| seen "] {
+        assert!(columns.contains(column), "{column} in {columns}");
+    }
     proxy.stop().await;
 }
 
