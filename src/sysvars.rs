@@ -174,7 +174,7 @@ pub fn uses_named_locks(query: &Query) -> bool {
     let SetExpr::Select(select) = query.body.as_ref() else {
         return false;
     };
-    if !(select.from.is_empty() || is_dual(&select.from)) {
+    if !(select.from.is_empty() || planner::from_dual(&select.from)) {
         return false;
     }
     sqlparser::ast::visit_expressions(query, |e: &Expr| match e {
@@ -220,7 +220,7 @@ pub fn answer(
     let SetExpr::Select(select) = query.body.as_ref() else {
         return Ok(None);
     };
-    if !(select.from.is_empty() || is_dual(&select.from))
+    if !(select.from.is_empty() || planner::from_dual(&select.from))
         || select.selection.is_some()
         || query.order_by.is_some()
         || query.with.is_some()
@@ -281,18 +281,7 @@ fn with_session_values(
     info: &ServerInfo,
 ) -> Option<String> {
     let mut query = query.clone();
-    let SetExpr::Select(select) = query.body.as_mut() else {
-        return None;
-    };
-    for item in &mut select.projection {
-        if let SelectItem::UnnamedExpr(e) = item {
-            let alias = sqlparser::ast::Ident::with_quote('`', text_of(e, sql));
-            *item = SelectItem::ExprWithAlias {
-                expr: e.clone(),
-                alias,
-            };
-        }
-    }
+    planner::name_items(&mut query, &planner::SourceText::new(sql));
     let mut unknown = false;
     let _ = sqlparser::ast::visit_expressions_mut(&mut query, |e: &mut Expr| {
         if is_session_state(e) || local_value(e, session, info).is_some() {
@@ -321,20 +310,6 @@ fn text_of(expr: &Expr, sql: &str) -> String {
     match planner::expr_range(expr, &source) {
         Some(range) => sql[range].to_string(),
         None => expr.to_string(),
-    }
-}
-
-/// `FROM DUAL`, which names no table.
-fn is_dual(from: &[sqlparser::ast::TableWithJoins]) -> bool {
-    match from {
-        [t] if t.joins.is_empty() => matches!(
-            &t.relation,
-            sqlparser::ast::TableFactor::Table { name, .. }
-                if matches!(name.0.as_slice(), [part] if part.as_ident().is_some_and(
-                    |i| i.quote_style.is_none() && i.value.eq_ignore_ascii_case("dual")
-                ))
-        ),
-        _ => false,
     }
 }
 

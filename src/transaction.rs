@@ -405,10 +405,7 @@ impl Transaction {
             return;
         }
         for j in self.joined() {
-            let mut conn = j.conn.lock().await;
-            if conn.reset().await.is_err() {
-                // Closed rather than returned with the session's settings.
-                conn.set_finished(false);
+            if !j.conn.lock().await.reset_or_close().await {
                 tracing::warn!("could not reset a backend connection after a transaction");
             }
         }

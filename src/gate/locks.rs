@@ -163,9 +163,6 @@ impl GateSession {
 
 async fn release_all(pinned: Vec<Pinned>) {
     for p in pinned {
-        let mut conn = p.conn.into_inner();
-        if conn.reset().await.is_err() {
-            conn.set_finished(false);
-        }
+        p.conn.into_inner().reset_or_close().await;
     }
 }

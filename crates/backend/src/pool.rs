@@ -206,6 +206,17 @@ impl PooledConn {
         self.finished = finished;
     }
 
+    /// Clears what a session left on the connection (settings, user variables, named and table
+    /// locks) before it goes back to the pool; false when that failed, and then the connection
+    /// is closed instead.
+    pub async fn reset_or_close(&mut self) -> bool {
+        let reset = self.reset().await.is_ok();
+        if !reset {
+            self.set_finished(false);
+        }
+        reset
+    }
+
     /// False when a statement's response was left unread: the connection cannot take another.
     pub fn is_finished(&self) -> bool {
         self.finished

@@ -8,8 +8,8 @@ use std::ops::Range;
 use engine::{ArithOp, CompareOp, Decimal, EvalExpr, Literal, SortKey, Stage};
 use sqlparser::ast::Spanned;
 use sqlparser::ast::{
-    BinaryOperator, Expr, InTarget, LimitClause, OrderByKind, Query, SelectItem, UnaryOperator,
-    Value,
+    BinaryOperator, Expr, InTarget, LimitClause, OrderByKind, Query, SelectItem, SetExpr,
+    UnaryOperator, Value,
 };
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::keywords::Keyword;
@@ -576,6 +576,32 @@ pub fn expr_range(expr: &Expr, source: &SourceText<'_>) -> Option<std::ops::Rang
         .and_then(|mut p| p.parse_expr())
         .is_ok_and(|e| &e == expr)
         .then_some(range)
+}
+
+/// Each unaliased select item named as the server names it (a column as the client spelled
+/// it, an expression by its text), for a statement that goes to a shard rendered from the AST
+/// (which writes expressions its own way) or over derived tables (which would name columns as
+/// the derived table does).
+pub fn name_items(query: &mut Query, source: &SourceText<'_>) {
+    let SetExpr::Select(select) = query.body.as_mut() else {
+        return;
+    };
+    for item in &mut select.projection {
+        let SelectItem::UnnamedExpr(e) = item else {
+            continue;
+        };
+        let name = match e {
+            Expr::Identifier(i) => Some(i.value.clone()),
+            Expr::CompoundIdentifier(parts) => parts.last().map(|i| i.value.clone()),
+            _ => expr_range(e, source).map(|r| source.sql()[r].to_string()),
+        };
+        if let Some(name) = name {
+            *item = SelectItem::ExprWithAlias {
+                expr: e.clone(),
+                alias: sqlparser::ast::Ident::with_quote('`', name),
+            };
+        }
+    }
 }
 
 pub(crate) fn limit_of(query: &Query) -> Result<Option<(u64, u64)>, PlanError> {

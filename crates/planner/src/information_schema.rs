@@ -13,8 +13,7 @@ use std::ops::ControlFlow;
 
 use engine::{Opcode, Plan, Route};
 use sqlparser::ast::{
-    Expr, ObjectName, Query, SelectItem, SetExpr, Statement, TableAlias, TableFactor, Value,
-    VisitMut, VisitorMut,
+    Expr, ObjectName, Query, Statement, TableAlias, TableFactor, Value, VisitMut, VisitorMut,
 };
 
 use crate::text::SourceText;
@@ -152,7 +151,7 @@ fn plan_on_shard(
         )));
     }
     let mut query = query.clone();
-    name_items(&mut query, source);
+    crate::clauses::name_items(&mut query, source);
     let _ = query.visit(&mut Narrow {
         database: &keyspace.name,
     });
@@ -166,31 +165,6 @@ fn plan_on_shard(
         query: query.to_string(),
         elsewhere: None,
     }))
-}
-
-/// Each unaliased select item named as the server names it (a column as the client spelled
-/// it, an expression by its text): the statement goes to the shard rendered from the AST, and
-/// its columns come from derived tables, which would name them in upper case.
-fn name_items(query: &mut Query, source: &SourceText<'_>) {
-    let SetExpr::Select(select) = query.body.as_mut() else {
-        return;
-    };
-    for item in &mut select.projection {
-        let SelectItem::UnnamedExpr(e) = item else {
-            continue;
-        };
-        let name = match e {
-            Expr::Identifier(i) => Some(i.value.clone()),
-            Expr::CompoundIdentifier(parts) => parts.last().map(|i| i.value.clone()),
-            _ => crate::clauses::expr_range(e, source).map(|r| source.sql()[r].to_string()),
-        };
-        if let Some(name) = name {
-            *item = SelectItem::ExprWithAlias {
-                expr: e.clone(),
-                alias: sqlparser::ast::Ident::with_quote('`', name),
-            };
-        }
-    }
 }
 
 /// Replaces each per-database `information_schema` table with a derived table of its rows for

@@ -49,7 +49,8 @@ use sqlparser::ast::Statement;
 use vschema::{VSchema, VindexError};
 
 pub use clauses::{
-    expr_range, leading_words, set_assignments, split_statements, sql_prepared, SqlPrepared,
+    expr_range, leading_words, name_items, set_assignments, split_statements, sql_prepared,
+    SqlPrepared,
 };
 pub use ddl::{alter_keys, definition_route, keyspace_statement, lock_tables, KeyspaceStatement};
 pub use executable::{resolve as resolve_executable_comments, ServerKind};
@@ -57,6 +58,7 @@ pub use normalize::{
     bind_markers, normalize, parameter_markers, substitute, Literal, LiteralKind, Normalized, Slot,
 };
 pub use qualify::Catalog;
+pub use tables::from_dual;
 pub use template::bind;
 pub use text::SourceText;
 

@@ -103,18 +103,30 @@ pub(crate) fn relations<'a>(
     names
         .iter()
         .filter(|n| {
-            let single = match n.0.as_slice() {
-                [part] => part.as_ident(),
-                _ => None,
+            let cte = match n.0.as_slice() {
+                [part] => part.as_ident().is_some_and(|i| ctes.contains(&i.value)),
+                _ => false,
             };
-            // `FROM DUAL` names no table (a backquoted `dual` does).
-            let dual = single
-                .is_some_and(|i| i.quote_style.is_none() && i.value.eq_ignore_ascii_case("dual"));
-            let cte = single.is_some_and(|i| ctes.contains(&i.value));
-            !dual && !cte
+            !is_dual(n) && !cte
         })
         .map(|n| resolve(n, ctx))
         .collect()
+}
+
+/// `DUAL`, which names no table (a backquoted `dual` does).
+pub(crate) fn is_dual(name: &ObjectName) -> bool {
+    match name.0.as_slice() {
+        [part] => part
+            .as_ident()
+            .is_some_and(|i| i.quote_style.is_none() && i.value.eq_ignore_ascii_case("dual")),
+        _ => false,
+    }
+}
+
+/// A FROM clause of `DUAL` alone.
+pub fn from_dual(from: &[sqlparser::ast::TableWithJoins]) -> bool {
+    matches!(from, [t] if t.joins.is_empty()
+        && matches!(&t.relation, sqlparser::ast::TableFactor::Table { name, .. } if is_dual(name)))
 }
 
 /// The one keyspace all tables belong to; a statement spanning keyspaces cannot be sent anywhere.
