@@ -298,6 +298,7 @@ pub fn plan_labels(plan: &engine::Plan) -> (&str, &'static str) {
         Plan::Send(s) => (&s.keyspace, "Send"),
         Plan::Join(_) => ("", "Join"),
         Plan::Derived(_) => ("", "Derived"),
+        Plan::Concat(_) => ("", "Concatenate"),
         Plan::PullOut(_) => ("", "PullOut"),
     }
 }

@@ -71,13 +71,16 @@ impl Topology {
 
     /// Loads the column lists of `keyspace`'s tables from its first shard.
     pub(crate) async fn load_columns(&self, keyspace: &str) -> Result<(), EngineError> {
-        let ks = self
-            .vschema
-            .keyspace(keyspace)
-            .ok_or_else(|| EngineError::UnknownKeyspace(keyspace.to_string()))?;
+        // information_schema's own tables: as any server has them.
+        let own = keyspace == planner::INFORMATION_SCHEMA;
+        let ks = match own {
+            true => self.vschema.keyspaces().next(),
+            false => self.vschema.keyspace(keyspace),
+        }
+        .ok_or_else(|| EngineError::UnknownKeyspace(keyspace.to_string()))?;
         let columns = self
             .backends
-            .table_columns(keyspace, &ks.shards[0].name)
+            .table_columns(&ks.name, &ks.shards[0].name, own)
             .await?;
         let catalog = self.catalog.load().with_keyspace(keyspace, columns);
         self.catalog.store(Arc::new(catalog));

@@ -661,9 +661,25 @@ async fn information_schema_of_a_keyspace() {
         .await
         .unwrap();
     assert_eq!(charsets, ["utf8mb4"]);
+    // Several keyspaces, or all of them: each one's database answers, rows concatenated.
+    let everywhere: Vec<(String, String)> = c
+        .query("SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES")
+        .await
+        .unwrap();
+    assert!(everywhere.contains(&("four".into(), "schema_probe".into())));
+    // Keyspace names only: never a shard's database or the server's own schemas.
+    assert!(everywhere
+        .iter()
+        .all(|(s, _)| ["two", "four", "main", "sbtest"].contains(&s.as_str())));
+    let two_and_four: Vec<String> = c
+        .query("SELECT TABLE_SCHEMA FROM information_schema.TABLES WHERE TABLE_SCHEMA IN ('two', 'four')")
+        .await
+        .unwrap();
+    assert!(two_and_four.iter().any(|s| s == "four"));
+    assert!(two_and_four.iter().all(|s| s == "two" || s == "four"));
     for refused in [
-        "SELECT TABLE_NAME FROM information_schema.TABLES",
-        "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA IN ('two', 'four')",
+        "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA IN ('two', 'four')",
+        "SELECT TABLE_NAME FROM information_schema.TABLES ORDER BY TABLE_NAME",
         "SELECT t.TABLE_NAME FROM information_schema.TABLES t JOIN schema_probe p ON p.name = t.TABLE_NAME WHERE t.TABLE_SCHEMA = 'four'",
     ] {
         let e = c.query_drop(refused).await.unwrap_err();

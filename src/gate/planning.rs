@@ -135,6 +135,12 @@ impl GateSession {
                 match planned {
                     // A join across shards: each side describes its own columns.
                     Ok(Plan::Join(join)) => return self.describe_join(&join).await,
+                    // information_schema: its (first) database's query.
+                    Ok(Plan::Route(r)) => (r.keyspace, r.query),
+                    Ok(Plan::Concat(mut parts)) if !parts.is_empty() => {
+                        let r = parts.swap_remove(0);
+                        (r.keyspace, r.query)
+                    }
                     _ => return Err(error::from_plan(e)),
                 }
             }

@@ -113,6 +113,12 @@ impl GateSession {
             .keyspace(&name)
             .ok_or_else(|| error::unknown_database(&name))?;
         match statement {
+            planner::KeyspaceStatement::OnShard { keyspace, query }
+                if ks.unlisted_tables.is_some() && query.starts_with("SHOW TABLE STATUS") =>
+            {
+                let (columns, rows) = self.table_rows(&keyspace, &query).await?;
+                self.local_rows(out, columns, rows).await
+            }
             planner::KeyspaceStatement::OnShard { keyspace, query } => {
                 let opcode = if ks.sharded {
                     engine::Opcode::Reference
@@ -379,6 +385,13 @@ impl GateSession {
             },
         };
         let query = format!("SHOW {}TABLES{filter}", if full { "FULL " } else { "" });
+        if ks.unlisted_tables.is_some() {
+            let (mut columns, rows) = self.table_rows(&keyspace, &query).await?;
+            if let Some(first) = columns.first_mut() {
+                *first = first.clone().with_name(format!("Tables_in_{keyspace}").as_bytes());
+            }
+            return self.local_rows(out, columns, rows).await;
+        }
         let opcode = if ks.sharded {
             engine::Opcode::Reference
         } else {
@@ -392,6 +405,53 @@ impl GateSession {
         });
         self.run(&plan, out, Some(format!("Tables_in_{}", ks.name)))
             .await
+    }
+}
+
+impl GateSession {
+    /// The rows of a SHOW statement with a row per table (named in its first column) for a
+    /// keyspace with unlisted tables: its first shard's, then those of the tables it does not
+    /// list from its unlisted-tables keyspace, together in name order.
+    async fn table_rows(
+        &self,
+        keyspace: &str,
+        query: &str,
+    ) -> Result<(Vec<engine::Column>, Vec<Vec<Value>>), StatementError> {
+        let topo = self.topo.clone();
+        let ks = topo
+            .vschema
+            .keyspace(keyspace)
+            .ok_or_else(|| error::unknown_database(keyspace))?;
+        let first = |ks: &vschema::Keyspace| {
+            let (ks, shard) = (ks.name.clone(), ks.shards[0].name.clone());
+            let topo = topo.clone();
+            async move {
+                let mut found = engine::Collected::default();
+                topo.backends
+                    .execute(&ks, &shard, query, &mut found)
+                    .await
+                    .map_err(|e| error::from_engine(&e))?;
+                Ok::<_, StatementError>(found)
+            }
+        };
+        let mut found = first(ks).await?;
+        if let Some(unlisted) = ks
+            .unlisted_tables
+            .as_deref()
+            .and_then(|u| topo.vschema.keyspace(u))
+        {
+            let name = |row: &[Value]| match row.first() {
+                Some(Value::Bytes(name)) => String::from_utf8_lossy(name).into_owned(),
+                _ => String::new(),
+            };
+            let theirs = first(unlisted).await?;
+            found.rows.extend(theirs.rows.into_iter().filter(|row| {
+                let name = name(row);
+                !ks.tables.contains_key(&name) && !unlisted.tables.contains_key(&name)
+            }));
+            found.rows.sort_by_key(|row| name(row));
+        }
+        Ok((found.columns, found.rows))
     }
 }
 

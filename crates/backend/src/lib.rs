@@ -297,16 +297,26 @@ impl Backends {
     }
 
     /// Every (table, column, invisible) of the shard's database, in table order.
+    /// The columns of the tables of the shard's database, or with `information_schema` those of
+    /// the server's `information_schema` tables.
     pub async fn table_columns(
         &self,
         keyspace: &str,
         shard: &str,
+        information_schema: bool,
     ) -> Result<Vec<(String, String, bool)>, EngineError> {
         let mut conn = self.connection(keyspace, shard).await?;
+        let schema = if information_schema {
+            "'information_schema'"
+        } else {
+            "DATABASE()"
+        };
         conn.query_map(
-            "SELECT TABLE_NAME, COLUMN_NAME, EXTRA LIKE '%INVISIBLE%' \
-             FROM information_schema.COLUMNS \
-             WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME, ORDINAL_POSITION",
+            format!(
+                "SELECT TABLE_NAME, COLUMN_NAME, EXTRA LIKE '%INVISIBLE%' \
+                 FROM information_schema.COLUMNS \
+                 WHERE TABLE_SCHEMA = {schema} ORDER BY TABLE_NAME, ORDINAL_POSITION"
+            ),
             |(table, column, invisible): (String, String, bool)| (table, column, invisible),
         )
         .await

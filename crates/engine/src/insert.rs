@@ -5,14 +5,16 @@ use vschema::{KeyValue, Keyspace, VSchema};
 use crate::lookup::{claim, same_key};
 
 use crate::fanout::with_streams;
-use crate::{EngineError, Executor, Insert, Outcome};
+use crate::{EngineError, Executor, Insert, Outcome, RowSink};
 
 /// Groups the rows by the shard their vindex value maps to and sends each shard one INSERT.
-pub(crate) async fn execute<E: Executor>(
+/// With RETURNING, the one row's shard streams its rows into `sink`.
+pub(crate) async fn execute<E: Executor, S: RowSink>(
     insert: &Insert,
     keyspace: &Keyspace,
     vschema: &VSchema,
     executor: &E,
+    sink: &mut S,
 ) -> Result<Outcome, EngineError> {
     // Ids for the rows that need one, consecutive in row order.
     let wanted = insert.rows.iter().filter(|r| r.generate).count() as u64;
@@ -65,6 +67,19 @@ pub(crate) async fn execute<E: Executor>(
         }
         let shard = keyspace.shard_for(&ksid);
         by_shard.entry(shard).or_default().push(row.sql(column, id));
+    }
+    if insert.returning {
+        let [(shard, rows)] = Vec::from_iter(by_shard).try_into().map_err(|_| {
+            EngineError::Bug("INSERT ... RETURNING with rows for several shards".into())
+        })?;
+        let sql = format!("{}{}{}", insert.prefix, rows.join(", "), insert.suffix);
+        let mut outcome = executor
+            .execute(&keyspace.name, &keyspace.shards[shard].name, &sql, sink)
+            .await?;
+        if let Some(id) = first_id {
+            outcome.last_insert_id = id;
+        }
+        return Ok(outcome);
     }
     let row_counts: Vec<usize> = by_shard.values().map(Vec::len).collect();
     let queries: Vec<(usize, String)> = by_shard

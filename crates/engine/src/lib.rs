@@ -285,6 +285,7 @@ pub async fn execute<E: Executor, S: RowSink>(
                 keyspace(vschema, &insert.keyspace)?,
                 vschema,
                 executor,
+                sink,
             )
             .await
         }
@@ -301,11 +302,46 @@ pub async fn execute<E: Executor, S: RowSink>(
         }
         Plan::Join(j) => join::execute(j, vschema, executor, sink, options).await,
         Plan::Derived(d) => derived::execute(d, vschema, executor, sink, options).await,
+        Plan::Concat(parts) => concat(parts, vschema, executor, sink).await,
         // Its statement is planned once the subqueries' values are known: the caller does that.
         Plan::PullOut(_) => Err(EngineError::Bug(
             "a pulled-out subquery reached the engine unsplit".into(),
         )),
     }
+}
+
+/// Runs each route in turn into `sink`, the columns of the first one only.
+async fn concat<E: Executor, S: RowSink>(
+    parts: &[Route],
+    vschema: &VSchema,
+    executor: &E,
+    sink: &mut S,
+) -> Result<Outcome, EngineError> {
+    /// Passes rows on; columns only once.
+    struct Continued<'s, S> {
+        sink: &'s mut S,
+        columns_sent: bool,
+    }
+    impl<S: RowSink> RowSink for Continued<'_, S> {
+        async fn columns(&mut self, columns: Arc<[Column]>) -> Result<(), EngineError> {
+            if !std::mem::replace(&mut self.columns_sent, true) {
+                self.sink.columns(columns).await?;
+            }
+            Ok(())
+        }
+        async fn row(&mut self, row: Vec<Value>) -> Result<(), EngineError> {
+            self.sink.row(row).await
+        }
+    }
+    let mut continued = Continued {
+        sink,
+        columns_sent: false,
+    };
+    for part in parts {
+        let ks = keyspace(vschema, &part.keyspace)?;
+        route::execute(part, ks, vschema, executor, &mut continued).await?;
+    }
+    Ok(Outcome::default())
 }
 
 /// The columns `stages` turn `input` into: what a merged or joined result looks like before it

@@ -19,6 +19,9 @@ pub enum Plan {
     PullOut(PullOut),
     Join(Join),
     Derived(Derived),
+    /// Routes run one after the other, their rows concatenated under the first one's columns
+    /// (each returns the same columns): a catalog query answered by several databases.
+    Concat(Vec<Route>),
 }
 
 /// A derived table (`FROM (SELECT ...) t`) whose rows span shards: its plan's rows flow through
@@ -414,6 +417,9 @@ pub struct Insert {
     pub generate: Option<Generate>,
     /// Lookup rows written (and checked for duplicates) before the table's rows.
     pub lookups: Vec<OwnedLookup>,
+    /// The suffix has `RETURNING ...` (MariaDB): the statement has one row, and the rows its
+    /// shard returns are the result.
+    pub returning: bool,
 }
 
 /// A lookup vindex a table owns: `column` of `table` maps through it.
@@ -554,6 +560,7 @@ impl Plan {
                 out.push(&j.right.keyspace);
             }
             Plan::Derived(d) => d.inner.collect_keyspaces(out),
+            Plan::Concat(parts) => out.extend(parts.iter().map(|r| r.keyspace.as_str())),
             Plan::PullOut(p) => {
                 for s in &p.subqueries {
                     s.plan.collect_keyspaces(out);
@@ -644,6 +651,14 @@ impl Plan {
                 let _ = write!(out, "\n  select: {}", w.select);
                 for line in Plan::Route(w.route.clone()).describe().lines() {
                     let _ = write!(out, "\n  {line}");
+                }
+            }
+            Plan::Concat(parts) => {
+                out.push_str("Concatenate");
+                for part in parts {
+                    for line in Plan::Route(part.clone()).describe().lines() {
+                        let _ = write!(out, "\n  {line}");
+                    }
                 }
             }
             Plan::Derived(d) => {

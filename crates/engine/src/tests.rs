@@ -78,6 +78,7 @@ fn vschema() -> VSchema {
         primary: addr.clone(),
     };
     VSchema::new([Keyspace {
+        unlisted_tables: None,
         name: "ks".into(),
         sharded: true,
         shards: vec![shard("-80"), shard("80-")],

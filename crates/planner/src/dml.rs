@@ -129,8 +129,11 @@ pub(crate) fn plan_insert(
     } else {
         format!(" {suffix}")
     };
-    if insert.returning.is_some() {
-        return Err(unsupported("INSERT ... RETURNING"));
+    // Rows of several shards would come back in shard order, not in the statement's.
+    if insert.returning.is_some() && values.rows.len() > 1 {
+        return Err(unsupported(
+            "INSERT ... RETURNING of several rows into a sharded table",
+        ));
     }
 
     let mut rows = Vec::with_capacity(values.rows.len());
@@ -222,6 +225,7 @@ pub(crate) fn plan_insert(
         suffix,
         generate,
         lookups: owned_lookups(&target.name, owned),
+        returning: insert.returning.is_some(),
     }))
 }
 

@@ -1,45 +1,57 @@
-//! Queries on `information_schema`, answered for the keyspaces as the client sees them. One
-//! shard of the keyspace the query asks about answers it, with each `information_schema` table
-//! narrowed to that keyspace (a derived table filtered on its schema column), so rows of the
-//! server's other databases never show, whatever the query's own filters. A sharded keyspace's
-//! tables are read from one shard: `TABLE_ROWS` and `DATA_LENGTH` are that shard's figures.
+//! Queries on `information_schema`, answered for the keyspaces as the client sees them.
 //!
-//! The keyspace is the one the query names: a string equal to a keyspace's name, or
-//! `DATABASE()`. A query over tables with a schema column that names no keyspace, or several,
-//! is refused (1235). So is a keyspace whose shards' databases are named otherwise than the
-//! keyspace, since the shard would answer under its own name.
+//! Each keyspace the query asks about is answered by one shard's database (a sharded keyspace's
+//! tables are read from one shard: `TABLE_ROWS` and `DATA_LENGTH` are that shard's figures),
+//! plus, when it names a keyspace for its unlisted tables, that keyspace's database (its tables
+//! the VSchema does not list elsewhere). Each `information_schema` table in the query becomes a
+//! derived table of its rows for that one database, with the database's name replaced by the
+//! keyspace's wherever a schema column holds it, so rows of the server's other databases never
+//! show and the query's own filters see keyspace names. `DATABASE()` is the session's keyspace.
+//!
+//! The keyspaces are the ones the query names (a string equal to a keyspace's name, or
+//! `DATABASE()`), or every keyspace when it names none. When several databases answer, each
+//! runs the query and the rows are concatenated: a query whose rows combine across rows
+//! (ORDER BY, LIMIT, DISTINCT, GROUP BY, aggregates) is refused then (1235), unless its filter
+//! on `TABLE_NAME` picks tables of one database only.
 
 use std::ops::ControlFlow;
 
 use engine::{Opcode, Plan, Route};
 use sqlparser::ast::{
-    Expr, ObjectName, Query, Statement, TableAlias, TableFactor, Value, VisitMut, VisitorMut,
+    BinaryOperator, Expr, ObjectName, Query, SetExpr, Statement, TableAlias, TableFactor, Value,
+    VisitMut, VisitorMut,
 };
+use vschema::Keyspace;
 
 use crate::text::SourceText;
 use crate::{unsupported, Context, PlanError};
 
-/// The `information_schema` tables with rows per database, and their schema column.
-const SCHEMA_COLUMNS: &[(&str, &str)] = &[
-    ("SCHEMATA", "SCHEMA_NAME"),
-    ("TABLES", "TABLE_SCHEMA"),
-    ("COLUMNS", "TABLE_SCHEMA"),
-    ("STATISTICS", "TABLE_SCHEMA"),
-    ("KEY_COLUMN_USAGE", "TABLE_SCHEMA"),
-    ("REFERENTIAL_CONSTRAINTS", "CONSTRAINT_SCHEMA"),
-    ("TABLE_CONSTRAINTS", "TABLE_SCHEMA"),
-    ("CHECK_CONSTRAINTS", "CONSTRAINT_SCHEMA"),
-    ("VIEWS", "TABLE_SCHEMA"),
-    ("ROUTINES", "ROUTINE_SCHEMA"),
-    ("PARAMETERS", "SPECIFIC_SCHEMA"),
-    ("TRIGGERS", "TRIGGER_SCHEMA"),
-    ("EVENTS", "EVENT_SCHEMA"),
-    ("PARTITIONS", "TABLE_SCHEMA"),
-    ("FILES", "TABLE_SCHEMA"),
-    ("COLUMN_PRIVILEGES", "TABLE_SCHEMA"),
-    ("TABLE_PRIVILEGES", "TABLE_SCHEMA"),
-    ("SCHEMA_PRIVILEGES", "TABLE_SCHEMA"),
+/// The `information_schema` tables with rows per database: their schema column, and the column
+/// naming the table a row is about (if rows are about tables).
+const SCHEMA_COLUMNS: &[(&str, &str, Option<&str>)] = &[
+    ("SCHEMATA", "SCHEMA_NAME", None),
+    ("TABLES", "TABLE_SCHEMA", Some("TABLE_NAME")),
+    ("COLUMNS", "TABLE_SCHEMA", Some("TABLE_NAME")),
+    ("STATISTICS", "TABLE_SCHEMA", Some("TABLE_NAME")),
+    ("KEY_COLUMN_USAGE", "TABLE_SCHEMA", Some("TABLE_NAME")),
+    ("REFERENTIAL_CONSTRAINTS", "CONSTRAINT_SCHEMA", Some("TABLE_NAME")),
+    ("TABLE_CONSTRAINTS", "TABLE_SCHEMA", Some("TABLE_NAME")),
+    // MySQL 8's has no table column.
+    ("CHECK_CONSTRAINTS", "CONSTRAINT_SCHEMA", None),
+    ("VIEWS", "TABLE_SCHEMA", Some("TABLE_NAME")),
+    ("ROUTINES", "ROUTINE_SCHEMA", None),
+    ("PARAMETERS", "SPECIFIC_SCHEMA", None),
+    ("TRIGGERS", "TRIGGER_SCHEMA", Some("EVENT_OBJECT_TABLE")),
+    ("EVENTS", "EVENT_SCHEMA", None),
+    ("PARTITIONS", "TABLE_SCHEMA", Some("TABLE_NAME")),
+    ("FILES", "TABLE_SCHEMA", None),
+    ("COLUMN_PRIVILEGES", "TABLE_SCHEMA", Some("TABLE_NAME")),
+    ("TABLE_PRIVILEGES", "TABLE_SCHEMA", Some("TABLE_NAME")),
+    ("SCHEMA_PRIVILEGES", "TABLE_SCHEMA", None),
 ];
+
+/// The catalog's name for the columns of `information_schema`'s own tables.
+pub const INFORMATION_SCHEMA: &str = "information_schema";
 
 /// `information_schema` tables that describe the server, not its databases.
 const SERVER_TABLES: &[&str] = &[
@@ -99,81 +111,306 @@ fn plan_on_shard(
                     "information_schema joined with tables of a keyspace",
                 ))
             }
-            Some(t) if SCHEMA_COLUMNS.iter().any(|(name, _)| name == t) => per_database = true,
+            Some(t) if SCHEMA_COLUMNS.iter().any(|(name, ..)| name == t) => per_database = true,
             Some(t) if SERVER_TABLES.contains(&t.as_str()) => {}
             Some(t) => return Err(unsupported(format!("information_schema.{t}"))),
         }
     }
-    // The keyspaces the query names: strings equal to a keyspace's name, and DATABASE().
-    let mut named: Vec<String> = Vec::new();
-    let _ = sqlparser::ast::visit_expressions(query, |e: &Expr| {
-        let name = match e {
-            Expr::Value(v) => match &v.value {
-                Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => {
-                    ctx.vschema.keyspace(s).map(|k| k.name.clone())
-                }
-                _ => None,
-            },
-            Expr::Function(f)
-                if ["database", "schema"]
-                    .contains(&f.name.to_string().to_ascii_lowercase().as_str()) =>
-            {
-                ctx.keyspace.map(str::to_string)
-            }
-            _ => None,
-        };
-        if let Some(name) = name.filter(|n| !named.contains(n)) {
-            named.push(name);
-        }
-        ControlFlow::<()>::Continue(())
-    });
-    let keyspace = match named.as_slice() {
-        [one] => ctx
-            .vschema
-            .keyspace(one)
-            .ok_or_else(|| PlanError::UnknownKeyspace(one.clone()))?,
-        [] if !per_database => ctx.default_keyspace()?,
-        [] => {
-            return Err(unsupported(
-                "information_schema without a filter on one keyspace (TABLE_SCHEMA = DATABASE() or a keyspace's name)",
-            ))
-        }
-        _ => return Err(unsupported("information_schema over several keyspaces")),
-    };
-    if let Some(shard) = keyspace
-        .shards
-        .iter()
-        .find(|s| s.primary.database != keyspace.name)
-    {
-        return Err(unsupported(format!(
-            "information_schema for keyspace {} (its shard {} has database {})",
-            keyspace.name, shard.name, shard.primary.database
-        )));
-    }
     let mut query = query.clone();
     crate::clauses::name_items(&mut query, source);
-    let _ = query.visit(&mut Narrow {
-        database: &keyspace.name,
-    });
-    Ok(Plan::Route(Route {
+    let _ = query.visit(&mut SessionDatabase(ctx.keyspace));
+    if !per_database {
+        let keyspace = ctx.default_keyspace()?;
+        return Ok(Plan::Route(any_shard(keyspace, query.to_string())));
+    }
+    let keyspaces = match named_keyspaces(&query, ctx) {
+        named if named.is_empty() => ctx.vschema.keyspaces().collect(),
+        named => named,
+    };
+    let bound = match query.body.as_ref() {
+        SetExpr::Select(s) => s.selection.as_ref().and_then(table_bound),
+        _ => None,
+    };
+    let mut routes = Vec::new();
+    for keyspace in keyspaces {
+        for database in databases(keyspace, ctx) {
+            if bound
+                .as_ref()
+                .is_some_and(|names| !names.iter().any(|n| database.holds(keyspace, n)))
+            {
+                continue;
+            }
+            let mut narrowed = query.clone();
+            let mut narrow = Narrow {
+                database: &database,
+                ctx,
+                failed: None,
+            };
+            let _ = narrowed.visit(&mut narrow);
+            if let Some(e) = narrow.failed {
+                return Err(e);
+            }
+            routes.push(any_shard(database.runs_in, narrowed.to_string()));
+        }
+    }
+    match routes.len() {
+        0 => Err(unsupported("information_schema for no keyspace")),
+        1 => Ok(Plan::Route(routes.remove(0))),
+        _ => match combining(&query) {
+            Some(what) => Err(unsupported(format!(
+                "information_schema over several databases with {what}"
+            ))),
+            None => Ok(Plan::Concat(routes)),
+        },
+    }
+}
+
+fn any_shard(keyspace: &Keyspace, query: String) -> Route {
+    Route {
         keyspace: keyspace.name.clone(),
         opcode: if keyspace.sharded {
             Opcode::Reference
         } else {
             Opcode::Unsharded
         },
-        query: query.to_string(),
+        query,
         elsewhere: None,
-    }))
+    }
+}
+
+/// The keyspaces the query names: strings equal to a keyspace's name (`DATABASE()` is one by
+/// now).
+fn named_keyspaces<'a>(query: &Query, ctx: &Context<'a>) -> Vec<&'a Keyspace> {
+    let mut named: Vec<&'a Keyspace> = Vec::new();
+    let vschema: &'a vschema::VSchema = ctx.vschema;
+    let _ = sqlparser::ast::visit_expressions(query, |e: &Expr| {
+        if let Expr::Value(v) = e {
+            if let Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) = &v.value {
+                if let Some(k) = vschema.keyspace(s) {
+                    if !named.iter().any(|n| n.name == k.name) {
+                        named.push(k);
+                    }
+                }
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    named
+}
+
+/// One database answering for a keyspace.
+struct Database<'a> {
+    /// The keyspace whose shard holds it.
+    runs_in: &'a Keyspace,
+    /// Its name on that shard.
+    name: &'a str,
+    /// The keyspace its rows are shown under.
+    shown_as: &'a str,
+    /// For a keyspace's unlisted tables: the tables of the database not shown (those the
+    /// VSchema lists); the database's own row, routines and events are not shown either.
+    hidden: Option<Vec<&'a str>>,
+}
+
+impl Database<'_> {
+    /// Whether rows about table `name` of `keyspace` come from this database.
+    fn holds(&self, keyspace: &Keyspace, name: &str) -> bool {
+        let unlisted = keyspace.unlisted_tables.is_some()
+            && keyspace.sharded
+            && !keyspace.tables.contains_key(name);
+        unlisted == self.hidden.is_some()
+    }
+}
+
+fn databases<'a>(keyspace: &'a Keyspace, ctx: &Context<'a>) -> Vec<Database<'a>> {
+    let mut out = vec![Database {
+        runs_in: keyspace,
+        name: &keyspace.shards[0].primary.database,
+        shown_as: &keyspace.name,
+        hidden: None,
+    }];
+    let vschema: &'a vschema::VSchema = ctx.vschema;
+    if let Some(unlisted) = keyspace.unlisted_tables.as_ref().and_then(|u| vschema.keyspace(u)) {
+        out.push(Database {
+            runs_in: unlisted,
+            name: &unlisted.shards[0].primary.database,
+            shown_as: &keyspace.name,
+            hidden: Some(
+                unlisted
+                    .tables
+                    .keys()
+                    .chain(keyspace.tables.keys())
+                    .map(String::as_str)
+                    .collect(),
+            ),
+        });
+    }
+    out
+}
+
+/// The table names every row of the query is about, when its filter says: `TABLE_NAME = 'x'`
+/// or `TABLE_NAME IN (...)` under ANDs, or on every side of an OR.
+fn table_bound(filter: &Expr) -> Option<Vec<String>> {
+    let is_table_column = |e: &Expr| {
+        let name = match e {
+            Expr::Identifier(i) => &i.value,
+            Expr::CompoundIdentifier(parts) => &parts.last()?.value,
+            _ => return None,
+        };
+        ["TABLE_NAME", "EVENT_OBJECT_TABLE"]
+            .iter()
+            .any(|c| name.eq_ignore_ascii_case(c))
+            .then_some(())
+    };
+    let string = |e: &Expr| match e {
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => Some(s.clone()),
+            _ => None,
+        },
+        _ => None,
+    };
+    match filter {
+        Expr::Nested(e) => table_bound(e),
+        Expr::BinaryOp { left, op, right } => match op {
+            BinaryOperator::And => table_bound(left).or_else(|| table_bound(right)),
+            BinaryOperator::Or => {
+                let mut names = table_bound(left)?;
+                names.extend(table_bound(right)?);
+                Some(names)
+            }
+            BinaryOperator::Eq => match (is_table_column(left), is_table_column(right)) {
+                (Some(()), _) => Some(vec![string(right)?]),
+                (_, Some(())) => Some(vec![string(left)?]),
+                _ => None,
+            },
+            _ => None,
+        },
+        Expr::In {
+            expr,
+            target: sqlparser::ast::InTarget::List(list),
+            negated: false,
+            ..
+        } => {
+            is_table_column(expr)?;
+            list.iter().map(string).collect()
+        }
+        _ => None,
+    }
+}
+
+/// What makes a query's rows depend on each other, so that concatenating its results from
+/// several databases would be wrong.
+fn combining(query: &Query) -> Option<&'static str> {
+    if query.order_by.is_some() {
+        return Some("ORDER BY");
+    }
+    if query.limit_clause.is_some() {
+        return Some("LIMIT");
+    }
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return Some("UNION");
+    };
+    if select.distinct.is_some() {
+        return Some("DISTINCT");
+    }
+    if !matches!(&select.group_by, sqlparser::ast::GroupByExpr::Expressions(e, _) if e.is_empty())
+    {
+        return Some("GROUP BY");
+    }
+    if select.having.is_some() {
+        return Some("HAVING");
+    }
+    crate::aggregates::find_call(&select.projection, |f| {
+        let name = f.name.to_string().to_ascii_lowercase();
+        crate::aggregates::AGGREGATES.contains(&name.as_str()).then_some(name)
+    })
+    .map(|_| "aggregates")
+}
+
+/// `DATABASE()` and `SCHEMA()` as the client sees them: the session's keyspace, or NULL.
+struct SessionDatabase<'k>(Option<&'k str>);
+
+impl VisitorMut for SessionDatabase<'_> {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        if let Expr::Function(f) = expr {
+            let name = f.name.to_string();
+            if ["database", "schema"]
+                .iter()
+                .any(|n| name.eq_ignore_ascii_case(n))
+            {
+                *expr = Expr::value(match self.0 {
+                    Some(ks) => Value::SingleQuotedString(ks.to_string()),
+                    None => Value::Null,
+                });
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// A string literal in SQL text (names never hold backslashes: they would read differently
+/// under NO_BACKSLASH_ESCAPES).
+fn quoted(text: &str) -> Result<String, PlanError> {
+    if text.contains('\\') {
+        return Err(unsupported(format!("information_schema for the name {text:?}")));
+    }
+    Ok(format!("'{}'", text.replace('\'', "''")))
 }
 
 /// Replaces each per-database `information_schema` table with a derived table of its rows for
-/// `database`, under the name the query knows it by.
-struct Narrow<'d> {
-    database: &'d str,
+/// one database, shown under its keyspace's name, under the name the query knows it by.
+struct Narrow<'d, 'c> {
+    database: &'d Database<'d>,
+    ctx: &'d Context<'c>,
+    failed: Option<PlanError>,
 }
 
-impl VisitorMut for Narrow<'_> {
+impl Narrow<'_, '_> {
+    /// The derived table's query: the rows of `table` (whose schema column is `schema`, whose
+    /// table column is `about`) for the database.
+    fn rows(&self, table: &str, schema: &str, about: Option<&str>) -> Result<String, PlanError> {
+        let db = self.database;
+        let name = quoted(db.name)?;
+        let columns = if db.name == db.shown_as {
+            "*".to_string()
+        } else {
+            // Every schema column holding the database's name shows the keyspace's instead.
+            let shown = quoted(db.shown_as)?;
+            let columns = self
+                .ctx
+                .catalog
+                .columns(INFORMATION_SCHEMA, table)?
+                .ok_or_else(|| unsupported(format!("information_schema.{table} on this server")))?;
+            columns
+                .all
+                .iter()
+                .map(|c| {
+                    let c = c.to_ascii_uppercase();
+                    if c.ends_with("_SCHEMA") || c == "SCHEMA_NAME" {
+                        format!("IF(`{c}` = {name}, {shown}, `{c}`) AS `{c}`")
+                    } else {
+                        format!("`{c}`")
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut sql = format!("SELECT {columns} FROM information_schema.{table} WHERE {schema} = {name}");
+        match (&db.hidden, about) {
+            (None, _) => {}
+            (Some(_), None) => sql.push_str(" AND FALSE"),
+            (Some(hidden), Some(about)) if !hidden.is_empty() => {
+                let names = hidden.iter().map(|t| quoted(t)).collect::<Result<Vec<_>, _>>()?;
+                sql.push_str(&format!(" AND {about} NOT IN ({})", names.join(", ")));
+            }
+            (Some(_), Some(_)) => {}
+        }
+        Ok(sql)
+    }
+}
+
+impl VisitorMut for Narrow<'_, '_> {
     type Break = ();
 
     // After the factor's own parts: the derived table put in its place is not visited again.
@@ -184,13 +421,16 @@ impl VisitorMut for Narrow<'_> {
         let Some(table) = information_schema_table(name) else {
             return ControlFlow::Continue(());
         };
-        let Some((_, column)) = SCHEMA_COLUMNS.iter().find(|(t, _)| *t == table) else {
+        let Some((_, schema, about)) = SCHEMA_COLUMNS.iter().find(|(t, ..)| *t == table) else {
             return ControlFlow::Continue(());
         };
-        let sql = format!(
-            "SELECT * FROM information_schema.{table} WHERE {column} = '{}'",
-            self.database.replace('\'', "''")
-        );
+        let sql = match self.rows(&table, schema, *about) {
+            Ok(sql) => sql,
+            Err(e) => {
+                self.failed = Some(e);
+                return ControlFlow::Break(());
+            }
+        };
         let Ok(subquery) = sqlparser::parser::Parser::new(&sqlparser::dialect::MySqlDialect {})
             .try_with_sql(&sql)
             .and_then(|mut p| p.parse_query())

@@ -27,28 +27,22 @@ fn ident_parts(name: &ObjectName) -> Option<Vec<String>> {
 }
 
 /// Resolves a table name: `ks.t` in keyspace ks; `t` in the session's keyspace, or, with none
-/// selected, in the one keyspace that declares it.
+/// selected or when the session's sharded keyspace does not list it, in the one keyspace that
+/// lists it (Vitess's global routing). A table a sharded keyspace does not list is in the
+/// keyspace its `unlisted_tables` names, if it names one.
 pub(crate) fn resolve<'a>(name: &ObjectName, ctx: &Context<'a>) -> Result<Resolved<'a>, PlanError> {
     let parts = ident_parts(name).ok_or_else(|| unsupported(format!("table name {name}")))?;
     let (keyspace, table, qualified): (&'a Keyspace, String, bool) = match parts.as_slice() {
         [table] => {
             let keyspace = match ctx.keyspace {
-                Some(ks) => ctx
-                    .vschema
-                    .keyspace(ks)
-                    .ok_or_else(|| PlanError::UnknownKeyspace(ks.to_string()))?,
-                None => {
-                    let vschema: &'a vschema::VSchema = ctx.vschema;
-                    let found: Vec<&'a Keyspace> = vschema
-                        .keyspaces()
-                        .filter(|k| k.tables.contains_key(table.as_str()))
-                        .collect();
-                    let first = *found.first().ok_or(PlanError::NoDatabase)?;
-                    if found.len() > 1 {
-                        return Err(unsupported(format!("table {table} exists in several keyspaces; qualify it as keyspace.{table} or USE a keyspace")));
-                    }
-                    first
+                Some(ks) => {
+                    let keyspace = ctx
+                        .vschema
+                        .keyspace(ks)
+                        .ok_or_else(|| PlanError::UnknownKeyspace(ks.to_string()))?;
+                    global(table, ctx).filter(|_| unlisted(keyspace, table)).unwrap_or(keyspace)
                 }
+                None => global(table, ctx).ok_or(PlanError::NoDatabase)?,
             };
             (keyspace, table.clone(), false)
         }
@@ -63,6 +57,14 @@ pub(crate) fn resolve<'a>(name: &ObjectName, ctx: &Context<'a>) -> Result<Resolv
             (keyspace, table.clone(), true)
         }
         _ => return Err(unsupported(format!("table name {name}"))),
+    };
+    // A sharded keyspace's unlisted tables live in the keyspace it names for them.
+    let keyspace = match &keyspace.unlisted_tables {
+        Some(target) if unlisted(keyspace, &table) => ctx
+            .vschema
+            .keyspace(target)
+            .ok_or_else(|| PlanError::UnknownKeyspace(target.clone()))?,
+        _ => keyspace,
     };
     let placement = match keyspace.table(&table) {
         Some(t) => t.clone(),
@@ -81,6 +83,20 @@ pub(crate) fn resolve<'a>(name: &ObjectName, ctx: &Context<'a>) -> Result<Resolv
         qualified,
         object: name.clone(),
     })
+}
+
+/// Whether `table` is one a sharded keyspace's VSchema does not list (an unsharded keyspace
+/// holds any table).
+fn unlisted(keyspace: &Keyspace, table: &str) -> bool {
+    keyspace.sharded && !keyspace.tables.contains_key(table)
+}
+
+/// Global routing: the one keyspace whose VSchema lists `table`, if exactly one does.
+fn global<'a>(table: &str, ctx: &Context<'a>) -> Option<&'a Keyspace> {
+    let vschema: &'a vschema::VSchema = ctx.vschema;
+    let mut listing = vschema.keyspaces().filter(|k| k.tables.contains_key(table));
+    let first = listing.next()?;
+    listing.next().is_none().then_some(first)
 }
 
 pub(crate) fn is_system_schema(name: &str) -> bool {

@@ -65,6 +65,8 @@ pub fn bind(template: &Plan, literals: &[Literal], vschema: &VSchema) -> Option<
             d.inner = Box::new(bind(&d.inner, literals, vschema)?);
             Plan::Derived(d)
         }
+        // Which databases answer depends on the literals.
+        Plan::Concat(_) => return None,
         Plan::PullOut(p) => {
             let mut p = p.clone();
             p.template = p.template.map_texts(text)?;

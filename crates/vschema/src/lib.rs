@@ -166,6 +166,9 @@ pub struct Keyspace {
     pub transaction_mode: Option<String>,
     /// TLS to this keyspace's shards.
     pub backend_tls: BackendTls,
+    /// The unsharded keyspace where the tables this sharded keyspace does not list live (tables
+    /// an ORM or a migration tool creates): statements naming them go there.
+    pub unlisted_tables: Option<String>,
 }
 
 /// TLS to the backends, with the meanings of the `mysql` client's `--ssl-mode`.

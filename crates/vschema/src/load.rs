@@ -214,6 +214,7 @@ pub fn parse_config(text: &str, path: &Path) -> Result<Config, ConfigError> {
     }
     resolve_sequences(&mut keyspaces, &ctx, &raw)?;
     check_lookups(&keyspaces, &ctx.file)?;
+    check_unlisted(&keyspaces, &ctx, &raw)?;
     if keyspaces.is_empty() {
         return Err(ConfigError {
             file: ctx.file.clone(),
@@ -413,6 +414,7 @@ impl Ctx<'_> {
             pool,
             transaction_mode,
             backend_tls,
+            unlisted_tables: ks.unlisted_tables.as_ref().map(|u| u.get_ref().clone()),
         })
     }
 
@@ -566,6 +568,34 @@ fn check_lookups(keyspaces: &[Keyspace], file: &Path) -> Result<(), ConfigError>
                     });
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+/// `unlisted_tables` names an unsharded keyspace, and only a sharded keyspace has it (an
+/// unsharded one holds every table it is asked for).
+fn check_unlisted(keyspaces: &[Keyspace], ctx: &Ctx<'_>, raw: &RawConfig) -> Result<(), ConfigError> {
+    for ks in keyspaces {
+        let Some(target) = &ks.unlisted_tables else {
+            continue;
+        };
+        let spanned = raw.keyspaces[&ks.name]
+            .get_ref()
+            .unlisted_tables
+            .as_ref()
+            .expect("set from the raw keyspace");
+        let key = format!("keyspaces.{}.unlisted_tables", ks.name);
+        let problem = match keyspaces.iter().find(|k| &k.name == target) {
+            _ if !ks.sharded => Some("only a sharded keyspace has unlisted_tables".to_string()),
+            None => Some(format!("no keyspace {target:?}")),
+            Some(k) if k.sharded => Some(format!(
+                "keyspace {target:?} is sharded; unlisted tables go to an unsharded keyspace"
+            )),
+            Some(_) => None,
+        };
+        if let Some(message) = problem {
+            return Err(ctx.err(spanned, &key, message));
         }
     }
     Ok(())

@@ -65,6 +65,9 @@ pub(crate) struct RawKeyspace {
     pub vschema_json: Option<Spanned<String>>,
     /// `single`, `multi` or `twopc`: how transactions that start here commit.
     pub transaction_mode: Option<Spanned<String>>,
+    /// An unsharded keyspace that holds the tables this (sharded) keyspace's VSchema does not
+    /// list.
+    pub unlisted_tables: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

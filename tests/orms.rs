@@ -1,0 +1,378 @@
+//! Applications as they are: tables an ORM creates that the VSchema does not list
+//! (`unlisted_tables`), global routing of unqualified names, `information_schema` and SHOW over a
+//! keyspace and its unlisted tables, and real ORMs' migration tools and CRUD through shardgate.
+//!
+//! One set of servers for this binary: keyspace `ut` (2 shards, its unlisted tables in `ut_meta`,
+//! whose database is named otherwise), `plain` (2 shards, no unlisted tables), and per ORM a
+//! sharded keyspace with its unlisted tables in `<orm>_meta`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts};
+
+struct Cluster {
+    servers: Vec<testkit::MariaDb>,
+    config: vschema::Config,
+}
+
+/// The ORMs' keyspaces: each sharded, with its unlisted tables in `<name>_meta`.
+const ORMS: &[&str] = &["dj", "al", "rails", "sq", "ty", "kx"];
+
+/// Tables each ORM keyspace's VSchema shards (their ids come from sequences in `<orm>_meta`).
+fn orm_tables(orm: &str) -> String {
+    format!(
+        r#"vindexes.hash = {{ type = "hash" }}
+tables.{orm}_author = {{ primary_vindex = {{ column = "id", vindex = "hash" }}, auto_increment = {{ column = "id", sequence = "{orm}_meta.{orm}_author_seq" }} }}
+tables.{orm}_book = {{ primary_vindex = {{ column = "author_id", vindex = "hash" }}, auto_increment = {{ column = "id", sequence = "{orm}_meta.{orm}_book_seq" }} }}
+"#
+    )
+}
+
+fn cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        let mut databases = vec!["ut", "ut_meta_db", "plain"];
+        let metas: Vec<String> = ORMS.iter().map(|o| format!("{o}_meta")).collect();
+        databases.extend(ORMS);
+        databases.extend(metas.iter().map(String::as_str));
+        let servers = testkit::start(3, &databases).expect("start MariaDB");
+        let url = |i: usize, db: &str| servers[i].url(db);
+        let mut text = format!(
+            r#"[server]
+listen = "127.0.0.1:0"
+
+[[users]]
+name = "app"
+password = "secret"
+
+[keyspaces.ut]
+sharded = true
+unlisted_tables = "ut_meta"
+shards = [{{ name = "-80", primary = "{u0}" }}, {{ name = "80-", primary = "{u1}" }}]
+vindexes.hash = {{ type = "hash" }}
+tables.sharded_t = {{ primary_vindex = {{ column = "id", vindex = "hash" }} }}
+
+[keyspaces.ut_meta]
+sharded = false
+shards = [{{ name = "0", primary = "{um}" }}]
+tables.listed_here = {{ type = "sequence" }}
+
+[keyspaces.plain]
+sharded = true
+shards = [{{ name = "-80", primary = "{p0}" }}, {{ name = "80-", primary = "{p1}" }}]
+vindexes.hash = {{ type = "hash" }}
+tables.p = {{ primary_vindex = {{ column = "id", vindex = "hash" }} }}
+"#,
+            u0 = url(0, "ut"),
+            u1 = url(1, "ut"),
+            um = url(2, "ut_meta_db"),
+            p0 = url(0, "plain"),
+            p1 = url(1, "plain"),
+        );
+        for orm in ORMS {
+            text.push_str(&format!(
+                r#"
+[keyspaces.{orm}]
+sharded = true
+unlisted_tables = "{orm}_meta"
+pool = {{ min = 1, max = 16 }}
+shards = [{{ name = "-80", primary = "{s0}" }}, {{ name = "80-", primary = "{s1}" }}]
+{tables}
+[keyspaces.{orm}_meta]
+sharded = false
+pool = {{ min = 1, max = 16 }}
+shards = [{{ name = "0", primary = "{m}" }}]
+tables.{orm}_author_seq = {{ type = "sequence" }}
+tables.{orm}_book_seq = {{ type = "sequence" }}
+"#,
+                s0 = url(0, orm),
+                s1 = url(1, orm),
+                m = url(2, &format!("{orm}_meta")),
+                tables = orm_tables(orm),
+            ));
+        }
+        let config = vschema::parse_config(&text, Path::new("orms.toml")).expect("test config");
+        Cluster { servers, config }
+    })
+}
+
+async fn proxy() -> shardgate::Running {
+    shardgate::start(&cluster().config, "127.0.0.1:0")
+        .await
+        .expect("start proxy")
+}
+
+async fn client(proxy: &shardgate::Running, db: &str) -> Conn {
+    let url = format!("mysql://app:secret@{}/{db}", proxy.addr);
+    Conn::new(Opts::from_url(&url).unwrap())
+        .await
+        .expect("connect to proxy")
+}
+
+/// A direct connection to server `i`'s database `db`.
+async fn direct(i: usize, db: &str) -> Conn {
+    Conn::new(Opts::from_url(&cluster().servers[i].url(db)).unwrap())
+        .await
+        .unwrap()
+}
+
+async fn tables_of(conn: &mut Conn) -> Vec<String> {
+    let mut t: Vec<String> = conn.query("SHOW TABLES").await.unwrap();
+    t.sort();
+    t
+}
+
+fn server_error(e: mysql_async::Error) -> (u16, String) {
+    match e {
+        mysql_async::Error::Server(s) => (s.code, s.message),
+        other => panic!("not a server error: {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unlisted_tables_live_in_their_keyspace() {
+    let proxy = proxy().await;
+    let mut c = client(&proxy, "ut").await;
+    c.query_drop("CREATE TABLE sharded_t (id INT PRIMARY KEY, v VARCHAR(20))")
+        .await
+        .unwrap();
+    // Not listed by ut's VSchema: created in ut_meta, and every statement on it goes there.
+    c.query_drop(
+        "CREATE TABLE notes (id INT PRIMARY KEY, sharded_id INT, body TEXT, KEY by_sharded (sharded_id))",
+    )
+    .await
+    .unwrap();
+    c.query_drop("INSERT INTO sharded_t VALUES (1, 'one'), (2, 'two'), (3, 'three'), (4, 'four')")
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO notes VALUES (10, 1, 'a'), (11, 3, 'b'), (12, 3, 'c')")
+        .await
+        .unwrap();
+    c.query_drop("UPDATE ut.notes SET body = 'B' WHERE id = 11")
+        .await
+        .unwrap();
+    assert_eq!(tables_of(&mut direct(0, "ut").await).await, ["sharded_t"]);
+    assert_eq!(tables_of(&mut direct(1, "ut").await).await, ["sharded_t"]);
+    assert_eq!(
+        tables_of(&mut direct(2, "ut_meta_db").await).await,
+        ["notes"]
+    );
+    let notes: Vec<(i32, i32, String)> = c
+        .query("SELECT id, sharded_id, body FROM notes ORDER BY id")
+        .await
+        .unwrap();
+    assert_eq!(
+        notes,
+        [(10, 1, "a".into()), (11, 3, "B".into()), (12, 3, "c".into())]
+    );
+    // A join with a sharded table: planned across keyspaces.
+    let joined: Vec<(i32, String, String)> = c
+        .query(
+            "SELECT n.id, s.v, n.body FROM notes n JOIN sharded_t s ON s.id = n.sharded_id ORDER BY n.id",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        joined,
+        [
+            (10, "one".into(), "a".into()),
+            (11, "three".into(), "B".into()),
+            (12, "three".into(), "c".into())
+        ]
+    );
+
+    // The keyspace as the client sees it: both tables, under ut's name.
+    assert_eq!(tables_of(&mut c).await, ["notes", "sharded_t"]);
+    let listed: Vec<(String, String)> = c.query("SHOW FULL TABLES FROM ut").await.unwrap();
+    assert_eq!(
+        listed,
+        [
+            ("notes".into(), "BASE TABLE".into()),
+            ("sharded_t".into(), "BASE TABLE".into())
+        ]
+    );
+    let mut info: Vec<(String, String)> = c
+        .query(
+            "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()",
+        )
+        .await
+        .unwrap();
+    info.sort();
+    assert_eq!(
+        info,
+        [("ut".into(), "notes".into()), ("ut".into(), "sharded_t".into())]
+    );
+    // Filtered on one table: only its database answers, so ORDER BY is fine.
+    let columns: Vec<(String, String, String)> = c
+        .query(
+            "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = 'ut' AND TABLE_NAME = 'notes' ORDER BY ORDINAL_POSITION",
+        )
+        .await
+        .unwrap();
+    let names: Vec<&str> = columns.iter().map(|c| c.2.as_str()).collect();
+    assert_eq!(names, ["id", "sharded_id", "body"]);
+    assert!(columns.iter().all(|c| c.0 == "ut" && c.1 == "notes"));
+    let index: Vec<(String, String)> = c
+        .query(
+            "SELECT INDEX_SCHEMA, INDEX_NAME FROM information_schema.STATISTICS \
+             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN ('notes') ORDER BY INDEX_NAME",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        index,
+        [("ut".into(), "by_sharded".into()), ("ut".into(), "PRIMARY".into())]
+    );
+    // Rows that combine across both databases: refused, not half an answer.
+    let e = c
+        .query_drop(
+            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()",
+        )
+        .await
+        .unwrap_err();
+    let (code, message) = server_error(e);
+    assert_eq!(code, 1235, "{message}");
+    assert!(message.contains("aggregates"), "{message}");
+    // ut_meta on its own: its own name, all its tables.
+    let own: Vec<(String, String)> = c
+        .query(
+            "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'ut_meta'",
+        )
+        .await
+        .unwrap();
+    assert_eq!(own, [("ut_meta".into(), "notes".into())]);
+    let create: (String, String) = c
+        .query_first("SHOW CREATE TABLE notes")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(create.1.contains("`sharded_id`"), "{}", create.1);
+    c.query_drop("DROP TABLE notes").await.unwrap();
+    c.query_drop("DROP TABLE sharded_t").await.unwrap();
+    assert!(tables_of(&mut direct(2, "ut_meta_db").await).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_resolve_by_global_routing_or_name_the_keyspace() {
+    let proxy = proxy().await;
+    let mut c = client(&proxy, "plain").await;
+    c.query_drop("CREATE TABLE p (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    // Without unlisted_tables: the error names the table and the keyspace.
+    let e = c.query_drop("SELECT * FROM nothing_here").await.unwrap_err();
+    let (code, message) = server_error(e);
+    assert_eq!(code, 1146, "{message}");
+    assert!(message.contains("plain.nothing_here"), "{message}");
+    // A table listed by one keyspace only resolves there from another keyspace's session.
+    let mut u = client(&proxy, "ut").await;
+    u.query_drop("CREATE TABLE IF NOT EXISTS sharded_t (id INT PRIMARY KEY, v VARCHAR(20))")
+        .await
+        .unwrap();
+    u.query_drop("REPLACE INTO sharded_t VALUES (77, 'global')")
+        .await
+        .unwrap();
+    let v: Option<String> = c
+        .query_first("SELECT v FROM sharded_t WHERE id = 77")
+        .await
+        .unwrap();
+    assert_eq!(v.as_deref(), Some("global"));
+    c.query_drop("DROP TABLE p").await.unwrap();
+}
+
+fn clients_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
+}
+
+/// The sequences of an ORM keyspace's sharded tables, in its `_meta` keyspace (created directly:
+/// they are the operator's, not the application's).
+async fn sequences(orm: &str) {
+    let mut m = direct(2, &format!("{orm}_meta")).await;
+    for table in ["author", "book"] {
+        m.query_drop(format!(
+            "CREATE TABLE {orm}_{table}_seq (id INT PRIMARY KEY, next_id BIGINT, cache BIGINT) COMMENT 'vitess_sequence'"
+        ))
+        .await
+        .unwrap();
+        m.query_drop(format!("INSERT INTO {orm}_{table}_seq VALUES (0, 1, 10)"))
+            .await
+            .unwrap();
+    }
+}
+
+/// Rows `(id, name)` of `{orm}_author`, read from both shards directly, each checked to be on
+/// the shard its id hashes to.
+async fn authors_on_shards(orm: &str) -> Vec<(i64, String)> {
+    let ks = cluster().config.vschema.keyspace(orm).unwrap();
+    let Some(vschema::Table::Sharded { vindex, .. }) = ks.table(&format!("{orm}_author")) else {
+        panic!("{orm}_author is sharded");
+    };
+    let mut all = Vec::new();
+    for (i, shard) in ks.shards.iter().enumerate() {
+        let rows: Vec<(i64, String)> = direct(i, orm)
+            .await
+            .query(format!("SELECT id, name FROM {orm}_author"))
+            .await
+            .unwrap();
+        for (id, _) in &rows {
+            let ksid = vindex.map(&vschema::KeyValue::Int(*id)).unwrap();
+            assert_eq!(ks.shards[ks.shard_for(&ksid)].name, shard.name, "{orm} id {id}");
+        }
+        all.extend(rows);
+    }
+    all.sort();
+    all
+}
+
+/// The tables of the `_meta` keyspace's database, read directly.
+async fn meta_tables(orm: &str) -> Vec<String> {
+    tables_of(&mut direct(2, &format!("{orm}_meta")).await).await
+}
+
+fn python() -> PathBuf {
+    clients_dir().join(".venv/bin/python")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn django_migrate_and_crud() {
+    sequences("dj").await;
+    let proxy = proxy().await;
+    let port = proxy.addr.port().to_string();
+    let out = run_orm(&python(), "orm_django", &["run.py", "127.0.0.1", &port, "dj"]);
+    assert!(out.contains("ok django"), "{out}");
+    let authors = authors_on_shards("dj").await;
+    assert_eq!(authors.len(), 12, "{authors:?}");
+    assert!(authors.iter().any(|a| a.1 == "renamed"));
+    assert!(authors.iter().any(|a| a.1 == "committed"));
+    assert!(!authors.iter().any(|a| a.1 == "rolled back"));
+    let meta = meta_tables("dj").await;
+    assert!(meta.contains(&"django_migrations".to_string()), "{meta:?}");
+    assert!(!meta.contains(&"dj_author".to_string()), "{meta:?}");
+}
+
+/// Runs an ORM's script (in `tests/clients/<dir>`) against the proxy; panics with its output
+/// unless it succeeds.
+fn run_orm(program: &Path, dir: &str, args: &[&str]) -> String {
+    let out = testkit::output_within(
+        Command::new(program).args(args).current_dir(clients_dir().join(dir)),
+        std::time::Duration::from_secs(300),
+        &program.display().to_string(),
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (scripts/setup.sh installs the ORMs)",
+            program.display()
+        )
+    });
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{} {args:?} failed:\n{text}", program.display());
+    text
+}
