@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what shardgate's demo, tests and benchmarks need on Debian: MariaDB server and client,
 # sysbench, socat (the load benchmark's relay), Chromium (the status page's screenshot test),
-# and the client libraries the tests drive (Python packages in tests/clients/.venv, Node.js
-# packages in tests/clients/node_modules). Idempotent: does nothing when everything is present.
+# Ruby with ActiveRecord, and the client libraries and ORMs the tests drive (Python packages in
+# tests/clients/.venv, Node.js packages in tests/clients/node_modules). Idempotent: does nothing when everything is present.
 set -euo pipefail
 
 missing=()
@@ -13,6 +13,8 @@ command -v sysbench >/dev/null 2>&1 || missing+=(sysbench)
 command -v socat >/dev/null 2>&1 || missing+=(socat)
 command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-venv)
 command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
+# Rails ActiveRecord with its MySQL adapter, from Debian (the ORM tests).
+ruby -e 'require "active_record"; require "mysql2"' >/dev/null 2>&1 || missing+=(ruby ruby-activerecord ruby-mysql2)
 # Headless Chromium renders the admin status page in its screenshot test.
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 

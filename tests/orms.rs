@@ -354,6 +354,41 @@ async fn django_migrate_and_crud() {
     assert!(!meta.contains(&"dj_author".to_string()), "{meta:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alembic_upgrade_check_and_crud() {
+    sequences("al").await;
+    let proxy = proxy().await;
+    let port = proxy.addr.port().to_string();
+    let out = run_orm(&python(), "orm_alembic", &["run.py", "127.0.0.1", &port, "al"]);
+    assert!(out.contains("ok alembic"), "{out}");
+    let authors = authors_on_shards("al").await;
+    assert_eq!(authors.len(), 10, "{authors:?}");
+    assert!(authors.iter().any(|a| a.1 == "renamed"));
+    assert!(!authors.iter().any(|a| a.1 == "rolled back"));
+    let meta = meta_tables("al").await;
+    assert!(meta.contains(&"alembic_version".to_string()), "{meta:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rails_migrations_schema_dump_and_crud() {
+    sequences("rails").await;
+    let proxy = proxy().await;
+    let port = proxy.addr.port().to_string();
+    let out = run_orm(
+        Path::new("/usr/bin/ruby"),
+        "orm_rails",
+        &["run.rb", "127.0.0.1", &port, "rails"],
+    );
+    assert!(out.contains("ok rails"), "{out}");
+    let authors = authors_on_shards("rails").await;
+    assert_eq!(authors.len(), 10, "{authors:?}");
+    assert!(authors.iter().any(|a| a.1 == "renamed"));
+    assert!(!authors.iter().any(|a| a.1 == "rolled back"));
+    let meta = meta_tables("rails").await;
+    assert!(meta.contains(&"schema_migrations".to_string()), "{meta:?}");
+    assert!(meta.contains(&"ar_internal_metadata".to_string()), "{meta:?}");
+}
+
 /// Runs an ORM's script (in `tests/clients/<dir>`) against the proxy; panics with its output
 /// unless it succeeds.
 fn run_orm(program: &Path, dir: &str, args: &[&str]) -> String {

@@ -358,7 +358,12 @@ impl GateSession {
             .as_ref()
             .and_then(|s| s.parent_name.as_ref())
         {
-            Some(name) => name.to_string(),
+            // `FROM `ks``: the name, not its quoted text.
+            Some(name) => name
+                .0
+                .last()
+                .and_then(|p| p.as_ident())
+                .map_or_else(|| name.to_string(), |i| i.value.clone()),
             None => self
                 .session
                 .keyspace
