@@ -389,6 +389,45 @@ async fn rails_migrations_schema_dump_and_crud() {
     assert!(meta.contains(&"ar_internal_metadata".to_string()), "{meta:?}");
 }
 
+/// A Node.js ORM's script in `tests/clients/orm_node` against keyspace `orm`, then its rows on
+/// the shards: ten authors made, one renamed, one deleted, one committed, one rolled back.
+async fn node_orm(script: &str, orm: &str, meta: &[&str]) {
+    sequences(orm).await;
+    let proxy = proxy().await;
+    let port = proxy.addr.port().to_string();
+    let out = run_orm(
+        Path::new("node"),
+        "orm_node",
+        &[script, "127.0.0.1", &port, orm],
+    );
+    let name = script.trim_end_matches(".js");
+    assert!(out.contains(&format!("ok {name}")), "{out}");
+    let authors = authors_on_shards(orm).await;
+    assert_eq!(authors.len(), 10, "{authors:?}");
+    assert!(authors.iter().any(|a| a.1 == "renamed"));
+    assert!(authors.iter().any(|a| a.1 == "committed"));
+    assert!(!authors.iter().any(|a| a.1 == "rolled back"));
+    let tables = meta_tables(orm).await;
+    for t in meta {
+        assert!(tables.contains(&t.to_string()), "{tables:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequelize_sync_and_crud() {
+    node_orm("sequelize.js", "sq", &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typeorm_synchronize_and_crud() {
+    node_orm("typeorm.js", "ty", &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn knex_migrations_and_crud() {
+    node_orm("knex.js", "kx", &["knex_migrations", "knex_migrations_lock"]).await;
+}
+
 /// Runs an ORM's script (in `tests/clients/<dir>`) against the proxy; panics with its output
 /// unless it succeeds.
 fn run_orm(program: &Path, dir: &str, args: &[&str]) -> String {

@@ -170,6 +170,10 @@ pub(crate) fn plan_insert(
                     v.value == Value::Null
                         || matches!(&v.value, Value::Number(n, _) if n.parse::<f64>() == Ok(0.0))
                 }
+                // `DEFAULT`, as Sequelize writes a missing id.
+                Expr::Identifier(i) => {
+                    i.quote_style.is_none() && i.value.eq_ignore_ascii_case("default")
+                }
                 _ => false,
             },
             None => false,

@@ -127,10 +127,7 @@ fn plan_on_shard(
         named if named.is_empty() => ctx.vschema.keyspaces().collect(),
         named => named,
     };
-    let bound = match query.body.as_ref() {
-        SetExpr::Select(s) => s.selection.as_ref().and_then(table_bound),
-        _ => None,
-    };
+    let bound = body_bound(&query.body);
     let mut routes = Vec::new();
     for keyspace in keyspaces {
         for database in databases(keyspace, ctx) {
@@ -292,6 +289,25 @@ fn table_bound(filter: &Expr) -> Option<Vec<String>> {
         } => {
             is_table_column(expr)?;
             list.iter().map(string).collect()
+        }
+        _ => None,
+    }
+}
+
+/// [`table_bound`] of a query body: of its filter, or of every branch of a UNION.
+fn body_bound(body: &SetExpr) -> Option<Vec<String>> {
+    match body {
+        SetExpr::Select(s) => s.selection.as_ref().and_then(table_bound),
+        SetExpr::Query(q) => body_bound(&q.body),
+        SetExpr::SetOperation {
+            op: sqlparser::ast::SetOperator::Union,
+            left,
+            right,
+            ..
+        } => {
+            let mut names = body_bound(left)?;
+            names.extend(body_bound(right)?);
+            Some(names)
         }
         _ => None,
     }
