@@ -19,7 +19,7 @@ struct Cluster {
 }
 
 /// The ORMs' keyspaces: each sharded, with its unlisted tables in `<name>_meta`.
-const ORMS: &[&str] = &["dj", "al", "rails", "sq", "ty", "kx"];
+const ORMS: &[&str] = &["dj", "al", "rails", "sq", "ty", "kx", "so"];
 
 /// Tables each ORM keyspace's VSchema shards (their ids come from sequences in `<orm>_meta`).
 fn orm_tables(orm: &str) -> String {
@@ -166,7 +166,11 @@ async fn unlisted_tables_live_in_their_keyspace() {
         .unwrap();
     assert_eq!(
         notes,
-        [(10, 1, "a".into()), (11, 3, "B".into()), (12, 3, "c".into())]
+        [
+            (10, 1, "a".into()),
+            (11, 3, "B".into()),
+            (12, 3, "c".into())
+        ]
     );
     // A join with a sharded table: planned across keyspaces.
     let joined: Vec<(i32, String, String)> = c
@@ -203,7 +207,10 @@ async fn unlisted_tables_live_in_their_keyspace() {
     info.sort();
     assert_eq!(
         info,
-        [("ut".into(), "notes".into()), ("ut".into(), "sharded_t".into())]
+        [
+            ("ut".into(), "notes".into()),
+            ("ut".into(), "sharded_t".into())
+        ]
     );
     // Filtered on one table: only its database answers, so ORDER BY is fine.
     let columns: Vec<(String, String, String)> = c
@@ -225,7 +232,10 @@ async fn unlisted_tables_live_in_their_keyspace() {
         .unwrap();
     assert_eq!(
         index,
-        [("ut".into(), "by_sharded".into()), ("ut".into(), "PRIMARY".into())]
+        [
+            ("ut".into(), "by_sharded".into()),
+            ("ut".into(), "PRIMARY".into())
+        ]
     );
     // Rows that combine across both databases: refused, not half an answer.
     let e = c
@@ -253,7 +263,9 @@ async fn unlisted_tables_live_in_their_keyspace() {
     assert!(create.1.contains("`sharded_id`"), "{}", create.1);
     c.query_drop("DROP TABLE notes").await.unwrap();
     c.query_drop("DROP TABLE sharded_t").await.unwrap();
-    assert!(tables_of(&mut direct(2, "ut_meta_db").await).await.is_empty());
+    assert!(tables_of(&mut direct(2, "ut_meta_db").await)
+        .await
+        .is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -264,7 +276,10 @@ async fn names_resolve_by_global_routing_or_name_the_keyspace() {
         .await
         .unwrap();
     // Without unlisted_tables: the error names the table and the keyspace.
-    let e = c.query_drop("SELECT * FROM nothing_here").await.unwrap_err();
+    let e = c
+        .query_drop("SELECT * FROM nothing_here")
+        .await
+        .unwrap_err();
     let (code, message) = server_error(e);
     assert_eq!(code, 1146, "{message}");
     assert!(message.contains("plain.nothing_here"), "{message}");
@@ -320,7 +335,11 @@ async fn authors_on_shards(orm: &str) -> Vec<(i64, String)> {
             .unwrap();
         for (id, _) in &rows {
             let ksid = vindex.map(&vschema::KeyValue::Int(*id)).unwrap();
-            assert_eq!(ks.shards[ks.shard_for(&ksid)].name, shard.name, "{orm} id {id}");
+            assert_eq!(
+                ks.shards[ks.shard_for(&ksid)].name,
+                shard.name,
+                "{orm} id {id}"
+            );
         }
         all.extend(rows);
     }
@@ -342,7 +361,11 @@ async fn django_migrate_and_crud() {
     sequences("dj").await;
     let proxy = proxy().await;
     let port = proxy.addr.port().to_string();
-    let out = run_orm(&python(), "orm_django", &["run.py", "127.0.0.1", &port, "dj"]);
+    let out = run_orm(
+        &python(),
+        "orm_django",
+        &["run.py", "127.0.0.1", &port, "dj"],
+    );
     assert!(out.contains("ok django"), "{out}");
     let authors = authors_on_shards("dj").await;
     assert_eq!(authors.len(), 12, "{authors:?}");
@@ -359,7 +382,11 @@ async fn alembic_upgrade_check_and_crud() {
     sequences("al").await;
     let proxy = proxy().await;
     let port = proxy.addr.port().to_string();
-    let out = run_orm(&python(), "orm_alembic", &["run.py", "127.0.0.1", &port, "al"]);
+    let out = run_orm(
+        &python(),
+        "orm_alembic",
+        &["run.py", "127.0.0.1", &port, "al"],
+    );
     assert!(out.contains("ok alembic"), "{out}");
     let authors = authors_on_shards("al").await;
     assert_eq!(authors.len(), 10, "{authors:?}");
@@ -386,7 +413,10 @@ async fn rails_migrations_schema_dump_and_crud() {
     assert!(!authors.iter().any(|a| a.1 == "rolled back"));
     let meta = meta_tables("rails").await;
     assert!(meta.contains(&"schema_migrations".to_string()), "{meta:?}");
-    assert!(meta.contains(&"ar_internal_metadata".to_string()), "{meta:?}");
+    assert!(
+        meta.contains(&"ar_internal_metadata".to_string()),
+        "{meta:?}"
+    );
 }
 
 /// A Node.js ORM's script in `tests/clients/orm_node` against keyspace `orm`, then its rows on
@@ -425,14 +455,315 @@ async fn typeorm_synchronize_and_crud() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn knex_migrations_and_crud() {
-    node_orm("knex.js", "kx", &["knex_migrations", "knex_migrations_lock"]).await;
+    node_orm(
+        "knex.js",
+        "kx",
+        &["knex_migrations", "knex_migrations_lock"],
+    )
+    .await;
+}
+
+/// sea-orm's entities for keyspace `so`.
+mod so {
+    pub mod author {
+        use sea_orm::entity::prelude::*;
+
+        #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+        #[sea_orm(table_name = "so_author")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            pub name: String,
+            #[sea_orm(unique)]
+            pub email: String,
+        }
+
+        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+        pub enum Relation {
+            #[sea_orm(has_many = "super::book::Entity")]
+            Book,
+        }
+
+        impl Related<super::book::Entity> for Entity {
+            fn to() -> RelationDef {
+                Relation::Book.def()
+            }
+        }
+
+        impl ActiveModelBehavior for ActiveModel {}
+    }
+
+    pub mod book {
+        use sea_orm::entity::prelude::*;
+
+        #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+        #[sea_orm(table_name = "so_book")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            pub author_id: i64,
+            pub title: String,
+        }
+
+        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+        pub enum Relation {
+            #[sea_orm(
+                belongs_to = "super::author::Entity",
+                from = "Column::AuthorId",
+                to = "super::author::Column::Id"
+            )]
+            Author,
+        }
+
+        impl Related<super::author::Entity> for Entity {
+            fn to() -> RelationDef {
+                Relation::Author.def()
+            }
+        }
+
+        impl ActiveModelBehavior for ActiveModel {}
+    }
+
+    pub mod migration {
+        use sea_orm_migration::prelude::*;
+
+        pub struct Migrator;
+
+        impl MigratorTrait for Migrator {
+            fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+                vec![Box::new(Library)]
+            }
+        }
+
+        #[derive(DeriveMigrationName)]
+        struct Library;
+
+        #[async_trait::async_trait]
+        impl MigrationTrait for Library {
+            async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+                manager
+                    .create_table(
+                        Table::create()
+                            .table(Alias::new("so_author"))
+                            .col(
+                                ColumnDef::new(Alias::new("id"))
+                                    .big_integer()
+                                    .not_null()
+                                    .auto_increment()
+                                    .primary_key(),
+                            )
+                            .col(
+                                ColumnDef::new(Alias::new("name"))
+                                    .string_len(100)
+                                    .not_null(),
+                            )
+                            .col(
+                                ColumnDef::new(Alias::new("email"))
+                                    .string_len(100)
+                                    .not_null()
+                                    .unique_key(),
+                            )
+                            .to_owned(),
+                    )
+                    .await?;
+                manager
+                    .create_table(
+                        Table::create()
+                            .table(Alias::new("so_book"))
+                            .col(
+                                ColumnDef::new(Alias::new("id"))
+                                    .big_integer()
+                                    .not_null()
+                                    .auto_increment()
+                                    .primary_key(),
+                            )
+                            .col(
+                                ColumnDef::new(Alias::new("author_id"))
+                                    .big_integer()
+                                    .not_null(),
+                            )
+                            .col(
+                                ColumnDef::new(Alias::new("title"))
+                                    .string_len(200)
+                                    .not_null(),
+                            )
+                            .foreign_key(
+                                ForeignKey::create()
+                                    .name("fk_so_book_author")
+                                    .from(Alias::new("so_book"), Alias::new("author_id"))
+                                    .to(Alias::new("so_author"), Alias::new("id")),
+                            )
+                            .to_owned(),
+                    )
+                    .await?;
+                manager
+                    .create_index(
+                        Index::create()
+                            .name("idx_so_book_title")
+                            .table(Alias::new("so_book"))
+                            .col(Alias::new("title"))
+                            .to_owned(),
+                    )
+                    .await
+            }
+
+            async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+                manager
+                    .drop_table(Table::drop().table(Alias::new("so_book")).to_owned())
+                    .await?;
+                manager
+                    .drop_table(Table::drop().table(Alias::new("so_author")).to_owned())
+                    .await
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sea_orm_migration_and_crud() {
+    use sea_orm::{
+        ActiveModelTrait, ColumnTrait, Database, EntityTrait, ModelTrait, PaginatorTrait,
+        QueryFilter, QueryOrder, Set, TransactionTrait,
+    };
+    use sea_orm_migration::MigratorTrait;
+    use so::{author, book, migration::Migrator};
+
+    sequences("so").await;
+    let proxy = proxy().await;
+    let db = Database::connect(format!("mysql://app:secret@{}/so", proxy.addr))
+        .await
+        .unwrap();
+    Migrator::up(&db, None).await.unwrap();
+    assert!(Migrator::get_pending_migrations(&db)
+        .await
+        .unwrap()
+        .is_empty());
+    // Again: nothing to apply.
+    Migrator::up(&db, None).await.unwrap();
+
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let a = author::ActiveModel {
+            name: Set(format!("author {i}")),
+            email: Set(format!("a{i}@example.com")),
+            ..Default::default()
+        }
+        .insert(&db)
+        .await
+        .unwrap();
+        for n in 1..=2 {
+            book::ActiveModel {
+                author_id: Set(a.id),
+                title: Set(format!("author {i} book {n}")),
+                ..Default::default()
+            }
+            .insert(&db)
+            .await
+            .unwrap();
+        }
+        ids.push(a.id);
+    }
+    let mut distinct = ids.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 10, "{ids:?}");
+    assert_eq!(book::Entity::find().count(&db).await.unwrap(), 20);
+    let a5 = author::Entity::find_by_id(ids[5])
+        .one(&db)
+        .await
+        .unwrap()
+        .unwrap();
+    let titles: Vec<String> = a5
+        .find_related(book::Entity)
+        .order_by_asc(book::Column::Title)
+        .all(&db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.title)
+        .collect();
+    assert_eq!(titles, ["author 5 book 1", "author 5 book 2"]);
+    let with_books = author::Entity::find()
+        .filter(author::Column::Email.eq("a6@example.com"))
+        .find_with_related(book::Entity)
+        .all(&db)
+        .await
+        .unwrap();
+    assert_eq!(with_books.len(), 1);
+    assert_eq!(with_books[0].1.len(), 2);
+    let mut first: author::ActiveModel = author::Entity::find_by_id(ids[0])
+        .one(&db)
+        .await
+        .unwrap()
+        .unwrap()
+        .into();
+    first.name = Set("renamed".into());
+    first.update(&db).await.unwrap();
+    book::Entity::delete_many()
+        .filter(book::Column::AuthorId.eq(ids[1]))
+        .exec(&db)
+        .await
+        .unwrap();
+    author::Entity::delete_by_id(ids[1])
+        .exec(&db)
+        .await
+        .unwrap();
+
+    let txn = db.begin().await.unwrap();
+    author::ActiveModel {
+        name: Set("committed".into()),
+        email: Set("committed@example.com".into()),
+        ..Default::default()
+    }
+    .insert(&txn)
+    .await
+    .unwrap();
+    txn.commit().await.unwrap();
+    let txn = db.begin().await.unwrap();
+    let rolled = author::ActiveModel {
+        name: Set("rolled back".into()),
+        email: Set("rb@example.com".into()),
+        ..Default::default()
+    }
+    .insert(&txn)
+    .await
+    .unwrap();
+    book::ActiveModel {
+        author_id: Set(rolled.id),
+        title: Set("rolled back book".into()),
+        ..Default::default()
+    }
+    .insert(&txn)
+    .await
+    .unwrap();
+    txn.rollback().await.unwrap();
+    assert_eq!(
+        book::Entity::find()
+            .filter(book::Column::Title.eq("rolled back book"))
+            .count(&db)
+            .await
+            .unwrap(),
+        0
+    );
+    db.close().await.unwrap();
+
+    let authors = authors_on_shards("so").await;
+    assert_eq!(authors.len(), 10, "{authors:?}");
+    assert!(authors.iter().any(|a| a.1 == "renamed"));
+    assert!(authors.iter().any(|a| a.1 == "committed"));
+    assert!(!authors.iter().any(|a| a.1 == "rolled back"));
+    assert!(meta_tables("so")
+        .await
+        .contains(&"seaql_migrations".to_string()));
 }
 
 /// Runs an ORM's script (in `tests/clients/<dir>`) against the proxy; panics with its output
 /// unless it succeeds.
 fn run_orm(program: &Path, dir: &str, args: &[&str]) -> String {
     let out = testkit::output_within(
-        Command::new(program).args(args).current_dir(clients_dir().join(dir)),
+        Command::new(program)
+            .args(args)
+            .current_dir(clients_dir().join(dir)),
         std::time::Duration::from_secs(300),
         &program.display().to_string(),
     )
@@ -447,6 +778,10 @@ fn run_orm(program: &Path, dir: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "{} {args:?} failed:\n{text}", program.display());
+    assert!(
+        out.status.success(),
+        "{} {args:?} failed:\n{text}",
+        program.display()
+    );
     text
 }

@@ -393,7 +393,9 @@ impl GateSession {
         if ks.unlisted_tables.is_some() {
             let (mut columns, rows) = self.table_rows(&keyspace, &query).await?;
             if let Some(first) = columns.first_mut() {
-                *first = first.clone().with_name(format!("Tables_in_{keyspace}").as_bytes());
+                *first = first
+                    .clone()
+                    .with_name(format!("Tables_in_{keyspace}").as_bytes());
             }
             return self.local_rows(out, columns, rows).await;
         }

@@ -186,6 +186,7 @@ async fn insert_splits_rows_by_shard() {
         suffix: String::new(),
         generate: None,
         lookups: vec![],
+        returning: false,
     });
     let (log, _, outcome) = run(plan).await;
     assert_eq!(
@@ -226,6 +227,7 @@ async fn insert_with_unmappable_value_is_an_error() {
         suffix: String::new(),
         generate: None,
         lookups: vec![],
+        returning: false,
     });
     let err = execute(
         &plan,
@@ -274,6 +276,7 @@ async fn insert_fills_ids_from_the_sequence_and_routes_by_them() {
             column: 0,
         }),
         lookups: vec![],
+        returning: false,
     });
     let (log, _, outcome) = run(plan).await;
     assert_eq!(log[log.len() - 1], "reserve main.seq 3");

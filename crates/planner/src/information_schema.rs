@@ -34,7 +34,11 @@ const SCHEMA_COLUMNS: &[(&str, &str, Option<&str>)] = &[
     ("COLUMNS", "TABLE_SCHEMA", Some("TABLE_NAME")),
     ("STATISTICS", "TABLE_SCHEMA", Some("TABLE_NAME")),
     ("KEY_COLUMN_USAGE", "TABLE_SCHEMA", Some("TABLE_NAME")),
-    ("REFERENTIAL_CONSTRAINTS", "CONSTRAINT_SCHEMA", Some("TABLE_NAME")),
+    (
+        "REFERENTIAL_CONSTRAINTS",
+        "CONSTRAINT_SCHEMA",
+        Some("TABLE_NAME"),
+    ),
     ("TABLE_CONSTRAINTS", "TABLE_SCHEMA", Some("TABLE_NAME")),
     // MySQL 8's has no table column.
     ("CHECK_CONSTRAINTS", "CONSTRAINT_SCHEMA", None),
@@ -226,7 +230,11 @@ fn databases<'a>(keyspace: &'a Keyspace, ctx: &Context<'a>) -> Vec<Database<'a>>
         hidden: None,
     }];
     let vschema: &'a vschema::VSchema = ctx.vschema;
-    if let Some(unlisted) = keyspace.unlisted_tables.as_ref().and_then(|u| vschema.keyspace(u)) {
+    if let Some(unlisted) = keyspace
+        .unlisted_tables
+        .as_ref()
+        .and_then(|u| vschema.keyspace(u))
+    {
         out.push(Database {
             runs_in: unlisted,
             name: &unlisted.shards[0].primary.database,
@@ -328,8 +336,7 @@ fn combining(query: &Query) -> Option<&'static str> {
     if select.distinct.is_some() {
         return Some("DISTINCT");
     }
-    if !matches!(&select.group_by, sqlparser::ast::GroupByExpr::Expressions(e, _) if e.is_empty())
-    {
+    if !matches!(&select.group_by, sqlparser::ast::GroupByExpr::Expressions(e, _) if e.is_empty()) {
         return Some("GROUP BY");
     }
     if select.having.is_some() {
@@ -337,7 +344,9 @@ fn combining(query: &Query) -> Option<&'static str> {
     }
     crate::aggregates::find_call(&select.projection, |f| {
         let name = f.name.to_string().to_ascii_lowercase();
-        crate::aggregates::AGGREGATES.contains(&name.as_str()).then_some(name)
+        crate::aggregates::AGGREGATES
+            .contains(&name.as_str())
+            .then_some(name)
     })
     .map(|_| "aggregates")
 }
@@ -369,7 +378,9 @@ impl VisitorMut for SessionDatabase<'_> {
 /// under NO_BACKSLASH_ESCAPES).
 fn quoted(text: &str) -> Result<String, PlanError> {
     if text.contains('\\') {
-        return Err(unsupported(format!("information_schema for the name {text:?}")));
+        return Err(unsupported(format!(
+            "information_schema for the name {text:?}"
+        )));
     }
     Ok(format!("'{}'", text.replace('\'', "''")))
 }
@@ -412,12 +423,16 @@ impl Narrow<'_, '_> {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let mut sql = format!("SELECT {columns} FROM information_schema.{table} WHERE {schema} = {name}");
+        let mut sql =
+            format!("SELECT {columns} FROM information_schema.{table} WHERE {schema} = {name}");
         match (&db.hidden, about) {
             (None, _) => {}
             (Some(_), None) => sql.push_str(" AND FALSE"),
             (Some(hidden), Some(about)) if !hidden.is_empty() => {
-                let names = hidden.iter().map(|t| quoted(t)).collect::<Result<Vec<_>, _>>()?;
+                let names = hidden
+                    .iter()
+                    .map(|t| quoted(t))
+                    .collect::<Result<Vec<_>, _>>()?;
                 sql.push_str(&format!(" AND {about} NOT IN ({})", names.join(", ")));
             }
             (Some(_), Some(_)) => {}

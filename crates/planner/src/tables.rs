@@ -40,7 +40,9 @@ pub(crate) fn resolve<'a>(name: &ObjectName, ctx: &Context<'a>) -> Result<Resolv
                         .vschema
                         .keyspace(ks)
                         .ok_or_else(|| PlanError::UnknownKeyspace(ks.to_string()))?;
-                    global(table, ctx).filter(|_| unlisted(keyspace, table)).unwrap_or(keyspace)
+                    global(table, ctx)
+                        .filter(|_| unlisted(keyspace, table))
+                        .unwrap_or(keyspace)
                 }
                 None => global(table, ctx).ok_or(PlanError::NoDatabase)?,
             };

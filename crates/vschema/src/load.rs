@@ -575,7 +575,11 @@ fn check_lookups(keyspaces: &[Keyspace], file: &Path) -> Result<(), ConfigError>
 
 /// `unlisted_tables` names an unsharded keyspace, and only a sharded keyspace has it (an
 /// unsharded one holds every table it is asked for).
-fn check_unlisted(keyspaces: &[Keyspace], ctx: &Ctx<'_>, raw: &RawConfig) -> Result<(), ConfigError> {
+fn check_unlisted(
+    keyspaces: &[Keyspace],
+    ctx: &Ctx<'_>,
+    raw: &RawConfig,
+) -> Result<(), ConfigError> {
     for ks in keyspaces {
         let Some(target) = &ks.unlisted_tables else {
             continue;
