@@ -14,6 +14,9 @@ pub struct Session {
     pub last_insert_id: u64,
     /// Affected rows of the last statement, -1 after one that returned rows (`ROW_COUNT()`).
     pub row_count: i64,
+    /// FOUND_ROWS(): the rows of the last SELECT, or with SQL_CALC_FOUND_ROWS those it would
+    /// have had without its LIMIT.
+    pub found_rows: u64,
     /// `SET autocommit`: when off, the first statement opens a transaction.
     pub autocommit: bool,
     /// How this session's transactions commit across shards.
@@ -48,6 +51,7 @@ impl Session {
             target_shard: None,
             last_insert_id: 0,
             row_count: -1,
+            found_rows: 0,
             autocommit: true,
             tx_mode: None,
             keyspace_tx_mode: crate::transaction::TxMode::Multi,

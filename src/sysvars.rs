@@ -106,6 +106,7 @@ fn session_function(name: &str, session: &Session, info: &ServerInfo) -> Option<
         "connection_id" => Local::Int(i64::from(session.conn_id)),
         "last_insert_id" => Local::Int(session.last_insert_id as i64),
         "row_count" => Local::Int(session.row_count),
+        "found_rows" => Local::Int(session.found_rows as i64),
         "version" => Local::Text(info.version.clone()),
         _ => return None,
     })
@@ -203,8 +204,12 @@ pub enum Answer {
     /// By the proxy alone.
     Local(LocalRows),
     /// By a shard, given this text: the session's values written in as literals, each item
-    /// named as the client's text would name it.
-    Shard(String),
+    /// named as the client's text would name it. `LAST_INSERT_ID(expr)` is its `expr` there,
+    /// and `sets_last_insert_id` the item whose value becomes the session's LAST_INSERT_ID().
+    Shard {
+        text: String,
+        sets_last_insert_id: Option<usize>,
+    },
 }
 
 /// The answer to a table-less SELECT made only of values the proxy knows: column definitions and
@@ -256,7 +261,17 @@ pub fn answer(
             return Ok(None);
         }
         return with_session_values(query, sql, session, info)
-            .map(|text| Some(Answer::Shard(text)))
+            .map(|text| {
+                Some(Answer::Shard {
+                    text,
+                    sets_last_insert_id: select.projection.iter().position(|item| match item {
+                        SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                            last_insert_id_argument(e).is_some()
+                        }
+                        _ => false,
+                    }),
+                })
+            })
             .ok_or_else(|| {
                 crate::error::unsupported("session functions mixed with other expressions")
             });
@@ -284,7 +299,9 @@ fn with_session_values(
     planner::name_items(&mut query, &planner::SourceText::new(sql));
     let mut unknown = false;
     let _ = sqlparser::ast::visit_expressions_mut(&mut query, |e: &mut Expr| {
-        if is_session_state(e) || local_value(e, session, info).is_some() {
+        if let Some(argument) = last_insert_id_argument(e) {
+            *e = Expr::Nested(Box::new(argument.clone()));
+        } else if is_session_state(e) || local_value(e, session, info).is_some() {
             match local_value(e, session, info) {
                 Some(value) => *e = literal(value),
                 None => unknown = true,
@@ -293,6 +310,26 @@ fn with_session_values(
         std::ops::ControlFlow::<()>::Continue(())
     });
     (!unknown).then(|| query.to_string())
+}
+
+/// The argument of `LAST_INSERT_ID(expr)`, which returns `expr` and makes it the session's
+/// LAST_INSERT_ID().
+fn last_insert_id_argument(expr: &Expr) -> Option<&Expr> {
+    let Expr::Function(f) = expr else {
+        return None;
+    };
+    if !f.name.to_string().eq_ignore_ascii_case("last_insert_id") {
+        return None;
+    }
+    match &f.args {
+        FunctionArguments::List(l) => match l.args.as_slice() {
+            [sqlparser::ast::FunctionArg::Unnamed(sqlparser::ast::FunctionArgExpr::Expr(e))] => {
+                Some(e)
+            }
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 fn literal(value: Local) -> Expr {

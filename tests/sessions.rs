@@ -461,6 +461,74 @@ async fn session_functions_inside_expressions() {
     proxy.stop().await;
 }
 
+/// FOUND_ROWS() after SQL_CALC_FOUND_ROWS (counted over every shard) and after a plain SELECT;
+/// LAST_INSERT_ID(expr) sets the session's value; SELECT ... INTO @v sets user variables from
+/// one row, warns on none and fails on several, as MySQL does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn found_rows_last_insert_id_and_select_into() {
+    let proxy = proxy().await;
+    let mut c = client(&proxy, Some("four")).await;
+    c.query_drop("DROP TABLE IF EXISTS counted").await.unwrap();
+    c.query_drop("CREATE TABLE counted (id INT PRIMARY KEY, grp INT, name VARCHAR(10))")
+        .await
+        .unwrap();
+    let values: Vec<String> = (1..=30)
+        .map(|i| format!("({i}, {}, 'n{i}')", i % 3))
+        .collect();
+    c.query_drop(format!("INSERT INTO counted VALUES {}", values.join(", ")))
+        .await
+        .unwrap();
+    let page: Vec<i64> = c
+        .query("SELECT SQL_CALC_FOUND_ROWS id FROM counted WHERE grp = 1 ORDER BY id LIMIT 3")
+        .await
+        .unwrap();
+    assert_eq!(page, [1, 4, 7]);
+    assert_eq!(ask(&mut c, "SELECT FOUND_ROWS()").await, Some(10));
+    // Twice the same text: the second is not served a plan that skips the count.
+    let _: Vec<i64> = c
+        .query("SELECT SQL_CALC_FOUND_ROWS id FROM counted WHERE grp = 2 ORDER BY id LIMIT 3")
+        .await
+        .unwrap();
+    assert_eq!(ask(&mut c, "SELECT FOUND_ROWS()").await, Some(10));
+    let _: Vec<i64> = c
+        .query("SELECT SQL_CALC_FOUND_ROWS grp FROM counted GROUP BY grp LIMIT 1")
+        .await
+        .unwrap();
+    assert_eq!(ask(&mut c, "SELECT FOUND_ROWS()").await, Some(3));
+    let _: Vec<i64> = c
+        .query("SELECT id FROM counted WHERE id < 6")
+        .await
+        .unwrap();
+    assert_eq!(ask(&mut c, "SELECT FOUND_ROWS() + 0").await, Some(5));
+
+    assert_eq!(ask(&mut c, "SELECT LAST_INSERT_ID(40 + 2)").await, Some(42));
+    assert_eq!(ask(&mut c, "SELECT LAST_INSERT_ID()").await, Some(42));
+
+    c.query_drop("SELECT name, grp INTO @name, @grp FROM counted WHERE id = 14")
+        .await
+        .unwrap();
+    let vars: Option<(String, i64)> = c.query_first("SELECT @name, @grp").await.unwrap();
+    assert_eq!(vars, Some(("n14".to_string(), 2)));
+    // The variables reach every shard's statements.
+    assert_eq!(
+        ask(&mut c, "SELECT COUNT(*) FROM counted WHERE grp = @grp").await,
+        Some(10)
+    );
+    c.query_drop("SELECT name INTO @name FROM counted WHERE id = 99")
+        .await
+        .unwrap();
+    let warnings: Vec<(String, i64, String)> = c.query("SHOW WARNINGS").await.unwrap();
+    assert_eq!(warnings.first().map(|w| w.1), Some(1329), "{warnings:?}");
+    let kept: Option<String> = c.query_first("SELECT @name").await.unwrap();
+    assert_eq!(kept.as_deref(), Some("n14"));
+    let e = c
+        .query_drop("SELECT name INTO @name FROM counted WHERE grp = 0")
+        .await
+        .unwrap_err();
+    assert_eq!(server_code(&e), Some(1172), "{e}");
+    proxy.stop().await;
+}
+
 /// EXPLAIN is a shard's own: the owning shard's for a statement on one shard, any one shard's for
 /// a statement that runs whole on each; a plan of several steps is refused, naming VEXPLAIN.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -314,6 +314,9 @@ impl GateSession {
             Statement::ShowVariables { global: false, .. } => {
                 return self.show_variables(sql, out).await
             }
+            Statement::Query(q) if matches!(q.body.as_ref(), SetExpr::Select(s) if s.into.is_some()) => {
+                return self.select_into(q, out).await
+            }
             Statement::Query(q) if sysvars::uses_named_locks(q) => {
                 return self.named_lock_statement(sql, out).await
             }
@@ -321,9 +324,33 @@ impl GateSession {
                 Some(sysvars::Answer::Local((columns, rows))) => {
                     return self.local_rows(out, columns, rows).await
                 }
-                Some(sysvars::Answer::Shard(text)) => {
+                Some(sysvars::Answer::Shard {
+                    text,
+                    sets_last_insert_id: None,
+                }) => {
                     let plan = self.plan_text(&text).await?;
                     return self.run(&plan, out, None).await;
+                }
+                Some(sysvars::Answer::Shard {
+                    text,
+                    sets_last_insert_id: Some(item),
+                }) => {
+                    let plan = self.plan_text(&text).await?;
+                    let mut rows = engine::Collected::default();
+                    self.execute(&plan, &mut rows)
+                        .await
+                        .map_err(|e| error::from_engine(&e))?;
+                    let value = rows.rows.first().and_then(|r| r.get(item));
+                    self.session.last_insert_id = match value {
+                        Some(Value::Int(n)) => *n as u64,
+                        Some(Value::UInt(n)) => *n,
+                        Some(Value::Bytes(b)) => String::from_utf8_lossy(b)
+                            .trim()
+                            .parse::<f64>()
+                            .map_or(0, |f| f as u64),
+                        _ => 0,
+                    };
+                    return self.local_rows(out, rows.columns, rows.rows).await;
                 }
                 None => {}
             },
@@ -358,15 +385,71 @@ impl GateSession {
             return result;
         }
         self.ensure_transaction();
-        self.run(&plan, out, None).await
+        // SQL_CALC_FOUND_ROWS: the rows without the LIMIT, counted by a statement of its own
+        // (the shards' own counts would each be partial).
+        let found = match found_rows_query(&stmt) {
+            Some(count) => Some(self.count_rows(&count).await?),
+            None => None,
+        };
+        self.run(&plan, out, None).await?;
+        if let Some(found) = found {
+            self.session.found_rows = found;
+        }
+        Ok(())
+    }
+
+    /// The one number a `SELECT COUNT(*) ...` returns, run in the session's transaction.
+    async fn count_rows(&mut self, sql: &str) -> Result<u64, StatementError> {
+        let plan = self.plan_text(sql).await?;
+        let mut rows = engine::Collected::default();
+        self.execute(&plan, &mut rows)
+            .await
+            .map_err(|e| error::from_engine(&e))?;
+        Ok(match rows.rows.first().and_then(|r| r.first()) {
+            Some(Value::Int(n)) => *n as u64,
+            Some(Value::UInt(n)) => *n,
+            Some(Value::Bytes(b)) => String::from_utf8_lossy(b).parse().unwrap_or(0),
+            _ => 0,
+        })
     }
 
     /// An empty OK, with the status flags as they are after the statement (BEGIN sets
     /// in-transaction, COMMIT clears it).
     pub(super) async fn ok(&self, out: &mut ResultWriter<'_>) -> Result<(), StatementError> {
-        out.set_status(self.status());
-        Ok(out.ok(&OkInfo::default()).await?)
+        self.ok_with_warnings(out, 0).await
     }
+
+    pub(super) async fn ok_with_warnings(
+        &self,
+        out: &mut ResultWriter<'_>,
+        warnings: u16,
+    ) -> Result<(), StatementError> {
+        out.set_status(self.status());
+        let info = OkInfo {
+            warnings,
+            ..OkInfo::default()
+        };
+        Ok(out.ok(&info).await?)
+    }
+}
+
+/// For a `SELECT SQL_CALC_FOUND_ROWS ...`, the statement counting its rows without its LIMIT
+/// (rendered from the parsed query).
+pub(super) fn found_rows_query(stmt: &Statement) -> Option<String> {
+    let Statement::Query(q) = stmt else {
+        return None;
+    };
+    let mut q = q.clone();
+    let SetExpr::Select(select) = q.body.as_mut() else {
+        return None;
+    };
+    let modifiers = select.select_modifiers.as_mut()?;
+    if !std::mem::take(&mut modifiers.sql_calc_found_rows) {
+        return None;
+    }
+    q.limit_clause = None;
+    q.order_by = None;
+    Some(format!("SELECT COUNT(*) FROM ({q}) AS sg_found_rows"))
 }
 
 /// Whether a statement writes (refused for read-only users): by its first keyword, and for

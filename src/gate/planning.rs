@@ -69,8 +69,10 @@ impl GateSession {
     pub(super) fn learn(&self, learn: CacheMiss<'_>, stmt: &Statement, plan: &Plan) {
         let cacheable = match stmt {
             Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => true,
+            // SQL_CALC_FOUND_ROWS takes the planned path, which counts the rows.
             Statement::Query(q) => {
                 matches!(q.body.as_ref(), SetExpr::Select(s) if !s.from.is_empty())
+                    && super::dispatch::found_rows_query(stmt).is_none()
             }
             _ => false,
         };

@@ -205,6 +205,7 @@ impl GateSession {
         match result {
             Ok(outcome) if started => {
                 self.session.row_count = -1;
+                self.session.found_rows = self.last_rows;
                 self.session.warnings = outcome.warning_rows;
                 Ok(out.finish_rows(outcome.warnings).await?)
             }

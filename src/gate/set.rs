@@ -231,7 +231,77 @@ impl GateSession {
             .next()
             .and_then(|r| r.into_iter().next())
             .unwrap_or(Value::NULL);
-        let numeric = columns.first().is_some_and(|c| {
+        Ok(value_literal(columns.first(), value))
+    }
+
+    /// `SELECT ... INTO @a, @b ...`: the query runs without its INTO, and its one row's values
+    /// become the user variables (no row: they keep their values, with MySQL's warning 1329;
+    /// several: MySQL's error 1172).
+    pub(super) async fn select_into(
+        &mut self,
+        query: &sqlparser::ast::Query,
+        out: &mut frontend::ResultWriter<'_>,
+    ) -> Result<(), super::StatementError> {
+        let mut query = query.clone();
+        let sqlparser::ast::SetExpr::Select(select) = query.body.as_mut() else {
+            return Err(error::unsupported("INTO in this query").into());
+        };
+        let into = select.into.take().expect("checked by the caller");
+        let mut names = Vec::with_capacity(into.targets.len());
+        for target in &into.targets {
+            match target {
+                sqlparser::ast::Expr::Identifier(i) if i.value.starts_with('@') => {
+                    names.push(i.value.clone())
+                }
+                other => return Err(error::unsupported(format!("SELECT ... INTO {other}")).into()),
+            }
+        }
+        let plan = self.plan_text(&query.to_string()).await?;
+        let mut result = engine::Collected::default();
+        self.execute(&plan, &mut result)
+            .await
+            .map_err(|e| error::from_engine(&e))?;
+        if result.columns.len() != names.len() {
+            return Err(SqlError::new(
+                1222,
+                "21000",
+                "The used SELECT statements have a different number of columns",
+            )
+            .into());
+        }
+        let mut warnings = 0;
+        match result.rows.len() {
+            0 => {
+                const NO_DATA: &str = "No data - zero rows fetched, selected, or processed";
+                self.session.warnings = vec![vec![
+                    Value::Bytes(b"Warning".to_vec()),
+                    Value::Int(1329),
+                    Value::Bytes(NO_DATA.as_bytes().to_vec()),
+                ]];
+                warnings = 1;
+            }
+            1 => {
+                let row = result.rows.remove(0);
+                for ((name, value), column) in names.iter().zip(row).zip(&result.columns) {
+                    self.session
+                        .remember(name, value_literal(Some(column), value));
+                }
+            }
+            _ => {
+                return Err(
+                    SqlError::new(1172, "42000", "Result consisted of more than one row").into(),
+                )
+            }
+        }
+        self.ok_with_warnings(out, warnings).await
+    }
+}
+
+/// A value from a backend as the SQL literal that gives it back with its type: numbers as
+/// themselves, text as a hex literal of text, NULL.
+fn value_literal(column: Option<&Column>, value: Value) -> String {
+    {
+        let numeric = column.is_some_and(|c| {
             use mysql_common::constants::ColumnType::*;
             matches!(
                 c.column_type(),
@@ -246,13 +316,13 @@ impl GateSession {
                     | MYSQL_TYPE_DOUBLE
             )
         });
-        Ok(match value {
+        match value {
             Value::NULL => "NULL".into(),
             Value::Bytes(b) if numeric => String::from_utf8_lossy(&b).into_owned(),
             // A binary literal would change the variable's type: text stays text.
             Value::Bytes(b) => engine::literal::hex(&b, engine::literal::is_text(&b)),
             other => other.as_sql(true),
-        })
+        }
     }
 }
 

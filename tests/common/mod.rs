@@ -48,6 +48,7 @@ tables.warned = { primary_vindex = { column = "id", vindex = "hash" } }
 tables.txt = { primary_vindex = { column = "id", vindex = "hash" } }
 tables.iso = { primary_vindex = { column = "id", vindex = "hash" } }
 tables.meta = { primary_vindex = { column = "id", vindex = "hash" } }
+tables.counted = { primary_vindex = { column = "id", vindex = "hash" } }
 tables.schema_probe = { primary_vindex = { column = "id", vindex = "hash" } }
 tables.locked = { primary_vindex = { column = "id", vindex = "hash" } }
 tables.dumped = { primary_vindex = { column = "id", vindex = "hash" } }
