@@ -566,6 +566,25 @@ async fn explain_asks_a_shard() {
         .unwrap_err();
     assert_eq!(server_code(&e), Some(1235), "{e}");
     assert!(e.to_string().contains("VEXPLAIN"), "{e}");
+    // VEXPLAIN ALL: shardgate's plan, then each shard statement with a shard's EXPLAIN of it.
+    let lines: Vec<String> = c
+        .query("VEXPLAIN ALL SELECT a.v FROM iso a JOIN iso b ON b.v = a.id")
+        .await
+        .unwrap();
+    assert!(lines[0].starts_with("Join"), "{lines:#?}");
+    let explained: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("EXPLAIN on two: "))
+        .collect();
+    assert_eq!(explained.len(), 2, "{lines:#?}");
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.contains("table=a") || l.contains("table=b"))
+            .count(),
+        2,
+        "{lines:#?}"
+    );
     proxy.stop().await;
 }
 

@@ -135,12 +135,44 @@ impl GateSession {
         if lower.split_whitespace().take(2).eq(["show", "shardgate"]) {
             return self.show_shardgate(&lower, out).await;
         }
-        if let Some(rest) = strip_vexplain(sql) {
+        if let Some((all, rest)) = strip_vexplain(sql) {
             let plan = self.plan_text(rest).await?;
-            let rows = plan
-                .describe()
-                .lines()
-                .map(|l| vec![Value::Bytes(l.as_bytes().to_vec())])
+            let mut lines: Vec<String> = plan.describe().lines().map(str::to_string).collect();
+            if all {
+                // Each shard statement as its keyspace's first shard explains it.
+                for (keyspace, query) in plan.shard_queries() {
+                    lines.push(format!("EXPLAIN on {keyspace}: {query}"));
+                    let explain = Plan::Route(engine::Route {
+                        keyspace: keyspace.to_string(),
+                        opcode: engine::Opcode::Reference,
+                        query: format!("EXPLAIN {query}"),
+                        elsewhere: None,
+                    });
+                    let mut found = engine::Collected::default();
+                    self.execute(&explain, &mut found)
+                        .await
+                        .map_err(|e| error::from_engine(&e))?;
+                    for row in found.rows {
+                        let fields: Vec<String> = found
+                            .columns
+                            .iter()
+                            .zip(row)
+                            .map(|(c, v)| {
+                                let value = match v {
+                                    Value::NULL => "NULL".to_string(),
+                                    Value::Bytes(b) => String::from_utf8_lossy(&b).into_owned(),
+                                    other => other.as_sql(true),
+                                };
+                                format!("{}={value}", c.name_str())
+                            })
+                            .collect();
+                        lines.push(format!("  {}", fields.join(" ")));
+                    }
+                }
+            }
+            let rows = lines
+                .into_iter()
+                .map(|l| vec![Value::Bytes(l.into_bytes())])
                 .collect();
             return self
                 .local_rows(out, vec![sysvars::text_column("plan")], rows)
@@ -470,18 +502,20 @@ pub(super) fn writes(sql: &str) -> bool {
 }
 
 /// `VEXPLAIN [PLAN] <statement>` → the statement.
-pub(super) fn strip_vexplain(sql: &str) -> Option<&str> {
+/// `VEXPLAIN [PLAN | ALL] statement` → (ALL?, the statement).
+pub(super) fn strip_vexplain(sql: &str) -> Option<(bool, &str)> {
     let rest = sql
         .get(..8)
         .filter(|p| p.eq_ignore_ascii_case("vexplain"))?;
     let rest = sql[rest.len()..].trim_start();
-    let rest = match rest.get(..4) {
-        Some(p) if p.eq_ignore_ascii_case("plan") && rest[4..].starts_with(char::is_whitespace) => {
-            rest[4..].trim_start()
+    for (word, all) in [("plan", false), ("all", true)] {
+        if let Some(p) = rest.get(..word.len()) {
+            if p.eq_ignore_ascii_case(word) && rest[word.len()..].starts_with(char::is_whitespace) {
+                return Some((all, rest[word.len()..].trim_start()));
+            }
         }
-        _ => rest,
-    };
-    Some(rest)
+    }
+    Some((false, rest))
 }
 
 pub(super) fn is_show_warnings(sql: &str) -> bool {

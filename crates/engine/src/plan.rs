@@ -539,6 +539,37 @@ impl Plan {
         }
     }
 
+    /// The statements the plan sends to shards, with their keyspaces, holes filled with NULL
+    /// (what `VEXPLAIN ALL` asks the shards to explain). Inserts and DDL have none worth it.
+    pub fn shard_queries(&self) -> Vec<(&str, String)> {
+        let mut out = Vec::new();
+        self.collect_queries(&mut out);
+        out
+    }
+
+    fn collect_queries<'a>(&'a self, out: &mut Vec<(&'a str, String)>) {
+        match self {
+            Plan::Route(r) => out.push((&r.keyspace, r.query.clone())),
+            Plan::Merge(s) => out.push((&s.route.keyspace, s.route.query.clone())),
+            Plan::OwnedWrite(w) => out.push((&w.route.keyspace, w.route.query.clone())),
+            Plan::Insert(_) | Plan::Send(_) => {}
+            Plan::Join(j) => {
+                j.left.collect_queries(out);
+                out.push((&j.right.keyspace, j.right.query.render(|_| "NULL")));
+            }
+            Plan::Derived(d) => d.inner.collect_queries(out),
+            Plan::Concat(parts) => {
+                out.extend(parts.iter().map(|r| (r.keyspace.as_str(), r.query.clone())))
+            }
+            Plan::PullOut(p) => {
+                // The statement itself is planned once their values are known.
+                for s in &p.subqueries {
+                    s.plan.collect_queries(out);
+                }
+            }
+        }
+    }
+
     /// Every keyspace the plan sends statements to (lookup vindexes' own tables aside), each once.
     pub fn keyspaces(&self) -> Vec<&str> {
         let mut out = Vec::new();
