@@ -48,6 +48,11 @@ listen = "127.0.0.1:0"
 name = "app"
 password = "secret"
 
+[[users]]
+name = "ut_only"
+password = "pw"
+keyspaces = ["ut"]
+
 [keyspaces.ut]
 sharded = true
 unlisted_tables = "ut_meta"
@@ -255,6 +260,19 @@ async fn unlisted_tables_live_in_their_keyspace() {
         .await
         .unwrap();
     assert_eq!(own, [("ut_meta".into(), "notes".into())]);
+    // A user allowed keyspace ut may use its unlisted tables, and nothing else.
+    let mut limited = Conn::new(
+        Opts::from_url(&format!("mysql://ut_only:pw@{}/ut", proxy.addr)).unwrap(),
+    )
+    .await
+    .unwrap();
+    let n: Option<i64> = limited
+        .query_first("SELECT COUNT(*) FROM notes")
+        .await
+        .unwrap();
+    assert_eq!(n, Some(3));
+    let e = limited.query_drop("SELECT * FROM plain.p").await.unwrap_err();
+    assert_eq!(server_error(e).0, 1044);
     let create: (String, String) = c
         .query_first("SHOW CREATE TABLE notes")
         .await

@@ -183,8 +183,16 @@ impl Gate {
                 .users
                 .iter()
                 .map(|u| {
+                    // A keyspace's unlisted tables are its own, wherever they live.
+                    let keyspaces = u.keyspaces.as_ref().map(|allowed| {
+                        let mut all = allowed.clone();
+                        all.extend(allowed.iter().filter_map(|k| {
+                            config.vschema.keyspace(k)?.unlisted_tables.clone()
+                        }));
+                        all
+                    });
                     let access = Access {
-                        keyspaces: u.keyspaces.clone(),
+                        keyspaces,
                         read_only: u.read_only,
                         require_tls: u.require_tls,
                         max_connections: u.max_connections,
