@@ -242,6 +242,28 @@ async fn unlisted_tables_live_in_their_keyspace() {
             ("ut".into(), "PRIMARY".into())
         ]
     );
+    // Sorted and limited at the proxy, by the columns' collation (PRIMARY after by_sharded).
+    let sorted: Vec<String> = c
+        .query(
+            "SELECT TABLE_NAME AS t FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() ORDER BY t DESC",
+        )
+        .await
+        .unwrap();
+    assert_eq!(sorted, ["sharded_t", "notes"]);
+    let first: Vec<(String, String)> = c
+        .query(
+            "SELECT TABLE_NAME, INDEX_NAME FROM information_schema.STATISTICS \
+             WHERE TABLE_SCHEMA = 'ut' ORDER BY 1, INDEX_NAME LIMIT 2",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        first,
+        [
+            ("notes".into(), "by_sharded".into()),
+            ("notes".into(), "PRIMARY".into())
+        ]
+    );
     // Rows that combine across both databases: refused, not half an answer.
     let e = c
         .query_drop(
@@ -261,17 +283,19 @@ async fn unlisted_tables_live_in_their_keyspace() {
         .unwrap();
     assert_eq!(own, [("ut_meta".into(), "notes".into())]);
     // A user allowed keyspace ut may use its unlisted tables, and nothing else.
-    let mut limited = Conn::new(
-        Opts::from_url(&format!("mysql://ut_only:pw@{}/ut", proxy.addr)).unwrap(),
-    )
-    .await
-    .unwrap();
+    let mut limited =
+        Conn::new(Opts::from_url(&format!("mysql://ut_only:pw@{}/ut", proxy.addr)).unwrap())
+            .await
+            .unwrap();
     let n: Option<i64> = limited
         .query_first("SELECT COUNT(*) FROM notes")
         .await
         .unwrap();
     assert_eq!(n, Some(3));
-    let e = limited.query_drop("SELECT * FROM plain.p").await.unwrap_err();
+    let e = limited
+        .query_drop("SELECT * FROM plain.p")
+        .await
+        .unwrap_err();
     assert_eq!(server_error(e).0, 1044);
     let create: (String, String) = c
         .query_first("SHOW CREATE TABLE notes")

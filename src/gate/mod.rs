@@ -184,13 +184,14 @@ impl Gate {
                 .iter()
                 .map(|u| {
                     // A keyspace's unlisted tables are its own, wherever they live.
-                    let keyspaces = u.keyspaces.as_ref().map(|allowed| {
-                        let mut all = allowed.clone();
-                        all.extend(allowed.iter().filter_map(|k| {
-                            config.vschema.keyspace(k)?.unlisted_tables.clone()
-                        }));
-                        all
-                    });
+                    let keyspaces =
+                        u.keyspaces.as_ref().map(|allowed| {
+                            let mut all = allowed.clone();
+                            all.extend(allowed.iter().filter_map(|k| {
+                                config.vschema.keyspace(k)?.unlisted_tables.clone()
+                            }));
+                            all
+                        });
                     let access = Access {
                         keyspaces,
                         read_only: u.read_only,

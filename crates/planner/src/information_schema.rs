@@ -10,9 +10,10 @@
 //!
 //! The keyspaces are the ones the query names (a string equal to a keyspace's name, or
 //! `DATABASE()`), or every keyspace when it names none. When several databases answer, each
-//! runs the query and the rows are concatenated: a query whose rows combine across rows
-//! (ORDER BY, LIMIT, DISTINCT, GROUP BY, aggregates) is refused then (1235), unless its filter
-//! on `TABLE_NAME` picks tables of one database only.
+//! runs the query and the rows are concatenated, then sorted and limited at the proxy (ORDER BY
+//! and LIMIT, by each key's collation weight); a query whose rows combine (DISTINCT, GROUP BY,
+//! aggregates, UNION) is refused then (1235), unless its filter on `TABLE_NAME` picks tables of
+//! one database only.
 
 use std::ops::ControlFlow;
 
@@ -132,38 +133,122 @@ fn plan_on_shard(
         named => named,
     };
     let bound = body_bound(&query.body);
-    let mut routes = Vec::new();
+    let mut databases: Vec<(&Keyspace, Database<'_>)> = Vec::new();
     for keyspace in keyspaces {
-        for database in databases(keyspace, ctx) {
-            if bound
+        for database in self::databases(keyspace, ctx) {
+            if !bound
                 .as_ref()
                 .is_some_and(|names| !names.iter().any(|n| database.holds(keyspace, n)))
             {
-                continue;
+                databases.push((keyspace, database));
             }
-            let mut narrowed = query.clone();
-            let mut narrow = Narrow {
-                database: &database,
-                ctx,
-                failed: None,
-            };
-            let _ = narrowed.visit(&mut narrow);
-            if let Some(e) = narrow.failed {
-                return Err(e);
-            }
-            routes.push(any_shard(database.runs_in, narrowed.to_string()));
         }
     }
-    match routes.len() {
+    let routes = |query: &Query| -> Result<Vec<Route>, PlanError> {
+        databases
+            .iter()
+            .map(|(_, database)| {
+                let mut narrowed = query.clone();
+                let mut narrow = Narrow {
+                    database,
+                    ctx,
+                    failed: None,
+                };
+                let _ = narrowed.visit(&mut narrow);
+                match narrow.failed {
+                    Some(e) => Err(e),
+                    None => Ok(any_shard(database.runs_in, narrowed.to_string())),
+                }
+            })
+            .collect()
+    };
+    match databases.len() {
         0 => Err(unsupported("information_schema for no keyspace")),
-        1 => Ok(Plan::Route(routes.remove(0))),
+        1 => Ok(Plan::Route(routes(&query)?.remove(0))),
         _ => match combining(&query) {
+            None => Ok(Plan::Concat(routes(&query)?)),
+            Some("ORDER BY" | "LIMIT") => {
+                let (sorted, stages) = sorted_at_the_proxy(&query)?;
+                Ok(Plan::Derived(engine::Derived {
+                    inner: Box::new(Plan::Concat(routes(&sorted)?)),
+                    stages,
+                }))
+            }
             Some(what) => Err(unsupported(format!(
                 "information_schema over several databases with {what}"
             ))),
-            None => Ok(Plan::Concat(routes)),
         },
     }
+}
+
+/// For rows concatenated from several databases, ORDER BY and LIMIT applied at the proxy: the
+/// query without them, each sort key and its collation weight added after the select items,
+/// and the stages that sort, limit and drop those.
+fn sorted_at_the_proxy(query: &Query) -> Result<(Query, Vec<engine::Stage>), PlanError> {
+    let mut sorted = query.clone();
+    sorted.order_by = None;
+    sorted.limit_clause = None;
+    let SetExpr::Select(select) = sorted.body.as_mut() else {
+        return Err(unsupported(
+            "information_schema over several databases with UNION",
+        ));
+    };
+    let items: Vec<(Expr, Option<String>)> = select
+        .projection
+        .iter()
+        .map(|item| match item {
+            sqlparser::ast::SelectItem::UnnamedExpr(e) => Ok((e.clone(), None)),
+            sqlparser::ast::SelectItem::ExprWithAlias { expr, alias } => {
+                Ok((expr.clone(), Some(alias.value.clone())))
+            }
+            _ => Err(unsupported(
+                "information_schema over several databases with * and ORDER BY or LIMIT",
+            )),
+        })
+        .collect::<Result<_, _>>()?;
+    let mut keys = Vec::new();
+    for by in crate::clauses::order_by(query)? {
+        // A position or an alias names a select item; anything else is an expression.
+        let expr = match &by.expr {
+            Expr::Value(v) => match &v.value {
+                Value::Number(n, _) => n
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|n| items.get(n.checked_sub(1)?))
+                    .map(|(e, _)| e.clone())
+                    .ok_or_else(|| unsupported(format!("ORDER BY {n}")))?,
+                _ => by.expr.clone(),
+            },
+            Expr::Identifier(i) => items
+                .iter()
+                .find(|(_, alias)| {
+                    alias
+                        .as_ref()
+                        .is_some_and(|a| a.eq_ignore_ascii_case(&i.value))
+                })
+                .map_or_else(|| by.expr.clone(), |(e, _)| e.clone()),
+            other => other.clone(),
+        };
+        let column = select.projection.len();
+        let weight = sqlparser::parser::Parser::new(&sqlparser::dialect::MySqlDialect {})
+            .try_with_sql(&format!("WEIGHT_STRING({expr})"))
+            .and_then(|mut p| p.parse_expr())
+            .map_err(|_| unsupported(format!("ORDER BY {expr}")))?;
+        select
+            .projection
+            .push(sqlparser::ast::SelectItem::UnnamedExpr(expr));
+        select
+            .projection
+            .push(sqlparser::ast::SelectItem::UnnamedExpr(weight));
+        keys.push(engine::SortKey {
+            column,
+            weight: Some(column + 1),
+            desc: matches!(by.options.sort, Some(sqlparser::ast::OrderBySort::Desc)),
+        });
+    }
+    let mut stages = Vec::new();
+    crate::clauses::sort_limit_drop(&mut stages, query, keys.clone(), 2 * keys.len())?;
+    Ok((sorted, stages))
 }
 
 fn any_shard(keyspace: &Keyspace, query: String) -> Route {
