@@ -136,9 +136,9 @@ fn plan_on_shard(
     let mut databases: Vec<(&Keyspace, Database<'_>)> = Vec::new();
     for keyspace in keyspaces {
         for database in self::databases(keyspace, ctx) {
-            if !bound
+            if bound
                 .as_ref()
-                .is_some_and(|names| !names.iter().any(|n| database.holds(keyspace, n)))
+                .is_none_or(|names| names.iter().any(|n| database.holds(keyspace, n)))
             {
                 databases.push((keyspace, database));
             }
