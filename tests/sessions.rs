@@ -566,6 +566,23 @@ async fn explain_asks_a_shard() {
         .unwrap_err();
     assert_eq!(server_code(&e), Some(1235), "{e}");
     assert!(e.to_string().contains("VEXPLAIN"), "{e}");
+    // Over several shards: one shard's EXPLAIN, with a note that the plan is shardgate's.
+    let rows: Vec<mysql_async::Row> = c
+        .query("EXPLAIN SELECT v FROM iso ORDER BY v")
+        .await
+        .unwrap();
+    assert!(!rows.is_empty());
+    let notes: Vec<(String, i64, String)> = c.query("SHOW WARNINGS").await.unwrap();
+    assert!(
+        notes.len() == 1 && notes[0].0 == "Note" && notes[0].2.contains("VEXPLAIN"),
+        "{notes:?}"
+    );
+    let _: Vec<mysql_async::Row> = c
+        .query("EXPLAIN SELECT * FROM iso WHERE id = 3")
+        .await
+        .unwrap();
+    let notes: Vec<(String, i64, String)> = c.query("SHOW WARNINGS").await.unwrap();
+    assert!(notes.is_empty(), "{notes:?}");
     // VEXPLAIN ALL: shardgate's plan, then each shard statement with a shard's EXPLAIN of it.
     let lines: Vec<String> = c
         .query("VEXPLAIN ALL SELECT a.v FROM iso a JOIN iso b ON b.v = a.id")

@@ -416,6 +416,10 @@ impl GateSession {
             self.gate.plans.clear();
             return result;
         }
+        if matches!(stmt, Statement::Explain { .. }) {
+            let catalog = self.topo.catalog.load_full();
+            self.note = planner::explain_note(&stmt, sql, &self.context(&catalog));
+        }
         self.ensure_transaction();
         // SQL_CALC_FOUND_ROWS: the rows without the LIMIT, counted by a statement of its own
         // (the shards' own counts would each be partial).

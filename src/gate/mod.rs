@@ -311,6 +311,7 @@ impl HandlerFactory for Sessions {
             access,
             last_plan: LastPlan::default(),
             last_rows: 0,
+            note: None,
             session,
             tx: None,
             entry,
@@ -333,6 +334,8 @@ pub struct GateSession {
     last_plan: LastPlan,
     /// Rows sent or affected by the last plan run (the query log's `rows`).
     last_rows: u64,
+    /// A note for the warnings of the next result sent (EXPLAIN over several shards).
+    note: Option<String>,
     session: Session,
     /// The open transaction, if any.
     tx: Option<Transaction>,

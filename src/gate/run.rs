@@ -202,10 +202,20 @@ impl GateSession {
         let started = sink.started;
         self.last_rows = sink.rows;
         out.set_status(self.status());
+        // The note goes with this statement's rows, or nowhere.
+        let note = self.note.take();
         match result {
-            Ok(outcome) if started => {
+            Ok(mut outcome) if started => {
                 self.session.row_count = -1;
                 self.session.found_rows = self.last_rows;
+                if let Some(note) = note {
+                    outcome.warnings += 1;
+                    outcome.warning_rows.push(vec![
+                        Value::Bytes(b"Note".to_vec()),
+                        Value::Int(1003),
+                        Value::Bytes(note.into_bytes()),
+                    ]);
+                }
                 self.session.warnings = outcome.warning_rows;
                 Ok(out.finish_rows(outcome.warnings).await?)
             }

@@ -10,6 +10,31 @@ use sqlparser::ast::{Spanned, Statement};
 use crate::text::SourceText;
 use crate::{unsupported, Context, PlanError};
 
+/// For `EXPLAIN` of a statement that runs on several shards, the note that goes with the one
+/// shard's EXPLAIN: the plan as a whole is shardgate's.
+pub fn explain_note(stmt: &Statement, sql: &str, ctx: &Context<'_>) -> Option<String> {
+    let Statement::Explain {
+        statement,
+        analyze: false,
+        ..
+    } = stmt
+    else {
+        return None;
+    };
+    let source = SourceText::new(sql);
+    let start = source.range(statement.span())?.start;
+    let several = match crate::plan_text(&sql[start..], ctx).ok()? {
+        Plan::Route(route) => {
+            !route.opcode.is_single_shard() && !matches!(route.opcode, Opcode::Destination { .. })
+        }
+        Plan::Merge(_) => true,
+        _ => false,
+    };
+    several.then(|| {
+        "shardgate runs this statement on several shards and combines their rows: this is one shard's plan; VEXPLAIN PLAN shows shardgate's".to_string()
+    })
+}
+
 pub(crate) fn plan_explain(
     explained: &Statement,
     analyze: bool,

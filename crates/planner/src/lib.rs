@@ -54,6 +54,7 @@ pub use clauses::{
 };
 pub use ddl::{alter_keys, definition_route, keyspace_statement, lock_tables, KeyspaceStatement};
 pub use executable::{resolve as resolve_executable_comments, ServerKind};
+pub use explain::explain_note;
 pub use information_schema::INFORMATION_SCHEMA;
 pub use normalize::{
     bind_markers, normalize, parameter_markers, substitute, Literal, LiteralKind, Normalized, Slot,
