@@ -317,9 +317,14 @@ async fn names_resolve_by_global_routing_or_name_the_keyspace() {
     c.query_drop("CREATE TABLE p (id INT PRIMARY KEY)")
         .await
         .unwrap();
-    c.query_drop("INSERT INTO p VALUES (77), (78)").await.unwrap();
+    c.query_drop("INSERT INTO p VALUES (77), (78)")
+        .await
+        .unwrap();
     // Without unlisted_tables: the error names the table and the keyspace.
-    let e = c.query_drop("SELECT * FROM nothing_here").await.unwrap_err();
+    let e = c
+        .query_drop("SELECT * FROM nothing_here")
+        .await
+        .unwrap_err();
     let (code, message) = server_error(e);
     assert_eq!(code, 1146, "{message}");
     assert!(message.contains("plain.nothing_here"), "{message}");
