@@ -458,6 +458,7 @@ impl Ctx<'_, '_> {
                             &mut columns,
                             &mut aggregates,
                             &item_columns,
+                            Some(i),
                         )?,
                         name: item.name(),
                     }
@@ -577,7 +578,14 @@ impl Ctx<'_, '_> {
 
         // HAVING, evaluated on the merged groups.
         let filter = match having {
-            Some(h) => Some(self.eval(h, items, &mut columns, &mut aggregates, &item_columns)?),
+            Some(h) => Some(self.eval(
+                h,
+                items,
+                &mut columns,
+                &mut aggregates,
+                &item_columns,
+                None,
+            )?),
             None => None,
         };
 
@@ -727,7 +735,8 @@ impl Ctx<'_, '_> {
         })
     }
 
-    /// HAVING → an expression over the merged rows' columns.
+    /// HAVING, or select item `own` over aggregates → an expression over the merged rows'
+    /// columns.
     fn eval(
         &self,
         expr: &Expr,
@@ -735,9 +744,17 @@ impl Ctx<'_, '_> {
         columns: &mut Columns,
         aggregates: &mut Vec<Aggregate>,
         item_columns: &[usize],
+        own: Option<usize>,
     ) -> Result<EvalExpr, PlanError> {
+        let clause = if own.is_some() {
+            "the select list"
+        } else {
+            "HAVING"
+        };
         to_eval(expr, &mut |e: &Expr| -> Result<EvalExpr, PlanError> {
-            if let Some(i) = find_item(e, items, true)?.filter(|_| position_of(e).is_none()) {
+            if let Some(i) = find_item(e, items, own.is_none())?
+                .filter(|i| position_of(e).is_none() && Some(*i) != own)
+            {
                 return self.item_value(i, items, item_columns);
             }
             Ok(match agg_call(e, None)? {
@@ -753,20 +770,22 @@ impl Ctx<'_, '_> {
                 }
                 Some(call) => {
                     if call.func.is_distinct() {
-                        return Err(unsupported(
-                            "a DISTINCT aggregate in HAVING that is not selected, across shards",
-                        ));
+                        return Err(unsupported(format!(
+                            "a DISTINCT aggregate in {clause} that is not selected on its own, across shards"
+                        )));
                     }
                     EvalExpr::Column(self.partial(columns, aggregates, &call)?.0)
                 }
                 None if has_aggregate(e) => {
-                    return Err(unsupported(format!("{e} in HAVING across shards")))
+                    return Err(unsupported(format!("{e} in {clause} across shards")))
                 }
                 None => match e {
                     Expr::Identifier(_) | Expr::CompoundIdentifier(_) => {
                         EvalExpr::Column(columns.hidden(e.to_string()))
                     }
-                    other => return Err(unsupported(format!("{other} in HAVING across shards"))),
+                    other => {
+                        return Err(unsupported(format!("{other} in {clause} across shards")))
+                    }
                 },
             })
         })
