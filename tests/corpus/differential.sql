@@ -163,6 +163,14 @@ SELECT city FROM customers GROUP BY city HAVING MAX(balance) > 900 ORDER BY city
 SELECT customer_id FROM orders GROUP BY customer_id HAVING SUM(qty) >= 20 ORDER BY customer_id
 SELECT customer_id, SUM(qty) s FROM orders GROUP BY customer_id HAVING s < 5 ORDER BY customer_id
 SELECT customer_id FROM orders GROUP BY customer_id HAVING AVG(price) > 40 ORDER BY customer_id
+# --- functions over merged aggregates (ROUND of a quotient rounds the exact quotient once)
+SELECT ROUND(AVG(price), 1) FROM orders
+SELECT ROUND(AVG(qty)), ROUND(AVG(qty), 3), ROUND(AVG(price), 6) FROM orders
+SELECT product_id, ROUND(SUM(price) / COUNT(*), 2) AS r FROM orders GROUP BY product_id ORDER BY product_id
+SELECT product_id, ROUND(AVG(price), -1), ROUND(SUM(qty), -1) FROM orders GROUP BY product_id ORDER BY product_id
+SELECT city, ROUND(AVG(balance), 2), COUNT(*) FROM customers GROUP BY city HAVING ROUND(AVG(balance), 1) > 0 ORDER BY city
+SELECT ROUND(SUM(qty) / 7, 3), ROUND(MAX(price)), ROUND(MIN(balance), 1) + 1 FROM orders, customers WHERE customers.id = orders.customer_id AND customers.id = 5
+SELECT ROUND(AVG(balance) , 2) AS avg_balance FROM customers WHERE id > 100000
 SELECT customer_id, COUNT(*) FROM orders GROUP BY customer_id HAVING COUNT(*) = 3 OR COUNT(*) = 5 ORDER BY customer_id
 SELECT customer_id FROM orders GROUP BY customer_id HAVING NOT COUNT(*) > 2 ORDER BY customer_id
 SELECT customer_id FROM orders GROUP BY customer_id HAVING MIN(price) IS NULL

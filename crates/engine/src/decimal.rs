@@ -93,6 +93,51 @@ impl Decimal {
         })
     }
 
+    /// `self / divisor` rounded half away from zero to `scale` digits, whatever `self`'s scale
+    /// (the exact quotient, rounded once).
+    pub fn div_round_to(self, divisor: i128, scale: u32) -> Option<Self> {
+        if divisor == 0 {
+            return None;
+        }
+        let (n, m) = if scale >= self.scale {
+            let up = 10i128.checked_pow(scale - self.scale)?;
+            (self.mantissa.checked_mul(up)?, divisor)
+        } else {
+            let down = 10i128.checked_pow(self.scale - scale)?;
+            (self.mantissa, divisor.checked_mul(down)?)
+        };
+        let (q, r) = (n / m, n % m);
+        let away = if (n < 0) == (m < 0) { 1 } else { -1 };
+        let mantissa = if r.abs().checked_mul(2)? >= m.abs() {
+            q + away
+        } else {
+            q
+        };
+        Some(Decimal { mantissa, scale })
+    }
+
+    /// Rounded half away from zero to `digits` decimals (negative: to tens, hundreds, ...), as
+    /// MySQL's ROUND() of an exact value; the scale becomes `max(digits, 0)`.
+    pub fn round(self, digits: i32) -> Option<Self> {
+        let scale = digits.max(0) as u32;
+        if digits >= 0 && scale >= self.scale {
+            return self.rescale(scale);
+        }
+        let dropped = u32::try_from(i64::from(self.scale) - i64::from(digits)).ok()?;
+        let unit = 10i128.checked_pow(dropped)?;
+        let (q, r) = (self.mantissa / unit, self.mantissa % unit);
+        let q = if r.abs().checked_mul(2)? >= unit {
+            q + r.signum()
+        } else {
+            q
+        };
+        let back = 10i128.checked_pow(u32::try_from(-i64::from(digits.min(0))).ok()?)?;
+        Some(Decimal {
+            mantissa: q.checked_mul(back)?,
+            scale,
+        })
+    }
+
     pub fn cmp_value(&self, other: &Self) -> Ordering {
         let scale = self.scale.max(other.scale);
         match (self.rescale(scale), other.rescale(scale)) {
@@ -162,6 +207,28 @@ mod tests {
         assert_eq!(d("1").div_round(8, 2).unwrap().to_string(), "0.13");
         assert_eq!(d("7").div_round(2, 0).unwrap().to_string(), "4");
         assert!(d("1").div_round(0, 4).is_none());
+    }
+
+    #[test]
+    fn divide_to_any_scale() {
+        let q = |s: &str, by, scale| d(s).div_round_to(by, scale).unwrap().to_string();
+        assert_eq!(q("10.00", 4, 0), "3");
+        assert_eq!(q("-10.00", 4, 0), "-3");
+        assert_eq!(q("10.00", -4, 1), "-2.5");
+        assert_eq!(q("1", 3, 4), "0.3333");
+        assert_eq!(q("2", 3, 0), "1");
+    }
+
+    #[test]
+    fn round_half_away_from_zero() {
+        let r = |s: &str, digits| d(s).round(digits).unwrap().to_string();
+        assert_eq!(r("1.25", 1), "1.3");
+        assert_eq!(r("-1.25", 1), "-1.3");
+        assert_eq!(r("1.24999", 1), "1.2");
+        assert_eq!(r("2.5", 0), "3");
+        assert_eq!(r("1.5", 3), "1.500");
+        assert_eq!(r("155", -1), "160");
+        assert_eq!(r("-149.9", -2), "-100");
     }
 
     #[test]

@@ -36,6 +36,13 @@ pub enum EvalExpr {
         expr: Box<EvalExpr>,
         negated: bool,
     },
+    /// `ROUND(expr, digits)` of an exact value, half away from zero. Of a quotient, the exact
+    /// quotient is rounded once, as MySQL rounds its quotient carried with more digits than
+    /// it shows.
+    Round {
+        expr: Box<EvalExpr>,
+        digits: i32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -253,6 +260,60 @@ impl Evaluator {
             EvalExpr::IsNull { expr, negated } => {
                 Val::Int(i128::from((self.eval(expr, row)? == Val::Null) != *negated))
             }
+            EvalExpr::Round { expr, digits } => self.round(expr, *digits, row)?,
+        })
+    }
+
+    fn round(&self, expr: &EvalExpr, digits: i32, row: &[Value]) -> Result<Val, EngineError> {
+        let overflow = || EngineError::OutOfRange(format!("DECIMAL value of ROUND({expr})"));
+        if let EvalExpr::Arith {
+            op: ArithOp::Div,
+            left,
+            right,
+        } = expr
+        {
+            let (a, b) = (self.eval(left, row)?, self.eval(right, row)?);
+            let (Some(a), Some(b)) = (a.as_decimal(), b.as_decimal()) else {
+                return match (a, b) {
+                    (Val::Null, _) | (_, Val::Null) => Ok(Val::Null),
+                    _ => Err(EngineError::Unsupported(format!(
+                        "rounding the quotient {expr} of inexact values at the proxy"
+                    ))),
+                };
+            };
+            if b.mantissa() == 0 {
+                return Ok(Val::Null);
+            }
+            // a / b = (a.m × 10^b.s) / b.m at a's scale; to tens and beyond, divide by 10^k more.
+            let up = 10i128.checked_pow(b.scale()).ok_or_else(overflow)?;
+            let num = Decimal::new(
+                a.mantissa().checked_mul(up).ok_or_else(overflow)?,
+                a.scale(),
+            );
+            let k = u32::try_from(-i64::from(digits.min(0))).map_err(|_| overflow())?;
+            let tens = 10i128.checked_pow(k).ok_or_else(overflow)?;
+            let divisor = b.mantissa().checked_mul(tens).ok_or_else(overflow)?;
+            let q = num
+                .div_round_to(divisor, digits.max(0) as u32)
+                .ok_or_else(overflow)?;
+            return Ok(Val::Dec(Decimal::new(
+                q.mantissa().checked_mul(tens).ok_or_else(overflow)?,
+                q.scale(),
+            )));
+        }
+        Ok(match self.eval(expr, row)? {
+            Val::Null => Val::Null,
+            Val::Int(i) if digits >= 0 => Val::Int(i),
+            Val::Int(i) => {
+                let d = Decimal::new(i, 0).round(digits).ok_or_else(overflow)?;
+                Val::Int(d.mantissa())
+            }
+            Val::Dec(d) => Val::Dec(d.round(digits).ok_or_else(overflow)?),
+            other => {
+                return Err(EngineError::Unsupported(format!(
+                    "ROUND of {other:?} at the proxy"
+                )))
+            }
         })
     }
 }
@@ -304,6 +365,18 @@ impl ResultType {
             EvalExpr::Neg(e) => match Self::of(e, columns)? {
                 ResultType::Int { length } => ResultType::Int { length: length + 1 },
                 d => d,
+            },
+            EvalExpr::Round { expr, digits } => match Self::of(expr, columns)? {
+                ResultType::Int { length } => ResultType::Int {
+                    length: length + u32::from(*digits < 0),
+                },
+                ResultType::Decimal { scale, length } => {
+                    let new = (*digits).clamp(0, 38) as u32;
+                    ResultType::Decimal {
+                        scale: new,
+                        length: (length + new + 1).saturating_sub(scale),
+                    }
+                }
             },
             EvalExpr::Arith { op, left, right } => {
                 // MariaDB carries a quotient on with more digits than it shows (AVG(x) * 2 uses
@@ -545,6 +618,7 @@ impl fmt::Display for EvalExpr {
             EvalExpr::Or(a, b) => write!(f, "({a} OR {b})"),
             EvalExpr::Not(a) => write!(f, "(NOT {a})"),
             EvalExpr::Neg(a) => write!(f, "(-{a})"),
+            EvalExpr::Round { expr, digits } => write!(f, "ROUND({expr}, {digits})"),
             EvalExpr::IsNull {
                 expr,
                 negated: false,

@@ -723,6 +723,52 @@ pub(crate) fn to_eval(
             op: UnaryOperator::Minus,
             expr,
         } => EvalExpr::Neg(sub(expr)?),
+        Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("round") => {
+            let args = match &f.args {
+                sqlparser::ast::FunctionArguments::List(l) if l.clauses.is_empty() => &l.args,
+                _ => return leaf(expr),
+            };
+            fn arg(a: &sqlparser::ast::FunctionArg) -> Option<&Expr> {
+                match a {
+                    sqlparser::ast::FunctionArg::Unnamed(
+                        sqlparser::ast::FunctionArgExpr::Expr(e),
+                    ) => Some(e),
+                    _ => None,
+                }
+            }
+            let digits = |e: &Expr| -> Option<i32> {
+                match e {
+                    Expr::Value(v) => match &v.value {
+                        Value::Number(n, _) => n.parse().ok(),
+                        _ => None,
+                    },
+                    Expr::UnaryOp {
+                        op: UnaryOperator::Minus,
+                        expr,
+                    } => match expr.as_ref() {
+                        Expr::Value(v) => match &v.value {
+                            Value::Number(n, _) => n.parse::<i32>().ok().map(|n| -n),
+                            _ => None,
+                        },
+                        _ => None,
+                    },
+                    _ => None,
+                }
+            };
+            match args.as_slice() {
+                [x] => EvalExpr::Round {
+                    expr: sub(arg(x).ok_or_else(|| unsupported(format!("{expr}")))?)?,
+                    digits: 0,
+                },
+                [x, d] => EvalExpr::Round {
+                    expr: sub(arg(x).ok_or_else(|| unsupported(format!("{expr}")))?)?,
+                    digits: arg(d).and_then(digits).ok_or_else(|| {
+                        unsupported(format!("{expr} without a constant number of digits"))
+                    })?,
+                },
+                _ => return leaf(expr),
+            }
+        }
         Expr::IsNull(e) => EvalExpr::IsNull {
             expr: sub(e)?,
             negated: false,

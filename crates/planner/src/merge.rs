@@ -578,14 +578,9 @@ impl Ctx<'_, '_> {
 
         // HAVING, evaluated on the merged groups.
         let filter = match having {
-            Some(h) => Some(self.eval(
-                h,
-                items,
-                &mut columns,
-                &mut aggregates,
-                &item_columns,
-                None,
-            )?),
+            Some(h) => {
+                Some(self.eval(h, items, &mut columns, &mut aggregates, &item_columns, None)?)
+            }
             None => None,
         };
 
@@ -783,9 +778,7 @@ impl Ctx<'_, '_> {
                     Expr::Identifier(_) | Expr::CompoundIdentifier(_) => {
                         EvalExpr::Column(columns.hidden(e.to_string()))
                     }
-                    other => {
-                        return Err(unsupported(format!("{other} in {clause} across shards")))
-                    }
+                    other => return Err(unsupported(format!("{other} in {clause} across shards"))),
                 },
             })
         })
