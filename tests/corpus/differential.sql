@@ -163,6 +163,12 @@ SELECT city FROM customers GROUP BY city HAVING MAX(balance) > 900 ORDER BY city
 SELECT customer_id FROM orders GROUP BY customer_id HAVING SUM(qty) >= 20 ORDER BY customer_id
 SELECT customer_id, SUM(qty) s FROM orders GROUP BY customer_id HAVING s < 5 ORDER BY customer_id
 SELECT customer_id FROM orders GROUP BY customer_id HAVING AVG(price) > 40 ORDER BY customer_id
+# --- BIT_AND / BIT_OR / BIT_XOR: shards' results combined bit by bit (NULLs ignored, identity on no rows)
+SELECT BIT_OR(qty), BIT_AND(qty), BIT_XOR(qty) FROM orders
+SELECT product_id, BIT_XOR(customer_id), BIT_OR(qty) FROM orders GROUP BY product_id ORDER BY product_id
+SELECT BIT_AND(score), BIT_OR(score), BIT_XOR(score) FROM customers
+SELECT BIT_AND(v), BIT_OR(v), BIT_XOR(v) FROM misc
+SELECT city, BIT_XOR(id) FROM customers GROUP BY city HAVING BIT_OR(id) > 100 ORDER BY city
 # --- functions over merged aggregates (ROUND of a quotient rounds the exact quotient once)
 SELECT ROUND(AVG(price), 1) FROM orders
 SELECT ROUND(AVG(qty)), ROUND(AVG(qty), 3), ROUND(AVG(price), 6) FROM orders

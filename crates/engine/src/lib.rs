@@ -44,9 +44,10 @@ pub use eval::{ArithOp, CompareOp, EvalExpr, Literal};
 pub use mysql_common::packets::Column;
 pub use mysql_common::value::Value;
 pub use plan::{
-    Aggregate, AggregateKind, ComputedKind, Derived, Generate, Hole, Insert, InsertRow, Join,
-    JoinColumn, JoinRight, MergedSelect, Opcode, OutputColumn, OwnedLookup, OwnedWrite, Partial,
-    Plan, PullOut, Pulled, PulledKind, Route, Send, SendKind, SqlTemplate, Stage, Wildcard,
+    Aggregate, AggregateKind, BitOp, ComputedKind, Derived, Generate, Hole, Insert, InsertRow,
+    Join, JoinColumn, JoinRight, MergedSelect, Opcode, OutputColumn, OwnedLookup, OwnedWrite,
+    Partial, Plan, PullOut, Pulled, PulledKind, Route, Send, SendKind, SqlTemplate, Stage,
+    Wildcard,
 };
 pub use pullout::{splice, NO_ROWS};
 use vschema::{Keyspace, SequenceRef, VSchema, VindexError};

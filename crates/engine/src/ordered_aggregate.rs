@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 
 use crate::compare::{ColumnKind, Comparator, SortKey};
 use crate::decimal::Decimal;
-use crate::plan::{Aggregate, AggregateKind};
+use crate::plan::{Aggregate, AggregateKind, BitOp};
 use crate::{Column, EngineError, Value};
 
 pub(crate) struct AggregateRun {
@@ -33,6 +33,16 @@ fn overflow(what: &str) -> EngineError {
 }
 
 /// `a + b` for SUM/COUNT partials of a column kind; NULL is "no value yet".
+/// A BIT_* result: an unsigned 64-bit number.
+fn bits(v: &Value) -> Option<u64> {
+    match v {
+        Value::UInt(u) => Some(*u),
+        Value::Int(i) => u64::try_from(*i).ok(),
+        Value::Bytes(b) => std::str::from_utf8(b).ok()?.trim().parse().ok(),
+        _ => None,
+    }
+}
+
 fn add(kind: ColumnKind, a: &Value, b: &Value) -> Result<Value, EngineError> {
     let (Some(x), Some(y)) = (text(a), text(b)) else {
         return Ok(if matches!(a, Value::NULL) {
@@ -171,6 +181,19 @@ impl AggregateRun {
             match &a.kind {
                 AggregateKind::Count => current[c] = add(ColumnKind::Int, &current[c], &row[c])?,
                 AggregateKind::Sum => current[c] = add(*kind, &current[c], &row[c])?,
+                AggregateKind::Bit(op) => {
+                    let (Some(a), Some(b)) = (bits(&current[c]), bits(&row[c])) else {
+                        return Err(EngineError::Bug(format!(
+                            "a shard's {op:?} partial is not a 64-bit number"
+                        )));
+                    };
+                    let v = match op {
+                        BitOp::And => a & b,
+                        BitOp::Or => a | b,
+                        BitOp::Xor => a ^ b,
+                    };
+                    current[c] = Value::Bytes(v.to_string().into_bytes());
+                }
                 AggregateKind::Min { weight } | AggregateKind::Max { weight } => {
                     let cmp = cmp
                         .as_ref()

@@ -292,6 +292,15 @@ pub enum AggregateKind {
     SumDistinct {
         weight: Option<usize>,
     },
+    /// BIT_AND / BIT_OR / BIT_XOR: the shards' 64-bit results combined bit by bit.
+    Bit(BitOp),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BitOp {
+    And,
+    Or,
+    Xor,
 }
 
 /// One column the client sees.
@@ -816,6 +825,9 @@ fn describe_stage(stage: &Stage) -> String {
                         AggregateKind::Max { .. } => "max".to_string(),
                         AggregateKind::CountDistinct { .. } => "count_distinct".to_string(),
                         AggregateKind::SumDistinct { .. } => "sum_distinct".to_string(),
+                        AggregateKind::Bit(BitOp::And) => "bit_and".to_string(),
+                        AggregateKind::Bit(BitOp::Or) => "bit_or".to_string(),
+                        AggregateKind::Bit(BitOp::Xor) => "bit_xor".to_string(),
                     };
                     format!("{kind}({})", a.column)
                 })

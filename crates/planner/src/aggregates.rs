@@ -25,6 +25,8 @@ pub(crate) enum AggFn {
     Min,
     Max,
     Avg,
+    /// BIT_AND, BIT_OR, BIT_XOR: the shards' results combined bit by bit.
+    Bit(engine::BitOp),
 }
 
 impl AggFn {
@@ -38,6 +40,9 @@ impl AggFn {
             AggFn::Min => "min",
             AggFn::Max => "max",
             AggFn::Avg => "avg",
+            AggFn::Bit(engine::BitOp::And) => "bit_and",
+            AggFn::Bit(engine::BitOp::Or) => "bit_or",
+            AggFn::Bit(engine::BitOp::Xor) => "bit_xor",
         }
     }
 
@@ -53,7 +58,7 @@ impl AggFn {
             AggFn::Max => AggregateKind::Max { weight },
             AggFn::CountDistinct => AggregateKind::CountDistinct { weight },
             AggFn::SumDistinct => AggregateKind::SumDistinct { weight },
-            AggFn::Count | AggFn::Sum | AggFn::Avg => return None,
+            AggFn::Count | AggFn::Sum | AggFn::Avg | AggFn::Bit(_) => return None,
         })
     }
 }
@@ -91,6 +96,9 @@ pub(crate) fn classify(f: &Function) -> Option<Result<AggCall<'_>, Refusal>> {
         "min" => AggFn::Min,
         "max" => AggFn::Max,
         "avg" => AggFn::Avg,
+        "bit_and" => AggFn::Bit(engine::BitOp::And),
+        "bit_or" => AggFn::Bit(engine::BitOp::Or),
+        "bit_xor" => AggFn::Bit(engine::BitOp::Xor),
         other => {
             return AGGREGATES
                 .contains(&other)
@@ -128,6 +136,11 @@ pub(crate) fn aggregate(expr: &Expr) -> Option<Result<AggCall<'_>, String>> {
         Ok(AggCall { func, arg: None }) if func != AggFn::Count => {
             Err(format!("this {name}() call"))
         }
+        // Combined only over shards' results (merge.rs), not over joined or derived rows.
+        Ok(AggCall {
+            func: AggFn::Bit(_),
+            ..
+        }) => Err(format!("{name}()")),
         Ok(call) => Ok(call),
         Err(Refusal::Function) => Err(format!("{name}()")),
         Err(Refusal::NoArguments) => Err(format!("{name}() without arguments")),

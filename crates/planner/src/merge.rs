@@ -480,6 +480,7 @@ impl Ctx<'_, '_> {
             let (kind, output) = match call.func {
                 AggFn::Count => (AggregateKind::Count, OutputColumn::Column(i)),
                 AggFn::Sum => (AggregateKind::Sum, OutputColumn::Column(i)),
+                AggFn::Bit(op) => (AggregateKind::Bit(op), OutputColumn::Column(i)),
                 AggFn::Min | AggFn::Max => {
                     let w = columns.weight(&item.expr_text);
                     item_weights[i] = Some(w);
@@ -694,6 +695,12 @@ impl Ctx<'_, '_> {
             AggFn::Count => {
                 let c = columns.hidden(format!("COUNT({})", call.arg));
                 register(aggregates, c, AggregateKind::Count);
+                (c, None)
+            }
+            AggFn::Bit(op) => {
+                let name = call.func.name().to_uppercase();
+                let c = columns.hidden(format!("{name}({})", call.arg));
+                register(aggregates, c, AggregateKind::Bit(op));
                 (c, None)
             }
             AggFn::Sum => {
