@@ -521,6 +521,11 @@ SELECT name, city, note FROM customers WHERE id = 1004
 INSERT INTO customers VALUES (1020, 'NoList', 'Rome', 3.50, '2024-06-05', NULL, 7), (-1021, 'NoList2', NULL, 0, '2024-06-06', 'n', NULL)
 SELECT * FROM customers WHERE id IN (1020, -1021)
 INSERT INTO orders VALUES (1022, 1020, 3, 2, 9.99, '2024-06-05 10:00:00')
+INSERT INTO customers SET id = 1030, name = 'Set', city = NULL, balance = 2.5 * 2, created = '2024-06-07'
+INSERT INTO orders SET order_id = 1031, customer_id = 1030, product_id = 4, qty = 1, price = 1.25, placed = '2024-06-07 08:00:00'
+INSERT INTO customers SET id = 1030, name = 'Set again', balance = 1, created = '2024-06-08' ON DUPLICATE KEY UPDATE balance = balance + 1
+SELECT * FROM customers WHERE id = 1030
+SELECT * FROM orders WHERE order_id = 1031
 error: INSERT INTO customers VALUES (1023, 'Short', 'Rome')
 error: INSERT INTO customers VALUES (1020, 'Dup', 'Rome', 1, '2024-01-01', NULL, 1)
 UPDATE customers SET balance = balance + 1 WHERE id = 1001

@@ -54,9 +54,7 @@ pub(crate) fn plan_insert(
         } => (column, vindex, auto_increment, lookups),
     };
     if !insert.assignments.is_empty() {
-        return Err(unsupported(
-            "INSERT ... SET into a sharded table; use INSERT ... (columns) VALUES",
-        ));
+        return crate::plan_text(&set_as_values(insert, source)?, ctx);
     }
     let Some(SetExpr::Values(values)) = insert.source.as_ref().map(|q| q.body.as_ref()) else {
         return Err(unsupported("INSERT ... SELECT into a sharded table"));
@@ -231,6 +229,43 @@ pub(crate) fn plan_insert(
         lookups: owned_lookups(&target.name, owned),
         returning: insert.returning.is_some(),
     }))
+}
+
+/// `INSERT INTO t SET a = 1, b = x` written as `INSERT INTO t (a, b) VALUES (1, x)`: the
+/// client's text before SET and after the last value, the column names rendered from the
+/// parsed statement, each value as the client wrote it.
+fn set_as_values(insert: &Insert, source: &SourceText<'_>) -> Result<String, PlanError> {
+    let refuse = || unsupported("rewriting this INSERT ... SET");
+    let mut columns = Vec::with_capacity(insert.assignments.len());
+    let mut values = Vec::with_capacity(insert.assignments.len());
+    let mut end = 0;
+    for a in &insert.assignments {
+        let AssignmentTarget::ColumnName(name) = &a.target else {
+            return Err(refuse());
+        };
+        columns.push(name.to_string());
+        let range = crate::clauses::expr_range(&a.value, source).ok_or_else(refuse)?;
+        values.push(source.sql()[range.clone()].to_string());
+        end = range.end;
+    }
+    let first = insert.assignments.first().ok_or_else(refuse)?;
+    let start = source.range(first.span()).ok_or_else(refuse)?.start;
+    let before = source.sql()[..start].trim_end();
+    let keyword = before.len().checked_sub(3).ok_or_else(refuse)?;
+    if !before
+        .get(keyword..)
+        .is_some_and(|k| k.eq_ignore_ascii_case("set"))
+        || !before[..keyword].ends_with(char::is_whitespace)
+    {
+        return Err(refuse());
+    }
+    Ok(format!(
+        "{} ({}) VALUES ({}){}",
+        before[..keyword].trim_end(),
+        columns.join(", "),
+        values.join(", "),
+        &source.sql()[end..]
+    ))
 }
 
 fn owned_lookups(table: &str, lookups: &[LookupColumn]) -> Vec<OwnedLookup> {
