@@ -495,7 +495,11 @@ refused: SELECT city, COUNT(*) FROM customers GROUP BY city WITH ROLLUP
 refused: SELECT city, COUNT(*) + 1 AS n FROM customers GROUP BY city HAVING n > 3
 refused: SELECT ROW_NUMBER() OVER (ORDER BY id) FROM customers
 refused: SELECT COUNT(DISTINCT city), COUNT(DISTINCT name) FROM customers
-refused: SELECT AVG(DISTINCT qty) FROM orders
+SELECT AVG(DISTINCT qty) FROM orders
+SELECT AVG(DISTINCT price) FROM orders WHERE qty > 100
+refused: SELECT AVG(DISTINCT price), AVG(DISTINCT qty) FROM orders
+SELECT product_id, AVG(DISTINCT qty), COUNT(DISTINCT qty), SUM(price) FROM orders GROUP BY product_id ORDER BY product_id
+SELECT city, AVG(DISTINCT score) FROM customers GROUP BY city ORDER BY city
 SELECT MIN(DISTINCT qty), MAX(DISTINCT price), COUNT(DISTINCT customer_id) FROM orders
 SELECT customer_id, MAX(DISTINCT qty), MIN(DISTINCT placed) FROM orders WHERE customer_id < 20 GROUP BY customer_id ORDER BY customer_id
 refused: SELECT STDDEV(balance) FROM customers

@@ -25,6 +25,8 @@ pub(crate) enum AggFn {
     Min,
     Max,
     Avg,
+    /// AVG(DISTINCT x): SUM(DISTINCT x) / COUNT(DISTINCT x) at the proxy.
+    AvgDistinct,
     /// BIT_AND, BIT_OR, BIT_XOR: the shards' results combined bit by bit.
     Bit(engine::BitOp),
 }
@@ -40,6 +42,7 @@ impl AggFn {
             AggFn::Min => "min",
             AggFn::Max => "max",
             AggFn::Avg => "avg",
+            AggFn::AvgDistinct => "avg_distinct",
             AggFn::Bit(engine::BitOp::And) => "bit_and",
             AggFn::Bit(engine::BitOp::Or) => "bit_or",
             AggFn::Bit(engine::BitOp::Xor) => "bit_xor",
@@ -47,7 +50,10 @@ impl AggFn {
     }
 
     pub(crate) fn is_distinct(self) -> bool {
-        matches!(self, AggFn::CountDistinct | AggFn::SumDistinct)
+        matches!(
+            self,
+            AggFn::CountDistinct | AggFn::SumDistinct | AggFn::AvgDistinct
+        )
     }
 
     /// The engine's aggregate for MIN, MAX and the DISTINCT ones, comparing text by the
@@ -58,7 +64,9 @@ impl AggFn {
             AggFn::Max => AggregateKind::Max { weight },
             AggFn::CountDistinct => AggregateKind::CountDistinct { weight },
             AggFn::SumDistinct => AggregateKind::SumDistinct { weight },
-            AggFn::Count | AggFn::Sum | AggFn::Avg | AggFn::Bit(_) => return None,
+            AggFn::Count | AggFn::Sum | AggFn::Avg | AggFn::AvgDistinct | AggFn::Bit(_) => {
+                return None
+            }
         })
     }
 }
@@ -115,6 +123,7 @@ pub(crate) fn classify(f: &Function) -> Option<Result<AggCall<'_>, Refusal>> {
         (_, None | Some(DuplicateTreatment::All)) | (AggFn::Min | AggFn::Max, _) => plain,
         (AggFn::Count, _) => AggFn::CountDistinct,
         (AggFn::Sum, _) => AggFn::SumDistinct,
+        (AggFn::Avg, _) => AggFn::AvgDistinct,
         _ => return Some(Err(Refusal::Distinct)),
     };
     Some(match list.args.as_slice() {
@@ -141,6 +150,10 @@ pub(crate) fn aggregate(expr: &Expr) -> Option<Result<AggCall<'_>, String>> {
             func: AggFn::Bit(_),
             ..
         }) => Err(format!("{name}()")),
+        Ok(AggCall {
+            func: AggFn::AvgDistinct,
+            ..
+        }) => Err(format!("{name}(DISTINCT ...)")),
         Ok(call) => Ok(call),
         Err(Refusal::Function) => Err(format!("{name}()")),
         Err(Refusal::NoArguments) => Err(format!("{name}() without arguments")),

@@ -436,7 +436,7 @@ impl Ctx<'_, '_> {
                 None => item.text.clone(),
                 Some(c) => match c.func {
                     AggFn::Avg => format!("SUM({})", c.arg),
-                    AggFn::CountDistinct | AggFn::SumDistinct => c.arg.clone(),
+                    AggFn::CountDistinct | AggFn::SumDistinct | AggFn::AvgDistinct => c.arg.clone(),
                     _ => item.text.clone(),
                 },
             });
@@ -507,6 +507,23 @@ impl Ctx<'_, '_> {
                         kind: ComputedKind::Count,
                     },
                 ),
+                AggFn::AvgDistinct => {
+                    // The distinct values' sum in the item's column, their count in a copy.
+                    let count = columns.hidden(call.arg.clone());
+                    register(
+                        &mut aggregates,
+                        count,
+                        AggregateKind::CountDistinct { weight: None },
+                    );
+                    (
+                        AggregateKind::SumDistinct { weight: None },
+                        OutputColumn::Avg {
+                            sum: i,
+                            count,
+                            name: item.name(),
+                        },
+                    )
+                }
                 AggFn::SumDistinct => (
                     AggregateKind::SumDistinct { weight: None },
                     OutputColumn::Computed {
@@ -696,6 +713,11 @@ impl Ctx<'_, '_> {
                 let c = columns.hidden(format!("COUNT({})", call.arg));
                 register(aggregates, c, AggregateKind::Count);
                 (c, None)
+            }
+            AggFn::AvgDistinct => {
+                return Err(unsupported(
+                    "AVG(DISTINCT ...) that is not selected on its own, across shards",
+                ))
             }
             AggFn::Bit(op) => {
                 let name = call.func.name().to_uppercase();
