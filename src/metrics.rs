@@ -299,6 +299,7 @@ pub fn plan_labels(plan: &engine::Plan) -> (&str, &'static str) {
         Plan::Join(_) => ("", "Join"),
         Plan::Derived(_) => ("", "Derived"),
         Plan::Concat(_) => ("", "Concatenate"),
+        Plan::InsertSelect(_) => ("", "InsertSelect"),
         Plan::PullOut(_) => ("", "PullOut"),
     }
 }

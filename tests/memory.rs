@@ -1,7 +1,8 @@
 //! Memory bounds of cross-shard reads, measured on a separate shardgate process: a scatter over a
 //! million rows streams through (the proxy's peak RSS grows by far less than the data), a merge
-//! with ORDER BY ... LIMIT holds only the shards' limited rows, and a merge that would have to
-//! hold more rows than `server.max_buffered_rows` fails with a clear error instead.
+//! with ORDER BY ... LIMIT holds only the shards' limited rows, and a merge (or an INSERT ...
+//! SELECT) that would have to hold more rows than `server.max_buffered_rows` fails with a clear
+//! error instead.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -152,4 +153,27 @@ tables.big = {{ primary_vindex = {{ column = "id", vindex = "hash" }} }}
     // The connection survives the refusal.
     let n: Option<i64> = c.query_first("SELECT COUNT(*) FROM big").await.unwrap();
     assert_eq!(n, Some(2 * ROWS_PER_SHARD as i64));
+
+    // INSERT ... SELECT holds the SELECT's rows: up to max_buffered_rows, and none are written
+    // past it.
+    c.query_drop(
+        "INSERT INTO big (id, v, pad) SELECT id + 2000000, v, 'copy' FROM big WHERE id <= 1000",
+    )
+    .await
+    .unwrap();
+    let err = c
+        .query_drop(
+            "INSERT INTO big (id, v, pad) SELECT id + 3000000, v, 'copy' FROM big WHERE id <= 1001",
+        )
+        .await
+        .unwrap_err();
+    let mysql_async::Error::Server(e) = err else {
+        panic!("{err}")
+    };
+    assert!(e.message.contains("max_buffered_rows"), "{}", e.message);
+    let copies: Option<i64> = c
+        .query_first("SELECT COUNT(*) FROM big WHERE pad = 'copy'")
+        .await
+        .unwrap();
+    assert_eq!(copies, Some(1000));
 }

@@ -169,6 +169,9 @@ impl GateSession {
         if let Plan::PullOut(p) = plan {
             return self.run_pull_out(p, out, rename_first).await;
         }
+        if let Plan::InsertSelect(p) = plan {
+            return self.run_insert_select(p, out).await;
+        }
         if self.access.keyspaces.is_some() {
             if let Some(ks) = plan
                 .keyspaces()
@@ -351,6 +354,61 @@ impl GateSession {
             });
             let plan = self.plan_text(&sql).await?;
             self.run(&plan, out, rename_first).await
+        })
+    }
+
+    /// INSERT ... SELECT into a sharded table: the SELECT's rows (at most max_buffered_rows),
+    /// in the session's transaction, then one INSERT ... VALUES of them, run like any INSERT
+    /// (all rows or none).
+    /// (Boxed: it runs the INSERT through `run`, which calls it.)
+    fn run_insert_select<'a, 'w: 'a>(
+        &'a mut self,
+        insert: &'a engine::InsertSelect,
+        out: &'a mut ResultWriter<'w>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StatementError>> + Send + 'a>>
+    {
+        Box::pin(async move {
+            let rows = {
+                let prelude = self.session.prelude();
+                let executor = SessionExecutor {
+                    topo: &self.topo,
+                    deadlocks: &self.gate.deadlocks,
+                    entry: &self.entry,
+                    tx: self.tx.as_ref(),
+                    prelude: prelude.as_deref(),
+                    in_key_order: false,
+                    pinned: &self.pinned,
+                };
+                engine::value_rows(
+                    &insert.select,
+                    &self.topo.vschema,
+                    &executor,
+                    &self.gate.exec,
+                )
+                .await
+                .map_err(|e| match e {
+                    EngineError::Client(e) => StatementError::Client(e),
+                    e => StatementError::Sql(error::from_engine(&e)),
+                })?
+            };
+            if rows.is_empty() {
+                self.session.row_count = 0;
+                self.last_rows = 0;
+                out.set_status(self.status());
+                let info = OkInfo {
+                    info: "Records: 0  Duplicates: 0  Warnings: 0".into(),
+                    ..OkInfo::default()
+                };
+                return Ok(out.ok(&info).await?);
+            }
+            let sql = format!("{}{}{}", insert.prefix, rows.join(", "), insert.suffix);
+            let mut plan = self.plan_text(&sql).await?;
+            match &mut plan {
+                Plan::Insert(i) => i.from_select = true,
+                Plan::Route(_) | Plan::Send(_) => {}
+                _ => return Err(error::bug("INSERT ... SELECT planned as something else").into()),
+            }
+            self.run(&plan, out, None).await
         })
     }
 

@@ -530,6 +530,16 @@ INSERT INTO orders SET order_id = 1031, customer_id = 1030, product_id = 4, qty 
 INSERT INTO customers SET id = 1030, name = 'Set again', balance = 1, created = '2024-06-08' ON DUPLICATE KEY UPDATE balance = balance + 1
 SELECT * FROM customers WHERE id = 1030
 SELECT * FROM orders WHERE order_id = 1031
+INSERT INTO orders (order_id, customer_id, product_id, qty, price, placed) SELECT order_id + 5000, customer_id, product_id, qty, price, placed FROM orders WHERE qty > 8
+SELECT order_id, customer_id, qty, price, placed FROM orders WHERE order_id > 5000 ORDER BY order_id
+INSERT INTO customers SELECT id + 3000, name, city, balance, created, note, score FROM customers WHERE city = 'Rome'
+SELECT * FROM customers WHERE id > 3000 ORDER BY id
+refused: INSERT INTO orders (order_id, customer_id, product_id, qty, price, placed) SELECT order_id, customer_id, product_id, qty, price, placed FROM orders WHERE order_id > 5000 ON DUPLICATE KEY UPDATE qty = 1
+REPLACE INTO orders (order_id, customer_id, product_id, qty, price, placed) SELECT order_id, customer_id, product_id, qty + 1, price, placed FROM orders WHERE order_id > 5000
+INSERT IGNORE INTO customers (id, name, balance, created) SELECT id, 'dup', 0, '2024-01-01' FROM customers WHERE id < 3
+INSERT INTO orders (order_id, customer_id, product_id, qty, price, placed) SELECT order_id + 9000, customer_id, product_id, qty, price, placed FROM orders WHERE qty > 1000
+INSERT INTO orders (order_id, customer_id, product_id, qty, price, placed) SELECT o.order_id + 7000, c.id, o.product_id, o.qty, o.price, o.placed FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.order_id = 5
+SELECT customer_id, COUNT(*), SUM(qty) FROM orders WHERE order_id > 5000 GROUP BY customer_id ORDER BY customer_id
 error: INSERT INTO customers VALUES (1023, 'Short', 'Rome')
 error: INSERT INTO customers VALUES (1020, 'Dup', 'Rome', 1, '2024-01-01', NULL, 1)
 UPDATE customers SET balance = balance + 1 WHERE id = 1001

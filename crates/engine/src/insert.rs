@@ -113,7 +113,7 @@ pub(crate) async fn execute<E: Executor, S: RowSink>(
         };
         outcome.merge(o);
     }
-    outcome.info = if insert.rows.len() > 1 {
+    outcome.info = if insert.rows.len() > 1 || insert.from_select {
         format!(
             "Records: {}  Duplicates: {duplicates}  Warnings: {}",
             insert.rows.len(),

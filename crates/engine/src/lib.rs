@@ -45,11 +45,11 @@ pub use mysql_common::packets::Column;
 pub use mysql_common::value::Value;
 pub use plan::{
     Aggregate, AggregateKind, BitOp, ComputedKind, Derived, Generate, Hole, Insert, InsertRow,
-    Join, JoinColumn, JoinRight, MergedSelect, Opcode, OutputColumn, OwnedLookup, OwnedWrite,
-    Partial, Plan, PullOut, Pulled, PulledKind, Route, Send, SendKind, SqlTemplate, Stage,
-    Wildcard,
+    InsertSelect, Join, JoinColumn, JoinRight, MergedSelect, Opcode, OutputColumn, OwnedLookup,
+    OwnedWrite, Partial, Plan, PullOut, Pulled, PulledKind, Route, Send, SendKind, SqlTemplate,
+    Stage, Wildcard,
 };
-pub use pullout::{splice, NO_ROWS};
+pub use pullout::{splice, value_rows, NO_ROWS};
 use vschema::{Keyspace, SequenceRef, VSchema, VindexError};
 
 /// What a statement did, as reported in the OK packet (or the EOF after rows).
@@ -305,8 +305,8 @@ pub async fn execute<E: Executor, S: RowSink>(
         Plan::Derived(d) => derived::execute(d, vschema, executor, sink, options).await,
         Plan::Concat(parts) => concat(parts, vschema, executor, sink).await,
         // Its statement is planned once the subqueries' values are known: the caller does that.
-        Plan::PullOut(_) => Err(EngineError::Bug(
-            "a pulled-out subquery reached the engine unsplit".into(),
+        Plan::PullOut(_) | Plan::InsertSelect(_) => Err(EngineError::Bug(
+            "a plan run in steps by its caller reached the engine whole".into(),
         )),
     }
 }

@@ -22,6 +22,19 @@ pub enum Plan {
     /// Routes run one after the other, their rows concatenated under the first one's columns
     /// (each returns the same columns): a catalog query answered by several databases.
     Concat(Vec<Route>),
+    /// `INSERT ... SELECT` into a sharded table: the SELECT runs first, then its rows go in as
+    /// one INSERT ... VALUES, planned like any (routed by the target's vindexes, ids from its
+    /// sequence). The caller runs it, as it runs a [`PullOut`].
+    InsertSelect(InsertSelect),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct InsertSelect {
+    pub select: Box<Plan>,
+    /// `INSERT [IGNORE] INTO t (a, b) VALUES `
+    pub prefix: String,
+    /// ` ON DUPLICATE KEY UPDATE ...`, or empty.
+    pub suffix: String,
 }
 
 /// A derived table (`FROM (SELECT ...) t`) whose rows span shards: its plan's rows flow through
@@ -429,6 +442,9 @@ pub struct Insert {
     /// The suffix has `RETURNING ...` (MariaDB): the statement has one row, and the rows its
     /// shard returns are the result.
     pub returning: bool,
+    /// The rows came from a SELECT: MySQL reports `Records: n  Duplicates: d  Warnings: w`
+    /// even for one row.
+    pub from_select: bool,
 }
 
 /// A lookup vindex a table owns: `column` of `table` maps through it.
@@ -567,6 +583,7 @@ impl Plan {
                 out.push((&j.right.keyspace, j.right.query.render(|_| "NULL")));
             }
             Plan::Derived(d) => d.inner.collect_queries(out),
+            Plan::InsertSelect(i) => i.select.collect_queries(out),
             Plan::Concat(parts) => {
                 out.extend(parts.iter().map(|r| (r.keyspace.as_str(), r.query.clone())))
             }
@@ -601,6 +618,7 @@ impl Plan {
             }
             Plan::Derived(d) => d.inner.collect_keyspaces(out),
             Plan::Concat(parts) => out.extend(parts.iter().map(|r| r.keyspace.as_str())),
+            Plan::InsertSelect(i) => i.select.collect_keyspaces(out),
             Plan::PullOut(p) => {
                 for s in &p.subqueries {
                     s.plan.collect_keyspaces(out);
@@ -691,6 +709,16 @@ impl Plan {
                 let _ = write!(out, "\n  select: {}", w.select);
                 for line in Plan::Route(w.route.clone()).describe().lines() {
                     let _ = write!(out, "\n  {line}");
+                }
+            }
+            Plan::InsertSelect(i) => {
+                let _ = write!(
+                    out,
+                    "InsertSelect\n  insert: {}<rows>{}\n  select:",
+                    i.prefix, i.suffix
+                );
+                for line in i.select.describe().lines() {
+                    let _ = write!(out, "\n    {line}");
                 }
             }
             Plan::Concat(parts) => {

@@ -69,6 +69,32 @@ pub async fn splice<E: Executor>(
     }
 }
 
+/// Runs `plan` and returns its rows as SQL row constructors, `(1, _utf8mb4 X'61')`, for an
+/// INSERT ... VALUES; more than `max_buffered_rows` rows is an error.
+pub async fn value_rows<E: Executor>(
+    plan: &crate::Plan,
+    vschema: &vschema::VSchema,
+    executor: &E,
+    options: &ExecOptions,
+) -> Result<Vec<String>, EngineError> {
+    let (Collected { columns, rows }, more) =
+        collect_at_most(plan, vschema, executor, options, options.max_buffered_rows).await?;
+    if more {
+        return Err(EngineError::TooManyRows(options.max_buffered_rows));
+    }
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let values: Vec<String> = row
+                .iter()
+                .zip(columns.iter())
+                .map(|(v, c)| literal(v, c))
+                .collect();
+            format!("({})", values.join(", "))
+        })
+        .collect())
+}
+
 /// The rows a plan returned, and whether it had more.
 type BoxedCollect<'a> =
     std::pin::Pin<Box<dyn Future<Output = Result<(Collected, bool), EngineError>> + Send + 'a>>;

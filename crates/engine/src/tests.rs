@@ -187,6 +187,7 @@ async fn insert_splits_rows_by_shard() {
         generate: None,
         lookups: vec![],
         returning: false,
+        from_select: false,
     });
     let (log, _, outcome) = run(plan).await;
     assert_eq!(
@@ -228,6 +229,7 @@ async fn insert_with_unmappable_value_is_an_error() {
         generate: None,
         lookups: vec![],
         returning: false,
+        from_select: false,
     });
     let err = execute(
         &plan,
@@ -277,6 +279,7 @@ async fn insert_fills_ids_from_the_sequence_and_routes_by_them() {
         }),
         lookups: vec![],
         returning: false,
+        from_select: false,
     });
     let (log, _, outcome) = run(plan).await;
     assert_eq!(log[log.len() - 1], "reserve main.seq 3");

@@ -43,8 +43,13 @@ pub(crate) fn plan_insert(
             }))
         }
         Table::Reference => return Err(unsupported("INSERT ... SELECT into a reference table")),
-        Table::Sharded { .. } if tables.len() > 1 => {
-            return Err(unsupported("INSERT ... SELECT into a sharded table"))
+        Table::Sharded { .. }
+            if !matches!(
+                insert.source.as_ref().map(|q| q.body.as_ref()),
+                Some(SetExpr::Values(_)) | None
+            ) =>
+        {
+            return insert_select(insert, target, source, ctx)
         }
         Table::Sharded {
             column,
@@ -57,24 +62,9 @@ pub(crate) fn plan_insert(
         return crate::plan_text(&set_as_values(insert, source)?, ctx);
     }
     let Some(SetExpr::Values(values)) = insert.source.as_ref().map(|q| q.body.as_ref()) else {
-        return Err(unsupported("INSERT ... SELECT into a sharded table"));
+        return Err(unsupported("this INSERT into a sharded table"));
     };
-    // Without a column list, the row is every column in table order, as the shards list them;
-    // the shards get the list written out.
-    let mut columns: Vec<String> = if insert.columns.is_empty() {
-        let all = ctx
-            .catalog
-            .columns(&keyspace.name, &target.name)?
-            .ok_or_else(|| {
-                unsupported(format!(
-                    "INSERT into sharded table {} without a column list (the shard does not list its columns)",
-                    target.name
-                ))
-            })?;
-        all.quoted_row()
-    } else {
-        insert.columns.iter().map(|c| c.to_string()).collect()
-    };
+    let mut columns = column_list(insert, target, ctx)?;
     let given = columns.len();
     let find = |name: &str, columns: &[String]| {
         columns
@@ -228,6 +218,62 @@ pub(crate) fn plan_insert(
         generate,
         lookups: owned_lookups(&target.name, owned),
         returning: insert.returning.is_some(),
+        from_select: false,
+    }))
+}
+
+/// The columns an INSERT fills: its list, or without one every column in table order, as the
+/// shards list them (the shards get the list written out).
+fn column_list(
+    insert: &Insert,
+    target: &Resolved<'_>,
+    ctx: &Context<'_>,
+) -> Result<Vec<String>, PlanError> {
+    if !insert.columns.is_empty() {
+        return Ok(insert.columns.iter().map(|c| c.to_string()).collect());
+    }
+    let all = ctx
+        .catalog
+        .columns(&target.keyspace.name, &target.name)?
+        .ok_or_else(|| {
+            unsupported(format!(
+                "INSERT into sharded table {} without a column list (the shard does not list its columns)",
+                target.name
+            ))
+        })?;
+    Ok(all.quoted_row())
+}
+
+/// `INSERT ... SELECT` into a sharded table: the SELECT planned on its own (whatever tables it
+/// reads), its rows to go in as the VALUES of the same INSERT.
+fn insert_select(
+    insert: &Insert,
+    target: &Resolved<'_>,
+    source: &SourceText<'_>,
+    ctx: &Context<'_>,
+) -> Result<Plan, PlanError> {
+    let query = insert
+        .source
+        .as_ref()
+        .ok_or_else(|| unsupported("this INSERT into a sharded table"))?;
+    let text = crate::clauses::query_text(query, source)
+        .ok_or_else(|| unsupported("rewriting this INSERT ... SELECT"))?;
+    let select = crate::plan_text(&text, ctx)?;
+    let end = source
+        .range(query.span())
+        .ok_or_else(|| unsupported("rewriting this INSERT ... SELECT"))?
+        .end;
+    // Its assignments may name the SELECT's columns, which VALUES would not have.
+    if insert.on.is_some() {
+        return Err(unsupported(
+            "INSERT ... SELECT ... ON DUPLICATE KEY UPDATE into a sharded table",
+        ));
+    }
+    let suffix = source.sql()[end..].trim_end().trim_end_matches(';');
+    Ok(Plan::InsertSelect(engine::InsertSelect {
+        select: Box::new(select),
+        prefix: insert_prefix(insert, &column_list(insert, target, ctx)?, target, source)?,
+        suffix: suffix.to_string(),
     }))
 }
 

@@ -67,6 +67,13 @@ pub fn bind(template: &Plan, literals: &[Literal], vschema: &VSchema) -> Option<
         }
         // Which databases answer depends on the literals.
         Plan::Concat(_) => return None,
+        Plan::InsertSelect(i) => {
+            let mut i = i.clone();
+            i.select = Box::new(bind(&i.select, literals, vschema)?);
+            i.prefix = text(&i.prefix)?;
+            i.suffix = text(&i.suffix)?;
+            Plan::InsertSelect(i)
+        }
         Plan::PullOut(p) => {
             let mut p = p.clone();
             p.template = p.template.map_texts(text)?;
