@@ -548,6 +548,14 @@ SELECT id, note FROM customers WHERE city = 'Oslo' ORDER BY id
 UPDATE customers SET balance = 0 WHERE id IN (1, 2, 3)
 DELETE FROM orders WHERE customer_id = 20
 DELETE FROM orders WHERE qty = 1 AND price < 5
+DELETE FROM orders WHERE customer_id IN (SELECT id FROM customers WHERE city = 'Cork')
+UPDATE orders SET qty = qty + 1 WHERE product_id IN (SELECT id FROM customers WHERE score > 8)
+UPDATE customers SET score = (SELECT MAX(qty) FROM orders) WHERE id = 7
+DELETE FROM customers WHERE id IN (SELECT customer_id FROM orders WHERE qty = 9) AND city IS NULL
+UPDATE orders SET price = price + 1 WHERE EXISTS (SELECT 1 FROM customers WHERE id = 12345)
+DELETE FROM orders WHERE order_id IN (SELECT order_id FROM orders WHERE qty = 8)
+UPDATE orders SET qty = 0 WHERE customer_id NOT IN (SELECT id FROM customers WHERE id > 20)
+refused: DELETE FROM orders WHERE EXISTS (SELECT 1 FROM customers c WHERE c.id = orders.product_id)
 SELECT COUNT(*), SUM(price) FROM orders
 SELECT customer_id, COUNT(*) FROM orders GROUP BY customer_id ORDER BY customer_id
 UPDATE products SET price = price + 1 WHERE id = 3

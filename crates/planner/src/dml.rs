@@ -470,9 +470,15 @@ fn plan_write(
         Table::Reference => Err(unsupported(format!(
             "{verb} of a reference table with a subquery on another table"
         ))),
-        Table::Sharded { .. } if !others_are_reference => Err(unsupported(format!(
-            "{verb} with a subquery on a sharded table"
-        ))),
+        Table::Sharded { .. } if !others_are_reference => {
+            let mut exprs: Vec<&Expr> = selection.into_iter().collect();
+            exprs.extend(assignments.unwrap_or_default().iter().map(|a| &a.value));
+            crate::pullout::plan_write_pull_out(&exprs, source, ctx).unwrap_or_else(|| {
+                Err(unsupported(format!(
+                    "{verb} with a subquery on a sharded table that depends on the written row"
+                )))
+            })
+        }
         Table::Sharded {
             column,
             vindex,

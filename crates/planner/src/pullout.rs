@@ -65,14 +65,6 @@ fn find(
     let _ = select.projection.visit(&mut visitor);
     let _ = select.selection.visit(&mut visitor);
     let _ = select.having.visit(&mut visitor);
-    let pulled: Vec<(PulledKind, Query)> = visitor
-        .found
-        .into_iter()
-        .filter(|(_, q)| reads_placed_rows(q, ctx) && !is_correlated(q))
-        .collect();
-    if pulled.is_empty() {
-        return None;
-    }
     let unnamed: Vec<Span> = select
         .projection
         .iter()
@@ -81,6 +73,46 @@ fn find(
             _ => None,
         })
         .collect();
+    located(visitor.found, &unnamed, source, ctx)
+}
+
+/// An UPDATE or DELETE with its uncorrelated subqueries over sharded (or unsharded) rows in
+/// `exprs` (its WHERE, its SET values) pulled out, as for a SELECT; `None` when it has none.
+/// They run before the write, as MariaDB runs a subquery on the written table itself.
+pub(crate) fn plan_write_pull_out(
+    exprs: &[&Expr],
+    source: &SourceText<'_>,
+    ctx: &Context<'_>,
+) -> Option<Result<Plan, PlanError>> {
+    let mut visitor = Subqueries {
+        depth: 0,
+        found: Vec::new(),
+    };
+    for e in exprs {
+        let _ = e.visit(&mut visitor);
+    }
+    let found = match located(visitor.found, &[], source, ctx)? {
+        Ok(found) => found,
+        Err(e) => return Some(Err(e)),
+    };
+    Some(build(&found, source, ctx))
+}
+
+/// The subqueries to pull out, located in the client's text; `unnamed` are the spans of those
+/// that are select items without an alias.
+fn located(
+    found: Vec<(PulledKind, Query)>,
+    unnamed: &[Span],
+    source: &SourceText<'_>,
+    ctx: &Context<'_>,
+) -> Option<Result<Vec<Found>, PlanError>> {
+    let pulled: Vec<(PulledKind, Query)> = found
+        .into_iter()
+        .filter(|(_, q)| reads_placed_rows(q, ctx) && !is_correlated(q))
+        .collect();
+    if pulled.is_empty() {
+        return None;
+    }
     let sql = source.sql();
     let mut found = Vec::with_capacity(pulled.len());
     for (kind, q) in &pulled {
