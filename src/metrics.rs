@@ -300,6 +300,7 @@ pub fn plan_labels(plan: &engine::Plan) -> (&str, &'static str) {
         Plan::Derived(_) => ("", "Derived"),
         Plan::Concat(_) => ("", "Concatenate"),
         Plan::InsertSelect(_) => ("", "InsertSelect"),
+        Plan::OrderedWrite(w) => (&w.route.keyspace, "OrderedWrite"),
         Plan::PullOut(_) => ("", "PullOut"),
     }
 }

@@ -350,7 +350,7 @@ impl GateSession {
             }
             let sql = pull_out.template.render(|hole| match hole {
                 engine::Hole::Subquery(i) => values.get(i).map_or("NULL", String::as_str),
-                engine::Hole::Matches | engine::Hole::Keys => "NULL",
+                engine::Hole::Matches | engine::Hole::Keys | engine::Hole::Limit => "NULL",
             });
             let plan = self.plan_text(&sql).await?;
             self.run(&plan, out, rename_first).await

@@ -561,8 +561,13 @@ SELECT customer_id, COUNT(*) FROM orders GROUP BY customer_id ORDER BY customer_
 UPDATE products SET price = price + 1 WHERE id = 3
 SELECT * FROM products WHERE id = 3
 refused: UPDATE customers SET id = 5000 WHERE id = 1001
-refused: DELETE FROM orders ORDER BY order_id LIMIT 1
-refused: UPDATE customers SET balance = 1 LIMIT 2
+DELETE FROM orders ORDER BY order_id LIMIT 1
+UPDATE customers SET balance = 1 ORDER BY id LIMIT 2
+UPDATE orders SET qty = qty + 10 WHERE price > 10 ORDER BY price DESC, order_id LIMIT 5
+DELETE FROM customers WHERE city = 'Oslo' ORDER BY name, id LIMIT 3
+UPDATE customers SET score = 0 ORDER BY created DESC, id LIMIT 4
+DELETE FROM orders WHERE qty > 1000 ORDER BY order_id LIMIT 2
+UPDATE orders SET qty = 1 WHERE customer_id IN (5, 6, 7, 8) ORDER BY placed, order_id LIMIT 2
 DELETE FROM customers WHERE id = 1004
 # --- transactions and session settings
 BEGIN

@@ -204,7 +204,7 @@ async fn run_right<E: Executor>(
     let query = right.query.render(|hole| match hole {
         Hole::Matches => matches.as_str(),
         Hole::Keys => list.as_str(),
-        Hole::Subquery(_) => "NULL",
+        Hole::Subquery(_) | Hole::Limit => "NULL",
     });
     let opcode = match &right.vindex {
         _ if keyed.keys.is_empty() => match right.opcode {

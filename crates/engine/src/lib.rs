@@ -26,6 +26,7 @@ pub mod literal;
 mod lookup;
 mod merge_sort;
 mod ordered_aggregate;
+mod ordered_write;
 mod owned_write;
 mod plan;
 mod projection;
@@ -45,9 +46,9 @@ pub use mysql_common::packets::Column;
 pub use mysql_common::value::Value;
 pub use plan::{
     Aggregate, AggregateKind, BitOp, ComputedKind, Derived, Generate, Hole, Insert, InsertRow,
-    InsertSelect, Join, JoinColumn, JoinRight, MergedSelect, Opcode, OutputColumn, OwnedLookup,
-    OwnedWrite, Partial, Plan, PullOut, Pulled, PulledKind, Route, Send, SendKind, SqlTemplate,
-    Stage, Wildcard,
+    InsertSelect, Join, JoinColumn, JoinRight, MergedSelect, Opcode, OrderedWrite, OutputColumn,
+    OwnedLookup, OwnedWrite, Partial, Plan, PullOut, Pulled, PulledKind, Route, Send, SendKind,
+    SqlTemplate, Stage, Wildcard,
 };
 pub use pullout::{splice, value_rows, NO_ROWS};
 use vschema::{Keyspace, SequenceRef, VSchema, VindexError};
@@ -304,6 +305,10 @@ pub async fn execute<E: Executor, S: RowSink>(
         Plan::Join(j) => join::execute(j, vschema, executor, sink, options).await,
         Plan::Derived(d) => derived::execute(d, vschema, executor, sink, options).await,
         Plan::Concat(parts) => concat(parts, vschema, executor, sink).await,
+        Plan::OrderedWrite(w) => {
+            ordered_write::execute(w, keyspace(vschema, &w.route.keyspace)?, vschema, executor)
+                .await
+        }
         // Its statement is planned once the subqueries' values are known: the caller does that.
         Plan::PullOut(_) | Plan::InsertSelect(_) => Err(EngineError::Bug(
             "a plan run in steps by its caller reached the engine whole".into(),

@@ -26,6 +26,23 @@ pub enum Plan {
     /// one INSERT ... VALUES, planned like any (routed by the target's vindexes, ids from its
     /// sequence). The caller runs it, as it runs a [`PullOut`].
     InsertSelect(InsertSelect),
+    OrderedWrite(OrderedWrite),
+}
+
+/// UPDATE or DELETE ... [ORDER BY ...] LIMIT n over several shards. Each shard reads (and locks)
+/// the ORDER BY keys of its first n rows; merged, the first n of them say how many rows each
+/// shard changes, and each shard runs the statement with that LIMIT: exactly n rows change, the
+/// first n by the order, as on one server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderedWrite {
+    /// The shards to ask; `query` reads each one's first n rows' keys (and their collation
+    /// weights), `FOR UPDATE`.
+    pub route: Route,
+    /// The keys, over the probe's columns (none: any n rows).
+    pub keys: Vec<SortKey>,
+    pub limit: u64,
+    /// The statement, with [`Hole::Limit`] for its LIMIT count.
+    pub write: SqlTemplate,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -107,6 +124,8 @@ pub enum Hole {
     Matches,
     /// The key list of a join's `IN` ([`JoinRight`]).
     Keys,
+    /// An [`OrderedWrite`]'s LIMIT count for one shard.
+    Limit,
 }
 
 impl SqlTemplate {
@@ -173,6 +192,7 @@ impl std::fmt::Display for SqlTemplate {
             Hole::Subquery(i) => format!("<subquery {i}>"),
             Hole::Matches => "<matches>".to_string(),
             Hole::Keys => "<keys>".to_string(),
+            Hole::Limit => "<limit>".to_string(),
         }))
     }
 }
@@ -552,7 +572,7 @@ impl Plan {
         match self {
             Plan::Send(s) => s.kind == SendKind::Write,
             Plan::Insert(i) => !i.lookups.is_empty() || i.rows.len() > 1,
-            Plan::OwnedWrite(_) => true,
+            Plan::OwnedWrite(_) | Plan::OrderedWrite(_) => true,
             Plan::Route(r) => {
                 !r.opcode.is_single_shard()
                     && !matches!(r.opcode, Opcode::Lookup { .. } | Opcode::Destination { .. })
@@ -584,6 +604,7 @@ impl Plan {
             }
             Plan::Derived(d) => d.inner.collect_queries(out),
             Plan::InsertSelect(i) => i.select.collect_queries(out),
+            Plan::OrderedWrite(w) => out.push((&w.route.keyspace, w.route.query.clone())),
             Plan::Concat(parts) => {
                 out.extend(parts.iter().map(|r| (r.keyspace.as_str(), r.query.clone())))
             }
@@ -619,6 +640,7 @@ impl Plan {
             Plan::Derived(d) => d.inner.collect_keyspaces(out),
             Plan::Concat(parts) => out.extend(parts.iter().map(|r| r.keyspace.as_str())),
             Plan::InsertSelect(i) => i.select.collect_keyspaces(out),
+            Plan::OrderedWrite(w) => out.push(&w.route.keyspace),
             Plan::PullOut(p) => {
                 for s in &p.subqueries {
                     s.plan.collect_keyspaces(out);
@@ -709,6 +731,18 @@ impl Plan {
                 let _ = write!(out, "\n  select: {}", w.select);
                 for line in Plan::Route(w.route.clone()).describe().lines() {
                     let _ = write!(out, "\n  {line}");
+                }
+            }
+            Plan::OrderedWrite(w) => {
+                let _ = write!(
+                    out,
+                    "OrderedWrite limit={} keys={}\n  write: {}",
+                    w.limit,
+                    keys(&w.keys),
+                    w.write
+                );
+                for line in Plan::Route(w.route.clone()).describe().lines() {
+                    let _ = write!(out, "\n  probe: {line}");
                 }
             }
             Plan::InsertSelect(i) => {

@@ -1,12 +1,12 @@
 //! INSERT, UPDATE and DELETE.
 
 use engine::{
-    Generate, Insert as InsertPlan, InsertRow, Opcode, OwnedLookup, OwnedWrite, Plan, Route, Send,
-    SendKind,
+    Generate, Hole, Insert as InsertPlan, InsertRow, Opcode, OwnedLookup, OwnedWrite, Plan, Route,
+    Send, SendKind, SqlTemplate,
 };
 use sqlparser::ast::{
-    Assignment, AssignmentTarget, Delete, Expr, FromTable, Insert, OnInsert, SetExpr, Spanned,
-    Statement, TableFactor, Update, Value,
+    Assignment, AssignmentTarget, Delete, Expr, FromTable, Insert, OnInsert, OrderByExpr, SetExpr,
+    Spanned, Statement, TableFactor, Update, Value,
 };
 use vschema::{KeyValue, LookupColumn, Table};
 
@@ -387,11 +387,15 @@ pub(crate) fn plan_update(
         stmt,
         source,
         ctx,
-        update.selection.as_ref(),
-        alias,
-        !update.order_by.is_empty() || update.limit.is_some(),
-        "UPDATE",
-        Some(&update.assignments),
+        Write {
+            relation: &update.table.relation,
+            selection: update.selection.as_ref(),
+            alias,
+            order_by: &update.order_by,
+            limit: update.limit.as_ref(),
+            verb: "UPDATE",
+            assignments: Some(&update.assignments),
+        },
     )
 }
 
@@ -419,11 +423,15 @@ pub(crate) fn plan_delete(
         stmt,
         source,
         ctx,
-        delete.selection.as_ref(),
-        alias,
-        !delete.order_by.is_empty() || delete.limit.is_some(),
-        "DELETE",
-        None,
+        Write {
+            relation: &from[0].relation,
+            selection: delete.selection.as_ref(),
+            alias,
+            order_by: &delete.order_by,
+            limit: delete.limit.as_ref(),
+            verb: "DELETE",
+            assignments: None,
+        },
     )
 }
 
@@ -436,18 +444,33 @@ fn sharded_column(stmt: &Statement, ctx: &Context<'_>) -> Result<Option<String>,
     }))
 }
 
-/// UPDATE and DELETE of one table: routed like a SELECT on it. `assignments` is UPDATE's SET list.
-#[allow(clippy::too_many_arguments)]
+/// The parts of an UPDATE or DELETE of one table.
+struct Write<'s> {
+    relation: &'s TableFactor,
+    selection: Option<&'s Expr>,
+    alias: Option<String>,
+    order_by: &'s [OrderByExpr],
+    limit: Option<&'s Expr>,
+    verb: &'static str,
+    /// UPDATE's SET list.
+    assignments: Option<&'s [Assignment]>,
+}
+
+/// UPDATE and DELETE of one table: routed like a SELECT on it.
 fn plan_write(
     stmt: &Statement,
     source: &SourceText<'_>,
     ctx: &Context<'_>,
-    selection: Option<&Expr>,
-    alias: Option<String>,
-    ordered_or_limited: bool,
-    verb: &str,
-    assignments: Option<&[Assignment]>,
+    write: Write<'_>,
 ) -> Result<Plan, PlanError> {
+    let Write {
+        selection,
+        ref alias,
+        verb,
+        assignments,
+        ..
+    } = write;
+    let ordered_or_limited = !write.order_by.is_empty() || write.limit.is_some();
     let tables = relations(stmt, ctx, &[])?;
     let keyspace =
         single_keyspace(&tables)?.ok_or_else(|| unsupported(format!("{verb} without a table")))?;
@@ -496,10 +519,19 @@ fn plan_write(
                 },
                 keyspace,
             );
-            if ordered_or_limited && !opcode.is_single_shard() {
-                return Err(unsupported(format!(
-                    "{verb} with ORDER BY or LIMIT that spans several shards"
-                )));
+            if let Some(limit) = write.limit.filter(|_| !opcode.is_single_shard()) {
+                if !lookups.is_empty() {
+                    return Err(unsupported(format!(
+                        "{verb} with ORDER BY or LIMIT on {}, which owns lookup vindexes",
+                        target.name
+                    )));
+                }
+                if text != source.sql() {
+                    return Err(unsupported(format!(
+                        "{verb} ... LIMIT over several shards with a qualified table name"
+                    )));
+                }
+                return ordered_write(&write, limit, route(opcode, String::new()), source);
             }
             // Which owned lookup an UPDATE changes, and to what.
             let new_value = match assignments {
@@ -553,6 +585,73 @@ fn plan_write(
             }))
         }
     }
+}
+
+/// UPDATE or DELETE ... [ORDER BY ...] LIMIT n over several shards: a probe reads (and locks)
+/// each shard's first n rows' keys, and each shard then runs the statement with its share of
+/// the first n as its LIMIT (see [`engine::OrderedWrite`]).
+fn ordered_write(
+    write: &Write<'_>,
+    limit: &Expr,
+    mut route: Route,
+    source: &SourceText<'_>,
+) -> Result<Plan, PlanError> {
+    let verb = write.verb;
+    let count = match limit {
+        Expr::Value(v) => match &v.value {
+            Value::Number(n, _) => n.parse::<u64>().ok(),
+            _ => None,
+        },
+        _ => None,
+    }
+    .ok_or_else(|| unsupported(format!("{verb} ... LIMIT {limit} over several shards")))?;
+    let refuse = || {
+        unsupported(format!(
+            "rewriting this {verb} ... LIMIT over several shards"
+        ))
+    };
+    let sql = source.sql();
+    let table = source.slice(write.relation.span()).ok_or_else(refuse)?;
+    let filter = match write.selection {
+        Some(e) => format!(" WHERE {}", crate::clauses::expr_text(e, source)?),
+        None => String::new(),
+    };
+    let mut items = Vec::new();
+    let mut order = Vec::new();
+    let mut keys = Vec::new();
+    for (i, o) in write.order_by.iter().enumerate() {
+        let key = crate::clauses::expr_text(&o.expr, source)?;
+        let desc = matches!(o.options.sort, Some(sqlparser::ast::OrderBySort::Desc));
+        items.push(format!("{key}, WEIGHT_STRING(RTRIM({key}))"));
+        order.push(format!("{key} {}", if desc { "DESC" } else { "ASC" }));
+        keys.push(engine::SortKey {
+            column: 2 * i,
+            weight: Some(2 * i + 1),
+            desc,
+        });
+    }
+    if items.is_empty() {
+        items.push("1".to_string());
+    }
+    let order = if order.is_empty() {
+        String::new()
+    } else {
+        format!(" ORDER BY {}", order.join(", "))
+    };
+    route.query = format!(
+        "SELECT {} FROM {table}{filter}{order} LIMIT {count} FOR UPDATE",
+        items.join(", ")
+    );
+    let at = source.range(limit.span()).ok_or_else(refuse)?;
+    let mut template = SqlTemplate::from(&sql[..at.start]);
+    template.push_hole(Hole::Limit);
+    template.push_str(&sql[at.end..]);
+    Ok(Plan::OrderedWrite(engine::OrderedWrite {
+        route,
+        keys,
+        limit: count,
+        write: template,
+    }))
 }
 
 /// The value an UPDATE's SET list gives a column.

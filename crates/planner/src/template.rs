@@ -67,6 +67,12 @@ pub fn bind(template: &Plan, literals: &[Literal], vschema: &VSchema) -> Option<
         }
         // Which databases answer depends on the literals.
         Plan::Concat(_) => return None,
+        Plan::OrderedWrite(w) => {
+            let mut w = w.clone();
+            w.route = bind_route(&w.route, literals, vschema)?;
+            w.write = w.write.map_texts(text)?;
+            Plan::OrderedWrite(w)
+        }
         Plan::InsertSelect(i) => {
             let mut i = i.clone();
             i.select = Box::new(bind(&i.select, literals, vschema)?);
