@@ -454,7 +454,11 @@ SELECT v.cid, c.name FROM MAIN.vip v LEFT JOIN customers c ON c.id = v.cid AND v
 refused: SELECT * FROM customers c JOIN orders o ON o.product_id = c.id WHERE o.qty > c.score
 refused: SELECT id FROM customers UNION SELECT id FROM customers UNION ALL SELECT customer_id FROM orders
 refused: SELECT COUNT(*) FROM customers UNION ALL SELECT COUNT(*) FROM orders
-refused: SELECT id + 1 FROM customers UNION SELECT customer_id FROM orders
+SELECT id + 1 FROM customers UNION SELECT customer_id FROM orders
+SELECT id + 1 FROM customers UNION SELECT customer_id FROM orders ORDER BY 1 LIMIT 5
+SELECT 1, 'a' FROM customers UNION SELECT 2, 'b' FROM orders
+SELECT 'x', city FROM customers UNION SELECT 'y', city FROM customers ORDER BY 1, 2
+error: SELECT id FROM customers UNION SELECT id, name FROM customers
 SELECT * FROM customers WHERE id NOT IN (SELECT customer_id FROM orders)
 SELECT c.name FROM customers c WHERE c.id = 5 AND c.score IN (SELECT qty FROM orders WHERE customer_id = 5)
 SELECT * FROM customers WHERE score IN (SELECT qty FROM orders)

@@ -89,7 +89,10 @@ pub(crate) fn plan_union(
         }));
     }
     let columns = if distinct {
-        format!("DISTINCT {}", column_names(selects[0])?)
+        format!(
+            "DISTINCT {}",
+            column_names(selects[0], &SourceText::new(query_text))?
+        )
     } else {
         "*".to_string()
     };
@@ -251,21 +254,32 @@ fn opcode(placed: &[Branch], keyspace: &Keyspace) -> Opcode {
     }
 }
 
-/// The UNION's column names (the first branch's), quoted, for the DISTINCT wrapper.
-fn column_names(first: &Select) -> Result<String, PlanError> {
+/// The UNION's column names (the first branch's), quoted, for the DISTINCT wrapper: as MySQL
+/// names them, an unaliased expression by its text (a string literal by its value).
+fn column_names(first: &Select, source: &SourceText<'_>) -> Result<String, PlanError> {
     let mut names: Vec<String> = Vec::new();
     for item in &first.projection {
+        let unnamed = || {
+            unsupported(
+                "UNION over several shards whose first SELECT has a column without a name (give it an alias)",
+            )
+        };
         let name = match item {
             SelectItem::ExprWithAlias { alias, .. } => alias.value.clone(),
             SelectItem::UnnamedExpr(Expr::Identifier(i)) => i.value.clone(),
             SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts)) => {
                 parts.last().map(|p| p.value.clone()).unwrap_or_default()
             }
-            _ => {
-                return Err(unsupported(
-                    "UNION over several shards whose first SELECT has a column without a name (give it an alias)",
-                ))
-            }
+            SelectItem::UnnamedExpr(Expr::Value(v)) => match &v.value {
+                sqlparser::ast::Value::SingleQuotedString(s) if !s.is_empty() => s.clone(),
+                sqlparser::ast::Value::Number(n, _) => n.clone(),
+                _ => return Err(unnamed()),
+            },
+            SelectItem::UnnamedExpr(e) => crate::clauses::expr_range(e, source)
+                .map(|r| source.sql()[r].to_string())
+                .filter(|text| text.len() <= 64)
+                .ok_or_else(unnamed)?,
+            _ => return Err(unnamed()),
         };
         if names.iter().any(|n| n.eq_ignore_ascii_case(&name)) {
             return Err(unsupported(format!(
