@@ -225,6 +225,24 @@ async fn differential(keyspace: &str, reference_db: &str) {
             Some((m @ ("refused" | "error"), rest)) => (m, rest),
             _ => ("same", line),
         };
+        // A refusal names what it refuses: `refused: SQL  # words of its message`.
+        let (sql, naming) = match sql.split_once("  # ") {
+            Some((sql, naming)) => (sql.trim_end(), Some(naming.trim())),
+            None => (sql, None),
+        };
+        if mode == "refused" {
+            let message = match sharded.query_drop(for_proxy(sql, keyspace)).await {
+                Err(mysql_async::Error::Server(e)) => e.message,
+                other => format!("{other:?}"),
+            };
+            if !naming.is_some_and(|n| message.contains(n)) {
+                failures.push(format!(
+                    "refused: {sql}
+  message: {message}
+  should name: {naming:?}"
+                ));
+            }
+        }
         let proxy_sql = for_proxy(sql, keyspace);
         let reference_sql = for_reference(sql, keyspace, reference_db);
         let want = if mode == "refused" {

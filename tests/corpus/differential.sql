@@ -1,8 +1,9 @@
 # The differential corpus: each statement runs through the proxy (keyspace `KS`, run once with 2
 # shards and once with 4) and against one reference database holding the same rows; results must
 # match, as multisets unless an ORDER BY fixes the order (every ORDER BY here is total: ties are
-# broken by a unique column). `refused:` lines must get error 1235 from the proxy (the reference
-# runs them in a rolled-back transaction to prove they are valid SQL); `error:` lines must fail the
+# broken by a unique column). `refused:` lines must get error 1235 from the proxy, its message
+# holding the words after `  # ` (naming what is refused); the reference runs them in a
+# rolled-back transaction to prove they are valid SQL; `error:` lines must fail the
 # same way on both. `KS.` names the proxy's keyspace; the reference reads it as its own database.
 # Data: customers (-10..189) with mixed-case, accented, Korean and emoji names, NULL cities, notes
 # and scores; orders (600) with DECIMAL prices and DATETIMEs; products (reference, 20 rows); misc
@@ -390,7 +391,7 @@ WITH c AS (SELECT id, name FROM customers WHERE score > 3) SELECT name, id FROM 
 WITH t AS (SELECT customer_id, SUM(qty) AS q FROM orders GROUP BY customer_id) SELECT c.name, t.q FROM customers c JOIN t ON t.customer_id = c.id WHERE c.id < 20
 WITH v AS (SELECT cid FROM MAIN.vip) SELECT id, name FROM customers WHERE id IN (SELECT cid FROM v)
 WITH a AS (SELECT id, city FROM customers WHERE id < 50), b AS (SELECT customer_id, qty FROM orders) SELECT a.city, COUNT(*) FROM a JOIN b ON b.customer_id = a.id GROUP BY a.city ORDER BY a.city
-refused: WITH c AS (SELECT id FROM customers WHERE score > 5) SELECT COUNT(*) FROM c x JOIN c y ON y.id = x.id
+refused: WITH c AS (SELECT id FROM customers WHERE score > 5) SELECT COUNT(*) FROM c x JOIN c y ON y.id = x.id  # a CTE named more than once
 # A derived table `SELECT * FROM table`: `*` as the table's columns, for the outer query.
 WITH big AS (SELECT * FROM orders WHERE price > 50) SELECT COUNT(*), SUM(price) FROM big
 SELECT id, name FROM (SELECT * FROM customers WHERE id < 40) c WHERE score > 10 ORDER BY id
@@ -404,10 +405,10 @@ SELECT id, name, COUNT(*) OVER (PARTITION BY id, city) AS n FROM customers WHERE
 SELECT customer_id, AVG(price) OVER (PARTITION BY customer_id) AS avg_price FROM orders WHERE qty > 4 ORDER BY avg_price DESC, order_id LIMIT 5
 SELECT c.name, o.order_id, ROW_NUMBER() OVER (PARTITION BY c.id ORDER BY o.price DESC, o.order_id) AS rn FROM customers c JOIN orders o ON o.customer_id = c.id WHERE c.id < 12 ORDER BY o.order_id
 SELECT o.order_id, SUM(o.qty) OVER (PARTITION BY o.customer_id) AS total, p.name FROM orders o JOIN products p ON p.id = o.product_id WHERE o.qty > 5 ORDER BY o.order_id LIMIT 8
-refused: SELECT c.id, o.order_id, COUNT(*) OVER (PARTITION BY o.customer_id) FROM customers c LEFT JOIN orders o ON o.customer_id = c.id AND o.qty > 8
-refused: SELECT order_id, ROW_NUMBER() OVER (ORDER BY order_id) FROM orders
-refused: SELECT order_id, ROW_NUMBER() OVER (PARTITION BY product_id ORDER BY order_id) FROM orders
-refused: SELECT customer_id, COUNT(*), ROW_NUMBER() OVER (PARTITION BY customer_id) FROM orders GROUP BY customer_id
+refused: SELECT c.id, o.order_id, COUNT(*) OVER (PARTITION BY o.customer_id) FROM customers c LEFT JOIN orders o ON o.customer_id = c.id AND o.qty > 8  # window function COUNT in a join
+refused: SELECT order_id, ROW_NUMBER() OVER (ORDER BY order_id) FROM orders  # window function ROW_NUMBER
+refused: SELECT order_id, ROW_NUMBER() OVER (PARTITION BY product_id ORDER BY order_id) FROM orders  # window function ROW_NUMBER
+refused: SELECT customer_id, COUNT(*), ROW_NUMBER() OVER (PARTITION BY customer_id) FROM orders GROUP BY customer_id  # GROUP BY with window functions
 # SELECT DISTINCT over joins across shards and derived tables: grouped at the proxy.
 SELECT DISTINCT c.city FROM customers c JOIN orders o ON o.product_id = c.id
 SELECT DISTINCT o.qty, c.score FROM customers c JOIN orders o ON o.product_id = c.id WHERE c.id < 10 ORDER BY o.qty, c.score
@@ -415,23 +416,23 @@ SELECT DISTINCT v.level FROM MAIN.vip v JOIN customers c ON c.id = v.cid
 SELECT DISTINCT c.score, c.city FROM customers c LEFT JOIN orders o ON o.product_id = c.id WHERE o.order_id IS NULL
 SELECT DISTINCT t.n FROM (SELECT customer_id, COUNT(*) AS n FROM orders GROUP BY customer_id) t ORDER BY t.n
 SELECT DISTINCT t.city AS town FROM (SELECT city FROM customers ORDER BY id LIMIT 50) t ORDER BY town
-refused: SELECT DISTINCT c.city FROM customers c JOIN orders o ON o.product_id = c.id ORDER BY o.qty
+refused: SELECT DISTINCT c.city FROM customers c JOIN orders o ON o.product_id = c.id ORDER BY o.qty  # DISTINCT
 # Expressions over merged aggregates, computed at the proxy.
 SELECT COUNT(*) + 1 FROM customers
 SELECT city, COUNT(*) * 2 AS twice, SUM(balance) / COUNT(*), MAX(score) - MIN(score) FROM customers GROUP BY city ORDER BY twice DESC, city
 SELECT customer_id, AVG(qty), COUNT(*) > 3, -SUM(price) FROM orders GROUP BY customer_id HAVING COUNT(*) > 2
-refused: SELECT customer_id, AVG(qty) * 2 FROM orders GROUP BY customer_id
+refused: SELECT customer_id, AVG(qty) * 2 FROM orders GROUP BY customer_id  # arithmetic on a quotient
 SELECT product_id, SUM(qty) - COUNT(*) AS d FROM orders GROUP BY product_id ORDER BY d, product_id LIMIT 5
 # --- refused (each names what is missing)
 SELECT * FROM products p LEFT JOIN orders o ON o.product_id = p.id
-refused: SELECT * FROM customers c JOIN orders o ON o.order_id = c.id ORDER BY o.order_id
+refused: SELECT * FROM customers c JOIN orders o ON o.order_id = c.id ORDER BY o.order_id  # ORDER BY with SELECT *
 SELECT COUNT(DISTINCT o.qty) FROM customers c JOIN orders o ON o.product_id = c.id
-refused: SELECT COUNT(DISTINCT o.qty), COUNT(DISTINCT c.city) FROM customers c JOIN orders o ON o.product_id = c.id
+refused: SELECT COUNT(DISTINCT o.qty), COUNT(DISTINCT c.city) FROM customers c JOIN orders o ON o.product_id = c.id  # DISTINCT aggregates of different expressions
 SELECT c.city, COUNT(*) FROM customers c JOIN orders o ON o.product_id = c.id GROUP BY c.city HAVING COUNT(*) > 60
 SELECT c.city, COUNT(*) AS n, AVG(o.qty) FROM customers c JOIN orders o ON o.product_id = c.id GROUP BY c.city HAVING n >= 90 AND AVG(o.qty) > 3.4 ORDER BY c.city
 SELECT o.product_id, SUM(o.qty) FROM orders o JOIN customers c ON c.id = o.customer_id GROUP BY o.product_id HAVING MAX(c.balance) > 900 AND o.product_id < 10
 SELECT COUNT(*) FROM customers c JOIN orders o ON o.product_id = c.id HAVING COUNT(*) > 1000
-refused: SELECT c.id FROM customers c JOIN orders o ON o.product_id = c.id HAVING c.id > 3
+refused: SELECT c.id FROM customers c JOIN orders o ON o.product_id = c.id HAVING c.id > 3  # HAVING without GROUP BY or aggregates
 SELECT c.id, o.order_id FROM customers c JOIN orders o ON o.product_id = c.id WHERE o.qty > c.score
 SELECT c.id FROM customers c LEFT JOIN orders o ON o.product_id = c.id WHERE o.order_id IS NULL
 SELECT c.id, o.order_id FROM customers c LEFT JOIN orders o ON o.product_id = c.id WHERE c.id < 8 AND (o.qty > 4 OR o.qty IS NULL) ORDER BY c.id, o.order_id
@@ -444,16 +445,16 @@ SELECT o.order_id, o.price * c.balance AS total, o.qty + c.id, o.qty > c.score, 
 SELECT c.id, v.level * c.score - c.id, c.balance + v.level, v.level / c.score, c.id IN (c.score, v.level) FROM customers c JOIN MAIN.vip v ON v.cid = c.id
 SELECT c.id, c.score + o.qty, o.price - o.price * c.score FROM customers c LEFT JOIN orders o ON o.product_id = c.id AND o.qty > 3 WHERE c.id BETWEEN 15 AND 25
 SELECT c.id, o.qty * c.score AS x FROM customers c JOIN orders o ON o.product_id = c.id WHERE o.qty > c.score ORDER BY c.id, o.order_id LIMIT 7
-refused: SELECT o.order_id, o.qty * c.score AS x FROM customers c JOIN orders o ON o.product_id = c.id ORDER BY x
-refused: SELECT c.name, CONCAT(c.name, o.qty) FROM customers c JOIN orders o ON o.product_id = c.id
+refused: SELECT o.order_id, o.qty * c.score AS x FROM customers c JOIN orders o ON o.product_id = c.id ORDER BY x  # ORDER BY a select item over both tables
+refused: SELECT c.name, CONCAT(c.name, o.qty) FROM customers c JOIN orders o ON o.product_id = c.id  # CONCAT(c.name, o.qty)
 SELECT c.id FROM customers c LEFT JOIN orders o ON o.product_id = c.id AND o.qty > c.score
 SELECT c.id, o.order_id FROM customers c LEFT JOIN orders o ON o.product_id = c.id AND c.score > 10 WHERE c.id < 30
 SELECT c.id, o.order_id, o.qty FROM customers c LEFT JOIN orders o ON o.product_id = c.id AND (o.qty > c.score OR c.score IS NULL) ORDER BY c.id, o.order_id LIMIT 40
 SELECT c.city, COUNT(o.order_id), COUNT(*) FROM customers c LEFT JOIN orders o ON o.product_id = c.id AND o.qty * 2 > c.score AND c.id % 2 = 0 GROUP BY c.city
 SELECT v.cid, c.name FROM MAIN.vip v LEFT JOIN customers c ON c.id = v.cid AND v.level > 1 AND c.score < v.level * 10
-refused: SELECT * FROM customers c JOIN orders o ON o.product_id = c.id WHERE o.qty > c.score
-refused: SELECT id FROM customers UNION SELECT id FROM customers UNION ALL SELECT customer_id FROM orders
-refused: SELECT COUNT(*) FROM customers UNION ALL SELECT COUNT(*) FROM orders
+refused: SELECT * FROM customers c JOIN orders o ON o.product_id = c.id WHERE o.qty > c.score  # SELECT * with conditions over both tables
+refused: SELECT id FROM customers UNION SELECT id FROM customers UNION ALL SELECT customer_id FROM orders  # UNION ALL after a UNION (distinct)
+refused: SELECT COUNT(*) FROM customers UNION ALL SELECT COUNT(*) FROM orders  # aggregate function COUNT inside a UNION
 SELECT id + 1 FROM customers UNION SELECT customer_id FROM orders
 SELECT id + 1 FROM customers UNION SELECT customer_id FROM orders ORDER BY 1 LIMIT 5
 SELECT 1, 'a' FROM customers UNION SELECT 2, 'b' FROM orders
@@ -479,7 +480,7 @@ SELECT COUNT(DISTINCT t.city), COUNT(*) FROM (SELECT city FROM customers WHERE i
 SELECT t.city, COUNT(DISTINCT t.score), SUM(DISTINCT t.score) FROM (SELECT city, score FROM customers) t GROUP BY t.city
 SELECT c.city, COUNT(DISTINCT o.product_id), COUNT(*) FROM customers c JOIN orders o ON o.product_id = c.id GROUP BY c.city
 SELECT COUNT(DISTINCT v.level), SUM(DISTINCT v.level), COUNT(*) FROM MAIN.vip v JOIN customers c ON c.id = v.cid
-refused: SELECT COUNT(DISTINCT t.city), COUNT(DISTINCT t.name) FROM (SELECT city, name FROM customers) t
+refused: SELECT COUNT(DISTINCT t.city), COUNT(DISTINCT t.name) FROM (SELECT city, name FROM customers) t  # DISTINCT aggregates of different columns
 # Text and dates compared at the proxy: ASCII letters, digits and spaces under a case-insensitive
 # collation, dates as instants; other text is refused (the result does not name its collation).
 SELECT t.city, t.n FROM (SELECT city, COUNT(*) AS n FROM customers WHERE city <> '서울' GROUP BY city) t WHERE t.city >= 'oslo'
@@ -491,22 +492,22 @@ SELECT t.id FROM (SELECT id, created FROM customers ORDER BY id LIMIT 40) t WHER
 SELECT c.id, o.order_id, o.placed FROM customers c JOIN orders o ON o.product_id = c.id WHERE o.placed < c.created
 SELECT t.p, t.customer_id FROM (SELECT MIN(placed) AS p, customer_id FROM orders GROUP BY customer_id) t WHERE t.p BETWEEN '2024-02-01' AND '2024-03-01 00:00:00'
 SELECT t.customer_id FROM (SELECT MIN(qty) AS q, customer_id FROM orders GROUP BY customer_id) t WHERE t.q NOT IN (1, 2, NULL) OR t.q IN (3)
-refused: SELECT * FROM (SELECT name FROM customers) t WHERE t.name = 'Ana'
-refused: SELECT t.city FROM (SELECT city, COUNT(*) AS n FROM customers GROUP BY city) t WHERE t.city < 'Rome'
-refused: SELECT c.id, o.order_id FROM customers c JOIN orders o ON o.customer_id = c.id WHERE EXISTS (SELECT 1 FROM orders x WHERE x.qty = c.score)
-refused: SELECT GROUP_CONCAT(name) FROM customers
-refused: SELECT city, COUNT(*) FROM customers GROUP BY city WITH ROLLUP
-refused: SELECT city, COUNT(*) + 1 AS n FROM customers GROUP BY city HAVING n > 3
-refused: SELECT ROW_NUMBER() OVER (ORDER BY id) FROM customers
-refused: SELECT COUNT(DISTINCT city), COUNT(DISTINCT name) FROM customers
+refused: SELECT * FROM (SELECT name FROM customers) t WHERE t.name = 'Ana'  # at the proxy: the result does not say which collation applies
+refused: SELECT t.city FROM (SELECT city, COUNT(*) AS n FROM customers GROUP BY city) t WHERE t.city < 'Rome'  # at the proxy: the result does not say which collation applies
+refused: SELECT c.id, o.order_id FROM customers c JOIN orders o ON o.customer_id = c.id WHERE EXISTS (SELECT 1 FROM orders x WHERE x.qty = c.score)  # a subquery in a join across shards
+refused: SELECT GROUP_CONCAT(name) FROM customers  # aggregate function GROUP_CONCAT
+refused: SELECT city, COUNT(*) FROM customers GROUP BY city WITH ROLLUP  # WITH ROLLUP
+refused: SELECT city, COUNT(*) + 1 AS n FROM customers GROUP BY city HAVING n > 3  # an alias of an expression over aggregates in HAVING
+refused: SELECT ROW_NUMBER() OVER (ORDER BY id) FROM customers  # window function ROW_NUMBER
+refused: SELECT COUNT(DISTINCT city), COUNT(DISTINCT name) FROM customers  # DISTINCT aggregates over different expressions
 SELECT AVG(DISTINCT qty) FROM orders
 SELECT AVG(DISTINCT price) FROM orders WHERE qty > 100
-refused: SELECT AVG(DISTINCT price), AVG(DISTINCT qty) FROM orders
+refused: SELECT AVG(DISTINCT price), AVG(DISTINCT qty) FROM orders  # DISTINCT aggregates over different expressions
 SELECT product_id, AVG(DISTINCT qty), COUNT(DISTINCT qty), SUM(price) FROM orders GROUP BY product_id ORDER BY product_id
 SELECT city, AVG(DISTINCT score) FROM customers GROUP BY city ORDER BY city
 SELECT MIN(DISTINCT qty), MAX(DISTINCT price), COUNT(DISTINCT customer_id) FROM orders
 SELECT customer_id, MAX(DISTINCT qty), MIN(DISTINCT placed) FROM orders WHERE customer_id < 20 GROUP BY customer_id ORDER BY customer_id
-refused: SELECT STDDEV(balance) FROM customers
+refused: SELECT STDDEV(balance) FROM customers  # aggregate function STDDEV
 # --- writes: after each one every table must match. Unique keys are enforced per shard, so a
 # duplicate must collide on the shard of its vindex value (orders 1 and 2 keep their customer).
 INSERT INTO customers (id, name, city, balance, created) VALUES (1001, 'Zed', 'Rome', 10.00, '2024-06-01'), (1002, 'Yan', 'Oslo', 20.50, '2024-06-02'), (-1003, 'Xu', 'Lyon', 0, '2024-06-03')
@@ -538,7 +539,7 @@ INSERT INTO orders (order_id, customer_id, product_id, qty, price, placed) SELEC
 SELECT order_id, customer_id, qty, price, placed FROM orders WHERE order_id > 5000 ORDER BY order_id
 INSERT INTO customers SELECT id + 3000, name, city, balance, created, note, score FROM customers WHERE city = 'Rome'
 SELECT * FROM customers WHERE id > 3000 ORDER BY id
-refused: INSERT INTO orders (order_id, customer_id, product_id, qty, price, placed) SELECT order_id, customer_id, product_id, qty, price, placed FROM orders WHERE order_id > 5000 ON DUPLICATE KEY UPDATE qty = 1
+refused: INSERT INTO orders (order_id, customer_id, product_id, qty, price, placed) SELECT order_id, customer_id, product_id, qty, price, placed FROM orders WHERE order_id > 5000 ON DUPLICATE KEY UPDATE qty = 1  # INSERT ... SELECT ... ON DUPLICATE KEY UPDATE
 REPLACE INTO orders (order_id, customer_id, product_id, qty, price, placed) SELECT order_id, customer_id, product_id, qty + 1, price, placed FROM orders WHERE order_id > 5000
 INSERT IGNORE INTO customers (id, name, balance, created) SELECT id, 'dup', 0, '2024-01-01' FROM customers WHERE id < 3
 INSERT INTO orders (order_id, customer_id, product_id, qty, price, placed) SELECT order_id + 9000, customer_id, product_id, qty, price, placed FROM orders WHERE qty > 1000
@@ -559,12 +560,12 @@ DELETE FROM customers WHERE id IN (SELECT customer_id FROM orders WHERE qty = 9)
 UPDATE orders SET price = price + 1 WHERE EXISTS (SELECT 1 FROM customers WHERE id = 12345)
 DELETE FROM orders WHERE order_id IN (SELECT order_id FROM orders WHERE qty = 8)
 UPDATE orders SET qty = 0 WHERE customer_id NOT IN (SELECT id FROM customers WHERE id > 20)
-refused: DELETE FROM orders WHERE EXISTS (SELECT 1 FROM customers c WHERE c.id = orders.product_id)
+refused: DELETE FROM orders WHERE EXISTS (SELECT 1 FROM customers c WHERE c.id = orders.product_id)  # a subquery on a sharded table that depends on the written row
 SELECT COUNT(*), SUM(price) FROM orders
 SELECT customer_id, COUNT(*) FROM orders GROUP BY customer_id ORDER BY customer_id
 UPDATE products SET price = price + 1 WHERE id = 3
 SELECT * FROM products WHERE id = 3
-refused: UPDATE customers SET id = 5000 WHERE id = 1001
+refused: UPDATE customers SET id = 5000 WHERE id = 1001  # changing the primary vindex column id
 DELETE FROM orders ORDER BY order_id LIMIT 1
 UPDATE customers SET balance = 1 ORDER BY id LIMIT 2
 UPDATE orders SET qty = qty + 10 WHERE price > 10 ORDER BY price DESC, order_id LIMIT 5

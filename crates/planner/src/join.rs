@@ -226,8 +226,11 @@ fn plan(
     if left.qualifiers.contains(&right.qualifier) {
         return Err(across("two tables named alike"));
     }
-    if query.with.is_some() || query.fetch.is_some() || !query.locks.is_empty() {
-        return Err(across("WITH, FETCH or locking"));
+    if query.with.is_some() {
+        return Err(across("a CTE named more than once, or recursive (WITH)"));
+    }
+    if query.fetch.is_some() || !query.locks.is_empty() {
+        return Err(across("FETCH or FOR UPDATE / LOCK IN SHARE MODE"));
     }
     if select.distinct.is_some() || select.into.is_some() {
         return Err(across("DISTINCT or INTO"));
