@@ -18,28 +18,10 @@ fn clients_dir() -> PathBuf {
 
 /// Runs a client program against the proxy; panics with its output unless it succeeds.
 fn run_client(program: &Path, args: &[&str]) -> String {
-    let out = testkit::output_within(
+    testkit::run_client(
         Command::new(program).args(args).current_dir(clients_dir()),
-        std::time::Duration::from_secs(300),
-        &program.display().to_string(),
+        "scripts/setup.sh installs the client libraries",
     )
-    .unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (scripts/setup.sh installs the client libraries)",
-            program.display()
-        )
-    });
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "{} {args:?} failed:\n{text}",
-        program.display()
-    );
-    text
 }
 
 fn python() -> PathBuf {

@@ -396,111 +396,99 @@ fn python() -> PathBuf {
     clients_dir().join(".venv/bin/python")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn django_migrate_and_crud() {
-    sequences("dj").await;
-    let proxy = proxy().await;
-    let port = proxy.addr.port().to_string();
-    let out = run_orm(
-        &python(),
-        "orm_django",
-        &["run.py", "127.0.0.1", &port, "dj"],
-    );
-    assert!(out.contains("ok django"), "{out}");
-    let authors = authors_on_shards("dj").await;
-    assert_eq!(authors.len(), 12, "{authors:?}");
-    assert!(authors.iter().any(|a| a.1 == "renamed"));
-    assert!(authors.iter().any(|a| a.1 == "committed"));
-    assert!(!authors.iter().any(|a| a.1 == "rolled back"));
-    let meta = meta_tables("dj").await;
-    assert!(meta.contains(&"django_migrations".to_string()), "{meta:?}");
-    assert!(!meta.contains(&"dj_author".to_string()), "{meta:?}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn alembic_upgrade_check_and_crud() {
-    sequences("al").await;
-    let proxy = proxy().await;
-    let port = proxy.addr.port().to_string();
-    let out = run_orm(
-        &python(),
-        "orm_alembic",
-        &["run.py", "127.0.0.1", &port, "al"],
-    );
-    assert!(out.contains("ok alembic"), "{out}");
-    let authors = authors_on_shards("al").await;
-    assert_eq!(authors.len(), 10, "{authors:?}");
-    assert!(authors.iter().any(|a| a.1 == "renamed"));
-    assert!(!authors.iter().any(|a| a.1 == "rolled back"));
-    let meta = meta_tables("al").await;
-    assert!(meta.contains(&"alembic_version".to_string()), "{meta:?}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rails_migrations_schema_dump_and_crud() {
-    sequences("rails").await;
-    let proxy = proxy().await;
-    let port = proxy.addr.port().to_string();
-    let out = run_orm(
-        Path::new("/usr/bin/ruby"),
-        "orm_rails",
-        &["run.rb", "127.0.0.1", &port, "rails"],
-    );
-    assert!(out.contains("ok rails"), "{out}");
-    let authors = authors_on_shards("rails").await;
-    assert_eq!(authors.len(), 10, "{authors:?}");
-    assert!(authors.iter().any(|a| a.1 == "renamed"));
-    assert!(!authors.iter().any(|a| a.1 == "rolled back"));
-    let meta = meta_tables("rails").await;
-    assert!(meta.contains(&"schema_migrations".to_string()), "{meta:?}");
-    assert!(
-        meta.contains(&"ar_internal_metadata".to_string()),
-        "{meta:?}"
-    );
-}
-
-/// A Node.js ORM's script in `tests/clients/orm_node` against keyspace `orm`, then its rows on
-/// the shards: ten authors made, one renamed, one deleted, one committed, one rolled back.
-async fn node_orm(script: &str, orm: &str, meta: &[&str]) {
-    sequences(orm).await;
-    let proxy = proxy().await;
-    let port = proxy.addr.port().to_string();
-    let out = run_orm(
-        Path::new("node"),
-        "orm_node",
-        &[script, "127.0.0.1", &port, orm],
-    );
-    let name = script.trim_end_matches(".js");
-    assert!(out.contains(&format!("ok {name}")), "{out}");
-    let authors = authors_on_shards(orm).await;
-    assert_eq!(authors.len(), 10, "{authors:?}");
-    assert!(authors.iter().any(|a| a.1 == "renamed"));
-    assert!(authors.iter().any(|a| a.1 == "committed"));
-    assert!(!authors.iter().any(|a| a.1 == "rolled back"));
+/// What an ORM's run must leave on the servers: `authors` rows of `{orm}_author`, each on the
+/// shard its id hashes to, one renamed and one committed, none from the rolled-back
+/// transaction; the tool's own tables (`meta`) in `{orm}_meta`, the sharded ones not there.
+async fn check_rows(orm: &str, authors: usize, meta: &[&str]) {
+    let rows = authors_on_shards(orm).await;
+    assert_eq!(rows.len(), authors, "{rows:?}");
+    assert!(rows.iter().any(|a| a.1 == "renamed"), "{rows:?}");
+    assert!(rows.iter().any(|a| a.1 == "committed"), "{rows:?}");
+    assert!(!rows.iter().any(|a| a.1 == "rolled back"), "{rows:?}");
     let tables = meta_tables(orm).await;
     for t in meta {
         assert!(tables.contains(&t.to_string()), "{tables:?}");
     }
+    assert!(!tables.contains(&format!("{orm}_author")), "{tables:?}");
+}
+
+/// An ORM's script (`tests/clients/<dir>/<script>`, run by `program`) against keyspace `orm`:
+/// it checks its own results and prints `ok <name>`; then [`check_rows`].
+async fn orm_run(
+    program: &Path,
+    dir: &str,
+    script: &str,
+    orm: &str,
+    authors: usize,
+    meta: &[&str],
+) {
+    sequences(orm).await;
+    let proxy = proxy().await;
+    let port = proxy.addr.port().to_string();
+    let out = run_orm(program, dir, &[script, "127.0.0.1", &port, orm]);
+    let name = Path::new(script).file_stem().unwrap().to_string_lossy();
+    let marker = match name.as_ref() {
+        "run" => dir.trim_start_matches("orm_").to_string(),
+        other => other.to_string(),
+    };
+    assert!(out.contains(&format!("ok {marker}")), "{out}");
+    check_rows(orm, authors, meta).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn django_migrate_and_crud() {
+    orm_run(
+        &python(),
+        "orm_django",
+        "run.py",
+        "dj",
+        12,
+        &["django_migrations"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alembic_upgrade_check_and_crud() {
+    orm_run(
+        &python(),
+        "orm_alembic",
+        "run.py",
+        "al",
+        10,
+        &["alembic_version"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rails_migrations_schema_dump_and_crud() {
+    let meta = ["schema_migrations", "ar_internal_metadata"];
+    orm_run(
+        Path::new("/usr/bin/ruby"),
+        "orm_rails",
+        "run.rb",
+        "rails",
+        10,
+        &meta,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sequelize_sync_and_crud() {
-    node_orm("sequelize.js", "sq", &[]).await;
+    orm_run(Path::new("node"), "orm_node", "sequelize.js", "sq", 10, &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typeorm_synchronize_and_crud() {
-    node_orm("typeorm.js", "ty", &[]).await;
+    orm_run(Path::new("node"), "orm_node", "typeorm.js", "ty", 10, &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn knex_migrations_and_crud() {
-    node_orm(
-        "knex.js",
-        "kx",
-        &["knex_migrations", "knex_migrations_lock"],
-    )
-    .await;
+    let meta = ["knex_migrations", "knex_migrations_lock"];
+    orm_run(Path::new("node"), "orm_node", "knex.js", "kx", 10, &meta).await;
 }
 
 /// sea-orm's entities for keyspace `so`.
@@ -786,42 +774,16 @@ async fn sea_orm_migration_and_crud() {
         0
     );
     db.close().await.unwrap();
-
-    let authors = authors_on_shards("so").await;
-    assert_eq!(authors.len(), 10, "{authors:?}");
-    assert!(authors.iter().any(|a| a.1 == "renamed"));
-    assert!(authors.iter().any(|a| a.1 == "committed"));
-    assert!(!authors.iter().any(|a| a.1 == "rolled back"));
-    assert!(meta_tables("so")
-        .await
-        .contains(&"seaql_migrations".to_string()));
+    check_rows("so", 10, &["seaql_migrations"]).await;
 }
 
 /// Runs an ORM's script (in `tests/clients/<dir>`) against the proxy; panics with its output
 /// unless it succeeds.
 fn run_orm(program: &Path, dir: &str, args: &[&str]) -> String {
-    let out = testkit::output_within(
+    testkit::run_client(
         Command::new(program)
             .args(args)
             .current_dir(clients_dir().join(dir)),
-        std::time::Duration::from_secs(300),
-        &program.display().to_string(),
+        "scripts/setup.sh installs the ORMs",
     )
-    .unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (scripts/setup.sh installs the ORMs)",
-            program.display()
-        )
-    });
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "{} {args:?} failed:\n{text}",
-        program.display()
-    );
-    text
 }

@@ -736,24 +736,9 @@ pub(crate) fn to_eval(
                     _ => None,
                 }
             }
-            let digits = |e: &Expr| -> Option<i32> {
-                match e {
-                    Expr::Value(v) => match &v.value {
-                        Value::Number(n, _) => n.parse().ok(),
-                        _ => None,
-                    },
-                    Expr::UnaryOp {
-                        op: UnaryOperator::Minus,
-                        expr,
-                    } => match expr.as_ref() {
-                        Expr::Value(v) => match &v.value {
-                            Value::Number(n, _) => n.parse::<i32>().ok().map(|n| -n),
-                            _ => None,
-                        },
-                        _ => None,
-                    },
-                    _ => None,
-                }
+            let digits = |e: &Expr| match crate::routing::literal(e) {
+                Some(vschema::KeyValue::Int(n)) => i32::try_from(n).ok(),
+                _ => None,
             };
             match args.as_slice() {
                 [x] => EvalExpr::Round {

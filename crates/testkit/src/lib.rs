@@ -268,6 +268,26 @@ pub fn output_within(
     })
 }
 
+/// Runs a client program (a driver's or an ORM's script) to completion within five minutes and
+/// returns what it wrote (stdout, then stderr); panics with that output unless it succeeds.
+/// `hint` says where the program comes from when it cannot start.
+pub fn run_client(cmd: &mut Command, hint: &str) -> String {
+    let what = format!("{:?}", cmd.get_program());
+    let out = output_within(cmd, Duration::from_secs(300), &what)
+        .unwrap_or_else(|e| panic!("{what}: {e} ({hint})"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{what} {:?} failed:\n{text}",
+        cmd.get_args().collect::<Vec<_>>()
+    );
+    text
+}
+
 /// Runs `openssl` with `args` in `dir`, for test certificates; panics with its error output if
 /// it fails.
 pub fn openssl(dir: &Path, args: &[&str]) {
