@@ -413,9 +413,7 @@ impl GateSession {
         self.run(&plan, out, Some(format!("Tables_in_{}", ks.name)))
             .await
     }
-}
 
-impl GateSession {
     /// The rows of a SHOW statement with a row per table (named in its first column) for a
     /// keyspace with unlisted tables: its first shard's, then those of the tables it does not
     /// list from its unlisted-tables keyspace, together in name order.
