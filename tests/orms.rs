@@ -292,11 +292,15 @@ async fn unlisted_tables_live_in_their_keyspace() {
         .await
         .unwrap();
     assert_eq!(n, Some(3));
-    let e = limited
-        .query_drop("SELECT * FROM plain.p")
-        .await
-        .unwrap_err();
-    assert_eq!(server_error(e).0, 1044);
+    // Nor through a subquery or an INSERT's SELECT, which run first.
+    for sql in [
+        "SELECT * FROM plain.p",
+        "SELECT * FROM sharded_t WHERE id IN (SELECT id FROM plain.p)",
+        "INSERT INTO sharded_t (id, v) SELECT id, 'x' FROM plain.p",
+    ] {
+        let e = limited.query_drop(sql).await.unwrap_err();
+        assert_eq!(server_error(e).0, 1044, "{sql}");
+    }
     let create: (String, String) = c
         .query_first("SHOW CREATE TABLE notes")
         .await

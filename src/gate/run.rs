@@ -166,12 +166,6 @@ impl GateSession {
         out: &mut ResultWriter<'_>,
         rename_first: Option<String>,
     ) -> Result<(), StatementError> {
-        if let Plan::PullOut(p) = plan {
-            return self.run_pull_out(p, out, rename_first).await;
-        }
-        if let Plan::InsertSelect(p) = plan {
-            return self.run_insert_select(p, out).await;
-        }
         if self.access.keyspaces.is_some() {
             if let Some(ks) = plan
                 .keyspaces()
@@ -183,6 +177,14 @@ impl GateSession {
                     ks,
                 )));
             }
+        }
+        // Plans that run in steps: their first steps (subqueries, an INSERT's SELECT) are checked
+        // above, the statement they lead to when it runs.
+        if let Plan::PullOut(p) = plan {
+            return self.run_pull_out(p, out, rename_first).await;
+        }
+        if let Plan::InsertSelect(p) = plan {
+            return self.run_insert_select(p, out).await;
         }
         let (keyspace, opcode) = crate::metrics::plan_labels(plan);
         self.last_plan.keyspace.clear();

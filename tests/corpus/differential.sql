@@ -545,6 +545,8 @@ INSERT IGNORE INTO customers (id, name, balance, created) SELECT id, 'dup', 0, '
 INSERT INTO orders (order_id, customer_id, product_id, qty, price, placed) SELECT order_id + 9000, customer_id, product_id, qty, price, placed FROM orders WHERE qty > 1000
 INSERT INTO orders (order_id, customer_id, product_id, qty, price, placed) SELECT o.order_id + 7000, c.id, o.product_id, o.qty, o.price, o.placed FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.order_id = 5
 SELECT customer_id, COUNT(*), SUM(qty) FROM orders WHERE order_id > 5000 GROUP BY customer_id ORDER BY customer_id
+INSERT INTO customers (id, name, balance, created) SELECT cid * 10 + 40000, CONCAT('vip ', level), level, '2024-01-01' FROM MAIN.vip WHERE level > 1
+SELECT id, name, balance FROM customers WHERE id >= 40000 ORDER BY id
 error: INSERT INTO customers VALUES (1023, 'Short', 'Rome')
 error: INSERT INTO customers VALUES (1020, 'Dup', 'Rome', 1, '2024-01-01', NULL, 1)
 UPDATE customers SET balance = balance + 1 WHERE id = 1001

@@ -22,9 +22,19 @@ pub(crate) fn plan_insert(
     ctx: &Context<'_>,
 ) -> Result<Plan, PlanError> {
     let tables = relations(stmt, ctx, &[])?;
+    let target = tables
+        .first()
+        .ok_or_else(|| unsupported("INSERT without a table"))?;
+    let from_query = !matches!(
+        insert.source.as_ref().map(|q| q.body.as_ref()),
+        Some(SetExpr::Values(_)) | None
+    );
+    // Into a sharded table, the SELECT runs on its own: it may read any keyspace.
+    if from_query && matches!(target.table, Table::Sharded { .. }) {
+        return insert_select(insert, target, source, ctx);
+    }
     let keyspace =
         single_keyspace(&tables)?.ok_or_else(|| unsupported("INSERT without a table"))?;
-    let target = &tables[0];
     let text = shard_text(source, &tables)?;
     let (column, vindex, auto_increment, owned) = match &target.table {
         Table::Unsharded | Table::Sequence => {
@@ -43,14 +53,6 @@ pub(crate) fn plan_insert(
             }))
         }
         Table::Reference => return Err(unsupported("INSERT ... SELECT into a reference table")),
-        Table::Sharded { .. }
-            if !matches!(
-                insert.source.as_ref().map(|q| q.body.as_ref()),
-                Some(SetExpr::Values(_)) | None
-            ) =>
-        {
-            return insert_select(insert, target, source, ctx)
-        }
         Table::Sharded {
             column,
             vindex,
