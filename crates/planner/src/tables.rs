@@ -40,9 +40,10 @@ pub(crate) fn resolve<'a>(name: &ObjectName, ctx: &Context<'a>) -> Result<Resolv
                         .vschema
                         .keyspace(ks)
                         .ok_or_else(|| PlanError::UnknownKeyspace(ks.to_string()))?;
-                    global(table, ctx)
-                        .filter(|_| unlisted(keyspace, table))
-                        .unwrap_or(keyspace)
+                    match unlisted(keyspace, table) {
+                        true => global(table, ctx).unwrap_or(keyspace),
+                        false => keyspace,
+                    }
                 }
                 None => global(table, ctx).ok_or(PlanError::NoDatabase)?,
             };
