@@ -242,6 +242,22 @@ async fn unlisted_tables_live_in_their_keyspace() {
             ("ut".into(), "PRIMARY".into())
         ]
     );
+    // Prepared (COM_STMT_PREPARE describes it; the bound statement runs on both databases).
+    let mut prepared: Vec<(String, String)> = c
+        .exec(
+            "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?",
+            ("ut",),
+        )
+        .await
+        .unwrap();
+    prepared.sort();
+    assert_eq!(
+        prepared,
+        [
+            ("ut".into(), "notes".into()),
+            ("ut".into(), "sharded_t".into())
+        ]
+    );
     // Sorted and limited at the proxy, by the columns' collation (PRIMARY after by_sharded).
     let sorted: Vec<String> = c
         .query(
