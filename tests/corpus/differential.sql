@@ -496,7 +496,13 @@ refused: SELECT * FROM (SELECT name FROM customers) t WHERE t.name = 'Ana'  # at
 refused: SELECT t.city FROM (SELECT city, COUNT(*) AS n FROM customers GROUP BY city) t WHERE t.city < 'Rome'  # at the proxy: the result does not say which collation applies
 refused: SELECT c.id, o.order_id FROM customers c JOIN orders o ON o.customer_id = c.id WHERE EXISTS (SELECT 1 FROM orders x WHERE x.qty = c.score)  # a subquery in a join across shards
 refused: SELECT GROUP_CONCAT(name) FROM customers  # aggregate function GROUP_CONCAT
-refused: SELECT city, COUNT(*) FROM customers GROUP BY city WITH ROLLUP  # WITH ROLLUP
+SELECT city, COUNT(*) FROM customers GROUP BY city WITH ROLLUP
+SELECT city, COUNT(*), SUM(balance), AVG(balance) FROM customers GROUP BY city WITH ROLLUP
+SELECT customer_id, product_id, COUNT(*), SUM(qty), MAX(price), AVG(price) FROM orders WHERE customer_id < 6 GROUP BY customer_id, product_id WITH ROLLUP
+SELECT product_id, COUNT(*) FROM orders GROUP BY product_id WITH ROLLUP HAVING COUNT(*) > 25
+SELECT customer_id, COUNT(*) FROM orders WHERE qty > 1000 GROUP BY customer_id WITH ROLLUP
+SELECT product_id, COUNT(*) + 1, BIT_OR(qty) FROM orders GROUP BY product_id WITH ROLLUP LIMIT 5
+refused: SELECT city, UPPER(city), COUNT(*) FROM customers GROUP BY city WITH ROLLUP  # neither a GROUP BY column nor over aggregates
 refused: SELECT city, COUNT(*) + 1 AS n FROM customers GROUP BY city HAVING n > 3  # an alias of an expression over aggregates in HAVING
 refused: SELECT ROW_NUMBER() OVER (ORDER BY id) FROM customers  # window function ROW_NUMBER
 refused: SELECT COUNT(DISTINCT city), COUNT(DISTINCT name) FROM customers  # DISTINCT aggregates over different expressions

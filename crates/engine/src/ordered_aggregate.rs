@@ -18,6 +18,15 @@ pub(crate) struct AggregateRun {
     /// Without group keys the result is one row even for no input (COUNT 0, others NULL).
     scalar: Option<usize>,
     seen: bool,
+    /// WITH ROLLUP: comparators of the keys' prefixes (1..=n keys), and the running totals of
+    /// each prefix (0..n keys).
+    rollup: Option<Rollup>,
+}
+
+struct Rollup {
+    keys: Vec<SortKey>,
+    prefixes: Vec<Comparator>,
+    totals: Vec<Option<Vec<Value>>>,
 }
 
 fn text(v: &Value) -> Option<Vec<u8>> {
@@ -78,7 +87,18 @@ impl AggregateRun {
         group: &[SortKey],
         aggregates: &[Aggregate],
         columns: &[Column],
+        rollup: bool,
     ) -> Result<Self, EngineError> {
+        let rollup = match rollup {
+            false => None,
+            true => Some(Rollup {
+                keys: group.to_vec(),
+                prefixes: (1..=group.len())
+                    .map(|n| Comparator::new(&group[..n], columns))
+                    .collect::<Result<_, _>>()?,
+                totals: vec![None; group.len()],
+            }),
+        };
         let mut resolved = Vec::new();
         for a in aggregates {
             let column = columns
@@ -120,6 +140,7 @@ impl AggregateRun {
             previous: None,
             scalar: group.is_empty().then_some(columns.len()),
             seen: false,
+            rollup,
         })
     }
 
@@ -131,7 +152,7 @@ impl AggregateRun {
                 self.current = Some(current);
             }
             Some(done) => {
-                out.push(done);
+                self.done(done, Some(&row), out)?;
                 self.start(row);
             }
             None => self.start(row),
@@ -139,8 +160,10 @@ impl AggregateRun {
         Ok(())
     }
 
-    pub fn finish(&mut self, out: &mut Vec<Vec<Value>>) {
-        out.extend(self.current.take());
+    pub fn finish(&mut self, out: &mut Vec<Vec<Value>>) -> Result<(), EngineError> {
+        if let Some(done) = self.current.take() {
+            self.done(done, None, out)?;
+        }
         if let (Some(width), false) = (self.scalar, self.seen) {
             let mut row = vec![Value::NULL; width];
             for (a, _, _) in &self.aggregates {
@@ -153,6 +176,60 @@ impl AggregateRun {
             }
             out.push(row);
         }
+        Ok(())
+    }
+
+    /// A finished group: out, and with ROLLUP into each prefix's total; the totals of the
+    /// prefixes the next row (`None`: the end) does not share come out after it.
+    fn done(
+        &mut self,
+        done: Vec<Value>,
+        next: Option<&[Value]>,
+        out: &mut Vec<Vec<Value>>,
+    ) -> Result<(), EngineError> {
+        let Some(mut rollup) = self.rollup.take() else {
+            out.push(done);
+            return Ok(());
+        };
+        for k in 0..rollup.totals.len() {
+            let total = match rollup.totals[k].take() {
+                Some(mut total) => {
+                    self.merge(&mut total, &done)?;
+                    total
+                }
+                None => done.clone(),
+            };
+            rollup.totals[k] = Some(total);
+        }
+        out.push(done);
+        // A prefix of k keys ends where the next row differs within its first k keys; the grand
+        // total (k = 0) at the end.
+        let ended = match next {
+            Some(row) => {
+                1 + rollup
+                    .prefixes
+                    .iter()
+                    .take_while(|p| {
+                        out.last()
+                            .is_some_and(|d| p.compare(d, row) == Ordering::Equal)
+                    })
+                    .count()
+            }
+            None => 0,
+        };
+        for k in (ended..rollup.totals.len()).rev() {
+            if let Some(mut total) = rollup.totals[k].take() {
+                for key in &rollup.keys[k..] {
+                    total[key.column] = Value::NULL;
+                    if let Some(w) = key.weight {
+                        total[w] = Value::NULL;
+                    }
+                }
+                out.push(total);
+            }
+        }
+        self.rollup = Some(rollup);
+        Ok(())
     }
 
     fn start(&mut self, row: Vec<Value>) {
@@ -275,6 +352,7 @@ mod tests {
             }],
             &aggs,
             &columns,
+            false,
         )
         .unwrap();
         let mut out = Vec::new();
@@ -288,7 +366,7 @@ mod tests {
         }
         run.push(vec![b("2"), b("0"), Value::NULL, Value::NULL], &mut out)
             .unwrap();
-        run.finish(&mut out);
+        run.finish(&mut out).unwrap();
         assert_eq!(
             out,
             vec![
@@ -316,6 +394,7 @@ mod tests {
             }],
             &aggs,
             &columns,
+            false,
         )
         .unwrap();
         let mut out = Vec::new();
@@ -330,7 +409,7 @@ mod tests {
             run.push(vec![b(g), x.map(b).unwrap_or(Value::NULL)], &mut out)
                 .unwrap();
         }
-        run.finish(&mut out);
+        run.finish(&mut out).unwrap();
         assert_eq!(out, vec![vec![b("1"), b("2")], vec![b("2"), b("0")]]);
     }
 }

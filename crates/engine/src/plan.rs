@@ -271,6 +271,9 @@ pub enum Stage {
     OrderedAggregate {
         group: Vec<SortKey>,
         aggregates: Vec<Aggregate>,
+        /// WITH ROLLUP: after each group, a row for every prefix of the keys that ends there
+        /// (its later keys NULL), and one for all rows at the end.
+        rollup: bool,
     },
     /// Keeps the rows for which the predicate is true (HAVING, evaluated after the merge).
     Filter { predicate: EvalExpr },
@@ -876,7 +879,11 @@ fn keys(keys: &[SortKey]) -> String {
 
 fn describe_stage(stage: &Stage) -> String {
     match stage {
-        Stage::OrderedAggregate { group, aggregates } => {
+        Stage::OrderedAggregate {
+            group,
+            aggregates,
+            rollup,
+        } => {
             let aggs: Vec<String> = aggregates
                 .iter()
                 .map(|a| {
@@ -895,9 +902,10 @@ fn describe_stage(stage: &Stage) -> String {
                 })
                 .collect();
             format!(
-                "OrderedAggregate group={} aggregates=[{}]",
+                "OrderedAggregate group={} aggregates=[{}]{}",
                 keys(group),
-                aggs.join(", ")
+                aggs.join(", "),
+                if *rollup { " rollup" } else { "" }
             )
         }
         Stage::Filter { predicate } => format!("Filter {predicate}"),

@@ -50,9 +50,11 @@ pub(crate) fn build<'p>(
     let mut runs = Vec::with_capacity(stages.len());
     for stage in stages {
         runs.push(match stage {
-            Stage::OrderedAggregate { group, aggregates } => {
-                Run::Aggregate(AggregateRun::new(group, aggregates, &columns)?)
-            }
+            Stage::OrderedAggregate {
+                group,
+                aggregates,
+                rollup,
+            } => Run::Aggregate(AggregateRun::new(group, aggregates, &columns, *rollup)?),
             Stage::Filter { predicate } => Run::Filter(Evaluator::new(&columns), predicate),
             Stage::MemorySort { keys } => Run::Sort {
                 cmp: Comparator::new(keys, &columns)?,
@@ -175,7 +177,7 @@ pub(crate) fn finish(
     }
     let mut produced = Vec::new();
     match &mut runs[at] {
-        Run::Aggregate(a) => a.finish(&mut produced),
+        Run::Aggregate(a) => a.finish(&mut produced)?,
         Run::Sort { cmp, rows, .. } => {
             rows.sort_by(|a, b| cmp.compare(a, b));
             produced.append(rows);

@@ -296,7 +296,11 @@ pub(crate) fn grouped_tail(
     if !sort.is_empty() {
         stages.push(Stage::MemorySort { keys: sort });
     }
-    stages.push(Stage::OrderedAggregate { group, aggregates });
+    stages.push(Stage::OrderedAggregate {
+        group,
+        aggregates,
+        rollup: false,
+    });
     if let Some(predicate) = having {
         stages.push(Stage::Filter { predicate });
     }

@@ -182,9 +182,6 @@ pub(crate) fn plan_merge(
             "{other} in a query that spans several shards"
         )));
     }
-    if clauses.rollup {
-        return Err(unsupported("GROUP BY ... WITH ROLLUP across shards"));
-    }
     // SQL_CALC_FOUND_ROWS goes along: the shards' counts are partial, so the gate counts the
     // rows with a statement of its own, and the shards' are never read.
     if clauses.items.len() != select.projection.len() {
@@ -220,7 +217,11 @@ pub(crate) fn plan_merge(
     }
     let distinct = select.distinct.is_some();
     let group_exprs: &[Expr] = match &select.group_by {
-        GroupByExpr::Expressions(e, m) if m.is_empty() => e,
+        GroupByExpr::Expressions(e, m)
+            if m.is_empty() || m.as_slice() == [sqlparser::ast::GroupByWithModifier::Rollup] =>
+        {
+            e
+        }
         _ => return Err(unsupported("this GROUP BY across shards")),
     };
     let has_aggregates = items.iter().any(|i| has_aggregate(i.expr))
@@ -559,6 +560,25 @@ impl Ctx<'_, '_> {
             }
             v
         };
+        if self.clauses.rollup {
+            let refuse = |what: &str| Err(unsupported(format!("WITH ROLLUP {what} across shards")));
+            if distinct || distinct_arg.is_some() {
+                return refuse("with DISTINCT");
+            }
+            if !self.clauses.order_by.is_empty() {
+                return refuse("with ORDER BY");
+            }
+            // A rolled-up row has NULL keys: an item computed by the shards from a key would
+            // keep the first group's value.
+            for (i, item) in items.iter().enumerate() {
+                if !has_aggregate(item.expr) && !key_exprs.iter().any(|(k, _)| *k == Some(i)) {
+                    return refuse(&format!(
+                        "with the select item {}, which is neither a GROUP BY column nor over aggregates,",
+                        item.expr_text
+                    ));
+                }
+            }
+        }
         for (item, text) in key_exprs {
             let column = match item {
                 Some(i) => i,
@@ -662,6 +682,7 @@ impl Ctx<'_, '_> {
         let mut stages = vec![Stage::OrderedAggregate {
             group: group_keys,
             aggregates,
+            rollup: self.clauses.rollup,
         }];
         if let Some(predicate) = filter {
             stages.push(Stage::Filter { predicate });
