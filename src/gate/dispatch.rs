@@ -472,20 +472,28 @@ impl GateSession {
 /// For a `SELECT SQL_CALC_FOUND_ROWS ...`, the statement counting its rows without its LIMIT
 /// (rendered from the parsed query).
 pub(super) fn found_rows_query(stmt: &Statement) -> Option<String> {
+    if !calc_found_rows(stmt) {
+        return None;
+    }
     let Statement::Query(q) = stmt else {
         return None;
     };
     let mut q = q.clone();
-    let SetExpr::Select(select) = q.body.as_mut() else {
-        return None;
-    };
-    let modifiers = select.select_modifiers.as_mut()?;
-    if !std::mem::take(&mut modifiers.sql_calc_found_rows) {
-        return None;
+    if let SetExpr::Select(select) = q.body.as_mut() {
+        if let Some(modifiers) = select.select_modifiers.as_mut() {
+            modifiers.sql_calc_found_rows = false;
+        }
     }
     q.limit_clause = None;
     q.order_by = None;
     Some(format!("SELECT COUNT(*) FROM ({q}) AS sg_found_rows"))
+}
+
+/// Whether a statement is a `SELECT SQL_CALC_FOUND_ROWS ...` (checked without copying it: every
+/// planned SELECT asks).
+pub(super) fn calc_found_rows(stmt: &Statement) -> bool {
+    matches!(stmt, Statement::Query(q) if matches!(q.body.as_ref(),
+        SetExpr::Select(s) if s.select_modifiers.as_ref().is_some_and(|m| m.sql_calc_found_rows)))
 }
 
 /// Whether a statement writes (refused for read-only users): by its first keyword, and for

@@ -72,7 +72,7 @@ impl GateSession {
             // SQL_CALC_FOUND_ROWS takes the planned path, which counts the rows.
             Statement::Query(q) => {
                 matches!(q.body.as_ref(), SetExpr::Select(s) if !s.from.is_empty())
-                    && super::dispatch::found_rows_query(stmt).is_none()
+                    && !super::dispatch::calc_found_rows(stmt)
             }
             _ => false,
         };
