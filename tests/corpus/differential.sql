@@ -4,7 +4,7 @@
 # broken by a unique column). `refused:` lines must get error 1235 from the proxy, its message
 # holding the words after `  # ` (naming what is refused); the reference runs them in a
 # rolled-back transaction to prove they are valid SQL; `error:` lines must fail the
-# same way on both. `KS.` names the proxy's keyspace; the reference reads it as its own database.
+# same way on both; `approx:` lines compare doubles to 12 significant digits. `KS.` names the proxy's keyspace; the reference reads it as its own database.
 # Data: customers (-10..189) with mixed-case, accented, Korean and emoji names, NULL cities, notes
 # and scores; orders (600) with DECIMAL prices and DATETIMEs; products (reference, 20 rows); misc
 # (empty).
@@ -513,7 +513,18 @@ SELECT product_id, AVG(DISTINCT qty), COUNT(DISTINCT qty), SUM(price) FROM order
 SELECT city, AVG(DISTINCT score) FROM customers GROUP BY city ORDER BY city
 SELECT MIN(DISTINCT qty), MAX(DISTINCT price), COUNT(DISTINCT customer_id) FROM orders
 SELECT customer_id, MAX(DISTINCT qty), MIN(DISTINCT placed) FROM orders WHERE customer_id < 20 GROUP BY customer_id ORDER BY customer_id
-refused: SELECT STDDEV(balance) FROM customers  # aggregate function STDDEV
+# --- the variance family: merged from each shard's count, sum and variance (`approx:`
+# doubles may differ in their last bits: a variance depends on the order of its rows)
+approx: SELECT STD(qty), STDDEV(price), STDDEV_POP(qty), STDDEV_SAMP(price), VARIANCE(qty), VAR_POP(price), VAR_SAMP(qty) FROM orders
+approx: SELECT STDDEV(balance), VAR_SAMP(balance), VAR_POP(score), STDDEV_SAMP(score) FROM customers
+approx: SELECT city, STD(balance) AS s, VAR_SAMP(score), COUNT(*) FROM customers GROUP BY city ORDER BY city
+approx: SELECT city, VARIANCE(score) v FROM customers GROUP BY city ORDER BY v DESC
+approx: SELECT STD(v), VAR_SAMP(v) FROM misc
+approx: SELECT customer_id, VAR_SAMP(qty), STDDEV_SAMP(price) FROM orders WHERE customer_id < 5 GROUP BY customer_id ORDER BY customer_id
+approx: SELECT STDDEV(qty * 1e0), VAR_POP(price / 3) FROM orders
+approx: SELECT city, STD(score) FROM customers GROUP BY city WITH ROLLUP
+refused: SELECT ROUND(STD(qty), 2) FROM orders  # STD() that is not selected on its own
+refused: SELECT city FROM customers GROUP BY city HAVING VAR_POP(score) > 10  # VAR_POP() that is not selected on its own
 # --- writes: after each one every table must match. Unique keys are enforced per shard, so a
 # duplicate must collide on the shard of its vindex value (orders 1 and 2 keep their customer).
 INSERT INTO customers (id, name, city, balance, created) VALUES (1001, 'Zed', 'Rome', 10.00, '2024-06-01'), (1002, 'Yan', 'Oslo', 20.50, '2024-06-02'), (-1003, 'Xu', 'Lyon', 0, '2024-06-03')

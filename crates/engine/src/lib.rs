@@ -48,7 +48,7 @@ pub use plan::{
     Aggregate, AggregateKind, BitOp, ComputedKind, Derived, Generate, Hole, Insert, InsertRow,
     InsertSelect, Join, JoinColumn, JoinRight, MergedSelect, Opcode, OrderedWrite, OutputColumn,
     OwnedLookup, OwnedWrite, Partial, Plan, PullOut, Pulled, PulledKind, Route, Send, SendKind,
-    SqlTemplate, Stage, Wildcard,
+    Spread, SqlTemplate, Stage, Wildcard,
 };
 pub use pullout::{splice, value_rows, NO_ROWS};
 use vschema::{Keyspace, SequenceRef, VSchema, VindexError};

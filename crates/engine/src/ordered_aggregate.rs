@@ -52,6 +52,26 @@ fn bits(v: &Value) -> Option<u64> {
     }
 }
 
+/// A partial as a double (NULL: none).
+fn float(v: &Value) -> Result<Option<f64>, EngineError> {
+    match v {
+        Value::NULL => Ok(None),
+        Value::Double(d) => Ok(Some(*d)),
+        other => text(other)
+            .and_then(|t| std::str::from_utf8(&t).ok()?.trim().parse().ok())
+            .map(Some)
+            .ok_or_else(|| EngineError::Bug("a variance partial is not a number".into())),
+    }
+}
+
+/// The population variance of two parts, each (count, sum, variance), put together.
+fn combined_variance(a: (f64, f64, f64), b: (f64, f64, f64)) -> f64 {
+    let ((na, sa, va), (nb, sb, vb)) = (a, b);
+    let n = na + nb;
+    let delta = sb / nb - sa / na;
+    (va * na + vb * nb + delta * delta * na * nb / n) / n
+}
+
 fn add(kind: ColumnKind, a: &Value, b: &Value) -> Result<Value, EngineError> {
     let (Some(x), Some(y)) = (text(a), text(b)) else {
         return Ok(if matches!(a, Value::NULL) {
@@ -133,6 +153,8 @@ impl AggregateRun {
             };
             resolved.push((a.clone(), kind, distinct));
         }
+        // A variance reads the count and sum as they were before this row's.
+        resolved.sort_by_key(|(a, _, _)| !matches!(a.kind, AggregateKind::Variance { .. }));
         Ok(AggregateRun {
             group: Comparator::new(group, columns)?,
             aggregates: resolved,
@@ -258,6 +280,23 @@ impl AggregateRun {
             match &a.kind {
                 AggregateKind::Count => current[c] = add(ColumnKind::Int, &current[c], &row[c])?,
                 AggregateKind::Sum => current[c] = add(*kind, &current[c], &row[c])?,
+                AggregateKind::Variance { count, sum } => {
+                    let part = |r: &[Value]| -> Result<Option<(f64, f64, f64)>, EngineError> {
+                        Ok(
+                            match (float(&r[*count])?, float(&r[*sum])?, float(&r[c])?) {
+                                (Some(n), Some(s), Some(v)) if n > 0.0 => Some((n, s, v)),
+                                _ => None,
+                            },
+                        )
+                    };
+                    match (part(current)?, part(row)?) {
+                        (Some(a), Some(b)) => {
+                            current[c] = Value::Double(combined_variance(a, b));
+                        }
+                        (None, Some(_)) => current[c] = row[c].clone(),
+                        (_, None) => {}
+                    }
+                }
                 AggregateKind::Bit(op) => {
                     let (Some(a), Some(b)) = (bits(&current[c]), bits(&row[c])) else {
                         return Err(EngineError::Bug(format!(
@@ -374,6 +413,46 @@ mod tests {
                 vec![b("2"), b("1"), b("1"), b("1")]
             ]
         );
+    }
+
+    #[test]
+    fn merges_variances_from_counts_sums_and_variances() {
+        // Values 1, 2, 3 on one shard, 10 and 20 on another, nothing on a third; the whole
+        // population variance is 50.96.
+        let columns = [
+            Column::new(ColumnType::MYSQL_TYPE_LONGLONG).with_character_set(63),
+            Column::new(ColumnType::MYSQL_TYPE_DOUBLE).with_character_set(63),
+            Column::new(ColumnType::MYSQL_TYPE_DOUBLE).with_character_set(63),
+        ];
+        let aggs = [
+            Aggregate {
+                column: 0,
+                kind: AggregateKind::Count,
+            },
+            Aggregate {
+                column: 1,
+                kind: AggregateKind::Sum,
+            },
+            Aggregate {
+                column: 2,
+                kind: AggregateKind::Variance { count: 0, sum: 1 },
+            },
+        ];
+        let mut run = AggregateRun::new(&[], &aggs, &columns, false).unwrap();
+        let mut out = Vec::new();
+        for row in [
+            vec![b("3"), b("6"), b("0.6666666666666666")],
+            vec![b("0"), Value::NULL, Value::NULL],
+            vec![b("2"), b("30"), b("25")],
+        ] {
+            run.push(row, &mut out).unwrap();
+        }
+        run.finish(&mut out).unwrap();
+        let Value::Double(v) = out[0][2] else {
+            panic!("{:?}", out[0]);
+        };
+        assert!((v - 50.96).abs() < 1e-12, "{v}");
+        assert_eq!(out[0][0], b("5"));
     }
 
     #[test]

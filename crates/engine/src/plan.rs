@@ -330,6 +330,24 @@ pub enum AggregateKind {
     },
     /// BIT_AND / BIT_OR / BIT_XOR: the shards' 64-bit results combined bit by bit.
     Bit(BitOp),
+    /// The population variance of x, from each shard's `VAR_POP(x)` (as a full-precision
+    /// double), `COUNT(x)` and `SUM(x)` in the `count` and `sum` columns: each group's spread
+    /// plus the spread of the groups' means (Chan et al.'s pairwise update). Merged before the
+    /// count and sum it reads.
+    Variance {
+        count: usize,
+        sum: usize,
+    },
+}
+
+/// What the variance family reports: `VAR_POP`/`VARIANCE` (neither), `VAR_SAMP` (sample),
+/// `STD`/`STDDEV`/`STDDEV_POP` (root), `STDDEV_SAMP` (both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spread {
+    /// Divides by n - 1 rather than n (NULL for one value).
+    pub sample: bool,
+    /// The square root: a standard deviation.
+    pub root: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -362,6 +380,16 @@ pub enum OutputColumn {
     /// An expression over the row's columns, computed here (a select item over both tables of a
     /// join, arithmetic on aggregates), typed as MariaDB types it.
     Eval { expr: EvalExpr, name: String },
+    /// A variance or standard deviation from the merged population variance in `variance` and
+    /// the count in `count`, under the definition of the shards' own column `def` (a DOUBLE
+    /// whose decimals the text protocol shows).
+    Spread {
+        def: usize,
+        variance: usize,
+        count: usize,
+        spread: Spread,
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -897,6 +925,9 @@ fn describe_stage(stage: &Stage) -> String {
                         AggregateKind::Bit(BitOp::And) => "bit_and".to_string(),
                         AggregateKind::Bit(BitOp::Or) => "bit_or".to_string(),
                         AggregateKind::Bit(BitOp::Xor) => "bit_xor".to_string(),
+                        AggregateKind::Variance { count, sum } => {
+                            format!("variance[count={count} sum={sum}]")
+                        }
                     };
                     format!("{kind}({})", a.column)
                 })
@@ -932,6 +963,17 @@ fn describe_stage(stage: &Stage) -> String {
                     OutputColumn::Computed { column, name, .. } => format!("{column} as {name:?}"),
                     OutputColumn::Avg { sum, count, name } => format!("{sum}/{count} as {name:?}"),
                     OutputColumn::Eval { expr, name } => format!("{expr} as {name:?}"),
+                    OutputColumn::Spread {
+                        variance,
+                        count,
+                        spread,
+                        name,
+                        ..
+                    } => format!(
+                        "{}{}({variance}/{count}) as {name:?}",
+                        if spread.root { "stddev" } else { "variance" },
+                        if spread.sample { "_samp" } else { "_pop" },
+                    ),
                 })
                 .collect();
             format!("Projection [{}]", cols.join(", "))

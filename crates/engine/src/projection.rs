@@ -7,7 +7,7 @@ use crate::compare::ColumnKind;
 use crate::decimal::Decimal;
 use crate::decimal::DIV_PRECISION;
 use crate::eval::{Evaluator, ResultType};
-use crate::plan::{ComputedKind, OutputColumn};
+use crate::plan::{ComputedKind, OutputColumn, Spread};
 use crate::{Column, EngineError, Value};
 
 pub(crate) struct ProjectionRun {
@@ -60,6 +60,18 @@ impl ProjectionRun {
                 }
                 OutputColumn::Column(i) => {
                     defs.push(get(*i)?.clone());
+                    avg.push(None);
+                }
+                OutputColumn::Spread {
+                    def,
+                    variance,
+                    count,
+                    name,
+                    ..
+                } => {
+                    get(*variance)?;
+                    get(*count)?;
+                    defs.push(get(*def)?.clone().with_name(name.as_bytes()));
                     avg.push(None);
                 }
                 OutputColumn::Named { column, name } => {
@@ -153,12 +165,52 @@ impl ProjectionRun {
                 (OutputColumn::Avg { sum, count, .. }, Some((is_double, scale))) => {
                     average(&row[*sum], &row[*count], *is_double, *scale)
                 }
+                (
+                    OutputColumn::Spread {
+                        variance,
+                        count,
+                        spread,
+                        ..
+                    },
+                    _,
+                ) => spread_value(&row[*variance], &row[*count], *spread),
                 (OutputColumn::Avg { .. }, None) => {
                     Err(EngineError::Bug("AVG without its scale".into()))
                 }
             })
             .collect()
     }
+}
+
+/// A variance or standard deviation from the population variance of `count` values: a double
+/// at full precision (the text protocol shows the column's decimals of it).
+fn spread_value(variance: &Value, count: &Value, spread: Spread) -> Result<Value, EngineError> {
+    let number = |v: &Value| -> Result<Option<f64>, EngineError> {
+        Ok(match v {
+            Value::NULL => None,
+            Value::Double(d) => Some(*d),
+            Value::Bytes(b) => Some(
+                std::str::from_utf8(b)
+                    .ok()
+                    .and_then(|t| t.trim().parse().ok())
+                    .ok_or_else(|| EngineError::Bug("a variance is not a number".into()))?,
+            ),
+            other => return Err(EngineError::Bug(format!("a variance of {other:?}"))),
+        })
+    };
+    let (Some(variance), Some(n)) = (number(variance)?, number(count)?) else {
+        return Ok(Value::NULL);
+    };
+    let divisor = if spread.sample { n - 1.0 } else { n };
+    if divisor < 1.0 {
+        return Ok(Value::NULL);
+    }
+    let v = if spread.sample {
+        variance * n / divisor
+    } else {
+        variance
+    };
+    Ok(Value::Double(if spread.root { v.sqrt() } else { v }))
 }
 
 fn average(sum: &Value, count: &Value, is_double: bool, scale: u32) -> Result<Value, EngineError> {

@@ -38,6 +38,9 @@ pub struct ResultWriter<'a> {
     more: bool,
     /// Rows go out in the binary protocol (COM_STMT_EXECUTE), encoded by these column types.
     binary: Option<Vec<(ColumnType, ColumnFlags)>>,
+    /// In the text protocol, the decimals each column shows of a computed double (`STD(x)`
+    /// of an integer shows 4), when some column has them.
+    float_decimals: Option<Vec<Option<usize>>>,
 }
 
 impl<'a> ResultWriter<'a> {
@@ -50,6 +53,7 @@ impl<'a> ResultWriter<'a> {
             scratch: Vec::with_capacity(256),
             more: false,
             binary: None,
+            float_decimals: None,
         }
     }
 
@@ -106,6 +110,18 @@ impl<'a> ResultWriter<'a> {
         if let Some(types) = &mut self.binary {
             types.clear();
             types.extend(columns.iter().map(|c| (c.column_type(), c.flags())));
+        } else {
+            let fixed = |c: &Column| {
+                (matches!(
+                    c.column_type(),
+                    ColumnType::MYSQL_TYPE_DOUBLE | ColumnType::MYSQL_TYPE_FLOAT
+                ) && c.decimals() < 31)
+                    .then_some(usize::from(c.decimals()))
+            };
+            self.float_decimals = columns
+                .iter()
+                .any(|c| fixed(c).is_some())
+                .then(|| columns.iter().map(fixed).collect());
         }
         self.state = State::Rows;
         Ok(())
@@ -118,7 +134,19 @@ impl<'a> ResultWriter<'a> {
         }
         self.scratch.clear();
         match &self.binary {
-            None => crate::encode::text_row(&mut self.scratch, values),
+            None => match &self.float_decimals {
+                None => crate::encode::text_row(&mut self.scratch, values),
+                Some(decimals) => {
+                    for (v, d) in values.iter().zip(decimals) {
+                        match (v, d) {
+                            (Value::Double(f), Some(d)) => {
+                                put_lenenc_bytes(&mut self.scratch, format!("{f:.d$}").as_bytes())
+                            }
+                            _ => encode_text_value(&mut self.scratch, v),
+                        }
+                    }
+                }
+            },
             Some(types) => {
                 if let Err(e) = crate::encode::binary_row(&mut self.scratch, types, values) {
                     self.error(&SqlError::new(1105, "HY000", e)).await?;

@@ -29,6 +29,8 @@ pub(crate) enum AggFn {
     AvgDistinct,
     /// BIT_AND, BIT_OR, BIT_XOR: the shards' results combined bit by bit.
     Bit(engine::BitOp),
+    /// The variance family (STD, VAR_SAMP, ...): from the shards' counts, sums and variances.
+    Spread(engine::Spread),
 }
 
 impl AggFn {
@@ -46,6 +48,12 @@ impl AggFn {
             AggFn::Bit(engine::BitOp::And) => "bit_and",
             AggFn::Bit(engine::BitOp::Or) => "bit_or",
             AggFn::Bit(engine::BitOp::Xor) => "bit_xor",
+            AggFn::Spread(s) => match (s.root, s.sample) {
+                (false, false) => "var_pop",
+                (false, true) => "var_samp",
+                (true, false) => "stddev_pop",
+                (true, true) => "stddev_samp",
+            },
         }
     }
 
@@ -64,9 +72,12 @@ impl AggFn {
             AggFn::Max => AggregateKind::Max { weight },
             AggFn::CountDistinct => AggregateKind::CountDistinct { weight },
             AggFn::SumDistinct => AggregateKind::SumDistinct { weight },
-            AggFn::Count | AggFn::Sum | AggFn::Avg | AggFn::AvgDistinct | AggFn::Bit(_) => {
-                return None
-            }
+            AggFn::Count
+            | AggFn::Sum
+            | AggFn::Avg
+            | AggFn::AvgDistinct
+            | AggFn::Bit(_)
+            | AggFn::Spread(_) => return None,
         })
     }
 }
@@ -82,7 +93,7 @@ pub(crate) struct AggCall<'e> {
 /// Why an aggregate call cannot be combined across shards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refusal {
-    /// An aggregate other than COUNT, SUM, MIN, MAX and AVG (GROUP_CONCAT, STD, ...).
+    /// An aggregate the proxy cannot combine (GROUP_CONCAT, JSON_ARRAYAGG, ...).
     Function,
     NoArguments,
     /// ORDER BY, SEPARATOR, LIMIT or FILTER inside the call.
@@ -97,6 +108,7 @@ pub(crate) enum Refusal {
 /// The aggregate `f` is, classified; `None` when it is no aggregate. Windows are the caller's
 /// to tell apart (`f.over`).
 pub(crate) fn classify(f: &Function) -> Option<Result<AggCall<'_>, Refusal>> {
+    let spread = |sample, root| AggFn::Spread(engine::Spread { sample, root });
     let name = f.name.to_string().to_ascii_lowercase();
     let plain = match name.as_str() {
         "count" => AggFn::Count,
@@ -107,6 +119,10 @@ pub(crate) fn classify(f: &Function) -> Option<Result<AggCall<'_>, Refusal>> {
         "bit_and" => AggFn::Bit(engine::BitOp::And),
         "bit_or" => AggFn::Bit(engine::BitOp::Or),
         "bit_xor" => AggFn::Bit(engine::BitOp::Xor),
+        "std" | "stddev" | "stddev_pop" => spread(false, true),
+        "stddev_samp" => spread(true, true),
+        "variance" | "var_pop" => spread(false, false),
+        "var_samp" => spread(true, false),
         other => {
             return AGGREGATES
                 .contains(&other)
@@ -147,7 +163,7 @@ pub(crate) fn aggregate(expr: &Expr) -> Option<Result<AggCall<'_>, String>> {
         }
         // Combined only over shards' results (merge.rs), not over joined or derived rows.
         Ok(AggCall {
-            func: AggFn::Bit(_),
+            func: AggFn::Bit(_) | AggFn::Spread(_),
             ..
         }) => Err(format!("{name}()")),
         Ok(AggCall {

@@ -27,6 +27,8 @@ use crate::{unsupported, PlanError};
 /// An aggregate call found in the query.
 struct AggCall {
     func: AggFn,
+    /// The function's name as written, upper case.
+    name: String,
     /// The argument's text (`*` for COUNT(*)), without DISTINCT.
     arg: String,
 }
@@ -86,6 +88,7 @@ fn agg_call(expr: &Expr, text: Option<&str>) -> Result<Option<AggCall>, PlanErro
     };
     Ok(Some(AggCall {
         func: call.func,
+        name,
         arg,
     }))
 }
@@ -479,6 +482,29 @@ impl Ctx<'_, '_> {
                 }
             }
             let (kind, output) = match call.func {
+                AggFn::Spread(spread) => {
+                    // The item's own column only defines the result's type: the shards' text
+                    // shows a few decimals of the variance, `+ 0e0` all of them (and of a sum
+                    // of quotients, all the digits the server keeps).
+                    let count = columns.hidden(format!("COUNT({})", call.arg));
+                    let sum = columns.hidden(format!("SUM({}) + 0e0", call.arg));
+                    let variance = columns.hidden(format!("VAR_POP({}) + 0e0", call.arg));
+                    register(&mut aggregates, count, AggregateKind::Count);
+                    register(&mut aggregates, sum, AggregateKind::Sum);
+                    register(
+                        &mut aggregates,
+                        variance,
+                        AggregateKind::Variance { count, sum },
+                    );
+                    outputs.push(OutputColumn::Spread {
+                        def: i,
+                        variance,
+                        count,
+                        spread,
+                        name: item.name(),
+                    });
+                    continue;
+                }
                 AggFn::Count => (AggregateKind::Count, OutputColumn::Column(i)),
                 AggFn::Sum => (AggregateKind::Sum, OutputColumn::Column(i)),
                 AggFn::Bit(op) => (AggregateKind::Bit(op), OutputColumn::Column(i)),
@@ -740,6 +766,12 @@ impl Ctx<'_, '_> {
                     "AVG(DISTINCT ...) that is not selected on its own, across shards",
                 ))
             }
+            AggFn::Spread(_) => {
+                return Err(unsupported(format!(
+                    "{}() that is not selected on its own, across shards",
+                    call.name
+                )))
+            }
             AggFn::Bit(op) => {
                 let name = call.func.name().to_uppercase();
                 let c = columns.hidden(format!("{name}({})", call.arg));
@@ -842,9 +874,12 @@ impl Ctx<'_, '_> {
         item_columns: &[usize],
     ) -> Result<EvalExpr, PlanError> {
         match agg_call(items[i].expr, None)? {
-            Some(call) if call.func == AggFn::Avg || call.func.is_distinct() => {
+            Some(call)
+                if matches!(call.func, AggFn::Avg | AggFn::Spread(_))
+                    || call.func.is_distinct() =>
+            {
                 return Err(unsupported(
-                    "an AVG or DISTINCT aggregate alias in HAVING across shards",
+                    "an alias of AVG, a variance or a DISTINCT aggregate in HAVING across shards",
                 ));
             }
             None if has_aggregate(items[i].expr) => {
