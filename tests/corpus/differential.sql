@@ -513,6 +513,15 @@ SELECT product_id, AVG(DISTINCT qty), COUNT(DISTINCT qty), SUM(price) FROM order
 SELECT city, AVG(DISTINCT score) FROM customers GROUP BY city ORDER BY city
 SELECT MIN(DISTINCT qty), MAX(DISTINCT price), COUNT(DISTINCT customer_id) FROM orders
 SELECT customer_id, MAX(DISTINCT qty), MIN(DISTINCT placed) FROM orders WHERE customer_id < 20 GROUP BY customer_id ORDER BY customer_id
+# --- COUNT(DISTINCT x, y): tuples with a NULL count nothing; names compare by collation
+SELECT COUNT(DISTINCT customer_id, product_id) FROM orders
+SELECT COUNT(DISTINCT city, name), COUNT(*) FROM customers
+SELECT city, COUNT(DISTINCT name, score) AS n, SUM(balance) FROM customers GROUP BY city ORDER BY city
+SELECT product_id, COUNT(DISTINCT qty, price) FROM orders GROUP BY product_id ORDER BY product_id
+SELECT COUNT(DISTINCT v, s) FROM misc
+SELECT COUNT(DISTINCT city, score) FROM customers WHERE id > 100000
+refused: SELECT city FROM customers GROUP BY city HAVING COUNT(DISTINCT name, score) > 3  # a DISTINCT aggregate in HAVING
+refused: SELECT COUNT(DISTINCT city, name), COUNT(DISTINCT city) FROM customers  # DISTINCT aggregates over different expressions
 # --- the variance family: merged from each shard's count, sum and variance (`approx:`
 # doubles may differ in their last bits: a variance depends on the order of its rows)
 approx: SELECT STD(qty), STDDEV(price), STDDEV_POP(qty), STDDEV_SAMP(price), VARIANCE(qty), VAR_POP(price), VAR_SAMP(qty) FROM orders

@@ -52,6 +52,11 @@ fn bits(v: &Value) -> Option<u64> {
     }
 }
 
+/// Whether none of the `keys`' columns is NULL in `row`.
+fn complete(row: &[Value], keys: &[SortKey]) -> bool {
+    keys.iter().all(|k| !matches!(row[k.column], Value::NULL))
+}
+
 /// A partial as a double (NULL: none).
 fn float(v: &Value) -> Result<Option<f64>, EngineError> {
     match v {
@@ -125,21 +130,21 @@ impl AggregateRun {
                 .get(a.column)
                 .ok_or_else(|| EngineError::Bug(format!("aggregate column {}", a.column)))?;
             let kind = match a.kind {
-                AggregateKind::Count => ColumnKind::Int,
+                AggregateKind::Count | AggregateKind::CountDistinctTuple { .. } => ColumnKind::Int,
                 _ => ColumnKind::of(column)?,
             };
-            let distinct = match a.kind {
-                AggregateKind::CountDistinct { weight } | AggregateKind::SumDistinct { weight } => {
-                    Some(Comparator::new(
-                        &[SortKey {
-                            column: a.column,
-                            weight,
-                            desc: false,
-                        }],
-                        columns,
-                    )?)
-                }
-                AggregateKind::Min { weight } | AggregateKind::Max { weight } => {
+            let distinct = match &a.kind {
+                AggregateKind::CountDistinctTuple { keys } => Some(Comparator::new(keys, columns)?),
+                &AggregateKind::CountDistinct { weight }
+                | &AggregateKind::SumDistinct { weight } => Some(Comparator::new(
+                    &[SortKey {
+                        column: a.column,
+                        weight,
+                        desc: false,
+                    }],
+                    columns,
+                )?),
+                &AggregateKind::Min { weight } | &AggregateKind::Max { weight } => {
                     Some(Comparator::new(
                         &[SortKey {
                             column: a.column,
@@ -191,7 +196,9 @@ impl AggregateRun {
             for (a, _, _) in &self.aggregates {
                 if matches!(
                     a.kind,
-                    AggregateKind::Count | AggregateKind::CountDistinct { .. }
+                    AggregateKind::Count
+                        | AggregateKind::CountDistinct { .. }
+                        | AggregateKind::CountDistinctTuple { .. }
                 ) {
                     row[a.column] = Value::Bytes(b"0".to_vec());
                 }
@@ -261,12 +268,13 @@ impl AggregateRun {
             if a.kind == AggregateKind::Count && matches!(row[a.column], Value::NULL) {
                 first[a.column] = Value::Bytes(b"0".to_vec());
             }
-            if let AggregateKind::CountDistinct { .. } = a.kind {
-                first[a.column] = Value::Bytes(if matches!(row[a.column], Value::NULL) {
-                    b"0".to_vec()
-                } else {
-                    b"1".to_vec()
-                });
+            let counted = match &a.kind {
+                AggregateKind::CountDistinct { .. } => Some(!matches!(row[a.column], Value::NULL)),
+                AggregateKind::CountDistinctTuple { keys } => Some(complete(&row, keys)),
+                _ => None,
+            };
+            if let Some(counted) = counted {
+                first[a.column] = Value::Bytes(if counted { b"1" } else { b"0" }.to_vec());
             }
         }
         self.previous = Some(row);
@@ -326,6 +334,19 @@ impl AggregateRun {
                         if let Some(w) = weight {
                             current[*w] = row[*w].clone();
                         }
+                    }
+                }
+                AggregateKind::CountDistinctTuple { keys } => {
+                    let cmp = cmp
+                        .as_ref()
+                        .ok_or_else(|| EngineError::Bug("distinct without comparator".into()))?;
+                    let is_new = complete(row, keys)
+                        && previous.as_deref().is_none_or(|p| {
+                            !complete(p, keys) || cmp.compare(p, row) != Ordering::Equal
+                        });
+                    if is_new {
+                        current[c] =
+                            add(ColumnKind::Int, &current[c], &Value::Bytes(b"1".to_vec()))?;
                     }
                 }
                 AggregateKind::CountDistinct { .. } | AggregateKind::SumDistinct { .. } => {

@@ -324,6 +324,11 @@ pub enum AggregateKind {
     CountDistinct {
         weight: Option<usize>,
     },
+    /// `COUNT(DISTINCT x, y, ...)`: like `CountDistinct`, over the tuples of the `keys`' columns
+    /// (the aggregate's own column only holds the count); a tuple with a NULL counts nothing.
+    CountDistinctTuple {
+        keys: Vec<SortKey>,
+    },
     /// `SUM(DISTINCT x)`, like `CountDistinct`.
     SumDistinct {
         weight: Option<usize>,
@@ -921,6 +926,9 @@ fn describe_stage(stage: &Stage) -> String {
                         AggregateKind::Min { .. } => "min".to_string(),
                         AggregateKind::Max { .. } => "max".to_string(),
                         AggregateKind::CountDistinct { .. } => "count_distinct".to_string(),
+                        AggregateKind::CountDistinctTuple { keys: k } => {
+                            format!("count_distinct{}", keys(k))
+                        }
                         AggregateKind::SumDistinct { .. } => "sum_distinct".to_string(),
                         AggregateKind::Bit(BitOp::And) => "bit_and".to_string(),
                         AggregateKind::Bit(BitOp::Or) => "bit_or".to_string(),

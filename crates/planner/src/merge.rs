@@ -29,6 +29,8 @@ struct AggCall {
     func: AggFn,
     /// The function's name as written, upper case.
     name: String,
+    /// COUNT(DISTINCT x, y, ...)'s expressions, as the parser renders them (empty otherwise).
+    tuple: Vec<String>,
     /// The argument's text (`*` for COUNT(*)), without DISTINCT.
     arg: String,
 }
@@ -40,6 +42,19 @@ fn agg_call(expr: &Expr, text: Option<&str>) -> Result<Option<AggCall>, PlanErro
     let name = f.name.to_string().to_uppercase();
     let call = match classify(f) {
         None => return Ok(None),
+        Some(Err(Refusal::SeveralArguments)) if f.over.is_none() => {
+            if let Some(tuple) = distinct_tuple(f) {
+                return Ok(Some(AggCall {
+                    func: AggFn::CountDistinct,
+                    name,
+                    arg: tuple.join(", "),
+                    tuple,
+                }));
+            }
+            return Err(unsupported(format!(
+                "{name} of several arguments across shards"
+            )));
+        }
         Some(Err(Refusal::Function)) => {
             return Err(unsupported(format!(
                 "aggregate function {name} across shards"
@@ -90,7 +105,29 @@ fn agg_call(expr: &Expr, text: Option<&str>) -> Result<Option<AggCall>, PlanErro
         func: call.func,
         name,
         arg,
+        tuple: Vec::new(),
     }))
+}
+
+/// The expressions of `COUNT(DISTINCT x, y, ...)`; `None` for any other call.
+fn distinct_tuple(f: &sqlparser::ast::Function) -> Option<Vec<String>> {
+    let FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    if !f.name.to_string().eq_ignore_ascii_case("count")
+        || !matches!(list.duplicate_treatment, Some(DuplicateTreatment::Distinct))
+    {
+        return None;
+    }
+    list.args
+        .iter()
+        .map(|a| match a {
+            sqlparser::ast::FunctionArg::Unnamed(sqlparser::ast::FunctionArgExpr::Expr(e)) => {
+                Some(e.to_string())
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// Registers a partial aggregate on a column once (a helper column may be asked for twice).
@@ -440,6 +477,8 @@ impl Ctx<'_, '_> {
                 None => item.text.clone(),
                 Some(c) => match c.func {
                     AggFn::Avg => format!("SUM({})", c.arg),
+                    // A tuple's count is the proxy's alone: the item holds nothing.
+                    AggFn::CountDistinct if !c.tuple.is_empty() => "NULL".to_string(),
                     AggFn::CountDistinct | AggFn::SumDistinct | AggFn::AvgDistinct => c.arg.clone(),
                     _ => item.text.clone(),
                 },
@@ -450,6 +489,8 @@ impl Ctx<'_, '_> {
         let mut aggregates: Vec<Aggregate> = Vec::new();
         let mut outputs = Vec::with_capacity(items.len());
         let mut distinct_arg: Option<String> = None;
+        // The DISTINCT aggregates' expressions: one, or COUNT(DISTINCT x, y)'s.
+        let mut distinct_exprs: Vec<String> = Vec::new();
         let mut item_weights: Vec<Option<usize>> = vec![None; items.len()];
         let item_columns: Vec<usize> = (0..items.len()).collect();
         for (i, (item, call)) in items.iter().zip(&calls).enumerate() {
@@ -478,7 +519,14 @@ impl Ctx<'_, '_> {
                             "DISTINCT aggregates over different expressions across shards",
                         ))
                     }
-                    _ => distinct_arg = Some(call.arg.clone()),
+                    _ => {
+                        distinct_arg = Some(call.arg.clone());
+                        distinct_exprs = if call.tuple.is_empty() {
+                            vec![call.arg.clone()]
+                        } else {
+                            call.tuple.clone()
+                        };
+                    }
                 }
             }
             let (kind, output) = match call.func {
@@ -526,6 +574,14 @@ impl Ctx<'_, '_> {
                         },
                     )
                 }
+                AggFn::CountDistinct if !call.tuple.is_empty() => (
+                    AggregateKind::CountDistinctTuple { keys: Vec::new() },
+                    OutputColumn::Computed {
+                        column: i,
+                        name: item.name(),
+                        kind: ComputedKind::Count,
+                    },
+                ),
                 AggFn::CountDistinct => (
                     AggregateKind::CountDistinct { weight: None },
                     OutputColumn::Computed {
@@ -622,23 +678,26 @@ impl Ctx<'_, '_> {
         }
         let mut shard_group: Vec<usize> = group_keys.iter().map(|k| k.column).collect();
         let mut merge_keys = group_keys.clone();
-        if let Some(arg) = &distinct_arg {
-            let x = columns.hidden(arg.clone());
-            let weight = columns.weight(arg);
-            for a in aggregates.iter_mut() {
-                if let AggregateKind::CountDistinct { weight: w }
-                | AggregateKind::SumDistinct { weight: w } = &mut a.kind
-                {
-                    *w = Some(weight);
-                }
-            }
-            shard_group.push(x);
-            merge_keys.push(SortKey {
-                column: x,
-                weight: Some(weight),
+        let distinct_keys: Vec<SortKey> = distinct_exprs
+            .iter()
+            .map(|e| SortKey {
+                column: columns.hidden(e.clone()),
+                weight: Some(columns.weight(e)),
                 desc: false,
-            });
+            })
+            .collect();
+        for a in aggregates.iter_mut() {
+            match &mut a.kind {
+                AggregateKind::CountDistinct { weight: w }
+                | AggregateKind::SumDistinct { weight: w } => {
+                    *w = distinct_keys.first().and_then(|k| k.weight)
+                }
+                AggregateKind::CountDistinctTuple { keys } => *keys = distinct_keys.clone(),
+                _ => {}
+            }
         }
+        shard_group.extend(distinct_keys.iter().map(|k| k.column));
+        merge_keys.extend(distinct_keys);
 
         // HAVING, evaluated on the merged groups.
         let filter = match having {
@@ -798,6 +857,12 @@ impl Ctx<'_, '_> {
                 let c = columns.hidden(format!("SUM({})", call.arg));
                 register(aggregates, c, AggregateKind::Sum);
                 (c, None)
+            }
+            AggFn::CountDistinct if !call.tuple.is_empty() => {
+                return Err(unsupported(
+                    "COUNT(DISTINCT ...) of several expressions that is not selected on its own, \
+                     across shards",
+                ))
             }
             AggFn::CountDistinct => {
                 let c = columns.hidden(call.arg.clone());
