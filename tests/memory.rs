@@ -154,6 +154,34 @@ tables.big = {{ primary_vindex = {{ column = "id", vindex = "hash" }} }}
     let n: Option<i64> = c.query_first("SELECT COUNT(*) FROM big").await.unwrap();
     assert_eq!(n, Some(2 * ROWS_PER_SHARD as i64));
 
+    // GROUP_CONCAT, COUNT(DISTINCT x, y) and STDDEV hold one group at a time, however many rows
+    // the shards send (here 50 groups of 1000).
+    let ids: Vec<String> = (1..=1000).rev().map(|k| (k * 1000).to_string()).collect();
+    for (sql, want) in [
+        (
+            "SELECT v, GROUP_CONCAT(id ORDER BY id DESC), STDDEV_POP(id) FROM big WHERE v < 50 GROUP BY v",
+            ids.join(","),
+        ),
+        (
+            "SELECT v, COUNT(DISTINCT v, id), STDDEV_POP(id) FROM big WHERE v < 50 GROUP BY v",
+            "1000".to_string(),
+        ),
+    ] {
+        let mut result = c.query_iter(sql).await.unwrap();
+        let mut groups = 0;
+        while let Some(row) = result.next().await.unwrap() {
+            groups += 1;
+            let (v, got, std): (i64, String, f64) = mysql_async::from_row(row);
+            if v == 0 {
+                assert_eq!(got, want, "{sql}");
+                // 1000 times the spread of 1..=1000, sqrt((1000² - 1) / 12).
+                assert!((std - 1000.0 * (999_999f64 / 12.0).sqrt()).abs() < 1e-3, "{std}");
+            }
+        }
+        drop(result);
+        assert_eq!(groups, 50, "{sql}");
+    }
+
     // INSERT ... SELECT holds the SELECT's rows: up to max_buffered_rows, and none are written
     // past it.
     c.query_drop(

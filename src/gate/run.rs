@@ -221,13 +221,13 @@ impl GateSession {
                         Value::Bytes(note.into_bytes()),
                     ]);
                 }
-                self.session.warnings = outcome.warning_rows;
+                self.session.warnings = kept_warnings(outcome.warning_rows);
                 Ok(out.finish_rows(outcome.warnings).await?)
             }
             Ok(outcome) => {
                 self.last_rows = outcome.affected_rows;
                 self.session.row_count = outcome.affected_rows as i64;
-                self.session.warnings = outcome.warning_rows.clone();
+                self.session.warnings = kept_warnings(outcome.warning_rows.clone());
                 if outcome.last_insert_id != 0 {
                     self.session.last_insert_id = outcome.last_insert_id;
                 }
@@ -428,4 +428,12 @@ impl GateSession {
         out.set_status(self.status());
         Ok(out.finish_rows(0).await?)
     }
+}
+
+/// The warnings `SHOW WARNINGS` lists: the first `max_error_count` (64 by default; the count
+/// still says how many there were), as a server keeps them.
+fn kept_warnings(mut rows: Vec<Vec<Value>>) -> Vec<Vec<Value>> {
+    const MAX_ERROR_COUNT: usize = 64;
+    rows.truncate(MAX_ERROR_COUNT);
+    rows
 }

@@ -495,7 +495,29 @@ SELECT t.customer_id FROM (SELECT MIN(qty) AS q, customer_id FROM orders GROUP B
 refused: SELECT * FROM (SELECT name FROM customers) t WHERE t.name = 'Ana'  # at the proxy: the result does not say which collation applies
 refused: SELECT t.city FROM (SELECT city, COUNT(*) AS n FROM customers GROUP BY city) t WHERE t.city < 'Rome'  # at the proxy: the result does not say which collation applies
 refused: SELECT c.id, o.order_id FROM customers c JOIN orders o ON o.customer_id = c.id WHERE EXISTS (SELECT 1 FROM orders x WHERE x.qty = c.score)  # a subquery in a join across shards
-refused: SELECT GROUP_CONCAT(name) FROM customers  # aggregate function GROUP_CONCAT
+# --- GROUP_CONCAT: the shards concatenate per group and ORDER BY value, the proxy joins their
+# strings in the merged order (NULLs skipped, DISTINCT across shards, cut to group_concat_max_len)
+SELECT customer_id, GROUP_CONCAT(order_id ORDER BY order_id) FROM orders GROUP BY customer_id ORDER BY customer_id
+SELECT city, GROUP_CONCAT(id ORDER BY id DESC SEPARATOR ' | ') AS ids, COUNT(*), SUM(balance) FROM customers GROUP BY city ORDER BY city
+SELECT GROUP_CONCAT(DISTINCT product_id ORDER BY product_id DESC) FROM orders
+SELECT GROUP_CONCAT(DISTINCT qty), COUNT(*) FROM orders
+SELECT GROUP_CONCAT(DISTINCT city ORDER BY city DESC SEPARATOR '/') FROM customers
+SELECT product_id, GROUP_CONCAT(order_id, ':', qty ORDER BY order_id SEPARATOR '') FROM orders WHERE product_id < 4 GROUP BY product_id ORDER BY product_id
+SELECT GROUP_CONCAT(name ORDER BY id) FROM customers WHERE id < 20
+SELECT GROUP_CONCAT(note ORDER BY id), GROUP_CONCAT(score ORDER BY id SEPARATOR ';') FROM customers
+SELECT GROUP_CONCAT(v ORDER BY id) FROM misc
+SELECT id, GROUP_CONCAT(name) FROM customers GROUP BY id ORDER BY id LIMIT 10
+SELECT customer_id, GROUP_CONCAT(price ORDER BY placed DESC, order_id) FROM orders WHERE customer_id BETWEEN 5 AND 25 GROUP BY customer_id HAVING COUNT(*) > 2 ORDER BY customer_id
+SET SESSION group_concat_max_len = 30
+SELECT product_id, GROUP_CONCAT(order_id ORDER BY order_id DESC) FROM orders GROUP BY product_id ORDER BY product_id
+SELECT GROUP_CONCAT(name ORDER BY id SEPARATOR '') FROM customers WHERE id BETWEEN 5 AND 40
+SET SESSION group_concat_max_len = DEFAULT
+refused: SELECT GROUP_CONCAT(DISTINCT name ORDER BY id) FROM customers  # GROUP_CONCAT (DISTINCT ...) ordered by other than its arguments
+refused: SELECT city, GROUP_CONCAT(id ORDER BY id) g FROM customers GROUP BY city ORDER BY g  # ORDER BY a GROUP_CONCAT
+refused: SELECT city FROM customers GROUP BY city HAVING GROUP_CONCAT(id) = '12'  # GROUP_CONCAT() that is not selected on its own
+refused: SELECT GROUP_CONCAT(id ORDER BY id), GROUP_CONCAT(name ORDER BY name) FROM customers  # GROUP_CONCATs with different orders
+refused: SELECT city, GROUP_CONCAT(id ORDER BY id) FROM customers GROUP BY city WITH ROLLUP  # WITH ROLLUP with GROUP_CONCAT
+refused: SELECT GROUP_CONCAT(id ORDER BY 1) FROM customers  # GROUP_CONCAT ordered by a position
 SELECT city, COUNT(*) FROM customers GROUP BY city WITH ROLLUP
 SELECT city, COUNT(*), SUM(balance), AVG(balance) FROM customers GROUP BY city WITH ROLLUP
 SELECT customer_id, product_id, COUNT(*), SUM(qty), MAX(price), AVG(price) FROM orders WHERE customer_id < 6 GROUP BY customer_id, product_id WITH ROLLUP

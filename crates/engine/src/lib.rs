@@ -66,6 +66,24 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// The shards' warnings with `code` replaced by the proxy's own.
+    pub fn replace_warnings(&mut self, code: u16, own: Vec<Vec<Value>>) {
+        let theirs = |w: &Vec<Value>| match w.get(1) {
+            Some(Value::Int(c)) => *c == i64::from(code),
+            Some(Value::UInt(c)) => *c == u64::from(code),
+            Some(Value::Bytes(c)) => c.as_slice() == code.to_string().as_bytes(),
+            _ => false,
+        };
+        let before = self.warning_rows.len();
+        self.warning_rows.retain(|w| !theirs(w));
+        let dropped = (before - self.warning_rows.len()) as u16;
+        self.warnings = self
+            .warnings
+            .saturating_sub(dropped)
+            .saturating_add(own.len() as u16);
+        self.warning_rows.extend(own);
+    }
+
     /// Folds the outcome of one more shard into a statement that ran on several.
     pub fn merge(&mut self, other: Outcome) {
         self.affected_rows += other.affected_rows;

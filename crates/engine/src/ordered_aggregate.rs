@@ -21,6 +21,14 @@ pub(crate) struct AggregateRun {
     /// WITH ROLLUP: comparators of the keys' prefixes (1..=n keys), and the running totals of
     /// each prefix (0..n keys).
     rollup: Option<Rollup>,
+    /// GROUP_CONCAT: the current group's `group_concat_max_len`, the columns it cut, whether
+    /// each column is a binary string (cut anywhere, not at a character's end), how many groups
+    /// have ended, and the warnings of those it cut.
+    concat_max: usize,
+    cut: Vec<usize>,
+    binary: Vec<bool>,
+    groups: u64,
+    warnings: Vec<Vec<Value>>,
 }
 
 struct Rollup {
@@ -50,6 +58,20 @@ fn bits(v: &Value) -> Option<u64> {
         Value::Bytes(b) => std::str::from_utf8(b).ok()?.trim().parse().ok(),
         _ => None,
     }
+}
+
+/// Cuts `s` to `max` bytes, at a character's end unless `binary`; whether it cut anything.
+fn cut_to(s: &mut Vec<u8>, max: usize, binary: bool) -> bool {
+    if s.len() <= max {
+        return false;
+    }
+    let mut end = max;
+    // A UTF-8 continuation byte (10xxxxxx) is inside a character.
+    while !binary && end > 0 && s[end] & 0xc0 == 0x80 {
+        end -= 1;
+    }
+    s.truncate(end);
+    true
 }
 
 /// Whether none of the `keys`' columns is NULL in `row`.
@@ -134,7 +156,11 @@ impl AggregateRun {
                 _ => ColumnKind::of(column)?,
             };
             let distinct = match &a.kind {
-                AggregateKind::CountDistinctTuple { keys } => Some(Comparator::new(keys, columns)?),
+                AggregateKind::CountDistinctTuple { keys }
+                | AggregateKind::GroupConcat {
+                    distinct: Some(keys),
+                    ..
+                } => Some(Comparator::new(keys, columns)?),
                 &AggregateKind::CountDistinct { weight }
                 | &AggregateKind::SumDistinct { weight } => Some(Comparator::new(
                     &[SortKey {
@@ -168,6 +194,11 @@ impl AggregateRun {
             scalar: group.is_empty().then_some(columns.len()),
             seen: false,
             rollup,
+            concat_max: 0,
+            cut: Vec::new(),
+            binary: columns.iter().map(|c| c.character_set() == 63).collect(),
+            groups: 0,
+            warnings: Vec::new(),
         })
     }
 
@@ -185,6 +216,15 @@ impl AggregateRun {
             None => self.start(row),
         }
         Ok(())
+    }
+
+    /// The warnings of the groups whose GROUP_CONCAT was cut, and whether the shards' own cut
+    /// warnings are superseded by them (a shard cuts only its part of a group).
+    pub fn take_warnings(&mut self) -> Option<Vec<Vec<Value>>> {
+        self.aggregates
+            .iter()
+            .any(|(a, _, _)| matches!(a.kind, AggregateKind::GroupConcat { .. }))
+            .then(|| std::mem::take(&mut self.warnings))
     }
 
     pub fn finish(&mut self, out: &mut Vec<Vec<Value>>) -> Result<(), EngineError> {
@@ -216,6 +256,14 @@ impl AggregateRun {
         next: Option<&[Value]>,
         out: &mut Vec<Vec<Value>>,
     ) -> Result<(), EngineError> {
+        self.groups += 1;
+        for _ in self.cut.drain(..) {
+            self.warnings.push(vec![
+                Value::Bytes(b"Warning".to_vec()),
+                Value::Int(1260),
+                Value::Bytes(format!("Row {} was cut by GROUP_CONCAT()", self.groups).into_bytes()),
+            ]);
+        }
         let Some(mut rollup) = self.rollup.take() else {
             out.push(done);
             return Ok(());
@@ -264,6 +312,17 @@ impl AggregateRun {
     fn start(&mut self, row: Vec<Value>) {
         let mut first = row.clone();
         for (a, _, _) in &self.aggregates {
+            if let AggregateKind::GroupConcat { max_len, .. } = a.kind {
+                // The session's value, as every shard reports it (MariaDB's default otherwise).
+                self.concat_max = text(&row[max_len])
+                    .and_then(|t| std::str::from_utf8(&t).ok()?.trim().parse().ok())
+                    .unwrap_or(1 << 20);
+                if let Value::Bytes(s) = &mut first[a.column] {
+                    if cut_to(s, self.concat_max, self.binary[a.column]) {
+                        self.cut.push(a.column);
+                    }
+                }
+            }
             // A count partial of a NULL-extended row (a LEFT JOIN's) counts nothing.
             if a.kind == AggregateKind::Count && matches!(row[a.column], Value::NULL) {
                 first[a.column] = Value::Bytes(b"0".to_vec());
@@ -333,6 +392,38 @@ impl AggregateRun {
                         current[c] = row[c].clone();
                         if let Some(w) = weight {
                             current[*w] = row[*w].clone();
+                        }
+                    }
+                }
+                AggregateKind::GroupConcat {
+                    separator,
+                    distinct,
+                    ..
+                } => {
+                    let Value::Bytes(piece) = &row[c] else {
+                        continue;
+                    };
+                    let repeated = distinct.is_some()
+                        && previous.as_deref().is_some_and(|p| {
+                            !matches!(p[c], Value::NULL)
+                                && cmp
+                                    .as_ref()
+                                    .is_some_and(|cmp| cmp.compare(p, row) == Ordering::Equal)
+                        });
+                    if repeated || self.cut.contains(&c) {
+                        continue;
+                    }
+                    let first = !matches!(current[c], Value::Bytes(_));
+                    if first {
+                        current[c] = Value::Bytes(Vec::with_capacity(piece.len()));
+                    }
+                    if let Value::Bytes(s) = &mut current[c] {
+                        if !first {
+                            s.extend_from_slice(separator);
+                        }
+                        s.extend_from_slice(piece);
+                        if cut_to(s, self.concat_max, self.binary[c]) {
+                            self.cut.push(c);
                         }
                     }
                 }

@@ -343,6 +343,15 @@ pub enum AggregateKind {
         count: usize,
         sum: usize,
     },
+    /// `GROUP_CONCAT(...)`: the shards' strings (one per group and ORDER BY value) joined in the
+    /// merged order, cut to the session's `group_concat_max_len` (the `max_len` column) with
+    /// warning 1260. With DISTINCT, a string whose `distinct` keys equal the previous one's is
+    /// one more copy of the same value.
+    GroupConcat {
+        separator: Vec<u8>,
+        max_len: usize,
+        distinct: Option<Vec<SortKey>>,
+    },
 }
 
 /// What the variance family reports: `VAR_POP`/`VARIANCE` (neither), `VAR_SAMP` (sample),
@@ -933,6 +942,10 @@ fn describe_stage(stage: &Stage) -> String {
                         AggregateKind::Bit(BitOp::And) => "bit_and".to_string(),
                         AggregateKind::Bit(BitOp::Or) => "bit_or".to_string(),
                         AggregateKind::Bit(BitOp::Xor) => "bit_xor".to_string(),
+                        AggregateKind::GroupConcat { distinct, .. } => match distinct {
+                            Some(k) => format!("group_concat_distinct{}", keys(k)),
+                            None => "group_concat".to_string(),
+                        },
                         AggregateKind::Variance { count, sum } => {
                             format!("variance[count={count} sum={sum}]")
                         }

@@ -262,7 +262,15 @@ pub(crate) async fn execute<E: Executor, S: RowSink>(
         for r in out.drain(..) {
             sink.row(r).await?;
         }
-        source.outcome().await
+        let mut outcome = source.outcome().await?;
+        for run in &mut runs {
+            if let Run::Aggregate(a) = run {
+                if let Some(warnings) = a.take_warnings() {
+                    outcome.replace_warnings(1260, warnings);
+                }
+            }
+        }
+        Ok(outcome)
     })
     .await
 }

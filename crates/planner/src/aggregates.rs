@@ -31,6 +31,8 @@ pub(crate) enum AggFn {
     Bit(engine::BitOp),
     /// The variance family (STD, VAR_SAMP, ...): from the shards' counts, sums and variances.
     Spread(engine::Spread),
+    /// GROUP_CONCAT: the shards' strings joined (merge.rs only; [`classify`] refuses it).
+    GroupConcat,
 }
 
 impl AggFn {
@@ -48,6 +50,7 @@ impl AggFn {
             AggFn::Bit(engine::BitOp::And) => "bit_and",
             AggFn::Bit(engine::BitOp::Or) => "bit_or",
             AggFn::Bit(engine::BitOp::Xor) => "bit_xor",
+            AggFn::GroupConcat => "group_concat",
             AggFn::Spread(s) => match (s.root, s.sample) {
                 (false, false) => "var_pop",
                 (false, true) => "var_samp",
@@ -77,7 +80,8 @@ impl AggFn {
             | AggFn::Avg
             | AggFn::AvgDistinct
             | AggFn::Bit(_)
-            | AggFn::Spread(_) => return None,
+            | AggFn::Spread(_)
+            | AggFn::GroupConcat => return None,
         })
     }
 }

@@ -33,6 +33,75 @@ struct AggCall {
     tuple: Vec<String>,
     /// The argument's text (`*` for COUNT(*)), without DISTINCT.
     arg: String,
+    concat: Option<Concat>,
+}
+
+/// A GROUP_CONCAT call's clauses, expressions as the parser renders them.
+#[derive(Clone, PartialEq)]
+struct Concat {
+    distinct: bool,
+    /// Its ORDER BY (expression, descending); with DISTINCT and none, its arguments.
+    order: Vec<(String, bool)>,
+    separator: Vec<u8>,
+}
+
+/// GROUP_CONCAT's clauses, or why they cannot be merged across shards.
+fn concat_call(f: &sqlparser::ast::Function) -> Result<Concat, PlanError> {
+    use sqlparser::ast::{FunctionArg, FunctionArgExpr, FunctionArgumentClause, Value};
+    let refuse = |what: &str| unsupported(format!("GROUP_CONCAT {what} across shards"));
+    let FunctionArguments::List(list) = &f.args else {
+        return Err(refuse("without arguments"));
+    };
+    if f.filter.is_some() || !f.within_group.is_empty() || f.null_treatment.is_some() {
+        return Err(refuse("with this clause"));
+    }
+    let mut args = Vec::new();
+    for a in &list.args {
+        match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => args.push(e.to_string()),
+            _ => return Err(refuse("of this argument")),
+        }
+    }
+    let distinct = matches!(list.duplicate_treatment, Some(DuplicateTreatment::Distinct));
+    let mut order = Vec::new();
+    let mut separator = b",".to_vec();
+    for clause in &list.clauses {
+        match clause {
+            FunctionArgumentClause::OrderBy(keys) => {
+                for k in keys {
+                    if position_of(&k.expr).is_some() {
+                        return Err(refuse("ordered by a position"));
+                    }
+                    order.push((
+                        k.expr.to_string(),
+                        matches!(k.options.sort, Some(sqlparser::ast::OrderBySort::Desc)),
+                    ));
+                }
+            }
+            FunctionArgumentClause::Separator(v) => match &v.value {
+                Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => {
+                    separator = s.clone().into_bytes()
+                }
+                _ => return Err(refuse("with this SEPARATOR")),
+            },
+            _ => return Err(refuse("with this clause")),
+        }
+    }
+    if distinct {
+        // Equal values must arrive together to be told apart: ordered by the arguments only.
+        if order.is_empty() {
+            order = args.iter().map(|a| (a.clone(), false)).collect();
+        }
+        let covers = |a: &String| order.iter().any(|(o, _)| o == a);
+        if !args.iter().all(covers) || !order.iter().all(|(o, _)| args.contains(o)) {
+            return Err(refuse("(DISTINCT ...) ordered by other than its arguments"));
+        }
+    }
+    Ok(Concat {
+        distinct,
+        order,
+        separator,
+    })
 }
 
 fn agg_call(expr: &Expr, text: Option<&str>) -> Result<Option<AggCall>, PlanError> {
@@ -40,6 +109,16 @@ fn agg_call(expr: &Expr, text: Option<&str>) -> Result<Option<AggCall>, PlanErro
         return Ok(None);
     };
     let name = f.name.to_string().to_uppercase();
+    if name == "GROUP_CONCAT" && f.over.is_none() {
+        let concat = concat_call(f)?;
+        return Ok(Some(AggCall {
+            func: AggFn::GroupConcat,
+            name,
+            tuple: Vec::new(),
+            arg: String::new(),
+            concat: Some(concat),
+        }));
+    }
     let call = match classify(f) {
         None => return Ok(None),
         Some(Err(Refusal::SeveralArguments)) if f.over.is_none() => {
@@ -49,6 +128,7 @@ fn agg_call(expr: &Expr, text: Option<&str>) -> Result<Option<AggCall>, PlanErro
                     name,
                     arg: tuple.join(", "),
                     tuple,
+                    concat: None,
                 }));
             }
             return Err(unsupported(format!(
@@ -106,6 +186,7 @@ fn agg_call(expr: &Expr, text: Option<&str>) -> Result<Option<AggCall>, PlanErro
         name,
         arg,
         tuple: Vec::new(),
+        concat: None,
     }))
 }
 
@@ -491,6 +572,9 @@ impl Ctx<'_, '_> {
         let mut distinct_arg: Option<String> = None;
         // The DISTINCT aggregates' expressions: one, or COUNT(DISTINCT x, y)'s.
         let mut distinct_exprs: Vec<String> = Vec::new();
+        // GROUP_CONCAT's order (and DISTINCT): the shards group by it too, and send one string
+        // per group and ORDER BY value.
+        let mut concat_order: Option<(Vec<(String, bool)>, bool)> = None;
         let mut item_weights: Vec<Option<usize>> = vec![None; items.len()];
         let item_columns: Vec<usize> = (0..items.len()).collect();
         for (i, (item, call)) in items.iter().zip(&calls).enumerate() {
@@ -530,6 +614,27 @@ impl Ctx<'_, '_> {
                 }
             }
             let (kind, output) = match call.func {
+                AggFn::GroupConcat => {
+                    let Some(concat) = &call.concat else {
+                        return Err(unsupported("this GROUP_CONCAT across shards"));
+                    };
+                    let order = (concat.order.clone(), concat.distinct);
+                    if concat_order.as_ref().is_some_and(|o| *o != order) {
+                        return Err(unsupported(
+                            "GROUP_CONCATs with different orders or DISTINCT across shards",
+                        ));
+                    }
+                    concat_order = Some(order);
+                    let max_len = columns.hidden("@@group_concat_max_len".to_string());
+                    (
+                        AggregateKind::GroupConcat {
+                            separator: concat.separator.clone(),
+                            max_len,
+                            distinct: concat.distinct.then(Vec::new),
+                        },
+                        OutputColumn::Column(i),
+                    )
+                }
                 AggFn::Spread(spread) => {
                     // The item's own column only defines the result's type: the shards' text
                     // shows a few decimals of the variance, `+ 0e0` all of them (and of a sum
@@ -647,6 +752,9 @@ impl Ctx<'_, '_> {
             if distinct || distinct_arg.is_some() {
                 return refuse("with DISTINCT");
             }
+            if concat_order.is_some() {
+                return refuse("with GROUP_CONCAT");
+            }
             if !self.clauses.order_by.is_empty() {
                 return refuse("with ORDER BY");
             }
@@ -698,6 +806,31 @@ impl Ctx<'_, '_> {
         }
         shard_group.extend(distinct_keys.iter().map(|k| k.column));
         merge_keys.extend(distinct_keys);
+        if let Some((order, _)) = &concat_order {
+            if distinct_arg.is_some() {
+                return Err(unsupported(
+                    "GROUP_CONCAT with a DISTINCT aggregate across shards",
+                ));
+            }
+            let keys: Vec<SortKey> = order
+                .iter()
+                .map(|(e, desc)| SortKey {
+                    column: columns.hidden(e.clone()),
+                    weight: Some(columns.weight(e)),
+                    desc: *desc,
+                })
+                .collect();
+            for a in aggregates.iter_mut() {
+                if let AggregateKind::GroupConcat {
+                    distinct: Some(k), ..
+                } = &mut a.kind
+                {
+                    *k = keys.clone();
+                }
+            }
+            shard_group.extend(keys.iter().map(|k| k.column));
+            merge_keys.extend(keys);
+        }
 
         // HAVING, evaluated on the merged groups.
         let filter = match having {
@@ -713,6 +846,14 @@ impl Ctx<'_, '_> {
         let mut sort_keys = Vec::new();
         for (expr, desc, text) in order {
             let (pre_column, pre_weight, projected) = match find_item(expr, items, true)? {
+                Some(i)
+                    if calls[i]
+                        .as_ref()
+                        .is_some_and(|c| c.func == AggFn::GroupConcat) =>
+                {
+                    // Its collation weight is the shards' to compute, and no shard has it whole.
+                    return Err(unsupported("ORDER BY a GROUP_CONCAT across shards"));
+                }
                 Some(i) => {
                     // Text needs a weight; numbers ignore it. Aggregates other than MIN/MAX are numbers.
                     let needs_weight = calls[i].is_none();
@@ -788,9 +929,9 @@ impl Ctx<'_, '_> {
                 count: carried.len(),
             });
         }
-        let shard_order: Vec<(String, bool)> = shard_group
+        let shard_order: Vec<(String, bool)> = merge_keys
             .iter()
-            .map(|c| ((c + 1).to_string(), false))
+            .map(|k| ((k.column + 1).to_string(), k.desc))
             .collect();
         let shard_group = if distinct && distinct_arg.is_none() {
             Vec::new()
@@ -825,7 +966,7 @@ impl Ctx<'_, '_> {
                     "AVG(DISTINCT ...) that is not selected on its own, across shards",
                 ))
             }
-            AggFn::Spread(_) => {
+            AggFn::Spread(_) | AggFn::GroupConcat => {
                 return Err(unsupported(format!(
                     "{}() that is not selected on its own, across shards",
                     call.name
@@ -940,11 +1081,14 @@ impl Ctx<'_, '_> {
     ) -> Result<EvalExpr, PlanError> {
         match agg_call(items[i].expr, None)? {
             Some(call)
-                if matches!(call.func, AggFn::Avg | AggFn::Spread(_))
-                    || call.func.is_distinct() =>
+                if matches!(
+                    call.func,
+                    AggFn::Avg | AggFn::Spread(_) | AggFn::GroupConcat
+                ) || call.func.is_distinct() =>
             {
                 return Err(unsupported(
-                    "an alias of AVG, a variance or a DISTINCT aggregate in HAVING across shards",
+                    "an alias of AVG, a variance, GROUP_CONCAT or a DISTINCT aggregate in HAVING \
+                     across shards",
                 ));
             }
             None if has_aggregate(items[i].expr) => {
