@@ -182,6 +182,27 @@ tables.big = {{ primary_vindex = {{ column = "id", vindex = "hash" }} }}
         assert_eq!(groups, 50, "{sql}");
     }
 
+    // A semi-join holds its outer rows (up to max_buffered_rows) and one batch's matches.
+    let n: Option<i64> = c
+        .query_first(
+            "SELECT COUNT(*) FROM big b WHERE b.id <= 1000 \
+             AND EXISTS (SELECT 1 FROM big x WHERE x.v = b.id AND x.id > 400000)",
+        )
+        .await
+        .unwrap();
+    // v runs over 0..999 on each shard, so ids 1..=999 match and 1000 does not.
+    assert_eq!(n, Some(999));
+    let err = c
+        .query_drop(
+            "SELECT COUNT(*) FROM big b WHERE EXISTS (SELECT 1 FROM big x WHERE x.v = b.id)",
+        )
+        .await
+        .unwrap_err();
+    let mysql_async::Error::Server(e) = err else {
+        panic!("{err}")
+    };
+    assert!(e.message.contains("max_buffered_rows"), "{}", e.message);
+
     // INSERT ... SELECT holds the SELECT's rows: up to max_buffered_rows, and none are written
     // past it.
     c.query_drop(

@@ -265,6 +265,20 @@ SELECT * FROM (SELECT o.order_id, c.name FROM customers c JOIN orders o ON o.cus
 WITH mine AS (SELECT * FROM orders WHERE customer_id = 6) SELECT order_id, qty FROM mine
 WITH mine AS (SELECT * FROM orders WHERE customer_id = 6) SELECT m.order_id, p.name FROM mine m JOIN products p ON p.id = m.product_id
 WITH big AS (SELECT id, price FROM products WHERE price > 40) SELECT o.order_id, b.price FROM orders o JOIN big b ON b.id = o.product_id
+# --- subqueries correlated off the vindex: semi-joins and anti-joins at the proxy
+SELECT * FROM customers c WHERE EXISTS (SELECT 1 FROM orders o WHERE o.product_id = c.id AND o.qty > 3)
+SELECT c.id, c.name FROM customers c WHERE NOT EXISTS (SELECT 1 FROM orders o WHERE o.product_id = c.id) ORDER BY c.id
+SELECT COUNT(*), SUM(c.balance) FROM customers c WHERE EXISTS (SELECT 1 FROM orders o WHERE o.product_id = c.id AND o.price > c.balance / 100)
+SELECT o.order_id, o.qty FROM orders o WHERE o.qty IN (SELECT c.score FROM customers c WHERE c.id = o.product_id) ORDER BY o.order_id
+SELECT c.id FROM customers c WHERE NOT EXISTS (SELECT 1 FROM orders o WHERE o.qty = c.score) ORDER BY c.id
+SELECT c.id FROM customers c WHERE c.score IN (SELECT o.qty FROM orders o WHERE o.product_id = c.id) ORDER BY c.id
+SELECT c.city, COUNT(*) FROM customers c WHERE c.id < 100 AND EXISTS (SELECT 1 FROM orders o WHERE o.product_id = c.id AND o.customer_id <> c.id) GROUP BY c.city ORDER BY c.city
+SELECT id, name FROM customers WHERE EXISTS (SELECT 1 FROM orders o WHERE o.product_id = customers.id) ORDER BY id LIMIT 5
+SELECT c.id FROM customers c WHERE EXISTS (SELECT 1 FROM orders o WHERE o.product_id = c.id LIMIT 1) AND c.balance > 500
+SELECT o.order_id FROM orders o WHERE NOT EXISTS (SELECT 1 FROM customers c WHERE c.score = o.qty AND c.city = 'Oslo') AND o.customer_id < 10
+SELECT c.name AS n FROM customers c WHERE EXISTS (SELECT 1 FROM orders o WHERE o.product_id = c.id AND o.qty = 1) ORDER BY n, c.id
+refused: SELECT c.id FROM customers c WHERE c.score NOT IN (SELECT o.qty FROM orders o WHERE o.product_id = c.id)  # neither pinned to one shard nor correlated on its vindex column
+refused: SELECT c.id FROM customers c WHERE EXISTS (SELECT COUNT(*) FROM orders o WHERE o.product_id = c.id)  # neither pinned to one shard nor correlated on its vindex column
 # --- subqueries that run first (uncorrelated, on other shards or in keyspace main), their
 # results spliced into the statement as literals
 SELECT * FROM customers WHERE id IN (SELECT cid FROM MAIN.vip)

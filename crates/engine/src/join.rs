@@ -8,7 +8,7 @@ use vschema::VSchema;
 
 use crate::eval::Evaluator;
 use crate::lookup::key_value;
-use crate::plan::{Hole, Join, JoinColumn, JoinRight, Opcode, Route};
+use crate::plan::{Hole, Join, JoinColumn, JoinKind, JoinRight, Opcode, Route};
 use crate::pullout::{collect_at_most, literal};
 use crate::select::{build, finish, push, Flow};
 use crate::{Collected, Column, EngineError, ExecOptions, Executor, Outcome, RowSink, Value};
@@ -92,6 +92,7 @@ pub(crate) async fn execute<E: Executor, S: RowSink>(
             };
             let mut flow = Flow::Continue;
             let mut any = false;
+            let each = matches!(join.kind, JoinKind::Inner | JoinKind::LeftOuter);
             for &r in rights {
                 let pair = joined(Some(&right.rows[r]));
                 if let Some((eval, predicate)) = &on {
@@ -100,12 +101,20 @@ pub(crate) async fn execute<E: Executor, S: RowSink>(
                     }
                 }
                 any = true;
+                if !each {
+                    break;
+                }
                 flow = push(runs, 0, pair, &mut out)?;
                 if flow == Flow::Stop {
                     break;
                 }
             }
-            if !any && join.outer {
+            let alone = match join.kind {
+                JoinKind::LeftOuter | JoinKind::Anti => !any,
+                JoinKind::Semi => any,
+                JoinKind::Inner => false,
+            };
+            if alone {
                 flow = push(runs, 0, joined(None), &mut out)?;
             }
             for r in out.drain(..) {

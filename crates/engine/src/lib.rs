@@ -46,9 +46,9 @@ pub use mysql_common::packets::Column;
 pub use mysql_common::value::Value;
 pub use plan::{
     Aggregate, AggregateKind, BitOp, ComputedKind, Derived, Generate, Hole, Insert, InsertRow,
-    InsertSelect, Join, JoinColumn, JoinRight, MergedSelect, Opcode, OrderedWrite, OutputColumn,
-    OwnedLookup, OwnedWrite, Partial, Plan, PullOut, Pulled, PulledKind, Route, Send, SendKind,
-    Spread, SqlTemplate, Stage, Wildcard,
+    InsertSelect, Join, JoinColumn, JoinKind, JoinRight, MergedSelect, Opcode, OrderedWrite,
+    OutputColumn, OwnedLookup, OwnedWrite, Partial, Plan, PullOut, Pulled, PulledKind, Route, Send,
+    SendKind, Spread, SqlTemplate, Stage, Wildcard,
 };
 pub use pullout::{splice, value_rows, NO_ROWS};
 use vschema::{Keyspace, SequenceRef, VSchema, VindexError};

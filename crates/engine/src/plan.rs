@@ -70,8 +70,7 @@ pub struct Join {
     pub left: Box<Plan>,
     /// The left row's columns that hold the join keys, in key order.
     pub left_keys: Vec<usize>,
-    /// LEFT JOIN: a left row without a match comes out once, with NULLs on the right.
-    pub outer: bool,
+    pub kind: JoinKind,
     /// An ON condition the keys do not cover (a LEFT JOIN's, over both tables or the left one),
     /// over the joined row: a pair that fails it is no match.
     pub on: Option<EvalExpr>,
@@ -80,6 +79,21 @@ pub struct Join {
     pub columns: Vec<JoinColumn>,
     /// Applied to the joined rows, in order (MemorySort, Limit, DropHidden).
     pub stages: Vec<Stage>,
+}
+
+/// What a left row gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinKind {
+    /// One joined row per matching right row.
+    Inner,
+    /// LEFT JOIN: as `Inner`, and a left row without a match comes out once, with NULLs on the
+    /// right.
+    LeftOuter,
+    /// `EXISTS (...)`, `IN (...)`: the left row once if some right row matches (its columns are
+    /// the left row's only).
+    Semi,
+    /// `NOT EXISTS (...)`: the left row once if no right row matches.
+    Anti,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -839,8 +853,8 @@ impl Plan {
                 let indent = "  ".repeat(depth);
                 let _ = write!(
                     out,
-                    "{indent}Join {} keys={:?}{} columns=[{}]\n{indent}  left:",
-                    if j.outer { "LeftOuter" } else { "Inner" },
+                    "{indent}Join {:?} keys={:?}{} columns=[{}]\n{indent}  left:",
+                    j.kind,
                     j.left_keys,
                     j.on.as_ref()
                         .map(|e| format!(" on={e}"))

@@ -16,8 +16,8 @@
 use std::ops::ControlFlow;
 
 use engine::{
-    EvalExpr, Hole, Join, JoinColumn, JoinRight, Opcode, OutputColumn, Plan, SortKey, SqlTemplate,
-    Stage,
+    EvalExpr, Hole, Join, JoinColumn, JoinKind, JoinRight, Opcode, OutputColumn, Plan, SortKey,
+    SqlTemplate, Stage,
 };
 use sqlparser::ast::{
     BinaryOperator, Expr, GroupByExpr, JoinConstraint, JoinOperator, ObjectName, Query, Select,
@@ -60,7 +60,27 @@ pub(crate) fn plan_join(
         return None;
     };
     let (left, right, outer, on) = shape(select, source)?;
-    Some(plan(query, select, source, ctx, left, right, outer, on))
+    let kind = if outer {
+        JoinKind::LeftOuter
+    } else {
+        JoinKind::Inner
+    };
+    Some(plan(query, select, source, ctx, left, right, kind, on))
+}
+
+/// A join planned as `kind` whatever its JOIN says: a semi-join or an anti-join written as an
+/// inner join (`semi_join`), whose select list reads the left table only.
+pub(crate) fn plan_join_of_kind(
+    query: &Query,
+    source: &SourceText<'_>,
+    ctx: &Context<'_>,
+    kind: JoinKind,
+) -> Option<Result<Plan, PlanError>> {
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
+    let (left, right, _, on) = shape(select, source)?;
+    Some(plan(query, select, source, ctx, left, right, kind, on))
 }
 
 /// What the left query reads: its FROM text and the names that qualify its columns.
@@ -219,9 +239,11 @@ fn plan(
     ctx: &Context<'_>,
     left: Left,
     right: Operand<'_>,
-    outer: bool,
+    kind: JoinKind,
     on: Option<&Expr>,
 ) -> Result<Plan, PlanError> {
+    // ON conditions hold per candidate pair in a LEFT JOIN, a semi-join and an anti-join alike.
+    let outer = kind != JoinKind::Inner;
     let across = |what: &str| unsupported(format!("{what} in a join across shards"));
     if left.qualifiers.contains(&right.qualifier) {
         return Err(across("two tables named alike"));
@@ -436,7 +458,11 @@ fn plan(
     // Its items, then which of the batch's keys each row matched; its conditions, then the
     // batch's keys.
     let mut right_sql = SqlTemplate::default();
-    right_sql.push_str("SELECT ");
+    right_sql.push_str(match kind {
+        // Which keys have a match is all it tells.
+        JoinKind::Semi | JoinKind::Anti => "SELECT DISTINCT ",
+        JoinKind::Inner | JoinKind::LeftOuter => "SELECT ",
+    });
     for item in &right_query.items {
         right_sql.push_str(item);
         right_sql.push_str(", ");
@@ -453,7 +479,7 @@ fn plan(
     Ok(Plan::Join(Join {
         left: Box::new(left_plan),
         left_keys,
-        outer,
+        kind,
         on,
         right: JoinRight {
             keyspace: right_table.keyspace.name.clone(),

@@ -39,6 +39,7 @@ mod qualify;
 mod routing;
 mod scatter;
 mod select;
+mod semi_join;
 mod tables;
 mod template;
 mod text;
