@@ -277,7 +277,11 @@ SELECT id, name FROM customers WHERE EXISTS (SELECT 1 FROM orders o WHERE o.prod
 SELECT c.id FROM customers c WHERE EXISTS (SELECT 1 FROM orders o WHERE o.product_id = c.id LIMIT 1) AND c.balance > 500
 SELECT o.order_id FROM orders o WHERE NOT EXISTS (SELECT 1 FROM customers c WHERE c.score = o.qty AND c.city = 'Oslo') AND o.customer_id < 10
 SELECT c.name AS n FROM customers c WHERE EXISTS (SELECT 1 FROM orders o WHERE o.product_id = c.id AND o.qty = 1) ORDER BY n, c.id
-refused: SELECT c.id FROM customers c WHERE c.score NOT IN (SELECT o.qty FROM orders o WHERE o.product_id = c.id)  # neither pinned to one shard nor correlated on its vindex column
+SELECT c.id FROM customers c WHERE c.score NOT IN (SELECT o.qty FROM orders o WHERE o.product_id = c.id) ORDER BY c.id
+SELECT o.order_id FROM orders o WHERE o.qty NOT IN (SELECT c.score FROM customers c WHERE c.id = o.product_id + 100) AND o.customer_id < 30 ORDER BY o.order_id
+SELECT COUNT(*) FROM orders o WHERE o.qty NOT IN (SELECT c.score FROM customers c WHERE c.id = o.product_id + 100 AND c.score IS NOT NULL)
+SELECT c.id, o.order_id FROM customers c JOIN orders o ON o.product_id = c.id WHERE c.note IS NOT NULL AND c.city IS NULL AND o.qty IS NOT NULL ORDER BY o.order_id
+refused: SELECT c.id FROM customers c WHERE c.city NOT IN (SELECT x.city FROM customers x WHERE x.score = c.id)  # the result does not say which collation applies
 refused: SELECT c.id FROM customers c WHERE EXISTS (SELECT COUNT(*) FROM orders o WHERE o.product_id = c.id)  # neither pinned to one shard nor correlated on its vindex column
 # --- subqueries that run first (uncorrelated, on other shards or in keyspace main), their
 # results spliced into the statement as literals

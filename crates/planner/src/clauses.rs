@@ -568,14 +568,50 @@ pub(crate) fn expr_text(expr: &Expr, source: &SourceText<'_>) -> Result<String, 
 /// Where an expression's text is in the client's statement (the parser's spans can stop short
 /// of closing parentheses), checked to parse back to the same expression.
 pub fn expr_range(expr: &Expr, source: &SourceText<'_>) -> Option<std::ops::Range<usize>> {
+    let parses_back = |range: &std::ops::Range<usize>| {
+        Parser::new(&MySqlDialect {})
+            .try_with_sql(&source.sql()[range.clone()])
+            .and_then(|mut p| p.parse_expr())
+            .is_ok_and(|e| &e == expr)
+    };
+    // `x IS [NOT] NULL` (TRUE, FALSE, UNKNOWN): the parser's span stops at `x`, so the text is
+    // x's and the words after it.
+    if let Expr::IsNull(x)
+    | Expr::IsNotNull(x)
+    | Expr::IsTrue(x)
+    | Expr::IsNotTrue(x)
+    | Expr::IsFalse(x)
+    | Expr::IsNotFalse(x)
+    | Expr::IsUnknown(x)
+    | Expr::IsNotUnknown(x) = expr
+    {
+        let inner = expr_range(x, source)?;
+        let sql = source.sql();
+        let mut at = inner.end;
+        for expected in [
+            &["IS"][..],
+            &["NOT", ""],
+            &["NULL", "TRUE", "FALSE", "UNKNOWN"],
+        ] {
+            let rest = &sql[at..];
+            let skipped = rest.len() - rest.trim_start().len();
+            let word: String = rest[skipped..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphabetic())
+                .collect();
+            if expected.iter().any(|e| e.eq_ignore_ascii_case(&word)) {
+                at += skipped + word.len();
+            } else if !expected.contains(&"") {
+                return None;
+            }
+        }
+        let range = inner.start..at;
+        return parses_back(&range).then_some(range);
+    }
     let range = source
         .range(expr.span())
         .and_then(|r| crate::text::balanced(source.sql(), r.start, r.end))?;
-    Parser::new(&MySqlDialect {})
-        .try_with_sql(&source.sql()[range.clone()])
-        .and_then(|mut p| p.parse_expr())
-        .is_ok_and(|e| &e == expr)
-        .then_some(range)
+    parses_back(&range).then_some(range)
 }
 
 /// Each unaliased select item named as the server names it (a column as the client spelled

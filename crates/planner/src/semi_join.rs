@@ -7,9 +7,11 @@
 //! asked, per batch of outer rows, which of their keys have a matching row: an outer row comes
 //! out once if one does (none does, for NOT EXISTS), with the outer table's columns only.
 //!
+//! `a.z NOT IN (...)` is the anti-join whose candidate pairs match when `a.z = b.w`, `b.w IS NULL`
+//! or `a.z IS NULL` (SQL's NULL rules for NOT IN), compared at the proxy.
+//!
 //! Taken: one such conjunct of the WHERE of a one-table SELECT, a subquery over one table without
-//! GROUP BY, HAVING or aggregates, every column in it qualified. `NOT IN` is left to the
-//! refusal: its NULL rules are not a join's.
+//! GROUP BY, HAVING or aggregates, every column in it qualified.
 
 use std::ops::ControlFlow;
 
@@ -83,9 +85,9 @@ fn rewrite(query: &Query) -> Option<(Query, JoinKind)> {
         Expr::In {
             expr,
             target: InTarget::Subquery(subquery),
-            negated: false,
+            negated,
             ..
-        } => (JoinKind::Semi, subquery, Some(expr.as_ref())),
+        } => (exists_kind(*negated), subquery, Some(expr.as_ref())),
         _ => return None,
     };
     // The subquery: one table, no grouping (an aggregate always gives a row), no LIMIT 0.
@@ -141,14 +143,31 @@ fn rewrite(query: &Query) -> Option<(Query, JoinKind)> {
         }
         let mut compared = compared.clone();
         qualify(&mut compared, &outer, &[])?;
+        let equal = Expr::BinaryOp {
+            left: Box::new(compared.clone()),
+            op: BinaryOperator::Eq,
+            right: Box::new(item.clone()),
+        };
+        // `x NOT IN (S)` holds when S is empty, or when x and every value of S are not NULL
+        // and differ: no row of S may be equal to x, be NULL, or meet an x that is NULL.
+        let matching = match kind {
+            JoinKind::Anti => {
+                let or = |a: Expr, b: Expr| Expr::BinaryOp {
+                    left: Box::new(a),
+                    op: BinaryOperator::Or,
+                    right: Box::new(b),
+                };
+                Expr::Nested(Box::new(or(
+                    or(equal, Expr::IsNull(Box::new(item.clone()))),
+                    Expr::IsNull(Box::new(compared)),
+                )))
+            }
+            _ => equal,
+        };
         on = Expr::BinaryOp {
             left: Box::new(Expr::Nested(Box::new(on))),
             op: BinaryOperator::And,
-            right: Box::new(Expr::BinaryOp {
-                left: Box::new(compared),
-                op: BinaryOperator::Eq,
-                right: Box::new(item.clone()),
-            }),
+            right: Box::new(matching),
         };
     }
 
