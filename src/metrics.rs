@@ -302,6 +302,7 @@ pub fn plan_labels(plan: &engine::Plan) -> (&str, &'static str) {
         Plan::InsertSelect(_) => ("", "InsertSelect"),
         Plan::OrderedWrite(w) => (&w.route.keyspace, "OrderedWrite"),
         Plan::PullOut(_) => ("", "PullOut"),
+        Plan::ShardEval(e) => (&e.keyspace, "ShardEval"),
     }
 }
 

@@ -182,6 +182,26 @@ tables.big = {{ primary_vindex = {{ column = "id", vindex = "hash" }} }}
         assert_eq!(groups, 50, "{sql}");
     }
 
+    // Expressions over merged aggregates go to a shard in batches of rows: 1000 groups here,
+    // as many as max_buffered_rows.
+    let mut result = c
+        .query_iter(
+            "SELECT v, CONCAT('n=', COUNT(*)), COALESCE(MAX(id), 0) - MIN(id) \
+             FROM big WHERE id <= 2000 OR id > 999000 GROUP BY v",
+        )
+        .await
+        .unwrap();
+    let mut groups = 0;
+    while let Some(row) = result.next().await.unwrap() {
+        groups += 1;
+        let (v, n, spread): (i64, String, i64) = mysql_async::from_row(row);
+        // v = seq % 1000 on each shard: two of ids 1..=2000 on the first, one of the last 1000.
+        assert_eq!(n, "n=3", "group {v}");
+        assert!(spread > 990_000, "group {v}: {spread}");
+    }
+    drop(result);
+    assert_eq!(groups, 1000);
+
     // A semi-join holds its outer rows (up to max_buffered_rows) and one batch's matches.
     let n: Option<i64> = c
         .query_first(

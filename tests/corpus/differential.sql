@@ -164,6 +164,19 @@ SELECT city FROM customers GROUP BY city HAVING MAX(balance) > 900 ORDER BY city
 SELECT customer_id FROM orders GROUP BY customer_id HAVING SUM(qty) >= 20 ORDER BY customer_id
 SELECT customer_id, SUM(qty) s FROM orders GROUP BY customer_id HAVING s < 5 ORDER BY customer_id
 SELECT customer_id FROM orders GROUP BY customer_id HAVING AVG(price) > 40 ORDER BY customer_id
+# --- any expression over merged aggregates: a shard evaluates it over the merged values, typed
+# as the statement types its inputs
+SELECT customer_id, COALESCE(SUM(price), 0) AS total, CASE WHEN COUNT(*) > 3 THEN 'many' ELSE 'few' END FROM orders GROUP BY customer_id ORDER BY customer_id
+SELECT IFNULL(MAX(price), -1), CONCAT('n=', COUNT(*)), IF(SUM(qty) > 10, 'y', 'n') FROM orders WHERE price > 100000
+SELECT city, UPPER(MIN(name)), LENGTH(MAX(name)), CONCAT(city, ':', COUNT(*)) AS label FROM customers GROUP BY city ORDER BY city
+SELECT product_id, GREATEST(MAX(qty), 3), LEAST(MIN(price), 5.5), ABS(MIN(customer_id) - 50) FROM orders GROUP BY product_id ORDER BY product_id
+SELECT DATE_FORMAT(MAX(placed), '%Y-%m'), DATEDIFF(MAX(placed), MIN(placed)), YEAR(MIN(placed)) FROM orders
+SELECT city, CASE WHEN AVG(balance) > 500 THEN 'rich' WHEN AVG(balance) IS NULL THEN 'none' ELSE 'poor' END AS band, COUNT(*) FROM customers GROUP BY city ORDER BY city
+SELECT NULLIF(COUNT(score), COUNT(*)), COUNT(*) - COUNT(score), FORMAT(SUM(balance), 2) FROM customers
+SELECT COALESCE(SUM(v), 0), IFNULL(MIN(s), 'none') FROM misc
+SELECT customer_id, IF(MAX(qty) = MIN(qty), 'same', 'mixed') AS q FROM orders WHERE customer_id < 20 GROUP BY customer_id HAVING COUNT(*) > 1 ORDER BY customer_id LIMIT 5
+SELECT city, CONCAT(COUNT(*), ' of ', MIN(id)) FROM customers GROUP BY city WITH ROLLUP
+refused: SELECT customer_id, COALESCE(SUM(price), 0) AS total FROM orders GROUP BY customer_id ORDER BY total  # computed from the merged aggregates
 # --- BIT_AND / BIT_OR / BIT_XOR: shards' results combined bit by bit (NULLs ignored, identity on no rows)
 SELECT BIT_OR(qty), BIT_AND(qty), BIT_XOR(qty) FROM orders
 SELECT product_id, BIT_XOR(customer_id), BIT_OR(qty) FROM orders GROUP BY product_id ORDER BY product_id

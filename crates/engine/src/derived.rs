@@ -14,9 +14,9 @@ use crate::select::{build, finish, push, Flow};
 use crate::{Column, EngineError, ExecOptions, Executor, Outcome, RowSink, Value};
 
 /// Rows in flight between the inner plan and the outer stages.
-const IN_FLIGHT: usize = 64;
+pub(crate) const IN_FLIGHT: usize = 64;
 
-enum Message {
+pub(crate) enum Message {
     Columns(Arc<[Column]>),
     Row(Vec<Value>),
 }
@@ -75,7 +75,7 @@ pub(crate) async fn execute<E: Executor, S: RowSink>(
 
 /// The inner plan into the channel. (Boxed as a `Send` future: plans nest, so this and
 /// `execute` call each other.)
-fn run_inner<'a, E: Executor>(
+pub(crate) fn run_inner<'a, E: Executor>(
     plan: &'a Plan,
     vschema: &'a VSchema,
     executor: &'a E,

@@ -34,6 +34,7 @@ mod pullout;
 mod route;
 mod select;
 mod send;
+mod shard_eval;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -48,9 +49,10 @@ pub use plan::{
     Aggregate, AggregateKind, BitOp, ComputedKind, Derived, Generate, Hole, Insert, InsertRow,
     InsertSelect, Join, JoinColumn, JoinKind, JoinRight, MergedSelect, Opcode, OrderedWrite,
     OutputColumn, OwnedLookup, OwnedWrite, Partial, Plan, PullOut, Pulled, PulledKind, Route, Send,
-    SendKind, Spread, SqlTemplate, Stage, Wildcard,
+    SendKind, ShardEval, Spread, SqlTemplate, Stage, Wildcard,
 };
 pub use pullout::{splice, value_rows, NO_ROWS};
+pub use shard_eval::any_shard;
 use vschema::{Keyspace, SequenceRef, VSchema, VindexError};
 
 /// What a statement did, as reported in the OK packet (or the EOF after rows).
@@ -322,6 +324,7 @@ pub async fn execute<E: Executor, S: RowSink>(
         }
         Plan::Join(j) => join::execute(j, vschema, executor, sink, options).await,
         Plan::Derived(d) => derived::execute(d, vschema, executor, sink, options).await,
+        Plan::ShardEval(e) => shard_eval::execute(e, vschema, executor, sink, options).await,
         Plan::Concat(parts) => concat(parts, vschema, executor, sink).await,
         Plan::OrderedWrite(w) => {
             ordered_write::execute(w, keyspace(vschema, &w.route.keyspace)?, vschema, executor)

@@ -27,6 +27,26 @@ pub enum Plan {
     /// sequence). The caller runs it, as it runs a [`PullOut`].
     InsertSelect(InsertSelect),
     OrderedWrite(OrderedWrite),
+    ShardEval(ShardEval),
+}
+
+/// Select items a shard computes, over values the proxy merged: the input plan's rows are the
+/// client's `visible` columns (an item's is a placeholder) and then the items' inputs; in
+/// batches, one shard runs `SELECT <select> FROM ((<typing>) UNION ALL SELECT <a row's inputs
+/// as literals>, <n> ...) AS sg_in ORDER BY sg_in.sg_n`, and its columns replace the items'.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShardEval {
+    pub input: Box<Plan>,
+    pub keyspace: String,
+    /// One shard of it.
+    pub opcode: Opcode,
+    pub visible: usize,
+    /// The items' positions among the visible columns, in the order `select` computes them.
+    pub items: Vec<usize>,
+    /// The items over `sg_in.a0`, `sg_in.a1`, ..., each with its alias.
+    pub select: String,
+    /// `SELECT <input 0> AS a0, ..., 0 AS sg_n FROM ... LIMIT 0`: no row, the inputs' types.
+    pub typing: String,
 }
 
 /// UPDATE or DELETE ... [ORDER BY ...] LIMIT n over several shards. Each shard reads (and locks)
@@ -662,6 +682,7 @@ impl Plan {
                 out.push((&j.right.keyspace, j.right.query.render(|_| "NULL")));
             }
             Plan::Derived(d) => d.inner.collect_queries(out),
+            Plan::ShardEval(e) => e.input.collect_queries(out),
             Plan::InsertSelect(i) => i.select.collect_queries(out),
             Plan::OrderedWrite(w) => out.push((&w.route.keyspace, w.route.query.clone())),
             Plan::Concat(parts) => {
@@ -697,6 +718,7 @@ impl Plan {
                 out.push(&j.right.keyspace);
             }
             Plan::Derived(d) => d.inner.collect_keyspaces(out),
+            Plan::ShardEval(e) => e.input.collect_keyspaces(out),
             Plan::Concat(parts) => out.extend(parts.iter().map(|r| r.keyspace.as_str())),
             Plan::InsertSelect(i) => i.select.collect_keyspaces(out),
             Plan::OrderedWrite(w) => out.push(&w.route.keyspace),
@@ -820,6 +842,16 @@ impl Plan {
                     for line in Plan::Route(part.clone()).describe().lines() {
                         let _ = write!(out, "\n  {line}");
                     }
+                }
+            }
+            Plan::ShardEval(e) => {
+                let _ = write!(
+                    out,
+                    "ShardEval {} items={:?} select: {}\n  typing: {}",
+                    e.keyspace, e.items, e.select, e.typing
+                );
+                for line in e.input.describe().lines() {
+                    let _ = write!(out, "\n  {line}");
                 }
             }
             Plan::Derived(d) => {

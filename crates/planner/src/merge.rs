@@ -570,6 +570,8 @@ impl Ctx<'_, '_> {
         let mut aggregates: Vec<Aggregate> = Vec::new();
         let mut outputs = Vec::with_capacity(items.len());
         let mut distinct_arg: Option<String> = None;
+        // Items over aggregates a shard computes from the merged values.
+        let mut at_shard: Vec<usize> = Vec::new();
         // The DISTINCT aggregates' expressions: one, or COUNT(DISTINCT x, y)'s.
         let mut distinct_exprs: Vec<String> = Vec::new();
         // GROUP_CONCAT's order (and DISTINCT): the shards group by it too, and send one string
@@ -579,20 +581,30 @@ impl Ctx<'_, '_> {
         let item_columns: Vec<usize> = (0..items.len()).collect();
         for (i, (item, call)) in items.iter().zip(&calls).enumerate() {
             let Some(call) = call else {
-                outputs.push(if has_aggregate(item.expr) {
-                    OutputColumn::Eval {
-                        expr: self.eval(
-                            item.expr,
-                            items,
-                            &mut columns,
-                            &mut aggregates,
-                            &item_columns,
-                            Some(i),
-                        )?,
+                if !has_aggregate(item.expr) {
+                    outputs.push(OutputColumn::Column(i));
+                    continue;
+                }
+                let computed = self.eval(
+                    item.expr,
+                    items,
+                    &mut columns,
+                    &mut aggregates,
+                    &item_columns,
+                    Some(i),
+                );
+                outputs.push(match computed {
+                    Ok(expr) => OutputColumn::Eval {
+                        expr,
                         name: item.name(),
+                    },
+                    // Beyond the proxy's evaluator: a shard computes it from the merged values
+                    // (its column holds NULL until then).
+                    Err(PlanError::Unsupported(_)) if !distinct => {
+                        at_shard.push(i);
+                        OutputColumn::Column(i)
                     }
-                } else {
-                    OutputColumn::Column(i)
+                    Err(e) => return Err(e),
                 });
                 continue;
             };
@@ -840,6 +852,19 @@ impl Ctx<'_, '_> {
             None => None,
         };
 
+        // The inputs of the items a shard computes follow the client's columns.
+        let shard_eval = if at_shard.is_empty() {
+            None
+        } else {
+            Some(self.shard_inputs(
+                items,
+                &at_shard,
+                &mut columns,
+                &mut aggregates,
+                &mut outputs,
+            )?)
+        };
+
         // ORDER BY after aggregation, on the projected rows plus carried helper columns.
         let visible = outputs.len();
         let mut carried: Vec<usize> = Vec::new();
@@ -853,6 +878,12 @@ impl Ctx<'_, '_> {
                 {
                     // Its collation weight is the shards' to compute, and no shard has it whole.
                     return Err(unsupported("ORDER BY a GROUP_CONCAT across shards"));
+                }
+                Some(i) if at_shard.contains(&i) => {
+                    return Err(unsupported(format!(
+                        "ORDER BY {}, computed from the merged aggregates, across shards",
+                        items[i].expr_text
+                    )));
                 }
                 Some(i) => {
                     // Text needs a weight; numbers ignore it. Aggregates other than MIN/MAX are numbers.
@@ -939,12 +970,121 @@ impl Ctx<'_, '_> {
             shard_group
         };
         let query = self.query(&columns, &shard_group, None, &shard_order, None);
-        Ok(Plan::Merge(MergedSelect {
+        let merged = Plan::Merge(MergedSelect {
             route: self.route(query),
             merge: merge_keys,
             stages,
             wildcard: None,
-        }))
+        });
+        Ok(match shard_eval {
+            None => merged,
+            Some((select, typing)) => Plan::ShardEval(engine::ShardEval {
+                input: Box::new(merged),
+                keyspace: self.keyspace.to_string(),
+                opcode: engine::any_shard(!matches!(self.opcode, engine::Opcode::Unsharded)),
+                visible: items.len(),
+                items: at_shard,
+                select,
+                typing,
+            }),
+        })
+    }
+
+    /// For the items a shard computes (`at_shard`): each input (an aggregate's merged value, or
+    /// a column's) as an output column after the others, and the evaluation's select list over
+    /// `sg_in.a0, a1, ...` and typing query (the inputs as this statement computes them, no row).
+    fn shard_inputs(
+        &self,
+        items: &[Item<'_>],
+        at_shard: &[usize],
+        columns: &mut Columns,
+        aggregates: &mut Vec<Aggregate>,
+        outputs: &mut Vec<OutputColumn>,
+    ) -> Result<(String, String), PlanError> {
+        use sqlparser::ast::{Ident, VisitMut, VisitorMut};
+        use std::ops::ControlFlow;
+        // The evaluation is printed by the parser, which would lose a string's backslashes.
+        if self.sql.contains('\\') {
+            return Err(unsupported(
+                "an expression over aggregates across shards, in a statement with a backslash",
+            ));
+        }
+        struct Inputs {
+            leaves: Vec<Expr>,
+            subquery: bool,
+        }
+        impl VisitorMut for Inputs {
+            type Break = ();
+            fn pre_visit_query(&mut self, _: &mut Query) -> ControlFlow<()> {
+                self.subquery = true;
+                ControlFlow::Break(())
+            }
+            fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+                let leaf = matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_))
+                    || matches!(e, Expr::Function(f) if f.over.is_none()
+                        && crate::aggregates::AGGREGATES
+                            .contains(&f.name.to_string().to_ascii_lowercase().as_str()));
+                if leaf {
+                    let n = self.leaves.iter().position(|l| l == e).unwrap_or_else(|| {
+                        self.leaves.push(e.clone());
+                        self.leaves.len() - 1
+                    });
+                    *e = Expr::CompoundIdentifier(vec![
+                        Ident::new("sg_in"),
+                        Ident::new(format!("a{n}")),
+                    ]);
+                }
+                ControlFlow::Continue(())
+            }
+        }
+        let mut inputs = Inputs {
+            leaves: Vec::new(),
+            subquery: false,
+        };
+        let mut select = Vec::new();
+        for &i in at_shard {
+            let mut e = items[i].expr.clone();
+            let _ = e.visit(&mut inputs);
+            if inputs.subquery {
+                return Err(unsupported(format!(
+                    "{} across shards: a subquery over aggregates",
+                    items[i].expr_text
+                )));
+            }
+            select.push(format!("{e} AS `{}`", items[i].name().replace('`', "``")));
+        }
+        let mut typing = Vec::new();
+        for (n, leaf) in inputs.leaves.iter().enumerate() {
+            let output = match agg_call(leaf, None)? {
+                Some(call) if call.func == AggFn::Avg => {
+                    let (sum, _) = self.partial(columns, aggregates, &call)?;
+                    let count = columns.hidden(format!("COUNT({})", call.arg));
+                    register(aggregates, count, AggregateKind::Count);
+                    OutputColumn::Avg {
+                        sum,
+                        count,
+                        name: format!("a{n}"),
+                    }
+                }
+                Some(call) => OutputColumn::Column(self.partial(columns, aggregates, &call)?.0),
+                None => OutputColumn::Column(columns.hidden(leaf.to_string())),
+            };
+            outputs.push(output);
+            typing.push(format!("{leaf} AS a{n}"));
+        }
+        let group_by = if self.clauses.group_by.is_empty() {
+            String::new()
+        } else {
+            format!(" GROUP BY {}", self.clauses.group_by.join(", "))
+        };
+        Ok((
+            select.join(", "),
+            format!(
+                "SELECT {}, 0 AS sg_n {}{group_by} LIMIT 0",
+                typing.join(", "),
+                self.clauses.from
+            ),
+        ))
     }
 
     /// Adds the shard-side partial of an aggregate call; returns its column and, for MIN/MAX, its

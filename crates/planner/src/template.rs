@@ -65,6 +65,8 @@ pub fn bind(template: &Plan, literals: &[Literal], vschema: &VSchema) -> Option<
             d.inner = Box::new(bind(&d.inner, literals, vschema)?);
             Plan::Derived(d)
         }
+        // Its column names are the items' texts, literals and all.
+        Plan::ShardEval(_) => return None,
         // Which databases answer depends on the literals.
         Plan::Concat(_) => return None,
         Plan::OrderedWrite(w) => {
