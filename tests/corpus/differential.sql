@@ -502,6 +502,10 @@ SELECT u.id FROM (SELECT id FROM customers UNION SELECT customer_id FROM orders)
 SELECT * FROM (SELECT c.id, o.order_id FROM customers c JOIN orders o ON o.product_id = c.id) j WHERE j.order_id < 40
 SELECT t.city, t.total FROM (SELECT city, SUM(balance) AS total FROM customers GROUP BY city) t ORDER BY t.city LIMIT 3
 SELECT COUNT(*) FROM (SELECT customer_id FROM orders) t
+SELECT t.customer_id, CASE WHEN t.n > 3 THEN 'many' ELSE 'few' END AS size, CONCAT(t.customer_id, '/', t.n) FROM (SELECT customer_id, COUNT(*) AS n FROM orders GROUP BY customer_id) t ORDER BY t.customer_id
+SELECT UPPER(t.name), LENGTH(t.name) + t.id AS x, COALESCE(t.city, '?') FROM (SELECT id, name, city FROM customers WHERE id > 150) t ORDER BY t.id
+SELECT t.id, ROUND(t.balance * 1.1, 1), DATE_FORMAT(t.created, '%d/%m') FROM (SELECT id, balance, created FROM customers ORDER BY balance DESC, id LIMIT 7) t WHERE t.balance > 0 ORDER BY 1
+SELECT IFNULL(t.m, 0) FROM (SELECT MAX(v) AS m FROM misc) t
 SELECT COUNT(*) FROM (SELECT DISTINCT customer_id FROM orders) AS subquery
 SELECT COUNT(*), SUM(t.n), MIN(t.n), MAX(t.n), AVG(t.n) FROM (SELECT customer_id, COUNT(*) AS n FROM orders GROUP BY customer_id) t
 SELECT t.city, COUNT(*) AS k, MIN(t.balance), MAX(t.balance) FROM (SELECT city, name, balance FROM customers WHERE id > 20) t GROUP BY t.city ORDER BY k DESC, t.city

@@ -139,6 +139,7 @@ fn plan(
     };
 
     let mut stages = Vec::new();
+    let mut evaluated: Option<Evaluated> = None;
     if let Some(w) = &select.selection {
         let predicate =
             crate::clauses::to_eval(w, &mut |e: &Expr| Ok(EvalExpr::Column(column(e)?)))?;
@@ -177,8 +178,21 @@ fn plan(
     } else {
         let mut keys = Vec::new();
         for o in crate::clauses::order_by(query)? {
+            // A position counts the outer select list (the derived table's columns under `*`).
+            let starred = select.projection.iter().any(|i| {
+                !matches!(
+                    i,
+                    SelectItem::UnnamedExpr(_) | SelectItem::ExprWithAlias { .. }
+                )
+            });
             let c = match crate::clauses::position_of(&o.expr) {
-                Some(p) => p - 1,
+                Some(p) if starred => p - 1,
+                Some(p) => match select.projection.get(p - 1) {
+                    Some(
+                        SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. },
+                    ) => column(e)?,
+                    _ => return Err(outer(&format!("ORDER BY position {p}"))),
+                },
                 None => column(&o.expr)?,
             };
             keys.push(SortKey {
@@ -196,6 +210,10 @@ fn plan(
         // The outer select list.
         let mut output = Vec::new();
         let mut pass_through = false;
+        // Items over the derived table's columns that a shard computes: (position, expression,
+        // name).
+        let mut at_shard: Vec<(usize, &Expr, String)> = Vec::new();
+        let is_column = |e: &Expr| matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_));
         for item in &select.projection {
             match item {
                 SelectItem::Wildcard(_) => pass_through = true,
@@ -211,6 +229,15 @@ fn plan(
                         .ok_or_else(|| outer(&format!("sorting by {e}")))?;
                     output.push(OutputColumn::Column(w));
                 }
+                SelectItem::UnnamedExpr(e) if !is_column(e) => {
+                    let name = crate::clauses::expr_text(e, source)?;
+                    at_shard.push((output.len(), e, name));
+                    output.push(OutputColumn::Column(0));
+                }
+                SelectItem::ExprWithAlias { expr, alias } if !is_column(expr) => {
+                    at_shard.push((output.len(), expr, alias.value.clone()));
+                    output.push(OutputColumn::Column(0));
+                }
                 SelectItem::UnnamedExpr(e) => output.push(OutputColumn::Column(column(e)?)),
                 SelectItem::ExprWithAlias { expr, alias } => output.push(OutputColumn::Named {
                     column: column(expr)?,
@@ -218,6 +245,30 @@ fn plan(
                 }),
                 other => return Err(outer(&other.to_string())),
             }
+        }
+        if !at_shard.is_empty() {
+            // The evaluation is printed by the parser, which would lose a string's backslashes.
+            if source.sql().contains('\\') {
+                return Err(outer("an expression, in a statement with a backslash,"));
+            }
+            let visible = output.len();
+            let (select, leaves) = shard_items(&at_shard, &column)?;
+            let typing: Vec<String> = leaves
+                .iter()
+                .enumerate()
+                .map(|(k, (_, leaf))| format!("{leaf} AS a{k}"))
+                .collect();
+            output.extend(leaves.iter().map(|(c, _)| OutputColumn::Column(*c)));
+            evaluated = Some(Evaluated {
+                visible,
+                items: at_shard.iter().map(|(at, _, _)| *at).collect(),
+                select,
+                typing: format!(
+                    "SELECT {}, 0 AS sg_n FROM ({inner_sql}) AS `{}` LIMIT 0",
+                    typing.join(", "),
+                    alias.replace('`', "``")
+                ),
+            });
         }
         match (pass_through, output.is_empty()) {
             (true, true) if !weights.added.is_empty() => stages.push(Stage::DropHidden {
@@ -238,10 +289,96 @@ fn plan(
     if matches!(inner_plan, Plan::PullOut(_)) {
         return Err(outer("a subquery that runs first inside a derived table"));
     }
-    Ok(Plan::Derived(engine::Derived {
+    let derived = Plan::Derived(engine::Derived {
         inner: Box::new(inner_plan),
         stages,
+    });
+    let Some(e) = evaluated else {
+        return Ok(derived);
+    };
+    let keyspace = ctx
+        .vschema
+        .keyspace(derived.keyspaces().first().copied().unwrap_or_default())
+        .ok_or_else(|| outer("an expression over a derived table read from several keyspaces"))?;
+    Ok(Plan::ShardEval(engine::ShardEval {
+        input: Box::new(derived),
+        keyspace: keyspace.name.clone(),
+        opcode: engine::any_shard(keyspace.sharded),
+        visible: e.visible,
+        items: e.items,
+        select: e.select,
+        typing: e.typing,
     }))
+}
+
+/// The items a shard computes over a derived table's rows: their positions, the evaluation's
+/// select list and typing query.
+struct Evaluated {
+    visible: usize,
+    items: Vec<usize>,
+    select: String,
+    typing: String,
+}
+
+/// The evaluation's select list (each item over `sg_in.a0, a1, ...`, with its name), and its
+/// inputs: the derived table's columns each reads (column, text).
+fn shard_items(
+    items: &[(usize, &Expr, String)],
+    column: &dyn Fn(&Expr) -> Result<usize, PlanError>,
+) -> Result<(String, Vec<(usize, String)>), PlanError> {
+    use sqlparser::ast::{Ident, VisitMut, VisitorMut};
+    use std::ops::ControlFlow;
+    struct Inputs<'c> {
+        column: &'c dyn Fn(&Expr) -> Result<usize, PlanError>,
+        leaves: Vec<(usize, String)>,
+        error: Option<PlanError>,
+    }
+    impl VisitorMut for Inputs<'_> {
+        type Break = ();
+        fn pre_visit_query(&mut self, _: &mut Query) -> ControlFlow<()> {
+            self.error = Some(unsupported(
+                "a subquery in an expression over a derived table that spans shards",
+            ));
+            ControlFlow::Break(())
+        }
+        fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+            if !matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) {
+                return ControlFlow::Continue(());
+            }
+            let c = match (self.column)(e) {
+                Ok(c) => c,
+                Err(err) => {
+                    self.error = Some(err);
+                    return ControlFlow::Break(());
+                }
+            };
+            let k = self
+                .leaves
+                .iter()
+                .position(|(x, _)| *x == c)
+                .unwrap_or_else(|| {
+                    self.leaves.push((c, e.to_string()));
+                    self.leaves.len() - 1
+                });
+            *e = Expr::CompoundIdentifier(vec![Ident::new("sg_in"), Ident::new(format!("a{k}"))]);
+            ControlFlow::Continue(())
+        }
+    }
+    let mut inputs = Inputs {
+        column,
+        leaves: Vec::new(),
+        error: None,
+    };
+    let mut select = Vec::new();
+    for (_, e, name) in items {
+        let mut e = (*e).clone();
+        let _ = e.visit(&mut inputs);
+        if let Some(err) = inputs.error.take() {
+            return Err(err);
+        }
+        select.push(format!("{e} AS `{}`", name.replace('`', "``")));
+    }
+    Ok((select.join(", "), inputs.leaves))
 }
 
 /// `x` of `WEIGHT_STRING(RTRIM(x))`, the sort weight the other planners ask for.
