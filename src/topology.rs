@@ -82,6 +82,15 @@ impl Topology {
             .backends
             .table_columns(&ks.name, &ks.shards[0].name, own)
             .await?;
+        let columns =
+            columns.into_iter().map(
+                |(table, column, invisible, primary)| planner::CatalogColumn {
+                    table,
+                    column,
+                    invisible,
+                    primary,
+                },
+            );
         let catalog = self.catalog.load().with_keyspace(keyspace, columns);
         self.catalog.store(Arc::new(catalog));
         Ok(())

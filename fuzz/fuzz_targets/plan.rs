@@ -54,7 +54,7 @@ fuzz_target!(|data: &[u8]| {
             ("r", "id"),
             ("r", "label"),
         ]
-        .map(|(t, c)| (t.to_string(), c.to_string(), false)),
+        .map(|(t, c)| planner::CatalogColumn::plain(t, c)),
     );
     let ctx = planner::Context {
         vschema: &CONFIG.vschema,

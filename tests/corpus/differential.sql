@@ -659,6 +659,16 @@ UPDATE customers SET score = 0 ORDER BY created DESC, id LIMIT 4
 DELETE FROM orders WHERE qty > 1000 ORDER BY order_id LIMIT 2
 UPDATE orders SET qty = 1 WHERE customer_id IN (5, 6, 7, 8) ORDER BY placed, order_id LIMIT 2
 DELETE FROM customers WHERE id = 1004
+# multi-table UPDATE and DELETE: the join selects the target's keys, then the one-table write
+UPDATE orders o JOIN customers c ON c.id = o.product_id SET o.qty = o.qty + 1 WHERE c.city = 'Oslo'
+UPDATE orders o JOIN customers c ON c.id = o.customer_id SET o.price = o.price * 2, o.qty = 0 WHERE c.name = 'ana' AND o.qty > 3
+UPDATE customers c JOIN orders o ON o.customer_id = c.id SET c.score = 99 WHERE o.qty > 8
+UPDATE orders o JOIN customers c ON c.score = o.qty SET o.qty = o.qty WHERE c.id < 0
+DELETE o FROM orders o JOIN customers c ON c.id = o.product_id WHERE c.city IS NULL AND o.qty = 1
+DELETE FROM o USING orders AS o JOIN customers AS c ON c.id = o.product_id WHERE c.score < 5
+DELETE c FROM customers c JOIN orders o ON o.customer_id = c.id WHERE o.product_id = 999
+refused: UPDATE orders o JOIN customers c ON c.id = o.product_id SET o.qty = c.id WHERE c.id = 5  # another table's column
+refused: DELETE o, c FROM orders o JOIN customers c ON c.id = o.product_id WHERE c.id = 3  # from several tables
 # --- transactions and session settings
 BEGIN
 UPDATE customers SET balance = balance + 10 WHERE city = 'Lyon'

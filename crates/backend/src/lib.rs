@@ -296,7 +296,8 @@ impl Backends {
         Ok(columns)
     }
 
-    /// Every (table, column, invisible) of the shard's database, in table order.
+    /// Every (table, column, invisible, in the primary key) of the shard's database, in table
+    /// order.
     /// The columns of the tables of the shard's database, or with `information_schema` those of
     /// the server's `information_schema` tables.
     pub async fn table_columns(
@@ -304,7 +305,7 @@ impl Backends {
         keyspace: &str,
         shard: &str,
         information_schema: bool,
-    ) -> Result<Vec<(String, String, bool)>, EngineError> {
+    ) -> Result<Vec<(String, String, bool, bool)>, EngineError> {
         let mut conn = self.connection(keyspace, shard).await?;
         let schema = if information_schema {
             "'information_schema'"
@@ -313,11 +314,13 @@ impl Backends {
         };
         conn.query_map(
             format!(
-                "SELECT TABLE_NAME, COLUMN_NAME, EXTRA LIKE '%INVISIBLE%' \
+                "SELECT TABLE_NAME, COLUMN_NAME, EXTRA LIKE '%INVISIBLE%', COLUMN_KEY = 'PRI' \
                  FROM information_schema.COLUMNS \
                  WHERE TABLE_SCHEMA = {schema} ORDER BY TABLE_NAME, ORDINAL_POSITION"
             ),
-            |(table, column, invisible): (String, String, bool)| (table, column, invisible),
+            |(table, column, invisible, primary): (String, String, bool, bool)| {
+                (table, column, invisible, primary)
+            },
         )
         .await
         .map_err(|e| to_engine_error(shard, e))

@@ -374,7 +374,9 @@ pub(crate) fn plan_update(
     ctx: &Context<'_>,
 ) -> Result<Plan, PlanError> {
     if !update.table.joins.is_empty() || update.from.is_some() {
-        return plan_multi_table(stmt, source, ctx, "multi-table UPDATE");
+        return plan_multi_table(stmt, source, ctx, "multi-table UPDATE", &[], || {
+            crate::multi_table::update_text(update, source, ctx)
+        });
     }
     let alias = match &update.table.relation {
         TableFactor::Table { alias, .. } => alias.as_ref().map(|a| a.name.value.clone()),
@@ -415,7 +417,20 @@ pub(crate) fn plan_delete(
         || from.len() != 1
         || !from[0].joins.is_empty()
     {
-        return plan_multi_table(stmt, source, ctx, "multi-table DELETE");
+        // `DELETE FROM a USING t AS a ...`: `a` names USING's table, not one of its own.
+        let aliases: Vec<String> = delete
+            .using
+            .iter()
+            .flatten()
+            .flat_map(|t| std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)))
+            .filter_map(|f| match f {
+                TableFactor::Table { alias: Some(a), .. } => Some(a.name.value.clone()),
+                _ => None,
+            })
+            .collect();
+        return plan_multi_table(stmt, source, ctx, "multi-table DELETE", &aliases, || {
+            crate::multi_table::delete_text(delete, source, ctx)
+        });
     }
     let alias = match &from[0].relation {
         TableFactor::Table { alias, .. } => alias.as_ref().map(|a| a.name.value.clone()),
@@ -688,16 +703,20 @@ fn touched_rows(sql: &str, columns: &[&str]) -> Option<String> {
 }
 
 /// Multi-table writes run only where every table lives on the same single shard.
+/// A multi-table UPDATE or DELETE: whole to an unsharded keyspace; in a sharded one, as the
+/// one-table statement `one_table` writes (see `multi_table`).
 fn plan_multi_table(
     stmt: &Statement,
     source: &SourceText<'_>,
     ctx: &Context<'_>,
     what: &str,
+    aliases: &[String],
+    one_table: impl FnOnce() -> Result<String, PlanError>,
 ) -> Result<Plan, PlanError> {
-    let tables = relations(stmt, ctx, &[])?;
+    let tables = relations(stmt, ctx, aliases)?;
     let keyspace = single_keyspace(&tables)?.ok_or_else(|| unsupported(what.to_string()))?;
     if keyspace.sharded {
-        return Err(unsupported(format!("{what} in a sharded keyspace")));
+        return crate::plan_text(&one_table()?, ctx);
     }
     Ok(Plan::Route(Route {
         keyspace: keyspace.name.clone(),

@@ -33,6 +33,7 @@ mod explain;
 mod information_schema;
 mod join;
 mod merge;
+mod multi_table;
 mod normalize;
 mod pullout;
 mod qualify;
@@ -60,7 +61,7 @@ pub use information_schema::INFORMATION_SCHEMA;
 pub use normalize::{
     bind_markers, normalize, parameter_markers, substitute, Literal, LiteralKind, Normalized, Slot,
 };
-pub use qualify::Catalog;
+pub use qualify::{Catalog, CatalogColumn};
 pub use tables::from_dual;
 pub use template::bind;
 pub use text::SourceText;

@@ -42,6 +42,31 @@ pub(crate) struct TableColumns {
     /// The columns a row of `INSERT ... VALUES` without a column list fills (not MariaDB's
     /// INVISIBLE ones).
     pub row: Vec<String>,
+    /// The primary key's columns (none: the table has none).
+    pub primary: Vec<String>,
+}
+
+/// A column as a shard lists it.
+#[derive(Debug, Clone)]
+pub struct CatalogColumn {
+    pub table: String,
+    pub column: String,
+    /// MariaDB's INVISIBLE: left out of `SELECT *` and of a column-less INSERT.
+    pub invisible: bool,
+    /// Part of the primary key (listed in key order).
+    pub primary: bool,
+}
+
+impl CatalogColumn {
+    /// A visible column outside the primary key.
+    pub fn plain(table: &str, column: &str) -> Self {
+        CatalogColumn {
+            table: table.to_string(),
+            column: column.to_string(),
+            invisible: false,
+            primary: false,
+        }
+    }
 }
 
 impl TableColumns {
@@ -55,19 +80,22 @@ impl TableColumns {
 }
 
 impl Catalog {
-    /// A copy with `keyspace`'s columns replaced by `columns` ((table, column, invisible),
-    /// each table's in their order in the table).
+    /// A copy with `keyspace`'s columns replaced by `columns` (each table's in their order in
+    /// the table).
     pub fn with_keyspace(
         &self,
         keyspace: &str,
-        columns: impl IntoIterator<Item = (String, String, bool)>,
+        columns: impl IntoIterator<Item = CatalogColumn>,
     ) -> Catalog {
         let mut tables: HashMap<String, TableColumns> = HashMap::new();
-        for (table, column, invisible) in columns {
-            let entry = tables.entry(table.to_lowercase()).or_default();
-            let column = column.to_lowercase();
-            if !invisible {
+        for c in columns {
+            let entry = tables.entry(c.table.to_lowercase()).or_default();
+            let column = c.column.to_lowercase();
+            if !c.invisible {
                 entry.row.push(column.clone());
+            }
+            if c.primary {
+                entry.primary.push(column.clone());
             }
             entry.all.push(column);
         }

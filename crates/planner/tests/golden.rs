@@ -45,9 +45,14 @@ fn catalog() -> planner::Catalog {
             catalog.with_keyspace(
                 ks,
                 tables.iter().flat_map(|(t, columns)| {
+                    // The first column is the primary key.
                     columns
                         .iter()
-                        .map(|c| (t.to_string(), c.to_string(), false))
+                        .enumerate()
+                        .map(|(i, c)| planner::CatalogColumn {
+                            primary: i == 0,
+                            ..planner::CatalogColumn::plain(t, c)
+                        })
                 }),
             )
         })
