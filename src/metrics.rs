@@ -303,6 +303,7 @@ pub fn plan_labels(plan: &engine::Plan) -> (&str, &'static str) {
         Plan::OrderedWrite(w) => (&w.route.keyspace, "OrderedWrite"),
         Plan::PullOut(_) => ("", "PullOut"),
         Plan::ShardEval(e) => (&e.keyspace, "ShardEval"),
+        Plan::Append(_) => ("", "Append"),
     }
 }
 

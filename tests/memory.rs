@@ -202,6 +202,30 @@ tables.big = {{ primary_vindex = {{ column = "id", vindex = "hash" }} }}
     drop(result);
     assert_eq!(groups, 1000);
 
+    // A UNION branch's own LIMIT n holds n rows of each shard, sorted at the proxy: within
+    // max_buffered_rows, the first n overall; past it, refused.
+    let top: Vec<i64> = c
+        .query(
+            "(SELECT id FROM big ORDER BY v DESC, id LIMIT 400) \
+             UNION ALL (SELECT id FROM big ORDER BY id LIMIT 1)",
+        )
+        .await
+        .unwrap();
+    assert_eq!(top.len(), 401);
+    // v = 999 for ids 999, 1999, ... on the first shard and 500999, ... on the second.
+    assert_eq!(&top[..2], &[999, 1999]);
+    assert_eq!(top[400], 1);
+    let err = c
+        .query_drop(
+            "(SELECT id FROM big ORDER BY v, id LIMIT 600) UNION ALL (SELECT 1 FROM big LIMIT 1)",
+        )
+        .await
+        .unwrap_err();
+    let mysql_async::Error::Server(e) = err else {
+        panic!("{err}")
+    };
+    assert!(e.message.contains("max_buffered_rows"), "{}", e.message);
+
     // A semi-join holds its outer rows (up to max_buffered_rows) and one batch's matches.
     let n: Option<i64> = c
         .query_first(

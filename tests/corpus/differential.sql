@@ -385,6 +385,13 @@ SELECT id, name FROM customers WHERE score > 30 UNION SELECT order_id, 'order' F
 SELECT c.id FROM customers c JOIN orders o ON o.customer_id = c.id WHERE o.qty = 2 UNION SELECT id FROM misc
 SELECT price FROM orders WHERE customer_id < 0 UNION SELECT balance FROM customers WHERE id < 0
 SELECT name FROM customers WHERE id IN (6, 7, 8) UNION SELECT name FROM customers WHERE id IN (8, 9, 10) ORDER BY name
+# branches with their own ORDER BY ... LIMIT: each merged on its own, typed as the UNION
+(SELECT id, name FROM customers ORDER BY balance DESC, id LIMIT 3) UNION ALL (SELECT order_id, 'o' FROM orders ORDER BY price, order_id LIMIT 4)
+(SELECT name, id FROM customers ORDER BY name, id LIMIT 5) UNION ALL (SELECT name, id FROM customers WHERE id > 100 ORDER BY 1 DESC, id LIMIT 2, 3) ORDER BY name, id LIMIT 6
+(SELECT id AS x FROM customers WHERE city IS NULL ORDER BY x DESC LIMIT 2) UNION ALL SELECT customer_id FROM orders WHERE qty = 7 ORDER BY x
+(SELECT price FROM orders ORDER BY qty DESC, order_id LIMIT 2) UNION ALL (SELECT id FROM customers ORDER BY id LIMIT 2) UNION ALL (SELECT score FROM customers WHERE id < 0 ORDER BY score, id LIMIT 1)
+(SELECT id FROM customers WHERE id > 1000000 ORDER BY id LIMIT 2) UNION ALL (SELECT customer_id FROM orders ORDER BY order_id LIMIT 1)
+refused: (SELECT id FROM customers ORDER BY id LIMIT 2) UNION (SELECT customer_id FROM orders ORDER BY order_id LIMIT 2)  # LIMIT inside a branch of a UNION (distinct)
 # A UNION (distinct) last removes the duplicates of every branch before it.
 SELECT id FROM customers WHERE id < 10 UNION ALL SELECT customer_id FROM orders WHERE customer_id < 10 UNION SELECT id FROM products
 (SELECT city FROM customers UNION ALL SELECT city FROM customers WHERE id < 50) UNION SELECT city FROM customers WHERE id > 100 ORDER BY city

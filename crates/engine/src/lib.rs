@@ -14,6 +14,7 @@
 //! - `lookup`, `owned_write`: lookup vindexes, and writes to tables that own them.
 //! - `literal`: values written as SQL for the shards, one escaping policy.
 
+mod append;
 mod collation;
 mod compare;
 mod decimal;
@@ -325,6 +326,7 @@ pub async fn execute<E: Executor, S: RowSink>(
         Plan::Join(j) => join::execute(j, vschema, executor, sink, options).await,
         Plan::Derived(d) => derived::execute(d, vschema, executor, sink, options).await,
         Plan::ShardEval(e) => shard_eval::execute(e, vschema, executor, sink, options).await,
+        Plan::Append(plans) => append::execute(plans, vschema, executor, sink, options).await,
         Plan::Concat(parts) => concat(parts, vschema, executor, sink).await,
         Plan::OrderedWrite(w) => {
             ordered_write::execute(w, keyspace(vschema, &w.route.keyspace)?, vschema, executor)

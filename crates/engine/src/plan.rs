@@ -28,6 +28,9 @@ pub enum Plan {
     InsertSelect(InsertSelect),
     OrderedWrite(OrderedWrite),
     ShardEval(ShardEval),
+    /// Plans run one after the other, their rows appended under the first one's columns (each
+    /// returns the same columns): a UNION ALL whose branches merge on their own.
+    Append(Vec<Plan>),
 }
 
 /// Select items a shard computes, over values the proxy merged: the input plan's rows are the
@@ -683,6 +686,11 @@ impl Plan {
             }
             Plan::Derived(d) => d.inner.collect_queries(out),
             Plan::ShardEval(e) => e.input.collect_queries(out),
+            Plan::Append(plans) => {
+                for p in plans {
+                    p.collect_queries(out);
+                }
+            }
             Plan::InsertSelect(i) => i.select.collect_queries(out),
             Plan::OrderedWrite(w) => out.push((&w.route.keyspace, w.route.query.clone())),
             Plan::Concat(parts) => {
@@ -719,6 +727,11 @@ impl Plan {
             }
             Plan::Derived(d) => d.inner.collect_keyspaces(out),
             Plan::ShardEval(e) => e.input.collect_keyspaces(out),
+            Plan::Append(plans) => {
+                for p in plans {
+                    p.collect_keyspaces(out);
+                }
+            }
             Plan::Concat(parts) => out.extend(parts.iter().map(|r| r.keyspace.as_str())),
             Plan::InsertSelect(i) => i.select.collect_keyspaces(out),
             Plan::OrderedWrite(w) => out.push(&w.route.keyspace),
@@ -840,6 +853,14 @@ impl Plan {
                 out.push_str("Concatenate");
                 for part in parts {
                     for line in Plan::Route(part.clone()).describe().lines() {
+                        let _ = write!(out, "\n  {line}");
+                    }
+                }
+            }
+            Plan::Append(plans) => {
+                let _ = write!(out, "Append");
+                for p in plans {
+                    for line in p.describe().lines() {
                         let _ = write!(out, "\n  {line}");
                     }
                 }

@@ -644,7 +644,7 @@ fn first_select(query: &Query) -> Option<&Select> {
 }
 
 /// A plain SELECT's text with more items at the end of its select list.
-fn with_items(sql: &str, items: &[String]) -> Option<String> {
+pub(crate) fn with_items(sql: &str, items: &[String]) -> Option<String> {
     let source = SourceText::new(sql);
     let clauses = select_clauses(&source)?;
     let last = clauses.items.last()?;

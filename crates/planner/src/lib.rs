@@ -45,6 +45,7 @@ mod tables;
 mod template;
 mod text;
 mod union;
+mod union_limits;
 
 use engine::Plan;
 use sqlparser::ast::Statement;

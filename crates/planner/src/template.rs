@@ -67,6 +67,12 @@ pub fn bind(template: &Plan, literals: &[Literal], vschema: &VSchema) -> Option<
         }
         // Its column names are the items' texts, literals and all.
         Plan::ShardEval(_) => return None,
+        Plan::Append(plans) => Plan::Append(
+            plans
+                .iter()
+                .map(|p| bind(p, literals, vschema))
+                .collect::<Option<_>>()?,
+        ),
         // Which databases answer depends on the literals.
         Plan::Concat(_) => return None,
         Plan::OrderedWrite(w) => {

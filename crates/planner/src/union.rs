@@ -30,7 +30,12 @@ pub(crate) fn plan_union(
 ) -> Result<Plan, PlanError> {
     let mut selects = Vec::new();
     let mut operators = Vec::new();
-    branches(&query.body, &mut selects, &mut operators)?;
+    let mut own = Vec::new();
+    branches(&query.body, &mut selects, &mut own, &mut operators)?;
+    // A branch's own LIMIT (its ORDER BY alone changes nothing in a UNION).
+    let limited = own
+        .iter()
+        .any(|q| q.is_some_and(|q: &Query| q.limit_clause.is_some()));
     // The outermost operator decides: a UNION (distinct) removes the duplicates of everything
     // before it, whatever those operators were. A UNION ALL after one would keep its own
     // duplicates while the earlier branches lose theirs.
@@ -65,6 +70,19 @@ pub(crate) fn plan_union(
             query: query_text.to_string(),
             elsewhere: None,
         }));
+    }
+    if limited {
+        if distinct {
+            return Err(unsupported(
+                "LIMIT inside a branch of a UNION (distinct) over several shards",
+            ));
+        }
+        if placed.iter().any(|b| matches!(b, Branch::Everywhere)) {
+            return Err(unsupported(
+                "LIMIT inside a UNION branch, with a branch that reads no sharded table, over several shards",
+            ));
+        }
+        return crate::union_limits::plan(query_text, &selects, &own, keyspace, opcode);
     }
     let (body, tail) =
         split_tail(query_text).ok_or_else(|| unsupported("this UNION text over several shards"))?;
@@ -162,7 +180,7 @@ fn silenced(body: &str, selects: &[&Select], silence: &[usize]) -> Option<String
 
 /// The byte ranges of a UNION's branches: the text between its top-level UNION [ALL|DISTINCT]
 /// keywords.
-fn branch_ranges(body: &str) -> Option<Vec<std::ops::Range<usize>>> {
+pub(crate) fn branch_ranges(body: &str) -> Option<Vec<std::ops::Range<usize>>> {
     let source = SourceText::new(body);
     let tokens = Tokenizer::new(&MySqlDialect {}, body)
         .tokenize_with_location()
@@ -193,18 +211,36 @@ fn branch_ranges(body: &str) -> Option<Vec<std::ops::Range<usize>>> {
     Some(ranges)
 }
 
-/// The branches of a UNION in order, and whether each operator is distinct, outermost first.
+/// The branches of a UNION in order, with the parenthesised query holding a branch's own ORDER
+/// BY / LIMIT, and whether each operator is distinct, outermost first.
 fn branches<'q>(
     body: &'q SetExpr,
     out: &mut Vec<&'q Select>,
+    own: &mut Vec<Option<&'q Query>>,
     distinct: &mut Vec<bool>,
 ) -> Result<(), PlanError> {
     match body {
-        SetExpr::Select(s) => out.push(s),
+        SetExpr::Select(s) => {
+            out.push(s);
+            own.push(None);
+        }
         SetExpr::Query(q)
             if q.with.is_none() && q.order_by.is_none() && q.limit_clause.is_none() =>
         {
-            branches(&q.body, out, distinct)?
+            branches(&q.body, out, own, distinct)?
+        }
+        SetExpr::Query(q) if q.with.is_none() && q.fetch.is_none() && q.locks.is_empty() => {
+            match q.body.as_ref() {
+                SetExpr::Select(s) => {
+                    out.push(s);
+                    own.push(Some(q));
+                }
+                _ => {
+                    return Err(unsupported(
+                        "ORDER BY or LIMIT on a nested set operation over several shards",
+                    ))
+                }
+            }
         }
         SetExpr::SetOperation {
             op: SetOperator::Union,
@@ -218,15 +254,15 @@ fn branches<'q>(
                 other => return Err(unsupported(format!("UNION {other} over several shards"))),
             };
             distinct.push(this);
-            branches(left, out, distinct)?;
-            branches(right, out, distinct)?;
+            branches(left, out, own, distinct)?;
+            branches(right, out, own, distinct)?;
         }
         SetExpr::SetOperation { op, .. } => {
             return Err(unsupported(format!("{op} over several shards")))
         }
         SetExpr::Query(_) => {
             return Err(unsupported(
-                "ORDER BY, LIMIT or WITH inside a UNION branch over several shards",
+                "WITH, FETCH or locking inside a UNION branch over several shards",
             ))
         }
         _ => return Err(unsupported("this UNION branch over several shards")),
@@ -256,7 +292,7 @@ fn opcode(placed: &[Branch], keyspace: &Keyspace) -> Opcode {
 
 /// The UNION's column names (the first branch's), quoted, for the DISTINCT wrapper: as MySQL
 /// names them, an unaliased expression by its text (a string literal by its value).
-fn column_names(first: &Select, source: &SourceText<'_>) -> Result<String, PlanError> {
+pub(crate) fn column_names(first: &Select, source: &SourceText<'_>) -> Result<String, PlanError> {
     let mut names: Vec<String> = Vec::new();
     for item in &first.projection {
         let unnamed = || {
@@ -297,7 +333,7 @@ fn column_names(first: &Select, source: &SourceText<'_>) -> Result<String, PlanE
 
 /// The UNION's text and what follows it (its own ORDER BY / LIMIT): split at the first ORDER or
 /// LIMIT keyword outside parentheses after the last UNION.
-fn split_tail(sql: &str) -> Option<(&str, &str)> {
+pub(crate) fn split_tail(sql: &str) -> Option<(&str, &str)> {
     let source = SourceText::new(sql);
     let tokens = Tokenizer::new(&MySqlDialect {}, sql)
         .tokenize_with_location()
