@@ -391,7 +391,9 @@ SELECT name FROM customers WHERE id IN (6, 7, 8) UNION SELECT name FROM customer
 (SELECT id AS x FROM customers WHERE city IS NULL ORDER BY x DESC LIMIT 2) UNION ALL SELECT customer_id FROM orders WHERE qty = 7 ORDER BY x
 (SELECT price FROM orders ORDER BY qty DESC, order_id LIMIT 2) UNION ALL (SELECT id FROM customers ORDER BY id LIMIT 2) UNION ALL (SELECT score FROM customers WHERE id < 0 ORDER BY score, id LIMIT 1)
 (SELECT id FROM customers WHERE id > 1000000 ORDER BY id LIMIT 2) UNION ALL (SELECT customer_id FROM orders ORDER BY order_id LIMIT 1)
-refused: (SELECT id FROM customers ORDER BY id LIMIT 2) UNION (SELECT customer_id FROM orders ORDER BY order_id LIMIT 2)  # LIMIT inside a branch of a UNION (distinct)
+(SELECT id FROM customers ORDER BY id LIMIT 3) UNION (SELECT customer_id FROM orders ORDER BY order_id LIMIT 4)
+(SELECT city FROM customers ORDER BY id DESC LIMIT 6) UNION (SELECT city FROM customers WHERE id < 50) UNION SELECT 'Lyon' ORDER BY city LIMIT 4
+(SELECT qty, price FROM orders ORDER BY price DESC, order_id LIMIT 5) UNION (SELECT qty, price FROM orders ORDER BY qty, order_id LIMIT 5) ORDER BY 2, 1
 # A UNION (distinct) last removes the duplicates of every branch before it.
 SELECT id FROM customers WHERE id < 10 UNION ALL SELECT customer_id FROM orders WHERE customer_id < 10 UNION SELECT id FROM products
 (SELECT city FROM customers UNION ALL SELECT city FROM customers WHERE id < 50) UNION SELECT city FROM customers WHERE id > 100 ORDER BY city

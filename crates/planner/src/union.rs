@@ -72,17 +72,16 @@ pub(crate) fn plan_union(
         }));
     }
     if limited {
-        if distinct {
-            return Err(unsupported(
-                "LIMIT inside a branch of a UNION (distinct) over several shards",
-            ));
-        }
-        if placed.iter().any(|b| matches!(b, Branch::Everywhere)) {
+        // A branch that reads no sharded table gives its rows on every shard: under UNION
+        // (distinct) they are one row each in the end, but its own LIMIT would count copies.
+        let everywhere = |i: usize| matches!(placed[i], Branch::Everywhere);
+        let has_limit = |i: usize| own[i].is_some_and(|q: &Query| q.limit_clause.is_some());
+        if (0..placed.len()).any(|i| everywhere(i) && (!distinct || has_limit(i))) {
             return Err(unsupported(
                 "LIMIT inside a UNION branch, with a branch that reads no sharded table, over several shards",
             ));
         }
-        return crate::union_limits::plan(query_text, &selects, &own, keyspace, opcode);
+        return crate::union_limits::plan(query_text, &selects, &own, distinct, keyspace, opcode);
     }
     let (body, tail) =
         split_tail(query_text).ok_or_else(|| unsupported("this UNION text over several shards"))?;

@@ -40,6 +40,7 @@ pub(crate) fn plan(
     query_text: &str,
     selects: &[&Select],
     own: &[Option<&Query>],
+    distinct: bool,
     keyspace: &Keyspace,
     opcode: Opcode,
 ) -> Result<Plan, PlanError> {
@@ -139,7 +140,25 @@ pub(crate) fn plan(
         return Err(refuse("this ORDER BY or LIMIT"));
     };
     let mut outer_keys = Vec::new();
-    let mut outer_weights = Vec::new();
+    // The UNION's columns whose weights ride along: UNION (distinct) compares every one.
+    let mut outer_weights: Vec<usize> = Vec::new();
+    let weight_of = |c: usize, weights: &mut Vec<usize>| -> usize {
+        let n = weights.iter().position(|&x| x == c).unwrap_or_else(|| {
+            weights.push(c);
+            weights.len() - 1
+        });
+        visible + hidden.len() + n
+    };
+    let all: Vec<SortKey> = match distinct {
+        true => (0..visible)
+            .map(|c| SortKey {
+                column: c,
+                weight: Some(weight_of(c, &mut outer_weights)),
+                desc: false,
+            })
+            .collect(),
+        false => Vec::new(),
+    };
     if let Some(order) = &outer.order_by {
         let OrderByKind::Expressions(exprs) = &order.kind else {
             return Err(refuse("this ORDER BY"));
@@ -153,10 +172,9 @@ pub(crate) fn plan(
                     .ok_or_else(|| refuse(&format!("ORDER BY {id}, not a column of the UNION,")))?,
                 _ => return Err(refuse("an ORDER BY that is not a column of the UNION")),
             };
-            outer_weights.push(column);
             outer_keys.push(SortKey {
                 column,
-                weight: Some(visible + hidden.len() + outer_weights.len() - 1),
+                weight: Some(weight_of(column, &mut outer_weights)),
                 desc: matches!(o.options.sort, Some(sqlparser::ast::OrderBySort::Desc)),
             });
         }
@@ -199,7 +217,7 @@ pub(crate) fn plan(
                 (false, _) => format!("({core} LIMIT 0)"),
             });
         }
-        Ok(branches.join(" UNION ALL "))
+        Ok(branches.join(if distinct { " UNION " } else { " UNION ALL " }))
     };
     let route = |query: String| Route {
         keyspace: keyspace.name.clone(),
@@ -250,6 +268,15 @@ pub(crate) fn plan(
     }
 
     let mut stages = Vec::new();
+    if distinct {
+        // Every branch's rows together, each distinct row once.
+        stages.push(Stage::MemorySort { keys: all.clone() });
+        stages.push(Stage::OrderedAggregate {
+            group: all,
+            aggregates: Vec::new(),
+            rollup: false,
+        });
+    }
     if !outer_keys.is_empty() {
         stages.push(Stage::MemorySort { keys: outer_keys });
     }
