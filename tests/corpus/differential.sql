@@ -176,7 +176,10 @@ SELECT NULLIF(COUNT(score), COUNT(*)), COUNT(*) - COUNT(score), FORMAT(SUM(balan
 SELECT COALESCE(SUM(v), 0), IFNULL(MIN(s), 'none') FROM misc
 SELECT customer_id, IF(MAX(qty) = MIN(qty), 'same', 'mixed') AS q FROM orders WHERE customer_id < 20 GROUP BY customer_id HAVING COUNT(*) > 1 ORDER BY customer_id LIMIT 5
 SELECT city, CONCAT(COUNT(*), ' of ', MIN(id)) FROM customers GROUP BY city WITH ROLLUP
-refused: SELECT customer_id, COALESCE(SUM(price), 0) AS total FROM orders GROUP BY customer_id ORDER BY total  # computed from the merged aggregates
+SELECT customer_id, COALESCE(SUM(price), 0) AS total FROM orders GROUP BY customer_id ORDER BY total DESC, customer_id LIMIT 5
+SELECT city, CONCAT(UPPER(city), COUNT(*)) AS label FROM customers GROUP BY city ORDER BY label, city
+SELECT product_id, IF(SUM(qty) > 50, 'big', 'small') AS s, SUM(qty) FROM orders GROUP BY product_id ORDER BY s DESC, 3, product_id LIMIT 2, 6
+refused: SELECT customer_id, COALESCE(SUM(price), 0) AS total FROM orders GROUP BY customer_id ORDER BY total, MIN(qty)  # not a select item
 # --- BIT_AND / BIT_OR / BIT_XOR: shards' results combined bit by bit (NULLs ignored, identity on no rows)
 SELECT BIT_OR(qty), BIT_AND(qty), BIT_XOR(qty) FROM orders
 SELECT product_id, BIT_XOR(customer_id), BIT_OR(qty) FROM orders GROUP BY product_id ORDER BY product_id

@@ -50,6 +50,9 @@ pub struct ShardEval {
     pub select: String,
     /// `SELECT <input 0> AS a0, ..., 0 AS sg_n FROM ... LIMIT 0`: no row, the inputs' types.
     pub typing: String,
+    /// Applied to the evaluated rows: the visible columns, then what `select` computes beyond
+    /// the items (sort weights); ORDER BY an item computed here, LIMIT, DropHidden.
+    pub stages: Vec<Stage>,
 }
 
 /// UPDATE or DELETE ... [ORDER BY ...] LIMIT n over several shards. Each shard reads (and locks)
@@ -866,13 +869,19 @@ impl Plan {
                 }
             }
             Plan::ShardEval(e) => {
+                let mut depth = 0;
+                for stage in e.stages.iter().rev() {
+                    let _ = writeln!(out, "{}{}", "  ".repeat(depth), describe_stage(stage));
+                    depth += 1;
+                }
+                let indent = "  ".repeat(depth);
                 let _ = write!(
                     out,
-                    "ShardEval {} items={:?} select: {}\n  typing: {}",
+                    "{indent}ShardEval {} items={:?} select: {}\n{indent}  typing: {}",
                     e.keyspace, e.items, e.select, e.typing
                 );
                 for line in e.input.describe().lines() {
-                    let _ = write!(out, "\n  {line}");
+                    let _ = write!(out, "\n{indent}  {line}");
                 }
             }
             Plan::Derived(d) => {

@@ -13,6 +13,7 @@ use vschema::VSchema;
 use crate::derived::{run_inner, Message, IN_FLIGHT};
 use crate::plan::{Opcode, Plan, Route, ShardEval};
 use crate::pullout::{collect_at_most, literal};
+use crate::select::{build, finish, push, Run};
 use crate::{Column, EngineError, ExecOptions, Executor, Outcome, RowSink, Value};
 
 /// Rows per evaluating statement: bounds its text and the rows held.
@@ -37,7 +38,7 @@ pub(crate) async fn execute<E: Executor, S: RowSink>(
             sink,
             input: None,
             batch: Vec::new(),
-            started: false,
+            runs: None,
         };
         while let Some(message) = rx.recv().await {
             match message {
@@ -60,8 +61,8 @@ struct Evaluating<'a, E, S> {
     sink: &'a mut S,
     input: Option<Arc<[Column]>>,
     batch: Vec<Vec<Value>>,
-    /// The client has the columns.
-    started: bool,
+    /// The stages after evaluation, once the columns are known (the client then has them).
+    runs: Option<Vec<Run<'a>>>,
 }
 
 impl<E: Executor, S: RowSink> Evaluating<'_, E, S> {
@@ -88,7 +89,18 @@ impl<E: Executor, S: RowSink> Evaluating<'_, E, S> {
     /// Evaluates the held rows and sends them on; at the `end`, with no row ever, still asks for
     /// the items' columns.
     async fn flush(&mut self, end: bool) -> Result<(), EngineError> {
-        if self.batch.is_empty() && (self.started || !end) {
+        if self.batch.is_empty() && !end {
+            return Ok(());
+        }
+        if self.batch.is_empty() && self.runs.is_some() {
+            // The end, with every row evaluated: what the stages still hold.
+            if let Some(runs) = self.runs.as_mut() {
+                let mut out = Vec::new();
+                finish(runs, 0, &mut out)?;
+                for r in out {
+                    self.sink.row(r).await?;
+                }
+            }
             return Ok(());
         }
         let eval = self.eval;
@@ -123,7 +135,7 @@ impl<E: Executor, S: RowSink> Evaluating<'_, E, S> {
             self.batch.len(),
         )
         .await?;
-        if computed.rows.len() != self.batch.len() || computed.columns.len() != eval.items.len() {
+        if computed.rows.len() != self.batch.len() || computed.columns.len() < eval.items.len() {
             return Err(EngineError::Bug(format!(
                 "{} rows of {} items evaluated for {} rows of {}",
                 computed.rows.len(),
@@ -132,20 +144,39 @@ impl<E: Executor, S: RowSink> Evaluating<'_, E, S> {
                 eval.items.len()
             )));
         }
-        if !self.started {
+        if self.runs.is_none() {
             let mut columns = input[..eval.visible].to_vec();
             for (&at, def) in eval.items.iter().zip(&computed.columns) {
                 columns[at] = def.clone();
             }
-            self.sink.columns(Arc::from(columns)).await?;
-            self.started = true;
+            columns.extend(computed.columns[eval.items.len()..].iter().cloned());
+            let (runs, output) = build(&eval.stages, columns, self.options)?;
+            self.sink.columns(Arc::from(output)).await?;
+            self.runs = Some(runs);
         }
+        let runs = self
+            .runs
+            .as_mut()
+            .ok_or_else(|| EngineError::Bug("evaluated rows without stages".into()))?;
+        let mut out = Vec::new();
         for (mut row, values) in self.batch.drain(..).zip(computed.rows) {
             row.truncate(eval.visible);
-            for (&at, v) in eval.items.iter().zip(values) {
+            let mut values = values.into_iter();
+            for (&at, v) in eval.items.iter().zip(values.by_ref()) {
                 row[at] = v;
             }
-            self.sink.row(row).await?;
+            row.extend(values);
+            // A LIMIT that is met still lets the batch finish; the rest is dropped.
+            let _ = push(runs, 0, row, &mut out)?;
+            for r in out.drain(..) {
+                self.sink.row(r).await?;
+            }
+        }
+        if end {
+            finish(runs, 0, &mut out)?;
+            for r in out.drain(..) {
+                self.sink.row(r).await?;
+            }
         }
         Ok(())
     }

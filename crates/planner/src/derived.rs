@@ -308,6 +308,7 @@ fn plan(
         items: e.items,
         select: e.select,
         typing: e.typing,
+        stages: Vec::new(),
     }))
 }
 

@@ -853,16 +853,48 @@ impl Ctx<'_, '_> {
         };
 
         // The inputs of the items a shard computes follow the client's columns.
+        // ORDER BY an item a shard computes: the whole ORDER BY and LIMIT apply after the
+        // evaluation, over select items, each with a weight the shard computes as well.
+        let mut post_order: Vec<(usize, bool)> = Vec::new();
+        if order.iter().any(|(e, _, _)| {
+            find_item(e, items, true)
+                .ok()
+                .flatten()
+                .is_some_and(|i| at_shard.contains(&i))
+        }) {
+            for (e, desc, _) in order {
+                let i = find_item(e, items, true)?.ok_or_else(|| {
+                    unsupported(format!(
+                        "ORDER BY {e}, not a select item, with items computed from the merged \
+                         aggregates, across shards"
+                    ))
+                })?;
+                if calls[i]
+                    .as_ref()
+                    .is_some_and(|c| c.func == AggFn::GroupConcat)
+                {
+                    return Err(unsupported("ORDER BY a GROUP_CONCAT across shards"));
+                }
+                post_order.push((i, *desc));
+            }
+        }
         let shard_eval = if at_shard.is_empty() {
             None
         } else {
             Some(self.shard_inputs(
                 items,
                 &at_shard,
+                &post_order,
                 &mut columns,
                 &mut aggregates,
                 &mut outputs,
             )?)
+        };
+        let limit_after_eval = if post_order.is_empty() { None } else { limit };
+        let (order, limit) = if post_order.is_empty() {
+            (order, limit)
+        } else {
+            (&[][..], None)
         };
 
         // ORDER BY after aggregation, on the projected rows plus carried helper columns.
@@ -878,12 +910,6 @@ impl Ctx<'_, '_> {
                 {
                     // Its collation weight is the shards' to compute, and no shard has it whole.
                     return Err(unsupported("ORDER BY a GROUP_CONCAT across shards"));
-                }
-                Some(i) if at_shard.contains(&i) => {
-                    return Err(unsupported(format!(
-                        "ORDER BY {}, computed from the merged aggregates, across shards",
-                        items[i].expr_text
-                    )));
                 }
                 Some(i) => {
                     // Text needs a weight; numbers ignore it. Aggregates other than MIN/MAX are numbers.
@@ -976,18 +1002,38 @@ impl Ctx<'_, '_> {
             stages,
             wildcard: None,
         });
-        Ok(match shard_eval {
-            None => merged,
-            Some((select, typing)) => Plan::ShardEval(engine::ShardEval {
-                input: Box::new(merged),
-                keyspace: self.keyspace.to_string(),
-                opcode: engine::any_shard(!matches!(self.opcode, engine::Opcode::Unsharded)),
-                visible: items.len(),
-                items: at_shard,
-                select,
-                typing,
-            }),
-        })
+        let Some((select, typing)) = shard_eval else {
+            return Ok(merged);
+        };
+        let mut stages = Vec::new();
+        if !post_order.is_empty() {
+            let keys = post_order
+                .iter()
+                .enumerate()
+                .map(|(n, &(i, desc))| SortKey {
+                    column: i,
+                    weight: Some(items.len() + n),
+                    desc,
+                })
+                .collect();
+            stages.push(Stage::MemorySort { keys });
+            if let Some((offset, count)) = limit_after_eval {
+                stages.push(Stage::Limit { offset, count });
+            }
+            stages.push(Stage::DropHidden {
+                count: post_order.len(),
+            });
+        }
+        Ok(Plan::ShardEval(engine::ShardEval {
+            input: Box::new(merged),
+            keyspace: self.keyspace.to_string(),
+            opcode: engine::any_shard(!matches!(self.opcode, engine::Opcode::Unsharded)),
+            visible: items.len(),
+            items: at_shard,
+            select,
+            typing,
+            stages,
+        }))
     }
 
     /// For the items a shard computes (`at_shard`): each input (an aggregate's merged value, or
@@ -997,6 +1043,7 @@ impl Ctx<'_, '_> {
         &self,
         items: &[Item<'_>],
         at_shard: &[usize],
+        order: &[(usize, bool)],
         columns: &mut Columns,
         aggregates: &mut Vec<Aggregate>,
         outputs: &mut Vec<OutputColumn>,
@@ -1042,6 +1089,7 @@ impl Ctx<'_, '_> {
             subquery: false,
         };
         let mut select = Vec::new();
+        let mut rewritten = Vec::new();
         for &i in at_shard {
             let mut e = items[i].expr.clone();
             let _ = e.visit(&mut inputs);
@@ -1052,6 +1100,20 @@ impl Ctx<'_, '_> {
                 )));
             }
             select.push(format!("{e} AS `{}`", items[i].name().replace('`', "``")));
+            rewritten.push((i, e));
+        }
+        // The ORDER BY items' sort weights: of a computed item's expression, or of another
+        // item's merged value, given as one more input.
+        for (n, &(i, _)) in order.iter().enumerate() {
+            let value = match rewritten.iter().find(|(x, _)| *x == i) {
+                Some((_, e)) => e.to_string(),
+                None => {
+                    let mut e = items[i].expr.clone();
+                    let _ = e.visit(&mut inputs);
+                    e.to_string()
+                }
+            };
+            select.push(format!("WEIGHT_STRING(RTRIM({value})) AS sg_w{n}"));
         }
         let mut typing = Vec::new();
         for (n, leaf) in inputs.leaves.iter().enumerate() {
