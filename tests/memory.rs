@@ -226,6 +226,39 @@ tables.big = {{ primary_vindex = {{ column = "id", vindex = "hash" }} }}
     };
     assert!(e.message.contains("max_buffered_rows"), "{}", e.message);
 
+    // An aggregate subquery per outer row is a grouped LEFT JOIN: bounded like one.
+    let counts: Vec<(i64, i64)> = c
+        .query(
+            "SELECT b.id, (SELECT COUNT(*) FROM big x WHERE x.v = b.id AND x.id BETWEEN 499991 AND 500000) AS n \
+             FROM big b WHERE b.id <= 12 ORDER BY b.id",
+        )
+        .await
+        .unwrap();
+    // Ids 499991..=500000 (v 991..=999 and 0) on the first shard: none of them is v 1..=12.
+    assert_eq!(counts.len(), 12);
+    assert!(counts.iter().all(|&(_, n)| n == 0), "{counts:?}");
+    let counts: Vec<(i64, i64)> = c
+        .query(
+            "SELECT b.id, (SELECT COUNT(*) FROM big x WHERE x.v = b.id AND x.id < 3000) AS n \
+             FROM big b WHERE b.id <= 3 ORDER BY b.id",
+        )
+        .await
+        .unwrap();
+    // v = id % 1000 over ids 1..=2999: three of each small v.
+    assert_eq!(counts, vec![(1, 3), (2, 3), (3, 3)]);
+    // 500 matches of each of 12 outer rows on the second shard: more than max_buffered_rows.
+    let err = c
+        .query_drop(
+            "SELECT b.id, (SELECT COUNT(*) FROM big x WHERE x.v = b.id AND x.id > 500000) \
+             FROM big b WHERE b.id <= 12",
+        )
+        .await
+        .unwrap_err();
+    let mysql_async::Error::Server(e) = err else {
+        panic!("{err}")
+    };
+    assert!(e.message.contains("max_buffered_rows"), "{}", e.message);
+
     // A semi-join holds its outer rows (up to max_buffered_rows) and one batch's matches.
     let n: Option<i64> = c
         .query_first(

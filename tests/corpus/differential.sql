@@ -298,6 +298,13 @@ SELECT o.order_id FROM orders o WHERE o.qty NOT IN (SELECT c.score FROM customer
 SELECT COUNT(*) FROM orders o WHERE o.qty NOT IN (SELECT c.score FROM customers c WHERE c.id = o.product_id + 100 AND c.score IS NOT NULL)
 SELECT c.id, o.order_id FROM customers c JOIN orders o ON o.product_id = c.id WHERE c.note IS NOT NULL AND c.city IS NULL AND o.qty IS NOT NULL ORDER BY o.order_id
 refused: SELECT c.id FROM customers c WHERE c.city NOT IN (SELECT x.city FROM customers x WHERE x.score = c.id)  # the result does not say which collation applies
+# aggregate subqueries in the select list, correlated off the vindex: a LEFT JOIN grouped by the outer key
+SELECT c.id, (SELECT COUNT(*) FROM orders o WHERE o.product_id = c.id) FROM customers c WHERE c.id < 30 ORDER BY c.id
+SELECT c.id, c.name, (SELECT SUM(o.qty) FROM orders o WHERE o.product_id = c.id AND o.price > 10) AS q FROM customers c WHERE c.id BETWEEN 1 AND 25 ORDER BY q DESC, c.id
+SELECT id, name, (SELECT MAX(o.placed) FROM orders o WHERE o.product_id = customers.id) AS last FROM customers WHERE id < 12 ORDER BY id
+SELECT c.id, (SELECT AVG(o.price) FROM orders o WHERE o.qty = c.score) FROM customers c WHERE c.city = 'Oslo' ORDER BY c.id
+SELECT c.id, (SELECT MIN(x.balance) FROM customers x WHERE x.score = c.id) m FROM customers c WHERE c.id < 10
+refused: SELECT name, (SELECT MAX(o.placed) FROM orders o WHERE o.product_id = customers.id) AS last FROM customers WHERE id < 12 ORDER BY id  # an ORDER BY that is not a select item
 refused: SELECT c.id FROM customers c WHERE EXISTS (SELECT COUNT(*) FROM orders o WHERE o.product_id = c.id)  # neither pinned to one shard nor correlated on its vindex column
 # --- subqueries that run first (uncorrelated, on other shards or in keyspace main), their
 # results spliced into the statement as literals

@@ -38,6 +38,7 @@ mod normalize;
 mod pullout;
 mod qualify;
 mod routing;
+mod scalar_subquery;
 mod scatter;
 mod select;
 mod semi_join;

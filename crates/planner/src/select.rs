@@ -48,6 +48,7 @@ pub(crate) fn plan_select(
             let at_proxy = grouped.as_ref().unwrap_or(query);
             crate::pullout::plan_pull_out(query, source, ctx)
                 .or_else(|| crate::semi_join::plan_semi_join(at_proxy, source, ctx))
+                .or_else(|| crate::scalar_subquery::plan_scalar_subquery(at_proxy, source, ctx))
                 .or_else(|| crate::join::plan_join(at_proxy, source, ctx))
                 .or_else(|| crate::derived::plan_derived(at_proxy, source, ctx))
                 .unwrap_or(Err(e))

@@ -248,7 +248,7 @@ fn exists_kind(negated: bool) -> JoinKind {
 }
 
 /// The name that qualifies a table's columns: its alias, else its name's last part.
-fn qualifier(factor: &TableFactor) -> Option<String> {
+pub(crate) fn qualifier(factor: &TableFactor) -> Option<String> {
     match factor {
         TableFactor::Table {
             name, alias, args, ..
@@ -260,7 +260,7 @@ fn qualifier(factor: &TableFactor) -> Option<String> {
     }
 }
 
-fn has_subquery<V: Visit>(node: &V) -> bool {
+pub(crate) fn has_subquery<V: Visit>(node: &V) -> bool {
     struct Finder;
     impl Visitor for Finder {
         type Break = ();
@@ -272,7 +272,7 @@ fn has_subquery<V: Visit>(node: &V) -> bool {
 }
 
 /// Whether every column of `e` is `q.column` with `q` one of `qualifiers`.
-fn columns_qualified_by(e: &Expr, qualifiers: &[&str]) -> bool {
+pub(crate) fn columns_qualified_by(e: &Expr, qualifiers: &[&str]) -> bool {
     struct Check<'a>(&'a [&'a str]);
     impl Visitor for Check<'_> {
         type Break = ();
@@ -297,7 +297,7 @@ fn columns_qualified_by(e: &Expr, qualifiers: &[&str]) -> bool {
 
 /// Qualifies `e`'s bare columns with `table` (a bare name among `aliases` stays); `None` when a
 /// qualified column names another table.
-fn qualify(e: &mut Expr, table: &str, aliases: &[String]) -> Option<()> {
+pub(crate) fn qualify(e: &mut Expr, table: &str, aliases: &[String]) -> Option<()> {
     struct Qualify<'a> {
         table: &'a str,
         aliases: &'a [String],

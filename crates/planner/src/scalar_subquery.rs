@@ -1,0 +1,276 @@
+//! A select item that is an aggregate subquery correlated off the vindex column (`SELECT c.id,
+//! (SELECT COUNT(*) FROM orders o WHERE o.product_id = c.id) FROM customers c`): a lookup per
+//! outer row, done as the LEFT JOIN grouped by the outer table's primary key,
+//!
+//! ```sql
+//! SELECT c.id, COUNT(o.<key>) AS `(SELECT COUNT(*) ...)` FROM customers c
+//!   LEFT JOIN orders o ON o.product_id = c.id GROUP BY c.<key>, c.id
+//! ```
+//!
+//! which `join` runs as a nested loop: each outer row once, its aggregate over its matches (COUNT
+//! 0 and the others NULL without any, as the subquery gives).
+//!
+//! Taken: a one-table SELECT without grouping whose one subquery is a whole select item, over one
+//! table, selecting COUNT, SUM, MIN, MAX or AVG, its columns qualified.
+
+use engine::Plan;
+use sqlparser::ast::{
+    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, Join,
+    JoinConstraint, JoinOperator, OrderByKind, Query, SelectItem, SetExpr, Statement,
+};
+use sqlparser::dialect::MySqlDialect;
+use sqlparser::parser::Parser;
+
+use crate::aggregates::{aggregate, has_aggregate, AggFn};
+use crate::semi_join::{columns_qualified_by, has_subquery, qualifier, qualify};
+use crate::text::SourceText;
+use crate::{unsupported, Context, PlanError};
+
+pub(crate) fn plan_scalar_subquery(
+    query: &Query,
+    source: &SourceText<'_>,
+    ctx: &Context<'_>,
+) -> Option<Result<Plan, PlanError>> {
+    // The rewrite is printed by the parser, which would lose a string's backslash escapes.
+    if source.sql().contains('\\') {
+        return None;
+    }
+    let rewritten = match rewrite(query, source, ctx)? {
+        Ok(q) => q,
+        Err(e) => return Some(Err(e)),
+    };
+    let text = rewritten.to_string();
+    let mut parsed = Parser::parse_sql(&MySqlDialect {}, &text).ok()?;
+    let Some(Statement::Query(parsed)) = parsed.pop() else {
+        return None;
+    };
+    crate::join::plan_join(&parsed, &SourceText::new(&text), ctx)
+}
+
+fn rewrite(
+    query: &Query,
+    source: &SourceText<'_>,
+    ctx: &Context<'_>,
+) -> Option<Result<Query, PlanError>> {
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
+    let [from] = select.from.as_slice() else {
+        return None;
+    };
+    let grouped = !matches!(&select.group_by, GroupByExpr::Expressions(e, _) if e.is_empty());
+    if !from.joins.is_empty()
+        || query.with.is_some()
+        || grouped
+        || select.having.is_some()
+        || select.distinct.is_some()
+        || select.selection.as_ref().is_some_and(has_subquery)
+    {
+        return None;
+    }
+    let outer = qualifier(&from.relation)?;
+    let exprs: Vec<(&Expr, Option<&Ident>)> = select
+        .projection
+        .iter()
+        .map(|i| match i {
+            SelectItem::UnnamedExpr(e) => Some((e, None)),
+            SelectItem::ExprWithAlias { expr, alias } => Some((expr, Some(alias))),
+            _ => None,
+        })
+        .collect::<Option<_>>()?;
+    let with_subquery: Vec<usize> = (0..exprs.len())
+        .filter(|&i| has_subquery(exprs[i].0))
+        .collect();
+    let &[at] = with_subquery.as_slice() else {
+        return None;
+    };
+    if exprs
+        .iter()
+        .enumerate()
+        .any(|(i, (e, _))| i != at && has_aggregate(e))
+    {
+        return None;
+    }
+    let (Expr::Subquery(sub), alias) = exprs[at] else {
+        return None;
+    };
+    let SetExpr::Select(inner) = sub.body.as_ref() else {
+        return None;
+    };
+    let [inner_from] = inner.from.as_slice() else {
+        return None;
+    };
+    let inner_name = qualifier(&inner_from.relation)?;
+    let [SelectItem::UnnamedExpr(value) | SelectItem::ExprWithAlias { expr: value, .. }] =
+        inner.projection.as_slice()
+    else {
+        return None;
+    };
+    let call = match aggregate(value)? {
+        Ok(call) => call,
+        Err(_) => return None,
+    };
+    let on = inner.selection.clone()?;
+    if !inner_from.joins.is_empty()
+        || sub.with.is_some()
+        || sub.limit_clause.is_some()
+        || inner.having.is_some()
+        || !matches!(&inner.group_by, GroupByExpr::Expressions(e, _) if e.is_empty())
+        || inner_name.eq_ignore_ascii_case(&outer)
+        || !columns_qualified_by(&on, &[outer.as_str(), inner_name.as_str()])
+        || !columns_qualified_by(value, &[inner_name.as_str()])
+        || has_subquery(&on)
+    {
+        return None;
+    }
+    Some(build(
+        query,
+        select.as_ref(),
+        at,
+        alias,
+        value,
+        call.func,
+        &outer,
+        &inner_name,
+        inner_from,
+        on,
+        source,
+        ctx,
+    ))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build(
+    query: &Query,
+    select: &sqlparser::ast::Select,
+    at: usize,
+    alias: Option<&Ident>,
+    value: &Expr,
+    func: AggFn,
+    outer: &str,
+    inner_name: &str,
+    inner_from: &sqlparser::ast::TableWithJoins,
+    on: Expr,
+    source: &SourceText<'_>,
+    ctx: &Context<'_>,
+) -> Result<Query, PlanError> {
+    let refuse = |what: &str| {
+        unsupported(format!(
+            "a correlated subquery in the select list {what}, across shards"
+        ))
+    };
+    let key_of = |factor: &sqlparser::ast::TableFactor| -> Result<Vec<String>, PlanError> {
+        let sqlparser::ast::TableFactor::Table { name, .. } = factor else {
+            return Err(refuse("over a derived table"));
+        };
+        let resolved = crate::tables::resolve(name, ctx)?;
+        Ok(ctx
+            .catalog
+            .columns(&resolved.keyspace.name, &resolved.name)?
+            .map(|c| c.primary.clone())
+            .unwrap_or_default())
+    };
+    let outer_key = key_of(&select.from[0].relation)?;
+    if outer_key.is_empty() {
+        return Err(refuse("over a table without a primary key"));
+    }
+    // COUNT(*) counts the matches: a column of them that is never NULL.
+    let mut value = value.clone();
+    if func == AggFn::Count {
+        if let Expr::Function(f) = &mut value {
+            if let FunctionArguments::List(list) = &mut f.args {
+                if let [FunctionArg::Unnamed(arg @ FunctionArgExpr::Wildcard)] =
+                    list.args.as_mut_slice()
+                {
+                    let inner_key = key_of(&inner_from.relation)?;
+                    let first = inner_key
+                        .first()
+                        .ok_or_else(|| refuse("counting a table without a primary key"))?;
+                    *arg = FunctionArgExpr::Expr(column(inner_name, first));
+                }
+            }
+        }
+    }
+    // Named as the client wrote the item, parentheses included.
+    let name = match (alias, &select.projection[at]) {
+        (Some(a), _) => a.clone(),
+        (None, SelectItem::UnnamedExpr(Expr::Subquery(q))) => {
+            use sqlparser::ast::Spanned;
+            let sql = source.sql();
+            let located = || refuse("whose text cannot be located (give it an alias)");
+            let inner = source
+                .range(q.span())
+                .and_then(|r| crate::text::up_to_close(sql, r.start))
+                .ok_or_else(located)?;
+            let open = sql[..inner.start].trim_end();
+            if !open.ends_with('(') {
+                return Err(located());
+            }
+            Ident::with_quote('`', &sql[open.len() - 1..=inner.end])
+        }
+        _ => return Err(refuse("written this way")),
+    };
+
+    let mut joined = query.clone();
+    let SetExpr::Select(out) = joined.body.as_mut() else {
+        return Err(refuse("written this way"));
+    };
+    let aliases: Vec<String> = out
+        .projection
+        .iter()
+        .filter_map(|i| match i {
+            SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.to_ascii_lowercase()),
+            _ => None,
+        })
+        .collect();
+    let mut group: Vec<Expr> = outer_key.iter().map(|k| column(outer, k)).collect();
+    for (i, item) in out.projection.iter_mut().enumerate() {
+        if i == at {
+            *item = SelectItem::ExprWithAlias {
+                expr: value.clone(),
+                alias: name.clone(),
+            };
+            continue;
+        }
+        let e = match item {
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e,
+            _ => return Err(refuse("with *")),
+        };
+        qualify(e, outer, &[]).ok_or_else(|| refuse("beside another table's column"))?;
+        group.push(e.clone());
+    }
+    if let Some(w) = &mut out.selection {
+        qualify(w, outer, &[]).ok_or_else(|| refuse("with this WHERE"))?;
+    }
+    out.from[0].joins.push(Join {
+        relation: inner_from.relation.clone(),
+        global: false,
+        join_operator: JoinOperator::LeftOuter(JoinConstraint::On(on)),
+    });
+    if let Some(order) = &mut joined.order_by {
+        if let OrderByKind::Expressions(keys) = &mut order.kind {
+            for k in keys {
+                let named = matches!(&k.expr, Expr::Identifier(id)
+                    if aliases.contains(&id.value.to_ascii_lowercase()))
+                    || crate::clauses::position_of(&k.expr).is_some();
+                qualify(&mut k.expr, outer, &aliases)
+                    .ok_or_else(|| refuse("with this ORDER BY"))?;
+                if !named && !group.contains(&k.expr) {
+                    group.push(k.expr.clone());
+                }
+            }
+        }
+    }
+    let SetExpr::Select(out) = joined.body.as_mut() else {
+        return Err(refuse("written this way"));
+    };
+    out.group_by = GroupByExpr::Expressions(group, vec![]);
+    Ok(joined)
+}
+
+fn column(table: &str, name: &str) -> Expr {
+    Expr::CompoundIdentifier(vec![
+        Ident::with_quote('`', table),
+        Ident::with_quote('`', name),
+    ])
+}
