@@ -217,9 +217,10 @@ async fn a_long_wait_that_is_not_a_cycle_is_not_broken() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(!waiting.is_finished(), "the waiter waits for the holder");
     holder.query_drop("COMMIT").await.unwrap();
-    let (mut waiter, r, waited) = waiting.await.unwrap();
+    // Still waiting after the sleep (asserted above) is the proof it waited: its own clock
+    // starts when its task runs, which a loaded machine may delay.
+    let (mut waiter, r, _) = waiting.await.unwrap();
     r.expect("a wait that is not a cycle ends normally");
-    assert!(waited >= Duration::from_millis(1500));
     waiter.query_drop("COMMIT").await.unwrap();
     let mut expected = vec![
         (a, "waiter".to_string()),

@@ -68,6 +68,26 @@ pub(crate) fn plan_join(
     Some(plan(query, select, source, ctx, left, right, kind, on))
 }
 
+/// A join a rewrite produced, planned from the parser's printing of it: as `kind` when given
+/// (see [`plan_join_of_kind`]), else as its JOIN says.
+pub(crate) fn plan_printed(
+    query: &Query,
+    ctx: &Context<'_>,
+    kind: Option<JoinKind>,
+) -> Option<Result<Plan, PlanError>> {
+    use sqlparser::{ast::Statement, dialect::MySqlDialect, parser::Parser};
+    let text = query.to_string();
+    let mut parsed = Parser::parse_sql(&MySqlDialect {}, &text).ok()?;
+    let Some(Statement::Query(parsed)) = parsed.pop() else {
+        return None;
+    };
+    let source = SourceText::new(&text);
+    match kind {
+        Some(kind) => plan_join_of_kind(&parsed, &source, ctx, kind),
+        None => plan_join(&parsed, &source, ctx),
+    }
+}
+
 /// A join planned as `kind` whatever its JOIN says: a semi-join or an anti-join written as an
 /// inner join (`semi_join`), whose select list reads the left table only.
 pub(crate) fn plan_join_of_kind(

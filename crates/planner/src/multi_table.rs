@@ -72,6 +72,13 @@ pub(crate) fn update_text(
     let [(_, refs), (_, set)] = clauses.parts.as_slice() else {
         return Err(refuse("written this way"));
     };
+    let first = refs.split_whitespace().next().unwrap_or_default();
+    if ["LOW_PRIORITY", "IGNORE"]
+        .iter()
+        .any(|m| first.eq_ignore_ascii_case(m))
+    {
+        return Err(refuse("with LOW_PRIORITY or IGNORE"));
+    }
     let key = primary_key(table, ctx)?;
     Ok(format!(
         "UPDATE {} AS `{}` SET {set} WHERE {}",
@@ -161,20 +168,9 @@ fn tables_of(refs: &[TableWithJoins]) -> Result<Vec<Joined<'_>>, PlanError> {
     let mut out = Vec::new();
     for twj in refs {
         for factor in std::iter::once(&twj.relation).chain(twj.joins.iter().map(|j| &j.relation)) {
-            match factor {
-                TableFactor::Table {
-                    name, alias, args, ..
-                } if args.is_none() => {
-                    let last = name
-                        .0
-                        .last()
-                        .and_then(|p| p.as_ident())
-                        .map(|i| i.value.clone())
-                        .unwrap_or_default();
-                    out.push(Joined {
-                        name,
-                        qualifier: alias.as_ref().map_or(last, |a| a.name.value.clone()),
-                    });
+            match (factor, crate::semi_join::qualifier(factor)) {
+                (TableFactor::Table { name, .. }, Some(qualifier)) => {
+                    out.push(Joined { name, qualifier })
                 }
                 _ => {
                     return Err(unsupported(
@@ -345,7 +341,6 @@ fn clauses<'s>(
     let mut parts = Vec::new();
     for (i, (keyword, start, _)) in marks.iter().enumerate() {
         let stop = marks.get(i + 1).map_or(body_end, |(_, _, at)| *at);
-        // UPDATE's modifiers (LOW_PRIORITY, IGNORE) would be read as table names.
         let text = sql[*start..stop].trim();
         parts.push((*keyword, text));
     }

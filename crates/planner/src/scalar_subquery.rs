@@ -16,10 +16,8 @@
 use engine::Plan;
 use sqlparser::ast::{
     Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, Join,
-    JoinConstraint, JoinOperator, OrderByKind, Query, SelectItem, SetExpr, Statement,
+    JoinConstraint, JoinOperator, OrderByKind, Query, SelectItem, SetExpr,
 };
-use sqlparser::dialect::MySqlDialect;
-use sqlparser::parser::Parser;
 
 use crate::aggregates::{aggregate, has_aggregate, AggFn};
 use crate::semi_join::{columns_qualified_by, has_subquery, qualifier, qualify};
@@ -35,16 +33,10 @@ pub(crate) fn plan_scalar_subquery(
     if source.sql().contains('\\') {
         return None;
     }
-    let rewritten = match rewrite(query, source, ctx)? {
-        Ok(q) => q,
-        Err(e) => return Some(Err(e)),
-    };
-    let text = rewritten.to_string();
-    let mut parsed = Parser::parse_sql(&MySqlDialect {}, &text).ok()?;
-    let Some(Statement::Query(parsed)) = parsed.pop() else {
-        return None;
-    };
-    crate::join::plan_join(&parsed, &SourceText::new(&text), ctx)
+    match rewrite(query, source, ctx)? {
+        Ok(rewritten) => crate::join::plan_printed(&rewritten, ctx, None),
+        Err(e) => Some(Err(e)),
+    }
 }
 
 fn rewrite(

@@ -19,10 +19,8 @@ use engine::{JoinKind, Plan};
 use sqlparser::ast::{
     BinaryOperator, Expr, GroupByExpr, Ident, InTarget, Join, JoinConstraint, JoinOperator,
     ObjectName, OrderByKind, Query, SelectItem, SelectItemQualifiedWildcardKind, SetExpr,
-    Statement, TableFactor, UnaryOperator, Visit, VisitMut, Visitor, VisitorMut,
+    TableFactor, UnaryOperator, Visit, VisitMut, Visitor, VisitorMut,
 };
-use sqlparser::dialect::MySqlDialect;
-use sqlparser::parser::Parser;
 
 use crate::aggregates::has_aggregate;
 use crate::routing::conjuncts;
@@ -42,12 +40,7 @@ pub(crate) fn plan_semi_join(
         return None;
     }
     let (rewritten, kind) = rewrite(query)?;
-    let text = rewritten.to_string();
-    let mut parsed = Parser::parse_sql(&MySqlDialect {}, &text).ok()?;
-    let Some(Statement::Query(parsed)) = parsed.pop() else {
-        return None;
-    };
-    crate::join::plan_join_of_kind(&parsed, &SourceText::new(&text), ctx, kind)
+    crate::join::plan_printed(&rewritten, ctx, Some(kind))
 }
 
 /// The query as a join, and the kind of join.
