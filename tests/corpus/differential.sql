@@ -641,7 +641,10 @@ INSERT INTO orders (order_id, customer_id, product_id, qty, price, placed) SELEC
 SELECT order_id, customer_id, qty, price, placed FROM orders WHERE order_id > 5000 ORDER BY order_id
 INSERT INTO customers SELECT id + 3000, name, city, balance, created, note, score FROM customers WHERE city = 'Rome'
 SELECT * FROM customers WHERE id > 3000 ORDER BY id
-refused: INSERT INTO orders (order_id, customer_id, product_id, qty, price, placed) SELECT order_id, customer_id, product_id, qty, price, placed FROM orders WHERE order_id > 5000 ON DUPLICATE KEY UPDATE qty = 1  # INSERT ... SELECT ... ON DUPLICATE KEY UPDATE
+INSERT INTO orders (order_id, customer_id, product_id, qty, price, placed) SELECT order_id, customer_id, product_id, qty, price, placed FROM orders WHERE order_id > 5000 ON DUPLICATE KEY UPDATE qty = 1
+INSERT INTO customers (id, name, balance, created) SELECT customer_id, 'from order', price, '2024-01-01' FROM orders WHERE order_id BETWEEN 1 AND 40 ON DUPLICATE KEY UPDATE balance = customers.balance + VALUES(balance), note = 'bought'
+SELECT id, name, balance, note FROM customers WHERE note = 'bought' ORDER BY id
+refused: INSERT INTO customers (id, name, balance, created) SELECT customer_id, 'x', price, '2024-01-01' FROM orders WHERE order_id < 5 ON DUPLICATE KEY UPDATE balance = balance + 1  # ON DUPLICATE KEY UPDATE reading balance
 REPLACE INTO orders (order_id, customer_id, product_id, qty, price, placed) SELECT order_id, customer_id, product_id, qty + 1, price, placed FROM orders WHERE order_id > 5000
 INSERT IGNORE INTO customers (id, name, balance, created) SELECT id, 'dup', 0, '2024-01-01' FROM customers WHERE id < 3
 INSERT INTO orders (order_id, customer_id, product_id, qty, price, placed) SELECT order_id + 9000, customer_id, product_id, qty, price, placed FROM orders WHERE qty > 1000

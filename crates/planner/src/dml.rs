@@ -265,11 +265,28 @@ fn insert_select(
         .range(query.span())
         .ok_or_else(|| unsupported("rewriting this INSERT ... SELECT"))?
         .end;
-    // Its assignments may name the SELECT's columns, which VALUES would not have.
-    if insert.on.is_some() {
-        return Err(unsupported(
-            "INSERT ... SELECT ... ON DUPLICATE KEY UPDATE into a sharded table",
-        ));
+    // The rows go in as VALUES: the assignments may read the existing row (columns qualified
+    // by the table's name) and the new one (VALUES(col)), not the SELECT's columns.
+    match &insert.on {
+        None => {}
+        Some(OnInsert::DuplicateKeyUpdate(assignments)) => {
+            let table = insert.table.to_string();
+            let table = table.rsplit('.').next().unwrap_or_default();
+            for a in assignments {
+                if let Some(c) = column_outside_values(&a.value, table) {
+                    return Err(unsupported(format!(
+                        "INSERT ... SELECT ... ON DUPLICATE KEY UPDATE reading {c} (write \
+                         {table}.column for the existing row, VALUES(column) for the new one) \
+                         into a sharded table"
+                    )));
+                }
+            }
+        }
+        Some(_) => {
+            return Err(unsupported(
+                "INSERT ... SELECT with this ON clause into a sharded table",
+            ))
+        }
     }
     let suffix = source.sql()[end..].trim_end().trim_end_matches(';');
     Ok(Plan::InsertSelect(engine::InsertSelect {
@@ -277,6 +294,55 @@ fn insert_select(
         prefix: insert_prefix(insert, &column_list(insert, target, ctx)?, target, source)?,
         suffix: suffix.to_string(),
     }))
+}
+
+/// A column `value` reads other than inside VALUES(...) or qualified by `table`.
+fn column_outside_values(value: &Expr, table: &str) -> Option<String> {
+    use sqlparser::ast::{Visit, Visitor};
+    use std::ops::ControlFlow;
+    struct Columns<'t> {
+        table: &'t str,
+        in_values: usize,
+    }
+    impl Visitor for Columns<'_> {
+        type Break = String;
+        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<String> {
+            match e {
+                Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("values") => {
+                    self.in_values += 1
+                }
+                Expr::Identifier(i) if self.in_values == 0 => {
+                    return ControlFlow::Break(i.value.clone())
+                }
+                Expr::CompoundIdentifier(p) if self.in_values == 0 => {
+                    let ours = p.len() >= 2
+                        && p[p.len() - 2]
+                            .value
+                            .trim_matches('`')
+                            .eq_ignore_ascii_case(self.table.trim_matches('`'));
+                    if !ours {
+                        let parts: Vec<&str> = p.iter().map(|i| i.value.as_str()).collect();
+                        return ControlFlow::Break(parts.join("."));
+                    }
+                }
+                _ => {}
+            }
+            ControlFlow::Continue(())
+        }
+        fn post_visit_expr(&mut self, e: &Expr) -> ControlFlow<String> {
+            if matches!(e, Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("values")) {
+                self.in_values -= 1;
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    match value.visit(&mut Columns {
+        table,
+        in_values: 0,
+    }) {
+        ControlFlow::Break(c) => Some(c),
+        ControlFlow::Continue(()) => None,
+    }
 }
 
 /// `INSERT INTO t SET a = 1, b = x` written as `INSERT INTO t (a, b) VALUES (1, x)`: the
