@@ -151,6 +151,15 @@ impl AggregateRun {
             let column = columns
                 .get(a.column)
                 .ok_or_else(|| EngineError::Bug(format!("aggregate column {}", a.column)))?;
+            // The other columns an aggregate reads.
+            let reads: &[usize] = match &a.kind {
+                AggregateKind::Variance { count, sum } => &[*count, *sum],
+                AggregateKind::GroupConcat { max_len, .. } => std::slice::from_ref(max_len),
+                _ => &[],
+            };
+            if let Some(c) = reads.iter().find(|&&c| c >= columns.len()) {
+                return Err(EngineError::Bug(format!("aggregate reads column {c}")));
+            }
             let kind = match a.kind {
                 AggregateKind::Count | AggregateKind::CountDistinctTuple { .. } => ColumnKind::Int,
                 _ => ColumnKind::of(column)?,
