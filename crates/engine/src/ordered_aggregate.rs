@@ -79,15 +79,15 @@ fn complete(row: &[Value], keys: &[SortKey]) -> bool {
     keys.iter().all(|k| !matches!(row[k.column], Value::NULL))
 }
 
-/// A partial as a double (NULL: none).
-fn float(v: &Value) -> Result<Option<f64>, EngineError> {
+/// A value as a double (NULL: none).
+pub(crate) fn float(v: &Value) -> Result<Option<f64>, EngineError> {
     match v {
         Value::NULL => Ok(None),
         Value::Double(d) => Ok(Some(*d)),
         other => text(other)
             .and_then(|t| std::str::from_utf8(&t).ok()?.trim().parse().ok())
             .map(Some)
-            .ok_or_else(|| EngineError::Bug("a variance partial is not a number".into())),
+            .ok_or_else(|| EngineError::Bug(format!("{other:?} is not a number"))),
     }
 }
 

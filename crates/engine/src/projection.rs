@@ -7,6 +7,7 @@ use crate::compare::ColumnKind;
 use crate::decimal::Decimal;
 use crate::decimal::DIV_PRECISION;
 use crate::eval::{Evaluator, ResultType};
+use crate::ordered_aggregate::float;
 use crate::plan::{ComputedKind, OutputColumn, Spread};
 use crate::{Column, EngineError, Value};
 
@@ -185,20 +186,7 @@ impl ProjectionRun {
 /// A variance or standard deviation from the population variance of `count` values: a double
 /// at full precision (the text protocol shows the column's decimals of it).
 fn spread_value(variance: &Value, count: &Value, spread: Spread) -> Result<Value, EngineError> {
-    let number = |v: &Value| -> Result<Option<f64>, EngineError> {
-        Ok(match v {
-            Value::NULL => None,
-            Value::Double(d) => Some(*d),
-            Value::Bytes(b) => Some(
-                std::str::from_utf8(b)
-                    .ok()
-                    .and_then(|t| t.trim().parse().ok())
-                    .ok_or_else(|| EngineError::Bug("a variance is not a number".into()))?,
-            ),
-            other => return Err(EngineError::Bug(format!("a variance of {other:?}"))),
-        })
-    };
-    let (Some(variance), Some(n)) = (number(variance)?, number(count)?) else {
+    let (Some(variance), Some(n)) = (float(variance)?, float(count)?) else {
         return Ok(Value::NULL);
     };
     let divisor = if spread.sample { n - 1.0 } else { n };

@@ -44,9 +44,9 @@ enum Side {
 }
 
 /// A table of the join: its name as written, the name that qualifies its columns.
-struct Operand<'q> {
-    name: &'q ObjectName,
-    qualifier: String,
+pub(crate) struct Operand<'q> {
+    pub(crate) name: &'q ObjectName,
+    pub(crate) qualifier: String,
 }
 
 /// The plan of a join across shards, or `None` when the statement is not such a join (the
@@ -109,7 +109,7 @@ struct Left {
     qualifiers: Vec<String>,
 }
 
-fn operand(factor: &TableFactor) -> Option<Operand<'_>> {
+pub(crate) fn operand(factor: &TableFactor) -> Option<Operand<'_>> {
     match factor {
         TableFactor::Table {
             name, alias, args, ..

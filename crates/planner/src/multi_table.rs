@@ -159,20 +159,15 @@ fn delete_from(
 }
 
 /// A table of the statement: its name as written, the name that qualifies its columns.
-struct Joined<'a> {
-    name: &'a ObjectName,
-    qualifier: String,
-}
+type Joined<'a> = crate::join::Operand<'a>;
 
 fn tables_of(refs: &[TableWithJoins]) -> Result<Vec<Joined<'_>>, PlanError> {
     let mut out = Vec::new();
     for twj in refs {
         for factor in std::iter::once(&twj.relation).chain(twj.joins.iter().map(|j| &j.relation)) {
-            match (factor, crate::semi_join::qualifier(factor)) {
-                (TableFactor::Table { name, .. }, Some(qualifier)) => {
-                    out.push(Joined { name, qualifier })
-                }
-                _ => {
+            match crate::join::operand(factor) {
+                Some(table) => out.push(table),
+                None => {
                     return Err(unsupported(
                         "a multi-table UPDATE or DELETE over a derived table or nested join across shards",
                     ))

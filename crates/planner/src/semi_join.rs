@@ -242,15 +242,7 @@ fn exists_kind(negated: bool) -> JoinKind {
 
 /// The name that qualifies a table's columns: its alias, else its name's last part.
 pub(crate) fn qualifier(factor: &TableFactor) -> Option<String> {
-    match factor {
-        TableFactor::Table {
-            name, alias, args, ..
-        } if args.is_none() => Some(match alias {
-            Some(a) => a.name.value.clone(),
-            None => name.0.last()?.as_ident()?.value.clone(),
-        }),
-        _ => None,
-    }
+    crate::join::operand(factor).map(|o| o.qualifier)
 }
 
 pub(crate) fn has_subquery<V: Visit>(node: &V) -> bool {
