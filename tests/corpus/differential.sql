@@ -186,7 +186,7 @@ SELECT product_id, BIT_XOR(customer_id), BIT_OR(qty) FROM orders GROUP BY produc
 SELECT BIT_AND(score), BIT_OR(score), BIT_XOR(score) FROM customers
 SELECT BIT_AND(v), BIT_OR(v), BIT_XOR(v) FROM misc
 SELECT city, BIT_XOR(id) FROM customers GROUP BY city HAVING BIT_OR(id) > 100 ORDER BY city
-# --- functions over merged aggregates (ROUND of a quotient rounds the exact quotient once)
+# --- functions over merged aggregates (ROUND of a quotient rounds the digits the server keeps)
 SELECT ROUND(AVG(price), 1) FROM orders
 SELECT ROUND(AVG(qty)), ROUND(AVG(qty), 3), ROUND(AVG(price), 6) FROM orders
 SELECT product_id, ROUND(SUM(price) / COUNT(*), 2) AS r FROM orders GROUP BY product_id ORDER BY product_id
@@ -471,7 +471,16 @@ refused: SELECT DISTINCT c.city FROM customers c JOIN orders o ON o.product_id =
 SELECT COUNT(*) + 1 FROM customers
 SELECT city, COUNT(*) * 2 AS twice, SUM(balance) / COUNT(*), MAX(score) - MIN(score) FROM customers GROUP BY city ORDER BY twice DESC, city
 SELECT customer_id, AVG(qty), COUNT(*) > 3, -SUM(price) FROM orders GROUP BY customer_id HAVING COUNT(*) > 2
-refused: SELECT customer_id, AVG(qty) * 2 FROM orders GROUP BY customer_id  # arithmetic on a quotient
+# A quotient (AVG, /) goes on into arithmetic with the digits the server keeps (9 per word),
+# and is compared and shown rounded to its type's decimals.
+SELECT customer_id, AVG(qty) * 2 FROM orders GROUP BY customer_id ORDER BY customer_id
+SELECT AVG(price) * 3, SUM(qty) / COUNT(*) * 1000000000, AVG(qty) + AVG(price), AVG(qty) / 7 * 7, -AVG(qty) * 3 FROM orders
+SELECT ROUND(AVG(qty) * 2, 9), ROUND(AVG(qty), 9), ROUND(SUM(qty) / 3, 12), ROUND(AVG(price) / 3, 20) FROM orders
+SELECT customer_id, AVG(qty) FROM orders GROUP BY customer_id HAVING AVG(qty) * 3 > 11 ORDER BY customer_id
+SELECT city, AVG(score) FROM customers GROUP BY city HAVING AVG(score) / 3 * 3 = AVG(score) ORDER BY city
+SELECT order_id FROM orders WHERE qty * 2 > (SELECT AVG(qty) * 3 FROM orders) ORDER BY order_id
+SELECT (SELECT AVG(qty) * 2 FROM orders) AS a, (SELECT SUM(price) / 7 FROM orders) FROM customers WHERE id = 3
+refused: SELECT order_id FROM orders WHERE qty > (SELECT AVG(qty) FROM orders) * 2  # the quotient (AVG or /) of a subquery that runs first
 SELECT product_id, SUM(qty) - COUNT(*) AS d FROM orders GROUP BY product_id ORDER BY d, product_id LIMIT 5
 # --- refused (each names what is missing)
 SELECT * FROM products p LEFT JOIN orders o ON o.product_id = p.id

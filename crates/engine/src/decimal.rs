@@ -6,6 +6,9 @@ use std::fmt;
 /// MySQL's `div_precision_increment`: AVG and `/` add this many decimals.
 pub(crate) const DIV_PRECISION: u32 = 4;
 
+/// The most decimals a DECIMAL result shows.
+pub(crate) const MAX_SCALE: u32 = 38;
+
 /// `mantissa × 10^-scale`. 38 significant digits; results beyond that are an error rather than a
 /// rounded answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,27 +96,21 @@ impl Decimal {
         })
     }
 
-    /// `self / divisor` rounded half away from zero to `scale` digits, whatever `self`'s scale
-    /// (the exact quotient, rounded once).
-    pub fn div_round_to(self, divisor: i128, scale: u32) -> Option<Self> {
-        if divisor == 0 {
+    /// `self / divisor` as the server carries it on to further arithmetic: cut (not rounded)
+    /// after the decimals of both operands and `div_precision_increment`, rounded up to whole
+    /// 9-digit words, so 2/3 is 0.666666666 and 2.000000/3 has 18 decimals.
+    pub fn quotient(self, divisor: Self) -> Option<Self> {
+        if divisor.mantissa == 0 {
             return None;
         }
-        let (n, m) = if scale >= self.scale {
-            let up = 10i128.checked_pow(scale - self.scale)?;
-            (self.mantissa.checked_mul(up)?, divisor)
-        } else {
-            let down = 10i128.checked_pow(self.scale - scale)?;
-            (self.mantissa, divisor.checked_mul(down)?)
-        };
-        let (q, r) = (n / m, n % m);
-        let away = if (n < 0) == (m < 0) { 1 } else { -1 };
-        let mantissa = if r.abs().checked_mul(2)? >= m.abs() {
-            q + away
-        } else {
-            q
-        };
-        Some(Decimal { mantissa, scale })
+        let scale = (self.scale + divisor.scale + DIV_PRECISION).div_ceil(9) * 9;
+        // (a.m / 10^a.s) / (b.m / 10^b.s) at `scale` = a.m × 10^(scale - a.s + b.s) / b.m.
+        let shift = scale - self.scale + divisor.scale;
+        let n = self.mantissa.checked_mul(10i128.checked_pow(shift)?)?;
+        Some(Decimal {
+            mantissa: n / divisor.mantissa,
+            scale,
+        })
     }
 
     /// Rounded half away from zero to `digits` decimals (negative: to tens, hundreds, ...), as
@@ -210,13 +207,16 @@ mod tests {
     }
 
     #[test]
-    fn divide_to_any_scale() {
-        let q = |s: &str, by, scale| d(s).div_round_to(by, scale).unwrap().to_string();
-        assert_eq!(q("10.00", 4, 0), "3");
-        assert_eq!(q("-10.00", 4, 0), "-3");
-        assert_eq!(q("10.00", -4, 1), "-2.5");
-        assert_eq!(q("1", 3, 4), "0.3333");
-        assert_eq!(q("2", 3, 0), "1");
+    fn quotient_keeps_whole_words_of_digits() {
+        // Figures from MariaDB 10.11: 2/3*1e9, 2.000000/3*1e18, (1/3)/7*1e27, -2/3*1e9.
+        let q = |a: &str, b: &str| d(a).quotient(d(b)).unwrap().to_string();
+        assert_eq!(q("2", "3"), "0.666666666");
+        assert_eq!(q("2.000000", "3"), "0.666666666666666666");
+        assert_eq!(q("2", "3.000"), "0.666666666");
+        assert_eq!(q("0.333333333", "7"), "0.047619047571428571");
+        assert_eq!(q("-2", "3"), "-0.666666666");
+        assert_eq!(q("4", "2"), "2.000000000");
+        assert!(d("1").quotient(d("0.00")).is_none());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use mysql_common::constants::{ColumnFlags, ColumnType};
 use crate::collation::TextOrder;
 use crate::compare::ColumnKind;
 use crate::decimal::Decimal;
-use crate::decimal::DIV_PRECISION;
+use crate::decimal::{DIV_PRECISION, MAX_SCALE};
 use crate::{Column, EngineError, Value};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -77,7 +77,9 @@ pub enum ArithOp {
 enum Val {
     Null,
     Int(i128),
-    Dec(Decimal),
+    /// An exact value as the server carries it, and the decimals it shows (and compares):
+    /// a quotient keeps more digits than its type says, and arithmetic uses them all.
+    Dec(Decimal, u32),
     Float(f64),
     /// Text and how it compares; `None` for a literal, which takes the other side's collation.
     Text(Vec<u8>, Option<TextOrder>),
@@ -89,8 +91,16 @@ impl Val {
     fn as_decimal(&self) -> Option<Decimal> {
         match self {
             Val::Int(i) => Some(Decimal::new(*i, 0)),
-            Val::Dec(d) => Some(*d),
+            Val::Dec(d, _) => Some(*d),
             _ => None,
+        }
+    }
+
+    /// The value as it is shown and compared: a quotient rounded to its type's decimals.
+    fn shown_decimal(&self) -> Option<Decimal> {
+        match self {
+            Val::Dec(d, shown) if d.scale() > *shown => d.round(*shown as i32),
+            other => other.as_decimal(),
         }
     }
 
@@ -98,7 +108,7 @@ impl Val {
         match self {
             Val::Null => 0.0,
             Val::Int(i) => *i as f64,
-            Val::Dec(d) => d.to_f64(),
+            Val::Dec(d, _) => d.to_f64(),
             Val::Float(f) => *f,
             // MySQL reads the longest numeric prefix of a string.
             Val::Text(t, _) | Val::Moment(t) => {
@@ -169,7 +179,10 @@ impl Evaluator {
                 i.to_string()
             }
             (Val::Int(i), ResultType::Decimal { .. }) => i.to_string(),
-            (Val::Dec(d), ResultType::Decimal { .. }) => d.to_string(),
+            (Val::Dec(d, _), ResultType::Decimal { scale, .. }) => d
+                .round(scale as i32)
+                .ok_or_else(|| EngineError::OutOfRange(format!("DECIMAL value of {expr}")))?
+                .to_string(),
             (other, _) => {
                 return Err(EngineError::Bug(format!(
                     "{expr} gave {other:?}, typed {ty:?}"
@@ -199,7 +212,7 @@ impl Evaluator {
         Ok(match kind.map(|(k, _)| k) {
             Some(ColumnKind::Int) => s.trim().parse().map(Val::Int).unwrap_or(as_text(text)),
             Some(ColumnKind::Decimal) => Decimal::parse(&text)
-                .map(Val::Dec)
+                .map(|d| Val::Dec(d, d.scale()))
                 .unwrap_or_else(|| as_text(text)),
             Some(ColumnKind::Float) => s.trim().parse().map(Val::Float).unwrap_or(as_text(text)),
             Some(ColumnKind::DateTime) => Val::Moment(text),
@@ -218,7 +231,7 @@ impl Evaluator {
             EvalExpr::Literal(l) => match l {
                 Literal::Null => Val::Null,
                 Literal::Int(i) => Val::Int(*i),
-                Literal::Decimal(d) => Val::Dec(*d),
+                Literal::Decimal(d) => Val::Dec(*d, d.scale()),
                 Literal::Float(f) => Val::Float(*f),
                 Literal::Text(t) => Val::Text(t.clone().into_bytes(), None),
             },
@@ -264,43 +277,10 @@ impl Evaluator {
         })
     }
 
+    /// ROUND of the value as the server carries it: a quotient's hidden digits count, so
+    /// `ROUND(2/3, 9)` is 0.666666666.
     fn round(&self, expr: &EvalExpr, digits: i32, row: &[Value]) -> Result<Val, EngineError> {
         let overflow = || EngineError::OutOfRange(format!("DECIMAL value of ROUND({expr})"));
-        if let EvalExpr::Arith {
-            op: ArithOp::Div,
-            left,
-            right,
-        } = expr
-        {
-            let (a, b) = (self.eval(left, row)?, self.eval(right, row)?);
-            let (Some(a), Some(b)) = (a.as_decimal(), b.as_decimal()) else {
-                return match (a, b) {
-                    (Val::Null, _) | (_, Val::Null) => Ok(Val::Null),
-                    _ => Err(EngineError::Unsupported(format!(
-                        "rounding the quotient {expr} of inexact values at the proxy"
-                    ))),
-                };
-            };
-            if b.mantissa() == 0 {
-                return Ok(Val::Null);
-            }
-            // a / b = (a.m × 10^b.s) / b.m at a's scale; to tens and beyond, divide by 10^k more.
-            let up = 10i128.checked_pow(b.scale()).ok_or_else(overflow)?;
-            let num = Decimal::new(
-                a.mantissa().checked_mul(up).ok_or_else(overflow)?,
-                a.scale(),
-            );
-            let k = u32::try_from(-i64::from(digits.min(0))).map_err(|_| overflow())?;
-            let tens = 10i128.checked_pow(k).ok_or_else(overflow)?;
-            let divisor = b.mantissa().checked_mul(tens).ok_or_else(overflow)?;
-            let q = num
-                .div_round_to(divisor, digits.max(0) as u32)
-                .ok_or_else(overflow)?;
-            return Ok(Val::Dec(Decimal::new(
-                q.mantissa().checked_mul(tens).ok_or_else(overflow)?,
-                q.scale(),
-            )));
-        }
         Ok(match self.eval(expr, row)? {
             Val::Null => Val::Null,
             Val::Int(i) if digits >= 0 => Val::Int(i),
@@ -308,7 +288,10 @@ impl Evaluator {
                 let d = Decimal::new(i, 0).round(digits).ok_or_else(overflow)?;
                 Val::Int(d.mantissa())
             }
-            Val::Dec(d) => Val::Dec(d.round(digits).ok_or_else(overflow)?),
+            Val::Dec(d, _) => {
+                let d = d.round(digits).ok_or_else(overflow)?;
+                Val::Dec(d, d.scale())
+            }
             other => {
                 return Err(EngineError::Unsupported(format!(
                     "ROUND of {other:?} at the proxy"
@@ -379,24 +362,6 @@ impl ResultType {
                 }
             },
             EvalExpr::Arith { op, left, right } => {
-                // MariaDB carries a quotient on with more digits than it shows (AVG(x) * 2 uses
-                // 9 decimals of AVG); this evaluator has only the shown ones.
-                let quotient = |e: &EvalExpr| match e {
-                    EvalExpr::Neg(inner) => matches!(
-                        inner.as_ref(),
-                        EvalExpr::Arith {
-                            op: ArithOp::Div,
-                            ..
-                        }
-                    ),
-                    EvalExpr::Arith {
-                        op: ArithOp::Div, ..
-                    } => true,
-                    _ => false,
-                };
-                if quotient(left) || quotient(right) {
-                    return refuse(format!("arithmetic on a quotient (AVG or /), {expr},"));
-                }
                 let (l, r) = (Self::of(left, columns)?, Self::of(right, columns)?);
                 let parts = |t: ResultType| match t {
                     ResultType::Int { length } => (0, length),
@@ -421,7 +386,7 @@ impl ResultType {
                         length: ll.max(lr) + 1,
                     },
                     (ArithOp::Mul, ..) => ResultType::Decimal {
-                        scale: sl + sr,
+                        scale: (sl + sr).min(MAX_SCALE),
                         length: ll + lr,
                     },
                     (ArithOp::Div, ..) => ResultType::Decimal {
@@ -514,7 +479,7 @@ fn compare(l: &Val, r: &Val) -> Result<Option<Ordering>, EngineError> {
         (Val::Float(_), _) | (_, Val::Float(_)) | (Val::Text(..), _) | (_, Val::Text(..)) => {
             l.as_f64().total_cmp(&r.as_f64())
         }
-        _ => match (l.as_decimal(), r.as_decimal()) {
+        _ => match (l.shown_decimal(), r.shown_decimal()) {
             (Some(a), Some(b)) => a.cmp_value(&b),
             _ => l.as_f64().total_cmp(&r.as_f64()),
         },
@@ -552,36 +517,33 @@ fn arith(op: ArithOp, l: Val, r: Val) -> Result<Val, EngineError> {
         };
         return v.map(Val::Int).ok_or_else(overflow);
     }
+    let shown = |v: &Val| match v {
+        Val::Dec(_, shown) => *shown,
+        _ => 0,
+    };
+    let (sa, sb) = (shown(&l), shown(&r));
     let (a, b) = (
         l.as_decimal().ok_or_else(overflow)?,
         r.as_decimal().ok_or_else(overflow)?,
     );
     Ok(match op {
-        ArithOp::Add => Val::Dec(a.checked_add(b).ok_or_else(overflow)?),
+        ArithOp::Add => Val::Dec(a.checked_add(b).ok_or_else(overflow)?, sa.max(sb)),
         ArithOp::Sub => Val::Dec(
             a.checked_add(Decimal::new(-b.mantissa(), b.scale()))
                 .ok_or_else(overflow)?,
+            sa.max(sb),
         ),
-        ArithOp::Mul => Val::Dec(Decimal::new(
-            a.mantissa()
-                .checked_mul(b.mantissa())
-                .ok_or_else(overflow)?,
-            a.scale() + b.scale(),
-        )),
-        ArithOp::Div if b.mantissa() == 0 => Val::Null,
-        // a / b = (a.m × 10^b.s) / b.m at a's scale, rounded to 4 more digits.
-        ArithOp::Div => {
-            let num = Decimal::new(
+        ArithOp::Mul => Val::Dec(
+            Decimal::new(
                 a.mantissa()
-                    .checked_mul(10i128.checked_pow(b.scale()).ok_or_else(overflow)?)
+                    .checked_mul(b.mantissa())
                     .ok_or_else(overflow)?,
-                a.scale(),
-            );
-            Val::Dec(
-                num.div_round(b.mantissa(), a.scale() + DIV_PRECISION)
-                    .ok_or_else(overflow)?,
-            )
-        }
+                a.scale() + b.scale(),
+            ),
+            (sa + sb).min(MAX_SCALE),
+        ),
+        ArithOp::Div if b.mantissa() == 0 => Val::Null,
+        ArithOp::Div => Val::Dec(a.quotient(b).ok_or_else(overflow)?, sa + DIV_PRECISION),
     })
 }
 
@@ -694,5 +656,63 @@ mod tests {
             Box::new(EvalExpr::Literal(Literal::Null)),
             lit(1)
         )));
+    }
+
+    #[test]
+    fn quotients_keep_hidden_digits_for_arithmetic_only() {
+        // SUM = 4, COUNT = 3 (AVG 1.3333); figures from MariaDB 10.11.
+        let columns = [
+            Column::new(ColumnType::MYSQL_TYPE_NEWDECIMAL).with_decimals(0),
+            Column::new(ColumnType::MYSQL_TYPE_LONGLONG),
+        ];
+        let row = [Value::Bytes(b"4".to_vec()), Value::Bytes(b"3".to_vec())];
+        let eval = Evaluator::new(&columns);
+        let avg = || {
+            Box::new(EvalExpr::Arith {
+                op: ArithOp::Div,
+                left: col(0),
+                right: col(1),
+            })
+        };
+        let times = |e: Box<EvalExpr>, k| EvalExpr::Arith {
+            op: ArithOp::Mul,
+            left: e,
+            right: lit(k),
+        };
+        let shown = |e: &EvalExpr| {
+            let ty = ResultType::of(e, &columns).unwrap();
+            match eval.value(e, ty, &row).unwrap() {
+                Value::Bytes(b) => String::from_utf8(b).unwrap(),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(shown(&avg()), "1.3333");
+        // AVG * 2 uses 1.333333333, not the shown 1.3333.
+        assert_eq!(shown(&times(avg(), 2)), "2.6667");
+        assert_eq!(shown(&times(avg(), 1_000_000_000)), "1333333333.0000");
+        assert_eq!(
+            shown(&EvalExpr::Round {
+                expr: avg(),
+                digits: 12
+            }),
+            "1.333333333000"
+        );
+        // Compared, a quotient is its shown value: AVG = 1.3333 holds, AVG * 3 = 4 too.
+        let equals = |e: EvalExpr, d: &str| {
+            eval.matches(
+                &EvalExpr::Compare {
+                    op: CompareOp::Eq,
+                    left: Box::new(e),
+                    right: Box::new(EvalExpr::Literal(Literal::Decimal(
+                        Decimal::parse(d.as_bytes()).unwrap(),
+                    ))),
+                },
+                &row,
+            )
+            .unwrap()
+        };
+        assert!(equals(*avg(), "1.3333"));
+        assert!(!equals(*avg(), "1.333333333"));
+        assert!(equals(times(avg(), 3), "4"));
     }
 }

@@ -1240,7 +1240,7 @@ impl Ctx<'_, '_> {
             if let Some(i) = find_item(e, items, own.is_none())?
                 .filter(|i| position_of(e).is_none() && Some(*i) != own)
             {
-                return self.item_value(i, items, item_columns);
+                return item_value(i, items, item_columns, columns, aggregates);
             }
             Ok(match agg_call(e, None)? {
                 Some(call) if call.func == AggFn::Avg && !call.func.is_distinct() => {
@@ -1273,33 +1273,42 @@ impl Ctx<'_, '_> {
             })
         })
     }
+}
 
-    /// A select item's merged value: AVG items are SUM / COUNT.
-    fn item_value(
-        &self,
-        i: usize,
-        items: &[Item<'_>],
-        item_columns: &[usize],
-    ) -> Result<EvalExpr, PlanError> {
-        match agg_call(items[i].expr, None)? {
-            Some(call)
-                if matches!(
-                    call.func,
-                    AggFn::Avg | AggFn::Spread(_) | AggFn::GroupConcat
-                ) || call.func.is_distinct() =>
-            {
-                return Err(unsupported(
-                    "an alias of AVG, a variance, GROUP_CONCAT or a DISTINCT aggregate in HAVING \
-                     across shards",
-                ));
-            }
-            None if has_aggregate(items[i].expr) => {
-                return Err(unsupported(
-                    "an alias of an expression over aggregates in HAVING across shards",
-                ));
-            }
-            _ => {}
+/// A select item's merged value: an AVG item's column holds the SUM, divided here by the COUNT.
+fn item_value(
+    i: usize,
+    items: &[Item<'_>],
+    item_columns: &[usize],
+    columns: &mut Columns,
+    aggregates: &mut Vec<Aggregate>,
+) -> Result<EvalExpr, PlanError> {
+    match agg_call(items[i].expr, None)? {
+        Some(call) if call.func == AggFn::Avg && !call.func.is_distinct() => {
+            let count = columns.hidden(format!("COUNT({})", call.arg));
+            register(aggregates, count, AggregateKind::Count);
+            return Ok(EvalExpr::Arith {
+                op: ArithOp::Div,
+                left: Box::new(EvalExpr::Column(item_columns[i])),
+                right: Box::new(EvalExpr::Column(count)),
+            });
         }
-        Ok(EvalExpr::Column(item_columns[i]))
+        Some(call)
+            if matches!(call.func, AggFn::Spread(_) | AggFn::GroupConcat)
+                || call.func.is_distinct() =>
+        {
+            return Err(unsupported(format!(
+                "{} (AVG(DISTINCT), a variance, GROUP_CONCAT or a DISTINCT aggregate) \
+                     again in HAVING or over aggregates across shards",
+                items[i].expr
+            )));
+        }
+        None if has_aggregate(items[i].expr) => {
+            return Err(unsupported(
+                "an alias of an expression over aggregates in HAVING across shards",
+            ));
+        }
+        _ => {}
     }
+    Ok(EvalExpr::Column(item_columns[i]))
 }

@@ -8,7 +8,8 @@ use std::ops::ControlFlow;
 
 use engine::{Hole, Plan, PullOut, Pulled, PulledKind, SqlTemplate};
 use sqlparser::ast::{
-    Expr, InTarget, ObjectName, Query, SelectItem, SetExpr, Spanned, TableFactor, Visit, Visitor,
+    BinaryOperator, Expr, InTarget, ObjectName, Query, SelectItem, SetExpr, Spanned, TableFactor,
+    Visit, Visitor,
 };
 use sqlparser::tokenizer::Span;
 use vschema::Table;
@@ -58,13 +59,6 @@ fn find(
     let SetExpr::Select(select) = query.body.as_ref() else {
         return None;
     };
-    let mut visitor = Subqueries {
-        depth: 0,
-        found: Vec::new(),
-    };
-    let _ = select.projection.visit(&mut visitor);
-    let _ = select.selection.visit(&mut visitor);
-    let _ = select.having.visit(&mut visitor);
     let unnamed: Vec<Span> = select
         .projection
         .iter()
@@ -73,7 +67,24 @@ fn find(
             _ => None,
         })
         .collect();
-    located(visitor.found, &unnamed, source, ctx)
+    // A select item that is a subquery shows its value as it is.
+    let items = select.projection.iter().filter_map(|item| match item {
+        SelectItem::UnnamedExpr(Expr::Subquery(q))
+        | SelectItem::ExprWithAlias {
+            expr: Expr::Subquery(q),
+            ..
+        } => Some(q.span()),
+        _ => None,
+    });
+    let mut visitor = Subqueries {
+        depth: 0,
+        found: Vec::new(),
+        as_shown: items.collect(),
+    };
+    let _ = select.projection.visit(&mut visitor);
+    let _ = select.selection.visit(&mut visitor);
+    let _ = select.having.visit(&mut visitor);
+    located(visitor, &unnamed, source, ctx)
 }
 
 /// An UPDATE or DELETE with its uncorrelated subqueries over sharded (or unsharded) rows in
@@ -87,11 +98,12 @@ pub(crate) fn plan_write_pull_out(
     let mut visitor = Subqueries {
         depth: 0,
         found: Vec::new(),
+        as_shown: Vec::new(),
     };
     for e in exprs {
         let _ = e.visit(&mut visitor);
     }
-    let found = match located(visitor.found, &[], source, ctx)? {
+    let found = match located(visitor, &[], source, ctx)? {
         Ok(found) => found,
         Err(e) => return Some(Err(e)),
     };
@@ -101,17 +113,28 @@ pub(crate) fn plan_write_pull_out(
 /// The subqueries to pull out, located in the client's text; `unnamed` are the spans of those
 /// that are select items without an alias.
 fn located(
-    found: Vec<(PulledKind, Query)>,
+    visitor: Subqueries,
     unnamed: &[Span],
     source: &SourceText<'_>,
     ctx: &Context<'_>,
 ) -> Option<Result<Vec<Found>, PlanError>> {
-    let pulled: Vec<(PulledKind, Query)> = found
+    let pulled: Vec<(PulledKind, Query)> = visitor
+        .found
         .into_iter()
         .filter(|(_, q)| reads_placed_rows(q, ctx) && !is_correlated(q))
         .collect();
     if pulled.is_empty() {
         return None;
+    }
+    // MariaDB carries a quotient on with more digits than it shows (`(SELECT AVG(x) ...) * 2`
+    // uses 9 decimals of the average); the value spliced in has only the shown ones.
+    if let Some((_, q)) = pulled.iter().find(|(kind, q)| {
+        *kind == PulledKind::Scalar && !visitor.as_shown.contains(&q.span()) && has_quotient(q)
+    }) {
+        return Some(Err(crate::unsupported(format!(
+            "arithmetic or a function over the quotient (AVG or /) of a subquery that runs \
+             first, ({q})"
+        ))));
     }
     let sql = source.sql();
     let mut found = Vec::with_capacity(pulled.len());
@@ -195,6 +218,8 @@ fn stand_ins(found: &[Found]) -> Vec<(std::ops::Range<usize>, String)> {
 struct Subqueries {
     depth: usize,
     found: Vec<(PulledKind, Query)>,
+    /// Scalar subqueries whose value is used as it is shown: compared, or a select item.
+    as_shown: Vec<Span>,
 }
 
 impl Visitor for Subqueries {
@@ -219,6 +244,14 @@ impl Visitor for Subqueries {
                 } => Some((PulledKind::In, q)),
                 Expr::Exists { subquery, .. } => Some((PulledKind::Exists, subquery)),
                 Expr::Subquery(q) => Some((PulledKind::Scalar, q)),
+                Expr::BinaryOp { left, op, right } if is_comparison(op) => {
+                    for side in [left, right] {
+                        if let Expr::Subquery(q) = side.as_ref() {
+                            self.as_shown.push(q.span());
+                        }
+                    }
+                    None
+                }
                 _ => None,
             };
             if let Some((kind, q)) = found {
@@ -294,4 +327,45 @@ fn is_correlated(query: &Query) -> bool {
         .used
         .iter()
         .any(|u| !names.defined.iter().any(|d| d == u))
+}
+
+fn is_comparison(op: &BinaryOperator) -> bool {
+    matches!(
+        op,
+        BinaryOperator::Eq
+            | BinaryOperator::NotEq
+            | BinaryOperator::Lt
+            | BinaryOperator::LtEq
+            | BinaryOperator::Gt
+            | BinaryOperator::GtEq
+            | BinaryOperator::Spaceship
+    )
+}
+
+/// Whether a subquery's select list divides (`/`, AVG): its value may have hidden digits.
+fn has_quotient(query: &Query) -> bool {
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return true;
+    };
+    let found = select.projection.visit(&mut QuotientFinder);
+    found.is_break()
+}
+
+struct QuotientFinder;
+
+impl Visitor for QuotientFinder {
+    type Break = ();
+
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+        match expr {
+            Expr::BinaryOp {
+                op: BinaryOperator::Divide,
+                ..
+            } => ControlFlow::Break(()),
+            Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("AVG") => {
+                ControlFlow::Break(())
+            }
+            _ => ControlFlow::Continue(()),
+        }
+    }
 }
