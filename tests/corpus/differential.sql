@@ -481,6 +481,19 @@ SELECT city, AVG(score) FROM customers GROUP BY city HAVING AVG(score) / 3 * 3 =
 SELECT order_id FROM orders WHERE qty * 2 > (SELECT AVG(qty) * 3 FROM orders) ORDER BY order_id
 SELECT (SELECT AVG(qty) * 2 FROM orders) AS a, (SELECT SUM(price) / 7 FROM orders) FROM customers WHERE id = 3
 refused: SELECT order_id FROM orders WHERE qty > (SELECT AVG(qty) FROM orders) * 2  # the quotient (AVG or /) of a subquery that runs first
+# A quotient a shard computes reaches the proxy with its shown digits only: adding those up, or
+# arithmetic on them, would differ from MariaDB's (DISTINCT aggregates, MIN/MAX compared, and
+# materialized derived tables use the shown value, as MariaDB does).
+refused: SELECT SUM(qty / 7), COUNT(*) FROM orders  # SUM of a quotient (/) across shards
+refused: SELECT customer_id, AVG(price / qty) FROM orders GROUP BY customer_id  # AVG of a quotient (/) across shards
+refused: SELECT MAX(qty / 7) * 7 FROM orders  # over MAX(qty / 7)
+refused: SELECT t.order_id, t.q * 1000000000 FROM (SELECT order_id, qty / 7 AS q FROM orders) t ORDER BY t.order_id LIMIT 5  # arithmetic or an aggregate over t.q, a quotient (/) in a derived table
+refused: SELECT SUM(t.q), COUNT(*) FROM (SELECT qty / 7 AS q FROM orders) t  # arithmetic or an aggregate over t.q
+SELECT SUM(DISTINCT qty / 7), COUNT(DISTINCT qty / 7), MIN(qty / 7), MAX(price / 3) FROM orders
+SELECT customer_id, MAX(qty / 7) FROM orders GROUP BY customer_id HAVING MAX(qty / 7) > 1 ORDER BY customer_id LIMIT 6
+SELECT t.order_id, t.q FROM (SELECT order_id, qty / 7 AS q FROM orders) t WHERE t.q > 1 ORDER BY t.q, t.order_id LIMIT 5
+SELECT t.customer_id, t.a * 3 FROM (SELECT customer_id, AVG(qty) AS a FROM orders GROUP BY customer_id) t ORDER BY t.customer_id LIMIT 5
+SELECT t.q * 1000000000 FROM (SELECT qty / 7 AS q FROM orders ORDER BY order_id LIMIT 5) t
 SELECT product_id, SUM(qty) - COUNT(*) AS d FROM orders GROUP BY product_id ORDER BY d, product_id LIMIT 5
 # --- refused (each names what is missing)
 SELECT * FROM products p LEFT JOIN orders o ON o.product_id = p.id

@@ -117,6 +117,12 @@ fn plan(
             )
         })
     });
+    if let Some(q) = inner_select.and_then(|s| hidden_digits(query, select, inner, s, alias)) {
+        return Err(outer(&format!(
+            "arithmetic or an aggregate over {q}, a quotient (/) in a derived table MariaDB \
+             would merge,"
+        )));
+    }
     let width = names.as_ref().map_or(0, Vec::len);
     let column = |e: &Expr| -> Result<usize, PlanError> {
         let name = match e {
@@ -310,6 +316,99 @@ fn plan(
         typing: e.typing,
         stages: Vec::new(),
     }))
+}
+
+/// A column of the derived table that holds a quotient and that the outer query does more with
+/// than show, sort or compare. MariaDB merges a plain derived table into the outer query, so
+/// `t.q * 7` uses all the digits `q = a / 7` keeps, where its rows show only 4 more decimals.
+/// (A grouped, distinct or limited one is materialized: its rows hold the shown value.)
+fn hidden_digits(
+    query: &Query,
+    select: &Select,
+    inner: &Query,
+    inner_select: &Select,
+    alias: &str,
+) -> Option<String> {
+    use sqlparser::ast::{Visit, Visitor};
+    use sqlparser::tokenizer::Span;
+    use std::ops::ControlFlow;
+    let materialized = inner.limit_clause.is_some()
+        || inner_select.distinct.is_some()
+        || inner_select.having.is_some()
+        || !matches!(&inner_select.group_by, GroupByExpr::Expressions(e, _) if e.is_empty())
+        || inner_select.projection.iter().any(|item| match item {
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                crate::aggregates::contains_aggregate(e)
+            }
+            _ => false,
+        });
+    if materialized {
+        return None;
+    }
+    let quotients: Vec<String> = inner_select
+        .projection
+        .iter()
+        .filter_map(|item| match item {
+            SelectItem::ExprWithAlias { expr, alias } if crate::clauses::carries_quotient(expr) => {
+                Some(alias.value.to_ascii_lowercase())
+            }
+            _ => None,
+        })
+        .collect();
+    if quotients.is_empty() {
+        return None;
+    }
+    // Where a value counts as shown: compared, a select item of its own, an ORDER BY key.
+    let mut shown: Vec<Span> = Vec::new();
+    let mut exprs: Vec<&Expr> = Vec::new();
+    for item in &select.projection {
+        if let SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } = item {
+            shown.push(e.span());
+            exprs.push(e);
+        }
+    }
+    exprs.extend(&select.selection);
+    exprs.extend(&select.having);
+    if let GroupByExpr::Expressions(keys, _) = &select.group_by {
+        exprs.extend(keys);
+    }
+    if let Some(order) = &query.order_by {
+        if let sqlparser::ast::OrderByKind::Expressions(keys) = &order.kind {
+            shown.extend(keys.iter().map(|k| k.expr.span()));
+        }
+    }
+    for e in &exprs {
+        shown.extend(crate::clauses::compared_operands(e));
+    }
+    struct Uses<'a> {
+        quotients: &'a [String],
+        alias: &'a str,
+        shown: &'a [Span],
+    }
+    impl Visitor for Uses<'_> {
+        type Break = String;
+        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<String> {
+            let name = match e {
+                Expr::Identifier(i) => &i.value,
+                Expr::CompoundIdentifier(p) if p.len() == 2 && p[0].value == self.alias => {
+                    &p[1].value
+                }
+                _ => return ControlFlow::Continue(()),
+            };
+            if self.quotients.contains(&name.to_ascii_lowercase())
+                && !self.shown.contains(&e.span())
+            {
+                return ControlFlow::Break(e.to_string());
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut uses = Uses {
+        quotients: &quotients,
+        alias,
+        shown: &shown,
+    };
+    exprs.iter().find_map(|e| e.visit(&mut uses).break_value())
 }
 
 /// The items a shard computes over a derived table's rows: their positions, the evaluation's

@@ -158,6 +158,15 @@ fn agg_call(expr: &Expr, text: Option<&str>) -> Result<Option<AggCall>, PlanErro
             }))
         }
     };
+    // MariaDB adds up a quotient's values with the digits it keeps (9 per word), but a shard
+    // shows its sum with the type's (4 more than the dividend's).
+    if matches!(call.func, AggFn::Sum | AggFn::Avg)
+        && call.arg.is_some_and(crate::clauses::carries_quotient)
+    {
+        return Err(unsupported(format!(
+            "{name} of a quotient (/) across shards"
+        )));
+    }
     let arg = match call.arg {
         None => "*".to_string(),
         Some(e) => {
@@ -1091,6 +1100,13 @@ impl Ctx<'_, '_> {
         let mut select = Vec::new();
         let mut rewritten = Vec::new();
         for &i in at_shard {
+            if let Some(q) = uncompared_quotient(items[i].expr, |_| true) {
+                return Err(unsupported(format!(
+                    "{} across shards: a function or arithmetic over {q}, a quotient (AVG or \
+                     /), that a shard would see with its shown digits only",
+                    items[i].expr_text
+                )));
+            }
             let mut e = items[i].expr.clone();
             let _ = e.visit(&mut inputs);
             if inputs.subquery {
@@ -1236,6 +1252,17 @@ impl Ctx<'_, '_> {
         } else {
             "HAVING"
         };
+        // A shard shows MIN or MAX of a quotient rounded; only a comparison may use that (an
+        // AVG is divided here, with the digits MariaDB keeps).
+        let min_max = |f: &sqlparser::ast::Function| {
+            let name = f.name.to_string();
+            name.eq_ignore_ascii_case("MIN") || name.eq_ignore_ascii_case("MAX")
+        };
+        if let Some(q) = uncompared_quotient(expr, min_max) {
+            return Err(unsupported(format!(
+                "arithmetic or a function over {q}, of a quotient (/), across shards"
+            )));
+        }
         to_eval(expr, &mut |e: &Expr| -> Result<EvalExpr, PlanError> {
             if let Some(i) = find_item(e, items, own.is_none())?
                 .filter(|i| position_of(e).is_none() && Some(*i) != own)
@@ -1273,6 +1300,48 @@ impl Ctx<'_, '_> {
             })
         })
     }
+}
+
+/// An aggregate call in `expr` (one `pick` accepts) whose value has digits a shard does not
+/// show (AVG, or over a quotient), used other than compared: `MAX(a / 7) * 7`.
+fn uncompared_quotient(
+    expr: &Expr,
+    pick: impl Fn(&sqlparser::ast::Function) -> bool,
+) -> Option<String> {
+    use sqlparser::ast::{Function, Spanned, Visit, Visitor};
+    use std::ops::ControlFlow;
+    struct Calls<'p, P> {
+        pick: &'p P,
+        compared: Vec<sqlparser::tokenizer::Span>,
+    }
+    impl<P: Fn(&Function) -> bool> Visitor for Calls<'_, P> {
+        type Break = String;
+        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<String> {
+            match e {
+                Expr::Function(f)
+                    if f.over.is_none()
+                        && (self.pick)(f)
+                        && crate::clauses::carries_quotient(e)
+                        && !self.compared.contains(&e.span()) =>
+                {
+                    ControlFlow::Break(e.to_string())
+                }
+                _ => ControlFlow::Continue(()),
+            }
+        }
+    }
+    // An aggregate on its own (a select item) is shown as it is.
+    if let Expr::Function(f) = expr {
+        let name = f.name.to_string().to_ascii_lowercase();
+        if crate::aggregates::AGGREGATES.contains(&name.as_str()) {
+            return None;
+        }
+    }
+    let mut calls = Calls {
+        pick: &pick,
+        compared: crate::clauses::compared_operands(expr),
+    };
+    expr.visit(&mut calls).break_value()
 }
 
 /// A select item's merged value: an AVG item's column holds the SUM, divided here by the COUNT.

@@ -8,8 +8,7 @@ use std::ops::ControlFlow;
 
 use engine::{Hole, Plan, PullOut, Pulled, PulledKind, SqlTemplate};
 use sqlparser::ast::{
-    BinaryOperator, Expr, InTarget, ObjectName, Query, SelectItem, SetExpr, Spanned, TableFactor,
-    Visit, Visitor,
+    Expr, InTarget, ObjectName, Query, SelectItem, SetExpr, Spanned, TableFactor, Visit, Visitor,
 };
 use sqlparser::tokenizer::Span;
 use vschema::Table;
@@ -76,10 +75,20 @@ fn find(
         } => Some(q.span()),
         _ => None,
     });
+    let compared = select
+        .projection
+        .iter()
+        .filter_map(|item| match item {
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => Some(e),
+            _ => None,
+        })
+        .chain(&select.selection)
+        .chain(&select.having)
+        .flat_map(crate::clauses::compared_operands);
     let mut visitor = Subqueries {
         depth: 0,
         found: Vec::new(),
-        as_shown: items.collect(),
+        as_shown: items.chain(compared).collect(),
     };
     let _ = select.projection.visit(&mut visitor);
     let _ = select.selection.visit(&mut visitor);
@@ -98,7 +107,10 @@ pub(crate) fn plan_write_pull_out(
     let mut visitor = Subqueries {
         depth: 0,
         found: Vec::new(),
-        as_shown: Vec::new(),
+        as_shown: exprs
+            .iter()
+            .flat_map(|e| crate::clauses::compared_operands(e))
+            .collect(),
     };
     for e in exprs {
         let _ = e.visit(&mut visitor);
@@ -244,14 +256,6 @@ impl Visitor for Subqueries {
                 } => Some((PulledKind::In, q)),
                 Expr::Exists { subquery, .. } => Some((PulledKind::Exists, subquery)),
                 Expr::Subquery(q) => Some((PulledKind::Scalar, q)),
-                Expr::BinaryOp { left, op, right } if is_comparison(op) => {
-                    for side in [left, right] {
-                        if let Expr::Subquery(q) = side.as_ref() {
-                            self.as_shown.push(q.span());
-                        }
-                    }
-                    None
-                }
                 _ => None,
             };
             if let Some((kind, q)) = found {
@@ -329,43 +333,15 @@ fn is_correlated(query: &Query) -> bool {
         .any(|u| !names.defined.iter().any(|d| d == u))
 }
 
-fn is_comparison(op: &BinaryOperator) -> bool {
-    matches!(
-        op,
-        BinaryOperator::Eq
-            | BinaryOperator::NotEq
-            | BinaryOperator::Lt
-            | BinaryOperator::LtEq
-            | BinaryOperator::Gt
-            | BinaryOperator::GtEq
-            | BinaryOperator::Spaceship
-    )
-}
-
 /// Whether a subquery's select list divides (`/`, AVG): its value may have hidden digits.
 fn has_quotient(query: &Query) -> bool {
     let SetExpr::Select(select) = query.body.as_ref() else {
         return true;
     };
-    let found = select.projection.visit(&mut QuotientFinder);
-    found.is_break()
-}
-
-struct QuotientFinder;
-
-impl Visitor for QuotientFinder {
-    type Break = ();
-
-    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
-        match expr {
-            Expr::BinaryOp {
-                op: BinaryOperator::Divide,
-                ..
-            } => ControlFlow::Break(()),
-            Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("AVG") => {
-                ControlFlow::Break(())
-            }
-            _ => ControlFlow::Continue(()),
+    select.projection.iter().any(|item| match item {
+        SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+            crate::clauses::carries_quotient(e)
         }
-    }
+        _ => false,
+    })
 }
