@@ -857,6 +857,55 @@ pub(crate) fn item_expr(item: &SelectItem) -> Option<(&Expr, Option<String>)> {
     }
 }
 
+/// Whether an expression divides (`/`, AVG): MariaDB carries its value on into arithmetic with
+/// more digits than it shows (2/3 is 0.6667 shown, 0.666666666 to `* 3`).
+pub(crate) fn carries_quotient(expr: &Expr) -> bool {
+    struct Finder;
+    impl sqlparser::ast::Visitor for Finder {
+        type Break = ();
+        fn pre_visit_expr(&mut self, expr: &Expr) -> std::ops::ControlFlow<()> {
+            match expr {
+                Expr::BinaryOp {
+                    op: sqlparser::ast::BinaryOperator::Divide,
+                    ..
+                } => std::ops::ControlFlow::Break(()),
+                Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("AVG") => {
+                    std::ops::ControlFlow::Break(())
+                }
+                _ => std::ops::ControlFlow::Continue(()),
+            }
+        }
+    }
+    sqlparser::ast::Visit::visit(expr, &mut Finder).is_break()
+}
+
+/// The operands of comparisons in `expr` (each side of `=`, `<`, ..., IS NULL): where a value
+/// counts as it is shown, so a quotient's hidden digits do not matter.
+pub(crate) fn compared_operands(expr: &Expr) -> Vec<sqlparser::tokenizer::Span> {
+    use sqlparser::ast::BinaryOperator as B;
+    struct Finder(Vec<sqlparser::tokenizer::Span>);
+    impl sqlparser::ast::Visitor for Finder {
+        type Break = ();
+        fn pre_visit_expr(&mut self, expr: &Expr) -> std::ops::ControlFlow<()> {
+            match expr {
+                Expr::BinaryOp {
+                    left,
+                    op: B::Eq | B::NotEq | B::Lt | B::LtEq | B::Gt | B::GtEq | B::Spaceship,
+                    right,
+                } => {
+                    self.0.extend([left.span(), right.span()]);
+                }
+                Expr::IsNull(e) | Expr::IsNotNull(e) => self.0.push(e.span()),
+                _ => {}
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let mut finder = Finder(Vec::new());
+    let _ = sqlparser::ast::Visit::visit(expr, &mut finder);
+    finder.0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -946,54 +995,4 @@ mod tests {
         assert_eq!(c.order_by, [("m", false)]);
         assert!(c.limit.is_none());
     }
-}
-
-/// Whether an expression divides (`/`, AVG): MariaDB carries its value on into arithmetic with
-/// more digits than it shows (2/3 is 0.6667 shown, 0.666666666 to `* 3`).
-pub(crate) fn carries_quotient(expr: &Expr) -> bool {
-    struct Finder;
-    impl sqlparser::ast::Visitor for Finder {
-        type Break = ();
-        fn pre_visit_expr(&mut self, expr: &Expr) -> std::ops::ControlFlow<()> {
-            match expr {
-                Expr::BinaryOp {
-                    op: sqlparser::ast::BinaryOperator::Divide,
-                    ..
-                } => std::ops::ControlFlow::Break(()),
-                Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("AVG") => {
-                    std::ops::ControlFlow::Break(())
-                }
-                _ => std::ops::ControlFlow::Continue(()),
-            }
-        }
-    }
-    sqlparser::ast::Visit::visit(expr, &mut Finder).is_break()
-}
-
-/// The operands of comparisons in `expr` (each side of `=`, `<`, ..., IS NULL): where a value
-/// counts as it is shown, so a quotient's hidden digits do not matter.
-pub(crate) fn compared_operands(expr: &Expr) -> Vec<sqlparser::tokenizer::Span> {
-    use sqlparser::ast::BinaryOperator as B;
-    struct Finder(Vec<sqlparser::tokenizer::Span>);
-    impl sqlparser::ast::Visitor for Finder {
-        type Break = ();
-        fn pre_visit_expr(&mut self, expr: &Expr) -> std::ops::ControlFlow<()> {
-            match expr {
-                Expr::BinaryOp { left, op, right }
-                    if matches!(
-                        op,
-                        B::Eq | B::NotEq | B::Lt | B::LtEq | B::Gt | B::GtEq | B::Spaceship
-                    ) =>
-                {
-                    self.0.extend([left.span(), right.span()]);
-                }
-                Expr::IsNull(e) | Expr::IsNotNull(e) => self.0.push(e.span()),
-                _ => {}
-            }
-            std::ops::ControlFlow::Continue(())
-        }
-    }
-    let mut finder = Finder(Vec::new());
-    let _ = sqlparser::ast::Visit::visit(expr, &mut finder);
-    finder.0
 }
