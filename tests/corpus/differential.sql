@@ -303,6 +303,12 @@ SELECT c.id, (SELECT COUNT(*) FROM orders o WHERE o.product_id = c.id) FROM cust
 SELECT c.id, c.name, (SELECT SUM(o.qty) FROM orders o WHERE o.product_id = c.id AND o.price > 10) AS q FROM customers c WHERE c.id BETWEEN 1 AND 25 ORDER BY q DESC, c.id
 SELECT id, name, (SELECT MAX(o.placed) FROM orders o WHERE o.product_id = customers.id) AS last FROM customers WHERE id < 12 ORDER BY id
 SELECT c.id, (SELECT AVG(o.price) FROM orders o WHERE o.qty = c.score) FROM customers c WHERE c.city = 'Oslo' ORDER BY c.id
+# ... and in WHERE: the condition goes to the grouping's HAVING, the aggregate in its place.
+SELECT c.id, c.score FROM customers c WHERE c.score > (SELECT COUNT(*) FROM orders o WHERE o.product_id = c.id) AND c.id < 60 ORDER BY c.id
+SELECT c.id FROM customers c WHERE (SELECT MAX(o.qty) FROM orders o WHERE o.product_id = c.id) IS NULL ORDER BY c.id LIMIT 10
+SELECT c.name, c.id FROM customers c WHERE c.id < 30 AND (SELECT SUM(o.qty) FROM orders o WHERE o.product_id = c.id) >= 10 ORDER BY c.id
+SELECT c.id, c.balance FROM customers c WHERE (SELECT AVG(o.price) FROM orders o WHERE o.product_id = c.id) * 2 > c.balance ORDER BY c.id
+refused: SELECT COUNT(*) FROM customers c WHERE (SELECT COUNT(*) FROM orders o WHERE o.product_id = c.id) = 0  # a correlated subquery in WHERE of a query with aggregates
 SELECT c.id, (SELECT MIN(x.balance) FROM customers x WHERE x.score = c.id) m FROM customers c WHERE c.id < 10
 refused: SELECT name, (SELECT MAX(o.placed) FROM orders o WHERE o.product_id = customers.id) AS last FROM customers WHERE id < 12 ORDER BY id  # an ORDER BY that is not a select item
 refused: SELECT c.id FROM customers c WHERE EXISTS (SELECT COUNT(*) FROM orders o WHERE o.product_id = c.id)  # neither pinned to one shard nor correlated on its vindex column

@@ -10,8 +10,12 @@
 //! which `join` runs as a nested loop: each outer row once, its aggregate over its matches (COUNT
 //! 0 and the others NULL without any, as the subquery gives).
 //!
-//! Taken: a one-table SELECT without grouping whose one subquery is a whole select item, over one
-//! table, selecting COUNT, SUM, MIN, MAX or AVG, its columns qualified.
+//! In WHERE (`WHERE c.score > (SELECT COUNT(*) ...)`), the condition that holds it goes to the
+//! HAVING of the same grouping, the subquery's aggregate in its place.
+//!
+//! Taken: a one-table SELECT without grouping whose one subquery is a whole select item or in one
+//! of WHERE's AND-ed conditions, over one table, selecting COUNT, SUM, MIN, MAX or AVG, its
+//! columns qualified.
 
 use engine::Plan;
 use sqlparser::ast::{
@@ -56,7 +60,6 @@ fn rewrite(
         || grouped
         || select.having.is_some()
         || select.distinct.is_some()
-        || select.selection.as_ref().is_some_and(has_subquery)
     {
         return None;
     }
@@ -73,19 +76,27 @@ fn rewrite(
     let with_subquery: Vec<usize> = (0..exprs.len())
         .filter(|&i| has_subquery(exprs[i].0))
         .collect();
-    let &[at] = with_subquery.as_slice() else {
-        return None;
+    let (place, sub) = match (with_subquery.as_slice(), &select.selection) {
+        (&[at], w) if !w.as_ref().is_some_and(has_subquery) => {
+            let (Expr::Subquery(sub), alias) = exprs[at] else {
+                return None;
+            };
+            (Place::Item(at, alias), sub.as_ref())
+        }
+        ([], Some(w)) => (Place::Where, where_subquery(w)?),
+        _ => return None,
     };
     if exprs
         .iter()
         .enumerate()
-        .any(|(i, (e, _))| i != at && has_aggregate(e))
+        .any(|(i, (e, _))| place != Place::Item(i, exprs[i].1) && has_aggregate(e))
     {
-        return None;
+        return (place == Place::Where).then(|| {
+            Err(unsupported(
+                "a correlated subquery in WHERE of a query with aggregates, across shards",
+            ))
+        });
     }
-    let (Expr::Subquery(sub), alias) = exprs[at] else {
-        return None;
-    };
     let SetExpr::Select(inner) = sub.body.as_ref() else {
         return None;
     };
@@ -118,8 +129,7 @@ fn rewrite(
     Some(build(
         query,
         select.as_ref(),
-        at,
-        alias,
+        place,
         value,
         call.func,
         &outer,
@@ -135,8 +145,7 @@ fn rewrite(
 fn build(
     query: &Query,
     select: &sqlparser::ast::Select,
-    at: usize,
-    alias: Option<&Ident>,
+    place: Place<'_>,
     value: &Expr,
     func: AggFn,
     outer: &str,
@@ -147,8 +156,12 @@ fn build(
     ctx: &Context<'_>,
 ) -> Result<Query, PlanError> {
     let refuse = |what: &str| {
+        let clause = match place {
+            Place::Item(..) => "the select list",
+            Place::Where => "WHERE",
+        };
         unsupported(format!(
-            "a correlated subquery in the select list {what}, across shards"
+            "a correlated subquery in {clause} {what}, across shards"
         ))
     };
     let key_of = |factor: &sqlparser::ast::TableFactor| -> Result<Vec<String>, PlanError> {
@@ -184,23 +197,9 @@ fn build(
         }
     }
     // Named as the client wrote the item, parentheses included.
-    let name = match (alias, &select.projection[at]) {
-        (Some(a), _) => a.clone(),
-        (None, SelectItem::UnnamedExpr(Expr::Subquery(q))) => {
-            use sqlparser::ast::Spanned;
-            let sql = source.sql();
-            let located = || refuse("whose text cannot be located (give it an alias)");
-            let inner = source
-                .range(q.span())
-                .and_then(|r| crate::text::up_to_close(sql, r.start))
-                .ok_or_else(located)?;
-            let open = sql[..inner.start].trim_end();
-            if !open.ends_with('(') {
-                return Err(located());
-            }
-            Ident::with_quote('`', &sql[open.len() - 1..=inner.end])
-        }
-        _ => return Err(refuse("written this way")),
+    let (at, name) = match place {
+        Place::Where => (usize::MAX, None),
+        Place::Item(at, alias) => (at, Some(item_name(at, alias, select, source, &refuse)?)),
     };
 
     let mut joined = query.clone();
@@ -217,7 +216,7 @@ fn build(
         .collect();
     let mut group: Vec<Expr> = outer_key.iter().map(|k| column(outer, k)).collect();
     for (i, item) in out.projection.iter_mut().enumerate() {
-        if i == at {
+        if let (true, Some(name)) = (i == at, &name) {
             *item = SelectItem::ExprWithAlias {
                 expr: value.clone(),
                 alias: name.clone(),
@@ -231,8 +230,37 @@ fn build(
         qualify(e, outer, &[]).ok_or_else(|| refuse("beside another table's column"))?;
         group.push(e.clone());
     }
-    if let Some(w) = &mut out.selection {
-        qualify(w, outer, &[]).ok_or_else(|| refuse("with this WHERE"))?;
+    let mut having = None;
+    if let Some(w) = out.selection.take() {
+        let mut parts = Vec::new();
+        crate::routing::conjuncts(&w, &mut parts);
+        let mut kept: Vec<Expr> = Vec::new();
+        for part in parts {
+            let mut part = part.clone();
+            if !has_subquery(&part) {
+                qualify(&mut part, outer, &[]).ok_or_else(|| refuse("with this WHERE"))?;
+                kept.push(part);
+                continue;
+            }
+            // The condition over the outer row and the subquery's value is one over the
+            // group: its outer columns join the grouping (one row per key, so no change).
+            let placeholder = Expr::Identifier(Ident::new("sg_subquery_value"));
+            replace_subquery(&mut part, &placeholder);
+            qualify(&mut part, outer, &["sg_subquery_value".to_string()])
+                .ok_or_else(|| refuse("beside another table's column"))?;
+            for_each_column(&part, |c| {
+                if !group.contains(c) {
+                    group.push(c.clone());
+                }
+            });
+            replace_identifier(&mut part, "sg_subquery_value", &value);
+            having = Some(part);
+        }
+        out.selection = kept.into_iter().reduce(|a, b| Expr::BinaryOp {
+            left: Box::new(a),
+            op: sqlparser::ast::BinaryOperator::And,
+            right: Box::new(b),
+        });
     }
     out.from[0].joins.push(Join {
         relation: inner_from.relation.clone(),
@@ -257,7 +285,123 @@ fn build(
         return Err(refuse("written this way"));
     };
     out.group_by = GroupByExpr::Expressions(group, vec![]);
+    out.having = having;
     Ok(joined)
+}
+
+/// A select item subquery's column name: its alias, or its text, parentheses included, as
+/// MySQL names it.
+fn item_name(
+    at: usize,
+    alias: Option<&Ident>,
+    select: &sqlparser::ast::Select,
+    source: &SourceText<'_>,
+    refuse: &dyn Fn(&str) -> PlanError,
+) -> Result<Ident, PlanError> {
+    Ok(match (alias, &select.projection[at]) {
+        (Some(a), _) => a.clone(),
+        (None, SelectItem::UnnamedExpr(Expr::Subquery(q))) => {
+            use sqlparser::ast::Spanned;
+            let sql = source.sql();
+            let located = || refuse("whose text cannot be located (give it an alias)");
+            let inner = source
+                .range(q.span())
+                .and_then(|r| crate::text::up_to_close(sql, r.start))
+                .ok_or_else(located)?;
+            let open = sql[..inner.start].trim_end();
+            if !open.ends_with('(') {
+                return Err(located());
+            }
+            Ident::with_quote('`', &sql[open.len() - 1..=inner.end])
+        }
+        _ => return Err(refuse("written this way")),
+    })
+}
+
+/// Where the subquery stands.
+#[derive(Clone, Copy, PartialEq)]
+enum Place<'q> {
+    /// A select item, with its alias.
+    Item(usize, Option<&'q Ident>),
+    /// One of WHERE's AND-ed conditions.
+    Where,
+}
+
+/// The one subquery of WHERE when it is a scalar one, in a comparison, arithmetic or IS NULL.
+fn where_subquery(selection: &Expr) -> Option<&Query> {
+    fn find(e: &Expr) -> Option<&Query> {
+        match e {
+            Expr::Subquery(q) => Some(q),
+            Expr::BinaryOp { left, right, .. } => find(left).or_else(|| find(right)),
+            Expr::Nested(x)
+            | Expr::UnaryOp { expr: x, .. }
+            | Expr::IsNull(x)
+            | Expr::IsNotNull(x) => find(x),
+            _ => None,
+        }
+    }
+    // Counted, EXISTS and IN subqueries too: the one found must be the only one.
+    (count_subqueries(selection) == 1)
+        .then(|| find(selection))
+        .flatten()
+}
+
+fn count_subqueries(e: &Expr) -> usize {
+    struct Count(usize, usize);
+    impl sqlparser::ast::Visitor for Count {
+        type Break = ();
+        fn pre_visit_query(&mut self, _: &Query) -> std::ops::ControlFlow<()> {
+            if self.1 == 0 {
+                self.0 += 1;
+            }
+            self.1 += 1;
+            std::ops::ControlFlow::Continue(())
+        }
+        fn post_visit_query(&mut self, _: &Query) -> std::ops::ControlFlow<()> {
+            self.1 -= 1;
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let mut count = Count(0, 0);
+    let _ = sqlparser::ast::Visit::visit(e, &mut count);
+    count.0
+}
+
+/// `e` with each expression `pick` accepts replaced by `with`.
+fn replace_where(e: &mut Expr, pick: impl Fn(&Expr) -> bool, with: &Expr) {
+    struct Replace<'w, P>(P, &'w Expr);
+    impl<P: Fn(&Expr) -> bool> sqlparser::ast::VisitorMut for Replace<'_, P> {
+        type Break = ();
+        fn post_visit_expr(&mut self, e: &mut Expr) -> std::ops::ControlFlow<()> {
+            if (self.0)(e) {
+                *e = self.1.clone();
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let _ = sqlparser::ast::VisitMut::visit(e, &mut Replace(pick, with));
+}
+
+fn replace_subquery(e: &mut Expr, with: &Expr) {
+    replace_where(e, |x| matches!(x, Expr::Subquery(_)), with);
+}
+
+fn replace_identifier(e: &mut Expr, name: &str, with: &Expr) {
+    replace_where(
+        e,
+        |x| matches!(x, Expr::Identifier(i) if i.value == name),
+        with,
+    );
+}
+
+/// Calls `f` on each qualified column of `e`.
+fn for_each_column(e: &Expr, mut f: impl FnMut(&Expr)) {
+    let _ = sqlparser::ast::visit_expressions(e, |x: &Expr| {
+        if matches!(x, Expr::CompoundIdentifier(_)) {
+            f(x);
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
 }
 
 fn column(table: &str, name: &str) -> Expr {
