@@ -310,7 +310,9 @@ SELECT c.name, c.id FROM customers c WHERE c.id < 30 AND (SELECT SUM(o.qty) FROM
 SELECT c.id, c.balance FROM customers c WHERE (SELECT AVG(o.price) FROM orders o WHERE o.product_id = c.id) * 2 > c.balance ORDER BY c.id
 refused: SELECT COUNT(*) FROM customers c WHERE (SELECT COUNT(*) FROM orders o WHERE o.product_id = c.id) = 0  # a correlated subquery in WHERE of a query with aggregates
 SELECT c.id, (SELECT MIN(x.balance) FROM customers x WHERE x.score = c.id) m FROM customers c WHERE c.id < 10
-refused: SELECT name, (SELECT MAX(o.placed) FROM orders o WHERE o.product_id = customers.id) AS last FROM customers WHERE id < 12 ORDER BY id  # an ORDER BY that is not a select item
+SELECT name, (SELECT MAX(o.placed) FROM orders o WHERE o.product_id = customers.id) AS last FROM customers WHERE id < 12 ORDER BY id
+SELECT c.name, (SELECT COUNT(*) FROM orders o WHERE o.product_id = c.id) AS n FROM customers c WHERE c.id BETWEEN 20 AND 40 ORDER BY c.city DESC, c.id LIMIT 8
+SELECT c.product_id, COUNT(*) FROM orders c JOIN customers x ON x.id = c.product_id GROUP BY c.product_id, x.city ORDER BY x.city, c.product_id LIMIT 7
 refused: SELECT c.id FROM customers c WHERE EXISTS (SELECT COUNT(*) FROM orders o WHERE o.product_id = c.id)  # neither pinned to one shard nor correlated on its vindex column
 # --- subqueries that run first (uncorrelated, on other shards or in keyspace main), their
 # results spliced into the statement as literals

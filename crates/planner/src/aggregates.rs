@@ -280,13 +280,15 @@ impl GroupedItem<'_> {
 
 /// The stages of a SELECT grouped at the proxy, once its rows carry their partials: sort (group
 /// keys, then a DISTINCT aggregate's value), combine, HAVING, project, then ORDER BY (select
-/// items; their weights ride along in the projection), LIMIT and dropping those weights.
+/// items, or GROUP BY expressions `group_exprs` names; their values and weights ride along in
+/// the projection), LIMIT and dropping those.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn grouped_tail(
     query: &Query,
     items: &[GroupedItem<'_>],
     mut output: Vec<engine::OutputColumn>,
     group: Vec<SortKey>,
+    group_exprs: &[Expr],
     distinct: Option<SortKey>,
     aggregates: Vec<engine::Aggregate>,
     having: Option<EvalExpr>,
@@ -296,19 +298,34 @@ pub(crate) fn grouped_tail(
     let mut keys = Vec::new();
     for o in order_by(query)? {
         let e = &o.expr;
-        let i = crate::clauses::position_of(e)
+        let desc = matches!(o.options.sort, Some(sqlparser::ast::OrderBySort::Desc));
+        let item = crate::clauses::position_of(e)
             .map(|p| p - 1)
             .filter(|&p| p < visible)
-            .or_else(|| GroupedItem::find(items, e))
-            .ok_or_else(|| refuse("an ORDER BY that is not a select item"))?;
-        let weight = items[i].weight.map(|w| {
-            output.push(engine::OutputColumn::Column(w));
+            .or_else(|| GroupedItem::find(items, e));
+        let mut hidden = |c: usize| {
+            output.push(engine::OutputColumn::Column(c));
             output.len() - 1
-        });
+        };
+        if let Some(i) = item {
+            let weight = items[i].weight.map(&mut hidden);
+            keys.push(SortKey {
+                column: i,
+                weight,
+                desc,
+            });
+            continue;
+        }
+        // A group key is one value per group: sort by it though it is not shown.
+        let k = group_exprs.iter().position(|g| g == e).ok_or_else(|| {
+            refuse("an ORDER BY that is neither a select item nor a GROUP BY key")
+        })?;
+        let column = hidden(group[k].column);
+        let weight = group[k].weight.map(&mut hidden);
         keys.push(SortKey {
-            column: i,
+            column,
             weight,
-            desc: matches!(o.options.sort, Some(sqlparser::ast::OrderBySort::Desc)),
+            desc,
         });
     }
     let mut stages = Vec::new();

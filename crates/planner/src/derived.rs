@@ -725,7 +725,15 @@ fn grouped_stages(
     .ok_or_else(|| outer("DISTINCT aggregates of different columns"))?;
     let mut stages = vec![Stage::Partials { partials }];
     stages.extend(crate::aggregates::grouped_tail(
-        query, &items, output, group, distinct, aggregates, having, outer,
+        query,
+        &items,
+        output,
+        group,
+        &[],
+        distinct,
+        aggregates,
+        having,
+        outer,
     )?);
     Ok(stages)
 }

@@ -854,7 +854,15 @@ fn grouped_rows(
     })
     .ok_or_else(|| across("DISTINCT aggregates of different expressions"))?;
     let stages = grouped_tail(
-        query, &outputs, output, group, distinct, aggregates, having, &across,
+        query,
+        &outputs,
+        output,
+        group,
+        group_exprs,
+        distinct,
+        aggregates,
+        having,
+        &across,
     )?;
     Ok((columns, stages))
 }
