@@ -202,6 +202,19 @@ tables.big = {{ primary_vindex = {{ column = "id", vindex = "hash" }} }}
     drop(result);
     assert_eq!(groups, 1000);
 
+    // A WHERE over a derived table that a shard evaluates streams too: 6000 rows (six times
+    // max_buffered_rows) go through in batches.
+    let mut ids: Vec<i64> = c
+        .query(
+            "SELECT t.id FROM (SELECT id, v FROM big WHERE id <= 3000 OR id > 997000) t \
+             WHERE CONCAT('v', t.v) = 'v7'",
+        )
+        .await
+        .unwrap();
+    ids.sort_unstable();
+    // v = seq % 1000: ids 7, 1007, 2007 on the first shard, seq 497007... on the second.
+    assert_eq!(ids, [7, 1007, 2007, 997007, 998007, 999007]);
+
     // A UNION branch's own LIMIT n holds n rows of each shard, sorted at the proxy: within
     // max_buffered_rows, the first n overall; past it, refused.
     let top: Vec<i64> = c

@@ -555,6 +555,13 @@ SELECT t.customer_id, CASE WHEN t.n > 3 THEN 'many' ELSE 'few' END AS size, CONC
 SELECT UPPER(t.name), LENGTH(t.name) + t.id AS x, COALESCE(t.city, '?') FROM (SELECT id, name, city FROM customers WHERE id > 150) t ORDER BY t.id
 SELECT t.id, ROUND(t.balance * 1.1, 1), DATE_FORMAT(t.created, '%d/%m') FROM (SELECT id, balance, created FROM customers ORDER BY balance DESC, id LIMIT 7) t WHERE t.balance > 0 ORDER BY 1
 SELECT IFNULL(t.m, 0) FROM (SELECT MAX(v) AS m FROM misc) t
+# WHERE conditions the proxy cannot evaluate: a shard evaluates them over the rows' values.
+SELECT t.id, t.name FROM (SELECT id, name FROM customers WHERE id > 100) t WHERE UPPER(t.name) = 'ANA' ORDER BY t.id
+SELECT t.city, t.n FROM (SELECT city, COUNT(*) AS n FROM customers GROUP BY city) t WHERE LENGTH(t.city) > 4 OR t.city IS NULL ORDER BY t.n DESC, t.city LIMIT 3
+SELECT t.city, COUNT(*) FROM (SELECT city, name FROM customers) t WHERE CASE WHEN t.name LIKE 'A%' THEN 1 ELSE 0 END = 1 GROUP BY t.city ORDER BY t.city
+SELECT * FROM (SELECT id, score FROM customers WHERE id < 50) t WHERE COALESCE(t.score, 0) % 2 = 1
+SELECT CONCAT(t.name, '!'), t.id FROM (SELECT id, name FROM customers) t WHERE LOWER(t.name) LIKE 'z%' ORDER BY t.id
+SELECT t.name FROM (SELECT id, name FROM customers ORDER BY id LIMIT 30) t WHERE t.name IN ('ana', 'Zoe') ORDER BY t.name, t.id
 SELECT COUNT(*) FROM (SELECT DISTINCT customer_id FROM orders) AS subquery
 SELECT COUNT(*), SUM(t.n), MIN(t.n), MAX(t.n), AVG(t.n) FROM (SELECT customer_id, COUNT(*) AS n FROM orders GROUP BY customer_id) t
 SELECT t.city, COUNT(*) AS k, MIN(t.balance), MAX(t.balance) FROM (SELECT city, name, balance FROM customers WHERE id > 20) t GROUP BY t.city ORDER BY k DESC, t.city
@@ -565,8 +572,8 @@ SELECT t.city, COUNT(DISTINCT t.score), SUM(DISTINCT t.score) FROM (SELECT city,
 SELECT c.city, COUNT(DISTINCT o.product_id), COUNT(*) FROM customers c JOIN orders o ON o.product_id = c.id GROUP BY c.city
 SELECT COUNT(DISTINCT v.level), SUM(DISTINCT v.level), COUNT(*) FROM MAIN.vip v JOIN customers c ON c.id = v.cid
 refused: SELECT COUNT(DISTINCT t.city), COUNT(DISTINCT t.name) FROM (SELECT city, name FROM customers) t  # DISTINCT aggregates of different columns
-# Text and dates compared at the proxy: ASCII letters, digits and spaces under a case-insensitive
-# collation, dates as instants; other text is refused (the result does not name its collation).
+# Text and dates compared with a string over a derived table: a shard compares them, under the
+# column's own collation (the rows do not name it).
 SELECT t.city, t.n FROM (SELECT city, COUNT(*) AS n FROM customers WHERE city <> '서울' GROUP BY city) t WHERE t.city >= 'oslo'
 SELECT t.city FROM (SELECT city, COUNT(*) AS n FROM customers WHERE city <> '서울' GROUP BY city) t WHERE t.city = 'PORTO' OR t.city < 'd'
 SELECT city, COUNT(*) FROM customers WHERE city <> '서울' GROUP BY city HAVING MAX(city) < 'P'
@@ -576,8 +583,8 @@ SELECT t.id FROM (SELECT id, created FROM customers ORDER BY id LIMIT 40) t WHER
 SELECT c.id, o.order_id, o.placed FROM customers c JOIN orders o ON o.product_id = c.id WHERE o.placed < c.created
 SELECT t.p, t.customer_id FROM (SELECT MIN(placed) AS p, customer_id FROM orders GROUP BY customer_id) t WHERE t.p BETWEEN '2024-02-01' AND '2024-03-01 00:00:00'
 SELECT t.customer_id FROM (SELECT MIN(qty) AS q, customer_id FROM orders GROUP BY customer_id) t WHERE t.q NOT IN (1, 2, NULL) OR t.q IN (3)
-refused: SELECT * FROM (SELECT name FROM customers) t WHERE t.name = 'Ana'  # at the proxy: the result does not say which collation applies
-refused: SELECT t.city FROM (SELECT city, COUNT(*) AS n FROM customers GROUP BY city) t WHERE t.city < 'Rome'  # at the proxy: the result does not say which collation applies
+SELECT * FROM (SELECT name FROM customers) t WHERE t.name = 'Ana'
+SELECT t.city FROM (SELECT city, COUNT(*) AS n FROM customers GROUP BY city) t WHERE t.city < 'Rome'
 refused: SELECT c.id, o.order_id FROM customers c JOIN orders o ON o.customer_id = c.id WHERE EXISTS (SELECT 1 FROM orders x WHERE x.qty = c.score)  # a subquery in a join across shards
 # --- GROUP_CONCAT: the shards concatenate per group and ORDER BY value, the proxy joins their
 # strings in the merged order (NULLs skipped, DISTINCT across shards, cut to group_concat_max_len)

@@ -49,8 +49,12 @@ pub(crate) async fn execute<E: Executor, S: RowSink>(
         evaluating.flush(true).await
     };
     let (inner, outer) = tokio::join!(inner, outer);
-    outer?;
-    inner
+    match (inner, outer) {
+        // The input's own failure, not the evaluation's for want of its rows.
+        (Err(e), _) if !matches!(e, EngineError::Abandoned) => Err(e),
+        (_, Err(e)) => Err(e),
+        (inner, Ok(())) => inner,
+    }
 }
 
 struct Evaluating<'a, E, S> {

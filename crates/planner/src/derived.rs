@@ -3,11 +3,12 @@
 //! at the proxy over its rows ([`engine::Derived`]).
 //!
 //! Supported outer queries: `*`, `t.*` or the derived table's columns (by name, renamed with
-//! AS); WHERE conditions the proxy can evaluate (comparisons, arithmetic, AND/OR/NOT, IS NULL;
-//! strings are refused when compared); ORDER BY the derived table's columns (text keys need the
-//! inner query to be a plain SELECT, to which their collation weights are added); LIMIT.
-//! Refused: joins with the derived table, aggregates, GROUP BY, HAVING, DISTINCT, expressions in
-//! the outer select list.
+//! AS), and expressions over them that a shard computes ([`engine::ShardEval`]); WHERE
+//! conditions the proxy evaluates (comparisons, arithmetic, AND/OR/NOT, IS NULL), or a shard
+//! when they hold functions or strings (whose collation the rows do not name); GROUP BY,
+//! aggregates and HAVING; ORDER BY the derived table's columns (text keys need the inner query
+//! to be a plain SELECT, to which their collation weights are added); LIMIT.
+//! Refused: joins with the derived table, DISTINCT.
 
 use engine::{EvalExpr, OutputColumn, Plan, SortKey, Stage};
 use sqlparser::ast::{
@@ -146,10 +147,24 @@ fn plan(
 
     let mut stages = Vec::new();
     let mut evaluated: Option<Evaluated> = None;
+    // A condition the proxy cannot evaluate (functions, CASE, ...) a shard evaluates, then the
+    // proxy filters on its answer.
+    // So does one with a string: the rows do not say which collation compares it.
+    let mut shard_where = None;
     if let Some(w) = &select.selection {
-        let predicate =
-            crate::clauses::to_eval(w, &mut |e: &Expr| Ok(EvalExpr::Column(column(e)?)))?;
-        stages.push(Stage::Filter { predicate });
+        let at_proxy = if has_string(w) && !has_wildcard && !sql.contains('\\') {
+            Err(unsupported("text compared at the proxy"))
+        } else {
+            crate::clauses::to_eval(w, &mut |e: &Expr| Ok(EvalExpr::Column(column(e)?)))
+        };
+        match at_proxy {
+            Ok(predicate) => stages.push(Stage::Filter { predicate }),
+            // The evaluation is printed by the parser, which would lose a string's backslashes.
+            Err(PlanError::Unsupported(_)) if !has_wildcard && !sql.contains('\\') => {
+                shard_where = Some(w)
+            }
+            Err(e) => return Err(e),
+        }
     }
 
     // Text keys sort by collation weights added to a plain inner SELECT's select list.
@@ -259,27 +274,18 @@ fn plan(
             }
             let visible = output.len();
             let (select, leaves) = shard_items(&at_shard, &column)?;
-            let typing: Vec<String> = leaves
-                .iter()
-                .enumerate()
-                .map(|(k, (_, leaf))| format!("{leaf} AS a{k}"))
-                .collect();
             output.extend(leaves.iter().map(|(c, _)| OutputColumn::Column(*c)));
             evaluated = Some(Evaluated {
                 visible,
                 items: at_shard.iter().map(|(at, _, _)| *at).collect(),
                 select,
-                typing: format!(
-                    "SELECT {}, 0 AS sg_n FROM ({inner_sql}) AS `{}` LIMIT 0",
-                    typing.join(", "),
-                    alias.replace('`', "``")
-                ),
+                leaves,
             });
         }
+        // Under `*`, the sort weights and a shard's WHERE answer trail the derived table's row.
+        let trailing = weights.added.len() + usize::from(shard_where.is_some());
         match (pass_through, output.is_empty()) {
-            (true, true) if !weights.added.is_empty() => stages.push(Stage::DropHidden {
-                count: weights.added.len(),
-            }),
+            (true, true) if trailing > 0 => stages.push(Stage::DropHidden { count: trailing }),
             (true, true) => {}
             (false, false) => stages.push(Stage::Projection { columns: output }),
             _ => return Err(outer("* with other columns")),
@@ -295,26 +301,110 @@ fn plan(
     if matches!(inner_plan, Plan::PullOut(_)) {
         return Err(outer("a subquery that runs first inside a derived table"));
     }
-    let derived = Plan::Derived(engine::Derived {
-        inner: Box::new(inner_plan),
-        stages,
-    });
+    let typing = |leaves: &[(usize, String)]| {
+        let typing: Vec<String> = leaves
+            .iter()
+            .enumerate()
+            .map(|(k, (_, leaf))| format!("{leaf} AS a{k}"))
+            .collect();
+        format!(
+            "SELECT {}, 0 AS sg_n FROM ({inner_sql}) AS `{}` LIMIT 0",
+            typing.join(", "),
+            alias.replace('`', "``")
+        )
+    };
+    let derived = match shard_where {
+        None => Plan::Derived(engine::Derived {
+            inner: Box::new(inner_plan),
+            stages,
+        }),
+        Some(w) => {
+            // The derived table's row (with any sort weights), the condition's answer, then
+            // its inputs; filtered on the answer, the outer query's stages follow.
+            let row = width + weights.added.len();
+            let (select, leaves) = shard_items(&[(row, w, "sg_where".to_string())], &column)?;
+            let mut inputs: Vec<OutputColumn> = (0..row).map(OutputColumn::Column).collect();
+            inputs.push(OutputColumn::Column(0));
+            inputs.extend(leaves.iter().map(|(c, _)| OutputColumn::Column(*c)));
+            let mut after = vec![Stage::Filter {
+                predicate: EvalExpr::Column(row),
+            }];
+            after.extend(stages);
+            shard_eval(
+                Plan::Derived(engine::Derived {
+                    inner: Box::new(inner_plan),
+                    stages: vec![Stage::Projection { columns: inputs }],
+                }),
+                row + 1,
+                vec![row],
+                select,
+                typing(&leaves),
+                after,
+                ctx,
+            )?
+        }
+    };
     let Some(e) = evaluated else {
         return Ok(derived);
     };
+    shard_eval(
+        derived,
+        e.visible,
+        e.items,
+        e.select,
+        typing(&e.leaves),
+        Vec::new(),
+        ctx,
+    )
+}
+
+/// Whether an expression holds a string literal.
+fn has_string(e: &Expr) -> bool {
+    use sqlparser::ast::Value;
+    sqlparser::ast::visit_expressions(e, |x: &Expr| match x {
+        Expr::Value(v)
+            if matches!(
+                v.value,
+                Value::SingleQuotedString(_)
+                    | Value::DoubleQuotedString(_)
+                    | Value::NationalStringLiteral(_)
+                    | Value::HexStringLiteral(_)
+                    | Value::SingleQuotedByteStringLiteral(_)
+                    | Value::DoubleQuotedByteStringLiteral(_)
+            ) =>
+        {
+            std::ops::ControlFlow::Break(())
+        }
+        _ => std::ops::ControlFlow::Continue(()),
+    })
+    .is_break()
+}
+
+/// Items a shard of the rows' keyspace computes over `input`'s rows.
+fn shard_eval(
+    input: Plan,
+    visible: usize,
+    items: Vec<usize>,
+    select: String,
+    typing: String,
+    stages: Vec<Stage>,
+    ctx: &Context<'_>,
+) -> Result<Plan, PlanError> {
     let keyspace = ctx
         .vschema
-        .keyspace(derived.keyspaces().first().copied().unwrap_or_default())
-        .ok_or_else(|| outer("an expression over a derived table read from several keyspaces"))?;
+        .keyspace(input.keyspaces().first().copied().unwrap_or_default())
+        .ok_or_else(|| {
+            unsupported("an expression over a derived table read from several keyspaces")
+        })?;
     Ok(Plan::ShardEval(engine::ShardEval {
-        input: Box::new(derived),
+        input: Box::new(input),
         keyspace: keyspace.name.clone(),
         opcode: engine::any_shard(keyspace.sharded),
-        visible: e.visible,
-        items: e.items,
-        select: e.select,
-        typing: e.typing,
-        stages: Vec::new(),
+        visible,
+        items,
+        select,
+        typing,
+        stages,
     }))
 }
 
@@ -412,12 +502,12 @@ fn hidden_digits(
 }
 
 /// The items a shard computes over a derived table's rows: their positions, the evaluation's
-/// select list and typing query.
+/// select list and its inputs (the derived table's column, and its text).
 struct Evaluated {
     visible: usize,
     items: Vec<usize>,
     select: String,
-    typing: String,
+    leaves: Vec<(usize, String)>,
 }
 
 /// The evaluation's select list (each item over `sg_in.a0, a1, ...`, with its name), and its
