@@ -25,6 +25,15 @@ pub fn syntax(detail: impl std::fmt::Display) -> SqlError {
     )
 }
 
+/// A statement the parser refused: MySQL's syntax error, or 1235 naming a valid shape the parser
+/// does not read.
+pub fn unparsed(sql: &str, detail: impl std::fmt::Display) -> SqlError {
+    match planner::unparsed_shape(sql) {
+        Some(shape) => unsupported(shape),
+        None => syntax(detail),
+    }
+}
+
 /// COM_STMT_EXECUTE with values that do not fit its statement.
 pub fn wrong_arguments() -> SqlError {
     SqlError::new(1210, "HY000", "Incorrect arguments to mysqld_stmt_execute")

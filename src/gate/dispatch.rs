@@ -216,7 +216,7 @@ impl GateSession {
             Err(e) => {
                 let catalog = self.topo.catalog.load_full();
                 let Some(plan) = planner::alter_keys(sql, &self.context(&catalog)) else {
-                    return Err(error::syntax(e).into());
+                    return Err(error::unparsed(sql, e).into());
                 };
                 let plan = plan.map_err(error::from_plan)?;
                 // DDL commits the open transaction first, as in MySQL.

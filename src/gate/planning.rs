@@ -115,7 +115,9 @@ impl GateSession {
             Ok(parsed) => parsed,
             // A query or write the parser refuses would fail at every execution: fail the
             // prepare, as MySQL does. Other statements are left to their execution.
-            Err(e) if planner::normalize(sql, true).is_some() => return Err(error::syntax(e)),
+            Err(e) if planner::normalize(sql, true).is_some() => {
+                return Err(error::unparsed(sql, e))
+            }
             Err(_) => return Ok(Vec::new()),
         };
         let [stmt] = parsed.as_slice() else {
@@ -210,7 +212,8 @@ impl GateSession {
 
     /// Plans one statement without running it (`VEXPLAIN PLAN`).
     pub(super) async fn plan_text(&self, sql: &str) -> Result<Plan, SqlError> {
-        let mut statements = Parser::parse_sql(&MySqlDialect {}, sql).map_err(error::syntax)?;
+        let mut statements =
+            Parser::parse_sql(&MySqlDialect {}, sql).map_err(|e| error::unparsed(sql, e))?;
         if statements.len() != 1 {
             return Err(error::unsupported("several statements in one query"));
         }

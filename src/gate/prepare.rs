@@ -38,7 +38,7 @@ impl GateSession {
                     return Err(error::not_preparable().into());
                 }
                 // MySQL checks the statement when it is prepared.
-                Parser::parse_sql(&MySqlDialect {}, text).map_err(error::syntax)?;
+                Parser::parse_sql(&MySqlDialect {}, text).map_err(|e| error::unparsed(text, e))?;
                 self.named_statements
                     .insert(name, Arc::new(PreparedStatement::new(text)));
                 out.set_status(self.status());

@@ -728,6 +728,7 @@ DELETE FROM o USING orders AS o JOIN customers AS c ON c.id = o.product_id WHERE
 DELETE c FROM customers c JOIN orders o ON o.customer_id = c.id WHERE o.product_id = 999
 refused: UPDATE orders o JOIN customers c ON c.id = o.product_id SET o.qty = c.id WHERE c.id = 5  # another table's column
 refused: DELETE o, c FROM orders o JOIN customers c ON c.id = o.product_id WHERE c.id = 3  # from several tables
+refused: UPDATE orders o, customers c SET o.qty = 1 WHERE c.id = o.product_id AND c.id = 5  # UPDATE of several tables listed with commas (join them with JOIN)
 # --- transactions and session settings
 BEGIN
 UPDATE customers SET balance = balance + 10 WHERE city = 'Lyon'

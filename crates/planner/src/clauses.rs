@@ -322,6 +322,28 @@ pub(crate) fn write_target(sql: &str) -> Option<(&str, Option<&str>)> {
     Some((table, filter))
 }
 
+/// A valid MySQL statement the parser does not read, named for the client's error (rather than
+/// a syntax error): `UPDATE a, b SET ...`.
+pub fn unparsed_shape(sql: &str) -> Option<&'static str> {
+    let toks = tokens(sql)?;
+    if word(&toks.first()?.token)?.1 != "UPDATE" {
+        return None;
+    }
+    let mut depth = 0i32;
+    for t in &toks[1..] {
+        match &t.token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            Token::Comma if depth == 0 => {
+                return Some("UPDATE of several tables listed with commas (join them with JOIN)")
+            }
+            other if depth == 0 && word(other).is_some_and(|w| w.1 == "SET") => return None,
+            _ => {}
+        }
+    }
+    None
+}
+
 /// The first words of a statement, upper case, comments left out (`SET SESSION TRANSACTION`
 /// and `SET TRANSACTION` parse alike; `START TRANSACTION WITH CONSISTENT SNAPSHOT` not at all).
 pub fn leading_words(sql: &str, n: usize) -> Vec<String> {

@@ -54,7 +54,7 @@ use vschema::{VSchema, VindexError};
 
 pub use clauses::{
     expr_range, leading_words, name_items, set_assignments, split_statements, sql_prepared,
-    SqlPrepared,
+    unparsed_shape, SqlPrepared,
 };
 pub use ddl::{alter_keys, definition_route, keyspace_statement, lock_tables, KeyspaceStatement};
 pub use executable::{resolve as resolve_executable_comments, ServerKind};
