@@ -303,6 +303,13 @@ SELECT c.id, (SELECT COUNT(*) FROM orders o WHERE o.product_id = c.id) FROM cust
 SELECT c.id, c.name, (SELECT SUM(o.qty) FROM orders o WHERE o.product_id = c.id AND o.price > 10) AS q FROM customers c WHERE c.id BETWEEN 1 AND 25 ORDER BY q DESC, c.id
 SELECT id, name, (SELECT MAX(o.placed) FROM orders o WHERE o.product_id = customers.id) AS last FROM customers WHERE id < 12 ORDER BY id
 SELECT c.id, (SELECT AVG(o.price) FROM orders o WHERE o.qty = c.score) FROM customers c WHERE c.city = 'Oslo' ORDER BY c.id
+# Of one value (not an aggregate): the one match's value, NULL without any, 1242 with several;
+# LIMIT 1 takes any one.
+SELECT c.id, (SELECT o.qty FROM orders o WHERE o.order_id = c.id) AS q FROM customers c WHERE c.id < 40 ORDER BY c.id
+SELECT c.name, (SELECT o.placed FROM orders o WHERE o.order_id = c.id + 1000) FROM customers c WHERE c.id BETWEEN 30 AND 45 ORDER BY c.id
+SELECT c.id, (SELECT o.order_id FROM orders o WHERE o.product_id = c.id AND o.qty = 6 AND o.customer_id = 0 LIMIT 1) AS any_one FROM customers c WHERE c.id < 12 ORDER BY c.id
+error: SELECT c.id, (SELECT o.qty FROM orders o WHERE o.product_id = c.id) FROM customers c WHERE c.id = 5
+refused: SELECT c.id FROM customers c WHERE c.score = (SELECT o.qty FROM orders o WHERE o.order_id = c.id)  # a correlated subquery of one value (not an aggregate, no LIMIT 1) in WHERE
 # ... and in WHERE: the condition goes to the grouping's HAVING, the aggregate in its place.
 SELECT c.id, c.score FROM customers c WHERE c.score > (SELECT COUNT(*) FROM orders o WHERE o.product_id = c.id) AND c.id < 60 ORDER BY c.id
 SELECT c.id FROM customers c WHERE (SELECT MAX(o.qty) FROM orders o WHERE o.product_id = c.id) IS NULL ORDER BY c.id LIMIT 10

@@ -325,6 +325,9 @@ pub enum Stage {
     Projection { columns: Vec<OutputColumn> },
     /// Drops the last `count` columns: helpers the planner added for sorting.
     DropHidden { count: usize },
+    /// A scalar subquery's matches per row, in the last column, then dropped: more than one is
+    /// MySQL's 1242.
+    AtMostOne,
     /// Appends one partial per entry, for aggregating rows that carry no partials of their own
     /// (a derived table's): each aggregate combines its own column.
     Partials { partials: Vec<Partial> },
@@ -1040,6 +1043,7 @@ fn describe_stage(stage: &Stage) -> String {
         Stage::MemorySort { keys: k } => format!("MemorySort {}", keys(k)),
         Stage::Limit { offset, count } => format!("Limit offset={offset} count={count}"),
         Stage::DropHidden { count } => format!("DropHidden count={count}"),
+        Stage::AtMostOne => "AtMostOne".to_string(),
         Stage::Partials { partials } => {
             let p: Vec<String> = partials
                 .iter()

@@ -32,6 +32,8 @@ pub(crate) enum Run<'p> {
     },
     Project(ProjectionRun),
     Drop(usize),
+    /// The column holding a row's match count.
+    AtMostOne(usize),
     Partials(&'p [Partial]),
 }
 
@@ -71,6 +73,14 @@ pub(crate) fn build<'p>(
                 })?;
                 columns.truncate(keep);
                 Run::Drop(keep)
+            }
+            Stage::AtMostOne => {
+                let count = columns
+                    .len()
+                    .checked_sub(1)
+                    .ok_or_else(|| EngineError::Bug("a match count of no column".into()))?;
+                columns.truncate(count);
+                Run::AtMostOne(count)
             }
             Stage::Partials { partials } => {
                 for p in partials {
@@ -143,6 +153,23 @@ pub(crate) fn push(
             row.truncate(*keep);
             produced.push(row);
         }
+        Run::AtMostOne(count) => {
+            let mut row = row;
+            let matches = match row.get(*count) {
+                Some(Value::Int(n)) => u64::try_from(*n).ok(),
+                Some(Value::UInt(n)) => Some(*n),
+                Some(Value::Bytes(b)) => std::str::from_utf8(b)
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok()),
+                _ => None,
+            }
+            .ok_or_else(|| EngineError::Bug(format!("a match count of {:?}", row.get(*count))))?;
+            if matches > 1 {
+                return Err(EngineError::SubqueryRows);
+            }
+            row.truncate(*count);
+            produced.push(row);
+        }
         Run::Partials(partials) => {
             let mut row = row;
             for p in partials.iter() {
@@ -182,8 +209,12 @@ pub(crate) fn finish(
             rows.sort_by(|a, b| cmp.compare(a, b));
             produced.append(rows);
         }
-        Run::Filter(..) | Run::Limit { .. } | Run::Project(_) | Run::Drop(_) | Run::Partials(_) => {
-        }
+        Run::Filter(..)
+        | Run::Limit { .. }
+        | Run::Project(_)
+        | Run::Drop(_)
+        | Run::AtMostOne(_)
+        | Run::Partials(_) => {}
     }
     for r in produced {
         if push(runs, at + 1, r, out)? == Flow::Stop {

@@ -37,17 +37,33 @@ pub(crate) fn plan_scalar_subquery(
     if source.sql().contains('\\') {
         return None;
     }
-    match rewrite(query, source, ctx)? {
-        Ok(rewritten) => crate::join::plan_printed(&rewritten, ctx, None),
-        Err(e) => Some(Err(e)),
+    let (rewritten, single) = match rewrite(query, source, ctx)? {
+        Ok(r) => r,
+        Err(e) => return Some(Err(e)),
+    };
+    let planned = crate::join::plan_printed(&rewritten, ctx, None)?;
+    if !single {
+        return Some(planned);
     }
+    // Its match count came last: more than one is the subquery's error.
+    Some(planned.and_then(|plan| match plan {
+        Plan::Join(mut join) => {
+            join.stages.push(engine::Stage::AtMostOne);
+            Ok(Plan::Join(join))
+        }
+        _ => Err(unsupported(
+            "a correlated subquery of one value planned other than as a join, across shards",
+        )),
+    }))
 }
 
+/// The rewritten query, and whether its last column counts each row's matches (a subquery of
+/// one value, not an aggregate, must have at most one).
 fn rewrite(
     query: &Query,
     source: &SourceText<'_>,
     ctx: &Context<'_>,
-) -> Option<Result<Query, PlanError>> {
+) -> Option<Result<(Query, bool), PlanError>> {
     let SetExpr::Select(select) = query.body.as_ref() else {
         return None;
     };
@@ -109,14 +125,28 @@ fn rewrite(
     else {
         return None;
     };
-    let call = match aggregate(value)? {
-        Ok(call) => call,
-        Err(_) => return None,
+    // Not an aggregate: the value of its one match (MIN of one), NULL without any; `LIMIT 1`
+    // (without ORDER BY) takes any one.
+    let func = match aggregate(value) {
+        Some(Ok(call)) => Some(call.func),
+        Some(Err(_)) => return None,
+        None if has_aggregate(value) => return None,
+        None => None,
     };
+    let any_one = func.is_none()
+        && sub.order_by.is_none()
+        && matches!(crate::clauses::limit_of(sub), Ok(Some((0, 1))));
+    if func.is_none() && !any_one && place == Place::Where {
+        // Its rows would be counted after WHERE dropped some, where MySQL fails first.
+        return Some(Err(unsupported(
+            "a correlated subquery of one value (not an aggregate, no LIMIT 1) in WHERE, across \
+             shards",
+        )));
+    }
     let on = inner.selection.clone()?;
     if !inner_from.joins.is_empty()
         || sub.with.is_some()
-        || sub.limit_clause.is_some()
+        || (sub.limit_clause.is_some() && !any_one)
         || inner.having.is_some()
         || !matches!(&inner.group_by, GroupByExpr::Expressions(e, _) if e.is_empty())
         || inner_name.eq_ignore_ascii_case(&outer)
@@ -131,7 +161,7 @@ fn rewrite(
         select.as_ref(),
         place,
         value,
-        call.func,
+        func.map_or(Value::One { any: any_one }, Value::Aggregate),
         &outer,
         &inner_name,
         inner_from,
@@ -147,14 +177,14 @@ fn build(
     select: &sqlparser::ast::Select,
     place: Place<'_>,
     value: &Expr,
-    func: AggFn,
+    kind: Value,
     outer: &str,
     inner_name: &str,
     inner_from: &sqlparser::ast::TableWithJoins,
     on: Expr,
     source: &SourceText<'_>,
     ctx: &Context<'_>,
-) -> Result<Query, PlanError> {
+) -> Result<(Query, bool), PlanError> {
     let refuse = |what: &str| {
         let clause = match place {
             Place::Item(..) => "the select list",
@@ -179,19 +209,22 @@ fn build(
     if outer_key.is_empty() {
         return Err(refuse("over a table without a primary key"));
     }
+    let inner_key = || -> Result<Expr, PlanError> {
+        let inner_key = key_of(&inner_from.relation)?;
+        let first = inner_key
+            .first()
+            .ok_or_else(|| refuse("counting a table without a primary key"))?;
+        Ok(column(inner_name, first))
+    };
     // COUNT(*) counts the matches: a column of them that is never NULL.
     let mut value = value.clone();
-    if func == AggFn::Count {
+    if kind == Value::Aggregate(AggFn::Count) {
         if let Expr::Function(f) = &mut value {
             if let FunctionArguments::List(list) = &mut f.args {
                 if let [FunctionArg::Unnamed(arg @ FunctionArgExpr::Wildcard)] =
                     list.args.as_mut_slice()
                 {
-                    let inner_key = key_of(&inner_from.relation)?;
-                    let first = inner_key
-                        .first()
-                        .ok_or_else(|| refuse("counting a table without a primary key"))?;
-                    *arg = FunctionArgExpr::Expr(column(inner_name, first));
+                    *arg = FunctionArgExpr::Expr(inner_key()?);
                 }
             }
         }
@@ -202,6 +235,10 @@ fn build(
         Place::Item(at, alias) => (at, Some(item_name(at, alias, select, source, &refuse)?)),
     };
 
+    if let Value::One { .. } = kind {
+        value = parse_expr(&format!("MIN({value})"))
+            .ok_or_else(|| refuse("whose value cannot be written again"))?;
+    }
     let mut joined = query.clone();
     let SetExpr::Select(out) = joined.body.as_mut() else {
         return Err(refuse("written this way"));
@@ -286,7 +323,32 @@ fn build(
     };
     out.group_by = GroupByExpr::Expressions(group, vec![]);
     out.having = having;
-    Ok(joined)
+    let counted = kind == Value::One { any: false };
+    if counted {
+        out.projection.push(SelectItem::ExprWithAlias {
+            expr: parse_expr(&format!("COUNT({})", inner_key()?))
+                .ok_or_else(|| refuse("whose matches cannot be counted"))?,
+            alias: Ident::new("sg_matches"),
+        });
+    }
+    Ok((joined, counted))
+}
+
+/// What the subquery gives per outer row.
+#[derive(Clone, Copy, PartialEq)]
+enum Value {
+    /// An aggregate over the matches.
+    Aggregate(AggFn),
+    /// The one match's value: more than one is an error, unless `any` (`LIMIT 1`).
+    One { any: bool },
+}
+
+fn parse_expr(sql: &str) -> Option<Expr> {
+    sqlparser::parser::Parser::new(&sqlparser::dialect::MySqlDialect {})
+        .try_with_sql(sql)
+        .ok()?
+        .parse_expr()
+        .ok()
 }
 
 /// A select item subquery's column name: its alias, or its text, parentheses included, as
