@@ -193,7 +193,20 @@ pub fn start_with(
         });
     }
     for s in &mut servers {
-        wait_ready(s)?;
+        // The free port may be taken between asking for it and mariadbd binding it (another
+        // test's client, on a busy machine): start again on another.
+        let mut attempts = 0;
+        loop {
+            match wait_ready(s) {
+                Err(TestkitError::Failed(log)) if log.contains("error: 98") && attempts < 5 => {
+                    attempts += 1;
+                    let _ = std::fs::remove_file(s.dir().join("error.log"));
+                    s.port = free_port()?;
+                    s.child = spawn_server(&mariadbd, s.dir(), s.port, root, extra)?;
+                }
+                other => break other?,
+            }
+        }
     }
     Ok(servers)
 }
