@@ -262,14 +262,15 @@ fn resolve(path: PathBuf, prefix: &str) -> Result<(), AnyError> {
 
 fn check(config: Option<PathBuf>, vschema_json: Option<PathBuf>) -> Result<(), AnyError> {
     if let Some(json) = vschema_json {
-        let (sharded, tables) = vschema::load_vitess_json(&json)?;
-        println!(
-            "{}: {} keyspace",
-            json.display(),
-            if sharded { "sharded" } else { "unsharded" }
-        );
-        for (name, table) in tables {
-            println!("  table {name}: {}", describe_table(&table));
+        for ks in vschema::load_vitess_json(&json)? {
+            let kind = if ks.sharded { "sharded" } else { "unsharded" };
+            match &ks.name {
+                Some(name) => println!("{}: keyspace {name} ({kind})", json.display()),
+                None => println!("{}: {kind} keyspace", json.display()),
+            }
+            for (name, table) in ks.tables {
+                println!("  table {name}: {}", describe_table(&table));
+            }
         }
     }
     if let Some(path) = config {

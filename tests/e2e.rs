@@ -538,8 +538,9 @@ async fn show_warnings_gathers_the_shards_warnings() {
 }
 
 /// Rows placed as Vitess places them, checked against the keyspace ids Vitess's own tests
-/// publish (hash_test.go, xxhash_test.go), not against shardgate's own hash functions: each row
-/// is read back from the shard whose key range holds its published keyspace id.
+/// publish (hash_test.go, xxhash_test.go, binarymd5_test.go, reverse_bits_test.go), not against
+/// shardgate's own hash functions: each row is read back from the shard whose key range holds
+/// its published keyspace id.
 async fn placement_matches_vitess(keyspace: &str) {
     let proxy = proxy().await;
     let mut c = client(&proxy, Some(keyspace)).await;
@@ -548,7 +549,14 @@ async fn placement_matches_vitess(keyspace: &str) {
     )
     .await
     .unwrap();
-    c.query_drop("CREATE TABLE IF NOT EXISTS placed_xx (name VARCHAR(64) PRIMARY KEY)")
+    for table in ["placed_xx", "placed_md5"] {
+        c.query_drop(format!(
+            "CREATE TABLE IF NOT EXISTS {table} (name VARCHAR(64) COLLATE utf8mb4_bin PRIMARY KEY)"
+        ))
+        .await
+        .unwrap();
+    }
+    c.query_drop("CREATE TABLE IF NOT EXISTS placed_rb (id BIGINT PRIMARY KEY)")
         .await
         .unwrap();
     let hash: [(i64, &str); 6] = [
@@ -572,11 +580,44 @@ async fn placement_matches_vitess(keyspace: &str) {
     )
     .await
     .unwrap();
+    let md5: [(&str, &str); 2] = [
+        ("Test", "0cbc6611f5540bd0809a388dc95a615b"),
+        ("TEST", "033bd94b1168d7e4f0d644c3c95e35bf"),
+    ];
+    let rb: [(i64, &str); 6] = [
+        (1, "8000000000000000"),
+        (2, "4000000000000000"),
+        (3, "c000000000000000"),
+        (4, "2000000000000000"),
+        (5, "a000000000000000"),
+        (6, "6000000000000000"),
+    ];
     for (name, _) in xx {
         c.query_drop(format!("REPLACE INTO placed_xx (name) VALUES ('{name}')"))
             .await
             .unwrap();
     }
+    for (name, _) in md5 {
+        c.query_drop(format!("REPLACE INTO placed_md5 (name) VALUES ('{name}')"))
+            .await
+            .unwrap();
+    }
+    for (id, _) in rb {
+        c.query_drop(format!("REPLACE INTO placed_rb (id) VALUES ({id})"))
+            .await
+            .unwrap();
+    }
+    // Found again through the vindex: one shard each.
+    let found: Vec<i64> = c
+        .query("SELECT id FROM placed_rb WHERE id IN (3, 6) ORDER BY id")
+        .await
+        .unwrap();
+    assert_eq!(found, [3, 6]);
+    let found: Vec<String> = c
+        .query("SELECT name FROM placed_md5 WHERE name = 'TEST'")
+        .await
+        .unwrap();
+    assert_eq!(found, ["TEST"]);
     let ks = cluster().config.vschema.keyspace(keyspace).unwrap();
     let shard_of = |ksid: &str| {
         let bytes: Vec<u8> = (0..ksid.len())
@@ -608,6 +649,29 @@ async fn placement_matches_vitess(keyspace: &str) {
             .collect();
         want.sort();
         assert_eq!(names, want, "xxhash: names on {keyspace}/{}", shard.name);
+        let mut names: Vec<String> = direct.query("SELECT name FROM placed_md5").await.unwrap();
+        names.sort();
+        let mut want: Vec<String> = md5
+            .iter()
+            .filter(|(_, k)| shard_of(k) == shard.name)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        want.sort();
+        assert_eq!(
+            names, want,
+            "binary_md5: names on {keyspace}/{}",
+            shard.name
+        );
+        let ids: Vec<i64> = direct
+            .query("SELECT id FROM placed_rb ORDER BY id")
+            .await
+            .unwrap();
+        let want: Vec<i64> = rb
+            .iter()
+            .filter(|(_, k)| shard_of(k) == shard.name)
+            .map(|(id, _)| *id)
+            .collect();
+        assert_eq!(ids, want, "reverse_bits: ids on {keyspace}/{}", shard.name);
     }
     proxy.stop().await;
 }

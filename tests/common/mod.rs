@@ -35,6 +35,10 @@ pub fn cluster() -> &'static Cluster {
 vindexes.xxhash = { type = "xxhash" }
 tables.placed = { primary_vindex = { column = "id", vindex = "hash" } }
 tables.placed_xx = { primary_vindex = { column = "name", vindex = "xxhash" } }
+vindexes.md5 = { type = "binary_md5" }
+vindexes.reversed = { type = "reverse_bits" }
+tables.placed_md5 = { primary_vindex = { column = "name", vindex = "md5" } }
+tables.placed_rb = { primary_vindex = { column = "id", vindex = "reversed" } }
 tables.vitess_placed = { primary_vindex = { column = "id", vindex = "hash" } }
 tables.probe = { primary_vindex = { column = "id", vindex = "hash" } }
 tables.ddl_probe = { primary_vindex = { column = "id", vindex = "hash" } }

@@ -338,7 +338,29 @@ impl Ctx<'_> {
                     .parent()
                     .unwrap_or(Path::new("."))
                     .join(path.get_ref());
-                load_vitess_json(&json_path)?
+                // A file of several keyspaces gives this one by name.
+                let mut found = load_vitess_json(&json_path)?;
+                let at = match found.as_slice() {
+                    [one] if one.name.is_none() => 0,
+                    _ => found
+                        .iter()
+                        .position(|k| k.name.as_deref() == Some(name))
+                        .ok_or_else(|| {
+                            let names: Vec<&str> =
+                                found.iter().filter_map(|k| k.name.as_deref()).collect();
+                            self.err(
+                                path,
+                                &format!("{key}.vschema_json"),
+                                format!(
+                                    "{} has no keyspace {name} (it has {})",
+                                    json_path.display(),
+                                    names.join(", ")
+                                ),
+                            )
+                        })?,
+                };
+                let ks = found.swap_remove(at);
+                (ks.sharded, ks.tables)
             }
             None => {
                 let sharded = ks.sharded.ok_or_else(|| {
@@ -466,7 +488,14 @@ impl Ctx<'_> {
                 continue;
             }
             let kind = VindexKind::parse(kind_name).ok_or_else(|| {
-                self.err(&v.get_ref().kind, &format!("{key}.vindexes.{vname}.type"), format!("unknown vindex type {kind_name:?} (known: hash, xxhash, numeric, binary, unicode_loose_xxhash)"))
+                self.err(
+                    &v.get_ref().kind,
+                    &format!("{key}.vindexes.{vname}.type"),
+                    format!(
+                        "unknown vindex type {kind_name:?} (supported: {})",
+                        crate::vindex::SUPPORTED
+                    ),
+                )
             })?;
             vindexes.insert(
                 vname.clone(),
@@ -652,26 +681,182 @@ fn resolve_sequences(
             match candidates.as_slice() {
                 [(k, _)] => ai.sequence.keyspace = k.clone(),
                 [] => return Err(fail(format!("no sequence table {:?} in an unsharded keyspace (declare it with type = \"sequence\")", ai.sequence.table))),
-                _ => return Err(fail(format!("sequence {:?} exists in several keyspaces; name it as keyspace.table", ai.sequence.table))),
+                several => {
+                    let names: Vec<&str> = several.iter().map(|(k, _)| k.as_str()).collect();
+                    return Err(fail(format!(
+                        "sequence {:?} exists in several keyspaces ({}); name it as keyspace.table",
+                        ai.sequence.table,
+                        names.join(", ")
+                    )));
+                }
             }
         }
     }
     Ok(())
 }
 
-/// Reads a Vitess keyspace `vschema.json`: whether it is sharded and its tables with their
-/// primary vindexes.
-pub fn load_vitess_json(path: &Path) -> Result<(bool, BTreeMap<String, Table>), ConfigError> {
-    let err = |line: Option<usize>, key: &str, message: String| ConfigError {
+/// One keyspace of a Vitess VSchema file: its name (none for a file of one keyspace), whether it
+/// is sharded, and its tables with their vindexes.
+#[derive(Debug)]
+pub struct VitessKeyspaceFile {
+    pub name: Option<String>,
+    pub sharded: bool,
+    pub tables: BTreeMap<String, Table>,
+}
+
+/// Reads a Vitess VSchema file in any of the forms Vitess writes: one keyspace's `vschema.json`,
+/// a map of keyspaces (as vtexplain takes), or an `SrvVSchema` (`{"keyspaces": ...}`). Routing
+/// rules and `require_explicit_routing` are refused, not ignored.
+pub fn load_vitess_json(path: &Path) -> Result<Vec<VitessKeyspaceFile>, ConfigError> {
+    let err = |key: &str, message: String| ConfigError {
         file: path.to_path_buf(),
-        line,
+        line: None,
         key: key.to_string(),
         message,
     };
     let text = std::fs::read_to_string(path)
-        .map_err(|e| err(None, "", format!("cannot read vschema.json: {e}")))?;
-    let ks: VitessKeyspace =
-        serde_json::from_str(&text).map_err(|e| err(Some(e.line()), "", e.to_string()))?;
+        .map_err(|e| err("", format!("cannot read vschema.json: {e}")))?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| ConfigError {
+        line: Some(e.line()),
+        ..err("", e.to_string())
+    })?;
+    let serde_json::Value::Object(top) = value else {
+        return Err(err("", "a VSchema is a JSON object".into()));
+    };
+    const KEYSPACE_KEYS: &[&str] = &[
+        "sharded",
+        "vindexes",
+        "tables",
+        "require_explicit_routing",
+        "requireExplicitRouting",
+        "foreign_key_mode",
+        "multi_tenant_spec",
+    ];
+    let keyspaces: Vec<(Option<String>, serde_json::Value)> =
+        if top.contains_key("keyspaces") && !KEYSPACE_KEYS.iter().any(|k| top.contains_key(*k)) {
+            // An SrvVSchema: its routing rules change where names resolve.
+            for rules in [
+                "routing_rules",
+                "shard_routing_rules",
+                "keyspace_routing_rules",
+            ] {
+                let set = top.get(rules).is_some_and(|r| {
+                    r.get("rules")
+                        .and_then(|x| x.as_array())
+                        .is_some_and(|x| !x.is_empty())
+                });
+                if set {
+                    return Err(err(rules, format!("{rules} are not supported yet")));
+                }
+            }
+            match top.get("keyspaces") {
+                Some(serde_json::Value::Object(map)) => map
+                    .iter()
+                    .map(|(k, v)| (Some(k.clone()), v.clone()))
+                    .collect(),
+                _ => return Err(err("keyspaces", "keyspaces is a map of VSchemas".into())),
+            }
+        } else if top.is_empty() || KEYSPACE_KEYS.iter().any(|k| top.contains_key(*k)) {
+            vec![(None, serde_json::Value::Object(top))]
+        } else if top.values().all(serde_json::Value::is_object) {
+            // A map of keyspace names to VSchemas.
+            top.into_iter().map(|(k, v)| (Some(k), v)).collect()
+        } else {
+            return Err(err(
+                "",
+                "neither one keyspace's VSchema, a map of keyspaces nor an SrvVSchema".into(),
+            ));
+        };
+    let mut loaded = keyspaces
+        .into_iter()
+        .map(|(name, value)| {
+            let prefix = name.as_ref().map(|n| format!("{n}.")).unwrap_or_default();
+            let ks: VitessKeyspace = serde_json::from_value(value)
+                .map_err(|e| err(prefix.trim_end_matches('.'), e.to_string()))?;
+            if ks.require_explicit_routing {
+                return Err(err(
+                    &format!("{prefix}require_explicit_routing"),
+                    "require_explicit_routing is not supported yet".into(),
+                ));
+            }
+            let (sharded, tables) = vitess_keyspace(&ks, path, &prefix)?;
+            Ok(VitessKeyspaceFile {
+                name,
+                sharded,
+                tables,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    resolve_file_sequences(&mut loaded).map_err(|(key, message)| err(&key, message))?;
+    Ok(loaded)
+}
+
+/// An unqualified sequence names the one unsharded keyspace of the file that holds it, as
+/// Vitess's global routing resolves it; several are an error naming them. One the file does not
+/// hold stays unqualified (the config resolves it among all keyspaces).
+fn resolve_file_sequences(keyspaces: &mut [VitessKeyspaceFile]) -> Result<(), (String, String)> {
+    let holders = |seq: &str, keyspaces: &[VitessKeyspaceFile]| -> Vec<String> {
+        keyspaces
+            .iter()
+            .filter(|k| !k.sharded && k.tables.get(seq) == Some(&Table::Sequence))
+            .filter_map(|k| k.name.clone())
+            .collect()
+    };
+    let mut resolved = Vec::new();
+    for (k, ks) in keyspaces.iter().enumerate() {
+        for (tname, table) in &ks.tables {
+            let Table::Sharded {
+                auto_increment: Some(ai),
+                ..
+            } = table
+            else {
+                continue;
+            };
+            if !ai.sequence.keyspace.is_empty() {
+                continue;
+            }
+            match holders(&ai.sequence.table, keyspaces).as_slice() {
+                [] => {}
+                [one] => resolved.push((k, tname.clone(), one.clone())),
+                several => {
+                    return Err((
+                        format!(
+                            "{}.tables.{tname}.auto_increment",
+                            ks.name.as_deref().unwrap_or_default()
+                        ),
+                        format!(
+                            "sequence {} is in several keyspaces ({}); name it as keyspace.table",
+                            ai.sequence.table,
+                            several.join(", ")
+                        ),
+                    ))
+                }
+            }
+        }
+    }
+    for (k, tname, holder) in resolved {
+        if let Some(Table::Sharded {
+            auto_increment: Some(ai),
+            ..
+        }) = keyspaces[k].tables.get_mut(&tname)
+        {
+            ai.sequence.keyspace = holder;
+        }
+    }
+    Ok(())
+}
+
+fn vitess_keyspace(
+    ks: &VitessKeyspace,
+    path: &Path,
+    prefix: &str,
+) -> Result<(bool, BTreeMap<String, Table>), ConfigError> {
+    let err = |_line: Option<usize>, key: &str, message: String| ConfigError {
+        file: path.to_path_buf(),
+        line: None,
+        key: format!("{prefix}{key}"),
+        message,
+    };
     let mut vindexes = BTreeMap::new();
     let mut lookups = BTreeMap::new();
     for (name, v) in &ks.vindexes {
@@ -719,8 +904,27 @@ pub fn load_vitess_json(path: &Path) -> Result<(bool, BTreeMap<String, Table>), 
             continue;
         }
         let kind = VindexKind::parse(&v.kind).ok_or_else(|| {
-            err(None, &format!("vindexes.{name}.type"), format!("vindex type {:?} is not supported yet (supported: hash, xxhash, numeric, binary, unicode_loose_xxhash)", v.kind))
+            err(
+                None,
+                &format!("vindexes.{name}.type"),
+                format!(
+                    "vindex type {:?} is not supported yet (supported: {})",
+                    v.kind,
+                    crate::vindex::SUPPORTED
+                ),
+            )
         })?;
+        if kind == VindexKind::UnicodeLooseXxhash {
+            // Vitess hashes golang.org/x/text's collation key of the text; shardgate folds it
+            // its own way, so rows Vitess placed would be looked for on other shards.
+            return Err(err(
+                None,
+                &format!("vindexes.{name}.type"),
+                "unicode_loose_xxhash does not place rows as Vitess does yet (its text folding \
+                 is not Vitess's collation key); rows Vitess wrote would not be found"
+                    .into(),
+            ));
+        }
         vindexes.insert(
             name.clone(),
             Arc::new(Vindex {

@@ -127,6 +127,8 @@ pub(crate) struct RawColumnVindex {
 pub(crate) struct VitessKeyspace {
     #[serde(default)]
     pub sharded: bool,
+    #[serde(default, alias = "requireExplicitRouting")]
+    pub require_explicit_routing: bool,
     #[serde(default)]
     pub vindexes: BTreeMap<String, VitessVindex>,
     #[serde(default)]
@@ -145,8 +147,9 @@ pub(crate) struct VitessVindex {
 pub(crate) struct VitessTable {
     #[serde(rename = "type", default)]
     pub kind: String,
-    #[serde(default)]
+    #[serde(default, alias = "columnVindexes")]
     pub column_vindexes: Vec<VitessColumnVindex>,
+    #[serde(alias = "autoIncrement")]
     pub auto_increment: Option<VitessAutoIncrement>,
 }
 

@@ -5,6 +5,7 @@ use std::fmt;
 
 use des::cipher::{Array, BlockCipherDecrypt, BlockCipherEncrypt, KeyInit};
 use des::Des;
+use md5::{Digest, Md5};
 use unicode_normalization::char::is_combining_mark;
 use unicode_normalization::UnicodeNormalization;
 use xxhash_rust::xxh64::xxh64;
@@ -59,7 +60,17 @@ pub enum VindexKind {
     Binary,
     /// xxhash over the value after case and accent folding and trailing-space trimming.
     UnicodeLooseXxhash,
+    /// MD5 of the value's bytes (16 bytes).
+    BinaryMd5,
+    /// The integer's 64 bits in reverse order, big-endian: consecutive ids spread out.
+    ReverseBits,
+    /// Every value to keyspace ID `00`: the first shard.
+    Null,
 }
+
+/// The vindex types a VSchema may name, for error messages.
+pub const SUPPORTED: &str = "hash, xxhash, numeric, binary, binary_md5, reverse_bits, null, \
+     unicode_loose_xxhash, lookup_unique, consistent_lookup_unique";
 
 impl VindexKind {
     pub fn parse(name: &str) -> Option<Self> {
@@ -69,6 +80,9 @@ impl VindexKind {
             "numeric" => VindexKind::Numeric,
             "binary" => VindexKind::Binary,
             "unicode_loose_xxhash" => VindexKind::UnicodeLooseXxhash,
+            "binary_md5" => VindexKind::BinaryMd5,
+            "reverse_bits" => VindexKind::ReverseBits,
+            "null" => VindexKind::Null,
             _ => return None,
         })
     }
@@ -80,6 +94,9 @@ impl VindexKind {
             VindexKind::Numeric => "numeric",
             VindexKind::Binary => "binary",
             VindexKind::UnicodeLooseXxhash => "unicode_loose_xxhash",
+            VindexKind::BinaryMd5 => "binary_md5",
+            VindexKind::ReverseBits => "reverse_bits",
+            VindexKind::Null => "null",
         }
     }
 
@@ -134,6 +151,9 @@ impl VindexKind {
                 })?;
                 xxh64(loose_fold(text).as_bytes(), 0).to_le_bytes().to_vec()
             }
+            VindexKind::BinaryMd5 => Md5::digest(self.text_of(value)?).to_vec(),
+            VindexKind::ReverseBits => self.as_u64(value)?.reverse_bits().to_be_bytes().to_vec(),
+            VindexKind::Null => vec![0],
         }))
     }
 

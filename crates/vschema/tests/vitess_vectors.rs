@@ -113,3 +113,44 @@ fn binary() {
         );
     }
 }
+
+#[test]
+fn binary_md5() {
+    // binarymd5_test.go, TestBinaryMD5Map: MD5 of the bytes, case kept.
+    assert_eq!(
+        map(VindexKind::BinaryMd5, text("Test")),
+        "0cbc6611f5540bd0809a388dc95a615b"
+    );
+    assert_eq!(
+        map(VindexKind::BinaryMd5, text("TEST")),
+        "033bd94b1168d7e4f0d644c3c95e35bf"
+    );
+}
+
+#[test]
+fn reverse_bits() {
+    // reverse_bits_test.go, TestReverseBitsMap.
+    let cases = [
+        (1, "8000000000000000"),
+        (2, "4000000000000000"),
+        (3, "c000000000000000"),
+        (4, "2000000000000000"),
+        (5, "a000000000000000"),
+        (6, "6000000000000000"),
+    ];
+    for (v, want) in cases {
+        assert_eq!(
+            map(VindexKind::ReverseBits, KeyValue::Int(v)),
+            want,
+            "reverse_bits({v})"
+        );
+    }
+}
+
+#[test]
+fn null() {
+    // null.go: every value to keyspace ID 00.
+    for v in [KeyValue::Int(1), KeyValue::Int(-7), text("x")] {
+        assert_eq!(map(VindexKind::Null, v), "00");
+    }
+}

@@ -395,3 +395,113 @@ fn user_access_is_checked_against_the_keyspaces() {
     let e = parse(&text.replace("[\"lookup\"]", "[\"nosuch\"]")).unwrap_err();
     assert_eq!(e.key, "users[0].keyspaces");
 }
+
+/// The forms Vitess writes VSchemas in (shapes from vitess's examples: `vtexplain`'s
+/// `sample_vschema.json` is a keyspace map, `local/vschema_customer_sharded.json` names its
+/// sequence unqualified and its vindexes as `columnVindexes` in some versions).
+#[test]
+fn vitess_vschema_forms() {
+    let dir = std::env::temp_dir().join(format!("vschema-forms-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let load = |name: &str, json: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, json).unwrap();
+        load_vitess_json(&path)
+    };
+    let sharded = r#"{"sharded": true, "vindexes": {"hash": {"type": "hash"}},
+        "tables": {"customer": {"columnVindexes": [{"column": "customer_id", "name": "hash"}],
+                                "autoIncrement": {"column": "customer_id", "sequence": "customer_seq"}}}}"#;
+    let unsharded = r#"{"tables": {"customer_seq": {"type": "sequence"}}}"#;
+
+    // A map of keyspaces: each one, the unqualified sequence resolved to the keyspace holding it.
+    let map = load(
+        "map.json",
+        &format!(r#"{{"ks1": {sharded}, "lookup": {unsharded}}}"#),
+    )
+    .unwrap();
+    let names: Vec<_> = map.iter().map(|k| k.name.clone().unwrap()).collect();
+    assert_eq!(names, ["ks1", "lookup"]);
+    assert!(map[0].sharded && !map[1].sharded);
+    let Some(Table::Sharded {
+        column,
+        auto_increment: Some(ai),
+        ..
+    }) = map[0].tables.get("customer")
+    else {
+        panic!("{:?}", map[0].tables)
+    };
+    assert_eq!(column, "customer_id");
+    assert_eq!(
+        (ai.sequence.keyspace.as_str(), ai.sequence.table.as_str()),
+        ("lookup", "customer_seq")
+    );
+
+    // An SrvVSchema, the same keyspaces under "keyspaces".
+    let srv = load(
+        "srv.json",
+        &format!(
+            r#"{{"keyspaces": {{"ks1": {sharded}, "lookup": {unsharded}}}, "routing_rules": {{}}}}"#
+        ),
+    )
+    .unwrap();
+    assert_eq!(srv.len(), 2);
+    // A config's keyspace takes its own entry of a map, by name.
+    let config_text = GOOD
+        .replace("sharded = true\n", "vschema_json = \"map.json\"\n")
+        .replace("vindexes.hash = { type = \"hash\" }\n", "")
+        .replace("tables.customers = { primary_vindex = { column = \"customer_id\", vindex = \"hash\" } }\ntables.products = { type = \"reference\" }\n", "");
+    let e = parse_config(&config_text, &dir.join("shardgate.toml")).unwrap_err();
+    assert!(
+        e.message
+            .contains("has no keyspace commerce (it has ks1, lookup)"),
+        "{e}"
+    );
+    // (its sequence must then be a keyspace of the config: here, none)
+    let plain = r#"{"sharded": true, "vindexes": {"hash": {"type": "hash"}},
+        "tables": {"customer": {"columnVindexes": [{"column": "customer_id", "name": "hash"}]}}}"#;
+    load(
+        "map.json",
+        &format!(r#"{{"commerce": {plain}, "lookup": {unsharded}}}"#),
+    )
+    .unwrap();
+    let config = parse_config(&config_text, &dir.join("shardgate.toml")).unwrap();
+    let ks = config.vschema.keyspace("commerce").unwrap();
+    assert!(ks.sharded && ks.table("customer").is_some());
+
+    // One keyspace's file: no name.
+    let one = load("one.json", sharded).unwrap();
+    assert!(one.len() == 1 && one[0].name.is_none() && one[0].sharded);
+
+    // Refused, never ignored: routing rules, explicit routing, an ambiguous sequence, a vindex
+    // whose placement differs from Vitess's, a file of no known form.
+    let refused = [
+        (
+            format!(r#"{{"keyspaces": {{"ks1": {sharded}}}, "routing_rules": {{"rules": [{{"from_table": "t", "to_tables": ["ks1.t"]}}]}}}}"#),
+            "routing_rules are not supported yet",
+        ),
+        (
+            r#"{"sharded": false, "require_explicit_routing": true}"#.to_string(),
+            "require_explicit_routing is not supported yet",
+        ),
+        (
+            format!(r#"{{"ks1": {sharded}, "a": {unsharded}, "b": {unsharded}}}"#),
+            "sequence customer_seq is in several keyspaces (a, b)",
+        ),
+        (
+            r#"{"sharded": true, "vindexes": {"u": {"type": "unicode_loose_xxhash"}}}"#.to_string(),
+            "does not place rows as Vitess does yet",
+        ),
+        (
+            r#"{"sharded": true, "vindexes": {"u": {"type": "region_json"}}}"#.to_string(),
+            "supported: hash, xxhash, numeric, binary, binary_md5, reverse_bits, null, unicode_loose_xxhash, lookup_unique, consistent_lookup_unique",
+        ),
+        (r#"{"ks1": 3}"#.to_string(), "neither one keyspace's VSchema"),
+    ];
+    for (json, want) in refused {
+        let e = load("bad.json", &json)
+            .err()
+            .unwrap_or_else(|| panic!("{json} loaded"));
+        assert!(e.message.contains(want), "{json}: {e}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
