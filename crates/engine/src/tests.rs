@@ -90,10 +90,7 @@ fn vschema() -> VSchema {
 }
 
 fn hash() -> Arc<Vindex> {
-    Arc::new(Vindex {
-        name: "hash".into(),
-        kind: VindexKind::Hash,
-    })
+    Arc::new(Vindex::new("hash", VindexKind::Hash))
 }
 
 async fn run(plan: Plan) -> (Vec<String>, Collect, Outcome) {

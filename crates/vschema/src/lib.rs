@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 pub use keyrange::KeyRange;
 pub use load::{load_config, load_vitess_json, parse_config};
-pub use vindex::{KeyValue, KeyspaceId, Vindex, VindexError, VindexKind};
+pub use vindex::{parse_static_map, KeyValue, KeyspaceId, Vindex, VindexError, VindexKind};
 
 /// A config mistake, located: `shardgate.toml:12: keyspaces.commerce.tables.orders: unknown vindex "hsh"`.
 #[derive(Debug, Clone, PartialEq, Eq)]

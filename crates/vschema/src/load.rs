@@ -500,8 +500,16 @@ impl Ctx<'_> {
             vindexes.insert(
                 vname.clone(),
                 Arc::new(Vindex {
-                    name: vname.clone(),
-                    kind,
+                    static_map: static_map(
+                        kind,
+                        v.get_ref().json_path.as_deref(),
+                        v.get_ref().json.as_deref(),
+                        &self.file,
+                    )
+                    .map_err(|m| {
+                        self.err(&v.get_ref().kind, &format!("{key}.vindexes.{vname}"), m)
+                    })?,
+                    ..Vindex::new(vname, kind)
                 }),
             );
         }
@@ -693,6 +701,28 @@ fn resolve_sequences(
         }
     }
     Ok(())
+}
+
+/// A `numeric_static_map`'s entries, from `json` or the file `json_path` (relative to the file
+/// that names it); none for the other kinds.
+fn static_map(
+    kind: VindexKind,
+    json_path: Option<&str>,
+    json: Option<&str>,
+    file: &Path,
+) -> Result<BTreeMap<u64, u64>, String> {
+    if kind != VindexKind::NumericStaticMap {
+        return Ok(BTreeMap::new());
+    }
+    let text = match (json, json_path) {
+        (Some(json), _) => json.to_string(),
+        (None, Some(p)) => {
+            let p = file.parent().unwrap_or(Path::new(".")).join(p);
+            std::fs::read_to_string(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?
+        }
+        (None, None) => return Err("numeric_static_map needs json_path (or json)".into()),
+    };
+    crate::vindex::parse_static_map(&text).map_err(|e| format!("numeric_static_map entries: {e}"))
 }
 
 /// One keyspace of a Vitess VSchema file: its name (none for a file of one keyspace), whether it
@@ -928,8 +958,14 @@ fn vitess_keyspace(
         vindexes.insert(
             name.clone(),
             Arc::new(Vindex {
-                name: name.clone(),
-                kind,
+                static_map: static_map(
+                    kind,
+                    v.params.get("json_path").map(String::as_str),
+                    v.params.get("json").map(String::as_str),
+                    path,
+                )
+                .map_err(|m| err(None, &format!("vindexes.{name}.params"), m))?,
+                ..Vindex::new(name, kind)
             }),
         );
     }

@@ -93,6 +93,9 @@ pub(crate) struct RawVindex {
     pub table: Option<String>,
     pub from: Option<String>,
     pub to: Option<String>,
+    /// `numeric_static_map`: its JSON entries, in a file (relative to this one) or inline.
+    pub json_path: Option<String>,
+    pub json: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,6 +1,7 @@
 //! Vindexes: functions from a column value to a keyspace ID, compatible with Vitess so a Vitess
 //! user's rows land on the same shards.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use des::cipher::{Array, BlockCipherDecrypt, BlockCipherEncrypt, KeyInit};
@@ -66,11 +67,13 @@ pub enum VindexKind {
     ReverseBits,
     /// Every value to keyspace ID `00`: the first shard.
     Null,
+    /// The integer, replaced by its entry in a static map when it has one, as 8 big-endian bytes.
+    NumericStaticMap,
 }
 
 /// The vindex types a VSchema may name, for error messages.
 pub const SUPPORTED: &str = "hash, xxhash, numeric, binary, binary_md5, reverse_bits, null, \
-     unicode_loose_xxhash, lookup_unique, consistent_lookup_unique";
+     numeric_static_map, unicode_loose_xxhash, lookup_unique, consistent_lookup_unique";
 
 impl VindexKind {
     pub fn parse(name: &str) -> Option<Self> {
@@ -83,6 +86,7 @@ impl VindexKind {
             "binary_md5" => VindexKind::BinaryMd5,
             "reverse_bits" => VindexKind::ReverseBits,
             "null" => VindexKind::Null,
+            "numeric_static_map" => VindexKind::NumericStaticMap,
             _ => return None,
         })
     }
@@ -97,6 +101,7 @@ impl VindexKind {
             VindexKind::BinaryMd5 => "binary_md5",
             VindexKind::ReverseBits => "reverse_bits",
             VindexKind::Null => "null",
+            VindexKind::NumericStaticMap => "numeric_static_map",
         }
     }
 
@@ -128,12 +133,40 @@ pub enum VindexError {
 pub struct Vindex {
     pub name: String,
     pub kind: VindexKind,
+    /// `numeric_static_map`'s entries (empty for the other kinds).
+    pub static_map: BTreeMap<u64, u64>,
 }
 
 impl Vindex {
+    pub fn new(name: &str, kind: VindexKind) -> Self {
+        Vindex {
+            name: name.to_string(),
+            kind,
+            static_map: BTreeMap::new(),
+        }
+    }
+
     pub fn map(&self, value: &KeyValue) -> Result<KeyspaceId, VindexError> {
+        if self.kind == VindexKind::NumericStaticMap {
+            let n = self.kind.as_u64(value)?;
+            let n = self.static_map.get(&n).copied().unwrap_or(n);
+            return Ok(KeyspaceId(n.to_be_bytes().to_vec()));
+        }
         self.kind.map(value)
     }
+}
+
+/// A `numeric_static_map`'s JSON object of entries, `{"3": 2, ...}`.
+pub fn parse_static_map(json: &str) -> Result<BTreeMap<u64, u64>, String> {
+    let entries: BTreeMap<String, u64> = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    entries
+        .into_iter()
+        .map(|(k, v)| {
+            k.parse::<u64>()
+                .map(|k| (k, v))
+                .map_err(|_| format!("key {k:?} is not an unsigned integer"))
+        })
+        .collect()
 }
 
 impl VindexKind {
@@ -154,6 +187,8 @@ impl VindexKind {
             VindexKind::BinaryMd5 => Md5::digest(self.text_of(value)?).to_vec(),
             VindexKind::ReverseBits => self.as_u64(value)?.reverse_bits().to_be_bytes().to_vec(),
             VindexKind::Null => vec![0],
+            // Without its map (see `Vindex::map`), numeric.
+            VindexKind::NumericStaticMap => self.as_u64(value)?.to_be_bytes().to_vec(),
         }))
     }
 

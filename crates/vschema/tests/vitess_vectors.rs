@@ -1,5 +1,6 @@
 //! Known answers from Vitess's own vindex tests (vitessio/vitess, go/vt/vtgate/vindexes:
-//! hash_test.go, xxhash_test.go, unicodeloosexxhash_test.go, numeric_test.go, binary_test.go),
+//! hash_test.go, xxhash_test.go, unicodeloosexxhash_test.go, numeric_test.go, binary_test.go,
+//! binarymd5_test.go, reverse_bits_test.go, null.go, numeric_static_map_test.go),
 //! written out here as hex. They are the oracle for "a Vitess user's rows land on the same
 //! shards": our implementation is checked against them, never against itself.
 
@@ -153,4 +154,23 @@ fn null() {
     for v in [KeyValue::Int(1), KeyValue::Int(-7), text("x")] {
         assert_eq!(map(VindexKind::Null, v), "00");
     }
+}
+
+#[test]
+fn numeric_static_map() {
+    // numeric_static_map_test.go, TestNumericStaticMapMap, with its testdata map ("3" -> 2):
+    // a mapped value takes its entry, the others stay themselves, as 8 big-endian bytes.
+    let vindex = vschema::Vindex {
+        static_map: vschema::parse_static_map(r#"{"3": 2}"#).unwrap(),
+        ..vschema::Vindex::new("numericStaticMap", VindexKind::NumericStaticMap)
+    };
+    for (v, want) in [(1, 1), (2, 2), (3, 2), (4, 4), (8, 8)] {
+        assert_eq!(
+            hex(&vindex.map(&KeyValue::Int(v)).unwrap().0),
+            format!("{want:016x}"),
+            "numeric_static_map({v})"
+        );
+    }
+    assert!(vindex.map(&KeyValue::Decimal("1.1".into())).is_err());
+    assert!(vschema::parse_static_map(r#"{"x": 2}"#).is_err());
 }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::KeyValue;
 
 const GOOD: &str = r#"
 [server]
@@ -493,7 +494,7 @@ fn vitess_vschema_forms() {
         ),
         (
             r#"{"sharded": true, "vindexes": {"u": {"type": "region_json"}}}"#.to_string(),
-            "supported: hash, xxhash, numeric, binary, binary_md5, reverse_bits, null, unicode_loose_xxhash, lookup_unique, consistent_lookup_unique",
+            "supported: hash, xxhash, numeric, binary, binary_md5, reverse_bits, null, numeric_static_map, unicode_loose_xxhash, lookup_unique, consistent_lookup_unique",
         ),
         (r#"{"ks1": 3}"#.to_string(), "neither one keyspace's VSchema"),
     ];
@@ -503,5 +504,61 @@ fn vitess_vschema_forms() {
             .unwrap_or_else(|| panic!("{json} loaded"));
         assert!(e.message.contains(want), "{json}: {e}");
     }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn numeric_static_map_entries_inline_or_from_a_file() {
+    let dir = std::env::temp_dir().join(format!("vschema-static-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("map.json"), r#"{"3": 2, "10": 5}"#).unwrap();
+    let with = |vindex: &str| {
+        GOOD.replace(
+            "vindexes.hash = { type = \"hash\" }\n",
+            &format!("vindexes.hash = {vindex}\n"),
+        )
+    };
+    let config = parse_config(
+        &with(r#"{ type = "numeric_static_map", json_path = "map.json" }"#),
+        &dir.join("shardgate.toml"),
+    )
+    .unwrap();
+    let Some(Table::Sharded { vindex, .. }) = config
+        .vschema
+        .keyspace("commerce")
+        .unwrap()
+        .table("customers")
+    else {
+        panic!()
+    };
+    assert_eq!(
+        vindex.map(&KeyValue::Int(10)).unwrap().0,
+        5u64.to_be_bytes()
+    );
+    assert_eq!(
+        vindex.map(&KeyValue::Int(11)).unwrap().0,
+        11u64.to_be_bytes()
+    );
+    let inline = parse(&with(
+        r#"{ type = "numeric_static_map", json = '{"1": 9}' }"#,
+    ))
+    .unwrap();
+    let Some(Table::Sharded { vindex, .. }) = inline
+        .vschema
+        .keyspace("commerce")
+        .unwrap()
+        .table("customers")
+    else {
+        panic!()
+    };
+    assert_eq!(vindex.map(&KeyValue::Int(1)).unwrap().0, 9u64.to_be_bytes());
+    let e = parse(&with(r#"{ type = "numeric_static_map" }"#)).unwrap_err();
+    assert!(e.message.contains("needs json_path"), "{e}");
+    let e = parse_config(
+        &with(r#"{ type = "numeric_static_map", json_path = "missing.json" }"#),
+        &dir.join("shardgate.toml"),
+    )
+    .unwrap_err();
+    assert!(e.message.contains("cannot read"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
