@@ -437,6 +437,83 @@ async fn a_plain_unique_lookup_vindex() {
     proxy.stop().await;
 }
 
+/// `lookup_hash_unique`, as in Vitess's compose example: the lookup row holds the owner's id
+/// (the integer the hash vindex maps to its keyspace ID), not the keyspace ID's bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lookup_hash_unique_vindex() {
+    let proxy = proxy().await;
+    let mut c = client(&proxy, Some("main")).await;
+    c.query_drop("DROP TABLE IF EXISTS nick_lookup")
+        .await
+        .unwrap();
+    c.query_drop(
+        "CREATE TABLE nick_lookup (nick VARCHAR(20) PRIMARY KEY, id BIGINT UNSIGNED NOT NULL)",
+    )
+    .await
+    .unwrap();
+    c.query_drop("USE two").await.unwrap();
+    c.query_drop("DROP TABLE IF EXISTS nicked").await.unwrap();
+    c.query_drop("CREATE TABLE nicked (id BIGINT PRIMARY KEY, nick VARCHAR(20))")
+        .await
+        .unwrap();
+    let rows: Vec<String> = (1..=8).map(|i| format!("({i}, 'n{i}')")).collect();
+    c.query_drop(format!(
+        "INSERT INTO nicked (id, nick) VALUES {}",
+        rows.join(", ")
+    ))
+    .await
+    .unwrap();
+    let mut main = shard_conn("main", "0").await;
+    let lookup: BTreeMap<String, u64> = main
+        .query::<(String, u64), _>("SELECT nick, id FROM nick_lookup")
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    let want: BTreeMap<String, u64> = (1..=8).map(|i| (format!("n{i}"), i)).collect();
+    assert_eq!(lookup, want);
+    // Found through the lookup, on the one shard that holds the row.
+    for i in [2, 7] {
+        let before = counters(&proxy);
+        let id: Option<i64> = c
+            .query_first(format!("SELECT id FROM nicked WHERE nick = 'n{i}'"))
+            .await
+            .unwrap();
+        assert_eq!(id, Some(i));
+        let after = counters(&proxy);
+        let reached: Vec<&String> = after
+            .iter()
+            .filter(|(k, v)| k.starts_with("two/") && before.get(*k) != Some(v))
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(reached, [&format!("two/{}", owner("two", i))], "n{i}");
+    }
+    let (code_, _) = code(
+        c.query_drop("INSERT INTO nicked (id, nick) VALUES (20, 'n3')")
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code_, 1062);
+    // Changing and deleting the owner row moves and removes its lookup row.
+    c.query_drop("UPDATE nicked SET nick = 'renamed' WHERE id = 5")
+        .await
+        .unwrap();
+    c.query_drop("DELETE FROM nicked WHERE id = 4")
+        .await
+        .unwrap();
+    let left: Vec<(String, u64)> = main
+        .query("SELECT nick, id FROM nick_lookup WHERE id IN (4, 5) ORDER BY id")
+        .await
+        .unwrap();
+    assert_eq!(left, [("renamed".to_string(), 5)]);
+    let id: Option<i64> = c
+        .query_first("SELECT id FROM nicked WHERE nick = 'renamed'")
+        .await
+        .unwrap();
+    assert_eq!(id, Some(5));
+    proxy.stop().await;
+}
+
 /// Under sql_mode NO_BACKSLASH_ESCAPES a backslash in a string is itself. A value bound as a
 /// parameter writes the lookup row its owner row holds and is found through it; statement text
 /// with a backslash, which the planner would read with escapes, is refused rather than routed

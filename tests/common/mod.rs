@@ -70,6 +70,8 @@ tables.accounts = { primary_vindex = { column = "id", vindex = "hash" }, seconda
 tables.users = { primary_vindex = { column = "user_id", vindex = "hash" }, secondary_vindexes = [{ column = "email", vindex = "email_lookup" }] }
 vindexes.code_lookup = { type = "lookup_unique", table = "main.code_lookup", from = "code", to = "keyspace_id" }
 tables.coded = { primary_vindex = { column = "id", vindex = "hash" }, secondary_vindexes = [{ column = "code", vindex = "code_lookup" }] }
+vindexes.nick_lookup = { type = "lookup_hash_unique", table = "main.nick_lookup", from = "nick", to = "id" }
+tables.nicked = { primary_vindex = { column = "id", vindex = "hash" }, secondary_vindexes = [{ column = "nick", vindex = "nick_lookup" }] }
 vindexes.race_lookup = { type = "consistent_lookup_unique", table = "main.race_lookup", from = "email", to = "keyspace_id" }
 tables.racers = { primary_vindex = { column = "id", vindex = "hash" }, secondary_vindexes = [{ column = "email", vindex = "race_lookup" }] }
 tables.events = { primary_vindex = { column = "id", vindex = "hash" }, auto_increment = { column = "id", sequence = "event_seq" } }

@@ -2,7 +2,7 @@
 //! before their owner rows are written, releasing them after the owners are gone. Lookup tables
 //! live in unsharded keyspaces.
 
-use vschema::{KeyValue, Keyspace, KeyspaceId, LookupVindex, VSchema};
+use vschema::{KeyValue, Keyspace, KeyspaceId, LookupTo, LookupVindex, VSchema, VindexKind};
 
 use crate::plan::OwnedLookup;
 use crate::{Collected, EngineError, Executor, Value};
@@ -78,6 +78,32 @@ fn quote(ident: &str) -> String {
     format!("`{}`", ident.replace('`', "``"))
 }
 
+/// The `to` column's value for `ksid`, as SQL: its bytes, or for `lookup_hash_unique` the
+/// integer the hash vindex maps to it.
+fn to_literal(vindex: &LookupVindex, ksid: &KeyspaceId) -> Result<String, EngineError> {
+    match vindex.to_holds {
+        LookupTo::KeyspaceId => Ok(crate::literal::hex(&ksid.0, false)),
+        LookupTo::HashedId => vschema::vindex::hash_reverse(ksid)
+            .map(|id| id.to_string())
+            .ok_or_else(|| {
+                EngineError::Unsupported(format!(
+                    "lookup_hash_unique vindex {} for keyspace ID {ksid}, which is not 8 bytes",
+                    vindex.name
+                ))
+            }),
+    }
+}
+
+/// The keyspace ID a `to` column value stands for.
+fn to_ksid(vindex: &LookupVindex, value: Value) -> Option<KeyspaceId> {
+    match (vindex.to_holds, value) {
+        (_, Value::NULL) => None,
+        (LookupTo::KeyspaceId, Value::Bytes(b)) => Some(KeyspaceId(b)),
+        (LookupTo::KeyspaceId, _) => None,
+        (LookupTo::HashedId, v) => VindexKind::Hash.map(&key_value(&v)?).ok(),
+    }
+}
+
 /// The keyspace ID a lookup value maps to, if it has a lookup row.
 pub(crate) async fn resolve<E: Executor>(
     executor: &E,
@@ -108,10 +134,8 @@ async fn read_lookup<E: Executor>(
     Ok(rows
         .into_iter()
         .next()
-        .and_then(|r| match r.into_iter().next() {
-            Some(Value::Bytes(b)) => Some(KeyspaceId(b)),
-            _ => None,
-        }))
+        .and_then(|r| r.into_iter().next())
+        .and_then(|to| to_ksid(vindex, to)))
 }
 
 /// Writes the lookup row `value → ksid` before its owner row is written. Returns whether the row
@@ -142,7 +166,7 @@ pub(crate) async fn claim<E: Executor>(
         quote(&v.from),
         quote(&v.to),
         literal(value),
-        crate::literal::hex(&ksid.0, false)
+        to_literal(v, ksid)?
     );
     match executor
         .execute(ks, shard, &insert, &mut crate::NoRows)
@@ -191,11 +215,11 @@ pub(crate) async fn claim<E: Executor>(
         "UPDATE {} SET {} = {} WHERE {} = {} AND {} = {}",
         quote(&v.table),
         quote(&v.to),
-        crate::literal::hex(&ksid.0, false),
+        to_literal(v, ksid)?,
         quote(&v.from),
         literal(value),
         quote(&v.to),
-        crate::literal::hex(&current.0, false)
+        to_literal(v, &current)?
     );
     // Compare-and-set: another insert that took the orphan over first changed `to`.
     let taken = executor
@@ -223,7 +247,7 @@ pub(crate) async fn release<E: Executor>(
         quote(&v.from),
         literal(value),
         quote(&v.to),
-        crate::literal::hex(&ksid.0, false)
+        to_literal(v, ksid)?
     );
     executor
         .execute(ks, shard, &delete, &mut crate::NoRows)

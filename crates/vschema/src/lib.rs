@@ -325,6 +325,30 @@ pub struct LookupVindex {
     /// Consistent: a lookup row whose owner row does not exist (left by a failed insert) is
     /// taken over by the next insert of the same value instead of blocking it.
     pub consistent: bool,
+    /// What the `to` column holds.
+    pub to_holds: LookupTo,
+}
+
+/// What a lookup table's `to` column holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookupTo {
+    /// The keyspace ID's bytes (`lookup_unique`, `consistent_lookup_unique`).
+    KeyspaceId,
+    /// The integer the `hash` vindex maps to the keyspace ID (`lookup_hash_unique`): the
+    /// owner's id when its primary vindex is `hash`.
+    HashedId,
+}
+
+impl LookupTo {
+    /// A unique lookup vindex type: whether it is consistent, and what its `to` column holds.
+    pub fn of_type(name: &str) -> Option<(bool, LookupTo)> {
+        Some(match name {
+            "consistent_lookup_unique" => (true, LookupTo::KeyspaceId),
+            "lookup_unique" => (false, LookupTo::KeyspaceId),
+            "lookup_hash_unique" => (false, LookupTo::HashedId),
+            _ => return None,
+        })
+    }
 }
 
 /// A sharded table's AUTO_INCREMENT column, filled from a sequence table.

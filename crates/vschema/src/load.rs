@@ -11,8 +11,8 @@ use crate::raw::{RawConfig, RawKeyspace, VitessKeyspace};
 use crate::vindex::{Vindex, VindexKind};
 use crate::{
     parse_native_hash, AutoIncrement, BackendAddr, BackendTls, Config, ConfigError, Keyspace,
-    LookupColumn, LookupVindex, PoolSize, Secret, SequenceRef, ServerConfig, Shard, Table,
-    TlsFiles, User, VSchema,
+    LookupColumn, LookupTo, LookupVindex, PoolSize, Secret, SequenceRef, ServerConfig, Shard,
+    Table, TlsFiles, User, VSchema,
 };
 
 const DEFAULT_MAX_PACKET: usize = 64 << 20;
@@ -450,11 +450,7 @@ impl Ctx<'_> {
         let mut lookups = BTreeMap::new();
         for (vname, v) in &ks.vindexes {
             let kind_name = v.get_ref().kind.get_ref();
-            if let Some(consistent) = match kind_name.as_str() {
-                "consistent_lookup_unique" => Some(true),
-                "lookup_unique" => Some(false),
-                _ => None,
-            } {
+            if let Some((consistent, to_holds)) = LookupTo::of_type(kind_name) {
                 let r = v.get_ref();
                 let vkey = format!("{key}.vindexes.{vname}");
                 let need = |field: &Option<String>, name: &str| {
@@ -483,6 +479,7 @@ impl Ctx<'_> {
                         from: need(&r.from, "from")?,
                         to: need(&r.to, "to")?,
                         consistent,
+                        to_holds,
                     }),
                 );
                 continue;
@@ -890,11 +887,17 @@ fn vitess_keyspace(
     let mut vindexes = BTreeMap::new();
     let mut lookups = BTreeMap::new();
     for (name, v) in &ks.vindexes {
-        if let Some(consistent) = match v.kind.as_str() {
-            "consistent_lookup_unique" => Some(true),
-            "lookup_unique" => Some(false),
-            _ => None,
-        } {
+        if let Some((consistent, to_holds)) = LookupTo::of_type(&v.kind) {
+            // Params that change when or whether lookup rows are written or read.
+            for p in ["autocommit", "write_only", "ignore_nulls"] {
+                if v.params.get(p).is_some_and(|x| x == "true") {
+                    return Err(err(
+                        None,
+                        &format!("vindexes.{name}.params.{p}"),
+                        format!("{p} lookups are not supported yet"),
+                    ));
+                }
+            }
             let param = |p: &str| {
                 v.params.get(p).cloned().ok_or_else(|| {
                     err(
@@ -929,6 +932,7 @@ fn vitess_keyspace(
                     from,
                     to: param("to")?,
                     consistent,
+                    to_holds,
                 }),
             );
             continue;

@@ -469,6 +469,19 @@ fn vitess_vschema_forms() {
     let ks = config.vschema.keyspace("commerce").unwrap();
     assert!(ks.sharded && ks.table("customer").is_some());
 
+    // A lookup_hash_unique's `to` column holds the hashed id.
+    let lookup = load(
+        "lookup.json",
+        r#"{"sharded": true, "vindexes": {"hash": {"type": "hash"},
+              "nick": {"type": "lookup_hash_unique", "params": {"table": "main.nick_lookup", "from": "nick", "to": "id"}}},
+            "tables": {"users": {"column_vindexes": [{"column": "id", "name": "hash"}, {"column": "nick", "name": "nick"}]}}}"#,
+    )
+    .unwrap();
+    let Some(Table::Sharded { lookups, .. }) = lookup[0].tables.get("users") else {
+        panic!()
+    };
+    assert_eq!(lookups[0].vindex.to_holds, crate::LookupTo::HashedId);
+
     // One keyspace's file: no name.
     let one = load("one.json", sharded).unwrap();
     assert!(one.len() == 1 && one[0].name.is_none() && one[0].sharded);
@@ -494,9 +507,13 @@ fn vitess_vschema_forms() {
         ),
         (
             r#"{"sharded": true, "vindexes": {"u": {"type": "region_json"}}}"#.to_string(),
-            "supported: hash, xxhash, numeric, binary, binary_md5, reverse_bits, null, numeric_static_map, unicode_loose_xxhash, lookup_unique, consistent_lookup_unique",
+            "supported: hash, xxhash, numeric, binary, binary_md5, reverse_bits, null, numeric_static_map, unicode_loose_xxhash, lookup_unique, lookup_hash_unique, consistent_lookup_unique",
         ),
         (r#"{"ks1": 3}"#.to_string(), "neither one keyspace's VSchema"),
+        (
+            r#"{"sharded": true, "vindexes": {"l": {"type": "lookup_hash_unique", "params": {"table": "a.b", "from": "x", "to": "y", "autocommit": "true"}}}}"#.to_string(),
+            "autocommit lookups are not supported yet",
+        ),
     ];
     for (json, want) in refused {
         let e = load("bad.json", &json)
