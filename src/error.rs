@@ -201,6 +201,7 @@ pub fn from_plan(e: PlanError) -> SqlError {
     match e {
         PlanError::Unsupported(what) => unsupported(what),
         PlanError::NoDatabase => no_database(),
+        e @ PlanError::AmbiguousTable { .. } => SqlError::new(1046, "3D000", e.to_string()),
         PlanError::UnknownKeyspace(ks) => unknown_database(&ks),
         e @ PlanError::UnknownTable { .. } => SqlError::new(1146, "42S02", e.to_string()),
         e @ PlanError::MissingVindexColumn { .. } => SqlError::new(1364, "HY000", e.to_string()),

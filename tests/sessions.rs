@@ -690,6 +690,29 @@ async fn keyspace_show_statements() {
     let mut none = client(&proxy, None).await;
     let e = none.query_drop("SHOW TABLE STATUS").await.unwrap_err();
     assert_eq!(server_code(&e), Some(1046), "{e}");
+    // Without a database, an unqualified table resolves to the one keyspace listing it (as
+    // Vitess's global routing does); one listed by several is refused naming them.
+    let mut main = client(&proxy, Some("main")).await;
+    main.query_drop(
+        "CREATE TABLE IF NOT EXISTS event_seq (id INT PRIMARY KEY, next_id BIGINT, cache BIGINT)",
+    )
+    .await
+    .unwrap();
+    let rows: Option<u64> = none
+        .query_first("SELECT COUNT(*) FROM event_seq")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(rows.is_some());
+    let e = none
+        .query_drop("SELECT COUNT(*) FROM customers")
+        .await
+        .unwrap_err();
+    assert_eq!(server_code(&e), Some(1046), "{e}");
+    assert!(
+        e.to_string()
+            .contains("table 'customers' is in several keyspaces (four, two"),
+        "{e}"
+    );
     proxy.stop().await;
 }
 

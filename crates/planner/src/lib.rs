@@ -76,6 +76,9 @@ pub enum PlanError {
     Unsupported(String),
     #[error("No database selected")]
     NoDatabase,
+    /// An unqualified table that several keyspaces hold, with no keyspace to choose.
+    #[error("No database selected: table '{table}' is in several keyspaces ({keyspaces}); name it as keyspace.table")]
+    AmbiguousTable { table: String, keyspaces: String },
     #[error("Unknown database '{0}'")]
     UnknownKeyspace(String),
     #[error("Table '{keyspace}.{table}' doesn't exist")]

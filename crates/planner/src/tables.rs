@@ -41,11 +41,11 @@ pub(crate) fn resolve<'a>(name: &ObjectName, ctx: &Context<'a>) -> Result<Resolv
                         .keyspace(ks)
                         .ok_or_else(|| PlanError::UnknownKeyspace(ks.to_string()))?;
                     match unlisted(keyspace, table) {
-                        true => global(table, ctx).unwrap_or(keyspace),
+                        true => global(table, ctx)?.unwrap_or(keyspace),
                         false => keyspace,
                     }
                 }
-                None => global(table, ctx).ok_or(PlanError::NoDatabase)?,
+                None => global(table, ctx)?.ok_or(PlanError::NoDatabase)?,
             };
             (keyspace, table.clone(), false)
         }
@@ -95,11 +95,26 @@ fn unlisted(keyspace: &Keyspace, table: &str) -> bool {
 }
 
 /// Global routing: the one keyspace whose VSchema lists `table`, if exactly one does.
-fn global<'a>(table: &str, ctx: &Context<'a>) -> Option<&'a Keyspace> {
+/// The one keyspace whose VSchema lists `table` (Vitess's global routing); several are an error
+/// naming them.
+fn global<'a>(table: &str, ctx: &Context<'a>) -> Result<Option<&'a Keyspace>, PlanError> {
     let vschema: &'a vschema::VSchema = ctx.vschema;
-    let mut listing = vschema.keyspaces().filter(|k| k.tables.contains_key(table));
-    let first = listing.next()?;
-    listing.next().is_none().then_some(first)
+    let listing: Vec<&Keyspace> = vschema
+        .keyspaces()
+        .filter(|k| k.tables.contains_key(table))
+        .collect();
+    match listing.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(one)),
+        several => Err(PlanError::AmbiguousTable {
+            table: table.to_string(),
+            keyspaces: several
+                .iter()
+                .map(|k| k.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
 }
 
 pub(crate) fn is_system_schema(name: &str) -> bool {
