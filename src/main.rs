@@ -316,11 +316,17 @@ fn describe_table(table: &vschema::Table) -> String {
                     l.column, l.vindex.name, l.vindex.keyspace, l.vindex.table
                 ));
             }
-            if let Some(ai) = auto_increment {
-                s.push_str(&format!(
+            match auto_increment {
+                // Resolved by a config, among its unsharded keyspaces.
+                Some(ai) if ai.sequence.keyspace.is_empty() => s.push_str(&format!(
+                    ", {} from sequence {} (the unsharded keyspace holding it)",
+                    ai.column, ai.sequence.table
+                )),
+                Some(ai) => s.push_str(&format!(
                     ", {} from sequence {}.{}",
                     ai.column, ai.sequence.keyspace, ai.sequence.table
-                ));
+                )),
+                None => {}
             }
             s
         }

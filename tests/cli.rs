@@ -87,3 +87,51 @@ fn explain_prints_the_plan() {
         "{stdout}"
     );
 }
+
+/// `check --vschema-json` on the forms Vitess writes: a keyspace map (vtexplain's
+/// `sample_vschema.json` shape) is described keyspace by keyspace, never as one unsharded
+/// keyspace; a lone keyspace's unqualified sequence says where it resolves.
+#[test]
+fn check_describes_a_vitess_keyspace_map() {
+    let dir = tempfile::tempdir().unwrap();
+    let map = dir.path().join("sample_vschema.json");
+    std::fs::write(
+        &map,
+        r#"{"ks1": {"sharded": true, "vindexes": {"hash": {"type": "hash"}, "md5": {"type": "binary_md5"}},
+                   "tables": {"user": {"columnVindexes": [{"column": "id", "name": "hash"}],
+                                       "autoIncrement": {"column": "id", "sequence": "user_seq"}},
+                              "music": {"column_vindexes": [{"column": "name", "name": "md5"}]}}},
+            "main": {"tables": {"user_seq": {"type": "sequence"}}}}"#,
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = shardgate(&["check", "--vschema-json", map.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("keyspace ks1 (sharded)"), "{stdout}");
+    assert!(stdout.contains("keyspace main (unsharded)"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "table user: sharded by id (hash vindex hash), id from sequence main.user_seq"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("table music: sharded by name (binary_md5 vindex md5)"),
+        "{stdout}"
+    );
+
+    let one = dir.path().join("customer.json");
+    std::fs::write(
+        &one,
+        r#"{"sharded": true, "vindexes": {"hash": {"type": "hash"}},
+            "tables": {"customer": {"column_vindexes": [{"column": "customer_id", "name": "hash"}],
+                                    "auto_increment": {"column": "customer_id", "sequence": "customer_seq"}}}}"#,
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = shardgate(&["check", "--vschema-json", one.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout
+            .contains("customer_id from sequence customer_seq (the unsharded keyspace holding it)"),
+        "{stdout}"
+    );
+}
