@@ -628,50 +628,49 @@ async fn placement_matches_vitess(keyspace: &str) {
             .name
             .clone()
     };
+    // Each vindex's rows (value, published keyspace id), the table and column holding them.
+    let strings = |cases: &[(&str, &str)]| -> Vec<(String, String)> {
+        cases
+            .iter()
+            .map(|(v, k)| (v.to_string(), k.to_string()))
+            .collect()
+    };
+    let ints = |cases: &[(i64, &str)]| -> Vec<(String, String)> {
+        cases
+            .iter()
+            .map(|(v, k)| (v.to_string(), k.to_string()))
+            .collect()
+    };
+    let placed = [
+        (
+            "hash",
+            "SELECT id FROM vitess_placed WHERE id BETWEEN 1 AND 6",
+            ints(&hash),
+        ),
+        ("xxhash", "SELECT name FROM placed_xx", strings(&xx)),
+        ("binary_md5", "SELECT name FROM placed_md5", strings(&md5)),
+        ("reverse_bits", "SELECT id FROM placed_rb", ints(&rb)),
+    ];
     for shard in &ks.shards {
         let mut direct = shard_conn(keyspace, &shard.name).await;
-        let ids: Vec<i64> = direct
-            .query("SELECT id FROM vitess_placed WHERE id BETWEEN 1 AND 6 ORDER BY id")
-            .await
-            .unwrap();
-        let want: Vec<i64> = hash
-            .iter()
-            .filter(|(_, k)| shard_of(k) == shard.name)
-            .map(|(id, _)| *id)
-            .collect();
-        assert_eq!(ids, want, "hash: ids on {keyspace}/{}", shard.name);
-        let mut names: Vec<String> = direct.query("SELECT name FROM placed_xx").await.unwrap();
-        names.sort();
-        let mut want: Vec<String> = xx
-            .iter()
-            .filter(|(_, k)| shard_of(k) == shard.name)
-            .map(|(n, _)| n.to_string())
-            .collect();
-        want.sort();
-        assert_eq!(names, want, "xxhash: names on {keyspace}/{}", shard.name);
-        let mut names: Vec<String> = direct.query("SELECT name FROM placed_md5").await.unwrap();
-        names.sort();
-        let mut want: Vec<String> = md5
-            .iter()
-            .filter(|(_, k)| shard_of(k) == shard.name)
-            .map(|(n, _)| n.to_string())
-            .collect();
-        want.sort();
-        assert_eq!(
-            names, want,
-            "binary_md5: names on {keyspace}/{}",
-            shard.name
-        );
-        let ids: Vec<i64> = direct
-            .query("SELECT id FROM placed_rb ORDER BY id")
-            .await
-            .unwrap();
-        let want: Vec<i64> = rb
-            .iter()
-            .filter(|(_, k)| shard_of(k) == shard.name)
-            .map(|(id, _)| *id)
-            .collect();
-        assert_eq!(ids, want, "reverse_bits: ids on {keyspace}/{}", shard.name);
+        for (vindex, sql, cases) in &placed {
+            let rows: Vec<mysql_async::Value> = direct.query(*sql).await.unwrap();
+            let mut found: Vec<String> = rows
+                .into_iter()
+                .map(|v| match v {
+                    mysql_async::Value::Bytes(b) => String::from_utf8(b).unwrap(),
+                    other => other.as_sql(true),
+                })
+                .collect();
+            found.sort();
+            let mut want: Vec<String> = cases
+                .iter()
+                .filter(|(_, k)| shard_of(k) == shard.name)
+                .map(|(v, _)| v.clone())
+                .collect();
+            want.sort();
+            assert_eq!(found, want, "{vindex}: rows on {keyspace}/{}", shard.name);
+        }
     }
     proxy.stop().await;
 }

@@ -25,6 +25,20 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// `sql` finds row `id` of keyspace `two`, reaching only the shard that holds it.
+async fn found_on_its_shard(proxy: &shardgate::Running, c: &mut Conn, sql: &str, id: i64) {
+    let before = counters(proxy);
+    let found: Option<i64> = c.query_first(sql).await.unwrap();
+    assert_eq!(found, Some(id), "{sql}");
+    let after = counters(proxy);
+    let reached: Vec<&String> = after
+        .iter()
+        .filter(|(k, v)| k.starts_with("two/") && before.get(*k) != Some(v))
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(reached, [&format!("two/{}", owner("two", id))], "{sql}");
+}
+
 fn code(e: mysql_async::Error) -> (u16, String) {
     match e {
         mysql_async::Error::Server(s) => (s.code, s.state),
@@ -393,19 +407,13 @@ async fn a_plain_unique_lookup_vindex() {
     }
     // A query by code reaches one shard: the one holding the row.
     for i in [1, 5] {
-        let before = counters(&proxy);
-        let id: Option<i64> = c
-            .query_first(format!("SELECT id FROM coded WHERE code = 'c{i}'"))
-            .await
-            .unwrap();
-        assert_eq!(id, Some(i));
-        let after = counters(&proxy);
-        let reached: Vec<&String> = after
-            .iter()
-            .filter(|(k, v)| k.starts_with("two/") && before.get(*k) != Some(v))
-            .map(|(k, _)| k)
-            .collect();
-        assert_eq!(reached, [&format!("two/{}", owner("two", i))], "c{i}");
+        found_on_its_shard(
+            &proxy,
+            &mut c,
+            &format!("SELECT id FROM coded WHERE code = 'c{i}'"),
+            i,
+        )
+        .await;
     }
     let (code_, _) = code(
         c.query_drop("INSERT INTO coded (id, code) VALUES (20, 'c3')")
@@ -474,19 +482,13 @@ async fn a_lookup_hash_unique_vindex() {
     assert_eq!(lookup, want);
     // Found through the lookup, on the one shard that holds the row.
     for i in [2, 7] {
-        let before = counters(&proxy);
-        let id: Option<i64> = c
-            .query_first(format!("SELECT id FROM nicked WHERE nick = 'n{i}'"))
-            .await
-            .unwrap();
-        assert_eq!(id, Some(i));
-        let after = counters(&proxy);
-        let reached: Vec<&String> = after
-            .iter()
-            .filter(|(k, v)| k.starts_with("two/") && before.get(*k) != Some(v))
-            .map(|(k, _)| k)
-            .collect();
-        assert_eq!(reached, [&format!("two/{}", owner("two", i))], "n{i}");
+        found_on_its_shard(
+            &proxy,
+            &mut c,
+            &format!("SELECT id FROM nicked WHERE nick = 'n{i}'"),
+            i,
+        )
+        .await;
     }
     let (code_, _) = code(
         c.query_drop("INSERT INTO nicked (id, nick) VALUES (20, 'n3')")
