@@ -502,6 +502,10 @@ refused: SELECT order_id FROM orders WHERE qty > (SELECT AVG(qty) FROM orders) *
 refused: SELECT SUM(qty / 7), COUNT(*) FROM orders  # SUM of a quotient (/) across shards
 refused: SELECT customer_id, AVG(price / qty) FROM orders GROUP BY customer_id  # AVG of a quotient (/) across shards
 refused: SELECT MAX(qty / 7) * 7 FROM orders  # over MAX(qty / 7)
+refused: SELECT COALESCE(AVG(qty), 0) * 2 FROM orders  # over AVG(qty)
+SELECT customer_id, COALESCE(AVG(qty), 0), CONCAT('avg ', AVG(price)), IFNULL(MAX(qty / 7), -1) FROM orders GROUP BY customer_id ORDER BY customer_id LIMIT 6
+SELECT city, CASE WHEN AVG(score) IS NULL THEN 'none' ELSE CONCAT(AVG(score), '') END FROM customers GROUP BY city ORDER BY city
+refused: SELECT city, CONCAT(ROUND(AVG(score), 1), '') FROM customers GROUP BY city  # over AVG(score)
 refused: SELECT t.order_id, t.q * 1000000000 FROM (SELECT order_id, qty / 7 AS q FROM orders) t ORDER BY t.order_id LIMIT 5  # arithmetic or an aggregate over t.q, a quotient (/) in a derived table
 refused: SELECT SUM(t.q), COUNT(*) FROM (SELECT qty / 7 AS q FROM orders) t  # arithmetic or an aggregate over t.q
 SELECT SUM(DISTINCT qty / 7), COUNT(DISTINCT qty / 7), MIN(qty / 7), MAX(price / 3) FROM orders

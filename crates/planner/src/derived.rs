@@ -147,22 +147,20 @@ fn plan(
 
     let mut stages = Vec::new();
     let mut evaluated: Option<Evaluated> = None;
-    // A condition the proxy cannot evaluate (functions, CASE, ...) a shard evaluates, then the
-    // proxy filters on its answer.
-    // So does one with a string: the rows do not say which collation compares it.
+    // A condition the proxy cannot evaluate (functions, CASE, ...), or one with a string (the
+    // rows do not say which collation compares it), a shard evaluates; the proxy filters on its
+    // answer. Not with a backslash: the evaluation is printed by the parser, which would lose it.
+    let can_shard = !has_wildcard && !sql.contains('\\');
     let mut shard_where = None;
     if let Some(w) = &select.selection {
-        let at_proxy = if has_string(w) && !has_wildcard && !sql.contains('\\') {
+        let at_proxy = if can_shard && has_string(w) {
             Err(unsupported("text compared at the proxy"))
         } else {
             crate::clauses::to_eval(w, &mut |e: &Expr| Ok(EvalExpr::Column(column(e)?)))
         };
         match at_proxy {
             Ok(predicate) => stages.push(Stage::Filter { predicate }),
-            // The evaluation is printed by the parser, which would lose a string's backslashes.
-            Err(PlanError::Unsupported(_)) if !has_wildcard && !sql.contains('\\') => {
-                shard_where = Some(w)
-            }
+            Err(PlanError::Unsupported(_)) if can_shard => shard_where = Some(w),
             Err(e) => return Err(e),
         }
     }

@@ -1303,45 +1303,107 @@ impl Ctx<'_, '_> {
 }
 
 /// An aggregate call in `expr` (one `pick` accepts) whose value has digits a shard does not
-/// show (AVG, or over a quotient), used other than compared: `MAX(a / 7) * 7`.
+/// show (AVG, or over a quotient), used where those digits count: `MAX(a / 7) * 7`. Shown uses
+/// are fine, as MariaDB uses the shown value there too: the item itself, compared, tested for
+/// NULL, turned into text (CONCAT), or passed through COALESCE, IFNULL, IF or CASE to one.
 fn uncompared_quotient(
     expr: &Expr,
     pick: impl Fn(&sqlparser::ast::Function) -> bool,
 ) -> Option<String> {
-    use sqlparser::ast::{Function, Spanned, Visit, Visitor};
+    use sqlparser::ast::{
+        BinaryOperator as B, FunctionArg, FunctionArgExpr, FunctionArguments, Visit, Visitor,
+    };
     use std::ops::ControlFlow;
-    struct Calls<'p, P> {
-        pick: &'p P,
-        compared: Vec<sqlparser::tokenizer::Span>,
-    }
-    impl<P: Fn(&Function) -> bool> Visitor for Calls<'_, P> {
-        type Break = String;
-        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<String> {
-            match e {
-                Expr::Function(f)
-                    if f.over.is_none()
-                        && (self.pick)(f)
-                        && crate::clauses::carries_quotient(e)
-                        && !self.compared.contains(&e.span()) =>
-                {
-                    ControlFlow::Break(e.to_string())
+    let picked = |e: &Expr| match e {
+        Expr::Function(f) if f.over.is_none() && pick(f) && crate::clauses::carries_quotient(e) => {
+            let name = f.name.to_string().to_ascii_lowercase();
+            crate::aggregates::AGGREGATES.contains(&name.as_str())
+        }
+        _ => false,
+    };
+    // Anywhere below `e`, whatever the use: the first picked call.
+    let any = |e: &Expr| {
+        struct Any<'p, P>(&'p P);
+        impl<P: Fn(&Expr) -> bool> Visitor for Any<'_, P> {
+            type Break = String;
+            fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<String> {
+                match (self.0)(e) {
+                    true => ControlFlow::Break(e.to_string()),
+                    false => ControlFlow::Continue(()),
                 }
-                _ => ControlFlow::Continue(()),
             }
         }
-    }
-    // An aggregate on its own (a select item) is shown as it is.
-    if let Expr::Function(f) = expr {
-        let name = f.name.to_string().to_ascii_lowercase();
-        if crate::aggregates::AGGREGATES.contains(&name.as_str()) {
-            return None;
+        e.visit(&mut Any(&picked)).break_value()
+    };
+    fn walk(
+        e: &Expr,
+        shown: bool,
+        picked: &dyn Fn(&Expr) -> bool,
+        any: &dyn Fn(&Expr) -> Option<String>,
+    ) -> Option<String> {
+        if picked(e) {
+            return (!shown).then(|| e.to_string());
+        }
+        let args = |f: &sqlparser::ast::Function| -> Option<Vec<Expr>> {
+            let FunctionArguments::List(list) = &f.args else {
+                return Some(Vec::new());
+            };
+            list.args
+                .iter()
+                .map(|a| match a {
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(x)) => Some(x.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        match e {
+            Expr::Nested(x) => walk(x, shown, picked, any),
+            Expr::IsNull(x) | Expr::IsNotNull(x) => walk(x, true, picked, any),
+            Expr::BinaryOp {
+                left,
+                op: B::Eq | B::NotEq | B::Lt | B::LtEq | B::Gt | B::GtEq | B::Spaceship,
+                right,
+            } => walk(left, true, picked, any).or_else(|| walk(right, true, picked, any)),
+            Expr::BinaryOp {
+                left,
+                op: B::And | B::Or | B::Xor,
+                right,
+            } => walk(left, true, picked, any).or_else(|| walk(right, true, picked, any)),
+            Expr::Case {
+                operand,
+                conditions,
+                else_result,
+                ..
+            } => operand
+                .iter()
+                .map(|o| walk(o, true, picked, any))
+                .chain(conditions.iter().flat_map(|c| {
+                    [
+                        walk(&c.condition, true, picked, any),
+                        walk(&c.result, shown, picked, any),
+                    ]
+                }))
+                .chain(else_result.iter().map(|x| walk(x, shown, picked, any)))
+                .flatten()
+                .next(),
+            Expr::Function(f) => {
+                let name = f.name.to_string().to_ascii_uppercase();
+                let inherit = match name.as_str() {
+                    "COALESCE" | "IFNULL" | "IF" | "NULLIF" => Some(shown),
+                    "CONCAT" | "CONCAT_WS" => Some(true),
+                    _ => None,
+                };
+                match (inherit, args(f)) {
+                    (Some(shown), Some(args)) => {
+                        args.iter().find_map(|x| walk(x, shown, picked, any))
+                    }
+                    _ => any(e),
+                }
+            }
+            other => any(other),
         }
     }
-    let mut calls = Calls {
-        pick: &pick,
-        compared: crate::clauses::compared_operands(expr),
-    };
-    expr.visit(&mut calls).break_value()
+    walk(expr, true, &picked, &any)
 }
 
 /// A select item's merged value: an AVG item's column holds the SUM, divided here by the COUNT.

@@ -230,9 +230,9 @@ fn build(
         }
     }
     // Named as the client wrote the item, parentheses included.
-    let (at, name) = match place {
-        Place::Where => (usize::MAX, None),
-        Place::Item(at, alias) => (at, Some(item_name(at, alias, select, source, &refuse)?)),
+    let item_at = match place {
+        Place::Where => None,
+        Place::Item(at, alias) => Some((at, item_name(at, alias, select, source, &refuse)?)),
     };
 
     if let Value::One { .. } = kind {
@@ -253,7 +253,7 @@ fn build(
         .collect();
     let mut group: Vec<Expr> = outer_key.iter().map(|k| column(outer, k)).collect();
     for (i, item) in out.projection.iter_mut().enumerate() {
-        if let (true, Some(name)) = (i == at, &name) {
+        if let Some((_, name)) = item_at.as_ref().filter(|(at, _)| *at == i) {
             *item = SelectItem::ExprWithAlias {
                 expr: value.clone(),
                 alias: name.clone(),
