@@ -901,20 +901,32 @@ pub(crate) fn carries_quotient(expr: &Expr) -> bool {
     sqlparser::ast::Visit::visit(expr, &mut Finder).is_break()
 }
 
+/// `=`, `<>`, `<`, `<=`, `>`, `>=`, `<=>`.
+pub(crate) fn is_comparison(op: &sqlparser::ast::BinaryOperator) -> bool {
+    use sqlparser::ast::BinaryOperator as B;
+    matches!(
+        op,
+        B::Eq | B::NotEq | B::Lt | B::LtEq | B::Gt | B::GtEq | B::Spaceship
+    )
+}
+
+/// An expression parsed from text the planner wrote (`MIN(x)`, `WEIGHT_STRING(x)`).
+pub(crate) fn parse_expr(sql: &str) -> Option<Expr> {
+    Parser::new(&MySqlDialect {})
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_expr())
+        .ok()
+}
+
 /// The operands of comparisons in `expr` (each side of `=`, `<`, ..., IS NULL): where a value
 /// counts as it is shown, so a quotient's hidden digits do not matter.
 pub(crate) fn compared_operands(expr: &Expr) -> Vec<sqlparser::tokenizer::Span> {
-    use sqlparser::ast::BinaryOperator as B;
     struct Finder(Vec<sqlparser::tokenizer::Span>);
     impl sqlparser::ast::Visitor for Finder {
         type Break = ();
         fn pre_visit_expr(&mut self, expr: &Expr) -> std::ops::ControlFlow<()> {
             match expr {
-                Expr::BinaryOp {
-                    left,
-                    op: B::Eq | B::NotEq | B::Lt | B::LtEq | B::Gt | B::GtEq | B::Spaceship,
-                    right,
-                } => {
+                Expr::BinaryOp { left, op, right } if is_comparison(op) => {
                     self.0.extend([left.span(), right.span()]);
                 }
                 Expr::IsNull(e) | Expr::IsNotNull(e) => self.0.push(e.span()),

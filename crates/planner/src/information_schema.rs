@@ -230,10 +230,8 @@ fn sorted_at_the_proxy(query: &Query) -> Result<(Query, Vec<engine::Stage>), Pla
             other => other.clone(),
         };
         let column = select.projection.len();
-        let weight = sqlparser::parser::Parser::new(&sqlparser::dialect::MySqlDialect {})
-            .try_with_sql(&format!("WEIGHT_STRING({expr})"))
-            .and_then(|mut p| p.parse_expr())
-            .map_err(|_| unsupported(format!("ORDER BY {expr}")))?;
+        let weight = crate::clauses::parse_expr(&format!("WEIGHT_STRING({expr})"))
+            .ok_or_else(|| unsupported(format!("ORDER BY {expr}")))?;
         select
             .projection
             .push(sqlparser::ast::SelectItem::UnnamedExpr(expr));

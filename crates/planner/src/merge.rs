@@ -1359,16 +1359,12 @@ fn uncompared_quotient(
         match e {
             Expr::Nested(x) => walk(x, shown, picked, any),
             Expr::IsNull(x) | Expr::IsNotNull(x) => walk(x, true, picked, any),
-            Expr::BinaryOp {
-                left,
-                op: B::Eq | B::NotEq | B::Lt | B::LtEq | B::Gt | B::GtEq | B::Spaceship,
-                right,
-            } => walk(left, true, picked, any).or_else(|| walk(right, true, picked, any)),
-            Expr::BinaryOp {
-                left,
-                op: B::And | B::Or | B::Xor,
-                right,
-            } => walk(left, true, picked, any).or_else(|| walk(right, true, picked, any)),
+            // Compared, or tested for truth.
+            Expr::BinaryOp { left, op, right }
+                if crate::clauses::is_comparison(op) || matches!(op, B::And | B::Or | B::Xor) =>
+            {
+                walk(left, true, picked, any).or_else(|| walk(right, true, picked, any))
+            }
             Expr::Case {
                 operand,
                 conditions,

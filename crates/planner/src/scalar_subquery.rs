@@ -236,7 +236,7 @@ fn build(
     };
 
     if let Value::One { .. } = kind {
-        value = parse_expr(&format!("MIN({value})"))
+        value = crate::clauses::parse_expr(&format!("MIN({value})"))
             .ok_or_else(|| refuse("whose value cannot be written again"))?;
     }
     let mut joined = query.clone();
@@ -326,7 +326,7 @@ fn build(
     let counted = kind == Value::One { any: false };
     if counted {
         out.projection.push(SelectItem::ExprWithAlias {
-            expr: parse_expr(&format!("COUNT({})", inner_key()?))
+            expr: crate::clauses::parse_expr(&format!("COUNT({})", inner_key()?))
                 .ok_or_else(|| refuse("whose matches cannot be counted"))?,
             alias: Ident::new("sg_matches"),
         });
@@ -341,14 +341,6 @@ enum Value {
     Aggregate(AggFn),
     /// The one match's value: more than one is an error, unless `any` (`LIMIT 1`).
     One { any: bool },
-}
-
-fn parse_expr(sql: &str) -> Option<Expr> {
-    sqlparser::parser::Parser::new(&sqlparser::dialect::MySqlDialect {})
-        .try_with_sql(sql)
-        .ok()?
-        .parse_expr()
-        .ok()
 }
 
 /// A select item subquery's column name: its alias, or its text, parentheses included, as
