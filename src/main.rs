@@ -311,9 +311,17 @@ fn describe_table(table: &vschema::Table) -> String {
                 vindex.name
             );
             for l in lookups {
+                let v = &l.vindex;
                 s.push_str(&format!(
-                    ", {} via lookup {} ({}.{})",
-                    l.column, l.vindex.name, l.vindex.keyspace, l.vindex.table
+                    ", {} via {} {} ({}.{}{}{}{})",
+                    l.display(),
+                    v.type_name(),
+                    v.name,
+                    v.keyspace,
+                    v.table,
+                    if l.owned { "" } else { ", read only" },
+                    if v.write_only { ", write only" } else { "" },
+                    if v.autocommit { ", autocommit" } else { "" },
                 ));
             }
             match auto_increment {

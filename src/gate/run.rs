@@ -57,6 +57,18 @@ impl engine::Executor for SessionExecutor<'_> {
         self.topo.backends.reserve_ids(sequence, count).await
     }
 
+    async fn execute_autocommit(
+        &self,
+        keyspace: &str,
+        shard: &str,
+        sql: &str,
+    ) -> Result<engine::Outcome, EngineError> {
+        self.topo
+            .backends
+            .execute(keyspace, shard, sql, &mut engine::NoRows)
+            .await
+    }
+
     async fn execute<S: RowSink>(
         &self,
         keyspace: &str,

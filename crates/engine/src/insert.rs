@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 
 use vschema::{KeyValue, Keyspace, VSchema};
 
-use crate::lookup::{claim, same_key};
+use crate::lookup::{claim, row_key, same_key};
 
 use crate::fanout::with_streams;
 use crate::{EngineError, Executor, Insert, Outcome, RowSink};
@@ -25,20 +25,26 @@ pub(crate) async fn execute<E: Executor, S: RowSink>(
     let column = insert.generate.as_ref().map(|g| g.column);
     let mut next_id = first_id;
     let mut by_shard: BTreeMap<usize, Vec<String>> = BTreeMap::new();
-    // Each lookup value once per statement: the lookup table cannot tell two new rows apart.
+    // Each unique lookup value once per statement: the lookup table cannot tell two new rows
+    // apart. (Generated ids are new, so never the same.)
     for (i, lookup) in insert.lookups.iter().enumerate() {
-        let values: Vec<&KeyValue> = insert
-            .rows
-            .iter()
-            .filter_map(|r| r.lookup_values.get(i).and_then(|v| v.as_ref()))
-            .collect();
-        for (n, a) in values.iter().enumerate() {
-            if values[..n].iter().any(|b| same_key(a, b)) {
+        if !lookup.vindex.unique {
+            continue;
+        }
+        let mut keys: Vec<Vec<KeyValue>> = Vec::new();
+        for row in &insert.rows {
+            let values = row.lookup_values.get(i).map_or(&[][..], Vec::as_slice);
+            if values.iter().any(Option::is_none) {
+                continue;
+            }
+            let key: Vec<KeyValue> = values.iter().flatten().cloned().collect();
+            if keys.iter().any(|k| same_key(k, &key)) {
                 return Err(EngineError::Duplicate {
-                    value: a.to_string(),
-                    key: lookup.column.clone(),
+                    value: key.iter().map(|k| k.to_string()).collect::<Vec<_>>().join("-"),
+                    key: lookup.display(),
                 });
             }
+            keys.push(key);
         }
     }
     for row in &insert.rows {
@@ -50,19 +56,19 @@ pub(crate) async fn execute<E: Executor, S: RowSink>(
         } else {
             None
         };
-        let value = match (&row.value, id) {
-            (Some(v), _) => v.clone(),
-            (None, Some(id)) => i64::try_from(id)
-                .map(KeyValue::Int)
-                .unwrap_or(KeyValue::UInt(id)),
-            (None, None) => return Err(EngineError::Bug("row without a vindex value".into())),
-        };
+        let id_value =
+            id.map(|id| i64::try_from(id).map(KeyValue::Int).unwrap_or(KeyValue::UInt(id)));
+        let value = row
+            .value
+            .clone()
+            .or_else(|| id_value.clone())
+            .ok_or_else(|| EngineError::Bug("row without a vindex value".into()))?;
         let ksid = insert.vindex.map(&value)?;
         // Lookup rows first: a failure after this leaves only orphans, which the next insert of
         // the same value reclaims.
-        for (lookup, v) in insert.lookups.iter().zip(&row.lookup_values) {
-            if let Some(v) = v {
-                claim(executor, vschema, keyspace, lookup, v, &ksid).await?;
+        for (lookup, values) in insert.lookups.iter().zip(&row.lookup_values) {
+            if let Some(key) = row_key(lookup, values, id_value.as_ref())? {
+                claim(executor, vschema, keyspace, lookup, &key, &ksid).await?;
             }
         }
         let shard = keyspace.shard_for(&ksid);

@@ -49,7 +49,7 @@ pub use mysql_common::value::Value;
 pub use plan::{
     Aggregate, AggregateKind, BitOp, ComputedKind, Derived, Generate, Hole, Insert, InsertRow,
     InsertSelect, Join, JoinColumn, JoinKind, JoinRight, MergedSelect, Opcode, OrderedWrite,
-    OutputColumn, OwnedLookup, OwnedWrite, Partial, Plan, PullOut, Pulled, PulledKind, Route, Send,
+    NewLookupValue, OutputColumn, OwnedLookup, OwnedWrite, Partial, Plan, PullOut, Pulled, PulledKind, Route, Send,
     SendKind, ShardEval, Spread, SqlTemplate, Stage, Wildcard,
 };
 pub use pullout::{splice, value_rows, NO_ROWS};
@@ -166,6 +166,17 @@ pub trait Executor: Sync {
     fn in_key_order(&self) -> bool {
         false
     }
+
+    /// Runs a write outside any transaction the session has open, committed at once (the lookup
+    /// rows of an `autocommit` lookup vindex).
+    fn execute_autocommit(
+        &self,
+        keyspace: &str,
+        shard: &str,
+        sql: &str,
+    ) -> impl Future<Output = Result<Outcome, EngineError>> + std::marker::Send {
+        async move { self.execute(keyspace, shard, sql, &mut NoRows).await }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -213,6 +224,9 @@ pub enum EngineError {
     /// A unique lookup value that another row already holds.
     #[error("Duplicate entry '{value}' for key '{key}'")]
     Duplicate { value: String, key: String },
+    /// A NULL for a lookup vindex that does not take them (`ignore_nulls` not set).
+    #[error("Column '{0}' cannot be null")]
+    NullLookupValue(String),
     /// A scalar subquery that returned several rows.
     #[error("Subquery returns more than 1 row")]
     SubqueryRows,

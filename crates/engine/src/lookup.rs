@@ -1,6 +1,6 @@
 //! Lookup vindexes at execution time: resolving a value to its keyspace ID, claiming lookup rows
 //! before their owner rows are written, releasing them after the owners are gone. Lookup tables
-//! live in unsharded keyspaces.
+//! live in unsharded keyspaces, or in sharded ones by their first `from` column.
 
 use vschema::{KeyValue, Keyspace, KeyspaceId, LookupTo, LookupVindex, VSchema, VindexKind};
 
@@ -104,45 +104,75 @@ fn to_ksid(vindex: &LookupVindex, value: Value) -> Option<KeyspaceId> {
     }
 }
 
-/// The keyspace ID a lookup value maps to, if it has a lookup row.
+/// The keyspace IDs a lookup value maps to (at most one for a unique lookup vindex).
 pub(crate) async fn resolve<E: Executor>(
     executor: &E,
     vschema: &VSchema,
     vindex: &LookupVindex,
     value: &KeyValue,
-) -> Result<Option<KeyspaceId>, EngineError> {
-    read_lookup(executor, vschema, vindex, value, "").await
+) -> Result<Vec<KeyspaceId>, EngineError> {
+    read_lookup(executor, vschema, vindex, std::slice::from_ref(value), "").await
 }
 
-/// [`resolve`], reading `lock`ed (`FOR UPDATE`) when it is not empty.
+/// `a = 1 AND b = 'x'` over the lookup's first `key.len()` `from` columns.
+fn key_condition(vindex: &LookupVindex, key: &[KeyValue]) -> String {
+    vindex
+        .from
+        .iter()
+        .zip(key)
+        .map(|(c, v)| format!("{} = {}", quote(c), literal(v)))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
+/// The `to` of the lookup rows whose first `from` columns hold `key`, read `lock`ed
+/// (`FOR UPDATE`) when it is not empty.
 async fn read_lookup<E: Executor>(
     executor: &E,
     vschema: &VSchema,
     vindex: &LookupVindex,
-    value: &KeyValue,
+    key: &[KeyValue],
     lock: &str,
-) -> Result<Option<KeyspaceId>, EngineError> {
-    let (ks, shard) = lookup_shard(vschema, vindex, value)?;
+) -> Result<Vec<KeyspaceId>, EngineError> {
+    let (ks, shard) = lookup_shard(vschema, vindex, &key[0])?;
     let sql = format!(
-        "SELECT {} FROM {} WHERE {} = {}{lock}",
+        "SELECT {} FROM {} WHERE {}{lock}",
         quote(&vindex.to),
         quote(&vindex.table),
-        quote(&vindex.from),
-        literal(value)
+        key_condition(vindex, key)
     );
     let rows = query_rows(executor, ks, shard, &sql).await?;
     Ok(rows
         .into_iter()
-        .next()
-        .and_then(|r| r.into_iter().next())
-        .and_then(|to| to_ksid(vindex, to)))
+        .filter_map(|r| r.into_iter().next().and_then(|to| to_ksid(vindex, to)))
+        .collect())
 }
 
-/// Writes the lookup row `value → ksid` before its owner row is written. Returns whether the row
+/// A row's key for `lookup`: its values for the lookup's columns, with a generated id in
+/// place. `None` when the row has no lookup row (a NULL, and the vindex ignores them).
+pub(crate) fn row_key(
+    lookup: &OwnedLookup,
+    values: &[Option<KeyValue>],
+    generated_id: Option<&KeyValue>,
+) -> Result<Option<Vec<KeyValue>>, EngineError> {
+    let mut key = Vec::with_capacity(values.len());
+    for (i, v) in values.iter().enumerate() {
+        // The generated id, not the NULL, 0 or DEFAULT written in its place.
+        match generated_id.filter(|_| lookup.generated == Some(i)).or(v.as_ref()) {
+            Some(v) => key.push(v.clone()),
+            None if lookup.vindex.ignore_nulls => return Ok(None),
+            None => return Err(EngineError::NullLookupValue(lookup.columns[i].clone())),
+        }
+    }
+    Ok(Some(key))
+}
+
+/// Writes the lookup row `key → ksid` before its owner row is written. Returns whether the row
 /// already pointed at `ksid` (the same value, under the column's collation, stays with its row).
 ///
-/// On a duplicate, a consistent lookup checks the current owner: if its row exists the value is
-/// taken (1062); if not, the lookup row is an orphan of a failed write and is taken over.
+/// On a duplicate (the lookup table's own unique key decides what is one), a consistent lookup
+/// checks the current owner: if its row exists the value is taken (1062); if not, the lookup
+/// row is an orphan of a failed write and is taken over.
 ///
 /// The gate runs every write that claims lookup rows in a transaction (the statement's own in
 /// autocommit), so the lookup row stays locked until its owner row is written: a concurrent
@@ -150,24 +180,40 @@ async fn read_lookup<E: Executor>(
 /// owner's row and gets 1062. Two inserts that find the same orphan both hold a shared lock on
 /// it from their duplicate-key check; their locked reads deadlock, InnoDB rolls one back, and
 /// the gate runs that statement again, when it finds the other's owner row.
+///
+/// An `autocommit` lookup vindex writes its row at once, outside the transaction, replacing
+/// whatever row held the key (as Vitess's does).
 pub(crate) async fn claim<E: Executor>(
     executor: &E,
     vschema: &VSchema,
     owner_keyspace: &Keyspace,
     lookup: &OwnedLookup,
-    value: &KeyValue,
+    key: &[KeyValue],
     ksid: &KeyspaceId,
 ) -> Result<bool, EngineError> {
     let v = &lookup.vindex;
-    let (ks, shard) = lookup_shard(vschema, v, value)?;
+    let (ks, shard) = lookup_shard(vschema, v, &key[0])?;
+    let columns: Vec<String> = v.from.iter().chain([&v.to]).map(|c| quote(c)).collect();
+    let values: Vec<String> = key.iter().map(literal).collect();
     let insert = format!(
-        "INSERT INTO {} ({}, {}) VALUES ({}, {})",
+        "INSERT INTO {} ({}) VALUES ({}, {})",
         quote(&v.table),
-        quote(&v.from),
-        quote(&v.to),
-        literal(value),
+        columns.join(", "),
+        values.join(", "),
         to_literal(v, ksid)?
     );
+    if v.autocommit {
+        let upsert = format!(
+            "{insert} ON DUPLICATE KEY UPDATE {}",
+            columns
+                .iter()
+                .map(|c| format!("{c} = VALUES({c})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        executor.execute_autocommit(ks, shard, &upsert).await?;
+        return Ok(false);
+    }
     match executor
         .execute(ks, shard, &insert, &mut crate::NoRows)
         .await
@@ -177,10 +223,15 @@ pub(crate) async fn claim<E: Executor>(
         Err(e) => return Err(e),
     }
     let duplicate = || EngineError::Duplicate {
-        value: String::from_utf8_lossy(&literal_text(value)).into_owned(),
-        key: lookup.column.clone(),
+        value: key
+            .iter()
+            .map(|k| String::from_utf8_lossy(&literal_text(k)).into_owned())
+            .collect::<Vec<_>>()
+            .join("-"),
+        key: lookup.display(),
     };
-    let Some(current) = read_lookup(executor, vschema, v, value, " FOR UPDATE").await? else {
+    let current = read_lookup(executor, vschema, v, key, " FOR UPDATE").await?;
+    if current.is_empty() {
         // Deleted between our insert and this read: try once more.
         return executor
             .execute(ks, shard, &insert, &mut crate::NoRows)
@@ -190,36 +241,25 @@ pub(crate) async fn claim<E: Executor>(
                 EngineError::Server { code: 1062, .. } => duplicate(),
                 other => other,
             });
-    };
-    if current == *ksid {
+    }
+    if current.contains(ksid) {
         return Ok(true);
     }
-    if !v.consistent {
+    let [current] = current.as_slice() else {
+        // Several rows for the key, none ours: the table's key is not on the `from` columns.
         return Err(duplicate());
-    }
-    let owner_shard = &owner_keyspace.shards[owner_keyspace.shard_for(&current)].name;
-    // A locking read sees the latest committed row, whatever snapshot the transaction holds.
-    let probe = format!(
-        "SELECT 1 FROM {} WHERE {} = {} LIMIT 1 LOCK IN SHARE MODE",
-        quote(&lookup.table),
-        quote(&lookup.column),
-        literal(value)
-    );
-    if !query_rows(executor, &owner_keyspace.name, owner_shard, &probe)
-        .await?
-        .is_empty()
-    {
+    };
+    if !v.consistent || owner_holds(executor, owner_keyspace, lookup, key, current, None).await? {
         return Err(duplicate());
     }
     let takeover = format!(
-        "UPDATE {} SET {} = {} WHERE {} = {} AND {} = {}",
+        "UPDATE {} SET {} = {} WHERE {} AND {} = {}",
         quote(&v.table),
         quote(&v.to),
         to_literal(v, ksid)?,
-        quote(&v.from),
-        literal(value),
+        key_condition(v, key),
         quote(&v.to),
-        to_literal(v, &current)?
+        to_literal(v, current)?
     );
     // Compare-and-set: another insert that took the orphan over first changed `to`.
     let taken = executor
@@ -231,21 +271,61 @@ pub(crate) async fn claim<E: Executor>(
     Ok(false)
 }
 
-/// Removes the lookup row of a value whose owner row (at `ksid`) is gone or no longer holds it.
+/// Whether a row of the owner table at `ksid` holds `key`. A locking read sees the latest
+/// committed rows, whatever snapshot the transaction holds.
+async fn owner_holds<E: Executor>(
+    executor: &E,
+    owner_keyspace: &Keyspace,
+    lookup: &OwnedLookup,
+    key: &[KeyValue],
+    ksid: &KeyspaceId,
+    primary: Option<&vschema::Vindex>,
+) -> Result<bool, EngineError> {
+    let shard = &owner_keyspace.shards[owner_keyspace.shard_for(ksid)].name;
+    let condition = lookup
+        .columns
+        .iter()
+        .zip(key)
+        .map(|(c, v)| format!("{} = {}", quote(c), literal(v)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let probe = format!(
+        "SELECT {} FROM {} WHERE {condition} LOCK IN SHARE MODE",
+        quote(&lookup.primary),
+        quote(&lookup.table),
+    );
+    let rows = query_rows(executor, &owner_keyspace.name, shard, &probe).await?;
+    Ok(rows.iter().any(|r| match (primary, r.first().and_then(key_value)) {
+        (None, _) => true,
+        (Some(vindex), Some(v)) => vindex.map(&v).is_ok_and(|id| id == *ksid),
+        (Some(_), None) => false,
+    }))
+}
+
+/// Removes the lookup row of a key whose owner row (at `ksid`) is gone or no longer holds it.
+/// A non-unique lookup row stays while another row at `ksid` holds the key; an `autocommit`
+/// one always stays (as in Vitess: it was not written in the transaction that removes it).
 pub(crate) async fn release<E: Executor>(
     executor: &E,
     vschema: &VSchema,
+    owner_keyspace: &Keyspace,
+    primary: &vschema::Vindex,
     lookup: &OwnedLookup,
-    value: &KeyValue,
+    key: &[KeyValue],
     ksid: &KeyspaceId,
 ) -> Result<(), EngineError> {
     let v = &lookup.vindex;
-    let (ks, shard) = lookup_shard(vschema, v, value)?;
+    if v.autocommit
+        || (!v.unique
+            && owner_holds(executor, owner_keyspace, lookup, key, ksid, Some(primary)).await?)
+    {
+        return Ok(());
+    }
+    let (ks, shard) = lookup_shard(vschema, v, &key[0])?;
     let delete = format!(
-        "DELETE FROM {} WHERE {} = {} AND {} = {}",
+        "DELETE FROM {} WHERE {} AND {} = {}",
         quote(&v.table),
-        quote(&v.from),
-        literal(value),
+        key_condition(v, key),
         quote(&v.to),
         to_literal(v, ksid)?
     );
@@ -262,12 +342,12 @@ fn literal_text(value: &KeyValue) -> Vec<u8> {
     }
 }
 
-/// Values equal for a unique key under a case-insensitive, PAD SPACE collation (the default).
-pub(crate) fn same_key(a: &KeyValue, b: &KeyValue) -> bool {
+/// Keys equal for a unique key under a case-insensitive, PAD SPACE collation (the default).
+pub(crate) fn same_key(a: &[KeyValue], b: &[KeyValue]) -> bool {
     let norm = |v: &KeyValue| {
         String::from_utf8_lossy(&literal_text(v))
             .trim_end_matches(' ')
             .to_lowercase()
     };
-    norm(a) == norm(b)
+    a.len() == b.len() && a.iter().zip(b).all(|(a, b)| norm(a) == norm(b))
 }

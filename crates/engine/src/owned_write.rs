@@ -6,7 +6,7 @@
 use vschema::{KeyValue, Keyspace, VSchema};
 
 use crate::fanout::concatenate;
-use crate::lookup::{claim, key_value, query_rows, release, same_key};
+use crate::lookup::{claim, key_value, query_rows, release, row_key, same_key};
 use crate::plan::OwnedWrite;
 use crate::route::shards_for;
 use crate::{EngineError, ExecOptions, Executor, NoRows, Outcome};
@@ -19,7 +19,7 @@ pub(crate) async fn execute<E: Executor>(
     options: &ExecOptions,
 ) -> Result<Outcome, EngineError> {
     let shards = shards_for(&w.route.opcode, keyspace, vschema, executor).await?;
-    // (keyspace id, lookup values) of every row the statement will touch.
+    // (keyspace id, each lookup's values) of every row the statement will touch.
     let mut touched = Vec::new();
     for &s in &shards {
         for row in query_rows(
@@ -38,20 +38,40 @@ pub(crate) async fn execute<E: Executor>(
                 .and_then(key_value)
                 .ok_or_else(|| EngineError::Bug("row without its primary vindex value".into()))?;
             let ksid = w.vindex.map(&primary)?;
-            let values: Vec<Option<KeyValue>> = row.iter().skip(1).map(key_value).collect();
-            touched.push((ksid, values));
+            let mut values = row.iter().skip(1).map(key_value);
+            let per_lookup: Vec<Vec<Option<KeyValue>>> = w
+                .lookups
+                .iter()
+                .map(|l| values.by_ref().take(l.columns.len()).collect())
+                .collect();
+            touched.push((ksid, per_lookup));
         }
     }
+    // An UPDATE of a lookup column: each row's new key for that lookup, claimed first.
+    let mut new_keys: Vec<Option<Vec<KeyValue>>> = Vec::new();
     let mut kept = vec![false; touched.len()];
-    if let Some((i, Some(new))) = &w.new_value {
-        if touched.len() > 1 {
-            return Err(EngineError::Duplicate {
-                value: new.to_string(),
-                key: w.lookups[*i].column.clone(),
-            });
+    if let Some(change) = &w.new_value {
+        let lookup = &w.lookups[change.lookup];
+        for (_, values) in &touched {
+            let mut new = values[change.lookup].clone();
+            new[change.column] = change.value.clone();
+            new_keys.push(row_key(lookup, &new, None)?);
+        }
+        if lookup.vindex.unique {
+            let keys: Vec<&Vec<KeyValue>> = new_keys.iter().flatten().collect();
+            for (n, key) in keys.iter().enumerate() {
+                if keys[..n].iter().any(|k| same_key(k, key)) {
+                    return Err(EngineError::Duplicate {
+                        value: key.iter().map(|k| k.to_string()).collect::<Vec<_>>().join("-"),
+                        key: lookup.display(),
+                    });
+                }
+            }
         }
         for (n, (ksid, _)) in touched.iter().enumerate() {
-            kept[n] = claim(executor, vschema, keyspace, &w.lookups[*i], new, ksid).await?;
+            if let Some(key) = &new_keys[n] {
+                kept[n] = claim(executor, vschema, keyspace, lookup, key, ksid).await?;
+            }
         }
     }
     let queries: Vec<(usize, &str)> = shards
@@ -61,19 +81,22 @@ pub(crate) async fn execute<E: Executor>(
     let outcome = concatenate(keyspace, &queries, executor, &mut NoRows).await?;
     for (n, (ksid, values)) in touched.iter().enumerate() {
         for (i, lookup) in w.lookups.iter().enumerate() {
-            let Some(old) = values.get(i).and_then(|v| v.as_ref()) else {
+            // A row with a NULL in the lookup's columns has no lookup row.
+            let Some(old) = values[i].iter().cloned().collect::<Option<Vec<KeyValue>>>() else {
                 continue;
             };
             let released = match &w.new_value {
                 // DELETE: every lookup row of the row goes.
                 None => true,
-                // UPDATE: only the changed column's old value, unless it is the same key.
-                Some((changed, new)) => {
-                    *changed == i && !kept[n] && !new.as_ref().is_some_and(|new| same_key(old, new))
+                // UPDATE: only the changed lookup's old key, unless it is the same key.
+                Some(change) => {
+                    change.lookup == i
+                        && !kept[n]
+                        && !new_keys[n].as_ref().is_some_and(|new| same_key(&old, new))
                 }
             };
             if released {
-                release(executor, vschema, lookup, old, ksid).await?;
+                release(executor, vschema, keyspace, &w.vindex, lookup, &old, ksid).await?;
             }
         }
     }

@@ -497,9 +497,9 @@ pub enum Opcode {
     /// Every shard; rows are concatenated, affected rows summed. Requires a statement whose result
     /// needs no merging (no ORDER BY, LIMIT, aggregates, GROUP BY, DISTINCT or HAVING).
     Scatter,
-    /// The one shard owning a lookup value, found by reading the lookup table at execution time;
-    /// any one shard when the value has no lookup row (then no row holds it). Requires a unique
-    /// lookup vindex whose rows are written before their owners (consistent lookup).
+    /// The shards holding a lookup value, found by reading the lookup table at execution time
+    /// (one for a unique lookup vindex); any one shard when the value has no lookup row (then
+    /// no row holds it). Lookup rows are written before their owners and removed after them.
     Lookup {
         vindex: Arc<LookupVindex>,
         value: KeyValue,
@@ -555,12 +555,24 @@ pub struct Insert {
     pub from_select: bool,
 }
 
-/// A lookup vindex a table owns: `column` of `table` maps through it.
+/// A lookup vindex a table owns: `columns` of `table` map through it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OwnedLookup {
     pub vindex: Arc<LookupVindex>,
     pub table: String,
-    pub column: String,
+    /// The table's primary vindex column: which rows of a shard share a keyspace ID.
+    pub primary: String,
+    pub columns: Vec<String>,
+    /// Which of `columns` is the AUTO_INCREMENT column: a row whose id is generated has it
+    /// filled with that id.
+    pub generated: Option<usize>,
+}
+
+impl OwnedLookup {
+    /// The columns as messages name them: `email`, or `oname, corder_id`.
+    pub fn display(&self) -> String {
+        self.columns.join(", ")
+    }
 }
 
 /// DELETE or UPDATE of a table that owns lookup vindexes: the rows the statement touches are read
@@ -573,8 +585,16 @@ pub struct OwnedWrite {
     pub select: String,
     pub vindex: Arc<Vindex>,
     pub lookups: Vec<OwnedLookup>,
-    /// For an UPDATE of a lookup column: which lookup (index) and its new value (None: NULL).
-    pub new_value: Option<(usize, Option<KeyValue>)>,
+    /// For an UPDATE of a lookup column: which lookup (index), which of its columns, and the
+    /// new value (None: NULL).
+    pub new_value: Option<NewLookupValue>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewLookupValue {
+    pub lookup: usize,
+    pub column: usize,
+    pub value: Option<KeyValue>,
 }
 
 /// Where generated ids come from and which value of each row they replace.
@@ -592,8 +612,9 @@ pub struct InsertRow {
     pub values: Vec<String>,
     /// Whether this row's AUTO_INCREMENT value is generated.
     pub generate: bool,
-    /// The row's value for each owned lookup, in `Insert::lookups` order (None: NULL).
-    pub lookup_values: Vec<Option<KeyValue>>,
+    /// The row's values for each owned lookup, in `Insert::lookups` order, one per column
+    /// (None: NULL, or the id still to be generated).
+    pub lookup_values: Vec<Vec<Option<KeyValue>>>,
 }
 
 impl InsertRow {
@@ -663,7 +684,8 @@ impl Plan {
             Plan::OwnedWrite(_) | Plan::OrderedWrite(_) => true,
             Plan::Route(r) => {
                 !r.opcode.is_single_shard()
-                    && !matches!(r.opcode, Opcode::Lookup { .. } | Opcode::Destination { .. })
+                    && !matches!(&r.opcode, Opcode::Lookup { vindex, .. } if vindex.unique)
+                    && !matches!(r.opcode, Opcode::Destination { .. })
                     && ["insert", "update", "delete", "replace"]
                         .iter()
                         .any(|v| verb(&r.query).eq_ignore_ascii_case(v))
@@ -783,7 +805,7 @@ impl Plan {
                     i.keyspace, i.table, i.vindex.name
                 );
                 for l in &i.lookups {
-                    let _ = write!(out, " lookup={}({})", l.vindex.name, l.column);
+                    let _ = write!(out, " lookup={}({})", l.vindex.name, l.display());
                 }
                 if let Some(g) = &i.generate {
                     let _ = write!(
@@ -821,12 +843,13 @@ impl Plan {
             Plan::OwnedWrite(w) => {
                 let lookups: Vec<&str> = w.lookups.iter().map(|l| l.vindex.name.as_str()).collect();
                 let _ = write!(out, "OwnedWrite lookups=[{}]", lookups.join(", "));
-                if let Some((i, v)) = &w.new_value {
-                    let v = v
+                if let Some(n) = &w.new_value {
+                    let v = n
+                        .value
                         .as_ref()
                         .map(|v| v.to_string())
                         .unwrap_or_else(|| "NULL".into());
-                    let _ = write!(out, " set {}={v}", w.lookups[*i].column);
+                    let _ = write!(out, " set {}={v}", w.lookups[n.lookup].columns[n.column]);
                 }
                 let _ = write!(out, "\n  select: {}", w.select);
                 for line in Plan::Route(w.route.clone()).describe().lines() {

@@ -35,9 +35,15 @@ pub(crate) async fn shards_for<E: Executor>(
         }
         // No lookup row: no row holds the value, and any one shard says so.
         Opcode::Lookup { vindex, value } => {
-            match resolve(executor, vschema, vindex, value).await? {
-                Some(ksid) => vec![keyspace.shard_for(&ksid)],
-                None => vec![0],
+            let shards: BTreeSet<usize> = resolve(executor, vschema, vindex, value)
+                .await?
+                .iter()
+                .map(|ksid| keyspace.shard_for(ksid))
+                .collect();
+            if shards.is_empty() {
+                vec![0]
+            } else {
+                shards.into_iter().collect()
             }
         }
     })

@@ -1,14 +1,14 @@
 //! INSERT, UPDATE and DELETE.
 
 use engine::{
-    Generate, Hole, Insert as InsertPlan, InsertRow, Opcode, OwnedLookup, OwnedWrite, Plan, Route,
+    Generate, Hole, Insert as InsertPlan, InsertRow, NewLookupValue, Opcode, OwnedLookup, OwnedWrite, Plan, Route,
     Send, SendKind, SqlTemplate,
 };
 use sqlparser::ast::{
     Assignment, AssignmentTarget, Delete, Expr, FromTable, Insert, OnInsert, OrderByExpr, SetExpr,
     Spanned, Statement, TableFactor, Update, Value,
 };
-use vschema::{KeyValue, LookupColumn, Table};
+use vschema::{AutoIncrement, KeyValue, LookupColumn, Table};
 
 use crate::routing::{literal, opcode_for, Target};
 use crate::tables::{relations, shard_text, single_keyspace, Resolved};
@@ -36,7 +36,7 @@ pub(crate) fn plan_insert(
     let keyspace =
         single_keyspace(&tables)?.ok_or_else(|| unsupported("INSERT without a table"))?;
     let text = shard_text(source, &tables)?;
-    let (column, vindex, auto_increment, owned) = match &target.table {
+    let (column, vindex, auto_increment, lookups) = match &target.table {
         Table::Unsharded | Table::Sequence => {
             return Ok(Plan::Route(Route {
                 keyspace: keyspace.name.clone(),
@@ -63,6 +63,7 @@ pub(crate) fn plan_insert(
     if !insert.assignments.is_empty() {
         return crate::plan_text(&set_as_values(insert, source)?, ctx);
     }
+    let owned: Vec<&LookupColumn> = lookups.iter().filter(|l| l.owned).collect();
     let Some(SetExpr::Values(values)) = insert.source.as_ref().map(|q| q.body.as_ref()) else {
         return Err(unsupported("this INSERT into a sharded table"));
     };
@@ -97,9 +98,11 @@ pub(crate) fn plan_insert(
             target.name
         )));
     }
-    // Each owned lookup column's position in the row (None: not given, so NULL).
-    let lookup_positions: Vec<Option<usize>> =
-        owned.iter().map(|l| find(&l.column, &columns)).collect();
+    // Each owned lookup's columns' positions in the row (None: not given, so NULL).
+    let lookup_positions: Vec<Vec<Option<usize>>> = owned
+        .iter()
+        .map(|l| l.columns.iter().map(|c| find(c, &columns)).collect())
+        .collect();
     match &insert.on {
         Some(OnInsert::DuplicateKeyUpdate(assignments)) if assigns_column(assignments, column) => {
             return Err(unsupported(format!(
@@ -186,17 +189,21 @@ pub(crate) fn plan_insert(
             Some(value)
         };
         let mut lookup_values = Vec::with_capacity(owned.len());
-        for (l, p) in owned.iter().zip(&lookup_positions) {
-            lookup_values.push(match p.map(|p| &row[p]) {
-                None => None,
-                Some(Expr::Value(v)) if v.value == Value::Null => None,
-                Some(e) => Some(literal(e).ok_or_else(|| {
-                    unsupported(format!(
-                        "a non-literal value for lookup column {}: {e}",
-                        l.column
-                    ))
-                })?),
-            });
+        for (l, positions) in owned.iter().zip(&lookup_positions) {
+            let mut values = Vec::with_capacity(positions.len());
+            for (c, p) in l.columns.iter().zip(positions) {
+                let generated_here = generated
+                    && generate.as_ref().is_some_and(|(ai, _, _)| ai.column.eq_ignore_ascii_case(c));
+                values.push(match p.map(|p| &row[p]) {
+                    _ if generated_here => None,
+                    None => None,
+                    Some(Expr::Value(v)) if v.value == Value::Null => None,
+                    Some(e) => Some(literal(e).ok_or_else(|| {
+                        unsupported(format!("a non-literal value for lookup column {c}: {e}"))
+                    })?),
+                });
+            }
+            lookup_values.push(values);
         }
         rows.push(InsertRow {
             value,
@@ -218,7 +225,7 @@ pub(crate) fn plan_insert(
         rows,
         suffix,
         generate,
-        lookups: owned_lookups(&target.name, owned),
+        lookups: owned_lookups(&target.name, column, auto_increment.as_ref(), &owned),
         returning: insert.returning.is_some(),
         from_select: false,
     }))
@@ -382,13 +389,24 @@ fn set_as_values(insert: &Insert, source: &SourceText<'_>) -> Result<String, Pla
     ))
 }
 
-fn owned_lookups(table: &str, lookups: &[LookupColumn]) -> Vec<OwnedLookup> {
+fn owned_lookups(
+    table: &str,
+    primary: &str,
+    auto_increment: Option<&AutoIncrement>,
+    lookups: &[&LookupColumn],
+) -> Vec<OwnedLookup> {
     lookups
         .iter()
         .map(|l| OwnedLookup {
             vindex: l.vindex.clone(),
             table: table.to_string(),
-            column: l.column.clone(),
+            primary: primary.to_string(),
+            columns: l.columns.clone(),
+            generated: auto_increment.and_then(|ai| {
+                l.columns
+                    .iter()
+                    .position(|c| c.eq_ignore_ascii_case(&ai.column))
+            }),
         })
         .collect()
 }
@@ -589,7 +607,7 @@ fn plan_write(
             column,
             vindex,
             lookups,
-            ..
+            auto_increment,
         } => {
             let qualifiers = vec![alias.as_deref().unwrap_or(target.name.as_str())];
             let opcode = opcode_for(
@@ -602,8 +620,9 @@ fn plan_write(
                 },
                 keyspace,
             );
+            let owned: Vec<&LookupColumn> = lookups.iter().filter(|l| l.owned).collect();
             if let Some(limit) = write.limit.filter(|_| !opcode.is_single_shard()) {
-                if !lookups.is_empty() {
+                if !owned.is_empty() {
                     return Err(unsupported(format!(
                         "{verb} with ORDER BY or LIMIT on {}, which owns lookup vindexes",
                         target.name
@@ -620,32 +639,37 @@ fn plan_write(
             let new_value = match assignments {
                 None => None,
                 Some(assignments) => {
-                    let changed: Vec<(usize, &Expr)> = lookups
+                    let changed: Vec<(usize, usize, &Expr)> = owned
                         .iter()
                         .enumerate()
-                        .filter_map(|(i, l)| assignment_to(assignments, &l.column).map(|e| (i, e)))
+                        .flat_map(|(i, l)| {
+                            l.columns.iter().enumerate().filter_map(move |(j, c)| {
+                                assignment_to(assignments, c).map(|e| (i, j, e))
+                            })
+                        })
                         .collect();
                     match changed.as_slice() {
                         [] => return Ok(Plan::Route(route(opcode, text))),
-                        [(i, e)] => Some((
-                            *i,
-                            match e {
+                        [(i, j, e)] => Some(NewLookupValue {
+                            lookup: *i,
+                            column: *j,
+                            value: match e {
                                 Expr::Value(v) if v.value == Value::Null => None,
                                 e => Some(literal(e).ok_or_else(|| {
                                     unsupported(format!(
                                         "setting lookup column {} to a non-literal value",
-                                        lookups[*i].column
+                                        owned[*i].columns[*j]
                                     ))
                                 })?),
                             },
-                        )),
+                        }),
                         _ => {
                             return Err(unsupported("an UPDATE of several lookup columns at once"))
                         }
                     }
                 }
             };
-            if lookups.is_empty() {
+            if owned.is_empty() {
                 return Ok(Plan::Route(route(opcode, text)));
             }
             if ordered_or_limited {
@@ -655,7 +679,7 @@ fn plan_write(
                 )));
             }
             let mut columns = vec![column.as_str()];
-            columns.extend(lookups.iter().map(|l| l.column.as_str()));
+            columns.extend(owned.iter().flat_map(|l| l.columns.iter().map(String::as_str)));
             let select = touched_rows(&text, &columns).ok_or_else(|| {
                 unsupported(format!("this {verb} on a table that owns lookup vindexes"))
             })?;
@@ -663,7 +687,7 @@ fn plan_write(
                 route: route(opcode, text),
                 select,
                 vindex: vindex.clone(),
-                lookups: owned_lookups(&target.name, lookups),
+                lookups: owned_lookups(&target.name, column, auto_increment.as_ref(), &owned),
                 new_value,
             }))
         }

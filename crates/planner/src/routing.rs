@@ -13,7 +13,7 @@ pub(crate) struct Target<'a> {
     pub qualifiers: Vec<&'a str>,
     pub column: &'a str,
     pub vindex: &'a Arc<Vindex>,
-    /// Unique secondary columns with lookup vindexes.
+    /// Secondary columns with lookup vindexes (the `write_only` ones are not read).
     pub lookups: &'a [LookupColumn],
 }
 
@@ -39,10 +39,10 @@ impl Target<'_> {
 
     /// `lookup_column = literal` (either way round): the lookup vindex and the value.
     fn lookup_equality(&self, left: &Expr, right: &Expr) -> Option<(Arc<LookupVindex>, KeyValue)> {
-        self.lookups.iter().find_map(|l| {
-            if self.is_column(left, &l.column) {
+        self.lookups.iter().filter(|l| !l.vindex.write_only).find_map(|l| {
+            if self.is_column(left, l.first()) {
                 literal(right).map(|v| (l.vindex.clone(), v))
-            } else if self.is_column(right, &l.column) {
+            } else if self.is_column(right, l.first()) {
                 literal(left).map(|v| (l.vindex.clone(), v))
             } else {
                 None

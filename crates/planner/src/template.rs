@@ -45,8 +45,9 @@ pub fn bind(template: &Plan, literals: &[Literal], vschema: &VSchema) -> Option<
                     *v = value(v)?;
                     i.vindex.map(v).ok()?;
                 }
+                // A lookup value bound to NULL is a NULL.
                 for v in row.lookup_values.iter_mut().flatten() {
-                    *v = value(v)?;
+                    *v = v.as_ref().and_then(value);
                 }
             }
             Plan::Insert(i)
@@ -100,7 +101,7 @@ pub fn bind(template: &Plan, literals: &[Literal], vschema: &VSchema) -> Option<
             let mut w = w.clone();
             w.route = bind_route(&w.route, literals, vschema)?;
             w.select = text(&w.select)?;
-            if let Some((_, Some(v))) = &mut w.new_value {
+            if let Some(engine::NewLookupValue { value: Some(v), .. }) = &mut w.new_value {
                 *v = value(v)?;
             }
             Plan::OwnedWrite(w)

@@ -294,7 +294,7 @@ pub enum Table {
         column: String,
         vindex: Arc<Vindex>,
         auto_increment: Option<AutoIncrement>,
-        /// Unique secondary columns mapped through lookup tables.
+        /// Secondary columns mapped through lookup tables.
         lookups: Vec<LookupColumn>,
     },
     /// A sequence (`id`, `next_id`, `cache` columns) in an unsharded keyspace that hands out
@@ -306,27 +306,57 @@ pub enum Table {
     Unsharded,
 }
 
-/// A unique secondary column whose values map to keyspace IDs through a lookup table.
+/// Secondary columns whose values map to keyspace IDs through a lookup table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LookupColumn {
-    pub column: String,
+    /// The table's columns, in the order of the lookup's `from` columns. Reads use the first.
+    pub columns: Vec<String>,
     pub vindex: Arc<LookupVindex>,
+    /// This table owns the vindex: its writes add and remove the lookup rows. A table that does
+    /// not only reads through it.
+    pub owned: bool,
 }
 
-/// `consistent_lookup_unique` / `lookup_unique`: rows `(from, to)` of a table in an unsharded
-/// keyspace map a value to the keyspace ID of the row that owns it.
+impl LookupColumn {
+    /// The column a `WHERE column = value` routes by.
+    pub fn first(&self) -> &str {
+        &self.columns[0]
+    }
+
+    /// The columns as the lookup names them in messages: `email` or `(oname, corder_id)`.
+    pub fn display(&self) -> String {
+        match self.columns.as_slice() {
+            [one] => one.clone(),
+            many => format!("({})", many.join(", ")),
+        }
+    }
+}
+
+/// A lookup vindex: rows `(from..., to)` of a lookup table map values to the keyspace IDs of the
+/// rows that hold them. The table lives in an unsharded keyspace, or in a sharded one by its
+/// first `from` column.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LookupVindex {
     pub name: String,
     pub keyspace: String,
     pub table: String,
-    pub from: String,
+    /// One or more columns; a read finds rows by the first.
+    pub from: Vec<String>,
     pub to: String,
+    /// A value has at most one row (`*_unique`); otherwise it may be on several keyspace IDs.
+    pub unique: bool,
     /// Consistent: a lookup row whose owner row does not exist (left by a failed insert) is
     /// taken over by the next insert of the same value instead of blocking it.
     pub consistent: bool,
     /// What the `to` column holds.
     pub to_holds: LookupTo,
+    /// Written by its owner but not read (`write_only`, while it is being backfilled).
+    pub write_only: bool,
+    /// A row with a NULL in a `from` column has no lookup row; otherwise writing one is an error.
+    pub ignore_nulls: bool,
+    /// Lookup rows are written at once, outside the owner's transaction, replacing any row of the
+    /// same key, and never removed.
+    pub autocommit: bool,
 }
 
 /// What a lookup table's `to` column holds.
@@ -339,14 +369,43 @@ pub enum LookupTo {
     HashedId,
 }
 
-impl LookupTo {
-    /// A unique lookup vindex type: whether it is consistent, and what its `to` column holds.
-    pub fn of_type(name: &str) -> Option<(bool, LookupTo)> {
-        Some(match name {
-            "consistent_lookup_unique" => (true, LookupTo::KeyspaceId),
-            "lookup_unique" => (false, LookupTo::KeyspaceId),
-            "lookup_hash_unique" => (false, LookupTo::HashedId),
+impl LookupVindex {
+    /// The Vitess type name.
+    pub fn type_name(&self) -> &'static str {
+        match (self.unique, self.consistent, self.to_holds) {
+            (true, true, _) => "consistent_lookup_unique",
+            (false, true, _) => "consistent_lookup",
+            (true, false, LookupTo::KeyspaceId) => "lookup_unique",
+            (false, false, LookupTo::KeyspaceId) => "lookup",
+            (true, false, LookupTo::HashedId) => "lookup_hash_unique",
+            (false, false, LookupTo::HashedId) => "lookup_hash",
+        }
+    }
+}
+
+/// What a lookup vindex type's name says of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LookupType {
+    pub unique: bool,
+    pub consistent: bool,
+    pub to_holds: LookupTo,
+}
+
+impl LookupType {
+    pub fn of(name: &str) -> Option<LookupType> {
+        let (unique, consistent, to_holds) = match name {
+            "consistent_lookup_unique" => (true, true, LookupTo::KeyspaceId),
+            "consistent_lookup" => (false, true, LookupTo::KeyspaceId),
+            "lookup_unique" => (true, false, LookupTo::KeyspaceId),
+            "lookup" => (false, false, LookupTo::KeyspaceId),
+            "lookup_hash_unique" => (true, false, LookupTo::HashedId),
+            "lookup_hash" => (false, false, LookupTo::HashedId),
             _ => return None,
+        };
+        Some(LookupType {
+            unique,
+            consistent,
+            to_holds,
         })
     }
 }

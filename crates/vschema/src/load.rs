@@ -11,7 +11,7 @@ use crate::raw::{RawConfig, RawKeyspace, VitessKeyspace};
 use crate::vindex::{Vindex, VindexKind};
 use crate::{
     parse_native_hash, AutoIncrement, BackendAddr, BackendTls, Config, ConfigError, Keyspace,
-    LookupColumn, LookupTo, LookupVindex, PoolSize, Secret, SequenceRef, ServerConfig, Shard,
+    LookupColumn, LookupType, LookupVindex, PoolSize, Secret, SequenceRef, ServerConfig, Shard,
     Table, TlsFiles, User, VSchema,
 };
 
@@ -450,7 +450,7 @@ impl Ctx<'_> {
         let mut lookups = BTreeMap::new();
         for (vname, v) in &ks.vindexes {
             let kind_name = v.get_ref().kind.get_ref();
-            if let Some((consistent, to_holds)) = LookupTo::of_type(kind_name) {
+            if let Some(ty) = LookupType::of(kind_name) {
                 let r = v.get_ref();
                 let vkey = format!("{key}.vindexes.{vname}");
                 let need = |field: &Option<String>, name: &str| {
@@ -476,10 +476,15 @@ impl Ctx<'_> {
                         name: vname.clone(),
                         keyspace: lks.to_string(),
                         table: ltable.to_string(),
-                        from: need(&r.from, "from")?,
+                        from: column_list(&need(&r.from, "from")?),
                         to: need(&r.to, "to")?,
-                        consistent,
-                        to_holds,
+                        unique: ty.unique,
+                        consistent: ty.consistent,
+                        to_holds: ty.to_holds,
+                        write_only: false,
+                        // Shardgate's own configs have always let a NULL go without a row.
+                        ignore_nulls: true,
+                        autocommit: false,
                     }),
                 );
                 continue;
@@ -543,7 +548,11 @@ impl Ctx<'_> {
                         let vindex = lookups.get(r.vindex.get_ref()).ok_or_else(|| {
                             self.err(&r.vindex, &format!("{tkey}.secondary_vindexes[{i}].vindex"), format!("unknown lookup vindex {:?} for table {tname}", r.vindex.get_ref()))
                         })?;
-                        columns.push(LookupColumn { column: r.column.clone(), vindex: vindex.clone() });
+                        let lookup = LookupColumn { columns: column_list(&r.column), vindex: vindex.clone(), owned: true };
+                        if lookup.columns.len() != vindex.from.len() {
+                            return Err(self.err(sv, &format!("{tkey}.secondary_vindexes[{i}].column"), format!("lookup vindex {} maps {} columns ({}); name as many, comma-separated", vindex.name, vindex.from.len(), vindex.from.join(", "))));
+                        }
+                        columns.push(lookup);
                     }
                     Table::Sharded { column: pv.column.clone(), vindex: vindex.clone(), auto_increment, lookups: columns }
                 }
@@ -576,8 +585,13 @@ fn auto_increment(column: &str, sequence: &str) -> AutoIncrement {
 
 /// Points every auto-increment at its sequence table: the named keyspace, or the one unsharded
 /// keyspace declaring a sequence of that name.
+/// `a, b` → `["a", "b"]`.
+fn column_list(text: &str) -> Vec<String> {
+    text.split(',').map(|c| c.trim().to_string()).collect()
+}
+
 /// A lookup table lives in an unsharded keyspace, or in a sharded one that declares it with its
-/// primary vindex on the lookup's `from` column (so each value's row has one shard).
+/// primary vindex on the lookup's first `from` column (so each value's rows have one shard).
 fn check_lookups(keyspaces: &[Keyspace], file: &Path) -> Result<(), ConfigError> {
     for ks in keyspaces {
         for (tname, table) in &ks.tables {
@@ -588,7 +602,7 @@ fn check_lookups(keyspaces: &[Keyspace], file: &Path) -> Result<(), ConfigError>
                 let ok = keyspaces.iter().any(|k| {
                     k.name == l.vindex.keyspace
                         && (!k.sharded
-                            || matches!(k.table(&l.vindex.table), Some(Table::Sharded { column, .. }) if column.eq_ignore_ascii_case(&l.vindex.from)))
+                            || matches!(k.table(&l.vindex.table), Some(Table::Sharded { column, .. }) if column.eq_ignore_ascii_case(&l.vindex.from[0])))
                 });
                 if !ok {
                     return Err(ConfigError {
@@ -597,7 +611,7 @@ fn check_lookups(keyspaces: &[Keyspace], file: &Path) -> Result<(), ConfigError>
                         key: format!("keyspaces.{}.vindexes.{}.table", ks.name, l.vindex.name),
                         message: format!(
                             "the lookup table of {tname}.{} must be in an unsharded keyspace, or declared in its sharded keyspace {:?} with a primary vindex on {:?}",
-                            l.column, l.vindex.keyspace, l.vindex.from
+                            l.display(), l.vindex.keyspace, l.vindex.from[0]
                         ),
                     });
                 }
@@ -887,17 +901,16 @@ fn vitess_keyspace(
     let mut vindexes = BTreeMap::new();
     let mut lookups = BTreeMap::new();
     for (name, v) in &ks.vindexes {
-        if let Some((consistent, to_holds)) = LookupTo::of_type(&v.kind) {
-            // Params that change when or whether lookup rows are written or read.
-            for p in ["autocommit", "write_only", "ignore_nulls"] {
-                if v.params.get(p).is_some_and(|x| x == "true") {
-                    return Err(err(
-                        None,
-                        &format!("vindexes.{name}.params.{p}"),
-                        format!("{p} lookups are not supported yet"),
-                    ));
-                }
-            }
+        if let Some(ty) = LookupType::of(&v.kind) {
+            let flag = |p: &str| match v.params.get(p).map(String::as_str) {
+                None | Some("false") => Ok(false),
+                Some("true") => Ok(true),
+                Some(other) => Err(err(
+                    None,
+                    &format!("vindexes.{name}.params.{p}"),
+                    format!("{p} must be 'true' or 'false', not {other:?}"),
+                )),
+            };
             let param = |p: &str| {
                 v.params.get(p).cloned().ok_or_else(|| {
                     err(
@@ -915,25 +928,27 @@ fn vitess_keyspace(
                     "name the lookup table as keyspace.table".into(),
                 )
             })?;
-            let from = param("from")?;
-            if from.contains(',') {
-                return Err(err(
-                    None,
-                    &format!("vindexes.{name}.params.from"),
-                    "multi-column lookups are not supported yet".into(),
-                ));
-            }
+            // `no_verify`, `batch_lookup` and `read_lock` only change how Vitess reads; its
+            // consistent lookups have no `autocommit`.
+            let autocommit = !ty.consistent && (flag("autocommit")? || flag("multi_shard_autocommit")?);
             lookups.insert(
                 name.clone(),
-                Arc::new(LookupVindex {
-                    name: name.clone(),
-                    keyspace: lks.into(),
-                    table: ltable.into(),
-                    from,
-                    to: param("to")?,
-                    consistent,
-                    to_holds,
-                }),
+                (
+                    Arc::new(LookupVindex {
+                        name: name.clone(),
+                        keyspace: lks.into(),
+                        table: ltable.into(),
+                        from: column_list(&param("from")?),
+                        to: param("to")?,
+                        unique: ty.unique,
+                        consistent: ty.consistent,
+                        to_holds: ty.to_holds,
+                        write_only: flag("write_only")?,
+                        ignore_nulls: flag("ignore_nulls")?,
+                        autocommit,
+                    }),
+                    v.owner.clone(),
+                ),
             );
             continue;
         }
@@ -988,55 +1003,76 @@ fn vitess_keyspace(
             }
             ("", false) => Table::Unsharded,
             ("", true) => {
-                let first = t.column_vindexes.first().ok_or_else(|| {
-                    err(
+                if t.column_vindexes.is_empty() {
+                    return Err(err(
                         None,
                         &key,
                         format!("table {name} of a sharded keyspace has no column_vindexes"),
-                    )
-                })?;
+                    ));
+                }
+                // Rows are placed by the first functional vindex: the first one listed, or, when
+                // that is a lookup the table does not own (Vitess maps the value through it), the
+                // next functional one, which holds the same keyspace IDs.
+                let mut primary = None;
                 let mut secondary = Vec::new();
-                for (i, cv) in t.column_vindexes.iter().enumerate().skip(1) {
-                    let column = match (&cv.column, cv.columns.as_slice()) {
-                        (Some(c), []) => c.clone(),
-                        (None, [c]) => c.clone(),
+                for (i, cv) in t.column_vindexes.iter().enumerate() {
+                    let at = format!("{key}.column_vindexes[{i}]");
+                    let columns = match (&cv.column, cv.columns.as_slice()) {
+                        (Some(c), []) => vec![c.clone()],
+                        (None, many) if !many.is_empty() => many.to_vec(),
                         _ => {
                             return Err(err(
                                 None,
-                                &format!("{key}.column_vindexes[{i}]"),
-                                "multi-column vindexes are not supported yet".into(),
+                                &at,
+                                "give `column` or `columns`".into(),
                             ))
                         }
                     };
-                    let vindex = lookups.get(&cv.name).ok_or_else(|| {
-                        err(None, &format!("{key}.column_vindexes[{i}].name"), format!("secondary vindex {:?} must be a consistent_lookup_unique or lookup_unique vindex", cv.name))
+                    if let Some((vindex, owner)) = lookups.get(&cv.name) {
+                        let owned = owner == name;
+                        if i == 0 && owned {
+                            return Err(err(None, &format!("{at}.name"), format!("the primary vindex of {name} is lookup vindex {} that it owns; a table's rows are placed by its primary vindex before its lookup rows exist", cv.name)));
+                        }
+                        if columns.len() != vindex.from.len() {
+                            return Err(err(None, &at, format!("lookup vindex {} maps {} columns ({}), not {}", cv.name, vindex.from.len(), vindex.from.join(", "), columns.len())));
+                        }
+                        secondary.push(LookupColumn {
+                            columns,
+                            vindex: vindex.clone(),
+                            owned,
+                        });
+                        continue;
+                    }
+                    let vindex = vindexes.get(&cv.name).ok_or_else(|| {
+                        err(
+                            None,
+                            &format!("{at}.name"),
+                            format!("unknown vindex {:?} for table {name}", cv.name),
+                        )
                     })?;
-                    secondary.push(LookupColumn {
-                        column,
-                        vindex: vindex.clone(),
-                    });
-                }
-                let column = match (&first.column, first.columns.as_slice()) {
-                    (Some(c), []) => c.clone(),
-                    (None, [c]) => c.clone(),
-                    _ => {
+                    let [column] = columns.as_slice() else {
                         return Err(err(
                             None,
-                            &format!("{key}.column_vindexes[0]"),
-                            "multi-column vindexes are not supported yet".into(),
-                        ))
+                            &at,
+                            format!("multi-column vindex {} is not supported yet", cv.name),
+                        ));
+                    };
+                    // A later functional vindex only checks, in Vitess, that a row's value maps to
+                    // its keyspace ID; shardgate routes by the primary one and lookups.
+                    if primary.is_none() {
+                        primary = Some((column.clone(), vindex.clone()));
                     }
-                };
-                let vindex = vindexes.get(&first.name).ok_or_else(|| {
+                }
+                let (column, vindex) = primary.ok_or_else(|| {
                     err(
                         None,
                         &format!("{key}.column_vindexes[0].name"),
-                        format!("unknown vindex {:?} for table {name}", first.name),
+                        format!("table {name} has only lookup vindexes; shardgate places rows by a functional vindex (supported: {})", crate::vindex::SUPPORTED),
                     )
                 })?;
                 Table::Sharded {
                     column,
-                    vindex: vindex.clone(),
+                    vindex,
                     auto_increment: t
                         .auto_increment
                         .as_ref()

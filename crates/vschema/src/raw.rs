@@ -144,6 +144,9 @@ pub(crate) struct VitessVindex {
     pub kind: String,
     #[serde(default)]
     pub params: BTreeMap<String, String>,
+    /// The table whose writes maintain a lookup vindex's rows.
+    #[serde(default)]
+    pub owner: String,
 }
 
 #[derive(Debug, Deserialize)]

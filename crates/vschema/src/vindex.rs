@@ -73,8 +73,8 @@ pub enum VindexKind {
 
 /// The vindex types a VSchema may name, for error messages.
 pub const SUPPORTED: &str = "hash, xxhash, numeric, binary, binary_md5, reverse_bits, null, \
-     numeric_static_map, unicode_loose_xxhash, lookup_unique, lookup_hash_unique, \
-     consistent_lookup_unique";
+     numeric_static_map, unicode_loose_xxhash, lookup, lookup_unique, lookup_hash, \
+     lookup_hash_unique, consistent_lookup, consistent_lookup_unique";
 
 impl VindexKind {
     pub fn parse(name: &str) -> Option<Self> {
