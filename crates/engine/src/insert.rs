@@ -40,7 +40,11 @@ pub(crate) async fn execute<E: Executor, S: RowSink>(
             let key: Vec<KeyValue> = values.iter().flatten().cloned().collect();
             if keys.iter().any(|k| same_key(k, &key)) {
                 return Err(EngineError::Duplicate {
-                    value: key.iter().map(|k| k.to_string()).collect::<Vec<_>>().join("-"),
+                    value: key
+                        .iter()
+                        .map(|k| k.to_string())
+                        .collect::<Vec<_>>()
+                        .join("-"),
                     key: lookup.display(),
                 });
             }
@@ -56,8 +60,11 @@ pub(crate) async fn execute<E: Executor, S: RowSink>(
         } else {
             None
         };
-        let id_value =
-            id.map(|id| i64::try_from(id).map(KeyValue::Int).unwrap_or(KeyValue::UInt(id)));
+        let id_value = id.map(|id| {
+            i64::try_from(id)
+                .map(KeyValue::Int)
+                .unwrap_or(KeyValue::UInt(id))
+        });
         let value = row
             .value
             .clone()

@@ -48,9 +48,9 @@ pub use mysql_common::packets::Column;
 pub use mysql_common::value::Value;
 pub use plan::{
     Aggregate, AggregateKind, BitOp, ComputedKind, Derived, Generate, Hole, Insert, InsertRow,
-    InsertSelect, Join, JoinColumn, JoinKind, JoinRight, MergedSelect, Opcode, OrderedWrite,
-    NewLookupValue, OutputColumn, OwnedLookup, OwnedWrite, Partial, Plan, PullOut, Pulled, PulledKind, Route, Send,
-    SendKind, ShardEval, Spread, SqlTemplate, Stage, Wildcard,
+    InsertSelect, Join, JoinColumn, JoinKind, JoinRight, MergedSelect, NewLookupValue, Opcode,
+    OrderedWrite, OutputColumn, OwnedLookup, OwnedWrite, Partial, Plan, PullOut, Pulled,
+    PulledKind, Route, Send, SendKind, ShardEval, Spread, SqlTemplate, Stage, Wildcard,
 };
 pub use pullout::{splice, value_rows, NO_ROWS};
 pub use shard_eval::any_shard;

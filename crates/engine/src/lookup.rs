@@ -158,7 +158,10 @@ pub(crate) fn row_key(
     let mut key = Vec::with_capacity(values.len());
     for (i, v) in values.iter().enumerate() {
         // The generated id, not the NULL, 0 or DEFAULT written in its place.
-        match generated_id.filter(|_| lookup.generated == Some(i)).or(v.as_ref()) {
+        match generated_id
+            .filter(|_| lookup.generated == Some(i))
+            .or(v.as_ref())
+        {
             Some(v) => key.push(v.clone()),
             None if lookup.vindex.ignore_nulls => return Ok(None),
             None => return Err(EngineError::NullLookupValue(lookup.columns[i].clone())),
@@ -295,11 +298,13 @@ async fn owner_holds<E: Executor>(
         quote(&lookup.table),
     );
     let rows = query_rows(executor, &owner_keyspace.name, shard, &probe).await?;
-    Ok(rows.iter().any(|r| match (primary, r.first().and_then(key_value)) {
-        (None, _) => true,
-        (Some(vindex), Some(v)) => vindex.map(&v).is_ok_and(|id| id == *ksid),
-        (Some(_), None) => false,
-    }))
+    Ok(rows
+        .iter()
+        .any(|r| match (primary, r.first().and_then(key_value)) {
+            (None, _) => true,
+            (Some(vindex), Some(v)) => vindex.map(&v).is_ok_and(|id| id == *ksid),
+            (Some(_), None) => false,
+        }))
 }
 
 /// Removes the lookup row of a key whose owner row (at `ksid`) is gone or no longer holds it.

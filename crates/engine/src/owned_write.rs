@@ -62,7 +62,11 @@ pub(crate) async fn execute<E: Executor>(
             for (n, key) in keys.iter().enumerate() {
                 if keys[..n].iter().any(|k| same_key(k, key)) {
                     return Err(EngineError::Duplicate {
-                        value: key.iter().map(|k| k.to_string()).collect::<Vec<_>>().join("-"),
+                        value: key
+                            .iter()
+                            .map(|k| k.to_string())
+                            .collect::<Vec<_>>()
+                            .join("-"),
                         key: lookup.display(),
                     });
                 }

@@ -1,8 +1,8 @@
 //! INSERT, UPDATE and DELETE.
 
 use engine::{
-    Generate, Hole, Insert as InsertPlan, InsertRow, NewLookupValue, Opcode, OwnedLookup, OwnedWrite, Plan, Route,
-    Send, SendKind, SqlTemplate,
+    Generate, Hole, Insert as InsertPlan, InsertRow, NewLookupValue, Opcode, OwnedLookup,
+    OwnedWrite, Plan, Route, Send, SendKind, SqlTemplate,
 };
 use sqlparser::ast::{
     Assignment, AssignmentTarget, Delete, Expr, FromTable, Insert, OnInsert, OrderByExpr, SetExpr,
@@ -193,7 +193,9 @@ pub(crate) fn plan_insert(
             let mut values = Vec::with_capacity(positions.len());
             for (c, p) in l.columns.iter().zip(positions) {
                 let generated_here = generated
-                    && generate.as_ref().is_some_and(|(ai, _, _)| ai.column.eq_ignore_ascii_case(c));
+                    && generate
+                        .as_ref()
+                        .is_some_and(|(ai, _, _)| ai.column.eq_ignore_ascii_case(c));
                 values.push(match p.map(|p| &row[p]) {
                     _ if generated_here => None,
                     None => None,
@@ -679,7 +681,11 @@ fn plan_write(
                 )));
             }
             let mut columns = vec![column.as_str()];
-            columns.extend(owned.iter().flat_map(|l| l.columns.iter().map(String::as_str)));
+            columns.extend(
+                owned
+                    .iter()
+                    .flat_map(|l| l.columns.iter().map(String::as_str)),
+            );
             let select = touched_rows(&text, &columns).ok_or_else(|| {
                 unsupported(format!("this {verb} on a table that owns lookup vindexes"))
             })?;

@@ -39,15 +39,18 @@ impl Target<'_> {
 
     /// `lookup_column = literal` (either way round): the lookup vindex and the value.
     fn lookup_equality(&self, left: &Expr, right: &Expr) -> Option<(Arc<LookupVindex>, KeyValue)> {
-        self.lookups.iter().filter(|l| !l.vindex.write_only).find_map(|l| {
-            if self.is_column(left, l.first()) {
-                literal(right).map(|v| (l.vindex.clone(), v))
-            } else if self.is_column(right, l.first()) {
-                literal(left).map(|v| (l.vindex.clone(), v))
-            } else {
-                None
-            }
-        })
+        self.lookups
+            .iter()
+            .filter(|l| !l.vindex.write_only)
+            .find_map(|l| {
+                if self.is_column(left, l.first()) {
+                    literal(right).map(|v| (l.vindex.clone(), v))
+                } else if self.is_column(right, l.first()) {
+                    literal(left).map(|v| (l.vindex.clone(), v))
+                } else {
+                    None
+                }
+            })
     }
 
     fn mappable(&self, expr: &Expr) -> Option<KeyValue> {

@@ -8,6 +8,7 @@
 
 pub mod keyrange;
 mod load;
+mod loose_key;
 mod raw;
 pub mod vindex;
 

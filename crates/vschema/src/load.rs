@@ -930,7 +930,8 @@ fn vitess_keyspace(
             })?;
             // `no_verify`, `batch_lookup` and `read_lock` only change how Vitess reads; its
             // consistent lookups have no `autocommit`.
-            let autocommit = !ty.consistent && (flag("autocommit")? || flag("multi_shard_autocommit")?);
+            let autocommit =
+                !ty.consistent && (flag("autocommit")? || flag("multi_shard_autocommit")?);
             lookups.insert(
                 name.clone(),
                 (
@@ -963,17 +964,6 @@ fn vitess_keyspace(
                 ),
             )
         })?;
-        if kind == VindexKind::UnicodeLooseXxhash {
-            // Vitess hashes golang.org/x/text's collation key of the text; shardgate folds it
-            // its own way, so rows Vitess placed would be looked for on other shards.
-            return Err(err(
-                None,
-                &format!("vindexes.{name}.type"),
-                "unicode_loose_xxhash does not place rows as Vitess does yet (its text folding \
-                 is not Vitess's collation key); rows Vitess wrote would not be found"
-                    .into(),
-            ));
-        }
         vindexes.insert(
             name.clone(),
             Arc::new(Vindex {
@@ -1020,13 +1010,7 @@ fn vitess_keyspace(
                     let columns = match (&cv.column, cv.columns.as_slice()) {
                         (Some(c), []) => vec![c.clone()],
                         (None, many) if !many.is_empty() => many.to_vec(),
-                        _ => {
-                            return Err(err(
-                                None,
-                                &at,
-                                "give `column` or `columns`".into(),
-                            ))
-                        }
+                        _ => return Err(err(None, &at, "give `column` or `columns`".into())),
                     };
                     if let Some((vindex, owner)) = lookups.get(&cv.name) {
                         let owned = owner == name;
@@ -1034,7 +1018,17 @@ fn vitess_keyspace(
                             return Err(err(None, &format!("{at}.name"), format!("the primary vindex of {name} is lookup vindex {} that it owns; a table's rows are placed by its primary vindex before its lookup rows exist", cv.name)));
                         }
                         if columns.len() != vindex.from.len() {
-                            return Err(err(None, &at, format!("lookup vindex {} maps {} columns ({}), not {}", cv.name, vindex.from.len(), vindex.from.join(", "), columns.len())));
+                            return Err(err(
+                                None,
+                                &at,
+                                format!(
+                                    "lookup vindex {} maps {} columns ({}), not {}",
+                                    cv.name,
+                                    vindex.from.len(),
+                                    vindex.from.join(", "),
+                                    columns.len()
+                                ),
+                            ));
                         }
                         secondary.push(LookupColumn {
                             columns,

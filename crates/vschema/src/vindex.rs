@@ -7,8 +7,6 @@ use std::fmt;
 use des::cipher::{Array, BlockCipherDecrypt, BlockCipherEncrypt, KeyInit};
 use des::Des;
 use md5::{Digest, Md5};
-use unicode_normalization::char::is_combining_mark;
-use unicode_normalization::UnicodeNormalization;
 use xxhash_rust::xxh64::xxh64;
 
 /// The bytes a row maps to; shards own contiguous ranges of them.
@@ -59,8 +57,10 @@ pub enum VindexKind {
     Numeric,
     /// The value's bytes as they are.
     Binary,
-    /// xxhash over the value after case and accent folding and trailing-space trimming.
+    /// xxhash of the text's loose collation key ([`crate::loose_key`]), trailing spaces trimmed.
     UnicodeLooseXxhash,
+    /// MD5 of the text's loose collation key, trailing spaces trimmed.
+    UnicodeLooseMd5,
     /// MD5 of the value's bytes (16 bytes).
     BinaryMd5,
     /// The integer's 64 bits in reverse order, big-endian: consecutive ids spread out.
@@ -73,7 +73,7 @@ pub enum VindexKind {
 
 /// The vindex types a VSchema may name, for error messages.
 pub const SUPPORTED: &str = "hash, xxhash, numeric, binary, binary_md5, reverse_bits, null, \
-     numeric_static_map, unicode_loose_xxhash, lookup, lookup_unique, lookup_hash, \
+     numeric_static_map, unicode_loose_md5, unicode_loose_xxhash, lookup, lookup_unique, lookup_hash, \
      lookup_hash_unique, consistent_lookup, consistent_lookup_unique";
 
 impl VindexKind {
@@ -84,6 +84,7 @@ impl VindexKind {
             "numeric" => VindexKind::Numeric,
             "binary" => VindexKind::Binary,
             "unicode_loose_xxhash" => VindexKind::UnicodeLooseXxhash,
+            "unicode_loose_md5" => VindexKind::UnicodeLooseMd5,
             "binary_md5" => VindexKind::BinaryMd5,
             "reverse_bits" => VindexKind::ReverseBits,
             "null" => VindexKind::Null,
@@ -99,6 +100,7 @@ impl VindexKind {
             VindexKind::Numeric => "numeric",
             VindexKind::Binary => "binary",
             VindexKind::UnicodeLooseXxhash => "unicode_loose_xxhash",
+            VindexKind::UnicodeLooseMd5 => "unicode_loose_md5",
             VindexKind::BinaryMd5 => "binary_md5",
             VindexKind::ReverseBits => "reverse_bits",
             VindexKind::Null => "null",
@@ -178,19 +180,26 @@ impl VindexKind {
             VindexKind::Xxhash => xxh64(&self.text_of(value)?, 0).to_le_bytes().to_vec(),
             VindexKind::Binary => self.text_of(value)?,
             VindexKind::UnicodeLooseXxhash => {
-                let text = self.text_of(value)?;
-                let text = std::str::from_utf8(&text).map_err(|_| VindexError::NotUtf8 {
-                    vindex: self.name(),
-                    value: value.to_string(),
-                })?;
-                xxh64(loose_fold(text).as_bytes(), 0).to_le_bytes().to_vec()
+                xxh64(&self.loose_key(value)?, 0).to_le_bytes().to_vec()
             }
+            VindexKind::UnicodeLooseMd5 => Md5::digest(self.loose_key(value)?).to_vec(),
             VindexKind::BinaryMd5 => Md5::digest(self.text_of(value)?).to_vec(),
             VindexKind::ReverseBits => self.as_u64(value)?.reverse_bits().to_be_bytes().to_vec(),
             VindexKind::Null => vec![0],
             // Without its map (see `Vindex::map`), numeric.
             VindexKind::NumericStaticMap => self.as_u64(value)?.to_be_bytes().to_vec(),
         }))
+    }
+
+    /// The key the unicode_loose vindexes hash: MySQL ignores trailing spaces, and the
+    /// collation key case, accents and width.
+    fn loose_key(self, value: &KeyValue) -> Result<Vec<u8>, VindexError> {
+        let text = self.text_of(value)?;
+        let text = std::str::from_utf8(&text).map_err(|_| VindexError::NotUtf8 {
+            vindex: self.name(),
+            value: value.to_string(),
+        })?;
+        Ok(crate::loose_key::loose_key(text.trim_end_matches(' ')))
     }
 
     /// Integer vindexes: a negative value is reinterpreted as u64 (two's complement), as Vitess
@@ -258,16 +267,6 @@ fn looks_numeric_non_canonical(t: &[u8]) -> bool {
         .map(|v| v.to_string())
         .or_else(|_| trimmed.parse::<u64>().map(|v| v.to_string()));
     canonical.map(|c| c != s).unwrap_or(true)
-}
-
-/// Case and accent folding for `unicode_loose_xxhash`: canonical decomposition, combining marks
-/// dropped, lower-cased, trailing spaces trimmed (MySQL PAD SPACE comparison ignores them).
-pub fn loose_fold(text: &str) -> String {
-    text.trim_end_matches(' ')
-        .nfd()
-        .filter(|c| !is_combining_mark(*c))
-        .flat_map(char::to_lowercase)
-        .collect()
 }
 
 /// The all-zero-key cipher, its key schedule computed once (it showed in profiles of point
@@ -404,6 +403,7 @@ mod tests {
         };
         assert_eq!(map("Test"), map("test"));
         assert_eq!(map("Éclair  "), map("eclair"));
+        assert_eq!(map("ｔｅｓｔ"), map("test"));
         assert_ne!(map("test"), map(" test"));
         assert!(VindexKind::UnicodeLooseXxhash
             .map(&KeyValue::Text(vec![0xff]))

@@ -1,5 +1,5 @@
 //! Known answers from Vitess's own vindex tests (vitessio/vitess, go/vt/vtgate/vindexes:
-//! hash_test.go, xxhash_test.go, unicodeloosexxhash_test.go, numeric_test.go, binary_test.go,
+//! hash_test.go, xxhash_test.go, unicodeloosexxhash_test.go, unicodeloosemd5_test.go, numeric_test.go, binary_test.go,
 //! binarymd5_test.go, reverse_bits_test.go, null.go, numeric_static_map_test.go),
 //! written out here as hex. They are the oracle for "a Vitess user's rows land on the same
 //! shards": our implementation is checked against them, never against itself.
@@ -59,12 +59,7 @@ fn xxhash() {
     }
 }
 
-/// Not yet: Vitess folds the text into golang.org/x/text's collation key (CLDR 23 root
-/// collation, primary weights only) before hashing, and shardgate folds it its own way, so the
-/// same text lands on other shards than under Vitess. Placement compatibility for the
-/// unicode_loose vindexes belongs to the Vitess-VSchema issue; this test is the oracle for it.
 #[test]
-#[ignore = "unicode_loose_xxhash does not place rows as Vitess does yet (its folding is not Vitess's collation key)"]
 fn unicode_loose_xxhash() {
     // unicodeloosexxhash_test.go, TestUnicodeLooseXXHashMap.
     let cases = [
@@ -84,6 +79,30 @@ fn unicode_loose_xxhash() {
             map(VindexKind::UnicodeLooseXxhash, text(v)),
             want,
             "unicode_loose_xxhash({v:?})"
+        );
+    }
+}
+
+#[test]
+fn unicode_loose_md5() {
+    // unicodeloosemd5_test.go, TestUnicodeLooseMD5Map (its Go string literals as hex).
+    let cases = [
+        ("Test", "0b5edbb401fd7524393690491d64f1f5"),
+        ("TEST", "0b5edbb401fd7524393690491d64f1f5"),
+        ("Te\u{0301}st", "0b5edbb401fd7524393690491d64f1f5"),
+        ("Tést", "0b5edbb401fd7524393690491d64f1f5"),
+        ("Bést", "c2b2332e4f73d00741026249706f2fb6"),
+        ("Test ", "0b5edbb401fd7524393690491d64f1f5"),
+        (" Test", "a2e3515c7e8df1ffd2ccfc11c6b19dd1"),
+        ("Test\t", "82456dd87a9c7a02b1c2056b5abaa272"),
+        ("TéstLooong", "9683e12b80430cd453f5dfdfba81c9a5"),
+        ("T", "ac0f9179f51db87fe8ecc0cf40cab97a"),
+    ];
+    for (v, want) in cases {
+        assert_eq!(
+            map(VindexKind::UnicodeLooseMd5, text(v)),
+            want,
+            "unicode_loose_md5({v:?})"
         );
     }
 }

@@ -232,7 +232,7 @@ fn vitess_vschema_json() {
     };
     assert_eq!(
         (
-            lookups[0].column.as_str(),
+            lookups[0].first(),
             lookups[0].vindex.table.as_str(),
             lookups[0].vindex.consistent
         ),
@@ -245,7 +245,7 @@ fn vitess_vschema_json() {
     )
     .unwrap();
     let e = load_vitess_json(&dir.join("bad.json")).unwrap_err();
-    assert!(e.message.contains("not supported yet"), "{e}");
+    assert!(e.message.contains("needs params.table"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -502,17 +502,21 @@ fn vitess_vschema_forms() {
             "sequence customer_seq is in several keyspaces (a, b)",
         ),
         (
-            r#"{"sharded": true, "vindexes": {"u": {"type": "unicode_loose_xxhash"}}}"#.to_string(),
-            "does not place rows as Vitess does yet",
-        ),
-        (
             r#"{"sharded": true, "vindexes": {"u": {"type": "region_json"}}}"#.to_string(),
-            "supported: hash, xxhash, numeric, binary, binary_md5, reverse_bits, null, numeric_static_map, unicode_loose_xxhash, lookup_unique, lookup_hash_unique, consistent_lookup_unique",
+            "supported: hash, xxhash, numeric, binary, binary_md5, reverse_bits, null, numeric_static_map, unicode_loose_md5, unicode_loose_xxhash, lookup, lookup_unique, lookup_hash, lookup_hash_unique, consistent_lookup, consistent_lookup_unique",
         ),
         (r#"{"ks1": 3}"#.to_string(), "neither one keyspace's VSchema"),
         (
-            r#"{"sharded": true, "vindexes": {"l": {"type": "lookup_hash_unique", "params": {"table": "a.b", "from": "x", "to": "y", "autocommit": "true"}}}}"#.to_string(),
-            "autocommit lookups are not supported yet",
+            r#"{"sharded": true, "vindexes": {"l": {"type": "lookup", "params": {"table": "a.b", "from": "x", "to": "y", "write_only": "yes"}}}}"#.to_string(),
+            "write_only must be 'true' or 'false'",
+        ),
+        (
+            r#"{"sharded": true, "vindexes": {"l": {"type": "lookup", "params": {"table": "a.b", "from": "x", "to": "y"}}}, "tables": {"t": {"column_vindexes": [{"column": "x", "name": "l"}]}}}"#.to_string(),
+            "table t has only lookup vindexes",
+        ),
+        (
+            r#"{"sharded": true, "vindexes": {"h": {"type": "hash"}}, "tables": {"t": {"column_vindexes": [{"columns": ["a", "b"], "name": "h"}]}}}"#.to_string(),
+            "multi-column vindex h is not supported yet",
         ),
     ];
     for (json, want) in refused {
@@ -522,6 +526,95 @@ fn vitess_vschema_forms() {
         assert!(e.message.contains(want), "{json}: {e}");
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The `customer` keyspace of Vitess's demo (examples/demo/schema/customer/vschema.json): corder
+/// has a primary vindex, a unique consistent lookup and a non-unique two-column one that lives in
+/// a table of this keyspace sharded by unicode_loose_md5; corder_event routes by corder's lookup
+/// without owning it.
+const DEMO_CUSTOMER: &str = r#"{
+  "sharded": true,
+  "vindexes": {
+    "hash": {"type": "xxhash"},
+    "corder_keyspace_idx": {"type": "consistent_lookup_unique", "params": {"table": "product.corder_keyspace_idx", "from": "corder_id", "to": "keyspace_id"}, "owner": "corder"},
+    "oname_keyspace_idx": {"type": "consistent_lookup", "params": {"table": "customer.oname_keyspace_idx", "from": "oname,corder_id", "to": "keyspace_id"}, "owner": "corder"},
+    "unicode_loose_md5": {"type": "unicode_loose_md5"},
+    "binary": {"type": "binary"}
+  },
+  "tables": {
+    "customer": {"column_vindexes": [{"column": "customer_id", "name": "hash"}], "auto_increment": {"column": "customer_id", "sequence": "product.customer_seq"}},
+    "corder": {
+      "column_vindexes": [
+        {"column": "customer_id", "name": "hash"},
+        {"column": "corder_id", "name": "corder_keyspace_idx"},
+        {"columns": ["oname", "corder_id"], "name": "oname_keyspace_idx"}
+      ],
+      "auto_increment": {"column": "corder_id", "sequence": "product.corder_seq"}
+    },
+    "corder_event": {
+      "column_vindexes": [{"column": "corder_id", "name": "corder_keyspace_idx"}, {"column": "keyspace_id", "name": "binary"}],
+      "auto_increment": {"column": "corder_event_id", "sequence": "product.corder_event_seq"}
+    },
+    "oname_keyspace_idx": {"column_vindexes": [{"column": "oname", "name": "unicode_loose_md5"}]}
+  }
+}"#;
+
+#[test]
+fn the_demo_customer_keyspace() {
+    let dir = std::env::temp_dir().join(format!("vschema-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("vschema.json"), DEMO_CUSTOMER).unwrap();
+    let ks = load_vitess_json(&dir.join("vschema.json"))
+        .unwrap()
+        .remove(0);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let Some(Table::Sharded {
+        column, lookups, ..
+    }) = ks.tables.get("corder")
+    else {
+        panic!()
+    };
+    assert_eq!(column, "customer_id");
+    let described: Vec<(String, &str, bool, bool)> = lookups
+        .iter()
+        .map(|l| (l.display(), l.vindex.type_name(), l.owned, l.vindex.unique))
+        .collect();
+    assert_eq!(
+        described,
+        [
+            (
+                "corder_id".to_string(),
+                "consistent_lookup_unique",
+                true,
+                true
+            ),
+            (
+                "(oname, corder_id)".to_string(),
+                "consistent_lookup",
+                true,
+                false
+            ),
+        ]
+    );
+    // Placed by its binary vindex (the keyspace id it holds); corder's lookup only read.
+    let Some(Table::Sharded {
+        column,
+        vindex,
+        lookups,
+        ..
+    }) = ks.tables.get("corder_event")
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (column.as_str(), vindex.kind),
+        ("keyspace_id", VindexKind::Binary)
+    );
+    assert_eq!((lookups[0].first(), lookups[0].owned), ("corder_id", false));
+    assert!(matches!(
+        ks.tables.get("oname_keyspace_idx"),
+        Some(Table::Sharded { vindex, .. }) if vindex.kind == VindexKind::UnicodeLooseMd5
+    ));
 }
 
 #[test]
