@@ -196,7 +196,8 @@ pub(crate) fn plan_insert(
                     && generate
                         .as_ref()
                         .is_some_and(|(ai, _, _)| ai.column.eq_ignore_ascii_case(c));
-                values.push(match p.map(|p| &row[p]) {
+                // The appended AUTO_INCREMENT column is not in the row.
+                values.push(match p.and_then(|p| row.get(p)) {
                     _ if generated_here => None,
                     None => None,
                     Some(Expr::Value(v)) if v.value == Value::Null => None,

@@ -77,6 +77,8 @@ pub(crate) fn literal(expr: &Expr) -> Option<KeyValue> {
                 Some(KeyValue::Text(s.as_bytes().to_vec()))
             }
             Value::Placeholder(p) => bind_variable(p).map(KeyValue::Param),
+            // `x'…'`: bytes, as a binary vindex's keyspace ID is written.
+            Value::HexStringLiteral(hex) => hex_bytes(hex).map(KeyValue::Text),
             _ => None,
         },
         Expr::UnaryOp {

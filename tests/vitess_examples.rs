@@ -1,0 +1,500 @@
+//! Vitess's own example VSchemas, loaded as they are, on real shards: rows written through
+//! shardgate land where Vitess's hashing puts them and are found again through every vindex.
+//!
+//! - The demo (vitessio/vitess examples/demo/schema): keyspace `customer` (2 shards) with
+//!   `corder` (xxhash on customer_id, a consistent_lookup_unique on corder_id, a two-column
+//!   consistent_lookup on (oname, corder_id) whose table is sharded by unicode_loose_md5) and
+//!   `corder_event`, which routes through corder's lookup without owning it; keyspace `product`
+//!   (unsharded) with the sequences and corder_keyspace_idx.
+//! - The compose example (examples/compose/test_keyspace_vschema.json): `messages` and `tokens`
+//!   with `lookup_hash` autocommit vindexes. Its lookup keyspace is unsharded here: the example's
+//!   shards its lookup tables by an `id` column the lookup never writes.
+
+mod common;
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use common::counters;
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts};
+use vschema::{Config, KeyValue, KeyspaceId, VindexKind};
+
+const CUSTOMER: &str = r#"{
+  "sharded": true,
+  "vindexes": {
+    "hash": {"type": "xxhash"},
+    "corder_keyspace_idx": {"type": "consistent_lookup_unique", "params": {"table": "product.corder_keyspace_idx", "from": "corder_id", "to": "keyspace_id"}, "owner": "corder"},
+    "oname_keyspace_idx": {"type": "consistent_lookup", "params": {"table": "customer.oname_keyspace_idx", "from": "oname,corder_id", "to": "keyspace_id"}, "owner": "corder"},
+    "unicode_loose_md5": {"type": "unicode_loose_md5"},
+    "binary": {"type": "binary"}
+  },
+  "tables": {
+    "customer": {"column_vindexes": [{"column": "customer_id", "name": "hash"}], "auto_increment": {"column": "customer_id", "sequence": "product.customer_seq"}},
+    "corder": {
+      "column_vindexes": [
+        {"column": "customer_id", "name": "hash"},
+        {"column": "corder_id", "name": "corder_keyspace_idx"},
+        {"columns": ["oname", "corder_id"], "name": "oname_keyspace_idx"}
+      ],
+      "auto_increment": {"column": "corder_id", "sequence": "product.corder_seq"}
+    },
+    "corder_event": {
+      "column_vindexes": [{"column": "corder_id", "name": "corder_keyspace_idx"}, {"column": "keyspace_id", "name": "binary"}],
+      "auto_increment": {"column": "corder_event_id", "sequence": "product.corder_event_seq"}
+    },
+    "oname_keyspace_idx": {"column_vindexes": [{"column": "oname", "name": "unicode_loose_md5"}]}
+  }
+}"#;
+
+const PRODUCT: &str = r#"{
+  "tables": {
+    "product": {},
+    "customer_seq": {"type": "sequence"},
+    "corder_seq": {"type": "sequence"},
+    "corder_event_seq": {"type": "sequence"},
+    "corder_keyspace_idx": {}
+  }
+}"#;
+
+const TEST_KEYSPACE: &str = r#"{
+  "sharded": true,
+  "tables": {
+    "messages": {"column_vindexes": [{"column": "page", "name": "hash"}, {"column": "message", "name": "messages_message_lookup"}]},
+    "tokens": {"column_vindexes": [{"column": "page", "name": "hash"}, {"column": "token", "name": "tokens_token_lookup"}]}
+  },
+  "vindexes": {
+    "hash": {"type": "xxhash"},
+    "messages_message_lookup": {"type": "lookup_hash", "params": {"table": "lookup_keyspace.messages_message_lookup", "from": "message", "to": "page", "autocommit": "true"}, "owner": "messages"},
+    "tokens_token_lookup": {"type": "lookup_hash", "params": {"table": "lookup_keyspace.tokens_token_lookup", "from": "token", "to": "page", "autocommit": "true"}, "owner": "tokens"}
+  }
+}"#;
+
+const LOOKUP_KEYSPACE: &str =
+    r#"{"tables": {"messages_message_lookup": {}, "tokens_token_lookup": {}}}"#;
+
+struct Cluster {
+    _servers: Vec<testkit::MariaDb>,
+    config: Config,
+}
+
+fn cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        let dbs = ["customer", "product", "test_keyspace", "lookup_keyspace"];
+        let servers = testkit::start(3, &dbs).expect("start MariaDB");
+        let dir = std::env::temp_dir().join(format!("vitess-examples-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (file, text) in [
+            ("customer.json", CUSTOMER),
+            ("product.json", PRODUCT),
+            ("test_keyspace.json", TEST_KEYSPACE),
+            ("lookup_keyspace.json", LOOKUP_KEYSPACE),
+        ] {
+            std::fs::write(dir.join(file), text).unwrap();
+        }
+        let sharded = |ks: &str| {
+            format!(
+                "[keyspaces.{ks}]\nvschema_json = \"{ks}.json\"\nshards = [{{ name = \"-80\", primary = \"{}\" }}, {{ name = \"80-\", primary = \"{}\" }}]\n",
+                servers[0].url(ks),
+                servers[1].url(ks)
+            )
+        };
+        let unsharded = |ks: &str| {
+            format!(
+                "[keyspaces.{ks}]\nvschema_json = \"{ks}.json\"\nshards = [{{ name = \"0\", primary = \"{}\" }}]\n",
+                servers[2].url(ks)
+            )
+        };
+        let text = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n[[users]]\nname = \"app\"\npassword = \"secret\"\n\n{}{}{}{}",
+            sharded("customer"),
+            unsharded("product"),
+            sharded("test_keyspace"),
+            unsharded("lookup_keyspace"),
+        );
+        let config =
+            vschema::parse_config(&text, &dir.join("shardgate.toml")).expect("the examples load");
+        Cluster {
+            _servers: servers,
+            config,
+        }
+    })
+}
+
+async fn proxy() -> shardgate::Running {
+    shardgate::start(&cluster().config, "127.0.0.1:0")
+        .await
+        .expect("start proxy")
+}
+
+async fn client(proxy: &shardgate::Running, db: &str) -> Conn {
+    Conn::new(Opts::from_url(&format!("mysql://app:secret@{}/{db}", proxy.addr)).unwrap())
+        .await
+        .expect("connect to proxy")
+}
+
+async fn shard(keyspace: &str, name: &str) -> Conn {
+    let ks = cluster().config.vschema.keyspace(keyspace).unwrap();
+    let s = ks.shards.iter().find(|s| s.name == name).unwrap();
+    let url = format!(
+        "mysql://root@{}:{}/{}",
+        s.primary.host, s.primary.port, keyspace
+    );
+    Conn::new(Opts::from_url(&url).unwrap()).await.unwrap()
+}
+
+/// The shard Vitess's placement gives a keyspace ID.
+fn shard_of(keyspace: &str, ksid: &KeyspaceId) -> String {
+    let ks = cluster().config.vschema.keyspace(keyspace).unwrap();
+    ks.shards[ks.shard_for(ksid)].name.clone()
+}
+
+fn xxhash(v: i64) -> KeyspaceId {
+    VindexKind::Xxhash.map(&KeyValue::Int(v)).unwrap()
+}
+
+fn loose_md5(text: &str) -> KeyspaceId {
+    VindexKind::UnicodeLooseMd5
+        .map(&KeyValue::Text(text.as_bytes().to_vec()))
+        .unwrap()
+}
+
+/// Runs `sql` and returns its rows, sorted, and the shards of `keyspace` it reached.
+async fn read(
+    proxy: &shardgate::Running,
+    c: &mut Conn,
+    keyspace: &str,
+    sql: &str,
+) -> (Vec<i64>, Vec<String>) {
+    let before = counters(proxy);
+    let mut rows: Vec<i64> = c.query(sql).await.unwrap();
+    rows.sort();
+    let reached = counters(proxy)
+        .into_iter()
+        .filter(|(k, v)| before.get(k) != Some(v))
+        .filter_map(|(k, _)| k.strip_prefix(&format!("{keyspace}/")).map(String::from))
+        .collect();
+    (rows, reached)
+}
+
+async fn run(c: &mut Conn, statements: &[&str]) {
+    for s in statements {
+        c.query_drop(*s)
+            .await
+            .unwrap_or_else(|e| panic!("{s}: {e}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_corder_table_and_its_three_vindexes() {
+    let proxy = proxy().await;
+    let mut product = client(&proxy, "product").await;
+    run(&mut product, &[
+        "CREATE TABLE customer_seq (id INT, next_id BIGINT, cache BIGINT, PRIMARY KEY (id)) COMMENT 'vitess_sequence'",
+        "INSERT INTO customer_seq (id, next_id, cache) VALUES (0, 1, 3)",
+        "CREATE TABLE corder_seq (id INT, next_id BIGINT, cache BIGINT, PRIMARY KEY (id)) COMMENT 'vitess_sequence'",
+        "INSERT INTO corder_seq (id, next_id, cache) VALUES (0, 1, 3)",
+        "CREATE TABLE corder_event_seq (id INT, next_id BIGINT, cache BIGINT, PRIMARY KEY (id)) COMMENT 'vitess_sequence'",
+        "INSERT INTO corder_event_seq (id, next_id, cache) VALUES (0, 1, 3)",
+        "CREATE TABLE corder_keyspace_idx (corder_id BIGINT, keyspace_id VARBINARY(10), PRIMARY KEY (corder_id))",
+    ]).await;
+    let mut c = client(&proxy, "customer").await;
+    run(&mut c, &[
+        "CREATE TABLE customer (customer_id BIGINT, uname VARCHAR(128), PRIMARY KEY (customer_id))",
+        "CREATE TABLE corder (corder_id BIGINT, customer_id BIGINT, product_id BIGINT, oname VARCHAR(128), PRIMARY KEY (corder_id)) CHARSET utf8mb4 COLLATE utf8mb4_general_ci",
+        "CREATE TABLE corder_event (corder_event_id BIGINT, corder_id BIGINT, ename VARCHAR(128), keyspace_id VARBINARY(10), PRIMARY KEY (corder_id, corder_event_id))",
+        "CREATE TABLE oname_keyspace_idx (oname VARCHAR(128), corder_id BIGINT, keyspace_id VARBINARY(10), PRIMARY KEY (oname, corder_id)) CHARSET utf8mb4 COLLATE utf8mb4_general_ci",
+        "INSERT INTO customer (uname) VALUES ('alice'), ('bob'), ('carol'), ('dave')",
+    ]).await;
+    let customers: Vec<(i64, String)> = c
+        .query("SELECT customer_id, uname FROM customer ORDER BY customer_id")
+        .await
+        .unwrap();
+    assert_eq!(
+        customers.iter().map(|r| r.0).collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
+    // Orders get ids 1..=8 from corder_seq; their names repeat across customers.
+    let names = ["Book", "Pen", "book", "Lamp", "Bóok", "Pen", "Cup", "Book"];
+    for (i, name) in names.iter().enumerate() {
+        c.query_drop(format!(
+            "INSERT INTO corder (customer_id, product_id, oname) VALUES ({}, {}, '{name}')",
+            i % 4 + 1,
+            100 + i
+        ))
+        .await
+        .unwrap();
+    }
+    let orders: Vec<(i64, i64, String)> = c
+        .query("SELECT corder_id, customer_id, oname FROM corder ORDER BY corder_id")
+        .await
+        .unwrap();
+    assert_eq!(orders.len(), 8);
+    // Each order is on its customer's shard, by xxhash.
+    for (id, customer, _) in &orders {
+        let mut s = shard("customer", &shard_of("customer", &xxhash(*customer))).await;
+        let here: Option<i64> = s
+            .query_first(format!(
+                "SELECT corder_id FROM corder WHERE corder_id = {id}"
+            ))
+            .await
+            .unwrap();
+        assert_eq!(here, Some(*id));
+    }
+    // corder_keyspace_idx maps each order to its customer's keyspace ID.
+    let mut p = shard("product", "0").await;
+    let idx: Vec<(i64, Vec<u8>)> = p
+        .query("SELECT corder_id, keyspace_id FROM corder_keyspace_idx ORDER BY corder_id")
+        .await
+        .unwrap();
+    let want: Vec<(i64, Vec<u8>)> = orders
+        .iter()
+        .map(|(id, cu, _)| (*id, xxhash(*cu).0))
+        .collect();
+    assert_eq!(idx, want);
+    // Each oname_keyspace_idx row is on the shard unicode_loose_md5 gives its name, and names
+    // that differ only in case or accents share it.
+    for (id, customer, name) in &orders {
+        let mut s = shard("customer", &shard_of("customer", &loose_md5(name))).await;
+        let row: Option<Vec<u8>> = s
+            .query_first(format!(
+                "SELECT keyspace_id FROM oname_keyspace_idx WHERE oname = '{name}' AND corder_id = {id}"
+            ))
+            .await
+            .unwrap();
+        assert_eq!(row, Some(xxhash(*customer).0), "{name} {id}");
+    }
+    assert_eq!(loose_md5("Book"), loose_md5("bóok"));
+
+    // Found through every vindex. The primary one and the unique lookup reach one shard.
+    let (rows, reached) = read(
+        &proxy,
+        &mut c,
+        "customer",
+        "SELECT corder_id FROM corder WHERE customer_id = 2",
+    )
+    .await;
+    assert_eq!((rows, reached.len()), (vec![2, 6], 1));
+    let (rows, reached) = read(
+        &proxy,
+        &mut c,
+        "customer",
+        "SELECT customer_id FROM corder WHERE corder_id = 7",
+    )
+    .await;
+    assert_eq!(rows, [3]);
+    assert_eq!(reached, [shard_of("customer", &xxhash(3))]);
+    // The non-unique lookup: every order named 'book' in any case or accent, on the shards of
+    // their customers (1 and 3, 1 and 4 for Book, book, Bóok, Book) plus the lookup table's.
+    let (rows, _) = read(
+        &proxy,
+        &mut c,
+        "customer",
+        "SELECT corder_id FROM corder WHERE oname = 'BOOK'",
+    )
+    .await;
+    assert_eq!(rows, [1, 3, 5, 8]);
+    let (rows, _) = read(
+        &proxy,
+        &mut c,
+        "customer",
+        "SELECT corder_id FROM corder WHERE oname = 'Lamp'",
+    )
+    .await;
+    assert_eq!(rows, [4]);
+    let (rows, reached) = read(
+        &proxy,
+        &mut c,
+        "customer",
+        "SELECT corder_id FROM corder WHERE oname = 'nothing'",
+    )
+    .await;
+    assert!(rows.is_empty() && reached.len() <= 2);
+
+    // corder_event: placed by its keyspace_id, found through corder's lookup, which it does
+    // not write.
+    let ksid = xxhash(3).0;
+    let hex: String = ksid.iter().map(|b| format!("{b:02X}")).collect();
+    c.query_drop(format!(
+        "INSERT INTO corder_event (corder_id, ename, keyspace_id) VALUES (7, 'paid', x'{hex}')"
+    ))
+    .await
+    .unwrap();
+    let (rows, reached) = read(
+        &proxy,
+        &mut c,
+        "customer",
+        "SELECT corder_event_id FROM corder_event WHERE corder_id = 7",
+    )
+    .await;
+    assert_eq!(rows, [1]);
+    assert_eq!(reached, [shard_of("customer", &xxhash(3))]);
+    let idx_rows: i64 = p
+        .query_first("SELECT COUNT(*) FROM corder_keyspace_idx")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(idx_rows, 8, "corder_event does not own corder_keyspace_idx");
+
+    // Renaming and deleting orders move and remove their lookup rows; a name another order at
+    // the same keyspace ID still has stays.
+    c.query_drop("UPDATE corder SET oname = 'Lamp' WHERE corder_id = 5")
+        .await
+        .unwrap();
+    let (rows, _) = read(
+        &proxy,
+        &mut c,
+        "customer",
+        "SELECT corder_id FROM corder WHERE oname = 'lamp'",
+    )
+    .await;
+    assert_eq!(rows, [4, 5]);
+    let (rows, _) = read(
+        &proxy,
+        &mut c,
+        "customer",
+        "SELECT corder_id FROM corder WHERE oname = 'book'",
+    )
+    .await;
+    assert_eq!(rows, [1, 3, 8]);
+    c.query_drop("DELETE FROM corder WHERE corder_id IN (1, 4)")
+        .await
+        .unwrap();
+    let left: Vec<i64> = p
+        .query("SELECT corder_id FROM corder_keyspace_idx ORDER BY corder_id")
+        .await
+        .unwrap();
+    assert_eq!(left, [2, 3, 5, 6, 7, 8]);
+    let mut onames = Vec::new();
+    for s in ["-80", "80-"] {
+        let rows: Vec<(String, i64)> = shard("customer", s)
+            .await
+            .query("SELECT oname, corder_id FROM oname_keyspace_idx")
+            .await
+            .unwrap();
+        onames.extend(rows);
+    }
+    onames.sort_by_key(|r| r.1);
+    let want: Vec<(String, i64)> = [
+        ("Pen", 2),
+        ("book", 3),
+        ("Lamp", 5),
+        ("Pen", 6),
+        ("Cup", 7),
+        ("Book", 8),
+    ]
+    .iter()
+    .map(|(n, i)| (n.to_string(), *i))
+    .collect();
+    assert_eq!(onames, want);
+
+    // The unique lookup still refuses a taken corder_id.
+    let e = c
+        .query_drop(
+            "INSERT INTO corder (corder_id, customer_id, product_id, oname) VALUES (3, 4, 1, 'x')",
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, mysql_async::Error::Server(s) if s.code == 1062),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_compose_example_lookup_hash_tables() {
+    let proxy = proxy().await;
+    let mut l = client(&proxy, "lookup_keyspace").await;
+    run(&mut l, &[
+        "CREATE TABLE messages_message_lookup (message VARCHAR(100), page BIGINT UNSIGNED, PRIMARY KEY (message, page))",
+        "CREATE TABLE tokens_token_lookup (token VARCHAR(100), page BIGINT UNSIGNED, PRIMARY KEY (token, page))",
+    ]).await;
+    let mut c = client(&proxy, "test_keyspace").await;
+    run(&mut c, &[
+        "CREATE TABLE messages (page BIGINT UNSIGNED, time_created_ns BIGINT UNSIGNED, message VARCHAR(100), PRIMARY KEY (page, time_created_ns))",
+        "CREATE TABLE tokens (page BIGINT UNSIGNED, time_created_ns BIGINT UNSIGNED, token VARCHAR(100), PRIMARY KEY (page, time_created_ns))",
+    ]).await;
+    // The same message on several pages, so on several shards.
+    for page in 1..=10 {
+        c.query_drop(format!(
+            "INSERT INTO messages (page, time_created_ns, message) VALUES ({page}, 1, 'hello'), ({page}, 2, 'm{page}')"
+        ))
+        .await
+        .unwrap();
+    }
+    let shards: std::collections::BTreeSet<String> = (1..=10)
+        .map(|p| shard_of("test_keyspace", &xxhash(p)))
+        .collect();
+    assert_eq!(shards.len(), 2, "pages 1..=10 are on both shards");
+    // Each lookup row holds what Vitess's lookup_hash writes: the integer whose hash is the
+    // row's keyspace ID.
+    let mut ls = shard("lookup_keyspace", "0").await;
+    let rows: Vec<(String, u64)> = ls
+        .query("SELECT message, page FROM messages_message_lookup WHERE message = 'm4'")
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        VindexKind::Hash.map(&KeyValue::UInt(rows[0].1)).unwrap(),
+        xxhash(4)
+    );
+    let (pages, reached) = read(
+        &proxy,
+        &mut c,
+        "test_keyspace",
+        "SELECT page FROM messages WHERE message = 'hello'",
+    )
+    .await;
+    assert_eq!(pages, (1..=10).collect::<Vec<_>>());
+    assert_eq!(reached.len(), 2);
+    let (pages, reached) = read(
+        &proxy,
+        &mut c,
+        "test_keyspace",
+        "SELECT page FROM messages WHERE message = 'm5'",
+    )
+    .await;
+    assert_eq!(pages, [5]);
+    assert_eq!(reached, [shard_of("test_keyspace", &xxhash(5))]);
+    // Aggregates over the rows a non-unique lookup finds are merged.
+    let n: Option<i64> = c
+        .query_first("SELECT COUNT(*) FROM messages WHERE message = 'hello'")
+        .await
+        .unwrap();
+    assert_eq!(n, Some(10));
+
+    // autocommit: the lookup row is written at once, outside the transaction, and stays after
+    // a rollback or a delete (Vitess never deletes them); reads still find only real rows.
+    c.query_drop("BEGIN").await.unwrap();
+    c.query_drop("INSERT INTO tokens (page, time_created_ns, token) VALUES (9, 1, 't9')")
+        .await
+        .unwrap();
+    let mut other = client(&proxy, "lookup_keyspace").await;
+    let seen: Option<u64> = other
+        .query_first("SELECT page FROM tokens_token_lookup WHERE token = 't9'")
+        .await
+        .unwrap();
+    assert!(seen.is_some(), "written outside the open transaction");
+    c.query_drop("ROLLBACK").await.unwrap();
+    let (pages, _) = read(
+        &proxy,
+        &mut c,
+        "test_keyspace",
+        "SELECT page FROM tokens WHERE token = 't9'",
+    )
+    .await;
+    assert!(pages.is_empty());
+    c.query_drop("INSERT INTO tokens (page, time_created_ns, token) VALUES (9, 1, 't9')")
+        .await
+        .unwrap();
+    c.query_drop("DELETE FROM tokens WHERE page = 9")
+        .await
+        .unwrap();
+    let kept: i64 = ls
+        .query_first("SELECT COUNT(*) FROM tokens_token_lookup WHERE token = 't9'")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept, 1);
+}
