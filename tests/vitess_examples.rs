@@ -12,7 +12,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::OnceLock;
 
 use common::counters;
