@@ -300,13 +300,14 @@ fn check(config: Option<PathBuf>, vschema_json: Option<PathBuf>) -> Result<(), A
 fn describe_table(table: &vschema::Table) -> String {
     match table {
         vschema::Table::Sharded {
-            column,
             vindex,
             auto_increment,
             lookups,
+            ..
         } => {
             let mut s = format!(
-                "sharded by {column} ({} vindex {})",
+                "sharded by {} ({} vindex {})",
+                table.vindex_columns().join(", "),
                 vindex.kind.name(),
                 vindex.name
             );

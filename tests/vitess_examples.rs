@@ -69,6 +69,22 @@ const TEST_KEYSPACE: &str = r#"{
   }
 }"#;
 
+/// examples/region_sharding/main_vschema_sharded.json, with countries.json beside it; and a
+/// `multicol` table of our own.
+const REGIONS: &str = r#"{
+  "sharded": true,
+  "vindexes": {
+    "region_vdx": {"type": "region_json", "params": {"region_map": "./countries.json", "region_bytes": "1"}},
+    "mc": {"type": "multicol", "params": {"column_count": "2", "column_vindex": "xxhash,hash", "column_bytes": "1"}}
+  },
+  "tables": {
+    "customer": {"column_vindexes": [{"columns": ["id", "country"], "name": "region_vdx"}]},
+    "visits": {"column_vindexes": [{"columns": ["site", "id"], "name": "mc"}]}
+  }
+}"#;
+
+const COUNTRIES: &str = r#"{"United States": 1, "Canada": 2, "France": 64, "Germany": 65, "China": 128, "Japan": 129, "India": 192, "Indonesia": 193}"#;
+
 const LOOKUP_KEYSPACE: &str =
     r#"{"tables": {"messages_message_lookup": {}, "tokens_token_lookup": {}}}"#;
 
@@ -80,7 +96,7 @@ struct Cluster {
 fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
     CLUSTER.get_or_init(|| {
-        let dbs = ["customer", "product", "test_keyspace", "lookup_keyspace"];
+        let dbs = ["customer", "product", "test_keyspace", "lookup_keyspace", "regions"];
         let servers = testkit::start(3, &dbs).expect("start MariaDB");
         let dir = std::env::temp_dir().join(format!("vitess-examples-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -89,6 +105,8 @@ fn cluster() -> &'static Cluster {
             ("product.json", PRODUCT),
             ("test_keyspace.json", TEST_KEYSPACE),
             ("lookup_keyspace.json", LOOKUP_KEYSPACE),
+            ("regions.json", REGIONS),
+            ("countries.json", COUNTRIES),
         ] {
             std::fs::write(dir.join(file), text).unwrap();
         }
@@ -106,11 +124,12 @@ fn cluster() -> &'static Cluster {
             )
         };
         let text = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n\n[[users]]\nname = \"app\"\npassword = \"secret\"\n\n{}{}{}{}",
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n[[users]]\nname = \"app\"\npassword = \"secret\"\n\n{}{}{}{}{}",
             sharded("customer"),
             unsharded("product"),
             sharded("test_keyspace"),
             unsharded("lookup_keyspace"),
+            sharded("regions"),
         );
         let config =
             vschema::parse_config(&text, &dir.join("shardgate.toml")).expect("the examples load");
@@ -496,4 +515,112 @@ async fn the_compose_example_lookup_hash_tables() {
         .unwrap()
         .unwrap();
     assert_eq!(kept, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn region_json_and_multicol_tables() {
+    let proxy = proxy().await;
+    let mut c = client(&proxy, "regions").await;
+    run(&mut c, &[
+        "CREATE TABLE customer (id INT NOT NULL, fullname VARCHAR(256), nationalid VARCHAR(256), country VARCHAR(256), PRIMARY KEY (id))",
+        "CREATE TABLE visits (site VARCHAR(20), id BIGINT, n INT, PRIMARY KEY (site, id))",
+        // The example's insert_customers.sql, in part: regions below 0x80 are on -80.
+        "INSERT INTO customer (id, fullname, nationalid, country) VALUES (1, 'Philip Roth', '123-456-789', 'United States'), (2, 'Gary Shteyngart', '234-567-891', 'United States'), (3, 'Margaret Atwood', '345-678-912', 'Canada'), (4, 'Alice Munro', '456-789-123', 'Canada'), (5, 'Albert Camus', '912-345-678', 'France'), (6, 'Colette', '102-345-678', 'France'), (7, 'Hermann Hesse', '304-567-891', 'Germany'), (8, 'Cornelia Funke', '203-456-789', 'Germany'), (9, 'Cixin Liu', '789-123-456', 'China'), (10, 'Jia Pingwa', '891-234-567', 'China'), (11, 'Haruki Murakami', '405-678-912', 'Japan'), (12, 'Banana Yoshimoto', '506-789-123', 'Japan'), (13, 'Arundhati Roy', '567-891-234', 'India'), (14, 'Shashi Tharoor', '678-912-345', 'India'), (15, 'Andrea Hirata', '607-891-234', 'Indonesia'), (16, 'Ayu Utami', '708-912-345', 'Indonesia')",
+    ]).await;
+    let mut low: Vec<i64> = shard("regions", "-80")
+        .await
+        .query("SELECT id FROM customer ORDER BY id")
+        .await
+        .unwrap();
+    let mut high: Vec<i64> = shard("regions", "80-")
+        .await
+        .query("SELECT id FROM customer ORDER BY id")
+        .await
+        .unwrap();
+    low.sort();
+    high.sort();
+    assert_eq!(low, (1..=8).collect::<Vec<_>>(), "America and Europe");
+    assert_eq!(high, (9..=16).collect::<Vec<_>>(), "Asia");
+    // Both columns: one shard. One of them: every shard, still right.
+    let (rows, reached) = read(
+        &proxy,
+        &mut c,
+        "regions",
+        "SELECT id FROM customer WHERE country = 'Japan' AND id = 11",
+    )
+    .await;
+    assert_eq!((rows, reached), (vec![11], vec!["80-".to_string()]));
+    let (rows, reached) = read(
+        &proxy,
+        &mut c,
+        "regions",
+        "SELECT id FROM customer WHERE id = 5",
+    )
+    .await;
+    assert_eq!((rows, reached.len()), (vec![5], 2));
+    let n: Option<i64> = c
+        .query_first("SELECT COUNT(*) FROM customer WHERE country = 'France'")
+        .await
+        .unwrap();
+    assert_eq!(n, Some(2));
+    // A country outside the map has no keyspace ID; moving a row between regions is refused.
+    let e = c
+        .query_drop("INSERT INTO customer (id, country) VALUES (17, 'Atlantis')")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("region map"), "{e}");
+    let e = c
+        .query_drop("UPDATE customer SET country = 'India' WHERE id = 1")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, mysql_async::Error::Server(s) if s.code == 1235),
+        "{e}"
+    );
+    c.query_drop(
+        "UPDATE customer SET fullname = 'P. Roth' WHERE id = 1 AND country = 'United States'",
+    )
+    .await
+    .unwrap();
+    c.query_drop("DELETE FROM customer WHERE id = 16 AND country = 'Indonesia'")
+        .await
+        .unwrap();
+    let left: Option<i64> = c
+        .query_first("SELECT COUNT(*) FROM customer")
+        .await
+        .unwrap();
+    assert_eq!(left, Some(15));
+
+    // multicol: one byte of xxhash(site), then seven of hash(id): a site's rows share a shard.
+    for site in ["a", "b", "c", "d"] {
+        c.query_drop(format!("INSERT INTO visits (site, id, n) VALUES ('{site}', 1, 1), ('{site}', 2, 2), ('{site}', 300, 3)")).await.unwrap();
+    }
+    for site in ["a", "b", "c", "d"] {
+        let first = VindexKind::Xxhash
+            .map(&KeyValue::Text(site.as_bytes().to_vec()))
+            .unwrap()
+            .0[0];
+        let home = if first < 0x80 { "-80" } else { "80-" };
+        let here: Vec<i64> = shard("regions", home)
+            .await
+            .query(format!(
+                "SELECT id FROM visits WHERE site = '{site}' ORDER BY id"
+            ))
+            .await
+            .unwrap();
+        assert_eq!(here, [1, 2, 300], "site {site} on {home}");
+        let (rows, reached) = read(
+            &proxy,
+            &mut c,
+            "regions",
+            &format!("SELECT n FROM visits WHERE id = 300 AND site = '{site}'"),
+        )
+        .await;
+        assert_eq!((rows, reached), (vec![3], vec![home.to_string()]));
+    }
+    let total: Option<i64> = c
+        .query_first("SELECT SUM(n) FROM visits WHERE id = 2")
+        .await
+        .unwrap();
+    assert_eq!(total, Some(8));
 }

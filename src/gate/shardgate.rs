@@ -58,9 +58,9 @@ impl GateSession {
                 for ks in self.topo.vschema.keyspaces() {
                     for (name, table) in &ks.tables {
                         let (kind, column, vindex) = match table {
-                            vschema::Table::Sharded { column, vindex, .. } => (
+                            vschema::Table::Sharded { vindex, .. } => (
                                 "sharded",
-                                column.clone(),
+                                table.vindex_columns().join(","),
                                 format!("{} ({})", vindex.name, vindex.kind.name()),
                             ),
                             vschema::Table::Reference => {

@@ -16,6 +16,12 @@ pub(crate) fn literal(value: &KeyValue) -> String {
         // Bound before execution; left as written, a shard refuses it rather than guess.
         KeyValue::Param(i) => format!("?{}", i + 1),
         KeyValue::Text(bytes) => crate::literal::text(bytes),
+        KeyValue::Tuple(values) => {
+            format!(
+                "({})",
+                values.iter().map(literal).collect::<Vec<_>>().join(", ")
+            )
+        }
     }
 }
 
@@ -292,19 +298,28 @@ async fn owner_holds<E: Executor>(
         .map(|(c, v)| format!("{} = {}", quote(c), literal(v)))
         .collect::<Vec<_>>()
         .join(" AND ");
+    let columns: Vec<String> = lookup.primary.iter().map(|c| quote(c)).collect();
     let probe = format!(
         "SELECT {} FROM {} WHERE {condition} LOCK IN SHARE MODE",
-        quote(&lookup.primary),
+        columns.join(", "),
         quote(&lookup.table),
     );
     let rows = query_rows(executor, &owner_keyspace.name, shard, &probe).await?;
-    Ok(rows
-        .iter()
-        .any(|r| match (primary, r.first().and_then(key_value)) {
-            (None, _) => true,
-            (Some(vindex), Some(v)) => vindex.map(&v).is_ok_and(|id| id == *ksid),
-            (Some(_), None) => false,
-        }))
+    Ok(rows.iter().any(|r| match (primary, primary_value(r)) {
+        (None, _) => true,
+        (Some(vindex), Some(v)) => vindex.map(&v).is_ok_and(|id| id == *ksid),
+        (Some(_), None) => false,
+    }))
+}
+
+/// A row's primary vindex value from its columns: one, or a multi-column vindex's tuple.
+pub(crate) fn primary_value(row: &[Value]) -> Option<KeyValue> {
+    match row {
+        [one] => key_value(one),
+        many => Some(KeyValue::Tuple(
+            many.iter().map(key_value).collect::<Option<_>>()?,
+        )),
+    }
 }
 
 /// Removes the lookup row of a key whose owner row (at `ksid`) is gone or no longer holds it.

@@ -6,7 +6,7 @@
 use vschema::{KeyValue, Keyspace, VSchema};
 
 use crate::fanout::concatenate;
-use crate::lookup::{claim, key_value, query_rows, release, row_key, same_key};
+use crate::lookup::{claim, key_value, primary_value, query_rows, release, row_key, same_key};
 use crate::plan::OwnedWrite;
 use crate::route::shards_for;
 use crate::{EngineError, ExecOptions, Executor, NoRows, Outcome};
@@ -33,12 +33,11 @@ pub(crate) async fn execute<E: Executor>(
             if touched.len() >= options.max_buffered_rows {
                 return Err(EngineError::TooManyRows(options.max_buffered_rows));
             }
-            let primary = row
-                .first()
-                .and_then(key_value)
+            let n = w.vindex.column_count();
+            let primary = primary_value(row.get(..n).unwrap_or_default())
                 .ok_or_else(|| EngineError::Bug("row without its primary vindex value".into()))?;
             let ksid = w.vindex.map(&primary)?;
-            let mut values = row.iter().skip(1).map(key_value);
+            let mut values = row.iter().skip(n).map(key_value);
             let per_lookup: Vec<Vec<Option<KeyValue>>> = w
                 .lookups
                 .iter()

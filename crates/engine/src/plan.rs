@@ -560,8 +560,8 @@ pub struct Insert {
 pub struct OwnedLookup {
     pub vindex: Arc<LookupVindex>,
     pub table: String,
-    /// The table's primary vindex column: which rows of a shard share a keyspace ID.
-    pub primary: String,
+    /// The table's primary vindex columns: which rows of a shard share a keyspace ID.
+    pub primary: Vec<String>,
     pub columns: Vec<String>,
     /// Which of `columns` is the AUTO_INCREMENT column: a row whose id is generated has it
     /// filled with that id.

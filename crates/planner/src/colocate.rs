@@ -36,6 +36,8 @@ struct Occurrence {
     /// The alias, or the table's name: what qualifies its columns.
     qualifier: String,
     column: String,
+    /// A multi-column vindex's columns (`column` is then empty).
+    columns: Vec<String>,
     vindex: Arc<Vindex>,
     lookups: Vec<LookupColumn>,
     /// On the optional side of an outer join (its rows may be NULL-extended).
@@ -257,6 +259,7 @@ impl Colocation {
                 let resolved = resolve(name, ctx)?;
                 let Table::Sharded {
                     column,
+                    columns,
                     vindex,
                     lookups,
                     ..
@@ -268,6 +271,7 @@ impl Colocation {
                     scope,
                     qualifier,
                     column,
+                    columns,
                     vindex,
                     lookups,
                     optional,
@@ -295,6 +299,7 @@ impl Colocation {
                     scope,
                     qualifier: alias.name.value.clone(),
                     column: name,
+                    columns: Vec::new(),
                     vindex,
                     lookups: Vec::new(),
                     optional,
@@ -566,6 +571,7 @@ impl Colocation {
                     column: &o.column,
                     vindex: &o.vindex,
                     lookups: &o.lookups,
+                    columns: &o.columns,
                 }
                 .is_vindex_column(expr)
         })
@@ -589,6 +595,7 @@ impl Colocation {
                 column: &o.column,
                 vindex: &o.vindex,
                 lookups: &o.lookups,
+                columns: &o.columns,
             };
             let opcode = opcode_for(select.selection.as_ref(), &target, keyspace);
             if best.as_ref().is_none_or(|b| rank(&opcode) < rank(b)) {

@@ -54,11 +54,16 @@ pub(crate) fn plan_insert(
         }
         Table::Reference => return Err(unsupported("INSERT ... SELECT into a reference table")),
         Table::Sharded {
-            column,
             vindex,
             auto_increment,
             lookups,
-        } => (column, vindex, auto_increment, lookups),
+            ..
+        } => (
+            target.table.vindex_columns(),
+            vindex,
+            auto_increment,
+            lookups,
+        ),
     };
     if !insert.assignments.is_empty() {
         return crate::plan_text(&set_as_values(insert, source)?, ctx);
@@ -88,10 +93,16 @@ pub(crate) fn plan_insert(
             Some((ai, position, appended))
         }
     };
-    let position = find(column, &columns).ok_or_else(|| PlanError::MissingVindexColumn {
-        table: target.name.clone(),
-        column: column.clone(),
-    })?;
+    let positions = column
+        .iter()
+        .map(|c| {
+            find(c, &columns).ok_or_else(|| PlanError::MissingVindexColumn {
+                table: target.name.clone(),
+                column: c.to_string(),
+            })
+        })
+        .collect::<Result<Vec<usize>, _>>()?;
+    let position = positions[0];
     if !owned.is_empty() && (insert.ignore || insert.replace_into || insert.on.is_some()) {
         return Err(unsupported(format!(
             "INSERT IGNORE, REPLACE or ON DUPLICATE KEY UPDATE into {}, which owns lookup vindexes",
@@ -104,9 +115,12 @@ pub(crate) fn plan_insert(
         .map(|l| l.columns.iter().map(|c| find(c, &columns)).collect())
         .collect();
     match &insert.on {
-        Some(OnInsert::DuplicateKeyUpdate(assignments)) if assigns_column(assignments, column) => {
+        Some(OnInsert::DuplicateKeyUpdate(assignments))
+            if column.iter().any(|c| assigns_column(assignments, c)) =>
+        {
             return Err(unsupported(format!(
-                "ON DUPLICATE KEY UPDATE that changes the primary vindex column {column}"
+                "ON DUPLICATE KEY UPDATE that changes the primary vindex column {}",
+                column.join(", ")
             )));
         }
         Some(OnInsert::OnConflict(_)) => return Err(unsupported("INSERT ... ON CONFLICT")),
@@ -174,16 +188,27 @@ pub(crate) fn plan_insert(
         let value = if generated && generate.as_ref().is_some_and(|(_, p, _)| *p == position) {
             None
         } else {
-            let expr = &row[position];
-            if matches!(expr, Expr::Value(v) if v.value == Value::Null) {
-                return Err(PlanError::NullVindexValue(column.clone()));
+            let mut values = Vec::with_capacity(positions.len());
+            for (&p, c) in positions.iter().zip(&column) {
+                let expr = &row[p];
+                if matches!(expr, Expr::Value(v) if v.value == Value::Null) {
+                    return Err(PlanError::NullVindexValue(c.to_string()));
+                }
+                values.push(literal(expr).ok_or_else(|| {
+                    unsupported(format!(
+                        "a non-literal value for primary vindex column {c}: {expr}"
+                    ))
+                })?);
             }
-            let value = literal(expr).ok_or_else(|| {
-                unsupported(format!(
-                    "a non-literal value for primary vindex column {column}: {expr}"
-                ))
-            })?;
-            if !matches!(value, KeyValue::Param(_)) {
+            let value = match values.len() {
+                1 => values.remove(0),
+                _ => KeyValue::Tuple(values),
+            };
+            let bound_later = |v: &KeyValue| match v {
+                KeyValue::Tuple(values) => values.iter().any(|v| matches!(v, KeyValue::Param(_))),
+                v => matches!(v, KeyValue::Param(_)),
+            };
+            if !bound_later(&value) {
                 vindex.map(&value)?;
             }
             Some(value)
@@ -228,7 +253,7 @@ pub(crate) fn plan_insert(
         rows,
         suffix,
         generate,
-        lookups: owned_lookups(&target.name, column, auto_increment.as_ref(), &owned),
+        lookups: owned_lookups(&target.name, &column, auto_increment.as_ref(), &owned),
         returning: insert.returning.is_some(),
         from_select: false,
     }))
@@ -394,7 +419,7 @@ fn set_as_values(insert: &Insert, source: &SourceText<'_>) -> Result<String, Pla
 
 fn owned_lookups(
     table: &str,
-    primary: &str,
+    primary: &[&str],
     auto_increment: Option<&AutoIncrement>,
     lookups: &[&LookupColumn],
 ) -> Vec<OwnedLookup> {
@@ -403,7 +428,7 @@ fn owned_lookups(
         .map(|l| OwnedLookup {
             vindex: l.vindex.clone(),
             table: table.to_string(),
-            primary: primary.to_string(),
+            primary: primary.iter().map(|c| c.to_string()).collect(),
             columns: l.columns.clone(),
             generated: auto_increment.and_then(|ai| {
                 l.columns
@@ -469,7 +494,7 @@ pub(crate) fn plan_update(
         TableFactor::Table { alias, .. } => alias.as_ref().map(|a| a.name.value.clone()),
         _ => return Err(unsupported("UPDATE of a derived table")),
     };
-    if let Some(column) = sharded_column(stmt, ctx)? {
+    for column in vindex_columns(stmt, ctx)? {
         if assigns_column(&update.assignments, &column) {
             return Err(unsupported(format!("changing the primary vindex column {column} (the row would have to move to another shard)")));
         }
@@ -540,12 +565,19 @@ pub(crate) fn plan_delete(
 }
 
 /// The primary vindex column of the statement's first table, if it is sharded.
-fn sharded_column(stmt: &Statement, ctx: &Context<'_>) -> Result<Option<String>, PlanError> {
+/// The primary vindex columns of the statement's first table (none unless it is sharded).
+fn vindex_columns(stmt: &Statement, ctx: &Context<'_>) -> Result<Vec<String>, PlanError> {
     let tables = relations(stmt, ctx, &[])?;
-    Ok(tables.first().and_then(|t| match &t.table {
-        Table::Sharded { column, .. } => Some(column.clone()),
-        _ => None,
-    }))
+    Ok(tables
+        .first()
+        .map(|t| {
+            t.table
+                .vindex_columns()
+                .into_iter()
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default())
 }
 
 /// The parts of an UPDATE or DELETE of one table.
@@ -608,6 +640,7 @@ fn plan_write(
         }
         Table::Sharded {
             column,
+            columns: multi_columns,
             vindex,
             lookups,
             auto_increment,
@@ -620,6 +653,7 @@ fn plan_write(
                     column,
                     vindex,
                     lookups,
+                    columns: multi_columns,
                 },
                 keyspace,
             );
@@ -681,7 +715,8 @@ fn plan_write(
                     target.name
                 )));
             }
-            let mut columns = vec![column.as_str()];
+            let primary = target.table.vindex_columns();
+            let mut columns = primary.clone();
             columns.extend(
                 owned
                     .iter()
@@ -694,7 +729,7 @@ fn plan_write(
                 route: route(opcode, text),
                 select,
                 vindex: vindex.clone(),
-                lookups: owned_lookups(&target.name, column, auto_increment.as_ref(), &owned),
+                lookups: owned_lookups(&target.name, &primary, auto_increment.as_ref(), &owned),
                 new_value,
             }))
         }

@@ -15,6 +15,9 @@ pub(crate) struct Target<'a> {
     pub vindex: &'a Arc<Vindex>,
     /// Secondary columns with lookup vindexes (the `write_only` ones are not read).
     pub lookups: &'a [LookupColumn],
+    /// A multi-column vindex's columns (`column` is then empty): equalities on all of them
+    /// reach one shard.
+    pub columns: &'a [String],
 }
 
 impl Target<'_> {
@@ -171,6 +174,7 @@ pub(crate) fn opcode_for(
     conjuncts(selection, &mut parts);
     let mut in_values: Option<Vec<KeyValue>> = None;
     let mut lookup = None;
+    let mut multi: Vec<Option<KeyValue>> = vec![None; target.columns.len()];
     for part in parts {
         match part {
             Expr::BinaryOp {
@@ -178,6 +182,15 @@ pub(crate) fn opcode_for(
                 op: BinaryOperator::Eq,
                 right,
             } => {
+                for (slot, c) in multi.iter_mut().zip(target.columns) {
+                    if slot.is_none() {
+                        if target.is_column(left, c) {
+                            *slot = literal(right);
+                        } else if target.is_column(right, c) {
+                            *slot = literal(left);
+                        }
+                    }
+                }
                 let value = if target.is_vindex_column(left) {
                     target.mappable(right)
                 } else if target.is_vindex_column(right) {
@@ -206,7 +219,17 @@ pub(crate) fn opcode_for(
             _ => {}
         }
     }
-    // A lookup finds the one shard; an IN list may need several.
+    if let Some(values) = multi.into_iter().collect::<Option<Vec<KeyValue>>>() {
+        let value = KeyValue::Tuple(values);
+        let bound_later = matches!(&value, KeyValue::Tuple(v) if v.iter().any(|v| matches!(v, KeyValue::Param(_))));
+        if !target.columns.is_empty() && (bound_later || target.vindex.map(&value).is_ok()) {
+            return Opcode::EqualUnique {
+                vindex: target.vindex.clone(),
+                value,
+            };
+        }
+    }
+    // A lookup finds the shards; an IN list may need several.
     if let Some((vindex, value)) = lookup {
         return Opcode::Lookup { vindex, value };
     }

@@ -135,22 +135,23 @@ fn plan_in_place(
         .filter_map(|t| match &t.table {
             Table::Sharded {
                 column,
+                columns,
                 vindex,
                 lookups,
                 ..
-            } => Some((t, column, vindex, lookups)),
+            } => Some((t, column, columns, vindex, lookups)),
             _ => None,
         })
         .collect();
-    let (sharded_table, column, vindex, lookups, select, alias) = match (
+    let (sharded_table, column, columns, vindex, lookups, select, alias) = match (
         sharded.as_slice(),
         query.with.is_none(),
         query.body.as_ref(),
     ) {
         ([], ..) => return Ok(route(&keyspace.name, Opcode::Reference, query_text)),
-        ([(table, column, vindex, lookups)], true, SetExpr::Select(select)) => {
+        ([(table, column, columns, vindex, lookups)], true, SetExpr::Select(select)) => {
             match top_level_alias(select, table) {
-                Some(alias) => (*table, *column, *vindex, *lookups, select, alias),
+                Some(alias) => (*table, *column, *columns, *vindex, *lookups, select, alias),
                 None => return plan_colocated(stmt, query, ctx, keyspace, &ctes, 1, query_text),
             }
         }
@@ -168,6 +169,7 @@ fn plan_in_place(
         column,
         vindex,
         lookups,
+        columns,
     };
     let opcode = opcode_for(select.selection.as_ref(), &target, keyspace);
     if !opcode.is_single_shard() && !scatter_join_is_safe(select, sharded_table) {

@@ -137,6 +137,12 @@ fn decide_generated(row: &mut InsertRow, column: usize, literals: &[Literal]) ->
 fn bound(v: &KeyValue, literals: &[Literal]) -> Option<KeyValue> {
     match v {
         KeyValue::Param(i) => literals.get(*i)?.key_value(),
+        KeyValue::Tuple(values) => Some(KeyValue::Tuple(
+            values
+                .iter()
+                .map(|v| bound(v, literals))
+                .collect::<Option<_>>()?,
+        )),
         other => Some(other.clone()),
     }
 }

@@ -19,7 +19,9 @@ use std::sync::Arc;
 
 pub use keyrange::KeyRange;
 pub use load::{load_config, load_vitess_json, parse_config};
-pub use vindex::{parse_static_map, KeyValue, KeyspaceId, Vindex, VindexError, VindexKind};
+pub use vindex::{
+    parse_static_map, KeyValue, KeyspaceId, MultiColumn, Vindex, VindexError, VindexKind,
+};
 
 /// A config mistake, located: `shardgate.toml:12: keyspaces.commerce.tables.orders: unknown vindex "hsh"`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -292,7 +294,12 @@ impl BackendAddr {
 pub enum Table {
     /// Rows spread over the shards by the primary vindex of `column`.
     Sharded {
+        /// Empty for a multi-column vindex: no one column places a row, and no column name
+        /// matches it, so reasoning about one vindex column (routing, colocated joins) never
+        /// applies. Its columns are `columns`.
         column: String,
+        /// The columns of a multi-column primary vindex (`multicol`, `region_json`), in order.
+        columns: Vec<String>,
         vindex: Arc<Vindex>,
         auto_increment: Option<AutoIncrement>,
         /// Secondary columns mapped through lookup tables.
@@ -305,6 +312,19 @@ pub enum Table {
     Reference,
     /// A table of an unsharded keyspace: everything on its one shard.
     Unsharded,
+}
+
+impl Table {
+    /// A sharded table's primary vindex columns: its one column, or a multi-column vindex's.
+    pub fn vindex_columns(&self) -> Vec<&str> {
+        match self {
+            Table::Sharded {
+                column, columns, ..
+            } if columns.is_empty() => vec![column.as_str()],
+            Table::Sharded { columns, .. } => columns.iter().map(String::as_str).collect(),
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// Secondary columns whose values map to keyspace IDs through a lookup table.

@@ -8,7 +8,7 @@ use toml::Spanned;
 
 use crate::keyrange::{check_tiling, KeyRange};
 use crate::raw::{RawConfig, RawKeyspace, VitessKeyspace};
-use crate::vindex::{Vindex, VindexKind};
+use crate::vindex::{MultiColumn, Vindex, VindexKind};
 use crate::{
     parse_native_hash, AutoIncrement, BackendAddr, BackendTls, Config, ConfigError, Keyspace,
     LookupColumn, LookupType, LookupVindex, PoolSize, Secret, SequenceRef, ServerConfig, Shard,
@@ -499,6 +499,9 @@ impl Ctx<'_> {
                     ),
                 )
             })?;
+            if matches!(kind, VindexKind::Multicol | VindexKind::RegionJson) {
+                return Err(self.err(&v.get_ref().kind, &format!("{key}.vindexes.{vname}.type"), format!("{kind_name} maps several columns: give the keyspace as a Vitess vschema.json (vschema_json = \"file.json\")")));
+            }
             vindexes.insert(
                 vname.clone(),
                 Arc::new(Vindex {
@@ -554,7 +557,7 @@ impl Ctx<'_> {
                         }
                         columns.push(lookup);
                     }
-                    Table::Sharded { column: pv.column.clone(), vindex: vindex.clone(), auto_increment, lookups: columns }
+                    Table::Sharded { column: pv.column.clone(), columns: Vec::new(), vindex: vindex.clone(), auto_increment, lookups: columns }
                 }
                 (None, None) if raw.auto_increment.is_some() => {
                     return Err(self.err(t, &format!("{tkey}.auto_increment"), "auto_increment is for sharded tables; an unsharded table uses MySQL's own AUTO_INCREMENT".into()))
@@ -734,6 +737,38 @@ fn static_map(
         (None, None) => return Err("numeric_static_map needs json_path (or json)".into()),
     };
     crate::vindex::parse_static_map(&text).map_err(|e| format!("numeric_static_map entries: {e}"))
+}
+
+/// A multi-column vindex's params: `multicol`'s columns, `region_json`'s map (a JSON file of
+/// text → region, relative to the file naming it) and bytes.
+fn multi_column(
+    kind: VindexKind,
+    params: &BTreeMap<String, String>,
+    file: &Path,
+) -> Result<Option<MultiColumn>, String> {
+    let get = |p: &str| params.get(p).map(String::as_str);
+    Ok(Some(match kind {
+        VindexKind::Multicol => MultiColumn::hashed(
+            get("column_count").ok_or("multicol needs params.column_count")?,
+            get("column_vindex"),
+            get("column_bytes"),
+        )?,
+        VindexKind::RegionJson => {
+            let bytes = match get("region_bytes") {
+                Some("1") => 1,
+                Some("2") => 2,
+                _ => return Err("region_json needs params.region_bytes, 1 or 2".into()),
+            };
+            let path = get("region_map").ok_or("region_json needs params.region_map")?;
+            let path = file.parent().unwrap_or(Path::new(".")).join(path);
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let map = serde_json::from_str(&text)
+                .map_err(|e| format!("region_map {}: {e}", path.display()))?;
+            MultiColumn::Region { bytes, map }
+        }
+        _ => return Ok(None),
+    }))
 }
 
 /// One keyspace of a Vitess VSchema file: its name (none for a file of one keyspace), whether it
@@ -974,6 +1009,8 @@ fn vitess_keyspace(
                     path,
                 )
                 .map_err(|m| err(None, &format!("vindexes.{name}.params"), m))?,
+                multi: multi_column(kind, &v.params, path)
+                    .map_err(|m| err(None, &format!("vindexes.{name}.params"), m))?,
                 ..Vindex::new(name, kind)
             }),
         );
@@ -1044,28 +1081,43 @@ fn vitess_keyspace(
                             format!("unknown vindex {:?} for table {name}", cv.name),
                         )
                     })?;
-                    let [column] = columns.as_slice() else {
+                    if columns.len() != vindex.column_count() {
                         return Err(err(
                             None,
                             &at,
-                            format!("multi-column vindex {} is not supported yet", cv.name),
+                            format!(
+                                "vindex {} maps {} column(s), not {}",
+                                cv.name,
+                                vindex.column_count(),
+                                columns.len()
+                            ),
                         ));
-                    };
+                    }
                     // A later functional vindex only checks, in Vitess, that a row's value maps to
                     // its keyspace ID; shardgate routes by the primary one and lookups.
                     if primary.is_none() {
-                        primary = Some((column.clone(), vindex.clone()));
+                        primary = Some((columns, vindex.clone()));
                     }
                 }
-                let (column, vindex) = primary.ok_or_else(|| {
+                let (columns, vindex) = primary.ok_or_else(|| {
                     err(
                         None,
                         &format!("{key}.column_vindexes[0].name"),
                         format!("table {name} has only lookup vindexes; shardgate places rows by a functional vindex (supported: {})", crate::vindex::SUPPORTED),
                     )
                 })?;
+                let (column, columns) = match columns.as_slice() {
+                    [one] => (one.clone(), Vec::new()),
+                    _ => (String::new(), columns),
+                };
+                if let (Some(ai), false) = (&t.auto_increment, columns.is_empty()) {
+                    if columns.iter().any(|c| c.eq_ignore_ascii_case(&ai.column)) {
+                        return Err(err(None, &format!("{key}.auto_increment"), format!("an AUTO_INCREMENT column ({}) of a multi-column vindex is not supported yet", ai.column)));
+                    }
+                }
                 Table::Sharded {
                     column,
+                    columns,
                     vindex,
                     auto_increment: t
                         .auto_increment

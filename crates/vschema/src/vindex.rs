@@ -33,6 +33,8 @@ pub enum KeyValue {
     /// The value of bind variable `?N` (N = index + 1) of a cached plan, replaced by the value
     /// before the plan runs; vindexes refuse it.
     Param(usize),
+    /// One value per column of a multi-column vindex, in its column order.
+    Tuple(Vec<KeyValue>),
 }
 
 impl fmt::Display for KeyValue {
@@ -43,6 +45,10 @@ impl fmt::Display for KeyValue {
             KeyValue::Text(b) => write!(f, "'{}'", String::from_utf8_lossy(b)),
             KeyValue::Decimal(s) => f.write_str(s),
             KeyValue::Param(i) => write!(f, "?{}", i + 1),
+            KeyValue::Tuple(values) => {
+                let parts: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+                write!(f, "({})", parts.join(", "))
+            }
         }
     }
 }
@@ -69,11 +75,144 @@ pub enum VindexKind {
     Null,
     /// The integer, replaced by its entry in a static map when it has one, as 8 big-endian bytes.
     NumericStaticMap,
+    /// Several columns, each hashed by its own vindex, the first bytes of each in turn
+    /// ([`MultiColumn::Hashed`]).
+    Multicol,
+    /// Two columns: the region of the second (from a map) in 1 or 2 bytes, then the `hash` of
+    /// the first ([`MultiColumn::Region`]).
+    RegionJson,
+}
+
+/// How a multi-column vindex combines its columns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MultiColumn {
+    /// `multicol`: each column's vindex and how many bytes of its keyspace ID it gives.
+    Hashed(Vec<(VindexKind, usize)>),
+    /// `region_json`: the region map (second column's text → region) and the region's bytes.
+    Region {
+        bytes: usize,
+        map: BTreeMap<String, u64>,
+    },
+}
+
+impl MultiColumn {
+    /// `multicol`'s params: `column_count`, and optionally `column_vindex` (default `hash`) and
+    /// `column_bytes` (the rest of the 8 bytes shared out, the earlier columns taking more), as
+    /// Vitess reads them.
+    pub fn hashed(
+        count: &str,
+        vindexes: Option<&str>,
+        bytes: Option<&str>,
+    ) -> Result<Self, String> {
+        let count: usize = count
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| (1..=8).contains(n))
+            .ok_or("column_count must be between 1 and 8")?;
+        let list = |s: Option<&str>| -> Vec<String> {
+            s.map(|s| s.split(',').map(|p| p.trim().to_string()).collect())
+                .unwrap_or_default()
+        };
+        let (names, sizes) = (list(vindexes), list(bytes));
+        if names.len() > count || sizes.len() > count {
+            return Err("more column_vindex or column_bytes entries than column_count".into());
+        }
+        let mut kinds = Vec::with_capacity(count);
+        for i in 0..count {
+            let name = names.get(i).map(String::as_str).filter(|n| !n.is_empty());
+            let kind = VindexKind::parse(name.unwrap_or("hash"))
+                .filter(|k| {
+                    !matches!(
+                        k,
+                        VindexKind::Null
+                            | VindexKind::NumericStaticMap
+                            | VindexKind::Multicol
+                            | VindexKind::RegionJson
+                    )
+                })
+                .ok_or_else(|| {
+                    format!(
+                        "column_vindex {:?} is not a hashing vindex",
+                        name.unwrap_or("hash")
+                    )
+                })?;
+            kinds.push(kind);
+        }
+        let mut given: Vec<Option<usize>> = vec![None; count];
+        for (i, s) in sizes.iter().enumerate().filter(|(_, s)| !s.is_empty()) {
+            given[i] = Some(
+                s.parse()
+                    .map_err(|_| format!("column_bytes entry {s:?} is not a number"))?,
+            );
+        }
+        let used: usize = given.iter().flatten().sum();
+        let mut pending = given.iter().filter(|g| g.is_none()).count();
+        let mut remaining = 8usize
+            .checked_sub(used)
+            .filter(|r| *r >= pending)
+            .ok_or("column_bytes exceed the keyspace ID's 8 bytes")?;
+        let mut out = Vec::with_capacity(count);
+        for (kind, g) in kinds.into_iter().zip(given) {
+            let n = match g {
+                Some(n) => n,
+                None => {
+                    let n = remaining.div_ceil(pending);
+                    remaining -= n;
+                    pending -= 1;
+                    n
+                }
+            };
+            out.push((kind, n));
+        }
+        Ok(MultiColumn::Hashed(out))
+    }
+
+    fn map(&self, name: &'static str, values: &[KeyValue]) -> Result<KeyspaceId, VindexError> {
+        let want = match self {
+            MultiColumn::Hashed(parts) => parts.len(),
+            MultiColumn::Region { .. } => 2,
+        };
+        if values.len() != want {
+            return Err(VindexError::Columns {
+                vindex: name,
+                want,
+                got: values.len(),
+            });
+        }
+        let mut id = Vec::with_capacity(8);
+        match self {
+            MultiColumn::Hashed(parts) => {
+                // Each column starts where the bytes before it end, zero-padded when the
+                // previous one gave fewer.
+                let mut start = 0;
+                for ((kind, bytes), v) in parts.iter().zip(values) {
+                    id.resize(id.len().max(start), 0);
+                    let hashed = kind.map(v)?;
+                    id.extend(hashed.0.iter().take(*bytes));
+                    start += bytes;
+                }
+            }
+            MultiColumn::Region { bytes, map } => {
+                let region_of = match &values[1] {
+                    KeyValue::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                    other => other.to_string(),
+                };
+                let region = map.get(&region_of).ok_or_else(|| VindexError::NoRegion {
+                    value: values[1].to_string(),
+                })?;
+                let region = (*region as u16).to_be_bytes();
+                id.extend(&region[2 - bytes..]);
+                id.extend(VindexKind::Hash.map(&values[0])?.0);
+            }
+        }
+        Ok(KeyspaceId(id))
+    }
 }
 
 /// The vindex types a VSchema may name, for error messages.
 pub const SUPPORTED: &str = "hash, xxhash, numeric, binary, binary_md5, reverse_bits, null, \
-     numeric_static_map, unicode_loose_md5, unicode_loose_xxhash, lookup, lookup_unique, lookup_hash, \
+     numeric_static_map, unicode_loose_md5, unicode_loose_xxhash, multicol, region_json, lookup, lookup_unique, lookup_hash, \
      lookup_hash_unique, consistent_lookup, consistent_lookup_unique";
 
 impl VindexKind {
@@ -89,6 +228,8 @@ impl VindexKind {
             "reverse_bits" => VindexKind::ReverseBits,
             "null" => VindexKind::Null,
             "numeric_static_map" => VindexKind::NumericStaticMap,
+            "multicol" => VindexKind::Multicol,
+            "region_json" => VindexKind::RegionJson,
             _ => return None,
         })
     }
@@ -105,6 +246,8 @@ impl VindexKind {
             VindexKind::ReverseBits => "reverse_bits",
             VindexKind::Null => "null",
             VindexKind::NumericStaticMap => "numeric_static_map",
+            VindexKind::Multicol => "multicol",
+            VindexKind::RegionJson => "region_json",
         }
     }
 
@@ -129,6 +272,14 @@ pub enum VindexError {
     NotUtf8 { vindex: &'static str, value: String },
     #[error("bind variable ?{0} has no value")]
     Unbound(usize),
+    #[error("vindex {vindex} maps {want} columns, given {got}")]
+    Columns {
+        vindex: &'static str,
+        want: usize,
+        got: usize,
+    },
+    #[error("region_json: {value} is not in the region map")]
+    NoRegion { value: String },
 }
 
 /// A named vindex of a keyspace.
@@ -138,6 +289,8 @@ pub struct Vindex {
     pub kind: VindexKind,
     /// `numeric_static_map`'s entries (empty for the other kinds).
     pub static_map: BTreeMap<u64, u64>,
+    /// How a multi-column vindex combines its columns (`None` for the one-column kinds).
+    pub multi: Option<MultiColumn>,
 }
 
 impl Vindex {
@@ -146,10 +299,31 @@ impl Vindex {
             name: name.to_string(),
             kind,
             static_map: BTreeMap::new(),
+            multi: None,
+        }
+    }
+
+    /// How many columns the vindex maps.
+    pub fn column_count(&self) -> usize {
+        match &self.multi {
+            Some(MultiColumn::Hashed(parts)) => parts.len(),
+            Some(MultiColumn::Region { .. }) => 2,
+            None => 1,
         }
     }
 
     pub fn map(&self, value: &KeyValue) -> Result<KeyspaceId, VindexError> {
+        match (&self.multi, value) {
+            (Some(multi), KeyValue::Tuple(values)) => return multi.map(self.kind.name(), values),
+            (Some(_), _) => {
+                return Err(VindexError::Columns {
+                    vindex: self.kind.name(),
+                    want: self.column_count(),
+                    got: 1,
+                })
+            }
+            _ => {}
+        }
         if self.kind == VindexKind::NumericStaticMap {
             let n = self.kind.as_u64(value)?;
             let n = self.static_map.get(&n).copied().unwrap_or(n);
@@ -188,6 +362,14 @@ impl VindexKind {
             VindexKind::Null => vec![0],
             // Without its map (see `Vindex::map`), numeric.
             VindexKind::NumericStaticMap => self.as_u64(value)?.to_be_bytes().to_vec(),
+            // Only a `Vindex` knows its columns (see `Vindex::map`).
+            VindexKind::Multicol | VindexKind::RegionJson => {
+                return Err(VindexError::Columns {
+                    vindex: self.name(),
+                    want: 2,
+                    got: 1,
+                })
+            }
         }))
     }
 
@@ -225,6 +407,11 @@ impl VindexKind {
                 value: value.to_string(),
             }),
             KeyValue::Param(i) => Err(VindexError::Unbound(*i + 1)),
+            KeyValue::Tuple(values) => Err(VindexError::Columns {
+                vindex: self.name(),
+                want: 1,
+                got: values.len(),
+            }),
         }
     }
 
@@ -250,6 +437,11 @@ impl VindexKind {
                 value: value.to_string(),
             }),
             KeyValue::Param(i) => Err(VindexError::Unbound(*i + 1)),
+            KeyValue::Tuple(values) => Err(VindexError::Columns {
+                vindex: self.name(),
+                want: 1,
+                got: values.len(),
+            }),
         }
     }
 }

@@ -1,10 +1,13 @@
 //! Known answers from Vitess's own vindex tests (vitessio/vitess, go/vt/vtgate/vindexes:
-//! hash_test.go, xxhash_test.go, unicodeloosexxhash_test.go, unicodeloosemd5_test.go, numeric_test.go, binary_test.go,
-//! binarymd5_test.go, reverse_bits_test.go, null.go, numeric_static_map_test.go),
-//! written out here as hex. They are the oracle for "a Vitess user's rows land on the same
-//! shards": our implementation is checked against them, never against itself.
+//! hash_test.go, xxhash_test.go, unicodeloosexxhash_test.go, unicodeloosemd5_test.go,
+//! numeric_test.go, binary_test.go, binarymd5_test.go, reverse_bits_test.go, null.go,
+//! numeric_static_map_test.go, multicol_test.go, and region_json.go's layout), written out here
+//! as hex. They are the oracle for "a Vitess user's rows land on the same shards": our
+//! implementation is checked against them, never against itself.
 
-use vschema::{KeyValue, VindexKind};
+use std::collections::BTreeMap;
+
+use vschema::{KeyValue, MultiColumn, Vindex, VindexKind};
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -192,4 +195,80 @@ fn numeric_static_map() {
     }
     assert!(vindex.map(&KeyValue::Decimal("1.1".into())).is_err());
     assert!(vschema::parse_static_map(r#"{"x": 2}"#).is_err());
+}
+
+#[test]
+fn multicol() {
+    // multicol_test.go, TestMultiColMap: column_count 3, each column `hash`, 3 + 3 + 2 bytes.
+    let vindex = Vindex {
+        multi: Some(MultiColumn::hashed("3", None, None).unwrap()),
+        ..Vindex::new("multicol_map", VindexKind::Multicol)
+    };
+    for (first, want) in [
+        (1, "166b40166b40166b"),
+        (255, "254e88166b40166b"),
+        (256, "dd7c0b166b40166b"),
+    ] {
+        let v = KeyValue::Tuple(vec![
+            KeyValue::Int(first),
+            KeyValue::Int(1),
+            KeyValue::Int(1),
+        ]);
+        assert_eq!(
+            hex(&vindex.map(&v).unwrap().0),
+            want,
+            "multicol({first}, 1, 1)"
+        );
+    }
+    // A value the column's vindex cannot map, and too few columns, map nowhere.
+    let bad = KeyValue::Tuple(vec![
+        KeyValue::Text(b"abcd".to_vec()),
+        KeyValue::Int(256),
+        KeyValue::Int(256),
+    ]);
+    assert!(vindex.map(&bad).is_err());
+    assert!(vindex
+        .map(&KeyValue::Tuple(vec![KeyValue::Int(1)]))
+        .is_err());
+    // multicol_test.go, TestMulticolCreateVindex: byte and vindex lists are checked.
+    assert!(MultiColumn::hashed("9", None, None).is_err());
+    assert!(MultiColumn::hashed("3", None, Some("100,200,300")).is_err());
+    assert!(MultiColumn::hashed("3", Some("binary,binary,null"), Some("1,2,3")).is_err());
+    assert_eq!(
+        MultiColumn::hashed("3", Some("binary,binary,binary"), Some("1,2,3")).unwrap(),
+        MultiColumn::Hashed(vec![
+            (VindexKind::Binary, 1),
+            (VindexKind::Binary, 2),
+            (VindexKind::Binary, 3)
+        ])
+    );
+}
+
+#[test]
+fn region_json() {
+    // region_json.go: the region (from the map) in `region_bytes` bytes, then `hash` of the id.
+    let map = [("France".to_string(), 64u64), ("Japan".to_string(), 129)].into();
+    let vindex = |bytes| Vindex {
+        multi: Some(MultiColumn::Region {
+            bytes,
+            map: BTreeMap::clone(&map),
+        }),
+        ..Vindex::new("region_vdx", VindexKind::RegionJson)
+    };
+    let row = |id: i64, country: &str| {
+        KeyValue::Tuple(vec![
+            KeyValue::Int(id),
+            KeyValue::Text(country.as_bytes().to_vec()),
+        ])
+    };
+    // hash(1) = 166b40b44aba4bd6 (hash_test.go).
+    assert_eq!(
+        hex(&vindex(1).map(&row(1, "France")).unwrap().0),
+        "40166b40b44aba4bd6"
+    );
+    assert_eq!(
+        hex(&vindex(2).map(&row(1, "Japan")).unwrap().0),
+        "0081166b40b44aba4bd6"
+    );
+    assert!(vindex(1).map(&row(1, "Atlantis")).is_err());
 }
