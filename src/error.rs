@@ -245,6 +245,7 @@ pub fn from_engine(e: &EngineError) -> SqlError {
         EngineError::Abandoned => SqlError::new(1105, "HY000", "[BUG] result abandoned"),
         e @ EngineError::Duplicate { .. } => SqlError::new(1062, "23000", e.to_string()),
         e @ EngineError::NullLookupValue(_) => SqlError::new(1048, "23000", e.to_string()),
+        e @ EngineError::NotMapped { .. } => SqlError::new(1452, "23000", e.to_string()),
         EngineError::Commit(what) => SqlError::new(1180, "HY000", format!("Got error during COMMIT: {what}")),
         EngineError::Sequence(what) => SqlError::new(1467, "HY000", format!("Failed to read auto-increment value: {what}")),
         e @ EngineError::SubqueryRows => SqlError::new(1242, "21000", e.to_string()),

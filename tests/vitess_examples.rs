@@ -354,6 +354,29 @@ async fn the_demo_corder_table_and_its_three_vindexes() {
         .unwrap()
         .unwrap();
     assert_eq!(idx_rows, 8, "corder_event does not own corder_keyspace_idx");
+    // Its rows must be where the lookup says: another keyspace ID, or an order that does not
+    // exist, is refused (Vitess verifies them too); so is changing corder_id.
+    let wrong: String = xxhash(1).0.iter().map(|b| format!("{b:02X}")).collect();
+    for (corder, ksid) in [(7, wrong.as_str()), (999, hex.as_str())] {
+        let e = c
+            .query_drop(format!(
+                "INSERT INTO corder_event (corder_id, ename, keyspace_id) VALUES ({corder}, 'x', x'{ksid}')"
+            ))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, mysql_async::Error::Server(s) if s.code == 1452),
+            "{e}"
+        );
+    }
+    let e = c
+        .query_drop("UPDATE corder_event SET corder_id = 2 WHERE corder_id = 7")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, mysql_async::Error::Server(s) if s.code == 1235),
+        "{e}"
+    );
 
     // Renaming and deleting orders move and remove their lookup rows; a name another order at
     // the same keyspace ID still has stays.

@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 
 use vschema::{KeyValue, Keyspace, VSchema};
 
-use crate::lookup::{claim, row_key, same_key};
+use crate::lookup::{claim, row_key, same_key, verify};
 
 use crate::fanout::with_streams;
 use crate::{EngineError, Executor, Insert, Outcome, RowSink};
@@ -28,7 +28,7 @@ pub(crate) async fn execute<E: Executor, S: RowSink>(
     // Each unique lookup value once per statement: the lookup table cannot tell two new rows
     // apart. (Generated ids are new, so never the same.)
     for (i, lookup) in insert.lookups.iter().enumerate() {
-        if !lookup.vindex.unique {
+        if !lookup.owned || !lookup.vindex.unique {
             continue;
         }
         let mut keys: Vec<Vec<KeyValue>> = Vec::new();
@@ -74,7 +74,9 @@ pub(crate) async fn execute<E: Executor, S: RowSink>(
         // Lookup rows first: a failure after this leaves only orphans, which the next insert of
         // the same value reclaims.
         for (lookup, values) in insert.lookups.iter().zip(&row.lookup_values) {
-            if let Some(key) = row_key(lookup, values, id_value.as_ref())? {
+            if !lookup.owned {
+                verify(executor, vschema, lookup, &values[0], &ksid).await?;
+            } else if let Some(key) = row_key(lookup, values, id_value.as_ref())? {
                 claim(executor, vschema, keyspace, lookup, &key, &ksid).await?;
             }
         }

@@ -224,6 +224,14 @@ pub enum EngineError {
     /// A unique lookup value that another row already holds.
     #[error("Duplicate entry '{value}' for key '{key}'")]
     Duplicate { value: String, key: String },
+    /// A value a lookup vindex does not map to the row's keyspace ID, in a table that does not
+    /// own the vindex.
+    #[error("Cannot add or update a child row: value {value} of column {column} does not map to the row's keyspace ID through lookup vindex {vindex}")]
+    NotMapped {
+        value: String,
+        column: String,
+        vindex: String,
+    },
     /// A NULL for a lookup vindex that does not take them (`ignore_nulls` not set).
     #[error("Column '{0}' cannot be null")]
     NullLookupValue(String),

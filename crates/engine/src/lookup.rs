@@ -280,6 +280,32 @@ pub(crate) async fn claim<E: Executor>(
     Ok(false)
 }
 
+/// A row inserted into a table that reads through a lookup vindex it does not own: the lookup
+/// must map the row's value to the row's keyspace ID, or the row could not be found through it
+/// (as Vitess checks, unless the vindex says `no_verify`). A NULL is not looked up.
+pub(crate) async fn verify<E: Executor>(
+    executor: &E,
+    vschema: &VSchema,
+    lookup: &OwnedLookup,
+    value: &Option<KeyValue>,
+    ksid: &KeyspaceId,
+) -> Result<(), EngineError> {
+    let Some(value) = value else {
+        return Ok(());
+    };
+    if resolve(executor, vschema, &lookup.vindex, value)
+        .await?
+        .contains(ksid)
+    {
+        return Ok(());
+    }
+    Err(EngineError::NotMapped {
+        value: value.to_string(),
+        column: lookup.columns[0].clone(),
+        vindex: lookup.vindex.name.clone(),
+    })
+}
+
 /// Whether a row of the owner table at `ksid` holds `key`. A locking read sees the latest
 /// committed rows, whatever snapshot the transaction holds.
 async fn owner_holds<E: Executor>(

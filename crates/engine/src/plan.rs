@@ -545,7 +545,7 @@ pub struct Insert {
     pub suffix: String,
     /// Fills the AUTO_INCREMENT column from a sequence.
     pub generate: Option<Generate>,
-    /// Lookup rows written (and checked for duplicates) before the table's rows.
+    /// Lookup rows written (and checked for duplicates) before the table's rows, or checked.
     pub lookups: Vec<OwnedLookup>,
     /// The suffix has `RETURNING ...` (MariaDB): the statement has one row, and the rows its
     /// shard returns are the result.
@@ -555,10 +555,13 @@ pub struct Insert {
     pub from_select: bool,
 }
 
-/// A lookup vindex a table owns: `columns` of `table` map through it.
+/// A lookup vindex a write keeps or checks: `columns` of `table` map through it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OwnedLookup {
     pub vindex: Arc<LookupVindex>,
+    /// The table owns it: its inserts write the lookup rows. Otherwise an insert checks that the
+    /// lookup maps each row's value to the row's keyspace ID.
+    pub owned: bool,
     pub table: String,
     /// The table's primary vindex columns: which rows of a shard share a keyspace ID.
     pub primary: Vec<String>,
@@ -680,7 +683,7 @@ impl Plan {
     pub fn may_write_several(&self) -> bool {
         match self {
             Plan::Send(s) => s.kind == SendKind::Write,
-            Plan::Insert(i) => !i.lookups.is_empty() || i.rows.len() > 1,
+            Plan::Insert(i) => i.lookups.iter().any(|l| l.owned) || i.rows.len() > 1,
             Plan::OwnedWrite(_) | Plan::OrderedWrite(_) => true,
             Plan::Route(r) => {
                 !r.opcode.is_single_shard()
@@ -805,7 +808,8 @@ impl Plan {
                     i.keyspace, i.table, i.vindex.name
                 );
                 for l in &i.lookups {
-                    let _ = write!(out, " lookup={}({})", l.vindex.name, l.display());
+                    let what = if l.owned { "lookup" } else { "verify" };
+                    let _ = write!(out, " {what}={}({})", l.vindex.name, l.display());
                 }
                 if let Some(g) = &i.generate {
                     let _ = write!(

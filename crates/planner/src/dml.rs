@@ -68,7 +68,12 @@ pub(crate) fn plan_insert(
     if !insert.assignments.is_empty() {
         return crate::plan_text(&set_as_values(insert, source)?, ctx);
     }
-    let owned: Vec<&LookupColumn> = lookups.iter().filter(|l| l.owned).collect();
+    // The lookups an insert writes, and those it checks (a table that does not own them).
+    let used: Vec<&LookupColumn> = lookups
+        .iter()
+        .filter(|l| l.owned || !(l.vindex.no_verify || l.vindex.write_only))
+        .collect();
+    let owns = used.iter().any(|l| l.owned);
     let Some(SetExpr::Values(values)) = insert.source.as_ref().map(|q| q.body.as_ref()) else {
         return Err(unsupported("this INSERT into a sharded table"));
     };
@@ -103,14 +108,14 @@ pub(crate) fn plan_insert(
         })
         .collect::<Result<Vec<usize>, _>>()?;
     let position = positions[0];
-    if !owned.is_empty() && (insert.ignore || insert.replace_into || insert.on.is_some()) {
+    if owns && (insert.ignore || insert.replace_into || insert.on.is_some()) {
         return Err(unsupported(format!(
             "INSERT IGNORE, REPLACE or ON DUPLICATE KEY UPDATE into {}, which owns lookup vindexes",
             target.name
         )));
     }
     // Each owned lookup's columns' positions in the row (None: not given, so NULL).
-    let lookup_positions: Vec<Vec<Option<usize>>> = owned
+    let lookup_positions: Vec<Vec<Option<usize>>> = used
         .iter()
         .map(|l| l.columns.iter().map(|c| find(c, &columns)).collect())
         .collect();
@@ -213,8 +218,8 @@ pub(crate) fn plan_insert(
             }
             Some(value)
         };
-        let mut lookup_values = Vec::with_capacity(owned.len());
-        for (l, positions) in owned.iter().zip(&lookup_positions) {
+        let mut lookup_values = Vec::with_capacity(used.len());
+        for (l, positions) in used.iter().zip(&lookup_positions) {
             let mut values = Vec::with_capacity(positions.len());
             for (c, p) in l.columns.iter().zip(positions) {
                 let generated_here = generated
@@ -253,7 +258,7 @@ pub(crate) fn plan_insert(
         rows,
         suffix,
         generate,
-        lookups: owned_lookups(&target.name, &column, auto_increment.as_ref(), &owned),
+        lookups: owned_lookups(&target.name, &column, auto_increment.as_ref(), &used),
         returning: insert.returning.is_some(),
         from_select: false,
     }))
@@ -427,6 +432,7 @@ fn owned_lookups(
         .iter()
         .map(|l| OwnedLookup {
             vindex: l.vindex.clone(),
+            owned: l.owned,
             table: table.to_string(),
             primary: primary.iter().map(|c| c.to_string()).collect(),
             columns: l.columns.clone(),
@@ -658,6 +664,18 @@ fn plan_write(
                 keyspace,
             );
             let owned: Vec<&LookupColumn> = lookups.iter().filter(|l| l.owned).collect();
+            for l in lookups.iter().filter(|l| !l.owned) {
+                let set = l
+                    .columns
+                    .iter()
+                    .find(|c| assignments.is_some_and(|a| assignment_to(a, c).is_some()));
+                if let Some(c) = set {
+                    return Err(unsupported(format!(
+                        "changing {c}, a column of lookup vindex {} that {} does not own (its rows would no longer be found through it)",
+                        l.vindex.name, target.name
+                    )));
+                }
+            }
             if let Some(limit) = write.limit.filter(|_| !opcode.is_single_shard()) {
                 if !owned.is_empty() {
                     return Err(unsupported(format!(

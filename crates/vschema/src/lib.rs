@@ -378,6 +378,9 @@ pub struct LookupVindex {
     /// Lookup rows are written at once, outside the owner's transaction, replacing any row of the
     /// same key, and never removed.
     pub autocommit: bool,
+    /// A table that does not own the vindex inserts rows without checking that the lookup maps
+    /// their values to their keyspace IDs.
+    pub no_verify: bool,
 }
 
 /// What a lookup table's `to` column holds.

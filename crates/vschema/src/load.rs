@@ -485,6 +485,7 @@ impl Ctx<'_> {
                         // Shardgate's own configs have always let a NULL go without a row.
                         ignore_nulls: true,
                         autocommit: false,
+                        no_verify: false,
                     }),
                 );
                 continue;
@@ -963,8 +964,8 @@ fn vitess_keyspace(
                     "name the lookup table as keyspace.table".into(),
                 )
             })?;
-            // `no_verify`, `batch_lookup` and `read_lock` only change how Vitess reads; its
-            // consistent lookups have no `autocommit`.
+            // `batch_lookup` and `read_lock` only change how Vitess reads; its consistent lookups
+            // have no `autocommit`.
             let autocommit =
                 !ty.consistent && (flag("autocommit")? || flag("multi_shard_autocommit")?);
             lookups.insert(
@@ -982,6 +983,7 @@ fn vitess_keyspace(
                         write_only: flag("write_only")?,
                         ignore_nulls: flag("ignore_nulls")?,
                         autocommit,
+                        no_verify: flag("no_verify")?,
                     }),
                     v.owner.clone(),
                 ),
