@@ -135,3 +135,35 @@ fn check_describes_a_vitess_keyspace_map() {
         "{stdout}"
     );
 }
+
+/// What `shardgate check` says of Vitess's example VSchemas (tests/vitess): each lookup with its
+/// type, table and whether the table writes it; multi-column vindexes with their columns.
+#[test]
+fn check_describes_vitess_examples() {
+    let (ok, stdout, stderr) =
+        shardgate(&["check", "--vschema-json", "tests/vitess/demo_customer.json"]);
+    assert!(ok, "{stderr}");
+    for line in [
+        "table corder: sharded by customer_id (xxhash vindex hash), corder_id via consistent_lookup_unique corder_keyspace_idx (product.corder_keyspace_idx), (oname, corder_id) via consistent_lookup oname_keyspace_idx (customer.oname_keyspace_idx), corder_id from sequence product.corder_seq",
+        "table corder_event: sharded by keyspace_id (binary vindex binary), corder_id via consistent_lookup_unique corder_keyspace_idx (product.corder_keyspace_idx, read only), corder_event_id from sequence product.corder_event_seq",
+        "table oname_keyspace_idx: sharded by oname (unicode_loose_md5 vindex unicode_loose_md5)",
+    ] {
+        assert!(stdout.contains(line), "{line}\n{stdout}");
+    }
+    let (ok, stdout, stderr) = shardgate(&[
+        "check",
+        "--vschema-json",
+        "tests/vitess/compose_test_keyspace.json",
+    ]);
+    assert!(ok, "{stderr}");
+    let line = "table messages: sharded by page (xxhash vindex hash), message via lookup_hash messages_message_lookup (lookup_keyspace.messages_message_lookup, autocommit)";
+    assert!(stdout.contains(line), "{line}\n{stdout}");
+    let (ok, stdout, stderr) = shardgate(&["check", "--vschema-json", "tests/vitess/regions.json"]);
+    assert!(ok, "{stderr}");
+    for line in [
+        "table customer: sharded by id, country (region_json vindex region_vdx)",
+        "table visits: sharded by site, id (multicol vindex mc)",
+    ] {
+        assert!(stdout.contains(line), "{line}\n{stdout}");
+    }
+}

@@ -12,6 +12,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::sync::OnceLock;
 
 use common::counters;
@@ -19,74 +20,8 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
 use vschema::{Config, KeyValue, KeyspaceId, VindexKind};
 
-const CUSTOMER: &str = r#"{
-  "sharded": true,
-  "vindexes": {
-    "hash": {"type": "xxhash"},
-    "corder_keyspace_idx": {"type": "consistent_lookup_unique", "params": {"table": "product.corder_keyspace_idx", "from": "corder_id", "to": "keyspace_id"}, "owner": "corder"},
-    "oname_keyspace_idx": {"type": "consistent_lookup", "params": {"table": "customer.oname_keyspace_idx", "from": "oname,corder_id", "to": "keyspace_id"}, "owner": "corder"},
-    "unicode_loose_md5": {"type": "unicode_loose_md5"},
-    "binary": {"type": "binary"}
-  },
-  "tables": {
-    "customer": {"column_vindexes": [{"column": "customer_id", "name": "hash"}], "auto_increment": {"column": "customer_id", "sequence": "product.customer_seq"}},
-    "corder": {
-      "column_vindexes": [
-        {"column": "customer_id", "name": "hash"},
-        {"column": "corder_id", "name": "corder_keyspace_idx"},
-        {"columns": ["oname", "corder_id"], "name": "oname_keyspace_idx"}
-      ],
-      "auto_increment": {"column": "corder_id", "sequence": "product.corder_seq"}
-    },
-    "corder_event": {
-      "column_vindexes": [{"column": "corder_id", "name": "corder_keyspace_idx"}, {"column": "keyspace_id", "name": "binary"}],
-      "auto_increment": {"column": "corder_event_id", "sequence": "product.corder_event_seq"}
-    },
-    "oname_keyspace_idx": {"column_vindexes": [{"column": "oname", "name": "unicode_loose_md5"}]}
-  }
-}"#;
-
-const PRODUCT: &str = r#"{
-  "tables": {
-    "product": {},
-    "customer_seq": {"type": "sequence"},
-    "corder_seq": {"type": "sequence"},
-    "corder_event_seq": {"type": "sequence"},
-    "corder_keyspace_idx": {}
-  }
-}"#;
-
-const TEST_KEYSPACE: &str = r#"{
-  "sharded": true,
-  "tables": {
-    "messages": {"column_vindexes": [{"column": "page", "name": "hash"}, {"column": "message", "name": "messages_message_lookup"}]},
-    "tokens": {"column_vindexes": [{"column": "page", "name": "hash"}, {"column": "token", "name": "tokens_token_lookup"}]}
-  },
-  "vindexes": {
-    "hash": {"type": "xxhash"},
-    "messages_message_lookup": {"type": "lookup_hash", "params": {"table": "lookup_keyspace.messages_message_lookup", "from": "message", "to": "page", "autocommit": "true"}, "owner": "messages"},
-    "tokens_token_lookup": {"type": "lookup_hash", "params": {"table": "lookup_keyspace.tokens_token_lookup", "from": "token", "to": "page", "autocommit": "true"}, "owner": "tokens"}
-  }
-}"#;
-
-/// examples/region_sharding/main_vschema_sharded.json, with countries.json beside it; and a
-/// `multicol` table of our own.
-const REGIONS: &str = r#"{
-  "sharded": true,
-  "vindexes": {
-    "region_vdx": {"type": "region_json", "params": {"region_map": "./countries.json", "region_bytes": "1"}},
-    "mc": {"type": "multicol", "params": {"column_count": "2", "column_vindex": "xxhash,hash", "column_bytes": "1"}}
-  },
-  "tables": {
-    "customer": {"column_vindexes": [{"columns": ["id", "country"], "name": "region_vdx"}]},
-    "visits": {"column_vindexes": [{"columns": ["site", "id"], "name": "mc"}]}
-  }
-}"#;
-
-const COUNTRIES: &str = r#"{"United States": 1, "Canada": 2, "France": 64, "Germany": 65, "China": 128, "Japan": 129, "India": 192, "Indonesia": 193}"#;
-
-const LOOKUP_KEYSPACE: &str =
-    r#"{"tables": {"messages_message_lookup": {}, "tokens_token_lookup": {}}}"#;
+/// The example files (see tests/vitess/README.md).
+const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vitess");
 
 struct Cluster {
     _servers: Vec<testkit::MariaDb>,
@@ -98,41 +33,29 @@ fn cluster() -> &'static Cluster {
     CLUSTER.get_or_init(|| {
         let dbs = ["customer", "product", "test_keyspace", "lookup_keyspace", "regions"];
         let servers = testkit::start(3, &dbs).expect("start MariaDB");
-        let dir = std::env::temp_dir().join(format!("vitess-examples-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        for (file, text) in [
-            ("customer.json", CUSTOMER),
-            ("product.json", PRODUCT),
-            ("test_keyspace.json", TEST_KEYSPACE),
-            ("lookup_keyspace.json", LOOKUP_KEYSPACE),
-            ("regions.json", REGIONS),
-            ("countries.json", COUNTRIES),
-        ] {
-            std::fs::write(dir.join(file), text).unwrap();
-        }
-        let sharded = |ks: &str| {
+        let sharded = |ks: &str, file: &str| {
             format!(
-                "[keyspaces.{ks}]\nvschema_json = \"{ks}.json\"\nshards = [{{ name = \"-80\", primary = \"{}\" }}, {{ name = \"80-\", primary = \"{}\" }}]\n",
+                "[keyspaces.{ks}]\nvschema_json = \"{file}.json\"\nshards = [{{ name = \"-80\", primary = \"{}\" }}, {{ name = \"80-\", primary = \"{}\" }}]\n",
                 servers[0].url(ks),
                 servers[1].url(ks)
             )
         };
-        let unsharded = |ks: &str| {
+        let unsharded = |ks: &str, file: &str| {
             format!(
-                "[keyspaces.{ks}]\nvschema_json = \"{ks}.json\"\nshards = [{{ name = \"0\", primary = \"{}\" }}]\n",
+                "[keyspaces.{ks}]\nvschema_json = \"{file}.json\"\nshards = [{{ name = \"0\", primary = \"{}\" }}]\n",
                 servers[2].url(ks)
             )
         };
         let text = format!(
             "[server]\nlisten = \"127.0.0.1:0\"\n\n[[users]]\nname = \"app\"\npassword = \"secret\"\n\n{}{}{}{}{}",
-            sharded("customer"),
-            unsharded("product"),
-            sharded("test_keyspace"),
-            unsharded("lookup_keyspace"),
-            sharded("regions"),
+            sharded("customer", "demo_customer"),
+            unsharded("product", "demo_product"),
+            sharded("test_keyspace", "compose_test_keyspace"),
+            unsharded("lookup_keyspace", "compose_lookup_keyspace"),
+            sharded("regions", "regions"),
         );
         let config =
-            vschema::parse_config(&text, &dir.join("shardgate.toml")).expect("the examples load");
+            vschema::parse_config(&text, &Path::new(EXAMPLES).join("shardgate.toml")).expect("the examples load");
         Cluster {
             _servers: servers,
             config,

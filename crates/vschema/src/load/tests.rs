@@ -528,46 +528,14 @@ fn vitess_vschema_forms() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// The `customer` keyspace of Vitess's demo (examples/demo/schema/customer/vschema.json): corder
-/// has a primary vindex, a unique consistent lookup and a non-unique two-column one that lives in
-/// a table of this keyspace sharded by unicode_loose_md5; corder_event routes by corder's lookup
+/// The `customer` keyspace of Vitess's demo (tests/vitess/demo_customer.json): corder has a
+/// primary vindex, a unique consistent lookup and a non-unique two-column one that lives in a
+/// table of this keyspace sharded by unicode_loose_md5; corder_event routes by corder's lookup
 /// without owning it.
-const DEMO_CUSTOMER: &str = r#"{
-  "sharded": true,
-  "vindexes": {
-    "hash": {"type": "xxhash"},
-    "corder_keyspace_idx": {"type": "consistent_lookup_unique", "params": {"table": "product.corder_keyspace_idx", "from": "corder_id", "to": "keyspace_id"}, "owner": "corder"},
-    "oname_keyspace_idx": {"type": "consistent_lookup", "params": {"table": "customer.oname_keyspace_idx", "from": "oname,corder_id", "to": "keyspace_id"}, "owner": "corder"},
-    "unicode_loose_md5": {"type": "unicode_loose_md5"},
-    "binary": {"type": "binary"}
-  },
-  "tables": {
-    "customer": {"column_vindexes": [{"column": "customer_id", "name": "hash"}], "auto_increment": {"column": "customer_id", "sequence": "product.customer_seq"}},
-    "corder": {
-      "column_vindexes": [
-        {"column": "customer_id", "name": "hash"},
-        {"column": "corder_id", "name": "corder_keyspace_idx"},
-        {"columns": ["oname", "corder_id"], "name": "oname_keyspace_idx"}
-      ],
-      "auto_increment": {"column": "corder_id", "sequence": "product.corder_seq"}
-    },
-    "corder_event": {
-      "column_vindexes": [{"column": "corder_id", "name": "corder_keyspace_idx"}, {"column": "keyspace_id", "name": "binary"}],
-      "auto_increment": {"column": "corder_event_id", "sequence": "product.corder_event_seq"}
-    },
-    "oname_keyspace_idx": {"column_vindexes": [{"column": "oname", "name": "unicode_loose_md5"}]}
-  }
-}"#;
-
 #[test]
 fn the_demo_customer_keyspace() {
-    let dir = std::env::temp_dir().join(format!("vschema-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("vschema.json"), DEMO_CUSTOMER).unwrap();
-    let ks = load_vitess_json(&dir.join("vschema.json"))
-        .unwrap()
-        .remove(0);
-    std::fs::remove_dir_all(&dir).unwrap();
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/vitess/demo_customer.json");
+    let ks = load_vitess_json(&file).unwrap().remove(0);
     let Some(Table::Sharded {
         column, lookups, ..
     }) = ks.tables.get("corder")
