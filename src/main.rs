@@ -313,13 +313,16 @@ fn describe_table(table: &vschema::Table) -> String {
             );
             for l in lookups {
                 let v = &l.vindex;
+                // A table named without its keyspace, resolved once all keyspaces are known.
+                let table = match v.keyspace.as_str() {
+                    "" => v.table.clone(),
+                    ks => format!("{ks}.{}", v.table),
+                };
                 s.push_str(&format!(
-                    ", {} via {} {} ({}.{}{}{}{})",
+                    ", {} via {} {} ({table}{}{}{})",
                     l.display(),
                     v.type_name(),
                     v.name,
-                    v.keyspace,
-                    v.table,
                     if l.owned { "" } else { ", read only" },
                     if v.write_only { ", write only" } else { "" },
                     if v.autocommit { ", autocommit" } else { "" },

@@ -31,7 +31,7 @@ struct Cluster {
 fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
     CLUSTER.get_or_init(|| {
-        let dbs = ["customer", "product", "test_keyspace", "lookup_keyspace", "regions"];
+        let dbs = ["customer", "product", "test_keyspace", "lookup_keyspace", "regions", "region_main"];
         let servers = testkit::start(3, &dbs).expect("start MariaDB");
         let sharded = |ks: &str, file: &str| {
             format!(
@@ -47,12 +47,13 @@ fn cluster() -> &'static Cluster {
             )
         };
         let text = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n\n[[users]]\nname = \"app\"\npassword = \"secret\"\n\n{}{}{}{}{}",
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n[[users]]\nname = \"app\"\npassword = \"secret\"\n\n{}{}{}{}{}{}",
             sharded("customer", "demo_customer"),
             unsharded("product", "demo_product"),
             sharded("test_keyspace", "compose_test_keyspace"),
             unsharded("lookup_keyspace", "compose_lookup_keyspace"),
             sharded("regions", "regions"),
+            sharded("region_main", "region_lookup"),
         );
         let config =
             vschema::parse_config(&text, &Path::new(EXAMPLES).join("shardgate.toml")).expect("the examples load");
@@ -569,4 +570,75 @@ async fn region_json_and_multicol_tables() {
         .await
         .unwrap();
     assert_eq!(total, Some(8));
+}
+
+/// region_sharding's main_vschema.json: customers placed by (id, country), found by id through a
+/// consistent lookup whose table lives beside them, sharded by the keyspace ID it holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn region_json_with_a_lookup_placed_by_keyspace_id() {
+    let proxy = proxy().await;
+    let mut c = client(&proxy, "region_main").await;
+    run(&mut c, &[
+        "CREATE TABLE customer (id INT NOT NULL, fullname VARCHAR(256), nationalid VARCHAR(256), country VARCHAR(256), PRIMARY KEY (id))",
+        "CREATE TABLE customer_lookup (id INT NOT NULL, keyspace_id VARBINARY(256), PRIMARY KEY (id))",
+        "INSERT INTO customer (id, fullname, country) VALUES (1, 'Philip Roth', 'United States'), (5, 'Albert Camus', 'France'), (11, 'Haruki Murakami', 'Japan'), (13, 'Arundhati Roy', 'India')",
+    ]).await;
+    // Each lookup row is on the shard of the keyspace ID it holds: its customer's.
+    for (shard_name, want) in [("-80", vec![1, 5]), ("80-", vec![11, 13])] {
+        let mut s = shard("region_main", shard_name).await;
+        let customers: Vec<i64> = s
+            .query("SELECT id FROM customer ORDER BY id")
+            .await
+            .unwrap();
+        let lookups: Vec<i64> = s
+            .query("SELECT id FROM customer_lookup ORDER BY id")
+            .await
+            .unwrap();
+        assert_eq!((&customers, &lookups), (&want, &want), "{shard_name}");
+    }
+    // By id alone, through the lookup: the customer's shard only.
+    let (rows, reached) = read(
+        &proxy,
+        &mut c,
+        "region_main",
+        "SELECT id FROM customer WHERE id = 11",
+    )
+    .await;
+    assert_eq!(rows, [11]);
+    assert!(reached.contains(&"80-".to_string()));
+    let (rows, _) = read(
+        &proxy,
+        &mut c,
+        "region_main",
+        "SELECT id FROM customer WHERE id = 12",
+    )
+    .await;
+    assert!(rows.is_empty());
+    // The id is unique across regions, though each shard's key sees only its own rows.
+    let e = c
+        .query_drop("INSERT INTO customer (id, fullname, country) VALUES (5, 'Someone', 'Japan')")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, mysql_async::Error::Server(s) if s.code == 1062),
+        "{e}"
+    );
+    // Deleting a customer removes its lookup row from its shard.
+    c.query_drop("DELETE FROM customer WHERE id = 13")
+        .await
+        .unwrap();
+    let left: Vec<i64> = shard("region_main", "80-")
+        .await
+        .query("SELECT id FROM customer_lookup")
+        .await
+        .unwrap();
+    assert_eq!(left, [11]);
+    let (rows, _) = read(
+        &proxy,
+        &mut c,
+        "region_main",
+        "SELECT id FROM customer WHERE id = 13",
+    )
+    .await;
+    assert!(rows.is_empty());
 }

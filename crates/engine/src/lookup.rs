@@ -50,54 +50,95 @@ pub(crate) async fn query_rows<E: Executor>(
     Ok(rows.rows)
 }
 
-/// The shard holding the lookup row of `value`: the keyspace's only shard, or, for a lookup
-/// table in a sharded keyspace, the shard its own primary vindex (on the `from` column) picks.
-fn lookup_shard<'a>(
-    vschema: &'a VSchema,
-    vindex: &LookupVindex,
-    value: &KeyValue,
-) -> Result<(&'a str, &'a str), EngineError> {
-    let ks = vschema
+/// Where a lookup table's rows are.
+struct Home<'a> {
+    keyspace: &'a Keyspace,
+    /// In a sharded keyspace: the table's primary vindex, and whether its column is `to` (a
+    /// row is on its keyspace ID's shard) rather than the first `from` column.
+    placed: Option<(&'a vschema::Vindex, bool)>,
+}
+
+fn home<'a>(vschema: &'a VSchema, vindex: &LookupVindex) -> Result<Home<'a>, EngineError> {
+    let keyspace = vschema
         .keyspace(&vindex.keyspace)
         .ok_or_else(|| EngineError::UnknownKeyspace(vindex.keyspace.clone()))?;
-    let index = if ks.sharded {
-        match ks.table(&vindex.table) {
-            Some(vschema::Table::Sharded { vindex: own, .. }) => ks.shard_for(&own.map(value)?),
-            _ => {
-                return Err(EngineError::Bug(format!(
-                    "lookup table {}.{} has no primary vindex",
-                    ks.name, vindex.table
-                )))
-            }
+    let placed = match keyspace.table(&vindex.table) {
+        _ if !keyspace.sharded => None,
+        Some(vschema::Table::Sharded {
+            column,
+            vindex: own,
+            ..
+        }) => Some((own.as_ref(), column.eq_ignore_ascii_case(&vindex.to))),
+        _ => {
+            return Err(EngineError::Bug(format!(
+                "lookup table {}.{} has no primary vindex",
+                keyspace.name, vindex.table
+            )))
         }
-    } else {
-        0
     };
-    let shard = ks
-        .shards
-        .get(index)
-        .ok_or_else(|| EngineError::Bug(format!("keyspace {} has no shard {index}", ks.name)))?;
-    Ok((&ks.name, &shard.name))
+    Ok(Home { keyspace, placed })
+}
+
+impl Home<'_> {
+    /// The shards that may hold rows of `key` (at `ksid`, when it is known): the keyspace's
+    /// only one, the one its vindex picks, or every shard for a table placed by `to` when the
+    /// keyspace ID is not known.
+    fn shards(
+        &self,
+        vindex: &LookupVindex,
+        key: &KeyValue,
+        ksid: Option<&KeyspaceId>,
+    ) -> Result<Vec<&str>, EngineError> {
+        let ks = self.keyspace;
+        let index = match (self.placed, ksid) {
+            (None, _) => 0,
+            (Some((own, false)), _) => ks.shard_for(&own.map(key)?),
+            (Some((own, true)), Some(ksid)) => ks.shard_for(&own.map(&to_value(vindex, ksid)?)?),
+            (Some((_, true)), None) => {
+                return Ok(ks.shards.iter().map(|s| s.name.as_str()).collect())
+            }
+        };
+        Ok(vec![ks.shards[index].name.as_str()])
+    }
+
+    /// The one shard a row `key → ksid` is written to.
+    fn shard(
+        &self,
+        vindex: &LookupVindex,
+        key: &KeyValue,
+        ksid: &KeyspaceId,
+    ) -> Result<&str, EngineError> {
+        Ok(self.shards(vindex, key, Some(ksid))?[0])
+    }
 }
 
 fn quote(ident: &str) -> String {
     format!("`{}`", ident.replace('`', "``"))
 }
 
-/// The `to` column's value for `ksid`, as SQL: its bytes, or for `lookup_hash_unique` the
-/// integer the hash vindex maps to it.
-fn to_literal(vindex: &LookupVindex, ksid: &KeyspaceId) -> Result<String, EngineError> {
+/// The `to` column's value for `ksid`: its bytes, or for the `lookup_hash` kinds the integer
+/// the hash vindex maps to it.
+fn to_value(vindex: &LookupVindex, ksid: &KeyspaceId) -> Result<KeyValue, EngineError> {
     match vindex.to_holds {
-        LookupTo::KeyspaceId => Ok(crate::literal::hex(&ksid.0, false)),
+        LookupTo::KeyspaceId => Ok(KeyValue::Text(ksid.0.clone())),
         LookupTo::HashedId => vschema::vindex::hash_reverse(ksid)
-            .map(|id| id.to_string())
+            .map(KeyValue::UInt)
             .ok_or_else(|| {
                 EngineError::Unsupported(format!(
-                    "lookup_hash_unique vindex {} for keyspace ID {ksid}, which is not 8 bytes",
+                    "{} vindex {} for keyspace ID {ksid}, which is not 8 bytes",
+                    vindex.type_name(),
                     vindex.name
                 ))
             }),
     }
+}
+
+/// [`to_value`] as SQL.
+fn to_literal(vindex: &LookupVindex, ksid: &KeyspaceId) -> Result<String, EngineError> {
+    Ok(match to_value(vindex, ksid)? {
+        KeyValue::Text(bytes) => crate::literal::hex(&bytes, false),
+        other => literal(&other),
+    })
 }
 
 /// The keyspace ID a `to` column value stands for.
@@ -140,18 +181,22 @@ async fn read_lookup<E: Executor>(
     key: &[KeyValue],
     lock: &str,
 ) -> Result<Vec<KeyspaceId>, EngineError> {
-    let (ks, shard) = lookup_shard(vschema, vindex, &key[0])?;
+    let home = home(vschema, vindex)?;
     let sql = format!(
         "SELECT {} FROM {} WHERE {}{lock}",
         quote(&vindex.to),
         quote(&vindex.table),
         key_condition(vindex, key)
     );
-    let rows = query_rows(executor, ks, shard, &sql).await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|r| r.into_iter().next().and_then(|to| to_ksid(vindex, to)))
-        .collect())
+    let mut out = Vec::new();
+    for shard in home.shards(vindex, &key[0], None)? {
+        let rows = query_rows(executor, &home.keyspace.name, shard, &sql).await?;
+        out.extend(
+            rows.into_iter()
+                .filter_map(|r| r.into_iter().next().and_then(|to| to_ksid(vindex, to))),
+        );
+    }
+    Ok(out)
 }
 
 /// A row's key for `lookup`: its values for the lookup's columns, with a generated id in
@@ -201,7 +246,9 @@ pub(crate) async fn claim<E: Executor>(
     ksid: &KeyspaceId,
 ) -> Result<bool, EngineError> {
     let v = &lookup.vindex;
-    let (ks, shard) = lookup_shard(vschema, v, &key[0])?;
+    let home = home(vschema, v)?;
+    let ks = home.keyspace.name.as_str();
+    let shard = home.shard(v, &key[0], ksid)?;
     let columns: Vec<String> = v.from.iter().chain([&v.to]).map(|c| quote(c)).collect();
     let values: Vec<String> = key.iter().map(literal).collect();
     let insert = format!(
@@ -223,13 +270,28 @@ pub(crate) async fn claim<E: Executor>(
         executor.execute_autocommit(ks, shard, &upsert).await?;
         return Ok(false);
     }
-    match executor
-        .execute(ks, shard, &insert, &mut crate::NoRows)
-        .await
+    // A unique lookup table placed by keyspace ID: each shard's unique key sees only its own
+    // rows, so the others are read first.
+    let spread = home.placed.is_some_and(|(_, by_to)| by_to) && v.unique;
+    if spread
+        && read_lookup(executor, vschema, v, key, " FOR UPDATE")
+            .await?
+            .is_empty()
     {
-        Ok(_) => return Ok(false),
-        Err(EngineError::Server { code: 1062, .. }) => {}
-        Err(e) => return Err(e),
+        executor
+            .execute(ks, shard, &insert, &mut crate::NoRows)
+            .await?;
+        return Ok(false);
+    }
+    if !spread {
+        match executor
+            .execute(ks, shard, &insert, &mut crate::NoRows)
+            .await
+        {
+            Ok(_) => return Ok(false),
+            Err(EngineError::Server { code: 1062, .. }) => {}
+            Err(e) => return Err(e),
+        }
     }
     let duplicate = || EngineError::Duplicate {
         value: key
@@ -261,22 +323,29 @@ pub(crate) async fn claim<E: Executor>(
     if !v.consistent || owner_holds(executor, owner_keyspace, lookup, key, current, None).await? {
         return Err(duplicate());
     }
-    let takeover = format!(
-        "UPDATE {} SET {} = {} WHERE {} AND {} = {}",
+    // Compare-and-set: the orphan goes only if it still points where we read (another insert
+    // that took it over first changed or removed it), then our row is written where it belongs.
+    let orphan = format!(
+        "DELETE FROM {} WHERE {} AND {} = {}",
         quote(&v.table),
-        quote(&v.to),
-        to_literal(v, ksid)?,
         key_condition(v, key),
         quote(&v.to),
         to_literal(v, current)?
     );
-    // Compare-and-set: another insert that took the orphan over first changed `to`.
+    let orphan_shard = home.shard(v, &key[0], current)?;
     let taken = executor
-        .execute(ks, shard, &takeover, &mut crate::NoRows)
+        .execute(ks, orphan_shard, &orphan, &mut crate::NoRows)
         .await?;
     if taken.affected_rows != 1 {
         return Err(duplicate());
     }
+    executor
+        .execute(ks, shard, &insert, &mut crate::NoRows)
+        .await
+        .map_err(|e| match e {
+            EngineError::Server { code: 1062, .. } => duplicate(),
+            other => other,
+        })?;
     Ok(false)
 }
 
@@ -367,7 +436,8 @@ pub(crate) async fn release<E: Executor>(
     {
         return Ok(());
     }
-    let (ks, shard) = lookup_shard(vschema, v, &key[0])?;
+    let home = home(vschema, v)?;
+    let shard = home.shard(v, &key[0], ksid)?;
     let delete = format!(
         "DELETE FROM {} WHERE {} AND {} = {}",
         quote(&v.table),
@@ -376,7 +446,7 @@ pub(crate) async fn release<E: Executor>(
         to_literal(v, ksid)?
     );
     executor
-        .execute(ks, shard, &delete, &mut crate::NoRows)
+        .execute(&home.keyspace.name, shard, &delete, &mut crate::NoRows)
         .await?;
     Ok(())
 }

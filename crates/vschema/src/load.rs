@@ -213,6 +213,8 @@ pub fn parse_config(text: &str, path: &Path) -> Result<Config, ConfigError> {
         keyspaces.push(ctx.keyspace(name, ks)?);
     }
     resolve_sequences(&mut keyspaces, &ctx, &raw)?;
+    resolve_lookup_tables(&mut keyspaces, |k| Some(k.name.as_str()))
+        .map_err(|(key, message)| ctx_error(&ctx, key, message))?;
     check_lookups(&keyspaces, &ctx.file)?;
     check_unlisted(&keyspaces, &ctx, &raw)?;
     if keyspaces.is_empty() {
@@ -594,8 +596,95 @@ fn column_list(text: &str) -> Vec<String> {
     text.split(',').map(|c| c.trim().to_string()).collect()
 }
 
+fn ctx_error(ctx: &Ctx<'_>, key: String, message: String) -> ConfigError {
+    ConfigError {
+        file: ctx.file.clone(),
+        line: None,
+        key,
+        message,
+    }
+}
+
+/// Gives every lookup vindex whose table was named without a keyspace the one keyspace that
+/// lists that table, as Vitess's global routing does; several are an error naming them. With no
+/// such keyspace it stays unqualified (`check_lookups` then reports it, or, for one file read
+/// alone, the config will resolve it).
+fn resolve_lookup_tables<K>(
+    keyspaces: &mut [K],
+    name_of: impl Fn(&K) -> Option<&str>,
+) -> Result<(), (String, String)>
+where
+    K: HasTables,
+{
+    let mut fixes = Vec::new();
+    for (k, ks) in keyspaces.iter().enumerate() {
+        for (tname, table) in ks.tables() {
+            let Table::Sharded { lookups, .. } = table else {
+                continue;
+            };
+            for (i, l) in lookups.iter().enumerate() {
+                if !l.vindex.keyspace.is_empty() {
+                    continue;
+                }
+                let holders: Vec<&str> = keyspaces
+                    .iter()
+                    .filter(|o| o.tables().contains_key(&l.vindex.table))
+                    .filter_map(&name_of)
+                    .collect();
+                match holders.as_slice() {
+                    [] => {}
+                    [one] => fixes.push((k, tname.clone(), i, one.to_string())),
+                    several => {
+                        return Err((
+                            format!("{}.vindexes.{}.params.table", name_of(ks).unwrap_or_default(), l.vindex.name),
+                            format!(
+                                "lookup table {} is in several keyspaces ({}); name it as keyspace.table",
+                                l.vindex.table,
+                                several.join(", ")
+                            ),
+                        ))
+                    }
+                }
+            }
+        }
+    }
+    for (k, tname, i, holder) in fixes {
+        if let Some(Table::Sharded { lookups, .. }) = keyspaces[k].tables_mut().get_mut(&tname) {
+            let vindex = Arc::make_mut(&mut lookups[i].vindex);
+            vindex.keyspace = holder;
+        }
+    }
+    Ok(())
+}
+
+/// The tables of a keyspace, loaded from a config or from a Vitess file.
+trait HasTables {
+    fn tables(&self) -> &BTreeMap<String, Table>;
+    fn tables_mut(&mut self) -> &mut BTreeMap<String, Table>;
+}
+
+impl HasTables for Keyspace {
+    fn tables(&self) -> &BTreeMap<String, Table> {
+        &self.tables
+    }
+    fn tables_mut(&mut self) -> &mut BTreeMap<String, Table> {
+        &mut self.tables
+    }
+}
+
+impl HasTables for VitessKeyspaceFile {
+    fn tables(&self) -> &BTreeMap<String, Table> {
+        &self.tables
+    }
+    fn tables_mut(&mut self) -> &mut BTreeMap<String, Table> {
+        &mut self.tables
+    }
+}
+
 /// A lookup table lives in an unsharded keyspace, or in a sharded one that declares it with its
-/// primary vindex on the lookup's first `from` column (so each value's rows have one shard).
+/// primary vindex on the lookup's first `from` column (each value's rows on one shard) or on its
+/// `to` column (each row on its keyspace ID's shard, next to the row it points at; a read asks
+/// every shard).
 fn check_lookups(keyspaces: &[Keyspace], file: &Path) -> Result<(), ConfigError> {
     for ks in keyspaces {
         for (tname, table) in &ks.tables {
@@ -606,16 +695,30 @@ fn check_lookups(keyspaces: &[Keyspace], file: &Path) -> Result<(), ConfigError>
                 let ok = keyspaces.iter().any(|k| {
                     k.name == l.vindex.keyspace
                         && (!k.sharded
-                            || matches!(k.table(&l.vindex.table), Some(Table::Sharded { column, .. }) if column.eq_ignore_ascii_case(&l.vindex.from[0])))
+                            || matches!(k.table(&l.vindex.table), Some(Table::Sharded { column, .. }) if column.eq_ignore_ascii_case(&l.vindex.from[0]) || column.eq_ignore_ascii_case(&l.vindex.to)))
                 });
+                if l.vindex.keyspace.is_empty() {
+                    return Err(ConfigError {
+                        file: file.to_path_buf(),
+                        line: None,
+                        key: format!(
+                            "keyspaces.{}.vindexes.{}.params.table",
+                            ks.name, l.vindex.name
+                        ),
+                        message: format!(
+                            "no keyspace lists lookup table {}; name it as keyspace.table",
+                            l.vindex.table
+                        ),
+                    });
+                }
                 if !ok {
                     return Err(ConfigError {
                         file: file.to_path_buf(),
                         line: None,
                         key: format!("keyspaces.{}.vindexes.{}.table", ks.name, l.vindex.name),
                         message: format!(
-                            "the lookup table of {tname}.{} must be in an unsharded keyspace, or declared in its sharded keyspace {:?} with a primary vindex on {:?}",
-                            l.display(), l.vindex.keyspace, l.vindex.from[0]
+                            "the lookup table {} of {tname}.{} must be in an unsharded keyspace, or declared in its sharded keyspace {:?} with a primary vindex on {:?} or {:?}",
+                            l.vindex.table, l.display(), l.vindex.keyspace, l.vindex.from[0], l.vindex.to
                         ),
                     });
                 }
@@ -865,6 +968,8 @@ pub fn load_vitess_json(path: &Path) -> Result<Vec<VitessKeyspaceFile>, ConfigEr
         })
         .collect::<Result<Vec<_>, _>>()?;
     resolve_file_sequences(&mut loaded).map_err(|(key, message)| err(&key, message))?;
+    resolve_lookup_tables(&mut loaded, |k| k.name.as_deref())
+        .map_err(|(key, message)| err(&key, message))?;
     Ok(loaded)
 }
 
@@ -957,13 +1062,8 @@ fn vitess_keyspace(
                 })
             };
             let table = param("table")?;
-            let (lks, ltable) = table.split_once('.').ok_or_else(|| {
-                err(
-                    None,
-                    &format!("vindexes.{name}.params.table"),
-                    "name the lookup table as keyspace.table".into(),
-                )
-            })?;
+            // An unqualified table is the one keyspace's that lists it (global routing).
+            let (lks, ltable) = table.split_once('.').unwrap_or(("", &table));
             // `batch_lookup` and `read_lock` only change how Vitess reads; its consistent lookups
             // have no `autocommit`.
             let autocommit =
