@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 
 use vschema::{KeyValue, Keyspace, VSchema};
 
-use crate::lookup::{claim, row_key, same_key, verify};
+use crate::lookup::{claim, distinct_keys, row_key, verify};
 
 use crate::fanout::with_streams;
 use crate::{EngineError, Executor, Insert, Outcome, RowSink};
@@ -31,25 +31,12 @@ pub(crate) async fn execute<E: Executor, S: RowSink>(
         if !lookup.owned || !lookup.vindex.unique {
             continue;
         }
-        let mut keys: Vec<Vec<KeyValue>> = Vec::new();
-        for row in &insert.rows {
-            let values = row.lookup_values.get(i).map_or(&[][..], Vec::as_slice);
-            if values.iter().any(Option::is_none) {
-                continue;
-            }
-            let key: Vec<KeyValue> = values.iter().flatten().cloned().collect();
-            if keys.iter().any(|k| same_key(k, &key)) {
-                return Err(EngineError::Duplicate {
-                    value: key
-                        .iter()
-                        .map(|k| k.to_string())
-                        .collect::<Vec<_>>()
-                        .join("-"),
-                    key: lookup.display(),
-                });
-            }
-            keys.push(key);
-        }
+        let keys: Vec<Vec<KeyValue>> = insert
+            .rows
+            .iter()
+            .filter_map(|r| r.lookup_values.get(i)?.iter().cloned().collect())
+            .collect();
+        distinct_keys(lookup, &keys)?;
     }
     for row in &insert.rows {
         let id = if row.generate {

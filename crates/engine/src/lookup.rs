@@ -293,14 +293,7 @@ pub(crate) async fn claim<E: Executor>(
             Err(e) => return Err(e),
         }
     }
-    let duplicate = || EngineError::Duplicate {
-        value: key
-            .iter()
-            .map(|k| String::from_utf8_lossy(&literal_text(k)).into_owned())
-            .collect::<Vec<_>>()
-            .join("-"),
-        key: lookup.display(),
-    };
+    let duplicate = || duplicate(lookup, key);
     let current = read_lookup(executor, vschema, v, key, " FOR UPDATE").await?;
     if current.is_empty() {
         // Deleted between our insert and this read: try once more.
@@ -456,6 +449,30 @@ fn literal_text(value: &KeyValue) -> Vec<u8> {
         KeyValue::Text(b) => b.clone(),
         other => other.to_string().into_bytes(),
     }
+}
+
+/// 1062 for `key` of a unique lookup, in MySQL's words (a multi-column key's parts joined by
+/// `-`).
+fn duplicate(lookup: &OwnedLookup, key: &[KeyValue]) -> EngineError {
+    EngineError::Duplicate {
+        value: key
+            .iter()
+            .map(|k| String::from_utf8_lossy(&literal_text(k)).into_owned())
+            .collect::<Vec<_>>()
+            .join("-"),
+        key: lookup.display(),
+    }
+}
+
+/// 1062 when two of one statement's keys for a unique lookup are the same: the lookup table
+/// cannot tell two new rows apart.
+pub(crate) fn distinct_keys(lookup: &OwnedLookup, keys: &[Vec<KeyValue>]) -> Result<(), EngineError> {
+    for (n, key) in keys.iter().enumerate() {
+        if keys[..n].iter().any(|k| same_key(k, key)) {
+            return Err(duplicate(lookup, key));
+        }
+    }
+    Ok(())
 }
 
 /// Keys equal for a unique key under a case-insensitive, PAD SPACE collation (the default).

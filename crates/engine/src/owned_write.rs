@@ -6,7 +6,9 @@
 use vschema::{KeyValue, Keyspace, VSchema};
 
 use crate::fanout::concatenate;
-use crate::lookup::{claim, key_value, primary_value, query_rows, release, row_key, same_key};
+use crate::lookup::{
+    claim, distinct_keys, key_value, primary_value, query_rows, release, row_key, same_key,
+};
 use crate::plan::OwnedWrite;
 use crate::route::shards_for;
 use crate::{EngineError, ExecOptions, Executor, NoRows, Outcome};
@@ -57,19 +59,8 @@ pub(crate) async fn execute<E: Executor>(
             new_keys.push(row_key(lookup, &new, None)?);
         }
         if lookup.vindex.unique {
-            let keys: Vec<&Vec<KeyValue>> = new_keys.iter().flatten().collect();
-            for (n, key) in keys.iter().enumerate() {
-                if keys[..n].iter().any(|k| same_key(k, key)) {
-                    return Err(EngineError::Duplicate {
-                        value: key
-                            .iter()
-                            .map(|k| k.to_string())
-                            .collect::<Vec<_>>()
-                            .join("-"),
-                        key: lookup.display(),
-                    });
-                }
-            }
+            let keys: Vec<Vec<KeyValue>> = new_keys.iter().flatten().cloned().collect();
+            distinct_keys(lookup, &keys)?;
         }
         for (n, (ksid, _)) in touched.iter().enumerate() {
             if let Some(key) = &new_keys[n] {

@@ -1,3 +1,5 @@
+// Finds x/text's contractions: the pairs and triples of code points whose loose key differs from
+// their keys one after another. Reads keys.go's output. See README.md.
 package main
 
 import (

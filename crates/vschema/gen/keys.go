@@ -1,3 +1,5 @@
+// Prints golang.org/x/text's loose collation key (the one Vitess's unicode_loose vindexes hash)
+// of every code point, or with the argument "strings", of each line of stdin. See README.md.
 package main
 
 import (
