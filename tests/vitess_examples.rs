@@ -253,6 +253,21 @@ async fn the_demo_corder_table_and_its_three_vindexes() {
     )
     .await;
     assert!(rows.is_empty() && reached.len() <= 2);
+    // Both lookups named: the unique one is used, so only the order's shard is asked (the
+    // non-unique one's table would be read on its name's shard).
+    let mut checked = 0;
+    for (id, customer, name) in &orders {
+        let home = shard_of("customer", &xxhash(*customer));
+        if shard_of("customer", &loose_md5(name)) == home {
+            continue;
+        }
+        let sql =
+            format!("SELECT corder_id FROM corder WHERE oname = '{name}' AND corder_id = {id}");
+        let (rows, reached) = read(&proxy, &mut c, "customer", &sql).await;
+        assert_eq!((rows, reached), (vec![*id], vec![home]), "{sql}");
+        checked += 1;
+    }
+    assert!(checked > 0);
 
     // corder_event: placed by its keyspace_id, found through corder's lookup, which it does
     // not write.

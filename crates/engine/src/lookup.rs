@@ -466,7 +466,10 @@ fn duplicate(lookup: &OwnedLookup, key: &[KeyValue]) -> EngineError {
 
 /// 1062 when two of one statement's keys for a unique lookup are the same: the lookup table
 /// cannot tell two new rows apart.
-pub(crate) fn distinct_keys(lookup: &OwnedLookup, keys: &[Vec<KeyValue>]) -> Result<(), EngineError> {
+pub(crate) fn distinct_keys(
+    lookup: &OwnedLookup,
+    keys: &[Vec<KeyValue>],
+) -> Result<(), EngineError> {
     for (n, key) in keys.iter().enumerate() {
         if keys[..n].iter().any(|k| same_key(k, key)) {
             return Err(duplicate(lookup, key));

@@ -204,8 +204,14 @@ pub(crate) fn opcode_for(
                         value,
                     };
                 }
-                if lookup.is_none() {
-                    lookup = target.lookup_equality(left, right);
+                // A unique lookup reaches one shard; a non-unique one may reach several.
+                let narrower =
+                    |l: &Option<(Arc<LookupVindex>, KeyValue)>| l.as_ref().map(|(v, _)| v.unique);
+                if narrower(&lookup) != Some(true) {
+                    let found = target.lookup_equality(left, right);
+                    if narrower(&found) > narrower(&lookup) {
+                        lookup = found;
+                    }
                 }
             }
             Expr::In {
