@@ -579,6 +579,15 @@ async fn region_json_and_multicol_tables() {
         )
         .await;
         assert_eq!((rows, reached), (vec![3], vec![home.to_string()]));
+        // The first column alone gives the key range of its byte: the same one shard.
+        let (rows, reached) = read(
+            &proxy,
+            &mut c,
+            "regions",
+            &format!("SELECT n FROM visits WHERE site = '{site}' ORDER BY n"),
+        )
+        .await;
+        assert_eq!((rows, reached), (vec![1, 2, 3], vec![home.to_string()]));
     }
     let total: Option<i64> = c
         .query_first("SELECT SUM(n) FROM visits WHERE id = 2")

@@ -507,6 +507,12 @@ pub enum Opcode {
     /// The shard the session targeted with `USE keyspace:shard`; the statement goes there as
     /// written, without routing.
     Destination { shard: String },
+    /// The shards whose key ranges hold keyspace IDs starting with the prefix that values of a
+    /// `multicol` vindex's first columns give.
+    Prefix {
+        vindex: Arc<Vindex>,
+        values: Vec<KeyValue>,
+    },
 }
 
 impl Opcode {
@@ -519,6 +525,7 @@ impl Opcode {
             Opcode::Scatter => "Scatter",
             Opcode::Lookup { .. } => "Lookup",
             Opcode::Destination { .. } => "Destination",
+            Opcode::Prefix { .. } => "Prefix",
         }
     }
 
@@ -790,7 +797,7 @@ impl Plan {
                     Opcode::Lookup { vindex, value } => {
                         let _ = write!(out, " vindex={} value={}", vindex.name, value);
                     }
-                    Opcode::In { vindex, values } => {
+                    Opcode::In { vindex, values } | Opcode::Prefix { vindex, values } => {
                         let vals: Vec<String> = values.iter().map(|v| v.to_string()).collect();
                         let _ = write!(out, " vindex={} values=[{}]", vindex.name, vals.join(", "));
                     }

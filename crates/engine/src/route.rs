@@ -24,6 +24,18 @@ pub(crate) async fn shards_for<E: Executor>(
             set.into_iter().collect()
         }
         Opcode::Scatter => (0..keyspace.shards.len()).collect(),
+        Opcode::Prefix { vindex, values } => {
+            let prefix = match &vindex.multi {
+                Some(multi) => multi.prefix(values)?,
+                None => {
+                    return Err(EngineError::Bug(format!(
+                        "{} is not multi-column",
+                        vindex.name
+                    )))
+                }
+            };
+            keyspace.shards_with_prefix(&prefix)
+        }
         Opcode::Destination { shard } => {
             vec![keyspace
                 .shards

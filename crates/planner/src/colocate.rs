@@ -685,7 +685,7 @@ fn rank(opcode: &engine::Opcode) -> u8 {
     match opcode {
         o if o.is_single_shard() => 0,
         engine::Opcode::Lookup { .. } => 1,
-        engine::Opcode::In { .. } => 2,
+        engine::Opcode::In { .. } | engine::Opcode::Prefix { .. } => 2,
         _ => 3,
     }
 }

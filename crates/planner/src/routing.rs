@@ -225,17 +225,37 @@ pub(crate) fn opcode_for(
             _ => {}
         }
     }
-    if let Some(values) = multi.into_iter().collect::<Option<Vec<KeyValue>>>() {
-        let value = KeyValue::Tuple(values);
-        let bound_later = matches!(&value, KeyValue::Tuple(v) if v.iter().any(|v| matches!(v, KeyValue::Param(_))));
-        if !target.columns.is_empty() && (bound_later || target.vindex.map(&value).is_ok()) {
+    // A multi-column vindex: all its columns give one shard; a `multicol`'s first ones, the
+    // shards of a key range.
+    let given: Vec<KeyValue> = multi.into_iter().map_while(|v| v).collect();
+    let waits = given.iter().any(|v| matches!(v, KeyValue::Param(_)));
+    if !given.is_empty() && given.len() == target.columns.len() {
+        let value = KeyValue::Tuple(given.clone());
+        if waits || target.vindex.map(&value).is_ok() {
             return Opcode::EqualUnique {
                 vindex: target.vindex.clone(),
                 value,
             };
         }
     }
-    // A lookup finds the shards; an IN list may need several.
+    // A unique lookup finds one shard; a key range or a non-unique lookup maybe several.
+    match lookup {
+        Some((vindex, value)) if vindex.unique => return Opcode::Lookup { vindex, value },
+        _ if !given.is_empty() && given.len() < target.columns.len() => {
+            let ranged = target
+                .vindex
+                .multi
+                .as_ref()
+                .is_some_and(|m| waits || m.prefix(&given).is_ok());
+            if ranged {
+                return Opcode::Prefix {
+                    vindex: target.vindex.clone(),
+                    values: given,
+                };
+            }
+        }
+        _ => {}
+    }
     if let Some((vindex, value)) = lookup {
         return Opcode::Lookup { vindex, value };
     }

@@ -165,6 +165,10 @@ fn bind_route(route: &Route, literals: &[Literal], vschema: &VSchema) -> Option<
                 .collect::<Option<Vec<_>>>()?;
             narrow_in(vindex, values, vschema.keyspace(&route.keyspace)?)
         }
+        Opcode::Prefix { vindex, values } => Opcode::Prefix {
+            vindex: vindex.clone(),
+            values: values.iter().map(value).collect::<Option<_>>()?,
+        },
         Opcode::Lookup { vindex, value: v } => Opcode::Lookup {
             vindex: vindex.clone(),
             value: value(v)?,

@@ -192,6 +192,27 @@ impl Keyspace {
         self.tables.get(name)
     }
 
+    /// The shards (indexes, in key order) that may hold keyspace IDs starting with `prefix`.
+    pub fn shards_with_prefix(&self, prefix: &[u8]) -> Vec<usize> {
+        // IDs starting with the prefix lie in [prefix, prefix + 1); no end when it is all 0xff.
+        let mut end = prefix.to_vec();
+        while end.last() == Some(&0xff) {
+            end.pop();
+        }
+        if let Some(last) = end.last_mut() {
+            *last += 1;
+        }
+        self.shards
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| {
+                let (start, stop) = (s.range.start(), s.range.end());
+                (stop.is_empty() || prefix < stop) && (end.is_empty() || start < end.as_slice())
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
     /// The index of the shard that owns `id`. Shards tile the space, so there is always one.
     pub fn shard_for(&self, id: &KeyspaceId) -> usize {
         self.shards

@@ -168,6 +168,28 @@ impl MultiColumn {
         Ok(MultiColumn::Hashed(out))
     }
 
+    /// `multicol`'s keyspace-ID prefix for values of its first columns, in order: the IDs of
+    /// every row with those values start with it (Vitess routes such a query to a key range).
+    pub fn prefix(&self, values: &[KeyValue]) -> Result<Vec<u8>, VindexError> {
+        let MultiColumn::Hashed(parts) = self else {
+            return Err(VindexError::Columns {
+                vindex: "region_json",
+                want: 2,
+                got: values.len(),
+            });
+        };
+        // Each column starts where the bytes before it end, zero-padded when the previous one
+        // gave fewer.
+        let mut id = Vec::with_capacity(8);
+        let mut start = 0;
+        for ((kind, bytes), v) in parts.iter().zip(values) {
+            id.resize(id.len().max(start), 0);
+            id.extend(kind.map(v)?.0.iter().take(*bytes));
+            start += bytes;
+        }
+        Ok(id)
+    }
+
     fn map(&self, name: &'static str, values: &[KeyValue]) -> Result<KeyspaceId, VindexError> {
         let want = match self {
             MultiColumn::Hashed(parts) => parts.len(),
@@ -182,17 +204,7 @@ impl MultiColumn {
         }
         let mut id = Vec::with_capacity(8);
         match self {
-            MultiColumn::Hashed(parts) => {
-                // Each column starts where the bytes before it end, zero-padded when the
-                // previous one gave fewer.
-                let mut start = 0;
-                for ((kind, bytes), v) in parts.iter().zip(values) {
-                    id.resize(id.len().max(start), 0);
-                    let hashed = kind.map(v)?;
-                    id.extend(hashed.0.iter().take(*bytes));
-                    start += bytes;
-                }
-            }
+            MultiColumn::Hashed(_) => id = self.prefix(values)?,
             MultiColumn::Region { bytes, map } => {
                 let region_of = match &values[1] {
                     KeyValue::Text(t) => String::from_utf8_lossy(t).into_owned(),

@@ -502,8 +502,16 @@ fn vitess_vschema_forms() {
             "sequence customer_seq is in several keyspaces (a, b)",
         ),
         (
+            r#"{"sharded": true, "vindexes": {"u": {"type": "cfc"}}}"#.to_string(),
+            "supported: hash, xxhash, numeric, binary, binary_md5, reverse_bits, null, numeric_static_map, unicode_loose_md5, unicode_loose_xxhash, multicol, region_json, lookup, lookup_unique, lookup_hash, lookup_hash_unique, consistent_lookup, consistent_lookup_unique",
+        ),
+        (
             r#"{"sharded": true, "vindexes": {"u": {"type": "region_json"}}}"#.to_string(),
-            "supported: hash, xxhash, numeric, binary, binary_md5, reverse_bits, null, numeric_static_map, unicode_loose_md5, unicode_loose_xxhash, lookup, lookup_unique, lookup_hash, lookup_hash_unique, consistent_lookup, consistent_lookup_unique",
+            "region_json needs params.region_bytes, 1 or 2",
+        ),
+        (
+            r#"{"sharded": true, "vindexes": {"m": {"type": "multicol", "params": {"column_count": "9"}}}}"#.to_string(),
+            "column_count must be between 1 and 8",
         ),
         (r#"{"ks1": 3}"#.to_string(), "neither one keyspace's VSchema"),
         (
@@ -516,7 +524,7 @@ fn vitess_vschema_forms() {
         ),
         (
             r#"{"sharded": true, "vindexes": {"h": {"type": "hash"}}, "tables": {"t": {"column_vindexes": [{"columns": ["a", "b"], "name": "h"}]}}}"#.to_string(),
-            "multi-column vindex h is not supported yet",
+            "vindex h maps 1 column(s), not 2",
         ),
     ];
     for (json, want) in refused {
@@ -639,4 +647,21 @@ fn numeric_static_map_entries_inline_or_from_a_file() {
     .unwrap_err();
     assert!(e.message.contains("cannot read"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn shards_holding_a_key_prefix() {
+    let config = parse(GOOD).unwrap();
+    let ks = config.vschema.keyspace("commerce").unwrap();
+    let names = |prefix: &[u8]| -> Vec<&str> {
+        ks.shards_with_prefix(prefix)
+            .into_iter()
+            .map(|i| ks.shards[i].name.as_str())
+            .collect()
+    };
+    assert_eq!(names(&[0x16, 0x6b]), ["-80"]);
+    assert_eq!(names(&[0x80]), ["80-"]);
+    assert_eq!(names(&[0x7f, 0xff]), ["-80"]);
+    assert_eq!(names(&[0xff, 0xff]), ["80-"]);
+    assert_eq!(names(&[]), ["-80", "80-"]);
 }
