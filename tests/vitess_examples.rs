@@ -15,7 +15,7 @@ mod common;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use common::counters;
+use common::{counters, expect_code};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
 use vschema::{Config, KeyValue, KeyspaceId, VindexKind};
@@ -297,24 +297,15 @@ async fn the_demo_corder_table_and_its_three_vindexes() {
     // exist, is refused (Vitess verifies them too); so is changing corder_id.
     let wrong: String = xxhash(1).0.iter().map(|b| format!("{b:02X}")).collect();
     for (corder, ksid) in [(7, wrong.as_str()), (999, hex.as_str())] {
-        let e = c
-            .query_drop(format!(
-                "INSERT INTO corder_event (corder_id, ename, keyspace_id) VALUES ({corder}, 'x', x'{ksid}')"
-            ))
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(&e, mysql_async::Error::Server(s) if s.code == 1452),
-            "{e}"
+        let sql = format!(
+            "INSERT INTO corder_event (corder_id, ename, keyspace_id) VALUES ({corder}, 'x', x'{ksid}')"
         );
+        expect_code(c.query_drop(sql).await, 1452);
     }
-    let e = c
-        .query_drop("UPDATE corder_event SET corder_id = 2 WHERE corder_id = 7")
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&e, mysql_async::Error::Server(s) if s.code == 1235),
-        "{e}"
+    expect_code(
+        c.query_drop("UPDATE corder_event SET corder_id = 2 WHERE corder_id = 7")
+            .await,
+        1235,
     );
 
     // Renaming and deleting orders move and remove their lookup rows; a name another order at
@@ -370,15 +361,12 @@ async fn the_demo_corder_table_and_its_three_vindexes() {
     assert_eq!(onames, want);
 
     // The unique lookup still refuses a taken corder_id.
-    let e = c
-        .query_drop(
+    expect_code(
+        c.query_drop(
             "INSERT INTO corder (corder_id, customer_id, product_id, oname) VALUES (3, 4, 1, 'x')",
         )
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&e, mysql_async::Error::Server(s) if s.code == 1062),
-        "{e}"
+        .await,
+        1062,
     );
 }
 
@@ -531,13 +519,10 @@ async fn region_json_and_multicol_tables() {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("region map"), "{e}");
-    let e = c
-        .query_drop("UPDATE customer SET country = 'India' WHERE id = 1")
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&e, mysql_async::Error::Server(s) if s.code == 1235),
-        "{e}"
+    expect_code(
+        c.query_drop("UPDATE customer SET country = 'India' WHERE id = 1")
+            .await,
+        1235,
     );
     c.query_drop(
         "UPDATE customer SET fullname = 'P. Roth' WHERE id = 1 AND country = 'United States'",
@@ -639,13 +624,10 @@ async fn region_json_with_a_lookup_placed_by_keyspace_id() {
     .await;
     assert!(rows.is_empty());
     // The id is unique across regions, though each shard's key sees only its own rows.
-    let e = c
-        .query_drop("INSERT INTO customer (id, fullname, country) VALUES (5, 'Someone', 'Japan')")
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&e, mysql_async::Error::Server(s) if s.code == 1062),
-        "{e}"
+    expect_code(
+        c.query_drop("INSERT INTO customer (id, fullname, country) VALUES (5, 'Someone', 'Japan')")
+            .await,
+        1062,
     );
     // Deleting a customer removes its lookup row from its shard.
     c.query_drop("DELETE FROM customer WHERE id = 13")
