@@ -5,7 +5,15 @@
 //!
 //! Options (`--name=value`): rounds (3), time (seconds per run, 10), threads (8,32), workloads
 //! (point_select,read_only,read_write,scatter,insert), modes (auto,disable), tables (4),
-//! table-size (10000). Everything runs on loopback and everything started is stopped at the end.
+//! table-size (10000), and:
+//! - `one-shard=true`: also shardgate over a keyspace of one shard (`shardgate-1`), for
+//!   comparing with a proxy in front of one server;
+//! - `endpoint=NAME=HOST:PORT[:USER:PASSWORD]` (repeatable): a server or proxy someone started
+//!   (a peer proxy), run in the same interleaved rounds; its sbtest tables are recreated first;
+//! - `profile=DIR`: `perf record -g` of shardgate during each workload's first round, one file
+//!   per workload, threads and mode.
+//!
+//! Everything runs on loopback and everything started is stopped at the end.
 
 use std::collections::BTreeMap;
 use std::net::TcpStream;
@@ -21,6 +29,49 @@ struct Options {
     modes: Vec<String>,
     tables: usize,
     table_size: usize,
+    one_shard: bool,
+    endpoints: Vec<Endpoint>,
+    profile: Option<std::path::PathBuf>,
+}
+
+/// A way in given on the command line.
+struct Endpoint {
+    name: String,
+    host: String,
+    port: u16,
+    user: String,
+    password: String,
+}
+
+impl Endpoint {
+    /// `NAME=HOST:PORT[:USER:PASSWORD]`; the user is `root` without a password when not given.
+    fn parse(text: &str) -> Endpoint {
+        let usage = "--endpoint=NAME=HOST:PORT[:USER:PASSWORD]";
+        let (name, rest) = text.split_once('=').expect(usage);
+        let parts: Vec<&str> = rest.splitn(4, ':').collect();
+        let (host, port, user, password) = match parts.as_slice() {
+            [h, p] => (*h, *p, "root", ""),
+            [h, p, u] => (*h, *p, *u, ""),
+            [h, p, u, pw] => (*h, *p, *u, *pw),
+            _ => panic!("{usage}"),
+        };
+        // A load test never leaves this machine.
+        let loopback = host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        assert!(
+            loopback,
+            "--endpoint {name}: {host} is not a loopback address"
+        );
+        Endpoint {
+            name: name.to_string(),
+            host: host.to_string(),
+            port: port.parse().expect(usage),
+            user: user.to_string(),
+            password: password.to_string(),
+        }
+    }
 }
 
 impl Options {
@@ -42,6 +93,9 @@ impl Options {
             modes: vec!["auto".into(), "disable".into()],
             tables: 4,
             table_size: 10_000,
+            one_shard: false,
+            endpoints: Vec::new(),
+            profile: None,
         };
         let list = |v: &str| v.split(',').map(str::to_string).collect::<Vec<_>>();
         for arg in std::env::args().skip(1) {
@@ -66,6 +120,9 @@ impl Options {
                 "modes" => o.modes = list(value),
                 "tables" => o.tables = number(),
                 "table-size" => o.table_size = number(),
+                "one-shard" => o.one_shard = value == "true",
+                "endpoint" => o.endpoints.push(Endpoint::parse(value)),
+                "profile" => o.profile = Some(value.into()),
                 other => panic!("unknown option --{other}"),
             }
         }
@@ -85,12 +142,32 @@ impl Drop for Started {
 
 /// One way in: where sysbench connects, as whom, and which process to charge CPU to.
 struct Target {
-    name: &'static str,
+    name: String,
+    host: String,
     port: u16,
-    user: &'static str,
-    password: &'static str,
+    user: String,
+    password: String,
     /// (pid, whether its CPU is in children it reaps: socat forks one per connection)
     cpu_of: Option<(u32, bool)>,
+    /// Its sbtest tables are made by sysbench through it (not another way in to the same data).
+    prepare: bool,
+    /// A shardgate process: profiled with `profile=DIR`.
+    shardgate: bool,
+}
+
+impl Target {
+    fn local(name: &str, port: u16, user: &str, password: &str) -> Target {
+        Target {
+            name: name.into(),
+            host: "127.0.0.1".into(),
+            port,
+            user: user.into(),
+            password: password.into(),
+            cpu_of: None,
+            prepare: false,
+            shardgate: false,
+        }
+    }
 }
 
 /// What one sysbench run reported.
@@ -110,23 +187,41 @@ fn main() {
         return;
     }
     let o = Options::parse();
-    let servers = testkit::start(3, &["sbtest", "main"]).expect("start MariaDB");
+    let servers =
+        testkit::start(3, &["sbtest", "main", "sbone", "mainone"]).expect("start MariaDB");
     let (s0, s1, reference) = (&servers[0], &servers[1], &servers[2]);
     let dir = tempfile::tempdir().expect("temp dir");
 
-    let sg_port = free_port();
-    let config = config_text(sg_port, [s0.port, s1.port], o.tables);
-    let config_path = dir.path().join("shardgate.toml");
-    std::fs::write(&config_path, config).expect("write config");
-    let shardgate = Started(
-        testkit::die_with_parent(&mut Command::new(env!("CARGO_BIN_EXE_shardgate")))
-            .args(["serve", "--config"])
-            .arg(&config_path)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start shardgate"),
-    );
+    let mut started = Vec::new();
+    // Each shardgate has its own sequences: the ids sysbench's rows get must be 1..=table-size.
+    let mut start_shardgate = |name: &str, main: &str, shards: &[(&str, u16, &str)]| {
+        let port = free_port();
+        let config_path = dir.path().join(format!("{name}.toml"));
+        let config = config_text(port, (s0.port, main), shards, o.tables);
+        std::fs::write(&config_path, config).expect("write config");
+        let child = Started(
+            testkit::die_with_parent(&mut Command::new(env!("CARGO_BIN_EXE_shardgate")))
+                .args(["serve", "--config"])
+                .arg(&config_path)
+                .env("RUST_LOG", "warn")
+                .stdin(Stdio::null())
+                .spawn()
+                .expect("start shardgate"),
+        );
+        wait_port(port);
+        let target = Target {
+            cpu_of: Some((child.0.id(), false)),
+            prepare: true,
+            shardgate: true,
+            ..Target::local(name, port, "app", "secret")
+        };
+        started.push(child);
+        target
+    };
+    let mut targets = vec![Target {
+        prepare: true,
+        ..Target::local("direct", reference.port, "root", "")
+    }];
     let relay_port = free_port();
     let relay = Started(
         testkit::die_with_parent(&mut Command::new("socat"))
@@ -138,50 +233,52 @@ fn main() {
             .spawn()
             .expect("start socat (Debian package socat)"),
     );
-    wait_port(sg_port);
     wait_port(relay_port);
-
-    let targets = [
-        Target {
-            name: "direct",
-            port: reference.port,
-            user: "root",
-            password: "",
-            cpu_of: None,
-        },
-        Target {
-            name: "relay",
-            port: relay_port,
-            user: "root",
-            password: "",
-            cpu_of: Some((relay.0.id(), true)),
-        },
-        Target {
-            name: "shardgate",
-            port: sg_port,
-            user: "app",
-            password: "secret",
-            cpu_of: Some((shardgate.0.id(), false)),
-        },
-    ];
+    targets.push(Target {
+        cpu_of: Some((relay.0.id(), true)),
+        ..Target::local("relay", relay_port, "root", "")
+    });
+    targets.push(start_shardgate(
+        "shardgate",
+        "main",
+        &[("-80", s0.port, "sbtest"), ("80-", s1.port, "sbtest")],
+    ));
+    if o.one_shard {
+        targets.push(start_shardgate(
+            "shardgate-1",
+            "mainone",
+            &[("-", s1.port, "sbone")],
+        ));
+    }
+    for e in &o.endpoints {
+        targets.push(Target {
+            host: e.host.clone(),
+            prepare: true,
+            ..Target::local(&e.name, e.port, &e.user, &e.password)
+        });
+    }
+    let sg = 2; // shardgate over two shards: the ratios are its
 
     eprintln!("preparing {} tables x {} rows", o.tables, o.table_size);
-    for t in 1..=o.tables {
-        mariadb(
-            sg_port,
-            "main",
-            &format!(
-                "DROP TABLE IF EXISTS sbtest{t}_seq; CREATE TABLE sbtest{t}_seq (id INT PRIMARY KEY, next_id BIGINT, cache BIGINT); INSERT INTO sbtest{t}_seq VALUES (0, 1, 1000)"
-            ),
-        );
+    for target in targets.iter().filter(|t| t.shardgate) {
+        for t in 1..=o.tables {
+            mariadb(
+                target.port,
+                "main",
+                &format!(
+                    "DROP TABLE IF EXISTS sbtest{t}_seq; CREATE TABLE sbtest{t}_seq (id INT PRIMARY KEY, next_id BIGINT, cache BIGINT); INSERT INTO sbtest{t}_seq VALUES (0, 1, 1000)"
+                ),
+            );
+        }
     }
-    for target in [&targets[0], &targets[2]] {
+    for target in targets.iter().filter(|t| t.prepare) {
+        sysbench(target, &o, "oltp_read_write", &[], "cleanup");
         sysbench(target, &o, "oltp_read_write", &[], "prepare");
     }
 
     let lua = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/load/scatter.lua");
-    let mut results: BTreeMap<(usize, u32, usize), Vec<[Run; 3]>> = BTreeMap::new();
-    let started = Instant::now();
+    let mut results: BTreeMap<(usize, u32, usize), Vec<Vec<Run>>> = BTreeMap::new();
+    let clock = Instant::now();
     for (w, workload) in o.workloads.iter().enumerate() {
         let script = match workload.as_str() {
             "scatter" => lua.display().to_string(),
@@ -190,88 +287,157 @@ fn main() {
         for &threads in &o.threads {
             for (m, mode) in o.modes.iter().enumerate() {
                 for round in 0..o.rounds {
-                    let runs = targets.each_ref().map(|t| {
-                        let before = t.cpu_of.map(cpu_ticks);
-                        let text = sysbench(
-                            t,
-                            &o,
-                            &script,
-                            &[
-                                &format!("--threads={threads}"),
-                                &format!("--time={}", o.time),
-                                &format!("--db-ps-mode={mode}"),
-                                // Deadlocks are retried as sysbench does against one
-                                // server; shardgate breaks those across shards with 1213
-                                // too, at the servers' default lock wait timeout.
-                                "--mysql-ignore-errors=1213",
-                            ],
-                            "run",
-                        );
-                        let mut run = parse_run(&text);
-                        if let (Some(before), Some(cpu)) = (before, t.cpu_of) {
-                            // socat's children exit when sysbench disconnects; let it reap them.
-                            std::thread::sleep(Duration::from_millis(300));
-                            let after = cpu_ticks(cpu);
-                            let queries = run.qps * o.time as f64;
-                            run.cpu_us = Some([0, 1].map(|i| {
-                                (after[i] - before[i]) as f64 * 1e6 / clock_ticks() / queries
-                            }));
-                        }
-                        run
-                    });
+                    let runs: Vec<Run> = targets
+                        .iter()
+                        .map(|t| {
+                            let profile = o
+                                .profile
+                                .as_ref()
+                                .filter(|_| round == 0 && t.shardgate)
+                                .map(|d| {
+                                    let file = d.join(format!(
+                                        "{}-{workload}-{threads}-{mode}.data",
+                                        t.name
+                                    ));
+                                    perf_record(t.cpu_of.map_or(0, |c| c.0), &file)
+                                });
+                            let before = t.cpu_of.map(cpu_ticks);
+                            let text = sysbench(
+                                t,
+                                &o,
+                                &script,
+                                &[
+                                    &format!("--threads={threads}"),
+                                    &format!("--time={}", o.time),
+                                    &format!("--db-ps-mode={mode}"),
+                                    // Deadlocks are retried as sysbench does against one
+                                    // server; shardgate breaks those across shards with 1213
+                                    // too, at the servers' default lock wait timeout.
+                                    "--mysql-ignore-errors=1213",
+                                ],
+                                "run",
+                            );
+                            let mut run = parse_run(&text);
+                            if let (Some(before), Some(cpu)) = (before, t.cpu_of) {
+                                // socat's children exit when sysbench disconnects; let it reap
+                                // them.
+                                std::thread::sleep(Duration::from_millis(300));
+                                let after = cpu_ticks(cpu);
+                                let queries = run.qps * o.time as f64;
+                                run.cpu_us = Some([0, 1].map(|i| {
+                                    (after[i] - before[i]) as f64 * 1e6 / clock_ticks() / queries
+                                }));
+                            }
+                            drop(profile);
+                            run
+                        })
+                        .collect();
+                    let each: Vec<String> = targets
+                        .iter()
+                        .zip(&runs)
+                        .map(|(t, r)| format!("{} {:.0}", t.name, r.tps))
+                        .collect();
+                    let cpu: Vec<String> = targets
+                        .iter()
+                        .zip(&runs)
+                        .filter(|(t, _)| t.cpu_of.is_some())
+                        .map(|(t, r)| format!("{} {}", t.name, cpu_text(r.cpu_us)))
+                        .collect();
                     eprintln!(
-                        "{workload} threads={threads} ps={mode} round {}: direct {:.0} relay {:.0} shardgate {:.0} tps; CPU µs/query (user+sys) relay {} shardgate {}",
+                        "{workload} threads={threads} ps={mode} round {}: {} tps; CPU µs/query (user+sys) {}",
                         round + 1,
-                        runs[0].tps,
-                        runs[1].tps,
-                        runs[2].tps,
-                        cpu_text(runs[1].cpu_us),
-                        cpu_text(runs[2].cpu_us),
+                        each.join(" "),
+                        cpu.join(" "),
                     );
                     results.entry((w, threads, m)).or_default().push(runs);
                 }
             }
         }
     }
-    print_table(&o, &results);
+    print_table(&o, &targets, sg, &results);
     println!(
         "\n{} rounds of {} s each, {:.0} s in all; medians of the rounds; CPU is user+system time of the process per query (relay: socat's exited children included)",
         o.rounds,
         o.time,
-        started.elapsed().as_secs_f64()
+        clock.elapsed().as_secs_f64()
     );
-    drop(shardgate);
+    drop(started);
     drop(relay);
 }
 
-fn print_table(o: &Options, results: &BTreeMap<(usize, u32, usize), Vec<[Run; 3]>>) {
-    println!(
-        "\n| workload | threads | ps-mode | direct tps | relay tps | shardgate tps | sg/direct | sg/relay | p95 ms direct/relay/sg | CPU µs/query relay (user+sys) | CPU µs/query sg (user+sys) |"
+/// `perf record -g` of a process until dropped.
+fn perf_record(pid: u32, file: &Path) -> Perf {
+    Perf(
+        testkit::die_with_parent(&mut Command::new("perf"))
+            .args(["record", "-g", "-q", "-p", &pid.to_string(), "-o"])
+            .arg(file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("run perf (Debian package linux-perf)"),
+    )
+}
+
+/// A running `perf record`: stopped with SIGINT when dropped, so that it writes its file out
+/// (killed, it leaves a file `perf report` cannot read).
+struct Perf(Child);
+
+impl Drop for Perf {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+fn print_table(
+    o: &Options,
+    targets: &[Target],
+    sg: usize,
+    results: &BTreeMap<(usize, u32, usize), Vec<Vec<Run>>>,
+) {
+    let others: Vec<usize> = (0..targets.len()).filter(|&i| i != sg).collect();
+    let costed: Vec<usize> = (0..targets.len())
+        .filter(|&i| targets[i].cpu_of.is_some())
+        .collect();
+    let mut header = vec!["workload".to_string(), "threads".into(), "ps-mode".into()];
+    header.extend(targets.iter().map(|t| format!("{} tps", t.name)));
+    header.extend(others.iter().map(|&i| format!("sg/{}", targets[i].name)));
+    header.push(format!(
+        "p95 ms {}",
+        targets
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect::<Vec<_>>()
+            .join("/")
+    ));
+    header.extend(
+        costed
+            .iter()
+            .map(|&i| format!("CPU µs/query {} (user+sys)", targets[i].name)),
     );
-    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("\n| {} |", header.join(" | "));
+    println!("|---|---:|---|{}", "---:|".repeat(header.len() - 3));
     for ((w, threads, m), rounds) in results {
-        let med = |f: &dyn Fn(&[Run; 3]) -> f64| median(rounds.iter().map(f).collect());
-        let tps = [0, 1, 2].map(|i| med(&|r| r[i].tps));
-        let p95 = [0, 1, 2].map(|i| med(&|r| r[i].p95_ms));
-        let cpu = [1, 2].map(|i| {
+        let med = |f: &dyn Fn(&[Run]) -> f64| median(rounds.iter().map(|r| f(r)).collect());
+        let tps: Vec<f64> = (0..targets.len()).map(|i| med(&|r| r[i].tps)).collect();
+        let p95: Vec<String> = (0..targets.len())
+            .map(|i| format!("{:.2}", med(&|r| r[i].p95_ms)))
+            .collect();
+        let mut row = vec![
+            o.workloads[*w].clone(),
+            threads.to_string(),
+            o.modes[*m].clone(),
+        ];
+        row.extend(tps.iter().map(|t| format!("{t:.0}")));
+        row.extend(others.iter().map(|&i| format!("{:.2}", tps[sg] / tps[i])));
+        row.push(p95.join(" / "));
+        row.extend(costed.iter().map(|&i| {
             let part = |k: usize| med(&|r| r[i].cpu_us.map_or(f64::NAN, |c| c[k]));
             cpu_text(Some([part(0), part(1)]))
-        });
-        println!(
-            "| {} | {threads} | {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} / {:.2} / {:.2} | {} | {} |",
-            o.workloads[*w],
-            o.modes[*m],
-            tps[0],
-            tps[1],
-            tps[2],
-            tps[2] / tps[0],
-            tps[2] / tps[1],
-            p95[0],
-            p95[1],
-            p95[2],
-            cpu[0],
-            cpu[1],
-        );
+        }));
+        println!("| {} |", row.join(" | "));
     }
 }
 
@@ -285,7 +451,7 @@ fn sysbench(t: &Target, o: &Options, script: &str, extra: &[&str], command: &str
         .arg(script)
         .args([
             "--db-driver=mysql".to_string(),
-            "--mysql-host=127.0.0.1".to_string(),
+            format!("--mysql-host={}", t.host),
             format!("--mysql-port={}", t.port),
             format!("--mysql-user={}", t.user),
             format!("--mysql-password={}", t.password),
@@ -398,7 +564,14 @@ fn wait_port(port: u16) {
     }
 }
 
-fn config_text(port: u16, shards: [u16; 2], tables: usize) -> String {
+/// shardgate's config: keyspace `main` (the sequences) at `main` (server port, database), and
+/// keyspace `sbtest` over `shards` (name, server port, database), sharded by `id` with `hash`.
+fn config_text(
+    port: u16,
+    main: (u16, &str),
+    shards: &[(&str, u16, &str)],
+    tables: usize,
+) -> String {
     let url = |p: u16, db: &str| format!("mysql://root@127.0.0.1:{p}/{db}");
     let (mut sequences, mut sharded) = (String::new(), String::new());
     for t in 1..=tables {
@@ -409,6 +582,10 @@ fn config_text(port: u16, shards: [u16; 2], tables: usize) -> String {
             "tables.sbtest{t} = {{ primary_vindex = {{ column = \"id\", vindex = \"hash\" }}, auto_increment = {{ column = \"id\", sequence = \"main.sbtest{t}_seq\" }} }}\n"
         ));
     }
+    let shards: Vec<String> = shards
+        .iter()
+        .map(|(name, p, db)| format!("{{ name = \"{name}\", primary = \"{}\" }}", url(*p, db)))
+        .collect();
     format!(
         r#"[server]
 listen = "127.0.0.1:{port}"
@@ -423,11 +600,10 @@ shards = [{{ name = "0", primary = "{main}" }}]
 {sequences}
 [keyspaces.sbtest]
 sharded = true
-shards = [{{ name = "-80", primary = "{s0}" }}, {{ name = "80-", primary = "{s1}" }}]
+shards = [{shards}]
 vindexes.hash = {{ type = "hash" }}
 {sharded}"#,
-        main = url(shards[0], "main"),
-        s0 = url(shards[0], "sbtest"),
-        s1 = url(shards[1], "sbtest"),
+        main = url(main.0, main.1),
+        shards = shards.join(", "),
     )
 }
