@@ -209,11 +209,7 @@ pub(crate) fn plan_insert(
                 1 => values.remove(0),
                 _ => KeyValue::Tuple(values),
             };
-            let bound_later = |v: &KeyValue| match v {
-                KeyValue::Tuple(values) => values.iter().any(|v| matches!(v, KeyValue::Param(_))),
-                v => matches!(v, KeyValue::Param(_)),
-            };
-            if !bound_later(&value) {
+            if !value.waits_for_binding() {
                 vindex.map(&value)?;
             }
             Some(value)

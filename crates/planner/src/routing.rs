@@ -228,7 +228,7 @@ pub(crate) fn opcode_for(
     // A multi-column vindex: all its columns give one shard; a `multicol`'s first ones, the
     // shards of a key range.
     let given: Vec<KeyValue> = multi.into_iter().map_while(|v| v).collect();
-    let waits = given.iter().any(|v| matches!(v, KeyValue::Param(_)));
+    let waits = given.iter().any(KeyValue::waits_for_binding);
     if !given.is_empty() && given.len() == target.columns.len() {
         let value = KeyValue::Tuple(given.clone());
         if waits || target.vindex.map(&value).is_ok() {

@@ -37,6 +37,17 @@ pub enum KeyValue {
     Tuple(Vec<KeyValue>),
 }
 
+impl KeyValue {
+    /// A bind variable, or a tuple holding one: no vindex can map it before it is bound.
+    pub fn waits_for_binding(&self) -> bool {
+        match self {
+            KeyValue::Param(_) => true,
+            KeyValue::Tuple(values) => values.iter().any(KeyValue::waits_for_binding),
+            _ => false,
+        }
+    }
+}
+
 impl fmt::Display for KeyValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -258,14 +258,10 @@ fn auto_increment_from_a_sequence() {
         )
         .replace("tables.seq = {}", "tables.seq = {}\ntables.customer_seq = { type = \"sequence\" }");
     let config = parse(&text).unwrap();
-    let Some(Table::Sharded {
+    let Table::Sharded {
         auto_increment: Some(ai),
         ..
-    }) = config
-        .vschema
-        .keyspace("commerce")
-        .unwrap()
-        .table("customers")
+    } = customers(&config)
     else {
         panic!()
     };
@@ -315,12 +311,7 @@ vindexes.email = {{ type = "consistent_lookup_unique", table = "{table}", from =
         )
     };
     let config = parse(&with_lookup("lookup.email_lookup")).unwrap();
-    let Some(Table::Sharded { lookups, .. }) = config
-        .vschema
-        .keyspace("commerce")
-        .unwrap()
-        .table("customers")
-    else {
+    let Table::Sharded { lookups, .. } = customers(&config) else {
         panic!()
     };
     assert_eq!(lookups[0].vindex.keyspace, "lookup");
@@ -609,12 +600,7 @@ fn numeric_static_map_entries_inline_or_from_a_file() {
         &dir.join("shardgate.toml"),
     )
     .unwrap();
-    let Some(Table::Sharded { vindex, .. }) = config
-        .vschema
-        .keyspace("commerce")
-        .unwrap()
-        .table("customers")
-    else {
+    let Table::Sharded { vindex, .. } = customers(&config) else {
         panic!()
     };
     assert_eq!(
@@ -629,12 +615,7 @@ fn numeric_static_map_entries_inline_or_from_a_file() {
         r#"{ type = "numeric_static_map", json = '{"1": 9}' }"#,
     ))
     .unwrap();
-    let Some(Table::Sharded { vindex, .. }) = inline
-        .vschema
-        .keyspace("commerce")
-        .unwrap()
-        .table("customers")
-    else {
+    let Table::Sharded { vindex, .. } = customers(&inline) else {
         panic!()
     };
     assert_eq!(vindex.map(&KeyValue::Int(1)).unwrap().0, 9u64.to_be_bytes());
@@ -664,4 +645,13 @@ fn shards_holding_a_key_prefix() {
     assert_eq!(names(&[0x7f, 0xff]), ["-80"]);
     assert_eq!(names(&[0xff, 0xff]), ["80-"]);
     assert_eq!(names(&[]), ["-80", "80-"]);
+}
+
+/// The `customers` table of keyspace `commerce` (GOOD's sharded table).
+fn customers(config: &Config) -> &Table {
+    config
+        .vschema
+        .keyspace("commerce")
+        .and_then(|k| k.table("customers"))
+        .expect("commerce.customers")
 }
