@@ -6,6 +6,7 @@
 //! explicitly when a session's settings were applied to them.
 
 mod pool;
+pub mod wire;
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -1,9 +1,9 @@
 //! Where a merged SELECT's rows come from: the shard streams, concatenated or merged k-way. A
-//! merge holds one row per shard: the head of each stream.
+//! merge holds one row per shard: the head of each stream, with its sort keys decoded once.
 
 use std::cmp::Ordering;
 
-use crate::compare::Comparator;
+use crate::compare::{Comparator, Decoded};
 use crate::fanout::ShardStream;
 use crate::{EngineError, Value};
 
@@ -15,6 +15,8 @@ pub(crate) enum Source {
     Merge {
         streams: Vec<ShardStream>,
         heads: Vec<Option<Vec<Value>>>,
+        /// Each head's sort keys; the vectors are reused from row to row.
+        keys: Vec<Vec<Decoded>>,
         primed: bool,
         refill: Option<usize>,
         cmp: Comparator,
@@ -31,9 +33,11 @@ impl Source {
 
     pub fn merge(streams: Vec<ShardStream>, cmp: Comparator) -> Self {
         let heads = streams.iter().map(|_| None).collect();
+        let keys = streams.iter().map(|_| Vec::new()).collect();
         Source::Merge {
             streams,
             heads,
+            keys,
             primed: false,
             refill: None,
             cmp,
@@ -54,33 +58,43 @@ impl Source {
             Source::Merge {
                 streams,
                 heads,
+                keys,
                 primed,
                 refill,
                 cmp,
             } => {
+                let count = heads.len();
+                let mut fill = async |i: usize| -> Result<(), EngineError> {
+                    heads[i] = streams[i].next_row().await?;
+                    if let Some(row) = &heads[i] {
+                        cmp.decode_keys(row, &mut keys[i]);
+                    }
+                    Ok(())
+                };
                 if !*primed {
-                    for (stream, head) in streams.iter_mut().zip(heads.iter_mut()) {
-                        *head = stream.next_row().await?;
+                    for i in 0..count {
+                        fill(i).await?;
                     }
                     *primed = true;
                 }
                 if let Some(i) = refill.take() {
-                    heads[i] = streams[i].next_row().await?;
+                    fill(i).await?;
                 }
                 // The smallest head; on ties the earlier shard, so equal rows keep shard order.
-                let mut best: Option<usize> = None;
-                for (i, head) in heads.iter().enumerate() {
+                let mut best: Option<(usize, &[Value])> = None;
+                for (i, (head, key)) in heads.iter().zip(keys.iter()).enumerate() {
                     let Some(row) = head else { continue };
                     best = match best {
-                        Some(b)
-                            if cmp.compare(row, heads[b].as_deref().unwrap_or_default())
+                        Some((b, best_row))
+                            if cmp.compare_keys((row, key), (best_row, &keys[b]))
                                 != Ordering::Less =>
                         {
-                            Some(b)
+                            Some((b, best_row))
                         }
-                        _ => Some(i),
+                        _ => Some((i, row)),
                     };
                 }
+                let best = best.map(|(i, _)| i);
                 Ok(best.and_then(|i| {
                     *refill = Some(i);
                     heads[i].take()

@@ -1,0 +1,739 @@
+//! Our own connection to a shard, on mysql_common's packets.
+//!
+//! mysql_async decodes every row into a `Row` of owned values, through boxed futures, before the
+//! proxy sees it. Here a row is the payload of a packet read into the connection's buffer: the
+//! caller decodes it or hands the bytes on to its client as they are, and the buffer is reused
+//! from packet to packet, so a streamed result costs no allocation per row.
+//!
+//! The handshake speaks mysql_native_password and caching_sha2_password (its full
+//! authentication with the password sent over TLS, or RSA-encrypted with the server's key
+//! otherwise), with TLS when the shard's `backend_tls` asks for it.
+
+use std::sync::Arc;
+
+use bytes::{Buf, BytesMut};
+use mysql_common::constants::{CapabilityFlags, StatusFlags};
+use mysql_common::io::ParseBuf;
+use mysql_common::misc::raw::int::{LenEnc, RawInt};
+use mysql_common::packets::{
+    AuthMoreData, AuthPlugin, AuthSwitchRequest, Column, CommonOkPacket, ErrPacket,
+    HandshakePacket, HandshakeResponse, OkPacket, OkPacketDeserializer, OkPacketKind,
+    ResultSetTerminator, SslRequest, StmtPacket,
+};
+use mysql_common::proto::MySerialize;
+use mysql_common::value::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::rustls;
+
+/// Payloads this long continue in the next packet.
+const MAX_CHUNK: usize = 0xff_ffff;
+/// What we tell the server we accept (MariaDB's and MySQL's own maximum).
+const MAX_PACKET: u32 = 1 << 30;
+const COLLATION_UTF8MB4_GENERAL_CI: u8 = 45;
+
+const COM_QUIT: u8 = 0x01;
+const COM_QUERY: u8 = 0x03;
+const COM_PING: u8 = 0x0e;
+const COM_STMT_PREPARE: u8 = 0x16;
+const COM_STMT_CLOSE: u8 = 0x19;
+const COM_RESET_CONNECTION: u8 = 0x1f;
+
+/// Where and as whom to connect.
+#[derive(Clone)]
+pub struct ConnOpts {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: String,
+    pub database: String,
+    /// TLS, when the keyspace's `backend_tls` asks for it; an error when its CA could not be
+    /// read (every connection attempt then fails with it).
+    pub tls: Result<Option<Arc<rustls::ClientConfig>>, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    /// An ERR packet: the statement failed, the connection is fine.
+    #[error("ERROR {code} ({state}): {message}")]
+    Server {
+        code: u16,
+        state: String,
+        message: String,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Protocol(String),
+}
+
+fn protocol(what: impl std::fmt::Display) -> WireError {
+    WireError::Protocol(what.to_string())
+}
+
+/// What a statement's OK (or end of rows) reported.
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    pub affected_rows: u64,
+    pub last_insert_id: u64,
+    pub warnings: u16,
+    pub info: String,
+}
+
+/// The first answer to a statement.
+pub enum Response {
+    /// No result set.
+    Done,
+    /// A result set with these columns; its rows follow ([`Conn::next_row`]).
+    Rows(Arc<[Column]>),
+}
+
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    /// Only while TLS starts.
+    Closed,
+}
+
+fn closed() -> std::io::Error {
+    std::io::ErrorKind::NotConnected.into()
+}
+
+impl Stream {
+    async fn read_buf(&mut self, buf: &mut BytesMut) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read_buf(buf).await,
+            Stream::Tls(s) => s.read_buf(buf).await,
+            Stream::Closed => Err(closed()),
+        }
+    }
+
+    async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.write_all(bytes).await,
+            Stream::Tls(s) => {
+                s.write_all(bytes).await?;
+                s.flush().await
+            }
+            Stream::Closed => Err(closed()),
+        }
+    }
+}
+
+/// Where the packet just read lies.
+#[derive(Clone, Copy)]
+enum Packet {
+    /// `len` bytes after a 4-byte header at the start of the read buffer.
+    InBuffer(usize),
+    /// Joined from several chunks.
+    Joined,
+}
+
+pub struct Conn {
+    stream: Stream,
+    read_buf: BytesMut,
+    /// Bytes at the start of `read_buf` that the last packet returned still occupies.
+    consumed: usize,
+    /// A packet of several chunks, joined.
+    joined: Vec<u8>,
+    write_buf: Vec<u8>,
+    seq: u8,
+    caps: CapabilityFlags,
+    id: u32,
+    version: (u16, u16, u16),
+    /// The status of the last statement that ended well; `None` after one that failed or did
+    /// not finish (its transaction state is unknown).
+    status: Option<StatusFlags>,
+    summary: Summary,
+    /// Columns of the result being read; `None` between results.
+    in_rows: bool,
+    broken: bool,
+}
+
+impl Conn {
+    pub async fn connect(opts: &ConnOpts) -> Result<Conn, WireError> {
+        let tls = opts.tls.clone().map_err(WireError::Protocol)?;
+        let tcp = TcpStream::connect((opts.host.as_str(), opts.port)).await?;
+        tcp.set_nodelay(true)?;
+        let mut conn = Conn {
+            stream: Stream::Plain(tcp),
+            read_buf: BytesMut::with_capacity(16 * 1024),
+            consumed: 0,
+            joined: Vec::new(),
+            write_buf: Vec::with_capacity(1024),
+            seq: 0,
+            caps: CapabilityFlags::empty(),
+            id: 0,
+            version: (0, 0, 0),
+            status: None,
+            summary: Summary::default(),
+            in_rows: false,
+            broken: false,
+        };
+        conn.handshake(opts, tls).await?;
+        Ok(conn)
+    }
+
+    async fn handshake(
+        &mut self,
+        opts: &ConnOpts,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<(), WireError> {
+        let at = self.next_packet().await?;
+        if self.payload(at).first() == Some(&0xff) {
+            return Err(self.server_error(at));
+        }
+        let hello: HandshakePacket = ParseBuf(self.payload(at)).parse(())?;
+        let hello = hello.into_owned();
+        self.id = hello.connection_id();
+        self.version = hello
+            .maria_db_server_version_parsed()
+            .or_else(|| hello.server_version_parsed())
+            .unwrap_or_default();
+        let wanted = CapabilityFlags::CLIENT_PROTOCOL_41
+            | CapabilityFlags::CLIENT_SECURE_CONNECTION
+            | CapabilityFlags::CLIENT_LONG_PASSWORD
+            | CapabilityFlags::CLIENT_LONG_FLAG
+            | CapabilityFlags::CLIENT_TRANSACTIONS
+            | CapabilityFlags::CLIENT_MULTI_STATEMENTS
+            | CapabilityFlags::CLIENT_MULTI_RESULTS
+            | CapabilityFlags::CLIENT_PS_MULTI_RESULTS
+            | CapabilityFlags::CLIENT_DEPRECATE_EOF
+            | CapabilityFlags::CLIENT_PLUGIN_AUTH
+            | CapabilityFlags::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
+            | CapabilityFlags::CLIENT_CONNECT_WITH_DB;
+        let server = hello.capabilities();
+        if !server.contains(CapabilityFlags::CLIENT_PROTOCOL_41) {
+            return Err(protocol("the server does not speak protocol 4.1"));
+        }
+        let mut caps = wanted & server;
+        if let Some(config) = tls {
+            if !server.contains(CapabilityFlags::CLIENT_SSL) {
+                return Err(protocol("TLS is required but the server does not offer it"));
+            }
+            caps |= CapabilityFlags::CLIENT_SSL;
+            let mut request = Vec::new();
+            SslRequest::new(caps, MAX_PACKET, COLLATION_UTF8MB4_GENERAL_CI).serialize(&mut request);
+            self.send(&request).await?;
+            let name = rustls::pki_types::ServerName::try_from(opts.host.clone())
+                .map_err(|e| protocol(format!("TLS server name {}: {e}", opts.host)))?;
+            let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Closed) else {
+                return Err(protocol("[BUG] TLS started twice"));
+            };
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(name, tcp)
+                .await?;
+            self.stream = Stream::Tls(Box::new(tls));
+        }
+        self.caps = caps;
+        let nonce = hello.nonce();
+        let plugin = hello
+            .auth_plugin()
+            .unwrap_or(AuthPlugin::MysqlNativePassword)
+            .into_owned();
+        let password = (!opts.password.is_empty()).then_some(opts.password.as_str());
+        let data = plugin
+            .gen_data(password, &nonce)
+            .map(|d| {
+                let mut out = Vec::new();
+                d.serialize(&mut out);
+                out
+            })
+            .unwrap_or_default();
+        let mut response = Vec::new();
+        HandshakeResponse::new(
+            Some(data),
+            self.version,
+            Some(opts.user.as_bytes()),
+            Some(opts.database.as_bytes()),
+            Some(plugin.clone()),
+            caps,
+            None,
+            MAX_PACKET,
+        )
+        .serialize(&mut response);
+        self.send(&response).await?;
+        self.authenticate(opts, plugin, nonce).await
+    }
+
+    /// The rest of the login: the server may switch plugins or, for caching_sha2_password, ask
+    /// for the full authentication.
+    async fn authenticate(
+        &mut self,
+        opts: &ConnOpts,
+        mut plugin: AuthPlugin<'static>,
+        mut nonce: Vec<u8>,
+    ) -> Result<(), WireError> {
+        let password = (!opts.password.is_empty()).then_some(opts.password.as_str());
+        loop {
+            let at = self.next_packet().await?;
+            let payload = self.payload(at);
+            match payload.first() {
+                Some(0x00) => {
+                    self.read_ok(at)?;
+                    return Ok(());
+                }
+                Some(0xff) => return Err(self.server_error(at)),
+                Some(0xfe) => {
+                    let switch: AuthSwitchRequest = ParseBuf(payload).parse(())?;
+                    plugin = switch.auth_plugin().clone().into_owned();
+                    nonce = switch.plugin_data().to_vec();
+                    // The nonce ends in a NUL that is not part of it.
+                    if nonce.last() == Some(&0) {
+                        nonce.pop();
+                    }
+                    let mut data = Vec::new();
+                    if let Some(d) = plugin.gen_data(password, &nonce) {
+                        d.serialize(&mut data);
+                    }
+                    self.send(&data).await?;
+                }
+                Some(0x01) => {
+                    let more: AuthMoreData = ParseBuf(payload).parse(())?;
+                    let more = more.data().to_vec();
+                    if plugin != AuthPlugin::CachingSha2Password {
+                        return Err(protocol(format!(
+                            "unexpected authentication data for {plugin:?}"
+                        )));
+                    }
+                    match more.first() {
+                        // Fast authentication succeeded; the OK follows.
+                        Some(0x03) => {}
+                        // Full authentication.
+                        Some(0x04) => {
+                            let mut clear = opts.password.as_bytes().to_vec();
+                            clear.push(0);
+                            if matches!(self.stream, Stream::Tls(_)) {
+                                self.send(&clear).await?;
+                            } else {
+                                // Ask for the server's public key.
+                                self.send(&[0x02]).await?;
+                            }
+                        }
+                        // The public key asked for: the password, XORed with the nonce,
+                        // encrypted with it.
+                        Some(_) => {
+                            let mut clear = opts.password.as_bytes().to_vec();
+                            clear.push(0);
+                            for (i, b) in clear.iter_mut().enumerate() {
+                                *b ^= nonce[i % nonce.len().max(1)];
+                            }
+                            let encrypted = mysql_common::crypto::encrypt(&clear, &more);
+                            self.send(&encrypted).await?;
+                        }
+                        None => return Err(protocol("empty authentication data")),
+                    }
+                }
+                _ => return Err(protocol("unexpected packet during authentication")),
+            }
+        }
+    }
+
+    /// The server's thread id for this connection (what KILL takes).
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    pub fn server_version(&self) -> (u16, u16, u16) {
+        self.version
+    }
+
+    /// Whether the connection broke (a read or write failed, or a packet made no sense).
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// Whether a transaction is open: `None` when the last statement failed or did not finish.
+    pub fn in_transaction(&self) -> Option<bool> {
+        self.status
+            .map(|s| s.contains(StatusFlags::SERVER_STATUS_IN_TRANS))
+    }
+
+    /// What the last statement reported at its end.
+    pub fn summary(&self) -> &Summary {
+        &self.summary
+    }
+
+    /// Sends COM_QUERY and reads up to the start of its rows.
+    pub async fn query(&mut self, sql: &str) -> Result<Response, WireError> {
+        self.command(COM_QUERY, sql.as_bytes()).await?;
+        self.response().await
+    }
+
+    /// Runs `sql` and drops any rows.
+    pub async fn query_drop(&mut self, sql: &str) -> Result<(), WireError> {
+        self.query(sql).await?;
+        self.finish().await
+    }
+
+    /// Runs `sql` and returns its rows, decoded.
+    pub async fn query_rows(&mut self, sql: &str) -> Result<Vec<Vec<Value>>, WireError> {
+        let mut rows = Vec::new();
+        if let Response::Rows(columns) = self.query(sql).await? {
+            while let Some(row) = self.next_row().await? {
+                rows.push(decode_text_row(row, columns.len())?);
+            }
+        }
+        self.finish().await?;
+        Ok(rows)
+    }
+
+    /// Reads what follows a statement's first result (a procedure's status) and drops it.
+    pub async fn finish(&mut self) -> Result<(), WireError> {
+        while self.in_rows {
+            self.next_row().await?;
+        }
+        while self
+            .status
+            .is_some_and(|s| s.contains(StatusFlags::SERVER_MORE_RESULTS_EXISTS))
+        {
+            self.response().await?;
+            while self.in_rows {
+                self.next_row().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The next row of the result being read, as the payload of its packet (text protocol:
+    /// length-encoded strings, 0xfb for NULL); `None` after the last.
+    pub async fn next_row(&mut self) -> Result<Option<&[u8]>, WireError> {
+        if !self.in_rows {
+            return Ok(None);
+        }
+        let at = self.next_packet().await?;
+        let payload = self.payload(at);
+        match payload.first() {
+            // An OK with the 0xfe header ends the rows; a row can start with 0xfe only when
+            // its first value is 16 MiB or longer, which makes the packet that long.
+            Some(0xfe) if payload.len() < MAX_CHUNK => {
+                self.in_rows = false;
+                self.read_end_of_rows(at)?;
+                Ok(None)
+            }
+            Some(0xff) => {
+                self.in_rows = false;
+                Err(self.server_error(at))
+            }
+            _ => Ok(Some(self.payload(at))),
+        }
+    }
+
+    /// The result columns of `sql` as COM_STMT_PREPARE reports them, without running it.
+    pub async fn describe(&mut self, sql: &str) -> Result<Vec<Column>, WireError> {
+        self.command(COM_STMT_PREPARE, sql.as_bytes()).await?;
+        let at = self.next_packet().await?;
+        let payload = self.payload(at);
+        match payload.first() {
+            Some(0x00) => {}
+            Some(0xff) => return Err(self.server_error(at)),
+            _ => return Err(self.fail("a malformed COM_STMT_PREPARE response")),
+        }
+        let stmt: StmtPacket = ParseBuf(payload).parse(()).map_err(|e| self.fail(e))?;
+        let (id, params, columns) = (stmt.statement_id(), stmt.num_params(), stmt.num_columns());
+        for _ in 0..params {
+            self.next_packet().await?;
+        }
+        if params > 0 && !self.deprecate_eof() {
+            self.next_packet().await?;
+        }
+        let mut out = Vec::with_capacity(usize::from(columns));
+        for _ in 0..columns {
+            let at = self.next_packet().await?;
+            out.push(self.column(at)?);
+        }
+        if columns > 0 && !self.deprecate_eof() {
+            self.next_packet().await?;
+        }
+        self.command(COM_STMT_CLOSE, &id.to_le_bytes()).await?;
+        Ok(out)
+    }
+
+    pub async fn ping(&mut self) -> Result<(), WireError> {
+        self.command(COM_PING, &[]).await?;
+        self.expect_ok().await
+    }
+
+    /// COM_RESET_CONNECTION: the session's variables, temporary tables, named and table locks
+    /// and prepared statements are dropped, and an open transaction rolled back.
+    pub async fn reset(&mut self) -> Result<(), WireError> {
+        self.command(COM_RESET_CONNECTION, &[]).await?;
+        self.expect_ok().await
+    }
+
+    /// Says goodbye and closes the socket.
+    pub async fn quit(mut self) {
+        let _ = self.command(COM_QUIT, &[]).await;
+    }
+
+    async fn expect_ok(&mut self) -> Result<(), WireError> {
+        let at = self.next_packet().await?;
+        match self.payload(at).first() {
+            Some(0x00) => self.read_ok(at),
+            Some(0xff) => Err(self.server_error(at)),
+            _ => Err(self.fail("expected an OK packet")),
+        }
+    }
+
+    /// The first packets of a result: an OK, an ERR, or a column count and the definitions.
+    async fn response(&mut self) -> Result<Response, WireError> {
+        let at = self.next_packet().await?;
+        let payload = self.payload(at);
+        match payload.first() {
+            Some(0x00) => {
+                self.read_ok(at)?;
+                Ok(Response::Done)
+            }
+            Some(0xff) => Err(self.server_error(at)),
+            Some(0xfb) => {
+                // LOAD DATA LOCAL INFILE: the proxy has no file to send. An empty packet ends
+                // the transfer and the server answers it.
+                self.send(&[]).await?;
+                let at = self.next_packet().await?;
+                match self.payload(at).first() {
+                    Some(0xff) => Err(self.server_error(at)),
+                    _ => {
+                        self.read_ok(at)?;
+                        Ok(Response::Done)
+                    }
+                }
+            }
+            _ => {
+                let count = ParseBuf(payload).parse::<RawInt<LenEnc>>(());
+                let count = count.map_err(|e| self.fail(e))?.0 as usize;
+                let mut columns = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let at = self.next_packet().await?;
+                    columns.push(self.column(at)?);
+                }
+                if !self.deprecate_eof() {
+                    self.next_packet().await?;
+                }
+                self.in_rows = true;
+                Ok(Response::Rows(columns.into()))
+            }
+        }
+    }
+
+    fn column(&mut self, at: Packet) -> Result<Column, WireError> {
+        let column = ParseBuf(self.payload(at)).parse::<Column>(());
+        column.map_err(|e| self.fail(e))
+    }
+
+    fn deprecate_eof(&self) -> bool {
+        self.caps.contains(CapabilityFlags::CLIENT_DEPRECATE_EOF)
+    }
+
+    fn read_ok(&mut self, at: Packet) -> Result<(), WireError> {
+        let ok = parse_ok::<CommonOkPacket>(self.payload(at), self.caps);
+        let (summary, status) = ok.map_err(|e| self.fail(e))?;
+        self.summary = summary;
+        self.status = Some(status);
+        Ok(())
+    }
+
+    /// The end of a result's rows: an OK with the 0xfe header, or the old EOF.
+    fn read_end_of_rows(&mut self, at: Packet) -> Result<(), WireError> {
+        let payload = self.payload(at);
+        let end = if self.deprecate_eof() {
+            parse_ok::<ResultSetTerminator>(payload, self.caps)
+        } else {
+            parse_eof(payload)
+        };
+        let (summary, status) = end.map_err(|e| self.fail(e))?;
+        self.summary = summary;
+        self.status = Some(status);
+        Ok(())
+    }
+
+    fn server_error(&mut self, at: Packet) -> WireError {
+        let error = parse_err(self.payload(at), self.caps);
+        if !matches!(error, WireError::Server { .. }) {
+            self.broken = true;
+        }
+        error
+    }
+
+    fn fail(&mut self, what: impl std::fmt::Display) -> WireError {
+        self.broken = true;
+        protocol(what)
+    }
+
+    /// Starts a command: a new packet sequence.
+    async fn command(&mut self, command: u8, body: &[u8]) -> Result<(), WireError> {
+        if self.in_rows {
+            return Err(protocol(
+                "[BUG] a command was sent before the last result was read",
+            ));
+        }
+        self.seq = 0;
+        self.status = None;
+        self.write_buf.clear();
+        let len = body.len() + 1;
+        // Long statements continue in further packets of 16 MiB.
+        let mut rest = body;
+        let first = len.min(MAX_CHUNK);
+        self.frame(first);
+        self.write_buf.push(command);
+        self.write_buf.extend_from_slice(&rest[..first - 1]);
+        rest = &rest[first - 1..];
+        let mut last = first;
+        while last == MAX_CHUNK {
+            last = rest.len().min(MAX_CHUNK);
+            self.frame(last);
+            self.write_buf.extend_from_slice(&rest[..last]);
+            rest = &rest[last..];
+        }
+        self.flush().await
+    }
+
+    /// One packet of the current sequence (handshake and authentication replies).
+    async fn send(&mut self, payload: &[u8]) -> Result<(), WireError> {
+        self.write_buf.clear();
+        self.frame(payload.len());
+        self.write_buf.extend_from_slice(payload);
+        self.flush().await
+    }
+
+    fn frame(&mut self, len: usize) {
+        self.write_buf
+            .extend_from_slice(&(len as u32).to_le_bytes()[..3]);
+        self.write_buf.push(self.seq);
+        self.seq = self.seq.wrapping_add(1);
+    }
+
+    async fn flush(&mut self) -> Result<(), WireError> {
+        let result = self.stream.write_all(&self.write_buf).await;
+        if result.is_err() {
+            self.broken = true;
+        }
+        Ok(result?)
+    }
+
+    fn payload(&self, at: Packet) -> &[u8] {
+        match at {
+            Packet::InBuffer(len) => &self.read_buf[4..4 + len],
+            Packet::Joined => &self.joined,
+        }
+    }
+
+    /// Reads the next packet of the sequence; the previous one's bytes are released.
+    async fn next_packet(&mut self) -> Result<Packet, WireError> {
+        let result = self.read_packet().await;
+        if result.is_err() {
+            self.broken = true;
+            self.in_rows = false;
+        }
+        result
+    }
+
+    async fn read_packet(&mut self) -> Result<Packet, WireError> {
+        self.read_buf.advance(self.consumed);
+        self.consumed = 0;
+        self.joined.clear();
+        let mut joining = false;
+        loop {
+            if self.read_buf.len() >= 4 {
+                let b = &self.read_buf;
+                let len = usize::from(b[0]) | usize::from(b[1]) << 8 | usize::from(b[2]) << 16;
+                if b[3] != self.seq {
+                    return Err(protocol(format!(
+                        "packet {} where {} was expected",
+                        b[3], self.seq
+                    )));
+                }
+                if self.read_buf.len() >= 4 + len {
+                    self.seq = self.seq.wrapping_add(1);
+                    if !joining && len < MAX_CHUNK {
+                        self.consumed = 4 + len;
+                        return Ok(Packet::InBuffer(len));
+                    }
+                    joining = true;
+                    self.joined.extend_from_slice(&self.read_buf[4..4 + len]);
+                    self.read_buf.advance(4 + len);
+                    if len < MAX_CHUNK {
+                        return Ok(Packet::Joined);
+                    }
+                    continue;
+                }
+                self.read_buf.reserve(4 + len - self.read_buf.len());
+            } else {
+                self.read_buf.reserve(4096);
+            }
+            if self.stream.read_buf(&mut self.read_buf).await? == 0 {
+                return Err(WireError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+        }
+    }
+}
+
+fn parse_ok<T: OkPacketKind>(
+    payload: &[u8],
+    caps: CapabilityFlags,
+) -> std::io::Result<(Summary, StatusFlags)> {
+    let ok: OkPacket = ParseBuf(payload)
+        .parse::<OkPacketDeserializer<T>>(caps)?
+        .into();
+    let summary = Summary {
+        affected_rows: ok.affected_rows(),
+        last_insert_id: ok.last_insert_id().unwrap_or(0),
+        warnings: ok.warnings(),
+        info: ok
+            .info_ref()
+            .map(|i| String::from_utf8_lossy(i).into_owned())
+            .unwrap_or_default(),
+    };
+    Ok((summary, ok.status_flags()))
+}
+
+/// The EOF that ends rows for a server without CLIENT_DEPRECATE_EOF: 0xfe, warnings, status.
+fn parse_eof(payload: &[u8]) -> std::io::Result<(Summary, StatusFlags)> {
+    let [0xfe, w0, w1, s0, s1, ..] = *payload else {
+        return Err(std::io::Error::other("a malformed EOF packet"));
+    };
+    let summary = Summary {
+        warnings: u16::from_le_bytes([w0, w1]),
+        ..Summary::default()
+    };
+    Ok((
+        summary,
+        StatusFlags::from_bits_truncate(u16::from_le_bytes([s0, s1])),
+    ))
+}
+
+fn parse_err(payload: &[u8], caps: CapabilityFlags) -> WireError {
+    match ParseBuf(payload).parse::<ErrPacket>(caps) {
+        Ok(ErrPacket::Error(e)) => WireError::Server {
+            code: e.error_code(),
+            state: e
+                .sql_state_ref()
+                .map(|s| s.as_str().into_owned())
+                .unwrap_or_else(|| "HY000".into()),
+            message: e.message_str().into_owned(),
+        },
+        Ok(ErrPacket::Progress(_)) => protocol("a progress report where an error was due"),
+        Err(e) => protocol(e),
+    }
+}
+
+/// A text-protocol row's values: each a length-encoded string, or 0xfb for NULL.
+pub fn decode_text_row(payload: &[u8], columns: usize) -> Result<Vec<Value>, WireError> {
+    let mut buf = ParseBuf(payload);
+    let mut row = Vec::with_capacity(columns);
+    for _ in 0..columns {
+        if buf.0.first() == Some(&0xfb) {
+            buf.skip(1);
+            row.push(Value::NULL);
+            continue;
+        }
+        let bytes: mysql_common::misc::raw::bytes::RawBytes<
+            '_,
+            mysql_common::misc::raw::bytes::LenEnc,
+        > = buf.parse(()).map_err(protocol)?;
+        row.push(Value::Bytes(bytes.as_bytes().to_vec()));
+    }
+    if !buf.is_empty() {
+        return Err(protocol("a row longer than its columns"));
+    }
+    Ok(row)
+}

@@ -1,0 +1,198 @@
+//! Our own backend connection against a real MariaDB: login (with and without a password, and a
+//! wrong one), text results with NULLs, a statement's several results, errors that leave the
+//! connection usable, a row longer than one packet, COM_STMT_PREPARE's columns, and the session
+//! state that COM_RESET_CONNECTION clears.
+
+use backend::wire::{decode_text_row, Conn, ConnOpts, Response, WireError};
+use mysql_common::value::Value;
+
+fn opts(port: u16, user: &str, password: &str) -> ConnOpts {
+    ConnOpts {
+        host: "127.0.0.1".into(),
+        port,
+        user: user.into(),
+        password: password.into(),
+        database: "w".into(),
+        tls: Ok(None),
+    }
+}
+
+fn text(rows: &[Vec<Value>]) -> Vec<Vec<Option<String>>> {
+    rows.iter()
+        .map(|r| {
+            r.iter()
+                .map(|v| match v {
+                    Value::NULL => None,
+                    Value::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
+                    other => panic!("a text row holds bytes, not {other:?}"),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn server_code(e: WireError) -> u16 {
+    match e {
+        WireError::Server { code, .. } => code,
+        other => panic!("expected a server error, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn speaks_to_mariadb() {
+    let servers = tokio::task::spawn_blocking(|| testkit::start(1, &["w"]))
+        .await
+        .unwrap()
+        .unwrap();
+    let port = servers[0].port;
+    let mut c = Conn::connect(&opts(port, "root", "")).await.unwrap();
+    assert!(c.id() > 0);
+    assert!(c.server_version().0 >= 10);
+
+    c.query_drop("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20))")
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO t VALUES (1, 'one'), (2, NULL), (3, '')")
+        .await
+        .unwrap();
+    assert_eq!(c.summary().affected_rows, 3);
+    assert_eq!(c.summary().info, "Records: 3  Duplicates: 0  Warnings: 0");
+    assert_eq!(c.in_transaction(), Some(false));
+    let rows = c
+        .query_rows("SELECT id, v FROM t ORDER BY id")
+        .await
+        .unwrap();
+    assert_eq!(
+        text(&rows),
+        [
+            [Some("1".into()), Some("one".into())],
+            [Some("2".into()), None],
+            [Some("3".into()), Some("".into())]
+        ]
+    );
+
+    // Streaming: each row is the packet's payload, decoded on demand.
+    let Response::Rows(columns) = c
+        .query("SELECT v, id FROM t WHERE id < 3 ORDER BY id")
+        .await
+        .unwrap()
+    else {
+        panic!("a result set")
+    };
+    assert_eq!(columns.len(), 2);
+    assert_eq!(columns[0].name_str(), "v");
+    let first = c.next_row().await.unwrap().unwrap().to_vec();
+    assert_eq!(first, b"\x03one\x011");
+    let second = decode_text_row(c.next_row().await.unwrap().unwrap(), 2).unwrap();
+    assert_eq!(second, [Value::NULL, Value::Bytes(b"2".to_vec())]);
+    assert!(c.next_row().await.unwrap().is_none());
+
+    // Errors leave the connection fit for the next statement.
+    assert_eq!(
+        server_code(c.query_drop("SELECT * FROM nope").await.unwrap_err()),
+        1146
+    );
+    assert_eq!(c.in_transaction(), None);
+    assert_eq!(
+        server_code(
+            c.query_drop("INSERT INTO t VALUES (1, 'dup')")
+                .await
+                .unwrap_err()
+        ),
+        1062
+    );
+    assert!(!c.is_broken());
+
+    // A procedure's results: the first is read, the rest and the status are drained.
+    c.query_drop("CREATE PROCEDURE p() BEGIN SELECT 1; SELECT 2, 3; END")
+        .await
+        .unwrap();
+    assert_eq!(
+        text(&c.query_rows("CALL p()").await.unwrap()),
+        [[Some("1".into())]]
+    );
+    assert_eq!(
+        text(&c.query_rows("SELECT 4").await.unwrap()),
+        [[Some("4".into())]]
+    );
+
+    // Transactions show in the status flags.
+    c.query_drop("BEGIN").await.unwrap();
+    assert_eq!(c.in_transaction(), Some(true));
+    c.query_drop("UPDATE t SET v = 'uno' WHERE id = 1")
+        .await
+        .unwrap();
+    assert_eq!(c.summary().affected_rows, 1);
+    c.query_drop("ROLLBACK").await.unwrap();
+    assert_eq!(c.in_transaction(), Some(false));
+
+    // Warnings are counted.
+    c.query_drop("SELECT CAST('x' AS SIGNED)").await.unwrap();
+    assert_eq!(c.summary().warnings, 1);
+
+    // The columns of a statement that is not run.
+    let described = c
+        .describe("SELECT id, v, id + ? AS n FROM t")
+        .await
+        .unwrap();
+    let names: Vec<_> = described
+        .iter()
+        .map(|c| c.name_str().into_owned())
+        .collect();
+    assert_eq!(names, ["id", "v", "n"]);
+    assert_eq!(
+        server_code(c.describe("SELECT nope FROM t").await.unwrap_err()),
+        1054
+    );
+
+    // COM_RESET_CONNECTION clears the session.
+    c.query_drop("SET @x = 5").await.unwrap();
+    c.ping().await.unwrap();
+    assert_eq!(
+        text(&c.query_rows("SELECT @x").await.unwrap()),
+        [[Some("5".into())]]
+    );
+    c.reset().await.unwrap();
+    assert_eq!(text(&c.query_rows("SELECT @x").await.unwrap()), [[None]]);
+
+    // A row longer than 16 MiB comes in several packets; a statement too.
+    c.query_drop("SET GLOBAL max_allowed_packet = 64 * 1024 * 1024")
+        .await
+        .unwrap();
+    let mut big = Conn::connect(&opts(port, "root", "")).await.unwrap();
+    let len = 17 * 1024 * 1024 + 3;
+    let rows = big
+        .query_rows(&format!(
+            "SELECT LENGTH(REPEAT('y', {len})), REPEAT('z', {len}), 7"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(rows[0][0], Value::Bytes(len.to_string().into_bytes()));
+    assert_eq!(rows[0][1], Value::Bytes(vec![b'z'; len]));
+    assert_eq!(rows[0][2], Value::Bytes(b"7".to_vec()));
+    let literal = "a".repeat(len);
+    let rows = big
+        .query_rows(&format!("SELECT LENGTH('{literal}')"))
+        .await
+        .unwrap();
+    assert_eq!(rows[0][0], Value::Bytes(len.to_string().into_bytes()));
+
+    // Passwords: right, wrong.
+    c.query_drop("CREATE USER 'pw'@'127.0.0.1' IDENTIFIED BY 's3cret'")
+        .await
+        .unwrap();
+    c.query_drop("GRANT ALL ON w.* TO 'pw'@'127.0.0.1'")
+        .await
+        .unwrap();
+    let mut pw = Conn::connect(&opts(port, "pw", "s3cret")).await.unwrap();
+    assert_eq!(
+        text(&pw.query_rows("SELECT CURRENT_USER()").await.unwrap()),
+        [[Some("pw@127.0.0.1".into())]]
+    );
+    let wrong = Conn::connect(&opts(port, "pw", "nope"))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(server_code(wrong), 1045);
+    pw.quit().await;
+}
