@@ -169,6 +169,15 @@ impl RowSink for ClientSink<'_, '_> {
         self.rows += 1;
         Ok(self.out.row(&row).await?)
     }
+    async fn text_row(&mut self, payload: &[u8], columns: usize) -> Result<(), EngineError> {
+        // The shard's own bytes go out when the client reads text too: nothing decoded,
+        // nothing allocated.
+        if self.out.text_row(payload).await? {
+            self.rows += 1;
+            return Ok(());
+        }
+        self.row(engine::decode_text_row(payload, columns)?).await
+    }
 }
 
 impl GateSession {

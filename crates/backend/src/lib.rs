@@ -1,22 +1,21 @@
 //! Connection pools to the shards (one [`ShardPool`] per shard primary) and the
 //! [`engine::Executor`] that runs statements on them, streaming rows into the engine's sink.
 //!
-//! mysql_async traps handled here: no `prefer_socket` (it swaps a loopback TCP address for the
-//! Unix socket), no statement cache (we prepare only to describe), and connections reset
-//! explicitly when a session's settings were applied to them.
+//! The connections are our own ([`wire`]): rows reach the sink as the packets the shard sent.
+//! Connections are reset explicitly when a session's settings were applied to them.
 
 mod pool;
+mod tls;
 pub mod wire;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use engine::{EngineError, Executor, Outcome, RowSink};
-use mysql_async::prelude::Queryable;
-use mysql_async::{OptsBuilder, TxOpts};
+use engine::{EngineError, Executor, Outcome, RowSink, Value};
 pub use pool::{BoxFuture, PoolStats, PooledConn, ShardPool};
 use std::sync::Arc;
 use vschema::{SequenceRef, Shard, Table, VSchema};
+use wire::{Conn, Response, WireError};
 
 /// How long a shard may take to hand out a connection before the statement fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -29,7 +28,26 @@ pub struct Backends {
     /// What each pool was made from: a reload keeps the pools whose source did not change.
     sources:
         HashMap<(String, String), (vschema::BackendAddr, vschema::PoolSize, vschema::BackendTls)>,
-    sequences: HashMap<SequenceRef, tokio::sync::Mutex<IdBlock>>,
+    sequences: HashMap<SequenceRef, Sequence>,
+}
+
+/// A sequence's reserved ids. Handing one out takes a plain lock for a moment; only a statement
+/// that finds the block used up waits, on `refill`, while one of them reserves the next.
+#[derive(Default)]
+struct Sequence {
+    block: std::sync::Mutex<IdBlock>,
+    refill: tokio::sync::Mutex<()>,
+}
+
+impl Sequence {
+    /// The first of `count` consecutive ids from the block, if it holds that many.
+    fn take(&self, count: u64) -> Option<u64> {
+        let mut block = self.block.lock().expect("sequence lock");
+        (block.end - block.next >= count).then(|| {
+            block.next += count;
+            block.next - count
+        })
+    }
 }
 
 /// A server's InnoDB transactions as the deadlock detector reads them.
@@ -94,7 +112,7 @@ impl Backends {
                         table: name.clone(),
                     })
             })
-            .map(|s| (s, tokio::sync::Mutex::new(IdBlock::default())))
+            .map(|s| (s, Sequence::default()))
             .collect();
         Backends {
             pools,
@@ -144,10 +162,10 @@ impl Backends {
         let waits = pool
             .on_probe(timeout, |conn| {
                 Box::pin(async move {
-                    let turn: Option<Option<i64>> = conn
-                        .query_first("SELECT GET_LOCK('shardgate_lock_waits', 1)")
+                    let turn = conn
+                        .query_rows("SELECT GET_LOCK('shardgate_lock_waits', 1)")
                         .await?;
-                    if turn.flatten() != Some(1) {
+                    if turn.first().and_then(|r| int(&r[0])) != Some(1) {
                         return Ok(None);
                     }
                     let (major, _, _) = conn.server_version();
@@ -165,17 +183,18 @@ impl Backends {
                          JOIN information_schema.INNODB_TRX b ON b.trx_id = w.blocking_trx_id"
                     };
                     // One statement: InnoDB answers it from one version of its cache.
-                    let rows: Vec<(u32, Option<u64>, Option<u32>)> = conn
-                        .query(format!(
+                    let rows = conn
+                        .query_rows(&format!(
                             "SELECT trx_mysql_thread_id, trx_rows_modified, NULL \
                              FROM information_schema.INNODB_TRX UNION ALL {waits}"
                         ))
                         .await?;
                     let mut out = LockWaits::default();
-                    for (thread, rows, blocker) in rows {
-                        match (rows, blocker) {
-                            (_, Some(blocker)) => out.waits.push((thread, blocker)),
-                            (Some(rows), None) => out.rows_modified.push((thread, rows)),
+                    for row in rows {
+                        let thread = int(&row[0]).unwrap_or(0) as u32;
+                        match (int(&row[1]), int(&row[2])) {
+                            (_, Some(blocker)) => out.waits.push((thread, blocker as u32)),
+                            (Some(rows), None) => out.rows_modified.push((thread, rows as u64)),
                             (None, None) => {}
                         }
                     }
@@ -207,7 +226,7 @@ impl Backends {
             return false;
         };
         pool.on_probe(timeout, |conn| {
-            Box::pin(conn.query_drop(format!("KILL QUERY {thread}")))
+            Box::pin(async move { conn.query_drop(&format!("KILL QUERY {thread}")).await })
         })
         .await
         .is_some()
@@ -230,30 +249,32 @@ impl Backends {
         let err = |e| to_engine_error(&format!("{ks}/{shard} (sequence {})", sequence.table), e);
         let mut conn = self.pool(ks, &shard)?.get().await.map_err(err)?;
         let table = sequence.table.replace('`', "``");
-        let mut tx = conn
-            .start_transaction(TxOpts::default())
-            .await
-            .map_err(err)?;
-        let row: Option<(Option<u64>, Option<u64>)> = tx
-            .query_first(format!(
+        // A failure leaves the transaction open: the connection is rolled back as it goes back.
+        conn.query_drop("START TRANSACTION").await.map_err(err)?;
+        let rows = conn
+            .query_rows(&format!(
                 "SELECT next_id, cache FROM `{table}` WHERE id = 0 FOR UPDATE"
             ))
             .await
             .map_err(err)?;
+        let row = rows.first().map(|r| (int(&r[0]), int(&r[1])));
         let Some((Some(next), cache)) = row else {
             return Err(EngineError::Sequence(format!(
                 "sequence table {ks}.{} has no row with id = 0 and a next_id; create it with INSERT INTO {} (id, next_id, cache) VALUES (0, 1, 1000)",
                 sequence.table, sequence.table
             )));
         };
+        let (next, cache) = (next as u64, cache.map(|c| c as u64));
         let n = cache.unwrap_or(1).max(count).max(1);
         let end = next
             .checked_add(n)
             .ok_or_else(|| EngineError::OutOfRange(format!("sequence {}", sequence.table)))?;
-        tx.query_drop(format!("UPDATE `{table}` SET next_id = {end} WHERE id = 0"))
-            .await
-            .map_err(err)?;
-        tx.commit().await.map_err(err)?;
+        conn.query_drop(&format!(
+            "UPDATE `{table}` SET next_id = {end} WHERE id = 0"
+        ))
+        .await
+        .map_err(err)?;
+        conn.query_drop("COMMIT").await.map_err(err)?;
         Ok((next, end))
     }
 
@@ -286,15 +307,9 @@ impl Backends {
         sql: &str,
     ) -> Result<Vec<engine::Column>, EngineError> {
         let mut conn = self.connection(keyspace, shard).await?;
-        let stmt = conn
-            .prep(sql)
+        conn.describe(sql)
             .await
-            .map_err(|e| to_engine_error(shard, e))?;
-        let columns = stmt.columns().to_vec();
-        conn.close(stmt)
-            .await
-            .map_err(|e| to_engine_error(shard, e))?;
-        Ok(columns)
+            .map_err(|e| to_engine_error(shard, e))
     }
 
     /// Every (table, column, invisible, in the primary key) of the shard's database, in table
@@ -313,18 +328,25 @@ impl Backends {
         } else {
             "DATABASE()"
         };
-        conn.query_map(
-            format!(
+        let rows = conn
+            .query_rows(&format!(
                 "SELECT TABLE_NAME, COLUMN_NAME, EXTRA LIKE '%INVISIBLE%', COLUMN_KEY = 'PRI' \
                  FROM information_schema.COLUMNS \
                  WHERE TABLE_SCHEMA = {schema} ORDER BY TABLE_NAME, ORDINAL_POSITION"
-            ),
-            |(table, column, invisible, primary): (String, String, bool, bool)| {
-                (table, column, invisible, primary)
-            },
-        )
-        .await
-        .map_err(|e| to_engine_error(shard, e))
+            ))
+            .await
+            .map_err(|e| to_engine_error(shard, e))?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    text(&r[0]),
+                    text(&r[1]),
+                    int(&r[2]) == Some(1),
+                    int(&r[3]) == Some(1),
+                )
+            })
+            .collect())
     }
 
     fn pool(&self, keyspace: &str, shard: &str) -> Result<&Arc<ShardPool>, EngineError> {
@@ -339,44 +361,44 @@ impl Backends {
 }
 
 fn pool_for(shard: &Shard, size: &vschema::PoolSize, tls: &vschema::BackendTls) -> Arc<ShardPool> {
-    use vschema::BackendTls;
     let addr = &shard.primary;
-    let ssl = match tls {
-        BackendTls::Disabled => None,
-        BackendTls::Required => Some(
-            mysql_async::SslOpts::default()
-                .with_danger_accept_invalid_certs(true)
-                .with_danger_skip_domain_validation(true),
-        ),
-        BackendTls::VerifyCa(ca) => Some(
-            mysql_async::SslOpts::default()
-                .with_root_certs(vec![ca.clone().into()])
-                .with_danger_skip_domain_validation(true),
-        ),
-        BackendTls::VerifyIdentity(ca) => {
-            Some(mysql_async::SslOpts::default().with_root_certs(vec![ca.clone().into()]))
-        }
+    let opts = wire::ConnOpts {
+        host: addr.host.clone(),
+        port: addr.port,
+        user: addr.user.clone(),
+        password: addr.password.clone().unwrap_or_default(),
+        database: addr.database.clone(),
+        tls: tls::client_config(tls),
     };
-    let opts = OptsBuilder::default()
-        .ip_or_hostname(addr.host.clone())
-        .tcp_port(addr.port)
-        .user(Some(addr.user.clone()))
-        .pass(addr.password.clone())
-        .db_name(Some(addr.database.clone()))
-        .prefer_socket(false)
-        .tcp_nodelay(true)
-        .stmt_cache_size(0)
-        .ssl_opts(ssl);
-    ShardPool::new(opts.into(), size.min, size.max)
+    ShardPool::new(opts, size.min, size.max)
 }
 
-fn to_engine_error(shard: &str, e: mysql_async::Error) -> EngineError {
+/// An integer column of a row the proxy asked for itself.
+fn int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Bytes(b) => std::str::from_utf8(b).ok()?.parse().ok(),
+        _ => None,
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+        _ => String::new(),
+    }
+}
+
+fn to_engine_error(shard: &str, e: WireError) -> EngineError {
     match e {
-        mysql_async::Error::Server(s) => EngineError::Server {
+        WireError::Server {
+            code,
+            state,
+            message,
+        } => EngineError::Server {
             shard: shard.to_string(),
-            code: s.code,
-            state: s.state,
-            message: s.message,
+            code,
+            state,
+            message,
         },
         other => EngineError::Backend {
             shard: shard.to_string(),
@@ -448,41 +470,35 @@ pub async fn run<S: RowSink>(
 }
 
 async fn read_response<S: RowSink>(
-    conn: &mut mysql_async::Conn,
+    conn: &mut Conn,
     shard: &str,
     sql: &str,
     sink: &mut S,
 ) -> Result<Outcome, EngineError> {
-    let mut result = conn
-        .query_iter(sql)
-        .await
-        .map_err(|e| to_engine_error(shard, e))?;
-    if let Some(columns) = result.columns().filter(|c| !c.is_empty()) {
-        sink.columns(columns).await?;
-        while let Some(row) = result.next().await.map_err(|e| to_engine_error(shard, e))? {
-            sink.row(row.unwrap()).await?;
+    let err = |e| to_engine_error(shard, e);
+    if let Response::Rows(columns) = conn.query(sql).await.map_err(err)? {
+        if !columns.is_empty() {
+            let count = columns.len();
+            sink.columns(columns).await?;
+            while let Some(row) = conn.next_row().await.map_err(err)? {
+                sink.text_row(row, count).await?;
+            }
         }
     }
+    let summary = conn.summary();
     let mut outcome = Outcome {
-        affected_rows: result.affected_rows(),
-        last_insert_id: result.last_insert_id().unwrap_or(0),
-        warnings: result.warnings(),
-        info: result.info().into_owned(),
+        affected_rows: summary.affected_rows,
+        last_insert_id: summary.last_insert_id,
+        warnings: summary.warnings,
+        info: summary.info.clone(),
         warning_rows: Vec::new(),
     };
     // Anything after the first result (a stored procedure's status) is read and dropped so the
     // connection stays clean.
-    result
-        .drop_result()
-        .await
-        .map_err(|e| to_engine_error(shard, e))?;
+    conn.finish().await.map_err(err)?;
     // The connection goes back to a pool: read its warnings now, while they exist.
     if outcome.warnings > 0 {
-        let rows: Vec<mysql_async::Row> = conn
-            .query("SHOW WARNINGS")
-            .await
-            .map_err(|e| to_engine_error(shard, e))?;
-        outcome.warning_rows = rows.into_iter().map(|r| r.unwrap()).collect();
+        outcome.warning_rows = conn.query_rows("SHOW WARNINGS").await.map_err(err)?;
     }
     Ok(outcome)
 }
@@ -495,15 +511,19 @@ impl Executor for Backends {
                 sequence.keyspace, sequence.table
             ))
         })?;
-        let mut block = cell.lock().await;
-        if block.end - block.next < count {
+        loop {
+            if let Some(first) = cell.take(count) {
+                return Ok(first);
+            }
+            let _refilling = cell.refill.lock().await;
+            // Another statement may have refilled it meanwhile.
+            if let Some(first) = cell.take(count) {
+                return Ok(first);
+            }
             // The rest of the old block is skipped so that a statement's ids are consecutive.
             let (next, end) = self.reserve_block(sequence, count).await?;
-            *block = IdBlock { next, end };
+            *cell.block.lock().expect("sequence lock") = IdBlock { next, end };
         }
-        let first = block.next;
-        block.next += count;
-        Ok(first)
     }
 
     async fn execute<S: RowSink>(

@@ -1,4 +1,4 @@
-//! Our own pool of mysql_async connections, one per shard.
+//! Our own pool of shard connections ([`crate::wire::Conn`]), one per shard.
 //!
 //! mysql_async's pool hands every returned connection to a recycler task through a channel and
 //! re-checks the socket on each checkout: a task wake-up and a boxed future per statement, on the
@@ -13,11 +13,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use mysql_async::prelude::Queryable;
-
-use mysql_async::{Conn, Opts};
-use mysql_common::constants::StatusFlags;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::wire::{Conn, ConnOpts, WireError};
 
 /// A boxed future borrowing a connection (what [`ShardPool::on_probe`] runs).
 pub type BoxFuture<'c, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'c>>;
@@ -29,7 +27,7 @@ const STALE_AFTER: Duration = Duration::from_secs(1);
 const IDLE_TTL: Duration = Duration::from_secs(60);
 
 pub struct ShardPool {
-    opts: Opts,
+    opts: ConnOpts,
     /// Connections kept open however long they idle.
     min: usize,
     idle: Mutex<Vec<Idle>>,
@@ -61,7 +59,7 @@ struct Idle {
 }
 
 impl ShardPool {
-    pub fn new(opts: Opts, min: usize, max: usize) -> Arc<Self> {
+    pub fn new(opts: ConnOpts, min: usize, max: usize) -> Arc<Self> {
         Arc::new(ShardPool {
             opts,
             min,
@@ -90,7 +88,7 @@ impl ShardPool {
     pub async fn on_probe<T>(
         &self,
         timeout: Duration,
-        job: impl for<'c> FnOnce(&'c mut Conn) -> BoxFuture<'c, Result<T, mysql_async::Error>>,
+        job: impl for<'c> FnOnce(&'c mut Conn) -> BoxFuture<'c, Result<T, WireError>>,
     ) -> Option<T> {
         let Ok(mut probe) = tokio::time::timeout(timeout, self.probe.lock()).await else {
             return None;
@@ -123,7 +121,7 @@ impl ShardPool {
 
     /// A connection for the caller alone until the returned guard is dropped. Waits (FIFO) while
     /// `max` connections are in use.
-    pub async fn get(self: &Arc<Self>) -> Result<PooledConn, mysql_async::Error> {
+    pub async fn get(self: &Arc<Self>) -> Result<PooledConn, WireError> {
         let permit = match self.permits.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
@@ -151,8 +149,8 @@ impl ShardPool {
         Ok(self.guard(conn, permit))
     }
 
-    async fn connect(&self) -> Result<Conn, mysql_async::Error> {
-        let conn = Conn::new(self.opts.clone()).await?;
+    async fn connect(&self) -> Result<Conn, WireError> {
+        let conn = Conn::connect(&self.opts).await?;
         let _ = self.version.set(conn.server_version());
         Ok(conn)
     }
@@ -183,7 +181,7 @@ impl ShardPool {
         let idle = std::mem::take(&mut *self.idle.lock().expect("pool lock"));
         for Idle { conn, .. } in idle {
             self.open.fetch_sub(1, Ordering::Relaxed);
-            let _ = conn.disconnect().await;
+            conn.quit().await;
         }
     }
 }
@@ -241,16 +239,12 @@ impl Drop for PooledConn {
         let Some(mut conn) = self.conn.take() else {
             return;
         };
-        if !self.finished || conn.is_disconnected() {
-            // Closed by mysql_async's own drop.
+        if !self.finished || conn.is_broken() {
+            // Closed as it drops: the server rolls back what it left open.
             self.pool.open.fetch_sub(1, Ordering::Relaxed);
             return;
         }
-        let in_transaction = conn.last_ok_packet().map(|ok| {
-            ok.status_flags()
-                .contains(StatusFlags::SERVER_STATUS_IN_TRANS)
-        });
-        if in_transaction == Some(false) {
+        if conn.in_transaction() == Some(false) {
             self.pool.put(conn);
             return;
         }

@@ -371,7 +371,8 @@ impl Conn {
         let mut rows = Vec::new();
         if let Response::Rows(columns) = self.query(sql).await? {
             while let Some(row) = self.next_row().await? {
-                rows.push(decode_text_row(row, columns.len())?);
+                let row = engine::decode_text_row(row, columns.len());
+                rows.push(row.map_err(protocol)?);
             }
         }
         self.finish().await?;
@@ -714,26 +715,4 @@ fn parse_err(payload: &[u8], caps: CapabilityFlags) -> WireError {
         Ok(ErrPacket::Progress(_)) => protocol("a progress report where an error was due"),
         Err(e) => protocol(e),
     }
-}
-
-/// A text-protocol row's values: each a length-encoded string, or 0xfb for NULL.
-pub fn decode_text_row(payload: &[u8], columns: usize) -> Result<Vec<Value>, WireError> {
-    let mut buf = ParseBuf(payload);
-    let mut row = Vec::with_capacity(columns);
-    for _ in 0..columns {
-        if buf.0.first() == Some(&0xfb) {
-            buf.skip(1);
-            row.push(Value::NULL);
-            continue;
-        }
-        let bytes: mysql_common::misc::raw::bytes::RawBytes<
-            '_,
-            mysql_common::misc::raw::bytes::LenEnc,
-        > = buf.parse(()).map_err(protocol)?;
-        row.push(Value::Bytes(bytes.as_bytes().to_vec()));
-    }
-    if !buf.is_empty() {
-        return Err(protocol("a row longer than its columns"));
-    }
-    Ok(row)
 }

@@ -3,7 +3,7 @@
 //! connection usable, a row longer than one packet, COM_STMT_PREPARE's columns, and the session
 //! state that COM_RESET_CONNECTION clears.
 
-use backend::wire::{decode_text_row, Conn, ConnOpts, Response, WireError};
+use backend::wire::{Conn, ConnOpts, Response, WireError};
 use mysql_common::value::Value;
 
 fn opts(port: u16, user: &str, password: &str) -> ConnOpts {
@@ -83,7 +83,7 @@ async fn speaks_to_mariadb() {
     assert_eq!(columns[0].name_str(), "v");
     let first = c.next_row().await.unwrap().unwrap().to_vec();
     assert_eq!(first, b"\x03one\x011");
-    let second = decode_text_row(c.next_row().await.unwrap().unwrap(), 2).unwrap();
+    let second = engine::decode_text_row(c.next_row().await.unwrap().unwrap(), 2).unwrap();
     assert_eq!(second, [Value::NULL, Value::Bytes(b"2".to_vec())]);
     assert!(c.next_row().await.unwrap().is_none());
 

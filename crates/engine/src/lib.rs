@@ -139,6 +139,40 @@ pub trait RowSink: std::marker::Send {
         &mut self,
         row: Vec<Value>,
     ) -> impl Future<Output = Result<(), EngineError>> + std::marker::Send;
+
+    /// A row in the text protocol as the shard sent it: its packet's payload, `columns` values
+    /// each a length-encoded string or 0xfb for NULL. A sink that passes rows on unchanged
+    /// takes the bytes as they are; the others get the row decoded.
+    fn text_row(
+        &mut self,
+        payload: &[u8],
+        columns: usize,
+    ) -> impl Future<Output = Result<(), EngineError>> + std::marker::Send {
+        let row = decode_text_row(payload, columns);
+        async move { self.row(row?).await }
+    }
+}
+
+/// The values of a text-protocol row (see [`RowSink::text_row`]), as bytes or NULL.
+pub fn decode_text_row(payload: &[u8], columns: usize) -> Result<Vec<Value>, EngineError> {
+    use mysql_common::io::ParseBuf;
+    use mysql_common::misc::raw::bytes::{LenEnc, RawBytes};
+    let malformed = || EngineError::Bug("a shard sent a malformed row".into());
+    let mut buf = ParseBuf(payload);
+    let mut row = Vec::with_capacity(columns);
+    for _ in 0..columns {
+        if buf.0.first() == Some(&0xfb) {
+            buf.skip(1);
+            row.push(Value::NULL);
+            continue;
+        }
+        let bytes: RawBytes<'_, LenEnc> = buf.parse(()).map_err(|_| malformed())?;
+        row.push(Value::Bytes(bytes.as_bytes().to_vec()));
+    }
+    if !buf.is_empty() {
+        return Err(malformed());
+    }
+    Ok(row)
 }
 
 /// Runs one SQL statement on one shard. `keyspace` and `shard` are names from the VSchema.

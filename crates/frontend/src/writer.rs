@@ -158,6 +158,19 @@ impl<'a> ResultWriter<'a> {
         self.io.write_packet(&self.scratch).await
     }
 
+    /// A row in the text protocol, as a shard sent it (the payload of its packet); `false`,
+    /// with nothing written, when this result goes out in the binary protocol and the row must
+    /// be decoded and given to [`ResultWriter::row`] instead.
+    pub async fn text_row(&mut self, payload: &[u8]) -> std::io::Result<bool> {
+        if self.binary.is_some() {
+            return Ok(false);
+        }
+        if self.state != State::Failed {
+            self.io.write_packet(payload).await?;
+        }
+        Ok(true)
+    }
+
     /// Ends a result set.
     pub async fn finish_rows(&mut self, warnings: u16) -> std::io::Result<()> {
         if self.state == State::Failed {
