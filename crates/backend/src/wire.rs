@@ -145,8 +145,12 @@ pub struct Conn {
     /// not finish (its transaction state is unknown).
     status: Option<StatusFlags>,
     summary: Summary,
-    /// Columns of the result being read; `None` between results.
+    /// Whether a result's rows are being read.
     in_rows: bool,
+    /// The column definitions of the result being read (see [`Conn::response`]).
+    definitions: Vec<u8>,
+    /// The last result set's definitions and their columns, parsed.
+    last_columns: Option<(Vec<u8>, Arc<[Column]>)>,
     broken: bool,
 }
 
@@ -168,6 +172,8 @@ impl Conn {
             status: None,
             summary: Summary::default(),
             in_rows: false,
+            definitions: Vec::new(),
+            last_columns: None,
             broken: false,
         };
         conn.handshake(opts, tls).await?;
@@ -502,16 +508,34 @@ impl Conn {
             _ => {
                 let count = ParseBuf(payload).parse::<RawInt<LenEnc>>(());
                 let count = count.map_err(|e| self.fail(e))?.0 as usize;
-                let mut columns = Vec::with_capacity(count);
+                // The definitions, each behind its length, compared with the last result's:
+                // a connection mostly runs a few shapes of statement, and a match costs no
+                // parsing and no allocation.
+                self.definitions.clear();
                 for _ in 0..count {
                     let at = self.next_packet().await?;
-                    columns.push(self.column(at)?);
+                    let payload = match at {
+                        Packet::InBuffer(len) => &self.read_buf[4..4 + len],
+                        Packet::Joined => &self.joined[..],
+                    };
+                    self.definitions
+                        .extend_from_slice(&(payload.len() as u32).to_le_bytes());
+                    self.definitions.extend_from_slice(payload);
                 }
                 if !self.deprecate_eof() {
                     self.next_packet().await?;
                 }
+                let columns = match &self.last_columns {
+                    Some((bytes, columns)) if *bytes == self.definitions => columns.clone(),
+                    _ => {
+                        let columns = parse_definitions(&self.definitions, count);
+                        let columns: Arc<[Column]> = columns.map_err(|e| self.fail(e))?.into();
+                        self.last_columns = Some((self.definitions.clone(), columns.clone()));
+                        columns
+                    }
+                };
                 self.in_rows = true;
-                Ok(Response::Rows(columns.into()))
+                Ok(Response::Rows(columns))
             }
         }
     }
@@ -666,6 +690,18 @@ impl Conn {
             }
         }
     }
+}
+
+/// Column definitions as [`Conn::response`] keeps them: each payload behind its length (4 bytes).
+fn parse_definitions(mut bytes: &[u8], count: usize) -> std::io::Result<Vec<Column>> {
+    let mut columns = Vec::with_capacity(count);
+    while let [l0, l1, l2, l3, rest @ ..] = bytes {
+        let len = u32::from_le_bytes([*l0, *l1, *l2, *l3]) as usize;
+        let (payload, next) = rest.split_at(len.min(rest.len()));
+        columns.push(ParseBuf(payload).parse::<Column>(())?);
+        bytes = next;
+    }
+    Ok(columns)
 }
 
 fn parse_ok<T: OkPacketKind>(

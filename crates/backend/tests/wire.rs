@@ -87,6 +87,13 @@ async fn speaks_to_mariadb() {
     assert_eq!(second, [Value::NULL, Value::Bytes(b"2".to_vec())]);
     assert!(c.next_row().await.unwrap().is_none());
 
+    // The same shape again: its columns are the ones parsed last time.
+    let Response::Rows(again) = c.query("SELECT v, id FROM t WHERE id = 3").await.unwrap() else {
+        panic!("a result set")
+    };
+    assert!(std::sync::Arc::ptr_eq(&columns, &again));
+    c.finish().await.unwrap();
+
     // Errors leave the connection fit for the next statement.
     assert_eq!(
         server_code(c.query_drop("SELECT * FROM nope").await.unwrap_err()),

@@ -119,39 +119,43 @@ pub(crate) fn push(
         out.push(row);
         return Ok(Flow::Continue);
     };
+    // Most stages pass on at most the one row (no vector per row); an aggregate may pass on
+    // several.
     let mut produced = Vec::new();
-    match run {
-        Run::Aggregate(a) => a.push(row, &mut produced)?,
-        Run::Filter(f, predicate) => {
-            if f.matches(predicate, &row)? {
-                produced.push(row);
-            }
+    let one = match run {
+        Run::Aggregate(a) => {
+            a.push(row, &mut produced)?;
+            None
         }
+        Run::Filter(f, predicate) => f.matches(predicate, &row)?.then_some(row),
         Run::Sort { rows, max, .. } => {
             if rows.len() >= *max {
                 return Err(EngineError::TooManyRows(*max));
             }
             rows.push(row);
+            None
         }
         Run::Limit { skip, left } => {
+            let mut one = None;
             if *skip > 0 {
                 *skip -= 1;
             } else if *left > 0 {
                 *left -= 1;
-                produced.push(row);
+                one = Some(row);
             }
             if *left == 0 {
-                for r in produced {
+                if let Some(r) = one {
                     push(runs, at + 1, r, out)?;
                 }
                 return Ok(Flow::Stop);
             }
+            one
         }
-        Run::Project(p) => produced.push(p.apply(&row)?),
+        Run::Project(p) => Some(p.apply(&row)?),
         Run::Drop(keep) => {
             let mut row = row;
             row.truncate(*keep);
-            produced.push(row);
+            Some(row)
         }
         Run::AtMostOne(count) => {
             let mut row = row;
@@ -168,7 +172,7 @@ pub(crate) fn push(
                 return Err(EngineError::SubqueryRows);
             }
             row.truncate(*count);
-            produced.push(row);
+            Some(row)
         }
         Run::Partials(partials) => {
             let mut row = row;
@@ -182,10 +186,10 @@ pub(crate) fn push(
                 };
                 row.push(v);
             }
-            produced.push(row);
+            Some(row)
         }
-    }
-    for r in produced {
+    };
+    for r in one.into_iter().chain(produced) {
         if push(runs, at + 1, r, out)? == Flow::Stop {
             return Ok(Flow::Stop);
         }
