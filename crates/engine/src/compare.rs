@@ -75,6 +75,74 @@ impl ColumnKind {
     }
 }
 
+/// Where one value of a text row lies in its payload; `None` for NULL.
+pub(crate) type Span = Option<(u32, u32)>;
+
+/// The spans of a text-protocol row's `columns` values (length-encoded strings, 0xfb for NULL).
+pub(crate) fn text_spans(
+    payload: &[u8],
+    columns: usize,
+    out: &mut Vec<Span>,
+) -> Result<(), EngineError> {
+    let malformed = || EngineError::Bug("a shard sent a malformed row".into());
+    out.clear();
+    let mut at = 0usize;
+    for _ in 0..columns {
+        let first = *payload.get(at).ok_or_else(malformed)?;
+        let (len, header) = match first {
+            0xfb => {
+                out.push(None);
+                at += 1;
+                continue;
+            }
+            0xfc..=0xfe => {
+                let n = match first {
+                    0xfc => 2,
+                    0xfd => 3,
+                    _ => 8,
+                };
+                let bytes = payload.get(at + 1..at + 1 + n).ok_or_else(malformed)?;
+                let mut le = [0u8; 8];
+                le[..n].copy_from_slice(bytes);
+                (u64::from_le_bytes(le) as usize, 1 + n)
+            }
+            0xff => return Err(malformed()),
+            short => (usize::from(short), 1),
+        };
+        let start = at + header;
+        let end = start.checked_add(len).filter(|e| *e <= payload.len());
+        let end = end.ok_or_else(malformed)?;
+        out.push(Some((start as u32, end as u32)));
+        at = end;
+    }
+    if at != payload.len() {
+        return Err(malformed());
+    }
+    Ok(())
+}
+
+/// A row to compare: values, or a text row's payload with the spans of its values.
+#[derive(Clone, Copy)]
+pub(crate) enum RowView<'a> {
+    Values(&'a [Value]),
+    Text {
+        payload: &'a [u8],
+        spans: &'a [Span],
+    },
+}
+
+impl<'a> RowView<'a> {
+    /// Value `c` as bytes; `None` for NULL.
+    fn cell(self, c: usize) -> Option<std::borrow::Cow<'a, [u8]>> {
+        match self {
+            RowView::Values(values) => bytes(&values[c]),
+            RowView::Text { payload, spans } => {
+                spans[c].map(|(s, e)| std::borrow::Cow::Borrowed(&payload[s as usize..e as usize]))
+            }
+        }
+    }
+}
+
 fn bytes(v: &Value) -> Option<std::borrow::Cow<'_, [u8]>> {
     match v {
         Value::NULL => None,
@@ -149,6 +217,7 @@ impl Comparator {
         self.keys
             .iter()
             .map(|(key, kind)| {
+                let (a, b) = (RowView::Values(a), RowView::Values(b));
                 let ord = compare_decoded(
                     key.column,
                     (a, decode(*kind, key, a)),
@@ -166,13 +235,17 @@ impl Comparator {
 
     /// Decodes `row`'s sort keys into `out` (cleared first), for [`Comparator::compare_keys`]:
     /// a row compared many times (the head of a shard's stream in a merge) is parsed once.
-    pub fn decode_keys(&self, row: &[Value], out: &mut Vec<Decoded>) {
+    pub fn decode_keys(&self, row: RowView<'_>, out: &mut Vec<Decoded>) {
         out.clear();
         out.extend(self.keys.iter().map(|(key, kind)| decode(*kind, key, row)));
     }
 
     /// [`Comparator::compare`] over keys already decoded by [`Comparator::decode_keys`].
-    pub fn compare_keys(&self, a: (&[Value], &[Decoded]), b: (&[Value], &[Decoded])) -> Ordering {
+    pub fn compare_keys(
+        &self,
+        a: (RowView<'_>, &[Decoded]),
+        b: (RowView<'_>, &[Decoded]),
+    ) -> Ordering {
         for (((key, _), ka), kb) in self.keys.iter().zip(a.1).zip(b.1) {
             let ord = compare_decoded(key.column, (a.0, *ka), (b.0, *kb));
             let ord = if key.desc { ord.reverse() } else { ord };
@@ -198,8 +271,8 @@ pub(crate) enum Decoded {
     Bytes(usize),
 }
 
-fn decode(kind: ColumnKind, key: &SortKey, row: &[Value]) -> Decoded {
-    let Some(v) = bytes(&row[key.column]) else {
+fn decode(kind: ColumnKind, key: &SortKey, row: RowView<'_>) -> Decoded {
+    let Some(v) = row.cell(key.column) else {
         return Decoded::Null;
     };
     let parsed = match kind {
@@ -217,12 +290,12 @@ fn decode(kind: ColumnKind, key: &SortKey, row: &[Value]) -> Decoded {
 /// kind (which a well-typed column cannot hold) makes both compare as bytes.
 fn compare_decoded(
     column: usize,
-    (a, ka): (&[Value], Decoded),
-    (b, kb): (&[Value], Decoded),
+    (a, ka): (RowView<'_>, Decoded),
+    (b, kb): (RowView<'_>, Decoded),
 ) -> Ordering {
     use Decoded::*;
-    fn raw(row: &[Value], c: usize) -> std::borrow::Cow<'_, [u8]> {
-        bytes(&row[c]).unwrap_or_default()
+    fn raw(row: RowView<'_>, c: usize) -> std::borrow::Cow<'_, [u8]> {
+        row.cell(c).unwrap_or_default()
     }
     match (ka, kb) {
         (Null, Null) => Ordering::Equal,
@@ -425,18 +498,64 @@ mod tests {
             .iter()
             .map(|r| {
                 let mut keys = vec![Decoded::Null];
-                c.decode_keys(r, &mut keys);
+                c.decode_keys(RowView::Values(r), &mut keys);
+                keys
+            })
+            .collect();
+        // The same rows as the shards send them: text payloads, read through their spans.
+        let payloads: Vec<Vec<u8>> = rows
+            .iter()
+            .map(|r| {
+                let mut p = Vec::new();
+                for v in r {
+                    match v {
+                        Value::Bytes(b) => {
+                            p.push(b.len() as u8);
+                            p.extend_from_slice(b);
+                        }
+                        _ => p.push(0xfb),
+                    }
+                }
+                p
+            })
+            .collect();
+        let spans: Vec<Vec<Span>> = payloads
+            .iter()
+            .map(|p| {
+                let mut spans = Vec::new();
+                text_spans(p, columns.len(), &mut spans).unwrap();
+                spans
+            })
+            .collect();
+        let text = |i: usize| RowView::Text {
+            payload: &payloads[i],
+            spans: &spans[i],
+        };
+        let text_keys: Vec<Vec<Decoded>> = (0..rows.len())
+            .map(|i| {
+                let mut keys = Vec::new();
+                c.decode_keys(text(i), &mut keys);
                 keys
             })
             .collect();
         let mut orders = [0; 3];
-        for (a, ka) in rows.iter().zip(&decoded) {
-            for (b, kb) in rows.iter().zip(&decoded) {
+        for (i, (a, ka)) in rows.iter().zip(&decoded).enumerate() {
+            for (j, (b, kb)) in rows.iter().zip(&decoded).enumerate() {
                 let ord = c.compare(a, b);
-                assert_eq!(c.compare_keys((a, ka), (b, kb)), ord, "{a:?} vs {b:?}");
+                let (va, vb) = (RowView::Values(a), RowView::Values(b));
+                assert_eq!(c.compare_keys((va, ka), (vb, kb)), ord, "{a:?} vs {b:?}");
+                let (ta, tb) = ((text(i), &text_keys[i][..]), (text(j), &text_keys[j][..]));
+                assert_eq!(c.compare_keys(ta, tb), ord, "{a:?} vs {b:?} as text");
                 orders[(ord as i8 + 1) as usize] += 1;
             }
         }
+        // A payload that does not hold its columns is an error, not a misread.
+        let mut spans = Vec::new();
+        assert!(text_spans(b"\x05ab", 1, &mut spans).is_err());
+        assert!(text_spans(b"\x01a\x01b", 1, &mut spans).is_err());
+        assert!(text_spans(b"\x01a", 2, &mut spans).is_err());
+        text_spans(b"\xfc\x03\x00abc\xfb", 2, &mut spans).unwrap();
+        assert_eq!(spans, [Some((3, 6)), None]);
         // Every outcome occurs, so the agreement above is not vacuous.
         assert!(orders.iter().all(|n| *n > 0), "{orders:?}");
         assert_eq!(

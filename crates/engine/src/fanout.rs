@@ -9,24 +9,71 @@ use std::sync::Arc;
 use futures_util::future::join_all;
 use tokio::sync::mpsc;
 
+use crate::compare::{text_spans, RowView, Span};
 use crate::{Column, EngineError, Executor, Outcome, RowSink, Value};
+
+fn no_row() -> EngineError {
+    EngineError::Bug("a shard stream was read without a current row".into())
+}
 use vschema::Keyspace;
 
-/// Rows buffered per shard before its reader waits: batches of `BATCH_ROWS`, sent whole so that
-/// the channel's send, receive and wake-up are paid per batch, not per row.
+/// Rows buffered per shard before its reader waits: batches of `BATCH_ROWS` (or `BATCH_BYTES`),
+/// sent whole so that the channel's send, receive and wake-up are paid per batch, not per row.
 const CHANNEL_ROWS: usize = 256;
 const BATCH_ROWS: usize = 32;
+const BATCH_BYTES: usize = 32 * 1024;
 
 enum Item {
     Columns(Arc<[Column]>),
-    Rows(Vec<Vec<Value>>),
+    Rows(Batch),
     /// The shard's statement ended; always the last item.
     Done(Result<Outcome, EngineError>),
 }
 
+/// A shard's rows on their way to the consumer: text rows as the shard sent them, or rows of
+/// values from an executor that hands rows over decoded.
+enum Batch {
+    Text(TextRows),
+    Values(Vec<Vec<Value>>),
+}
+
+/// Text-protocol row payloads back to back in one buffer; row `i` ends at `ends[i]`.
+#[derive(Default)]
+struct TextRows {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl TextRows {
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn row(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.bytes[start..self.ends[i]]
+    }
+}
+
+/// One row of a shard's stream: values of its own, or a text row in the stream's buffer.
+pub(crate) enum Row<'a> {
+    Values(Vec<Value>),
+    Text(&'a [u8]),
+}
+
+impl Row<'_> {
+    pub fn into_values(self, columns: usize) -> Result<Vec<Value>, EngineError> {
+        match self {
+            Row::Values(values) => Ok(values),
+            Row::Text(payload) => crate::decode_text_row(payload, columns),
+        }
+    }
+}
+
 struct ChannelSink {
     tx: mpsc::Sender<Item>,
-    batch: Vec<Vec<Value>>,
+    text: TextRows,
+    values: Vec<Vec<Value>>,
 }
 
 impl RowSink for ChannelSink {
@@ -34,8 +81,22 @@ impl RowSink for ChannelSink {
         self.send(Item::Columns(columns)).await
     }
     async fn row(&mut self, row: Vec<Value>) -> Result<(), EngineError> {
-        self.batch.push(row);
-        if self.batch.len() >= BATCH_ROWS {
+        if self.text.len() > 0 {
+            self.flush().await?;
+        }
+        self.values.push(row);
+        if self.values.len() >= BATCH_ROWS {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+    async fn text_row(&mut self, payload: &[u8], _columns: usize) -> Result<(), EngineError> {
+        if !self.values.is_empty() {
+            self.flush().await?;
+        }
+        self.text.bytes.extend_from_slice(payload);
+        self.text.ends.push(self.text.bytes.len());
+        if self.text.len() >= BATCH_ROWS || self.text.bytes.len() >= BATCH_BYTES {
             self.flush().await?;
         }
         Ok(())
@@ -49,12 +110,30 @@ impl ChannelSink {
     }
 
     async fn flush(&mut self) -> Result<(), EngineError> {
-        if self.batch.is_empty() {
-            return Ok(());
+        if self.text.len() > 0 {
+            let text = std::mem::take(&mut self.text);
+            self.send(Item::Rows(Batch::Text(text))).await?;
         }
-        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH_ROWS));
-        self.send(Item::Rows(batch)).await
+        if !self.values.is_empty() {
+            let values = std::mem::replace(&mut self.values, Vec::with_capacity(BATCH_ROWS));
+            self.send(Item::Rows(Batch::Values(values))).await?;
+        }
+        Ok(())
     }
+}
+
+/// The batch a stream is reading.
+enum Pending {
+    Text { rows: TextRows, next: usize },
+    Values(std::vec::IntoIter<Vec<Value>>),
+}
+
+/// The row [`ShardStream::advance`] moved to.
+enum Current {
+    None,
+    /// A row of the text batch.
+    Text(usize),
+    Values(Vec<Value>),
 }
 
 /// The rows of one shard, read by a consumer.
@@ -62,8 +141,8 @@ pub(crate) struct ShardStream {
     pub shard: String,
     rx: mpsc::Receiver<Item>,
     columns: Option<Arc<[Column]>>,
-    /// The rest of the batch being read.
-    pending: std::vec::IntoIter<Vec<Value>>,
+    pending: Pending,
+    current: Current,
     outcome: Option<Outcome>,
 }
 
@@ -92,26 +171,81 @@ impl ShardStream {
         Ok(self.columns.clone())
     }
 
-    /// The next row, `None` at the end; the shard's error if it failed.
-    pub async fn next_row(&mut self) -> Result<Option<Vec<Value>>, EngineError> {
+    /// Moves to the next row (see [`ShardStream::take`]); false at the end. The shard's error if
+    /// it failed.
+    pub async fn advance(&mut self) -> Result<bool, EngineError> {
         loop {
-            if let Some(row) = self.pending.next() {
-                return Ok(Some(row));
+            match &mut self.pending {
+                Pending::Text { rows, next } if *next < rows.len() => {
+                    self.current = Current::Text(*next);
+                    *next += 1;
+                    return Ok(true);
+                }
+                Pending::Values(rows) => {
+                    if let Some(row) = rows.next() {
+                        self.current = Current::Values(row);
+                        return Ok(true);
+                    }
+                }
+                Pending::Text { .. } => {}
             }
+            self.current = Current::None;
             if self.outcome.is_some() {
-                return Ok(None);
+                return Ok(false);
             }
             match self.recv().await? {
                 Item::Columns(c) => self.columns = Some(c),
-                Item::Rows(rows) => self.pending = rows.into_iter(),
+                Item::Rows(Batch::Text(rows)) => self.pending = Pending::Text { rows, next: 0 },
+                Item::Rows(Batch::Values(rows)) => self.pending = Pending::Values(rows.into_iter()),
                 Item::Done(r) => self.outcome = Some(r?),
             }
         }
     }
 
+    /// Where the values of the row [`ShardStream::advance`] moved to lie, for
+    /// [`ShardStream::view`] (nothing for a row of values).
+    pub fn spans(&self, out: &mut Vec<Span>) -> Result<(), EngineError> {
+        match (&self.current, &self.pending) {
+            (Current::Text(i), Pending::Text { rows, .. }) => {
+                text_spans(rows.row(*i), self.width(), out)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The row [`ShardStream::advance`] moved to, to compare by; `spans` from
+    /// [`ShardStream::spans`].
+    pub fn view<'a>(&'a self, spans: &'a [Span]) -> Result<RowView<'a>, EngineError> {
+        match (&self.current, &self.pending) {
+            (Current::Values(values), _) => Ok(RowView::Values(values)),
+            (Current::Text(i), Pending::Text { rows, .. }) => Ok(RowView::Text {
+                payload: rows.row(*i),
+                spans,
+            }),
+            _ => Err(no_row()),
+        }
+    }
+
+    /// The row [`ShardStream::advance`] moved to; its values move out.
+    pub fn take(&mut self) -> Result<Row<'_>, EngineError> {
+        match std::mem::replace(&mut self.current, Current::None) {
+            Current::Values(values) => Ok(Row::Values(values)),
+            Current::Text(i) => match &self.pending {
+                Pending::Text { rows, .. } => Ok(Row::Text(rows.row(i))),
+                Pending::Values(_) => Err(no_row()),
+            },
+            Current::None => Err(no_row()),
+        }
+    }
+
+    /// How many values a row has.
+    pub fn width(&self) -> usize {
+        self.columns.as_ref().map_or(0, |c| c.len())
+    }
+
     /// Reads to the end and returns the shard's outcome.
     pub async fn finish(&mut self) -> Result<Outcome, EngineError> {
-        while self.next_row().await?.is_some() {}
+        while self.advance().await? {}
         Ok(self.outcome.take().unwrap_or_default())
     }
 }
@@ -138,13 +272,15 @@ where
             shard: name.clone(),
             rx,
             columns: None,
-            pending: Vec::new().into_iter(),
+            pending: Pending::Values(Vec::new().into_iter()),
+            current: Current::None,
             outcome: None,
         });
         producers.push(async move {
             let mut sink = ChannelSink {
                 tx: tx.clone(),
-                batch: Vec::new(),
+                text: TextRows::default(),
+                values: Vec::new(),
             };
             let mut result = executor.execute(&keyspace.name, name, sql, &mut sink).await;
             // Rows still batched go before the outcome; a shard that failed sends only its error.
@@ -188,8 +324,12 @@ pub(crate) async fn concatenate<E: Executor, S: RowSink>(
                     sink.columns(columns).await?;
                 }
             }
-            while let Some(row) = stream.next_row().await? {
-                sink.row(row).await?;
+            let width = stream.width();
+            while stream.advance().await? {
+                match stream.take()? {
+                    Row::Text(payload) => sink.text_row(payload, width).await?,
+                    Row::Values(values) => sink.row(values).await?,
+                }
             }
             total.merge(stream.finish().await?);
         }

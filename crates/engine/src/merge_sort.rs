@@ -1,11 +1,12 @@
 //! Where a merged SELECT's rows come from: the shard streams, concatenated or merged k-way. A
-//! merge holds one row per shard: the head of each stream, with its sort keys decoded once.
+//! merge looks at one row per shard, the head of each stream, with its sort keys decoded once;
+//! text rows stay in their streams' buffers until they are handed on.
 
 use std::cmp::Ordering;
 
-use crate::compare::{Comparator, Decoded};
-use crate::fanout::ShardStream;
-use crate::{EngineError, Value};
+use crate::compare::{Comparator, Decoded, Span};
+use crate::fanout::{Row, ShardStream};
+use crate::EngineError;
 
 pub(crate) enum Source {
     Concat {
@@ -14,13 +15,20 @@ pub(crate) enum Source {
     },
     Merge {
         streams: Vec<ShardStream>,
-        heads: Vec<Option<Vec<Value>>>,
-        /// Each head's sort keys; the vectors are reused from row to row.
-        keys: Vec<Vec<Decoded>>,
+        heads: Vec<Head>,
         primed: bool,
+        /// The stream whose head was handed out last: it moves on at the next call.
         refill: Option<usize>,
         cmp: Comparator,
     },
+}
+
+/// What a merge knows of a stream's current row. The vectors are reused from row to row.
+#[derive(Default)]
+pub(crate) struct Head {
+    live: bool,
+    spans: Vec<Span>,
+    keys: Vec<Decoded>,
 }
 
 impl Source {
@@ -32,24 +40,23 @@ impl Source {
     }
 
     pub fn merge(streams: Vec<ShardStream>, cmp: Comparator) -> Self {
-        let heads = streams.iter().map(|_| None).collect();
-        let keys = streams.iter().map(|_| Vec::new()).collect();
+        let heads = streams.iter().map(|_| Head::default()).collect();
         Source::Merge {
             streams,
             heads,
-            keys,
             primed: false,
             refill: None,
             cmp,
         }
     }
 
-    pub async fn next(&mut self) -> Result<Option<Vec<Value>>, EngineError> {
+    /// The next row, borrowed from its stream until the next call; `None` at the end.
+    pub async fn next(&mut self) -> Result<Option<Row<'_>>, EngineError> {
         match self {
             Source::Concat { streams, current } => {
                 while let Some(stream) = streams.get_mut(*current) {
-                    if let Some(row) = stream.next_row().await? {
-                        return Ok(Some(row));
+                    if stream.advance().await? {
+                        return streams[*current].take().map(Some);
                     }
                     *current += 1;
                 }
@@ -58,16 +65,17 @@ impl Source {
             Source::Merge {
                 streams,
                 heads,
-                keys,
                 primed,
                 refill,
                 cmp,
             } => {
                 let count = heads.len();
                 let mut fill = async |i: usize| -> Result<(), EngineError> {
-                    heads[i] = streams[i].next_row().await?;
-                    if let Some(row) = &heads[i] {
-                        cmp.decode_keys(row, &mut keys[i]);
+                    let (stream, head) = (&mut streams[i], &mut heads[i]);
+                    head.live = stream.advance().await?;
+                    if head.live {
+                        stream.spans(&mut head.spans)?;
+                        cmp.decode_keys(stream.view(&head.spans)?, &mut head.keys);
                     }
                     Ok(())
                 };
@@ -81,24 +89,30 @@ impl Source {
                     fill(i).await?;
                 }
                 // The smallest head; on ties the earlier shard, so equal rows keep shard order.
-                let mut best: Option<(usize, &[Value])> = None;
-                for (i, (head, key)) in heads.iter().zip(keys.iter()).enumerate() {
-                    let Some(row) = head else { continue };
+                let mut best: Option<usize> = None;
+                for (i, head) in heads.iter().enumerate() {
+                    if !head.live {
+                        continue;
+                    }
                     best = match best {
-                        Some((b, best_row))
-                            if cmp.compare_keys((row, key), (best_row, &keys[b]))
-                                != Ordering::Less =>
-                        {
-                            Some((b, best_row))
+                        Some(b) => {
+                            let row = (streams[i].view(&head.spans)?, &head.keys[..]);
+                            let other = (streams[b].view(&heads[b].spans)?, &heads[b].keys[..]);
+                            if cmp.compare_keys(row, other) == Ordering::Less {
+                                Some(i)
+                            } else {
+                                Some(b)
+                            }
                         }
-                        _ => Some((i, row)),
+                        None => Some(i),
                     };
                 }
-                let best = best.map(|(i, _)| i);
-                Ok(best.and_then(|i| {
-                    *refill = Some(i);
-                    heads[i].take()
-                }))
+                let Some(i) = best else {
+                    return Ok(None);
+                };
+                *refill = Some(i);
+                heads[i].live = false;
+                streams[i].take().map(Some)
             }
         }
     }

@@ -8,7 +8,7 @@ use vschema::Keyspace;
 
 use crate::compare::{Comparator, SortKey};
 use crate::eval::{EvalExpr, Evaluator};
-use crate::fanout::with_streams;
+use crate::fanout::{with_streams, Row as StreamRow};
 use crate::merge_sort::Source;
 use crate::ordered_aggregate::AggregateRun;
 use crate::plan::{MergedSelect, Partial, Stage};
@@ -277,11 +277,20 @@ pub(crate) async fn execute<E: Executor, S: RowSink>(
         } else {
             Source::merge(streams, Comparator::new(&merge, &columns)?)
         };
+        let width = columns.len();
         let (mut runs, output) = build(&select.stages, columns.to_vec(), options)?;
         sink.columns(Arc::from(output)).await?;
         let mut out = Vec::new();
         let mut stopped = false;
         while let Some(row) = source.next().await? {
+            // Without stages a row goes on as the shard sent it.
+            let row = match row {
+                StreamRow::Text(payload) if runs.is_empty() => {
+                    sink.text_row(payload, width).await?;
+                    continue;
+                }
+                row => row.into_values(width)?,
+            };
             stopped = push(&mut runs, 0, row, &mut out)? == Flow::Stop;
             for r in out.drain(..) {
                 sink.row(r).await?;
