@@ -137,6 +137,8 @@ pub(crate) struct PacketIo {
     codec: PacketCodec,
     read_buf: BytesMut,
     write_buf: BytesMut,
+    /// The response writer's encoding buffer, kept between packets and commands.
+    pub(crate) scratch: Vec<u8>,
     max_packet: usize,
     /// Set once the client negotiated compression; the codec is then unused.
     compressed: Option<Compressed>,
@@ -230,6 +232,7 @@ impl PacketIo {
             codec,
             read_buf: BytesMut::with_capacity(1024),
             write_buf: BytesMut::with_capacity(1024),
+            scratch: Vec::with_capacity(256),
             max_packet,
             compressed: None,
         }
@@ -287,13 +290,21 @@ impl PacketIo {
     }
 
     pub async fn read_packet(&mut self) -> Result<Vec<u8>, ReadError> {
-        if self.compressed.is_some() {
-            return self.read_compressed_packet().await;
-        }
         let mut packet = Vec::new();
+        self.read_packet_into(&mut packet).await?;
+        Ok(packet)
+    }
+
+    /// Reads the next packet's payload into `packet` (cleared first), so that a connection's
+    /// commands reuse one buffer.
+    pub async fn read_packet_into(&mut self, packet: &mut Vec<u8>) -> Result<(), ReadError> {
+        packet.clear();
+        if self.compressed.is_some() {
+            return self.read_compressed_packet(packet).await;
+        }
         loop {
-            match self.codec.decode(&mut self.read_buf, &mut packet) {
-                Ok(true) => return Ok(packet),
+            match self.codec.decode(&mut self.read_buf, packet) {
+                Ok(true) => return Ok(()),
                 Ok(false) => {}
                 Err(PacketCodecError::PacketTooLarge) => return Err(ReadError::TooLarge),
                 Err(e) => return Err(ReadError::Malformed(e.to_string())),
@@ -306,9 +317,8 @@ impl PacketIo {
         }
     }
 
-    async fn read_compressed_packet(&mut self) -> Result<Vec<u8>, ReadError> {
+    async fn read_compressed_packet(&mut self, packet: &mut Vec<u8>) -> Result<(), ReadError> {
         let max_packet = self.max_packet;
-        let mut packet = Vec::new();
         loop {
             let z = self.compressed.as_mut().expect("compressed mode");
             // Whole packets (16 MiB chunks joined) from the decompressed bytes.
@@ -326,7 +336,7 @@ impl PacketIo {
                 packet.extend_from_slice(&z.plain[4..4 + len]);
                 let _ = z.plain.split_to(4 + len);
                 if len < MAX_CHUNK {
-                    return Ok(packet);
+                    return Ok(());
                 }
             }
             // The next compressed frame: length(3) sequence(1) uncompressed length(3) payload.
@@ -364,6 +374,17 @@ impl PacketIo {
             }
             self.bytes.received.fetch_add(n as u64, Ordering::Relaxed);
         }
+    }
+
+    /// Queues `scratch` as one packet (the response writer encodes into it).
+    pub(crate) async fn write_scratch(&mut self) -> std::io::Result<()> {
+        let scratch = std::mem::take(&mut self.scratch);
+        let written = self.write_packet(&scratch).await;
+        // Kept for the next packet, unless a huge row grew it.
+        if scratch.capacity() <= 64 * 1024 {
+            self.scratch = scratch;
+        }
+        written
     }
 
     /// Queues one packet; flushes if the buffer is large.

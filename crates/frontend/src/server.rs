@@ -339,7 +339,12 @@ async fn command_loop<F: HandlerFactory>(
     let caps = auth.caps;
     let mut statements: HashMap<u32, Statement> = HashMap::new();
     let mut next_statement: u32 = 1;
+    // The command's bytes, in a buffer kept between commands (unless a huge one grew it).
+    let mut packet = Vec::new();
     loop {
+        if packet.capacity() > 64 * 1024 {
+            packet = Vec::new();
+        }
         io.reset_seq();
         let kill = handler.kill_signal();
         let in_transaction = handler
@@ -363,8 +368,8 @@ async fn command_loop<F: HandlerFactory>(
                 None => std::future::pending().await,
             }
         };
-        let packet = tokio::select! {
-            packet = io.read_packet() => Ok(packet),
+        let read = tokio::select! {
+            read = io.read_packet_into(&mut packet) => Ok(read),
             () = idle => Err(SqlError::new(
                 4031,
                 "HY000",
@@ -373,15 +378,15 @@ async fn command_loop<F: HandlerFactory>(
             () = killed => Err(SqlError::new(1927, "70100", "Connection was killed")),
             () = drained => Err(SqlError::new(1053, "08S01", "Server shutdown in progress")),
         };
-        let packet = match packet {
-            Ok(packet) => packet,
+        let read = match read {
+            Ok(read) => read,
             Err(goodbye) => {
                 send_error(io, &goodbye).await;
                 return Ok(());
             }
         };
-        let packet = match packet {
-            Ok(p) => p,
+        match read {
+            Ok(()) => {}
             Err(ReadError::Closed) => return Ok(()),
             Err(ReadError::TooLarge) => {
                 send_error(

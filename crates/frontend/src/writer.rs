@@ -33,7 +33,6 @@ pub struct ResultWriter<'a> {
     caps: CapabilityFlags,
     status: StatusFlags,
     state: State,
-    scratch: Vec<u8>,
     /// More results follow this one (multi-statements): SERVER_MORE_RESULTS_EXISTS on its end.
     more: bool,
     /// Rows go out in the binary protocol (COM_STMT_EXECUTE), encoded by these column types.
@@ -50,7 +49,6 @@ impl<'a> ResultWriter<'a> {
             caps,
             status,
             state: State::Idle,
-            scratch: Vec::with_capacity(256),
             more: false,
             binary: None,
             float_decimals: None,
@@ -103,9 +101,9 @@ impl<'a> ResultWriter<'a> {
     /// Starts a result set: the column count, the column definitions, and (for clients without
     /// CLIENT_DEPRECATE_EOF) an EOF packet.
     pub async fn columns(&mut self, columns: &[Column]) -> std::io::Result<()> {
-        self.scratch.clear();
-        put_lenenc_int(&mut self.scratch, columns.len() as u64);
-        self.io.write_packet(&self.scratch).await?;
+        self.io.scratch.clear();
+        put_lenenc_int(&mut self.io.scratch, columns.len() as u64);
+        self.io.write_scratch().await?;
         self.definitions(columns.iter()).await?;
         if let Some(types) = &mut self.binary {
             types.clear();
@@ -132,30 +130,31 @@ impl<'a> ResultWriter<'a> {
         if self.state == State::Failed {
             return Ok(());
         }
-        self.scratch.clear();
+        self.io.scratch.clear();
         match &self.binary {
             None => match &self.float_decimals {
-                None => crate::encode::text_row(&mut self.scratch, values),
+                None => crate::encode::text_row(&mut self.io.scratch, values),
                 Some(decimals) => {
                     for (v, d) in values.iter().zip(decimals) {
                         match (v, d) {
-                            (Value::Double(f), Some(d)) => {
-                                put_lenenc_bytes(&mut self.scratch, format!("{f:.d$}").as_bytes())
-                            }
-                            _ => encode_text_value(&mut self.scratch, v),
+                            (Value::Double(f), Some(d)) => put_lenenc_bytes(
+                                &mut self.io.scratch,
+                                format!("{f:.d$}").as_bytes(),
+                            ),
+                            _ => encode_text_value(&mut self.io.scratch, v),
                         }
                     }
                 }
             },
             Some(types) => {
-                if let Err(e) = crate::encode::binary_row(&mut self.scratch, types, values) {
+                if let Err(e) = crate::encode::binary_row(&mut self.io.scratch, types, values) {
                     self.error(&SqlError::new(1105, "HY000", e)).await?;
                     self.state = State::Failed;
                     return Ok(());
                 }
             }
         }
-        self.io.write_packet(&self.scratch).await
+        self.io.write_scratch().await
     }
 
     /// A row in the text protocol, as a shard sent it (the payload of its packet); `false`,
@@ -176,11 +175,11 @@ impl<'a> ResultWriter<'a> {
         if self.state == State::Failed {
             return Ok(());
         }
-        self.scratch.clear();
+        self.io.scratch.clear();
         let status = self.end_status();
         if self.deprecate_eof() {
             encode_ok(
-                &mut self.scratch,
+                &mut self.io.scratch,
                 0xfe,
                 &OkInfo {
                     warnings,
@@ -189,18 +188,18 @@ impl<'a> ResultWriter<'a> {
                 status,
             );
         } else {
-            encode_eof(&mut self.scratch, warnings, status);
+            encode_eof(&mut self.io.scratch, warnings, status);
         }
         self.state = State::Done;
-        self.io.write_packet(&self.scratch).await
+        self.io.write_scratch().await
     }
 
     pub async fn ok(&mut self, info: &OkInfo) -> std::io::Result<()> {
-        self.scratch.clear();
+        self.io.scratch.clear();
         let status = self.end_status();
-        encode_ok(&mut self.scratch, 0x00, info, status);
+        encode_ok(&mut self.io.scratch, 0x00, info, status);
         self.state = State::Done;
-        self.io.write_packet(&self.scratch).await
+        self.io.write_scratch().await
     }
 
     /// The reply to COM_STMT_PREPARE: statement id and counts, then the parameter and the result
@@ -211,14 +210,15 @@ impl<'a> ResultWriter<'a> {
         params: u16,
         columns: &[Column],
     ) -> std::io::Result<()> {
-        self.scratch.clear();
-        self.scratch.push(0x00);
-        self.scratch.extend_from_slice(&id.to_le_bytes());
-        self.scratch
+        self.io.scratch.clear();
+        self.io.scratch.push(0x00);
+        self.io.scratch.extend_from_slice(&id.to_le_bytes());
+        self.io
+            .scratch
             .extend_from_slice(&(columns.len() as u16).to_le_bytes());
-        self.scratch.extend_from_slice(&params.to_le_bytes());
-        self.scratch.extend_from_slice(&[0, 0, 0]);
-        self.io.write_packet(&self.scratch).await?;
+        self.io.scratch.extend_from_slice(&params.to_le_bytes());
+        self.io.scratch.extend_from_slice(&[0, 0, 0]);
+        self.io.write_scratch().await?;
         // Parameters are described alike: their types are the client's to choose.
         let param = Column::new(ColumnType::MYSQL_TYPE_VAR_STRING)
             .with_name(b"?")
@@ -237,14 +237,14 @@ impl<'a> ResultWriter<'a> {
     /// Column definitions, then (for clients without CLIENT_DEPRECATE_EOF) an EOF packet.
     async fn definitions(&mut self, columns: impl Iterator<Item = &Column>) -> std::io::Result<()> {
         for column in columns {
-            self.scratch.clear();
-            encode_column(&mut self.scratch, column);
-            self.io.write_packet(&self.scratch).await?;
+            self.io.scratch.clear();
+            encode_column(&mut self.io.scratch, column);
+            self.io.write_scratch().await?;
         }
         if !self.deprecate_eof() {
-            self.scratch.clear();
-            encode_eof(&mut self.scratch, 0, self.status);
-            self.io.write_packet(&self.scratch).await?;
+            self.io.scratch.clear();
+            encode_eof(&mut self.io.scratch, 0, self.status);
+            self.io.write_scratch().await?;
         }
         Ok(())
     }
@@ -257,20 +257,20 @@ impl<'a> ResultWriter<'a> {
 
     /// A lone EOF packet (COM_SET_OPTION).
     pub async fn eof(&mut self) -> std::io::Result<()> {
-        self.scratch.clear();
-        encode_eof(&mut self.scratch, 0, self.status);
+        self.io.scratch.clear();
+        encode_eof(&mut self.io.scratch, 0, self.status);
         self.state = State::Done;
-        self.io.write_packet(&self.scratch).await
+        self.io.write_scratch().await
     }
 
     /// The reply to COM_FIELD_LIST: each column definition with an empty default value, then EOF
     /// (an OK-style EOF under CLIENT_DEPRECATE_EOF).
     pub async fn field_list(&mut self, columns: &[Column]) -> std::io::Result<()> {
         for column in columns {
-            self.scratch.clear();
-            encode_column(&mut self.scratch, column);
-            self.scratch.push(0xfb);
-            self.io.write_packet(&self.scratch).await?;
+            self.io.scratch.clear();
+            encode_column(&mut self.io.scratch, column);
+            self.io.scratch.push(0xfb);
+            self.io.write_scratch().await?;
         }
         self.state = State::Rows;
         self.finish_rows(0).await
@@ -278,10 +278,10 @@ impl<'a> ResultWriter<'a> {
 
     /// An ERR packet; valid as the whole response or in place of the next row.
     pub async fn error(&mut self, err: &SqlError) -> std::io::Result<()> {
-        self.scratch.clear();
-        encode_err(&mut self.scratch, err);
+        self.io.scratch.clear();
+        encode_err(&mut self.io.scratch, err);
         self.state = State::Done;
-        self.io.write_packet(&self.scratch).await
+        self.io.write_scratch().await
     }
 }
 
