@@ -154,6 +154,9 @@ fn k_way_merge(c: &mut Criterion) {
             .with_name(b"id")
             .with_flags(ColumnFlags::NOT_NULL_FLAG | ColumnFlags::PRI_KEY_FLAG),
         Column::new(ColumnType::MYSQL_TYPE_VAR_STRING).with_name(b"c"),
+        Column::new(ColumnType::MYSQL_TYPE_VAR_STRING)
+            .with_name(b"weight")
+            .with_character_set(63),
     ]);
     // Shard i holds ids i, i+4, i+8, ...: the merge interleaves all four all the way.
     let rows = (0..4)
@@ -166,6 +169,9 @@ fn k_way_merge(c: &mut Criterion) {
                     payload.extend_from_slice(id.as_bytes());
                     payload.push(c.len() as u8);
                     payload.extend_from_slice(c.as_bytes());
+                    // The helper weight column the planner adds to a sort key.
+                    payload.push(8);
+                    payload.extend_from_slice(&(r as u64 * 4 + s as u64).to_be_bytes());
                     payload
                 })
                 .collect()

@@ -84,41 +84,55 @@ pub(crate) fn text_spans(
     columns: usize,
     out: &mut Vec<Span>,
 ) -> Result<(), EngineError> {
-    let malformed = || EngineError::Bug("a shard sent a malformed row".into());
     out.clear();
     let mut at = 0usize;
     for _ in 0..columns {
-        let first = *payload.get(at).ok_or_else(malformed)?;
-        let (len, header) = match first {
-            0xfb => {
-                out.push(None);
-                at += 1;
-                continue;
-            }
-            0xfc..=0xfe => {
-                let n = match first {
-                    0xfc => 2,
-                    0xfd => 3,
-                    _ => 8,
-                };
-                let bytes = payload.get(at + 1..at + 1 + n).ok_or_else(malformed)?;
-                let mut le = [0u8; 8];
-                le[..n].copy_from_slice(bytes);
-                (u64::from_le_bytes(le) as usize, 1 + n)
-            }
-            0xff => return Err(malformed()),
-            short => (usize::from(short), 1),
-        };
-        let start = at + header;
-        let end = start.checked_add(len).filter(|e| *e <= payload.len());
-        let end = end.ok_or_else(malformed)?;
-        out.push(Some((start as u32, end as u32)));
+        let (span, end) = text_value(payload, at)?;
+        out.push(span);
         at = end;
     }
     if at != payload.len() {
-        return Err(malformed());
+        return Err(malformed_row());
     }
     Ok(())
+}
+
+/// The first `columns` values of a text-protocol row: itself a text row, of those columns.
+pub(crate) fn text_prefix(payload: &[u8], columns: usize) -> Result<&[u8], EngineError> {
+    let mut at = 0usize;
+    for _ in 0..columns {
+        at = text_value(payload, at)?.1;
+    }
+    Ok(&payload[..at])
+}
+
+fn malformed_row() -> EngineError {
+    EngineError::Bug("a shard sent a malformed row".into())
+}
+
+/// The value of a text row starting at `at`: its span, and where the next one starts.
+fn text_value(payload: &[u8], at: usize) -> Result<(Span, usize), EngineError> {
+    let first = *payload.get(at).ok_or_else(malformed_row)?;
+    let (len, header) = match first {
+        0xfb => return Ok((None, at + 1)),
+        0xfc..=0xfe => {
+            let n = match first {
+                0xfc => 2,
+                0xfd => 3,
+                _ => 8,
+            };
+            let bytes = payload.get(at + 1..at + 1 + n).ok_or_else(malformed_row)?;
+            let mut le = [0u8; 8];
+            le[..n].copy_from_slice(bytes);
+            (u64::from_le_bytes(le) as usize, 1 + n)
+        }
+        0xff => return Err(malformed_row()),
+        short => (usize::from(short), 1),
+    };
+    let start = at + header;
+    let end = start.checked_add(len).filter(|e| *e <= payload.len());
+    let end = end.ok_or_else(malformed_row)?;
+    Ok((Some((start as u32, end as u32)), end))
 }
 
 /// A row to compare: values, or a text row's payload with the spans of its values.
@@ -556,6 +570,9 @@ mod tests {
         assert!(text_spans(b"\x01a", 2, &mut spans).is_err());
         text_spans(b"\xfc\x03\x00abc\xfb", 2, &mut spans).unwrap();
         assert_eq!(spans, [Some((3, 6)), None]);
+        // The helper columns after the kept ones are cut off.
+        assert_eq!(text_prefix(b"\x01a\xfb\x02wt", 2).unwrap(), b"\x01a\xfb");
+        assert!(text_prefix(b"\x01a", 2).is_err());
         // Every outcome occurs, so the agreement above is not vacuous.
         assert!(orders.iter().all(|n| *n > 0), "{orders:?}");
         assert_eq!(

@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use futures_util::future::join_all;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::mpsc;
 
 use crate::compare::{text_spans, RowView, Span};
@@ -302,7 +302,13 @@ where
         let (_, result) = tokio::join!(one_by_one, consume(streams));
         return result;
     }
-    let (_, result) = tokio::join!(join_all(producers), consume(streams));
+    // Polled one by one as they are woken (`join_all` of a few futures polls them all on
+    // every wake-up of any).
+    let all = producers
+        .into_iter()
+        .collect::<FuturesUnordered<_>>()
+        .for_each(|()| async {});
+    let (_, result) = tokio::join!(all, consume(streams));
     result
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use vschema::Keyspace;
 
-use crate::compare::{Comparator, SortKey};
+use crate::compare::{text_prefix, Comparator, SortKey};
 use crate::eval::{EvalExpr, Evaluator};
 use crate::fanout::{with_streams, Row as StreamRow};
 use crate::merge_sort::Source;
@@ -282,14 +282,20 @@ pub(crate) async fn execute<E: Executor, S: RowSink>(
         sink.columns(Arc::from(output)).await?;
         let mut out = Vec::new();
         let mut stopped = false;
+        // Without stages, or with only the helper columns (sort weights) to drop, a text row
+        // goes on as the shard sent it, cut short before the helpers.
+        let relay = match &runs[..] {
+            [] => Some(width),
+            [Run::Drop(keep)] => Some(*keep),
+            _ => None,
+        };
         while let Some(row) = source.next().await? {
-            // Without stages a row goes on as the shard sent it.
-            let row = match row {
-                StreamRow::Text(payload) if runs.is_empty() => {
-                    sink.text_row(payload, width).await?;
+            let row = match (row, relay) {
+                (StreamRow::Text(payload), Some(keep)) => {
+                    sink.text_row(text_prefix(payload, keep)?, keep).await?;
                     continue;
                 }
-                row => row.into_values(width)?,
+                (row, _) => row.into_values(width)?,
             };
             stopped = push(&mut runs, 0, row, &mut out)? == Flow::Stop;
             for r in out.drain(..) {
