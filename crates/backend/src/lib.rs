@@ -5,7 +5,7 @@
 //! Connections are reset explicitly when a session's settings were applied to them.
 
 mod pool;
-mod tls;
+pub mod tls;
 pub mod wire;
 
 use std::collections::HashMap;

@@ -203,3 +203,97 @@ async fn speaks_to_mariadb() {
     assert_eq!(server_code(wrong), 1045);
     pw.quit().await;
 }
+
+/// Each `backend_tls` mode against a server whose certificate (from a test CA) names another
+/// host: `required` and `verify_ca` connect, `verify_identity` and another CA do not.
+#[tokio::test]
+async fn tls_modes_check_what_they_promise() {
+    use backend::tls::client_config;
+    use vschema::BackendTls;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    testkit::self_signed(d, "/CN=wire CA", "ca.key", "ca.pem", None);
+    testkit::self_signed(d, "/CN=other CA", "other.key", "other.pem", None);
+    let req = [
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=elsewhere.test",
+    ];
+    testkit::openssl(
+        d,
+        &[&req[..], &["-keyout", "server.key", "-out", "server.csr"]].concat(),
+    );
+    std::fs::write(d.join("san.ext"), "subjectAltName=DNS:elsewhere.test\n").unwrap();
+    testkit::openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.pem",
+        ],
+    );
+    let path = |f: &str| d.join(f).display().to_string();
+    let extra = vec![
+        format!("--ssl-ca={}", path("ca.pem")),
+        format!("--ssl-cert={}", path("server.pem")),
+        format!("--ssl-key={}", path("server.key")),
+    ];
+    let servers = tokio::task::spawn_blocking(move || testkit::start_with(1, &["w"], &extra))
+        .await
+        .unwrap()
+        .unwrap();
+    let port = servers[0].port;
+    let mut root = Conn::connect(&opts(port, "root", "")).await.unwrap();
+    root.query_drop("CREATE USER 'tls'@'127.0.0.1' IDENTIFIED BY 'pw' REQUIRE SSL")
+        .await
+        .unwrap();
+    root.query_drop("GRANT ALL ON w.* TO 'tls'@'127.0.0.1'")
+        .await
+        .unwrap();
+    let tls_opts = |mode: BackendTls| ConnOpts {
+        tls: client_config(&mode),
+        ..opts(port, "tls", "pw")
+    };
+    // In the clear, the REQUIRE SSL user is refused by the server.
+    let clear = Conn::connect(&opts(port, "tls", "pw")).await.err().unwrap();
+    assert_eq!(server_code(clear), 1045);
+    for mode in [BackendTls::Required, BackendTls::VerifyCa(d.join("ca.pem"))] {
+        let mut c = Conn::connect(&tls_opts(mode.clone())).await.unwrap();
+        let cipher = c.query_rows("SHOW STATUS LIKE 'Ssl_cipher'").await.unwrap();
+        assert!(
+            matches!(&cipher[0][1], Value::Bytes(b) if !b.is_empty()),
+            "{mode:?}: {cipher:?}"
+        );
+    }
+    for mode in [
+        BackendTls::VerifyIdentity(d.join("ca.pem")),
+        BackendTls::VerifyCa(d.join("other.pem")),
+    ] {
+        let refused = Conn::connect(&tls_opts(mode.clone())).await.err();
+        assert!(
+            matches!(refused, Some(WireError::Io(_))),
+            "{mode:?}: {refused:?}"
+        );
+    }
+    // A CA file that cannot be read fails every connection with its name.
+    let missing = Conn::connect(&tls_opts(BackendTls::VerifyCa(d.join("nope.pem"))))
+        .await
+        .err()
+        .unwrap();
+    assert!(missing.to_string().contains("nope.pem"), "{missing}");
+}
