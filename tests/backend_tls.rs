@@ -11,46 +11,7 @@ use mysql_async::{Conn, Opts};
 /// A CA, and a server certificate it signed for 127.0.0.1; and another, unrelated CA.
 fn certificates(dir: &Path) {
     testkit::self_signed(dir, "/CN=test CA", "ca.key", "ca.pem", None);
-    testkit::openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-        ],
-    );
-    std::fs::write(
-        dir.join("san.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )
-    .unwrap();
-    testkit::openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-            "-out",
-            "server.pem",
-        ],
-    );
+    testkit::ca_signed_server(dir, "/CN=127.0.0.1", "IP:127.0.0.1,DNS:localhost");
     testkit::self_signed(dir, "/CN=other CA", "other.key", "other.pem", None);
 }
 

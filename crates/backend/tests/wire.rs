@@ -214,39 +214,7 @@ async fn tls_modes_check_what_they_promise() {
     let d = dir.path();
     testkit::self_signed(d, "/CN=wire CA", "ca.key", "ca.pem", None);
     testkit::self_signed(d, "/CN=other CA", "other.key", "other.pem", None);
-    let req = [
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=elsewhere.test",
-    ];
-    testkit::openssl(
-        d,
-        &[&req[..], &["-keyout", "server.key", "-out", "server.csr"]].concat(),
-    );
-    std::fs::write(d.join("san.ext"), "subjectAltName=DNS:elsewhere.test\n").unwrap();
-    testkit::openssl(
-        d,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-            "-out",
-            "server.pem",
-        ],
-    );
+    testkit::ca_signed_server(d, "/CN=elsewhere.test", "DNS:elsewhere.test");
     let path = |f: &str| d.join(f).display().to_string();
     let extra = vec![
         format!("--ssl-ca={}", path("ca.pem")),

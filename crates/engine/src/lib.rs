@@ -155,24 +155,15 @@ pub trait RowSink: std::marker::Send {
 
 /// The values of a text-protocol row (see [`RowSink::text_row`]), as bytes or NULL.
 pub fn decode_text_row(payload: &[u8], columns: usize) -> Result<Vec<Value>, EngineError> {
-    use mysql_common::io::ParseBuf;
-    use mysql_common::misc::raw::bytes::{LenEnc, RawBytes};
-    let malformed = || EngineError::Bug("a shard sent a malformed row".into());
-    let mut buf = ParseBuf(payload);
-    let mut row = Vec::with_capacity(columns);
-    for _ in 0..columns {
-        if buf.0.first() == Some(&0xfb) {
-            buf.skip(1);
-            row.push(Value::NULL);
-            continue;
-        }
-        let bytes: RawBytes<'_, LenEnc> = buf.parse(()).map_err(|_| malformed())?;
-        row.push(Value::Bytes(bytes.as_bytes().to_vec()));
-    }
-    if !buf.is_empty() {
-        return Err(malformed());
-    }
-    Ok(row)
+    let mut spans = Vec::with_capacity(columns);
+    compare::text_spans(payload, columns, &mut spans)?;
+    Ok(spans
+        .into_iter()
+        .map(|span| match span {
+            Some((start, end)) => Value::Bytes(payload[start as usize..end as usize].to_vec()),
+            None => Value::NULL,
+        })
+        .collect())
 }
 
 /// Runs one SQL statement on one shard. `keyspace` and `shard` are names from the VSchema.

@@ -331,6 +331,48 @@ pub fn self_signed(dir: &Path, subject: &str, key: &str, cert: &str, san: Option
     openssl(dir, &args);
 }
 
+/// A server key and certificate (`server.key`, `server.pem`) for `subject`, with the subject
+/// alternative names `san` (`IP:127.0.0.1,DNS:localhost`), signed by the CA in `ca.pem` /
+/// `ca.key` for two days.
+pub fn ca_signed_server(dir: &Path, subject: &str, san: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            subject,
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+    );
+    std::fs::write(dir.join("san.ext"), format!("subjectAltName={san}\n")).expect("san.ext");
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.pem",
+        ],
+    );
+}
+
 /// Makes the process `cmd` starts die with the thread that starts it (for benchmarks and tests
 /// whose children must not outlive them, however they end).
 pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
