@@ -84,6 +84,19 @@ pub(crate) fn text_spans(
     columns: usize,
     out: &mut Vec<Span>,
 ) -> Result<(), EngineError> {
+    if leading_spans(payload, columns, out)? != payload.len() {
+        return Err(malformed_row());
+    }
+    Ok(())
+}
+
+/// The spans of a text row's first `columns` values, into `out` (cleared first); the row may
+/// hold more. Returns where those values end.
+pub(crate) fn leading_spans(
+    payload: &[u8],
+    columns: usize,
+    out: &mut Vec<Span>,
+) -> Result<usize, EngineError> {
     out.clear();
     let mut at = 0usize;
     for _ in 0..columns {
@@ -91,10 +104,7 @@ pub(crate) fn text_spans(
         out.push(span);
         at = end;
     }
-    if at != payload.len() {
-        return Err(malformed_row());
-    }
-    Ok(())
+    Ok(at)
 }
 
 /// The first `columns` values of a text-protocol row: itself a text row, of those columns.
@@ -167,8 +177,32 @@ fn bytes(v: &Value) -> Option<std::borrow::Cow<'_, [u8]>> {
     }
 }
 
+/// An integer's text (as a shard sends it, or with spaces around): read directly, this is the
+/// sort key of most merges.
 fn int_of(v: &[u8]) -> Option<i128> {
-    std::str::from_utf8(v).ok()?.trim().parse().ok()
+    let v = v.trim_ascii();
+    let (negative, digits) = match v {
+        [b'-', rest @ ..] => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
+        _ => (false, v),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut n: i128 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        let d = i128::from(d - b'0');
+        // Accumulated negative so that i128::MIN itself reads.
+        n = n.checked_mul(10)?.checked_sub(d)?;
+    }
+    if negative {
+        Some(n)
+    } else {
+        n.checked_neg()
+    }
 }
 
 fn float_of(v: &[u8]) -> Option<f64> {
@@ -232,10 +266,11 @@ impl Comparator {
             .iter()
             .map(|(key, kind)| {
                 let (a, b) = (RowView::Values(a), RowView::Values(b));
-                let ord = compare_decoded(
-                    key.column,
-                    (a, decode(*kind, key, a)),
-                    (b, decode(*kind, key, b)),
+                let ord = compare_one(
+                    decode(*kind, key, a),
+                    decode(*kind, key, b),
+                    || compared(key, *kind, a),
+                    || compared(key, *kind, b),
                 );
                 if key.desc {
                     ord.reverse()
@@ -247,21 +282,32 @@ impl Comparator {
             .unwrap_or(Ordering::Equal)
     }
 
-    /// Decodes `row`'s sort keys into `out` (cleared first), for [`Comparator::compare_keys`]:
-    /// a row compared many times (the head of a shard's stream in a merge) is parsed once.
-    pub fn decode_keys(&self, row: RowView<'_>, out: &mut Vec<Decoded>) {
-        out.clear();
-        out.extend(self.keys.iter().map(|(key, kind)| decode(*kind, key, row)));
+    /// How many leading columns of a row the keys read.
+    pub fn columns_read(&self) -> usize {
+        let last = |(key, kind): &(SortKey, ColumnKind)| match (kind, key.weight) {
+            (ColumnKind::Text, Some(w)) => w.max(key.column),
+            _ => key.column,
+        };
+        self.keys.iter().map(last).max().map_or(0, |c| c + 1)
     }
 
-    /// [`Comparator::compare`] over keys already decoded by [`Comparator::decode_keys`].
-    pub fn compare_keys(
-        &self,
-        a: (RowView<'_>, &[Decoded]),
-        b: (RowView<'_>, &[Decoded]),
-    ) -> Ordering {
-        for (((key, _), ka), kb) in self.keys.iter().zip(a.1).zip(b.1) {
-            let ord = compare_decoded(key.column, (a.0, *ka), (b.0, *kb));
+    /// Decodes `row`'s sort keys into `out`, which owns them: a row compared many times (the
+    /// head of a shard's stream in a merge) is parsed once, and comparing needs the row no more.
+    pub fn decode_keys(&self, row: RowView<'_>, out: &mut SortKeys) {
+        out.keys.clear();
+        out.bytes.clear();
+        for (key, kind) in &self.keys {
+            let start = out.bytes.len() as u32;
+            out.bytes.extend_from_slice(&compared(key, *kind, row));
+            out.keys
+                .push((decode(*kind, key, row), start, out.bytes.len() as u32));
+        }
+    }
+
+    /// [`Comparator::compare`] over keys decoded by [`Comparator::decode_keys`].
+    pub fn compare_keys(&self, a: &SortKeys, b: &SortKeys) -> Ordering {
+        for ((key, _), (ka, kb)) in self.keys.iter().zip(a.keys.iter().zip(&b.keys)) {
+            let ord = compare_one(ka.0, kb.0, || a.bytes_of(ka), || b.bytes_of(kb));
             let ord = if key.desc { ord.reverse() } else { ord };
             if ord != Ordering::Equal {
                 return ord;
@@ -271,18 +317,32 @@ impl Comparator {
     }
 }
 
+/// A row's sort keys, parsed, with the bytes each compares by when it compares as bytes. Reused
+/// from row to row.
+#[derive(Debug, Default)]
+pub(crate) struct SortKeys {
+    /// Each key and where its bytes lie in `bytes`.
+    keys: Vec<(Decoded, u32, u32)>,
+    bytes: Vec<u8>,
+}
+
+impl SortKeys {
+    fn bytes_of(&self, &(_, start, end): &(Decoded, u32, u32)) -> &[u8] {
+        &self.bytes[start as usize..end as usize]
+    }
+}
+
 /// One sort key of a row, parsed as its column's kind.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Decoded {
+enum Decoded {
     Null,
     Int(i128),
     Decimal(Decimal),
     Float(f64),
     /// TIME as signed microseconds.
     Time(i128),
-    /// Compared as the bytes of this column of the row: the value itself, or for text its
-    /// collation weight (an absent weight counts as empty).
-    Bytes(usize),
+    /// Compared as bytes (see [`compared`]).
+    Bytes,
 }
 
 fn decode(kind: ColumnKind, key: &SortKey, row: RowView<'_>) -> Decoded {
@@ -294,23 +354,31 @@ fn decode(kind: ColumnKind, key: &SortKey, row: RowView<'_>) -> Decoded {
         ColumnKind::Decimal => Decimal::parse(&v).map(Decoded::Decimal),
         ColumnKind::Float => float_of(&v).map(Decoded::Float),
         ColumnKind::Time => time_of(&v).map(Decoded::Time),
-        ColumnKind::Text => Some(Decoded::Bytes(key.weight.unwrap_or(key.column))),
-        ColumnKind::DateTime | ColumnKind::Binary => None,
+        ColumnKind::DateTime | ColumnKind::Binary | ColumnKind::Text => None,
     };
-    parsed.unwrap_or(Decoded::Bytes(key.column))
+    parsed.unwrap_or(Decoded::Bytes)
+}
+
+/// The bytes a key compares by when it compares as bytes: a text value's collation weight (an
+/// absent weight counts as empty), any other value itself.
+fn compared<'a>(key: &SortKey, kind: ColumnKind, row: RowView<'a>) -> std::borrow::Cow<'a, [u8]> {
+    let column = match (kind, key.weight) {
+        (ColumnKind::Text, Some(weight)) => weight,
+        _ => key.column,
+    };
+    row.cell(column).unwrap_or_default()
 }
 
 /// Compares one key of two rows. NULL sorts first; a value that did not parse as its column's
-/// kind (which a well-typed column cannot hold) makes both compare as bytes.
-fn compare_decoded(
-    column: usize,
-    (a, ka): (RowView<'_>, Decoded),
-    (b, kb): (RowView<'_>, Decoded),
+/// kind (which a well-typed column cannot hold) makes both compare as bytes. Text keys always
+/// decode as bytes, so a weight is never compared with a value.
+fn compare_one<A: AsRef<[u8]>, B: AsRef<[u8]>>(
+    ka: Decoded,
+    kb: Decoded,
+    a: impl FnOnce() -> A,
+    b: impl FnOnce() -> B,
 ) -> Ordering {
     use Decoded::*;
-    fn raw(row: RowView<'_>, c: usize) -> std::borrow::Cow<'_, [u8]> {
-        row.cell(c).unwrap_or_default()
-    }
     match (ka, kb) {
         (Null, Null) => Ordering::Equal,
         (Null, _) => Ordering::Less,
@@ -318,8 +386,7 @@ fn compare_decoded(
         (Int(x), Int(y)) | (Time(x), Time(y)) => x.cmp(&y),
         (Decimal(x), Decimal(y)) => x.cmp_value(&y),
         (Float(x), Float(y)) => x.total_cmp(&y),
-        (Bytes(i), Bytes(j)) => raw(a, i).cmp(&raw(b, j)),
-        _ => raw(a, column).cmp(&raw(b, column)),
+        _ => a().as_ref().cmp(b().as_ref()),
     }
 }
 
@@ -346,6 +413,20 @@ mod tests {
         )
         .unwrap();
         c.compare(&[b(x)], &[b(y)])
+    }
+
+    #[test]
+    fn integers_read_as_mysql_writes_them() {
+        assert_eq!(int_of(b"0"), Some(0));
+        assert_eq!(int_of(b"-42"), Some(-42));
+        assert_eq!(int_of(b" +7 "), Some(7));
+        assert_eq!(int_of(i128::MIN.to_string().as_bytes()), Some(i128::MIN));
+        assert_eq!(int_of(i128::MAX.to_string().as_bytes()), Some(i128::MAX));
+        assert_eq!(int_of(b"170141183460469231731687303715884105728"), None);
+        assert_eq!(int_of(b"18446744073709551615"), Some(u64::MAX.into()));
+        for bad in [&b""[..], b"-", b"+", b"1a", b"1 2", b"--1", b"1.0"] {
+            assert_eq!(int_of(bad), None, "{bad:?}");
+        }
     }
 
     #[test]
@@ -508,14 +589,12 @@ mod tests {
                 }
             }
         }
-        let decoded: Vec<Vec<Decoded>> = rows
-            .iter()
-            .map(|r| {
-                let mut keys = vec![Decoded::Null];
-                c.decode_keys(RowView::Values(r), &mut keys);
-                keys
-            })
-            .collect();
+        let decode = |row: RowView<'_>| {
+            let mut keys = SortKeys::default();
+            c.decode_keys(row, &mut keys);
+            keys
+        };
+        let decoded: Vec<SortKeys> = rows.iter().map(|r| decode(RowView::Values(r))).collect();
         // The same rows as the shards send them: text payloads, read through their spans.
         let payloads: Vec<Vec<u8>> = rows
             .iter()
@@ -545,20 +624,13 @@ mod tests {
             payload: &payloads[i],
             spans: &spans[i],
         };
-        let text_keys: Vec<Vec<Decoded>> = (0..rows.len())
-            .map(|i| {
-                let mut keys = Vec::new();
-                c.decode_keys(text(i), &mut keys);
-                keys
-            })
-            .collect();
+        let text_keys: Vec<SortKeys> = (0..rows.len()).map(|i| decode(text(i))).collect();
         let mut orders = [0; 3];
         for (i, (a, ka)) in rows.iter().zip(&decoded).enumerate() {
             for (j, (b, kb)) in rows.iter().zip(&decoded).enumerate() {
                 let ord = c.compare(a, b);
-                let (va, vb) = (RowView::Values(a), RowView::Values(b));
-                assert_eq!(c.compare_keys((va, ka), (vb, kb)), ord, "{a:?} vs {b:?}");
-                let (ta, tb) = ((text(i), &text_keys[i][..]), (text(j), &text_keys[j][..]));
+                assert_eq!(c.compare_keys(ka, kb), ord, "{a:?} vs {b:?}");
+                let (ta, tb) = (&text_keys[i], &text_keys[j]);
                 assert_eq!(c.compare_keys(ta, tb), ord, "{a:?} vs {b:?} as text");
                 orders[(ord as i8 + 1) as usize] += 1;
             }

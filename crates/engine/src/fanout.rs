@@ -9,7 +9,7 @@ use std::sync::Arc;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::mpsc;
 
-use crate::compare::{text_spans, RowView, Span};
+use crate::compare::{leading_spans, RowView, Span};
 use crate::{Column, EngineError, Executor, Outcome, RowSink, Value};
 
 fn no_row() -> EngineError {
@@ -47,6 +47,15 @@ struct TextRows {
 impl TextRows {
     fn len(&self) -> usize {
         self.ends.len()
+    }
+
+    /// An empty batch with room for one like this: batches of a stream are alike, and growing
+    /// each from nothing copies its rows over and over.
+    fn like(&self) -> Self {
+        TextRows {
+            bytes: Vec::with_capacity(self.bytes.len()),
+            ends: Vec::with_capacity(self.ends.len()),
+        }
     }
 
     fn row(&self, i: usize) -> &[u8] {
@@ -111,7 +120,8 @@ impl ChannelSink {
 
     async fn flush(&mut self) -> Result<(), EngineError> {
         if self.text.len() > 0 {
-            let text = std::mem::take(&mut self.text);
+            let next = self.text.like();
+            let text = std::mem::replace(&mut self.text, next);
             self.send(Item::Rows(Batch::Text(text))).await?;
         }
         if !self.values.is_empty() {
@@ -175,19 +185,8 @@ impl ShardStream {
     /// it failed.
     pub async fn advance(&mut self) -> Result<bool, EngineError> {
         loop {
-            match &mut self.pending {
-                Pending::Text { rows, next } if *next < rows.len() => {
-                    self.current = Current::Text(*next);
-                    *next += 1;
-                    return Ok(true);
-                }
-                Pending::Values(rows) => {
-                    if let Some(row) = rows.next() {
-                        self.current = Current::Values(row);
-                        return Ok(true);
-                    }
-                }
-                Pending::Text { .. } => {}
+            if self.advance_buffered() {
+                return Ok(true);
             }
             self.current = Current::None;
             if self.outcome.is_some() {
@@ -202,12 +201,32 @@ impl ShardStream {
         }
     }
 
-    /// Where the values of the row [`ShardStream::advance`] moved to lie, for
+    /// Moves to the next row of the batch at hand, without waiting; false when the batch is
+    /// used up (see [`ShardStream::advance`]).
+    pub fn advance_buffered(&mut self) -> bool {
+        match &mut self.pending {
+            Pending::Text { rows, next } if *next < rows.len() => {
+                self.current = Current::Text(*next);
+                *next += 1;
+                true
+            }
+            Pending::Values(rows) => match rows.next() {
+                Some(row) => {
+                    self.current = Current::Values(row);
+                    true
+                }
+                None => false,
+            },
+            Pending::Text { .. } => false,
+        }
+    }
+
+    /// Where the first `columns` values of the row [`ShardStream::advance`] moved to lie, for
     /// [`ShardStream::view`] (nothing for a row of values).
-    pub fn spans(&self, out: &mut Vec<Span>) -> Result<(), EngineError> {
+    pub fn spans(&self, columns: usize, out: &mut Vec<Span>) -> Result<(), EngineError> {
         match (&self.current, &self.pending) {
             (Current::Text(i), Pending::Text { rows, .. }) => {
-                text_spans(rows.row(*i), self.width(), out)
+                leading_spans(rows.row(*i), columns, out).map(|_| ())
             }
             _ => Ok(()),
         }

@@ -1,10 +1,10 @@
 //! Where a merged SELECT's rows come from: the shard streams, concatenated or merged k-way. A
-//! merge looks at one row per shard, the head of each stream, with its sort keys decoded once;
-//! text rows stay in their streams' buffers until they are handed on.
+//! merge looks at one row per shard, the head of each stream, with its sort keys decoded once
+//! into keys of its own; text rows stay in their streams' buffers until they are handed on.
 
 use std::cmp::Ordering;
 
-use crate::compare::{Comparator, Decoded, Span};
+use crate::compare::{Comparator, SortKeys, Span};
 use crate::fanout::{Row, ShardStream};
 use crate::EngineError;
 
@@ -15,20 +15,16 @@ pub(crate) enum Source {
     },
     Merge {
         streams: Vec<ShardStream>,
-        heads: Vec<Head>,
+        /// Each stream's current row's keys, reused from row to row.
+        heads: Vec<SortKeys>,
+        /// The streams that have a current row, the smallest head last.
+        order: Vec<usize>,
         primed: bool,
         /// The stream whose head was handed out last: it moves on at the next call.
         refill: Option<usize>,
+        spans: Vec<Span>,
         cmp: Comparator,
     },
-}
-
-/// What a merge knows of a stream's current row. The vectors are reused from row to row.
-#[derive(Default)]
-pub(crate) struct Head {
-    live: bool,
-    spans: Vec<Span>,
-    keys: Vec<Decoded>,
 }
 
 impl Source {
@@ -40,12 +36,13 @@ impl Source {
     }
 
     pub fn merge(streams: Vec<ShardStream>, cmp: Comparator) -> Self {
-        let heads = streams.iter().map(|_| Head::default()).collect();
         Source::Merge {
+            heads: streams.iter().map(|_| SortKeys::default()).collect(),
+            order: Vec::with_capacity(streams.len()),
             streams,
-            heads,
             primed: false,
             refill: None,
+            spans: Vec::new(),
             cmp,
         }
     }
@@ -65,18 +62,29 @@ impl Source {
             Source::Merge {
                 streams,
                 heads,
+                order,
                 primed,
                 refill,
+                spans,
                 cmp,
             } => {
-                let count = heads.len();
+                // Moves stream `i` on and puts its new head in order: after every head that
+                // sorts before it, and on ties after the earlier shards', so that equal rows keep
+                // shard order.
+                let count = streams.len();
+                let read = cmp.columns_read();
                 let mut fill = async |i: usize| -> Result<(), EngineError> {
-                    let (stream, head) = (&mut streams[i], &mut heads[i]);
-                    head.live = stream.advance().await?;
-                    if head.live {
-                        stream.spans(&mut head.spans)?;
-                        cmp.decode_keys(stream.view(&head.spans)?, &mut head.keys);
+                    let stream = &mut streams[i];
+                    if !(stream.advance_buffered() || stream.advance().await?) {
+                        return Ok(());
                     }
+                    stream.spans(read, spans)?;
+                    cmp.decode_keys(stream.view(spans)?, &mut heads[i]);
+                    let later = |j: usize| {
+                        cmp.compare_keys(&heads[j], &heads[i]).then(j.cmp(&i)) == Ordering::Greater
+                    };
+                    let at = order.partition_point(|&j| later(j));
+                    order.insert(at, i);
                     Ok(())
                 };
                 if !*primed {
@@ -88,30 +96,10 @@ impl Source {
                 if let Some(i) = refill.take() {
                     fill(i).await?;
                 }
-                // The smallest head; on ties the earlier shard, so equal rows keep shard order.
-                let mut best: Option<usize> = None;
-                for (i, head) in heads.iter().enumerate() {
-                    if !head.live {
-                        continue;
-                    }
-                    best = match best {
-                        Some(b) => {
-                            let row = (streams[i].view(&head.spans)?, &head.keys[..]);
-                            let other = (streams[b].view(&heads[b].spans)?, &heads[b].keys[..]);
-                            if cmp.compare_keys(row, other) == Ordering::Less {
-                                Some(i)
-                            } else {
-                                Some(b)
-                            }
-                        }
-                        None => Some(i),
-                    };
-                }
-                let Some(i) = best else {
+                let Some(i) = order.pop() else {
                     return Ok(None);
                 };
                 *refill = Some(i);
-                heads[i].live = false;
                 streams[i].take().map(Some)
             }
         }
