@@ -339,6 +339,11 @@ pub(crate) async fn concatenate<E: Executor, S: RowSink>(
     executor: &E,
     sink: &mut S,
 ) -> Result<Outcome, EngineError> {
+    if let [(shard, sql)] = queries {
+        // Nothing to run side by side: the shard's rows go straight to the sink.
+        let shard = &keyspace.shards[*shard].name;
+        return executor.execute(&keyspace.name, shard, sql, sink).await;
+    }
     with_streams(keyspace, queries, executor, |streams| async move {
         let mut total = Outcome::default();
         let mut columns_sent = false;

@@ -5,7 +5,7 @@ use vschema::{KeyValue, Keyspace, VSchema};
 use crate::lookup::{claim, distinct_keys, row_key, verify};
 
 use crate::fanout::with_streams;
-use crate::{EngineError, Executor, Insert, Outcome, RowSink};
+use crate::{EngineError, Executor, Insert, NoRows, Outcome, RowSink};
 
 /// Groups the rows by the shard their vindex value maps to and sends each shard one INSERT.
 /// With RETURNING, the one row's shard streams its rows into `sink`.
@@ -94,14 +94,27 @@ pub(crate) async fn execute<E: Executor, S: RowSink>(
         })
         .collect();
     let queries: Vec<(usize, &str)> = queries.iter().map(|(s, q)| (*s, q.as_str())).collect();
-    let outcomes = with_streams(keyspace, &queries, executor, |streams| async move {
-        let mut outcomes = Vec::with_capacity(streams.len());
-        for mut stream in streams {
-            outcomes.push(stream.finish().await?);
+    let outcomes = match queries[..] {
+        // Most inserts: one shard, no streams to run side by side.
+        [(shard, sql)] => {
+            let shard = &keyspace.shards[shard].name;
+            vec![
+                executor
+                    .execute(&keyspace.name, shard, sql, &mut NoRows)
+                    .await?,
+            ]
         }
-        Ok(outcomes)
-    })
-    .await?;
+        _ => {
+            with_streams(keyspace, &queries, executor, |streams| async move {
+                let mut outcomes = Vec::with_capacity(streams.len());
+                for mut stream in streams {
+                    outcomes.push(stream.finish().await?);
+                }
+                Ok(outcomes)
+            })
+            .await?
+        }
+    };
     // One server reports `Records: n  Duplicates: d  Warnings: w` for a multi-row INSERT; a shard
     // that got a single row reports nothing, its duplicate shows in its affected rows instead
     // (0 for an ignored row, 2 for a replaced or updated one).
