@@ -5,6 +5,11 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+// Every statement allocates blocks of a KiB or more (its boxed command future, a scatter's
+// channels); glibc's malloc sweeps its fast bins on each such request, mimalloc does not.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// shardgate: many MySQL/MariaDB servers behind one MySQL endpoint.
 #[derive(Parser)]
 #[command(
