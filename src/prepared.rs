@@ -3,9 +3,10 @@
 //!
 //! An execution is the statement's template bound to the values: routed by them through the plan
 //! cache like any text statement with the same shape, and planned from the text with the values
-//! spliced in when the cache cannot bind it.
+//! spliced in when the cache cannot bind it. A statement that goes to one shard as it is runs
+//! there prepared, with the client's values, and its binary rows go back as the shard sent them.
 
-use engine::Value;
+use engine::{Plan, Value};
 use frontend::{ColumnType, SqlError};
 use planner::{Literal, LiteralKind, Normalized};
 
@@ -37,6 +38,45 @@ impl PreparedStatement {
     /// The statement's text with these values in place of its markers.
     pub fn text_with(&self, params: &[Literal]) -> Result<String, SqlError> {
         planner::bind_markers(&self.sql, params).ok_or_else(crate::error::wrong_arguments)
+    }
+}
+
+/// A prepared execution's statement as its shard runs it prepared: the route's text with `?` for
+/// the client's parameters, and those parameters in the order that text takes them.
+pub struct ShardPrepared {
+    pub sql: String,
+    pub params: Vec<(Value, ColumnType)>,
+}
+
+impl ShardPrepared {
+    /// For a plan that is one route (its template's text, bound to these literals, is what the
+    /// shards are sent); `None` for other plans.
+    pub fn new(
+        template: &Plan,
+        normalized: &Normalized,
+        literals: &[Literal],
+        params: Vec<frontend::Param>,
+    ) -> Option<Self> {
+        let Plan::Route(route) = template else {
+            return None;
+        };
+        if route.elsewhere.is_some() {
+            return None;
+        }
+        let (sql, order) = planner::prepared_text(&route.query, &normalized.slots, literals)?;
+        let params = if order.iter().copied().eq(0..params.len()) {
+            params
+                .into_iter()
+                .map(|p| (p.value, p.column_type))
+                .collect()
+        } else {
+            // Reordered or repeated by the planner.
+            order
+                .iter()
+                .map(|&i| params.get(i).map(|p| (p.value.clone(), p.column_type)))
+                .collect::<Option<_>>()?
+        };
+        Some(ShardPrepared { sql, params })
     }
 }
 

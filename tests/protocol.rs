@@ -90,6 +90,31 @@ async fn prepared_statements_route_by_values_and_return_binary_rows() {
         assert_eq!(cols, want_cols);
     }
 
+    // With its plan cached, an execution runs prepared on its shard, its binary rows passed on
+    // as they are (compared above): the shards count a COM_STMT_EXECUTE for each.
+    let before = stmt_executes("two").await;
+    for id in 1..=20i64 {
+        let got: Vec<mysql_async::Row> = c.exec(&select, (id,)).await.unwrap();
+        assert_eq!(got.len(), 1);
+    }
+    // Also in a transaction, on its connection.
+    c.query_drop("BEGIN").await.unwrap();
+    let got: Option<i64> = c
+        .exec_first("SELECT y FROM typed WHERE id = ?", (3,))
+        .await
+        .unwrap();
+    let got_again: Option<i64> = c
+        .exec_first("SELECT y FROM typed WHERE id = ?", (4,))
+        .await
+        .unwrap();
+    c.query_drop("COMMIT").await.unwrap();
+    assert_eq!((got, got_again), (Some(2024), Some(2024)));
+    let executed = stmt_executes("two").await - before;
+    assert!(
+        executed >= 21,
+        "{executed} executions prepared on the shards"
+    );
+
     // Scatter and merge with parameters; string and NULL parameters.
     let n: Option<i64> = c
         .exec_first(
@@ -160,6 +185,22 @@ async fn prepared_statements_route_by_values_and_return_binary_rows() {
     assert_eq!(one, Some(1));
     drop(c);
     proxy.stop().await;
+}
+
+/// COM_STMT_EXECUTE commands the shards of `keyspace` have run.
+async fn stmt_executes(keyspace: &str) -> u64 {
+    let mut total = 0;
+    let ks = cluster().config.vschema.keyspace(keyspace).unwrap();
+    for shard in &ks.shards {
+        let mut direct = shard_conn(keyspace, &shard.name).await;
+        let (_, n): (String, u64) = direct
+            .query_first("SHOW GLOBAL STATUS LIKE 'Com_stmt_execute'")
+            .await
+            .unwrap()
+            .unwrap();
+        total += n;
+    }
+    total
 }
 
 /// COM_STMT_* over raw packets: ids, long data, reset, close, and the errors for bad ids and

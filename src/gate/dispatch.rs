@@ -67,7 +67,7 @@ impl GateSession {
                 let literals = n
                     .literals(sql, &[])
                     .ok_or_else(|| error::bug("normalised literal out of range"))?;
-                return self.normalized(&n, literals, Some(sql), out).await;
+                return self.normalized(&n, literals, Some(sql), None, out).await;
             }
         }
         self.parsed_statement(sql, out, None).await
@@ -97,18 +97,19 @@ impl GateSession {
     pub(super) async fn execute_prepared(
         &mut self,
         stmt: &PreparedStatement,
-        params: Vec<Literal>,
+        literals: Vec<Literal>,
+        params: Vec<frontend::Param>,
         out: &mut ResultWriter<'_>,
     ) -> Result<(), StatementError> {
         match &stmt.normalized {
             Some(n) if self.session.target_shard.is_none() => {
-                let literals = n
-                    .literals(&stmt.sql, &params)
+                let bound = n
+                    .literals(&stmt.sql, &literals)
                     .ok_or_else(error::wrong_arguments)?;
-                self.normalized(n, literals, None, out).await
+                self.normalized(n, bound, None, Some(params), out).await
             }
             _ => {
-                let text = stmt.text_with(&params)?;
+                let text = stmt.text_with(&literals)?;
                 self.statement(&text, out).await
             }
         }

@@ -118,7 +118,7 @@ impl Handler for GateSession {
         self.gate.executions.fetch_add(1, Ordering::Relaxed);
         // The frontend decoded exactly the statement's parameter count.
         let literals = params.iter().map(prepared::literal).collect();
-        self.one_query(ClientStatement::Prepared(stmt, literals), out)
+        self.one_query(ClientStatement::Prepared(stmt, literals, params), out)
             .await
             .map(|_| ())
     }
@@ -151,6 +151,7 @@ impl Handler for GateSession {
             prelude: None,
             in_key_order: false,
             pinned: &[],
+            prepared: None,
         };
         engine::execute(
             &Plan::Route(route),

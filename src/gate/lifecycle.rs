@@ -30,7 +30,7 @@ impl GateSession {
         self.entry.shards_touched.store(0, Ordering::Relaxed);
         // The statement's text outlives the work it is moved into below.
         let prepared = match &work {
-            ClientStatement::Prepared(p, _) => Some(p.clone()),
+            ClientStatement::Prepared(p, ..) => Some(p.clone()),
             ClientStatement::Text(_) => None,
         };
         let sql = match (&work, &prepared) {
@@ -74,8 +74,8 @@ impl GateSession {
             let run = async {
                 match work {
                     ClientStatement::Text(sql) => self.statement(sql, out).await,
-                    ClientStatement::Prepared(p, literals) => {
-                        self.execute_prepared(&p, literals, out).await
+                    ClientStatement::Prepared(p, literals, params) => {
+                        self.execute_prepared(&p, literals, params, out).await
                     }
                 }
             };

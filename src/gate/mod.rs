@@ -42,7 +42,7 @@ use crate::deadlock::Detector;
 use crate::error;
 use crate::metrics::Metrics;
 use crate::plan_cache::PlanCache;
-use crate::prepared::PreparedStatement;
+use crate::prepared::{PreparedStatement, ShardPrepared};
 use crate::session::Session;
 use crate::stats::Activity;
 use crate::sysvars::ServerInfo;
@@ -318,6 +318,7 @@ impl HandlerFactory for Sessions {
             statements: HashMap::new(),
             named_statements: HashMap::new(),
             pinned: Vec::new(),
+            shard_prepared: None,
         })
     }
 }
@@ -346,6 +347,8 @@ pub struct GateSession {
     named_statements: HashMap<String, Arc<PreparedStatement>>,
     /// The connections that hold the session's named and table locks.
     pinned: Vec<run::Pinned>,
+    /// The prepared execution being run, as its shard can run it prepared.
+    shard_prepared: Option<ShardPrepared>,
 }
 
 /// Where the last plan ran, for the statement metrics.
@@ -367,7 +370,8 @@ impl Default for LastPlan {
 /// One statement to run: text from COM_QUERY, or a prepared statement with its values.
 enum ClientStatement<'a> {
     Text(&'a str),
-    Prepared(Arc<PreparedStatement>, Vec<Literal>),
+    /// From COM_STMT_EXECUTE: the statement, its parameters as literals, and as sent.
+    Prepared(Arc<PreparedStatement>, Vec<Literal>, Vec<frontend::Param>),
 }
 
 /// A plan-cache miss to learn from once the statement's text is planned.

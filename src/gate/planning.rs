@@ -13,6 +13,7 @@ use tracing::debug;
 
 use crate::error;
 use crate::plan_cache::Cached;
+use crate::prepared::ShardPrepared;
 
 use super::dispatch::{split_share_lock, with_share_lock};
 use super::{CacheMiss, GateSession, StatementError};
@@ -25,6 +26,7 @@ impl GateSession {
         n: &Normalized,
         literals: Vec<Literal>,
         sql: Option<&str>,
+        params: Option<Vec<frontend::Param>>,
         out: &mut ResultWriter<'_>,
     ) -> Result<(), StatementError> {
         let keyspace = self.session.keyspace.as_deref().unwrap_or("");
@@ -38,7 +40,10 @@ impl GateSession {
             if let Some(plan) = planner::bind(template, &literals, &self.topo.vschema) {
                 self.gate.plans.hit();
                 self.ensure_transaction();
+                self.shard_prepared =
+                    params.and_then(|params| ShardPrepared::new(template, n, &literals, params));
                 let result = self.run(&plan, out, None).await;
+                self.shard_prepared = None;
                 self.gate
                     .activity
                     .record_statement(&n.text, started.elapsed());

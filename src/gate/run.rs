@@ -11,6 +11,7 @@ use tracing::debug;
 
 use crate::deadlock::Detector;
 use crate::error;
+use crate::prepared::ShardPrepared;
 use crate::topology::Topology;
 use crate::transaction::{Transaction, TxMode};
 
@@ -31,6 +32,10 @@ pub(super) struct SessionExecutor<'a> {
     /// The session's connections that hold its locks (`locks`): its statements to their shards
     /// run there.
     pub(super) pinned: &'a [Pinned],
+    /// A prepared execution's statement (the text it was bound to, and its form for running
+    /// prepared): sent prepared when the engine sends that text to a shard for a sink that
+    /// relays binary rows.
+    pub(super) prepared: Option<(&'a str, &'a ShardPrepared)>,
 }
 
 /// A shard connection the session keeps because it holds the session's locks: named locks
@@ -93,6 +98,20 @@ impl engine::Executor for SessionExecutor<'_> {
             in_transaction = self.tx.is_some(),
             "send"
         );
+        // A pooled connection is reset after a session's settings were applied to it, and its
+        // prepared statements with it: such a session's statements go as text.
+        let prepared = self
+            .prepared
+            .filter(|(text, _)| *text == sql && sink.relays_binary());
+        let settings = self.prelude.is_some();
+        let command = |pooled: bool| match prepared {
+            Some((_, p)) if !(pooled && settings) => backend::Command::Execute {
+                sql: &p.sql,
+                params: &p.params,
+                text: sql,
+            },
+            _ => backend::Command::Query(sql),
+        };
         if let Some(pinned) = self
             .pinned
             .iter()
@@ -101,7 +120,7 @@ impl engine::Executor for SessionExecutor<'_> {
             let mut conn = pinned.conn.lock().await;
             let thread = conn.id();
             self.entry.register(keyspace, shard, thread);
-            let result = backend::run(&mut conn, shard, sql, sink).await;
+            let result = backend::run(&mut conn, shard, command(false), sink).await;
             self.entry.unregister(shard, thread);
             return result;
         }
@@ -114,7 +133,7 @@ impl engine::Executor for SessionExecutor<'_> {
                 }
                 let mut conn = shared.lock().await;
                 self.entry.register(keyspace, shard, thread);
-                let run = backend::run(&mut conn, shard, sql, sink);
+                let run = backend::run(&mut conn, shard, command(false), sink);
                 // Only a transaction holding locks on several shards can be part of a
                 // deadlock that no shard sees.
                 let result = self.deadlocks.watch(run, || tx.shard_count() > 1).await;
@@ -125,7 +144,8 @@ impl engine::Executor for SessionExecutor<'_> {
                 let conn = self.topo.backends.connection(keyspace, shard).await?;
                 let thread = conn.id();
                 self.entry.register(keyspace, shard, thread);
-                let result = backend::run_pooled(conn, shard, self.prelude, sql, sink).await;
+                let command = command(true);
+                let result = backend::run_pooled(conn, shard, self.prelude, command, sink).await;
                 self.entry.unregister(shard, thread);
                 result
             }
@@ -168,6 +188,20 @@ impl RowSink for ClientSink<'_, '_> {
     async fn row(&mut self, row: Vec<Value>) -> Result<(), EngineError> {
         self.rows += 1;
         Ok(self.out.row(&row).await?)
+    }
+    fn relays_binary(&self) -> bool {
+        self.out.is_binary()
+    }
+    async fn binary_row(
+        &mut self,
+        payload: &[u8],
+        columns: &Arc<[Column]>,
+    ) -> Result<(), EngineError> {
+        if self.out.binary_row(payload).await? {
+            self.rows += 1;
+            return Ok(());
+        }
+        self.row(engine::decode_binary_row(payload, columns)?).await
     }
     async fn text_row(&mut self, payload: &[u8], columns: usize) -> Result<(), EngineError> {
         // The shard's own bytes go out when the client reads text too: nothing decoded,
@@ -335,6 +369,10 @@ impl GateSession {
             prelude: prelude.as_deref(),
             in_key_order,
             pinned: &self.pinned,
+            prepared: match (plan, &self.shard_prepared) {
+                (Plan::Route(route), Some(p)) => Some((route.query.as_str(), p)),
+                _ => None,
+            },
         };
         engine::execute(plan, &self.topo.vschema, &executor, sink, &self.gate.exec).await
     }
@@ -362,6 +400,7 @@ impl GateSession {
                     prelude: prelude.as_deref(),
                     in_key_order: false,
                     pinned: &[],
+                    prepared: None,
                 };
                 let splice = engine::splice(subquery, &topo.vschema, &executor, &gate.exec)
                     .await
@@ -401,6 +440,7 @@ impl GateSession {
                     prelude: prelude.as_deref(),
                     in_key_order: false,
                     pinned: &self.pinned,
+                    prepared: None,
                 };
                 engine::value_rows(
                     &insert.select,

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use engine::{EngineError, Executor, Outcome, RowSink, Value};
+use mysql_common::constants::ColumnType;
 pub use pool::{BoxFuture, PoolStats, PooledConn, ShardPool};
 use std::sync::Arc;
 use vschema::{SequenceRef, Shard, Table, VSchema};
@@ -428,20 +429,48 @@ impl Backends {
     }
 }
 
-/// Runs `sql` on a pooled connection (after `prelude`, the session's settings, if any), then
-/// resets the connection when a prelude changed it, so no session state goes back to the pool.
-pub async fn run_pooled<S: RowSink>(
+/// A statement for a shard.
+#[derive(Clone, Copy)]
+pub enum Command<'a> {
+    /// Its text, run as it is (COM_QUERY).
+    Query(&'a str),
+    /// A statement with `?` markers run prepared with these parameters, its rows in the binary
+    /// protocol; `text` (the same statement with the values in place) runs instead when the
+    /// shard will not prepare it.
+    Execute {
+        sql: &'a str,
+        params: &'a [(Value, ColumnType)],
+        text: &'a str,
+    },
+}
+
+impl<'a> From<&'a str> for Command<'a> {
+    fn from(sql: &'a str) -> Self {
+        Command::Query(sql)
+    }
+}
+
+impl<'a> From<&'a String> for Command<'a> {
+    fn from(sql: &'a String) -> Self {
+        Command::Query(sql)
+    }
+}
+
+/// Runs a statement on a pooled connection (after `prelude`, the session's settings, if any),
+/// then resets the connection when a prelude changed it, so no session state goes back to the
+/// pool.
+pub async fn run_pooled<'a, S: RowSink>(
     mut conn: PooledConn,
     shard: &str,
     prelude: Option<&str>,
-    sql: &str,
+    command: impl Into<Command<'a>>,
     sink: &mut S,
 ) -> Result<Outcome, EngineError> {
     let result = async {
         if let Some(prelude) = prelude {
             run(&mut conn, shard, prelude, &mut engine::NoRows).await?;
         }
-        run(&mut conn, shard, sql, sink).await
+        run(&mut conn, shard, command, sink).await
     }
     .await;
     // A connection that cannot be reset is closed instead of returned.
@@ -452,14 +481,14 @@ pub async fn run_pooled<S: RowSink>(
 }
 
 /// Runs one statement on a connection and streams its rows into `sink`.
-pub async fn run<S: RowSink>(
+pub async fn run<'a, S: RowSink>(
     conn: &mut PooledConn,
     shard: &str,
-    sql: &str,
+    command: impl Into<Command<'a>>,
     sink: &mut S,
 ) -> Result<Outcome, EngineError> {
     conn.set_finished(false);
-    let outcome = read_response(conn, shard, sql, sink).await;
+    let outcome = read_response(conn, shard, command.into(), sink).await;
     // A server error ends its response too; anything else may leave packets unread.
     conn.set_finished(matches!(outcome, Ok(_) | Err(EngineError::Server { .. })));
     // The statement was sent: a connection that broke now leaves its outcome unknown.
@@ -472,16 +501,28 @@ pub async fn run<S: RowSink>(
 async fn read_response<S: RowSink>(
     conn: &mut Conn,
     shard: &str,
-    sql: &str,
+    command: Command<'_>,
     sink: &mut S,
 ) -> Result<Outcome, EngineError> {
     let err = |e| to_engine_error(shard, e);
-    if let Response::Rows(columns) = conn.query(sql).await.map_err(err)? {
+    let (response, binary) = match command {
+        Command::Query(sql) => (conn.query(sql).await, false),
+        Command::Execute { sql, params, text } => match conn.execute(sql, params).await {
+            Ok(Some(response)) => (Ok(response), true),
+            Ok(None) => (conn.query(text).await, false),
+            Err(e) => (Err(e), true),
+        },
+    };
+    if let Response::Rows(columns) = response.map_err(err)? {
         if !columns.is_empty() {
             let count = columns.len();
-            sink.columns(columns).await?;
+            sink.columns(columns.clone()).await?;
             while let Some(row) = conn.next_row().await.map_err(err)? {
-                sink.text_row(row, count).await?;
+                if binary {
+                    sink.binary_row(row, &columns).await?;
+                } else {
+                    sink.text_row(row, count).await?;
+                }
             }
         }
     }

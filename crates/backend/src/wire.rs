@@ -9,10 +9,11 @@
 //! authentication with the password sent over TLS, or RSA-encrypted with the server's key
 //! otherwise), with TLS when the shard's `backend_tls` asks for it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
-use mysql_common::constants::{CapabilityFlags, StatusFlags};
+use mysql_common::constants::{CapabilityFlags, ColumnType, StatusFlags};
 use mysql_common::io::ParseBuf;
 use mysql_common::misc::raw::int::{LenEnc, RawInt};
 use mysql_common::packets::{
@@ -36,8 +37,14 @@ const COM_QUIT: u8 = 0x01;
 const COM_QUERY: u8 = 0x03;
 const COM_PING: u8 = 0x0e;
 const COM_STMT_PREPARE: u8 = 0x16;
+const COM_STMT_EXECUTE: u8 = 0x17;
 const COM_STMT_CLOSE: u8 = 0x19;
 const COM_RESET_CONNECTION: u8 = 0x1f;
+/// ER_UNKNOWN_STMT_HANDLER: the server no longer has a statement we prepared.
+const UNKNOWN_STMT_HANDLER: u16 = 1243;
+/// Statements kept prepared per connection. Each one holds memory on the server, which caps
+/// them all together (max_prepared_stmt_count, 16382 by default).
+const MAX_STATEMENTS: usize = 64;
 
 /// Where and as whom to connect.
 #[derive(Clone)]
@@ -151,7 +158,18 @@ pub struct Conn {
     definitions: Vec<u8>,
     /// The last result set's definitions and their columns, parsed.
     last_columns: Option<(Vec<u8>, Arc<[Column]>)>,
+    /// Statements prepared on this connection, by their text.
+    statements: HashMap<Box<str>, Statement>,
+    /// The body of the last COM_STMT_EXECUTE, reused.
+    execute_body: Vec<u8>,
     broken: bool,
+}
+
+/// A statement the server holds prepared for this connection.
+#[derive(Clone, Copy)]
+struct Statement {
+    id: u32,
+    params: u16,
 }
 
 impl Conn {
@@ -174,6 +192,8 @@ impl Conn {
             in_rows: false,
             definitions: Vec::new(),
             last_columns: None,
+            statements: HashMap::new(),
+            execute_body: Vec::new(),
             broken: false,
         };
         conn.handshake(opts, tls).await?;
@@ -428,6 +448,80 @@ impl Conn {
 
     /// The result columns of `sql` as COM_STMT_PREPARE reports them, without running it.
     pub async fn describe(&mut self, sql: &str) -> Result<Vec<Column>, WireError> {
+        let mut columns = Vec::new();
+        let statement = self.prepare(sql, Some(&mut columns)).await?;
+        self.command(COM_STMT_CLOSE, &statement.id.to_le_bytes())
+            .await?;
+        Ok(columns)
+    }
+
+    /// Runs `sql` as a prepared statement with these parameters (each sent as its type, the
+    /// value in the binary protocol), preparing it on first use on this connection. Its rows
+    /// are in the binary protocol. `None`, with nothing run, when the server would not prepare
+    /// it (a statement kind it does not prepare, or its limit of prepared statements), or
+    /// prepared it with another number of parameters: the caller runs its text instead.
+    pub async fn execute(
+        &mut self,
+        sql: &str,
+        params: &[(Value, ColumnType)],
+    ) -> Result<Option<Response>, WireError> {
+        let mut retried = false;
+        loop {
+            let statement = match self.statements.get(sql) {
+                Some(s) => *s,
+                None => {
+                    if self.statements.len() >= MAX_STATEMENTS {
+                        self.close_one().await?;
+                    }
+                    let statement = match self.prepare(sql, None).await {
+                        Ok(s) => s,
+                        Err(WireError::Server { .. }) => return Ok(None),
+                        Err(e) => return Err(e),
+                    };
+                    if usize::from(statement.params) != params.len() {
+                        self.command(COM_STMT_CLOSE, &statement.id.to_le_bytes())
+                            .await?;
+                        return Ok(None);
+                    }
+                    self.statements.insert(sql.into(), statement);
+                    statement
+                }
+            };
+            let mut body = std::mem::take(&mut self.execute_body);
+            execute_body(&mut body, statement.id, params);
+            let sent = self.command(COM_STMT_EXECUTE, &body).await;
+            self.execute_body = body;
+            sent?;
+            match self.response().await {
+                // Prepared again once, should the server have lost it.
+                Err(WireError::Server { code, .. }) if code == UNKNOWN_STMT_HANDLER && !retried => {
+                    self.statements.remove(sql);
+                    retried = true;
+                }
+                response => return response.map(Some),
+            }
+        }
+    }
+
+    /// Closes one of the statements kept prepared, to make room.
+    async fn close_one(&mut self) -> Result<(), WireError> {
+        let Some(sql) = self.statements.keys().next().cloned() else {
+            return Ok(());
+        };
+        if let Some(statement) = self.statements.remove(&sql) {
+            self.command(COM_STMT_CLOSE, &statement.id.to_le_bytes())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// COM_STMT_PREPARE: the statement's id and parameter count, and its result columns when
+    /// asked for.
+    async fn prepare(
+        &mut self,
+        sql: &str,
+        mut columns: Option<&mut Vec<Column>>,
+    ) -> Result<Statement, WireError> {
         self.command(COM_STMT_PREPARE, sql.as_bytes()).await?;
         let at = self.next_packet().await?;
         let payload = self.payload(at);
@@ -437,23 +531,23 @@ impl Conn {
             _ => return Err(self.fail("a malformed COM_STMT_PREPARE response")),
         }
         let stmt: StmtPacket = ParseBuf(payload).parse(()).map_err(|e| self.fail(e))?;
-        let (id, params, columns) = (stmt.statement_id(), stmt.num_params(), stmt.num_columns());
+        let (id, params, count) = (stmt.statement_id(), stmt.num_params(), stmt.num_columns());
         for _ in 0..params {
             self.next_packet().await?;
         }
         if params > 0 && !self.deprecate_eof() {
             self.next_packet().await?;
         }
-        let mut out = Vec::with_capacity(usize::from(columns));
-        for _ in 0..columns {
+        for _ in 0..count {
             let at = self.next_packet().await?;
-            out.push(self.column(at)?);
+            if let Some(columns) = columns.as_deref_mut() {
+                columns.push(self.column(at)?);
+            }
         }
-        if columns > 0 && !self.deprecate_eof() {
+        if count > 0 && !self.deprecate_eof() {
             self.next_packet().await?;
         }
-        self.command(COM_STMT_CLOSE, &id.to_le_bytes()).await?;
-        Ok(out)
+        Ok(Statement { id, params })
     }
 
     pub async fn ping(&mut self) -> Result<(), WireError> {
@@ -464,6 +558,7 @@ impl Conn {
     /// COM_RESET_CONNECTION: the session's variables, temporary tables, named and table locks
     /// and prepared statements are dropped, and an open transaction rolled back.
     pub async fn reset(&mut self) -> Result<(), WireError> {
+        self.statements.clear();
         self.command(COM_RESET_CONNECTION, &[]).await?;
         self.expect_ok().await
     }
@@ -689,6 +784,64 @@ impl Conn {
                 return Err(WireError::Io(std::io::ErrorKind::UnexpectedEof.into()));
             }
         }
+    }
+}
+
+/// COM_STMT_EXECUTE's body: no cursor, one iteration, the NULL bitmap, then each parameter's
+/// type (its unsigned flag for unsigned integers) and its non-NULL values. A value of a type
+/// the client named (a DECIMAL sent as its digits, a DATE) goes as that type, so the server
+/// reads it as the client meant.
+fn execute_body(body: &mut Vec<u8>, id: u32, params: &[(Value, ColumnType)]) {
+    body.clear();
+    body.extend_from_slice(&id.to_le_bytes());
+    body.push(0);
+    body.extend_from_slice(&1u32.to_le_bytes());
+    if params.is_empty() {
+        return;
+    }
+    let bitmap = body.len();
+    body.resize(bitmap + params.len().div_ceil(8), 0);
+    for (i, (value, _)) in params.iter().enumerate() {
+        if matches!(value, Value::NULL) {
+            body[bitmap + i / 8] |= 1 << (i % 8);
+        }
+    }
+    body.push(1);
+    for (value, declared) in params {
+        let (kind, unsigned) = param_type(value, *declared);
+        body.extend_from_slice(&[kind as u8, if unsigned { 0x80 } else { 0 }]);
+    }
+    for (value, _) in params {
+        value.serialize(body);
+    }
+}
+
+/// The type a parameter is sent as: its value's, or the type the client declared where that
+/// says more about the same encoding.
+fn param_type(value: &Value, declared: ColumnType) -> (ColumnType, bool) {
+    use ColumnType::*;
+    match value {
+        Value::NULL => (MYSQL_TYPE_NULL, false),
+        Value::Int(_) => (MYSQL_TYPE_LONGLONG, false),
+        Value::UInt(_) => (MYSQL_TYPE_LONGLONG, true),
+        Value::Float(_) => (MYSQL_TYPE_FLOAT, false),
+        Value::Double(_) => (MYSQL_TYPE_DOUBLE, false),
+        Value::Bytes(_) => match declared {
+            MYSQL_TYPE_NEWDECIMAL
+            | MYSQL_TYPE_DECIMAL
+            | MYSQL_TYPE_STRING
+            | MYSQL_TYPE_VARCHAR
+            | MYSQL_TYPE_TINY_BLOB
+            | MYSQL_TYPE_MEDIUM_BLOB
+            | MYSQL_TYPE_LONG_BLOB
+            | MYSQL_TYPE_BLOB => (declared, false),
+            _ => (MYSQL_TYPE_VAR_STRING, false),
+        },
+        Value::Date(..) => match declared {
+            MYSQL_TYPE_DATE | MYSQL_TYPE_TIMESTAMP => (declared, false),
+            _ => (MYSQL_TYPE_DATETIME, false),
+        },
+        Value::Time(..) => (MYSQL_TYPE_TIME, false),
     }
 }
 

@@ -4,6 +4,7 @@
 //! state that COM_RESET_CONNECTION clears.
 
 use backend::wire::{Conn, ConnOpts, Response, WireError};
+use mysql_common::constants::ColumnType;
 use mysql_common::value::Value;
 
 fn opts(port: u16, user: &str, password: &str) -> ConnOpts {
@@ -264,4 +265,164 @@ async fn tls_modes_check_what_they_promise() {
         .err()
         .unwrap();
     assert!(missing.to_string().contains("nope.pem"), "{missing}");
+}
+
+async fn status(c: &mut Conn, name: &str) -> u64 {
+    let rows = c
+        .query_rows(&format!("SHOW SESSION STATUS LIKE '{name}'"))
+        .await
+        .unwrap();
+    match &rows[0][1] {
+        Value::Bytes(b) => String::from_utf8_lossy(b).parse().unwrap(),
+        other => panic!("{name} is {other:?}"),
+    }
+}
+
+/// The binary row of `sql` run prepared with `params`, decoded.
+async fn execute_one(c: &mut Conn, sql: &str, params: &[(Value, ColumnType)]) -> Vec<Value> {
+    let Some(Response::Rows(columns)) = c.execute(sql, params).await.unwrap() else {
+        panic!("{sql}: a result set")
+    };
+    let row = engine::decode_binary_row(c.next_row().await.unwrap().unwrap(), &columns).unwrap();
+    assert!(c.next_row().await.unwrap().is_none(), "{sql}: one row");
+    row
+}
+
+#[tokio::test]
+async fn runs_prepared_statements() {
+    let servers = tokio::task::spawn_blocking(|| testkit::start(1, &["w"]))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut c = Conn::connect(&opts(servers[0].port, "root", ""))
+        .await
+        .unwrap();
+    c.query_drop(
+        "CREATE TABLE p (id INT PRIMARY KEY, n DECIMAL(10,3), d DATE, dt DATETIME(6), \
+         t TIME(6), s VARCHAR(20), b VARBINARY(10), u BIGINT UNSIGNED, f DOUBLE, z INT)",
+    )
+    .await
+    .unwrap();
+    use ColumnType::*;
+    // Each parameter as the client declared it: a DECIMAL's digits, a DATE, text that would
+    // need escaping in a statement's text, bytes that are not text.
+    let params = [
+        (Value::Int(1), MYSQL_TYPE_LONGLONG),
+        (Value::Bytes(b"12.5".to_vec()), MYSQL_TYPE_NEWDECIMAL),
+        (Value::Date(2024, 2, 29, 0, 0, 0, 0), MYSQL_TYPE_DATE),
+        (
+            Value::Date(2024, 2, 29, 13, 14, 15, 123_456),
+            MYSQL_TYPE_DATETIME,
+        ),
+        (Value::Time(true, 1, 2, 3, 4, 5), MYSQL_TYPE_TIME),
+        (
+            Value::Bytes(b"it's \\ \xc3\xbc".to_vec()),
+            MYSQL_TYPE_VAR_STRING,
+        ),
+        (Value::Bytes(vec![0, 0xff, b'\'']), MYSQL_TYPE_BLOB),
+        (Value::UInt(u64::MAX), MYSQL_TYPE_LONGLONG),
+        (Value::Double(-2.5e-3), MYSQL_TYPE_DOUBLE),
+        (Value::NULL, MYSQL_TYPE_NULL),
+    ];
+    let insert = "INSERT INTO p VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    assert!(matches!(
+        c.execute(insert, &params).await.unwrap(),
+        Some(Response::Done)
+    ));
+    assert_eq!(c.summary().affected_rows, 1);
+    assert_eq!(
+        text(
+            &c.query_rows("SELECT n, d, dt, t, s, HEX(b), u, f, z FROM p")
+                .await
+                .unwrap()
+        ),
+        [[
+            Some("12.500".into()),
+            Some("2024-02-29".into()),
+            Some("2024-02-29 13:14:15.123456".into()),
+            Some("-26:03:04.000005".into()),
+            Some("it's \\ ü".into()),
+            Some("00FF27".into()),
+            Some(u64::MAX.to_string()),
+            Some("-0.0025".into()),
+            None
+        ]]
+    );
+
+    // Rows come in the binary protocol; the statement is prepared once per connection.
+    let select = "SELECT * FROM p WHERE id = ?";
+    let before = status(&mut c, "Com_stmt_prepare").await;
+    for _ in 0..3 {
+        let row = execute_one(&mut c, select, &[(Value::Int(1), MYSQL_TYPE_LONGLONG)]).await;
+        assert_eq!(
+            row,
+            [
+                Value::Int(1),
+                Value::Bytes(b"12.500".to_vec()),
+                Value::Date(2024, 2, 29, 0, 0, 0, 0),
+                Value::Date(2024, 2, 29, 13, 14, 15, 123_456),
+                Value::Time(true, 1, 2, 3, 4, 5),
+                Value::Bytes("it's \\ ü".as_bytes().to_vec()),
+                Value::Bytes(vec![0, 0xff, b'\'']),
+                Value::UInt(u64::MAX),
+                Value::Double(-2.5e-3),
+                Value::NULL,
+            ]
+        );
+    }
+    assert_eq!(status(&mut c, "Com_stmt_prepare").await - before, 1);
+    assert_eq!(status(&mut c, "Com_stmt_execute").await, 4);
+
+    // A DECIMAL parameter compares exactly, as its digits.
+    let row = execute_one(
+        &mut c,
+        "SELECT COUNT(*) FROM p WHERE n = ?",
+        &[(Value::Bytes(b"12.5000".to_vec()), MYSQL_TYPE_NEWDECIMAL)],
+    )
+    .await;
+    assert_eq!(row, [Value::Int(1)]);
+
+    // COM_RESET_CONNECTION drops the server's statements: prepared again.
+    c.reset().await.unwrap();
+    execute_one(&mut c, select, &[(Value::Int(1), MYSQL_TYPE_LONGLONG)]).await;
+    assert_eq!(status(&mut c, "Com_stmt_prepare").await, 1);
+
+    // What the server will not prepare, or prepares with another parameter count, is left to
+    // the caller's text; errors of a run leave the connection usable.
+    assert!(c
+        .execute("SELEC ?", &[(Value::Int(1), MYSQL_TYPE_LONGLONG)])
+        .await
+        .unwrap()
+        .is_none());
+    assert!(c
+        .execute("SELECT ?, ?", &[(Value::Int(1), MYSQL_TYPE_LONGLONG)])
+        .await
+        .unwrap()
+        .is_none());
+    let duplicate = c
+        .execute(
+            "INSERT INTO p (id) VALUES (?)",
+            &[(Value::Int(1), MYSQL_TYPE_LONGLONG)],
+        )
+        .await;
+    assert_eq!(server_code(duplicate.err().unwrap()), 1062);
+    assert!(!c.is_broken());
+
+    // The statements kept prepared are bounded; the oldest are closed on the server.
+    for i in 0..100 {
+        let sql = format!("SELECT ? + {i}");
+        let row = execute_one(&mut c, &sql, &[(Value::Int(1), MYSQL_TYPE_LONGLONG)]).await;
+        assert_eq!(row, [Value::Int(1 + i)]);
+    }
+    let rows = c
+        .query_rows("SHOW GLOBAL STATUS LIKE 'Prepared_stmt_count'")
+        .await
+        .unwrap();
+    let held: usize = String::from_utf8_lossy(match &rows[0][1] {
+        Value::Bytes(b) => b,
+        other => panic!("{other:?}"),
+    })
+    .parse()
+    .unwrap();
+    assert!((1..=64).contains(&held), "{held} statements held");
 }

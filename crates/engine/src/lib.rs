@@ -151,6 +151,41 @@ pub trait RowSink: std::marker::Send {
         let row = decode_text_row(payload, columns);
         async move { self.row(row?).await }
     }
+
+    /// Whether this sink passes binary-protocol rows on as they are (see
+    /// [`RowSink::binary_row`]): only then is a statement worth running prepared on its shard.
+    fn relays_binary(&self) -> bool {
+        false
+    }
+
+    /// A row in the binary protocol (a prepared statement's result) as the shard sent it. A
+    /// sink that passes rows on unchanged takes the bytes as they are; the others get the row
+    /// decoded.
+    fn binary_row(
+        &mut self,
+        payload: &[u8],
+        columns: &Arc<[Column]>,
+    ) -> impl Future<Output = Result<(), EngineError>> + std::marker::Send {
+        let row = decode_binary_row(payload, columns);
+        async move { self.row(row?).await }
+    }
+}
+
+/// The values of a binary-protocol row (see [`RowSink::binary_row`]).
+pub fn decode_binary_row(
+    payload: &[u8],
+    columns: &Arc<[Column]>,
+) -> Result<Vec<Value>, EngineError> {
+    use mysql_common::value::ServerSide;
+    let row: mysql_common::row::RowDeserializer<ServerSide, mysql_common::proto::Binary> =
+        mysql_common::io::ParseBuf(payload)
+            .parse(columns.clone())
+            .map_err(|e| EngineError::Bug(format!("a malformed binary row from a shard: {e}")))?;
+    let values = mysql_common::row::Row::from(row).unwrap_raw();
+    Ok(values
+        .into_iter()
+        .map(|v| v.unwrap_or(Value::NULL))
+        .collect())
 }
 
 /// The values of a text-protocol row (see [`RowSink::text_row`]), as bytes or NULL.

@@ -170,6 +170,23 @@ impl<'a> ResultWriter<'a> {
         Ok(true)
     }
 
+    /// Whether rows go out in the binary protocol (the answer to a COM_STMT_EXECUTE).
+    pub fn is_binary(&self) -> bool {
+        self.binary.is_some()
+    }
+
+    /// A row in the binary protocol, as a shard sent it for the same columns; `false`, with
+    /// nothing written, when this result goes out in the text protocol.
+    pub async fn binary_row(&mut self, payload: &[u8]) -> std::io::Result<bool> {
+        if self.binary.is_none() {
+            return Ok(false);
+        }
+        if self.state != State::Failed {
+            self.io.write_packet(payload).await?;
+        }
+        Ok(true)
+    }
+
     /// Ends a result set.
     pub async fn finish_rows(&mut self, warnings: u16) -> std::io::Result<()> {
         if self.state == State::Failed {

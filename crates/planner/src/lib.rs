@@ -61,7 +61,8 @@ pub use executable::{resolve as resolve_executable_comments, ServerKind};
 pub use explain::explain_note;
 pub use information_schema::INFORMATION_SCHEMA;
 pub use normalize::{
-    bind_markers, normalize, parameter_markers, substitute, Literal, LiteralKind, Normalized, Slot,
+    bind_markers, normalize, parameter_markers, prepared_text, substitute, Literal, LiteralKind,
+    Normalized, Slot,
 };
 pub use qualify::{Catalog, CatalogColumn};
 pub use tables::from_dual;

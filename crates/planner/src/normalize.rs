@@ -379,11 +379,48 @@ fn scan_string(b: &[u8], mut i: usize) -> Option<(usize, Vec<u8>)> {
 /// comments) by the SQL of
 /// `literals[N-1]`. `None` when a number is out of range.
 pub fn substitute(template: &str, literals: &[Literal]) -> Option<String> {
-    let b = template.as_bytes();
-    if !b.contains(&b'?') {
+    if !template.as_bytes().contains(&b'?') {
         return Some(template.to_string());
     }
     let mut out = String::with_capacity(template.len() + 16);
+    each_variable(template, &mut out, |n, out| {
+        out.push_str(&literals.get(n)?.sql);
+        Some(())
+    })?;
+    Some(out)
+}
+
+/// A template's text to prepare on a shard: the bind variables that stand for a prepared
+/// statement's own `?` become `?` again, the others their literal. With it, the parameter that
+/// each `?` takes, in order.
+pub fn prepared_text(
+    template: &str,
+    slots: &[Slot],
+    literals: &[Literal],
+) -> Option<(String, Vec<usize>)> {
+    let mut out = String::with_capacity(template.len());
+    let mut params = Vec::new();
+    each_variable(template, &mut out, |n, out| {
+        match slots.get(n)? {
+            Slot::Param(p) => {
+                out.push('?');
+                params.push(*p);
+            }
+            Slot::Literal(..) => out.push_str(&literals.get(n)?.sql),
+        }
+        Some(())
+    })?;
+    Some((out, params))
+}
+
+/// Copies `template` to `out`, with `put` writing in place of each bind variable `?N` (given
+/// N - 1); `None` when one is malformed or `put` gives up.
+fn each_variable(
+    template: &str,
+    out: &mut String,
+    mut put: impl FnMut(usize, &mut String) -> Option<()>,
+) -> Option<()> {
+    let b = template.as_bytes();
     let mut copied = 0;
     let mut i = 0;
     while i < b.len() {
@@ -395,7 +432,7 @@ pub fn substitute(template: &str, literals: &[Literal]) -> Option<String> {
                 }
                 let n: usize = template[i + 1..j].parse().ok()?;
                 out.push_str(&template[copied..i]);
-                out.push_str(&literals.get(n.checked_sub(1)?)?.sql);
+                put(n.checked_sub(1)?, out)?;
                 copied = j;
                 i = j;
             }
@@ -403,7 +440,7 @@ pub fn substitute(template: &str, literals: &[Literal]) -> Option<String> {
         }
     }
     out.push_str(&template[copied.min(template.len())..]);
-    Some(out)
+    Some(())
 }
 
 /// Byte offsets of the `?` parameter markers of a statement (outside strings, quoted identifiers
