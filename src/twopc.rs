@@ -94,6 +94,51 @@ pub async fn resolve(
         }
     }
     let mut done = Resolved::default();
+    // A branch whose connection died a moment ago may still be attached to it on its server,
+    // which then refuses to finish it (XAER_NOTA) while XA RECOVER lists it: passes repeat,
+    // a little later, until no branch is listed.
+    let mut attempts = 0;
+    loop {
+        let listed = resolve_pass(backends, vschema, prefix, &decided, &mut done).await?;
+        if listed == 0 {
+            break;
+        }
+        attempts += 1;
+        if attempts == RESOLVE_ATTEMPTS {
+            return Err(EngineError::Commit(format!(
+                "{listed} prepared branches with prefix {prefix} could not be finished: their servers still hold them for a connection"
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    if let Ok((ks, shard)) = decision_shard(vschema) {
+        for dtid in &done.committed {
+            let _ = backends
+                .execute(
+                    &ks,
+                    &shard,
+                    &format!("DELETE FROM {TABLE} WHERE dtid = '{dtid}'"),
+                    &mut engine::NoRows,
+                )
+                .await;
+        }
+    }
+    Ok(done)
+}
+
+/// Passes over the shards' prepared branches before [`resolve`] gives up.
+const RESOLVE_ATTEMPTS: u32 = 50;
+
+/// One pass of [`resolve`]: each prepared branch with `prefix` committed or rolled back, as
+/// recorded. Returns how many branches XA RECOVER listed.
+async fn resolve_pass(
+    backends: &Backends,
+    vschema: &VSchema,
+    prefix: &str,
+    decided: &BTreeSet<String>,
+    done: &mut Resolved,
+) -> Result<usize, EngineError> {
+    let mut listed = 0;
     for ks in vschema.keyspaces() {
         for shard in &ks.shards {
             let mut rows = engine::Collected::default();
@@ -111,6 +156,7 @@ pub async fn resolve(
                 if gl > data.len() || !data[..gl].starts_with(prefix) {
                     continue;
                 }
+                listed += 1;
                 let (gtrid, bqual) = data.split_at(gl);
                 let xid = format!("'{gtrid}','{bqual}'");
                 let commit = decided.contains(gtrid);
@@ -119,33 +165,23 @@ pub async fn resolve(
                 } else {
                     format!("XA ROLLBACK {xid}")
                 };
-                // Servers shared by several shards list the same branch more than once.
+                // Servers shared by several shards list the same branch more than once: the
+                // second finish finds it gone (or still held, and the next pass sees it again).
                 match backends
                     .execute(&ks.name, &shard.name, &sql, &mut engine::NoRows)
                     .await
                 {
-                    Ok(_) | Err(EngineError::Server { code: 1397, .. }) => {}
+                    Ok(_) if commit => {
+                        done.committed.insert(gtrid.to_string());
+                    }
+                    Ok(_) => {
+                        done.rolled_back.insert(gtrid.to_string());
+                    }
+                    Err(EngineError::Server { code: 1397, .. }) => {}
                     Err(e) => return Err(e),
-                }
-                if commit {
-                    done.committed.insert(gtrid.to_string());
-                } else {
-                    done.rolled_back.insert(gtrid.to_string());
                 }
             }
         }
     }
-    if let Ok((ks, shard)) = decision_shard(vschema) {
-        for dtid in &done.committed {
-            let _ = backends
-                .execute(
-                    &ks,
-                    &shard,
-                    &format!("DELETE FROM {TABLE} WHERE dtid = '{dtid}'"),
-                    &mut engine::NoRows,
-                )
-                .await;
-        }
-    }
-    Ok(done)
+    Ok(listed)
 }

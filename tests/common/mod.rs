@@ -282,12 +282,19 @@ pub async fn proxy_process_on(port: u16, vars: &[(&str, &str)]) -> ProxyProcess 
         port,
         _dir: dir,
     };
+    // Serving means greeting: the port is bound before start-up work (resolving prepared
+    // twopc branches) ends, and a connection waits in the backlog until it does.
     for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return process;
+        if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            use tokio::io::AsyncReadExt;
+            let mut greeting = [0u8; 4];
+            let read =
+                tokio::time::timeout(std::time::Duration::from_secs(30), s.read(&mut greeting));
+            if let Ok(Ok(n)) = read.await {
+                if n > 0 {
+                    return process;
+                }
+            }
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
