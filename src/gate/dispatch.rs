@@ -70,7 +70,9 @@ impl GateSession {
                 return self.normalized(&n, literals, Some(sql), None, out).await;
             }
         }
-        self.parsed_statement(sql, out, None).await
+        // Boxed, here and on a plan-cache miss: the parsed path's future is large, and the
+        // cached path (most statements) should not carry and move it.
+        Box::pin(self.parsed_statement(sql, out, None)).await
     }
 
     /// `sql` with its executable comments resolved as the servers behind the proxy would

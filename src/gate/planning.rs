@@ -62,7 +62,7 @@ impl GateSession {
             template: &n.text,
             literals: &literals,
         });
-        let result = self.parsed_statement(&text, out, learn).await;
+        let result = Box::pin(self.parsed_statement(&text, out, learn)).await;
         self.gate
             .activity
             .record_statement(&n.text, started.elapsed());

@@ -104,14 +104,20 @@ pub(crate) async fn execute<E: Executor, S: RowSink>(
                     .await?,
             ]
         }
+        // Boxed: a fan-out's future is large, and the one-shard path should not carry it.
         _ => {
-            with_streams(keyspace, &queries, executor, |streams| async move {
-                let mut outcomes = Vec::with_capacity(streams.len());
-                for mut stream in streams {
-                    outcomes.push(stream.finish().await?);
-                }
-                Ok(outcomes)
-            })
+            Box::pin(with_streams(
+                keyspace,
+                &queries,
+                executor,
+                |streams| async move {
+                    let mut outcomes = Vec::with_capacity(streams.len());
+                    for mut stream in streams {
+                        outcomes.push(stream.finish().await?);
+                    }
+                    Ok(outcomes)
+                },
+            ))
             .await?
         }
     };

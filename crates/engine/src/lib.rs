@@ -362,16 +362,19 @@ pub async fn execute<E: Executor, S: RowSink>(
     sink: &mut S,
     options: &ExecOptions,
 ) -> Result<Outcome, EngineError> {
+    // An async fn's future is as large as its largest branch, and every statement moves it
+    // (into a box, into its caller's): the plans of one round trip run inline, the others
+    // (fan-outs, merges, joins) boxed.
     match plan {
         Plan::Merge(s) => {
-            select::execute(
+            Box::pin(select::execute(
                 s,
                 keyspace(vschema, &s.route.keyspace)?,
                 vschema,
                 executor,
                 sink,
                 options,
-            )
+            ))
             .await
         }
         Plan::Route(route) => {
@@ -394,25 +397,41 @@ pub async fn execute<E: Executor, S: RowSink>(
             )
             .await
         }
-        Plan::Send(send) => send::execute(send, keyspace(vschema, &send.keyspace)?, executor).await,
+        Plan::Send(send) => {
+            Box::pin(send::execute(
+                send,
+                keyspace(vschema, &send.keyspace)?,
+                executor,
+            ))
+            .await
+        }
         Plan::OwnedWrite(w) => {
-            owned_write::execute(
+            Box::pin(owned_write::execute(
                 w,
                 keyspace(vschema, &w.route.keyspace)?,
                 vschema,
                 executor,
                 options,
-            )
+            ))
             .await
         }
-        Plan::Join(j) => join::execute(j, vschema, executor, sink, options).await,
-        Plan::Derived(d) => derived::execute(d, vschema, executor, sink, options).await,
-        Plan::ShardEval(e) => shard_eval::execute(e, vschema, executor, sink, options).await,
-        Plan::Append(plans) => append::execute(plans, vschema, executor, sink, options).await,
-        Plan::Concat(parts) => concat(parts, vschema, executor, sink).await,
+        Plan::Join(j) => Box::pin(join::execute(j, vschema, executor, sink, options)).await,
+        Plan::Derived(d) => Box::pin(derived::execute(d, vschema, executor, sink, options)).await,
+        Plan::ShardEval(e) => {
+            Box::pin(shard_eval::execute(e, vschema, executor, sink, options)).await
+        }
+        Plan::Append(plans) => {
+            Box::pin(append::execute(plans, vschema, executor, sink, options)).await
+        }
+        Plan::Concat(parts) => Box::pin(concat(parts, vschema, executor, sink)).await,
         Plan::OrderedWrite(w) => {
-            ordered_write::execute(w, keyspace(vschema, &w.route.keyspace)?, vschema, executor)
-                .await
+            Box::pin(ordered_write::execute(
+                w,
+                keyspace(vschema, &w.route.keyspace)?,
+                vschema,
+                executor,
+            ))
+            .await
         }
         // Its statement is planned once the subqueries' values are known: the caller does that.
         Plan::PullOut(_) | Plan::InsertSelect(_) => Err(EngineError::Bug(

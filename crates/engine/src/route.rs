@@ -85,5 +85,6 @@ pub(crate) async fn execute<E: Executor, S: RowSink>(
         .enumerate()
         .map(|(n, &i)| (i, route.text_for(n)))
         .collect();
-    concatenate(keyspace, &queries, executor, sink).await
+    // Boxed: a fan-out's future is large, and the one-shard path should not carry it.
+    Box::pin(concatenate(keyspace, &queries, executor, sink)).await
 }
