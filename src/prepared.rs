@@ -42,22 +42,25 @@ impl PreparedStatement {
 }
 
 /// A prepared execution's statement as its shard runs it prepared: the route's text with `?` for
-/// the client's parameters, and those parameters in the order that text takes them.
+/// the client's parameters, and those parameters in the order that text takes them. It stands
+/// in for `bound`, the route's text with this execution's values, and for nothing else.
 pub struct ShardPrepared {
+    pub bound: String,
     pub sql: String,
     pub params: Vec<(Value, ColumnType)>,
 }
 
 impl ShardPrepared {
-    /// For a plan that is one route (its template's text, bound to these literals, is what the
-    /// shards are sent); `None` for other plans.
+    /// For a plan that is one route (`plan`, its template bound to these literals); `None` for
+    /// other plans.
     pub fn new(
+        plan: &Plan,
         template: &Plan,
         normalized: &Normalized,
         literals: &[Literal],
         params: Vec<frontend::Param>,
     ) -> Option<Self> {
-        let Plan::Route(route) = template else {
+        let (Plan::Route(bound), Plan::Route(route)) = (plan, template) else {
             return None;
         };
         if route.elsewhere.is_some() {
@@ -76,7 +79,11 @@ impl ShardPrepared {
                 .map(|&i| params.get(i).map(|p| (p.value.clone(), p.column_type)))
                 .collect::<Option<_>>()?
         };
-        Some(ShardPrepared { sql, params })
+        Some(ShardPrepared {
+            bound: bound.query.clone(),
+            sql,
+            params,
+        })
     }
 }
 

@@ -28,6 +28,8 @@ impl GateSession {
         self.last_plan.opcode = "None";
         self.last_rows = 0;
         self.entry.shards_touched.store(0, Ordering::Relaxed);
+        // Left set only by a statement that was abandoned mid-run.
+        self.shard_prepared = None;
         // The statement's text outlives the work it is moved into below.
         let prepared = match &work {
             ClientStatement::Prepared(p, ..) => Some(p.clone()),

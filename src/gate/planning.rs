@@ -40,8 +40,8 @@ impl GateSession {
             if let Some(plan) = planner::bind(template, &literals, &self.topo.vschema) {
                 self.gate.plans.hit();
                 self.ensure_transaction();
-                self.shard_prepared =
-                    params.and_then(|params| ShardPrepared::new(template, n, &literals, params));
+                self.shard_prepared = params
+                    .and_then(|params| ShardPrepared::new(&plan, template, n, &literals, params));
                 let result = self.run(&plan, out, None).await;
                 self.shard_prepared = None;
                 self.gate

@@ -32,10 +32,9 @@ pub(super) struct SessionExecutor<'a> {
     /// The session's connections that hold its locks (`locks`): its statements to their shards
     /// run there.
     pub(super) pinned: &'a [Pinned],
-    /// A prepared execution's statement (the text it was bound to, and its form for running
-    /// prepared): sent prepared when the engine sends that text to a shard for a sink that
-    /// relays binary rows.
-    pub(super) prepared: Option<(&'a str, &'a ShardPrepared)>,
+    /// A prepared execution's statement: sent prepared when the engine sends the text it was
+    /// bound to to a shard, for a sink that relays binary rows.
+    pub(super) prepared: Option<&'a ShardPrepared>,
 }
 
 /// A shard connection the session keeps because it holds the session's locks: named locks
@@ -102,10 +101,10 @@ impl engine::Executor for SessionExecutor<'_> {
         // prepared statements with it: such a session's statements go as text.
         let prepared = self
             .prepared
-            .filter(|(text, _)| *text == sql && sink.relays_binary());
+            .filter(|p| p.bound == sql && sink.relays_binary());
         let settings = self.prelude.is_some();
         let command = |pooled: bool| match prepared {
-            Some((_, p)) if !(pooled && settings) => backend::Command::Execute {
+            Some(p) if !(pooled && settings) => backend::Command::Execute {
                 sql: &p.sql,
                 params: &p.params,
                 text: sql,
@@ -369,10 +368,7 @@ impl GateSession {
             prelude: prelude.as_deref(),
             in_key_order,
             pinned: &self.pinned,
-            prepared: match (plan, &self.shard_prepared) {
-                (Plan::Route(route), Some(p)) => Some((route.query.as_str(), p)),
-                _ => None,
-            },
+            prepared: self.shard_prepared.as_ref(),
         };
         engine::execute(plan, &self.topo.vschema, &executor, sink, &self.gate.exec).await
     }

@@ -161,13 +161,7 @@ impl<'a> ResultWriter<'a> {
     /// with nothing written, when this result goes out in the binary protocol and the row must
     /// be decoded and given to [`ResultWriter::row`] instead.
     pub async fn text_row(&mut self, payload: &[u8]) -> std::io::Result<bool> {
-        if self.binary.is_some() {
-            return Ok(false);
-        }
-        if self.state != State::Failed {
-            self.io.write_packet(payload).await?;
-        }
-        Ok(true)
+        self.relay_row(payload, false).await
     }
 
     /// Whether rows go out in the binary protocol (the answer to a COM_STMT_EXECUTE).
@@ -178,7 +172,12 @@ impl<'a> ResultWriter<'a> {
     /// A row in the binary protocol, as a shard sent it for the same columns; `false`, with
     /// nothing written, when this result goes out in the text protocol.
     pub async fn binary_row(&mut self, payload: &[u8]) -> std::io::Result<bool> {
-        if self.binary.is_none() {
+        self.relay_row(payload, true).await
+    }
+
+    /// A shard's row payload, written as it is when this result's protocol is the row's.
+    async fn relay_row(&mut self, payload: &[u8], binary: bool) -> std::io::Result<bool> {
+        if self.binary.is_some() != binary {
             return Ok(false);
         }
         if self.state != State::Failed {
