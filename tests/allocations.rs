@@ -1,5 +1,6 @@
 //! A single-shard result streams through the proxy without a heap allocation per row: the
-//! shard's row packets are read into a reused buffer and written to the client as they are.
+//! shard's row packets are read into a reused buffer and written to the client as they are, in
+//! the text protocol and (a prepared statement run prepared on the shard) the binary one.
 //!
 //! The proxy runs on a runtime of its own whose threads are marked; a counting allocator counts
 //! what those threads allocate while one query runs. The client (mysql_async, which allocates
@@ -50,6 +51,16 @@ const ROWS: u64 = 5_000;
 async fn allocations_of(client: &mut Conn, sql: &str) -> (u64, usize) {
     let before = PROXY_ALLOCATIONS.load(Ordering::Relaxed);
     let rows: Vec<Row> = client.query(sql).await.unwrap();
+    (
+        PROXY_ALLOCATIONS.load(Ordering::Relaxed) - before,
+        rows.len(),
+    )
+}
+
+/// The same for a prepared statement's execution with `last` as its parameter (binary rows).
+async fn allocations_of_execution(client: &mut Conn, sql: &str, last: u64) -> (u64, usize) {
+    let before = PROXY_ALLOCATIONS.load(Ordering::Relaxed);
+    let rows: Vec<Row> = client.exec(sql, (last,)).await.unwrap();
     (
         PROXY_ALLOCATIONS.load(Ordering::Relaxed) - before,
         rows.len(),
@@ -123,6 +134,17 @@ shards = [{{ name = "0", primary = "{}" }}]
         assert!(
             a_many <= a_few + 8,
             "{a_few} allocations for 10 rows, {a_many} for {ROWS}: the proxy allocates per row"
+        );
+        // Prepared: run prepared on the shard, its binary rows passed on as they are.
+        let prepared = "SELECT id, pad, n FROM t WHERE id <= ?";
+        allocations_of_execution(&mut client, prepared, 10).await;
+        allocations_of_execution(&mut client, prepared, ROWS).await;
+        let (a_few, n_few) = allocations_of_execution(&mut client, prepared, 10).await;
+        let (a_many, n_many) = allocations_of_execution(&mut client, prepared, ROWS).await;
+        assert_eq!((n_few, n_many), (10, ROWS as usize));
+        assert!(
+            a_many <= a_few + 8,
+            "{a_few} allocations for 10 binary rows, {a_many} for {ROWS}: the proxy allocates per row"
         );
         client.disconnect().await.unwrap();
     });
