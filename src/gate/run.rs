@@ -97,18 +97,18 @@ impl engine::Executor for SessionExecutor<'_> {
             in_transaction = self.tx.is_some(),
             "send"
         );
-        // A pooled connection is reset after a session's settings were applied to it, and its
-        // prepared statements with it: such a session's statements go as text.
-        let prepared = self
-            .prepared
-            .filter(|p| p.bound == sql && sink.relays_binary());
-        let settings = self.prelude.is_some();
-        let command = |pooled: bool| match prepared {
-            Some(p) if !(pooled && settings) => backend::Command::Execute {
-                sql: &p.sql,
-                params: &p.params,
-                text: sql,
-            },
+        // A session with settings of its own runs text: a statement is parsed when it is
+        // prepared, under the sql_mode of that moment, and a connection keeps it prepared for
+        // other sessions (and a pooled connection is reset after such a session's statement,
+        // which drops its prepared statements).
+        let command = match self.prepared {
+            Some(p) if p.bound == sql && sink.relays_binary() && self.prelude.is_none() => {
+                backend::Command::Execute {
+                    sql: &p.sql,
+                    params: &p.params,
+                    text: sql,
+                }
+            }
             _ => backend::Command::Query(sql),
         };
         if let Some(pinned) = self
@@ -119,7 +119,7 @@ impl engine::Executor for SessionExecutor<'_> {
             let mut conn = pinned.conn.lock().await;
             let thread = conn.id();
             self.entry.register(keyspace, shard, thread);
-            let result = backend::run(&mut conn, shard, command(false), sink).await;
+            let result = backend::run(&mut conn, shard, command, sink).await;
             self.entry.unregister(shard, thread);
             return result;
         }
@@ -132,7 +132,7 @@ impl engine::Executor for SessionExecutor<'_> {
                 }
                 let mut conn = shared.lock().await;
                 self.entry.register(keyspace, shard, thread);
-                let run = backend::run(&mut conn, shard, command(false), sink);
+                let run = backend::run(&mut conn, shard, command, sink);
                 // Only a transaction holding locks on several shards can be part of a
                 // deadlock that no shard sees.
                 let result = self.deadlocks.watch(run, || tx.shard_count() > 1).await;
@@ -143,7 +143,6 @@ impl engine::Executor for SessionExecutor<'_> {
                 let conn = self.topo.backends.connection(keyspace, shard).await?;
                 let thread = conn.id();
                 self.entry.register(keyspace, shard, thread);
-                let command = command(true);
                 let result = backend::run_pooled(conn, shard, self.prelude, command, sink).await;
                 self.entry.unregister(shard, thread);
                 result
