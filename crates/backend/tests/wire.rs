@@ -39,12 +39,17 @@ fn server_code(e: WireError) -> u16 {
     }
 }
 
-#[tokio::test]
-async fn speaks_to_mariadb() {
-    let servers = tokio::task::spawn_blocking(|| testkit::start(1, &["w"]))
+/// One MariaDB with database `w`.
+async fn server() -> Vec<testkit::MariaDb> {
+    tokio::task::spawn_blocking(|| testkit::start(1, &["w"]))
         .await
         .unwrap()
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test]
+async fn speaks_to_mariadb() {
+    let servers = server().await;
     let port = servers[0].port;
     let mut c = Conn::connect(&opts(port, "root", "")).await.unwrap();
     assert!(c.id() > 0);
@@ -267,9 +272,11 @@ async fn tls_modes_check_what_they_promise() {
     assert!(missing.to_string().contains("nope.pem"), "{missing}");
 }
 
+/// A status variable's value; `name` may be qualified (`GLOBAL x`), the session's otherwise.
 async fn status(c: &mut Conn, name: &str) -> u64 {
+    let (scope, name) = name.split_once(' ').unwrap_or(("SESSION", name));
     let rows = c
-        .query_rows(&format!("SHOW SESSION STATUS LIKE '{name}'"))
+        .query_rows(&format!("SHOW {scope} STATUS LIKE '{name}'"))
         .await
         .unwrap();
     match &rows[0][1] {
@@ -290,10 +297,7 @@ async fn execute_one(c: &mut Conn, sql: &str, params: &[(Value, ColumnType)]) ->
 
 #[tokio::test]
 async fn runs_prepared_statements() {
-    let servers = tokio::task::spawn_blocking(|| testkit::start(1, &["w"]))
-        .await
-        .unwrap()
-        .unwrap();
+    let servers = server().await;
     let mut c = Conn::connect(&opts(servers[0].port, "root", ""))
         .await
         .unwrap();
@@ -414,15 +418,6 @@ async fn runs_prepared_statements() {
         let row = execute_one(&mut c, &sql, &[(Value::Int(1), MYSQL_TYPE_LONGLONG)]).await;
         assert_eq!(row, [Value::Int(1 + i)]);
     }
-    let rows = c
-        .query_rows("SHOW GLOBAL STATUS LIKE 'Prepared_stmt_count'")
-        .await
-        .unwrap();
-    let held: usize = String::from_utf8_lossy(match &rows[0][1] {
-        Value::Bytes(b) => b,
-        other => panic!("{other:?}"),
-    })
-    .parse()
-    .unwrap();
+    let held = status(&mut c, "GLOBAL Prepared_stmt_count").await;
     assert!((1..=64).contains(&held), "{held} statements held");
 }
