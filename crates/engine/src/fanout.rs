@@ -19,8 +19,8 @@ use vschema::Keyspace;
 
 /// Rows buffered per shard before its reader waits: batches of `BATCH_ROWS` (or `BATCH_BYTES`),
 /// sent whole so that the channel's send, receive and wake-up are paid per batch, not per row.
-const CHANNEL_ROWS: usize = 256;
-const BATCH_ROWS: usize = 32;
+const CHANNEL_ROWS: usize = 512;
+const BATCH_ROWS: usize = 128;
 const BATCH_BYTES: usize = 32 * 1024;
 
 enum Item {
