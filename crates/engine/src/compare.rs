@@ -121,6 +121,7 @@ fn malformed_row() -> EngineError {
 }
 
 /// The value of a text row starting at `at`: its span, and where the next one starts.
+#[inline]
 fn text_value(payload: &[u8], at: usize) -> Result<(Span, usize), EngineError> {
     let first = *payload.get(at).ok_or_else(malformed_row)?;
     let (len, header) = match first {
@@ -157,6 +158,7 @@ pub(crate) enum RowView<'a> {
 
 impl<'a> RowView<'a> {
     /// Value `c` as bytes; `None` for NULL.
+    #[inline]
     fn cell(self, c: usize) -> Option<std::borrow::Cow<'a, [u8]>> {
         match self {
             RowView::Values(values) => bytes(&values[c]),
@@ -179,6 +181,7 @@ fn bytes(v: &Value) -> Option<std::borrow::Cow<'_, [u8]>> {
 
 /// An integer's text (as a shard sends it, or with spaces around): read directly, this is the
 /// sort key of most merges.
+#[inline]
 fn int_of(v: &[u8]) -> Option<i128> {
     let v = v.trim_ascii();
     let (negative, digits) = match v {
@@ -297,10 +300,16 @@ impl Comparator {
         out.keys.clear();
         out.bytes.clear();
         for (key, kind) in &self.keys {
+            let value = row.cell(key.column);
+            let decoded = parse(*kind, value.as_deref());
+            let compared = match (kind, key.weight) {
+                (ColumnKind::Text, Some(weight)) => row.cell(weight),
+                _ => value,
+            };
             let start = out.bytes.len() as u32;
-            out.bytes.extend_from_slice(&compared(key, *kind, row));
-            out.keys
-                .push((decode(*kind, key, row), start, out.bytes.len() as u32));
+            out.bytes
+                .extend_from_slice(compared.as_deref().unwrap_or_default());
+            out.keys.push((decoded, start, out.bytes.len() as u32));
         }
     }
 
@@ -346,14 +355,19 @@ enum Decoded {
 }
 
 fn decode(kind: ColumnKind, key: &SortKey, row: RowView<'_>) -> Decoded {
-    let Some(v) = row.cell(key.column) else {
+    parse(kind, row.cell(key.column).as_deref())
+}
+
+/// A key's value (`None` for NULL) parsed as its column's kind.
+fn parse(kind: ColumnKind, value: Option<&[u8]>) -> Decoded {
+    let Some(v) = value else {
         return Decoded::Null;
     };
     let parsed = match kind {
-        ColumnKind::Int => int_of(&v).map(Decoded::Int),
-        ColumnKind::Decimal => Decimal::parse(&v).map(Decoded::Decimal),
-        ColumnKind::Float => float_of(&v).map(Decoded::Float),
-        ColumnKind::Time => time_of(&v).map(Decoded::Time),
+        ColumnKind::Int => int_of(v).map(Decoded::Int),
+        ColumnKind::Decimal => Decimal::parse(v).map(Decoded::Decimal),
+        ColumnKind::Float => float_of(v).map(Decoded::Float),
+        ColumnKind::Time => time_of(v).map(Decoded::Time),
         ColumnKind::DateTime | ColumnKind::Binary | ColumnKind::Text => None,
     };
     parsed.unwrap_or(Decoded::Bytes)

@@ -47,7 +47,57 @@ impl Source {
         }
     }
 
-    /// The next row, borrowed from its stream until the next call; `None` at the end.
+    /// Moves on to the next row if that needs no waiting (most rows come from a batch at hand):
+    /// true when [`Source::take`] has it. Otherwise [`Source::next`] waits for it.
+    pub fn ready(&mut self) -> Result<bool, EngineError> {
+        match self {
+            Source::Concat { streams, current } => Ok(streams
+                .get_mut(*current)
+                .is_some_and(|s| s.advance_buffered())),
+            Source::Merge {
+                streams,
+                heads,
+                order,
+                primed,
+                refill,
+                spans,
+                cmp,
+            } => {
+                if !*primed {
+                    return Ok(false);
+                }
+                if let Some(i) = *refill {
+                    if !streams[i].advance_buffered() {
+                        return Ok(false);
+                    }
+                    *refill = None;
+                    place(i, streams, heads, order, spans, cmp)?;
+                }
+                Ok(!order.is_empty())
+            }
+        }
+    }
+
+    /// The row [`Source::ready`] moved to, borrowed from its stream until the next call.
+    pub fn take(&mut self) -> Result<Row<'_>, EngineError> {
+        match self {
+            Source::Concat { streams, current } => streams[*current].take(),
+            Source::Merge {
+                streams,
+                order,
+                refill,
+                ..
+            } => {
+                let i = order.pop().ok_or_else(|| {
+                    EngineError::Bug("a merge was read without a current row".into())
+                })?;
+                *refill = Some(i);
+                streams[i].take()
+            }
+        }
+    }
+
+    /// The next row, waiting for it if need be; `None` at the end.
     pub async fn next(&mut self) -> Result<Option<Row<'_>>, EngineError> {
         match self {
             Source::Concat { streams, current } => {
@@ -68,43 +118,49 @@ impl Source {
                 spans,
                 cmp,
             } => {
-                // Moves stream `i` on and puts its new head in order: after every head that
-                // sorts before it, and on ties after the earlier shards', so that equal rows keep
-                // shard order.
-                let count = streams.len();
-                let read = cmp.columns_read();
-                let mut fill = async |i: usize| -> Result<(), EngineError> {
-                    let stream = &mut streams[i];
-                    if !(stream.advance_buffered() || stream.advance().await?) {
-                        return Ok(());
-                    }
-                    stream.spans(read, spans)?;
-                    cmp.decode_keys(stream.view(spans)?, &mut heads[i]);
-                    let later = |j: usize| {
-                        cmp.compare_keys(&heads[j], &heads[i]).then(j.cmp(&i)) == Ordering::Greater
-                    };
-                    let at = order.partition_point(|&j| later(j));
-                    order.insert(at, i);
-                    Ok(())
-                };
                 if !*primed {
-                    for i in 0..count {
-                        fill(i).await?;
+                    for i in 0..streams.len() {
+                        if streams[i].advance().await? {
+                            place(i, streams, heads, order, spans, cmp)?;
+                        }
                     }
                     *primed = true;
                 }
                 if let Some(i) = refill.take() {
-                    fill(i).await?;
+                    if streams[i].advance_buffered() || streams[i].advance().await? {
+                        place(i, streams, heads, order, spans, cmp)?;
+                    }
                 }
-                let Some(i) = order.pop() else {
+                if order.is_empty() {
                     return Ok(None);
-                };
-                *refill = Some(i);
-                streams[i].take().map(Some)
+                }
+                self.take().map(Some)
             }
         }
     }
+}
 
+/// Puts stream `i`'s new head in `order`: after every head that sorts before it, and on ties
+/// after the earlier shards', so that equal rows keep shard order.
+fn place(
+    i: usize,
+    streams: &[ShardStream],
+    heads: &mut [SortKeys],
+    order: &mut Vec<usize>,
+    spans: &mut Vec<Span>,
+    cmp: &Comparator,
+) -> Result<(), EngineError> {
+    let stream = &streams[i];
+    stream.spans(cmp.columns_read(), spans)?;
+    cmp.decode_keys(stream.view(spans)?, &mut heads[i]);
+    let head = &heads[i];
+    let later = |&j: &usize| cmp.compare_keys(&heads[j], head).then(j.cmp(&i)) == Ordering::Greater;
+    let at = order.partition_point(later);
+    order.insert(at, i);
+    Ok(())
+}
+
+impl Source {
     /// Every shard's warnings, once all streams are read to the end.
     pub async fn outcome(&mut self) -> Result<crate::Outcome, EngineError> {
         let streams = match self {

@@ -289,7 +289,15 @@ pub(crate) async fn execute<E: Executor, S: RowSink>(
             [Run::Drop(keep)] => Some(*keep),
             _ => None,
         };
-        while let Some(row) = source.next().await? {
+        loop {
+            let row = if source.ready()? {
+                source.take()?
+            } else {
+                match source.next().await? {
+                    Some(row) => row,
+                    None => break,
+                }
+            };
             let row = match (row, relay) {
                 (StreamRow::Text(payload), Some(keep)) => {
                     sink.text_row(text_prefix(payload, keep)?, keep).await?;
