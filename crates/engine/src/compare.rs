@@ -192,6 +192,18 @@ fn int_of(v: &[u8]) -> Option<i128> {
     if digits.is_empty() {
         return None;
     }
+    if digits.len() <= 18 {
+        // Fits a u64 whatever the digits: no 128-bit arithmetic, no overflow checks.
+        let mut n: u64 = 0;
+        for &d in digits {
+            if !d.is_ascii_digit() {
+                return None;
+            }
+            n = n * 10 + u64::from(d - b'0');
+        }
+        let n = i128::from(n);
+        return Some(if negative { -n } else { n });
+    }
     let mut n: i128 = 0;
     for &d in digits {
         if !d.is_ascii_digit() {
@@ -438,6 +450,20 @@ mod tests {
         assert_eq!(int_of(i128::MAX.to_string().as_bytes()), Some(i128::MAX));
         assert_eq!(int_of(b"170141183460469231731687303715884105728"), None);
         assert_eq!(int_of(b"18446744073709551615"), Some(u64::MAX.into()));
+        // Either side of the 18 digits read without 128-bit arithmetic.
+        assert_eq!(
+            int_of(b"-999999999999999999"),
+            Some(-999_999_999_999_999_999)
+        );
+        assert_eq!(
+            int_of(b"1000000000000000000"),
+            Some(1_000_000_000_000_000_000)
+        );
+        assert_eq!(
+            int_of(i64::MIN.to_string().as_bytes()),
+            Some(i64::MIN.into())
+        );
+        assert_eq!(int_of(b"000000000000000007"), Some(7));
         for bad in [&b""[..], b"-", b"+", b"1a", b"1 2", b"--1", b"1.0"] {
             assert_eq!(int_of(bad), None, "{bad:?}");
         }
