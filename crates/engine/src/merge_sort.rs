@@ -13,18 +13,20 @@ pub(crate) enum Source {
         streams: Vec<ShardStream>,
         current: usize,
     },
-    Merge {
-        streams: Vec<ShardStream>,
-        /// Each stream's current row's keys, reused from row to row.
-        heads: Vec<SortKeys>,
-        /// The streams that have a current row, the smallest head last.
-        order: Vec<usize>,
-        primed: bool,
-        /// The stream whose head was handed out last: it moves on at the next call.
-        refill: Option<usize>,
-        spans: Vec<Span>,
-        cmp: Comparator,
-    },
+    Merge(Merge),
+}
+
+pub(crate) struct Merge {
+    streams: Vec<ShardStream>,
+    /// Each stream's current row's keys, reused from row to row.
+    heads: Vec<SortKeys>,
+    /// The streams that have a current row, the smallest head last.
+    order: Vec<usize>,
+    primed: bool,
+    /// The stream whose head was handed out last: it moves on at the next call.
+    refill: Option<usize>,
+    spans: Vec<Span>,
+    cmp: Comparator,
 }
 
 impl Source {
@@ -36,7 +38,7 @@ impl Source {
     }
 
     pub fn merge(streams: Vec<ShardStream>, cmp: Comparator) -> Self {
-        Source::Merge {
+        Source::Merge(Merge {
             heads: streams.iter().map(|_| SortKeys::default()).collect(),
             order: Vec::with_capacity(streams.len()),
             streams,
@@ -44,7 +46,7 @@ impl Source {
             refill: None,
             spans: Vec::new(),
             cmp,
-        }
+        })
     }
 
     /// Moves on to the next row if that needs no waiting (most rows come from a batch at hand):
@@ -54,26 +56,18 @@ impl Source {
             Source::Concat { streams, current } => Ok(streams
                 .get_mut(*current)
                 .is_some_and(|s| s.advance_buffered())),
-            Source::Merge {
-                streams,
-                heads,
-                order,
-                primed,
-                refill,
-                spans,
-                cmp,
-            } => {
-                if !*primed {
+            Source::Merge(m) => {
+                if !m.primed {
                     return Ok(false);
                 }
-                if let Some(i) = *refill {
-                    if !streams[i].advance_buffered() {
+                if let Some(i) = m.refill {
+                    if !m.streams[i].advance_buffered() {
                         return Ok(false);
                     }
-                    *refill = None;
-                    place(i, streams, heads, order, spans, cmp)?;
+                    m.refill = None;
+                    m.place(i)?;
                 }
-                Ok(!order.is_empty())
+                Ok(!m.order.is_empty())
             }
         }
     }
@@ -82,17 +76,12 @@ impl Source {
     pub fn take(&mut self) -> Result<Row<'_>, EngineError> {
         match self {
             Source::Concat { streams, current } => streams[*current].take(),
-            Source::Merge {
-                streams,
-                order,
-                refill,
-                ..
-            } => {
-                let i = order.pop().ok_or_else(|| {
+            Source::Merge(m) => {
+                let i = m.order.pop().ok_or_else(|| {
                     EngineError::Bug("a merge was read without a current row".into())
                 })?;
-                *refill = Some(i);
-                streams[i].take()
+                m.refill = Some(i);
+                m.streams[i].take()
             }
         }
     }
@@ -109,62 +98,32 @@ impl Source {
                 }
                 Ok(None)
             }
-            Source::Merge {
-                streams,
-                heads,
-                order,
-                primed,
-                refill,
-                spans,
-                cmp,
-            } => {
-                if !*primed {
-                    for i in 0..streams.len() {
-                        if streams[i].advance().await? {
-                            place(i, streams, heads, order, spans, cmp)?;
+            Source::Merge(m) => {
+                if !m.primed {
+                    for i in 0..m.streams.len() {
+                        if m.streams[i].advance().await? {
+                            m.place(i)?;
                         }
                     }
-                    *primed = true;
+                    m.primed = true;
                 }
-                if let Some(i) = refill.take() {
-                    if streams[i].advance_buffered() || streams[i].advance().await? {
-                        place(i, streams, heads, order, spans, cmp)?;
+                if let Some(i) = m.refill.take() {
+                    if m.streams[i].advance_buffered() || m.streams[i].advance().await? {
+                        m.place(i)?;
                     }
                 }
-                if order.is_empty() {
+                if m.order.is_empty() {
                     return Ok(None);
                 }
                 self.take().map(Some)
             }
         }
     }
-}
 
-/// Puts stream `i`'s new head in `order`: after every head that sorts before it, and on ties
-/// after the earlier shards', so that equal rows keep shard order.
-fn place(
-    i: usize,
-    streams: &[ShardStream],
-    heads: &mut [SortKeys],
-    order: &mut Vec<usize>,
-    spans: &mut Vec<Span>,
-    cmp: &Comparator,
-) -> Result<(), EngineError> {
-    let stream = &streams[i];
-    stream.spans(cmp.columns_read(), spans)?;
-    cmp.decode_keys(stream.view(spans)?, &mut heads[i]);
-    let head = &heads[i];
-    let later = |&j: &usize| cmp.compare_keys(&heads[j], head).then(j.cmp(&i)) == Ordering::Greater;
-    let at = order.partition_point(later);
-    order.insert(at, i);
-    Ok(())
-}
-
-impl Source {
     /// Every shard's warnings, once all streams are read to the end.
     pub async fn outcome(&mut self) -> Result<crate::Outcome, EngineError> {
         let streams = match self {
-            Source::Concat { streams, .. } | Source::Merge { streams, .. } => streams,
+            Source::Concat { streams, .. } | Source::Merge(Merge { streams, .. }) => streams,
         };
         let mut total = crate::Outcome::default();
         for s in streams {
@@ -173,5 +132,23 @@ impl Source {
             total.warning_rows.extend(o.warning_rows);
         }
         Ok(total)
+    }
+}
+
+impl Merge {
+    /// Puts stream `i`'s new head in order: after every head that sorts before it, and on ties
+    /// after the earlier shards', so that equal rows keep shard order.
+    fn place(&mut self, i: usize) -> Result<(), EngineError> {
+        let stream = &self.streams[i];
+        stream.spans(self.cmp.columns_read(), &mut self.spans)?;
+        self.cmp
+            .decode_keys(stream.view(&self.spans)?, &mut self.heads[i]);
+        let (heads, cmp) = (&self.heads, &self.cmp);
+        let later = |&j: &usize| {
+            cmp.compare_keys(&heads[j], &heads[i]).then(j.cmp(&i)) == Ordering::Greater
+        };
+        let at = self.order.partition_point(later);
+        self.order.insert(at, i);
+        Ok(())
     }
 }
