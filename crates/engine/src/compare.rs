@@ -299,10 +299,8 @@ impl Comparator {
 
     /// How many leading columns of a row the keys read.
     pub fn columns_read(&self) -> usize {
-        let last = |(key, kind): &(SortKey, ColumnKind)| match (kind, key.weight) {
-            (ColumnKind::Text, Some(w)) => w.max(key.column),
-            _ => key.column,
-        };
+        let last =
+            |(key, kind): &(SortKey, ColumnKind)| compared_column(key, *kind).max(key.column);
         self.keys.iter().map(last).max().map_or(0, |c| c + 1)
     }
 
@@ -314,9 +312,9 @@ impl Comparator {
         for (key, kind) in &self.keys {
             let value = row.cell(key.column);
             let decoded = parse(*kind, value.as_deref());
-            let compared = match (kind, key.weight) {
-                (ColumnKind::Text, Some(weight)) => row.cell(weight),
-                _ => value,
+            let compared = match compared_column(key, *kind) {
+                c if c == key.column => value,
+                weight => row.cell(weight),
             };
             let start = out.bytes.len() as u32;
             out.bytes
@@ -388,11 +386,15 @@ fn parse(kind: ColumnKind, value: Option<&[u8]>) -> Decoded {
 /// The bytes a key compares by when it compares as bytes: a text value's collation weight (an
 /// absent weight counts as empty), any other value itself.
 fn compared<'a>(key: &SortKey, kind: ColumnKind, row: RowView<'a>) -> std::borrow::Cow<'a, [u8]> {
-    let column = match (kind, key.weight) {
+    row.cell(compared_column(key, kind)).unwrap_or_default()
+}
+
+/// The column whose bytes a key compares by: a text value's weight column, any other value's own.
+fn compared_column(key: &SortKey, kind: ColumnKind) -> usize {
+    match (kind, key.weight) {
         (ColumnKind::Text, Some(weight)) => weight,
         _ => key.column,
-    };
-    row.cell(column).unwrap_or_default()
+    }
 }
 
 /// Compares one key of two rows. NULL sorts first; a value that did not parse as its column's
