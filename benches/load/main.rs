@@ -153,6 +153,9 @@ struct Target {
     prepare: bool,
     /// A shardgate process: profiled with `profile=DIR`.
     shardgate: bool,
+    /// The MariaDB processes that do its work, whose CPU per query is reported too: the
+    /// database's own share, which a proxy over two servers can raise.
+    databases: Vec<u32>,
 }
 
 impl Target {
@@ -166,6 +169,7 @@ impl Target {
             cpu_of: None,
             prepare: false,
             shardgate: false,
+            databases: Vec::new(),
         }
     }
 }
@@ -178,6 +182,8 @@ struct Run {
     p95_ms: f64,
     /// CPU microseconds of the charged process per query.
     cpu_us: Option<[f64; 2]>,
+    /// CPU microseconds (user+sys) of the target's MariaDB processes per query.
+    db_us: Option<f64>,
 }
 
 fn main() {
@@ -194,32 +200,37 @@ fn main() {
 
     let mut started = Vec::new();
     // Each shardgate has its own sequences: the ids sysbench's rows get must be 1..=table-size.
-    let mut start_shardgate = |name: &str, main: &str, shards: &[(&str, u16, &str)]| {
-        let port = free_port();
-        let config_path = dir.path().join(format!("{name}.toml"));
-        let config = config_text(port, (s0.port, main), shards, o.tables);
-        std::fs::write(&config_path, config).expect("write config");
-        let child = Started(
-            testkit::die_with_parent(&mut Command::new(env!("CARGO_BIN_EXE_shardgate")))
-                .args(["serve", "--config"])
-                .arg(&config_path)
-                .env("RUST_LOG", "warn")
-                .stdin(Stdio::null())
-                .spawn()
-                .expect("start shardgate"),
-        );
-        wait_port(port);
-        let target = Target {
-            cpu_of: Some((child.0.id(), false)),
-            prepare: true,
-            shardgate: true,
-            ..Target::local(name, port, "app", "secret")
+    let mut start_shardgate =
+        |name: &str, main: &str, shards: &[(&str, &testkit::MariaDb, &str)]| {
+            let port = free_port();
+            let config_path = dir.path().join(format!("{name}.toml"));
+            let ports: Vec<(&str, u16, &str)> =
+                shards.iter().map(|&(r, s, d)| (r, s.port, d)).collect();
+            let config = config_text(port, (s0.port, main), &ports, o.tables);
+            std::fs::write(&config_path, config).expect("write config");
+            let child = Started(
+                testkit::die_with_parent(&mut Command::new(env!("CARGO_BIN_EXE_shardgate")))
+                    .args(["serve", "--config"])
+                    .arg(&config_path)
+                    .env("RUST_LOG", "warn")
+                    .stdin(Stdio::null())
+                    .spawn()
+                    .expect("start shardgate"),
+            );
+            wait_port(port);
+            let target = Target {
+                cpu_of: Some((child.0.id(), false)),
+                prepare: true,
+                shardgate: true,
+                databases: shards.iter().map(|s| s.1.pid()).collect(),
+                ..Target::local(name, port, "app", "secret")
+            };
+            started.push(child);
+            target
         };
-        started.push(child);
-        target
-    };
     let mut targets = vec![Target {
         prepare: true,
+        databases: vec![reference.pid()],
         ..Target::local("direct", reference.port, "root", "")
     }];
     let relay_port = free_port();
@@ -236,18 +247,19 @@ fn main() {
     wait_port(relay_port);
     targets.push(Target {
         cpu_of: Some((relay.0.id(), true)),
+        databases: vec![reference.pid()],
         ..Target::local("relay", relay_port, "root", "")
     });
     targets.push(start_shardgate(
         "shardgate",
         "main",
-        &[("-80", s0.port, "sbtest"), ("80-", s1.port, "sbtest")],
+        &[("-80", s0, "sbtest"), ("80-", s1, "sbtest")],
     ));
     if o.one_shard {
         targets.push(start_shardgate(
             "shardgate-1",
             "mainone",
-            &[("-", s1.port, "sbone")],
+            &[("-", s1, "sbone")],
         ));
     }
     for e in &o.endpoints {
@@ -302,6 +314,7 @@ fn main() {
                                     perf_record(t.cpu_of.map_or(0, |c| c.0), &file)
                                 });
                             let before = t.cpu_of.map(cpu_ticks);
+                            let db_before = database_ticks(t);
                             let text = sysbench(
                                 t,
                                 &o,
@@ -318,12 +331,16 @@ fn main() {
                                 "run",
                             );
                             let mut run = parse_run(&text);
+                            let queries = run.qps * o.time as f64;
+                            if !t.databases.is_empty() {
+                                let spent = database_ticks(t) - db_before;
+                                run.db_us = Some(spent as f64 * 1e6 / clock_ticks() / queries);
+                            }
                             if let (Some(before), Some(cpu)) = (before, t.cpu_of) {
                                 // socat's children exit when sysbench disconnects; let it reap
                                 // them.
                                 std::thread::sleep(Duration::from_millis(300));
                                 let after = cpu_ticks(cpu);
-                                let queries = run.qps * o.time as f64;
                                 run.cpu_us = Some([0, 1].map(|i| {
                                     (after[i] - before[i]) as f64 * 1e6 / clock_ticks() / queries
                                 }));
@@ -343,11 +360,17 @@ fn main() {
                         .filter(|(t, _)| t.cpu_of.is_some())
                         .map(|(t, r)| format!("{} {}", t.name, cpu_text(r.cpu_us)))
                         .collect();
+                    let db: Vec<String> = targets
+                        .iter()
+                        .zip(&runs)
+                        .filter_map(|(t, r)| Some(format!("{} {:.0}", t.name, r.db_us?)))
+                        .collect();
                     eprintln!(
-                        "{workload} threads={threads} ps={mode} round {}: {} tps; CPU µs/query (user+sys) {}",
+                        "{workload} threads={threads} ps={mode} round {}: {} tps; CPU µs/query (user+sys) {}; MariaDB CPU µs/query {}",
                         round + 1,
                         each.join(" "),
                         cpu.join(" "),
+                        db.join(" "),
                     );
                     results.entry((w, threads, m)).or_default().push(runs);
                 }
@@ -404,19 +427,18 @@ fn print_table(
     let mut header = vec!["workload".to_string(), "threads".into(), "ps-mode".into()];
     header.extend(targets.iter().map(|t| format!("{} tps", t.name)));
     header.extend(others.iter().map(|&i| format!("sg/{}", targets[i].name)));
-    header.push(format!(
-        "p95 ms {}",
-        targets
-            .iter()
-            .map(|t| t.name.as_str())
-            .collect::<Vec<_>>()
-            .join("/")
-    ));
+    let names = targets
+        .iter()
+        .map(|t| t.name.as_str())
+        .collect::<Vec<_>>()
+        .join("/");
+    header.push(format!("p95 ms {names}"));
     header.extend(
         costed
             .iter()
             .map(|&i| format!("CPU µs/query {} (user+sys)", targets[i].name)),
     );
+    header.push(format!("MariaDB CPU µs/query {names}"));
     println!("\n| {} |", header.join(" | "));
     println!("|---|---:|---|{}", "---:|".repeat(header.len() - 3));
     for ((w, threads, m), rounds) in results {
@@ -437,6 +459,10 @@ fn print_table(
             let part = |k: usize| med(&|r| r[i].cpu_us.map_or(f64::NAN, |c| c[k]));
             cpu_text(Some([part(0), part(1)]))
         }));
+        let db: Vec<String> = (0..targets.len())
+            .map(|i| format!("{:.0}", med(&|r| r[i].db_us.unwrap_or(f64::NAN))))
+            .collect();
+        row.push(db.join(" / "));
         println!("| {} |", row.join(" | "));
     }
 }
@@ -502,7 +528,16 @@ fn parse_run(text: &str) -> Run {
         qps: field("queries:", true),
         p95_ms: field("95th percentile:", false),
         cpu_us: None,
+        db_us: None,
     }
+}
+
+/// User+system clock ticks of a target's MariaDB processes.
+fn database_ticks(t: &Target) -> u64 {
+    t.databases
+        .iter()
+        .map(|&pid| cpu_ticks((pid, false)).iter().sum::<u64>())
+        .sum()
 }
 
 /// [utime, stime] (+ reaped children's) of a process, in clock ticks.

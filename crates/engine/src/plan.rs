@@ -479,7 +479,8 @@ impl Route {
 /// Which shards a [`Route`] reaches. Shards are resolved at execution time from the values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Opcode {
-    /// The keyspace's only shard. Requires an unsharded keyspace.
+    /// The keyspace's only shard. Requires an unsharded keyspace, or a sharded one of one shard
+    /// for a statement that only reads.
     Unsharded,
     /// Any one shard. Requires that every table read is a reference table (a full copy per shard).
     Reference,

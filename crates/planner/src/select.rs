@@ -127,7 +127,9 @@ fn plan_in_place(
         return Ok(route(&keyspace.name, opcode, source.sql().to_string()));
     };
     let query_text = shard_text(source, &tables)?;
-    if !keyspace.sharded {
+    // A sharded keyspace of one shard (before its first split) holds every row there: the
+    // statement runs whole on it, with nothing to merge and no helper columns to compute.
+    if !keyspace.sharded || keyspace.shards.len() == 1 {
         return Ok(route(&keyspace.name, Opcode::Unsharded, query_text));
     }
     let sharded: Vec<_> = tables
