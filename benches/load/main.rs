@@ -8,6 +8,9 @@
 //! table-size (10000), and:
 //! - `one-shard=true`: also shardgate over a keyspace of one shard (`shardgate-1`), for
 //!   comparing with a proxy in front of one server;
+//! - `two-servers=true`: also sysbench straight to the two shards' servers, each holding all the
+//!   rows and taking half the threads (`direct-2`): what the database side of a two-server
+//!   setup can do on this machine, with no proxy at all;
 //! - `endpoint=NAME=HOST:PORT[:USER:PASSWORD]` (repeatable): a server or proxy someone started
 //!   (a peer proxy), run in the same interleaved rounds; its sbtest tables are recreated first;
 //! - `profile=DIR`: `perf record -g` of shardgate during each workload's first round, one file
@@ -30,6 +33,7 @@ struct Options {
     tables: usize,
     table_size: usize,
     one_shard: bool,
+    two_servers: bool,
     endpoints: Vec<Endpoint>,
     profile: Option<std::path::PathBuf>,
 }
@@ -94,6 +98,7 @@ impl Options {
             tables: 4,
             table_size: 10_000,
             one_shard: false,
+            two_servers: false,
             endpoints: Vec::new(),
             profile: None,
         };
@@ -121,6 +126,7 @@ impl Options {
                 "tables" => o.tables = number(),
                 "table-size" => o.table_size = number(),
                 "one-shard" => o.one_shard = value == "true",
+                "two-servers" => o.two_servers = value == "true",
                 "endpoint" => o.endpoints.push(Endpoint::parse(value)),
                 "profile" => o.profile = Some(value.into()),
                 other => panic!("unknown option --{other}"),
@@ -156,6 +162,12 @@ struct Target {
     /// The MariaDB processes that do its work, whose CPU per query is reported too: the
     /// database's own share, which a proxy over two servers can raise.
     databases: Vec<u32>,
+    /// The database sysbench uses.
+    db: &'static str,
+    /// More servers holding the same tables: sysbench runs against each side by side, the
+    /// threads shared out, and the figures are summed. Clients that pick their server, with no
+    /// proxy: the most any proxy over that many servers could do on this machine.
+    also: Vec<u16>,
 }
 
 impl Target {
@@ -170,7 +182,15 @@ impl Target {
             prepare: false,
             shardgate: false,
             databases: Vec::new(),
+            db: "sbtest",
+            also: Vec::new(),
         }
+    }
+
+    fn ports(&self) -> Vec<u16> {
+        std::iter::once(self.port)
+            .chain(self.also.iter().copied())
+            .collect()
     }
 }
 
@@ -193,8 +213,8 @@ fn main() {
         return;
     }
     let o = Options::parse();
-    let servers =
-        testkit::start(3, &["sbtest", "main", "sbone", "mainone"]).expect("start MariaDB");
+    let servers = testkit::start(3, &["sbtest", "main", "sbone", "mainone", "sbfull"])
+        .expect("start MariaDB");
     let (s0, s1, reference) = (&servers[0], &servers[1], &servers[2]);
     let dir = tempfile::tempdir().expect("temp dir");
 
@@ -269,6 +289,15 @@ fn main() {
             ..Target::local(&e.name, e.port, &e.user, &e.password)
         });
     }
+    if o.two_servers {
+        targets.push(Target {
+            prepare: true,
+            databases: vec![s0.pid(), s1.pid()],
+            db: "sbfull",
+            also: vec![s1.port],
+            ..Target::local("direct-2", s0.port, "root", "")
+        });
+    }
     let sg = 2; // shardgate over two shards: the ratios are its
 
     eprintln!("preparing {} tables x {} rows", o.tables, o.table_size);
@@ -284,8 +313,10 @@ fn main() {
         }
     }
     for target in targets.iter().filter(|t| t.prepare) {
-        sysbench(target, &o, "oltp_read_write", &[], "cleanup");
-        sysbench(target, &o, "oltp_read_write", &[], "prepare");
+        for port in target.ports() {
+            sysbench(target, port, &o, "oltp_read_write", &[], "cleanup");
+            sysbench(target, port, &o, "oltp_read_write", &[], "prepare");
+        }
     }
 
     let lua = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/load/scatter.lua");
@@ -315,22 +346,44 @@ fn main() {
                                 });
                             let before = t.cpu_of.map(cpu_ticks);
                             let db_before = database_ticks(t);
-                            let text = sysbench(
-                                t,
-                                &o,
-                                &script,
-                                &[
-                                    &format!("--threads={threads}"),
-                                    &format!("--time={}", o.time),
-                                    &format!("--db-ps-mode={mode}"),
-                                    // Deadlocks are retried as sysbench does against one
-                                    // server; shardgate breaks those across shards with 1213
-                                    // too, at the servers' default lock wait timeout.
-                                    "--mysql-ignore-errors=1213",
-                                ],
-                                "run",
-                            );
-                            let mut run = parse_run(&text);
+                            let ports = t.ports();
+                            let share = (threads as usize / ports.len()).max(1);
+                            let each: Vec<Run> = std::thread::scope(|scope| {
+                                let runs: Vec<_> = ports
+                                    .iter()
+                                    .map(|&port| {
+                                        let (o, script) = (&o, &script);
+                                        scope.spawn(move || {
+                                            parse_run(&sysbench(
+                                                t,
+                                                port,
+                                                o,
+                                                script,
+                                                &[
+                                                    &format!("--threads={share}"),
+                                                    &format!("--time={}", o.time),
+                                                    &format!("--db-ps-mode={mode}"),
+                                                    // Deadlocks are retried as sysbench does
+                                                    // against one server; shardgate breaks
+                                                    // those across shards with 1213 too, at the
+                                                    // servers' default lock wait timeout.
+                                                    "--mysql-ignore-errors=1213",
+                                                ],
+                                                "run",
+                                            ))
+                                        })
+                                    })
+                                    .collect();
+                                runs.into_iter()
+                                    .map(|r| r.join().expect("sysbench"))
+                                    .collect()
+                            });
+                            let mut run = Run {
+                                tps: each.iter().map(|r| r.tps).sum(),
+                                qps: each.iter().map(|r| r.qps).sum(),
+                                p95_ms: each.iter().map(|r| r.p95_ms).fold(0.0, f64::max),
+                                ..Run::default()
+                            };
                             let queries = run.qps * o.time as f64;
                             if !t.databases.is_empty() {
                                 let spent = database_ticks(t) - db_before;
@@ -472,16 +525,23 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn sysbench(t: &Target, o: &Options, script: &str, extra: &[&str], command: &str) -> String {
+fn sysbench(
+    t: &Target,
+    port: u16,
+    o: &Options,
+    script: &str,
+    extra: &[&str],
+    command: &str,
+) -> String {
     let out = Command::new("sysbench")
         .arg(script)
         .args([
             "--db-driver=mysql".to_string(),
             format!("--mysql-host={}", t.host),
-            format!("--mysql-port={}", t.port),
+            format!("--mysql-port={port}"),
             format!("--mysql-user={}", t.user),
             format!("--mysql-password={}", t.password),
-            "--mysql-db=sbtest".to_string(),
+            format!("--mysql-db={}", t.db),
             format!("--tables={}", o.tables),
             format!("--table-size={}", o.table_size),
             "--percentile=95".to_string(),
