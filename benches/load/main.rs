@@ -224,9 +224,7 @@ fn main() {
         |name: &str, main: &str, shards: &[(&str, &testkit::MariaDb, &str)]| {
             let port = free_port();
             let config_path = dir.path().join(format!("{name}.toml"));
-            let ports: Vec<(&str, u16, &str)> =
-                shards.iter().map(|&(r, s, d)| (r, s.port, d)).collect();
-            let config = config_text(port, (s0.port, main), &ports, o.tables);
+            let config = config_text(port, (s0.port, main), shards, o.tables);
             std::fs::write(&config_path, config).expect("write config");
             let child = Started(
                 testkit::die_with_parent(&mut Command::new(env!("CARGO_BIN_EXE_shardgate")))
@@ -346,44 +344,7 @@ fn main() {
                                 });
                             let before = t.cpu_of.map(cpu_ticks);
                             let db_before = database_ticks(t);
-                            let ports = t.ports();
-                            let share = (threads as usize / ports.len()).max(1);
-                            let each: Vec<Run> = std::thread::scope(|scope| {
-                                let runs: Vec<_> = ports
-                                    .iter()
-                                    .map(|&port| {
-                                        let (o, script) = (&o, &script);
-                                        scope.spawn(move || {
-                                            parse_run(&sysbench(
-                                                t,
-                                                port,
-                                                o,
-                                                script,
-                                                &[
-                                                    &format!("--threads={share}"),
-                                                    &format!("--time={}", o.time),
-                                                    &format!("--db-ps-mode={mode}"),
-                                                    // Deadlocks are retried as sysbench does
-                                                    // against one server; shardgate breaks
-                                                    // those across shards with 1213 too, at the
-                                                    // servers' default lock wait timeout.
-                                                    "--mysql-ignore-errors=1213",
-                                                ],
-                                                "run",
-                                            ))
-                                        })
-                                    })
-                                    .collect();
-                                runs.into_iter()
-                                    .map(|r| r.join().expect("sysbench"))
-                                    .collect()
-                            });
-                            let mut run = Run {
-                                tps: each.iter().map(|r| r.tps).sum(),
-                                qps: each.iter().map(|r| r.qps).sum(),
-                                p95_ms: each.iter().map(|r| r.p95_ms).fold(0.0, f64::max),
-                                ..Run::default()
-                            };
+                            let mut run = run_sysbench(t, &o, &script, threads, mode);
                             let queries = run.qps * o.time as f64;
                             if !t.databases.is_empty() {
                                 let spent = database_ticks(t) - db_before;
@@ -525,6 +486,40 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// One sysbench run through `t`: against each of its servers side by side when it has several,
+/// the threads shared out, their figures summed (p95: the worst).
+fn run_sysbench(t: &Target, o: &Options, script: &str, threads: u32, mode: &str) -> Run {
+    let ports = t.ports();
+    let share = (threads as usize / ports.len()).max(1);
+    let args = [
+        format!("--threads={share}"),
+        format!("--time={}", o.time),
+        format!("--db-ps-mode={mode}"),
+        // Deadlocks are retried as sysbench does against one server; shardgate breaks those
+        // across shards with 1213 too, at the servers' default lock wait timeout.
+        "--mysql-ignore-errors=1213".to_string(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let each: Vec<Run> = std::thread::scope(|scope| {
+        let runs: Vec<_> = ports
+            .iter()
+            .map(|&port| {
+                let args = &args;
+                scope.spawn(move || parse_run(&sysbench(t, port, o, script, args, "run")))
+            })
+            .collect();
+        runs.into_iter()
+            .map(|r| r.join().expect("sysbench"))
+            .collect()
+    });
+    Run {
+        tps: each.iter().map(|r| r.tps).sum(),
+        qps: each.iter().map(|r| r.qps).sum(),
+        p95_ms: each.iter().map(|r| r.p95_ms).fold(0.0, f64::max),
+        ..Run::default()
+    }
+}
+
 fn sysbench(
     t: &Target,
     port: u16,
@@ -664,7 +659,7 @@ fn wait_port(port: u16) {
 fn config_text(
     port: u16,
     main: (u16, &str),
-    shards: &[(&str, u16, &str)],
+    shards: &[(&str, &testkit::MariaDb, &str)],
     tables: usize,
 ) -> String {
     let url = |p: u16, db: &str| format!("mysql://root@127.0.0.1:{p}/{db}");
@@ -679,7 +674,7 @@ fn config_text(
     }
     let shards: Vec<String> = shards
         .iter()
-        .map(|(name, p, db)| format!("{{ name = \"{name}\", primary = \"{}\" }}", url(*p, db)))
+        .map(|(name, s, db)| format!("{{ name = \"{name}\", primary = \"{}\" }}", url(s.port, db)))
         .collect();
     format!(
         r#"[server]
