@@ -6,9 +6,10 @@
 //! what those threads allocate while one query runs. The client (mysql_async, which allocates
 //! per row itself) runs on the unmarked test thread.
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use mysql_async::prelude::Queryable;
@@ -95,21 +96,13 @@ fn single_shard_rows_stream_without_allocating() {
             .await
             .unwrap();
     });
-    let text = format!(
-        r#"[server]
-listen = "127.0.0.1:0"
-
-[[users]]
-name = "app"
-password = "secret"
-
-[keyspaces.solo]
+    let config = common::config_serving(&format!(
+        r#"[keyspaces.solo]
 sharded = false
 shards = [{{ name = "0", primary = "{}" }}]
 "#,
         servers[0].url("solo")
-    );
-    let config = vschema::parse_config(&text, Path::new("solo.toml")).unwrap();
+    ));
     let proxy = proxy_rt
         .block_on(async {
             // Started on a worker, so that its listener's tasks are the proxy runtime's.

@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::path::Path;
-
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, Row};
 
@@ -42,15 +40,8 @@ async fn a_one_shard_keyspace_answers_as_its_shard() {
         )
         .await
         .unwrap();
-    let text = format!(
-        r#"[server]
-listen = "127.0.0.1:0"
-
-[[users]]
-name = "app"
-password = "secret"
-
-[keyspaces.solo]
+    let config = common::config_serving(&format!(
+        r#"[keyspaces.solo]
 sharded = true
 shards = [{{ name = "-", primary = "{}" }}]
 vindexes.hash = {{ type = "hash" }}
@@ -58,8 +49,7 @@ tables.ledger = {{ primary_vindex = {{ column = "id", vindex = "hash" }} }}
 tables.entries = {{ primary_vindex = {{ column = "ledger_id", vindex = "hash" }} }}
 "#,
         servers[0].url("solo")
-    );
-    let config = vschema::parse_config(&text, Path::new("one_shard.toml")).unwrap();
+    ));
     let proxy = shardgate::start(&config, "127.0.0.1:0").await.unwrap();
     let url = format!("mysql://app:secret@{}/solo", proxy.addr);
     let mut client = Conn::new(Opts::from_url(&url).unwrap()).await.unwrap();

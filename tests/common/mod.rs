@@ -137,6 +137,15 @@ vindexes.hash = {{ type = "hash" }}
     })
 }
 
+/// A config that serves `keyspaces` (their TOML) to user `app` (password `secret`) on a free
+/// loopback port: for tests with servers of their own.
+pub fn config_serving(keyspaces: &str) -> vschema::Config {
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[[users]]\nname = \"app\"\npassword = \"secret\"\n\n{keyspaces}"
+    );
+    vschema::parse_config(&text, Path::new("test.toml")).expect("test config")
+}
+
 pub async fn proxy() -> shardgate::Running {
     shardgate::start(&cluster().config, "127.0.0.1:0")
         .await
