@@ -62,9 +62,121 @@ impl TextOrder {
     }
 }
 
+/// A column collation whose weights the proxy computes itself, known from the catalog (the
+/// result metadata does not name it). The weights order and equate values as the shards'
+/// `WEIGHT_STRING(RTRIM(x))` does, so a merge needs no weight column from the shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Collation {
+    /// utf8mb4_general_ci and utf8mb3_general_ci: a 16-bit weight per character.
+    GeneralCi,
+    /// utf8mb4_bin and utf8mb3_bin: code points, which UTF-8 bytes order.
+    Bin,
+}
+
+impl Collation {
+    /// The collation `information_schema.COLUMNS.COLLATION_NAME` names, when the proxy weighs it.
+    /// Values arrive in UTF-8 (the backends' connection character set), so only UTF-8 columns.
+    pub fn named(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "utf8mb4_general_ci" | "utf8mb3_general_ci" | "utf8_general_ci" => {
+                Some(Collation::GeneralCi)
+            }
+            "utf8mb4_bin" | "utf8mb3_bin" | "utf8_bin" => Some(Collation::Bin),
+            _ => None,
+        }
+    }
+
+    /// Whether a result column of this collation carries BINARY_FLAG (MariaDB sets it for the
+    /// `_bin` ones): a column whose collation changed behind the proxy shows it.
+    pub(crate) fn binary_flag(self) -> bool {
+        self == Collation::Bin
+    }
+
+    /// Appends the weight of UTF-8 `text` to `out`: bytes that compare as the collation compares
+    /// the text, trailing spaces ignored (PAD SPACE).
+    pub fn weigh(self, text: &[u8], out: &mut Vec<u8>) {
+        let text = rtrim(text);
+        match self {
+            Collation::Bin => out.extend_from_slice(text),
+            Collation::GeneralCi => {
+                out.reserve(text.len() * 2);
+                if text.is_ascii() {
+                    for &b in text {
+                        out.extend_from_slice(&[0, b.to_ascii_uppercase()]);
+                    }
+                    return;
+                }
+                let table = general_ci_table();
+                for c in String::from_utf8_lossy(text).chars() {
+                    let weight = match u16::try_from(u32::from(c)) {
+                        Ok(bmp) => table[usize::from(bmp)],
+                        Err(_) => 0xFFFD,
+                    };
+                    out.extend_from_slice(&weight.to_be_bytes());
+                }
+            }
+        }
+    }
+}
+
+/// `text` without trailing U+0020, as RTRIM: tabs and other blanks weigh.
+fn rtrim(text: &[u8]) -> &[u8] {
+    let end = text.iter().rposition(|b| *b != b' ').map_or(0, |i| i + 1);
+    &text[..end]
+}
+
+/// general_ci's weight of every BMP code point, built once from its exceptions.
+fn general_ci_table() -> &'static [u16; 0x10000] {
+    static TABLE: std::sync::OnceLock<Box<[u16; 0x10000]>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut table: Box<[u16; 0x10000]> = vec![0u16; 0x10000]
+            .into_boxed_slice()
+            .try_into()
+            .expect("0x10000 entries");
+        for (cp, weight) in table.iter_mut().enumerate() {
+            *weight = cp as u16;
+        }
+        for &(cp, weight) in crate::general_ci::EXCEPTIONS {
+            table[usize::from(cp)] = weight;
+        }
+        table
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn weight(c: Collation, s: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        c.weigh(s.as_bytes(), &mut out);
+        out
+    }
+
+    #[test]
+    fn general_ci_weights_as_mariadb() {
+        // Values from MariaDB 10.11's WEIGHT_STRING(RTRIM(x) COLLATE utf8mb4_general_ci).
+        let ci = Collation::GeneralCi;
+        assert_eq!(weight(ci, "ab  "), [0, 0x41, 0, 0x42]);
+        assert_eq!(weight(ci, "aé"), weight(ci, "AE"));
+        assert_eq!(weight(ci, "\u{1F600}"), [0xFF, 0xFD]);
+        assert_eq!(weight(ci, "ß"), weight(ci, "s"));
+        assert_eq!(weight(ci, "µ"), [0x03, 0x9C]);
+        assert!(weight(ci, "a\t") > weight(ci, "a"));
+        assert!(weight(ci, "a_") > weight(ci, "aZ"));
+        assert_eq!(weight(ci, "   "), Vec::<u8>::new());
+    }
+
+    #[test]
+    fn bin_weights_order_code_points() {
+        let bin = Collation::Bin;
+        assert!(weight(bin, "a") > weight(bin, "A"));
+        assert!(weight(bin, "é") > weight(bin, "z"));
+        assert_eq!(weight(bin, "a "), weight(bin, "a"));
+        assert!(weight(bin, "a\t") > weight(bin, "a"));
+        assert_eq!(Collation::named("UTF8MB4_BIN"), Some(bin));
+        assert_eq!(Collation::named("utf8mb4_unicode_ci"), None);
+    }
 
     #[test]
     fn case_folded_text_compares_only_where_collations_agree() {

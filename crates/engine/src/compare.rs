@@ -7,6 +7,7 @@ use std::cmp::Ordering;
 
 use mysql_common::constants::{ColumnFlags, ColumnType};
 
+use crate::collation::Collation;
 use crate::decimal::Decimal;
 use crate::{Column, EngineError, Value};
 
@@ -236,13 +237,48 @@ fn time_of(v: &[u8]) -> Option<i128> {
     Some(if neg { -total } else { total })
 }
 
-/// One ORDER BY / GROUP BY key: the value's column, the column holding its collation weight (for
-/// text), and the direction.
+/// One ORDER BY / GROUP BY key: the value's column, where a text value's collation weight comes
+/// from, and the direction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SortKey {
     pub column: usize,
-    pub weight: Option<usize>,
+    pub weight: Weight,
     pub desc: bool,
+}
+
+/// Where a text sort key's collation weight comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Weight {
+    /// Nowhere: the key is not text (text without a weight is refused).
+    None,
+    /// A column the shards fill with `WEIGHT_STRING(RTRIM(key))`.
+    Column(usize),
+    /// Computed here from the value, by a collation the catalog names.
+    Collation(Collation),
+}
+
+impl From<Option<usize>> for Weight {
+    fn from(column: Option<usize>) -> Self {
+        column.map_or(Weight::None, Weight::Column)
+    }
+}
+
+impl Weight {
+    /// The weight column, if the shards send one.
+    pub fn column(self) -> Option<usize> {
+        match self {
+            Weight::Column(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The same weight with its column (if any) moved by `f`.
+    pub fn map_column(self, f: impl FnOnce(usize) -> usize) -> Weight {
+        match self {
+            Weight::Column(c) => Weight::Column(f(c)),
+            other => other,
+        }
+    }
 }
 
 /// Compares rows by a list of keys, resolved against the result's columns.
@@ -263,13 +299,28 @@ impl Comparator {
                 ))
             })?;
             let kind = ColumnKind::of(column)?;
-            if kind == ColumnKind::Text && key.weight.is_none_or(|w| w >= columns.len()) {
-                // A key the planner could not ask the shards to weigh (a derived table's column
-                // from a UNION, say): refused rather than sorted by bytes.
-                return Err(EngineError::Unsupported(format!(
-                    "sorting or grouping the text column {} without its collation weights",
-                    key.column + 1
-                )));
+            if kind == ColumnKind::Text {
+                match key.weight {
+                    Weight::Column(w) if w < columns.len() => {}
+                    Weight::Collation(c)
+                        if c.binary_flag() == column.flags().contains(ColumnFlags::BINARY_FLAG) => {
+                    }
+                    Weight::Collation(_) => {
+                        return Err(EngineError::Unsupported(format!(
+                            "sorting or grouping the text column {}: its collation is not the \
+                             one the proxy read from the shard's catalog (changed since?)",
+                            key.column + 1
+                        )))
+                    }
+                    // A key the planner could not ask the shards to weigh (a derived table's
+                    // column from a UNION, say): refused rather than sorted by bytes.
+                    _ => {
+                        return Err(EngineError::Unsupported(format!(
+                            "sorting or grouping the text column {} without its collation weights",
+                            key.column + 1
+                        )))
+                    }
+                }
             }
             resolved.push((key.clone(), kind));
         }
@@ -312,13 +363,20 @@ impl Comparator {
         for (key, kind) in &self.keys {
             let value = row.cell(key.column);
             let decoded = parse(*kind, value.as_deref());
-            let compared = match compared_column(key, *kind) {
-                c if c == key.column => value,
-                weight => row.cell(weight),
-            };
             let start = out.bytes.len() as u32;
-            out.bytes
-                .extend_from_slice(compared.as_deref().unwrap_or_default());
+            match (kind, key.weight) {
+                (ColumnKind::Text, Weight::Collation(c)) => {
+                    c.weigh(value.as_deref().unwrap_or_default(), &mut out.bytes)
+                }
+                _ => {
+                    let compared = match compared_column(key, *kind) {
+                        c if c == key.column => value,
+                        weight => row.cell(weight),
+                    };
+                    out.bytes
+                        .extend_from_slice(compared.as_deref().unwrap_or_default());
+                }
+            }
             out.keys.push((decoded, start, out.bytes.len() as u32));
         }
     }
@@ -386,13 +444,24 @@ fn parse(kind: ColumnKind, value: Option<&[u8]>) -> Decoded {
 /// The bytes a key compares by when it compares as bytes: a text value's collation weight (an
 /// absent weight counts as empty), any other value itself.
 fn compared<'a>(key: &SortKey, kind: ColumnKind, row: RowView<'a>) -> std::borrow::Cow<'a, [u8]> {
-    row.cell(compared_column(key, kind)).unwrap_or_default()
+    match (kind, key.weight) {
+        (ColumnKind::Text, Weight::Collation(c)) => {
+            let mut weight = Vec::new();
+            c.weigh(
+                row.cell(key.column).as_deref().unwrap_or_default(),
+                &mut weight,
+            );
+            std::borrow::Cow::Owned(weight)
+        }
+        _ => row.cell(compared_column(key, kind)).unwrap_or_default(),
+    }
 }
 
-/// The column whose bytes a key compares by: a text value's weight column, any other value's own.
+/// The column whose bytes a key compares by: a text value's weight column, any other value's own
+/// (and a text value's own when the proxy weighs it).
 fn compared_column(key: &SortKey, kind: ColumnKind) -> usize {
     match (kind, key.weight) {
-        (ColumnKind::Text, Some(weight)) => weight,
+        (ColumnKind::Text, Weight::Column(weight)) => weight,
         _ => key.column,
     }
 }
@@ -434,7 +503,7 @@ mod tests {
         let c = Comparator::new(
             &[SortKey {
                 column: 0,
-                weight: None,
+                weight: Weight::None,
                 desc: false,
             }],
             &[col(t, 63)],
@@ -520,7 +589,7 @@ mod tests {
         let asc = Comparator::new(
             &[SortKey {
                 column: 0,
-                weight: None,
+                weight: Weight::None,
                 desc: false,
             }],
             &[col(ColumnType::MYSQL_TYPE_LONG, 63)],
@@ -530,7 +599,7 @@ mod tests {
         let desc = Comparator::new(
             &[SortKey {
                 column: 0,
-                weight: None,
+                weight: Weight::None,
                 desc: true,
             }],
             &[col(ColumnType::MYSQL_TYPE_LONG, 63)],
@@ -549,12 +618,12 @@ mod tests {
         let keys = [
             SortKey {
                 column: 0,
-                weight: Some(2),
+                weight: Weight::Column(2),
                 desc: false,
             },
             SortKey {
                 column: 1,
-                weight: None,
+                weight: Weight::None,
                 desc: false,
             },
         ];
@@ -573,7 +642,7 @@ mod tests {
             &keys[..1]
                 .iter()
                 .map(|k| SortKey {
-                    weight: None,
+                    weight: Weight::None,
                     ..k.clone()
                 })
                 .collect::<Vec<_>>(),
@@ -598,10 +667,10 @@ mod tests {
         };
         let c = Comparator::new(
             &[
-                key(0, None, false),
-                key(1, None, true),
-                key(2, None, false),
-                key(3, Some(4), false),
+                key(0, Weight::None, false),
+                key(1, Weight::None, true),
+                key(2, Weight::None, false),
+                key(3, Weight::Column(4), false),
             ],
             &columns,
         )

@@ -21,6 +21,7 @@ mod decimal;
 mod derived;
 mod eval;
 mod fanout;
+mod general_ci;
 mod insert;
 mod join;
 pub mod literal;
@@ -40,8 +41,8 @@ mod shard_eval;
 use std::future::Future;
 use std::sync::Arc;
 
-pub use collation::TextOrder;
-pub use compare::SortKey;
+pub use collation::{Collation, TextOrder};
+pub use compare::{SortKey, Weight};
 pub use decimal::Decimal;
 pub use eval::{ArithOp, CompareOp, EvalExpr, Literal};
 pub use mysql_common::packets::Column;

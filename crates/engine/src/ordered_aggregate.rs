@@ -174,7 +174,7 @@ impl AggregateRun {
                 | &AggregateKind::SumDistinct { weight } => Some(Comparator::new(
                     &[SortKey {
                         column: a.column,
-                        weight,
+                        weight: weight.into(),
                         desc: false,
                     }],
                     columns,
@@ -183,7 +183,7 @@ impl AggregateRun {
                     Some(Comparator::new(
                         &[SortKey {
                             column: a.column,
-                            weight,
+                            weight: weight.into(),
                             desc: false,
                         }],
                         columns,
@@ -307,7 +307,7 @@ impl AggregateRun {
             if let Some(mut total) = rollup.totals[k].take() {
                 for key in &rollup.keys[k..] {
                     total[key.column] = Value::NULL;
-                    if let Some(w) = key.weight {
+                    if let Some(w) = key.weight.column() {
                         total[w] = Value::NULL;
                     }
                 }
@@ -476,6 +476,7 @@ impl AggregateRun {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Weight;
     use mysql_common::constants::ColumnType;
 
     fn b(s: &str) -> Value {
@@ -507,7 +508,7 @@ mod tests {
         let mut run = AggregateRun::new(
             &[SortKey {
                 column: 0,
-                weight: None,
+                weight: Weight::None,
                 desc: false,
             }],
             &aggs,
@@ -589,7 +590,7 @@ mod tests {
         let mut run = AggregateRun::new(
             &[SortKey {
                 column: 0,
-                weight: None,
+                weight: Weight::None,
                 desc: false,
             }],
             &aggs,

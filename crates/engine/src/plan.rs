@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use vschema::{KeyValue, LookupVindex, SequenceRef, Vindex};
 
-use crate::compare::SortKey;
+use crate::compare::{SortKey, Weight};
 use crate::eval::EvalExpr;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -1021,8 +1021,10 @@ fn keys(keys: &[SortKey]) -> String {
         .iter()
         .map(|k| {
             let mut s = format!("{}", k.column);
-            if let Some(w) = k.weight {
-                s.push_str(&format!("/weight {w}"));
+            match k.weight {
+                Weight::None => {}
+                Weight::Column(w) => s.push_str(&format!("/weight {w}")),
+                Weight::Collation(c) => s.push_str(&format!("/{c:?}")),
             }
             if k.desc {
                 s.push_str(" desc");

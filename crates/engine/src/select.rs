@@ -266,7 +266,7 @@ pub(crate) async fn execute<E: Executor, S: RowSink>(
                     .iter()
                     .map(|k| SortKey {
                         column: at(k.column),
-                        weight: k.weight.map(at),
+                        weight: k.weight.map_column(at),
                         desc: k.desc,
                     })
                     .collect()

@@ -311,7 +311,7 @@ pub(crate) fn grouped_tail(
             let weight = items[i].weight.map(&mut hidden);
             keys.push(SortKey {
                 column: i,
-                weight,
+                weight: weight.into(),
                 desc,
             });
             continue;
@@ -321,7 +321,7 @@ pub(crate) fn grouped_tail(
             refuse("an ORDER BY that is neither a select item nor a GROUP BY key")
         })?;
         let column = hidden(group[k].column);
-        let weight = group[k].weight.map(&mut hidden);
+        let weight = group[k].weight.map_column(&mut hidden);
         keys.push(SortKey {
             column,
             weight,
@@ -373,7 +373,7 @@ pub(crate) fn distinct_key<T: PartialEq>(
         .all(|(c, _)| source(*c) == first)
         .then_some(Some(SortKey {
             column,
-            weight,
+            weight: weight.into(),
             desc: false,
         }))
 }

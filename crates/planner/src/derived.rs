@@ -216,7 +216,7 @@ fn plan(
             };
             keys.push(SortKey {
                 column: c,
-                weight: weights.of(c),
+                weight: weights.of(c).into(),
                 desc: matches!(o.options.sort, Some(sqlparser::ast::OrderBySort::Desc)),
             });
         }
@@ -641,7 +641,7 @@ fn grouped_stages(
         let c = column(g)?;
         group.push(SortKey {
             column: c,
-            weight: weights.of(c),
+            weight: weights.of(c).into(),
             desc: false,
         });
     }

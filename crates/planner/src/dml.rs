@@ -789,7 +789,7 @@ fn ordered_write(
         order.push(format!("{key} {}", if desc { "DESC" } else { "ASC" }));
         keys.push(engine::SortKey {
             column: 2 * i,
-            weight: Some(2 * i + 1),
+            weight: engine::Weight::Column(2 * i + 1),
             desc,
         });
     }

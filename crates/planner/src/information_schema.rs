@@ -240,7 +240,7 @@ fn sorted_at_the_proxy(query: &Query) -> Result<(Query, Vec<engine::Stage>), Pla
             .push(sqlparser::ast::SelectItem::UnnamedExpr(weight));
         keys.push(engine::SortKey {
             column,
-            weight: Some(column + 1),
+            weight: engine::Weight::Column(column + 1),
             desc: matches!(by.options.sort, Some(sqlparser::ast::OrderBySort::Desc)),
         });
     }

@@ -686,7 +686,7 @@ fn rows(
         let column = columns.iter().position(|c| *c == value).unwrap_or(0);
         keys.push(SortKey {
             column,
-            weight: Some(columns.len() - 1),
+            weight: engine::Weight::Column(columns.len() - 1),
             desc: matches!(o.options.sort, Some(sqlparser::ast::OrderBySort::Desc)),
         });
     }
@@ -741,7 +741,7 @@ fn grouped_rows(
         let weight = add(q, side, format!("WEIGHT_STRING(RTRIM({sql}))"));
         group.push(SortKey {
             column: value,
-            weight: Some(weight),
+            weight: engine::Weight::Column(weight),
             desc: false,
         });
     }

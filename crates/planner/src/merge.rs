@@ -487,7 +487,7 @@ impl Ctx<'_, '_> {
             let weight = columns.weight(&expr_text);
             keys.push(SortKey {
                 column,
-                weight: Some(weight),
+                weight: engine::Weight::Column(weight),
                 desc: *desc,
             });
             // Positions count `*` as one column on the shard too; name the expression instead.
@@ -801,7 +801,7 @@ impl Ctx<'_, '_> {
             };
             group_keys.push(SortKey {
                 column,
-                weight: Some(weight),
+                weight: engine::Weight::Column(weight),
                 desc: false,
             });
         }
@@ -811,7 +811,7 @@ impl Ctx<'_, '_> {
             .iter()
             .map(|e| SortKey {
                 column: columns.hidden(e.clone()),
-                weight: Some(columns.weight(e)),
+                weight: engine::Weight::Column(columns.weight(e)),
                 desc: false,
             })
             .collect();
@@ -819,7 +819,7 @@ impl Ctx<'_, '_> {
             match &mut a.kind {
                 AggregateKind::CountDistinct { weight: w }
                 | AggregateKind::SumDistinct { weight: w } => {
-                    *w = distinct_keys.first().and_then(|k| k.weight)
+                    *w = distinct_keys.first().and_then(|k| k.weight.column())
                 }
                 AggregateKind::CountDistinctTuple { keys } => *keys = distinct_keys.clone(),
                 _ => {}
@@ -837,7 +837,7 @@ impl Ctx<'_, '_> {
                 .iter()
                 .map(|(e, desc)| SortKey {
                     column: columns.hidden(e.clone()),
-                    weight: Some(columns.weight(e)),
+                    weight: engine::Weight::Column(columns.weight(e)),
                     desc: *desc,
                 })
                 .collect();
@@ -966,7 +966,7 @@ impl Ctx<'_, '_> {
             let weight = pre_weight.map(&mut carry);
             sort_keys.push(SortKey {
                 column,
-                weight,
+                weight: weight.into(),
                 desc: *desc,
             });
         }
@@ -1021,7 +1021,7 @@ impl Ctx<'_, '_> {
                 .enumerate()
                 .map(|(n, &(i, desc))| SortKey {
                     column: i,
-                    weight: Some(items.len() + n),
+                    weight: engine::Weight::Column(items.len() + n),
                     desc,
                 })
                 .collect();

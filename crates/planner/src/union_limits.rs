@@ -153,7 +153,7 @@ pub(crate) fn plan(
         true => (0..visible)
             .map(|c| SortKey {
                 column: c,
-                weight: Some(weight_of(c, &mut outer_weights)),
+                weight: engine::Weight::Column(weight_of(c, &mut outer_weights)),
                 desc: false,
             })
             .collect(),
@@ -174,7 +174,7 @@ pub(crate) fn plan(
             };
             outer_keys.push(SortKey {
                 column,
-                weight: Some(weight_of(column, &mut outer_weights)),
+                weight: engine::Weight::Column(weight_of(column, &mut outer_weights)),
                 desc: matches!(o.options.sort, Some(sqlparser::ast::OrderBySort::Desc)),
             });
         }
@@ -245,7 +245,7 @@ pub(crate) fn plan(
             .iter()
             .map(|&(h, desc)| SortKey {
                 column: visible + h,
-                weight: Some(visible + h + 1),
+                weight: engine::Weight::Column(visible + h + 1),
                 desc,
             })
             .collect();
