@@ -82,15 +82,13 @@ impl Topology {
             .backends
             .table_columns(&ks.name, &ks.shards[0].name, own)
             .await?;
-        let columns =
-            columns.into_iter().map(
-                |(table, column, invisible, primary)| planner::CatalogColumn {
-                    table,
-                    column,
-                    invisible,
-                    primary,
-                },
-            );
+        let columns = columns.into_iter().map(|c| planner::CatalogColumn {
+            order: planner::KeyOrder::of(&c.data_type, c.collation.as_deref()),
+            table: c.table,
+            column: c.column,
+            invisible: c.invisible,
+            primary: c.primary,
+        });
         let catalog = self.catalog.load().with_keyspace(keyspace, columns);
         self.catalog.store(Arc::new(catalog));
         Ok(())

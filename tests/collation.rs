@@ -1,6 +1,9 @@
-//! The proxy's text comparisons (`engine::TextOrder`, used where the shards cannot weigh text)
-//! agree with MariaDB for every collation whose metadata maps to them, on random strings over a
-//! mixed alphabet; whatever it cannot decide it refuses.
+//! The proxy's text comparisons agree with MariaDB's on random strings over a mixed alphabet:
+//! - `engine::TextOrder` (used where the shards cannot weigh text), for every collation whose
+//!   metadata maps to it; whatever it cannot decide it refuses;
+//! - `engine::Collation` (the collations the proxy weighs itself when merging), on every pair;
+//!   and its general_ci table gives every character of the Basic Multilingual Plane the weight
+//!   MariaDB gives it.
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, Row};
@@ -17,6 +20,11 @@ const COLLATIONS: &[&str] = &[
 ];
 const ALPHABET: &[&str] = &[
     "a", "A", "b", "Z", "z", "0", "9", " ", " ", "_", "-", ".", "@", "\t", "é", "E", "ß", "s",
+];
+/// For the collations the proxy weighs: more than latin1 holds.
+const WIDE_ALPHABET: &[&str] = &[
+    "a", "A", "z", " ", " ", "_", "\t", "\u{1}", "é", "E", "ß", "s", "µ", "Μ", "μ", "😀", "😁",
+    "中",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,4 +108,66 @@ async fn proxy_text_comparisons_match_mariadb() {
         decided > 5_000 && refused > 5_000,
         "{decided} decided, {refused} refused"
     );
+    weighed_collations_match_mariadb(&mut conn, &mut next).await;
+    general_ci_table_matches_mariadb(&mut conn).await;
+}
+
+/// Every pair of random strings compares under `engine::Collation` as under MariaDB's.
+async fn weighed_collations_match_mariadb(conn: &mut Conn, next: &mut impl FnMut(usize) -> usize) {
+    conn.query_drop(
+        "CREATE TABLE wide (id INT PRIMARY KEY, g VARCHAR(8) COLLATE utf8mb4_general_ci, \
+         b VARCHAR(8) COLLATE utf8mb4_bin)",
+    )
+    .await
+    .unwrap();
+    for id in 0..60 {
+        let s: String = (0..next(5))
+            .map(|_| WIDE_ALPHABET[next(WIDE_ALPHABET.len())])
+            .collect();
+        conn.exec_drop("INSERT INTO wide VALUES (?, ?, ?)", (id, &s, &s))
+            .await
+            .unwrap();
+    }
+    for (column, collation) in [
+        ("g", engine::Collation::GeneralCi),
+        ("b", engine::Collation::Bin),
+    ] {
+        let rows: Vec<(Vec<u8>, Vec<u8>, i64)> = conn
+            .query(format!(
+                "SELECT x.{column}, y.{column}, STRCMP(x.{column}, y.{column}) FROM wide x, wide y"
+            ))
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 3600);
+        for (a, b, cmp) in rows {
+            assert_eq!(
+                collation.compare(&a, &b),
+                cmp.cmp(&0),
+                "{collation:?}: {:?} vs {:?}",
+                String::from_utf8_lossy(&a),
+                String::from_utf8_lossy(&b)
+            );
+        }
+    }
+}
+
+/// The weight of every BMP character but the surrogates, as MariaDB computes it and as the
+/// proxy does.
+async fn general_ci_table_matches_mariadb(conn: &mut Conn) {
+    let chars: String = (0u32..0x10000).filter_map(char::from_u32).collect();
+    let utf16: String = chars.encode_utf16().map(|u| format!("{u:04X}")).collect();
+    let mariadb: Vec<u8> = conn
+        .query_first(format!(
+            "SELECT WEIGHT_STRING(CONVERT(_utf16 X'{utf16}' USING utf8mb4) \
+             COLLATE utf8mb4_general_ci)"
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut proxy = Vec::new();
+    engine::Collation::GeneralCi.weigh(chars.as_bytes(), &mut proxy);
+    assert_eq!(mariadb.len(), 2 * chars.chars().count());
+    for ((c, m), p) in chars.chars().zip(mariadb.chunks(2)).zip(proxy.chunks(2)) {
+        assert_eq!(m, p, "the weight of U+{:04X}", u32::from(c));
+    }
 }

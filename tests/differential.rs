@@ -12,12 +12,23 @@ const SCHEMA: &[&str] = &[
     "DROP TABLE IF EXISTS orders",
     "DROP TABLE IF EXISTS products",
     "DROP TABLE IF EXISTS misc",
+    "DROP TABLE IF EXISTS words",
     "CREATE TABLE customers (id BIGINT PRIMARY KEY, name VARCHAR(50) NOT NULL, city VARCHAR(50) NULL, \
      balance DECIMAL(12,2) NOT NULL, created DATE NOT NULL, note TEXT NULL, score INT NULL)",
     "CREATE TABLE orders (order_id BIGINT PRIMARY KEY, customer_id BIGINT NOT NULL, product_id BIGINT NOT NULL, \
      qty INT NOT NULL, price DECIMAL(8,2) NOT NULL, placed DATETIME NOT NULL, KEY (customer_id))",
     "CREATE TABLE products (id BIGINT PRIMARY KEY, name VARCHAR(50) NOT NULL, price DECIMAL(8,2) NOT NULL)",
     "CREATE TABLE misc (id BIGINT PRIMARY KEY, v INT NULL, s VARCHAR(20) NULL)",
+    "CREATE TABLE words (id BIGINT PRIMARY KEY, ci VARCHAR(20) NULL, bin VARCHAR(20) COLLATE utf8mb4_bin NULL, \
+     fixed CHAR(8) NULL, mb3 VARCHAR(20) CHARACTER SET utf8mb3 NULL)",
+];
+
+/// Text that general_ci and _bin order and equate in their own ways: case, accents, ß, Greek
+/// mu and micro sign, trailing spaces and tabs, characters beyond the BMP (which general_ci
+/// weighs all alike), punctuation, the empty string.
+const WORDS: &[&str] = &[
+    "a", "A", "a ", "a\\t", "ab", "Ab", "ß", "s", "ss", "S", "é", "E", "e", "😀", "😁", "🍕 pie",
+    "Z", "_", "", "µ", "Μ", "μ", "Ä", "æ", "AE", "ǅ", "-", "z  ", "Ω", "中", "Zoë", "zoe",
 ];
 
 /// Deterministic sample data, as INSERT statements of several rows each: names repeat across
@@ -105,6 +116,23 @@ fn data() -> Vec<String> {
             chunk.join(", ")
         ));
     }
+    let words: Vec<String> = WORDS
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            // utf8mb3 holds no character beyond the BMP.
+            let mb3 = match w.chars().any(|c| u32::from(c) > 0xFFFF) {
+                true => "NULL".to_string(),
+                false => format!("'{w}'"),
+            };
+            format!("({}, '{w}', '{w}', '{w}', {mb3})", i as i64 * 37 - 300)
+        })
+        .chain(["(500, NULL, NULL, NULL, NULL)".to_string()])
+        .collect();
+    stmts.push(format!(
+        "INSERT INTO words (id, ci, bin, fixed, mb3) VALUES {}",
+        words.join(", ")
+    ));
     stmts
 }
 

@@ -48,6 +48,7 @@ tables.customers = { primary_vindex = { column = "id", vindex = "hash" } }
 tables.orders = { primary_vindex = { column = "customer_id", vindex = "hash" } }
 tables.products = { type = "reference" }
 tables.misc = { primary_vindex = { column = "id", vindex = "hash" } }
+tables.words = { primary_vindex = { column = "id", vindex = "hash" } }
 tables.warned = { primary_vindex = { column = "id", vindex = "hash" } }
 tables.txt = { primary_vindex = { column = "id", vindex = "hash" } }
 tables.iso = { primary_vindex = { column = "id", vindex = "hash" } }

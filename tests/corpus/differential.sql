@@ -7,7 +7,7 @@
 # same way on both; `approx:` lines compare doubles to 12 significant digits. `KS.` names the proxy's keyspace; the reference reads it as its own database.
 # Data: customers (-10..189) with mixed-case, accented, Korean and emoji names, NULL cities, notes
 # and scores; orders (600) with DECIMAL prices and DATETIMEs; products (reference, 20 rows); misc
-# (empty).
+# (empty); words (33) with text in general_ci, _bin, CHAR and utf8mb3.
 
 # --- point selects and routing
 SELECT * FROM customers WHERE id = 17
@@ -88,6 +88,20 @@ SELECT id, -balance FROM customers ORDER BY -balance, id
 SELECT id, name FROM customers ORDER BY name COLLATE utf8mb4_bin, id
 SELECT id, BINARY name FROM customers ORDER BY BINARY name, id
 SELECT customer_id, order_id FROM orders WHERE qty = 3 ORDER BY customer_id DESC, order_id
+# text keys that the proxy weighs itself, knowing the columns' collations from the catalog
+SELECT id, ci FROM words ORDER BY ci, id
+SELECT id, ci FROM words ORDER BY ci DESC, id
+SELECT id, bin FROM words ORDER BY bin, id
+SELECT id, bin FROM words ORDER BY bin DESC, id DESC
+SELECT id, fixed FROM words ORDER BY fixed, id
+SELECT id, mb3 FROM words ORDER BY mb3 DESC, id
+SELECT w.id FROM words w ORDER BY w.ci, w.id LIMIT 7
+SELECT id, ci FROM words ORDER BY ci, id LIMIT 3, 4
+SELECT MIN(id), COUNT(*) FROM words GROUP BY ci ORDER BY 1
+SELECT MIN(id), COUNT(*) FROM words GROUP BY bin ORDER BY 1
+SELECT MIN(id), COUNT(*) FROM words GROUP BY fixed, mb3 ORDER BY 1
+SELECT DISTINCT bin FROM words WHERE bin NOT LIKE '% ' ORDER BY bin
+SELECT DISTINCT bin FROM words WHERE bin NOT LIKE '% ' ORDER BY bin DESC LIMIT 5
 # --- LIMIT and OFFSET across shards
 SELECT * FROM customers ORDER BY id LIMIT 5
 SELECT * FROM customers ORDER BY id DESC LIMIT 5

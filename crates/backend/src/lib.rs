@@ -313,16 +313,14 @@ impl Backends {
             .map_err(|e| to_engine_error(shard, e))
     }
 
-    /// Every (table, column, invisible, in the primary key) of the shard's database, in table
-    /// order.
     /// The columns of the tables of the shard's database, or with `information_schema` those of
-    /// the server's `information_schema` tables.
+    /// the server's `information_schema` tables, each table's in table order.
     pub async fn table_columns(
         &self,
         keyspace: &str,
         shard: &str,
         information_schema: bool,
-    ) -> Result<Vec<(String, String, bool, bool)>, EngineError> {
+    ) -> Result<Vec<TableColumn>, EngineError> {
         let mut conn = self.connection(keyspace, shard).await?;
         let schema = if information_schema {
             "'information_schema'"
@@ -331,21 +329,21 @@ impl Backends {
         };
         let rows = conn
             .query_rows(&format!(
-                "SELECT TABLE_NAME, COLUMN_NAME, EXTRA LIKE '%INVISIBLE%', COLUMN_KEY = 'PRI' \
-                 FROM information_schema.COLUMNS \
+                "SELECT TABLE_NAME, COLUMN_NAME, EXTRA LIKE '%INVISIBLE%', COLUMN_KEY = 'PRI', \
+                 DATA_TYPE, COLLATION_NAME FROM information_schema.COLUMNS \
                  WHERE TABLE_SCHEMA = {schema} ORDER BY TABLE_NAME, ORDINAL_POSITION"
             ))
             .await
             .map_err(|e| to_engine_error(shard, e))?;
         Ok(rows
             .iter()
-            .map(|r| {
-                (
-                    text(&r[0]),
-                    text(&r[1]),
-                    int(&r[2]) == Some(1),
-                    int(&r[3]) == Some(1),
-                )
+            .map(|r| TableColumn {
+                table: text(&r[0]),
+                column: text(&r[1]),
+                invisible: int(&r[2]) == Some(1),
+                primary: int(&r[3]) == Some(1),
+                data_type: text(&r[4]),
+                collation: (r[5] != Value::NULL).then(|| text(&r[5])),
             })
             .collect())
     }
@@ -375,6 +373,21 @@ fn pool_for(shard: &Shard, size: &vschema::PoolSize, tls: &vschema::BackendTls) 
 }
 
 /// An integer column of a row the proxy asked for itself.
+/// A column as `information_schema.COLUMNS` lists it.
+#[derive(Debug, Clone)]
+pub struct TableColumn {
+    pub table: String,
+    pub column: String,
+    /// MariaDB's INVISIBLE.
+    pub invisible: bool,
+    /// Part of the primary key.
+    pub primary: bool,
+    /// DATA_TYPE: `int`, `varchar`, ...
+    pub data_type: String,
+    /// COLLATION_NAME; none for numbers, temporals and binary strings.
+    pub collation: Option<String>,
+}
+
 fn int(v: &Value) -> Option<i64> {
     match v {
         Value::Bytes(b) => std::str::from_utf8(b).ok()?.parse().ok(),

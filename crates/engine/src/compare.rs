@@ -362,7 +362,7 @@ impl Comparator {
         out.bytes.clear();
         for (key, kind) in &self.keys {
             let value = row.cell(key.column);
-            let decoded = parse(*kind, value.as_deref());
+            let decoded = parse_key(*kind, key, value.as_deref());
             let start = out.bytes.len() as u32;
             match (kind, key.weight) {
                 (ColumnKind::Text, Weight::Collation(c)) => {
@@ -420,10 +420,21 @@ enum Decoded {
     Time(i128),
     /// Compared as bytes (see [`compared`]).
     Bytes,
+    /// Weights of this collation, compared as MySQL compares PAD SPACE text: the shorter as if
+    /// padded with spaces' weights, so `a\t` sorts before `a`.
+    Padded(Collation),
 }
 
 fn decode(kind: ColumnKind, key: &SortKey, row: RowView<'_>) -> Decoded {
-    parse(kind, row.cell(key.column).as_deref())
+    parse_key(kind, key, row.cell(key.column).as_deref())
+}
+
+/// A key's value parsed as its column's kind, and text the proxy weighs marked as padded.
+fn parse_key(kind: ColumnKind, key: &SortKey, value: Option<&[u8]>) -> Decoded {
+    match (kind, key.weight, value) {
+        (ColumnKind::Text, Weight::Collation(c), Some(_)) => Decoded::Padded(c),
+        _ => parse(kind, value),
+    }
 }
 
 /// A key's value (`None` for NULL) parsed as its column's kind.
@@ -483,6 +494,7 @@ fn compare_one<A: AsRef<[u8]>, B: AsRef<[u8]>>(
         (Int(x), Int(y)) | (Time(x), Time(y)) => x.cmp(&y),
         (Decimal(x), Decimal(y)) => x.cmp_value(&y),
         (Float(x), Float(y)) => x.total_cmp(&y),
+        (Padded(c), Padded(_)) => c.cmp_weights(a().as_ref(), b().as_ref()),
         _ => a().as_ref().cmp(b().as_ref()),
     }
 }
@@ -510,6 +522,58 @@ mod tests {
         )
         .unwrap();
         c.compare(&[b(x)], &[b(y)])
+    }
+
+    #[test]
+    fn weighed_text_compares_as_pad_space() {
+        for (collation, flags) in [
+            (Collation::GeneralCi, ColumnFlags::empty()),
+            (Collation::Bin, ColumnFlags::BINARY_FLAG),
+        ] {
+            let column = Column::new(ColumnType::MYSQL_TYPE_VAR_STRING)
+                .with_character_set(45)
+                .with_flags(flags);
+            let c = Comparator::new(
+                &[SortKey {
+                    column: 0,
+                    weight: Weight::Collation(collation),
+                    desc: false,
+                }],
+                &[column],
+            )
+            .unwrap();
+            let cmp = |x: &str, y: &str| {
+                let keys = |v: &str| {
+                    let mut k = SortKeys::default();
+                    c.decode_keys(RowView::Values(&[b(v)]), &mut k);
+                    k
+                };
+                let by_keys = c.compare_keys(&keys(x), &keys(y));
+                assert_eq!(by_keys, c.compare(&[b(x)], &[b(y)]), "{x:?} {y:?}");
+                by_keys
+            };
+            // As MariaDB orders them: what follows a common prefix is compared with spaces.
+            assert_eq!(cmp("a\t", "a"), Ordering::Less, "{collation:?}");
+            assert_eq!(cmp("a", "a\u{1}b"), Ordering::Greater, "{collation:?}");
+            assert_eq!(cmp("a", "a "), Ordering::Equal, "{collation:?}");
+            assert_eq!(cmp("a", "a  b"), Ordering::Less, "{collation:?}");
+            assert_eq!(cmp("a b", "a"), Ordering::Greater, "{collation:?}");
+            assert_eq!(cmp("", " "), Ordering::Equal, "{collation:?}");
+            // Accents: general_ci weighs é as E; _bin by code point, after z.
+            let accent = match collation {
+                Collation::GeneralCi => Ordering::Less,
+                Collation::Bin => Ordering::Greater,
+            };
+            assert_eq!(cmp("é", "z"), accent);
+        }
+        // A collation the result's flags contradict is refused.
+        let plain = Column::new(ColumnType::MYSQL_TYPE_VAR_STRING).with_character_set(45);
+        let key = SortKey {
+            column: 0,
+            weight: Weight::Collation(Collation::Bin),
+            desc: false,
+        };
+        assert!(Comparator::new(&[key], &[plain]).is_err());
     }
 
     #[test]

@@ -64,7 +64,7 @@ pub use normalize::{
     bind_markers, normalize, parameter_markers, prepared_text, substitute, Literal, LiteralKind,
     Normalized, Slot,
 };
-pub use qualify::{Catalog, CatalogColumn};
+pub use qualify::{Catalog, CatalogColumn, KeyOrder};
 pub use tables::from_dual;
 pub use template::bind;
 pub use text::SourceText;

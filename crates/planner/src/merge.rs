@@ -12,7 +12,7 @@
 
 use engine::{
     Aggregate, AggregateKind, ArithOp, ComputedKind, EvalExpr, MergedSelect, OutputColumn, Plan,
-    Route, SortKey, Stage,
+    Route, SortKey, Stage, Weight,
 };
 use sqlparser::ast::{
     DuplicateTreatment, Expr, FunctionArguments, GroupByExpr, OrderByKind, Query, Select,
@@ -21,8 +21,9 @@ use sqlparser::ast::{
 
 use crate::aggregates::{classify, has_aggregate, AggFn, Refusal};
 use crate::clauses::{limit_of, position_of, select_clauses, to_eval, without_alias, Clauses};
+use crate::qualify::{FromColumns, KeyOrder};
 use crate::text::SourceText;
-use crate::{unsupported, PlanError};
+use crate::{unsupported, Context, PlanError};
 
 /// An aggregate call found in the query.
 struct AggCall {
@@ -268,7 +269,8 @@ impl Columns {
         self.texts.len() - 1
     }
 
-    fn weight(&mut self, expr_text: &str) -> usize {
+    /// The column of the shards' collation weight of `expr_text`.
+    fn shard_weight(&mut self, expr_text: &str) -> usize {
         self.hidden(format!("WEIGHT_STRING(RTRIM({expr_text}))"))
     }
 }
@@ -303,6 +305,7 @@ pub(crate) fn plan_merge(
     shard_sql: &str,
     keyspace: &str,
     opcode: engine::Opcode,
+    catalog: Option<&Context<'_>>,
 ) -> Result<Plan, PlanError> {
     let source = SourceText::new(shard_sql);
     let clauses =
@@ -368,11 +371,16 @@ pub(crate) fn plan_merge(
             _ => return Err(unsupported("this ORDER BY across shards")),
         },
     };
+    let from = match catalog {
+        Some(catalog) => FromColumns::of(select, catalog)?,
+        None => FromColumns::default(),
+    };
     let ctx = Ctx {
         sql: shard_sql,
         clauses: &clauses,
         keyspace,
         opcode,
+        from,
     };
     if !has_aggregates && group_exprs.is_empty() && !distinct {
         return ctx.plain(&items, wildcard, &order, limit);
@@ -402,9 +410,22 @@ struct Ctx<'c, 'a> {
     clauses: &'c Clauses<'a>,
     keyspace: &'c str,
     opcode: engine::Opcode,
+    /// The catalog's columns of the FROM tables.
+    from: FromColumns<'c>,
 }
 
 impl Ctx<'_, '_> {
+    /// Where the merge finds the collation weight of sort key `expr_text`: none for a column of
+    /// a type the engine orders, the proxy's own for a collation it weighs, else a column the
+    /// shards fill.
+    fn weight(&self, columns: &mut Columns, expr_text: &str) -> Weight {
+        match self.from.order(expr_text) {
+            KeyOrder::Typed => Weight::None,
+            KeyOrder::Collated(c) => Weight::Collation(c),
+            KeyOrder::Unknown => Weight::Column(columns.shard_weight(expr_text)),
+        }
+    }
+
     fn query(
         &self,
         columns: &Columns,
@@ -484,10 +505,9 @@ impl Ctx<'_, '_> {
                 Some(i) => (i, items[i].expr_text.clone()),
                 None => (columns.hidden(text.to_string()), text.to_string()),
             };
-            let weight = columns.weight(&expr_text);
             keys.push(SortKey {
                 column,
-                weight: engine::Weight::Column(weight),
+                weight: self.weight(&mut columns, &expr_text),
                 desc: *desc,
             });
             // Positions count `*` as one column on the shard too; name the expression instead.
@@ -586,7 +606,7 @@ impl Ctx<'_, '_> {
         // GROUP_CONCAT's order (and DISTINCT): the shards group by it too, and send one string
         // per group and ORDER BY value.
         let mut concat_order: Option<(Vec<(String, bool)>, bool)> = None;
-        let mut item_weights: Vec<Option<usize>> = vec![None; items.len()];
+        let mut item_weights: Vec<Option<Weight>> = vec![None; items.len()];
         let item_columns: Vec<usize> = (0..items.len()).collect();
         for (i, (item, call)) in items.iter().zip(&calls).enumerate() {
             let Some(call) = call else {
@@ -683,8 +703,8 @@ impl Ctx<'_, '_> {
                 AggFn::Sum => (AggregateKind::Sum, OutputColumn::Column(i)),
                 AggFn::Bit(op) => (AggregateKind::Bit(op), OutputColumn::Column(i)),
                 AggFn::Min | AggFn::Max => {
-                    let w = columns.weight(&item.expr_text);
-                    item_weights[i] = Some(w);
+                    let w = columns.shard_weight(&item.expr_text);
+                    item_weights[i] = Some(Weight::Column(w));
                     let kind = call.func.weighted(Some(w)).expect("MIN or MAX");
                     (kind, OutputColumn::Column(i))
                 }
@@ -796,12 +816,12 @@ impl Ctx<'_, '_> {
                 None => columns.hidden(text.clone()),
             };
             let weight = match item {
-                Some(i) => *item_weights[i].get_or_insert_with(|| columns.weight(&text)),
-                None => columns.weight(&text),
+                Some(i) => *item_weights[i].get_or_insert_with(|| self.weight(&mut columns, &text)),
+                None => self.weight(&mut columns, &text),
             };
             group_keys.push(SortKey {
                 column,
-                weight: engine::Weight::Column(weight),
+                weight,
                 desc: false,
             });
         }
@@ -811,7 +831,7 @@ impl Ctx<'_, '_> {
             .iter()
             .map(|e| SortKey {
                 column: columns.hidden(e.clone()),
-                weight: engine::Weight::Column(columns.weight(e)),
+                weight: Weight::Column(columns.shard_weight(e)),
                 desc: false,
             })
             .collect();
@@ -837,7 +857,7 @@ impl Ctx<'_, '_> {
                 .iter()
                 .map(|(e, desc)| SortKey {
                     column: columns.hidden(e.clone()),
-                    weight: engine::Weight::Column(columns.weight(e)),
+                    weight: self.weight(&mut columns, e),
                     desc: *desc,
                 })
                 .collect();
@@ -924,12 +944,10 @@ impl Ctx<'_, '_> {
                     // Text needs a weight; numbers ignore it. Aggregates other than MIN/MAX are numbers.
                     let needs_weight = calls[i].is_none();
                     let w = if needs_weight {
-                        Some(
-                            *item_weights[i]
-                                .get_or_insert_with(|| columns.weight(&items[i].expr_text)),
-                        )
+                        *item_weights[i]
+                            .get_or_insert_with(|| self.weight(&mut columns, &items[i].expr_text))
                     } else {
-                        item_weights[i]
+                        item_weights[i].unwrap_or(Weight::None)
                     };
                     (item_columns[i], w, Some(i))
                 }
@@ -939,7 +957,7 @@ impl Ctx<'_, '_> {
                             return Err(unsupported("ORDER BY an AVG or DISTINCT aggregate that is not selected, across shards"));
                         }
                         let (c, w) = self.partial(&mut columns, &mut aggregates, &call)?;
-                        (c, w, None)
+                        (c, w.into(), None)
                     }
                     None if has_aggregate(expr) => {
                         return Err(unsupported(
@@ -948,7 +966,7 @@ impl Ctx<'_, '_> {
                     }
                     None => {
                         let c = columns.hidden(text.to_string());
-                        (c, Some(columns.weight(text)), None)
+                        (c, self.weight(&mut columns, text), None)
                     }
                 },
             };
@@ -963,10 +981,10 @@ impl Ctx<'_, '_> {
                 Some(i) => i,
                 None => carry(pre_column),
             };
-            let weight = pre_weight.map(&mut carry);
+            let weight = pre_weight.map_column(&mut carry);
             sort_keys.push(SortKey {
                 column,
-                weight: weight.into(),
+                weight,
                 desc: *desc,
             });
         }
@@ -1021,7 +1039,7 @@ impl Ctx<'_, '_> {
                 .enumerate()
                 .map(|(n, &(i, desc))| SortKey {
                     column: i,
-                    weight: engine::Weight::Column(items.len() + n),
+                    weight: Weight::Column(items.len() + n),
                     desc,
                 })
                 .collect();
@@ -1204,7 +1222,7 @@ impl Ctx<'_, '_> {
             AggFn::Min | AggFn::Max => {
                 let expr_text = format!("{}({})", call.func.name().to_uppercase(), call.arg);
                 let c = columns.hidden(expr_text.clone());
-                let w = columns.weight(&expr_text);
+                let w = columns.shard_weight(&expr_text);
                 register(
                     aggregates,
                     c,

@@ -9,8 +9,8 @@ use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use sqlparser::ast::{
-    Expr, GroupByExpr, JoinConstraint, JoinOperator, ObjectName, OrderByKind, Query, SelectItem,
-    SetExpr, TableFactor, Visit, Visitor,
+    Expr, GroupByExpr, JoinConstraint, JoinOperator, ObjectName, OrderByKind, Query, Select,
+    SelectItem, SetExpr, TableFactor, Visit, Visitor,
 };
 
 use crate::tables::resolve;
@@ -44,6 +44,62 @@ pub(crate) struct TableColumns {
     pub row: Vec<String>,
     /// The primary key's columns (none: the table has none).
     pub primary: Vec<String>,
+    /// How each of `all` orders.
+    pub order: Vec<KeyOrder>,
+}
+
+/// How the proxy can order a column's values when merging shards' rows, by the column's type
+/// and collation in the catalog (a result's metadata names neither the collation nor, for
+/// MariaDB, anything but the connection's character set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeyOrder {
+    /// Not known here: the shards send collation weights.
+    #[default]
+    Unknown,
+    /// Numbers, temporals and binary strings, which the engine orders by the result's type.
+    Typed,
+    /// Text in a collation the engine weighs itself.
+    Collated(engine::Collation),
+}
+
+impl KeyOrder {
+    /// From `information_schema.COLUMNS`' DATA_TYPE and COLLATION_NAME.
+    pub fn of(data_type: &str, collation: Option<&str>) -> Self {
+        const TYPED: &[&str] = &[
+            "tinyint",
+            "smallint",
+            "mediumint",
+            "int",
+            "bigint",
+            "decimal",
+            "float",
+            "double",
+            "year",
+            "date",
+            "datetime",
+            "timestamp",
+            "time",
+            "binary",
+            "varbinary",
+            "tinyblob",
+            "blob",
+            "mediumblob",
+            "longblob",
+        ];
+        let data_type = data_type.to_ascii_lowercase();
+        match collation {
+            None if TYPED.contains(&data_type.as_str()) => KeyOrder::Typed,
+            Some(name)
+                if matches!(
+                    data_type.as_str(),
+                    "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext"
+                ) =>
+            {
+                engine::Collation::named(name).map_or(KeyOrder::Unknown, KeyOrder::Collated)
+            }
+            _ => KeyOrder::Unknown,
+        }
+    }
 }
 
 /// A column as a shard lists it.
@@ -55,16 +111,18 @@ pub struct CatalogColumn {
     pub invisible: bool,
     /// Part of the primary key (listed in key order).
     pub primary: bool,
+    pub order: KeyOrder,
 }
 
 impl CatalogColumn {
-    /// A visible column outside the primary key.
+    /// A visible column outside the primary key, of a type not known here.
     pub fn plain(table: &str, column: &str) -> Self {
         CatalogColumn {
             table: table.to_string(),
             column: column.to_string(),
             invisible: false,
             primary: false,
+            order: KeyOrder::Unknown,
         }
     }
 }
@@ -98,6 +156,7 @@ impl Catalog {
                 entry.primary.push(column.clone());
             }
             entry.all.push(column);
+            entry.order.push(c.order);
         }
         let mut next = self.clone();
         next.keyspaces.insert(
@@ -127,6 +186,75 @@ impl Catalog {
         match self.keyspaces.get(keyspace) {
             Some(k) if k.loaded.elapsed() < STALE_AFTER => Ok(k.tables.get(&table.to_lowercase())),
             _ => Err(PlanError::NeedColumns(keyspace.to_string())),
+        }
+    }
+}
+
+/// The catalog's columns of a SELECT's FROM tables: how a merge of its rows can order them.
+#[derive(Default)]
+pub(crate) struct FromColumns<'a> {
+    /// Each plain table the catalog lists: the name that qualifies its columns (lower-cased),
+    /// and its columns.
+    tables: Vec<(String, &'a TableColumns)>,
+    /// Every FROM item is one of `tables`: a bare name that none of them has belongs to no
+    /// other source.
+    complete: bool,
+}
+
+impl<'a> FromColumns<'a> {
+    /// [`PlanError::NeedColumns`] when a table's keyspace has no columns loaded.
+    pub(crate) fn of(select: &Select, ctx: &Context<'a>) -> Result<Self, PlanError> {
+        let mut from = FromColumns {
+            tables: Vec::new(),
+            complete: true,
+        };
+        let factors = select.from.iter().flat_map(|twj| {
+            std::iter::once(&twj.relation).chain(twj.joins.iter().map(|j| &j.relation))
+        });
+        for factor in factors {
+            let found = match factor {
+                TableFactor::Table {
+                    name,
+                    alias,
+                    args: None,
+                    ..
+                } => table_columns(name, ctx)?.map(|(table, columns)| {
+                    let qualifier = alias.as_ref().map_or(table, |a| a.name.value.clone());
+                    (qualifier.to_lowercase(), columns)
+                }),
+                _ => None,
+            };
+            match found {
+                Some(table) => from.tables.push(table),
+                None => from.complete = false,
+            }
+        }
+        Ok(from)
+    }
+
+    /// How the value of `text` orders when it names one column of these tables (`c` or
+    /// `t.c`); [`KeyOrder::Unknown`] for anything else.
+    pub(crate) fn order(&self, text: &str) -> KeyOrder {
+        let (qualifier, name) = match crate::clauses::parse_expr(text) {
+            Some(Expr::Identifier(c)) if self.complete => (None, c.value),
+            Some(Expr::CompoundIdentifier(mut parts)) if parts.len() == 2 => {
+                let c = parts.pop().expect("two parts").value;
+                (Some(parts.pop().expect("two parts").value), c)
+            }
+            _ => return KeyOrder::Unknown,
+        };
+        let name = name.to_lowercase();
+        let mut found = self
+            .tables
+            .iter()
+            .filter(|(q, _)| qualifier.as_ref().is_none_or(|x| x.eq_ignore_ascii_case(q)))
+            .filter_map(|(_, columns)| {
+                let i = columns.all.iter().position(|c| *c == name)?;
+                columns.order.get(i).copied()
+            });
+        match (found.next(), found.next()) {
+            (Some(order), None) => order,
+            _ => KeyOrder::Unknown,
         }
     }
 }

@@ -7,7 +7,7 @@ use engine::{Opcode, Plan, Route};
 use sqlparser::ast::{GroupByExpr, Query, Select};
 
 use crate::aggregates::{find_call, AGGREGATES};
-use crate::{unsupported, PlanError};
+use crate::{unsupported, Context, PlanError};
 
 /// The first construct of a SELECT whose result across shards is more than the shards' results
 /// concatenated.
@@ -60,7 +60,8 @@ pub(crate) fn route(keyspace: &str, opcode: Opcode, query: String) -> Plan {
 }
 
 /// A route over the shards `opcode` selects, merged at the proxy when the result needs it.
-/// `local_windows`: each shard computes the select's window functions whole.
+/// `local_windows`: each shard computes the select's window functions whole. `ctx`, when the
+/// select's tables are the catalog's, tells a merge how their columns order.
 pub(crate) fn route_or_merge(
     query: &Query,
     select: &Select,
@@ -68,6 +69,7 @@ pub(crate) fn route_or_merge(
     opcode: Opcode,
     query_text: String,
     local_windows: bool,
+    ctx: Option<&Context<'_>>,
 ) -> Result<Plan, PlanError> {
     if opcode.is_single_shard() {
         return Ok(route(keyspace, opcode, query_text));
@@ -77,7 +79,7 @@ pub(crate) fn route_or_merge(
         return match needs_merge(query, select, false) {
             None => Ok(route(keyspace, opcode, query_text)),
             Some(NeedsMerge::OrderBy | NeedsMerge::Limit) => {
-                crate::merge::plan_merge(query, select, &query_text, keyspace, opcode)
+                crate::merge::plan_merge(query, select, &query_text, keyspace, opcode, ctx)
             }
             Some(c) => Err(unsupported(format!(
                 "{c} with window functions on a query that spans several shards"
@@ -95,7 +97,7 @@ pub(crate) fn route_or_merge(
                 "{construct} on a query that spans several shards"
             )));
         }
-        return crate::merge::plan_merge(query, select, &query_text, keyspace, opcode);
+        return crate::merge::plan_merge(query, select, &query_text, keyspace, opcode, ctx);
     }
     Ok(route(keyspace, opcode, query_text))
 }

@@ -178,7 +178,15 @@ fn plan_in_place(
         return Err(unsupported("an outer join that preserves a reference table's rows, on a query that spans several shards"));
     }
     let windows = windows_are_local(query, select, |e| target.is_vindex_column(e));
-    route_or_merge(query, select, &keyspace.name, opcode, query_text, windows)
+    route_or_merge(
+        query,
+        select,
+        &keyspace.name,
+        opcode,
+        query_text,
+        windows,
+        Some(ctx),
+    )
 }
 
 /// Several sharded tables (`sharded` references), or one inside a subquery, derived table, CTE or
@@ -211,7 +219,15 @@ fn plan_colocated(
     }
     let (opcode, select) = analysis.anchored(keyspace)?;
     let windows = windows_are_local(query, select, |e| analysis.is_row_vindex_column(e));
-    route_or_merge(query, select, &keyspace.name, opcode, query_text, windows)
+    route_or_merge(
+        query,
+        select,
+        &keyspace.name,
+        opcode,
+        query_text,
+        windows,
+        Some(ctx),
+    )
 }
 
 /// `Some(alias)` when the sharded table is a plain table in the top-level FROM (the alias, if it

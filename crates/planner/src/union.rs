@@ -131,6 +131,7 @@ pub(crate) fn plan_union(
         opcode,
         wrapped,
         false,
+        None,
     )?;
     if let Some(silent) = elsewhere {
         // The shards' statement holds the UNION's text as it is: the others get it silenced.
