@@ -1,7 +1,9 @@
 //! Ordering rows the way MySQL does: by the column's type for numbers, decimals and temporals, and
-//! by collation weights for text. The weights come from the shards themselves: the planner adds a
-//! hidden `WEIGHT_STRING(RTRIM(expr))` column next to each text sort key, so every collation the
-//! backend knows sorts here exactly as it sorts there (RTRIM gives PAD SPACE semantics).
+//! by collation weights for text ([`Weight`]). The proxy weighs the collations it knows itself
+//! when the catalog names the column's collation (general_ci, `_bin`), comparing as PAD SPACE
+//! does. For any other text the planner adds a hidden `WEIGHT_STRING(RTRIM(expr))` column next
+//! to the key, so every collation the backend knows sorts here as it sorts there (RTRIM for PAD
+//! SPACE; a character below the space after a common prefix still sorts as if NO PAD).
 
 use std::cmp::Ordering;
 

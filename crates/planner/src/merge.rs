@@ -7,8 +7,10 @@
 //!   aggregates group by group, then HAVING, ORDER BY (in memory, bounded), LIMIT;
 //! - DISTINCT: like a GROUP BY of every column without aggregates.
 //!
-//! Text keys sort by hidden `WEIGHT_STRING(RTRIM(expr))` columns: the shards compute collation
-//! weights, so the merge orders strings exactly as the backend does.
+//! Text keys of a column whose collation the catalog names and the engine knows are weighed at
+//! the proxy; numbers and temporals need no weight. Other text keys sort by hidden
+//! `WEIGHT_STRING(RTRIM(expr))` columns: the shards compute collation weights, so the merge
+//! orders strings as the backend does.
 
 use engine::{
     Aggregate, AggregateKind, ArithOp, ComputedKind, EvalExpr, MergedSelect, OutputColumn, Plan,
