@@ -9,23 +9,26 @@ use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
 
 use crate::prepared::PreparedStatement;
+use crate::session::ReadTarget;
 use crate::transaction::{SavepointOp, TxMode};
 use crate::{error, sysvars};
 
 use super::{CacheMiss, GateSession, StatementError};
 
 impl GateSession {
-    /// `USE ks`, `USE ks:shard` (target one shard, like Vitess), `USE ks@primary`.
+    /// `USE ks`, `USE ks:shard` (target one shard, like Vitess), `USE ks@primary`,
+    /// `USE ks@replica` (reads outside transactions from replicas).
     pub(super) fn use_keyspace(&mut self, name: &str) -> Result<(), SqlError> {
         let name = name.trim().trim_matches('`');
-        let name = match name.split_once('@') {
-            Some((ks, "primary")) => ks,
+        let (name, read_target) = match name.split_once('@') {
+            Some((ks, role)) if role.eq_ignore_ascii_case("primary") => (ks, ReadTarget::Primary),
+            Some((ks, role)) if role.eq_ignore_ascii_case("replica") => (ks, ReadTarget::Replica),
             Some((_, role)) => {
                 return Err(error::unsupported(format!(
-                    "USE ...@{role} (routing to replicas)"
+                    "USE ...@{role}: the roles are primary and replica"
                 )))
             }
-            None => name,
+            None => (name, ReadTarget::Primary),
         };
         let (ks_name, shard) = match name.split_once(':') {
             Some((ks, shard)) => (ks, Some(shard)),
@@ -46,6 +49,7 @@ impl GateSession {
         }
         self.session.keyspace = Some(ks_name.to_string());
         self.session.target_shard = shard.map(str::to_string);
+        self.session.read_target = read_target;
         self.session.keyspace_tx_mode = ks
             .transaction_mode
             .as_deref()

@@ -319,6 +319,7 @@ impl HandlerFactory for Sessions {
             named_statements: HashMap::new(),
             pinned: Vec::new(),
             shard_prepared: None,
+            replica_read: false,
         })
     }
 }
@@ -349,6 +350,9 @@ pub struct GateSession {
     pinned: Vec<run::Pinned>,
     /// The prepared execution being run, as its shard can run it prepared.
     shard_prepared: Option<ShardPrepared>,
+    /// The statement being run is a read that the session sends to replicas (outside
+    /// transactions).
+    replica_read: bool,
 }
 
 /// Where the last plan ran, for the statement metrics.

@@ -14,6 +14,7 @@ use tracing::debug;
 use crate::error;
 use crate::plan_cache::Cached;
 use crate::prepared::ShardPrepared;
+use crate::session::ReadTarget;
 
 use super::dispatch::{split_share_lock, with_share_lock};
 use super::{CacheMiss, GateSession, StatementError};
@@ -35,6 +36,26 @@ impl GateSession {
         key.push('\0');
         key.push_str(keyspace);
         let started = Instant::now();
+        self.replica_read = self.session.read_target == ReadTarget::Replica
+            && self.tx.is_none()
+            && replica_may_answer(&n.text);
+        let result = self.normalized_on(n, key, literals, sql, params, out).await;
+        self.replica_read = false;
+        self.gate
+            .activity
+            .record_statement(&n.text, started.elapsed());
+        result
+    }
+
+    async fn normalized_on(
+        &mut self,
+        n: &Normalized,
+        key: String,
+        literals: Vec<Literal>,
+        sql: Option<&str>,
+        params: Option<Vec<frontend::Param>>,
+        out: &mut ResultWriter<'_>,
+    ) -> Result<(), StatementError> {
         let cached = self.gate.plans.get(&key);
         if let Some(Cached::Template(template)) = cached.as_deref() {
             if let Some(plan) = planner::bind(template, &literals, &self.topo.vschema) {
@@ -44,9 +65,6 @@ impl GateSession {
                     .and_then(|params| ShardPrepared::new(&plan, template, n, &literals, params));
                 let result = self.run(&plan, out, None).await;
                 self.shard_prepared = None;
-                self.gate
-                    .activity
-                    .record_statement(&n.text, started.elapsed());
                 return result;
             }
         }
@@ -62,11 +80,7 @@ impl GateSession {
             template: &n.text,
             literals: &literals,
         });
-        let result = Box::pin(self.parsed_statement(&text, out, learn)).await;
-        self.gate
-            .activity
-            .record_statement(&n.text, started.elapsed());
-        result
+        Box::pin(self.parsed_statement(&text, out, learn)).await
     }
 
     /// Teaches the plan cache the template of a statement just planned from its text: kept only
@@ -255,6 +269,29 @@ impl GateSession {
             catalog,
         }
     }
+}
+
+/// Whether a replica may answer a statement (normalised text): a SELECT that takes no locks,
+/// writes nothing, and reads no session state of the primary's. Anything else goes to the
+/// primary.
+fn replica_may_answer(text: &str) -> bool {
+    const PRIMARY_ONLY: &[&str] = &[
+        "for update",
+        "for share",
+        "lock in share mode",
+        " into ",
+        "get_lock",
+        "release_lock",
+        "is_used_lock",
+        "is_free_lock",
+        "nextval",
+        "setval",
+        "last_insert_id",
+        "found_rows",
+        "row_count",
+    ];
+    let lower = text.trim_start().to_ascii_lowercase();
+    lower.starts_with("select") && !PRIMARY_ONLY.iter().any(|w| lower.contains(w))
 }
 
 /// `sql` with a `0` in place of each `?` parameter marker (found in `sql` itself).

@@ -35,6 +35,8 @@ pub(super) struct SessionExecutor<'a> {
     /// A prepared execution's statement: sent prepared when the engine sends the text it was
     /// bound to to a shard, for a sink that relays binary rows.
     pub(super) prepared: Option<&'a ShardPrepared>,
+    /// A read outside a transaction that the session sends to replicas.
+    pub(super) from_replica: bool,
 }
 
 /// A shard connection the session keeps because it holds the session's locks: named locks
@@ -140,7 +142,10 @@ impl engine::Executor for SessionExecutor<'_> {
                 result
             }
             None => {
-                let conn = self.topo.backends.connection(keyspace, shard).await?;
+                let conn = match self.from_replica {
+                    true => self.topo.backends.read_connection(keyspace, shard).await?,
+                    false => self.topo.backends.connection(keyspace, shard).await?,
+                };
                 let thread = conn.id();
                 self.entry.register(keyspace, shard, thread);
                 let result = backend::run_pooled(conn, shard, self.prelude, command, sink).await;
@@ -368,6 +373,7 @@ impl GateSession {
             in_key_order,
             pinned: &self.pinned,
             prepared: self.shard_prepared.as_ref(),
+            from_replica: tx.is_none() && self.replica_read,
         };
         engine::execute(plan, &self.topo.vschema, &executor, sink, &self.gate.exec).await
     }
@@ -396,6 +402,7 @@ impl GateSession {
                     in_key_order: false,
                     pinned: &[],
                     prepared: None,
+                    from_replica: self.tx.is_none() && self.replica_read,
                 };
                 let splice = engine::splice(subquery, &topo.vschema, &executor, &gate.exec)
                     .await
@@ -436,6 +443,7 @@ impl GateSession {
                     in_key_order: false,
                     pinned: &self.pinned,
                     prepared: None,
+                    from_replica: false,
                 };
                 engine::value_rows(
                     &insert.select,

@@ -9,13 +9,14 @@ pub mod tls;
 pub mod wire;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use engine::{EngineError, Executor, Outcome, RowSink, Value};
 use mysql_common::constants::ColumnType;
 pub use pool::{BoxFuture, PoolStats, PooledConn, ShardPool};
 use std::sync::Arc;
-use vschema::{SequenceRef, Shard, Table, VSchema};
+use vschema::{SequenceRef, Table, VSchema};
 use wire::{Conn, Response, WireError};
 
 /// How long a shard may take to hand out a connection before the statement fails.
@@ -27,9 +28,20 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Backends {
     pools: HashMap<String, HashMap<String, Arc<ShardPool>>>,
     /// What each pool was made from: a reload keeps the pools whose source did not change.
-    sources:
-        HashMap<(String, String), (vschema::BackendAddr, vschema::PoolSize, vschema::BackendTls)>,
+    sources: HashMap<(String, String), Source>,
     sequences: HashMap<SequenceRef, Sequence>,
+    /// Each shard's replicas' pools, by keyspace then shard name.
+    replicas: HashMap<String, HashMap<String, Replicas>>,
+}
+
+/// What a pool is made from.
+type Source = (vschema::BackendAddr, vschema::PoolSize, vschema::BackendTls);
+
+/// A shard's replicas: their pools (with what each was made from), handed out in turn.
+#[derive(Default)]
+struct Replicas {
+    pools: Vec<(Source, Arc<ShardPool>)>,
+    next: AtomicUsize,
 }
 
 /// A sequence's reserved ids. Handing one out takes a plain lock for a moment; only a statement
@@ -94,9 +106,44 @@ impl Backends {
                             .filter(|s| **s == source)
                             .and_then(|_| old.pools.get(&ks.name)?.get(&shard.name).cloned());
                         sources.insert(key, source);
-                        let pool =
-                            kept.unwrap_or_else(|| pool_for(shard, &ks.pool, &ks.backend_tls));
+                        let pool = kept
+                            .unwrap_or_else(|| pool_for(&shard.primary, &ks.pool, &ks.backend_tls));
                         (shard.name.clone(), pool)
+                    })
+                    .collect();
+                (ks.name.clone(), shards)
+            })
+            .collect();
+        let replicas = vschema
+            .keyspaces()
+            .map(|ks| {
+                let shards = ks
+                    .shards
+                    .iter()
+                    .map(|shard| {
+                        let pools = shard
+                            .replicas
+                            .iter()
+                            .map(|addr| {
+                                let source = (addr.clone(), ks.pool, ks.backend_tls.clone());
+                                let kept = old
+                                    .replicas
+                                    .get(&ks.name)
+                                    .and_then(|s| s.get(&shard.name))
+                                    .and_then(|r| r.pools.iter().find(|(s, _)| *s == source))
+                                    .map(|(_, pool)| pool.clone());
+                                let pool = kept
+                                    .unwrap_or_else(|| pool_for(addr, &ks.pool, &ks.backend_tls));
+                                (source, pool)
+                            })
+                            .collect();
+                        (
+                            shard.name.clone(),
+                            Replicas {
+                                pools,
+                                next: AtomicUsize::new(0),
+                            },
+                        )
                     })
                     .collect();
                 (ks.name.clone(), shards)
@@ -117,6 +164,7 @@ impl Backends {
             .collect();
         Backends {
             pools,
+            replicas,
             sources,
             sequences,
         }
@@ -289,7 +337,27 @@ impl Backends {
     /// A connection of the shard's pool, for the caller to keep (a transaction reserves one per
     /// shard). Fails fast when the shard does not answer.
     pub async fn connection(&self, keyspace: &str, shard: &str) -> Result<PooledConn, EngineError> {
-        let pool = self.pool(keyspace, shard)?;
+        Self::connect(self.pool(keyspace, shard)?, shard).await
+    }
+
+    /// A connection to one of the shard's replicas, taken in turn; the primary's when the shard
+    /// has none.
+    pub async fn read_connection(
+        &self,
+        keyspace: &str,
+        shard: &str,
+    ) -> Result<PooledConn, EngineError> {
+        let replicas = self.replicas.get(keyspace).and_then(|s| s.get(shard));
+        match replicas.filter(|r| !r.pools.is_empty()) {
+            Some(r) => {
+                let turn = r.next.fetch_add(1, Ordering::Relaxed) % r.pools.len();
+                Self::connect(&r.pools[turn].1, shard).await
+            }
+            None => self.connection(keyspace, shard).await,
+        }
+    }
+
+    async fn connect(pool: &Arc<ShardPool>, shard: &str) -> Result<PooledConn, EngineError> {
         match tokio::time::timeout(CONNECT_TIMEOUT, pool.get()).await {
             Ok(conn) => conn.map_err(|e| to_engine_error(shard, e)),
             Err(_) => Err(EngineError::Backend {
@@ -359,8 +427,11 @@ impl Backends {
     }
 }
 
-fn pool_for(shard: &Shard, size: &vschema::PoolSize, tls: &vschema::BackendTls) -> Arc<ShardPool> {
-    let addr = &shard.primary;
+fn pool_for(
+    addr: &vschema::BackendAddr,
+    size: &vschema::PoolSize,
+    tls: &vschema::BackendTls,
+) -> Arc<ShardPool> {
     let opts = wire::ConnOpts {
         host: addr.host.clone(),
         port: addr.port,
@@ -372,7 +443,6 @@ fn pool_for(shard: &Shard, size: &vschema::PoolSize, tls: &vschema::BackendTls) 
     ShardPool::new(opts, size.min, size.max)
 }
 
-/// An integer column of a row the proxy asked for itself.
 /// A column as `information_schema.COLUMNS` lists it.
 #[derive(Debug, Clone)]
 pub struct TableColumn {
@@ -388,6 +458,7 @@ pub struct TableColumn {
     pub collation: Option<String>,
 }
 
+/// An integer column of a row the proxy asked for itself.
 fn int(v: &Value) -> Option<i64> {
     match v {
         Value::Bytes(b) => std::str::from_utf8(b).ok()?.parse().ok(),

@@ -76,6 +76,7 @@ fn vschema() -> VSchema {
         name: name.into(),
         range: KeyRange::parse(name).unwrap(),
         primary: addr.clone(),
+        replicas: Vec::new(),
     };
     VSchema::new([Keyspace {
         unlisted_tables: None,

@@ -124,6 +124,83 @@ pub fn start_with(
     databases: &[&str],
     extra: &[String],
 ) -> Result<Vec<MariaDb>, TestkitError> {
+    start_each(databases, &vec![extra.to_vec(); n], "")
+}
+
+/// A replication group: a primary (the first server) and `replicas` servers replicating from
+/// it, each with `databases`. GTID-based, semi-synchronous with `AFTER_SYNC` (a commit is
+/// acknowledged once a replica has it: lossless), row binlogs; the replicas are `read_only`.
+pub fn start_replicated(replicas: usize, databases: &[&str]) -> Result<Vec<MariaDb>, TestkitError> {
+    let options: Vec<Vec<String>> = (0..=replicas)
+        .map(|i| {
+            let mut o: Vec<String> = [
+                "--log-bin=binlog",
+                "--binlog-format=ROW",
+                "--log-slave-updates=ON",
+                "--gtid-strict-mode=ON",
+                "--rpl-semi-sync-master-enabled=ON",
+                "--rpl-semi-sync-slave-enabled=ON",
+                "--rpl-semi-sync-master-wait-point=AFTER_SYNC",
+                // A group whose replicas are all stopped goes on asynchronously after this.
+                "--rpl-semi-sync-master-timeout=2000",
+                "--slave-net-timeout=5",
+            ]
+            .map(String::from)
+            .to_vec();
+            o.push(format!("--server-id={}", i + 1));
+            if i > 0 {
+                o.push("--read-only=ON".into());
+            }
+            o
+        })
+        .collect();
+    // Every server runs the same init file: none of it goes to the binlog, so the replicas
+    // start at the primary's (empty) position with the same databases.
+    let servers = start_each(databases, &options, "SET sql_log_bin = 0;\n")?;
+    for replica in &servers[1..] {
+        replica.sql(&format!(
+            "CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = {}, MASTER_USER = 'root', \
+             MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1; START SLAVE",
+            servers[0].port
+        ))?;
+    }
+    Ok(servers)
+}
+
+impl MariaDb {
+    /// Runs `sql` with the `mariadb` client over the server's socket, within 60 s; its output
+    /// (tab-separated rows, no column names).
+    pub fn sql(&self, sql: &str) -> Result<String, TestkitError> {
+        let out = output_within(
+            Command::new("mariadb")
+                .arg("--no-defaults")
+                .arg(format!(
+                    "--socket={}",
+                    self.dir().join("mysqld.sock").display()
+                ))
+                .args(["-uroot", "-N", "-B", "-e", sql]),
+            Duration::from_secs(60),
+            "the mariadb client",
+        )
+        .map_err(io_err("running the mariadb client"))?;
+        if !out.status.success() {
+            return Err(TestkitError::Failed(format!(
+                "{sql}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+/// Starts one server per entry of `extra` (its own options), each with `databases`; the init
+/// file starts with `init_prefix`.
+fn start_each(
+    databases: &[&str],
+    extra: &[Vec<String>],
+    init_prefix: &str,
+) -> Result<Vec<MariaDb>, TestkitError> {
+    let n = extra.len();
     let mariadbd = find_binary("mariadbd")?;
     let install_db = find_binary("mariadb-install-db")?;
     let root = is_root();
@@ -171,7 +248,8 @@ pub fn start_with(
         }
     }
 
-    let mut init = String::from(
+    let mut init = String::from(init_prefix);
+    init.push_str(
         "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1';\nGRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;\n",
     );
     for db in databases {
@@ -179,7 +257,7 @@ pub fn start_with(
     }
 
     let mut servers = Vec::new();
-    for dir in dirs {
+    for (dir, extra) in dirs.into_iter().zip(extra) {
         let port = free_port()?;
         let d = dir.path();
         std::fs::write(d.join("init.sql"), &init).map_err(io_err("writing init.sql"))?;
@@ -189,7 +267,7 @@ pub fn start_with(
             port,
             child,
             dir,
-            extra: extra.to_vec(),
+            extra: extra.clone(),
         });
     }
     for s in &mut servers {
@@ -202,7 +280,7 @@ pub fn start_with(
                     attempts += 1;
                     let _ = std::fs::remove_file(s.dir().join("error.log"));
                     s.port = free_port()?;
-                    s.child = spawn_server(&mariadbd, s.dir(), s.port, root, extra)?;
+                    s.child = spawn_server(&mariadbd, s.dir(), s.port, root, &s.extra)?;
                 }
                 other => break other?,
             }

@@ -239,6 +239,8 @@ pub struct Shard {
     pub name: String,
     pub range: KeyRange,
     pub primary: BackendAddr,
+    /// Servers replicating from the primary: reads that accept some lag may go to them.
+    pub replicas: Vec<BackendAddr>,
 }
 
 /// A backend MySQL address, from `mysql://user[:password]@host:port/database`.

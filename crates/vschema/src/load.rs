@@ -277,24 +277,29 @@ impl Ctx<'_> {
             let shard_key = format!("{key}.shards[{i}]");
             let range = KeyRange::parse(s.name.get_ref())
                 .map_err(|e| self.err(&s.name, &format!("{shard_key}.name"), e.to_string()))?;
-            let url = expand_env(s.primary.get_ref()).map_err(|name| {
-                self.err(
-                    &s.primary,
-                    &format!("{shard_key}.primary"),
-                    format!("environment variable {name} is not set"),
-                )
-            })?;
-            let primary = BackendAddr::parse(&url).map_err(|e| {
-                self.err(
-                    &s.primary,
-                    &format!("{shard_key}.primary"),
-                    format!("malformed address: {e}"),
-                )
-            })?;
+            let address = |spanned: &Spanned<String>, key: &str| {
+                let url = expand_env(spanned.get_ref()).map_err(|name| {
+                    self.err(
+                        spanned,
+                        key,
+                        format!("environment variable {name} is not set"),
+                    )
+                })?;
+                BackendAddr::parse(&url)
+                    .map_err(|e| self.err(spanned, key, format!("malformed address: {e}")))
+            };
+            let primary = address(&s.primary, &format!("{shard_key}.primary"))?;
+            let replicas = s
+                .replicas
+                .iter()
+                .enumerate()
+                .map(|(r, url)| address(url, &format!("{shard_key}.replicas[{r}]")))
+                .collect::<Result<Vec<_>, _>>()?;
             shards.push(Shard {
                 name: s.name.get_ref().clone(),
                 range,
                 primary,
+                replicas,
             });
         }
         let pairs: Vec<(&str, &KeyRange)> =

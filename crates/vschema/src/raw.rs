@@ -75,6 +75,9 @@ pub(crate) struct RawKeyspace {
 pub(crate) struct RawShard {
     pub name: Spanned<String>,
     pub primary: Spanned<String>,
+    /// Servers replicating from the primary, for reads that may lag.
+    #[serde(default)]
+    pub replicas: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy)]

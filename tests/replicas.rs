@@ -1,0 +1,167 @@
+//! Shards as replication groups (a primary and a GTID replica each, semi-synchronous): a session
+//! that says `USE ks@replica` reads from the replicas outside transactions; transactions,
+//! locking reads and writes stay on the primaries. The replicas are made to lag by stopping
+//! their replication, so where an answer came from shows in the answer itself.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts};
+
+/// Waits (at most 60 s) until `sql` answers `want` on `server`.
+fn wait_for(server: &testkit::MariaDb, sql: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = server.sql(sql).unwrap_or_default();
+        if got.trim() == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{sql} on port {}: {got:?}, not {want}",
+            server.port
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until `replica` holds as many rows of `shop.items` as `primary`.
+fn wait_for_rows(primary: &testkit::MariaDb, replica: &testkit::MariaDb) {
+    let sql = "SELECT COUNT(*) FROM shop.items";
+    let on_primary = primary.sql(sql).unwrap();
+    wait_for(replica, sql, on_primary.trim());
+}
+
+async fn count(conn: &mut Conn) -> i64 {
+    conn.query_first("SELECT COUNT(*) FROM items")
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_reads_lag_and_everything_else_stays_on_the_primary() {
+    let groups = tokio::task::spawn_blocking(|| {
+        [0, 1].map(|_| testkit::start_replicated(1, &["shop"]).unwrap())
+    })
+    .await
+    .unwrap();
+    let shards: Vec<String> = ["-80", "80-"]
+        .iter()
+        .zip(&groups)
+        .map(|(name, g)| {
+            format!(
+                r#"{{ name = "{name}", primary = "{}", replicas = ["{}"] }}"#,
+                g[0].url("shop"),
+                g[1].url("shop")
+            )
+        })
+        .collect();
+    let config = common::config_serving(&format!(
+        r#"[keyspaces.shop]
+sharded = true
+shards = [{}]
+vindexes.hash = {{ type = "hash" }}
+tables.items = {{ primary_vindex = {{ column = "id", vindex = "hash" }} }}
+"#,
+        shards.join(", ")
+    ));
+    let proxy = shardgate::start(&config, "127.0.0.1:0").await.unwrap();
+    let url = format!("mysql://app:secret@{}/shop", proxy.addr);
+    let mut conn = Conn::new(Opts::from_url(&url).unwrap()).await.unwrap();
+    conn.query_drop("CREATE TABLE items (id BIGINT PRIMARY KEY, v INT NOT NULL)")
+        .await
+        .unwrap();
+    for id in 1..=20 {
+        conn.exec_drop("INSERT INTO items (id, v) VALUES (?, ?)", (id, id * 10))
+            .await
+            .unwrap();
+    }
+    // Each shard's rows, replicated, semi-synchronously.
+    tokio::task::block_in_place(|| {
+        for g in &groups {
+            wait_for(
+                &g[0],
+                "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
+                 WHERE VARIABLE_NAME = 'Rpl_semi_sync_master_clients'",
+                "1",
+            );
+            assert_ne!(
+                g[0].sql("SELECT COUNT(*) FROM shop.items").unwrap().trim(),
+                "0"
+            );
+            wait_for_rows(&g[0], &g[1]);
+            g[1].sql("STOP SLAVE").unwrap();
+        }
+    });
+
+    // Written while the replicas do not follow: only the primaries have these.
+    for id in 21..=30 {
+        conn.exec_drop("INSERT INTO items (id, v) VALUES (?, ?)", (id, id * 10))
+            .await
+            .unwrap();
+    }
+    assert_eq!(count(&mut conn).await, 30);
+
+    conn.query_drop("USE shop@replica").await.unwrap();
+    assert_eq!(
+        count(&mut conn).await,
+        20,
+        "a scatter read from the replicas"
+    );
+    let lagging: Option<i64> = conn
+        .query_first("SELECT v FROM items WHERE id = 25")
+        .await
+        .unwrap();
+    assert_eq!(lagging, None, "a point read from a replica");
+    let old: Option<i64> = conn
+        .query_first("SELECT v FROM items WHERE id = 5")
+        .await
+        .unwrap();
+    assert_eq!(old, Some(50));
+    // Prepared statements too.
+    let prepared: Option<i64> = conn
+        .exec_first("SELECT v FROM items WHERE id = ?", (25,))
+        .await
+        .unwrap();
+    assert_eq!(prepared, None);
+
+    // What must see the primary does, under @replica too.
+    let locked: Vec<i64> = conn
+        .query("SELECT id FROM items WHERE id > 20 FOR UPDATE")
+        .await
+        .unwrap();
+    assert_eq!(locked.len(), 10, "a locking read");
+    conn.query_drop("START TRANSACTION").await.unwrap();
+    assert_eq!(count(&mut conn).await, 30, "a read in a transaction");
+    conn.query_drop("COMMIT").await.unwrap();
+    // A write: the replicas are read-only, so it fails if it reaches one.
+    conn.query_drop("INSERT INTO items (id, v) VALUES (31, 310)")
+        .await
+        .unwrap();
+    conn.query_drop("UPDATE items SET v = v + 1 WHERE id = 3")
+        .await
+        .unwrap();
+    assert_eq!(count(&mut conn).await, 20, "still from the replicas");
+
+    conn.query_drop("USE shop@primary").await.unwrap();
+    assert_eq!(count(&mut conn).await, 31);
+    conn.query_drop("USE shop@replica").await.unwrap();
+    tokio::task::block_in_place(|| {
+        for g in &groups {
+            g[1].sql("START SLAVE").unwrap();
+            wait_for_rows(&g[0], &g[1]);
+        }
+    });
+    assert_eq!(count(&mut conn).await, 31, "caught up");
+    let updated: Option<i64> = conn
+        .query_first("SELECT v FROM items WHERE id = 3")
+        .await
+        .unwrap();
+    assert_eq!(updated, Some(31));
+    // A role that is not one.
+    let e = conn.query_drop("USE shop@rdonly").await.unwrap_err();
+    assert_eq!(common::server_code(&e), Some(1235));
+}
