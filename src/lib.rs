@@ -200,7 +200,9 @@ const HEALTH_EVERY: Duration = Duration::from_secs(1);
 
 /// Pings every shard each second, on a connection outside its pool. A shard that misses two
 /// pings in a row is marked down: statements to it fail at once, naming it, and the statements
-/// waiting on it are abandoned. The first answered ping marks it up again.
+/// waiting on it are abandoned. The first answered ping marks it up again. Each replica is
+/// asked how far behind it is: one past its keyspace's `max_replica_lag_ms`, or not
+/// replicating, answers no reads until it catches up.
 async fn check_health(gate: Arc<Gate>) {
     let topo = gate.topology();
     let mut pings = tokio::task::JoinSet::new();
@@ -213,6 +215,9 @@ async fn check_health(gate: Arc<Gate>) {
             });
         }
     }
+    // Measured alongside: how far behind each replica is.
+    let replicas = topo.clone();
+    let lags = tokio::spawn(async move { replicas.backends.measure_replicas(HEALTH_EVERY).await });
     while let Some(Ok((ks, shard, up))) = pings.join_next().await {
         match topo.meter(&ks, &shard).and_then(|m| m.checked(up)) {
             Some(false) => {
@@ -223,6 +228,7 @@ async fn check_health(gate: Arc<Gate>) {
             None => {}
         }
     }
+    let _ = lags.await;
 }
 
 /// The TLS acceptor for clients, from the config's PEM certificate chain and key.

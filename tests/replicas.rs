@@ -1,7 +1,8 @@
 //! Shards as replication groups (a primary and a GTID replica each, semi-synchronous): a session
 //! that says `USE ks@replica` reads from the replicas outside transactions; transactions,
-//! locking reads and writes stay on the primaries. The replicas are made to lag by stopping
-//! their replication, so where an answer came from shows in the answer itself.
+//! locking reads and writes stay on the primaries. The replicas are made to lag behind (a global
+//! read lock held on them stops them applying), so where an answer came from shows in the answer
+//! itself. A replica that stops replicating, or lags past the keyspace's bound, is skipped.
 
 mod common;
 
@@ -59,14 +60,22 @@ async fn replica_reads_lag_and_everything_else_stays_on_the_primary() {
             )
         })
         .collect();
+    // `fresh`: the same servers, with replicas more than 2 s behind skipped.
     let config = common::config_serving(&format!(
         r#"[keyspaces.shop]
 sharded = true
-shards = [{}]
+shards = [{shards}]
+vindexes.hash = {{ type = "hash" }}
+tables.items = {{ primary_vindex = {{ column = "id", vindex = "hash" }} }}
+
+[keyspaces.fresh]
+sharded = true
+max_replica_lag_ms = 2000
+shards = [{shards}]
 vindexes.hash = {{ type = "hash" }}
 tables.items = {{ primary_vindex = {{ column = "id", vindex = "hash" }} }}
 "#,
-        shards.join(", ")
+        shards = shards.join(", ")
     ));
     let proxy = shardgate::start(&config, "127.0.0.1:0").await.unwrap();
     let url = format!("mysql://app:secret@{}/shop", proxy.addr);
@@ -93,9 +102,20 @@ tables.items = {{ primary_vindex = {{ column = "id", vindex = "hash" }} }}
                 "0"
             );
             wait_for_rows(&g[0], &g[1]);
-            g[1].sql("STOP SLAVE").unwrap();
         }
     });
+    // Held, the lock keeps each replica from applying what follows: it lags but still
+    // replicates.
+    let mut locks = Vec::new();
+    for g in &groups {
+        let mut lock = Conn::new(Opts::from_url(&g[1].url("shop")).unwrap())
+            .await
+            .unwrap();
+        lock.query_drop("FLUSH TABLES WITH READ LOCK")
+            .await
+            .unwrap();
+        locks.push(lock);
+    }
 
     // Written while the replicas do not follow: only the primaries have these.
     for id in 21..=30 {
@@ -149,9 +169,11 @@ tables.items = {{ primary_vindex = {{ column = "id", vindex = "hash" }} }}
     conn.query_drop("USE shop@primary").await.unwrap();
     assert_eq!(count(&mut conn).await, 31);
     conn.query_drop("USE shop@replica").await.unwrap();
+    for mut lock in locks {
+        lock.query_drop("UNLOCK TABLES").await.unwrap();
+    }
     tokio::task::block_in_place(|| {
         for g in &groups {
-            g[1].sql("START SLAVE").unwrap();
             wait_for_rows(&g[0], &g[1]);
         }
     });
@@ -161,6 +183,69 @@ tables.items = {{ primary_vindex = {{ column = "id", vindex = "hash" }} }}
         .await
         .unwrap();
     assert_eq!(updated, Some(31));
+
+    // A replica that stops replicating is skipped within the health checks' second: its
+    // shard's reads go to the primary, which has a row the replica does not.
+    tokio::task::block_in_place(|| groups[0][1].sql("STOP SLAVE").unwrap());
+    conn.query_drop("USE shop@primary").await.unwrap();
+    conn.query_drop("INSERT INTO items (id, v) VALUES (32, 320), (33, 330), (34, 340), (35, 350)")
+        .await
+        .unwrap();
+    let on_stopped_shard = tokio::task::block_in_place(|| {
+        groups[0][0]
+            .sql("SELECT COUNT(*) FROM shop.items WHERE id >= 32")
+            .unwrap()
+    });
+    assert_ne!(
+        on_stopped_shard.trim(),
+        "0",
+        "rows for the stopped replica's shard"
+    );
+    conn.query_drop("USE shop@replica").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count(&mut conn).await != 35 {
+        assert!(
+            Instant::now() < deadline,
+            "the stopped replica still answers"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A replica further behind than its keyspace allows is skipped: the other shard's replica
+    // is held back again, and after 2 s `fresh` reads its primary while `shop` (30 s) still
+    // reads the replica.
+    let mut lock = Conn::new(Opts::from_url(&groups[1][1].url("shop")).unwrap())
+        .await
+        .unwrap();
+    lock.query_drop("FLUSH TABLES WITH READ LOCK")
+        .await
+        .unwrap();
+    conn.query_drop("USE shop@primary").await.unwrap();
+    for id in 36..=45 {
+        conn.exec_drop("INSERT INTO items (id, v) VALUES (?, ?)", (id, id * 10))
+            .await
+            .unwrap();
+    }
+    let mut fresh =
+        Conn::new(Opts::from_url(&format!("mysql://app:secret@{}/fresh", proxy.addr)).unwrap())
+            .await
+            .unwrap();
+    fresh.query_drop("USE fresh@replica").await.unwrap();
+    conn.query_drop("USE shop@replica").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count(&mut fresh).await != 45 {
+        assert!(
+            Instant::now() < deadline,
+            "the lagging replica still answers `fresh`"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        count(&mut conn).await < 45,
+        "within `shop`'s bound it still answers"
+    );
+    lock.query_drop("UNLOCK TABLES").await.unwrap();
+
     // A role that is not one.
     let e = conn.query_drop("USE shop@rdonly").await.unwrap_err();
     assert_eq!(common::server_code(&e), Some(1235));

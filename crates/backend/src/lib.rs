@@ -9,7 +9,7 @@ pub mod tls;
 pub mod wire;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use engine::{EngineError, Executor, Outcome, RowSink, Value};
@@ -37,11 +37,44 @@ pub struct Backends {
 /// What a pool is made from.
 type Source = (vschema::BackendAddr, vschema::PoolSize, vschema::BackendTls);
 
-/// A shard's replicas: their pools (with what each was made from), handed out in turn.
+/// A shard's replicas, handed out in turn among those close enough behind their primary.
 #[derive(Default)]
 struct Replicas {
-    pools: Vec<(Source, Arc<ShardPool>)>,
+    list: Vec<Arc<Replica>>,
     next: AtomicUsize,
+    max_lag_ms: u64,
+}
+
+/// One replica: its pool, what that was made from, and how far behind it is.
+struct Replica {
+    source: Source,
+    pool: Arc<ShardPool>,
+    /// Behind its primary as last measured, in milliseconds; `u64::MAX` when it is not
+    /// replicating, did not answer, or has not been asked yet.
+    lag_ms: AtomicU64,
+}
+
+impl Replica {
+    /// Asks the replica how far behind it is (`SHOW SLAVE STATUS`: both threads running, and
+    /// Seconds_Behind_Master), on its probe connection.
+    async fn measure(&self, timeout: Duration) {
+        let status = self
+            .pool
+            .on_probe(timeout, |conn| {
+                Box::pin(conn.query_rows("SHOW SLAVE STATUS"))
+            })
+            .await;
+        let running = |v: &Value| matches!(v, Value::Bytes(b) if b == b"Yes");
+        // Slave_IO_Running, Slave_SQL_Running and Seconds_Behind_Master are columns 11, 12 and
+        // 33 in MariaDB and MySQL alike.
+        let lag = match status.as_deref() {
+            Some([row]) if row.len() > 32 && running(&row[10]) && running(&row[11]) => {
+                int(&row[32]).map_or(u64::MAX, |s| (s.max(0) as u64).saturating_mul(1000))
+            }
+            _ => u64::MAX,
+        };
+        self.lag_ms.store(lag, Ordering::Relaxed);
+    }
 }
 
 /// A sequence's reserved ids. Handing one out takes a plain lock for a moment; only a statement
@@ -121,7 +154,7 @@ impl Backends {
                     .shards
                     .iter()
                     .map(|shard| {
-                        let pools = shard
+                        let list = shard
                             .replicas
                             .iter()
                             .map(|addr| {
@@ -130,18 +163,22 @@ impl Backends {
                                     .replicas
                                     .get(&ks.name)
                                     .and_then(|s| s.get(&shard.name))
-                                    .and_then(|r| r.pools.iter().find(|(s, _)| *s == source))
-                                    .map(|(_, pool)| pool.clone());
-                                let pool = kept
-                                    .unwrap_or_else(|| pool_for(addr, &ks.pool, &ks.backend_tls));
-                                (source, pool)
+                                    .and_then(|r| r.list.iter().find(|r| r.source == source));
+                                kept.cloned().unwrap_or_else(|| {
+                                    Arc::new(Replica {
+                                        pool: pool_for(addr, &ks.pool, &ks.backend_tls),
+                                        source,
+                                        lag_ms: AtomicU64::new(u64::MAX),
+                                    })
+                                })
                             })
                             .collect();
                         (
                             shard.name.clone(),
                             Replicas {
-                                pools,
+                                list,
                                 next: AtomicUsize::new(0),
+                                max_lag_ms: ks.max_replica_lag.as_millis() as u64,
                             },
                         )
                     })
@@ -340,21 +377,43 @@ impl Backends {
         Self::connect(self.pool(keyspace, shard)?, shard).await
     }
 
-    /// A connection to one of the shard's replicas, taken in turn; the primary's when the shard
-    /// has none.
+    /// A connection to one of the shard's replicas that are close enough behind their primary,
+    /// taken in turn; the primary's when none is.
     pub async fn read_connection(
         &self,
         keyspace: &str,
         shard: &str,
     ) -> Result<PooledConn, EngineError> {
-        let replicas = self.replicas.get(keyspace).and_then(|s| s.get(shard));
-        match replicas.filter(|r| !r.pools.is_empty()) {
-            Some(r) => {
-                let turn = r.next.fetch_add(1, Ordering::Relaxed) % r.pools.len();
-                Self::connect(&r.pools[turn].1, shard).await
-            }
+        let serving = self
+            .replicas
+            .get(keyspace)
+            .and_then(|s| s.get(shard))
+            .and_then(|r| {
+                let n = r.list.len();
+                let start = r.next.fetch_add(1, Ordering::Relaxed);
+                (0..n)
+                    .map(|i| &r.list[(start + i) % n])
+                    .find(|replica| replica.lag_ms.load(Ordering::Relaxed) <= r.max_lag_ms)
+            });
+        match serving {
+            Some(replica) => Self::connect(&replica.pool, shard).await,
             None => self.connection(keyspace, shard).await,
         }
+    }
+
+    /// Measures how far behind every replica is, each within `timeout`.
+    pub async fn measure_replicas(&self, timeout: Duration) {
+        let mut measures = tokio::task::JoinSet::new();
+        for replica in self
+            .replicas
+            .values()
+            .flat_map(HashMap::values)
+            .flat_map(|r| &r.list)
+        {
+            let replica = replica.clone();
+            measures.spawn(async move { replica.measure(timeout).await });
+        }
+        while measures.join_next().await.is_some() {}
     }
 
     async fn connect(pool: &Arc<ShardPool>, shard: &str) -> Result<PooledConn, EngineError> {

@@ -86,6 +86,7 @@ fn vschema() -> VSchema {
         tables: Default::default(),
         pool: PoolSize::default(),
         transaction_mode: None,
+        max_replica_lag: vschema::MAX_REPLICA_LAG,
         backend_tls: Default::default(),
     }])
 }

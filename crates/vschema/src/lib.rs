@@ -157,6 +157,9 @@ impl VSchema {
     }
 }
 
+/// Replicas further behind than this answer no reads, unless the keyspace says otherwise.
+pub const MAX_REPLICA_LAG: std::time::Duration = std::time::Duration::from_secs(30);
+
 #[derive(Debug, Clone)]
 pub struct Keyspace {
     pub name: String,
@@ -167,6 +170,8 @@ pub struct Keyspace {
     pub pool: PoolSize,
     /// How transactions started in this keyspace commit, unless the session chose.
     pub transaction_mode: Option<String>,
+    /// Replicas further behind than this answer no reads.
+    pub max_replica_lag: std::time::Duration,
     /// TLS to this keyspace's shards.
     pub backend_tls: BackendTls,
     /// The unsharded keyspace where the tables this sharded keyspace does not list live (tables

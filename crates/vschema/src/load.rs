@@ -442,6 +442,9 @@ impl Ctx<'_> {
             tables,
             pool,
             transaction_mode,
+            max_replica_lag: ks
+                .max_replica_lag_ms
+                .map_or(crate::MAX_REPLICA_LAG, std::time::Duration::from_millis),
             backend_tls,
             unlisted_tables: ks.unlisted_tables.as_ref().map(|u| u.get_ref().clone()),
         })

@@ -65,6 +65,8 @@ pub(crate) struct RawKeyspace {
     pub vschema_json: Option<Spanned<String>>,
     /// `single`, `multi` or `twopc`: how transactions that start here commit.
     pub transaction_mode: Option<Spanned<String>>,
+    /// Replicas further behind their primary than this many milliseconds answer no reads.
+    pub max_replica_lag_ms: Option<u64>,
     /// An unsharded keyspace that holds the tables this (sharded) keyspace's VSchema does not
     /// list.
     pub unlisted_tables: Option<Spanned<String>>,
