@@ -119,73 +119,58 @@ impl Backends {
         Self::reusing(vschema, &Backends::default())
     }
 
-    /// The pools of `vschema`, taking over `old`'s pools (and their connections) for shards whose
-    /// address and pool size are unchanged. The sequences' reserved blocks start afresh (ids
+    /// The pools of `vschema`, taking over `old`'s pools (and their connections) for primaries
+    /// and replicas whose address and pool size are unchanged. The sequences' reserved blocks start afresh (ids
     /// left unused in them are skipped, as after a restart).
     pub fn reusing(vschema: &VSchema, old: &Backends) -> Self {
         let mut sources = HashMap::new();
-        let pools = vschema
-            .keyspaces()
-            .map(|ks| {
-                let shards = ks
-                    .shards
+        let mut pools: HashMap<String, HashMap<String, Arc<ShardPool>>> = HashMap::new();
+        let mut replicas: HashMap<String, HashMap<String, Replicas>> = HashMap::new();
+        for ks in vschema.keyspaces() {
+            for shard in &ks.shards {
+                let key = (ks.name.clone(), shard.name.clone());
+                let source = (shard.primary.clone(), ks.pool, ks.backend_tls.clone());
+                let kept = old
+                    .sources
+                    .get(&key)
+                    .filter(|s| **s == source)
+                    .and_then(|_| old.pools.get(&ks.name)?.get(&shard.name).cloned());
+                sources.insert(key, source);
+                let pool =
+                    kept.unwrap_or_else(|| pool_for(&shard.primary, &ks.pool, &ks.backend_tls));
+                pools
+                    .entry(ks.name.clone())
+                    .or_default()
+                    .insert(shard.name.clone(), pool);
+
+                let old_replicas = old.replicas.get(&ks.name).and_then(|s| s.get(&shard.name));
+                let list = shard
+                    .replicas
                     .iter()
-                    .map(|shard| {
-                        let key = (ks.name.clone(), shard.name.clone());
-                        let source = (shard.primary.clone(), ks.pool, ks.backend_tls.clone());
-                        let kept = old
-                            .sources
-                            .get(&key)
-                            .filter(|s| **s == source)
-                            .and_then(|_| old.pools.get(&ks.name)?.get(&shard.name).cloned());
-                        sources.insert(key, source);
-                        let pool = kept
-                            .unwrap_or_else(|| pool_for(&shard.primary, &ks.pool, &ks.backend_tls));
-                        (shard.name.clone(), pool)
-                    })
-                    .collect();
-                (ks.name.clone(), shards)
-            })
-            .collect();
-        let replicas = vschema
-            .keyspaces()
-            .map(|ks| {
-                let shards = ks
-                    .shards
-                    .iter()
-                    .map(|shard| {
-                        let list = shard
-                            .replicas
-                            .iter()
-                            .map(|addr| {
-                                let source = (addr.clone(), ks.pool, ks.backend_tls.clone());
-                                let kept = old
-                                    .replicas
-                                    .get(&ks.name)
-                                    .and_then(|s| s.get(&shard.name))
-                                    .and_then(|r| r.list.iter().find(|r| r.source == source));
-                                kept.cloned().unwrap_or_else(|| {
-                                    Arc::new(Replica {
-                                        pool: pool_for(addr, &ks.pool, &ks.backend_tls),
-                                        source,
-                                        lag_ms: AtomicU64::new(u64::MAX),
-                                    })
-                                })
+                    .map(|addr| {
+                        let source = (addr.clone(), ks.pool, ks.backend_tls.clone());
+                        let kept = old_replicas
+                            .and_then(|r| r.list.iter().find(|r| r.source == source).cloned());
+                        kept.unwrap_or_else(|| {
+                            Arc::new(Replica {
+                                pool: pool_for(addr, &ks.pool, &ks.backend_tls),
+                                source,
+                                lag_ms: AtomicU64::new(u64::MAX),
                             })
-                            .collect();
-                        (
-                            shard.name.clone(),
-                            Replicas {
-                                list,
-                                next: AtomicUsize::new(0),
-                                max_lag_ms: ks.max_replica_lag.as_millis() as u64,
-                            },
-                        )
+                        })
                     })
                     .collect();
-                (ks.name.clone(), shards)
-            })
-            .collect();
+                let shard_replicas = Replicas {
+                    list,
+                    next: AtomicUsize::new(0),
+                    max_lag_ms: ks.max_replica_lag.as_millis() as u64,
+                };
+                replicas
+                    .entry(ks.name.clone())
+                    .or_default()
+                    .insert(shard.name.clone(), shard_replicas);
+            }
+        }
         let sequences = vschema
             .keyspaces()
             .flat_map(|ks| {
