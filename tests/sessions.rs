@@ -159,8 +159,13 @@ async fn targeting_a_shard_and_show_commands() {
     c.query_drop("USE two").await.unwrap();
     let all: Vec<i64> = c.query("SELECT id FROM txt WHERE id <= 4").await.unwrap();
     assert_eq!(all.len(), 4, "back to routing over every shard");
-    let err = c.query_drop("USE two@replica").await.unwrap_err();
+    // A keyspace without replicas: its reads under @replica go to the primaries.
+    c.query_drop("USE two@replica").await.unwrap();
+    let all: Vec<i64> = c.query("SELECT id FROM txt WHERE id <= 4").await.unwrap();
+    assert_eq!(all.len(), 4, "@replica without replicas");
+    let err = c.query_drop("USE two@rdonly").await.unwrap_err();
     assert_eq!(server_code(&err), Some(1235));
+    c.query_drop("USE two").await.unwrap();
     let err = c.query_drop("USE `two:90-`").await.unwrap_err();
     assert_eq!(server_code(&err), Some(1049));
 
