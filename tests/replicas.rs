@@ -210,6 +210,26 @@ tables.items = {{ primary_vindex = {{ column = "id", vindex = "hash" }} }}
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // SHOW SHARDGATE SHARDS says so, and that the other one serves.
+    let shown: Vec<(String, String, String, String, String, String)> =
+        conn.query("SHOW SHARDGATE SHARDS").await.unwrap();
+    let replicas_of = |name: &str| {
+        shown
+            .iter()
+            .find(|s| s.0 == "shop" && s.1 == name)
+            .map(|s| s.5.clone())
+            .unwrap()
+    };
+    let stopped = replicas_of("-80");
+    assert!(
+        stopped.contains(&format!("127.0.0.1:{}", groups[0][1].port))
+            && stopped.contains("not serving: not replicating"),
+        "{stopped}"
+    );
+    assert!(
+        replicas_of("80-").contains("serving, 0s behind"),
+        "{shown:?}"
+    );
 
     // A replica further behind than its keyspace allows is skipped: the other shard's replica
     // is held back again, and after 2 s `fresh` reads its primary while `shop` (30 s) still

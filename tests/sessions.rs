@@ -169,10 +169,14 @@ async fn targeting_a_shard_and_show_commands() {
     let err = c.query_drop("USE `two:90-`").await.unwrap_err();
     assert_eq!(server_code(&err), Some(1049));
 
-    let shards: Vec<(String, String, String, String, String)> =
+    let shards: Vec<(String, String, String, String, String, String)> =
         c.query("SHOW SHARDGATE SHARDS").await.unwrap();
     assert_eq!(shards.len(), 9);
     assert!(shards.iter().all(|s| s.4 == "serving"), "{shards:?}");
+    assert!(
+        shards.iter().all(|s| s.5.is_empty()),
+        "no replicas: {shards:?}"
+    );
     assert!(shards
         .iter()
         .any(|s| s.0 == "four" && s.1 == "40-80" && s.2 == "40-80"));

@@ -11,7 +11,8 @@ use crate::{error, sysvars};
 use super::{GateSession, StatementError};
 
 impl GateSession {
-    /// `SHOW SHARDGATE SHARDS` (with a live check of each primary) and `SHOW SHARDGATE VSCHEMA`.
+    /// `SHOW SHARDGATE SHARDS` (with a live check of each primary, and each replica's last
+    /// measured lag) and `SHOW SHARDGATE VSCHEMA`.
     pub(super) async fn show_shardgate(
         &mut self,
         lower: &str,
@@ -39,18 +40,38 @@ impl GateSession {
                             Ok(Err(e)) => format!("unreachable: {e}"),
                             Err(_) => "unreachable: no answer within 2 s".to_string(),
                         };
+                        let replicas: Vec<String> = self
+                            .topo
+                            .backends
+                            .replica_lags(&ks.name, &shard.name)
+                            .into_iter()
+                            .map(|(addr, lag, serving)| match (lag, serving) {
+                                (Some(lag), true) => {
+                                    format!("{addr} serving, {}s behind", lag.as_secs())
+                                }
+                                (Some(lag), false) => {
+                                    format!("{addr} not serving: {}s behind", lag.as_secs())
+                                }
+                                (None, _) => {
+                                    format!("{addr} not serving: not replicating or not answering")
+                                }
+                            })
+                            .collect();
                         rows.push(vec![
                             text(&ks.name),
                             text(&shard.name),
                             text(&shard.range.to_string()),
                             text(&shard.primary.to_string()),
                             text(&health),
+                            text(&replicas.join("; ")),
                         ]);
                     }
                 }
-                let columns = ["Keyspace", "Shard", "KeyRange", "Primary", "Health"]
-                    .map(sysvars::text_column)
-                    .to_vec();
+                let columns = [
+                    "Keyspace", "Shard", "KeyRange", "Primary", "Health", "Replicas",
+                ]
+                .map(sysvars::text_column)
+                .to_vec();
                 self.local_rows(out, columns, rows).await
             }
             "vschema" => {

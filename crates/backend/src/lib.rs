@@ -386,6 +386,30 @@ impl Backends {
         }
     }
 
+    /// Each of the shard's replicas, with how far behind it was last measured (`None`: not
+    /// replicating, not answering, or not asked yet) and whether that is within its
+    /// keyspace's bound.
+    pub fn replica_lags(
+        &self,
+        keyspace: &str,
+        shard: &str,
+    ) -> Vec<(&vschema::BackendAddr, Option<Duration>, bool)> {
+        let Some(r) = self.replicas.get(keyspace).and_then(|s| s.get(shard)) else {
+            return Vec::new();
+        };
+        r.list
+            .iter()
+            .map(|replica| {
+                let lag = replica.lag_ms.load(Ordering::Relaxed);
+                (
+                    &replica.source.0,
+                    (lag != u64::MAX).then(|| Duration::from_millis(lag)),
+                    lag <= r.max_lag_ms,
+                )
+            })
+            .collect()
+    }
+
     /// Measures how far behind every replica is, each within `timeout`.
     pub async fn measure_replicas(&self, timeout: Duration) {
         let mut measures = tokio::task::JoinSet::new();
