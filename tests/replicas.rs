@@ -226,10 +226,7 @@ tables.items = {{ primary_vindex = {{ column = "id", vindex = "hash" }} }}
             && stopped.contains("not serving: not replicating"),
         "{stopped}"
     );
-    assert!(
-        replicas_of("80-").contains("serving, 0s behind"),
-        "{shown:?}"
-    );
+    assert!(replicas_of("80-").contains(" serving, "), "{shown:?}");
 
     // A replica further behind than its keyspace allows is skipped: the other shard's replica
     // is held back again, and after 2 s `fresh` reads its primary while `shop` (30 s) still
