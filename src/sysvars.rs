@@ -38,6 +38,7 @@ fn sysvar(name: &str, session: &Session, info: &ServerInfo) -> Option<Local> {
         "socket" => Local::Text(String::new()),
         "hostname" => Local::Text(hostname()),
         "autocommit" => Local::Int(i64::from(session.autocommit)),
+        "read_target" => Local::Text(session.read_target.name().into()),
         "transaction_mode" => {
             Local::Text(format!("{:?}", session.effective_tx_mode()).to_ascii_lowercase())
         }

@@ -131,6 +131,20 @@ tables.items = {{ primary_vindex = {{ column = "id", vindex = "hash" }} }}
         20,
         "a scatter read from the replicas"
     );
+    // The same by a session variable: `USE ks` goes back to the primaries.
+    conn.query_drop("USE shop").await.unwrap();
+    assert_eq!(count(&mut conn).await, 30);
+    conn.query_drop("SET read_target = 'replica'")
+        .await
+        .unwrap();
+    assert_eq!(count(&mut conn).await, 20);
+    let target: Option<String> = conn.query_first("SELECT @@read_target").await.unwrap();
+    assert_eq!(target.as_deref(), Some("replica"));
+    let e = conn
+        .query_drop("SET read_target = 'rdonly'")
+        .await
+        .unwrap_err();
+    assert_eq!(common::server_code(&e), Some(1231));
     let lagging: Option<i64> = conn
         .query_first("SELECT v FROM items WHERE id = 25")
         .await
@@ -227,6 +241,21 @@ tables.items = {{ primary_vindex = {{ column = "id", vindex = "hash" }} }}
         "{stopped}"
     );
     assert!(replicas_of("80-").contains(" serving, "), "{shown:?}");
+    // replica_only: the shard whose replica stopped has none to answer, and says so.
+    conn.query_drop("SET read_target = 'replica_only'")
+        .await
+        .unwrap();
+    let e = conn
+        .query_drop("SELECT COUNT(*) FROM items")
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("shop/-80") && e.to_string().contains("replica_only"),
+        "{e}"
+    );
+    conn.query_drop("SET read_target = 'replica'")
+        .await
+        .unwrap();
 
     // A replica further behind than its keyspace allows is skipped: the other shard's replica
     // is held back again, and after 2 s `fresh` reads its primary while `shop` (30 s) still

@@ -21,13 +21,14 @@ impl GateSession {
     pub(super) fn use_keyspace(&mut self, name: &str) -> Result<(), SqlError> {
         let name = name.trim().trim_matches('`');
         let (name, read_target) = match name.split_once('@') {
-            Some((ks, role)) if role.eq_ignore_ascii_case("primary") => (ks, ReadTarget::Primary),
-            Some((ks, role)) if role.eq_ignore_ascii_case("replica") => (ks, ReadTarget::Replica),
-            Some((_, role)) => {
-                return Err(error::unsupported(format!(
-                    "USE ...@{role}: the roles are primary and replica"
-                )))
-            }
+            Some((ks, role)) => match ReadTarget::parse(role) {
+                Some(target) => (ks, target),
+                None => {
+                    return Err(error::unsupported(format!(
+                        "USE ...@{role}: the roles are primary, replica and replica_only"
+                    )))
+                }
+            },
             None => (name, ReadTarget::Primary),
         };
         let (ks_name, shard) = match name.split_once(':') {

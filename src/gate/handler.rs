@@ -152,7 +152,7 @@ impl Handler for GateSession {
             in_key_order: false,
             pinned: &[],
             prepared: None,
-            from_replica: false,
+            from_replica: None,
         };
         engine::execute(
             &Plan::Route(route),

@@ -319,7 +319,7 @@ impl HandlerFactory for Sessions {
             named_statements: HashMap::new(),
             pinned: Vec::new(),
             shard_prepared: None,
-            replica_read: false,
+            replica_read: None,
         })
     }
 }
@@ -351,8 +351,8 @@ pub struct GateSession {
     /// The prepared execution being run, as its shard can run it prepared.
     shard_prepared: Option<ShardPrepared>,
     /// The statement being run is a read that the session sends to replicas (outside
-    /// transactions).
-    replica_read: bool,
+    /// transactions), and whether the primary answers when no replica can.
+    replica_read: Option<bool>,
 }
 
 /// Where the last plan ran, for the statement metrics.

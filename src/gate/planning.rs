@@ -36,11 +36,13 @@ impl GateSession {
         key.push('\0');
         key.push_str(keyspace);
         let started = Instant::now();
-        self.replica_read = self.session.read_target == ReadTarget::Replica
-            && self.tx.is_none()
-            && replica_may_answer(&n.text);
+        self.replica_read = match self.session.read_target {
+            ReadTarget::Primary => None,
+            target => (self.tx.is_none() && replica_may_answer(&n.text))
+                .then_some(target == ReadTarget::Replica),
+        };
         let result = self.normalized_on(n, key, literals, sql, params, out).await;
-        self.replica_read = false;
+        self.replica_read = None;
         self.gate
             .activity
             .record_statement(&n.text, started.elapsed());

@@ -35,8 +35,9 @@ pub(super) struct SessionExecutor<'a> {
     /// A prepared execution's statement: sent prepared when the engine sends the text it was
     /// bound to to a shard, for a sink that relays binary rows.
     pub(super) prepared: Option<&'a ShardPrepared>,
-    /// A read outside a transaction that the session sends to replicas.
-    pub(super) from_replica: bool,
+    /// A read outside a transaction that the session sends to replicas, and whether the
+    /// primary answers when no replica can.
+    pub(super) from_replica: Option<bool>,
 }
 
 /// A shard connection the session keeps because it holds the session's locks: named locks
@@ -143,8 +144,11 @@ impl engine::Executor for SessionExecutor<'_> {
             }
             None => {
                 let conn = match self.from_replica {
-                    true => self.topo.backends.read_connection(keyspace, shard).await?,
-                    false => self.topo.backends.connection(keyspace, shard).await?,
+                    Some(fallback) => {
+                        let backends = &self.topo.backends;
+                        backends.read_connection(keyspace, shard, fallback).await?
+                    }
+                    None => self.topo.backends.connection(keyspace, shard).await?,
                 };
                 let thread = conn.id();
                 self.entry.register(keyspace, shard, thread);
@@ -373,7 +377,7 @@ impl GateSession {
             in_key_order,
             pinned: &self.pinned,
             prepared: self.shard_prepared.as_ref(),
-            from_replica: tx.is_none() && self.replica_read,
+            from_replica: self.replica_read.filter(|_| tx.is_none()),
         };
         engine::execute(plan, &self.topo.vschema, &executor, sink, &self.gate.exec).await
     }
@@ -402,7 +406,7 @@ impl GateSession {
                     in_key_order: false,
                     pinned: &[],
                     prepared: None,
-                    from_replica: self.tx.is_none() && self.replica_read,
+                    from_replica: self.replica_read.filter(|_| self.tx.is_none()),
                 };
                 let splice = engine::splice(subquery, &topo.vschema, &executor, &gate.exec)
                     .await
@@ -443,7 +447,7 @@ impl GateSession {
                     in_key_order: false,
                     pinned: &self.pinned,
                     prepared: None,
-                    from_replica: false,
+                    from_replica: None,
                 };
                 engine::value_rows(
                     &insert.select,

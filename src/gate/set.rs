@@ -70,6 +70,11 @@ impl GateSession {
                     };
                     self.set_read_only(read_only).await?;
                 }
+                "read_target" => {
+                    let target = value.trim().trim_matches(|c| c == '\'' || c == '"');
+                    self.session.read_target = crate::session::ReadTarget::parse(target)
+                        .ok_or_else(|| error::wrong_value("read_target", target))?;
+                }
                 "transaction_mode" => {
                     let mode = value
                         .trim()

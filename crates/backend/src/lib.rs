@@ -363,11 +363,12 @@ impl Backends {
     }
 
     /// A connection to one of the shard's replicas that are close enough behind their primary,
-    /// taken in turn; the primary's when none is.
+    /// taken in turn. When none is: with `fallback` the primary's, else an error.
     pub async fn read_connection(
         &self,
         keyspace: &str,
         shard: &str,
+        fallback: bool,
     ) -> Result<PooledConn, EngineError> {
         let serving = self
             .replicas
@@ -382,7 +383,13 @@ impl Backends {
             });
         match serving {
             Some(replica) => Self::connect(&replica.pool, shard).await,
-            None => self.connection(keyspace, shard).await,
+            None if fallback => self.connection(keyspace, shard).await,
+            None => Err(EngineError::Backend {
+                shard: format!("{keyspace}/{shard}"),
+                message: "no replica is serving (none listed, not replicating, or further \
+                          behind than max_replica_lag_ms), and read_target is replica_only"
+                    .into(),
+            }),
         }
     }
 
