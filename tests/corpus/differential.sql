@@ -102,6 +102,10 @@ SELECT MIN(id), COUNT(*) FROM words GROUP BY bin ORDER BY 1
 SELECT MIN(id), COUNT(*) FROM words GROUP BY fixed, mb3 ORDER BY 1
 SELECT DISTINCT bin FROM words WHERE bin NOT LIKE '% ' ORDER BY bin
 SELECT DISTINCT bin FROM words WHERE bin NOT LIKE '% ' ORDER BY bin DESC LIMIT 5
+# an expression's collation is the shards' to weigh, and their weights cannot order a tab
+SELECT id, ci FROM words WHERE id > 600 ORDER BY UPPER(ci), id
+refused: SELECT id, ci FROM words ORDER BY UPPER(ci), id  # control character
+refused: SELECT MIN(CONCAT(bin, '')) FROM words WHERE bin LIKE 'a%'  # control character
 # --- LIMIT and OFFSET across shards
 SELECT * FROM customers ORDER BY id LIMIT 5
 SELECT * FROM customers ORDER BY id DESC LIMIT 5

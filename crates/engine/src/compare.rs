@@ -357,9 +357,34 @@ impl Comparator {
         self.keys.iter().map(last).max().map_or(0, |c| c + 1)
     }
 
+    /// Refuses a row whose text keys the shards weigh (the collation is not known here) and
+    /// that holds a character some collations sort below the space: PAD SPACE orders `a\t`
+    /// before `a`, the shards' weights compared here would not (see [`below_space`]).
+    pub fn check(&self, row: &[Value]) -> Result<(), EngineError> {
+        self.check_view(RowView::Values(row))
+    }
+
+    fn check_view(&self, row: RowView<'_>) -> Result<(), EngineError> {
+        for (key, kind) in &self.keys {
+            if let (ColumnKind::Text, Weight::Column(_)) = (kind, key.weight) {
+                if let Some(value) = row.cell(key.column).filter(|v| below_space(v)) {
+                    return Err(EngineError::Unsupported(format!(
+                        "ordering text holding a control character ('{}') across shards by a \
+                         collation the proxy does not know (the column's collation is not \
+                         utf8mb4/utf8mb3 general_ci or _bin, or the key is an expression)",
+                        String::from_utf8_lossy(&value).escape_debug()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Decodes `row`'s sort keys into `out`, which owns them: a row compared many times (the
     /// head of a shard's stream in a merge) is parsed once, and comparing needs the row no more.
-    pub fn decode_keys(&self, row: RowView<'_>, out: &mut SortKeys) {
+    /// Refuses the rows [`Comparator::check`] refuses.
+    pub fn decode_keys(&self, row: RowView<'_>, out: &mut SortKeys) -> Result<(), EngineError> {
+        self.check_view(row)?;
         out.keys.clear();
         out.bytes.clear();
         for (key, kind) in &self.keys {
@@ -381,6 +406,7 @@ impl Comparator {
             }
             out.keys.push((decoded, start, out.bytes.len() as u32));
         }
+        Ok(())
     }
 
     /// [`Comparator::compare`] over keys decoded by [`Comparator::decode_keys`].
@@ -479,6 +505,17 @@ fn compared_column(key: &SortKey, kind: ColumnKind) -> usize {
     }
 }
 
+/// Whether text holds a character that some collation orders below the space: the C0
+/// controls (tab, newline, ...) everywhere, and NEL, LINE SEPARATOR and PARAGRAPH SEPARATOR in
+/// the Unicode Collation Algorithm's.
+fn below_space(text: &[u8]) -> bool {
+    text.iter().any(|b| *b < b' ')
+        || text
+            .windows(3)
+            .any(|w| w[..2] == [0xC2, 0x85] || w == [0xE2, 0x80, 0xA8] || w == [0xE2, 0x80, 0xA9])
+        || text.ends_with(&[0xC2, 0x85])
+}
+
 /// Compares one key of two rows. NULL sorts first; a value that did not parse as its column's
 /// kind (which a well-typed column cannot hold) makes both compare as bytes. Text keys always
 /// decode as bytes, so a weight is never compared with a value.
@@ -547,7 +584,7 @@ mod tests {
             let cmp = |x: &str, y: &str| {
                 let keys = |v: &str| {
                     let mut k = SortKeys::default();
-                    c.decode_keys(RowView::Values(&[b(v)]), &mut k);
+                    c.decode_keys(RowView::Values(&[b(v)]), &mut k).unwrap();
                     k
                 };
                 let by_keys = c.compare_keys(&keys(x), &keys(y));
@@ -576,6 +613,30 @@ mod tests {
             desc: false,
         };
         assert!(Comparator::new(&[key], &[plain]).is_err());
+    }
+
+    #[test]
+    fn text_the_shards_weigh_with_a_control_character_is_refused() {
+        assert!(below_space(b"a\tb") && below_space(b"\n"));
+        assert!(below_space("a\u{85}".as_bytes()) && below_space("\u{2028}x".as_bytes()));
+        assert!(!below_space("a b é 中 😀".as_bytes()));
+        let column = Column::new(ColumnType::MYSQL_TYPE_VAR_STRING).with_character_set(45);
+        let weight = Column::new(ColumnType::MYSQL_TYPE_VAR_STRING).with_character_set(63);
+        let c = Comparator::new(
+            &[SortKey {
+                column: 0,
+                weight: Weight::Column(1),
+                desc: false,
+            }],
+            &[column, weight],
+        )
+        .unwrap();
+        assert!(c.check(&[b("a b"), b("w")]).is_ok());
+        assert!(c.check(&[b("a\t"), b("w")]).is_err());
+        let mut keys = SortKeys::default();
+        assert!(c
+            .decode_keys(RowView::Values(&[b("x\ny"), b("w")]), &mut keys)
+            .is_err());
     }
 
     #[test]
@@ -768,7 +829,7 @@ mod tests {
         }
         let decode = |row: RowView<'_>| {
             let mut keys = SortKeys::default();
-            c.decode_keys(row, &mut keys);
+            c.decode_keys(row, &mut keys).unwrap();
             keys
         };
         let decoded: Vec<SortKeys> = rows.iter().map(|r| decode(RowView::Values(r))).collect();

@@ -142,7 +142,7 @@ impl Merge {
         let stream = &self.streams[i];
         stream.spans(self.cmp.columns_read(), &mut self.spans)?;
         self.cmp
-            .decode_keys(stream.view(&self.spans)?, &mut self.heads[i]);
+            .decode_keys(stream.view(&self.spans)?, &mut self.heads[i])?;
         let (heads, cmp) = (&self.heads, &self.cmp);
         let later = |&j: &usize| {
             cmp.compare_keys(&heads[j], &heads[i]).then(j.cmp(&i)) == Ordering::Greater

@@ -393,6 +393,9 @@ impl AggregateRun {
                     if matches!(row[c], Value::NULL) {
                         continue;
                     }
+                    // The group's first row became `current` unchecked.
+                    cmp.check(row)?;
+                    cmp.check(current)?;
                     let better = match a.kind {
                         AggregateKind::Min { .. } => Ordering::Less,
                         _ => Ordering::Greater,

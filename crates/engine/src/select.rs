@@ -128,10 +128,11 @@ pub(crate) fn push(
             None
         }
         Run::Filter(f, predicate) => f.matches(predicate, &row)?.then_some(row),
-        Run::Sort { rows, max, .. } => {
+        Run::Sort { rows, max, cmp } => {
             if rows.len() >= *max {
                 return Err(EngineError::TooManyRows(*max));
             }
+            cmp.check(&row)?;
             rows.push(row);
             None
         }
