@@ -2,36 +2,7 @@
 
 use frontend::StatusFlags;
 
-/// Which servers of a shard answer the session's reads outside transactions (`USE ks@replica`,
-/// `SET read_target = '...'`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ReadTarget {
-    #[default]
-    Primary,
-    /// A replica within its keyspace's lag bound, taken in turn; the primary when none is.
-    Replica,
-    /// A replica within its lag bound, or an error naming the shard when none is.
-    ReplicaOnly,
-}
-
-impl ReadTarget {
-    pub fn parse(name: &str) -> Option<Self> {
-        match name.to_ascii_lowercase().as_str() {
-            "primary" => Some(ReadTarget::Primary),
-            "replica" => Some(ReadTarget::Replica),
-            "replica_only" => Some(ReadTarget::ReplicaOnly),
-            _ => None,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            ReadTarget::Primary => "primary",
-            ReadTarget::Replica => "replica",
-            ReadTarget::ReplicaOnly => "replica_only",
-        }
-    }
-}
+pub use vschema::ReadTarget;
 
 #[derive(Debug)]
 pub struct Session {

@@ -74,6 +74,11 @@ max_replica_lag_ms = 2000
 shards = [{shards}]
 vindexes.hash = {{ type = "hash" }}
 tables.items = {{ primary_vindex = {{ column = "id", vindex = "hash" }} }}
+
+[[users]]
+name = "reader"
+password = "secret"
+read_target = "replica"
 "#,
         shards = shards.join(", ")
     ));
@@ -131,6 +136,16 @@ tables.items = {{ primary_vindex = {{ column = "id", vindex = "hash" }} }}
         20,
         "a scatter read from the replicas"
     );
+    // A user whose sessions read from replicas from the start, and after `USE ks` too.
+    let mut reader =
+        Conn::new(Opts::from_url(&format!("mysql://reader:secret@{}/shop", proxy.addr)).unwrap())
+            .await
+            .unwrap();
+    assert_eq!(count(&mut reader).await, 20, "the user's default");
+    reader.query_drop("USE shop").await.unwrap();
+    assert_eq!(count(&mut reader).await, 20);
+    reader.query_drop("USE shop@primary").await.unwrap();
+    assert_eq!(count(&mut reader).await, 30);
     // The same by a session variable: `USE ks` goes back to the primaries.
     conn.query_drop("USE shop").await.unwrap();
     assert_eq!(count(&mut conn).await, 30);

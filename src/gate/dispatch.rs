@@ -29,7 +29,7 @@ impl GateSession {
                     )))
                 }
             },
-            None => (name, ReadTarget::Primary),
+            None => (name, self.access.read_target),
         };
         let (ks_name, shard) = match name.split_once(':') {
             Some((ks, shard)) => (ks, Some(shard)),

@@ -89,6 +89,7 @@ impl Handler for GateSession {
         }
         let keyspace = self.session.keyspace.clone();
         self.session = Session::new(self.session.conn_id, &self.entry.user, keyspace);
+        self.session.read_target = self.access.read_target;
         self.statements.clear();
         self.named_statements.clear();
         self.release_pinned().await;

@@ -92,6 +92,8 @@ pub struct Access {
     require_tls: bool,
     /// 0: no limit of the user's own.
     max_connections: usize,
+    /// Where the user's sessions read until they say otherwise.
+    read_target: crate::session::ReadTarget,
 }
 
 impl Access {
@@ -197,6 +199,7 @@ impl Gate {
                         read_only: u.read_only,
                         require_tls: u.require_tls,
                         max_connections: u.max_connections,
+                        read_target: u.read_target,
                     };
                     (u.name.clone(), Arc::new(access))
                 })
@@ -298,6 +301,7 @@ impl HandlerFactory for Sessions {
         self.0.metrics.client_connections.inc();
         self.0.metrics.connections_accepted.inc();
         let mut session = Session::new(conn_id, user, database.map(str::to_string));
+        session.read_target = access.read_target;
         if let Some(mode) = database
             .and_then(|db| topo.vschema.keyspace(db))
             .and_then(|k| k.transaction_mode.as_deref())

@@ -198,8 +198,19 @@ pub fn parse_config(text: &str, path: &Path) -> Result<Config, ConfigError> {
                 ));
             }
         }
+        let read_target = match &u.read_target {
+            None => crate::ReadTarget::Primary,
+            Some(t) => crate::ReadTarget::parse(t).ok_or_else(|| {
+                ctx.err(
+                    user,
+                    &format!("users[{i}].read_target"),
+                    format!("{t:?} is not primary, replica or replica_only"),
+                )
+            })?,
+        };
         users.push(User {
             name: u.name.clone(),
+            read_target,
             secret,
             keyspaces: u.keyspaces.clone(),
             read_only: u.read_only.unwrap_or(false),

@@ -46,6 +46,7 @@ pub(crate) struct RawUser {
     pub read_only: Option<bool>,
     pub require_tls: Option<bool>,
     pub max_connections: Option<usize>,
+    pub read_target: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

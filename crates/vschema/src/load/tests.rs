@@ -69,6 +69,7 @@ fn good_config_loads() {
             read_only: false,
             max_connections: 0,
             require_tls: false,
+            read_target: crate::ReadTarget::Primary,
         }]
     );
 }
@@ -386,6 +387,29 @@ fn user_access_is_checked_against_the_keyspaces() {
     assert_eq!(user.max_connections, 3);
     let e = parse(&text.replace("[\"lookup\"]", "[\"nosuch\"]")).unwrap_err();
     assert_eq!(e.key, "users[0].keyspaces");
+    assert_eq!(user.read_target, crate::ReadTarget::Primary);
+    let replica = text.replace("read_only = true\n", "read_target = \"replica_only\"\n");
+    let config = parse(&replica).unwrap();
+    assert_eq!(config.users[0].read_target, crate::ReadTarget::ReplicaOnly);
+    let e = parse(&replica.replace("replica_only", "rdonly")).unwrap_err();
+    assert_eq!(e.key, "users[0].read_target");
+}
+
+#[test]
+fn shards_list_their_replicas() {
+    // The second shard listed, `-80`, first in key order.
+    let text = GOOD.replace(
+        "primary = \"mysql://root:pw@127.0.0.1:17100/commerce\"",
+        "primary = \"mysql://root:pw@127.0.0.1:17100/commerce\", replicas = [\"mysql://root@127.0.0.1:9/commerce\"]",
+    );
+    assert_ne!(text, GOOD, "the sample config has this shard");
+    let config = parse(&text).unwrap();
+    let ks = config.vschema.keyspace("commerce").unwrap();
+    assert_eq!(ks.shards[0].replicas.len(), 1);
+    assert_eq!(ks.shards[0].replicas[0].port, 9);
+    assert_eq!(ks.max_replica_lag, crate::MAX_REPLICA_LAG);
+    let e = parse(&text.replace("127.0.0.1:9", "127.0.0.1:x")).unwrap_err();
+    assert_eq!(e.key, "keyspaces.commerce.shards[1].replicas[0]");
 }
 
 /// The forms Vitess writes VSchemas in (shapes from vitess's examples: `vtexplain`'s
