@@ -186,7 +186,8 @@ read_target = "replica"
     conn.query_drop("START TRANSACTION").await.unwrap();
     assert_eq!(count(&mut conn).await, 30, "a read in a transaction");
     conn.query_drop("COMMIT").await.unwrap();
-    // A write: the replicas are read-only, so it fails if it reaches one.
+    // Writes: the primaries hold them (the count from the primaries below includes the
+    // INSERT; the replicas' read_only would not stop root).
     conn.query_drop("INSERT INTO items (id, v) VALUES (31, 310)")
         .await
         .unwrap();
