@@ -35,6 +35,29 @@ fn wait_for_rows(primary: &testkit::MariaDb, replica: &testkit::MariaDb) {
     wait_for(replica, sql, on_primary.trim());
 }
 
+async fn connect(url: &str) -> Conn {
+    Conn::new(Opts::from_url(url).unwrap()).await.unwrap()
+}
+
+/// Holds a global read lock on `replica` (until the connection returned unlocks or closes): it
+/// stops applying what it receives, and lags while it still replicates.
+async fn hold_back(replica: &testkit::MariaDb) -> Conn {
+    let mut lock = connect(&replica.url("shop")).await;
+    lock.query_drop("FLUSH TABLES WITH READ LOCK")
+        .await
+        .unwrap();
+    lock
+}
+
+/// Waits (at most 30 s) until `conn` counts `rows` rows.
+async fn wait_for_count(conn: &mut Conn, rows: i64, why: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count(conn).await != rows {
+        assert!(Instant::now() < deadline, "{why}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn count(conn: &mut Conn) -> i64 {
     conn.query_first("SELECT COUNT(*) FROM items")
         .await
@@ -84,7 +107,7 @@ read_target = "replica"
     ));
     let proxy = shardgate::start(&config, "127.0.0.1:0").await.unwrap();
     let url = format!("mysql://app:secret@{}/shop", proxy.addr);
-    let mut conn = Conn::new(Opts::from_url(&url).unwrap()).await.unwrap();
+    let mut conn = connect(&url).await;
     conn.query_drop("CREATE TABLE items (id BIGINT PRIMARY KEY, v INT NOT NULL)")
         .await
         .unwrap();
@@ -113,13 +136,7 @@ read_target = "replica"
     // replicates.
     let mut locks = Vec::new();
     for g in &groups {
-        let mut lock = Conn::new(Opts::from_url(&g[1].url("shop")).unwrap())
-            .await
-            .unwrap();
-        lock.query_drop("FLUSH TABLES WITH READ LOCK")
-            .await
-            .unwrap();
-        locks.push(lock);
+        locks.push(hold_back(&g[1]).await);
     }
 
     // Written while the replicas do not follow: only the primaries have these.
@@ -137,10 +154,7 @@ read_target = "replica"
         "a scatter read from the replicas"
     );
     // A user whose sessions read from replicas from the start, and after `USE ks` too.
-    let mut reader =
-        Conn::new(Opts::from_url(&format!("mysql://reader:secret@{}/shop", proxy.addr)).unwrap())
-            .await
-            .unwrap();
+    let mut reader = connect(&format!("mysql://reader:secret@{}/shop", proxy.addr)).await;
     assert_eq!(count(&mut reader).await, 20, "the user's default");
     reader.query_drop("USE shop").await.unwrap();
     assert_eq!(count(&mut reader).await, 20);
@@ -232,14 +246,7 @@ read_target = "replica"
         "rows for the stopped replica's shard"
     );
     conn.query_drop("USE shop@replica").await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while count(&mut conn).await != 35 {
-        assert!(
-            Instant::now() < deadline,
-            "the stopped replica still answers"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_count(&mut conn, 35, "the stopped replica still answers").await;
     // SHOW SHARDGATE SHARDS says so, and that the other one serves.
     let shown: Vec<(String, String, String, String, String, String)> =
         conn.query("SHOW SHARDGATE SHARDS").await.unwrap();
@@ -276,32 +283,17 @@ read_target = "replica"
     // A replica further behind than its keyspace allows is skipped: the other shard's replica
     // is held back again, and after 2 s `fresh` reads its primary while `shop` (30 s) still
     // reads the replica.
-    let mut lock = Conn::new(Opts::from_url(&groups[1][1].url("shop")).unwrap())
-        .await
-        .unwrap();
-    lock.query_drop("FLUSH TABLES WITH READ LOCK")
-        .await
-        .unwrap();
+    let mut lock = hold_back(&groups[1][1]).await;
     conn.query_drop("USE shop@primary").await.unwrap();
     for id in 36..=45 {
         conn.exec_drop("INSERT INTO items (id, v) VALUES (?, ?)", (id, id * 10))
             .await
             .unwrap();
     }
-    let mut fresh =
-        Conn::new(Opts::from_url(&format!("mysql://app:secret@{}/fresh", proxy.addr)).unwrap())
-            .await
-            .unwrap();
+    let mut fresh = connect(&format!("mysql://app:secret@{}/fresh", proxy.addr)).await;
     fresh.query_drop("USE fresh@replica").await.unwrap();
     conn.query_drop("USE shop@replica").await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while count(&mut fresh).await != 45 {
-        assert!(
-            Instant::now() < deadline,
-            "the lagging replica still answers `fresh`"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_count(&mut fresh, 45, "the lagging replica still answers `fresh`").await;
     assert!(
         count(&mut conn).await < 45,
         "within `shop`'s bound it still answers"
