@@ -100,12 +100,17 @@ impl Collation {
         }
     }
 
-    /// Compares two texts as the collation does.
+    /// Compares two texts as the collation does, weight by weight without storing them: the
+    /// shorter as though it went on with spaces (PAD SPACE), so trailing spaces do not count.
     pub fn compare(self, a: &[u8], b: &[u8]) -> Ordering {
-        let (mut wa, mut wb) = (Vec::new(), Vec::new());
-        self.weigh(a, &mut wa);
-        self.weigh(b, &mut wb);
-        self.cmp_weights(&wa, &wb)
+        match self {
+            Collation::Bin => padded(
+                a.iter().map(|&c| u16::from(c)),
+                b.iter().map(|&c| u16::from(c)),
+                u16::from(b' '),
+            ),
+            Collation::GeneralCi => padded(general_ci_weights(a), general_ci_weights(b), 0x20),
+        }
     }
 
     /// Compares two texts' weights (from [`Collation::weigh`]) as PAD SPACE does: the shorter as
@@ -147,17 +152,41 @@ impl Collation {
                     }
                     return;
                 }
-                let table = general_ci_table();
-                for c in String::from_utf8_lossy(text).chars() {
-                    let weight = match u16::try_from(u32::from(c)) {
-                        Ok(bmp) => table[usize::from(bmp)],
-                        Err(_) => 0xFFFD,
-                    };
+                for weight in general_ci_weights(text) {
                     out.extend_from_slice(&weight.to_be_bytes());
                 }
             }
         }
     }
+}
+
+/// Compares weight sequences, the shorter padded with `space`.
+fn padded(
+    mut a: impl Iterator<Item = u16>,
+    mut b: impl Iterator<Item = u16>,
+    space: u16,
+) -> Ordering {
+    loop {
+        let (x, y) = match (a.next(), b.next()) {
+            (None, None) => return Ordering::Equal,
+            (x, y) => (x.unwrap_or(space), y.unwrap_or(space)),
+        };
+        if x != y {
+            return x.cmp(&y);
+        }
+    }
+}
+
+/// general_ci's weight of each character of UTF-8 `text`: a malformed sequence counts as one
+/// U+FFFD (as `String::from_utf8_lossy` reads it), a character beyond the BMP weighs 0xFFFD.
+fn general_ci_weights(text: &[u8]) -> impl Iterator<Item = u16> + '_ {
+    let table = general_ci_table();
+    text.utf8_chunks()
+        .flat_map(|chunk| {
+            let bad = (!chunk.invalid().is_empty()).then_some(char::REPLACEMENT_CHARACTER);
+            chunk.valid().chars().chain(bad)
+        })
+        .map(|c| u16::try_from(u32::from(c)).map_or(0xFFFD, |bmp| table[usize::from(bmp)]))
 }
 
 /// `text` without trailing U+0020, as RTRIM: tabs and other blanks weigh.

@@ -334,12 +334,23 @@ impl Comparator {
             .iter()
             .map(|(key, kind)| {
                 let (a, b) = (RowView::Values(a), RowView::Values(b));
-                let ord = compare_one(
-                    decode(*kind, key, a),
-                    decode(*kind, key, b),
-                    || compared(key, *kind, a),
-                    || compared(key, *kind, b),
-                );
+                let ord = match (kind, key.weight) {
+                    // Weighed as they are compared, nothing stored.
+                    (ColumnKind::Text, Weight::Collation(c)) => {
+                        match (a.cell(key.column), b.cell(key.column)) {
+                            (None, None) => Ordering::Equal,
+                            (None, Some(_)) => Ordering::Less,
+                            (Some(_), None) => Ordering::Greater,
+                            (Some(x), Some(y)) => c.compare(&x, &y),
+                        }
+                    }
+                    _ => compare_one(
+                        decode(*kind, key, a),
+                        decode(*kind, key, b),
+                        || compared(key, *kind, a),
+                        || compared(key, *kind, b),
+                    ),
+                };
                 if key.desc {
                     ord.reverse()
                 } else {
@@ -483,17 +494,7 @@ fn parse(kind: ColumnKind, value: Option<&[u8]>) -> Decoded {
 /// The bytes a key compares by when it compares as bytes: a text value's collation weight (an
 /// absent weight counts as empty), any other value itself.
 fn compared<'a>(key: &SortKey, kind: ColumnKind, row: RowView<'a>) -> std::borrow::Cow<'a, [u8]> {
-    match (kind, key.weight) {
-        (ColumnKind::Text, Weight::Collation(c)) => {
-            let mut weight = Vec::new();
-            c.weigh(
-                row.cell(key.column).as_deref().unwrap_or_default(),
-                &mut weight,
-            );
-            std::borrow::Cow::Owned(weight)
-        }
-        _ => row.cell(compared_column(key, kind)).unwrap_or_default(),
-    }
+    row.cell(compared_column(key, kind)).unwrap_or_default()
 }
 
 /// The column whose bytes a key compares by: a text value's weight column, any other value's own
