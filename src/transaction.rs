@@ -202,7 +202,7 @@ impl Transaction {
             });
         if savepoint {
             let sql = format!("SAVEPOINT {STATEMENT_SAVEPOINT}");
-            backend::run(&mut *conn.lock().await, shard, &sql, &mut engine::NoRows).await?;
+            conn.lock().await.defer(&sql);
         }
         Ok((conn, thread, joined))
     }
@@ -263,25 +263,16 @@ impl Transaction {
             }
         }
         let mut conn = topo.backends.connection(keyspace, shard).await?;
-        let replay: Vec<String> = self
-            .prelude
-            .iter()
-            .chain(&self.characteristics)
-            .cloned()
-            .chain(std::iter::once(match &self.dtid {
-                Some(dtid) => format!("XA START {}", Self::xid(dtid, keyspace, shard)),
-                None => self.start.clone(),
-            }))
-            .chain(
-                self.savepoints
-                    .lock()
-                    .expect("transaction lock")
-                    .iter()
-                    .cloned(),
-            )
-            .collect();
-        for sql in replay {
-            backend::run(&mut conn, shard, &sql, &mut engine::NoRows).await?;
+        // The shard's part starts with its first statement, in the same round trip.
+        for sql in self.prelude.iter().chain(&self.characteristics) {
+            conn.defer(sql);
+        }
+        match &self.dtid {
+            Some(dtid) => conn.defer(&format!("XA START {}", Self::xid(dtid, keyspace, shard))),
+            None => conn.defer(&self.start),
+        }
+        for sql in self.savepoints.lock().expect("transaction lock").iter() {
+            conn.defer(sql);
         }
         let thread = conn.id();
         let shared = Arc::new(tokio::sync::Mutex::new(conn));
@@ -505,7 +496,9 @@ impl Transaction {
     fn reachable(topo: &Topology, j: &Joined) -> bool {
         topo.meter(&j.keyspace, &j.shard)
             .is_none_or(|m| m.healthy())
-            && j.conn.try_lock().is_ok_and(|c| c.is_finished())
+            && j.conn
+                .try_lock()
+                .is_ok_and(|c| c.is_finished() && !c.is_broken())
     }
 
     /// Rolls back every shard; the connections then go back to their pools clean.

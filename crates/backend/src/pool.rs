@@ -239,6 +239,8 @@ impl Drop for PooledConn {
         let Some(mut conn) = self.conn.take() else {
             return;
         };
+        // Deferred statements never reached the server.
+        conn.discard_deferred();
         if !self.finished || conn.is_broken() {
             // Closed as it drops: the server rolls back what it left open.
             self.pool.open.fetch_sub(1, Ordering::Relaxed);

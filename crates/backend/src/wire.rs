@@ -162,6 +162,12 @@ pub struct Conn {
     statements: HashMap<Box<str>, Statement>,
     /// The body of the last COM_STMT_EXECUTE, reused.
     execute_body: Vec<u8>,
+    /// Statements without rows (a transaction's start, a savepoint) held back to go in front of
+    /// the next text statement, in one multi-statement COM_QUERY: one round trip instead of
+    /// two. Each is followed by `\n;` so that a trailing `-- comment` cannot swallow the rest.
+    deferred: String,
+    /// How many statements `deferred` holds.
+    deferred_count: usize,
     broken: bool,
 }
 
@@ -194,6 +200,8 @@ impl Conn {
             last_columns: None,
             statements: HashMap::new(),
             execute_body: Vec::new(),
+            deferred: String::new(),
+            deferred_count: 0,
             broken: false,
         };
         conn.handshake(opts, tls).await?;
@@ -380,10 +388,70 @@ impl Conn {
         &self.summary
     }
 
-    /// Sends COM_QUERY and reads up to the start of its rows.
+    /// Sends COM_QUERY and reads up to the start of its rows. Statements deferred before it go
+    /// first in the same COM_QUERY.
     pub async fn query(&mut self, sql: &str) -> Result<Response, WireError> {
-        self.command(COM_QUERY, sql.as_bytes()).await?;
+        if self.deferred_count == 0 {
+            self.command(COM_QUERY, sql.as_bytes()).await?;
+            return self.response().await;
+        }
+        let count = std::mem::take(&mut self.deferred_count);
+        let mut body = std::mem::take(&mut self.deferred);
+        body.push_str(sql);
+        let sent = self.command(COM_QUERY, body.as_bytes()).await;
+        body.clear();
+        self.deferred = body;
+        sent?;
+        self.deferred_responses(count).await?;
         self.response().await
+    }
+
+    /// Holds `sql`, a statement that returns no rows, until the next statement: the next text
+    /// statement carries it in front of its own text; any other command sends it alone first.
+    /// Should it fail, the statements behind it do not run (the server stops a multi-statement
+    /// at its first error), its error is the next statement's, and the connection is unusable
+    /// afterwards: whatever depended on it (a transaction's start) did not happen.
+    pub fn defer(&mut self, sql: &str) {
+        self.deferred.push_str(sql);
+        self.deferred.push_str("\n;");
+        self.deferred_count += 1;
+    }
+
+    /// Forgets the deferred statements: nothing of them reached the server.
+    pub fn discard_deferred(&mut self) {
+        self.deferred.clear();
+        self.deferred_count = 0;
+    }
+
+    /// Sends the deferred statements on their own.
+    async fn flush_deferred(&mut self) -> Result<(), WireError> {
+        if self.deferred_count == 0 {
+            return Ok(());
+        }
+        let count = std::mem::take(&mut self.deferred_count);
+        // The last one's separator would make an empty statement.
+        self.deferred.pop();
+        let mut body = std::mem::take(&mut self.deferred);
+        let sent = self.command(COM_QUERY, body.as_bytes()).await;
+        body.clear();
+        self.deferred = body;
+        sent?;
+        self.deferred_responses(count).await
+    }
+
+    /// Reads the deferred statements' responses: an OK each.
+    async fn deferred_responses(&mut self, count: usize) -> Result<(), WireError> {
+        for _ in 0..count {
+            match self.response().await {
+                Ok(Response::Done) => {}
+                Ok(Response::Rows(_)) => return Err(self.fail("a deferred statement gave rows")),
+                Err(e) => {
+                    self.broken = true;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Runs `sql` and drops any rows.
@@ -448,6 +516,7 @@ impl Conn {
 
     /// The result columns of `sql` as COM_STMT_PREPARE reports them, without running it.
     pub async fn describe(&mut self, sql: &str) -> Result<Vec<Column>, WireError> {
+        self.flush_deferred().await?;
         let mut columns = Vec::new();
         let statement = self.prepare(sql, Some(&mut columns)).await?;
         self.command(COM_STMT_CLOSE, &statement.id.to_le_bytes())
@@ -465,6 +534,7 @@ impl Conn {
         sql: &str,
         params: &[(Value, ColumnType)],
     ) -> Result<Option<Response>, WireError> {
+        self.flush_deferred().await?;
         let mut retried = false;
         loop {
             let statement = match self.statements.get(sql) {
@@ -551,6 +621,7 @@ impl Conn {
     }
 
     pub async fn ping(&mut self) -> Result<(), WireError> {
+        self.flush_deferred().await?;
         self.command(COM_PING, &[]).await?;
         self.expect_ok().await
     }
@@ -559,6 +630,7 @@ impl Conn {
     /// and prepared statements are dropped, and an open transaction rolled back.
     pub async fn reset(&mut self) -> Result<(), WireError> {
         self.statements.clear();
+        self.discard_deferred();
         self.command(COM_RESET_CONNECTION, &[]).await?;
         self.expect_ok().await
     }
@@ -685,6 +757,9 @@ impl Conn {
             return Err(protocol(
                 "[BUG] a command was sent before the last result was read",
             ));
+        }
+        if self.broken {
+            return Err(protocol("the connection failed earlier"));
         }
         self.seq = 0;
         self.status = None;

@@ -210,6 +210,65 @@ async fn speaks_to_mariadb() {
     pw.quit().await;
 }
 
+/// Deferred statements ride in front of the next one, in one COM_QUERY: the transaction they
+/// start holds the statement. One that fails stops the statement behind it, and the connection
+/// refuses further work (what it was to start never started). A prepared statement sends them
+/// alone first.
+#[tokio::test]
+async fn deferred_statements_go_with_the_next_or_stop_it() {
+    let servers = server().await;
+    let port = servers[0].port;
+    let mut c = Conn::connect(&opts(port, "root", "")).await.unwrap();
+    c.query_drop("CREATE TABLE d (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+
+    // A comment at the end of a deferred statement does not swallow what follows it.
+    c.defer("SET @a = 1 -- the session's setting");
+    c.defer("START TRANSACTION");
+    c.query_drop("INSERT INTO d VALUES (1)").await.unwrap();
+    assert_eq!(c.in_transaction(), Some(true));
+    assert_eq!(
+        text(&c.query_rows("SELECT @a").await.unwrap()),
+        [[Some("1".into())]]
+    );
+    c.query_drop("ROLLBACK").await.unwrap();
+    assert_eq!(count(&mut c).await, Some("0".into()));
+
+    // Before a prepared statement they go alone; its rows are the statement's.
+    c.defer("START TRANSACTION");
+    let Some(Response::Rows(_)) = c
+        .execute(
+            "SELECT COUNT(*) FROM d WHERE id > ?",
+            &[(Value::Int(0), ColumnType::MYSQL_TYPE_LONGLONG)],
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("a prepared result")
+    };
+    assert!(c.next_row().await.unwrap().is_some());
+    c.finish().await.unwrap();
+    assert_eq!(c.in_transaction(), Some(true));
+    c.query_drop("COMMIT").await.unwrap();
+
+    // Discarded, they never run.
+    c.defer("INSERT INTO d VALUES (9)");
+    c.discard_deferred();
+    assert_eq!(count(&mut c).await, Some("0".into()));
+
+    // A failing one: its error is the statement's, the INSERT behind it never ran, and the
+    // connection takes nothing more.
+    c.defer("SET @@session.no_such_variable = 1");
+    c.defer("START TRANSACTION");
+    let failed = c.query_drop("INSERT INTO d VALUES (2)").await.unwrap_err();
+    assert_eq!(server_code(failed), 1193);
+    assert!(c.is_broken());
+    assert!(c.query_drop("SELECT 1").await.is_err());
+    let mut other = Conn::connect(&opts(port, "root", "")).await.unwrap();
+    assert_eq!(count(&mut other).await, Some("0".into()));
+}
+
 /// Each `backend_tls` mode against a server whose certificate (from a test CA) names another
 /// host: `required` and `verify_ca` connect, `verify_identity` and another CA do not.
 #[tokio::test]
@@ -420,4 +479,8 @@ async fn runs_prepared_statements() {
     }
     let held = status(&mut c, "GLOBAL Prepared_stmt_count").await;
     assert!((1..=64).contains(&held), "{held} statements held");
+}
+
+async fn count(c: &mut Conn) -> Option<String> {
+    text(&c.query_rows("SELECT COUNT(*) FROM d").await.unwrap())[0][0].clone()
 }
