@@ -1,7 +1,8 @@
 //! The admin HTTP listener: `/metrics` (Prometheus text format), `/healthz` (the process
 //! answers), `/readyz` (every shard's primary answers a ping), `/status` (a page for people:
-//! shards with health, throughput and latency charts, the busiest statements, the sessions) and
-//! `POST /reload` (re-read the config file and swap the topology, as SIGHUP does).
+//! shards with health, throughput and latency charts, the busiest statements, the sessions),
+//! `POST /reload` (re-read the config file and swap the topology, as SIGHUP does) and
+//! `POST /reparent?shard=ks/shard&to=host:port` (hand a shard's primary over to a replica).
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -35,6 +36,7 @@ pub async fn serve(listener: TcpListener, gate: Arc<Gate>, config_path: Option<P
         .route("/status", get(status))
         .route("/", get(status))
         .route("/reload", post(reload))
+        .route("/reparent", post(reparent))
         .with_state(Admin { gate, config_path });
     if let Err(e) = axum::serve(listener, app).await {
         tracing::warn!(error = %e, "admin listener stopped");
@@ -95,6 +97,24 @@ async fn reload(State(admin): State<Admin>) -> Response {
     match admin.gate.reload(path) {
         Ok(()) => (StatusCode::OK, "reloaded\n".to_string()).into_response(),
         Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ReparentArgs {
+    shard: String,
+    to: String,
+}
+
+/// `POST /reparent?shard=keyspace/shard&to=host:port`: answers once the new primary serves.
+async fn reparent(
+    State(admin): State<Admin>,
+    axum::extract::Query(args): axum::extract::Query<ReparentArgs>,
+) -> Response {
+    let config = admin.config_path.as_deref();
+    match admin.gate.reparent(&args.shard, &args.to, config).await {
+        Ok(report) => (StatusCode::OK, format!("{report}\n")).into_response(),
+        Err(e) => (StatusCode::CONFLICT, format!("{e}\n")).into_response(),
     }
 }
 

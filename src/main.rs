@@ -79,6 +79,21 @@ enum Command {
         #[arg(long, env = "SHARDGATE_CONFIG")]
         config: PathBuf,
     },
+    /// Ask a running proxy to hand a shard's primary over to one of its replicas. Statements
+    /// for the shard wait meanwhile (up to failover_buffer_ms); the new primary is recorded in
+    /// the state file beside the config.
+    #[command(
+        after_help = "Example:\n  shardgate reparent commerce/-80 --to 127.0.0.1:3307 --config shardgate.toml"
+    )]
+    Reparent {
+        /// keyspace/shard
+        shard: String,
+        /// The replica to promote: host:port, as in its URL.
+        #[arg(long)]
+        to: String,
+        #[arg(long, env = "SHARDGATE_CONFIG")]
+        config: PathBuf,
+    },
     /// Print the mysql_native_password hash of a password (read from standard input), for a
     /// user's `password_hash` in the config.
     #[command(
@@ -138,7 +153,15 @@ fn main() -> ExitCode {
             sql,
         } => explain(config, keyspace, &sql),
         Command::Resolve { config, prefix } => resolve(config, &prefix),
-        Command::Reload { config } => reload(config),
+        Command::Reload { config } => post_admin(config, "/reload"),
+        Command::Reparent { shard, to, config } => {
+            let query = format!(
+                "/reparent?shard={}&to={}",
+                url_encode(&shard),
+                url_encode(&to)
+            );
+            post_admin(config, &query)
+        }
         Command::Passwd => passwd(),
     };
     match result {
@@ -217,8 +240,20 @@ fn passwd() -> Result<(), AnyError> {
     Ok(())
 }
 
-/// `POST /reload` to the admin address of the config.
-fn reload(path: PathBuf) -> Result<(), AnyError> {
+/// Percent-encodes a query value.
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `POST target` to the admin address of the config; prints the answer.
+fn post_admin(path: PathBuf, target: &str) -> Result<(), AnyError> {
     use std::io::{Read, Write};
     let config = vschema::load_config(&path)?;
     let admin = config
@@ -226,10 +261,11 @@ fn reload(path: PathBuf) -> Result<(), AnyError> {
         .admin
         .ok_or("the config has no server.admin address to reach the proxy at")?;
     let mut stream = std::net::TcpStream::connect(&admin)?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    // A reparent may hold statements for failover_buffer_ms before it answers.
+    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
     write!(
         stream,
-        "POST /reload HTTP/1.1\r\nHost: {admin}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "POST {target} HTTP/1.1\r\nHost: {admin}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
@@ -285,6 +321,19 @@ fn check(config: Option<PathBuf>, vschema_json: Option<PathBuf>) -> Result<(), A
             path.display(),
             config.server.listen
         );
+        // Where the current primaries come from: this proxy alone keeps them.
+        let state = vschema::state_path(&path);
+        if state.exists() {
+            println!(
+                "topology: local; the primaries recorded in {} override the config's",
+                state.display()
+            );
+        } else {
+            println!(
+                "topology: local; primaries as the config says (a reparent records changes in {})",
+                state.display()
+            );
+        }
         for ks in config.vschema.keyspaces() {
             println!(
                 "keyspace {} ({})",
@@ -293,6 +342,9 @@ fn check(config: Option<PathBuf>, vschema_json: Option<PathBuf>) -> Result<(), A
             );
             for s in &ks.shards {
                 println!("  shard {:<8} {}", s.name, s.primary);
+                for r in &s.replicas {
+                    println!("    replica  {r}");
+                }
             }
             for (name, table) in &ks.tables {
                 println!("  table {name}: {}", describe_table(table));

@@ -151,6 +151,39 @@ impl Gate {
         }
     }
 
+    /// Hands the primary of `shard` (`keyspace/shard`) over to its replica `to` (`host:port`),
+    /// holding the shard's statements meanwhile (see [`backend::reparent`]); then the topology
+    /// names the new primary, and so does the state file beside `config`, if there is one.
+    pub async fn reparent(
+        &self,
+        shard: &str,
+        to: &str,
+        config: Option<&std::path::Path>,
+    ) -> Result<backend::reparent::Report, String> {
+        let Some((ks, name)) = shard.split_once('/') else {
+            return Err(format!("{shard:?}: name the shard as keyspace/shard"));
+        };
+        let topo = self.topology();
+        let report = topo
+            .backends
+            .reparent(ks, name, to)
+            .await
+            .map_err(|e| e.to_string())?;
+        let now = format!("{}:{}", report.to.host, report.to.port);
+        match self.topology().vschema.with_primary(ks, name, &now) {
+            Ok(vschema) => self.replace_topology(Arc::new(vschema)),
+            Err(e) => tracing::error!(error = %e, "the new primary is not in the topology"),
+        }
+        if let Some(path) = config {
+            if let Err(e) = vschema::record_primary(path, ks, name, &report.to) {
+                // Serving goes on; a restart would read the config's primary.
+                tracing::error!(error = %e, "could not record the new primary");
+                return Err(format!("{report}; but {e}"));
+            }
+        }
+        Ok(report)
+    }
+
     /// Validates nothing: `vschema` comes from a validated config. Pools of shards whose address
     /// and pool size did not change are kept (with their connections); the others are new, and
     /// the old ones close as their last connections come back.

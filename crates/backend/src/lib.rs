@@ -5,12 +5,15 @@
 //! Connections are reset explicitly when a session's settings were applied to them.
 
 mod pool;
+pub mod reparent;
 pub mod tls;
 pub mod wire;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 use engine::{EngineError, Executor, Outcome, RowSink, Value};
 use mysql_common::constants::ColumnType;
@@ -22,20 +25,100 @@ use wire::{Conn, Response, WireError};
 /// How long a shard may take to hand out a connection before the statement fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// One pool per shard, by keyspace then shard name (looked up without allocating), and the id
+/// Each shard's servers, by keyspace then shard name (looked up without allocating), and the id
 /// blocks reserved from sequences.
 #[derive(Default)]
 pub struct Backends {
-    pools: HashMap<String, HashMap<String, Arc<ShardPool>>>,
-    /// What each pool was made from: a reload keeps the pools whose source did not change.
-    sources: HashMap<(String, String), Source>,
+    shards: HashMap<String, HashMap<String, Arc<ShardServers>>>,
     sequences: HashMap<SequenceRef, Sequence>,
-    /// Each shard's replicas' pools, by keyspace then shard name.
-    replicas: HashMap<String, HashMap<String, Replicas>>,
 }
 
-/// What a pool is made from.
+/// What a pool is made from: a reload keeps the pools whose source did not change.
 type Source = (vschema::BackendAddr, vschema::PoolSize, vschema::BackendTls);
+
+/// A shard's servers as they stand. A promotion replaces the primary and the replicas in place,
+/// so that every holder of this [`Backends`] (statements already running, and those held while
+/// it happened) reaches the new primary.
+struct ShardServers {
+    primary: ArcSwap<Server>,
+    replicas: ArcSwap<Replicas>,
+    /// Set while the primary changes: statements wait for it.
+    hold: Hold,
+    /// How long a statement waits for a held shard.
+    buffer: Duration,
+}
+
+/// A server and the pool of connections to it.
+struct Server {
+    source: Source,
+    pool: Arc<ShardPool>,
+}
+
+/// Statements wait here while their shard's primary changes (see [`reparent`]).
+#[derive(Default)]
+struct Hold {
+    held: AtomicBool,
+    released: tokio::sync::Notify,
+    waiting: AtomicUsize,
+}
+
+/// Statements held at once per shard; those beyond fail at once rather than pile up.
+const MAX_HELD: usize = 10_000;
+
+impl ShardServers {
+    /// The primary's pool, after waiting out a hold.
+    async fn primary(&self, name: &str) -> Result<Arc<ShardPool>, EngineError> {
+        if self.hold.held.load(Ordering::Acquire) {
+            self.wait(name).await?;
+        }
+        Ok(self.primary.load().pool.clone())
+    }
+
+    /// The pool to `source` if it is this shard's primary or one of its replicas.
+    fn pool_of(&self, source: &Source) -> Option<Arc<ShardPool>> {
+        let primary = self.primary.load();
+        if primary.source == *source {
+            return Some(primary.pool.clone());
+        }
+        let replicas = self.replicas.load();
+        let replica = replicas.list.iter().find(|r| r.source == *source)?;
+        Some(replica.pool.clone())
+    }
+
+    async fn wait(&self, name: &str) -> Result<(), EngineError> {
+        let unavailable = |message: String| EngineError::Backend {
+            shard: name.to_string(),
+            message,
+        };
+        if self.hold.waiting.fetch_add(1, Ordering::Relaxed) >= MAX_HELD {
+            self.hold.waiting.fetch_sub(1, Ordering::Relaxed);
+            return Err(unavailable(format!(
+                "its primary is changing and {MAX_HELD} statements already wait for it"
+            )));
+        }
+        let deadline = tokio::time::Instant::now() + self.buffer;
+        let waited = async {
+            loop {
+                let released = self.hold.released.notified();
+                tokio::pin!(released);
+                released.as_mut().enable();
+                if !self.hold.held.load(Ordering::Acquire) {
+                    return Ok(());
+                }
+                if tokio::time::timeout_at(deadline, released).await.is_err() {
+                    return Err(unavailable(format!(
+                        "its primary is changing and did not come back within {} ms \
+                         (failover_buffer_ms); the statement was not run",
+                        self.buffer.as_millis()
+                    )));
+                }
+            }
+        }
+        .await;
+        self.hold.waiting.fetch_sub(1, Ordering::Relaxed);
+        waited
+    }
+}
 
 /// A shard's replicas, handed out in turn among those close enough behind their primary.
 #[derive(Default)]
@@ -123,52 +206,77 @@ impl Backends {
     /// and replicas whose address and pool size are unchanged. The sequences' reserved blocks start afresh (ids
     /// left unused in them are skipped, as after a restart).
     pub fn reusing(vschema: &VSchema, old: &Backends) -> Self {
-        let mut sources = HashMap::new();
-        let mut pools: HashMap<String, HashMap<String, Arc<ShardPool>>> = HashMap::new();
-        let mut replicas: HashMap<String, HashMap<String, Replicas>> = HashMap::new();
+        let mut shards: HashMap<String, HashMap<String, Arc<ShardServers>>> = HashMap::new();
         for ks in vschema.keyspaces() {
             for shard in &ks.shards {
-                let key = (ks.name.clone(), shard.name.clone());
-                let source = (shard.primary.clone(), ks.pool, ks.backend_tls.clone());
-                let kept = old
-                    .sources
-                    .get(&key)
-                    .filter(|s| **s == source)
-                    .and_then(|_| old.pools.get(&ks.name)?.get(&shard.name).cloned());
-                sources.insert(key, source);
-                let pool =
-                    kept.unwrap_or_else(|| pool_for(&shard.primary, &ks.pool, &ks.backend_tls));
-                pools
-                    .entry(ks.name.clone())
-                    .or_default()
-                    .insert(shard.name.clone(), pool);
-
-                let old_replicas = old.replicas.get(&ks.name).and_then(|s| s.get(&shard.name));
-                let list = shard
-                    .replicas
-                    .iter()
-                    .map(|addr| {
-                        let source = (addr.clone(), ks.pool, ks.backend_tls.clone());
-                        let kept = old_replicas
-                            .and_then(|r| r.list.iter().find(|r| r.source == source).cloned());
-                        kept.unwrap_or_else(|| {
-                            Arc::new(Replica {
-                                pool: pool_for(addr, &ks.pool, &ks.backend_tls),
-                                source,
-                                lag_ms: AtomicU64::new(u64::MAX),
+                let source =
+                    |addr: &vschema::BackendAddr| (addr.clone(), ks.pool, ks.backend_tls.clone());
+                let primary = source(&shard.primary);
+                let replicas: Vec<Source> = shard.replicas.iter().map(source).collect();
+                let before = old.shards.get(&ks.name).and_then(|s| s.get(&shard.name));
+                let servers = match before {
+                    // Unchanged: kept whole, with a hold that may be on.
+                    Some(b)
+                        if b.primary.load().source == primary
+                            && b.replicas
+                                .load()
+                                .list
+                                .iter()
+                                .map(|r| &r.source)
+                                .eq(&replicas)
+                            && b.buffer == ks.failover_buffer
+                            && b.replicas.load().max_lag_ms
+                                == ks.max_replica_lag.as_millis() as u64 =>
+                    {
+                        b.clone()
+                    }
+                    _ => {
+                        // A server that was the primary or a replica keeps its pool whatever
+                        // its role now.
+                        let pool = |source: &Source| {
+                            before
+                                .and_then(|b| b.pool_of(source))
+                                .unwrap_or_else(|| pool_for(&source.0, &ks.pool, &ks.backend_tls))
+                        };
+                        let list = replicas
+                            .iter()
+                            .map(|source| {
+                                let kept = before.and_then(|b| {
+                                    b.replicas
+                                        .load()
+                                        .list
+                                        .iter()
+                                        .find(|r| r.source == *source)
+                                        .cloned()
+                                });
+                                kept.unwrap_or_else(|| {
+                                    Arc::new(Replica {
+                                        pool: pool(source),
+                                        source: source.clone(),
+                                        lag_ms: AtomicU64::new(u64::MAX),
+                                    })
+                                })
                             })
+                            .collect();
+                        Arc::new(ShardServers {
+                            primary: ArcSwap::from_pointee(Server {
+                                pool: pool(&primary),
+                                source: primary,
+                            }),
+                            replicas: ArcSwap::from_pointee(Replicas {
+                                list,
+                                next: AtomicUsize::new(0),
+                                max_lag_ms: ks.max_replica_lag.as_millis() as u64,
+                            }),
+                            hold: Hold::default(),
+                            buffer: ks.failover_buffer,
                         })
-                    })
-                    .collect();
-                let shard_replicas = Replicas {
-                    list,
-                    next: AtomicUsize::new(0),
-                    max_lag_ms: ks.max_replica_lag.as_millis() as u64,
+                    }
                 };
-                replicas
+                shards
                     .entry(ks.name.clone())
                     .or_default()
-                    .insert(shard.name.clone(), shard_replicas);
+                    .insert(shard.name.clone(), servers);
             }
         }
         let sequences = vschema
@@ -184,26 +292,21 @@ impl Backends {
             })
             .map(|s| (s, Sequence::default()))
             .collect();
-        Backends {
-            pools,
-            replicas,
-            sources,
-            sequences,
-        }
+        Backends { shards, sequences }
     }
 
     /// The version of the servers behind the pools (taken to be of one kind), once any has
     /// been connected to.
     pub fn server_version(&self) -> Option<(u16, u16, u16)> {
-        self.pools
+        self.shards
             .values()
             .flat_map(|shards| shards.values())
-            .find_map(|pool| pool.server_version())
+            .find_map(|s| s.primary.load().pool.server_version())
     }
 
-    /// The state of one shard's pool.
+    /// The state of one shard's primary's pool.
     pub fn pool_stats(&self, keyspace: &str, shard: &str) -> Option<PoolStats> {
-        Some(self.pools.get(keyspace)?.get(shard)?.stats())
+        Some(self.pool(keyspace, shard).ok()?.stats())
     }
 
     /// Whether the shard's primary answers a ping within `timeout` (on a connection of its own,
@@ -229,7 +332,7 @@ impl Backends {
         shard: &str,
         timeout: Duration,
     ) -> Option<LockWaits> {
-        let pool = self.pool(keyspace, shard).ok()?.clone();
+        let pool = self.pool(keyspace, shard).ok()?;
         let waits = pool
             .on_probe(timeout, |conn| {
                 Box::pin(async move {
@@ -312,13 +415,13 @@ impl Backends {
     ) -> Result<(u64, u64), EngineError> {
         let ks = &sequence.keyspace;
         let shard = self
-            .pools
+            .shards
             .get(ks)
             .and_then(|shards| shards.keys().next())
             .cloned()
             .unwrap_or_default();
         let err = |e| to_engine_error(&format!("{ks}/{shard} (sequence {})", sequence.table), e);
-        let mut conn = self.pool(ks, &shard)?.get().await.map_err(err)?;
+        let mut conn = self.connection(ks, &shard).await?;
         let table = sequence.table.replace('`', "``");
         // A failure leaves the transaction open: the connection is rolled back as it goes back.
         conn.query_drop("START TRANSACTION").await.map_err(err)?;
@@ -351,15 +454,21 @@ impl Backends {
 
     /// Closes the idle connections of every pool.
     pub async fn disconnect(self) {
-        for pool in self.pools.values().flat_map(HashMap::values) {
-            pool.close_idle().await;
+        for servers in self.shards.values().flat_map(HashMap::values) {
+            servers.primary.load().pool.close_idle().await;
+            for replica in &servers.replicas.load().list {
+                replica.pool.close_idle().await;
+            }
         }
     }
 
     /// A connection of the shard's pool, for the caller to keep (a transaction reserves one per
     /// shard). Fails fast when the shard does not answer.
+    /// While the shard's primary changes, the statement waits (up to the keyspace's
+    /// `failover_buffer_ms`) and then gets a connection to the new one.
     pub async fn connection(&self, keyspace: &str, shard: &str) -> Result<PooledConn, EngineError> {
-        Self::connect(self.pool(keyspace, shard)?, shard).await
+        let pool = self.servers(keyspace, shard)?.primary(shard).await?;
+        Self::connect(&pool, shard).await
     }
 
     /// A connection to one of the shard's replicas that are close enough behind their primary,
@@ -370,19 +479,16 @@ impl Backends {
         shard: &str,
         fallback: bool,
     ) -> Result<PooledConn, EngineError> {
-        let serving = self
-            .replicas
-            .get(keyspace)
-            .and_then(|s| s.get(shard))
-            .and_then(|r| {
-                let n = r.list.len();
-                let start = r.next.fetch_add(1, Ordering::Relaxed);
-                (0..n)
-                    .map(|i| &r.list[(start + i) % n])
-                    .find(|replica| replica.lag_ms.load(Ordering::Relaxed) <= r.max_lag_ms)
-            });
+        let replicas = self.servers(keyspace, shard)?.replicas.load();
+        let n = replicas.list.len();
+        let start = replicas.next.fetch_add(1, Ordering::Relaxed);
+        let serving = (0..n)
+            .map(|i| &replicas.list[(start + i) % n])
+            .find(|replica| replica.lag_ms.load(Ordering::Relaxed) <= replicas.max_lag_ms)
+            .map(|replica| replica.pool.clone());
+        drop(replicas);
         match serving {
-            Some(replica) => Self::connect(&replica.pool, shard).await,
+            Some(pool) => Self::connect(&pool, shard).await,
             None if fallback => self.connection(keyspace, shard).await,
             None => Err(EngineError::Backend {
                 shard: format!("{keyspace}/{shard}"),
@@ -400,16 +506,17 @@ impl Backends {
         &self,
         keyspace: &str,
         shard: &str,
-    ) -> Vec<(&vschema::BackendAddr, Option<Duration>, bool)> {
-        let Some(r) = self.replicas.get(keyspace).and_then(|s| s.get(shard)) else {
+    ) -> Vec<(vschema::BackendAddr, Option<Duration>, bool)> {
+        let Ok(servers) = self.servers(keyspace, shard) else {
             return Vec::new();
         };
+        let r = servers.replicas.load();
         r.list
             .iter()
             .map(|replica| {
                 let lag = replica.lag_ms.load(Ordering::Relaxed);
                 (
-                    &replica.source.0,
+                    replica.source.0.clone(),
                     (lag != u64::MAX).then(|| Duration::from_millis(lag)),
                     lag <= r.max_lag_ms,
                 )
@@ -420,13 +527,12 @@ impl Backends {
     /// Measures how far behind every replica is, each within `timeout`.
     pub async fn measure_replicas(&self, timeout: Duration) {
         let mut measures = tokio::task::JoinSet::new();
-        for replica in self
-            .replicas
+        let replicas = self
+            .shards
             .values()
             .flat_map(HashMap::values)
-            .flat_map(|r| &r.list)
-        {
-            let replica = replica.clone();
+            .flat_map(|s| s.replicas.load().list.clone());
+        for replica in replicas {
             measures.spawn(async move { replica.measure(timeout).await });
         }
         while measures.join_next().await.is_some() {}
@@ -491,14 +597,20 @@ impl Backends {
             .collect())
     }
 
-    fn pool(&self, keyspace: &str, shard: &str) -> Result<&Arc<ShardPool>, EngineError> {
-        self.pools
+    fn servers(&self, keyspace: &str, shard: &str) -> Result<&Arc<ShardServers>, EngineError> {
+        self.shards
             .get(keyspace)
             .and_then(|shards| shards.get(shard))
             .ok_or_else(|| EngineError::Backend {
                 shard: format!("{keyspace}/{shard}"),
                 message: "[BUG] no pool for this shard".into(),
             })
+    }
+
+    /// The pool of the shard's primary as it is now (no waiting out a hold: for the proxy's
+    /// own questions on its probe connection).
+    fn pool(&self, keyspace: &str, shard: &str) -> Result<Arc<ShardPool>, EngineError> {
+        Ok(self.servers(keyspace, shard)?.primary.load().pool.clone())
     }
 }
 
@@ -625,13 +737,10 @@ pub async fn run_pooled<'a, S: RowSink>(
     command: impl Into<Command<'a>>,
     sink: &mut S,
 ) -> Result<Outcome, EngineError> {
-    let result = async {
-        if let Some(prelude) = prelude {
-            run(&mut conn, shard, prelude, &mut engine::NoRows).await?;
-        }
-        run(&mut conn, shard, command, sink).await
+    if let Some(prelude) = prelude {
+        conn.defer(prelude);
     }
-    .await;
+    let result = run(&mut conn, shard, command, sink).await;
     // A connection that cannot be reset is closed instead of returned.
     if prelude.is_some() && conn.reset().await.is_err() {
         conn.set_finished(false);

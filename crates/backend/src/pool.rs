@@ -107,6 +107,11 @@ impl ShardPool {
         answer
     }
 
+    /// How its connections log in.
+    pub fn opts(&self) -> &ConnOpts {
+        &self.opts
+    }
+
     pub fn stats(&self) -> PoolStats {
         PoolStats {
             in_use: self.max - self.permits.available_permits(),

@@ -87,6 +87,7 @@ fn vschema() -> VSchema {
         pool: PoolSize::default(),
         transaction_mode: None,
         max_replica_lag: vschema::MAX_REPLICA_LAG,
+        failover_buffer: vschema::FAILOVER_BUFFER,
         backend_tls: Default::default(),
     }])
 }

@@ -10,6 +10,7 @@ pub mod keyrange;
 mod load;
 mod loose_key;
 mod raw;
+mod state;
 pub mod vindex;
 
 use std::collections::BTreeMap;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 
 pub use keyrange::KeyRange;
 pub use load::{load_config, load_vitess_json, parse_config};
+pub use state::{record_primary, state_path};
 pub use vindex::{
     parse_static_map, KeyValue, KeyspaceId, MultiColumn, Vindex, VindexError, VindexKind,
 };
@@ -193,6 +195,9 @@ impl VSchema {
 /// Replicas further behind than this answer no reads, unless the keyspace says otherwise.
 pub const MAX_REPLICA_LAG: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// How long statements wait for a shard whose primary changes, unless the keyspace says.
+pub const FAILOVER_BUFFER: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[derive(Debug, Clone)]
 pub struct Keyspace {
     pub name: String,
@@ -205,6 +210,8 @@ pub struct Keyspace {
     pub transaction_mode: Option<String>,
     /// Replicas further behind than this answer no reads.
     pub max_replica_lag: std::time::Duration,
+    /// How long statements for a shard wait while its primary changes.
+    pub failover_buffer: std::time::Duration,
     /// TLS to this keyspace's shards.
     pub backend_tls: BackendTls,
     /// The unsharded keyspace where the tables this sharded keyspace does not list live (tables

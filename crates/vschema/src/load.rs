@@ -51,7 +51,11 @@ pub fn load_config(path: &Path) -> Result<Config, ConfigError> {
         key: String::new(),
         message: format!("cannot read config: {e}"),
     })?;
-    parse_config(&text, path)
+    let mut config = parse_config(&text, path)?;
+    // The primaries changed since (reparent, failover), recorded beside the config.
+    let current = crate::state::apply(path, (*config.vschema).clone())?;
+    config.vschema = Arc::new(current);
+    Ok(config)
 }
 
 /// Validates config text; `path` names the file in errors and anchors relative paths.
@@ -456,6 +460,9 @@ impl Ctx<'_> {
             max_replica_lag: ks
                 .max_replica_lag_ms
                 .map_or(crate::MAX_REPLICA_LAG, std::time::Duration::from_millis),
+            failover_buffer: ks
+                .failover_buffer_ms
+                .map_or(crate::FAILOVER_BUFFER, std::time::Duration::from_millis),
             backend_tls,
             unlisted_tables: ks.unlisted_tables.as_ref().map(|u| u.get_ref().clone()),
         })

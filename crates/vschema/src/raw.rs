@@ -68,6 +68,8 @@ pub(crate) struct RawKeyspace {
     pub transaction_mode: Option<Spanned<String>>,
     /// Replicas further behind their primary than this many milliseconds answer no reads.
     pub max_replica_lag_ms: Option<u64>,
+    /// How long statements for a shard wait while its primary changes, in milliseconds.
+    pub failover_buffer_ms: Option<u64>,
     /// An unsharded keyspace that holds the tables this (sharded) keyspace's VSchema does not
     /// list.
     pub unlisted_tables: Option<Spanned<String>>,

@@ -1,0 +1,189 @@
+//! The state file beside a config: the shards whose primary is no longer the one the config
+//! names (after a reparent or a failover), so that a restart or a reload keeps the current
+//! primaries. Without it, a restarted proxy would write to a demoted server.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{BackendAddr, ConfigError, VSchema};
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct State {
+    /// `keyspace/shard` → `host:port` of its current primary.
+    #[serde(default)]
+    primaries: BTreeMap<String, String>,
+}
+
+const HEADER: &str =
+    "# Written by shardgate when a shard's primary changes (reparent, failover).\n\
+# Each shard named here has this primary, whatever the config says; the other servers of its\n\
+# group are its replicas. Delete a line (or the file) to go back to the config.\n";
+
+/// `shardgate.toml` → `shardgate.state.toml`.
+pub fn state_path(config: &Path) -> PathBuf {
+    config.with_extension("state.toml")
+}
+
+fn read(config: &Path) -> Result<State, ConfigError> {
+    let file = state_path(config);
+    let err = |message: String| ConfigError {
+        file: file.clone(),
+        line: None,
+        key: String::new(),
+        message,
+    };
+    match std::fs::read_to_string(&file) {
+        Ok(text) => toml::from_str(&text).map_err(|e| err(e.message().trim().to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+        Err(e) => Err(err(format!("cannot read the state file: {e}"))),
+    }
+}
+
+/// `vschema` with the primaries the state file beside `config` records.
+pub(crate) fn apply(config: &Path, vschema: VSchema) -> Result<VSchema, ConfigError> {
+    let mut vschema = vschema;
+    for (shard, primary) in read(config)?.primaries {
+        let (ks, name) = shard.split_once('/').unwrap_or((&shard, ""));
+        vschema = vschema
+            .with_primary(ks, name, &primary)
+            .map_err(|message| ConfigError {
+                file: state_path(config),
+                line: None,
+                key: format!("primaries.\"{shard}\""),
+                message,
+            })?;
+    }
+    Ok(vschema)
+}
+
+/// Records `primary` as the primary of `keyspace/shard` in the state file beside `config`
+/// (written whole to a new file, then renamed over the old one).
+pub fn record_primary(
+    config: &Path,
+    keyspace: &str,
+    shard: &str,
+    primary: &BackendAddr,
+) -> Result<(), ConfigError> {
+    let mut state = read(config)?;
+    state.primaries.insert(
+        format!("{keyspace}/{shard}"),
+        format!("{}:{}", primary.host, primary.port),
+    );
+    let file = state_path(config);
+    let err = |e: std::io::Error| ConfigError {
+        file: file.clone(),
+        line: None,
+        key: String::new(),
+        message: format!("cannot write the state file: {e}"),
+    };
+    let text = toml::to_string(&state).map_err(|e| err(std::io::Error::other(e)))?;
+    let new = file.with_extension("toml.new");
+    std::fs::write(&new, format!("{HEADER}{text}")).map_err(err)?;
+    std::fs::rename(&new, &file).map_err(err)
+}
+
+impl VSchema {
+    /// This topology with `to` (`host:port` of one of the shard's servers) as the primary of
+    /// `keyspace/shard`, and the old primary last among its replicas. Unchanged when `to` is
+    /// the primary already.
+    pub fn with_primary(&self, keyspace: &str, shard: &str, to: &str) -> Result<VSchema, String> {
+        let mut out = self.clone();
+        let Some(s) = out
+            .keyspaces
+            .get_mut(keyspace)
+            .and_then(|ks| ks.shards.iter_mut().find(|s| s.name == shard))
+        else {
+            return Err(format!("no shard {keyspace}/{shard} in the config"));
+        };
+        let at = |a: &BackendAddr| format!("{}:{}", a.host, a.port) == to;
+        if at(&s.primary) {
+            return Ok(out);
+        }
+        let Some(i) = s.replicas.iter().position(at) else {
+            return Err(format!(
+                "{to} is neither the primary nor a replica of {keyspace}/{shard} in the config"
+            ));
+        };
+        let new = s.replicas.remove(i);
+        let old = std::mem::replace(&mut s.primary, new);
+        s.replicas.push(old);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+
+[keyspaces.shop]
+sharded = true
+shards = [
+  { name = "-80", primary = "mysql://root@127.0.0.1:3301/shop", replicas = ["mysql://root@127.0.0.1:3302/shop", "mysql://root@127.0.0.1:3303/shop"] },
+  { name = "80-", primary = "mysql://root@127.0.0.1:3304/shop" },
+]
+vindexes.hash = { type = "hash" }
+tables.items = { primary_vindex = { column = "id", vindex = "hash" } }
+"#;
+
+    fn ports(vschema: &VSchema) -> (u16, Vec<u16>) {
+        let shard = &vschema.keyspace("shop").unwrap().shards[0];
+        (
+            shard.primary.port,
+            shard.replicas.iter().map(|r| r.port).collect(),
+        )
+    }
+
+    #[test]
+    fn a_recorded_primary_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shardgate.toml");
+        std::fs::write(&path, CONFIG).unwrap();
+        assert_eq!(
+            ports(&crate::load_config(&path).unwrap().vschema),
+            (3301, vec![3302, 3303])
+        );
+
+        let vschema = crate::load_config(&path).unwrap().vschema;
+        let promoted = vschema
+            .with_primary("shop", "-80", "127.0.0.1:3303")
+            .unwrap();
+        assert_eq!(ports(&promoted), (3303, vec![3302, 3301]));
+        let primary = promoted.keyspace("shop").unwrap().shards[0].primary.clone();
+        record_primary(&path, "shop", "-80", &primary).unwrap();
+        assert_eq!(
+            ports(&crate::load_config(&path).unwrap().vschema),
+            (3303, vec![3302, 3301])
+        );
+
+        // Back to the first: the config's order again.
+        let first = promoted
+            .with_primary("shop", "-80", "127.0.0.1:3301")
+            .unwrap();
+        assert_eq!(ports(&first), (3301, vec![3302, 3303]));
+        assert!(vschema
+            .with_primary("shop", "-80", "127.0.0.1:3304")
+            .is_err());
+        assert!(vschema
+            .with_primary("shop", "nope", "127.0.0.1:3301")
+            .is_err());
+
+        // A state file naming a server the config no longer has stops the load, naming it.
+        std::fs::write(
+            state_path(&path),
+            "[primaries]\n\"shop/-80\" = \"127.0.0.1:9999\"\n",
+        )
+        .unwrap();
+        let e = crate::load_config(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("shardgate.state.toml") && e.contains("127.0.0.1:9999"),
+            "{e}"
+        );
+    }
+}
