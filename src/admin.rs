@@ -111,8 +111,7 @@ async fn reparent(
     State(admin): State<Admin>,
     axum::extract::Query(args): axum::extract::Query<ReparentArgs>,
 ) -> Response {
-    let config = admin.config_path.as_deref();
-    match admin.gate.reparent(&args.shard, &args.to, config).await {
+    match admin.gate.reparent(&args.shard, &args.to).await {
         Ok(report) => (StatusCode::OK, format!("{report}\n")).into_response(),
         Err(e) => (StatusCode::CONFLICT, format!("{e}\n")).into_response(),
     }

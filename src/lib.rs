@@ -110,6 +110,9 @@ pub async fn start_from(
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let gate = Arc::new(Gate::new(config, addr.port()));
+    if let Some(path) = &config_path {
+        gate.set_config_path(path.clone());
+    }
     let topo = gate.topology();
     // Prepared twopc transactions this instance left behind (a crash, on the same port).
     match tokio::time::timeout(
@@ -226,6 +229,17 @@ async fn check_health(gate: Arc<Gate>) {
             }
             Some(true) => tracing::info!(keyspace = %ks, shard = %shard, "shard answers again"),
             None => {}
+        }
+        // Tried at each check while the shard is down: a failover that found no replica fit
+        // to promote may find one later.
+        let down = topo.meter(&ks, &shard).is_some_and(|m| !m.healthy());
+        if down && !up && topo.backends.auto_failover(&ks, &shard) {
+            let gate = gate.clone();
+            tokio::spawn(async move {
+                if let Err(e) = gate.fail_over(&ks, &shard).await {
+                    tracing::error!(keyspace = %ks, shard = %shard, error = %e, "failover failed");
+                }
+            });
         }
     }
     let _ = lags.await;

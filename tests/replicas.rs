@@ -6,27 +6,12 @@
 
 mod common;
 
+use common::groups::wait_for;
+
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
-
-/// Waits (at most 60 s) until `sql` answers `want` on `server`.
-fn wait_for(server: &testkit::MariaDb, sql: &str, want: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let got = server.sql(sql).unwrap_or_default();
-        if got.trim() == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{sql} on port {}: {got:?}, not {want}",
-            server.port
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// Waits until `replica` holds as many rows of `shop.items` as `primary`.
 fn wait_for_rows(primary: &testkit::MariaDb, replica: &testkit::MariaDb) {

@@ -81,6 +81,9 @@ pub struct Gate {
     executions: AtomicU64,
     pub plans: PlanCache,
     pub deadlocks: Arc<Detector>,
+    /// The config file, when the proxy was started from one: a new primary is recorded in
+    /// the state file beside it.
+    config_path: std::sync::OnceLock<std::path::PathBuf>,
 }
 
 /// What a user may do, from the config.
@@ -151,30 +154,57 @@ impl Gate {
         }
     }
 
+    /// The file the config came from, for the state file beside it.
+    pub fn set_config_path(&self, path: std::path::PathBuf) {
+        let _ = self.config_path.set(path);
+    }
+
     /// Hands the primary of `shard` (`keyspace/shard`) over to its replica `to` (`host:port`),
-    /// holding the shard's statements meanwhile (see [`backend::reparent`]); then the topology
-    /// names the new primary, and so does the state file beside `config`, if there is one.
+    /// holding the shard's statements meanwhile (see [`backend::reparent`]).
     pub async fn reparent(
         &self,
         shard: &str,
         to: &str,
-        config: Option<&std::path::Path>,
     ) -> Result<backend::reparent::Report, String> {
         let Some((ks, name)) = shard.split_once('/') else {
             return Err(format!("{shard:?}: name the shard as keyspace/shard"));
         };
         let topo = self.topology();
-        let report = topo
-            .backends
-            .reparent(ks, name, to)
-            .await
-            .map_err(|e| e.to_string())?;
+        let report = topo.backends.reparent(ks, name, to).await;
+        self.adopt(ks, name, report.map_err(|e| e.to_string())?)
+    }
+
+    /// Replaces the primary of `keyspace/shard`, which stopped answering, with its most
+    /// advanced replica (see [`backend::Backends::fail_over`]).
+    pub async fn fail_over(
+        &self,
+        keyspace: &str,
+        shard: &str,
+    ) -> Result<backend::reparent::Report, String> {
+        let topo = self.topology();
+        let report = topo.backends.fail_over(keyspace, shard).await;
+        let report = self.adopt(keyspace, shard, report.map_err(|e| e.to_string())?)?;
+        // The new primary serves now; the health checks need not miss again to say so.
+        if let Some(meter) = self.topology().meter(keyspace, shard) {
+            meter.checked(true);
+        }
+        Ok(report)
+    }
+
+    /// After a new primary took over: the topology names it, and so does the state file beside
+    /// the config, if there is one.
+    fn adopt(
+        &self,
+        ks: &str,
+        name: &str,
+        report: backend::reparent::Report,
+    ) -> Result<backend::reparent::Report, String> {
         let now = format!("{}:{}", report.to.host, report.to.port);
         match self.topology().vschema.with_primary(ks, name, &now) {
             Ok(vschema) => self.replace_topology(Arc::new(vschema)),
             Err(e) => tracing::error!(error = %e, "the new primary is not in the topology"),
         }
-        if let Some(path) = config {
+        if let Some(path) = self.config_path.get() {
             if let Err(e) = vschema::record_primary(path, ks, name, &report.to) {
                 // Serving goes on; a restart would read the config's primary.
                 tracing::error!(error = %e, "could not record the new primary");
@@ -267,6 +297,7 @@ impl Gate {
                 max_buffered_rows: config.server.max_buffered_rows,
             },
             deadlocks: Arc::new(Detector::new(config.server.deadlock_check_ms)),
+            config_path: std::sync::OnceLock::new(),
         }
     }
 }

@@ -85,7 +85,8 @@ impl engine::Executor for SessionExecutor<'_> {
     ) -> Result<engine::Outcome, EngineError> {
         let started = Instant::now();
         if let Some(meter) = self.topo.meter(keyspace, shard) {
-            if !meter.healthy() {
+            // With auto_failover the statement waits for the new primary instead.
+            if !meter.healthy() && !self.topo.backends.auto_failover(keyspace, shard) {
                 return Err(EngineError::Backend {
                     shard: shard.to_string(),
                     message: "marked down: it did not answer the last health checks (retried every second)".into(),

@@ -45,7 +45,10 @@ impl GateSession {
                             .backends
                             .replica_lags(&ks.name, &shard.name)
                             .into_iter()
-                            .map(|(addr, lag, serving)| match (lag, serving) {
+                            .map(|(addr, lag, serving, standing)| match (lag, serving) {
+                                _ if standing.is_some() => {
+                                    format!("{addr} {}", standing.unwrap_or_default())
+                                }
                                 (Some(lag), true) => {
                                     format!("{addr} serving, {}s behind", lag.as_secs())
                                 }

@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 use std::path::Path;
+
+pub mod groups;
 use std::sync::OnceLock;
 
 use mysql_async::prelude::Queryable;

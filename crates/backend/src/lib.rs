@@ -46,6 +46,8 @@ struct ShardServers {
     hold: Hold,
     /// How long a statement waits for a held shard.
     buffer: Duration,
+    /// Whether a primary that stops answering is replaced (and statements wait for that).
+    auto_failover: bool,
 }
 
 /// A server and the pool of connections to it.
@@ -135,6 +137,8 @@ struct Replica {
     /// Behind its primary as last measured, in milliseconds; `u64::MAX` when it is not
     /// replicating, did not answer, or has not been asked yet.
     lag_ms: AtomicU64,
+    /// Whether it replicates, or is a primary lost to a failover.
+    standing: std::sync::Mutex<reparent::Standing>,
 }
 
 impl Replica {
@@ -225,6 +229,7 @@ impl Backends {
                                 .map(|r| &r.source)
                                 .eq(&replicas)
                             && b.buffer == ks.failover_buffer
+                            && b.auto_failover == ks.auto_failover
                             && b.replicas.load().max_lag_ms
                                 == ks.max_replica_lag.as_millis() as u64 =>
                     {
@@ -254,6 +259,9 @@ impl Backends {
                                         pool: pool(source),
                                         source: source.clone(),
                                         lag_ms: AtomicU64::new(u64::MAX),
+                                        standing: std::sync::Mutex::new(
+                                            reparent::Standing::Replicating,
+                                        ),
                                     })
                                 })
                             })
@@ -270,6 +278,7 @@ impl Backends {
                             }),
                             hold: Hold::default(),
                             buffer: ks.failover_buffer,
+                            auto_failover: ks.auto_failover,
                         })
                     }
                 };
@@ -466,9 +475,31 @@ impl Backends {
     /// shard). Fails fast when the shard does not answer.
     /// While the shard's primary changes, the statement waits (up to the keyspace's
     /// `failover_buffer_ms`) and then gets a connection to the new one.
+    /// With `auto_failover`, a primary that cannot be reached is tried again (the statement
+    /// was not sent) until the buffer's time is up: meanwhile it may be replaced.
     pub async fn connection(&self, keyspace: &str, shard: &str) -> Result<PooledConn, EngineError> {
-        let pool = self.servers(keyspace, shard)?.primary(shard).await?;
-        Self::connect(&pool, shard).await
+        let servers = self.servers(keyspace, shard)?;
+        let pool = servers.primary(shard).await?;
+        let first = Self::connect(&pool, shard).await;
+        if !servers.auto_failover || !matches!(first, Err(EngineError::Backend { .. })) {
+            return first;
+        }
+        let deadline = tokio::time::Instant::now() + servers.buffer;
+        let mut last = first;
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let pool = servers.primary(shard).await?;
+            last = Self::connect(&pool, shard).await;
+            if !matches!(last, Err(EngineError::Backend { .. })) {
+                break;
+            }
+        }
+        last
+    }
+
+    /// Whether the shard's keyspace replaces primaries that stop answering.
+    pub fn auto_failover(&self, keyspace: &str, shard: &str) -> bool {
+        self.servers(keyspace, shard).is_ok_and(|s| s.auto_failover)
     }
 
     /// A connection to one of the shard's replicas that are close enough behind their primary,
@@ -506,7 +537,7 @@ impl Backends {
         &self,
         keyspace: &str,
         shard: &str,
-    ) -> Vec<(vschema::BackendAddr, Option<Duration>, bool)> {
+    ) -> Vec<(vschema::BackendAddr, Option<Duration>, bool, Option<String>)> {
         let Ok(servers) = self.servers(keyspace, shard) else {
             return Vec::new();
         };
@@ -519,21 +550,33 @@ impl Backends {
                     replica.source.0.clone(),
                     (lag != u64::MAX).then(|| Duration::from_millis(lag)),
                     lag <= r.max_lag_ms,
+                    match &*replica.standing.lock().expect("replica standing") {
+                        reparent::Standing::Replicating => None,
+                        reparent::Standing::Rejoin { .. } => {
+                            Some("the primary before a failover; not answering yet".into())
+                        }
+                        reparent::Standing::Fenced(why) => Some(why.clone()),
+                    },
                 )
             })
             .collect()
     }
 
-    /// Measures how far behind every replica is, each within `timeout`.
+    /// Measures how far behind every replica is, each within `timeout`; a primary lost to a
+    /// failover that answers again rejoins (or is fenced).
     pub async fn measure_replicas(&self, timeout: Duration) {
         let mut measures = tokio::task::JoinSet::new();
-        let replicas = self
-            .shards
-            .values()
-            .flat_map(HashMap::values)
-            .flat_map(|s| s.replicas.load().list.clone());
-        for replica in replicas {
-            measures.spawn(async move { replica.measure(timeout).await });
+        for servers in self.shards.values().flat_map(HashMap::values) {
+            for replica in servers.replicas.load().list.iter().cloned() {
+                let servers = servers.clone();
+                measures.spawn(async move {
+                    let standing = replica.standing.lock().expect("replica standing").clone();
+                    if let reparent::Standing::Rejoin { promoted_at } = standing {
+                        servers.rejoin(&replica, &promoted_at).await;
+                    }
+                    replica.measure(timeout).await
+                });
+            }
         }
         while measures.join_next().await.is_some() {}
     }

@@ -246,6 +246,12 @@ impl Drop for PooledConn {
         };
         // Deferred statements never reached the server.
         conn.discard_deferred();
+        if conn.is_broken() {
+            // Its server may have gone (or restarted): the idle ones would fail their next
+            // statement, so they are closed rather than handed out.
+            let idle = std::mem::take(&mut *self.pool.idle.lock().expect("pool lock"));
+            self.pool.open.fetch_sub(idle.len(), Ordering::Relaxed);
+        }
         if !self.finished || conn.is_broken() {
             // Closed as it drops: the server rolls back what it left open.
             self.pool.open.fetch_sub(1, Ordering::Relaxed);

@@ -37,6 +37,12 @@ pub enum ReparentError {
     Busy(String),
     #[error("{server}: {error}")]
     Server { server: String, error: WireError },
+    #[error("the primary of {0} answers: no failover")]
+    Answers(String),
+    #[error("automatic failover reads MariaDB GTID positions; {0} is not MariaDB")]
+    Flavor(String),
+    #[error("no replica of {shard} received every transaction the others did ({positions}); not failing over, to lose nothing")]
+    NoCandidate { shard: String, positions: String },
     #[error("{replica} did not apply the old primary's writes (up to GTID {position}) within {waited:?}; {shard} keeps its primary")]
     CatchUp {
         shard: String,
@@ -253,10 +259,7 @@ impl Backends {
         to: &str,
     ) -> Result<Report, ReparentError> {
         let name = format!("{keyspace}/{shard}");
-        let servers = self
-            .servers(keyspace, shard)
-            .map_err(|_| ReparentError::UnknownShard(name.clone()))?
-            .clone();
+        let servers = self.shard_servers(keyspace, shard)?;
         let replicas = servers.replicas.load_full();
         let Some(chosen) = replicas
             .list
@@ -279,10 +282,7 @@ impl Backends {
                 },
             });
         };
-        if servers.hold.held.swap(true, Ordering::AcqRel) {
-            return Err(ReparentError::Busy(name));
-        }
-        let release = Release(&servers);
+        let release = servers.hold_all(&name)?;
         let started = Instant::now();
         let old = servers.primary.load_full();
 
@@ -292,28 +292,14 @@ impl Backends {
             mariadb: old_admin.conn.server_version().0 >= 10,
         };
         old_admin.run("SET GLOBAL read_only = ON").await?;
-        let promoted = async {
+        let caught_up = async {
             let position = old_admin.value(flavor.position()).await?;
             let mut new_admin = Admin::open(&chosen.pool).await?;
-            let left = servers.buffer.saturating_sub(started.elapsed());
-            let seconds = left.as_secs().max(1);
-            let caught_up = new_admin
-                .value(&flavor.wait_for(&position, seconds))
-                .await?;
-            if caught_up != "0" {
-                return Err(ReparentError::CatchUp {
-                    shard: name.clone(),
-                    replica: new_admin.name.clone(),
-                    position,
-                    waited: Duration::from_secs(seconds),
-                });
-            }
-            new_admin.run(flavor.stop()).await?;
-            new_admin.run(flavor.forget_source()).await?;
+            catch_up(&mut new_admin, &flavor, &name, &position, &servers, started).await?;
             Ok(new_admin)
         }
         .await;
-        let mut new_admin = match promoted {
+        let mut new_admin = match caught_up {
             Ok(admin) => admin,
             Err(e) => {
                 // The shard stays as it was.
@@ -324,80 +310,29 @@ impl Backends {
             }
         };
         // From here the chosen replica is the primary: what fails now is reported, not undone.
-        let semi_sync = old_admin
-            .value(flavor.semi_sync_enabled())
-            .await
-            .unwrap_or_default();
-        if semi_sync == "1" {
-            let enable = if flavor.mariadb {
-                "SET GLOBAL rpl_semi_sync_master_enabled = ON"
-            } else {
-                "SET GLOBAL rpl_semi_sync_source_enabled = ON"
-            };
-            new_admin.run(enable).await?;
-        }
-        new_admin.run("SET GLOBAL read_only = OFF").await?;
-
+        let semi_sync = old_admin.value(flavor.semi_sync_enabled()).await? == "1";
+        promote(&mut new_admin, &flavor, semi_sync).await?;
         let mut not_repointed = Vec::new();
-        let repoint = flavor.replicate_from(&chosen.source.0);
         let demoted = async {
             old_admin.run(flavor.stop()).await?;
             if let Some(demote) = flavor.demote() {
                 old_admin.run(demote).await?;
             }
-            old_admin.run(&repoint).await?;
+            old_admin
+                .run(&flavor.replicate_from(&chosen.source.0))
+                .await?;
             old_admin.run(flavor.start()).await
         };
         if let Err(e) = demoted.await {
             tracing::error!(error = %e, "the old primary does not replicate from the new one");
             not_repointed.push(old_admin.name.clone());
         }
-        let others: Vec<Arc<Replica>> = replicas
-            .list
-            .iter()
-            .filter(|r| !Arc::ptr_eq(r, &chosen))
-            .cloned()
-            .collect();
-        for other in &others {
-            let repointed = async {
-                let mut admin = Admin::open(&other.pool).await?;
-                admin.run(flavor.stop()).await?;
-                admin.run(&repoint).await?;
-                admin.run(flavor.start()).await
-            };
-            if let Err(e) = repointed.await {
-                tracing::error!(replica = %other.source.0, error = %e, "a replica does not replicate from the new primary");
-                not_repointed.push(other.source.0.to_string());
-            }
+        let others = others(&replicas, &chosen);
+        not_repointed.extend(repoint(&others, &flavor, &chosen).await);
+        if semi_sync {
+            await_semi_sync(&mut new_admin, &flavor).await;
         }
-        // Semi-synchronous commits wait for a replica's acknowledgement (up to the server's
-        // timeout): the held writes go once one is connected.
-        if semi_sync == "1" {
-            let deadline = Instant::now() + Duration::from_secs(2);
-            while Instant::now() < deadline {
-                let clients = new_admin.value(flavor.semi_sync_clients()).await?;
-                if clients.parse::<u32>().is_ok_and(|n| n > 0) {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-
-        servers.primary.store(Arc::new(Server {
-            source: chosen.source.clone(),
-            pool: chosen.pool.clone(),
-        }));
-        let mut list = others;
-        list.push(Arc::new(Replica {
-            source: old.source.clone(),
-            pool: old.pool.clone(),
-            lag_ms: AtomicU64::new(u64::MAX),
-        }));
-        servers.replicas.store(Arc::new(Replicas {
-            list,
-            next: AtomicUsize::new(0),
-            max_lag_ms: replicas.max_lag_ms,
-        }));
+        servers.swap(&chosen, others, &old, Standing::Replicating);
         drop(release);
         let report = Report {
             shard: name,
@@ -409,6 +344,296 @@ impl Backends {
         };
         tracing::info!(%report, "reparented");
         Ok(report)
+    }
+
+    /// Replaces `keyspace/shard`'s primary, which stopped answering, with its most advanced
+    /// replica: the one that received every transaction any replica received (with
+    /// semi-synchronous replication, every acknowledged commit). Refuses when no replica
+    /// has all of them, rather than lose one. The old primary, when it answers again, rejoins
+    /// as a replica if it holds nothing the new primary lacks, and is fenced (read-only, out of
+    /// rotation, reported) if it does.
+    pub async fn fail_over(&self, keyspace: &str, shard: &str) -> Result<Report, ReparentError> {
+        let name = format!("{keyspace}/{shard}");
+        let servers = self.shard_servers(keyspace, shard)?;
+        let release = servers.hold_all(&name)?;
+        let started = Instant::now();
+        let old = servers.primary.load_full();
+        // Idle connections to the dead server would fail their next statement.
+        old.pool.close_idle().await;
+        if old.pool.probe(Duration::from_secs(1)).await {
+            return Err(ReparentError::Answers(name));
+        }
+        let replicas = servers.replicas.load_full();
+        let mut received = Vec::new();
+        for replica in &replicas.list {
+            let Ok(Ok(mut admin)) =
+                tokio::time::timeout(Duration::from_secs(2), Admin::open(&replica.pool)).await
+            else {
+                continue;
+            };
+            if admin.conn.server_version().0 < 10 {
+                return Err(ReparentError::Flavor(name));
+            }
+            // What it received stays put: its source is gone anyway.
+            let status = admin.conn.query_first_named("SHOW SLAVE STATUS").await;
+            let io_position = status.ok().flatten().and_then(|row| {
+                row.into_iter()
+                    .find(|(column, _)| column == "Gtid_IO_Pos")
+                    .map(|(_, v)| text(&v))
+            });
+            if let Some(position) = io_position {
+                received.push((replica.clone(), admin, position));
+            }
+        }
+        let most = received.iter().position(|(_, _, mine)| {
+            received
+                .iter()
+                .all(|(_, _, theirs)| gtid::covers(mine, theirs))
+        });
+        let Some(most) = most else {
+            let positions: Vec<String> = received
+                .iter()
+                .map(|(r, _, p)| format!("{} has {p:?}", r.source.0))
+                .collect();
+            return Err(ReparentError::NoCandidate {
+                shard: name,
+                positions: positions.join("; "),
+            });
+        };
+        let (chosen, mut new_admin, position) = received.swap_remove(most);
+        drop(received);
+        let flavor = Flavor { mariadb: true };
+        catch_up(&mut new_admin, &flavor, &name, &position, &servers, started).await?;
+        let semi_sync = new_admin
+            .value("SELECT @@GLOBAL.rpl_semi_sync_slave_enabled")
+            .await?
+            == "1";
+        promote(&mut new_admin, &flavor, semi_sync).await?;
+        let promoted_at = new_admin.value("SELECT @@GLOBAL.gtid_current_pos").await?;
+        let others = others(&replicas, &chosen);
+        let not_repointed = repoint(&others, &flavor, &chosen).await;
+        if semi_sync && !others.is_empty() {
+            await_semi_sync(&mut new_admin, &flavor).await;
+        }
+        servers.swap(&chosen, others, &old, Standing::Rejoin { promoted_at });
+        drop(release);
+        let report = Report {
+            shard: name,
+            from: old.source.0.clone(),
+            to: chosen.source.0.clone(),
+            held: started.elapsed(),
+            killed: 0,
+            not_repointed,
+        };
+        tracing::warn!(%report, "failed over");
+        Ok(report)
+    }
+
+    fn shard_servers(
+        &self,
+        keyspace: &str,
+        shard: &str,
+    ) -> Result<Arc<ShardServers>, ReparentError> {
+        self.servers(keyspace, shard)
+            .cloned()
+            .map_err(|_| ReparentError::UnknownShard(format!("{keyspace}/{shard}")))
+    }
+}
+
+impl ShardServers {
+    /// Holds the shard's statements until the returned guard drops.
+    fn hold_all(&self, name: &str) -> Result<Release<'_>, ReparentError> {
+        if self.hold.held.swap(true, Ordering::AcqRel) {
+            return Err(ReparentError::Busy(name.to_string()));
+        }
+        Ok(Release(self))
+    }
+
+    /// Makes `chosen` the primary, and the others and the old primary its replicas.
+    fn swap(&self, chosen: &Replica, others: Vec<Arc<Replica>>, old: &Server, standing: Standing) {
+        self.primary.store(Arc::new(Server {
+            source: chosen.source.clone(),
+            pool: chosen.pool.clone(),
+        }));
+        let mut list = others;
+        list.push(Arc::new(Replica {
+            source: old.source.clone(),
+            pool: old.pool.clone(),
+            lag_ms: AtomicU64::new(u64::MAX),
+            standing: std::sync::Mutex::new(standing),
+        }));
+        let max_lag_ms = self.replicas.load().max_lag_ms;
+        self.replicas.store(Arc::new(Replicas {
+            list,
+            next: AtomicUsize::new(0),
+            max_lag_ms,
+        }));
+    }
+
+    /// A demoted primary that answers again: replicates from the primary when it holds nothing
+    /// beyond `promoted_at` (what the primary had when promoted), else stays read-only and out
+    /// of rotation. Nothing happens while it does not answer.
+    pub(crate) async fn rejoin(&self, replica: &Replica, promoted_at: &str) {
+        let Ok(Ok(mut old)) =
+            tokio::time::timeout(Duration::from_secs(1), Admin::open(&replica.pool)).await
+        else {
+            return;
+        };
+        let primary = self.primary.load_full();
+        let flavor = Flavor { mariadb: true };
+        let rejoined = async {
+            // Whatever follows, nothing is written to it through its old role any more.
+            old.run("SET GLOBAL read_only = ON").await?;
+            let held = old.value("SELECT @@GLOBAL.gtid_binlog_pos").await?;
+            if !gtid::covers(promoted_at, &held) {
+                return Ok(Some(held));
+            }
+            old.run(flavor.stop()).await?;
+            old.run("SET GLOBAL gtid_slave_pos = @@GLOBAL.gtid_binlog_pos")
+                .await?;
+            old.run(&flavor.replicate_from(&primary.source.0)).await?;
+            old.run(flavor.start()).await?;
+            Ok::<_, ReparentError>(None)
+        };
+        let standing = match rejoined.await {
+            Ok(None) => {
+                tracing::info!(server = %replica.source.0, "the old primary rejoined as a replica");
+                Standing::Replicating
+            }
+            Ok(Some(held)) => {
+                let why = format!(
+                    "fenced: it holds transactions the new primary lacks (it has {held}; the \
+                     primary was promoted at {promoted_at}); read-only, out of rotation"
+                );
+                tracing::error!(server = %replica.source.0, "{why}");
+                Standing::Fenced(why)
+            }
+            Err(e) => {
+                tracing::warn!(server = %replica.source.0, error = %e, "the old primary answers but could not rejoin yet");
+                return;
+            }
+        };
+        *replica.standing.lock().expect("replica standing") = standing;
+    }
+}
+
+/// Where a replica stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Standing {
+    Replicating,
+    /// A primary lost to a failover: checked when it answers again (see
+    /// [`ShardServers::rejoin`]).
+    Rejoin {
+        promoted_at: String,
+    },
+    /// A demoted primary with transactions nobody else has: why.
+    Fenced(String),
+}
+
+/// The shard's replicas other than `chosen`, in their order.
+fn others(replicas: &Replicas, chosen: &Arc<Replica>) -> Vec<Arc<Replica>> {
+    replicas
+        .list
+        .iter()
+        .filter(|r| !Arc::ptr_eq(r, chosen))
+        .cloned()
+        .collect()
+}
+
+/// Waits, within what is left of the shard's buffer, until `admin`'s server has applied
+/// `position`.
+async fn catch_up(
+    admin: &mut Admin,
+    flavor: &Flavor,
+    shard: &str,
+    position: &str,
+    servers: &ShardServers,
+    started: Instant,
+) -> Result<(), ReparentError> {
+    let left = servers.buffer.saturating_sub(started.elapsed());
+    let seconds = left.as_secs().max(1);
+    if admin.value(&flavor.wait_for(position, seconds)).await? == "0" {
+        return Ok(());
+    }
+    Err(ReparentError::CatchUp {
+        shard: shard.to_string(),
+        replica: admin.name.clone(),
+        position: position.to_string(),
+        waited: Duration::from_secs(seconds),
+    })
+}
+
+/// Makes a replica a writable primary (semi-synchronous when the group was).
+async fn promote(admin: &mut Admin, flavor: &Flavor, semi_sync: bool) -> Result<(), ReparentError> {
+    admin.run(flavor.stop()).await?;
+    admin.run(flavor.forget_source()).await?;
+    if semi_sync {
+        let enable = if flavor.mariadb {
+            "SET GLOBAL rpl_semi_sync_master_enabled = ON"
+        } else {
+            "SET GLOBAL rpl_semi_sync_source_enabled = ON"
+        };
+        admin.run(enable).await?;
+    }
+    admin.run("SET GLOBAL read_only = OFF").await
+}
+
+/// Points `others` at the new primary; those that could not be, by name.
+async fn repoint(others: &[Arc<Replica>], flavor: &Flavor, primary: &Replica) -> Vec<String> {
+    let sql = flavor.replicate_from(&primary.source.0);
+    let mut failed = Vec::new();
+    for other in others {
+        let repointed = async {
+            let mut admin = Admin::open(&other.pool).await?;
+            admin.run(flavor.stop()).await?;
+            admin.run(&sql).await?;
+            admin.run(flavor.start()).await
+        };
+        if let Err(e) = repointed.await {
+            tracing::error!(replica = %other.source.0, error = %e, "a replica does not replicate from the new primary");
+            failed.push(other.source.0.to_string());
+        }
+    }
+    failed
+}
+
+/// Semi-synchronous commits wait for a replica's acknowledgement (up to the server's
+/// timeout): the held writes go once one is connected, or after 2 s.
+async fn await_semi_sync(admin: &mut Admin, flavor: &Flavor) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        let clients = admin.value(flavor.semi_sync_clients()).await;
+        if clients.is_ok_and(|n| n.parse::<u32>().is_ok_and(|n| n > 0)) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// MariaDB GTID positions: `domain-server-sequence` per replication domain, comma-separated.
+mod gtid {
+    use std::collections::HashMap;
+
+    /// Each domain's sequence number.
+    fn sequences(position: &str) -> HashMap<u32, u64> {
+        position
+            .split(',')
+            .filter_map(|gtid| {
+                let mut parts = gtid.trim().split('-');
+                let domain = parts.next()?.parse().ok()?;
+                let _server = parts.next()?;
+                Some((domain, parts.next()?.parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// Whether `a` includes everything `b` does: every domain of `b`, at least as far. (In
+    /// strict mode a domain's sequence numbers only grow, along one history.)
+    pub fn covers(a: &str, b: &str) -> bool {
+        let a = sequences(a);
+        sequences(b)
+            .iter()
+            .all(|(domain, seq)| a.get(domain).is_some_and(|mine| mine >= seq))
     }
 }
 
@@ -469,6 +694,17 @@ mod tests {
         assert!(names(&addr, "mysql://u:p@127.0.0.1:3307"));
         assert!(!names(&addr, "127.0.0.1:3306"));
         assert!(!names(&addr, "localhost:3307"));
+    }
+
+    #[test]
+    fn positions_compare_by_domain() {
+        assert!(gtid::covers("0-1-10", "0-1-9"));
+        assert!(gtid::covers("0-2-10", "0-1-10"));
+        assert!(!gtid::covers("0-1-9", "0-1-10"));
+        assert!(gtid::covers("0-1-10,1-3-4", "1-3-4"));
+        assert!(!gtid::covers("0-1-10", "0-1-9,1-3-4"));
+        assert!(gtid::covers("0-1-3", ""));
+        assert!(!gtid::covers("", "0-1-1"));
     }
 
     #[test]

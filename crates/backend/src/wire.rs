@@ -473,6 +473,24 @@ impl Conn {
         Ok(rows)
     }
 
+    /// Runs `sql` and returns its first row as (column name, value) pairs, decoded; `None`
+    /// when it has no rows.
+    pub async fn query_first_named(
+        &mut self,
+        sql: &str,
+    ) -> Result<Option<Vec<(String, Value)>>, WireError> {
+        let mut first = None;
+        if let Response::Rows(columns) = self.query(sql).await? {
+            if let Some(row) = self.next_row().await? {
+                let row = engine::decode_text_row(row, columns.len()).map_err(protocol)?;
+                let names = columns.iter().map(|c| c.name_str().into_owned());
+                first = Some(names.zip(row).collect());
+            }
+        }
+        self.finish().await?;
+        Ok(first)
+    }
+
     /// Reads what follows a statement's first result (a procedure's status) and drops it.
     pub async fn finish(&mut self) -> Result<(), WireError> {
         while self.in_rows {

@@ -88,6 +88,7 @@ fn vschema() -> VSchema {
         transaction_mode: None,
         max_replica_lag: vschema::MAX_REPLICA_LAG,
         failover_buffer: vschema::FAILOVER_BUFFER,
+        auto_failover: false,
         backend_tls: Default::default(),
     }])
 }

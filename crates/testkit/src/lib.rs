@@ -68,6 +68,18 @@ impl MariaDb {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        self.start_again()
+    }
+
+    /// Kills the server at once (SIGKILL: a crash, nothing flushed but what was durable).
+    pub fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts a stopped server again on the same port and data, waiting until it accepts
+    /// connections.
+    pub fn start_again(&mut self) -> Result<(), TestkitError> {
         // The watchdog started with the first server reads the pid file when it acts, so it
         // covers this one too.
         self.child = spawn_server(

@@ -212,6 +212,8 @@ pub struct Keyspace {
     pub max_replica_lag: std::time::Duration,
     /// How long statements for a shard wait while its primary changes.
     pub failover_buffer: std::time::Duration,
+    /// Whether a primary that stops answering is replaced by its most advanced replica.
+    pub auto_failover: bool,
     /// TLS to this keyspace's shards.
     pub backend_tls: BackendTls,
     /// The unsharded keyspace where the tables this sharded keyspace does not list live (tables

@@ -463,6 +463,7 @@ impl Ctx<'_> {
             failover_buffer: ks
                 .failover_buffer_ms
                 .map_or(crate::FAILOVER_BUFFER, std::time::Duration::from_millis),
+            auto_failover: ks.auto_failover,
             backend_tls,
             unlisted_tables: ks.unlisted_tables.as_ref().map(|u| u.get_ref().clone()),
         })

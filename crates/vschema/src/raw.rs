@@ -70,6 +70,9 @@ pub(crate) struct RawKeyspace {
     pub max_replica_lag_ms: Option<u64>,
     /// How long statements for a shard wait while its primary changes, in milliseconds.
     pub failover_buffer_ms: Option<u64>,
+    /// Replace a primary that misses its health checks with its most advanced replica.
+    #[serde(default)]
+    pub auto_failover: bool,
     /// An unsharded keyspace that holds the tables this (sharded) keyspace's VSchema does not
     /// list.
     pub unlisted_tables: Option<Spanned<String>>,
