@@ -1,6 +1,8 @@
 # shardgate in a container: built with the Rust toolchain, run on a slim Debian.
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
+# protoc: the etcd-client crate compiles etcd's protocol definitions when it builds.
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends protobuf-compiler
 COPY . .
 RUN cargo build --release --locked --bin shardgate
 

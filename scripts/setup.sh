@@ -11,6 +11,10 @@ command -v mariadb-install-db >/dev/null 2>&1 || [ -x /usr/bin/mariadb-install-d
 command -v mysql >/dev/null 2>&1 || missing+=(mariadb-client)
 command -v sysbench >/dev/null 2>&1 || missing+=(sysbench)
 command -v socat >/dev/null 2>&1 || missing+=(socat)
+# etcd: the shared topology of several proxies (its tests run their own server).
+command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
+# protoc: the etcd-client crate compiles etcd's protocol definitions when it builds.
+command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-venv)
 command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
 # Rails ActiveRecord with its MySQL adapter, from Debian (the ORM tests).

@@ -236,6 +236,52 @@ async fn status(State(admin): State<Admin>) -> Html<String> {
     page.push_str("</tbody></table>");
 
     page.push_str(
+        "<h2>Replicas</h2><table id=\"replicas\"><thead><tr><th>Shard</th><th>Replica</th>\
+         <th>Lag</th><th>State</th></tr></thead><tbody>",
+    );
+    for ks in topo.vschema.keyspaces() {
+        for shard in &ks.shards {
+            for (addr, lag, serving, standing) in topo.backends.replica_lags(&ks.name, &shard.name)
+            {
+                let lag = lag.map_or("-".to_string(), |l| format!("{} s", l.as_secs()));
+                let state = standing
+                    .unwrap_or_else(|| if serving { "serving" } else { "not serving" }.to_string());
+                let _ = write!(
+                    page,
+                    "<tr><td>{}/{}</td><td>{}:{}</td><td class=\"num\">{lag}</td><td>{}</td></tr>",
+                    esc(&ks.name),
+                    esc(&shard.name),
+                    esc(&addr.host),
+                    addr.port,
+                    esc(&state)
+                );
+            }
+        }
+    }
+    page.push_str("</tbody></table>");
+
+    page.push_str(
+        "<h2>Primary changes</h2><table id=\"failovers\"><thead><tr><th>Shard</th>\
+         <th>Kind</th><th>Why</th><th>From</th><th>To</th><th>Held</th><th>Result</th>\
+         </tr></thead><tbody>",
+    );
+    for c in gate.primary_changes().iter().rev() {
+        let _ = write!(
+            page,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+             <td class=\"num\">{} ms</td><td>{}</td></tr>",
+            esc(&c.shard),
+            c.kind,
+            esc(&c.why),
+            esc(&c.from),
+            esc(&c.to),
+            c.held.as_millis(),
+            esc(&c.result)
+        );
+    }
+    page.push_str("</tbody></table>");
+
+    page.push_str(
         "<h2>Statements by total time</h2><table id=\"top\"><thead><tr><th>Statement \
          (normalised)</th><th>Runs</th><th>Total</th><th>Mean</th></tr></thead><tbody>",
     );

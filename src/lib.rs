@@ -18,6 +18,7 @@ pub mod admin;
 pub mod deadlock;
 pub mod demo;
 pub mod error;
+pub mod etcd;
 pub mod gate;
 pub mod metrics;
 pub mod plan_cache;
@@ -109,6 +110,25 @@ pub async fn start_from(
 ) -> std::io::Result<Running> {
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
+    // Proxies sharing a topology serve etcd's keyspaces and primaries.
+    let mut shared = None;
+    let joined;
+    let config = match (&config.topology, &config_path) {
+        (Some(topology), Some(path)) => {
+            let (s, c, revision) = etcd::Shared::join(topology, path, addr.port())
+                .await
+                .map_err(std::io::Error::other)?;
+            shared = Some((s, revision));
+            joined = c;
+            &joined
+        }
+        (Some(_), None) => {
+            return Err(std::io::Error::other(
+                "[topology] etcd needs the proxy started from its config file",
+            ))
+        }
+        (None, _) => config,
+    };
     let gate = Arc::new(Gate::new(config, addr.port()));
     if let Some(path) = &config_path {
         gate.set_config_path(path.clone());
@@ -163,6 +183,10 @@ pub async fn start_from(
         gate.deadlocks.clone(),
         Arc::downgrade(&gate),
     )));
+    if let Some((shared, revision)) = shared {
+        gate.set_shared(shared.clone());
+        helpers.push(tokio::spawn(shared.watch(Arc::downgrade(&gate), revision)));
+    }
     let mut admin = None;
     if let Some(addr) = &config.server.admin {
         let (listener, local) = admin::bind(addr).await?;

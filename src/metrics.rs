@@ -35,6 +35,12 @@ pub struct Metrics {
     plan_cache: IntCounterVec,
     plan_cache_size: IntGauge,
     pool: IntGaugeVec,
+    /// Each replica's lag in seconds (-1: not serving, not replicating or not answering).
+    replica_lag: IntGaugeVec,
+    /// Primary changes: by this proxy (reparent, failover) or followed from another.
+    pub primary_changes: IntCounterVec,
+    /// How long statements were held while a primary changed.
+    pub primary_change_held_seconds: HistogramVec,
     bytes_received: IntCounter,
     bytes_sent: IntCounter,
     /// Client bytes, counted by the frontend.
@@ -100,7 +106,30 @@ impl Metrics {
         )
         .expect("valid metric");
         r.register(Box::new(pool.clone())).expect("unique metric");
+        let replica_lag = IntGaugeVec::new(
+            Opts::new(
+                "replica_lag_seconds",
+                "How far each replica is behind its primary (-1: not serving)",
+            ),
+            &["keyspace", "shard", "replica"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(replica_lag.clone()))
+            .expect("unique metric");
         Metrics {
+            replica_lag,
+            primary_changes: counter_vec(
+                &r,
+                "primary_changes_total",
+                "Shard primaries changed: by this proxy (reparent, failover) or followed from another, and whether it worked",
+                &["keyspace", "shard", "kind", "result"],
+            ),
+            primary_change_held_seconds: histogram_vec(
+                &r,
+                "primary_change_held_seconds",
+                "How long a shard's statements were held while its primary changed",
+                &["keyspace", "shard"],
+            ),
             statements: counter_vec(
                 &r,
                 "statements_total",
@@ -192,8 +221,17 @@ impl Metrics {
             self.client_bytes.sent.load(Ordering::Relaxed),
         );
         self.pool.reset();
+        self.replica_lag.reset();
         for ks in topo.vschema.keyspaces() {
             for shard in &ks.shards {
+                for (replica, lag, serving, _) in topo.backends.replica_lags(&ks.name, &shard.name)
+                {
+                    let seconds = lag.filter(|_| serving).map_or(-1, |l| l.as_secs() as i64);
+                    let replica = format!("{}:{}", replica.host, replica.port);
+                    self.replica_lag
+                        .with_label_values(&[&ks.name, &shard.name, &replica])
+                        .set(seconds);
+                }
                 if let Some(stats) = topo.backends.pool_stats(&ks.name, &shard.name) {
                     for (state, n) in [
                         ("in_use", stats.in_use),

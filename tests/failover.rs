@@ -41,10 +41,10 @@ async fn a_killed_primary_is_replaced_and_no_acknowledged_write_is_lost() {
         config_path: _,
         dir,
         url,
-    } = groups::setup("auto_failover = true\nfailover_buffer_ms = 10000").await;
+    } = groups::setup("auto_failover = true\nfailover_buffer_ms = 10000", "").await;
     let mut conn = Conn::new(Opts::from_url(&url).unwrap()).await.unwrap();
     let stop = Arc::new(AtomicBool::new(false));
-    let writers = groups::writers(&url, &stop);
+    let writers = groups::writers(&url, &stop, 1..=8);
     tokio::time::sleep(Duration::from_millis(700)).await;
 
     // Open on the primary at the crash: its COMMIT fails, and nothing of it stays.
@@ -87,6 +87,35 @@ async fn a_killed_primary_is_replaced_and_no_acknowledged_write_is_lost() {
     } else {
         (2, 1)
     };
+    // Reported: SHOW SHARDGATE FAILOVERS and the metrics.
+    type Change = (
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+    );
+    let changes: Vec<Change> = conn.query("SHOW SHARDGATE FAILOVERS").await.unwrap();
+    assert!(
+        changes.iter().any(|c| c.1 == "shop/-80"
+            && c.2 == "failover"
+            && c.7 == "ok"
+            && c.5.contains(&format!(":{}/", group[new].port))),
+        "{changes:?}"
+    );
+    let metrics = proxy.gate.metrics_text();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("shardgate_primary_changes_total")
+                && l.contains("kind=\"failover\"")
+                && l.contains("result=\"ok\"")
+                && l.ends_with(" 1")),
+        "{metrics}"
+    );
     let state = std::fs::read_to_string(dir.path().join("shardgate.state.toml")).unwrap();
     assert!(
         state.contains(&format!("\"shop/-80\" = \"127.0.0.1:{}\"", group[new].port)),

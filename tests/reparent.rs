@@ -49,10 +49,10 @@ async fn planned_reparent_holds_writes_and_loses_none() {
         config_path,
         dir,
         url,
-    } = groups::setup("failover_buffer_ms = 6000").await;
+    } = groups::setup("failover_buffer_ms = 6000", "").await;
     let mut conn = Conn::new(Opts::from_url(&url).unwrap()).await.unwrap();
     let stop = Arc::new(AtomicBool::new(false));
-    let writers = groups::writers(&url, &stop);
+    let writers = groups::writers(&url, &stop, 1..=8);
     tokio::time::sleep(Duration::from_millis(500)).await;
     // A transaction on the old primary that ends within the grace period commits.
     let kept = id_on_first_shard(900_000_001);

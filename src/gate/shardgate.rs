@@ -1,5 +1,5 @@
 //! `SHOW SHARDGATE ...`: the proxy's own state (status, shards, plans, transactions,
-//! deadlocks, reference table checksums).
+//! deadlocks, primary changes, reference table checksums).
 
 use std::sync::atomic::Ordering;
 
@@ -107,6 +107,43 @@ impl GateSession {
                 let columns = ["Keyspace", "Table", "Type", "Column", "Vindex"]
                     .map(sysvars::text_column)
                     .to_vec();
+                self.local_rows(out, columns, rows).await
+            }
+            "failovers" => {
+                // Newest first.
+                let rows = self
+                    .gate
+                    .primary_changes()
+                    .iter()
+                    .rev()
+                    .map(|c| {
+                        let at =
+                            c.at.duration_since(std::time::UNIX_EPOCH)
+                                .map_or(0, |d| d.as_secs());
+                        vec![
+                            text(&at.to_string()),
+                            text(&c.shard),
+                            text(c.kind),
+                            text(&c.why),
+                            text(&c.from),
+                            text(&c.to),
+                            text(&c.held.as_millis().to_string()),
+                            text(&c.result),
+                        ]
+                    })
+                    .collect();
+                let columns = [
+                    "Unix_time",
+                    "Shard",
+                    "Kind",
+                    "Why",
+                    "From",
+                    "To",
+                    "Held_ms",
+                    "Result",
+                ]
+                .map(sysvars::text_column)
+                .to_vec();
                 self.local_rows(out, columns, rows).await
             }
             "checksums" => {

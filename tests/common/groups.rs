@@ -64,14 +64,15 @@ pub struct Setup {
     pub url: String,
 }
 
-/// The servers, a config file with `options` for keyspace `shop`, the proxy started from it
-/// (admin address written back into the file, for the CLI), and table `items` created and
-/// replicated.
-pub async fn setup(options: &str) -> Setup {
+/// The servers, a config file with `options` for keyspace `shop` and `extra` sections after
+/// it (`{single}` there is the URL of `80-`'s server without a database), the proxy started
+/// from it (admin address written back into the file, for the CLI), and table `items` created
+/// and replicated.
+pub async fn setup(options: &str, extra: &str) -> Setup {
     let (group, mut single) = tokio::task::spawn_blocking(|| {
         (
             testkit::start_replicated(2, &["shop"]).unwrap(),
-            testkit::start(1, &["shop"]).unwrap(),
+            testkit::start(1, &["shop", "main"]).unwrap(),
         )
     })
     .await
@@ -98,11 +99,14 @@ shards = [
 ]
 vindexes.hash = {{ type = "hash" }}
 tables.items = {{ primary_vindex = {{ column = "id", vindex = "hash" }} }}
+
+{}
 "#,
             group[0].url("shop"),
             group[1].url("shop"),
             group[2].url("shop"),
             single.url("shop"),
+            extra.replace("{single}", &single.url("")),
         )
     };
     std::fs::write(&config_path, config("127.0.0.1:0")).unwrap();
@@ -163,10 +167,13 @@ pub fn longest(written: &[Written], from: Instant, to: Instant) -> Duration {
         .unwrap_or_default()
 }
 
-/// Eight writers inserting rows `writer * 1_000_000 + n`, one by one, until `stop`.
-pub fn writers(url: &str, stop: &Arc<AtomicBool>) -> Vec<tokio::task::JoinHandle<Written>> {
-    (1..=8)
-        .map(|w| tokio::spawn(writer(url.to_string(), w, stop.clone())))
+/// Writers (numbered `ids`) inserting rows `writer * 1_000_000 + n`, one by one, until `stop`.
+pub fn writers(
+    url: &str,
+    stop: &Arc<AtomicBool>,
+    ids: std::ops::RangeInclusive<i64>,
+) -> Vec<tokio::task::JoinHandle<Written>> {
+    ids.map(|w| tokio::spawn(writer(url.to_string(), w, stop.clone())))
         .collect()
 }
 

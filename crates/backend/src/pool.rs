@@ -181,6 +181,12 @@ impl ShardPool {
         });
     }
 
+    /// Drops the idle connections without a goodbye (their server may be gone).
+    pub fn drop_idle(&self) {
+        let idle = std::mem::take(&mut *self.idle.lock().expect("pool lock"));
+        self.open.fetch_sub(idle.len(), Ordering::Relaxed);
+    }
+
     /// Closes the idle connections; those in use close or come back when their guards drop.
     pub async fn close_idle(&self) {
         let idle = std::mem::take(&mut *self.idle.lock().expect("pool lock"));
@@ -249,8 +255,7 @@ impl Drop for PooledConn {
         if conn.is_broken() {
             // Its server may have gone (or restarted): the idle ones would fail their next
             // statement, so they are closed rather than handed out.
-            let idle = std::mem::take(&mut *self.pool.idle.lock().expect("pool lock"));
-            self.pool.open.fetch_sub(idle.len(), Ordering::Relaxed);
+            self.pool.drop_idle();
         }
         if !self.finished || conn.is_broken() {
             // Closed as it drops: the server rolls back what it left open.

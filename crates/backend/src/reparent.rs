@@ -429,6 +429,61 @@ impl Backends {
         Ok(report)
     }
 
+    /// Another proxy is changing the shard's primary: statements here wait (as for one of our
+    /// own) until [`Backends::release_remote`]. False when the shard was held already.
+    pub fn hold_remote(&self, keyspace: &str, shard: &str) -> bool {
+        self.servers(keyspace, shard)
+            .is_ok_and(|s| !s.hold.held.swap(true, Ordering::AcqRel))
+    }
+
+    pub fn release_remote(&self, keyspace: &str, shard: &str) {
+        if let Ok(servers) = self.servers(keyspace, shard) {
+            drop(Release(servers));
+        }
+    }
+
+    /// Whether the shard's statements are held (its primary is changing).
+    pub fn is_held(&self, keyspace: &str, shard: &str) -> bool {
+        self.servers(keyspace, shard)
+            .is_ok_and(|s| s.hold.held.load(Ordering::Acquire))
+    }
+
+    /// Connections of the shard's primary in use here now.
+    pub fn primary_in_use(&self, keyspace: &str, shard: &str) -> usize {
+        self.pool(keyspace, shard).map_or(0, |p| p.stats().in_use)
+    }
+
+    /// Another proxy made `to` (`host:port`) the shard's primary: the pools swap roles as the
+    /// servers did. False when `to` is the primary already, or not a server of the shard.
+    pub fn follow(&self, keyspace: &str, shard: &str, to: &str) -> bool {
+        let Ok(servers) = self.servers(keyspace, shard) else {
+            return false;
+        };
+        let old = servers.primary.load_full();
+        if names(&old.source.0, to) {
+            return false;
+        }
+        let replicas = servers.replicas.load_full();
+        let Some(chosen) = replicas
+            .list
+            .iter()
+            .find(|r| names(&r.source.0, to))
+            .cloned()
+        else {
+            tracing::error!(shard = %format!("{keyspace}/{shard}"), %to, "the shared topology names a primary that is not a server of this shard");
+            return false;
+        };
+        servers.swap(
+            &chosen,
+            others(&replicas, &chosen),
+            &old,
+            Standing::Replicating,
+        );
+        // Idle connections to the old primary would send it writes it refuses now.
+        old.pool.drop_idle();
+        true
+    }
+
     fn shard_servers(
         &self,
         keyspace: &str,

@@ -93,6 +93,74 @@ impl MariaDb {
     }
 }
 
+/// An etcd server on a free loopback port with a temporary data directory, stopped and
+/// removed when dropped (or, through a watchdog, when this process dies).
+pub struct Etcd {
+    pub port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Etcd {
+    /// `host:port` for clients.
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+/// Starts etcd (from Debian's `etcd-server`) and waits until it takes connections.
+pub fn start_etcd() -> Result<Etcd, TestkitError> {
+    let etcd = find_binary("etcd")?;
+    let dir = tempfile::tempdir().map_err(io_err("creating a temp dir"))?;
+    let d = dir.path();
+    let (port, peer) = (free_port()?, free_port()?);
+    let log = std::fs::File::create(d.join("etcd.log")).map_err(io_err("creating etcd.log"))?;
+    let client_url = format!("http://127.0.0.1:{port}");
+    let peer_url = format!("http://127.0.0.1:{peer}");
+    let mut child = Command::new(etcd)
+        .arg(format!("--data-dir={}", d.join("data").display()))
+        .args(["--name", "test"])
+        .args(["--listen-client-urls", &client_url])
+        .args(["--advertise-client-urls", &client_url])
+        .args(["--listen-peer-urls", &peer_url])
+        .args(["--initial-advertise-peer-urls", &peer_url])
+        .args(["--initial-cluster", &format!("test={peer_url}")])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(io_err("etcd.log"))?)
+        .stderr(log)
+        .spawn()
+        .map_err(io_err("starting etcd"))?;
+    std::fs::write(d.join("etcd.pid"), child.id().to_string())
+        .map_err(io_err("writing etcd.pid"))?;
+    watchdog_for(d, "etcd.pid", "--data-dir");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = std::fs::read_to_string(d.join("etcd.log")).unwrap_or_default();
+            return Err(TestkitError::Failed(format!(
+                "etcd exited with {status}: {log}"
+            )));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return Err(TestkitError::Failed("etcd not ready after 60 s".into()));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(Etcd {
+        port,
+        child,
+        _dir: dir,
+    })
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for MariaDb {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -524,10 +592,16 @@ fn spawn_server(
 /// command line still names this data directory: a pid the system has since given to another
 /// process is never signalled.
 fn watchdog(dir: &Path) {
+    watchdog_for(dir, "mysqld.pid", "--datadir");
+}
+
+/// [`watchdog`] for a server whose pid is in `pid_file` and whose command line says
+/// `{data_flag}={dir}/data`.
+fn watchdog_for(dir: &Path, pid_file: &str, data_flag: &str) {
     let script = format!(
         "while kill -0 {parent} 2>/dev/null; do sleep 1; done; \
-         pid=$(cat '{dir}/mysqld.pid' 2>/dev/null); \
-         if [ -n \"$pid\" ] && tr '\\0' ' ' < /proc/$pid/cmdline 2>/dev/null | grep -qF -- '--datadir={dir}/data'; then kill -9 $pid; fi; \
+         pid=$(cat '{dir}/{pid_file}' 2>/dev/null); \
+         if [ -n \"$pid\" ] && tr '\\0' ' ' < /proc/$pid/cmdline 2>/dev/null | grep -qF -- '{data_flag}={dir}/data'; then kill -9 $pid; fi; \
          sleep 1; rm -rf '{dir}'",
         parent = std::process::id(),
         dir = dir.display()

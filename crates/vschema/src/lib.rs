@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use keyrange::KeyRange;
-pub use load::{load_config, load_vitess_json, parse_config};
+pub use load::{keyspaces_toml, load_config, load_vitess_json, parse_config, parse_with_keyspaces};
 pub use state::{record_primary, state_path};
 pub use vindex::{
     parse_static_map, KeyValue, KeyspaceId, MultiColumn, Vindex, VindexError, VindexKind,
@@ -55,6 +55,17 @@ pub struct Config {
     pub server: ServerConfig,
     pub users: Vec<User>,
     pub vschema: Arc<VSchema>,
+    /// Where several proxies share their keyspaces and primaries; `None`: this proxy alone,
+    /// with a state file beside its config.
+    pub topology: Option<SharedTopology>,
+}
+
+/// `[topology]`: etcd endpoints and the key prefix under which the proxies of one database
+/// keep their topology.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedTopology {
+    pub etcd: Vec<String>,
+    pub prefix: String,
 }
 
 #[derive(Debug, Clone)]

@@ -52,10 +52,54 @@ pub fn load_config(path: &Path) -> Result<Config, ConfigError> {
         message: format!("cannot read config: {e}"),
     })?;
     let mut config = parse_config(&text, path)?;
-    // The primaries changed since (reparent, failover), recorded beside the config.
-    let current = crate::state::apply(path, (*config.vschema).clone())?;
-    config.vschema = Arc::new(current);
+    // The primaries changed since (reparent, failover), recorded beside the config; proxies
+    // that share their topology keep them in etcd instead.
+    if config.topology.is_none() {
+        let current = crate::state::apply(path, (*config.vschema).clone())?;
+        config.vschema = Arc::new(current);
+    }
     Ok(config)
+}
+
+/// The `[keyspaces]` of config text, as a TOML document of its own (what proxies sharing a
+/// topology keep in etcd).
+pub fn keyspaces_toml(text: &str, path: &Path) -> Result<String, ConfigError> {
+    let err = |message: String| ConfigError {
+        file: path.to_path_buf(),
+        line: None,
+        key: "keyspaces".into(),
+        message,
+    };
+    let mut table: toml::Table = toml::from_str(text).map_err(|e| err(e.message().to_string()))?;
+    let mut only = toml::Table::new();
+    if let Some(keyspaces) = table.remove("keyspaces") {
+        only.insert("keyspaces".into(), keyspaces);
+    }
+    toml::to_string(&only).map_err(|e| err(e.to_string()))
+}
+
+/// Config text with its `[keyspaces]` replaced by `keyspaces` (from [`keyspaces_toml`]),
+/// validated.
+pub fn parse_with_keyspaces(
+    text: &str,
+    keyspaces: &str,
+    path: &Path,
+) -> Result<Config, ConfigError> {
+    let err = |message: String| ConfigError {
+        file: path.to_path_buf(),
+        line: None,
+        key: "keyspaces".into(),
+        message,
+    };
+    let mut table: toml::Table = toml::from_str(text).map_err(|e| err(e.message().to_string()))?;
+    let shared: toml::Table = toml::from_str(keyspaces)
+        .map_err(|e| err(format!("the shared keyspaces: {}", e.message())))?;
+    table.remove("keyspaces");
+    if let Some(k) = shared.get("keyspaces") {
+        table.insert("keyspaces".into(), k.clone());
+    }
+    let merged = toml::to_string(&table).map_err(|e| err(e.to_string()))?;
+    parse_config(&merged, path)
 }
 
 /// Validates config text; `path` names the file in errors and anchors relative paths.
@@ -240,10 +284,30 @@ pub fn parse_config(text: &str, path: &Path) -> Result<Config, ConfigError> {
             message: "no keyspaces defined".into(),
         });
     }
+    let topology = match raw.topology {
+        Some(t) if t.etcd.is_empty() => {
+            return Err(ConfigError {
+                file: ctx.file.clone(),
+                line: None,
+                key: "topology.etcd".into(),
+                message: "lists no etcd endpoint (host:port)".into(),
+            })
+        }
+        Some(t) => Some(crate::SharedTopology {
+            etcd: t.etcd,
+            prefix: t
+                .prefix
+                .unwrap_or_else(|| "/shardgate".into())
+                .trim_end_matches('/')
+                .to_string(),
+        }),
+        None => None,
+    };
     Ok(Config {
         server,
         users,
         vschema: Arc::new(VSchema::new(keyspaces)),
+        topology,
     })
 }
 

@@ -14,6 +14,14 @@ pub(crate) struct RawConfig {
     pub users: Vec<Spanned<RawUser>>,
     #[serde(default)]
     pub keyspaces: BTreeMap<String, Spanned<RawKeyspace>>,
+    pub topology: Option<RawTopology>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTopology {
+    pub etcd: Vec<String>,
+    pub prefix: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
