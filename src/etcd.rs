@@ -13,7 +13,8 @@
 //!   changes the primary.
 //!
 //! Every proxy watches the prefix and applies what changes at once. A proxy that dies loses its
-//! lease: its lock, hold and registration go with it.
+//! lease: its lock, hold and registration go with it, and the others finish the two-phase
+//! commits it left prepared (its registration holds its transaction ids' prefix).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
@@ -93,8 +94,9 @@ impl Shared {
         });
         let mut client = shared.client.clone();
         let with_lease = PutOptions::new().with_lease(lease);
+        let xids = crate::gate::xid_prefix(port);
         client
-            .put(shared.key("proxies/", &shared.id), "", Some(with_lease))
+            .put(shared.key("proxies/", &shared.id), xids, Some(with_lease))
             .await
             .map_err(err("registering"))?;
         // The first proxy's keyspaces are everyone's.
@@ -178,6 +180,7 @@ impl Shared {
         let mut client = self.client.clone();
         let options = WatchOptions::new()
             .with_prefix()
+            .with_prev_key()
             .with_start_revision(revision + 1);
         let (_watcher, mut events) = match client.watch(self.key("", ""), Some(options)).await {
             Ok(w) => w,
@@ -191,6 +194,15 @@ impl Shared {
                 return;
             };
             for event in answer.events() {
+                if event.event_type() == EventType::Delete {
+                    if let Some(gone) = event.prev_kv() {
+                        let key = gone.key_str().unwrap_or_default();
+                        if key.starts_with(&self.key("proxies/", "")) {
+                            let xids = gone.value_str().unwrap_or_default().to_string();
+                            tokio::spawn(self.clone().finish_for(gate.clone(), xids));
+                        }
+                    }
+                }
                 let Some(kv) = event.kv() else { continue };
                 let key = kv.key_str().unwrap_or_default();
                 let Some(rest) = key.strip_prefix(&self.key("", "")) else {
@@ -251,6 +263,56 @@ impl Shared {
                         tracing::error!(error = %e, "etcd: could not acknowledge a hold");
                     }
                 });
+            }
+        }
+    }
+
+    /// A proxy whose transaction ids start with `xids` is gone (its lease expired): its
+    /// prepared two-phase commits are finished as its decision records say, unless a live
+    /// proxy uses the same prefix (one restarted on the same port finishes them itself).
+    async fn finish_for(self: Arc<Self>, gate: Arc<Gate>, xids: String) {
+        if xids.is_empty() {
+            return;
+        }
+        let mut client = self.client.clone();
+        let live = client
+            .get(
+                self.key("proxies/", ""),
+                Some(GetOptions::new().with_prefix()),
+            )
+            .await;
+        let Ok(live) = live else {
+            return;
+        };
+        if live
+            .kvs()
+            .iter()
+            .any(|kv| kv.value_str().is_ok_and(|v| v == xids))
+        {
+            return;
+        }
+        // One proxy at a time: the next finds nothing left.
+        let lock = client
+            .lock(
+                self.key("locks/twopc/", &xids),
+                Some(LockOptions::new().with_lease(self.lease)),
+            )
+            .await;
+        let Ok(lock) = lock else {
+            return;
+        };
+        let topo = gate.topology();
+        let resolved = crate::twopc::resolve(&topo.backends, &topo.vschema, &xids).await;
+        let _ = client.unlock(lock.key()).await;
+        match resolved {
+            Ok(done) => tracing::info!(
+                prefix = %xids,
+                committed = ?done.committed,
+                rolled_back = ?done.rolled_back,
+                "etcd: finished the two-phase commits of a proxy that is gone"
+            ),
+            Err(e) => {
+                tracing::error!(prefix = %xids, error = %e, "etcd: could not finish a gone proxy's two-phase commits")
             }
         }
     }

@@ -321,9 +321,16 @@ fn check(config: Option<PathBuf>, vschema_json: Option<PathBuf>) -> Result<(), A
             path.display(),
             config.server.listen
         );
-        // Where the current primaries come from: this proxy alone keeps them.
+        // Where the current primaries come from.
         let state = vschema::state_path(&path);
-        if state.exists() {
+        if let Some(shared) = &config.topology {
+            println!(
+                "topology: shared through etcd ({}) under {}: the keyspaces and primaries there \
+                 override this file's keyspaces; one proxy at a time changes a primary",
+                shared.etcd.join(", "),
+                shared.prefix
+            );
+        } else if state.exists() {
             println!(
                 "topology: local; the primaries recorded in {} override the config's",
                 state.display()

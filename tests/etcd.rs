@@ -2,7 +2,9 @@
 //! proxy's config file lists a keyspace the first did not: it serves etcd's keyspaces, not its
 //! file's. Writers on both proxies insert while shard `-80`'s primary is killed: exactly one
 //! proxy fails over, the other follows, both keep serving, and no acknowledged insert is lost.
-//! Ids from a sequence, taken through both proxies at once, never repeat.
+//! Ids from a sequence, taken through both proxies at once, never repeat. A third proxy that
+//! dies in the middle of a two-phase commit has it finished by the others once its etcd lease
+//! expires.
 
 mod common;
 
@@ -75,7 +77,7 @@ prefix = "/test"
     let text = text.replacen(&format!("admin = \"{admin}\""), "admin = \"127.0.0.1:0\"", 1)
         + "\n[keyspaces.only_here]\nsharded = false\nshards = [{ name = \"0\", primary = \"mysql://root@127.0.0.1:1/x\" }]\n";
     let second_path = dir.path().join("second.toml");
-    std::fs::write(&second_path, text).unwrap();
+    std::fs::write(&second_path, &text).unwrap();
     let config = vschema::load_config(&second_path).unwrap();
     assert!(config.vschema.keyspace("only_here").is_some());
     let second = shardgate::start_from(&config, "127.0.0.1:0", Some(second_path))
@@ -181,6 +183,79 @@ prefix = "/test"
         .filter(|id| stored.binary_search(id).is_err())
         .collect();
     assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
+
+    // A third proxy, a process of its own, dies in the middle of a two-phase commit, after its
+    // decision. Once its lease expires, another proxy commits what it left prepared.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let third_path = dir.path().join("third.toml");
+    std::fs::write(
+        &third_path,
+        text.replacen(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{port}\""),
+            1,
+        ),
+    )
+    .unwrap();
+    let mut third = testkit::die_with_parent(&mut std::process::Command::new(env!(
+        "CARGO_BIN_EXE_shardgate"
+    )))
+    .args(["serve", "--config"])
+    .arg(&third_path)
+    .env("SHARDGATE_TWOPC_CRASH", "after_decision")
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    common::wait_for_greeting(port).await;
+    // One id on each shard.
+    let x = groups::id_on_first_shard(800_000_001);
+    let y = (800_000_001..)
+        .find(|id| groups::id_on_first_shard(*id) != *id)
+        .unwrap();
+    let mut c =
+        Conn::new(Opts::from_url(&format!("mysql://app:secret@127.0.0.1:{port}/shop")).unwrap())
+            .await
+            .unwrap();
+    c.query_drop("SET transaction_mode = 'twopc'")
+        .await
+        .unwrap();
+    c.query_drop("BEGIN").await.unwrap();
+    c.exec_drop("INSERT INTO items (id, v) VALUES (?, 0), (?, 0)", (x, y))
+        .await
+        .unwrap();
+    assert!(
+        c.query_drop("COMMIT").await.is_err(),
+        "the proxy died in COMMIT"
+    );
+    tokio::task::block_in_place(|| {
+        testkit::wait_within(
+            &mut third,
+            Duration::from_secs(60),
+            "the third proxy to die",
+        )
+    });
+    let prefix = shardgate::gate::xid_prefix(port);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (n,): (i64,) = a
+            .exec_first("SELECT COUNT(*) FROM items WHERE id IN (?, ?)", (x, y))
+            .await
+            .unwrap()
+            .unwrap();
+        if n == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gone proxy's commit ({prefix}) was not finished"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     second.stop().await;
     first.stop().await;
     drop(etcd);

@@ -90,6 +90,11 @@ pub struct Gate {
     changes: std::sync::Mutex<std::collections::VecDeque<PrimaryChange>>,
 }
 
+/// The start of the twopc transaction ids of the proxy serving on `port`.
+pub fn xid_prefix(port: u16) -> String {
+    format!("sg-{port}-")
+}
+
 /// A change of a shard's primary (SHOW SHARDGATE FAILOVERS, the status page).
 #[derive(Debug, Clone)]
 pub struct PrimaryChange {
@@ -488,7 +493,7 @@ impl Gate {
                 max_packet_size: config.server.max_packet_size,
             },
             sessions: DashMap::new(),
-            xid_prefix: format!("sg-{port}-"),
+            xid_prefix: xid_prefix(port),
             started: Instant::now(),
             questions: AtomicU64::new(0),
             executions: AtomicU64::new(0),

@@ -294,8 +294,13 @@ pub async fn proxy_process_on(port: u16, vars: &[(&str, &str)]) -> ProxyProcess 
         port,
         _dir: dir,
     };
-    // Serving means greeting: the port is bound before start-up work (resolving prepared
-    // twopc branches) ends, and a connection waits in the backlog until it does.
+    wait_for_greeting(port).await;
+    process
+}
+
+/// Waits until a proxy on `port` greets: the port is bound before start-up work (resolving
+/// prepared twopc branches) ends, and a connection waits in the backlog until it does.
+pub async fn wait_for_greeting(port: u16) {
     for _ in 0..100 {
         if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
             use tokio::io::AsyncReadExt;
@@ -304,7 +309,7 @@ pub async fn proxy_process_on(port: u16, vars: &[(&str, &str)]) -> ProxyProcess 
                 tokio::time::timeout(std::time::Duration::from_secs(30), s.read(&mut greeting));
             if let Ok(Ok(n)) = read.await {
                 if n > 0 {
-                    return process;
+                    return;
                 }
             }
         }
