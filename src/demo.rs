@@ -1,5 +1,7 @@
-//! `shardgate demo`: two local MariaDB shards of a sharded keyspace `commerce`, one unsharded
-//! keyspace `main`, sample data loaded through the proxy itself, served until Ctrl-C.
+//! `shardgate demo`: two local MariaDB shards of a sharded keyspace `commerce`, each a
+//! replication group (a primary and a semi-synchronous GTID replica, with automatic failover),
+//! one unsharded keyspace `main`, sample data loaded through the proxy itself, served until
+//! Ctrl-C.
 
 use std::path::Path;
 
@@ -26,7 +28,8 @@ const SCHEMA: &[&str] = &[
     "INSERT INTO orders (customer_id, product_id, quantity, amount) VALUES (2, 2, 1, 19.90), (4, 4, 2, 9.00)",
 ];
 
-pub fn config_text(listen: &str, commerce: [&str; 2], main: &str) -> String {
+/// `commerce`: each shard's primary and replica.
+pub fn config_text(listen: &str, commerce: [[&str; 2]; 2], main: &str) -> String {
     format!(
         r#"[server]
 listen = "{listen}"
@@ -39,9 +42,10 @@ password = "app"
 
 [keyspaces.commerce]
 sharded = true
+auto_failover = true
 shards = [
-  {{ name = "-80", primary = "{c0}" }},
-  {{ name = "80-", primary = "{c1}" }},
+  {{ name = "-80", primary = "{c0}", replicas = ["{r0}"] }},
+  {{ name = "80-", primary = "{c1}", replicas = ["{r1}"] }},
 ]
 vindexes.hash = {{ type = "hash" }}
 vindexes.customer_email = {{ type = "consistent_lookup_unique", table = "main.customer_email_lookup", from = "email", to = "keyspace_id" }}
@@ -54,21 +58,32 @@ sharded = false
 shards = [{{ name = "0", primary = "{main}" }}]
 tables.order_seq = {{ type = "sequence" }}
 "#,
-        c0 = commerce[0],
-        c1 = commerce[1],
+        c0 = commerce[0][0],
+        r0 = commerce[0][1],
+        c1 = commerce[1][0],
+        r1 = commerce[1][1],
     )
 }
 
 pub async fn run(listen: &str) -> Result<(), Box<dyn std::error::Error>> {
-    eprintln!("starting 3 local MariaDB servers...");
-    let servers =
-        tokio::task::spawn_blocking(|| testkit::start(3, &["commerce", "main"])).await??;
+    eprintln!("starting 5 local MariaDB servers (two replication groups and one more)...");
+    let group = || tokio::task::spawn_blocking(|| testkit::start_replicated(1, &["commerce"]));
+    let (first, second, main) = tokio::join!(
+        group(),
+        group(),
+        tokio::task::spawn_blocking(|| testkit::start(1, &["main"]))
+    );
+    let groups = [first??, second??];
+    let main = main??;
+    let urls = groups
+        .each_ref()
+        .map(|g| [g[0].url("commerce"), g[1].url("commerce")]);
     let text = config_text(
         listen,
-        [&servers[0].url("commerce"), &servers[1].url("commerce")],
-        &servers[2].url("main"),
+        urls.each_ref().map(|[p, r]| [p.as_str(), r.as_str()]),
+        &main[0].url("main"),
     );
-    let config_path = servers[0].dir().join("shardgate.toml");
+    let config_path = main[0].dir().join("shardgate.toml");
     std::fs::write(&config_path, &text)?;
     let config = vschema::parse_config(&text, Path::new(&config_path))?;
     let running = crate::start_from(&config, listen, Some(config_path.clone())).await?;
@@ -82,11 +97,13 @@ pub async fn run(listen: &str) -> Result<(), Box<dyn std::error::Error>> {
     conn.disconnect().await?;
 
     println!("shardgate demo is serving on {}", running.addr);
-    println!(
-        "  keyspace commerce: shards -80 (127.0.0.1:{}) and 80- (127.0.0.1:{})",
-        servers[0].port, servers[1].port
-    );
-    println!("  keyspace main (unsharded): 127.0.0.1:{}", servers[2].port);
+    for (name, g) in ["-80", "80-"].iter().zip(&groups) {
+        println!(
+            "  keyspace commerce, shard {name}: primary 127.0.0.1:{}, replica 127.0.0.1:{}",
+            g[0].port, g[1].port
+        );
+    }
+    println!("  keyspace main (unsharded): 127.0.0.1:{}", main[0].port);
     println!("  config: {}", config_path.display());
     if let Some(admin) = running.admin {
         println!("  status page: http://{admin}/status   metrics: http://{admin}/metrics");
@@ -103,10 +120,17 @@ pub async fn run(listen: &str) -> Result<(), Box<dyn std::error::Error>> {
     println!("     INSERT INTO orders (customer_id, product_id, quantity, amount) VALUES (3, 1, 1, 49.90);  SELECT LAST_INSERT_ID();");
     println!("     SELECT customer_id, COUNT(*), SUM(amount) FROM orders GROUP BY customer_id ORDER BY 3 DESC;");
     println!("     VEXPLAIN PLAN SELECT * FROM orders ORDER BY amount DESC LIMIT 3;");
+    println!("     USE commerce@replica; SELECT COUNT(*) FROM orders;   (read from the replicas)");
+    println!("     SHOW SHARDGATE SHARDS;   and, in a shell:");
+    println!(
+        "     shardgate reparent commerce/-80 --to 127.0.0.1:{} --config {}",
+        groups[0][1].port,
+        config_path.display()
+    );
     println!("Ctrl-C stops everything and removes the data.");
     tokio::signal::ctrl_c().await?;
     running.stop().await;
-    drop(servers);
+    drop((groups, main));
     println!("stopped; data removed");
     Ok(())
 }

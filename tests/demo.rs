@@ -80,6 +80,18 @@ async fn the_demo_script_serves_and_cleans_up_on_ctrl_c() {
         .await
         .unwrap();
     assert_eq!(id, Some(5));
+    // Each shard is a replication group whose replica serves reads.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let shards: Vec<(String, String, String, String, String, String)> =
+            c.query("SHOW SHARDGATE SHARDS").await.unwrap();
+        let commerce: Vec<_> = shards.iter().filter(|s| s.0 == "commerce").collect();
+        if commerce.len() == 2 && commerce.iter().all(|s| s.5.contains(" serving, ")) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{shards:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     drop(c);
 
     // Ctrl-C: a clean exit, and the data is gone.
