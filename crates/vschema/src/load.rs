@@ -183,6 +183,16 @@ pub fn parse_config(text: &str, path: &Path) -> Result<Config, ConfigError> {
     };
 
     let mut users = Vec::new();
+    let default_target = match &raw.server.read_target {
+        None => crate::ReadTarget::Primary,
+        Some(t) => crate::ReadTarget::parse(t.get_ref()).ok_or_else(|| {
+            ctx.err(
+                t,
+                "server.read_target",
+                format!("{:?} is not primary, replica or replica_only", t.get_ref()),
+            )
+        })?,
+    };
     for (i, user) in raw.users.iter().enumerate() {
         let u = user.get_ref();
         if u.name.is_empty() {
@@ -247,7 +257,7 @@ pub fn parse_config(text: &str, path: &Path) -> Result<Config, ConfigError> {
             }
         }
         let read_target = match &u.read_target {
-            None => crate::ReadTarget::Primary,
+            None => default_target,
             Some(t) => crate::ReadTarget::parse(t).ok_or_else(|| {
                 ctx.err(
                     user,

@@ -679,3 +679,24 @@ fn customers(config: &Config) -> &Table {
         .and_then(|k| k.table("customers"))
         .expect("commerce.customers")
 }
+
+#[test]
+fn read_target_defaults_from_the_server_section() {
+    let with = |server: &str, user: &str| {
+        let text = GOOD
+            .replacen("[server]\n", &format!("[server]\n{server}\n"), 1)
+            .replacen("name = \"app\"\n", &format!("name = \"app\"\n{user}\n"), 1);
+        parse(&text).map(|c| c.users[0].read_target)
+    };
+    assert_eq!(with("", "").unwrap(), crate::ReadTarget::Primary);
+    assert_eq!(
+        with("read_target = \"replica\"", "").unwrap(),
+        crate::ReadTarget::Replica
+    );
+    assert_eq!(
+        with("read_target = \"replica\"", "read_target = \"primary\"").unwrap(),
+        crate::ReadTarget::Primary
+    );
+    let e = with("read_target = \"rdonly\"", "").unwrap_err();
+    assert_eq!(e.key, "server.read_target");
+}
