@@ -103,12 +103,20 @@ struct Flavor {
 }
 
 impl Flavor {
-    fn position(&self) -> &'static str {
+    /// MariaDB's statement, or MySQL 8's.
+    fn pick(&self, mariadb: &'static str, mysql: &'static str) -> &'static str {
         if self.mariadb {
-            "SELECT @@GLOBAL.gtid_binlog_pos"
+            mariadb
         } else {
-            "SELECT @@GLOBAL.gtid_executed"
+            mysql
         }
+    }
+
+    fn position(&self) -> &'static str {
+        self.pick(
+            "SELECT @@GLOBAL.gtid_binlog_pos",
+            "SELECT @@GLOBAL.gtid_executed",
+        )
     }
 
     /// A query answering 0 once the server has applied `position`, within `seconds`.
@@ -124,27 +132,15 @@ impl Flavor {
     }
 
     fn stop(&self) -> &'static str {
-        if self.mariadb {
-            "STOP SLAVE"
-        } else {
-            "STOP REPLICA"
-        }
+        self.pick("STOP SLAVE", "STOP REPLICA")
     }
 
     fn start(&self) -> &'static str {
-        if self.mariadb {
-            "START SLAVE"
-        } else {
-            "START REPLICA"
-        }
+        self.pick("START SLAVE", "START REPLICA")
     }
 
     fn forget_source(&self) -> &'static str {
-        if self.mariadb {
-            "RESET SLAVE ALL"
-        } else {
-            "RESET REPLICA ALL"
-        }
+        self.pick("RESET SLAVE ALL", "RESET REPLICA ALL")
     }
 
     /// Points a server at `primary`, by GTID, with `primary`'s credentials.
@@ -177,19 +173,17 @@ impl Flavor {
 
     /// How many replicas acknowledge semi-synchronous commits on a primary.
     fn semi_sync_clients(&self) -> &'static str {
-        if self.mariadb {
-            "SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_master_clients'"
-        } else {
-            "SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_source_clients'"
-        }
+        self.pick(
+            "SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_master_clients'",
+            "SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_source_clients'",
+        )
     }
 
     fn semi_sync_enabled(&self) -> &'static str {
-        if self.mariadb {
-            "SELECT @@GLOBAL.rpl_semi_sync_master_enabled"
-        } else {
-            "SELECT @@GLOBAL.rpl_semi_sync_source_enabled"
-        }
+        self.pick(
+            "SELECT @@GLOBAL.rpl_semi_sync_master_enabled",
+            "SELECT @@GLOBAL.rpl_semi_sync_source_enabled",
+        )
     }
 }
 
@@ -261,12 +255,7 @@ impl Backends {
         let name = format!("{keyspace}/{shard}");
         let servers = self.shard_servers(keyspace, shard)?;
         let replicas = servers.replicas.load_full();
-        let Some(chosen) = replicas
-            .list
-            .iter()
-            .find(|r| names(&r.source.0, to))
-            .cloned()
-        else {
+        let Some(chosen) = replicas.named(to) else {
             let list: Vec<String> = replicas
                 .list
                 .iter()
@@ -464,12 +453,7 @@ impl Backends {
             return false;
         }
         let replicas = servers.replicas.load_full();
-        let Some(chosen) = replicas
-            .list
-            .iter()
-            .find(|r| names(&r.source.0, to))
-            .cloned()
-        else {
+        let Some(chosen) = replicas.named(to) else {
             tracing::error!(shard = %format!("{keyspace}/{shard}"), %to, "the shared topology names a primary that is not a server of this shard");
             return false;
         };
@@ -585,6 +569,13 @@ pub(crate) enum Standing {
     Fenced(String),
 }
 
+impl Replicas {
+    /// The replica `to` names (see [`names`]).
+    fn named(&self, to: &str) -> Option<Arc<Replica>> {
+        self.list.iter().find(|r| names(&r.source.0, to)).cloned()
+    }
+}
+
 /// The shard's replicas other than `chosen`, in their order.
 fn others(replicas: &Replicas, chosen: &Arc<Replica>) -> Vec<Arc<Replica>> {
     replicas
@@ -623,11 +614,10 @@ async fn promote(admin: &mut Admin, flavor: &Flavor, semi_sync: bool) -> Result<
     admin.run(flavor.stop()).await?;
     admin.run(flavor.forget_source()).await?;
     if semi_sync {
-        let enable = if flavor.mariadb {
-            "SET GLOBAL rpl_semi_sync_master_enabled = ON"
-        } else {
-            "SET GLOBAL rpl_semi_sync_source_enabled = ON"
-        };
+        let enable = flavor.pick(
+            "SET GLOBAL rpl_semi_sync_master_enabled = ON",
+            "SET GLOBAL rpl_semi_sync_source_enabled = ON",
+        );
         admin.run(enable).await?;
     }
     admin.run("SET GLOBAL read_only = OFF").await

@@ -61,15 +61,19 @@ pub fn load_config(path: &Path) -> Result<Config, ConfigError> {
     Ok(config)
 }
 
-/// The `[keyspaces]` of config text, as a TOML document of its own (what proxies sharing a
-/// topology keep in etcd).
-pub fn keyspaces_toml(text: &str, path: &Path) -> Result<String, ConfigError> {
-    let err = |message: String| ConfigError {
+fn keyspaces_error(path: &Path) -> impl Fn(String) -> ConfigError + '_ {
+    move |message| ConfigError {
         file: path.to_path_buf(),
         line: None,
         key: "keyspaces".into(),
         message,
-    };
+    }
+}
+
+/// The `[keyspaces]` of config text, as a TOML document of its own (what proxies sharing a
+/// topology keep in etcd).
+pub fn keyspaces_toml(text: &str, path: &Path) -> Result<String, ConfigError> {
+    let err = keyspaces_error(path);
     let mut table: toml::Table = toml::from_str(text).map_err(|e| err(e.message().to_string()))?;
     let mut only = toml::Table::new();
     if let Some(keyspaces) = table.remove("keyspaces") {
@@ -85,12 +89,7 @@ pub fn parse_with_keyspaces(
     keyspaces: &str,
     path: &Path,
 ) -> Result<Config, ConfigError> {
-    let err = |message: String| ConfigError {
-        file: path.to_path_buf(),
-        line: None,
-        key: "keyspaces".into(),
-        message,
-    };
+    let err = keyspaces_error(path);
     let mut table: toml::Table = toml::from_str(text).map_err(|e| err(e.message().to_string()))?;
     let shared: toml::Table = toml::from_str(keyspaces)
         .map_err(|e| err(format!("the shared keyspaces: {}", e.message())))?;
