@@ -49,7 +49,7 @@ async fn planned_reparent_holds_writes_and_loses_none() {
         config_path,
         dir,
         url,
-    } = groups::setup("failover_buffer_ms = 6000", "").await;
+    } = groups::setup("failover_buffer_ms = 8000", "").await;
     let mut conn = Conn::new(Opts::from_url(&url).unwrap()).await.unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let writers = groups::writers(&url, &stop, 1..=8);

@@ -39,8 +39,6 @@ pub enum ReparentError {
     Server { server: String, error: WireError },
     #[error("the primary of {0} answers: no failover")]
     Answers(String),
-    #[error("automatic failover reads MariaDB GTID positions; {0} is not MariaDB")]
-    Flavor(String),
     #[error("no replica of {shard} received every transaction the others did ({positions}); not failing over, to lose nothing")]
     NoCandidate { shard: String, positions: String },
     #[error("{replica} did not apply the old primary's writes (up to GTID {position}) within {waited:?}; {shard} keeps its primary")]
@@ -119,6 +117,53 @@ impl Flavor {
         )
     }
 
+    /// What a server has applied (a replica's received transactions are in its relay log).
+    fn applied(&self) -> &'static str {
+        self.pick(
+            "SELECT @@GLOBAL.gtid_current_pos",
+            "SELECT @@GLOBAL.gtid_executed",
+        )
+    }
+
+    /// Everything a replica received from its (gone) primary, applied or not: MariaDB's
+    /// `Gtid_IO_Pos`; MySQL's executed and retrieved GTID sets together. `None` for a server
+    /// that is not a replica.
+    async fn received(&self, admin: &mut Admin) -> Option<String> {
+        let sql = self.pick("SHOW SLAVE STATUS", "SHOW REPLICA STATUS");
+        let row = admin.conn.query_first_named(sql).await.ok().flatten()?;
+        let column = |name: &str| {
+            row.iter()
+                .find(|(column, _)| column == name)
+                .map(|(_, v)| text(v))
+        };
+        if self.mariadb {
+            return column("Gtid_IO_Pos");
+        }
+        // A GTID set's text may name a server's intervals more than once: joined, it is the
+        // union. MySQL breaks long sets over lines.
+        let sets = [column("Executed_Gtid_Set")?, column("Retrieved_Gtid_Set")?];
+        let joined: Vec<String> = sets
+            .iter()
+            .map(|s| s.replace('\n', ""))
+            .filter(|s| !s.is_empty())
+            .collect();
+        Some(joined.join(","))
+    }
+
+    /// Whether position `a` includes everything `b` does: compared here for MariaDB, asked of
+    /// `judge`'s server (`GTID_SUBSET`) for MySQL.
+    async fn covers(&self, judge: &Admin, a: &str, b: &str) -> bool {
+        if self.mariadb {
+            return gtid::covers(a, b);
+        }
+        let Ok(mut conn) = Conn::connect(&judge.opts).await else {
+            return false;
+        };
+        let sql = format!("SELECT GTID_SUBSET({}, {})", quote(b), quote(a));
+        let answer = conn.query_rows(&sql).await;
+        answer.is_ok_and(|rows| rows.first().and_then(|r| int(&r[0])) == Some(1))
+    }
+
     /// A query answering 0 once the server has applied `position`, within `seconds`.
     fn wait_for(&self, position: &str, seconds: u64) -> String {
         if self.mariadb {
@@ -191,13 +236,18 @@ impl Flavor {
 struct Admin {
     conn: Conn,
     name: String,
+    opts: crate::wire::ConnOpts,
 }
 
 impl Admin {
     async fn open(pool: &ShardPool) -> Result<Admin, ReparentError> {
         let name = format!("{}:{}", pool.opts().host, pool.opts().port);
         match Conn::connect(pool.opts()).await {
-            Ok(conn) => Ok(Admin { conn, name }),
+            Ok(conn) => Ok(Admin {
+                conn,
+                name,
+                opts: pool.opts().clone(),
+            }),
             Err(error) => Err(ReparentError::Server {
                 server: name,
                 error,
@@ -354,31 +404,30 @@ impl Backends {
         }
         let replicas = servers.replicas.load_full();
         let mut received = Vec::new();
+        let mut flavor = Flavor { mariadb: true };
         for replica in &replicas.list {
             let Ok(Ok(mut admin)) =
                 tokio::time::timeout(Duration::from_secs(2), Admin::open(&replica.pool)).await
             else {
                 continue;
             };
-            if admin.conn.server_version().0 < 10 {
-                return Err(ReparentError::Flavor(name));
-            }
+            flavor.mariadb = admin.conn.server_version().0 >= 10;
             // What it received stays put: its source is gone anyway.
-            let status = admin.conn.query_first_named("SHOW SLAVE STATUS").await;
-            let io_position = status.ok().flatten().and_then(|row| {
-                row.into_iter()
-                    .find(|(column, _)| column == "Gtid_IO_Pos")
-                    .map(|(_, v)| text(&v))
-            });
-            if let Some(position) = io_position {
+            if let Some(position) = flavor.received(&mut admin).await {
                 received.push((replica.clone(), admin, position));
             }
         }
-        let most = received.iter().position(|(_, _, mine)| {
-            received
-                .iter()
-                .all(|(_, _, theirs)| gtid::covers(mine, theirs))
-        });
+        let mut most = None;
+        for (i, (_, judge, mine)) in received.iter().enumerate() {
+            let mut all = true;
+            for (_, _, theirs) in &received {
+                all = all && flavor.covers(judge, mine, theirs).await;
+            }
+            if all {
+                most = Some(i);
+                break;
+            }
+        }
         let Some(most) = most else {
             let positions: Vec<String> = received
                 .iter()
@@ -391,14 +440,14 @@ impl Backends {
         };
         let (chosen, mut new_admin, position) = received.swap_remove(most);
         drop(received);
-        let flavor = Flavor { mariadb: true };
         catch_up(&mut new_admin, &flavor, &name, &position, &servers, started).await?;
-        let semi_sync = new_admin
-            .value("SELECT @@GLOBAL.rpl_semi_sync_slave_enabled")
-            .await?
-            == "1";
+        let semi_sync = flavor.pick(
+            "SELECT @@GLOBAL.rpl_semi_sync_slave_enabled",
+            "SELECT @@GLOBAL.rpl_semi_sync_replica_enabled",
+        );
+        let semi_sync = new_admin.value(semi_sync).await.unwrap_or_default() == "1";
         promote(&mut new_admin, &flavor, semi_sync).await?;
-        let promoted_at = new_admin.value("SELECT @@GLOBAL.gtid_current_pos").await?;
+        let promoted_at = new_admin.value(flavor.applied()).await?;
         let others = others(&replicas, &chosen);
         let not_repointed = repoint(&others, &flavor, &chosen).await;
         if semi_sync && !others.is_empty() {
@@ -519,17 +568,20 @@ impl ShardServers {
             return;
         };
         let primary = self.primary.load_full();
-        let flavor = Flavor { mariadb: true };
+        let flavor = Flavor {
+            mariadb: old.conn.server_version().0 >= 10,
+        };
         let rejoined = async {
             // Whatever follows, nothing is written to it through its old role any more.
             old.run("SET GLOBAL read_only = ON").await?;
-            let held = old.value("SELECT @@GLOBAL.gtid_binlog_pos").await?;
-            if !gtid::covers(promoted_at, &held) {
+            let held = old.value(flavor.position()).await?;
+            if !flavor.covers(&old, promoted_at, &held).await {
                 return Ok(Some(held));
             }
             old.run(flavor.stop()).await?;
-            old.run("SET GLOBAL gtid_slave_pos = @@GLOBAL.gtid_binlog_pos")
-                .await?;
+            if let Some(demote) = flavor.demote() {
+                old.run(demote).await?;
+            }
             old.run(&flavor.replicate_from(&primary.source.0)).await?;
             old.run(flavor.start()).await?;
             Ok::<_, ReparentError>(None)
