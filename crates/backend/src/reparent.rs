@@ -397,8 +397,9 @@ impl Backends {
         let release = servers.hold_all(&name)?;
         let started = Instant::now();
         let old = servers.primary.load_full();
-        // Idle connections to the dead server would fail their next statement.
-        old.pool.close_idle().await;
+        // Idle connections to the dead server would fail their next statement (and a goodbye
+        // to it could wait on an unreachable host).
+        old.pool.drop_idle();
         if old.pool.probe(Duration::from_secs(1)).await {
             return Err(ReparentError::Answers(name));
         }
