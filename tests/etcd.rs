@@ -186,32 +186,11 @@ prefix = "/test"
 
     // A third proxy, a process of its own, dies in the middle of a two-phase commit, after its
     // decision. Once its lease expires, another proxy commits what it left prepared.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let third_path = dir.path().join("third.toml");
-    std::fs::write(
-        &third_path,
-        text.replacen(
-            "listen = \"127.0.0.1:0\"",
-            &format!("listen = \"127.0.0.1:{port}\""),
-            1,
-        ),
-    )
-    .unwrap();
-    let mut third = testkit::die_with_parent(&mut std::process::Command::new(env!(
-        "CARGO_BIN_EXE_shardgate"
-    )))
-    .args(["serve", "--config"])
-    .arg(&third_path)
-    .env("SHARDGATE_TWOPC_CRASH", "after_decision")
-    .stdout(std::process::Stdio::null())
-    .stderr(std::process::Stdio::null())
-    .spawn()
-    .unwrap();
-    common::wait_for_greeting(port).await;
+    let port = common::free_port();
+    let listen = format!("listen = \"127.0.0.1:{port}\"");
+    let third_text = text.replacen("listen = \"127.0.0.1:0\"", &listen, 1);
+    let crash = [("SHARDGATE_TWOPC_CRASH", "after_decision")];
+    let mut third = common::proxy_process_serving(&third_text, port, &crash).await;
     // One id on each shard.
     let x = groups::id_on_first_shard(800_000_001);
     let y = (800_000_001..)
@@ -232,13 +211,7 @@ prefix = "/test"
         c.query_drop("COMMIT").await.is_err(),
         "the proxy died in COMMIT"
     );
-    tokio::task::block_in_place(|| {
-        testkit::wait_within(
-            &mut third,
-            Duration::from_secs(60),
-            "the third proxy to die",
-        )
-    });
+    tokio::task::block_in_place(|| third.wait());
     let prefix = shardgate::gate::xid_prefix(port);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

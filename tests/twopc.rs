@@ -98,11 +98,7 @@ enum Recovery {
 /// Kills shardgate at `point` of a two-shard twopc COMMIT, recovers, and returns the rows that
 /// ended up committed.
 async fn crash_and_restart(point: &str, from: i64, recovery: Recovery) -> (Vec<i64>, (i64, i64)) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let prefix = format!("sg-{port}-");
     let mut crashing = proxy_process_on(port, &[("SHARDGATE_TWOPC_CRASH", point)]).await;
     let url = format!("mysql://app:secret@127.0.0.1:{port}/two");

@@ -202,15 +202,13 @@ impl Gate {
         }
         let report = self
             .change_primary(keyspace, shard, true, || async {
-                let topo = self.topology();
-                let ping = std::time::Duration::from_secs(1);
-                if topo.backends.is_held(keyspace, shard)
-                    || topo.backends.ping(keyspace, shard, ping).await
-                {
-                    return Ok(None);
+                use backend::reparent::ReparentError;
+                match self.topology().backends.fail_over(keyspace, shard).await {
+                    Ok(report) => Ok(Some(report)),
+                    // Nothing to do: the primary answers, or a change is running.
+                    Err(ReparentError::Answers(_) | ReparentError::Busy(_)) => Ok(None),
+                    Err(e) => Err(e.to_string()),
                 }
-                let report = topo.backends.fail_over(keyspace, shard).await;
-                report.map(Some).map_err(|e| e.to_string())
             })
             .await;
         let report = match report {

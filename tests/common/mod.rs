@@ -258,27 +258,33 @@ impl Drop for ProxyProcess {
     }
 }
 
-/// Starts `shardgate serve` on the test cluster's config and waits until it accepts clients.
-pub async fn proxy_process() -> ProxyProcess {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+/// A loopback port free now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-        .port();
-    proxy_process_on(port, &[]).await
+        .port()
+}
+
+/// Starts `shardgate serve` on the test cluster's config and waits until it accepts clients.
+pub async fn proxy_process() -> ProxyProcess {
+    proxy_process_on(free_port(), &[]).await
 }
 
 /// `shardgate serve` on a given port, with extra environment variables.
 pub async fn proxy_process_on(port: u16, vars: &[(&str, &str)]) -> ProxyProcess {
+    let text = cluster()
+        .config_text
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    proxy_process_serving(&text, port, vars).await
+}
+
+/// `shardgate serve` of config `text` (listening on `port`), with extra environment variables.
+pub async fn proxy_process_serving(text: &str, port: u16, vars: &[(&str, &str)]) -> ProxyProcess {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("shardgate.toml");
-    std::fs::write(
-        &path,
-        cluster()
-            .config_text
-            .replace("127.0.0.1:0", &format!("127.0.0.1:{port}")),
-    )
-    .unwrap();
+    std::fs::write(&path, text).unwrap();
     let child = testkit::die_with_parent(&mut std::process::Command::new(env!(
         "CARGO_BIN_EXE_shardgate"
     )))

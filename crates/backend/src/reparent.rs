@@ -394,15 +394,19 @@ impl Backends {
     pub async fn fail_over(&self, keyspace: &str, shard: &str) -> Result<Report, ReparentError> {
         let name = format!("{keyspace}/{shard}");
         let servers = self.shard_servers(keyspace, shard)?;
-        let release = servers.hold_all(&name)?;
-        let started = Instant::now();
         let old = servers.primary.load_full();
-        // Idle connections to the dead server would fail their next statement (and a goodbye
-        // to it could wait on an unreachable host).
-        old.pool.drop_idle();
         if old.pool.probe(Duration::from_secs(1)).await {
             return Err(ReparentError::Answers(name));
         }
+        let release = servers.hold_all(&name)?;
+        if !Arc::ptr_eq(&servers.primary.load_full(), &old) {
+            // Replaced while it was probed.
+            return Err(ReparentError::Answers(name));
+        }
+        let started = Instant::now();
+        // Idle connections to the dead server would fail their next statement (and a goodbye
+        // to it could wait on an unreachable host).
+        old.pool.drop_idle();
         let replicas = servers.replicas.load_full();
         let mut received = Vec::new();
         let mut flavor = Flavor { mariadb: true };
