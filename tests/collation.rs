@@ -120,9 +120,18 @@ async fn weighed_collations_match_mariadb(conn: &mut Conn, next: &mut impl FnMut
     )
     .await
     .unwrap();
+    // Half the strings are ASCII, which general_ci compares without decoding.
+    let ascii: Vec<String> = (b'\t'..=b'~')
+        .filter(|c| *c == b'\t' || *c >= b' ')
+        .map(|c| char::from(c).to_string())
+        .collect();
     for id in 0..60 {
+        let alphabet: Vec<&str> = match id % 2 {
+            0 => WIDE_ALPHABET.to_vec(),
+            _ => ascii.iter().map(String::as_str).collect(),
+        };
         let s: String = (0..next(5))
-            .map(|_| WIDE_ALPHABET[next(WIDE_ALPHABET.len())])
+            .map(|_| alphabet[next(alphabet.len())])
             .collect();
         conn.exec_drop("INSERT INTO wide VALUES (?, ?, ?)", (id, &s, &s))
             .await

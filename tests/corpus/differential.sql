@@ -156,6 +156,9 @@ SELECT COUNT(*), MIN(id) FROM customers WHERE name LIKE '%민%'
 # --- GROUP BY across shards
 SELECT city, COUNT(*) FROM customers GROUP BY city
 SELECT city, COUNT(*) FROM customers GROUP BY city ORDER BY city
+SELECT DISTINCT city FROM customers WHERE id BETWEEN 2 AND 40 ORDER BY city
+SELECT DISTINCT city, id % 3 FROM customers ORDER BY city
+SELECT city FROM customers GROUP BY city ORDER BY city
 SELECT city, COUNT(*) FROM customers GROUP BY city ORDER BY COUNT(*) DESC, city
 SELECT city, COUNT(*) AS n FROM customers GROUP BY city ORDER BY n, city
 SELECT city, SUM(balance), AVG(balance) FROM customers GROUP BY city ORDER BY city

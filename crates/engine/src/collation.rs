@@ -109,6 +109,12 @@ impl Collation {
                 b.iter().map(|&c| u16::from(c)),
                 u16::from(b' '),
             ),
+            // ASCII weighs as its upper case: no decoding (sysbench's text is all ASCII).
+            Collation::GeneralCi if a.is_ascii() && b.is_ascii() => padded(
+                a.iter().map(|&c| u16::from(c.to_ascii_uppercase())),
+                b.iter().map(|&c| u16::from(c.to_ascii_uppercase())),
+                0x20,
+            ),
             Collation::GeneralCi => padded(general_ci_weights(a), general_ci_weights(b), 0x20),
         }
     }

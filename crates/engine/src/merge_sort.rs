@@ -27,6 +27,8 @@ pub(crate) struct Merge {
     refill: Option<usize>,
     spans: Vec<Span>,
     cmp: Comparator,
+    /// The keys of the row [`Source::repeats`] last let through.
+    last: Option<SortKeys>,
 }
 
 impl Source {
@@ -46,6 +48,7 @@ impl Source {
             refill: None,
             spans: Vec::new(),
             cmp,
+            last: None,
         })
     }
 
@@ -86,17 +89,39 @@ impl Source {
         }
     }
 
-    /// The next row, waiting for it if need be; `None` at the end.
-    pub async fn next(&mut self) -> Result<Option<Row<'_>>, EngineError> {
+    /// Whether the row [`Source::take`] would hand out next sorts equal to the last one this
+    /// let through (a merge's DISTINCT, done on its decoded keys). A concatenation has no order:
+    /// never.
+    pub fn repeats(&mut self) -> bool {
+        let Source::Merge(m) = self else {
+            return false;
+        };
+        let Some(&i) = m.order.last() else {
+            return false;
+        };
+        if let Some(last) = &m.last {
+            if m.cmp.compare_keys(&m.heads[i], last) == Ordering::Equal {
+                return true;
+            }
+        }
+        // The head's keys are decoded afresh when its stream moves on: keep them, give it the
+        // old ones' room.
+        let last = m.last.get_or_insert_with(SortKeys::default);
+        std::mem::swap(last, &mut m.heads[i]);
+        false
+    }
+
+    /// Moves on to the next row, waiting for it if need be: false at the end.
+    pub async fn advance(&mut self) -> Result<bool, EngineError> {
         match self {
             Source::Concat { streams, current } => {
                 while let Some(stream) = streams.get_mut(*current) {
                     if stream.advance().await? {
-                        return streams[*current].take().map(Some);
+                        return Ok(true);
                     }
                     *current += 1;
                 }
-                Ok(None)
+                Ok(false)
             }
             Source::Merge(m) => {
                 if !m.primed {
@@ -112,10 +137,7 @@ impl Source {
                         m.place(i)?;
                     }
                 }
-                if m.order.is_empty() {
-                    return Ok(None);
-                }
-                self.take().map(Some)
+                Ok(!m.order.is_empty())
             }
         }
     }

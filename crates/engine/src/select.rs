@@ -11,7 +11,7 @@ use crate::eval::{EvalExpr, Evaluator};
 use crate::fanout::{with_streams, Row as StreamRow};
 use crate::merge_sort::Source;
 use crate::ordered_aggregate::AggregateRun;
-use crate::plan::{MergedSelect, Partial, Stage};
+use crate::plan::{MergedSelect, OutputColumn, Partial, Stage};
 use crate::projection::ProjectionRun;
 use crate::route::shards_for;
 use crate::{Column, EngineError, ExecOptions, Executor, Outcome, RowSink, Value};
@@ -229,6 +229,28 @@ pub(crate) fn finish(
     finish(runs, at + 1, out)
 }
 
+/// How many columns a row keeps when the stages do no more than a DISTINCT over the merge:
+/// group by the merge's own keys without aggregates or HAVING, then project the leading
+/// columns as they are.
+fn distinct_width(select: &MergedSelect) -> Option<usize> {
+    match &select.stages[..] {
+        [Stage::OrderedAggregate {
+            group,
+            aggregates,
+            rollup: false,
+        }, Stage::Projection { columns }]
+            if aggregates.is_empty()
+                && !group.is_empty()
+                && *group == select.merge
+                && select.wildcard.is_none()
+                && (0..columns.len()).all(|i| columns[i] == OutputColumn::Column(i)) =>
+        {
+            Some(columns.len())
+        }
+        _ => None,
+    }
+}
+
 pub(crate) async fn execute<E: Executor, S: RowSink>(
     select: &MergedSelect,
     keyspace: &Keyspace,
@@ -284,22 +306,24 @@ pub(crate) async fn execute<E: Executor, S: RowSink>(
         let mut out = Vec::new();
         let mut stopped = false;
         // Without stages, or with only the helper columns (sort weights) to drop, a text row
-        // goes on as the shard sent it, cut short before the helpers.
+        // goes on as the shard sent it, cut short before the helpers. So does the first row of
+        // each group when the groups are all there is to it (DISTINCT, GROUP BY without
+        // aggregates): the merge's keys tell rows of one group apart from the next.
+        let distinct = distinct_width(select);
         let relay = match &runs[..] {
             [] => Some(width),
             [Run::Drop(keep)] => Some(*keep),
-            _ => None,
+            _ => distinct,
         };
         loop {
-            let row = if source.ready()? {
-                source.take()?
-            } else {
-                match source.next().await? {
-                    Some(row) => row,
-                    None => break,
-                }
-            };
-            let row = match (row, relay) {
+            if !(source.ready()? || source.advance().await?) {
+                break;
+            }
+            if distinct.is_some() && source.repeats() {
+                source.take()?;
+                continue;
+            }
+            let row = match (source.take()?, relay) {
                 (StreamRow::Text(payload), Some(keep)) => {
                     sink.text_row(text_prefix(payload, keep)?, keep).await?;
                     continue;

@@ -306,3 +306,92 @@ async fn insert_fills_ids_from_the_sequence_and_routes_by_them() {
     }
     assert_eq!(outcome.last_insert_id, 100, "the first generated id");
 }
+
+/// Shards that answer with text rows, as the backend connections hand them over: one column of
+/// utf8mb4_general_ci text per row.
+struct TextShards(Vec<(&'static str, Vec<&'static str>)>);
+
+impl Executor for TextShards {
+    async fn reserve_ids(&self, _: &vschema::SequenceRef, _: u64) -> Result<u64, EngineError> {
+        unreachable!("no sequences here")
+    }
+
+    async fn execute<S: RowSink>(
+        &self,
+        _keyspace: &str,
+        shard: &str,
+        _sql: &str,
+        sink: &mut S,
+    ) -> Result<Outcome, EngineError> {
+        let column = Column::new(mysql_common::constants::ColumnType::MYSQL_TYPE_VAR_STRING)
+            .with_name(b"c")
+            .with_character_set(45);
+        sink.columns(Arc::from(vec![column])).await?;
+        let (_, rows) = self.0.iter().find(|(s, _)| *s == shard).unwrap();
+        for text in rows {
+            let mut payload = vec![u8::try_from(text.len()).unwrap()];
+            payload.extend_from_slice(text.as_bytes());
+            sink.text_row(&payload, 1).await?;
+        }
+        Ok(Outcome::default())
+    }
+}
+
+#[tokio::test]
+async fn distinct_over_a_merge_keeps_the_first_row_of_each_group() {
+    use crate::collation::Collation;
+    let key = vec![SortKey {
+        column: 0,
+        weight: Weight::Collation(Collation::GeneralCi),
+        desc: false,
+    }];
+    let plan = |stages: Vec<Stage>| {
+        Plan::Merge(MergedSelect {
+            route: Route {
+                keyspace: "ks".into(),
+                opcode: Opcode::Scatter,
+                query: "SELECT DISTINCT c FROM t ORDER BY 1".into(),
+                elsewhere: None,
+            },
+            merge: key.clone(),
+            stages,
+            wildcard: None,
+        })
+    };
+    let shards = TextShards(vec![
+        ("-80", vec!["a", "b", "b ", "d"]),
+        ("80-", vec!["A", "B", "c", "c", "D"]),
+    ]);
+    let distinct = vec![
+        Stage::OrderedAggregate {
+            group: key.clone(),
+            aggregates: vec![],
+            rollup: false,
+        },
+        Stage::Projection {
+            columns: vec![OutputColumn::Column(0)],
+        },
+    ];
+    // Relayed (the groups are all there is) and through the stages (a filter in between):
+    // the same rows, the first of each group in shard order.
+    let always = Stage::Filter {
+        predicate: EvalExpr::Literal(Literal::Int(1)),
+    };
+    let mut filtered = distinct.clone();
+    filtered.insert(1, always);
+    for stages in [distinct, filtered] {
+        let mut sink = Collect::default();
+        execute(
+            &plan(stages),
+            &vschema(),
+            &shards,
+            &mut sink,
+            &ExecOptions::default(),
+        )
+        .await
+        .unwrap();
+        let got: Vec<Value> = sink.rows.into_iter().flatten().collect();
+        let want = ["a", "b", "c", "d"].map(|s| Value::Bytes(s.into()));
+        assert_eq!(got, want);
+    }
+}

@@ -928,6 +928,16 @@ impl Ctx<'_, '_> {
             (&[][..], None)
         };
 
+        // The groups leave the aggregate in their keys' ascending order: an ORDER BY of the
+        // leading group keys, ascending, needs no sort (sysbench's `DISTINCT c ORDER BY c`).
+        let grouped_order = order.len() <= group_keys.len()
+            && order.iter().zip(&group_keys).all(|((expr, desc, _), key)| {
+                !*desc
+                    && matches!(find_item(expr, items, true), Ok(Some(i))
+                        if key.column == i && calls[i].is_none() && !has_aggregate(items[i].expr))
+            });
+        let order = if grouped_order { &[][..] } else { order };
+
         // ORDER BY after aggregation, on the projected rows plus carried helper columns.
         let visible = outputs.len();
         let mut carried: Vec<usize> = Vec::new();
