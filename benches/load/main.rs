@@ -14,7 +14,7 @@
 //! - `endpoint=NAME=HOST:PORT[:USER:PASSWORD]` (repeatable): a server or proxy someone started
 //!   (a peer proxy), run in the same interleaved rounds; its sbtest tables are recreated first;
 //! - `profile=DIR`: `perf record -g` of shardgate during each workload's first round, one file
-//!   per workload, threads and mode.
+//!   per workload, threads and mode (`PERF_CALL_GRAPH=dwarf` for callers through inlined code).
 //!
 //! Everything runs on loopback and everything started is stopped at the end.
 
@@ -402,11 +402,14 @@ fn main() {
     drop(relay);
 }
 
-/// `perf record -g` of a process until dropped.
+/// `perf record` of a process until dropped, with call graphs from frame pointers, or as
+/// `PERF_CALL_GRAPH` says (`dwarf`: callers through inlined and LTO'd code, bigger files).
 fn perf_record(pid: u32, file: &Path) -> Perf {
+    let call_graph = std::env::var("PERF_CALL_GRAPH").unwrap_or_else(|_| "fp".into());
     Perf(
         testkit::die_with_parent(&mut Command::new("perf"))
-            .args(["record", "-g", "-q", "-p", &pid.to_string(), "-o"])
+            .args(["record", "--call-graph", &call_graph, "-q", "-p"])
+            .args([&pid.to_string(), "-o"])
             .arg(file)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

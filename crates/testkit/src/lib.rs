@@ -207,27 +207,49 @@ pub fn start_with(
     start_each(databases, &vec![extra.to_vec(); n], "")
 }
 
+/// The options that make a server write what a change stream reads: row binlogs with full
+/// images and metadata, and GTIDs (MariaDB always has them; strict mode keeps each domain's
+/// sequence growing).
+pub fn binlog_options(server_id: usize) -> Vec<String> {
+    [
+        "--log-bin=binlog",
+        "--binlog-format=ROW",
+        "--binlog-row-image=FULL",
+        "--binlog-row-metadata=FULL",
+        "--gtid-strict-mode=ON",
+    ]
+    .map(String::from)
+    .into_iter()
+    .chain([format!("--server-id={server_id}")])
+    .collect()
+}
+
+/// [`start`], the servers writing binlogs a change stream can follow ([`binlog_options`]).
+pub fn start_binlogged(n: usize, databases: &[&str]) -> Result<Vec<MariaDb>, TestkitError> {
+    let options: Vec<Vec<String>> = (0..n).map(|i| binlog_options(i + 1)).collect();
+    // The databases are made before the binlogs begin to matter to anyone.
+    start_each(databases, &options, "SET sql_log_bin = 0;\n")
+}
+
 /// A replication group: a primary (the first server) and `replicas` servers replicating from
 /// it, each with `databases`. GTID-based, semi-synchronous with `AFTER_SYNC` (a commit is
 /// acknowledged once a replica has it: lossless), row binlogs; the replicas are `read_only`.
 pub fn start_replicated(replicas: usize, databases: &[&str]) -> Result<Vec<MariaDb>, TestkitError> {
     let options: Vec<Vec<String>> = (0..=replicas)
         .map(|i| {
-            let mut o: Vec<String> = [
-                "--log-bin=binlog",
-                "--binlog-format=ROW",
-                "--log-slave-updates=ON",
-                "--gtid-strict-mode=ON",
-                "--rpl-semi-sync-master-enabled=ON",
-                "--rpl-semi-sync-slave-enabled=ON",
-                "--rpl-semi-sync-master-wait-point=AFTER_SYNC",
-                // A group whose replicas are all stopped goes on asynchronously after this.
-                "--rpl-semi-sync-master-timeout=2000",
-                "--slave-net-timeout=5",
-            ]
-            .map(String::from)
-            .to_vec();
-            o.push(format!("--server-id={}", i + 1));
+            let mut o = binlog_options(i + 1);
+            o.extend(
+                [
+                    "--log-slave-updates=ON",
+                    "--rpl-semi-sync-master-enabled=ON",
+                    "--rpl-semi-sync-slave-enabled=ON",
+                    "--rpl-semi-sync-master-wait-point=AFTER_SYNC",
+                    // A group whose replicas are all stopped goes on asynchronously after this.
+                    "--rpl-semi-sync-master-timeout=2000",
+                    "--slave-net-timeout=5",
+                ]
+                .map(String::from),
+            );
             if i > 0 {
                 o.push("--read-only=ON".into());
             }
