@@ -21,9 +21,11 @@ pub mod error;
 pub mod etcd;
 pub mod gate;
 pub mod metrics;
+pub mod migration;
 pub mod plan_cache;
 pub mod prepared;
 pub mod session;
+mod sidecar;
 pub mod stats;
 pub mod sysvars;
 pub mod topology;
@@ -152,6 +154,13 @@ pub async fn start_from(
             "resolving prepared twopc transactions timed out; run `shardgate resolve`"
         ),
     }
+    // Migrations a stopped proxy left running go on here.
+    let resumer = gate.clone();
+    tokio::spawn(async move {
+        if let Err(e) = resumer.migrations.resume(&resumer).await {
+            tracing::warn!(error = %e, "could not resume the recorded migrations");
+        }
+    });
     let tls = match &config.server.tls {
         Some(files) => Some(Arc::new(tls_acceptor(files)?)),
         None => None,

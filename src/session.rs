@@ -44,6 +44,8 @@ pub struct Session {
     /// `SET TRANSACTION ...` without a scope: the next transaction's characteristics, as the
     /// statement each of its shards runs before it starts.
     pub next_transaction: Option<String>,
+    /// `SET @@ddl_strategy`: how ALTER TABLE runs.
+    pub ddl_strategy: crate::migration::DdlStrategy,
 }
 
 impl Session {
@@ -67,6 +69,7 @@ impl Session {
             isolation: None,
             read_only: false,
             next_transaction: None,
+            ddl_strategy: Default::default(),
         }
     }
 

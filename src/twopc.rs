@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use backend::Backends;
-use engine::{EngineError, Executor as _, Value};
+use engine::{EngineError, Executor as _};
 use vschema::VSchema;
 
 use crate::topology::Topology;
@@ -15,16 +15,7 @@ const TABLE: &str = "shardgate_twopc";
 
 /// The keyspace that holds decision records: the first unsharded one.
 fn decision_shard(vschema: &VSchema) -> Result<(String, String), EngineError> {
-    vschema
-        .keyspaces()
-        .find(|k| !k.sharded)
-        .map(|k| (k.name.clone(), k.shards[0].name.clone()))
-        .ok_or_else(|| {
-            EngineError::Unsupported(
-                "transaction_mode twopc without an unsharded keyspace for its decision records"
-                    .into(),
-            )
-        })
+    crate::sidecar::home(vschema, "transaction_mode twopc")
 }
 
 pub(crate) async fn record_commit(topo: &Topology, dtid: &str) -> Result<(), EngineError> {
@@ -61,12 +52,6 @@ pub struct Resolved {
     pub rolled_back: BTreeSet<String>,
 }
 
-fn text(v: &Value) -> String {
-    match v {
-        Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
-        other => other.as_sql(true).trim_matches('\'').to_string(),
-    }
-}
 
 /// Finishes every prepared XA branch whose dtid starts with `prefix`: committed when its decision
 /// is recorded, rolled back otherwise.
@@ -87,7 +72,7 @@ pub async fn resolve(
             )
             .await
         {
-            Ok(_) => decided.extend(rows.rows.iter().filter_map(|r| r.first()).map(text)),
+            Ok(_) => decided.extend(rows.rows.iter().filter_map(|r| r.first()).map(crate::sidecar::text)),
             // No table yet: nothing was ever decided.
             Err(EngineError::Server { code: 1146, .. }) => {}
             Err(e) => return Err(e),
@@ -147,7 +132,7 @@ async fn resolve_pass(
                 .await?;
             for row in rows.rows {
                 // formatID, gtrid_length, bqual_length, data = gtrid || bqual
-                let (Some(gl), Some(data)) = (row.get(1).map(text), row.get(3).map(text)) else {
+                let (Some(gl), Some(data)) = (row.get(1).map(crate::sidecar::text), row.get(3).map(crate::sidecar::text)) else {
                     continue;
                 };
                 let Ok(gl) = gl.parse::<usize>() else {

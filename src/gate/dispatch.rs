@@ -143,6 +143,11 @@ impl GateSession {
         if lower.split_whitespace().take(2).eq(["show", "shardgate"]) {
             return self.show_shardgate(&lower, out).await;
         }
+        if lower.split_whitespace().take(3).eq(["alter", "shardgate", "migration"])
+            || lower.split_whitespace().take(2).eq(["revert", "migration"])
+        {
+            return self.alter_migration(sql, out).await;
+        }
         if let Some((all, rest)) = strip_vexplain(sql) {
             let plan = self.plan_text(rest).await?;
             let mut lines: Vec<String> = plan.describe().lines().map(str::to_string).collect();
@@ -418,6 +423,11 @@ impl GateSession {
         if is_ddl(&stmt) {
             // DDL commits the open transaction first, as in MySQL, and runs outside it.
             self.end_transaction(true).await?;
+            if matches!(stmt, Statement::AlterTable(_))
+                && self.session.ddl_strategy == crate::migration::DdlStrategy::Online
+            {
+                return self.online_alter(&plan, &stmt, sql, out).await;
+            }
             let result = self.run(&plan, out, None).await;
             // A column name may now belong to another table than the plans made of it say.
             self.topo.forget_columns(plan.keyspaces());

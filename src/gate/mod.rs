@@ -16,6 +16,7 @@ mod dispatch;
 mod handler;
 mod lifecycle;
 mod locks;
+mod migrations;
 mod planning;
 mod prepare;
 pub mod primaries;
@@ -89,6 +90,8 @@ pub struct Gate {
     shared: std::sync::OnceLock<Arc<crate::etcd::Shared>>,
     /// The last primary changes, newest last.
     changes: std::sync::Mutex<std::collections::VecDeque<primaries::PrimaryChange>>,
+    /// The online schema changes this proxy runs.
+    pub migrations: crate::migration::Migrations,
 }
 
 /// The start of the twopc transaction ids of the proxy serving on `port`.
@@ -261,6 +264,7 @@ impl Gate {
             config_path: std::sync::OnceLock::new(),
             shared: std::sync::OnceLock::new(),
             changes: Default::default(),
+            migrations: Default::default(),
         }
     }
 }

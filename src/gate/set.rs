@@ -75,6 +75,11 @@ impl GateSession {
                     self.session.read_target = crate::session::ReadTarget::parse(target)
                         .ok_or_else(|| error::wrong_value("read_target", target))?;
                 }
+                "ddl_strategy" => {
+                    let value = value.trim().trim_matches(|c| c == '\'' || c == '"');
+                    self.session.ddl_strategy = crate::migration::DdlStrategy::parse(value)
+                        .ok_or_else(|| error::wrong_value("ddl_strategy", value))?;
+                }
                 "transaction_mode" => {
                     let mode = value
                         .trim()

@@ -109,6 +109,7 @@ impl GateSession {
                     .to_vec();
                 self.local_rows(out, columns, rows).await
             }
+            "migrations" => self.show_migrations(out).await,
             "failovers" => {
                 // Newest first.
                 let rows = self

@@ -485,6 +485,16 @@ impl Backends {
         }
     }
 
+    /// Where the shard's primary is now: for the proxy's own connections outside the pools
+    /// (a change stream, a migration's cut-over).
+    pub fn primary_addr(
+        &self,
+        keyspace: &str,
+        shard: &str,
+    ) -> Result<BackendAddr, engine::EngineError> {
+        Ok(self.servers(keyspace, shard)?.primary.load().source.0.clone())
+    }
+
     /// Whether the shard's statements are held (its primary is changing).
     pub fn is_held(&self, keyspace: &str, shard: &str) -> bool {
         self.servers(keyspace, shard)

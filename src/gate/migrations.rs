@@ -1,0 +1,132 @@
+//! Online schema changes as a session sees them: `ALTER TABLE` under `ddl_strategy = 'online'`,
+//! `SHOW SHARDGATE MIGRATIONS`, `ALTER SHARDGATE MIGRATION '<id>' CANCEL | RETRY`.
+
+use engine::{Plan, Value};
+use frontend::ResultWriter;
+use sqlparser::ast::Statement;
+
+use crate::{error, sysvars};
+
+use super::{GateSession, StatementError};
+
+fn text(s: &str) -> Value {
+    Value::Bytes(s.as_bytes().to_vec())
+}
+
+impl GateSession {
+    /// Starts the ALTER as a migration; its id is the result, as Vitess gives it.
+    pub(super) async fn online_alter(
+        &mut self,
+        plan: &Plan,
+        stmt: &Statement,
+        sql: &str,
+        out: &mut ResultWriter<'_>,
+    ) -> Result<(), StatementError> {
+        let keyspace = plan
+            .keyspaces()
+            .first()
+            .ok_or_else(|| error::unsupported("an online ALTER outside any keyspace"))?
+            .to_string();
+        let id = self
+            .gate
+            .migrations
+            .submit(&self.gate, &keyspace, stmt, sql)
+            .await
+            .map_err(|e| error::from_engine(&e))?;
+        self.local_rows(out, vec![sysvars::text_column("uuid")], vec![vec![text(&id)]])
+            .await
+    }
+
+    /// `ALTER SHARDGATE MIGRATION '<id>' CANCEL | RETRY` (and `REVERT MIGRATION`, refused).
+    pub(super) async fn alter_migration(
+        &mut self,
+        sql: &str,
+        out: &mut ResultWriter<'_>,
+    ) -> Result<(), StatementError> {
+        let words: Vec<&str> = sql.split_whitespace().collect();
+        let quoted = |w: &str| w.trim_matches(|c| c == '\'' || c == '"').to_string();
+        if words[0].eq_ignore_ascii_case("revert") {
+            return Err(error::unsupported("REVERT MIGRATION").into());
+        }
+        let (Some(id), Some(action)) = (words.get(3).map(|w| quoted(w)), words.get(4)) else {
+            return Err(error::unsupported("ALTER SHARDGATE MIGRATION without an id and an action").into());
+        };
+        let done = match action.trim_end_matches(';').to_ascii_lowercase().as_str() {
+            "cancel" => self.gate.migrations.cancel(&self.gate, &id).await,
+            "retry" => self.gate.migrations.retry(&self.gate, &id).await,
+            other => return Err(error::unsupported(format!("ALTER SHARDGATE MIGRATION ... {other}")).into()),
+        };
+        done.map_err(|e| error::from_engine(&e))?;
+        self.ok(out).await
+    }
+
+    /// `SHOW SHARDGATE MIGRATIONS`: each migration, its shards' phases, rows copied, progress,
+    /// an estimate of the time left and how far the streams are behind.
+    pub(super) async fn show_migrations(
+        &mut self,
+        out: &mut ResultWriter<'_>,
+    ) -> Result<(), StatementError> {
+        let records = self
+            .gate
+            .migrations
+            .list(&self.topo, None)
+            .await
+            .map_err(|e| error::from_engine(&e))?;
+        let rows = records
+            .iter()
+            .map(|r| {
+                let copied: u64 = r.parts.iter().map(|p| p.copied).sum();
+                let total: u64 = r.parts.iter().map(|p| p.total).sum();
+                let progress = match (r.state.as_str(), total) {
+                    ("complete", _) => 100.0,
+                    (_, 0) => 0.0,
+                    _ => (copied as f64 * 100.0 / total as f64).min(100.0),
+                };
+                let eta = match (progress > 0.0 && progress < 100.0, r.state.as_str()) {
+                    (true, "running") => {
+                        let secs = r.age_secs as f64 * (100.0 - progress) / progress;
+                        format!("{}", secs.round() as u64)
+                    }
+                    _ => String::new(),
+                };
+                let lag = r.parts.iter().map(|p| p.lag_ms).max().unwrap_or(0);
+                let shards: Vec<String> = r
+                    .parts
+                    .iter()
+                    .map(|p| format!("{}: {}", p.shard, p.phase))
+                    .collect();
+                vec![
+                    text(&r.id),
+                    text(&r.keyspace),
+                    text(&r.table),
+                    text(&r.statement),
+                    text(&r.state),
+                    text(&shards.join("; ")),
+                    text(&copied.to_string()),
+                    text(&total.to_string()),
+                    text(&format!("{progress:.1}")),
+                    text(&eta),
+                    text(&format!("{:.1}", lag as f64 / 1000.0)),
+                    text(&r.message),
+                ]
+            })
+            .collect();
+        let columns = [
+            "Id",
+            "Keyspace",
+            "Table",
+            "Statement",
+            "State",
+            "Shards",
+            "Rows_copied",
+            "Rows_total",
+            "Progress",
+            "ETA_seconds",
+            "Lag_seconds",
+            "Message",
+        ]
+        .map(sysvars::text_column)
+        .to_vec();
+        self.local_rows(out, columns, rows).await
+    }
+}

@@ -1,0 +1,481 @@
+//! Online schema changes (`SET @@ddl_strategy = 'online'`): an `ALTER TABLE` becomes a
+//! migration that runs on every shard of its keyspace without blocking writes. On each shard a
+//! shadow table takes the new schema; rows are copied into it in primary-key chunks while a
+//! change stream applies what is written meanwhile; then all shards cut over together (a short
+//! hold of the keyspace's statements, the streams drained, the tables swapped by one RENAME
+//! each) or none does. Records in the sidecar keyspace let a restarted proxy resume.
+//!
+//! Copying and streaming follow gh-ost's rules, so that they need no coordination: a chunk is
+//! `INSERT IGNORE ... SELECT` (a row the stream already wrote is newer and stays), a streamed
+//! change is a `REPLACE` or a delete by key (it overwrites what a chunk copied). The chunk's
+//! SELECT share-locks its rows, so a change to them commits after the chunk does and reaches
+//! the shadow after it.
+
+mod shard;
+pub(crate) mod store;
+
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use engine::EngineError;
+use sqlparser::ast::{AlterTableOperation, Statement};
+
+use crate::gate::Gate;
+use crate::topology::Topology;
+use shard::ShardRun;
+pub use store::{Record, ShardPart};
+
+/// Rows per copy chunk.
+const CHUNK: usize = 1000;
+/// Cut-over attempts before the migration fails.
+const CUTOVER_ATTEMPTS: u32 = 10;
+/// How long a cut-over waits for the keyspace's transactions to end and for the streams to
+/// drain before it lets statements go and tries again later.
+const CUTOVER_WAIT: Duration = Duration::from_secs(2);
+
+/// How `ALTER TABLE` runs in a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DdlStrategy {
+    /// As plain DDL on every shard.
+    #[default]
+    Direct,
+    /// As a migration.
+    Online,
+}
+
+impl DdlStrategy {
+    pub fn parse(value: &str) -> Option<DdlStrategy> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "direct" | "" => Some(DdlStrategy::Direct),
+            "online" | "vitess" | "gh-ost" => Some(DdlStrategy::Online),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DdlStrategy::Direct => "direct",
+            DdlStrategy::Online => "online",
+        }
+    }
+}
+
+/// A migration running here.
+struct Live {
+    record: Mutex<Record>,
+    cancelled: tokio::sync::watch::Sender<bool>,
+}
+
+/// The migrations this proxy runs.
+#[derive(Default)]
+pub struct Migrations {
+    live: DashMap<String, Arc<Live>>,
+}
+
+fn unsupported(what: impl std::fmt::Display) -> EngineError {
+    EngineError::Unsupported(format!("{what} as an online schema change"))
+}
+
+/// A new migration's id: time-ordered, unique to this process.
+fn new_id() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let n = NEXT.fetch_add(1, Ordering::Relaxed) ^ (std::process::id() << 12);
+    format!("{:016x}{:08x}", nanos as u64, n)
+}
+
+/// The shadow table of migration `id`, and the name the old table keeps after cut-over.
+pub fn shadow_names(id: &str) -> (String, String) {
+    (format!("_sg_{id}_new"), format!("_sg_{id}_old"))
+}
+
+/// The ALTER that gives `statement`'s table's shadow its new schema: the statement rendered
+/// with the shadow's name. Refuses what a copy cannot follow (renames).
+fn shadow_alter(statement: &Statement, shadow: &str) -> Result<(String, String), EngineError> {
+    let Statement::AlterTable(alter) = statement else {
+        return Err(unsupported("a statement other than ALTER TABLE"));
+    };
+    for op in &alter.operations {
+        match op {
+            AlterTableOperation::RenameColumn { .. } => return Err(unsupported("RENAME COLUMN")),
+            AlterTableOperation::RenameTable { .. } => return Err(unsupported("RENAME TO")),
+            AlterTableOperation::ChangeColumn {
+                old_name, new_name, ..
+            } if !old_name.value.eq_ignore_ascii_case(&new_name.value) => {
+                return Err(unsupported("CHANGE COLUMN to another name"))
+            }
+            _ => {}
+        }
+    }
+    let table = alter
+        .name
+        .0
+        .last()
+        .and_then(|p| p.as_ident())
+        .map(|i| i.value.clone())
+        .ok_or_else(|| unsupported("this table name"))?;
+    let mut shadowed = alter.clone();
+    shadowed.name = sqlparser::ast::ObjectName::from(vec![sqlparser::ast::Ident::with_quote(
+        '`', shadow,
+    )]);
+    Ok((table, Statement::AlterTable(shadowed).to_string()))
+}
+
+impl Migrations {
+    /// Starts `statement` (an ALTER TABLE on `keyspace`) as a migration: its id.
+    pub async fn submit(
+        &self,
+        gate: &Arc<Gate>,
+        keyspace: &str,
+        statement: &Statement,
+        sql: &str,
+    ) -> Result<String, EngineError> {
+        let id = new_id();
+        let (shadow, _) = shadow_names(&id);
+        let (table, _) = shadow_alter(statement, &shadow)?;
+        let topo = gate.topology();
+        let ks = topo
+            .vschema
+            .keyspace(keyspace)
+            .ok_or_else(|| EngineError::Unsupported(format!("no keyspace {keyspace}")))?;
+        store::ensure_table(&topo).await?;
+        let record = Record {
+            id: id.clone(),
+            keyspace: keyspace.to_string(),
+            table,
+            statement: sql.to_string(),
+            state: "queued".into(),
+            message: String::new(),
+            parts: ks
+                .shards
+                .iter()
+                .map(|s| ShardPart {
+                    shard: s.name.clone(),
+                    phase: "queued".into(),
+                    ..ShardPart::default()
+                })
+                .collect(),
+            age_secs: 0,
+        };
+        store::save(&topo, &record).await?;
+        self.start(gate, record);
+        Ok(id)
+    }
+
+    fn start(&self, gate: &Arc<Gate>, record: Record) {
+        let (cancelled, _) = tokio::sync::watch::channel(false);
+        let live = Arc::new(Live {
+            record: Mutex::new(record.clone()),
+            cancelled,
+        });
+        self.live.insert(record.id.clone(), live.clone());
+        tokio::spawn(run(Arc::downgrade(gate), live));
+    }
+
+    /// Resumes the migrations a stopped proxy left running (at start-up).
+    pub async fn resume(&self, gate: &Arc<Gate>) -> Result<usize, EngineError> {
+        let topo = gate.topology();
+        if crate::sidecar::home(&topo.vschema, "").is_err() {
+            return Ok(0);
+        }
+        let mut resumed = 0;
+        for record in store::load(&topo, None).await? {
+            if matches!(record.state.as_str(), "queued" | "running")
+                && !self.live.contains_key(&record.id)
+            {
+                tracing::info!(id = %record.id, table = %record.table, "resuming a migration");
+                self.start(gate, record);
+                resumed += 1;
+            }
+        }
+        Ok(resumed)
+    }
+
+    /// Every migration, as recorded, with the live progress of those running here.
+    pub async fn list(&self, topo: &Topology, only: Option<&str>) -> Result<Vec<Record>, EngineError> {
+        let mut records = store::load(topo, only).await?;
+        for record in &mut records {
+            if let Some(live) = self.live.get(&record.id) {
+                let now = live.record.lock().expect("migration lock").clone();
+                record.state = now.state;
+                record.message = now.message;
+                record.parts = now.parts;
+            }
+        }
+        Ok(records)
+    }
+
+    /// `ALTER SHARDGATE MIGRATION 'id' CANCEL`: stops it and drops its shadow tables; the
+    /// table stays as it was.
+    pub async fn cancel(&self, gate: &Arc<Gate>, id: &str) -> Result<(), EngineError> {
+        if let Some(live) = self.live.get(id) {
+            live.cancelled.send_replace(true);
+            return Ok(());
+        }
+        let topo = gate.topology();
+        let mut record = store::load(&topo, Some(id))
+            .await?
+            .pop()
+            .ok_or_else(|| EngineError::Unsupported(format!("no migration '{id}'")))?;
+        match record.state.as_str() {
+            "queued" | "running" => {
+                // Recorded as running by a proxy that is gone: nothing runs it now.
+                record.state = "cancelled".into();
+                store::save(&topo, &record).await
+            }
+            state => Err(EngineError::Unsupported(format!(
+                "cancelling migration '{id}', which is {state}"
+            ))),
+        }
+    }
+
+    /// `ALTER SHARDGATE MIGRATION 'id' RETRY`: a failed or cancelled migration runs again
+    /// from the start.
+    pub async fn retry(&self, gate: &Arc<Gate>, id: &str) -> Result<(), EngineError> {
+        let topo = gate.topology();
+        let mut record = store::load(&topo, Some(id))
+            .await?
+            .pop()
+            .ok_or_else(|| EngineError::Unsupported(format!("no migration '{id}'")))?;
+        if !matches!(record.state.as_str(), "failed" | "cancelled") || self.live.contains_key(id) {
+            return Err(EngineError::Unsupported(format!(
+                "retrying migration '{id}', which is {}",
+                record.state
+            )));
+        }
+        record.state = "queued".into();
+        record.message.clear();
+        for part in &mut record.parts {
+            *part = ShardPart {
+                shard: part.shard.clone(),
+                phase: "queued".into(),
+                ..ShardPart::default()
+            };
+        }
+        store::save(&topo, &record).await?;
+        self.start(gate, record);
+        Ok(())
+    }
+}
+
+/// Runs a migration to its end, recording how it ended.
+async fn run(gate: Weak<Gate>, live: Arc<Live>) {
+    let id = live.record.lock().expect("migration lock").id.clone();
+    let mut cancelled = live.cancelled.subscribe();
+    let outcome = tokio::select! {
+        outcome = drive(&gate, &live) => outcome,
+        _ = cancelled.wait_for(|c| *c) => Err(Ended::Cancelled),
+    };
+    let Some(gate) = gate.upgrade() else { return };
+    let topo = gate.topology();
+    let (state, message) = match &outcome {
+        Ok(stall) => {
+            tracing::info!(%id, stall_ms = stall.as_millis() as u64, "migration complete");
+            ("complete", format!("cut over; writes held {} ms", stall.as_millis()))
+        }
+        Err(Ended::Cancelled) => ("cancelled", String::new()),
+        Err(Ended::Failed(why)) => {
+            tracing::warn!(%id, why, "migration failed");
+            ("failed", why.clone())
+        }
+    };
+    if outcome.is_err() {
+        let record = live.record.lock().expect("migration lock").clone();
+        shard::drop_shadows(&topo, &record).await;
+    }
+    let record = {
+        let mut record = live.record.lock().expect("migration lock");
+        record.state = state.into();
+        record.message = message;
+        for part in &mut record.parts {
+            part.phase = state.into();
+        }
+        record.clone()
+    };
+    if let Err(e) = store::save(&topo, &record).await {
+        tracing::warn!(%id, error = %e, "could not record how a migration ended");
+    }
+    gate.migrations.live.remove(&id);
+}
+
+enum Ended {
+    Cancelled,
+    Failed(String),
+}
+
+impl From<String> for Ended {
+    fn from(why: String) -> Self {
+        Ended::Failed(why)
+    }
+}
+
+/// Copies and streams on every shard, then cuts over: how long writes were held.
+async fn drive(gate: &Weak<Gate>, live: &Arc<Live>) -> Result<Duration, Ended> {
+    let upgrade = || gate.upgrade().ok_or_else(|| Ended::Failed("the proxy stopped".into()));
+    let topo = upgrade()?.topology();
+    let record = {
+        let mut record = live.record.lock().expect("migration lock");
+        record.state = "running".into();
+        record.clone()
+    };
+    let statement = parse_alter(&record.statement)?;
+    let (shadow, _) = shadow_names(&record.id);
+    let (_, alter) = shadow_alter(&statement, &shadow).map_err(|e| e.to_string())?;
+    let mut runs = Vec::new();
+    for (index, part) in record.parts.iter().enumerate() {
+        runs.push(ShardRun::start(&topo, live.clone(), index, part.clone(), &alter).await?);
+    }
+    // Until every copy is done and every stream has caught up with its shard.
+    let mut last_save = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        for run in &mut runs {
+            run.check().await?;
+        }
+        if last_save.elapsed() >= Duration::from_secs(1) {
+            last_save = Instant::now();
+            save(&topo, live).await;
+        }
+        if runs.iter().all(ShardRun::ready) {
+            break;
+        }
+    }
+    save(&topo, live).await;
+    let gate = upgrade()?;
+    let stall = cut_over(&gate, &topo, live, &mut runs).await?;
+    Ok(stall)
+}
+
+fn parse_alter(sql: &str) -> Result<Statement, String> {
+    use sqlparser::dialect::MySqlDialect;
+    let mut statements = sqlparser::parser::Parser::parse_sql(&MySqlDialect {}, sql)
+        .map_err(|e| format!("the recorded statement no longer parses: {e}"))?;
+    match statements.len() {
+        1 => Ok(statements.remove(0)),
+        _ => Err("the recorded statement is not one statement".into()),
+    }
+}
+
+async fn save(topo: &Topology, live: &Live) {
+    let record = live.record.lock().expect("migration lock").clone();
+    if let Err(e) = store::save(topo, &record).await {
+        tracing::warn!(id = %record.id, error = %e, "could not record a migration's progress");
+    }
+}
+
+/// Holds the keyspace's statements, waits for its transactions to end and each stream to
+/// reach its shard's position, then swaps the tables on every shard; on any failure, swaps
+/// back those already swapped. Tries again later when transactions do not end in time.
+async fn cut_over(
+    gate: &Arc<Gate>,
+    topo: &Topology,
+    live: &Arc<Live>,
+    runs: &mut [ShardRun],
+) -> Result<Duration, Ended> {
+    let keyspace = live.record.lock().expect("migration lock").keyspace.clone();
+    let shards: Vec<String> = runs.iter().map(|r| r.shard.clone()).collect();
+    let mut last = String::new();
+    for _ in 0..CUTOVER_ATTEMPTS {
+        let held = Held {
+            topo,
+            keyspace: &keyspace,
+            shards: shards
+                .iter()
+                .filter(|s| topo.backends.hold_remote(&keyspace, s))
+                .collect(),
+        };
+        if held.shards.len() < shards.len() {
+            // A primary change holds a shard: after it.
+            drop(held);
+            last = "a shard's primary was changing".into();
+            tokio::time::sleep(CUTOVER_WAIT).await;
+            continue;
+        }
+        let stall = Instant::now();
+        let deadline = stall + CUTOVER_WAIT;
+        while shards
+            .iter()
+            .any(|s| topo.backends.primary_in_use(&keyspace, s) > 0)
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        if shards
+            .iter()
+            .any(|s| topo.backends.primary_in_use(&keyspace, s) > 0)
+        {
+            drop(held);
+            last = "transactions on the keyspace did not end in time".into();
+            tokio::time::sleep(CUTOVER_WAIT).await;
+            continue;
+        }
+        let mut drained = true;
+        for run in runs.iter_mut() {
+            if let Err(why) = run.drain(deadline).await {
+                last = why;
+                drained = false;
+                break;
+            }
+        }
+        if !drained {
+            drop(held);
+            tokio::time::sleep(CUTOVER_WAIT).await;
+            continue;
+        }
+        let mut swapped = Vec::new();
+        let mut failure = None;
+        for (i, run) in runs.iter_mut().enumerate() {
+            match run.swap().await {
+                Ok(()) => swapped.push(i),
+                Err(why) => {
+                    failure = Some(why);
+                    break;
+                }
+            }
+        }
+        if let Some(why) = failure {
+            for &i in &swapped {
+                if let Err(e) = runs[i].swap_back().await {
+                    tracing::error!(shard = %runs[i].shard, error = %e, "could not swap a migrated table back");
+                }
+            }
+            drop(held);
+            return Err(Ended::Failed(format!("cut-over failed: {why}")));
+        }
+        for run in runs.iter_mut() {
+            run.finish();
+        }
+        topo.forget_columns([keyspace.as_str()]);
+        gate.plans.clear();
+        drop(held);
+        let stall = stall.elapsed();
+        let mut record = live.record.lock().expect("migration lock");
+        for part in &mut record.parts {
+            part.phase = "complete".into();
+        }
+        return Ok(stall);
+    }
+    Err(Ended::Failed(format!(
+        "no cut-over after {CUTOVER_ATTEMPTS} attempts: {last}"
+    )))
+}
+
+/// Shards whose statements a cut-over holds: released when dropped, however the cut-over ends
+/// (a cancelled migration's future is dropped mid-way).
+struct Held<'a> {
+    topo: &'a Topology,
+    keyspace: &'a str,
+    shards: Vec<&'a String>,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        for shard in &self.shards {
+            self.topo.backends.release_remote(self.keyspace, shard);
+        }
+    }
+}

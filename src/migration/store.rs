@@ -1,0 +1,111 @@
+//! Migrations as records in the sidecar keyspace (`shardgate_migrations`), so that any proxy
+//! shows them and a restarted one resumes them.
+
+use engine::{Collected, EngineError, Executor as _};
+use serde::{Deserialize, Serialize};
+
+use crate::sidecar::{home, quote, text};
+use crate::topology::Topology;
+
+const TABLE: &str = "shardgate_migrations";
+
+/// One shard's part of a migration: how far its copy and its stream have come.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ShardPart {
+    pub shard: String,
+    /// `queued`, `copying`, `catching up`, `ready`, `complete`, `failed`, `cancelled`.
+    pub phase: String,
+    /// The stream's position: every change before it is in the shadow table.
+    pub position: String,
+    /// The copy's last primary key, as SQL literals; none before the first chunk.
+    pub last_key: Option<Vec<String>>,
+    pub copied: u64,
+    pub total: u64,
+    /// Milliseconds the stream was behind the shard when last measured.
+    pub lag_ms: u64,
+}
+
+/// A migration as recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub id: String,
+    pub keyspace: String,
+    pub table: String,
+    pub statement: String,
+    pub state: String,
+    pub message: String,
+    pub parts: Vec<ShardPart>,
+    /// Seconds since the migration started (as the database counts).
+    pub age_secs: u64,
+}
+
+fn place(topo: &Topology) -> Result<(String, String), EngineError> {
+    home(&topo.vschema, "an online schema change")
+}
+
+pub(crate) async fn ensure_table(topo: &Topology) -> Result<(), EngineError> {
+    let (ks, shard) = place(topo)?;
+    let create = format!(
+        "CREATE TABLE IF NOT EXISTS {TABLE} (id VARCHAR(64) NOT NULL PRIMARY KEY, \
+         keyspace_name VARCHAR(64) NOT NULL, table_name VARCHAR(64) NOT NULL, statement TEXT NOT NULL, \
+         state VARCHAR(16) NOT NULL, message TEXT NOT NULL, parts LONGTEXT NOT NULL, \
+         created DATETIME NOT NULL, updated DATETIME NOT NULL)"
+    );
+    topo.backends
+        .execute(&ks, &shard, &create, &mut engine::NoRows)
+        .await?;
+    Ok(())
+}
+
+pub(crate) async fn save(topo: &Topology, record: &Record) -> Result<(), EngineError> {
+    let (ks, shard) = place(topo)?;
+    let parts = serde_json::to_string(&record.parts).expect("parts serialise");
+    let sql = format!(
+        "INSERT INTO {TABLE} (id, keyspace_name, table_name, statement, state, message, parts, \
+         created, updated) VALUES ({}, {}, {}, {}, {}, {}, {}, NOW(), NOW()) \
+         ON DUPLICATE KEY UPDATE state = VALUES(state), message = VALUES(message), \
+         parts = VALUES(parts), updated = NOW()",
+        quote(&record.id),
+        quote(&record.keyspace),
+        quote(&record.table),
+        quote(&record.statement),
+        quote(&record.state),
+        quote(&record.message),
+        quote(&parts),
+    );
+    topo.backends
+        .execute(&ks, &shard, &sql, &mut engine::NoRows)
+        .await?;
+    Ok(())
+}
+
+/// Every recorded migration, oldest first; `only` limits them to one id.
+pub(crate) async fn load(topo: &Topology, only: Option<&str>) -> Result<Vec<Record>, EngineError> {
+    let (ks, shard) = place(topo)?;
+    let filter = only.map_or(String::new(), |id| format!(" WHERE id = {}", quote(id)));
+    let sql = format!(
+        "SELECT id, keyspace_name, table_name, statement, state, message, parts, \
+         TIMESTAMPDIFF(SECOND, created, NOW()) FROM {TABLE}{filter} ORDER BY created, id"
+    );
+    let mut rows = Collected::default();
+    match topo.backends.execute(&ks, &shard, &sql, &mut rows).await {
+        Ok(_) => {}
+        // No table: no migration ever ran.
+        Err(EngineError::Server { code: 1146, .. }) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    }
+    Ok(rows
+        .rows
+        .iter()
+        .map(|r| Record {
+            id: text(&r[0]),
+            keyspace: text(&r[1]),
+            table: text(&r[2]),
+            statement: text(&r[3]),
+            state: text(&r[4]),
+            message: text(&r[5]),
+            parts: serde_json::from_str(&text(&r[6])).unwrap_or_default(),
+            age_secs: text(&r[7]).parse().unwrap_or(0),
+        })
+        .collect())
+}
