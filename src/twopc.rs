@@ -52,7 +52,6 @@ pub struct Resolved {
     pub rolled_back: BTreeSet<String>,
 }
 
-
 /// Finishes every prepared XA branch whose dtid starts with `prefix`: committed when its decision
 /// is recorded, rolled back otherwise.
 pub async fn resolve(
@@ -72,7 +71,12 @@ pub async fn resolve(
             )
             .await
         {
-            Ok(_) => decided.extend(rows.rows.iter().filter_map(|r| r.first()).map(crate::sidecar::text)),
+            Ok(_) => decided.extend(
+                rows.rows
+                    .iter()
+                    .filter_map(|r| r.first())
+                    .map(crate::sidecar::text),
+            ),
             // No table yet: nothing was ever decided.
             Err(EngineError::Server { code: 1146, .. }) => {}
             Err(e) => return Err(e),
@@ -132,7 +136,10 @@ async fn resolve_pass(
                 .await?;
             for row in rows.rows {
                 // formatID, gtrid_length, bqual_length, data = gtrid || bqual
-                let (Some(gl), Some(data)) = (row.get(1).map(crate::sidecar::text), row.get(3).map(crate::sidecar::text)) else {
+                let (Some(gl), Some(data)) = (
+                    row.get(1).map(crate::sidecar::text),
+                    row.get(3).map(crate::sidecar::text),
+                ) else {
                     continue;
                 };
                 let Ok(gl) = gl.parse::<usize>() else {

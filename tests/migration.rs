@@ -21,6 +21,11 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    setup_keeping(3600).await
+}
+
+/// Old tables kept `retention` seconds after a cut-over.
+async fn setup_keeping(retention: u64) -> Setup {
     let servers = testkit::start_binlogged(3, &["app", "main", "ref"]).unwrap();
     let config = config_serving(&format!(
         r#"
@@ -38,6 +43,8 @@ shards = [{{ name = "0", primary = "{m}" }}]
         b = servers[1].url("app"),
         m = servers[2].url("main"),
     ));
+    let mut config = config;
+    config.server.migration_retention_s = retention;
     let proxy = shardgate::start(&config, "127.0.0.1:0").await.unwrap();
     Setup { servers, proxy }
 }
@@ -50,7 +57,9 @@ async fn reference(s: &Setup) -> Conn {
 
 /// The same statement through the proxy and, once acknowledged, on the reference.
 async fn both(app: &mut Conn, reference: &mut Conn, sql: &str) {
-    app.query_drop(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    app.query_drop(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
     reference.query_drop(sql).await.unwrap();
 }
 
@@ -62,11 +71,10 @@ fn writers(s: &Setup, stop: Arc<AtomicBool>, round: i64) -> Vec<tokio::task::Joi
             let (stop, url) = (stop.clone(), s.servers[2].url("ref"));
             let addr = s.proxy.addr;
             tokio::spawn(async move {
-                let mut app = Conn::new(
-                    Opts::from_url(&format!("mysql://app:secret@{addr}/app")).unwrap(),
-                )
-                .await
-                .unwrap();
+                let mut app =
+                    Conn::new(Opts::from_url(&format!("mysql://app:secret@{addr}/app")).unwrap())
+                        .await
+                        .unwrap();
                 let mut reference = Conn::new(Opts::from_url(&url).unwrap()).await.unwrap();
                 let failed = AtomicU64::new(0);
                 // New ids of their own in each round.
@@ -77,10 +85,14 @@ fn writers(s: &Setup, stop: Arc<AtomicBool>, round: i64) -> Vec<tokio::task::Joi
                     let old = (step * 7919 + w) % ROWS / WRITERS * WRITERS + w;
                     let sql = match step % 4 {
                         0 => format!("DELETE FROM items WHERE id = {old}"),
-                        1 | 2 => format!("UPDATE items SET n = n + 1, note = 'w{w} s{step}' WHERE id = {old}"),
+                        1 | 2 => format!(
+                            "UPDATE items SET n = n + 1, note = 'w{w} s{step}' WHERE id = {old}"
+                        ),
                         _ => {
                             next += WRITERS;
-                            format!("INSERT INTO items (id, n, note) VALUES ({next}, {step}, 'new')")
+                            format!(
+                                "INSERT INTO items (id, n, note) VALUES ({next}, {step}, 'new')"
+                            )
                         }
                     };
                     match app.query_drop(&sql).await {
@@ -120,9 +132,13 @@ async fn ended(app: &mut Conn, id: &str) -> Vec<String> {
 }
 
 async fn online(app: &mut Conn, sql: &str) -> String {
-    app.query_drop("SET @@ddl_strategy = 'online'").await.unwrap();
+    app.query_drop("SET @@ddl_strategy = 'online'")
+        .await
+        .unwrap();
     let id: Option<String> = app.query_first(sql).await.unwrap();
-    app.query_drop("SET @@ddl_strategy = 'direct'").await.unwrap();
+    app.query_drop("SET @@ddl_strategy = 'direct'")
+        .await
+        .unwrap();
     id.expect("the migration's id")
 }
 
@@ -150,7 +166,10 @@ async fn online_alters_under_writes_keep_every_acknowledged_write() {
         both(
             &mut app,
             &mut reference,
-            &format!("INSERT INTO items (id, n, note) VALUES {}", values.join(", ")),
+            &format!(
+                "INSERT INTO items (id, n, note) VALUES {}",
+                values.join(", ")
+            ),
         )
         .await;
     }
@@ -194,7 +213,10 @@ async fn online_alters_under_writes_keep_every_acknowledged_write() {
         let wanted = contents(&mut reference, columns).await;
         assert!(through_proxy.len() > ROWS as usize / 2);
         assert_eq!(
-            through_proxy.into_iter().map(Row::unwrap).collect::<Vec<_>>(),
+            through_proxy
+                .into_iter()
+                .map(Row::unwrap)
+                .collect::<Vec<_>>(),
             wanted.into_iter().map(Row::unwrap).collect::<Vec<_>>(),
             "{alter}"
         );
@@ -243,7 +265,10 @@ async fn a_migration_that_cannot_run_fails_and_leaves_the_table_alone() {
         let tables: Vec<String> = shard.query("SHOW TABLES").await.unwrap();
         assert_eq!(tables, ["items"], "no shadow table is left");
     }
-    let rows: Vec<(i64, i64)> = app.query("SELECT id, n FROM items ORDER BY id").await.unwrap();
+    let rows: Vec<(i64, i64)> = app
+        .query("SELECT id, n FROM items ORDER BY id")
+        .await
+        .unwrap();
     assert_eq!(rows, [(1, 1), (2, 2), (3, 3)]);
     // RETRY runs it again (and it fails again); CANCEL of an ended one is refused.
     app.query_drop(format!("ALTER SHARDGATE MIGRATION '{id}' RETRY"))
@@ -261,4 +286,108 @@ async fn a_migration_that_cannot_run_fails_and_leaves_the_table_alone() {
         .await
         .unwrap_err();
     assert_eq!(common::server_code(&wrong), Some(1231), "{wrong}");
+}
+
+/// The migrations' table and its rows through the proxy and on the reference.
+async fn seeded(s: &Setup) -> (Conn, Conn) {
+    let mut app = client(&s.proxy, Some("app")).await;
+    let mut reference = reference(s).await;
+    both(
+        &mut app,
+        &mut reference,
+        "CREATE TABLE items (id BIGINT NOT NULL PRIMARY KEY, n INT NOT NULL, note VARCHAR(40))",
+    )
+    .await;
+    for start in (0..ROWS).step_by(500) {
+        let values: Vec<String> = (start..start + 500)
+            .map(|id| format!("({id}, {}, 'row {id}')", id % 97))
+            .collect();
+        both(
+            &mut app,
+            &mut reference,
+            &format!(
+                "INSERT INTO items (id, n, note) VALUES {}",
+                values.join(", ")
+            ),
+        )
+        .await;
+    }
+    (app, reference)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_revert_under_writes_brings_back_the_old_schema_with_every_row_since() {
+    let s = setup().await;
+    let (mut app, mut reference) = seeded(&s).await;
+    let id = online(
+        &mut app,
+        "ALTER TABLE items ADD COLUMN extra INT NOT NULL DEFAULT 7",
+    )
+    .await;
+    assert_eq!(ended(&mut app, &id).await[4], "complete");
+    // Written to the new table after the cut-over, under load while the revert runs.
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = writers(&s, stop.clone(), 0);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    app.query_drop(format!("REVERT MIGRATION '{id}'"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut failed = 0;
+    for w in running {
+        failed += w.await.unwrap();
+    }
+    assert_eq!(failed, 0, "writes failed during the revert");
+    let row = ended(&mut app, &id).await;
+    assert_eq!(row[4], "reverted", "{row:?}");
+    eprintln!("revert: {}", row[11]);
+    // The old schema, and every row the reference has (it never had the new column).
+    let through_proxy = contents(&mut app, "*").await;
+    let wanted = contents(&mut reference, "*").await;
+    assert_eq!(through_proxy[0].len(), 3, "the old columns");
+    assert_eq!(
+        through_proxy
+            .into_iter()
+            .map(Row::unwrap)
+            .collect::<Vec<_>>(),
+        wanted.into_iter().map(Row::unwrap).collect::<Vec<_>>()
+    );
+    // Reverting twice is refused.
+    let again = app
+        .query_drop(format!("REVERT MIGRATION '{id}'"))
+        .await
+        .unwrap_err();
+    assert_eq!(common::server_code(&again), Some(1235), "{again}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_tables_are_dropped_when_the_retention_ends() {
+    let s = setup_keeping(2).await;
+    let (mut app, _) = seeded(&s).await;
+    let id = online(&mut app, "ALTER TABLE items ADD COLUMN extra INT").await;
+    assert_eq!(ended(&mut app, &id).await[4], "complete");
+    let mut shard = Conn::new(Opts::from_url(&s.servers[0].url("app")).unwrap())
+        .await
+        .unwrap();
+    let mut dropped = false;
+    for _ in 0..300 {
+        let old: Vec<String> = shard
+            .query(format!("SHOW TABLES LIKE '_sg_{id}_old'"))
+            .await
+            .unwrap();
+        if old.is_empty() {
+            dropped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(dropped, "the old table outlived the retention");
+    let row = ended(&mut app, &id).await;
+    assert!(row[5].contains("retired"), "{row:?}");
+    let refused = app
+        .query_drop(format!("REVERT MIGRATION '{id}'"))
+        .await
+        .unwrap_err();
+    assert_eq!(common::server_code(&refused), Some(1235), "{refused}");
 }

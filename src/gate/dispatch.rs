@@ -143,7 +143,10 @@ impl GateSession {
         if lower.split_whitespace().take(2).eq(["show", "shardgate"]) {
             return self.show_shardgate(&lower, out).await;
         }
-        if lower.split_whitespace().take(3).eq(["alter", "shardgate", "migration"])
+        if lower
+            .split_whitespace()
+            .take(3)
+            .eq(["alter", "shardgate", "migration"])
             || lower.split_whitespace().take(2).eq(["revert", "migration"])
         {
             return self.alter_migration(sql, out).await;

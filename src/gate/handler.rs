@@ -90,6 +90,7 @@ impl Handler for GateSession {
         let keyspace = self.session.keyspace.clone();
         self.session = Session::new(self.session.conn_id, &self.entry.user, keyspace);
         self.session.read_target = self.access.read_target;
+        self.session.ddl_strategy = self.gate.migrations.default_strategy;
         self.statements.clear();
         self.named_statements.clear();
         self.release_pinned().await;

@@ -33,8 +33,12 @@ impl GateSession {
             .submit(&self.gate, &keyspace, stmt, sql)
             .await
             .map_err(|e| error::from_engine(&e))?;
-        self.local_rows(out, vec![sysvars::text_column("uuid")], vec![vec![text(&id)]])
-            .await
+        self.local_rows(
+            out,
+            vec![sysvars::text_column("uuid")],
+            vec![vec![text(&id)]],
+        )
+        .await
     }
 
     /// `ALTER SHARDGATE MIGRATION '<id>' CANCEL | RETRY` (and `REVERT MIGRATION`, refused).
@@ -46,15 +50,31 @@ impl GateSession {
         let words: Vec<&str> = sql.split_whitespace().collect();
         let quoted = |w: &str| w.trim_matches(|c| c == '\'' || c == '"').to_string();
         if words[0].eq_ignore_ascii_case("revert") {
-            return Err(error::unsupported("REVERT MIGRATION").into());
+            let id = words
+                .get(2)
+                .map(|w| quoted(w.trim_end_matches(';')))
+                .unwrap_or_default();
+            self.gate
+                .migrations
+                .revert(&id)
+                .await
+                .map_err(|e| error::from_engine(&e))?;
+            return self.ok(out).await;
         }
         let (Some(id), Some(action)) = (words.get(3).map(|w| quoted(w)), words.get(4)) else {
-            return Err(error::unsupported("ALTER SHARDGATE MIGRATION without an id and an action").into());
+            return Err(error::unsupported(
+                "ALTER SHARDGATE MIGRATION without an id and an action",
+            )
+            .into());
         };
         let done = match action.trim_end_matches(';').to_ascii_lowercase().as_str() {
             "cancel" => self.gate.migrations.cancel(&self.gate, &id).await,
             "retry" => self.gate.migrations.retry(&self.gate, &id).await,
-            other => return Err(error::unsupported(format!("ALTER SHARDGATE MIGRATION ... {other}")).into()),
+            other => {
+                return Err(
+                    error::unsupported(format!("ALTER SHARDGATE MIGRATION ... {other}")).into(),
+                )
+            }
         };
         done.map_err(|e| error::from_engine(&e))?;
         self.ok(out).await

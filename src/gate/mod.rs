@@ -264,7 +264,7 @@ impl Gate {
             config_path: std::sync::OnceLock::new(),
             shared: std::sync::OnceLock::new(),
             changes: Default::default(),
-            migrations: Default::default(),
+            migrations: crate::migration::Migrations::new(&config.server),
         }
     }
 }
@@ -333,6 +333,7 @@ impl HandlerFactory for Sessions {
         self.0.metrics.connections_accepted.inc();
         let mut session = Session::new(conn_id, user, database.map(str::to_string));
         session.read_target = access.read_target;
+        session.ddl_strategy = self.0.migrations.default_strategy;
         if let Some(mode) = database
             .and_then(|db| topo.vschema.keyspace(db))
             .and_then(|k| k.transaction_mode.as_deref())

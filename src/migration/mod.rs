@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use dashmap::DashMap;
 use engine::EngineError;
 use sqlparser::ast::{AlterTableOperation, Statement};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::gate::Gate;
 use crate::topology::Topology;
@@ -65,12 +66,16 @@ impl DdlStrategy {
 struct Live {
     record: Mutex<Record>,
     cancelled: tokio::sync::watch::Sender<bool>,
+    requests: mpsc::UnboundedSender<Request>,
 }
 
 /// The migrations this proxy runs.
-#[derive(Default)]
 pub struct Migrations {
     live: DashMap<String, Arc<Live>>,
+    /// A session's strategy until it sets one (`[server] ddl_strategy`).
+    pub default_strategy: DdlStrategy,
+    /// How long a completed migration stays revertible (`[server] migration_retention_s`).
+    retention: Duration,
 }
 
 fn unsupported(what: impl std::fmt::Display) -> EngineError {
@@ -119,13 +124,23 @@ fn shadow_alter(statement: &Statement, shadow: &str) -> Result<(String, String),
         .map(|i| i.value.clone())
         .ok_or_else(|| unsupported("this table name"))?;
     let mut shadowed = alter.clone();
-    shadowed.name = sqlparser::ast::ObjectName::from(vec![sqlparser::ast::Ident::with_quote(
-        '`', shadow,
-    )]);
+    shadowed.name =
+        sqlparser::ast::ObjectName::from(vec![sqlparser::ast::Ident::with_quote('`', shadow)]);
     Ok((table, Statement::AlterTable(shadowed).to_string()))
 }
 
 impl Migrations {
+    pub fn new(server: &vschema::ServerConfig) -> Migrations {
+        Migrations {
+            live: DashMap::new(),
+            default_strategy: match server.online_ddl {
+                true => DdlStrategy::Online,
+                false => DdlStrategy::Direct,
+            },
+            retention: Duration::from_secs(server.migration_retention_s),
+        }
+    }
+
     /// Starts `statement` (an ALTER TABLE on `keyspace`) as a migration: its id.
     pub async fn submit(
         &self,
@@ -160,6 +175,7 @@ impl Migrations {
                 })
                 .collect(),
             age_secs: 0,
+            since_cut_over: None,
         };
         store::save(&topo, &record).await?;
         self.start(gate, record);
@@ -168,12 +184,14 @@ impl Migrations {
 
     fn start(&self, gate: &Arc<Gate>, record: Record) {
         let (cancelled, _) = tokio::sync::watch::channel(false);
+        let (requests, received) = mpsc::unbounded_channel();
         let live = Arc::new(Live {
             record: Mutex::new(record.clone()),
             cancelled,
+            requests,
         });
         self.live.insert(record.id.clone(), live.clone());
-        tokio::spawn(run(Arc::downgrade(gate), live));
+        tokio::spawn(run(Arc::downgrade(gate), live, received));
     }
 
     /// Resumes the migrations a stopped proxy left running (at start-up).
@@ -184,7 +202,9 @@ impl Migrations {
         }
         let mut resumed = 0;
         for record in store::load(&topo, None).await? {
-            if matches!(record.state.as_str(), "queued" | "running")
+            let reversing =
+                record.state == "complete" && record.parts.iter().all(|p| p.phase == "reverse");
+            if (reversing || matches!(record.state.as_str(), "queued" | "running"))
                 && !self.live.contains_key(&record.id)
             {
                 tracing::info!(id = %record.id, table = %record.table, "resuming a migration");
@@ -196,7 +216,11 @@ impl Migrations {
     }
 
     /// Every migration, as recorded, with the live progress of those running here.
-    pub async fn list(&self, topo: &Topology, only: Option<&str>) -> Result<Vec<Record>, EngineError> {
+    pub async fn list(
+        &self,
+        topo: &Topology,
+        only: Option<&str>,
+    ) -> Result<Vec<Record>, EngineError> {
         let mut records = store::load(topo, only).await?;
         for record in &mut records {
             if let Some(live) = self.live.get(&record.id) {
@@ -213,8 +237,14 @@ impl Migrations {
     /// table stays as it was.
     pub async fn cancel(&self, gate: &Arc<Gate>, id: &str) -> Result<(), EngineError> {
         if let Some(live) = self.live.get(id) {
-            live.cancelled.send_replace(true);
-            return Ok(());
+            let state = live.record.lock().expect("migration lock").state.clone();
+            if matches!(state.as_str(), "queued" | "running") {
+                live.cancelled.send_replace(true);
+                return Ok(());
+            }
+            return Err(EngineError::Unsupported(format!(
+                "cancelling migration '{id}', which is {state} (REVERT MIGRATION undoes it)"
+            )));
         }
         let topo = gate.topology();
         let mut record = store::load(&topo, Some(id))
@@ -231,6 +261,32 @@ impl Migrations {
                 "cancelling migration '{id}', which is {state}"
             ))),
         }
+    }
+
+    /// `REVERT MIGRATION 'id'`: the old table, kept up to date since the cut-over, takes the
+    /// table's place again on every shard (or on none).
+    pub async fn revert(&self, id: &str) -> Result<(), EngineError> {
+        let refused =
+            |why: String| EngineError::Unsupported(format!("reverting migration '{id}': {why}"));
+        let live = self
+            .live
+            .get(id)
+            .map(|l| l.clone())
+            .ok_or_else(|| refused("it is not complete and revertible on this proxy".into()))?;
+        {
+            let record = live.record.lock().expect("migration lock");
+            if record.state != "complete" || record.parts.iter().any(|p| p.phase != "reverse") {
+                return Err(refused(format!("it is {}", record.state)));
+            }
+        }
+        let (reply, answer) = oneshot::channel();
+        live.requests
+            .send(Request::Revert(reply))
+            .map_err(|_| refused("it ended".into()))?;
+        answer
+            .await
+            .map_err(|_| refused("it ended".into()))?
+            .map_err(refused)
     }
 
     /// `ALTER SHARDGATE MIGRATION 'id' RETRY`: a failed or cancelled migration runs again
@@ -262,44 +318,141 @@ impl Migrations {
     }
 }
 
-/// Runs a migration to its end, recording how it ended.
-async fn run(gate: Weak<Gate>, live: Arc<Live>) {
+/// Runs a migration to its end, recording how it ended: copies and cuts over (unless it has
+/// already), then keeps the old tables following the new ones until a revert or the end of
+/// the retention.
+async fn run(gate: Weak<Gate>, live: Arc<Live>, mut requests: mpsc::UnboundedReceiver<Request>) {
     let id = live.record.lock().expect("migration lock").id.clone();
     let mut cancelled = live.cancelled.subscribe();
     let outcome = tokio::select! {
-        outcome = drive(&gate, &live) => outcome,
+        outcome = forward(&gate, &live) => outcome,
         _ = cancelled.wait_for(|c| *c) => Err(Ended::Cancelled),
     };
-    let Some(gate) = gate.upgrade() else { return };
-    let topo = gate.topology();
-    let (state, message) = match &outcome {
-        Ok(stall) => {
-            tracing::info!(%id, stall_ms = stall.as_millis() as u64, "migration complete");
-            ("complete", format!("cut over; writes held {} ms", stall.as_millis()))
-        }
-        Err(Ended::Cancelled) => ("cancelled", String::new()),
-        Err(Ended::Failed(why)) => {
-            tracing::warn!(%id, why, "migration failed");
-            ("failed", why.clone())
+    let Some(strong) = gate.upgrade() else { return };
+    let topo = strong.topology();
+    drop(strong);
+    let reverse = match outcome {
+        Ok(reverse) => reverse,
+        Err(ended) => {
+            let (state, message) = match ended {
+                Ended::Cancelled => ("cancelled", String::new()),
+                Ended::Failed(why) => {
+                    tracing::warn!(%id, why, "migration failed");
+                    ("failed", why)
+                }
+            };
+            let record = live.record.lock().expect("migration lock").clone();
+            shard::drop_shadows(&topo, &record).await;
+            end(&gate, &topo, &live, state, message).await;
+            return;
         }
     };
-    if outcome.is_err() {
-        let record = live.record.lock().expect("migration lock").clone();
-        shard::drop_shadows(&topo, &record).await;
-    }
+    save(&topo, &live).await;
+    let (state, message) = follow_back(&gate, &topo, &live, reverse, &mut requests).await;
+    end(&gate, &topo, &live, state, message).await;
+}
+
+/// Records how a migration ended and forgets it here.
+async fn end(gate: &Weak<Gate>, topo: &Topology, live: &Live, state: &str, message: String) {
     let record = {
         let mut record = live.record.lock().expect("migration lock");
         record.state = state.into();
-        record.message = message;
+        if !message.is_empty() {
+            record.message = message;
+        }
         for part in &mut record.parts {
-            part.phase = state.into();
+            if matches!(state, "cancelled" | "failed") || part.phase == "reverse" {
+                part.phase = state.into();
+            }
         }
         record.clone()
     };
-    if let Err(e) = store::save(&topo, &record).await {
-        tracing::warn!(%id, error = %e, "could not record how a migration ended");
+    if let Err(e) = store::save(topo, &record).await {
+        tracing::warn!(id = %record.id, error = %e, "could not record how a migration ended");
     }
-    gate.migrations.live.remove(&id);
+    if let Some(gate) = gate.upgrade() {
+        gate.migrations.live.remove(&record.id);
+    }
+}
+
+/// A request to a migration's task, answered when done.
+enum Request {
+    Revert(oneshot::Sender<Result<(), String>>),
+}
+
+/// After the cut-over: the old tables follow the new ones until a revert swaps them back,
+/// or the retention ends and they are dropped. How the migration ended.
+async fn follow_back(
+    gate: &Weak<Gate>,
+    topo: &Topology,
+    live: &Arc<Live>,
+    mut reverse: Vec<shard::Reverse>,
+    requests: &mut mpsc::UnboundedReceiver<Request>,
+) -> (&'static str, String) {
+    let retention = match gate.upgrade() {
+        Some(gate) => gate.migrations.retention,
+        None => return ("complete", String::new()),
+    };
+    let since = live.record.lock().expect("migration lock").since_cut_over;
+    let left = retention.saturating_sub(Duration::from_secs(since.unwrap_or(0)));
+    let retire_at = tokio::time::Instant::now() + left;
+    let mut last_save = Instant::now();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(retire_at) => break,
+            request = requests.recv() => match request {
+                Some(Request::Revert(reply)) => {
+                    let Some(strong) = gate.upgrade() else {
+                        return ("complete", String::new());
+                    };
+                    match cut_over(&strong, topo, live, &mut reverse).await {
+                        Ok((stall, _)) => {
+                            let _ = reply.send(Ok(()));
+                            let (new, _) = shadow_names(&live.record.lock().expect("migration lock").id);
+                            return ("reverted", format!(
+                                "reverted; writes held {} ms; the new table is kept as {new}",
+                                stall.as_millis()
+                            ));
+                        }
+                        Err(Ended::Failed(why)) => {
+                            let _ = reply.send(Err(why));
+                        }
+                        Err(Ended::Cancelled) => {
+                            let _ = reply.send(Err("cancelled".into()));
+                        }
+                    }
+                }
+                None => return ("complete", String::new()),
+            },
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                for r in &mut reverse {
+                    if let Err(why) = r.check() {
+                        tracing::warn!(shard = %r.shard, why, "a migration's reverse stream stopped; it can no longer be reverted");
+                        let mut record = live.record.lock().expect("migration lock");
+                        record.message = format!("not revertible: {why}");
+                        for part in &mut record.parts {
+                            part.phase = "complete".into();
+                        }
+                        drop(record);
+                        return ("complete", String::new());
+                    }
+                }
+                if last_save.elapsed() >= Duration::from_secs(1) {
+                    last_save = Instant::now();
+                    save(topo, live).await;
+                }
+            }
+        }
+    }
+    for r in reverse {
+        if let Err(why) = r.retire().await {
+            tracing::warn!(why, "could not drop a migration's old table");
+        }
+    }
+    (
+        "complete",
+        "retention over: the old tables are dropped".into(),
+    )
 }
 
 enum Ended {
@@ -313,15 +466,23 @@ impl From<String> for Ended {
     }
 }
 
-/// Copies and streams on every shard, then cuts over: how long writes were held.
-async fn drive(gate: &Weak<Gate>, live: &Arc<Live>) -> Result<Duration, Ended> {
-    let upgrade = || gate.upgrade().ok_or_else(|| Ended::Failed("the proxy stopped".into()));
-    let topo = upgrade()?.topology();
-    let record = {
-        let mut record = live.record.lock().expect("migration lock");
-        record.state = "running".into();
-        record.clone()
+/// Copies and streams on every shard, then cuts over; the shards' reverse streams. A
+/// migration that cut over before the proxy restarted resumes its reverse streams.
+async fn forward(gate: &Weak<Gate>, live: &Arc<Live>) -> Result<Vec<shard::Reverse>, Ended> {
+    let upgrade = || {
+        gate.upgrade()
+            .ok_or_else(|| Ended::Failed("the proxy stopped".into()))
     };
+    let topo = upgrade()?.topology();
+    let record = live.record.lock().expect("migration lock").clone();
+    if record.state == "complete" {
+        let mut reverse = Vec::new();
+        for index in 0..record.parts.len() {
+            reverse.push(shard::Reverse::resume(&topo, live.clone(), index).await?);
+        }
+        return Ok(reverse);
+    }
+    live.record.lock().expect("migration lock").state = "running".into();
     let statement = parse_alter(&record.statement)?;
     let (shadow, _) = shadow_names(&record.id);
     let (_, alter) = shadow_alter(&statement, &shadow).map_err(|e| e.to_string())?;
@@ -345,9 +506,18 @@ async fn drive(gate: &Weak<Gate>, live: &Arc<Live>) -> Result<Duration, Ended> {
         }
     }
     save(&topo, live).await;
-    let gate = upgrade()?;
-    let stall = cut_over(&gate, &topo, live, &mut runs).await?;
-    Ok(stall)
+    let (stall, positions) = cut_over(&upgrade()?, &topo, live, &mut runs).await?;
+    tracing::info!(id = %record.id, stall_ms = stall.as_millis() as u64, "migration cut over");
+    {
+        let mut r = live.record.lock().expect("migration lock");
+        r.state = "complete".into();
+        r.message = format!("cut over; writes held {} ms", stall.as_millis());
+    }
+    let mut reverse = Vec::new();
+    for (run, position) in runs.into_iter().zip(positions) {
+        reverse.push(run.reverse(position).await?);
+    }
+    Ok(reverse)
 }
 
 fn parse_alter(sql: &str) -> Result<Statement, String> {
@@ -369,15 +539,16 @@ async fn save(topo: &Topology, live: &Live) {
 
 /// Holds the keyspace's statements, waits for its transactions to end and each stream to
 /// reach its shard's position, then swaps the tables on every shard; on any failure, swaps
-/// back those already swapped. Tries again later when transactions do not end in time.
-async fn cut_over(
+/// back those already swapped. Tries again later when transactions do not end in time. How
+/// long statements were held, and each shard's position at the swap.
+async fn cut_over<S: shard::Side>(
     gate: &Arc<Gate>,
     topo: &Topology,
     live: &Arc<Live>,
-    runs: &mut [ShardRun],
-) -> Result<Duration, Ended> {
+    sides: &mut [S],
+) -> Result<(Duration, Vec<changestream::Position>), Ended> {
     let keyspace = live.record.lock().expect("migration lock").keyspace.clone();
-    let shards: Vec<String> = runs.iter().map(|r| r.shard.clone()).collect();
+    let shards: Vec<String> = sides.iter().map(|r| r.shard().to_string()).collect();
     let mut last = String::new();
     for _ in 0..CUTOVER_ATTEMPTS {
         let held = Held {
@@ -397,39 +568,39 @@ async fn cut_over(
         }
         let stall = Instant::now();
         let deadline = stall + CUTOVER_WAIT;
-        while shards
-            .iter()
-            .any(|s| topo.backends.primary_in_use(&keyspace, s) > 0)
-            && Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(2)).await;
+        let busy = || {
+            shards
+                .iter()
+                .any(|s| topo.backends.primary_in_use(&keyspace, s) > 0)
+        };
+        while busy() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        if shards
-            .iter()
-            .any(|s| topo.backends.primary_in_use(&keyspace, s) > 0)
-        {
+        if busy() {
             drop(held);
             last = "transactions on the keyspace did not end in time".into();
             tokio::time::sleep(CUTOVER_WAIT).await;
             continue;
         }
-        let mut drained = true;
-        for run in runs.iter_mut() {
-            if let Err(why) = run.drain(deadline).await {
-                last = why;
-                drained = false;
-                break;
+        let mut positions = Vec::new();
+        for side in sides.iter_mut() {
+            match side.drain(deadline).await {
+                Ok(p) => positions.push(p),
+                Err(why) => {
+                    last = why;
+                    break;
+                }
             }
         }
-        if !drained {
+        if positions.len() < sides.len() {
             drop(held);
             tokio::time::sleep(CUTOVER_WAIT).await;
             continue;
         }
         let mut swapped = Vec::new();
         let mut failure = None;
-        for (i, run) in runs.iter_mut().enumerate() {
-            match run.swap().await {
+        for (i, side) in sides.iter_mut().enumerate() {
+            match side.swap().await {
                 Ok(()) => swapped.push(i),
                 Err(why) => {
                     failure = Some(why);
@@ -439,25 +610,16 @@ async fn cut_over(
         }
         if let Some(why) = failure {
             for &i in &swapped {
-                if let Err(e) = runs[i].swap_back().await {
-                    tracing::error!(shard = %runs[i].shard, error = %e, "could not swap a migrated table back");
+                if let Err(e) = sides[i].swap_back().await {
+                    tracing::error!(shard = %sides[i].shard(), error = %e, "could not swap a migrated table back");
                 }
             }
-            drop(held);
             return Err(Ended::Failed(format!("cut-over failed: {why}")));
-        }
-        for run in runs.iter_mut() {
-            run.finish();
         }
         topo.forget_columns([keyspace.as_str()]);
         gate.plans.clear();
         drop(held);
-        let stall = stall.elapsed();
-        let mut record = live.record.lock().expect("migration lock");
-        for part in &mut record.parts {
-            part.phase = "complete".into();
-        }
-        return Ok(stall);
+        return Ok((stall.elapsed(), positions));
     }
     Err(Ended::Failed(format!(
         "no cut-over after {CUTOVER_ATTEMPTS} attempts: {last}"

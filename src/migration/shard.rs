@@ -23,20 +23,156 @@ const MAX_LAG: Duration = Duration::from_secs(1);
 /// this long for a stream to show it has everything.
 const HEARTBEAT: Duration = Duration::from_millis(100);
 
-pub(super) struct ShardRun {
-    pub shard: String,
-    live: Arc<Live>,
-    index: usize,
+/// A change stream of one table into another on the same shard, publishing its position
+/// (everything before it is in the target) as it goes.
+pub(super) struct Follower {
+    task: Task,
+    applied: watch::Receiver<Position>,
+}
+
+/// A task of the migration's, which ends when this is dropped.
+struct Task(JoinHandle<Result<(), String>>);
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Follower {
+    async fn start(
+        opts: &Opts,
+        from: Position,
+        db: &str,
+        source: &str,
+        target: &str,
+        live: Arc<Live>,
+        index: usize,
+    ) -> Result<Follower, String> {
+        let shard = live.record.lock().expect("migration lock").parts[index]
+            .shard
+            .clone();
+        let mut apply = Conn::new(opts.clone())
+            .await
+            .map_err(failed(&shard, "connecting"))?;
+        apply
+            .query_drop(Applier::session())
+            .await
+            .map_err(failed(&shard, "setting up the stream's connection"))?;
+        let applier = Applier::new(&mut apply)
+            .await
+            .map_err(|e| format!("{shard}: {e}"))?;
+        let target = Target::read(&mut apply, db, target)
+            .await
+            .map_err(|e| format!("{shard}: {e}"))?;
+        let stream = ChangeStream::start(
+            opts.clone(),
+            from.clone(),
+            StreamOptions {
+                tables: Tables {
+                    schema: Some(db.to_string()),
+                    names: vec![source.to_string()],
+                },
+                heartbeat: HEARTBEAT,
+                ..StreamOptions::default()
+            },
+        )
+        .await
+        .map_err(|e| format!("{shard}: {e}"))?;
+        let (applied_tx, applied) = watch::channel(from);
+        let task = Task(tokio::spawn(apply_changes(
+            stream, apply, applier, target, live, index, applied_tx,
+        )));
+        Ok(Follower { task, applied })
+    }
+
+    fn failure(&mut self, shard: &str) -> Option<String> {
+        if !self.task.0.is_finished() {
+            return None;
+        }
+        Some(format!("{shard}: the change stream stopped"))
+    }
+
+    fn position(&self) -> Position {
+        self.applied.borrow().clone()
+    }
+
+    /// Waits until everything before `position` is applied, until `deadline`.
+    async fn reach(&mut self, position: &Position, deadline: Instant) -> Result<(), &'static str> {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(wait, self.applied.wait_for(|p| p.covers(position))).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err("the change stream stopped"),
+            Err(_) => Err("the change stream did not catch up in time"),
+        }
+    }
+}
+
+/// One shard's side of a cut-over: the stream drains, then two tables swap names.
+pub(super) trait Side {
+    fn shard(&self) -> &str;
+    /// With the keyspace's writes held: waits until the stream has applied everything the
+    /// shard has written (until `deadline`); the shard's position then.
+    async fn drain(&mut self, deadline: Instant) -> Result<Position, String>;
+    async fn swap(&mut self) -> Result<(), String>;
+    async fn swap_back(&mut self) -> Result<(), String>;
+}
+
+/// A shard's names for a migration's tables.
+#[derive(Clone)]
+pub(super) struct Names {
     db: String,
     table: String,
     shadow: String,
     old: String,
+}
+
+impl Names {
+    /// `RENAME TABLE` of `table` to `to` and `from` to `table`, in one statement.
+    fn rotate(&self, to: &str, from: &str) -> String {
+        format!(
+            "RENAME TABLE {db}.{t} TO {db}.{to}, {db}.{from} TO {db}.{t}",
+            db = ident(&self.db),
+            t = ident(&self.table),
+            to = ident(to),
+            from = ident(from),
+        )
+    }
+}
+
+async fn drain(
+    control: &mut Conn,
+    follower: &mut Follower,
+    shard: &str,
+    deadline: Instant,
+) -> Result<Position, String> {
+    let now = current_position(control)
+        .await
+        .map_err(|e| format!("{shard}: {e}"))?;
+    follower
+        .reach(&now, deadline)
+        .await
+        .map_err(|why| format!("{shard}: {why}"))?;
+    Ok(now)
+}
+
+async fn rename(control: &mut Conn, shard: &str, sql: String) -> Result<(), String> {
+    control
+        .query_drop(sql)
+        .await
+        .map_err(failed(shard, "swapping the tables"))
+}
+
+pub(super) struct ShardRun {
+    pub shard: String,
+    live: Arc<Live>,
+    index: usize,
+    opts: Opts,
+    names: Names,
     /// The proxy's own connection to the shard: positions, the swap.
     control: Conn,
-    copier: JoinHandle<Result<(), String>>,
-    applier: JoinHandle<Result<(), String>>,
-    /// The stream's position once what came before it is in the shadow.
-    applied: watch::Receiver<Position>,
+    copier: Task,
+    follower: Follower,
     copied: bool,
     /// The oldest sample of the shard's position that the stream has not yet passed, and
     /// when it was taken: how far behind the stream is.
@@ -44,7 +180,6 @@ pub(super) struct ShardRun {
     /// The stream was within a second of the shard at the last check.
     caught_up: bool,
 }
-
 /// A connection to the shard's primary outside the pools, in its keyspace's database.
 fn opts(topo: &Topology, keyspace: &str, shard: &str) -> Result<Opts, String> {
     let addr = topo
@@ -146,53 +281,34 @@ impl ShardRun {
                 "{shard}: {table} has no primary key, which an online schema change copies by"
             ));
         }
-        let mut apply = Conn::new(opts.clone())
+        let shadow_columns: Vec<String> = control
+            .exec(
+                "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? \
+                 AND TABLE_NAME = ?",
+                (&db, &shadow),
+            )
             .await
-            .map_err(failed(&shard, "connecting"))?;
-        apply
-            .query_drop(Applier::session())
-            .await
-            .map_err(failed(&shard, "setting up the stream's connection"))?;
-        let applier = Applier::new(&mut apply)
-            .await
-            .map_err(|e| format!("{shard}: {e}"))?;
-        let target = Target::read(&mut apply, &db, &shadow)
-            .await
-            .map_err(|e| format!("{shard}: {e}"))?;
+            .map_err(failed(&shard, "reading the shadow's columns"))?;
         let common: Vec<String> = source
             .into_iter()
-            .filter(|c| target.columns.iter().any(|t| t.eq_ignore_ascii_case(c)))
+            .filter(|c| shadow_columns.iter().any(|t| t.eq_ignore_ascii_case(c)))
             .collect();
-        let stream = ChangeStream::start(
-            opts.clone(),
+        let follower = Follower::start(
+            &opts,
             position.clone(),
-            StreamOptions {
-                tables: Tables {
-                    schema: Some(db.clone()),
-                    names: vec![table.clone()],
-                },
-                heartbeat: HEARTBEAT,
-                ..StreamOptions::default()
-            },
+            &db,
+            &table,
+            &shadow,
+            live.clone(),
+            index,
         )
-        .await
-        .map_err(|e| format!("{shard}: {e}"))?;
-        let (applied_tx, applied) = watch::channel(position.clone());
+        .await?;
         {
             let mut r = live.record.lock().expect("migration lock");
             let p = &mut r.parts[index];
             p.phase = "copying".into();
             p.position = position.to_string();
         }
-        let applier = tokio::spawn(apply_changes(
-            stream,
-            apply,
-            applier,
-            target,
-            live.clone(),
-            index,
-            applied_tx,
-        ));
         let copy = Copy {
             shard: shard.clone(),
             keyspace,
@@ -200,24 +316,32 @@ impl ShardRun {
             table: ident(&table),
             shadow: ident(&shadow),
             key: key.iter().map(|k| ident(k)).collect(),
-            columns: common.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", "),
+            columns: common
+                .iter()
+                .map(|c| ident(c))
+                .collect::<Vec<_>>()
+                .join(", "),
             live: live.clone(),
             index,
         };
-        let conn = Conn::new(opts).await.map_err(failed(&shard, "connecting"))?;
-        let copier = tokio::spawn(copy.run(conn, last_key, part.total == 0));
+        let conn = Conn::new(opts.clone())
+            .await
+            .map_err(failed(&shard, "connecting"))?;
+        let copier = Task(tokio::spawn(copy.run(conn, last_key, part.total == 0)));
         Ok(ShardRun {
             shard,
             live,
             index,
-            db,
-            table,
-            shadow,
-            old,
+            opts,
+            names: Names {
+                db,
+                table,
+                shadow,
+                old,
+            },
             control,
             copier,
-            applier,
-            applied,
+            follower,
             copied: false,
             sampled: None,
             caught_up: false,
@@ -227,26 +351,24 @@ impl ShardRun {
     /// Fails when the copy or the stream did; notes when the copy is done, and samples the
     /// shard's position once it is.
     pub(super) async fn check(&mut self) -> Result<(), String> {
-        if self.applier.is_finished() {
-            return Err(match (&mut self.applier).await {
+        if let Some(why) = self.follower.failure(&self.shard) {
+            return Err(match (&mut self.follower.task.0).await {
                 Ok(Err(why)) => why,
-                _ => format!("{}: the change stream stopped", self.shard),
+                _ => why,
             });
         }
-        if !self.copied && self.copier.is_finished() {
-            match (&mut self.copier).await {
+        if !self.copied && self.copier.0.is_finished() {
+            match (&mut self.copier.0).await {
                 Ok(Ok(())) => self.copied = true,
                 Ok(Err(why)) => return Err(why),
                 Err(e) => return Err(format!("{}: the copy stopped: {e}", self.shard)),
             }
-            self.live.record.lock().expect("migration lock").parts[self.index].phase =
-                "catching up".into();
         }
         if self.copied {
             let now = current_position(&mut self.control)
                 .await
                 .map_err(|e| format!("{}: {e}", self.shard))?;
-            let applied = self.applied.borrow().clone();
+            let applied = self.follower.position();
             let lag = match &self.sampled {
                 _ if applied.covers(&now) => Duration::ZERO,
                 // Behind by less than the time since a position it has passed was read.
@@ -279,63 +401,166 @@ impl ShardRun {
         self.copied && self.caught_up
     }
 
-    /// With the keyspace's writes held: waits until the stream has applied everything the
-    /// shard has written, until `deadline`.
-    pub(super) async fn drain(&mut self, deadline: Instant) -> Result<(), String> {
-        let now = current_position(&mut self.control)
-            .await
-            .map_err(|e| format!("{}: {e}", self.shard))?;
-        let wait = deadline.saturating_duration_since(Instant::now());
-        let reached = tokio::time::timeout(wait, self.applied.wait_for(|p| p.covers(&now))).await;
-        match reached {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(_)) => Err(format!("{}: the change stream stopped", self.shard)),
-            Err(_) => Err(format!(
-                "{}: the change stream did not catch up in time",
-                self.shard
-            )),
-        }
-    }
-
-    /// The shadow becomes the table; the table keeps its old rows under another name.
-    pub(super) async fn swap(&mut self) -> Result<(), String> {
-        let sql = format!(
-            "RENAME TABLE {db}.{t} TO {db}.{old}, {db}.{shadow} TO {db}.{t}",
-            db = ident(&self.db),
-            t = ident(&self.table),
-            old = ident(&self.old),
-            shadow = ident(&self.shadow)
-        );
-        self.control
-            .query_drop(sql)
-            .await
-            .map_err(failed(&self.shard, "swapping the tables"))
-    }
-
-    pub(super) async fn swap_back(&mut self) -> Result<(), String> {
-        let sql = format!(
-            "RENAME TABLE {db}.{t} TO {db}.{shadow}, {db}.{old} TO {db}.{t}",
-            db = ident(&self.db),
-            t = ident(&self.table),
-            old = ident(&self.old),
-            shadow = ident(&self.shadow)
-        );
-        self.control
-            .query_drop(sql)
-            .await
-            .map_err(failed(&self.shard, "swapping the tables back"))
-    }
-
-    /// Cut over: the copy and the stream end here.
-    pub(super) fn finish(&mut self) {
-        self.copier.abort();
-        self.applier.abort();
+    /// After the cut-over at `position`: the old table follows the new one from there, so
+    /// that a revert loses nothing written since.
+    pub(super) async fn reverse(self, position: Position) -> Result<Reverse, String> {
+        let ShardRun {
+            shard,
+            live,
+            index,
+            opts,
+            names,
+            control,
+            ..
+        } = self;
+        Reverse::start(shard, live, index, opts, names, control, position).await
     }
 }
 
-impl Drop for ShardRun {
-    fn drop(&mut self) {
-        self.finish();
+impl Side for ShardRun {
+    fn shard(&self) -> &str {
+        &self.shard
+    }
+
+    async fn drain(&mut self, deadline: Instant) -> Result<Position, String> {
+        drain(&mut self.control, &mut self.follower, &self.shard, deadline).await
+    }
+
+    /// The shadow becomes the table; the table keeps its old rows under another name.
+    async fn swap(&mut self) -> Result<(), String> {
+        let sql = self.names.rotate(&self.names.old, &self.names.shadow);
+        rename(&mut self.control, &self.shard, sql).await
+    }
+
+    async fn swap_back(&mut self) -> Result<(), String> {
+        let sql = self.names.rotate(&self.names.shadow, &self.names.old);
+        rename(&mut self.control, &self.shard, sql).await
+    }
+}
+
+/// A cut-over shard's old table, kept up to date from the new one until the migration is
+/// reverted or its retention ends.
+pub(super) struct Reverse {
+    pub shard: String,
+    live: Arc<Live>,
+    index: usize,
+    names: Names,
+    control: Conn,
+    follower: Follower,
+}
+
+impl Reverse {
+    async fn start(
+        shard: String,
+        live: Arc<Live>,
+        index: usize,
+        opts: Opts,
+        names: Names,
+        control: Conn,
+        position: Position,
+    ) -> Result<Reverse, String> {
+        {
+            let mut r = live.record.lock().expect("migration lock");
+            let part = &mut r.parts[index];
+            part.phase = "reverse".into();
+            part.position = position.to_string();
+            part.lag_ms = 0;
+        }
+        let follower = Follower::start(
+            &opts,
+            position,
+            &names.db,
+            &names.table,
+            &names.old,
+            live.clone(),
+            index,
+        )
+        .await?;
+        Ok(Reverse {
+            shard,
+            live,
+            index,
+            names,
+            control,
+            follower,
+        })
+    }
+
+    /// A recorded migration's reverse stream, again (the proxy restarted).
+    pub(super) async fn resume(
+        topo: &Topology,
+        live: Arc<Live>,
+        index: usize,
+    ) -> Result<Reverse, String> {
+        let (id, keyspace, table, part) = {
+            let r = live.record.lock().expect("migration lock");
+            (
+                r.id.clone(),
+                r.keyspace.clone(),
+                r.table.clone(),
+                r.parts[index].clone(),
+            )
+        };
+        let opts = opts(topo, &keyspace, &part.shard)?;
+        let mut control = Conn::new(opts.clone())
+            .await
+            .map_err(failed(&part.shard, "connecting"))?;
+        let flavor = current_position(&mut control)
+            .await
+            .map_err(|e| format!("{}: {e}", part.shard))?
+            .flavor();
+        let position = Position::parse(flavor, &part.position).map_err(|e| e.to_string())?;
+        let (shadow, old) = shadow_names(&id);
+        let names = Names {
+            db: opts.db_name().unwrap_or_default().to_string(),
+            table,
+            shadow,
+            old,
+        };
+        Reverse::start(part.shard, live, index, opts, names, control, position).await
+    }
+
+    pub(super) fn check(&mut self) -> Result<(), String> {
+        match self.follower.failure(&self.shard) {
+            Some(why) => Err(why),
+            None => Ok(()),
+        }
+    }
+
+    /// Retention over: the old table goes.
+    pub(super) async fn retire(mut self) -> Result<(), String> {
+        let sql = format!(
+            "DROP TABLE IF EXISTS {}.{}",
+            ident(&self.names.db),
+            ident(&self.names.old)
+        );
+        self.control
+            .query_drop(sql)
+            .await
+            .map_err(failed(&self.shard, "dropping the old table"))?;
+        self.live.record.lock().expect("migration lock").parts[self.index].phase = "retired".into();
+        Ok(())
+    }
+}
+
+impl Side for Reverse {
+    fn shard(&self) -> &str {
+        &self.shard
+    }
+
+    async fn drain(&mut self, deadline: Instant) -> Result<Position, String> {
+        drain(&mut self.control, &mut self.follower, &self.shard, deadline).await
+    }
+
+    /// The old table comes back; the new one stays beside it under the shadow's name.
+    async fn swap(&mut self) -> Result<(), String> {
+        let sql = self.names.rotate(&self.names.shadow, &self.names.old);
+        rename(&mut self.control, &self.shard, sql).await
+    }
+
+    async fn swap_back(&mut self) -> Result<(), String> {
+        let sql = self.names.rotate(&self.names.old, &self.names.shadow);
+        rename(&mut self.control, &self.shard, sql).await
     }
 }
 
@@ -455,18 +680,16 @@ impl Copy {
                     "SELECT {} FROM {}{} ORDER BY {} LIMIT 1 OFFSET {}",
                     self.key.join(", "),
                     self.table,
-                    after.as_ref().map_or(String::new(), |a| format!(" WHERE {a}")),
+                    after
+                        .as_ref()
+                        .map_or(String::new(), |a| format!(" WHERE {a}")),
                     self.key.join(", "),
                     CHUNK - 1
                 ))
                 .await
                 .map_err(failed(&shard, "finding the next chunk"))?;
-            let boundary: Option<Vec<String>> = boundary.map(|row| {
-                row.unwrap()
-                    .into_iter()
-                    .map(|v| v.as_sql(false))
-                    .collect()
-            });
+            let boundary: Option<Vec<String>> =
+                boundary.map(|row| row.unwrap().into_iter().map(|v| v.as_sql(false)).collect());
             let mut conditions: Vec<String> = after.into_iter().collect();
             if let Some(b) = &boundary {
                 conditions.push(format!("{key} <= {}", Self::literal_tuple(b)));

@@ -37,6 +37,8 @@ pub struct Record {
     pub parts: Vec<ShardPart>,
     /// Seconds since the migration started (as the database counts).
     pub age_secs: u64,
+    /// Seconds since it cut over, once it has.
+    pub since_cut_over: Option<u64>,
 }
 
 fn place(topo: &Topology) -> Result<(String, String), EngineError> {
@@ -49,7 +51,7 @@ pub(crate) async fn ensure_table(topo: &Topology) -> Result<(), EngineError> {
         "CREATE TABLE IF NOT EXISTS {TABLE} (id VARCHAR(64) NOT NULL PRIMARY KEY, \
          keyspace_name VARCHAR(64) NOT NULL, table_name VARCHAR(64) NOT NULL, statement TEXT NOT NULL, \
          state VARCHAR(16) NOT NULL, message TEXT NOT NULL, parts LONGTEXT NOT NULL, \
-         created DATETIME NOT NULL, updated DATETIME NOT NULL)"
+         created DATETIME NOT NULL, updated DATETIME NOT NULL, cut_over DATETIME NULL)"
     );
     topo.backends
         .execute(&ks, &shard, &create, &mut engine::NoRows)
@@ -64,7 +66,8 @@ pub(crate) async fn save(topo: &Topology, record: &Record) -> Result<(), EngineE
         "INSERT INTO {TABLE} (id, keyspace_name, table_name, statement, state, message, parts, \
          created, updated) VALUES ({}, {}, {}, {}, {}, {}, {}, NOW(), NOW()) \
          ON DUPLICATE KEY UPDATE state = VALUES(state), message = VALUES(message), \
-         parts = VALUES(parts), updated = NOW()",
+         parts = VALUES(parts), updated = NOW(), \
+         cut_over = IF(VALUES(state) = 'complete', COALESCE(cut_over, NOW()), cut_over)",
         quote(&record.id),
         quote(&record.keyspace),
         quote(&record.table),
@@ -85,7 +88,8 @@ pub(crate) async fn load(topo: &Topology, only: Option<&str>) -> Result<Vec<Reco
     let filter = only.map_or(String::new(), |id| format!(" WHERE id = {}", quote(id)));
     let sql = format!(
         "SELECT id, keyspace_name, table_name, statement, state, message, parts, \
-         TIMESTAMPDIFF(SECOND, created, NOW()) FROM {TABLE}{filter} ORDER BY created, id"
+         TIMESTAMPDIFF(SECOND, created, NOW()), TIMESTAMPDIFF(SECOND, cut_over, NOW()) \
+         FROM {TABLE}{filter} ORDER BY created, id"
     );
     let mut rows = Collected::default();
     match topo.backends.execute(&ks, &shard, &sql, &mut rows).await {
@@ -106,6 +110,7 @@ pub(crate) async fn load(topo: &Topology, only: Option<&str>) -> Result<Vec<Reco
             message: text(&r[5]),
             parts: serde_json::from_str(&text(&r[6])).unwrap_or_default(),
             age_secs: text(&r[7]).parse().unwrap_or(0),
+            since_cut_over: text(&r[8]).parse().ok(),
         })
         .collect())
 }

@@ -492,7 +492,13 @@ impl Backends {
         keyspace: &str,
         shard: &str,
     ) -> Result<BackendAddr, engine::EngineError> {
-        Ok(self.servers(keyspace, shard)?.primary.load().source.0.clone())
+        Ok(self
+            .servers(keyspace, shard)?
+            .primary
+            .load()
+            .source
+            .0
+            .clone())
     }
 
     /// Whether the shard's statements are held (its primary is changing).

@@ -100,6 +100,12 @@ pub struct ServerConfig {
     /// A statement of a transaction on several shards that waits this long makes shardgate look
     /// for a deadlock that spans shards (0: never).
     pub deadlock_check_ms: u64,
+    /// How `ALTER TABLE` runs unless a session says otherwise: as plain DDL on every shard
+    /// (false) or as an online migration (true, `ddl_strategy = "online"`).
+    pub online_ddl: bool,
+    /// How long after a migration's cut-over its old table is kept up to date (and the
+    /// migration revertible); then the old table is dropped.
+    pub migration_retention_s: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -24,6 +24,8 @@ const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 const DEFAULT_IDLE_TIMEOUT_MS: u64 = 8 * 3600 * 1000;
 const DEFAULT_SHUTDOWN_TIMEOUT_MS: u64 = 30_000;
 const DEFAULT_DEADLOCK_CHECK_MS: u64 = 100;
+/// A day: long enough to notice a bad schema change and revert it.
+const DEFAULT_MIGRATION_RETENTION_S: u64 = 86_400;
 
 /// `${NAME}` in a backend address replaced by the environment variable's value, so that
 /// passwords need not be in the file. Returns the name of a variable that is not set.
@@ -179,6 +181,24 @@ pub fn parse_config(text: &str, path: &Path) -> Result<Config, ConfigError> {
             .server
             .deadlock_check_ms
             .unwrap_or(DEFAULT_DEADLOCK_CHECK_MS),
+        online_ddl: match &raw.server.ddl_strategy {
+            None => false,
+            Some(s) => match s.get_ref().to_ascii_lowercase().as_str() {
+                "direct" => false,
+                "online" => true,
+                other => {
+                    return Err(ctx.err(
+                        s,
+                        "server.ddl_strategy",
+                        format!("{other:?} is not direct or online"),
+                    ))
+                }
+            },
+        },
+        migration_retention_s: raw
+            .server
+            .migration_retention_s
+            .unwrap_or(DEFAULT_MIGRATION_RETENTION_S),
     };
 
     let mut users = Vec::new();

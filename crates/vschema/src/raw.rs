@@ -41,6 +41,8 @@ pub(crate) struct RawServer {
     pub slow_query_ms: Option<u64>,
     pub shutdown_timeout_ms: Option<u64>,
     pub deadlock_check_ms: Option<u64>,
+    pub ddl_strategy: Option<Spanned<String>>,
+    pub migration_retention_s: Option<u64>,
     /// Where the sessions of users without a `read_target` of their own read.
     pub read_target: Option<Spanned<String>>,
 }
