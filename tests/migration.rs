@@ -27,7 +27,16 @@ async fn setup() -> Setup {
 /// Old tables kept `retention` seconds after a cut-over.
 async fn setup_keeping(retention: u64) -> Setup {
     let servers = testkit::start_binlogged(3, &["app", "main", "ref"]).unwrap();
-    let config = config_serving(&format!(
+    let mut config = config_serving(&keyspaces(&servers));
+    config.server.migration_retention_s = retention;
+    let proxy = shardgate::start(&config, "127.0.0.1:0").await.unwrap();
+    Setup { servers, proxy }
+}
+
+/// Keyspace `app` (table `items` sharded by id) on the first two servers, `main` (for the
+/// migrations' records) on the third.
+fn keyspaces(servers: &[testkit::MariaDb]) -> String {
+    format!(
         r#"
 [keyspaces.app]
 sharded = true
@@ -42,11 +51,7 @@ shards = [{{ name = "0", primary = "{m}" }}]
         a = servers[0].url("app"),
         b = servers[1].url("app"),
         m = servers[2].url("main"),
-    ));
-    let mut config = config;
-    config.server.migration_retention_s = retention;
-    let proxy = shardgate::start(&config, "127.0.0.1:0").await.unwrap();
-    Setup { servers, proxy }
+    )
 }
 
 async fn reference(s: &Setup) -> Conn {
@@ -290,8 +295,12 @@ async fn a_migration_that_cannot_run_fails_and_leaves_the_table_alone() {
 
 /// The migrations' table and its rows through the proxy and on the reference.
 async fn seeded(s: &Setup) -> (Conn, Conn) {
-    let mut app = client(&s.proxy, Some("app")).await;
-    let mut reference = reference(s).await;
+    let app = client(&s.proxy, Some("app")).await;
+    let reference = reference(s).await;
+    seed(app, reference).await
+}
+
+async fn seed(mut app: Conn, mut reference: Conn) -> (Conn, Conn) {
     both(
         &mut app,
         &mut reference,
@@ -390,4 +399,114 @@ async fn old_tables_are_dropped_when_the_retention_ends() {
         .await
         .unwrap_err();
     assert_eq!(common::server_code(&refused), Some(1235), "{refused}");
+}
+
+/// Waits until the migration has copied some rows (and not all).
+async fn copying(app: &mut Conn, id: &str) {
+    for _ in 0..600 {
+        let rows: Vec<Row> = app.query("SHOW SHARDGATE MIGRATIONS").await.unwrap();
+        for r in rows {
+            let r: Vec<String> = r
+                .unwrap()
+                .into_iter()
+                .map(|v| mysql_async::from_value::<Option<String>>(v).unwrap_or_default())
+                .collect();
+            if r[0] == id && r[6].parse::<u64>().unwrap_or(0) > 0 {
+                assert_eq!(r[4], "running", "{r:?}");
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("migration {id} copied nothing within 30 s");
+}
+
+/// The seeded rows as they must be after `ADD COLUMN extra ... DEFAULT 7`: (count, sum of n,
+/// rows with extra = 7).
+async fn seeded_rows_with_extra(app: &mut Conn) -> (i64, i64, i64) {
+    let row: Option<(i64, i64, i64)> = app
+        .query_first("SELECT COUNT(*), SUM(n), SUM(extra = 7) FROM items")
+        .await
+        .unwrap();
+    row.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_resumes_after_the_proxy_is_killed_mid_copy() {
+    let servers = testkit::start_binlogged(3, &["app", "main", "ref"]).unwrap();
+    let port = common::free_port();
+    // Slow enough to be caught mid-copy.
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\nmigration_copy_rate = 1000\n\n\
+         [[users]]\nname = \"app\"\npassword = \"secret\"\n{}",
+        keyspaces(&servers)
+    );
+    let url = format!("mysql://app:secret@127.0.0.1:{port}/app");
+    let connect = || async { Conn::new(Opts::from_url(&url).unwrap()).await.unwrap() };
+    let proxy = common::proxy_process_serving(&text, port, &[]).await;
+    let reference = Conn::new(Opts::from_url(&servers[2].url("ref")).unwrap())
+        .await
+        .unwrap();
+    let (mut app, _) = seed(connect().await, reference).await;
+    let id = online(
+        &mut app,
+        "ALTER TABLE items ADD COLUMN extra INT NOT NULL DEFAULT 7",
+    )
+    .await;
+    copying(&mut app, &id).await;
+    drop(app);
+    drop(proxy);
+
+    let _proxy = common::proxy_process_serving(&text, port, &[]).await;
+    let mut app = connect().await;
+    let row = ended(&mut app, &id).await;
+    assert_eq!(row[4], "complete", "{row:?}");
+    let n: i64 = (0..ROWS).map(|id| id % 97).sum();
+    assert_eq!(seeded_rows_with_extra(&mut app).await, (ROWS, n, ROWS));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_lost_mid_migration_fails_it_everywhere_and_leaves_the_table() {
+    let servers = testkit::start_binlogged(3, &["app", "main", "ref"]).unwrap();
+    let mut config = config_serving(&keyspaces(&servers));
+    config.server.migration_copy_rate = 500;
+    let proxy = shardgate::start(&config, "127.0.0.1:0").await.unwrap();
+    let mut s = Setup { servers, proxy };
+    let (mut app, _) = seeded(&s).await;
+    let id = online(
+        &mut app,
+        "ALTER TABLE items ADD COLUMN extra INT NOT NULL DEFAULT 7",
+    )
+    .await;
+    copying(&mut app, &id).await;
+    s.servers[1].kill_hard();
+    let row = ended(&mut app, &id).await;
+    assert_eq!(row[4], "failed", "{row:?}");
+    assert!(
+        row[11].contains("80-"),
+        "the message names the lost shard: {row:?}"
+    );
+    s.servers[1].start_again().unwrap();
+    let mut total = 0;
+    for (i, server) in s.servers[..2].iter().enumerate() {
+        let mut shard = Conn::new(Opts::from_url(&server.url("app")).unwrap())
+            .await
+            .unwrap();
+        let create: Option<(String, String)> =
+            shard.query_first("SHOW CREATE TABLE items").await.unwrap();
+        assert!(
+            !create.unwrap().1.contains("extra"),
+            "the table is untouched"
+        );
+        let count: Option<i64> = shard
+            .query_first("SELECT COUNT(*) FROM items")
+            .await
+            .unwrap();
+        total += count.unwrap();
+        if i == 0 {
+            let tables: Vec<String> = shard.query("SHOW TABLES").await.unwrap();
+            assert_eq!(tables, ["items"], "the shadow table is dropped");
+        }
+    }
+    assert_eq!(total, ROWS);
 }

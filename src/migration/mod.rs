@@ -76,6 +76,8 @@ pub struct Migrations {
     pub default_strategy: DdlStrategy,
     /// How long a completed migration stays revertible (`[server] migration_retention_s`).
     retention: Duration,
+    /// Rows per second each shard's copy may take (`[server] migration_copy_rate`; 0: no limit).
+    copy_rate: u64,
 }
 
 fn unsupported(what: impl std::fmt::Display) -> EngineError {
@@ -138,6 +140,7 @@ impl Migrations {
                 false => DdlStrategy::Direct,
             },
             retention: Duration::from_secs(server.migration_retention_s),
+            copy_rate: server.migration_copy_rate,
         }
     }
 
@@ -473,7 +476,10 @@ async fn forward(gate: &Weak<Gate>, live: &Arc<Live>) -> Result<Vec<shard::Rever
         gate.upgrade()
             .ok_or_else(|| Ended::Failed("the proxy stopped".into()))
     };
-    let topo = upgrade()?.topology();
+    let (topo, rate) = {
+        let gate = upgrade()?;
+        (gate.topology(), gate.migrations.copy_rate)
+    };
     let record = live.record.lock().expect("migration lock").clone();
     if record.state == "complete" {
         let mut reverse = Vec::new();
@@ -488,7 +494,7 @@ async fn forward(gate: &Weak<Gate>, live: &Arc<Live>) -> Result<Vec<shard::Rever
     let (_, alter) = shadow_alter(&statement, &shadow).map_err(|e| e.to_string())?;
     let mut runs = Vec::new();
     for (index, part) in record.parts.iter().enumerate() {
-        runs.push(ShardRun::start(&topo, live.clone(), index, part.clone(), &alter).await?);
+        runs.push(ShardRun::start(&topo, live.clone(), index, part.clone(), &alter, rate).await?);
     }
     // Until every copy is done and every stream has caught up with its shard.
     let mut last_save = Instant::now();

@@ -213,6 +213,7 @@ impl ShardRun {
         index: usize,
         part: ShardPart,
         alter: &str,
+        rate: u64,
     ) -> Result<ShardRun, String> {
         let (id, keyspace, table) = {
             let r = live.record.lock().expect("migration lock");
@@ -323,6 +324,7 @@ impl ShardRun {
                 .join(", "),
             live: live.clone(),
             index,
+            rate,
         };
         let conn = Conn::new(opts.clone())
             .await
@@ -633,6 +635,8 @@ struct Copy {
     columns: String,
     live: Arc<Live>,
     index: usize,
+    /// Rows per second at most (0: no limit).
+    rate: u64,
 }
 
 impl Copy {
@@ -672,6 +676,7 @@ impl Copy {
         let key = self.key_tuple();
         loop {
             self.throttle().await;
+            let chunk_started = Instant::now();
             let after = last
                 .as_ref()
                 .map(|l| format!("{key} > {}", Self::literal_tuple(l)));
@@ -716,6 +721,10 @@ impl Copy {
             match boundary {
                 Some(b) => last = Some(b),
                 None => return Ok(()),
+            }
+            if self.rate > 0 {
+                let due = Duration::from_secs_f64(inserted as f64 / self.rate as f64);
+                tokio::time::sleep(due.saturating_sub(chunk_started.elapsed())).await;
             }
         }
     }

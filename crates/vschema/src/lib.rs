@@ -106,6 +106,8 @@ pub struct ServerConfig {
     /// How long after a migration's cut-over its old table is kept up to date (and the
     /// migration revertible); then the old table is dropped.
     pub migration_retention_s: u64,
+    /// Rows per second a migration copies on each shard (0: as fast as the shard takes them).
+    pub migration_copy_rate: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

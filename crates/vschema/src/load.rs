@@ -199,6 +199,7 @@ pub fn parse_config(text: &str, path: &Path) -> Result<Config, ConfigError> {
             .server
             .migration_retention_s
             .unwrap_or(DEFAULT_MIGRATION_RETENTION_S),
+        migration_copy_rate: raw.server.migration_copy_rate.unwrap_or(0),
     };
 
     let mut users = Vec::new();

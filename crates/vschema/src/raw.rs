@@ -43,6 +43,7 @@ pub(crate) struct RawServer {
     pub deadlock_check_ms: Option<u64>,
     pub ddl_strategy: Option<Spanned<String>>,
     pub migration_retention_s: Option<u64>,
+    pub migration_copy_rate: Option<u64>,
     /// Where the sessions of users without a `read_target` of their own read.
     pub read_target: Option<Spanned<String>>,
 }
