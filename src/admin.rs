@@ -1,8 +1,10 @@
 //! The admin HTTP listener: `/metrics` (Prometheus text format), `/healthz` (the process
 //! answers), `/readyz` (every shard's primary answers a ping), `/status` (a page for people:
 //! shards with health, throughput and latency charts, the busiest statements, the sessions),
-//! `POST /reload` (re-read the config file and swap the topology, as SIGHUP does) and
-//! `POST /reparent?shard=ks/shard&to=host:port` (hand a shard's primary over to a replica).
+//! `POST /reload` (re-read the config file and swap the topology, as SIGHUP does),
+//! `POST /reparent?shard=ks/shard&to=host:port` (hand a shard's primary over to a replica),
+//! `GET /migrations` (the online schema changes, JSON) and
+//! `POST /migrations/{cancel,retry,revert}?id=...`.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -37,6 +39,8 @@ pub async fn serve(listener: TcpListener, gate: Arc<Gate>, config_path: Option<P
         .route("/", get(status))
         .route("/reload", post(reload))
         .route("/reparent", post(reparent))
+        .route("/migrations", get(migrations))
+        .route("/migrations/{action}", post(migration_action))
         .with_state(Admin { gate, config_path });
     if let Err(e) = axum::serve(listener, app).await {
         tracing::warn!(error = %e, "admin listener stopped");
@@ -113,6 +117,46 @@ async fn reparent(
 ) -> Response {
     match admin.gate.reparent(&args.shard, &args.to).await {
         Ok(report) => (StatusCode::OK, format!("{report}\n")).into_response(),
+        Err(e) => (StatusCode::CONFLICT, format!("{e}\n")).into_response(),
+    }
+}
+
+/// `GET /migrations`: every migration's summary, oldest first, as JSON.
+async fn migrations(State(admin): State<Admin>) -> Response {
+    let topo = admin.gate.topology();
+    match admin.gate.migrations.list(&topo, None).await {
+        Ok(records) => {
+            let all: Vec<crate::migration::Summary> = records.iter().map(|r| r.summary()).collect();
+            (
+                [(header::CONTENT_TYPE, "application/json")],
+                serde_json::to_string(&all).expect("summaries serialise"),
+            )
+                .into_response()
+        }
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct MigrationArgs {
+    id: String,
+}
+
+/// `POST /migrations/cancel|retry|revert?id=...`.
+async fn migration_action(
+    State(admin): State<Admin>,
+    axum::extract::Path(action): axum::extract::Path<String>,
+    axum::extract::Query(args): axum::extract::Query<MigrationArgs>,
+) -> Response {
+    let migrations = &admin.gate.migrations;
+    let done = match action.as_str() {
+        "cancel" => migrations.cancel(&admin.gate, &args.id).await,
+        "retry" => migrations.retry(&admin.gate, &args.id).await,
+        "revert" => migrations.revert(&args.id).await,
+        other => return (StatusCode::NOT_FOUND, format!("no action {other}\n")).into_response(),
+    };
+    match done {
+        Ok(()) => (StatusCode::OK, format!("{action}: {}\n", args.id)).into_response(),
         Err(e) => (StatusCode::CONFLICT, format!("{e}\n")).into_response(),
     }
 }
@@ -278,6 +322,41 @@ async fn status(State(admin): State<Admin>) -> Html<String> {
             c.held.as_millis(),
             esc(&c.result)
         );
+    }
+    page.push_str("</tbody></table>");
+
+    page.push_str(
+        "<h2>Migrations</h2><table id=\"migrations\"><thead><tr><th>Id</th><th>Table</th>\
+         <th>Statement</th><th>State</th><th>Shards</th><th>Copied</th><th>Progress</th>\
+         <th>ETA</th><th>Lag</th><th>Message</th></tr></thead><tbody>",
+    );
+    let listed = tokio::time::timeout(Duration::from_secs(2), gate.migrations.list(&topo, None));
+    if let Ok(Ok(records)) = listed.await {
+        for m in records.iter().rev().map(|r| r.summary()) {
+            let shards: Vec<String> = m
+                .shards
+                .iter()
+                .map(|p| format!("{}: {}", p.shard, p.phase))
+                .collect();
+            let _ = write!(
+                page,
+                "<tr><td>{}</td><td>{}.{}</td><td class=\"sql\">{}</td><td>{}</td><td>{}</td>\
+                 <td class=\"num\">{} / {}</td><td class=\"num\">{:.1}%</td>\
+                 <td class=\"num\">{}</td><td class=\"num\">{:.1} s</td><td>{}</td></tr>",
+                esc(&m.id),
+                esc(&m.keyspace),
+                esc(&m.table),
+                esc(&m.statement),
+                esc(&m.state),
+                esc(&shards.join("; ")),
+                m.rows_copied,
+                m.rows_total,
+                m.progress,
+                m.eta_secs.map_or(String::new(), |s| format!("{s} s")),
+                m.lag_secs,
+                esc(&m.message)
+            );
+        }
     }
     page.push_str("</tbody></table>");
 

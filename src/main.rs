@@ -22,7 +22,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
   shardgate check --config shardgate.toml          validate a config and print its topology
   shardgate reload --config shardgate.toml         apply an edited config to a running proxy
   shardgate explain --config c.toml \"SELECT * FROM t WHERE id = 1\"
-  shardgate resolve --config shardgate.toml        finish twopc transactions a crash left"
+  shardgate resolve --config shardgate.toml        finish twopc transactions a crash left
+  shardgate migration list --config shardgate.toml the online schema changes"
 )]
 struct Cli {
     /// Log lines as text for people, or JSON objects for log collectors.
@@ -94,6 +95,16 @@ enum Command {
         #[arg(long, env = "SHARDGATE_CONFIG")]
         config: PathBuf,
     },
+    /// The online schema changes of a running proxy (`ALTER TABLE` under ddl_strategy online).
+    #[command(
+        after_help = "Examples:\n  shardgate migration list --config shardgate.toml\n  shardgate migration show 18ee03f5... --watch --config shardgate.toml\n  shardgate migration cancel 18ee03f5... --config shardgate.toml"
+    )]
+    Migration {
+        #[command(subcommand)]
+        action: MigrationAction,
+        #[arg(long, env = "SHARDGATE_CONFIG", global = true)]
+        config: Option<PathBuf>,
+    },
     /// Print the mysql_native_password hash of a password (read from standard input), for a
     /// user's `password_hash` in the config.
     #[command(
@@ -162,6 +173,12 @@ fn main() -> ExitCode {
             );
             post_admin(config, &query)
         }
+        Command::Migration { action, config } => match config {
+            Some(config) => migration(config, action),
+            None => Err(
+                "give --config (or SHARDGATE_CONFIG): the proxy's admin address is in it".into(),
+            ),
+        },
         Command::Passwd => passwd(),
     };
     match result {
@@ -254,34 +271,173 @@ fn url_encode(s: &str) -> String {
 
 /// `POST target` to the admin address of the config; prints the answer.
 fn post_admin(path: PathBuf, target: &str) -> Result<(), AnyError> {
-    use std::io::{Read, Write};
-    let config = vschema::load_config(&path)?;
-    let admin = config
+    let admin = admin_address(&path)?;
+    print!("{}", admin_request(&admin, "POST", target)?);
+    Ok(())
+}
+
+fn admin_address(path: &std::path::Path) -> Result<String, AnyError> {
+    let config = vschema::load_config(path)?;
+    Ok(config
         .server
         .admin
-        .ok_or("the config has no server.admin address to reach the proxy at")?;
-    let mut stream = std::net::TcpStream::connect(&admin)?;
+        .ok_or("the config has no server.admin address to reach the proxy at")?)
+}
+
+/// One request to the proxy's admin listener: the body of a 200 answer, else an error with
+/// the status line and the body.
+fn admin_request(admin: &str, method: &str, target: &str) -> Result<String, AnyError> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(admin)?;
     // A reparent may hold statements for failover_buffer_ms before it answers.
     stream.set_read_timeout(Some(Duration::from_secs(120)))?;
     write!(
         stream,
-        "POST {target} HTTP/1.1\r\nHost: {admin}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {target} HTTP/1.1\r\nHost: {admin}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let ok = head.starts_with("HTTP/1.1 200");
-    print!("{body}");
-    if ok {
-        Ok(())
-    } else {
-        Err(head
-            .lines()
-            .next()
-            .unwrap_or("no answer")
-            .to_string()
-            .into())
+    match head.starts_with("HTTP/1.1 200") {
+        true => Ok(body.to_string()),
+        false => Err(format!(
+            "{}: {}",
+            head.lines().next().unwrap_or("no answer"),
+            body.trim()
+        )
+        .into()),
     }
+}
+
+#[derive(Subcommand)]
+enum MigrationAction {
+    /// Every migration: state, progress, shards.
+    List,
+    /// One migration in full; with --watch, a progress bar until it ends.
+    Show {
+        id: String,
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Stop a running migration and drop its shadow tables.
+    Cancel { id: String },
+    /// Run a failed or cancelled migration again.
+    Retry { id: String },
+    /// Swap a completed migration's old table back in.
+    Revert { id: String },
+}
+
+fn migration(path: PathBuf, action: MigrationAction) -> Result<(), AnyError> {
+    use shardgate::migration::Summary;
+    let admin = admin_address(&path)?;
+    let list = || -> Result<Vec<Summary>, AnyError> {
+        Ok(serde_json::from_str(&admin_request(
+            &admin,
+            "GET",
+            "/migrations",
+        )?)?)
+    };
+    let find = |id: &str| -> Result<Summary, AnyError> {
+        list()?
+            .into_iter()
+            .find(|m| m.id == id)
+            .ok_or_else(|| format!("no migration {id}").into())
+    };
+    match action {
+        MigrationAction::List => {
+            println!(
+                "{:<26} {:<24} {:<10} {:>8}  statement",
+                "id", "table", "state", "progress"
+            );
+            for m in list()? {
+                println!(
+                    "{:<26} {:<24} {:<10} {:>7.1}%  {}",
+                    m.id,
+                    format!("{}.{}", m.keyspace, m.table),
+                    m.state,
+                    m.progress,
+                    m.statement
+                );
+            }
+        }
+        MigrationAction::Show { id, watch } => {
+            let mut m = find(&id)?;
+            if watch && matches!(m.state.as_str(), "queued" | "running") {
+                let bar = indicatif::ProgressBar::new(m.rows_total.max(1));
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{spinner} [{bar:40}] {pos}/{len} rows  {percent}%  eta {eta}  {msg}",
+                    )?
+                    .progress_chars("=> "),
+                );
+                while matches!(m.state.as_str(), "queued" | "running") {
+                    bar.set_length(m.rows_total.max(1));
+                    bar.set_position(m.rows_copied);
+                    let phases: Vec<String> = m
+                        .shards
+                        .iter()
+                        .map(|p| format!("{} {}", p.shard, p.phase))
+                        .collect();
+                    bar.set_message(format!("lag {:.1}s  {}", m.lag_secs, phases.join(", ")));
+                    std::thread::sleep(Duration::from_millis(500));
+                    m = find(&id)?;
+                }
+                bar.finish_and_clear();
+            }
+            println!("id:        {}", m.id);
+            println!("table:     {}.{}", m.keyspace, m.table);
+            println!("statement: {}", m.statement);
+            println!("state:     {}", m.state);
+            println!(
+                "progress:  {:.1}% ({} of {} rows)",
+                m.progress, m.rows_copied, m.rows_total
+            );
+            if !m.message.is_empty() {
+                println!("message:   {}", m.message);
+            }
+            for p in &m.shards {
+                println!(
+                    "  shard {:<8} {:<12} copied {:>10} of {:<10} lag {:.1}s",
+                    p.shard,
+                    p.phase,
+                    p.copied,
+                    p.total,
+                    p.lag_ms as f64 / 1000.0
+                );
+            }
+        }
+        MigrationAction::Cancel { id } => {
+            print!(
+                "{}",
+                admin_request(
+                    &admin,
+                    "POST",
+                    &format!("/migrations/cancel?id={}", url_encode(&id))
+                )?
+            )
+        }
+        MigrationAction::Retry { id } => {
+            print!(
+                "{}",
+                admin_request(
+                    &admin,
+                    "POST",
+                    &format!("/migrations/retry?id={}", url_encode(&id))
+                )?
+            )
+        }
+        MigrationAction::Revert { id } => {
+            print!(
+                "{}",
+                admin_request(
+                    &admin,
+                    "POST",
+                    &format!("/migrations/revert?id={}", url_encode(&id))
+                )?
+            )
+        }
+    }
+    Ok(())
 }
 
 fn resolve(path: PathBuf, prefix: &str) -> Result<(), AnyError> {

@@ -510,3 +510,99 @@ async fn a_shard_lost_mid_migration_fails_it_everywhere_and_leaves_the_table() {
     }
     assert_eq!(total, ROWS);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_without_row_binlogs_refuse_an_online_alter_saying_what_to_set() {
+    // The shared cluster's servers write no binlog.
+    let proxy = common::proxy().await;
+    let mut app = client(&proxy, Some("two")).await;
+    app.query_drop("SET @@ddl_strategy = 'online'")
+        .await
+        .unwrap();
+    let refused = app
+        .query_drop("ALTER TABLE locked ADD COLUMN never INT")
+        .await
+        .unwrap_err();
+    assert_eq!(common::server_code(&refused), Some(1235), "{refused}");
+    assert!(refused.to_string().contains("log_bin = ON"), "{refused}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_watches_lists_reverts_and_refuses_as_the_proxy_says() {
+    let servers = testkit::start_binlogged(3, &["app", "main", "ref"]).unwrap();
+    let (port, admin) = (common::free_port(), common::free_port());
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin = \"127.0.0.1:{admin}\"\n\
+         migration_copy_rate = 2000\n\n[[users]]\nname = \"app\"\npassword = \"secret\"\n{}",
+        keyspaces(&servers)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("shardgate.toml");
+    std::fs::write(&config, &text).unwrap();
+    let _proxy = common::proxy_process_serving(&text, port, &[]).await;
+    let url = format!("mysql://app:secret@127.0.0.1:{port}/app");
+    let app = Conn::new(Opts::from_url(&url).unwrap()).await.unwrap();
+    let reference = Conn::new(Opts::from_url(&servers[2].url("ref")).unwrap())
+        .await
+        .unwrap();
+    let (mut app, _) = seed(app, reference).await;
+    let id = online(&mut app, "ALTER TABLE items ADD COLUMN extra INT").await;
+    let cli = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_shardgate"));
+        cmd.args(["migration"])
+            .args(args)
+            .arg("--config")
+            .arg(&config);
+        testkit::output_within(&mut cmd, Duration::from_secs(120), "shardgate migration").unwrap()
+    };
+    let text_of = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    // Watched until it ends.
+    let shown = tokio::task::block_in_place(|| cli(&["show", &id, "--watch"]));
+    assert!(shown.status.success(), "{}", text_of(&shown));
+    let out = text_of(&shown);
+    assert!(
+        out.contains("state:     complete") && out.contains("100.0%"),
+        "{out}"
+    );
+    assert!(
+        out.contains("-80") && out.contains("80-"),
+        "each shard: {out}"
+    );
+    let listed = tokio::task::block_in_place(|| cli(&["list"]));
+    let out = text_of(&listed);
+    assert!(
+        out.contains(&id) && out.contains("app.items") && out.contains("complete"),
+        "{out}"
+    );
+    // A completed migration is not cancelled but reverted.
+    let cancel = tokio::task::block_in_place(|| cli(&["cancel", &id]));
+    assert!(!cancel.status.success());
+    assert!(text_of(&cancel).contains("REVERT"), "{}", text_of(&cancel));
+    let revert = tokio::task::block_in_place(|| cli(&["revert", &id]));
+    assert!(revert.status.success(), "{}", text_of(&revert));
+    let out = text_of(&tokio::task::block_in_place(|| cli(&["show", &id])));
+    assert!(out.contains("state:     reverted"), "{out}");
+    // The status page lists it.
+    let page = tokio::task::block_in_place(|| {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", admin)).unwrap();
+        write!(
+            s,
+            "GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut page = String::new();
+        s.read_to_string(&mut page).unwrap();
+        page
+    });
+    assert!(
+        page.contains("<h2>Migrations</h2>") && page.contains(&id),
+        "{page}"
+    );
+}

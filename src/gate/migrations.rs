@@ -95,39 +95,25 @@ impl GateSession {
         let rows = records
             .iter()
             .map(|r| {
-                let copied: u64 = r.parts.iter().map(|p| p.copied).sum();
-                let total: u64 = r.parts.iter().map(|p| p.total).sum();
-                let progress = match (r.state.as_str(), total) {
-                    ("complete", _) => 100.0,
-                    (_, 0) => 0.0,
-                    _ => (copied as f64 * 100.0 / total as f64).min(100.0),
-                };
-                let eta = match (progress > 0.0 && progress < 100.0, r.state.as_str()) {
-                    (true, "running") => {
-                        let secs = r.age_secs as f64 * (100.0 - progress) / progress;
-                        format!("{}", secs.round() as u64)
-                    }
-                    _ => String::new(),
-                };
-                let lag = r.parts.iter().map(|p| p.lag_ms).max().unwrap_or(0);
-                let shards: Vec<String> = r
-                    .parts
+                let m = r.summary();
+                let shards: Vec<String> = m
+                    .shards
                     .iter()
                     .map(|p| format!("{}: {}", p.shard, p.phase))
                     .collect();
                 vec![
-                    text(&r.id),
-                    text(&r.keyspace),
-                    text(&r.table),
-                    text(&r.statement),
-                    text(&r.state),
+                    text(&m.id),
+                    text(&m.keyspace),
+                    text(&m.table),
+                    text(&m.statement),
+                    text(&m.state),
                     text(&shards.join("; ")),
-                    text(&copied.to_string()),
-                    text(&total.to_string()),
-                    text(&format!("{progress:.1}")),
-                    text(&eta),
-                    text(&format!("{:.1}", lag as f64 / 1000.0)),
-                    text(&r.message),
+                    text(&m.rows_copied.to_string()),
+                    text(&m.rows_total.to_string()),
+                    text(&format!("{:.1}", m.progress)),
+                    text(&m.eta_secs.map_or(String::new(), |s| s.to_string())),
+                    text(&format!("{:.1}", m.lag_secs)),
+                    text(&m.message),
                 ]
             })
             .collect();

@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::gate::Gate;
 use crate::topology::Topology;
 use shard::ShardRun;
-pub use store::{Record, ShardPart};
+pub use store::{Record, ShardPart, Summary};
 
 /// Rows per copy chunk.
 const CHUNK: usize = 1000;
@@ -160,6 +160,19 @@ impl Migrations {
             .vschema
             .keyspace(keyspace)
             .ok_or_else(|| EngineError::Unsupported(format!("no keyspace {keyspace}")))?;
+        // Refused at once, rather than failed later, on a shard whose binlog a stream cannot
+        // follow.
+        for shard in &ks.shards {
+            let refused =
+                |why: String| EngineError::Unsupported(format!("{why} (shard {})", shard.name));
+            let opts = shard::opts(&topo, keyspace, &shard.name).map_err(refused)?;
+            let mut conn = mysql_async::Conn::new(opts)
+                .await
+                .map_err(|e| refused(e.to_string()))?;
+            changestream::check_settings(&mut conn)
+                .await
+                .map_err(|e| refused(format!("an online schema change: {e}")))?;
+        }
         store::ensure_table(&topo).await?;
         let record = Record {
             id: id.clone(),

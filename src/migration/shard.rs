@@ -181,7 +181,7 @@ pub(super) struct ShardRun {
     caught_up: bool,
 }
 /// A connection to the shard's primary outside the pools, in its keyspace's database.
-fn opts(topo: &Topology, keyspace: &str, shard: &str) -> Result<Opts, String> {
+pub(super) fn opts(topo: &Topology, keyspace: &str, shard: &str) -> Result<Opts, String> {
     let addr = topo
         .backends
         .primary_addr(keyspace, shard)

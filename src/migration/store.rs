@@ -41,6 +41,55 @@ pub struct Record {
     pub since_cut_over: Option<u64>,
 }
 
+/// What a migration's shards add up to, as SHOW SHARDGATE MIGRATIONS, `/migrations` and the
+/// CLI show it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Summary {
+    pub id: String,
+    pub keyspace: String,
+    pub table: String,
+    pub statement: String,
+    pub state: String,
+    pub message: String,
+    pub shards: Vec<ShardPart>,
+    pub rows_copied: u64,
+    pub rows_total: u64,
+    /// Percent of the rows copied (100 once cut over).
+    pub progress: f64,
+    /// Seconds the copy may still take, at its pace so far.
+    pub eta_secs: Option<u64>,
+    /// How far the slowest shard's stream is behind.
+    pub lag_secs: f64,
+}
+
+impl Record {
+    pub fn summary(&self) -> Summary {
+        let copied: u64 = self.parts.iter().map(|p| p.copied).sum();
+        let total: u64 = self.parts.iter().map(|p| p.total).sum();
+        let progress = match (self.state.as_str(), total) {
+            ("complete" | "reverted", _) => 100.0,
+            (_, 0) => 0.0,
+            _ => (copied as f64 * 100.0 / total as f64).min(100.0),
+        };
+        let eta_secs = (self.state == "running" && progress > 0.0 && progress < 100.0)
+            .then(|| (self.age_secs as f64 * (100.0 - progress) / progress).round() as u64);
+        Summary {
+            id: self.id.clone(),
+            keyspace: self.keyspace.clone(),
+            table: self.table.clone(),
+            statement: self.statement.clone(),
+            state: self.state.clone(),
+            message: self.message.clone(),
+            shards: self.parts.clone(),
+            rows_copied: copied,
+            rows_total: total,
+            progress,
+            eta_secs,
+            lag_secs: self.parts.iter().map(|p| p.lag_ms).max().unwrap_or(0) as f64 / 1000.0,
+        }
+    }
+}
+
 fn place(topo: &Topology) -> Result<(String, String), EngineError> {
     home(&topo.vschema, "an online schema change")
 }
