@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use changestream::{current_position, Applier, Change, ChangeStream, StreamOptions, Tables, Target};
+use changestream::{
+    current_position, Applier, Change, ChangeStream, StreamOptions, Tables, Target,
+};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, Row};
 
@@ -125,7 +127,8 @@ async fn status(app: &mut Conn, id: &str) -> Vec<String> {
 
 /// XOR of the rows' CRCs: the shards' add up (by XOR) to the reference's when they hold the
 /// same rows.
-const CHECKSUM: &str = "SELECT COALESCE(BIT_XOR(CRC32(CONCAT_WS('#', id, k, c, pad))), 0) FROM items";
+const CHECKSUM: &str =
+    "SELECT COALESCE(BIT_XOR(CRC32(CONCAT_WS('#', id, k, c, pad))), 0) FROM items";
 
 async fn checksum(url: &str) -> u64 {
     let mut c = conn(url).await;
@@ -171,22 +174,38 @@ shards = [{{ name = "0", primary = "{m}" }}]
         let values: Vec<String> = (start..(start + 1000).min(args.rows))
             .map(|id| format!("({id}, {}, '{:0>110}', 'pad-{id}')", id % 1009, id))
             .collect();
-        let sql = format!("INSERT INTO items (id, k, c, pad) VALUES {}", values.join(", "));
+        let sql = format!(
+            "INSERT INTO items (id, k, c, pad) VALUES {}",
+            values.join(", ")
+        );
         app.query_drop(&sql).await.unwrap();
         reference.query_drop(&sql).await.unwrap();
     }
-    eprintln!("loaded {} rows in {:.1} s", args.rows, loaded.elapsed().as_secs_f64());
+    eprintln!(
+        "loaded {} rows in {:.1} s",
+        args.rows,
+        loaded.elapsed().as_secs_f64()
+    );
 
     println!(
         "| change | rows | copy rows/s | total s | writes held at cut-over (proxy) | slowest write | writes | failed | checksums |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---|");
     let changes = [
-        ("ADD COLUMN", "ALTER TABLE items ADD COLUMN extra INT NOT NULL DEFAULT 0"),
+        (
+            "ADD COLUMN",
+            "ALTER TABLE items ADD COLUMN extra INT NOT NULL DEFAULT 0",
+        ),
         ("ADD INDEX", "ALTER TABLE items ADD INDEX by_pad (pad)"),
-        ("MODIFY COLUMN (wider)", "ALTER TABLE items MODIFY COLUMN c VARCHAR(255) NOT NULL"),
+        (
+            "MODIFY COLUMN (wider)",
+            "ALTER TABLE items MODIFY COLUMN c VARCHAR(255) NOT NULL",
+        ),
         ("DROP COLUMN", "ALTER TABLE items DROP COLUMN extra"),
-        ("ADD COLUMN, then REVERT", "ALTER TABLE items ADD COLUMN later INT"),
+        (
+            "ADD COLUMN, then REVERT",
+            "ALTER TABLE items ADD COLUMN later INT",
+        ),
     ];
     for (round, (name, alter)) in changes.iter().enumerate() {
         let stop = Arc::new(AtomicBool::new(false));
@@ -200,13 +219,21 @@ shards = [{{ name = "0", primary = "{m}" }}]
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
         let started = Instant::now();
-        app.query_drop("SET @@ddl_strategy = 'online'").await.unwrap();
+        app.query_drop("SET @@ddl_strategy = 'online'")
+            .await
+            .unwrap();
         let id: String = app.query_first(*alter).await.unwrap().unwrap();
-        app.query_drop("SET @@ddl_strategy = 'direct'").await.unwrap();
+        app.query_drop("SET @@ddl_strategy = 'direct'")
+            .await
+            .unwrap();
         let mut copied_at = None;
         let row = loop {
             let row = status(&mut app, &id).await;
-            if copied_at.is_none() && row[5].split("; ").all(|p| !p.ends_with("copying") && !p.ends_with("queued")) {
+            if copied_at.is_none()
+                && row[5]
+                    .split("; ")
+                    .all(|p| !p.ends_with("copying") && !p.ends_with("queued"))
+            {
                 copied_at = Some(started.elapsed());
             }
             if !matches!(row[4].as_str(), "queued" | "running") {
@@ -221,7 +248,9 @@ shards = [{{ name = "0", primary = "{m}" }}]
         let mut reverted = false;
         if name.contains("REVERT") {
             tokio::time::sleep(Duration::from_secs(2)).await;
-            app.query_drop(format!("REVERT MIGRATION '{id}'")).await.unwrap();
+            app.query_drop(format!("REVERT MIGRATION '{id}'"))
+                .await
+                .unwrap();
             held = format!("{held}; {}", status(&mut app, &id).await[11]);
             reverted = true;
         }
@@ -237,11 +266,15 @@ shards = [{{ name = "0", primary = "{m}" }}]
         if !reverted {
             reference.query_drop(*alter).await.unwrap();
         }
-        let shards = checksum(&servers[0].url("app")).await ^ checksum(&servers[1].url("app")).await;
+        let shards =
+            checksum(&servers[0].url("app")).await ^ checksum(&servers[1].url("app")).await;
         let wanted = checksum(&reference_url).await;
         let held: String = held
             .split("; ")
-            .filter_map(|p| p.strip_prefix("cut over; writes held ").or(p.strip_prefix("reverted; writes held ")))
+            .filter_map(|p| {
+                p.strip_prefix("cut over; writes held ")
+                    .or(p.strip_prefix("reverted; writes held "))
+            })
             .collect::<Vec<_>>()
             .join(" + ");
         println!(
@@ -261,16 +294,21 @@ shards = [{{ name = "0", primary = "{m}" }}]
     c.query_drop("CREATE TABLE stream_src (id BIGINT PRIMARY KEY, k INT, c CHAR(120))")
         .await
         .unwrap();
-    c.query_drop("CREATE TABLE stream_copy LIKE stream_src").await.unwrap();
+    c.query_drop("CREATE TABLE stream_copy LIKE stream_src")
+        .await
+        .unwrap();
     let from = current_position(&mut c).await.unwrap();
     let events: i64 = 100_000;
     for start in (0..events).step_by(1000) {
         let values: Vec<String> = (start..start + 1000)
             .map(|id| format!("({id}, {id}, 'row {id}')"))
             .collect();
-        c.query_drop(format!("INSERT INTO stream_src VALUES {}", values.join(", ")))
-            .await
-            .unwrap();
+        c.query_drop(format!(
+            "INSERT INTO stream_src VALUES {}",
+            values.join(", ")
+        ))
+        .await
+        .unwrap();
     }
     let until = current_position(&mut c).await.unwrap();
     let options = || StreamOptions {
@@ -282,11 +320,15 @@ shards = [{{ name = "0", primary = "{m}" }}]
     };
     let opts = Opts::from_url(&source).unwrap();
     for apply in [false, true] {
-        let mut stream = ChangeStream::start(opts.clone(), from.clone(), options()).await.unwrap();
+        let mut stream = ChangeStream::start(opts.clone(), from.clone(), options())
+            .await
+            .unwrap();
         let mut target_conn = conn(&source).await;
         target_conn.query_drop(Applier::session()).await.unwrap();
         let applier = Applier::new(&mut target_conn).await.unwrap();
-        let target = Target::read(&mut target_conn, "ref", "stream_copy").await.unwrap();
+        let target = Target::read(&mut target_conn, "ref", "stream_copy")
+            .await
+            .unwrap();
         let started = Instant::now();
         let mut rows = 0u64;
         while !stream.position().covers(&until) {
@@ -308,7 +350,11 @@ shards = [{{ name = "0", primary = "{m}" }}]
         let secs = started.elapsed().as_secs_f64();
         println!(
             "change stream, {}: {rows} row events in {secs:.2} s = {:.0} events/s",
-            if apply { "decoded and applied" } else { "decoded" },
+            if apply {
+                "decoded and applied"
+            } else {
+                "decoded"
+            },
             rows as f64 / secs
         );
     }

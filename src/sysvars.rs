@@ -39,6 +39,7 @@ fn sysvar(name: &str, session: &Session, info: &ServerInfo) -> Option<Local> {
         "hostname" => Local::Text(hostname()),
         "autocommit" => Local::Int(i64::from(session.autocommit)),
         "read_target" => Local::Text(session.read_target.name().into()),
+        "ddl_strategy" => Local::Text(session.ddl_strategy.name().into()),
         "transaction_mode" => {
             Local::Text(format!("{:?}", session.effective_tx_mode()).to_ascii_lowercase())
         }

@@ -285,6 +285,8 @@ async fn a_migration_that_cannot_run_fails_and_leaves_the_table_alone() {
         .await
         .unwrap_err();
     assert_eq!(common::server_code(&refused), Some(1235), "{refused}");
+    let strategy: Option<String> = app.query_first("SELECT @@ddl_strategy").await.unwrap();
+    assert_eq!(strategy.as_deref(), Some("direct"));
     // Unknown strategies are refused as MySQL refuses a wrong value.
     let wrong = app
         .query_drop("SET @@ddl_strategy = 'sometimes'")
@@ -605,4 +607,28 @@ async fn the_cli_watches_lists_reverts_and_refuses_as_the_proxy_says() {
         page.contains("<h2>Migrations</h2>") && page.contains(&id),
         "{page}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_ddl_on_the_table_mid_migration_stops_the_migration() {
+    let servers = testkit::start_binlogged(3, &["app", "main", "ref"]).unwrap();
+    let mut config = config_serving(&keyspaces(&servers));
+    config.server.migration_copy_rate = 500;
+    let proxy = shardgate::start(&config, "127.0.0.1:0").await.unwrap();
+    let s = Setup { servers, proxy };
+    let (mut app, _) = seeded(&s).await;
+    let id = online(&mut app, "ALTER TABLE items ADD COLUMN extra INT").await;
+    copying(&mut app, &id).await;
+    // Direct DDL, which the shadow would never see.
+    app.query_drop("ALTER TABLE items ADD COLUMN other INT")
+        .await
+        .unwrap();
+    let row = ended(&mut app, &id).await;
+    assert_eq!(row[4], "failed", "{row:?}");
+    assert!(row[11].contains("changed during the migration"), "{row:?}");
+    let columns: Vec<String> = app
+        .query("SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_NAME = 'items' ORDER BY ORDINAL_POSITION")
+        .await
+        .unwrap_or_default();
+    assert!(!columns.iter().any(|c| c == "extra"), "{columns:?}");
 }

@@ -81,7 +81,14 @@ impl Follower {
         .map_err(|e| format!("{shard}: {e}"))?;
         let (applied_tx, applied) = watch::channel(from);
         let task = Task(tokio::spawn(apply_changes(
-            stream, apply, applier, target, live, index, applied_tx,
+            source.to_string(),
+            stream,
+            apply,
+            applier,
+            target,
+            live,
+            index,
+            applied_tx,
         )));
         Ok(Follower { task, applied })
     }
@@ -569,6 +576,7 @@ impl Side for Reverse {
 /// Applies the stream's changes to the shadow, each source transaction in one, publishing the
 /// position after each.
 async fn apply_changes(
+    source: String,
     mut stream: ChangeStream,
     mut conn: Conn,
     applier: Applier,
@@ -602,8 +610,17 @@ async fn apply_changes(
                 None
             }
             Change::Heartbeat { position } => Some(position.clone()),
-            // The proxy's own DDL (the shadow, the swap) and any other on the schema.
-            Change::Statement { .. } => None,
+            // DDL on the followed table by anyone but the migration (whose statements name its
+            // `_sg_` tables) would be lost in the shadow: the migration stops instead.
+            Change::Statement { sql, .. } => {
+                let lower = sql.to_ascii_lowercase();
+                if !lower.contains("_sg_") && names_table(&lower, &source.to_ascii_lowercase()) {
+                    return Err(format!(
+                        "{shard}: {source} changed during the migration ({sql})"
+                    ));
+                }
+                None
+            }
             row => {
                 let statements = applier
                     .statements(row, &target)
@@ -622,6 +639,17 @@ async fn apply_changes(
             applied.send_replace(position);
         }
     }
+}
+
+/// Whether DDL text names `table` as a whole word (quoted or not).
+fn names_table(sql: &str, table: &str) -> bool {
+    sql.match_indices(table).any(|(at, _)| {
+        let before = sql[..at].chars().next_back();
+        let after = sql[at + table.len()..].chars().next();
+        let edge =
+            |c: Option<char>| c.is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == '$'));
+        edge(before) && edge(after)
+    })
 }
 
 /// The copy of one shard's rows into its shadow, chunk by chunk in key order.
