@@ -83,9 +83,11 @@ impl Follower {
         let task = Task(tokio::spawn(apply_changes(
             source.to_string(),
             stream,
-            apply,
-            applier,
-            target,
+            Destination {
+                conn: apply,
+                applier,
+                target,
+            },
             live,
             index,
             applied_tx,
@@ -573,18 +575,28 @@ impl Side for Reverse {
     }
 }
 
-/// Applies the stream's changes to the shadow, each source transaction in one, publishing the
-/// position after each.
+/// Where a follower's changes go: its connection, how changes become statements, the table.
+struct Destination {
+    conn: Conn,
+    applier: Applier,
+    target: Target,
+}
+
+/// Applies the stream's changes of `source` to the destination, each source transaction in
+/// one, publishing the position after each.
 async fn apply_changes(
     source: String,
     mut stream: ChangeStream,
-    mut conn: Conn,
-    applier: Applier,
-    target: Target,
+    into: Destination,
     live: Arc<Live>,
     index: usize,
     applied: watch::Sender<Position>,
 ) -> Result<(), String> {
+    let Destination {
+        mut conn,
+        applier,
+        target,
+    } = into;
     let shard = live.record.lock().expect("migration lock").parts[index]
         .shard
         .clone();
