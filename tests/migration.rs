@@ -632,3 +632,28 @@ async fn plain_ddl_on_the_table_mid_migration_stops_the_migration() {
         .unwrap_or_default();
     assert!(!columns.iter().any(|c| c == "extra"), "{columns:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_migration_drops_its_shadows_and_leaves_the_table() {
+    let servers = testkit::start_binlogged(3, &["app", "main", "ref"]).unwrap();
+    let mut config = config_serving(&keyspaces(&servers));
+    config.server.migration_copy_rate = 500;
+    let proxy = shardgate::start(&config, "127.0.0.1:0").await.unwrap();
+    let s = Setup { servers, proxy };
+    let (mut app, _) = seeded(&s).await;
+    let id = online(&mut app, "ALTER TABLE items ADD COLUMN extra INT").await;
+    copying(&mut app, &id).await;
+    app.query_drop(format!("ALTER SHARDGATE MIGRATION '{id}' CANCEL"))
+        .await
+        .unwrap();
+    assert_eq!(ended(&mut app, &id).await[4], "cancelled");
+    for server in &s.servers[..2] {
+        let mut shard = Conn::new(Opts::from_url(&server.url("app")).unwrap())
+            .await
+            .unwrap();
+        let tables: Vec<String> = shard.query("SHOW TABLES").await.unwrap();
+        assert_eq!(tables, ["items"], "no shadow table is left");
+    }
+    let count: Option<i64> = app.query_first("SELECT COUNT(*) FROM items").await.unwrap();
+    assert_eq!(count, Some(ROWS));
+}

@@ -19,6 +19,8 @@ use crate::topology::Topology;
 
 /// Replica lag past which the copy waits.
 const MAX_LAG: Duration = Duration::from_secs(1);
+/// Statements running at once on a shard past which the copy waits.
+const MAX_RUNNING: u64 = 64;
 /// How often the stream asks the shard for a heartbeat when idle: the cut-over waits about
 /// this long for a stream to show it has everything.
 const HEARTBEAT: Duration = Duration::from_millis(100);
@@ -715,7 +717,7 @@ impl Copy {
         }
         let key = self.key_tuple();
         loop {
-            self.throttle().await;
+            self.throttle(&mut conn).await?;
             let chunk_started = Instant::now();
             let after = last
                 .as_ref()
@@ -769,8 +771,9 @@ impl Copy {
         }
     }
 
-    /// Waits while a replica of the shard is more than [`MAX_LAG`] behind.
-    async fn throttle(&self) {
+    /// Waits while a replica of the shard is more than [`MAX_LAG`] behind, or while the
+    /// shard runs more than [`MAX_RUNNING`] statements at once (as gh-ost's max-load).
+    async fn throttle(&self, conn: &mut Conn) -> Result<(), String> {
         loop {
             let behind = self
                 .topo
@@ -778,8 +781,13 @@ impl Copy {
                 .replica_lags(&self.keyspace, &self.shard)
                 .into_iter()
                 .any(|(_, lag, _, _)| lag.is_some_and(|l| l > MAX_LAG));
-            if !behind {
-                return;
+            let running: Option<(String, u64)> = conn
+                .query_first("SHOW GLOBAL STATUS LIKE 'Threads_running'")
+                .await
+                .map_err(failed(&self.shard, "reading the shard's load"))?;
+            let busy = running.is_some_and(|(_, n)| n > MAX_RUNNING);
+            if !behind && !busy {
+                return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
