@@ -1,5 +1,6 @@
 //! Online schema changes under write load, and the change stream's pace. `cargo bench --bench
-//! migration [-- --rows=200000 --writers=8]`.
+//! migration [-- --rows=200000 --writers=8 --write-rate=100]` (writes per second per writer; 0
+//! for as fast as they go, which on two cores leaves the copy little).
 //!
 //! Three MariaDB servers writing row binlogs: two shards of keyspace `app` and one holding the
 //! migrations' records and a reference database. A sysbench-like table of `rows` rows is loaded
@@ -24,18 +25,23 @@ use mysql_async::{Conn, Opts, Row};
 struct Args {
     rows: i64,
     writers: i64,
+    /// Writes per second each writer issues at most (0: as fast as they go).
+    rate: u64,
 }
 
 fn args() -> Args {
     let mut args = Args {
         rows: 200_000,
         writers: 8,
+        rate: 100,
     };
     for a in std::env::args().skip(1) {
         if let Some(v) = a.strip_prefix("--rows=") {
             args.rows = v.parse().expect("--rows=N");
         } else if let Some(v) = a.strip_prefix("--writers=") {
             args.writers = v.parse().expect("--writers=N");
+        } else if let Some(v) = a.strip_prefix("--write-rate=") {
+            args.rate = v.parse().expect("--write-rate=N");
         }
     }
     args
@@ -67,11 +73,11 @@ struct Writes {
 fn writers(
     proxy: &str,
     reference: &str,
-    rows: i64,
-    writers: i64,
+    args: &Args,
     round: i64,
     stop: Arc<AtomicBool>,
 ) -> Vec<tokio::task::JoinHandle<Writes>> {
+    let (rows, writers, rate) = (args.rows, args.writers, args.rate);
     (0..writers)
         .map(|w| {
             let (proxy, reference, stop) = (proxy.to_string(), reference.to_string(), stop.clone());
@@ -81,7 +87,13 @@ fn writers(
                 let mut writes = Writes::default();
                 let mut next = rows + round * 10_000_000 + w;
                 let mut step = 0i64;
+                let pace = (rate > 0).then(|| Duration::from_secs_f64(1.0 / rate as f64));
+                let mut due = tokio::time::Instant::now();
                 while !stop.load(Ordering::Relaxed) {
+                    if let Some(pace) = pace {
+                        due += pace;
+                        tokio::time::sleep_until(due).await;
+                    }
                     step += 1;
                     let old = (step * 7919 + w * 104_729) % rows / writers * writers + w;
                     let sql = match step % 4 {
@@ -212,8 +224,7 @@ shards = [{{ name = "0", primary = "{m}" }}]
         let running = writers(
             &proxy_url,
             &reference_url,
-            args.rows,
-            args.writers,
+            &args,
             round as i64,
             stop.clone(),
         );

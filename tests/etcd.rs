@@ -105,6 +105,14 @@ prefix = "/test"
     a.query_drop("INSERT INTO main.order_seq VALUES (0, 1, 7)")
         .await
         .unwrap();
+    // One proxy's cut-over cannot hold the other's writes: online ALTERs are refused.
+    a.query_drop("SET @@ddl_strategy = 'online'").await.unwrap();
+    let refused = a
+        .query_drop("ALTER TABLE orders ADD COLUMN never INT")
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("several proxies"), "{refused}");
+    a.query_drop("SET @@ddl_strategy = 'direct'").await.unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
     let mut writers = groups::writers(&url, &stop, 1..=4);

@@ -32,6 +32,11 @@ impl Gate {
         let _ = self.config_path.set(path);
     }
 
+    /// Whether other proxies serve the same topology (through etcd).
+    pub fn shares_topology(&self) -> bool {
+        self.shared.get().is_some()
+    }
+
     pub fn set_shared(&self, shared: Arc<crate::etcd::Shared>) {
         let _ = self.shared.set(shared);
     }

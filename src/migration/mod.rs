@@ -152,6 +152,13 @@ impl Migrations {
         statement: &Statement,
         sql: &str,
     ) -> Result<String, EngineError> {
+        if gate.shares_topology() {
+            // The cut-over holds this proxy's statements only: another proxy's writes between
+            // the drain and the swap would reach the old table and be lost.
+            return Err(unsupported(
+                "an ALTER TABLE with several proxies ([topology] etcd)",
+            ));
+        }
         let id = new_id();
         let (shadow, _) = shadow_names(&id);
         let (table, _) = shadow_alter(statement, &shadow)?;

@@ -340,7 +340,13 @@ impl ShardRun {
         let conn = Conn::new(opts.clone())
             .await
             .map_err(failed(&shard, "connecting"))?;
-        let copier = Task(tokio::spawn(copy.run(conn, last_key, part.total == 0)));
+        let end_key = if resuming { part.end_key.clone() } else { None };
+        let copier = Task(tokio::spawn(copy.run(
+            conn,
+            last_key,
+            end_key,
+            part.total == 0,
+        )));
         Ok(ShardRun {
             shard,
             live,
@@ -700,6 +706,7 @@ impl Copy {
         self,
         mut conn: Conn,
         mut last: Option<Vec<String>>,
+        end: Option<Vec<String>>,
         count: bool,
     ) -> Result<(), String> {
         let shard = self.shard.clone();
@@ -716,35 +723,59 @@ impl Copy {
                 total.unwrap_or(0);
         }
         let key = self.key_tuple();
+        let literals = |row: mysql_async::Row| -> Vec<String> {
+            row.unwrap().into_iter().map(|v| v.as_sql(false)).collect()
+        };
+        // The copy ends at the greatest key it began with: rows inserted since are in the
+        // stream, and a copy chasing them might never end.
+        let end = match end {
+            Some(end) => end,
+            None => {
+                let descending: Vec<String> =
+                    self.key.iter().map(|k| format!("{k} DESC")).collect();
+                let greatest: Option<mysql_async::Row> = conn
+                    .query_first(format!(
+                        "SELECT {} FROM {} ORDER BY {} LIMIT 1",
+                        self.key.join(", "),
+                        self.table,
+                        descending.join(", ")
+                    ))
+                    .await
+                    .map_err(failed(&shard, "finding the greatest key"))?;
+                let Some(greatest) = greatest.map(literals) else {
+                    return Ok(());
+                };
+                self.live.record.lock().expect("migration lock").parts[self.index].end_key =
+                    Some(greatest.clone());
+                greatest
+            }
+        };
+        let up_to = format!("{key} <= {}", Self::literal_tuple(&end));
         loop {
             self.throttle(&mut conn).await?;
             let chunk_started = Instant::now();
-            let after = last
+            let mut conditions: Vec<String> = last
                 .as_ref()
-                .map(|l| format!("{key} > {}", Self::literal_tuple(l)));
+                .map(|l| format!("{key} > {}", Self::literal_tuple(l)))
+                .into_iter()
+                .chain([up_to.clone()])
+                .collect();
             let boundary: Option<mysql_async::Row> = conn
                 .query_first(format!(
-                    "SELECT {} FROM {}{} ORDER BY {} LIMIT 1 OFFSET {}",
+                    "SELECT {} FROM {} WHERE {} ORDER BY {} LIMIT 1 OFFSET {}",
                     self.key.join(", "),
                     self.table,
-                    after
-                        .as_ref()
-                        .map_or(String::new(), |a| format!(" WHERE {a}")),
+                    conditions.join(" AND "),
                     self.key.join(", "),
                     CHUNK - 1
                 ))
                 .await
                 .map_err(failed(&shard, "finding the next chunk"))?;
-            let boundary: Option<Vec<String>> =
-                boundary.map(|row| row.unwrap().into_iter().map(|v| v.as_sql(false)).collect());
-            let mut conditions: Vec<String> = after.into_iter().collect();
+            let boundary: Option<Vec<String>> = boundary.map(literals);
             if let Some(b) = &boundary {
                 conditions.push(format!("{key} <= {}", Self::literal_tuple(b)));
             }
-            let filter = match conditions.is_empty() {
-                true => String::new(),
-                false => format!(" WHERE {}", conditions.join(" AND ")),
-            };
+            let filter = format!(" WHERE {}", conditions.join(" AND "));
             conn.query_drop(format!(
                 "INSERT IGNORE INTO {shadow} ({cols}) SELECT {cols} FROM {table}{filter}",
                 shadow = self.shadow,

@@ -19,6 +19,10 @@ pub struct ShardPart {
     pub position: String,
     /// The copy's last primary key, as SQL literals; none before the first chunk.
     pub last_key: Option<Vec<String>>,
+    /// The greatest primary key when the copy began: rows beyond it came after the stream's
+    /// start, which brings them. None before the copy began.
+    #[serde(default)]
+    pub end_key: Option<Vec<String>>,
     pub copied: u64,
     pub total: u64,
     /// Milliseconds the stream was behind the shard when last measured.
