@@ -280,12 +280,12 @@ shards = [{{ name = "0", primary = "{m}" }}]
         let shards =
             checksum(&servers[0].url("app")).await ^ checksum(&servers[1].url("app")).await;
         let wanted = checksum(&reference_url).await;
+        // "cut over; writes held N ms" (and "reverted; writes held N ms; ...").
         let held: String = held
-            .split("; ")
-            .filter_map(|p| {
-                p.strip_prefix("cut over; writes held ")
-                    .or(p.strip_prefix("reverted; writes held "))
-            })
+            .split("writes held ")
+            .skip(1)
+            .filter_map(|p| p.split(" ms").next())
+            .map(|ms| format!("{ms} ms"))
             .collect::<Vec<_>>()
             .join(" + ");
         println!(

@@ -605,6 +605,7 @@ async fn cut_over<S: shard::Side>(
         if busy() {
             drop(held);
             last = "transactions on the keyspace did not end in time".into();
+            tracing::warn!(keyspace, "a cut-over attempt: {last}");
             tokio::time::sleep(CUTOVER_WAIT).await;
             continue;
         }
@@ -619,6 +620,7 @@ async fn cut_over<S: shard::Side>(
             }
         }
         if positions.len() < sides.len() {
+            tracing::warn!(keyspace, "a cut-over attempt: {last}");
             drop(held);
             tokio::time::sleep(CUTOVER_WAIT).await;
             continue;
@@ -635,10 +637,20 @@ async fn cut_over<S: shard::Side>(
             }
         }
         if let Some(why) = failure {
+            let mut back = true;
             for &i in &swapped {
                 if let Err(e) = sides[i].swap_back().await {
+                    back = false;
                     tracing::error!(shard = %sides[i].shard(), error = %e, "could not swap a migrated table back");
                 }
+            }
+            // A table whose metadata lock was taken (ER_LOCK_WAIT_TIMEOUT): later, again.
+            if back && why.contains("1205") {
+                tracing::warn!(why, "a cut-over attempt waited too long for a table lock");
+                last = why;
+                drop(held);
+                tokio::time::sleep(CUTOVER_WAIT).await;
+                continue;
             }
             return Err(Ended::Failed(format!("cut-over failed: {why}")));
         }

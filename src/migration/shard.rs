@@ -19,6 +19,8 @@ use crate::topology::Topology;
 
 /// Replica lag past which the copy waits.
 const MAX_LAG: Duration = Duration::from_secs(1);
+/// How long a swap waits for the tables' metadata locks.
+const SWAP_WAIT: Duration = Duration::from_secs(3);
 /// Statements running at once on a shard past which the copy waits.
 const MAX_RUNNING: u64 = 64;
 /// How often the stream asks the shard for a heartbeat when idle: the cut-over waits about
@@ -207,6 +209,22 @@ pub(super) fn opts(topo: &Topology, keyspace: &str, shard: &str) -> Result<Opts,
         .into())
 }
 
+/// The proxy's own connection to a shard for positions and swaps. A swap that waits for a
+/// table's metadata lock (a transaction that holds it outside the proxy's hold) gives up after
+/// a few seconds, rather than the server's default of a year, and the cut-over tries again.
+async fn control(opts: &Opts, shard: &str) -> Result<Conn, String> {
+    let mut conn = Conn::new(opts.clone())
+        .await
+        .map_err(failed(shard, "connecting"))?;
+    conn.query_drop(format!(
+        "SET SESSION lock_wait_timeout = {}",
+        SWAP_WAIT.as_secs()
+    ))
+    .await
+    .map_err(failed(shard, "setting up the control connection"))?;
+    Ok(conn)
+}
+
 fn ident(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
 }
@@ -234,9 +252,7 @@ impl ShardRun {
         let opts = opts(topo, &keyspace, &shard)?;
         let db = opts.db_name().unwrap_or_default().to_string();
         let (shadow, old) = shadow_names(&id);
-        let mut control = Conn::new(opts.clone())
-            .await
-            .map_err(failed(&shard, "connecting"))?;
+        let mut control = control(&opts, &shard).await?;
         check_settings(&mut control)
             .await
             .map_err(|e| format!("{shard}: {e}"))?;
@@ -521,9 +537,7 @@ impl Reverse {
             )
         };
         let opts = opts(topo, &keyspace, &part.shard)?;
-        let mut control = Conn::new(opts.clone())
-            .await
-            .map_err(failed(&part.shard, "connecting"))?;
+        let mut control = control(&opts, &part.shard).await?;
         let flavor = current_position(&mut control)
             .await
             .map_err(|e| format!("{}: {e}", part.shard))?
