@@ -48,6 +48,11 @@ fn args() -> Args {
 }
 
 fn main() {
+    // The proxy's warnings (a cut-over attempt that gave up, say) on standard error.
+    tracing_subscriber::fmt()
+        .with_env_filter("warn")
+        .with_writer(std::io::stderr)
+        .init();
     let args = args();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
