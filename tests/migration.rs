@@ -117,23 +117,27 @@ fn writers(s: &Setup, stop: Arc<AtomicBool>, round: i64) -> Vec<tokio::task::Joi
 /// The migration's row of SHOW SHARDGATE MIGRATIONS once it has ended (within two minutes).
 async fn ended(app: &mut Conn, id: &str) -> Vec<String> {
     for _ in 0..1200 {
-        let rows: Vec<Row> = app.query("SHOW SHARDGATE MIGRATIONS").await.unwrap();
-        let row = rows
-            .into_iter()
-            .map(|r| {
-                r.unwrap()
-                    .into_iter()
-                    .map(|v| mysql_async::from_value::<Option<String>>(v).unwrap_or_default())
-                    .collect::<Vec<_>>()
-            })
-            .find(|r| r[0] == id)
-            .expect("the migration is listed");
+        let row = listed(app, id).await;
         if !matches!(row[4].as_str(), "queued" | "running") {
             return row;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("migration {id} did not end within two minutes");
+}
+
+/// The migration's row of SHOW SHARDGATE MIGRATIONS, as text.
+async fn listed(app: &mut Conn, id: &str) -> Vec<String> {
+    let rows: Vec<Row> = app.query("SHOW SHARDGATE MIGRATIONS").await.unwrap();
+    rows.into_iter()
+        .map(|r| {
+            r.unwrap()
+                .into_iter()
+                .map(|v| mysql_async::from_value::<Option<String>>(v).unwrap_or_default())
+                .collect::<Vec<_>>()
+        })
+        .find(|r| r[0] == id)
+        .expect("the migration is listed")
 }
 
 async fn online(app: &mut Conn, sql: &str) -> String {
@@ -156,29 +160,7 @@ async fn contents(conn: &mut Conn, columns: &str) -> Vec<Row> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn online_alters_under_writes_keep_every_acknowledged_write() {
     let s = setup().await;
-    let mut app = client(&s.proxy, Some("app")).await;
-    let mut reference = reference(&s).await;
-    both(
-        &mut app,
-        &mut reference,
-        "CREATE TABLE items (id BIGINT NOT NULL PRIMARY KEY, n INT NOT NULL, note VARCHAR(40))",
-    )
-    .await;
-    for start in (0..ROWS).step_by(500) {
-        let values: Vec<String> = (start..start + 500)
-            .map(|id| format!("({id}, {}, 'row {id}')", id % 97))
-            .collect();
-        both(
-            &mut app,
-            &mut reference,
-            &format!(
-                "INSERT INTO items (id, n, note) VALUES {}",
-                values.join(", ")
-            ),
-        )
-        .await;
-    }
-
+    let (mut app, mut reference) = seeded(&s).await;
     for (round, (alter, on_reference, columns)) in [
         (
             "ALTER TABLE items ADD COLUMN extra INT NOT NULL DEFAULT 7",
@@ -406,17 +388,10 @@ async fn old_tables_are_dropped_when_the_retention_ends() {
 /// Waits until the migration has copied some rows (and not all).
 async fn copying(app: &mut Conn, id: &str) {
     for _ in 0..600 {
-        let rows: Vec<Row> = app.query("SHOW SHARDGATE MIGRATIONS").await.unwrap();
-        for r in rows {
-            let r: Vec<String> = r
-                .unwrap()
-                .into_iter()
-                .map(|v| mysql_async::from_value::<Option<String>>(v).unwrap_or_default())
-                .collect();
-            if r[0] == id && r[6].parse::<u64>().unwrap_or(0) > 0 {
-                assert_eq!(r[4], "running", "{r:?}");
-                return;
-            }
+        let r = listed(app, id).await;
+        if r[6].parse::<u64>().unwrap_or(0) > 0 {
+            assert_eq!(r[4], "running", "{r:?}");
+            return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

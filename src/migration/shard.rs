@@ -19,6 +19,8 @@ use crate::topology::Topology;
 
 /// Replica lag past which the copy waits.
 const MAX_LAG: Duration = Duration::from_secs(1);
+/// Bytes of statements a follower sends at once within a source transaction.
+const MAX_BATCH: usize = 1 << 20;
 /// How long a swap waits for the tables' metadata locks.
 const SWAP_WAIT: Duration = Duration::from_secs(3);
 /// Statements running at once on a shard past which the copy waits.
@@ -622,25 +624,33 @@ async fn apply_changes(
     let shard = live.record.lock().expect("migration lock").parts[index]
         .shard
         .clone();
+    // A source transaction's statements go in one multi-statement round trip with its BEGIN
+    // and COMMIT (a large one in several, within the open transaction): one round trip per
+    // single-row write rather than three, so that the stream keeps up with the writers.
+    let mut batch = String::new();
+    let mut sent = false;
     loop {
         let change = stream.next().await.map_err(|e| format!("{shard}: {e}"))?;
         let position = match &change {
             Change::Begin { .. } => {
-                conn.query_drop("BEGIN")
-                    .await
-                    .map_err(failed(&shard, "the stream's transaction"))?;
+                batch = "BEGIN".into();
+                sent = false;
                 None
             }
             Change::Commit { position } => {
-                conn.query_drop("COMMIT")
+                batch.push_str(";COMMIT");
+                conn.query_drop(std::mem::take(&mut batch))
                     .await
-                    .map_err(failed(&shard, "the stream's commit"))?;
+                    .map_err(failed(&shard, "applying a transaction"))?;
                 Some(position.clone())
             }
             Change::Rollback => {
-                conn.query_drop("ROLLBACK")
-                    .await
-                    .map_err(failed(&shard, "the stream's rollback"))?;
+                batch.clear();
+                if sent {
+                    conn.query_drop("ROLLBACK")
+                        .await
+                        .map_err(failed(&shard, "the stream's rollback"))?;
+                }
                 None
             }
             Change::Heartbeat { position } => Some(position.clone()),
@@ -660,9 +670,15 @@ async fn apply_changes(
                     .statements(row, &target)
                     .map_err(|e| format!("{shard}: {e}"))?;
                 for sql in statements {
-                    conn.query_drop(&sql)
+                    batch.push(';');
+                    batch.push_str(&sql);
+                }
+                if batch.len() > MAX_BATCH {
+                    conn.query_drop(std::mem::take(&mut batch))
                         .await
-                        .map_err(failed(&shard, "applying a change"))?;
+                        .map_err(failed(&shard, "applying a transaction"))?;
+                    batch.push_str("DO 0");
+                    sent = true;
                 }
                 None
             }
