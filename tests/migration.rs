@@ -21,16 +21,23 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
-    setup_keeping(3600).await
+    setup_with(|_| {}).await
 }
 
-/// Old tables kept `retention` seconds after a cut-over.
-async fn setup_keeping(retention: u64) -> Setup {
+/// The servers, and a proxy whose `[server]` settings `adjust` changes (old tables kept an
+/// hour after a cut-over unless it says otherwise).
+async fn setup_with(adjust: impl FnOnce(&mut vschema::ServerConfig)) -> Setup {
     let servers = testkit::start_binlogged(3, &["app", "main", "ref"]).unwrap();
     let mut config = config_serving(&keyspaces(&servers));
-    config.server.migration_retention_s = retention;
+    config.server.migration_retention_s = 3600;
+    adjust(&mut config.server);
     let proxy = shardgate::start(&config, "127.0.0.1:0").await.unwrap();
     Setup { servers, proxy }
+}
+
+/// A copy slow enough (500 rows/s on each shard) to be caught in the middle.
+async fn setup_slow_copy() -> Setup {
+    setup_with(|server| server.migration_copy_rate = 500).await
 }
 
 /// Keyspace `app` (table `items` sharded by id) on the first two servers, `main` (for the
@@ -356,7 +363,7 @@ async fn a_revert_under_writes_brings_back_the_old_schema_with_every_row_since()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn old_tables_are_dropped_when_the_retention_ends() {
-    let s = setup_keeping(2).await;
+    let s = setup_with(|server| server.migration_retention_s = 2).await;
     let (mut app, _) = seeded(&s).await;
     let id = online(&mut app, "ALTER TABLE items ADD COLUMN extra INT").await;
     assert_eq!(ended(&mut app, &id).await[4], "complete");
@@ -444,11 +451,7 @@ async fn a_migration_resumes_after_the_proxy_is_killed_mid_copy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shard_lost_mid_migration_fails_it_everywhere_and_leaves_the_table() {
-    let servers = testkit::start_binlogged(3, &["app", "main", "ref"]).unwrap();
-    let mut config = config_serving(&keyspaces(&servers));
-    config.server.migration_copy_rate = 500;
-    let proxy = shardgate::start(&config, "127.0.0.1:0").await.unwrap();
-    let mut s = Setup { servers, proxy };
+    let mut s = setup_slow_copy().await;
     let (mut app, _) = seeded(&s).await;
     let id = online(
         &mut app,
@@ -586,11 +589,7 @@ async fn the_cli_watches_lists_reverts_and_refuses_as_the_proxy_says() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_ddl_on_the_table_mid_migration_stops_the_migration() {
-    let servers = testkit::start_binlogged(3, &["app", "main", "ref"]).unwrap();
-    let mut config = config_serving(&keyspaces(&servers));
-    config.server.migration_copy_rate = 500;
-    let proxy = shardgate::start(&config, "127.0.0.1:0").await.unwrap();
-    let s = Setup { servers, proxy };
+    let s = setup_slow_copy().await;
     let (mut app, _) = seeded(&s).await;
     let id = online(&mut app, "ALTER TABLE items ADD COLUMN extra INT").await;
     copying(&mut app, &id).await;
@@ -610,11 +609,7 @@ async fn plain_ddl_on_the_table_mid_migration_stops_the_migration() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_migration_drops_its_shadows_and_leaves_the_table() {
-    let servers = testkit::start_binlogged(3, &["app", "main", "ref"]).unwrap();
-    let mut config = config_serving(&keyspaces(&servers));
-    config.server.migration_copy_rate = 500;
-    let proxy = shardgate::start(&config, "127.0.0.1:0").await.unwrap();
-    let s = Setup { servers, proxy };
+    let s = setup_slow_copy().await;
     let (mut app, _) = seeded(&s).await;
     let id = online(&mut app, "ALTER TABLE items ADD COLUMN extra INT").await;
     copying(&mut app, &id).await;

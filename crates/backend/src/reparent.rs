@@ -728,30 +728,22 @@ async fn await_semi_sync(admin: &mut Admin, flavor: &Flavor) {
     }
 }
 
-/// MariaDB GTID positions: `domain-server-sequence` per replication domain, comma-separated.
+/// MariaDB GTID positions (`domain-server-sequence` per replication domain), as the change
+/// stream reads them.
 mod gtid {
-    use std::collections::HashMap;
-
-    /// Each domain's sequence number.
-    fn sequences(position: &str) -> HashMap<u32, u64> {
-        position
-            .split(',')
-            .filter_map(|gtid| {
-                let mut parts = gtid.trim().split('-');
-                let domain = parts.next()?.parse().ok()?;
-                let _server = parts.next()?;
-                Some((domain, parts.next()?.parse().ok()?))
-            })
-            .collect()
-    }
+    use changestream::{Flavor, Position};
 
     /// Whether `a` includes everything `b` does: every domain of `b`, at least as far. (In
-    /// strict mode a domain's sequence numbers only grow, along one history.)
+    /// strict mode a domain's sequence numbers only grow, along one history.) A position that
+    /// does not parse covers nothing.
     pub fn covers(a: &str, b: &str) -> bool {
-        let a = sequences(a);
-        sequences(b)
-            .iter()
-            .all(|(domain, seq)| a.get(domain).is_some_and(|mine| mine >= seq))
+        match (
+            Position::parse(Flavor::MariaDb, a),
+            Position::parse(Flavor::MariaDb, b),
+        ) {
+            (Ok(a), Ok(b)) => a.covers(&b),
+            _ => false,
+        }
     }
 }
 
