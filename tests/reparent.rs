@@ -108,7 +108,10 @@ async fn planned_reparent_holds_writes_and_loses_none() {
     // Not a replica: refused, and nothing changes.
     let (ok, said) = reparent(&config_path, "shop/-80", single.port).await;
     assert!(!ok);
-    assert!(said.contains("is not a replica of shop/-80"), "{said}");
+    assert!(
+        said.contains("is not a serving replica of shop/-80"),
+        "{said}"
+    );
 
     tokio::time::sleep(Duration::from_millis(500)).await;
     // Back to the first server, with a transaction that outlives the grace period (half of

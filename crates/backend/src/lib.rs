@@ -142,9 +142,23 @@ struct Replica {
 }
 
 impl Replica {
+    /// Whether it replicates from the primary: not a lost primary yet to rejoin, nor a fenced
+    /// one. Only such a replica serves reads, is promoted, or is repointed.
+    fn replicating(&self) -> bool {
+        matches!(
+            *self.standing.lock().expect("replica standing"),
+            reparent::Standing::Replicating
+        )
+    }
+
     /// Asks the replica how far behind it is (`SHOW SLAVE STATUS`: both threads running, and
-    /// Seconds_Behind_Master), on its probe connection.
+    /// Seconds_Behind_Master), on its probe connection. A replica that is not
+    /// [`Replica::replicating`] stays out of rotation, whatever it answers.
     async fn measure(&self, timeout: Duration) {
+        if !self.replicating() {
+            self.lag_ms.store(u64::MAX, Ordering::Relaxed);
+            return;
+        }
         let status = self
             .pool
             .on_probe(timeout, |conn| {

@@ -27,7 +27,7 @@ use crate::{int, text, Backends, Replica, Replicas, Server, ShardPool, ShardServ
 pub enum ReparentError {
     #[error("no shard {0}")]
     UnknownShard(String),
-    #[error("{to} is not a replica of {shard} (its replicas: {replicas})")]
+    #[error("{to} is not a serving replica of {shard} (its replicas: {replicas})")]
     NotAReplica {
         shard: String,
         to: String,
@@ -305,10 +305,11 @@ impl Backends {
         let name = format!("{keyspace}/{shard}");
         let servers = self.shard_servers(keyspace, shard)?;
         let replicas = servers.replicas.load_full();
-        let Some(chosen) = replicas.named(to) else {
+        let Some(chosen) = replicas.named(to).filter(|r| r.replicating()) else {
             let list: Vec<String> = replicas
                 .list
                 .iter()
+                .filter(|r| r.replicating())
                 .map(|r| r.source.0.to_string())
                 .collect();
             return Err(ReparentError::NotAReplica {
@@ -410,7 +411,9 @@ impl Backends {
         let replicas = servers.replicas.load_full();
         let mut received = Vec::new();
         let mut flavor = Flavor { mariadb: true };
-        for replica in &replicas.list {
+        // A lost primary that has not rejoined, or a fenced one, may hold transactions that
+        // nobody acknowledged: never a candidate.
+        for replica in replicas.list.iter().filter(|r| r.replicating()) {
             let Ok(Ok(mut admin)) =
                 tokio::time::timeout(Duration::from_secs(2), Admin::open(&replica.pool)).await
             else {
@@ -696,11 +699,12 @@ async fn promote(admin: &mut Admin, flavor: &Flavor, semi_sync: bool) -> Result<
     admin.run("SET GLOBAL read_only = OFF").await
 }
 
-/// Points `others` at the new primary; those that could not be, by name.
+/// Points those of `others` that replicate at the new primary; those that could not be, by
+/// name. A fenced server stays as it is, and a lost primary rejoins the new one by itself.
 async fn repoint(others: &[Arc<Replica>], flavor: &Flavor, primary: &Replica) -> Vec<String> {
     let sql = flavor.replicate_from(&primary.source.0);
     let mut failed = Vec::new();
-    for other in others {
+    for other in others.iter().filter(|r| r.replicating()) {
         let repointed = async {
             let mut admin = Admin::open(&other.pool).await?;
             admin.run(flavor.stop()).await?;
