@@ -4,7 +4,14 @@
 //! risks a change carries ([`lint`]).
 
 pub mod diff;
+pub mod lint;
+pub mod merge;
 pub mod model;
 
 pub use diff::{diff, Ddl, DdlKind};
+pub use lint::{lint, Context, Finding, Severity};
+pub use merge::{three_way, Conflict, Part};
 pub use model::{Column, Key, KeyKind, Named, Schema, SchemaError, Table};
+
+#[cfg(test)]
+mod tests;
