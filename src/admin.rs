@@ -3,8 +3,9 @@
 //! shards with health, throughput and latency charts, the busiest statements, the sessions),
 //! `POST /reload` (re-read the config file and swap the topology, as SIGHUP does),
 //! `POST /reparent?shard=ks/shard&to=host:port` (hand a shard's primary over to a replica),
-//! `GET /migrations` (the online schema changes, JSON) and
-//! `POST /migrations/{cancel,retry,revert}?id=...`.
+//! `GET /migrations` (the online schema changes, JSON),
+//! `POST /migrations/{cancel,retry,revert}?id=...`, and the branches' and deploy requests'
+//! endpoints that the CLI uses (`/branches`, `/deploy-requests`, `/production`; JSON).
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -41,6 +42,14 @@ pub async fn serve(listener: TcpListener, gate: Arc<Gate>, config_path: Option<P
         .route("/reparent", post(reparent))
         .route("/migrations", get(migrations))
         .route("/migrations/{action}", post(migration_action))
+        .route("/branches", get(branches).post(branch_create))
+        .route("/branches/{action}", post(branch_action))
+        .route("/production", post(production))
+        .route(
+            "/deploy-requests",
+            get(deploy_requests).post(deploy_request_create),
+        )
+        .route("/deploy-requests/{action}", post(deploy_request_action))
         .with_state(Admin { gate, config_path });
     if let Err(e) = axum::serve(listener, app).await {
         tracing::warn!(error = %e, "admin listener stopped");
@@ -158,6 +167,119 @@ async fn migration_action(
     match done {
         Ok(()) => (StatusCode::OK, format!("{action}: {}\n", args.id)).into_response(),
         Err(e) => (StatusCode::CONFLICT, format!("{e}\n")).into_response(),
+    }
+}
+
+/// A JSON answer, or the error as text (409).
+fn json<T: serde::Serialize>(result: Result<T, engine::EngineError>) -> Response {
+    match result {
+        Ok(value) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::to_string(&value).expect("answers serialise"),
+        )
+            .into_response(),
+        Err(e) => (StatusCode::CONFLICT, format!("{e}\n")).into_response(),
+    }
+}
+
+/// `GET /branches`: every branch.
+async fn branches(State(admin): State<Admin>) -> Response {
+    json(admin.gate.branches.list(&admin.gate).await)
+}
+
+#[derive(serde::Deserialize)]
+struct BranchArgs {
+    name: String,
+    #[serde(default)]
+    data: Option<String>,
+    #[serde(default)]
+    rows: Option<usize>,
+}
+
+/// `POST /branches?name=...&data=none|sample|full&rows=N`: a new branch and its first user.
+async fn branch_create(
+    State(admin): State<Admin>,
+    axum::extract::Query(args): axum::extract::Query<BranchArgs>,
+) -> Response {
+    let data = args.data.as_deref().unwrap_or("none");
+    let Some(data) = crate::branch::Data::parse(data, args.rows.unwrap_or(1000)) else {
+        return (StatusCode::BAD_REQUEST, "data: none, sample or full\n").into_response();
+    };
+    json(
+        admin
+            .gate
+            .branches
+            .create(&admin.gate, &args.name, data)
+            .await,
+    )
+}
+
+/// `POST /branches/delete|password?name=...`.
+async fn branch_action(
+    State(admin): State<Admin>,
+    axum::extract::Path(action): axum::extract::Path<String>,
+    axum::extract::Query(args): axum::extract::Query<BranchArgs>,
+) -> Response {
+    let branches = &admin.gate.branches;
+    match action.as_str() {
+        "delete" => json(branches.delete(&admin.gate, &args.name).await),
+        "password" => json(branches.password(&admin.gate, &args.name).await),
+        other => (StatusCode::NOT_FOUND, format!("no action {other}\n")).into_response(),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ProductionArgs {
+    on: bool,
+}
+
+/// `POST /production?on=true|false`: whether main's schema changes only by deploy requests.
+async fn production(
+    State(admin): State<Admin>,
+    axum::extract::Query(args): axum::extract::Query<ProductionArgs>,
+) -> Response {
+    json(
+        admin
+            .gate
+            .branches
+            .set_production(&admin.gate, args.on)
+            .await,
+    )
+}
+
+/// `GET /deploy-requests`: every deploy request.
+async fn deploy_requests(State(admin): State<Admin>) -> Response {
+    json(crate::branch::deploy::list(&admin.gate).await)
+}
+
+#[derive(serde::Deserialize)]
+struct RequestArgs {
+    #[serde(default)]
+    branch: String,
+    #[serde(default)]
+    id: u64,
+}
+
+/// `POST /deploy-requests?branch=...`: a new deploy request into main.
+async fn deploy_request_create(
+    State(admin): State<Admin>,
+    axum::extract::Query(args): axum::extract::Query<RequestArgs>,
+) -> Response {
+    json(crate::branch::deploy::create(&admin.gate, &args.branch).await)
+}
+
+/// `POST /deploy-requests/deploy|revert|close?id=N`.
+async fn deploy_request_action(
+    State(admin): State<Admin>,
+    axum::extract::Path(action): axum::extract::Path<String>,
+    axum::extract::Query(args): axum::extract::Query<RequestArgs>,
+) -> Response {
+    use crate::branch::deploy;
+    match action.as_str() {
+        "deploy" => json(deploy::deploy(&admin.gate, args.id).await),
+        "revert" => json(deploy::revert(&admin.gate, args.id).await),
+        "close" => json(deploy::close(&admin.gate, args.id).await),
+        other => (StatusCode::NOT_FOUND, format!("no action {other}\n")).into_response(),
     }
 }
 

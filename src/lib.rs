@@ -15,6 +15,7 @@
 //! - `demo`: `shardgate demo`, local shards with sample data.
 
 pub mod admin;
+pub mod branch;
 pub mod deadlock;
 pub mod demo;
 pub mod error;
@@ -153,6 +154,13 @@ pub async fn start_from(
         Err(_) => tracing::warn!(
             "resolving prepared twopc transactions timed out; run `shardgate resolve`"
         ),
+    }
+    // Branch users log in from the start.
+    match tokio::time::timeout(Duration::from_secs(5), gate.branches.load(&gate)).await {
+        Ok(Ok(0)) => {}
+        Ok(Ok(n)) => tracing::info!(branches = n, "serving the recorded branches"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "could not load the recorded branches"),
+        Err(_) => tracing::warn!("loading the recorded branches timed out"),
     }
     // Migrations a stopped proxy left running go on here.
     let resumer = gate.clone();

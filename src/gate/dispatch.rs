@@ -424,9 +424,19 @@ impl GateSession {
             self.learn(learn, &stmt, &plan);
         }
         if is_ddl(&stmt) {
+            // As PlanetScale's safe migrations: a production main changes by deploy requests.
+            if self.branch.is_none() && self.gate.branches.production() {
+                return Err(error::unsupported(
+                    "DDL on main, which is production; change a branch and deploy it with \
+                     `shardgate deploy-request create <branch>`",
+                )
+                .into());
+            }
             // DDL commits the open transaction first, as in MySQL, and runs outside it.
             self.end_transaction(true).await?;
+            // A branch's ALTER runs directly: online migrations change main.
             if matches!(stmt, Statement::AlterTable(_))
+                && self.branch.is_none()
                 && self.session.ddl_strategy == crate::migration::DdlStrategy::Online
             {
                 return self.online_alter(&plan, &stmt, sql, out).await;
@@ -434,7 +444,7 @@ impl GateSession {
             let result = self.run(&plan, out, None).await;
             // A column name may now belong to another table than the plans made of it say.
             self.topo.forget_columns(plan.keyspaces());
-            self.gate.plans.clear();
+            self.plans().clear();
             return result;
         }
         if matches!(stmt, Statement::Explain { .. }) {

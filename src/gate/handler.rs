@@ -90,14 +90,16 @@ impl Handler for GateSession {
         let keyspace = self.session.keyspace.clone();
         self.session = Session::new(self.session.conn_id, &self.entry.user, keyspace);
         self.session.read_target = self.access.read_target;
-        self.session.ddl_strategy = self.gate.migrations.default_strategy;
+        if self.branch.is_none() {
+            self.session.ddl_strategy = self.gate.migrations.default_strategy;
+        }
         self.statements.clear();
         self.named_statements.clear();
         self.release_pinned().await;
     }
 
     async fn prepare(&mut self, id: u32, sql: &str) -> Result<frontend::Prepared, SqlError> {
-        self.topo = self.gate.topology();
+        self.topo = self.current_topology();
         let sql = self.resolve_comments(sql);
         let sql = sql.trim().trim_end_matches(';').trim_end();
         self.check_backslashes(sql)?;
@@ -130,7 +132,7 @@ impl Handler for GateSession {
     }
 
     async fn field_list(&mut self, table: &str) -> Result<Vec<Column>, SqlError> {
-        self.topo = self.gate.topology();
+        self.topo = self.current_topology();
         // The table's columns come from any shard of its keyspace.
         let name =
             sqlparser::ast::ObjectName::from(vec![sqlparser::ast::Ident::with_quote('`', table)]);

@@ -22,7 +22,7 @@ impl GateSession {
         out: &mut ResultWriter<'_>,
     ) -> std::io::Result<bool> {
         self.gate.questions.fetch_add(1, Ordering::Relaxed);
-        self.topo = self.gate.topology();
+        self.topo = self.current_topology();
         let started = Instant::now();
         self.last_plan.keyspace.clear();
         self.last_plan.opcode = "None";

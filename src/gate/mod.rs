@@ -92,6 +92,8 @@ pub struct Gate {
     changes: std::sync::Mutex<std::collections::VecDeque<primaries::PrimaryChange>>,
     /// The online schema changes this proxy runs.
     pub migrations: crate::migration::Migrations,
+    /// Schema branches, their users and deploy requests.
+    pub branches: crate::branch::Branches,
 }
 
 /// The start of the twopc transaction ids of the proxy serving on `port`.
@@ -265,6 +267,7 @@ impl Gate {
             shared: std::sync::OnceLock::new(),
             changes: Default::default(),
             migrations: crate::migration::Migrations::new(&config.server),
+            branches: crate::branch::Branches::new(config.server.plan_cache_size),
         }
     }
 }
@@ -276,7 +279,11 @@ impl HandlerFactory for Sessions {
     type Handler = GateSession;
 
     fn credential(&self, user: &str) -> Option<frontend::Credential> {
-        self.0.users.get(user).cloned()
+        self.0
+            .users
+            .get(user)
+            .cloned()
+            .or_else(|| self.0.branches.credential(user))
     }
 
     fn requires_tls(&self, user: &str) -> bool {
@@ -289,7 +296,14 @@ impl HandlerFactory for Sessions {
         user: &str,
         database: Option<&str>,
     ) -> Result<GateSession, SqlError> {
-        let topo = self.0.topology();
+        // A branch's user sees the branch's databases under main's keyspace names.
+        let branch = match self.0.users.contains_key(user) {
+            true => None,
+            false => self.0.branches.serving_for(user),
+        };
+        let topo = branch
+            .as_ref()
+            .map_or_else(|| self.0.topology(), |b| b.topology.clone());
         let access = self.0.access.get(user).cloned().unwrap_or_default();
         if self.0.sessions.len() >= self.0.max_connections {
             return Err(error::too_many_connections());
@@ -333,7 +347,10 @@ impl HandlerFactory for Sessions {
         self.0.metrics.connections_accepted.inc();
         let mut session = Session::new(conn_id, user, database.map(str::to_string));
         session.read_target = access.read_target;
-        session.ddl_strategy = self.0.migrations.default_strategy;
+        // Nobody serves traffic from a branch: its DDL runs directly.
+        if branch.is_none() {
+            session.ddl_strategy = self.0.migrations.default_strategy;
+        }
         if let Some(mode) = database
             .and_then(|db| topo.vschema.keyspace(db))
             .and_then(|k| k.transaction_mode.as_deref())
@@ -356,6 +373,7 @@ impl HandlerFactory for Sessions {
             pinned: Vec::new(),
             shard_prepared: None,
             replica_read: None,
+            branch,
         })
     }
 }
@@ -389,6 +407,26 @@ pub struct GateSession {
     /// The statement being run is a read that the session sends to replicas (outside
     /// transactions), and whether the primary answers when no replica can.
     replica_read: Option<bool>,
+    /// The branch the session is served from; `None` for main.
+    branch: Option<Arc<crate::branch::Serving>>,
+}
+
+impl GateSession {
+    /// The topology the session's next command runs on: its branch's, or main's now.
+    fn current_topology(&self) -> Arc<Topology> {
+        match &self.branch {
+            Some(b) => b.topology.clone(),
+            None => self.gate.topology(),
+        }
+    }
+
+    /// The plans of the session's branch, or main's.
+    fn plans(&self) -> &crate::plan_cache::PlanCache {
+        match &self.branch {
+            Some(b) => &b.plans,
+            None => &self.gate.plans,
+        }
+    }
 }
 
 /// Where the last plan ran, for the statement metrics.

@@ -58,10 +58,10 @@ impl GateSession {
         params: Option<Vec<frontend::Param>>,
         out: &mut ResultWriter<'_>,
     ) -> Result<(), StatementError> {
-        let cached = self.gate.plans.get(&key);
+        let cached = self.plans().get(&key);
         if let Some(Cached::Template(template)) = cached.as_deref() {
             if let Some(plan) = planner::bind(template, &literals, &self.topo.vschema) {
-                self.gate.plans.hit();
+                self.plans().hit();
                 self.ensure_transaction();
                 self.shard_prepared = params
                     .and_then(|params| ShardPrepared::new(&plan, template, n, &literals, params));
@@ -70,7 +70,7 @@ impl GateSession {
                 return result;
             }
         }
-        self.gate.plans.miss();
+        self.plans().miss();
         let text = match sql {
             Some(sql) => std::borrow::Cow::Borrowed(sql),
             None => std::borrow::Cow::Owned(
@@ -122,7 +122,7 @@ impl GateSession {
             cached = template.is_some(),
             "plan cache miss"
         );
-        self.gate.plans.insert(
+        self.plans().insert(
             learn.key,
             template.map_or(Cached::Uncacheable, |t| Cached::Template(Box::new(t))),
         );

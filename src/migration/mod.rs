@@ -67,6 +67,11 @@ struct Live {
     record: Mutex<Record>,
     cancelled: tokio::sync::watch::Sender<bool>,
     requests: mpsc::UnboundedSender<Request>,
+    /// False while a ready migration waits to be told to cut over (a deploy's migrations cut
+    /// over one after another once all are ready).
+    go: tokio::sync::watch::Sender<bool>,
+    /// Ready, and waiting for `go`.
+    waiting: std::sync::atomic::AtomicBool,
 }
 
 /// The migrations this proxy runs.
@@ -152,6 +157,19 @@ impl Migrations {
         statement: &Statement,
         sql: &str,
     ) -> Result<String, EngineError> {
+        self.submit_with(gate, keyspace, statement, sql, true).await
+    }
+
+    /// [`Migrations::submit`]; unless `cut_over`, the migration waits once ready until
+    /// [`Migrations::cut_over_now`].
+    pub(crate) async fn submit_with(
+        &self,
+        gate: &Arc<Gate>,
+        keyspace: &str,
+        statement: &Statement,
+        sql: &str,
+        cut_over: bool,
+    ) -> Result<String, EngineError> {
         if gate.shares_topology() {
             // The cut-over holds this proxy's statements only: another proxy's writes between
             // the drain and the swap would reach the old table and be lost.
@@ -201,17 +219,43 @@ impl Migrations {
             since_cut_over: None,
         };
         store::save(&topo, &record).await?;
-        self.start(gate, record);
+        self.start(gate, record, cut_over);
         Ok(id)
     }
 
-    fn start(&self, gate: &Arc<Gate>, record: Record) {
+    /// Whether migration `id` is ready and waiting to cut over.
+    pub(crate) fn waiting(&self, id: &str) -> bool {
+        self.live
+            .get(id)
+            .is_some_and(|l| l.waiting.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Lets a migration submitted without cut-over cut over once it is ready.
+    pub(crate) fn cut_over_now(&self, id: &str) {
+        if let Some(live) = self.live.get(id) {
+            live.go.send_replace(true);
+        }
+    }
+
+    /// A migration's state as recorded, with this proxy's live progress.
+    pub(crate) async fn state(&self, topo: &Topology, id: &str) -> Result<String, EngineError> {
+        Ok(self
+            .list(topo, Some(id))
+            .await?
+            .pop()
+            .map_or_else(|| "gone".to_string(), |r| r.state))
+    }
+
+    fn start(&self, gate: &Arc<Gate>, record: Record, cut_over: bool) {
         let (cancelled, _) = tokio::sync::watch::channel(false);
         let (requests, received) = mpsc::unbounded_channel();
+        let (go, _) = tokio::sync::watch::channel(cut_over);
         let live = Arc::new(Live {
             record: Mutex::new(record.clone()),
             cancelled,
             requests,
+            go,
+            waiting: Default::default(),
         });
         self.live.insert(record.id.clone(), live.clone());
         tokio::spawn(run(Arc::downgrade(gate), live, received));
@@ -231,7 +275,7 @@ impl Migrations {
                 && !self.live.contains_key(&record.id)
             {
                 tracing::info!(id = %record.id, table = %record.table, "resuming a migration");
-                self.start(gate, record);
+                self.start(gate, record, true);
                 resumed += 1;
             }
         }
@@ -336,7 +380,7 @@ impl Migrations {
             };
         }
         store::save(&topo, &record).await?;
-        self.start(gate, record);
+        self.start(gate, record, true);
         Ok(())
     }
 }
@@ -527,10 +571,15 @@ async fn forward(gate: &Weak<Gate>, live: &Arc<Live>) -> Result<Vec<shard::Rever
             last_save = Instant::now();
             save(&topo, live).await;
         }
-        if runs.iter().all(ShardRun::ready) {
+        if runs.iter().all(ShardRun::ready) && *live.go.borrow() {
             break;
         }
+        let waiting = runs.iter().all(ShardRun::ready);
+        live.waiting
+            .store(waiting, std::sync::atomic::Ordering::Relaxed);
     }
+    live.waiting
+        .store(false, std::sync::atomic::Ordering::Relaxed);
     save(&topo, live).await;
     let (stall, positions) = cut_over(&upgrade()?, &topo, live, &mut runs).await?;
     tracing::info!(id = %record.id, stall_ms = stall.as_millis() as u64, "migration cut over");

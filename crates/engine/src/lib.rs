@@ -45,6 +45,7 @@ pub use collation::{Collation, TextOrder};
 pub use compare::{SortKey, Weight};
 pub use decimal::Decimal;
 pub use eval::{ArithOp, CompareOp, EvalExpr, Literal};
+pub use lookup::key_value;
 pub use mysql_common::packets::Column;
 pub use mysql_common::value::Value;
 pub use plan::{

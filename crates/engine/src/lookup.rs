@@ -26,7 +26,7 @@ pub(crate) fn literal(value: &KeyValue) -> String {
 }
 
 /// A column value read back from a shard, as a vindex input.
-pub(crate) fn key_value(v: &Value) -> Option<KeyValue> {
+pub fn key_value(v: &Value) -> Option<KeyValue> {
     match v {
         Value::NULL => None,
         Value::Bytes(b) => Some(KeyValue::Text(b.clone())),

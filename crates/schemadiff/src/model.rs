@@ -65,6 +65,8 @@ pub struct Table {
 pub struct Column {
     pub name: String,
     pub definition: String,
+    /// Computed from other columns (`GENERATED ALWAYS AS`): never written.
+    pub generated: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +144,10 @@ impl Table {
                 Column {
                     name: c.name.value.clone(),
                     definition: c.to_string(),
+                    generated: c
+                        .options
+                        .iter()
+                        .any(|o| matches!(o.option, ColumnOption::Generated { .. })),
                 }
             })
             .collect();

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 pub use keyrange::KeyRange;
 pub use load::{keyspaces_toml, load_config, load_vitess_json, parse_config, parse_with_keyspaces};
-pub use state::{record_primary, state_path};
+pub use state::{branch_database, record_primary, state_path};
 pub use vindex::{
     parse_static_map, KeyValue, KeyspaceId, MultiColumn, Vindex, VindexError, VindexKind,
 };

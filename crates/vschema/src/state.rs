@@ -85,7 +85,25 @@ pub fn record_primary(
     std::fs::rename(&new, &file).map_err(err)
 }
 
+/// The database that holds `database`'s tables on branch `branch`, beside it on each server.
+pub fn branch_database(database: &str, branch: &str) -> String {
+    format!("{database}__{branch}")
+}
+
 impl VSchema {
+    /// The same keyspaces, shards and tables, served from branch `branch`'s databases on the
+    /// primaries (a branch has no replicas).
+    pub fn for_branch(&self, branch: &str) -> VSchema {
+        let mut out = self.clone();
+        for ks in out.keyspaces.values_mut() {
+            for shard in &mut ks.shards {
+                shard.primary.database = branch_database(&shard.primary.database, branch);
+                shard.replicas.clear();
+            }
+        }
+        out
+    }
+
     /// This topology with `to` (`host:port` of one of the shard's servers) as the primary of
     /// `keyspace/shard`, and the old primary last among its replicas. Unchanged when `to` is
     /// the primary already.

@@ -1,0 +1,340 @@
+//! Schema branches and deploy requests on real shards writing row binlogs: a branch made with
+//! sample rows is changed through its own user, a deploy request shows the diff and its lint,
+//! and deploying it changes main's schema on every shard as online migrations while writers
+//! keep writing, none of their writes failing or lost; reverting brings the old schema back
+//! with every row. A change main made meanwhile that overlaps the branch's is a conflict, and a
+//! drop of data is flagged.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::config_serving;
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts};
+use shardgate::branch::{deploy, Data};
+
+const ROWS: i64 = 2000;
+
+struct Setup {
+    servers: Vec<testkit::MariaDb>,
+    proxy: shardgate::Running,
+}
+
+/// Keyspace `app` (table `items` sharded by id) on two servers, `main` (the proxy's records)
+/// on a third; `items` filled with [`ROWS`] rows.
+async fn setup() -> Setup {
+    let servers =
+        tokio::task::spawn_blocking(|| testkit::start_binlogged(3, &["app", "main"]).unwrap())
+            .await
+            .unwrap();
+    let keyspaces = format!(
+        r#"
+[keyspaces.app]
+sharded = true
+shards = [{{ name = "-80", primary = "{a}" }}, {{ name = "80-", primary = "{b}" }}]
+vindexes.hash = {{ type = "hash" }}
+tables.items = {{ primary_vindex = {{ column = "id", vindex = "hash" }} }}
+
+[keyspaces.main]
+sharded = false
+shards = [{{ name = "0", primary = "{m}" }}]
+"#,
+        a = servers[0].url("app"),
+        b = servers[1].url("app"),
+        m = servers[2].url("main"),
+    );
+    let mut config = config_serving(&keyspaces);
+    config.server.migration_retention_s = 3600;
+    let proxy = shardgate::start(&config, "127.0.0.1:0").await.unwrap();
+    let mut app = connect(&proxy, "app", "secret").await;
+    app.query_drop(
+        "CREATE TABLE items (id BIGINT NOT NULL PRIMARY KEY, n INT NOT NULL DEFAULT 0, \
+         note VARCHAR(40) NOT NULL DEFAULT '', KEY kn (n))",
+    )
+    .await
+    .unwrap();
+    for chunk in (1..=ROWS).collect::<Vec<_>>().chunks(500) {
+        let values: Vec<String> = chunk
+            .iter()
+            .map(|id| format!("({id}, {}, 'row {id}')", id % 97))
+            .collect();
+        app.query_drop(format!(
+            "INSERT INTO items (id, n, note) VALUES {}",
+            values.join(", ")
+        ))
+        .await
+        .unwrap();
+    }
+    Setup { servers, proxy }
+}
+
+async fn connect(proxy: &shardgate::Running, user: &str, password: &str) -> Conn {
+    let url = format!("mysql://{user}:{password}@{}/app", proxy.addr);
+    Conn::new(Opts::from_url(&url).unwrap()).await.unwrap()
+}
+
+/// `items` as each shard of main (or of `database`) describes it, AUTO_INCREMENT aside.
+async fn described(s: &Setup, database: &str) -> Vec<schemadiff::Schema> {
+    let mut out = Vec::new();
+    for server in &s.servers[..2] {
+        let mut conn = Conn::new(Opts::from_url(&server.url(database)).unwrap())
+            .await
+            .unwrap();
+        let row: Option<(String, String)> =
+            conn.query_first("SHOW CREATE TABLE items").await.unwrap();
+        out.push(schemadiff::Schema::parse([row.unwrap().1.as_str()]).unwrap());
+    }
+    out
+}
+
+async fn ids(conn: &mut Conn) -> Vec<i64> {
+    conn.query("SELECT id FROM items ORDER BY id")
+        .await
+        .unwrap()
+}
+
+/// The request once it is no longer deploying (within three minutes).
+async fn deployed(s: &Setup, id: u64) -> deploy::Request {
+    for _ in 0..1800 {
+        let request = deploy::show(&s.proxy.gate, id).await.unwrap();
+        if request.state != "deploying" {
+            return request;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("deploy request {id} still deploying after three minutes");
+}
+
+/// Writers inserting and updating through main's user until told to stop: the ids whose
+/// inserts were acknowledged, and the writes that failed.
+fn writers(
+    s: &Setup,
+    stop: Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<(Vec<i64>, Vec<String>)>> {
+    (0..4)
+        .map(|w| {
+            let (stop, addr) = (stop.clone(), s.proxy.addr);
+            tokio::spawn(async move {
+                let url = format!("mysql://app:secret@{addr}/app");
+                let mut app = Conn::new(Opts::from_url(&url).unwrap()).await.unwrap();
+                let (mut acknowledged, mut failed) = (Vec::new(), Vec::new());
+                let mut id = 1_000_000 + w;
+                while !stop.load(Ordering::Relaxed) {
+                    id += 4;
+                    let insert = format!("INSERT INTO items (id, n, note) VALUES ({id}, 1, 'w')");
+                    match app.query_drop(&insert).await {
+                        Ok(()) => acknowledged.push(id),
+                        Err(e) => failed.push(format!("{insert}: {e}")),
+                    }
+                    let update = format!("UPDATE items SET n = n + 1 WHERE id = {}", id % ROWS + 1);
+                    if let Err(e) = app.query_drop(&update).await {
+                        failed.push(format!("{update}: {e}"));
+                    }
+                }
+                (acknowledged, failed)
+            })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_branch_is_changed_deployed_under_writes_and_reverted() {
+    let s = setup().await;
+    let gate = &s.proxy.gate;
+    let before = described(&s, "app").await;
+
+    // 1. A branch with sample rows: at most 100, all of them main's.
+    let dev = gate
+        .branches
+        .create(gate, "dev", Data::Sample(100))
+        .await
+        .unwrap();
+    assert!(
+        dev.user.starts_with("dev-") && dev.password.len() > 20,
+        "{dev:?}"
+    );
+    let mut branch = connect(&s.proxy, &dev.user, &dev.password).await;
+    let sampled = ids(&mut branch).await;
+    assert!(
+        !sampled.is_empty() && sampled.len() <= 100,
+        "{}",
+        sampled.len()
+    );
+    assert!(sampled.iter().all(|id| (1..=ROWS).contains(id)));
+    let mut app = connect(&s.proxy, "app", "secret").await;
+
+    // 2. Its schema changed through its own user, directly; main's stays.
+    branch
+        .query_drop(
+            "ALTER TABLE items ADD COLUMN email VARCHAR(100) NOT NULL DEFAULT '' AFTER n, \
+             ADD INDEX kemail (email), DROP INDEX kn",
+        )
+        .await
+        .unwrap();
+    let changed = described(&s, "app__dev").await;
+    assert!(changed[0].tables["items"].column("email").is_some());
+    assert_eq!(described(&s, "app").await, before);
+
+    // Main in production: DDL sent to it is refused, a branch's is not.
+    gate.branches.set_production(gate, true).await.unwrap();
+    let refused = app
+        .query_drop("ALTER TABLE items ADD COLUMN x INT")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("1235") && refused.contains("deploy-request"),
+        "{refused}"
+    );
+    branch
+        .query_drop("CREATE TABLE scratch (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    branch.query_drop("DROP TABLE scratch").await.unwrap();
+
+    // 3. The deploy request: the diff and its lint.
+    let request = deploy::create(gate, "dev").await.unwrap();
+    assert_eq!(request.state, "open");
+    assert!(request.conflicts.is_empty(), "{:?}", request.conflicts);
+    let sql: Vec<&str> = request.statements.iter().map(|s| s.sql.as_str()).collect();
+    assert_eq!(sql.len(), 1, "{sql:?}");
+    for part in [
+        "DROP INDEX `kn`",
+        "ADD COLUMN `email` VARCHAR(100)",
+        "AFTER `n`",
+        "ADD KEY `kemail`",
+    ] {
+        assert!(sql[0].contains(part), "{part}: {sql:?}");
+    }
+    assert!(
+        request.lint.iter().all(|l| l.severity != "error"),
+        "{:?}",
+        request.lint
+    );
+
+    // 4. Deployed under writers: main has the branch's schema on every shard, no write failed.
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = writers(&s, stop.clone());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    deploy::deploy(gate, request.id).await.unwrap();
+    let done = deployed(&s, request.id).await;
+    assert_eq!(done.state, "complete", "{}", done.message);
+    // Through an online migration, cut over.
+    assert_eq!(done.migrations.len(), 1, "{done:?}");
+    println!("{}; sampled {} rows", done.message, sampled.len());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut acknowledged = Vec::new();
+    for w in running {
+        let (ok, failed) = w.await.unwrap();
+        assert!(failed.is_empty(), "{failed:?}");
+        acknowledged.extend(ok);
+    }
+    assert!(!acknowledged.is_empty());
+    let after = described(&s, "app").await;
+    for shard in &after {
+        assert!(schemadiff::diff(shard, &changed[0]).is_empty(), "{shard:?}");
+    }
+    let stored = ids(&mut app).await;
+    for id in (1..=ROWS).chain(acknowledged.iter().copied()) {
+        assert!(
+            stored.binary_search(&id).is_ok(),
+            "row {id} is missing after the deploy"
+        );
+    }
+
+    // 5. Reverted: the old schema, with every row, those written since included.
+    app.query_drop("INSERT INTO items (id, n, note, email) VALUES (5000001, 1, 'after', 'a@b')")
+        .await
+        .unwrap();
+    let reverted = deploy::revert(gate, request.id).await.unwrap();
+    assert_eq!(reverted.state, "reverted");
+    let back = described(&s, "app").await;
+    for (shard, old) in back.iter().zip(&before) {
+        assert!(schemadiff::diff(shard, old).is_empty(), "{shard:?}");
+    }
+    let stored = ids(&mut app).await;
+    for id in (1..=ROWS).chain(acknowledged).chain([5000001]) {
+        assert!(
+            stored.binary_search(&id).is_ok(),
+            "row {id} is missing after the revert"
+        );
+    }
+    s.proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflicts_and_drops_of_data_are_reported() {
+    let s = setup().await;
+    let gate = &s.proxy.gate;
+    let mut app = connect(&s.proxy, "app", "secret").await;
+
+    // The branch and main change the same column, each its own way.
+    let one = gate.branches.create(gate, "one", Data::None).await.unwrap();
+    let mut branch = connect(&s.proxy, &one.user, &one.password).await;
+    assert!(ids(&mut branch).await.is_empty());
+    branch
+        .query_drop("ALTER TABLE items MODIFY note VARCHAR(50) NOT NULL DEFAULT ''")
+        .await
+        .unwrap();
+    app.query_drop("ALTER TABLE items MODIFY note VARCHAR(80) NOT NULL DEFAULT ''")
+        .await
+        .unwrap();
+    let request = deploy::create(gate, "one").await.unwrap();
+    assert_eq!(request.conflicts.len(), 1, "{:?}", request.conflicts);
+    assert!(
+        request.conflicts[0].contains("column note"),
+        "{:?}",
+        request.conflicts
+    );
+    let refused = deploy::deploy(gate, request.id)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("conflicts with main"), "{refused}");
+    assert_eq!(deploy::show(gate, request.id).await.unwrap().state, "open");
+    deploy::close(gate, request.id).await.unwrap();
+
+    // A branch made now, with every row, drops a column: flagged, as the rows lose it.
+    let two = gate.branches.create(gate, "two", Data::Full).await.unwrap();
+    let mut branch = connect(&s.proxy, &two.user, &two.password).await;
+    assert_eq!(ids(&mut branch).await.len(), ROWS as usize);
+    branch
+        .query_drop("ALTER TABLE items DROP COLUMN note")
+        .await
+        .unwrap();
+    let request = deploy::create(gate, "two").await.unwrap();
+    assert!(request.conflicts.is_empty(), "{:?}", request.conflicts);
+    let lint: Vec<&str> = request.lint.iter().map(|l| l.rule.as_str()).collect();
+    assert!(
+        lint.contains(&"drop-column-with-rows"),
+        "{:?}",
+        request.lint
+    );
+    assert!(
+        request
+            .lint
+            .iter()
+            .any(|l| l.message.contains(&format!("{ROWS} rows"))),
+        "{:?}",
+        request.lint
+    );
+
+    // Deleted, a branch's databases and users are gone.
+    gate.branches.delete(gate, "one").await.unwrap();
+    let url = format!("mysql://{}:{}@{}/app", one.user, one.password, s.proxy.addr);
+    assert!(Conn::new(Opts::from_url(&url).unwrap()).await.is_err());
+    let mut direct = Conn::new(Opts::from_url(&s.servers[0].url("app")).unwrap())
+        .await
+        .unwrap();
+    let databases: Vec<String> = direct.query("SHOW DATABASES").await.unwrap();
+    assert!(
+        !databases.contains(&"app__one".to_string()),
+        "{databases:?}"
+    );
+    assert!(databases.contains(&"app__two".to_string()), "{databases:?}");
+    s.proxy.stop().await;
+}
