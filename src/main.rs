@@ -5,6 +5,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+mod branch_cli;
+
 // Every statement allocates blocks of a KiB or more (its boxed command future, a scatter's
 // channels); glibc's malloc sweeps its fast bins on each such request, mimalloc does not.
 #[global_allocator]
@@ -23,7 +25,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
   shardgate reload --config shardgate.toml         apply an edited config to a running proxy
   shardgate explain --config c.toml \"SELECT * FROM t WHERE id = 1\"
   shardgate resolve --config shardgate.toml        finish twopc transactions a crash left
-  shardgate migration list --config shardgate.toml the online schema changes"
+  shardgate migration list --config shardgate.toml the online schema changes
+  shardgate branch create dev --config c.toml      a schema branch, and a user for it
+  shardgate deploy-request create dev --config c.toml
+                                                   its changes as DDL for main, with lint"
 )]
 struct Cli {
     /// Log lines as text for people, or JSON objects for log collectors.
@@ -105,6 +110,37 @@ enum Command {
         #[arg(long, env = "SHARDGATE_CONFIG", global = true)]
         config: Option<PathBuf>,
     },
+    /// Schema branches of a running proxy: main's tables in databases of their own, reached
+    /// by users issued per branch.
+    #[command(
+        after_help = "Examples:\n  shardgate branch create add-email --data sample --config shardgate.toml\n  shardgate branch list --config shardgate.toml\n  shardgate branch password add-email --format json --config shardgate.toml\n  shardgate branch production on --config shardgate.toml\n  shardgate branch delete add-email --config shardgate.toml"
+    )]
+    Branch {
+        #[command(subcommand)]
+        action: branch_cli::BranchAction,
+        #[arg(long, env = "SHARDGATE_CONFIG", global = true)]
+        config: Option<PathBuf>,
+    },
+    /// Deploy requests: a branch's schema changes brought to main as online migrations.
+    #[command(
+        after_help = "Examples:\n  shardgate deploy-request create add-email --config shardgate.toml\n  shardgate deploy-request show 1 --config shardgate.toml\n  shardgate deploy-request deploy 1 --wait --config shardgate.toml\n  shardgate deploy-request revert 1 --config shardgate.toml"
+    )]
+    DeployRequest {
+        #[command(subcommand)]
+        action: branch_cli::RequestAction,
+        #[arg(long, env = "SHARDGATE_CONFIG", global = true)]
+        config: Option<PathBuf>,
+    },
+    /// The mariadb client on a branch, as a new user of it.
+    #[command(after_help = "Example:\n  shardgate shell add-email --config shardgate.toml")]
+    Shell {
+        branch: String,
+        /// The keyspace to start in (the first one otherwise).
+        #[arg(long)]
+        keyspace: Option<String>,
+        #[arg(long, env = "SHARDGATE_CONFIG")]
+        config: PathBuf,
+    },
     /// Print the mysql_native_password hash of a password (read from standard input), for a
     /// user's `password_hash` in the config.
     #[command(
@@ -179,6 +215,17 @@ fn main() -> ExitCode {
                 "give --config (or SHARDGATE_CONFIG): the proxy's admin address is in it".into(),
             ),
         },
+        Command::Branch { action, config } => {
+            branch_cli::config(config).and_then(|c| branch_cli::branch(&c, action))
+        }
+        Command::DeployRequest { action, config } => {
+            branch_cli::config(config).and_then(|c| branch_cli::deploy_request(&c, action))
+        }
+        Command::Shell {
+            branch,
+            keyspace,
+            config,
+        } => branch_cli::shell(&config, &branch, keyspace),
         Command::Passwd => passwd(),
     };
     match result {

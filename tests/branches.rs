@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::config_serving;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
 use shardgate::branch::{deploy, Data};
@@ -21,6 +20,9 @@ const ROWS: i64 = 2000;
 struct Setup {
     servers: Vec<testkit::MariaDb>,
     proxy: shardgate::Running,
+    /// The config, with the proxy's admin address, for the CLI.
+    config: std::path::PathBuf,
+    _dir: tempfile::TempDir,
 }
 
 /// Keyspace `app` (table `items` sharded by id) on two servers, `main` (the proxy's records)
@@ -30,8 +32,17 @@ async fn setup() -> Setup {
         tokio::task::spawn_blocking(|| testkit::start_binlogged(3, &["app", "main"]).unwrap())
             .await
             .unwrap();
-    let keyspaces = format!(
-        r#"
+    let text = |admin: &str| {
+        format!(
+            r#"[server]
+listen = "127.0.0.1:0"
+admin = "{admin}"
+migration_retention_s = 3600
+
+[[users]]
+name = "app"
+password = "secret"
+
 [keyspaces.app]
 sharded = true
 shards = [{{ name = "-80", primary = "{a}" }}, {{ name = "80-", primary = "{b}" }}]
@@ -42,13 +53,19 @@ tables.items = {{ primary_vindex = {{ column = "id", vindex = "hash" }} }}
 sharded = false
 shards = [{{ name = "0", primary = "{m}" }}]
 "#,
-        a = servers[0].url("app"),
-        b = servers[1].url("app"),
-        m = servers[2].url("main"),
-    );
-    let mut config = config_serving(&keyspaces);
-    config.server.migration_retention_s = 3600;
-    let proxy = shardgate::start(&config, "127.0.0.1:0").await.unwrap();
+            a = servers[0].url("app"),
+            b = servers[1].url("app"),
+            m = servers[2].url("main"),
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("shardgate.toml");
+    std::fs::write(&config, text("127.0.0.1:0")).unwrap();
+    let loaded = vschema::load_config(&config).unwrap();
+    let proxy = shardgate::start_from(&loaded, "127.0.0.1:0", Some(config.clone()))
+        .await
+        .unwrap();
+    std::fs::write(&config, text(&proxy.admin.unwrap().to_string())).unwrap();
     let mut app = connect(&proxy, "app", "secret").await;
     app.query_drop(
         "CREATE TABLE items (id BIGINT NOT NULL PRIMARY KEY, n INT NOT NULL DEFAULT 0, \
@@ -68,7 +85,32 @@ shards = [{{ name = "0", primary = "{m}" }}]
         .await
         .unwrap();
     }
-    Setup { servers, proxy }
+    Setup {
+        servers,
+        proxy,
+        config,
+        _dir: dir,
+    }
+}
+
+/// Runs the CLI on the setup's config: its standard output, or its error.
+fn cli(s: &Setup, args: &[&str]) -> Result<String, String> {
+    let out = tokio::task::block_in_place(|| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_shardgate"))
+            .args(args)
+            .arg("--config")
+            .arg(&s.config)
+            .output()
+            .unwrap()
+    });
+    match out.status.success() {
+        true => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+        false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+    }
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
 async fn connect(proxy: &shardgate::Running, user: &str, password: &str) -> Conn {
@@ -273,8 +315,12 @@ async fn conflicts_and_drops_of_data_are_reported() {
     let mut app = connect(&s.proxy, "app", "secret").await;
 
     // The branch and main change the same column, each its own way.
-    let one = gate.branches.create(gate, "one", Data::None).await.unwrap();
-    let mut branch = connect(&s.proxy, &one.user, &one.password).await;
+    let made = json(&cli(&s, &["branch", "create", "one", "--format", "json"]).unwrap());
+    let (user, password) = (
+        made["user"].as_str().unwrap(),
+        made["password"].as_str().unwrap(),
+    );
+    let mut branch = connect(&s.proxy, user, password).await;
     assert!(ids(&mut branch).await.is_empty());
     branch
         .query_drop("ALTER TABLE items MODIFY note VARCHAR(50) NOT NULL DEFAULT ''")
@@ -283,20 +329,24 @@ async fn conflicts_and_drops_of_data_are_reported() {
     app.query_drop("ALTER TABLE items MODIFY note VARCHAR(80) NOT NULL DEFAULT ''")
         .await
         .unwrap();
-    let request = deploy::create(gate, "one").await.unwrap();
-    assert_eq!(request.conflicts.len(), 1, "{:?}", request.conflicts);
+    let request = json(&cli(&s, &["deploy-request", "create", "one", "--format", "json"]).unwrap());
+    let conflicts = request["conflicts"].as_array().unwrap();
+    assert_eq!(conflicts.len(), 1, "{request}");
     assert!(
-        request.conflicts[0].contains("column note"),
-        "{:?}",
-        request.conflicts
+        conflicts[0].as_str().unwrap().contains("column note"),
+        "{request}"
     );
-    let refused = deploy::deploy(gate, request.id)
-        .await
-        .unwrap_err()
-        .to_string();
+    let id = request["id"].as_u64().unwrap().to_string();
+    let refused = cli(&s, &["deploy-request", "deploy", &id]).unwrap_err();
     assert!(refused.contains("conflicts with main"), "{refused}");
-    assert_eq!(deploy::show(gate, request.id).await.unwrap().state, "open");
-    deploy::close(gate, request.id).await.unwrap();
+    let shown = cli(&s, &["deploy-request", "show", &id]).unwrap();
+    assert!(
+        shown.contains("open") && shown.contains("conflicts (it cannot deploy)"),
+        "{shown}"
+    );
+    cli(&s, &["deploy-request", "close", &id]).unwrap();
+    let listed = json(&cli(&s, &["deploy-request", "list", "--format", "json"]).unwrap());
+    assert_eq!(listed[0]["state"], "closed", "{listed}");
 
     // A branch made now, with every row, drops a column: flagged, as the rows lose it.
     let two = gate.branches.create(gate, "two", Data::Full).await.unwrap();
@@ -324,8 +374,11 @@ async fn conflicts_and_drops_of_data_are_reported() {
     );
 
     // Deleted, a branch's databases and users are gone.
-    gate.branches.delete(gate, "one").await.unwrap();
-    let url = format!("mysql://{}:{}@{}/app", one.user, one.password, s.proxy.addr);
+    let listed = json(&cli(&s, &["branch", "list", "--format", "json"]).unwrap());
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    assert_eq!(listed[0]["tables"]["app"][0], "items", "{listed}");
+    cli(&s, &["branch", "delete", "one"]).unwrap();
+    let url = format!("mysql://{user}:{password}@{}/app", s.proxy.addr);
     assert!(Conn::new(Opts::from_url(&url).unwrap()).await.is_err());
     let mut direct = Conn::new(Opts::from_url(&s.servers[0].url("app")).unwrap())
         .await
