@@ -5,8 +5,6 @@
 //! with every row. A change main made meanwhile that overlaps the branch's is a conflict, and a
 //! drop of data is flagged.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
