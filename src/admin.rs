@@ -43,6 +43,10 @@ pub async fn serve(listener: TcpListener, gate: Arc<Gate>, config_path: Option<P
         .route("/migrations", get(migrations))
         .route("/migrations/{action}", post(migration_action))
         .route("/branches", get(branches).post(branch_create))
+        .route(
+            "/branches/vschema",
+            get(branch_vschema).post(branch_set_vschema),
+        )
         .route("/branches/{action}", post(branch_action))
         .route("/production", post(production))
         .route(
@@ -226,6 +230,37 @@ async fn branch_action(
         "password" => json(branches.password(&admin.gate, &args.name).await),
         other => (StatusCode::NOT_FOUND, format!("no action {other}\n")).into_response(),
     }
+}
+
+#[derive(serde::Deserialize)]
+struct VSchemaArgs {
+    name: String,
+    keyspace: String,
+    #[serde(default)]
+    fragment: String,
+}
+
+/// `GET /branches/vschema?name=...&keyspace=...`: the keyspace's VSchema on the branch (TOML).
+async fn branch_vschema(
+    State(admin): State<Admin>,
+    axum::extract::Query(args): axum::extract::Query<VSchemaArgs>,
+) -> Response {
+    let branches = &admin.gate.branches;
+    json(
+        branches
+            .vschema(&admin.gate, &args.name, &args.keyspace)
+            .await,
+    )
+}
+
+/// `POST /branches/vschema?name=...&keyspace=...&fragment=...`: sets it.
+async fn branch_set_vschema(
+    State(admin): State<Admin>,
+    axum::extract::Query(args): axum::extract::Query<VSchemaArgs>,
+) -> Response {
+    let branches = &admin.gate.branches;
+    let set = branches.set_vschema(&admin.gate, &args.name, &args.keyspace, &args.fragment);
+    json(set.await)
 }
 
 #[derive(serde::Deserialize)]

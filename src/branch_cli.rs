@@ -57,6 +57,18 @@ pub enum BranchAction {
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
+    /// A keyspace's VSchema on the branch (its vindexes and tables, as in the config); with
+    /// --file, set it from that file (- for standard input).
+    #[command(
+        after_help = "Examples:\n  shardgate branch vschema dev --keyspace commerce --config shardgate.toml > vschema.toml\n  shardgate branch vschema dev --keyspace commerce --file vschema.toml --config shardgate.toml"
+    )]
+    Vschema {
+        name: String,
+        #[arg(long)]
+        keyspace: String,
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
     /// Drop a branch's databases and users.
     Delete { name: String },
     /// Mark main production (DDL sent to it refused: deploy requests change it), or not.
@@ -196,6 +208,33 @@ pub fn branch(path: &Path, action: BranchAction) -> Result<(), AnyError> {
             let target = format!("/branches/password?name={}", url_encode(&name));
             credentials(&admin_request(&admin, "POST", &target)?, format)
         }
+        BranchAction::Vschema {
+            name,
+            keyspace,
+            file,
+        } => {
+            let args = format!(
+                "name={}&keyspace={}",
+                url_encode(&name),
+                url_encode(&keyspace)
+            );
+            let Some(file) = file else {
+                let body = admin_request(&admin, "GET", &format!("/branches/vschema?{args}"))?;
+                print!("{}", serde_json::from_str::<String>(&body)?);
+                return Ok(());
+            };
+            let fragment = match file.to_str() {
+                Some("-") => std::io::read_to_string(std::io::stdin())?,
+                _ => std::fs::read_to_string(&file)?,
+            };
+            let target = format!(
+                "/branches/vschema?{args}&fragment={}",
+                url_encode(&fragment)
+            );
+            admin_request(&admin, "POST", &target)?;
+            println!("branch {name}: the VSchema of {keyspace} is set");
+            Ok(())
+        }
         BranchAction::Delete { name } => {
             let target = format!("/branches/delete?name={}", url_encode(&name));
             admin_request(&admin, "POST", &target)?;
@@ -270,6 +309,17 @@ fn show_request(r: &Request) {
     }
     println!("diff:");
     for s in &r.statements {
+        if s.kind == "vschema" {
+            println!("-- {} (VSchema)", s.keyspace);
+            for line in s.sql.lines() {
+                match (color, line.ends_with("(removed)")) {
+                    (true, true) => println!("  \x1b[31m{line}\x1b[0m"),
+                    (true, false) => println!("  \x1b[32m{line}\x1b[0m"),
+                    (false, _) => println!("  {line}"),
+                }
+            }
+            continue;
+        }
         println!("-- {}.{} ({})", s.keyspace, s.table, s.kind);
         println!("{}", render(&s.sql, color));
     }

@@ -15,6 +15,12 @@ use shardgate::branch::{deploy, Data};
 
 const ROWS: i64 = 2000;
 
+/// Keyspace `app`'s VSchema on the branch: the config's, and table `orders`.
+const ORDERS_VSCHEMA: &str = r#"vindexes.hash = { type = "hash" }
+tables.items = { primary_vindex = { column = "id", vindex = "hash" } }
+tables.orders = { primary_vindex = { column = "item_id", vindex = "hash" } }
+"#;
+
 struct Setup {
     servers: Vec<testkit::MariaDb>,
     proxy: shardgate::Running,
@@ -218,6 +224,36 @@ async fn a_branch_is_changed_deployed_under_writes_and_reverted() {
     assert!(changed[0].tables["items"].column("email").is_some());
     assert_eq!(described(&s, "app").await, before);
 
+    // A new table, sharded through the branch's own VSchema by a column of its own.
+    branch
+        .query_drop(
+            "CREATE TABLE orders (id BIGINT NOT NULL PRIMARY KEY, item_id BIGINT NOT NULL, \
+             qty INT NOT NULL)",
+        )
+        .await
+        .unwrap();
+    let vschema = gate.branches.vschema(gate, "dev", "app").await.unwrap();
+    assert!(
+        vschema.contains("items") && !vschema.contains("orders"),
+        "{vschema}"
+    );
+    let wrong = ORDERS_VSCHEMA.replace("vindex = \"hash\" } }\n", "vindex = \"nope\" } }\n");
+    let refused = gate.branches.set_vschema(gate, "dev", "app", &wrong).await;
+    assert!(refused.unwrap_err().to_string().contains("nope"));
+    gate.branches
+        .set_vschema(gate, "dev", "app", ORDERS_VSCHEMA)
+        .await
+        .unwrap();
+    branch
+        .query_drop("INSERT INTO orders (id, item_id, qty) VALUES (1, 7, 3), (2, 8, 1)")
+        .await
+        .unwrap();
+    let qty: Option<i64> = branch
+        .query_first("SELECT qty FROM orders WHERE item_id = 7")
+        .await
+        .unwrap();
+    assert_eq!(qty, Some(3));
+
     // Main in production: DDL sent to it is refused, a branch's is not.
     gate.branches.set_production(gate, true).await.unwrap();
     let refused = app
@@ -239,8 +275,18 @@ async fn a_branch_is_changed_deployed_under_writes_and_reverted() {
     let request = deploy::create(gate, "dev").await.unwrap();
     assert_eq!(request.state, "open");
     assert!(request.conflicts.is_empty(), "{:?}", request.conflicts);
-    let sql: Vec<&str> = request.statements.iter().map(|s| s.sql.as_str()).collect();
-    assert_eq!(sql.len(), 1, "{sql:?}");
+    let kinds: Vec<&str> = request.statements.iter().map(|s| s.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["vschema", "create", "alter"],
+        "{:?}",
+        request.statements
+    );
+    assert!(request.statements[0].sql.contains("tables.orders = "));
+    assert!(request.statements[1]
+        .sql
+        .starts_with("CREATE TABLE `orders`"));
+    let sql = [request.statements[2].sql.as_str()];
     for part in [
         "DROP INDEX `kn`",
         "ADD COLUMN `email` VARCHAR(100)",
@@ -285,6 +331,24 @@ async fn a_branch_is_changed_deployed_under_writes_and_reverted() {
             "row {id} is missing after the deploy"
         );
     }
+    // Main routes orders by item_id now: an order lands where item 7 is.
+    app.query_drop("INSERT INTO orders (id, item_id, qty) VALUES (10, 7, 5)")
+        .await
+        .unwrap();
+    for server in &s.servers[..2] {
+        let mut direct = Conn::new(Opts::from_url(&server.url("app")).unwrap())
+            .await
+            .unwrap();
+        let item: Option<i64> = direct
+            .query_first("SELECT COUNT(*) FROM items WHERE id = 7")
+            .await
+            .unwrap();
+        let order: Option<i64> = direct
+            .query_first("SELECT COUNT(*) FROM orders WHERE id = 10")
+            .await
+            .unwrap();
+        assert_eq!(item, order, "port {}", server.port);
+    }
 
     // 5. Reverted: the old schema, with every row, those written since included.
     app.query_drop("INSERT INTO items (id, n, note, email) VALUES (5000001, 1, 'after', 'a@b')")
@@ -292,6 +356,13 @@ async fn a_branch_is_changed_deployed_under_writes_and_reverted() {
         .unwrap();
     let reverted = deploy::revert(gate, request.id).await.unwrap();
     assert_eq!(reverted.state, "reverted");
+    // orders is set aside, and the VSchema no longer names it.
+    assert!(app
+        .query_drop("INSERT INTO orders (id, item_id, qty) VALUES (11, 7, 5)")
+        .await
+        .is_err());
+    let vschema = vschema::current_vschema(&s.config, "app").unwrap();
+    assert!(!vschema.contains("orders"), "{vschema}");
     let back = described(&s, "app").await;
     for (shard, old) in back.iter().zip(&before) {
         assert!(schemadiff::diff(shard, old).is_empty(), "{shard:?}");
@@ -370,6 +441,25 @@ async fn conflicts_and_drops_of_data_are_reported() {
         "{:?}",
         request.lint
     );
+    // Moving a table with rows to another vindex column is an error: the deploy is refused.
+    let moved = ORDERS_VSCHEMA.replace("column = \"id\"", "column = \"n\"");
+    gate.branches
+        .set_vschema(gate, "two", "app", &moved)
+        .await
+        .unwrap();
+    let request = deploy::create(gate, "two").await.unwrap();
+    let error = request.lint.iter().find(|l| l.severity == "error");
+    assert_eq!(
+        error.map(|l| l.rule.as_str()),
+        Some("vindex-change"),
+        "{:?}",
+        request.lint
+    );
+    let refused = deploy::deploy(gate, request.id)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("primary vindex"), "{refused}");
 
     // Deleted, a branch's databases and users are gone.
     let listed = json(&cli(&s, &["branch", "list", "--format", "json"]).unwrap());

@@ -59,6 +59,9 @@ pub struct Request {
     pub lint: Vec<Lint>,
     /// Changes made on main since the branch was made that overlap the branch's.
     pub conflicts: Vec<String>,
+    /// The keyspaces' VSchemas it changes.
+    #[serde(default)]
+    pub vschema: Vec<super::fragment::Change>,
     /// The migrations that ran its ALTERs.
     #[serde(default)]
     pub migrations: Vec<String>,
@@ -85,12 +88,46 @@ impl Deploys {
     }
 }
 
-/// What a deploy of `branch` into main would do now: the statements, their lint, and the
-/// conflicts that keep it from deploying.
-async fn plan(
-    gate: &Gate,
-    branch: &str,
-) -> Result<(Vec<Statement>, Vec<Lint>, Vec<String>), EngineError> {
+/// What a deploy would do now.
+struct Plan {
+    statements: Vec<Statement>,
+    lint: Vec<Lint>,
+    /// What keeps it from deploying.
+    conflicts: Vec<String>,
+    vschema: Vec<super::fragment::Change>,
+}
+
+impl Request {
+    fn adopt(&mut self, plan: Plan) {
+        self.statements = plan.statements;
+        self.lint = plan.lint;
+        self.conflicts = plan.conflicts;
+        self.vschema = plan.vschema;
+    }
+}
+
+/// The rows of `table` on every shard of `keyspace`.
+async fn rows_of(main: &Topology, keyspace: &str, table: &str) -> Result<u64, EngineError> {
+    let ks = main.vschema.keyspace(keyspace).expect("a keyspace of main");
+    let mut total = 0;
+    for shard in &ks.shards {
+        let mut rows = Collected::default();
+        let sql = format!("SELECT COUNT(*) FROM {}", ident(table));
+        main.backends
+            .execute(keyspace, &shard.name, &sql, &mut rows)
+            .await?;
+        total += rows
+            .rows
+            .first()
+            .and_then(|r| text(&r[0]).parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Ok(total)
+}
+
+/// What a deploy of `branch` into main would do now: the statements and VSchema changes,
+/// their lint, and the conflicts that keep it from deploying.
+async fn plan(gate: &Gate, branch: &str) -> Result<Plan, EngineError> {
     let main = gate.topology();
     let record = store::branches(&main)
         .await?
@@ -102,6 +139,44 @@ async fn plan(
         .serving(branch)
         .ok_or_else(|| refused(format!("branch {branch} is not served here")))?;
     let (mut statements, mut lints, mut conflicts) = (Vec::new(), Vec::new(), Vec::new());
+    let mut vschemas = Vec::new();
+    for (keyspace, fragment) in &record.vschema.changed {
+        let base = record
+            .vschema
+            .base
+            .get(keyspace)
+            .cloned()
+            .unwrap_or_default();
+        let now = super::fragment::main_vschema(gate.config_path(), keyspace)?;
+        match super::fragment::three_way(keyspace, &base, &now, fragment) {
+            Err(found) => conflicts.extend(found),
+            Ok(None) => {}
+            Ok(Some(change)) => {
+                for table in &change.moved {
+                    let rows = rows_of(&main, keyspace, table).await.unwrap_or(0);
+                    if rows > 0 {
+                        lints.push(Lint {
+                            severity: "error".into(),
+                            keyspace: keyspace.clone(),
+                            table: table.clone(),
+                            rule: "vindex-change".into(),
+                            message: format!(
+                                "changes the primary vindex of a table with {rows} rows: they \
+                                 would no longer be on the shards it names (reshard instead)"
+                            ),
+                        });
+                    }
+                }
+                statements.push(Statement {
+                    keyspace: keyspace.clone(),
+                    table: String::new(),
+                    kind: "vschema".into(),
+                    sql: change.lines.join("\n"),
+                });
+                vschemas.push(change);
+            }
+        }
+    }
     for ks in main.vschema.keyspaces() {
         let texts = record.base.get(&ks.name).cloned().unwrap_or_default();
         let base = Schema::parse(texts.iter().map(String::as_str))
@@ -143,7 +218,12 @@ async fn plan(
             }
         }));
     }
-    Ok((statements, lints, conflicts))
+    Ok(Plan {
+        statements,
+        lint: lints,
+        conflicts,
+        vschema: vschemas,
+    })
 }
 
 /// What the linter needs of keyspace `keyspace`: its vindexes, and the rows of the tables the
@@ -177,20 +257,8 @@ async fn lint_context(
         .map(|d| d.table.as_str())
         .collect();
     for table in changed {
-        let mut total = 0;
-        for shard in &ks.shards {
-            let mut rows = Collected::default();
-            let sql = format!("SELECT COUNT(*) FROM {}", ident(table));
-            main.backends
-                .execute(keyspace, &shard.name, &sql, &mut rows)
-                .await?;
-            total += rows
-                .rows
-                .first()
-                .and_then(|r| text(&r[0]).parse::<u64>().ok())
-                .unwrap_or(0);
-        }
-        context.rows.insert(table.to_string(), total);
+        let rows = rows_of(main, keyspace, table).await?;
+        context.rows.insert(table.to_string(), rows);
     }
     Ok(context)
 }
@@ -214,8 +282,8 @@ async fn save(main: &Topology, request: &Request) -> Result<(), EngineError> {
 
 /// `deploy-request create <branch>`: the diff, lint and conflicts, recorded.
 pub async fn create(gate: &Gate, branch: &str) -> Result<Request, EngineError> {
-    let (statements, lint, conflicts) = plan(gate, branch).await?;
-    if statements.is_empty() && conflicts.is_empty() {
+    let plan = plan(gate, branch).await?;
+    if plan.statements.is_empty() && plan.conflicts.is_empty() {
         return Err(refused(format!(
             "branch {branch} has no schema changes to deploy"
         )));
@@ -226,14 +294,16 @@ pub async fn create(gate: &Gate, branch: &str) -> Result<Request, EngineError> {
         branch: branch.to_string(),
         into: MAIN.into(),
         state: "open".into(),
-        statements,
-        lint,
-        conflicts,
+        statements: Vec::new(),
+        lint: Vec::new(),
+        conflicts: Vec::new(),
+        vschema: Vec::new(),
         migrations: Vec::new(),
         kept: Vec::new(),
         message: String::new(),
         age_secs: 0,
     };
+    request.adopt(plan);
     let body = serde_json::to_string(&request).expect("a request serialises");
     request.id = store::new_request(&main, &body).await?;
     Ok(request)
@@ -284,10 +354,7 @@ pub async fn deploy(gate: &Arc<Gate>, id: u64) -> Result<Request, EngineError> {
         )));
     }
     // Main may have changed since the request was opened.
-    let (statements, lint, conflicts) = plan(gate, &request.branch).await?;
-    request.statements = statements;
-    request.lint = lint;
-    request.conflicts = conflicts;
+    request.adopt(plan(gate, &request.branch).await?);
     if !request.conflicts.is_empty() {
         save(&main, &request).await?;
         return Err(refused(format!(
@@ -426,7 +493,27 @@ async fn run(gate: &Arc<Gate>, request: &mut Request) -> Result<(), String> {
             .kept
             .push((s.keyspace.clone(), s.table.clone(), kept));
     }
-    Ok(())
+    let vschemas: Vec<(String, String)> = request
+        .vschema
+        .iter()
+        .map(|c| (c.keyspace.clone(), c.after.clone()))
+        .collect();
+    set_vschemas(gate, &vschemas).map_err(|e| e.to_string())
+}
+
+/// Records keyspaces' VSchemas beside the config and serves them.
+fn set_vschemas(gate: &Gate, vschemas: &[(String, String)]) -> Result<(), EngineError> {
+    if vschemas.is_empty() {
+        return Ok(());
+    }
+    let config = gate
+        .config_path()
+        .ok_or_else(|| refused("VSchema changes on a proxy started without a config file"))?;
+    for (keyspace, fragment) in vschemas {
+        vschema::record_vschema(config, keyspace, Some(fragment))
+            .map_err(|e| refused(e.to_string()))?;
+    }
+    gate.reload(config).map_err(|e| refused(e.to_string()))
 }
 
 /// `deploy-request revert <n>`: main's schema as before the deploy, its rows kept.
@@ -439,6 +526,12 @@ pub async fn revert(gate: &Arc<Gate>, id: u64) -> Result<Request, EngineError> {
             request.state
         )));
     }
+    let vschemas: Vec<(String, String)> = request
+        .vschema
+        .iter()
+        .map(|c| (c.keyspace.clone(), c.before.clone()))
+        .collect();
+    set_vschemas(gate, &vschemas)?;
     for migration in request.migrations.iter().rev() {
         gate.migrations
             .revert(migration)

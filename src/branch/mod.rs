@@ -9,6 +9,7 @@
 
 mod copy;
 pub mod deploy;
+pub mod fragment;
 mod store;
 
 use std::collections::BTreeMap;
@@ -190,7 +191,10 @@ impl Branches {
             .store(on.as_deref() == Some("1"), Ordering::Relaxed);
         let branches = store::branches(&topo).await?;
         for branch in &branches {
-            self.serve(gate, &branch.name);
+            if let Err(e) = self.serve(gate, &branch.name, &branch.vschema.changed) {
+                tracing::warn!(branch = branch.name, error = %e, "a branch's VSchema no longer applies; serving main's");
+                self.serve(gate, &branch.name, &BTreeMap::new())?;
+            }
         }
         for (user, branch, hash) in store::users(&topo).await? {
             if let Some(hash) = vschema::parse_native_hash(&hash) {
@@ -201,8 +205,22 @@ impl Branches {
         Ok(branches.len())
     }
 
-    fn serve(&self, gate: &Gate, name: &str) -> Arc<Serving> {
-        let vschema = Arc::new(gate.topology().vschema.for_branch(name));
+    /// Serves branch `name`: main's keyspaces (with the VSchemas the branch `changed`) on the
+    /// branch's databases.
+    fn serve(
+        &self,
+        gate: &Gate,
+        name: &str,
+        changed: &BTreeMap<String, String>,
+    ) -> Result<Arc<Serving>, EngineError> {
+        let mut vschema = (*gate.topology().vschema).clone();
+        for (keyspace, fragment) in changed {
+            let config = gate
+                .config_path()
+                .ok_or_else(|| refused("a branch's VSchema without a config file"))?;
+            vschema = fragment::with_fragment(config, &vschema, keyspace, fragment)?;
+        }
+        let vschema = Arc::new(vschema.for_branch(name));
         let topology = Arc::new(Topology::new(
             vschema.clone(),
             backend::Backends::new(&vschema),
@@ -215,7 +233,50 @@ impl Branches {
             plans: PlanCache::new(self.plan_cache_size),
         });
         self.serving.insert(name.to_string(), serving.clone());
-        serving
+        Ok(serving)
+    }
+
+    /// Keyspace `keyspace`'s VSchema on branch `name` (TOML: its `vindexes` and `tables`).
+    pub async fn vschema(
+        &self,
+        gate: &Gate,
+        name: &str,
+        keyspace: &str,
+    ) -> Result<String, EngineError> {
+        let branch = self.record(gate, name).await?;
+        match branch.vschema.changed.get(keyspace) {
+            Some(fragment) => Ok(fragment.clone()),
+            None => fragment::main_vschema(gate.config_path(), keyspace),
+        }
+    }
+
+    /// `branch vschema --file`: keyspace `keyspace`'s VSchema on branch `name` is `fragment`
+    /// from now on (validated as the config's `vindexes` and `tables` would be).
+    pub async fn set_vschema(
+        &self,
+        gate: &Gate,
+        name: &str,
+        keyspace: &str,
+        fragment: &str,
+    ) -> Result<(), EngineError> {
+        let _one = self.busy.lock().await;
+        let mut branch = self.record(gate, name).await?;
+        fragment::entries(fragment)?;
+        branch
+            .vschema
+            .changed
+            .insert(keyspace.to_string(), fragment.to_string());
+        // Refused here, before it is recorded, if it does not apply.
+        self.serve(gate, name, &branch.vschema.changed)?;
+        store::save_vschemas(&gate.topology(), name, &branch.vschema).await
+    }
+
+    async fn record(&self, gate: &Gate, name: &str) -> Result<store::BranchRecord, EngineError> {
+        store::branches(&gate.topology())
+            .await?
+            .into_iter()
+            .find(|b| b.name == name)
+            .ok_or_else(|| refused(format!("no branch {name}")))
     }
 
     /// `branch create`: the branch's databases on every shard with main's tables (and rows, as
@@ -234,8 +295,13 @@ impl Branches {
             return Err(refused(format!("branch {name} exists already")));
         }
         let mut base = BTreeMap::new();
+        let mut vschemas = store::VSchemas::default();
         for ks in main.vschema.keyspaces() {
             base.insert(ks.name.clone(), schema_of(&main, &ks.name).await?);
+            // Without a config file, the VSchema cannot change on the branch.
+            if let Ok(fragment) = fragment::main_vschema(gate.config_path(), &ks.name) {
+                vschemas.base.insert(ks.name.clone(), fragment);
+            }
         }
         let made = self.make(gate, &main, name, &base, data).await;
         if let Err(e) = made {
@@ -256,6 +322,7 @@ impl Branches {
                     )
                 })
                 .collect(),
+            vschema: vschemas,
             age_secs: 0,
         };
         store::save_branch(&main, &record).await?;
@@ -283,7 +350,7 @@ impl Branches {
                     .await?;
             }
         }
-        let serving = self.serve(gate, name);
+        let serving = self.serve(gate, name, &BTreeMap::new())?;
         let branch = &serving.topology;
         for ks in main.vschema.keyspaces() {
             let creates = schemadiff::diff(&Schema::default(), &base[&ks.name]);

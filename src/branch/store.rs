@@ -24,7 +24,16 @@ pub(crate) struct BranchRecord {
     /// Main's tables when the branch was made, per keyspace, as `CREATE TABLE` statements:
     /// the base of a deploy request's three-way comparison.
     pub base: BTreeMap<String, Vec<String>>,
+    pub vschema: VSchemas,
     pub age_secs: u64,
+}
+
+/// A branch's keyspace VSchemas (TOML): main's when the branch was made, and those the branch
+/// changed.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct VSchemas {
+    pub base: BTreeMap<String, String>,
+    pub changed: BTreeMap<String, String>,
 }
 
 /// A deploy request as recorded; `body` is its JSON (see [`super::deploy::Request`]).
@@ -49,7 +58,8 @@ pub(crate) async fn ensure_tables(topo: &Topology) -> Result<(), EngineError> {
     for create in [
         format!(
             "CREATE TABLE IF NOT EXISTS {BRANCHES} (name VARCHAR(64) NOT NULL PRIMARY KEY, \
-             data VARCHAR(16) NOT NULL, base LONGTEXT NOT NULL, created DATETIME NOT NULL)"
+             data VARCHAR(16) NOT NULL, base LONGTEXT NOT NULL, vschema LONGTEXT NOT NULL, \
+             created DATETIME NOT NULL)"
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS {USERS} (user VARCHAR(80) NOT NULL PRIMARY KEY, \
@@ -81,18 +91,34 @@ async fn rows(topo: &Topology, sql: &str) -> Result<Vec<Vec<Value>>, EngineError
 
 pub(crate) async fn save_branch(topo: &Topology, branch: &BranchRecord) -> Result<(), EngineError> {
     let base = serde_json::to_string(&branch.base).expect("schemas serialise");
+    let vschema = serde_json::to_string(&branch.vschema).expect("VSchemas serialise");
     let sql = format!(
-        "INSERT INTO {BRANCHES} (name, data, base, created) VALUES ({}, {}, {}, NOW())",
+        "INSERT INTO {BRANCHES} (name, data, base, vschema, created) VALUES ({}, {}, {}, {}, NOW())",
         quote(&branch.name),
         quote(&branch.data),
-        quote(&base)
+        quote(&base),
+        quote(&vschema)
+    );
+    run(topo, &sql).await.map(drop)
+}
+
+pub(crate) async fn save_vschemas(
+    topo: &Topology,
+    name: &str,
+    vschema: &VSchemas,
+) -> Result<(), EngineError> {
+    let vschema = serde_json::to_string(vschema).expect("VSchemas serialise");
+    let sql = format!(
+        "UPDATE {BRANCHES} SET vschema = {} WHERE name = {}",
+        quote(&vschema),
+        quote(name)
     );
     run(topo, &sql).await.map(drop)
 }
 
 pub(crate) async fn branches(topo: &Topology) -> Result<Vec<BranchRecord>, EngineError> {
     let sql = format!(
-        "SELECT name, data, base, TIMESTAMPDIFF(SECOND, created, NOW()) FROM {BRANCHES} \
+        "SELECT name, data, base, TIMESTAMPDIFF(SECOND, created, NOW()), vschema FROM {BRANCHES} \
          ORDER BY created, name"
     );
     Ok(rows(topo, &sql)
@@ -103,6 +129,7 @@ pub(crate) async fn branches(topo: &Topology) -> Result<Vec<BranchRecord>, Engin
             data: text(&r[1]),
             base: serde_json::from_str(&text(&r[2])).unwrap_or_default(),
             age_secs: text(&r[3]).parse().unwrap_or(0),
+            vschema: serde_json::from_str(&text(&r[4])).unwrap_or_default(),
         })
         .collect())
 }

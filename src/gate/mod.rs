@@ -413,9 +413,19 @@ pub struct GateSession {
 
 impl GateSession {
     /// The topology the session's next command runs on: its branch's, or main's now.
-    fn current_topology(&self) -> Arc<Topology> {
+    fn current_topology(&mut self) -> Arc<Topology> {
         match &self.branch {
-            Some(b) => b.topology.clone(),
+            Some(b) => {
+                // The branch's VSchema may have changed since the last command.
+                if let Some(now) = self.gate.branches.serving(&b.name) {
+                    self.branch = Some(now);
+                }
+                self.branch
+                    .as_ref()
+                    .expect("a branch session")
+                    .topology
+                    .clone()
+            }
             None => self.gate.topology(),
         }
     }

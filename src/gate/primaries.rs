@@ -27,6 +27,11 @@ pub struct PrimaryChange {
 const CHANGES_KEPT: usize = 50;
 
 impl Gate {
+    /// The config file the proxy was started from, if any.
+    pub fn config_path(&self) -> Option<&std::path::Path> {
+        self.config_path.get().map(|p| p.as_path())
+    }
+
     /// The file the config came from, for the state file beside it.
     pub fn set_config_path(&self, path: std::path::PathBuf) {
         let _ = self.config_path.set(path);

@@ -19,8 +19,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use keyrange::KeyRange;
-pub use load::{keyspaces_toml, load_config, load_vitess_json, parse_config, parse_with_keyspaces};
-pub use state::{branch_database, record_primary, state_path};
+pub use load::{
+    keyspace_vschema_toml, keyspaces_toml, load_config, load_vitess_json, parse_config,
+    parse_with_keyspaces, with_keyspace_vschema,
+};
+pub use state::{branch_database, current_vschema, record_primary, record_vschema, state_path};
 pub use vindex::{
     parse_static_map, KeyValue, KeyspaceId, MultiColumn, Vindex, VindexError, VindexKind,
 };

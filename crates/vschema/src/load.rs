@@ -53,6 +53,11 @@ pub fn load_config(path: &Path) -> Result<Config, ConfigError> {
         key: String::new(),
         message: format!("cannot read config: {e}"),
     })?;
+    // The keyspaces' VSchemas that deploy requests changed, recorded beside the config.
+    let mut text = text;
+    for (keyspace, fragment) in crate::state::vschemas(path)? {
+        text = with_keyspace_vschema(&text, &keyspace, &fragment, &crate::state_path(path))?;
+    }
     let mut config = parse_config(&text, path)?;
     // The primaries changed since (reparent, failover), recorded beside the config; proxies
     // that share their topology keep them in etcd instead.
@@ -82,6 +87,71 @@ pub fn keyspaces_toml(text: &str, path: &Path) -> Result<String, ConfigError> {
         only.insert("keyspaces".into(), keyspaces);
     }
     toml::to_string(&only).map_err(|e| err(e.to_string()))
+}
+
+/// The `vindexes` and `tables` of keyspace `keyspace` in config text, as a TOML document of its
+/// own: the keyspace's VSchema, as a branch changes it.
+pub fn keyspace_vschema_toml(
+    text: &str,
+    keyspace: &str,
+    path: &Path,
+) -> Result<String, ConfigError> {
+    let err = keyspaces_error(path);
+    let table: toml::Table = toml::from_str(text).map_err(|e| err(e.message().to_string()))?;
+    let ks = table
+        .get("keyspaces")
+        .and_then(|k| k.get(keyspace))
+        .and_then(|k| k.as_table())
+        .ok_or_else(|| err(format!("no keyspace {keyspace}")))?;
+    let mut only = toml::Table::new();
+    for key in ["vindexes", "tables"] {
+        if let Some(v) = ks.get(key) {
+            only.insert(key.into(), v.clone());
+        }
+    }
+    toml::to_string(&only).map_err(|e| err(e.to_string()))
+}
+
+/// Config text whose keyspace `keyspace` has the `vindexes` and `tables` of `fragment` (a
+/// TOML document with those two keys only) instead of its own. Validate it with
+/// [`parse_config`].
+pub fn with_keyspace_vschema(
+    text: &str,
+    keyspace: &str,
+    fragment: &str,
+    path: &Path,
+) -> Result<String, ConfigError> {
+    let err = |message: String| ConfigError {
+        file: path.to_path_buf(),
+        line: None,
+        key: format!("keyspaces.{keyspace}"),
+        message,
+    };
+    let mut table: toml::Table = toml::from_str(text).map_err(|e| err(e.message().to_string()))?;
+    let fragment: toml::Table = toml::from_str(fragment)
+        .map_err(|e| err(format!("the VSchema: {}", e.message().trim())))?;
+    if let Some(other) = fragment
+        .keys()
+        .find(|k| !matches!(k.as_str(), "vindexes" | "tables"))
+    {
+        return Err(err(format!(
+            "the VSchema has {other}: only vindexes and tables are a keyspace's VSchema"
+        )));
+    }
+    let ks = table
+        .get_mut("keyspaces")
+        .and_then(|k| k.get_mut(keyspace))
+        .and_then(|k| k.as_table_mut())
+        .ok_or_else(|| err(format!("no keyspace {keyspace}")))?;
+    if ks.contains_key("vschema_json") {
+        return Err(err(
+            "a keyspace whose VSchema is a Vitess vschema_json file".into(),
+        ));
+    }
+    ks.remove("vindexes");
+    ks.remove("tables");
+    ks.extend(fragment);
+    toml::to_string(&table).map_err(|e| err(e.to_string()))
 }
 
 /// Config text with its `[keyspaces]` replaced by `keyspaces` (from [`keyspaces_toml`]),

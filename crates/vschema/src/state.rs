@@ -15,12 +15,16 @@ struct State {
     /// `keyspace/shard` → `host:port` of its current primary.
     #[serde(default)]
     primaries: BTreeMap<String, String>,
+    /// `keyspace` → its VSchema (`vindexes` and `tables`, TOML) as a deploy request set it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    vschemas: BTreeMap<String, String>,
 }
 
 const HEADER: &str =
-    "# Written by shardgate when a shard's primary changes (reparent, failover).\n\
-# Each shard named here has this primary, whatever the config says; the other servers of its\n\
-# group are its replicas. Delete a line (or the file) to go back to the config.\n";
+    "# Written by shardgate when a shard's primary changes (reparent, failover), or a deploy\n\
+# request changes a keyspace's VSchema. Each shard named here has this primary, whatever the\n\
+# config says; the other servers of its group are its replicas. Each keyspace under vschemas\n\
+# has these vindexes and tables. Delete a line (or the file) to go back to the config.\n";
 
 /// `shardgate.toml` → `shardgate.state.toml`.
 pub fn state_path(config: &Path) -> PathBuf {
@@ -59,6 +63,26 @@ pub(crate) fn apply(config: &Path, vschema: VSchema) -> Result<VSchema, ConfigEr
     Ok(vschema)
 }
 
+/// Keyspace `keyspace`'s VSchema (`vindexes` and `tables`, TOML) as the config at `config`
+/// and the state file beside it give it.
+pub fn current_vschema(config: &Path, keyspace: &str) -> Result<String, ConfigError> {
+    if let Some(fragment) = read(config)?.vschemas.remove(keyspace) {
+        return Ok(fragment);
+    }
+    let text = std::fs::read_to_string(config).map_err(|e| ConfigError {
+        file: config.to_path_buf(),
+        line: None,
+        key: String::new(),
+        message: format!("cannot read config: {e}"),
+    })?;
+    crate::keyspace_vschema_toml(&text, keyspace, config)
+}
+
+/// The keyspaces' VSchemas the state file beside `config` records.
+pub(crate) fn vschemas(config: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
+    Ok(read(config)?.vschemas)
+}
+
 /// Records `primary` as the primary of `keyspace/shard` in the state file beside `config`
 /// (written whole to a new file, then renamed over the old one).
 pub fn record_primary(
@@ -72,6 +96,25 @@ pub fn record_primary(
         format!("{keyspace}/{shard}"),
         format!("{}:{}", primary.host, primary.port),
     );
+    write(config, &state)
+}
+
+/// Records `fragment` as keyspace `keyspace`'s VSchema in the state file beside `config`;
+/// `None` goes back to the config's.
+pub fn record_vschema(
+    config: &Path,
+    keyspace: &str,
+    fragment: Option<&str>,
+) -> Result<(), ConfigError> {
+    let mut state = read(config)?;
+    match fragment {
+        Some(f) => state.vschemas.insert(keyspace.to_string(), f.to_string()),
+        None => state.vschemas.remove(keyspace),
+    };
+    write(config, &state)
+}
+
+fn write(config: &Path, state: &State) -> Result<(), ConfigError> {
     let file = state_path(config);
     let err = |e: std::io::Error| ConfigError {
         file: file.clone(),
@@ -79,7 +122,7 @@ pub fn record_primary(
         key: String::new(),
         message: format!("cannot write the state file: {e}"),
     };
-    let text = toml::to_string(&state).map_err(|e| err(std::io::Error::other(e)))?;
+    let text = toml::to_string(state).map_err(|e| err(std::io::Error::other(e)))?;
     let new = file.with_extension("toml.new");
     std::fs::write(&new, format!("{HEADER}{text}")).map_err(err)?;
     std::fs::rename(&new, &file).map_err(err)
@@ -91,6 +134,17 @@ pub fn branch_database(database: &str, branch: &str) -> String {
 }
 
 impl VSchema {
+    /// This topology with keyspace `keyspace`'s tables (and so its vindexes) as `from` has
+    /// them.
+    pub fn with_tables(&self, keyspace: &str, from: &VSchema) -> VSchema {
+        let mut out = self.clone();
+        if let (Some(ks), Some(theirs)) = (out.keyspaces.get_mut(keyspace), from.keyspace(keyspace))
+        {
+            ks.tables = theirs.tables.clone();
+        }
+        out
+    }
+
     /// The same keyspaces, shards and tables, served from branch `branch`'s databases on the
     /// primaries (a branch has no replicas).
     pub fn for_branch(&self, branch: &str) -> VSchema {
