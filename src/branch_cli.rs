@@ -334,8 +334,21 @@ fn show_request(r: &Request) {
             );
         }
     }
-    if !r.migrations.is_empty() {
-        println!("migrations: {}", r.migrations.join(", "));
+    for m in &r.progress {
+        println!(
+            "migration {} ({}.{}): {}, {:.1}% ({} of {} rows){}",
+            m.id,
+            m.keyspace,
+            m.table,
+            m.state,
+            m.progress,
+            m.rows_copied,
+            m.rows_total,
+            match m.message.is_empty() {
+                true => String::new(),
+                false => format!("; {}", m.message),
+            }
+        );
     }
 }
 
@@ -357,12 +370,30 @@ pub fn deploy_request(path: &Path, action: RequestAction) -> Result<(), AnyError
             &format!("/deploy-requests/{action}?id={id}"),
         )
     };
+    // Until it is no longer deploying, with a bar of the rows its migrations copied.
     let wait = |id: u64| -> Result<Request, AnyError> {
+        let bar = indicatif::ProgressBar::new(1);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{bar:40}] {pos}/{len} rows  {percent}%  {msg}",
+            )?
+            .progress_chars("=> "),
+        );
         loop {
             let (_, r) = fetch(id)?;
             if r.state != "deploying" {
+                bar.finish_and_clear();
                 return Ok(r);
             }
+            let total: u64 = r.progress.iter().map(|m| m.rows_total).sum();
+            bar.set_length(total.max(1));
+            bar.set_position(r.progress.iter().map(|m| m.rows_copied).sum());
+            let states: Vec<String> = r
+                .progress
+                .iter()
+                .map(|m| format!("{} {}", m.table, m.state))
+                .collect();
+            bar.set_message(states.join(", "));
             std::thread::sleep(Duration::from_millis(500));
         }
     };

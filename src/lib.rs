@@ -156,12 +156,34 @@ pub async fn start_from(
         ),
     }
     // Branch users log in from the start.
+    let mut branches = 0;
     match tokio::time::timeout(Duration::from_secs(5), gate.branches.load(&gate)).await {
         Ok(Ok(0)) => {}
-        Ok(Ok(n)) => tracing::info!(branches = n, "serving the recorded branches"),
+        Ok(Ok(n)) => {
+            tracing::info!(branches = n, "serving the recorded branches");
+            branches = n;
+        }
         Ok(Err(e)) => tracing::warn!(error = %e, "could not load the recorded branches"),
         Err(_) => tracing::warn!("loading the recorded branches timed out"),
     }
+    // Branches other proxies make or delete, served here too.
+    let refresher = Arc::downgrade(&gate);
+    tokio::spawn(async move {
+        for tick in 1u64.. {
+            tokio::time::sleep(BRANCH_REFRESH).await;
+            let Some(gate) = refresher.upgrade() else {
+                return;
+            };
+            // Without branches, a tenth as often.
+            if branches == 0 && tick % 10 != 0 {
+                continue;
+            }
+            match gate.branches.load(&gate).await {
+                Ok(n) => branches = n,
+                Err(e) => tracing::debug!(error = %e, "could not refresh the branches"),
+            }
+        }
+    });
     // Migrations a stopped proxy left running go on here.
     let resumer = gate.clone();
     tokio::spawn(async move {
@@ -241,6 +263,8 @@ pub async fn start_from(
 
 /// How often every shard's primary is pinged, and how long it has to answer.
 const HEALTH_EVERY: Duration = Duration::from_secs(1);
+/// How often the proxy re-reads the recorded branches and their users.
+const BRANCH_REFRESH: Duration = Duration::from_secs(2);
 
 /// Pings every shard each second, on a connection outside its pool. A shard that misses two
 /// pings in a row is marked down: statements to it fail at once, naming it, and the statements

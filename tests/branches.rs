@@ -310,6 +310,9 @@ async fn a_branch_is_changed_deployed_under_writes_and_reverted() {
     assert_eq!(done.state, "complete", "{}", done.message);
     // Through an online migration, cut over.
     assert_eq!(done.migrations.len(), 1, "{done:?}");
+    assert_eq!(done.progress.len(), 1, "{done:?}");
+    assert_eq!(done.progress[0].state, "complete", "{done:?}");
+    assert_eq!(done.progress[0].table, "items", "{done:?}");
     println!("{}; sampled {} rows", done.message, sampled.len());
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
@@ -390,6 +393,12 @@ async fn conflicts_and_drops_of_data_are_reported() {
         made["password"].as_str().unwrap(),
     );
     let mut branch = connect(&s.proxy, user, password).await;
+    // Another proxy on the same records.
+    let mut loaded = vschema::load_config(&s.config).unwrap();
+    loaded.server.admin = None;
+    let other = shardgate::start_from(&loaded, "127.0.0.1:0", None)
+        .await
+        .unwrap();
     assert!(ids(&mut branch).await.is_empty());
     branch
         .query_drop("ALTER TABLE items MODIFY note VARCHAR(50) NOT NULL DEFAULT ''")
@@ -421,6 +430,18 @@ async fn conflicts_and_drops_of_data_are_reported() {
     let two = gate.branches.create(gate, "two", Data::Full).await.unwrap();
     let mut branch = connect(&s.proxy, &two.user, &two.password).await;
     assert_eq!(ids(&mut branch).await.len(), ROWS as usize);
+    // The other proxy serves it too, within a few seconds.
+    let url = format!("mysql://{}:{}@{}/app", two.user, two.password, other.addr);
+    let mut elsewhere = None;
+    for _ in 0..100 {
+        if let Ok(conn) = Conn::new(Opts::from_url(&url).unwrap()).await {
+            elsewhere = Some(conn);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut elsewhere = elsewhere.expect("the other proxy serves branch two within 10 s");
+    assert_eq!(ids(&mut elsewhere).await.len(), ROWS as usize);
     branch
         .query_drop("ALTER TABLE items DROP COLUMN note")
         .await
@@ -477,5 +498,6 @@ async fn conflicts_and_drops_of_data_are_reported() {
         "{databases:?}"
     );
     assert!(databases.contains(&"app__two".to_string()), "{databases:?}");
+    other.stop().await;
     s.proxy.stop().await;
 }

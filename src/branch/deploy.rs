@@ -72,6 +72,9 @@ pub struct Request {
     pub message: String,
     #[serde(default)]
     pub age_secs: u64,
+    /// Its migrations as they stand (filled in when it is shown, never recorded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub progress: Vec<crate::migration::Summary>,
 }
 
 /// The deploys running here, by request number, with their branches.
@@ -276,7 +279,9 @@ async fn load(main: &Topology, id: u64) -> Result<Request, EngineError> {
 }
 
 async fn save(main: &Topology, request: &Request) -> Result<(), EngineError> {
-    let body = serde_json::to_string(request).expect("a request serialises");
+    let mut request = request.clone();
+    request.progress.clear();
+    let body = serde_json::to_string(&request).expect("a request serialises");
     store::save_request(main, request.id, &body).await
 }
 
@@ -302,6 +307,7 @@ pub async fn create(gate: &Gate, branch: &str) -> Result<Request, EngineError> {
         kept: Vec::new(),
         message: String::new(),
         age_secs: 0,
+        progress: Vec::new(),
     };
     request.adopt(plan);
     let body = serde_json::to_string(&request).expect("a request serialises");
@@ -309,14 +315,20 @@ pub async fn create(gate: &Gate, branch: &str) -> Result<Request, EngineError> {
     Ok(request)
 }
 
-/// Every deploy request, oldest first.
+/// Every deploy request, oldest first, with its migrations' progress.
 pub async fn list(gate: &Gate) -> Result<Vec<Request>, EngineError> {
     let main = gate.topology();
+    let migrations = gate.migrations.list(&main, None).await?;
     let mut out = Vec::new();
     for record in store::requests(&main, None).await? {
         if let Ok(mut request) = serde_json::from_str::<Request>(&record.body) {
             request.id = record.id;
             request.age_secs = record.age_secs;
+            request.progress = migrations
+                .iter()
+                .filter(|m| request.migrations.contains(&m.id))
+                .map(|m| m.summary())
+                .collect();
             out.push(request);
         }
     }
@@ -324,7 +336,11 @@ pub async fn list(gate: &Gate) -> Result<Vec<Request>, EngineError> {
 }
 
 pub async fn show(gate: &Gate, id: u64) -> Result<Request, EngineError> {
-    load(&gate.topology(), id).await
+    list(gate)
+        .await?
+        .into_iter()
+        .find(|r| r.id == id)
+        .ok_or_else(|| refused(format!("no deploy request {id}")))
 }
 
 /// `deploy-request close <n>`: an open request is set aside.

@@ -37,6 +37,8 @@ pub struct Serving {
     pub name: String,
     pub topology: Arc<Topology>,
     pub plans: PlanCache,
+    /// The keyspace VSchemas the branch changed, that `topology` serves.
+    vschemas: BTreeMap<String, String>,
 }
 
 /// A user issued for a branch.
@@ -180,7 +182,9 @@ impl Branches {
         Ok(())
     }
 
-    /// Serves the branches and users recorded in the sidecar (at start-up).
+    /// Serves the branches and users recorded in the sidecar, as they are now: at start-up,
+    /// and every few seconds after, so that branches another proxy made are served here too.
+    /// How many branches there are.
     pub async fn load(&self, gate: &Gate) -> Result<usize, EngineError> {
         let topo = gate.topology();
         if crate::sidecar::home(&topo.vschema, "").is_err() {
@@ -190,13 +194,22 @@ impl Branches {
         self.production
             .store(on.as_deref() == Some("1"), Ordering::Relaxed);
         let branches = store::branches(&topo).await?;
+        let users = store::users(&topo).await?;
         for branch in &branches {
+            let current = self.serving(&branch.name);
+            if current.is_some_and(|s| s.vschemas == branch.vschema.changed) {
+                continue;
+            }
             if let Err(e) = self.serve(gate, &branch.name, &branch.vschema.changed) {
                 tracing::warn!(branch = branch.name, error = %e, "a branch's VSchema no longer applies; serving main's");
                 self.serve(gate, &branch.name, &BTreeMap::new())?;
             }
         }
-        for (user, branch, hash) in store::users(&topo).await? {
+        self.serving
+            .retain(|name, _| branches.iter().any(|b| b.name == *name));
+        self.users
+            .retain(|name, _| users.iter().any(|(u, _, _)| u == name));
+        for (user, branch, hash) in users {
             if let Some(hash) = vschema::parse_native_hash(&hash) {
                 let credential = frontend::Credential::NativeHash(hash);
                 self.users.insert(user, BranchUser { branch, credential });
@@ -231,6 +244,7 @@ impl Branches {
             name: name.to_string(),
             topology,
             plans: PlanCache::new(self.plan_cache_size),
+            vschemas: changed.clone(),
         });
         self.serving.insert(name.to_string(), serving.clone());
         Ok(serving)
