@@ -282,6 +282,23 @@ async fn a_migration_that_cannot_run_fails_and_leaves_the_table_alone() {
         .await
         .unwrap_err();
     assert_eq!(common::server_code(&wrong), Some(1231), "{wrong}");
+
+    // A unique key that rows repeat: the copy would drop rows, so the migration fails.
+    app.query_drop("SET @@ddl_strategy = 'online'")
+        .await
+        .unwrap();
+    app.query_drop("INSERT INTO items VALUES (10, 7), (11, 7), (12, 7), (13, 7), (14, 7)")
+        .await
+        .unwrap();
+    let id = online(&mut app, "ALTER TABLE items ADD UNIQUE KEY un (n)").await;
+    let row = ended(&mut app, &id).await;
+    assert_eq!(row[4], "failed", "{row:?}");
+    assert!(
+        row[11].contains("repeat a key the new schema makes unique"),
+        "{row:?}"
+    );
+    let count: Option<i64> = app.query_first("SELECT COUNT(*) FROM items").await.unwrap();
+    assert_eq!(count, Some(8));
 }
 
 /// The migrations' table and its rows through the proxy and on the reference.

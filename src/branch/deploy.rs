@@ -423,29 +423,64 @@ pub async fn deploy(gate: &Arc<Gate>, id: u64) -> Result<Request, EngineError> {
 /// How often a deploy looks at its migrations.
 const POLL: Duration = Duration::from_millis(200);
 
-/// Runs a request's statements on main.
+/// Runs `sql` on every shard of keyspace `keyspace` of main.
+async fn on_every_shard(main: &Topology, keyspace: &str, sql: &str) -> Result<(), String> {
+    let ks = main
+        .vschema
+        .keyspace(keyspace)
+        .ok_or_else(|| format!("no keyspace {keyspace}"))?;
+    for shard in &ks.shards {
+        main.backends
+            .execute(keyspace, &shard.name, sql, &mut engine::NoRows)
+            .await
+            .map_err(|e| format!("{keyspace}/{}: {sql}: {e}", shard.name))?;
+    }
+    Ok(())
+}
+
+/// The name a table of request `id` is set aside under (dropped, or created and reverted).
+fn aside(id: u64, table: &str) -> String {
+    format!("_sg_dr{id}_{table}")
+}
+
+/// Runs a request's statements on main. When it fails, the tables it made are set aside.
 async fn run(gate: &Arc<Gate>, request: &mut Request) -> Result<(), String> {
     let main = gate.topology();
-    let on_every_shard = |keyspace: String, sql: String| {
-        let main = main.clone();
-        async move {
-            let ks = main
-                .vschema
-                .keyspace(&keyspace)
-                .ok_or_else(|| format!("no keyspace {keyspace}"))?;
-            for shard in &ks.shards {
-                main.backends
-                    .execute(&keyspace, &shard.name, &sql, &mut engine::NoRows)
-                    .await
-                    .map_err(|e| format!("{keyspace}/{}: {sql}: {e}", shard.name))?;
-            }
-            Ok::<_, String>(())
-        }
-    };
     let statements = request.statements.clone();
-    for s in statements.iter().filter(|s| s.kind == "create") {
-        on_every_shard(s.keyspace.clone(), s.sql.clone()).await?;
+    let creates: Vec<&Statement> = statements.iter().filter(|s| s.kind == "create").collect();
+    let mut made = Vec::new();
+    let mut outcome = Ok(());
+    for s in &creates {
+        outcome = on_every_shard(&main, &s.keyspace, &s.sql).await;
+        if outcome.is_err() {
+            break;
+        }
+        made.push(*s);
     }
+    if outcome.is_ok() {
+        outcome = migrate(gate, &main, request).await;
+    }
+    if outcome.is_err() {
+        for s in made {
+            let sql = format!(
+                "RENAME TABLE {} TO {}",
+                ident(&s.table),
+                ident(&aside(request.id, &s.table))
+            );
+            if let Err(e) = on_every_shard(&main, &s.keyspace, &sql).await {
+                tracing::error!(
+                    error = e,
+                    "a failed deploy could not set a table it made aside"
+                );
+            }
+        }
+    }
+    outcome
+}
+
+/// A request's ALTERs as migrations cut over once all are ready, then its drops and VSchemas.
+async fn migrate(gate: &Arc<Gate>, main: &Topology, request: &mut Request) -> Result<(), String> {
+    let statements = request.statements.clone();
     for s in statements.iter().filter(|s| s.kind == "alter") {
         let parsed =
             sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::MySqlDialect {}, &s.sql)
@@ -457,7 +492,7 @@ async fn run(gate: &Arc<Gate>, request: &mut Request) -> Result<(), String> {
             .map_err(|e| format!("{}: {e}", s.sql))?;
         request.migrations.push(migration);
     }
-    let _ = save(&main, request).await;
+    let _ = save(main, request).await;
     // Every migration ready before any cuts over.
     let ids = request.migrations.clone();
     let ended = |state: &str| matches!(state, "failed" | "cancelled" | "gone");
@@ -466,7 +501,7 @@ async fn run(gate: &Arc<Gate>, request: &mut Request) -> Result<(), String> {
         for id in &ids {
             let state = gate
                 .migrations
-                .state(&main, id)
+                .state(main, id)
                 .await
                 .map_err(|e| e.to_string())?;
             if ended(&state) {
@@ -489,7 +524,7 @@ async fn run(gate: &Arc<Gate>, request: &mut Request) -> Result<(), String> {
         loop {
             let state = gate
                 .migrations
-                .state(&main, id)
+                .state(main, id)
                 .await
                 .map_err(|e| e.to_string())?;
             if state == "complete" {
@@ -502,9 +537,9 @@ async fn run(gate: &Arc<Gate>, request: &mut Request) -> Result<(), String> {
         }
     }
     for s in statements.iter().filter(|s| s.kind == "drop") {
-        let kept = format!("_sg_dr{}_{}", request.id, s.table);
+        let kept = aside(request.id, &s.table);
         let sql = format!("RENAME TABLE {} TO {}", ident(&s.table), ident(&kept));
-        on_every_shard(s.keyspace.clone(), sql).await?;
+        on_every_shard(main, &s.keyspace, &sql).await?;
         request
             .kept
             .push((s.keyspace.clone(), s.table.clone(), kept));
@@ -542,39 +577,41 @@ pub async fn revert(gate: &Arc<Gate>, id: u64) -> Result<Request, EngineError> {
             request.state
         )));
     }
+    // The migrations first: a revert past a migration's retention fails before anything moved.
+    for (i, migration) in request.migrations.iter().enumerate().rev() {
+        if let Err(e) = gate.migrations.revert(migration).await {
+            let done = &request.migrations[i + 1..];
+            request.message = format!(
+                "revert: migration {migration}: {e}{}",
+                match done.is_empty() {
+                    true => String::new(),
+                    false => format!(" (reverted already: {})", done.join(", ")),
+                }
+            );
+            save(&main, &request).await?;
+            return Err(refused(format!("deploy request {id}: {}", request.message)));
+        }
+    }
     let vschemas: Vec<(String, String)> = request
         .vschema
         .iter()
         .map(|c| (c.keyspace.clone(), c.before.clone()))
         .collect();
     set_vschemas(gate, &vschemas)?;
-    for migration in request.migrations.iter().rev() {
-        gate.migrations
-            .revert(migration)
-            .await
-            .map_err(|e| refused(format!("deploy request {id}: {e}")))?;
-    }
     let mut renames = Vec::new();
     for (keyspace, table, kept) in &request.kept {
         renames.push((keyspace.clone(), kept.clone(), table.clone()));
     }
     let mut kept = Vec::new();
     for s in request.statements.iter().filter(|s| s.kind == "create") {
-        let aside = format!("_sg_dr{id}_{}", s.table);
-        renames.push((s.keyspace.clone(), s.table.clone(), aside.clone()));
-        kept.push((s.keyspace.clone(), s.table.clone(), aside));
+        renames.push((s.keyspace.clone(), s.table.clone(), aside(id, &s.table)));
+        kept.push((s.keyspace.clone(), s.table.clone(), aside(id, &s.table)));
     }
     for (keyspace, from, to) in renames {
-        let ks = main
-            .vschema
-            .keyspace(&keyspace)
-            .ok_or_else(|| refused(format!("no keyspace {keyspace}")))?;
         let sql = format!("RENAME TABLE {} TO {}", ident(&from), ident(&to));
-        for shard in &ks.shards {
-            main.backends
-                .execute(&keyspace, &shard.name, &sql, &mut engine::NoRows)
-                .await?;
-        }
+        on_every_shard(&main, &keyspace, &sql)
+            .await
+            .map_err(refused)?;
     }
     main.forget_columns(main.vschema.keyspaces().map(|k| k.name.as_str()));
     gate.plans.clear();

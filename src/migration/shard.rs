@@ -815,6 +815,23 @@ impl Copy {
             .await
             .map_err(failed(&shard, "copying a chunk"))?;
             let inserted = conn.affected_rows();
+            // A row the stream wrote first is skipped on its primary key, as it should be. One
+            // skipped on another unique key repeats a key the new schema makes unique: the
+            // migration would lose it, so it fails instead.
+            if conn.get_warnings() > 0 {
+                let warnings: Vec<(String, u32, String)> = conn
+                    .query("SHOW WARNINGS")
+                    .await
+                    .map_err(failed(&shard, "reading the copy's warnings"))?;
+                if let Some((_, _, message)) = warnings.iter().find(|(_, code, m)| {
+                    *code == 1062 && !m.ends_with("'PRIMARY'") && !m.ends_with(".PRIMARY'")
+                }) {
+                    return Err(format!(
+                        "shard {shard}: rows repeat a key the new schema makes unique ({message}); \
+                         the copy would drop them"
+                    ));
+                }
+            }
             {
                 let mut r = self.live.record.lock().expect("migration lock");
                 let part = &mut r.parts[self.index];
