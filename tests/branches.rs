@@ -36,10 +36,11 @@ async fn setup() -> Setup {
         tokio::task::spawn_blocking(|| testkit::start_binlogged(3, &["app", "main"]).unwrap())
             .await
             .unwrap();
-    let text = |admin: &str| {
+    // The addresses the proxy serves on, once it does, for the CLI.
+    let text = |listen: &str, admin: &str| {
         format!(
             r#"[server]
-listen = "127.0.0.1:0"
+listen = "{listen}"
 admin = "{admin}"
 migration_retention_s = 3600
 
@@ -64,12 +65,13 @@ shards = [{{ name = "0", primary = "{m}" }}]
     };
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("shardgate.toml");
-    std::fs::write(&config, text("127.0.0.1:0")).unwrap();
+    std::fs::write(&config, text("127.0.0.1:0", "127.0.0.1:0")).unwrap();
     let loaded = vschema::load_config(&config).unwrap();
     let proxy = shardgate::start_from(&loaded, "127.0.0.1:0", Some(config.clone()))
         .await
         .unwrap();
-    std::fs::write(&config, text(&proxy.admin.unwrap().to_string())).unwrap();
+    let (listen, admin) = (proxy.addr.to_string(), proxy.admin.unwrap().to_string());
+    std::fs::write(&config, text(&listen, &admin)).unwrap();
     let mut app = connect(&proxy, "app", "secret").await;
     app.query_drop(
         "CREATE TABLE items (id BIGINT NOT NULL PRIMARY KEY, n INT NOT NULL DEFAULT 0, \
@@ -487,6 +489,26 @@ async fn conflicts_and_drops_of_data_are_reported() {
     assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
     assert_eq!(listed[0]["tables"]["app"][0], "items", "{listed}");
     cli(&s, &["branch", "delete", "one"]).unwrap();
+    // `shardgate shell` opens the mariadb client on a branch (here reading from a pipe).
+    let shell = tokio::task::block_in_place(|| {
+        use std::io::Write;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_shardgate"))
+            .args(["shell", "two", "--keyspace", "app", "--config"])
+            .arg(&s.config)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"SELECT COUNT(*) FROM items;\n").unwrap();
+        drop(stdin);
+        child.wait_with_output().unwrap()
+    });
+    let said = String::from_utf8_lossy(&shell.stdout);
+    assert!(
+        shell.status.success() && said.contains(&ROWS.to_string()),
+        "{said}"
+    );
     let url = format!("mysql://{user}:{password}@{}/app", s.proxy.addr);
     assert!(Conn::new(Opts::from_url(&url).unwrap()).await.is_err());
     let mut direct = Conn::new(Opts::from_url(&s.servers[0].url("app")).unwrap())

@@ -301,6 +301,59 @@ async fn a_migration_that_cannot_run_fails_and_leaves_the_table_alone() {
     assert_eq!(count, Some(8));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_that_repeat_an_added_unique_key_fail_the_migration_and_lose_nothing() {
+    let s = setup_slow_copy().await;
+    let mut app = client(&s.proxy, Some("app")).await;
+    app.query_drop("CREATE TABLE items (id BIGINT NOT NULL PRIMARY KEY, n BIGINT NOT NULL)")
+        .await
+        .unwrap();
+    for start in (0..ROWS).step_by(500) {
+        let values: Vec<String> = (start..start + 500)
+            .map(|id| format!("({id}, {id})"))
+            .collect();
+        app.query_drop(format!(
+            "INSERT INTO items (id, n) VALUES {}",
+            values.join(", ")
+        ))
+        .await
+        .unwrap();
+    }
+    let id = online(&mut app, "ALTER TABLE items ADD UNIQUE KEY un (n)").await;
+    // Once both shards copied their first chunk (ids 0..9 among them), new rows beyond the
+    // copy's end repeat their n: only the stream writes them, and the shadow's unique key
+    // makes each replace its twin.
+    for _ in 0..600 {
+        if listed(&mut app, &id).await[6].parse::<u64>().unwrap_or(0) >= 2000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let twins: Vec<String> = (0..10).map(|n| format!("({}, {n})", 900_000 + n)).collect();
+    app.query_drop(format!(
+        "INSERT INTO items (id, n) VALUES {}",
+        twins.join(", ")
+    ))
+    .await
+    .unwrap();
+    let row = ended(&mut app, &id).await;
+    assert_eq!(row[4], "failed", "{row:?}");
+    assert!(
+        row[11].contains("repeat a key the new schema makes unique"),
+        "{row:?}"
+    );
+    let count: Option<i64> = app.query_first("SELECT COUNT(*) FROM items").await.unwrap();
+    println!("{}", row[11]);
+    assert_eq!(count, Some(ROWS + 10));
+    for server in &s.servers[..2] {
+        let mut shard = Conn::new(Opts::from_url(&server.url("app")).unwrap())
+            .await
+            .unwrap();
+        let tables: Vec<String> = shard.query("SHOW TABLES").await.unwrap();
+        assert_eq!(tables, ["items"], "no shadow table is left");
+    }
+}
+
 /// The migrations' table and its rows through the proxy and on the reference.
 async fn seeded(s: &Setup) -> (Conn, Conn) {
     let app = client(&s.proxy, Some("app")).await;

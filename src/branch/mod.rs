@@ -1,8 +1,9 @@
 //! Schema branches: a copy of every keyspace's tables in databases of their own beside main's
 //! on each shard's primary (`<database>__<branch>`), served through the same proxy to users
 //! issued for the branch. Their sessions see the branch's databases under the keyspaces' usual
-//! names, with the same VSchema, and run DDL directly (nobody serves traffic from a branch). A
-//! deploy request ([`deploy`]) brings a branch's schema changes to main as online migrations.
+//! names, with main's VSchema or the branch's own ([`fragment`]), and run DDL directly (nobody
+//! serves traffic from a branch). A deploy request ([`deploy`]) brings a branch's schema and
+//! VSchema changes to main, the schema's as online migrations.
 //!
 //! Main can be marked production: then DDL sent to main directly is refused, and deploy
 //! requests are the way to change its schema.
@@ -52,7 +53,7 @@ pub struct Branches {
     serving: DashMap<String, Arc<Serving>>,
     users: DashMap<String, BranchUser>,
     production: AtomicBool,
-    /// One creation, deletion or deploy at a time.
+    /// One creation, deletion or VSchema change at a time (deploys: [`deploy::Deploys`]).
     busy: tokio::sync::Mutex<()>,
     plan_cache_size: usize,
     pub(crate) deploys: deploy::Deploys,

@@ -558,7 +558,8 @@ async fn forward(gate: &Weak<Gate>, live: &Arc<Live>) -> Result<Vec<shard::Rever
     let (_, alter) = shadow_alter(&statement, &shadow).map_err(|e| e.to_string())?;
     let mut runs = Vec::new();
     for (index, part) in record.parts.iter().enumerate() {
-        runs.push(ShardRun::start(&topo, live.clone(), index, part.clone(), &alter, rate).await?);
+        let run = ShardRun::start(&topo, live.clone(), index, part.clone(), &alter, rate).await?;
+        runs.push(run.counting(adds_unique_key(&statement)));
     }
     // Until every copy is done and every stream has caught up with its shard.
     let mut last_save = Instant::now();
@@ -593,6 +594,24 @@ async fn forward(gate: &Weak<Gate>, live: &Arc<Live>) -> Result<Vec<shard::Rever
         reverse.push(run.reverse(position).await?);
     }
     Ok(reverse)
+}
+
+/// Whether an ALTER adds a unique key (or a primary key): rows that repeat it would be lost in
+/// the new table, so the cut-over counts both tables' rows first.
+fn adds_unique_key(statement: &Statement) -> bool {
+    use sqlparser::ast::TableConstraint;
+    let Statement::AlterTable(alter) = statement else {
+        return false;
+    };
+    alter.operations.iter().any(|op| {
+        matches!(
+            op,
+            AlterTableOperation::AddConstraint {
+                constraint: TableConstraint::Unique(_) | TableConstraint::PrimaryKey(_),
+                ..
+            }
+        )
+    })
 }
 
 fn parse_alter(sql: &str) -> Result<Statement, String> {

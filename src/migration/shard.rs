@@ -194,6 +194,9 @@ pub(super) struct ShardRun {
     sampled: Option<(Position, Instant)>,
     /// The stream was within a second of the shard at the last check.
     caught_up: bool,
+    /// The swap first checks that the new table has every row of the old (see
+    /// [`ShardRun::counting`]).
+    count: bool,
 }
 /// A connection to the shard's primary outside the pools, in its keyspace's database.
 pub(super) fn opts(topo: &Topology, keyspace: &str, shard: &str) -> Result<Opts, String> {
@@ -236,6 +239,14 @@ fn failed<'a>(shard: &'a str, what: &'a str) -> impl Fn(mysql_async::Error) -> S
 }
 
 impl ShardRun {
+    /// With `count`, the swap first checks, with the keyspace's writes held and the stream
+    /// drained, that the new table has as many rows as the old: a write that repeated an added
+    /// unique key would have replaced another row in it.
+    pub(super) fn counting(mut self, count: bool) -> ShardRun {
+        self.count = count;
+        self
+    }
+
     /// Sets up the shadow (or finds it, resuming), starts the stream from the shard's position
     /// (or the recorded one) and the copy after the recorded key.
     pub(super) async fn start(
@@ -382,6 +393,7 @@ impl ShardRun {
             copied: false,
             sampled: None,
             caught_up: false,
+            count: false,
         })
     }
 
@@ -465,6 +477,27 @@ impl Side for ShardRun {
 
     /// The shadow becomes the table; the table keeps its old rows under another name.
     async fn swap(&mut self) -> Result<(), String> {
+        if self.count {
+            let names = &self.names;
+            let sql = format!(
+                "SELECT (SELECT COUNT(*) FROM {db}.{t}), (SELECT COUNT(*) FROM {db}.{s})",
+                db = ident(&names.db),
+                t = ident(&names.table),
+                s = ident(&names.shadow)
+            );
+            let counts: Option<(u64, u64)> = self
+                .control
+                .query_first(sql)
+                .await
+                .map_err(failed(&self.shard, "counting the rows"))?;
+            if let Some((table, shadow)) = counts.filter(|(t, s)| t != s) {
+                return Err(format!(
+                    "shard {}: the new table has {shadow} of the table's {table} rows: rows \
+                     written meanwhile repeat a key the new schema makes unique",
+                    self.shard
+                ));
+            }
+        }
         let sql = self.names.rotate(&self.names.old, &self.names.shadow);
         rename(&mut self.control, &self.shard, sql).await
     }
