@@ -297,6 +297,45 @@ impl MariaDb {
 
 /// Starts one server per entry of `extra` (its own options), each with `databases`; the init
 /// file starts with `init_prefix`.
+/// The servers' directories in the temp dir, and the file in each naming the process that
+/// made it.
+const DIR_PREFIX: &str = "shardgate-mariadb-";
+const OWNER: &str = "owner.pid";
+
+/// Removes the servers' directories that a killed test process left (its temp dirs are removed
+/// when they drop, which a SIGKILL skips): those whose owner is gone, and those without an
+/// owner file older than a day. Left alone, they filled CI machines' disks.
+fn sweep_stale_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let named = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(DIR_PREFIX));
+        if !named {
+            continue;
+        }
+        let stale = match std::fs::read_to_string(path.join(OWNER)) {
+            Ok(pid) => pid
+                .trim()
+                .parse::<u32>()
+                .is_ok_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()),
+            Err(_) => entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > Duration::from_secs(24 * 3600)),
+        };
+        if stale {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}
+
 fn start_each(
     databases: &[&str],
     extra: &[Vec<String>],
@@ -312,12 +351,16 @@ fn start_each(
         std::env::var("USER").unwrap_or_else(|_| "nobody".into())
     };
 
+    sweep_stale_dirs();
     let dirs: Vec<tempfile::TempDir> = (0..n)
         .map(|_| {
-            tempfile::Builder::new()
-                .prefix("shardgate-mariadb-")
+            let dir = tempfile::Builder::new()
+                .prefix(DIR_PREFIX)
                 .tempdir()
-                .map_err(io_err("creating a temp dir"))
+                .map_err(io_err("creating a temp dir"))?;
+            std::fs::write(dir.path().join(OWNER), std::process::id().to_string())
+                .map_err(io_err("writing the owner file"))?;
+            Ok(dir)
         })
         .collect::<Result<_, _>>()?;
     let installs: Vec<Child> = dirs
