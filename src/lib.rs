@@ -187,8 +187,17 @@ pub async fn start_from(
     // Migrations a stopped proxy left running go on here.
     let resumer = gate.clone();
     tokio::spawn(async move {
-        if let Err(e) = resumer.migrations.resume(&resumer).await {
+        // A deploy's migrations wait for the deploy to cut them over. Without a sidecar
+        // keyspace there are no deploys.
+        let deploys = crate::branch::deploy::deploying_migrations(&resumer).await;
+        let held = deploys.as_ref().cloned().unwrap_or_default();
+        if let Err(e) = resumer.migrations.resume(&resumer, &held).await {
             tracing::warn!(error = %e, "could not resume the recorded migrations");
+        }
+        if deploys.is_ok() {
+            if let Err(e) = crate::branch::deploy::resume(&resumer).await {
+                tracing::warn!(error = %e, "could not resume the recorded deploys");
+            }
         }
     });
     let tls = match &config.server.tls {

@@ -3,7 +3,9 @@
 //! and deploying it changes main's schema on every shard as online migrations while writers
 //! keep writing, none of their writes failing or lost; reverting brings the old schema back
 //! with every row. A change main made meanwhile that overlaps the branch's is a conflict, and a
-//! drop of data is flagged.
+//! drop of data is flagged. A deploy whose proxy is killed goes on when it starts again.
+
+mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -522,4 +524,139 @@ async fn conflicts_and_drops_of_data_are_reported() {
     assert!(databases.contains(&"app__two".to_string()), "{databases:?}");
     other.stop().await;
     s.proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_goes_on_after_its_proxy_is_killed() {
+    let servers =
+        tokio::task::spawn_blocking(|| testkit::start_binlogged(3, &["app", "main"]).unwrap())
+            .await
+            .unwrap();
+    let (port, admin) = (common::free_port(), common::free_port());
+    // A copy slow enough (500 rows/s on each shard) to be caught in the middle.
+    let text = format!(
+        r#"[server]
+listen = "127.0.0.1:{port}"
+admin = "127.0.0.1:{admin}"
+migration_copy_rate = 500
+
+[[users]]
+name = "app"
+password = "secret"
+
+[keyspaces.app]
+sharded = true
+shards = [{{ name = "-80", primary = "{a}" }}, {{ name = "80-", primary = "{b}" }}]
+vindexes.hash = {{ type = "hash" }}
+tables.items = {{ primary_vindex = {{ column = "id", vindex = "hash" }} }}
+
+[keyspaces.main]
+sharded = false
+shards = [{{ name = "0", primary = "{m}" }}]
+"#,
+        a = servers[0].url("app"),
+        b = servers[1].url("app"),
+        m = servers[2].url("main"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("shardgate.toml");
+    std::fs::write(&config, &text).unwrap();
+    let run = |args: &[&str]| -> serde_json::Value {
+        let out = tokio::task::block_in_place(|| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_shardgate"))
+                .args(args)
+                .args(["--format", "json", "--config"])
+                .arg(&config)
+                .output()
+                .unwrap()
+        });
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        json(&String::from_utf8_lossy(&out.stdout))
+    };
+    let proxy = common::proxy_process_serving(&text, port, &[]).await;
+    let url =
+        |user: &str, password: &str| format!("mysql://{user}:{password}@127.0.0.1:{port}/app");
+    let mut app = Conn::new(Opts::from_url(&url("app", "secret")).unwrap())
+        .await
+        .unwrap();
+    app.query_drop("CREATE TABLE items (id BIGINT NOT NULL PRIMARY KEY, n INT NOT NULL)")
+        .await
+        .unwrap();
+    for start in (0..5000).step_by(500) {
+        let values: Vec<String> = (start..start + 500)
+            .map(|id| format!("({id}, 1)"))
+            .collect();
+        app.query_drop(format!(
+            "INSERT INTO items (id, n) VALUES {}",
+            values.join(", ")
+        ))
+        .await
+        .unwrap();
+    }
+    let made = run(&["branch", "create", "extra"]);
+    let (user, password) = (
+        made["user"].as_str().unwrap(),
+        made["password"].as_str().unwrap(),
+    );
+    let mut branch = Conn::new(Opts::from_url(&url(user, password)).unwrap())
+        .await
+        .unwrap();
+    branch
+        .query_drop("ALTER TABLE items ADD COLUMN extra INT NOT NULL DEFAULT 7")
+        .await
+        .unwrap();
+    drop(branch);
+    let id = run(&["deploy-request", "create", "extra"])["id"]
+        .as_u64()
+        .unwrap()
+        .to_string();
+    let out = tokio::task::block_in_place(|| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_shardgate"))
+            .args(["deploy-request", "deploy", &id, "--config"])
+            .arg(&config)
+            .output()
+            .unwrap()
+    });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Killed while the migration copies.
+    let copying = |r: &serde_json::Value| r["progress"][0]["rows_copied"].as_u64().unwrap_or(0) > 0;
+    for _ in 0..300 {
+        if copying(&run(&["deploy-request", "show", &id])) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let shown = run(&["deploy-request", "show", &id]);
+    assert!(copying(&shown) && shown["state"] == "deploying", "{shown}");
+    drop(app);
+    drop(proxy);
+
+    // Started again, the proxy finishes the deploy.
+    let _proxy = common::proxy_process_serving(&text, port, &[]).await;
+    let mut ended = serde_json::Value::Null;
+    for _ in 0..1800 {
+        ended = run(&["deploy-request", "show", &id]);
+        if ended["state"] != "deploying" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(ended["state"], "complete", "{ended}");
+    let mut app = Conn::new(Opts::from_url(&url("app", "secret")).unwrap())
+        .await
+        .unwrap();
+    let (rows, extra): (i64, i64) = app
+        .query_first("SELECT COUNT(*), CAST(SUM(extra) AS SIGNED) FROM items")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((rows, extra), (5000, 35000));
 }

@@ -11,7 +11,7 @@
 //! revert can bring them back. Reverting, while the migrations keep their old tables, swaps
 //! those back, restores dropped tables, and sets created ones aside.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -394,10 +394,65 @@ pub async fn deploy(gate: &Arc<Gate>, id: u64) -> Result<Request, EngineError> {
     }
     request.state = "deploying".into();
     save(&main, &request).await?;
-    let (gate, shown) = (gate.clone(), request.clone());
+    let shown = request.clone();
+    drive(gate.clone(), request, false);
+    Ok(shown)
+}
+
+/// The migrations of the deploys a stopped proxy left running: they resume without cutting
+/// over, as the deploy's own (see [`resume`]).
+pub async fn deploying_migrations(gate: &Gate) -> Result<HashSet<String>, EngineError> {
+    Ok(list(gate)
+        .await?
+        .into_iter()
+        .filter(|r| r.state == "deploying")
+        .flat_map(|r| r.migrations)
+        .collect())
+}
+
+/// Goes on with the deploys a stopped proxy left running (at start-up, after the migrations
+/// resumed).
+pub async fn resume(gate: &Arc<Gate>) -> Result<usize, EngineError> {
+    let mut resumed = 0;
+    for request in list(gate)
+        .await?
+        .into_iter()
+        .filter(|r| r.state == "deploying")
+    {
+        let running = gate
+            .branches
+            .deploys
+            .0
+            .lock()
+            .expect("deploys")
+            .contains_key(&request.id);
+        if running {
+            continue;
+        }
+        tracing::info!(
+            id = request.id,
+            branch = request.branch,
+            "resuming a deploy"
+        );
+        gate.branches
+            .deploys
+            .0
+            .lock()
+            .expect("deploys")
+            .insert(request.id, request.branch.clone());
+        drive(gate.clone(), request, true);
+        resumed += 1;
+    }
+    Ok(resumed)
+}
+
+/// Runs a deploy (registered in [`Deploys`]) to its end in a task of its own, and records how
+/// it ended. `resumed`: a stopped proxy began it.
+fn drive(gate: Arc<Gate>, mut request: Request, resumed: bool) {
+    let id = request.id;
     tokio::spawn(async move {
         let started = Instant::now();
-        let outcome = run(&gate, &mut request).await;
+        let outcome = run(&gate, &mut request, resumed).await;
         match outcome {
             Ok(()) => {
                 request.state = "complete".into();
@@ -417,7 +472,6 @@ pub async fn deploy(gate: &Arc<Gate>, id: u64) -> Result<Request, EngineError> {
         }
         gate.branches.deploys.0.lock().expect("deploys").remove(&id);
     });
-    Ok(shown)
 }
 
 /// How often a deploy looks at its migrations.
@@ -443,15 +497,21 @@ fn aside(id: u64, table: &str) -> String {
     format!("_sg_dr{id}_{table}")
 }
 
-/// Runs a request's statements on main. When it fails, the tables it made are set aside.
-async fn run(gate: &Arc<Gate>, request: &mut Request) -> Result<(), String> {
+/// Runs a request's statements on main. When it fails, the tables it made are set aside. A
+/// resumed deploy makes only the tables not made yet, and submits only the ALTERs it has no
+/// migration for.
+async fn run(gate: &Arc<Gate>, request: &mut Request, resumed: bool) -> Result<(), String> {
     let main = gate.topology();
     let statements = request.statements.clone();
     let creates: Vec<&Statement> = statements.iter().filter(|s| s.kind == "create").collect();
     let mut made = Vec::new();
     let mut outcome = Ok(());
     for s in &creates {
-        outcome = on_every_shard(&main, &s.keyspace, &s.sql).await;
+        let sql = match resumed {
+            true => if_not_exists(&s.sql)?,
+            false => s.sql.clone(),
+        };
+        outcome = on_every_shard(&main, &s.keyspace, &sql).await;
         if outcome.is_err() {
             break;
         }
@@ -478,10 +538,31 @@ async fn run(gate: &Arc<Gate>, request: &mut Request) -> Result<(), String> {
     outcome
 }
 
+/// `CREATE TABLE` text as `CREATE TABLE IF NOT EXISTS`, rendered from the AST.
+fn if_not_exists(sql: &str) -> Result<String, String> {
+    use sqlparser::ast::Statement as Sql;
+    let mut parsed =
+        sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::MySqlDialect {}, sql)
+            .map_err(|e| format!("{sql}: {e}"))?;
+    match parsed.pop() {
+        Some(Sql::CreateTable(mut create)) => {
+            create.if_not_exists = true;
+            Ok(Sql::CreateTable(create).to_string())
+        }
+        _ => Err(format!("not a CREATE TABLE: {sql}")),
+    }
+}
+
 /// A request's ALTERs as migrations cut over once all are ready, then its drops and VSchemas.
 async fn migrate(gate: &Arc<Gate>, main: &Topology, request: &mut Request) -> Result<(), String> {
     let statements = request.statements.clone();
-    for s in statements.iter().filter(|s| s.kind == "alter") {
+    // A resumed deploy has migrations for its first ALTERs, in order.
+    let submitted = request.migrations.len();
+    for s in statements
+        .iter()
+        .filter(|s| s.kind == "alter")
+        .skip(submitted)
+    {
         let parsed =
             sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::MySqlDialect {}, &s.sql)
                 .map_err(|e| format!("{}: {e}", s.sql))?;

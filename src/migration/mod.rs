@@ -261,8 +261,13 @@ impl Migrations {
         tokio::spawn(run(Arc::downgrade(gate), live, received));
     }
 
-    /// Resumes the migrations a stopped proxy left running (at start-up).
-    pub async fn resume(&self, gate: &Arc<Gate>) -> Result<usize, EngineError> {
+    /// Resumes the migrations a stopped proxy left running (at start-up); those in `held`
+    /// (a deploy's) wait once ready until [`Migrations::cut_over_now`].
+    pub async fn resume(
+        &self,
+        gate: &Arc<Gate>,
+        held: &std::collections::HashSet<String>,
+    ) -> Result<usize, EngineError> {
         let topo = gate.topology();
         if crate::sidecar::home(&topo.vschema, "").is_err() {
             return Ok(0);
@@ -275,7 +280,8 @@ impl Migrations {
                 && !self.live.contains_key(&record.id)
             {
                 tracing::info!(id = %record.id, table = %record.table, "resuming a migration");
-                self.start(gate, record, true);
+                let cut_over = !held.contains(&record.id);
+                self.start(gate, record, cut_over);
                 resumed += 1;
             }
         }
