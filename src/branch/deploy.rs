@@ -378,6 +378,12 @@ pub async fn deploy(gate: &Arc<Gate>, id: u64) -> Result<Request, EngineError> {
             request.conflicts.join("; ")
         )));
     }
+    if !request.vschema.is_empty() && gate.shares_topology() {
+        // The state file is one proxy's; etcd's keyspaces come from the config.
+        return Err(refused(
+            "a VSchema change in a deploy with several proxies ([topology] etcd)",
+        ));
+    }
     if let Some(error) = request.lint.iter().find(|l| l.severity == "error") {
         save(&main, &request).await?;
         return Err(refused(format!(
