@@ -158,9 +158,12 @@ impl Branches {
         }
     }
 
-    /// The password check of a branch user.
+    /// The password check of a user of a branch served here.
     pub fn credential(&self, user: &str) -> Option<frontend::Credential> {
-        self.users.get(user).map(|u| u.credential.clone())
+        let u = self.users.get(user)?;
+        self.serving
+            .contains_key(&u.branch)
+            .then(|| u.credential.clone())
     }
 
     /// The branch a user's sessions are served from; `None` for main's users.

@@ -297,9 +297,15 @@ impl HandlerFactory for Sessions {
         database: Option<&str>,
     ) -> Result<GateSession, SqlError> {
         // A branch's user sees the branch's databases under main's keyspace names.
+        // One whose branch is not served (deleted meanwhile) is refused, never sent to main.
         let branch = match self.0.users.contains_key(user) {
             true => None,
-            false => self.0.branches.serving_for(user),
+            false => Some(
+                self.0
+                    .branches
+                    .serving_for(user)
+                    .ok_or_else(|| error::access_denied(user, database.unwrap_or_default()))?,
+            ),
         };
         let topo = branch
             .as_ref()
