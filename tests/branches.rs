@@ -40,29 +40,9 @@ async fn setup() -> Setup {
             .unwrap();
     // The addresses the proxy serves on, once it does, for the CLI.
     let text = |listen: &str, admin: &str| {
-        format!(
-            r#"[server]
-listen = "{listen}"
-admin = "{admin}"
-migration_retention_s = 3600
-
-[[users]]
-name = "app"
-password = "secret"
-
-[keyspaces.app]
-sharded = true
-shards = [{{ name = "-80", primary = "{a}" }}, {{ name = "80-", primary = "{b}" }}]
-vindexes.hash = {{ type = "hash" }}
-tables.items = {{ primary_vindex = {{ column = "id", vindex = "hash" }} }}
-
-[keyspaces.main]
-sharded = false
-shards = [{{ name = "0", primary = "{m}" }}]
-"#,
-            a = servers[0].url("app"),
-            b = servers[1].url("app"),
-            m = servers[2].url("main"),
+        config_text(
+            &servers,
+            &format!("listen = \"{listen}\"\nadmin = \"{admin}\"\nmigration_retention_s = 3600"),
         )
     };
     let dir = tempfile::tempdir().unwrap();
@@ -103,11 +83,16 @@ shards = [{{ name = "0", primary = "{m}" }}]
 
 /// Runs the CLI on the setup's config: its standard output, or its error.
 fn cli(s: &Setup, args: &[&str]) -> Result<String, String> {
+    cli_on(&s.config, args)
+}
+
+/// Runs the CLI on config `config`: its standard output, or its error.
+fn cli_on(config: &std::path::Path, args: &[&str]) -> Result<String, String> {
     let out = tokio::task::block_in_place(|| {
         std::process::Command::new(env!("CARGO_BIN_EXE_shardgate"))
             .args(args)
             .arg("--config")
-            .arg(&s.config)
+            .arg(config)
             .output()
             .unwrap()
     });
@@ -119,6 +104,14 @@ fn cli(s: &Setup, args: &[&str]) -> Result<String, String> {
 
 fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// A config with `server` settings, user `app`, and [`common::app_and_main`]'s keyspaces.
+fn config_text(servers: &[testkit::MariaDb], server: &str) -> String {
+    format!(
+        "[server]\n{server}\n\n[[users]]\nname = \"app\"\npassword = \"secret\"\n{}",
+        common::app_and_main(servers)
+    )
 }
 
 async fn connect(proxy: &shardgate::Running, user: &str, password: &str) -> Conn {
@@ -534,48 +527,18 @@ async fn a_deploy_goes_on_after_its_proxy_is_killed() {
             .unwrap();
     let (port, admin) = (common::free_port(), common::free_port());
     // A copy slow enough (500 rows/s on each shard) to be caught in the middle.
-    let text = format!(
-        r#"[server]
-listen = "127.0.0.1:{port}"
-admin = "127.0.0.1:{admin}"
-migration_copy_rate = 500
-
-[[users]]
-name = "app"
-password = "secret"
-
-[keyspaces.app]
-sharded = true
-shards = [{{ name = "-80", primary = "{a}" }}, {{ name = "80-", primary = "{b}" }}]
-vindexes.hash = {{ type = "hash" }}
-tables.items = {{ primary_vindex = {{ column = "id", vindex = "hash" }} }}
-
-[keyspaces.main]
-sharded = false
-shards = [{{ name = "0", primary = "{m}" }}]
-"#,
-        a = servers[0].url("app"),
-        b = servers[1].url("app"),
-        m = servers[2].url("main"),
+    let text = config_text(
+        &servers,
+        &format!(
+            "listen = \"127.0.0.1:{port}\"\nadmin = \"127.0.0.1:{admin}\"\nmigration_copy_rate = 500"
+        ),
     );
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("shardgate.toml");
     std::fs::write(&config, &text).unwrap();
     let run = |args: &[&str]| -> serde_json::Value {
-        let out = tokio::task::block_in_place(|| {
-            std::process::Command::new(env!("CARGO_BIN_EXE_shardgate"))
-                .args(args)
-                .args(["--format", "json", "--config"])
-                .arg(&config)
-                .output()
-                .unwrap()
-        });
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        json(&String::from_utf8_lossy(&out.stdout))
+        let args: Vec<&str> = args.iter().copied().chain(["--format", "json"]).collect();
+        json(&cli_on(&config, &args).unwrap_or_else(|e| panic!("{args:?}: {e}")))
     };
     let proxy = common::proxy_process_serving(&text, port, &[]).await;
     let url =
@@ -614,18 +577,7 @@ shards = [{{ name = "0", primary = "{m}" }}]
         .as_u64()
         .unwrap()
         .to_string();
-    let out = tokio::task::block_in_place(|| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_shardgate"))
-            .args(["deploy-request", "deploy", &id, "--config"])
-            .arg(&config)
-            .output()
-            .unwrap()
-    });
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cli_on(&config, &["deploy-request", "deploy", &id]).unwrap();
     // Killed while the migration copies.
     let copying = |r: &serde_json::Value| r["progress"][0]["rows_copied"].as_u64().unwrap_or(0) > 0;
     for _ in 0..300 {

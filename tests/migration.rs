@@ -28,7 +28,7 @@ async fn setup() -> Setup {
 /// hour after a cut-over unless it says otherwise).
 async fn setup_with(adjust: impl FnOnce(&mut vschema::ServerConfig)) -> Setup {
     let servers = testkit::start_binlogged(3, &["app", "main", "ref"]).unwrap();
-    let mut config = config_serving(&keyspaces(&servers));
+    let mut config = config_serving(&common::app_and_main(&servers));
     config.server.migration_retention_s = 3600;
     adjust(&mut config.server);
     let proxy = shardgate::start(&config, "127.0.0.1:0").await.unwrap();
@@ -38,27 +38,6 @@ async fn setup_with(adjust: impl FnOnce(&mut vschema::ServerConfig)) -> Setup {
 /// A copy slow enough (500 rows/s on each shard) to be caught in the middle.
 async fn setup_slow_copy() -> Setup {
     setup_with(|server| server.migration_copy_rate = 500).await
-}
-
-/// Keyspace `app` (table `items` sharded by id) on the first two servers, `main` (for the
-/// migrations' records) on the third.
-fn keyspaces(servers: &[testkit::MariaDb]) -> String {
-    format!(
-        r#"
-[keyspaces.app]
-sharded = true
-shards = [{{ name = "-80", primary = "{a}" }}, {{ name = "80-", primary = "{b}" }}]
-vindexes.hash = {{ type = "hash" }}
-tables.items = {{ primary_vindex = {{ column = "id", vindex = "hash" }} }}
-
-[keyspaces.main]
-sharded = false
-shards = [{{ name = "0", primary = "{m}" }}]
-"#,
-        a = servers[0].url("app"),
-        b = servers[1].url("app"),
-        m = servers[2].url("main"),
-    )
 }
 
 async fn reference(s: &Setup) -> Conn {
@@ -493,7 +472,7 @@ async fn a_migration_resumes_after_the_proxy_is_killed_mid_copy() {
     let text = format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\nmigration_copy_rate = 1000\n\n\
          [[users]]\nname = \"app\"\npassword = \"secret\"\n{}",
-        keyspaces(&servers)
+        common::app_and_main(&servers)
     );
     let url = format!("mysql://app:secret@127.0.0.1:{port}/app");
     let connect = || async { Conn::new(Opts::from_url(&url).unwrap()).await.unwrap() };
@@ -584,7 +563,7 @@ async fn the_cli_watches_lists_reverts_and_refuses_as_the_proxy_says() {
     let text = format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin = \"127.0.0.1:{admin}\"\n\
          migration_copy_rate = 2000\n\n[[users]]\nname = \"app\"\npassword = \"secret\"\n{}",
-        keyspaces(&servers)
+        common::app_and_main(&servers)
     );
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("shardgate.toml");

@@ -477,3 +477,24 @@ pub async fn committed_in(keyspace: &str, ids: &[i64]) -> Vec<(i64, String)> {
     out.sort();
     out
 }
+
+/// Keyspace `app` (table `items` sharded by id) on the first two servers, `main` (for the
+/// proxy's records: migrations, branches) on the third.
+pub fn app_and_main(servers: &[testkit::MariaDb]) -> String {
+    format!(
+        r#"
+[keyspaces.app]
+sharded = true
+shards = [{{ name = "-80", primary = "{a}" }}, {{ name = "80-", primary = "{b}" }}]
+vindexes.hash = {{ type = "hash" }}
+tables.items = {{ primary_vindex = {{ column = "id", vindex = "hash" }} }}
+
+[keyspaces.main]
+sharded = false
+shards = [{{ name = "0", primary = "{m}" }}]
+"#,
+        a = servers[0].url("app"),
+        b = servers[1].url("app"),
+        m = servers[2].url("main"),
+    )
+}
