@@ -134,6 +134,8 @@ pub struct ShardMeter {
     /// False once the health check failed twice in a row, until it succeeds again.
     healthy: AtomicBool,
     failed_checks: AtomicU32,
+    /// Statements the server answered (rows, OK or its own error) since the last health check.
+    answered: AtomicU64,
 }
 
 /// Health checks that fail in a row before a shard is marked down.
@@ -147,6 +149,7 @@ impl ShardMeter {
             buckets: Default::default(),
             healthy: AtomicBool::new(true),
             failed_checks: AtomicU32::new(0),
+            answered: AtomicU64::new(0),
         }
     }
 
@@ -154,9 +157,13 @@ impl ShardMeter {
         self.healthy.load(Ordering::Relaxed)
     }
 
-    /// Records one health check; returns the new state when it changed.
-    pub fn checked(&self, answered: bool) -> Option<bool> {
-        if answered {
+    /// Records one health check; returns the new state when it changed. A server that answered
+    /// statements since the last check is alive even if its ping was late: a loaded machine
+    /// can delay a ping past its timeout while the server keeps serving, and marking it down
+    /// would abandon the statements it is answering.
+    pub fn checked(&self, pinged: bool) -> Option<bool> {
+        let served = self.answered.swap(0, Ordering::Relaxed) > 0;
+        if pinged || (served && self.healthy()) {
             self.failed_checks.store(0, Ordering::Relaxed);
             return (!self.healthy.swap(true, Ordering::Relaxed)).then_some(true);
         }
@@ -164,7 +171,10 @@ impl ShardMeter {
         (failed >= FAILED_CHECKS && self.healthy.swap(false, Ordering::Relaxed)).then_some(false)
     }
 
-    pub fn record(&self, elapsed: Duration) {
+    pub fn record(&self, elapsed: Duration, answered: bool) {
+        if answered {
+            self.answered.fetch_add(1, Ordering::Relaxed);
+        }
         let s = elapsed.as_secs_f64();
         self.queries.inc();
         self.seconds.observe(s);
@@ -174,5 +184,41 @@ impl ShardMeter {
 
     pub(crate) fn snapshot(&self) -> [u64; BUCKETS] {
         std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meter() -> ShardMeter {
+        let queries = IntCounter::new("q", "q").unwrap();
+        let seconds = Histogram::with_opts(prometheus::HistogramOpts::new("s", "s")).unwrap();
+        ShardMeter::new(queries, seconds)
+    }
+
+    #[test]
+    fn missed_pings_mark_a_shard_down_unless_it_kept_answering() {
+        let m = meter();
+        assert_eq!(m.checked(false), None);
+        assert_eq!(m.checked(false), Some(false), "two misses in a row");
+        assert!(!m.healthy());
+        assert_eq!(m.checked(true), Some(true));
+
+        // Late pings, but statements answered in between: still up.
+        for _ in 0..5 {
+            m.record(Duration::from_millis(1), true);
+            assert_eq!(m.checked(false), None);
+        }
+        assert!(m.healthy());
+
+        // Statements that failed without an answer are no sign of life.
+        m.record(Duration::from_millis(1), false);
+        assert_eq!(m.checked(false), None);
+        assert_eq!(m.checked(false), Some(false));
+        // Once down, only a ping brings it back.
+        m.record(Duration::from_millis(1), true);
+        assert_eq!(m.checked(false), None);
+        assert!(!m.healthy());
     }
 }

@@ -159,7 +159,8 @@ impl engine::Executor for SessionExecutor<'_> {
             }
         };
         if let Some(meter) = self.topo.meter(keyspace, shard) {
-            meter.record(started.elapsed());
+            let answered = matches!(result, Ok(_) | Err(EngineError::Server { .. }));
+            meter.record(started.elapsed(), answered);
         }
         result
     }
