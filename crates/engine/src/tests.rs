@@ -83,6 +83,7 @@ fn vschema() -> VSchema {
         name: "ks".into(),
         sharded: true,
         shards: vec![shard("-80"), shard("80-")],
+        spare_shards: Vec::new(),
         tables: Default::default(),
         pool: PoolSize::default(),
         transaction_mode: None,

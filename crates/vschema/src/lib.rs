@@ -23,7 +23,9 @@ pub use load::{
     keyspace_vschema_toml, keyspaces_toml, load_config, load_vitess_json, parse_config,
     parse_with_keyspaces, with_keyspace_vschema,
 };
-pub use state::{branch_database, current_vschema, record_primary, record_vschema, state_path};
+pub use state::{
+    branch_database, current_vschema, record_primary, record_serving, record_vschema, state_path,
+};
 pub use vindex::{
     parse_static_map, KeyValue, KeyspaceId, MultiColumn, Vindex, VindexError, VindexKind,
 };
@@ -226,6 +228,9 @@ pub struct Keyspace {
     pub sharded: bool,
     /// In key order; they tile the whole keyspace-ID space.
     pub shards: Vec<Shard>,
+    /// Shards configured for the keyspace that serve nothing: where a reshard can move it, or
+    /// those it moved from (kept for going back).
+    pub spare_shards: Vec<Shard>,
     pub tables: BTreeMap<String, Table>,
     pub pool: PoolSize,
     /// How transactions started in this keyspace commit, unless the session chose.

@@ -451,9 +451,14 @@ impl Ctx<'_> {
 
         // Shards: parse names as key ranges, addresses as mysql:// URLs, then check the tiling.
         let mut shards = Vec::new();
-        for (i, s) in ks.shards.iter().enumerate() {
+        let spare_from = ks.shards.len();
+        let listed = ks.shards.iter().map(|s| ("shards", s));
+        let listed = listed
+            .enumerate()
+            .chain((ks.spare_shards.iter().enumerate()).map(|(i, s)| (i, ("spare_shards", s))));
+        for (i, (list, s)) in listed {
             let s = s.get_ref();
-            let shard_key = format!("{key}.shards[{i}]");
+            let shard_key = format!("{key}.{list}[{i}]");
             let range = KeyRange::parse(s.name.get_ref())
                 .map_err(|e| self.err(&s.name, &format!("{shard_key}.name"), e.to_string()))?;
             let address = |spanned: &Spanned<String>, key: &str| {
@@ -474,6 +479,13 @@ impl Ctx<'_> {
                 .enumerate()
                 .map(|(r, url)| address(url, &format!("{shard_key}.replicas[{r}]")))
                 .collect::<Result<Vec<_>, _>>()?;
+            if shards.iter().any(|o: &Shard| &o.name == s.name.get_ref()) {
+                return Err(self.err(
+                    &s.name,
+                    &format!("{shard_key}.name"),
+                    format!("shard {} is listed twice", s.name.get_ref()),
+                ));
+            }
             shards.push(Shard {
                 name: s.name.get_ref().clone(),
                 range,
@@ -481,6 +493,7 @@ impl Ctx<'_> {
                 replicas,
             });
         }
+        let spare_shards = shards.split_off(spare_from);
         let pairs: Vec<(&str, &KeyRange)> =
             shards.iter().map(|s| (s.name.as_str(), &s.range)).collect();
         let order = check_tiling(&pairs).map_err(|e| {
@@ -618,6 +631,7 @@ impl Ctx<'_> {
             name: name.to_string(),
             sharded,
             shards,
+            spare_shards,
             tables,
             pool,
             transaction_mode,

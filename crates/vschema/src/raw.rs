@@ -68,6 +68,9 @@ pub(crate) struct RawKeyspace {
     pub sharded: Option<bool>,
     #[serde(default)]
     pub shards: Vec<Spanned<RawShard>>,
+    /// Shards a reshard can move the keyspace to: not serving until one switches to them.
+    #[serde(default)]
+    pub spare_shards: Vec<Spanned<RawShard>>,
     pub pool: Option<RawPool>,
     pub backend_tls: Option<Spanned<String>>,
     pub backend_ca: Option<String>,

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{BackendAddr, ConfigError, VSchema};
+use crate::{BackendAddr, ConfigError, Shard, VSchema};
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -18,13 +18,18 @@ struct State {
     /// `keyspace` → its VSchema (`vindexes` and `tables`, TOML) as a deploy request set it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     vschemas: BTreeMap<String, String>,
+    /// `keyspace` → the shards that serve it, as a reshard switched it (the others of its
+    /// `shards` and `spare_shards` are spare).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    serving: BTreeMap<String, Vec<String>>,
 }
 
 const HEADER: &str =
     "# Written by shardgate when a shard's primary changes (reparent, failover), or a deploy\n\
-# request changes a keyspace's VSchema. Each shard named here has this primary, whatever the\n\
-# config says; the other servers of its group are its replicas. Each keyspace under vschemas\n\
-# has these vindexes and tables. Delete a line (or the file) to go back to the config.\n";
+# request changes a keyspace's VSchema, or a reshard switches a keyspace to other shards. Each\n\
+# shard named here has this primary, whatever the config says; the other servers of its group\n\
+# are its replicas. Each keyspace under vschemas has these vindexes and tables; each under\n\
+# serving is served by these shards. Delete a line (or the file) to go back to the config.\n";
 
 /// `shardgate.toml` → `shardgate.state.toml`.
 pub fn state_path(config: &Path) -> PathBuf {
@@ -48,8 +53,19 @@ fn read(config: &Path) -> Result<State, ConfigError> {
 
 /// `vschema` with the primaries the state file beside `config` records.
 pub(crate) fn apply(config: &Path, vschema: VSchema) -> Result<VSchema, ConfigError> {
+    let state = read(config)?;
     let mut vschema = vschema;
-    for (shard, primary) in read(config)?.primaries {
+    for (keyspace, shards) in state.serving {
+        vschema = vschema
+            .with_serving(&keyspace, &shards)
+            .map_err(|message| ConfigError {
+                file: state_path(config),
+                line: None,
+                key: format!("serving.{keyspace}"),
+                message,
+            })?;
+    }
+    for (shard, primary) in state.primaries {
         let (ks, name) = shard.split_once('/').unwrap_or((&shard, ""));
         vschema = vschema
             .with_primary(ks, name, &primary)
@@ -96,6 +112,21 @@ pub fn record_primary(
         format!("{keyspace}/{shard}"),
         format!("{}:{}", primary.host, primary.port),
     );
+    write(config, &state)
+}
+
+/// Records `shards` as the shards that serve `keyspace` in the state file beside `config`;
+/// `None` goes back to the config's.
+pub fn record_serving(
+    config: &Path,
+    keyspace: &str,
+    shards: Option<&[String]>,
+) -> Result<(), ConfigError> {
+    let mut state = read(config)?;
+    match shards {
+        Some(s) => state.serving.insert(keyspace.to_string(), s.to_vec()),
+        None => state.serving.remove(keyspace),
+    };
     write(config, &state)
 }
 
@@ -163,11 +194,11 @@ impl VSchema {
     /// the primary already.
     pub fn with_primary(&self, keyspace: &str, shard: &str, to: &str) -> Result<VSchema, String> {
         let mut out = self.clone();
-        let Some(s) = out
-            .keyspaces
-            .get_mut(keyspace)
-            .and_then(|ks| ks.shards.iter_mut().find(|s| s.name == shard))
-        else {
+        let Some(s) = out.keyspaces.get_mut(keyspace).and_then(|ks| {
+            (ks.shards.iter_mut())
+                .chain(&mut ks.spare_shards)
+                .find(|s| s.name == shard)
+        }) else {
             return Err(format!("no shard {keyspace}/{shard} in the config"));
         };
         let at = |a: &BackendAddr| format!("{}:{}", a.host, a.port) == to;
@@ -182,6 +213,40 @@ impl VSchema {
         let new = s.replicas.remove(i);
         let old = std::mem::replace(&mut s.primary, new);
         s.replicas.push(old);
+        Ok(out)
+    }
+
+    /// This topology with `names` (of its `shards` or `spare_shards`) serving `keyspace`, the
+    /// others spare. They must tile the keyspace.
+    pub fn with_serving(&self, keyspace: &str, names: &[String]) -> Result<VSchema, String> {
+        let mut out = self.clone();
+        let ks = out
+            .keyspaces
+            .get_mut(keyspace)
+            .ok_or_else(|| format!("no keyspace {keyspace} in the config"))?;
+        let mut all: Vec<Shard> = ks
+            .shards
+            .drain(..)
+            .chain(ks.spare_shards.drain(..))
+            .collect();
+        let mut serving = Vec::new();
+        for name in names {
+            let i = all.iter().position(|s| &s.name == name).ok_or_else(|| {
+                format!("no shard {keyspace}/{name} among its shards and spare_shards")
+            })?;
+            serving.push(all.remove(i));
+        }
+        let pairs: Vec<(&str, &crate::KeyRange)> = serving
+            .iter()
+            .map(|s| (s.name.as_str(), &s.range))
+            .collect();
+        let order = crate::keyrange::check_tiling(&pairs)
+            .map_err(|e| format!("shards must tile the key space: {e}"))?;
+        if !ks.sharded && serving.len() != 1 {
+            return Err("an unsharded keyspace has exactly one shard".into());
+        }
+        ks.shards = order.into_iter().map(|i| serving[i].clone()).collect();
+        ks.spare_shards = all;
         Ok(out)
     }
 }
@@ -257,5 +322,66 @@ tables.items = { primary_vindex = { column = "id", vindex = "hash" } }
             e.contains("shardgate.state.toml") && e.contains("127.0.0.1:9999"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_recorded_switch_to_spare_shards_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shardgate.toml");
+        let spare = r#"spare_shards = [
+  { name = "-40", primary = "mysql://root@127.0.0.1:3311/shop" },
+  { name = "40-80", primary = "mysql://root@127.0.0.1:3312/shop" },
+]
+"#;
+        let config = CONFIG.replace("vindexes.hash", &format!("{spare}vindexes.hash"));
+        std::fs::write(&path, &config).unwrap();
+        let names = |v: &VSchema| -> (Vec<String>, Vec<String>) {
+            let ks = v.keyspace("shop").unwrap();
+            let n = |s: &[Shard]| s.iter().map(|s| s.name.clone()).collect();
+            (n(&ks.shards), n(&ks.spare_shards))
+        };
+        let loaded = crate::load_config(&path).unwrap().vschema;
+        assert_eq!(names(&loaded).1, ["-40", "40-80"]);
+
+        let to: Vec<String> = ["80-", "-40", "40-80"].map(String::from).to_vec();
+        record_serving(&path, "shop", Some(&to)).unwrap();
+        let switched = crate::load_config(&path).unwrap().vschema;
+        // In key order; the one left out is spare.
+        assert_eq!(
+            names(&switched),
+            (
+                vec!["-40".into(), "40-80".into(), "80-".into()],
+                vec!["-80".into()]
+            )
+        );
+        // A spare shard keeps its recorded primary.
+        let e = switched
+            .with_primary("shop", "-80", "127.0.0.1:3303")
+            .unwrap();
+        assert_eq!(
+            e.keyspace("shop").unwrap().spare_shards[0].primary.port,
+            3303
+        );
+
+        // Shards that leave a gap, or one not configured, are refused.
+        let gap: Vec<String> = ["-40", "80-"].map(String::from).to_vec();
+        assert!(loaded
+            .with_serving("shop", &gap)
+            .unwrap_err()
+            .contains("tile"));
+        let unknown: Vec<String> = ["-"].map(String::from).to_vec();
+        assert!(loaded.with_serving("shop", &unknown).is_err());
+
+        record_serving(&path, "shop", None).unwrap();
+        assert_eq!(
+            names(&crate::load_config(&path).unwrap().vschema),
+            names(&loaded)
+        );
+
+        // The same name in both lists is refused.
+        let twice = config.replace("name = \"-40\"", "name = \"-80\"");
+        std::fs::write(&path, twice).unwrap();
+        let e = crate::load_config(&path).unwrap_err().to_string();
+        assert!(e.contains("listed twice"), "{e}");
     }
 }
