@@ -54,6 +54,8 @@ pub async fn serve(listener: TcpListener, gate: Arc<Gate>, config_path: Option<P
             get(deploy_requests).post(deploy_request_create),
         )
         .route("/deploy-requests/{action}", post(deploy_request_action))
+        .route("/reshards", get(reshards).post(reshard_start))
+        .route("/reshards/{action}", post(reshard_action))
         .with_state(Admin { gate, config_path });
     if let Err(e) = axum::serve(listener, app).await {
         tracing::warn!(error = %e, "admin listener stopped");
@@ -175,7 +177,7 @@ async fn migration_action(
 }
 
 /// A JSON answer, or the error as text (409).
-fn json<T: serde::Serialize>(result: Result<T, engine::EngineError>) -> Response {
+fn json<T: serde::Serialize, E: std::fmt::Display>(result: Result<T, E>) -> Response {
     match result {
         Ok(value) => (
             [(header::CONTENT_TYPE, "application/json")],
@@ -316,6 +318,40 @@ async fn deploy_request_action(
         "close" => json(deploy::close(&admin.gate, args.id).await),
         other => (StatusCode::NOT_FOUND, format!("no action {other}\n")).into_response(),
     }
+}
+
+/// `GET /reshards`: every keyspace's reshard.
+async fn reshards(State(admin): State<Admin>) -> Response {
+    json(admin.gate.reshards.list(&admin.gate).await)
+}
+
+#[derive(serde::Deserialize)]
+struct ReshardArgs {
+    keyspace: String,
+    #[serde(default)]
+    to: String,
+}
+
+/// `POST /reshards?keyspace=...&to=-40,40-80,...`: starts moving the keyspace to those shards.
+async fn reshard_start(
+    State(admin): State<Admin>,
+    axum::extract::Query(args): axum::extract::Query<ReshardArgs>,
+) -> Response {
+    let reshards = &admin.gate.reshards;
+    json(reshards.start(&admin.gate, &args.keyspace, &args.to).await)
+}
+
+/// `POST /reshards/verify|switch|reverse|complete|cancel?keyspace=...`.
+async fn reshard_action(
+    State(admin): State<Admin>,
+    axum::extract::Path(action): axum::extract::Path<String>,
+    axum::extract::Query(args): axum::extract::Query<ReshardArgs>,
+) -> Response {
+    let Some(command) = crate::reshard::Command::parse(&action) else {
+        return (StatusCode::NOT_FOUND, format!("no action {action}\n")).into_response();
+    };
+    let reshards = &admin.gate.reshards;
+    json(reshards.command(&admin.gate, &args.keyspace, command).await)
 }
 
 /// Escapes text for HTML.

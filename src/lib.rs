@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod migration;
 pub mod plan_cache;
 pub mod prepared;
+pub mod reshard;
 pub mod session;
 mod sidecar;
 pub mod stats;
@@ -197,6 +198,9 @@ pub async fn start_from(
         if deploys.is_ok() {
             if let Err(e) = crate::branch::deploy::resume(&resumer).await {
                 tracing::warn!(error = %e, "could not resume the recorded deploys");
+            }
+            if let Err(e) = resumer.reshards.resume(&resumer).await {
+                tracing::warn!(error = %e, "could not resume the recorded reshards");
             }
         }
     });

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 mod branch_cli;
+mod reshard_cli;
 
 // Every statement allocates blocks of a KiB or more (its boxed command future, a scatter's
 // channels); glibc's malloc sweeps its fast bins on each such request, mimalloc does not.
@@ -131,6 +132,26 @@ enum Command {
         #[arg(long, env = "SHARDGATE_CONFIG", global = true)]
         config: Option<PathBuf>,
     },
+    /// Move a keyspace to other shards while it serves: split (2 -> 4) or merge (4 -> 2).
+    /// The target shards are listed in the keyspace's spare_shards.
+    #[command(
+        after_help = "Examples:\n  shardgate reshard commerce start --to '-40,40-80,80-c0,c0-' --watch --config shardgate.toml\n  shardgate reshard commerce status --config shardgate.toml\n  shardgate reshard commerce switch --config shardgate.toml\n  shardgate reshard commerce reverse --config shardgate.toml\n  shardgate reshard commerce complete --config shardgate.toml"
+    )]
+    Reshard {
+        keyspace: String,
+        #[arg(value_enum, default_value = "status")]
+        step: reshard_cli::Step,
+        /// The target shards, comma-separated (with start).
+        #[arg(long)]
+        to: Option<String>,
+        /// A progress bar until the copy and the verify end.
+        #[arg(long)]
+        watch: bool,
+        #[arg(long, value_enum, default_value_t = branch_cli::Format::Human)]
+        format: branch_cli::Format,
+        #[arg(long, env = "SHARDGATE_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// The mariadb client on a branch, as a new user of it.
     #[command(after_help = "Example:\n  shardgate shell add-email --config shardgate.toml")]
     Shell {
@@ -221,6 +242,15 @@ fn main() -> ExitCode {
         Command::DeployRequest { action, config } => {
             branch_cli::config(config).and_then(|c| branch_cli::deploy_request(&c, action))
         }
+        Command::Reshard {
+            keyspace,
+            step,
+            to,
+            watch,
+            format,
+            config,
+        } => branch_cli::config(config)
+            .and_then(|c| reshard_cli::reshard(&c, &keyspace, step, to, watch, format)),
         Command::Shell {
             branch,
             keyspace,

@@ -22,6 +22,14 @@ impl GateSession {
         out: &mut ResultWriter<'_>,
     ) -> std::io::Result<bool> {
         self.gate.questions.fetch_add(1, Ordering::Relaxed);
+        // A reshard's switch holds statements that have no shard yet: they run on the new
+        // shards once it is done. Those of transactions already on shards go on.
+        if self.gate.reshards.holding()
+            && self.tx.as_ref().is_none_or(|t| t.shard_count() == 0)
+            && self.pinned.is_empty()
+        {
+            self.gate.reshards.wait_switch().await;
+        }
         self.topo = self.current_topology();
         let started = Instant::now();
         self.last_plan.keyspace.clear();

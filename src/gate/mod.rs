@@ -94,6 +94,8 @@ pub struct Gate {
     pub migrations: crate::migration::Migrations,
     /// Schema branches, their users and deploy requests.
     pub branches: crate::branch::Branches,
+    /// Keyspaces moving to other shards, and the hold of their switch.
+    pub reshards: crate::reshard::Reshards,
 }
 
 /// The start of the twopc transaction ids of the proxy serving on `port`.
@@ -268,6 +270,7 @@ impl Gate {
             changes: Default::default(),
             migrations: crate::migration::Migrations::new(&config.server),
             branches: crate::branch::Branches::new(config.server.plan_cache_size),
+            reshards: Default::default(),
         }
     }
 }

@@ -60,6 +60,8 @@ struct Server {
 #[derive(Default)]
 struct Hold {
     held: AtomicBool,
+    /// The shard was moved off (see [`Backends::retire`]).
+    retired: AtomicBool,
     released: tokio::sync::Notify,
     waiting: AtomicUsize,
 }
@@ -104,6 +106,13 @@ impl ShardServers {
                 let released = self.hold.released.notified();
                 tokio::pin!(released);
                 released.as_mut().enable();
+                if self.hold.retired.load(Ordering::Acquire) {
+                    return Err(unavailable(
+                        "the keyspace moved to other shards (a reshard switched) while this \
+                         statement waited; it was not run: run it again"
+                            .into(),
+                    ));
+                }
                 if !self.hold.held.load(Ordering::Acquire) {
                     return Ok(());
                 }

@@ -288,7 +288,10 @@ struct Release<'a>(&'a ShardServers);
 
 impl Drop for Release<'_> {
     fn drop(&mut self) {
-        self.0.hold.held.store(false, Ordering::Release);
+        // A retired shard stays held: its waiters fail (see `ShardServers::wait`).
+        if !self.0.hold.retired.load(Ordering::Acquire) {
+            self.0.hold.held.store(false, Ordering::Release);
+        }
         self.0.hold.released.notify_waiters();
     }
 }
@@ -480,6 +483,15 @@ impl Backends {
     pub fn hold_remote(&self, keyspace: &str, shard: &str) -> bool {
         self.servers(keyspace, shard)
             .is_ok_and(|s| !s.hold.held.swap(true, Ordering::AcqRel))
+    }
+
+    /// The shard no longer serves its keyspace (a reshard moved it): statements that still
+    /// reach it through this topology (held while the routing changed) fail rather than run
+    /// there. Call while holding it.
+    pub fn retire(&self, keyspace: &str, shard: &str) {
+        if let Ok(s) = self.servers(keyspace, shard) {
+            s.hold.retired.store(true, Ordering::Release);
+        }
     }
 
     pub fn release_remote(&self, keyspace: &str, shard: &str) {

@@ -1,0 +1,909 @@
+//! Online resharding: a keyspace moves from the shards serving it to others (2 → 4, 4 → 2)
+//! while it keeps serving.
+//!
+//! 1. **Create** the tables on the target shards (from a source's `SHOW CREATE TABLE`).
+//! 2. **Copy and catch up.** Each source shard streams its binlog and copies its rows by
+//!    primary-key chunks to the target that owns each row's keyspace id ([`mover`]).
+//! 3. **Verify** source against targets, chunk by chunk ([`verify`]); any difference blocks
+//!    the switch.
+//! 4. **Switch**: new statements wait, transactions on the sources end, the streams drain,
+//!    the state file names the targets as serving and the topology swaps; the held statements
+//!    then run on the targets. Reads and writes switch in the same step, so that a client never
+//!    reads from shards behind its own writes.
+//! 5. **Reverse replication**: from then on the targets' changes stream back to the sources,
+//!    so that `reverse` switches back without losing a write.
+//! 6. **Complete** drops the sources' tables; **cancel** (before the switch, or after a
+//!    reverse) drops the targets'.
+//!
+//! A reshard's record lives in the sidecar keyspace; a restarted proxy resumes it.
+
+mod mover;
+pub mod store;
+mod verify;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use changestream::current_position;
+use mysql_async::prelude::Queryable;
+use mysql_async::OptsBuilder;
+use tokio::sync::{mpsc, oneshot, Notify};
+use vschema::Shard;
+
+use crate::gate::Gate;
+use mover::{failed, ident, Endpoint, Mover, Place, Spec, TableLayout};
+pub use store::{MoverState, Record, State, TableCopy};
+
+/// How long the switch waits for the sources' transactions to end and the streams to drain.
+const SWITCH_WAIT: Duration = Duration::from_secs(5);
+/// Tries of a switch whose transactions did not end in time.
+const SWITCH_ATTEMPTS: u32 = 3;
+/// How long a statement waits for a switch.
+const HOLD_LIMIT: Duration = Duration::from_secs(10);
+/// A stream this far behind or less counts as caught up.
+const CAUGHT_UP_MS: u64 = 1000;
+
+/// The reshards this proxy runs, and the hold of the switch.
+#[derive(Default)]
+pub struct Reshards {
+    running: Mutex<HashMap<String, Handle>>,
+    /// Set while a switch swaps routing: statements outside transactions wait.
+    switching: AtomicBool,
+    switched: Notify,
+}
+
+/// A reshard's record as it runs, and where its commands go.
+pub(crate) struct Live {
+    record: Mutex<Record>,
+}
+
+impl Live {
+    fn record(&self) -> Record {
+        self.record.lock().expect("reshard lock").clone()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Record)) {
+        f(&mut self.record.lock().expect("reshard lock"));
+    }
+
+    pub(crate) fn mover(&self, i: usize) -> MoverState {
+        self.record.lock().expect("reshard lock").movers[i].clone()
+    }
+
+    pub(crate) fn update_mover(&self, i: usize, f: impl FnOnce(&mut MoverState)) {
+        f(&mut self.record.lock().expect("reshard lock").movers[i]);
+    }
+}
+
+struct Handle {
+    live: Arc<Live>,
+    commands: mpsc::UnboundedSender<(Command, oneshot::Sender<Result<(), String>>)>,
+}
+
+/// What an operator asks of a running reshard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Verify,
+    Switch,
+    Reverse,
+    Complete,
+    Cancel,
+}
+
+impl Command {
+    pub fn parse(name: &str) -> Option<Command> {
+        Some(match name {
+            "verify" => Command::Verify,
+            "switch" => Command::Switch,
+            "reverse" => Command::Reverse,
+            "complete" => Command::Complete,
+            "cancel" => Command::Cancel,
+            _ => return None,
+        })
+    }
+}
+
+impl Reshards {
+    /// Whether statements must wait for a switch.
+    #[inline]
+    pub fn holding(&self) -> bool {
+        self.switching.load(Ordering::Acquire)
+    }
+
+    /// Waits until the switch ends (at most [`HOLD_LIMIT`]).
+    pub async fn wait_switch(&self) {
+        let deadline = tokio::time::Instant::now() + HOLD_LIMIT;
+        loop {
+            let released = self.switched.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            if !self.holding() {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, released).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn hold(&self) -> HoldGuard<'_> {
+        self.switching.store(true, Ordering::Release);
+        HoldGuard(self)
+    }
+
+    /// Every reshard: running here, or recorded by any proxy.
+    pub async fn list(&self, gate: &Gate) -> Result<Vec<Record>, String> {
+        let mut records = store::load(&gate.topology(), None)
+            .await
+            .map_err(|e| e.to_string())?;
+        let running = self.running.lock().expect("reshard lock");
+        for r in &mut records {
+            if let Some(h) = running.get(&r.keyspace) {
+                let age = r.age_secs;
+                *r = h.live.record();
+                r.age_secs = age;
+            }
+        }
+        Ok(records)
+    }
+
+    /// Starts moving `keyspace` to the shards named in `to` (comma-separated key ranges).
+    pub async fn start(
+        &self,
+        gate: &Arc<Gate>,
+        keyspace: &str,
+        to: &str,
+    ) -> Result<Record, String> {
+        if gate.shares_topology() {
+            return Err(
+                "resharding with a topology shared through etcd is not supported yet: \
+                        the serving shards are recorded in this proxy's state file"
+                    .into(),
+            );
+        }
+        if gate.config_path().is_none() {
+            return Err(
+                "resharding needs the proxy started from a config file (the serving \
+                        shards are recorded beside it)"
+                    .into(),
+            );
+        }
+        let topo = gate.topology();
+        let ks = topo
+            .vschema
+            .keyspace(keyspace)
+            .ok_or_else(|| format!("no keyspace {keyspace}"))?;
+        if !ks.sharded {
+            return Err(format!(
+                "{keyspace} is unsharded: moving an unsharded keyspace to shards is not \
+                 supported yet (make it sharded with one shard `-` first)"
+            ));
+        }
+        if self
+            .running
+            .lock()
+            .expect("reshard lock")
+            .contains_key(keyspace)
+        {
+            return Err(format!("{keyspace} is being resharded already"));
+        }
+        let existing = store::load(&topo, Some(keyspace))
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(r) = existing.iter().find(|r| r.state.active()) {
+            return Err(format!(
+                "{keyspace} has a reshard {} already (to {})",
+                r.state.name(),
+                r.targets.join(",")
+            ));
+        }
+        let targets: Vec<String> = to
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        for t in &targets {
+            if ks.shards.iter().any(|s| &s.name == t) {
+                return Err(format!(
+                    "{keyspace}/{t} serves the keyspace now: the target shards must be others \
+                     (listed in its spare_shards)"
+                ));
+            }
+            if !ks.spare_shards.iter().any(|s| &s.name == t) {
+                return Err(format!(
+                    "no shard {keyspace}/{t} in the keyspace's spare_shards: add the target \
+                     shards there, with their servers, and reload"
+                ));
+            }
+        }
+        topo.vschema
+            .with_serving(keyspace, &targets)
+            .map_err(|e| format!("--to {to}: {e}"))?;
+        let sources: Vec<String> = ks.shards.iter().map(|s| s.name.clone()).collect();
+        let setup = Setup::new(gate, keyspace, &sources, &targets).await?;
+        setup.check_targets_empty().await?;
+        let mut movers = Vec::new();
+        let mut total = 0;
+        for (i, s) in setup.sources.iter().enumerate() {
+            let mut conn = s.connect().await?;
+            let mut tables = Vec::new();
+            for t in setup.tables.iter() {
+                if matches!(t.place, Place::Reference) && i > 0 {
+                    continue;
+                }
+                let n: Option<u64> = conn
+                    .query_first(format!(
+                        "SELECT COUNT(*) FROM {}.{}",
+                        ident(&s.db),
+                        ident(&t.name)
+                    ))
+                    .await
+                    .map_err(failed(&s.shard, "counting rows"))?;
+                total += n.unwrap_or(0);
+                tables.push(TableCopy {
+                    name: t.name.clone(),
+                    last_key: None,
+                    done: false,
+                });
+            }
+            movers.push(MoverState {
+                shard: s.shard.clone(),
+                tables,
+                ..MoverState::default()
+            });
+        }
+        let record = Record {
+            keyspace: keyspace.to_string(),
+            sources,
+            targets,
+            state: State::Copying,
+            message: "creating the tables on the targets".into(),
+            movers,
+            rows_total: total,
+            ..Record::default()
+        };
+        setup.create_tables().await?;
+        store::restart(&topo, &record)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.launch(gate, record.clone());
+        Ok(record)
+    }
+
+    /// Runs a reshard's steps in a task of its own.
+    fn launch(&self, gate: &Arc<Gate>, record: Record) {
+        let keyspace = record.keyspace.clone();
+        let live = Arc::new(Live {
+            record: Mutex::new(record),
+        });
+        let (commands, rx) = mpsc::unbounded_channel();
+        self.running.lock().expect("reshard lock").insert(
+            keyspace.clone(),
+            Handle {
+                live: live.clone(),
+                commands,
+            },
+        );
+        let gate = gate.clone();
+        tokio::spawn(async move {
+            let result = drive(&gate, &live, rx).await;
+            if let Err(e) = result {
+                tracing::error!(keyspace = %keyspace, error = %e, "reshard failed");
+                live.update(|r| {
+                    r.state = State::Failed;
+                    r.message = e;
+                });
+            }
+            save(&gate, &live).await;
+            gate.reshards
+                .running
+                .lock()
+                .expect("reshard lock")
+                .remove(&keyspace);
+        });
+    }
+
+    /// Sends `command` to the keyspace's running reshard and waits for it to be done.
+    pub async fn command(
+        &self,
+        gate: &Gate,
+        keyspace: &str,
+        command: Command,
+    ) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        let sent = {
+            let running = self.running.lock().expect("reshard lock");
+            running
+                .get(keyspace)
+                .map(|handle| handle.commands.send((command, tx)).is_ok())
+        };
+        match sent {
+            Some(true) => {}
+            Some(false) => return Err(format!("the reshard of {keyspace} has ended")),
+            None => return self.cancel_reversed(gate, keyspace, command).await,
+        }
+        rx.await
+            .map_err(|_| format!("the reshard of {keyspace} ended"))?
+    }
+
+    /// A reshard switched back has no streams left: only its targets' tables to drop.
+    async fn cancel_reversed(
+        &self,
+        gate: &Gate,
+        keyspace: &str,
+        command: Command,
+    ) -> Result<(), String> {
+        let topo = gate.topology();
+        let records = store::load(&topo, Some(keyspace))
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut record = records
+            .into_iter()
+            .next()
+            .ok_or_else(|| format!("no reshard of {keyspace}"))?;
+        if command != Command::Cancel || record.state != State::Reversed {
+            return Err(format!(
+                "{command:?} is not possible while the reshard of {keyspace} is {}",
+                record.state.name()
+            ));
+        }
+        let setup = Setup::new(gate, keyspace, &record.sources, &record.targets).await?;
+        setup.drop_tables(&setup.targets).await?;
+        record.state = State::Cancelled;
+        record.message = "the targets' tables are dropped".into();
+        store::save(&topo, &record).await.map_err(|e| e.to_string())
+    }
+
+    /// At start-up: takes up the reshards that were running when the proxy stopped.
+    pub async fn resume(&self, gate: &Arc<Gate>) -> Result<(), String> {
+        let records = store::load(&gate.topology(), None)
+            .await
+            .map_err(|e| e.to_string())?;
+        for mut record in records.into_iter().filter(|r| r.state.active()) {
+            let serving: Vec<String> = gate
+                .topology()
+                .vschema
+                .keyspace(&record.keyspace)
+                .map(|k| k.shards.iter().map(|s| s.name.clone()).collect())
+                .unwrap_or_default();
+            // A switch cut short: the state file says which side serves.
+            if record.state == State::Switching {
+                if serving == record.targets {
+                    record.state = State::Switched;
+                    record.movers = std::mem::take(&mut record.next_movers);
+                } else {
+                    record.state = State::Ready;
+                    record.next_movers.clear();
+                }
+            }
+            tracing::info!(keyspace = %record.keyspace, state = record.state.name(), "resuming a reshard");
+            self.launch(gate, record);
+        }
+        Ok(())
+    }
+}
+
+/// Lets the statements held for a switch go when dropped.
+struct HoldGuard<'a>(&'a Reshards);
+
+impl Drop for HoldGuard<'_> {
+    fn drop(&mut self) {
+        self.0.switching.store(false, Ordering::Release);
+        self.0.switched.notify_waiters();
+    }
+}
+
+/// What a reshard works with: the shards on both sides and the tables' layout.
+struct Setup {
+    keyspace: String,
+    sources: Vec<Endpoint>,
+    targets: Vec<Endpoint>,
+    tables: Arc<Vec<TableLayout>>,
+}
+
+impl Setup {
+    async fn new(
+        gate: &Gate,
+        keyspace: &str,
+        sources: &[String],
+        targets: &[String],
+    ) -> Result<Setup, String> {
+        let topo = gate.topology();
+        let ks = topo
+            .vschema
+            .keyspace(keyspace)
+            .ok_or_else(|| format!("no keyspace {keyspace}"))?;
+        let endpoint = |name: &String| -> Result<Endpoint, String> {
+            let shard: &Shard = ks
+                .shards
+                .iter()
+                .chain(&ks.spare_shards)
+                .find(|s| &s.name == name)
+                .ok_or_else(|| format!("no shard {keyspace}/{name} in the config"))?;
+            // A serving shard's primary may have changed since the config was written.
+            let addr = topo
+                .backends
+                .primary_addr(keyspace, name)
+                .unwrap_or_else(|_| shard.primary.clone());
+            Ok(Endpoint {
+                shard: name.clone(),
+                range: shard.range.clone(),
+                opts: OptsBuilder::default()
+                    .ip_or_hostname(addr.host)
+                    .tcp_port(addr.port)
+                    .user(Some(addr.user))
+                    .pass(addr.password)
+                    .prefer_socket(false)
+                    .into(),
+                db: addr.database,
+            })
+        };
+        let sources: Vec<Endpoint> = sources.iter().map(endpoint).collect::<Result<_, _>>()?;
+        let targets: Vec<Endpoint> = targets.iter().map(endpoint).collect::<Result<_, _>>()?;
+        // The tables and their primary keys, as the first source has them.
+        let first = &sources[0];
+        let mut conn = first.connect().await?;
+        let keys: Vec<(String, String)> = conn
+            .exec(
+                "SELECT t.TABLE_NAME, COALESCE(k.COLUMN_NAME, '') FROM information_schema.TABLES t \
+                 LEFT JOIN information_schema.KEY_COLUMN_USAGE k ON k.TABLE_SCHEMA = t.TABLE_SCHEMA \
+                 AND k.TABLE_NAME = t.TABLE_NAME AND k.CONSTRAINT_NAME = 'PRIMARY' \
+                 WHERE t.TABLE_SCHEMA = ? AND t.TABLE_TYPE = 'BASE TABLE' \
+                 ORDER BY t.TABLE_NAME, k.ORDINAL_POSITION",
+                (first.db.clone(),),
+            )
+            .await
+            .map_err(failed(&first.shard, "reading the tables"))?;
+        let mut tables: Vec<TableLayout> = Vec::new();
+        for (name, column) in keys {
+            // The proxy's own tables (a migration's shadows) stay where they are.
+            if name.starts_with('_') {
+                continue;
+            }
+            if let Some(t) = tables.last_mut().filter(|t| t.name == name) {
+                t.key.push(column);
+                continue;
+            }
+            if column.is_empty() {
+                return Err(format!(
+                    "table {name} has no primary key: a reshard copies rows by it"
+                ));
+            }
+            let place = match ks.table(&name) {
+                Some(vschema::Table::Sharded { vindex, .. }) => Place::Sharded {
+                    vindex: vindex.clone(),
+                    columns: ks
+                        .table(&name)
+                        .expect("listed")
+                        .vindex_columns()
+                        .into_iter()
+                        .map(String::from)
+                        .collect(),
+                },
+                Some(vschema::Table::Reference) => Place::Reference,
+                _ => {
+                    return Err(format!(
+                        "table {name} on {keyspace}'s shards is not in its VSchema: a reshard \
+                         cannot tell where its rows go"
+                    ))
+                }
+            };
+            tables.push(TableLayout {
+                name,
+                key: vec![column],
+                place,
+            });
+        }
+        Ok(Setup {
+            keyspace: keyspace.to_string(),
+            sources,
+            targets,
+            tables: Arc::new(tables),
+        })
+    }
+
+    /// Targets must not hold rows of the tables already: they would be mixed in.
+    async fn check_targets_empty(&self) -> Result<(), String> {
+        for t in &self.targets {
+            let mut conn = t.connect().await?;
+            for table in self.tables.iter() {
+                let sql = format!(
+                    "SELECT 1 FROM {}.{} LIMIT 1",
+                    ident(&t.db),
+                    ident(&table.name)
+                );
+                match conn.query_first::<u8, _>(sql).await {
+                    Ok(None) => {}
+                    Ok(Some(_)) => {
+                        return Err(format!(
+                            "{}/{} already holds rows of {}: a reshard's targets start empty",
+                            self.keyspace, t.shard, table.name
+                        ))
+                    }
+                    Err(mysql_async::Error::Server(e)) if e.code == 1146 || e.code == 1049 => {}
+                    Err(e) => return Err(format!("{}: {e}", t.shard)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The source's tables on every target (and the database if it is missing).
+    async fn create_tables(&self) -> Result<(), String> {
+        let first = &self.sources[0];
+        let mut conn = first.connect().await?;
+        let mut creates = Vec::new();
+        for t in self.tables.iter() {
+            let row: Option<(String, String)> = conn
+                .query_first(format!(
+                    "SHOW CREATE TABLE {}.{}",
+                    ident(&first.db),
+                    ident(&t.name)
+                ))
+                .await
+                .map_err(failed(&first.shard, "reading a table's definition"))?;
+            let (_, create) = row.ok_or_else(|| format!("no definition of {}", t.name))?;
+            creates.push(create.replacen("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1));
+        }
+        for t in &self.targets {
+            let mut conn = t.connect().await?;
+            conn.query_drop(format!("CREATE DATABASE IF NOT EXISTS {}", ident(&t.db)))
+                .await
+                .map_err(failed(&t.shard, "creating the database"))?;
+            conn.query_drop(format!("USE {}", ident(&t.db)))
+                .await
+                .map_err(failed(&t.shard, "creating the tables"))?;
+            for create in &creates {
+                conn.query_drop(create)
+                    .await
+                    .map_err(failed(&t.shard, "creating a table"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Streams from each of `from` to all of `to`, the first carrying the reference tables.
+    async fn movers(
+        &self,
+        live: &Arc<Live>,
+        from: &[Endpoint],
+        to: &[Endpoint],
+    ) -> Result<Vec<Mover>, String> {
+        let to = Arc::new(to.to_vec());
+        let mut movers = Vec::new();
+        for (index, e) in from.iter().enumerate() {
+            movers.push(
+                Mover::start(Spec {
+                    from: e.clone(),
+                    to: to.clone(),
+                    tables: self.tables.clone(),
+                    references: index == 0,
+                    live: live.clone(),
+                    index,
+                })
+                .await?,
+            );
+        }
+        Ok(movers)
+    }
+
+    async fn drop_tables(&self, on: &[Endpoint]) -> Result<(), String> {
+        for e in on {
+            let mut conn = e.connect().await?;
+            for t in self.tables.iter() {
+                conn.query_drop(format!(
+                    "DROP TABLE IF EXISTS {}.{}",
+                    ident(&e.db),
+                    ident(&t.name)
+                ))
+                .await
+                .map_err(failed(&e.shard, "dropping a table"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn save(gate: &Gate, live: &Live) {
+    let record = live.record();
+    if let Err(e) = store::save(&gate.topology(), &record).await {
+        tracing::warn!(keyspace = %record.keyspace, error = %e, "could not record a reshard's progress");
+    }
+}
+
+type Commands = mpsc::UnboundedReceiver<(Command, oneshot::Sender<Result<(), String>>)>;
+
+/// A reshard from its current state to its end.
+async fn drive(gate: &Arc<Gate>, live: &Arc<Live>, mut commands: Commands) -> Result<(), String> {
+    let record = live.record();
+    let setup = Setup::new(gate, &record.keyspace, &record.sources, &record.targets).await?;
+    let started = Instant::now();
+    let copied_before = record.rows_copied();
+    let mut movers = match record.state.forward() {
+        true => setup.movers(live, &setup.sources, &setup.targets).await?,
+        false => setup.movers(live, &setup.targets, &setup.sources).await?,
+    };
+    live.update(|r| {
+        if r.state == State::Copying {
+            r.message = "copying rows and streaming changes".into();
+        }
+    });
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                for m in movers.iter_mut() {
+                    if let Some(why) = m.failure() {
+                        return Err(why);
+                    }
+                }
+                let r = live.record();
+                if r.state == State::Copying && r.copied() && r.lag_ms() < CAUGHT_UP_MS {
+                    let secs = started.elapsed().as_secs_f64();
+                    live.update(|r| {
+                        if copied_before == 0 {
+                            r.copy_secs = Some(secs);
+                        }
+                    });
+                    run_verify(&setup, live, &mut movers).await?;
+                }
+                save(gate, live).await;
+            }
+            command = commands.recv() => {
+                let Some((command, reply)) = command else { return Ok(()) };
+                let state = live.record().state;
+                let result = match (command, state) {
+                    (Command::Verify, State::Ready | State::Diverged) => {
+                        run_verify(&setup, live, &mut movers).await.map(|_| ())
+                    }
+                    (Command::Switch, State::Ready) => {
+                        match switch(gate, live, &setup, &mut movers, true).await {
+                            Ok(reverse) => {
+                                movers = reverse;
+                                Ok(())
+                            }
+                            Err(e) => Err(e),
+                        }
+                    }
+                    (Command::Switch, State::Diverged) => Err(format!(
+                        "the last verify found differences; the switch waits for one that \
+                         finds none: {}",
+                        live.record().differences.join("; ")
+                    )),
+                    (Command::Reverse, State::Switched) => {
+                        switch(gate, live, &setup, &mut movers, false).await.map(|_| ())
+                    }
+                    (Command::Complete, State::Switched) => {
+                        for m in movers.drain(..) {
+                            m.stop().await;
+                        }
+                        let dropped = setup.drop_tables(&setup.sources).await;
+                        live.update(|r| {
+                            r.state = State::Completed;
+                            r.message = "the sources' tables are dropped".into();
+                        });
+                        dropped
+                    }
+                    (Command::Cancel, s) if s.forward() => {
+                        for m in movers.drain(..) {
+                            m.stop().await;
+                        }
+                        let dropped = setup.drop_tables(&setup.targets).await;
+                        live.update(|r| {
+                            r.state = State::Cancelled;
+                            r.message = "the targets' tables are dropped".into();
+                        });
+                        dropped
+                    }
+                    (command, state) => Err(format!(
+                        "{command:?} is not possible while the reshard is {}",
+                        state.name()
+                    )),
+                };
+                save(gate, live).await;
+                let _ = reply.send(result);
+                if !live.record().state.active() {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+async fn run_verify(setup: &Setup, live: &Live, movers: &mut [Mover]) -> Result<bool, String> {
+    live.update(|r| {
+        r.state = State::Verifying;
+        r.message = "comparing the sources with the targets".into();
+    });
+    let mut report = verify::Report::default();
+    for (i, (source, mover)) in setup.sources.iter().zip(movers.iter_mut()).enumerate() {
+        verify::source(
+            source,
+            mover,
+            &setup.targets,
+            &setup.tables,
+            i == 0,
+            &mut report,
+        )
+        .await?;
+    }
+    let clean = report.differences == 0;
+    live.update(|r| {
+        r.differences = report.listed.clone();
+        if clean {
+            r.state = State::Ready;
+            r.message = format!(
+                "verified {} rows: no difference; ready to switch",
+                report.rows
+            );
+        } else {
+            r.state = State::Diverged;
+            r.message = format!(
+                "{} difference(s) in {} rows; the switch is refused until a verify finds none",
+                report.differences, report.rows
+            );
+        }
+    });
+    Ok(clean)
+}
+
+/// Switches the keyspace to the targets (`forward`) or back to the sources. Returns the
+/// streams that run afterwards: from the new serving shards back to the others.
+async fn switch(
+    gate: &Arc<Gate>,
+    live: &Arc<Live>,
+    setup: &Setup,
+    movers: &mut Vec<Mover>,
+    forward: bool,
+) -> Result<Vec<Mover>, String> {
+    let (from, to) = match forward {
+        true => (&setup.sources, &setup.targets),
+        false => (&setup.targets, &setup.sources),
+    };
+    let keyspace = &setup.keyspace;
+    let config = gate
+        .config_path()
+        .ok_or("no config file to record the serving shards in")?
+        .to_path_buf();
+    let mut last = String::new();
+    for _ in 0..SWITCH_ATTEMPTS {
+        let topo = gate.topology();
+        let started = Instant::now();
+        let hold = gate.reshards.hold();
+        let held: Vec<&Endpoint> = from
+            .iter()
+            .filter(|e| topo.backends.hold_remote(keyspace, &e.shard))
+            .collect();
+        let release = |held: &[&Endpoint]| {
+            for e in held {
+                topo.backends.release_remote(keyspace, &e.shard);
+            }
+        };
+        let deadline = started + SWITCH_WAIT;
+        let busy = || {
+            from.iter()
+                .any(|e| topo.backends.primary_in_use(keyspace, &e.shard) > 0)
+        };
+        // Twice idle, a little apart: a statement between taking a pool and a connection.
+        loop {
+            while busy() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            if !busy() || Instant::now() >= deadline {
+                break;
+            }
+        }
+        if busy() || held.len() < from.len() {
+            release(&held);
+            drop(hold);
+            last = match busy() {
+                true => "transactions on the keyspace did not end in time".into(),
+                false => "a shard's primary was changing".into(),
+            };
+            tokio::time::sleep(SWITCH_WAIT).await;
+            continue;
+        }
+        let drained = async {
+            for (e, m) in from.iter().zip(movers.iter_mut()) {
+                let mut conn = e.connect().await?;
+                let now = current_position(&mut conn)
+                    .await
+                    .map_err(|err| format!("{}: {err}", e.shard))?;
+                m.reach(&now, deadline)
+                    .await
+                    .map_err(|why| format!("{}: {why}", e.shard))?;
+            }
+            // The streams back start where the new serving shards stand now.
+            let mut back = Vec::new();
+            for e in to.iter() {
+                let mut conn = e.connect().await?;
+                let now = current_position(&mut conn)
+                    .await
+                    .map_err(|err| format!("{}: {err}", e.shard))?;
+                back.push(MoverState {
+                    shard: e.shard.clone(),
+                    position: now.to_string(),
+                    ..MoverState::default()
+                });
+            }
+            Ok::<_, String>(back)
+        }
+        .await;
+        let back = match drained {
+            Ok(back) => back,
+            Err(why) => {
+                release(&held);
+                drop(hold);
+                last = why;
+                tokio::time::sleep(SWITCH_WAIT).await;
+                continue;
+            }
+        };
+        let state = live.record().state;
+        live.update(|r| {
+            r.state = State::Switching;
+            r.message = "switching".into();
+            r.next_movers = back.clone();
+        });
+        save(gate, live).await;
+        let serving: Vec<String> = to.iter().map(|e| e.shard.clone()).collect();
+        let swapped = vschema::record_serving(&config, keyspace, Some(&serving))
+            .map_err(|e| e.to_string())
+            .and_then(|_| gate.reload(&config).map_err(|e| e.to_string()));
+        if let Err(e) = swapped {
+            release(&held);
+            drop(hold);
+            live.update(|r| {
+                r.state = state;
+                r.next_movers.clear();
+            });
+            return Err(format!("the switch failed: {e}"));
+        }
+        // Statements that still wait for the old shards (in transactions that began before)
+        // must not run there any more.
+        for e in &held {
+            topo.backends.retire(keyspace, &e.shard);
+        }
+        release(&held);
+        drop(hold);
+        let stall = started.elapsed();
+        for m in movers.drain(..) {
+            m.stop().await;
+        }
+        live.update(|r| {
+            r.stall_ms = Some(stall.as_millis() as u64);
+            r.movers = back;
+            r.next_movers.clear();
+            match forward {
+                true => {
+                    r.state = State::Switched;
+                    r.message = format!(
+                        "the targets serve (statements held {} ms); their changes stream back \
+                         to the sources: reverse goes back, complete drops the sources' tables",
+                        stall.as_millis()
+                    );
+                }
+                false => {
+                    r.state = State::Reversed;
+                    r.message = format!(
+                        "the sources serve again (statements held {} ms); cancel drops the \
+                         targets' tables",
+                        stall.as_millis()
+                    );
+                }
+            }
+        });
+        save(gate, live).await;
+        tracing::warn!(keyspace, to = %serving.join(","), stall_ms = stall.as_millis() as u64, "switched");
+        return match forward {
+            true => setup.movers(live, to, from).await,
+            false => Ok(Vec::new()),
+        };
+    }
+    Err(format!(
+        "no switch after {SWITCH_ATTEMPTS} attempts: {last}"
+    ))
+}
