@@ -330,6 +330,7 @@ struct ReshardArgs {
     keyspace: String,
     #[serde(default)]
     to: String,
+    max_rows_per_sec: Option<u64>,
 }
 
 /// `POST /reshards?keyspace=...&to=-40,40-80,...`: starts moving the keyspace to those shards.
@@ -338,7 +339,12 @@ async fn reshard_start(
     axum::extract::Query(args): axum::extract::Query<ReshardArgs>,
 ) -> Response {
     let reshards = &admin.gate.reshards;
-    json(reshards.start(&admin.gate, &args.keyspace, &args.to).await)
+    let rate = args.max_rows_per_sec;
+    json(
+        reshards
+            .start(&admin.gate, &args.keyspace, &args.to, rate)
+            .await,
+    )
 }
 
 /// `POST /reshards/verify|switch|reverse|complete|cancel?keyspace=...`.

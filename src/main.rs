@@ -142,8 +142,11 @@ enum Command {
         #[arg(value_enum, default_value = "status")]
         step: reshard_cli::Step,
         /// The target shards, comma-separated (with start).
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         to: Option<String>,
+        /// The copy's pace per source shard, at most (with start).
+        #[arg(long)]
+        max_rows_per_sec: Option<u64>,
         /// A progress bar until the copy and the verify end.
         #[arg(long)]
         watch: bool,
@@ -246,11 +249,18 @@ fn main() -> ExitCode {
             keyspace,
             step,
             to,
+            max_rows_per_sec,
             watch,
             format,
             config,
-        } => branch_cli::config(config)
-            .and_then(|c| reshard_cli::reshard(&c, &keyspace, step, to, watch, format)),
+        } => {
+            let start = reshard_cli::Start {
+                to,
+                max_rows_per_sec,
+            };
+            branch_cli::config(config)
+                .and_then(|c| reshard_cli::reshard(&c, &keyspace, step, start, watch, format))
+        }
         Command::Shell {
             branch,
             keyspace,

@@ -27,11 +27,17 @@ pub enum Step {
     Cancel,
 }
 
+/// How a reshard starts.
+pub struct Start {
+    pub to: Option<String>,
+    pub max_rows_per_sec: Option<u64>,
+}
+
 pub fn reshard(
     path: &Path,
     keyspace: &str,
     step: Step,
-    to: Option<String>,
+    start: Start,
     watch: bool,
     format: Format,
 ) -> Result<(), AnyError> {
@@ -49,11 +55,14 @@ pub fn reshard(
     let action = match step {
         Step::Status => None,
         Step::Start => {
-            let to = to.ok_or("--to names the target shards, e.g. --to '-40,40-80,80-c0,c0-'")?;
+            let to = (start.to)
+                .ok_or("--to names the target shards, e.g. --to '-40,40-80,80-c0,c0-'")?;
+            let rate = (start.max_rows_per_sec)
+                .map_or(String::new(), |n| format!("&max_rows_per_sec={n}"));
             admin_request(
                 &admin,
                 "POST",
-                &format!("/reshards?keyspace={ks}&to={}", url_encode(&to)),
+                &format!("/reshards?keyspace={ks}&to={}{rate}", url_encode(&to)),
             )?;
             None
         }

@@ -155,6 +155,7 @@ impl Reshards {
         gate: &Arc<Gate>,
         keyspace: &str,
         to: &str,
+        max_rows_per_sec: Option<u64>,
     ) -> Result<Record, String> {
         if gate.shares_topology() {
             return Err(
@@ -262,6 +263,7 @@ impl Reshards {
             message: "creating the tables on the targets".into(),
             movers,
             rows_total: total,
+            max_rows_per_sec,
             ..Record::default()
         };
         setup.create_tables().await?;

@@ -244,6 +244,7 @@ impl Mover {
         for e in spec.to.iter() {
             dests.push(Dest {
                 conn: e.connect().await?,
+                ready: String::new(),
                 statements: String::new(),
                 open: false,
             });
@@ -264,6 +265,7 @@ impl Mover {
             applier,
             targets: HashMap::new(),
             applied: applied_tx,
+            pending: None,
             sampled: None,
         };
         Ok(Mover {
@@ -311,6 +313,9 @@ impl Mover {
 /// A shard changes go to, and the statements of the source transaction for it so far.
 struct Dest {
     conn: Conn,
+    /// Whole source transactions not sent yet (`BEGIN;...;COMMIT;` each).
+    ready: String,
+    /// The current source transaction's statements so far.
     statements: String,
     /// A `BEGIN` was sent for the current source transaction.
     open: bool,
@@ -327,6 +332,8 @@ struct Run {
     /// Each destination's columns of each table.
     targets: HashMap<(usize, String), Target>,
     applied: watch::Sender<Position>,
+    /// Where the stream stands once the transactions waiting in `Dest::ready` are sent.
+    pending: Option<Position>,
     /// The source's position at a moment, until the stream passes it: the lag.
     sampled: Option<(Position, Instant)>,
 }
@@ -366,7 +373,7 @@ impl Run {
             let copying = self.copy.is_some();
             // Changes first: a chunk is read only after those received so far are applied.
             let mut applied = 0;
-            while applied < CHANGES_PER_ROUND {
+            while applied < CHANGES_PER_ROUND && tick.elapsed() < TICK {
                 let change = match copying {
                     true => match rx.try_recv() {
                         Ok(c) => c,
@@ -375,15 +382,24 @@ impl Run {
                             return Err("the change stream ended".into())
                         }
                     },
-                    false => match tokio::time::timeout(TICK, rx.recv()).await {
-                        Ok(Some(c)) => c,
-                        Ok(None) => return Err("the change stream ended".into()),
-                        Err(_) => break,
-                    },
+                    false => {
+                        match tokio::time::timeout(TICK.saturating_sub(tick.elapsed()), rx.recv())
+                            .await
+                        {
+                            Ok(Some(c)) => c,
+                            Ok(None) => return Err("the change stream ended".into()),
+                            Err(_) => break,
+                        }
+                    }
                 };
                 self.apply(change?).await?;
                 applied += 1;
+                // Transactions that came together go to each shard in one round trip.
+                if rx.is_empty() || self.waiting() > MAX_BATCH {
+                    self.flush().await?;
+                }
             }
+            self.flush().await?;
             if copying {
                 self.copy_chunk().await?;
             }
@@ -394,16 +410,16 @@ impl Run {
         }
     }
 
-    /// The stream's lag: the source's position is sampled, and the time until the stream
-    /// passes it is how far behind it is.
+    /// The stream's lag: the source's position is sampled, and how long the stream has not
+    /// passed it is how far behind it is (0 once it has: a new sample is taken). Positions
+    /// come with the stream's heartbeats, so a stream that keeps up may show up to a second.
     async fn measure(&mut self) -> Result<(), String> {
         let shard = &self.spec.from.shard;
         let applied = self.applied.borrow().clone();
         let lag = match &self.sampled {
-            Some((p, at)) if applied.covers(p) => {
-                let lag = at.elapsed();
+            Some((p, _)) if applied.covers(p) => {
                 self.sampled = None;
-                lag
+                Duration::ZERO
             }
             Some((_, at)) => at.elapsed(),
             None => Duration::ZERO,
@@ -422,6 +438,29 @@ impl Run {
         Ok(())
     }
 
+    /// Bytes of whole transactions waiting to be sent.
+    fn waiting(&self) -> usize {
+        self.dests.iter().map(|d| d.ready.len()).sum()
+    }
+
+    /// Sends the whole transactions waiting, then publishes the position they reach.
+    async fn flush(&mut self) -> Result<(), String> {
+        for (i, d) in self.dests.iter_mut().enumerate() {
+            if d.ready.is_empty() {
+                continue;
+            }
+            let sql = std::mem::take(&mut d.ready);
+            d.conn
+                .query_drop(sql.trim_end_matches(';'))
+                .await
+                .map_err(failed(&self.spec.to[i].shard, "applying transactions"))?;
+        }
+        if let Some(p) = self.pending.take() {
+            self.applied.send_replace(p);
+        }
+        Ok(())
+    }
+
     async fn apply(&mut self, change: Change) -> Result<(), String> {
         let shard = self.spec.from.shard.clone();
         match change {
@@ -432,19 +471,18 @@ impl Run {
                 }
             }
             Change::Commit { position } => {
-                for (i, d) in self.dests.iter_mut().enumerate() {
+                for d in self.dests.iter_mut() {
                     if d.statements.is_empty() && !d.open {
                         continue;
                     }
-                    let begin = if d.open { "" } else { "BEGIN;" };
-                    let sql = format!("{begin}{}COMMIT", std::mem::take(&mut d.statements));
-                    d.conn
-                        .query_drop(sql)
-                        .await
-                        .map_err(failed(&self.spec.to[i].shard, "applying a transaction"))?;
+                    if !d.open {
+                        d.ready.push_str("BEGIN;");
+                    }
+                    d.ready.push_str(&std::mem::take(&mut d.statements));
+                    d.ready.push_str("COMMIT;");
                     d.open = false;
                 }
-                self.applied.send_replace(position);
+                self.pending = Some(position);
             }
             Change::Rollback => {
                 for d in &mut self.dests {
@@ -456,7 +494,7 @@ impl Run {
                 }
             }
             Change::Heartbeat { position } => {
-                self.applied.send_replace(position);
+                self.pending = Some(position);
             }
             Change::Statement { sql, .. } => {
                 return Err(format!(
@@ -537,8 +575,13 @@ impl Run {
                 d.statements.push(';');
             }
             if d.statements.len() > MAX_BATCH {
+                // A large transaction goes in parts, after those before it.
                 let begin = if d.open { "" } else { "BEGIN;" };
-                let sql = format!("{begin}{}DO 0", std::mem::take(&mut d.statements));
+                let sql = format!(
+                    "{}{begin}{}DO 0",
+                    std::mem::take(&mut d.ready),
+                    std::mem::take(&mut d.statements)
+                );
                 d.conn
                     .query_drop(sql)
                     .await
@@ -617,6 +660,11 @@ impl Run {
             }
             let e = &self.spec.to[i];
             write_rows(&mut self.dests[i].conn, e, &layout.name, &columns, rows).await?;
+        }
+        let rate = self.spec.live.record().max_rows_per_sec;
+        if let Some(rate) = rate {
+            let pause = Duration::from_secs_f64(count as f64 / rate.max(1) as f64);
+            tokio::time::sleep(pause).await;
         }
         self.spec.live.update_mover(self.spec.index, |m| {
             m.copied += count;

@@ -27,6 +27,9 @@ pub struct Record {
     pub next_movers: Vec<MoverState>,
     /// What the last verify found different (at most a few, with their keys).
     pub differences: Vec<String>,
+    /// The copy's pace per source shard, at most (none: as fast as it goes).
+    #[serde(default)]
+    pub max_rows_per_sec: Option<u64>,
     /// Rows the sources held when the copy began (estimated), and rows copied since.
     pub rows_total: u64,
     /// Seconds the copy took, once it ended.

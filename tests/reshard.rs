@@ -1,0 +1,606 @@
+//! Online resharding on real shards writing row binlogs: keyspace `app` split from 2 shards to
+//! 4 while writers keep writing through the proxy, switched, switched back (reverse
+//! replication carried the writes made meanwhile), and cancelled; then merged from 4 shards to
+//! 2, its proxy killed in the middle of the copy and started again, a difference injected on a
+//! target found by verify and blocking the switch, and completed. Every acknowledged write is
+//! checked against what the writers were told, on the shards read directly, each row on the
+//! shard that owns its keyspace id.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts};
+use vschema::{KeyRange, KeyValue, Vindex, VindexKind};
+
+/// A row of `items`: `n` and `note`.
+type Row = (i64, String);
+
+const SPLIT: &str = "-40,40-80,80-c0,c0-";
+
+/// `app`'s shards on the two servers: the halves in database `app`, the quarters in `app_a`
+/// (first and second quarter) and `app_b`. `halves` says which serve; the others are spare.
+/// `main` (the proxy's records) is on the third server.
+fn config_text(servers: &[testkit::MariaDb], server: &str, halves: bool) -> String {
+    let halves_list = format!(
+        r#"[{{ name = "-80", primary = "{}" }}, {{ name = "80-", primary = "{}" }}]"#,
+        servers[0].url("app"),
+        servers[1].url("app")
+    );
+    let quarters_list = format!(
+        r#"[{{ name = "-40", primary = "{}" }}, {{ name = "40-80", primary = "{}" }}, {{ name = "80-c0", primary = "{}" }}, {{ name = "c0-", primary = "{}" }}]"#,
+        servers[0].url("app_a"),
+        servers[1].url("app_a"),
+        servers[0].url("app_b"),
+        servers[1].url("app_b")
+    );
+    let (serving, spare) = match halves {
+        true => (halves_list, quarters_list),
+        false => (quarters_list, halves_list),
+    };
+    format!(
+        r#"[server]
+{server}
+
+[[users]]
+name = "app"
+password = "secret"
+
+[keyspaces.app]
+sharded = true
+shards = {serving}
+spare_shards = {spare}
+vindexes.hash = {{ type = "hash" }}
+tables.items = {{ primary_vindex = {{ column = "id", vindex = "hash" }} }}
+tables.colors = {{ type = "reference" }}
+
+[keyspaces.main]
+sharded = false
+shards = [{{ name = "0", primary = "{m}" }}]
+"#,
+        m = servers[2].url("main"),
+    )
+}
+
+/// Server and database of each shard of `app`.
+fn shard_at(servers: &[testkit::MariaDb], shard: &str) -> String {
+    let (server, db) = match shard {
+        "-80" => (0, "app"),
+        "80-" => (1, "app"),
+        "-40" => (0, "app_a"),
+        "40-80" => (1, "app_a"),
+        "80-c0" => (0, "app_b"),
+        "c0-" => (1, "app_b"),
+        other => panic!("no shard {other}"),
+    };
+    servers[server].url(db)
+}
+
+async fn direct(servers: &[testkit::MariaDb], shard: &str) -> Conn {
+    Conn::new(Opts::from_url(&shard_at(servers, shard)).unwrap())
+        .await
+        .unwrap()
+}
+
+fn owns(shard: &str, id: i64) -> bool {
+    let hash = Vindex::new("hash", VindexKind::Hash);
+    let ksid = hash.map(&KeyValue::Int(id)).unwrap();
+    KeyRange::parse(shard).unwrap().contains(&ksid.0)
+}
+
+/// Every row of `items` on `shards`, checking that each is on the shard that owns it and on no
+/// other; and that `colors` is the same on each.
+async fn rows_on(servers: &[testkit::MariaDb], shards: &[&str]) -> BTreeMap<i64, Row> {
+    let mut all = BTreeMap::new();
+    let mut colors = Vec::new();
+    for shard in shards {
+        let mut c = direct(servers, shard).await;
+        let rows: Vec<(i64, i64, String)> = c.query("SELECT id, n, note FROM items").await.unwrap();
+        for (id, n, note) in rows {
+            assert!(
+                owns(shard, id),
+                "item {id} is on {shard}, which does not own it"
+            );
+            assert!(all.insert(id, (n, note)).is_none(), "item {id} twice");
+        }
+        let these: Vec<(i64, String)> = c
+            .query("SELECT id, name FROM colors ORDER BY id")
+            .await
+            .unwrap();
+        colors.push(these);
+    }
+    assert!(
+        colors.windows(2).all(|w| w[0] == w[1]) && colors[0].len() == 3,
+        "colors differ between shards: {colors:?}"
+    );
+    all
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// Runs the CLI on `config`: its standard output, or its error.
+fn cli(config: &std::path::Path, args: &[&str]) -> Result<String, String> {
+    let out = tokio::task::block_in_place(|| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_shardgate"))
+            .args(args)
+            .arg("--config")
+            .arg(config)
+            .output()
+            .unwrap()
+    });
+    match out.status.success() {
+        true => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+        false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+    }
+}
+
+/// The reshard of `app` as `status --format json` shows it.
+fn status(config: &std::path::Path) -> serde_json::Value {
+    json(&cli(config, &["reshard", "app", "status", "--format", "json"]).unwrap())
+}
+
+/// Waits until the reshard leaves the copy and the verify; its status then.
+async fn settled(config: &std::path::Path) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    for _ in 0..600 {
+        last = status(config);
+        if !["copying", "verifying"].contains(&last["state"].as_str().unwrap()) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("the reshard did not settle: {last}");
+}
+
+/// Creates `items` (with `rows` rows) and `colors` through the proxy at `port`.
+async fn seed(port: u16, rows: i64) -> BTreeMap<i64, Row> {
+    let mut app =
+        Conn::new(Opts::from_url(&format!("mysql://app:secret@127.0.0.1:{port}/app")).unwrap())
+            .await
+            .unwrap();
+    app.query_drop(
+        "CREATE TABLE items (id BIGINT NOT NULL PRIMARY KEY, n INT NOT NULL, \
+         note VARCHAR(40) CHARACTER SET latin1 NOT NULL, KEY kn (n))",
+    )
+    .await
+    .unwrap();
+    app.query_drop("CREATE TABLE colors (id INT NOT NULL PRIMARY KEY, name VARCHAR(20))")
+        .await
+        .unwrap();
+    app.query_drop("INSERT INTO colors VALUES (1, 'red'), (2, 'grün'), (3, 'blue')")
+        .await
+        .unwrap();
+    let mut expected = BTreeMap::new();
+    for start in (1..=rows).step_by(1000) {
+        let ids: Vec<i64> = (start..(start + 1000).min(rows + 1)).collect();
+        let values: Vec<String> = ids
+            .iter()
+            .map(|id| format!("({id}, {}, 'café {id}')", id % 97))
+            .collect();
+        app.query_drop(format!(
+            "INSERT INTO items (id, n, note) VALUES {}",
+            values.join(", ")
+        ))
+        .await
+        .unwrap();
+        for id in ids {
+            expected.insert(id, (id % 97, format!("café {id}")));
+        }
+    }
+    expected
+}
+
+/// Clients writing through the proxy: inserts, updates and deletes, each on ids of its own,
+/// each acknowledged write kept as what the row is now.
+struct Writers {
+    expected: Arc<Mutex<BTreeMap<i64, Option<Row>>>>,
+    stop: Arc<AtomicBool>,
+    pause: Arc<AtomicBool>,
+    paused: Arc<AtomicU64>,
+    done: Arc<AtomicU64>,
+    failed: Arc<Mutex<Vec<String>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+const WRITERS: i64 = 4;
+
+impl Writers {
+    fn start(port: u16, seeded: &BTreeMap<i64, Row>) -> Writers {
+        let w = Writers {
+            expected: Arc::new(Mutex::new(
+                seeded.iter().map(|(k, v)| (*k, Some(v.clone()))).collect(),
+            )),
+            stop: Arc::default(),
+            pause: Arc::default(),
+            paused: Arc::default(),
+            done: Arc::default(),
+            failed: Arc::default(),
+            tasks: Vec::new(),
+        };
+        let mut tasks = Vec::new();
+        for me in 0..WRITERS {
+            let (expected, stop, pause, paused, done, failed) = (
+                w.expected.clone(),
+                w.stop.clone(),
+                w.pause.clone(),
+                w.paused.clone(),
+                w.done.clone(),
+                w.failed.clone(),
+            );
+            let mut mine: Vec<i64> = seeded
+                .keys()
+                .copied()
+                .filter(|id| id % WRITERS == me)
+                .collect();
+            tasks.push(tokio::spawn(async move {
+                let url = format!("mysql://app:secret@127.0.0.1:{port}/app");
+                let mut c = Conn::new(Opts::from_url(&url).unwrap()).await.unwrap();
+                let mut next = 1_000_000 + me;
+                let mut i: u64 = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    if pause.load(Ordering::Relaxed) {
+                        paused.fetch_add(1, Ordering::Relaxed);
+                        while pause.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed) {
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        paused.fetch_sub(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    i += 1;
+                    let pick = mine[(i as usize * 7919) % mine.len()];
+                    let (sql, id, after) = match i % 3 {
+                        0 => {
+                            next += WRITERS;
+                            let row = (i as i64 % 1000, format!("new {next}"));
+                            let sql = format!(
+                                "INSERT INTO items (id, n, note) VALUES ({next}, {}, '{}')",
+                                row.0, row.1
+                            );
+                            (sql, next, Some(row))
+                        }
+                        1 => {
+                            let row = (i as i64, format!("upd {i}"));
+                            let sql = format!(
+                                "UPDATE items SET n = {}, note = '{}' WHERE id = {pick}",
+                                row.0, row.1
+                            );
+                            let now = expected.lock().unwrap().get(&pick).cloned().flatten();
+                            (sql, pick, now.map(|_| row))
+                        }
+                        _ => (format!("DELETE FROM items WHERE id = {pick}"), pick, None),
+                    };
+                    match c.query_drop(&sql).await {
+                        Ok(()) => {
+                            expected.lock().unwrap().insert(id, after.clone());
+                            match (after, mine.contains(&id)) {
+                                (Some(_), false) => mine.push(id),
+                                (None, true) if mine.len() > 10 => mine.retain(|m| *m != id),
+                                _ => {}
+                            }
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => failed.lock().unwrap().push(format!("{sql}: {e}")),
+                    }
+                }
+            }));
+        }
+        Writers { tasks, ..w }
+    }
+
+    /// Stops the writes (until [`Writers::resume`]) once each writer's last one is answered.
+    async fn hold(&self) {
+        self.pause.store(true, Ordering::Relaxed);
+        while self.paused.load(Ordering::Relaxed) < WRITERS as u64 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn resume(&self) {
+        self.pause.store(false, Ordering::Relaxed);
+    }
+
+    fn expected(&self) -> BTreeMap<i64, Row> {
+        let all = self.expected.lock().unwrap();
+        all.iter()
+            .filter_map(|(id, row)| row.clone().map(|r| (*id, r)))
+            .collect()
+    }
+
+    /// Ends the writes: how many were acknowledged, those that failed, and the rows expected.
+    async fn stop(mut self) -> (u64, Vec<String>, BTreeMap<i64, Row>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks.drain(..) {
+            t.await.unwrap();
+        }
+        let failed = self.failed.lock().unwrap().clone();
+        (self.done.load(Ordering::Relaxed), failed, self.expected())
+    }
+}
+
+/// Asserts that the shards hold exactly the expected rows, naming the first that differ.
+fn same(what: &str, on_shards: &BTreeMap<i64, Row>, expected: &BTreeMap<i64, Row>) {
+    if on_shards == expected {
+        return;
+    }
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|(id, row)| on_shards.get(id) != Some(row))
+        .take(5)
+        .map(|(id, row)| (id, row, on_shards.get(id)))
+        .collect();
+    let extra: Vec<_> = on_shards
+        .iter()
+        .filter(|(id, _)| !expected.contains_key(id))
+        .take(5)
+        .collect();
+    panic!(
+        "{what}: {} rows on the shards, {} expected; expected but not so: {missing:?}; \
+         not expected: {extra:?}",
+        on_shards.len(),
+        expected.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_under_writes_switches_and_reverses_without_losing_a_write() {
+    let servers = tokio::task::spawn_blocking(|| {
+        testkit::start_binlogged(3, &["app", "app_a", "app_b", "main"]).unwrap()
+    })
+    .await
+    .unwrap();
+    let (port, admin) = (common::free_port(), common::free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("shardgate.toml");
+    let text = config_text(
+        &servers,
+        &format!("listen = \"127.0.0.1:{port}\"\nadmin = \"127.0.0.1:{admin}\""),
+        true,
+    );
+    std::fs::write(&config, &text).unwrap();
+    let loaded = vschema::load_config(&config).unwrap();
+    let proxy = shardgate::start_from(&loaded, &format!("127.0.0.1:{port}"), Some(config.clone()))
+        .await
+        .unwrap();
+    let seeded = seed(port, 3000).await;
+    let writers = Writers::start(port, &seeded);
+
+    // Targets that serve already, or that are not configured, are refused.
+    let refused = cli(
+        &config,
+        &["reshard", "app", "start", "--to", "-80,80-c0,c0-"],
+    )
+    .unwrap_err();
+    assert!(refused.contains("serves the keyspace now"), "{refused}");
+    let refused = cli(&config, &["reshard", "app", "start", "--to", "-40,40-"]).unwrap_err();
+    assert!(refused.contains("spare_shards"), "{refused}");
+
+    let started = json(
+        &cli(
+            &config,
+            &["reshard", "app", "start", "--to", SPLIT, "--format", "json"],
+        )
+        .unwrap(),
+    );
+    assert_eq!(
+        started["sources"],
+        serde_json::json!(["-80", "80-"]),
+        "{started}"
+    );
+    // A reference table's change during the copy reaches every target.
+    let mut app =
+        Conn::new(Opts::from_url(&format!("mysql://app:secret@127.0.0.1:{port}/app")).unwrap())
+            .await
+            .unwrap();
+    app.query_drop("UPDATE colors SET name = 'rouge' WHERE id = 1")
+        .await
+        .unwrap();
+    let ready = settled(&config).await;
+    assert_eq!(ready["state"], "ready", "{ready}");
+    assert_eq!(ready["differences"], serde_json::json!([]), "{ready}");
+    let copied: u64 = ready["movers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["copied"].as_u64().unwrap())
+        .sum();
+    assert!(copied >= 3000, "{ready}");
+
+    // Switched under the writes: every acknowledged write is on the four new shards.
+    let switched = json(&cli(&config, &["reshard", "app", "switch", "--format", "json"]).unwrap());
+    assert_eq!(switched["state"], "switched", "{switched}");
+    let stall = switched["stall_ms"].as_u64().unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    writers.hold().await;
+    let quarters = ["-40", "40-80", "80-c0", "c0-"];
+    same(
+        "after the switch",
+        &rows_on(&servers, &quarters).await,
+        &writers.expected(),
+    );
+    // The proxy routes by the new map (reads and writes).
+    let counted: i64 = app
+        .query_first("SELECT COUNT(*) FROM items")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(counted as usize, writers.expected().len());
+    let color: String = app
+        .query_first("SELECT name FROM colors WHERE id = 1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(color, "rouge");
+    writers.resume();
+
+    // Reversed under the writes: the writes made meanwhile came back to the old shards.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let reversed = json(&cli(&config, &["reshard", "app", "reverse", "--format", "json"]).unwrap());
+    assert_eq!(reversed["state"], "reversed", "{reversed}");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let (done, failed, expected) = writers.stop().await;
+    assert!(
+        failed.is_empty(),
+        "{} failed writes: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    same(
+        "after the reverse",
+        &rows_on(&servers, &["-80", "80-"]).await,
+        &expected,
+    );
+    assert!(done > 100, "only {done} writes");
+    let state = std::fs::read_to_string(vschema::state_path(&config)).unwrap();
+    assert!(
+        state.contains("[serving]") && state.contains("\"-80\""),
+        "{state}"
+    );
+
+    // Cancelled after the reverse: the targets' tables are gone.
+    let cancelled = json(&cli(&config, &["reshard", "app", "cancel", "--format", "json"]).unwrap());
+    assert_eq!(cancelled["state"], "cancelled", "{cancelled}");
+    let mut target = direct(&servers, "-40").await;
+    let tables: Vec<String> = target.query("SHOW TABLES").await.unwrap();
+    assert!(tables.is_empty(), "{tables:?}");
+    eprintln!("split: {copied} rows copied; the switch held statements {stall} ms; {done} writes");
+    drop(app);
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_resumes_after_a_kill_and_a_difference_blocks_its_switch() {
+    let servers = tokio::task::spawn_blocking(|| {
+        testkit::start_binlogged(3, &["app", "app_a", "app_b", "main"]).unwrap()
+    })
+    .await
+    .unwrap();
+    let (port, admin) = (common::free_port(), common::free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("shardgate.toml");
+    let text = config_text(
+        &servers,
+        &format!("listen = \"127.0.0.1:{port}\"\nadmin = \"127.0.0.1:{admin}\""),
+        false,
+    );
+    std::fs::write(&config, &text).unwrap();
+    let proxy = common::proxy_process_serving(&text, port, &[]).await;
+    let expected = seed(port, 8000).await;
+
+    // Slow enough (1,000 rows/s from each source) to be caught in the middle of the copy.
+    cli(
+        &config,
+        &[
+            "reshard",
+            "app",
+            "start",
+            "--to",
+            "-80,80-",
+            "--max-rows-per-sec",
+            "1000",
+        ],
+    )
+    .unwrap();
+    let copied = |r: &serde_json::Value| -> u64 {
+        r["movers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["copied"].as_u64().unwrap())
+            .sum()
+    };
+    // Progress is recorded each second; killed once some of it is.
+    let mut main = Conn::new(Opts::from_url(&servers[2].url("main")).unwrap())
+        .await
+        .unwrap();
+    let mut recorded = 0;
+    for _ in 0..200 {
+        let record: Option<String> = main
+            .query_first("SELECT record FROM shardgate_reshards WHERE keyspace_name = 'app'")
+            .await
+            .unwrap();
+        recorded = record.map_or(0, |r| copied(&json(&r)));
+        if recorded > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        recorded > 0 && recorded < 8000,
+        "{recorded} rows recorded copied"
+    );
+    drop(proxy);
+
+    // Started again, it resumes the copy where the record says and gets ready.
+    let _proxy = common::proxy_process_serving(&text, port, &[]).await;
+    let ready = settled(&config).await;
+    assert_eq!(ready["state"], "ready", "{ready}");
+    same(
+        "merged, before the switch",
+        &rows_on(&servers, &["-80", "80-"]).await,
+        &expected,
+    );
+
+    // A row changed on a target behind the stream's back is a difference: the switch waits.
+    let (victim, _) = expected.iter().find(|(id, _)| owns("80-", **id)).unwrap();
+    let mut target = direct(&servers, "80-").await;
+    target
+        .query_drop(format!(
+            "UPDATE items SET note = 'tampered' WHERE id = {victim}"
+        ))
+        .await
+        .unwrap();
+    let verified = json(&cli(&config, &["reshard", "app", "verify", "--format", "json"]).unwrap());
+    assert_eq!(verified["state"], "diverged", "{verified}");
+    let listed = verified["differences"].to_string();
+    assert!(
+        listed.contains(&format!("({victim}) differs on 80-")),
+        "{verified}"
+    );
+    let refused = cli(&config, &["reshard", "app", "switch"]).unwrap_err();
+    assert!(refused.contains("differences"), "{refused}");
+    let (n, note) = &expected[victim];
+    target
+        .query_drop(format!(
+            "UPDATE items SET n = {n}, note = '{note}' WHERE id = {victim}"
+        ))
+        .await
+        .unwrap();
+    let verified = json(&cli(&config, &["reshard", "app", "verify", "--format", "json"]).unwrap());
+    assert_eq!(verified["state"], "ready", "{verified}");
+
+    // Switched and completed: two shards serve every row, the four old ones hold none.
+    let switched = json(&cli(&config, &["reshard", "app", "switch", "--format", "json"]).unwrap());
+    assert_eq!(switched["state"], "switched", "{switched}");
+    let mut app =
+        Conn::new(Opts::from_url(&format!("mysql://app:secret@127.0.0.1:{port}/app")).unwrap())
+            .await
+            .unwrap();
+    app.query_drop("INSERT INTO items (id, n, note) VALUES (99999, 1, 'after')")
+        .await
+        .unwrap();
+    let completed =
+        json(&cli(&config, &["reshard", "app", "complete", "--format", "json"]).unwrap());
+    assert_eq!(completed["state"], "completed", "{completed}");
+    let mut expected = expected;
+    expected.insert(99999, (1, "after".into()));
+    same(
+        "merged",
+        &rows_on(&servers, &["-80", "80-"]).await,
+        &expected,
+    );
+    let counted: i64 = app
+        .query_first("SELECT COUNT(*) FROM items")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(counted, 8001);
+    let mut old = direct(&servers, "c0-").await;
+    let tables: Vec<String> = old.query("SHOW TABLES").await.unwrap();
+    assert!(tables.is_empty(), "{tables:?}");
+}
