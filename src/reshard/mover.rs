@@ -31,6 +31,9 @@ pub(super) const CHUNK: usize = 1000;
 const CHANGES_PER_ROUND: usize = 5000;
 /// Bytes of statements sent at once within a source transaction.
 const MAX_BATCH: usize = 1 << 20;
+/// How long a source's binlog is idle before the server says where it stands: a switch
+/// waits about this long for a stream to show it has everything.
+const HEARTBEAT: Duration = Duration::from_millis(25);
 /// How often the stream's lag is measured and its progress published.
 const TICK: Duration = Duration::from_millis(250);
 
@@ -234,7 +237,7 @@ impl Mover {
             from.clone(),
             StreamOptions {
                 tables: Tables::of_schema(&spec.from.db),
-                heartbeat: Duration::from_millis(100),
+                heartbeat: HEARTBEAT,
                 ..StreamOptions::default()
             },
         )
