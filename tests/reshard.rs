@@ -62,6 +62,10 @@ spare_shards = {spare}
 vindexes.hash = {{ type = "hash" }}
 tables.items = {{ primary_vindex = {{ column = "id", vindex = "hash" }} }}
 tables.colors = {{ type = "reference" }}
+vindexes.loose = {{ type = "unicode_loose_xxhash" }}
+vindexes.email_lookup = {{ type = "consistent_lookup_unique", table = "app.email_lookup", from = "email", to = "keyspace_id" }}
+tables.email_lookup = {{ primary_vindex = {{ column = "email", vindex = "loose" }} }}
+tables.users = {{ primary_vindex = {{ column = "user_id", vindex = "hash" }}, secondary_vindexes = [{{ column = "email", vindex = "email_lookup" }}] }}
 
 [keyspaces.main]
 sharded = false
@@ -199,6 +203,30 @@ async fn seed(port: u16, rows: i64) -> BTreeMap<i64, Row> {
         }
     }
     expected
+}
+
+/// Users `ids` (email `user<id>@example.com`) inserted through the proxy.
+async fn add_users(app: &mut Conn, ids: std::ops::RangeInclusive<i64>) {
+    for id in ids {
+        app.query_drop(format!(
+            "INSERT INTO users (user_id, email, name) VALUES ({id}, 'user{id}@example.com', 'u{id}')"
+        ))
+        .await
+        .unwrap();
+    }
+}
+
+/// Each of users 1..=`count` is found by its email (through the lookup vindex).
+async fn found_by_email(app: &mut Conn, count: i64) {
+    for id in 1..=count {
+        let found: Option<i64> = app
+            .query_first(format!(
+                "SELECT user_id FROM users WHERE email = 'user{id}@example.com'"
+            ))
+            .await
+            .unwrap();
+        assert_eq!(found, Some(id), "user{id}@example.com");
+    }
 }
 
 /// Clients writing through the proxy: inserts, updates and deletes, each on ids of its own,
@@ -373,6 +401,22 @@ async fn a_split_under_writes_switches_and_reverses_without_losing_a_write() {
         .await
         .unwrap();
     let seeded = seed(port, 3000).await;
+    // Users found by email through a lookup vindex whose table is sharded in `app` too.
+    let mut app =
+        Conn::new(Opts::from_url(&format!("mysql://app:secret@127.0.0.1:{port}/app")).unwrap())
+            .await
+            .unwrap();
+    app.query_drop(
+        "CREATE TABLE email_lookup (email VARCHAR(100) PRIMARY KEY, keyspace_id VARBINARY(16) NOT NULL)",
+    )
+    .await
+    .unwrap();
+    app.query_drop(
+        "CREATE TABLE users (user_id BIGINT PRIMARY KEY, email VARCHAR(100), name VARCHAR(40))",
+    )
+    .await
+    .unwrap();
+    add_users(&mut app, 1..=200).await;
     let writers = Writers::start(port, &seeded);
 
     // Targets that serve already, or that are not configured, are refused.
@@ -397,11 +441,8 @@ async fn a_split_under_writes_switches_and_reverses_without_losing_a_write() {
         serde_json::json!(["-80", "80-"]),
         "{started}"
     );
+    add_users(&mut app, 201..=250).await;
     // A reference table's change during the copy reaches every target.
-    let mut app =
-        Conn::new(Opts::from_url(&format!("mysql://app:secret@127.0.0.1:{port}/app")).unwrap())
-            .await
-            .unwrap();
     app.query_drop("UPDATE colors SET name = 'rouge' WHERE id = 1")
         .await
         .unwrap();
@@ -441,6 +482,8 @@ async fn a_split_under_writes_switches_and_reverses_without_losing_a_write() {
         .unwrap()
         .unwrap();
     assert_eq!(color, "rouge");
+    add_users(&mut app, 251..=260).await;
+    found_by_email(&mut app, 260).await;
     writers.resume();
 
     // Reversed under the writes: the writes made meanwhile came back to the old shards.
@@ -455,6 +498,7 @@ async fn a_split_under_writes_switches_and_reverses_without_losing_a_write() {
         failed.len(),
         &failed[..failed.len().min(5)]
     );
+    found_by_email(&mut app, 260).await;
     same(
         "after the reverse",
         &rows_on(&servers, &["-80", "80-"]).await,

@@ -11,7 +11,7 @@ use tracing::debug;
 use crate::error;
 
 use super::dispatch::{is_show_warnings, writes};
-use super::registry::{kill_backend_queries, Ending, ABANDON_AFTER};
+use super::registry::{kill_backend_queries, Ending, ABANDON_AFTER, HELD, IDLE, UNHELD};
 use super::{ClientStatement, GateSession, StatementError};
 
 impl GateSession {
@@ -23,12 +23,16 @@ impl GateSession {
     ) -> std::io::Result<bool> {
         self.gate.questions.fetch_add(1, Ordering::Relaxed);
         // A reshard's switch holds statements that have no shard yet: they run on the new
-        // shards once it is done. Those of transactions already on shards go on.
-        if self.gate.reshards.holding()
-            && self.tx.as_ref().is_none_or(|t| t.shard_count() == 0)
-            && self.pinned.is_empty()
-        {
-            self.gate.reshards.wait_switch().await;
+        // shards once it is done. Those of transactions already on shards go on. The switch
+        // sees the mark (stored before the hold is read) of a statement that went on, and
+        // waits for it to end.
+        if self.tx.as_ref().is_none_or(|t| t.shard_count() == 0) && self.pinned.is_empty() {
+            self.entry.switch.store(UNHELD, Ordering::SeqCst);
+            if self.gate.reshards.holding() {
+                self.entry.switch.store(HELD, Ordering::SeqCst);
+                self.gate.reshards.wait_switch().await;
+                self.entry.switch.store(UNHELD, Ordering::SeqCst);
+            }
         }
         self.topo = self.current_topology();
         let started = Instant::now();
@@ -186,6 +190,7 @@ impl GateSession {
             ]];
         }
         self.entry.running.lock().expect("session entry").since = None;
+        self.entry.switch.store(IDLE, Ordering::Relaxed);
         {
             let mut keyspace = self.entry.keyspace.lock().expect("session entry");
             if *keyspace != self.session.keyspace {

@@ -125,6 +125,14 @@ impl Access {
 }
 
 impl Gate {
+    /// Statements running that a reshard's switch did not hold (see `GateSession::one_query`).
+    pub(crate) fn unheld_statements(&self) -> usize {
+        self.sessions
+            .iter()
+            .filter(|e| e.switch.load(std::sync::atomic::Ordering::SeqCst) == registry::UNHELD)
+            .count()
+    }
+
     /// Statements sent so far to each shard of the current topology, as `keyspace/shard` →
     /// count.
     pub fn shard_query_counts(&self) -> std::collections::BTreeMap<String, u64> {
@@ -350,6 +358,7 @@ impl HandlerFactory for Sessions {
             abandoned: Mutex::new(None),
             transaction: Mutex::new(None),
             deadlock_victim: Default::default(),
+            switch: Default::default(),
         });
         self.0.sessions.insert(conn_id, entry.clone());
         self.0.metrics.client_connections.inc();

@@ -63,7 +63,14 @@ pub struct SessionEntry {
     /// Set when the deadlock detector chose this session's transaction to break a cycle: the
     /// statement it interrupted fails with 1213 and the transaction rolls back.
     pub(super) deadlock_victim: std::sync::atomic::AtomicBool,
+    /// Where its statement stands with a reshard's switch: [`IDLE`], [`UNHELD`] (running a
+    /// statement that did not wait for a switch: the switch waits for it) or [`HELD`].
+    pub(super) switch: std::sync::atomic::AtomicU8,
 }
+
+pub(super) const IDLE: u8 = 0;
+pub(super) const UNHELD: u8 = 1;
+pub(super) const HELD: u8 = 2;
 
 impl SessionEntry {
     pub(super) fn register(&self, keyspace: &str, shard: &str, thread: u32) {

@@ -109,7 +109,7 @@ impl Reshards {
     /// Whether statements must wait for a switch.
     #[inline]
     pub fn holding(&self) -> bool {
-        self.switching.load(Ordering::Acquire)
+        self.switching.load(Ordering::SeqCst)
     }
 
     /// Waits until the switch ends (at most [`HOLD_LIMIT`]).
@@ -129,7 +129,8 @@ impl Reshards {
     }
 
     fn hold(&self) -> HoldGuard<'_> {
-        self.switching.store(true, Ordering::Release);
+        // Ordered with the sessions' marks (see `GateSession::one_query`).
+        self.switching.store(true, Ordering::SeqCst);
         HoldGuard(self)
     }
 
@@ -774,6 +775,20 @@ async fn switch(
         let topo = gate.topology();
         let started = Instant::now();
         let hold = gate.reshards.hold();
+        let deadline = started + SWITCH_WAIT;
+        let in_use = || {
+            from.iter()
+                .any(|e| topo.backends.primary_in_use(keyspace, &e.shard) > 0)
+        };
+        // Statements that began before the hold end, and so do the transactions on the
+        // shards that stop serving.
+        let busy = || gate.unheld_statements() > 0 || in_use();
+        while busy() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // Only then are the shards held: a statement that began before the hold may be on
+        // its way to one, and would wait for the switch that waits for it. What the hold
+        // catches now is a transaction begun elsewhere coming to these shards.
         let held: Vec<&Endpoint> = from
             .iter()
             .filter(|e| topo.backends.hold_remote(keyspace, &e.shard))
@@ -783,26 +798,14 @@ async fn switch(
                 topo.backends.release_remote(keyspace, &e.shard);
             }
         };
-        let deadline = started + SWITCH_WAIT;
-        let busy = || {
-            from.iter()
-                .any(|e| topo.backends.primary_in_use(keyspace, &e.shard) > 0)
-        };
-        // Twice idle, a little apart: a statement between taking a pool and a connection.
-        loop {
-            while busy() && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            if !busy() || Instant::now() >= deadline {
-                break;
-            }
+        while in_use() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
         if busy() || held.len() < from.len() {
             release(&held);
             drop(hold);
             last = match busy() {
-                true => "transactions on the keyspace did not end in time".into(),
+                true => "statements and transactions on the shards did not end in time".into(),
                 false => "a shard's primary was changing".into(),
             };
             tokio::time::sleep(SWITCH_WAIT).await;
