@@ -4,8 +4,9 @@
 //! `POST /reload` (re-read the config file and swap the topology, as SIGHUP does),
 //! `POST /reparent?shard=ks/shard&to=host:port` (hand a shard's primary over to a replica),
 //! `GET /migrations` (the online schema changes, JSON),
-//! `POST /migrations/{cancel,retry,revert}?id=...`, and the branches' and deploy requests'
-//! endpoints that the CLI uses (`/branches`, `/deploy-requests`, `/production`; JSON).
+//! `POST /migrations/{cancel,retry,revert}?id=...`, and the branches', deploy requests' and
+//! reshards' endpoints that the CLI uses (`/branches`, `/deploy-requests`, `/production`,
+//! `/reshards`; JSON).
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -554,6 +555,39 @@ async fn status(State(admin): State<Admin>) -> Html<String> {
                 m.eta_secs.map_or(String::new(), |s| format!("{s} s")),
                 m.lag_secs,
                 esc(&m.message)
+            );
+        }
+    }
+    page.push_str("</tbody></table>");
+
+    page.push_str(
+        "<h2>Reshards</h2><table id=\"reshards\"><thead><tr><th>Keyspace</th><th>From</th>\
+         <th>To</th><th>State</th><th>Copied</th><th>Progress</th><th>ETA</th><th>Lag</th>\
+         <th>Switch held</th><th>Message</th></tr></thead><tbody>",
+    );
+    let listed = tokio::time::timeout(Duration::from_secs(2), gate.reshards.list(gate));
+    if let Ok(Ok(records)) = listed.await {
+        for r in records {
+            let progress = match r.rows_total {
+                0 => 100.0,
+                n => (r.rows_copied() as f64 * 100.0 / n as f64).min(100.0),
+            };
+            let _ = write!(
+                page,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+                 <td class=\"num\">{} / {}</td><td class=\"num\">{progress:.1}%</td>\
+                 <td class=\"num\">{}</td><td class=\"num\">{} ms</td><td class=\"num\">{}</td>\
+                 <td>{}</td></tr>",
+                esc(&r.keyspace),
+                esc(&r.sources.join(",")),
+                esc(&r.targets.join(",")),
+                r.state.name(),
+                r.rows_copied(),
+                r.rows_total,
+                r.eta_secs().map_or(String::new(), |s| format!("{s} s")),
+                r.lag_ms(),
+                r.stall_ms.map_or(String::new(), |ms| format!("{ms} ms")),
+                esc(&r.message)
             );
         }
     }

@@ -37,6 +37,8 @@ pub struct Metrics {
     pool: IntGaugeVec,
     /// Each replica's lag in seconds (-1: not serving, not replicating or not answering).
     replica_lag: IntGaugeVec,
+    /// The reshards this proxy runs: rows copied and total, stream lag, state.
+    reshard: IntGaugeVec,
     /// Primary changes: by this proxy (reparent, failover) or followed from another.
     pub primary_changes: IntCounterVec,
     /// How long statements were held while a primary changed.
@@ -116,8 +118,20 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(replica_lag.clone()))
             .expect("unique metric");
+        let reshard = IntGaugeVec::new(
+            Opts::new(
+                "reshard",
+                "Each reshard this proxy runs: rows_copied, rows_total, lag_ms, and 1 for its \
+                 state (copying, verifying, ready, diverged, switching, switched)",
+            ),
+            &["keyspace", "what"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(reshard.clone()))
+            .expect("unique metric");
         Metrics {
             replica_lag,
+            reshard,
             primary_changes: counter_vec(
                 &r,
                 "primary_changes_total",
@@ -207,7 +221,24 @@ impl Metrics {
 
     /// The registry in the Prometheus text format, after reading the values kept elsewhere: the
     /// plan cache's counters and the pools of `topo`.
-    pub fn render(&self, plans: &PlanCache, topo: &Topology) -> String {
+    pub fn render(
+        &self,
+        plans: &PlanCache,
+        topo: &Topology,
+        reshards: &[crate::reshard::Record],
+    ) -> String {
+        self.reshard.reset();
+        for r in reshards {
+            let copied = r.rows_copied() as i64;
+            for (what, n) in [
+                ("rows_copied", copied),
+                ("rows_total", r.rows_total as i64),
+                ("lag_ms", r.lag_ms() as i64),
+                (r.state.name(), 1),
+            ] {
+                self.reshard.with_label_values(&[&r.keyspace, what]).set(n);
+            }
+        }
         let (hits, misses, size) = plans.stats();
         catch_up(&self.plan_cache.with_label_values(&["hit"]), hits);
         catch_up(&self.plan_cache.with_label_values(&["miss"]), misses);

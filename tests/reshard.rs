@@ -154,6 +154,24 @@ fn status(config: &std::path::Path) -> serde_json::Value {
     json(&cli(config, &["reshard", "app", "status", "--format", "json"]).unwrap())
 }
 
+/// The body of a GET of `path` on the admin listener at port `admin`.
+fn admin_get(admin: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    tokio::task::block_in_place(|| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", admin)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out.split_once("\r\n\r\n")
+            .map_or(out.clone(), |(_, b)| b.to_string())
+    })
+}
+
 /// Waits until the reshard leaves the copy and the verify; its status then.
 async fn settled(config: &std::path::Path) -> serde_json::Value {
     let mut last = serde_json::Value::Null;
@@ -449,6 +467,18 @@ async fn a_split_under_writes_switches_and_reverses_without_losing_a_write() {
     let ready = settled(&config).await;
     assert_eq!(ready["state"], "ready", "{ready}");
     assert_eq!(ready["differences"], serde_json::json!([]), "{ready}");
+    // The metrics and the status page show it too.
+    let metrics = admin_get(admin, "/metrics");
+    assert!(
+        metrics.contains("shardgate_reshard{keyspace=\"app\",what=\"ready\"} 1")
+            && metrics.contains("shardgate_reshard{keyspace=\"app\",what=\"rows_total\"}"),
+        "{metrics}"
+    );
+    let page = admin_get(admin, "/status");
+    assert!(
+        page.contains("id=\"reshards\"") && page.contains(SPLIT) && page.contains(">ready<"),
+        "{page}"
+    );
     let copied: u64 = ready["movers"]
         .as_array()
         .unwrap()

@@ -154,7 +154,9 @@ impl Gate {
 
     /// The metrics in the Prometheus text format (`/metrics`).
     pub fn metrics_text(&self) -> String {
-        self.metrics.render(&self.plans, &self.topology())
+        let reshards = self.reshards.running_records();
+        self.metrics
+            .render(&self.plans, &self.topology(), &reshards)
     }
 
     /// The current keyspaces and pools.

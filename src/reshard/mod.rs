@@ -134,6 +134,12 @@ impl Reshards {
         HoldGuard(self)
     }
 
+    /// The reshards running on this proxy, as they stand.
+    pub fn running_records(&self) -> Vec<Record> {
+        let running = self.running.lock().expect("reshard lock");
+        running.values().map(|h| h.live.record()).collect()
+    }
+
     /// Every reshard: running here, or recorded by any proxy.
     pub async fn list(&self, gate: &Gate) -> Result<Vec<Record>, String> {
         let mut records = store::load(&gate.topology(), None)
@@ -325,14 +331,15 @@ impl Reshards {
         match sent {
             Some(true) => {}
             Some(false) => return Err(format!("the reshard of {keyspace} has ended")),
-            None => return self.cancel_reversed(gate, keyspace, command).await,
+            None => return self.cancel_stopped(gate, keyspace, command).await,
         }
         rx.await
             .map_err(|_| format!("the reshard of {keyspace} ended"))?
     }
 
-    /// A reshard switched back has no streams left: only its targets' tables to drop.
-    async fn cancel_reversed(
+    /// A reshard switched back, or failed while the sources served, has no streams left: only
+    /// its targets' tables to drop.
+    async fn cancel_stopped(
         &self,
         gate: &Gate,
         keyspace: &str,
@@ -346,10 +353,15 @@ impl Reshards {
             .into_iter()
             .next()
             .ok_or_else(|| format!("no reshard of {keyspace}"))?;
-        if command != Command::Cancel || record.state != State::Reversed {
+        let serving: Vec<String> = (topo.vschema.keyspace(keyspace))
+            .map(|k| k.shards.iter().map(|s| s.name.clone()).collect())
+            .unwrap_or_default();
+        let stopped = matches!(record.state, State::Reversed | State::Failed);
+        if command != Command::Cancel || !stopped || serving != record.sources {
             return Err(format!(
-                "{command:?} is not possible while the reshard of {keyspace} is {}",
-                record.state.name()
+                "{command:?} is not possible while the reshard of {keyspace} is {} (serving: {})",
+                record.state.name(),
+                serving.join(",")
             ));
         }
         let setup = Setup::new(gate, keyspace, &record.sources, &record.targets).await?;
@@ -371,6 +383,10 @@ impl Reshards {
                 .keyspace(&record.keyspace)
                 .map(|k| k.shards.iter().map(|s| s.name.clone()).collect())
                 .unwrap_or_default();
+            // A verify cut short runs again once the streams catch up.
+            if record.state == State::Verifying {
+                record.state = State::Copying;
+            }
             // A switch cut short: the state file says which side serves.
             if record.state == State::Switching {
                 if serving == record.targets {
@@ -650,7 +666,7 @@ async fn drive(gate: &Arc<Gate>, live: &Arc<Live>, mut commands: Commands) -> Re
                             r.copy_secs = Some(secs);
                         }
                     });
-                    run_verify(&setup, live, &mut movers).await?;
+                    run_verify(&setup, live, &mut movers).await;
                 }
                 save(gate, live).await;
             }
@@ -659,7 +675,8 @@ async fn drive(gate: &Arc<Gate>, live: &Arc<Live>, mut commands: Commands) -> Re
                 let state = live.record().state;
                 let result = match (command, state) {
                     (Command::Verify, State::Ready | State::Diverged) => {
-                        run_verify(&setup, live, &mut movers).await.map(|_| ())
+                        run_verify(&setup, live, &mut movers).await;
+                        Ok(())
                     }
                     (Command::Switch, State::Ready) => {
                         match switch(gate, live, &setup, &mut movers, true).await {
@@ -670,11 +687,14 @@ async fn drive(gate: &Arc<Gate>, live: &Arc<Live>, mut commands: Commands) -> Re
                             Err(e) => Err(e),
                         }
                     }
-                    (Command::Switch, State::Diverged) => Err(format!(
-                        "the last verify found differences; the switch waits for one that \
-                         finds none: {}",
-                        live.record().differences.join("; ")
-                    )),
+                    (Command::Switch, State::Diverged) => {
+                        let r = live.record();
+                        Err(format!(
+                            "the switch waits for a verify that finds no differences: {} {}",
+                            r.message,
+                            r.differences.join("; ")
+                        ))
+                    }
                     (Command::Reverse, State::Switched) => {
                         switch(gate, live, &setup, &mut movers, false).await.map(|_| ())
                     }
@@ -715,14 +735,16 @@ async fn drive(gate: &Arc<Gate>, live: &Arc<Live>, mut commands: Commands) -> Re
     }
 }
 
-async fn run_verify(setup: &Setup, live: &Live, movers: &mut [Mover]) -> Result<bool, String> {
+/// Compares the sources with the targets: the reshard is then ready, or diverged (also when
+/// the comparison could not be made: a `verify` tries again).
+async fn run_verify(setup: &Setup, live: &Live, movers: &mut [Mover]) {
     live.update(|r| {
         r.state = State::Verifying;
         r.message = "comparing the sources with the targets".into();
     });
     let mut report = verify::Report::default();
     for (i, (source, mover)) in setup.sources.iter().zip(movers.iter_mut()).enumerate() {
-        verify::source(
+        let compared = verify::source(
             source,
             mover,
             &setup.targets,
@@ -730,7 +752,14 @@ async fn run_verify(setup: &Setup, live: &Live, movers: &mut [Mover]) -> Result<
             i == 0,
             &mut report,
         )
-        .await?;
+        .await;
+        if let Err(e) = compared {
+            live.update(|r| {
+                r.state = State::Diverged;
+                r.message = format!("the verify could not finish: {e}; run verify again");
+            });
+            return;
+        }
     }
     let clean = report.differences == 0;
     live.update(|r| {
@@ -749,7 +778,6 @@ async fn run_verify(setup: &Setup, live: &Live, movers: &mut [Mover]) -> Result<
             );
         }
     });
-    Ok(clean)
 }
 
 /// Switches the keyspace to the targets (`forward`) or back to the sources. Returns the

@@ -130,9 +130,7 @@ pub fn start_etcd() -> Result<Etcd, TestkitError> {
         .stderr(log)
         .spawn()
         .map_err(io_err("starting etcd"))?;
-    std::fs::write(d.join("etcd.pid"), child.id().to_string())
-        .map_err(io_err("writing etcd.pid"))?;
-    watchdog_for(d, "etcd.pid", "--data-dir");
+    watchdog_for(d, "--data-dir");
     let deadline = Instant::now() + Duration::from_secs(60);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         if let Ok(Some(status)) = child.try_wait() {
@@ -331,7 +329,35 @@ fn sweep_stale_dirs() {
                 .is_some_and(|age| age > Duration::from_secs(24 * 3600)),
         };
         if stale {
+            // Its server too, if its watchdog did not get to it (killed with its test).
+            kill_naming(&format!("--datadir={}/data", path.display()));
             let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}
+
+/// SIGKILLs every process whose command line holds `text`.
+fn kill_naming(text: &str) {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let named = cmdline.split(|b| *b == 0).any(|arg| arg == text.as_bytes());
+        if named && pid != std::process::id() as i32 {
+            // SAFETY: kill only sends a signal.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
         }
     }
 }
@@ -652,21 +678,19 @@ fn spawn_server(
         .map_err(io_err("starting mariadbd"))
 }
 
-/// Kills the server and removes its directory once this process is gone. The server's pid is
-/// read from its pid file then (a restart changes it), and the process is killed only if its
-/// command line still names this data directory: a pid the system has since given to another
-/// process is never signalled.
+/// Kills the server and removes its directory once this process is gone: every process whose
+/// command line names this data directory (a restart changes the pid, and a full disk may have
+/// kept the server from writing its pid file: servers left so once filled the memory).
 fn watchdog(dir: &Path) {
-    watchdog_for(dir, "mysqld.pid", "--datadir");
+    watchdog_for(dir, "--datadir");
 }
 
-/// [`watchdog`] for a server whose pid is in `pid_file` and whose command line says
-/// `{data_flag}={dir}/data`.
-fn watchdog_for(dir: &Path, pid_file: &str, data_flag: &str) {
+/// [`watchdog`] for a server whose command line says `{data_flag}={dir}/data`.
+fn watchdog_for(dir: &Path, data_flag: &str) {
     let script = format!(
         "while kill -0 {parent} 2>/dev/null; do sleep 1; done; \
-         pid=$(cat '{dir}/{pid_file}' 2>/dev/null); \
-         if [ -n \"$pid\" ] && tr '\\0' ' ' < /proc/$pid/cmdline 2>/dev/null | grep -qF -- '{data_flag}={dir}/data'; then kill -9 $pid; fi; \
+         for p in /proc/[0-9]*; do n=${{p#/proc/}}; [ \"$n\" = \"$$\" ] && continue; \
+         if tr '\\0' ' ' < $p/cmdline 2>/dev/null | grep -qF -- '{data_flag}={dir}/data'; then kill -9 $n; fi; done; \
          sleep 1; rm -rf '{dir}'",
         parent = std::process::id(),
         dir = dir.display()
