@@ -135,12 +135,13 @@ enum Command {
     /// Move a keyspace to other shards while it serves: split (2 -> 4) or merge (4 -> 2).
     /// The target shards are listed in the keyspace's spare_shards.
     #[command(
-        after_help = "Examples:\n  shardgate reshard commerce start --to '-40,40-80,80-c0,c0-' --watch --config shardgate.toml\n  shardgate reshard commerce status --config shardgate.toml\n  shardgate reshard commerce switch --config shardgate.toml\n  shardgate reshard commerce reverse --config shardgate.toml\n  shardgate reshard commerce complete --config shardgate.toml"
+        after_help = "Examples:\n  shardgate reshard commerce --to '-40,40-80,80-c0,c0-' --watch --config shardgate.toml\n  shardgate reshard commerce status --config shardgate.toml\n  shardgate reshard commerce switch --config shardgate.toml\n  shardgate reshard commerce reverse --config shardgate.toml\n  shardgate reshard commerce complete --config shardgate.toml"
     )]
     Reshard {
         keyspace: String,
-        #[arg(value_enum, default_value = "status")]
-        step: reshard_cli::Step,
+        /// What to do: start with --to (and when only --to is given), status otherwise.
+        #[arg(value_enum)]
+        step: Option<reshard_cli::Step>,
         /// The target shards, comma-separated (with start).
         #[arg(long, allow_hyphen_values = true)]
         to: Option<String>,
@@ -254,6 +255,10 @@ fn main() -> ExitCode {
             format,
             config,
         } => {
+            let step = step.unwrap_or(match to {
+                Some(_) => reshard_cli::Step::Start,
+                None => reshard_cli::Step::Status,
+            });
             let start = reshard_cli::Start {
                 to,
                 max_rows_per_sec,

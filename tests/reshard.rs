@@ -25,12 +25,13 @@ const SPLIT: &str = "-40,40-80,80-c0,c0-";
 /// `app`'s shards on the two servers: the halves in database `app`, the quarters in `app_a`
 /// (first and second quarter) and `app_b`. `halves` says which serve; the others are spare.
 /// `main` (the proxy's records) is on the third server.
-fn config_text(servers: &[testkit::MariaDb], server: &str, halves: bool) -> String {
-    config_with(servers, server, halves, "")
-}
-
-/// [`config_text`] with more of `app`'s and `main`'s tables (`[keyspaces.<name>]` lines).
-fn config_with(servers: &[testkit::MariaDb], server: &str, halves: bool, more: &str) -> String {
+/// `app_tables` and `main_tables` are more lines of those keyspaces (VSchema entries).
+fn config_text(
+    servers: &[testkit::MariaDb],
+    server: &str,
+    halves: bool,
+    (app_tables, main_tables): (&str, &str),
+) -> String {
     let halves_list = format!(
         r#"[{{ name = "-80", primary = "{}" }}, {{ name = "80-", primary = "{}" }}]"#,
         servers[0].url("app"),
@@ -66,13 +67,58 @@ vindexes.loose = {{ type = "unicode_loose_xxhash" }}
 vindexes.email_lookup = {{ type = "consistent_lookup_unique", table = "app.email_lookup", from = "email", to = "keyspace_id" }}
 tables.email_lookup = {{ primary_vindex = {{ column = "email", vindex = "loose" }} }}
 tables.users = {{ primary_vindex = {{ column = "user_id", vindex = "hash" }}, secondary_vindexes = [{{ column = "email", vindex = "email_lookup" }}] }}
-
+{app_tables}
 [keyspaces.main]
 sharded = false
 shards = [{{ name = "0", primary = "{m}" }}]
-{more}"#,
+{main_tables}"#,
         m = servers[2].url("main"),
     )
+}
+
+/// Three servers writing row binlogs and the config of a proxy in front of them (see
+/// [`config_text`]), on free ports.
+struct Cluster {
+    servers: Vec<testkit::MariaDb>,
+    port: u16,
+    admin: u16,
+    /// The config file (the proxy's state file goes beside it).
+    config: std::path::PathBuf,
+    text: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn cluster(halves: bool, tables: (&str, &str)) -> Cluster {
+    let servers = tokio::task::spawn_blocking(|| {
+        testkit::start_binlogged(3, &["app", "app_a", "app_b", "main"]).unwrap()
+    })
+    .await
+    .unwrap();
+    let (port, admin) = (common::free_port(), common::free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("shardgate.toml");
+    let server = format!("listen = \"127.0.0.1:{port}\"\nadmin = \"127.0.0.1:{admin}\"");
+    let text = config_text(&servers, &server, halves, tables);
+    std::fs::write(&config, &text).unwrap();
+    Cluster {
+        servers,
+        port,
+        admin,
+        config,
+        text,
+        _dir: dir,
+    }
+}
+
+impl Cluster {
+    /// A proxy in this process, serving the config file.
+    async fn serve(&self) -> shardgate::Running {
+        let loaded = vschema::load_config(&self.config).unwrap();
+        let listen = format!("127.0.0.1:{}", self.port);
+        shardgate::start_from(&loaded, &listen, Some(self.config.clone()))
+            .await
+            .unwrap()
+    }
 }
 
 /// Server and database of each shard of `app`.
@@ -400,24 +446,9 @@ fn same(what: &str, on_shards: &BTreeMap<i64, Row>, expected: &BTreeMap<i64, Row
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_split_under_writes_switches_and_reverses_without_losing_a_write() {
-    let servers = tokio::task::spawn_blocking(|| {
-        testkit::start_binlogged(3, &["app", "app_a", "app_b", "main"]).unwrap()
-    })
-    .await
-    .unwrap();
-    let (port, admin) = (common::free_port(), common::free_port());
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("shardgate.toml");
-    let text = config_text(
-        &servers,
-        &format!("listen = \"127.0.0.1:{port}\"\nadmin = \"127.0.0.1:{admin}\""),
-        true,
-    );
-    std::fs::write(&config, &text).unwrap();
-    let loaded = vschema::load_config(&config).unwrap();
-    let proxy = shardgate::start_from(&loaded, &format!("127.0.0.1:{port}"), Some(config.clone()))
-        .await
-        .unwrap();
+    let c = cluster(true, ("", "")).await;
+    let (servers, port, admin, config) = (&c.servers, c.port, c.admin, &c.config);
+    let proxy = c.serve().await;
     let seeded = seed(port, 3000).await;
     // Users found by email through a lookup vindex whose table is sharded in `app` too.
     let mut app =
@@ -439,17 +470,17 @@ async fn a_split_under_writes_switches_and_reverses_without_losing_a_write() {
 
     // Targets that serve already, or that are not configured, are refused.
     let refused = cli(
-        &config,
+        config,
         &["reshard", "app", "start", "--to", "-80,80-c0,c0-"],
     )
     .unwrap_err();
     assert!(refused.contains("serves the keyspace now"), "{refused}");
-    let refused = cli(&config, &["reshard", "app", "start", "--to", "-40,40-"]).unwrap_err();
+    let refused = cli(config, &["reshard", "app", "start", "--to", "-40,40-"]).unwrap_err();
     assert!(refused.contains("spare_shards"), "{refused}");
 
     let started = json(
         &cli(
-            &config,
+            config,
             &["reshard", "app", "start", "--to", SPLIT, "--format", "json"],
         )
         .unwrap(),
@@ -464,7 +495,7 @@ async fn a_split_under_writes_switches_and_reverses_without_losing_a_write() {
     app.query_drop("UPDATE colors SET name = 'rouge' WHERE id = 1")
         .await
         .unwrap();
-    let ready = settled(&config).await;
+    let ready = settled(config).await;
     assert_eq!(ready["state"], "ready", "{ready}");
     assert_eq!(ready["differences"], serde_json::json!([]), "{ready}");
     // The metrics and the status page show it too.
@@ -488,7 +519,7 @@ async fn a_split_under_writes_switches_and_reverses_without_losing_a_write() {
     assert!(copied >= 3000, "{ready}");
 
     // Switched under the writes: every acknowledged write is on the four new shards.
-    let switched = json(&cli(&config, &["reshard", "app", "switch", "--format", "json"]).unwrap());
+    let switched = json(&cli(config, &["reshard", "app", "switch", "--format", "json"]).unwrap());
     assert_eq!(switched["state"], "switched", "{switched}");
     let stall = switched["stall_ms"].as_u64().unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -496,7 +527,7 @@ async fn a_split_under_writes_switches_and_reverses_without_losing_a_write() {
     let quarters = ["-40", "40-80", "80-c0", "c0-"];
     same(
         "after the switch",
-        &rows_on(&servers, &quarters).await,
+        &rows_on(servers, &quarters).await,
         &writers.expected(),
     );
     // The proxy routes by the new map (reads and writes).
@@ -518,7 +549,7 @@ async fn a_split_under_writes_switches_and_reverses_without_losing_a_write() {
 
     // Reversed under the writes: the writes made meanwhile came back to the old shards.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let reversed = json(&cli(&config, &["reshard", "app", "reverse", "--format", "json"]).unwrap());
+    let reversed = json(&cli(config, &["reshard", "app", "reverse", "--format", "json"]).unwrap());
     assert_eq!(reversed["state"], "reversed", "{reversed}");
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let (done, failed, expected) = writers.stop().await;
@@ -531,20 +562,20 @@ async fn a_split_under_writes_switches_and_reverses_without_losing_a_write() {
     found_by_email(&mut app, 260).await;
     same(
         "after the reverse",
-        &rows_on(&servers, &["-80", "80-"]).await,
+        &rows_on(servers, &["-80", "80-"]).await,
         &expected,
     );
     assert!(done > 100, "only {done} writes");
-    let state = std::fs::read_to_string(vschema::state_path(&config)).unwrap();
+    let state = std::fs::read_to_string(vschema::state_path(config)).unwrap();
     assert!(
         state.contains("[serving]") && state.contains("\"-80\""),
         "{state}"
     );
 
     // Cancelled after the reverse: the targets' tables are gone.
-    let cancelled = json(&cli(&config, &["reshard", "app", "cancel", "--format", "json"]).unwrap());
+    let cancelled = json(&cli(config, &["reshard", "app", "cancel", "--format", "json"]).unwrap());
     assert_eq!(cancelled["state"], "cancelled", "{cancelled}");
-    let mut target = direct(&servers, "-40").await;
+    let mut target = direct(servers, "-40").await;
     let tables: Vec<String> = target.query("SHOW TABLES").await.unwrap();
     assert!(tables.is_empty(), "{tables:?}");
     eprintln!("split: {copied} rows copied; the switch held statements {stall} ms; {done} writes");
@@ -554,26 +585,14 @@ async fn a_split_under_writes_switches_and_reverses_without_losing_a_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_merge_resumes_after_a_kill_and_a_difference_blocks_its_switch() {
-    let servers = tokio::task::spawn_blocking(|| {
-        testkit::start_binlogged(3, &["app", "app_a", "app_b", "main"]).unwrap()
-    })
-    .await
-    .unwrap();
-    let (port, admin) = (common::free_port(), common::free_port());
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("shardgate.toml");
-    let text = config_text(
-        &servers,
-        &format!("listen = \"127.0.0.1:{port}\"\nadmin = \"127.0.0.1:{admin}\""),
-        false,
-    );
-    std::fs::write(&config, &text).unwrap();
-    let proxy = common::proxy_process_serving(&text, port, &[]).await;
+    let c = cluster(false, ("", "")).await;
+    let (servers, port, config, text) = (&c.servers, c.port, &c.config, &c.text);
+    let proxy = common::proxy_process_serving(text, port, &[]).await;
     let expected = seed(port, 8000).await;
 
     // Slow enough (1,000 rows/s from each source) to be caught in the middle of the copy.
     cli(
-        &config,
+        config,
         &[
             "reshard",
             "app",
@@ -616,32 +635,32 @@ async fn a_merge_resumes_after_a_kill_and_a_difference_blocks_its_switch() {
     drop(proxy);
 
     // Started again, it resumes the copy where the record says and gets ready.
-    let _proxy = common::proxy_process_serving(&text, port, &[]).await;
-    let ready = settled(&config).await;
+    let _proxy = common::proxy_process_serving(text, port, &[]).await;
+    let ready = settled(config).await;
     assert_eq!(ready["state"], "ready", "{ready}");
     same(
         "merged, before the switch",
-        &rows_on(&servers, &["-80", "80-"]).await,
+        &rows_on(servers, &["-80", "80-"]).await,
         &expected,
     );
 
     // A row changed on a target behind the stream's back is a difference: the switch waits.
     let (victim, _) = expected.iter().find(|(id, _)| owns("80-", **id)).unwrap();
-    let mut target = direct(&servers, "80-").await;
+    let mut target = direct(servers, "80-").await;
     target
         .query_drop(format!(
             "UPDATE items SET note = 'tampered' WHERE id = {victim}"
         ))
         .await
         .unwrap();
-    let verified = json(&cli(&config, &["reshard", "app", "verify", "--format", "json"]).unwrap());
+    let verified = json(&cli(config, &["reshard", "app", "verify", "--format", "json"]).unwrap());
     assert_eq!(verified["state"], "diverged", "{verified}");
     let listed = verified["differences"].to_string();
     assert!(
         listed.contains(&format!("({victim}) differs on 80-")),
         "{verified}"
     );
-    let refused = cli(&config, &["reshard", "app", "switch"]).unwrap_err();
+    let refused = cli(config, &["reshard", "app", "switch"]).unwrap_err();
     assert!(refused.contains("differences"), "{refused}");
     let (n, note) = &expected[victim];
     target
@@ -650,11 +669,11 @@ async fn a_merge_resumes_after_a_kill_and_a_difference_blocks_its_switch() {
         ))
         .await
         .unwrap();
-    let verified = json(&cli(&config, &["reshard", "app", "verify", "--format", "json"]).unwrap());
+    let verified = json(&cli(config, &["reshard", "app", "verify", "--format", "json"]).unwrap());
     assert_eq!(verified["state"], "ready", "{verified}");
 
     // Switched and completed: two shards serve every row, the four old ones hold none.
-    let switched = json(&cli(&config, &["reshard", "app", "switch", "--format", "json"]).unwrap());
+    let switched = json(&cli(config, &["reshard", "app", "switch", "--format", "json"]).unwrap());
     assert_eq!(switched["state"], "switched", "{switched}");
     let mut app =
         Conn::new(Opts::from_url(&format!("mysql://app:secret@127.0.0.1:{port}/app")).unwrap())
@@ -664,13 +683,13 @@ async fn a_merge_resumes_after_a_kill_and_a_difference_blocks_its_switch() {
         .await
         .unwrap();
     let completed =
-        json(&cli(&config, &["reshard", "app", "complete", "--format", "json"]).unwrap());
+        json(&cli(config, &["reshard", "app", "complete", "--format", "json"]).unwrap());
     assert_eq!(completed["state"], "completed", "{completed}");
     let mut expected = expected;
     expected.insert(99999, (1, "after".into()));
     same(
         "merged",
-        &rows_on(&servers, &["-80", "80-"]).await,
+        &rows_on(servers, &["-80", "80-"]).await,
         &expected,
     );
     let counted: i64 = app
@@ -679,7 +698,7 @@ async fn a_merge_resumes_after_a_kill_and_a_difference_blocks_its_switch() {
         .unwrap()
         .unwrap();
     assert_eq!(counted, 8001);
-    let mut old = direct(&servers, "c0-").await;
+    let mut old = direct(servers, "c0-").await;
     let tables: Vec<String> = old.query("SHOW TABLES").await.unwrap();
     assert!(tables.is_empty(), "{tables:?}");
 }
@@ -751,40 +770,17 @@ async fn checksums(servers: &[testkit::MariaDb], shards: &[&str]) -> Vec<(i64, i
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sysbench_oltp_write_only_runs_through_a_split_without_an_error() {
-    let servers = tokio::task::spawn_blocking(|| {
-        testkit::start_binlogged(3, &["app", "app_a", "app_b", "main"]).unwrap()
-    })
-    .await
-    .unwrap();
-    let (port, admin) = (common::free_port(), common::free_port());
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("shardgate.toml");
-    let mut more = String::new();
+    let (mut sequences, mut app_tables) = (String::new(), String::new());
     for i in 1..=SB_TABLES {
-        more += &format!("tables.sbtest{i}_seq = {{ type = \"sequence\" }}\n");
-    }
-    let mut app_tables = String::new();
-    for i in 1..=SB_TABLES {
+        sequences += &format!("tables.sbtest{i}_seq = {{ type = \"sequence\" }}\n");
         app_tables += &format!(
             "tables.sbtest{i} = {{ primary_vindex = {{ column = \"id\", vindex = \"hash\" }}, \
              auto_increment = {{ column = \"id\", sequence = \"main.sbtest{i}_seq\" }} }}\n"
         );
     }
-    let text = config_with(
-        &servers,
-        &format!("listen = \"127.0.0.1:{port}\"\nadmin = \"127.0.0.1:{admin}\""),
-        true,
-        &more,
-    )
-    .replace(
-        "tables.colors = { type = \"reference\" }\n",
-        &format!("tables.colors = {{ type = \"reference\" }}\n{app_tables}"),
-    );
-    std::fs::write(&config, &text).unwrap();
-    let loaded = vschema::load_config(&config).unwrap();
-    let proxy = shardgate::start_from(&loaded, &format!("127.0.0.1:{port}"), Some(config.clone()))
-        .await
-        .unwrap();
+    let c = cluster(true, (&app_tables, &sequences)).await;
+    let (servers, port, config) = (&c.servers, c.port, &c.config);
+    let proxy = c.serve().await;
     let mut main =
         Conn::new(Opts::from_url(&format!("mysql://app:secret@127.0.0.1:{port}/main")).unwrap())
             .await
@@ -825,10 +821,10 @@ async fn sysbench_oltp_write_only_runs_through_a_split_without_an_error() {
         })
     };
     tokio::time::sleep(Duration::from_secs(2)).await;
-    cli(&config, &["reshard", "app", "start", "--to", SPLIT]).unwrap();
-    let ready = settled(&config).await;
+    cli(config, &["reshard", "app", "--to", SPLIT]).unwrap();
+    let ready = settled(config).await;
     assert_eq!(ready["state"], "ready", "{ready}");
-    let switched = json(&cli(&config, &["reshard", "app", "switch", "--format", "json"]).unwrap());
+    let switched = json(&cli(config, &["reshard", "app", "switch", "--format", "json"]).unwrap());
     assert_eq!(switched["state"], "switched", "{switched}");
     tokio::time::sleep(Duration::from_secs(3)).await;
     stop.store(true, Ordering::Relaxed);
@@ -844,7 +840,7 @@ async fn sysbench_oltp_write_only_runs_through_a_split_without_an_error() {
     let quarters = ["-40", "40-80", "80-c0", "c0-"];
     let mut seen = 0;
     for shard in quarters {
-        let mut c = direct(&servers, shard).await;
+        let mut c = direct(servers, shard).await;
         for i in 1..=SB_TABLES {
             let ids: Vec<i64> = c.query(format!("SELECT id FROM sbtest{i}")).await.unwrap();
             assert!(
@@ -858,8 +854,8 @@ async fn sysbench_oltp_write_only_runs_through_a_split_without_an_error() {
     let mut last = Vec::new();
     for _ in 0..100 {
         let (new, old) = (
-            checksums(&servers, &quarters).await,
-            checksums(&servers, &["-80", "80-"]).await,
+            checksums(servers, &quarters).await,
+            checksums(servers, &["-80", "80-"]).await,
         );
         if new == old {
             last.clear();
@@ -872,7 +868,7 @@ async fn sysbench_oltp_write_only_runs_through_a_split_without_an_error() {
         last.is_empty(),
         "the old shards differ from the new: {last:?}"
     );
-    let status = status(&config);
+    let status = status(config);
     let (rows, secs) = (
         status["rows_total"].as_f64().unwrap(),
         status["copy_secs"].as_f64().unwrap(),

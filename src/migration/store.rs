@@ -1,10 +1,10 @@
 //! Migrations as records in the sidecar keyspace (`shardgate_migrations`), so that any proxy
 //! shows them and a restarted one resumes them.
 
-use engine::{Collected, EngineError, Executor as _};
+use engine::{EngineError, Executor as _};
 use serde::{Deserialize, Serialize};
 
-use crate::sidecar::{home, quote, text};
+use crate::sidecar::{home, quote, read_rows, text};
 use crate::topology::Topology;
 
 const TABLE: &str = "shardgate_migrations";
@@ -137,22 +137,15 @@ pub(crate) async fn save(topo: &Topology, record: &Record) -> Result<(), EngineE
 
 /// Every recorded migration, oldest first; `only` limits them to one id.
 pub(crate) async fn load(topo: &Topology, only: Option<&str>) -> Result<Vec<Record>, EngineError> {
-    let (ks, shard) = place(topo)?;
+    let place = place(topo)?;
     let filter = only.map_or(String::new(), |id| format!(" WHERE id = {}", quote(id)));
     let sql = format!(
         "SELECT id, keyspace_name, table_name, statement, state, message, parts, \
          TIMESTAMPDIFF(SECOND, created, NOW()), TIMESTAMPDIFF(SECOND, cut_over, NOW()) \
          FROM {TABLE}{filter} ORDER BY created, id"
     );
-    let mut rows = Collected::default();
-    match topo.backends.execute(&ks, &shard, &sql, &mut rows).await {
-        Ok(_) => {}
-        // No table: no migration ever ran.
-        Err(EngineError::Server { code: 1146, .. }) => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    }
-    Ok(rows
-        .rows
+    Ok(read_rows(topo, place, &sql)
+        .await?
         .iter()
         .map(|r| Record {
             id: text(&r[0]),

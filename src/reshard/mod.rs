@@ -591,6 +591,7 @@ impl Setup {
         to: &[Endpoint],
     ) -> Result<Vec<Mover>, String> {
         let to = Arc::new(to.to_vec());
+        let max_rows_per_sec = live.record().max_rows_per_sec;
         let mut movers = Vec::new();
         for (index, e) in from.iter().enumerate() {
             movers.push(
@@ -599,6 +600,7 @@ impl Setup {
                     to: to.clone(),
                     tables: self.tables.clone(),
                     references: index == 0,
+                    max_rows_per_sec,
                     live: live.clone(),
                     index,
                 })
@@ -699,26 +701,12 @@ async fn drive(gate: &Arc<Gate>, live: &Arc<Live>, mut commands: Commands) -> Re
                         switch(gate, live, &setup, &mut movers, false).await.map(|_| ())
                     }
                     (Command::Complete, State::Switched) => {
-                        for m in movers.drain(..) {
-                            m.stop().await;
-                        }
-                        let dropped = setup.drop_tables(&setup.sources).await;
-                        live.update(|r| {
-                            r.state = State::Completed;
-                            r.message = "the sources' tables are dropped".into();
-                        });
-                        dropped
+                        let (on, end) = (&setup.sources, State::Completed);
+                        finish(&setup, live, &mut movers, on, end, "the sources'").await
                     }
                     (Command::Cancel, s) if s.forward() => {
-                        for m in movers.drain(..) {
-                            m.stop().await;
-                        }
-                        let dropped = setup.drop_tables(&setup.targets).await;
-                        live.update(|r| {
-                            r.state = State::Cancelled;
-                            r.message = "the targets' tables are dropped".into();
-                        });
-                        dropped
+                        let (on, end) = (&setup.targets, State::Cancelled);
+                        finish(&setup, live, &mut movers, on, end, "the targets'").await
                     }
                     (command, state) => Err(format!(
                         "{command:?} is not possible while the reshard is {}",
@@ -733,6 +721,29 @@ async fn drive(gate: &Arc<Gate>, live: &Arc<Live>, mut commands: Commands) -> Re
             }
         }
     }
+}
+
+/// Ends the streams and drops the tables of the shards `on` (`whose`, for the message).
+async fn finish(
+    setup: &Setup,
+    live: &Live,
+    movers: &mut Vec<Mover>,
+    on: &[Endpoint],
+    end: State,
+    whose: &str,
+) -> Result<(), String> {
+    for m in movers.drain(..) {
+        m.stop().await;
+    }
+    let dropped = setup.drop_tables(on).await;
+    live.update(|r| {
+        r.state = end;
+        r.message = match &dropped {
+            Ok(()) => format!("{whose} tables are dropped"),
+            Err(e) => format!("the streams stopped, but dropping {whose} tables failed: {e}"),
+        };
+    });
+    dropped
 }
 
 /// Compares the sources with the targets: the reshard is then ready, or diverged (also when

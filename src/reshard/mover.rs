@@ -185,6 +185,8 @@ pub(super) struct Spec {
     pub tables: Arc<Vec<TableLayout>>,
     /// Whether this stream carries the reference tables (one stream does).
     pub references: bool,
+    /// The copy's pace, at most.
+    pub max_rows_per_sec: Option<u64>,
     pub live: Arc<Live>,
     pub index: usize,
 }
@@ -664,8 +666,7 @@ impl Run {
             let e = &self.spec.to[i];
             write_rows(&mut self.dests[i].conn, e, &layout.name, &columns, rows).await?;
         }
-        let rate = self.spec.live.record().max_rows_per_sec;
-        if let Some(rate) = rate {
+        if let Some(rate) = self.spec.max_rows_per_sec {
             let pause = Duration::from_secs_f64(count as f64 / rate.max(1) as f64);
             tokio::time::sleep(pause).await;
         }

@@ -1,10 +1,10 @@
 //! Reshards as records in the sidecar keyspace (`shardgate_reshards`, one per keyspace), so
 //! that `status` works from any proxy and a restarted one resumes where it stopped.
 
-use engine::{Collected, EngineError, Executor as _};
+use engine::{EngineError, Executor as _};
 use serde::{Deserialize, Serialize};
 
-use crate::sidecar::{home, quote, text};
+use crate::sidecar::{home, quote, read_rows, text};
 use crate::topology::Topology;
 
 const TABLE: &str = "shardgate_reshards";
@@ -187,7 +187,7 @@ pub(crate) async fn restart(topo: &Topology, record: &Record) -> Result<(), Engi
 
 /// Every recorded reshard; `only` limits them to one keyspace.
 pub(crate) async fn load(topo: &Topology, only: Option<&str>) -> Result<Vec<Record>, EngineError> {
-    let (ks, shard) = home(&topo.vschema, "resharding")?;
+    let place = home(&topo.vschema, "resharding")?;
     let filter = only.map_or(String::new(), |k| {
         format!(" WHERE keyspace_name = {}", quote(k))
     });
@@ -195,15 +195,8 @@ pub(crate) async fn load(topo: &Topology, only: Option<&str>) -> Result<Vec<Reco
         "SELECT record, TIMESTAMPDIFF(SECOND, created, NOW()) FROM {TABLE}{filter} \
          ORDER BY keyspace_name"
     );
-    let mut rows = Collected::default();
-    match topo.backends.execute(&ks, &shard, &sql, &mut rows).await {
-        Ok(_) => {}
-        // No table: no reshard ever ran.
-        Err(EngineError::Server { code: 1146, .. }) => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    }
-    Ok(rows
-        .rows
+    Ok(read_rows(topo, place, &sql)
+        .await?
         .iter()
         .filter_map(|r| {
             let mut record: Record = serde_json::from_str(&text(&r[0])).ok()?;
