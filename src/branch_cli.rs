@@ -372,13 +372,7 @@ pub fn deploy_request(path: &Path, action: RequestAction) -> Result<(), AnyError
     };
     // Until it is no longer deploying, with a bar of the rows its migrations copied.
     let wait = |id: u64| -> Result<Request, AnyError> {
-        let bar = indicatif::ProgressBar::new(1);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} [{bar:40}] {pos}/{len} rows  {percent}%  {msg}",
-            )?
-            .progress_chars("=> "),
-        );
+        let bar = crate::rows_bar("")?;
         loop {
             let (_, r) = fetch(id)?;
             if r.state != "deploying" {

@@ -350,6 +350,19 @@ fn passwd() -> Result<(), AnyError> {
 }
 
 /// Percent-encodes a query value.
+/// The progress bar of the CLI's `--watch`es: rows copied of the total, with `extra` before the
+/// message. Its length is set as the rows are counted.
+fn rows_bar(extra: &str) -> Result<indicatif::ProgressBar, AnyError> {
+    let bar = indicatif::ProgressBar::new(1);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{{spinner}} [{{bar:40}}] {{pos}}/{{len}} rows  {{percent}}%  {extra}{{msg}}"
+        ))?
+        .progress_chars("=> "),
+    );
+    Ok(bar)
+}
+
 fn url_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
@@ -455,13 +468,7 @@ fn migration(path: PathBuf, action: MigrationAction) -> Result<(), AnyError> {
         MigrationAction::Show { id, watch } => {
             let mut m = find(&id)?;
             if watch && matches!(m.state.as_str(), "queued" | "running") {
-                let bar = indicatif::ProgressBar::new(m.rows_total.max(1));
-                bar.set_style(
-                    indicatif::ProgressStyle::with_template(
-                        "{spinner} [{bar:40}] {pos}/{len} rows  {percent}%  eta {eta}  {msg}",
-                    )?
-                    .progress_chars("=> "),
-                );
+                let bar = rows_bar("eta {eta}  ")?;
                 while matches!(m.state.as_str(), "queued" | "running") {
                     bar.set_length(m.rows_total.max(1));
                     bar.set_position(m.rows_copied);

@@ -6,7 +6,7 @@ use std::time::Duration;
 use shardgate::reshard::{Record, State};
 
 use crate::branch_cli::Format;
-use crate::{admin_address, admin_request, url_encode, AnyError};
+use crate::{admin_address, admin_request, rows_bar, url_encode, AnyError};
 
 /// What to do with the keyspace's reshard.
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -76,13 +76,7 @@ pub fn reshard(
         admin_request(&admin, "POST", &format!("/reshards/{action}?keyspace={ks}"))?;
     }
     if watch {
-        let bar = indicatif::ProgressBar::new(1);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} [{bar:40}] {pos}/{len} rows  {percent}%  {msg}",
-            )?
-            .progress_chars("=> "),
-        );
+        let bar = rows_bar("")?;
         loop {
             let (_, r) = fetch()?;
             bar.set_length(r.rows_total.max(1));

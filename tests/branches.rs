@@ -86,21 +86,7 @@ fn cli(s: &Setup, args: &[&str]) -> Result<String, String> {
     cli_on(&s.config, args)
 }
 
-/// Runs the CLI on config `config`: its standard output, or its error.
-fn cli_on(config: &std::path::Path, args: &[&str]) -> Result<String, String> {
-    let out = tokio::task::block_in_place(|| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_shardgate"))
-            .args(args)
-            .arg("--config")
-            .arg(config)
-            .output()
-            .unwrap()
-    });
-    match out.status.success() {
-        true => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
-        false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
-    }
-}
+use common::cli_on;
 
 fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))

@@ -179,21 +179,7 @@ fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
-/// Runs the CLI on `config`: its standard output, or its error.
-fn cli(config: &std::path::Path, args: &[&str]) -> Result<String, String> {
-    let out = tokio::task::block_in_place(|| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_shardgate"))
-            .args(args)
-            .arg("--config")
-            .arg(config)
-            .output()
-            .unwrap()
-    });
-    match out.status.success() {
-        true => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
-        false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
-    }
-}
+use common::cli_on as cli;
 
 /// The reshard of `app` as `status --format json` shows it.
 fn status(config: &std::path::Path) -> serde_json::Value {

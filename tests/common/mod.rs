@@ -498,3 +498,19 @@ shards = [{{ name = "0", primary = "{m}" }}]
         m = servers[2].url("main"),
     )
 }
+
+/// Runs the shardgate CLI on config `config`: its standard output, or its error.
+pub fn cli_on(config: &std::path::Path, args: &[&str]) -> Result<String, String> {
+    let out = tokio::task::block_in_place(|| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_shardgate"))
+            .args(args)
+            .arg("--config")
+            .arg(config)
+            .output()
+            .unwrap()
+    });
+    match out.status.success() {
+        true => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+        false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+    }
+}
