@@ -11,6 +11,15 @@
 //!   to the old primary are back it says so under `acks/<keyspace>/<shard>/<id>`.
 //! - `locks/<keyspace>/<shard>`: etcd's lock, taken under its lease by the one proxy that
 //!   changes the primary.
+//! - `serving/<keyspace>`: the shards serving a keyspace after a reshard's switch (the
+//!   config's `shards` otherwise), comma-separated.
+//! - `reshards/<keyspace>`: the proxy running the keyspace's reshard, under its lease. When
+//!   that proxy is gone, another takes the reshard up.
+//! - `switches/<keyspace>`: the proxy switching a reshard. Every other proxy holds its
+//!   statements as the switching one does, and once nothing of its own runs on the shards
+//!   that stop serving it says so under `switch_acks/<keyspace>/<id>`. The switch waits for
+//!   every live proxy's acknowledgement, or gives up: a proxy still writing to the old shards
+//!   would lose those writes.
 //!
 //! Every proxy watches the prefix and applies what changes at once. A proxy that dies loses its
 //! lease: its lock, hold and registration go with it, and the others finish the two-phase
@@ -132,6 +141,7 @@ impl Shared {
         let revision = all.header().map_or(0, |h| h.revision());
         let mut keyspaces = None;
         let mut primaries = Vec::new();
+        let mut serving = Vec::new();
         for kv in all.kvs() {
             let key = kv.key_str().unwrap_or_default();
             let value = kv.value_str().unwrap_or_default().to_string();
@@ -140,6 +150,8 @@ impl Shared {
                 Some(rest) => {
                     if let Some(shard) = rest.strip_prefix("primaries/") {
                         primaries.push((shard.to_string(), value));
+                    } else if let Some(keyspace) = rest.strip_prefix("serving/") {
+                        serving.push((keyspace.to_string(), value));
                     }
                 }
                 None => {}
@@ -149,6 +161,15 @@ impl Shared {
         let mut config = vschema::parse_with_keyspaces(&self.text, &keyspaces, &self.path)
             .map_err(|e| format!("the keyspaces in etcd: {e}"))?;
         let mut vschema = (*config.vschema).clone();
+        for (keyspace, shards) in serving {
+            let names: Vec<String> = shards.split(',').map(String::from).collect();
+            match vschema.with_serving(&keyspace, &names) {
+                Ok(v) => vschema = v,
+                Err(e) => {
+                    tracing::error!(keyspace, error = %e, "etcd names serving shards the keyspaces do not have")
+                }
+            }
+        }
         for (shard, primary) in primaries {
             let (ks, name) = shard.split_once('/').unwrap_or((&shard, ""));
             match vschema.with_primary(ks, name, &primary) {
@@ -201,6 +222,16 @@ impl Shared {
                             let xids = gone.value_str().unwrap_or_default().to_string();
                             tokio::spawn(self.clone().finish_for(gate.clone(), xids));
                         }
+                        // A reshard's runner let it go: ended, or gone with its lease.
+                        let runner = gone.value_str().unwrap_or_default();
+                        if let Some(keyspace) = key.strip_prefix(&self.key("reshards/", "")) {
+                            if runner != self.id {
+                                let (gate, keyspace) = (gate.clone(), keyspace.to_string());
+                                tokio::spawn(async move {
+                                    gate.reshards.take_over(&gate, &keyspace).await
+                                });
+                            }
+                        }
                     }
                 }
                 let Some(kv) = event.kv() else { continue };
@@ -233,6 +264,43 @@ impl Shared {
             if put && topo.backends.follow(ks, name, value) {
                 gate.follow_primary(ks, name, value);
                 tracing::info!(shard, primary = value, "etcd: following the new primary");
+            }
+        } else if let Some(keyspace) = key.strip_prefix("switches/") {
+            if value == self.id {
+                return;
+            }
+            if !put {
+                gate.reshards.release_for_other(keyspace);
+            } else if gate.reshards.hold_for_other(gate, keyspace) {
+                tracing::info!(
+                    keyspace,
+                    by = value,
+                    "etcd: another proxy switches a reshard; holding"
+                );
+                let (gate, keyspace, me) = (gate.clone(), keyspace.to_string(), self.clone());
+                tokio::spawn(async move {
+                    if !gate.reshards.quiesce_for_other(&gate, &keyspace).await {
+                        tracing::warn!(keyspace, "etcd: statements on the shards a reshard switches did not end in time; its switch gives up");
+                        return;
+                    }
+                    let ack = me.key("switch_acks/", &format!("{keyspace}/{}", me.id));
+                    let options = PutOptions::new().with_lease(me.lease);
+                    if let Err(e) = me.client.clone().put(ack, "", Some(options)).await {
+                        tracing::error!(error = %e, "etcd: could not acknowledge a switch");
+                    }
+                });
+            }
+        } else if let Some(keyspace) = key.strip_prefix("serving/") {
+            match self.config().await {
+                Ok((config, _)) => {
+                    let serving: Vec<String> = (config.vschema.keyspace(keyspace))
+                        .map(|k| k.shards.iter().map(|s| s.name.clone()).collect())
+                        .unwrap_or_default();
+                    gate.replace_topology(config.vschema);
+                    gate.reshards.retire_for_other(keyspace, &serving);
+                    tracing::info!(keyspace, serving = %serving.join(","), "etcd: a reshard switched");
+                }
+                Err(e) => tracing::error!(error = %e, "etcd: serving shards refused"),
             }
         } else if let Some(shard) = key.strip_prefix("holds/") {
             let Some((ks, name)) = shard.split_once('/') else {
@@ -370,7 +438,13 @@ impl Shared {
                 .put(holds.as_str(), self.id.as_str(), Some(with_lease))
                 .await
                 .map_err(err("holding the other proxies"))?;
-            self.await_acks(&acks, grace).await?;
+            let missing = self.missing_acks(&acks, Instant::now() + grace).await?;
+            if !missing.is_empty() {
+                tracing::warn!(
+                    ?missing,
+                    "etcd: proxies did not acknowledge the hold in time; going on"
+                );
+            }
             let report = change().await?;
             if let Some(report) = &report {
                 let at = format!("{}:{}", report.to.host, report.to.port);
@@ -392,10 +466,10 @@ impl Shared {
         result
     }
 
-    /// Waits until every other live proxy acknowledged the hold, or `grace` passed.
-    async fn await_acks(&self, acks: &str, grace: Duration) -> Result<(), Error> {
+    /// Waits until every other live proxy acknowledged under `acks`, or `deadline` passed:
+    /// those that did not.
+    async fn missing_acks(&self, acks: &str, deadline: Instant) -> Result<Vec<String>, Error> {
         let mut client = self.client.clone();
-        let deadline = Instant::now() + grace;
         loop {
             let prefix = Some(GetOptions::new().with_prefix().with_keys_only());
             let proxies = client
@@ -419,17 +493,123 @@ impl Shared {
                         .any(|a| a.key_str().is_ok_and(|k| k.ends_with(&format!("/{id}"))))
                 })
                 .collect();
-            if missing.is_empty() {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                tracing::warn!(
-                    ?missing,
-                    "etcd: proxies did not acknowledge the hold in time; going on"
-                );
-                return Ok(());
+            if missing.is_empty() || Instant::now() >= deadline {
+                return Ok(missing.into_iter().map(String::from).collect());
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Makes this proxy the one running `keyspace`'s reshard; the error names the proxy that
+    /// runs it already.
+    pub async fn claim_reshard(&self, keyspace: &str) -> Result<(), Error> {
+        let key = self.key("reshards/", keyspace);
+        let claim = Txn::new()
+            .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(
+                key.as_str(),
+                self.id.as_str(),
+                Some(PutOptions::new().with_lease(self.lease)),
+            )]);
+        let mut client = self.client.clone();
+        let done = client.txn(claim).await.map_err(err("claiming a reshard"))?;
+        if done.succeeded() {
+            return Ok(());
+        }
+        match self.reshard_owner(keyspace).await? {
+            Some(owner) if owner != self.id => {
+                Err(format!("proxy {owner} runs the reshard of {keyspace}"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The proxy running `keyspace`'s reshard, if one does.
+    pub async fn reshard_owner(&self, keyspace: &str) -> Result<Option<String>, Error> {
+        let mut client = self.client.clone();
+        let found = client
+            .get(self.key("reshards/", keyspace), None)
+            .await
+            .map_err(err("reading a reshard's runner"))?;
+        Ok(found
+            .kvs()
+            .first()
+            .and_then(|kv| kv.value_str().ok())
+            .map(String::from))
+    }
+
+    /// Lets `keyspace`'s reshard go, if this proxy runs it.
+    pub async fn release_reshard(&self, keyspace: &str) {
+        let key = self.key("reshards/", keyspace);
+        let release = Txn::new()
+            .when([Compare::value(
+                key.as_str(),
+                CompareOp::Equal,
+                self.id.as_str(),
+            )])
+            .and_then([TxnOp::delete(key.as_str(), None)]);
+        if let Err(e) = self.client.clone().txn(release).await {
+            tracing::warn!(keyspace, error = %e, "etcd: could not let a reshard go");
+        }
+    }
+
+    /// Asks every other proxy to hold its statements for a switch of `keyspace`'s reshard.
+    pub async fn begin_switch(&self, keyspace: &str) -> Result<(), Error> {
+        let with_lease = PutOptions::new().with_lease(self.lease);
+        self.client
+            .clone()
+            .put(
+                self.key("switches/", keyspace),
+                self.id.as_str(),
+                Some(with_lease),
+            )
+            .await
+            .map_err(err("holding the other proxies"))?;
+        Ok(())
+    }
+
+    /// Waits until every other live proxy holds for the switch, with nothing of its own
+    /// running on the shards that stop serving; an error names those that did not by
+    /// `deadline`.
+    pub async fn others_switching(&self, keyspace: &str, deadline: Instant) -> Result<(), Error> {
+        let acks = self.key("switch_acks/", &format!("{keyspace}/"));
+        let missing = self.missing_acks(&acks, deadline).await?;
+        match missing.is_empty() {
+            true => Ok(()),
+            false => Err(format!(
+                "proxies {} were still busy on the shards",
+                missing.join(", ")
+            )),
+        }
+    }
+
+    /// Names `shards` as serving `keyspace` for every proxy, and serves them here at once.
+    pub async fn publish_serving(
+        &self,
+        gate: &Gate,
+        keyspace: &str,
+        shards: &[String],
+    ) -> Result<(), Error> {
+        // Checked before anything is published: after that, nothing here can fail.
+        let vschema = gate.topology().vschema.with_serving(keyspace, shards)?;
+        self.client
+            .clone()
+            .put(self.key("serving/", keyspace), shards.join(","), None)
+            .await
+            .map_err(err("publishing the serving shards"))?;
+        gate.replace_topology(Arc::new(vschema));
+        Ok(())
+    }
+
+    /// Ends a switch (done or given up): the other proxies let their statements go.
+    pub async fn end_switch(&self, keyspace: &str) {
+        let mut client = self.client.clone();
+        let acks = self.key("switch_acks/", &format!("{keyspace}/"));
+        let _ = client
+            .delete(acks, Some(DeleteOptions::new().with_prefix()))
+            .await;
+        if let Err(e) = client.delete(self.key("switches/", keyspace), None).await {
+            tracing::error!(keyspace, error = %e, "etcd: could not end a switch; the other proxies hold until this proxy's lease expires");
         }
     }
 }

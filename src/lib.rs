@@ -134,6 +134,10 @@ pub async fn start_from(
         (None, _) => config,
     };
     let gate = Arc::new(Gate::new(config, addr.port()));
+    // Before anything resumes: a reshard resumes only under this proxy's claim in etcd.
+    if let Some((shared, _)) = &shared {
+        gate.set_shared(shared.clone());
+    }
     if let Some(path) = &config_path {
         gate.set_config_path(path.clone());
     }
@@ -236,7 +240,6 @@ pub async fn start_from(
         Arc::downgrade(&gate),
     )));
     if let Some((shared, revision)) = shared {
-        gate.set_shared(shared.clone());
         helpers.push(tokio::spawn(shared.watch(Arc::downgrade(&gate), revision)));
     }
     let mut admin = None;

@@ -294,7 +294,11 @@ struct Writers {
 const WRITERS: i64 = 4;
 
 impl Writers {
-    fn start(port: u16, seeded: &BTreeMap<i64, Row>) -> Writers {
+    /// Writers through the proxies at `ports` in turn, starting from the rows `seeded`.
+    fn start(ports: &[u16], seeded: &BTreeMap<i64, Row>) -> Writers {
+        // New ids above every id so far, each writer's in its own residue class.
+        let top = seeded.keys().max().map_or(0, |m| m + 1).max(1_000_000);
+        let base = (top + WRITERS - 1) / WRITERS * WRITERS;
         let w = Writers {
             expected: Arc::new(Mutex::new(
                 seeded.iter().map(|(k, v)| (*k, Some(v.clone()))).collect(),
@@ -321,10 +325,11 @@ impl Writers {
                 .copied()
                 .filter(|id| id % WRITERS == me)
                 .collect();
+            let port = ports[me as usize % ports.len()];
             tasks.push(tokio::spawn(async move {
                 let url = format!("mysql://app:secret@127.0.0.1:{port}/app");
                 let mut c = Conn::new(Opts::from_url(&url).unwrap()).await.unwrap();
-                let mut next = 1_000_000 + me;
+                let mut next = base + me;
                 let mut i: u64 = 0;
                 while !stop.load(Ordering::Relaxed) {
                     if pause.load(Ordering::Relaxed) {
@@ -452,7 +457,7 @@ async fn a_split_under_writes_switches_and_reverses_without_losing_a_write() {
     .await
     .unwrap();
     add_users(&mut app, 1..=200).await;
-    let writers = Writers::start(port, &seeded);
+    let writers = Writers::start(&[port], &seeded);
 
     // Targets that serve already, or that are not configured, are refused.
     let refused = cli(
@@ -687,6 +692,126 @@ async fn a_merge_resumes_after_a_kill_and_a_difference_blocks_its_switch() {
     let mut old = direct(servers, "c0-").await;
     let tables: Vec<String> = old.query("SHOW TABLES").await.unwrap();
     assert!(tables.is_empty(), "{tables:?}");
+}
+
+/// The shards serving `app` as the proxy at `port` routes it.
+async fn serving(port: u16) -> Vec<String> {
+    let url = format!("mysql://app:secret@127.0.0.1:{port}/app");
+    let mut c = Conn::new(Opts::from_url(&url).unwrap()).await.unwrap();
+    let rows: Vec<mysql_async::Row> = c.query("SHOW SHARDGATE SHARDS").await.unwrap();
+    let mut shards: Vec<String> = rows
+        .into_iter()
+        .filter(|r| r.get::<String, _>(0).as_deref() == Some("app"))
+        .filter_map(|r| r.get::<String, _>(1))
+        .collect();
+    shards.sort();
+    shards
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxies_sharing_etcd_switch_together_and_one_takes_over_from_a_dead_runner() {
+    let etcd = tokio::task::spawn_blocking(|| testkit::start_etcd().unwrap())
+        .await
+        .unwrap();
+    let topology = format!(
+        "[topology]\netcd = [\"{}\"]\nprefix = \"/reshard\"\n",
+        etcd.endpoint()
+    );
+    let c = cluster(true, ("", &topology)).await;
+    let (servers, port, config) = (&c.servers, c.port, &c.config);
+    // Two proxies: `first` runs the reshard, `second` only shares the topology.
+    let first = common::proxy_process_serving(&c.text, port, &[]).await;
+    let (second_port, second_admin) = (common::free_port(), common::free_port());
+    let second_text = c
+        .text
+        .replacen(&format!(":{port}\""), &format!(":{second_port}\""), 1)
+        .replacen(&format!(":{}\"", c.admin), &format!(":{second_admin}\""), 1);
+    let second_config = c._dir.path().join("second.toml");
+    std::fs::write(&second_config, &second_text).unwrap();
+    let _second = common::proxy_process_serving(&second_text, second_port, &[]).await;
+    let seeded = seed(port, 3000).await;
+    let writers = Writers::start(&[port, second_port], &seeded);
+
+    cli(config, &["reshard", "app", "start", "--to", SPLIT]).unwrap();
+    // One proxy runs it: the other names it.
+    let elsewhere = cli(&second_config, &["reshard", "app", "verify"]).unwrap_err();
+    assert!(elsewhere.contains("runs on proxy"), "{elsewhere}");
+    let refused = cli(&second_config, &["reshard", "app", "start", "--to", SPLIT]).unwrap_err();
+    assert!(refused.contains("already"), "{refused}");
+    let ready = settled(config).await;
+    assert_eq!(ready["state"], "ready", "{ready}");
+
+    // The switch holds both proxies' statements and swaps both proxies' routing.
+    let switched = json(&cli(config, &["reshard", "app", "switch", "--format", "json"]).unwrap());
+    assert_eq!(switched["state"], "switched", "{switched}");
+    let quarters: Vec<String> = ["-40", "40-80", "80-c0", "c0-"].map(String::from).to_vec();
+    assert_eq!(serving(port).await, quarters);
+    assert_eq!(serving(second_port).await, quarters);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let (done, failed, expected) = writers.stop().await;
+    assert!(
+        failed.is_empty(),
+        "{} writes failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(done > 100, "only {done} writes");
+    same(
+        "after the switch, through two proxies",
+        &rows_on(servers, &["-40", "40-80", "80-c0", "c0-"]).await,
+        &expected,
+    );
+    println!(
+        "two proxies: {done} writes, 0 failed; statements held {} ms at the switch",
+        switched["stall_ms"]
+    );
+
+    // The proxy running it dies: once its etcd lease expires the other takes the reshard up,
+    // streams the writes made on the new shards back, and reverses it.
+    drop(first);
+    let writers = Writers::start(&[second_port], &expected);
+    let mut reversed = None;
+    for _ in 0..300 {
+        match cli(
+            &second_config,
+            &["reshard", "app", "reverse", "--format", "json"],
+        ) {
+            Ok(out) => {
+                reversed = Some(json(&out));
+                break;
+            }
+            Err(e) if e.contains("runs on proxy") => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            Err(e) => panic!("reverse: {e}"),
+        }
+    }
+    let reversed = reversed.expect("the second proxy did not take the reshard over");
+    assert_eq!(reversed["state"], "reversed", "{reversed}");
+    assert_eq!(serving(second_port).await, ["-80", "80-"]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (done, failed, expected) = writers.stop().await;
+    assert!(
+        failed.is_empty(),
+        "{} writes failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(done > 0);
+    same(
+        "reversed by the proxy that took over",
+        &rows_on(servers, &["-80", "80-"]).await,
+        &expected,
+    );
+    let cancelled = json(
+        &cli(
+            &second_config,
+            &["reshard", "app", "cancel", "--format", "json"],
+        )
+        .unwrap(),
+    );
+    assert_eq!(cancelled["state"], "cancelled", "{cancelled}");
+    drop(etcd);
 }
 
 const SB_TABLES: usize = 4;

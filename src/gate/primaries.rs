@@ -42,6 +42,11 @@ impl Gate {
         self.shared.get().is_some()
     }
 
+    /// The topology shared with other proxies, when it is.
+    pub(crate) fn shared(&self) -> Option<&Arc<crate::etcd::Shared>> {
+        self.shared.get()
+    }
+
     pub fn set_shared(&self, shared: Arc<crate::etcd::Shared>) {
         let _ = self.shared.set(shared);
     }

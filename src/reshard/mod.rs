@@ -22,7 +22,7 @@ pub mod store;
 mod verify;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use vschema::Shard;
 
 use crate::gate::Gate;
+use crate::topology::Topology;
 use mover::{failed, ident, Endpoint, Mover, Place, Spec, TableLayout};
 pub use store::{MoverState, Record, State, TableCopy};
 
@@ -49,9 +50,19 @@ const CAUGHT_UP_MS: u64 = 1000;
 #[derive(Default)]
 pub struct Reshards {
     running: Mutex<HashMap<String, Handle>>,
-    /// Set while a switch swaps routing: statements outside transactions wait.
-    switching: AtomicBool,
+    /// The switches swapping routing now (this proxy's, and other proxies' through etcd):
+    /// while there is one, statements outside transactions wait.
+    switching: AtomicUsize,
     switched: Notify,
+    /// Other proxies' switches holding this one, by keyspace.
+    others: Mutex<HashMap<String, OtherSwitch>>,
+}
+
+/// Another proxy's switch of a keyspace, as this proxy holds for it: the topology it held
+/// in, and the shards held there.
+struct OtherSwitch {
+    topo: Arc<Topology>,
+    held: Vec<String>,
 }
 
 /// A reshard's record as it runs, and where its commands go.
@@ -109,7 +120,7 @@ impl Reshards {
     /// Whether statements must wait for a switch.
     #[inline]
     pub fn holding(&self) -> bool {
-        self.switching.load(Ordering::SeqCst)
+        self.switching.load(Ordering::SeqCst) > 0
     }
 
     /// Waits until the switch ends (at most [`HOLD_LIMIT`]).
@@ -130,8 +141,94 @@ impl Reshards {
 
     fn hold(&self) -> HoldGuard<'_> {
         // Ordered with the sessions' marks (see `GateSession::one_query`).
-        self.switching.store(true, Ordering::SeqCst);
+        self.switching.fetch_add(1, Ordering::SeqCst);
         HoldGuard(self)
+    }
+
+    fn let_go(&self) {
+        self.switching.fetch_sub(1, Ordering::SeqCst);
+        self.switched.notify_waiters();
+    }
+
+    /// Another proxy switches `keyspace` (through etcd): statements here are held as for a
+    /// switch of this proxy's own. False when they are held for it already.
+    pub(crate) fn hold_for_other(&self, gate: &Gate, keyspace: &str) -> bool {
+        let mut others = self.others.lock().expect("reshard lock");
+        if others.contains_key(keyspace) {
+            return false;
+        }
+        self.switching.fetch_add(1, Ordering::SeqCst);
+        let topo = gate.topology();
+        others.insert(
+            keyspace.to_string(),
+            OtherSwitch {
+                topo,
+                held: Vec::new(),
+            },
+        );
+        true
+    }
+
+    /// For another proxy's switch: waits until nothing of this proxy runs on the shards that
+    /// serve `keyspace`, holding them meanwhile. Whether that happened within [`SWITCH_WAIT`]
+    /// (the other proxy's switch waits for it, and gives up without it).
+    pub(crate) async fn quiesce_for_other(&self, gate: &Gate, keyspace: &str) -> bool {
+        let topo = match self.others.lock().expect("reshard lock").get(keyspace) {
+            Some(o) => o.topo.clone(),
+            None => return false,
+        };
+        let shards: Vec<String> = (topo.vschema.keyspace(keyspace))
+            .map(|k| k.shards.iter().map(|s| s.name.clone()).collect())
+            .unwrap_or_default();
+        let deadline = Instant::now() + SWITCH_WAIT;
+        let in_use = || (shards.iter()).any(|s| topo.backends.primary_in_use(keyspace, s) > 0);
+        let busy = || gate.unheld_statements() > 0 || in_use();
+        // As in `switch`: the statements that began before the hold end first.
+        while busy() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        {
+            let mut others = self.others.lock().expect("reshard lock");
+            let Some(other) = others.get_mut(keyspace) else {
+                return false;
+            };
+            for s in &shards {
+                if topo.backends.hold_remote(keyspace, s) {
+                    other.held.push(s.clone());
+                }
+            }
+            if other.held.len() < shards.len() {
+                // A shard's primary is changing.
+                return false;
+            }
+        }
+        while in_use() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        !busy()
+    }
+
+    /// Another proxy's switch made `serving` serve `keyspace`: the shards held for it that
+    /// no longer do are retired, so that statements still waiting for them fail rather than
+    /// run there.
+    pub(crate) fn retire_for_other(&self, keyspace: &str, serving: &[String]) {
+        let others = self.others.lock().expect("reshard lock");
+        if let Some(other) = others.get(keyspace) {
+            for s in other.held.iter().filter(|s| !serving.contains(s)) {
+                other.topo.backends.retire(keyspace, s);
+            }
+        }
+    }
+
+    /// Another proxy's switch of `keyspace` ended (done or given up): the statements go.
+    pub(crate) fn release_for_other(&self, keyspace: &str) {
+        let other = self.others.lock().expect("reshard lock").remove(keyspace);
+        if let Some(other) = other {
+            for s in &other.held {
+                other.topo.backends.release_remote(keyspace, s);
+            }
+            self.let_go();
+        }
     }
 
     /// The reshards running on this proxy, as they stand.
@@ -164,14 +261,7 @@ impl Reshards {
         to: &str,
         max_rows_per_sec: Option<u64>,
     ) -> Result<Record, String> {
-        if gate.shares_topology() {
-            return Err(
-                "resharding with a topology shared through etcd is not supported yet: \
-                        the serving shards are recorded in this proxy's state file"
-                    .into(),
-            );
-        }
-        if gate.config_path().is_none() {
+        if gate.config_path().is_none() && !gate.shares_topology() {
             return Err(
                 "resharding needs the proxy started from a config file (the serving \
                         shards are recorded beside it)"
@@ -273,10 +363,22 @@ impl Reshards {
             max_rows_per_sec,
             ..Record::default()
         };
-        setup.create_tables().await?;
-        store::restart(&topo, &record)
-            .await
-            .map_err(|e| e.to_string())?;
+        // With proxies sharing the topology, one runs the reshard: the one holding its claim.
+        if let Some(shared) = gate.shared() {
+            shared.claim_reshard(keyspace).await?;
+        }
+        let begun = async {
+            setup.create_tables().await?;
+            store::restart(&topo, &record)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        if let Err(e) = begun.await {
+            if let Some(shared) = gate.shared() {
+                shared.release_reshard(keyspace).await;
+            }
+            return Err(e);
+        }
         self.launch(gate, record.clone());
         Ok(record)
     }
@@ -311,6 +413,9 @@ impl Reshards {
                 .lock()
                 .expect("reshard lock")
                 .remove(&keyspace);
+            if let Some(shared) = gate.shared() {
+                shared.release_reshard(&keyspace).await;
+            }
         });
     }
 
@@ -331,7 +436,17 @@ impl Reshards {
         match sent {
             Some(true) => {}
             Some(false) => return Err(format!("the reshard of {keyspace} has ended")),
-            None => return self.cancel_stopped(gate, keyspace, command).await,
+            None => {
+                if let Some(owner) = match gate.shared() {
+                    Some(shared) => shared.reshard_owner(keyspace).await?,
+                    None => None,
+                } {
+                    return Err(format!(
+                        "the reshard of {keyspace} runs on proxy {owner}: send it the command"
+                    ));
+                }
+                return self.cancel_stopped(gate, keyspace, command).await;
+            }
         }
         rx.await
             .map_err(|_| format!("the reshard of {keyspace} ended"))?
@@ -371,36 +486,74 @@ impl Reshards {
         store::save(&topo, &record).await.map_err(|e| e.to_string())
     }
 
-    /// At start-up: takes up the reshards that were running when the proxy stopped.
+    /// At start-up: takes up the reshards that were running when the proxy stopped (with
+    /// proxies sharing the topology: those no live proxy runs).
     pub async fn resume(&self, gate: &Arc<Gate>) -> Result<(), String> {
         let records = store::load(&gate.topology(), None)
             .await
             .map_err(|e| e.to_string())?;
-        for mut record in records.into_iter().filter(|r| r.state.active()) {
-            let serving: Vec<String> = gate
-                .topology()
-                .vschema
-                .keyspace(&record.keyspace)
-                .map(|k| k.shards.iter().map(|s| s.name.clone()).collect())
-                .unwrap_or_default();
-            // A verify cut short runs again once the streams catch up.
-            if record.state == State::Verifying {
-                record.state = State::Copying;
-            }
-            // A switch cut short: the state file says which side serves.
-            if record.state == State::Switching {
-                if serving == record.targets {
-                    record.state = State::Switched;
-                    record.movers = std::mem::take(&mut record.next_movers);
-                } else {
-                    record.state = State::Ready;
-                    record.next_movers.clear();
-                }
-            }
-            tracing::info!(keyspace = %record.keyspace, state = record.state.name(), "resuming a reshard");
-            self.launch(gate, record);
+        for record in records.into_iter().filter(|r| r.state.active()) {
+            self.resume_one(gate, &record.keyspace).await;
         }
         Ok(())
+    }
+
+    /// The proxy running `keyspace`'s reshard is gone (its etcd lease expired): this one
+    /// takes it up, unless another proxy was quicker.
+    pub(crate) async fn take_over(&self, gate: &Arc<Gate>, keyspace: &str) {
+        self.resume_one(gate, keyspace).await;
+    }
+
+    /// Resumes `keyspace`'s reshard when it is still active and no other proxy runs it.
+    async fn resume_one(&self, gate: &Arc<Gate>, keyspace: &str) {
+        if (self.running.lock().expect("reshard lock")).contains_key(keyspace) {
+            return;
+        }
+        if let Some(shared) = gate.shared() {
+            if let Err(e) = shared.claim_reshard(keyspace).await {
+                tracing::info!(keyspace, "not resuming a reshard: {e}");
+                return;
+            }
+        }
+        // Read under the claim: the proxy that ran it may have moved it on before it went.
+        let record = match store::load(&gate.topology(), Some(keyspace)).await {
+            Ok(records) => records.into_iter().find(|r| r.state.active()),
+            Err(e) => {
+                tracing::warn!(keyspace, error = %e, "could not read a reshard to resume it");
+                None
+            }
+        };
+        match record {
+            None => {
+                if let Some(shared) = gate.shared() {
+                    shared.release_reshard(keyspace).await;
+                }
+            }
+            Some(mut record) => {
+                let serving: Vec<String> = gate
+                    .topology()
+                    .vschema
+                    .keyspace(&record.keyspace)
+                    .map(|k| k.shards.iter().map(|s| s.name.clone()).collect())
+                    .unwrap_or_default();
+                // A verify cut short runs again once the streams catch up.
+                if record.state == State::Verifying {
+                    record.state = State::Copying;
+                }
+                // A switch cut short: the state file says which side serves.
+                if record.state == State::Switching {
+                    if serving == record.targets {
+                        record.state = State::Switched;
+                        record.movers = std::mem::take(&mut record.next_movers);
+                    } else {
+                        record.state = State::Ready;
+                        record.next_movers.clear();
+                    }
+                }
+                tracing::info!(keyspace, state = record.state.name(), "resuming a reshard");
+                self.launch(gate, record);
+            }
+        }
     }
 }
 
@@ -409,8 +562,7 @@ struct HoldGuard<'a>(&'a Reshards);
 
 impl Drop for HoldGuard<'_> {
     fn drop(&mut self) {
-        self.0.switching.store(false, Ordering::Release);
-        self.0.switched.notify_waiters();
+        self.0.let_go();
     }
 }
 
@@ -805,16 +957,31 @@ async fn switch(
         false => (&setup.targets, &setup.sources),
     };
     let keyspace = &setup.keyspace;
-    let config = gate
-        .config_path()
-        .ok_or("no config file to record the serving shards in")?
-        .to_path_buf();
+    // The serving shards are recorded in etcd for proxies that share it, else in the state
+    // file beside the config.
+    let shared = gate.shared();
+    let config = match shared {
+        Some(_) => None,
+        None => Some(
+            gate.config_path()
+                .ok_or("no config file to record the serving shards in")?
+                .to_path_buf(),
+        ),
+    };
     let mut last = String::new();
     for _ in 0..SWITCH_ATTEMPTS {
         let topo = gate.topology();
         let started = Instant::now();
         let hold = gate.reshards.hold();
         let deadline = started + SWITCH_WAIT;
+        // The other proxies hold their statements too, each in parallel with this one.
+        if let Some(shared) = shared {
+            if let Err(e) = shared.begin_switch(keyspace).await {
+                drop(hold);
+                shared.end_switch(keyspace).await;
+                return Err(format!("the switch could not hold the other proxies: {e}"));
+            }
+        }
         let in_use = || {
             from.iter()
                 .any(|e| topo.backends.primary_in_use(keyspace, &e.shard) > 0)
@@ -840,12 +1007,20 @@ async fn switch(
         while in_use() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        if busy() || held.len() < from.len() {
+        let others = match shared {
+            Some(shared) => shared.others_switching(keyspace, deadline).await,
+            None => Ok(()),
+        };
+        if busy() || held.len() < from.len() || others.is_err() {
             release(&held);
             drop(hold);
-            last = match busy() {
-                true => "statements and transactions on the shards did not end in time".into(),
-                false => "a shard's primary was changing".into(),
+            if let Some(shared) = shared {
+                shared.end_switch(keyspace).await;
+            }
+            last = match (busy(), others) {
+                (true, _) => "statements and transactions on the shards did not end in time".into(),
+                (false, Err(e)) => e,
+                (false, Ok(())) => "a shard's primary was changing".into(),
             };
             tokio::time::sleep(SWITCH_WAIT).await;
             continue;
@@ -881,6 +1056,9 @@ async fn switch(
             Err(why) => {
                 release(&held);
                 drop(hold);
+                if let Some(shared) = shared {
+                    shared.end_switch(keyspace).await;
+                }
                 last = why;
                 tokio::time::sleep(SWITCH_WAIT).await;
                 continue;
@@ -894,12 +1072,19 @@ async fn switch(
         });
         save(gate, live).await;
         let serving: Vec<String> = to.iter().map(|e| e.shard.clone()).collect();
-        let swapped = vschema::record_serving(&config, keyspace, Some(&serving))
-            .map_err(|e| e.to_string())
-            .and_then(|_| gate.reload(&config).map_err(|e| e.to_string()));
+        let swapped = match (shared, &config) {
+            (Some(shared), _) => shared.publish_serving(gate, keyspace, &serving).await,
+            (None, Some(config)) => vschema::record_serving(config, keyspace, Some(&serving))
+                .map_err(|e| e.to_string())
+                .and_then(|_| gate.reload(config).map_err(|e| e.to_string())),
+            (None, None) => Err("no config file to record the serving shards in".into()),
+        };
         if let Err(e) = swapped {
             release(&held);
             drop(hold);
+            if let Some(shared) = shared {
+                shared.end_switch(keyspace).await;
+            }
             live.update(|r| {
                 r.state = state;
                 r.next_movers.clear();
@@ -913,6 +1098,10 @@ async fn switch(
         }
         release(&held);
         drop(hold);
+        // The others have the new routing first: etcd sends its events in order.
+        if let Some(shared) = shared {
+            shared.end_switch(keyspace).await;
+        }
         let stall = started.elapsed();
         for m in movers.drain(..) {
             m.stop().await;
