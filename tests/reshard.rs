@@ -90,7 +90,7 @@ struct Cluster {
 
 async fn cluster(halves: bool, tables: (&str, &str)) -> Cluster {
     let servers = tokio::task::spawn_blocking(|| {
-        testkit::start_binlogged(3, &["app", "app_a", "app_b", "main"]).unwrap()
+        testkit::start_binlogged(3, &["app", "app_a", "app_b", "main", "solo"]).unwrap()
     })
     .await
     .unwrap();
@@ -130,6 +130,8 @@ fn shard_at(servers: &[testkit::MariaDb], shard: &str) -> String {
         "40-80" => (1, "app_a"),
         "80-c0" => (0, "app_b"),
         "c0-" => (1, "app_b"),
+        // `app` while it is unsharded.
+        "0" => (2, "solo"),
         other => panic!("no shard {other}"),
     };
     servers[server].url(db)
@@ -812,6 +814,118 @@ async fn proxies_sharing_etcd_switch_together_and_one_takes_over_from_a_dead_run
     );
     assert_eq!(cancelled["state"], "cancelled", "{cancelled}");
     drop(etcd);
+}
+
+/// The config of `app` on its one shard `0`: unsharded, or (`sharded`) declared sharded on that
+/// shard, with the halves as spare shards and `items`' ids from a sequence.
+fn solo_config(servers: &[testkit::MariaDb], server: &str, sharded: bool) -> String {
+    let app = match sharded {
+        false => "sharded = false\n".to_string(),
+        true => format!(
+            r#"sharded = true
+spare_shards = [{{ name = "-80", primary = "{}" }}, {{ name = "80-", primary = "{}" }}]
+vindexes.hash = {{ type = "hash" }}
+tables.items = {{ primary_vindex = {{ column = "id", vindex = "hash" }}, auto_increment = {{ column = "id", sequence = "main.items_seq" }} }}
+tables.colors = {{ type = "reference" }}
+"#,
+            servers[0].url("app"),
+            servers[1].url("app")
+        ),
+    };
+    format!(
+        r#"[server]
+{server}
+
+[[users]]
+name = "app"
+password = "secret"
+
+[keyspaces.app]
+shards = [{{ name = "0", primary = "{solo}" }}]
+{app}
+[keyspaces.main]
+sharded = false
+shards = [{{ name = "0", primary = "{main}" }}]
+tables.items_seq = {{ type = "sequence" }}
+"#,
+        solo = servers[2].url("solo"),
+        main = servers[2].url("main"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsharded_keyspace_moves_to_two_shards_under_writes() {
+    let c = cluster(true, ("", "")).await;
+    let (servers, port) = (&c.servers, c.port);
+    let server = format!(
+        "listen = \"127.0.0.1:{port}\"\nadmin = \"127.0.0.1:{}\"",
+        c.admin
+    );
+    let config = &c.config;
+    std::fs::write(config, solo_config(servers, &server, false)).unwrap();
+    let _proxy = c.serve().await;
+    let seeded = seed(port, 3000).await;
+    let writers = Writers::start(&[port], &seeded);
+    let refused = cli(config, &["reshard", "app", "start", "--to", "-80,80-"]).unwrap_err();
+    assert!(refused.contains("unsharded"), "{refused}");
+
+    // As with Vitess: the keyspace is declared sharded on its one shard (which owns every
+    // keyspace id), its ids now from a sequence above those it holds, and reloaded while
+    // the writers write; then it is resharded like any other.
+    let mut app =
+        Conn::new(Opts::from_url(&format!("mysql://app:secret@127.0.0.1:{port}/app")).unwrap())
+            .await
+            .unwrap();
+    app.query_drop(
+        "CREATE TABLE main.items_seq (id INT PRIMARY KEY, next_id BIGINT, cache BIGINT)",
+    )
+    .await
+    .unwrap();
+    app.query_drop("INSERT INTO main.items_seq VALUES (0, 5000000, 100)")
+        .await
+        .unwrap();
+    std::fs::write(config, solo_config(servers, &server, true)).unwrap();
+    cli(config, &["reload"]).unwrap();
+    assert_eq!(serving(port).await, ["0"]);
+    cli(config, &["reshard", "app", "start", "--to", "-80,80-"]).unwrap();
+    let ready = settled(config).await;
+    assert_eq!(ready["state"], "ready", "{ready}");
+    assert_eq!(ready["sources"], serde_json::json!(["0"]), "{ready}");
+    let switched = json(&cli(config, &["reshard", "app", "switch", "--format", "json"]).unwrap());
+    assert_eq!(switched["state"], "switched", "{switched}");
+    assert_eq!(serving(port).await, ["-80", "80-"]);
+    // An id from the sequence, on the shard that owns it.
+    app.query_drop("INSERT INTO items (n, note) VALUES (7, 'sequenced')")
+        .await
+        .unwrap();
+    let id: i64 = app
+        .query_first("SELECT LAST_INSERT_ID()")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(id >= 5_000_000, "{id}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (done, failed, mut expected) = writers.stop().await;
+    assert!(
+        failed.is_empty(),
+        "{} writes failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(done > 100, "only {done} writes");
+    expected.insert(id, (7, "sequenced".into()));
+    same(
+        "sharded",
+        &rows_on(servers, &["-80", "80-"]).await,
+        &expected,
+    );
+
+    let completed =
+        json(&cli(config, &["reshard", "app", "complete", "--format", "json"]).unwrap());
+    assert_eq!(completed["state"], "completed", "{completed}");
+    let mut solo = direct(servers, "0").await;
+    let tables: Vec<String> = solo.query("SHOW TABLES").await.unwrap();
+    assert!(tables.is_empty(), "{tables:?}");
 }
 
 const SB_TABLES: usize = 4;

@@ -275,8 +275,9 @@ impl Reshards {
             .ok_or_else(|| format!("no keyspace {keyspace}"))?;
         if !ks.sharded {
             return Err(format!(
-                "{keyspace} is unsharded: moving an unsharded keyspace to shards is not \
-                 supported yet (make it sharded with one shard `-` first)"
+                "{keyspace} is unsharded: declare it `sharded = true` on its one shard, with \
+                 each table's vindex and the target shards in its spare_shards, reload, and \
+                 reshard it then (see the README's Resharding)"
             ));
         }
         if self
