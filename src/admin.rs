@@ -348,7 +348,7 @@ async fn reshard_start(
     )
 }
 
-/// `POST /reshards/verify|switch|reverse|complete|cancel?keyspace=...`.
+/// `POST /reshards/verify|switch-reads|reverse-reads|switch|reverse|complete|cancel?keyspace=...`.
 async fn reshard_action(
     State(admin): State<Admin>,
     axum::extract::Path(action): axum::extract::Path<String>,

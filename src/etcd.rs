@@ -13,6 +13,8 @@
 //!   changes the primary.
 //! - `serving/<keyspace>`: the shards serving a keyspace after a reshard's switch (the
 //!   config's `shards` otherwise), comma-separated.
+//! - `serving_reads/<keyspace>`: the shards serving a keyspace's replica reads after a
+//!   reshard's `switch-reads`, until its switch.
 //! - `reshards/<keyspace>`: the proxy running the keyspace's reshard, under its lease. When
 //!   that proxy is gone, another takes the reshard up.
 //! - `switches/<keyspace>`: the proxy switching a reshard. Every other proxy holds its
@@ -290,6 +292,9 @@ impl Shared {
                     }
                 });
             }
+        } else if let Some(keyspace) = key.strip_prefix("serving_reads/") {
+            let shards = put.then(|| value.split(',').map(String::from).collect());
+            gate.reshards.serve_reads(gate, keyspace, shards);
         } else if let Some(keyspace) = key.strip_prefix("serving/") {
             match self.config().await {
                 Ok((config, _)) => {
@@ -599,6 +604,22 @@ impl Shared {
             .map_err(err("publishing the serving shards"))?;
         gate.replace_topology(Arc::new(vschema));
         Ok(())
+    }
+
+    /// Sends the replica reads of `keyspace` to `shards` on every proxy (none: back where its
+    /// other statements go).
+    pub async fn publish_reads(
+        &self,
+        keyspace: &str,
+        shards: Option<&[String]>,
+    ) -> Result<(), Error> {
+        let key = self.key("serving_reads/", keyspace);
+        let mut client = self.client.clone();
+        match shards {
+            Some(shards) => client.put(key, shards.join(","), None).await.map(drop),
+            None => client.delete(key, None).await.map(drop),
+        }
+        .map_err(err("publishing where replica reads go"))
     }
 
     /// Ends a switch (done or given up): the other proxies let their statements go.

@@ -135,7 +135,7 @@ enum Command {
     /// Move a keyspace to other shards while it serves: split (2 -> 4) or merge (4 -> 2).
     /// The target shards are listed in the keyspace's spare_shards.
     #[command(
-        after_help = "Examples:\n  shardgate reshard commerce --to '-40,40-80,80-c0,c0-' --watch --config shardgate.toml\n  shardgate reshard commerce status --config shardgate.toml\n  shardgate reshard commerce switch --config shardgate.toml\n  shardgate reshard commerce reverse --config shardgate.toml\n  shardgate reshard commerce complete --config shardgate.toml"
+        after_help = "Examples:\n  shardgate reshard commerce --to '-40,40-80,80-c0,c0-' --watch --config shardgate.toml\n  shardgate reshard commerce status --config shardgate.toml\n  shardgate reshard commerce switch-reads --config shardgate.toml\n  shardgate reshard commerce switch --config shardgate.toml\n  shardgate reshard commerce reverse --config shardgate.toml\n  shardgate reshard commerce complete --config shardgate.toml"
     )]
     Reshard {
         keyspace: String,

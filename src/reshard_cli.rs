@@ -17,6 +17,10 @@ pub enum Step {
     Status,
     /// Compare the sources with the targets again.
     Verify,
+    /// Send replica reads (`USE ks@replica`) to the targets, before the switch.
+    SwitchReads,
+    /// Send replica reads back to the sources.
+    ReverseReads,
     /// Route the keyspace to the targets (reads and writes in one step).
     Switch,
     /// Route it back to the sources, after a switch.
@@ -67,6 +71,8 @@ pub fn reshard(
             None
         }
         Step::Verify => Some("verify"),
+        Step::SwitchReads => Some("switch-reads"),
+        Step::ReverseReads => Some("reverse-reads"),
         Step::Switch => Some("switch"),
         Step::Reverse => Some("reverse"),
         Step::Complete => Some("complete"),
@@ -132,6 +138,9 @@ fn show(r: &Record) {
             "  copy took {secs:.1} s ({:.0} rows/s)",
             r.rows_total as f64 / secs.max(0.001)
         );
+    }
+    if r.reads_switched {
+        println!("  replica reads go to the targets");
     }
     if let Some(ms) = r.stall_ms {
         println!("  the switch held statements {ms} ms");

@@ -511,9 +511,30 @@ async fn a_split_under_writes_switches_and_reverses_without_losing_a_write() {
         .sum();
     assert!(copied >= 3000, "{ready}");
 
+    // Replica reads switch first. A row put on a target behind the streams' back shows where
+    // a read went: replica reads see it once switched, primary reads never.
+    let marker = put_marker(servers).await;
+    assert!(!sees(port, marker, true).await);
+    let reads = json(
+        &cli(
+            config,
+            &["reshard", "app", "switch-reads", "--format", "json"],
+        )
+        .unwrap(),
+    );
+    assert_eq!(reads["reads_switched"], true, "{reads}");
+    assert!(sees(port, marker, true).await);
+    assert!(!sees(port, marker, false).await);
+    cli(config, &["reshard", "app", "reverse-reads"]).unwrap();
+    assert!(!sees(port, marker, true).await);
+    cli(config, &["reshard", "app", "switch-reads"]).unwrap();
+    assert!(sees(port, marker, true).await);
+    take_marker(servers, marker).await;
+
     // Switched under the writes: every acknowledged write is on the four new shards.
     let switched = json(&cli(config, &["reshard", "app", "switch", "--format", "json"]).unwrap());
     assert_eq!(switched["state"], "switched", "{switched}");
+    assert_eq!(switched["reads_switched"], false, "{switched}");
     let stall = switched["stall_ms"].as_u64().unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     writers.hold().await;
@@ -696,6 +717,42 @@ async fn a_merge_resumes_after_a_kill_and_a_difference_blocks_its_switch() {
     assert!(tables.is_empty(), "{tables:?}");
 }
 
+/// Puts an item on target `-40` alone (behind the streams' back): its id.
+async fn put_marker(servers: &[testkit::MariaDb]) -> i64 {
+    let marker = (500_000..).find(|id| owns("-40", *id)).unwrap();
+    let mut target = direct(servers, "-40").await;
+    target
+        .query_drop(format!(
+            "INSERT INTO items (id, n, note) VALUES ({marker}, 0, 'only on -40')"
+        ))
+        .await
+        .unwrap();
+    marker
+}
+
+async fn take_marker(servers: &[testkit::MariaDb], marker: i64) {
+    let mut target = direct(servers, "-40").await;
+    target
+        .query_drop(format!("DELETE FROM items WHERE id = {marker}"))
+        .await
+        .unwrap();
+}
+
+/// Whether a read through the proxy at `port` finds item `id`: a replica read (`USE
+/// app@replica`), or one on the primaries.
+async fn sees(port: u16, id: i64, replica: bool) -> bool {
+    let url = format!("mysql://app:secret@127.0.0.1:{port}/app");
+    let mut c = Conn::new(Opts::from_url(&url).unwrap()).await.unwrap();
+    if replica {
+        c.query_drop("USE app@replica").await.unwrap();
+    }
+    let n: Option<i64> = c
+        .query_first(format!("SELECT COUNT(*) FROM items WHERE id = {id}"))
+        .await
+        .unwrap();
+    n == Some(1)
+}
+
 /// The shards serving `app` as the proxy at `port` routes it.
 async fn serving(port: u16) -> Vec<String> {
     let url = format!("mysql://app:secret@127.0.0.1:{port}/app");
@@ -742,6 +799,21 @@ async fn proxies_sharing_etcd_switch_together_and_one_takes_over_from_a_dead_run
     assert!(refused.contains("already"), "{refused}");
     let ready = settled(config).await;
     assert_eq!(ready["state"], "ready", "{ready}");
+
+    // Replica reads switch on both proxies.
+    let marker = put_marker(servers).await;
+    cli(config, &["reshard", "app", "switch-reads"]).unwrap();
+    let mut seen = false;
+    for _ in 0..100 {
+        seen = sees(second_port, marker, true).await;
+        if seen {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(seen, "the second proxy's replica reads did not switch");
+    assert!(!sees(second_port, marker, false).await);
+    take_marker(servers, marker).await;
 
     // The switch holds both proxies' statements and swaps both proxies' routing.
     let switched = json(&cli(config, &["reshard", "app", "switch", "--format", "json"]).unwrap());

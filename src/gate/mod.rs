@@ -206,6 +206,7 @@ impl Gate {
         )));
         // Plans name keyspaces, vindexes and shards of the old map.
         self.plans.clear();
+        self.reshards.topology_replaced(self);
     }
 
     pub fn new(config: &Config, port: u16) -> Self {
@@ -393,6 +394,7 @@ impl HandlerFactory for Sessions {
             pinned: Vec::new(),
             shard_prepared: None,
             replica_read: None,
+            reading: None,
             branch,
         })
     }
@@ -427,6 +429,8 @@ pub struct GateSession {
     /// The statement being run is a read that the session sends to replicas (outside
     /// transactions), and whether the primary answers when no replica can.
     replica_read: Option<bool>,
+    /// That read is planned and run where a reshard sent replica reads.
+    reading: Option<Arc<crate::reshard::ReadRouting>>,
     /// The branch the session is served from; `None` for main.
     branch: Option<Arc<crate::branch::Serving>>,
 }
@@ -452,6 +456,9 @@ impl GateSession {
 
     /// The plans of the session's branch, or main's.
     fn plans(&self) -> &crate::plan_cache::PlanCache {
+        if let Some(reading) = &self.reading {
+            return &reading.plans;
+        }
         match &self.branch {
             Some(b) => &b.plans,
             None => &self.gate.plans,

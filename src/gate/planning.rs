@@ -41,8 +41,18 @@ impl GateSession {
             target => (self.tx.is_none() && replica_may_answer(&n.text))
                 .then_some(target == ReadTarget::Replica),
         };
+        // A reshard may have sent the replica reads of a keyspace to its targets.
+        if self.replica_read.is_some() && self.branch.is_none() {
+            self.reading = self.gate.reshards.read_routing();
+            if let Some(reading) = &self.reading {
+                self.topo = reading.topology.clone();
+            }
+        }
         let result = self.normalized_on(n, key, literals, sql, params, out).await;
         self.replica_read = None;
+        if self.reading.take().is_some() {
+            self.topo = self.current_topology();
+        }
         self.gate
             .activity
             .record_statement(&n.text, started.elapsed());

@@ -6,13 +6,16 @@
 //!    primary-key chunks to the target that owns each row's keyspace id ([`mover`]).
 //! 3. **Verify** source against targets, chunk by chunk ([`verify`]); any difference blocks
 //!    the switch.
-//! 4. **Switch**: new statements wait, transactions on the sources end, the streams drain,
+//! 4. **Switch reads** (optional, as Vitess switches replica traffic first): reads sent to
+//!    replicas (`USE ks@replica`) go to the targets, which the streams keep as close behind the
+//!    sources as a replica is. Reads on the primaries stay with the writes.
+//! 5. **Switch**: new statements wait, transactions on the sources end, the streams drain,
 //!    the state file names the targets as serving and the topology swaps; the held statements
-//!    then run on the targets. Reads and writes switch in the same step, so that a client never
-//!    reads from shards behind its own writes.
-//! 5. **Reverse replication**: from then on the targets' changes stream back to the sources,
+//!    then run on the targets. Primary reads and writes switch in the same step, so that a
+//!    client never reads from shards behind its own writes.
+//! 6. **Reverse replication**: from then on the targets' changes stream back to the sources,
 //!    so that `reverse` switches back without losing a write.
-//! 6. **Complete** drops the sources' tables; **cancel** (before the switch, or after a
+//! 7. **Complete** drops the sources' tables; **cancel** (before the switch, or after a
 //!    reverse) drops the targets'.
 //!
 //! A reshard's record lives in the sidecar keyspace; a restarted proxy resumes it.
@@ -21,11 +24,12 @@ mod mover;
 pub mod store;
 mod verify;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwapOption;
 use changestream::current_position;
 use mysql_async::prelude::Queryable;
 use mysql_async::OptsBuilder;
@@ -56,7 +60,21 @@ pub struct Reshards {
     switched: Notify,
     /// Other proxies' switches holding this one, by keyspace.
     others: Mutex<HashMap<String, OtherSwitch>>,
+    /// Keyspaces whose replica reads their reshard's targets serve, and the routing of
+    /// replica reads built from them (none while there is none).
+    read_serving: Mutex<BTreeMap<String, Vec<String>>>,
+    reads: ArcSwapOption<ReadRouting>,
 }
+
+/// Where replica reads are planned and run while a reshard's reads are switched: the topology
+/// with the targets serving those keyspaces, and plans of its own.
+pub struct ReadRouting {
+    pub topology: Arc<Topology>,
+    pub plans: crate::plan_cache::PlanCache,
+}
+
+/// Plans kept for replica reads of keyspaces whose reads are switched.
+const READ_PLANS: usize = 1000;
 
 /// Another proxy's switch of a keyspace, as this proxy holds for it: the topology it held
 /// in, and the shards held there.
@@ -97,6 +115,10 @@ struct Handle {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
     Verify,
+    /// Replica reads to the targets, before the switch.
+    SwitchReads,
+    /// Replica reads back to the sources.
+    ReverseReads,
     Switch,
     Reverse,
     Complete,
@@ -107,6 +129,8 @@ impl Command {
     pub fn parse(name: &str) -> Option<Command> {
         Some(match name {
             "verify" => Command::Verify,
+            "switch-reads" => Command::SwitchReads,
+            "reverse-reads" => Command::ReverseReads,
             "switch" => Command::Switch,
             "reverse" => Command::Reverse,
             "complete" => Command::Complete,
@@ -148,6 +172,60 @@ impl Reshards {
     fn let_go(&self) {
         self.switching.fetch_sub(1, Ordering::SeqCst);
         self.switched.notify_waiters();
+    }
+
+    /// Where replica reads go while a reshard's reads are switched (none otherwise).
+    #[inline]
+    pub fn read_routing(&self) -> Option<Arc<ReadRouting>> {
+        self.reads.load_full()
+    }
+
+    /// Replica reads of `keyspace` go to `shards` (none: where its other statements go), on
+    /// this proxy.
+    pub(crate) fn serve_reads(&self, gate: &Gate, keyspace: &str, shards: Option<Vec<String>>) {
+        let mut serving = self.read_serving.lock().expect("reshard lock");
+        match shards {
+            Some(shards) => serving.insert(keyspace.to_string(), shards),
+            None => serving.remove(keyspace),
+        };
+        self.route_reads(gate, &serving);
+    }
+
+    /// The topology changed: the replica reads' routing is built again from it.
+    pub(crate) fn topology_replaced(&self, gate: &Gate) {
+        let serving = self.read_serving.lock().expect("reshard lock");
+        if !serving.is_empty() {
+            self.route_reads(gate, &serving);
+        }
+    }
+
+    fn route_reads(&self, gate: &Gate, serving: &BTreeMap<String, Vec<String>>) {
+        if serving.is_empty() {
+            self.reads.store(None);
+            return;
+        }
+        let main = gate.topology();
+        let mut vschema = (*main.vschema).clone();
+        for (keyspace, shards) in serving {
+            match vschema.with_serving(keyspace, shards) {
+                Ok(v) => vschema = v,
+                Err(e) => {
+                    tracing::error!(keyspace, error = %e, "replica reads stay where the keyspace is served")
+                }
+            }
+        }
+        let backends = backend::Backends::reusing(&vschema, &main.backends);
+        let metrics = &gate.metrics;
+        let topology = Topology::new(
+            Arc::new(vschema),
+            backends,
+            &metrics.shard_queries,
+            &metrics.shard_seconds,
+        );
+        self.reads.store(Some(Arc::new(ReadRouting {
+            topology: Arc::new(topology),
+            plans: crate::plan_cache::PlanCache::new(READ_PLANS),
+        })));
     }
 
     /// Another proxy switches `keyspace` (through etcd): statements here are held as for a
@@ -414,6 +492,11 @@ impl Reshards {
                 .lock()
                 .expect("reshard lock")
                 .remove(&keyspace);
+            if live.record().reads_switched {
+                if let Err(e) = route_reads(&gate, &live, false).await {
+                    tracing::error!(keyspace = %keyspace, error = %e, "replica reads could not be sent back");
+                }
+            }
             if let Some(shared) = gate.shared() {
                 shared.release_reshard(&keyspace).await;
             }
@@ -494,6 +577,10 @@ impl Reshards {
             .await
             .map_err(|e| e.to_string())?;
         for record in records.into_iter().filter(|r| r.state.active()) {
+            // Wherever the reshard runs, replica reads go where it sent them.
+            if record.reads_switched && record.state.forward() {
+                self.serve_reads(gate, &record.keyspace, Some(record.targets.clone()));
+            }
             self.resume_one(gate, &record.keyspace).await;
         }
         Ok(())
@@ -833,6 +920,10 @@ async fn drive(gate: &Arc<Gate>, live: &Arc<Live>, mut commands: Commands) -> Re
                         run_verify(&setup, live, &mut movers).await;
                         Ok(())
                     }
+                    (Command::SwitchReads, State::Ready) => route_reads(gate, live, true).await,
+                    (Command::ReverseReads, s) if s.forward() && live.record().reads_switched => {
+                        route_reads(gate, live, false).await
+                    }
                     (Command::Switch, State::Ready) => {
                         match switch(gate, live, &setup, &mut movers, true).await {
                             Ok(reverse) => {
@@ -897,6 +988,27 @@ async fn finish(
         };
     });
     dropped
+}
+
+/// Sends the keyspace's replica reads to the targets (`to_targets`) or back to where the
+/// keyspace is served, on every proxy.
+async fn route_reads(gate: &Gate, live: &Live, to_targets: bool) -> Result<(), String> {
+    let r = live.record();
+    let shards = to_targets.then(|| r.targets.clone());
+    if let Some(shared) = gate.shared() {
+        shared.publish_reads(&r.keyspace, shards.as_deref()).await?;
+    }
+    gate.reshards.serve_reads(gate, &r.keyspace, shards);
+    live.update(|r| {
+        r.reads_switched = to_targets;
+        if r.state.forward() {
+            r.message = match to_targets {
+                true => "replica reads go to the targets; switch moves the rest".into(),
+                false => "replica reads go to the sources again".into(),
+            };
+        }
+    });
+    Ok(())
 }
 
 /// Compares the sources with the targets: the reshard is then ready, or diverged (also when
@@ -1091,6 +1203,12 @@ async fn switch(
                 r.next_movers.clear();
             });
             return Err(format!("the switch failed: {e}"));
+        }
+        // Replica reads go where everything goes now.
+        if live.record().reads_switched {
+            if let Err(e) = route_reads(gate, live, false).await {
+                tracing::error!(keyspace, error = %e, "replica reads could not follow the switch");
+            }
         }
         // Statements that still wait for the old shards (in transactions that began before)
         // must not run there any more.

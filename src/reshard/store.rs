@@ -36,6 +36,9 @@ pub struct Record {
     pub copy_secs: Option<f64>,
     /// How long the switch held statements, in milliseconds.
     pub stall_ms: Option<u64>,
+    /// Before the switch: replica reads go to the targets (`switch-reads`).
+    #[serde(default)]
+    pub reads_switched: bool,
     /// Seconds since the reshard began, as the database counts (not stored: read back).
     #[serde(skip)]
     pub age_secs: u64,
