@@ -292,6 +292,10 @@ impl Shared {
                     }
                 });
             }
+        } else if let Some(keyspace) = key.strip_prefix("reshards/") {
+            if value != self.id {
+                gate.reshards.run_elsewhere(keyspace, put);
+            }
         } else if let Some(keyspace) = key.strip_prefix("serving_reads/") {
             let shards = put.then(|| value.split(',').map(String::from).collect());
             gate.reshards.serve_reads(gate, keyspace, shards);

@@ -484,6 +484,15 @@ async fn a_split_under_writes_switches_and_reverses_without_losing_a_write() {
         "{started}"
     );
     add_users(&mut app, 201..=250).await;
+    // The streams copy rows, not schema changes: DDL waits for the reshard's end.
+    let refused = app
+        .query_drop("ALTER TABLE items ADD COLUMN extra INT")
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("1235") && refused.to_string().contains("resharded"),
+        "{refused}"
+    );
     // A reference table's change during the copy reaches every target.
     app.query_drop("UPDATE colors SET name = 'rouge' WHERE id = 1")
         .await
@@ -797,6 +806,18 @@ async fn proxies_sharing_etcd_switch_together_and_one_takes_over_from_a_dead_run
     assert!(elsewhere.contains("runs on proxy"), "{elsewhere}");
     let refused = cli(&second_config, &["reshard", "app", "start", "--to", SPLIT]).unwrap_err();
     assert!(refused.contains("already"), "{refused}");
+    // DDL is refused on the proxy that does not run it too.
+    let mut on_second = Conn::new(
+        Opts::from_url(&format!("mysql://app:secret@127.0.0.1:{second_port}/app")).unwrap(),
+    )
+    .await
+    .unwrap();
+    let refused = on_second
+        .query_drop("CREATE TABLE later (id INT PRIMARY KEY)")
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("resharded"), "{refused}");
+    drop(on_second);
     let ready = settled(config).await;
     assert_eq!(ready["state"], "ready", "{ready}");
 
@@ -998,6 +1019,10 @@ async fn an_unsharded_keyspace_moves_to_two_shards_under_writes() {
     let mut solo = direct(servers, "0").await;
     let tables: Vec<String> = solo.query("SHOW TABLES").await.unwrap();
     assert!(tables.is_empty(), "{tables:?}");
+    // Its DDL goes through again.
+    app.query_drop("ALTER TABLE items ADD COLUMN extra INT")
+        .await
+        .unwrap();
 }
 
 const SB_TABLES: usize = 4;

@@ -432,6 +432,17 @@ impl GateSession {
                 )
                 .into());
             }
+            if self.branch.is_none() {
+                if let Some(ks) =
+                    (plan.keyspaces().into_iter()).find(|k| self.gate.reshards.moving(k))
+                {
+                    return Err(error::unsupported(format!(
+                        "DDL on keyspace {ks} while it is being resharded (the streams copy \
+                         rows, not schema changes); complete or cancel the reshard first"
+                    ))
+                    .into());
+                }
+            }
             // DDL commits the open transaction first, as in MySQL, and runs outside it.
             self.end_transaction(true).await?;
             // A branch's ALTER runs directly: online migrations change main.

@@ -177,6 +177,11 @@ impl Migrations {
                 "an ALTER TABLE with several proxies ([topology] etcd)",
             ));
         }
+        if gate.reshards.moving(keyspace) {
+            return Err(unsupported(format!(
+                "an ALTER TABLE on keyspace {keyspace} while it is being resharded"
+            )));
+        }
         let id = new_id();
         let (shadow, _) = shadow_names(&id);
         let (table, _) = shadow_alter(statement, &shadow)?;
@@ -274,11 +279,7 @@ impl Migrations {
         }
         let mut resumed = 0;
         for record in store::load(&topo, None).await? {
-            let reversing =
-                record.state == "complete" && record.parts.iter().all(|p| p.phase == "reverse");
-            if (reversing || matches!(record.state.as_str(), "queued" | "running"))
-                && !self.live.contains_key(&record.id)
-            {
+            if record.streaming() && !self.live.contains_key(&record.id) {
                 tracing::info!(id = %record.id, table = %record.table, "resuming a migration");
                 let cut_over = !held.contains(&record.id);
                 self.start(gate, record, cut_over);

@@ -67,6 +67,13 @@ pub struct Summary {
 }
 
 impl Record {
+    /// Whether its streams still run: queued or copying, or cut over and following the new
+    /// table for a revert.
+    pub fn streaming(&self) -> bool {
+        let reversing = self.state == "complete" && self.parts.iter().all(|p| p.phase == "reverse");
+        reversing || matches!(self.state.as_str(), "queued" | "running")
+    }
+
     pub fn summary(&self) -> Summary {
         let copied: u64 = self.parts.iter().map(|p| p.copied).sum();
         let total: u64 = self.parts.iter().map(|p| p.total).sum();

@@ -60,6 +60,8 @@ pub struct Reshards {
     switched: Notify,
     /// Other proxies' switches holding this one, by keyspace.
     others: Mutex<HashMap<String, OtherSwitch>>,
+    /// Keyspaces whose reshard another proxy runs (their claims in etcd).
+    elsewhere: Mutex<std::collections::HashSet<String>>,
     /// Keyspaces whose replica reads their reshard's targets serve, and the routing of
     /// replica reads built from them (none while there is none).
     read_serving: Mutex<BTreeMap<String, Vec<String>>>,
@@ -172,6 +174,29 @@ impl Reshards {
     fn let_go(&self) {
         self.switching.fetch_sub(1, Ordering::SeqCst);
         self.switched.notify_waiters();
+    }
+
+    /// Whether `keyspace` is being resharded, here or by another proxy: its DDL is refused
+    /// (the streams copy rows, not schema changes).
+    pub(crate) fn moving(&self, keyspace: &str) -> bool {
+        self.running
+            .lock()
+            .expect("reshard lock")
+            .contains_key(keyspace)
+            || self
+                .elsewhere
+                .lock()
+                .expect("reshard lock")
+                .contains(keyspace)
+    }
+
+    /// Another proxy claimed `keyspace`'s reshard (`true`), or let it go.
+    pub(crate) fn run_elsewhere(&self, keyspace: &str, claimed: bool) {
+        let mut elsewhere = self.elsewhere.lock().expect("reshard lock");
+        match claimed {
+            true => elsewhere.insert(keyspace.to_string()),
+            false => elsewhere.remove(keyspace),
+        };
     }
 
     /// Where replica reads go while a reshard's reads are switched (none otherwise).
@@ -365,6 +390,15 @@ impl Reshards {
             .contains_key(keyspace)
         {
             return Err(format!("{keyspace} is being resharded already"));
+        }
+        // An online schema change's renames would reach the reshard's streams.
+        let migrations = (gate.migrations.list(&topo, None).await).map_err(|e| e.to_string())?;
+        if let Some(m) = (migrations.iter()).find(|m| m.keyspace == keyspace && m.streaming()) {
+            return Err(format!(
+                "{keyspace} has an online schema change {} ({}) whose streams still run \
+                 (copying, or revertible after its cut-over): reshard it once they end",
+                m.id, m.statement
+            ));
         }
         let existing = store::load(&topo, Some(keyspace))
             .await
@@ -600,6 +634,7 @@ impl Reshards {
         if let Some(shared) = gate.shared() {
             if let Err(e) = shared.claim_reshard(keyspace).await {
                 tracing::info!(keyspace, "not resuming a reshard: {e}");
+                self.run_elsewhere(keyspace, true);
                 return;
             }
         }
