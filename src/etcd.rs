@@ -243,13 +243,21 @@ impl Shared {
                 };
                 let value = kv.value_str().unwrap_or_default();
                 let put = event.event_type() == EventType::Put;
-                self.apply(&gate, rest, value, put).await;
+                self.apply(&gate, rest, value, put, kv.mod_revision()).await;
             }
         }
         tracing::warn!("etcd: the topology watch ended");
     }
 
-    async fn apply(self: &Arc<Self>, gate: &Arc<Gate>, key: &str, value: &str, put: bool) {
+    /// A change of `key` (put, or deleted) made at etcd revision `revision`.
+    async fn apply(
+        self: &Arc<Self>,
+        gate: &Arc<Gate>,
+        key: &str,
+        value: &str,
+        put: bool,
+        revision: i64,
+    ) {
         let topo = gate.topology();
         if key == "keyspaces" && put {
             match self.config().await {
@@ -285,9 +293,12 @@ impl Shared {
                         tracing::warn!(keyspace, "etcd: statements on the shards a reshard switches did not end in time; its switch gives up");
                         return;
                     }
+                    // For this attempt of the switch only: a late acknowledgement of one
+                    // given up must not count for the next.
                     let ack = me.key("switch_acks/", &format!("{keyspace}/{}", me.id));
                     let options = PutOptions::new().with_lease(me.lease);
-                    if let Err(e) = me.client.clone().put(ack, "", Some(options)).await {
+                    let attempt = revision.to_string();
+                    if let Err(e) = me.client.clone().put(ack, attempt, Some(options)).await {
                         tracing::error!(error = %e, "etcd: could not acknowledge a switch");
                     }
                 });
@@ -447,7 +458,7 @@ impl Shared {
                 .put(holds.as_str(), self.id.as_str(), Some(with_lease))
                 .await
                 .map_err(err("holding the other proxies"))?;
-            let missing = self.missing_acks(&acks, Instant::now() + grace).await?;
+            let missing = self.missing_acks(&acks, Instant::now() + grace, "").await?;
             if !missing.is_empty() {
                 tracing::warn!(
                     ?missing,
@@ -475,18 +486,25 @@ impl Shared {
         result
     }
 
-    /// Waits until every other live proxy acknowledged under `acks`, or `deadline` passed:
-    /// those that did not.
-    async fn missing_acks(&self, acks: &str, deadline: Instant) -> Result<Vec<String>, Error> {
+    /// Waits until every other live proxy acknowledged under `acks` (with the value `expect`),
+    /// or `deadline` passed: those that did not.
+    async fn missing_acks(
+        &self,
+        acks: &str,
+        deadline: Instant,
+        expect: &str,
+    ) -> Result<Vec<String>, Error> {
         let mut client = self.client.clone();
         loop {
-            let prefix = Some(GetOptions::new().with_prefix().with_keys_only());
             let proxies = client
-                .get(self.key("proxies/", ""), prefix.clone())
+                .get(
+                    self.key("proxies/", ""),
+                    Some(GetOptions::new().with_prefix().with_keys_only()),
+                )
                 .await
                 .map_err(err("listing the proxies"))?;
             let acked = client
-                .get(acks, prefix)
+                .get(acks, Some(GetOptions::new().with_prefix()))
                 .await
                 .map_err(err("reading acknowledgements"))?;
             let proxy_prefix = self.key("proxies/", "");
@@ -499,6 +517,7 @@ impl Shared {
                     !acked
                         .kvs()
                         .iter()
+                        .filter(|a| a.value_str().is_ok_and(|v| v == expect))
                         .any(|a| a.key_str().is_ok_and(|k| k.ends_with(&format!("/{id}"))))
                 })
                 .collect();
@@ -563,9 +582,11 @@ impl Shared {
     }
 
     /// Asks every other proxy to hold its statements for a switch of `keyspace`'s reshard.
-    pub async fn begin_switch(&self, keyspace: &str) -> Result<(), Error> {
+    /// The attempt's etcd revision, which the others acknowledge.
+    pub async fn begin_switch(&self, keyspace: &str) -> Result<i64, Error> {
         let with_lease = PutOptions::new().with_lease(self.lease);
-        self.client
+        let put = self
+            .client
             .clone()
             .put(
                 self.key("switches/", keyspace),
@@ -574,15 +595,22 @@ impl Shared {
             )
             .await
             .map_err(err("holding the other proxies"))?;
-        Ok(())
+        put.header()
+            .map(|h| h.revision())
+            .ok_or_else(|| "etcd: no revision for the switch".to_string())
     }
 
     /// Waits until every other live proxy holds for the switch, with nothing of its own
     /// running on the shards that stop serving; an error names those that did not by
     /// `deadline`.
-    pub async fn others_switching(&self, keyspace: &str, deadline: Instant) -> Result<(), Error> {
+    pub async fn others_switching(
+        &self,
+        keyspace: &str,
+        deadline: Instant,
+        attempt: i64,
+    ) -> Result<(), Error> {
         let acks = self.key("switch_acks/", &format!("{keyspace}/"));
-        let missing = self.missing_acks(&acks, deadline).await?;
+        let missing = (self.missing_acks(&acks, deadline, &attempt.to_string())).await?;
         match missing.is_empty() {
             true => Ok(()),
             false => Err(format!(

@@ -1123,13 +1123,17 @@ async fn switch(
         let hold = gate.reshards.hold();
         let deadline = started + SWITCH_WAIT;
         // The other proxies hold their statements too, each in parallel with this one.
-        if let Some(shared) = shared {
-            if let Err(e) = shared.begin_switch(keyspace).await {
-                drop(hold);
-                shared.end_switch(keyspace).await;
-                return Err(format!("the switch could not hold the other proxies: {e}"));
-            }
-        }
+        let attempt = match shared {
+            Some(shared) => match shared.begin_switch(keyspace).await {
+                Ok(attempt) => attempt,
+                Err(e) => {
+                    drop(hold);
+                    shared.end_switch(keyspace).await;
+                    return Err(format!("the switch could not hold the other proxies: {e}"));
+                }
+            },
+            None => 0,
+        };
         let in_use = || {
             from.iter()
                 .any(|e| topo.backends.primary_in_use(keyspace, &e.shard) > 0)
@@ -1156,7 +1160,7 @@ async fn switch(
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         let others = match shared {
-            Some(shared) => shared.others_switching(keyspace, deadline).await,
+            Some(shared) => shared.others_switching(keyspace, deadline, attempt).await,
             None => Ok(()),
         };
         if busy() || held.len() < from.len() || others.is_err() {
