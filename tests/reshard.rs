@@ -667,7 +667,9 @@ async fn a_merge_resumes_after_a_kill_and_a_difference_blocks_its_switch() {
         &expected,
     );
 
-    // A row changed on a target behind the stream's back is a difference: the switch waits.
+    // A row changed on a target behind the stream's back is a difference: the switch waits,
+    // and the replica reads switched to the targets come back.
+    cli(config, &["reshard", "app", "switch-reads"]).unwrap();
     let (victim, _) = expected.iter().find(|(id, _)| owns("80-", **id)).unwrap();
     let mut target = direct(servers, "80-").await;
     target
@@ -678,6 +680,18 @@ async fn a_merge_resumes_after_a_kill_and_a_difference_blocks_its_switch() {
         .unwrap();
     let verified = json(&cli(config, &["reshard", "app", "verify", "--format", "json"]).unwrap());
     assert_eq!(verified["state"], "diverged", "{verified}");
+    assert_eq!(verified["reads_switched"], false, "{verified}");
+    let mut reader =
+        Conn::new(Opts::from_url(&format!("mysql://app:secret@127.0.0.1:{port}/app")).unwrap())
+            .await
+            .unwrap();
+    reader.query_drop("USE app@replica").await.unwrap();
+    let note: Option<String> = reader
+        .query_first(format!("SELECT note FROM items WHERE id = {victim}"))
+        .await
+        .unwrap();
+    assert_eq!(note.as_ref(), Some(&expected[victim].1));
+    drop(reader);
     let listed = verified["differences"].to_string();
     assert!(
         listed.contains(&format!("({victim}) differs on 80-")),

@@ -520,17 +520,18 @@ impl Reshards {
                     r.message = e;
                 });
             }
+            // Ended without a switch (failed, cancelled): replica reads go back.
+            if live.record().reads_switched {
+                if let Err(e) = route_reads(&gate, &live, false).await {
+                    tracing::error!(keyspace = %keyspace, error = %e, "replica reads could not be sent back");
+                }
+            }
             save(&gate, &live).await;
             gate.reshards
                 .running
                 .lock()
                 .expect("reshard lock")
                 .remove(&keyspace);
-            if live.record().reads_switched {
-                if let Err(e) = route_reads(&gate, &live, false).await {
-                    tracing::error!(keyspace = %keyspace, error = %e, "replica reads could not be sent back");
-                }
-            }
             if let Some(shared) = gate.shared() {
                 shared.release_reshard(&keyspace).await;
             }
@@ -953,7 +954,12 @@ async fn drive(gate: &Arc<Gate>, live: &Arc<Live>, mut commands: Commands) -> Re
                 let result = match (command, state) {
                     (Command::Verify, State::Ready | State::Diverged) => {
                         run_verify(&setup, live, &mut movers).await;
-                        Ok(())
+                        // Targets that differ serve no reads.
+                        let r = live.record();
+                        match r.state == State::Diverged && r.reads_switched {
+                            true => route_reads(gate, live, false).await,
+                            false => Ok(()),
+                        }
                     }
                     (Command::SwitchReads, State::Ready) => route_reads(gate, live, true).await,
                     (Command::ReverseReads, s) if s.forward() && live.record().reads_switched => {
