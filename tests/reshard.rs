@@ -32,11 +32,7 @@ fn config_text(
     halves: bool,
     (app_tables, main_tables): (&str, &str),
 ) -> String {
-    let halves_list = format!(
-        r#"[{{ name = "-80", primary = "{}" }}, {{ name = "80-", primary = "{}" }}]"#,
-        servers[0].url("app"),
-        servers[1].url("app")
-    );
+    let halves_list = halves_of(servers);
     let quarters_list = format!(
         r#"[{{ name = "-40", primary = "{}" }}, {{ name = "40-80", primary = "{}" }}, {{ name = "80-c0", primary = "{}" }}, {{ name = "c0-", primary = "{}" }}]"#,
         servers[0].url("app_a"),
@@ -49,13 +45,7 @@ fn config_text(
         false => (quarters_list, halves_list),
     };
     format!(
-        r#"[server]
-{server}
-
-[[users]]
-name = "app"
-password = "secret"
-
+        r#"{preamble}
 [keyspaces.app]
 sharded = true
 shards = {serving}
@@ -73,6 +63,21 @@ sharded = false
 shards = [{{ name = "0", primary = "{m}" }}]
 {main_tables}"#,
         m = servers[2].url("main"),
+        preamble = preamble(server),
+    )
+}
+
+/// The config's `[server]` lines and its user.
+fn preamble(server: &str) -> String {
+    format!("[server]\n{server}\n\n[[users]]\nname = \"app\"\npassword = \"secret\"\n")
+}
+
+/// The halves of `app` (`-80`, `80-`) as a TOML list of shards.
+fn halves_of(servers: &[testkit::MariaDb]) -> String {
+    format!(
+        r#"[{{ name = "-80", primary = "{}" }}, {{ name = "80-", primary = "{}" }}]"#,
+        servers[0].url("app"),
+        servers[1].url("app")
     )
 }
 
@@ -930,23 +935,16 @@ fn solo_config(servers: &[testkit::MariaDb], server: &str, sharded: bool) -> Str
         false => "sharded = false\n".to_string(),
         true => format!(
             r#"sharded = true
-spare_shards = [{{ name = "-80", primary = "{}" }}, {{ name = "80-", primary = "{}" }}]
+spare_shards = {}
 vindexes.hash = {{ type = "hash" }}
 tables.items = {{ primary_vindex = {{ column = "id", vindex = "hash" }}, auto_increment = {{ column = "id", sequence = "main.items_seq" }} }}
 tables.colors = {{ type = "reference" }}
 "#,
-            servers[0].url("app"),
-            servers[1].url("app")
+            halves_of(servers)
         ),
     };
     format!(
-        r#"[server]
-{server}
-
-[[users]]
-name = "app"
-password = "secret"
-
+        r#"{preamble}
 [keyspaces.app]
 shards = [{{ name = "0", primary = "{solo}" }}]
 {app}
@@ -957,6 +955,7 @@ tables.items_seq = {{ type = "sequence" }}
 "#,
         solo = servers[2].url("solo"),
         main = servers[2].url("main"),
+        preamble = preamble(server),
     )
 }
 
