@@ -182,6 +182,12 @@ async fn rows_on(servers: &[testkit::MariaDb], shards: &[&str]) -> BTreeMap<i64,
     all
 }
 
+/// A client of the proxy at `port`, in keyspace `app`.
+async fn app_conn(port: u16) -> Conn {
+    let url = format!("mysql://app:secret@127.0.0.1:{port}/app");
+    Conn::new(Opts::from_url(&url).unwrap()).await.unwrap()
+}
+
 fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
@@ -226,10 +232,7 @@ async fn settled(config: &std::path::Path) -> serde_json::Value {
 
 /// Creates `items` (with `rows` rows) and `colors` through the proxy at `port`.
 async fn seed(port: u16, rows: i64) -> BTreeMap<i64, Row> {
-    let mut app =
-        Conn::new(Opts::from_url(&format!("mysql://app:secret@127.0.0.1:{port}/app")).unwrap())
-            .await
-            .unwrap();
+    let mut app = app_conn(port).await;
     app.query_drop(
         "CREATE TABLE items (id BIGINT NOT NULL PRIMARY KEY, n INT NOT NULL, \
          note VARCHAR(40) CHARACTER SET latin1 NOT NULL, KEY kn (n))",
@@ -334,8 +337,7 @@ impl Writers {
                 .collect();
             let port = ports[me as usize % ports.len()];
             tasks.push(tokio::spawn(async move {
-                let url = format!("mysql://app:secret@127.0.0.1:{port}/app");
-                let mut c = Conn::new(Opts::from_url(&url).unwrap()).await.unwrap();
+                let mut c = app_conn(port).await;
                 let mut next = base + me;
                 let mut i: u64 = 0;
                 while !stop.load(Ordering::Relaxed) {
@@ -449,10 +451,7 @@ async fn a_split_under_writes_switches_and_reverses_without_losing_a_write() {
     let proxy = c.serve().await;
     let seeded = seed(port, 3000).await;
     // Users found by email through a lookup vindex whose table is sharded in `app` too.
-    let mut app =
-        Conn::new(Opts::from_url(&format!("mysql://app:secret@127.0.0.1:{port}/app")).unwrap())
-            .await
-            .unwrap();
+    let mut app = app_conn(port).await;
     app.query_drop(
         "CREATE TABLE email_lookup (email VARCHAR(100) PRIMARY KEY, keyspace_id VARBINARY(16) NOT NULL)",
     )
@@ -686,10 +685,7 @@ async fn a_merge_resumes_after_a_kill_and_a_difference_blocks_its_switch() {
     let verified = json(&cli(config, &["reshard", "app", "verify", "--format", "json"]).unwrap());
     assert_eq!(verified["state"], "diverged", "{verified}");
     assert_eq!(verified["reads_switched"], false, "{verified}");
-    let mut reader =
-        Conn::new(Opts::from_url(&format!("mysql://app:secret@127.0.0.1:{port}/app")).unwrap())
-            .await
-            .unwrap();
+    let mut reader = app_conn(port).await;
     reader.query_drop("USE app@replica").await.unwrap();
     let note: Option<String> = reader
         .query_first(format!("SELECT note FROM items WHERE id = {victim}"))
@@ -717,10 +713,7 @@ async fn a_merge_resumes_after_a_kill_and_a_difference_blocks_its_switch() {
     // Switched and completed: two shards serve every row, the four old ones hold none.
     let switched = json(&cli(config, &["reshard", "app", "switch", "--format", "json"]).unwrap());
     assert_eq!(switched["state"], "switched", "{switched}");
-    let mut app =
-        Conn::new(Opts::from_url(&format!("mysql://app:secret@127.0.0.1:{port}/app")).unwrap())
-            .await
-            .unwrap();
+    let mut app = app_conn(port).await;
     app.query_drop("INSERT INTO items (id, n, note) VALUES (99999, 1, 'after')")
         .await
         .unwrap();
@@ -769,8 +762,7 @@ async fn take_marker(servers: &[testkit::MariaDb], marker: i64) {
 /// Whether a read through the proxy at `port` finds item `id`: a replica read (`USE
 /// app@replica`), or one on the primaries.
 async fn sees(port: u16, id: i64, replica: bool) -> bool {
-    let url = format!("mysql://app:secret@127.0.0.1:{port}/app");
-    let mut c = Conn::new(Opts::from_url(&url).unwrap()).await.unwrap();
+    let mut c = app_conn(port).await;
     if replica {
         c.query_drop("USE app@replica").await.unwrap();
     }
@@ -783,8 +775,7 @@ async fn sees(port: u16, id: i64, replica: bool) -> bool {
 
 /// The shards serving `app` as the proxy at `port` routes it.
 async fn serving(port: u16) -> Vec<String> {
-    let url = format!("mysql://app:secret@127.0.0.1:{port}/app");
-    let mut c = Conn::new(Opts::from_url(&url).unwrap()).await.unwrap();
+    let mut c = app_conn(port).await;
     let rows: Vec<mysql_async::Row> = c.query("SHOW SHARDGATE SHARDS").await.unwrap();
     let mut shards: Vec<String> = rows
         .into_iter()
@@ -826,11 +817,7 @@ async fn proxies_sharing_etcd_switch_together_and_one_takes_over_from_a_dead_run
     let refused = cli(&second_config, &["reshard", "app", "start", "--to", SPLIT]).unwrap_err();
     assert!(refused.contains("already"), "{refused}");
     // DDL is refused on the proxy that does not run it too.
-    let mut on_second = Conn::new(
-        Opts::from_url(&format!("mysql://app:secret@127.0.0.1:{second_port}/app")).unwrap(),
-    )
-    .await
-    .unwrap();
+    let mut on_second = app_conn(second_port).await;
     let refused = on_second
         .query_drop("CREATE TABLE later (id INT PRIMARY KEY)")
         .await
@@ -978,10 +965,7 @@ async fn an_unsharded_keyspace_moves_to_two_shards_under_writes() {
     // As with Vitess: the keyspace is declared sharded on its one shard (which owns every
     // keyspace id), its ids now from a sequence above those it holds, and reloaded while
     // the writers write; then it is resharded like any other.
-    let mut app =
-        Conn::new(Opts::from_url(&format!("mysql://app:secret@127.0.0.1:{port}/app")).unwrap())
-            .await
-            .unwrap();
+    let mut app = app_conn(port).await;
     app.query_drop(
         "CREATE TABLE main.items_seq (id INT PRIMARY KEY, next_id BIGINT, cache BIGINT)",
     )
