@@ -313,3 +313,53 @@ async fn a_deadlock_rolls_back_the_whole_transaction() {
     };
     assert_eq!(committed_rows(&all).await, expected);
 }
+
+/// A prepared read that opens a transaction's part on a shard goes out in one write with the
+/// transaction's start (`Conn::execute_behind_deferred`): it must still read in the
+/// transaction, so later reads in it see the same snapshot whatever others commit meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_reads_open_a_transaction_and_keep_its_snapshot() {
+    let proxy = proxy().await;
+    let mut c = client(&proxy, Some("two")).await;
+    let mut other = client(&proxy, Some("two")).await;
+    setup(&mut c).await;
+    let (a, b) = ids_on_two_shards(77_000);
+    c.query_drop(format!(
+        "REPLACE INTO txt (id, v) VALUES ({a}, 'first'), ({b}, 'first')"
+    ))
+    .await
+    .unwrap();
+    let read = "SELECT v FROM txt WHERE id = ?";
+    // Prepared on the shards' connections before the transaction.
+    for id in [a, b] {
+        let v: Option<String> = c.exec_first(read, (id,)).await.unwrap();
+        assert_eq!(v.as_deref(), Some("first"));
+    }
+    for round in 0..3 {
+        c.query_drop("BEGIN").await.unwrap();
+        for id in [a, b] {
+            let v: Option<String> = c.exec_first(read, (id,)).await.unwrap();
+            assert_eq!(v.as_deref(), Some("first"), "round {round}");
+        }
+        other
+            .query_drop(format!(
+                "UPDATE txt SET v = 'second' WHERE id IN ({a}, {b})"
+            ))
+            .await
+            .unwrap();
+        for id in [a, b] {
+            let v: Option<String> = c.exec_first(read, (id,)).await.unwrap();
+            assert_eq!(v.as_deref(), Some("first"), "the snapshot, round {round}");
+        }
+        c.query_drop("COMMIT").await.unwrap();
+        for id in [a, b] {
+            let v: Option<String> = c.exec_first(read, (id,)).await.unwrap();
+            assert_eq!(v.as_deref(), Some("second"), "after COMMIT, round {round}");
+        }
+        other
+            .query_drop(format!("UPDATE txt SET v = 'first' WHERE id IN ({a}, {b})"))
+            .await
+            .unwrap();
+    }
+    proxy.stop().await;
+}

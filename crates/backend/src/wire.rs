@@ -552,7 +552,19 @@ impl Conn {
         sql: &str,
         params: &[(Value, ColumnType)],
     ) -> Result<Option<Response>, WireError> {
-        self.flush_deferred().await?;
+        if self.deferred_count > 0 {
+            match self.statements.get(sql).copied() {
+                Some(statement) if is_select(sql) => {
+                    match self.execute_behind_deferred(statement, params).await {
+                        Err(WireError::Server { code, .. }) if code == UNKNOWN_STMT_HANDLER => {
+                            self.statements.remove(sql);
+                        }
+                        response => return response.map(Some),
+                    }
+                }
+                _ => self.flush_deferred().await?,
+            }
+        }
         let mut retried = false;
         loop {
             let statement = match self.statements.get(sql) {
@@ -589,6 +601,41 @@ impl Conn {
                 response => return response.map(Some),
             }
         }
+    }
+
+    /// Sends the deferred statements and the execution of `statement` in one write, and reads
+    /// their answers in turn: one round trip where there were two (a transaction's start
+    /// before a prepared read). Only for reads: should a deferred statement fail, the server
+    /// still runs the execution behind it, outside what the deferred statements began; its
+    /// answer is not read (the connection is closed), and a read outside them changed nothing.
+    async fn execute_behind_deferred(
+        &mut self,
+        statement: Statement,
+        params: &[(Value, ColumnType)],
+    ) -> Result<Response, WireError> {
+        let count = std::mem::take(&mut self.deferred_count);
+        // The last one's separator would make an empty statement.
+        self.deferred.pop();
+        let deferred = std::mem::take(&mut self.deferred);
+        let mut body = std::mem::take(&mut self.execute_body);
+        execute_body(&mut body, statement.id, params);
+        self.write_buf.clear();
+        let queued = self.queue(COM_QUERY, deferred.as_bytes()).map(|_| self.seq);
+        let queued = queued.and_then(|query_seq| {
+            self.queue(COM_STMT_EXECUTE, &body)?;
+            Ok((query_seq, self.seq))
+        });
+        self.deferred = deferred;
+        self.deferred.clear();
+        self.execute_body = body;
+        let (query_seq, execute_seq) = queued?;
+        self.flush().await?;
+        // Each answer's packets are numbered on from its own command's last.
+        self.seq = query_seq;
+        self.deferred_responses(count).await?;
+        self.seq = execute_seq;
+        self.status = None;
+        self.response().await
     }
 
     /// Closes one of the statements kept prepared, to make room.
@@ -771,6 +818,13 @@ impl Conn {
 
     /// Starts a command: a new packet sequence.
     async fn command(&mut self, command: u8, body: &[u8]) -> Result<(), WireError> {
+        self.write_buf.clear();
+        self.queue(command, body)?;
+        self.flush().await
+    }
+
+    /// Adds a command to what the next flush writes (a new packet sequence).
+    fn queue(&mut self, command: u8, body: &[u8]) -> Result<(), WireError> {
         if self.in_rows {
             return Err(protocol(
                 "[BUG] a command was sent before the last result was read",
@@ -781,7 +835,6 @@ impl Conn {
         }
         self.seq = 0;
         self.status = None;
-        self.write_buf.clear();
         let len = body.len() + 1;
         // Long statements continue in further packets of 16 MiB.
         let mut rest = body;
@@ -797,7 +850,7 @@ impl Conn {
             self.write_buf.extend_from_slice(&rest[..last]);
             rest = &rest[last..];
         }
-        self.flush().await
+        Ok(())
     }
 
     /// One packet of the current sequence (handshake and authentication replies).
@@ -884,6 +937,15 @@ impl Conn {
 /// type (its unsigned flag for unsigned integers) and its non-NULL values. A value of a type
 /// the client named (a DECIMAL sent as its digits, a DATE) goes as that type, so the server
 /// reads it as the client meant.
+/// Whether `sql` is a SELECT (what may run behind deferred statements, see
+/// [`Conn::execute_behind_deferred`]).
+fn is_select(sql: &str) -> bool {
+    let start = sql.trim_start().as_bytes();
+    start.len() > 6
+        && start[..6].eq_ignore_ascii_case(b"select")
+        && !start[6].is_ascii_alphanumeric()
+}
+
 fn execute_body(body: &mut Vec<u8>, id: u32, params: &[(Value, ColumnType)]) {
     body.clear();
     body.extend_from_slice(&id.to_le_bytes());
