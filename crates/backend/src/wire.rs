@@ -933,10 +933,6 @@ impl Conn {
     }
 }
 
-/// COM_STMT_EXECUTE's body: no cursor, one iteration, the NULL bitmap, then each parameter's
-/// type (its unsigned flag for unsigned integers) and its non-NULL values. A value of a type
-/// the client named (a DECIMAL sent as its digits, a DATE) goes as that type, so the server
-/// reads it as the client meant.
 /// Whether `sql` is a SELECT (what may run behind deferred statements, see
 /// [`Conn::execute_behind_deferred`]).
 fn is_select(sql: &str) -> bool {
@@ -946,6 +942,10 @@ fn is_select(sql: &str) -> bool {
         && !start[6].is_ascii_alphanumeric()
 }
 
+/// COM_STMT_EXECUTE's body: no cursor, one iteration, the NULL bitmap, then each parameter's
+/// type (its unsigned flag for unsigned integers) and its non-NULL values. A value of a type
+/// the client named (a DECIMAL sent as its digits, a DATE) goes as that type, so the server
+/// reads it as the client meant.
 fn execute_body(body: &mut Vec<u8>, id: u32, params: &[(Value, ColumnType)]) {
     body.clear();
     body.extend_from_slice(&id.to_le_bytes());
@@ -1058,5 +1058,26 @@ fn parse_err(payload: &[u8], caps: CapabilityFlags) -> WireError {
         },
         Ok(ErrPacket::Progress(_)) => protocol("a progress report where an error was due"),
         Err(e) => protocol(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_select;
+
+    #[test]
+    fn only_selects_run_behind_deferred_statements() {
+        for sql in ["SELECT c FROM t WHERE id = ?", "  select\n1", "Select(1)"] {
+            assert!(is_select(sql), "{sql}");
+        }
+        for sql in [
+            "SELECTED",
+            "UPDATE t SET c = 1",
+            "INSERT INTO t SELECT 1",
+            "SELEC",
+            "",
+        ] {
+            assert!(!is_select(sql), "{sql}");
+        }
     }
 }
