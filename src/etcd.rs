@@ -295,12 +295,8 @@ impl Shared {
                     }
                     // For this attempt of the switch only: a late acknowledgement of one
                     // given up must not count for the next.
-                    let ack = me.key("switch_acks/", &format!("{keyspace}/{}", me.id));
-                    let options = PutOptions::new().with_lease(me.lease);
-                    let attempt = revision.to_string();
-                    if let Err(e) = me.client.clone().put(ack, attempt, Some(options)).await {
-                        tracing::error!(error = %e, "etcd: could not acknowledge a switch");
-                    }
+                    me.acknowledge("switch_acks/", &keyspace, revision.to_string())
+                        .await;
                 });
             }
         } else if let Some(keyspace) = key.strip_prefix("reshards/") {
@@ -313,9 +309,7 @@ impl Shared {
         } else if let Some(keyspace) = key.strip_prefix("serving/") {
             match self.config().await {
                 Ok((config, _)) => {
-                    let serving: Vec<String> = (config.vschema.keyspace(keyspace))
-                        .map(|k| k.shards.iter().map(|s| s.name.clone()).collect())
-                        .unwrap_or_default();
+                    let serving = config.vschema.serving(keyspace);
                     gate.replace_topology(config.vschema);
                     gate.reshards.retire_for_other(keyspace, &serving);
                     tracing::info!(keyspace, serving = %serving.join(","), "etcd: a reshard switched");
@@ -345,13 +339,20 @@ impl Shared {
                     {
                         tokio::time::sleep(Duration::from_millis(2)).await;
                     }
-                    let ack = me.key("acks/", &format!("{ks}/{name}/{}", me.id));
-                    let options = PutOptions::new().with_lease(me.lease);
-                    if let Err(e) = me.client.clone().put(ack, "", Some(options)).await {
-                        tracing::error!(error = %e, "etcd: could not acknowledge a hold");
-                    }
+                    me.acknowledge("acks/", &format!("{ks}/{name}"), String::new())
+                        .await;
                 });
             }
+        }
+    }
+
+    /// Puts this proxy's acknowledgement of a hold (`<kind><what>/<id>`, under its lease):
+    /// `value` says which attempt it answers.
+    async fn acknowledge(&self, kind: &str, what: &str, value: String) {
+        let ack = self.key(kind, &format!("{what}/{}", self.id));
+        let options = PutOptions::new().with_lease(self.lease);
+        if let Err(e) = self.client.clone().put(ack, value, Some(options)).await {
+            tracing::error!(error = %e, what, "etcd: could not acknowledge a hold");
         }
     }
 

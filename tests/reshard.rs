@@ -675,24 +675,13 @@ async fn a_merge_resumes_after_a_kill_and_a_difference_blocks_its_switch() {
     // and the replica reads switched to the targets come back.
     cli(config, &["reshard", "app", "switch-reads"]).unwrap();
     let (victim, _) = expected.iter().find(|(id, _)| owns("80-", **id)).unwrap();
-    let mut target = direct(servers, "80-").await;
-    target
-        .query_drop(format!(
-            "UPDATE items SET note = 'tampered' WHERE id = {victim}"
-        ))
-        .await
-        .unwrap();
+    let tamper = format!("UPDATE items SET note = 'tampered' WHERE id = {victim}");
+    on_shard(servers, "80-", &tamper).await;
     let verified = json(&cli(config, &["reshard", "app", "verify", "--format", "json"]).unwrap());
     assert_eq!(verified["state"], "diverged", "{verified}");
     assert_eq!(verified["reads_switched"], false, "{verified}");
-    let mut reader = app_conn(port).await;
-    reader.query_drop("USE app@replica").await.unwrap();
-    let note: Option<String> = reader
-        .query_first(format!("SELECT note FROM items WHERE id = {victim}"))
-        .await
-        .unwrap();
+    let note = note_seen(port, *victim, true).await;
     assert_eq!(note.as_ref(), Some(&expected[victim].1));
-    drop(reader);
     let listed = verified["differences"].to_string();
     assert!(
         listed.contains(&format!("({victim}) differs on 80-")),
@@ -701,12 +690,8 @@ async fn a_merge_resumes_after_a_kill_and_a_difference_blocks_its_switch() {
     let refused = cli(config, &["reshard", "app", "switch"]).unwrap_err();
     assert!(refused.contains("differences"), "{refused}");
     let (n, note) = &expected[victim];
-    target
-        .query_drop(format!(
-            "UPDATE items SET n = {n}, note = '{note}' WHERE id = {victim}"
-        ))
-        .await
-        .unwrap();
+    let restore = format!("UPDATE items SET n = {n}, note = '{note}' WHERE id = {victim}");
+    on_shard(servers, "80-", &restore).await;
     let verified = json(&cli(config, &["reshard", "app", "verify", "--format", "json"]).unwrap());
     assert_eq!(verified["state"], "ready", "{verified}");
 
@@ -741,36 +726,40 @@ async fn a_merge_resumes_after_a_kill_and_a_difference_blocks_its_switch() {
 /// Puts an item on target `-40` alone (behind the streams' back): its id.
 async fn put_marker(servers: &[testkit::MariaDb]) -> i64 {
     let marker = (500_000..).find(|id| owns("-40", *id)).unwrap();
-    let mut target = direct(servers, "-40").await;
-    target
-        .query_drop(format!(
-            "INSERT INTO items (id, n, note) VALUES ({marker}, 0, 'only on -40')"
-        ))
-        .await
-        .unwrap();
+    let put = format!("INSERT INTO items (id, n, note) VALUES ({marker}, 0, 'only on -40')");
+    on_shard(servers, "-40", &put).await;
     marker
 }
 
 async fn take_marker(servers: &[testkit::MariaDb], marker: i64) {
-    let mut target = direct(servers, "-40").await;
-    target
-        .query_drop(format!("DELETE FROM items WHERE id = {marker}"))
-        .await
-        .unwrap();
+    on_shard(
+        servers,
+        "-40",
+        &format!("DELETE FROM items WHERE id = {marker}"),
+    )
+    .await;
 }
 
-/// Whether a read through the proxy at `port` finds item `id`: a replica read (`USE
+/// Runs `sql` on `shard` directly, behind the proxy's back.
+async fn on_shard(servers: &[testkit::MariaDb], shard: &str, sql: &str) {
+    direct(servers, shard).await.query_drop(sql).await.unwrap();
+}
+
+/// Item `id`'s note as a read through the proxy at `port` finds it: a replica read (`USE
 /// app@replica`), or one on the primaries.
-async fn sees(port: u16, id: i64, replica: bool) -> bool {
+async fn note_seen(port: u16, id: i64, replica: bool) -> Option<String> {
     let mut c = app_conn(port).await;
     if replica {
         c.query_drop("USE app@replica").await.unwrap();
     }
-    let n: Option<i64> = c
-        .query_first(format!("SELECT COUNT(*) FROM items WHERE id = {id}"))
+    c.query_first(format!("SELECT note FROM items WHERE id = {id}"))
         .await
-        .unwrap();
-    n == Some(1)
+        .unwrap()
+}
+
+/// Whether a read through the proxy at `port` finds item `id` (see [`note_seen`]).
+async fn sees(port: u16, id: i64, replica: bool) -> bool {
+    note_seen(port, id, replica).await.is_some()
 }
 
 /// The shards serving `app` as the proxy at `port` routes it.

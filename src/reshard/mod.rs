@@ -280,9 +280,7 @@ impl Reshards {
             Some(o) => o.topo.clone(),
             None => return false,
         };
-        let shards: Vec<String> = (topo.vschema.keyspace(keyspace))
-            .map(|k| k.shards.iter().map(|s| s.name.clone()).collect())
-            .unwrap_or_default();
+        let shards = topo.vschema.serving(keyspace);
         let deadline = Instant::now() + SWITCH_WAIT;
         let in_use = || (shards.iter()).any(|s| topo.backends.primary_in_use(keyspace, s) > 0);
         let busy = || gate.unheld_statements() > 0 || in_use();
@@ -432,7 +430,7 @@ impl Reshards {
         topo.vschema
             .with_serving(keyspace, &targets)
             .map_err(|e| format!("--to {to}: {e}"))?;
-        let sources: Vec<String> = ks.shards.iter().map(|s| s.name.clone()).collect();
+        let sources = topo.vschema.serving(keyspace);
         let setup = Setup::new(gate, keyspace, &sources, &targets).await?;
         setup.check_targets_empty().await?;
         let mut movers = Vec::new();
@@ -587,9 +585,7 @@ impl Reshards {
             .into_iter()
             .next()
             .ok_or_else(|| format!("no reshard of {keyspace}"))?;
-        let serving: Vec<String> = (topo.vschema.keyspace(keyspace))
-            .map(|k| k.shards.iter().map(|s| s.name.clone()).collect())
-            .unwrap_or_default();
+        let serving = topo.vschema.serving(keyspace);
         let stopped = matches!(record.state, State::Reversed | State::Failed);
         if command != Command::Cancel || !stopped || serving != record.sources {
             return Err(format!(
@@ -654,12 +650,7 @@ impl Reshards {
                 }
             }
             Some(mut record) => {
-                let serving: Vec<String> = gate
-                    .topology()
-                    .vschema
-                    .keyspace(&record.keyspace)
-                    .map(|k| k.shards.iter().map(|s| s.name.clone()).collect())
-                    .unwrap_or_default();
+                let serving = gate.topology().vschema.serving(keyspace);
                 // A verify cut short runs again once the streams catch up.
                 if record.state == State::Verifying {
                     record.state = State::Copying;

@@ -216,6 +216,13 @@ impl VSchema {
         Ok(out)
     }
 
+    /// The names of the shards serving `keyspace` (none when there is no such keyspace).
+    pub fn serving(&self, keyspace: &str) -> Vec<String> {
+        (self.keyspace(keyspace))
+            .map(|k| k.shards.iter().map(|s| s.name.clone()).collect())
+            .unwrap_or_default()
+    }
+
     /// This topology with `names` (of its `shards` or `spare_shards`) serving `keyspace`, the
     /// others spare. They must tile the keyspace.
     pub fn with_serving(&self, keyspace: &str, names: &[String]) -> Result<VSchema, String> {
