@@ -15,32 +15,38 @@ use mysql_async::Conn;
 /// loaded machine does not fail the test.
 const BROKEN_WITHIN: Duration = Duration::from_secs(10);
 
-async fn setup(c: &mut Conn, rows: &[i64]) {
-    c.query_drop("CREATE TABLE IF NOT EXISTS txt (id BIGINT PRIMARY KEY, v VARCHAR(20) NOT NULL)")
-        .await
-        .unwrap();
+async fn setup(c: &mut Conn, table: &str, rows: &[i64]) {
+    c.query_drop(format!(
+        "CREATE TABLE IF NOT EXISTS {table} (id BIGINT PRIMARY KEY, v VARCHAR(20) NOT NULL)"
+    ))
+    .await
+    .unwrap();
     let list: Vec<String> = rows.iter().map(|i| i.to_string()).collect();
-    c.query_drop(format!("DELETE FROM txt WHERE id IN ({})", list.join(", ")))
-        .await
-        .unwrap();
+    c.query_drop(format!(
+        "DELETE FROM {table} WHERE id IN ({})",
+        list.join(", ")
+    ))
+    .await
+    .unwrap();
     let values: Vec<String> = rows.iter().map(|i| format!("({i}, 'init')")).collect();
     c.query_drop(format!(
-        "INSERT INTO txt (id, v) VALUES {}",
+        "INSERT INTO {table} (id, v) VALUES {}",
         values.join(", ")
     ))
     .await
     .unwrap();
 }
 
-async fn lock(c: &mut Conn, id: i64, who: &str) {
-    c.query_drop(format!("UPDATE txt SET v = '{who}' WHERE id = {id}"))
+async fn lock(c: &mut Conn, table: &str, id: i64, who: &str) {
+    c.query_drop(format!("UPDATE {table} SET v = '{who}' WHERE id = {id}"))
         .await
         .unwrap();
 }
 
-/// Starts `UPDATE txt ... WHERE id = id` in a task: it waits for the row's lock.
+/// Starts `UPDATE table ... WHERE id = id` in a task: it waits for the row's lock.
 fn wait_for(
     mut c: Conn,
+    table: &'static str,
     id: i64,
     who: &'static str,
 ) -> tokio::task::JoinHandle<(Conn, Result<(), mysql_async::Error>, Duration)> {
@@ -48,7 +54,7 @@ fn wait_for(
         let started = Instant::now();
         let r = tokio::time::timeout(
             Duration::from_secs(45),
-            c.query_drop(format!("UPDATE txt SET v = '{who}' WHERE id = {id}")),
+            c.query_drop(format!("UPDATE {table} SET v = '{who}' WHERE id = {id}")),
         )
         .await
         .unwrap_or_else(|_| panic!("{who}: UPDATE of {id} still waiting after 45 s"));
@@ -84,20 +90,23 @@ fn deadlock_count(proxy: &shardgate::Running, kind: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_sessions_locking_two_shards_in_opposite_orders() {
     let proxy = proxy().await;
+    // A table of its own: a test that shares one with another test (and its own proxy) can
+    // lock rows in a cycle that no proxy sees, and wait out the lock timeout.
+    let t = "txt_cycle2";
     let mut s1 = client(&proxy, Some("two")).await;
     let mut s2 = client(&proxy, Some("two")).await;
     let (a, b) = ids_on_two_shards(7000);
-    setup(&mut s1, &[a, b]).await;
+    setup(&mut s1, t, &[a, b]).await;
 
     s1.query_drop("BEGIN").await.unwrap();
-    lock(&mut s1, a, "s1").await;
+    lock(&mut s1, t, a, "s1").await;
     s2.query_drop("BEGIN").await.unwrap();
-    lock(&mut s2, b, "s2").await;
+    lock(&mut s2, t, b, "s2").await;
     // s1 waits for s2 on b's shard; then s2 waits for s1 on a's shard: a cycle that neither
     // shard sees.
-    let first = wait_for(s1, b, "s1");
+    let first = wait_for(s1, t, b, "s1");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let second = wait_for(s2, a, "s2");
+    let second = wait_for(s2, t, a, "s2");
     let (r1, r2) = (first.await.unwrap(), second.await.unwrap());
     let ((mut victim, verr, waited), (mut winner, werr, _), victim_name) = match (&r1.1, &r2.1) {
         (Err(_), Ok(())) => (r1, r2, "s1"),
@@ -126,7 +135,7 @@ async fn two_sessions_locking_two_shards_in_opposite_orders() {
     let winner_name = if victim_name == "s1" { "s2" } else { "s1" };
     let mut expected = vec![(a, winner_name.to_string()), (b, winner_name.to_string())];
     expected.sort();
-    assert_eq!(committed_in("two", &[a, b]).await, expected);
+    assert_eq!(committed_in("two", t, &[a, b]).await, expected);
 
     assert_eq!(deadlock_count(&proxy, "distributed"), 1);
     let rows: Vec<(u64, String, u32, String, String, u64, String)> =
@@ -136,7 +145,7 @@ async fn two_sessions_locking_two_shards_in_opposite_orders() {
     for r in &rows {
         assert_eq!(r.0, 1);
         assert!(r.4.contains("two/-80") && r.4.contains("two/80-"), "{r:?}");
-        assert!(r.6.starts_with("UPDATE txt SET v"), "{r:?}");
+        assert!(r.6.starts_with("UPDATE txt_cycle2 SET v"), "{r:?}");
     }
     proxy.stop().await;
 }
@@ -144,22 +153,25 @@ async fn two_sessions_locking_two_shards_in_opposite_orders() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cycle_of_three_sessions_over_three_shards() {
     let proxy = proxy().await;
+    // A table of its own: a test that shares one with another test (and its own proxy) can
+    // lock rows in a cycle that no proxy sees, and wait out the lock timeout.
+    let t = "txt_cycle3";
     let ids = ids_on_shards("four", 9000, 3);
     let mut sessions = Vec::new();
     for _ in 0..3 {
         sessions.push(client(&proxy, Some("four")).await);
     }
-    setup(&mut sessions[0], &ids).await;
+    setup(&mut sessions[0], t, &ids).await;
     let names = ["s0", "s1", "s2"];
     for (i, s) in sessions.iter_mut().enumerate() {
         s.query_drop("BEGIN").await.unwrap();
-        lock(s, ids[i], names[i]).await;
+        lock(s, t, ids[i], names[i]).await;
     }
     // s0 waits for s1, s1 for s2, s2 for s0. Once the victim is gone, each survivor's wait
     // ends when the one it waits for commits, so each commits as soon as its statement ends.
     let mut waits = tokio::task::JoinSet::new();
     for (i, s) in sessions.into_iter().enumerate() {
-        let handle = wait_for(s, ids[(i + 1) % 3], names[i]);
+        let handle = wait_for(s, t, ids[(i + 1) % 3], names[i]);
         waits.spawn(async move { (i, handle.await.unwrap()) });
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -190,7 +202,7 @@ async fn a_cycle_of_three_sessions_over_three_shards() {
         })
         .collect();
     expected.sort();
-    assert_eq!(committed_in("four", &ids).await, expected);
+    assert_eq!(committed_in("four", t, &ids).await, expected);
     assert_eq!(deadlock_count(&proxy, "distributed"), 1);
     proxy.stop().await;
 }
@@ -200,20 +212,23 @@ async fn a_cycle_of_three_sessions_over_three_shards() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_wait_that_is_not_a_cycle_is_not_broken() {
     let proxy = proxy().await;
+    // A table of its own: a test that shares one with another test (and its own proxy) can
+    // lock rows in a cycle that no proxy sees, and wait out the lock timeout.
+    let t = "txt_wait";
     let mut waiter = client(&proxy, Some("two")).await;
     let mut holder = client(&proxy, Some("two")).await;
     let (a, b) = ids_on_two_shards(8000);
     let (a2, b2) = ids_on_two_shards(8100);
-    setup(&mut waiter, &[a, b, a2, b2]).await;
+    setup(&mut waiter, t, &[a, b, a2, b2]).await;
 
     // Both transactions hold rows on both shards.
     holder.query_drop("BEGIN").await.unwrap();
-    lock(&mut holder, a2, "holder").await;
-    lock(&mut holder, b2, "holder").await;
+    lock(&mut holder, t, a2, "holder").await;
+    lock(&mut holder, t, b2, "holder").await;
     waiter.query_drop("BEGIN").await.unwrap();
-    lock(&mut waiter, a, "waiter").await;
-    lock(&mut waiter, b, "waiter").await;
-    let waiting = wait_for(waiter, b2, "waiter");
+    lock(&mut waiter, t, a, "waiter").await;
+    lock(&mut waiter, t, b, "waiter").await;
+    let waiting = wait_for(waiter, t, b2, "waiter");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(!waiting.is_finished(), "the waiter waits for the holder");
     holder.query_drop("COMMIT").await.unwrap();
@@ -229,7 +244,7 @@ async fn a_long_wait_that_is_not_a_cycle_is_not_broken() {
         (b2, "waiter".to_string()),
     ];
     expected.sort();
-    assert_eq!(committed_in("two", &[a, b, a2, b2]).await, expected);
+    assert_eq!(committed_in("two", t, &[a, b, a2, b2]).await, expected);
     assert_eq!(deadlock_count(&proxy, "distributed"), 0);
     let rows: Vec<mysql_async::Row> = waiter.query("SHOW SHARDGATE DEADLOCKS").await.unwrap();
     assert!(rows.is_empty());

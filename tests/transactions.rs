@@ -6,28 +6,33 @@ use common::*;
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
-async fn setup(c: &mut Conn) {
-    c.query_drop("CREATE TABLE IF NOT EXISTS txt (id BIGINT PRIMARY KEY, v VARCHAR(20) NOT NULL)")
-        .await
-        .unwrap();
+async fn setup(c: &mut Conn, table: &str) {
+    c.query_drop(format!(
+        "CREATE TABLE IF NOT EXISTS {table} (id BIGINT PRIMARY KEY, v VARCHAR(20) NOT NULL)"
+    ))
+    .await
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commit_and_rollback_across_shards() {
     let proxy = proxy().await;
+    // A table of its own: a test that shares one with another test (and its own proxy) can
+    // lock rows in a cycle that no proxy sees, and wait out the lock timeout.
+    let t = "txt_commit";
     let mut c = client(&proxy, Some("two")).await;
-    setup(&mut c).await;
+    setup(&mut c, t).await;
     let (a, b) = ids_on_two_shards(1000);
 
     c.query_drop("BEGIN").await.unwrap();
     c.query_drop(format!(
-        "INSERT INTO txt (id, v) VALUES ({a}, 'a'), ({b}, 'b')"
+        "INSERT INTO {t} (id, v) VALUES ({a}, 'a'), ({b}, 'b')"
     ))
     .await
     .unwrap();
     let seen: Vec<i64> = c
         .query(format!(
-            "SELECT id FROM txt WHERE id IN ({a}, {b}) ORDER BY id"
+            "SELECT id FROM {t} WHERE id IN ({a}, {b}) ORDER BY id"
         ))
         .await
         .unwrap();
@@ -37,23 +42,23 @@ async fn commit_and_rollback_across_shards() {
         "the transaction sees its own rows"
     );
     assert!(
-        committed_rows(&[a, b]).await.is_empty(),
+        committed_rows(t, &[a, b]).await.is_empty(),
         "nothing visible outside before COMMIT"
     );
     c.query_drop("COMMIT").await.unwrap();
-    assert_eq!(committed_rows(&[a, b]).await.len(), 2);
+    assert_eq!(committed_rows(t, &[a, b]).await.len(), 2);
 
     c.query_drop("START TRANSACTION").await.unwrap();
     c.query_drop(format!(
-        "UPDATE txt SET v = 'changed' WHERE id IN ({a}, {b})"
+        "UPDATE {t} SET v = 'changed' WHERE id IN ({a}, {b})"
     ))
     .await
     .unwrap();
-    c.query_drop(format!("DELETE FROM txt WHERE id = {a}"))
+    c.query_drop(format!("DELETE FROM {t} WHERE id = {a}"))
         .await
         .unwrap();
     c.query_drop("ROLLBACK").await.unwrap();
-    let rows = committed_rows(&[a, b]).await;
+    let rows = committed_rows(t, &[a, b]).await;
     assert!(
         rows.iter().all(|r| r.1 == "a" || r.1 == "b") && rows.len() == 2,
         "rolled back: {rows:?}"
@@ -62,37 +67,40 @@ async fn commit_and_rollback_across_shards() {
     // autocommit=0: statements open a transaction that COMMIT ends; turning autocommit back on
     // commits too.
     c.query_drop("SET autocommit = 0").await.unwrap();
-    c.query_drop(format!("UPDATE txt SET v = 'ac0' WHERE id = {a}"))
+    c.query_drop(format!("UPDATE {t} SET v = 'ac0' WHERE id = {a}"))
         .await
         .unwrap();
-    assert_eq!(committed_rows(&[a]).await[0].1, "a");
+    assert_eq!(committed_rows(t, &[a]).await[0].1, "a");
     c.query_drop("COMMIT").await.unwrap();
-    assert_eq!(committed_rows(&[a]).await[0].1, "ac0");
-    c.query_drop(format!("UPDATE txt SET v = 'ac1' WHERE id = {b}"))
+    assert_eq!(committed_rows(t, &[a]).await[0].1, "ac0");
+    c.query_drop(format!("UPDATE {t} SET v = 'ac1' WHERE id = {b}"))
         .await
         .unwrap();
     c.query_drop("SET autocommit = 1").await.unwrap();
-    assert_eq!(committed_rows(&[b]).await[0].1, "ac1");
+    assert_eq!(committed_rows(t, &[b]).await[0].1, "ac1");
     let ac: Option<i64> = c.query_first("SELECT @@autocommit").await.unwrap();
     assert_eq!(ac, Some(1));
 
     // DDL commits the open transaction, as in MySQL.
     c.query_drop("BEGIN").await.unwrap();
-    c.query_drop(format!("UPDATE txt SET v = 'ddl' WHERE id = {a}"))
+    c.query_drop(format!("UPDATE {t} SET v = 'ddl' WHERE id = {a}"))
         .await
         .unwrap();
     c.query_drop("CREATE TABLE IF NOT EXISTS misc (id BIGINT PRIMARY KEY, label VARCHAR(10))")
         .await
         .unwrap();
-    assert_eq!(committed_rows(&[a]).await[0].1, "ddl");
+    assert_eq!(committed_rows(t, &[a]).await[0].1, "ddl");
     proxy.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_flags_follow_the_transaction() {
     let proxy = proxy().await;
+    // A table of its own: a test that shares one with another test (and its own proxy) can
+    // lock rows in a cycle that no proxy sees, and wait out the lock timeout.
+    let t = "txt_flags";
     // The table must exist whichever test of this file runs first.
-    setup(&mut client(&proxy, Some("two")).await).await;
+    setup(&mut client(&proxy, Some("two")).await, t).await;
     let mut raw = login_raw(&proxy).await;
     const AUTOCOMMIT: u16 = 0x0002;
     const IN_TRANS: u16 = 0x0001;
@@ -117,7 +125,7 @@ async fn status_flags_follow_the_transaction() {
     );
     assert_eq!(status(&command(&mut raw, &q("USE two")).await), 0);
     assert_eq!(
-        status(&command(&mut raw, &q("DELETE FROM txt WHERE id = -424242")).await),
+        status(&command(&mut raw, &q(&format!("DELETE FROM {t} WHERE id = -424242"))).await),
         IN_TRANS,
         "autocommit=0 opened one"
     );
@@ -128,10 +136,13 @@ async fn status_flags_follow_the_transaction() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_mode_refuses_a_second_shard_and_savepoints_span_shards() {
     let proxy = proxy().await;
+    // A table of its own: a test that shares one with another test (and its own proxy) can
+    // lock rows in a cycle that no proxy sees, and wait out the lock timeout.
+    let t = "txt_single";
     let mut c = client(&proxy, Some("two")).await;
-    setup(&mut c).await;
+    setup(&mut c, t).await;
     let (a, b) = ids_on_two_shards(2000);
-    c.query_drop(format!("DELETE FROM txt WHERE id IN ({a}, {b})"))
+    c.query_drop(format!("DELETE FROM {t} WHERE id IN ({a}, {b})"))
         .await
         .unwrap();
 
@@ -139,11 +150,11 @@ async fn single_mode_refuses_a_second_shard_and_savepoints_span_shards() {
         .await
         .unwrap();
     c.query_drop("BEGIN").await.unwrap();
-    c.query_drop(format!("INSERT INTO txt (id, v) VALUES ({a}, 'one')"))
+    c.query_drop(format!("INSERT INTO {t} (id, v) VALUES ({a}, 'one')"))
         .await
         .unwrap();
     let err = c
-        .query_drop(format!("INSERT INTO txt (id, v) VALUES ({b}, 'two')"))
+        .query_drop(format!("INSERT INTO {t} (id, v) VALUES ({b}, 'two')"))
         .await
         .unwrap_err();
     let mysql_async::Error::Server(e) = err else {
@@ -156,42 +167,48 @@ async fn single_mode_refuses_a_second_shard_and_savepoints_span_shards() {
         e.message
     );
     // Still usable on its first shard.
-    c.query_drop(format!("UPDATE txt SET v = 'one!' WHERE id = {a}"))
+    c.query_drop(format!("UPDATE {t} SET v = 'one!' WHERE id = {a}"))
         .await
         .unwrap();
     c.query_drop("COMMIT").await.unwrap();
-    assert_eq!(committed_rows(&[a, b]).await, [(a, "one!".to_string())]);
+    assert_eq!(committed_rows(t, &[a, b]).await, [(a, "one!".to_string())]);
 
     // Savepoints: a shard that joins after SAVEPOINT is rolled back to it as well.
     c.query_drop("SET transaction_mode = 'multi'")
         .await
         .unwrap();
     c.query_drop("BEGIN").await.unwrap();
-    c.query_drop(format!("UPDATE txt SET v = 'before' WHERE id = {a}"))
+    c.query_drop(format!("UPDATE {t} SET v = 'before' WHERE id = {a}"))
         .await
         .unwrap();
     c.query_drop("SAVEPOINT sp1").await.unwrap();
-    c.query_drop(format!("UPDATE txt SET v = 'after' WHERE id = {a}"))
+    c.query_drop(format!("UPDATE {t} SET v = 'after' WHERE id = {a}"))
         .await
         .unwrap();
-    c.query_drop(format!("INSERT INTO txt (id, v) VALUES ({b}, 'late')"))
+    c.query_drop(format!("INSERT INTO {t} (id, v) VALUES ({b}, 'late')"))
         .await
         .unwrap();
     c.query_drop("ROLLBACK TO SAVEPOINT sp1").await.unwrap();
     c.query_drop("RELEASE SAVEPOINT sp1").await.unwrap();
     c.query_drop("COMMIT").await.unwrap();
-    assert_eq!(committed_rows(&[a, b]).await, [(a, "before".to_string())]);
+    assert_eq!(
+        committed_rows(t, &[a, b]).await,
+        [(a, "before".to_string())]
+    );
     proxy.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disconnect_rolls_back_and_releases_locks() {
     let proxy = proxy().await;
+    // A table of its own: a test that shares one with another test (and its own proxy) can
+    // lock rows in a cycle that no proxy sees, and wait out the lock timeout.
+    let t = "txt_disconnect";
     let mut c = client(&proxy, Some("two")).await;
-    setup(&mut c).await;
+    setup(&mut c, t).await;
     let (a, b) = ids_on_two_shards(3000);
     c.query_drop(format!(
-        "REPLACE INTO txt (id, v) VALUES ({a}, 'orig'), ({b}, 'orig')"
+        "REPLACE INTO {t} (id, v) VALUES ({a}, 'orig'), ({b}, 'orig')"
     ))
     .await
     .unwrap();
@@ -200,7 +217,7 @@ async fn a_disconnect_rolls_back_and_releases_locks() {
     doomed.query_drop("BEGIN").await.unwrap();
     doomed
         .query_drop(format!(
-            "UPDATE txt SET v = 'doomed' WHERE id IN ({a}, {b})"
+            "UPDATE {t} SET v = 'doomed' WHERE id IN ({a}, {b})"
         ))
         .await
         .unwrap();
@@ -213,7 +230,7 @@ async fn a_disconnect_rolls_back_and_releases_locks() {
     loop {
         match other
             .query_drop(format!(
-                "UPDATE txt SET v = 'second' WHERE id IN ({a}, {b})"
+                "UPDATE {t} SET v = 'second' WHERE id IN ({a}, {b})"
             ))
             .await
         {
@@ -226,7 +243,7 @@ async fn a_disconnect_rolls_back_and_releases_locks() {
             Err(e) => panic!("locks still held: {e}"),
         }
     }
-    let rows = committed_rows(&[a, b]).await;
+    let rows = committed_rows(t, &[a, b]).await;
     assert_eq!(
         rows,
         [
@@ -243,9 +260,12 @@ async fn a_disconnect_rolls_back_and_releases_locks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deadlock_rolls_back_the_whole_transaction() {
     let proxy = proxy().await;
+    // A table of its own: a test that shares one with another test (and its own proxy) can
+    // lock rows in a cycle that no proxy sees, and wait out the lock timeout.
+    let t = "txt_deadlock";
     let mut victim = client(&proxy, Some("two")).await;
     let mut other = client(&proxy, Some("two")).await;
-    setup(&mut victim).await;
+    setup(&mut victim, t).await;
     // x, y, w1, w2 on one shard; z on the other.
     let (x, z) = ids_on_two_shards(4000);
     let same: Vec<i64> = (x + 1..x + 200)
@@ -256,13 +276,13 @@ async fn a_deadlock_rolls_back_the_whole_transaction() {
     let all = [x, y, z, w1, w2];
     let list = all.map(|i| i.to_string()).join(", ");
     victim
-        .query_drop(format!("DELETE FROM txt WHERE id IN ({list})"))
+        .query_drop(format!("DELETE FROM {t} WHERE id IN ({list})"))
         .await
         .unwrap();
     let values: Vec<String> = all.iter().map(|i| format!("({i}, 'init')")).collect();
     victim
         .query_drop(format!(
-            "INSERT INTO txt (id, v) VALUES {}",
+            "INSERT INTO {t} (id, v) VALUES {}",
             values.join(", ")
         ))
         .await
@@ -273,26 +293,26 @@ async fn a_deadlock_rolls_back_the_whole_transaction() {
     victim.query_drop("BEGIN").await.unwrap();
     for id in [z, x] {
         victim
-            .query_drop(format!("UPDATE txt SET v = 'victim' WHERE id = {id}"))
+            .query_drop(format!("UPDATE {t} SET v = 'victim' WHERE id = {id}"))
             .await
             .unwrap();
     }
     other.query_drop("BEGIN").await.unwrap();
     for id in [y, w1, w2] {
         other
-            .query_drop(format!("UPDATE txt SET v = 'other' WHERE id = {id}"))
+            .query_drop(format!("UPDATE {t} SET v = 'other' WHERE id = {id}"))
             .await
             .unwrap();
     }
     let waiting = tokio::spawn(async move {
         let r = victim
-            .query_drop(format!("UPDATE txt SET v = 'victim' WHERE id = {y}"))
+            .query_drop(format!("UPDATE {t} SET v = 'victim' WHERE id = {y}"))
             .await;
         (victim, r)
     });
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     other
-        .query_drop(format!("UPDATE txt SET v = 'other' WHERE id = {x}"))
+        .query_drop(format!("UPDATE {t} SET v = 'other' WHERE id = {x}"))
         .await
         .expect("the other session wins the deadlock");
     let (mut victim, r) = waiting.await.unwrap();
@@ -311,7 +331,7 @@ async fn a_deadlock_rolls_back_the_whole_transaction() {
         rows.sort();
         rows
     };
-    assert_eq!(committed_rows(&all).await, expected);
+    assert_eq!(committed_rows(t, &all).await, expected);
 }
 
 /// A prepared read that opens a transaction's part on a shard goes out in one write with the
@@ -320,44 +340,47 @@ async fn a_deadlock_rolls_back_the_whole_transaction() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prepared_reads_open_a_transaction_and_keep_its_snapshot() {
     let proxy = proxy().await;
+    // A table of its own: a test that shares one with another test (and its own proxy) can
+    // lock rows in a cycle that no proxy sees, and wait out the lock timeout.
+    let t = "txt_prepared";
     let mut c = client(&proxy, Some("two")).await;
     let mut other = client(&proxy, Some("two")).await;
-    setup(&mut c).await;
+    setup(&mut c, t).await;
     let (a, b) = ids_on_two_shards(77_000);
     c.query_drop(format!(
-        "REPLACE INTO txt (id, v) VALUES ({a}, 'first'), ({b}, 'first')"
+        "REPLACE INTO {t} (id, v) VALUES ({a}, 'first'), ({b}, 'first')"
     ))
     .await
     .unwrap();
-    let read = "SELECT v FROM txt WHERE id = ?";
+    let read = format!("SELECT v FROM {t} WHERE id = ?");
     // Prepared on the shards' connections before the transaction.
     for id in [a, b] {
-        let v: Option<String> = c.exec_first(read, (id,)).await.unwrap();
+        let v: Option<String> = c.exec_first(read.as_str(), (id,)).await.unwrap();
         assert_eq!(v.as_deref(), Some("first"));
     }
     for round in 0..3 {
         c.query_drop("BEGIN").await.unwrap();
         for id in [a, b] {
-            let v: Option<String> = c.exec_first(read, (id,)).await.unwrap();
+            let v: Option<String> = c.exec_first(read.as_str(), (id,)).await.unwrap();
             assert_eq!(v.as_deref(), Some("first"), "round {round}");
         }
         other
             .query_drop(format!(
-                "UPDATE txt SET v = 'second' WHERE id IN ({a}, {b})"
+                "UPDATE {t} SET v = 'second' WHERE id IN ({a}, {b})"
             ))
             .await
             .unwrap();
         for id in [a, b] {
-            let v: Option<String> = c.exec_first(read, (id,)).await.unwrap();
+            let v: Option<String> = c.exec_first(read.as_str(), (id,)).await.unwrap();
             assert_eq!(v.as_deref(), Some("first"), "the snapshot, round {round}");
         }
         c.query_drop("COMMIT").await.unwrap();
         for id in [a, b] {
-            let v: Option<String> = c.exec_first(read, (id,)).await.unwrap();
+            let v: Option<String> = c.exec_first(read.as_str(), (id,)).await.unwrap();
             assert_eq!(v.as_deref(), Some("second"), "after COMMIT, round {round}");
         }
         other
-            .query_drop(format!("UPDATE txt SET v = 'first' WHERE id IN ({a}, {b})"))
+            .query_drop(format!("UPDATE {t} SET v = 'first' WHERE id IN ({a}, {b})"))
             .await
             .unwrap();
     }

@@ -5,8 +5,8 @@ mod common;
 
 use common::*;
 
-async fn committed(ids: &[i64]) -> Vec<i64> {
-    committed_rows(ids)
+async fn committed(table: &str, ids: &[i64]) -> Vec<i64> {
+    committed_rows(table, ids)
         .await
         .into_iter()
         .map(|(id, _)| id)
@@ -34,12 +34,15 @@ async fn prepared(prefix: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twopc_commits_and_rolls_back_atomically() {
     let proxy = proxy().await;
+    let t = "txt_twopc";
     let mut c = client(&proxy, Some("two")).await;
-    c.query_drop("CREATE TABLE IF NOT EXISTS txt (id BIGINT PRIMARY KEY, v VARCHAR(20) NOT NULL)")
-        .await
-        .unwrap();
+    c.query_drop(format!(
+        "CREATE TABLE IF NOT EXISTS {t} (id BIGINT PRIMARY KEY, v VARCHAR(20) NOT NULL)"
+    ))
+    .await
+    .unwrap();
     let (a, b) = ids_on_two_shards(5000);
-    c.query_drop(format!("DELETE FROM txt WHERE id IN ({a}, {b})"))
+    c.query_drop(format!("DELETE FROM {t} WHERE id IN ({a}, {b})"))
         .await
         .unwrap();
     c.query_drop("SET transaction_mode = 'twopc'")
@@ -50,24 +53,24 @@ async fn twopc_commits_and_rolls_back_atomically() {
 
     c.query_drop("BEGIN").await.unwrap();
     c.query_drop(format!(
-        "INSERT INTO txt (id, v) VALUES ({a}, 'a'), ({b}, 'b')"
+        "INSERT INTO {t} (id, v) VALUES ({a}, 'a'), ({b}, 'b')"
     ))
     .await
     .unwrap();
-    assert!(committed(&[a, b]).await.is_empty());
+    assert!(committed(t, &[a, b]).await.is_empty());
     c.query_drop("COMMIT").await.unwrap();
-    assert_eq!(committed(&[a, b]).await, [a.min(b), a.max(b)]);
+    assert_eq!(committed(t, &[a, b]).await, [a.min(b), a.max(b)]);
 
     c.query_drop("BEGIN").await.unwrap();
-    c.query_drop(format!("DELETE FROM txt WHERE id IN ({a}, {b})"))
+    c.query_drop(format!("DELETE FROM {t} WHERE id IN ({a}, {b})"))
         .await
         .unwrap();
     c.query_drop("ROLLBACK").await.unwrap();
-    assert_eq!(committed(&[a, b]).await.len(), 2);
+    assert_eq!(committed(t, &[a, b]).await.len(), 2);
 
     // One shard: a one-phase XA commit.
     c.query_drop("BEGIN").await.unwrap();
-    c.query_drop(format!("UPDATE txt SET v = 'one' WHERE id = {a}"))
+    c.query_drop(format!("UPDATE {t} SET v = 'one' WHERE id = {a}"))
         .await
         .unwrap();
     c.query_drop("COMMIT").await.unwrap();
@@ -96,18 +99,26 @@ enum Recovery {
 }
 
 /// Kills shardgate at `point` of a two-shard twopc COMMIT, recovers, and returns the rows that
-/// ended up committed.
-async fn crash_and_restart(point: &str, from: i64, recovery: Recovery) -> (Vec<i64>, (i64, i64)) {
+/// ended up committed. Each test has a table `t` of its own: the branches a crash leaves prepared
+/// keep their locks until recovery, and must not hold up another test's statements meanwhile.
+async fn crash_and_restart(
+    t: &str,
+    point: &str,
+    from: i64,
+    recovery: Recovery,
+) -> (Vec<i64>, (i64, i64)) {
     let port = free_port();
     let prefix = format!("sg-{port}-");
     let mut crashing = proxy_process_on(port, &[("SHARDGATE_TWOPC_CRASH", point)]).await;
     let url = format!("mysql://app:secret@127.0.0.1:{port}/two");
     let mut c = Conn::new(Opts::from_url(&url).unwrap()).await.unwrap();
-    c.query_drop("CREATE TABLE IF NOT EXISTS txt (id BIGINT PRIMARY KEY, v VARCHAR(20) NOT NULL)")
-        .await
-        .unwrap();
+    c.query_drop(format!(
+        "CREATE TABLE IF NOT EXISTS {t} (id BIGINT PRIMARY KEY, v VARCHAR(20) NOT NULL)"
+    ))
+    .await
+    .unwrap();
     let (a, b) = ids_on_two_shards(from);
-    c.query_drop(format!("DELETE FROM txt WHERE id IN ({a}, {b})"))
+    c.query_drop(format!("DELETE FROM {t} WHERE id IN ({a}, {b})"))
         .await
         .unwrap();
     c.query_drop("SET transaction_mode = 'twopc'")
@@ -115,7 +126,7 @@ async fn crash_and_restart(point: &str, from: i64, recovery: Recovery) -> (Vec<i
         .unwrap();
     c.query_drop("BEGIN").await.unwrap();
     c.query_drop(format!(
-        "INSERT INTO txt (id, v) VALUES ({a}, 'a'), ({b}, 'b')"
+        "INSERT INTO {t} (id, v) VALUES ({a}, 'a'), ({b}, 'b')"
     ))
     .await
     .unwrap();
@@ -129,7 +140,7 @@ async fn crash_and_restart(point: &str, from: i64, recovery: Recovery) -> (Vec<i
         2,
         "{point}: both branches prepared"
     );
-    assert!(committed(&[a, b]).await.is_empty());
+    assert!(committed(t, &[a, b]).await.is_empty());
 
     match recovery {
         Recovery::Restart => {
@@ -169,12 +180,13 @@ async fn crash_and_restart(point: &str, from: i64, recovery: Recovery) -> (Vec<i
             );
         }
     }
-    (committed(&[a, b]).await, (a, b))
+    (committed(t, &[a, b]).await, (a, b))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_before_the_decision_rolls_back_everywhere() {
-    let (rows, _) = crash_and_restart("after_prepare", 6000, Recovery::Restart).await;
+    let (rows, _) =
+        crash_and_restart("txt_crash_before", "after_prepare", 6000, Recovery::Restart).await;
     assert!(
         rows.is_empty(),
         "no decision recorded: rolled back on every shard, got {rows:?}"
@@ -183,7 +195,8 @@ async fn a_crash_before_the_decision_rolls_back_everywhere() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_after_the_decision_commits_everywhere() {
-    let (rows, (a, b)) = crash_and_restart("after_decision", 7000, Recovery::Restart).await;
+    let (rows, (a, b)) =
+        crash_and_restart("txt_crash_after", "after_decision", 7000, Recovery::Restart).await;
     assert_eq!(
         rows,
         [a.min(b), a.max(b)],
@@ -193,8 +206,10 @@ async fn a_crash_after_the_decision_commits_everywhere() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shardgate_resolve_finishes_what_a_crash_left_prepared() {
-    let (rows, (a, b)) = crash_and_restart("after_decision", 8000, Recovery::Command).await;
+    let (rows, (a, b)) =
+        crash_and_restart("txt_resolve", "after_decision", 8000, Recovery::Command).await;
     assert_eq!(rows, [a.min(b), a.max(b)], "decision recorded: committed");
-    let (rows, _) = crash_and_restart("after_prepare", 8100, Recovery::Command).await;
+    let (rows, _) =
+        crash_and_restart("txt_resolve", "after_prepare", 8100, Recovery::Command).await;
     assert!(rows.is_empty(), "no decision: rolled back, got {rows:?}");
 }

@@ -53,6 +53,19 @@ tables.misc = { primary_vindex = { column = "id", vindex = "hash" } }
 tables.words = { primary_vindex = { column = "id", vindex = "hash" } }
 tables.warned = { primary_vindex = { column = "id", vindex = "hash" } }
 tables.txt = { primary_vindex = { column = "id", vindex = "hash" } }
+tables.txt_commit = { primary_vindex = { column = "id", vindex = "hash" } }
+tables.txt_flags = { primary_vindex = { column = "id", vindex = "hash" } }
+tables.txt_single = { primary_vindex = { column = "id", vindex = "hash" } }
+tables.txt_disconnect = { primary_vindex = { column = "id", vindex = "hash" } }
+tables.txt_deadlock = { primary_vindex = { column = "id", vindex = "hash" } }
+tables.txt_prepared = { primary_vindex = { column = "id", vindex = "hash" } }
+tables.txt_cycle2 = { primary_vindex = { column = "id", vindex = "hash" } }
+tables.txt_cycle3 = { primary_vindex = { column = "id", vindex = "hash" } }
+tables.txt_wait = { primary_vindex = { column = "id", vindex = "hash" } }
+tables.txt_twopc = { primary_vindex = { column = "id", vindex = "hash" } }
+tables.txt_crash_before = { primary_vindex = { column = "id", vindex = "hash" } }
+tables.txt_crash_after = { primary_vindex = { column = "id", vindex = "hash" } }
+tables.txt_resolve = { primary_vindex = { column = "id", vindex = "hash" } }
 tables.iso = { primary_vindex = { column = "id", vindex = "hash" } }
 tables.meta = { primary_vindex = { column = "id", vindex = "hash" } }
 tables.counted = { primary_vindex = { column = "id", vindex = "hash" } }
@@ -453,13 +466,13 @@ pub fn counters(proxy: &shardgate::Running) -> std::collections::BTreeMap<String
     proxy.gate.shard_query_counts()
 }
 
-/// The committed rows `(id, v)` of table `txt` in keyspace `two`, read from the shards directly.
-pub async fn committed_rows(ids: &[i64]) -> Vec<(i64, String)> {
-    committed_in("two", ids).await
+/// The committed rows `(id, v)` of `table` in keyspace `two`, read from the shards directly.
+pub async fn committed_rows(table: &str, ids: &[i64]) -> Vec<(i64, String)> {
+    committed_in("two", table, ids).await
 }
 
-/// The committed rows `(id, v)` of table `txt` in `keyspace`, read from every shard directly.
-pub async fn committed_in(keyspace: &str, ids: &[i64]) -> Vec<(i64, String)> {
+/// The committed rows `(id, v)` of `table` in `keyspace`, read from every shard directly.
+pub async fn committed_in(keyspace: &str, table: &str, ids: &[i64]) -> Vec<(i64, String)> {
     let ks = cluster().config.vschema.keyspace(keyspace).unwrap();
     let list: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
     let mut out = Vec::new();
@@ -467,7 +480,7 @@ pub async fn committed_in(keyspace: &str, ids: &[i64]) -> Vec<(i64, String)> {
         let mut direct = shard_conn(keyspace, &shard.name).await;
         let rows: Vec<(i64, String)> = direct
             .query(format!(
-                "SELECT id, v FROM txt WHERE id IN ({})",
+                "SELECT id, v FROM {table} WHERE id IN ({})",
                 list.join(", ")
             ))
             .await
