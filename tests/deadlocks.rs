@@ -15,6 +15,9 @@ use mysql_async::Conn;
 /// loaded machine does not fail the test.
 const BROKEN_WITHIN: Duration = Duration::from_secs(10);
 
+/// Each test has a table of its own. Tests run at once, each with its own proxy, and two that
+/// shared a table could lock its rows in a cycle through both proxies, which no proxy's
+/// deadlock detector sees: both would wait out the lock timeout.
 async fn setup(c: &mut Conn, table: &str, rows: &[i64]) {
     c.query_drop(format!(
         "CREATE TABLE IF NOT EXISTS {table} (id BIGINT PRIMARY KEY, v VARCHAR(20) NOT NULL)"
@@ -90,8 +93,6 @@ fn deadlock_count(proxy: &shardgate::Running, kind: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_sessions_locking_two_shards_in_opposite_orders() {
     let proxy = proxy().await;
-    // A table of its own: a test that shares one with another test (and its own proxy) can
-    // lock rows in a cycle that no proxy sees, and wait out the lock timeout.
     let t = "txt_cycle2";
     let mut s1 = client(&proxy, Some("two")).await;
     let mut s2 = client(&proxy, Some("two")).await;
@@ -153,8 +154,6 @@ async fn two_sessions_locking_two_shards_in_opposite_orders() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cycle_of_three_sessions_over_three_shards() {
     let proxy = proxy().await;
-    // A table of its own: a test that shares one with another test (and its own proxy) can
-    // lock rows in a cycle that no proxy sees, and wait out the lock timeout.
     let t = "txt_cycle3";
     let ids = ids_on_shards("four", 9000, 3);
     let mut sessions = Vec::new();
@@ -212,8 +211,6 @@ async fn a_cycle_of_three_sessions_over_three_shards() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_wait_that_is_not_a_cycle_is_not_broken() {
     let proxy = proxy().await;
-    // A table of its own: a test that shares one with another test (and its own proxy) can
-    // lock rows in a cycle that no proxy sees, and wait out the lock timeout.
     let t = "txt_wait";
     let mut waiter = client(&proxy, Some("two")).await;
     let mut holder = client(&proxy, Some("two")).await;

@@ -6,6 +6,9 @@ use common::*;
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
+/// Each test has a table of its own. Tests run at once, each with its own proxy, and two that
+/// shared a table could lock its rows in a cycle through both proxies, which no proxy's
+/// deadlock detector sees: both would wait out the lock timeout.
 async fn setup(c: &mut Conn, table: &str) {
     c.query_drop(format!(
         "CREATE TABLE IF NOT EXISTS {table} (id BIGINT PRIMARY KEY, v VARCHAR(20) NOT NULL)"
@@ -17,8 +20,6 @@ async fn setup(c: &mut Conn, table: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commit_and_rollback_across_shards() {
     let proxy = proxy().await;
-    // A table of its own: a test that shares one with another test (and its own proxy) can
-    // lock rows in a cycle that no proxy sees, and wait out the lock timeout.
     let t = "txt_commit";
     let mut c = client(&proxy, Some("two")).await;
     setup(&mut c, t).await;
@@ -96,8 +97,6 @@ async fn commit_and_rollback_across_shards() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_flags_follow_the_transaction() {
     let proxy = proxy().await;
-    // A table of its own: a test that shares one with another test (and its own proxy) can
-    // lock rows in a cycle that no proxy sees, and wait out the lock timeout.
     let t = "txt_flags";
     // The table must exist whichever test of this file runs first.
     setup(&mut client(&proxy, Some("two")).await, t).await;
@@ -136,8 +135,6 @@ async fn status_flags_follow_the_transaction() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_mode_refuses_a_second_shard_and_savepoints_span_shards() {
     let proxy = proxy().await;
-    // A table of its own: a test that shares one with another test (and its own proxy) can
-    // lock rows in a cycle that no proxy sees, and wait out the lock timeout.
     let t = "txt_single";
     let mut c = client(&proxy, Some("two")).await;
     setup(&mut c, t).await;
@@ -201,8 +198,6 @@ async fn single_mode_refuses_a_second_shard_and_savepoints_span_shards() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disconnect_rolls_back_and_releases_locks() {
     let proxy = proxy().await;
-    // A table of its own: a test that shares one with another test (and its own proxy) can
-    // lock rows in a cycle that no proxy sees, and wait out the lock timeout.
     let t = "txt_disconnect";
     let mut c = client(&proxy, Some("two")).await;
     setup(&mut c, t).await;
@@ -260,8 +255,6 @@ async fn a_disconnect_rolls_back_and_releases_locks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deadlock_rolls_back_the_whole_transaction() {
     let proxy = proxy().await;
-    // A table of its own: a test that shares one with another test (and its own proxy) can
-    // lock rows in a cycle that no proxy sees, and wait out the lock timeout.
     let t = "txt_deadlock";
     let mut victim = client(&proxy, Some("two")).await;
     let mut other = client(&proxy, Some("two")).await;
@@ -340,8 +333,6 @@ async fn a_deadlock_rolls_back_the_whole_transaction() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prepared_reads_open_a_transaction_and_keep_its_snapshot() {
     let proxy = proxy().await;
-    // A table of its own: a test that shares one with another test (and its own proxy) can
-    // lock rows in a cycle that no proxy sees, and wait out the lock timeout.
     let t = "txt_prepared";
     let mut c = client(&proxy, Some("two")).await;
     let mut other = client(&proxy, Some("two")).await;
