@@ -15,15 +15,9 @@ use mysql_async::Conn;
 /// loaded machine does not fail the test.
 const BROKEN_WITHIN: Duration = Duration::from_secs(10);
 
-/// Each test has a table of its own. Tests run at once, each with its own proxy, and two that
-/// shared a table could lock its rows in a cycle through both proxies, which no proxy's
-/// deadlock detector sees: both would wait out the lock timeout.
+/// A table of its own for the test (see `create_id_v`) with `rows`, each `init`.
 async fn setup(c: &mut Conn, table: &str, rows: &[i64]) {
-    c.query_drop(format!(
-        "CREATE TABLE IF NOT EXISTS {table} (id BIGINT PRIMARY KEY, v VARCHAR(20) NOT NULL)"
-    ))
-    .await
-    .unwrap();
+    create_id_v(c, table).await;
     let list: Vec<String> = rows.iter().map(|i| i.to_string()).collect();
     c.query_drop(format!(
         "DELETE FROM {table} WHERE id IN ({})",

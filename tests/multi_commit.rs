@@ -11,9 +11,7 @@ use vschema::{KeyValue, VindexKind};
 async fn a_failed_commit_names_the_committed_shards() {
     let proxy = proxy().await;
     let mut c = client(&proxy, Some("two")).await;
-    c.query_drop("CREATE TABLE IF NOT EXISTS txt (id BIGINT PRIMARY KEY, v VARCHAR(20) NOT NULL)")
-        .await
-        .unwrap();
+    create_id_v(&mut c, "txt").await;
     let ks = cluster().config.vschema.keyspace("two").unwrap();
     let owner = |id: i64| {
         ks.shards[ks.shard_for(&VindexKind::Hash.map(&KeyValue::Int(id)).unwrap())]

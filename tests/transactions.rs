@@ -4,25 +4,13 @@ mod common;
 
 use common::*;
 use mysql_async::prelude::Queryable;
-use mysql_async::Conn;
-
-/// Each test has a table of its own. Tests run at once, each with its own proxy, and two that
-/// shared a table could lock its rows in a cycle through both proxies, which no proxy's
-/// deadlock detector sees: both would wait out the lock timeout.
-async fn setup(c: &mut Conn, table: &str) {
-    c.query_drop(format!(
-        "CREATE TABLE IF NOT EXISTS {table} (id BIGINT PRIMARY KEY, v VARCHAR(20) NOT NULL)"
-    ))
-    .await
-    .unwrap();
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commit_and_rollback_across_shards() {
     let proxy = proxy().await;
     let t = "txt_commit";
     let mut c = client(&proxy, Some("two")).await;
-    setup(&mut c, t).await;
+    create_id_v(&mut c, t).await;
     let (a, b) = ids_on_two_shards(1000);
 
     c.query_drop("BEGIN").await.unwrap();
@@ -99,7 +87,7 @@ async fn status_flags_follow_the_transaction() {
     let proxy = proxy().await;
     let t = "txt_flags";
     // The table must exist whichever test of this file runs first.
-    setup(&mut client(&proxy, Some("two")).await, t).await;
+    create_id_v(&mut client(&proxy, Some("two")).await, t).await;
     let mut raw = login_raw(&proxy).await;
     const AUTOCOMMIT: u16 = 0x0002;
     const IN_TRANS: u16 = 0x0001;
@@ -137,7 +125,7 @@ async fn single_mode_refuses_a_second_shard_and_savepoints_span_shards() {
     let proxy = proxy().await;
     let t = "txt_single";
     let mut c = client(&proxy, Some("two")).await;
-    setup(&mut c, t).await;
+    create_id_v(&mut c, t).await;
     let (a, b) = ids_on_two_shards(2000);
     c.query_drop(format!("DELETE FROM {t} WHERE id IN ({a}, {b})"))
         .await
@@ -200,7 +188,7 @@ async fn a_disconnect_rolls_back_and_releases_locks() {
     let proxy = proxy().await;
     let t = "txt_disconnect";
     let mut c = client(&proxy, Some("two")).await;
-    setup(&mut c, t).await;
+    create_id_v(&mut c, t).await;
     let (a, b) = ids_on_two_shards(3000);
     c.query_drop(format!(
         "REPLACE INTO {t} (id, v) VALUES ({a}, 'orig'), ({b}, 'orig')"
@@ -258,7 +246,7 @@ async fn a_deadlock_rolls_back_the_whole_transaction() {
     let t = "txt_deadlock";
     let mut victim = client(&proxy, Some("two")).await;
     let mut other = client(&proxy, Some("two")).await;
-    setup(&mut victim, t).await;
+    create_id_v(&mut victim, t).await;
     // x, y, w1, w2 on one shard; z on the other.
     let (x, z) = ids_on_two_shards(4000);
     let same: Vec<i64> = (x + 1..x + 200)
@@ -336,7 +324,7 @@ async fn prepared_reads_open_a_transaction_and_keep_its_snapshot() {
     let t = "txt_prepared";
     let mut c = client(&proxy, Some("two")).await;
     let mut other = client(&proxy, Some("two")).await;
-    setup(&mut c, t).await;
+    create_id_v(&mut c, t).await;
     let (a, b) = ids_on_two_shards(77_000);
     c.query_drop(format!(
         "REPLACE INTO {t} (id, v) VALUES ({a}, 'first'), ({b}, 'first')"

@@ -36,11 +36,7 @@ async fn twopc_commits_and_rolls_back_atomically() {
     let proxy = proxy().await;
     let t = "txt_twopc";
     let mut c = client(&proxy, Some("two")).await;
-    c.query_drop(format!(
-        "CREATE TABLE IF NOT EXISTS {t} (id BIGINT PRIMARY KEY, v VARCHAR(20) NOT NULL)"
-    ))
-    .await
-    .unwrap();
+    create_id_v(&mut c, t).await;
     let (a, b) = ids_on_two_shards(5000);
     c.query_drop(format!("DELETE FROM {t} WHERE id IN ({a}, {b})"))
         .await
@@ -112,11 +108,7 @@ async fn crash_and_restart(
     let mut crashing = proxy_process_on(port, &[("SHARDGATE_TWOPC_CRASH", point)]).await;
     let url = format!("mysql://app:secret@127.0.0.1:{port}/two");
     let mut c = Conn::new(Opts::from_url(&url).unwrap()).await.unwrap();
-    c.query_drop(format!(
-        "CREATE TABLE IF NOT EXISTS {t} (id BIGINT PRIMARY KEY, v VARCHAR(20) NOT NULL)"
-    ))
-    .await
-    .unwrap();
+    create_id_v(&mut c, t).await;
     let (a, b) = ids_on_two_shards(from);
     c.query_drop(format!("DELETE FROM {t} WHERE id IN ({a}, {b})"))
         .await

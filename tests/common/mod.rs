@@ -466,6 +466,18 @@ pub fn counters(proxy: &shardgate::Running) -> std::collections::BTreeMap<String
     proxy.gate.shard_query_counts()
 }
 
+/// Creates `table` (id, v) as [`committed_rows`] reads it. Tests that run transactions each
+/// take a table of their own: tests run at once, each with its own proxy, and two that shared
+/// a table could lock its rows in a cycle through both proxies, which no proxy's deadlock
+/// detector sees, so both would wait out the lock timeout.
+pub async fn create_id_v(c: &mut Conn, table: &str) {
+    c.query_drop(format!(
+        "CREATE TABLE IF NOT EXISTS {table} (id BIGINT PRIMARY KEY, v VARCHAR(20) NOT NULL)"
+    ))
+    .await
+    .unwrap();
+}
+
 /// The committed rows `(id, v)` of `table` in keyspace `two`, read from the shards directly.
 pub async fn committed_rows(table: &str, ids: &[i64]) -> Vec<(i64, String)> {
     committed_in("two", table, ids).await
